@@ -1,0 +1,86 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { Scalar } from "@scalar/hono-api-reference";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { logger } from "hono/logger";
+import { requestId } from "hono/request-id";
+import type { Db } from "./db/index.ts";
+import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
+import { ApiError, errorBody, isBusyError, type ErrorCode } from "./errors.ts";
+import { log } from "./log.ts";
+import { validationHook } from "./openapi.ts";
+import { sitesRoutes } from "./sites/routes.ts";
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export type AppOptions = {
+  /** Log one line per request. */
+  requestLog?: boolean;
+  /** WAL size past which check-locks recommends a look. */
+  walWarnBytes?: number;
+};
+
+/** Builds the HTTP application over one process's database handle. */
+export function createApp(db: Db, opts: AppOptions = {}) {
+  const app = new OpenAPIHono({ strict: false, defaultHook: validationHook });
+
+  app.use(requestId());
+  if (opts.requestLog) app.use(logger());
+  app.use(
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new ApiError("payload_too_large", `request body is larger than ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+
+  app.route("/", healthRoutes(db));
+  app.route("/api/v1/sites", sitesRoutes(db));
+  app.route("/api/v1/diagnostics", diagnosticsRoutes(db, { walWarnBytes: opts.walWarnBytes ?? 64 * 1024 * 1024 }));
+
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "sitesync",
+      version: "0.1.0",
+      description: "Registry of web sites and their Search Console syncs, served by several processes over one SQLite file.",
+    },
+  });
+  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "sitesync API" }));
+
+  app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
+  app.onError((err, c) => errorResponse(err, c));
+  return app;
+}
+
+const httpCodes: Record<number, ErrorCode> = {
+  404: "not_found",
+  413: "payload_too_large",
+  415: "unsupported_media_type",
+};
+
+/** Maps any thrown error to the JSON error shape; unknown errors are logged and answered 500. */
+export function errorResponse(err: Error, c: Context) {
+  if (err instanceof ApiError) {
+    if (err.code === "unavailable") c.header("Retry-After", "1");
+    return c.json(errorBody(err.code, err.message, err.details), err.status);
+  }
+  if (err instanceof HTTPException) {
+    const status = err.status;
+    if (status === 400 && /json/i.test(err.message)) {
+      return c.json(errorBody("invalid_json", "request body is not valid JSON"), 400);
+    }
+    const code = httpCodes[status] ?? (status >= 500 ? "internal" : "validation_failed");
+    return c.json(errorBody(code, err.message || code), status >= 500 ? 500 : (status as 400));
+  }
+  if (isBusyError(err)) {
+    // Never show SQLite's "database is locked" to a client: it is our problem, and it is temporary.
+    log("warn", "database busy on a read", { request_id: c.get("requestId"), error: String(err) });
+    c.header("Retry-After", "1");
+    return c.json(errorBody("unavailable", "the database is busy; retry the request"), 503);
+  }
+  log("error", "unhandled error", { request_id: c.get("requestId"), error: String(err), stack: err.stack });
+  return c.json(errorBody("internal", `internal error (request id ${c.get("requestId")})`), 500);
+}

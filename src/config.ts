@@ -1,0 +1,169 @@
+import { availableParallelism } from "node:os";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+
+// The only module that reads process.env and the command line. Everything else receives a Config.
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const bool = z
+  .enum(["1", "0", "true", "false", "yes", "no"])
+  .transform((v) => v === "1" || v === "true" || v === "yes");
+
+const envSchema = z.object({
+  PORT: int(0, 65535).default(8000),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  WORKERS: int(1, 256).default(availableParallelism()),
+  SYNC_WORKERS: int(0, 64).default(1),
+  DATABASE_URL: z.string().min(1).default("./data/app.db"),
+  SHUTDOWN_TIMEOUT_MS: int(0).default(10_000),
+  LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+  REQUEST_LOG: bool.default(false),
+
+  // Pragmas set on every connection at open.
+  SQLITE_BUSY_TIMEOUT_MS: int(0).default(30_000),
+  SQLITE_SYNCHRONOUS: z.enum(["OFF", "NORMAL", "FULL", "EXTRA"]).default("NORMAL"),
+  SQLITE_CACHE_SIZE: z.coerce.number().int().default(-64_000),
+  SQLITE_MMAP_SIZE: int(0).default(268_435_456),
+  SQLITE_JOURNAL_SIZE_LIMIT: z.coerce.number().int().min(-1).default(67_108_864),
+  SQLITE_TEMP_STORE: z.enum(["DEFAULT", "FILE", "MEMORY"]).default("MEMORY"),
+  SQLITE_WAL_AUTOCHECKPOINT: int(0).default(1000),
+
+  // Write path: how long one process keeps retrying to take the write lock before giving up with 503.
+  WRITE_LOCK_TIMEOUT_MS: int(1).default(30_000),
+  WRITE_MAX_BATCH: int(1, 10_000).default(256),
+
+  // Checkpointer (run by one process: the supervisor, or a standalone tool).
+  CHECKPOINT_INTERVAL_MS: int(50).default(1000),
+  CHECKPOINT_TRUNCATE_BYTES: int(0).default(64 * 1024 * 1024),
+  OPTIMIZE_INTERVAL_MS: int(1000).default(3_600_000),
+
+  // Sync engine.
+  SYNC_DAILY_AT: z
+    .string()
+    .regex(/^([01]\d|2[0-3]):[0-5]\d$/, "expected HH:MM (24h, UTC)")
+    .default("03:00"),
+  SYNC_SCHEDULER: bool.default(true),
+  SYNC_CATCHUP_DAYS: int(1, 3650).default(30),
+  SYNC_POLL_MS: int(10).default(500),
+  SYNC_LEASE_MS: int(1000).default(30_000),
+  SYNC_MAX_ATTEMPTS: int(1, 100).default(3),
+  SYNC_RETRY_BASE_MS: int(1).default(5_000),
+  SYNC_BATCH_SIZE: int(1, 10_000).default(500),
+  SYNC_SOURCE: z.enum(["auto", "demo", "gsc"]).default("auto"),
+  DEMO_ROWS_PER_DAY: int(0, 1_000_000).default(200),
+  GSC_ACCESS_TOKEN: z.string().min(1).optional(),
+  GSC_SERVICE_ACCOUNT_FILE: z.string().min(1).optional(),
+  GSC_API_BASE_URL: z.url().default("https://searchconsole.googleapis.com"),
+  GSC_TOKEN_URL: z.url().optional(),
+  GSC_QUOTA_PER_MINUTE: int(1).default(100),
+  GSC_ROW_LIMIT: int(1, 25_000).default(25_000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+/** Where the database lives, parsed from DATABASE_URL. */
+export type DatabaseTarget = { dialect: "sqlite"; path: string };
+
+/** Turns DATABASE_URL (`./data/app.db`, `file:...`, `sqlite:///abs/path`) into a file path. */
+export function parseDatabaseUrl(url: string): DatabaseTarget {
+  if (/^postgres(ql)?:\/\//i.test(url)) {
+    throw new ConfigError({
+      DATABASE_URL: ["PostgreSQL is not supported yet: the data layer is SQLite-only (see README, 'PostgreSQL')"],
+    });
+  }
+  if (url === ":memory:" || url.includes("mode=memory")) {
+    throw new ConfigError({ DATABASE_URL: ["an in-memory database cannot be shared between processes"] });
+  }
+  let path = url;
+  if (path.startsWith("sqlite://")) path = path.slice("sqlite://".length);
+  else if (path.startsWith("file:")) path = path.slice("file:".length);
+  path = path.split("?")[0] ?? path;
+  if (path.length === 0) throw new ConfigError({ DATABASE_URL: ["empty database path"] });
+  return { dialect: "sqlite", path };
+}
+
+/** Field errors found while reading the configuration. */
+export class ConfigError extends Error {
+  readonly fields: Record<string, string[]>;
+  constructor(fields: Record<string, string[]>) {
+    super(
+      "invalid configuration:\n" +
+        Object.entries(fields)
+          .map(([k, v]) => `  ${k}: ${v.join("; ")}`)
+          .join("\n"),
+    );
+    this.fields = fields;
+  }
+}
+
+/** Reads the configuration from env and command-line flags; flags win. Throws ConfigError. */
+export function loadConfig(argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env) {
+  let flags;
+  try {
+    flags = parseArgs({
+      args: argv,
+      options: {
+        workers: { type: "string" },
+        "sync-workers": { type: "string" },
+        port: { type: "string" },
+        host: { type: "string" },
+        "database-url": { type: "string" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    throw new ConfigError({ argv: [(err as Error).message] });
+  }
+  const merged: Record<string, string | undefined> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== "") merged[key] = v;
+  }
+  if (flags.workers !== undefined) merged.WORKERS = flags.workers;
+  if (flags["sync-workers"] !== undefined) merged.SYNC_WORKERS = flags["sync-workers"];
+  if (flags.port !== undefined) merged.PORT = flags.port;
+  if (flags.host !== undefined) merged.HOST = flags.host;
+  if (flags["database-url"] !== undefined) merged.DATABASE_URL = flags["database-url"];
+
+  const parsed = envSchema.safeParse(merged);
+  if (!parsed.success) {
+    const fields: Record<string, string[]> = {};
+    for (const issue of parsed.error.issues) {
+      const key = String(issue.path[0] ?? "config");
+      (fields[key] ??= []).push(issue.message);
+    }
+    throw new ConfigError(fields);
+  }
+  const e = parsed.data;
+  return {
+    ...e,
+    database: parseDatabaseUrl(e.DATABASE_URL),
+    // Set by the supervisor for the processes it spawns; never by users.
+    role: (env.SITESYNC_ROLE ?? "standalone") as ProcessRole,
+    supervised: env.SITESYNC_SUPERVISED === "1",
+  };
+}
+
+export type Config = ReturnType<typeof loadConfig>;
+export type ProcessRole = "primary" | "http" | "sync" | "standalone" | "stress" | "test";
+
+/** Loads the configuration or prints the field errors and exits 1. */
+export function loadConfigOrExit(argv?: string[], env?: Record<string, string | undefined>): Config {
+  try {
+    return loadConfig(argv, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+/** The raw environment, for the supervisor to hand on to its children. */
+export function childEnv(extra: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out[k] = v;
+  return { ...out, ...extra };
+}

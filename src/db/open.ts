@@ -1,0 +1,85 @@
+import { Database } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
+import * as schema from "./schema.ts";
+
+export type Orm = BunSQLiteDatabase<typeof schema>;
+
+/** Connection settings; every one comes from Config so it can be overridden by env. */
+export type Pragmas = {
+  busyTimeoutMs: number;
+  synchronous: "OFF" | "NORMAL" | "FULL" | "EXTRA";
+  cacheSize: number;
+  mmapSize: number;
+  journalSizeLimit: number;
+  tempStore: "DEFAULT" | "FILE" | "MEMORY";
+  walAutocheckpoint: number;
+};
+
+/** Picks the pragma settings out of a Config-like object. */
+export function pragmasFrom(c: {
+  SQLITE_BUSY_TIMEOUT_MS: number;
+  SQLITE_SYNCHRONOUS: Pragmas["synchronous"];
+  SQLITE_CACHE_SIZE: number;
+  SQLITE_MMAP_SIZE: number;
+  SQLITE_JOURNAL_SIZE_LIMIT: number;
+  SQLITE_TEMP_STORE: Pragmas["tempStore"];
+  SQLITE_WAL_AUTOCHECKPOINT: number;
+}): Pragmas {
+  return {
+    busyTimeoutMs: c.SQLITE_BUSY_TIMEOUT_MS,
+    synchronous: c.SQLITE_SYNCHRONOUS,
+    cacheSize: c.SQLITE_CACHE_SIZE,
+    mmapSize: c.SQLITE_MMAP_SIZE,
+    journalSizeLimit: c.SQLITE_JOURNAL_SIZE_LIMIT,
+    tempStore: c.SQLITE_TEMP_STORE,
+    walAutocheckpoint: c.SQLITE_WAL_AUTOCHECKPOINT,
+  };
+}
+
+export const defaultPragmas: Pragmas = {
+  busyTimeoutMs: 30_000,
+  synchronous: "NORMAL",
+  cacheSize: -64_000,
+  mmapSize: 268_435_456,
+  journalSizeLimit: 67_108_864,
+  tempStore: "MEMORY",
+  walAutocheckpoint: 1000,
+};
+
+/** The database file could not be opened in WAL mode; the message says why and what to do. */
+export class WalUnavailableError extends Error {}
+
+/** Opens one bun:sqlite connection with the pragmas applied and WAL verified. */
+export function openConnection(path: string, pragmas: Pragmas): Database {
+  mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new Database(path, { create: true, strict: true });
+  try {
+    // busy_timeout first: switching a cold file to WAL needs a lock another process may hold.
+    sqlite.run(`PRAGMA busy_timeout = ${pragmas.busyTimeoutMs}`);
+    const mode = sqlite.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get()?.journal_mode;
+    if (mode?.toLowerCase() !== "wal") {
+      throw new WalUnavailableError(
+        `SQLite refused WAL mode for ${path} (journal_mode is '${mode}'). WAL needs a local file system with ` +
+          `shared memory (not NFS/SMB, not a read-only directory); several processes cannot share this file safely without it.`,
+      );
+    }
+    sqlite.run(`PRAGMA synchronous = ${pragmas.synchronous}`);
+    sqlite.run(`PRAGMA cache_size = ${pragmas.cacheSize}`);
+    sqlite.run("PRAGMA foreign_keys = ON");
+    sqlite.run(`PRAGMA temp_store = ${pragmas.tempStore}`);
+    sqlite.run(`PRAGMA mmap_size = ${pragmas.mmapSize}`);
+    sqlite.run(`PRAGMA journal_size_limit = ${pragmas.journalSizeLimit}`);
+    sqlite.run(`PRAGMA wal_autocheckpoint = ${pragmas.walAutocheckpoint}`);
+  } catch (err) {
+    sqlite.close();
+    throw err;
+  }
+  return sqlite;
+}
+
+/** Wraps a connection in Drizzle with the project's schema. */
+export function wrapOrm(sqlite: Database): Orm {
+  return drizzle({ client: sqlite, schema });
+}

@@ -1,0 +1,74 @@
+import { eq, inArray } from "drizzle-orm";
+import type { Db } from "./index.ts";
+import { dbConnections } from "./schema.ts";
+
+export type ConnectionRow = typeof dbConnections.$inferSelect;
+
+const HEARTBEAT_MS = 2000;
+
+/** True when a process with this pid exists on this machine. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Records this process in `db_connections` and keeps its row fresh (busy-retry count included),
+ * so any process can list every live process holding a connection. Returns the stop function,
+ * which removes the row.
+ */
+export async function registerProcess(db: Db): Promise<() => void> {
+  const pid = process.pid;
+  const now = new Date().toISOString();
+  await db.write((tx) =>
+    tx
+      .insert(dbConnections)
+      .values({ pid, role: db.role, started_at: db.startedAt, last_seen_at: now, busy_retries: 0 })
+      .onConflictDoUpdate({
+        target: dbConnections.pid,
+        set: { role: db.role, started_at: db.startedAt, last_seen_at: now, busy_retries: 0 },
+      })
+      .run(),
+  );
+  const timer = setInterval(() => {
+    const seen = new Date().toISOString();
+    const busy = db.stats.busyRetries;
+    db.write((tx) =>
+      tx.update(dbConnections).set({ last_seen_at: seen, busy_retries: busy }).where(eq(dbConnections.pid, pid)).run(),
+    ).catch(() => {});
+  }, HEARTBEAT_MS);
+  timer.unref();
+  const stop = () => {
+    clearInterval(timer);
+    if (db.closed) return;
+    try {
+      // At shutdown a short blocking wait is fine; the queue is drained already.
+      db.raw.writer.run("PRAGMA busy_timeout = 2000");
+      db.raw.writer.run("DELETE FROM db_connections WHERE pid = ?", [pid]);
+    } catch {
+      // Left behind: readers drop it once the pid is gone.
+    }
+  };
+  db.onClose.push(stop);
+  return stop;
+}
+
+/** Lists live processes holding a connection (this one's counters are live); prunes dead rows. */
+export async function listConnections(db: Db): Promise<ConnectionRow[]> {
+  const rows = db.read.select().from(dbConnections).orderBy(dbConnections.pid).all();
+  const live: ConnectionRow[] = [];
+  const dead: number[] = [];
+  for (const r of rows) {
+    if (r.pid === process.pid) live.push({ ...r, busy_retries: db.stats.busyRetries });
+    else if (isAlive(r.pid)) live.push(r);
+    else dead.push(r.pid);
+  }
+  if (dead.length > 0) {
+    db.write((tx) => tx.delete(dbConnections).where(inArray(dbConnections.pid, dead)).run()).catch(() => {});
+  }
+  return live;
+}

@@ -1,0 +1,121 @@
+import { sql } from "drizzle-orm";
+import { check, index, integer, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+// Property names equal the column names (snake_case), so a row is already the API's JSON shape.
+// Timestamps are ISO-8601 UTC text (`2026-11-25T03:00:00.000Z`); dates are `YYYY-MM-DD`.
+const now = sql`(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))`;
+
+export const sites = sqliteTable(
+  "sites",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    domain: text("domain").notNull(),
+    name: text("name").notNull(),
+    category: text("category"),
+    is_active: integer("is_active", { mode: "boolean" }).notNull().default(true),
+    created_at: text("created_at").notNull().default(now),
+    updated_at: text("updated_at").notNull().default(now),
+  },
+  (t) => [
+    uniqueIndex("sites_domain_unique").on(t.domain),
+    index("sites_name_id_idx").on(t.name, t.id),
+    index("sites_active_name_id_idx").on(t.is_active, t.name, t.id),
+  ],
+);
+
+export const taskStatuses = ["pending", "running", "completed", "failed", "cancelled"] as const;
+export type TaskStatus = (typeof taskStatuses)[number];
+
+export const syncTasks = sqliteTable(
+  "sync_tasks",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    task_type: text("task_type").notNull(),
+    status: text("status", { enum: taskStatuses }).notNull().default("pending"),
+    start_date: text("start_date"),
+    end_date: text("end_date"),
+    total_records: integer("total_records").notNull().default(0),
+    created_at: text("created_at").notNull().default(now),
+    completed_at: text("completed_at"),
+    params: text("params", { mode: "json" }).$type<Record<string, unknown>>().notNull().default({}),
+    attempts: integer("attempts").notNull().default(0),
+    max_attempts: integer("max_attempts").notNull().default(3),
+    progress_done: integer("progress_done").notNull().default(0),
+    progress_total: integer("progress_total").notNull().default(0),
+    stats_synced: integer("stats_synced").notNull().default(0),
+    stats_failed: integer("stats_failed").notNull().default(0),
+    stats_skipped: integer("stats_skipped").notNull().default(0),
+    error: text("error"),
+    worker_pid: integer("worker_pid"),
+    locked_until: text("locked_until"),
+    heartbeat_at: text("heartbeat_at"),
+    run_at: text("run_at").notNull().default(now),
+    started_at: text("started_at"),
+    cancel_requested: integer("cancel_requested", { mode: "boolean" }).notNull().default(false),
+    // The UTC day a scheduled task was created for; null for tasks started by hand.
+    scheduled_for: text("scheduled_for"),
+  },
+  (t) => [
+    check("sync_tasks_status_check", sql`${t.status} in ('pending','running','completed','failed','cancelled')`),
+    // At most one pending-or-running task per (site, type): the database, not the code, enforces it.
+    uniqueIndex("sync_tasks_one_active_idx")
+      .on(t.site_id, t.task_type)
+      .where(sql`status in ('pending','running')`),
+    // The scheduler creates one task per site, type and day, however many processes run it.
+    uniqueIndex("sync_tasks_scheduled_idx")
+      .on(t.site_id, t.task_type, t.scheduled_for)
+      .where(sql`scheduled_for is not null`),
+    index("sync_tasks_claim_idx").on(t.status, t.run_at, t.id),
+    index("sync_tasks_site_idx").on(t.site_id, t.id),
+  ],
+);
+
+export const gscPerformanceData = sqliteTable(
+  "gsc_performance_data",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    date: text("date").notNull(),
+    page: text("page").notNull(),
+    query: text("query").notNull(),
+    device: text("device").notNull(),
+    search_type: text("search_type").notNull(),
+    clicks: integer("clicks").notNull().default(0),
+    impressions: integer("impressions").notNull().default(0),
+    ctr: real("ctr").notNull().default(0),
+    position: real("position").notNull().default(0),
+  },
+  (t) => [
+    uniqueIndex("gsc_performance_data_row_unique").on(t.site_id, t.date, t.page, t.query, t.device, t.search_type),
+    // Covering index for the partial-match query search: scans (site, query) without touching the table.
+    index("gsc_performance_data_site_query_idx").on(
+      t.site_id,
+      t.query,
+      t.date,
+      t.clicks,
+      t.impressions,
+      t.ctr,
+      t.position,
+    ),
+  ],
+);
+
+// Processes that hold a database connection, so any process can list all of them.
+export const dbConnections = sqliteTable("db_connections", {
+  pid: integer("pid").primaryKey(),
+  role: text("role").notNull(),
+  started_at: text("started_at").notNull(),
+  last_seen_at: text("last_seen_at").notNull(),
+  busy_retries: integer("busy_retries").notNull().default(0),
+});
+
+export type Site = typeof sites.$inferSelect;
+export type NewSite = typeof sites.$inferInsert;
+export type SyncTask = typeof syncTasks.$inferSelect;
+export type NewSyncTask = typeof syncTasks.$inferInsert;
+export type GscRow = typeof gscPerformanceData.$inferInsert;

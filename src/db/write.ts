@@ -1,0 +1,177 @@
+import type { Database } from "bun:sqlite";
+import { ApiError, isBusyError } from "../errors.ts";
+import type { Orm } from "./open.ts";
+
+// The write path. Every write of a process goes through one queue:
+//  - group commit: writes queued in the same turn of the event loop share one BEGIN IMMEDIATE
+//    transaction; each runs in its own SAVEPOINT, so one failing write rolls back alone, and every
+//    caller is answered only after the COMMIT;
+//  - no blocking on the lock: the writer connection has busy_timeout=0; when another process holds
+//    the write lock, BEGIN IMMEDIATE fails at once and is retried after a jittered, growing timer,
+//    so the event loop keeps serving reads meanwhile and writes pile into the next group;
+//  - the statements of the transaction itself are prepared once.
+
+export type WriteFn<T> = (tx: Orm) => T;
+
+type Pending = {
+  fn: WriteFn<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  queuedAt: number;
+};
+
+export type WriterStats = {
+  /** Times BEGIN IMMEDIATE found the lock taken and was retried later. */
+  busyRetries: number;
+  /** Transactions committed (each holds one or more writes). */
+  commits: number;
+  /** Writes committed. */
+  writes: number;
+  /** Writes that gave up after lockTimeoutMs. */
+  timeouts: number;
+};
+
+export type WriterOptions = {
+  /** Give up (503) when the lock could not be taken for this long. */
+  lockTimeoutMs: number;
+  /** Most writes in one transaction. */
+  maxBatch: number;
+};
+
+export type Writer = {
+  write<T>(fn: WriteFn<T>): Promise<T>;
+  stats: WriterStats;
+  /** Resolves when every queued write has been committed or failed. */
+  drain(): Promise<void>;
+};
+
+const MIN_DELAY_MS = 0.5;
+const MAX_DELAY_MS = 8;
+
+/** Creates the group-commit write queue over a dedicated writer connection. */
+export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): Writer {
+  // busy_timeout=0: a held lock must come back to us at once instead of sleeping in the busy handler.
+  sqlite.run("PRAGMA busy_timeout = 0");
+  const begin = sqlite.prepare("BEGIN IMMEDIATE");
+  const commit = sqlite.prepare("COMMIT");
+  const rollback = sqlite.prepare("ROLLBACK");
+  const savepoint = sqlite.prepare("SAVEPOINT w");
+  const release = sqlite.prepare("RELEASE w");
+  const rollbackTo = sqlite.prepare("ROLLBACK TO w");
+
+  const stats: WriterStats = { busyRetries: 0, commits: 0, writes: 0, timeouts: 0 };
+  let queue: Pending[] = [];
+  let scheduled = false;
+  let attempt = 0;
+  let drainWaiters: (() => void)[] = [];
+
+  function schedule(delayMs: number) {
+    if (scheduled) return;
+    scheduled = true;
+    if (delayMs <= 0) setImmediate(flush);
+    else setTimeout(flush, delayMs);
+  }
+
+  function failExpired(now: number) {
+    const keep: Pending[] = [];
+    for (const p of queue) {
+      if (now - p.queuedAt >= opts.lockTimeoutMs) {
+        stats.timeouts++;
+        p.reject(new ApiError("unavailable", "the database stayed busy too long; retry the request"));
+      } else keep.push(p);
+    }
+    queue = keep;
+  }
+
+  function flush() {
+    scheduled = false;
+    if (queue.length === 0) return settleDrain();
+    try {
+      begin.run();
+    } catch (err) {
+      if (!isBusyError(err)) return failAll(err);
+      stats.busyRetries++;
+      failExpired(performance.now());
+      if (queue.length === 0) return settleDrain();
+      attempt++;
+      const cap = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** attempt);
+      return schedule(cap * (0.5 + Math.random()));
+    }
+    attempt = 0;
+    const batch = queue.length <= opts.maxBatch ? queue : queue.slice(0, opts.maxBatch);
+    queue = batch === queue ? [] : queue.slice(opts.maxBatch);
+    const results: { ok: boolean; value: unknown }[] = [];
+    for (const p of batch) {
+      savepoint.run();
+      try {
+        const value = p.fn(orm);
+        if (value instanceof Promise) {
+          throw new Error("write callbacks must be synchronous: never await inside db.write()");
+        }
+        release.run();
+        results.push({ ok: true, value });
+      } catch (err) {
+        if (!sqlite.inTransaction) {
+          // SQLite rolled the whole transaction back (e.g. disk full): none of the batch committed.
+          for (const q of batch) q.reject(err);
+          return afterFlush();
+        }
+        rollbackTo.run();
+        release.run();
+        results.push({ ok: false, value: err });
+      }
+    }
+    try {
+      commit.run();
+    } catch (err) {
+      try {
+        rollback.run();
+      } catch {
+        // The transaction is already gone; nothing to undo.
+      }
+      for (const p of batch) p.reject(err);
+      return afterFlush();
+    }
+    stats.commits++;
+    batch.forEach((p, i) => {
+      const r = results[i]!;
+      if (r.ok) {
+        stats.writes++;
+        p.resolve(r.value);
+      } else p.reject(r.value);
+    });
+    afterFlush();
+  }
+
+  function afterFlush() {
+    if (queue.length > 0) schedule(0);
+    else settleDrain();
+  }
+
+  function failAll(err: unknown) {
+    const q = queue;
+    queue = [];
+    for (const p of q) p.reject(err);
+    settleDrain();
+  }
+
+  function settleDrain() {
+    const w = drainWaiters;
+    drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  return {
+    stats,
+    write<T>(fn: WriteFn<T>): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, queuedAt: performance.now() });
+        schedule(0);
+      });
+    },
+    drain() {
+      if (queue.length === 0 && !scheduled) return Promise.resolve();
+      return new Promise<void>((r) => drainWaiters.push(r));
+    },
+  };
+}

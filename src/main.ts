@@ -1,0 +1,95 @@
+import type { Subprocess } from "bun";
+import { join } from "node:path";
+import { childEnv, loadConfigOrExit, type ProcessRole } from "./config.ts";
+import { startCheckpointer } from "./db/checkpoint.ts";
+import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
+import { migrate } from "./db/migrate.ts";
+import { pragmasFrom } from "./db/open.ts";
+import { registerProcess } from "./db/registry.ts";
+import { log, setLogLevel } from "./log.ts";
+
+// The supervisor: read config, migrate once, spawn the workers, restart the dead, drain on signal.
+const config = loadConfigOrExit();
+setLogLevel(config.LOG_LEVEL);
+const pragmas = pragmasFrom(config);
+
+const applied = migrate(config.database.path, pragmas);
+log("info", "database ready", { path: config.database.path, migrations_applied: applied });
+
+// This process runs the checkpointer, so the workers turn SQLite's inline auto-checkpoint off.
+const checkpointer = startCheckpointer(config.database.path, pragmas, {
+  intervalMs: config.CHECKPOINT_INTERVAL_MS,
+  truncateBytes: config.CHECKPOINT_TRUNCATE_BYTES,
+  optimizeIntervalMs: config.OPTIMIZE_INTERVAL_MS,
+});
+const db = openDbFromConfig(config, "primary");
+await registerProcess(db);
+
+const port = config.PORT === 0 ? freePort(config.HOST) : config.PORT;
+
+type Slot = { role: ProcessRole; script: string; index: number; proc?: Subprocess; startedAt: number; crashes: number };
+const slots: Slot[] = [
+  ...Array.from({ length: config.WORKERS }, (_, index) => ({ role: "http" as const, script: "server.ts", index, startedAt: 0, crashes: 0 })),
+  ...Array.from({ length: config.SYNC_WORKERS }, (_, index) => ({ role: "sync" as const, script: "sync/worker-main.ts", index, startedAt: 0, crashes: 0 })),
+];
+let stopping = false;
+let readyCount = 0;
+
+function spawn(slot: Slot) {
+  slot.startedAt = performance.now();
+  slot.proc = Bun.spawn([process.execPath, join(import.meta.dir, slot.script)], {
+    env: childEnv({
+      SITESYNC_ROLE: slot.role,
+      SITESYNC_SUPERVISED: "1",
+      PORT: String(port),
+      HOST: config.HOST,
+      SQLITE_WAL_AUTOCHECKPOINT: "0",
+    }),
+    stdio: ["ignore", "inherit", "inherit"],
+    ipc(message) {
+      if ((message as { type?: string })?.type === "ready" && slot.role === "http" && ++readyCount === config.WORKERS) {
+        console.log(`sitesync listening on http://${config.HOST}:${port} (${config.WORKERS} http workers, ${config.SYNC_WORKERS} sync workers, database ${config.database.path})`);
+      }
+    },
+    onExit(proc, exitCode, signalCode) {
+      if (stopping) return;
+      // A worker that lived a while resets its backoff; one that dies at once backs off up to 30 s.
+      const lived = performance.now() - slot.startedAt;
+      slot.crashes = lived > 10_000 ? 0 : slot.crashes + 1;
+      const delay = slot.crashes === 0 ? 0 : Math.min(30_000, 100 * 2 ** (slot.crashes - 1));
+      log("warn", "worker exited; restarting", { role: slot.role, pid: proc.pid, exitCode, signalCode, restart_in_ms: delay });
+      setTimeout(() => !stopping && spawn(slot), delay);
+    },
+  });
+  log("info", "worker started", { role: slot.role, index: slot.index, worker_pid: slot.proc.pid });
+}
+
+for (const slot of slots) spawn(slot);
+
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  log("info", "shutting down", { signal });
+  const running = slots.flatMap((s) => (s.proc && s.proc.exitCode === null && !s.proc.killed ? [s.proc] : []));
+  for (const p of running) p.kill("SIGTERM");
+  const all = Promise.all(running.map((p) => p.exited));
+  const deadline = Bun.sleep(config.SHUTDOWN_TIMEOUT_MS + 2000).then(() => "timeout" as const);
+  if ((await Promise.race([all, deadline])) === "timeout") {
+    log("warn", "workers did not stop in time; killing them");
+    for (const p of running) p.kill("SIGKILL");
+    await all;
+  }
+  checkpointer.stop();
+  await closeAllConnections();
+  log("info", "stopped");
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+
+function freePort(hostname: string): number {
+  const s = Bun.listen({ hostname, port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+}

@@ -1,0 +1,50 @@
+import { z } from "@hono/zod-openapi";
+import type { Hook } from "@hono/zod-openapi";
+import { ApiError, errorStatus, type ErrorCode } from "./errors.ts";
+
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z.enum(Object.keys(errorStatus) as [ErrorCode, ...ErrorCode[]]),
+      message: z.string(),
+      details: z.unknown().optional(),
+    }),
+  })
+  .openapi("Error");
+
+const descriptions: Record<number, string> = {
+  400: "Invalid request (validation_failed, invalid_json)",
+  404: "Not found",
+  409: "Conflict",
+  413: "Body larger than 1 MiB",
+  415: "Body is not JSON",
+  503: "Database unavailable",
+};
+
+/** OpenAPI response entries for the given error statuses, all with the Error schema. */
+export function errorResponses<const S extends number>(...statuses: S[]) {
+  return Object.fromEntries(
+    statuses.map((s) => [s, { description: descriptions[s] ?? "Error", content: { "application/json": { schema: ErrorSchema } } }]),
+  ) as Record<S, { description: string; content: { "application/json": { schema: typeof ErrorSchema } } }>;
+}
+
+/** A required JSON request body with the given schema. */
+export function jsonBody<T extends z.ZodType>(schema: T) {
+  return { required: true, content: { "application/json": { schema } } };
+}
+
+/** Turns a failed zod validation into the API's 400 `validation_failed` error. */
+export const validationHook: Hook<any, any, any, any> = (result, c) => {
+  if (result.success) return;
+  const issues = result.error.issues.map((i) => ({
+    path: i.path.map(String).join(".") || result.target,
+    message: i.message,
+  }));
+  const first = issues[0];
+  const where = result.target === "json" ? "body" : result.target;
+  throw new ApiError(
+    "validation_failed",
+    first ? `invalid ${where}: ${first.path}: ${first.message}` : `invalid ${where}`,
+    issues,
+  );
+};

@@ -1,0 +1,43 @@
+import { loadConfigOrExit } from "./config.ts";
+import { createApp } from "./app.ts";
+import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
+import { registerProcess } from "./db/registry.ts";
+import { log, setLogLevel } from "./log.ts";
+
+// One HTTP worker: its own connections, the app, and a listener sharing the port (reusePort).
+const config = loadConfigOrExit();
+setLogLevel(config.LOG_LEVEL);
+const db = openDbFromConfig(config, config.supervised ? "http" : config.role);
+await registerProcess(db);
+
+const app = createApp(db, {
+  requestLog: config.REQUEST_LOG,
+  walWarnBytes: config.CHECKPOINT_TRUNCATE_BYTES,
+});
+
+const server = Bun.serve({
+  port: config.PORT,
+  hostname: config.HOST,
+  reusePort: true,
+  fetch: app.fetch,
+});
+log("info", "http worker listening", { url: server.url.href });
+process.send?.({ type: "ready", pid: process.pid });
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  log("info", "http worker draining", { signal });
+  // Stop accepting, let in-flight requests finish (bounded), then close the connections.
+  const drained = server.stop(false).then(() => true);
+  const timedOut = Bun.sleep(config.SHUTDOWN_TIMEOUT_MS).then(() => false);
+  if (!(await Promise.race([drained, timedOut]))) {
+    log("warn", "drain timed out; closing open requests");
+    await server.stop(true);
+  }
+  await closeAllConnections();
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));

@@ -1,0 +1,122 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Db } from "../db/index.ts";
+import { ApiError } from "../errors.ts";
+import { errorResponses, jsonBody, validationHook } from "../openapi.ts";
+import { createSite, decodeCursor, deleteSite, encodeCursor, findSiteById, listSites, updateSite } from "./queries.ts";
+import { CreateSiteSchema, ListSitesQuery, SiteIdParams, SiteSchema, UpdateSiteSchema } from "./schemas.ts";
+
+/** The /api/v1/sites routes. */
+export function sitesRoutes(db: Db) {
+  const app = new OpenAPIHono({ defaultHook: validationHook });
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/",
+      tags: ["sites"],
+      summary: "List sites ordered by name then id",
+      description: 'A JSON array. When more remain, a `Link: <...>; rel="next"` header carries the next page.',
+      request: { query: ListSitesQuery },
+      responses: {
+        200: { description: "A page of sites", content: { "application/json": { schema: z.array(SiteSchema) } } },
+        ...errorResponses(400),
+      },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const page = await listSites(db, {
+        activeOnly: q.active_only,
+        limit: q.limit,
+        cursor: q.cursor === undefined ? undefined : decodeCursor(q.cursor),
+      });
+      if (page.next) {
+        const url = new URL(c.req.url);
+        url.searchParams.set("cursor", encodeCursor(page.next));
+        c.header("Link", `<${url.pathname}${url.search}>; rel="next"`);
+      }
+      return c.json(page.items, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/",
+      tags: ["sites"],
+      summary: "Create a site",
+      request: { body: jsonBody(CreateSiteSchema) },
+      responses: {
+        201: { description: "Created", content: { "application/json": { schema: SiteSchema } } },
+        ...errorResponses(400, 409, 413, 415),
+      },
+    }),
+    async (c) => {
+      const site = await createSite(db, c.req.valid("json"));
+      c.header("Location", `/api/v1/sites/${site.id}`);
+      return c.json(site, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/{id}",
+      tags: ["sites"],
+      summary: "Get one site",
+      request: { params: SiteIdParams },
+      responses: {
+        200: { description: "The site", content: { "application/json": { schema: SiteSchema } } },
+        ...errorResponses(400, 404),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const site = await findSiteById(db, id);
+      if (!site) throw siteNotFound(id);
+      return c.json(site, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "patch",
+      path: "/{id}",
+      tags: ["sites"],
+      summary: "Change some fields of a site",
+      request: { params: SiteIdParams, body: jsonBody(UpdateSiteSchema) },
+      responses: {
+        200: { description: "The updated site", content: { "application/json": { schema: SiteSchema } } },
+        ...errorResponses(400, 404, 409, 413, 415),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const site = await updateSite(db, id, c.req.valid("json"));
+      if (!site) throw siteNotFound(id);
+      return c.json(site, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/{id}",
+      tags: ["sites"],
+      summary: "Delete a site with its sync tasks and synced data",
+      request: { params: SiteIdParams },
+      responses: { 204: { description: "Deleted" }, ...errorResponses(400, 404) },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      if (!(await deleteSite(db, id))) throw siteNotFound(id);
+      return c.body(null, 204);
+    },
+  );
+
+  return app;
+}
+
+/** The 404 for an unknown site id. */
+export function siteNotFound(id: number) {
+  return new ApiError("not_found", `site ${id} not found`);
+}

@@ -1,0 +1,63 @@
+import { z } from "@hono/zod-openapi";
+import { createInsertSchema, createSelectSchema } from "drizzle-zod";
+import { sites } from "../db/schema.ts";
+
+// Search Console property names: a domain property or a URL-prefix property.
+const domainPattern = /^(sc-domain:[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|https?:\/\/[^\s/?#]+(:\d+)?\/([^\s?#]*)?)$/i;
+
+export const SiteSchema = createSelectSchema(sites).openapi("Site", {
+  example: {
+    id: 1,
+    domain: "sc-domain:example.com",
+    name: "Example",
+    category: "blog",
+    is_active: true,
+    created_at: "2026-11-25T03:00:00.000Z",
+    updated_at: "2026-11-25T03:00:00.000Z",
+  },
+});
+export type SiteJson = z.infer<typeof SiteSchema>;
+
+export const CreateSiteSchema = createInsertSchema(sites, {
+  domain: (s) =>
+    s
+      .min(1)
+      .max(2048)
+      .regex(domainPattern, "expected 'sc-domain:example.com' or a URL prefix like 'https://example.com/'"),
+  name: (s) => s.trim().min(1).max(200),
+  category: (s) => s.trim().min(1).max(100),
+})
+  .pick({ domain: true, name: true, category: true, is_active: true })
+  .strict()
+  .openapi("CreateSite");
+export type CreateSite = z.infer<typeof CreateSiteSchema>;
+
+export const UpdateSiteSchema = CreateSiteSchema.partial()
+  .strict()
+  .refine((v) => Object.keys(v).length > 0, "give at least one field to change")
+  .openapi("UpdateSite");
+export type UpdateSite = z.infer<typeof UpdateSiteSchema>;
+
+export const SiteIdParams = z.object({
+  id: z
+    .string()
+    .regex(/^[1-9]\d{0,15}$/, "expected a positive integer id")
+    .transform(Number)
+    .openapi({ param: { name: "id", in: "path" }, example: "1" }),
+});
+
+const boolParam = z
+  .enum(["true", "false", "1", "0"])
+  .transform((v) => v === "true" || v === "1");
+
+export const ListSitesQuery = z.object({
+  active_only: boolParam.default(true).openapi({ param: { name: "active_only", in: "query" }, example: "true" }),
+  limit: z
+    .string()
+    .regex(/^\d+$/, "expected an integer")
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(500))
+    .default(100)
+    .openapi({ param: { name: "limit", in: "query" }, example: "100" }),
+  cursor: z.string().min(1).max(2048).optional().openapi({ param: { name: "cursor", in: "query" } }),
+});

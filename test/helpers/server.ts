@@ -1,0 +1,102 @@
+import type { Subprocess } from "bun";
+import { join } from "node:path";
+import { tempDir } from "./db.ts";
+
+const root = join(import.meta.dir, "../..");
+
+/** A port nobody listens on right now. */
+export function freePort(): number {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+}
+
+export type RunningServer = {
+  url: string;
+  port: number;
+  dbPath: string;
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  /** Everything the supervisor and its workers printed so far. */
+  output: () => string;
+  /** SIGTERM, wait for exit; returns the exit code. */
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+  /** Stops (if running) and deletes the temp database. */
+  cleanup: () => Promise<void>;
+};
+
+/**
+ * Starts the real service (`bun src/main.ts`) on a free port and a temp database, and waits until
+ * every HTTP worker is listening.
+ */
+export async function startServer(
+  opts: { workers?: number; syncWorkers?: number; env?: Record<string, string>; dbPath?: string; timeoutMs?: number } = {},
+): Promise<RunningServer> {
+  const tmp = opts.dbPath ? null : tempDir();
+  const dbPath = opts.dbPath ?? join(tmp!.dir, "app.db");
+  const port = freePort();
+  const proc = Bun.spawn(
+    [process.execPath, join(root, "src/main.ts"), "--workers", String(opts.workers ?? 2), "--sync-workers", String(opts.syncWorkers ?? 0)],
+    {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: dbPath, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...opts.env },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
+  let out = "";
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    const dec = new TextDecoder();
+    for await (const chunk of s) out += dec.decode(chunk);
+  };
+  void pump(proc.stdout);
+  void pump(proc.stderr);
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
+  while (!out.includes("sitesync listening")) {
+    if (proc.exitCode !== null) throw new Error(`server exited early (${proc.exitCode}):\n${out}`);
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`server did not start in time:\n${out}`);
+    }
+    await Bun.sleep(25);
+  }
+  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+    const code = await proc.exited;
+    clearTimeout(timer);
+    return code;
+  };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    dbPath,
+    proc,
+    output: () => out,
+    stop,
+    async cleanup() {
+      await stop();
+      tmp?.cleanup();
+    },
+  };
+}
+
+/** Sends a JSON request and returns status, headers and parsed body. */
+export async function request(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)["content-type"] ??= "application/json";
+  }
+  const res = await fetch(base + path, init);
+  const text = await res.text();
+  let json: unknown = undefined;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = text;
+  }
+  return { status: res.status, headers: res.headers, body: json as any };
+}
