@@ -42,6 +42,8 @@ export const SiteIdParams = z.object({
   id: z
     .string()
     .regex(/^[1-9]\d{0,15}$/, "expected a positive integer id")
+    // 16 digits can still pass 2^53, where Number() would silently round to another id.
+    .refine((s) => Number.isSafeInteger(Number(s)), "expected a positive integer id")
     .transform(Number)
     .openapi({ param: { name: "id", in: "path" }, example: "1" }),
 });
