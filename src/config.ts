@@ -64,21 +64,41 @@ export type Env = z.infer<typeof envSchema>;
 /** Where the database lives, parsed from DATABASE_URL. */
 export type DatabaseTarget = { dialect: "sqlite"; path: string };
 
-/** Turns DATABASE_URL (`./data/app.db`, `file:...`, `sqlite:///abs/path`) into a file path. */
+/**
+ * Turns DATABASE_URL into a file path. Accepted: a plain path (`./data/app.db`), an SQLite URI
+ * (`file:data/app.db`, `file:///abs/app.db`) and the SQLAlchemy form the original tool used
+ * (`sqlite:///relative/app.db`, `sqlite:////abs/app.db`).
+ */
 export function parseDatabaseUrl(url: string): DatabaseTarget {
+  const invalid = (msg: string) => new ConfigError({ DATABASE_URL: [msg] });
   if (/^postgres(ql)?:\/\//i.test(url)) {
-    throw new ConfigError({
-      DATABASE_URL: ["PostgreSQL is not supported yet: the data layer is SQLite-only (see README, 'PostgreSQL')"],
-    });
-  }
-  if (url === ":memory:" || url.includes("mode=memory")) {
-    throw new ConfigError({ DATABASE_URL: ["an in-memory database cannot be shared between processes"] });
+    throw invalid("PostgreSQL is not supported yet: the data layer is SQLite-only (see README, 'PostgreSQL')");
   }
   let path = url;
-  if (path.startsWith("sqlite://")) path = path.slice("sqlite://".length);
-  else if (path.startsWith("file:")) path = path.slice("file:".length);
-  path = path.split("?")[0] ?? path;
-  if (path.length === 0) throw new ConfigError({ DATABASE_URL: ["empty database path"] });
+  if (/^sqlite:/i.test(url)) {
+    // SQLAlchemy: sqlite:// + empty host + "/" + path, so a fourth slash makes the path absolute.
+    const m = /^sqlite:\/\/\/(.*)$/i.exec(url);
+    if (!m && !/^sqlite:\/\/$/i.test(url)) throw invalid("expected sqlite:///relative/path.db or sqlite:////absolute/path.db");
+    path = m?.[1] ?? "";
+  } else if (/^file:/i.test(url)) {
+    path = url.slice("file:".length);
+    if (path.startsWith("//")) {
+      // file://host/path: SQLite only accepts an empty host or localhost.
+      const m = /^\/\/(localhost)?(\/.*)$/i.exec(path);
+      if (!m) throw invalid("a file: URI must name a local file (file:///abs/path.db or file:rel/path.db)");
+      path = m[2]!;
+    }
+  }
+  const [rawPath = "", query = ""] = path.split("?", 2);
+  try {
+    path = /^(sqlite|file):/i.test(url) ? decodeURIComponent(rawPath) : rawPath;
+  } catch {
+    throw invalid("malformed percent-encoding in the path");
+  }
+  if (path === ":memory:" || (path === "" && /^sqlite:/i.test(url)) || /(^|&)mode=memory(&|$)/.test(query)) {
+    throw invalid("an in-memory database cannot be shared between processes");
+  }
+  if (path.length === 0) throw invalid("empty database path");
   return { dialect: "sqlite", path };
 }
 

@@ -1,0 +1,136 @@
+import { describe, expect, test } from "bun:test";
+import { availableParallelism } from "node:os";
+import { ConfigError, loadConfig, parseDatabaseUrl } from "../src/config.ts";
+
+/** The ConfigError.fields a load throws (fails the test when it does not throw). */
+function fieldsOf(argv: string[], env: Record<string, string> = {}): Record<string, string[]> {
+  try {
+    loadConfig(argv, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).fields;
+  }
+  throw new Error(`expected a ConfigError for ${JSON.stringify({ argv, env })}`);
+}
+
+describe("defaults", () => {
+  test("an empty environment gives the documented defaults", () => {
+    const c = loadConfig([], {});
+    expect(c).toMatchObject({
+      PORT: 8000,
+      HOST: "0.0.0.0",
+      WORKERS: availableParallelism(),
+      SYNC_WORKERS: 1,
+      DATABASE_URL: "./data/app.db",
+      database: { dialect: "sqlite", path: "./data/app.db" },
+      SHUTDOWN_TIMEOUT_MS: 10_000,
+      SQLITE_BUSY_TIMEOUT_MS: 30_000,
+      SQLITE_SYNCHRONOUS: "NORMAL",
+      SQLITE_CACHE_SIZE: -64_000,
+      SQLITE_MMAP_SIZE: 268_435_456,
+      SQLITE_JOURNAL_SIZE_LIMIT: 67_108_864,
+      SQLITE_TEMP_STORE: "MEMORY",
+      WRITE_LOCK_TIMEOUT_MS: 30_000,
+      CHECKPOINT_TRUNCATE_BYTES: 64 * 1024 * 1024,
+      role: "standalone",
+      supervised: false,
+    });
+  });
+
+  test("empty strings count as unset", () => {
+    const c = loadConfig([], { PORT: "", WORKERS: "", DATABASE_URL: "" });
+    expect([c.PORT, c.WORKERS, c.DATABASE_URL]).toEqual([8000, availableParallelism(), "./data/app.db"]);
+  });
+});
+
+describe("precedence", () => {
+  const cases: { name: string; argv: string[]; env: Record<string, string>; expect: Record<string, unknown> }[] = [
+    { name: "env sets", argv: [], env: { PORT: "9000", WORKERS: "3", HOST: "127.0.0.1" }, expect: { PORT: 9000, WORKERS: 3, HOST: "127.0.0.1" } },
+    { name: "flags set", argv: ["--port", "9100", "--workers", "2", "--host", "::1", "--sync-workers", "0"], env: {}, expect: { PORT: 9100, WORKERS: 2, HOST: "::1", SYNC_WORKERS: 0 } },
+    { name: "flags beat env", argv: ["--port=9200", "--workers=5", "--sync-workers=2"], env: { PORT: "9000", WORKERS: "3", SYNC_WORKERS: "7" }, expect: { PORT: 9200, WORKERS: 5, SYNC_WORKERS: 2 } },
+    { name: "--database-url beats DATABASE_URL", argv: ["--database-url", "/tmp/flag.db"], env: { DATABASE_URL: "/tmp/env.db" }, expect: { DATABASE_URL: "/tmp/flag.db", database: { dialect: "sqlite", path: "/tmp/flag.db" } } },
+    { name: "pragmas from env", argv: [], env: { SQLITE_BUSY_TIMEOUT_MS: "1234", SQLITE_SYNCHRONOUS: "FULL", SQLITE_CACHE_SIZE: "-2000", SQLITE_JOURNAL_SIZE_LIMIT: "-1" }, expect: { SQLITE_BUSY_TIMEOUT_MS: 1234, SQLITE_SYNCHRONOUS: "FULL", SQLITE_CACHE_SIZE: -2000, SQLITE_JOURNAL_SIZE_LIMIT: -1 } },
+    { name: "boolean spellings", argv: [], env: { REQUEST_LOG: "yes", SYNC_SCHEDULER: "0" }, expect: { REQUEST_LOG: true, SYNC_SCHEDULER: false } },
+    { name: "supervisor markers", argv: [], env: { SITESYNC_ROLE: "http", SITESYNC_SUPERVISED: "1" }, expect: { role: "http", supervised: true } },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      expect(loadConfig(c.argv, c.env)).toMatchObject(c.expect);
+    });
+  }
+});
+
+describe("field errors", () => {
+  const cases: { name: string; argv: string[]; env?: Record<string, string>; fields: Record<string, RegExp> }[] = [
+    { name: "--workers abc", argv: ["--workers", "abc"], fields: { WORKERS: /number/i } },
+    { name: "WORKERS=0", argv: [], env: { WORKERS: "0" }, fields: { WORKERS: />=\s*1/ } },
+    { name: "fractional workers", argv: ["--workers", "1.5"], fields: { WORKERS: /int/i } },
+    { name: "port out of range", argv: ["--port", "70000"], fields: { PORT: /65535/ } },
+    { name: "bad synchronous", argv: [], env: { SQLITE_SYNCHRONOUS: "sometimes" }, fields: { SQLITE_SYNCHRONOUS: /NORMAL/ } },
+    { name: "bad boolean", argv: [], env: { REQUEST_LOG: "maybe" }, fields: { REQUEST_LOG: /.+/ } },
+    { name: "bad daily time", argv: [], env: { SYNC_DAILY_AT: "25:00" }, fields: { SYNC_DAILY_AT: /HH:MM/ } },
+    { name: "unknown flag", argv: ["--wrokers", "2"], fields: { argv: /wrokers/ } },
+    { name: "stray positional", argv: ["serve"], fields: { argv: /serve/ } },
+    { name: "several at once", argv: ["--workers", "x", "--port=-1"], env: { SQLITE_TEMP_STORE: "DISK" }, fields: { WORKERS: /.+/, PORT: /.+/, SQLITE_TEMP_STORE: /.+/ } },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const fields = fieldsOf(c.argv, c.env);
+      expect(Object.keys(fields).sort()).toEqual(Object.keys(c.fields).sort());
+      for (const [k, re] of Object.entries(c.fields)) expect(fields[k]!.join("; ")).toMatch(re);
+    });
+  }
+
+  test("the message names every field", () => {
+    try {
+      loadConfig(["--workers", "x"], { PORT: "nope" });
+      throw new Error("no error");
+    } catch (err) {
+      expect((err as Error).message).toMatch(/^invalid configuration:\n/);
+      expect((err as Error).message).toContain("  WORKERS: ");
+      expect((err as Error).message).toContain("  PORT: ");
+    }
+  });
+});
+
+describe("DATABASE_URL forms", () => {
+  const ok: [string, string][] = [
+    ["./data/app.db", "./data/app.db"],
+    ["/var/lib/sitesync/app.db", "/var/lib/sitesync/app.db"],
+    ["relative.db", "relative.db"],
+    ["file:data/app.db", "data/app.db"],
+    ["file:/abs/app.db", "/abs/app.db"],
+    ["file:///abs/app.db", "/abs/app.db"],
+    ["file://localhost/abs/app.db", "/abs/app.db"],
+    ["file:/abs/my%20app.db?mode=rwc&cache=private", "/abs/my app.db"],
+    ["sqlite:///relative/app.db", "relative/app.db"],
+    ["sqlite:///./data/app.db", "./data/app.db"],
+    ["sqlite:////abs/app.db", "/abs/app.db"],
+  ];
+  for (const [url, path] of ok) {
+    test(`${url} -> ${path}`, () => {
+      expect(parseDatabaseUrl(url)).toEqual({ dialect: "sqlite", path });
+      expect(loadConfig([], { DATABASE_URL: url }).database.path).toBe(path);
+    });
+  }
+
+  const bad: [string, RegExp][] = [
+    ["postgres://user:pw@db/app", /PostgreSQL is not supported/],
+    ["postgresql://db/app", /PostgreSQL is not supported/],
+    [":memory:", /in-memory/],
+    ["file::memory:", /in-memory/],
+    ["file:shared?mode=memory&cache=shared", /in-memory/],
+    ["sqlite://", /in-memory/],
+    ["sqlite:///:memory:", /in-memory/],
+    ["sqlite://host/app.db", /sqlite:\/\/\//],
+    ["file://otherhost/app.db", /local file/],
+    ["file:", /empty/],
+  ];
+  for (const [url, message] of bad) {
+    test(`${url} is rejected`, () => {
+      const fields = fieldsOf([], { DATABASE_URL: url });
+      expect(Object.keys(fields)).toEqual(["DATABASE_URL"]);
+      expect(fields.DATABASE_URL!.join("; ")).toMatch(message);
+    });
+  }
+});
