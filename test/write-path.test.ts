@@ -1,0 +1,218 @@
+import { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { count, eq } from "drizzle-orm";
+import { createApp } from "../src/app.ts";
+import type { Orm } from "../src/db/index.ts";
+import { sites } from "../src/db/schema.ts";
+import { ApiError, isBusyError, isUniqueViolation } from "../src/errors.ts";
+import { tempDb } from "./helpers/db.ts";
+import { holdLock } from "./helpers/lock.ts";
+
+const cleanups: (() => void | Promise<void>)[] = [];
+afterEach(async () => {
+  for (const f of cleanups.splice(0).reverse()) await f();
+});
+
+function setup(opts: Parameters<typeof tempDb>[0] = {}) {
+  const t = tempDb(opts);
+  cleanups.push(t.cleanup);
+  return t;
+}
+
+/** A write callback inserting one site; returns its id. */
+const insertSite = (domain: string) => (tx: Orm) =>
+  tx.insert(sites).values({ domain, name: domain }).returning({ id: sites.id }).get()!.id;
+
+function siteCount(conn: Database) {
+  return (conn.query("select count(*) as n from sites").get() as { n: number }).n;
+}
+
+/** Counts event-loop ticks (a 5 ms interval) until stopped: proof the loop was not blocked. */
+function tickCounter() {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  return {
+    get ticks() {
+      return ticks;
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
+describe("group commit", () => {
+  test("writes queued in one turn share few commits, resolve after COMMIT, and are visible to other connections", async () => {
+    const t = setup();
+    const other = new Database(t.path, { readonly: true });
+    cleanups.push(() => other.close());
+    const before = { ...t.db.stats };
+
+    const N = 200;
+    const visibleAtResolve: number[] = [];
+    const promises = Array.from({ length: N }, (_, i) =>
+      t.db.write(insertSite(`sc-domain:g${i}.example`)).then((id) => {
+        // Another connection already sees the row when the caller hears back: it was committed.
+        visibleAtResolve.push(siteCount(other));
+        return id;
+      }),
+    );
+    // Nothing is committed before the event loop turns.
+    expect(siteCount(other)).toBe(0);
+    const ids = await Promise.all(promises);
+
+    expect(new Set(ids).size).toBe(N);
+    expect(siteCount(other)).toBe(N);
+    const commits = t.db.stats.commits - before.commits;
+    expect(commits).toBeGreaterThanOrEqual(1);
+    expect(commits).toBeLessThan(N / 10);
+    expect(t.db.stats.writes - before.writes).toBe(N);
+    // Rows resolved in the same commit are all visible at once: each caller saw at least its own.
+    expect(visibleAtResolve.every((n) => n >= 1)).toBe(true);
+  });
+
+  test("writes in separate turns are separate transactions; maxBatch caps a group", async () => {
+    const t = setup({ maxBatch: 10 });
+    const c0 = t.db.stats.commits;
+    await t.db.write(insertSite("sc-domain:a.example"));
+    await t.db.write(insertSite("sc-domain:b.example"));
+    expect(t.db.stats.commits - c0).toBe(2);
+
+    const c1 = t.db.stats.commits;
+    await Promise.all(Array.from({ length: 35 }, (_, i) => t.db.write(insertSite(`sc-domain:m${i}.example`))));
+    expect(t.db.stats.commits - c1).toBe(4);
+  });
+
+  test("the callback's value is returned; reads inside the transaction see its earlier writes", async () => {
+    const t = setup();
+    const [first, second] = await Promise.all([
+      t.db.write(insertSite("sc-domain:one.example")),
+      t.db.write((tx) => tx.select({ n: count() }).from(sites).get()!.n),
+    ]);
+    expect(first).toBeGreaterThan(0);
+    expect(second).toBe(1);
+  });
+});
+
+describe("failures stay with their write", () => {
+  test("a failing write in a group rolls back alone; the others commit", async () => {
+    const t = setup();
+    const c0 = t.db.stats.commits;
+    const results = await Promise.allSettled([
+      t.db.write(insertSite("sc-domain:ok1.example")),
+      t.db.write((tx) => {
+        insertSite("sc-domain:half-done.example")(tx);
+        throw new ApiError("validation_failed", "changed my mind");
+      }),
+      t.db.write(insertSite("sc-domain:ok1.example")), // duplicate of the first, same transaction
+      t.db.write(insertSite("sc-domain:ok2.example")),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "rejected", "fulfilled"]);
+    expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(ApiError);
+    expect(isUniqueViolation((results[2] as PromiseRejectedResult).reason)).toBe(true);
+    expect(t.db.stats.commits - c0).toBe(1);
+    const domains = t.db.read.select({ d: sites.domain }).from(sites).orderBy(sites.domain).all().map((r) => r.d);
+    expect(domains).toEqual(["sc-domain:ok1.example", "sc-domain:ok2.example"]);
+  });
+
+  test("an async callback is rejected and whatever it did before its first await is rolled back", async () => {
+    const t = setup();
+    const bad = t.db.write(async (tx) => {
+      insertSite("sc-domain:async.example")(tx);
+      await Promise.resolve();
+      return 1;
+    });
+    const good = t.db.write(insertSite("sc-domain:sync.example"));
+    await expect(bad).rejects.toThrow(/synchronous/);
+    await good;
+    const domains = t.db.read.select({ d: sites.domain }).from(sites).all().map((r) => r.d);
+    expect(domains).toEqual(["sc-domain:sync.example"]);
+  });
+});
+
+describe("waiting for another process's write lock", () => {
+  test("the write waits without blocking the event loop, reads go on, then it commits; retries are counted", async () => {
+    const t = setup();
+    const holder = await holdLock(t.path, { mode: "write" });
+    cleanups.push(() => holder.release());
+    const retries0 = t.db.stats.busyRetries;
+    const ticks = tickCounter();
+    cleanups.push(ticks.stop);
+
+    let settled = false;
+    const t0 = performance.now();
+    const pending = t.db.write(insertSite("sc-domain:waited.example")).finally(() => (settled = true));
+
+    await Bun.sleep(300);
+    expect(settled).toBe(false);
+    // The loop kept turning (a 5 ms interval ticked many times) and WAL reads were not blocked.
+    expect(ticks.ticks).toBeGreaterThan(10);
+    expect(t.db.read.select({ n: count() }).from(sites).get()!.n).toBe(0);
+    expect(t.db.stats.busyRetries - retries0).toBeGreaterThan(5);
+
+    await holder.release();
+    const id = await pending;
+    expect(performance.now() - t0).toBeGreaterThan(250);
+    expect(t.db.read.select().from(sites).where(eq(sites.id, id)).get()?.domain).toBe("sc-domain:waited.example");
+  });
+
+  test("a reader holding an old snapshot does not block writes (WAL)", async () => {
+    const t = setup();
+    const reader = await holdLock(t.path, { mode: "read" });
+    cleanups.push(() => reader.release());
+    const retries0 = t.db.stats.busyRetries;
+    await t.db.write(insertSite("sc-domain:while-reading.example"));
+    expect(t.db.stats.busyRetries - retries0).toBe(0);
+  });
+
+  test("a lock held past lockTimeoutMs fails the write with ApiError unavailable (503), never 'database is locked'", async () => {
+    const t = setup({ lockTimeoutMs: 200 });
+    const holder = await holdLock(t.path, { mode: "write" });
+    cleanups.push(() => holder.release());
+    const timeouts0 = t.db.stats.timeouts;
+
+    const t0 = performance.now();
+    const err = await t.db.write(insertSite("sc-domain:gave-up.example")).catch((e) => e);
+    const waited = performance.now() - t0;
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.code).toBe("unavailable");
+    expect(err.status).toBe(503);
+    expect(isBusyError(err)).toBe(false);
+    expect(String(err.message)).not.toMatch(/locked/i);
+    expect(waited).toBeGreaterThanOrEqual(190);
+    expect(waited).toBeLessThan(5000);
+    expect(t.db.stats.timeouts - timeouts0).toBe(1);
+
+    // Over HTTP the same is a 503 with Retry-After and the JSON error shape.
+    const app = createApp(t.db);
+    const res = await app.request("/api/v1/sites", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ domain: "sc-domain:http.example", name: "Http" }),
+    });
+    const text = await res.text();
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(JSON.parse(text)).toEqual({ error: { code: "unavailable", message: expect.any(String) } });
+    expect(text).not.toMatch(/database is locked|SQLITE/);
+
+    // Once the lock is gone the queue works again, and nothing of the failed writes was applied.
+    await holder.release();
+    await t.db.write(insertSite("sc-domain:after.example"));
+    const domains = t.db.read.select({ d: sites.domain }).from(sites).all().map((r) => r.d);
+    expect(domains).toEqual(["sc-domain:after.example"]);
+  });
+
+  test("writes queued while waiting all go into the first transaction once the lock is free", async () => {
+    const t = setup();
+    const holder = await holdLock(t.path, { mode: "write" });
+    cleanups.push(() => holder.release());
+    const c0 = t.db.stats.commits;
+    const pending: Promise<number>[] = [];
+    for (let i = 0; i < 20; i++) {
+      pending.push(t.db.write(insertSite(`sc-domain:q${i}.example`)));
+      await Bun.sleep(5);
+    }
+    await holder.release();
+    expect((await Promise.all(pending)).length).toBe(20);
+    expect(t.db.stats.commits - c0).toBeLessThanOrEqual(2);
+  });
+});
