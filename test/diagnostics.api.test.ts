@@ -1,0 +1,168 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { createApp } from "../src/app.ts";
+import { registerProcess } from "../src/db/registry.ts";
+import { dbConnections, sites } from "../src/db/schema.ts";
+import { tempDb } from "./helpers/db.ts";
+import { holdLock } from "./helpers/lock.ts";
+
+// /health and /api/v1/diagnostics/* in-process over a temp database, with real other processes.
+
+const root = join(import.meta.dir, "..");
+let t: ReturnType<typeof tempDb>;
+let app: ReturnType<typeof createApp>;
+
+async function get(path: string, a = app) {
+  const res = await a.request(path);
+  const text = await res.text();
+  expect(text).not.toMatch(/stack|SQLITE|database is locked/);
+  return { status: res.status, json: JSON.parse(text) };
+}
+
+/** Another process that opens the database through the project's layer and registers itself. */
+async function registeredChild(path: string) {
+  const code = `
+    import { openDb } from ${JSON.stringify(join(root, "src/db/index.ts"))};
+    import { registerProcess } from ${JSON.stringify(join(root, "src/db/registry.ts"))};
+    const db = openDb({ path: process.env.DB_PATH, role: "sync" });
+    await registerProcess(db);
+    console.log("ready");
+    for await (const line of console) break;
+    db.close();
+  `;
+  const proc = Bun.spawn([process.execPath, "-e", code], {
+    env: { ...process.env, DB_PATH: path },
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = proc.stdout.getReader();
+  let out = "";
+  while (!out.includes("ready")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`child exited early (${await proc.exited})`);
+    out += new TextDecoder().decode(value);
+  }
+  return proc;
+}
+
+beforeAll(async () => {
+  t = tempDb();
+  await registerProcess(t.db);
+  app = createApp(t.db);
+});
+afterAll(() => t.cleanup());
+
+describe("GET /health", () => {
+  test("healthy, with this process and every other live process holding a connection", async () => {
+    const child = await registeredChild(t.path);
+    try {
+      const r = await get("/health");
+      expect(r.status).toBe(200);
+      expect(r.json).toEqual({
+        status: "healthy",
+        process_id: process.pid,
+        database_connected: true,
+        connection_info: {
+          current_pid: process.pid,
+          connection_pids: [process.pid, child.pid].sort((a, b) => a - b),
+          total_connections: 2,
+        },
+      });
+
+      const c = await get("/api/v1/diagnostics/connections");
+      expect(c.status).toBe(200);
+      expect(c.json).toMatchObject({ current_pid: process.pid, total_connections: 2 });
+      const byPid = Object.fromEntries(c.json.processes.map((p: { pid: number }) => [p.pid, p]));
+      expect(byPid[process.pid]).toMatchObject({ role: "test", started_at: t.db.startedAt, busy_retries: expect.any(Number) });
+      expect(byPid[child.pid]).toMatchObject({ role: "sync", started_at: expect.stringMatching(/Z$/), last_seen_at: expect.any(String) });
+    } finally {
+      child.kill("SIGKILL");
+      await child.exited;
+    }
+    // A dead process drops out (its row is pruned), though it never got to unregister.
+    const after = await get("/health");
+    expect(after.json.connection_info.connection_pids).toEqual([process.pid]);
+    expect(after.json.connection_info.total_connections).toBe(1);
+  });
+
+  test("a process that closes cleanly unregisters", async () => {
+    const child = await registeredChild(t.path);
+    expect((await get("/health")).json.connection_info.connection_pids).toContain(child.pid);
+    child.stdin.write("bye\n");
+    await child.stdin.flush();
+    expect(await child.exited).toBe(0);
+    const rows = t.db.read.select({ pid: dbConnections.pid }).from(dbConnections).all();
+    expect(rows.map((r) => r.pid)).toEqual([process.pid]);
+  });
+
+  test("503 unhealthy when the database cannot be reached", async () => {
+    const h = t.open();
+    const broken = createApp(h);
+    h.close();
+    const r = await get("/health", broken);
+    expect(r.status).toBe(503);
+    expect(r.json).toEqual({ status: "unhealthy", process_id: process.pid, database_connected: false, connection_info: null });
+  });
+});
+
+describe("GET /api/v1/diagnostics/check-locks", () => {
+  test("settings, WAL size and a free write lock", async () => {
+    await t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:diag.example", name: "Diag" }).run());
+    const r = await get("/api/v1/diagnostics/check-locks");
+    expect(r.status).toBe(200);
+    expect(r.json).toEqual({
+      database_state: "ok",
+      pragma_settings: { journal_mode: "wal", busy_timeout_ms: 30000, synchronous: "NORMAL", cache_size: -64000 },
+      wal_size_bytes: expect.any(Number),
+      write_lock_free: true,
+      busy_retries: expect.any(Number),
+      process_busy_retries: t.db.stats.busyRetries,
+      write_commits: t.db.stats.commits,
+      writes: t.db.stats.writes,
+      recommendations: [],
+    });
+    expect(r.json.wal_size_bytes).toBeGreaterThan(0);
+  });
+
+  test("write_lock_free is false while another process holds BEGIN IMMEDIATE; retries are reported", async () => {
+    const holder = await holdLock(t.path, { mode: "write" });
+    try {
+      const r = await get("/api/v1/diagnostics/check-locks");
+      expect(r.json.write_lock_free).toBe(false);
+      expect(r.json.database_state).toBe("write_locked");
+      expect(r.json.recommendations.join(" ")).toMatch(/write transaction is open/);
+      // A write meanwhile waits and counts retries, which the report shows.
+      const pending = t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:held.example", name: "Held" }).run());
+      await Bun.sleep(100);
+      const during = await get("/api/v1/diagnostics/check-locks");
+      expect(during.json.process_busy_retries).toBeGreaterThan(0);
+      expect(during.json.busy_retries).toBeGreaterThanOrEqual(during.json.process_busy_retries);
+      await holder.release();
+      await pending;
+    } finally {
+      await holder.release();
+    }
+    const r = await get("/api/v1/diagnostics/check-locks");
+    expect(r.json.write_lock_free).toBe(true);
+  });
+
+  test("recommends a look when the WAL is past the threshold", async () => {
+    const small = createApp(t.db, { walWarnBytes: 1 });
+    const r = await get("/api/v1/diagnostics/check-locks", small);
+    expect(r.json.recommendations.join(" ")).toMatch(/WAL is past the checkpoint threshold/);
+  });
+});
+
+describe("GET /api/v1/diagnostics/test-db-connection", () => {
+  test("timings of a connect, a simple query and a coverage query", async () => {
+    const r = await get("/api/v1/diagnostics/test-db-connection");
+    expect(r.status).toBe(200);
+    const timing = { success: true, time_ms: expect.any(Number) };
+    expect(r.json).toEqual({
+      connection_test: timing,
+      simple_query: timing,
+      coverage_query: { ...timing, sites_with_data: 0 },
+    });
+  });
+});
