@@ -41,3 +41,6 @@ async function shutdown(signal: string) {
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+// The supervisor's IPC channel closes when it dies (even by SIGKILL): do not live on as an orphan
+// that keeps serving the port next to the workers of a restarted supervisor.
+process.on("disconnect", () => void shutdown("supervisor gone"));

@@ -1,5 +1,5 @@
 import { Database } from "bun:sqlite";
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../src/config.ts";
@@ -8,6 +8,9 @@ import { defaultPragmas, openConnection, WalUnavailableError } from "../src/db/o
 import { sites, syncTasks } from "../src/db/schema.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
+
+// bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
+setDefaultTimeout(30_000);
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {

@@ -1,10 +1,13 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
 import { registerProcess } from "../src/db/registry.ts";
 import { dbConnections, sites } from "../src/db/schema.ts";
 import { tempDb } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
+
+// bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
+setDefaultTimeout(30_000);
 
 // /health and /api/v1/diagnostics/* in-process over a temp database, with real other processes.
 

@@ -1,11 +1,14 @@
 import { Database } from "bun:sqlite";
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { getTableConfig, SQLiteTable } from "drizzle-orm/sqlite-core";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { join } from "node:path";
 import { migrationsFolder } from "../src/db/migrate.ts";
 import * as schema from "../src/db/schema.ts";
 import { tempDir } from "./helpers/db.ts";
+
+// bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
+setDefaultTimeout(60_000);
 
 // Both migration paths (`bun run migrate` and `bunx drizzle-kit migrate`) on empty files, real processes.
 

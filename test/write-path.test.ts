@@ -1,5 +1,5 @@
 import { Database } from "bun:sqlite";
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { count, eq } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import type { Orm } from "../src/db/index.ts";
@@ -7,6 +7,9 @@ import { sites } from "../src/db/schema.ts";
 import { ApiError, isBusyError, isUniqueViolation } from "../src/errors.ts";
 import { tempDb } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
+
+// bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
+setDefaultTimeout(30_000);
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {

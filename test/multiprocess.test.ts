@@ -1,0 +1,295 @@
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "./helpers/db.ts";
+import { holdLock } from "./helpers/lock.ts";
+import { request, startServer, type RunningServer } from "./helpers/server.ts";
+
+// bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
+setDefaultTimeout(60_000);
+
+// The real service (`bun src/main.ts`: supervisor + HTTP workers) on a temp database, hit over HTTP.
+
+const root = join(import.meta.dir, "..");
+
+/** Live (non-zombie) child processes of `ppid`, from /proc. */
+function childPids(ppid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const [state, parent] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(parent) === ppid && state !== "Z") out.push(Number(d));
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** True while the process exists and is not a zombie. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor<T>(what: string, f: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+/** A fresh TCP connection per request, so SO_REUSEPORT spreads requests over the workers. */
+async function post(base: string, body: unknown) {
+  const res = await fetch(`${base}/api/v1/sites`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    keepalive: false,
+  });
+  const text = await res.text();
+  expect(text).not.toMatch(/database is locked|SQLITE|stack/);
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+async function health(base: string) {
+  const res = await fetch(`${base}/health`, { keepalive: false });
+  return (await res.json()) as {
+    status: string;
+    process_id: number;
+    connection_info: { current_pid: number; connection_pids: number[]; total_connections: number };
+  };
+}
+
+function countSites(dbPath: string, domainLike: string): string[] {
+  const conn = new Database(dbPath, { readonly: true });
+  try {
+    return conn
+      .query<{ domain: string }, [string]>("select domain from sites where domain like ?")
+      .all(domainLike)
+      .map((r) => r.domain);
+  } finally {
+    conn.close();
+  }
+}
+
+describe("four HTTP workers on one file", () => {
+  let s: RunningServer;
+  beforeAll(async () => {
+    s = await startServer({ workers: 4 });
+  });
+  afterAll(async () => {
+    await s?.cleanup();
+  });
+
+  test("400 concurrent creates: all 201, every row there exactly once", async () => {
+    const N = 400;
+    const results = await Promise.all(
+      Array.from({ length: N }, (_, i) => post(s.url, { domain: `sc-domain:p${i}.parallel.example`, name: `Parallel ${i}` })),
+    );
+    expect(results.filter((r) => r.status !== 201).map((r) => r.status)).toEqual([]);
+    const ids = results.map((r) => r.json.id as number);
+    expect(new Set(ids).size).toBe(N);
+    const stored = countSites(s.dbPath, "%.parallel.example");
+    expect(stored.length).toBe(N);
+    expect(new Set(stored)).toEqual(new Set(results.map((r) => r.json.domain)));
+  });
+
+  test("one domain from 20 clients at once: exactly one 201 and nineteen 409", async () => {
+    for (const round of [1, 2, 3]) {
+      const domain = `sc-domain:race${round}.example`;
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => post(s.url, { domain, name: `Client ${i}` })));
+      const statuses = results.map((r) => r.status).sort();
+      expect(statuses).toEqual([201, ...Array(19).fill(409)]);
+      for (const r of results.filter((r) => r.status === 409)) {
+        expect(r.json).toEqual({ error: { code: "conflict", message: expect.stringContaining(domain), details: { domain } } });
+      }
+      expect(countSites(s.dbPath, domain)).toEqual([domain]);
+    }
+  });
+
+  test("/health is answered by several workers, and each lists every live process holding a connection", async () => {
+    const workers = childPids(s.proc.pid);
+    expect(workers.length).toBe(4);
+    const all = [s.proc.pid, ...workers].sort((a, b) => a - b);
+    const answered = new Set<number>();
+    for (let i = 0; i < 40; i++) {
+      const h = await health(s.url);
+      expect(h.status).toBe("healthy");
+      expect(workers).toContain(h.process_id);
+      expect(h.connection_info.current_pid).toBe(h.process_id);
+      expect(h.connection_info.connection_pids).toEqual(all);
+      expect(h.connection_info.total_connections).toBe(5);
+      answered.add(h.process_id);
+    }
+    expect(answered.size).toBeGreaterThanOrEqual(2);
+
+    const c = await request(s.url, "GET", "/api/v1/diagnostics/connections");
+    const roles = Object.fromEntries(c.body.processes.map((p: { pid: number; role: string }) => [p.pid, p.role]));
+    expect(roles).toEqual(Object.fromEntries([[s.proc.pid, "primary"], ...workers.map((w) => [w, "http"])]));
+  });
+
+  test("errors over real HTTP: 413 for a body over 1 MiB, 404 unknown route, 400 malformed JSON", async () => {
+    const big = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:big.example", name: "x".repeat(1_100_000) });
+    expect(big.status).toBe(413);
+    expect(big.body.error.code).toBe("payload_too_large");
+    expect((await request(s.url, "GET", "/nope")).status).toBe(404);
+    const bad = await request(s.url, "POST", "/api/v1/sites", "{not json");
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe("invalid_json");
+  });
+
+  test("a SIGKILLed worker is restarted and no acknowledged write is lost", async () => {
+    const before = childPids(s.proc.pid);
+    expect(before.length).toBe(4);
+    const victim = before[0]!;
+
+    const acked = new Set<string>();
+    const unknown = new Set<string>(); // connection died: the write may or may not have committed
+    const statuses: number[] = [];
+    let stop = false;
+    const hammer = async (client: number) => {
+      for (let i = 0; !stop; i++) {
+        const domain = `sc-domain:c${client}-${i}.kill.example`;
+        try {
+          const r = await post(s.url, { domain, name: "Kill test" });
+          statuses.push(r.status);
+          if (r.status === 201) acked.add(domain);
+        } catch {
+          unknown.add(domain);
+        }
+      }
+    };
+    const clients = Array.from({ length: 12 }, (_, c) => hammer(c));
+    await waitFor("some writes", () => acked.size >= 50);
+    process.kill(victim, "SIGKILL");
+    const killedAt = acked.size;
+    await waitFor("writes after the kill", () => acked.size >= killedAt + 200);
+    stop = true;
+    await Promise.all(clients);
+
+    // Every answer was a 201 (a client sees a dropped connection, never a 5xx).
+    expect(statuses.filter((st) => st !== 201)).toEqual([]);
+
+    // The supervisor replaced the worker; the dead pid dropped out of the registry.
+    const after = await waitFor("a replacement worker", () => {
+      const now = childPids(s.proc.pid);
+      return now.length === 4 && !now.includes(victim) ? now : null;
+    });
+    const replacement = after.filter((p) => !before.includes(p));
+    expect(replacement.length).toBe(1);
+    const h = await waitFor("the registry to show the replacement", async () => {
+      const r = await health(s.url);
+      return r.connection_info.connection_pids.includes(replacement[0]!) ? r : null;
+    });
+    expect(h.connection_info.connection_pids).not.toContain(victim);
+    expect(h.connection_info.connection_pids).toEqual([s.proc.pid, ...after].sort((a, b) => a - b));
+
+    // Every acknowledged write is in the file; anything else there was a request whose answer was lost.
+    const stored = new Set(countSites(s.dbPath, "%.kill.example"));
+    const missing = [...acked].filter((d) => !stored.has(d));
+    expect(missing).toEqual([]);
+    const extra = [...stored].filter((d) => !acked.has(d));
+    expect(extra.every((d) => unknown.has(d))).toBe(true);
+    expect(stored.size).toBe(acked.size + extra.length);
+  });
+});
+
+describe("shutdown", () => {
+  test("SIGTERM with requests in flight: they complete, the supervisor exits 0, no child is left", async () => {
+    const s = await startServer({ workers: 2 });
+    try {
+      const workers = childPids(s.proc.pid);
+      expect(workers.length).toBe(2);
+      // Hold the write lock from outside so the creates are still waiting when SIGTERM arrives.
+      const holder = await holdLock(s.dbPath, { mode: "write" });
+      let inFlight: Promise<{ status: number; json: any }>[] = [];
+      try {
+        inFlight = Array.from({ length: 10 }, (_, i) => post(s.url, { domain: `sc-domain:t${i}.term.example`, name: "Term" }));
+        await Bun.sleep(300);
+        s.proc.kill("SIGTERM");
+        await Bun.sleep(300);
+        expect(s.proc.exitCode).toBeNull(); // still draining
+      } finally {
+        await holder.release();
+      }
+      const results = await Promise.all(inFlight);
+      expect(results.map((r) => r.status)).toEqual(Array(10).fill(201));
+      expect(await s.stop()).toBe(0);
+      for (const w of workers) expect(running(w)).toBe(false);
+      expect(countSites(s.dbPath, "%.term.example").length).toBe(10);
+    } finally {
+      await s.cleanup();
+    }
+  });
+
+  test("workers exit on their own when the supervisor is SIGKILLed", async () => {
+    const s = await startServer({ workers: 2 });
+    const workers = childPids(s.proc.pid);
+    try {
+      expect(workers.length).toBe(2);
+      s.proc.kill("SIGKILL");
+      await s.proc.exited;
+      await waitFor("orphaned workers to exit", () => workers.every((w) => !running(w)), 10_000);
+    } finally {
+      for (const w of workers) if (running(w)) process.kill(w, "SIGKILL");
+      await s.cleanup();
+    }
+  });
+});
+
+describe("--workers 1 and configuration errors", () => {
+  test("--workers 1 serves the API and stops cleanly", async () => {
+    const s = await startServer({ workers: 1 });
+    try {
+      expect(childPids(s.proc.pid).length).toBe(1);
+      const created = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:solo.example", name: "Solo" });
+      expect(created.status).toBe(201);
+      const got = await request(s.url, "GET", created.headers.get("location")!);
+      expect(got.body).toEqual(created.body);
+      const h = await request(s.url, "GET", "/health");
+      expect(h.body.connection_info.total_connections).toBe(2);
+      expect(await s.stop()).toBe(0);
+    } finally {
+      await s.cleanup();
+    }
+  });
+
+  const bad: { args: string[]; env?: Record<string, string>; message: RegExp }[] = [
+    { args: ["--workers", "abc"], message: /WORKERS: .*number/ },
+    { args: ["--workers", "0"], message: /WORKERS: / },
+    { args: ["--port", "99999"], message: /PORT: / },
+    { args: ["--frobnicate"], message: /argv: .*frobnicate/ },
+    { args: [], env: { DATABASE_URL: "postgres://db/app" }, message: /DATABASE_URL: PostgreSQL is not supported/ },
+  ];
+  for (const c of bad) {
+    test(`${[...c.args, ...Object.entries(c.env ?? {}).map(([k, v]) => `${k}=${v}`)].join(" ")} exits 1 with a field error`, async () => {
+      const d = tempDir();
+      try {
+        const proc = Bun.spawn([process.execPath, join(root, "src/main.ts"), ...c.args], {
+          cwd: root,
+          env: { ...process.env, DATABASE_URL: join(d.dir, "app.db"), PORT: "0", ...c.env },
+          stdout: "pipe",
+          stderr: "pipe",
+        });
+        const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+        expect(code).toBe(1);
+        expect(err).toMatch(/^invalid configuration:/);
+        expect(err).toMatch(c.message);
+        expect(err).not.toMatch(/\n\s+at /); // no stack trace
+      } finally {
+        d.cleanup();
+      }
+    });
+  }
+});
