@@ -116,6 +116,13 @@ export class ConfigError extends Error {
   }
 }
 
+/** Groups zod's issues by setting name. */
+function configErrorOf(error: z.ZodError): ConfigError {
+  const fields: Record<string, string[]> = {};
+  for (const issue of error.issues) (fields[String(issue.path[0] ?? "config")] ??= []).push(issue.message);
+  return new ConfigError(fields);
+}
+
 /** Reads the configuration from env and command-line flags; flags win. Throws ConfigError. */
 export function loadConfig(argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env) {
   let flags;
@@ -147,14 +154,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: Record<s
   if (flags["database-url"] !== undefined) merged.DATABASE_URL = flags["database-url"];
 
   const parsed = envSchema.safeParse(merged);
-  if (!parsed.success) {
-    const fields: Record<string, string[]> = {};
-    for (const issue of parsed.error.issues) {
-      const key = String(issue.path[0] ?? "config");
-      (fields[key] ??= []).push(issue.message);
-    }
-    throw new ConfigError(fields);
-  }
+  if (!parsed.success) throw configErrorOf(parsed.error);
   const e = parsed.data;
   return {
     ...e,
@@ -170,8 +170,13 @@ export type ProcessRole = "primary" | "http" | "sync" | "standalone" | "stress" 
 
 /** Loads the configuration or prints the field errors and exits 1. */
 export function loadConfigOrExit(argv?: string[], env?: Record<string, string | undefined>): Config {
+  return orExit(() => loadConfig(argv, env));
+}
+
+/** Runs a configuration loader; on ConfigError prints the field errors and exits 1. */
+export function orExit<T>(load: () => T): T {
   try {
-    return loadConfig(argv, env);
+    return load();
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(err.message);
@@ -180,6 +185,69 @@ export function loadConfigOrExit(argv?: string[], env?: Record<string, string | 
     throw err;
   }
 }
+
+const stressSchema = z.object({
+  STRESS_PROCESSES: int(1, 256).default(8),
+  STRESS_SECONDS: z.coerce.number().positive().max(86_400).default(10),
+  STRESS_READ_RATIO: z.coerce.number().min(0).max(1).default(0.8),
+  /** Concurrent clients inside each process (their writes share group commits). */
+  STRESS_CLIENTS: int(1, 1000).default(8),
+  /** Unset: a temp file, removed afterwards. DATABASE_URL is ignored so a stress run never hits real data. */
+  STRESS_DATABASE: z.string().min(1).optional(),
+});
+
+/**
+ * Settings of `bun run stress`: flags --processes --seconds --read-ratio --clients --database
+ * (env STRESS_*; flags win), plus the usual configuration for pragmas, write path and checkpointer.
+ */
+export function loadStressConfig(argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env) {
+  let flags;
+  try {
+    flags = parseArgs({
+      args: argv,
+      options: {
+        processes: { type: "string" },
+        seconds: { type: "string" },
+        "read-ratio": { type: "string" },
+        clients: { type: "string" },
+        database: { type: "string" },
+        // Internal: a process spawned by the stress parent.
+        child: { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    throw new ConfigError({ argv: [(err as Error).message] });
+  }
+  const merged: Record<string, string | undefined> = {};
+  for (const key of Object.keys(stressSchema.shape)) if (env[key]) merged[key] = env[key];
+  const fromFlags = {
+    STRESS_PROCESSES: flags.processes,
+    STRESS_SECONDS: flags.seconds,
+    STRESS_READ_RATIO: flags["read-ratio"],
+    STRESS_CLIENTS: flags.clients,
+    STRESS_DATABASE: flags.database,
+  };
+  for (const [k, v] of Object.entries(fromFlags)) if (v !== undefined) merged[k] = v;
+  const parsed = stressSchema.safeParse(merged);
+  const base = loadConfig([], env);
+  if (!parsed.success) throw configErrorOf(parsed.error);
+  const st = parsed.data;
+  return {
+    ...base,
+    stress: {
+      processes: st.STRESS_PROCESSES,
+      seconds: st.STRESS_SECONDS,
+      readRatio: st.STRESS_READ_RATIO,
+      clients: st.STRESS_CLIENTS,
+      database: st.STRESS_DATABASE === undefined ? null : parseDatabaseUrl(st.STRESS_DATABASE),
+      child: flags.child === true,
+    },
+  };
+}
+
+export type StressConfig = ReturnType<typeof loadStressConfig>;
 
 /** The raw environment, for the supervisor to hand on to its children. */
 export function childEnv(extra: Record<string, string>): Record<string, string> {

@@ -344,6 +344,14 @@ describe("API description", () => {
     }
     expect(r.json.components.schemas.Site).toBeDefined();
     expect(r.json.components.schemas.Error).toBeDefined();
+    // The documented patterns are real ECMA-262 patterns a client can use as is.
+    const create = r.json.components.schemas.CreateSite;
+    expect(create.required).toEqual(["domain", "name"]);
+    const domain = new RegExp(create.properties.domain.pattern);
+    for (const ok of ["sc-domain:example.com", "SC-DOMAIN:Example.com", "https://example.com/", "HTTP://example.com:8080/de/"]) {
+      expect(domain.test(ok)).toBe(true);
+    }
+    for (const bad of ["example.com", "https://example.com", "ftp://example.com/"]) expect(domain.test(bad)).toBe(false);
   });
 
   test("/docs is an HTML page pointing at the description", async () => {

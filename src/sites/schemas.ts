@@ -2,8 +2,12 @@ import { z } from "@hono/zod-openapi";
 import { createInsertSchema, createSelectSchema } from "drizzle-zod";
 import { sites } from "../db/schema.ts";
 
-// Search Console property names: a domain property or a URL-prefix property.
-const domainPattern = /^(sc-domain:[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|https?:\/\/[^\s/?#]+(:\d+)?\/([^\s?#]*)?)$/i;
+// Search Console property names: a domain property or a URL-prefix property. Case-insensitive by hand,
+// not with the `i` flag: JSON Schema patterns have no flags and the OpenAPI generator would print `/i`.
+const label = "[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?";
+const domainPattern = new RegExp(
+  `^([sS][cC]-[dD][oO][mM][aA][iI][nN]:${label}(\\.${label})+|[hH][tT][tT][pP][sS]?:\\/\\/[^\\s/?#]+(:\\d+)?\\/([^\\s?#]*)?)$`,
+);
 
 export const SiteSchema = createSelectSchema(sites).openapi("Site", {
   example: {
@@ -25,7 +29,8 @@ export const CreateSiteSchema = createInsertSchema(sites, {
       .max(2048)
       .regex(domainPattern, "expected 'sc-domain:example.com' or a URL prefix like 'https://example.com/'"),
   name: (s) => s.trim().min(1).max(200),
-  category: (s) => s.trim().min(1).max(100),
+  // A schema, not a refine callback: drizzle-zod's types drop the optional around a refined nullable column.
+  category: z.string().trim().min(1).max(100).nullish(),
 })
   .pick({ domain: true, name: true, category: true, is_active: true })
   .strict()

@@ -1,0 +1,91 @@
+import { Database } from "bun:sqlite";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "./helpers/db.ts";
+
+// `bun run stress` end to end: a short clean run passes, and a run whose rows disappear fails.
+
+// bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
+setDefaultTimeout(90_000);
+
+const root = join(import.meta.dir, "..");
+const dir = tempDir("sitesync-stress-test-");
+afterAll(() => dir.cleanup());
+
+function stress(args: string[]) {
+  const proc = Bun.spawn([process.execPath, "run", "stress", ...args], {
+    cwd: root,
+    // A DATABASE_URL in the environment must not matter: stress uses its own file.
+    env: { ...process.env, DATABASE_URL: join(dir.dir, "must-not-be-touched.db"), LOG_LEVEL: "warn" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const done = Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]).then(
+    ([code, stdout, stderr]) => ({ code, stdout, out: stdout + stderr }),
+  );
+  return { proc, done };
+}
+
+const summaryNumber = (out: string, label: string) => Number(new RegExp(`${label}:\\s+(\\d+)`).exec(out)?.[1]);
+
+describe("bun run stress", () => {
+  test("4 processes for 3 s: every committed write is there, no lock error reaches a caller", async () => {
+    const { code, out, stdout } = await stress(["--processes", "4", "--seconds", "3"]).done;
+    expect(out).toContain("stress: 4 processes");
+    expect(out).toMatch(/\[\s+1 s\] [\d,]+ ops\/s/); // progress lines
+    expect(summaryNumber(out, "lost writes")).toBe(0);
+    expect(summaryNumber(out, "lock errors")).toBe(0);
+    expect(summaryNumber(out, "failed ops")).toBe(0);
+    const verified = /verified\s+sites (\d+)\/(\d+), sync_tasks (\d+)\/(\d+), task updates (\d+)\/(\d+)/.exec(out);
+    expect(verified).not.toBeNull();
+    const [, sf, sr, tf, tr, uf, ur] = verified!.map(Number);
+    expect([sf, tf, uf]).toEqual([sr, tr, ur]);
+    expect(Math.min(sr!, tr!, ur!)).toBeGreaterThan(0);
+    expect(out).toMatch(/write latency\s+p50 [\d.]+ ms, p99 [\d.]+ ms/);
+    expect(out).toMatch(/busy retries\s+\d+/);
+    expect(out).toMatch(/max WAL\s+[\d.]+ MiB/);
+    expect(stdout.trim().split("\n").at(-1)).toBe("PASS");
+    expect(code).toBe(0);
+    // The temporary database is gone, and DATABASE_URL was left alone.
+    const tmpPath = /database (\S+) \(temporary\)/.exec(out)?.[1];
+    expect(tmpPath).toBeDefined();
+    expect(existsSync(tmpPath!)).toBe(false);
+    expect(existsSync(join(dir.dir, "must-not-be-touched.db"))).toBe(false);
+  });
+
+  test("rows deleted behind its back are reported as lost and the run fails", async () => {
+    const path = join(dir.dir, "sabotaged.db");
+    const run = stress(["--processes", "2", "--seconds", "3", "--database", path]);
+    // Wait for committed sites, then remove some from another connection, as a bug would.
+    let deleted = 0;
+    const deadline = Date.now() + 20_000;
+    while (deleted === 0 && Date.now() < deadline) {
+      await Bun.sleep(200);
+      if (!existsSync(path)) continue;
+      const conn = new Database(path);
+      try {
+        conn.run("PRAGMA busy_timeout = 5000");
+        deleted = conn.run("delete from sites where id in (select id from sites order by id limit 5)").changes;
+      } catch {
+        // Not migrated yet.
+      } finally {
+        conn.close();
+      }
+    }
+    expect(deleted).toBe(5);
+    const { code, out } = await run.done;
+    expect(code).toBe(1);
+    expect(out).toContain("FAIL");
+    expect(summaryNumber(out, "lost writes")).toBeGreaterThanOrEqual(5);
+    // A database given with --database is kept.
+    expect(existsSync(path)).toBe(true);
+  });
+
+  test("bad flags exit 1 with a field error", async () => {
+    const { code, out } = await stress(["--processes", "abc", "--read-ratio", "2"]).done;
+    expect(code).toBe(1);
+    expect(out).toMatch(/STRESS_PROCESSES: /);
+    expect(out).toMatch(/STRESS_READ_RATIO: /);
+  });
+});
