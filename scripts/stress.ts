@@ -61,6 +61,7 @@ async function runChild(c: StressConfig) {
     pragmas: { ...pragmasFrom(c), walAutocheckpoint: 0 },
     lockTimeoutMs: c.WRITE_LOCK_TIMEOUT_MS,
     maxBatch: c.WRITE_MAX_BATCH,
+    walYieldBytes: 2 * c.CHECKPOINT_TRUNCATE_BYTES,
   });
   const r: ChildResult = {
     type: "result",

@@ -219,3 +219,25 @@ describe("waiting for another process's write lock", () => {
     expect(t.db.stats.commits - c0).toBeLessThanOrEqual(2);
   });
 });
+
+describe("backpressure for the checkpointer", () => {
+  test("past walYieldBytes each transaction first leaves the lock free; below it, none does", async () => {
+    const t = setup({ walYieldBytes: 64 * 1024 });
+    await t.db.write(insertSite("sc-domain:first.example"));
+    expect(t.db.stats.yields).toBe(0); // a fresh WAL is small
+
+    const big = "x".repeat(100_000); // a few hundred KiB of frames
+    await t.db.write((tx) => tx.update(sites).set({ name: big }).run());
+    await Bun.sleep(2); // the WAL size is sampled at most once a millisecond
+    const y0 = t.db.stats.yields;
+    for (let i = 0; i < 5; i++) await t.db.write(insertSite(`sc-domain:y${i}.example`));
+    expect(t.db.stats.yields - y0).toBe(5);
+
+    // Once a checkpoint resets the WAL, writes go straight in again.
+    t.db.raw.reader.query("PRAGMA wal_checkpoint(TRUNCATE)").get();
+    await Bun.sleep(2);
+    const y1 = t.db.stats.yields;
+    for (let i = 0; i < 5; i++) await t.db.write(insertSite(`sc-domain:z${i}.example`));
+    expect(t.db.stats.yields - y1).toBe(0);
+  });
+});

@@ -1,4 +1,5 @@
 import { statSync } from "node:fs";
+import { isBusyError } from "../errors.ts";
 import { openConnection, type Pragmas } from "./open.ts";
 
 export type CheckpointOptions = {
@@ -6,13 +7,19 @@ export type CheckpointOptions = {
   /** Past this WAL size a TRUNCATE checkpoint resets the file to zero bytes. */
   truncateBytes: number;
   optimizeIntervalMs: number;
-  /** How long a TRUNCATE may wait for readers to move on (blocks only the checkpointing process). */
+  /**
+   * How long a TRUNCATE, once it holds the write lock, may wait for readers of older snapshots.
+   * Writers of every process wait meanwhile (delayed, not failed), so keep it short.
+   */
   truncateWaitMs?: number;
 };
 
 export type CheckpointStats = {
   runs: number;
+  /** TRUNCATE checkpoints that reset the WAL. */
   truncates: number;
+  /** TRUNCATE rounds that ended without a reset (lock never free, or readers did not finish). */
+  truncateMisses: number;
   lastWalBytes: number;
   maxWalBytes: number;
   lastError: string | null;
@@ -27,6 +34,10 @@ export function walSize(path: string): number {
   }
 }
 
+const SPIN_MS = 2;
+const PAUSE_MIN_MS = 0.5;
+const PAUSE_MAX_MS = 4;
+
 /**
  * Runs the periodic checkpoint in this process: PASSIVE every interval (never waits), TRUNCATE
  * once the WAL passes truncateBytes, and `PRAGMA optimize` now and then. With readers always
@@ -34,21 +45,32 @@ export function walSize(path: string): number {
  * bounded. Exactly one process should run it (the supervisor, or a standalone tool).
  */
 export function startCheckpointer(path: string, pragmas: Pragmas, opts: CheckpointOptions) {
-  const conn = openConnection(path, { ...pragmas, busyTimeoutMs: opts.truncateWaitMs ?? 2000, walAutocheckpoint: 0 });
-  const stats: CheckpointStats = { runs: 0, truncates: 0, lastWalBytes: 0, maxWalBytes: 0, lastError: null };
+  const waitMs = opts.truncateWaitMs ?? 200;
+  const conn = openConnection(path, { ...pragmas, busyTimeoutMs: waitMs, walAutocheckpoint: 0 });
+  // A second connection only probes whether the write lock is free, never waiting.
+  const probe = openConnection(path, { ...pragmas, busyTimeoutMs: waitMs, walAutocheckpoint: 0 });
+  probe.run("PRAGMA busy_timeout = 0");
+  const begin = probe.prepare("BEGIN IMMEDIATE");
+  const rollback = probe.prepare("ROLLBACK");
+  const passive = conn.prepare("PRAGMA wal_checkpoint(PASSIVE)");
+  const truncate = conn.prepare<{ busy: number }, []>("PRAGMA wal_checkpoint(TRUNCATE)");
+  const stats: CheckpointStats = { runs: 0, truncates: 0, truncateMisses: 0, lastWalBytes: 0, maxWalBytes: 0, lastError: null };
   let lastOptimize = performance.now();
+  let truncating = false;
+  let stopped = false;
 
   function tick() {
+    if (truncating || stopped) return;
     try {
       const size = walSize(path);
       stats.lastWalBytes = size;
       stats.maxWalBytes = Math.max(stats.maxWalBytes, size);
       if (size === 0) return;
       if (size >= opts.truncateBytes) {
-        const r = conn.query<{ busy: number }, []>("PRAGMA wal_checkpoint(TRUNCATE)").get();
-        if (r && r.busy === 0) stats.truncates++;
+        truncating = true;
+        void truncateRound().finally(() => (truncating = false));
       } else {
-        conn.query("PRAGMA wal_checkpoint(PASSIVE)").get();
+        passive.get();
       }
       stats.runs++;
       if (performance.now() - lastOptimize >= opts.optimizeIntervalMs) {
@@ -62,18 +84,64 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
     }
   }
 
+  // A TRUNCATE needs the write lock. Under a steady write load some writer holds it nearly all the
+  // time and frees it only for microseconds between transactions, while SQLite's busy handler polls
+  // every 1..100 ms: a plain TRUNCATE with a busy timeout almost never gets the lock, falls back to
+  // PASSIVE, and the WAL keeps growing. So: watch for a free moment in short synchronous spins
+  // (pausing in between so this event loop still runs) and TRUNCATE right then; its busy timeout
+  // is then spent only on waiting for older readers.
+  async function truncateRound() {
+    const until = performance.now() + Math.max(opts.intervalMs, 500);
+    let pause = PAUSE_MIN_MS;
+    try {
+      while (!stopped && performance.now() < until) {
+        if (spinForFreeLock()) {
+          if (truncate.get()?.busy === 0) {
+            stats.truncates++;
+            stats.lastWalBytes = walSize(path);
+            return;
+          }
+          // A writer got in first, or a reader kept an old snapshot too long: try again.
+          pause = PAUSE_MIN_MS;
+        }
+        await Bun.sleep(pause * (0.5 + Math.random()));
+        pause = Math.min(PAUSE_MAX_MS, pause * 2);
+      }
+    } catch (err) {
+      stats.lastError = (err as Error).message;
+    }
+    stats.truncateMisses++;
+  }
+
+  /** True when the write lock was free at some moment within SPIN_MS (and has been let go again). */
+  function spinForFreeLock(): boolean {
+    const until = performance.now() + SPIN_MS;
+    do {
+      try {
+        begin.run();
+        rollback.run();
+        return true;
+      } catch (err) {
+        if (!isBusyError(err)) throw err;
+      }
+    } while (performance.now() < until);
+    return false;
+  }
+
   const timer = setInterval(tick, opts.intervalMs);
   return {
     stats,
     tick,
     stop() {
+      stopped = true;
       clearInterval(timer);
       try {
         conn.run("PRAGMA optimize");
-        conn.query("PRAGMA wal_checkpoint(TRUNCATE)").get();
+        truncate.get();
       } catch {
         // Shutting down: another process may still hold the file; its own close checkpoints.
       }
+      probe.close();
       conn.close();
     },
   };

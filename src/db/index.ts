@@ -33,6 +33,11 @@ export type OpenOptions = {
   pragmas?: Partial<Pragmas>;
   lockTimeoutMs?: number;
   maxBatch?: number;
+  /**
+   * Past this WAL size each write transaction first leaves the write lock free for a moment, so the
+   * checkpointer can take it under a steady write load (0 or unset: never).
+   */
+  walYieldBytes?: number;
 };
 
 /** Opens this process's two connections on the SQLite file. */
@@ -50,6 +55,7 @@ export function openDb(opts: OpenOptions): Db {
   const w = createWriter(writer, writerOrm, {
     lockTimeoutMs: opts.lockTimeoutMs ?? pragmas.busyTimeoutMs,
     maxBatch: opts.maxBatch ?? 256,
+    walYield: opts.walYieldBytes ? { dbPath: opts.path, bytes: opts.walYieldBytes } : undefined,
   });
   const db: Db = {
     path: opts.path,
@@ -84,6 +90,8 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
     pragmas: pragmasFrom(config),
     lockTimeoutMs: config.WRITE_LOCK_TIMEOUT_MS,
     maxBatch: config.WRITE_MAX_BATCH,
+    // The checkpointer truncates past CHECKPOINT_TRUNCATE_BYTES; twice that means it is starved.
+    walYieldBytes: 2 * config.CHECKPOINT_TRUNCATE_BYTES,
   });
 }
 

@@ -1,5 +1,6 @@
 import type { Database } from "bun:sqlite";
 import { ApiError, isBusyError } from "../errors.ts";
+import { walSize } from "./checkpoint.ts";
 import type { Orm } from "./open.ts";
 
 // The write path. Every write of a process goes through one queue:
@@ -29,6 +30,8 @@ export type WriterStats = {
   writes: number;
   /** Writes that gave up after lockTimeoutMs. */
   timeouts: number;
+  /** Transactions that first left the lock free because the WAL was past walYield.bytes. */
+  yields: number;
 };
 
 export type WriterOptions = {
@@ -36,6 +39,8 @@ export type WriterOptions = {
   lockTimeoutMs: number;
   /** Most writes in one transaction. */
   maxBatch: number;
+  /** Past this WAL size, leave the lock free for a moment before each transaction (see flush). */
+  walYield?: { dbPath: string; bytes: number };
 };
 
 export type Writer = {
@@ -47,6 +52,7 @@ export type Writer = {
 
 const MIN_DELAY_MS = 0.5;
 const MAX_DELAY_MS = 8;
+const YIELD_MS = 1;
 
 /** Creates the group-commit write queue over a dedicated writer connection. */
 export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): Writer {
@@ -59,7 +65,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   const release = sqlite.prepare("RELEASE w");
   const rollbackTo = sqlite.prepare("ROLLBACK TO w");
 
-  const stats: WriterStats = { busyRetries: 0, commits: 0, writes: 0, timeouts: 0 };
+  const stats: WriterStats = { busyRetries: 0, commits: 0, writes: 0, timeouts: 0, yields: 0 };
   let queue: Pending[] = [];
   let scheduled = false;
   let attempt = 0;
@@ -83,9 +89,31 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
     queue = keep;
   }
 
+  // Under a steady load the lock passes from one transaction to the next with no gap, so the
+  // checkpointer (another process) cannot take it and the WAL grows without bound. Once the WAL is
+  // well past the checkpoint size, every transaction first leaves the lock free for a moment.
+  let yielded = false;
+  let walCheckedAt = -Infinity;
+  let walOver = false;
+  function shouldYield(): boolean {
+    if (!opts.walYield || yielded) return false;
+    const now = performance.now();
+    if (now - walCheckedAt >= YIELD_MS) {
+      walCheckedAt = now;
+      walOver = walSize(opts.walYield.dbPath) > opts.walYield.bytes;
+    }
+    return walOver;
+  }
+
   function flush() {
     scheduled = false;
     if (queue.length === 0) return settleDrain();
+    if (shouldYield()) {
+      yielded = true;
+      stats.yields++;
+      return schedule(YIELD_MS * (1 + 2 * Math.random()));
+    }
+    yielded = false;
     try {
       begin.run();
     } catch (err) {
