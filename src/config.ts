@@ -43,6 +43,8 @@ const envSchema = z.object({
     .regex(/^([01]\d|2[0-3]):[0-5]\d$/, "expected HH:MM (24h, UTC)")
     .default("03:00"),
   SYNC_SCHEDULER: bool.default(true),
+  // How often each sync worker checks whether a site is due its daily sync.
+  SYNC_SCHEDULER_INTERVAL_MS: int(50).default(60_000),
   SYNC_CATCHUP_DAYS: int(1, 3650).default(30),
   SYNC_POLL_MS: int(10).default(500),
   SYNC_LEASE_MS: int(1000).default(30_000),
@@ -57,6 +59,10 @@ const envSchema = z.object({
   GSC_TOKEN_URL: z.url().optional(),
   GSC_QUOTA_PER_MINUTE: int(1).default(100),
   GSC_ROW_LIMIT: int(1, 25_000).default(25_000),
+  // Retries of one Search Console request on 5xx, 429 and network errors, with exponential backoff.
+  GSC_MAX_RETRIES: int(0, 20).default(5),
+  GSC_RETRY_BASE_MS: int(1).default(1000),
+  GSC_TIMEOUT_MS: int(100).default(60_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -156,6 +162,9 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: Record<s
   const parsed = envSchema.safeParse(merged);
   if (!parsed.success) throw configErrorOf(parsed.error);
   const e = parsed.data;
+  if (e.SYNC_SOURCE === "gsc" && !e.GSC_ACCESS_TOKEN && !e.GSC_SERVICE_ACCOUNT_FILE) {
+    throw new ConfigError({ SYNC_SOURCE: ["gsc needs GSC_ACCESS_TOKEN or GSC_SERVICE_ACCOUNT_FILE"] });
+  }
   return {
     ...e,
     database: parseDatabaseUrl(e.DATABASE_URL),

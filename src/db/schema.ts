@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { check, index, integer, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { check, index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 // Property names equal the column names (snake_case), so a row is already the API's JSON shape.
 // Timestamps are ISO-8601 UTC text (`2026-11-25T03:00:00.000Z`); dates are `YYYY-MM-DD`.
@@ -105,6 +105,22 @@ export const gscPerformanceData = sqliteTable(
   ],
 );
 
+// One row per (site, day, search type) whose rows were all stored: `sync_mode=skip` skips these, and a
+// day cut short by a crash has no row here, so it is fetched again. Also the cheap source of /sync/status.
+export const gscSyncedDays = sqliteTable(
+  "gsc_synced_days",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    date: text("date").notNull(),
+    search_type: text("search_type").notNull(),
+    row_count: integer("row_count").notNull().default(0),
+    synced_at: text("synced_at").notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.date, t.search_type] })],
+);
+
 // Processes that hold a database connection, so any process can list all of them.
 export const dbConnections = sqliteTable("db_connections", {
   pid: integer("pid").primaryKey(),
@@ -119,3 +135,4 @@ export type NewSite = typeof sites.$inferInsert;
 export type SyncTask = typeof syncTasks.$inferSelect;
 export type NewSyncTask = typeof syncTasks.$inferInsert;
 export type GscRow = typeof gscPerformanceData.$inferInsert;
+export type GscSyncedDay = typeof gscSyncedDays.$inferSelect;
