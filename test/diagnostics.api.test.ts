@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { createApp } from "../src/app.ts";
 import { registerProcess } from "../src/db/registry.ts";
 import { dbConnections, sites } from "../src/db/schema.ts";
-import { tempDb } from "./helpers/db.ts";
+import { openDb } from "../src/db/index.ts";
+import { tempDb, tempDir } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
@@ -107,6 +108,19 @@ describe("GET /health", () => {
     expect(r.status).toBe(503);
     expect(r.json).toEqual({ status: "unhealthy", process_id: process.pid, database_connected: false, connection_info: null });
   });
+});
+
+test("503 unhealthy on a file that holds no database schema", async () => {
+  const d = tempDir();
+  const empty = openDb({ path: join(d.dir, "empty.db"), role: "test" });
+  try {
+    const r = await get("/health", createApp(empty));
+    expect(r.status).toBe(503);
+    expect(r.json).toMatchObject({ status: "unhealthy", database_connected: false });
+  } finally {
+    empty.close();
+    d.cleanup();
+  }
 });
 
 describe("GET /api/v1/diagnostics/check-locks", () => {

@@ -5,10 +5,11 @@ import { openConnection } from "../db/open.ts";
 import { listConnections } from "../db/registry.ts";
 import { isBusyError } from "../errors.ts";
 
-/** Runs a trivial query; false when the database cannot be reached. */
+/** Reads the database header; false when the database cannot be reached. */
 export async function pingDatabase(db: Db): Promise<boolean> {
   try {
-    return db.raw.reader.query<{ ok: number }, []>("select 1 as ok").get()?.ok === 1;
+    // Not `select 1`: that never opens the file. A migrated database has a schema version above 0.
+    return (db.raw.reader.query<{ schema_version: number }, []>("PRAGMA schema_version").get()?.schema_version ?? 0) > 0;
   } catch {
     return false;
   }
