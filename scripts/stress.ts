@@ -9,7 +9,7 @@ import { migrate } from "../src/db/migrate.ts";
 import { pragmasFrom } from "../src/db/open.ts";
 import { sites, syncTasks } from "../src/db/schema.ts";
 import { ApiError, isBusyError } from "../src/errors.ts";
-import { createSite, findSiteById, listSites } from "../src/sites/queries.ts";
+import { createSite, findSiteById, listSites, type SiteCursor } from "../src/sites/queries.ts";
 
 // `bun run stress`: P processes share one SQLite file through the project's database layer, mixing
 // reads and writes for S seconds; then the parent checks that every write a process reports as
@@ -82,6 +82,7 @@ async function runChild(c: StressConfig) {
     readLatencyUs: [],
   };
   let seq = 0;
+  let nextPage: SiteCursor | null = null;
   const pick = <T>(xs: T[]) => xs[Math.floor(Math.random() * xs.length)];
 
   function failed(kind: "read" | "write", err: unknown) {
@@ -151,9 +152,9 @@ async function runChild(c: StressConfig) {
       }),
     readList: () =>
       read(async () => {
-        const own = pick(r.siteIds);
-        const cursor = own !== undefined && Math.random() < 0.5 ? { name: `Stress ${own % 97}`, id: own } : undefined;
-        await listSites(db, { activeOnly: Math.random() < 0.5, limit: 20, cursor });
+        // Page through the list as a client would: follow the cursor, start over at the end.
+        const page = await listSites(db, { activeOnly: true, limit: 20, cursor: nextPage ?? undefined });
+        nextPage = page.next;
       }),
   };
 
