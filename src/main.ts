@@ -4,7 +4,7 @@ import { childEnv, loadConfigOrExit, type ProcessRole } from "./config.ts";
 import { startCheckpointer } from "./db/checkpoint.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
 import { migrate } from "./db/migrate.ts";
-import { pragmasFrom } from "./db/open.ts";
+import { pragmasFrom, WalUnavailableError } from "./db/open.ts";
 import { registerProcess } from "./db/registry.ts";
 import { log, setLogLevel } from "./log.ts";
 
@@ -13,7 +13,7 @@ const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
 const pragmas = pragmasFrom(config);
 
-const applied = migrate(config.database.path, pragmas);
+const applied = orExitOnWal(() => migrate(config.database.path, pragmas));
 log("info", "database ready", { path: config.database.path, migrations_applied: applied });
 
 // This process runs the checkpointer, so the workers turn SQLite's inline auto-checkpoint off.
@@ -86,6 +86,19 @@ async function shutdown(signal: string) {
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+
+/** Runs `f`; a database that cannot be put in WAL mode is fatal: print why (no stack) and exit 1. */
+function orExitOnWal<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof WalUnavailableError) {
+      console.error(`fatal: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
 
 function freePort(hostname: string): number {
   const s = Bun.listen({ hostname, port: 0, socket: { data() {} } });

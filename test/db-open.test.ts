@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
-import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { afterAll, afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { chmodSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../src/config.ts";
 import { closeAllConnections, openDb, openDbFromConfig } from "../src/db/index.ts";
@@ -147,10 +147,56 @@ describe("openDb", () => {
   });
 });
 
+/**
+ * Makes a database file read-only for this process: chmod for a normal user; as root (which ignores
+ * permissions) the immutable attribute, where the file system supports it. Returns the undo, or null.
+ */
+function makeReadOnly(path: string): (() => void) | null {
+  if (process.getuid?.() !== 0) {
+    chmodSync(path, 0o444);
+    return () => chmodSync(path, 0o644);
+  }
+  const set = Bun.spawnSync(["chattr", "+i", path], { stderr: "ignore" });
+  return set.success ? () => void Bun.spawnSync(["chattr", "-i", path]) : null;
+}
+
+const readOnlyDir = tempDir();
+const readOnlyPath = join(readOnlyDir.dir, "readonly.db");
+new Database(readOnlyPath).run("create table t (x)");
+const undoReadOnly = makeReadOnly(readOnlyPath);
+afterAll(() => {
+  undoReadOnly?.();
+  readOnlyDir.cleanup();
+});
+
 describe("openConnection", () => {
+  // No way to make a file read-only here (root on a file system without chattr): say so, don't fake it.
+  test.skipIf(undoReadOnly === null)("a read-only database file fails with WalUnavailableError, not a raw SQLite error", () => {
+    let err: unknown;
+    try {
+      openConnection(readOnlyPath, defaultPragmas);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(WalUnavailableError);
+    expect((err as Error).message).toContain(`could not switch ${readOnlyPath} to WAL mode (attempt to write a readonly database)`);
+    expect((err as Error).message).toMatch(/writable file and directory/);
+  });
+
+  test.skipIf(undoReadOnly === null)("the service refuses to start on it: exit 1 with the reason, no stack trace", async () => {
+    const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../src/main.ts"), "--workers", "1"], {
+      env: { ...process.env, DATABASE_URL: readOnlyPath, PORT: "0", HOST: "127.0.0.1" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    expect(code).toBe(1);
+    expect(stderr).toContain("fatal: SQLite could not switch");
+    expect(stderr).not.toMatch(/\n\s+at /);
+  });
+
   test("refuses a database that cannot be in WAL mode with a clear error", () => {
     // An in-memory database reports journal_mode 'memory' whatever is asked: WAL cannot take effect.
-    // (A read-only directory would be the classic case, but these tests run as root.)
     let err: unknown;
     try {
       openConnection(":memory:", defaultPragmas);

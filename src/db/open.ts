@@ -2,6 +2,7 @@ import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
+import { isBusyError } from "../errors.ts";
 import * as schema from "./schema.ts";
 
 export type Orm = BunSQLiteDatabase<typeof schema>;
@@ -58,12 +59,21 @@ export function openConnection(path: string, pragmas: Pragmas): Database {
   try {
     // busy_timeout first: switching a cold file to WAL needs a lock another process may hold.
     sqlite.run(`PRAGMA busy_timeout = ${pragmas.busyTimeoutMs}`);
-    const mode = sqlite.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get()?.journal_mode;
+    const advice =
+      "WAL needs a writable file and directory on a local file system with shared memory (not NFS/SMB); " +
+      "several processes cannot share this file safely without it.";
+    let mode: string | undefined;
+    try {
+      mode = sqlite.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get()?.journal_mode;
+    } catch (err) {
+      // A busy file is worth retrying; a read-only or unusable one is not.
+      if (isBusyError(err)) throw err;
+      throw new WalUnavailableError(`SQLite could not switch ${path} to WAL mode (${(err as Error).message}). ${advice}`, {
+        cause: err,
+      });
+    }
     if (mode?.toLowerCase() !== "wal") {
-      throw new WalUnavailableError(
-        `SQLite refused WAL mode for ${path} (journal_mode is '${mode}'). WAL needs a local file system with ` +
-          `shared memory (not NFS/SMB, not a read-only directory); several processes cannot share this file safely without it.`,
-      );
+      throw new WalUnavailableError(`SQLite refused WAL mode for ${path} (journal_mode is '${mode}'). ${advice}`);
     }
     sqlite.run(`PRAGMA synchronous = ${pragmas.synchronous}`);
     sqlite.run(`PRAGMA cache_size = ${pragmas.cacheSize}`);
