@@ -90,6 +90,19 @@ describe("GET /health", () => {
     expect(after.json.connection_info.total_connections).toBe(1);
   });
 
+  test("a row not refreshed for a long time is not listed, even if its pid is alive (pids repeat)", async () => {
+    // The parent of this test process is alive but never registered: as after a container restart.
+    const pid = process.ppid;
+    const longAgo = new Date(Date.now() - 3_600_000).toISOString();
+    await t.db.write((tx) =>
+      tx.insert(dbConnections).values({ pid, role: "http", started_at: longAgo, last_seen_at: longAgo, busy_retries: 0 }).run(),
+    );
+    const r = await get("/health");
+    expect(r.json.connection_info.connection_pids).toEqual([process.pid]);
+    await t.db.drain(); // the prune is a queued write
+    expect(t.db.read.select({ pid: dbConnections.pid }).from(dbConnections).all().map((x) => x.pid)).toEqual([process.pid]);
+  });
+
   test("a process that closes cleanly unregisters", async () => {
     const child = await registeredChild(t.path);
     expect((await get("/health")).json.connection_info.connection_pids).toContain(child.pid);

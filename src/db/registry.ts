@@ -1,10 +1,13 @@
-import { eq, inArray } from "drizzle-orm";
+import { inArray } from "drizzle-orm";
 import type { Db } from "./index.ts";
 import { dbConnections } from "./schema.ts";
 
 export type ConnectionRow = typeof dbConnections.$inferSelect;
 
 const HEARTBEAT_MS = 2000;
+// A row not refreshed for this long belongs to a process that is gone even if its pid is in use
+// again (after a container restart pids repeat), so it is not listed.
+const STALE_MS = 15 * HEARTBEAT_MS;
 
 /** True when a process with this pid exists on this machine. */
 export function isAlive(pid: number): boolean {
@@ -23,24 +26,13 @@ export function isAlive(pid: number): boolean {
  */
 export async function registerProcess(db: Db): Promise<() => void> {
   const pid = process.pid;
-  const now = new Date().toISOString();
-  await db.write((tx) =>
-    tx
-      .insert(dbConnections)
-      .values({ pid, role: db.role, started_at: db.startedAt, last_seen_at: now, busy_retries: 0 })
-      .onConflictDoUpdate({
-        target: dbConnections.pid,
-        set: { role: db.role, started_at: db.startedAt, last_seen_at: now, busy_retries: 0 },
-      })
-      .run(),
-  );
-  const timer = setInterval(() => {
-    const seen = new Date().toISOString();
-    const busy = db.stats.busyRetries;
-    db.write((tx) =>
-      tx.update(dbConnections).set({ last_seen_at: seen, busy_retries: busy }).where(eq(dbConnections.pid, pid)).run(),
-    ).catch(() => {});
-  }, HEARTBEAT_MS);
+  // An upsert, also for the heartbeat: a row pruned while this process was stalled comes back.
+  const upsert = () => {
+    const row = { pid, role: db.role, started_at: db.startedAt, last_seen_at: new Date().toISOString(), busy_retries: db.stats.busyRetries };
+    return db.write((tx) => tx.insert(dbConnections).values(row).onConflictDoUpdate({ target: dbConnections.pid, set: row }).run());
+  };
+  await upsert();
+  const timer = setInterval(() => upsert().catch(() => {}), HEARTBEAT_MS);
   timer.unref();
   const stop = () => {
     clearInterval(timer);
@@ -62,9 +54,10 @@ export async function listConnections(db: Db): Promise<ConnectionRow[]> {
   const rows = db.read.select().from(dbConnections).orderBy(dbConnections.pid).all();
   const live: ConnectionRow[] = [];
   const dead: number[] = [];
+  const staleBefore = Date.now() - STALE_MS;
   for (const r of rows) {
     if (r.pid === process.pid) live.push({ ...r, busy_retries: db.stats.busyRetries });
-    else if (isAlive(r.pid)) live.push(r);
+    else if (isAlive(r.pid) && Date.parse(r.last_seen_at) >= staleBefore) live.push(r);
     else dead.push(r.pid);
   }
   if (dead.length > 0) {
