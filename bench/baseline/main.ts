@@ -1,0 +1,44 @@
+import type { Subprocess } from "bun";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { migrate } from "../../src/db/migrate.ts";
+
+// Starts the textbook baseline: the project's schema (its own migrations) on the given file, then
+// N processes of baseline/server.ts sharing one port with reusePort. No supervisor tricks: a dead
+// worker is not restarted. Prints "baseline listening on <url>" once every process listens.
+//
+//   bun bench/baseline/main.ts --db path --port 1234 [--workers 4] [--host 127.0.0.1]
+
+const { values: args } = parseArgs({
+  options: {
+    db: { type: "string" },
+    port: { type: "string" },
+    host: { type: "string", default: "127.0.0.1" },
+    workers: { type: "string", default: "4" },
+  },
+  strict: true,
+});
+if (!args.db || !args.port) throw new Error("usage: main.ts --db path --port n [--workers n] [--host h]");
+const workers = Number(args.workers);
+
+migrate(args.db);
+
+let ready = 0;
+const procs: Subprocess[] = Array.from({ length: workers }, () =>
+  Bun.spawn([process.execPath, join(import.meta.dir, "server.ts"), "--db", args.db!, "--port", args.port!, "--host", args.host], {
+    stdio: ["ignore", "inherit", "inherit"],
+    ipc(message) {
+      if ((message as { type?: string }).type === "ready" && ++ready === workers) {
+        console.log(`baseline listening on http://${args.host}:${args.port} (${workers} processes, database ${args.db})`);
+      }
+    },
+  }),
+);
+
+async function shutdown() {
+  for (const p of procs) p.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p.exited));
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown());
+process.on("SIGINT", () => void shutdown());

@@ -1,0 +1,150 @@
+import type { LoadResult } from "./load.ts";
+import type { Scenario, Side, Target } from "./scenarios.ts";
+
+// Turns measurements into ratios, target verdicts and the terminal table.
+
+export type SideResult = LoadResult & {
+  /** CPU time of the side's whole process tree per request served, in microseconds (Linux only). */
+  cpuUsPerReq: number | null;
+  /** Measurements combined into this one (--rounds). */
+  rounds: number;
+};
+
+export type TargetCheck = {
+  /** e.g. "rps ratio", "p99 vs create (service)", "5xx + socket + lock errors". */
+  what: string;
+  target: string;
+  actual: number | null;
+  met: boolean | null;
+};
+
+export type ScenarioResult = {
+  name: string;
+  description: string;
+  skipped?: string;
+  service?: SideResult;
+  baseline?: SideResult;
+  /** service / baseline. */
+  ratios?: { rps: number; p50: number; p99: number };
+  targets: TargetCheck[];
+  notes: string[];
+  /** Extra facts of the scenario (e.g. rows ingested meanwhile). */
+  extra?: Record<string, unknown>;
+};
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** Combines the rounds of one side: medians of rates and percentiles, sums of counts, the worst max. */
+export function combineRounds(rounds: { load: LoadResult; cpuUsPerReq: number | null }[]): SideResult {
+  const loads = rounds.map((r) => r.load);
+  const sum = (f: (r: LoadResult) => number) => loads.reduce((n, r) => n + f(r), 0);
+  const statuses: Record<string, number> = {};
+  for (const r of loads) for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+  const cpus = rounds.map((r) => r.cpuUsPerReq).filter((c): c is number => c !== null);
+  return {
+    requests: sum((r) => r.requests),
+    durationSec: sum((r) => r.durationSec),
+    rps: median(loads.map((r) => r.rps)),
+    p50Ms: median(loads.map((r) => r.p50Ms)),
+    p99Ms: median(loads.map((r) => r.p99Ms)),
+    maxMs: Math.max(...loads.map((r) => r.maxMs)),
+    statuses,
+    ok2xx: sum((r) => r.ok2xx),
+    conflict409: sum((r) => r.conflict409),
+    other4xx: sum((r) => r.other4xx),
+    server5xx: sum((r) => r.server5xx),
+    socketErrors: sum((r) => r.socketErrors),
+    timeouts: sum((r) => r.timeouts),
+    lockErrors: sum((r) => r.lockErrors),
+    cpuUsPerReq: cpus.length === rounds.length ? median(cpus) : null,
+    rounds: rounds.length,
+  };
+}
+
+/** service / baseline for throughput and latency. */
+export function ratiosOf(service: SideResult, baseline: SideResult) {
+  const div = (a: number, b: number) => (b === 0 ? Number.NaN : a / b);
+  return { rps: div(service.rps, baseline.rps), p50: div(service.p50Ms, baseline.p50Ms), p99: div(service.p99Ms, baseline.p99Ms) };
+}
+
+function reference(t: Target, r: ScenarioResult, all: Map<string, ScenarioResult>): SideResult | undefined {
+  return t.against ? all.get(t.against.scenario)?.[t.against.side] : r.baseline;
+}
+
+const describeRef = (t: Target, scenario: string) =>
+  t.against && (t.against.scenario !== scenario || t.against.side !== "baseline")
+    ? `${t.metric} vs ${t.against.scenario} (${t.against.side})`
+    : `${t.metric} ratio`;
+
+/** Checks a scenario's ratio targets, plus the rule for every scenario: no 5xx, socket or lock errors. */
+export function checkTargets(sc: Scenario, r: ScenarioResult, all: Map<string, ScenarioResult>): TargetCheck[] {
+  if (!r.service) return [];
+  const service = r.service;
+  const checks: TargetCheck[] = sc.targets.map((t) => {
+    const ref = reference(t, r, all);
+    const mine = t.metric === "rps" ? service.rps : service.p99Ms;
+    const theirs = ref ? (t.metric === "rps" ? ref.rps : ref.p99Ms) : undefined;
+    const actual = theirs ? mine / theirs : null;
+    const met = actual === null ? null : t.op === ">=" ? actual >= t.value : actual <= t.value;
+    return { what: describeRef(t, sc.name), target: `${t.op} ${t.value.toFixed(2)}x`, actual, met };
+  });
+  const errors = service.server5xx + service.socketErrors + service.lockErrors;
+  checks.push({ what: "service 5xx + socket + lock errors", target: "= 0", actual: errors, met: errors === 0 });
+  return checks;
+}
+
+const int = (n: number) => Math.round(n).toLocaleString("en-US");
+const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0));
+const ratio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}x` : "n/a");
+
+const columns = ["scenario", "side", "req/s", "p50 ms", "p99 ms", "max ms", "2xx", "409", "4xx", "5xx", "sock err", "cpu µs/req"];
+
+function row(name: string, side: Side, s: SideResult): string[] {
+  return [
+    name,
+    side,
+    int(s.rps),
+    ms(s.p50Ms),
+    ms(s.p99Ms),
+    ms(s.maxMs),
+    int(s.ok2xx),
+    int(s.conflict409),
+    int(s.other4xx),
+    int(s.server5xx),
+    int(s.socketErrors),
+    s.cpuUsPerReq === null ? "n/a" : s.cpuUsPerReq.toFixed(1),
+  ];
+}
+
+/** The results as an aligned text table, with ratio lines and target verdicts under each scenario. */
+export function formatTable(results: ScenarioResult[]): string {
+  const rows: (string[] | string)[] = [columns];
+  for (const r of results) {
+    if (r.skipped) {
+      rows.push(`${r.name}: skipped: ${r.skipped}`);
+      continue;
+    }
+    if (r.service) rows.push(row(r.name, "service", r.service));
+    if (r.baseline) rows.push(row(r.service ? "" : r.name, "baseline", r.baseline));
+    if (r.ratios) rows.push(["", "ratio", ratio(r.ratios.rps), ratio(r.ratios.p50), ratio(r.ratios.p99), "", "", "", "", "", "", ""]);
+    for (const t of r.targets) {
+      const verdict = t.met === null ? "n/a" : t.met ? "met" : "NOT MET";
+      const actual = t.actual === null ? "n/a" : t.what.includes("errors") ? String(t.actual) : ratio(t.actual);
+      rows.push(`    target ${t.what} ${t.target}: ${actual} ${verdict}`);
+    }
+    for (const n of r.notes) rows.push(`    note: ${n}`);
+  }
+  const cells = rows.filter((r): r is string[] => Array.isArray(r));
+  const widths = columns.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+  return rows
+    .map((r) =>
+      typeof r === "string"
+        ? r
+        : r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd(),
+    )
+    .join("\n");
+}
