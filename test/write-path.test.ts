@@ -222,20 +222,20 @@ describe("waiting for another process's write lock", () => {
 
 describe("backpressure for the checkpointer", () => {
   test("past walYieldBytes each transaction first leaves the lock free; below it, none does", async () => {
-    const t = setup({ walYieldBytes: 64 * 1024 });
+    const t = setup({ walYieldBytes: 256 * 1024 });
     await t.db.write(insertSite("sc-domain:first.example"));
     expect(t.db.stats.yields).toBe(0); // a fresh WAL is small
 
-    const big = "x".repeat(100_000); // a few hundred KiB of frames
+    const big = "x".repeat(400_000); // about 100 pages of frames
     await t.db.write((tx) => tx.update(sites).set({ name: big }).run());
-    await Bun.sleep(2); // the WAL size is sampled at most once a millisecond
+    await Bun.sleep(10); // the WAL size is sampled at most once a millisecond
     const y0 = t.db.stats.yields;
     for (let i = 0; i < 5; i++) await t.db.write(insertSite(`sc-domain:y${i}.example`));
     expect(t.db.stats.yields - y0).toBe(5);
 
     // Once a checkpoint resets the WAL, writes go straight in again.
-    t.db.raw.reader.query("PRAGMA wal_checkpoint(TRUNCATE)").get();
-    await Bun.sleep(2);
+    expect(t.db.raw.reader.query("PRAGMA wal_checkpoint(TRUNCATE)").get()).toEqual({ busy: 0, log: 0, checkpointed: 0 });
+    await Bun.sleep(10);
     const y1 = t.db.stats.yields;
     for (let i = 0; i < 5; i++) await t.db.write(insertSite(`sc-domain:z${i}.example`));
     expect(t.db.stats.yields - y1).toBe(0);
