@@ -10,7 +10,9 @@ import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { ApiError, errorBody, isBusyError, type ErrorCode } from "./errors.ts";
 import { log } from "./log.ts";
 import { validationHook } from "./openapi.ts";
+import { searchRoutes } from "./search/routes.ts";
 import { sitesRoutes } from "./sites/routes.ts";
+import { syncRoutes, type SyncApiOptions } from "./sync/routes.ts";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -19,6 +21,8 @@ export type AppOptions = {
   requestLog?: boolean;
   /** WAL size past which check-locks recommends a look. */
   walWarnBytes?: number;
+  /** Settings of the sync API (max_attempts of the tasks it creates). */
+  sync?: SyncApiOptions;
 };
 
 /** Builds the HTTP application over one process's database handle. */
@@ -39,6 +43,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/", healthRoutes(db));
   app.route("/api/v1/sites", sitesRoutes(db));
   app.route("/api/v1/diagnostics", diagnosticsRoutes(db, { walWarnBytes: opts.walWarnBytes ?? 64 * 1024 * 1024 }));
+  app.route("/api/v1", syncRoutes(db, opts.sync));
+  app.route("/api/v1", searchRoutes(db));
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

@@ -1,0 +1,61 @@
+import type { Database, Statement } from "bun:sqlite";
+import type { Db } from "../db/index.ts";
+import type { QueryStats } from "./schemas.ts";
+
+type Params = { site_id: number; pattern: string; start: string; end: string; limit: number };
+type Row = QueryStats & { found: number };
+
+// Plain SQL (Drizzle cannot say INDEXED BY), prepared once per reader connection.
+const prepared = new WeakMap<Database, Statement<Row, [Params]>>();
+function searchStatement(conn: Database): Statement<Row, [Params]> {
+  let st = prepared.get(conn);
+  if (!st) {
+    st = prepare(conn);
+    prepared.set(conn, st);
+  }
+  return st;
+}
+
+const prepare = (conn: Database) =>
+  // INDEXED BY pins the covering index (site_id, query, date, clicks, impressions, ctr, position): the
+  // site's entries come in query order, so GROUP BY needs no sort and no row is read from the table.
+  // Left to itself the planner picks the unique (site_id, date, ...) index for the date bounds and then
+  // reads every row from the table. A missing index makes this fail loudly instead of slowly.
+  conn.query<Row, [Params]>(
+    `select query,
+            sum(clicks) as total_clicks,
+            sum(impressions) as total_impressions,
+            avg(ctr) as avg_ctr,
+            avg(position) as avg_position,
+            count(distinct date) as days_appeared,
+            count(*) over () as found
+       from gsc_performance_data indexed by gsc_performance_data_site_query_idx
+      where site_id = $site_id and query like $pattern escape '\\' and date >= $start and date <= $end
+      group by query
+      order by total_clicks desc, query
+      limit $limit`,
+  );
+
+/** A LIKE pattern matching `term` anywhere, with %, _ and the escape character taken literally. */
+export function containsPattern(term: string): string {
+  return `%${term.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+}
+
+/**
+ * Queries of a site containing `term` (case-insensitive for ASCII, as SQLite's LIKE), with their
+ * clicks and impressions summed, ctr and position averaged, and the days they appeared, between two
+ * optional days, most clicked first. `total` counts every matching query, before the limit.
+ */
+export async function searchQueries(
+  db: Db,
+  opts: { siteId: number; term: string; startDate: string | null; endDate: string | null; limit: number },
+): Promise<{ total: number; queries: QueryStats[] }> {
+  const rows = searchStatement(db.raw.reader).all({
+    site_id: opts.siteId,
+    pattern: containsPattern(opts.term),
+    start: opts.startDate ?? "",
+    end: opts.endDate ?? "9999-12-31",
+    limit: opts.limit,
+  });
+  return { total: rows[0]?.found ?? 0, queries: rows.map(({ found: _found, ...q }: Row) => q) };
+}

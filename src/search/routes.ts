@@ -1,0 +1,57 @@
+import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import type { Db } from "../db/index.ts";
+import { ApiError } from "../errors.ts";
+import { errorResponses, validationHook } from "../openapi.ts";
+import { siteNotFound } from "../sites/routes.ts";
+import { siteExists } from "../sync/queries.ts";
+import { searchQueries } from "./queries.ts";
+import { SearchQuery, SearchResultSchema, SiteIdParam } from "./schemas.ts";
+
+/** The synced-data search routes, mounted at /api/v1. */
+export function searchRoutes(db: Db) {
+  const app = new OpenAPIHono({ defaultHook: validationHook });
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sites/{site_id}/queries/search",
+      tags: ["search"],
+      summary: "Search a site's synced queries by partial match",
+      description: "Totals per query over the date range (all dates when omitted), most clicked first.",
+      request: { params: SiteIdParam, query: SearchQuery },
+      responses: {
+        200: { description: "Matching queries", content: { "application/json": { schema: SearchResultSchema } } },
+        ...errorResponses(400, 404),
+      },
+    }),
+    async (c) => {
+      const { site_id } = c.req.valid("param");
+      const q = c.req.valid("query");
+      if (q.start_date && q.end_date && q.start_date > q.end_date) {
+        throw new ApiError("validation_failed", "invalid query: start_date is after end_date", [
+          { path: "start_date", message: "start_date is after end_date" },
+        ]);
+      }
+      if (!(await siteExists(db, site_id))) throw siteNotFound(site_id);
+      const found = await searchQueries(db, {
+        siteId: site_id,
+        term: q.search_term,
+        startDate: q.start_date ?? null,
+        endDate: q.end_date ?? null,
+        limit: q.limit,
+      });
+      return c.json(
+        {
+          site_id,
+          search_term: q.search_term,
+          date_range: { start_date: q.start_date ?? null, end_date: q.end_date ?? null },
+          total_queries_found: found.total,
+          queries: found.queries,
+        },
+        200,
+      );
+    },
+  );
+
+  return app;
+}

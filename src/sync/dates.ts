@@ -1,0 +1,48 @@
+// Calendar days as `YYYY-MM-DD` strings, always in UTC (Search Console's days are UTC-ish; ours are UTC).
+
+const DAY_MS = 86_400_000;
+
+/** Search Console has data up to this many days before today. */
+export const DATA_LAG_DAYS = 2;
+/** Longest range one task may cover (Search Console keeps about 16 months). */
+export const MAX_RANGE_DAYS = 480;
+
+const datePattern = /^\d{4}-\d{2}-\d{2}$/;
+
+/** True for a real calendar date written `YYYY-MM-DD`. */
+export function isDate(s: string): boolean {
+  if (!datePattern.test(s)) return false;
+  const d = new Date(`${s}T00:00:00.000Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === s;
+}
+
+/** The UTC day of a moment. */
+export function dayOf(at: Date): string {
+  return at.toISOString().slice(0, 10);
+}
+
+/** The day `n` days after `day` (before, when negative). */
+export function addDays(day: string, n: number): string {
+  return dayOf(new Date(Date.parse(`${day}T00:00:00.000Z`) + n * DAY_MS));
+}
+
+/** Days from `start` to `end`, both included. */
+export function daysBetween(start: string, end: string): number {
+  return Math.round((Date.parse(`${end}T00:00:00.000Z`) - Date.parse(`${start}T00:00:00.000Z`)) / DAY_MS) + 1;
+}
+
+/** Every day from `start` to `end`, oldest first. */
+export function dayRange(start: string, end: string): string[] {
+  const n = daysBetween(start, end);
+  return Array.from({ length: Math.max(0, n) }, (_, i) => addDays(start, i));
+}
+
+/** The newest day Search Console has data for (today minus 2, UTC). */
+export function newestDataDay(now: Date = new Date()): string {
+  return addDays(dayOf(now), -DATA_LAG_DAYS);
+}
+
+/** The moment `HH:MM` UTC falls on the given day. */
+export function atTimeOfDay(day: string, hhmm: string): Date {
+  return new Date(`${day}T${hhmm}:00.000Z`);
+}

@@ -1,0 +1,75 @@
+import type { SearchAnalyticsSource, SearchType, SourceRow } from "./source.ts";
+
+// Deterministic synthetic Search Console data: the same (site, day, type) always gives the same rows,
+// so re-running a day is visibly idempotent and a fresh install shows syncs completing end to end.
+
+const topics = [
+  "running shoes", "trail running", "marathon training", "yoga mats", "protein powder", "hiking boots",
+  "cycling helmet", "swim goggles", "tennis racket", "climbing gear", "ski jacket", "camping tent",
+  "fitness tracker", "foam roller", "kettlebell", "resistance bands", "water bottle", "sports socks",
+  "rain jacket", "sleeping bag", "headlamp", "compression tights", "gym bag", "jump rope",
+];
+const modifiers = [
+  "best", "cheap", "buy", "review", "how to choose", "vs", "for beginners", "sale", "near me", "size guide",
+  "women", "men", "kids", "lightweight", "waterproof", "2026", "top 10", "discount code", "repair", "used",
+];
+const devices = ["DESKTOP", "MOBILE", "TABLET"] as const;
+const typeWeight: Record<SearchType, number> = { web: 1, image: 0.4, video: 0.2, news: 0.1 };
+
+/** 32-bit FNV-1a of a string. */
+function hash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** A small seeded generator (mulberry32): uniform numbers in [0, 1). */
+function random(seed: number) {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The rows the demo source has for one property, day and search type. */
+export function demoRows(siteUrl: string, day: string, type: SearchType, count: number): SourceRow[] {
+  const rand = random(hash(`${siteUrl}|${day}|${type}`));
+  const host = siteUrl.replace(/^sc-domain:/, "").replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+  const rows: SourceRow[] = [];
+  for (let i = 0; i < count; i++) {
+    // i -> (topic, modifier, round) is one-to-one, so every row has its own query: keys never collide.
+    const topic = topics[i % topics.length]!;
+    const modifier = modifiers[Math.floor(i / topics.length) % modifiers.length]!;
+    const round = Math.floor(i / (topics.length * modifiers.length));
+    const query = `${modifier} ${topic}${round > 0 ? ` ${round}` : ""}`;
+    const impressions = 1 + Math.floor(rand() * 1000 * typeWeight[type]);
+    const clicks = Math.floor(impressions * rand() * 0.3);
+    rows.push({
+      page: `https://${host}/${topic.replaceAll(" ", "-")}`,
+      query,
+      device: devices[i % devices.length]!,
+      clicks,
+      impressions,
+      ctr: clicks / impressions,
+      position: Math.round((1 + rand() * 49) * 10) / 10,
+    });
+  }
+  return rows;
+}
+
+/** The demo source: `rowsPerDay` rows per day and search type, in pages of `pageSize`. */
+export function demoSource(rowsPerDay: number, pageSize = 25_000): SearchAnalyticsSource {
+  return {
+    name: "demo",
+    async *pages(siteUrl, day, type, signal) {
+      const rows = demoRows(siteUrl, day, type, rowsPerDay);
+      for (let i = 0; i < rows.length; i += pageSize) {
+        signal.throwIfAborted();
+        yield rows.slice(i, i + pageSize);
+      }
+    },
+  };
+}

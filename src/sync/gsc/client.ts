@@ -1,0 +1,167 @@
+import { log } from "../../log.ts";
+import { PermanentError, sleep } from "../errors.ts";
+import type { SearchAnalyticsSource, SearchType, SourceRow } from "../source.ts";
+import type { TokenProvider } from "./auth.ts";
+import type { RateLimiter } from "./limiter.ts";
+
+export type GscClientOptions = {
+  /** e.g. https://searchconsole.googleapis.com (tests: a fake server on loopback). */
+  baseUrl: string;
+  auth: TokenProvider;
+  limiter: RateLimiter;
+  /** Rows per request (Search Console allows up to 25,000). */
+  rowLimit: number;
+  /** Retries of one request on 5xx, 429 and network errors. */
+  maxRetries: number;
+  /** First backoff; doubles per retry, with jitter. */
+  retryBaseMs: number;
+  timeoutMs: number;
+  /** Longest Retry-After honoured as is. */
+  maxRetryAfterMs?: number;
+};
+
+/** The searchAnalytics.query request body. */
+export type SearchAnalyticsQuery = {
+  startDate: string;
+  endDate: string;
+  dimensions: string[];
+  type: SearchType;
+  rowLimit: number;
+  startRow: number;
+};
+
+type ApiRow = { keys?: string[]; clicks?: number; impressions?: number; ctr?: number; position?: number };
+
+/** A Search Console request that did not succeed, with the HTTP status when there was one. */
+export class GscError extends Error {
+  override name = "GscError";
+  readonly status: number | null;
+  constructor(message: string, status: number | null) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** A refusal that retrying cannot fix: 401/403 or another 4xx. */
+export class GscPermanentError extends PermanentError {
+  override name = "GscPermanentError";
+  readonly status: number;
+  constructor(message: string, status: number) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** Google's error text from a JSON error body (`{"error": {"status", "message"}}`), else the raw start. */
+function googleMessage(text: string): string {
+  try {
+    const e = (JSON.parse(text) as { error?: { status?: string; message?: string } | string }).error;
+    if (typeof e === "string") return e;
+    if (e) return [e.status, e.message].filter(Boolean).join(": ");
+  } catch {
+    // Not JSON.
+  }
+  return text.slice(0, 300) || "(empty body)";
+}
+
+/** Milliseconds a Retry-After header asks for (seconds or an HTTP date); null when absent or unreadable. */
+export function retryAfterMs(header: string | null, now = Date.now()): number | null {
+  if (!header) return null;
+  if (/^\d+(\.\d+)?$/.test(header.trim())) return Math.round(Number(header) * 1000);
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+/** The Search Console search-analytics client: quota, retries, auth errors, paging. */
+export function createGscClient(opts: GscClientOptions) {
+  const maxRetryAfterMs = opts.maxRetryAfterMs ?? 300_000;
+  const backoff = (attempt: number) => opts.retryBaseMs * 2 ** attempt * (0.5 + Math.random());
+
+  /** One searchAnalytics.query call (one page), retried as needed. */
+  async function query(siteUrl: string, body: SearchAnalyticsQuery, signal: AbortSignal): Promise<ApiRow[]> {
+    const url = `${opts.baseUrl.replace(/\/+$/, "")}/webmasters/v3/sites/${encodeURIComponent(siteUrl)}/searchAnalytics/query`;
+    let refreshed = false;
+    let last = "";
+    for (let attempt = 0; ; attempt++) {
+      await opts.limiter.acquire(signal);
+      const token = await opts.auth.token(signal);
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+          signal: AbortSignal.any([signal, AbortSignal.timeout(opts.timeoutMs)]),
+        });
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        last = `request failed: ${(err as Error).message}`;
+        if (attempt >= opts.maxRetries) throw new GscError(`Search Console ${last} (after ${attempt + 1} attempts)`, null);
+        await sleep(backoff(attempt), signal);
+        continue;
+      }
+      if (res.ok) {
+        const json = (await res.json()) as { rows?: ApiRow[] };
+        return json.rows ?? [];
+      }
+      const text = await res.text();
+      const why = `${res.status} ${googleMessage(text)}`;
+      if (res.status === 401 && !refreshed && opts.auth.invalidate()) {
+        // An expired service-account token: get a new one once, then believe the server.
+        refreshed = true;
+        attempt--;
+        continue;
+      }
+      if (res.status === 401 || res.status === 403) {
+        throw new GscPermanentError(
+          `Search Console refused access to ${siteUrl} (${why}); check that the credentials are valid and have access to this property`,
+          res.status,
+        );
+      }
+      const retryable = res.status === 429 || res.status >= 500;
+      if (!retryable) throw new GscPermanentError(`Search Console rejected the query for ${siteUrl} (${why})`, res.status);
+      last = why;
+      if (attempt >= opts.maxRetries) {
+        throw new GscError(`Search Console kept failing for ${siteUrl} (${why}, after ${attempt + 1} attempts)`, res.status);
+      }
+      const asked = res.status === 429 ? retryAfterMs(res.headers.get("retry-after")) : null;
+      const wait = asked === null ? backoff(attempt) : Math.min(asked, maxRetryAfterMs);
+      log("warn", "search console request retried", { site: siteUrl, status: res.status, wait_ms: Math.round(wait), attempt: attempt + 1 });
+      await sleep(wait, signal);
+    }
+  }
+
+  /** Every row of one day and search type, page by page (`startRow`), until a short page. */
+  async function* pages(siteUrl: string, day: string, type: SearchType, signal: AbortSignal): AsyncGenerator<SourceRow[]> {
+    for (let startRow = 0; ; startRow += opts.rowLimit) {
+      const rows = await query(
+        siteUrl,
+        { startDate: day, endDate: day, dimensions: ["page", "query", "device"], type, rowLimit: opts.rowLimit, startRow },
+        signal,
+      );
+      if (rows.length > 0) yield rows.map(toSourceRow);
+      if (rows.length < opts.rowLimit) return;
+    }
+  }
+
+  return { query, pages };
+}
+
+function toSourceRow(r: ApiRow): SourceRow {
+  const [page = "", query = "", device = ""] = r.keys ?? [];
+  return {
+    page,
+    query,
+    device,
+    clicks: r.clicks ?? 0,
+    impressions: r.impressions ?? 0,
+    ctr: r.ctr ?? 0,
+    position: r.position ?? 0,
+  };
+}
+
+/** The Search Console client as a daily-sync source. */
+export function gscSource(opts: GscClientOptions): SearchAnalyticsSource {
+  const client = createGscClient(opts);
+  return { name: "gsc", pages: client.pages };
+}

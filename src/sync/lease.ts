@@ -1,0 +1,155 @@
+import { and, eq, lt, sql } from "drizzle-orm";
+import type { Db, Orm } from "../db/index.ts";
+import { syncTasks, type SyncTask } from "../db/schema.ts";
+import { LeaseLost, TaskCancelled } from "./errors.ts";
+
+// Every write about a running task is conditional on the claim that took it: (id, worker_pid, attempts)
+// with status 'running'. A worker whose lease expired (and whose task was re-queued, maybe claimed
+// again with attempts + 1) matches no row any more, so it can neither record progress nor finish.
+
+/** What identifies one claim of a task. */
+export type Claim = { id: number; pid: number; attempt: number };
+
+/** The claim a freshly claimed task row stands for. */
+export function claimOf(task: SyncTask): Claim {
+  return { id: task.id, pid: task.worker_pid!, attempt: task.attempts };
+}
+
+const owned = (c: Claim) =>
+  and(eq(syncTasks.id, c.id), eq(syncTasks.worker_pid, c.pid), eq(syncTasks.attempts, c.attempt), eq(syncTasks.status, "running"));
+
+/** Fields a progress checkpoint may set along with the lease. */
+export type ProgressPatch = Partial<
+  Pick<SyncTask, "progress_done" | "stats_synced" | "stats_failed" | "stats_skipped" | "total_records">
+>;
+
+/**
+ * Inside a write: renews the lease (and applies `patch`) only while `claim` still owns the task.
+ * Throws LeaseLost when it does not, TaskCancelled when a cancel was requested; either way the
+ * caller's whole write rolls back.
+ */
+export function renewLease(tx: Orm, claim: Claim, leaseMs: number, patch: ProgressPatch = {}): void {
+  const now = new Date();
+  const row = tx
+    .update(syncTasks)
+    .set({ ...patch, heartbeat_at: now.toISOString(), locked_until: new Date(now.getTime() + leaseMs).toISOString() })
+    .where(owned(claim))
+    .returning({ cancel: syncTasks.cancel_requested })
+    .get();
+  if (!row) throw new LeaseLost(claim.id);
+  if (row.cancel) throw new TaskCancelled();
+}
+
+/** Marks the task completed (only while the claim owns it); false when it no longer did. */
+export async function completeTask(db: Db, claim: Claim): Promise<boolean> {
+  return db.write((tx) => {
+    const now = new Date().toISOString();
+    const row = tx
+      .update(syncTasks)
+      .set({ status: "completed", completed_at: now, locked_until: null, error: null, progress_done: sql`${syncTasks.progress_total}` })
+      .where(owned(claim))
+      .returning({ id: syncTasks.id })
+      .get();
+    return row !== undefined;
+  });
+}
+
+/** Marks the task cancelled (its cancel request was seen at a checkpoint). */
+export async function cancelClaimedTask(db: Db, claim: Claim): Promise<boolean> {
+  return db.write((tx) => {
+    const now = new Date().toISOString();
+    return (
+      tx
+        .update(syncTasks)
+        .set({ status: "cancelled", completed_at: now, locked_until: null })
+        .where(owned(claim))
+        .returning({ id: syncTasks.id })
+        .get() !== undefined
+    );
+  });
+}
+
+/**
+ * After a handler error: back to pending with run_at = now + base * 2^(attempt-1) * jitter, or failed
+ * when the error is permanent or the attempts are used up (cancelled if a cancel was requested).
+ * Keeps the error message. Returns the new status, or undefined when the claim no longer owned it.
+ */
+export async function failOrRetryTask(
+  db: Db,
+  claim: Claim,
+  opts: { error: string; permanent: boolean; retryBaseMs: number },
+): Promise<{ status: SyncTask["status"]; run_at: string } | undefined> {
+  const delay = opts.retryBaseMs * 2 ** (claim.attempt - 1) * (0.5 + Math.random());
+  return db.write((tx) => {
+    const now = Date.now();
+    const retryAt = new Date(now + delay).toISOString();
+    const done = sql`(${syncTasks.cancel_requested} or ${opts.permanent ? 1 : 0} or ${syncTasks.attempts} >= ${syncTasks.max_attempts})`;
+    return tx
+      .update(syncTasks)
+      .set({
+        status: sql`case when ${syncTasks.cancel_requested} then 'cancelled' when ${done} then 'failed' else 'pending' end`,
+        error: opts.error,
+        run_at: sql`case when ${done} then ${syncTasks.run_at} else ${retryAt} end`,
+        completed_at: sql`case when ${done} then ${new Date(now).toISOString()} else null end`,
+        worker_pid: sql`case when ${done} then ${syncTasks.worker_pid} else null end`,
+        locked_until: null,
+      })
+      .where(owned(claim))
+      .returning({ status: syncTasks.status, run_at: syncTasks.run_at })
+      .get();
+  });
+}
+
+/** Graceful stop: hands the task back to the queue at once without counting the attempt. */
+export async function releaseTask(db: Db, claim: Claim): Promise<boolean> {
+  return db.write((tx) => {
+    const now = new Date().toISOString();
+    return (
+      tx
+        .update(syncTasks)
+        .set({
+          status: sql`case when ${syncTasks.cancel_requested} then 'cancelled' else 'pending' end`,
+          completed_at: sql`case when ${syncTasks.cancel_requested} then ${now} else null end`,
+          attempts: sql`${syncTasks.attempts} - 1`,
+          worker_pid: null,
+          locked_until: null,
+          run_at: now,
+        })
+        .where(owned(claim))
+        .returning({ id: syncTasks.id })
+        .get() !== undefined
+    );
+  });
+}
+
+const expired = (now: string) => and(eq(syncTasks.status, "running"), lt(syncTasks.locked_until, now));
+
+/** True when some running task's lease has expired (a read, so idle workers stay off the write lock). */
+export function hasExpiredLeases(db: Db, now = new Date()): boolean {
+  return db.read.select({ id: syncTasks.id }).from(syncTasks).where(expired(now.toISOString())).limit(1).get() !== undefined;
+}
+
+/**
+ * Re-queues running tasks whose lease expired (their worker died or hung): pending again at once, or
+ * failed when their attempts are used up, or cancelled when a cancel was requested. Idempotent and
+ * safe from any number of processes: one conditional UPDATE.
+ */
+export async function reapExpiredLeases(db: Db): Promise<{ id: number; status: SyncTask["status"] }[]> {
+  return db.write((tx) => {
+    const now = new Date().toISOString();
+    const requeue = sql`(not ${syncTasks.cancel_requested} and ${syncTasks.attempts} < ${syncTasks.max_attempts})`;
+    return tx
+      .update(syncTasks)
+      .set({
+        status: sql`case when ${syncTasks.cancel_requested} then 'cancelled' when ${requeue} then 'pending' else 'failed' end`,
+        error: sql`'worker ' || ${syncTasks.worker_pid} || ' stopped renewing its lease during attempt ' || ${syncTasks.attempts}`,
+        run_at: sql`case when ${requeue} then ${now} else ${syncTasks.run_at} end`,
+        completed_at: sql`case when ${requeue} then null else ${now} end`,
+        worker_pid: sql`case when ${requeue} then null else ${syncTasks.worker_pid} end`,
+        locked_until: null,
+      })
+      .where(expired(now))
+      .returning({ id: syncTasks.id, status: syncTasks.status })
+      .all();
+  });
+}

@@ -1,0 +1,190 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Db } from "../db/index.ts";
+import { ApiError } from "../errors.ts";
+import { errorResponses, jsonBody, validationHook } from "../openapi.ts";
+import { siteNotFound } from "../sites/routes.ts";
+import { SiteIdParams } from "../sites/schemas.ts";
+import { syncedDaysSummary } from "./data.ts";
+import { getHandler, taskTypes } from "./handlers/index.ts";
+import { cancelJob, createTask, findJob, jobNotFound, listJobs, siteExists } from "./queries.ts";
+import {
+  CreateTaskSchema,
+  decodeJobCursor,
+  encodeJobCursor,
+  JobIdParam,
+  JobListSchema,
+  JobSchema,
+  ListJobsQuery,
+  resolveRange,
+  SiteIdParam,
+  SyncStatusSchema,
+  TaskCreatedSchema,
+  toJob,
+  TriggerQuery,
+} from "./schemas.ts";
+
+export type SyncApiOptions = {
+  /** max_attempts of the tasks this API creates (SYNC_MAX_ATTEMPTS). */
+  maxAttempts?: number;
+};
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+/** The sync task routes, mounted at /api/v1: /sync/* and /sites/{id}/sync-tasks. */
+export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
+  const app = new OpenAPIHono({ defaultHook: validationHook });
+  const maxAttempts = opts.maxAttempts ?? 3;
+
+  const created = (id: number, message: string) => ({ job_id: id, message, status_url: `/api/v1/sync/job/${id}` });
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/sync/trigger/{site_id}",
+      tags: ["sync"],
+      summary: "Start a daily_sync of the last `days` days (ending today minus 2, UTC)",
+      request: { params: SiteIdParam, query: TriggerQuery },
+      responses: {
+        202: json(TaskCreatedSchema, "Queued"),
+        ...errorResponses(400, 404, 409),
+      },
+    }),
+    async (c) => {
+      const { site_id } = c.req.valid("param");
+      const q = c.req.valid("query");
+      const range = resolveRange({ days: q.days });
+      const task = await createTask(db, {
+        siteId: site_id,
+        taskType: "daily_sync",
+        startDate: range.start,
+        endDate: range.end,
+        params: { sync_mode: q.sync_mode },
+        runAt: new Date(),
+        maxAttempts,
+      });
+      c.header("Location", `/api/v1/sync/job/${task.id}`);
+      return c.json(created(task.id, `sync of site ${site_id} queued for ${range.start}..${range.end} (${q.sync_mode})`), 202);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/sites/{id}/sync-tasks",
+      tags: ["sync"],
+      summary: "Queue a sync task with an explicit range, mode and start time",
+      description: "Range: `start_date`..`end_date`, or `days` ending at `end_date` (default: today minus 2, UTC).",
+      request: { params: SiteIdParams, body: jsonBody(CreateTaskSchema) },
+      responses: {
+        202: json(TaskCreatedSchema, "Queued"),
+        ...errorResponses(400, 404, 409, 413, 415),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const body = c.req.valid("json");
+      if (!getHandler(body.task_type)) {
+        throw new ApiError("validation_failed", `unknown task_type '${body.task_type}'`, [
+          { path: "task_type", message: `expected one of: ${taskTypes().join(", ")}` },
+        ]);
+      }
+      const range = resolveRange(body);
+      const runAt = body.run_at ? new Date(body.run_at) : new Date();
+      const task = await createTask(db, {
+        siteId: id,
+        taskType: body.task_type,
+        startDate: range.start,
+        endDate: range.end,
+        params: { sync_mode: body.sync_mode },
+        runAt,
+        maxAttempts,
+      });
+      c.header("Location", `/api/v1/sync/job/${task.id}`);
+      return c.json(created(task.id, `${body.task_type} of site ${id} queued for ${range.start}..${range.end}`), 202);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sync/job/{job_id}",
+      tags: ["sync"],
+      summary: "A sync job's status, progress and stats (from any worker)",
+      request: { params: JobIdParam },
+      responses: { 200: json(JobSchema, "The job"), ...errorResponses(400, 404) },
+    }),
+    async (c) => {
+      const { job_id } = c.req.valid("param");
+      const job = await findJob(db, job_id);
+      if (!job) throw jobNotFound(job_id);
+      return c.json(toJob(job), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sync/jobs",
+      tags: ["sync"],
+      summary: "List sync jobs, newest first",
+      description: 'When more remain, a `Link: <...>; rel="next"` header carries the next page.',
+      request: { query: ListJobsQuery },
+      responses: { 200: json(JobListSchema, "Jobs"), ...errorResponses(400) },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const page = await listJobs(db, {
+        activeOnly: q.active_only,
+        siteId: q.site_id,
+        status: q.status,
+        limit: q.limit,
+        after: q.cursor === undefined ? undefined : decodeJobCursor(q.cursor),
+      });
+      if (page.next !== null) {
+        const url = new URL(c.req.url);
+        url.searchParams.set("cursor", encodeJobCursor(page.next));
+        c.header("Link", `<${url.pathname}${url.search}>; rel="next"`);
+      }
+      return c.json({ total: page.total, jobs: page.jobs.map(toJob) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/sync/job/{job_id}",
+      tags: ["sync"],
+      summary: "Cancel a job: a pending one at once, a running one at its next checkpoint",
+      request: { params: JobIdParam },
+      responses: { 200: json(JobSchema, "The job after the request"), ...errorResponses(400, 404, 409) },
+    }),
+    async (c) => {
+      const { job_id } = c.req.valid("param");
+      await cancelJob(db, job_id);
+      const job = await findJob(db, job_id);
+      if (!job) throw jobNotFound(job_id);
+      return c.json(toJob(job), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sync/status/{site_id}",
+      tags: ["sync"],
+      summary: "Which days of a site's Search Console data are synced",
+      request: { params: SiteIdParam },
+      responses: { 200: json(SyncStatusSchema, "Synced days"), ...errorResponses(400, 404) },
+    }),
+    async (c) => {
+      const { site_id } = c.req.valid("param");
+      if (!(await siteExists(db, site_id))) throw siteNotFound(site_id);
+      return c.json({ site_id, daily_data: await syncedDaysSummary(db, site_id) }, 200);
+    },
+  );
+
+  return app;
+}

@@ -1,0 +1,98 @@
+import { and, eq, notExists, sql } from "drizzle-orm";
+import type { Db } from "../db/index.ts";
+import { sites, syncTasks, type NewSyncTask } from "../db/schema.ts";
+import { log } from "../log.ts";
+import { findSyncedDays } from "./data.ts";
+import { addDays, atTimeOfDay, dayOf, dayRange, daysBetween, newestDataDay } from "./dates.ts";
+import { searchTypes } from "./source.ts";
+
+export type SchedulerOptions = {
+  /** `HH:MM`, UTC. */
+  dailyAt: string;
+  /** How far back a scheduled sync looks for days not yet synced. */
+  catchupDays: number;
+  maxAttempts: number;
+};
+
+const DAILY = "daily_sync";
+
+/** Active sites without today's scheduled daily_sync, and without any pending or running one. */
+function sitesDue(db: Db, today: string) {
+  const scheduledToday = db.read
+    .select({ one: sql`1` })
+    .from(syncTasks)
+    .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, DAILY), eq(syncTasks.scheduled_for, today)));
+  const active = db.read
+    .select({ one: sql`1` })
+    .from(syncTasks)
+    .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, DAILY), sql`${syncTasks.status} in ('pending','running')`));
+  return db.read
+    .select({ id: sites.id })
+    .from(sites)
+    .where(and(eq(sites.is_active, true), notExists(scheduledToday), notExists(active)))
+    .all();
+}
+
+/**
+ * Once today's `dailyAt` has passed, gives every active site that lacks one a daily_sync with
+ * scheduled_for = today, covering the oldest day in the catch-up window that is not fully synced up
+ * to the newest day Search Console has. The unique index on (site, type, scheduled_for) and the one
+ * on active tasks make this exactly once per site and day, however many processes run it at once.
+ * Returns the number of tasks created.
+ */
+export async function scheduleDailySyncs(db: Db, opts: SchedulerOptions, now = new Date()): Promise<number> {
+  const today = dayOf(now);
+  if (now < atTimeOfDay(today, opts.dailyAt)) return 0;
+  const due = sitesDue(db, today);
+  if (due.length === 0) return 0;
+
+  const end = newestDataDay(now);
+  const windowStart = addDays(end, -(opts.catchupDays - 1));
+  const tasks: NewSyncTask[] = [];
+  for (const { id } of due) {
+    const markers = await findSyncedDays(db, id, windowStart, end);
+    const missing = dayRange(windowStart, end).find((d) => searchTypes.some((t) => !markers.has(`${d}|${t}`)));
+    // Nothing missing: still one (quick, all-skipped) task, so the day's schedule is visibly done.
+    const start = missing ?? end;
+    tasks.push({
+      site_id: id,
+      task_type: DAILY,
+      start_date: start,
+      end_date: end,
+      progress_total: daysBetween(start, end),
+      params: { sync_mode: "skip" },
+      max_attempts: opts.maxAttempts,
+      scheduled_for: today,
+      run_at: now.toISOString(),
+    });
+  }
+  const created = await db.write((tx) => {
+    let n = 0;
+    // Without a conflict target, DO NOTHING covers both unique indexes.
+    for (const t of tasks) if (tx.insert(syncTasks).values(t).onConflictDoNothing().returning({ id: syncTasks.id }).get()) n++;
+    return n;
+  });
+  if (created > 0) log("info", "daily syncs scheduled", { day: today, created });
+  return created;
+}
+
+/** Runs scheduleDailySyncs now and every `intervalMs` (jittered) until stopped. */
+export function startScheduler(db: Db, opts: SchedulerOptions & { intervalMs: number }) {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let stopped = false;
+  const tick = async () => {
+    try {
+      await scheduleDailySyncs(db, opts);
+    } catch (err) {
+      log("error", "scheduler tick failed", { error: String(err) });
+    }
+    if (!stopped) timer = setTimeout(tick, opts.intervalMs * (0.75 + Math.random() / 2));
+  };
+  void tick();
+  return {
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,169 @@
+import { z } from "@hono/zod-openapi";
+import { createSelectSchema } from "drizzle-zod";
+import { syncTasks, taskStatuses } from "../db/schema.ts";
+import { ApiError } from "../errors.ts";
+import { SiteIdParams } from "../sites/schemas.ts";
+import { addDays, daysBetween, isDate, MAX_RANGE_DAYS, newestDataDay } from "./dates.ts";
+import { syncModes } from "./handlers/daily-sync.ts";
+import type { JobRow } from "./queries.ts";
+
+/** A positive integer id in the path, under the given parameter name. */
+const pathId = (name: string) => SiteIdParams.shape.id.openapi({ param: { name, in: "path" }, example: "1" });
+
+export const SiteIdParam = z.object({ site_id: pathId("site_id") });
+export const JobIdParam = z.object({ job_id: pathId("job_id") });
+
+export const DateString = z
+  .string()
+  .refine(isDate, "expected a calendar date YYYY-MM-DD")
+  .openapi({ example: "2026-11-20", format: "date" });
+
+const intParam = (min: number, max: number) =>
+  z.string().regex(/^\d{1,9}$/, "expected an integer").transform(Number).pipe(z.number().int().min(min).max(max));
+
+export const TriggerQuery = z.object({
+  days: intParam(1, MAX_RANGE_DAYS)
+    .default(7)
+    .openapi({ param: { name: "days", in: "query" }, example: "7", description: "The N days ending at today minus 2 (UTC)" }),
+  sync_mode: z.enum(syncModes).default("skip").openapi({ param: { name: "sync_mode", in: "query" } }),
+});
+
+export const CreateTaskSchema = z
+  .object({
+    task_type: z.string().min(1).max(64).default("daily_sync").openapi({ example: "daily_sync" }),
+    start_date: DateString.optional(),
+    end_date: DateString.optional(),
+    days: z.number().int().min(1).max(MAX_RANGE_DAYS).optional(),
+    sync_mode: z.enum(syncModes).default("skip"),
+    run_at: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .openapi({ description: "Do not start before this moment (ISO 8601); default now", example: "2026-11-25T03:00:00Z" }),
+  })
+  .strict()
+  .openapi("CreateSyncTask");
+export type CreateTask = z.infer<typeof CreateTaskSchema>;
+
+export const TaskCreatedSchema = z
+  .object({
+    job_id: z.number().int(),
+    message: z.string(),
+    status_url: z.string().openapi({ example: "/api/v1/sync/job/1" }),
+  })
+  .openapi("SyncTaskCreated");
+
+/**
+ * The days a task covers: `start_date`..`end_date`, or the `days` (default 7) ending at `end_date`
+ * (default: the newest day Search Console has, today minus 2 UTC). Checked against that newest day
+ * and the longest range; a bad range is the client's mistake (400).
+ */
+export function resolveRange(r: { start_date?: string; end_date?: string; days?: number }, now = new Date()) {
+  const newest = newestDataDay(now);
+  const bad = (path: string, message: string) => new ApiError("validation_failed", `invalid range: ${message}`, [{ path, message }]);
+  if (r.days !== undefined && r.start_date !== undefined) throw bad("days", "give days or start_date, not both");
+  const end = r.end_date ?? newest;
+  const start = r.start_date ?? addDays(end, -((r.days ?? 7) - 1));
+  if (end > newest) throw bad("end_date", `Search Console has data up to ${newest} (today minus 2 days, UTC)`);
+  if (start > end) throw bad("start_date", "start_date is after end_date");
+  if (daysBetween(start, end) > MAX_RANGE_DAYS) throw bad("start_date", `a task covers at most ${MAX_RANGE_DAYS} days`);
+  return { start, end };
+}
+
+const boolParam = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+
+export const ListJobsQuery = z.object({
+  active_only: boolParam.default(false).openapi({ param: { name: "active_only", in: "query" }, description: "Only pending and running" }),
+  site_id: pathId("site_id").optional().openapi({ param: { name: "site_id", in: "query" } }),
+  status: z.enum(taskStatuses).optional().openapi({ param: { name: "status", in: "query" } }),
+  limit: intParam(1, 500).default(50).openapi({ param: { name: "limit", in: "query" }, example: "50" }),
+  cursor: z.string().min(1).max(64).optional().openapi({ param: { name: "cursor", in: "query" } }),
+});
+
+const TaskRow = createSelectSchema(syncTasks);
+
+export const JobSchema = TaskRow.pick({
+  id: true,
+  site_id: true,
+  task_type: true,
+  status: true,
+  start_date: true,
+  end_date: true,
+  started_at: true,
+  completed_at: true,
+  error: true,
+  total_records: true,
+  attempts: true,
+  max_attempts: true,
+  worker_pid: true,
+  heartbeat_at: true,
+  created_at: true,
+  run_at: true,
+  scheduled_for: true,
+  cancel_requested: true,
+})
+  .extend({
+    site_name: z.string(),
+    progress: z.number().int().min(0).max(100).openapi({ description: "Percent of the days done" }),
+    total_tasks: z.number().int().openapi({ description: "Days the task covers" }),
+    sync_mode: z.string().nullable(),
+    stats: z.object({ synced: z.number().int(), failed: z.number().int(), skipped: z.number().int() }),
+  })
+  .openapi("SyncJob");
+export type Job = z.infer<typeof JobSchema>;
+
+export const JobListSchema = z.object({ total: z.number().int(), jobs: z.array(JobSchema) }).openapi("SyncJobList");
+
+export const SyncStatusSchema = z
+  .object({
+    site_id: z.number().int(),
+    daily_data: z.object({
+      total_days: z.number().int(),
+      latest_date: z.string().nullable(),
+      oldest_date: z.string().nullable(),
+    }),
+  })
+  .openapi("SyncStatus");
+
+/** The API shape of a task row. */
+export function toJob(r: JobRow): Job {
+  const done = r.status === "completed";
+  const progress = r.progress_total > 0 ? Math.floor((100 * Math.min(r.progress_done, r.progress_total)) / r.progress_total) : done ? 100 : 0;
+  const mode = (r.params as { sync_mode?: unknown }).sync_mode;
+  return {
+    id: r.id,
+    site_id: r.site_id,
+    site_name: r.site_name,
+    task_type: r.task_type,
+    status: r.status,
+    progress,
+    total_tasks: r.progress_total,
+    start_date: r.start_date,
+    end_date: r.end_date,
+    started_at: r.started_at,
+    completed_at: r.completed_at,
+    error: r.error,
+    stats: { synced: r.stats_synced, failed: r.stats_failed, skipped: r.stats_skipped },
+    total_records: r.total_records,
+    attempts: r.attempts,
+    max_attempts: r.max_attempts,
+    worker_pid: r.worker_pid,
+    heartbeat_at: r.heartbeat_at,
+    created_at: r.created_at,
+    run_at: r.run_at,
+    scheduled_for: r.scheduled_for,
+    cancel_requested: r.cancel_requested,
+    sync_mode: typeof mode === "string" ? mode : null,
+  };
+}
+
+/** Encodes a job-list cursor (the last id shown). */
+export function encodeJobCursor(id: number): string {
+  return Buffer.from(String(id)).toString("base64url");
+}
+
+/** Decodes a job-list cursor; a malformed one is the client's mistake (400). */
+export function decodeJobCursor(s: string): number {
+  const id = Number(Buffer.from(s, "base64url").toString("utf8"));
+  if (Number.isSafeInteger(id) && id > 0) return id;
+  throw new ApiError("validation_failed", "invalid cursor", [{ path: "cursor", message: "not a cursor this API issued" }]);
+}

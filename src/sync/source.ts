@@ -1,0 +1,43 @@
+import type { Config } from "../config.ts";
+import type { GscRow } from "../db/schema.ts";
+import { demoSource } from "./demo.ts";
+import { serviceAccountToken, staticToken } from "./gsc/auth.ts";
+import { gscSource } from "./gsc/client.ts";
+import { createRateLimiter } from "./gsc/limiter.ts";
+
+/** The search types a daily sync fetches, each stored with its rows. */
+export const searchTypes = ["web", "image", "video", "news"] as const;
+export type SearchType = (typeof searchTypes)[number];
+
+/** One search-analytics row as a source returns it (dimensions page, query, device). */
+export type SourceRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressions" | "ctr" | "position">;
+
+/** Where daily syncs get their rows: Search Console, or the demo generator. */
+export type SearchAnalyticsSource = {
+  name: "gsc" | "demo";
+  /** Pages of rows for one property (the site's domain), day and search type, until exhausted. */
+  pages(siteUrl: string, day: string, type: SearchType, signal: AbortSignal): AsyncIterable<SourceRow[]>;
+};
+
+/** Which source the configuration selects: `auto` means Search Console when credentials are set, else demo. */
+export function sourceKind(c: Pick<Config, "SYNC_SOURCE" | "GSC_ACCESS_TOKEN" | "GSC_SERVICE_ACCOUNT_FILE">): "gsc" | "demo" {
+  if (c.SYNC_SOURCE !== "auto") return c.SYNC_SOURCE;
+  return c.GSC_ACCESS_TOKEN || c.GSC_SERVICE_ACCOUNT_FILE ? "gsc" : "demo";
+}
+
+/** Builds the source the configuration selects. */
+export function sourceFromConfig(c: Config): SearchAnalyticsSource {
+  if (sourceKind(c) === "demo") return demoSource(c.DEMO_ROWS_PER_DAY, c.GSC_ROW_LIMIT);
+  const auth = c.GSC_ACCESS_TOKEN
+    ? staticToken(c.GSC_ACCESS_TOKEN)
+    : serviceAccountToken({ keyFile: c.GSC_SERVICE_ACCOUNT_FILE!, tokenUrl: c.GSC_TOKEN_URL, timeoutMs: c.GSC_TIMEOUT_MS });
+  return gscSource({
+    baseUrl: c.GSC_API_BASE_URL,
+    auth,
+    limiter: createRateLimiter({ limit: c.GSC_QUOTA_PER_MINUTE }),
+    rowLimit: c.GSC_ROW_LIMIT,
+    maxRetries: c.GSC_MAX_RETRIES,
+    retryBaseMs: c.GSC_RETRY_BASE_MS,
+    timeoutMs: c.GSC_TIMEOUT_MS,
+  });
+}

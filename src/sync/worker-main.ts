@@ -1,0 +1,59 @@
+import { loadConfigOrExit } from "../config.ts";
+import { closeAllConnections, openDbFromConfig } from "../db/index.ts";
+import { migrate } from "../db/migrate.ts";
+import { pragmasFrom } from "../db/open.ts";
+import { registerProcess } from "../db/registry.ts";
+import { log, setLogLevel } from "../log.ts";
+import { taskTypes } from "./handlers/index.ts";
+import { startScheduler } from "./scheduler.ts";
+import { sourceFromConfig } from "./source.ts";
+import { startWorker } from "./worker.ts";
+
+// One sync worker process: spawned by the supervisor (`--sync-workers N`) or run alone with
+// `bun run sync-worker`. Runs the task loop and the daily scheduler.
+const config = loadConfigOrExit();
+setLogLevel(config.LOG_LEVEL);
+// Run alone, nobody migrated the file for us (the supervisor does it once for its children).
+if (!config.supervised) migrate(config.database.path, pragmasFrom(config));
+const db = openDbFromConfig(config, "sync");
+await registerProcess(db);
+
+const source = sourceFromConfig(config);
+const worker = startWorker({
+  db,
+  source,
+  pollMs: config.SYNC_POLL_MS,
+  leaseMs: config.SYNC_LEASE_MS,
+  retryBaseMs: config.SYNC_RETRY_BASE_MS,
+  batchSize: config.SYNC_BATCH_SIZE,
+});
+const scheduler = config.SYNC_SCHEDULER
+  ? startScheduler(db, {
+      dailyAt: config.SYNC_DAILY_AT,
+      catchupDays: config.SYNC_CATCHUP_DAYS,
+      maxAttempts: config.SYNC_MAX_ATTEMPTS,
+      intervalMs: config.SYNC_SCHEDULER_INTERVAL_MS,
+    })
+  : null;
+log("info", "sync worker started", { source: source.name, task_types: taskTypes(), scheduler: scheduler !== null });
+process.send?.({ type: "ready", pid: process.pid });
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  log("info", "sync worker stopping", { signal });
+  scheduler?.stop();
+  // The running task stops at its next await (after the batch being written commits) and goes back
+  // to the queue; if that takes too long, its lease expiring does the same.
+  const stopped = worker.stop().then(() => true);
+  if (!(await Promise.race([stopped, Bun.sleep(config.SHUTDOWN_TIMEOUT_MS).then(() => false)]))) {
+    log("warn", "sync worker did not stop in time; its task's lease will expire");
+  }
+  await closeAllConnections();
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+// The supervisor's IPC channel closes when it dies: do not live on as an orphan.
+if (config.supervised) process.on("disconnect", () => void shutdown("supervisor gone"));

@@ -1,0 +1,175 @@
+import type { Db } from "../db/index.ts";
+import type { SyncTask } from "../db/schema.ts";
+import { log } from "../log.ts";
+import { claimNextTask, hasDueTask } from "./claim.ts";
+import { LeaseLost, PermanentError, TaskCancelled, WorkerStopping } from "./errors.ts";
+import { getHandler, taskTypes, type TaskContext } from "./handlers/index.ts";
+import {
+  cancelClaimedTask,
+  claimOf,
+  completeTask,
+  failOrRetryTask,
+  hasExpiredLeases,
+  reapExpiredLeases,
+  releaseTask,
+  renewLease,
+  type Claim,
+} from "./lease.ts";
+import type { SearchAnalyticsSource } from "./source.ts";
+
+export type WorkerOptions = {
+  db: Db;
+  source: SearchAnalyticsSource;
+  /** Idle wait between looks for due tasks (jittered). */
+  pollMs: number;
+  /** How long a claim lasts without renewal; renewed every third of it. */
+  leaseMs: number;
+  /** First retry delay after a handler error; doubles per attempt. */
+  retryBaseMs: number;
+  /** Rows per write transaction. */
+  batchSize: number;
+};
+
+export type Worker = {
+  /** Stops claiming, aborts the running task at its next await and hands it back to the queue. */
+  stop(): Promise<void>;
+  /** Tasks this worker finished, by outcome (completed, retry, failed, cancelled, released, lost). */
+  counts: Record<string, number>;
+};
+
+/**
+ * Runs the sync loop in this process: reap expired leases, claim the oldest due task, run it with
+ * a renewed lease, record the outcome; when nothing is due, sleep about pollMs. One task at a time.
+ */
+export function startWorker(opts: WorkerOptions): Worker {
+  const { db } = opts;
+  const counts: Record<string, number> = {};
+  const bump = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
+  let stopping = false;
+  let current: AbortController | null = null;
+  let wake: (() => void) | null = null;
+
+  const idle = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        wake = null;
+        resolve();
+      }
+      wake = done;
+    });
+
+  async function runTask(task: SyncTask) {
+    const claim = claimOf(task);
+    const handler = getHandler(task.task_type)!;
+    const ac = new AbortController();
+    current = ac;
+    const started = performance.now();
+    log("info", "task started", { task_id: task.id, task_type: task.task_type, site_id: task.site_id, attempt: claim.attempt });
+
+    // The heartbeat keeps the lease while the handler waits on the network, and notices cancel requests.
+    const heartbeat = setInterval(() => {
+      db.write((tx) => renewLease(tx, claim, opts.leaseMs)).catch((err) => {
+        if (err instanceof LeaseLost || err instanceof TaskCancelled) ac.abort(err);
+        else log("warn", "lease renewal failed", { task_id: task.id, error: String(err) });
+      });
+    }, Math.max(50, Math.floor(opts.leaseMs / 3)));
+
+    const ctx: TaskContext = {
+      task,
+      db,
+      source: opts.source,
+      batchSize: opts.batchSize,
+      signal: ac.signal,
+      write: (fn) =>
+        db.write((tx) => {
+          renewLease(tx, claim, opts.leaseMs);
+          return fn(tx);
+        }),
+      progress: (p) =>
+        db.write((tx) =>
+          renewLease(tx, claim, opts.leaseMs, {
+            progress_done: p.done,
+            stats_synced: p.synced,
+            stats_failed: p.failed,
+            stats_skipped: p.skipped,
+            total_records: p.records,
+          }),
+        ),
+    };
+
+    try {
+      await handler.run(ctx);
+      const ok = await completeTask(db, claim);
+      bump(ok ? "completed" : "lost");
+      log(ok ? "info" : "warn", ok ? "task completed" : "task finished after its lease was lost", {
+        task_id: task.id,
+        ms: Math.round(performance.now() - started),
+      });
+    } catch (err) {
+      await settle(claim, ac.signal.aborted ? ac.signal.reason : err, err);
+    } finally {
+      clearInterval(heartbeat);
+      current = null;
+    }
+  }
+
+  /** Records how a task that threw ends: cancelled, handed back, retried or failed. */
+  async function settle(claim: Claim, why: unknown, err: unknown) {
+    if (why instanceof LeaseLost) {
+      bump("lost");
+      log("warn", "task abandoned: lease lost", { task_id: claim.id });
+    } else if (why instanceof TaskCancelled) {
+      await cancelClaimedTask(db, claim);
+      bump("cancelled");
+      log("info", "task cancelled", { task_id: claim.id });
+    } else if (why instanceof WorkerStopping) {
+      await releaseTask(db, claim);
+      bump("released");
+      log("info", "task handed back to the queue", { task_id: claim.id });
+    } else {
+      const message = (err instanceof Error ? err.message : String(err)).slice(0, 2000);
+      const r = await failOrRetryTask(db, claim, { error: message, permanent: err instanceof PermanentError, retryBaseMs: opts.retryBaseMs });
+      bump(r?.status === "pending" ? "retry" : (r?.status ?? "lost"));
+      log("warn", r?.status === "pending" ? "task failed; retry scheduled" : "task failed", {
+        task_id: claim.id,
+        attempt: claim.attempt,
+        status: r?.status,
+        run_at: r?.run_at,
+        error: message,
+      });
+    }
+  }
+
+  async function loop() {
+    while (!stopping) {
+      try {
+        if (hasExpiredLeases(db)) {
+          const reaped = await reapExpiredLeases(db);
+          if (reaped.length > 0) log("warn", "expired leases reaped", { tasks: reaped });
+        }
+        const types = taskTypes();
+        const task = !stopping && hasDueTask(db, types) ? await claimNextTask(db, { types, leaseMs: opts.leaseMs }) : undefined;
+        if (task) {
+          await runTask(task);
+          continue;
+        }
+      } catch (err) {
+        log("error", "sync loop error", { error: String(err) });
+      }
+      if (!stopping) await idle(opts.pollMs * (0.75 + Math.random() / 2));
+    }
+  }
+
+  const done = loop();
+  return {
+    counts,
+    async stop() {
+      stopping = true;
+      current?.abort(new WorkerStopping());
+      wake?.();
+      await done;
+    },
+  };
+}

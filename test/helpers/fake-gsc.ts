@@ -1,0 +1,197 @@
+import { generateKeyPairSync, verify } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+// A fake Google Search Console (searchAnalytics.query) and OAuth token endpoint on loopback, so sync
+// tests run the real client over real HTTP. Rows are deterministic per (site, day, search type).
+
+export type FakeRow = { keys: [string, string, string]; clicks: number; impressions: number; ctr: number; position: number };
+
+export type LoggedRequest = {
+  at: number;
+  site: string;
+  startDate: string;
+  endDate: string;
+  type: string;
+  startRow: number;
+  rowLimit: number;
+  dimensions: string[];
+  status: number;
+};
+
+/** A canned answer for the next matching request (tests inject 429s, 5xx, 401/403 this way). */
+export type Injected = { status: number; headers?: Record<string, string>; body?: unknown; match?: (r: LoggedRequest) => boolean; times?: number };
+
+export type FakeGscOptions = {
+  /** Rows per (site, day, search type); default 100 for web, 10 for the other types. */
+  rows?: (site: string, day: string, type: string) => number;
+  /** Delay before every search-analytics answer. */
+  delayMs?: number;
+  /** Bearer tokens accepted besides those the token endpoint issued. */
+  tokens?: string[];
+};
+
+/** The rows the fake has for one site, day and search type. */
+export function fakeRows(site: string, day: string, type: string, count: number): FakeRow[] {
+  const devices = ["DESKTOP", "MOBILE", "TABLET"];
+  return Array.from({ length: count }, (_, i) => {
+    const impressions = 10 + ((i * 7919 + day.length * 31) % 990);
+    const clicks = (i * 104729) % (impressions + 1);
+    return {
+      keys: [`https://${site.replace(/^sc-domain:/, "")}/p/${i % 97}`, `fake query ${type} ${i}`, devices[i % 3]!],
+      clicks,
+      impressions,
+      ctr: clicks / impressions,
+      position: 1 + (i % 50) + 0.5,
+    };
+  });
+}
+
+/** A throwaway service-account key pair: the key file for the client, the public key for the fake. */
+export function makeServiceAccount(dir: string, opts: { tokenUri?: string; email?: string } = {}) {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const email = opts.email ?? "sync-test@example-project.iam.gserviceaccount.com";
+  const keyFile = join(dir, "service-account.json");
+  writeFileSync(
+    keyFile,
+    JSON.stringify({
+      type: "service_account",
+      project_id: "example-project",
+      private_key_id: "test-key-1",
+      private_key: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+      client_email: email,
+      token_uri: opts.tokenUri ?? "https://oauth2.googleapis.com/token",
+    }),
+  );
+  return { keyFile, email, publicKey };
+}
+
+export type FakeGsc = ReturnType<typeof startFakeGsc>;
+
+/** Starts the fake on a free loopback port. */
+export function startFakeGsc(opts: FakeGscOptions = {}) {
+  const rowsFor = opts.rows ?? ((_s, _d, type) => (type === "web" ? 100 : 10));
+  const accepted = new Set(opts.tokens ?? ["test-token"]);
+  const requests: LoggedRequest[] = [];
+  const tokenRequests: { at: number; ok: boolean; claims?: Record<string, unknown>; error?: string }[] = [];
+  let injected: Injected[] = [];
+  let serviceAccount: { email: string; publicKey: import("node:crypto").KeyObject } | null = null;
+  let delayMs = opts.delayMs ?? 0;
+  let issued = 0;
+  const forbidden = new Set<string>();
+
+  const googleError = (status: number, statusText: string, message: string, headers: Record<string, string> = {}) =>
+    Response.json({ error: { code: status, message, status: statusText } }, { status, headers });
+
+  async function token(req: Request, url: string) {
+    const form = new URLSearchParams(await req.text());
+    const fail = (error: string, description: string) => {
+      tokenRequests.push({ at: Date.now(), ok: false, error });
+      return Response.json({ error, error_description: description }, { status: 400 });
+    };
+    if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:jwt-bearer") return fail("unsupported_grant_type", "bad grant_type");
+    const parts = (form.get("assertion") ?? "").split(".");
+    if (parts.length !== 3 || !serviceAccount) return fail("invalid_grant", "malformed assertion");
+    const [h, c, s] = parts as [string, string, string];
+    const header = JSON.parse(Buffer.from(h, "base64url").toString());
+    const claims = JSON.parse(Buffer.from(c, "base64url").toString());
+    if (header.alg !== "RS256") return fail("invalid_grant", "alg must be RS256");
+    const ok = verify("RSA-SHA256", Buffer.from(`${h}.${c}`), serviceAccount.publicKey, Buffer.from(s, "base64url"));
+    if (!ok) return fail("invalid_grant", "Invalid JWT Signature.");
+    const now = Date.now() / 1000;
+    if (claims.iss !== serviceAccount.email) return fail("invalid_grant", "unknown iss");
+    if (claims.aud !== url) return fail("invalid_grant", `aud must be ${url}`);
+    if (claims.scope !== "https://www.googleapis.com/auth/webmasters.readonly") return fail("invalid_scope", "bad scope");
+    if (!(claims.iat <= now + 5 && claims.exp > now && claims.exp - claims.iat <= 3600)) return fail("invalid_grant", "bad iat/exp");
+    const t = `sa-token-${++issued}`;
+    accepted.add(t);
+    tokenRequests.push({ at: Date.now(), ok: true, claims });
+    return Response.json({ access_token: t, expires_in: 3599, token_type: "Bearer" });
+  }
+
+  async function query(req: Request, site: string) {
+    const body = (await req.json()) as Record<string, any>;
+    const entry: LoggedRequest = {
+      at: Date.now(),
+      site,
+      startDate: body.startDate,
+      endDate: body.endDate,
+      type: body.type ?? "web",
+      startRow: body.startRow ?? 0,
+      rowLimit: body.rowLimit ?? 1000,
+      dimensions: body.dimensions ?? [],
+      status: 200,
+    };
+    requests.push(entry);
+    if (delayMs > 0) await Bun.sleep(delayMs);
+    const i = injected.findIndex((x) => !x.match || x.match(entry));
+    if (i >= 0) {
+      const x = injected[i]!;
+      if (x.times === undefined || --x.times <= 0) injected.splice(i, 1);
+      entry.status = x.status;
+      return Response.json(x.body ?? { error: { code: x.status, message: `injected ${x.status}`, status: "INJECTED" } }, {
+        status: x.status,
+        headers: x.headers,
+      });
+    }
+    const auth = req.headers.get("authorization") ?? "";
+    if (!auth.startsWith("Bearer ") || !accepted.has(auth.slice(7))) {
+      entry.status = 401;
+      return googleError(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.");
+    }
+    if (forbidden.has(site)) {
+      entry.status = 403;
+      return googleError(403, "PERMISSION_DENIED", `User does not have sufficient permission for site '${site}'.`);
+    }
+    if (body.startDate !== body.endDate) return googleError(400, "INVALID_ARGUMENT", "fake serves one day per request");
+    const all = fakeRows(site, body.startDate, entry.type, rowsFor(site, body.startDate, entry.type));
+    const rows = all.slice(entry.startRow, entry.startRow + entry.rowLimit);
+    return Response.json(rows.length > 0 ? { rows, responseAggregationType: "byPage" } : { responseAggregationType: "byPage" });
+  }
+
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      const url = new URL(req.url);
+      if (req.method === "POST" && url.pathname === "/token") return token(req, `${server.url.origin}/token`);
+      const m = /^\/webmasters\/v3\/sites\/([^/]+)\/searchAnalytics\/query$/.exec(url.pathname);
+      if (req.method === "POST" && m) return query(req, decodeURIComponent(m[1]!));
+      return googleError(404, "NOT_FOUND", `no route ${req.method} ${url.pathname}`);
+    },
+  });
+
+  const origin = server.url.origin;
+  return {
+    url: origin,
+    tokenUrl: `${origin}/token`,
+    requests,
+    tokenRequests,
+    /** Answers the next matching request(s) with this instead. */
+    inject(x: Injected) {
+      injected.push(x);
+    },
+    /** Forgets injected answers, forbidden sites, the delay and the request logs. */
+    reset() {
+      injected = [];
+      forbidden.clear();
+      delayMs = opts.delayMs ?? 0;
+      requests.length = 0;
+      tokenRequests.length = 0;
+    },
+    setDelay(ms: number) {
+      delayMs = ms;
+    },
+    /** Answers 403 for this property. */
+    forbid(site: string) {
+      forbidden.add(site);
+    },
+    /** Accepts JWT assertions signed by this key for this account. */
+    trustServiceAccount(sa: { email: string; publicKey: import("node:crypto").KeyObject }) {
+      serviceAccount = sa;
+    },
+    /** How many rows the fake holds for one site, day and search type. */
+    rowCount: (site: string, day: string, type: string) => rowsFor(site, day, type),
+    stop: () => server.stop(true),
+  };
+}
