@@ -5,36 +5,36 @@ import type { QueryStats } from "./schemas.ts";
 type Params = { site_id: number; pattern: string; start: string; end: string; limit: number };
 type Row = QueryStats & { found: number };
 
-// Plain SQL (Drizzle cannot say INDEXED BY), prepared once per reader connection.
+/**
+ * The search, in plain SQL: Drizzle cannot say INDEXED BY. It pins the covering index (site_id, query,
+ * date, clicks, impressions, ctr, position): the site's entries come in query order, so GROUP BY needs
+ * no sort and no row is read from the table. Left to itself the planner takes the unique (site_id,
+ * date, ...) index for the date bounds and then reads every row from the table. Should the index go
+ * missing, this fails loudly instead of turning slow.
+ */
+export const SEARCH_SQL = `select query,
+       sum(clicks) as total_clicks,
+       sum(impressions) as total_impressions,
+       avg(ctr) as avg_ctr,
+       avg(position) as avg_position,
+       count(distinct date) as days_appeared,
+       count(*) over () as found
+  from gsc_performance_data indexed by gsc_performance_data_site_query_idx
+ where site_id = $site_id and query like $pattern escape '\\' and date >= $start and date <= $end
+ group by query
+ order by total_clicks desc, query
+ limit $limit`;
+
+// Prepared once per reader connection.
 const prepared = new WeakMap<Database, Statement<Row, [Params]>>();
 function searchStatement(conn: Database): Statement<Row, [Params]> {
   let st = prepared.get(conn);
   if (!st) {
-    st = prepare(conn);
+    st = conn.query<Row, [Params]>(SEARCH_SQL);
     prepared.set(conn, st);
   }
   return st;
 }
-
-const prepare = (conn: Database) =>
-  // INDEXED BY pins the covering index (site_id, query, date, clicks, impressions, ctr, position): the
-  // site's entries come in query order, so GROUP BY needs no sort and no row is read from the table.
-  // Left to itself the planner picks the unique (site_id, date, ...) index for the date bounds and then
-  // reads every row from the table. A missing index makes this fail loudly instead of slowly.
-  conn.query<Row, [Params]>(
-    `select query,
-            sum(clicks) as total_clicks,
-            sum(impressions) as total_impressions,
-            avg(ctr) as avg_ctr,
-            avg(position) as avg_position,
-            count(distinct date) as days_appeared,
-            count(*) over () as found
-       from gsc_performance_data indexed by gsc_performance_data_site_query_idx
-      where site_id = $site_id and query like $pattern escape '\\' and date >= $start and date <= $end
-      group by query
-      order by total_clicks desc, query
-      limit $limit`,
-  );
 
 /** A LIKE pattern matching `term` anywhere, with %, _ and the escape character taken literally. */
 export function containsPattern(term: string): string {

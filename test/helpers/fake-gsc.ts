@@ -149,19 +149,20 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     return Response.json(rows.length > 0 ? { rows, responseAggregationType: "byPage" } : { responseAggregationType: "byPage" });
   }
 
-  const server = Bun.serve({
+  let origin = "";
+  const server: Bun.Server<undefined> = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
-    async fetch(req) {
+    async fetch(req): Promise<Response> {
       const url = new URL(req.url);
-      if (req.method === "POST" && url.pathname === "/token") return token(req, `${server.url.origin}/token`);
+      if (req.method === "POST" && url.pathname === "/token") return token(req, `${origin}/token`);
       const m = /^\/webmasters\/v3\/sites\/([^/]+)\/searchAnalytics\/query$/.exec(url.pathname);
       if (req.method === "POST" && m) return query(req, decodeURIComponent(m[1]!));
       return googleError(404, "NOT_FOUND", `no route ${req.method} ${url.pathname}`);
     },
   });
 
-  const origin = server.url.origin;
+  origin = server.url.origin;
   return {
     url: origin,
     tokenUrl: `${origin}/token`,

@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createApp } from "../src/app.ts";
+import { containsPattern, SEARCH_SQL } from "../src/search/queries.ts";
+import { upsertRows } from "../src/sync/data.ts";
+import type { SourceRow } from "../src/sync/source.ts";
+import { tempDb } from "./helpers/db.ts";
+
+// GET /api/v1/sites/{site_id}/queries/search over rows stored the way the daily sync stores them.
+
+let t: ReturnType<typeof tempDb>;
+let app: ReturnType<typeof createApp>;
+let site: number;
+let other: number;
+
+async function search(qs: string, id = site) {
+  const res = await app.request(`/api/v1/sites/${id}/queries/search?${qs}`);
+  const text = await res.text();
+  expect(text).not.toMatch(/SQLITE|stack/);
+  return { status: res.status, json: JSON.parse(text) };
+}
+
+const row = (query: string, clicks: number, impressions: number, ctr: number, position: number, page = "https://x.example/", device = "MOBILE"): SourceRow => ({
+  page,
+  query,
+  device,
+  clicks,
+  impressions,
+  ctr,
+  position,
+});
+
+beforeAll(async () => {
+  t = tempDb();
+  app = createApp(t.db);
+  const mk = async (domain: string) =>
+    (await (await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain, name: domain }) })).json()).id as number;
+  site = await mk("sc-domain:search.example");
+  other = await mk("sc-domain:other.example");
+  await t.db.write((tx) => {
+    upsertRows(tx, site, "2026-03-01", "web", [
+      row("Running Shoes", 10, 100, 0.1, 3),
+      row("running shoes", 5, 50, 0.1, 4, "https://x.example/a"),
+      row("running shoes", 1, 10, 0.1, 6, "https://x.example/a", "DESKTOP"),
+      row("best trail running", 2, 40, 0.05, 8),
+      row("100% cotton shirt", 7, 70, 0.1, 2),
+      row("1000 cotton shirts", 3, 30, 0.1, 5),
+      row("a_b testing", 4, 40, 0.1, 9),
+      row("abb testing", 9, 90, 0.1, 9),
+      row("back\\slash query", 1, 10, 0.1, 1),
+    ]);
+    upsertRows(tx, site, "2026-03-01", "image", [row("running shoes", 2, 20, 0.1, 2)]);
+    upsertRows(tx, site, "2026-03-02", "web", [row("running shoes", 20, 200, 0.1, 2), row("best trail running", 1, 10, 0.1, 10)]);
+    upsertRows(tx, site, "2026-03-03", "web", [row("running shoes", 4, 40, 0.1, 5)]);
+    upsertRows(tx, other, "2026-03-02", "web", [row("running shoes", 1000, 2000, 0.5, 1)]);
+  });
+});
+afterAll(() => t.cleanup());
+
+describe("results", () => {
+  test("partial, case-insensitive match; totals per query; most clicked first; other sites excluded", async () => {
+    const r = await search("search_term=RUNNING");
+    expect(r.status).toBe(200);
+    expect(r.json).toEqual({
+      site_id: site,
+      search_term: "RUNNING",
+      date_range: { start_date: null, end_date: null },
+      total_queries_found: 3,
+      queries: [
+        // SQLite groups by exact text: "running shoes" and "Running Shoes" are two queries.
+        { query: "running shoes", total_clicks: 32, total_impressions: 320, avg_ctr: expect.closeTo(0.1, 9), avg_position: expect.closeTo(3.8, 9), days_appeared: 3 },
+        { query: "Running Shoes", total_clicks: 10, total_impressions: 100, avg_ctr: expect.closeTo(0.1, 9), avg_position: 3, days_appeared: 1 },
+        { query: "best trail running", total_clicks: 3, total_impressions: 50, avg_ctr: expect.closeTo(0.075, 9), avg_position: 9, days_appeared: 2 },
+      ],
+    });
+  });
+
+  test("date range bounds both ends, inclusive", async () => {
+    const r = await search("search_term=running%20shoes&start_date=2026-03-02&end_date=2026-03-03");
+    expect(r.json.date_range).toEqual({ start_date: "2026-03-02", end_date: "2026-03-03" });
+    expect(r.json.queries).toEqual([{ query: "running shoes", total_clicks: 24, total_impressions: 240, avg_ctr: expect.closeTo(0.1, 9), avg_position: 3.5, days_appeared: 2 }]);
+    const from = await search("search_term=running&start_date=2026-03-02");
+    expect(from.json.queries.map((q: { query: string }) => q.query)).toEqual(["running shoes", "best trail running"]);
+    const none = await search("search_term=running&end_date=2026-02-28");
+    expect(none.json).toMatchObject({ total_queries_found: 0, queries: [] });
+  });
+
+  test("limit cuts the list; total_queries_found still counts every match", async () => {
+    const r = await search("search_term=running&limit=1");
+    expect(r.json.total_queries_found).toBe(3);
+    expect(r.json.queries.map((q: { query: string }) => q.query)).toEqual(["running shoes"]);
+  });
+
+  const literal = [
+    { term: "%", expected: ["100% cotton shirt"] },
+    { term: "0%", expected: ["100% cotton shirt"] },
+    { term: "_", expected: ["a_b testing"] },
+    { term: "a_b", expected: ["a_b testing"] },
+    { term: "\\", expected: ["back\\slash query"] },
+    { term: "cotton", expected: ["100% cotton shirt", "1000 cotton shirts"] },
+  ];
+  for (const c of literal) {
+    test(`LIKE wildcards are literal: ${JSON.stringify(c.term)}`, async () => {
+      const r = await search(`search_term=${encodeURIComponent(c.term)}`);
+      expect(r.status).toBe(200);
+      expect(r.json.queries.map((q: { query: string }) => q.query)).toEqual(c.expected);
+    });
+  }
+
+  test("the pattern escapes %, _ and the escape character", () => {
+    expect(containsPattern("a%b_c\\d")).toBe("%a\\%b\\_c\\\\d%");
+  });
+});
+
+describe("errors", () => {
+  const cases = [
+    { qs: "", status: 400, message: /search_term/ },
+    { qs: "search_term=", status: 400, message: /search_term/ },
+    { qs: "search_term=%20%20", status: 400, message: /search_term/ },
+    { qs: "search_term=x&start_date=2026-13-01", status: 400, message: /start_date/ },
+    { qs: "search_term=x&end_date=yesterday", status: 400, message: /end_date/ },
+    { qs: "search_term=x&start_date=2026-03-05&end_date=2026-03-01", status: 400, message: /start_date is after end_date/ },
+    { qs: "search_term=x&limit=0", status: 400, message: /limit/ },
+    { qs: "search_term=x&limit=1001", status: 400, message: /limit/ },
+    { qs: `search_term=${"x".repeat(201)}`, status: 400, message: /search_term/ },
+  ];
+  for (const c of cases) {
+    test(`?${c.qs.slice(0, 50)} -> ${c.status}`, async () => {
+      const r = await search(c.qs);
+      expect(r.status).toBe(c.status);
+      expect(r.json.error.code).toBe("validation_failed");
+      expect(r.json.error.message).toMatch(c.message);
+    });
+  }
+
+  test("unknown site -> 404; bad site id -> 400", async () => {
+    expect((await search("search_term=x", 999_999)).status).toBe(404);
+    const bad = await app.request("/api/v1/sites/abc/queries/search?search_term=x");
+    expect(bad.status).toBe(400);
+  });
+});
+
+test("the query plan reads only the covering index, with no sort for GROUP BY", () => {
+  const plan = t.db.raw.reader
+    .query<{ detail: string }, []>(`explain query plan ${SEARCH_SQL.replace(/\$\w+/g, "?")}`)
+    .all()
+    .map((r) => r.detail);
+  expect(plan).toContain("SEARCH gsc_performance_data USING COVERING INDEX gsc_performance_data_site_query_idx (site_id=?)");
+  expect(plan.join("\n")).not.toMatch(/TEMP B-TREE FOR GROUP BY|SCAN gsc_performance_data/);
+});
