@@ -33,7 +33,7 @@ beforeAll(async () => {
   t = tempDb();
   app = createApp(t.db);
   const mk = async (domain: string) =>
-    (await (await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain, name: domain }) })).json()).id as number;
+    ((await (await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain, name: domain }) })).json()) as { id: number }).id;
   site = await mk("sc-domain:search.example");
   other = await mk("sc-domain:other.example");
   await t.db.write((tx) => {

@@ -28,7 +28,12 @@ export type WorkerOptions = {
   retryBaseMs: number;
   /** Rows per write transaction. */
   batchSize: number;
+  /** Pause after each write of a task, leaving the lock to other processes' writers. */
+  writeGapMs?: number;
 };
+
+/** How long one sign of another writer keeps the pacing on. */
+const CONTENTION_MEMORY_MS = 2000;
 
 export type Worker = {
   /** Stops claiming, aborts the running task at its next await and hands it back to the queue. */
@@ -60,6 +65,16 @@ export function startWorker(opts: WorkerOptions): Worker {
       wake = done;
     });
 
+  // Back-to-back batches would win nearly every race for the write lock against writers of other
+  // processes, which retry on a timer: once this process has found the lock taken (someone else
+  // writes), pause after each write for a while so they get their turn; alone, run at full speed.
+  let contendedAt = -Infinity;
+  async function yieldLock(contended: boolean) {
+    const now = performance.now();
+    if (contended) contendedAt = now;
+    if (opts.writeGapMs && now - contendedAt < CONTENTION_MEMORY_MS) await Bun.sleep(opts.writeGapMs);
+  }
+
   async function runTask(task: SyncTask) {
     const claim = claimOf(task);
     const handler = getHandler(task.task_type)!;
@@ -82,11 +97,15 @@ export function startWorker(opts: WorkerOptions): Worker {
       source: opts.source,
       batchSize: opts.batchSize,
       signal: ac.signal,
-      write: (fn) =>
-        db.write((tx) => {
+      write: async (fn) => {
+        const busyBefore = db.stats.busyRetries;
+        const result = await db.write((tx) => {
           renewLease(tx, claim, opts.leaseMs);
           return fn(tx);
-        }),
+        });
+        await yieldLock(db.stats.busyRetries > busyBefore);
+        return result;
+      },
       progress: (p) =>
         db.write((tx) =>
           renewLease(tx, claim, opts.leaseMs, {

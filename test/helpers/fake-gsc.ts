@@ -196,3 +196,15 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     stop: () => server.stop(true),
   };
 }
+
+// Run as a process (`bun test/helpers/fake-gsc.ts`) so that generating large pages does not stall the
+// test process: FAKE_GSC_ROWS is a JSON object of rows per search type, e.g. {"web":100000}.
+if (import.meta.main) {
+  const perType = JSON.parse(process.env.FAKE_GSC_ROWS ?? "{}") as Record<string, number>;
+  const f = startFakeGsc({ rows: (_s, _d, type) => perType[type] ?? 0 });
+  console.log(`fake gsc listening on ${f.url}`);
+  process.on("SIGTERM", () => {
+    f.stop();
+    process.exit(0);
+  });
+}

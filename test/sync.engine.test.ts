@@ -1,0 +1,302 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { and, eq, sql } from "drizzle-orm";
+import { gscPerformanceData, gscSyncedDays, syncTasks } from "../src/db/schema.ts";
+import { setLogLevel } from "../src/log.ts";
+import { countRows } from "../src/sync/data.ts";
+import { demoRows, demoSource } from "../src/sync/demo.ts";
+import { PermanentError } from "../src/sync/errors.ts";
+import { staticToken } from "../src/sync/gsc/auth.ts";
+import { gscSource } from "../src/sync/gsc/client.ts";
+import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
+import { registerHandler } from "../src/sync/handlers/index.ts";
+import { reapExpiredLeases } from "../src/sync/lease.ts";
+import { cancelJob, createTask, findJob } from "../src/sync/queries.ts";
+import type { SearchAnalyticsSource } from "../src/sync/source.ts";
+import { startWorker, type Worker, type WorkerOptions } from "../src/sync/worker.ts";
+import { tempDb } from "./helpers/db.ts";
+import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
+import { insertSites, waitFor } from "./helpers/sync.ts";
+
+// The task engine in this process against the fake Search Console: the handler, retries, cancel,
+// graceful stop, lost leases and the reaper. (Races between processes: sync.multiprocess.test.ts.)
+
+setLogLevel("silent");
+const DAYS = ["2026-03-01", "2026-03-02", "2026-03-03"];
+// Per day: web 120 rows (3 pages of 50), image 30, video 0, news 5.
+const perType: Record<string, number> = { web: 120, image: 30, video: 0, news: 5 };
+const PER_DAY = 155;
+
+let t: ReturnType<typeof tempDb>;
+let fake: FakeGsc;
+let sites: number[];
+let nextSite = 0;
+const workers: Worker[] = [];
+
+beforeAll(() => {
+  t = tempDb();
+  fake = startFakeGsc({ rows: (_s, _d, type) => perType[type] ?? 0 });
+  sites = insertSites(t.path, 20, "engine.example");
+});
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop()));
+  fake.reset();
+});
+afterAll(() => {
+  fake.stop();
+  t.cleanup();
+});
+
+const siteUrl = (id: number) => `sc-domain:s${sites.indexOf(id)}.engine.example`;
+const freshSite = () => sites[nextSite++]!;
+
+function source(over: { maxRetries?: number } = {}): SearchAnalyticsSource {
+  return gscSource({
+    baseUrl: fake.url,
+    auth: staticToken("test-token"),
+    limiter: createRateLimiter({ limit: 100_000 }),
+    rowLimit: 50,
+    maxRetries: over.maxRetries ?? 0,
+    retryBaseMs: 5,
+    timeoutMs: 5000,
+  });
+}
+
+function worker(over: Partial<WorkerOptions> = {}) {
+  const w = startWorker({ db: t.open(), source: source(), pollMs: 20, leaseMs: 2000, retryBaseMs: 100, batchSize: 40, ...over });
+  workers.push(w);
+  return w;
+}
+
+async function queue(siteId: number, o: { start?: string; end?: string; mode?: "skip" | "overwrite"; type?: string; maxAttempts?: number } = {}) {
+  return (
+    await createTask(t.db, {
+      siteId,
+      taskType: o.type ?? "daily_sync",
+      startDate: o.start ?? DAYS[0]!,
+      endDate: o.end ?? DAYS[2]!,
+      params: { sync_mode: o.mode ?? "skip" },
+      runAt: new Date(),
+      maxAttempts: o.maxAttempts ?? 3,
+    })
+  ).id;
+}
+
+const job = async (id: number) => (await findJob(t.db, id))!;
+const settled = (id: number, timeoutMs = 15_000) =>
+  waitFor(`task ${id} to finish`, async () => {
+    const j = await job(id);
+    return j.status !== "pending" && j.status !== "running" ? j : null;
+  }, timeoutMs);
+
+describe("daily_sync", () => {
+  test("stores every row of every day and search type, paging by startRow, with progress and stats", async () => {
+    const site = freshSite();
+    const id = await queue(site);
+    worker();
+    const j = await settled(id);
+    expect(j).toMatchObject({ status: "completed", attempts: 1, progress_done: 3, progress_total: 3, stats_synced: 3, stats_failed: 0, stats_skipped: 0, total_records: 3 * PER_DAY, error: null });
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
+    // Per day: web 3 pages (50, 50, 20), image 1 (30 < 50), video 1 (empty), news 1.
+    expect(fake.requests.length).toBe(3 * 6);
+    expect(fake.requests.filter((r) => r.type === "web").map((r) => r.startRow)).toEqual([0, 50, 100, 0, 50, 100, 0, 50, 100]);
+    const markers = t.db.read.select().from(gscSyncedDays).where(eq(gscSyncedDays.site_id, site)).all();
+    expect(markers.length).toBe(12);
+    expect(markers.find((m) => m.date === DAYS[1] && m.search_type === "web")?.row_count).toBe(120);
+  });
+
+  test("skip: days already synced are not fetched again", async () => {
+    const site = freshSite();
+    worker();
+    await settled(await queue(site));
+    fake.reset();
+    const id = await queue(site, { mode: "skip" });
+    const j = await settled(id);
+    expect(j).toMatchObject({ status: "completed", stats_synced: 0, stats_skipped: 3, total_records: 0, progress_done: 3 });
+    expect(fake.requests.length).toBe(0);
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
+  });
+
+  test("overwrite: a day's rows are replaced (changed rows restored, rows the source dropped removed)", async () => {
+    const site = freshSite();
+    worker();
+    await settled(await queue(site));
+    await t.db.write((tx) => {
+      tx.update(gscPerformanceData).set({ clicks: 999_999 }).where(and(eq(gscPerformanceData.site_id, site), eq(gscPerformanceData.date, DAYS[0]!))).run();
+      tx.insert(gscPerformanceData)
+        .values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" })
+        .run();
+    });
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY + 1);
+    fake.reset();
+    const j = await settled(await queue(site, { start: DAYS[0], end: DAYS[0], mode: "overwrite" }));
+    expect(j).toMatchObject({ status: "completed", stats_synced: 1, total_records: PER_DAY });
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
+    const max = t.db.read.select({ m: sql<number>`max(clicks)` }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, site)).get()!.m;
+    expect(max).toBeLessThan(999_999);
+    expect(fake.requests.length).toBe(6);
+  });
+
+  test("skip refetches a day cut short (rows stored, no completion marker)", async () => {
+    const site = freshSite();
+    worker();
+    await settled(await queue(site));
+    await t.db.write((tx) => {
+      tx.delete(gscSyncedDays).where(and(eq(gscSyncedDays.site_id, site), eq(gscSyncedDays.date, DAYS[1]!), eq(gscSyncedDays.search_type, "web"))).run();
+      tx.delete(gscPerformanceData)
+        .where(and(eq(gscPerformanceData.site_id, site), eq(gscPerformanceData.date, DAYS[1]!), eq(gscPerformanceData.search_type, "web"), sql`id % 2 = 0`))
+        .run();
+    });
+    fake.reset();
+    const j = await settled(await queue(site));
+    expect(j).toMatchObject({ status: "completed", stats_synced: 1, stats_skipped: 2, total_records: 120 });
+    expect(fake.requests.map((r) => `${r.startDate}/${r.type}`)).toEqual([`${DAYS[1]}/web`, `${DAYS[1]}/web`, `${DAYS[1]}/web`]);
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
+  });
+
+  test("the demo source is deterministic and syncs end to end", async () => {
+    expect(demoRows("sc-domain:a.example", "2026-03-01", "web", 50)).toEqual(demoRows("sc-domain:a.example", "2026-03-01", "web", 50));
+    expect(demoRows("sc-domain:a.example", "2026-03-01", "web", 50)).not.toEqual(demoRows("sc-domain:a.example", "2026-03-02", "web", 50));
+    const rows = demoRows("sc-domain:a.example", "2026-03-01", "web", 2000);
+    expect(new Set(rows.map((r) => `${r.page}|${r.query}|${r.device}`)).size).toBe(2000);
+    const site = freshSite();
+    worker({ source: demoSource(25, 10) });
+    const j = await settled(await queue(site));
+    expect(j).toMatchObject({ status: "completed", total_records: 3 * 4 * 25 });
+    expect(await countRows(t.db, site)).toBe(3 * 4 * 25);
+  });
+});
+
+describe("failures", () => {
+  test("5xx: retried with growing backoff, the error kept meanwhile, then completed", async () => {
+    const site = freshSite();
+    fake.inject({ status: 503, times: 2 });
+    const id = await queue(site, { start: DAYS[0], end: DAYS[0] });
+    worker({ retryBaseMs: 300 });
+    const between = await waitFor("the first retry to be scheduled", async () => {
+      const j = await job(id);
+      return j.status === "pending" && j.attempts === 1 ? j : null;
+    });
+    expect(between.error).toMatch(/1 of 1 days failed; last error: Search Console kept failing for .* \(503 INJECTED/);
+    expect(new Date(between.run_at).getTime()).toBeGreaterThan(Date.now() - 100);
+    const j = await settled(id);
+    expect(j).toMatchObject({ status: "completed", attempts: 3, error: null, total_records: PER_DAY });
+    const firsts = fake.requests.filter((r) => r.type === "web" && r.startRow === 0).map((r) => r.at);
+    expect(firsts.length).toBe(3);
+    // run_at = now + 300 ms * 2^(attempt-1) * [0.5, 1.5)
+    expect(firsts[1]! - firsts[0]!).toBeGreaterThanOrEqual(140);
+    expect(firsts[2]! - firsts[1]!).toBeGreaterThanOrEqual(290);
+  });
+
+  test("a handler that keeps failing: failed after max_attempts, with its last error", async () => {
+    const calls: number[] = [];
+    registerHandler({
+      type: "always_fails",
+      description: "test: throws every time",
+      async run() {
+        calls.push(Date.now());
+        throw new Error(`boom ${calls.length}`);
+      },
+    });
+    const id = await queue(freshSite(), { type: "always_fails", maxAttempts: 3 });
+    worker({ retryBaseMs: 100 });
+    const j = await settled(id);
+    expect(j).toMatchObject({ status: "failed", attempts: 3, max_attempts: 3, error: "boom 3", completed_at: expect.any(String) });
+    expect(calls.length).toBe(3);
+    expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(45);
+    expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(95);
+    await Bun.sleep(300);
+    expect(calls.length).toBe(3);
+  });
+
+  test("a PermanentError fails the task at once", async () => {
+    registerHandler({ type: "permanent_fail", description: "test", run: async () => Promise.reject(new PermanentError("no way")) });
+    const j = await settled(await queue(freshSite(), { type: "permanent_fail" }).then((id) => (worker(), id)));
+    expect(j).toMatchObject({ status: "failed", attempts: 1, error: "no way" });
+  });
+
+  test("403 from Search Console: failed at the first attempt with a clear message", async () => {
+    const site = freshSite();
+    fake.forbid(siteUrl(site));
+    worker();
+    const j = await settled(await queue(site));
+    expect(j.status).toBe("failed");
+    expect(j.attempts).toBe(1);
+    expect(j.error).toMatch(/refused access to sc-domain:s\d+\.engine\.example \(403 PERMISSION_DENIED.*check that the credentials are valid/);
+    expect(fake.requests.length).toBe(1);
+  });
+});
+
+describe("cancel, stop, leases", () => {
+  test("cancelling a running task stops it at its next checkpoint", async () => {
+    const site = freshSite();
+    fake.setDelay(100);
+    const id = await queue(site);
+    worker();
+    await waitFor("the first day done", async () => (await job(id)).progress_done >= 1);
+    await cancelJob(t.db, id);
+    const j = await settled(id);
+    expect(j.status).toBe("cancelled");
+    expect(j.progress_done).toBeLessThan(3);
+    const n = fake.requests.length;
+    await Bun.sleep(400);
+    expect(fake.requests.length).toBe(n);
+  });
+
+  test("graceful stop hands the running task back without spending an attempt; another worker finishes it", async () => {
+    const site = freshSite();
+    fake.setDelay(100);
+    const id = await queue(site);
+    const a = worker();
+    await waitFor("task running", async () => (await job(id)).status === "running");
+    await a.stop();
+    expect(a.counts.released).toBe(1);
+    expect(await job(id)).toMatchObject({ status: "pending", attempts: 0, worker_pid: null, locked_until: null });
+    fake.setDelay(0);
+    worker();
+    const j = await settled(id);
+    expect(j).toMatchObject({ status: "completed", attempts: 1, total_records: 3 * PER_DAY });
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
+  });
+
+  test("a worker whose lease was taken writes nothing more; the task is re-run once, without duplicates", async () => {
+    const site = freshSite();
+    fake.setDelay(150);
+    const id = await queue(site);
+    const a = worker({ leaseMs: 60_000 });
+    await waitFor("some progress", async () => (await job(id)).progress_done >= 1);
+    // As if A had hung past its lease: expire it, and let the reaper re-queue the task.
+    await t.db.write((tx) => tx.update(syncTasks).set({ locked_until: "2000-01-01T00:00:00.000Z" }).where(eq(syncTasks.id, id)).run());
+    expect(await reapExpiredLeases(t.db)).toEqual([{ id, status: "pending" }]);
+    await waitFor("A to notice", () => a.counts.lost === 1);
+    fake.setDelay(0);
+    worker();
+    const j = await settled(id);
+    expect(j).toMatchObject({ status: "completed", attempts: 2, total_records: 3 * PER_DAY });
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
+  });
+
+  test("the reaper: expired leases go back to pending, or failed when out of attempts, or cancelled when asked", async () => {
+    const past = "2000-01-01T00:00:00.000Z";
+    const future = new Date(Date.now() + 60_000).toISOString();
+    const rows = [
+      { site_id: freshSite(), attempts: 1, max_attempts: 3, locked_until: past, cancel_requested: false },
+      { site_id: freshSite(), attempts: 3, max_attempts: 3, locked_until: past, cancel_requested: false },
+      { site_id: freshSite(), attempts: 1, max_attempts: 3, locked_until: past, cancel_requested: true },
+      { site_id: freshSite(), attempts: 1, max_attempts: 3, locked_until: future, cancel_requested: false },
+    ];
+    const ids = await t.db.write((tx) =>
+      rows.map((r) => tx.insert(syncTasks).values({ ...r, task_type: "reap_test", status: "running", worker_pid: 999_999 }).returning().get()!.id),
+    );
+    const reaped = await reapExpiredLeases(t.db);
+    expect(reaped.filter((r) => ids.includes(r.id))).toEqual([
+      { id: ids[0]!, status: "pending" },
+      { id: ids[1]!, status: "failed" },
+      { id: ids[2]!, status: "cancelled" },
+    ]);
+    const after = await Promise.all(ids.map(job));
+    expect(after[0]).toMatchObject({ worker_pid: null, locked_until: null, completed_at: null, error: "worker 999999 stopped renewing its lease during attempt 1" });
+    expect(after[1]).toMatchObject({ worker_pid: 999_999, completed_at: expect.any(String), error: expect.stringContaining("attempt 3") });
+    expect(after[3]).toMatchObject({ status: "running", worker_pid: 999_999 });
+    expect(await reapExpiredLeases(t.db)).toEqual([]);
+  });
+});
