@@ -15,6 +15,7 @@ export type SchedulerOptions = {
 };
 
 const DAILY = "daily_sync";
+const INSERT_BATCH = 500;
 
 /** Active sites without today's scheduled daily_sync, and without any pending or running one. */
 function sitesDue(db: Db, today: string) {
@@ -66,12 +67,17 @@ export async function scheduleDailySyncs(db: Db, opts: SchedulerOptions, now = n
       run_at: now.toISOString(),
     });
   }
-  const created = await db.write((tx) => {
-    let n = 0;
-    // Without a conflict target, DO NOTHING covers both unique indexes.
-    for (const t of tasks) if (tx.insert(syncTasks).values(t).onConflictDoNothing().returning({ id: syncTasks.id }).get()) n++;
-    return n;
-  });
+  let created = 0;
+  // Short writes however many sites there are. Without a conflict target, DO NOTHING covers both
+  // unique indexes (today's task exists; the site has a pending or running daily_sync).
+  for (let i = 0; i < tasks.length; i += INSERT_BATCH) {
+    const chunk = tasks.slice(i, i + INSERT_BATCH);
+    created += await db.write((tx) => {
+      let n = 0;
+      for (const t of chunk) if (tx.insert(syncTasks).values(t).onConflictDoNothing().returning({ id: syncTasks.id }).get()) n++;
+      return n;
+    });
+  }
   if (created > 0) log("info", "daily syncs scheduled", { day: today, created });
   return created;
 }
