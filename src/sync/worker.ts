@@ -80,6 +80,8 @@ export function startWorker(opts: WorkerOptions): Worker {
     const handler = getHandler(task.task_type)!;
     const ac = new AbortController();
     current = ac;
+    // stop() may have come while the claim was being committed: hand the task straight back.
+    if (stopping) ac.abort(new WorkerStopping());
     const started = performance.now();
     log("info", "task started", { task_id: task.id, task_type: task.task_type, site_id: task.site_id, attempt: claim.attempt });
 
