@@ -13,6 +13,7 @@ await registerProcess(db);
 const app = createApp(db, {
   requestLog: config.REQUEST_LOG,
   walWarnBytes: config.CHECKPOINT_TRUNCATE_BYTES,
+  sync: { maxAttempts: config.SYNC_MAX_ATTEMPTS },
 });
 
 const server = Bun.serve({
