@@ -2,8 +2,10 @@ import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { getTableConfig, SQLiteTable } from "drizzle-orm/sqlite-core";
 import { readMigrationFiles } from "drizzle-orm/migrator";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { migrationsFolder } from "../src/db/migrate.ts";
+import { migrate, migrationsFolder } from "../src/db/migrate.ts";
+import { defaultPragmas } from "../src/db/open.ts";
 import * as schema from "../src/db/schema.ts";
 import { tempDir } from "./helpers/db.ts";
 
@@ -138,5 +140,102 @@ describe("bunx drizzle-kit migrate", () => {
     expect((await bunMigrate(b)).code).toBe(0);
     expect((await kitMigrate(b)).code).toBe(0);
     expect(inspect(b)).toEqual({ schema: expectedSchema(), applied: expectedApplied() });
+  });
+});
+
+describe("migrate() and foreign keys", () => {
+  // What drizzle-kit generates when a change needs a table rebuild (e.g. a column type change on sites).
+  const rebuildSites = [
+    "PRAGMA foreign_keys=OFF;",
+    `CREATE TABLE \`__new_sites\` (
+	\`id\` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
+	\`domain\` text NOT NULL,
+	\`name\` text NOT NULL,
+	\`category\` text,
+	\`is_active\` integer DEFAULT true NOT NULL,
+	\`created_at\` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) NOT NULL,
+	\`updated_at\` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) NOT NULL
+);`,
+    'INSERT INTO `__new_sites`("id", "domain", "name", "category", "is_active", "created_at", "updated_at") SELECT "id", "domain", "name", "category", "is_active", "created_at", "updated_at" FROM `sites`;',
+    "DROP TABLE `sites`;",
+    "ALTER TABLE `__new_sites` RENAME TO `sites`;",
+    "PRAGMA foreign_keys=ON;",
+    "CREATE UNIQUE INDEX `sites_domain_unique` ON `sites` (`domain`);",
+    "CREATE INDEX `sites_name_id_idx` ON `sites` (`name`,`id`);",
+    "CREATE INDEX `sites_active_name_id_idx` ON `sites` (`is_active`,`name`,`id`);",
+  ].join("--> statement-breakpoint\n");
+
+  /** A copy of the real migrations folder with one more migration appended to the journal. */
+  function folderWith(tag: string, sqlText: string): string {
+    const folder = join(dir.dir, `folder-${++n}`);
+    cpSync(migrationsFolder, folder, { recursive: true });
+    const journalPath = join(folder, "meta", "_journal.json");
+    const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { idx: number; when: number; tag: string }[] };
+    const last = journal.entries.at(-1)!;
+    journal.entries.push({ ...last, idx: last.idx + 1, when: last.when + 1000, tag });
+    writeFileSync(journalPath, JSON.stringify(journal, null, 2));
+    writeFileSync(join(folder, `${tag}.sql`), sqlText);
+    return folder;
+  }
+
+  /** A migrated file holding one site with a task, a performance row and a completion marker. */
+  function populated(): string {
+    const path = freshPath();
+    migrate(path);
+    const conn = new Database(path);
+    conn.run("PRAGMA foreign_keys = ON");
+    conn.run("insert into sites (id, domain, name) values (1, 'example.com', 'Example')");
+    conn.run("insert into sync_tasks (site_id, task_type) values (1, 'daily_sync')");
+    conn.run(
+      "insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks) values (1, '2024-01-01', '/', 'q', 'DESKTOP', 'web', 3)",
+    );
+    conn.run("insert into gsc_synced_days (site_id, date, search_type, row_count) values (1, '2024-01-01', 'web', 1)");
+    conn.close();
+    return path;
+  }
+
+  function counts(path: string) {
+    const conn = new Database(path, { readonly: true });
+    try {
+      const count = (t: string) => conn.query<{ n: number }, []>(`select count(*) as n from ${t}`).get()!.n;
+      return {
+        sites: count("sites"),
+        sync_tasks: count("sync_tasks"),
+        gsc_performance_data: count("gsc_performance_data"),
+        gsc_synced_days: count("gsc_synced_days"),
+        applied: count('"__drizzle_migrations"'),
+      };
+    } finally {
+      conn.close();
+    }
+  }
+
+  test("a drizzle-kit table rebuild of sites keeps the rows of every table pointing at it", () => {
+    const path = populated();
+    const before = counts(path);
+    expect(before).toEqual({ sites: 1, sync_tasks: 1, gsc_performance_data: 1, gsc_synced_days: 1, applied: migrations.length });
+
+    expect(migrate(path, defaultPragmas, folderWith("0099_rebuild_sites", rebuildSites))).toBe(1);
+
+    expect(counts(path)).toEqual({ ...before, applied: migrations.length + 1 });
+    const conn = new Database(path, { readonly: true });
+    // The children still reference the rebuilt table, and deleting a site still cascades.
+    expect(conn.query("select distinct \"table\" from pragma_foreign_key_list('sync_tasks')").all()).toEqual([{ table: "sites" }]);
+    conn.close();
+    const rw = new Database(path);
+    rw.run("PRAGMA foreign_keys = ON");
+    rw.run("delete from sites where id = 1");
+    rw.close();
+    expect(counts(path)).toEqual({ sites: 0, sync_tasks: 0, gsc_performance_data: 0, gsc_synced_days: 0, applied: migrations.length + 1 });
+  });
+
+  test("a migration that leaves a dangling foreign key is rolled back with a message saying so", () => {
+    const path = populated();
+    const before = counts(path);
+    const folder = folderWith("0099_orphan", "INSERT INTO `sync_tasks` (`site_id`, `task_type`) VALUES (42, 'daily_sync');");
+    expect(() => migrate(path, defaultPragmas, folder)).toThrow(/rolled back.*1 row\(s\) whose foreign key points at no row \(sync_tasks rowid \d+ -> sites\)/);
+    expect(counts(path)).toEqual(before);
+    // Nothing of the failed run was kept: the real migrations find nothing to do.
+    expect(migrate(path)).toBe(0);
   });
 });

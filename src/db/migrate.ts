@@ -5,6 +5,8 @@ import { openConnection, defaultPragmas, type Pragmas } from "./open.ts";
 export const migrationsFolder = join(import.meta.dir, "../../migrations");
 const table = "__drizzle_migrations";
 
+type ForeignKeyViolation = { table: string; rowid: number | null; parent: string; fkid: number };
+
 /**
  * Applies pending drizzle-kit migrations to the file; returns how many ran.
  * Same bookkeeping table as drizzle-kit's own `migrate`, so either tool can be used on a file. Unlike
@@ -15,6 +17,10 @@ export function migrate(path: string, pragmas: Pragmas = defaultPragmas, folder 
   const migrations = readMigrationFiles({ migrationsFolder: folder });
   const sqlite = openConnection(path, pragmas);
   try {
+    // drizzle-kit rebuilds a table (create new, copy, DROP old, rename) between PRAGMA foreign_keys=OFF/ON,
+    // but that pragma is a no-op inside a transaction: with foreign keys on, DROP TABLE would cascade and
+    // delete every child row. So keys are off for the whole run and checked once before COMMIT instead.
+    sqlite.run("PRAGMA foreign_keys = OFF");
     sqlite.run("BEGIN IMMEDIATE");
     try {
       sqlite.run(`CREATE TABLE IF NOT EXISTS "${table}" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)`);
@@ -28,6 +34,17 @@ export function migrate(path: string, pragmas: Pragmas = defaultPragmas, folder 
         sqlite.run(`INSERT INTO "${table}" ("hash", "created_at") VALUES (?, ?)`, [m.hash, m.folderMillis]);
         applied++;
       }
+      // Only after changes: the check scans every table, too slow for each start of a large file.
+      const violations = applied > 0 ? sqlite.query<ForeignKeyViolation, []>("PRAGMA foreign_key_check").all() : [];
+      if (violations.length > 0) {
+        const shown = violations
+          .slice(0, 5)
+          .map((v) => `${v.table} rowid ${v.rowid} -> ${v.parent}`)
+          .join(", ");
+        throw new Error(
+          `migrations rolled back: they leave ${violations.length} row(s) whose foreign key points at no row (${shown}${violations.length > 5 ? ", ..." : ""})`,
+        );
+      }
       sqlite.run("COMMIT");
       return applied;
     } catch (err) {
@@ -35,6 +52,7 @@ export function migrate(path: string, pragmas: Pragmas = defaultPragmas, folder 
       throw err;
     }
   } finally {
+    sqlite.run("PRAGMA foreign_keys = ON");
     sqlite.close();
   }
 }
