@@ -33,21 +33,30 @@ const slots: Slot[] = [
   ...Array.from({ length: config.SYNC_WORKERS }, (_, index) => ({ role: "sync" as const, script: "sync/worker-main.ts", index, startedAt: 0, crashes: 0 })),
 ];
 let stopping = false;
-let readyCount = 0;
+const readySlots = new Set<Slot>();
+let announced = false;
+// HTTP workers that keep dying before they ever listen (port taken, bad file…) will not recover.
+const MAX_START_FAILURES = 6;
 
 function spawn(slot: Slot) {
   slot.startedAt = performance.now();
   slot.proc = Bun.spawn([process.execPath, join(import.meta.dir, slot.script)], {
+    // Settings that may have come from flags are handed on as env, so workers see what we see.
     env: childEnv({
       SITESYNC_ROLE: slot.role,
       SITESYNC_SUPERVISED: "1",
       PORT: String(port),
       HOST: config.HOST,
+      DATABASE_URL: config.DATABASE_URL,
       SQLITE_WAL_AUTOCHECKPOINT: "0",
     }),
     stdio: ["ignore", "inherit", "inherit"],
     ipc(message) {
-      if ((message as { type?: string })?.type === "ready" && slot.role === "http" && ++readyCount === config.WORKERS) {
+      if ((message as { type?: string })?.type !== "ready") return;
+      readySlots.add(slot);
+      const httpReady = slots.filter((s) => s.role === "http" && readySlots.has(s)).length;
+      if (!announced && httpReady === config.WORKERS) {
+        announced = true;
         console.log(`sitesync listening on http://${config.HOST}:${port} (${config.WORKERS} http workers, ${config.SYNC_WORKERS} sync workers, database ${config.database.path})`);
       }
     },
@@ -56,6 +65,11 @@ function spawn(slot: Slot) {
       // A worker that lived a while resets its backoff; one that dies at once backs off up to 30 s.
       const lived = performance.now() - slot.startedAt;
       slot.crashes = lived > 10_000 ? 0 : slot.crashes + 1;
+      if (!readySlots.has(slot) && slot.crashes >= MAX_START_FAILURES) {
+        log("error", "worker keeps failing before it is ready; giving up", { role: slot.role, exitCode, attempts: slot.crashes });
+        void shutdown("start failures", 1);
+        return;
+      }
       const delay = slot.crashes === 0 ? 0 : Math.min(30_000, 100 * 2 ** (slot.crashes - 1));
       log("warn", "worker exited; restarting", { role: slot.role, pid: proc.pid, exitCode, signalCode, restart_in_ms: delay });
       setTimeout(() => !stopping && spawn(slot), delay);
@@ -66,7 +80,7 @@ function spawn(slot: Slot) {
 
 for (const slot of slots) spawn(slot);
 
-async function shutdown(signal: string) {
+async function shutdown(signal: string, exitCode = 0) {
   if (stopping) return;
   stopping = true;
   log("info", "shutting down", { signal });
@@ -82,7 +96,7 @@ async function shutdown(signal: string) {
   checkpointer.stop();
   await closeAllConnections();
   log("info", "stopped");
-  process.exit(0);
+  process.exit(exitCode);
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));

@@ -16,12 +16,16 @@ const app = createApp(db, {
   sync: { maxAttempts: config.SYNC_MAX_ATTEMPTS },
 });
 
-const server = Bun.serve({
-  port: config.PORT,
-  hostname: config.HOST,
-  reusePort: true,
-  fetch: app.fetch,
-});
+const server = listen();
+function listen() {
+  try {
+    return Bun.serve({ port: config.PORT, hostname: config.HOST, reusePort: true, fetch: app.fetch });
+  } catch (err) {
+    // E.g. the port is held by a process that did not set SO_REUSEPORT; the supervisor backs off.
+    log("error", "cannot listen", { host: config.HOST, port: config.PORT, error: (err as Error).message });
+    process.exit(1);
+  }
+}
 log("info", "http worker listening", { url: server.url.href });
 process.send?.({ type: "ready", pid: process.pid });
 
