@@ -94,6 +94,7 @@ describe("table-driven scenarios", () => {
     { name: "form body", method: "POST", path: "/api/v1/sites", body: "domain=x&name=y", headers: { "content-type": "application/x-www-form-urlencoded" }, status: 415, json: err("unsupported_media_type") },
     { name: "body over 1 MiB", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:big.example", name: big }, status: 413, json: err("payload_too_large") },
     { name: "duplicate domain", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:alpha.example", name: "Again" }, status: 409, json: err("conflict", /alpha\.example/) },
+    { name: "duplicate domain in other case", method: "POST", path: "/api/v1/sites", body: { domain: "SC-DOMAIN:Alpha.Example", name: "Again" }, status: 409, json: err("conflict", /sc-domain:alpha\.example/) },
     // GET one
     { name: "unknown id", method: "GET", path: "/api/v1/sites/999999", status: 404, json: err("not_found", "site 999999 not found") },
     { name: "non-integer id", method: "GET", path: "/api/v1/sites/abc", status: 400, json: err("validation_failed", /id/) },

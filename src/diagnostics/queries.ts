@@ -91,7 +91,10 @@ export async function checkLocks(db: Db, walWarnBytes: number) {
   };
 }
 
-/** Times a fresh connect, a simple query and a coverage query over the synced data. */
+/**
+ * Times a fresh connect, a simple query and a coverage query over the synced days (the small
+ * per-day table, not the rows: this runs on an HTTP worker's event loop).
+ */
 export async function testDbConnection(db: Db) {
   const timed = <T>(f: () => T) => {
     const t0 = performance.now();
@@ -107,7 +110,7 @@ export async function testDbConnection(db: Db) {
   const coverage_query = timed(() =>
     db.read.all<{ site_id: number; days: number; oldest_date: string; latest_date: string }>(sql`
       select site_id, count(distinct date) as days, min(date) as oldest_date, max(date) as latest_date
-      from gsc_performance_data group by site_id`),
+      from gsc_synced_days group by site_id`),
   );
   return {
     connection_test: { success: connection_test.success, time_ms: connection_test.time_ms, ...errorOf(connection_test) },

@@ -47,7 +47,7 @@ export function sitesRoutes(db: Db) {
       request: { body: jsonBody(CreateSiteSchema) },
       responses: {
         201: { description: "Created", content: { "application/json": { schema: SiteSchema } } },
-        ...errorResponses(400, 409, 413, 415),
+        ...errorResponses(400, 409, 413, 415, 503),
       },
     }),
     async (c) => {
@@ -86,7 +86,7 @@ export function sitesRoutes(db: Db) {
       request: { params: SiteIdParams, body: jsonBody(UpdateSiteSchema) },
       responses: {
         200: { description: "The updated site", content: { "application/json": { schema: SiteSchema } } },
-        ...errorResponses(400, 404, 409, 413, 415),
+        ...errorResponses(400, 404, 409, 413, 415, 503),
       },
     }),
     async (c) => {
@@ -104,7 +104,7 @@ export function sitesRoutes(db: Db) {
       tags: ["sites"],
       summary: "Delete a site with its sync tasks and synced data",
       request: { params: SiteIdParams },
-      responses: { 204: { description: "Deleted" }, ...errorResponses(400, 404) },
+      responses: { 204: { description: "Deleted" }, ...errorResponses(400, 404, 503) },
     }),
     async (c) => {
       const { id } = c.req.valid("param");

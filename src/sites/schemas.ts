@@ -9,6 +9,15 @@ const domainPattern = new RegExp(
   `^([sS][cC]-[dD][oO][mM][aA][iI][nN]:${label}(\\.${label})+|[hH][tT][tT][pP][sS]?:\\/\\/[^\\s/?#]+(:\\d+)?\\/([^\\s?#]*)?)$`,
 );
 
+/**
+ * Lower-cases what is case-insensitive in a property name (the `sc-domain:` prefix, the URL scheme and
+ * host, never the path), so `SC-DOMAIN:A.COM` and `sc-domain:a.com` are one site, not two.
+ */
+export function normalizeDomain(domain: string): string {
+  const m = /^([a-zA-Z-]+:(?:\/\/)?)([^/]*)(.*)$/.exec(domain);
+  return m ? m[1]!.toLowerCase() + m[2]!.toLowerCase() + m[3]! : domain;
+}
+
 export const SiteSchema = createSelectSchema(sites).openapi("Site", {
   example: {
     id: 1,
@@ -27,7 +36,8 @@ export const CreateSiteSchema = createInsertSchema(sites, {
     s
       .min(1)
       .max(2048)
-      .regex(domainPattern, "expected 'sc-domain:example.com' or a URL prefix like 'https://example.com/'"),
+      .regex(domainPattern, "expected 'sc-domain:example.com' or a URL prefix like 'https://example.com/'")
+      .overwrite(normalizeDomain),
   name: (s) => s.trim().min(1).max(200),
   // A schema, not a refine callback: drizzle-zod's types drop the optional around a refined nullable column.
   category: z.string().trim().min(1).max(100).nullish(),
