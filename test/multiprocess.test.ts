@@ -55,6 +55,17 @@ function isConnectionError(err: unknown): boolean {
   return err instanceof TypeError && typeof code === "string" && ["ECONNRESET", "ECONNREFUSED", "EPIPE", "ConnectionClosed", "ConnectionRefused"].includes(code);
 }
 
+/** "answered" or "refused": whether anything still accepts connections on the server's port. */
+async function tryConnect(base: string): Promise<"answered" | "refused"> {
+  try {
+    await fetch(`${base}/health`, { keepalive: false });
+    return "answered";
+  } catch (err) {
+    if (!isConnectionError(err)) throw err;
+    return "refused";
+  }
+}
+
 /** A fresh TCP connection per request, so SO_REUSEPORT spreads requests over the workers. */
 async function post(base: string, body: unknown) {
   const res = await fetch(`${base}/api/v1/sites`, {
@@ -249,6 +260,53 @@ describe("shutdown", () => {
       for (const w of workers) expect(running(w)).toBe(false);
       expect(countSites(s.dbPath, "%.term.example").length).toBe(10);
     } finally {
+      await s.cleanup();
+    }
+  });
+
+  test("SIGTERM with a request that outlasts SHUTDOWN_TIMEOUT_MS: the drain is cut off in time, exit 0, the port refuses", async () => {
+    const shutdownMs = 1500;
+    // The write would wait a minute for the lock: only the drain bound can end it.
+    const s = await startServer({ workers: 1, env: { SHUTDOWN_TIMEOUT_MS: String(shutdownMs), WRITE_LOCK_TIMEOUT_MS: "60000" } });
+    const holder = new Database(s.dbPath);
+    try {
+      const workers = childPids(s.proc.pid);
+      expect(workers.length).toBe(1);
+      holder.run("PRAGMA busy_timeout = 5000");
+      holder.run("BEGIN IMMEDIATE");
+      const domain = "sc-domain:stuck.term.example";
+      const stuck = post(s.url, { domain, name: "Stuck" }).then(
+        (r) => ({ answered: r.status }),
+        (err: unknown) => {
+          if (!isConnectionError(err)) throw err;
+          return { dropped: true };
+        },
+      );
+      await Bun.sleep(500); // the request has reached the worker and waits for the lock
+      const t0 = performance.now();
+      s.proc.kill("SIGTERM");
+      await Bun.sleep(500);
+      expect(s.proc.exitCode).toBeNull(); // still draining
+      // The worker stopped listening at once: a new connection is refused while the old one drains.
+      expect(await tryConnect(s.url)).toBe("refused");
+
+      // Worst case: the worker's drain and its 2 s grace, then the supervisor's own writes (its registry
+      // heartbeat is stuck behind the same lock) get SHUTDOWN_TIMEOUT_MS and its row delete up to 2 s.
+      const bound = 2 * shutdownMs + 4000;
+      const code = await Promise.race([s.proc.exited, Bun.sleep(bound + 10_000).then(() => "still running")]);
+      const elapsed = performance.now() - t0;
+      expect(code).toBe(0);
+      expect(elapsed).toBeGreaterThanOrEqual(shutdownMs - 100);
+      expect(elapsed).toBeLessThan(bound + 3000);
+      expect(running(workers[0]!)).toBe(false);
+      // The client got no answer (the connection was closed), and the write was never acknowledged.
+      expect(await stuck).toEqual({ dropped: true });
+      holder.run("ROLLBACK");
+      expect(countSites(s.dbPath, domain)).toEqual([]);
+      expect(await tryConnect(s.url)).toBe("refused");
+    } finally {
+      if (holder.inTransaction) holder.run("ROLLBACK");
+      holder.close();
       await s.cleanup();
     }
   });

@@ -1,5 +1,6 @@
 import type { Database } from "bun:sqlite";
 import type { Config, ProcessRole } from "../config.ts";
+import { log } from "../log.ts";
 import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./open.ts";
 import { createWriter, type WriteFn, type WriterStats } from "./write.ts";
 
@@ -21,6 +22,8 @@ export type Db = {
   pragmas: Pragmas;
   raw: { reader: Database; writer: Database };
   drain(): Promise<void>;
+  /** How long closeAllConnections() waits for queued writes before closing anyway (null: no limit). */
+  drainTimeoutMs: number | null;
   /** Run synchronously by close(), before the connections go (e.g. leaving the registry). */
   onClose: (() => void)[];
   close(): void;
@@ -38,6 +41,8 @@ export type OpenOptions = {
    * checkpointer can take it under a steady write load (0 or unset: never).
    */
   walYieldBytes?: number;
+  /** Bound on closeAllConnections()'s wait for queued writes (unset: until they are done). */
+  drainTimeoutMs?: number;
 };
 
 /** Opens this process's two connections on the SQLite file. */
@@ -67,6 +72,7 @@ export function openDb(opts: OpenOptions): Db {
     pragmas,
     raw: { reader, writer },
     drain: w.drain,
+    drainTimeoutMs: opts.drainTimeoutMs ?? null,
     onClose: [],
     closed: false,
     close() {
@@ -92,17 +98,39 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
     maxBatch: config.WRITE_MAX_BATCH,
     // The checkpointer truncates past CHECKPOINT_TRUNCATE_BYTES; twice that means it is starved.
     walYieldBytes: 2 * config.CHECKPOINT_TRUNCATE_BYTES,
+    drainTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
   });
 }
 
 const openHandles = new Set<Db>();
 
-/** Closes every handle this process opened (the original `close_all_connections()`). */
+/**
+ * Closes every handle this process opened (the original `close_all_connections()`), each after its
+ * queued writes are done or its drainTimeoutMs is up.
+ */
 export async function closeAllConnections(): Promise<number> {
   const handles = [...openHandles];
   for (const db of handles) {
-    await db.drain();
+    // A lock held elsewhere would keep writes (and each new registry heartbeat) queued forever.
+    if (!(await drainWithin(db))) {
+      log("warn", "closing with writes still queued: the write lock stayed busy", { path: db.path, waited_ms: db.drainTimeoutMs });
+    }
     db.close();
   }
   return handles.length;
+}
+
+/** Waits for the handle's queued writes; false when its drainTimeoutMs ran out first. */
+async function drainWithin(db: Db): Promise<boolean> {
+  if (db.drainTimeoutMs === null) {
+    await db.drain();
+    return true;
+  }
+  let timer: Timer | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), db.drainTimeoutMs!)));
+  try {
+    return await Promise.race([db.drain().then(() => true as const), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
