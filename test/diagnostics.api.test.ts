@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
+import { migrate } from "../src/db/migrate.ts";
 import { registerProcess } from "../src/db/registry.ts";
 import { dbConnections, sites } from "../src/db/schema.ts";
 import { openDb } from "../src/db/index.ts";
@@ -105,12 +107,17 @@ describe("GET /health", () => {
 
   test("a process that closes cleanly unregisters", async () => {
     const child = await registeredChild(t.path);
-    expect((await get("/health")).json.connection_info.connection_pids).toContain(child.pid);
-    child.stdin.write("bye\n");
-    await child.stdin.flush();
-    expect(await child.exited).toBe(0);
-    const rows = t.db.read.select({ pid: dbConnections.pid }).from(dbConnections).all();
-    expect(rows.map((r) => r.pid)).toEqual([process.pid]);
+    try {
+      expect((await get("/health")).json.connection_info.connection_pids).toContain(child.pid);
+      child.stdin.write("bye\n");
+      await child.stdin.flush();
+      expect(await child.exited).toBe(0);
+      const rows = t.db.read.select({ pid: dbConnections.pid }).from(dbConnections).all();
+      expect(rows.map((r) => r.pid)).toEqual([process.pid]);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await child.exited;
+    }
   });
 
   test("503 unhealthy when the database cannot be reached", async () => {
@@ -121,6 +128,24 @@ describe("GET /health", () => {
     expect(r.status).toBe(503);
     expect(r.json).toEqual({ status: "unhealthy", process_id: process.pid, database_connected: false, connection_info: null });
   });
+});
+
+test("503 unhealthy, no stack, when the file under an open handle is overwritten with bytes that are not a database", async () => {
+  const d = tempDir();
+  const path = join(d.dir, "app.db");
+  migrate(path);
+  const db = openDb({ path, role: "test" });
+  try {
+    const app = createApp(db);
+    expect((await get("/health", app)).status).toBe(200);
+    writeFileSync(path, Buffer.from("this is not an SQLite database. ".repeat(2048)));
+    const r = await get("/health", app);
+    expect(r.status).toBe(503);
+    expect(r.json).toEqual({ status: "unhealthy", process_id: process.pid, database_connected: false, connection_info: null });
+  } finally {
+    db.close();
+    d.cleanup();
+  }
 });
 
 test("503 unhealthy on a file that holds no database schema", async () => {
