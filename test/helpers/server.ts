@@ -55,9 +55,14 @@ export async function startServer(
 
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
   while (!out.includes("sitesync listening")) {
-    if (proc.exitCode !== null) throw new Error(`server exited early (${proc.exitCode}):\n${out}`);
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      tmp?.cleanup();
+      throw new Error(`server exited early (${proc.exitCode ?? proc.signalCode}):\n${out}`);
+    }
     if (Date.now() > deadline) {
       proc.kill("SIGKILL");
+      await proc.exited;
+      tmp?.cleanup();
       throw new Error(`server did not start in time:\n${out}`);
     }
     await Bun.sleep(25);
