@@ -5,6 +5,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { logger } from "hono/logger";
 import { requestId } from "hono/request-id";
+import { defaults } from "./config.ts";
 import type { Db } from "./db/index.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { ApiError, errorBody, isBusyError, type ErrorCode } from "./errors.ts";
@@ -42,7 +43,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
 
   app.route("/", healthRoutes(db));
   app.route("/api/v1/sites", sitesRoutes(db));
-  app.route("/api/v1/diagnostics", diagnosticsRoutes(db, { walWarnBytes: opts.walWarnBytes ?? 64 * 1024 * 1024 }));
+  app.route("/api/v1/diagnostics", diagnosticsRoutes(db, { walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES }));
   app.route("/api/v1", syncRoutes(db, opts.sync));
   app.route("/api/v1", searchRoutes(db));
 

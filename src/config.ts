@@ -70,6 +70,9 @@ const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
+/** Every setting at its default (no env, no flags): the one source of defaults for code given no Config. */
+export const defaults: Env = envSchema.parse({});
+
 /** Where the database lives, parsed from DATABASE_URL. */
 export type DatabaseTarget = { dialect: "sqlite"; path: string };
 

@@ -1,5 +1,5 @@
 import type { Database } from "bun:sqlite";
-import type { Config, ProcessRole } from "../config.ts";
+import { defaults, type Config, type ProcessRole } from "../config.ts";
 import { log } from "../log.ts";
 import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./open.ts";
 import { createWriter, type WriteFn, type WriterStats } from "./write.ts";
@@ -59,7 +59,7 @@ export function openDb(opts: OpenOptions): Db {
   const writerOrm = wrapOrm(writer);
   const w = createWriter(writer, writerOrm, {
     lockTimeoutMs: opts.lockTimeoutMs ?? pragmas.busyTimeoutMs,
-    maxBatch: opts.maxBatch ?? 256,
+    maxBatch: opts.maxBatch ?? defaults.WRITE_MAX_BATCH,
     walYield: opts.walYieldBytes ? { dbPath: opts.path, bytes: opts.walYieldBytes } : undefined,
   });
   const db: Db = {

@@ -2,6 +2,7 @@ import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
+import { defaults } from "../config.ts";
 import { isBusyError } from "../errors.ts";
 import * as schema from "./schema.ts";
 
@@ -39,15 +40,8 @@ export function pragmasFrom(c: {
   };
 }
 
-export const defaultPragmas: Pragmas = {
-  busyTimeoutMs: 30_000,
-  synchronous: "NORMAL",
-  cacheSize: -64_000,
-  mmapSize: 268_435_456,
-  journalSizeLimit: 67_108_864,
-  tempStore: "MEMORY",
-  walAutocheckpoint: 1000,
-};
+/** The pragma settings of the default configuration. */
+export const defaultPragmas: Pragmas = pragmasFrom(defaults);
 
 /** The database file could not be opened in WAL mode; the message says why and what to do. */
 export class WalUnavailableError extends Error {}
