@@ -33,6 +33,11 @@ export function jsonBody<T extends z.ZodType>(schema: T) {
   return { required: true, content: { "application/json": { schema } } };
 }
 
+/** An OpenAPI JSON response entry with the given schema. */
+export function jsonResponse<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { "application/json": { schema } } };
+}
+
 /** Turns a failed zod validation into the API's 400 `validation_failed` error. */
 export const validationHook: Hook<any, any, any, any> = (result, c) => {
   if (result.success) return;

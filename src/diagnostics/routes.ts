@@ -1,6 +1,8 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createSelectSchema } from "drizzle-zod";
 import type { Db } from "../db/index.ts";
-import { validationHook } from "../openapi.ts";
+import { dbConnections } from "../db/schema.ts";
+import { jsonResponse, validationHook } from "../openapi.ts";
 import { checkLocks, getConnectionInfo, pingDatabase, testDbConnection } from "./queries.ts";
 
 const ConnectionInfoSchema = z.object({
@@ -18,11 +20,6 @@ const HealthSchema = z
   })
   .openapi("Health");
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
-
 /** GET /health, answered by whichever worker takes the request. */
 export function healthRoutes(db: Db) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
@@ -32,7 +29,7 @@ export function healthRoutes(db: Db) {
       path: "/health",
       tags: ["diagnostics"],
       summary: "Liveness and database reachability of the worker that answers",
-      responses: { 200: json(HealthSchema, "Healthy"), 503: json(HealthSchema, "Database unreachable") },
+      responses: { 200: jsonResponse(HealthSchema, "Healthy"), 503: jsonResponse(HealthSchema, "Database unreachable") },
     }),
     async (c) => {
       const ok = await pingDatabase(db);
@@ -64,17 +61,9 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number }) {
       tags: ["diagnostics"],
       summary: "Every live process holding a database connection, with role and start time",
       responses: {
-        200: json(
+        200: jsonResponse(
           ConnectionInfoSchema.extend({
-            processes: z.array(
-              z.object({
-                pid: z.number().int(),
-                role: z.string(),
-                started_at: z.string(),
-                last_seen_at: z.string(),
-                busy_retries: z.number().int(),
-              }),
-            ),
+            processes: z.array(createSelectSchema(dbConnections)),
           }),
           "Connections",
         ),
@@ -90,7 +79,7 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number }) {
       tags: ["diagnostics"],
       summary: "Lock state, pragma settings, WAL size, busy retries and recommendations",
       responses: {
-        200: json(
+        200: jsonResponse(
           z.object({
             database_state: z.enum(["ok", "write_locked"]),
             pragma_settings: z.object({
@@ -122,7 +111,7 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number }) {
       tags: ["diagnostics"],
       summary: "Timings of a fresh connect, a simple query and a coverage query",
       responses: {
-        200: json(
+        200: jsonResponse(
           z.object({
             connection_test: Timing,
             simple_query: Timing,
