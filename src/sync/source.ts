@@ -25,6 +25,15 @@ export function sourceKind(c: Pick<Config, "SYNC_SOURCE" | "GSC_ACCESS_TOKEN" | 
   return c.GSC_ACCESS_TOKEN || c.GSC_SERVICE_ACCOUNT_FILE ? "gsc" : "demo";
 }
 
+/**
+ * Requests per minute one sync worker may send. Search Console's quota is per service, not per
+ * process: each of the SYNC_WORKERS processes (the supervisor hands its env to every child) gets an
+ * equal share, so together they stay within GSC_QUOTA_PER_MINUTE.
+ */
+export function workerQuota(c: Pick<Config, "GSC_QUOTA_PER_MINUTE" | "SYNC_WORKERS">): number {
+  return Math.max(1, Math.floor(c.GSC_QUOTA_PER_MINUTE / Math.max(1, c.SYNC_WORKERS)));
+}
+
 /** Builds the source the configuration selects. */
 export function sourceFromConfig(c: Config): SearchAnalyticsSource {
   if (sourceKind(c) === "demo") return demoSource(c.DEMO_ROWS_PER_DAY, c.GSC_ROW_LIMIT);
@@ -34,7 +43,7 @@ export function sourceFromConfig(c: Config): SearchAnalyticsSource {
   return gscSource({
     baseUrl: c.GSC_API_BASE_URL,
     auth,
-    limiter: createRateLimiter({ limit: c.GSC_QUOTA_PER_MINUTE }),
+    limiter: createRateLimiter({ limit: workerQuota(c) }),
     rowLimit: c.GSC_ROW_LIMIT,
     maxRetries: c.GSC_MAX_RETRIES,
     retryBaseMs: c.GSC_RETRY_BASE_MS,

@@ -7,7 +7,8 @@ export type RateLimiter = {
 
 /**
  * At most `limit` requests in any sliding window of `windowMs` (Search Console's quota is counted per
- * minute). Callers are served in order. Per process: each sync worker has its own budget.
+ * minute). Callers are served in order. Per process: sourceFromConfig gives each sync worker its share
+ * of the service's quota (workerQuota).
  */
 export function createRateLimiter(opts: { limit: number; windowMs?: number }): RateLimiter {
   const windowMs = opts.windowMs ?? 60_000;
