@@ -9,6 +9,9 @@ const bool = z
   .enum(["1", "0", "true", "false", "yes", "no"])
   .transform((v) => v === "1" || v === "true" || v === "yes");
 
+const roleSchema = z.enum(["primary", "http", "sync", "standalone", "stress", "test"]);
+export type ProcessRole = z.infer<typeof roleSchema>;
+
 const envSchema = z.object({
   PORT: int(0, 65535).default(8000),
   HOST: z.string().min(1).default("0.0.0.0"),
@@ -66,6 +69,9 @@ const envSchema = z.object({
   GSC_MAX_RETRIES: int(0, 20).default(5),
   GSC_RETRY_BASE_MS: int(1).default(1000),
   GSC_TIMEOUT_MS: int(100).default(60_000),
+
+  // Set by the supervisor for the processes it spawns; never by users.
+  SITESYNC_ROLE: roleSchema.default("standalone"),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -135,53 +141,71 @@ function configErrorOf(error: z.ZodError): ConfigError {
   return new ConfigError(fields);
 }
 
-/** Reads the configuration from env and command-line flags; flags win. Throws ConfigError. */
-export function loadConfig(argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env) {
-  let flags;
+type Source = Record<string, string | undefined>;
+
+/**
+ * Parses `schema` from env and command-line flags (flags win; empty env values count as unset).
+ * `flags` maps each string flag to the setting it sets; `switches` are boolean flags, returned as read.
+ * Throws ConfigError.
+ */
+function readSettings<S extends z.ZodObject>(
+  schema: S,
+  argv: string[],
+  env: Source,
+  flags: Record<string, keyof z.infer<S> & string>,
+  switches: string[] = [],
+) {
+  let values: Record<string, unknown>;
   try {
-    flags = parseArgs({
+    values = parseArgs({
       args: argv,
-      options: {
-        workers: { type: "string" },
-        "sync-workers": { type: "string" },
-        port: { type: "string" },
-        host: { type: "string" },
-        "database-url": { type: "string" },
-      },
+      options: Object.fromEntries([
+        ...Object.keys(flags).map((f) => [f, { type: "string" as const }]),
+        ...switches.map((f) => [f, { type: "boolean" as const }]),
+      ]),
       strict: true,
       allowPositionals: false,
     }).values;
   } catch (err) {
     throw new ConfigError({ argv: [(err as Error).message] });
   }
-  const merged: Record<string, string | undefined> = {};
-  for (const key of Object.keys(envSchema.shape)) {
+  const merged: Source = {};
+  for (const key of Object.keys(schema.shape)) {
     const v = env[key];
     if (v !== undefined && v !== "") merged[key] = v;
   }
-  if (flags.workers !== undefined) merged.WORKERS = flags.workers;
-  if (flags["sync-workers"] !== undefined) merged.SYNC_WORKERS = flags["sync-workers"];
-  if (flags.port !== undefined) merged.PORT = flags.port;
-  if (flags.host !== undefined) merged.HOST = flags.host;
-  if (flags["database-url"] !== undefined) merged.DATABASE_URL = flags["database-url"];
-
-  const parsed = envSchema.safeParse(merged);
+  for (const [flag, key] of Object.entries(flags)) {
+    const v = values[flag];
+    if (typeof v === "string") merged[key] = v;
+  }
+  const parsed = schema.safeParse(merged);
   if (!parsed.success) throw configErrorOf(parsed.error);
-  const e = parsed.data;
+  return { settings: parsed.data as z.infer<S>, switches: Object.fromEntries(switches.map((f) => [f, values[f] === true])) };
+}
+
+/** Reads the configuration from env and command-line flags; flags win. Throws ConfigError. */
+export function loadConfig(argv: string[] = process.argv.slice(2), env: Source = process.env) {
+  const { settings } = readSettings(envSchema, argv, env, {
+    workers: "WORKERS",
+    "sync-workers": "SYNC_WORKERS",
+    port: "PORT",
+    host: "HOST",
+    "database-url": "DATABASE_URL",
+  });
+  const { SITESYNC_ROLE, ...e } = settings;
   if (e.SYNC_SOURCE === "gsc" && !e.GSC_ACCESS_TOKEN && !e.GSC_SERVICE_ACCOUNT_FILE) {
     throw new ConfigError({ SYNC_SOURCE: ["gsc needs GSC_ACCESS_TOKEN or GSC_SERVICE_ACCOUNT_FILE"] });
   }
   return {
     ...e,
     database: parseDatabaseUrl(e.DATABASE_URL),
+    role: SITESYNC_ROLE,
     // Set by the supervisor for the processes it spawns; never by users.
-    role: (env.SITESYNC_ROLE ?? "standalone") as ProcessRole,
     supervised: env.SITESYNC_SUPERVISED === "1",
   };
 }
 
 export type Config = ReturnType<typeof loadConfig>;
-export type ProcessRole = "primary" | "http" | "sync" | "standalone" | "stress" | "test";
 
 /** Loads the configuration or prints the field errors and exits 1. */
 export function loadConfigOrExit(argv?: string[], env?: Record<string, string | undefined>): Config {
@@ -215,40 +239,16 @@ const stressSchema = z.object({
  * Settings of `bun run stress`: flags --processes --seconds --read-ratio --clients --database
  * (env STRESS_*; flags win), plus the usual configuration for pragmas, write path and checkpointer.
  */
-export function loadStressConfig(argv: string[] = process.argv.slice(2), env: Record<string, string | undefined> = process.env) {
-  let flags;
-  try {
-    flags = parseArgs({
-      args: argv,
-      options: {
-        processes: { type: "string" },
-        seconds: { type: "string" },
-        "read-ratio": { type: "string" },
-        clients: { type: "string" },
-        database: { type: "string" },
-        // Internal: a process spawned by the stress parent.
-        child: { type: "boolean" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (err) {
-    throw new ConfigError({ argv: [(err as Error).message] });
-  }
-  const merged: Record<string, string | undefined> = {};
-  for (const key of Object.keys(stressSchema.shape)) if (env[key]) merged[key] = env[key];
-  const fromFlags = {
-    STRESS_PROCESSES: flags.processes,
-    STRESS_SECONDS: flags.seconds,
-    STRESS_READ_RATIO: flags["read-ratio"],
-    STRESS_CLIENTS: flags.clients,
-    STRESS_DATABASE: flags.database,
-  };
-  for (const [k, v] of Object.entries(fromFlags)) if (v !== undefined) merged[k] = v;
-  const parsed = stressSchema.safeParse(merged);
+export function loadStressConfig(argv: string[] = process.argv.slice(2), env: Source = process.env) {
   const base = loadConfig([], env);
-  if (!parsed.success) throw configErrorOf(parsed.error);
-  const st = parsed.data;
+  const { settings: st, switches } = readSettings(
+    stressSchema,
+    argv,
+    env,
+    { processes: "STRESS_PROCESSES", seconds: "STRESS_SECONDS", "read-ratio": "STRESS_READ_RATIO", clients: "STRESS_CLIENTS", database: "STRESS_DATABASE" },
+    // Internal: a process spawned by the stress parent.
+    ["child"],
+  );
   return {
     ...base,
     stress: {
@@ -257,7 +257,7 @@ export function loadStressConfig(argv: string[] = process.argv.slice(2), env: Re
       readRatio: st.STRESS_READ_RATIO,
       clients: st.STRESS_CLIENTS,
       database: st.STRESS_DATABASE === undefined ? null : parseDatabaseUrl(st.STRESS_DATABASE),
-      child: flags.child === true,
+      child: switches.child === true,
     },
   };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { availableParallelism } from "node:os";
-import { ConfigError, loadConfig, parseDatabaseUrl } from "../src/config.ts";
+import { ConfigError, loadConfig, loadStressConfig, parseDatabaseUrl } from "../src/config.ts";
 
 /** The ConfigError.fields a load throws (fails the test when it does not throw). */
 function fieldsOf(argv: string[], env: Record<string, string> = {}): Record<string, string[]> {
@@ -71,6 +71,7 @@ describe("field errors", () => {
     { name: "bad daily time", argv: [], env: { SYNC_DAILY_AT: "25:00" }, fields: { SYNC_DAILY_AT: /HH:MM/ } },
     { name: "unknown flag", argv: ["--wrokers", "2"], fields: { argv: /wrokers/ } },
     { name: "stray positional", argv: ["serve"], fields: { argv: /serve/ } },
+    { name: "unknown process role", argv: [], env: { SITESYNC_ROLE: "boss" }, fields: { SITESYNC_ROLE: /standalone/ } },
     { name: "several at once", argv: ["--workers", "x", "--port=-1"], env: { SQLITE_TEMP_STORE: "DISK" }, fields: { WORKERS: /.+/, PORT: /.+/, SQLITE_TEMP_STORE: /.+/ } },
   ];
   for (const c of cases) {
@@ -133,4 +134,37 @@ describe("DATABASE_URL forms", () => {
       expect(fields.DATABASE_URL!.join("; ")).toMatch(message);
     });
   }
+});
+
+describe("loadStressConfig", () => {
+  test("defaults, on top of the usual configuration", () => {
+    const c = loadStressConfig([], { PORT: "1234" });
+    expect(c.PORT).toBe(1234);
+    expect(c.stress).toEqual({ processes: 8, seconds: 10, readRatio: 0.8, clients: 8, database: null, child: false });
+  });
+
+  test("flags beat STRESS_* env; --child is a switch", () => {
+    const c = loadStressConfig(
+      ["--processes", "3", "--seconds=2", "--read-ratio", "0.5", "--clients", "4", "--database", "sqlite:////abs/s.db", "--child"],
+      { STRESS_PROCESSES: "9", STRESS_CLIENTS: "7" },
+    );
+    expect(c.stress).toEqual({ processes: 3, seconds: 2, readRatio: 0.5, clients: 4, database: { dialect: "sqlite", path: "/abs/s.db" }, child: true });
+    expect(loadStressConfig([], { STRESS_PROCESSES: "9", STRESS_SECONDS: "" }).stress).toMatchObject({ processes: 9, seconds: 10 });
+  });
+
+  test("field errors name the setting or argv", () => {
+    const fields = (argv: string[], env: Record<string, string> = {}) => {
+      try {
+        loadStressConfig(argv, env);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return Object.keys((err as ConfigError).fields);
+      }
+      throw new Error("no error");
+    };
+    expect(fields(["--processes", "0"])).toEqual(["STRESS_PROCESSES"]);
+    expect(fields([], { STRESS_READ_RATIO: "2" })).toEqual(["STRESS_READ_RATIO"]);
+    expect(fields(["--port", "1"])).toEqual(["argv"]);
+    expect(fields([], { STRESS_DATABASE: ":memory:" })).toEqual(["DATABASE_URL"]);
+  });
 });
