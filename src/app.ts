@@ -1,9 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import { logger } from "hono/logger";
 import { requestId } from "hono/request-id";
 import { defaults } from "./config.ts";
 import type { Db } from "./db/index.ts";
@@ -18,7 +17,7 @@ import { syncRoutes, type SyncApiOptions } from "./sync/routes.ts";
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 export type AppOptions = {
-  /** Log one line per request. */
+  /** Log one JSON line per request. */
   requestLog?: boolean;
   /** WAL size past which check-locks recommends a look. */
   walWarnBytes?: number;
@@ -31,7 +30,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   const app = new OpenAPIHono({ strict: false, defaultHook: validationHook });
 
   app.use(requestId());
-  if (opts.requestLog) app.use(logger());
+  if (opts.requestLog) app.use(requestLog);
   app.use(
     bodyLimit({
       maxSize: MAX_BODY_BYTES,
@@ -61,6 +60,14 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.onError((err, c) => errorResponse(err, c));
   return app;
 }
+
+// After next() the status is final: errors were already turned into responses by onError.
+const requestLog: MiddlewareHandler = async (c, next) => {
+  const start = performance.now();
+  await next();
+  const ms = Math.round((performance.now() - start) * 100) / 100;
+  log("info", "request", { method: c.req.method, path: c.req.path, status: c.res.status, ms, request_id: c.get("requestId") });
+};
 
 const httpCodes: Record<number, ErrorCode> = {
   404: "not_found",
