@@ -136,6 +136,22 @@ describe("daily_sync", () => {
     expect(fake.requests.length).toBe(6);
   });
 
+  test("overwrite whose page 2 fails permanently: the old rows stay (none deleted), the day stays marked", async () => {
+    const site = freshSite();
+    worker();
+    await settled(await queue(site));
+    await t.db.write((tx) =>
+      tx.insert(gscPerformanceData).values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" }).run(),
+    );
+    fake.reset();
+    fake.inject({ status: 400, match: (r) => r.type === "web" && r.startRow === 50 });
+    const j = await settled(await queue(site, { start: DAYS[0], end: DAYS[0], mode: "overwrite" }));
+    expect(j).toMatchObject({ status: "failed", attempts: 1, error: expect.stringMatching(/400 INJECTED/) });
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY + 1);
+    const marker = t.db.read.select().from(gscSyncedDays).where(and(eq(gscSyncedDays.site_id, site), eq(gscSyncedDays.date, DAYS[0]!), eq(gscSyncedDays.search_type, "web"))).get();
+    expect(marker?.row_count).toBe(120);
+  });
+
   test("skip refetches a day cut short (rows stored, no completion marker)", async () => {
     const site = freshSite();
     worker();

@@ -34,22 +34,40 @@ const writeStatements = perConnection((orm) => ({
         position: sql`excluded.position`,
       },
     })
+    .returning({ id: g.id })
     .prepare(),
-  deleteChunk: orm
+  deleteByIds: orm
     .delete(g)
-    .where(
-      sql`${g.id} in (select id from gsc_performance_data
-        where site_id = ${p("site_id")} and date = ${p("date")} and search_type = ${p("search_type")} limit ${p("limit")})`,
-    )
+    .where(sql`${g.id} in (select value from json_each(${p("ids")}))`)
     .returning({ id: g.id })
     .prepare(),
 }));
 
-/** Inside a write: stores rows of one site, day and search type (insert or update on the row key). */
-export function upsertRows(tx: Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): void {
+const dayRows = and(eq(g.site_id, p("site_id")), eq(g.date, p("date")), eq(g.search_type, p("search_type")));
+const keyOrder = [g.page, g.query, g.device];
+
+// Walks a day's rows in the order of the unique (site_id, date, page, query, device, ...) index, so
+// each chunk is a short index range scan (a row-value cursor) instead of a rescan of the whole day.
+const readStatements = perConnection((orm) => ({
+  firstRows: orm.select({ id: g.id, page: g.page, query: g.query, device: g.device }).from(g).where(dayRows).orderBy(...keyOrder).limit(p("limit")).prepare(),
+  nextRows: orm
+    .select({ id: g.id, page: g.page, query: g.query, device: g.device })
+    .from(g)
+    .where(and(dayRows, sql`(${g.page}, ${g.query}, ${g.device}) > (${p("page")}, ${p("query")}, ${p("device")})`))
+    .orderBy(...keyOrder)
+    .limit(p("limit"))
+    .prepare(),
+}));
+
+/** A stored row's id and key within its site, day and search type. */
+export type DayRowKey = { id: number; page: string; query: string; device: string };
+
+/** Inside a write: stores rows of one site, day and search type (insert or update on the row key); returns their ids. */
+export function upsertRows(tx: Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): number[] {
   const { upsert } = writeStatements(tx);
+  const ids: number[] = [];
   for (const r of rows) {
-    upsert.run({
+    const row = upsert.get({
       site_id: siteId,
       date: day,
       search_type: type,
@@ -61,12 +79,21 @@ export function upsertRows(tx: Orm, siteId: number, day: string, type: SearchTyp
       ctr: r.ctr,
       position: r.position,
     });
+    ids.push(row!.id);
   }
+  return ids;
 }
 
-/** Inside a write: deletes up to `limit` rows of one site, day and search type; returns how many. */
-export function deleteDayRows(tx: Orm, siteId: number, day: string, type: SearchType, limit: number): number {
-  return writeStatements(tx).deleteChunk.all({ site_id: siteId, date: day, search_type: type, limit }).length;
+/** Up to `limit` rows of one site, day and search type in key order, after the key `after` (from the start when null). */
+export function findDayRowKeys(db: Db, siteId: number, day: string, type: SearchType, after: DayRowKey | null, limit: number): DayRowKey[] {
+  const s = readStatements(db.read);
+  const base = { site_id: siteId, date: day, search_type: type, limit };
+  return after ? s.nextRows.all({ ...base, page: after.page, query: after.query, device: after.device }) : s.firstRows.all(base);
+}
+
+/** Inside a write: deletes rows by id; returns how many. */
+export function deleteRowsById(tx: Orm, ids: number[]): number {
+  return writeStatements(tx).deleteByIds.all({ ids: JSON.stringify(ids) }).length;
 }
 
 /** Inside a write: records that every row of this site, day and search type is stored. */
@@ -78,13 +105,6 @@ export function markDaySynced(tx: Orm, siteId: number, day: string, type: Search
       target: [gscSyncedDays.site_id, gscSyncedDays.date, gscSyncedDays.search_type],
       set: { row_count: rowCount, synced_at: at },
     })
-    .run();
-}
-
-/** Inside a write: forgets that a day was synced (its rows are about to be replaced). */
-export function unmarkDay(tx: Orm, siteId: number, day: string, type: SearchType): void {
-  tx.delete(gscSyncedDays)
-    .where(and(eq(gscSyncedDays.site_id, siteId), eq(gscSyncedDays.date, day), eq(gscSyncedDays.search_type, type)))
     .run();
 }
 

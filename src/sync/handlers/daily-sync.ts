@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Site } from "../../db/schema.ts";
 import { log } from "../../log.ts";
 import { findSiteById } from "../../sites/queries.ts";
-import { deleteDayRows, findSyncedDays, markDaySynced, unmarkDay, upsertRows } from "../data.ts";
+import { deleteRowsById, findDayRowKeys, findSyncedDays, markDaySynced, upsertRows, type DayRowKey } from "../data.ts";
 import { dayRange } from "../dates.ts";
 import { LeaseLost, PermanentError, TaskCancelled, WorkerStopping } from "../errors.ts";
 import { searchTypes, type SearchType } from "../source.ts";
@@ -16,7 +16,7 @@ const ParamsSchema = z.object({ sync_mode: z.enum(syncModes).default("skip") });
 /**
  * daily_sync: for each day of the task's range and each search type, fetches the search-analytics
  * rows (page, query, device) and stores them in short batched writes. `skip` leaves days already
- * synced alone; `overwrite` replaces them. A day that fails is counted and the others go on; the task
+ * synced alone; `overwrite` fetches them again and replaces their rows. A day that fails is counted and the others go on; the task
  * then fails (and is retried) with the last error. Progress is recorded after every day.
  */
 export const dailySync: TaskHandler = {
@@ -49,7 +49,7 @@ export const dailySync: TaskHandler = {
           } else if (marker && mode === "skip") {
             skippedTypes++;
           } else {
-            p.records += await syncDay(ctx, site, day, type, mode === "overwrite");
+            p.records += await syncDay(ctx, site, day, type);
           }
         }
         if (skippedTypes === searchTypes.length) p.skipped++;
@@ -69,38 +69,45 @@ export const dailySync: TaskHandler = {
   },
 };
 
-/**
- * Fetches and stores one day and search type; returns the rows stored. With `replace`, the old rows
- * are deleted in short writes right before the first new ones are written (not before the fetch
- * succeeded). The day is marked synced only after its last row is stored.
- */
-async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType, replace: boolean): Promise<number> {
-  let cleared = !replace;
-  const clear = async () => {
-    let first = true;
-    for (;;) {
-      const deleted = await ctx.write((tx) => {
-        if (first) unmarkDay(tx, site.id, day, type);
-        return deleteDayRows(tx, site.id, day, type, ctx.batchSize);
-      });
-      first = false;
-      if (deleted < ctx.batchSize) break;
-    }
-    cleared = true;
-  };
+/** Rows read per look for stale rows (a read: no write lock is held meanwhile). */
+const SCAN_CHUNK = 5000;
 
-  let stored = 0;
+/**
+ * Fetches and stores one day and search type; returns the rows stored. New rows are upserted first;
+ * only once every page is stored are the day's rows this pass did not write (gone from the source)
+ * deleted, in short writes. So a fetch failing half-way leaves the old rows in place (some updated),
+ * never a day with rows missing. The day is marked synced after that.
+ */
+async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType): Promise<number> {
+  const written = new Set<number>();
   for await (const page of ctx.source.pages(site.domain, day, type, ctx.signal)) {
-    if (!cleared) await clear();
     for (let i = 0; i < page.length; i += ctx.batchSize) {
       const batch = page.slice(i, i + ctx.batchSize);
-      await ctx.write((tx) => upsertRows(tx, site.id, day, type, batch));
-      stored += batch.length;
+      const ids = await ctx.write((tx) => upsertRows(tx, site.id, day, type, batch));
+      for (const id of ids) written.add(id);
     }
   }
-  if (!cleared) await clear();
-  await ctx.write((tx) => markDaySynced(tx, site.id, day, type, stored));
-  return stored;
+  await deleteUnwritten(ctx, site.id, day, type, written);
+  await ctx.write((tx) => markDaySynced(tx, site.id, day, type, written.size));
+  return written.size;
+}
+
+/** Deletes the rows of one site, day and search type whose id is not in `written`, in short writes. */
+async function deleteUnwritten(ctx: TaskContext, siteId: number, day: string, type: SearchType, written: Set<number>) {
+  let after: DayRowKey | null = null;
+  const stale: number[] = [];
+  for (;;) {
+    ctx.signal.throwIfAborted();
+    const rows = findDayRowKeys(ctx.db, siteId, day, type, after, SCAN_CHUNK);
+    for (const r of rows) if (!written.has(r.id)) stale.push(r.id);
+    const last = rows.length < SCAN_CHUNK;
+    while (stale.length >= ctx.batchSize || (last && stale.length > 0)) {
+      const chunk = stale.splice(0, ctx.batchSize);
+      await ctx.write((tx) => deleteRowsById(tx, chunk));
+    }
+    if (last) return;
+    after = rows[rows.length - 1]!;
+  }
 }
 
 /** True for an error that fails only this day (Search Console still failing after its retries). */
