@@ -131,7 +131,6 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
   const timer = setInterval(tick, opts.intervalMs);
   return {
     stats,
-    tick,
     stop() {
       stopped = true;
       clearInterval(timer);

@@ -131,7 +131,6 @@ export const dbConnections = sqliteTable("db_connections", {
 });
 
 export type Site = typeof sites.$inferSelect;
-export type NewSite = typeof sites.$inferInsert;
 export type SyncTask = typeof syncTasks.$inferSelect;
 export type NewSyncTask = typeof syncTasks.$inferInsert;
 export type GscRow = typeof gscPerformanceData.$inferInsert;
