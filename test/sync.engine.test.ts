@@ -3,6 +3,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { gscPerformanceData, gscSyncedDays, syncTasks } from "../src/db/schema.ts";
 import { setLogLevel } from "../src/log.ts";
 import { countRows } from "../src/sync/data.ts";
+import { addDays, dayOf } from "../src/sync/dates.ts";
 import { demoRows, demoSource } from "../src/sync/demo.ts";
 import { PermanentError } from "../src/sync/errors.ts";
 import { staticToken } from "../src/sync/gsc/auth.ts";
@@ -166,6 +167,23 @@ describe("daily_sync", () => {
     const j = await settled(await queue(site));
     expect(j).toMatchObject({ status: "completed", stats_synced: 1, stats_skipped: 2, total_records: 120 });
     expect(fake.requests.map((r) => `${r.startDate}/${r.type}`)).toEqual([`${DAYS[1]}/web`, `${DAYS[1]}/web`, `${DAYS[1]}/web`]);
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
+  });
+
+  test("days newer than today minus 4 are stored but not marked final, so skip fetches them again", async () => {
+    const site = freshSite();
+    const today = dayOf(new Date());
+    const [d4, d3, d2] = [addDays(today, -4), addDays(today, -3), addDays(today, -2)];
+    worker();
+    const first = await settled(await queue(site, { start: d4, end: d2 }));
+    expect(first).toMatchObject({ status: "completed", stats_synced: 3, total_records: 3 * PER_DAY });
+    expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
+    const marked = t.db.read.select().from(gscSyncedDays).where(eq(gscSyncedDays.site_id, site)).all();
+    expect([...new Set(marked.map((m) => m.date))]).toEqual([d4]);
+    fake.reset();
+    const again = await settled(await queue(site, { start: d4, end: d2, mode: "skip" }));
+    expect(again).toMatchObject({ status: "completed", stats_synced: 2, stats_skipped: 1, total_records: 2 * PER_DAY });
+    expect([...new Set(fake.requests.map((r) => r.startDate))].sort()).toEqual([d3, d2]);
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
   });
 

@@ -4,6 +4,8 @@ const DAY_MS = 86_400_000;
 
 /** Search Console has data up to this many days before today. */
 export const DATA_LAG_DAYS = 2;
+/** Search Console still revises its last ~3 days: only days at least this many days old are final. */
+export const FINAL_LAG_DAYS = 4;
 /** Longest range one task may cover (Search Console keeps about 16 months). */
 export const MAX_RANGE_DAYS = 480;
 
@@ -40,6 +42,11 @@ export function dayRange(start: string, end: string): string[] {
 /** The newest day Search Console has data for (today minus 2, UTC). */
 export function newestDataDay(now: Date = new Date()): string {
   return addDays(dayOf(now), -DATA_LAG_DAYS);
+}
+
+/** True when Search Console will not change this day's data any more (today minus 4 or older, UTC). */
+export function isFinalDay(day: string, now: Date = new Date()): boolean {
+  return day <= addDays(dayOf(now), -FINAL_LAG_DAYS);
 }
 
 /** The moment `HH:MM` UTC falls on the given day. */

@@ -3,7 +3,7 @@ import type { Site } from "../../db/schema.ts";
 import { log } from "../../log.ts";
 import { findSiteById } from "../../sites/queries.ts";
 import { deleteRowsById, findDayRowKeys, findSyncedDays, markDaySynced, upsertRows, type DayRowKey } from "../data.ts";
-import { dayRange } from "../dates.ts";
+import { dayRange, isFinalDay } from "../dates.ts";
 import { LeaseLost, PermanentError, TaskCancelled, WorkerStopping } from "../errors.ts";
 import { searchTypes, type SearchType } from "../source.ts";
 import type { Progress, TaskContext, TaskHandler } from "./index.ts";
@@ -76,7 +76,7 @@ const SCAN_CHUNK = 5000;
  * Fetches and stores one day and search type; returns the rows stored. New rows are upserted first;
  * only once every page is stored are the day's rows this pass did not write (gone from the source)
  * deleted, in short writes. So a fetch failing half-way leaves the old rows in place (some updated),
- * never a day with rows missing. The day is marked synced after that.
+ * never a day with rows missing. The day is then marked synced, if it is final (isFinalDay).
  */
 async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType): Promise<number> {
   const written = new Set<number>();
@@ -88,7 +88,8 @@ async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchTy
     }
   }
   await deleteUnwritten(ctx, site.id, day, type, written);
-  await ctx.write((tx) => markDaySynced(tx, site.id, day, type, written.size));
+  // A recent day is stored but not marked: its data may still change, so the next run fetches it again.
+  if (isFinalDay(day)) await ctx.write((tx) => markDaySynced(tx, site.id, day, type, written.size));
   return written.size;
 }
 
