@@ -162,6 +162,7 @@ async function main() {
       ` (+${flags.warmup} s warmup), ${flags.seed} seeded sites, ${flags.rounds} round(s)`,
   );
   log(`machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Bun ${machine.bun}, ${machine.os}`);
+  log(`databases in ${tmp} (removed at exit)`);
 
   const needsMain = selected.some((s) => !s.duringIngest);
   let service = needsMain ? await start("service", "service") : undefined;

@@ -1,0 +1,128 @@
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "./helpers/db.ts";
+
+// `bun run bench` end to end, briefly: it starts both sides, drives the load and reports the table
+// and the JSON. It never checks a timing: only that every figure is there and the counts add up.
+
+// bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
+setDefaultTimeout(90_000);
+
+const root = join(import.meta.dir, "..");
+const dir = tempDir("sitesync-bench-test-");
+afterAll(() => dir.cleanup());
+
+async function bench(args: string[]) {
+  const proc = Bun.spawn([process.execPath, "run", "bench", ...args], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "warn" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  return { code, stdout, out: stdout + stderr };
+}
+
+type Side = {
+  requests: number;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  statuses: Record<string, number>;
+  ok2xx: number;
+  conflict409: number;
+  other4xx: number;
+  server5xx: number;
+  socketErrors: number;
+  lockErrors: number;
+  cpuUsPerReq: number | null;
+};
+type Scenario = {
+  name: string;
+  skipped?: string;
+  service?: Side;
+  baseline?: Side;
+  ratios?: { rps: number; p50: number; p99: number };
+  targets: { what: string; target: string; actual: number | null; met: boolean | null }[];
+};
+
+describe("bun run bench", () => {
+  test("a short run reports every scenario for the service and the baseline, in the table and the JSON", async () => {
+    const out = join(dir.dir, "result.json");
+    const { code, stdout, out: all } = await bench([
+      ...["--duration", "1", "--warmup", "0", "--workers", "2", "--connections", "8", "--seed", "40"],
+      ...["--scenarios", "get_one,create,sync_start", "--out", out],
+    ]);
+    expect(code, all).toBe(0);
+
+    // The table: a header, a service and a baseline row per scenario that ran, ratios and targets.
+    expect(stdout).toMatch(/scenario\s+side\s+req\/s\s+p50 ms\s+p99 ms\s+max ms\s+2xx\s+409\s+4xx\s+5xx\s+sock err\s+cpu µs\/req/);
+    for (const name of ["get_one", "create"]) {
+      expect(stdout).toMatch(new RegExp(`^${name}\\s+service\\s+[\\d,]+\\s+[\\d.]+\\s+[\\d.]+`, "m"));
+    }
+    expect(stdout.match(/^\s+baseline\s+[\d,]+\s+[\d.]+/gm)?.length).toBeGreaterThanOrEqual(2);
+    expect(stdout).toMatch(/^\s+ratio\s+[\d.]+x\s+[\d.]+x\s+[\d.]+x/m);
+    expect(stdout).toMatch(/target rps ratio >= 2\.00x: [\d.]+x (met|NOT MET)/);
+    expect(stdout).toMatch(/target p99 ratio <= 0\.15x: [\d.]+x (met|NOT MET)/);
+    expect(stdout).toMatch(/targets: \d+ met, \d+ not met, \d+ n\/a/);
+
+    // The JSON: machine, options, and per scenario both sides with the same fields as the table.
+    const report = JSON.parse(readFileSync(out, "utf8"));
+    expect(report.machine).toMatchObject({ cores: expect.any(Number), memoryGiB: expect.any(Number), bun: Bun.version });
+    expect(report.options).toMatchObject({ workers: 2, connections: 8, durationSec: 1, seed: 40 });
+    const scenarios = report.scenarios as Scenario[];
+    expect(scenarios.map((s) => s.name)).toEqual(["get_one", "create", "sync_start"]);
+    for (const s of scenarios) {
+      if (s.skipped) {
+        // Only the sync scenario may be skipped, and only while the sync API is missing.
+        expect(s.name).toBe("sync_start");
+        expect(s.skipped).toBe("sync API not available");
+        continue;
+      }
+      for (const side of [s.service!, s.baseline!]) {
+        expect(side.requests).toBeGreaterThan(0);
+        expect(side.rps).toBeGreaterThan(0);
+        expect(side.p50Ms).toBeGreaterThan(0);
+        expect(side.p99Ms).toBeGreaterThanOrEqual(side.p50Ms);
+        expect(side.maxMs).toBeGreaterThanOrEqual(side.p99Ms);
+        // Every response is counted once, by status.
+        const byStatus = Object.values(side.statuses).reduce((a, b) => a + b, 0);
+        expect(byStatus).toBe(side.requests);
+        expect(side.ok2xx + side.conflict409 + side.other4xx + side.server5xx).toBe(side.requests);
+        expect(side.socketErrors).toBe(0);
+        expect(side.lockErrors).toBe(0);
+      }
+      expect(s.ratios!.rps).toBeCloseTo(s.service!.rps / s.baseline!.rps, 6);
+      expect(s.targets.some((t) => t.what.includes("errors"))).toBe(true);
+    }
+    const [getOne, create] = scenarios;
+    // Reads of seeded sites all succeed; every create is new, so none conflicts.
+    expect(getOne!.service!.ok2xx).toBe(getOne!.service!.requests);
+    expect(getOne!.baseline!.ok2xx).toBe(getOne!.baseline!.requests);
+    expect(create!.service!.statuses["201"]).toBe(create!.service!.requests);
+    expect(create!.baseline!.statuses["201"]).toBe(create!.baseline!.requests);
+    expect(create!.targets.map((t) => t.what)).toEqual(["rps ratio", "p99 ratio", "service 5xx + socket + lock errors"]);
+    const sync = scenarios[2]!;
+    if (!sync.skipped) {
+      // 202 (started) and 409 (already pending) are both success for a trigger.
+      for (const side of [sync.service!, sync.baseline!]) {
+        expect((side.statuses["202"] ?? 0) + (side.statuses["409"] ?? 0)).toBe(side.requests);
+      }
+    }
+
+    // Its temporary databases are gone.
+    const tmp = /databases in (\S+) \(removed at exit\)/.exec(stdout)?.[1];
+    expect(tmp).toBeDefined();
+    expect(existsSync(tmp!)).toBe(false);
+  });
+
+  test("an unknown scenario or a bad flag exits 1 with the reason, before starting anything", async () => {
+    const { code, out } = await bench(["--scenarios", "get_one,nope", "--connections", "0"]);
+    expect(code).toBe(1);
+    expect(out).toMatch(/--scenarios: /);
+    expect(out).toMatch(/--connections: /);
+    expect(out).not.toContain("databases in");
+  });
+});
