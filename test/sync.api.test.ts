@@ -3,7 +3,7 @@ import { createApp } from "../src/app.ts";
 import { setLogLevel } from "../src/log.ts";
 import { claimNextTask } from "../src/sync/claim.ts";
 import { markDaySynced } from "../src/sync/data.ts";
-import { addDays, newestDataDay } from "../src/sync/dates.ts";
+import { addDays, dayOf, newestDataDay } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
 
 // The sync API in-process (app.request) over a real temp database. No worker runs here: tasks stay
@@ -62,6 +62,10 @@ describe("validation (table-driven)", () => {
     { name: "tasks: days 0", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { days: 0 }, status: 400, json: err("validation_failed", /days/) },
     { name: "tasks: unknown field", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { days: 2, priority: 1 }, status: 400, json: err("validation_failed", /priority/) },
     { name: "tasks: bad sync_mode", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { sync_mode: "append" }, status: 400, json: err("validation_failed", /sync_mode/) },
+    { name: "tasks: run_at 8 days ahead", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { run_at: new Date(Date.now() + 8 * 86_400_000).toISOString() }, status: 400, json: err("validation_failed", /run_at may be at most 7 days ahead/) },
+    { name: "tasks: run_at far future", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { run_at: "9999-12-31T00:00:00Z" }, status: 400, json: err("validation_failed", /run_at/) },
+    { name: "tasks: end_date year 0 with days", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { end_date: "0000-01-03", days: 7 }, status: 400, json: err("validation_failed", /Search Console keeps data from/) },
+    { name: "tasks: start older than 16 months", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { start_date: addDays(newest, -487), end_date: addDays(newest, -480) }, status: 400, json: err("validation_failed", new RegExp(`keeps data from ${addDays(newest, -486)}`)) },
     { name: "tasks: bad run_at", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { run_at: "tomorrow" }, status: 400, json: err("validation_failed", /run_at/) },
     { name: "tasks: malformed JSON", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: "{", status: 400, json: err("invalid_json") },
     { name: "tasks: unknown site", method: "POST", path: () => "/api/v1/sites/999999/sync-tasks", body: {}, status: 404, json: err("not_found") },
@@ -146,11 +150,11 @@ describe("trigger and job status", () => {
       start_date: "2026-01-30",
       end_date: "2026-02-02",
       sync_mode: "overwrite",
-      run_at: "2030-01-01T01:30:00+02:00",
+      run_at: `${addDays(dayOf(new Date()), 2)}T01:30:00+02:00`,
     });
     expect(r.status).toBe(202);
     const job = (await call("GET", r.json.status_url)).json;
-    expect(job).toMatchObject({ start_date: "2026-01-30", end_date: "2026-02-02", total_tasks: 4, sync_mode: "overwrite", run_at: "2029-12-31T23:30:00.000Z", status: "pending" });
+    expect(job).toMatchObject({ start_date: "2026-01-30", end_date: "2026-02-02", total_tasks: 4, sync_mode: "overwrite", run_at: `${addDays(dayOf(new Date()), 1)}T23:30:00.000Z`, status: "pending" });
     // A future run_at is not due: no worker would claim it now.
     expect(await claimNextTask(t.db, { types: ["daily_sync"], leaseMs: 1000, pid: 1 }).then((c) => c?.id === job.id)).toBe(false);
   });

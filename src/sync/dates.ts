@@ -8,6 +8,8 @@ export const DATA_LAG_DAYS = 2;
 export const FINAL_LAG_DAYS = 4;
 /** Longest range one task may cover (Search Console keeps about 16 months). */
 export const MAX_RANGE_DAYS = 480;
+/** How far before the newest data day Search Console still has data (about 16 months). */
+export const RETENTION_DAYS = 486;
 
 const datePattern = /^\d{4}-\d{2}-\d{2}$/;
 

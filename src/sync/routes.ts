@@ -16,6 +16,7 @@ import {
   JobSchema,
   ListJobsQuery,
   resolveRange,
+  resolveRunAt,
   SiteIdParam,
   SyncStatusSchema,
   TaskCreatedSchema,
@@ -92,7 +93,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
         ]);
       }
       const range = resolveRange(body);
-      const runAt = body.run_at ? new Date(body.run_at) : new Date();
+      const runAt = resolveRunAt(body.run_at);
       const task = await createTask(db, {
         siteId: id,
         taskType: body.task_type,

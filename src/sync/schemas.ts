@@ -3,7 +3,7 @@ import { createSelectSchema } from "drizzle-zod";
 import { syncTasks, taskStatuses } from "../db/schema.ts";
 import { ApiError } from "../errors.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
-import { addDays, daysBetween, isDate, MAX_RANGE_DAYS, newestDataDay } from "./dates.ts";
+import { addDays, daysBetween, isDate, MAX_RANGE_DAYS, newestDataDay, RETENTION_DAYS } from "./dates.ts";
 import { syncModes } from "./handlers/daily-sync.ts";
 import type { JobRow } from "./queries.ts";
 
@@ -38,7 +38,7 @@ export const CreateTaskSchema = z
     run_at: z.iso
       .datetime({ offset: true })
       .optional()
-      .openapi({ description: "Do not start before this moment (ISO 8601); default now", example: "2026-11-25T03:00:00Z" }),
+      .openapi({ description: "Do not start before this moment (ISO 8601, at most 7 days ahead); default now", example: "2026-11-25T03:00:00Z" }),
   })
   .strict()
   .openapi("CreateSyncTask");
@@ -65,8 +65,26 @@ export function resolveRange(r: { start_date?: string; end_date?: string; days?:
   const start = r.start_date ?? addDays(end, -((r.days ?? 7) - 1));
   if (end > newest) throw bad("end_date", `Search Console has data up to ${newest} (today minus 2 days, UTC)`);
   if (start > end) throw bad("start_date", "start_date is after end_date");
+  const oldest = addDays(newest, -RETENTION_DAYS);
+  // `days` before an ancient end_date can fall off the calendar (year -1): not a date at all.
+  if (!isDate(start) || start < oldest) throw bad("start_date", `Search Console keeps data from ${oldest} on (about 16 months)`);
   if (daysBetween(start, end) > MAX_RANGE_DAYS) throw bad("start_date", `a task covers at most ${MAX_RANGE_DAYS} days`);
   return { start, end };
+}
+
+/** Furthest ahead a task may be queued: a pending task blocks its site's other tasks of that type. */
+export const MAX_RUN_AT_DAYS = 7;
+
+/** When a task may start: `run_at` (default now), at most MAX_RUN_AT_DAYS ahead (400 otherwise). */
+export function resolveRunAt(runAt: string | undefined, now = new Date()): Date {
+  if (runAt === undefined) return now;
+  const at = new Date(runAt);
+  const latest = new Date(now.getTime() + MAX_RUN_AT_DAYS * 86_400_000);
+  if (at > latest) {
+    const message = `run_at may be at most ${MAX_RUN_AT_DAYS} days ahead (until ${latest.toISOString()})`;
+    throw new ApiError("validation_failed", `invalid run_at: ${message}`, [{ path: "run_at", message }]);
+  }
+  return at;
 }
 
 const boolParam = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
