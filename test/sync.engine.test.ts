@@ -276,6 +276,21 @@ describe("cancel, stop, leases", () => {
     expect(fake.requests.length).toBe(n);
   });
 
+  test("a cancel requested after the last checkpoint ends the task cancelled, not completed", async () => {
+    registerHandler({
+      type: "cancelled_at_end",
+      description: "test: its job is cancelled while it runs; it returns without another checkpoint",
+      async run(ctx) {
+        await cancelJob(ctx.db, ctx.task.id);
+      },
+    });
+    const id = await queue(freshSite(), { type: "cancelled_at_end" });
+    const w = worker();
+    const j = await settled(id);
+    expect(j).toMatchObject({ status: "cancelled", attempts: 1, cancel_requested: true, completed_at: expect.any(String) });
+    expect(w.counts).toEqual({ cancelled: 1 });
+  });
+
   test("graceful stop hands the running task back without spending an attempt; another worker finishes it", async () => {
     const site = freshSite();
     fake.setDelay(100);

@@ -40,17 +40,26 @@ export function renewLease(tx: Orm, claim: Claim, leaseMs: number, patch: Progre
   if (row.cancel) throw new TaskCancelled();
 }
 
-/** Marks the task completed (only while the claim owns it); false when it no longer did. */
-export async function completeTask(db: Db, claim: Claim): Promise<boolean> {
+/**
+ * Marks the task completed (only while the claim owns it), or cancelled when a cancel request came
+ * after its last checkpoint. Returns the final status; undefined when the claim no longer owned it.
+ */
+export async function completeTask(db: Db, claim: Claim): Promise<SyncTask["status"] | undefined> {
   return db.write((tx) => {
     const now = new Date().toISOString();
-    const row = tx
+    const cancelled = syncTasks.cancel_requested;
+    return tx
       .update(syncTasks)
-      .set({ status: "completed", completed_at: now, locked_until: null, error: null, progress_done: sql`${syncTasks.progress_total}` })
+      .set({
+        status: sql`case when ${cancelled} then 'cancelled' else 'completed' end`,
+        completed_at: now,
+        locked_until: null,
+        error: null,
+        progress_done: sql`case when ${cancelled} then ${syncTasks.progress_done} else ${syncTasks.progress_total} end`,
+      })
       .where(owned(claim))
-      .returning({ id: syncTasks.id })
-      .get();
-    return row !== undefined;
+      .returning({ status: syncTasks.status })
+      .get()?.status;
   });
 }
 

@@ -122,9 +122,9 @@ export function startWorker(opts: WorkerOptions): Worker {
 
     try {
       await handler.run(ctx);
-      const ok = await completeTask(db, claim);
-      bump(ok ? "completed" : "lost");
-      log(ok ? "info" : "warn", ok ? "task completed" : "task finished after its lease was lost", {
+      const status = await completeTask(db, claim);
+      bump(status ?? "lost");
+      log(status ? "info" : "warn", status ? `task ${status}` : "task finished after its lease was lost", {
         task_id: task.id,
         ms: Math.round(performance.now() - started),
       });
