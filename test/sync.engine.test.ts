@@ -324,7 +324,7 @@ describe("cancel, stop, leases", () => {
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
   });
 
-  test("the reaper: expired leases go back to pending, or failed when out of attempts, or cancelled when asked", async () => {
+  test("the reaper: expired (or missing) leases go back to pending, or failed when out of attempts, or cancelled when asked", async () => {
     const past = "2000-01-01T00:00:00.000Z";
     const future = new Date(Date.now() + 60_000).toISOString();
     const rows = [
@@ -332,6 +332,7 @@ describe("cancel, stop, leases", () => {
       { site_id: freshSite(), attempts: 3, max_attempts: 3, locked_until: past, cancel_requested: false },
       { site_id: freshSite(), attempts: 1, max_attempts: 3, locked_until: past, cancel_requested: true },
       { site_id: freshSite(), attempts: 1, max_attempts: 3, locked_until: future, cancel_requested: false },
+      { site_id: freshSite(), attempts: 1, max_attempts: 3, locked_until: null, cancel_requested: false },
     ];
     const ids = await t.db.write((tx) =>
       rows.map((r) => tx.insert(syncTasks).values({ ...r, task_type: "reap_test", status: "running", worker_pid: 999_999 }).returning().get()!.id),
@@ -341,6 +342,7 @@ describe("cancel, stop, leases", () => {
       { id: ids[0]!, status: "pending" },
       { id: ids[1]!, status: "failed" },
       { id: ids[2]!, status: "cancelled" },
+      { id: ids[4]!, status: "pending" },
     ]);
     const after = await Promise.all(ids.map(job));
     expect(after[0]).toMatchObject({ worker_pid: null, locked_until: null, completed_at: null, error: "worker 999999 stopped renewing its lease during attempt 1" });

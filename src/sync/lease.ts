@@ -1,4 +1,4 @@
-import { and, eq, lt, sql } from "drizzle-orm";
+import { and, eq, isNull, lt, or, sql } from "drizzle-orm";
 import type { Db, Orm } from "../db/index.ts";
 import { syncTasks, type SyncTask } from "../db/schema.ts";
 import { LeaseLost, TaskCancelled } from "./errors.ts";
@@ -131,7 +131,8 @@ export async function releaseTask(db: Db, claim: Claim): Promise<boolean> {
   });
 }
 
-const expired = (now: string) => and(eq(syncTasks.status, "running"), lt(syncTasks.locked_until, now));
+// A running row without a lease (written by hand or by an older version) counts as expired too.
+const expired = (now: string) => and(eq(syncTasks.status, "running"), or(lt(syncTasks.locked_until, now), isNull(syncTasks.locked_until)));
 
 /** True when some running task's lease has expired (a read, so idle workers stay off the write lock). */
 export function hasExpiredLeases(db: Db, now = new Date()): boolean {
