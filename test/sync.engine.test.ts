@@ -36,7 +36,7 @@ const workers: Worker[] = [];
 beforeAll(() => {
   t = tempDb();
   fake = startFakeGsc({ rows: (_s, _d, type) => perType[type] ?? 0 });
-  sites = insertSites(t.path, 20, "engine.example");
+  sites = insertSites(t.path, 40, "engine.example");
 });
 afterEach(async () => {
   await Promise.all(workers.splice(0).map((w) => w.stop()));
@@ -305,6 +305,26 @@ describe("cancel, stop, leases", () => {
     const j = await settled(id);
     expect(j).toMatchObject({ status: "completed", attempts: 1, total_records: 3 * PER_DAY });
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
+  });
+
+  test("after a graceful stop, ctx.write writes nothing more", async () => {
+    const wrote: string[] = [];
+    registerHandler({
+      type: "write_after_stop",
+      description: "test: writes once its signal is aborted",
+      async run(ctx) {
+        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+        await ctx.write(() => wrote.push("after stop"));
+      },
+    });
+    const id = await queue(freshSite(), { type: "write_after_stop" });
+    const a = worker();
+    await waitFor("task running", async () => (await job(id)).status === "running");
+    await a.stop();
+    expect(wrote).toEqual([]);
+    expect(a.counts).toEqual({ released: 1 });
+    expect(await job(id)).toMatchObject({ status: "pending", attempts: 0 });
+    await t.db.write((tx) => tx.update(syncTasks).set({ status: "cancelled" }).where(eq(syncTasks.id, id)).run());
   });
 
   test("a worker whose lease was taken writes nothing more; the task is re-run once, without duplicates", async () => {

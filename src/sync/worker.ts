@@ -100,6 +100,8 @@ export function startWorker(opts: WorkerOptions): Worker {
       batchSize: opts.batchSize,
       signal: ac.signal,
       write: async (fn) => {
+        // A stop, cancel or lost lease noticed meanwhile: write nothing more (the batch loop ends here).
+        ac.signal.throwIfAborted();
         const busyBefore = db.stats.busyRetries;
         const result = await db.write((tx) => {
           renewLease(tx, claim, opts.leaseMs);
