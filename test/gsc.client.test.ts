@@ -104,6 +104,25 @@ describe("errors and retries", () => {
     expect(fake.requests[1]!.at - fake.requests[0]!.at).toBeGreaterThanOrEqual(950);
   });
 
+  test("503 with Retry-After: waits that long too", async () => {
+    fake.inject({ status: 503, headers: { "retry-after": "1" } });
+    await collect(client({ retryBaseMs: 1 }), "news");
+    expect(fake.requests.map((r) => r.status)).toEqual([503, 200]);
+    expect(fake.requests[1]!.at - fake.requests[0]!.at).toBeGreaterThanOrEqual(950);
+  });
+
+  test("a 200 whose body is not JSON: retried, then a GscError (not a SyntaxError)", async () => {
+    fake.inject({ status: 200, raw: "<html>gateway</html>", times: 1 });
+    expect((await collect(client({ retryBaseMs: 1 }), "news")).pages).toEqual([]);
+    expect(fake.requests.length).toBe(2);
+    fake.reset();
+    fake.inject({ status: 200, raw: "<html>gateway</html>", times: 10 });
+    const err = await collect(client({ maxRetries: 1, retryBaseMs: 1 }), "news").catch((e) => e);
+    expect(err).toBeInstanceOf(GscError);
+    expect(err).not.toBeInstanceOf(PermanentError);
+    expect(err.message).toMatch(/200 with a body that is not JSON: <html>gateway.*after 2 attempts/);
+  });
+
   test("5xx twice, then OK: retried with growing backoff", async () => {
     fake.inject({ status: 503, times: 2 });
     const { rows } = await collect(client({ retryBaseMs: 100 }), "image");
@@ -259,6 +278,24 @@ describe("service-account key file", () => {
     expect(err).toBeInstanceOf(PermanentError);
     expect(err.message).toMatch(/token exchange for sync-test@.* refused \(400\): invalid_grant: Invalid JWT Signature/);
   });
+
+  const tokenFailures = [
+    { name: "429 (rate limited)", x: { status: 429, body: { error: "rate_limit_exceeded" } }, message: /refused \(429\): rate_limit_exceeded/ },
+    { name: "503", x: { status: 503 }, message: /refused \(503\)/ },
+    { name: "200 with a non-JSON body", x: { status: 200, raw: "<html>oops</html>" }, message: /answered 200 with a body that is not JSON/ },
+  ];
+  for (const f of tokenFailures) {
+    test(`token endpoint ${f.name}: a transient GscError (the task is retried), and a later exchange works`, async () => {
+      await withKey(async (auth) => {
+        fake.injectToken(f.x);
+        const err = await auth.token().catch((e) => e);
+        expect(err).toBeInstanceOf(GscError);
+        expect(err).not.toBeInstanceOf(PermanentError);
+        expect(err.message).toMatch(f.message);
+        expect(await auth.token()).toMatch(/^sa-token-/);
+      });
+    });
+  }
 
   const badFiles = [
     { name: "missing", content: null, message: /cannot read the service-account key file/ },

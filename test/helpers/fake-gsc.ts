@@ -20,7 +20,21 @@ export type LoggedRequest = {
 };
 
 /** A canned answer for the next matching request (tests inject 429s, 5xx, 401/403 this way). */
-export type Injected = { status: number; headers?: Record<string, string>; body?: unknown; match?: (r: LoggedRequest) => boolean; times?: number };
+export type Injected = {
+  status: number;
+  headers?: Record<string, string>;
+  /** Sent as JSON; `raw` is sent as is instead (e.g. an HTML error page). */
+  body?: unknown;
+  raw?: string;
+  match?: (r: LoggedRequest) => boolean;
+  times?: number;
+};
+
+/** The canned answer of an injected entry. */
+function injectedResponse(x: Injected): Response {
+  if (x.raw !== undefined) return new Response(x.raw, { status: x.status, headers: { "content-type": "text/html", ...x.headers } });
+  return Response.json(x.body ?? { error: { code: x.status, message: `injected ${x.status}`, status: "INJECTED" } }, { status: x.status, headers: x.headers });
+}
 
 export type FakeGscOptions = {
   /** Rows per (site, day, search type); default 100 for web, 10 for the other types. */
@@ -75,6 +89,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
   const requests: LoggedRequest[] = [];
   const tokenRequests: { at: number; ok: boolean; claims?: Record<string, unknown>; error?: string }[] = [];
   let injected: Injected[] = [];
+  let tokenInjected: Omit<Injected, "match">[] = [];
   let serviceAccount: { email: string; publicKey: import("node:crypto").KeyObject } | null = null;
   let delayMs = opts.delayMs ?? 0;
   let issued = 0;
@@ -85,6 +100,12 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
 
   async function token(req: Request, url: string) {
     const form = new URLSearchParams(await req.text());
+    const x = tokenInjected[0];
+    if (x) {
+      if (x.times === undefined || --x.times <= 0) tokenInjected.shift();
+      tokenRequests.push({ at: Date.now(), ok: false, error: `injected ${x.status}` });
+      return injectedResponse(x);
+    }
     const fail = (error: string, description: string) => {
       tokenRequests.push({ at: Date.now(), ok: false, error });
       return Response.json({ error, error_description: description }, { status: 400 });
@@ -129,10 +150,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       const x = injected[i]!;
       if (x.times === undefined || --x.times <= 0) injected.splice(i, 1);
       entry.status = x.status;
-      return Response.json(x.body ?? { error: { code: x.status, message: `injected ${x.status}`, status: "INJECTED" } }, {
-        status: x.status,
-        headers: x.headers,
-      });
+      return injectedResponse(x);
     }
     const auth = req.headers.get("authorization") ?? "";
     if (!auth.startsWith("Bearer ") || !accepted.has(auth.slice(7))) {
@@ -172,9 +190,14 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     inject(x: Injected) {
       injected.push(x);
     },
+    /** Answers the next token request(s) with this instead. */
+    injectToken(x: Omit<Injected, "match">) {
+      tokenInjected.push(x);
+    },
     /** Forgets injected answers, forbidden sites, the delay and the request logs. */
     reset() {
       injected = [];
+      tokenInjected = [];
       forbidden.clear();
       delayMs = opts.delayMs ?? 0;
       requests.length = 0;

@@ -2,6 +2,7 @@ import { createSign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { PermanentError } from "../errors.ts";
+import { GscError } from "./client.ts";
 
 export const SEARCH_CONSOLE_SCOPE = "https://www.googleapis.com/auth/webmasters.readonly";
 export const DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com/token";
@@ -87,7 +88,7 @@ export function serviceAccountToken(opts: { keyFile: string; tokenUrl?: string; 
       });
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
-      throw new Error(`token exchange at ${url} failed: ${(err as Error).message}`);
+      throw new GscError(`token exchange at ${url} failed: ${(err as Error).message}`);
     }
     const text = await res.text();
     if (!res.ok) {
@@ -99,11 +100,17 @@ export function serviceAccountToken(opts: { keyFile: string; tokenUrl?: string; 
         // Not JSON: keep the raw text.
       }
       const msg = `token exchange for ${key.client_email} at ${url} refused (${res.status}): ${why}`;
-      // 5xx is Google's problem and may pass; 4xx means the key or its grant is wrong.
-      throw res.status >= 500 ? new Error(msg) : new PermanentError(msg);
+      // 5xx and 429 (rate limited) may pass, so the task is retried; another 4xx means the key or its grant is wrong.
+      throw res.status >= 500 || res.status === 429 ? new GscError(msg) : new PermanentError(msg);
     }
-    const parsed = TokenResponse.safeParse(JSON.parse(text || "{}"));
-    if (!parsed.success) throw new Error(`token exchange at ${url} answered without an access_token`);
+    let answer: unknown;
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      throw new GscError(`token exchange at ${url} answered ${res.status} with a body that is not JSON: ${text.slice(0, 100)}`);
+    }
+    const parsed = TokenResponse.safeParse(answer);
+    if (!parsed.success) throw new GscError(`token exchange at ${url} answered without an access_token`);
     cached = { token: parsed.data.access_token, expiresAt: Date.now() + (parsed.data.expires_in - 60) * 1000 };
     return cached.token;
   }

@@ -32,14 +32,9 @@ export type SearchAnalyticsQuery = {
 
 type ApiRow = { keys?: string[]; clicks?: number; impressions?: number; ctr?: number; position?: number };
 
-/** A Search Console request that did not succeed, with the HTTP status when there was one. */
+/** A Search Console (or token) request that did not succeed but may later: the task is retried. */
 export class GscError extends Error {
   override name = "GscError";
-  readonly status: number | null;
-  constructor(message: string, status: number | null) {
-    super(message);
-    this.status = status;
-  }
 }
 
 /** A refusal that retrying cannot fix: 401/403 or another 4xx. */
@@ -96,15 +91,22 @@ export function createGscClient(opts: GscClientOptions) {
       } catch (err) {
         if (signal.aborted) throw signal.reason;
         last = `request failed: ${(err as Error).message}`;
-        if (attempt >= opts.maxRetries) throw new GscError(`Search Console ${last} (after ${attempt + 1} attempts)`, null);
+        if (attempt >= opts.maxRetries) throw new GscError(`Search Console ${last} (after ${attempt + 1} attempts)`);
         await sleep(backoff(attempt), signal);
         continue;
       }
-      if (res.ok) {
-        const json = (await res.json()) as { rows?: ApiRow[] };
-        return json.rows ?? [];
-      }
       const text = await res.text();
+      if (res.ok) {
+        try {
+          return ((JSON.parse(text) as { rows?: ApiRow[] } | null)?.rows ?? []) as ApiRow[];
+        } catch {
+          // A proxy's or load balancer's page instead of the API's answer: retried like a 5xx.
+          last = `${res.status} with a body that is not JSON: ${text.slice(0, 100)}`;
+          if (attempt >= opts.maxRetries) throw new GscError(`Search Console answered ${siteUrl}'s query with ${last} (after ${attempt + 1} attempts)`);
+          await sleep(backoff(attempt), signal);
+          continue;
+        }
+      }
       const why = `${res.status} ${googleMessage(text)}`;
       if (res.status === 401 && !refreshed && opts.auth.invalidate()) {
         // An expired service-account token: get a new one once, then believe the server.
@@ -122,9 +124,10 @@ export function createGscClient(opts: GscClientOptions) {
       if (!retryable) throw new GscPermanentError(`Search Console rejected the query for ${siteUrl} (${why})`, res.status);
       last = why;
       if (attempt >= opts.maxRetries) {
-        throw new GscError(`Search Console kept failing for ${siteUrl} (${why}, after ${attempt + 1} attempts)`, res.status);
+        throw new GscError(`Search Console kept failing for ${siteUrl} (${why}, after ${attempt + 1} attempts)`);
       }
-      const asked = res.status === 429 ? retryAfterMs(res.headers.get("retry-after")) : null;
+      // Google sends Retry-After with 429 and sometimes with 503 (unavailable).
+      const asked = res.status === 429 || res.status === 503 ? retryAfterMs(res.headers.get("retry-after")) : null;
       const wait = asked === null ? backoff(attempt) : Math.min(asked, maxRetryAfterMs);
       log("warn", "search console request retried", { site: siteUrl, status: res.status, wait_ms: Math.round(wait), attempt: attempt + 1 });
       await sleep(wait, signal);
