@@ -140,19 +140,28 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
     const batch = queue.length <= opts.maxBatch ? queue : queue.slice(0, opts.maxBatch);
     queue = batch === queue ? [] : queue.slice(opts.maxBatch);
     const results: { ok: boolean; value: unknown }[] = [];
+    // A lone write needs no SAVEPOINT: rolling back the transaction undoes just it. Savepoints cost:
+    // SQLite copies each page a write touches into the statement journal (a 500-row sync batch
+    // went from ~35 to ~22 µs per row without one).
+    const solo = batch.length === 1;
     for (const p of batch) {
-      savepoint.run();
+      if (!solo) savepoint.run();
       try {
         const value = p.fn(orm);
         if (value instanceof Promise) {
           throw new Error("write callbacks must be synchronous: never await inside db.write()");
         }
-        release.run();
+        if (!solo) release.run();
         results.push({ ok: true, value });
       } catch (err) {
         if (!sqlite.inTransaction) {
           // SQLite rolled the whole transaction back (e.g. disk full): none of the batch committed.
           for (const q of batch) q.reject(err);
+          return afterFlush();
+        }
+        if (solo) {
+          rollback.run();
+          p.reject(err);
           return afterFlush();
         }
         rollbackTo.run();
