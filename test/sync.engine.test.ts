@@ -344,6 +344,38 @@ describe("cancel, stop, leases", () => {
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
   });
 
+  test("heartbeat: a response taking 3x the lease keeps the task (attempt 1, never reaped); a cancel meanwhile is noticed", async () => {
+    const LEASE = 300;
+    const site = freshSite();
+    fake.setDelay(3 * LEASE);
+    const id = await queue(site, { start: DAYS[0], end: DAYS[0] });
+    // Two workers: whichever does not run the task keeps reaping expired leases.
+    const ws = [worker({ leaseMs: LEASE }), worker({ leaseMs: LEASE })];
+    await waitFor("the first request", () => fake.requests.length >= 1);
+    fake.setDelay(0);
+    await Bun.sleep(2 * LEASE);
+    const mid = await job(id);
+    expect(mid).toMatchObject({ status: "running", attempts: 1 });
+    expect(mid.locked_until! > new Date().toISOString()).toBe(true);
+    const j = await settled(id);
+    expect(j).toMatchObject({ status: "completed", attempts: 1, total_records: PER_DAY });
+    expect(ws.map((w) => w.counts)).toContainEqual({ completed: 1 });
+    expect(ws.every((w) => !w.counts.lost && !w.counts.retry)).toBe(true);
+
+    // The same wait, cancelled: the heartbeat sees the request and aborts the request in flight.
+    fake.reset();
+    fake.setDelay(20 * LEASE);
+    const id2 = await queue(freshSite(), { start: DAYS[0], end: DAYS[0] });
+    await waitFor("the first request", () => fake.requests.length >= 1);
+    const cancelledAt = Date.now();
+    await cancelJob(t.db, id2);
+    const j2 = await settled(id2);
+    expect(j2).toMatchObject({ status: "cancelled", attempts: 1 });
+    // Noticed well before the slow answer (6 s) came.
+    expect(Date.now() - cancelledAt).toBeLessThan(15 * LEASE);
+    expect(fake.requests.length).toBe(1);
+  });
+
   test("the reaper: expired (or missing) leases go back to pending, or failed when out of attempts, or cancelled when asked", async () => {
     const past = "2000-01-01T00:00:00.000Z";
     const future = new Date(Date.now() + 60_000).toISOString();

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { sites, syncTasks } from "../src/db/schema.ts";
+import { isUniqueViolation } from "../src/errors.ts";
 import { setLogLevel } from "../src/log.ts";
 import { markDaySynced } from "../src/sync/data.ts";
 import { scheduleDailySyncs } from "../src/sync/scheduler.ts";
@@ -80,5 +81,20 @@ describe("scheduleDailySyncs", () => {
     expect(await scheduleDailySyncs(t.db, opts, late)).toBe(0);
     const a = tasksOf(ids[0]!).find((x) => x.scheduled_for === "2026-06-14")!;
     expect(a).toMatchObject({ start_date: "2026-06-08", end_date: "2026-06-12" });
+  });
+});
+
+describe("the database rule: one scheduled task per site, type and day", () => {
+  test("a second task with the same (site_id, task_type, scheduled_for) after the first completed: unique violation, nothing inserted", async () => {
+    const site = insertSites(t.path, 1, "unique-rule.example")[0]!;
+    const task = { site_id: site, task_type: "daily_sync", start_date: "2026-06-08", end_date: "2026-06-08", scheduled_for: "2026-06-10" };
+    await t.db.write((tx) => tx.insert(syncTasks).values({ ...task, status: "completed", completed_at: "2026-06-10T03:05:00.000Z" }).run());
+    const err = await t.db.write((tx) => tx.insert(syncTasks).values(task).run()).catch((e) => e);
+    expect(isUniqueViolation(err)).toBe(true);
+    expect(String(err)).toMatch(/UNIQUE constraint failed: sync_tasks\.site_id, sync_tasks\.task_type, sync_tasks\.scheduled_for/);
+    expect(tasksOf(site).map((r) => r.status)).toEqual(["completed"]);
+    // Another day is allowed.
+    await t.db.write((tx) => tx.insert(syncTasks).values({ ...task, scheduled_for: "2026-06-11" }).run());
+    expect(tasksOf(site).length).toBe(2);
   });
 });
