@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
 import { setLogLevel } from "../src/log.ts";
-import { claimNextTask } from "../src/sync/claim.ts";
+import { claimNextTask, taskTypesParam } from "../src/sync/claim.ts";
 import { markDaySynced } from "../src/sync/data.ts";
 import { addDays, dayOf, newestDataDay } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
@@ -156,7 +156,7 @@ describe("trigger and job status", () => {
     const job = (await call("GET", r.json.status_url)).json;
     expect(job).toMatchObject({ start_date: "2026-01-30", end_date: "2026-02-02", total_tasks: 4, sync_mode: "overwrite", run_at: `${addDays(dayOf(new Date()), 1)}T23:30:00.000Z`, status: "pending" });
     // A future run_at is not due: no worker would claim it now.
-    expect(await claimNextTask(t.db, { types: ["daily_sync"], leaseMs: 1000, pid: 1 }).then((c) => c?.id === job.id)).toBe(false);
+    expect(await claimNextTask(t.db, { types: taskTypesParam(["daily_sync"]), leaseMs: 1000, pid: 1 }).then((c) => c?.id === job.id)).toBe(false);
   });
 
   test("sync-tasks: days alone end at today minus 2; end_date alone takes 7 days", async () => {
@@ -187,7 +187,7 @@ describe("cancel", () => {
     const r = await call("POST", `/api/v1/sync/trigger/${ids.gamma}?days=2`);
     // Claim it as a worker would (the oldest due task may be another one: claim until it is ours).
     let claimed;
-    do claimed = await claimNextTask(t.db, { types: ["daily_sync"], leaseMs: 60_000, pid: 4242 });
+    do claimed = await claimNextTask(t.db, { types: taskTypesParam(["daily_sync"]), leaseMs: 60_000, pid: 4242 });
     while (claimed && claimed.id !== r.json.job_id);
     expect(claimed?.id).toBe(r.json.job_id);
     const del = await call("DELETE", r.json.status_url);

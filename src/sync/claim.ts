@@ -37,9 +37,17 @@ const writeStatements = perConnection((orm) => ({
     .prepare(),
 }));
 
+/** The task types a worker runs, encoded once for the claim queries (a JSON array). */
+export type TaskTypesParam = string & { readonly __taskTypes: unique symbol };
+
+/** Encodes the task types a worker runs for hasDueTask and claimNextTask. */
+export function taskTypesParam(types: string[]): TaskTypesParam {
+  return JSON.stringify(types) as TaskTypesParam;
+}
+
 /** True when a task this worker could claim is due (a read: idle workers never take the write lock). */
-export function hasDueTask(db: Db, types: string[], now = new Date()): boolean {
-  return readStatements(db.read).due.get({ now: now.toISOString(), types: JSON.stringify(types) }) !== undefined;
+export function hasDueTask(db: Db, types: TaskTypesParam, now = new Date()): boolean {
+  return readStatements(db.read).due.get({ now: now.toISOString(), types }) !== undefined;
 }
 
 /**
@@ -48,9 +56,9 @@ export function hasDueTask(db: Db, types: string[], now = new Date()): boolean {
  */
 export async function claimNextTask(
   db: Db,
-  opts: { types: string[]; leaseMs: number; pid?: number },
+  opts: { types: TaskTypesParam; leaseMs: number; pid?: number },
 ): Promise<SyncTask | undefined> {
-  const types = JSON.stringify(opts.types);
+  const { types } = opts;
   return db.write((tx) => {
     const now = new Date();
     return writeStatements(tx).claim.get({

@@ -1,5 +1,6 @@
 import { and, eq, isNull, lt, or, sql } from "drizzle-orm";
 import type { Db, Orm } from "../db/index.ts";
+import { perConnection } from "../db/prepared.ts";
 import { syncTasks, type SyncTask } from "../db/schema.ts";
 import { LeaseLost, TaskCancelled } from "./errors.ts";
 
@@ -18,24 +19,65 @@ export function claimOf(task: SyncTask): Claim {
 const owned = (c: Claim) =>
   and(eq(syncTasks.id, c.id), eq(syncTasks.worker_pid, c.pid), eq(syncTasks.attempts, c.attempt), eq(syncTasks.status, "running"));
 
-/** Fields a progress checkpoint may set along with the lease. */
-export type ProgressPatch = Partial<
-  Pick<SyncTask, "progress_done" | "stats_synced" | "stats_failed" | "stats_skipped" | "total_records">
->;
+const p = sql.placeholder;
+const ownedByPlaceholders = and(
+  eq(syncTasks.id, p("id")),
+  eq(syncTasks.worker_pid, p("pid")),
+  eq(syncTasks.attempts, p("attempt")),
+  eq(syncTasks.status, "running"),
+);
+// A running row without a lease (written by hand or by an older version) counts as expired too.
+const expired = and(eq(syncTasks.status, "running"), or(lt(syncTasks.locked_until, p("now")), isNull(syncTasks.locked_until)));
+const requeue = sql`(not ${syncTasks.cancel_requested} and ${syncTasks.attempts} < ${syncTasks.max_attempts})`;
+
+/** Fields a progress checkpoint sets along with the lease. */
+export type ProgressPatch = Pick<SyncTask, "progress_done" | "stats_synced" | "stats_failed" | "stats_skipped" | "total_records">;
+
+// Renewals run after every batch and heartbeat, the expiry check on every loop pass: compiled once.
+const writeStatements = perConnection((orm) => {
+  const lease = { heartbeat_at: sql`${p("now")}`, locked_until: sql`${p("until")}` };
+  const renew = (set: Record<string, unknown>) =>
+    orm.update(syncTasks).set(set).where(ownedByPlaceholders).returning({ cancel: syncTasks.cancel_requested }).prepare();
+  return {
+    renew: renew(lease),
+    renewWithProgress: renew({
+      ...lease,
+      progress_done: sql`${p("progress_done")}`,
+      stats_synced: sql`${p("stats_synced")}`,
+      stats_failed: sql`${p("stats_failed")}`,
+      stats_skipped: sql`${p("stats_skipped")}`,
+      total_records: sql`${p("total_records")}`,
+    }),
+    reap: orm
+      .update(syncTasks)
+      .set({
+        status: sql`case when ${syncTasks.cancel_requested} then 'cancelled' when ${requeue} then 'pending' else 'failed' end`,
+        error: sql`'worker ' || ${syncTasks.worker_pid} || ' stopped renewing its lease during attempt ' || ${syncTasks.attempts}`,
+        run_at: sql`case when ${requeue} then ${p("now")} else ${syncTasks.run_at} end`,
+        completed_at: sql`case when ${requeue} then null else ${p("now")} end`,
+        worker_pid: sql`case when ${requeue} then null else ${syncTasks.worker_pid} end`,
+        locked_until: null,
+      })
+      .where(expired)
+      .returning({ id: syncTasks.id, status: syncTasks.status })
+      .prepare(),
+  };
+});
+
+const readStatements = perConnection((orm) => ({
+  anyExpired: orm.select({ id: syncTasks.id }).from(syncTasks).where(expired).limit(1).prepare(),
+}));
 
 /**
  * Inside a write: renews the lease (and applies `patch`) only while `claim` still owns the task.
  * Throws LeaseLost when it does not, TaskCancelled when a cancel was requested; either way the
  * caller's whole write rolls back.
  */
-export function renewLease(tx: Orm, claim: Claim, leaseMs: number, patch: ProgressPatch = {}): void {
+export function renewLease(tx: Orm, claim: Claim, leaseMs: number, patch?: ProgressPatch): void {
   const now = new Date();
-  const row = tx
-    .update(syncTasks)
-    .set({ ...patch, heartbeat_at: now.toISOString(), locked_until: new Date(now.getTime() + leaseMs).toISOString() })
-    .where(owned(claim))
-    .returning({ cancel: syncTasks.cancel_requested })
-    .get();
+  const s = writeStatements(tx);
+  const params = { id: claim.id, pid: claim.pid, attempt: claim.attempt, now: now.toISOString(), until: new Date(now.getTime() + leaseMs).toISOString() };
+  const row = patch ? s.renewWithProgress.get({ ...params, ...patch }) : s.renew.get(params);
   if (!row) throw new LeaseLost(claim.id);
   if (row.cancel) throw new TaskCancelled();
 }
@@ -131,12 +173,9 @@ export async function releaseTask(db: Db, claim: Claim): Promise<boolean> {
   });
 }
 
-// A running row without a lease (written by hand or by an older version) counts as expired too.
-const expired = (now: string) => and(eq(syncTasks.status, "running"), or(lt(syncTasks.locked_until, now), isNull(syncTasks.locked_until)));
-
 /** True when some running task's lease has expired (a read, so idle workers stay off the write lock). */
 export function hasExpiredLeases(db: Db, now = new Date()): boolean {
-  return db.read.select({ id: syncTasks.id }).from(syncTasks).where(expired(now.toISOString())).limit(1).get() !== undefined;
+  return readStatements(db.read).anyExpired.get({ now: now.toISOString() }) !== undefined;
 }
 
 /**
@@ -145,21 +184,5 @@ export function hasExpiredLeases(db: Db, now = new Date()): boolean {
  * safe from any number of processes: one conditional UPDATE.
  */
 export async function reapExpiredLeases(db: Db): Promise<{ id: number; status: SyncTask["status"] }[]> {
-  return db.write((tx) => {
-    const now = new Date().toISOString();
-    const requeue = sql`(not ${syncTasks.cancel_requested} and ${syncTasks.attempts} < ${syncTasks.max_attempts})`;
-    return tx
-      .update(syncTasks)
-      .set({
-        status: sql`case when ${syncTasks.cancel_requested} then 'cancelled' when ${requeue} then 'pending' else 'failed' end`,
-        error: sql`'worker ' || ${syncTasks.worker_pid} || ' stopped renewing its lease during attempt ' || ${syncTasks.attempts}`,
-        run_at: sql`case when ${requeue} then ${now} else ${syncTasks.run_at} end`,
-        completed_at: sql`case when ${requeue} then null else ${now} end`,
-        worker_pid: sql`case when ${requeue} then null else ${syncTasks.worker_pid} end`,
-        locked_until: null,
-      })
-      .where(expired(now))
-      .returning({ id: syncTasks.id, status: syncTasks.status })
-      .all();
-  });
+  return db.write((tx) => writeStatements(tx).reap.all({ now: new Date().toISOString() }));
 }

@@ -1,7 +1,7 @@
 import type { Db } from "../db/index.ts";
 import type { SyncTask } from "../db/schema.ts";
 import { log } from "../log.ts";
-import { claimNextTask, hasDueTask } from "./claim.ts";
+import { claimNextTask, hasDueTask, taskTypesParam } from "./claim.ts";
 import { LeaseLost, PermanentError, TaskCancelled, WorkerStopping } from "./errors.ts";
 import { getHandler, taskTypes, type TaskContext } from "./handlers/index.ts";
 import {
@@ -45,9 +45,11 @@ export type Worker = {
 /**
  * Runs the sync loop in this process: reap expired leases, claim the oldest due task, run it with
  * a renewed lease, record the outcome; when nothing is due, sleep about pollMs. One task at a time.
+ * Runs the task types registered when it starts.
  */
 export function startWorker(opts: WorkerOptions): Worker {
   const { db } = opts;
+  const types = taskTypesParam(taskTypes());
   const counts: Record<string, number> = {};
   const bump = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
   let stopping = false;
@@ -172,7 +174,6 @@ export function startWorker(opts: WorkerOptions): Worker {
           const reaped = await reapExpiredLeases(db);
           if (reaped.length > 0) log("warn", "expired leases reaped", { tasks: reaped });
         }
-        const types = taskTypes();
         const task = !stopping && hasDueTask(db, types) ? await claimNextTask(db, { types, leaseMs: opts.leaseMs }) : undefined;
         if (task) {
           await runTask(task);
