@@ -1,4 +1,3 @@
-import type { Database, Statement } from "bun:sqlite";
 import type { Db } from "../db/index.ts";
 import type { QueryStats } from "./schemas.ts";
 
@@ -25,17 +24,6 @@ export const SEARCH_SQL = `select query,
  order by total_clicks desc, query
  limit $limit`;
 
-// Prepared once per reader connection.
-const prepared = new WeakMap<Database, Statement<Row, [Params]>>();
-function searchStatement(conn: Database): Statement<Row, [Params]> {
-  let st = prepared.get(conn);
-  if (!st) {
-    st = conn.query<Row, [Params]>(SEARCH_SQL);
-    prepared.set(conn, st);
-  }
-  return st;
-}
-
 /** A LIKE pattern matching `term` anywhere, with %, _ and the escape character taken literally. */
 export function containsPattern(term: string): string {
   return `%${term.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
@@ -50,7 +38,9 @@ export async function searchQueries(
   db: Db,
   opts: { siteId: number; term: string; startDate: string | null; endDate: string | null; limit: number },
 ): Promise<{ total: number; queries: QueryStats[] }> {
-  const rows = searchStatement(db.raw.reader).all({
+  // Raw connection because of INDEXED BY; no cache of our own: bun:sqlite's query() already compiles
+  // a statement once per connection and SQL text and returns the cached one after that.
+  const rows = db.raw.reader.query<Row, [Params]>(SEARCH_SQL).all({
     site_id: opts.siteId,
     pattern: containsPattern(opts.term),
     start: opts.startDate ?? "",

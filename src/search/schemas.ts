@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { createSelectSchema } from "drizzle-zod";
 import { gscPerformanceData } from "../db/schema.ts";
-import { DateString } from "../sync/schemas.ts";
+import { DateString, intParam } from "../sync/schemas.ts";
 
 export { SiteIdParam } from "../sync/schemas.ts";
 
@@ -14,11 +14,7 @@ export const SearchQuery = z.object({
     .openapi({ param: { name: "search_term", in: "query" }, example: "running", description: "Matched anywhere in the query, ignoring ASCII case" }),
   start_date: DateString.optional().openapi({ param: { name: "start_date", in: "query" } }),
   end_date: DateString.optional().openapi({ param: { name: "end_date", in: "query" } }),
-  limit: z
-    .string()
-    .regex(/^\d{1,6}$/, "expected an integer")
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(1000))
+  limit: intParam(1, 1000)
     .default(100)
     .openapi({ param: { name: "limit", in: "query" }, example: "100" }),
 });

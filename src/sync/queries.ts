@@ -9,13 +9,16 @@ import { daysBetween } from "./dates.ts";
 const p = sql.placeholder;
 const jobColumns = { ...getTableColumns(syncTasks), site_name: sites.name };
 
-const readStatements = perConnection((orm) => ({
-  job: orm.select(jobColumns).from(syncTasks).innerJoin(sites, eq(sites.id, syncTasks.site_id)).where(eq(syncTasks.id, p("id"))).prepare(),
+// Asked on the reader (HTTP handlers) and inside createTask's write: one statement, per connection.
+const siteStatements = perConnection((orm) => ({
   siteExists: orm.select({ id: sites.id }).from(sites).where(eq(sites.id, p("id"))).prepare(),
 }));
 
+const readStatements = perConnection((orm) => ({
+  job: orm.select(jobColumns).from(syncTasks).innerJoin(sites, eq(sites.id, syncTasks.site_id)).where(eq(syncTasks.id, p("id"))).prepare(),
+}));
+
 const writeStatements = perConnection((orm) => ({
-  siteExists: orm.select({ id: sites.id }).from(sites).where(eq(sites.id, p("id"))).prepare(),
   activeOfType: orm
     .select({ id: syncTasks.id, status: syncTasks.status })
     .from(syncTasks)
@@ -44,7 +47,7 @@ export type NewTaskInput = {
 export async function createTask(db: Db, input: NewTaskInput): Promise<{ id: number }> {
   return db.write((tx) => {
     const s = writeStatements(tx);
-    if (!s.siteExists.get({ id: input.siteId })) throw siteNotFound(input.siteId);
+    if (!siteStatements(tx).siteExists.get({ id: input.siteId })) throw siteNotFound(input.siteId);
     try {
       return tx
         .insert(syncTasks)
@@ -79,7 +82,7 @@ export async function findJob(db: Db, id: number) {
 
 /** True when the site exists. */
 export async function siteExists(db: Db, id: number): Promise<boolean> {
-  return readStatements(db.read).siteExists.get({ id }) !== undefined;
+  return siteStatements(db.read).siteExists.get({ id }) !== undefined;
 }
 
 export type JobFilter = { activeOnly: boolean; siteId?: number; status?: TaskStatus };

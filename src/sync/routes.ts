@@ -1,7 +1,7 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
-import { errorResponses, jsonBody, validationHook } from "../openapi.ts";
+import { errorResponses, jsonBody, jsonResponse, validationHook } from "../openapi.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
 import { syncedDaysSummary } from "./data.ts";
@@ -29,11 +29,6 @@ export type SyncApiOptions = {
   maxAttempts?: number;
 };
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
-
 /** The sync task routes, mounted at /api/v1: /sync/* and /sites/{id}/sync-tasks. */
 export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
@@ -49,7 +44,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
       summary: "Start a daily_sync of the last `days` days (ending today minus 2, UTC)",
       request: { params: SiteIdParam, query: TriggerQuery },
       responses: {
-        202: json(TaskCreatedSchema, "Queued"),
+        202: jsonResponse(TaskCreatedSchema, "Queued"),
         ...errorResponses(400, 404, 409),
       },
     }),
@@ -80,7 +75,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
       description: "Range: `start_date`..`end_date`, or `days` ending at `end_date` (default: today minus 2, UTC).",
       request: { params: SiteIdParams, body: jsonBody(CreateTaskSchema) },
       responses: {
-        202: json(TaskCreatedSchema, "Queued"),
+        202: jsonResponse(TaskCreatedSchema, "Queued"),
         ...errorResponses(400, 404, 409, 413, 415),
       },
     }),
@@ -115,7 +110,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
       tags: ["sync"],
       summary: "A sync job's status, progress and stats (from any worker)",
       request: { params: JobIdParam },
-      responses: { 200: json(JobSchema, "The job"), ...errorResponses(400, 404) },
+      responses: { 200: jsonResponse(JobSchema, "The job"), ...errorResponses(400, 404) },
     }),
     async (c) => {
       const { job_id } = c.req.valid("param");
@@ -133,7 +128,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
       summary: "List sync jobs, newest first",
       description: 'When more remain, a `Link: <...>; rel="next"` header carries the next page.',
       request: { query: ListJobsQuery },
-      responses: { 200: json(JobListSchema, "Jobs"), ...errorResponses(400) },
+      responses: { 200: jsonResponse(JobListSchema, "Jobs"), ...errorResponses(400) },
     }),
     async (c) => {
       const q = c.req.valid("query");
@@ -160,7 +155,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
       tags: ["sync"],
       summary: "Cancel a job: a pending one at once, a running one at its next checkpoint",
       request: { params: JobIdParam },
-      responses: { 200: json(JobSchema, "The job after the request"), ...errorResponses(400, 404, 409) },
+      responses: { 200: jsonResponse(JobSchema, "The job after the request"), ...errorResponses(400, 404, 409) },
     }),
     async (c) => {
       const { job_id } = c.req.valid("param");
@@ -178,7 +173,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
       tags: ["sync"],
       summary: "Which days of a site's Search Console data are synced",
       request: { params: SiteIdParam },
-      responses: { 200: json(SyncStatusSchema, "Synced days"), ...errorResponses(400, 404) },
+      responses: { 200: jsonResponse(SyncStatusSchema, "Synced days"), ...errorResponses(400, 404) },
     }),
     async (c) => {
       const { site_id } = c.req.valid("param");

@@ -18,7 +18,8 @@ export const DateString = z
   .refine(isDate, "expected a calendar date YYYY-MM-DD")
   .openapi({ example: "2026-11-20", format: "date" });
 
-const intParam = (min: number, max: number) =>
+/** An integer query parameter between `min` and `max`. */
+export const intParam = (min: number, max: number) =>
   z.string().regex(/^\d{1,9}$/, "expected an integer").transform(Number).pipe(z.number().int().min(min).max(max));
 
 export const TriggerQuery = z.object({
