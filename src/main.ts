@@ -84,17 +84,19 @@ async function shutdown(signal: string, exitCode = 0) {
   if (stopping) return;
   stopping = true;
   log("info", "shutting down", { signal });
+  // One budget for the whole drain: workers, then our own queued writes.
+  const deadline = performance.now() + config.SHUTDOWN_TIMEOUT_MS + 2000;
   const running = slots.flatMap((s) => (s.proc && s.proc.exitCode === null && !s.proc.killed ? [s.proc] : []));
   for (const p of running) p.kill("SIGTERM");
   const all = Promise.all(running.map((p) => p.exited));
-  const deadline = Bun.sleep(config.SHUTDOWN_TIMEOUT_MS + 2000).then(() => "timeout" as const);
-  if ((await Promise.race([all, deadline])) === "timeout") {
+  const timeout = Bun.sleep(deadline - performance.now()).then(() => "timeout" as const);
+  if ((await Promise.race([all, timeout])) === "timeout") {
     log("warn", "workers did not stop in time; killing them");
     for (const p of running) p.kill("SIGKILL");
     await all;
   }
   checkpointer.stop();
-  await closeAllConnections();
+  await closeAllConnections(Math.max(0, deadline - performance.now()));
   log("info", "stopped");
   process.exit(exitCode);
 }

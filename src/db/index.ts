@@ -106,13 +106,13 @@ const openHandles = new Set<Db>();
 
 /**
  * Closes every handle this process opened (the original `close_all_connections()`), each after its
- * queued writes are done or its drainTimeoutMs is up.
+ * queued writes are done or its drainTimeoutMs (or maxWaitMs, if shorter) is up.
  */
-export async function closeAllConnections(): Promise<number> {
+export async function closeAllConnections(maxWaitMs?: number): Promise<number> {
   const handles = [...openHandles];
   for (const db of handles) {
     // A lock held elsewhere would keep writes (and each new registry heartbeat) queued forever.
-    if (!(await drainWithin(db))) {
+    if (!(await drainWithin(db, maxWaitMs))) {
       log("warn", "closing with writes still queued: the write lock stayed busy", { path: db.path, waited_ms: db.drainTimeoutMs });
     }
     db.close();
@@ -121,13 +121,14 @@ export async function closeAllConnections(): Promise<number> {
 }
 
 /** Waits for the handle's queued writes; false when its drainTimeoutMs ran out first. */
-async function drainWithin(db: Db): Promise<boolean> {
-  if (db.drainTimeoutMs === null) {
+async function drainWithin(db: Db, maxWaitMs?: number): Promise<boolean> {
+  const limit = Math.min(db.drainTimeoutMs ?? Infinity, maxWaitMs ?? Infinity);
+  if (limit === Infinity) {
     await db.drain();
     return true;
   }
   let timer: Timer | undefined;
-  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), db.drainTimeoutMs!)));
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), limit)));
   try {
     return await Promise.race([db.drain().then(() => true as const), timedOut]);
   } finally {
