@@ -2,7 +2,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { and, eq, sql } from "drizzle-orm";
 import { gscPerformanceData, gscSyncedDays, syncTasks } from "../src/db/schema.ts";
 import { setLogLevel } from "../src/log.ts";
-import { countRows } from "../src/sync/data.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { demoRows, demoSource } from "../src/sync/demo.ts";
 import { PermanentError } from "../src/sync/errors.ts";
@@ -16,7 +15,7 @@ import type { SearchAnalyticsSource } from "../src/sync/source.ts";
 import { startWorker, type Worker, type WorkerOptions } from "../src/sync/worker.ts";
 import { tempDb } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
-import { insertSites, waitFor } from "./helpers/sync.ts";
+import { countRows, insertSites, waitFor } from "./helpers/sync.ts";
 
 // The task engine in this process against the fake Search Console: the handler, retries, cancel,
 // graceful stop, lost leases and the reaper. (Races between processes: sync.multiprocess.test.ts.)
@@ -225,7 +224,6 @@ describe("failures", () => {
     const calls: number[] = [];
     registerHandler({
       type: "always_fails",
-      description: "test: throws every time",
       async run() {
         calls.push(Date.now());
         throw new Error(`boom ${calls.length}`);
@@ -243,7 +241,7 @@ describe("failures", () => {
   });
 
   test("a PermanentError fails the task at once", async () => {
-    registerHandler({ type: "permanent_fail", description: "test", run: async () => Promise.reject(new PermanentError("no way")) });
+    registerHandler({ type: "permanent_fail", run: async () => Promise.reject(new PermanentError("no way")) });
     const j = await settled(await queue(freshSite(), { type: "permanent_fail" }).then((id) => (worker(), id)));
     expect(j).toMatchObject({ status: "failed", attempts: 1, error: "no way" });
   });
@@ -279,7 +277,6 @@ describe("cancel, stop, leases", () => {
   test("a cancel requested after the last checkpoint ends the task cancelled, not completed", async () => {
     registerHandler({
       type: "cancelled_at_end",
-      description: "test: its job is cancelled while it runs; it returns without another checkpoint",
       async run(ctx) {
         await cancelJob(ctx.db, ctx.task.id);
       },
@@ -311,7 +308,6 @@ describe("cancel, stop, leases", () => {
     const wrote: string[] = [];
     registerHandler({
       type: "write_after_stop",
-      description: "test: writes once its signal is aborted",
       async run(ctx) {
         await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
         await ctx.write(() => wrote.push("after stop"));

@@ -1,4 +1,4 @@
-import { and, between, count, countDistinct, eq, max, min, sql } from "drizzle-orm";
+import { and, between, countDistinct, eq, max, min, sql } from "drizzle-orm";
 import type { Db, Orm } from "../db/index.ts";
 import { perConnection } from "../db/prepared.ts";
 import { gscPerformanceData, gscSyncedDays } from "../db/schema.ts";
@@ -130,9 +130,4 @@ export async function syncedDaysSummary(db: Db, siteId: number) {
     .where(eq(gscSyncedDays.site_id, siteId))
     .get();
   return { total_days: row?.total_days ?? 0, latest_date: row?.latest_date ?? null, oldest_date: row?.oldest_date ?? null };
-}
-
-/** Number of stored rows for a site (tests and diagnostics). */
-export async function countRows(db: Db, siteId: number): Promise<number> {
-  return db.read.select({ n: count() }).from(g).where(eq(g.site_id, siteId)).get()?.n ?? 0;
 }

@@ -18,7 +18,6 @@ const db = openDbFromConfig(config, "sync");
 
 registerHandler({
   type: "probe",
-  description: "test: records each execution",
   async run(ctx) {
     appendFileSync(log, `start ${ctx.task.id} ${process.pid} ${Date.now()}\n`);
     await Bun.sleep(holdMs);

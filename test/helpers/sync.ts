@@ -1,5 +1,7 @@
 import { Database } from "bun:sqlite";
-import type { SyncTask } from "../../src/db/schema.ts";
+import { count, eq } from "drizzle-orm";
+import type { Db } from "../../src/db/index.ts";
+import { gscPerformanceData, type SyncTask } from "../../src/db/schema.ts";
 
 // Small helpers shared by the sync tests.
 
@@ -43,4 +45,9 @@ export function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+/** Number of stored Search Console rows of a site. */
+export async function countRows(db: Db, siteId: number): Promise<number> {
+  return db.read.select({ n: count() }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, siteId)).get()?.n ?? 0;
 }

@@ -21,7 +21,6 @@ const ParamsSchema = z.object({ sync_mode: z.enum(syncModes).default("skip") });
  */
 export const dailySync: TaskHandler = {
   type: "daily_sync",
-  description: "Search Console search analytics (page, query, device) per day and search type",
   async run(ctx) {
     const { task } = ctx;
     const params = ParamsSchema.safeParse(task.params);
@@ -34,7 +33,8 @@ export const dailySync: TaskHandler = {
     const days = dayRange(task.start_date, task.end_date);
     const markers = await findSyncedDays(ctx.db, site.id, task.start_date, task.end_date);
     // Markers this job wrote in an earlier attempt (it was re-queued after a crash): done, not redone.
-    const firstStart = task.started_at ?? new Date().toISOString();
+    // started_at is set by the first claim and kept across attempts.
+    const firstStart = task.started_at!;
     const p: Progress = { done: 0, synced: 0, failed: 0, skipped: 0, records: 0 };
     let lastError: unknown = null;
 

@@ -31,7 +31,6 @@ export type TaskContext = {
  */
 export type TaskHandler = {
   type: string;
-  description: string;
   run(ctx: TaskContext): Promise<void>;
 };
 
