@@ -7,7 +7,7 @@ import { requestId } from "hono/request-id";
 import { defaults } from "./config.ts";
 import type { Db } from "./db/index.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
-import { ApiError, errorBody, isBusyError, type ErrorCode } from "./errors.ts";
+import { ApiError, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
 import { log } from "./log.ts";
 import { validationHook } from "./openapi.ts";
 import { searchRoutes } from "./search/routes.ts";
@@ -94,6 +94,11 @@ export function errorResponse(err: Error, c: Context) {
     log("warn", "database busy on a read", { request_id: c.get("requestId"), error: String(err) });
     c.header("Retry-After", "1");
     return c.json(errorBody("unavailable", "the database is busy; retry the request"), 503);
+  }
+  if (isStorageError(err)) {
+    // The file is broken or full: nothing the client did, nothing a retry in a second will fix either.
+    log("error", "database storage error", { request_id: c.get("requestId"), error: String(err) });
+    return c.json(errorBody("unavailable", `the database is unavailable (request id ${c.get("requestId")})`), 503);
   }
   log("error", "unhandled error", { request_id: c.get("requestId"), error: String(err), stack: err.stack });
   return c.json(errorBody("internal", `internal error (request id ${c.get("requestId")})`), 500);

@@ -142,6 +142,11 @@ test("503 unhealthy, no stack, when the file under an open handle is overwritten
     const r = await get("/health", app);
     expect(r.status).toBe(503);
     expect(r.json).toEqual({ status: "unhealthy", process_id: process.pid, database_connected: false, connection_info: null });
+    // The other endpoints answer 503 unavailable too: a broken file is not the client's mistake, nor a bug.
+    const sites = await get("/api/v1/sites", app);
+    expect(sites.status).toBe(503);
+    expect(sites.json.error.code).toBe("unavailable");
+    expect(JSON.stringify(sites.json)).not.toMatch(/SQLITE|stack|    at /);
   } finally {
     db.close();
     d.cleanup();
