@@ -4,6 +4,7 @@ import { setLogLevel } from "../src/log.ts";
 import { claimNextTask, taskTypesParam } from "../src/sync/claim.ts";
 import { markDaySynced } from "../src/sync/data.ts";
 import { addDays, dayOf, newestDataDay } from "../src/sync/dates.ts";
+import { JobSchema } from "../src/sync/schemas.ts";
 import { tempDb } from "./helpers/db.ts";
 
 // The sync API in-process (app.request) over a real temp database. No worker runs here: tasks stay
@@ -155,6 +156,8 @@ describe("trigger and job status", () => {
     expect(r.status).toBe(202);
     const job = (await call("GET", r.json.status_url)).json;
     expect(job).toMatchObject({ start_date: "2026-01-30", end_date: "2026-02-02", total_tasks: 4, sync_mode: "overwrite", run_at: `${addDays(dayOf(new Date()), 1)}T23:30:00.000Z`, status: "pending" });
+    // Exactly the documented fields: no internal column (params, locked_until, progress_*) leaks.
+    expect(Object.keys(job).sort()).toEqual(Object.keys(JobSchema.shape).sort());
     // A future run_at is not due: no worker would claim it now.
     expect(await claimNextTask(t.db, { types: taskTypesParam(["daily_sync"]), leaseMs: 1000, pid: 1 }).then((c) => c?.id === job.id)).toBe(false);
   });

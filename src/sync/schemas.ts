@@ -143,34 +143,17 @@ export const SyncStatusSchema = z
   })
   .openapi("SyncStatus");
 
-/** The API shape of a task row. */
+/** The API shape of a task row: the row without its internal columns, plus the computed fields. */
 export function toJob(r: JobRow): Job {
+  const { params, progress_done, progress_total, stats_synced, stats_failed, stats_skipped, locked_until: _lease, ...row } = r;
   const done = r.status === "completed";
-  const progress = r.progress_total > 0 ? Math.floor((100 * Math.min(r.progress_done, r.progress_total)) / r.progress_total) : done ? 100 : 0;
-  const mode = (r.params as { sync_mode?: unknown }).sync_mode;
+  const progress = progress_total > 0 ? Math.floor((100 * Math.min(progress_done, progress_total)) / progress_total) : done ? 100 : 0;
+  const mode = (params as { sync_mode?: unknown }).sync_mode;
   return {
-    id: r.id,
-    site_id: r.site_id,
-    site_name: r.site_name,
-    task_type: r.task_type,
-    status: r.status,
+    ...row,
     progress,
-    total_tasks: r.progress_total,
-    start_date: r.start_date,
-    end_date: r.end_date,
-    started_at: r.started_at,
-    completed_at: r.completed_at,
-    error: r.error,
-    stats: { synced: r.stats_synced, failed: r.stats_failed, skipped: r.stats_skipped },
-    total_records: r.total_records,
-    attempts: r.attempts,
-    max_attempts: r.max_attempts,
-    worker_pid: r.worker_pid,
-    heartbeat_at: r.heartbeat_at,
-    created_at: r.created_at,
-    run_at: r.run_at,
-    scheduled_for: r.scheduled_for,
-    cancel_requested: r.cancel_requested,
+    total_tasks: progress_total,
+    stats: { synced: stats_synced, failed: stats_failed, skipped: stats_skipped },
     sync_mode: typeof mode === "string" ? mode : null,
   };
 }

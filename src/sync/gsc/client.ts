@@ -1,8 +1,9 @@
 import { log } from "../../log.ts";
-import { PermanentError, sleep } from "../errors.ts";
+import { PermanentError } from "../errors.ts";
 import type { SearchAnalyticsSource, SearchType, SourceRow } from "../source.ts";
 import type { TokenProvider } from "./auth.ts";
 import type { RateLimiter } from "./limiter.ts";
+import { sleep } from "./sleep.ts";
 
 export type GscClientOptions = {
   /** e.g. https://searchconsole.googleapis.com (tests: a fake server on loopback). */

@@ -1,4 +1,4 @@
-import { sleep } from "../errors.ts";
+import { sleep } from "./sleep.ts";
 
 export type RateLimiter = {
   /** Resolves when one more request may be sent; rejects if the signal aborts first. */
