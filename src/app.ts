@@ -31,7 +31,10 @@ export function createApp(db: Db, opts: AppOptions = {}) {
 
   app.use(requestId());
   if (opts.requestLog) app.use(requestLog);
-  app.use(
+  // Only where a body is accepted: on every GET it cost ~1 µs of a ~24 µs request (bun run bench).
+  app.on(
+    ["POST", "PUT", "PATCH"],
+    "*",
     bodyLimit({
       maxSize: MAX_BODY_BYTES,
       onError: () => {
