@@ -1,6 +1,7 @@
 import { generateKeyPairSync, verify } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { exitWithParent } from "./sync.ts";
 
 // A fake Google Search Console (searchAnalytics.query) and OAuth token endpoint on loopback, so sync
 // tests run the real client over real HTTP. Rows are deterministic per (site, day, search type).
@@ -226,8 +227,11 @@ if (import.meta.main) {
   const perType = JSON.parse(process.env.FAKE_GSC_ROWS ?? "{}") as Record<string, number>;
   const f = startFakeGsc({ rows: (_s, _d, type) => perType[type] ?? 0 });
   console.log(`fake gsc listening on ${f.url}`);
-  process.on("SIGTERM", () => {
+  const shutdown = () => {
     f.stop();
     process.exit(0);
-  });
+  };
+  process.on("SIGTERM", shutdown);
+  // Do not outlive a test runner that died without stopping us.
+  exitWithParent(shutdown);
 }

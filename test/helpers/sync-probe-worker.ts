@@ -5,6 +5,7 @@ import { setLogLevel } from "../../src/log.ts";
 import { demoSource } from "../../src/sync/demo.ts";
 import { registerHandler } from "../../src/sync/handlers/index.ts";
 import { startWorker } from "../../src/sync/worker.ts";
+import { exitWithParent } from "./sync.ts";
 
 // A sync worker process for tests: the real loop, plus a `probe` task type registered through the
 // registry that appends "start <task> <pid> <ms>" and "end <task> <pid> <ms>" lines to PROBE_LOG, so
@@ -36,8 +37,11 @@ const worker = startWorker({
 });
 console.log("probe worker ready");
 
-process.on("SIGTERM", async () => {
+async function shutdown() {
   await worker.stop();
   await closeAllConnections();
   process.exit(0);
-});
+}
+process.on("SIGTERM", () => void shutdown());
+// A test runner that died without stopping us must not leave a worker polling its temp file.
+exitWithParent(shutdown);

@@ -51,3 +51,13 @@ export function percentile(xs: number[], p: number): number {
 export async function countRows(db: Db, siteId: number): Promise<number> {
   return db.read.select({ n: count() }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, siteId)).get()?.n ?? 0;
 }
+
+/** Runs `onOrphaned` once this process's parent is gone (it was re-parented), e.g. a test runner killed hard. */
+export function exitWithParent(onOrphaned: () => void | Promise<void>, everyMs = 500): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    void onOrphaned();
+  }, everyMs);
+}
