@@ -48,6 +48,8 @@ function spawn(slot: Slot) {
       PORT: String(port),
       HOST: config.HOST,
       DATABASE_URL: config.DATABASE_URL,
+      WORKERS: String(config.WORKERS),
+      SYNC_WORKERS: String(config.SYNC_WORKERS),
       SQLITE_WAL_AUTOCHECKPOINT: "0",
     }),
     stdio: ["ignore", "inherit", "inherit"],
