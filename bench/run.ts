@@ -15,14 +15,14 @@ import { hasSyncApi, seedSites } from "./seed.ts";
 // database with the same seeded sites, driven alternately by the same load, scenario by scenario.
 // Prints a table with the ratios and their targets and writes bench/results/latest.json.
 //
-//   bun run bench [--duration 10] [--warmup 1] [--workers 4] [--connections 64] [--seed 1000]
+//   bun run bench [--duration 10] [--warmup 3] [--workers 4] [--connections 64] [--seed 1000]
 //                 [--scenarios get_one,list,...] [--rounds 1] [--demo-rows 25000] [--ingest-days 7]
 //                 [--out bench/results/latest.json] [--check]
 
 const posInt = (max: number) => z.coerce.number().int().min(1).max(max);
 const flagsSchema = z.object({
   duration: z.coerce.number().positive().max(3600).default(10),
-  warmup: z.coerce.number().min(0).max(600).default(1),
+  warmup: z.coerce.number().min(0).max(600).default(3),
   workers: posInt(64).default(4),
   connections: posInt(10_000).default(64),
   seed: posInt(1_000_000).default(1000),
@@ -192,7 +192,7 @@ async function main() {
       baseline: sc.generator({ side: "baseline", siteIds: baseline.ids, runTag }),
     };
     const rounds: Record<Side, Awaited<ReturnType<typeof measure>>[]> = { service: [], baseline: [] };
-    const ingestFacts: unknown[] = [];
+    const ingestFacts: Awaited<ReturnType<typeof finishIngest>>[] = [];
     for (let round = 0; round < flags.rounds; round++) {
       // Alternate who goes first, so a slow drift of the machine does not always favour one side.
       const order: Side[] = (index + round) % 2 === 0 ? ["service", "baseline"] : ["baseline", "service"];
@@ -217,8 +217,13 @@ async function main() {
     r.ratios = ratiosOf(r.service, r.baseline);
     if (sc.duringIngest) {
       r.extra = { ingest: ingestFacts, demoRowsPerDay: flags["demo-rows"], ingestDays: flags["ingest-days"] };
+      const rows = ingestFacts.reduce((n, f) => n + f.rowsIngestedDuringLoad, 0);
+      r.notes.push(
+        `service side: the sync worker stored ${rows.toLocaleString("en-US")} rows during the load ` +
+          `(a ${flags["ingest-days"]}-day sync of ${(4 * flags["demo-rows"]).toLocaleString("en-US")} demo rows per day)`,
+      );
       r.notes.push("baseline side: plain creates (the baseline has no sync engine); the target compares with the service's own create p99");
-      if (ingestFacts.some((f) => (f as { jobStatusAtEnd: string }).jobStatusAtEnd !== "running")) {
+      if (ingestFacts.some((f) => f.jobStatusAtEnd !== "running")) {
         r.notes.push("the ingest job finished before the load did: raise --ingest-days");
       }
       await stop(svc);
