@@ -18,7 +18,8 @@ const readStatements = perConnection((orm) => ({
   job: orm.select(jobColumns).from(syncTasks).innerJoin(sites, eq(sites.id, syncTasks.site_id)).where(eq(syncTasks.id, p("id"))).prepare(),
 }));
 
-const writeStatements = perConnection((orm) => ({
+// Asked on the reader first (a 409 then costs no write lock) and again inside createTask's write.
+const taskStatements = perConnection((orm) => ({
   activeOfType: orm
     .select({ id: syncTasks.id, status: syncTasks.status })
     .from(syncTasks)
@@ -45,8 +46,11 @@ export type NewTaskInput = {
  * from any number of processes get exactly one task.
  */
 export async function createTask(db: Db, input: NewTaskInput): Promise<{ id: number }> {
+  // Most refusals are visible to a plain read: answer them without queueing for the write lock.
+  if (!siteStatements(db.read).siteExists.get({ id: input.siteId })) throw siteNotFound(input.siteId);
+  const active = taskStatements(db.read).activeOfType.get({ site_id: input.siteId, task_type: input.taskType });
+  if (active) throw taskConflict(input, active);
   return db.write((tx) => {
-    const s = writeStatements(tx);
     if (!siteStatements(tx).siteExists.get({ id: input.siteId })) throw siteNotFound(input.siteId);
     try {
       return tx
@@ -65,14 +69,17 @@ export async function createTask(db: Db, input: NewTaskInput): Promise<{ id: num
         .get()!;
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
-      const existing = s.activeOfType.get({ site_id: input.siteId, task_type: input.taskType });
-      throw new ApiError(
-        "conflict",
-        `site ${input.siteId} already has a ${existing?.status ?? "pending or running"} ${input.taskType} (job ${existing?.id})`,
-        { job_id: existing?.id ?? null, status: existing?.status ?? null },
-      );
+      throw taskConflict(input, taskStatements(tx).activeOfType.get({ site_id: input.siteId, task_type: input.taskType }));
     }
   });
+}
+
+function taskConflict(input: NewTaskInput, existing: { id: number; status: TaskStatus } | undefined) {
+  return new ApiError(
+    "conflict",
+    `site ${input.siteId} already has a ${existing?.status ?? "pending or running"} ${input.taskType} (job ${existing?.id})`,
+    { job_id: existing?.id ?? null, status: existing?.status ?? null },
+  );
 }
 
 /** One task with its site's name. */
