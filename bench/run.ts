@@ -65,9 +65,10 @@ const tmp = mkdtempSync(join(tmpdir(), "sitesync-bench-"));
 const runTag = Date.now().toString(36);
 const running = new Set<RunningServer>();
 
-type Target = { server: RunningServer; ids: number[]; dbPath: string };
+/** A started side: its server, the ids of its seeded sites and its database file. */
+type Instance = { server: RunningServer; ids: number[]; dbPath: string };
 
-async function start(side: Side, name: string, env?: Record<string, string>, syncWorkers = 0): Promise<Target> {
+async function start(side: Side, name: string, env?: Record<string, string>, syncWorkers = 0): Promise<Instance> {
   const dbPath = join(tmp, `${name}.db`);
   const server =
     side === "service"
@@ -76,22 +77,18 @@ async function start(side: Side, name: string, env?: Record<string, string>, syn
   running.add(server);
   const t0 = performance.now();
   const ids = await seedSites(server.url, flags.seed);
-  log(`  ${name}: ${server.url}, ${flags.workers} processes, seeded ${ids.length} sites in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`  ${name}: ${server.url}, ${flags.workers} processes, seeded ${ids.length} sites in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return { server, ids, dbPath };
 }
 
-async function stop(t: Target | undefined) {
+async function stop(t: Instance | undefined) {
   if (!t) return;
   await t.server.stop();
   running.delete(t.server);
 }
 
-function log(line: string) {
-  console.log(line);
-}
-
 /** One measured load on one side: optional warmup, then the load, with the process tree's CPU time. */
-async function measure(target: Target, next: () => LoadRequest) {
+async function measure(target: Instance, next: () => LoadRequest) {
   const base = { url: target.server.url, connections: flags.connections, next };
   if (flags.warmup > 0) await runLoad({ ...base, durationSec: flags.warmup });
   const cpu0 = treeCpuSeconds(target.server.pid);
@@ -101,7 +98,7 @@ async function measure(target: Target, next: () => LoadRequest) {
   return { load, cpuUsPerReq };
 }
 
-type JobSnapshot = { status?: string; total_records?: number; progress?: number };
+type JobSnapshot = { status?: string };
 
 async function job(url: string, id: number): Promise<JobSnapshot> {
   const res = await fetch(`${url}/api/v1/sync/job/${id}`);
@@ -118,7 +115,7 @@ function storedRows(dbPath: string): number {
 }
 
 /** Triggers a multi-day sync on the ingest service and waits until its worker is writing rows. */
-async function startIngest(t: Target, round: number) {
+async function startIngest(t: Instance, round: number) {
   const site = t.ids[round % t.ids.length]!;
   const res = await fetch(`${t.server.url}/api/v1/sync/trigger/${site}?days=${flags["ingest-days"]}&sync_mode=overwrite`, { method: "POST" });
   const body = (await res.json()) as { job_id?: number };
@@ -135,7 +132,7 @@ async function startIngest(t: Target, round: number) {
 }
 
 /** After the load: how much was ingested meanwhile; cancels the job so it cannot disturb the next measurement. */
-async function finishIngest(t: Target, ingest: { jobId: number; rowsBefore: number }) {
+async function finishIngest(t: Instance, ingest: { jobId: number; rowsBefore: number }) {
   const rowsAfter = storedRows(t.dbPath);
   const during = await job(t.server.url, ingest.jobId);
   await fetch(`${t.server.url}/api/v1/sync/job/${ingest.jobId}`, { method: "DELETE" });
@@ -157,12 +154,12 @@ async function main() {
     os: `${platform()} ${release()}`,
   };
   const selected = scenarios.filter((s) => flags.scenarios.includes(s.name));
-  log(
+  console.log(
     `sitesync bench: ${flags.workers} workers per side, ${flags.connections} connections, ${flags.duration} s per scenario and side` +
       ` (+${flags.warmup} s warmup), ${flags.seed} seeded sites, ${flags.rounds} round(s)`,
   );
-  log(`machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Bun ${machine.bun}, ${machine.os}`);
-  log(`databases in ${tmp} (removed at exit)`);
+  console.log(`machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Bun ${machine.bun}, ${machine.os}`);
+  console.log(`databases in ${tmp} (removed at exit)`);
 
   const needsMain = selected.some((s) => !s.duringIngest);
   let service = needsMain ? await start("service", "service") : undefined;
@@ -182,11 +179,11 @@ async function main() {
     }
     if (sc.needsSync && !(await hasSyncApi(svc!.server.url))) {
       r.skipped = "sync API not available";
-      log(`${sc.name}: skipped: ${r.skipped}`);
+      console.log(`${sc.name}: skipped: ${r.skipped}`);
       if (sc.duringIngest) await stop(svc);
       continue;
     }
-    const targets: Record<Side, Target> = { service: svc!, baseline };
+    const instances: Record<Side, Instance> = { service: svc!, baseline };
     const gens = {
       service: sc.generator({ side: "service", siteIds: svc!.ids, runTag }),
       baseline: sc.generator({ side: "baseline", siteIds: baseline.ids, runTag }),
@@ -198,7 +195,7 @@ async function main() {
       const order: Side[] = (index + round) % 2 === 0 ? ["service", "baseline"] : ["baseline", "service"];
       for (const side of order) {
         const ingest = sc.duringIngest && side === "service" ? await startIngest(svc!, round) : undefined;
-        const m = await measure(targets[side], gens[side]);
+        const m = await measure(instances[side], gens[side]);
         rounds[side].push(m);
         let extra = "";
         if (ingest) {
@@ -206,7 +203,7 @@ async function main() {
           ingestFacts.push(facts);
           extra = `, ${facts.rowsIngestedDuringLoad.toLocaleString("en-US")} rows ingested meanwhile (job ${facts.jobStatusAtEnd})`;
         }
-        log(
+        console.log(
           `  ${sc.name} ${side.padEnd(8)} ${Math.round(m.load.rps).toLocaleString("en-US").padStart(8)} req/s` +
             `  p50 ${m.load.p50Ms.toFixed(2)} ms  p99 ${m.load.p99Ms.toFixed(2)} ms${extra}`,
         );
@@ -235,12 +232,12 @@ async function main() {
   }
 
   const list = [...results.values()];
-  log("");
-  log(formatTable(list));
+  console.log("");
+  console.log(formatTable(list));
   const checks = list.flatMap((r) => r.targets);
   const notMet = checks.filter((t) => t.met === false).length;
-  log("");
-  log(`targets: ${checks.filter((t) => t.met).length} met, ${notMet} not met, ${checks.filter((t) => t.met === null).length} n/a`);
+  console.log("");
+  console.log(`targets: ${checks.filter((t) => t.met).length} met, ${notMet} not met, ${checks.filter((t) => t.met === null).length} n/a`);
 
   const report = {
     generatedAt: new Date().toISOString(),
@@ -261,7 +258,7 @@ async function main() {
   };
   mkdirSync(dirname(flags.out), { recursive: true });
   writeFileSync(flags.out, JSON.stringify(report, null, 2) + "\n");
-  log(`wrote ${flags.out}`);
+  console.log(`wrote ${flags.out}`);
 
   await stop(service);
   await stop(baseline);
