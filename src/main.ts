@@ -16,7 +16,8 @@ const pragmas = pragmasFrom(config);
 const applied = orExitOnWal(() => migrate(config.database.path, pragmas));
 log("info", "database ready", { path: config.database.path, migrations_applied: applied });
 
-// This process runs the checkpointer, so the workers turn SQLite's inline auto-checkpoint off.
+// This process runs the checkpointer: TRUNCATE past a size (which SQLite's own auto-checkpoint never
+// does), and PASSIVE when the writers are idle.
 const checkpointer = startCheckpointer(config.database.path, pragmas, {
   intervalMs: config.CHECKPOINT_INTERVAL_MS,
   truncateBytes: config.CHECKPOINT_TRUNCATE_BYTES,
@@ -50,7 +51,6 @@ function spawn(slot: Slot) {
       DATABASE_URL: config.DATABASE_URL,
       WORKERS: String(config.WORKERS),
       SYNC_WORKERS: String(config.SYNC_WORKERS),
-      SQLITE_WAL_AUTOCHECKPOINT: "0",
     }),
     stdio: ["ignore", "inherit", "inherit"],
     ipc(message) {

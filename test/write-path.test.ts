@@ -129,6 +129,14 @@ describe("failures stay with their write", () => {
     const domains = t.db.read.select({ d: sites.domain }).from(sites).all().map((r) => r.d);
     expect(domains).toEqual(["sc-domain:sync.example"]);
   });
+
+  test("a Drizzle builder returned without .run() is rejected, not executed after COMMIT", async () => {
+    const t = setup();
+    const bad = t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:forgot.example", name: "F" }));
+    await expect(bad).rejects.toThrow(/synchronous/);
+    await Bun.sleep(10);
+    expect(t.db.read.select().from(sites).all()).toEqual([]);
+  });
 });
 
 describe("waiting for another process's write lock", () => {

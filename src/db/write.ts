@@ -18,9 +18,10 @@ import type { Orm } from "./open.ts";
 //    (setImmediate: each turn also serves the I/O that came in, and adds its writes to the group),
 //    then every RETRY_MS (jittered). The former 0.5..8 ms exponential timer backoff left the lock
 //    idle while everyone slept: create p99 22.7 ms -> 11.5 ms, max 138 ms -> 22 ms.
-//  - beside a checkpointer (walYield set), the writer also runs SQLite's own PASSIVE auto-checkpoint
-//    right after its commits (WRITER_AUTOCHECKPOINT_PAGES): the WAL then restarts from its start
-//    instead of growing to ~100 MB between TRUNCATEs that stall every writer for 100+ ms.
+//  - the writer keeps SQLite's own PASSIVE auto-checkpoint after its commits (wal_autocheckpoint,
+//    1000 pages by default, SQLITE_WAL_AUTOCHECKPOINT): with it the WAL restarts from its start;
+//    with it off (the supervisor's checkpointer alone) the WAL grew to ~100 MB between TRUNCATEs
+//    that stalled every writer for 100+ ms.
 
 export type WriteFn<T> = (tx: Orm) => T;
 
@@ -63,13 +64,11 @@ export type Writer = {
 const POLL_ATTEMPTS = 10;
 const RETRY_MS = 2;
 const YIELD_MS = 1;
-const WRITER_AUTOCHECKPOINT_PAGES = 1000;
 
 /** Creates the group-commit write queue over a dedicated writer connection. */
 export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): Writer {
   // busy_timeout=0: a held lock must come back to us at once instead of sleeping in the busy handler.
   sqlite.run("PRAGMA busy_timeout = 0");
-  if (opts.walYield) sqlite.run(`PRAGMA wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
   const begin = sqlite.prepare("BEGIN IMMEDIATE");
   const commit = sqlite.prepare("COMMIT");
   const rollback = sqlite.prepare("ROLLBACK");
@@ -148,8 +147,10 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
       if (!solo) savepoint.run();
       try {
         const value = p.fn(orm);
-        if (value instanceof Promise) {
-          throw new Error("write callbacks must be synchronous: never await inside db.write()");
+        // Any thenable: a Promise, or a Drizzle builder whose .run()/.get() was forgotten (it would
+        // execute after COMMIT, outside the transaction).
+        if (typeof (value as { then?: unknown } | null)?.then === "function") {
+          throw new Error("write callbacks must be synchronous and finish their queries (.run()/.get()/.all()): never await inside db.write()");
         }
         if (!solo) release.run();
         results.push({ ok: true, value });
