@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { Hook } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { ApiError, errorStatus, type ErrorCode } from "./errors.ts";
 
 export const ErrorSchema = z
@@ -53,3 +54,10 @@ export const validationHook: Hook<any, any, any, any> = (result, c) => {
     issues,
   );
 };
+
+/** Sets `Link: <this URL with cursor=…>; rel="next"`, keeping the request's other query parameters. */
+export function setNextLink(c: Context, cursor: string) {
+  const url = new URL(c.req.url);
+  url.searchParams.set("cursor", cursor);
+  c.header("Link", `<${url.pathname}${url.search}>; rel="next"`);
+}

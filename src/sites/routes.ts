@@ -1,7 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
-import { errorResponses, jsonBody, validationHook } from "../openapi.ts";
+import { errorResponses, jsonBody, setNextLink, validationHook } from "../openapi.ts";
 import { createSite, decodeCursor, deleteSite, encodeCursor, findSiteById, listSites, updateSite } from "./queries.ts";
 import { CreateSiteSchema, ListSitesQuery, SiteIdParams, SiteSchema, UpdateSiteSchema } from "./schemas.ts";
 
@@ -29,11 +29,7 @@ export function sitesRoutes(db: Db) {
         limit: q.limit,
         cursor: q.cursor === undefined ? undefined : decodeCursor(q.cursor),
       });
-      if (page.next) {
-        const url = new URL(c.req.url);
-        url.searchParams.set("cursor", encodeCursor(page.next));
-        c.header("Link", `<${url.pathname}${url.search}>; rel="next"`);
-      }
+      if (page.next) setNextLink(c, encodeCursor(page.next));
       return c.json(page.items, 200);
     },
   );

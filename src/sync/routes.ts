@@ -1,7 +1,7 @@
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
-import { errorResponses, jsonBody, jsonResponse, validationHook } from "../openapi.ts";
+import { errorResponses, jsonBody, jsonResponse, setNextLink, validationHook } from "../openapi.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
 import { syncedDaysSummary } from "./data.ts";
@@ -139,11 +139,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
         limit: q.limit,
         after: q.cursor === undefined ? undefined : decodeJobCursor(q.cursor),
       });
-      if (page.next !== null) {
-        const url = new URL(c.req.url);
-        url.searchParams.set("cursor", encodeJobCursor(page.next));
-        c.header("Link", `<${url.pathname}${url.search}>; rel="next"`);
-      }
+      if (page.next !== null) setNextLink(c, encodeJobCursor(page.next));
       return c.json({ total: page.total, jobs: page.jobs.map(toJob) }, 200);
     },
   );
