@@ -1,3 +1,5 @@
+import type { Database } from "bun:sqlite";
+import { Placeholder } from "drizzle-orm";
 import type { Orm } from "./open.ts";
 
 /**
@@ -13,5 +15,56 @@ export function perConnection<T>(build: (orm: Orm) => T): (orm: Orm) => T {
       cache.set(orm, v);
     }
     return v;
+  };
+}
+
+type CompilableSelect = { toSQL(): { sql: string; params: unknown[] }; _: { result: unknown } };
+type RowOf<Q extends CompilableSelect> = Q["_"]["result"] extends (infer R)[] ? R : never;
+type Params = Record<string, string | number | bigint | boolean | null>;
+
+/** A Drizzle select compiled once to a bun:sqlite statement returning rows as plain objects. */
+export type CompiledSelect<Row> = { get(params?: Params): Row | undefined; all(params?: Params): Row[] };
+
+/**
+ * Compiles a Drizzle select ONCE to SQL and prepares it as a bare bun:sqlite statement on the orm's
+ * connection, skipping Drizzle's per-row mapping: valid only when the selected property names equal
+ * the column names (checked here), with the listed integer columns turned back into booleans.
+ */
+export function compileSelect<Q extends CompilableSelect>(
+  orm: Orm,
+  query: Q,
+  opts: { booleans?: readonly (keyof RowOf<Q> & string)[] } = {},
+): CompiledSelect<RowOf<Q>> {
+  const { sql, params } = query.toSQL();
+  // drizzle() returns the orm with its client; the Orm type just does not say so.
+  const stmt = (orm as Orm & { $client: Database }).$client.prepare<Record<string, unknown>, any[]>(sql);
+  const keys = Object.keys((query as unknown as { getSelectedFields(): object }).getSelectedFields());
+  if (stmt.columnNames.join() !== keys.join()) {
+    throw new Error(`compileSelect: columns (${stmt.columnNames}) differ from the selected properties (${keys})`);
+  }
+  // Each bound value is either a constant Drizzle already encoded or a named placeholder.
+  const slots = params.map((v) => (v instanceof Placeholder ? { name: v.name } : { value: v }));
+  const args = (p: Params = {}) =>
+    slots.map((s) => {
+      if ("value" in s) return s.value;
+      if (!(s.name in p)) throw new Error(`compileSelect: no value for placeholder '${s.name}'`);
+      const v = p[s.name];
+      return typeof v === "boolean" ? Number(v) : v;
+    });
+  const booleans = opts.booleans ?? [];
+  const decode = (r: Record<string, unknown>) => {
+    for (const b of booleans) if (r[b] !== null) r[b] = r[b] === 1;
+    return r as RowOf<Q>;
+  };
+  return {
+    get: (p) => {
+      const r = stmt.get(...args(p));
+      return r === null ? undefined : decode(r);
+    },
+    all: (p) => {
+      const rows = stmt.all(...args(p));
+      for (const r of rows) decode(r);
+      return rows as RowOf<Q>[];
+    },
   };
 }

@@ -1,6 +1,6 @@
 import { and, asc, eq, gt, or, sql } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
-import { perConnection } from "../db/prepared.ts";
+import { compileSelect, perConnection } from "../db/prepared.ts";
 import { sites, type Site } from "../db/schema.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import type { CreateSite, UpdateSite } from "./schemas.ts";
@@ -9,20 +9,19 @@ const p = sql.placeholder;
 const byNameThenId = [asc(sites.name), asc(sites.id)];
 const after = or(gt(sites.name, p("name")), and(eq(sites.name, p("name")), gt(sites.id, p("id"))));
 
-// Compiled once per connection; the list has one statement per (active filter, cursor) shape.
-const readStatements = perConnection((orm) => ({
-  byId: orm.select().from(sites).where(eq(sites.id, p("id"))).prepare(),
-  firstPage: orm.select().from(sites).orderBy(...byNameThenId).limit(p("limit")).prepare(),
-  firstPageActive: orm.select().from(sites).where(eq(sites.is_active, true)).orderBy(...byNameThenId).limit(p("limit")).prepare(),
-  nextPage: orm.select().from(sites).where(after).orderBy(...byNameThenId).limit(p("limit")).prepare(),
-  nextPageActive: orm
-    .select()
-    .from(sites)
-    .where(and(eq(sites.is_active, true), after))
-    .orderBy(...byNameThenId)
-    .limit(p("limit"))
-    .prepare(),
-}));
+// Compiled once per connection to bare bun:sqlite statements (rows are already the API shape, see
+// compileSelect); the list has one statement per (active filter, cursor) shape.
+const readStatements = perConnection((orm) => {
+  const bools = { booleans: ["is_active"] } as const;
+  const all = () => orm.select().from(sites);
+  return {
+    byId: compileSelect(orm, all().where(eq(sites.id, p("id"))), bools),
+    firstPage: compileSelect(orm, all().orderBy(...byNameThenId).limit(p("limit")), bools),
+    firstPageActive: compileSelect(orm, all().where(eq(sites.is_active, true)).orderBy(...byNameThenId).limit(p("limit")), bools),
+    nextPage: compileSelect(orm, all().where(after).orderBy(...byNameThenId).limit(p("limit")), bools),
+    nextPageActive: compileSelect(orm, all().where(and(eq(sites.is_active, true), after)).orderBy(...byNameThenId).limit(p("limit")), bools),
+  };
+});
 
 const writeStatements = perConnection((orm) => ({
   insert: orm
