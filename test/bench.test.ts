@@ -2,6 +2,7 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "./helpers/db.ts";
+import type { ScenarioResult } from "../bench/report.ts";
 
 // `bun run bench` end to end, briefly: it starts both sides, drives the load and reports the table
 // and the JSON. It never checks a timing: only that every figure is there and the counts add up.
@@ -23,30 +24,6 @@ async function bench(args: string[]) {
   const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   return { code, stdout, out: stdout + stderr };
 }
-
-type Side = {
-  requests: number;
-  rps: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
-  statuses: Record<string, number>;
-  ok2xx: number;
-  conflict409: number;
-  other4xx: number;
-  server5xx: number;
-  socketErrors: number;
-  lockErrors: number;
-  cpuUsPerReq: number | null;
-};
-type Scenario = {
-  name: string;
-  skipped?: string;
-  service?: Side;
-  baseline?: Side;
-  ratios?: { rps: number; p50: number; p99: number };
-  targets: { what: string; target: string; actual: number | null; met: boolean | null }[];
-};
 
 describe("bun run bench", () => {
   test("a short run reports every scenario for the service and the baseline, in the table and the JSON", async () => {
@@ -72,7 +49,7 @@ describe("bun run bench", () => {
     const report = JSON.parse(readFileSync(out, "utf8"));
     expect(report.machine).toMatchObject({ cores: expect.any(Number), memoryGiB: expect.any(Number), bun: Bun.version });
     expect(report.options).toMatchObject({ workers: 2, connections: 8, durationSec: 1, seed: 40 });
-    const scenarios = report.scenarios as Scenario[];
+    const scenarios = report.scenarios as ScenarioResult[];
     expect(scenarios.map((s) => s.name)).toEqual(["get_one", "create", "sync_start"]);
     for (const s of scenarios) {
       if (s.skipped) {
