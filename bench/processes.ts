@@ -1,5 +1,6 @@
 import type { Subprocess } from "bun";
 import { join } from "node:path";
+import { freePort } from "../src/net.ts";
 
 // Starts the two servers the benchmark compares, each on its own file and free port, and stops them.
 
@@ -14,14 +15,6 @@ export type RunningServer = {
   /** SIGTERM, then SIGKILL after 15 s; resolves when the process is gone. */
   stop: () => Promise<void>;
 };
-
-/** A loopback port nobody listens on right now. */
-export function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
 
 async function spawnUntilReady(name: string, cmd: string[], env: Record<string, string>, ready: string, url: string) {
   const proc: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn(cmd, {

@@ -7,6 +7,7 @@ import { migrate } from "./db/migrate.ts";
 import { pragmasFrom, WalUnavailableError } from "./db/open.ts";
 import { registerProcess } from "./db/registry.ts";
 import { log, setLogLevel } from "./log.ts";
+import { freePort } from "./net.ts";
 
 // The supervisor: read config, migrate once, spawn the workers, restart the dead, drain on signal.
 const config = loadConfigOrExit();
@@ -116,11 +117,4 @@ function orExitOnWal<T>(f: () => T): T {
     }
     throw err;
   }
-}
-
-function freePort(hostname: string): number {
-  const s = Bun.listen({ hostname, port: 0, socket: { data() {} } });
-  const p = s.port;
-  s.stop(true);
-  return p;
 }

@@ -1,16 +1,11 @@
 import type { Subprocess } from "bun";
 import { join } from "node:path";
+import { freePort } from "../../src/net.ts";
 import { tempDir } from "./db.ts";
 
-const root = join(import.meta.dir, "../..");
+export { freePort };
 
-/** A port nobody listens on right now. */
-export function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = s.port;
-  s.stop(true);
-  return p;
-}
+const root = join(import.meta.dir, "../..");
 
 export type RunningServer = {
   url: string;
