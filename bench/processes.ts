@@ -1,6 +1,6 @@
-import type { Subprocess } from "bun";
 import { join } from "node:path";
 import { freePort } from "../src/net.ts";
+import { spawnUntilReady } from "../scripts/spawn-ready.ts";
 
 // Starts the two servers the benchmark compares, each on its own file and free port, and stops them.
 
@@ -12,48 +12,19 @@ export type RunningServer = {
   pid: number;
   /** Everything the process tree printed so far. */
   output: () => string;
-  /** SIGTERM, then SIGKILL after 15 s; resolves when the process is gone. */
+  /** SIGTERM, then SIGKILL after 20 s; resolves when the process is gone. */
   stop: () => Promise<void>;
 };
 
-async function spawnUntilReady(name: string, cmd: string[], env: Record<string, string>, ready: string, url: string) {
-  const proc: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn(cmd, {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  let out = "";
-  const pump = async (s: ReadableStream<Uint8Array>) => {
-    const dec = new TextDecoder();
-    for await (const chunk of s) out += dec.decode(chunk);
-  };
-  void pump(proc.stdout);
-  void pump(proc.stderr);
-  const stop = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill("SIGTERM");
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-    await proc.exited;
-    clearTimeout(timer);
-  };
-  const deadline = Date.now() + 60_000;
-  while (!out.includes(ready)) {
-    if (proc.exitCode !== null) throw new Error(`${name} exited early (${proc.exitCode}):\n${out}`);
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`${name} did not start within 60 s:\n${out}`);
-    }
-    await Bun.sleep(20);
-  }
-  return { name, url, pid: proc.pid, output: () => out, stop } satisfies RunningServer;
+async function start(name: string, cmd: string[], env: Record<string, string>, ready: string, url: string) {
+  const p = await spawnUntilReady(cmd, { cwd: root, env: { ...process.env, ...env }, ready, timeoutMs: 60_000, name });
+  return { name, url, pid: p.proc.pid, output: p.output, stop: async () => void (await p.stop()) } satisfies RunningServer;
 }
 
 /** Starts the service (`bun src/main.ts`) on a fresh database file; resolves once every HTTP worker listens. */
 export function startService(opts: { dbPath: string; workers: number; syncWorkers: number; env?: Record<string, string> }) {
   const port = freePort();
-  return spawnUntilReady(
+  return start(
     "service",
     [process.execPath, "src/main.ts", "--workers", String(opts.workers), "--sync-workers", String(opts.syncWorkers)],
     {
@@ -74,7 +45,7 @@ export function startService(opts: { dbPath: string; workers: number; syncWorker
 /** Starts the textbook baseline (bench/baseline/main.ts) on a fresh database file. */
 export function startBaseline(opts: { dbPath: string; workers: number }) {
   const port = freePort();
-  return spawnUntilReady(
+  return start(
     "baseline",
     [process.execPath, "bench/baseline/main.ts", "--db", opts.dbPath, "--port", String(port), "--workers", String(opts.workers)],
     {},

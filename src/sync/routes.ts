@@ -36,6 +36,13 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
 
   const created = (id: number, message: string) => ({ job_id: id, message, status_url: `/api/v1/sync/job/${id}` });
 
+  // The job as the API shows it, or the 404.
+  const jobOr404 = async (id: number) => {
+    const job = await findJob(db, id);
+    if (!job) throw jobNotFound(id);
+    return toJob(job);
+  };
+
   app.openapi(
     createRoute({
       method: "post",
@@ -114,9 +121,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
     }),
     async (c) => {
       const { job_id } = c.req.valid("param");
-      const job = await findJob(db, job_id);
-      if (!job) throw jobNotFound(job_id);
-      return c.json(toJob(job), 200);
+      return c.json(await jobOr404(job_id), 200);
     },
   );
 
@@ -156,9 +161,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
     async (c) => {
       const { job_id } = c.req.valid("param");
       await cancelJob(db, job_id);
-      const job = await findJob(db, job_id);
-      if (!job) throw jobNotFound(job_id);
-      return c.json(toJob(job), 200);
+      return c.json(await jobOr404(job_id), 200);
     },
   );
 

@@ -1,6 +1,7 @@
 import type { Subprocess } from "bun";
 import { join } from "node:path";
 import { freePort } from "../../src/net.ts";
+import { spawnUntilReady, type ReadyProcess } from "../../scripts/spawn-ready.ts";
 import { tempDir } from "./db.ts";
 
 export { freePort };
@@ -30,51 +31,29 @@ export async function startServer(
   const tmp = opts.dbPath ? null : tempDir();
   const dbPath = opts.dbPath ?? join(tmp!.dir, "app.db");
   const port = freePort();
-  const proc = Bun.spawn(
-    [process.execPath, join(root, "src/main.ts"), "--workers", String(opts.workers ?? 2), "--sync-workers", String(opts.syncWorkers ?? 0)],
-    {
-      cwd: root,
-      env: { ...process.env, DATABASE_URL: dbPath, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...opts.env },
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-    },
-  );
-  let out = "";
-  const pump = async (s: ReadableStream<Uint8Array>) => {
-    const dec = new TextDecoder();
-    for await (const chunk of s) out += dec.decode(chunk);
-  };
-  void pump(proc.stdout);
-  void pump(proc.stderr);
-
-  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
-  while (!out.includes("sitesync listening")) {
-    if (proc.exitCode !== null || proc.signalCode !== null) {
-      tmp?.cleanup();
-      throw new Error(`server exited early (${proc.exitCode ?? proc.signalCode}):\n${out}`);
-    }
-    if (Date.now() > deadline) {
-      proc.kill("SIGKILL");
-      await proc.exited;
-      tmp?.cleanup();
-      throw new Error(`server did not start in time:\n${out}`);
-    }
-    await Bun.sleep(25);
+  let started: ReadyProcess;
+  try {
+    started = await spawnUntilReady(
+      [process.execPath, join(root, "src/main.ts"), "--workers", String(opts.workers ?? 2), "--sync-workers", String(opts.syncWorkers ?? 0)],
+      {
+        cwd: root,
+        env: { ...process.env, DATABASE_URL: dbPath, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...opts.env },
+        ready: "sitesync listening",
+        timeoutMs: opts.timeoutMs ?? 20_000,
+        name: "server",
+      },
+    );
+  } catch (err) {
+    tmp?.cleanup();
+    throw err;
   }
-  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
-    const code = await proc.exited;
-    clearTimeout(timer);
-    return code;
-  };
+  const { proc, output, stop } = started;
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     dbPath,
     proc,
-    output: () => out,
+    output,
     stop,
     async cleanup() {
       await stop();
