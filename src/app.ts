@@ -4,11 +4,13 @@ import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
+import { fileHandler, packageFile } from "./assets.ts";
 import { defaults } from "./config.ts";
 import type { Db } from "./db/index.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { ApiError, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
-import { log } from "./log.ts";
+import { log, withLogContext } from "./log.ts";
+import { httpMetrics, registry } from "./metrics/registry.ts";
 import { validationHook } from "./openapi.ts";
 import { searchRoutes } from "./search/routes.ts";
 import { sitesRoutes } from "./sites/routes.ts";
@@ -23,6 +25,11 @@ export type AppOptions = {
   walWarnBytes?: number;
   /** Settings of the sync API (max_attempts of the tasks it creates). */
   sync?: SyncApiOptions;
+  /**
+   * The /metrics exposition: under the supervisor, every process's metrics merged (null: it did not
+   * answer in time); unset, this process's own.
+   */
+  metrics?: () => Promise<string | null>;
 };
 
 /** Builds the HTTP application over one process's database handle. */
@@ -30,6 +37,9 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   const app = new OpenAPIHono({ strict: false, defaultHook: validationHook });
 
   app.use(requestId());
+  // request_id on every line logged while serving the request, not only on the request line.
+  app.use((c, next) => withLogContext({ request_id: c.get("requestId") }, next));
+  app.use(httpMetrics.registerMetrics);
   if (opts.requestLog) app.use(requestLog);
   // Only where a body is accepted: on every GET it cost ~1 µs of a ~24 µs request (bun run bench).
   app.on(
@@ -57,19 +67,28 @@ export function createApp(db: Db, opts: AppOptions = {}) {
       description: "Registry of web sites and their Search Console syncs, served by several processes over one SQLite file.",
     },
   });
-  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "sitesync API" }));
+  // The reference page's script comes from node_modules, so /docs works offline; no web fonts either.
+  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "sitesync API", cdn: "/docs/scalar.js", withDefaultFonts: false }));
+  app.get("/docs/scalar.js", fileHandler(packageFile("@scalar/api-reference", "dist/browser/standalone.js"), "text/javascript; charset=utf-8"));
+
+  app.get("/metrics", async (c) => {
+    const text = opts.metrics ? await opts.metrics() : await registry.metrics();
+    if (text === null) throw new ApiError("unavailable", "the supervisor did not answer the metrics request in time");
+    return c.body(text, 200, { "content-type": registry.contentType });
+  });
 
   app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => errorResponse(err, c));
   return app;
 }
 
-// After next() the status is final: errors were already turned into responses by onError.
+// After next() the status is final: errors were already turned into responses by onError; routePath is
+// the matched route's template (`/api/v1/sites/:id`, or `/*` when none matched). request_id comes from the log context.
 const requestLog: MiddlewareHandler = async (c, next) => {
   const start = performance.now();
   await next();
   const ms = Math.round((performance.now() - start) * 100) / 100;
-  log("info", "request", { method: c.req.method, path: c.req.path, status: c.res.status, ms, request_id: c.get("requestId") });
+  log("info", "request", { method: c.req.method, path: c.req.path, route: c.req.routePath, status: c.res.status, duration_ms: ms });
 };
 
 const httpCodes: Record<number, ErrorCode> = {

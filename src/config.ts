@@ -21,6 +21,10 @@ const envSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(0).default(10_000),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
   REQUEST_LOG: bool.default(false),
+  // json: one JSON object per line (for collectors); pretty: aligned, readable lines for a terminal.
+  LOG_FORMAT: z.enum(["json", "pretty"]).default("json"),
+  // How long the supervisor waits for each worker's metrics before leaving it out of a scrape.
+  METRICS_TIMEOUT_MS: int(10, 60_000).default(1000),
 
   // Pragmas set on every connection at open.
   SQLITE_BUSY_TIMEOUT_MS: int(0).default(30_000),

@@ -1,15 +1,47 @@
-// One JSON line per event on stderr; LOG_LEVEL filters.
+import { AsyncLocalStorage } from "node:async_hooks";
+
+// One line per event on stderr; LOG_LEVEL filters, LOG_FORMAT picks JSON (default) or pretty.
 const levels = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 } as const;
 export type LogLevel = keyof typeof levels;
+export type LogFormat = "json" | "pretty";
 let threshold: number = levels.info;
+let format: LogFormat = "json";
+
+// Fields every line logged inside a request or a task carries (request_id, task_id), without passing them down.
+const context = new AsyncLocalStorage<Record<string, unknown>>();
 
 /** Sets the lowest level that is printed. */
 export function setLogLevel(level: LogLevel) {
   threshold = levels[level];
 }
 
+/** Sets the line format: json (one object per line) or pretty (for a terminal). */
+export function setLogFormat(f: LogFormat) {
+  format = f;
+}
+
+/** Runs `fn` with `fields` added to every line it logs (also after its awaits). */
+export function withLogContext<T>(fields: Record<string, unknown>, fn: () => T): T {
+  return context.run({ ...context.getStore(), ...fields }, fn);
+}
+
 /** Prints one structured log line. */
 export function log(level: Exclude<LogLevel, "silent">, msg: string, fields: Record<string, unknown> = {}) {
   if (levels[level] < threshold) return;
-  console.error(JSON.stringify({ t: new Date().toISOString(), level, pid: process.pid, msg, ...fields }));
+  const t = new Date().toISOString();
+  const all = { ...context.getStore(), ...fields };
+  if (format === "pretty") return console.error(prettyLine(t, level, msg, all));
+  console.error(JSON.stringify({ t, level, pid: process.pid, msg, ...all }));
+}
+
+const colours: Record<string, string> = { debug: "\x1b[90m", info: "\x1b[36m", warn: "\x1b[33m", error: "\x1b[31m" };
+
+/** `12:00:01.123 INFO  [4242] request method=GET route=/api/v1/sites status=200 duration_ms=1.2`. */
+function prettyLine(t: string, level: string, msg: string, fields: Record<string, unknown>) {
+  const tty = process.stderr.isTTY;
+  const lvl = level.toUpperCase().padEnd(5);
+  const kv = Object.entries(fields)
+    .map(([k, v]) => `${k}=${typeof v === "string" && !/\s/.test(v) ? v : JSON.stringify(v)}`)
+    .join(" ");
+  return `${t.slice(11, 23)} ${tty ? `${colours[level]}${lvl}\x1b[0m` : lvl} [${process.pid}] ${msg}${kv ? ` ${kv}` : ""}`;
 }

@@ -6,12 +6,16 @@ import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
 import { migrate } from "./db/migrate.ts";
 import { pragmasFrom, WalUnavailableError } from "./db/open.ts";
 import { registerProcess } from "./db/registry.ts";
-import { log, setLogLevel } from "./log.ts";
+import { log, setLogFormat, setLogLevel } from "./log.ts";
+import { createMetricsAggregator } from "./metrics/aggregate.ts";
+import { isMetricsMessage } from "./metrics/ipc.ts";
+import { instrumentDb, observeCheckpoint, processRestarts, refreshDatabaseGauges, setMetricsRole } from "./metrics/registry.ts";
 import { freePort } from "./net.ts";
 
 // The supervisor: read config, migrate once, spawn the workers, restart the dead, drain on signal.
 const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
+setLogFormat(config.LOG_FORMAT);
 const pragmas = pragmasFrom(config);
 
 const applied = orExitOnWal(() => migrate(config.database.path, pragmas));
@@ -23,8 +27,11 @@ const checkpointer = startCheckpointer(config.database.path, pragmas, {
   intervalMs: config.CHECKPOINT_INTERVAL_MS,
   truncateBytes: config.CHECKPOINT_TRUNCATE_BYTES,
   optimizeIntervalMs: config.OPTIMIZE_INTERVAL_MS,
+  onRun: observeCheckpoint,
 });
 const db = openDbFromConfig(config, "primary");
+setMetricsRole("primary");
+instrumentDb(db);
 await registerProcess(db);
 
 const port = config.PORT === 0 ? freePort(config.HOST) : config.PORT;
@@ -35,6 +42,12 @@ const slots: Slot[] = [
   ...Array.from({ length: config.SYNC_WORKERS }, (_, index) => ({ role: "sync" as const, script: "sync/worker-main.ts", index, startedAt: 0, crashes: 0 })),
 ];
 let stopping = false;
+// A scrape of /metrics on any HTTP worker comes here over IPC and is answered with every process's metrics.
+const metrics = createMetricsAggregator(
+  () => slots.flatMap((s) => (s.proc && s.proc.exitCode === null && !s.proc.killed ? [{ role: s.role, proc: s.proc }] : [])),
+  config.METRICS_TIMEOUT_MS,
+  () => refreshDatabaseGauges(db),
+);
 const readySlots = new Set<Slot>();
 let announced = false;
 // HTTP workers that keep dying before they ever listen (port taken, bad file…) will not recover.
@@ -54,7 +67,8 @@ function spawn(slot: Slot) {
       SYNC_WORKERS: String(config.SYNC_WORKERS),
     }),
     stdio: ["ignore", "inherit", "inherit"],
-    ipc(message) {
+    ipc(message, proc) {
+      if (isMetricsMessage(message)) return metrics.handle({ role: slot.role, proc }, message);
       if ((message as { type?: string })?.type !== "ready") return;
       readySlots.add(slot);
       const httpReady = slots.filter((s) => s.role === "http" && readySlots.has(s)).length;
@@ -74,6 +88,7 @@ function spawn(slot: Slot) {
         return;
       }
       const delay = slot.crashes === 0 ? 0 : Math.min(30_000, 100 * 2 ** (slot.crashes - 1));
+      processRestarts.inc({ role: slot.role });
       log("warn", "worker exited; restarting", { role: slot.role, pid: proc.pid, exitCode, signalCode, restart_in_ms: delay });
       setTimeout(() => !stopping && spawn(slot), delay);
     },

@@ -2,18 +2,26 @@ import { loadConfigOrExit } from "./config.ts";
 import { createApp } from "./app.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
 import { registerProcess } from "./db/registry.ts";
-import { log, setLogLevel } from "./log.ts";
+import { log, setLogFormat, setLogLevel } from "./log.ts";
+import { collectFromSupervisor, serveMetricsOverIpc } from "./metrics/ipc.ts";
+import { instrumentDb, setMetricsRole } from "./metrics/registry.ts";
 
 // One HTTP worker: its own connections, the app, and a listener sharing the port (reusePort).
 const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
+setLogFormat(config.LOG_FORMAT);
 const db = openDbFromConfig(config, config.supervised ? "http" : config.role);
 await registerProcess(db);
+setMetricsRole(db.role);
+instrumentDb(db);
+if (config.supervised) serveMetricsOverIpc();
 
 const app = createApp(db, {
   requestLog: config.REQUEST_LOG,
   walWarnBytes: config.CHECKPOINT_TRUNCATE_BYTES,
   sync: { maxAttempts: config.SYNC_MAX_ATTEMPTS },
+  // Workers share the port, so whichever takes the scrape asks the supervisor for everyone's metrics.
+  metrics: config.supervised ? () => collectFromSupervisor(config.METRICS_TIMEOUT_MS + 2000) : undefined,
 });
 
 const server = listen();

@@ -12,6 +12,8 @@ export type CheckpointOptions = {
    * Writers of every process wait meanwhile (delayed, not failed), so keep it short.
    */
   truncateWaitMs?: number;
+  /** Called after each checkpoint with its mode, duration (ms) and whether it did its job (metrics). */
+  onRun?: (mode: "passive" | "truncate", ms: number, ok: boolean) => void;
 };
 
 export type CheckpointStats = {
@@ -68,9 +70,14 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
       if (size === 0) return;
       if (size >= opts.truncateBytes) {
         truncating = true;
-        void truncateRound().finally(() => (truncating = false));
+        const t0 = performance.now();
+        void truncateRound()
+          .then((ok) => opts.onRun?.("truncate", performance.now() - t0, ok))
+          .finally(() => (truncating = false));
       } else {
+        const t0 = performance.now();
         passive.get();
+        opts.onRun?.("passive", performance.now() - t0, true);
       }
       stats.runs++;
       if (performance.now() - lastOptimize >= opts.optimizeIntervalMs) {
@@ -90,7 +97,7 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
   // PASSIVE, and the WAL keeps growing. So: watch for a free moment in short synchronous spins
   // (pausing in between so this event loop still runs) and TRUNCATE right then; its busy timeout
   // is then spent only on waiting for older readers.
-  async function truncateRound() {
+  async function truncateRound(): Promise<boolean> {
     const until = performance.now() + Math.max(opts.intervalMs, 500);
     let pause = PAUSE_MIN_MS;
     try {
@@ -99,7 +106,7 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
           if (truncate.get()?.busy === 0) {
             stats.truncates++;
             stats.lastWalBytes = walSize(path);
-            return;
+            return true;
           }
           // A writer got in first, or a reader kept an old snapshot too long: try again.
           pause = PAUSE_MIN_MS;
@@ -111,6 +118,7 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
       stats.lastError = (err as Error).message;
     }
     stats.truncateMisses++;
+    return false;
   }
 
   /** True when the write lock was free at some moment within SPIN_MS (and has been let go again). */

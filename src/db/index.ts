@@ -22,6 +22,10 @@ export type Db = {
   pragmas: Pragmas;
   raw: { reader: Database; writer: Database };
   drain(): Promise<void>;
+  /** Writes waiting for the lock right now. */
+  queueLength(): number;
+  /** Called after each COMMIT with its number of writes and the lock wait of the oldest (ms): metrics. */
+  onCommit: ((groupSize: number, lockWaitMs: number) => void)[];
   /** How long closeAllConnections() waits for queued writes before closing anyway (null: no limit). */
   drainTimeoutMs: number | null;
   /** Run synchronously by close(), before the connections go (e.g. leaving the registry). */
@@ -72,6 +76,8 @@ export function openDb(opts: OpenOptions): Db {
     pragmas,
     raw: { reader, writer },
     drain: w.drain,
+    queueLength: w.queueLength,
+    onCommit: w.onCommit,
     drainTimeoutMs: opts.drainTimeoutMs ?? null,
     onClose: [],
     closed: false,

@@ -59,6 +59,10 @@ export type Writer = {
   stats: WriterStats;
   /** Resolves when every queued write has been committed or failed. */
   drain(): Promise<void>;
+  /** Writes waiting for the lock right now. */
+  queueLength(): number;
+  /** Called after each COMMIT with the writes it held and how long the oldest waited for the lock (ms). */
+  onCommit: ((groupSize: number, lockWaitMs: number) => void)[];
 };
 
 const POLL_ATTEMPTS = 10;
@@ -81,6 +85,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   let scheduled = false;
   let attempt = 0;
   let drainWaiters: (() => void)[] = [];
+  const onCommit: ((groupSize: number, lockWaitMs: number) => void)[] = [];
 
   function schedule(delayMs: number) {
     if (scheduled) return;
@@ -136,6 +141,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
       return schedule(attempt <= POLL_ATTEMPTS ? 0 : RETRY_MS * (0.5 + Math.random()));
     }
     attempt = 0;
+    const lockedAt = performance.now();
     const batch = queue.length <= opts.maxBatch ? queue : queue.slice(0, opts.maxBatch);
     queue = batch === queue ? [] : queue.slice(opts.maxBatch);
     const results: { ok: boolean; value: unknown }[] = [];
@@ -182,6 +188,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
       return afterFlush();
     }
     stats.commits++;
+    for (const f of onCommit) f(batch.length, lockedAt - batch[0]!.queuedAt);
     batch.forEach((p, i) => {
       const r = results[i]!;
       if (r.ok) {
@@ -212,6 +219,8 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
 
   return {
     stats,
+    onCommit,
+    queueLength: () => queue.length,
     write<T>(fn: WriteFn<T>): Promise<T> {
       return new Promise<T>((resolve, reject) => {
         queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, queuedAt: performance.now() });

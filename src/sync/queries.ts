@@ -146,3 +146,22 @@ export async function cancelJob(db: Db, id: number): Promise<void> {
 export function jobNotFound(id: number) {
   return new ApiError("not_found", `job ${id} not found`);
 }
+
+/** Number of tasks per status and type. */
+export async function countTasksByStatus(db: Db) {
+  return db.read
+    .select({ status: syncTasks.status, type: syncTasks.task_type, n: count() })
+    .from(syncTasks)
+    .groupBy(syncTasks.status, syncTasks.task_type)
+    .all();
+}
+
+/** Rows stored by tasks that were active since `since` (ISO time): their total_records summed. */
+export async function countRowsIngestedSince(db: Db, since: string): Promise<number> {
+  const row = db.read
+    .select({ n: sql<number>`coalesce(sum(${syncTasks.total_records}), 0)` })
+    .from(syncTasks)
+    .where(sql`coalesce(${syncTasks.completed_at}, ${syncTasks.heartbeat_at}, ${syncTasks.started_at}) >= ${since}`)
+    .get();
+  return row?.n ?? 0;
+}

@@ -3,7 +3,9 @@ import { closeAllConnections, openDbFromConfig } from "../db/index.ts";
 import { migrate } from "../db/migrate.ts";
 import { pragmasFrom } from "../db/open.ts";
 import { registerProcess } from "../db/registry.ts";
-import { log, setLogLevel } from "../log.ts";
+import { log, setLogFormat, setLogLevel } from "../log.ts";
+import { serveMetricsOverIpc } from "../metrics/ipc.ts";
+import { instrumentDb, setMetricsRole } from "../metrics/registry.ts";
 import { taskTypes } from "./handlers/index.ts";
 import { startScheduler } from "./scheduler.ts";
 import { sourceFromConfig } from "./source.ts";
@@ -13,10 +15,14 @@ import { startWorker } from "./worker.ts";
 // `bun run sync-worker`. Runs the task loop and the daily scheduler.
 const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
+setLogFormat(config.LOG_FORMAT);
 // Run alone, nobody migrated the file for us (the supervisor does it once for its children).
 if (!config.supervised) migrate(config.database.path, pragmasFrom(config));
 const db = openDbFromConfig(config, "sync");
 await registerProcess(db);
+setMetricsRole("sync");
+instrumentDb(db);
+if (config.supervised) serveMetricsOverIpc();
 
 const source = sourceFromConfig(config);
 const worker = startWorker({

@@ -1,6 +1,7 @@
 import type { Db } from "../db/index.ts";
 import type { SyncTask } from "../db/schema.ts";
-import { log } from "../log.ts";
+import { log, withLogContext } from "../log.ts";
+import { taskDuration } from "../metrics/registry.ts";
 import { claimNextTask, hasDueTask, taskTypesParam } from "./claim.ts";
 import { LeaseLost, PermanentError, TaskCancelled, WorkerStopping } from "./errors.ts";
 import { getHandler, taskTypes, type TaskContext } from "./handlers/index.ts";
@@ -51,7 +52,10 @@ export function startWorker(opts: WorkerOptions): Worker {
   const { db } = opts;
   const types = taskTypesParam(taskTypes());
   const counts: Record<string, number> = {};
-  const bump = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
+  const bump = (k: string) => {
+    counts[k] = (counts[k] ?? 0) + 1;
+    return k;
+  };
   let stopping = false;
   let current: AbortController | null = null;
   let wake: (() => void) | null = null;
@@ -124,39 +128,40 @@ export function startWorker(opts: WorkerOptions): Worker {
         ),
     };
 
+    let outcome = "lost";
     try {
       await handler.run(ctx);
       const status = await completeTask(db, claim);
-      bump(status ?? "lost");
+      outcome = bump(status ?? "lost");
       log(status ? "info" : "warn", status ? `task ${status}` : "task finished after its lease was lost", {
         task_id: task.id,
         ms: Math.round(performance.now() - started),
       });
     } catch (err) {
-      await settle(claim, ac.signal.aborted ? ac.signal.reason : err, err);
+      outcome = await settle(claim, ac.signal.aborted ? ac.signal.reason : err, err);
     } finally {
       clearInterval(heartbeat);
       current = null;
+      taskDuration.observe({ type: task.task_type, outcome }, (performance.now() - started) / 1000);
     }
   }
 
-  /** Records how a task that threw ends: cancelled, handed back, retried or failed. */
-  async function settle(claim: Claim, why: unknown, err: unknown) {
+  /** Records how a task that threw ends: cancelled, handed back, retried or failed; returns which. */
+  async function settle(claim: Claim, why: unknown, err: unknown): Promise<string> {
     if (why instanceof LeaseLost) {
-      bump("lost");
       log("warn", "task abandoned: lease lost", { task_id: claim.id });
+      return bump("lost");
     } else if (why instanceof TaskCancelled) {
       await cancelClaimedTask(db, claim);
-      bump("cancelled");
       log("info", "task cancelled", { task_id: claim.id });
+      return bump("cancelled");
     } else if (why instanceof WorkerStopping) {
       await releaseTask(db, claim);
-      bump("released");
       log("info", "task handed back to the queue", { task_id: claim.id });
+      return bump("released");
     } else {
       const message = (err instanceof Error ? err.message : String(err)).slice(0, 2000);
       const r = await failOrRetryTask(db, claim, { error: message, permanent: err instanceof PermanentError, retryBaseMs: opts.retryBaseMs });
-      bump(r?.status === "pending" ? "retry" : (r?.status ?? "lost"));
       log("warn", r?.status === "pending" ? "task failed; retry scheduled" : "task failed", {
         task_id: claim.id,
         attempt: claim.attempt,
@@ -164,6 +169,7 @@ export function startWorker(opts: WorkerOptions): Worker {
         run_at: r?.run_at,
         error: message,
       });
+      return bump(r?.status === "pending" ? "retry" : (r?.status ?? "lost"));
     }
   }
 
@@ -176,7 +182,8 @@ export function startWorker(opts: WorkerOptions): Worker {
         }
         const task = !stopping && hasDueTask(db, types) ? await claimNextTask(db, { types, leaseMs: opts.leaseMs }) : undefined;
         if (task) {
-          await runTask(task);
+          // task_id on every line logged while it runs (Search Console retries, day failures...).
+          await withLogContext({ task_id: task.id, task_type: task.task_type }, () => runTask(task));
           continue;
         }
       } catch (err) {

@@ -1,4 +1,5 @@
 import { log } from "../../log.ts";
+import { gscRequests } from "../../metrics/registry.ts";
 import { PermanentError } from "../errors.ts";
 import type { SearchAnalyticsSource, SearchType, SourceRow } from "../source.ts";
 import type { TokenProvider } from "./auth.ts";
@@ -68,6 +69,14 @@ export function retryAfterMs(header: string | null, now = Date.now()): number | 
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
+/** The metrics label of an answer's status. */
+function gscResult(status: number) {
+  if (status < 300) return "ok";
+  if (status === 429) return "rate_limited";
+  if (status === 401 || status === 403) return "auth_error";
+  return status >= 500 ? "server_error" : "client_error";
+}
+
 /** The Search Console search-analytics client: quota, retries, auth errors, paging. */
 export function createGscClient(opts: GscClientOptions) {
   const maxRetryAfterMs = opts.maxRetryAfterMs ?? 300_000;
@@ -91,12 +100,14 @@ export function createGscClient(opts: GscClientOptions) {
         });
       } catch (err) {
         if (signal.aborted) throw signal.reason;
+        gscRequests.inc({ result: "network_error" });
         last = `request failed: ${(err as Error).message}`;
         if (attempt >= opts.maxRetries) throw new GscError(`Search Console ${last} (after ${attempt + 1} attempts)`);
         await sleep(backoff(attempt), signal);
         continue;
       }
       const text = await res.text();
+      gscRequests.inc({ result: gscResult(res.status) });
       if (res.ok) {
         try {
           return ((JSON.parse(text) as { rows?: ApiRow[] } | null)?.rows ?? []) as ApiRow[];

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Site } from "../../db/schema.ts";
 import { log } from "../../log.ts";
+import { rowsIngested } from "../../metrics/registry.ts";
 import { findSiteById } from "../../sites/queries.ts";
 import { deleteRowsById, findDayRowKeys, findSyncedDays, markDaySynced, upsertRows, type DayRowKey } from "../data.ts";
 import { dayRange, isFinalDay } from "../dates.ts";
@@ -84,6 +85,7 @@ async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchTy
     for (let i = 0; i < page.length; i += ctx.batchSize) {
       const batch = page.slice(i, i + ctx.batchSize);
       const ids = await ctx.write((tx) => upsertRows(tx, site.id, day, type, batch));
+      rowsIngested.inc({ source: ctx.source.name }, ids.length);
       for (const id of ids) written.add(id);
     }
   }

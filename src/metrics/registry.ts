@@ -1,0 +1,181 @@
+import { prometheus } from "@hono/prometheus";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ProcessRole } from "../config.ts";
+import { walSize } from "../db/checkpoint.ts";
+import type { Db } from "../db/index.ts";
+import { countTasksByStatus } from "../sync/queries.ts";
+
+// This process's metrics. Every process (supervisor, HTTP and sync workers) has one registry; the
+// supervisor merges them with AggregatorRegistry.aggregate (see ipc.ts). Each metric says how it merges:
+// counters and histograms add up; gauges add up (queue depth, processes up) or take the max (values
+// only the supervisor reports, read from the shared file).
+
+/** The metrics of this process. */
+export const registry = new Registry();
+
+/** HTTP requests and latency by route template (`/api/v1/sites/:id`; unmatched paths share `/*`) and status. */
+export const httpMetrics = prometheus({ registry });
+
+let role: ProcessRole = "standalone";
+const dbs = new Set<Db>();
+
+/** Sets the role label of this process's metrics. */
+export function setMetricsRole(r: ProcessRole) {
+  role = r;
+}
+
+// Counters mirrored from the write queue's own counters at scrape time (WriterStats stays the one count).
+function writerCounter(name: string, help: string, pick: (db: Db) => number) {
+  return new Counter({
+    name,
+    help,
+    labelNames: ["role"],
+    registers: [registry],
+    collect() {
+      let n = 0;
+      for (const db of dbs) n += pick(db);
+      this.reset();
+      this.inc({ role }, n);
+    },
+  });
+}
+
+writerCounter("sitesync_write_commits_total", "Write transactions committed (each holds one or more writes)", (db) => db.stats.commits);
+writerCounter("sitesync_writes_total", "Writes committed", (db) => db.stats.writes);
+writerCounter("sitesync_write_busy_retries_total", "Times BEGIN IMMEDIATE found the write lock taken and retried later", (db) => db.stats.busyRetries);
+writerCounter("sitesync_write_timeouts_total", "Writes that gave up (503) after WRITE_LOCK_TIMEOUT_MS", (db) => db.stats.timeouts);
+
+new Gauge({
+  name: "sitesync_write_queue_depth",
+  help: "Writes queued for the write lock right now",
+  labelNames: ["role"],
+  aggregator: "sum",
+  registers: [registry],
+  collect() {
+    let n = 0;
+    for (const db of dbs) n += db.queueLength();
+    this.set({ role }, n);
+  },
+});
+
+const groupSize = new Histogram({
+  name: "sitesync_write_group_size",
+  help: "Writes per committed transaction (group commit)",
+  labelNames: ["role"],
+  buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+  registers: [registry],
+});
+
+const lockWait = new Histogram({
+  name: "sitesync_write_lock_wait_seconds",
+  help: "Time the oldest write of a transaction waited before it held the write lock",
+  labelNames: ["role"],
+  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
+  registers: [registry],
+});
+
+/** Reports this database handle's write queue in the metrics. */
+export function instrumentDb(db: Db) {
+  dbs.add(db);
+  db.onCommit.push((size, waitMs) => {
+    groupSize.observe({ role }, size);
+    lockWait.observe({ role }, waitMs / 1000);
+  });
+  db.onClose.push(() => dbs.delete(db));
+}
+
+new Gauge({
+  name: "sitesync_process_up",
+  help: "Processes that answered this scrape, by role",
+  labelNames: ["role"],
+  aggregator: "sum",
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.set({ role }, 1);
+  },
+});
+
+/** Supervisor: workers restarted after they exited. */
+export const processRestarts = new Counter({
+  name: "sitesync_process_restarts_total",
+  help: "Workers restarted by the supervisor after they exited",
+  labelNames: ["role"],
+  registers: [registry],
+});
+
+/** Supervisor: workers that did not answer a scrape in time (left out of that scrape). */
+export const scrapeMissing = new Counter({
+  name: "sitesync_metrics_scrape_missing_total",
+  help: "Workers left out of a scrape because they did not answer in time",
+  labelNames: ["role"],
+  registers: [registry],
+});
+
+const walBytes = new Gauge({
+  name: "sitesync_wal_bytes",
+  help: "Size of the SQLite WAL file",
+  aggregator: "max",
+  registers: [registry],
+});
+
+const checkpointRuns = new Counter({
+  name: "sitesync_checkpoint_runs_total",
+  help: "Checkpoints run by the checkpointer, by mode and outcome",
+  labelNames: ["mode", "outcome"],
+  registers: [registry],
+});
+
+const checkpointDuration = new Histogram({
+  name: "sitesync_checkpoint_duration_seconds",
+  help: "Duration of a checkpoint (a truncate includes its wait for a free write lock)",
+  labelNames: ["mode"],
+  buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
+const tasksByStatus = new Gauge({
+  name: "sitesync_tasks",
+  help: "Sync tasks in the database by status and type",
+  labelNames: ["status", "type"],
+  aggregator: "max",
+  registers: [registry],
+});
+
+/** Sync workers: how long tasks ran, by type and outcome. */
+export const taskDuration = new Histogram({
+  name: "sitesync_task_duration_seconds",
+  help: "Run time of sync tasks by type and outcome (completed, retry, failed, cancelled, released, lost)",
+  labelNames: ["type", "outcome"],
+  buckets: [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600],
+  registers: [registry],
+});
+
+/** Sync workers: Search Console rows stored. */
+export const rowsIngested = new Counter({
+  name: "sitesync_rows_ingested_total",
+  help: "Search Console rows stored (inserted or updated) by sync tasks",
+  labelNames: ["source"],
+  registers: [registry],
+});
+
+/** Sync workers: Search Console API requests by result (ok, rate_limited, server_error, client_error, network_error, auth_error). */
+export const gscRequests = new Counter({
+  name: "sitesync_gsc_requests_total",
+  help: "Search Console API requests (each attempt) by result; rate_limited is a 429",
+  labelNames: ["result"],
+  registers: [registry],
+});
+
+/** Supervisor: sets the gauges read from the shared file (WAL size, tasks by status), before a scrape. */
+export async function refreshDatabaseGauges(db: Db) {
+  walBytes.set(walSize(db.path));
+  tasksByStatus.reset();
+  for (const r of await countTasksByStatus(db)) tasksByStatus.set({ status: r.status, type: r.type }, r.n);
+}
+
+/** Supervisor: records one checkpoint run (the checkpointer's onRun). */
+export function observeCheckpoint(mode: "passive" | "truncate", ms: number, ok: boolean) {
+  checkpointRuns.inc({ mode, outcome: ok ? "done" : "missed" });
+  checkpointDuration.observe({ mode }, ms / 1000);
+}
