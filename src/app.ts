@@ -9,6 +9,7 @@ import { defaults } from "./config.ts";
 import type { Db } from "./db/index.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { ApiError, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
+import { hourlyRoutes } from "./hourly/routes.ts";
 import { log, withLogContext } from "./log.ts";
 import { httpMetrics, registry } from "./metrics/registry.ts";
 import { validationHook } from "./openapi.ts";
@@ -58,6 +59,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1/diagnostics", diagnosticsRoutes(db, { walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES }));
   app.route("/api/v1", syncRoutes(db, opts.sync));
   app.route("/api/v1", searchRoutes(db));
+  app.route("/api/v1/analytics", hourlyRoutes(db));
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

@@ -9,6 +9,13 @@ const bool = z
   .enum(["1", "0", "true", "false", "yes", "no"])
   .transform((v) => v === "1" || v === "true" || v === "yes");
 
+const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** Milliseconds of a duration like `30m` or `6h`; 0 for `off`. */
+function durationMs(v: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(v);
+  return m ? Number(m[1]) * units[m[2]!]! : 0;
+}
+
 const roleSchema = z.enum(["primary", "http", "sync", "standalone", "stress", "test"]);
 export type ProcessRole = z.infer<typeof roleSchema>;
 
@@ -53,6 +60,12 @@ const envSchema = z.object({
   // How often each sync worker checks whether a site is due its daily sync.
   SYNC_SCHEDULER_INTERVAL_MS: int(50).default(60_000),
   SYNC_CATCHUP_DAYS: int(1, 3650).default(30),
+  // How often every active site gets an hourly_sync (`30m`, `1h`, `6h`, `1d`...); `off` (default): never.
+  SYNC_HOURLY_EVERY: z
+    .string()
+    .regex(/^(off|0|\d+(ms|s|m|h|d))$/, "expected off or a duration like 30m, 1h, 6h, 1d")
+    .default("off")
+    .transform((v) => durationMs(v)),
   SYNC_POLL_MS: int(10).default(500),
   SYNC_LEASE_MS: int(1000).default(30_000),
   SYNC_MAX_ATTEMPTS: int(1, 100).default(3),

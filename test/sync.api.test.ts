@@ -53,7 +53,7 @@ describe("validation (table-driven)", () => {
     { name: "trigger: days=abc", method: "POST", path: () => `/api/v1/sync/trigger/${ids.gamma}?days=abc`, status: 400, json: err("validation_failed", /days/) },
     { name: "trigger: days=1.5", method: "POST", path: () => `/api/v1/sync/trigger/${ids.gamma}?days=1.5`, status: 400, json: err("validation_failed", /days/) },
     { name: "trigger: sync_mode=merge", method: "POST", path: () => `/api/v1/sync/trigger/${ids.gamma}?sync_mode=merge`, status: 400, json: err("validation_failed", /sync_mode/) },
-    { name: "tasks: unknown task_type", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { task_type: "weekly_magic" }, status: 400, json: { error: { code: "validation_failed", message: "unknown task_type 'weekly_magic'", details: [{ path: "task_type", message: "expected one of: daily_sync" }] } } },
+    { name: "tasks: unknown task_type", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { task_type: "weekly_magic" }, status: 400, json: { error: { code: "validation_failed", message: "unknown task_type 'weekly_magic'", details: [{ path: "task_type", message: "expected one of: daily_sync, hourly_sync" }] } } },
     { name: "tasks: impossible date", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { start_date: "2026-02-30", end_date: "2026-03-02" }, status: 400, json: err("validation_failed", /start_date.*YYYY-MM-DD/) },
     { name: "tasks: date with time", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { end_date: "2026-03-02T00:00:00Z" }, status: 400, json: err("validation_failed", /end_date/) },
     { name: "tasks: start after end", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { start_date: "2026-03-05", end_date: "2026-03-02" }, status: 400, json: err("validation_failed", /start_date is after end_date/) },
@@ -231,6 +231,7 @@ describe("sync status", () => {
     expect((await call("GET", `/api/v1/sync/status/${ids.beta}`)).json).toEqual({
       site_id: ids.beta,
       daily_data: { total_days: 0, latest_date: null, oldest_date: null },
+      hourly_data: { total_days: 0, latest_date: null, oldest_date: null },
     });
     await t.db.write((tx) => {
       for (const day of ["2026-03-01", "2026-03-02", "2026-03-05"]) {
@@ -241,6 +242,7 @@ describe("sync status", () => {
     expect((await call("GET", `/api/v1/sync/status/${ids.beta}`)).json).toEqual({
       site_id: ids.beta,
       daily_data: { total_days: 3, latest_date: "2026-03-05", oldest_date: "2026-03-01" },
+      hourly_data: { total_days: 0, latest_date: null, oldest_date: null },
     });
   });
 });

@@ -121,6 +121,37 @@ export const gscSyncedDays = sqliteTable(
   (t) => [primaryKey({ columns: [t.site_id, t.date, t.search_type] })],
 );
 
+// Search Console's hourly data (dimensions HOUR, query, page, device; dataState HOURLY_ALL), as the
+// original's hourly_rankings. `date` and `hour` come from the HOUR timestamp in its own offset (Google's
+// Pacific day), which `hour_timestamp` keeps as sent. Unique on the row key so a re-sync upserts. The
+// original's keyword_id and country columns were never filled from Search Console and are left out.
+export const hourlyRankings = sqliteTable(
+  "hourly_rankings",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    date: text("date").notNull(),
+    hour: integer("hour").notNull(),
+    hour_timestamp: text("hour_timestamp").notNull(),
+    query: text("query").notNull(),
+    page: text("page").notNull(),
+    device: text("device").notNull(),
+    clicks: integer("clicks").notNull().default(0),
+    impressions: integer("impressions").notNull().default(0),
+    ctr: real("ctr").notNull().default(0),
+    position: real("position").notNull().default(0),
+    // The moment the pass that last stored this row started: rows of a day an overwrite pass did not
+    // store (gone from the source) are the ones older than that pass.
+    fetched_at: text("fetched_at").notNull().default(now),
+  },
+  (t) => [
+    uniqueIndex("hourly_rankings_row_unique").on(t.site_id, t.hour_timestamp, t.query, t.page, t.device),
+    index("hourly_rankings_site_date_hour_idx").on(t.site_id, t.date, t.hour),
+  ],
+);
+
 // Processes that hold a database connection, so any process can list all of them.
 export const dbConnections = sqliteTable("db_connections", {
   pid: integer("pid").primaryKey(),
@@ -135,3 +166,4 @@ export type SyncTask = typeof syncTasks.$inferSelect;
 export type NewSyncTask = typeof syncTasks.$inferInsert;
 export type GscRow = typeof gscPerformanceData.$inferInsert;
 export type GscSyncedDay = typeof gscSyncedDays.$inferSelect;
+export type HourlyRow = typeof hourlyRankings.$inferSelect;

@@ -55,3 +55,23 @@ export function isFinalDay(day: string, now: Date = new Date()): boolean {
 export function atTimeOfDay(day: string, hhmm: string): Date {
   return new Date(`${day}T${hhmm}:00.000Z`);
 }
+
+/** Days of hourly data Search Console keeps (the last ~10 days, today included). */
+export const HOURLY_RETENTION_DAYS = 10;
+
+/** The day and hour of a Search Console HOUR key (`2026-11-20T03:00:00-08:00`, or `…Z`), in its own offset. */
+export function hourOf(timestamp: string): { date: string; hour: number } | null {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}):\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/.exec(timestamp);
+  if (!m || !isDate(m[1]!) || Number(m[2]) > 23) return null;
+  return { date: m[1]!, hour: Number(m[2]) };
+}
+
+const pacific = new Intl.DateTimeFormat("en-US", { timeZone: "America/Los_Angeles", timeZoneName: "longOffset" });
+
+/** Search Console's HOUR key for an hour of a day in Pacific time (its reporting zone): `2026-11-20T03:00:00-08:00`. */
+export function pacificHourTimestamp(day: string, hour: number): string {
+  const hh = String(hour).padStart(2, "0");
+  // The offset at noon UTC of that day is the day's offset but for the two DST switch nights: close enough for demo data.
+  const zone = pacific.formatToParts(new Date(`${day}T12:00:00Z`)).find((p) => p.type === "timeZoneName")?.value ?? "GMT-08:00";
+  return `${day}T${hh}:00:00${zone.replace("GMT", "") || "+00:00"}`;
+}

@@ -1,4 +1,5 @@
-import type { SearchAnalyticsSource, SearchType, SourceRow } from "./source.ts";
+import { pacificHourTimestamp } from "./dates.ts";
+import type { HourlySourceRow, SearchAnalyticsSource, SearchType, SourceRow } from "./source.ts";
 
 // Deterministic synthetic Search Console data: the same (site, day, type) always gives the same rows,
 // so re-running a day is visibly idempotent and a fresh install shows syncs completing end to end.
@@ -60,16 +61,50 @@ export function demoRows(siteUrl: string, day: string, type: SearchType, count: 
   return rows;
 }
 
-/** The demo source: `rowsPerDay` rows per day and search type, in pages of `pageSize`. */
+/**
+ * The demo source's hourly rows for one property and day: `count` rows spread over the day's 24 hours
+ * (Pacific time, as Search Console reports them), the busiest around the afternoon. For the current
+ * day only the hours already past (in Pacific time) have rows, as with the real data.
+ */
+export function demoHourlyRows(siteUrl: string, day: string, count: number, now = new Date()): HourlySourceRow[] {
+  const rand = random(hash(`${siteUrl}|${day}|hourly`));
+  const daily = demoRows(siteUrl, day, "web", Math.ceil(count / 24));
+  const rows: HourlySourceRow[] = [];
+  for (let i = 0; i < count; i++) {
+    const hour = i % 24;
+    const ts = pacificHourTimestamp(day, hour);
+    if (Date.parse(ts) > now.getTime()) continue;
+    const base = daily[Math.floor(i / 24)]!;
+    const weight = 0.3 + Math.sin((Math.PI * hour) / 24);
+    const impressions = 1 + Math.floor(((base.impressions ?? 0) / 24) * weight * (0.5 + rand()));
+    const clicks = Math.min(impressions, Math.floor(impressions * rand() * 0.3));
+    rows.push({
+      hour_timestamp: ts,
+      query: base.query,
+      page: base.page,
+      device: base.device,
+      clicks,
+      impressions,
+      ctr: clicks / impressions,
+      position: Math.round(Math.max(1, (base.position ?? 1) + (rand() - 0.5) * 4) * 10) / 10,
+    });
+  }
+  return rows;
+}
+
+/** Rows in slices of `pageSize`, stopping when aborted. */
+async function* inPages<T>(rows: T[], pageSize: number, signal: AbortSignal): AsyncGenerator<T[]> {
+  for (let i = 0; i < rows.length; i += pageSize) {
+    signal.throwIfAborted();
+    yield rows.slice(i, i + pageSize);
+  }
+}
+
+/** The demo source: `rowsPerDay` rows per day and search type (and per day of hourly data), in pages of `pageSize`. */
 export function demoSource(rowsPerDay: number, pageSize = 25_000): SearchAnalyticsSource {
   return {
     name: "demo",
-    async *pages(siteUrl, day, type, signal) {
-      const rows = demoRows(siteUrl, day, type, rowsPerDay);
-      for (let i = 0; i < rows.length; i += pageSize) {
-        signal.throwIfAborted();
-        yield rows.slice(i, i + pageSize);
-      }
-    },
+    pages: (siteUrl, day, type, signal) => inPages(demoRows(siteUrl, day, type, rowsPerDay), pageSize, signal),
+    hourlyPages: (siteUrl, day, signal) => inPages(demoHourlyRows(siteUrl, day, rowsPerDay), pageSize, signal),
   };
 }

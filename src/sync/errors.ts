@@ -28,3 +28,9 @@ export class WorkerStopping extends Error {
     super("worker stopping");
   }
 }
+
+/** True for an error that fails only one day of a task (Search Console still failing after its retries). */
+export function isDayFailure(err: unknown, signal: AbortSignal): boolean {
+  if (signal.aborted) return false;
+  return !(err instanceof PermanentError || err instanceof TaskCancelled || err instanceof LeaseLost || err instanceof WorkerStopping);
+}

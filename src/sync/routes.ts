@@ -5,6 +5,7 @@ import { errorResponses, jsonBody, jsonResponse, setNextLink, validationHook } f
 import { siteNotFound } from "../sites/routes.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
 import { syncedDaysSummary } from "./data.ts";
+import { hourlyDaysSummary } from "./hourly-data.ts";
 import { getHandler, taskTypes } from "./handlers/index.ts";
 import { cancelJob, createTask, findJob, jobNotFound, listJobs, siteExists } from "./queries.ts";
 import {
@@ -22,6 +23,7 @@ import {
   TaskCreatedSchema,
   toJob,
   TriggerQuery,
+  windowOf,
 } from "./schemas.ts";
 
 export type SyncApiOptions = {
@@ -94,7 +96,7 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
           { path: "task_type", message: `expected one of: ${taskTypes().join(", ")}` },
         ]);
       }
-      const range = resolveRange(body);
+      const range = resolveRange(body, new Date(), windowOf(body.task_type));
       const runAt = resolveRunAt(body.run_at);
       const task = await createTask(db, {
         siteId: id,
@@ -170,14 +172,14 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
       method: "get",
       path: "/sync/status/{site_id}",
       tags: ["sync"],
-      summary: "Which days of a site's Search Console data are synced",
+      summary: "Which days of a site's Search Console data (daily and hourly) are synced",
       request: { params: SiteIdParam },
       responses: { 200: jsonResponse(SyncStatusSchema, "Synced days"), ...errorResponses(400, 404) },
     }),
     async (c) => {
       const { site_id } = c.req.valid("param");
       if (!(await siteExists(db, site_id))) throw siteNotFound(site_id);
-      return c.json({ site_id, daily_data: await syncedDaysSummary(db, site_id) }, 200);
+      return c.json({ site_id, daily_data: await syncedDaysSummary(db, site_id), hourly_data: await hourlyDaysSummary(db, site_id) }, 200);
     },
   );
 

@@ -4,6 +4,7 @@ import { sites, syncTasks, type NewSyncTask } from "../db/schema.ts";
 import { log } from "../log.ts";
 import { findSyncedDays } from "./data.ts";
 import { addDays, atTimeOfDay, dayOf, dayRange, daysBetween, newestDataDay } from "./dates.ts";
+import { hourlyWindow, resolveRange } from "./schemas.ts";
 import { searchTypes } from "./source.ts";
 
 export type SchedulerOptions = {
@@ -15,18 +16,19 @@ export type SchedulerOptions = {
 };
 
 const DAILY = "daily_sync";
+const HOURLY = "hourly_sync";
 const INSERT_BATCH = 500;
 
-/** Active sites without today's scheduled daily_sync, and without any pending or running one. */
-function sitesDue(db: Db, today: string) {
+/** Active sites without a `type` task scheduled for `slot`, and without any pending or running one. */
+function sitesDue(db: Db, type: string, slot: string) {
   const scheduledToday = db.read
     .select({ one: sql`1` })
     .from(syncTasks)
-    .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, DAILY), eq(syncTasks.scheduled_for, today)));
+    .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, type), eq(syncTasks.scheduled_for, slot)));
   const active = db.read
     .select({ one: sql`1` })
     .from(syncTasks)
-    .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, DAILY), sql`${syncTasks.status} in ('pending','running')`));
+    .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, type), sql`${syncTasks.status} in ('pending','running')`));
   return db.read
     .select({ id: sites.id })
     .from(sites)
@@ -44,7 +46,7 @@ function sitesDue(db: Db, today: string) {
 export async function scheduleDailySyncs(db: Db, opts: SchedulerOptions, now = new Date()): Promise<number> {
   const today = dayOf(now);
   if (now < atTimeOfDay(today, opts.dailyAt)) return 0;
-  const due = sitesDue(db, today);
+  const due = sitesDue(db, DAILY, today);
   if (due.length === 0) return 0;
 
   const end = newestDataDay(now);
@@ -67,9 +69,18 @@ export async function scheduleDailySyncs(db: Db, opts: SchedulerOptions, now = n
       run_at: now.toISOString(),
     });
   }
+  const created = await insertScheduled(db, tasks);
+  if (created > 0) log("info", "daily syncs scheduled", { day: today, created });
+  return created;
+}
+
+/**
+ * Inserts scheduled tasks in short writes however many there are; returns how many were new. Without
+ * a conflict target, DO NOTHING covers both unique indexes (the slot's task exists; the site has a
+ * pending or running task of that type).
+ */
+async function insertScheduled(db: Db, tasks: NewSyncTask[]): Promise<number> {
   let created = 0;
-  // Short writes however many sites there are. Without a conflict target, DO NOTHING covers both
-  // unique indexes (today's task exists; the site has a pending or running daily_sync).
   for (let i = 0; i < tasks.length; i += INSERT_BATCH) {
     const chunk = tasks.slice(i, i + INSERT_BATCH);
     created += await db.write((tx) => {
@@ -78,17 +89,53 @@ export async function scheduleDailySyncs(db: Db, opts: SchedulerOptions, now = n
       return n;
     });
   }
-  if (created > 0) log("info", "daily syncs scheduled", { day: today, created });
   return created;
 }
 
-/** Runs scheduleDailySyncs now and every `intervalMs` (jittered) until stopped. */
-export function startScheduler(db: Db, opts: SchedulerOptions & { intervalMs: number }) {
+export type HourlySchedulerOptions = {
+  /** How often each active site gets an hourly_sync (SYNC_HOURLY_EVERY). */
+  everyMs: number;
+  maxAttempts: number;
+};
+
+/**
+ * Once per `everyMs` slot (slots counted from the Unix epoch), gives every active site an hourly_sync
+ * of the days Search Console keeps hourly data for (the last ~10, up to today UTC; skip mode, so only
+ * the recent and incomplete days are fetched again). scheduled_for holds the slot's start (an ISO
+ * moment), so the same unique index as the daily schedule makes it exactly once per site and slot.
+ * Returns the number of tasks created.
+ */
+export async function scheduleHourlySyncs(db: Db, opts: HourlySchedulerOptions, now = new Date()): Promise<number> {
+  const slot = new Date(Math.floor(now.getTime() / opts.everyMs) * opts.everyMs).toISOString();
+  const due = sitesDue(db, HOURLY, slot);
+  if (due.length === 0) return 0;
+  const { start, end } = resolveRange({}, now, hourlyWindow);
+  const created = await insertScheduled(
+    db,
+    due.map(({ id }) => ({
+      site_id: id,
+      task_type: HOURLY,
+      start_date: start,
+      end_date: end,
+      progress_total: daysBetween(start, end),
+      params: { sync_mode: "skip" },
+      max_attempts: opts.maxAttempts,
+      scheduled_for: slot,
+      run_at: now.toISOString(),
+    })),
+  );
+  if (created > 0) log("info", "hourly syncs scheduled", { slot, created });
+  return created;
+}
+
+/** Runs scheduleDailySyncs (and scheduleHourlySyncs when `hourlyEveryMs` > 0) now and every `intervalMs` (jittered) until stopped. */
+export function startScheduler(db: Db, opts: SchedulerOptions & { intervalMs: number; hourlyEveryMs?: number }) {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let stopped = false;
   const tick = async () => {
     try {
       await scheduleDailySyncs(db, opts);
+      if (opts.hourlyEveryMs) await scheduleHourlySyncs(db, { everyMs: opts.hourlyEveryMs, maxAttempts: opts.maxAttempts });
     } catch (err) {
       log("error", "scheduler tick failed", { error: String(err) });
     }

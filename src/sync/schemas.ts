@@ -3,8 +3,8 @@ import { createSelectSchema } from "drizzle-zod";
 import { syncTasks, taskStatuses } from "../db/schema.ts";
 import { ApiError } from "../errors.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
-import { addDays, daysBetween, isDate, MAX_RANGE_DAYS, newestDataDay, RETENTION_DAYS } from "./dates.ts";
-import { syncModes } from "./handlers/daily-sync.ts";
+import { addDays, dayOf, daysBetween, HOURLY_RETENTION_DAYS, isDate, MAX_RANGE_DAYS, newestDataDay, RETENTION_DAYS } from "./dates.ts";
+import { syncModes } from "./handlers/days.ts";
 import type { JobRow } from "./queries.ts";
 
 /** A positive integer id in the path, under the given parameter name. */
@@ -31,7 +31,7 @@ export const TriggerQuery = z.object({
 
 export const CreateTaskSchema = z
   .object({
-    task_type: z.string().min(1).max(64).default("daily_sync").openapi({ example: "daily_sync" }),
+    task_type: z.string().min(1).max(64).default("daily_sync").openapi({ example: "daily_sync", description: "daily_sync or hourly_sync (the last ~10 days, up to today)" }),
     start_date: DateString.optional(),
     end_date: DateString.optional(),
     days: z.number().int().min(1).max(MAX_RANGE_DAYS).optional(),
@@ -53,22 +53,54 @@ export const TaskCreatedSchema = z
   })
   .openapi("SyncTaskCreated");
 
+/** Which days a task type may cover, relative to today (UTC). */
+export type RangeWindow = {
+  /** The newest day with data; also the default end. */
+  newest: (now: Date) => string;
+  /** How many days before `newest` the oldest allowed start is, and what that limit is called. */
+  retentionDays: number;
+  retention: string;
+  /** Days covered when neither start_date nor days is given. */
+  defaultDays: number;
+};
+
+/** daily_sync (and any type without a window of its own): up to today minus 2, about 16 months back. */
+export const dailyWindow: RangeWindow = {
+  newest: newestDataDay,
+  retentionDays: RETENTION_DAYS,
+  retention: "about 16 months",
+  defaultDays: 7,
+};
+
+/** hourly_sync: Search Console keeps hourly data for the last ~10 days, today included. */
+export const hourlyWindow: RangeWindow = {
+  newest: (now) => dayOf(now),
+  retentionDays: HOURLY_RETENTION_DAYS,
+  retention: "hourly data: about 10 days",
+  defaultDays: HOURLY_RETENTION_DAYS,
+};
+
+/** The range window of a task type. */
+export function windowOf(taskType: string): RangeWindow {
+  return taskType === "hourly_sync" ? hourlyWindow : dailyWindow;
+}
+
 /**
- * The days a task covers: `start_date`..`end_date`, or the `days` (default 7) ending at `end_date`
- * (default: the newest day Search Console has, today minus 2 UTC). Checked against that newest day
- * and the longest range; a bad range is the client's mistake (400).
+ * The days a task covers: `start_date`..`end_date`, or the `days` (default: the window's) ending at
+ * `end_date` (default: the newest day with data; for daily data today minus 2 UTC). Checked against
+ * that newest day, the data Search Console keeps and the longest range; a bad range is the client's mistake (400).
  */
-export function resolveRange(r: { start_date?: string; end_date?: string; days?: number }, now = new Date()) {
-  const newest = newestDataDay(now);
+export function resolveRange(r: { start_date?: string; end_date?: string; days?: number }, now = new Date(), w: RangeWindow = dailyWindow) {
+  const newest = w.newest(now);
   const bad = (path: string, message: string) => new ApiError("validation_failed", `invalid range: ${message}`, [{ path, message }]);
   if (r.days !== undefined && r.start_date !== undefined) throw bad("days", "give days or start_date, not both");
   const end = r.end_date ?? newest;
-  const start = r.start_date ?? addDays(end, -((r.days ?? 7) - 1));
-  if (end > newest) throw bad("end_date", `Search Console has data up to ${newest} (today minus 2 days, UTC)`);
+  const start = r.start_date ?? addDays(end, -((r.days ?? w.defaultDays) - 1));
+  if (end > newest) throw bad("end_date", `Search Console has data up to ${newest}${w === dailyWindow ? " (today minus 2 days, UTC)" : ""}`);
   if (start > end) throw bad("start_date", "start_date is after end_date");
-  const oldest = addDays(newest, -RETENTION_DAYS);
+  const oldest = addDays(newest, -w.retentionDays);
   // `days` before an ancient end_date can fall off the calendar (year -1): not a date at all.
-  if (!isDate(start) || start < oldest) throw bad("start_date", `Search Console keeps data from ${oldest} on (about 16 months)`);
+  if (!isDate(start) || start < oldest) throw bad("start_date", `Search Console keeps data from ${oldest} on (${w.retention})`);
   if (daysBetween(start, end) > MAX_RANGE_DAYS) throw bad("start_date", `a task covers at most ${MAX_RANGE_DAYS} days`);
   return { start, end };
 }
@@ -132,14 +164,17 @@ export type Job = z.infer<typeof JobSchema>;
 
 export const JobListSchema = z.object({ total: z.number().int(), jobs: z.array(JobSchema) }).openapi("SyncJobList");
 
+const Coverage = z.object({
+  total_days: z.number().int(),
+  latest_date: z.string().nullable(),
+  oldest_date: z.string().nullable(),
+});
+
 export const SyncStatusSchema = z
   .object({
     site_id: z.number().int(),
-    daily_data: z.object({
-      total_days: z.number().int(),
-      latest_date: z.string().nullable(),
-      oldest_date: z.string().nullable(),
-    }),
+    daily_data: Coverage,
+    hourly_data: Coverage.openapi({ description: "Days with hourly rows (hourly_rankings), by Search Console's (Pacific) day" }),
   })
   .openapi("SyncStatus");
 

@@ -1,5 +1,5 @@
 import type { Config } from "../config.ts";
-import type { GscRow } from "../db/schema.ts";
+import type { GscRow, HourlyRow } from "../db/schema.ts";
 import { demoSource } from "./demo.ts";
 import { serviceAccountToken, staticToken } from "./gsc/auth.ts";
 import { gscSource } from "./gsc/client.ts";
@@ -12,11 +12,16 @@ export type SearchType = (typeof searchTypes)[number];
 /** One search-analytics row as a source returns it (dimensions page, query, device). */
 export type SourceRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressions" | "ctr" | "position">;
 
-/** Where daily syncs get their rows: Search Console, or the demo generator. */
+/** One hourly row (dimensions HOUR, query, page, device; dataState HOURLY_ALL). */
+export type HourlySourceRow = Pick<HourlyRow, "hour_timestamp" | "query" | "page" | "device" | "clicks" | "impressions" | "ctr" | "position">;
+
+/** Where syncs get their rows: Search Console, or the demo generator. */
 export type SearchAnalyticsSource = {
   name: "gsc" | "demo";
   /** Pages of rows for one property (the site's domain), day and search type, until exhausted. */
   pages(siteUrl: string, day: string, type: SearchType, signal: AbortSignal): AsyncIterable<SourceRow[]>;
+  /** Pages of one day's hourly rows (web search) for one property, until exhausted. */
+  hourlyPages(siteUrl: string, day: string, signal: AbortSignal): AsyncIterable<HourlySourceRow[]>;
 };
 
 /** Which source the configuration selects: `auto` means Search Console when credentials are set, else demo. */

@@ -40,6 +40,7 @@ const scheduler = config.SYNC_SCHEDULER
       catchupDays: config.SYNC_CATCHUP_DAYS,
       maxAttempts: config.SYNC_MAX_ATTEMPTS,
       intervalMs: config.SYNC_SCHEDULER_INTERVAL_MS,
+      hourlyEveryMs: config.SYNC_HOURLY_EVERY,
     })
   : null;
 log("info", "sync worker started", { source: source.name, task_types: taskTypes(), scheduler: scheduler !== null });

@@ -17,6 +17,7 @@ export type LoggedRequest = {
   startRow: number;
   rowLimit: number;
   dimensions: string[];
+  dataState?: string;
   status: number;
 };
 
@@ -40,6 +41,8 @@ function injectedResponse(x: Injected): Response {
 export type FakeGscOptions = {
   /** Rows per (site, day, search type); default 100 for web, 10 for the other types. */
   rows?: (site: string, day: string, type: string) => number;
+  /** Hourly rows per (site, day) (dimension HOUR); default 48 (two per hour). */
+  hourlyRows?: (site: string, day: string) => number;
   /** Delay before every search-analytics answer. */
   delayMs?: number;
   /** Bearer tokens accepted besides those the token endpoint issued. */
@@ -58,6 +61,25 @@ export function fakeRows(site: string, day: string, type: string, count: number)
       impressions,
       ctr: clicks / impressions,
       position: 1 + (i % 50) + 0.5,
+    };
+  });
+}
+
+export type FakeHourlyRow = { keys: [string, string, string, string]; clicks: number; impressions: number; ctr: number; position: number };
+
+/** The hourly rows the fake has for one site and day: keys HOUR (Pacific, -08:00), query, page, device. */
+export function fakeHourlyRows(site: string, day: string, count: number): FakeHourlyRow[] {
+  const devices = ["DESKTOP", "MOBILE", "TABLET"];
+  return Array.from({ length: count }, (_, i) => {
+    const hour = String(i % 24).padStart(2, "0");
+    const impressions = 5 + ((i * 31 + day.length) % 200);
+    const clicks = (i * 17) % (impressions + 1);
+    return {
+      keys: [`${day}T${hour}:00:00-08:00`, `fake hourly query ${Math.floor(i / 24)}`, `https://${site.replace(/^sc-domain:/, "")}/h/${i % 7}`, devices[i % 3]!],
+      clicks,
+      impressions,
+      ctr: clicks / impressions,
+      position: 1 + (i % 30) + 0.25,
     };
   });
 }
@@ -86,6 +108,7 @@ export type FakeGsc = ReturnType<typeof startFakeGsc>;
 /** Starts the fake on a free loopback port. */
 export function startFakeGsc(opts: FakeGscOptions = {}) {
   const rowsFor = opts.rows ?? ((_s, _d, type) => (type === "web" ? 100 : 10));
+  const hourlyFor = opts.hourlyRows ?? (() => 48);
   const accepted = new Set(opts.tokens ?? ["test-token"]);
   const requests: LoggedRequest[] = [];
   const tokenRequests: { at: number; ok: boolean; claims?: Record<string, unknown>; error?: string }[] = [];
@@ -142,6 +165,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       startRow: body.startRow ?? 0,
       rowLimit: body.rowLimit ?? 1000,
       dimensions: body.dimensions ?? [],
+      dataState: body.dataState,
       status: 200,
     };
     requests.push(entry);
@@ -163,7 +187,14 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       return googleError(403, "PERMISSION_DENIED", `User does not have sufficient permission for site '${site}'.`);
     }
     if (body.startDate !== body.endDate) return googleError(400, "INVALID_ARGUMENT", "fake serves one day per request");
-    const all = fakeRows(site, body.startDate, entry.type, rowsFor(site, body.startDate, entry.type));
+    const hourly = entry.dimensions.includes("HOUR");
+    if (hourly && body.dataState !== "HOURLY_ALL") {
+      entry.status = 400;
+      return googleError(400, "INVALID_ARGUMENT", "The HOUR dimension requires dataState HOURLY_ALL.");
+    }
+    const all = hourly
+      ? fakeHourlyRows(site, body.startDate, hourlyFor(site, body.startDate))
+      : fakeRows(site, body.startDate, entry.type, rowsFor(site, body.startDate, entry.type));
     const rows = all.slice(entry.startRow, entry.startRow + entry.rowLimit);
     return Response.json(rows.length > 0 ? { rows, responseAggregationType: "byPage" } : { responseAggregationType: "byPage" });
   }

@@ -1,7 +1,7 @@
 import { log } from "../../log.ts";
 import { gscRequests } from "../../metrics/registry.ts";
 import { PermanentError } from "../errors.ts";
-import type { SearchAnalyticsSource, SearchType, SourceRow } from "../source.ts";
+import type { HourlySourceRow, SearchAnalyticsSource, SearchType, SourceRow } from "../source.ts";
 import type { TokenProvider } from "./auth.ts";
 import type { RateLimiter } from "./limiter.ts";
 import { sleep } from "./sleep.ts";
@@ -30,6 +30,8 @@ export type SearchAnalyticsQuery = {
   type: SearchType;
   rowLimit: number;
   startRow: number;
+  /** `HOURLY_ALL` for the HOUR dimension; unset: Google's default (final data). */
+  dataState?: "final" | "all" | "HOURLY_ALL";
 };
 
 type ApiRow = { keys?: string[]; clicks?: number; impressions?: number; ctr?: number; position?: number };
@@ -146,20 +148,28 @@ export function createGscClient(opts: GscClientOptions) {
     }
   }
 
-  /** Every row of one day and search type, page by page (`startRow`), until a short page. */
-  async function* pages(siteUrl: string, day: string, type: SearchType, signal: AbortSignal): AsyncGenerator<SourceRow[]> {
+  /** Every row of one query, page by page (`startRow`), until a short page. */
+  async function* paged(siteUrl: string, body: Omit<SearchAnalyticsQuery, "rowLimit" | "startRow">, signal: AbortSignal): AsyncGenerator<ApiRow[]> {
     for (let startRow = 0; ; startRow += opts.rowLimit) {
-      const rows = await query(
-        siteUrl,
-        { startDate: day, endDate: day, dimensions: ["page", "query", "device"], type, rowLimit: opts.rowLimit, startRow },
-        signal,
-      );
-      if (rows.length > 0) yield rows.map(toSourceRow);
+      const rows = await query(siteUrl, { ...body, rowLimit: opts.rowLimit, startRow }, signal);
+      if (rows.length > 0) yield rows;
       if (rows.length < opts.rowLimit) return;
     }
   }
 
-  return { query, pages };
+  /** Every row of one day and search type (dimensions page, query, device). */
+  async function* pages(siteUrl: string, day: string, type: SearchType, signal: AbortSignal): AsyncGenerator<SourceRow[]> {
+    const body = { startDate: day, endDate: day, dimensions: ["page", "query", "device"], type };
+    for await (const rows of paged(siteUrl, body, signal)) yield rows.map(toSourceRow);
+  }
+
+  /** Every hourly row of one day (dimensions HOUR, query, page, device; dataState HOURLY_ALL; web). */
+  async function* hourlyPages(siteUrl: string, day: string, signal: AbortSignal): AsyncGenerator<HourlySourceRow[]> {
+    const body = { startDate: day, endDate: day, dimensions: ["HOUR", "query", "page", "device"], type: "web" as const, dataState: "HOURLY_ALL" as const };
+    for await (const rows of paged(siteUrl, body, signal)) yield rows.map(toHourlyRow);
+  }
+
+  return { query, pages, hourlyPages };
 }
 
 function toSourceRow(r: ApiRow): SourceRow {
@@ -175,8 +185,22 @@ function toSourceRow(r: ApiRow): SourceRow {
   };
 }
 
-/** The Search Console client as a daily-sync source. */
+function toHourlyRow(r: ApiRow): HourlySourceRow {
+  const [hour_timestamp = "", query = "", page = "", device = ""] = r.keys ?? [];
+  return {
+    hour_timestamp,
+    query,
+    page,
+    device,
+    clicks: r.clicks ?? 0,
+    impressions: r.impressions ?? 0,
+    ctr: r.ctr ?? 0,
+    position: r.position ?? 0,
+  };
+}
+
+/** The Search Console client as a sync source. */
 export function gscSource(opts: GscClientOptions): SearchAnalyticsSource {
   const client = createGscClient(opts);
-  return { name: "gsc", pages: client.pages };
+  return { name: "gsc", pages: client.pages, hourlyPages: client.hourlyPages };
 }

@@ -1,18 +1,10 @@
-import { z } from "zod";
 import type { Site } from "../../db/schema.ts";
-import { log } from "../../log.ts";
 import { rowsIngested } from "../../metrics/registry.ts";
-import { findSiteById } from "../../sites/queries.ts";
 import { deleteRowsById, findDayRowKeys, findSyncedDays, markDaySynced, upsertRows, type DayRowKey } from "../data.ts";
-import { dayRange, isFinalDay } from "../dates.ts";
-import { LeaseLost, PermanentError, TaskCancelled, WorkerStopping } from "../errors.ts";
+import { isFinalDay } from "../dates.ts";
 import { searchTypes, type SearchType } from "../source.ts";
-import type { Progress, TaskContext, TaskHandler } from "./index.ts";
-
-export const syncModes = ["skip", "overwrite"] as const;
-export type SyncMode = (typeof syncModes)[number];
-
-const ParamsSchema = z.object({ sync_mode: z.enum(syncModes).default("skip") });
+import { runDays } from "./days.ts";
+import type { TaskContext, TaskHandler } from "./index.ts";
 
 /**
  * daily_sync: for each day of the task's range and each search type, fetches the search-analytics
@@ -24,49 +16,26 @@ export const dailySync: TaskHandler = {
   type: "daily_sync",
   async run(ctx) {
     const { task } = ctx;
-    const params = ParamsSchema.safeParse(task.params);
-    if (!params.success) throw new PermanentError(`invalid params: ${params.error.issues[0]?.message}`);
-    if (!task.start_date || !task.end_date) throw new PermanentError("a daily_sync needs start_date and end_date");
-    const site = await findSiteById(ctx.db, task.site_id);
-    if (!site) throw new PermanentError(`site ${task.site_id} no longer exists`);
-
-    const mode = params.data.sync_mode;
-    const days = dayRange(task.start_date, task.end_date);
-    const markers = await findSyncedDays(ctx.db, site.id, task.start_date, task.end_date);
     // Markers this job wrote in an earlier attempt (it was re-queued after a crash): done, not redone.
     // started_at is set by the first claim and kept across attempts.
     const firstStart = task.started_at!;
-    const p: Progress = { done: 0, synced: 0, failed: 0, skipped: 0, records: 0 };
-    let lastError: unknown = null;
-
-    for (const day of days) {
-      ctx.signal.throwIfAborted();
+    let markers: Awaited<ReturnType<typeof findSyncedDays>> | null = null;
+    await runDays(ctx, async ({ site, mode, day, days }) => {
+      markers ??= await findSyncedDays(ctx.db, site.id, days[0]!, days[days.length - 1]!);
       let skippedTypes = 0;
-      try {
-        for (const type of searchTypes) {
-          const marker = markers.get(`${day}|${type}`);
-          if (marker && marker.synced_at >= firstStart) {
-            p.records += marker.row_count;
-          } else if (marker && mode === "skip") {
-            skippedTypes++;
-          } else {
-            p.records += await syncDay(ctx, site, day, type);
-          }
+      let records = 0;
+      for (const type of searchTypes) {
+        const marker = markers.get(`${day}|${type}`);
+        if (marker && marker.synced_at >= firstStart) {
+          records += marker.row_count;
+        } else if (marker && mode === "skip") {
+          skippedTypes++;
+        } else {
+          records += await syncDay(ctx, site, day, type);
         }
-        if (skippedTypes === searchTypes.length) p.skipped++;
-        else p.synced++;
-      } catch (err) {
-        if (!isDayFailure(err, ctx.signal)) throw err;
-        p.failed++;
-        lastError = err;
-        log("warn", "daily_sync day failed", { task_id: task.id, site_id: site.id, day, error: String(err) });
       }
-      p.done++;
-      await ctx.progress(p);
-    }
-    if (p.failed > 0) {
-      throw new Error(`${p.failed} of ${days.length} days failed; last error: ${(lastError as Error)?.message ?? lastError}`);
-    }
+      return { skipped: skippedTypes === searchTypes.length, records };
+    });
   },
 };
 
@@ -111,10 +80,4 @@ async function deleteUnwritten(ctx: TaskContext, siteId: number, day: string, ty
     if (last) return;
     after = rows[rows.length - 1]!;
   }
-}
-
-/** True for an error that fails only this day (Search Console still failing after its retries). */
-function isDayFailure(err: unknown, signal: AbortSignal): boolean {
-  if (signal.aborted) return false;
-  return !(err instanceof PermanentError || err instanceof TaskCancelled || err instanceof LeaseLost || err instanceof WorkerStopping);
 }

@@ -2,6 +2,7 @@ import type { Db, Orm } from "../../db/index.ts";
 import type { SyncTask } from "../../db/schema.ts";
 import type { SearchAnalyticsSource } from "../source.ts";
 import { dailySync } from "./daily-sync.ts";
+import { hourlySync } from "./hourly-sync.ts";
 
 /** Counters a handler reports at each checkpoint (they become the job's progress and stats). */
 export type Progress = { done: number; synced: number; failed: number; skipped: number; records: number };
@@ -34,7 +35,10 @@ export type TaskHandler = {
   run(ctx: TaskContext): Promise<void>;
 };
 
-const registry = new Map<string, TaskHandler>([[dailySync.type, dailySync]]);
+const registry = new Map<string, TaskHandler>([
+  [dailySync.type, dailySync],
+  [hourlySync.type, hourlySync],
+]);
 
 /** Adds a kind of task (a module exporting a TaskHandler); later registrations replace earlier ones. */
 export function registerHandler(handler: TaskHandler): void {

@@ -1,0 +1,74 @@
+import { and, between, eq, sql, type SQL } from "drizzle-orm";
+import type { Db } from "../db/index.ts";
+import { hourlyRankings as h, sites } from "../db/schema.ts";
+import type { HourlyRankingItem, HourlyRankingRequest } from "./schemas.ts";
+
+/**
+ * Hourly buckets of a site between two days, one per hour and query (or page): clicks and impressions
+ * summed over the other dimensions (page or query, device), ctr = clicks / impressions, position
+ * weighted by impressions. Filtered by exact queries or pages, or queries containing a term; ordered
+ * by hour, then key; at most `limit`.
+ */
+export async function findHourlyRankings(
+  db: Db,
+  r: Pick<HourlyRankingRequest, "start_date" | "end_date" | "queries" | "pages" | "group_by" | "matching_mode"> & { siteId: number; limit: number },
+): Promise<HourlyRankingItem[]> {
+  const key = r.group_by === "page" ? h.page : h.query;
+  const terms = r.group_by === "page" ? r.pages : r.queries;
+  let filter: SQL | undefined;
+  if (terms && terms.length > 0) {
+    const list = JSON.stringify(terms);
+    filter =
+      r.group_by === "query" && r.matching_mode === "partial"
+        ? sql`exists (select 1 from json_each(${list}) where instr(${key}, value) > 0)`
+        : sql`${key} in (select value from json_each(${list}))`;
+  }
+  const impressions = sql<number>`sum(${h.impressions})`;
+  const rows = db.read
+    .select({
+      date: h.date,
+      hour: h.hour,
+      hour_timestamp: sql<string>`min(${h.hour_timestamp})`,
+      key,
+      clicks: sql<number>`sum(${h.clicks})`,
+      impressions,
+      // Rows with no impressions carry no weight: fall back to the plain mean so position is never null.
+      position: sql<number>`coalesce(sum(${h.position} * ${h.impressions}) / nullif(${impressions}, 0), avg(${h.position}))`,
+    })
+    .from(h)
+    .where(and(eq(h.site_id, r.siteId), between(h.date, r.start_date, r.end_date), filter))
+    .groupBy(h.date, h.hour, key)
+    .orderBy(h.date, h.hour, key)
+    .limit(r.limit)
+    .all();
+  return rows.map(({ key: k, ...row }) => ({
+    datetime: `${row.date} ${String(row.hour).padStart(2, "0")}:00`,
+    ...row,
+    query: r.group_by === "query" ? k : null,
+    page: r.group_by === "page" ? k : null,
+    ctr: row.impressions > 0 ? row.clicks / row.impressions : 0,
+  }));
+}
+
+/**
+ * A site's id from `site_id` (checked to exist) or `hostname`, tried as sent, as `sc-domain:<host>`,
+ * and with its scheme and trailing slashes removed (the original's steps); undefined when none matches.
+ */
+export async function resolveSiteId(db: Db, by: { site_id?: number | null; hostname?: string | null }): Promise<number | undefined> {
+  const candidates: string[] = [];
+  if (by.site_id == null && by.hostname) {
+    const host = by.hostname;
+    candidates.push(host);
+    if (!host.startsWith("sc-domain:")) candidates.push(`sc-domain:${host}`);
+    if (/^https?:\/\//.test(host)) {
+      const bare = host.replaceAll("https://", "").replaceAll("http://", "").replace(/\/+$/, "");
+      candidates.push(bare, `sc-domain:${bare}`);
+    }
+  }
+  for (const c of candidates) {
+    const row = db.read.select({ id: sites.id }).from(sites).where(eq(sites.domain, c)).get();
+    if (row) return row.id;
+  }
+  if (by.site_id == null) return undefined;
+  return db.read.select({ id: sites.id }).from(sites).where(eq(sites.id, by.site_id)).get()?.id;
+}

@@ -1,0 +1,56 @@
+import { z } from "zod";
+import type { Site } from "../../db/schema.ts";
+import { log } from "../../log.ts";
+import { findSiteById } from "../../sites/queries.ts";
+import { dayRange } from "../dates.ts";
+import { isDayFailure, PermanentError } from "../errors.ts";
+import type { Progress, TaskContext } from "./index.ts";
+
+export const syncModes = ["skip", "overwrite"] as const;
+export type SyncMode = (typeof syncModes)[number];
+
+const ParamsSchema = z.object({ sync_mode: z.enum(syncModes).default("skip") });
+
+/** What one day's work reports: whether it was skipped, and how many rows it stored (or found stored). */
+export type DayOutcome = { skipped: boolean; records: number };
+
+/**
+ * Runs a task that works day by day over its range: checks its params and site, calls `perDay` for
+ * each day oldest first and records progress after every day. A day that fails is counted and the
+ * others go on; the task then fails (and is retried) with the last error. Cancels, lost leases,
+ * shutdown and PermanentErrors stop it at once.
+ */
+export async function runDays(
+  ctx: TaskContext,
+  perDay: (env: { site: Site; mode: SyncMode; day: string; days: string[] }) => Promise<DayOutcome>,
+): Promise<void> {
+  const { task } = ctx;
+  const params = ParamsSchema.safeParse(task.params);
+  if (!params.success) throw new PermanentError(`invalid params: ${params.error.issues[0]?.message}`);
+  if (!task.start_date || !task.end_date) throw new PermanentError(`a ${task.task_type} needs start_date and end_date`);
+  const site = await findSiteById(ctx.db, task.site_id);
+  if (!site) throw new PermanentError(`site ${task.site_id} no longer exists`);
+
+  const days = dayRange(task.start_date, task.end_date);
+  const p: Progress = { done: 0, synced: 0, failed: 0, skipped: 0, records: 0 };
+  let lastError: unknown = null;
+  for (const day of days) {
+    ctx.signal.throwIfAborted();
+    try {
+      const out = await perDay({ site, mode: params.data.sync_mode, day, days });
+      p.records += out.records;
+      if (out.skipped) p.skipped++;
+      else p.synced++;
+    } catch (err) {
+      if (!isDayFailure(err, ctx.signal)) throw err;
+      p.failed++;
+      lastError = err;
+      log("warn", `${task.task_type} day failed`, { task_id: task.id, site_id: site.id, day, error: String(err) });
+    }
+    p.done++;
+    await ctx.progress(p);
+  }
+  if (p.failed > 0) {
+    throw new Error(`${p.failed} of ${days.length} days failed; last error: ${(lastError as Error)?.message ?? lastError}`);
+  }
+}

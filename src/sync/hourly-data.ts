@@ -1,0 +1,88 @@
+import { and, between, countDistinct, eq, max, min, sql } from "drizzle-orm";
+import type { Db, Orm } from "../db/index.ts";
+import { perConnection } from "../db/prepared.ts";
+import { hourlyRankings } from "../db/schema.ts";
+import { hourOf } from "./dates.ts";
+import { PermanentError } from "./errors.ts";
+import type { HourlySourceRow } from "./source.ts";
+
+// The synced hourly data: rows in hourly_rankings, one per (site, hour, query, page, device).
+
+const p = sql.placeholder;
+const h = hourlyRankings;
+
+const writeStatements = perConnection((orm) => ({
+  upsert: orm
+    .insert(h)
+    .values({
+      site_id: p("site_id"),
+      date: p("date"),
+      hour: p("hour"),
+      hour_timestamp: p("hour_timestamp"),
+      query: p("query"),
+      page: p("page"),
+      device: p("device"),
+      clicks: p("clicks"),
+      impressions: p("impressions"),
+      ctr: p("ctr"),
+      position: p("position"),
+      fetched_at: p("fetched_at"),
+    })
+    .onConflictDoUpdate({
+      target: [h.site_id, h.hour_timestamp, h.query, h.page, h.device],
+      set: {
+        clicks: sql`excluded.clicks`,
+        impressions: sql`excluded.impressions`,
+        ctr: sql`excluded.ctr`,
+        position: sql`excluded.position`,
+        fetched_at: sql`excluded.fetched_at`,
+      },
+    })
+    .prepare(),
+  // A bounded delete (SQLite has no DELETE ... LIMIT by default): the oldest stale rows of one day.
+  deleteStale: orm
+    .delete(h)
+    .where(
+      sql`${h.id} in (select ${h.id} from ${h} where ${h.site_id} = ${p("site_id")} and ${h.date} = ${p("date")} and ${h.fetched_at} < ${p("pass")} limit ${p("limit")})`,
+    )
+    .returning({ id: h.id })
+    .prepare(),
+}));
+
+/**
+ * Inside a write: stores hourly rows of one site (insert or update on the row key), stamped with the
+ * pass that fetched them. An HOUR key that is not a timestamp fails the task: the API changed.
+ */
+export function upsertHourlyRows(tx: Orm, siteId: number, pass: string, rows: HourlySourceRow[]): void {
+  const { upsert } = writeStatements(tx);
+  for (const r of rows) {
+    const at = hourOf(r.hour_timestamp);
+    if (!at) throw new PermanentError(`Search Console sent an HOUR key that is not a timestamp: '${r.hour_timestamp}'`);
+    upsert.run({ site_id: siteId, ...at, ...r, fetched_at: pass });
+  }
+}
+
+/** Inside a write: deletes up to `limit` rows of one site and day stored before the pass `pass`; returns how many. */
+export function deleteStaleHourlyRows(tx: Orm, siteId: number, day: string, pass: string, limit: number): number {
+  return writeStatements(tx).deleteStale.all({ site_id: siteId, date: day, pass, limit }).length;
+}
+
+/** The days of a site between two days whose hourly rows reach hour 23 (the day is complete). */
+export async function findCompleteHourlyDays(db: Db, siteId: number, start: string, end: string): Promise<Set<string>> {
+  const rows = db.read
+    .selectDistinct({ date: h.date })
+    .from(h)
+    .where(and(eq(h.site_id, siteId), between(h.date, start, end), eq(h.hour, 23)))
+    .all();
+  return new Set(rows.map((r) => r.date));
+}
+
+/** Days with hourly data for a site: how many, the newest and the oldest. */
+export async function hourlyDaysSummary(db: Db, siteId: number) {
+  const row = db.read
+    .select({ total_days: countDistinct(h.date), latest_date: max(h.date), oldest_date: min(h.date) })
+    .from(h)
+    .where(eq(h.site_id, siteId))
+    .get();
+  return { total_days: row?.total_days ?? 0, latest_date: row?.latest_date ?? null, oldest_date: row?.oldest_date ?? null };
+}
