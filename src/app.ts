@@ -5,6 +5,9 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { fileHandler, packageFile } from "./assets.ts";
+import { secureHeaders } from "hono/secure-headers";
+import { authMiddleware, defaultAuthOptions, type AuthOptions, type RateLimit } from "./auth/middleware.ts";
+import { keysRoutes } from "./auth/routes.ts";
 import { defaults } from "./config.ts";
 import type { Db } from "./db/index.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
@@ -31,6 +34,10 @@ export type AppOptions = {
    * answer in time); unset, this process's own.
    */
   metrics?: () => Promise<string | null>;
+  /** Who may call (default: protected mode, loopback = 127.0.0.0/8 and ::1). */
+  auth?: AuthOptions;
+  /** Shared request rate limit, asked once per identified caller. */
+  rateLimit?: RateLimit;
 };
 
 /** Builds the HTTP application over one process's database handle. */
@@ -42,6 +49,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.use((c, next) => withLogContext({ request_id: c.get("requestId") }, next));
   app.use(httpMetrics.registerMetrics);
   if (opts.requestLog) app.use(requestLog);
+  app.use(secureHeaders());
+  app.use(authMiddleware(db, opts.auth ?? defaultAuthOptions, opts.rateLimit));
   // Only where a body is accepted: on every GET it cost ~1 µs of a ~24 µs request (bun run bench).
   app.on(
     ["POST", "PUT", "PATCH"],
@@ -60,6 +69,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1", syncRoutes(db, opts.sync));
   app.route("/api/v1", searchRoutes(db));
   app.route("/api/v1/analytics", hourlyRoutes(db));
+  app.route("/api/v1/keys", keysRoutes(db));
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
@@ -103,6 +113,7 @@ const httpCodes: Record<number, ErrorCode> = {
 export function errorResponse(err: Error, c: Context) {
   if (err instanceof ApiError) {
     if (err.code === "unavailable") c.header("Retry-After", "1");
+    for (const [k, v] of Object.entries(err.headers)) c.header(k, v);
     return c.json(errorBody(err.code, err.message, err.details), err.status);
   }
   if (err instanceof HTTPException) {

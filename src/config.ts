@@ -9,11 +9,30 @@ const bool = z
   .enum(["1", "0", "true", "false", "yes", "no"])
   .transform((v) => v === "1" || v === "true" || v === "yes");
 
-const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 /** Milliseconds of a duration like `30m` or `6h`; 0 for `off`. */
 function durationMs(v: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(v);
-  return m ? Number(m[1]) * units[m[2]!]! : 0;
+  return parseDuration(v) ?? 0;
+}
+
+const csv = (v: string) => v.split(",").map((x) => x.trim()).filter((x) => x.length > 0);
+const addressList = z.string().transform((v, ctx) => {
+  const list = csv(v);
+  for (const a of list) {
+    if (!/^(\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*)$/.test(a)) {
+      ctx.issues.push({ code: "custom", message: `not an address or IPv4 CIDR: '${a}'`, input: v });
+    }
+  }
+  return list;
+});
+const hostList = z.string().transform((v) => csv(v).map((h) => h.toLowerCase()));
+
+/** Parses a duration like `90d`, `12h`, `30m`, `45s`, `500ms` to milliseconds; null when malformed. */
+export function parseDuration(v: string): number | null {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(v.trim());
+  if (!m) return null;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms" | "s" | "m" | "h" | "d"];
+  const ms = Number(m[1]) * unit;
+  return ms > 0 && Number.isSafeInteger(ms) ? ms : null;
 }
 
 const roleSchema = z.enum(["primary", "http", "sync", "standalone", "stress", "test"]);
@@ -86,6 +105,26 @@ const envSchema = z.object({
   GSC_MAX_RETRIES: int(0, 20).default(5),
   GSC_RETRY_BASE_MS: int(1).default(1000),
   GSC_TIMEOUT_MS: int(100).default(60_000),
+
+  // Security (README, "Security"). AUTH=auto: protected mode until a key exists, then keys only.
+  AUTH: z.enum(["auto", "off", "required"]).default("auto"),
+  // Client addresses trusted as local in protected mode: IPv4 CIDRs or exact addresses.
+  LOCAL_ADDRESSES: addressList.default(["127.0.0.0/8", "::1"]),
+  // Host names (besides loopback names) the API may be reached by; empty: any, for keyed requests.
+  ALLOWED_HOSTS: hostList.default([]),
+  // last_used_at of keys is written this often (one write for all keys used meanwhile), not per request.
+  KEY_LAST_USED_FLUSH_MS: int(10).default(5000),
+  RATE_LIMIT_PER_MINUTE: int(0).default(1200),
+  RATE_LIMIT_IP_PER_MINUTE: int(0).default(120),
+  HTTP_IDLE_TIMEOUT_S: int(1, 255).default(10),
+  BACKUP_DIR: z.string().min(1).optional(),
+  BACKUP_KEEP: int(1, 10_000).default(7),
+  // How often the supervisor makes a backup (`6h`, `1d`...); `off` (default): never.
+  BACKUP_INTERVAL: z
+    .string()
+    .regex(/^(off|0|\d+(ms|s|m|h|d))$/, "expected off or a duration like 30m, 6h, 1d")
+    .default("off")
+    .transform((v) => durationMs(v)),
 
   // Set by the supervisor for the processes it spawns; never by users.
   SITESYNC_ROLE: roleSchema.default("standalone"),
@@ -240,6 +279,53 @@ export function orExit<T>(load: () => T): T {
     }
     throw err;
   }
+}
+
+const keysCommandSchema = z.discriminatedUnion("command", [
+  z.object({
+    command: z.literal("create"),
+    name: z.string().trim().min(1, "--name is required").max(100),
+    scope: z.enum(["read", "write", "admin"], "--scope must be read, write or admin"),
+    expires: z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        if (v === undefined) return null;
+        const ms = parseDuration(v);
+        if (ms === null) ctx.issues.push({ code: "custom", message: "--expires expects a duration like 90d, 12h or 30m", input: v });
+        return ms;
+      }),
+  }),
+  z.object({ command: z.literal("list") }),
+  z.object({ command: z.literal("revoke"), ref: z.string().min(1, "give the key's id or prefix") }),
+]);
+
+/**
+ * `bun run keys create --name N --scope S [--expires 90d]` | `keys list` | `keys revoke <id|prefix>`,
+ * plus the usual configuration (DATABASE_URL). Throws ConfigError.
+ */
+export function loadKeysCommand(argv: string[] = process.argv.slice(2), env: Source = process.env) {
+  const base = loadConfig([], env);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { name: { type: "string" }, scope: { type: "string" }, expires: { type: "string" } },
+      strict: true,
+      allowPositionals: true,
+    });
+  } catch (err) {
+    throw new ConfigError({ argv: [(err as Error).message] });
+  }
+  const [command, ref] = parsed.positionals;
+  const cmd = keysCommandSchema.safeParse({ command, ref, ...parsed.values });
+  if (!cmd.success) {
+    if (!["create", "list", "revoke"].includes(command ?? "")) {
+      throw new ConfigError({ command: ["expected create, list or revoke"] });
+    }
+    throw configErrorOf(cmd.error);
+  }
+  return { ...base, keys: cmd.data };
 }
 
 const stressSchema = z.object({

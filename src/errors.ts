@@ -4,10 +4,13 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 export const errorStatus = {
   validation_failed: 400,
   invalid_json: 400,
+  unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  rate_limited: 429,
   internal: 500,
   unavailable: 503,
 } as const satisfies Record<string, ContentfulStatusCode>;
@@ -18,11 +21,14 @@ export type ErrorCode = keyof typeof errorStatus;
 export class ApiError extends Error {
   readonly code: ErrorCode;
   readonly details: unknown;
-  constructor(code: ErrorCode, message: string, details?: unknown) {
+  /** Response headers that go with the error (WWW-Authenticate, Retry-After). */
+  readonly headers: Record<string, string>;
+  constructor(code: ErrorCode, message: string, details?: unknown, headers: Record<string, string> = {}) {
     super(message);
     this.name = "ApiError";
     this.code = code;
     this.details = details;
+    this.headers = headers;
   }
   get status(): ContentfulStatusCode {
     return errorStatus[this.code];

@@ -15,10 +15,13 @@ export const ErrorSchema = z
 
 const descriptions: Record<number, string> = {
   400: "Invalid request (validation_failed, invalid_json)",
+  401: "No valid API key (unauthorized)",
+  403: "Not allowed: the key lacks the scope, or protected mode refuses this client (forbidden)",
   404: "Not found",
   409: "Conflict",
   413: "Body larger than 1 MiB",
   415: "Body is not JSON",
+  429: "Rate limit reached (rate_limited, with Retry-After)",
   503: "Database unavailable",
 };
 

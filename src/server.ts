@@ -22,12 +22,20 @@ const app = createApp(db, {
   sync: { maxAttempts: config.SYNC_MAX_ATTEMPTS },
   // Workers share the port, so whichever takes the scrape asks the supervisor for everyone's metrics.
   metrics: config.supervised ? () => collectFromSupervisor(config.METRICS_TIMEOUT_MS + 2000) : undefined,
+  auth: { mode: config.AUTH, localAddresses: config.LOCAL_ADDRESSES, allowedHosts: config.ALLOWED_HOSTS, touchIntervalMs: config.KEY_LAST_USED_FLUSH_MS },
 });
 
 const server = listen();
 function listen() {
   try {
-    return Bun.serve({ port: config.PORT, hostname: config.HOST, reusePort: true, fetch: app.fetch });
+    return Bun.serve({
+      port: config.PORT,
+      hostname: config.HOST,
+      reusePort: true,
+      // Seconds a connection may stay silent (slow or idle clients) before it is closed.
+      idleTimeout: config.HTTP_IDLE_TIMEOUT_S,
+      fetch: app.fetch,
+    });
   } catch (err) {
     // E.g. the port is held by a process that did not set SO_REUSEPORT; the supervisor backs off.
     log("error", "cannot listen", { host: config.HOST, port: config.PORT, error: (err as Error).message });

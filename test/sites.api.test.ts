@@ -164,6 +164,7 @@ describe("POST /api/v1/sites", () => {
       is_active: true,
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
       updated_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      archived_at: null,
     });
     expect(r.headers.get("location")).toBe(`/api/v1/sites/${r.json.id}`);
     const again = await call("GET", r.headers.get("location")!);

@@ -15,6 +15,8 @@ export const sites = sqliteTable(
     is_active: integer("is_active", { mode: "boolean" }).notNull().default(true),
     created_at: text("created_at").notNull().default(now),
     updated_at: text("updated_at").notNull().default(now),
+    // Set by DELETE /api/v1/sites/{id}: hidden from lists, never synced, data kept (restore clears it).
+    archived_at: text("archived_at"),
   },
   (t) => [
     uniqueIndex("sites_domain_unique").on(t.domain),
@@ -161,7 +163,68 @@ export const dbConnections = sqliteTable("db_connections", {
   busy_retries: integer("busy_retries").notNull().default(0),
 });
 
+export const keyScopes = ["read", "write", "admin"] as const;
+export type KeyScope = (typeof keyScopes)[number];
+
+// API keys: only a SHA-256 hash of each key is stored, found by the key's public prefix.
+export const apiKeys = sqliteTable(
+  "api_keys",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    name: text("name").notNull(),
+    prefix: text("prefix").notNull(),
+    key_hash: text("key_hash").notNull(),
+    scope: text("scope", { enum: keyScopes }).notNull(),
+    created_at: text("created_at").notNull().default(now),
+    expires_at: text("expires_at"),
+    revoked_at: text("revoked_at"),
+    last_used_at: text("last_used_at"),
+  },
+  (t) => [
+    uniqueIndex("api_keys_prefix_unique").on(t.prefix),
+    check("api_keys_scope_check", sql`${t.scope} in ('read','write','admin')`),
+  ],
+);
+
+// One row per write through the API, inserted in the same transaction as the change it records
+// (outcome 'ok'), or after a refused or failed request (outcome 'denied' / 'failed', with its status).
+export const auditLog = sqliteTable(
+  "audit_log",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    at: text("at").notNull().default(now),
+    actor: text("actor").notNull(),
+    key_id: integer("key_id"),
+    ip: text("ip"),
+    method: text("method").notNull(),
+    action: text("action").notNull(),
+    target: text("target"),
+    site_id: integer("site_id"),
+    request_id: text("request_id"),
+    outcome: text("outcome", { enum: ["ok", "denied", "failed"] }).notNull(),
+    status: integer("status"),
+  },
+  (t) => [
+    index("audit_log_at_idx").on(t.at, t.id),
+    index("audit_log_key_idx").on(t.key_id, t.id),
+    index("audit_log_site_idx").on(t.site_id, t.id),
+  ],
+);
+
+// Shared request counters of the rate limiter: each worker reserves tokens of a (bucket, minute) here.
+export const rateLimitWindows = sqliteTable(
+  "rate_limit_windows",
+  {
+    bucket: text("bucket").notNull(),
+    window_start: integer("window_start").notNull(),
+    used: integer("used").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.bucket, t.window_start] })],
+);
+
 export type Site = typeof sites.$inferSelect;
+export type ApiKey = typeof apiKeys.$inferSelect;
+export type AuditRow = typeof auditLog.$inferSelect;
 export type SyncTask = typeof syncTasks.$inferSelect;
 export type NewSyncTask = typeof syncTasks.$inferInsert;
 export type GscRow = typeof gscPerformanceData.$inferInsert;

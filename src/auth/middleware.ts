@@ -1,0 +1,161 @@
+import type { Context, MiddlewareHandler } from "hono";
+import type { Db } from "../db/index.ts";
+import type { KeyScope } from "../db/schema.ts";
+import { ApiError } from "../errors.ts";
+import { log } from "../log.ts";
+import { scopeAllows } from "./keys.ts";
+import { addressIn, clientAddress, isCrossSite, isLoopbackName, requestHostname } from "./net.ts";
+import { isOpenPath, isSafeMethod, requiredScope } from "./policy.ts";
+import { hasActiveKey, touchKeys, verifyApiKey, type KeyPrincipal } from "./queries.ts";
+
+export type AuthMode = "auto" | "off" | "required";
+
+export type AuthOptions = {
+  /** auto: protected mode (loopback only) until a key exists, then a key for every call. */
+  mode: AuthMode;
+  /** Client addresses trusted as local in protected mode. */
+  localAddresses: readonly string[];
+  /** Host names the API may be reached by besides loopback names. */
+  allowedHosts: readonly string[];
+  /** How often last_used_at is written (one write for all keys used meanwhile). */
+  touchIntervalMs?: number;
+};
+
+export const defaultAuthOptions: AuthOptions = { mode: "auto", localAddresses: ["127.0.0.0/8", "::1"], allowedHosts: [] };
+
+/** Who made a request: a key, a trusted loopback client (protected mode), or anyone (AUTH=off). */
+export type Principal = { kind: "key"; key: KeyPrincipal } | { kind: "loopback" } | { kind: "open" };
+
+/** Per-request values the auth middleware sets. */
+export type AuthVariables = { principal: Principal; clientIp: string | null };
+
+/** Name of the caller for logs and the audit log: the key's name, `loopback`, or `anonymous`. */
+export function actorOf(p: Principal | undefined): string {
+  if (!p) return "anonymous";
+  return p.kind === "key" ? p.key.name : p.kind === "loopback" ? "loopback" : "anonymous";
+}
+
+/** The principal the auth middleware found for this request (undefined before it ran). */
+export function principalOf(c: Context): Principal | undefined {
+  return (c as Context<{ Variables: AuthVariables }>).get("principal");
+}
+
+/** The client's address (null in-process). */
+export function clientIpOf(c: Context): string | null {
+  return (c as Context<{ Variables: AuthVariables }>).get("clientIp") ?? null;
+}
+
+/**
+ * Checks an API key and its scope, for parts that take a key another way (e.g. a dashboard cookie):
+ * the key's identity when it is valid and allows `needs`, otherwise null.
+ */
+export function verifyKeyScope(db: Db, key: string, needs: KeyScope): KeyPrincipal | null {
+  const v = verifyApiKey(db, key);
+  return v.ok && scopeAllows(v.key.scope, needs) ? v.key : null;
+}
+
+const REALM = 'Bearer realm="sitesync"';
+const howToCreate =
+  "create a key on the server with `bun run keys create --name <name> --scope read|write|admin` and send it as `Authorization: Bearer <key>` (or `X-API-Key: <key>`)";
+
+/** The key a request presents (Authorization: Bearer, or X-API-Key); null when none. */
+function presentedKey(c: Context): string | null {
+  const auth = c.req.header("authorization");
+  if (auth !== undefined) {
+    const m = /^Bearer +(\S+) *$/i.exec(auth);
+    if (!m) throw unauthorized("the Authorization header must be `Bearer <key>`", 'error="invalid_request"');
+    return m[1]!;
+  }
+  return c.req.header("x-api-key") ?? null;
+}
+
+function unauthorized(message: string, challenge?: string) {
+  return new ApiError("unauthorized", message, undefined, { "WWW-Authenticate": challenge ? `${REALM}, ${challenge}` : REALM });
+}
+
+/** Remembers which keys were used and writes last_used_at for all of them every interval. */
+function createKeyTouches(db: Db, intervalMs: number) {
+  let seen = new Map<number, string>();
+  const timer = setInterval(() => {
+    if (seen.size === 0 || db.closed) return;
+    const batch = seen;
+    seen = new Map();
+    db.write((tx) => touchKeys(tx, batch)).catch((err) => log("warn", "last_used_at not recorded", { error: String(err) }));
+  }, intervalMs);
+  timer.unref();
+  return (id: number) => seen.set(id, new Date().toISOString());
+}
+
+/** A rate limiter the auth middleware asks once per identified caller (see src/ratelimit). */
+export type RateLimit = (bucket: { kind: "key" | "ip"; id: string }) => Promise<void>;
+
+/**
+ * Authentication and authorization of every request but the open paths: identifies the caller (key,
+ * trusted loopback client, or anyone with AUTH=off), guards loopback trust against DNS rebinding
+ * (Host) and cross-site forms (Origin), applies the rate limit, and checks the route's scope.
+ */
+export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit): MiddlewareHandler {
+  const touch = createKeyTouches(db, opts.touchIntervalMs ?? 5000);
+  const hostAllowed = (host: string) => isLoopbackName(host) || opts.allowedHosts.includes(host);
+
+  function identify(c: Context, local: boolean, host: string): Principal {
+    if (opts.allowedHosts.length > 0 && !hostAllowed(host)) {
+      throw new ApiError("forbidden", `host '${host}' is not in ALLOWED_HOSTS`);
+    }
+    const key = presentedKey(c);
+    if (key !== null) {
+      const v = verifyApiKey(db, key);
+      if (!v.ok) throw unauthorized(v.reason === "malformed" ? "malformed API key" : `invalid API key (${v.reason})`, 'error="invalid_token"');
+      touch(v.key.id);
+      return { kind: "key", key: v.key };
+    }
+    if (opts.mode === "off") return { kind: "open" };
+    if (opts.mode === "required" || hasActiveKey(db)) throw unauthorized(`an API key is required: ${howToCreate}`);
+    if (!local) {
+      throw new ApiError(
+        "forbidden",
+        `sitesync is in protected mode: no API key exists yet, so it answers only clients on this machine (loopback). To use it from elsewhere, ${howToCreate}. On a trusted network only, AUTH=off turns authentication off (dangerous).`,
+      );
+    }
+    if (!hostAllowed(host)) {
+      // A page on another site whose name resolves to 127.0.0.1 (DNS rebinding) lands here.
+      throw new ApiError("forbidden", `host '${host}' is not a loopback name: add it to ALLOWED_HOSTS, or use a key`);
+    }
+    return { kind: "loopback" };
+  }
+
+  return async (c, next) => {
+    const path = c.req.path;
+    // Preflights carry no credentials and change nothing (CORS answers them).
+    if (isOpenPath(path) || c.req.method === "OPTIONS") return next();
+    const addr = clientAddress(c);
+    // A request without a socket was made by code inside this process (app.request in tests).
+    const local = addr === undefined || addressIn(addr, opts.localAddresses);
+    c.set("clientIp", addr ?? null);
+    let principal: Principal | undefined;
+    let refused: unknown;
+    try {
+      principal = identify(c, local, requestHostname(c));
+      c.set("principal", principal);
+    } catch (err) {
+      refused = err;
+    }
+    if (rateLimit) {
+      if (principal?.kind === "key") await rateLimit({ kind: "key", id: String(principal.key.id) });
+      else if (!local) await rateLimit({ kind: "ip", id: addr! });
+    }
+    if (refused) throw refused;
+    if (principal!.kind !== "key" && !isSafeMethod(c.req.method) && isCrossSite(c)) {
+      // Without a key the browser's ambient trust (loopback, open network) is all a forged form needs.
+      throw new ApiError("forbidden", "cross-site request refused: state-changing calls from another site's page need an API key");
+    }
+    const needs = requiredScope(c.req.method, path);
+    if (principal!.kind === "key" && !scopeAllows(principal!.key.scope, needs)) {
+      throw new ApiError("forbidden", `this key has scope '${principal!.key.scope}'; ${c.req.method} ${path} needs '${needs}'`, {
+        required_scope: needs,
+        key_scope: principal!.key.scope,
+      });
+    }
+    return next();
+  };
+}

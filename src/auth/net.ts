@@ -1,0 +1,69 @@
+import type { Context } from "hono";
+
+// Who is calling, and by which name: client addresses and Host headers.
+
+/** The peer address of the request's socket; undefined for a request made in-process (app.request). */
+export function clientAddress(c: Context): string | undefined {
+  const server = c.env as { requestIP?: (r: Request) => { address: string } | null } | undefined;
+  const addr = server?.requestIP?.(c.req.raw)?.address;
+  return addr === undefined ? undefined : normalizeAddress(addr);
+}
+
+/** Lower-cases and unwraps IPv4-mapped IPv6 (`::ffff:127.0.0.1` -> `127.0.0.1`). */
+export function normalizeAddress(addr: string): string {
+  const a = addr.toLowerCase();
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  return m ? m[1]! : a;
+}
+
+function ipv4(a: string): number | null {
+  const parts = a.split(".");
+  if (parts.length !== 4) return null;
+  let n = 0;
+  for (const p of parts) {
+    const v = Number(p);
+    if (!/^\d{1,3}$/.test(p) || v > 255) return null;
+    n = n * 256 + v;
+  }
+  return n;
+}
+
+/** True when `addr` is one of `list` (exact addresses, or IPv4 CIDRs like 127.0.0.0/8). */
+export function addressIn(addr: string, list: readonly string[]): boolean {
+  const a = normalizeAddress(addr);
+  const a4 = ipv4(a);
+  return list.some((entry) => {
+    const [net, bits] = entry.split("/");
+    if (bits === undefined) return normalizeAddress(entry) === a;
+    const n4 = ipv4(net!);
+    if (n4 === null || a4 === null) return false;
+    const size = 2 ** (32 - Number(bits));
+    return Math.floor(a4 / size) === Math.floor(n4 / size);
+  });
+}
+
+/** The host name the client asked for (Host header without the port), lower-cased. */
+export function requestHostname(c: Context): string {
+  const host = (c.req.header("host") ?? new URL(c.req.url).host).toLowerCase();
+  if (host.startsWith("[")) return host.slice(0, host.indexOf("]") + 1);
+  return host.replace(/:\d*$/, "");
+}
+
+/** Names that can only mean this machine: a DNS-rebinding page has another name in its Host header. */
+export function isLoopbackName(host: string): boolean {
+  return host === "localhost" || host.endsWith(".localhost") || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** True when an unsafe request comes from a page of another site (Origin or Sec-Fetch-Site says so). */
+export function isCrossSite(c: Context): boolean {
+  const site = c.req.header("sec-fetch-site");
+  if (site === "cross-site" || site === "same-site") return true;
+  const origin = c.req.header("origin");
+  if (origin === undefined) return false;
+  try {
+    return new URL(origin).host.toLowerCase() !== (c.req.header("host") ?? new URL(c.req.url).host).toLowerCase();
+  } catch {
+    // "null" (sandboxed frames, file: pages) and garbage
+    return true;
+  }
+}

@@ -1,0 +1,28 @@
+import type { KeyScope } from "../db/schema.ts";
+
+// Which scope each request needs: one table for every route, so a route added later gets the rule of
+// its method (GET: read, any other method: write) unless it is listed here.
+
+/** Paths answered without a key in every mode: health for load balancers, the API reference. */
+export function isOpenPath(path: string): boolean {
+  return path === "/health" || path === "/docs" || path === "/openapi.json";
+}
+
+const adminPaths = /^\/api\/v1\/(keys|audit|admin|diagnostics)(\/|$)/;
+const sitePath = /^\/api\/v1\/sites\/[^/]+\/?$/;
+const restorePath = /^\/api\/v1\/sites\/[^/]+\/restore\/?$/;
+
+/** True for methods that never change anything. */
+export function isSafeMethod(method: string): boolean {
+  return method === "GET" || method === "HEAD" || method === "OPTIONS";
+}
+
+/** The scope a request needs: read (GET), write (create/update, syncs), admin (delete, keys, audit, backups, diagnostics). */
+export function requiredScope(method: string, path: string): KeyScope {
+  if (adminPaths.test(path)) return "admin";
+  if (method === "DELETE" && sitePath.test(path)) return "admin";
+  if (method === "POST" && restorePath.test(path)) return "admin";
+  // MCP speaks JSON-RPC over POST; its tools read.
+  if (path === "/mcp") return "read";
+  return isSafeMethod(method) ? "read" : "write";
+}
