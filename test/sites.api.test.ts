@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { count, eq } from "drizzle-orm";
+import { and, count, eq } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { gscPerformanceData, sites, syncTasks } from "../src/db/schema.ts";
 import { tempDb } from "./helpers/db.ts";
@@ -300,12 +300,9 @@ describe("PATCH and DELETE", () => {
     expect(r.status).toBe(200);
   });
 
-  test("DELETE answers 204 then 404, and takes the site's sync tasks and synced data with it", async () => {
-    const doomed = await create("sc-domain:doomed.example", "Doomed");
-    const kept = await create("sc-domain:kept.example", "Kept");
-    const db = t.db;
-    await db.write((tx) => {
-      for (const site of [doomed.id, kept.id]) {
+  const seedData = async (ids: number[]) =>
+    t.db.write((tx) => {
+      for (const site of ids) {
         tx.insert(syncTasks).values({ site_id: site, task_type: "daily", status: "completed" }).run();
         tx.insert(syncTasks).values({ site_id: site, task_type: "backfill", status: "pending" }).run();
         for (let d = 1; d <= 3; d++) {
@@ -315,21 +312,64 @@ describe("PATCH and DELETE", () => {
         }
       }
     });
-    const counts = (id: number) => ({
-      tasks: db.read.select({ n: count() }).from(syncTasks).where(eq(syncTasks.site_id, id)).get()!.n,
-      rows: db.read.select({ n: count() }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, id)).get()!.n,
-    });
-    expect(counts(doomed.id)).toEqual({ tasks: 2, rows: 3 });
+  const counts = (id: number) => ({
+    tasks: t.db.read.select({ n: count() }).from(syncTasks).where(eq(syncTasks.site_id, id)).get()!.n,
+    pending: t.db.read.select({ n: count() }).from(syncTasks).where(and(eq(syncTasks.site_id, id), eq(syncTasks.status, "pending"))).get()!.n,
+    rows: t.db.read.select({ n: count() }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, id)).get()!.n,
+  });
+  const listed = async (query = "") => ((await call("GET", `/api/v1/sites?active_only=false&limit=500${query}`)).json as { id: number }[]).map((x) => x.id);
 
-    const del = await call("DELETE", `/api/v1/sites/${doomed.id}`);
+  test("DELETE archives: 204, hidden from lists, no syncs, every row kept; restore brings it back", async () => {
+    const archived = await create("sc-domain:archived.example", "Archived");
+    const kept = await create("sc-domain:kept.example", "Kept");
+    await seedData([archived.id, kept.id]);
+    expect(counts(archived.id)).toEqual({ tasks: 2, pending: 1, rows: 3 });
+
+    const del = await call("DELETE", `/api/v1/sites/${archived.id}`);
     expect(del.status).toBe(204);
     expect(del.text).toBe("");
+    // Data kept; its pending task cancelled; the other site untouched.
+    expect(counts(archived.id)).toEqual({ tasks: 2, pending: 0, rows: 3 });
+    expect(counts(kept.id)).toEqual({ tasks: 2, pending: 1, rows: 3 });
+    expect(await listed()).not.toContain(archived.id);
+    expect(await listed("&include_archived=true")).toContain(archived.id);
+    const one = await call("GET", `/api/v1/sites/${archived.id}`);
+    expect(one.status).toBe(200);
+    expect(one.json.archived_at).toEqual(expect.any(String));
+    // No syncs for an archived site.
+    const trig = await call("POST", `/api/v1/sync/trigger/${archived.id}`);
+    expect(trig.status).toBe(409);
+    expect(trig.json.error.message).toContain("archived");
+    // Archiving twice is harmless; the domain stays taken.
+    expect((await call("DELETE", `/api/v1/sites/${archived.id}`)).status).toBe(204);
+    expect((await call("POST", "/api/v1/sites", { domain: "sc-domain:archived.example", name: "again" })).status).toBe(409);
+
+    const restored = await call("POST", `/api/v1/sites/${archived.id}/restore`);
+    expect(restored.status).toBe(200);
+    expect(restored.json.archived_at).toBeNull();
+    expect(await listed()).toContain(archived.id);
+    expect((await call("POST", `/api/v1/sync/trigger/${archived.id}`)).status).toBe(202);
+    expect((await call("POST", "/api/v1/sites/999999/restore")).status).toBe(404);
+  });
+
+  test("purge needs purge=true and the domain repeated in confirm; then the site and its data are gone", async () => {
+    const doomed = await create("sc-domain:doomed.example", "Doomed");
+    const kept = await create("sc-domain:kept2.example", "Kept2");
+    await seedData([doomed.id, kept.id]);
+    for (const q of ["?purge=true", "?purge=true&confirm=sc-domain:other.example", "?purge=true&confirm=doomed.example"]) {
+      const r = await call("DELETE", `/api/v1/sites/${doomed.id}${q}`);
+      expect(r.status).toBe(400);
+      expect(r.json.error.message).toContain("confirm=sc-domain:doomed.example");
+      expect(counts(doomed.id).rows).toBe(3);
+    }
+    const del = await call("DELETE", `/api/v1/sites/${doomed.id}?purge=true&confirm=sc-domain:doomed.example`);
+    expect(del.status).toBe(204);
     expect((await call("GET", `/api/v1/sites/${doomed.id}`)).status).toBe(404);
     expect((await call("DELETE", `/api/v1/sites/${doomed.id}`)).status).toBe(404);
     expect((await call("PATCH", `/api/v1/sites/${doomed.id}`, { name: "ghost" })).status).toBe(404);
-    expect(counts(doomed.id)).toEqual({ tasks: 0, rows: 0 });
-    expect(counts(kept.id)).toEqual({ tasks: 2, rows: 3 });
-    expect(db.read.select({ n: count() }).from(sites).where(eq(sites.id, doomed.id)).get()!.n).toBe(0);
+    expect(counts(doomed.id)).toEqual({ tasks: 0, pending: 0, rows: 0 });
+    expect(counts(kept.id)).toEqual({ tasks: 2, pending: 1, rows: 3 });
+    expect(t.db.read.select({ n: count() }).from(sites).where(eq(sites.id, doomed.id)).get()!.n).toBe(0);
   });
 });
 

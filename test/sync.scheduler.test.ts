@@ -54,6 +54,13 @@ describe("scheduleDailySyncs", () => {
     expect(tasksOf(d)).toEqual([]);
   });
 
+  test("an archived site is never scheduled", async () => {
+    const [archived] = insertSites(t.path, 1, "archived.scheduler.example") as [number];
+    await t.db.write((tx) => tx.update(sites).set({ archived_at: "2026-06-01T00:00:00.000Z" }).where(eq(sites.id, archived)).run());
+    expect(await scheduleDailySyncs(t.db, opts, new Date("2026-06-10T04:00:00.000Z"))).toBe(0);
+    expect(tasksOf(archived)).toEqual([]);
+  });
+
   test("again the same day: nothing new, even once today's tasks have finished", async () => {
     expect(await scheduleDailySyncs(t.db, opts, new Date("2026-06-10T09:00:00.000Z"))).toBe(0);
     await t.db.write((tx) => tx.update(syncTasks).set({ status: "completed" }).run());

@@ -1,13 +1,15 @@
-import { and, asc, eq, gt, or, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
 import { compileSelect, perConnection } from "../db/prepared.ts";
-import { sites, type Site } from "../db/schema.ts";
+import { sites, syncTasks, type Site } from "../db/schema.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import type { CreateSite, UpdateSite } from "./schemas.ts";
 
 const p = sql.placeholder;
 const byNameThenId = [asc(sites.name), asc(sites.id)];
 const after = or(gt(sites.name, p("name")), and(eq(sites.name, p("name")), gt(sites.id, p("id"))));
+// Archived sites are left out unless the caller asks for them (include_archived=true).
+const shown = or(isNull(sites.archived_at), eq(sql`${p("include_archived")}`, 1));
 
 // Compiled once per connection to bare bun:sqlite statements (rows are already the API shape, see
 // compileSelect); the list has one statement per (active filter, cursor) shape.
@@ -16,10 +18,10 @@ const readStatements = perConnection((orm) => {
   const all = () => orm.select().from(sites);
   return {
     byId: compileSelect(orm, all().where(eq(sites.id, p("id"))), bools),
-    firstPage: compileSelect(orm, all().orderBy(...byNameThenId).limit(p("limit")), bools),
-    firstPageActive: compileSelect(orm, all().where(eq(sites.is_active, true)).orderBy(...byNameThenId).limit(p("limit")), bools),
-    nextPage: compileSelect(orm, all().where(after).orderBy(...byNameThenId).limit(p("limit")), bools),
-    nextPageActive: compileSelect(orm, all().where(and(eq(sites.is_active, true), after)).orderBy(...byNameThenId).limit(p("limit")), bools),
+    firstPage: compileSelect(orm, all().where(shown).orderBy(...byNameThenId).limit(p("limit")), bools),
+    firstPageActive: compileSelect(orm, all().where(and(eq(sites.is_active, true), shown)).orderBy(...byNameThenId).limit(p("limit")), bools),
+    nextPage: compileSelect(orm, all().where(and(after, shown)).orderBy(...byNameThenId).limit(p("limit")), bools),
+    nextPageActive: compileSelect(orm, all().where(and(eq(sites.is_active, true), after, shown)).orderBy(...byNameThenId).limit(p("limit")), bools),
   };
 });
 
@@ -61,13 +63,14 @@ export async function findSiteById(db: Db, id: number): Promise<Site | undefined
 /** Lists sites by name then id after an optional cursor; `next` is set when more remain. */
 export async function listSites(
   db: Db,
-  opts: { activeOnly: boolean; limit: number; cursor?: SiteCursor },
+  opts: { activeOnly: boolean; limit: number; cursor?: SiteCursor; includeArchived?: boolean },
 ): Promise<{ items: Site[]; next: SiteCursor | null }> {
   const s = readStatements(db.read);
   const limit = opts.limit + 1;
+  const include_archived = opts.includeArchived ? 1 : 0;
   const rows = opts.cursor
-    ? (opts.activeOnly ? s.nextPageActive : s.nextPage).all({ limit, name: opts.cursor.name, id: opts.cursor.id })
-    : (opts.activeOnly ? s.firstPageActive : s.firstPage).all({ limit });
+    ? (opts.activeOnly ? s.nextPageActive : s.nextPage).all({ limit, name: opts.cursor.name, id: opts.cursor.id, include_archived })
+    : (opts.activeOnly ? s.firstPageActive : s.firstPage).all({ limit, include_archived });
   if (rows.length <= opts.limit) return { items: rows, next: null };
   const items = rows.slice(0, opts.limit);
   const last = items[items.length - 1]!;
@@ -108,9 +111,49 @@ export async function updateSite(db: Db, id: number, patch: UpdateSite): Promise
   });
 }
 
-/** Deletes a site with its sync tasks and synced data (foreign keys cascade); false when absent. */
-export async function deleteSite(db: Db, id: number): Promise<boolean> {
-  return db.write((tx) => writeStatements(tx).delete.get({ id }) !== undefined);
+/**
+ * Archives a site: hidden from lists, never scheduled or synced again (its pending tasks are cancelled,
+ * a running one stops at its next checkpoint), every row kept. Undefined when the site does not exist;
+ * archiving an archived site changes nothing.
+ */
+export async function archiveSite(db: Db, id: number): Promise<Site | undefined> {
+  return db.write((tx) => {
+    const now = new Date().toISOString();
+    const site = tx.select().from(sites).where(eq(sites.id, id)).get();
+    if (!site || site.archived_at !== null) return site;
+    tx.update(syncTasks)
+      .set({ status: "cancelled", cancel_requested: true, completed_at: now, error: "site archived" })
+      .where(and(eq(syncTasks.site_id, id), eq(syncTasks.status, "pending")))
+      .run();
+    tx.update(syncTasks).set({ cancel_requested: true }).where(and(eq(syncTasks.site_id, id), inArray(syncTasks.status, ["running"]))).run();
+    return tx.update(sites).set({ archived_at: now, updated_at: now }).where(eq(sites.id, id)).returning().get();
+  });
+}
+
+/** Brings an archived site back (lists, schedule, syncs); undefined when the site does not exist. */
+export async function restoreSite(db: Db, id: number): Promise<Site | undefined> {
+  return db.write((tx) => {
+    const site = tx.select().from(sites).where(eq(sites.id, id)).get();
+    if (!site || site.archived_at === null) return site;
+    return tx.update(sites).set({ archived_at: null, updated_at: new Date().toISOString() }).where(eq(sites.id, id)).returning().get();
+  });
+}
+
+/**
+ * Deletes a site for good with its sync tasks and synced data (foreign keys cascade), only when
+ * `confirm` repeats its domain; false when the site does not exist.
+ */
+export async function purgeSite(db: Db, id: number, confirm: string | undefined): Promise<boolean> {
+  return db.write((tx) => {
+    const site = tx.select({ domain: sites.domain }).from(sites).where(eq(sites.id, id)).get();
+    if (!site) return false;
+    if (confirm !== site.domain) {
+      throw new ApiError("validation_failed", `purging deletes site ${id} and all its synced data for good: repeat its domain in confirm=${site.domain}`, [
+        { path: "confirm", message: "must equal the site's domain" },
+      ]);
+    }
+    return writeStatements(tx).delete.get({ id }) !== undefined;
+  });
 }
 
 function domainTaken(domain: string) {

@@ -2,8 +2,8 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
 import { errorResponses, jsonBody, setNextLink, validationHook } from "../openapi.ts";
-import { createSite, decodeCursor, deleteSite, encodeCursor, findSiteById, listSites, updateSite } from "./queries.ts";
-import { CreateSiteSchema, ListSitesQuery, SiteIdParams, SiteSchema, UpdateSiteSchema } from "./schemas.ts";
+import { archiveSite, createSite, decodeCursor, encodeCursor, findSiteById, listSites, purgeSite, restoreSite, updateSite } from "./queries.ts";
+import { CreateSiteSchema, DeleteSiteQuery, ListSitesQuery, SiteIdParams, SiteSchema, UpdateSiteSchema } from "./schemas.ts";
 
 /** The /api/v1/sites routes. */
 export function sitesRoutes(db: Db) {
@@ -28,6 +28,7 @@ export function sitesRoutes(db: Db) {
         activeOnly: q.active_only,
         limit: q.limit,
         cursor: q.cursor === undefined ? undefined : decodeCursor(q.cursor),
+        includeArchived: q.include_archived,
       });
       if (page.next) setNextLink(c, encodeCursor(page.next));
       return c.json(page.items, 200);
@@ -98,14 +99,39 @@ export function sitesRoutes(db: Db) {
       method: "delete",
       path: "/{id}",
       tags: ["sites"],
-      summary: "Delete a site with its sync tasks and synced data",
-      request: { params: SiteIdParams },
-      responses: { 204: { description: "Deleted" }, ...errorResponses(400, 404, 503) },
+      summary: "Archive a site (or purge it for good with purge=true&confirm=<domain>)",
+      description:
+        "Archiving hides the site from lists, cancels its pending syncs and keeps all its data; `POST /{id}/restore` undoes it. " +
+        "With `purge=true` and its domain repeated in `confirm`, the site, its sync tasks and its synced data are deleted for good.",
+      request: { params: SiteIdParams, query: DeleteSiteQuery },
+      responses: { 204: { description: "Archived (or purged)" }, ...errorResponses(400, 401, 403, 404, 503) },
     }),
     async (c) => {
       const { id } = c.req.valid("param");
-      if (!(await deleteSite(db, id))) throw siteNotFound(id);
+      const q = c.req.valid("query");
+      const found = q.purge ? await purgeSite(db, id, q.confirm) : (await archiveSite(db, id)) !== undefined;
+      if (!found) throw siteNotFound(id);
       return c.body(null, 204);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/{id}/restore",
+      tags: ["sites"],
+      summary: "Bring an archived site back",
+      request: { params: SiteIdParams },
+      responses: {
+        200: { description: "The restored site", content: { "application/json": { schema: SiteSchema } } },
+        ...errorResponses(400, 401, 403, 404, 503),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const site = await restoreSite(db, id);
+      if (!site) throw siteNotFound(id);
+      return c.json(site, 200);
     },
   );
 

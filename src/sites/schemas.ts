@@ -84,4 +84,10 @@ export const ListSitesQuery = z.object({
     .default(100)
     .openapi({ param: { name: "limit", in: "query" }, example: "100" }),
   cursor: z.string().min(1).max(2048).optional().openapi({ param: { name: "cursor", in: "query" } }),
+  include_archived: boolParam.default(false).openapi({ param: { name: "include_archived", in: "query" }, example: "false" }),
+});
+
+export const DeleteSiteQuery = z.object({
+  purge: boolParam.default(false).openapi({ param: { name: "purge", in: "query" }, description: "Delete for good (admin) instead of archiving" }),
+  confirm: z.string().optional().openapi({ param: { name: "confirm", in: "query" }, description: "With purge=true: the site's domain, repeated" }),
 });

@@ -11,7 +11,7 @@ const jobColumns = { ...getTableColumns(syncTasks), site_name: sites.name };
 
 // Asked on the reader (HTTP handlers) and inside createTask's write: one statement, per connection.
 const siteStatements = perConnection((orm) => ({
-  siteExists: orm.select({ id: sites.id }).from(sites).where(eq(sites.id, p("id"))).prepare(),
+  siteExists: orm.select({ id: sites.id, archived_at: sites.archived_at }).from(sites).where(eq(sites.id, p("id"))).prepare(),
 }));
 
 const readStatements = perConnection((orm) => ({
@@ -47,11 +47,11 @@ export type NewTaskInput = {
  */
 export async function createTask(db: Db, input: NewTaskInput): Promise<{ id: number }> {
   // Most refusals are visible to a plain read: answer them without queueing for the write lock.
-  if (!siteStatements(db.read).siteExists.get({ id: input.siteId })) throw siteNotFound(input.siteId);
+  checkSyncable(siteStatements(db.read).siteExists.get({ id: input.siteId }), input.siteId);
   const active = taskStatements(db.read).activeOfType.get({ site_id: input.siteId, task_type: input.taskType });
   if (active) throw taskConflict(input, active);
   return db.write((tx) => {
-    if (!siteStatements(tx).siteExists.get({ id: input.siteId })) throw siteNotFound(input.siteId);
+    checkSyncable(siteStatements(tx).siteExists.get({ id: input.siteId }), input.siteId);
     try {
       return tx
         .insert(syncTasks)
@@ -72,6 +72,13 @@ export async function createTask(db: Db, input: NewTaskInput): Promise<{ id: num
       throw taskConflict(input, taskStatements(tx).activeOfType.get({ site_id: input.siteId, task_type: input.taskType }));
     }
   });
+}
+
+function checkSyncable(site: { archived_at: string | null } | undefined, id: number) {
+  if (!site) throw siteNotFound(id);
+  if (site.archived_at !== null) {
+    throw new ApiError("conflict", `site ${id} is archived: restore it (POST /api/v1/sites/${id}/restore) before syncing`, { site_id: id, archived_at: site.archived_at });
+  }
 }
 
 function taskConflict(input: NewTaskInput, existing: { id: number; status: TaskStatus } | undefined) {

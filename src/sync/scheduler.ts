@@ -1,4 +1,4 @@
-import { and, eq, notExists, sql } from "drizzle-orm";
+import { and, eq, isNull, notExists, sql } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
 import { sites, syncTasks, type NewSyncTask } from "../db/schema.ts";
 import { log } from "../log.ts";
@@ -19,7 +19,7 @@ const DAILY = "daily_sync";
 const HOURLY = "hourly_sync";
 const INSERT_BATCH = 500;
 
-/** Active sites without a `type` task scheduled for `slot`, and without any pending or running one. */
+/** Active, unarchived sites without a `type` task scheduled for `slot`, and without any pending or running one. */
 function sitesDue(db: Db, type: string, slot: string) {
   const scheduledToday = db.read
     .select({ one: sql`1` })
@@ -32,7 +32,7 @@ function sitesDue(db: Db, type: string, slot: string) {
   return db.read
     .select({ id: sites.id })
     .from(sites)
-    .where(and(eq(sites.is_active, true), notExists(scheduledToday), notExists(active)))
+    .where(and(eq(sites.is_active, true), isNull(sites.archived_at), notExists(scheduledToday), notExists(active)))
     .all();
 }
 
