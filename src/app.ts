@@ -8,6 +8,8 @@ import { fileHandler, packageFile } from "./assets.ts";
 import { secureHeaders } from "hono/secure-headers";
 import { authMiddleware, defaultAuthOptions, type AuthOptions, type RateLimit } from "./auth/middleware.ts";
 import { keysRoutes } from "./auth/routes.ts";
+import { auditedDb, auditMiddleware } from "./audit/context.ts";
+import { auditRoutes } from "./audit/routes.ts";
 import { defaults } from "./config.ts";
 import type { Db } from "./db/index.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
@@ -50,6 +52,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.use(httpMetrics.registerMetrics);
   if (opts.requestLog) app.use(requestLog);
   app.use(secureHeaders());
+  // Before auth, so refused writes are recorded too; the auth middleware reads and never writes.
+  app.use(auditMiddleware(db));
   app.use(authMiddleware(db, opts.auth ?? defaultAuthOptions, opts.rateLimit));
   // Only where a body is accepted: on every GET it cost ~1 µs of a ~24 µs request (bun run bench).
   app.on(
@@ -64,12 +68,15 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   );
 
   app.route("/", healthRoutes(db));
-  app.route("/api/v1/sites", sitesRoutes(db));
+  // Route handlers write through this handle: each write made for a request carries its audit row.
+  const audited = auditedDb(db);
+  app.route("/api/v1/sites", sitesRoutes(audited));
   app.route("/api/v1/diagnostics", diagnosticsRoutes(db, { walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES }));
-  app.route("/api/v1", syncRoutes(db, opts.sync));
-  app.route("/api/v1", searchRoutes(db));
-  app.route("/api/v1/analytics", hourlyRoutes(db));
-  app.route("/api/v1/keys", keysRoutes(db));
+  app.route("/api/v1", syncRoutes(audited, opts.sync));
+  app.route("/api/v1", searchRoutes(audited));
+  app.route("/api/v1/analytics", hourlyRoutes(audited));
+  app.route("/api/v1/keys", keysRoutes(audited));
+  app.route("/api/v1/audit", auditRoutes(db));
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

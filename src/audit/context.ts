@@ -1,0 +1,98 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Context, MiddlewareHandler } from "hono";
+import { actorOf, clientIpOf, principalOf } from "../auth/middleware.ts";
+import { isSafeMethod } from "../auth/policy.ts";
+import type { Db } from "../db/index.ts";
+import type { WriteFn } from "../db/write.ts";
+import { log } from "../log.ts";
+import { insertAuditRow, type AuditInsert } from "./queries.ts";
+
+// The audit log of API writes. The middleware opens a context for each state-changing request; every
+// db.write made while handling it (through the handle auditedDb returns) inserts its audit row in the
+// same transaction, after the change: committed together or not at all. A request that ends in an
+// error without having written gets one row of its own afterwards (outcome denied/failed).
+
+type AuditContext = { c: Context; committed: number };
+const current = new AsyncLocalStorage<AuditContext>();
+
+/** A handle whose writes also insert the row `rowOf` describes, in the same transaction (null: no row). */
+export function withAuditRows(db: Db, rowOf: (result: unknown) => AuditInsert | null): Db {
+  return Object.create(db, {
+    write: {
+      value<T>(fn: WriteFn<T>): Promise<T> {
+        return db.write((tx) => {
+          const result = fn(tx);
+          const row = rowOf(result);
+          if (row) insertAuditRow(tx, row);
+          return result;
+        });
+      },
+    },
+  });
+}
+
+/** The handle route handlers write through: inside a request's audit context each write is audited. */
+export function auditedDb(db: Db): Db {
+  return Object.create(db, {
+    write: {
+      value<T>(fn: WriteFn<T>): Promise<T> {
+        const ctx = current.getStore();
+        if (!ctx) return db.write(fn);
+        return withAuditRows(db, (result) => rowFor(ctx.c, result, "ok", null))
+          .write(fn)
+          .then((r) => {
+            ctx.committed++;
+            return r;
+          });
+      },
+    },
+  });
+}
+
+const num = (v: unknown) => (typeof v === "string" && /^\d+$/.test(v) ? Number(v) : undefined);
+const idOf = (r: unknown) => (typeof (r as { id?: unknown } | null)?.id === "number" ? (r as { id: number }).id : undefined);
+
+/** What a request did, to whom: the audit row for it. */
+function rowFor(c: Context, result: unknown, outcome: AuditInsert["outcome"], status: number | null): AuditInsert {
+  const route = c.req.routePath;
+  const params = c.req.param() as Record<string, string | undefined>;
+  const principal = principalOf(c);
+  let siteId = num(params.site_id) ?? (route.startsWith("/api/v1/sites/:id") ? num(params.id) : undefined);
+  let target: string | undefined;
+  if (params.job_id !== undefined) target = `job:${params.job_id}`;
+  else if (route.startsWith("/api/v1/keys")) target = `key:${params.id ?? idOf(result) ?? ""}`;
+  else if (/\/(sync-tasks|sync\/trigger\/)/.test(route) && idOf(result) !== undefined) target = `job:${idOf(result)}`;
+  else if (route === "/api/v1/sites" && c.req.method === "POST") siteId = idOf(result);
+  if (target === undefined && siteId !== undefined) target = `site:${siteId}`;
+  const purge = c.req.method === "DELETE" && c.req.query("purge") === "true";
+  return {
+    actor: actorOf(principal),
+    key_id: principal?.kind === "key" ? principal.key.id : null,
+    ip: clientIpOf(c),
+    method: c.req.method,
+    // Before routing (e.g. refused by the auth middleware) routePath is the middleware's pattern.
+    action: `${c.req.method} ${route === "*" || route === "/*" ? c.req.path : route}${purge ? " (purge)" : ""}`,
+    target: target ?? null,
+    site_id: siteId ?? null,
+    request_id: (c.get("requestId" as never) as string | undefined) ?? null,
+    outcome,
+    status,
+  };
+}
+
+/** Opens the audit context of each state-changing request and records the ones refused or failed. */
+export function auditMiddleware(db: Db): MiddlewareHandler {
+  return async (c, next) => {
+    if (isSafeMethod(c.req.method)) return next();
+    const ctx: AuditContext = { c, committed: 0 };
+    await current.run(ctx, next);
+    const status = c.res.status;
+    // 401 (no identity) and 429 (nothing attempted) would only let anyone fill the table.
+    if (ctx.committed > 0 || status < 400 || status === 401 || status === 429 || !c.req.path.startsWith("/api/")) return;
+    try {
+      await db.write((tx) => insertAuditRow(tx, rowFor(c, undefined, status === 403 ? "denied" : "failed", status)));
+    } catch (err) {
+      log("warn", "audit row of a failed request not recorded", { request_id: c.get("requestId" as never), error: String(err) });
+    }
+  };
+}
