@@ -16,7 +16,7 @@ describe("in-process", () => {
   afterAll(() => t.cleanup());
   const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
     app.request(path, { method, headers: { ...JSON_CT, ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const rows = () => t.db.read.$client.query("select * from audit_log order by id").all() as Record<string, unknown>[];
+  const rows = () => t.db.raw.reader.query("select * from audit_log order by id").all() as Record<string, unknown>[];
 
   test("each write and refusal is recorded with who, what, target, request id and outcome", async () => {
     const created = await call("POST", "/api/v1/sites", { domain: "sc-domain:audit.example", name: "A" });

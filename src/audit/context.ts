@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Context, MiddlewareHandler } from "hono";
 import { actorOf, clientIpOf, principalOf } from "../auth/middleware.ts";
-import { isSafeMethod } from "../auth/policy.ts";
+import { isSafeMethod, requiredScope } from "../auth/policy.ts";
 import type { Db } from "../db/index.ts";
 import type { WriteFn } from "../db/write.ts";
 import { log } from "../log.ts";
@@ -87,8 +87,10 @@ export function auditMiddleware(db: Db): MiddlewareHandler {
     const ctx: AuditContext = { c, committed: 0 };
     await current.run(ctx, next);
     const status = c.res.status;
-    // 401 (no identity) and 429 (nothing attempted) would only let anyone fill the table.
+    // 401 (no identity) and 429 (nothing attempted) would only let anyone fill the table; reads sent
+    // as POST (analytics queries, MCP) are not writes.
     if (ctx.committed > 0 || status < 400 || status === 401 || status === 429 || !c.req.path.startsWith("/api/")) return;
+    if (requiredScope(c.req.method, c.req.path) === "read") return;
     try {
       await db.write((tx) => insertAuditRow(tx, rowFor(c, undefined, status === 403 ? "denied" : "failed", status)));
     } catch (err) {

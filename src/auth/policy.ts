@@ -5,7 +5,7 @@ import type { KeyScope } from "../db/schema.ts";
 
 /** Paths answered without a key in every mode: health for load balancers, the API reference. */
 export function isOpenPath(path: string): boolean {
-  return path === "/health" || path === "/docs" || path === "/openapi.json";
+  return path === "/health" || path === "/docs" || path.startsWith("/docs/") || path === "/openapi.json";
 }
 
 const adminPaths = /^\/api\/v1\/(keys|audit|admin|diagnostics)(\/|$)/;
@@ -22,7 +22,7 @@ export function requiredScope(method: string, path: string): KeyScope {
   if (adminPaths.test(path)) return "admin";
   if (method === "DELETE" && sitePath.test(path)) return "admin";
   if (method === "POST" && restorePath.test(path)) return "admin";
-  // MCP speaks JSON-RPC over POST; its tools read.
-  if (path === "/mcp") return "read";
+  // Reads sent as POST: MCP's JSON-RPC, and the original API's analytics queries.
+  if (path === "/mcp" || path.startsWith("/api/v1/analytics/")) return "read";
   return isSafeMethod(method) ? "read" : "write";
 }
