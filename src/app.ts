@@ -16,6 +16,8 @@ import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { ApiError, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
 import { hourlyRoutes } from "./hourly/routes.ts";
 import { log, withLogContext } from "./log.ts";
+import { mcpRoutes } from "./mcp/routes.ts";
+import type { McpOptions } from "./mcp/tools.ts";
 import { httpMetrics, registry } from "./metrics/registry.ts";
 import { validationHook } from "./openapi.ts";
 import { searchRoutes } from "./search/routes.ts";
@@ -40,6 +42,8 @@ export type AppOptions = {
   auth?: AuthOptions;
   /** Shared request rate limit, asked once per identified caller. */
   rateLimit?: RateLimit;
+  /** Limits of the MCP `query` tool. */
+  mcp?: McpOptions;
 };
 
 /** Builds the HTTP application over one process's database handle. */
@@ -77,6 +81,10 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1/analytics", hourlyRoutes(audited));
   app.route("/api/v1/keys", keysRoutes(audited));
   app.route("/api/v1/audit", auditRoutes(db));
+  app.route(
+    "/mcp",
+    mcpRoutes(db, opts.mcp ?? { queryTimeoutMs: defaults.MCP_QUERY_TIMEOUT_MS, queryMaxRows: defaults.MCP_QUERY_MAX_ROWS, queryConcurrency: defaults.MCP_QUERY_CONCURRENCY }),
+  );
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

@@ -125,6 +125,10 @@ const envSchema = z.object({
     .regex(/^(off|0|\d+(ms|s|m|h|d))$/, "expected off or a duration like 30m, 6h, 1d")
     .default("off")
     .transform((v) => durationMs(v)),
+  // MCP `query` tool: its child process is killed past the time limit; rows and concurrent runs are capped.
+  MCP_QUERY_TIMEOUT_MS: int(100, 600_000).default(5_000),
+  MCP_QUERY_MAX_ROWS: int(1, 100_000).default(1_000),
+  MCP_QUERY_CONCURRENCY: int(1, 64).default(2),
 
   // Set by the supervisor for the processes it spawns; never by users.
   SITESYNC_ROLE: roleSchema.default("standalone"),

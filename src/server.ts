@@ -23,6 +23,7 @@ const app = createApp(db, {
   // Workers share the port, so whichever takes the scrape asks the supervisor for everyone's metrics.
   metrics: config.supervised ? () => collectFromSupervisor(config.METRICS_TIMEOUT_MS + 2000) : undefined,
   auth: { mode: config.AUTH, localAddresses: config.LOCAL_ADDRESSES, allowedHosts: config.ALLOWED_HOSTS, touchIntervalMs: config.KEY_LAST_USED_FLUSH_MS },
+  mcp: { queryTimeoutMs: config.MCP_QUERY_TIMEOUT_MS, queryMaxRows: config.MCP_QUERY_MAX_ROWS, queryConcurrency: config.MCP_QUERY_CONCURRENCY },
 });
 
 const server = listen();

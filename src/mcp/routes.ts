@@ -1,0 +1,37 @@
+import { StreamableHTTPTransport } from "@hono/mcp";
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { Db } from "../db/index.ts";
+import { createMcpServer, type McpOptions } from "./tools.ts";
+
+/**
+ * The MCP endpoint (Streamable HTTP), mounted at /mcp. Stateless: every POST gets a fresh server and
+ * transport and is answered with plain JSON, so any HTTP worker can answer any request and no session
+ * lives in one process's memory. There is no server-to-client stream, so GET and DELETE answer 405.
+ */
+export function mcpRoutes(db: Db, opts: McpOptions) {
+  const app = new Hono();
+
+  app.post("/", async (c) => {
+    const server = createMcpServer(db, opts);
+    const transport = new StreamableHTTPTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    try {
+      await server.connect(transport);
+      return (await transport.handleRequest(c)) ?? c.body(null, 202);
+    } catch (err) {
+      // The transport answers protocol errors (bad JSON, wrong Accept or Content-Type) as JSON-RPC errors.
+      if (err instanceof HTTPException) return err.getResponse();
+      throw err;
+    } finally {
+      await server.close();
+    }
+  });
+
+  app.on(["GET", "DELETE"], "/", (c) =>
+    c.json({ jsonrpc: "2.0", error: { code: -32000, message: "Method not allowed: this server is stateless, POST JSON-RPC messages to /mcp" }, id: null }, 405, {
+      Allow: "POST",
+    }),
+  );
+
+  return app;
+}

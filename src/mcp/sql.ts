@@ -1,0 +1,97 @@
+import { join } from "node:path";
+import { ApiError } from "../errors.ts";
+import type { RunnerAnswer, RunnerRequest } from "./sql-runner.ts";
+
+/** The tables the `query` tool may read: the site registry and the synced data. */
+export const QUERYABLE_TABLES = ["sites", "gsc_performance_data", "gsc_synced_days"];
+
+/** The columns `{site}` exposes: one site's synced rows. */
+const SITE_COLUMNS = "date, page, query, device, search_type, clicks, impressions, ctr, position";
+
+const runnerPath = join(import.meta.dir, "sql-runner.ts");
+
+export type SqlLimits = { maxRows: number; timeoutMs: number; maxBytes: number };
+export type SqlResult = { columns: string[]; rows: Record<string, unknown>[]; row_count: number; truncated: boolean };
+
+/**
+ * Checks that `sql` is a single SELECT (or WITH …/VALUES) statement and returns it without its
+ * trailing semicolon; throws a validation error otherwise. Strings, quoted names and comments are
+ * skipped, so a `;` inside them does not count.
+ */
+export function checkSingleSelect(sql: string): string {
+  let first = "";
+  let end = -1;
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql[i]!;
+    const close = ({ "'": "'", '"': '"', "`": "`", "[": "]" } as Record<string, string>)[ch];
+    if (sql.startsWith("--", i)) {
+      const j = sql.indexOf("\n", i);
+      i = j < 0 ? sql.length : j;
+    } else if (sql.startsWith("/*", i)) {
+      const j = sql.indexOf("*/", i + 2);
+      i = j < 0 ? sql.length : j + 1;
+    } else if (end >= 0 && !/\s|;/.test(ch)) {
+      throw new ApiError("validation_failed", "only one statement is allowed");
+    } else if (close) {
+      const j = sql.indexOf(close, i + 1);
+      i = j < 0 ? sql.length : j;
+    } else if (ch === ";" && end < 0) {
+      end = i;
+    } else if (first === "" && /[A-Za-z]/.test(ch)) {
+      first = /^[A-Za-z]+/.exec(sql.slice(i))![0].toLowerCase();
+      i += first.length - 1;
+    }
+  }
+  if (!["select", "with", "values"].includes(first)) {
+    throw new ApiError("validation_failed", `only read-only SELECT statements are allowed (got ${first ? first.toUpperCase() : "no statement"})`);
+  }
+  return end < 0 ? sql : sql.slice(0, end);
+}
+
+/** Replaces the original tool's `{site}` placeholder with one site's synced rows as a derived table. */
+export function expandSitePlaceholder(sql: string, siteId: number | null): string {
+  if (!sql.includes("{site}")) return sql;
+  if (siteId === null) throw new ApiError("validation_failed", "the SQL uses {site}: give site_id or hostname");
+  return sql.replaceAll("{site}", `(select ${SITE_COLUMNS} from gsc_performance_data where site_id = ${siteId})`);
+}
+
+let running = 0;
+
+/**
+ * Runs one read-only SELECT over a read-only connection (query_only, allowed tables only) in a child
+ * process that is killed with SIGKILL once `timeoutMs` has passed. At most `maxConcurrent` run at
+ * once in this process; beyond that the call is refused (the client retries).
+ */
+export async function runReadOnlySql(dbPath: string, sql: string, limits: SqlLimits & { maxConcurrent: number }): Promise<SqlResult> {
+  const statement = checkSingleSelect(sql);
+  if (running >= limits.maxConcurrent) {
+    throw new ApiError("unavailable", `${running} SQL queries are already running in this process; retry in a moment`);
+  }
+  running++;
+  try {
+    const request: RunnerRequest = { path: dbPath, sql: statement, maxRows: limits.maxRows, maxBytes: limits.maxBytes, tables: QUERYABLE_TABLES };
+    const started = performance.now();
+    const child = Bun.spawn([process.execPath, runnerPath], {
+      stdin: new Blob([JSON.stringify(request)]),
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: limits.timeoutMs,
+      killSignal: "SIGKILL",
+    });
+    const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    if (child.signalCode === "SIGKILL") {
+      const ms = Math.round(performance.now() - started);
+      throw new ApiError("validation_failed", `query stopped after ${ms} ms: it ran past the ${limits.timeoutMs} ms time limit`);
+    }
+    let answer: RunnerAnswer;
+    try {
+      answer = JSON.parse(out) as RunnerAnswer;
+    } catch {
+      throw new Error(`SQL runner exited ${child.exitCode} without an answer: ${err.slice(0, 500)}`);
+    }
+    if (!answer.ok) throw new ApiError("validation_failed", `SQL error: ${answer.error}`);
+    return { columns: answer.columns, rows: answer.rows, row_count: answer.rows.length, truncated: answer.truncated };
+  } finally {
+    running--;
+  }
+}

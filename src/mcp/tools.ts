@@ -1,0 +1,205 @@
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { z } from "zod";
+import type { Db } from "../db/index.ts";
+import { ApiError, isBusyError } from "../errors.ts";
+import { log } from "../log.ts";
+import { listSites } from "../sites/queries.ts";
+import { resolveSite, type SiteRef } from "../sites/resolve.ts";
+import { addDays, dayOf } from "../sync/dates.ts";
+import {
+  comparePeriodsBy,
+  comparePeriodTotals,
+  findBestPages,
+  findKeywordPages,
+  findNewestDay,
+  findPageQueries,
+  findPagesQueries,
+  searchKeywords,
+  trackPages,
+  type Period,
+  type Scope,
+} from "./queries.ts";
+import {
+  bestPagesArgs,
+  comparePeriodsArgs,
+  keywordPagesArgs,
+  listSitesArgs,
+  pageQueriesArgs,
+  pagesQueriesArgs,
+  queryArgs,
+  searchKeywordsArgs,
+  trackPagesArgs,
+} from "./schemas.ts";
+import { expandSitePlaceholder, runReadOnlySql } from "./sql.ts";
+
+export type McpOptions = {
+  /** The `query` tool's time limit: its child process is killed after this. */
+  queryTimeoutMs: number;
+  /** Most rows the `query` tool returns. */
+  queryMaxRows: number;
+  /** Most `query` calls running at once in one process. */
+  queryConcurrency: number;
+};
+
+const QUERY_MAX_BYTES = 4 * 1024 * 1024;
+
+const instructions = `sitesync holds Google Search Console data of the registered sites: per site, day (UTC, YYYY-MM-DD), page, \
+query, device and search type, the clicks, impressions, ctr (a fraction) and average position (1 = top). Search Console \
+data lags about 2 days. Start with list_sites; name a site by site_id or hostname. To see which pages lost clicks \
+recently, call compare_periods with period_type 'last_7_days' (complete days) or 'week', breakdown 'page'.`;
+
+type Args<S extends z.ZodRawShape> = z.output<z.ZodObject<S>>;
+
+/** A fresh MCP server with the assistant tools over `db`: one per request, nothing kept between requests. */
+export function createMcpServer(db: Db, opts: McpOptions): McpServer {
+  const server = new McpServer({ name: "sitesync", version: "0.1.0" }, { instructions });
+  const tool = <S extends z.ZodRawShape>(name: string, description: string, inputSchema: S, run: (args: Args<S>) => Promise<Record<string, unknown>>) =>
+    server.registerTool(
+      name,
+      { description, inputSchema, annotations: { readOnlyHint: true, openWorldHint: false } },
+      // The SDK hands over the arguments already parsed with inputSchema.
+      ((args: Args<S>) => answer(name, () => run(args))) as never,
+    );
+
+  /** The scope of a tool call: its site, search type and look-back window. */
+  const scope = async (a: SiteRef & { search_type: string; days?: number }): Promise<Scope> => ({
+    siteId: (await resolveSite(db, a)).id,
+    searchType: a.search_type,
+    since: a.days === undefined ? undefined : addDays(dayOf(new Date()), -a.days),
+  });
+
+  tool("list_sites", "The registered sites (id, domain, name, category, is_active), by name.", listSitesArgs, async (a) => {
+    const sites = [];
+    let cursor;
+    do {
+      const page = await listSites(db, { activeOnly: a.active_only, limit: 500, cursor });
+      sites.push(...page.items);
+      cursor = page.next ?? undefined;
+    } while (cursor);
+    return { sites };
+  });
+
+  tool(
+    "query",
+    "Run one read-only SQL SELECT over the synced data (SQLite). Writes are refused; results are capped in rows and time.",
+    queryArgs,
+    async (a) => {
+      const site = a.site_id || a.hostname ? await resolveSite(db, a) : null;
+      const result = await runReadOnlySql(db.path, expandSitePlaceholder(a.sql, site?.id ?? null), {
+        maxRows: Math.min(a.max_rows ?? opts.queryMaxRows, opts.queryMaxRows),
+        timeoutMs: opts.queryTimeoutMs,
+        maxBytes: QUERY_MAX_BYTES,
+        maxConcurrent: opts.queryConcurrency,
+      });
+      return { site_id: site?.id ?? null, ...result };
+    },
+  );
+
+  tool(
+    "show_page_queries",
+    "The queries one page was found for: clicks, impressions (summed) and average position, most impressions first.",
+    pageQueriesArgs,
+    async (a) => {
+      const s = await scope(a);
+      return { site_id: s.siteId, since: s.since, rows: await findPageQueries(db, { ...s, page: a.page, limit: a.limit }) };
+    },
+  );
+
+  tool("show_keyword_pages", "The pages one query (exact text) led to, most clicked first.", keywordPagesArgs, async (a) => {
+    const s = await scope(a);
+    return { site_id: s.siteId, since: s.since, rows: await findKeywordPages(db, { ...s, keyword: a.keyword, limit: a.limit }) };
+  });
+
+  tool("search_keywords", "Queries matching an SQL LIKE pattern, most impressions first.", searchKeywordsArgs, async (a) => {
+    const s = await scope(a);
+    return { site_id: s.siteId, since: s.since, rows: await searchKeywords(db, { ...s, pattern: a.pattern, limit: a.limit }) };
+  });
+
+  tool("best_pages", "The most clicked pages, with impressions, average position and ctr (percent).", bestPagesArgs, async (a) => {
+    const s = await scope(a);
+    return { site_id: s.siteId, since: s.since, rows: await findBestPages(db, { ...s, limit: a.limit }) };
+  });
+
+  tool(
+    "track_pages",
+    "Day-by-day clicks, impressions and position of the given pages per query (optionally only the given queries), newest first.",
+    trackPagesArgs,
+    async (a) => {
+      const s = await scope(a);
+      return { site_id: s.siteId, since: s.since, rows: await trackPages(db, { ...s, pages: a.pages, keywords: a.keywords, limit: a.limit }) };
+    },
+  );
+
+  tool("pages_queries", "Every query of the given pages over all synced days, by page, most impressions first.", pagesQueriesArgs, async (a) => {
+    const s = await scope(a);
+    return { site_id: s.siteId, rows: await findPagesQueries(db, { ...s, pages: a.pages, limit: a.limit }) };
+  });
+
+  tool(
+    "compare_periods",
+    "Compare two periods: clicks, impressions, position, distinct queries and pages, and their change; with a breakdown per " +
+      "page or query ordered by clicks change (losers first), e.g. which pages lost clicks this week.",
+    comparePeriodsArgs,
+    async (a) => {
+      const s = await scope(a);
+      const [period1, period2] = await periodsOf(db, s, a.period_type, a.custom_periods);
+      const totals = await comparePeriodTotals(db, { ...s, period1, period2 });
+      const out: Record<string, unknown> = {
+        site_id: s.siteId,
+        period_type: a.period_type,
+        period1_start: period1.start,
+        period1_end: period1.end,
+        period2_start: period2.start,
+        period2_end: period2.end,
+        ...totals,
+      };
+      if (a.breakdown !== "none") {
+        const rows = await comparePeriodsBy(db, { ...s, period1, period2, by: a.breakdown, order: a.order, limit: a.limit });
+        out.breakdown = a.breakdown;
+        out.rows = rows.map(({ key, ...r }) => ({ [a.breakdown]: key, ...r }));
+      }
+      return out;
+    },
+  );
+
+  return server;
+}
+
+/** The two periods compare_periods compares, for its period_type (dates in UTC). */
+async function periodsOf(db: Db, s: Scope, type: string, custom?: { period1: Period; period2: Period }): Promise<[Period, Period]> {
+  const today = dayOf(new Date());
+  if (type === "week") {
+    const monday = addDays(today, -((new Date(`${today}T00:00:00Z`).getUTCDay() + 6) % 7));
+    return [{ start: addDays(monday, -7), end: addDays(monday, -1) }, { start: monday, end: today }];
+  }
+  if (type === "month") {
+    const first = `${today.slice(0, 8)}01`;
+    const lastEnd = addDays(first, -1);
+    return [{ start: `${lastEnd.slice(0, 8)}01`, end: lastEnd }, { start: first, end: today }];
+  }
+  if (type === "last_7_days") {
+    const newest = await findNewestDay(db, { ...s, since: undefined });
+    if (!newest) throw new ApiError("not_found", "the site has no synced data for this search type yet");
+    return [{ start: addDays(newest, -13), end: addDays(newest, -7) }, { start: addDays(newest, -6), end: newest }];
+  }
+  if (!custom) throw new ApiError("validation_failed", "period_type 'custom' needs custom_periods {period1: {start, end}, period2: {start, end}}");
+  return [custom.period1, custom.period2];
+}
+
+/** Runs a tool and shapes its answer: JSON text plus structured content, or a tool error with a clear message. */
+async function answer(name: string, run: () => Promise<Record<string, unknown>>): Promise<CallToolResult> {
+  try {
+    const result = await run();
+    return { content: [{ type: "text", text: JSON.stringify(result) }], structuredContent: result };
+  } catch (err) {
+    if (err instanceof ApiError) return toolError(err.message);
+    if (isBusyError(err)) return toolError("the database is busy; retry the call");
+    log("error", "mcp tool failed", { tool: name, error: String(err), stack: (err as Error).stack });
+    return toolError(`internal error in ${name} (logged)`);
+  }
+}
+
+function toolError(message: string): CallToolResult {
+  return { content: [{ type: "text", text: message }], isError: true };
+}
