@@ -55,19 +55,35 @@ export function expandSitePlaceholder(sql: string, siteId: number | null): strin
   return sql.replaceAll("{site}", `(select ${SITE_COLUMNS} from gsc_performance_data where site_id = ${siteId})`);
 }
 
+// Runs of this process: at most maxConcurrent children at once, the next callers wait their turn.
 let running = 0;
+const waiting: (() => void)[] = [];
+const MAX_WAITING = 64;
+
+async function takeSlot(maxConcurrent: number) {
+  if (running < maxConcurrent) {
+    running++;
+    return;
+  }
+  if (waiting.length >= MAX_WAITING) throw new ApiError("unavailable", "too many SQL queries are waiting in this process; retry in a moment");
+  // The slot is handed over by giveSlot, so `running` stays counted.
+  await new Promise<void>((resolve) => waiting.push(resolve));
+}
+
+function giveSlot() {
+  const next = waiting.shift();
+  if (next) next();
+  else running--;
+}
 
 /**
  * Runs one read-only SELECT over a read-only connection (query_only, allowed tables only) in a child
  * process that is killed with SIGKILL once `timeoutMs` has passed. At most `maxConcurrent` run at
- * once in this process; beyond that the call is refused (the client retries).
+ * once in this process; later calls wait for a free slot.
  */
 export async function runReadOnlySql(dbPath: string, sql: string, limits: SqlLimits & { maxConcurrent: number }): Promise<SqlResult> {
   const statement = checkSingleSelect(sql);
-  if (running >= limits.maxConcurrent) {
-    throw new ApiError("unavailable", `${running} SQL queries are already running in this process; retry in a moment`);
-  }
-  running++;
+  await takeSlot(limits.maxConcurrent);
   try {
     const request: RunnerRequest = { path: dbPath, sql: statement, maxRows: limits.maxRows, maxBytes: limits.maxBytes, tables: QUERYABLE_TABLES };
     const started = performance.now();
@@ -92,6 +108,6 @@ export async function runReadOnlySql(dbPath: string, sql: string, limits: SqlLim
     if (!answer.ok) throw new ApiError("validation_failed", `SQL error: ${answer.error}`);
     return { columns: answer.columns, rows: answer.rows, row_count: answer.rows.length, truncated: answer.truncated };
   } finally {
-    running--;
+    giveSlot();
   }
 }

@@ -1,0 +1,464 @@
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { join } from "node:path";
+import { addDays, dayOf } from "../src/sync/dates.ts";
+import { demoRows } from "../src/sync/demo.ts";
+import { searchTypes } from "../src/sync/source.ts";
+import { request, startServer, type RunningServer } from "./helpers/server.ts";
+import { waitFor, withFile } from "./helpers/sync.ts";
+
+// The MCP server at /mcp, driven by the SDK's own client over Streamable HTTP, against the real service
+// (2 HTTP workers, 1 sync worker) on a temp database: one site synced by the demo source, and sites with
+// hand-written rows whose answers are known exactly.
+
+setDefaultTimeout(90_000);
+
+const DEMO_ROWS = 48;
+const TIMEOUT_MS = 1500;
+const runnerPath = join(import.meta.dir, "../src/mcp/sql-runner.ts");
+
+let server: RunningServer;
+let client: Client;
+const ids = { demo: 0, shop: 0, recent: 0, week: 0 };
+const today = dayOf(new Date());
+const demoDays = [addDays(today, -4), addDays(today, -3), addDays(today, -2)];
+
+type Row = { date: string; page: string; query: string; type?: string; clicks: number; impressions: number; position: number };
+
+function seed(siteId: number, rows: Row[]) {
+  withFile(server.dbPath, (db) => {
+    const ins = db.query(
+      "insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position) values (?, ?, ?, ?, 'MOBILE', ?, ?, ?, ?, ?)",
+    );
+    db.transaction(() => {
+      for (const r of rows) ins.run(siteId, r.date, r.page, r.query, r.type ?? "web", r.clicks, r.impressions, r.clicks / r.impressions, r.position);
+    })();
+  });
+}
+
+/** Calls a tool and returns its structured result; fails the test on a tool error. */
+async function call(name: string, args: Record<string, unknown>): Promise<any> {
+  const res = await client.callTool({ name, arguments: args });
+  if (res.isError) throw new Error(`${name} failed: ${JSON.stringify(res.content)}`);
+  // The text content carries the same JSON, for clients that do not read structured content.
+  expect(JSON.parse((res.content as { text: string }[])[0]!.text)).toEqual(res.structuredContent);
+  return res.structuredContent;
+}
+
+/** Calls a tool that must fail and returns its error text. */
+async function callError(name: string, args: Record<string, unknown>): Promise<string> {
+  const res = await client.callTool({ name, arguments: args });
+  expect(res.isError).toBe(true);
+  const text = (res.content as { text: string }[])[0]!.text;
+  expect(text).not.toMatch(/\n\s+at |\.ts:\d+/); // no stack trace
+  return text;
+}
+
+async function createSite(domain: string): Promise<number> {
+  const res = await request(server.url, "POST", "/api/v1/sites", { domain, name: domain });
+  expect(res.status).toBe(201);
+  return res.body.id;
+}
+
+// --- Expected answers computed independently from the demo source's rows, in plain JS ---
+
+const demoUrl = "sc-domain:demo.example";
+// The demo generator always sets every metric, which its type (the insert shape) leaves optional.
+const demoData = demoDays.flatMap((date) =>
+  searchTypes.flatMap((type) =>
+    demoRows(demoUrl, date, type, DEMO_ROWS).map((r) => ({ ...r, clicks: r.clicks!, impressions: r.impressions!, position: r.position!, date, type })),
+  ),
+);
+type DemoRow = (typeof demoData)[number];
+
+/** Groups rows by key and sums clicks/impressions, averaging position. */
+function aggregate(rows: DemoRow[], key: (r: DemoRow) => string) {
+  const groups = new Map<string, { rows: DemoRow[] }>();
+  for (const r of rows) (groups.get(key(r)) ?? groups.set(key(r), { rows: [] }).get(key(r))!).rows.push(r);
+  return [...groups].map(([k, g]) => ({
+    key: k,
+    clicks: g.rows.reduce((a, r) => a + r.clicks, 0),
+    impressions: g.rows.reduce((a, r) => a + r.impressions, 0),
+    position: expect.closeTo(g.rows.reduce((a, r) => a + r.position, 0) / g.rows.length, 9),
+  }));
+}
+const byDesc = <T>(f: (x: T) => number, tie: (x: T) => string) => (a: T, b: T) => f(b) - f(a) || (tie(a) < tie(b) ? -1 : tie(a) > tie(b) ? 1 : 0);
+
+beforeAll(async () => {
+  server = await startServer({
+    workers: 2,
+    syncWorkers: 1,
+    env: { SYNC_SOURCE: "demo", DEMO_ROWS_PER_DAY: String(DEMO_ROWS), SYNC_SCHEDULER: "false", SYNC_POLL_MS: "50", MCP_QUERY_TIMEOUT_MS: String(TIMEOUT_MS) },
+  });
+  ids.demo = await createSite(demoUrl);
+  ids.shop = await createSite("sc-domain:shop.example");
+  ids.recent = await createSite("https://recent.example/");
+  ids.week = await createSite("sc-domain:week.example");
+
+  // The demo site's data comes from a real sync: the last 3 days Search Console has (today-4 .. today-2).
+  const trigger = await request(server.url, "POST", `/api/v1/sync/trigger/${ids.demo}?days=3`);
+  expect(trigger.status).toBe(202);
+  await waitFor("the demo sync to complete", async () => {
+    const job = await request(server.url, "GET", `/api/v1/sync/job/${trigger.body.job_id}`);
+    if (job.body.status === "failed") throw new Error(`sync failed: ${job.body.error}`);
+    return job.body.status === "completed";
+  });
+
+  // shop.example: two fixed weeks. Period 1 is 2026-01-05..11, period 2 is 2026-01-12..18.
+  seed(ids.shop, [
+    { date: "2026-01-06", page: "https://shop.example/a", query: "q1", clicks: 10, impressions: 100, position: 2 },
+    { date: "2026-01-07", page: "https://shop.example/a", query: "q2", clicks: 5, impressions: 50, position: 4 },
+    { date: "2026-01-13", page: "https://shop.example/a", query: "q1", clicks: 3, impressions: 80, position: 5 },
+    { date: "2026-01-08", page: "https://shop.example/b", query: "q3", clicks: 2, impressions: 20, position: 10 },
+    { date: "2026-01-14", page: "https://shop.example/b", query: "q3", clicks: 9, impressions: 90, position: 3 },
+    { date: "2026-01-15", page: "https://shop.example/c", query: "q4", clicks: 4, impressions: 40, position: 6 },
+    { date: "2026-01-09", page: "https://shop.example/d", query: "q5", clicks: 7, impressions: 70, position: 8 },
+    // Another search type (excluded unless asked for) and a day outside both periods.
+    { date: "2026-01-13", page: "https://shop.example/a", query: "q1", type: "image", clicks: 100, impressions: 1000, position: 1 },
+    { date: "2026-01-20", page: "https://shop.example/a", query: "q1", clicks: 50, impressions: 500, position: 1 },
+  ]);
+
+  // recent.example: its newest day is today-2; x lost clicks in the last 7 days, y gained.
+  const newest = addDays(today, -2);
+  seed(ids.recent, [
+    { date: addDays(newest, -7), page: "https://recent.example/x", query: "x", clicks: 10, impressions: 100, position: 3 },
+    { date: newest, page: "https://recent.example/x", query: "x", clicks: 4, impressions: 90, position: 4 },
+    { date: addDays(newest, -13), page: "https://recent.example/y", query: "y", clicks: 1, impressions: 10, position: 9 },
+    { date: addDays(newest, -6), page: "https://recent.example/y", query: "y", clicks: 5, impressions: 30, position: 7 },
+    // Outside both periods (14 days before the newest).
+    { date: addDays(newest, -14), page: "https://recent.example/x", query: "x", clicks: 99, impressions: 999, position: 1 },
+  ]);
+
+  // week.example: rows on this week's Monday (UTC) and on the Monday before.
+  const monday = addDays(today, -((new Date(`${today}T00:00:00Z`).getUTCDay() + 6) % 7));
+  seed(ids.week, [
+    { date: addDays(monday, -7), page: "https://week.example/p", query: "p", clicks: 8, impressions: 80, position: 2 },
+    { date: monday, page: "https://week.example/p", query: "p", clicks: 2, impressions: 40, position: 5 },
+    { date: addDays(monday, -8), page: "https://week.example/p", query: "p", clicks: 70, impressions: 700, position: 1 },
+  ]);
+
+  client = new Client({ name: "sitesync-test", version: "1.0.0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${server.url}/mcp`)));
+});
+
+afterAll(async () => {
+  await client?.close();
+  await server?.cleanup();
+});
+
+describe("tools", () => {
+  test("tools/list names the original's tools (plus list_sites), each with a JSON Schema of its input", async () => {
+    const { tools } = await client.listTools();
+    expect(tools.map((t) => t.name).sort()).toEqual(
+      ["best_pages", "compare_periods", "list_sites", "pages_queries", "query", "search_keywords", "show_keyword_pages", "show_page_queries", "track_pages"].sort(),
+    );
+    for (const t of tools) {
+      expect(t.inputSchema.type).toBe("object");
+      expect(t.description!.length).toBeGreaterThan(20);
+      expect(t.annotations?.readOnlyHint).toBe(true);
+    }
+    const compare = tools.find((t) => t.name === "compare_periods")!;
+    expect((compare.inputSchema.properties as any).period_type.enum).toEqual(["week", "month", "last_7_days", "custom"]);
+    expect((tools.find((t) => t.name === "show_page_queries")!.inputSchema.required as string[]).sort()).toEqual(["page"]);
+  });
+
+  test("list_sites lists every registered site, by name", async () => {
+    const r = await call("list_sites", {});
+    expect(r.sites.map((s: { id: number; domain: string }) => [s.id, s.domain])).toEqual([
+      [ids.recent, "https://recent.example/"],
+      [ids.demo, "sc-domain:demo.example"],
+      [ids.shop, "sc-domain:shop.example"],
+      [ids.week, "sc-domain:week.example"],
+    ]);
+  });
+
+  test("show_page_queries: the page's queries over the synced demo days, most impressions first", async () => {
+    const page = "https://demo.example/running-shoes";
+    const expected = aggregate(demoData.filter((r) => r.type === "web" && r.page === page), (r) => r.query)
+      .sort(byDesc((x) => x.impressions, (x) => x.key))
+      .map((x) => ({ query: x.key, clicks: x.clicks, impressions: x.impressions, avg_position: x.position }));
+    expect(expected.length).toBe(2); // "best running shoes" and "cheap running shoes"
+    const r = await call("show_page_queries", { hostname: "demo.example", page });
+    expect(r).toEqual({ site_id: ids.demo, since: addDays(today, -30), rows: expected });
+  });
+
+  test("show_keyword_pages: the pages one query led to (all search types summed)", async () => {
+    const keyword = "cheap yoga mats";
+    const expected = aggregate(demoData.filter((r) => r.query === keyword), (r) => r.page).map((x) => ({
+      page: x.key,
+      avg_position: x.position,
+      total_clicks: x.clicks,
+      total_impressions: x.impressions,
+    }));
+    expect(expected.length).toBe(1);
+    const r = await call("show_keyword_pages", { site_id: ids.demo, keyword, search_type: "all", days: 7 });
+    expect(r).toEqual({ site_id: ids.demo, since: addDays(today, -7), rows: expected });
+  });
+
+  test("search_keywords: a LIKE pattern, most impressions first", async () => {
+    const expected = aggregate(demoData.filter((r) => r.type === "web" && r.query.includes("running")), (r) => r.query)
+      .sort(byDesc((x) => x.impressions, (x) => x.key))
+      .map((x) => ({ query: x.key, total_clicks: x.clicks, total_impressions: x.impressions, avg_position: x.position }));
+    expect(expected.map((x) => x.query).sort()).toEqual(["best running shoes", "best trail running", "cheap running shoes", "cheap trail running"]);
+    const r = await call("search_keywords", { site_id: ids.demo, pattern: "%RUNNING%" });
+    expect(r.rows).toEqual(expected);
+  });
+
+  test("best_pages: the most clicked pages with ctr in percent", async () => {
+    const expected = aggregate(demoData.filter((r) => r.type === "web"), (r) => r.page)
+      .sort(byDesc((x) => x.clicks, (x) => x.key))
+      .slice(0, 3)
+      .map((x) => ({
+        page: x.key,
+        total_clicks: x.clicks,
+        total_impressions: x.impressions,
+        avg_position: x.position,
+        ctr: expect.closeTo((x.clicks / x.impressions) * 100, 9),
+      }));
+    const r = await call("best_pages", { hostname: "sc-domain:demo.example", limit: 3 });
+    expect(r.rows).toEqual(expected);
+  });
+
+  test("track_pages: day by day for the given pages and queries, newest day first", async () => {
+    const page = "https://demo.example/hiking-boots";
+    const rows = demoData.filter((r) => r.type === "web" && r.page === page && r.query === "best hiking boots");
+    const r = await call("track_pages", { site_id: ids.demo, pages: [page], keywords: ["best hiking boots"] });
+    expect(r.rows).toEqual(
+      [...rows]
+        .sort((a, b) => (a.date < b.date ? 1 : -1))
+        .map((x) => ({ date: x.date, page, query: "best hiking boots", clicks: x.clicks, impressions: x.impressions, position: x.position })),
+    );
+    expect(r.rows.map((x: { date: string }) => x.date)).toEqual([...demoDays].reverse());
+  });
+
+  test("pages_queries: every query of the given pages over all days, by page then impressions", async () => {
+    const r = await call("pages_queries", {
+      site_id: ids.shop,
+      pages: ["https://shop.example/b", "https://shop.example/a"],
+    });
+    expect(r).toEqual({
+      site_id: ids.shop,
+      rows: [
+        { page: "https://shop.example/a", query: "q1", clicks: 63, impressions: 680, avg_position: expect.closeTo(8 / 3, 9) },
+        { page: "https://shop.example/a", query: "q2", clicks: 5, impressions: 50, avg_position: 4 },
+        { page: "https://shop.example/b", query: "q3", clicks: 11, impressions: 110, avg_position: 6.5 },
+      ],
+    });
+  });
+});
+
+describe("compare_periods", () => {
+  test("custom periods: the original's totals, and the pages ordered by clicks lost", async () => {
+    const r = await call("compare_periods", {
+      hostname: "shop.example",
+      period_type: "custom",
+      custom_periods: { period1: { start: "2026-01-05", end: "2026-01-11" }, period2: { start: "2026-01-12", end: "2026-01-18" } },
+    });
+    expect(r).toEqual({
+      site_id: ids.shop,
+      period_type: "custom",
+      period1_start: "2026-01-05",
+      period1_end: "2026-01-11",
+      period2_start: "2026-01-12",
+      period2_end: "2026-01-18",
+      period1_clicks: 24,
+      period2_clicks: 16,
+      clicks_change: -8,
+      clicks_change_pct: expect.closeTo(-100 / 3, 9),
+      period1_impressions: 240,
+      period2_impressions: 210,
+      impressions_change: -30,
+      impressions_change_pct: -12.5,
+      period1_position: 6,
+      period2_position: expect.closeTo(14 / 3, 9),
+      position_change: expect.closeTo(14 / 3 - 6, 9),
+      period1_queries: 4,
+      period2_queries: 3,
+      period1_pages: 3,
+      period2_pages: 3,
+      breakdown: "page",
+      rows: [
+        { page: "https://shop.example/a", period1_clicks: 15, period2_clicks: 3, clicks_change: -12, clicks_change_pct: -80, period1_impressions: 150, period2_impressions: 80, impressions_change: -70, impressions_change_pct: expect.closeTo(-140 / 3, 9), period1_position: 3, period2_position: 5, position_change: 2 },
+        { page: "https://shop.example/d", period1_clicks: 7, period2_clicks: 0, clicks_change: -7, clicks_change_pct: -100, period1_impressions: 70, period2_impressions: 0, impressions_change: -70, impressions_change_pct: -100, period1_position: 8, period2_position: null, position_change: null },
+        { page: "https://shop.example/c", period1_clicks: 0, period2_clicks: 4, clicks_change: 4, clicks_change_pct: 0, period1_impressions: 0, period2_impressions: 40, impressions_change: 40, impressions_change_pct: 0, period1_position: null, period2_position: 6, position_change: null },
+        { page: "https://shop.example/b", period1_clicks: 2, period2_clicks: 9, clicks_change: 7, clicks_change_pct: 350, period1_impressions: 20, period2_impressions: 90, impressions_change: 70, impressions_change_pct: 350, period1_position: 10, period2_position: 3, position_change: -7 },
+      ],
+    });
+  });
+
+  test("breakdown by query, gainers first, limited; search_type all counts the image row", async () => {
+    const custom_periods = { period1: { start: "2026-01-05", end: "2026-01-11" }, period2: { start: "2026-01-12", end: "2026-01-18" } };
+    const r = await call("compare_periods", { site_id: ids.shop, period_type: "custom", custom_periods, breakdown: "query", order: "gainers_first", limit: 2, search_type: "all" });
+    expect(r.period2_clicks).toBe(116);
+    expect(r.rows.map((x: { query: string; clicks_change: number }) => [x.query, x.clicks_change])).toEqual([
+      ["q1", 93],
+      ["q3", 7],
+    ]);
+    const totalsOnly = await call("compare_periods", { site_id: ids.shop, period_type: "custom", custom_periods, breakdown: "none" });
+    expect(totalsOnly.rows).toBeUndefined();
+    expect(totalsOnly.period1_clicks).toBe(24);
+  });
+
+  test("last_7_days answers 'which pages lost clicks this week': the 7 newest days with data vs the 7 before", async () => {
+    const newest = addDays(today, -2);
+    const r = await call("compare_periods", { site_id: ids.recent, period_type: "last_7_days" });
+    expect(r).toMatchObject({
+      period1_start: addDays(newest, -13),
+      period1_end: addDays(newest, -7),
+      period2_start: addDays(newest, -6),
+      period2_end: newest,
+      period1_clicks: 11,
+      period2_clicks: 9,
+      clicks_change: -2,
+    });
+    const lost = r.rows.filter((x: { clicks_change: number }) => x.clicks_change < 0);
+    expect(lost).toEqual([expect.objectContaining({ page: "https://recent.example/x", period1_clicks: 10, period2_clicks: 4, clicks_change: -6 })]);
+    expect(r.rows[1]).toMatchObject({ page: "https://recent.example/y", clicks_change: 4 });
+  });
+
+  test("week: last Monday-Sunday vs this Monday-today (UTC), as the original", async () => {
+    const monday = addDays(today, -((new Date(`${today}T00:00:00Z`).getUTCDay() + 6) % 7));
+    const r = await call("compare_periods", { site_id: ids.week });
+    expect(r).toMatchObject({
+      period_type: "week",
+      period1_start: addDays(monday, -7),
+      period1_end: addDays(monday, -1),
+      period2_start: monday,
+      period2_end: today,
+      period1_clicks: 8,
+      period2_clicks: 2,
+      clicks_change: -6,
+      clicks_change_pct: -75,
+    });
+    expect(r.rows).toEqual([expect.objectContaining({ page: "https://week.example/p", clicks_change: -6 })]);
+  });
+
+  test("month: last calendar month vs this month to date", async () => {
+    const first = `${today.slice(0, 8)}01`;
+    const r = await call("compare_periods", { site_id: ids.week, period_type: "month", breakdown: "none" });
+    expect(r).toMatchObject({ period1_start: `${addDays(first, -1).slice(0, 8)}01`, period1_end: addDays(first, -1), period2_start: first, period2_end: today });
+  });
+});
+
+describe("query (read-only SQL)", () => {
+  test("{site} is the site's rows: a count over the synced demo data", async () => {
+    const r = await call("query", { hostname: "https://demo.example/", sql: "select count(*) as n, count(distinct date) as days from {site} where search_type = 'web'" });
+    expect(r).toEqual({ site_id: ids.demo, columns: ["n", "days"], rows: [{ n: DEMO_ROWS * 3, days: 3 }], row_count: 1, truncated: false });
+    const all = await call("query", { site_id: ids.demo, sql: "select count(*) as n from {site};" });
+    expect(all.rows).toEqual([{ n: demoData.length }]);
+  });
+
+  test("plain SQL over the synced tables, rows capped by max_rows", async () => {
+    const r = await call("query", { sql: "select id, domain from sites order by id", max_rows: 2 });
+    expect(r).toEqual({ site_id: null, columns: ["id", "domain"], rows: [{ id: ids.demo, domain: "sc-domain:demo.example" }, { id: ids.shop, domain: "sc-domain:shop.example" }], row_count: 2, truncated: true });
+    // Only today-4 is final (newer days are still revised by Search Console): one marker per search type.
+    const days = await call("query", { sql: `select date, count(*) as n from gsc_synced_days where site_id = ${ids.demo} group by date` });
+    expect(days.rows).toEqual([{ date: demoDays[0], n: searchTypes.length }]);
+  });
+
+  const writes: [string, string, RegExp][] = [
+    ["DELETE", "delete from gsc_performance_data", /only read-only SELECT statements are allowed \(got DELETE\)/],
+    ["UPDATE", "update sites set name = 'x'", /only read-only SELECT/],
+    ["a write after a CTE", "with s as (select 1) delete from gsc_performance_data", /only read-only SELECT statements are allowed/],
+    ["a second statement", "select 1; delete from gsc_performance_data", /only one statement is allowed/],
+    ["a temp table", "create temp table t as select * from sites", /only read-only SELECT/],
+    ["ATTACH", "attach database ':memory:' as x", /only read-only SELECT.*ATTACH/],
+    ["PRAGMA", "pragma query_only = off", /only read-only SELECT.*PRAGMA/],
+    ["a table outside the synced data", "select * from sync_tasks", /table 'sync_tasks' cannot be queried/],
+    ["the connection registry", "select count(*) from db_connections", /table 'db_connections' cannot be queried/],
+  ];
+  test.each(writes)("refused: %s", async (_name, sql, message) => {
+    expect(await callError("query", { sql })).toMatch(message);
+  });
+
+  test("after every refused write the data is unchanged", async () => {
+    const r = await call("query", { sql: "select (select count(*) from gsc_performance_data) as rows, (select count(*) from sites where name = 'x') as renamed" });
+    expect(r.rows).toEqual([{ rows: demoData.length + 9 + 5 + 3, renamed: 0 }]);
+  });
+
+  test("a runaway recursive CTE is stopped at the time limit, its process is gone, and the server answers", async () => {
+    const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
+    const started = performance.now();
+    const text = await callError("query", { sql: runaway });
+    const elapsed = performance.now() - started;
+    expect(text).toMatch(new RegExp(`query stopped after \\d+ ms: it ran past the ${TIMEOUT_MS} ms time limit`));
+    expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS);
+    expect(elapsed).toBeLessThan(TIMEOUT_MS + 10_000);
+    // The child that ran it was killed, not left spinning.
+    const ps = Bun.spawnSync(["ps", "-eo", "pid,args"]).stdout.toString();
+    expect(ps.split("\n").filter((l) => l.includes(runnerPath))).toEqual([]);
+    expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
+  });
+
+  test("SQL errors come back as tool errors with SQLite's message", async () => {
+    expect(await callError("query", { sql: "select nope from sites" })).toMatch(/SQL error: no such column: nope/);
+    expect(await callError("query", { sql: "select * from {site}" })).toMatch(/uses \{site\}: give site_id or hostname/);
+  });
+});
+
+describe("bad input gives a clear tool error", () => {
+  const cases: [string, string, Record<string, unknown>, RegExp][] = [
+    ["missing required argument", "show_page_queries", { site_id: 1 }, /Input validation error.*page/],
+    ["days out of range", "best_pages", { site_id: 1, days: 0 }, /Input validation error.*days/],
+    ["wrong type", "best_pages", { site_id: "one" }, /Input validation error.*site_id/],
+    ["unknown search type", "best_pages", { site_id: 1, search_type: "shopping" }, /Input validation error.*search_type/],
+    ["empty pages", "track_pages", { site_id: 1, pages: [] }, /Input validation error.*pages/],
+    ["bad custom date", "compare_periods", { site_id: 1, period_type: "custom", custom_periods: { period1: { start: "2026-02-30", end: "2026-03-01" }, period2: { start: "2026-03-02", end: "2026-03-03" } } }, /Input validation error.*YYYY-MM-DD/],
+    ["custom period backwards", "compare_periods", { site_id: 1, period_type: "custom", custom_periods: { period1: { start: "2026-03-05", end: "2026-03-01" }, period2: { start: "2026-03-02", end: "2026-03-03" } } }, /start is after end/],
+    ["custom without periods", "compare_periods", { site_id: 1, period_type: "custom" }, /needs custom_periods/],
+    ["no site named", "best_pages", {}, /either site_id or hostname must be provided/],
+    ["unknown site id", "best_pages", { site_id: 999_999 }, /site 999999 not found/],
+    ["unknown hostname", "best_pages", { hostname: "nowhere.example" }, /site not found: nowhere.example/],
+    ["no data for last_7_days", "compare_periods", { hostname: "sc-domain:shop.example", period_type: "last_7_days", search_type: "news" }, /no synced data/],
+  ];
+  test.each(cases)("%s", async (_name, tool, args, message) => {
+    expect(await callError(tool, args)).toMatch(message);
+  });
+
+  test("an unknown tool", async () => {
+    expect(await callError("drop_everything", {})).toMatch(/Tool drop_everything not found/);
+  });
+});
+
+describe("transport", () => {
+  const mcpPost = (body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${server.url}/mcp`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+
+  test("stateless: 20 concurrent tools/call with no initialize and no session, on any worker (query calls wait for a slot)", async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        mcpPost({ jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "query", arguments: { sql: `select ${i} as i` } } }).then(async (r) => ({
+          status: r.status,
+          session: r.headers.get("mcp-session-id"),
+          body: (await r.json()) as any,
+        })),
+      ),
+    );
+    for (const [i, a] of answers.entries()) {
+      expect(a.status).toBe(200);
+      expect(a.session).toBeNull();
+      expect(a.body).toMatchObject({ jsonrpc: "2.0", id: i, result: { structuredContent: { rows: [{ i }] } } });
+    }
+  });
+
+  test("GET and DELETE /mcp answer 405 (no server-initiated stream, no sessions)", async () => {
+    for (const method of ["GET", "DELETE"]) {
+      const res = await fetch(`${server.url}/mcp`, { method, headers: { accept: "text/event-stream" } });
+      expect(res.status).toBe(405);
+      expect(res.headers.get("allow")).toBe("POST");
+    }
+  });
+
+  test("malformed JSON-RPC answers a JSON-RPC parse error, not the REST error shape", async () => {
+    const res = await mcpPost("{not json");
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ jsonrpc: "2.0", error: { code: -32700 } });
+    const wrongType = await mcpPost({ jsonrpc: "2.0", id: 1, method: "tools/list" }, { "content-type": "text/plain" });
+    expect(wrongType.status).toBe(415);
+  });
+});
