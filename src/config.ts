@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
@@ -99,6 +100,11 @@ const envSchema = z.object({
   GSC_SERVICE_ACCOUNT_FILE: z.string().min(1).optional(),
   GSC_API_BASE_URL: z.url().default("https://searchconsole.googleapis.com"),
   GSC_TOKEN_URL: z.url().optional(),
+  // Google sign-in (`bun run cli auth login`): the stored refresh token (authorized-user JSON, mode 0600),
+  // the OAuth client downloaded from Google Cloud, and the consent page (tests: a fake on loopback).
+  GSC_CREDENTIALS_FILE: z.string().min(1).default("./data/credentials.json"),
+  GSC_CLIENT_SECRET_FILE: z.string().min(1).default("./client_secret.json"),
+  GSC_AUTH_URL: z.url().default("https://accounts.google.com/o/oauth2/v2/auth"),
   GSC_QUOTA_PER_MINUTE: int(1).default(100),
   GSC_ROW_LIMIT: int(1, 25_000).default(25_000),
   // Retries of one Search Console request on 5xx, 429 and network errors, with exponential backoff.
@@ -253,8 +259,10 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: Source =
     "database-url": "DATABASE_URL",
   });
   const { SITESYNC_ROLE, ...e } = settings;
-  if (e.SYNC_SOURCE === "gsc" && !e.GSC_ACCESS_TOKEN && !e.GSC_SERVICE_ACCOUNT_FILE) {
-    throw new ConfigError({ SYNC_SOURCE: ["gsc needs GSC_ACCESS_TOKEN or GSC_SERVICE_ACCOUNT_FILE"] });
+  if (e.SYNC_SOURCE === "gsc" && !e.GSC_ACCESS_TOKEN && !e.GSC_SERVICE_ACCOUNT_FILE && !existsSync(e.GSC_CREDENTIALS_FILE)) {
+    throw new ConfigError({
+      SYNC_SOURCE: [`gsc needs GSC_ACCESS_TOKEN, GSC_SERVICE_ACCOUNT_FILE or a sign-in (bun run cli auth login, stored in ${e.GSC_CREDENTIALS_FILE})`],
+    });
   }
   return {
     ...e,
@@ -370,6 +378,21 @@ export function loadStressConfig(argv: string[] = process.argv.slice(2), env: So
 }
 
 export type StressConfig = ReturnType<typeof loadStressConfig>;
+
+const cliSchema = envSchema
+  .pick({ GSC_CREDENTIALS_FILE: true, GSC_CLIENT_SECRET_FILE: true, GSC_AUTH_URL: true, GSC_TOKEN_URL: true, GSC_API_BASE_URL: true, GSC_TIMEOUT_MS: true })
+  .extend({
+    // The running service the CLI talks to, and its API key when it requires one (sent as a Bearer token).
+    SITESYNC_URL: z.url().default("http://localhost:8000"),
+    SITESYNC_API_KEY: z.string().min(1).optional(),
+  });
+
+/** Settings of `bun run cli` from the environment (its flags are parsed by the CLI itself and win). Throws ConfigError. */
+export function loadCliConfig(env: Source = process.env) {
+  return readSettings(cliSchema, [], env, {}).settings;
+}
+
+export type CliConfig = ReturnType<typeof loadCliConfig>;
 
 /** The raw environment, for the supervisor to hand on to its children. */
 export function childEnv(extra: Record<string, string>): Record<string, string> {

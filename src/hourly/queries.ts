@@ -50,21 +50,20 @@ export async function findHourlyRankings(
   }));
 }
 
-/**
- * A site's id from `site_id` (checked to exist) or `hostname`, tried as sent, as `sc-domain:<host>`,
- * and with its scheme and trailing slashes removed (the original's steps); undefined when none matches.
- */
-export async function resolveSiteId(db: Db, by: { site_id?: number | null; hostname?: string | null }): Promise<number | undefined> {
-  const candidates: string[] = [];
-  if (by.site_id == null && by.hostname) {
-    const host = by.hostname;
-    candidates.push(host);
-    if (!host.startsWith("sc-domain:")) candidates.push(`sc-domain:${host}`);
-    if (/^https?:\/\//.test(host)) {
-      const bare = host.replaceAll("https://", "").replaceAll("http://", "").replace(/\/+$/, "");
-      candidates.push(bare, `sc-domain:${bare}`);
-    }
+/** The property strings a hostname may stand for, in the original's order: as sent, `sc-domain:` + it, and without its scheme and trailing `/` (both ways). */
+export function hostnameCandidates(host: string): string[] {
+  const out = [host];
+  if (!host.startsWith("sc-domain:")) out.push(`sc-domain:${host}`);
+  if (/^https?:\/\//.test(host)) {
+    const bare = host.replaceAll("https://", "").replaceAll("http://", "").replace(/\/+$/, "");
+    out.push(bare, `sc-domain:${bare}`);
   }
+  return out;
+}
+
+/** A site's id from `site_id` (checked to exist) or `hostname` (hostnameCandidates); undefined when none matches. */
+export async function resolveSiteId(db: Db, by: { site_id?: number | null; hostname?: string | null }): Promise<number | undefined> {
+  const candidates = by.site_id == null && by.hostname ? hostnameCandidates(by.hostname) : [];
   for (const c of candidates) {
     const row = db.read.select({ id: sites.id }).from(sites).where(eq(sites.domain, c)).get();
     if (row) return row.id;

@@ -1,7 +1,9 @@
+import { existsSync } from "node:fs";
 import type { Config } from "../config.ts";
 import type { GscRow, HourlyRow } from "../db/schema.ts";
 import { demoSource } from "./demo.ts";
 import { serviceAccountToken, staticToken } from "./gsc/auth.ts";
+import { authorizedUserToken } from "./gsc/user-auth.ts";
 import { gscSource } from "./gsc/client.ts";
 import { createRateLimiter } from "./gsc/limiter.ts";
 
@@ -24,12 +26,6 @@ export type SearchAnalyticsSource = {
   hourlyPages(siteUrl: string, day: string, signal: AbortSignal): AsyncIterable<HourlySourceRow[]>;
 };
 
-/** Which source the configuration selects: `auto` means Search Console when credentials are set, else demo. */
-export function sourceKind(c: Pick<Config, "SYNC_SOURCE" | "GSC_ACCESS_TOKEN" | "GSC_SERVICE_ACCOUNT_FILE">): "gsc" | "demo" {
-  if (c.SYNC_SOURCE !== "auto") return c.SYNC_SOURCE;
-  return c.GSC_ACCESS_TOKEN || c.GSC_SERVICE_ACCOUNT_FILE ? "gsc" : "demo";
-}
-
 /**
  * Requests per minute one sync worker may send. Search Console's quota is per service, not per
  * process: each of the SYNC_WORKERS processes (the supervisor hands its env to every child) gets an
@@ -41,11 +37,14 @@ export function workerQuota(c: Pick<Config, "GSC_QUOTA_PER_MINUTE" | "SYNC_WORKE
 
 /** Builds the source the configuration selects. */
 export function sourceFromConfig(c: Config): SearchAnalyticsSource {
-  if (sourceKind(c) === "demo") return demoSource(c.DEMO_ROWS_PER_DAY, c.GSC_ROW_LIMIT);
+  const demo = demoSource(c.DEMO_ROWS_PER_DAY, c.GSC_ROW_LIMIT);
+  if (c.SYNC_SOURCE === "demo") return demo;
   const auth = c.GSC_ACCESS_TOKEN
     ? staticToken(c.GSC_ACCESS_TOKEN)
-    : serviceAccountToken({ keyFile: c.GSC_SERVICE_ACCOUNT_FILE!, tokenUrl: c.GSC_TOKEN_URL, timeoutMs: c.GSC_TIMEOUT_MS });
-  return gscSource({
+    : c.GSC_SERVICE_ACCOUNT_FILE
+      ? serviceAccountToken({ keyFile: c.GSC_SERVICE_ACCOUNT_FILE, tokenUrl: c.GSC_TOKEN_URL, timeoutMs: c.GSC_TIMEOUT_MS })
+      : authorizedUserToken({ file: c.GSC_CREDENTIALS_FILE, tokenUrl: c.GSC_TOKEN_URL });
+  const gsc = gscSource({
     baseUrl: c.GSC_API_BASE_URL,
     auth,
     limiter: createRateLimiter({ limit: workerQuota(c) }),
@@ -54,4 +53,21 @@ export function sourceFromConfig(c: Config): SearchAnalyticsSource {
     retryBaseMs: c.GSC_RETRY_BASE_MS,
     timeoutMs: c.GSC_TIMEOUT_MS,
   });
+  if (c.SYNC_SOURCE === "gsc" || c.GSC_ACCESS_TOKEN || c.GSC_SERVICE_ACCOUNT_FILE) return gsc;
+  return signInOrDemo(c.GSC_CREDENTIALS_FILE, gsc, demo);
+}
+
+/**
+ * `auto` without a token or service account: Search Console as soon as a sign-in is stored (looked up
+ * at every request, so the first `auth login` takes effect without restarting the service), demo until then.
+ */
+function signInOrDemo(file: string, gsc: SearchAnalyticsSource, demo: SearchAnalyticsSource): SearchAnalyticsSource {
+  const pick = () => (existsSync(file) ? gsc : demo);
+  return {
+    get name() {
+      return pick().name;
+    },
+    pages: (...args) => pick().pages(...args),
+    hourlyPages: (...args) => pick().hourlyPages(...args),
+  };
 }

@@ -47,7 +47,12 @@ export type FakeGscOptions = {
   delayMs?: number;
   /** Bearer tokens accepted besides those the token endpoint issued. */
   tokens?: string[];
+  /** expires_in of the access tokens the token endpoint issues (seconds). */
+  tokenExpiresIn?: number;
 };
+
+/** A user's sign-in as the fake's consent page grants it. */
+export type FakeAccount = { email: string; properties: { siteUrl: string; permissionLevel: string }[] };
 
 /** The rows the fake has for one site, day and search type. */
 export function fakeRows(site: string, day: string, type: string, count: number): FakeRow[] {
@@ -111,7 +116,13 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
   const hourlyFor = opts.hourlyRows ?? (() => 48);
   const accepted = new Set(opts.tokens ?? ["test-token"]);
   const requests: LoggedRequest[] = [];
-  const tokenRequests: { at: number; ok: boolean; claims?: Record<string, unknown>; error?: string }[] = [];
+  const tokenRequests: { at: number; ok: boolean; grant?: string; claims?: Record<string, unknown>; error?: string }[] = [];
+  // OAuth installed-app flow: registered clients, codes the consent page issued, refresh tokens granted.
+  const clients = new Map<string, string>();
+  const codes = new Map<string, { clientId: string; redirectUri: string; challenge: string; account: FakeAccount }>();
+  const refreshTokens = new Map<string, { clientId: string; account: FakeAccount; revoked: boolean }>();
+  const accessTokens = new Map<string, FakeAccount>();
+  let account: FakeAccount = { email: "owner@example.com", properties: [] };
   let injected: Injected[] = [];
   let tokenInjected: Omit<Injected, "match">[] = [];
   let serviceAccount: { email: string; publicKey: import("node:crypto").KeyObject } | null = null;
@@ -134,7 +145,9 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       tokenRequests.push({ at: Date.now(), ok: false, error });
       return Response.json({ error, error_description: description }, { status: 400 });
     };
-    if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:jwt-bearer") return fail("unsupported_grant_type", "bad grant_type");
+    const grant = form.get("grant_type");
+    if (grant === "authorization_code" || grant === "refresh_token") return userGrant(form, grant, fail);
+    if (grant !== "urn:ietf:params:oauth:grant-type:jwt-bearer") return fail("unsupported_grant_type", "bad grant_type");
     const parts = (form.get("assertion") ?? "").split(".");
     if (parts.length !== 3 || !serviceAccount) return fail("invalid_grant", "malformed assertion");
     const [h, c, s] = parts as [string, string, string];
@@ -152,6 +165,70 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     accepted.add(t);
     tokenRequests.push({ at: Date.now(), ok: true, claims });
     return Response.json({ access_token: t, expires_in: 3599, token_type: "Bearer" });
+  }
+
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+
+  /** The authorization-code grant (with PKCE) and the refresh-token grant, checked as Google does. */
+  function userGrant(form: URLSearchParams, grant: string, fail: (e: string, d: string) => Response) {
+    const clientId = form.get("client_id") ?? "";
+    if (!clients.has(clientId) || clients.get(clientId) !== form.get("client_secret")) return fail("invalid_client", "The OAuth client was not found.");
+    let who: FakeAccount;
+    let refresh: string | undefined;
+    if (grant === "authorization_code") {
+      const c = codes.get(form.get("code") ?? "");
+      if (!c || c.clientId !== clientId) return fail("invalid_grant", "Malformed auth code.");
+      codes.delete(form.get("code")!);
+      if (form.get("redirect_uri") !== c.redirectUri) return fail("redirect_uri_mismatch", "Bad Request");
+      const verifier = form.get("code_verifier") ?? "";
+      if (new Bun.CryptoHasher("sha256").update(verifier).digest("base64url") !== c.challenge) return fail("invalid_grant", "Invalid code verifier.");
+      who = c.account;
+      refresh = `rt-${crypto.randomUUID()}`;
+      refreshTokens.set(refresh, { clientId, account: who, revoked: false });
+    } else {
+      const r = refreshTokens.get(form.get("refresh_token") ?? "");
+      if (!r || r.revoked || r.clientId !== clientId) return fail("invalid_grant", "Token has been expired or revoked.");
+      who = r.account;
+    }
+    const t = `user-token-${++issued}`;
+    accepted.add(t);
+    accessTokens.set(t, who);
+    tokenRequests.push({ at: Date.now(), ok: true, grant });
+    const idToken = `${b64({ alg: "RS256", typ: "JWT" })}.${b64({ iss: "https://accounts.google.com", aud: clientId, email: who.email, email_verified: true, sub: who.email })}.c2ln`;
+    return Response.json({
+      access_token: t,
+      expires_in: opts.tokenExpiresIn ?? 3599,
+      token_type: "Bearer",
+      scope: "https://www.googleapis.com/auth/webmasters.readonly openid https://www.googleapis.com/auth/userinfo.email",
+      id_token: idToken,
+      ...(refresh ? { refresh_token: refresh } : {}),
+    });
+  }
+
+  /** The consent page, as if the user had agreed at once: redirects to redirect_uri with a code. */
+  function consent(url: URL) {
+    const q = url.searchParams;
+    const redirectUri = q.get("redirect_uri") ?? "";
+    if (!clients.has(q.get("client_id") ?? "")) return new Response("Error 401: invalid_client", { status: 401 });
+    if (!/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?\//.test(redirectUri)) return new Response("Error 400: redirect_uri_mismatch", { status: 400 });
+    if (q.get("response_type") !== "code" || q.get("code_challenge_method") !== "S256" || !q.get("code_challenge")) {
+      return new Response("Error 400: invalid_request (PKCE S256 required by this fake)", { status: 400 });
+    }
+    const code = `code-${crypto.randomUUID()}`;
+    codes.set(code, { clientId: q.get("client_id")!, redirectUri, challenge: q.get("code_challenge")!, account });
+    const to = new URL(redirectUri);
+    to.searchParams.set("code", code);
+    if (q.get("state") !== null) to.searchParams.set("state", q.get("state")!);
+    to.searchParams.set("scope", q.get("scope") ?? "");
+    return new Response(null, { status: 302, headers: { location: to.toString() } });
+  }
+
+  /** sites.list: the properties of the signed-in account. */
+  function listSites(req: Request) {
+    const auth = req.headers.get("authorization") ?? "";
+    const who = accessTokens.get(auth.slice(7));
+    if (!auth.startsWith("Bearer ") || !accepted.has(auth.slice(7))) return googleError(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.");
+    return Response.json(who && who.properties.length > 0 ? { siteEntry: who.properties } : {});
   }
 
   async function query(req: Request, site: string) {
@@ -206,6 +283,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     async fetch(req): Promise<Response> {
       const url = new URL(req.url);
       if (req.method === "POST" && url.pathname === "/token") return token(req, `${origin}/token`);
+      if (req.method === "GET" && url.pathname === "/auth") return consent(url);
+      if (req.method === "GET" && url.pathname === "/webmasters/v3/sites") return listSites(req);
       const m = /^\/webmasters\/v3\/sites\/([^/]+)\/searchAnalytics\/query$/.exec(url.pathname);
       if (req.method === "POST" && m) return query(req, decodeURIComponent(m[1]!));
       return googleError(404, "NOT_FOUND", `no route ${req.method} ${url.pathname}`);
@@ -216,6 +295,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
   return {
     url: origin,
     tokenUrl: `${origin}/token`,
+    authUrl: `${origin}/auth`,
     requests,
     tokenRequests,
     /** Answers the next matching request(s) with this instead. */
@@ -245,6 +325,24 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     /** Accepts JWT assertions signed by this key for this account. */
     trustServiceAccount(sa: { email: string; publicKey: import("node:crypto").KeyObject }) {
       serviceAccount = sa;
+    },
+    /** Registers an OAuth client (as created in Google Cloud); returns its client_secret.json content. */
+    registerOAuthClient(clientId = "test-client.apps.googleusercontent.com", secret = "test-secret") {
+      clients.set(clientId, secret);
+      return { installed: { client_id: clientId, client_secret: secret, project_id: "example", auth_uri: `${origin}/auth`, token_uri: `${origin}/token`, redirect_uris: ["http://localhost"] } };
+    },
+    /** The account the consent page signs in from now on. */
+    signInAs(a: FakeAccount) {
+      account = a;
+    },
+    /** Revokes a refresh token (the user removed the app's access): its refresh grant gets invalid_grant. */
+    revokeRefreshToken(token: string) {
+      const r = refreshTokens.get(token);
+      if (r) r.revoked = true;
+    },
+    /** Stops accepting the access tokens issued so far (they expired). */
+    expireAccessTokens() {
+      for (const t of accessTokens.keys()) accepted.delete(t);
     },
     /** How many rows the fake holds for one site, day and search type. */
     rowCount: (site: string, day: string, type: string) => rowsFor(site, day, type),

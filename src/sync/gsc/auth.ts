@@ -28,20 +28,28 @@ const KeyFileSchema = z.object({
 });
 export type ServiceAccountKey = z.infer<typeof KeyFileSchema>;
 
-/** Reads and checks a Google service-account key file; a bad one fails with a message saying why. */
-export function readServiceAccountKey(path: string): ServiceAccountKey {
+/**
+ * Reads a JSON file and checks it against `schema`; a missing or bad file fails with a message saying
+ * why, naming the file as `what.the` (cannot read it) or `what.a` (it is not one).
+ */
+export function readJsonFile<T>(path: string, schema: z.ZodType<T>, what: { the: string; a: string }): T {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
-    throw new PermanentError(`cannot read the service-account key file ${path}: ${(err as Error).message}`);
+    throw new PermanentError(`cannot read ${what.the} ${path}: ${(err as Error).message}`);
   }
-  const parsed = KeyFileSchema.safeParse(raw);
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const fields = parsed.error.issues.map((i) => i.path.join(".") || "file").join(", ");
-    throw new PermanentError(`${path} is not a Google service-account key file (check: ${fields})`);
+    throw new PermanentError(`${path} is not ${what.a} (check: ${fields})`);
   }
   return parsed.data;
+}
+
+/** Reads and checks a Google service-account key file; a bad one fails with a message saying why. */
+export function readServiceAccountKey(path: string): ServiceAccountKey {
+  return readJsonFile(path, KeyFileSchema, { the: "the service-account key file", a: "a Google service-account key file" });
 }
 
 const b64url = (s: string | Buffer) => Buffer.from(s).toString("base64url");

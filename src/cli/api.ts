@@ -1,0 +1,87 @@
+// The CLI's HTTP client for the running service: JSON in and out, the API key as a Bearer token,
+// the service's error bodies turned into one-line messages, "not running" said plainly.
+
+export type ApiOptions = { url: string; apiKey?: string };
+
+/** A request the service answered with an error status (its JSON error body, when it sent one). */
+export class ServiceError extends Error {
+  override name = "ServiceError";
+  readonly status: number;
+  readonly code: string | undefined;
+  readonly details: unknown;
+  constructor(status: number, message: string, code?: string, details?: unknown) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** The service could not be reached at all. */
+export class ServiceDown extends Error {
+  override name = "ServiceDown";
+}
+
+/** The message of an error body: `{"error": {"code", "message"}}`, or the original's `{"detail"}`. */
+function errorMessage(status: number, text: string): { message: string; code?: string; details?: unknown } {
+  try {
+    const j = JSON.parse(text) as { error?: { code?: string; message?: string; details?: unknown }; detail?: unknown };
+    if (j.error?.message) return { message: j.error.message, code: j.error.code, details: j.error.details };
+    if (typeof j.detail === "string") return { message: j.detail };
+  } catch {
+    // Not JSON.
+  }
+  return { message: `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ""}` };
+}
+
+/** A client for the service at `opts.url`. */
+export function createApi(opts: ApiOptions) {
+  const base = opts.url.replace(/\/+$/, "");
+
+  /** Sends one request; resolves with the response when its status is 2xx. */
+  async function send(method: string, path: string, body?: unknown, accept = "application/json"): Promise<Response> {
+    const headers: Record<string, string> = { accept };
+    if (opts.apiKey) headers.authorization = `Bearer ${opts.apiKey}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let res: Response;
+    try {
+      res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (err) {
+      throw new ServiceDown(
+        `cannot reach sitesync at ${base} (${(err as Error).message}). Is it running? Start it with: bun run start --workers 4 (or give --url / SITESYNC_URL)`,
+      );
+    }
+    if (res.ok) return res;
+    const e = errorMessage(res.status, await res.text());
+    if (res.status === 401 || res.status === 403) {
+      throw new ServiceError(res.status, `${e.message} (give the service's API key with --api-key or SITESYNC_API_KEY)`, e.code, e.details);
+    }
+    throw new ServiceError(res.status, e.message, e.code, e.details);
+  }
+
+  /** Sends one request and parses the JSON answer (undefined for 204). */
+  async function json<T>(method: string, path: string, body?: unknown): Promise<{ body: T; headers: Headers }> {
+    const res = await send(method, path, body);
+    const text = await res.text();
+    return { body: (text ? JSON.parse(text) : undefined) as T, headers: res.headers };
+  }
+
+  return {
+    base,
+    send,
+    get: <T>(path: string) => json<T>("GET", path).then((r) => r.body),
+    post: <T>(path: string, body?: unknown) => json<T>("POST", path, body).then((r) => r.body),
+    /** Every item of a paged list, following `Link: <…>; rel="next"`. */
+    async all<T>(path: string): Promise<T[]> {
+      const out: T[] = [];
+      for (let next: string | null = path; next; ) {
+        const r: { body: T[]; headers: Headers } = await json<T[]>("GET", next);
+        out.push(...r.body);
+        next = /<([^>]+)>;\s*rel="next"/.exec(r.headers.get("link") ?? "")?.[1] ?? null;
+      }
+      return out;
+    },
+  };
+}
+
+export type Api = ReturnType<typeof createApi>;

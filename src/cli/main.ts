@@ -1,0 +1,331 @@
+import { Command, InvalidArgumentError, Option } from "commander";
+import { ConfigError, loadCliConfig, type CliConfig } from "../config.ts";
+import type { SiteJson } from "../sites/schemas.ts";
+import type { Job } from "../sync/schemas.ts";
+import { createApi, ServiceDown, ServiceError, type Api } from "./api.ts";
+import * as auth from "./auth.ts";
+import { exportSite, exportFormats } from "./export.ts";
+import { follow, jobLine, outcomeCode } from "./follow.ts";
+import { CliError, createOut, table, type Out } from "./output.ts";
+import { resolveSite } from "./sites.ts";
+
+// `bun run cli …`: the service's command line for people. Everything but `auth` goes through the
+// running service's HTTP API (--url), so the CLI never opens the database the workers write.
+
+const positiveInt = (what: string) => (v: string) => {
+  if (!/^\d{1,9}$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`${what} must be a positive integer`);
+  return Number(v);
+};
+const syncMode = (v: string) => {
+  if (v !== "skip" && v !== "overwrite") throw new InvalidArgumentError("expected skip or overwrite");
+  return v;
+};
+
+type Globals = { url: string; apiKey?: string; json: boolean };
+
+/** The program, for a given configuration (the environment's). */
+export function buildProgram(cfg: CliConfig) {
+  const program = new Command("cli")
+    .description("sitesync command line: sites, syncs with live progress, exports, coverage, Google sign-in")
+    .addOption(new Option("--url <url>", "the running service").default(cfg.SITESYNC_URL).env("SITESYNC_URL"))
+    .addOption(new Option("--api-key <key>", "API key of the service (sent as Authorization: Bearer)").env("SITESYNC_API_KEY"))
+    .option("--json", "print results as JSON (for scripts)", false)
+    .showHelpAfterError()
+    // Before the subcommands are added: they copy it, so a usage error anywhere throws instead of exiting.
+    .exitOverride()
+    .configureOutput({ outputError: (s, write) => write(s) });
+
+  const ctx = () => {
+    const g = program.opts<Globals>();
+    return { out: createOut(g.json), api: createApi({ url: g.url, apiKey: g.apiKey ?? cfg.SITESYNC_API_KEY }) };
+  };
+
+  // --- auth (local: the sign-in file of this machine's sync workers) ---
+  const authCmd = program.command("auth").description("sign in with Google so sync workers can read Search Console");
+  authCmd
+    .command("login")
+    .description("sign in with a Google account (OAuth installed-app flow with a loopback redirect and PKCE)")
+    .option("--client-secret <file>", "OAuth client JSON downloaded from Google Cloud", cfg.GSC_CLIENT_SECRET_FILE)
+    .option("--credentials <file>", "where to store the sign-in (0600)", cfg.GSC_CREDENTIALS_FILE)
+    .option("--port <port>", "loopback port for Google's redirect (0: any free one; fix it to forward it over SSH)", (v) => Number(v), 0)
+    .option("--no-browser", "do not try to open a browser (print the URL; paste the redirected address back)")
+    .option("--timeout <seconds>", "give up after this long", positiveInt("timeout"), 600)
+    .action(async (o: { clientSecret: string; credentials: string; port: number; browser: boolean; timeout: number }) => {
+      const { out } = ctx();
+      if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) throw new CliError("--port must be 0..65535", 2);
+      const r = await auth.login(
+        { clientSecretFile: o.clientSecret, credentialsFile: o.credentials, authUrl: cfg.GSC_AUTH_URL, tokenUrl: cfg.GSC_TOKEN_URL, port: o.port, browser: o.browser, timeoutMs: o.timeout * 1000 },
+        out,
+      );
+      out.result({ signed_in: true, ...r }, (v) =>
+        out.line(`Signed in${v.account ? ` as ${v.account}` : ""}. Stored in ${v.credentials_file} (readable only by you); sync workers use it from their next request.`),
+      );
+    });
+  authCmd
+    .command("status")
+    .description("who is signed in, and which Search Console properties that account can read")
+    .action(async () => {
+      const { out, api } = ctx();
+      const s = await auth.status(cfg, api);
+      out.result(s, (v) => {
+        out.line(`Signed in as ${v.account ?? "(account unknown: signed in before e-mail was asked)"}; credentials ${v.credentials_file} (mode ${v.file_mode})`);
+        if (v.file_mode !== "0600") out.err(`warning: ${v.credentials_file} should be readable only by its owner: chmod 600 ${v.credentials_file}`);
+        out.line(`Readable Search Console properties: ${v.properties.length}`);
+        if (v.properties.length > 0) {
+          out.line(table(["PROPERTY", "PERMISSION", "SITE ID"], v.properties.map((p) => [p.site_url, p.permission_level, p.registered_site_id]), 80));
+        }
+        if (v.unreadable_sites && v.unreadable_sites.length > 0) {
+          out.line(`Registered sites this account cannot read (their syncs will fail): ${v.unreadable_sites.map((s) => `${s.id} ${s.domain}`).join(", ")}`);
+        }
+      });
+    });
+  authCmd
+    .command("logout")
+    .description("forget the stored sign-in on this machine")
+    .action(() => {
+      const { out } = ctx();
+      const had = auth.logout(cfg);
+      out.result({ signed_out: had, credentials_file: cfg.GSC_CREDENTIALS_FILE }, () =>
+        out.line(had ? `Removed ${cfg.GSC_CREDENTIALS_FILE}. To revoke the grant too: https://myaccount.google.com/permissions` : "Not signed in."),
+      );
+    });
+
+  // --- sites ---
+  const sites = program.command("sites").description("the registered sites");
+  sites
+    .command("list")
+    .description("list sites")
+    .option("--active-only", "only active sites", false)
+    .action(async (o: { activeOnly: boolean }) => {
+      const { out, api } = ctx();
+      const list = await api.all<SiteJson>(`/api/v1/sites?limit=500${o.activeOnly ? "&active_only=true" : ""}`);
+      out.result(list, (l) => out.line(l.length === 0 ? "No sites yet: add one with sites add <domain>" : siteTable(l)));
+    });
+  sites
+    .command("add <domain>")
+    .description("register a Search Console property: sc-domain:example.com or https://example.com/")
+    .option("--name <name>", "display name (default: the domain)")
+    .option("--category <category>", "category")
+    .option("--inactive", "add it inactive (no scheduled syncs)", false)
+    .action(async (domain: string, o: { name?: string; category?: string; inactive: boolean }) => {
+      const { out, api } = ctx();
+      const name = o.name ?? domain.replace(/^sc-domain:/i, "").replace(/^https?:\/\//i, "").replace(/\/+$/, "");
+      const site = await api.post<SiteJson>("/api/v1/sites", { domain, name, ...(o.category ? { category: o.category } : {}), is_active: !o.inactive });
+      out.result(site, (s) => out.line(`Added site ${s.id}: ${s.domain} (${s.name})`));
+    });
+  sites
+    .command("show <site>")
+    .description("one site (id or hostname) with its data coverage and latest jobs")
+    .action(async (ref: string) => {
+      const { out, api } = ctx();
+      const site = await resolveSite(api, ref);
+      const [status, jobs] = await Promise.all([
+        api.get<Coverage>(`/api/v1/sync/status/${site.id}`),
+        api.get<{ total: number; jobs: Job[] }>(`/api/v1/sync/jobs?site_id=${site.id}&limit=5`),
+      ]);
+      out.result({ site, coverage: status, recent_jobs: jobs.jobs }, (v) => {
+        out.line(table(["FIELD", "VALUE"], Object.entries(v.site).map(([k, val]) => [k, val as string]), 80));
+        out.line("");
+        out.line(coverageText(v.coverage));
+        out.line("");
+        out.line(v.recent_jobs.length === 0 ? "No sync jobs yet." : jobTable(v.recent_jobs));
+      });
+    });
+
+  // --- syncs ---
+  const syncOptions = (c: Command) =>
+    c
+      .argument("[days]", "days to sync, ending at the newest day with data (daily: 7; hourly: the last 10)", positiveInt("days"))
+      .argument("[mode]", "skip (days already synced) or overwrite", syncMode, "skip")
+      .option("--hourly", "sync hourly data (the last ~10 days Search Console keeps) instead of daily", false)
+      .option("--no-follow", "queue and return at once, printing the job id")
+      .addOption(new Option("--poll-ms <ms>", "how often to look at the job").argParser(positiveInt("poll-ms")).default(500).hideHelp());
+  type SyncOpts = { hourly: boolean; follow: boolean; pollMs: number };
+
+  syncOptions(program.command("sync <site>"))
+    .description("queue a sync of one site (id or hostname) and follow it with a live progress bar; exit code = outcome")
+    .action(async (ref: string, days: number | undefined, mode: string, o: SyncOpts) => {
+      const { out, api } = ctx();
+      const site = await resolveSite(api, ref);
+      const id = await queueSync(api, out, site, days, mode, o.hourly);
+      await finish(api, out, [id], o);
+    });
+  syncOptions(program.command("sync-all"))
+    .description("queue a sync of every active site and follow them all; exit code = worst outcome")
+    .action(async (days: number | undefined, mode: string, o: SyncOpts) => {
+      const { out, api } = ctx();
+      const list = await api.all<SiteJson>("/api/v1/sites?limit=500&active_only=true");
+      if (list.length === 0) throw new CliError("no active sites to sync");
+      const ids: number[] = [];
+      for (const site of list) ids.push(await queueSync(api, out, site, days, mode, o.hourly));
+      await finish(api, out, ids, o);
+    });
+  program
+    .command("follow <job-id>")
+    .description("follow a queued or running job until it ends; exit code = outcome")
+    .action(async (id: string) => {
+      const { out, api } = ctx();
+      await finish(api, out, [positiveInt("job-id")(id)], { follow: true, pollMs: 500 });
+    });
+  program
+    .command("cancel <job-id>")
+    .description("cancel a job (a running one stops at its next checkpoint)")
+    .action(async (id: string) => {
+      const { out, api } = ctx();
+      const job = await api.send("DELETE", `/api/v1/sync/job/${positiveInt("job-id")(id)}`).then((r) => r.json() as Promise<Job>);
+      out.result(job, (j) => out.line(jobLine(j)));
+    });
+  program
+    .command("jobs")
+    .description("list sync jobs, newest first")
+    .option("--active", "only pending and running", false)
+    .option("--site <site>", "only this site (id or hostname)")
+    .addOption(new Option("--status <status>", "only this status").choices(["pending", "running", "completed", "failed", "cancelled"]))
+    .option("--limit <n>", "how many", positiveInt("limit"), 20)
+    .action(async (o: { active: boolean; site?: string; status?: string; limit: number }) => {
+      const { out, api } = ctx();
+      const q = new URLSearchParams({ limit: String(Math.min(o.limit, 500)) });
+      if (o.active) q.set("active_only", "true");
+      if (o.status) q.set("status", o.status);
+      if (o.site) q.set("site_id", String((await resolveSite(api, o.site)).id));
+      const r = await api.get<{ total: number; jobs: Job[] }>(`/api/v1/sync/jobs?${q}`);
+      out.result(r, (v) => {
+        out.line(v.jobs.length === 0 ? "No jobs." : jobTable(v.jobs));
+        if (v.total > v.jobs.length) out.line(`(${v.jobs.length} of ${v.total}; --limit for more)`);
+      });
+    });
+
+  // --- data ---
+  program
+    .command("export <site>")
+    .description("stream a site's synced daily rows as CSV or JSON to stdout or a file")
+    .addOption(new Option("--format <format>", "csv, json (an array) or jsonl (one object per line)").choices(exportFormats).default("csv"))
+    .option("-o, --output <file>", "write to this file instead of stdout")
+    .option("--start-date <day>", "first day (YYYY-MM-DD)")
+    .option("--end-date <day>", "last day (YYYY-MM-DD)")
+    .option("--search-type <type>", "web, image, video or news")
+    .action(async (ref: string, o: { format: (typeof exportFormats)[number]; output?: string; startDate?: string; endDate?: string; searchType?: string }) => {
+      const { out, api } = ctx();
+      const site = await resolveSite(api, ref);
+      const r = await exportSite(api, site.id, o);
+      if (o.output) out.err(`Wrote ${r.bytes} bytes to ${o.output}`);
+    });
+  program
+    .command("coverage <site>")
+    .description("which days of a site's daily and hourly data are synced")
+    .option("--days <n>", "also show each of the last n days (when the service has per-day coverage)", positiveInt("days"), 30)
+    .action(async (ref: string, o: { days: number }) => {
+      const { out, api } = ctx();
+      const site = await resolveSite(api, ref);
+      const status = await api.get<Coverage>(`/api/v1/sync/status/${site.id}`);
+      let perDay: Record<string, boolean> | null = null;
+      try {
+        perDay = (await api.get<{ daily_coverage?: Record<string, boolean> }>(`/api/v1/sync/status?site_id=${site.id}&days=${o.days}`)).daily_coverage ?? null;
+      } catch (err) {
+        if (!(err instanceof ServiceError && (err.status === 404 || err.status === 400))) throw err;
+      }
+      out.result({ site: { id: site.id, domain: site.domain, name: site.name }, ...status, ...(perDay ? { daily_coverage: perDay } : {}) }, (v) => {
+        out.line(`Site ${v.site.id} ${v.site.domain} (${v.site.name})`);
+        out.line(coverageText(status));
+        if (perDay) {
+          const days = Object.keys(perDay).sort();
+          out.line(`Last ${days.length} days (${days[0]} .. ${days[days.length - 1]}), # = has data:`);
+          out.line(`  ${days.map((d) => (perDay![d] ? "#" : ".")).join("")}`);
+        }
+      });
+    });
+
+  return program;
+}
+
+type Coverage = {
+  site_id: number;
+  daily_data: { total_days: number; latest_date: string | null; oldest_date: string | null };
+  hourly_data?: { total_days: number; latest_date: string | null; oldest_date: string | null };
+};
+
+function coverageText(c: Coverage): string {
+  const part = (name: string, d?: Coverage["daily_data"]) =>
+    !d ? `${name}: (not reported by this service)` : d.total_days === 0 ? `${name}: no data yet` : `${name}: ${d.total_days} days, ${d.oldest_date} .. ${d.latest_date}`;
+  return [part("Daily data", c.daily_data), part("Hourly data", c.hourly_data)].join("\n");
+}
+
+function siteTable(list: SiteJson[]): string {
+  return table(["ID", "DOMAIN", "NAME", "CATEGORY", "ACTIVE"], list.map((s) => [s.id, s.domain, s.name, s.category, s.is_active]));
+}
+
+function jobTable(jobs: Job[]): string {
+  return table(
+    ["JOB", "TYPE", "SITE", "STATUS", "PROGRESS", "DAYS", "ROWS", "CREATED", "ERROR"],
+    jobs.map((j) => [j.id, j.task_type, j.site_name, j.status, `${j.progress}%`, `${j.stats.synced + j.stats.failed + j.stats.skipped}/${j.total_tasks}`, j.total_records, j.created_at, j.error]),
+  );
+}
+
+/** Queues a daily or hourly sync; a site that already has one pending or running gives that job instead. */
+async function queueSync(api: Api, out: Out, site: Pick<SiteJson, "id" | "domain">, days: number | undefined, mode: string, hourly: boolean): Promise<number> {
+  const task_type = hourly ? "hourly_sync" : "daily_sync";
+  try {
+    const r = await api.post<{ job_id: number; message: string }>(`/api/v1/sites/${site.id}/sync-tasks`, { task_type, sync_mode: mode, ...(days ? { days } : {}) });
+    out.err(`Queued job ${r.job_id}: ${r.message}`);
+    return r.job_id;
+  } catch (err) {
+    const existing = (err as ServiceError).details as { job_id?: number } | undefined;
+    if (err instanceof ServiceError && err.status === 409 && existing?.job_id) {
+      out.err(`${site.domain} already has a ${task_type} queued or running (job ${existing.job_id}): following that one`);
+      return existing.job_id;
+    }
+    throw err;
+  }
+}
+
+/** Follows the jobs (unless --no-follow), prints how they ended and sets the exit code from it. */
+async function finish(api: Api, out: Out, ids: number[], o: { follow: boolean; pollMs: number }) {
+  if (!o.follow) {
+    out.result({ job_ids: ids }, (v) => out.line(`Queued: job ${v.job_ids.join(", ")}. Follow with: bun run cli follow <job-id>`));
+    return;
+  }
+  const stop = new AbortController();
+  const onSigint = () => {
+    stop.abort();
+    out.err(`\nStopped following; the job${ids.length > 1 ? "s go" : " goes"} on in the service (bun run cli follow ${ids[0]}; bun run cli cancel ${ids[0]} to stop it).`);
+    process.exit(130);
+  };
+  process.once("SIGINT", onSigint);
+  try {
+    const jobs = await follow(api, ids, out, { pollMs: o.pollMs, signal: stop.signal });
+    out.result(ids.length === 1 ? jobs[0] : jobs, () => {
+      for (const j of jobs) out.line(jobLine(j));
+    });
+    process.exitCode = outcomeCode(jobs);
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
+
+/** Runs the CLI with these arguments; resolves with the exit code. Errors become one message on stderr. */
+export async function runCli(argv: string[]): Promise<number> {
+  let cfg: CliConfig;
+  try {
+    cfg = loadCliConfig();
+  } catch (err) {
+    process.stderr.write(`${(err as ConfigError).message}\n`);
+    return 2;
+  }
+  const program = buildProgram(cfg);
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number };
+    // Commander already printed its usage error (or the help / version it was asked for).
+    if (typeof e.code === "string" && e.code.startsWith("commander.")) return e.exitCode === 0 ? 0 : 2;
+    if (err instanceof CliError || err instanceof ServiceError || err instanceof ServiceDown) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return err instanceof CliError ? err.exitCode : 1;
+    }
+    process.stderr.write(`error: ${(err as Error).message ?? err}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) process.exit(await runCli(process.argv.slice(2)));

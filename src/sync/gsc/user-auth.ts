@@ -1,0 +1,172 @@
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import { OAuth2Client } from "google-auth-library";
+import { z } from "zod";
+import { PermanentError } from "../errors.ts";
+import { DEFAULT_TOKEN_URL, readJsonFile, type TokenProvider } from "./auth.ts";
+import { GscError } from "./client.ts";
+
+// Signing in with a Google account: the OAuth client from Google Cloud (client_secret.json) and the
+// stored grant (the standard authorized-user JSON, as gcloud and google-auth-library write it).
+// google-auth-library does the OAuth requests; this module keeps the files and maps its errors.
+
+/** Scopes asked at sign-in: read Search Console, and the account's e-mail to say who is signed in. */
+export const SIGN_IN_SCOPES = ["https://www.googleapis.com/auth/webmasters.readonly", "openid", "email"];
+
+const ClientFields = z.object({
+  client_id: z.string().min(1),
+  client_secret: z.string().min(1),
+  auth_uri: z.url().optional(),
+  token_uri: z.url().optional(),
+});
+
+/** Google Cloud's OAuth client download: `{"installed": {...}}` (desktop app) or `{"web": {...}}`. */
+const ClientSecretSchema = z.union([z.object({ installed: ClientFields }), z.object({ web: ClientFields })]);
+export type OAuthClientInfo = z.infer<typeof ClientFields>;
+
+/**
+ * The authorized-user JSON: `type` is `authorized_user` (gcloud, google-auth-library) or absent (the
+ * original tool's credentials.json from google-auth-oauthlib, which also has token, expiry, scopes...).
+ */
+const AuthorizedUserSchema = z
+  .object({
+    type: z.literal("authorized_user").optional(),
+    client_id: z.string().min(1),
+    client_secret: z.string().min(1),
+    refresh_token: z.string().min(1),
+    token_uri: z.url().optional(),
+    account: z.string().optional(),
+  })
+  .loose();
+export type AuthorizedUser = z.infer<typeof AuthorizedUserSchema>;
+
+/** The OAuth client of a client_secret.json downloaded from Google Cloud. */
+export function readClientSecret(path: string): OAuthClientInfo {
+  const file = readJsonFile(path, ClientSecretSchema, { the: "the OAuth client file", a: "an OAuth client file from Google Cloud (client_secret.json)" });
+  return "installed" in file ? file.installed : file.web;
+}
+
+/** The stored sign-in (authorized-user JSON). */
+export function readAuthorizedUser(path: string): AuthorizedUser {
+  return readJsonFile(path, AuthorizedUserSchema, { the: "the credentials file", a: "a Google authorized-user credentials file" });
+}
+
+/**
+ * Writes the sign-in as authorized-user JSON readable only by its owner (0600; its folder is created
+ * 0700). Atomic: written to a temporary file in the same folder, flushed, then renamed over the old
+ * one, so a sync process reading it at that moment sees the old file or the new one, never half of one.
+ */
+export function writeAuthorizedUser(path: string, creds: AuthorizedUser): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, "w", 0o600);
+  try {
+    writeSync(fd, `${JSON.stringify({ type: "authorized_user", ...creds }, null, 2)}\n`);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  // openSync's mode is filtered by the umask and ignored for an existing file: set it for certain.
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+}
+
+/** An OAuth client (google-auth-library) for this client id, against the given endpoints. */
+export function oauthClient(info: Pick<OAuthClientInfo, "client_id" | "client_secret">, endpoints: { tokenUrl: string; authUrl?: string }, redirectUri?: string) {
+  return new OAuth2Client({
+    clientId: info.client_id,
+    clientSecret: info.client_secret,
+    redirectUri,
+    endpoints: { oauth2TokenUrl: endpoints.tokenUrl, ...(endpoints.authUrl ? { oauth2AuthBaseUrl: endpoints.authUrl } : {}) },
+    // Refresh a minute before expiry, not at the last moment (a long Search Console page may take a while).
+    eagerRefreshThresholdMillis: 60_000,
+  });
+}
+
+/** The OAuth error code and text of a failed token request (google-auth-library's GaxiosError), if any. */
+export function oauthError(err: unknown): { status?: number; code?: string; description?: string } {
+  const e = err as { status?: number; response?: { status?: number; data?: { error?: unknown; error_description?: unknown } } };
+  const data = e?.response?.data;
+  return {
+    status: e?.response?.status ?? e?.status,
+    code: typeof data?.error === "string" ? data.error : undefined,
+    description: typeof data?.error_description === "string" ? data.error_description : undefined,
+  };
+}
+
+/** The message telling a user their stored sign-in no longer works. */
+export function signInAgainMessage(file: string, why: string): string {
+  return `Google refused the stored sign-in in ${file} (${why}): it was revoked or has expired. Sign in again with: bun run cli auth login`;
+}
+
+/** Rejects with the signal's reason when it aborts first. */
+function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/**
+ * Access tokens refreshed from the stored sign-in (GSC_CREDENTIALS_FILE), through google-auth-library,
+ * cached in this process until a minute before they expire. Each sync process refreshes on its own
+ * (Google issues many access tokens per refresh token) and only reads the file: a new `auth login` is
+ * picked up at the next token, without a restart. A refused grant (invalid_grant: revoked, expired,
+ * password changed) fails the task at once, saying to sign in again; 5xx and network errors are retried.
+ */
+export function authorizedUserToken(opts: { file: string; tokenUrl?: string }): TokenProvider {
+  let loaded: { stamp: string; client: OAuth2Client; creds: AuthorizedUser } | null = null;
+
+  function current() {
+    let stamp: string;
+    try {
+      const st = statSync(opts.file);
+      stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      throw new PermanentError(`not signed in to Google: ${opts.file} does not exist. Sign in with: bun run cli auth login`);
+    }
+    if (loaded?.stamp !== stamp) {
+      const creds = readAuthorizedUser(opts.file);
+      const client = oauthClient(creds, { tokenUrl: opts.tokenUrl ?? creds.token_uri ?? DEFAULT_TOKEN_URL });
+      client.setCredentials({ refresh_token: creds.refresh_token });
+      // Google does not rotate refresh tokens, but a token endpoint that does must not lose the grant.
+      client.on("tokens", (t) => {
+        if (t.refresh_token && t.refresh_token !== creds.refresh_token) writeAuthorizedUser(opts.file, { ...creds, refresh_token: t.refresh_token });
+      });
+      loaded = { stamp, client, creds };
+    }
+    return loaded;
+  }
+
+  return {
+    async token(signal) {
+      const { client } = current();
+      try {
+        const { token } = await abortable(client.getAccessToken(), signal);
+        if (!token) throw new GscError("the token endpoint answered without an access token");
+        return token;
+      } catch (err) {
+        if (signal?.aborted || err instanceof GscError) throw err;
+        const { status, code, description } = oauthError(err);
+        const why = [code, description].filter(Boolean).join(": ") || (err as Error).message;
+        if (code === "invalid_grant") throw new PermanentError(signInAgainMessage(opts.file, why));
+        // invalid_client, unauthorized_client...: the OAuth client itself is wrong; retrying cannot help.
+        if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
+          throw new PermanentError(`Google refused to refresh the sign-in in ${opts.file} (${status} ${why})`);
+        }
+        throw new GscError(`refreshing the Google sign-in failed: ${why}`);
+      }
+    },
+    invalidate() {
+      // Search Console said 401: drop the cached access token so the next call refreshes.
+      if (loaded) loaded.client.setCredentials({ refresh_token: loaded.creds.refresh_token });
+      return true;
+    },
+  };
+}
