@@ -156,14 +156,16 @@ export async function login(o: LoginOptions, out: Out): Promise<{ account: strin
   } finally {
     clearTimeout(timer);
     stop.abort();
-    server.stop(true);
+    // Not forced: the browser still gets its "signed in" (or "failed") page; a lingering connection gets 2 s.
+    await Promise.race([server.stop(), Bun.sleep(2000)]);
   }
 }
 
 function page(text: string, status = 200) {
   return new Response(`<!doctype html><meta charset="utf-8"><title>sitesync</title><p>${text.replace(/[<&]/g, (c) => (c === "<" ? "&lt;" : "&amp;"))}</p>`, {
     status,
-    headers: { "content-type": "text/html; charset=utf-8" },
+    // The only request this server answers: let the browser go, so stop() need not wait for it.
+    headers: { "content-type": "text/html; charset=utf-8", connection: "close" },
   });
 }
 

@@ -98,7 +98,7 @@ export function buildProgram(cfg: CliConfig) {
     .option("--active-only", "only active sites", false)
     .action(async (o: { activeOnly: boolean }) => {
       const { out, api } = ctx();
-      const list = await api.all<SiteJson>(`/api/v1/sites?limit=500${o.activeOnly ? "&active_only=true" : ""}`);
+      const list = await api.all<SiteJson>(`/api/v1/sites?limit=500&active_only=${o.activeOnly}`);
       out.result(list, (l) => out.line(l.length === 0 ? "No sites yet: add one with sites add <domain>" : siteTable(l)));
     });
   sites

@@ -50,15 +50,24 @@ export async function findHourlyRankings(
   }));
 }
 
-/** The property strings a hostname may stand for, in the original's order: as sent, `sc-domain:` + it, and without its scheme and trailing `/` (both ways). */
+/**
+ * The property strings a hostname may stand for, in order: the original's (as sent, `sc-domain:` + it,
+ * without its scheme and trailing `/`, both ways), then the URL-prefix properties `https://host/` and
+ * `https://www.host/` of a bare host.
+ */
 export function hostnameCandidates(host: string): string[] {
   const out = [host];
   if (!host.startsWith("sc-domain:")) out.push(`sc-domain:${host}`);
+  let bare = host.replace(/^sc-domain:/, "");
   if (/^https?:\/\//.test(host)) {
-    const bare = host.replaceAll("https://", "").replaceAll("http://", "").replace(/\/+$/, "");
+    bare = host.replaceAll("https://", "").replaceAll("http://", "").replace(/\/+$/, "");
     out.push(bare, `sc-domain:${bare}`);
   }
-  return out;
+  if (bare && !bare.includes("/")) {
+    out.push(`https://${bare}/`);
+    if (!bare.startsWith("www.")) out.push(`https://www.${bare}/`);
+  }
+  return [...new Set(out)];
 }
 
 /** A site's id from `site_id` (checked to exist) or `hostname` (hostnameCandidates); undefined when none matches. */

@@ -335,6 +335,12 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     signInAs(a: FakeAccount) {
       account = a;
     },
+    /** A refresh token for this client and the current account, as a past sign-in would have left (the client must be registered). */
+    grantRefreshToken(clientId = "test-client.apps.googleusercontent.com") {
+      const t = `rt-${crypto.randomUUID()}`;
+      refreshTokens.set(t, { clientId, account, revoked: false });
+      return t;
+    },
     /** Revokes a refresh token (the user removed the app's access): its refresh grant gets invalid_grant. */
     revokeRefreshToken(token: string) {
       const r = refreshTokens.get(token);

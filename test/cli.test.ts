@@ -1,0 +1,204 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { addDays, dayOf } from "../src/sync/dates.ts";
+import { writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
+import { cli } from "./helpers/cli.ts";
+import { tempDir } from "./helpers/db.ts";
+import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
+import { request, startServer, type RunningServer } from "./helpers/server.ts";
+
+// `bun run cli` as a real process against the real service (2 HTTP workers, 2 sync workers) whose
+// sync workers read Search Console (the fake) with the stored Google sign-in: sites, syncs followed
+// to the end with the exit code as outcome, hourly data, coverage, jobs, cancel, errors.
+
+let fake: FakeGsc;
+let server: RunningServer;
+let dir: ReturnType<typeof tempDir>;
+let credentials: string;
+
+beforeAll(async () => {
+  fake = startFakeGsc({ rows: (_s, _d, type) => (type === "web" ? 30 : 3), hourlyRows: () => 48 });
+  fake.registerOAuthClient();
+  fake.signInAs({ email: "owner@example.com", properties: [] });
+  dir = tempDir();
+  credentials = join(dir.dir, "credentials.json");
+  server = await startServer({
+    workers: 2,
+    syncWorkers: 2,
+    env: {
+      GSC_CREDENTIALS_FILE: credentials,
+      GSC_TOKEN_URL: fake.tokenUrl,
+      GSC_API_BASE_URL: fake.url,
+      GSC_RETRY_BASE_MS: "10",
+      GSC_MAX_RETRIES: "1",
+      SYNC_SCHEDULER: "false",
+      SYNC_POLL_MS: "50",
+      SYNC_RETRY_BASE_MS: "50",
+      SYNC_MAX_ATTEMPTS: "1",
+      DEMO_ROWS_PER_DAY: "7",
+    },
+  });
+});
+afterAll(async () => {
+  await server?.cleanup();
+  fake.stop();
+  dir.cleanup();
+});
+
+const run = (args: string[], opts: { stdin?: string; timeoutMs?: number } = {}) => cli(args, { env: { SITESYNC_URL: server.url }, ...opts });
+const json = async (args: string[]) => {
+  const r = await run(["--json", ...args]);
+  if (r.code !== 0) throw new Error(`cli ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+};
+
+describe("sites", () => {
+  const cases: { args: string[]; code: number; stdout?: RegExp; stderr?: RegExp }[] = [
+    { args: ["sites", "add", "sc-domain:alpha.example"], code: 0, stdout: /Added site \d+: sc-domain:alpha\.example \(alpha\.example\)/ },
+    { args: ["sites", "add", "https://beta.example/", "--name", "Beta", "--category", "blog"], code: 0, stdout: /Added site \d+: https:\/\/beta\.example\/ \(Beta\)/ },
+    { args: ["sites", "add", "sc-domain:gamma.example", "--inactive"], code: 0 },
+    { args: ["sites", "add", "sc-domain:alpha.example"], code: 1, stderr: /error: .*(already|exists|duplicate)/i },
+    { args: ["sites", "add", "not a domain"], code: 1, stderr: /error: invalid body: domain/ },
+    { args: ["sites", "list"], code: 0, stdout: /^ID\s+DOMAIN\s+NAME\s+CATEGORY\s+ACTIVE\n\d+\s+https:\/\/beta\.example\/\s+Beta\s+blog\s+yes\n\d+\s+sc-domain:alpha\.example\s+alpha\.example\s+-\s+yes\n\d+\s+sc-domain:gamma\.example\s+gamma\.example\s+-\s+no\n$/ },
+    { args: ["sites", "show", "alpha.example"], code: 0, stdout: /domain\s+sc-domain:alpha\.example[\s\S]*Daily data: no data yet\nHourly data: no data yet[\s\S]*No sync jobs yet/ },
+    { args: ["sites", "show", "https://beta.example/"], code: 0, stdout: /name\s+Beta/ },
+    { args: ["sites", "show", "999999"], code: 1, stderr: /error: site 999999 not found/ },
+    { args: ["sites", "show", "nowhere.example"], code: 1, stderr: /error: no site matches 'nowhere\.example'/ },
+    { args: ["sites", "frobnicate"], code: 2, stderr: /unknown command 'frobnicate'/ },
+    { args: ["sync", "alpha.example", "0"], code: 2, stderr: /days must be a positive integer/ },
+    { args: ["sync", "alpha.example", "3", "merge"], code: 2, stderr: /expected skip or overwrite/ },
+  ];
+  for (const c of cases) {
+    test(`cli ${c.args.join(" ")} -> exit ${c.code}`, async () => {
+      const r = await run(c.args);
+      expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: c.code });
+      if (c.stdout) expect(r.stdout).toMatch(c.stdout);
+      if (c.stderr) expect(r.stderr).toMatch(c.stderr);
+      expect(r.stderr).not.toContain("    at ");
+    });
+  }
+
+  test("--json: sites list is the API's array", async () => {
+    const list = await json(["sites", "list", "--active-only"]);
+    expect(list.map((s: { domain: string }) => s.domain)).toEqual(["https://beta.example/", "sc-domain:alpha.example"]);
+  });
+});
+
+describe("sync", () => {
+  test("before any sign-in the demo source answers; once signed in, both sync workers read Search Console with one refresh each", async () => {
+    const demo = await run(["sync", "alpha.example", "2"]);
+    expect(demo.code).toBe(0);
+    expect(demo.stdout).toMatch(/job \d+ daily_sync alpha\.example: completed 2\/2 days \(100%\) synced 2, skipped 0, failed 0, 56 rows/);
+    // Not a terminal: one progress line per change on stderr.
+    expect(demo.stderr).toMatch(/Queued job \d+: daily_sync of site/);
+    expect(fake.requests.length).toBe(0);
+
+    // `auth login` happened meanwhile (the file appears): no restart needed.
+    writeAuthorizedUser(credentials, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: fake.grantRefreshToken(), account: "owner@example.com" });
+    const [a, b] = await Promise.all([run(["--json", "sync", "alpha.example", "3", "overwrite"]), run(["--json", "sync", "beta.example", "3"])]);
+    for (const r of [a, b]) {
+      expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toMatchObject({ code: 0 });
+      expect(JSON.parse(r.stdout)).toMatchObject({ status: "completed", total_tasks: 3, total_records: 3 * 39, progress: 100, stats: { synced: 3, failed: 0, skipped: 0 } });
+    }
+    expect(fake.requests.length).toBe(2 * 3 * 4);
+    // Each sync process refreshed the access token once from the shared file, however many requests it sent.
+    const refreshes = fake.tokenRequests.filter((t) => t.grant === "refresh_token" && t.ok).length;
+    expect(refreshes).toBeGreaterThanOrEqual(1);
+    expect(refreshes).toBeLessThanOrEqual(2);
+  });
+
+  test("--hourly: hourly_sync of the last days up to today; coverage shows both kinds of data", async () => {
+    fake.reset();
+    const r = await run(["sync", "alpha.example", "3", "--hourly"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/hourly_sync alpha\.example: completed 3\/3 days .* 144 rows/);
+    expect(fake.requests.every((q) => q.dataState === "HOURLY_ALL" && q.dimensions[0] === "HOUR")).toBe(true);
+    const today = dayOf(new Date());
+    const cov = await json(["coverage", "alpha.example"]);
+    expect(cov.hourly_data).toEqual({ total_days: 3, latest_date: today, oldest_date: addDays(today, -2) });
+    expect(cov.daily_data.total_days).toBeGreaterThan(0);
+    const text = await run(["coverage", "alpha.example"]);
+    expect(text.stdout).toContain(`Hourly data: 3 days, ${addDays(today, -2)} .. ${today}`);
+  });
+
+  test("sync-all follows every active site; a property Google refuses makes the exit code 1", async () => {
+    fake.forbid("https://beta.example/");
+    const r = await run(["--json", "sync-all", "2"]);
+    expect(r.code).toBe(1);
+    const jobs = JSON.parse(r.stdout) as { site_name: string; status: string; error: string | null }[];
+    expect(jobs.map((j) => [j.site_name, j.status]).sort()).toEqual([
+      ["Beta", "failed"],
+      ["alpha.example", "completed"],
+    ]);
+    expect(jobs.find((j) => j.site_name === "Beta")!.error).toContain("refused access");
+    fake.reset();
+  });
+
+  test("a revoked sign-in fails the sync with a message telling the user to sign in again (exit 1)", async () => {
+    const rt = fake.grantRefreshToken();
+    writeAuthorizedUser(credentials, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: rt });
+    fake.expireAccessTokens();
+    fake.revokeRefreshToken(rt);
+    const r = await run(["sync", "beta.example", "1", "overwrite"]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("failed");
+    expect(r.stdout).toContain("Sign in again with: bun run cli auth login");
+    // Signing in again repairs it, still without a restart.
+    writeAuthorizedUser(credentials, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: fake.grantRefreshToken() });
+    expect((await run(["sync", "beta.example", "1", "overwrite"])).code).toBe(0);
+  });
+
+  test("a site with a queued sync: --no-follow gives that job; cancel; follow exits 3 for a cancelled job", async () => {
+    const sites = await json(["sites", "list"]);
+    const alpha = sites.find((s: { domain: string }) => s.domain === "sc-domain:alpha.example").id;
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    const queued = await request(server.url, "POST", `/api/v1/sites/${alpha}/sync-tasks`, { days: 2, run_at: later });
+    expect(queued.status).toBe(202);
+    const r = await run(["--json", "sync", String(alpha), "--no-follow"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ job_ids: [queued.body.job_id] });
+    expect(r.stderr).toContain(`already has a daily_sync queued or running (job ${queued.body.job_id})`);
+    const active = await json(["jobs", "--active", "--site", "alpha.example"]);
+    expect(active.jobs.map((j: { id: number }) => j.id)).toEqual([queued.body.job_id]);
+    const cancelled = await run(["cancel", String(queued.body.job_id)]);
+    expect(cancelled.code).toBe(0);
+    expect(cancelled.stdout).toContain("cancelled");
+    const followed = await run(["follow", String(queued.body.job_id)]);
+    expect(followed.code).toBe(3);
+    const listed = await run(["jobs", "--limit", "3"]);
+    expect(listed.stdout).toMatch(/JOB\s+TYPE\s+SITE\s+STATUS/);
+    expect(listed.stdout).toMatch(new RegExp(`${queued.body.job_id}\\s+daily_sync\\s+alpha\\.example\\s+cancelled`));
+  });
+});
+
+describe("talking to the service", () => {
+  test("not running: exit 1 and how to start it", async () => {
+    const r = await cli(["--url", "http://127.0.0.1:9", "sites", "list"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot reach sitesync at http:\/\/127\.0\.0\.1:9 .*Is it running\? Start it with: bun run start/);
+  });
+
+  test("--api-key / SITESYNC_API_KEY is sent as a Bearer token; a refusal says which option to give", async () => {
+    const seen: (string | null)[] = [];
+    const capture = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req) {
+        seen.push(req.headers.get("authorization"));
+        if (!req.headers.get("authorization")) return Response.json({ error: { code: "unauthorized", message: "missing API key" } }, { status: 401 });
+        return Response.json([]);
+      },
+    });
+    try {
+      const url = capture.url.origin;
+      expect((await cli(["--url", url, "--api-key", "k-123", "sites", "list"])).code).toBe(0);
+      expect((await cli(["--url", url, "sites", "list"], { env: { SITESYNC_API_KEY: "k-env" } })).code).toBe(0);
+      const refused = await cli(["--url", url, "sites", "list"]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain("missing API key (give the service's API key with --api-key or SITESYNC_API_KEY)");
+      expect(seen).toEqual(["Bearer k-123", "Bearer k-env", null]);
+    } finally {
+      capture.stop(true);
+    }
+  });
+});
