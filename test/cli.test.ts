@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
-import { cli } from "./helpers/cli.ts";
+import { cli, spawnCli } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
@@ -31,6 +31,7 @@ beforeAll(async () => {
       GSC_API_BASE_URL: fake.url,
       GSC_RETRY_BASE_MS: "10",
       GSC_MAX_RETRIES: "1",
+      GSC_QUOTA_PER_MINUTE: "100000",
       SYNC_SCHEDULER: "false",
       SYNC_POLL_MS: "50",
       SYNC_RETRY_BASE_MS: "50",
@@ -168,6 +169,46 @@ describe("sync", () => {
     const listed = await run(["jobs", "--limit", "3"]);
     expect(listed.stdout).toMatch(/JOB\s+TYPE\s+SITE\s+STATUS/);
     expect(listed.stdout).toMatch(new RegExp(`${queued.body.job_id}\\s+daily_sync\\s+alpha\\.example\\s+cancelled`));
+  });
+});
+
+describe("following", () => {
+  test("--progress bar draws the live bar even into a pipe; Ctrl-C stops following (exit 130) while the job goes on", async () => {
+    fake.setDelay(150);
+    try {
+      const bar = await run(["sync", "beta.example", "3", "overwrite", "--progress", "bar"]);
+      expect(bar.code).toBe(0);
+      expect(bar.stderr).toMatch(/█+░*\s+\d+% \| \d\/3 days \| job \d+ daily_sync Beta \| running/);
+      expect(bar.stderr).toMatch(/█{40} 100% \| 3\/3 days \| job \d+ daily_sync Beta \| completed/);
+
+      const p = spawnCli(["sync", "beta.example", "5", "overwrite"], { env: { SITESYNC_URL: server.url } });
+      const [, id] = await p.waitForStderr(/Queued job (\d+)/);
+      await p.waitForStderr(/running/);
+      p.proc.kill("SIGINT");
+      const r = await p.done();
+      expect(r.code).toBe(130);
+      expect(r.stderr).toContain(`Stopped following; the job goes on in the service (bun run cli follow ${id}`);
+      const after = await run(["--json", "follow", id!]);
+      expect(after.code).toBe(0);
+      expect(JSON.parse(after.stdout)).toMatchObject({ id: Number(id), status: "completed", stats: { synced: 5 } });
+    } finally {
+      fake.setDelay(0);
+    }
+  });
+
+  test("auth status beside the running service: which registered (active) sites the account can read", async () => {
+    fake.signInAs({ email: "reader@example.com", properties: [{ siteUrl: "sc-domain:alpha.example", permissionLevel: "siteOwner" }] });
+    const file = join(dir.dir, "reader.json");
+    writeAuthorizedUser(file, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: fake.grantRefreshToken(), account: "reader@example.com" });
+    const r = await cli(["--json", "auth", "status"], {
+      env: { SITESYNC_URL: server.url, GSC_CREDENTIALS_FILE: file, GSC_TOKEN_URL: fake.tokenUrl, GSC_API_BASE_URL: fake.url },
+    });
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.stdout);
+    const sites = await json(["sites", "list"]);
+    const idOf = (d: string) => sites.find((x: { domain: string }) => x.domain === d).id;
+    expect(s.properties).toEqual([{ site_url: "sc-domain:alpha.example", permission_level: "siteOwner", registered_site_id: idOf("sc-domain:alpha.example") }]);
+    expect(s.unreadable_sites).toEqual([{ id: idOf("https://beta.example/"), domain: "https://beta.example/" }]);
   });
 });
 

@@ -185,7 +185,7 @@ export type AuthStatus = {
   credentials_file: string;
   file_mode: string | null;
   properties: { site_url: string; permission_level: string; registered_site_id: number | null }[];
-  /** Registered sites whose property the account cannot read (only when the service answered). */
+  /** Active registered sites whose property the account cannot read (only when the service answered). */
   unreadable_sites: { id: number; domain: string }[] | null;
 };
 
@@ -220,7 +220,7 @@ export async function status(cfg: CliConfig, api: Api | null): Promise<AuthStatu
   let registered: { id: number; domain: string }[] | null = null;
   if (api) {
     try {
-      registered = await api.all<{ id: number; domain: string }>("/api/v1/sites?limit=500");
+      registered = await api.all<{ id: number; domain: string }>("/api/v1/sites?limit=500&active_only=true");
     } catch {
       // The service is not running (or refuses us): the properties alone still answer the question.
     }

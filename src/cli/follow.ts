@@ -3,6 +3,10 @@ import type { Job } from "../sync/schemas.ts";
 import type { Api } from "./api.ts";
 import type { Out } from "./output.ts";
 
+/** How following shows progress: `auto` (a bar on a terminal, lines otherwise, nothing with --json), or forced. */
+export const progressModes = ["auto", "bar", "lines", "none"] as const;
+export type ProgressMode = (typeof progressModes)[number];
+
 const finished = (s: Job["status"]) => s === "completed" || s === "failed" || s === "cancelled";
 
 /** Days of a job done so far. */
@@ -26,9 +30,16 @@ export function outcomeCode(jobs: Job[]): number {
  * Polls jobs until all have finished, showing a live progress bar per job on a terminal (stderr), or a
  * line whenever a job moves when stderr is not one (logs, CI). Resolves with the jobs as they ended.
  */
-export async function follow(api: Api, ids: number[], out: Out, opts: { pollMs?: number; signal?: AbortSignal } = {}): Promise<Job[]> {
+export async function follow(
+  api: Api,
+  ids: number[],
+  out: Out,
+  opts: { pollMs?: number; signal?: AbortSignal; progress?: ProgressMode } = {},
+): Promise<Job[]> {
   const pollMs = opts.pollMs ?? 500;
-  const live = process.stderr.isTTY === true && !out.json;
+  const mode = opts.progress ?? "auto";
+  const live = mode === "bar" || (mode === "auto" && process.stderr.isTTY === true && !out.json);
+  const quiet = mode === "none" || (mode === "auto" && out.json);
   const multi = live
     ? new MultiBar(
         {
@@ -37,6 +48,9 @@ export async function follow(api: Api, ids: number[], out: Out, opts: { pollMs?:
           clearOnComplete: false,
           stopOnComplete: false,
           stream: process.stderr,
+          // --progress bar on a stream that is not a terminal (a log, a test): redraw as plain lines.
+          noTTYOutput: true,
+          notTTYSchedule: 250,
         },
         Presets.shades_classic,
       )
@@ -57,7 +71,7 @@ export async function follow(api: Api, ids: number[], out: Out, opts: { pollMs?:
           bar.update(daysDone(j), payload);
         } else {
           const line = jobLine(j);
-          if (last.get(id) !== line && !out.json) out.err(line);
+          if (last.get(id) !== line && !quiet) out.err(line);
           last.set(id, line);
         }
         if (finished(j.status)) done.set(id, j);

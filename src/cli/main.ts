@@ -5,7 +5,7 @@ import type { Job } from "../sync/schemas.ts";
 import { createApi, ServiceDown, ServiceError, type Api } from "./api.ts";
 import * as auth from "./auth.ts";
 import { exportSite, exportFormats } from "./export.ts";
-import { follow, jobLine, outcomeCode } from "./follow.ts";
+import { follow, jobLine, outcomeCode, progressModes, type ProgressMode } from "./follow.ts";
 import { CliError, createOut, table, type Out } from "./output.ts";
 import { resolveSite } from "./sites.ts";
 
@@ -22,6 +22,9 @@ const syncMode = (v: string) => {
 };
 
 type Globals = { url: string; apiKey?: string; json: boolean };
+
+const progressOption = () =>
+  new Option("--progress <how>", "bar (live progress bar), lines (a line per change), none; auto: a bar on a terminal, else lines").choices(progressModes).default("auto");
 
 /** The program, for a given configuration (the environment's). */
 export function buildProgram(cfg: CliConfig) {
@@ -139,8 +142,9 @@ export function buildProgram(cfg: CliConfig) {
       .argument("[mode]", "skip (days already synced) or overwrite", syncMode, "skip")
       .option("--hourly", "sync hourly data (the last ~10 days Search Console keeps) instead of daily", false)
       .option("--no-follow", "queue and return at once, printing the job id")
+      .addOption(progressOption())
       .addOption(new Option("--poll-ms <ms>", "how often to look at the job").argParser(positiveInt("poll-ms")).default(500).hideHelp());
-  type SyncOpts = { hourly: boolean; follow: boolean; pollMs: number };
+  type SyncOpts = { hourly: boolean; follow: boolean; pollMs: number; progress: ProgressMode };
 
   syncOptions(program.command("sync <site>"))
     .description("queue a sync of one site (id or hostname) and follow it with a live progress bar; exit code = outcome")
@@ -163,9 +167,10 @@ export function buildProgram(cfg: CliConfig) {
   program
     .command("follow <job-id>")
     .description("follow a queued or running job until it ends; exit code = outcome")
-    .action(async (id: string) => {
+    .addOption(progressOption())
+    .action(async (id: string, o: { progress: ProgressMode }) => {
       const { out, api } = ctx();
-      await finish(api, out, [positiveInt("job-id")(id)], { follow: true, pollMs: 500 });
+      await finish(api, out, [positiveInt("job-id")(id)], { follow: true, pollMs: 500, progress: o.progress });
     });
   program
     .command("cancel <job-id>")
@@ -279,7 +284,7 @@ async function queueSync(api: Api, out: Out, site: Pick<SiteJson, "id" | "domain
 }
 
 /** Follows the jobs (unless --no-follow), prints how they ended and sets the exit code from it. */
-async function finish(api: Api, out: Out, ids: number[], o: { follow: boolean; pollMs: number }) {
+async function finish(api: Api, out: Out, ids: number[], o: { follow: boolean; pollMs: number; progress: ProgressMode }) {
   if (!o.follow) {
     out.result({ job_ids: ids }, (v) => out.line(`Queued: job ${v.job_ids.join(", ")}. Follow with: bun run cli follow <job-id>`));
     return;
@@ -292,7 +297,7 @@ async function finish(api: Api, out: Out, ids: number[], o: { follow: boolean; p
   };
   process.once("SIGINT", onSigint);
   try {
-    const jobs = await follow(api, ids, out, { pollMs: o.pollMs, signal: stop.signal });
+    const jobs = await follow(api, ids, out, { pollMs: o.pollMs, signal: stop.signal, progress: o.progress });
     out.result(ids.length === 1 ? jobs[0] : jobs, () => {
       for (const j of jobs) out.line(jobLine(j));
     });

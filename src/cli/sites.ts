@@ -16,7 +16,7 @@ export async function resolveSite(api: Api, ref: string): Promise<SiteJson> {
       throw err;
     }
   }
-  const all = await api.all<SiteJson>("/api/v1/sites?limit=500");
+  const all = await api.all<SiteJson>("/api/v1/sites?limit=500&active_only=false");
   const byDomain = new Map(all.map((s) => [s.domain.toLowerCase(), s]));
   for (const c of hostnameCandidates(ref.trim())) {
     const site = byDomain.get(c.toLowerCase());
