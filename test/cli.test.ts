@@ -96,7 +96,7 @@ describe("sync", () => {
 
     // `auth login` happened meanwhile (the file appears): no restart needed.
     writeAuthorizedUser(credentials, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: fake.grantRefreshToken(), account: "owner@example.com" });
-    const [a, b] = await Promise.all([run(["--json", "sync", "alpha.example", "3", "overwrite"]), run(["--json", "sync", "beta.example", "3"])]);
+    const [a, b] = await Promise.all([run(["--json", "sync", "alpha.example", "3", "overwrite"]), run(["--json", "sync", "https://beta.example/", "3"])]);
     for (const r of [a, b]) {
       expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toMatchObject({ code: 0 });
       expect(JSON.parse(r.stdout)).toMatchObject({ status: "completed", total_tasks: 3, total_records: 3 * 39, progress: 100, stats: { synced: 3, failed: 0, skipped: 0 } });
@@ -140,13 +140,13 @@ describe("sync", () => {
     writeAuthorizedUser(credentials, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: rt });
     fake.expireAccessTokens();
     fake.revokeRefreshToken(rt);
-    const r = await run(["sync", "beta.example", "1", "overwrite"]);
+    const r = await run(["sync", "https://beta.example/", "1", "overwrite"]);
     expect(r.code).toBe(1);
     expect(r.stdout).toContain("failed");
     expect(r.stdout).toContain("Sign in again with: bun run cli auth login");
     // Signing in again repairs it, still without a restart.
     writeAuthorizedUser(credentials, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: fake.grantRefreshToken() });
-    expect((await run(["sync", "beta.example", "1", "overwrite"])).code).toBe(0);
+    expect((await run(["sync", "https://beta.example/", "1", "overwrite"])).code).toBe(0);
   });
 
   test("a site with a queued sync: --no-follow gives that job; cancel; follow exits 3 for a cancelled job", async () => {
@@ -176,12 +176,12 @@ describe("following", () => {
   test("--progress bar draws the live bar even into a pipe; Ctrl-C stops following (exit 130) while the job goes on", async () => {
     fake.setDelay(150);
     try {
-      const bar = await run(["sync", "beta.example", "3", "overwrite", "--progress", "bar"]);
+      const bar = await run(["sync", "https://beta.example/", "3", "overwrite", "--progress", "bar"]);
       expect(bar.code).toBe(0);
       expect(bar.stderr).toMatch(/█+░*\s+\d+% \| \d\/3 days \| job \d+ daily_sync Beta \| running/);
       expect(bar.stderr).toMatch(/█{40} 100% \| 3\/3 days \| job \d+ daily_sync Beta \| completed/);
 
-      const p = spawnCli(["sync", "beta.example", "5", "overwrite"], { env: { SITESYNC_URL: server.url } });
+      const p = spawnCli(["sync", "https://beta.example/", "5", "overwrite"], { env: { SITESYNC_URL: server.url } });
       const [, id] = await p.waitForStderr(/Queued job (\d+)/);
       await p.waitForStderr(/running/);
       p.proc.kill("SIGINT");

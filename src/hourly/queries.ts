@@ -1,6 +1,6 @@
 import { and, between, eq, sql, type SQL } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
-import { hourlyRankings as h, sites } from "../db/schema.ts";
+import { hourlyRankings as h } from "../db/schema.ts";
 import type { HourlyRankingItem, HourlyRankingRequest } from "./schemas.ts";
 
 /**
@@ -48,35 +48,4 @@ export async function findHourlyRankings(
     page: r.group_by === "page" ? k : null,
     ctr: row.impressions > 0 ? row.clicks / row.impressions : 0,
   }));
-}
-
-/**
- * The property strings a hostname may stand for, in order: the original's (as sent, `sc-domain:` + it,
- * without its scheme and trailing `/`, both ways), then the URL-prefix properties `https://host/` and
- * `https://www.host/` of a bare host.
- */
-export function hostnameCandidates(host: string): string[] {
-  const out = [host];
-  if (!host.startsWith("sc-domain:")) out.push(`sc-domain:${host}`);
-  let bare = host.replace(/^sc-domain:/, "");
-  if (/^https?:\/\//.test(host)) {
-    bare = host.replaceAll("https://", "").replaceAll("http://", "").replace(/\/+$/, "");
-    out.push(bare, `sc-domain:${bare}`);
-  }
-  if (bare && !bare.includes("/")) {
-    out.push(`https://${bare}/`);
-    if (!bare.startsWith("www.")) out.push(`https://www.${bare}/`);
-  }
-  return [...new Set(out)];
-}
-
-/** A site's id from `site_id` (checked to exist) or `hostname` (hostnameCandidates); undefined when none matches. */
-export async function resolveSiteId(db: Db, by: { site_id?: number | null; hostname?: string | null }): Promise<number | undefined> {
-  const candidates = by.site_id == null && by.hostname ? hostnameCandidates(by.hostname) : [];
-  for (const c of candidates) {
-    const row = db.read.select({ id: sites.id }).from(sites).where(eq(sites.domain, c)).get();
-    if (row) return row.id;
-  }
-  if (by.site_id == null) return undefined;
-  return db.read.select({ id: sites.id }).from(sites).where(eq(sites.id, by.site_id)).get()?.id;
 }

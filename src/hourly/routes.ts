@@ -1,8 +1,8 @@
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
-import { ApiError } from "../errors.ts";
 import { errorResponses, jsonBody, jsonResponse, validationHook } from "../openapi.ts";
-import { findHourlyRankings, resolveSiteId } from "./queries.ts";
+import { resolveSite } from "../sites/resolve.ts";
+import { findHourlyRankings } from "./queries.ts";
 import { HourlyRankingRequestSchema, HourlyRankingResponseSchema } from "./schemas.ts";
 
 /** The hourly data routes, mounted at /api/v1/analytics. */
@@ -25,10 +25,7 @@ export function hourlyRoutes(db: Db) {
     }),
     async (c) => {
       const body = c.req.valid("json");
-      const siteId = await resolveSiteId(db, body);
-      if (siteId === undefined) {
-        throw new ApiError("not_found", body.site_id != null ? `site ${body.site_id} not found` : `site not found: ${body.hostname}`);
-      }
+      const { id: siteId } = await resolveSite(db, body);
       const data = await findHourlyRankings(db, { ...body, siteId, limit: body.max_results });
       return c.json(
         { site_id: siteId, start_date: body.start_date, end_date: body.end_date, group_by: body.group_by, total_results: data.length, data },
