@@ -11,8 +11,10 @@ import { keysRoutes } from "./auth/routes.ts";
 import { auditedDb, auditMiddleware } from "./audit/context.ts";
 import { auditRoutes } from "./audit/routes.ts";
 import { defaults } from "./config.ts";
+import { analyticsRoutes } from "./analytics/routes.ts";
 import type { Db } from "./db/index.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
+import { apiInfoRoutes } from "./docs.ts";
 import { ApiError, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
 import { hourlyRoutes } from "./hourly/routes.ts";
 import { log, withLogContext } from "./log.ts";
@@ -25,6 +27,15 @@ import { sitesRoutes } from "./sites/routes.ts";
 import { syncRoutes, type SyncApiOptions } from "./sync/routes.ts";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+
+const openApiInfo = {
+  openapi: "3.1.0",
+  info: {
+    title: "sitesync",
+    version: "0.1.0",
+    description: "Registry of web sites and their Search Console syncs, served by several processes over one SQLite file.",
+  },
+};
 
 export type AppOptions = {
   /** Log one JSON line per request. */
@@ -79,6 +90,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1", syncRoutes(audited, opts.sync));
   app.route("/api/v1", searchRoutes(audited));
   app.route("/api/v1/analytics", hourlyRoutes(audited));
+  app.route("/api/v1", analyticsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts }));
   app.route("/api/v1/keys", keysRoutes(audited));
   app.route("/api/v1/audit", auditRoutes(db));
   app.route(
@@ -86,17 +98,11 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     mcpRoutes(db, opts.mcp ?? { queryTimeoutMs: defaults.MCP_QUERY_TIMEOUT_MS, queryMaxRows: defaults.MCP_QUERY_MAX_ROWS, queryConcurrency: defaults.MCP_QUERY_CONCURRENCY }),
   );
 
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "sitesync",
-      version: "0.1.0",
-      description: "Registry of web sites and their Search Console syncs, served by several processes over one SQLite file.",
-    },
-  });
+  app.doc31("/openapi.json", openApiInfo);
   // The reference page's script comes from node_modules, so /docs works offline; no web fonts either.
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "sitesync API", cdn: "/docs/scalar.js", withDefaultFonts: false }));
   app.get("/docs/scalar.js", fileHandler(packageFile("@scalar/api-reference", "dist/browser/standalone.js"), "text/javascript; charset=utf-8"));
+  app.route("/", apiInfoRoutes(() => app.getOpenAPI31Document(openApiInfo)));
 
   app.get("/metrics", async (c) => {
     const text = opts.metrics ? await opts.metrics() : await registry.metrics();

@@ -1,0 +1,65 @@
+// Number and CSV formatting with the original's (Python's) rules, and the download headers.
+
+/**
+ * `x` with `digits` decimals as Python's `'%.*f' % x` writes it: the exact binary value rounded, a
+ * tie (only possible when the value is exactly halfway) to the even digit. `toFixed` rounds ties up.
+ */
+export function formatFixed(x: number, digits: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  // toFixed(100) is the exact decimal expansion for every |x| >= 2^-48; smaller values round to 0 here.
+  const exact = Math.abs(x).toFixed(100);
+  const point = exact.indexOf(".");
+  const kept = exact.slice(0, point) + exact.slice(point + 1, point + 1 + digits);
+  const rest = exact.slice(point + 1 + digits);
+  const first = rest.charCodeAt(0) - 48;
+  const beyond = /[1-9]/.test(rest.slice(1));
+  const lastKept = kept.charCodeAt(kept.length - 1) - 48;
+  const up = first > 5 || (first === 5 && (beyond || lastKept % 2 === 1));
+  let n = BigInt(kept) + (up ? 1n : 0n);
+  const negative = x < 0 && n !== 0n;
+  let s = n.toString().padStart(digits + 1, "0");
+  if (digits > 0) s = `${s.slice(0, -digits)}.${s.slice(-digits)}`;
+  return negative ? `-${s}` : s;
+}
+
+/** Python's `round(x, digits)` on a float: half-even on the exact binary value. */
+export function roundHalfEven(x: number, digits = 0): number {
+  return Number(formatFixed(x, digits));
+}
+
+/** One CSV field as Python's csv.writer writes it (RFC 4180): quoted only when it holds `,` `"` CR or LF. */
+export function csvField(v: string | number | null | undefined): string {
+  if (v === null || v === undefined) return "";
+  const s = String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+/** One CSV record with its CRLF terminator. */
+export function csvLine(fields: readonly (string | number | null | undefined)[]): string {
+  return fields.map(csvField).join(",") + "\r\n";
+}
+
+/** RFC 5987 encoding of a UTF-8 string (for `filename*`). */
+function encodeRfc5987(s: string): string {
+  return encodeURIComponent(s).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
+ * `attachment` with an ASCII `filename` (non-ASCII characters dropped, for old clients) and the exact
+ * UTF-8 `filename*` (RFC 6266), so any site name makes a valid header.
+ */
+export function attachmentHeader(filename: string): string {
+  const ascii = filename.replace(/[^\x20-\x7e]/g, "").replace(/["\\]/g, "_") || "download";
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeRfc5987(filename)}`;
+}
+
+/** The original's `<safe_name>`: letters and digits of any script, `-` and `_`. */
+export function safeName(name: string): string {
+  return name.replace(/[^\p{L}\p{N}_-]/gu, "");
+}
+
+/** `YYYYmmdd_HHMMSS` of a moment, UTC. */
+export function fileStamp(at: Date): string {
+  const iso = at.toISOString();
+  return `${iso.slice(0, 10).replaceAll("-", "")}_${iso.slice(11, 19).replaceAll(":", "")}`;
+}

@@ -1,0 +1,283 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Db } from "../db/index.ts";
+import { errorResponses, jsonBody, jsonResponse, validationHook } from "../openapi.ts";
+import { resolveSite } from "../sites/resolve.ts";
+import { SiteIdParam, resolveRange } from "../sync/schemas.ts";
+import { createTask } from "../sync/queries.ts";
+import { attachmentHeader, csvLine, fileStamp, formatFixed, safeName } from "./format.ts";
+import {
+  exportSql,
+  findDailyCoverage,
+  findPageKeywordPerformance,
+  findPerformanceTrends,
+  findRankingData,
+  pageKeywordParams,
+  pageKeywordSince,
+  pageKeywordSql,
+  toPageKeywordItem,
+} from "./queries.ts";
+import {
+  CoverageQuery,
+  CoverageResponse,
+  exportColumns,
+  ExportQuery,
+  PageKeywordCsvQuery,
+  PageKeywordRequest,
+  PageKeywordResponse,
+  RankingDataRequest,
+  RankingDataResponse,
+  TrendsQuery,
+  TrendsResponse,
+  TriggerBody,
+  TriggerResponse,
+} from "./schemas.ts";
+import { streamQuery } from "./stream.ts";
+
+export type AnalyticsOptions = {
+  /** max_attempts of the sync tasks POST /sync/trigger creates (SYNC_MAX_ATTEMPTS). */
+  maxAttempts?: number;
+};
+
+const csvResponse = (description: string) => ({ description, content: { "text/csv": { schema: z.string() } } });
+
+/** `max_results` as a row count: null/0 mean all; a negative one is applied after the query (see README). */
+function sqlLimit(max: number | null): number | null {
+  return max === null || max <= 0 ? null : max;
+}
+
+/** The original's tail-dropping negative `max_results` (a Python slice), or the list unchanged. */
+function sliceNegative<T>(rows: T[], max: number | null): T[] {
+  return max !== null && max < 0 ? rows.slice(0, max) : rows;
+}
+
+const PAGE_KEYWORD_HEADER = csvLine(["url", "total_clicks", "total_impressions", "avg_ctr", "avg_position", "keywords", "keyword_count"]);
+
+/** The original's analytics endpoints and the raw-data export, mounted at /api/v1. */
+export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
+  const app = new OpenAPIHono({ defaultHook: validationHook });
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/analytics/ranking-data",
+      tags: ["analytics"],
+      summary: "Ranking rows of queries or pages between two days: raw or per day",
+      request: { body: jsonBody(RankingDataRequest) },
+      responses: { 200: jsonResponse(RankingDataResponse, "Ranking rows"), ...errorResponses(400, 404, 413, 415) },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const site = await resolveSite(db, b);
+      const byQuery = b.group_by === "query";
+      // A filter of the other dimension is ignored, as in the original; duplicates count once.
+      const terms = byQuery ? b.queries : b.pages;
+      const list = terms && terms.length > 0 ? [...new Set(terms)] : null;
+      const partial = byQuery && b.matching_mode === "partial";
+      const data =
+        b.start_date > b.end_date
+          ? []
+          : await findRankingData(db, {
+              siteId: site.id,
+              start: b.start_date,
+              end: b.end_date,
+              groupBy: b.group_by,
+              exact: partial ? null : list,
+              partial: partial ? list : null,
+              daily: b.aggregation_mode === "daily",
+              limit: sqlLimit(b.max_results),
+            });
+      const rows = sliceNegative(data, b.max_results);
+      return c.json(
+        { site_id: site.id, start_date: b.start_date, end_date: b.end_date, group_by: b.group_by, total_results: rows.length, data: rows },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/page-keyword-performance",
+      tags: ["analytics"],
+      summary: "Per page: totals, mean ctr (percent) and position, and its queries",
+      description: "Also at the original's `/page-keyword-performance/`.",
+      request: { body: jsonBody(PageKeywordRequest) },
+      responses: { 200: jsonResponse(PageKeywordResponse, "Pages, most clicked first"), ...errorResponses(400, 404, 413, 415) },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const site = await resolveSite(db, b);
+      const rows = await findPageKeywordPerformance(db, {
+        siteId: site.id,
+        since: pageKeywordSince(b.days),
+        urlContains: b.query ?? null,
+        limit: sqlLimit(b.max_results),
+      });
+      const data = sliceNegative(rows, b.max_results);
+      return c.json(
+        { site_id: site.id, time_range: b.days ? `Last ${b.days} days` : "All time", total_results: data.length, data },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/page-keyword-performance/csv",
+      tags: ["analytics"],
+      summary: "The page-keyword-performance rows as a streamed CSV download",
+      description: "Also at the original's `/page-keyword-performance/csv/`. RFC 4180, CRLF, UTF-8, header row always.",
+      request: { query: PageKeywordCsvQuery },
+      responses: { 200: csvResponse("CSV, one line per page"), ...errorResponses(400, 404) },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const site = await resolveSite(db, q);
+      const o = { siteId: site.id, since: pageKeywordSince(q.days), urlContains: q.query ?? null, limit: q.max_results || null };
+      const body = streamQuery<Parameters<typeof toPageKeywordItem>[0]>(db, pageKeywordSql(o), pageKeywordParams(o), PAGE_KEYWORD_HEADER, (r) => {
+        const p = toPageKeywordItem(r);
+        // The original's CSV: ctr percent with 4 decimals, the 2-decimal position printed with 1.
+        const fields = [p.url, p.total_clicks, p.total_impressions, formatFixed(p.avg_ctr, 4), formatFixed(p.avg_position, 1)];
+        return csvLine([...fields, p.keywords.join("|"), p.keyword_count]);
+      });
+      const name = safeName(site.name) || `site_${site.id}`;
+      return new Response(body, {
+        status: 200,
+        headers: {
+          "content-type": "text/csv; charset=utf-8",
+          "content-disposition": attachmentHeader(`page_keyword_performance_${name}_${fileStamp(new Date())}.csv`),
+        },
+      });
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/analytics/performance-trends",
+      tags: ["analytics"],
+      summary: "Daily totals of the newest `days` days with data, with 7-day average, week-over-week change and running sum",
+      request: { query: TrendsQuery },
+      responses: { 200: jsonResponse(TrendsResponse, "Newest day first"), ...errorResponses(400, 404) },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const site = await resolveSite(db, q);
+      return c.json(await findPerformanceTrends(db, site.id, q.days), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sync/status",
+      tags: ["sync"],
+      summary: "Per-day coverage of a site's data from today minus `days` to today (UTC)",
+      request: { query: CoverageQuery },
+      responses: { 200: jsonResponse(CoverageResponse, "Coverage"), ...errorResponses(400, 404) },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const site = await resolveSite(db, q);
+      const { coverage, lastSync } = await findDailyCoverage(db, site.id, q.days);
+      return c.json(
+        {
+          site_id: site.id,
+          site_name: site.name,
+          daily_coverage: coverage,
+          hourly_coverage: {},
+          last_sync: lastSync,
+          total_records: Object.values(coverage).filter(Boolean).length,
+        },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/sync/trigger",
+      tags: ["sync"],
+      summary: "Queue a daily_sync of the last `days` days for a site named by id or hostname",
+      request: { body: jsonBody(TriggerBody) },
+      responses: { 201: jsonResponse(TriggerResponse, "Queued"), ...errorResponses(400, 404, 409, 413, 415) },
+    }),
+    async (c) => {
+      const b = c.req.valid("json");
+      const site = await resolveSite(db, b);
+      const range = resolveRange({ days: b.days });
+      // force: days already stored are fetched again, which is what overwrite does.
+      const mode = b.force ? "overwrite" : b.sync_mode;
+      const task = await createTask(db, {
+        siteId: site.id,
+        taskType: "daily_sync",
+        startDate: range.start,
+        endDate: range.end,
+        params: { sync_mode: mode },
+        runAt: new Date(),
+        maxAttempts: opts.maxAttempts ?? 3,
+      });
+      const statusUrl = `/api/v1/sync/job/${task.id}`;
+      c.header("Location", statusUrl);
+      return c.json(
+        {
+          status: "queued" as const,
+          job_id: task.id,
+          site_id: site.id,
+          days: b.days,
+          sync_mode: mode,
+          force: b.force,
+          message: `Sync job queued for site ${site.id} with mode '${mode}' (${range.start}..${range.end})`,
+          status_url: statusUrl,
+        },
+        201,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sites/{site_id}/export",
+      tags: ["analytics"],
+      summary: "Every synced row of a site, streamed as CSV or JSON lines",
+      description: `Columns ${exportColumns.join(", ")}; in (date, page, query, device, search_type) order.`,
+      request: { params: SiteIdParam, query: ExportQuery },
+      responses: {
+        200: { description: "The rows", content: { "text/csv": { schema: z.string() }, "application/x-ndjson": { schema: z.string() } } },
+        ...errorResponses(400, 404),
+      },
+    }),
+    async (c) => {
+      const { site_id } = c.req.valid("param");
+      const q = c.req.valid("query");
+      const site = await resolveSite(db, { site_id });
+      const sql = exportSql({ start: !!q.start_date, end: !!q.end_date, searchType: !!q.search_type });
+      const params = {
+        site_id: site.id,
+        ...(q.start_date ? { start: q.start_date } : {}),
+        ...(q.end_date ? { end: q.end_date } : {}),
+        ...(q.search_type ? { search_type: q.search_type } : {}),
+      };
+      type Row = Record<(typeof exportColumns)[number], string | number>;
+      const csv = q.format === "csv";
+      const body = csv
+        ? streamQuery<Row>(db, sql, params, csvLine(exportColumns), (r) =>
+            csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position]),
+          )
+        : streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n");
+      const span = `${q.start_date ?? "all"}_${q.end_date ?? "all"}`;
+      return new Response(body, {
+        status: 200,
+        headers: {
+          "content-type": csv ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8",
+          "content-disposition": attachmentHeader(`site_${site.id}_${span}.${q.format}`),
+        },
+      });
+    },
+  );
+
+  return app;
+}
