@@ -7,7 +7,8 @@ import { readdirSync, readFileSync } from "node:fs";
 // Linux reports utime/stime in clock ticks; USER_HZ is 100 on every mainstream kernel build.
 const TICKS_PER_SECOND = 100;
 
-function children(pid: number): number[] {
+/** The direct children of a process (Linux /proc; empty once it is gone). */
+export function children(pid: number): number[] {
   const out: number[] = [];
   try {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {

@@ -37,7 +37,9 @@ function rankingSql(o: RankingOptions): string {
   let within = o.groupBy === "query" ? "min(g.page), g.query" : "g.page";
   if (o.exact) {
     // One pass per term, in request order, each by date: the original's concatenated per-term queries.
-    from = `json_each($terms) t join gsc_performance_data g on ${col} = t.value`;
+    // CROSS JOIN keeps the terms as the outer loop, so each term is an index seek on (site_id, query|page,
+    // date); left to itself the planner scans the whole date range instead (25-50x slower at 5M rows).
+    from = `json_each($terms) t cross join gsc_performance_data g on ${col} = t.value`;
     order = `t.key, ${INDEX_ORDER}`;
     within = "min(t.key)";
   } else if (o.partial) {

@@ -1,0 +1,268 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { addDays } from "../src/sync/dates.ts";
+import { demoRows } from "../src/sync/demo.ts";
+import { runLoad, type LoadResult } from "./load.ts";
+import { startService, type RunningServer } from "./processes.ts";
+import { treeRss } from "./rss.ts";
+import { seedAnalytics, type SeedResult } from "./seed-analytics.ts";
+import { seedSites } from "./seed.ts";
+
+// `bun run bench:analytics`: one site with N synced rows (demo rows over a year, written by a direct
+// seeder), the service started on it, then: each analytics request's latency (one request in flight,
+// p50/p99), the whole-site CSV export (rows/s, the server's RSS sampled throughout), and the sites
+// API under autocannon alone and beside a light and a heavy analytics load, in the same run.
+//
+//   bun run bench:analytics [--rows 5000000] [--days 365] [--workers 2] [--requests 100]
+//                           [--slow-requests 10] [--duration 10] [--connections 8]
+//                           [--db path (kept; reused when it exists)] [--out bench/results/analytics.json]
+
+const flagsSchema = z.object({
+  rows: z.coerce.number().int().min(100).max(50_000_000).default(5_000_000),
+  days: z.coerce.number().int().min(30).max(480).default(365),
+  workers: z.coerce.number().int().min(1).max(64).default(2),
+  requests: z.coerce.number().int().min(1).max(100_000).default(100),
+  "slow-requests": z.coerce.number().int().min(1).max(10_000).default(10),
+  duration: z.coerce.number().positive().max(3600).default(10),
+  connections: z.coerce.number().int().min(1).max(1000).default(8),
+  db: z.string().min(1).optional(),
+  out: z.string().min(1).default(join(import.meta.dir, "results/analytics.json")),
+});
+type Flags = z.infer<typeof flagsSchema>;
+
+function readFlags(): Flags {
+  let raw;
+  try {
+    raw = parseArgs({ options: Object.fromEntries(Object.keys(flagsSchema.shape).map((k) => [k, { type: "string" as const }])), strict: true }).values;
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(1);
+  }
+  const parsed = flagsSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const i of parsed.error.issues) console.error(`--${String(i.path[0])}: ${i.message}`);
+    process.exit(1);
+  }
+  return parsed.data;
+}
+
+type Req = { method: "GET" | "POST"; path: string; body?: unknown };
+type Scenario = { name: string; what: string; slow: boolean; req: Req; targetP99Ms?: number };
+type Latency = { name: string; what: string; n: number; p50Ms: number; p99Ms: number; maxMs: number; errors: number; targetP99Ms?: number; met?: boolean };
+
+function scenarios(seed: SeedResult): Scenario[] {
+  const end = seed.end;
+  const start30 = addDays(end, -29);
+  const query = demoRows(seed.domain, end, "web", 1)[0]!.query;
+  const id = seed.siteId;
+  const ranking = (extra: Record<string, unknown>): Req => ({
+    method: "POST",
+    path: "/api/v1/analytics/ranking-data",
+    body: { site_id: id, start_date: start30, end_date: end, ...extra },
+  });
+  const search = (term: string) => `/api/v1/sites/${id}/queries/search?search_term=${encodeURIComponent(term)}&start_date=${start30}&end_date=${end}`;
+  return [
+    { name: "ranking_raw_30d", what: "raw, no filter, 30 days (first 1000 rows)", slow: false, req: ranking({}) },
+    { name: "ranking_raw_30d_query", what: `raw, one query, 30 days`, slow: false, req: ranking({ queries: [query] }) },
+    { name: "ranking_daily_30d_query", what: `daily, one query, 30 days`, slow: false, req: ranking({ queries: [query], aggregation_mode: "daily" }), targetP99Ms: 50 },
+    { name: "ranking_daily_30d_all", what: "daily, every query, 30 days (first 1000 groups)", slow: true, req: ranking({ aggregation_mode: "daily" }) },
+    { name: "ranking_daily_30d_partial", what: "daily, partial match 'trail', 30 days", slow: true, req: ranking({ queries: ["trail"], matching_mode: "partial", aggregation_mode: "daily" }) },
+    { name: "page_keyword_90d", what: "page-keyword-performance, 90 days", slow: true, req: { method: "POST", path: "/api/v1/page-keyword-performance/", body: { site_id: id, days: 90 } } },
+    { name: "trends_30", what: "performance-trends, 30 days with data", slow: true, req: { method: "GET", path: `/api/v1/analytics/performance-trends?site_id=${id}&days=30` } },
+    { name: "coverage_30", what: "sync/status?site_id=&days=30", slow: false, req: { method: "GET", path: `/api/v1/sync/status?site_id=${id}&days=30` } },
+    { name: "search_3plus", what: "queries/search 'trail', 30 days", slow: true, req: { method: "GET", path: search("trail") }, targetP99Ms: 20 },
+    { name: "search_1_2", what: "queries/search 'vs', 30 days", slow: true, req: { method: "GET", path: search("vs") } },
+  ];
+}
+
+async function send(url: string, r: Req): Promise<number> {
+  const res = await fetch(url + r.path, {
+    method: r.method,
+    ...(r.body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(r.body) }),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+
+/** Sends the request `n` times one after the other (after 2 warm-ups) and returns the latency percentiles. */
+async function measure(url: string, s: Scenario, n: number): Promise<Latency> {
+  for (let i = 0; i < 2; i++) await send(url, s.req);
+  const times: number[] = [];
+  let errors = 0;
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    const status = await send(url, s.req);
+    times.push(performance.now() - t);
+    if (status !== 200) errors++;
+  }
+  times.sort((a, b) => a - b);
+  const r: Latency = { name: s.name, what: s.what, n, p50Ms: pct(times, 50), p99Ms: pct(times, 99), maxMs: times[times.length - 1]!, errors };
+  if (s.targetP99Ms !== undefined) Object.assign(r, { targetP99Ms: s.targetP99Ms, met: r.p99Ms <= s.targetP99Ms });
+  return r;
+}
+
+type ExportResult = { rows: number; bytes: number; seconds: number; rowsPerSec: number; rssBeforeMiB: number; rssPeakMiB: number; workerRssBeforeMiB: number; workerRssPeakMiB: number };
+
+const MiB = 1024 * 1024;
+
+/** Downloads the whole site as CSV, counting rows, while sampling the server tree's RSS every 50 ms. */
+async function exportCsv(server: RunningServer, siteId: number): Promise<ExportResult> {
+  const sample = () => {
+    const m = treeRss(server.pid);
+    if (!m) return { total: 0, worker: 0 };
+    return { total: [...m.values()].reduce((a, b) => a + b, 0), worker: Math.max(...m.values()) };
+  };
+  const before = sample();
+  let peak = { ...before };
+  const timer = setInterval(() => {
+    const s = sample();
+    peak = { total: Math.max(peak.total, s.total), worker: Math.max(peak.worker, s.worker) };
+  }, 50);
+  const t = performance.now();
+  let bytes = 0;
+  let lines = 0;
+  try {
+    const res = await fetch(`${server.url}/api/v1/sites/${siteId}/export?format=csv`);
+    if (res.status !== 200 || !res.body) throw new Error(`export answered ${res.status}`);
+    for await (const chunk of res.body) {
+      bytes += chunk.length;
+      for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+    }
+  } finally {
+    clearInterval(timer);
+  }
+  const seconds = (performance.now() - t) / 1000;
+  const rows = lines - 1;
+  return {
+    rows,
+    bytes,
+    seconds,
+    rowsPerSec: rows / seconds,
+    rssBeforeMiB: before.total / MiB,
+    rssPeakMiB: peak.total / MiB,
+    workerRssBeforeMiB: before.worker / MiB,
+    workerRssPeakMiB: peak.worker / MiB,
+  };
+}
+
+/** Runs `loop` over and over on `clients` concurrent clients until the returned stop() is awaited. */
+function background(clients: number, loop: () => Promise<unknown>) {
+  let running = true;
+  let rounds = 0;
+  const all = Array.from({ length: clients }, async () => {
+    while (running) {
+      await loop();
+      rounds++;
+    }
+  });
+  return async () => {
+    running = false;
+    await Promise.all(all);
+    return rounds;
+  };
+}
+
+async function main() {
+  const flags = readFlags();
+  const tmp = flags.db ? null : mkdtempSync(join(tmpdir(), "sitesync-bench-analytics-"));
+  const dbPath = flags.db ?? join(tmp!, "analytics.db");
+  let server: RunningServer | undefined;
+  try {
+    let seed: SeedResult;
+    let seedSeconds: number | null = null;
+    const seedFile = `${dbPath}.seed.json`;
+    if (flags.db && existsSync(dbPath) && existsSync(seedFile)) {
+      seed = JSON.parse(await Bun.file(seedFile).text()) as SeedResult;
+      console.log(`reusing ${dbPath}: ${seed.rows.toLocaleString("en-US")} rows`);
+    } else {
+      console.log(`seeding ${flags.rows.toLocaleString("en-US")} rows over ${flags.days} days...`);
+      const t = performance.now();
+      seed = seedAnalytics(dbPath, { rows: flags.rows, days: flags.days });
+      seedSeconds = (performance.now() - t) / 1000;
+      if (flags.db) writeFileSync(seedFile, JSON.stringify(seed));
+      console.log(`seeded ${seed.rows.toLocaleString("en-US")} rows (${seed.rowsPerDayType} per day and search type) in ${seedSeconds.toFixed(1)} s`);
+    }
+
+    server = await startService({ dbPath, workers: flags.workers, syncWorkers: 0 });
+    const siteIds = await seedSites(server.url, 200);
+    const list = scenarios(seed);
+
+    const latencies: Latency[] = [];
+    for (const s of list) {
+      const r = await measure(server.url, s, s.slow ? flags["slow-requests"] : flags.requests);
+      latencies.push(r);
+      console.log(`${s.name.padEnd(26)} n=${String(r.n).padStart(4)}  p50 ${r.p50Ms.toFixed(1).padStart(8)} ms  p99 ${r.p99Ms.toFixed(1).padStart(8)} ms${r.errors ? `  ${r.errors} errors` : ""}${r.met === undefined ? "" : `  target p99 <= ${r.targetP99Ms} ms: ${r.met ? "met" : "NOT MET"}`}`);
+    }
+
+    const exp = await exportCsv(server, seed.siteId);
+    console.log(
+      `export_csv                 ${exp.rows.toLocaleString("en-US")} rows, ${(exp.bytes / MiB).toFixed(0)} MiB in ${exp.seconds.toFixed(1)} s: ` +
+        `${Math.round(exp.rowsPerSec).toLocaleString("en-US")} rows/s (target >= 200,000: ${exp.rowsPerSec >= 200_000 ? "met" : "NOT MET"}); ` +
+        `server RSS ${exp.rssBeforeMiB.toFixed(0)} -> peak ${exp.rssPeakMiB.toFixed(0)} MiB (largest process ${exp.workerRssBeforeMiB.toFixed(0)} -> ${exp.workerRssPeakMiB.toFixed(0)} MiB)`,
+    );
+    if (exp.rows !== seed.rows) console.log(`  (the export has ${exp.rows} rows, the seed ${seed.rows}: the file holds other rows too)`);
+
+    // The sites API alone, beside each analytics load, and alone again (the drift between the two
+    // alone runs is the noise floor of this machine at that moment).
+    const sitesLoad = () =>
+      runLoad({
+        url: server!.url,
+        connections: flags.connections,
+        durationSec: flags.duration,
+        next: () => ({ method: "GET", path: `/api/v1/sites/${siteIds[Math.floor(Math.random() * siteIds.length)]}` }),
+      });
+    const byName = new Map(list.map((s) => [s.name, s]));
+    const mix = (names: string[]) => async () => {
+      for (const n of names) await send(server!.url, byName.get(n)!.req);
+    };
+    const light = ["ranking_daily_30d_query", "ranking_raw_30d_query", "ranking_raw_30d", "coverage_30"];
+    const heavy = ["page_keyword_90d", "ranking_daily_30d_all", "trends_30"];
+    const runs: { name: string; load: LoadResult; analyticsRounds: number }[] = [];
+    const sitesRun = async (name: string, start: (() => () => Promise<number>) | null) => {
+      const stop = start?.();
+      const load = await sitesLoad();
+      const analyticsRounds = stop ? await stop() : 0;
+      runs.push({ name, load, analyticsRounds });
+      console.log(
+        `sites_get ${name.padEnd(16)} ${Math.round(load.rps).toLocaleString("en-US").padStart(7)} req/s  p50 ${load.p50Ms.toFixed(2)} ms  p99 ${load.p99Ms.toFixed(2)} ms  5xx ${load.server5xx}${stop ? `  (analytics rounds meanwhile: ${analyticsRounds})` : ""}`,
+      );
+    };
+    await sitesRun("alone", null);
+    await sitesRun("+light", () => background(1, mix(light)));
+    await sitesRun("+heavy", () => background(1, mix(heavy)));
+    await sitesRun("+export", () => background(1, () => exportCsv(server!, seed.siteId)));
+    await sitesRun("alone again", null);
+    const alone = runs.filter((r) => r.name.startsWith("alone"));
+    const base = { p50: Math.max(...alone.map((r) => r.load.p50Ms)), p99: Math.max(...alone.map((r) => r.load.p99Ms)), rps: Math.min(...alone.map((r) => r.load.rps)) };
+    const ratios = runs
+      .filter((r) => !r.name.startsWith("alone"))
+      .map((r) => ({ name: r.name, p50: r.load.p50Ms / base.p50, p99: r.load.p99Ms / base.p99, rps: r.load.rps / base.rps }));
+    for (const r of ratios) {
+      console.log(`sites_get ${r.name.padEnd(16)} vs the slower alone run: p50 ${r.p50.toFixed(2)}x  p99 ${r.p99.toFixed(2)}x  req/s ${r.rps.toFixed(2)}x (target: p99 within 1.10x: ${r.p99 <= 1.1 ? "met" : "NOT MET"})`);
+    }
+
+    const report = {
+      at: new Date().toISOString(),
+      machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? "?", memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version },
+      options: flags,
+      seed: { ...seed, seconds: seedSeconds },
+      latencies,
+      export: exp,
+      sites: runs.map((r) => ({ name: r.name, rps: r.load.rps, p50Ms: r.load.p50Ms, p99Ms: r.load.p99Ms, server5xx: r.load.server5xx, analyticsRounds: r.analyticsRounds })),
+      sitesRatios: ratios,
+    };
+    mkdirSync(dirname(flags.out), { recursive: true });
+    writeFileSync(flags.out, JSON.stringify(report, null, 2));
+    console.log(`wrote ${flags.out}`);
+  } finally {
+    await server?.stop();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+await main();
