@@ -42,7 +42,7 @@ export function seedAnalytics(path: string, opts: { rows: number; days: number; 
     const day = db.transaction((date: string) => {
       for (const type of searchTypes) {
         const rows = demoRows(domain, date, type, rowsPerDayType);
-        for (const r of rows) insert.run(siteId, date, r.page, r.query, r.device, type, r.clicks, r.impressions, r.ctr, r.position);
+        for (const r of rows) insert.run(siteId, date, r.page, r.query, r.device, type, r.clicks ?? 0, r.impressions ?? 0, r.ctr ?? 0, r.position ?? 0);
         mark.run(siteId, date, type, rows.length);
         total += rows.length;
       }

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { markDaySynced, upsertRows } from "../src/sync/data.ts";
+import { upsertHourlyRows } from "../src/sync/hourly-data.ts";
 import type { SearchType, SourceRow } from "../src/sync/source.ts";
 import { tempDb } from "./helpers/db.ts";
 
@@ -80,6 +81,11 @@ beforeAll(async () => {
     [addDays(today, -32), "web", `${R}/d32`, "q", "DESKTOP", 4, 10, 0.1, 1],
   ]);
   await t.db.write((tx) => markDaySynced(tx, ids.E!, today, "web", 1));
+  await t.db.write((tx) =>
+    upsertHourlyRows(tx, ids.E!, new Date().toISOString(), [
+      { hour_timestamp: `${addDays(today, -1)}T03:00:00+00:00`, query: "q", page: `${R}/h`, device: "DESKTOP", clicks: 1, impressions: 1, ctr: 1, position: 1 },
+    ]),
+  );
   await store(ids.F!, [["2025-01-01", "web", 'https://quotes.example/p?x="1",y=2', 'say "hi"\nthere', "DESKTOP", 1, 2, 0.5, 1.25]]);
   // Nine days with clicks 1,1,1,1,1,1,1,1,5: the 8th day's week-over-week change is 0, the 9th's 4.
   const clicks = [1, 1, 1, 1, 1, 1, 1, 1, 5];
@@ -489,7 +495,10 @@ describe("GET /api/v1/sync/status?site_id=|hostname=&days= (§4 row 5)", () => {
     expect(keys[0]).toBe(addDays(today, -30));
     expect(keys[30]).toBe(today);
     expect(Object.entries(r.json.daily_coverage).filter(([, v]) => v)).toEqual([[today, true]]);
-    expect(r.json).toMatchObject({ site_id: ids.E, site_name: "recent.example", hourly_coverage: {}, total_records: 1, last_sync: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+    // Hourly coverage: the same days, true where hourly rows exist (v2 always sent {}).
+    expect(Object.keys(r.json.hourly_coverage)).toEqual(keys);
+    expect(Object.entries(r.json.hourly_coverage).filter(([, v]) => v)).toEqual([[addDays(today, -1), true]]);
+    expect(r.json).toMatchObject({ site_id: ids.E, site_name: "recent.example", total_records: 1, last_sync: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
     const wider = await call("GET", `/api/v1/sync/status/?site_id=${ids.E}&days=31`);
     expect(wider.json.total_records).toBe(2);
   });

@@ -194,17 +194,22 @@ export async function findPerformanceTrends(db: Db, siteId: number, days: number
 }
 
 const COVERAGE_SQL = `select d.value as date,
-       exists (select 1 from gsc_performance_data g where g.site_id = $site_id and g.date = d.value) as has_rows
+       exists (select 1 from gsc_performance_data g where g.site_id = $site_id and g.date = d.value) as has_rows,
+       exists (select 1 from hourly_rankings h where h.site_id = $site_id and h.date = d.value) as has_hourly
   from json_each($days) d order by d.value`;
 const LAST_SYNC_SQL = "select max(synced_at) as at from gsc_synced_days where site_id = $site_id";
 
-/** For each day from today minus `days` to today (UTC): whether the site has rows that day; one index seek per day. */
-export async function findDailyCoverage(db: Db, siteId: number, days: number, now = new Date()) {
+/** For each day from today minus `days` to today (UTC): whether the site has daily / hourly rows that day; index seeks only. */
+export async function findCoverage(db: Db, siteId: number, days: number, now = new Date()) {
   const today = dayOf(now);
   const list = dayRange(addDays(today, -days), today);
   const rows = db.raw.reader
-    .query<{ date: string; has_rows: number }, [Record<string, string | number>]>(COVERAGE_SQL)
+    .query<{ date: string; has_rows: number; has_hourly: number }, [Record<string, string | number>]>(COVERAGE_SQL)
     .all({ site_id: siteId, days: JSON.stringify(list) });
   const lastSync = db.raw.reader.query<{ at: string | null }, [Record<string, number>]>(LAST_SYNC_SQL).get({ site_id: siteId });
-  return { coverage: Object.fromEntries(rows.map((r) => [r.date, r.has_rows === 1])), lastSync: lastSync?.at ?? null };
+  return {
+    daily: Object.fromEntries(rows.map((r) => [r.date, r.has_rows === 1])),
+    hourly: Object.fromEntries(rows.map((r) => [r.date, r.has_hourly === 1])),
+    lastSync: lastSync?.at ?? null,
+  };
 }

@@ -7,7 +7,7 @@ import { createTask } from "../sync/queries.ts";
 import { attachmentHeader, csvLine, fileStamp, formatFixed, safeName } from "./format.ts";
 import {
   exportSql,
-  findDailyCoverage,
+  findCoverage,
   findPageKeywordPerformance,
   findPerformanceTrends,
   findRankingData,
@@ -180,15 +180,15 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
     async (c) => {
       const q = c.req.valid("query");
       const site = await resolveSite(db, q);
-      const { coverage, lastSync } = await findDailyCoverage(db, site.id, q.days);
+      const { daily, hourly, lastSync } = await findCoverage(db, site.id, q.days);
       return c.json(
         {
           site_id: site.id,
           site_name: site.name,
-          daily_coverage: coverage,
-          hourly_coverage: {},
+          daily_coverage: daily,
+          hourly_coverage: hourly,
           last_sync: lastSync,
-          total_records: Object.values(coverage).filter(Boolean).length,
+          total_records: Object.values(daily).filter(Boolean).length,
         },
         200,
       );

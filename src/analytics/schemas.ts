@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { syncModes } from "../sync/handlers/daily-sync.ts";
+import { syncModes } from "../sync/handlers/days.ts";
 import { DateString, intParam } from "../sync/schemas.ts";
 
 // Request and response shapes of the original's analytics endpoints (reference §1.5-§1.7, §4),
@@ -142,7 +142,7 @@ export const CoverageResponse = z
     site_id: z.number().int(),
     site_name: z.string(),
     daily_coverage: z.record(z.string(), z.boolean()).openapi({ description: "One key per day, today-days..today (UTC)" }),
-    hourly_coverage: z.record(z.string(), z.boolean()),
+    hourly_coverage: z.record(z.string(), z.boolean()).openapi({ description: "Same days: whether hourly rows exist (v2 always sent {})" }),
     last_sync: z.string().nullable().openapi({ description: "When a day of this site was last stored completely" }),
     total_records: z.number().int().openapi({ description: "Days of the window that have rows (the original's name)" }),
   })

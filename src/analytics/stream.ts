@@ -1,9 +1,18 @@
-import type { Database, SQLQueryBindings } from "bun:sqlite";
+import type { Database, SQLQueryBindings, Statement } from "bun:sqlite";
 import type { Db } from "../db/index.ts";
 import { openConnection } from "../db/open.ts";
+import { Gauge } from "prom-client";
+import { registry } from "../metrics/registry.ts";
 
 // Large downloads: rows are read one by one with a statement's iterate() and written as they are
 // read, in chunks the client pulls (ReadableStream backpressure), so memory stays flat at any size.
+
+const openDownloads = new Gauge({
+  name: "sitesync_downloads_open",
+  help: "Streamed downloads (page-keyword CSV, export) holding a database connection right now",
+  aggregator: "sum",
+  registers: [registry],
+});
 
 /** Bytes of text gathered before a chunk is handed to the socket. */
 const CHUNK_CHARS = 64 * 1024;
@@ -31,22 +40,28 @@ export function streamQuery<R>(
   line: (row: R) => string,
 ): ReadableStream<Uint8Array> {
   const conn = openExportConnection(db);
+  let stmt: Statement<R, [SQLQueryBindings]>;
   let rows: IterableIterator<R>;
   try {
-    rows = conn.prepare<R, [SQLQueryBindings]>(sql).iterate(params);
+    stmt = conn.prepare<R, [SQLQueryBindings]>(sql);
+    rows = stmt.iterate(params);
   } catch (err) {
     conn.close();
     throw err;
   }
+  openDownloads.inc();
   const encoder = new TextEncoder();
   let pending = header;
   let closed = false;
   const close = () => {
     if (closed) return;
     closed = true;
-    // Stops the statement first, so the connection closes with nothing open on it.
+    // SQLite only really closes a connection once its statements are finalized (until then the
+    // file stays open and the read snapshot held).
     rows.return?.();
+    stmt.finalize();
     conn.close();
+    openDownloads.dec();
   };
   return new ReadableStream<Uint8Array>(
     {

@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { seedAnalytics, type SeedResult } from "../bench/seed-analytics.ts";
+import { tempDir } from "./helpers/db.ts";
+import { request, startServer, type RunningServer } from "./helpers/server.ts";
+
+// The streamed downloads against the real service (one HTTP worker, so every request below reaches the
+// process that is streaming): complete output, reads that stay fresh while a download is paused, and the
+// download's own connection closed when the client goes away.
+
+setDefaultTimeout(60_000);
+
+let dir: ReturnType<typeof tempDir>;
+let server: RunningServer;
+let seed: SeedResult;
+let dbPath: string;
+
+beforeAll(async () => {
+  dir = tempDir();
+  dbPath = join(dir.dir, "app.db");
+  seed = seedAnalytics(dbPath, { rows: 120_000, days: 30 });
+  server = await startServer({ workers: 1, dbPath });
+});
+afterAll(async () => {
+  await server?.stop();
+  dir?.cleanup();
+});
+
+/** The service's count of streamed downloads holding a connection (GET /metrics). */
+async function openDownloads(): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return Number(/^sitesync_downloads_open(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? NaN);
+}
+
+/** Tries a TRUNCATE checkpoint from a connection of the test's own: true when it completed (no reader held an old snapshot). */
+function truncateCheckpoint(): boolean {
+  const conn = new Database(dbPath);
+  try {
+    conn.run("PRAGMA busy_timeout = 0");
+    return conn.query<{ busy: number }, []>("PRAGMA wal_checkpoint(TRUNCATE)").get()?.busy === 0;
+  } finally {
+    conn.close();
+  }
+}
+
+describe("streamed export on the real service", () => {
+  test("the whole site as CSV: header, every row, CRLF", async () => {
+    const res = await fetch(`${server.url}/api/v1/sites/${seed.siteId}/export?format=csv`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-length")).toBeNull();
+    const text = await res.text();
+    const lines = text.split("\r\n");
+    expect(lines[0]).toBe("date,page,query,device,search_type,clicks,impressions,ctr,position");
+    expect(lines.at(-1)).toBe("");
+    expect(lines.length - 2).toBe(seed.rows);
+    expect(lines[1]!.startsWith(`${seed.start},https://bench-analytics.example/`)).toBe(true);
+    expect(text.includes("\n") && !/[^\r]\n/.test(text)).toBe(true);
+  });
+
+  test("while a download is paused the worker's other reads see new writes; a client that goes away closes its connection", async () => {
+    // A raw socket that stops reading after the first bytes: the server must stop too (backpressure).
+    const url = new URL(server.url);
+    const sock = connect({ host: url.hostname, port: Number(url.port) });
+    const firstBytes = new Promise<void>((resolve) => sock.once("data", () => resolve()));
+    sock.write(`GET /api/v1/sites/${seed.siteId}/export?format=jsonl HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await firstBytes;
+    sock.pause();
+    await Bun.sleep(300);
+    expect(await openDownloads()).toBe(1);
+
+    const created = await request(server.url, "POST", "/api/v1/sites", { domain: "sc-domain:during-export.example", name: "during" });
+    expect(created.status).toBe(201);
+    const got = await request(server.url, "GET", `/api/v1/sites/${created.body.id}`);
+    expect(got.status).toBe(200);
+    const pk = await request(server.url, "POST", "/api/v1/page-keyword-performance/", { hostname: "during-export.example" });
+    expect(pk.status).toBe(200);
+    // The paused download still holds its snapshot: the WAL cannot be reset past the site just written.
+    expect(truncateCheckpoint()).toBe(false);
+
+    sock.destroy();
+    // Once the client is gone the server finalizes the statement and closes that connection, at once.
+    const deadline = Date.now() + 2000;
+    let released = truncateCheckpoint();
+    while (!released && Date.now() < deadline) {
+      await Bun.sleep(50);
+      released = truncateCheckpoint();
+    }
+    expect(released).toBe(true);
+    expect(await openDownloads()).toBe(0);
+  });
+});
