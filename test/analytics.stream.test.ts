@@ -63,9 +63,9 @@ describe("streamed export on the real service", () => {
     // A raw socket that stops reading after the first bytes: the server must stop too (backpressure).
     const url = new URL(server.url);
     const sock = connect({ host: url.hostname, port: Number(url.port) });
-    const firstBytes = new Promise<void>((resolve) => sock.once("data", () => resolve()));
-    sock.write(`GET /api/v1/sites/${seed.siteId}/export?format=jsonl HTTP/1.1\r\nHost: x\r\n\r\n`);
-    await firstBytes;
+    const firstBytes = new Promise<string>((resolve) => sock.once("data", (d) => resolve(String(d))));
+    sock.write(`GET /api/v1/sites/${seed.siteId}/export?format=jsonl HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+    expect(await firstBytes).toStartWith("HTTP/1.1 200");
     sock.pause();
     await Bun.sleep(300);
     expect(await openDownloads()).toBe(1);
