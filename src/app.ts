@@ -20,11 +20,13 @@ import { hourlyRoutes } from "./hourly/routes.ts";
 import { log, withLogContext } from "./log.ts";
 import { mcpRoutes } from "./mcp/routes.ts";
 import type { McpOptions } from "./mcp/tools.ts";
+import type { Registry } from "prom-client";
 import { httpMetrics, registry } from "./metrics/registry.ts";
 import { validationHook } from "./openapi.ts";
 import { searchRoutes } from "./search/routes.ts";
 import { sitesRoutes } from "./sites/routes.ts";
 import { syncRoutes, type SyncApiOptions } from "./sync/routes.ts";
+import { uiRoutes } from "./ui/routes.tsx";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -48,7 +50,7 @@ export type AppOptions = {
    * The /metrics exposition: under the supervisor, every process's metrics merged (null: it did not
    * answer in time); unset, this process's own.
    */
-  metrics?: () => Promise<string | null>;
+  metrics?: () => Promise<Registry | null>;
   /** Who may call (default: protected mode, loopback = 127.0.0.0/8 and ::1). */
   auth?: AuthOptions;
   /** Shared request rate limit, asked once per identified caller. */
@@ -97,6 +99,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     "/mcp",
     mcpRoutes(db, opts.mcp ?? { queryTimeoutMs: defaults.MCP_QUERY_TIMEOUT_MS, queryMaxRows: defaults.MCP_QUERY_MAX_ROWS, queryConcurrency: defaults.MCP_QUERY_CONCURRENCY }),
   );
+  const metrics = opts.metrics ?? (async () => registry);
+  app.route("/ui", uiRoutes(audited, { metrics, walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES, maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
 
   app.doc31("/openapi.json", openApiInfo);
   // The reference page's script comes from node_modules, so /docs works offline; no web fonts either.
@@ -105,9 +109,9 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/", apiInfoRoutes(() => app.getOpenAPI31Document(openApiInfo)));
 
   app.get("/metrics", async (c) => {
-    const text = opts.metrics ? await opts.metrics() : await registry.metrics();
-    if (text === null) throw new ApiError("unavailable", "the supervisor did not answer the metrics request in time");
-    return c.body(text, 200, { "content-type": registry.contentType });
+    const merged = await metrics();
+    if (merged === null) throw new ApiError("unavailable", "the supervisor did not answer the metrics request in time");
+    return c.body(await merged.metrics(), 200, { "content-type": registry.contentType });
   });
 
   app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));

@@ -5,6 +5,7 @@ import { registerProcess } from "./db/registry.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
 import { collectFromSupervisor, serveMetricsOverIpc } from "./metrics/ipc.ts";
 import { instrumentDb, setMetricsRole } from "./metrics/registry.ts";
+import { closeLiveStreams } from "./ui/routes.tsx";
 
 // One HTTP worker: its own connections, the app, and a listener sharing the port (reusePort).
 const config = loadConfigOrExit();
@@ -51,6 +52,8 @@ async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
   log("info", "http worker draining", { signal });
+  // Dashboard event streams never finish by themselves: end them so the drain is not held up.
+  closeLiveStreams();
   // Stop accepting, let in-flight requests finish (bounded), then close the connections.
   const drained = server.stop(false).then(() => true);
   const timedOut = Bun.sleep(config.SHUTDOWN_TIMEOUT_MS).then(() => false);

@@ -35,20 +35,20 @@ export function createMetricsAggregator(children: () => MetricsChild[], timeoutM
     });
   }
 
-  /** The exposition text of every process that answered, merged. */
-  async function collect(): Promise<string> {
+  /** The metrics of every process that answered, merged (as prom-client's JSON). */
+  async function collect(): Promise<object[]> {
     const [answers] = await Promise.all([Promise.all(children().map(ask)), beforeCollect()]);
     const all = [await registry.getMetricsAsJSON(), ...answers.filter((a): a is object[] => a !== null)];
-    return AggregatorRegistry.aggregate(all).metrics();
+    return AggregatorRegistry.aggregate(all).getMetricsAsJSON();
   }
 
   /** Handles a metrics message from a worker (a response to our request, or its scrape to serve). */
   function handle(from: MetricsChild, m: MetricsMessage) {
     if (m.type === "metrics:response") pending.get(m.id)?.(m.metrics as object[]);
     else if (m.type === "metrics:collect") {
-      void collect().then((text) => {
+      void collect().then((metrics) => {
         try {
-          from.proc.send({ type: "metrics:result", id: m.id, text } satisfies MetricsMessage);
+          from.proc.send({ type: "metrics:result", id: m.id, metrics } satisfies MetricsMessage);
         } catch {
           // The worker is gone; its client's connection went with it.
         }

@@ -3,6 +3,7 @@ import type { Db } from "../db/index.ts";
 import { compileSelect, perConnection } from "../db/prepared.ts";
 import { sites, syncTasks, type Site } from "../db/schema.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
+import { containsPattern } from "../search/queries.ts";
 import type { CreateSite, UpdateSite } from "./schemas.ts";
 
 const p = sql.placeholder;
@@ -158,4 +159,16 @@ export async function purgeSite(db: Db, id: number, confirm: string | undefined)
 
 function domainTaken(domain: string) {
   return new ApiError("conflict", `a site with domain '${domain}' already exists`, { domain });
+}
+
+/** Sites whose name or domain contains `term` (case-insensitive for ASCII), by name then id, at most `limit`. */
+export async function searchSites(db: Db, opts: { term: string; limit: number }): Promise<Site[]> {
+  const pattern = containsPattern(opts.term);
+  return db.read
+    .select()
+    .from(sites)
+    .where(sql`${sites.name} like ${pattern} escape '\\' or ${sites.domain} like ${pattern} escape '\\'`)
+    .orderBy(...byNameThenId)
+    .limit(opts.limit)
+    .all();
 }

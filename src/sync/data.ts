@@ -131,3 +131,25 @@ export async function syncedDaysSummary(db: Db, siteId: number) {
     .get();
   return { total_days: row?.total_days ?? 0, latest_date: row?.latest_date ?? null, oldest_date: row?.oldest_date ?? null };
 }
+
+/** Per site: the days between two days (both included) with a completion marker. */
+export async function countSyncedDaysBySite(db: Db, start: string, end: string): Promise<Map<number, number>> {
+  const rows = db.read
+    .select({ site_id: gscSyncedDays.site_id, days: countDistinct(gscSyncedDays.date) })
+    .from(gscSyncedDays)
+    .where(between(gscSyncedDays.date, start, end))
+    .groupBy(gscSyncedDays.site_id)
+    .all();
+  return new Map(rows.map((r) => [r.site_id, r.days]));
+}
+
+/** A site's clicks, impressions and stored rows per day (every search type) between two days, oldest first. */
+export async function findDailyTotals(db: Db, siteId: number, start: string, end: string) {
+  return db.read
+    .select({ date: g.date, clicks: sql<number>`sum(${g.clicks})`, impressions: sql<number>`sum(${g.impressions})`, rows: sql<number>`count(*)` })
+    .from(g)
+    .where(and(eq(g.site_id, siteId), between(g.date, start, end)))
+    .groupBy(g.date)
+    .orderBy(g.date)
+    .all();
+}

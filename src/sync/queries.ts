@@ -5,6 +5,8 @@ import { sites, syncTasks, type TaskStatus } from "../db/schema.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { daysBetween } from "./dates.ts";
+import type { SyncMode } from "./handlers/daily-sync.ts";
+import { resolveRange } from "./schemas.ts";
 
 const p = sql.placeholder;
 const jobColumns = { ...getTableColumns(syncTasks), site_name: sites.name };
@@ -79,6 +81,21 @@ function checkSyncable(site: { archived_at: string | null } | undefined, id: num
   if (site.archived_at !== null) {
     throw new ApiError("conflict", `site ${id} is archived: restore it (POST /api/v1/sites/${id}/restore) before syncing`, { site_id: id, archived_at: site.archived_at });
   }
+}
+
+/** Queues a daily_sync of the `days` days ending today minus 2 (UTC); same refusals as createTask. */
+export async function queueDailySync(db: Db, input: { siteId: number; days: number; syncMode: SyncMode; maxAttempts: number }) {
+  const range = resolveRange({ days: input.days });
+  const task = await createTask(db, {
+    siteId: input.siteId,
+    taskType: "daily_sync",
+    startDate: range.start,
+    endDate: range.end,
+    params: { sync_mode: input.syncMode },
+    runAt: new Date(),
+    maxAttempts: input.maxAttempts,
+  });
+  return { id: task.id, ...range };
 }
 
 function taskConflict(input: NewTaskInput, existing: { id: number; status: TaskStatus } | undefined) {
@@ -171,4 +188,18 @@ export async function countRowsIngestedSince(db: Db, since: string): Promise<num
     .where(sql`coalesce(${syncTasks.completed_at}, ${syncTasks.heartbeat_at}, ${syncTasks.started_at}) >= ${since}`)
     .get();
   return row?.n ?? 0;
+}
+
+/** Per site: when its last task completed, and its newest task's status. */
+export async function findLastSyncs(db: Db) {
+  const rows = db.read
+    .select({
+      site_id: syncTasks.site_id,
+      last_completed_at: sql<string | null>`max(case when ${syncTasks.status} = 'completed' then ${syncTasks.completed_at} end)`,
+      latest_status: sql<TaskStatus>`(select t.status from sync_tasks t where t.site_id = ${syncTasks.site_id} order by t.id desc limit 1)`,
+    })
+    .from(syncTasks)
+    .groupBy(syncTasks.site_id)
+    .all();
+  return new Map(rows.map((r) => [r.site_id, r]));
 }

@@ -7,7 +7,7 @@ import { SiteIdParams } from "../sites/schemas.ts";
 import { syncedDaysSummary } from "./data.ts";
 import { hourlyDaysSummary } from "./hourly-data.ts";
 import { getHandler, taskTypes } from "./handlers/index.ts";
-import { cancelJob, createTask, findJob, jobNotFound, listJobs, siteExists } from "./queries.ts";
+import { cancelJob, createTask, findJob, jobNotFound, listJobs, queueDailySync, siteExists } from "./queries.ts";
 import {
   CreateTaskSchema,
   decodeJobCursor,
@@ -60,18 +60,9 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
     async (c) => {
       const { site_id } = c.req.valid("param");
       const q = c.req.valid("query");
-      const range = resolveRange({ days: q.days });
-      const task = await createTask(db, {
-        siteId: site_id,
-        taskType: "daily_sync",
-        startDate: range.start,
-        endDate: range.end,
-        params: { sync_mode: q.sync_mode },
-        runAt: new Date(),
-        maxAttempts,
-      });
+      const task = await queueDailySync(db, { siteId: site_id, days: q.days, syncMode: q.sync_mode, maxAttempts });
       c.header("Location", `/api/v1/sync/job/${task.id}`);
-      return c.json(created(task.id, `sync of site ${site_id} queued for ${range.start}..${range.end} (${q.sync_mode})`), 202);
+      return c.json(created(task.id, `sync of site ${site_id} queued for ${task.start}..${task.end} (${q.sync_mode})`), 202);
     },
   );
 

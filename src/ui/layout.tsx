@@ -1,0 +1,78 @@
+import type { Child } from "hono/jsx";
+import { raw } from "hono/html";
+
+const pages = [
+  { href: "/ui", label: "Overview" },
+  { href: "/ui/sites", label: "Sites" },
+  { href: "/ui/jobs", label: "Jobs" },
+  { href: "/ui/queries", label: "Queries" },
+] as const;
+
+// htmx: no inline indicator styles and no eval, so the page runs under `default-src 'self'`.
+const htmxConfig = JSON.stringify({ includeIndicatorStyles: false, allowEval: false, allowScriptTags: false, historyCacheSize: 0 });
+
+/** The page frame: head, navigation, a notice line, the content. */
+export function Layout(props: { title: string; active: string; notice?: string | null; error?: string | null; children?: Child }) {
+  return (
+    <>
+      {raw("<!doctype html>")}
+      <html lang="en">
+        <head>
+          <meta charset="utf-8" />
+          <meta name="viewport" content="width=device-width, initial-scale=1" />
+          <meta name="htmx-config" content={htmxConfig} />
+          <title>{`${props.title} · sitesync`}</title>
+          <link rel="stylesheet" href="/ui/static/app.css" />
+          <link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml" />
+          <script src="/ui/static/htmx.min.js" defer></script>
+          <script src="/ui/static/sse.js" defer></script>
+        </head>
+        <body hx-ext="sse">
+          <a class="skip" href="#main">
+            Skip to content
+          </a>
+          <header>
+            <span class="brand">sitesync</span>
+            <nav aria-label="Main">
+              <ul>
+                {pages.map((p) => (
+                  <li>
+                    <a href={p.href} aria-current={p.href === props.active ? "page" : undefined}>
+                      {p.label}
+                    </a>
+                  </li>
+                ))}
+                <li>
+                  <a href="/docs">API</a>
+                </li>
+              </ul>
+            </nav>
+          </header>
+          <main id="main">
+            <h1>{props.title}</h1>
+            {props.notice ? (
+              <p class="notice" role="status">
+                {props.notice}
+              </p>
+            ) : null}
+            {props.error ? (
+              <p class="error" role="alert">
+                {props.error}
+              </p>
+            ) : null}
+            {props.children}
+          </main>
+        </body>
+      </html>
+    </>
+  );
+}
+
+/** A live region fed by server-sent events: `event` replaces its content; without JavaScript it stays as rendered. */
+export function Live(props: { src: string; event: string; label: string; children?: Child }) {
+  return (
+    <div sse-connect={props.src} sse-swap={props.event} aria-live="polite" aria-label={props.label}>
+      {props.children}
+    </div>
+  );
+}

@@ -1,0 +1,90 @@
+import type { Site } from "../db/schema.ts";
+import type { QueryStats } from "../search/schemas.ts";
+import { num } from "./format.ts";
+
+export type QueryForm = { site_id?: number; q: string; start: string; end: string };
+
+/** The query search form (GET) and its results with totals. */
+export function QueriesPage(props: { sites: Site[]; form: QueryForm; result: { total: number; queries: QueryStats[] } | null }) {
+  const f = props.form;
+  return (
+    <>
+      <form method="get" action="/ui/queries" class="filters">
+        <label>
+          Site
+          <select name="site_id" required>
+            {props.sites.map((s) => (
+              <option value={String(s.id)} selected={f.site_id === s.id}>
+                {s.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Query contains
+          <input type="search" name="q" value={f.q} maxlength={200} />
+        </label>
+        <label>
+          From
+          <input type="date" name="start" value={f.start} />
+        </label>
+        <label>
+          To
+          <input type="date" name="end" value={f.end} />
+        </label>
+        <button type="submit">Search</button>
+      </form>
+      {props.result ? <Results result={props.result} /> : null}
+    </>
+  );
+}
+
+function Results({ result }: { result: { total: number; queries: QueryStats[] } }) {
+  const clicks = result.queries.reduce((n, q) => n + q.total_clicks, 0);
+  const impressions = result.queries.reduce((n, q) => n + q.total_impressions, 0);
+  return (
+    <section aria-labelledby="h-results">
+      <h2 id="h-results">
+        {num(result.total)} matching quer{result.total === 1 ? "y" : "ies"}
+      </h2>
+      {result.queries.length === 0 ? null : (
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Query</th>
+                <th scope="col">Clicks</th>
+                <th scope="col">Impressions</th>
+                <th scope="col">CTR</th>
+                <th scope="col">Avg. position</th>
+                <th scope="col">Days</th>
+              </tr>
+            </thead>
+            <tbody>
+              {result.queries.map((q) => (
+                <tr>
+                  <td>{q.query}</td>
+                  <td class="n">{num(q.total_clicks)}</td>
+                  <td class="n">{num(q.total_impressions)}</td>
+                  <td class="n">{num(q.avg_ctr * 100, 2)}%</td>
+                  <td class="n">{num(q.avg_position, 1)}</td>
+                  <td class="n">{q.days_appeared}</td>
+                </tr>
+              ))}
+            </tbody>
+            <tfoot>
+              <tr>
+                <th scope="row">Shown ({result.queries.length})</th>
+                <td class="n" data-total="clicks">
+                  {num(clicks)}
+                </td>
+                <td class="n">{num(impressions)}</td>
+                <td colspan={3}></td>
+              </tr>
+            </tfoot>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,369 @@
+import { Hono, type Context } from "hono";
+import { csrf } from "hono/csrf";
+import type { Child } from "hono/jsx";
+import { secureHeaders } from "hono/secure-headers";
+import { streamSSE } from "hono/streaming";
+import { join } from "node:path";
+import type { Registry } from "prom-client";
+import { z } from "zod";
+import { fileHandler, packageFile } from "../assets.ts";
+import type { Db } from "../db/index.ts";
+import { taskStatuses } from "../db/schema.ts";
+import { ApiError } from "../errors.ts";
+import { searchQueries } from "../search/queries.ts";
+import { createSite, decodeCursor, encodeCursor, findSiteById, listSites, searchSites, updateSite } from "../sites/queries.ts";
+import { siteNotFound } from "../sites/routes.ts";
+import { CreateSiteSchema } from "../sites/schemas.ts";
+import { countSyncedDaysBySite, findDailyTotals, findSyncedDays } from "../sync/data.ts";
+import { addDays, dayOf, dayRange, FINAL_LAG_DAYS, isDate, MAX_RANGE_DAYS, newestDataDay } from "../sync/dates.ts";
+import { syncModes } from "../sync/handlers/daily-sync.ts";
+import { cancelJob, createTask, findJob, findLastSyncs, jobNotFound, listJobs, queueDailySync } from "../sync/queries.ts";
+import { toJob } from "../sync/schemas.ts";
+import { CoverageCalendar, dayStates } from "./calendar.tsx";
+import { LineChart } from "./chart.tsx";
+import { filterQuery, JobFilterForm, JobsTable, type JobFilters } from "./jobs.tsx";
+import { Layout, Live } from "./layout.tsx";
+import { loadOverview, OverviewBody } from "./overview.tsx";
+import { QueriesPage } from "./queries.tsx";
+import { SitePage, SitesPage, type SiteDraft } from "./sites.tsx";
+
+export type UiOptions = {
+  /** Every process's metrics merged (null: not available right now). */
+  metrics: () => Promise<Registry | null>;
+  walWarnBytes: number;
+  /** max_attempts of the tasks the dashboard queues. */
+  maxAttempts: number;
+};
+
+const JS = "text/javascript; charset=utf-8";
+/** Days of the coverage window in the sites list (final days only). */
+const COVERAGE_DAYS = 30;
+/** Days shown on a site's calendar and charts. */
+const SITE_DAYS = 91;
+const LIVE_MS = 1000;
+
+const notices: Record<string, (id: string) => string> = {
+  "site-added": () => "Site added.",
+  "site-updated": () => "Site updated.",
+  "sync-queued": (id) => `Sync queued as job #${id}.`,
+  "job-cancelled": (id) => `Job #${id} cancelled (a running job stops at its next checkpoint).`,
+  "job-retried": (id) => `Queued again as job #${id}.`,
+};
+
+// Form fields arrive as strings; empty ones mean "not given".
+const formId = z.string().regex(/^\d{1,9}$/).transform(Number).pipe(z.number().int().min(1));
+const JobFilterSchema = z.object({
+  status: z.enum(taskStatuses).optional().catch(undefined),
+  site_id: formId.optional().catch(undefined),
+  active_only: z.literal("true").optional().catch(undefined),
+});
+const SyncFormSchema = z.object({
+  days: z.string().regex(/^\d{1,4}$/, "days: a whole number").transform(Number).pipe(z.number().int().min(1).max(MAX_RANGE_DAYS)),
+  sync_mode: z.enum(syncModes),
+});
+
+/** The dashboard at /ui: server-rendered pages, plain forms (no JavaScript needed), live parts over SSE. */
+export function uiRoutes(db: Db, opts: UiOptions) {
+  const app = new Hono();
+
+  // Everything from this server only: scripts, styles, the event streams, form targets.
+  app.use(
+    secureHeaders({
+      contentSecurityPolicy: {
+        defaultSrc: ["'self'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        objectSrc: ["'none'"],
+      },
+      referrerPolicy: "same-origin",
+      // Served over plain HTTP on a port; HSTS would only matter behind a TLS proxy, which sets its own.
+      strictTransportSecurity: false,
+    }),
+  );
+  // Forms are only accepted from our own pages (Origin / Sec-Fetch-Site checked).
+  app.use(csrf());
+  app.onError((err, c) => {
+    // Anything else goes on to the app's onError (logged with the request id, answered without a stack).
+    if (!(err instanceof ApiError)) throw err;
+    return c.html(
+      <Layout title="Something went wrong" active="" error={err.message}>
+        <p>
+          <a href="/ui">Back to the overview</a>
+        </p>
+      </Layout>,
+      err.status,
+    );
+  });
+
+  app.get("/static/htmx.min.js", fileHandler(packageFile("htmx.org", "dist/htmx.min.js"), JS));
+  app.get("/static/sse.js", fileHandler(packageFile("htmx-ext-sse", "dist/sse.min.js"), JS));
+  app.get("/static/app.css", fileHandler(join(import.meta.dir, "static/app.css"), "text/css; charset=utf-8"));
+  app.get("/static/favicon.svg", fileHandler(join(import.meta.dir, "static/favicon.svg"), "image/svg+xml"));
+
+  const overview = () => loadOverview(db, opts.metrics, opts.walWarnBytes);
+
+  app.get("/", async (c) =>
+    c.html(
+      <Layout title="Overview" active="/ui">
+        <Live src="/ui/overview/stream" event="overview" label="Live overview">
+          <OverviewBody o={await overview()} />
+        </Live>
+      </Layout>,
+    ),
+  );
+  app.get("/overview/stream", (c) => live(c, "overview", 2000, async () => <OverviewBody o={await overview()} />));
+
+  app.get("/sites", async (c) => c.html(<Layout title="Sites" active="/ui/sites" notice={notice(c)}>{await sitesPage(c.req.query("q") ?? "", c.req.query("cursor"))}</Layout>));
+
+  app.post("/sites", async (c) => {
+    const form = await c.req.parseBody();
+    const draft: SiteDraft = { domain: text(form.domain), name: text(form.name), category: text(form.category) };
+    const parsed = CreateSiteSchema.safeParse({ domain: draft.domain, name: draft.name, category: draft.category || undefined });
+    let error: ApiError;
+    if (parsed.success) {
+      try {
+        const site = await createSite(db, parsed.data);
+        return c.redirect(`/ui/sites/${site.id}?notice=site-added`, 303);
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        error = err;
+      }
+    } else {
+      error = new ApiError("validation_failed", parsed.error.issues.map((i) => `${String(i.path[0] ?? "form")}: ${i.message}`).join("; "));
+    }
+    return c.html(
+      <Layout title="Sites" active="/ui/sites" error={error.message}>
+        {await sitesPage("", undefined, draft)}
+      </Layout>,
+      error.status,
+    );
+  });
+
+  app.get("/sites/:id", async (c) => {
+    const id = pathId(c.req.param("id"));
+    const site = await findSiteById(db, id);
+    if (!site) throw siteNotFound(id);
+    const end = newestDataDay();
+    const start = addDays(end, -(SITE_DAYS - 1));
+    const days = dayRange(start, end);
+    const [markers, totals, failed, recent] = await Promise.all([
+      findSyncedDays(db, id, start, end),
+      findDailyTotals(db, id, start, end),
+      listJobs(db, { activeOnly: false, siteId: id, status: "failed", limit: 100 }),
+      listJobs(db, { activeOnly: false, siteId: id, limit: 10 }),
+    ]);
+    const finalDays = new Set([...markers.values()].map((m) => m.date));
+    const rowsByDay = new Map(totals.map((t) => [t.date, t.rows]));
+    const failedRanges = failed.jobs.flatMap((j) => (j.start_date && j.end_date ? [{ start: j.start_date, end: j.end_date }] : []));
+    const states = dayStates(days, finalDays, rowsByDay, failedRanges);
+    const here = `/ui/sites/${id}`;
+    return c.html(
+      <Layout title={site.name} active="/ui/sites" notice={notice(c)}>
+        <SitePage
+          site={site}
+          calendar={<CoverageCalendar start={start} end={end} states={states} rowsByDay={rowsByDay} />}
+          charts={
+            <>
+              <LineChart title="Clicks" series="clicks" days={days} values={new Map(totals.map((t) => [t.date, t.clicks]))} />
+              <LineChart title="Impressions" series="impressions" days={days} values={new Map(totals.map((t) => [t.date, t.impressions]))} />
+            </>
+          }
+          jobs={
+            <Live src={`/ui/jobs/stream?site_id=${id}&limit=10`} event="jobs" label={`Live jobs of ${site.name}`}>
+              <JobsTable jobs={recent.jobs.map(toJob)} total={recent.total} returnTo={here} />
+            </Live>
+          }
+        />
+      </Layout>,
+    );
+  });
+
+  app.post("/sites/:id/active", async (c) => {
+    const id = pathId(c.req.param("id"));
+    const form = await c.req.parseBody();
+    const site = await updateSite(db, id, { is_active: text(form.is_active) === "true" });
+    if (!site) throw siteNotFound(id);
+    return c.redirect(withNotice(returnTo(form.return_to, `/ui/sites/${id}`), "site-updated"), 303);
+  });
+
+  app.post("/sites/:id/sync", async (c) => {
+    const id = pathId(c.req.param("id"));
+    const form = await c.req.parseBody();
+    const parsed = SyncFormSchema.safeParse({ days: text(form.days), sync_mode: text(form.sync_mode) });
+    if (!parsed.success) throw new ApiError("validation_failed", parsed.error.issues.map((i) => i.message).join("; "));
+    const task = await queueDailySync(db, { siteId: id, days: parsed.data.days, syncMode: parsed.data.sync_mode, maxAttempts: opts.maxAttempts });
+    return c.redirect(withNotice(`/ui/jobs?site_id=${id}`, "sync-queued", task.id), 303);
+  });
+
+  app.get("/jobs", async (c) => {
+    const filters = jobFilters(c);
+    const [page, sites] = await Promise.all([jobsPage(filters, 50), listSites(db, { activeOnly: false, limit: 500 })]);
+    const here = `/ui/jobs${filterQuery(filters)}`;
+    return c.html(
+      <Layout title="Jobs" active="/ui/jobs" notice={notice(c)}>
+        <JobFilterForm filters={filters} sites={sites.items} />
+        <Live src={`/ui/jobs/stream${filterQuery(filters)}`} event="jobs" label="Live job list">
+          <JobsTable jobs={page.jobs} total={page.total} returnTo={here} />
+        </Live>
+      </Layout>,
+    );
+  });
+
+  app.get("/jobs/stream", (c) => {
+    const filters = jobFilters(c);
+    const limit = c.req.query("limit") === "10" ? 10 : 50;
+    const back = filters.site_id !== undefined && limit === 10 ? `/ui/sites/${filters.site_id}` : `/ui/jobs${filterQuery(filters)}`;
+    return live(c, "jobs", LIVE_MS, async () => {
+      const page = await jobsPage(filters, limit);
+      return <JobsTable jobs={page.jobs} total={page.total} returnTo={back} />;
+    });
+  });
+
+  app.post("/jobs/:id/cancel", async (c) => {
+    const id = pathId(c.req.param("id"));
+    const form = await c.req.parseBody();
+    await cancelJob(db, id);
+    return c.redirect(withNotice(returnTo(form.return_to, "/ui/jobs"), "job-cancelled", id), 303);
+  });
+
+  app.post("/jobs/:id/retry", async (c) => {
+    const id = pathId(c.req.param("id"));
+    const form = await c.req.parseBody();
+    const job = await findJob(db, id);
+    if (!job) throw jobNotFound(id);
+    if (job.status !== "failed" && job.status !== "cancelled") {
+      throw new ApiError("conflict", `job ${id} is ${job.status}: only a failed or cancelled job can be retried`);
+    }
+    // A new task over the same range and settings: the failed one stays as it was, with its error.
+    const task = await createTask(db, {
+      siteId: job.site_id,
+      taskType: job.task_type,
+      startDate: job.start_date ?? dayOf(new Date()),
+      endDate: job.end_date ?? dayOf(new Date()),
+      params: job.params,
+      runAt: new Date(),
+      maxAttempts: opts.maxAttempts,
+    });
+    return c.redirect(withNotice(returnTo(form.return_to, "/ui/jobs"), "job-retried", task.id), 303);
+  });
+
+  app.get("/queries", async (c) => {
+    const sites = (await listSites(db, { activeOnly: false, limit: 500 })).items;
+    const q = c.req.query();
+    const form = { site_id: formId.safeParse(q.site_id).data, q: q.q ?? "", start: q.start ?? "", end: q.end ?? "" };
+    let error: string | null = null;
+    let result = null;
+    if (form.site_id !== undefined) {
+      if ((form.start && !isDate(form.start)) || (form.end && !isDate(form.end))) error = "Dates must be YYYY-MM-DD.";
+      else if (form.q.length > 200) error = "The search term is longer than 200 characters.";
+      else {
+        if (!(await findSiteById(db, form.site_id))) throw siteNotFound(form.site_id);
+        result = await searchQueries(db, { siteId: form.site_id, term: form.q, startDate: form.start || null, endDate: form.end || null, limit: 100 });
+      }
+    }
+    return c.html(
+      <Layout title="Queries" active="/ui/queries" error={error}>
+        {sites.length === 0 ? <p>No sites yet.</p> : <QueriesPage sites={sites} form={form} result={result} />}
+      </Layout>,
+      error ? 400 : 200,
+    );
+  });
+
+  async function sitesPage(q: string, cursor: string | undefined, draft: SiteDraft = { domain: "", name: "", category: "" }) {
+    const term = q.trim();
+    let items;
+    let more: string | null = null;
+    if (term) items = await searchSites(db, { term, limit: 200 });
+    else {
+      const page = await listSites(db, { activeOnly: false, limit: 100, cursor: cursor ? decodeCursor(cursor) : undefined });
+      items = page.items;
+      if (page.next) more = `/ui/sites?cursor=${encodeCursor(page.next)}`;
+    }
+    const end = addDays(dayOf(new Date()), -FINAL_LAG_DAYS);
+    const start = addDays(end, -(COVERAGE_DAYS - 1));
+    const [last, covered] = await Promise.all([findLastSyncs(db), countSyncedDaysBySite(db, start, end)]);
+    const sites = items.map((s) => ({
+      ...s,
+      last_completed_at: last.get(s.id)?.last_completed_at ?? null,
+      latest_status: last.get(s.id)?.latest_status ?? null,
+      covered_days: covered.get(s.id) ?? 0,
+    }));
+    return <SitesPage q={term} sites={sites} window={{ days: COVERAGE_DAYS, start, end }} draft={draft} more={more} />;
+  }
+
+  async function jobsPage(f: JobFilters, limit: number) {
+    const page = await listJobs(db, { activeOnly: f.active_only, siteId: f.site_id, status: f.status, limit });
+    return { total: page.total, jobs: page.jobs.map(toJob) };
+  }
+
+  return app;
+}
+
+// Open event streams, so a draining worker can end them instead of waiting for their clients.
+const openStreams = new Set<() => void>();
+
+/** Ends every open event stream of this process (at shutdown: the server then drains at once). */
+export function closeLiveStreams() {
+  for (const stop of openStreams) stop();
+}
+
+/** An SSE response that sends `render()` as `event` now and whenever it changes, checking every `everyMs`. */
+function live(c: Context, event: string, everyMs: number, render: () => Promise<Child>) {
+  return streamSSE(c, async (stream) => {
+    let stopped = false;
+    const stop = () => {
+      stopped = true;
+    };
+    openStreams.add(stop);
+    stream.onAbort(stop);
+    let last = "";
+    try {
+      while (!stopped && !stream.aborted) {
+        const html = String(await render());
+        if (html !== last) {
+          await stream.writeSSE({ event, data: html });
+          last = html;
+        }
+        await stream.sleep(everyMs);
+      }
+    } finally {
+      openStreams.delete(stop);
+    }
+  });
+}
+
+function text(v: unknown): string {
+  return typeof v === "string" ? v.trim() : "";
+}
+
+function pathId(raw: string): number {
+  const id = formId.safeParse(raw);
+  if (!id.success) throw new ApiError("validation_failed", `invalid id '${raw}': expected a positive integer`);
+  return id.data;
+}
+
+function jobFilters(c: Context): JobFilters {
+  const f = JobFilterSchema.parse(c.req.query());
+  return { status: f.status, site_id: f.site_id, active_only: f.active_only === "true" };
+}
+
+/** Where a form asked to go back to: a dashboard path only (never another site). */
+function returnTo(v: unknown, fallback: string): string {
+  const s = text(v);
+  return /^\/ui(\/|\?|$)/.test(s) && !s.startsWith("//") ? s : fallback;
+}
+
+/** `path` with the notice to show there (replacing one it may already carry). */
+function withNotice(path: string, key: keyof typeof notices, id?: number): string {
+  const url = new URL(path, "http://ui.invalid");
+  url.searchParams.set("notice", key);
+  if (id === undefined) url.searchParams.delete("id");
+  else url.searchParams.set("id", String(id));
+  return url.pathname + url.search;
+}
+
+function notice(c: Context): string | null {
+  const f = notices[c.req.query("notice") ?? ""];
+  return f ? f(formId.safeParse(c.req.query("id")).data?.toString() ?? "") : null;
+}

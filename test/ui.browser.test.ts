@@ -1,0 +1,269 @@
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { addDays, dayRange, isFinalDay, newestDataDay } from "../src/sync/dates.ts";
+import { request, startServer, type RunningServer } from "./helpers/server.ts";
+
+setDefaultTimeout(90_000);
+
+// The dashboard in a real browser: Debian's chromium driven by playwright-core, against the real service
+// (supervisor, 2 HTTP workers, 1 sync worker on the demo source). Every request the pages make is
+// intercepted: anything not for this server is aborted and recorded, and the suite fails on it.
+
+const CHROMIUM = "/usr/bin/chromium";
+const haveChromium = existsSync(CHROMIUM);
+// .ci/run installs chromium and sets REQUIRE_BROWSER=1: there the browser tests must run, never skip.
+if (!haveChromium && process.env.REQUIRE_BROWSER === "1") throw new Error(`${CHROMIUM} is missing and REQUIRE_BROWSER=1`);
+if (!haveChromium) console.warn(`ui.browser tests skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+// SCREENSHOTS=1 bun test test/ui.browser.test.ts refreshes the README's screenshots in docs/screenshots.
+const screenshots = process.env.SCREENSHOTS === "1" ? join(import.meta.dir, "../docs/screenshots") : null;
+
+describe.skipIf(!haveChromium)("dashboard in chromium", () => {
+  let s: RunningServer;
+  let browser: Browser;
+  let context: BrowserContext;
+  const offsite: string[] = [];
+  const consoleErrors: string[] = [];
+
+  beforeAll(async () => {
+    s = await startServer({
+      workers: 2,
+      syncWorkers: 1,
+      // Enough demo rows that a 30-day sync takes seconds: its progress can be seen moving.
+      env: { DEMO_ROWS_PER_DAY: "800", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false" },
+    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+    context = await newContext(true);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await s?.cleanup();
+  });
+
+  async function newContext(javaScriptEnabled: boolean, viewport = { width: 1280, height: 900 }) {
+    const ctx = await browser.newContext({ javaScriptEnabled, viewport });
+    const own = new URL(s.url).host;
+    await ctx.route("**/*", (route) => {
+      const url = new URL(route.request().url());
+      if (url.host === own) return route.continue();
+      offsite.push(url.href);
+      return route.abort();
+    });
+    return ctx;
+  }
+
+  async function open(path: string, ctx = context): Promise<Page> {
+    const page = await ctx.newPage();
+    page.on("console", (m) => {
+      if (m.type() === "error") consoleErrors.push(`${path}: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => consoleErrors.push(`${path}: ${e.message}`));
+    const res = await page.goto(s.url + path);
+    expect(res?.status()).toBe(200);
+    return page;
+  }
+
+  async function shot(page: Page, name: string) {
+    if (!screenshots) return;
+    mkdirSync(screenshots, { recursive: true });
+    await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
+  }
+
+  /** Waits until `f` is true, polling. */
+  async function until(what: string, f: () => Promise<boolean>, timeoutMs = 60_000) {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await f())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await Bun.sleep(100);
+    }
+  }
+
+  let siteId = 0;
+  let firstJob = 0;
+
+  test("add a site from the sites page", async () => {
+    const page = await open("/ui/sites");
+    await page.getByLabel("Search Console property").fill("sc-domain:browser.example");
+    await page.getByLabel("Name", { exact: true }).fill("Browser Example");
+    await page.getByRole("button", { name: "Add site" }).click();
+    await page.waitForURL(/\/ui\/sites\/\d+\?notice=site-added/);
+    siteId = Number(/\/ui\/sites\/(\d+)/.exec(page.url())![1]);
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).toBe("Browser Example");
+    expect(await page.getByRole("status").textContent()).toContain("Site added");
+    // A duplicate is refused with the reason on the page, not a JSON body.
+    await page.goto(`${s.url}/ui/sites`);
+    await page.getByLabel("Search Console property").fill("sc-domain:browser.example");
+    await page.getByLabel("Name", { exact: true }).fill("Again");
+    const errorsBefore = consoleErrors.length;
+    await page.getByRole("button", { name: "Add site" }).click();
+    expect(await page.getByRole("alert").textContent()).toContain("already exists");
+    // The page comes with status 409, which chromium reports on the console: expected here, and only here.
+    expect(consoleErrors.splice(errorsBefore)).toEqual([expect.stringContaining("status of 409 (Conflict)")]);
+    await page.close();
+  });
+
+  test("a sync started from the site page shows its progress moving and finishing, live", async () => {
+    const page = await open(`/ui/sites/${siteId}`);
+    await page.getByLabel("Days (ending today minus 2)").fill("30");
+    await page.getByRole("button", { name: "Start sync" }).click();
+    await page.waitForURL(/\/ui\/jobs\?site_id=\d+.*notice=sync-queued/);
+    firstJob = Number(new URL(page.url()).searchParams.get("id"));
+    expect(firstJob).toBeGreaterThan(0);
+    // From here on the page is never reloaded: everything below arrives over server-sent events.
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+    const row = page.locator(`tr[data-job="${firstJob}"]`);
+    const seen = new Set<number>();
+    await until("the job to complete", async () => {
+      const progress = Number(await row.locator("[data-progress]").getAttribute("data-progress"));
+      seen.add(progress);
+      return (await row.getAttribute("data-status")) === "completed";
+    });
+    expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(42);
+    expect(Number(await row.locator("[data-progress]").getAttribute("data-progress"))).toBe(100);
+    // Moving: at least one value strictly between 0 and 100 was shown before 100.
+    expect([...seen].some((p) => p > 0 && p < 100)).toBe(true);
+    expect(seen.has(100)).toBe(true);
+    await shot(page, "jobs");
+    await page.close();
+  });
+
+  test("the coverage calendar shows the synced days; the chart has the rows' clicks", async () => {
+    const page = await open(`/ui/sites/${siteId}`);
+    const end = newestDataDay();
+    const synced = dayRange(addDays(end, -29), end);
+    for (const d of synced) {
+      const state = await page.locator(`td[data-date="${d}"]`).getAttribute("data-state");
+      expect({ d, state }).toEqual({ d, state: isFinalDay(d) ? "final" : "provisional" });
+    }
+    const before = addDays(end, -30);
+    expect(await page.locator(`td[data-date="${before}"]`).getAttribute("data-state")).toBe("missing");
+    expect(await page.locator('td[data-state="final"]').count()).toBe(synced.filter((d) => isFinalDay(d)).length);
+    // The charts' totals are the sums over the stored rows.
+    const file = new Database(s.dbPath, { readonly: true });
+    const sums = file.query<{ clicks: number; impressions: number }, [number]>("select sum(clicks) as clicks, sum(impressions) as impressions from gsc_performance_data where site_id = ?").get(siteId)!;
+    file.close();
+    expect(sums.clicks).toBeGreaterThan(0);
+    expect(Number(await page.locator('svg[data-series="clicks"]').getAttribute("data-total"))).toBe(sums.clicks);
+    expect(Number(await page.locator('svg[data-series="impressions"]').getAttribute("data-total"))).toBe(sums.impressions);
+    await shot(page, "site");
+    await page.close();
+  });
+
+  test("cancel a running sync from the jobs page", async () => {
+    const trigger = await request(s.url, "POST", `/api/v1/sync/trigger/${siteId}?days=120&sync_mode=overwrite`);
+    expect(trigger.status).toBe(202);
+    const job = trigger.body.job_id as number;
+    const page = await open(`/ui/jobs?site_id=${siteId}`);
+    const row = page.locator(`tr[data-job="${job}"]`);
+    await until("the job to run", async () => (await row.getAttribute("data-status")) === "running");
+    await row.getByRole("button", { name: `Cancel job ${job}` }).click();
+    await page.waitForURL(/notice=job-cancelled/);
+    await until("the job to be cancelled", async () => (await page.locator(`tr[data-job="${job}"]`).getAttribute("data-status")) === "cancelled");
+    const api = await request(s.url, "GET", `/api/v1/sync/job/${job}`);
+    expect(api.body.status).toBe("cancelled");
+    expect(api.body.progress).toBeLessThan(100);
+    // A cancelled job can be queued again.
+    await page.locator(`tr[data-job="${job}"]`).getByRole("button", { name: `Retry job ${job}` }).click();
+    await page.waitForURL(/notice=job-retried/);
+    const retried = Number(new URL(page.url()).searchParams.get("id"));
+    const again = await request(s.url, "GET", `/api/v1/sync/job/${retried}`);
+    expect({ start: again.body.start_date, end: again.body.end_date, mode: again.body.sync_mode }).toEqual({
+      start: api.body.start_date,
+      end: api.body.end_date,
+      mode: "overwrite",
+    });
+    await request(s.url, "DELETE", `/api/v1/sync/job/${retried}`);
+    await page.close();
+  });
+
+  test("every page renders without console errors, and nothing leaves this server", async () => {
+    const pages: [string, string][] = [
+      ["/ui", "overview"],
+      ["/ui/sites", "sites"],
+      [`/ui/sites?q=browser`, ""],
+      [`/ui/sites/${siteId}`, ""],
+      [`/ui/jobs?status=completed`, ""],
+      [`/ui/queries?site_id=${siteId}&q=running`, "queries"],
+    ];
+    for (const [path, name] of pages) {
+      const page = await open(path);
+      // Time for the live parts to connect and send an update (the overview's rates need two samples).
+      await Bun.sleep(name === "overview" ? 2500 : 500);
+      expect(await page.locator("h1").count()).toBe(1);
+      if (name) await shot(page, name);
+      await page.close();
+    }
+    const q = await open(`/ui/queries?site_id=${siteId}&q=running`);
+    expect(await q.getByRole("heading", { level: 2 }).textContent()).toMatch(/^\d+ matching quer/);
+    await q.close();
+    // The API reference renders offline: its script comes from this server.
+    const docs = await open("/docs");
+    await docs.waitForSelector("text=sitesync", { timeout: 30_000 });
+    await docs.close();
+    expect(consoleErrors).toEqual([]);
+    expect(offsite).toEqual([]);
+  });
+
+  test("the overview updates itself", async () => {
+    const page = await open("/ui");
+    const before = Number((await page.locator('[data-stat="requests"]').textContent())!.replaceAll(",", ""));
+    for (let i = 0; i < 5; i++) await request(s.url, "GET", "/health");
+    await until("the live request count to grow", async () => {
+      const now = Number((await page.locator('[data-stat="requests"]').textContent())!.replaceAll(",", ""));
+      return now >= before + 5;
+    }, 15_000);
+    expect(await page.locator("tbody tr", { hasText: "http" }).count()).toBe(2);
+    await page.close();
+  });
+
+  test("keyboard: a skip link first, then the navigation; no horizontal scrolling on a phone", async () => {
+    const page = await open("/ui/jobs");
+    await page.keyboard.press("Tab");
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Skip to content");
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Tab");
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Sites");
+    await page.keyboard.press("Enter");
+    await page.waitForURL(/\/ui\/sites$/);
+    await page.close();
+    const phone = await newContext(true, { width: 390, height: 844 });
+    for (const path of ["/ui", "/ui/sites", `/ui/sites/${siteId}`, "/ui/jobs"]) {
+      const p = await open(path, phone);
+      expect({ path, overflow: await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth) }).toEqual({ path, overflow: false });
+      if (path === `/ui/sites/${siteId}`) await shot(p, "site-phone");
+      await p.close();
+    }
+    await phone.close();
+  });
+
+  test("with JavaScript off: pages render and forms work", async () => {
+    const noJs = await newContext(false);
+    const page = await open("/ui/sites", noJs);
+    await page.getByLabel("Search Console property").fill("https://nojs.example/");
+    await page.getByLabel("Name", { exact: true }).fill("No JS");
+    await page.getByRole("button", { name: "Add site" }).click();
+    await page.waitForURL(/\/ui\/sites\/\d+\?notice=site-added/);
+    await page.getByRole("button", { name: "Deactivate No JS" }).click();
+    await page.waitForURL(/notice=site-updated/);
+    expect(await page.locator("p.site-meta").textContent()).toContain("inactive");
+    await page.goto(`${s.url}/ui/jobs?site_id=${siteId}`);
+    expect(await page.locator(`tr[data-job="${firstJob}"]`).getAttribute("data-status")).toBe("completed");
+    await page.close();
+    await noJs.close();
+    expect(offsite).toEqual([]);
+  });
+
+  test("forms are refused from another origin (CSRF)", async () => {
+    const res = await fetch(`${s.url}/ui/sites`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: "http://evil.example" },
+      body: "domain=sc-domain%3Aevil.example&name=Evil",
+    });
+    expect(res.status).toBe(403);
+    const list = await request(s.url, "GET", "/api/v1/sites");
+    expect((list.body as { domain: string }[]).some((x) => x.domain === "sc-domain:evil.example")).toBe(false);
+  });
+});
