@@ -113,7 +113,7 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     firstJob = Number(new URL(page.url()).searchParams.get("id"));
     expect(firstJob).toBeGreaterThan(0);
     // From here on the page is never reloaded: everything below arrives over server-sent events.
-    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+    await page.evaluate("window.marker = 42");
     const row = page.locator(`tr[data-job="${firstJob}"]`);
     const seen = new Set<number>();
     await until("the job to complete", async () => {
@@ -121,7 +121,7 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
       seen.add(progress);
       return (await row.getAttribute("data-status")) === "completed";
     });
-    expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(42);
+    expect(await page.evaluate("window.marker")).toBe(42);
     expect(Number(await row.locator("[data-progress]").getAttribute("data-progress"))).toBe(100);
     // Moving: at least one value strictly between 0 and 100 was shown before 100.
     expect([...seen].some((p) => p > 0 && p < 100)).toBe(true);
@@ -222,17 +222,17 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
   test("keyboard: a skip link first, then the navigation; no horizontal scrolling on a phone", async () => {
     const page = await open("/ui/jobs");
     await page.keyboard.press("Tab");
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Skip to content");
+    expect(await page.evaluate("document.activeElement?.textContent")).toBe("Skip to content");
     await page.keyboard.press("Tab");
     await page.keyboard.press("Tab");
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Sites");
+    expect(await page.evaluate("document.activeElement?.textContent")).toBe("Sites");
     await page.keyboard.press("Enter");
     await page.waitForURL(/\/ui\/sites$/);
     await page.close();
     const phone = await newContext(true, { width: 390, height: 844 });
     for (const path of ["/ui", "/ui/sites", `/ui/sites/${siteId}`, "/ui/jobs"]) {
       const p = await open(path, phone);
-      expect({ path, overflow: await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth) }).toEqual({ path, overflow: false });
+      expect({ path, overflow: await p.evaluate("document.documentElement.scrollWidth > window.innerWidth") }).toEqual({ path, overflow: false });
       if (path === `/ui/sites/${siteId}`) await shot(p, "site-phone");
       await p.close();
     }

@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createApp } from "../src/app.ts";
+import { createSite } from "../src/sites/queries.ts";
+import { dayStates } from "../src/ui/calendar.tsx";
+import { tempDb } from "./helpers/db.ts";
+
+// The dashboard's pages and forms over HTTP, in-process (the browser tests drive the same pages in chromium).
+
+const t = tempDb();
+const app = createApp(t.db);
+const origin = "http://localhost";
+let siteId = 0;
+beforeAll(async () => {
+  siteId = (await createSite(t.db, { domain: "sc-domain:ui.example", name: "UI Example" })).id;
+});
+afterAll(() => t.cleanup());
+
+const form = (fields: Record<string, string>, headers: Record<string, string> = { origin }) => ({
+  method: "POST",
+  headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+  body: new URLSearchParams(fields).toString(),
+});
+
+describe("pages", () => {
+  const cases: { path: () => string; status: number; contains: string }[] = [
+    { path: () => "/ui", status: 200, contains: "Tasks by status" },
+    { path: () => "/ui/sites", status: 200, contains: "UI Example" },
+    { path: () => "/ui/sites?q=ui.exa", status: 200, contains: "UI Example" },
+    { path: () => "/ui/sites?q=nomatch", status: 200, contains: "No site matches." },
+    { path: () => `/ui/sites/${siteId}`, status: 200, contains: "Coverage" },
+    { path: () => "/ui/sites/999999", status: 404, contains: "site 999999 not found" },
+    { path: () => "/ui/sites/abc", status: 400, contains: "invalid id" },
+    { path: () => "/ui/jobs", status: 200, contains: "No jobs match." },
+    { path: () => "/ui/jobs?status=bogus&site_id=x", status: 200, contains: "No jobs match." },
+    { path: () => "/ui/queries", status: 200, contains: "Query contains" },
+    { path: () => `/ui/queries?site_id=${siteId}&q=x&start=2026-13-01`, status: 400, contains: "Dates must be YYYY-MM-DD." },
+    { path: () => `/ui/queries?site_id=${siteId}&q=x`, status: 200, contains: "0 matching queries" },
+  ];
+  for (const c of cases) {
+    test(`GET ${c.path()} -> ${c.status}`, async () => {
+      const res = await app.request(c.path());
+      expect(res.status).toBe(c.status);
+      expect(res.headers.get("content-type")).toContain("text/html");
+      expect(res.headers.get("content-security-policy")).toContain("default-src 'self'");
+      const html = await res.text();
+      expect(html).toStartWith("<!doctype html>");
+      expect(html).toContain(c.contains);
+      // Nothing from elsewhere, and no inline script or style (the CSP would block them).
+      expect(html).not.toMatch(/(src|href)="(https?:)?\/\//);
+      expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>|<style|\sstyle=/);
+    });
+  }
+});
+
+describe("static files from node_modules and src/ui/static", () => {
+  const cases = [
+    { path: "/ui/static/htmx.min.js", type: "javascript", contains: "htmx" },
+    { path: "/ui/static/sse.js", type: "javascript", contains: "sse" },
+    { path: "/ui/static/app.css", type: "text/css", contains: ".calendar" },
+    { path: "/ui/static/favicon.svg", type: "image/svg+xml", contains: "<svg" },
+  ];
+  for (const c of cases) {
+    test(c.path, async () => {
+      const res = await app.request(c.path);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toContain(c.type);
+      expect(await res.text()).toContain(c.contains);
+    });
+  }
+  test("htmx is the pinned 2.x", async () => {
+    expect(await (await app.request("/ui/static/htmx.min.js")).text()).toContain('version:"2.');
+  });
+});
+
+describe("forms", () => {
+  test("add a site: 303 to its page; invalid and duplicate re-render the form with the reason", async () => {
+    const ok = await app.request("/ui/sites", form({ domain: "https://forms.example/", name: "Forms", category: "" }));
+    expect(ok.status).toBe(303);
+    expect(ok.headers.get("location")).toMatch(/^\/ui\/sites\/\d+\?notice=site-added$/);
+    const bad = await app.request("/ui/sites", form({ domain: "not a property", name: "X" }));
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain("domain: expected");
+    const dup = await app.request("/ui/sites", form({ domain: "https://forms.example/", name: "Again" }));
+    expect(dup.status).toBe(409);
+    const html = await dup.text();
+    expect(html).toContain("already exists");
+    expect(html).toContain('value="Again"');
+  });
+
+  test("deactivate, then start a sync, cancel it and retry it", async () => {
+    const off = await app.request(`/ui/sites/${siteId}/active`, form({ is_active: "false", return_to: "/ui/sites?q=ui" }));
+    expect(off.status).toBe(303);
+    expect(off.headers.get("location")).toBe("/ui/sites?q=ui&notice=site-updated");
+    expect(await (await app.request(`/ui/sites/${siteId}`)).text()).toContain("inactive");
+
+    expect((await app.request(`/ui/sites/${siteId}/sync`, form({ days: "0", sync_mode: "skip" }))).status).toBe(400);
+    expect((await app.request(`/ui/sites/${siteId}/sync`, form({ days: "3", sync_mode: "sideways" }))).status).toBe(400);
+    const sync = await app.request(`/ui/sites/${siteId}/sync`, form({ days: "3", sync_mode: "overwrite" }));
+    expect(sync.status).toBe(303);
+    const job = Number(new URL(sync.headers.get("location")!, origin).searchParams.get("id"));
+    // A second one while the first is pending: the API's 409, as a page.
+    const again = await app.request(`/ui/sites/${siteId}/sync`, form({ days: "3", sync_mode: "skip" }));
+    expect(again.status).toBe(409);
+
+    const retryPending = await app.request(`/ui/jobs/${job}/retry`, form({}));
+    expect(retryPending.status).toBe(409);
+    // return_to may only point into the dashboard.
+    const cancel = await app.request(`/ui/jobs/${job}/cancel`, form({ return_to: "https://evil.example/" }));
+    expect(cancel.status).toBe(303);
+    expect(cancel.headers.get("location")).toBe(`/ui/jobs?notice=job-cancelled&id=${job}`);
+    expect((await app.request(`/ui/jobs/${job}/cancel`, form({}))).status).toBe(409);
+    const retry = await app.request(`/ui/jobs/${job}/retry`, form({ return_to: `/ui/sites/${siteId}` }));
+    expect(retry.status).toBe(303);
+    const retried = Number(new URL(retry.headers.get("location")!, origin).searchParams.get("id"));
+    const jobs = await (await app.request(`/api/v1/sync/jobs?site_id=${siteId}`)).json();
+    const [a, b] = [jobs.jobs.find((j: { id: number }) => j.id === job), jobs.jobs.find((j: { id: number }) => j.id === retried)];
+    expect(a.status).toBe("cancelled");
+    expect({ status: b.status, start: b.start_date, end: b.end_date, mode: b.sync_mode }).toEqual({ status: "pending", start: a.start_date, end: a.end_date, mode: "overwrite" });
+    expect(await (await app.request(`/ui/jobs?site_id=${siteId}`)).text()).toContain(`data-job="${retried}"`);
+  });
+
+  test("a post from another origin is refused (CSRF) and changes nothing", async () => {
+    const res = await app.request("/ui/sites", form({ domain: "sc-domain:csrf.example", name: "CSRF" }, { origin: "http://evil.example" }));
+    expect(res.status).toBe(403);
+    const sites = await (await app.request("/api/v1/sites")).json();
+    expect(sites.some((s: { domain: string }) => s.domain === "sc-domain:csrf.example")).toBe(false);
+  });
+});
+
+test("the live job stream sends the table as an SSE event", async () => {
+  const ac = new AbortController();
+  const res = await app.request(`/ui/jobs/stream?site_id=${siteId}`, { signal: ac.signal });
+  expect(res.headers.get("content-type")).toContain("text/event-stream");
+  const reader = res.body!.getReader();
+  let text = "";
+  while (!text.includes("\n\n")) text += new TextDecoder().decode((await reader.read()).value);
+  ac.abort();
+  await reader.cancel();
+  expect(text).toStartWith("event: jobs\ndata: ");
+  expect(text).toContain("<table");
+});
+
+test("dayStates: final, provisional, failed, missing", () => {
+  const days = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"];
+  const states = dayStates(days, new Set(["2026-11-01"]), new Map([["2026-11-02", 5], ["2026-11-03", 0]]), [{ start: "2026-11-03", end: "2026-11-03" }]);
+  expect([...states]).toEqual([
+    ["2026-11-01", "final"],
+    ["2026-11-02", "provisional"],
+    ["2026-11-03", "failed"],
+    ["2026-11-04", "missing"],
+  ]);
+});
