@@ -112,7 +112,7 @@ describe("forms", () => {
     const retry = await app.request(`/ui/jobs/${job}/retry`, form({ return_to: `/ui/sites/${siteId}` }));
     expect(retry.status).toBe(303);
     const retried = Number(new URL(retry.headers.get("location")!, origin).searchParams.get("id"));
-    const jobs = await (await app.request(`/api/v1/sync/jobs?site_id=${siteId}`)).json();
+    const jobs = (await (await app.request(`/api/v1/sync/jobs?site_id=${siteId}`)).json()) as { jobs: any[] };
     const [a, b] = [jobs.jobs.find((j: { id: number }) => j.id === job), jobs.jobs.find((j: { id: number }) => j.id === retried)];
     expect(a.status).toBe("cancelled");
     expect({ status: b.status, start: b.start_date, end: b.end_date, mode: b.sync_mode }).toEqual({ status: "pending", start: a.start_date, end: a.end_date, mode: "overwrite" });
@@ -122,7 +122,7 @@ describe("forms", () => {
   test("a post from another origin is refused (CSRF) and changes nothing", async () => {
     const res = await app.request("/ui/sites", form({ domain: "sc-domain:csrf.example", name: "CSRF" }, { origin: "http://evil.example" }));
     expect(res.status).toBe(403);
-    const sites = await (await app.request("/api/v1/sites")).json();
+    const sites = (await (await app.request("/api/v1/sites")).json()) as { domain: string }[];
     expect(sites.some((s: { domain: string }) => s.domain === "sc-domain:csrf.example")).toBe(false);
   });
 });
