@@ -26,7 +26,7 @@ import { validationHook } from "./openapi.ts";
 import { searchRoutes } from "./search/routes.ts";
 import { sitesRoutes } from "./sites/routes.ts";
 import { syncRoutes, type SyncApiOptions } from "./sync/routes.ts";
-import { uiRoutes } from "./ui/routes.tsx";
+import { uiLoginRedirect, uiRoutes } from "./ui/routes.tsx";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -71,6 +71,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.use(secureHeaders());
   // Before auth, so refused writes are recorded too; the auth middleware reads and never writes.
   app.use(auditMiddleware(db));
+  // The dashboard's pages answer a missing key with its login page rather than a JSON 401.
+  app.use("/ui/*", uiLoginRedirect);
   app.use(authMiddleware(db, opts.auth ?? defaultAuthOptions, opts.rateLimit));
   // Only where a body is accepted: on every GET it cost ~1 µs of a ~24 µs request (bun run bench).
   app.on(

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
+import { createApiKey } from "../src/auth/queries.ts";
 import { createSite } from "../src/sites/queries.ts";
 import { dayStates } from "../src/ui/calendar.tsx";
 import { tempDb } from "./helpers/db.ts";
@@ -115,7 +116,12 @@ describe("forms", () => {
     const jobs = (await (await app.request(`/api/v1/sync/jobs?site_id=${siteId}`)).json()) as { jobs: any[] };
     const [a, b] = [jobs.jobs.find((j: { id: number }) => j.id === job), jobs.jobs.find((j: { id: number }) => j.id === retried)];
     expect(a.status).toBe("cancelled");
-    expect({ status: b.status, start: b.start_date, end: b.end_date, mode: b.sync_mode }).toEqual({ status: "pending", start: a.start_date, end: a.end_date, mode: "overwrite" });
+    expect({ status: b.status, start: b.start_date, end: b.end_date, mode: b.sync_mode }).toEqual({
+      status: "pending",
+      start: a.start_date,
+      end: a.end_date,
+      mode: "overwrite",
+    });
     expect(await (await app.request(`/ui/jobs?site_id=${siteId}`)).text()).toContain(`data-job="${retried}"`);
   });
 
@@ -142,11 +148,114 @@ test("the live job stream sends the table as an SSE event", async () => {
 
 test("dayStates: final, provisional, failed, missing", () => {
   const days = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"];
-  const states = dayStates(days, new Set(["2026-11-01"]), new Map([["2026-11-02", 5], ["2026-11-03", 0]]), [{ start: "2026-11-03", end: "2026-11-03" }]);
+  const states = dayStates(
+    days,
+    new Set(["2026-11-01"]),
+    new Map([
+      ["2026-11-02", 5],
+      ["2026-11-03", 0],
+    ]),
+    [{ start: "2026-11-03", end: "2026-11-03" }],
+  );
   expect([...states]).toEqual([
     ["2026-11-01", "final"],
     ["2026-11-02", "provisional"],
     ["2026-11-03", "failed"],
     ["2026-11-04", "missing"],
   ]);
+});
+
+describe("once API keys exist: the login page, the cookie, and what each scope sees", () => {
+  const k = tempDb();
+  const keyed = createApp(k.db);
+  const keys: Record<string, string> = {};
+  let jobId = 0;
+  beforeAll(async () => {
+    for (const scope of ["read", "write", "admin"] as const) keys[scope] = (await createApiKey(k.db, { name: `ui-${scope}`, scope })).key;
+    const site = await keyed.request("/api/v1/sites", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${keys.write}` },
+      body: JSON.stringify({ domain: "sc-domain:keyed.example", name: "Keyed" }),
+    });
+    const id = ((await site.json()) as { id: number }).id;
+    const job = await keyed.request(`/api/v1/sync/trigger/${id}?days=2`, { method: "POST", headers: { authorization: `Bearer ${keys.write}` } });
+    jobId = ((await job.json()) as { job_id: number }).job_id;
+  });
+  afterAll(() => k.cleanup());
+  const cookie = (scope: string) => ({ cookie: `sitesync_key=${keys[scope]}` });
+
+  test("pages without a key go to the login page; the login page and static files are open", async () => {
+    for (const [path, next] of [
+      ["/ui", "/ui"],
+      ["/ui/sites?q=x", "/ui/sites?q=x"],
+      ["/ui/jobs", "/ui/jobs"],
+    ]) {
+      const r = await keyed.request(path!);
+      expect(r.status).toBe(303);
+      expect(r.headers.get("location")).toBe(`/ui/login?next=${encodeURIComponent(next!)}`);
+    }
+    expect((await keyed.request("/ui/login")).status).toBe(200);
+    expect((await keyed.request("/ui/static/app.css")).status).toBe(200);
+    // Event streams and forms get the API's 401, not a redirect.
+    expect((await keyed.request("/ui/jobs/stream")).status).toBe(401);
+    expect((await keyed.request("/ui/sites", form({ domain: "sc-domain:x.example", name: "X" }))).status).toBe(401);
+    // A revoked or unknown key in the cookie is the same as none.
+    expect(
+      (await keyed.request("/ui", { headers: { cookie: "sitesync_key=ssk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" } })).status,
+    ).toBe(303);
+  });
+
+  test("login sets an HttpOnly, SameSite=Strict cookie for /ui; a bad key is refused; logout clears it", async () => {
+    const bad = await keyed.request("/ui/login", form({ key: "ssk_nope", next: "/ui/jobs" }));
+    expect(bad.status).toBe(401);
+    expect(await bad.text()).toContain("not valid");
+    const ok = await keyed.request("/ui/login", form({ key: keys.read!, next: "/ui/jobs" }));
+    expect(ok.status).toBe(303);
+    expect(ok.headers.get("location")).toBe("/ui/jobs");
+    const set = ok.headers.get("set-cookie")!;
+    expect(set).toContain(`sitesync_key=${keys.read}`);
+    expect(set).toContain("HttpOnly");
+    expect(set).toContain("SameSite=Strict");
+    expect(set).toContain("Path=/ui");
+    // next may only lead into the dashboard.
+    const away = await keyed.request("/ui/login", form({ key: keys.read!, next: "https://evil.example/" }));
+    expect(away.headers.get("location")).toBe("/ui");
+    const out = await keyed.request("/ui/logout", form({}, { origin, ...cookie("read") }));
+    expect(out.status).toBe(303);
+    expect(out.headers.get("set-cookie")).toMatch(/sitesync_key=;.*Max-Age=0/);
+  });
+
+  test("a read key sees pages but no forms that change anything, and cannot post them", async () => {
+    const overview = await (await keyed.request("/ui", { headers: cookie("read") })).text();
+    expect(overview).toContain("ui-read (read)");
+    expect(overview).toContain("shown to admin keys");
+    expect(overview).not.toContain("Processes</h2>");
+    const sites = await (await keyed.request("/ui/sites", { headers: cookie("read") })).text();
+    expect(sites).toContain("Keyed");
+    expect(sites).not.toContain("Add a site");
+    expect(sites).not.toContain("Deactivate");
+    const jobs = await (await keyed.request("/ui/jobs", { headers: cookie("read") })).text();
+    expect(jobs).toContain(`data-job="${jobId}"`);
+    expect(jobs).not.toContain("Cancel job");
+    const post = await keyed.request("/ui/sites", form({ domain: "sc-domain:ro.example", name: "RO" }, { origin, ...cookie("read") }));
+    expect(post.status).toBe(403);
+  });
+
+  test("a write key gets the forms; an admin key also the processes and database report", async () => {
+    const jobs = await (await keyed.request("/ui/jobs", { headers: cookie("write") })).text();
+    expect(jobs).toContain(`Cancel job ${jobId}`);
+    const write = await (await keyed.request("/ui", { headers: cookie("write") })).text();
+    expect(write).not.toContain("Processes</h2>");
+    const admin = await (await keyed.request("/ui", { headers: cookie("admin") })).text();
+    expect(admin).toContain("Processes</h2>");
+    expect(admin).toContain("WAL size");
+    const add = await keyed.request("/ui/sites", form({ domain: "sc-domain:rw.example", name: "RW" }, { origin, ...cookie("write") }));
+    expect(add.status).toBe(303);
+  });
+
+  test("the cookie counts only for the dashboard; /metrics needs a key like any read", async () => {
+    expect((await keyed.request("/api/v1/sites", { headers: cookie("admin") })).status).toBe(401);
+    expect((await keyed.request("/metrics")).status).toBe(401);
+    expect((await keyed.request("/metrics", { headers: { authorization: `Bearer ${keys.read}` } })).status).toBe(200);
+  });
 });

@@ -143,7 +143,11 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     expect(await page.locator('td[data-state="final"]').count()).toBe(synced.filter((d) => isFinalDay(d)).length);
     // The charts' totals are the sums over the stored rows.
     const file = new Database(s.dbPath, { readonly: true });
-    const sums = file.query<{ clicks: number; impressions: number }, [number]>("select sum(clicks) as clicks, sum(impressions) as impressions from gsc_performance_data where site_id = ?").get(siteId)!;
+    const sums = file
+      .query<{ clicks: number; impressions: number }, [number]>(
+        "select sum(clicks) as clicks, sum(impressions) as impressions from gsc_performance_data where site_id = ?",
+      )
+      .get(siteId)!;
     file.close();
     expect(sums.clicks).toBeGreaterThan(0);
     expect(Number(await page.locator('svg[data-series="clicks"]').getAttribute("data-total"))).toBe(sums.clicks);
@@ -166,7 +170,10 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     expect(api.body.status).toBe("cancelled");
     expect(api.body.progress).toBeLessThan(100);
     // A cancelled job can be queued again.
-    await page.locator(`tr[data-job="${job}"]`).getByRole("button", { name: `Retry job ${job}` }).click();
+    await page
+      .locator(`tr[data-job="${job}"]`)
+      .getByRole("button", { name: `Retry job ${job}` })
+      .click();
     await page.waitForURL(/notice=job-retried/);
     const retried = Number(new URL(page.url()).searchParams.get("id"));
     const again = await request(s.url, "GET", `/api/v1/sync/job/${retried}`);
@@ -211,10 +218,14 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     const page = await open("/ui");
     const before = Number((await page.locator('[data-stat="requests"]').textContent())!.replaceAll(",", ""));
     for (let i = 0; i < 5; i++) await request(s.url, "GET", "/health");
-    await until("the live request count to grow", async () => {
-      const now = Number((await page.locator('[data-stat="requests"]').textContent())!.replaceAll(",", ""));
-      return now >= before + 5;
-    }, 15_000);
+    await until(
+      "the live request count to grow",
+      async () => {
+        const now = Number((await page.locator('[data-stat="requests"]').textContent())!.replaceAll(",", ""));
+        return now >= before + 5;
+      },
+      15_000,
+    );
     expect(await page.locator("tbody tr", { hasText: "http" }).count()).toBe(2);
     await page.close();
   });
@@ -265,5 +276,35 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     expect(res.status).toBe(403);
     const list = await request(s.url, "GET", "/api/v1/sites");
     expect((list.body as { domain: string }[]).some((x) => x.domain === "sc-domain:evil.example")).toBe(false);
+  });
+
+  // Last: once a key exists the whole server wants keys.
+  test("once an API key exists, the dashboard asks for one and keeps it in an HttpOnly, SameSite=Strict cookie", async () => {
+    const created = await request(s.url, "POST", "/api/v1/keys", { name: "browser", scope: "read" });
+    expect(created.status).toBe(201);
+    const ctx = await newContext(true);
+    const page = await open("/ui/jobs", ctx);
+    expect(new URL(page.url()).pathname).toBe("/ui/login");
+    await page.getByLabel("API key").fill(created.body.key);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.waitForURL(/\/ui\/jobs$/);
+    expect(await page.locator("header .who").textContent()).toContain("browser (read)");
+    // A read key: the job list without cancel or retry buttons.
+    expect(await page.locator(`tr[data-job="${firstJob}"]`).count()).toBe(1);
+    expect(await page.getByRole("button", { name: /^(Cancel|Retry) job/ }).count()).toBe(0);
+    const [cookie] = await ctx.cookies();
+    expect({ name: cookie!.name, httpOnly: cookie!.httpOnly, sameSite: cookie!.sameSite, path: cookie!.path }).toEqual({
+      name: "sitesync_key",
+      httpOnly: true,
+      sameSite: "Strict",
+      path: "/ui",
+    });
+    expect(await page.evaluate("document.cookie")).toBe("");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.waitForURL(/\/ui\/login$/);
+    await page.close();
+    await ctx.close();
+    expect(consoleErrors).toEqual([]);
+    expect(offsite).toEqual([]);
   });
 });

@@ -1,11 +1,12 @@
 import type { Context, MiddlewareHandler } from "hono";
+import { getCookie } from "hono/cookie";
 import type { Db } from "../db/index.ts";
 import type { KeyScope } from "../db/schema.ts";
 import { ApiError } from "../errors.ts";
 import { log } from "../log.ts";
 import { scopeAllows } from "./keys.ts";
 import { addressIn, clientAddress, isCrossSite, isLoopbackName, requestHostname } from "./net.ts";
-import { isOpenPath, isSafeMethod, requiredScope } from "./policy.ts";
+import { isOpenPath, isSafeMethod, isUiPath, requiredScope, UI_KEY_COOKIE } from "./policy.ts";
 import { hasActiveKey, touchKeys, verifyApiKey, type KeyPrincipal } from "./queries.ts";
 
 export type AuthMode = "auto" | "off" | "required";
@@ -66,7 +67,10 @@ function presentedKey(c: Context): string | null {
     if (!m) throw unauthorized("the Authorization header must be `Bearer <key>`", 'error="invalid_request"');
     return m[1]!;
   }
-  return c.req.header("x-api-key") ?? null;
+  const header = c.req.header("x-api-key");
+  if (header !== undefined) return header;
+  // A browser cannot send a header from a plain link or form: the dashboard's pages present its cookie.
+  return isUiPath(c.req.path) ? (getCookie(c, UI_KEY_COOKIE) ?? null) : null;
 }
 
 function unauthorized(message: string, challenge?: string) {

@@ -58,6 +58,9 @@ export function isLoopbackName(host: string): boolean {
 export function isCrossSite(c: Context): boolean {
   const site = c.req.header("sec-fetch-site");
   if (site === "cross-site" || site === "same-site") return true;
+  // Set by the browser itself (no page can forge it). Under `Referrer-Policy: no-referrer` (our
+  // secureHeaders) Chromium sends `Origin: null` even for a form posted by our own page (the dashboard).
+  if (site === "same-origin") return false;
   const origin = c.req.header("origin");
   if (origin === undefined) return false;
   try {

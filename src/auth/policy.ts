@@ -3,9 +3,28 @@ import type { KeyScope } from "../db/schema.ts";
 // Which scope each request needs: one table for every route, so a route added later gets the rule of
 // its method (GET: read, any other method: write) unless it is listed here.
 
-/** Paths answered without a key in every mode: health for load balancers, the API reference. */
+/** The dashboard keeps the key its login form was given in this HttpOnly, SameSite=Strict cookie (path /ui). */
+export const UI_KEY_COOKIE = "sitesync_key";
+
+/**
+ * Paths answered without a key in every mode: health for load balancers, the API reference, the
+ * dashboard's login and logout (which only set or clear its cookie) and its static files.
+ */
 export function isOpenPath(path: string): boolean {
-  return path === "/health" || path === "/docs" || path.startsWith("/docs/") || path === "/openapi.json";
+  return (
+    path === "/health" ||
+    path === "/docs" ||
+    path.startsWith("/docs/") ||
+    path === "/openapi.json" ||
+    path === "/ui/login" ||
+    path === "/ui/logout" ||
+    path.startsWith("/ui/static/")
+  );
+}
+
+/** True for a path of the dashboard (where the key may come from its cookie). */
+export function isUiPath(path: string): boolean {
+  return path === "/ui" || path.startsWith("/ui/");
 }
 
 const adminPaths = /^\/api\/v1\/(keys|audit|admin|diagnostics)(\/|$)/;

@@ -42,7 +42,11 @@ function writerCounter(name: string, help: string, pick: (db: Db) => number) {
 
 writerCounter("sitesync_write_commits_total", "Write transactions committed (each holds one or more writes)", (db) => db.stats.commits);
 writerCounter("sitesync_writes_total", "Writes committed", (db) => db.stats.writes);
-writerCounter("sitesync_write_busy_retries_total", "Times BEGIN IMMEDIATE found the write lock taken and retried later", (db) => db.stats.busyRetries);
+writerCounter(
+  "sitesync_write_busy_retries_total",
+  "Times BEGIN IMMEDIATE found the write lock taken and retried later",
+  (db) => db.stats.busyRetries,
+);
 writerCounter("sitesync_write_timeouts_total", "Writes that gave up (503) after WRITE_LOCK_TIMEOUT_MS", (db) => db.stats.timeouts);
 
 new Gauge({

@@ -5,7 +5,7 @@ import { sites, syncTasks, type TaskStatus } from "../db/schema.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { daysBetween } from "./dates.ts";
-import type { SyncMode } from "./handlers/daily-sync.ts";
+import type { SyncMode } from "./handlers/days.ts";
 import { resolveRange } from "./schemas.ts";
 
 const p = sql.placeholder;

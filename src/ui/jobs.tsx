@@ -50,7 +50,7 @@ export function JobFilterForm(props: { filters: JobFilters; sites: Site[] }) {
 }
 
 /** The jobs table with progress, error text and the cancel / retry buttons (also what the live stream sends). */
-export function JobsTable(props: { jobs: Job[]; total: number; returnTo: string }) {
+export function JobsTable(props: { jobs: Job[]; total: number; returnTo: string; canWrite: boolean }) {
   if (props.jobs.length === 0) return <p>No jobs match.</p>;
   return (
     <>
@@ -73,7 +73,7 @@ export function JobsTable(props: { jobs: Job[]; total: number; returnTo: string 
           </thead>
           <tbody>
             {props.jobs.map((j) => (
-              <JobRow job={j} returnTo={props.returnTo} />
+              <JobRow job={j} returnTo={props.returnTo} canWrite={props.canWrite} />
             ))}
           </tbody>
         </table>
@@ -82,9 +82,9 @@ export function JobsTable(props: { jobs: Job[]; total: number; returnTo: string 
   );
 }
 
-function JobRow({ job: j, returnTo }: { job: Job; returnTo: string }) {
-  const cancellable = (j.status === "pending" || j.status === "running") && !j.cancel_requested;
-  const retryable = j.status === "failed" || j.status === "cancelled";
+function JobRow({ job: j, returnTo, canWrite }: { job: Job; returnTo: string; canWrite: boolean }) {
+  const cancellable = canWrite && (j.status === "pending" || j.status === "running") && !j.cancel_requested;
+  const retryable = canWrite && (j.status === "failed" || j.status === "cancelled");
   return (
     <tr data-job={j.id} data-status={j.status}>
       <td>
@@ -106,7 +106,9 @@ function JobRow({ job: j, returnTo }: { job: Job; returnTo: string }) {
         </span>
         {j.error ? (
           <details class="error-text">
-            <summary>error (attempt {j.attempts} of {j.max_attempts})</summary>
+            <summary>
+              error (attempt {j.attempts} of {j.max_attempts})
+            </summary>
             <pre>{j.error}</pre>
           </details>
         ) : null}

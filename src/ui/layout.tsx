@@ -12,7 +12,15 @@ const pages = [
 const htmxConfig = JSON.stringify({ includeIndicatorStyles: false, allowEval: false, allowScriptTags: false, historyCacheSize: 0 });
 
 /** The page frame: head, navigation, a notice line, the content. */
-export function Layout(props: { title: string; active: string; notice?: string | null; error?: string | null; children?: Child }) {
+export function Layout(props: {
+  title: string;
+  active: string;
+  notice?: string | null;
+  error?: string | null;
+  /** The key the pages were opened with (null: no key, e.g. loopback in protected mode). */
+  who?: { name: string; scope: string } | null;
+  children?: Child;
+}) {
   return (
     <>
       {raw("<!doctype html>")}
@@ -47,6 +55,14 @@ export function Layout(props: { title: string; active: string; notice?: string |
                 </li>
               </ul>
             </nav>
+            {props.who ? (
+              <form method="post" action="/ui/logout" class="who">
+                <span>
+                  {props.who.name} ({props.who.scope})
+                </span>{" "}
+                <button type="submit">Sign out</button>
+              </form>
+            ) : null}
           </header>
           <main id="main">
             <h1>{props.title}</h1>

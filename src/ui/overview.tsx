@@ -21,8 +21,14 @@ function total(metrics: MetricJson[], name: string, sample = name, match: Record
 let previous: { at: number; requests: number; writes: number } | null = null;
 
 /** Everything the overview shows, read now. */
-export async function loadOverview(db: Db, metrics: () => Promise<Registry | null>, walWarnBytes: number) {
-  const [info, locks, tasks, registry] = await Promise.all([getConnectionInfo(db), checkLocks(db, walWarnBytes), countTasksByStatus(db), metrics()]);
+export async function loadOverview(db: Db, metrics: () => Promise<Registry | null>, walWarnBytes: number, admin: boolean) {
+  // Processes and the lock report are the diagnostics API's: only for admin keys (or no keys at all).
+  const [info, locks, tasks, registry] = await Promise.all([
+    admin ? getConnectionInfo(db) : null,
+    admin ? checkLocks(db, walWarnBytes) : null,
+    countTasksByStatus(db),
+    metrics(),
+  ]);
   const today = new Date().toISOString().slice(0, 10);
   const rowsToday = await countRowsIngestedSince(db, `${today}T00:00:00.000Z`);
   const m = registry ? ((await registry.getMetricsAsJSON()) as unknown as MetricJson[]) : null;
@@ -58,32 +64,7 @@ export function OverviewBody({ o }: { o: Overview }) {
   const count = (status: string, type: string) => o.tasks.find((t) => t.status === status && t.type === type)?.n ?? 0;
   return (
     <div class="grid">
-      <section aria-labelledby="h-db">
-        <h2 id="h-db">Database</h2>
-        <dl class="stats">
-          <dt>WAL size</dt>
-          <dd data-stat="wal">{bytes(o.locks.wal_size_bytes)}</dd>
-          <dt>Write lock</dt>
-          <dd>{o.locks.write_lock_free ? "free" : "held"}</dd>
-          <dt>Busy retries</dt>
-          <dd>{num(o.locks.busy_retries)}</dd>
-          <dt>Write queue</dt>
-          <dd>{num(o.counters?.queue)}</dd>
-          <dt>Checkpoints (passive / truncate)</dt>
-          <dd>
-            {num(o.counters?.passive)} / {num(o.counters?.truncate)}
-          </dd>
-          <dt>Write timeouts</dt>
-          <dd>{num(o.counters?.timeouts)}</dd>
-        </dl>
-        {o.locks.recommendations.length > 0 ? (
-          <ul class="warnings">
-            {o.locks.recommendations.map((r) => (
-              <li>{r}</li>
-            ))}
-          </ul>
-        ) : null}
-      </section>
+      {o.locks ? <Database o={o} locks={o.locks} /> : null}
       <section aria-labelledby="h-rates">
         <h2 id="h-rates">Traffic</h2>
         <dl class="stats">
@@ -133,36 +114,77 @@ export function OverviewBody({ o }: { o: Overview }) {
           </table>
         </div>
       </section>
-      <section aria-labelledby="h-procs" class="wide">
-        <h2 id="h-procs">Processes</h2>
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Role</th>
-                <th scope="col" class="n">PID</th>
-                <th scope="col">Host</th>
-                <th scope="col">Uptime</th>
-                <th scope="col" class="n">Busy retries</th>
-              </tr>
-            </thead>
-            <tbody>
-              {o.info.processes.map((p) => (
-                <tr>
-                  <td>{p.role}</td>
-                  <td class="n">{p.pid}</td>
-                  <td>{o.host}</td>
-                  <td>{duration((o.now - Date.parse(p.started_at)) / 1000)}</td>
-                  <td class="n">{num(p.busy_retries)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-        <p class="muted">
-          Restarts: {num(o.counters?.restarts)} · this page was served by pid {o.info.current_pid}
-        </p>
-      </section>
+      {o.info ? <Processes o={o} info={o.info} /> : <p class="muted wide">Processes and the database report are shown to admin keys.</p>}
     </div>
+  );
+}
+
+function Database({ o, locks }: { o: Overview; locks: NonNullable<Overview["locks"]> }) {
+  return (
+    <section aria-labelledby="h-db">
+      <h2 id="h-db">Database</h2>
+      <dl class="stats">
+        <dt>WAL size</dt>
+        <dd data-stat="wal">{bytes(locks.wal_size_bytes)}</dd>
+        <dt>Write lock</dt>
+        <dd>{locks.write_lock_free ? "free" : "held"}</dd>
+        <dt>Busy retries</dt>
+        <dd>{num(locks.busy_retries)}</dd>
+        <dt>Write queue</dt>
+        <dd>{num(o.counters?.queue)}</dd>
+        <dt>Checkpoints (passive / truncate)</dt>
+        <dd>
+          {num(o.counters?.passive)} / {num(o.counters?.truncate)}
+        </dd>
+        <dt>Write timeouts</dt>
+        <dd>{num(o.counters?.timeouts)}</dd>
+      </dl>
+      {locks.recommendations.length > 0 ? (
+        <ul class="warnings">
+          {locks.recommendations.map((r) => (
+            <li>{r}</li>
+          ))}
+        </ul>
+      ) : null}
+    </section>
+  );
+}
+
+function Processes({ o, info }: { o: Overview; info: NonNullable<Overview["info"]> }) {
+  return (
+    <section aria-labelledby="h-procs" class="wide">
+      <h2 id="h-procs">Processes</h2>
+      <div class="scroll">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Role</th>
+              <th scope="col" class="n">
+                PID
+              </th>
+              <th scope="col">Host</th>
+              <th scope="col">Uptime</th>
+              <th scope="col" class="n">
+                Busy retries
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {info.processes.map((p) => (
+              <tr>
+                <td>{p.role}</td>
+                <td class="n">{p.pid}</td>
+                <td>{o.host}</td>
+                <td>{duration((o.now - Date.parse(p.started_at)) / 1000)}</td>
+                <td class="n">{num(p.busy_retries)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <p class="muted">
+        Restarts: {num(o.counters?.restarts)} · this page was served by pid {info.current_pid}
+      </p>
+    </section>
   );
 }

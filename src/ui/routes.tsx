@@ -1,4 +1,5 @@
-import { Hono, type Context } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
+import { deleteCookie, setCookie } from "hono/cookie";
 import { csrf } from "hono/csrf";
 import type { Child } from "hono/jsx";
 import { secureHeaders } from "hono/secure-headers";
@@ -7,8 +8,11 @@ import { join } from "node:path";
 import type { Registry } from "prom-client";
 import { z } from "zod";
 import { fileHandler, packageFile } from "../assets.ts";
+import { scopeAllows } from "../auth/keys.ts";
+import { principalOf, verifyKeyScope } from "../auth/middleware.ts";
+import { UI_KEY_COOKIE } from "../auth/policy.ts";
 import type { Db } from "../db/index.ts";
-import { taskStatuses } from "../db/schema.ts";
+import { taskStatuses, type KeyScope } from "../db/schema.ts";
 import { ApiError } from "../errors.ts";
 import { searchQueries } from "../search/queries.ts";
 import { createSite, decodeCursor, encodeCursor, findSiteById, listSites, searchSites, updateSite } from "../sites/queries.ts";
@@ -16,13 +20,14 @@ import { siteNotFound } from "../sites/routes.ts";
 import { CreateSiteSchema } from "../sites/schemas.ts";
 import { countSyncedDaysBySite, findDailyTotals, findSyncedDays } from "../sync/data.ts";
 import { addDays, dayOf, dayRange, FINAL_LAG_DAYS, isDate, MAX_RANGE_DAYS, newestDataDay } from "../sync/dates.ts";
-import { syncModes } from "../sync/handlers/daily-sync.ts";
+import { syncModes } from "../sync/handlers/days.ts";
 import { cancelJob, createTask, findJob, findLastSyncs, jobNotFound, listJobs, queueDailySync } from "../sync/queries.ts";
 import { toJob } from "../sync/schemas.ts";
 import { CoverageCalendar, dayStates } from "./calendar.tsx";
 import { LineChart } from "./chart.tsx";
 import { filterQuery, JobFilterForm, JobsTable, type JobFilters } from "./jobs.tsx";
 import { Layout, Live } from "./layout.tsx";
+import { LoginPage } from "./login.tsx";
 import { loadOverview, OverviewBody } from "./overview.tsx";
 import { QueriesPage } from "./queries.tsx";
 import { SitePage, SitesPage, type SiteDraft } from "./sites.tsx";
@@ -51,14 +56,22 @@ const notices: Record<string, (id: string) => string> = {
 };
 
 // Form fields arrive as strings; empty ones mean "not given".
-const formId = z.string().regex(/^\d{1,9}$/).transform(Number).pipe(z.number().int().min(1));
+const formId = z
+  .string()
+  .regex(/^\d{1,9}$/)
+  .transform(Number)
+  .pipe(z.number().int().min(1));
 const JobFilterSchema = z.object({
   status: z.enum(taskStatuses).optional().catch(undefined),
   site_id: formId.optional().catch(undefined),
   active_only: z.literal("true").optional().catch(undefined),
 });
 const SyncFormSchema = z.object({
-  days: z.string().regex(/^\d{1,4}$/, "days: a whole number").transform(Number).pipe(z.number().int().min(1).max(MAX_RANGE_DAYS)),
+  days: z
+    .string()
+    .regex(/^\d{1,4}$/, "days: a whole number")
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(MAX_RANGE_DAYS)),
   sync_mode: z.enum(syncModes),
 });
 
@@ -76,9 +89,6 @@ export function uiRoutes(db: Db, opts: UiOptions) {
         frameAncestors: ["'none'"],
         objectSrc: ["'none'"],
       },
-      referrerPolicy: "same-origin",
-      // Served over plain HTTP on a port; HSTS would only matter behind a TLS proxy, which sets its own.
-      strictTransportSecurity: false,
     }),
   );
   // Forms are only accepted from our own pages (Origin / Sec-Fetch-Site checked).
@@ -101,20 +111,47 @@ export function uiRoutes(db: Db, opts: UiOptions) {
   app.get("/static/app.css", fileHandler(join(import.meta.dir, "static/app.css"), "text/css; charset=utf-8"));
   app.get("/static/favicon.svg", fileHandler(join(import.meta.dir, "static/favicon.svg"), "image/svg+xml"));
 
-  const overview = () => loadOverview(db, opts.metrics, opts.walWarnBytes);
+  // Login: only asked for once API keys exist (before that, loopback clients need none: protected mode).
+  app.get("/login", (c) => c.html(<LoginPage next={returnTo(c.req.query("next"), "/ui")} error={null} />));
+  app.post("/login", async (c) => {
+    const form = await c.req.parseBody();
+    const next = returnTo(form.next, "/ui");
+    const key = verifyKeyScope(db, text(form.key), "read");
+    if (!key) return c.html(<LoginPage next={next} error="That key is not valid (unknown, revoked or expired)." />, 401);
+    // HttpOnly: no script can read it; SameSite=Strict: no other site's page can send it; Path: only the dashboard.
+    setCookie(c, UI_KEY_COOKIE, text(form.key), {
+      httpOnly: true,
+      sameSite: "Strict",
+      path: "/ui",
+      secure: new URL(c.req.url).protocol === "https:",
+    });
+    return c.redirect(next, 303);
+  });
+  app.post("/logout", (c) => {
+    deleteCookie(c, UI_KEY_COOKIE, { path: "/ui" });
+    return c.redirect("/ui/login", 303);
+  });
+
+  const overview = (c: Context) => loadOverview(db, opts.metrics, opts.walWarnBytes, accessOf(c).admin);
 
   app.get("/", async (c) =>
     c.html(
-      <Layout title="Overview" active="/ui">
+      <Layout title="Overview" active="/ui" who={accessOf(c).who}>
         <Live src="/ui/overview/stream" event="overview" label="Live overview">
-          <OverviewBody o={await overview()} />
+          <OverviewBody o={await overview(c)} />
         </Live>
       </Layout>,
     ),
   );
-  app.get("/overview/stream", (c) => live(c, "overview", 2000, async () => <OverviewBody o={await overview()} />));
+  app.get("/overview/stream", (c) => live(c, "overview", 2000, async () => <OverviewBody o={await overview(c)} />));
 
-  app.get("/sites", async (c) => c.html(<Layout title="Sites" active="/ui/sites" notice={notice(c)}>{await sitesPage(c.req.query("q") ?? "", c.req.query("cursor"))}</Layout>));
+  app.get("/sites", async (c) =>
+    c.html(
+      <Layout title="Sites" active="/ui/sites" notice={notice(c)} who={accessOf(c).who}>
+        {await sitesPage(c, c.req.query("q") ?? "", c.req.query("cursor"))}
+      </Layout>,
+    ),
+  );
 
   app.post("/sites", async (c) => {
     const form = await c.req.parseBody();
@@ -133,8 +170,8 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       error = new ApiError("validation_failed", parsed.error.issues.map((i) => `${String(i.path[0] ?? "form")}: ${i.message}`).join("; "));
     }
     return c.html(
-      <Layout title="Sites" active="/ui/sites" error={error.message}>
-        {await sitesPage("", undefined, draft)}
+      <Layout title="Sites" active="/ui/sites" error={error.message} who={accessOf(c).who}>
+        {await sitesPage(c, "", undefined, draft)}
       </Layout>,
       error.status,
     );
@@ -158,10 +195,12 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const failedRanges = failed.jobs.flatMap((j) => (j.start_date && j.end_date ? [{ start: j.start_date, end: j.end_date }] : []));
     const states = dayStates(days, finalDays, rowsByDay, failedRanges);
     const here = `/ui/sites/${id}`;
+    const canWrite = accessOf(c).write;
     return c.html(
-      <Layout title={site.name} active="/ui/sites" notice={notice(c)}>
+      <Layout title={site.name} active="/ui/sites" notice={notice(c)} who={accessOf(c).who}>
         <SitePage
           site={site}
+          canWrite={canWrite}
           calendar={<CoverageCalendar start={start} end={end} states={states} rowsByDay={rowsByDay} />}
           charts={
             <>
@@ -171,7 +210,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
           }
           jobs={
             <Live src={`/ui/jobs/stream?site_id=${id}&limit=10`} event="jobs" label={`Live jobs of ${site.name}`}>
-              <JobsTable jobs={recent.jobs.map(toJob)} total={recent.total} returnTo={here} />
+              <JobsTable jobs={recent.jobs.map(toJob)} total={recent.total} returnTo={here} canWrite={canWrite} />
             </Live>
           }
         />
@@ -201,10 +240,10 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const [page, sites] = await Promise.all([jobsPage(filters, 50), listSites(db, { activeOnly: false, limit: 500 })]);
     const here = `/ui/jobs${filterQuery(filters)}`;
     return c.html(
-      <Layout title="Jobs" active="/ui/jobs" notice={notice(c)}>
+      <Layout title="Jobs" active="/ui/jobs" notice={notice(c)} who={accessOf(c).who}>
         <JobFilterForm filters={filters} sites={sites.items} />
         <Live src={`/ui/jobs/stream${filterQuery(filters)}`} event="jobs" label="Live job list">
-          <JobsTable jobs={page.jobs} total={page.total} returnTo={here} />
+          <JobsTable jobs={page.jobs} total={page.total} returnTo={here} canWrite={accessOf(c).write} />
         </Live>
       </Layout>,
     );
@@ -216,7 +255,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const back = filters.site_id !== undefined && limit === 10 ? `/ui/sites/${filters.site_id}` : `/ui/jobs${filterQuery(filters)}`;
     return live(c, "jobs", LIVE_MS, async () => {
       const page = await jobsPage(filters, limit);
-      return <JobsTable jobs={page.jobs} total={page.total} returnTo={back} />;
+      return <JobsTable jobs={page.jobs} total={page.total} returnTo={back} canWrite={accessOf(c).write} />;
     });
   });
 
@@ -259,18 +298,24 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       else if (form.q.length > 200) error = "The search term is longer than 200 characters.";
       else {
         if (!(await findSiteById(db, form.site_id))) throw siteNotFound(form.site_id);
-        result = await searchQueries(db, { siteId: form.site_id, term: form.q, startDate: form.start || null, endDate: form.end || null, limit: 100 });
+        result = await searchQueries(db, {
+          siteId: form.site_id,
+          term: form.q,
+          startDate: form.start || null,
+          endDate: form.end || null,
+          limit: 100,
+        });
       }
     }
     return c.html(
-      <Layout title="Queries" active="/ui/queries" error={error}>
+      <Layout title="Queries" active="/ui/queries" error={error} who={accessOf(c).who}>
         {sites.length === 0 ? <p>No sites yet.</p> : <QueriesPage sites={sites} form={form} result={result} />}
       </Layout>,
       error ? 400 : 200,
     );
   });
 
-  async function sitesPage(q: string, cursor: string | undefined, draft: SiteDraft = { domain: "", name: "", category: "" }) {
+  async function sitesPage(c: Context, q: string, cursor: string | undefined, draft: SiteDraft = { domain: "", name: "", category: "" }) {
     const term = q.trim();
     let items;
     let more: string | null = null;
@@ -289,7 +334,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       latest_status: last.get(s.id)?.latest_status ?? null,
       covered_days: covered.get(s.id) ?? 0,
     }));
-    return <SitesPage q={term} sites={sites} window={{ days: COVERAGE_DAYS, start, end }} draft={draft} more={more} />;
+    return <SitesPage q={term} sites={sites} window={{ days: COVERAGE_DAYS, start, end }} draft={draft} more={more} canWrite={accessOf(c).write} />;
   }
 
   async function jobsPage(f: JobFilters, limit: number) {
@@ -299,6 +344,25 @@ export function uiRoutes(db: Db, opts: UiOptions) {
 
   return app;
 }
+
+/** What the caller may do here: a key's scope decides; without keys (protected mode, AUTH=off) everything. */
+function accessOf(c: Context): { write: boolean; admin: boolean; who: { name: string; scope: KeyScope } | null } {
+  const p = principalOf(c);
+  if (p?.kind !== "key") return { write: true, admin: true, who: null };
+  return { write: scopeAllows(p.key.scope, "write"), admin: scopeAllows(p.key.scope, "admin"), who: { name: p.key.name, scope: p.key.scope } };
+}
+
+/**
+ * Runs before the auth middleware: a page that needs a key the browser did not present (no cookie, or a
+ * revoked one) goes to the login page instead of getting the API's JSON 401.
+ */
+export const uiLoginRedirect: MiddlewareHandler = async (c, next) => {
+  await next();
+  if (c.res.status === 401 && c.req.method === "GET" && !c.req.path.endsWith("/stream")) {
+    const url = new URL(c.req.url);
+    c.res = new Response(null, { status: 303, headers: { location: `/ui/login?next=${encodeURIComponent(url.pathname + url.search)}` } });
+  }
+};
 
 // Open event streams, so a draining worker can end them instead of waiting for their clients.
 const openStreams = new Set<() => void>();

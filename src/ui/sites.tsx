@@ -21,7 +21,14 @@ function ActiveToggle({ site, returnTo }: { site: Site; returnTo: string }) {
 }
 
 /** The sites list with search, last sync and coverage, and the add form. */
-export function SitesPage(props: { q: string; sites: SiteRow[]; window: { days: number; start: string; end: string }; draft: SiteDraft; more: string | null }) {
+export function SitesPage(props: {
+  q: string;
+  sites: SiteRow[];
+  window: { days: number; start: string; end: string };
+  draft: SiteDraft;
+  more: string | null;
+  canWrite: boolean;
+}) {
   const returnTo = `/ui/sites${props.q ? `?q=${encodeURIComponent(props.q)}` : ""}`;
   return (
     <>
@@ -40,7 +47,10 @@ export function SitesPage(props: { q: string; sites: SiteRow[]; window: { days: 
               <th scope="col">Category</th>
               <th scope="col">Last sync</th>
               <th scope="col">
-                Coverage <span class="muted">({props.window.start} – {props.window.end})</span>
+                Coverage{" "}
+                <span class="muted">
+                  ({props.window.start} – {props.window.end})
+                </span>
               </th>
               <th scope="col">Active</th>
             </tr>
@@ -68,7 +78,7 @@ export function SitesPage(props: { q: string; sites: SiteRow[]; window: { days: 
                     {props.window.days} days
                   </td>
                   <td>
-                    {s.is_active ? "yes" : "no"} <ActiveToggle site={s} returnTo={returnTo} />
+                    {s.is_active ? "yes" : "no"} {props.canWrite ? <ActiveToggle site={s} returnTo={returnTo} /> : null}
                   </td>
                 </tr>
               ))
@@ -81,6 +91,14 @@ export function SitesPage(props: { q: string; sites: SiteRow[]; window: { days: 
           <a href={props.more}>Next page</a>
         </p>
       ) : null}
+      {props.canWrite ? <AddSite draft={props.draft} /> : null}
+    </>
+  );
+}
+
+function AddSite(props: { draft: SiteDraft }) {
+  return (
+    <>
       <section aria-labelledby="h-add">
         <h2 id="h-add">Add a site</h2>
         <form method="post" action="/ui/sites" class="stack">
@@ -104,32 +122,16 @@ export function SitesPage(props: { q: string; sites: SiteRow[]; window: { days: 
 }
 
 /** One site: status, the sync form, the coverage calendar, the charts and its recent jobs. */
-export function SitePage(props: { site: Site; calendar: Child; charts: Child; jobs: Child }) {
+export function SitePage(props: { site: Site; calendar: Child; charts: Child; jobs: Child; canWrite: boolean }) {
   const s = props.site;
   const here = `/ui/sites/${s.id}`;
   return (
     <>
       <p class="site-meta">
         <span class="muted">{s.domain}</span> · {s.category ?? "no category"} · {s.is_active ? "active" : "inactive"}{" "}
-        <ActiveToggle site={s} returnTo={here} />
+        {props.canWrite ? <ActiveToggle site={s} returnTo={here} /> : null}
       </p>
-      <section aria-labelledby="h-sync">
-        <h2 id="h-sync">Sync</h2>
-        <form method="post" action={`${here}/sync`} class="filters">
-          <label>
-            Days (ending today minus 2)
-            <input type="number" name="days" value="30" min={1} max={MAX_RANGE_DAYS} required />
-          </label>
-          <label>
-            Mode
-            <select name="sync_mode">
-              <option value="skip">skip days already synced</option>
-              <option value="overwrite">overwrite</option>
-            </select>
-          </label>
-          <button type="submit">Start sync</button>
-        </form>
-      </section>
+      {props.canWrite ? <SyncForm site={s} /> : null}
       <section aria-labelledby="h-coverage">
         <h2 id="h-coverage">Coverage</h2>
         {props.calendar}
@@ -149,3 +151,24 @@ export function SitePage(props: { site: Site; calendar: Child; charts: Child; jo
   );
 }
 
+function SyncForm({ site }: { site: Site }) {
+  return (
+    <section aria-labelledby="h-sync">
+      <h2 id="h-sync">Sync</h2>
+      <form method="post" action={`/ui/sites/${site.id}/sync`} class="filters">
+        <label>
+          Days (ending today minus 2)
+          <input type="number" name="days" value="30" min={1} max={MAX_RANGE_DAYS} required />
+        </label>
+        <label>
+          Mode
+          <select name="sync_mode">
+            <option value="skip">skip days already synced</option>
+            <option value="overwrite">overwrite</option>
+          </select>
+        </label>
+        <button type="submit">Start sync</button>
+      </form>
+    </section>
+  );
+}
