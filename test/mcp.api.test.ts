@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { demoRows } from "../src/sync/demo.ts";
 import { searchTypes } from "../src/sync/source.ts";
+import { runScript } from "./helpers/client.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor, withFile } from "./helpers/sync.ts";
 
@@ -16,7 +17,8 @@ setDefaultTimeout(90_000);
 
 const DEMO_ROWS = 48;
 const TIMEOUT_MS = 1500;
-const runnerPath = join(import.meta.dir, "../src/mcp/sql-runner.ts");
+const root = join(import.meta.dir, "..");
+const runnerPath = join(root, "src/mcp/sql-runner.ts");
 
 let server: RunningServer;
 let client: Client;
@@ -137,6 +139,16 @@ beforeAll(async () => {
     { date: monday, page: "https://week.example/p", query: "p", clicks: 2, impressions: 40, position: 5 },
     { date: addDays(monday, -8), page: "https://week.example/p", query: "p", clicks: 70, impressions: 700, position: 1 },
   ]);
+
+  // Hourly rows of shop.example (as the hourly sync stores them).
+  withFile(server.dbPath, (db) => {
+    const ins = db.query(
+      "insert into hourly_rankings (site_id, date, hour, hour_timestamp, query, page, device, clicks, impressions, ctr, position) values (?, '2026-01-13', ?, ?, ?, 'https://shop.example/a', 'MOBILE', ?, ?, 0, 3)",
+    );
+    for (const [hour, query, clicks, impressions] of [[9, "q1", 2, 20], [9, "q2", 1, 5], [10, "q1", 4, 30]] as const) {
+      ins.run(ids.shop, hour, `2026-01-13T${String(hour).padStart(2, "0")}:00:00-08:00`, query, clicks, impressions);
+    }
+  });
 
   client = new Client({ name: "sitesync-test", version: "1.0.0" });
   await client.connect(new StreamableHTTPClientTransport(new URL(`${server.url}/mcp`)));
@@ -357,6 +369,19 @@ describe("query (read-only SQL)", () => {
     expect(days.rows).toEqual([{ date: demoDays[0], n: searchTypes.length }]);
   });
 
+  test("{site_hourly} (or data_type hourly) is the site's hourly rows", async () => {
+    const sql = "select hour, sum(clicks) as clicks, sum(impressions) as impressions from {site_hourly} group by hour order by hour";
+    const r = await call("query", { hostname: "shop.example", sql });
+    expect(r.rows).toEqual([
+      { hour: 9, clicks: 3, impressions: 25 },
+      { hour: 10, clicks: 4, impressions: 30 },
+    ]);
+    const same = await call("query", { site_id: ids.shop, data_type: "hourly", sql: sql.replace("{site_hourly}", "{site}") });
+    expect(same.rows).toEqual(r.rows);
+    // The demo site has no hourly rows: the placeholder is scoped to the site.
+    expect((await call("query", { site_id: ids.demo, sql: "select count(*) as n from {site_hourly}" })).rows).toEqual([{ n: 0 }]);
+  });
+
   const writes: [string, string, RegExp][] = [
     ["DELETE", "delete from gsc_performance_data", /only read-only SELECT statements are allowed \(got DELETE\)/],
     ["UPDATE", "update sites set name = 'x'", /only read-only SELECT/],
@@ -367,6 +392,7 @@ describe("query (read-only SQL)", () => {
     ["PRAGMA", "pragma query_only = off", /only read-only SELECT.*PRAGMA/],
     ["a table outside the synced data", "select * from sync_tasks", /table 'sync_tasks' cannot be queried/],
     ["the connection registry", "select count(*) from db_connections", /table 'db_connections' cannot be queried/],
+    ["the API keys", "select key_hash from api_keys", /table 'api_keys' cannot be queried/],
   ];
   test.each(writes)("refused: %s", async (_name, sql, message) => {
     expect(await callError("query", { sql })).toMatch(message);
@@ -393,7 +419,7 @@ describe("query (read-only SQL)", () => {
 
   test("SQL errors come back as tool errors with SQLite's message", async () => {
     expect(await callError("query", { sql: "select nope from sites" })).toMatch(/SQL error: no such column: nope/);
-    expect(await callError("query", { sql: "select * from {site}" })).toMatch(/uses \{site\}: give site_id or hostname/);
+    expect(await callError("query", { sql: "select * from {site}" })).toMatch(/uses \{site\} or \{site_hourly\}: give site_id or hostname/);
   });
 });
 
@@ -460,5 +486,31 @@ describe("transport", () => {
     expect(await res.json()).toMatchObject({ jsonrpc: "2.0", error: { code: -32700 } });
     const wrongType = await mcpPost({ jsonrpc: "2.0", id: 1, method: "tools/list" }, { "content-type": "text/plain" });
     expect(wrongType.status).toBe(415);
+  });
+});
+
+describe("with API keys (AUTH=required)", () => {
+  test("an assistant connects with a read key in the Authorization header; without one it is refused", async () => {
+    const locked = await startServer({ workers: 1, env: { AUTH: "required" } });
+    const clients: Client[] = [];
+    try {
+      const created = await runScript(root, ["src/auth/cli.ts", "create", "--name", "assistant", "--scope", "read"], { DATABASE_URL: locked.dbPath });
+      expect(created.code).toBe(0);
+      const key = created.stdout.split("\n").find((l) => l.startsWith("ssk_"))!;
+      const url = new URL(`${locked.url}/mcp`);
+
+      const anonymous = new Client({ name: "no-key", version: "1.0.0" });
+      clients.push(anonymous);
+      await expect(anonymous.connect(new StreamableHTTPClientTransport(url))).rejects.toThrow(/unauthorized.*an API key is required/);
+
+      const keyed = new Client({ name: "keyed", version: "1.0.0" });
+      clients.push(keyed);
+      await keyed.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
+      const res = await keyed.callTool({ name: "query", arguments: { sql: "select count(*) as n from sites" } });
+      expect(res.structuredContent).toMatchObject({ rows: [{ n: 0 }] });
+    } finally {
+      for (const c of clients) await c.close().catch(() => {});
+      await locked.cleanup();
+    }
   });
 });

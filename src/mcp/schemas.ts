@@ -45,11 +45,13 @@ export const queryArgs = {
     .min(1)
     .max(100_000)
     .describe(
-      "One read-only SELECT (or WITH ... SELECT) in SQLite syntax. '{site}' stands for the chosen site's rows " +
-        "(date, page, query, device, search_type, clicks, impressions, ctr, position). Readable tables: sites, " +
-        "gsc_performance_data, gsc_synced_days.",
+      "One read-only SELECT (or WITH ... SELECT) in SQLite syntax. '{site}' stands for the chosen site's daily rows " +
+        "(date, page, query, device, search_type, clicks, impressions, ctr, position); '{site_hourly}' for its hourly rows " +
+        "(date, hour, hour_timestamp, page, query, device, clicks, impressions, ctr, position). Readable tables: " +
+        "sites, gsc_performance_data, gsc_synced_days, hourly_rankings.",
     ),
   ...siteArgs,
+  data_type: z.enum(["daily", "hourly"]).default("daily").describe("What '{site}' stands for: the daily or the hourly rows."),
   max_rows: z.number().int().min(1).max(100_000).optional().describe("Most rows returned; capped by the server's limit."),
 };
 

@@ -27,12 +27,19 @@ export function refuseProgram(ops: Op[], rootTables: Map<number, string>, allowe
   return null;
 }
 
+/** A connection that cannot write: opened read-only, and query_only on top. */
+export function openReadOnly(path: string): Database {
+  const db = new Database(path, { readonly: true });
+  db.run("PRAGMA query_only = ON");
+  db.run("PRAGMA busy_timeout = 5000");
+  return db;
+}
+
 /** Runs the request and returns the answer (never throws for a bad statement). */
 export function runStatement(req: RunnerRequest): RunnerAnswer {
-  const db = new Database(req.path, { readonly: true });
+  let db: Database | undefined;
   try {
-    db.run("PRAGMA query_only = ON");
-    db.run("PRAGMA busy_timeout = 5000");
+    db = openReadOnly(req.path);
     const stmt = db.prepare<Record<string, unknown>, []>(req.sql);
     const roots = new Map(
       db
@@ -58,7 +65,7 @@ export function runStatement(req: RunnerRequest): RunnerAnswer {
   } catch (err) {
     return { ok: false, error: (err as Error).message };
   } finally {
-    db.close();
+    db?.close();
   }
 }
 

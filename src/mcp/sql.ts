@@ -3,10 +3,15 @@ import { ApiError } from "../errors.ts";
 import type { RunnerAnswer, RunnerRequest } from "./sql-runner.ts";
 
 /** The tables the `query` tool may read: the site registry and the synced data. */
-export const QUERYABLE_TABLES = ["sites", "gsc_performance_data", "gsc_synced_days"];
+export const QUERYABLE_TABLES = ["sites", "gsc_performance_data", "gsc_synced_days", "hourly_rankings"];
 
-/** The columns `{site}` exposes: one site's synced rows. */
-const SITE_COLUMNS = "date, page, query, device, search_type, clicks, impressions, ctr, position";
+/** One site's rows as a derived table, for the original's placeholders: daily and hourly data. */
+const siteRows = {
+  daily: (siteId: number) =>
+    `(select date, page, query, device, search_type, clicks, impressions, ctr, position from gsc_performance_data where site_id = ${siteId})`,
+  hourly: (siteId: number) =>
+    `(select date, hour, hour_timestamp, page, query, device, clicks, impressions, ctr, position from hourly_rankings where site_id = ${siteId})`,
+};
 
 const runnerPath = join(import.meta.dir, "sql-runner.ts");
 
@@ -48,11 +53,14 @@ export function checkSingleSelect(sql: string): string {
   return end < 0 ? sql : sql.slice(0, end);
 }
 
-/** Replaces the original tool's `{site}` placeholder with one site's synced rows as a derived table. */
-export function expandSitePlaceholder(sql: string, siteId: number | null): string {
-  if (!sql.includes("{site}")) return sql;
-  if (siteId === null) throw new ApiError("validation_failed", "the SQL uses {site}: give site_id or hostname");
-  return sql.replaceAll("{site}", `(select ${SITE_COLUMNS} from gsc_performance_data where site_id = ${siteId})`);
+/**
+ * Replaces the original tool's placeholders with one site's rows as a derived table: `{site_hourly}`
+ * is its hourly data, `{site}` its daily data (or hourly with dataType "hourly", as the original).
+ */
+export function expandSitePlaceholders(sql: string, siteId: number | null, dataType: "daily" | "hourly" = "daily"): string {
+  if (!sql.includes("{site}") && !sql.includes("{site_hourly}")) return sql;
+  if (siteId === null) throw new ApiError("validation_failed", "the SQL uses {site} or {site_hourly}: give site_id or hostname");
+  return sql.replaceAll("{site_hourly}", siteRows.hourly(siteId)).replaceAll("{site}", siteRows[dataType](siteId));
 }
 
 // Runs of this process: at most maxConcurrent children at once, the next callers wait their turn.

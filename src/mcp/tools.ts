@@ -31,7 +31,7 @@ import {
   searchKeywordsArgs,
   trackPagesArgs,
 } from "./schemas.ts";
-import { expandSitePlaceholder, runReadOnlySql } from "./sql.ts";
+import { expandSitePlaceholders, runReadOnlySql } from "./sql.ts";
 
 export type McpOptions = {
   /** The `query` tool's time limit: its child process is killed after this. */
@@ -86,7 +86,7 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
     queryArgs,
     async (a) => {
       const site = a.site_id || a.hostname ? await resolveSite(db, a) : null;
-      const result = await runReadOnlySql(db.path, expandSitePlaceholder(a.sql, site?.id ?? null), {
+      const result = await runReadOnlySql(db.path, expandSitePlaceholders(a.sql, site?.id ?? null, a.data_type), {
         maxRows: Math.min(a.max_rows ?? opts.queryMaxRows, opts.queryMaxRows),
         timeoutMs: opts.queryTimeoutMs,
         maxBytes: QUERY_MAX_BYTES,

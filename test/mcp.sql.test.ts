@@ -1,0 +1,131 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { checkSingleSelect, expandSitePlaceholders, QUERYABLE_TABLES } from "../src/mcp/sql.ts";
+import { openReadOnly, runStatement } from "../src/mcp/sql-runner.ts";
+import { tempDb } from "./helpers/db.ts";
+import { withFile } from "./helpers/sync.ts";
+
+// The layers of the MCP `query` tool below the tool itself: the statement check, the compiled-program
+// check and the read-only connection, each on its own (mcp.api.test.ts drives them through the server).
+
+let t: ReturnType<typeof tempDb>;
+beforeAll(() => {
+  t = tempDb();
+  withFile(t.path, (db) => {
+    db.run("insert into sites (domain, name) values ('sc-domain:a.example', 'A'), ('sc-domain:b.example', 'B'), ('sc-domain:c.example', 'C')");
+  });
+});
+afterAll(() => t.cleanup());
+
+const run = (sql: string, o: { maxRows?: number; maxBytes?: number } = {}) =>
+  runStatement({ path: t.path, sql, maxRows: o.maxRows ?? 100, maxBytes: o.maxBytes ?? 1 << 20, tables: QUERYABLE_TABLES });
+
+describe("checkSingleSelect", () => {
+  const accepted: [string, string][] = [
+    ["select 1", "select 1"],
+    ["SELECT 1;", "SELECT 1"],
+    ["  /* lead */ with a as (select 1) select * from a ;  -- trailing comment", "  /* lead */ with a as (select 1) select * from a "],
+    ["select ';' as semi, \"a;b\" from [x;y]", "select ';' as semi, \"a;b\" from [x;y]"],
+    ["select 'it''s; fine'", "select 'it''s; fine'"],
+    ["values (1), (2)", "values (1), (2)"],
+  ];
+  test.each(accepted)("accepts %p", (sql, statement) => {
+    expect(checkSingleSelect(sql)).toBe(statement);
+  });
+
+  const refused: [string, RegExp][] = [
+    ["delete from sites", /only read-only SELECT statements are allowed \(got DELETE\)/],
+    ["insert into sites values (1)", /got INSERT/],
+    ["-- select\nupdate sites set name = 'x'", /got UPDATE/],
+    ["attach database 'x.db' as x", /got ATTACH/],
+    ["vacuum into '/tmp/copy.db'", /got VACUUM/],
+    ["pragma writable_schema = 1", /got PRAGMA/],
+    ["", /got no statement/],
+    ["/* only a comment */", /got no statement/],
+    ["select 1; delete from sites", /only one statement is allowed/],
+    ["select 1; select 2", /only one statement is allowed/],
+    ["select 1; 'x'", /only one statement is allowed/],
+  ];
+  test.each(refused)("refuses %p", (sql, message) => {
+    expect(() => checkSingleSelect(sql)).toThrow(message);
+  });
+});
+
+describe("expandSitePlaceholders", () => {
+  test("{site} is the daily rows, {site_hourly} the hourly rows, of one site", () => {
+    expect(expandSitePlaceholders("select * from {site}", 7)).toContain("from gsc_performance_data where site_id = 7)");
+    expect(expandSitePlaceholders("select * from {site}", 7, "hourly")).toContain("from hourly_rankings where site_id = 7)");
+    expect(expandSitePlaceholders("select * from {site_hourly} join {site}", 3)).toMatch(/hourly_rankings where site_id = 3\).*gsc_performance_data where site_id = 3\)/);
+    expect(expandSitePlaceholders("select 1", null)).toBe("select 1");
+    expect(() => expandSitePlaceholders("select * from {site}", null)).toThrow(/give site_id or hostname/);
+  });
+});
+
+describe("runStatement (the child's work)", () => {
+  test("rows and columns of a read", () => {
+    expect(run("select id, domain from sites order by id")).toEqual({
+      ok: true,
+      columns: ["id", "domain"],
+      rows: [
+        { id: 1, domain: "sc-domain:a.example" },
+        { id: 2, domain: "sc-domain:b.example" },
+        { id: 3, domain: "sc-domain:c.example" },
+      ],
+      truncated: false,
+    });
+  });
+
+  test("capped by rows and by bytes, saying so", () => {
+    expect(run("select id from sites order by id", { maxRows: 2 })).toMatchObject({ rows: [{ id: 1 }, { id: 2 }], truncated: true });
+    expect(run("select id from sites order by id", { maxRows: 3 })).toMatchObject({ truncated: false });
+    const big = run("select id, hex(zeroblob(600)) as pad from sites order by id", { maxBytes: 2500 });
+    expect(big).toMatchObject({ ok: true, truncated: true });
+    expect((big as { rows: unknown[] }).rows.length).toBe(2);
+  });
+
+  test("a blob comes back as base64 text", () => {
+    expect(run("select x'00ff10' as b")).toMatchObject({ rows: [{ b: "AP8Q" }] });
+  });
+
+  const refusedPrograms: [string, RegExp][] = [
+    ["with s as (select 1) delete from sites", /only read-only SELECT statements are allowed/],
+    ["with s as (select 1) insert into sites (domain, name) select 'x', 'y' from s", /only read-only SELECT/],
+    ["select * from api_keys", /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings/],
+    ["select * from sync_tasks", /table 'sync_tasks' cannot be queried/],
+    ["select s.id from sites s join audit_log a on a.id = s.id", /table 'audit_log' cannot be queried/],
+  ];
+  test.each(refusedPrograms)("refuses %p by its compiled program", (sql, message) => {
+    const answer = run(sql);
+    expect(answer.ok).toBe(false);
+    expect((answer as { error: string }).error).toMatch(message);
+  });
+
+  test("the schema and table-valued functions stay readable", () => {
+    expect(run("select count(*) as n from sqlite_schema where name = 'sites'")).toMatchObject({ rows: [{ n: 1 }] });
+    expect(run("select name from pragma_table_info('sites') where pk = 1")).toMatchObject({ rows: [{ name: "id" }] });
+    expect(run("select value from json_each('[5]')")).toMatchObject({ rows: [{ value: 5 }] });
+  });
+
+  test("SQLite's own message for a bad statement", () => {
+    expect(run("select nope from sites")).toEqual({ ok: false, error: "no such column: nope" });
+    expect(run("selec 1")).toMatchObject({ ok: false, error: expect.stringMatching(/syntax error/) });
+  });
+
+  test("the data is unchanged after the refused writes", () => {
+    expect(run("select count(*) as n from sites")).toMatchObject({ rows: [{ n: 3 }] });
+  });
+});
+
+describe("the read-only connection (last line of defence)", () => {
+  test("refuses every write even when a statement gets past the checks", () => {
+    const db = openReadOnly(t.path);
+    try {
+      expect(() => db.run("delete from sites")).toThrow(/readonly/);
+      expect(() => db.run("create temp table t (x)")).toThrow(/readonly|query_only|attempt to write/);
+      expect(() => db.run("pragma query_only = off")).not.toThrow(); // the pragma itself is harmless...
+      expect(() => db.run("delete from sites")).toThrow(/readonly/); // ...the file is still opened read-only
+      expect(db.query("select count(*) as n from sites").get()).toEqual({ n: 3 });
+    } finally {
+      db.close();
+    }
+  });
+});
