@@ -22,7 +22,7 @@ const runnerPath = join(root, "src/mcp/sql-runner.ts");
 
 let server: RunningServer;
 let client: Client;
-const ids = { demo: 0, shop: 0, recent: 0, week: 0 };
+const ids = { demo: 0, shop: 0, recent: 0, week: 0, gone: 0 };
 const today = dayOf(new Date());
 const demoDays = [addDays(today, -4), addDays(today, -3), addDays(today, -2)];
 
@@ -97,6 +97,10 @@ beforeAll(async () => {
   ids.shop = await createSite("sc-domain:shop.example");
   ids.recent = await createSite("https://recent.example/");
   ids.week = await createSite("sc-domain:week.example");
+  // An archived site: hidden from lists, its data kept.
+  ids.gone = await createSite("sc-domain:gone.example");
+  seed(ids.gone, [{ date: "2026-01-06", page: "https://gone.example/", query: "gone", clicks: 1, impressions: 2, position: 1 }]);
+  expect((await request(server.url, "DELETE", `/api/v1/sites/${ids.gone}`)).status).toBe(204);
 
   // The demo site's data comes from a real sync: the last 3 days Search Console has (today-4 .. today-2).
   const trigger = await request(server.url, "POST", `/api/v1/sync/trigger/${ids.demo}?days=3`);
@@ -175,13 +179,18 @@ describe("tools", () => {
     expect((tools.find((t) => t.name === "show_page_queries")!.inputSchema.required as string[]).sort()).toEqual(["page"]);
   });
 
-  test("list_sites lists every registered site, by name", async () => {
-    const r = await call("list_sites", {});
-    expect(r.sites.map((s: { id: number; domain: string }) => [s.id, s.domain])).toEqual([
+  test("list_sites lists the registered sites by name; archived ones on request, still readable", async () => {
+    const pairs = (r: { sites: { id: number; domain: string }[] }) => r.sites.map((s) => [s.id, s.domain]);
+    const live = [
       [ids.recent, "https://recent.example/"],
       [ids.demo, "sc-domain:demo.example"],
       [ids.shop, "sc-domain:shop.example"],
       [ids.week, "sc-domain:week.example"],
+    ];
+    expect(pairs(await call("list_sites", {}))).toEqual(live);
+    expect(pairs(await call("list_sites", { include_archived: true }))).toEqual([...live.slice(0, 2), [ids.gone, "sc-domain:gone.example"], ...live.slice(2)]);
+    expect((await call("pages_queries", { site_id: ids.gone, pages: ["https://gone.example/"] })).rows).toEqual([
+      { page: "https://gone.example/", query: "gone", clicks: 1, impressions: 2, avg_position: 1 },
     ]);
   });
 
@@ -400,7 +409,7 @@ describe("query (read-only SQL)", () => {
 
   test("after every refused write the data is unchanged", async () => {
     const r = await call("query", { sql: "select (select count(*) from gsc_performance_data) as rows, (select count(*) from sites where name = 'x') as renamed" });
-    expect(r.rows).toEqual([{ rows: demoData.length + 9 + 5 + 3, renamed: 0 }]);
+    expect(r.rows).toEqual([{ rows: demoData.length + 9 + 5 + 3 + 1, renamed: 0 }]);
   });
 
   test("a runaway recursive CTE is stopped at the time limit, its process is gone, and the server answers", async () => {

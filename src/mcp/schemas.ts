@@ -37,6 +37,7 @@ const pagesArg = z.array(z.string().min(1)).min(1).max(500).describe("Full page 
 
 export const listSitesArgs = {
   active_only: z.boolean().default(false).describe("Only active sites."),
+  include_archived: z.boolean().default(false).describe("Also archived sites (their data is kept and can still be read)."),
 };
 
 export const queryArgs = {

@@ -69,11 +69,11 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
     since: a.days === undefined ? undefined : addDays(dayOf(new Date()), -a.days),
   });
 
-  tool("list_sites", "The registered sites (id, domain, name, category, is_active), by name.", listSitesArgs, async (a) => {
+  tool("list_sites", "The registered sites (id, domain, name, category, is_active, archived_at), by name.", listSitesArgs, async (a) => {
     const sites = [];
     let cursor;
     do {
-      const page = await listSites(db, { activeOnly: a.active_only, limit: 500, cursor });
+      const page = await listSites(db, { activeOnly: a.active_only, includeArchived: a.include_archived, limit: 500, cursor });
       sites.push(...page.items);
       cursor = page.next ?? undefined;
     } while (cursor);
