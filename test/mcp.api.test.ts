@@ -460,7 +460,7 @@ describe("bad input gives a clear tool error", () => {
     ["custom period backwards", "compare_periods", { site_id: 1, period_type: "custom", custom_periods: { period1: { start: "2026-03-05", end: "2026-03-01" }, period2: { start: "2026-03-02", end: "2026-03-03" } } }, /start is after end/],
     ["custom without periods", "compare_periods", { site_id: 1, period_type: "custom" }, /needs custom_periods/],
     ["no site named", "best_pages", {}, /either site_id or hostname must be provided/i],
-    ["unknown site id", "best_pages", { site_id: 999_999 }, /site not found: 999999/i],
+    ["unknown site id", "best_pages", { site_id: 999_999 }, /site 999999 not found/i],
     ["unknown hostname", "best_pages", { hostname: "nowhere.example" }, /site not found: nowhere.example/i],
     ["no data for last_7_days", "compare_periods", { hostname: "sc-domain:shop.example", period_type: "last_7_days", search_type: "news" }, /no synced data/],
   ];
