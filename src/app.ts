@@ -10,6 +10,8 @@ import { authMiddleware, defaultAuthOptions, type AuthOptions, type RateLimit } 
 import { keysRoutes } from "./auth/routes.ts";
 import { auditedDb, auditMiddleware } from "./audit/context.ts";
 import { auditRoutes } from "./audit/routes.ts";
+import { backupDirOf } from "./backup/backup.ts";
+import { backupRoutes, type BackupApiOptions } from "./backup/routes.ts";
 import { defaults } from "./config.ts";
 import { analyticsRoutes } from "./analytics/routes.ts";
 import type { Db } from "./db/index.ts";
@@ -57,6 +59,8 @@ export type AppOptions = {
   rateLimit?: RateLimit;
   /** Limits of the MCP `query` tool. */
   mcp?: McpOptions;
+  /** Where POST/GET /api/v1/admin/backups put and find backups (default: backups/ beside the file). */
+  backups?: BackupApiOptions;
 };
 
 /** Builds the HTTP application over one process's database handle. */
@@ -103,6 +107,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   );
   const metrics = opts.metrics ?? (async () => registry);
   app.route("/ui", uiRoutes(audited, { metrics, walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES, maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
+  app.route("/api/v1/admin", backupRoutes(audited, opts.backups ?? { dir: backupDirOf(db.path), keep: defaults.BACKUP_KEEP, intervalMs: 0 }));
 
   app.doc31("/openapi.json", openApiInfo);
   // The reference page's script comes from node_modules, so /docs works offline; no web fonts either.

@@ -340,6 +340,26 @@ export function loadKeysCommand(argv: string[] = process.argv.slice(2), env: Sou
   return { ...base, keys: cmd.data };
 }
 
+/** `bun run backup [--to DIR]`: the usual configuration plus where the backup goes. Throws ConfigError. */
+export function loadBackupCommand(argv: string[] = process.argv.slice(2), env: Source = process.env) {
+  const base = loadConfig([], env);
+  const { settings } = readSettings(z.object({ BACKUP_DIR: z.string().min(1).optional() }), argv, env, { to: "BACKUP_DIR" });
+  return { ...base, BACKUP_DIR: settings.BACKUP_DIR };
+}
+
+/** `bun run restore FILE`: the usual configuration plus the backup file to restore. Throws ConfigError. */
+export function loadRestoreCommand(argv: string[] = process.argv.slice(2), env: Source = process.env) {
+  const base = loadConfig([], env);
+  let positionals: string[];
+  try {
+    positionals = parseArgs({ args: argv, options: {}, strict: true, allowPositionals: true }).positionals;
+  } catch (err) {
+    throw new ConfigError({ argv: [(err as Error).message] });
+  }
+  if (positionals.length !== 1) throw new ConfigError({ argv: ["expected one argument: the backup file to restore"] });
+  return { ...base, restoreFrom: positionals[0]! };
+}
+
 const stressSchema = z.object({
   STRESS_PROCESSES: int(1, 256).default(8),
   STRESS_SECONDS: z.coerce.number().positive().max(86_400).default(10),

@@ -1,5 +1,7 @@
 import type { Subprocess } from "bun";
 import { join } from "node:path";
+import { backupDirOf } from "./backup/backup.ts";
+import { startBackupSchedule } from "./backup/schedule.ts";
 import { childEnv, loadConfigOrExit, type ProcessRole } from "./config.ts";
 import { startCheckpointer } from "./db/checkpoint.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
@@ -29,6 +31,15 @@ const checkpointer = startCheckpointer(config.database.path, pragmas, {
   optimizeIntervalMs: config.OPTIMIZE_INTERVAL_MS,
   onRun: observeCheckpoint,
 });
+// Backups every BACKUP_INTERVAL (off by default), each in a child process.
+const stopBackups = config.BACKUP_INTERVAL
+  ? startBackupSchedule({
+      databaseUrl: config.DATABASE_URL,
+      dir: backupDirOf(config.database.path, config.BACKUP_DIR),
+      keep: config.BACKUP_KEEP,
+      intervalMs: config.BACKUP_INTERVAL,
+    })
+  : () => {};
 const db = openDbFromConfig(config, "primary");
 setMetricsRole("primary");
 instrumentDb(db);
@@ -114,6 +125,7 @@ async function shutdown(signal: string, exitCode = 0) {
     await all;
   }
   checkpointer.stop();
+  stopBackups();
   await closeAllConnections(Math.max(0, deadline - performance.now()));
   log("info", "stopped");
   process.exit(exitCode);

@@ -1,5 +1,6 @@
 import { loadConfigOrExit } from "./config.ts";
 import { createApp } from "./app.ts";
+import { backupDirOf } from "./backup/backup.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
 import { registerProcess } from "./db/registry.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
@@ -23,6 +24,7 @@ const app = createApp(db, {
   sync: { maxAttempts: config.SYNC_MAX_ATTEMPTS },
   // Workers share the port, so whichever takes the scrape asks the supervisor for everyone's metrics.
   metrics: config.supervised ? () => collectFromSupervisor(config.METRICS_TIMEOUT_MS + 2000) : undefined,
+  backups: { dir: backupDirOf(config.database.path, config.BACKUP_DIR), keep: config.BACKUP_KEEP, intervalMs: config.BACKUP_INTERVAL },
   auth: { mode: config.AUTH, localAddresses: config.LOCAL_ADDRESSES, allowedHosts: config.ALLOWED_HOSTS, touchIntervalMs: config.KEY_LAST_USED_FLUSH_MS },
   mcp: { queryTimeoutMs: config.MCP_QUERY_TIMEOUT_MS, queryMaxRows: config.MCP_QUERY_MAX_ROWS, queryConcurrency: config.MCP_QUERY_CONCURRENCY },
 });
