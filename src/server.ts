@@ -1,6 +1,7 @@
 import { loadConfigOrExit } from "./config.ts";
 import { createApp } from "./app.ts";
 import { backupDirOf } from "./backup/backup.ts";
+import { createRateLimiter } from "./ratelimit/limiter.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
 import { registerProcess } from "./db/registry.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
@@ -25,6 +26,7 @@ const app = createApp(db, {
   // Workers share the port, so whichever takes the scrape asks the supervisor for everyone's metrics.
   metrics: config.supervised ? () => collectFromSupervisor(config.METRICS_TIMEOUT_MS + 2000) : undefined,
   backups: { dir: backupDirOf(config.database.path, config.BACKUP_DIR), keep: config.BACKUP_KEEP, intervalMs: config.BACKUP_INTERVAL },
+  rateLimit: createRateLimiter(db, { perKey: config.RATE_LIMIT_PER_MINUTE, perIp: config.RATE_LIMIT_IP_PER_MINUTE }),
   auth: { mode: config.AUTH, localAddresses: config.LOCAL_ADDRESSES, allowedHosts: config.ALLOWED_HOSTS, touchIntervalMs: config.KEY_LAST_USED_FLUSH_MS },
   mcp: { queryTimeoutMs: config.MCP_QUERY_TIMEOUT_MS, queryMaxRows: config.MCP_QUERY_MAX_ROWS, queryConcurrency: config.MCP_QUERY_CONCURRENCY },
 });
