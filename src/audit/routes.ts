@@ -3,6 +3,7 @@ import { createSelectSchema } from "drizzle-zod";
 import type { Db } from "../db/index.ts";
 import { auditLog } from "../db/schema.ts";
 import { errorResponses, jsonResponse, setNextLink, validationHook } from "../openapi.ts";
+import { intParam } from "../sync/schemas.ts";
 import { listAudit } from "./queries.ts";
 
 const AuditEntrySchema = createSelectSchema(auditLog).openapi("AuditEntry");
@@ -27,12 +28,7 @@ const AuditQuery = z.object({
   outcome: z.enum(["ok", "denied", "failed"]).optional().openapi({ param: { name: "outcome", in: "query" } }),
   since: timeParam("since"),
   until: timeParam("until"),
-  limit: z
-    .string()
-    .regex(/^0*([1-9]\d?|[1-4]\d\d|500)$/, "expected an integer from 1 to 500")
-    .transform(Number)
-    .default(100)
-    .openapi({ param: { name: "limit", in: "query" }, example: "100" }),
+  limit: intParam(1, 500).default(100).openapi({ param: { name: "limit", in: "query" }, example: "100" }),
   cursor: idParam("cursor"),
 });
 
