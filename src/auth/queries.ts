@@ -1,20 +1,23 @@
 import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
 import type { Db, Orm } from "../db/index.ts";
-import { perConnection } from "../db/prepared.ts";
+import { compileSelect, perConnection } from "../db/prepared.ts";
 import { apiKeys, type ApiKey, type KeyScope } from "../db/schema.ts";
 import { ApiError } from "../errors.ts";
 import { generateKey, keyMatches, keyPrefix } from "./keys.ts";
 
 const p = sql.placeholder;
 
+// Asked on every request: compiled to bare bun:sqlite statements (a Drizzle prepared get cost ~10 µs).
 const readStatements = perConnection((orm) => ({
-  byPrefix: orm.select().from(apiKeys).where(eq(apiKeys.prefix, p("prefix"))).prepare(),
-  anyActive: orm
-    .select({ id: apiKeys.id })
-    .from(apiKeys)
-    .where(and(isNull(apiKeys.revoked_at), or(isNull(apiKeys.expires_at), gt(apiKeys.expires_at, p("now")))))
-    .limit(1)
-    .prepare(),
+  byPrefix: compileSelect(orm, orm.select().from(apiKeys).where(eq(apiKeys.prefix, p("prefix")))),
+  anyActive: compileSelect(
+    orm,
+    orm
+      .select({ id: apiKeys.id })
+      .from(apiKeys)
+      .where(and(isNull(apiKeys.revoked_at), or(isNull(apiKeys.expires_at), gt(apiKeys.expires_at, p("now")))))
+      .limit(1),
+  ),
 }));
 
 /** A key as the API and the CLI show it: never its hash. */
