@@ -128,6 +128,15 @@ describe("with keys", () => {
     }
   }
 
+  test("MCP (POST /mcp) needs a read key, not write", async () => {
+    const rpc = { jsonrpc: "2.0", id: 1, method: "tools/list", params: {} };
+    const headers = { accept: "application/json, text/event-stream" };
+    expect((await call(REMOTE, "POST", "/mcp", rpc, headers)).status).toBe(401);
+    const r = await call(REMOTE, "POST", "/mcp", rpc, { ...headers, ...bearer(keys.read!) });
+    expect(r.status).toBe(200);
+    expect(r.text).toContain("tools");
+  });
+
   test("X-API-Key works like Bearer", async () => {
     expect((await call(REMOTE, "GET", "/api/v1/sites", undefined, { "x-api-key": keys.read! })).status).toBe(200);
   });
