@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { requestFrom, runScript } from "./helpers/client.ts";
 import { tempDir } from "./helpers/db.ts";
@@ -200,6 +200,31 @@ describe("no secrets in logs, errors, diagnostics or the OpenAPI document", () =
           await Bun.sleep(100);
         }
         throw new Error("the sync never ran");
+      });
+    } finally {
+      fake.stop();
+      dir.cleanup();
+    }
+  });
+
+  test("a Google sign-in (authorized-user credentials: refresh token, client secret)", async () => {
+    const fake = startFakeGsc();
+    const dir = tempDir();
+    const refresh = "1//SECRET-refresh-token-0123456789";
+    const clientSecret = "GOCSPX-SECRET-client-secret-0123";
+    try {
+      const file = join(dir.dir, "credentials.json");
+      writeFileSync(file, JSON.stringify({ type: "authorized_user", client_id: "cid.apps.googleusercontent.com", client_secret: clientSecret, refresh_token: refresh, token_uri: fake.tokenUrl }));
+      fake.injectToken({ status: 400, body: { error: "invalid_grant", error_description: "Token has been expired or revoked." }, times: 100 });
+      await run({ SYNC_SOURCE: "gsc", GSC_CREDENTIALS_FILE: file, GSC_TOKEN_URL: fake.tokenUrl, GSC_API_BASE_URL: fake.url, GSC_MAX_RETRIES: "0" }, [refresh, clientSecret], async (base, admin) => {
+        const site = await requestFrom(REMOTE, base, "POST", "/api/v1/sites", { domain: "sc-domain:oauth.example", name: "O" }, { authorization: `Bearer ${admin}` });
+        const job = await requestFrom(REMOTE, base, "POST", `/api/v1/sync/trigger/${site.body.id}?days=1`, undefined, { authorization: `Bearer ${admin}` });
+        for (let i = 0; i < 100; i++) {
+          const j = await requestFrom(REMOTE, base, "GET", job.body.status_url, undefined, { authorization: `Bearer ${admin}` });
+          if (j.body.status === "failed") return;
+          await Bun.sleep(100);
+        }
+        throw new Error("the sync did not fail");
       });
     } finally {
       fake.stop();
