@@ -7,14 +7,16 @@ import type { KeyScope } from "../db/schema.ts";
 export const UI_KEY_COOKIE = "sitesync_key";
 
 /**
- * Paths answered without a key in every mode: health for load balancers, the API reference, the
- * dashboard's login and logout (which only set or clear its cookie) and its static files.
+ * Paths answered without a key in every mode: health for load balancers, the API info and reference
+ * pages, the dashboard's login and logout (which only set or clear its cookie) and its static files.
  */
 export function isOpenPath(path: string): boolean {
   return (
     path === "/health" ||
+    path === "/" ||
     path === "/docs" ||
     path.startsWith("/docs/") ||
+    path === "/redoc" ||
     path === "/openapi.json" ||
     path === "/ui/login" ||
     path === "/ui/logout" ||
@@ -42,6 +44,6 @@ export function requiredScope(method: string, path: string): KeyScope {
   if (method === "DELETE" && sitePath.test(path)) return "admin";
   if (method === "POST" && restorePath.test(path)) return "admin";
   // Reads sent as POST: MCP's JSON-RPC, and the original API's analytics queries.
-  if (path === "/mcp" || path.startsWith("/api/v1/analytics/")) return "read";
+  if (path === "/mcp" || path.startsWith("/api/v1/analytics/") || path === "/api/v1/page-keyword-performance") return "read";
   return isSafeMethod(method) ? "read" : "write";
 }
