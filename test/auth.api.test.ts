@@ -137,6 +137,18 @@ describe("with keys", () => {
     expect(r.text).toContain("tools");
   });
 
+  test("the dashboard's key cookie is ambient: a cross-site (or same-site) form with it is refused", async () => {
+    const cookie = { cookie: `sitesync_key=${keys.admin}` };
+    const forged = await call(REMOTE, "POST", "/ui/no-such-form", "x=1", { ...cookie, "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-site" });
+    expect(forged.status).toBe(403);
+    expect(forged.body.error.message).toContain("cross-site");
+    const own = await call(REMOTE, "POST", "/ui/no-such-form", "x=1", { ...cookie, "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" });
+    expect(own.status).toBe(404);
+    // The same key in a header is not ambient: no Origin check.
+    const header = await call(REMOTE, "PATCH", `/api/v1/sites/${siteId}`, { name: "K" }, { ...bearer(keys.write!), origin: "https://elsewhere.example" });
+    expect(header.status).toBe(200);
+  });
+
   test("X-API-Key works like Bearer", async () => {
     expect((await call(REMOTE, "GET", "/api/v1/sites", undefined, { "x-api-key": keys.read! })).status).toBe(200);
   });

@@ -157,7 +157,10 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
       else if (!local) await rateLimit({ kind: "ip", id: addr! });
     }
     if (refused) throw refused;
-    if (principal!.kind !== "key" && !isSafeMethod(c.req.method) && isCrossSite(c)) {
+    // A key from a header cannot come from a forged form; one from the dashboard's cookie can (a
+    // same-site page gets SameSite=Strict cookies sent), like loopback trust.
+    const ambient = principal!.kind !== "key" || (c.req.header("authorization") === undefined && c.req.header("x-api-key") === undefined);
+    if (ambient && !isSafeMethod(c.req.method) && isCrossSite(c)) {
       // Without a key the browser's ambient trust (loopback, open network) is all a forged form needs.
       throw new ApiError("forbidden", "cross-site request refused: state-changing calls from another site's page need an API key");
     }
