@@ -52,6 +52,10 @@ describe("precedence", () => {
     { name: "pragmas from env", argv: [], env: { SQLITE_BUSY_TIMEOUT_MS: "1234", SQLITE_SYNCHRONOUS: "FULL", SQLITE_CACHE_SIZE: "-2000", SQLITE_JOURNAL_SIZE_LIMIT: "-1" }, expect: { SQLITE_BUSY_TIMEOUT_MS: 1234, SQLITE_SYNCHRONOUS: "FULL", SQLITE_CACHE_SIZE: -2000, SQLITE_JOURNAL_SIZE_LIMIT: -1 } },
     { name: "boolean spellings", argv: [], env: { REQUEST_LOG: "yes", SYNC_SCHEDULER: "0" }, expect: { REQUEST_LOG: true, SYNC_SCHEDULER: false } },
     { name: "supervisor markers", argv: [], env: { SITESYNC_ROLE: "http", SITESYNC_SUPERVISED: "1" }, expect: { role: "http", supervised: true } },
+    { name: "hourly schedule off by default", argv: [], env: {}, expect: { SYNC_HOURLY_EVERY: 0 } },
+    { name: "hourly schedule in hours", argv: [], env: { SYNC_HOURLY_EVERY: "6h" }, expect: { SYNC_HOURLY_EVERY: 21_600_000 } },
+    { name: "hourly schedule in minutes", argv: [], env: { SYNC_HOURLY_EVERY: "30m" }, expect: { SYNC_HOURLY_EVERY: 1_800_000 } },
+    { name: "hourly schedule off spelled out", argv: [], env: { SYNC_HOURLY_EVERY: "off" }, expect: { SYNC_HOURLY_EVERY: 0 } },
   ];
   for (const c of cases) {
     test(c.name, () => {
@@ -69,6 +73,8 @@ describe("field errors", () => {
     { name: "bad synchronous", argv: [], env: { SQLITE_SYNCHRONOUS: "sometimes" }, fields: { SQLITE_SYNCHRONOUS: /NORMAL/ } },
     { name: "bad boolean", argv: [], env: { REQUEST_LOG: "maybe" }, fields: { REQUEST_LOG: /.+/ } },
     { name: "bad daily time", argv: [], env: { SYNC_DAILY_AT: "25:00" }, fields: { SYNC_DAILY_AT: /HH:MM/ } },
+    { name: "bad hourly period", argv: [], env: { SYNC_HOURLY_EVERY: "hourly" }, fields: { SYNC_HOURLY_EVERY: /30m, 1h/ } },
+    { name: "gsc source without any credentials", argv: [], env: { SYNC_SOURCE: "gsc", GSC_CREDENTIALS_FILE: "/nonexistent/credentials.json" }, fields: { SYNC_SOURCE: /auth login/ } },
     { name: "unknown flag", argv: ["--wrokers", "2"], fields: { argv: /wrokers/ } },
     { name: "stray positional", argv: ["serve"], fields: { argv: /serve/ } },
     { name: "unknown process role", argv: [], env: { SITESYNC_ROLE: "boss" }, fields: { SITESYNC_ROLE: /standalone/ } },

@@ -195,6 +195,24 @@ describe("hourly schedule", () => {
   });
 });
 
+describe("hourly schedule from several connections at once", () => {
+  test("eight concurrent schedulers create exactly one task per active site for the slot", async () => {
+    const s = tempDb();
+    try {
+      const siteIds = insertSites(s.path, 25, "race.example");
+      const handles = Array.from({ length: 8 }, () => s.open());
+      const at = new Date("2026-06-10T10:20:00.000Z");
+      const created = await Promise.all(handles.map((h) => scheduleHourlySyncs(h, { everyMs: 3_600_000, maxAttempts: 1 }, at)));
+      expect(created.reduce((a, b) => a + b, 0)).toBe(siteIds.length);
+      const rows = s.db.read.select({ site: syncTasks.site_id }).from(syncTasks).all();
+      expect(rows.length).toBe(siteIds.length);
+      expect(new Set(rows.map((r) => r.site)).size).toBe(siteIds.length);
+    } finally {
+      s.cleanup();
+    }
+  });
+});
+
 describe("demo hourly rows", () => {
   test("deterministic, keys unique, Pacific HOUR keys; today only up to now", () => {
     const day = "2026-11-20";
