@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
@@ -6,6 +7,7 @@ import { cli, spawnCli } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
+import { withFile } from "./helpers/sync.ts";
 
 // `bun run cli` as a real process against the real service (2 HTTP workers, 2 sync workers) whose
 // sync workers read Search Console (the fake) with the stored Google sign-in: sites, syncs followed
@@ -120,6 +122,9 @@ describe("sync", () => {
     expect(cov.daily_data.total_days).toBeGreaterThan(0);
     const text = await run(["coverage", "alpha.example"]);
     expect(text.stdout).toContain(`Hourly data: 3 days, ${addDays(today, -2)} .. ${today}`);
+    // The service's per-day coverage (GET /api/v1/sync/status?site_id=&days=): one mark per day, oldest first.
+    const days = await run(["coverage", "alpha.example", "--days", "7"]);
+    expect(days.stdout).toMatch(new RegExp(`Last 8 days \\(${addDays(today, -7)} \\.\\. ${today}\\), # = has data:\\n {2}[#.]{8}\\n`));
   });
 
   test("sync-all follows every active site; a property Google refuses makes the exit code 1", async () => {
@@ -209,6 +214,45 @@ describe("following", () => {
     const idOf = (d: string) => sites.find((x: { domain: string }) => x.domain === d).id;
     expect(s.properties).toEqual([{ site_url: "sc-domain:alpha.example", permission_level: "siteOwner", registered_site_id: idOf("sc-domain:alpha.example") }]);
     expect(s.unreadable_sites).toEqual([{ id: idOf("https://beta.example/"), domain: "https://beta.example/" }]);
+  });
+});
+
+describe("export", () => {
+  const rowsOf = (domain: string, where = "") =>
+    withFile(server.dbPath, (db) =>
+      db.query<{ n: number }, [string]>(`select count(*) as n from gsc_performance_data g join sites s on s.id = g.site_id where s.domain = ? ${where}`).get(domain)!.n,
+    );
+
+  test("csv to stdout: the header and every stored row", async () => {
+    const r = await run(["export", "alpha.example"]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split(/\r?\n/);
+    expect(lines[0]).toBe("date,page,query,device,search_type,clicks,impressions,ctr,position");
+    expect(lines.length - 1).toBe(rowsOf("sc-domain:alpha.example"));
+    expect(lines.length - 1).toBeGreaterThan(100);
+  });
+
+  test("json to a file: one array, streamed; filters go to the service", async () => {
+    const file = join(dir.dir, "alpha.json");
+    const r = await run(["export", "alpha.example", "--format", "json", "-o", file]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`Wrote \\d+ bytes to ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+    const rows = JSON.parse(readFileSync(file, "utf8")) as { search_type: string; clicks: number }[];
+    expect(rows.length).toBe(rowsOf("sc-domain:alpha.example"));
+    expect(typeof rows[0]!.clicks).toBe("number");
+    const images = await run(["export", "alpha.example", "--format", "jsonl", "--search-type", "image"]);
+    const lines = images.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.length).toBe(rowsOf("sc-domain:alpha.example", "and g.search_type = 'image'"));
+    expect(lines.every((l) => l.search_type === "image")).toBe(true);
+  });
+
+  test("a site without data: an empty JSON array; a bad date is the service's 400", async () => {
+    const empty = await run(["export", "sc-domain:gamma.example", "--format", "json"]);
+    expect(empty.code).toBe(0);
+    expect(JSON.parse(empty.stdout)).toEqual([]);
+    const bad = await run(["export", "alpha.example", "--start-date", "2026-02-30"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("start_date");
   });
 });
 
