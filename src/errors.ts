@@ -35,9 +35,12 @@ export class ApiError extends Error {
   }
 }
 
-/** The JSON body of an error response: `{"error": {"code", "message", "details"?}}`. */
+/**
+ * The JSON body of an error response: `{"error": {"code", "message", "details"?}, "detail": message}`.
+ * `detail` is the original (FastAPI) tool's field, kept so its clients that print it still work.
+ */
 export function errorBody(code: ErrorCode, message: string, details?: unknown) {
-  return { error: details === undefined ? { code, message } : { code, message, details } };
+  return { error: details === undefined ? { code, message } : { code, message, details }, detail: message };
 }
 
 /** True for SQLite's "busy"/"locked" failures (SQLITE_BUSY*, SQLITE_LOCKED*). */

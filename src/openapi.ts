@@ -10,6 +10,7 @@ export const ErrorSchema = z
       message: z.string(),
       details: z.unknown().optional(),
     }),
+    detail: z.string().openapi({ description: "The message again, as the original API's `detail`" }),
   })
   .openapi("Error");
 

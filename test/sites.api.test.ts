@@ -138,8 +138,9 @@ describe("table-driven scenarios", () => {
       // Bun 1.4.5's toMatchObject writes asymmetric matchers into the received object: match a copy.
       if (c.json !== undefined) expect(structuredClone(r.json)).toMatchObject(c.json as object);
       if (c.status >= 400) {
-        // Every error has the one shape and a human message.
-        expect(Object.keys(r.json)).toEqual(["error"]);
+        // Every error has the one shape and a human message, repeated as the original's `detail` (reference §0.4).
+        expect(Object.keys(r.json)).toEqual(["error", "detail"]);
+        expect(r.json.detail).toBe(r.json.error.message);
         expect(typeof r.json.error.message).toBe("string");
         expect(r.json.error.message.length).toBeGreaterThan(0);
         expect(r.headers.get("content-type")).toMatch(/application\/json/);
@@ -233,6 +234,28 @@ describe("GET /api/v1/sites", () => {
     const b = await call("GET", "/api/v1/sites/?active_only=false");
     expect(b.status).toBe(200);
     expect(b.json).toEqual(a.json);
+  });
+
+  test("without limit every matching site comes back in one array, as the original (a client with 150 sites saw 100)", async () => {
+    for (let i = 0; i < 150; i++) await create(`sc-domain:many${i}.all.example`, `Many ${String(i).padStart(3, "0")}`);
+    const total = (activeOnly: boolean) =>
+      t.db.read.select({ n: count() }).from(sites).where(activeOnly ? eq(sites.is_active, true) : undefined).get()!.n;
+    for (const [path, activeOnly] of [
+      ["/api/v1/sites", true],
+      ["/api/v1/sites/", true],
+      ["/api/v1/sites?active_only=false", false],
+    ] as const) {
+      const r = await call("GET", path);
+      expect(r.status).toBe(200);
+      expect(r.json.length).toBe(total(activeOnly));
+      expect(r.json.length).toBeGreaterThan(150);
+      expect(r.headers.get("link")).toBeNull();
+      const names = r.json.map((s: { name: string }) => s.name);
+      expect(names).toEqual([...names].sort());
+    }
+    const paged = await call("GET", "/api/v1/sites?limit=100");
+    expect(paged.json.length).toBe(100);
+    expect(paged.headers.get("link")).toMatch(/rel="next"/);
   });
 
   test("limit + cursor paging walks every site exactly once, in order, following Link rel=next", async () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
 import { setLogLevel } from "../src/log.ts";
 import { claimNextTask, taskTypesParam } from "../src/sync/claim.ts";
-import { markDaySynced } from "../src/sync/data.ts";
+import { markDaySynced, upsertRows } from "../src/sync/data.ts";
 import { addDays, dayOf, newestDataDay } from "../src/sync/dates.ts";
 import { JobSchema } from "../src/sync/schemas.ts";
 import { tempDb } from "./helpers/db.ts";
@@ -84,7 +84,11 @@ describe("validation (table-driven)", () => {
       const r = await call(c.method, c.path(), c.body);
       expect({ name: c.name, status: r.status }).toEqual({ name: c.name, status: c.status });
       if (c.json) expect(structuredClone(r.json)).toMatchObject(c.json as object);
-      if (c.status >= 400) expect(Object.keys(r.json)).toEqual(["error"]);
+      if (c.status >= 400) {
+        // Our shape plus the original's `detail` (reference §0.4): the same message as a string.
+        expect(Object.keys(r.json)).toEqual(["error", "detail"]);
+        expect(r.json.detail).toBe(r.json.error.message);
+      }
     });
   }
 
@@ -227,23 +231,51 @@ describe("job list", () => {
 });
 
 describe("sync status", () => {
-  test("counts synced days from the completion markers", async () => {
+  // Reference §1.8: total_days is the number of distinct dates with rows for the site; ours adds final_days.
+  const today = dayOf(new Date());
+  const old = ["2026-03-01", "2026-03-02", "2026-03-05"];
+  const recent = [addDays(today, -3), addDays(today, -2)];
+  const rows = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ page: `https://beta.example/${i}`, query: `q ${i}`, device: "MOBILE", clicks: 1, impressions: 2, ctr: 0.5, position: 3 }));
+
+  test("counts every day that has rows (as the original); final_days counts the ones Google no longer revises", async () => {
     expect((await call("GET", `/api/v1/sync/status/${ids.beta}`)).json).toEqual({
       site_id: ids.beta,
-      daily_data: { total_days: 0, latest_date: null, oldest_date: null },
+      daily_data: { total_days: 0, latest_date: null, oldest_date: null, final_days: 0 },
       hourly_data: { total_days: 0, latest_date: null, oldest_date: null },
     });
     await t.db.write((tx) => {
-      for (const day of ["2026-03-01", "2026-03-02", "2026-03-05"]) {
-        markDaySynced(tx, ids.beta, day, "web", 10);
-        markDaySynced(tx, ids.beta, day, "image", 0);
+      // Old days synced once final (marked), two recent days stored but not marked (the sync only marks
+      // final days), one old day stored without a marker (cut short), one marker for a day without rows.
+      for (const day of old) {
+        upsertRows(tx, ids.beta, day, "web", rows(3));
+        markDaySynced(tx, ids.beta, day, "web", 3);
       }
+      for (const day of recent) upsertRows(tx, ids.beta, day, "web", rows(2));
+      upsertRows(tx, ids.beta, "2026-02-20", "image", rows(1));
+      markDaySynced(tx, ids.beta, "2026-02-10", "web", 0);
+      // Another site's rows do not count.
+      upsertRows(tx, ids.delta, "2026-01-01", "web", rows(1));
     });
     expect((await call("GET", `/api/v1/sync/status/${ids.beta}`)).json).toEqual({
       site_id: ids.beta,
-      daily_data: { total_days: 3, latest_date: "2026-03-05", oldest_date: "2026-03-01" },
+      daily_data: { total_days: 6, latest_date: recent[1], oldest_date: "2026-02-20", final_days: 3 },
       hourly_data: { total_days: 0, latest_date: null, oldest_date: null },
     });
+  });
+
+  test("a marker on a day that is not final yet does not make it final", async () => {
+    await t.db.write((tx) => markDaySynced(tx, ids.beta, recent[1]!, "web", 2));
+    expect((await call("GET", `/api/v1/sync/status/${ids.beta}`)).json.daily_data).toMatchObject({ total_days: 6, final_days: 3 });
+  });
+
+  test("the day scan seeks the unique index instead of reading every row", () => {
+    const plan = t.db.raw.reader
+      .query<{ detail: string }, []>("explain query plan select min(date) from gsc_performance_data where site_id = 1 and date > '2026-01-01'")
+      .all()
+      .map((r) => r.detail)
+      .join("\n");
+    expect(plan).toMatch(/SEARCH gsc_performance_data USING COVERING INDEX gsc_performance_data_row_unique \(site_id=\? AND date>\?\)/);
   });
 });
 

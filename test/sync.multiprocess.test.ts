@@ -195,8 +195,9 @@ describe("crashes and restarts (supervised sync worker, fake Search Console)", (
     const firstDay = fake.requests.filter((r) => r.startDate === j.start_date && r.type === "web" && r.startRow === 0);
     expect(firstDay.length).toBe(1);
     const status = await request(s.url, "GET", `/api/v1/sync/status/${siteId}`);
-    // Only final days (today minus 4 or older) count as synced; the newest two are fetched again next time.
-    expect(status.body.daily_data).toEqual({ total_days: 2, latest_date: addDays(j.end_date, -2), oldest_date: j.start_date });
+    // Every day with rows counts (as the original); only final days (today minus 4 or older) are final:
+    // the newest two are fetched again next time.
+    expect(status.body.daily_data).toEqual({ total_days: 4, latest_date: j.end_date, oldest_date: j.start_date, final_days: 2 });
   });
 
   test("SIGTERM mid-task: the worker hands the task back and exits 0; it completes without spending an attempt", async () => {

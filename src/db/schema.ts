@@ -108,7 +108,7 @@ export const gscPerformanceData = sqliteTable(
 );
 
 // One row per (site, day, search type) whose rows were all stored: `sync_mode=skip` skips these, and a
-// day cut short by a crash has no row here, so it is fetched again. Also the cheap source of /sync/status.
+// day cut short by a crash has no row here, so it is fetched again. Also the source of final_days in /sync/status.
 export const gscSyncedDays = sqliteTable(
   "gsc_synced_days",
   {

@@ -61,18 +61,22 @@ export async function findSiteById(db: Db, id: number): Promise<Site | undefined
   return readStatements(db.read).byId.get({ id });
 }
 
-/** Lists sites by name then id after an optional cursor; `next` is set when more remain. */
+/**
+ * Lists sites by name then id after an optional cursor: every one without a limit, else a page with
+ * `next` set when more remain.
+ */
 export async function listSites(
   db: Db,
-  opts: { activeOnly: boolean; limit: number; cursor?: SiteCursor; includeArchived?: boolean },
+  opts: { activeOnly: boolean; limit?: number; cursor?: SiteCursor; includeArchived?: boolean },
 ): Promise<{ items: Site[]; next: SiteCursor | null }> {
   const s = readStatements(db.read);
-  const limit = opts.limit + 1;
+  // SQLite reads a negative LIMIT as no limit.
+  const limit = opts.limit === undefined ? -1 : opts.limit + 1;
   const include_archived = opts.includeArchived ? 1 : 0;
   const rows = opts.cursor
     ? (opts.activeOnly ? s.nextPageActive : s.nextPage).all({ limit, name: opts.cursor.name, id: opts.cursor.id, include_archived })
     : (opts.activeOnly ? s.firstPageActive : s.firstPage).all({ limit, include_archived });
-  if (rows.length <= opts.limit) return { items: rows, next: null };
+  if (opts.limit === undefined || rows.length <= opts.limit) return { items: rows, next: null };
   const items = rows.slice(0, opts.limit);
   const last = items[items.length - 1]!;
   return { items, next: { name: last.name, id: last.id } };

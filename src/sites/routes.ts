@@ -15,7 +15,8 @@ export function sitesRoutes(db: Db) {
       path: "/",
       tags: ["sites"],
       summary: "List sites ordered by name then id",
-      description: 'A JSON array. When more remain, a `Link: <...>; rel="next"` header carries the next page.',
+      description:
+        'A JSON array of every matching site; with `limit`, a page of them, and when more remain a `Link: <...>; rel="next"` header carries the next page.',
       request: { query: ListSitesQuery },
       responses: {
         200: { description: "A page of sites", content: { "application/json": { schema: z.array(SiteSchema) } } },

@@ -81,8 +81,12 @@ export const ListSitesQuery = z.object({
     // 1..500 (leading zeros allowed) as one pattern instead of a regex, a transform and a number range.
     .regex(/^0*([1-9]\d?|[1-4]\d\d|500)$/, "expected an integer from 1 to 500")
     .transform(Number)
-    .default(100)
-    .openapi({ param: { name: "limit", in: "query" }, example: "100" }),
+    .optional()
+    .openapi({
+      param: { name: "limit", in: "query" },
+      example: "100",
+      description: "Page size (1..500). Without it every matching site is returned, as the original API did.",
+    }),
   cursor: z.string().min(1).max(2048).optional().openapi({ param: { name: "cursor", in: "query" } }),
   include_archived: boolParam.default(false).openapi({ param: { name: "include_archived", in: "query" }, example: "false" }),
 });

@@ -1,7 +1,8 @@
-import { and, between, countDistinct, eq, max, min, sql } from "drizzle-orm";
+import { and, between, eq, sql } from "drizzle-orm";
 import type { Db, Orm } from "../db/index.ts";
 import { perConnection } from "../db/prepared.ts";
 import { gscPerformanceData, gscSyncedDays } from "../db/schema.ts";
+import { isFinalDay } from "./dates.ts";
 import type { SearchType, SourceRow } from "./source.ts";
 
 // The synced Search Console data: rows in gsc_performance_data, completion markers in gsc_synced_days.
@@ -118,18 +119,38 @@ export async function findSyncedDays(db: Db, siteId: number, start: string, end:
   return new Map(rows.map((r) => [`${r.date}|${r.search_type}`, r]));
 }
 
-/** Days with synced data for a site: how many, the newest and the oldest. */
-export async function syncedDaysSummary(db: Db, siteId: number) {
-  const row = db.read
-    .select({
-      total_days: countDistinct(gscSyncedDays.date),
-      latest_date: max(gscSyncedDays.date),
-      oldest_date: min(gscSyncedDays.date),
-    })
-    .from(gscSyncedDays)
-    .where(eq(gscSyncedDays.site_id, siteId))
-    .get();
-  return { total_days: row?.total_days ?? 0, latest_date: row?.latest_date ?? null, oldest_date: row?.oldest_date ?? null };
+// The distinct days of a site's rows by a skip scan over the (site_id, date, ...) unique index: one
+// index seek per day, so a site with millions of rows costs a few hundred seeks, not a full scan.
+// `final` marks the days whose rows were stored once Search Console stopped revising them (their
+// completion marker, written only for final days).
+const DATA_DAYS_SQL = `with recursive days(d) as (
+  select min(date) from gsc_performance_data where site_id = $site_id
+  union all
+  select (select min(date) from gsc_performance_data where site_id = $site_id and date > days.d) from days where days.d is not null
+)
+select d as date, exists(select 1 from gsc_synced_days m where m.site_id = $site_id and m.date = d) as marked
+  from days where d is not null`;
+
+/** Every day with stored rows for a site, oldest first, each with whether its rows are final. */
+export function findDataDays(db: Db, siteId: number, now: Date = new Date()): { date: string; final: boolean }[] {
+  return db.raw.reader
+    .query<{ date: string; marked: number }, [{ site_id: number }]>(DATA_DAYS_SQL)
+    .all({ site_id: siteId })
+    .map((r) => ({ date: r.date, final: r.marked === 1 && isFinalDay(r.date, now) }));
+}
+
+/**
+ * A site's daily data coverage as the original reported it (every day that has rows: how many, the
+ * newest, the oldest), plus `final_days`: those of them Search Console will no longer revise.
+ */
+export async function dataDaysSummary(db: Db, siteId: number, now: Date = new Date()) {
+  const days = findDataDays(db, siteId, now);
+  return {
+    total_days: days.length,
+    latest_date: days.at(-1)?.date ?? null,
+    oldest_date: days[0]?.date ?? null,
+    final_days: days.filter((d) => d.final).length,
+  };
 }
 
 /** Per site: the days between two days (both included) with a completion marker. */

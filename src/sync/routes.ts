@@ -4,7 +4,7 @@ import { ApiError } from "../errors.ts";
 import { errorResponses, jsonBody, jsonResponse, setNextLink, validationHook } from "../openapi.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
-import { syncedDaysSummary } from "./data.ts";
+import { dataDaysSummary } from "./data.ts";
 import { hourlyDaysSummary } from "./hourly-data.ts";
 import { getHandler, taskTypes } from "./handlers/index.ts";
 import { cancelJob, createTask, findJob, jobNotFound, listJobs, queueDailySync, siteExists } from "./queries.ts";
@@ -163,14 +163,16 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
       method: "get",
       path: "/sync/status/{site_id}",
       tags: ["sync"],
-      summary: "Which days of a site's Search Console data (daily and hourly) are synced",
+      summary: "Which days of a site's Search Console data (daily and hourly) are stored",
+      description:
+        "`daily_data.total_days`: every day with rows (as the original counted); `final_days`: those of them stored after Search Console stopped revising them (4 days or older, UTC).",
       request: { params: SiteIdParam },
       responses: { 200: jsonResponse(SyncStatusSchema, "Synced days"), ...errorResponses(400, 404) },
     }),
     async (c) => {
       const { site_id } = c.req.valid("param");
       if (!(await siteExists(db, site_id))) throw siteNotFound(site_id);
-      return c.json({ site_id, daily_data: await syncedDaysSummary(db, site_id), hourly_data: await hourlyDaysSummary(db, site_id) }, 200);
+      return c.json({ site_id, daily_data: await dataDaysSummary(db, site_id), hourly_data: await hourlyDaysSummary(db, site_id) }, 200);
     },
   );
 

@@ -173,7 +173,10 @@ const Coverage = z.object({
 export const SyncStatusSchema = z
   .object({
     site_id: z.number().int(),
-    daily_data: Coverage,
+    daily_data: Coverage.extend({
+      total_days: z.number().int().openapi({ description: "Days with stored rows" }),
+      final_days: z.number().int().openapi({ description: "Days with rows Search Console will no longer revise" }),
+    }),
     hourly_data: Coverage.openapi({ description: "Days with hourly rows (hourly_rankings), by Search Console's (Pacific) day" }),
   })
   .openapi("SyncStatus");
