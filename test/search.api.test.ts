@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
-import { containsPattern, SEARCH_SQL } from "../src/search/queries.ts";
+import { containsPattern, SEARCH_INDEXED_SQL, SEARCH_SHORT_SQL } from "../src/search/queries.ts";
 import { upsertRows } from "../src/sync/data.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { tempDb } from "./helpers/db.ts";
@@ -51,21 +51,28 @@ beforeAll(async () => {
     upsertRows(tx, site, "2026-03-01", "image", [row("running shoes", 2, 20, 0.1, 2)]);
     upsertRows(tx, site, "2026-03-02", "web", [row("running shoes", 20, 200, 0.1, 2), row("best trail running", 1, 10, 0.1, 10)]);
     upsertRows(tx, site, "2026-03-03", "web", [row("running shoes", 4, 40, 0.1, 5)]);
+    // Fewest clicks, most impressions: first in the original's order (total_impressions desc).
+    upsertRows(tx, site, "2026-03-04", "web", [row("running socks", 1, 500, 0.002, 7)]);
     upsertRows(tx, other, "2026-03-02", "web", [row("running shoes", 1000, 2000, 0.5, 1)]);
   });
 });
 afterAll(() => t.cleanup());
 
 describe("results", () => {
-  test("partial, case-insensitive match; totals per query; most clicked first; other sites excluded", async () => {
+  test("partial, case-insensitive match; totals per query; most impressions first (reference §1.4); other sites excluded", async () => {
     const r = await search("search_term=RUNNING");
     expect(r.status).toBe(200);
     expect(r.json).toEqual({
       site_id: site,
       search_term: "RUNNING",
-      date_range: { start_date: null, end_date: null },
-      total_queries_found: 3,
+      // Dates omitted (the original required them): the range is the site's data, written the original's way.
+      date_range: "2026-03-01 to 2026-03-04",
+      start_date: null,
+      end_date: null,
+      total_queries_found: 4,
+      total_matches: 4,
       queries: [
+        { query: "running socks", total_clicks: 1, total_impressions: 500, avg_ctr: 0.002, avg_position: 7, days_appeared: 1 },
         // SQLite groups by exact text: "running shoes" and "Running Shoes" are two queries.
         { query: "running shoes", total_clicks: 32, total_impressions: 320, avg_ctr: expect.closeTo(0.1, 9), avg_position: expect.closeTo(3.8, 9), days_appeared: 3 },
         { query: "Running Shoes", total_clicks: 10, total_impressions: 100, avg_ctr: expect.closeTo(0.1, 9), avg_position: 3, days_appeared: 1 },
@@ -76,18 +83,27 @@ describe("results", () => {
 
   test("date range bounds both ends, inclusive", async () => {
     const r = await search("search_term=running%20shoes&start_date=2026-03-02&end_date=2026-03-03");
-    expect(r.json.date_range).toEqual({ start_date: "2026-03-02", end_date: "2026-03-03" });
+    expect(r.json).toMatchObject({ date_range: "2026-03-02 to 2026-03-03", start_date: "2026-03-02", end_date: "2026-03-03" });
     expect(r.json.queries).toEqual([{ query: "running shoes", total_clicks: 24, total_impressions: 240, avg_ctr: expect.closeTo(0.1, 9), avg_position: 3.5, days_appeared: 2 }]);
     const from = await search("search_term=running&start_date=2026-03-02");
-    expect(from.json.queries.map((q: { query: string }) => q.query)).toEqual(["running shoes", "best trail running"]);
+    expect(from.json.date_range).toBe("2026-03-02 to 2026-03-04");
+    expect(from.json.queries.map((q: { query: string }) => q.query)).toEqual(["running socks", "running shoes", "best trail running"]);
     const none = await search("search_term=running&end_date=2026-02-28");
-    expect(none.json).toMatchObject({ total_queries_found: 0, queries: [] });
+    expect(none.json).toMatchObject({ date_range: "2026-03-01 to 2026-02-28", total_queries_found: 0, total_matches: 0, queries: [] });
   });
 
-  test("limit cuts the list; total_queries_found still counts every match", async () => {
-    const r = await search("search_term=running&limit=1");
-    expect(r.json.total_queries_found).toBe(3);
-    expect(r.json.queries.map((q: { query: string }) => q.query)).toEqual(["running shoes"]);
+  test("limit cuts the list; total_queries_found counts the rows returned (as the original), total_matches every match", async () => {
+    const r = await search("search_term=running&limit=2");
+    expect(r.json).toMatchObject({ total_queries_found: 2, total_matches: 4 });
+    expect(r.json.queries.map((q: { query: string }) => q.query)).toEqual(["running socks", "running shoes"]);
+  });
+
+  test("a site without rows: empty result, the range says none", async () => {
+    const r = await search("search_term=running", other + 0);
+    expect(r.json.date_range).toBe("2026-03-02 to 2026-03-02");
+    const empty = await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain: "sc-domain:empty.example", name: "E" }) });
+    const id = ((await empty.json()) as { id: number }).id;
+    expect((await search("search_term=running", id)).json).toMatchObject({ date_range: "none to none", total_queries_found: 0, total_matches: 0, queries: [] });
   });
 
   const literal = [
@@ -97,6 +113,9 @@ describe("results", () => {
     { term: "a_b", expected: ["a_b testing"] },
     { term: "\\", expected: ["back\\slash query"] },
     { term: "cotton", expected: ["100% cotton shirt", "1000 cotton shirts"] },
+    { term: "% c", expected: ["100% cotton shirt"] },
+    { term: "a_b t", expected: ["a_b testing"] },
+    { term: "k\\s", expected: ["back\\slash query"] },
   ];
   for (const c of literal) {
     test(`LIKE wildcards are literal: ${JSON.stringify(c.term)}`, async () => {
@@ -122,6 +141,14 @@ describe("errors", () => {
     { qs: "search_term=x&limit=0", status: 400, message: /limit/ },
     { qs: "search_term=x&limit=1001", status: 400, message: /limit/ },
     { qs: `search_term=${"x".repeat(201)}`, status: 400, message: /search_term/ },
+    // SQLite's LIKE stops at a NUL: "%00" alone would have matched every query. Control characters are refused.
+    { qs: "search_term=%00", status: 400, message: /search_term: must not contain control characters/ },
+    { qs: "search_term=run%00", status: 400, message: /control characters/ },
+    { qs: "search_term=%00run", status: 400, message: /control characters/ },
+    { qs: "search_term=run%0Ashoes", status: 400, message: /control characters/ },
+    { qs: "search_term=run%09shoes", status: 400, message: /control characters/ },
+    { qs: "search_term=run%7F", status: 400, message: /control characters/ },
+    { qs: "search_term=run%C2%85", status: 400, message: /control characters/ },
   ];
   for (const c of cases) {
     test(`?${c.qs.slice(0, 50)} -> ${c.status}`, async () => {
@@ -139,11 +166,19 @@ describe("errors", () => {
   });
 });
 
-test("the query plan reads only the covering index, with no sort for GROUP BY", () => {
-  const plan = t.db.raw.reader
-    .query<{ detail: string }, []>(`explain query plan ${SEARCH_SQL.replace(/\$\w+/g, "?")}`)
-    .all()
-    .map((r) => r.detail);
-  expect(plan).toContain("SEARCH gsc_performance_data USING COVERING INDEX gsc_performance_data_site_query_idx (site_id=?)");
-  expect(plan.join("\n")).not.toMatch(/TEMP B-TREE FOR GROUP BY|SCAN gsc_performance_data/);
+test("query plans: the trigram index (3+ chars) or the site's query list (1-2 chars), then the covering index; never a scan of rows", () => {
+  const plan = (sql: string) =>
+    t.db.raw.reader
+      .query<{ detail: string }, []>(`explain query plan ${sql.replace(/\$\w+/g, "?")}`)
+      .all()
+      .map((r) => r.detail)
+      .join("\n");
+  const indexed = plan(SEARCH_INDEXED_SQL);
+  expect(indexed).toMatch(/SCAN f VIRTUAL TABLE INDEX/);
+  const rowsByQuery = /SEARCH g USING COVERING INDEX gsc_performance_data_site_query_idx \(site_id=\? AND query=\?/;
+  expect(indexed).toMatch(rowsByQuery);
+  const short = plan(SEARCH_SHORT_SQL);
+  expect(short).toMatch(/SEARCH q USING COVERING INDEX gsc_queries_site_query_unique \(site_id=\?\)/);
+  expect(short).toMatch(rowsByQuery);
+  for (const p of [indexed, short]) expect(p).not.toMatch(/SCAN (g|gsc_performance_data)\b/);
 });

@@ -107,6 +107,22 @@ export const gscPerformanceData = sqliteTable(
   ],
 );
 
+// The distinct query strings of each site's rows, for query search: kept by triggers on
+// gsc_performance_data and indexed by the FTS5 trigram table gsc_queries_fts (both in the custom
+// migration 0004_query_search_fts, which drizzle-kit cannot describe). A migration that rebuilds
+// gsc_performance_data drops its triggers: re-create them in that migration (test/search.index.test.ts).
+export const gscQueries = sqliteTable(
+  "gsc_queries",
+  {
+    id: integer("id").primaryKey(),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    query: text("query").notNull(),
+  },
+  (t) => [uniqueIndex("gsc_queries_site_query_unique").on(t.site_id, t.query)],
+);
+
 // One row per (site, day, search type) whose rows were all stored: `sync_mode=skip` skips these, and a
 // day cut short by a crash has no row here, so it is fetched again. Also the source of final_days in /sync/status.
 export const gscSyncedDays = sqliteTable(

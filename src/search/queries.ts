@@ -2,16 +2,51 @@ import type { Db } from "../db/index.ts";
 import type { QueryStats } from "./schemas.ts";
 
 type Params = { site_id: number; pattern: string; start: string; end: string; limit: number };
+type FtsParams = Params & { fts: string };
 type Row = QueryStats & { found: number };
 
+/** The trigram index finds substrings of at least this many characters; shorter terms scan the site's query list. */
+export const MIN_INDEXED_CHARS = 3;
+
+// Totals of the matched queries (`matched`, defined by each search below) from the covering index
+// (site_id, query, date, clicks, impressions, ctr, position): one index range per matched query, no
+// table row read. CROSS JOIN keeps the matched queries as the outer loop (SQLite never reorders it): left
+// to itself the planner may walk every row of the site and look each query up in the matched list.
+// INDEXED BY (which Drizzle cannot say) makes a missing index fail loudly instead of slow.
+const totalsOf = (matched: string) => `with matched(query) as (${matched})
+select g.query,
+       sum(g.clicks) as total_clicks,
+       sum(g.impressions) as total_impressions,
+       avg(g.ctr) as avg_ctr,
+       avg(g.position) as avg_position,
+       count(distinct g.date) as days_appeared,
+       count(*) over () as found
+  from matched m
+ cross join gsc_performance_data g indexed by gsc_performance_data_site_query_idx
+    on g.site_id = $site_id and g.query = m.query
+ where g.date >= $start and g.date <= $end
+ group by g.query
+ order by total_impressions desc, g.query
+ limit $limit`;
+
 /**
- * The search, in plain SQL: Drizzle cannot say INDEXED BY. It pins the covering index (site_id, query,
- * date, clicks, impressions, ctr, position): the site's entries come in query order, so GROUP BY needs
- * no sort and no row is read from the table. Left to itself the planner takes the unique (site_id,
- * date, ...) index for the date bounds and then reads every row from the table. Should the index go
- * missing, this fails loudly instead of turning slow.
+ * Terms of 3+ characters: the trigram index gives the site's queries containing the term ignoring
+ * case (Unicode folding, a superset of LIKE's ASCII-only folding), and LIKE then keeps exactly what
+ * the plain scan keeps.
  */
-export const SEARCH_SQL = `select query,
+export const SEARCH_INDEXED_SQL = totalsOf(`select q.query
+    from gsc_queries_fts f join gsc_queries q on q.id = f.rowid
+   where gsc_queries_fts match $fts and q.site_id = $site_id and q.query like $pattern escape '\\'`);
+
+/** Terms of 1-2 characters (too short for trigrams): LIKE over the site's distinct queries, not its rows. */
+export const SEARCH_SHORT_SQL = totalsOf(`select q.query from gsc_queries q
+   where q.site_id = $site_id and q.query like $pattern escape '\\'`);
+
+/**
+ * The plain scan of every row of the site, without the query index: the reference the indexed search
+ * is tested against (test/search.index.test.ts) and measured against (bench/query-search.ts).
+ */
+export const SEARCH_SCAN_SQL = `select query,
        sum(clicks) as total_clicks,
        sum(impressions) as total_impressions,
        avg(ctr) as avg_ctr,
@@ -21,7 +56,7 @@ export const SEARCH_SQL = `select query,
   from gsc_performance_data indexed by gsc_performance_data_site_query_idx
  where site_id = $site_id and query like $pattern escape '\\' and date >= $start and date <= $end
  group by query
- order by total_clicks desc, query
+ order by total_impressions desc, query
  limit $limit`;
 
 /** A LIKE pattern matching `term` anywhere, with %, _ and the escape character taken literally. */
@@ -29,23 +64,43 @@ export function containsPattern(term: string): string {
   return `%${term.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
 }
 
+/** An FTS5 query for `term` as one literal phrase (trigram: a substring), whatever characters it holds. */
+export function ftsPhrase(term: string): string {
+  return `"${term.replaceAll('"', '""')}"`;
+}
+
+export type SearchOptions = { siteId: number; term: string; startDate: string | null; endDate: string | null; limit: number };
+
 /**
  * Queries of a site containing `term` (case-insensitive for ASCII, as SQLite's LIKE), with their
  * clicks and impressions summed, ctr and position averaged, and the days they appeared, between two
- * optional days, most clicked first. `total` counts every matching query, before the limit.
+ * optional days, most impressions first. `total` counts every matching query, before the limit.
+ * `using: "scan"` runs the plain scan instead of the index (same results; for tests and the bench).
  */
-export async function searchQueries(
-  db: Db,
-  opts: { siteId: number; term: string; startDate: string | null; endDate: string | null; limit: number },
-): Promise<{ total: number; queries: QueryStats[] }> {
-  // Raw connection because of INDEXED BY; no cache of our own: bun:sqlite's query() already compiles
-  // a statement once per connection and SQL text and returns the cached one after that.
-  const rows = db.raw.reader.query<Row, [Params]>(SEARCH_SQL).all({
+export async function searchQueries(db: Db, opts: SearchOptions & { using?: "index" | "scan" }): Promise<{ total: number; queries: QueryStats[] }> {
+  const params: Params = {
     site_id: opts.siteId,
     pattern: containsPattern(opts.term),
     start: opts.startDate ?? "",
     end: opts.endDate ?? "9999-12-31",
     limit: opts.limit,
-  });
+  };
+  // No cache of our own: bun:sqlite's query() compiles a statement once per connection and SQL text.
+  const reader = db.raw.reader;
+  let rows: Row[];
+  if (opts.using === "scan") rows = reader.query<Row, [Params]>(SEARCH_SCAN_SQL).all(params);
+  else if ([...opts.term].length < MIN_INDEXED_CHARS) rows = reader.query<Row, [Params]>(SEARCH_SHORT_SQL).all(params);
+  else rows = reader.query<Row, [FtsParams]>(SEARCH_INDEXED_SQL).all({ ...params, fts: ftsPhrase(opts.term) });
   return { total: rows[0]?.found ?? 0, queries: rows.map(({ found: _found, ...q }: Row) => q) };
+}
+
+/** The oldest and newest day with rows for a site (null when it has none): two index seeks. */
+export async function findDataBounds(db: Db, siteId: number): Promise<{ oldest: string | null; latest: string | null }> {
+  // Two subqueries: min() and max() in one select would scan the site's rows instead of seeking.
+  return db.raw.reader
+    .query<{ oldest: string | null; latest: string | null }, [number]>(
+      `select (select min(date) from gsc_performance_data where site_id = ?1) as oldest,
+              (select max(date) from gsc_performance_data where site_id = ?1) as latest`,
+    )
+    .get(siteId)!;
 }

@@ -4,7 +4,7 @@ import { ApiError } from "../errors.ts";
 import { errorResponses, validationHook } from "../openapi.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { siteExists } from "../sync/queries.ts";
-import { searchQueries } from "./queries.ts";
+import { findDataBounds, searchQueries } from "./queries.ts";
 import { SearchQuery, SearchResultSchema, SiteIdParam } from "./schemas.ts";
 
 /** The synced-data search routes, mounted at /api/v1. */
@@ -17,7 +17,8 @@ export function searchRoutes(db: Db) {
       path: "/sites/{site_id}/queries/search",
       tags: ["search"],
       summary: "Search a site's synced queries by partial match",
-      description: "Totals per query over the date range (all dates when omitted), most clicked first.",
+      description:
+        "Totals per query over the date range (all dates when omitted), most impressions first (ties by query). Terms of 3+ characters use the trigram index of the site's distinct queries; shorter ones scan that list.",
       request: { params: SiteIdParam, query: SearchQuery },
       responses: {
         200: { description: "Matching queries", content: { "application/json": { schema: SearchResultSchema } } },
@@ -40,12 +41,19 @@ export function searchRoutes(db: Db) {
         endDate: q.end_date ?? null,
         limit: q.limit,
       });
+      // The original required both dates; when one is omitted the range is the site's data, so say which.
+      const bounds = q.start_date && q.end_date ? null : await findDataBounds(db, site_id);
+      const from = q.start_date ?? bounds?.oldest ?? "none";
+      const to = q.end_date ?? bounds?.latest ?? "none";
       return c.json(
         {
           site_id,
           search_term: q.search_term,
-          date_range: { start_date: q.start_date ?? null, end_date: q.end_date ?? null },
-          total_queries_found: found.total,
+          date_range: `${from} to ${to}`,
+          start_date: q.start_date ?? null,
+          end_date: q.end_date ?? null,
+          total_queries_found: found.queries.length,
+          total_matches: found.total,
           queries: found.queries,
         },
         200,

@@ -11,7 +11,14 @@ export const SearchQuery = z.object({
     .trim()
     .min(1)
     .max(200)
-    .openapi({ param: { name: "search_term", in: "query" }, example: "running", description: "Matched anywhere in the query, ignoring ASCII case" }),
+    // SQLite's LIKE stops reading a pattern at a NUL, so `%00` alone would match every query; no
+    // Search Console query holds a control character, so none is accepted (400, never a silent match-all).
+    .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, "must not contain control characters (such as NUL, %00)")
+    .openapi({
+      param: { name: "search_term", in: "query" },
+      example: "running",
+      description: "Matched anywhere in the query, ignoring ASCII case; `%` and `_` are literal. No control characters.",
+    }),
   start_date: DateString.optional().openapi({ param: { name: "start_date", in: "query" } }),
   end_date: DateString.optional().openapi({ param: { name: "end_date", in: "query" } }),
   limit: intParam(1, 1000)
@@ -34,8 +41,14 @@ export const SearchResultSchema = z
   .object({
     site_id: z.number().int(),
     search_term: z.string(),
-    date_range: z.object({ start_date: z.string().nullable(), end_date: z.string().nullable() }),
-    total_queries_found: z.number().int(),
+    date_range: z.string().openapi({
+      description: "`<start> to <end>` as the original; an omitted bound is the site's oldest/newest day with rows",
+      example: "2026-03-01 to 2026-03-31",
+    }),
+    start_date: z.string().nullable().openapi({ description: "start_date as sent (null: not sent)" }),
+    end_date: z.string().nullable().openapi({ description: "end_date as sent (null: not sent)" }),
+    total_queries_found: z.number().int().openapi({ description: "Queries returned (after limit), as the original" }),
+    total_matches: z.number().int().openapi({ description: "Every matching query, before limit" }),
     queries: z.array(QueryStatsSchema),
   })
   .openapi("QuerySearchResult");

@@ -1,0 +1,216 @@
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { migrate, migrationsFolder } from "../src/db/migrate.ts";
+import { sites } from "../src/db/schema.ts";
+import { searchQueries } from "../src/search/queries.ts";
+import { deleteSite } from "../src/sites/queries.ts";
+import { deleteRowsById, upsertRows } from "../src/sync/data.ts";
+import type { SourceRow } from "../src/sync/source.ts";
+import { tempDb, tempDir } from "./helpers/db.ts";
+
+// The query search index (gsc_queries + the FTS5 trigram table gsc_queries_fts, kept by triggers):
+// results identical to the plain scan of the rows on the same data, and the index kept right by every write.
+
+let t: ReturnType<typeof tempDb>;
+beforeAll(() => {
+  t = tempDb();
+});
+afterAll(() => t.cleanup());
+
+/** mulberry32: a seeded generator, so a failing case can be replayed from the printed seed. */
+function rng(seed: number) {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Letters in both cases, digits, LIKE's wildcards and escape, FTS5 syntax characters, and non-ASCII
+// letters whose case LIKE does not fold but the trigram index does (É/é, the Kelvin sign K/k, Σ/σ/ς), CJK.
+const alphabet = [..."abcdeABCDE019 %_\\\"'*:^()-.éÉKkΣσς理髮店ß"];
+
+const pick = <T>(r: () => number, xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
+const word = (r: () => number, min: number, max: number) =>
+  Array.from({ length: min + Math.floor(r() * (max - min + 1)) }, () => pick(r, alphabet)).join("");
+
+function flipCase(r: () => number, s: string) {
+  return [...s].map((ch) => (r() < 0.5 ? ch.toUpperCase() : ch.toLowerCase())).join("");
+}
+
+async function site(db: typeof t.db, domain: string) {
+  return db.write((tx) => tx.insert(sites).values({ domain, name: domain }).returning({ id: sites.id }).get()!.id);
+}
+
+/** gsc_queries must hold exactly the distinct (site, query) pairs of the rows, and the FTS index must match it. */
+function expectIndexInStep(db: typeof t.db) {
+  const r = db.raw.reader;
+  const fromRows = r.query<{ site_id: number; query: string }, []>("select distinct site_id, query from gsc_performance_data order by site_id, query").all();
+  const indexed = r.query<{ site_id: number; query: string }, []>("select site_id, query from gsc_queries order by site_id, query").all();
+  expect(indexed).toEqual(fromRows);
+  // FTS5's own check of the index against its content table (throws SQLITE_CORRUPT_VTAB when out of step).
+  db.raw.writer.run("insert into gsc_queries_fts (gsc_queries_fts, rank) values ('integrity-check', 1)");
+}
+
+describe("indexed search = plain scan (property-style, seeded)", () => {
+  const seed = Number(process.env.SEARCH_SEED ?? Date.now() % 1_000_000);
+  const r = rng(seed);
+  const days = ["2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04", "2026-05-05"];
+  let sites: number[] = [];
+  let queries: string[] = [];
+
+  beforeAll(async () => {
+    console.log(`search property test seed ${seed} (replay: SEARCH_SEED=${seed})`);
+    sites = [await site(t.db, "sc-domain:prop-a.example"), await site(t.db, "sc-domain:prop-b.example")];
+    queries = Array.from({ length: 300 }, () => word(r, 1, 14));
+    // Case variants of the same query are distinct queries (SQLite groups by exact text).
+    for (let i = 0; i < 40; i++) queries.push(flipCase(r, pick(r, queries)));
+    for (const s of sites) {
+      for (const day of days) {
+        const rows: SourceRow[] = [];
+        const seen = new Set<string>();
+        for (let i = 0; i < 250; i++) {
+          const q = pick(r, queries);
+          const page = `https://x.example/${Math.floor(r() * 5)}`;
+          const device = pick(r, ["DESKTOP", "MOBILE", "TABLET"]);
+          if (seen.has(`${q}|${page}|${device}`)) continue;
+          seen.add(`${q}|${page}|${device}`);
+          const impressions = 1 + Math.floor(r() * 50);
+          const clicks = Math.floor(r() * impressions);
+          rows.push({ page, query: q, device, clicks, impressions, ctr: clicks / impressions, position: 1 + Math.floor(r() * 300) / 10 });
+        }
+        await t.db.write((tx) => upsertRows(tx, s, day, pick(r, ["web", "image"] as const), rows));
+      }
+    }
+  });
+
+  test("500 random terms (substrings in other case, random strings of 1-6 characters), ranges and limits", async () => {
+    let nonEmpty = 0;
+    let short = 0;
+    for (let i = 0; i < 500; i++) {
+      let term: string;
+      if (r() < 0.6) {
+        const q = pick(r, queries);
+        const from = Math.floor(r() * q.length);
+        term = flipCase(r, q.slice(from, from + 1 + Math.floor(r() * 5)));
+      } else term = word(r, 1, 6);
+      term = term.trim();
+      if (!term) continue;
+      if ([...term].length < 3) short++;
+      const start = r() < 0.5 ? null : pick(r, days);
+      const end = r() < 0.5 ? null : pick(r, days);
+      const opts = { siteId: pick(r, sites), term, startDate: start, endDate: end, limit: pick(r, [1, 5, 1000]) };
+      const indexed = await searchQueries(t.db, opts);
+      const scanned = await searchQueries(t.db, { ...opts, using: "scan" });
+      expect({ seed, opts, result: indexed }).toEqual({ seed, opts, result: scanned });
+      if (indexed.total > 0) nonEmpty++;
+    }
+    // The generator must produce real matches and both kinds of terms, or the comparison proves little.
+    expect(nonEmpty).toBeGreaterThan(150);
+    expect(short).toBeGreaterThan(50);
+  });
+
+  test("case: ASCII folded, other letters not (as SQLite's LIKE), though the trigram index folds them", async () => {
+    const id = await site(t.db, "sc-domain:case.example");
+    const row = (query: string): SourceRow => ({ page: "https://c.example/", query, device: "MOBILE", clicks: 1, impressions: 1, ctr: 1, position: 1 });
+    await t.db.write((tx) => upsertRows(tx, id, "2026-05-01", "web", ["Café Crème", "CAFÉ CRÈME", "Kelvin", "\u212Aelvin", "理髮店 台北"].map(row)));
+    const found = async (term: string) => (await searchQueries(t.db, { siteId: id, term, startDate: null, endDate: null, limit: 100 })).queries.map((q) => q.query).sort();
+    expect(await found("café")).toEqual(["Café Crème"]);
+    expect(await found("CAFÉ")).toEqual(["CAFÉ CRÈME"]);
+    expect(await found("caf")).toEqual(["CAFÉ CRÈME", "Café Crème"]);
+    expect(await found("kelvin")).toEqual(["Kelvin"]);
+    expect(await found("\u212Aelvin")).toEqual(["\u212Aelvin"]);
+    expect(await found("理髮店")).toEqual(["理髮店 台北"]);
+    expect(await found("理髮")).toEqual(["理髮店 台北"]);
+    expect(await found('"')).toEqual([]);
+  });
+});
+
+describe("the index follows every write", () => {
+  const row = (query: string, page = "https://w.example/", device = "MOBILE"): SourceRow => ({ page, query, device, clicks: 1, impressions: 2, ctr: 0.5, position: 3 });
+
+  test("ingest, upsert of existing rows, stale-row deletes (overwrite), site delete", async () => {
+    const a = await site(t.db, "sc-domain:writes-a.example");
+    const b = await site(t.db, "sc-domain:writes-b.example");
+    const ids = await t.db.write((tx) => upsertRows(tx, a, "2026-06-01", "web", [row("alpha one"), row("alpha one", "https://w.example/2"), row("beta two"), row("gamma three")]));
+    await t.db.write((tx) => upsertRows(tx, b, "2026-06-01", "web", [row("alpha one"), row("delta four")]));
+    expectIndexInStep(t.db);
+    const names = (siteId: number) =>
+      t.db.raw.reader.query<{ query: string }, [number]>("select query from gsc_queries where site_id = ? order by query").all(siteId).map((x) => x.query);
+    expect(names(a)).toEqual(["alpha one", "beta two", "gamma three"]);
+
+    // Re-running the day updates the same rows: no duplicate, nothing new.
+    await t.db.write((tx) => upsertRows(tx, a, "2026-06-01", "web", [row("alpha one"), row("beta two")]));
+    expect(names(a)).toEqual(["alpha one", "beta two", "gamma three"]);
+
+    // Overwrite deletes the rows the source no longer has: a query goes only with its last row.
+    await t.db.write((tx) => deleteRowsById(tx, [ids[0]!, ids[3]!]));
+    expect(names(a)).toEqual(["alpha one", "beta two"]);
+    await t.db.write((tx) => deleteRowsById(tx, [ids[1]!]));
+    expect(names(a)).toEqual(["beta two"]);
+    expect((await searchQueries(t.db, { siteId: a, term: "alpha", startDate: null, endDate: null, limit: 10 })).total).toBe(0);
+    expect((await searchQueries(t.db, { siteId: b, term: "alpha", startDate: null, endDate: null, limit: 10 })).total).toBe(1);
+    expectIndexInStep(t.db);
+
+    // Deleting the site cascades to its rows and its query list, and the FTS index follows.
+    expect(await deleteSite(t.db, a)).toBe(true);
+    expect(names(a)).toEqual([]);
+    expect(names(b)).toEqual(["alpha one", "delta four"]);
+    expectIndexInStep(t.db);
+  });
+
+  test("the triggers exist after every migration (a rebuild of gsc_performance_data would drop them)", () => {
+    const triggers = t.db.raw.reader
+      .query<{ name: string }, []>("select name from sqlite_master where type = 'trigger' order by name")
+      .all()
+      .map((x) => x.name);
+    expect(triggers).toEqual(
+      expect.arrayContaining([
+        "gsc_performance_data_queries_delete",
+        "gsc_performance_data_queries_insert",
+        "gsc_performance_data_queries_update",
+        "gsc_queries_fts_delete",
+        "gsc_queries_fts_insert",
+        "gsc_queries_fts_update",
+      ]),
+    );
+  });
+});
+
+test("the FTS migration backfills the rows stored before it", async () => {
+  const dir = tempDir("sitesync-fts-backfill-");
+  try {
+    // The migrations folder up to the one before the FTS migration.
+    const folder = join(dir.dir, "migrations");
+    cpSync(migrationsFolder, folder, { recursive: true });
+    const journalPath = join(folder, "meta/_journal.json");
+    const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { tag: string }[] };
+    const at = journal.entries.findIndex((e) => e.tag.endsWith("query_search_fts"));
+    expect(at).toBeGreaterThan(0);
+    writeFileSync(journalPath, JSON.stringify({ ...journal, entries: journal.entries.slice(0, at) }));
+    const path = join(dir.dir, "app.db");
+    migrate(path, undefined, folder);
+
+    const conn = new Database(path);
+    conn.run("insert into sites (domain, name) values ('sc-domain:old.example', 'Old'), ('sc-domain:old2.example', 'Old2')");
+    const ins = conn.prepare("insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (?, ?, '/', ?, 'MOBILE', 'web')");
+    for (const [s, d, q] of [[1, "2026-01-01", "old query"], [1, "2026-01-02", "old query"], [1, "2026-01-02", "Other Thing"], [2, "2026-01-01", "old query"]] as const) ins.run(s, d, q);
+    conn.close();
+
+    expect(migrate(path)).toBe(journal.entries.length - at);
+    const db = new Database(path, { readonly: true });
+    expect(db.query("select site_id, query from gsc_queries order by site_id, query").all()).toEqual([
+      { site_id: 1, query: "Other Thing" },
+      { site_id: 1, query: "old query" },
+      { site_id: 2, query: "old query" },
+    ]);
+    expect(db.query("select q.site_id from gsc_queries_fts f join gsc_queries q on q.id = f.rowid where gsc_queries_fts match '\"OTHER\"'").all()).toEqual([{ site_id: 1 }]);
+    db.close();
+  } finally {
+    dir.cleanup();
+  }
+});
