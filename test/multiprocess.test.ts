@@ -129,7 +129,7 @@ describe("four HTTP workers on one file", () => {
       const statuses = results.map((r) => r.status).sort();
       expect(statuses).toEqual([201, ...Array(19).fill(409)]);
       for (const r of results.filter((r) => r.status === 409)) {
-        expect(r.json).toEqual({ error: { code: "conflict", message: expect.stringContaining(domain), details: { domain } } });
+        expect(r.json).toEqual({ error: { code: "conflict", message: expect.stringContaining(domain), details: { domain } }, detail: r.json.error.message });
       }
       expect(countSites(s.dbPath, domain)).toEqual([domain]);
     }

@@ -202,7 +202,8 @@ describe("waiting for another process's write lock", () => {
     const text = await res.text();
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("1");
-    expect(JSON.parse(text)).toEqual({ error: { code: "unavailable", message: expect.any(String) } });
+    const body = JSON.parse(text);
+    expect(body).toEqual({ error: { code: "unavailable", message: expect.any(String) }, detail: body.error.message });
     expect(text).not.toMatch(/database is locked|SQLITE/);
 
     // Once the lock is gone the queue works again, and nothing of the failed writes was applied.

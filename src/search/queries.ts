@@ -14,7 +14,7 @@ export const MIN_INDEXED_CHARS = 3;
 // to itself the planner may walk every row of the site and look each query up in the matched list.
 // INDEXED BY (which Drizzle cannot say) makes a missing index fail loudly instead of slow.
 const totalsOf = (matched: string) => `with matched(query) as (${matched})
-select g.query,
+select m.query,
        sum(g.clicks) as total_clicks,
        sum(g.impressions) as total_impressions,
        avg(g.ctr) as avg_ctr,
@@ -25,8 +25,8 @@ select g.query,
  cross join gsc_performance_data g indexed by gsc_performance_data_site_query_idx
     on g.site_id = $site_id and g.query = m.query
  where g.date >= $start and g.date <= $end
- group by g.query
- order by total_impressions desc, g.query
+ group by m.query
+ order by total_impressions desc, m.query
  limit $limit`;
 
 /**
@@ -36,7 +36,8 @@ select g.query,
  */
 export const SEARCH_INDEXED_SQL = totalsOf(`select q.query
     from gsc_queries_fts f join gsc_queries q on q.id = f.rowid
-   where gsc_queries_fts match $fts and q.site_id = $site_id and q.query like $pattern escape '\\'`);
+   where gsc_queries_fts match $fts and q.site_id = $site_id and q.query like $pattern escape '\\'
+   order by q.query`);
 
 /** Terms of 1-2 characters (too short for trigrams): LIKE over the site's distinct queries, not its rows. */
 export const SEARCH_SHORT_SQL = totalsOf(`select q.query from gsc_queries q
