@@ -2,6 +2,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { fileHandler, packageFile } from "./assets.ts";
@@ -61,6 +62,8 @@ export type AppOptions = {
   mcp?: McpOptions;
   /** Where POST/GET /api/v1/admin/backups put and find backups (default: backups/ beside the file). */
   backups?: BackupApiOptions;
+  /** Browser origins allowed by CORS (CORS_ORIGINS): `*` for any, else a list; none when unset or empty. */
+  corsOrigins?: "*" | string[];
 };
 
 /** Builds the HTTP application over one process's database handle. */
@@ -72,6 +75,9 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.use((c, next) => withLogContext({ request_id: c.get("requestId") }, next));
   app.use(httpMetrics.registerMetrics);
   if (opts.requestLog) app.use(requestLog);
+  // Before auth: a preflight carries no credentials and is answered here; refusals get the CORS headers too.
+  const cors = corsFor(opts.corsOrigins);
+  if (cors) app.use(cors);
   app.use(secureHeaders());
   // Before auth, so refused writes are recorded too; the auth middleware reads and never writes.
   app.use(auditMiddleware(db));
@@ -124,6 +130,25 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => errorResponse(err, c));
   return app;
+}
+
+/**
+ * Hono's CORS middleware for the allow-list, as the original's Starlette CORSMiddleware answered for
+ * `*`: the Origin echoed (never a literal `*`, since credentials are allowed), any method and requested
+ * header, preflights cached 600 s. The headers clients need (Location, Link, Retry-After, X-Request-Id) are exposed.
+ */
+function corsFor(origins: "*" | string[] | undefined): MiddlewareHandler | null {
+  if (origins === undefined || (origins !== "*" && origins.length === 0)) return null;
+  const allowed = origins === "*" ? null : new Set(origins);
+  const handler = cors({
+    origin: (origin) => (allowed === null || allowed.has(origin) ? origin : null),
+    credentials: true,
+    allowMethods: ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"],
+    exposeHeaders: ["Location", "Link", "Retry-After", "X-Request-Id"],
+    maxAge: 600,
+  });
+  // Only browser requests (they carry Origin) get CORS headers; curl and server-side clients none.
+  return (c, next) => (c.req.header("origin") ? handler(c, next) : next());
 }
 
 // After next() the status is final: errors were already turned into responses by onError; routePath is

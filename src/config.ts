@@ -52,6 +52,21 @@ const envSchema = z.object({
   LOG_FORMAT: z.enum(["json", "pretty"]).default("json"),
   // How long the supervisor waits for each worker's metrics before leaving it out of a scrape.
   METRICS_TIMEOUT_MS: int(10, 60_000).default(1000),
+  // Browser origins allowed to call the API from their pages (CORS): `*` for any (the original's
+  // behaviour), else a comma-separated allow-list. Unset: none, so no web page can drive the local API.
+  CORS_ORIGINS: z
+    .string()
+    .default("")
+    .transform((s, ctx): "*" | string[] => {
+      if (s.trim() === "*") return "*";
+      const origins: string[] = [];
+      for (const o of s.split(",").map((x) => x.trim()).filter(Boolean)) {
+        const origin = originOf(o);
+        if (origin) origins.push(origin);
+        else ctx.issues.push({ code: "custom", message: `'${o}' is not an origin like https://app.example.com or http://localhost:3000 (or use * alone)`, input: s });
+      }
+      return origins;
+    }),
 
   // Pragmas set on every connection at open.
   SQLITE_BUSY_TIMEOUT_MS: int(0).default(30_000),
@@ -139,6 +154,21 @@ const envSchema = z.object({
   // Set by the supervisor for the processes it spawns; never by users.
   SITESYNC_ROLE: roleSchema.default("standalone"),
 });
+
+/**
+ * The origin a browser sends for a page at `s` (lower-case scheme and host, no default port), or null
+ * when `s` is not an http(s) origin: nothing after the host and port but an optional `/`.
+ */
+function originOf(s: string): string | null {
+  try {
+    const u = new URL(s);
+    if (!/^https?:$/.test(u.protocol) || u.username || u.password || u.search || u.hash || u.pathname !== "/") return null;
+    if (!/^https?:\/\/[^/?#]+\/?$/i.test(s)) return null;
+    return u.origin;
+  } catch {
+    return null;
+  }
+}
 
 export type Env = z.infer<typeof envSchema>;
 

@@ -29,6 +29,7 @@ const app = createApp(db, {
   rateLimit: createRateLimiter(db, { perKey: config.RATE_LIMIT_PER_MINUTE, perIp: config.RATE_LIMIT_IP_PER_MINUTE }),
   auth: { mode: config.AUTH, localAddresses: config.LOCAL_ADDRESSES, allowedHosts: config.ALLOWED_HOSTS, touchIntervalMs: config.KEY_LAST_USED_FLUSH_MS },
   mcp: { queryTimeoutMs: config.MCP_QUERY_TIMEOUT_MS, queryMaxRows: config.MCP_QUERY_MAX_ROWS, queryConcurrency: config.MCP_QUERY_CONCURRENCY },
+  corsOrigins: config.CORS_ORIGINS,
 });
 
 const server = listen();
