@@ -16,6 +16,7 @@ import { backupRoutes, type BackupApiOptions } from "./backup/routes.ts";
 import { defaults } from "./config.ts";
 import { analyticsRoutes } from "./analytics/routes.ts";
 import type { Db } from "./db/index.ts";
+import { defaultGscProbe, type GscProbe } from "./diagnostics/gsc-probe.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { apiInfoRoutes } from "./docs.ts";
 import { ApiError, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
@@ -62,6 +63,8 @@ export type AppOptions = {
   mcp?: McpOptions;
   /** Where POST/GET /api/v1/admin/backups put and find backups (default: backups/ beside the file). */
   backups?: BackupApiOptions;
+  /** Checks Search Console access for test-gsc-connection (default: the demo source, nothing to check). */
+  gscProbe?: GscProbe;
   /** Browser origins allowed by CORS (CORS_ORIGINS): `*` for any, else a list; none when unset or empty. */
   corsOrigins?: "*" | string[];
 };
@@ -100,7 +103,10 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   // Route handlers write through this handle: each write made for a request carries its audit row.
   const audited = auditedDb(db);
   app.route("/api/v1/sites", sitesRoutes(audited));
-  app.route("/api/v1/diagnostics", diagnosticsRoutes(db, { walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES }));
+  app.route(
+    "/api/v1/diagnostics",
+    diagnosticsRoutes(db, { walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES, gscProbe: opts.gscProbe ?? defaultGscProbe }),
+  );
   app.route("/api/v1", syncRoutes(audited, opts.sync));
   app.route("/api/v1", searchRoutes(audited));
   app.route("/api/v1/analytics", hourlyRoutes(audited));

@@ -2,6 +2,7 @@ import { loadConfigOrExit } from "./config.ts";
 import { createApp } from "./app.ts";
 import { backupDirOf } from "./backup/backup.ts";
 import { createRateLimiter } from "./ratelimit/limiter.ts";
+import { gscProbeFromConfig } from "./diagnostics/gsc-probe.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
 import { registerProcess } from "./db/registry.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
@@ -30,6 +31,7 @@ const app = createApp(db, {
   auth: { mode: config.AUTH, localAddresses: config.LOCAL_ADDRESSES, allowedHosts: config.ALLOWED_HOSTS, touchIntervalMs: config.KEY_LAST_USED_FLUSH_MS },
   mcp: { queryTimeoutMs: config.MCP_QUERY_TIMEOUT_MS, queryMaxRows: config.MCP_QUERY_MAX_ROWS, queryConcurrency: config.MCP_QUERY_CONCURRENCY },
   corsOrigins: config.CORS_ORIGINS,
+  gscProbe: gscProbeFromConfig(config),
 });
 
 const server = listen();

@@ -6,6 +6,7 @@ import { migrate } from "../src/db/migrate.ts";
 import { registerProcess } from "../src/db/registry.ts";
 import { dbConnections, sites } from "../src/db/schema.ts";
 import { openDb } from "../src/db/index.ts";
+import { upsertRows } from "../src/sync/data.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
 
@@ -172,15 +173,30 @@ describe("GET /api/v1/diagnostics/check-locks", () => {
     const r = await get("/api/v1/diagnostics/check-locks");
     expect(r.status).toBe(200);
     expect(r.json).toEqual({
-      database_state: "ok",
-      pragma_settings: { journal_mode: "wal", busy_timeout_ms: 30000, synchronous: "NORMAL", cache_size: -64000 },
+      // The original's keys, types and constant values (reference §1.14)...
+      database_state: "accessible",
+      pragma_settings: {
+        journal_mode: "wal",
+        busy_timeout_ms: 30000,
+        synchronous: 1,
+        cache_size: -64000,
+        databases: [{ seq: 0, name: "main", file: t.path }],
+        synchronous_name: "NORMAL",
+      },
+      recommendations: {
+        journal_mode: "Should be 'WAL' for better concurrency",
+        busy_timeout: "Should be at least 5000ms",
+        synchronous: "Should be 'NORMAL' for performance",
+      },
+      // ...and ours.
+      lock_state: "free",
       wal_size_bytes: expect.any(Number),
       write_lock_free: true,
       busy_retries: expect.any(Number),
       process_busy_retries: t.db.stats.busyRetries,
       write_commits: t.db.stats.commits,
       writes: t.db.stats.writes,
-      recommendations: [],
+      warnings: [],
     });
     expect(r.json.wal_size_bytes).toBeGreaterThan(0);
   });
@@ -190,8 +206,8 @@ describe("GET /api/v1/diagnostics/check-locks", () => {
     try {
       const r = await get("/api/v1/diagnostics/check-locks");
       expect(r.json.write_lock_free).toBe(false);
-      expect(r.json.database_state).toBe("write_locked");
-      expect(r.json.recommendations.join(" ")).toMatch(/write transaction is open/);
+      expect(r.json).toMatchObject({ database_state: "accessible", lock_state: "write_locked" });
+      expect(r.json.warnings.join(" ")).toMatch(/write transaction is open/);
       // A write meanwhile waits and counts retries, which the report shows.
       const pending = t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:held.example", name: "Held" }).run());
       await Bun.sleep(100);
@@ -210,19 +226,33 @@ describe("GET /api/v1/diagnostics/check-locks", () => {
   test("recommends a look when the WAL is past the threshold", async () => {
     const small = createApp(t.db, { walWarnBytes: 1 });
     const r = await get("/api/v1/diagnostics/check-locks", small);
-    expect(r.json.recommendations.join(" ")).toMatch(/WAL is past the checkpoint threshold/);
+    expect(r.json.warnings.join(" ")).toMatch(/WAL is past the checkpoint threshold/);
   });
 });
 
 describe("GET /api/v1/diagnostics/test-db-connection", () => {
-  test("timings of a connect, a simple query and a coverage query", async () => {
+  test("timings of a connect, a simple query and a coverage query, with the original's site_count and days_found", async () => {
     const r = await get("/api/v1/diagnostics/test-db-connection");
     expect(r.status).toBe(200);
     const timing = { success: true, time_ms: expect.any(Number) };
+    const siteCount = t.db.read.select({ id: sites.id }).from(sites).all().length;
     expect(r.json).toEqual({
       connection_test: timing,
-      simple_query: timing,
-      coverage_query: { ...timing, sites_with_data: 0 },
+      simple_query: { ...timing, site_count: siteCount },
+      coverage_query: { ...timing, days_found: 0, sites_with_data: 0 },
     });
+
+    // days_found: distinct days with rows over all sites (the original counted its hard-coded site 4).
+    const [a, b] = await t.db.write((tx) =>
+      ["sc-domain:cov-a.example", "sc-domain:cov-b.example"].map((domain) => tx.insert(sites).values({ domain, name: domain }).returning({ id: sites.id }).get()!.id),
+    );
+    const row = { page: "https://cov.example/", query: "q", device: "MOBILE", clicks: 1, impressions: 1, ctr: 1, position: 1 };
+    await t.db.write((tx) => {
+      for (const day of ["2026-04-01", "2026-04-02", "2026-04-03"]) upsertRows(tx, a!, day, "web", [row]);
+      for (const day of ["2026-04-03", "2026-04-04"]) upsertRows(tx, b!, day, "image", [row]);
+    });
+    const after = await get("/api/v1/diagnostics/test-db-connection");
+    expect(after.json.simple_query.site_count).toBe(siteCount + 2);
+    expect(after.json.coverage_query).toEqual({ ...timing, days_found: 4, sites_with_data: 2 });
   });
 });

@@ -2,7 +2,11 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { createSelectSchema } from "drizzle-zod";
 import type { Db } from "../db/index.ts";
 import { dbConnections } from "../db/schema.ts";
-import { jsonResponse, validationHook } from "../openapi.ts";
+import { errorResponses, jsonResponse, validationHook } from "../openapi.ts";
+import { findSiteById } from "../sites/queries.ts";
+import { siteNotFound } from "../sites/routes.ts";
+import { SiteIdParam } from "../sync/schemas.ts";
+import type { GscProbe } from "./gsc-probe.ts";
 import { checkLocks, getConnectionInfo, pingDatabase, testDbConnection } from "./queries.ts";
 
 const ConnectionInfoSchema = z.object({
@@ -51,7 +55,7 @@ export function healthRoutes(db: Db) {
 }
 
 /** The /api/v1/diagnostics routes. */
-export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number }) {
+export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number; gscProbe: GscProbe }) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
 
   app.openapi(
@@ -81,20 +85,26 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number }) {
       responses: {
         200: jsonResponse(
           z.object({
-            database_state: z.enum(["ok", "write_locked"]),
+            database_state: z.literal("accessible").openapi({ description: "As the original: the database answered" }),
             pragma_settings: z.object({
               journal_mode: z.string(),
               busy_timeout_ms: z.number(),
-              synchronous: z.string(),
+              synchronous: z.number().int().openapi({ description: "SQLite's code, as the original (1 = NORMAL)" }),
+              synchronous_name: z.string(),
               cache_size: z.number(),
+              databases: z.array(z.object({ seq: z.number().int(), name: z.string(), file: z.string() })),
             }),
+            recommendations: z
+              .object({ journal_mode: z.string(), busy_timeout: z.string(), synchronous: z.string() })
+              .openapi({ description: "The original's constant advice; what applies to this database is in `warnings`" }),
+            lock_state: z.enum(["free", "write_locked"]),
             wal_size_bytes: z.number().int(),
             write_lock_free: z.boolean(),
             busy_retries: z.number().int(),
             process_busy_retries: z.number().int(),
             write_commits: z.number().int(),
             writes: z.number().int(),
-            recommendations: z.array(z.string()),
+            warnings: z.array(z.string()),
           }),
           "Lock report",
         ),
@@ -104,6 +114,7 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number }) {
   );
 
   const Timing = z.object({ success: z.boolean(), time_ms: z.number(), error: z.string().optional() });
+  const TimingOf = <T extends z.ZodRawShape>(shape: T) => Timing.extend(z.object(shape).partial().shape);
   app.openapi(
     createRoute({
       method: "get",
@@ -114,14 +125,57 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number }) {
         200: jsonResponse(
           z.object({
             connection_test: Timing,
-            simple_query: Timing,
-            coverage_query: Timing.extend({ sites_with_data: z.number().int().optional() }),
+            simple_query: TimingOf({ site_count: z.number().int() }),
+            coverage_query: TimingOf({
+              days_found: z.number().int().openapi({ description: "Distinct days with rows over all sites (the original: site 4 only)" }),
+              sites_with_data: z.number().int(),
+            }),
           }),
           "Timings",
         ),
       },
     }),
     async (c) => c.json(await testDbConnection(db), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/test-gsc-connection/{site_id}",
+      tags: ["diagnostics"],
+      summary: "Check that the configured Search Console credentials can read this site's property",
+      description:
+        "One searchAnalytics.query of one row for the newest day with data, no retries. 200 either way: `gsc_test.status` is `ok`, `error` (with Search Console's reason) or `demo` (no credentials configured).",
+      request: { params: SiteIdParam },
+      responses: {
+        200: jsonResponse(
+          z.object({
+            site_id: z.number().int(),
+            site_domain: z.string(),
+            gsc_test: z.object({
+              status: z.enum(["ok", "error", "demo"]),
+              success: z.boolean(),
+              source: z.enum(["gsc", "demo"]),
+              message: z.string(),
+              latency_ms: z.number(),
+              expected_latency_ms: z.string().openapi({ description: "As the original: typical Search Console latency" }),
+              checked_date: z.string().nullable(),
+              rows: z.number().int().nullable(),
+              http_status: z.number().int().nullable(),
+            }),
+          }),
+          "The check's answer",
+        ),
+        ...errorResponses(400, 404),
+      },
+    }),
+    async (c) => {
+      const { site_id } = c.req.valid("param");
+      const site = await findSiteById(db, site_id);
+      if (!site) throw siteNotFound(site_id);
+      const result = await opts.gscProbe(site.domain);
+      return c.json({ site_id, site_domain: site.domain, gsc_test: { ...result, expected_latency_ms: "2000-5000" } }, 200);
+    },
   );
 
   return app;

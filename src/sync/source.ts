@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import type { Config } from "../config.ts";
 import type { GscRow, HourlyRow } from "../db/schema.ts";
 import { demoSource } from "./demo.ts";
-import { serviceAccountToken, staticToken } from "./gsc/auth.ts";
+import { serviceAccountToken, staticToken, type TokenProvider } from "./gsc/auth.ts";
 import { authorizedUserToken } from "./gsc/user-auth.ts";
 import { gscSource } from "./gsc/client.ts";
 import { createRateLimiter } from "./gsc/limiter.ts";
@@ -35,18 +35,31 @@ export function workerQuota(c: Pick<Config, "GSC_QUOTA_PER_MINUTE" | "SYNC_WORKE
   return Math.max(1, Math.floor(c.GSC_QUOTA_PER_MINUTE / Math.max(1, c.SYNC_WORKERS)));
 }
 
-/** Builds the source the configuration selects. */
-export function sourceFromConfig(c: Config): SearchAnalyticsSource {
-  const demo = demoSource(c.DEMO_ROWS_PER_DAY, c.GSC_ROW_LIMIT);
-  if (c.SYNC_SOURCE === "demo") return demo;
-  const auth = c.GSC_ACCESS_TOKEN
+/** The Search Console credentials the configuration names: an access token, a service account, else the stored sign-in. */
+export function tokenProviderFromConfig(c: Config): TokenProvider {
+  return c.GSC_ACCESS_TOKEN
     ? staticToken(c.GSC_ACCESS_TOKEN)
     : c.GSC_SERVICE_ACCOUNT_FILE
       ? serviceAccountToken({ keyFile: c.GSC_SERVICE_ACCOUNT_FILE, tokenUrl: c.GSC_TOKEN_URL, timeoutMs: c.GSC_TIMEOUT_MS })
       : authorizedUserToken({ file: c.GSC_CREDENTIALS_FILE, tokenUrl: c.GSC_TOKEN_URL });
+}
+
+/**
+ * Whether syncs use Search Console right now (else the demo source), as sourceFromConfig decides: with
+ * `auto` and no token or service account, once a sign-in is stored (looked up at each call).
+ */
+export function usesSearchConsole(c: Config): boolean {
+  if (c.SYNC_SOURCE === "demo") return false;
+  return c.SYNC_SOURCE === "gsc" || !!c.GSC_ACCESS_TOKEN || !!c.GSC_SERVICE_ACCOUNT_FILE || existsSync(c.GSC_CREDENTIALS_FILE);
+}
+
+/** Builds the source the configuration selects. */
+export function sourceFromConfig(c: Config): SearchAnalyticsSource {
+  const demo = demoSource(c.DEMO_ROWS_PER_DAY, c.GSC_ROW_LIMIT);
+  if (c.SYNC_SOURCE === "demo") return demo;
   const gsc = gscSource({
     baseUrl: c.GSC_API_BASE_URL,
-    auth,
+    auth: tokenProviderFromConfig(c),
     limiter: createRateLimiter({ limit: workerQuota(c) }),
     rowLimit: c.GSC_ROW_LIMIT,
     maxRetries: c.GSC_MAX_RETRIES,
