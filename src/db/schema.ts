@@ -109,7 +109,7 @@ export const gscPerformanceData = sqliteTable(
 
 // The distinct query strings of each site's rows, for query search: kept by triggers on
 // gsc_performance_data and indexed by the FTS5 trigram table gsc_queries_fts (both in the custom
-// migration 0004_query_search_fts, which drizzle-kit cannot describe). A migration that rebuilds
+// migration 0005_query_search_fts, which drizzle-kit cannot describe). A migration that rebuilds
 // gsc_performance_data drops its triggers: re-create them in that migration (test/search.index.test.ts).
 export const gscQueries = sqliteTable(
   "gsc_queries",
