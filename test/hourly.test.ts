@@ -332,14 +332,14 @@ describe("API", () => {
       json: (s) => ({ site_id: s, ...range, group_by: "query", total_results: 0, data: [] }),
     },
     { name: "a site with no hourly data: empty", body: () => ({ site_id: other, ...range }), status: 200, json: (s) => ({ site_id: s, ...range, group_by: "query", total_results: 0, data: [] }) },
-    { name: "no site", body: () => range, status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed", message: expect.stringContaining("site_id or hostname") }) }) },
-    { name: "unknown site id", body: () => ({ site_id: 999_999, ...range }), status: 404, json: () => ({ error: expect.objectContaining({ code: "not_found", message: expect.stringMatching(/site.*999999.*not found|site not found: 999999/i) }) }) },
-    { name: "unknown hostname", body: () => ({ hostname: "nope.example", ...range }), status: 404, json: () => ({ error: expect.objectContaining({ code: "not_found", message: expect.stringMatching(/site not found: nope\.example/i) }) }) },
-    { name: "bad group_by", body: () => ({ site_id: site, ...range, group_by: "device" }), status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed" }) }) },
-    { name: "start after end", body: () => ({ site_id: site, start_date: "2026-11-21", end_date: "2026-11-20" }), status: 400, json: () => ({ error: expect.objectContaining({ message: expect.stringContaining("start_date is after end_date") }) }) },
-    { name: "bad date", body: () => ({ site_id: site, start_date: "2026-11-31", end_date: "2026-12-01" }), status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed" }) }) },
-    { name: "max_results over 10000", body: () => ({ site_id: site, ...range, max_results: 10_001 }), status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed" }) }) },
-    { name: "not JSON", body: () => "{", status: 400, json: () => ({ error: expect.objectContaining({ code: "invalid_json" }) }) },
+    { name: "no site", body: () => range, status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed", message: expect.stringContaining("site_id or hostname") }), detail: expect.any(String) }) },
+    { name: "unknown site id", body: () => ({ site_id: 999_999, ...range }), status: 404, json: () => ({ error: expect.objectContaining({ code: "not_found", message: expect.stringMatching(/site.*999999.*not found|site not found: 999999/i) }), detail: expect.any(String) }) },
+    { name: "unknown hostname", body: () => ({ hostname: "nope.example", ...range }), status: 404, json: () => ({ error: expect.objectContaining({ code: "not_found", message: expect.stringMatching(/site not found: nope\.example/i) }), detail: expect.any(String) }) },
+    { name: "bad group_by", body: () => ({ site_id: site, ...range, group_by: "device" }), status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed" }), detail: expect.any(String) }) },
+    { name: "start after end", body: () => ({ site_id: site, start_date: "2026-11-21", end_date: "2026-11-20" }), status: 400, json: () => ({ error: expect.objectContaining({ message: expect.stringContaining("start_date is after end_date") }), detail: expect.any(String) }) },
+    { name: "bad date", body: () => ({ site_id: site, start_date: "2026-11-31", end_date: "2026-12-01" }), status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed" }), detail: expect.any(String) }) },
+    { name: "max_results over 10000", body: () => ({ site_id: site, ...range, max_results: 10_001 }), status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed" }), detail: expect.any(String) }) },
+    { name: "not JSON", body: () => "{", status: 400, json: () => ({ error: expect.objectContaining({ code: "invalid_json" }), detail: expect.any(String) }) },
   ];
   for (const c of cases) {
     test(`ranking-data-hourly: ${c.name} -> ${c.status}`, async () => {
