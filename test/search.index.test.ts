@@ -4,8 +4,9 @@ import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { migrate, migrationsFolder } from "../src/db/migrate.ts";
 import { sites } from "../src/db/schema.ts";
-import { searchQueries } from "../src/search/queries.ts";
-import { deleteSite } from "../src/sites/queries.ts";
+import { sql } from "drizzle-orm";
+import { INDEX_BATCH, indexAllPendingQueries, indexPendingQueries, searchQueries } from "../src/search/queries.ts";
+import { purgeSite } from "../src/sites/queries.ts";
 import { deleteRowsById, upsertRows } from "../src/sync/data.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
@@ -46,14 +47,19 @@ async function site(db: typeof t.db, domain: string) {
   return db.write((tx) => tx.insert(sites).values({ domain, name: domain }).returning({ id: sites.id }).get()!.id);
 }
 
-/** gsc_queries must hold exactly the distinct (site, query) pairs of the rows, and the FTS index must match it. */
-function expectIndexInStep(db: typeof t.db) {
+/**
+ * gsc_queries must hold exactly the distinct (site, query) pairs of the rows; once the pending queries
+ * are indexed, the FTS index must match it exactly.
+ */
+async function expectIndexInStep(db: typeof t.db) {
   const r = db.raw.reader;
   const fromRows = r.query<{ site_id: number; query: string }, []>("select distinct site_id, query from gsc_performance_data order by site_id, query").all();
-  const indexed = r.query<{ site_id: number; query: string }, []>("select site_id, query from gsc_queries order by site_id, query").all();
-  expect(indexed).toEqual(fromRows);
+  const listed = r.query<{ site_id: number; query: string }, []>("select site_id, query from gsc_queries order by site_id, query").all();
+  expect(listed).toEqual(fromRows);
+  await indexAllPendingQueries((fn) => db.write(fn));
   // FTS5's own check of the index against its content table (throws SQLITE_CORRUPT_VTAB when out of step).
-  db.raw.writer.run("insert into gsc_queries_fts (gsc_queries_fts, rank) values ('integrity-check', 1)");
+  await db.write((tx) => tx.run(sql`insert into gsc_queries_fts (gsc_queries_fts, rank) values ('integrity-check', 1)`));
+  expect(r.query<{ n: number }, []>("select count(*) as n from gsc_queries_fts").get()!.n).toBe(listed.length);
 }
 
 describe("indexed search = plain scan (property-style, seeded)", () => {
@@ -66,11 +72,13 @@ describe("indexed search = plain scan (property-style, seeded)", () => {
   beforeAll(async () => {
     console.log(`search property test seed ${seed} (replay: SEARCH_SEED=${seed})`);
     sites = [await site(t.db, "sc-domain:prop-a.example"), await site(t.db, "sc-domain:prop-b.example")];
-    queries = Array.from({ length: 300 }, () => word(r, 1, 14));
+    queries = Array.from({ length: 600 }, () => word(r, 1, 14));
     // Case variants of the same query are distinct queries (SQLite groups by exact text).
     for (let i = 0; i < 40; i++) queries.push(flipCase(r, pick(r, queries)));
     for (const s of sites) {
-      for (const day of days) {
+      for (const [d, day] of days.entries()) {
+        // The first days' queries go into the FTS index; the later ones stay pending (searched directly).
+        if (s === sites[1] && d === 2) await indexAllPendingQueries((fn) => t.db.write(fn));
         const rows: SourceRow[] = [];
         const seen = new Set<string>();
         for (let i = 0; i < 250; i++) {
@@ -109,6 +117,10 @@ describe("indexed search = plain scan (property-style, seeded)", () => {
       expect({ seed, opts, result: indexed }).toEqual({ seed, opts, result: scanned });
       if (indexed.total > 0) nonEmpty++;
     }
+    // Some queries are in the FTS index, some pending: both paths are exercised.
+    const pending = t.db.raw.reader.query<{ n: number }, []>("select count(*) as n from gsc_queries where id > (select indexed_through from gsc_queries_indexed)").get()!.n;
+    expect(pending).toBeGreaterThan(20);
+    expect(t.db.raw.reader.query<{ n: number }, []>("select count(*) as n from gsc_queries_fts").get()!.n).toBeGreaterThan(100);
     // The generator must produce real matches and both kinds of terms, or the comparison proves little.
     expect(nonEmpty).toBeGreaterThan(150);
     expect(short).toBeGreaterThan(50);
@@ -138,7 +150,7 @@ describe("the index follows every write", () => {
     const b = await site(t.db, "sc-domain:writes-b.example");
     const ids = await t.db.write((tx) => upsertRows(tx, a, "2026-06-01", "web", [row("alpha one"), row("alpha one", "https://w.example/2"), row("beta two"), row("gamma three")]));
     await t.db.write((tx) => upsertRows(tx, b, "2026-06-01", "web", [row("alpha one"), row("delta four")]));
-    expectIndexInStep(t.db);
+    await expectIndexInStep(t.db);
     const names = (siteId: number) =>
       t.db.raw.reader.query<{ query: string }, [number]>("select query from gsc_queries where site_id = ? order by query").all(siteId).map((x) => x.query);
     expect(names(a)).toEqual(["alpha one", "beta two", "gamma three"]);
@@ -154,13 +166,42 @@ describe("the index follows every write", () => {
     expect(names(a)).toEqual(["beta two"]);
     expect((await searchQueries(t.db, { siteId: a, term: "alpha", startDate: null, endDate: null, limit: 10 })).total).toBe(0);
     expect((await searchQueries(t.db, { siteId: b, term: "alpha", startDate: null, endDate: null, limit: 10 })).total).toBe(1);
-    expectIndexInStep(t.db);
+    await expectIndexInStep(t.db);
 
     // Deleting the site cascades to its rows and its query list, and the FTS index follows.
-    expect(await deleteSite(t.db, a)).toBe(true);
+    expect(await purgeSite(t.db, a, "sc-domain:writes-a.example")).toBe(true);
     expect(names(a)).toEqual([]);
     expect(names(b)).toEqual(["alpha one", "delta four"]);
-    expectIndexInStep(t.db);
+    await expectIndexInStep(t.db);
+  });
+
+  test("indexing goes in batches of INDEX_BATCH, oldest first, and a query searched before and after is found both times", async () => {
+    const id = await site(t.db, "sc-domain:batches.example");
+    await indexAllPendingQueries((fn) => t.db.write(fn));
+    const rows = Array.from({ length: INDEX_BATCH + 5 }, (_, i) => row(`batch query ${i}`));
+    await t.db.write((tx) => upsertRows(tx, id, "2026-06-02", "web", rows));
+    const found = async () => (await searchQueries(t.db, { siteId: id, term: "query 7", startDate: null, endDate: null, limit: 1000 })).total;
+    const before = await found();
+    expect(before).toBe(rows.filter((r) => r.query.includes("query 7")).length);
+    expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(INDEX_BATCH);
+    expect(await found()).toBe(before);
+    expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(5);
+    expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(0);
+    expect(await found()).toBe(before);
+    await expectIndexInStep(t.db);
+  });
+
+  test("a pending query deleted before it was indexed never reaches the FTS index; ids are not reused", async () => {
+    const id = await site(t.db, "sc-domain:pending.example");
+    await indexAllPendingQueries((fn) => t.db.write(fn));
+    const [keep, drop] = await t.db.write((tx) => upsertRows(tx, id, "2026-06-03", "web", [row("kept pending"), row("dropped pending")]));
+    await t.db.write((tx) => deleteRowsById(tx, [drop!]));
+    await t.db.write((tx) => upsertRows(tx, id, "2026-06-03", "web", [row("added after")]));
+    expect(keep).toBeDefined();
+    await expectIndexInStep(t.db);
+    const ids = t.db.raw.reader.query<{ id: number; query: string }, [number]>("select id, query from gsc_queries where site_id = ? order by id").all(id);
+    expect(ids.map((x) => x.query)).toEqual(["kept pending", "added after"]);
+    expect(ids[1]!.id).toBeGreaterThan(ids[0]!.id + 1);
   });
 
   test("the triggers exist after every migration (a rebuild of gsc_performance_data would drop them)", () => {
@@ -174,7 +215,6 @@ describe("the index follows every write", () => {
         "gsc_performance_data_queries_insert",
         "gsc_performance_data_queries_update",
         "gsc_queries_fts_delete",
-        "gsc_queries_fts_insert",
         "gsc_queries_fts_update",
       ]),
     );
@@ -209,6 +249,8 @@ test("the FTS migration backfills the rows stored before it", async () => {
       { site_id: 2, query: "old query" },
     ]);
     expect(db.query("select q.site_id from gsc_queries_fts f join gsc_queries q on q.id = f.rowid where gsc_queries_fts match '\"OTHER\"'").all()).toEqual([{ site_id: 1 }]);
+    // Everything backfilled is in the FTS index: nothing pending.
+    expect(db.query("select indexed_through from gsc_queries_indexed").all()).toEqual([{ indexed_through: 3 }]);
     db.close();
   } finally {
     dir.cleanup();

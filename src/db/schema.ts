@@ -109,18 +109,31 @@ export const gscPerformanceData = sqliteTable(
 
 // The distinct query strings of each site's rows, for query search: kept by triggers on
 // gsc_performance_data and indexed by the FTS5 trigram table gsc_queries_fts (both in the custom
-// migration 0005_query_search_fts, which drizzle-kit cannot describe). A migration that rebuilds
-// gsc_performance_data drops its triggers: re-create them in that migration (test/search.index.test.ts).
+// migration 0005_query_search_fts, which drizzle-kit cannot describe). The FTS index is written in
+// batches (indexPendingQueries), not per row: ids up to gsc_queries_indexed.indexed_through are in it,
+// later ones are searched by a scan of those alone; AUTOINCREMENT so an id is never reused below that mark.
+// A migration that rebuilds gsc_performance_data drops its triggers: re-create them in that migration
+// (test/search.index.test.ts checks they exist).
 export const gscQueries = sqliteTable(
   "gsc_queries",
   {
-    id: integer("id").primaryKey(),
+    id: integer("id").primaryKey({ autoIncrement: true }),
     site_id: integer("site_id")
       .notNull()
       .references(() => sites.id, { onDelete: "cascade" }),
     query: text("query").notNull(),
   },
   (t) => [uniqueIndex("gsc_queries_site_query_unique").on(t.site_id, t.query)],
+);
+
+// One row: the highest gsc_queries id already in the FTS index.
+export const gscQueriesIndexed = sqliteTable(
+  "gsc_queries_indexed",
+  {
+    id: integer("id").primaryKey(),
+    indexed_through: integer("indexed_through").notNull().default(0),
+  },
+  (t) => [check("gsc_queries_indexed_one_row", sql`${t.id} = 1`)],
 );
 
 // One row per (site, day, search type) whose rows were all stored: `sync_mode=skip` skips these, and a

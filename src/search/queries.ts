@@ -1,4 +1,6 @@
-import type { Db } from "../db/index.ts";
+import { count, eq, gt, max, sql } from "drizzle-orm";
+import type { Db, Orm } from "../db/index.ts";
+import { gscQueries, gscQueriesIndexed } from "../db/schema.ts";
 import type { QueryStats } from "./schemas.ts";
 
 type Params = { site_id: number; pattern: string; start: string; end: string; limit: number };
@@ -32,12 +34,17 @@ select m.query,
 /**
  * Terms of 3+ characters: the trigram index gives the site's queries containing the term ignoring
  * case (Unicode folding, a superset of LIKE's ASCII-only folding), and LIKE then keeps exactly what
- * the plain scan keeps.
+ * the plain scan keeps. Queries added since the last indexPendingQueries are not in the FTS index yet:
+ * they are the ids past its mark, tested with LIKE directly (a rowid range, usually short or empty).
  */
 export const SEARCH_INDEXED_SQL = totalsOf(`select q.query
     from gsc_queries_fts f join gsc_queries q on q.id = f.rowid
    where gsc_queries_fts match $fts and q.site_id = $site_id and q.query like $pattern escape '\\'
-   order by q.query`);
+  union all
+  select q.query from gsc_queries q
+   where q.id > (select indexed_through from gsc_queries_indexed where id = 1)
+     and q.site_id = $site_id and q.query like $pattern escape '\\'
+   order by 1`);
 
 /** Terms of 1-2 characters (too short for trigrams): LIKE over the site's distinct queries, not its rows. */
 export const SEARCH_SHORT_SQL = totalsOf(`select q.query from gsc_queries q
@@ -93,6 +100,34 @@ export async function searchQueries(db: Db, opts: SearchOptions & { using?: "ind
   else if ([...opts.term].length < MIN_INDEXED_CHARS) rows = reader.query<Row, [Params]>(SEARCH_SHORT_SQL).all(params);
   else rows = reader.query<Row, [FtsParams]>(SEARCH_INDEXED_SQL).all({ ...params, fts: ftsPhrase(opts.term) });
   return { total: rows[0]?.found ?? 0, queries: rows.map(({ found: _found, ...q }: Row) => q) };
+}
+
+/** Queries indexed per write: ~10 ms of FTS work, so other writers do not wait long for the lock. */
+export const INDEX_BATCH = 2000;
+
+/**
+ * Inside a write: adds up to `limit` queries not yet in the FTS index (the oldest first) and moves the
+ * mark past them; returns how many. Batches cost a fraction of per-row FTS writes (BENCHMARKS.md).
+ */
+export function indexPendingQueries(tx: Orm, limit = INDEX_BATCH): number {
+  const mark = tx.select({ through: gscQueriesIndexed.indexed_through }).from(gscQueriesIndexed).where(eq(gscQueriesIndexed.id, 1)).get()!.through;
+  const next = tx.select({ id: gscQueries.id }).from(gscQueries).where(gt(gscQueries.id, mark)).orderBy(gscQueries.id).limit(limit).as("next");
+  const batch = tx.select({ n: count(), last: max(next.id) }).from(next).get()!;
+  if (batch.last === null) return 0;
+  // FTS5's own insert: Drizzle cannot describe the virtual table.
+  tx.run(sql`insert into gsc_queries_fts (rowid, query) select id, query from gsc_queries where id > ${mark} and id <= ${batch.last}`);
+  tx.update(gscQueriesIndexed).set({ indexed_through: batch.last }).where(eq(gscQueriesIndexed.id, 1)).run();
+  return batch.n;
+}
+
+/** Indexes every pending query in writes of INDEX_BATCH (the sync calls it after each day it stores). */
+export async function indexAllPendingQueries(write: <T>(fn: (tx: Orm) => T) => Promise<T>): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const n = await write((tx) => indexPendingQueries(tx));
+    total += n;
+    if (n < INDEX_BATCH) return total;
+  }
 }
 
 /** The oldest and newest day with rows for a site (null when it has none): two index seeks. */

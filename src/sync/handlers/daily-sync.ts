@@ -1,5 +1,6 @@
 import type { Site } from "../../db/schema.ts";
 import { rowsIngested } from "../../metrics/registry.ts";
+import { indexAllPendingQueries } from "../../search/queries.ts";
 import { deleteRowsById, findDayRowKeys, findSyncedDays, markDaySynced, upsertRows, type DayRowKey } from "../data.ts";
 import { isFinalDay } from "../dates.ts";
 import { searchTypes, type SearchType } from "../source.ts";
@@ -59,6 +60,8 @@ async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchTy
     }
   }
   await deleteUnwritten(ctx, site.id, day, type, written);
+  // The day's new queries go into the search index in a few batched writes, not one FTS write per row.
+  await indexAllPendingQueries(ctx.write);
   // A recent day is stored but not marked: its data may still change, so the next run fetches it again.
   if (isFinalDay(day)) await ctx.write((tx) => markDaySynced(tx, site.id, day, type, written.size));
   return written.size;
