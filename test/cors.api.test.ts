@@ -66,13 +66,34 @@ describe("table-driven", () => {
     const app = createApp(t.db, { corsOrigins: [APP] });
     const res = await app.request("/api/v1/sites", {
       method: "POST",
-      headers: { origin: APP, "content-type": "application/json" },
+      headers: { origin: APP, "sec-fetch-site": "cross-site", "content-type": "application/json" },
       body: JSON.stringify({ domain: "sc-domain:cors.example", name: "Cors" }),
     });
     expect(res.status).toBe(201);
     expect(res.headers.get("access-control-allow-origin")).toBe(APP);
     expect(res.headers.get("location")).toMatch(/^\/api\/v1\/sites\/\d+$/);
   });
+
+  // Without a key, a state-changing call from another site's page is refused (protected mode): an origin
+  // the operator listed in CORS_ORIGINS (or any, with *) is trusted like a client on this machine.
+  const writes = [
+    { origins: undefined, origin: APP, status: 403 },
+    { origins: [APP], origin: EVIL, status: 403 },
+    { origins: [APP], origin: APP, status: 201 },
+    { origins: "*" as const, origin: EVIL, status: 201 },
+  ];
+  for (const [i, w] of writes.entries()) {
+    test(`cross-site POST without a key from ${w.origin}, CORS_ORIGINS=${JSON.stringify(w.origins ?? "")} -> ${w.status}`, async () => {
+      const app = createApp(t.db, { corsOrigins: w.origins });
+      const res = await app.request("/api/v1/sites", {
+        method: "POST",
+        headers: { origin: w.origin, "sec-fetch-site": "cross-site", "content-type": "application/json" },
+        body: JSON.stringify({ domain: `sc-domain:write${i}.cors.example`, name: "W" }),
+      });
+      expect(res.status).toBe(w.status);
+      if (w.status === 403) expect(((await res.json()) as { detail: string }).detail).toMatch(/cross-site/);
+    });
+  }
 });
 
 describe("CORS_ORIGINS", () => {

@@ -20,6 +20,11 @@ export type AuthOptions = {
   allowedHosts: readonly string[];
   /** How often last_used_at is written (one write for all keys used meanwhile). */
   touchIntervalMs?: number;
+  /**
+   * Origins whose pages the operator allowed with CORS_ORIGINS (`*`: any): their state-changing calls
+   * are not refused as cross-site; they are trusted like a client on this machine.
+   */
+  trustedOrigins?: "*" | readonly string[];
 };
 
 export const defaultAuthOptions: AuthOptions = { mode: "auto", localAddresses: ["127.0.0.0/8", "::1"], allowedHosts: [] };
@@ -136,6 +141,11 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     return { kind: "loopback" };
   }
 
+  const originTrusted = (c: Context) => {
+    const origin = c.req.header("origin");
+    return origin !== undefined && (opts.trustedOrigins === "*" || (opts.trustedOrigins ?? []).includes(origin));
+  };
+
   return async (c, next) => {
     const path = c.req.path;
     // Preflights carry no credentials and change nothing (CORS answers them).
@@ -160,7 +170,7 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     // A key from a header cannot come from a forged form; one from the dashboard's cookie can (a
     // same-site page gets SameSite=Strict cookies sent), like loopback trust.
     const ambient = principal!.kind !== "key" || (c.req.header("authorization") === undefined && c.req.header("x-api-key") === undefined);
-    if (ambient && !isSafeMethod(c.req.method) && isCrossSite(c)) {
+    if (ambient && !isSafeMethod(c.req.method) && isCrossSite(c) && !originTrusted(c)) {
       // Without a key the browser's ambient trust (loopback, open network) is all a forged form needs.
       throw new ApiError("forbidden", "cross-site request refused: state-changing calls from another site's page need an API key");
     }

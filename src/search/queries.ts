@@ -35,7 +35,8 @@ select m.query,
  * Terms of 3+ characters: the trigram index gives the site's queries containing the term ignoring
  * case (Unicode folding, a superset of LIKE's ASCII-only folding), and LIKE then keeps exactly what
  * the plain scan keeps. Queries added since the last indexPendingQueries are not in the FTS index yet:
- * they are the ids past its mark, tested with LIKE directly (a rowid range, usually short or empty).
+ * they are the ids past its mark, tested with LIKE directly: a rowid range, usually short or empty
+ * (the unary + keeps the planner off the (site_id, query) index, which would read all the site's queries).
  */
 export const SEARCH_INDEXED_SQL = totalsOf(`select q.query
     from gsc_queries_fts f join gsc_queries q on q.id = f.rowid
@@ -43,7 +44,7 @@ export const SEARCH_INDEXED_SQL = totalsOf(`select q.query
   union all
   select q.query from gsc_queries q
    where q.id > (select indexed_through from gsc_queries_indexed where id = 1)
-     and q.site_id = $site_id and q.query like $pattern escape '\\'
+     and +q.site_id = $site_id and q.query like $pattern escape '\\'
    order by 1`);
 
 /** Terms of 1-2 characters (too short for trigrams): LIKE over the site's distinct queries, not its rows. */
