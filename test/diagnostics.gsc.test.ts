@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
@@ -30,7 +31,9 @@ beforeEach(() => fake.reset());
 
 /** The app with the probe the given environment configures. */
 function appWith(env: Record<string, string>) {
-  return createApp(t.db, { gscProbe: gscProbeFromConfig(loadConfig([], { GSC_API_BASE_URL: fake.url, ...env })) });
+  // No stored sign-in unless a test writes one (never the developer's own ./data/credentials.json).
+  const base = { GSC_API_BASE_URL: fake.url, GSC_CREDENTIALS_FILE: join(t.dir, "no-sign-in.json") };
+  return createApp(t.db, { gscProbe: gscProbeFromConfig(loadConfig([], { ...base, ...env })) });
 }
 
 async function check(app: ReturnType<typeof createApp>, id = siteId) {
@@ -98,6 +101,17 @@ describe("with Search Console credentials", () => {
     fake.trustServiceAccount(sa);
     const r = await check(appWith({ GSC_SERVICE_ACCOUNT_FILE: sa.keyFile }));
     expect(r.json.gsc_test).toMatchObject({ status: "ok", success: true, rows: 1 });
+    expect(fake.tokenRequests.map((x) => x.ok)).toEqual([true]);
+  });
+
+  test("SYNC_SOURCE=auto: demo until a sign-in is stored, then that account's token, without a restart", async () => {
+    const file = join(t.dir, "credentials.json");
+    const app = appWith({ GSC_CREDENTIALS_FILE: file, GSC_TOKEN_URL: fake.tokenUrl });
+    expect((await check(app)).json.gsc_test).toMatchObject({ status: "demo", source: "demo" });
+    const client = fake.registerOAuthClient().installed;
+    writeFileSync(file, JSON.stringify({ type: "authorized_user", client_id: client.client_id, client_secret: client.client_secret, refresh_token: fake.grantRefreshToken() }));
+    const r = await check(app);
+    expect(r.json.gsc_test).toMatchObject({ status: "ok", success: true, source: "gsc", rows: 1 });
     expect(fake.tokenRequests.map((x) => x.ok)).toEqual([true]);
   });
 
