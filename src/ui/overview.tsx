@@ -139,9 +139,9 @@ function Database({ o, locks }: { o: Overview; locks: NonNullable<Overview["lock
         <dt>Write timeouts</dt>
         <dd>{num(o.counters?.timeouts)}</dd>
       </dl>
-      {locks.recommendations.length > 0 ? (
+      {locks.warnings.length > 0 ? (
         <ul class="warnings">
-          {locks.recommendations.map((r) => (
+          {locks.warnings.map((r) => (
             <li>{r}</li>
           ))}
         </ul>
