@@ -1,4 +1,4 @@
-import { and, between, eq, sql } from "drizzle-orm";
+import { and, between, countDistinct, eq, sql } from "drizzle-orm";
 import type { Db, Orm } from "../db/index.ts";
 import { perConnection } from "../db/prepared.ts";
 import { gscPerformanceData, gscSyncedDays } from "../db/schema.ts";
