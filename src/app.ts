@@ -21,7 +21,7 @@ import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { apiInfoRoutes } from "./docs.ts";
 import { ApiError, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
 import { hourlyRoutes } from "./hourly/routes.ts";
-import { log, withLogContext } from "./log.ts";
+import { log, logOncePer, withLogContext } from "./log.ts";
 import { mcpRoutes } from "./mcp/routes.ts";
 import type { McpOptions } from "./mcp/tools.ts";
 import type { Registry } from "prom-client";
@@ -100,7 +100,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     }),
   );
 
-  app.route("/", healthRoutes(db));
+  // The WAL bound of /health: twice the size the checkpointer truncates at means it is starved.
+  app.route("/", healthRoutes(db, { walBoundBytes: 2 * (opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES) }));
   // Route handlers write through this handle: each write made for a request carries its audit row.
   const audited = auditedDb(db);
   app.route("/api/v1/sites", sitesRoutes(audited));
@@ -134,7 +135,18 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     return c.body(await merged.metrics(), 200, { "content-type": registry.contentType });
   });
 
-  app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
+  let routed: { method: string; re: RegExp }[] | null = null;
+  app.notFound((c) => {
+    // A path that exists for other methods: 405 with Allow, not 404. (Methods Bun's parser does not
+    // know, like BREW, never get here: Bun closes the connection.)
+    routed ??= app.routes
+      .filter((r) => r.method !== "ALL" && !r.path.includes("*"))
+      .map((r) => ({ method: r.method, re: new RegExp(`^${r.path.replace(/:[^/]+/g, "[^/]+")}/?$`) }));
+    const allow = [...new Set(routed.filter((r) => r.re.test(c.req.path)).map((r) => r.method))];
+    if (allow.length === 0) return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
+    c.header("Allow", allow.join(", "));
+    return c.json(errorBody("method_not_allowed", `${c.req.method} is not allowed on ${c.req.path} (allowed: ${allow.join(", ")})`), 405);
+  });
   app.onError((err, c) => errorResponse(err, c));
   return app;
 }
@@ -167,6 +179,10 @@ const requestLog: MiddlewareHandler = async (c, next) => {
   log("info", "request", { method: c.req.method, path: c.req.path, route: c.req.routePath, status: c.res.status, duration_ms: ms });
 };
 
+/** Repeated identical storage errors are logged once per this interval, with a count. */
+const STORAGE_LOG_INTERVAL_MS = 10_000;
+const STORAGE_RETRY_AFTER_S = 30;
+
 const httpCodes: Record<number, ErrorCode> = {
   404: "not_found",
   413: "payload_too_large",
@@ -190,13 +206,16 @@ export function errorResponse(err: Error, c: Context) {
   }
   if (isBusyError(err)) {
     // Never show SQLite's "database is locked" to a client: it is our problem, and it is temporary.
-    log("warn", "database busy on a read", { request_id: c.get("requestId"), error: String(err) });
+    logOncePer("busy read", STORAGE_LOG_INTERVAL_MS, "warn", "database busy on a read", { request_id: c.get("requestId"), error: String(err) });
     c.header("Retry-After", "1");
     return c.json(errorBody("unavailable", "the database is busy; retry the request"), 503);
   }
   if (isStorageError(err)) {
-    // The file is broken or full: nothing the client did, nothing a retry in a second will fix either.
-    log("error", "database storage error", { request_id: c.get("requestId"), error: String(err) });
+    // The file is broken or full: nothing the client did. One log line per kind of failure and
+    // interval (a full disk fails every write), and a Retry-After long enough for an operator.
+    const code = String((err as { code?: unknown }).code);
+    logOncePer(`storage ${code}`, STORAGE_LOG_INTERVAL_MS, "error", "database storage error", { request_id: c.get("requestId"), code, error: String(err) });
+    c.header("Retry-After", String(STORAGE_RETRY_AFTER_S));
     return c.json(errorBody("unavailable", `the database is unavailable (request id ${c.get("requestId")})`), 503);
   }
   log("error", "unhandled error", { request_id: c.get("requestId"), error: String(err), stack: err.stack });

@@ -80,6 +80,13 @@ const envSchema = z.object({
   // Write path: how long one process keeps retrying to take the write lock before giving up with 503.
   WRITE_LOCK_TIMEOUT_MS: int(1).default(30_000),
   WRITE_MAX_BATCH: int(1, 10_000).default(256),
+  // A write transaction holding the lock longer than this is logged with what it was doing.
+  WRITE_LOCK_WARN_MS: int(1).default(1000),
+
+  // Supervisor: a worker that does not answer its IPC ping for this long is killed and restarted (0: off).
+  WATCHDOG_TIMEOUT_MS: int(0).default(10_000),
+  // Several instances (on different ports) may serve one database file only when this is set.
+  ALLOW_SHARED_DATABASE: bool.default(false),
 
   // Checkpointer (run by one process: the supervisor, or a standalone tool).
   CHECKPOINT_INTERVAL_MS: int(50).default(1000),
@@ -153,6 +160,7 @@ const envSchema = z.object({
 
   // Set by the supervisor for the processes it spawns; never by users.
   SITESYNC_ROLE: roleSchema.default("standalone"),
+  SITESYNC_DB_IDENTITY: z.string().regex(/^\d+:\d+$/).optional(),
 });
 
 /**
@@ -281,14 +289,21 @@ function readSettings<S extends z.ZodObject>(
 
 /** Reads the configuration from env and command-line flags; flags win. Throws ConfigError. */
 export function loadConfig(argv: string[] = process.argv.slice(2), env: Source = process.env) {
-  const { settings } = readSettings(envSchema, argv, env, {
-    workers: "WORKERS",
-    "sync-workers": "SYNC_WORKERS",
-    port: "PORT",
-    host: "HOST",
-    "database-url": "DATABASE_URL",
-  });
+  const { settings, switches } = readSettings(
+    envSchema,
+    argv,
+    env,
+    {
+      workers: "WORKERS",
+      "sync-workers": "SYNC_WORKERS",
+      port: "PORT",
+      host: "HOST",
+      "database-url": "DATABASE_URL",
+    },
+    ["allow-shared-database"],
+  );
   const { SITESYNC_ROLE, ...e } = settings;
+  if (switches["allow-shared-database"]) e.ALLOW_SHARED_DATABASE = true;
   if (e.SYNC_SOURCE === "gsc" && !e.GSC_ACCESS_TOKEN && !e.GSC_SERVICE_ACCOUNT_FILE && !existsSync(e.GSC_CREDENTIALS_FILE)) {
     throw new ConfigError({
       SYNC_SOURCE: [`gsc needs GSC_ACCESS_TOKEN, GSC_SERVICE_ACCOUNT_FILE or a sign-in (bun run cli auth login, stored in ${e.GSC_CREDENTIALS_FILE})`],
@@ -300,6 +315,8 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: Source =
     role: SITESYNC_ROLE,
     // Set by the supervisor for the processes it spawns; never by users.
     supervised: env.SITESYNC_SUPERVISED === "1",
+    // Started through a package script (`bun run start`): that wrapper process is our parent.
+    startedByScript: Boolean(env.npm_lifecycle_event),
   };
 }
 

@@ -45,3 +45,52 @@ function prettyLine(t: string, level: string, msg: string, fields: Record<string
     .join(" ");
   return `${t.slice(11, 23)} ${tty ? `${colours[level]}${lvl}\x1b[0m` : lvl} [${process.pid}] ${msg}${kv ? ` ${kv}` : ""}`;
 }
+
+type Window = { until: number; intervalMs: number; repeated: number; level: Exclude<LogLevel, "silent">; msg: string; fields: Record<string, unknown> };
+const windows = new Map<string, Window>();
+let flushTimer: Timer | null = null;
+
+/**
+ * Logs an event at most once per `intervalMs` per `key`: the first occurrence is printed at once, the
+ * repeats within the interval are counted and printed as one line (`repeated: n`, with the last
+ * occurrence's fields) when the interval ends. A disk-full storm prints a few lines, not one per request.
+ */
+export function logOncePer(
+  key: string,
+  intervalMs: number,
+  level: Exclude<LogLevel, "silent">,
+  msg: string,
+  fields: Record<string, unknown> = {},
+) {
+  const now = performance.now();
+  const w = windows.get(key);
+  if (w && now < w.until) {
+    w.repeated++;
+    w.fields = fields;
+    return;
+  }
+  if (w && w.repeated > 0) flushWindow(w);
+  windows.set(key, { until: now + intervalMs, intervalMs, repeated: 0, level, msg, fields });
+  log(level, msg, fields);
+  flushTimer ??= setInterval(flushEnded, Math.min(intervalMs, 1000));
+  flushTimer.unref();
+}
+
+function flushWindow(w: Window) {
+  log(w.level, `${w.msg} (repeated)`, { ...w.fields, repeated: w.repeated, interval_ms: w.intervalMs });
+  w.repeated = 0;
+}
+
+/** Prints the counts of intervals that ended; forgets quiet keys. */
+function flushEnded() {
+  const now = performance.now();
+  for (const [key, w] of windows) {
+    if (now < w.until) continue;
+    if (w.repeated > 0) flushWindow(w);
+    windows.delete(key);
+  }
+  if (windows.size === 0 && flushTimer) {
+    clearInterval(flushTimer);
+    flushTimer = null;
+  }
+}

@@ -1,57 +1,102 @@
 import type { Subprocess } from "bun";
-import { join } from "node:path";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { backupDirOf } from "./backup/backup.ts";
 import { startBackupSchedule } from "./backup/schedule.ts";
 import { childEnv, loadConfigOrExit, type ProcessRole } from "./config.ts";
 import { startCheckpointer } from "./db/checkpoint.ts";
+import { fileIdentity } from "./db/identity.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
+import { acquireLock, databaseLockPath, portLockPath, portProblem, type InstanceLock } from "./db/instance-lock.ts";
 import { migrate } from "./db/migrate.ts";
-import { pragmasFrom, WalUnavailableError } from "./db/open.ts";
+import { pragmasFrom } from "./db/open.ts";
 import { registerProcess } from "./db/registry.ts";
+import { describeStartError } from "./db/start-errors.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
 import { createMetricsAggregator } from "./metrics/aggregate.ts";
 import { isMetricsMessage } from "./metrics/ipc.ts";
 import { instrumentDb, observeCheckpoint, processRestarts, refreshDatabaseGauges, setMetricsRole } from "./metrics/registry.ts";
 import { freePort } from "./net.ts";
+import type { InstanceStorage, Ping, Pong } from "./supervision.ts";
 
-// The supervisor: read config, migrate once, spawn the workers, restart the dead, drain on signal.
+// The supervisor: read config, take the instance locks, migrate once, spawn the workers, restart the
+// dead, watch the file and the workers, drain on signal.
 const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
 setLogFormat(config.LOG_FORMAT);
 const pragmas = pragmasFrom(config);
-
-const applied = orExitOnWal(() => migrate(config.database.path, pragmas));
-log("info", "database ready", { path: config.database.path, migrations_applied: applied });
-
-// This process runs the checkpointer: TRUNCATE past a size (which SQLite's own auto-checkpoint never
-// does), and PASSIVE when the writers are idle.
-const checkpointer = startCheckpointer(config.database.path, pragmas, {
-  intervalMs: config.CHECKPOINT_INTERVAL_MS,
-  truncateBytes: config.CHECKPOINT_TRUNCATE_BYTES,
-  optimizeIntervalMs: config.OPTIMIZE_INTERVAL_MS,
-  onRun: observeCheckpoint,
-});
-// Backups every BACKUP_INTERVAL (off by default), each in a child process.
-const stopBackups = config.BACKUP_INTERVAL
-  ? startBackupSchedule({
-      databaseUrl: config.DATABASE_URL,
-      dir: backupDirOf(config.database.path, config.BACKUP_DIR),
-      keep: config.BACKUP_KEEP,
-      intervalMs: config.BACKUP_INTERVAL,
-    })
-  : () => {};
-const db = openDbFromConfig(config, "primary");
-setMetricsRole("primary");
-instrumentDb(db);
-await registerProcess(db);
-
+const dbPath = config.database.path;
 const port = config.PORT === 0 ? freePort(config.HOST) : config.PORT;
 
-type Slot = { role: ProcessRole; script: string; index: number; proc?: Subprocess; startedAt: number; crashes: number };
+/** A start that cannot succeed prints one line (never a stack) and exits 1. */
+function fatal(line: string, err?: unknown): never {
+  console.error(`fatal: ${line}`);
+  if (err) log("debug", "start failure", { stack: (err as Error).stack });
+  for (const l of locks) l?.release();
+  process.exit(1);
+}
+
+const locks: (InstanceLock | null)[] = [];
+const { identity, checkpointer, stopBackups, db } = await start();
+
+/** Takes the locks, migrates, and opens our connections; any failure is fatal with one line. */
+async function start() {
+  try {
+    // The lock file lives next to the database, so its folder comes first (the migrator would make it).
+    mkdirSync(dirname(dbPath), { recursive: true });
+    const info = { port, host: config.HOST, database: dbPath, shared: config.ALLOW_SHARED_DATABASE };
+    locks.push(acquireLock(databaseLockPath(dbPath), `the database ${dbPath}`, info));
+    locks.push(acquireLock(portLockPath(config.HOST, port), `port ${port} on ${config.HOST}`, { ...info, shared: false }));
+    // The port lock only knows sitesync instances that lock; any listener (an older sitesync, another
+    // program) would make our reusePort workers join it or fail: check before they bind.
+    const taken = portProblem(config.HOST, port);
+    if (taken) fatal(taken);
+    const applied = migrate(dbPath, pragmas);
+    const identity = fileIdentity(dbPath)!;
+    log("info", "database ready", { path: dbPath, migrations_applied: applied, identity });
+    // This process runs the checkpointer: TRUNCATE past a size (which SQLite's own auto-checkpoint
+    // never does), and PASSIVE when the writers are idle.
+    const checkpointer = startCheckpointer(dbPath, pragmas, {
+      intervalMs: config.CHECKPOINT_INTERVAL_MS,
+      truncateBytes: config.CHECKPOINT_TRUNCATE_BYTES,
+      optimizeIntervalMs: config.OPTIMIZE_INTERVAL_MS,
+      onRun: observeCheckpoint,
+    });
+    // Backups every BACKUP_INTERVAL (off by default), each in a child process.
+    const stopBackups = config.BACKUP_INTERVAL
+      ? startBackupSchedule({
+          databaseUrl: config.DATABASE_URL,
+          dir: backupDirOf(dbPath, config.BACKUP_DIR),
+          keep: config.BACKUP_KEEP,
+          intervalMs: config.BACKUP_INTERVAL,
+        })
+      : () => {};
+    const db = openDbFromConfig({ ...config, SITESYNC_DB_IDENTITY: identity }, "primary");
+    setMetricsRole("primary");
+    instrumentDb(db);
+    await registerProcess(db);
+    return { identity, checkpointer, stopBackups, db };
+  } catch (err) {
+    fatal(describeStartError(err, dbPath), err);
+  }
+}
+
+type Slot = {
+  role: ProcessRole;
+  script: string;
+  index: number;
+  proc?: Subprocess;
+  startedAt: number;
+  crashes: number;
+  /** When the worker last proved its event loop runs (ready or pong); null before ready. */
+  lastSign: number | null;
+  storageErrors: number;
+  lastStorageError: Pong["last_storage_error"];
+};
 const slots: Slot[] = [
-  ...Array.from({ length: config.WORKERS }, (_, index) => ({ role: "http" as const, script: "server.ts", index, startedAt: 0, crashes: 0 })),
-  ...Array.from({ length: config.SYNC_WORKERS }, (_, index) => ({ role: "sync" as const, script: "sync/worker-main.ts", index, startedAt: 0, crashes: 0 })),
-];
+  ...Array.from({ length: config.WORKERS }, (_, index) => ({ role: "http" as const, script: "server.ts", index })),
+  ...Array.from({ length: config.SYNC_WORKERS }, (_, index) => ({ role: "sync" as const, script: "sync/worker-main.ts", index })),
+].map((s) => ({ ...s, startedAt: 0, crashes: 0, lastSign: null, storageErrors: 0, lastStorageError: null }));
 let stopping = false;
 // A scrape of /metrics on any HTTP worker comes here over IPC and is answered with every process's metrics.
 const metrics = createMetricsAggregator(
@@ -63,14 +108,18 @@ const readySlots = new Set<Slot>();
 let announced = false;
 // HTTP workers that keep dying before they ever listen (port taken, bad file…) will not recover.
 const MAX_START_FAILURES = 6;
+// A worker that lived this long before dying starts again at once (its backoff resets).
+const BACKOFF_RESET_MS = 10_000;
 
 function spawn(slot: Slot) {
   slot.startedAt = performance.now();
+  slot.lastSign = null;
   slot.proc = Bun.spawn([process.execPath, join(import.meta.dir, slot.script)], {
     // Settings that may have come from flags are handed on as env, so workers see what we see.
     env: childEnv({
       SITESYNC_ROLE: slot.role,
       SITESYNC_SUPERVISED: "1",
+      SITESYNC_DB_IDENTITY: identity,
       PORT: String(port),
       HOST: config.HOST,
       DATABASE_URL: config.DATABASE_URL,
@@ -80,19 +129,27 @@ function spawn(slot: Slot) {
     stdio: ["ignore", "inherit", "inherit"],
     ipc(message, proc) {
       if (isMetricsMessage(message)) return metrics.handle({ role: slot.role, proc }, message);
-      if ((message as { type?: string })?.type !== "ready") return;
+      const m = message as { type?: string } & Partial<Pong>;
+      if (m?.type === "pong") {
+        slot.lastSign = performance.now();
+        slot.storageErrors = m.storage_errors ?? 0;
+        slot.lastStorageError = m.last_storage_error ?? null;
+        return;
+      }
+      if (m?.type !== "ready") return;
+      slot.lastSign = performance.now();
       readySlots.add(slot);
       const httpReady = slots.filter((s) => s.role === "http" && readySlots.has(s)).length;
       if (!announced && httpReady === config.WORKERS) {
         announced = true;
-        console.log(`sitesync listening on http://${config.HOST}:${port} (${config.WORKERS} http workers, ${config.SYNC_WORKERS} sync workers, database ${config.database.path})`);
+        console.log(`sitesync listening on http://${config.HOST}:${port} (${config.WORKERS} http workers, ${config.SYNC_WORKERS} sync workers, database ${dbPath})`);
       }
     },
     onExit(proc, exitCode, signalCode) {
       if (stopping) return;
       // A worker that lived a while resets its backoff; one that dies at once backs off up to 30 s.
       const lived = performance.now() - slot.startedAt;
-      slot.crashes = lived > 10_000 ? 0 : slot.crashes + 1;
+      slot.crashes = lived > BACKOFF_RESET_MS ? 0 : slot.crashes + 1;
       if (!readySlots.has(slot) && slot.crashes >= MAX_START_FAILURES) {
         log("error", "worker keeps failing before it is ready; giving up", { role: slot.role, exitCode, attempts: slot.crashes });
         void shutdown("start failures", 1);
@@ -109,10 +166,85 @@ function spawn(slot: Slot) {
 
 for (const slot of slots) spawn(slot);
 
-async function shutdown(signal: string, exitCode = 0) {
+// The file is the file: if the path stops naming the database we opened (deleted, replaced, moved),
+// workers answer writes with 503 on their own; restarting them would open the other file, so the
+// whole instance stops instead, without touching either file.
+const fileWatch = setInterval(() => {
+  const problem = db.guard.problem(0);
+  if (problem) void shutdown("database file changed", 2, problem);
+  for (const l of locks) {
+    const lost = l?.verify();
+    if (lost) void shutdown("instance lock lost", 1, lost);
+  }
+}, 100);
+
+// Watchdog: ping every worker; one that stays silent past WATCHDOG_TIMEOUT_MS (stopped, hung in a
+// syscall, a debugger) is killed; the kernel frees any SQLite lock it held and onExit restarts it.
+let pingSeq = 0;
+const watchdog =
+  config.WATCHDOG_TIMEOUT_MS > 0
+    ? setInterval(
+        () => {
+          const storage = instanceStorage();
+          const now = performance.now();
+          for (const slot of slots) {
+            const proc = slot.proc;
+            if (!proc || slot.lastSign === null || proc.exitCode !== null || proc.signalCode !== null) continue;
+            const silentMs = now - slot.lastSign;
+            if (silentMs > config.WATCHDOG_TIMEOUT_MS) {
+              log("error", "worker not answering; killing it", { role: slot.role, worker_pid: proc.pid, silent_ms: Math.round(silentMs) });
+              slot.lastSign = null;
+              proc.kill("SIGKILL");
+              continue;
+            }
+            try {
+              proc.send({ type: "ping", seq: ++pingSeq, storage } satisfies Ping);
+            } catch {
+              // Its channel is gone: it is exiting, onExit deals with it.
+            }
+          }
+        },
+        Math.min(2000, Math.max(50, config.WATCHDOG_TIMEOUT_MS / 5)),
+      )
+    : null;
+
+/** What the supervisor knows of the instance's storage: its checkpointer and the workers' reports. */
+function instanceStorage(): InstanceStorage {
+  const cp = checkpointer.stats;
+  let last: Pong["last_storage_error"] = db.stats.lastStorageError;
+  let writeErrors = db.stats.storageErrors;
+  for (const s of slots) {
+    writeErrors += s.storageErrors;
+    if (s.lastStorageError && (!last || s.lastStorageError.at > last.at)) last = s.lastStorageError;
+  }
+  return {
+    checkpoint_failures: cp.failures,
+    checkpoint_error: cp.lastError && cp.lastErrorAt ? { message: cp.lastError, at: cp.lastErrorAt } : null,
+    wal_bytes: cp.lastWalBytes,
+    write_storage_errors: writeErrors,
+    last_write_storage_error: last && { code: last.code, message: last.message, at: new Date(last.at).toISOString() },
+    at: new Date().toISOString(),
+  };
+}
+
+// `bun run start` runs us under a wrapper process; if that wrapper is SIGKILLed we are reparented
+// and nobody would stop us: treat it like SIGTERM. (Started directly, the parent may exit on purpose.)
+const parentAtStart = process.ppid;
+const parentWatch = config.startedByScript
+  ? setInterval(() => {
+      if (process.ppid !== parentAtStart) void shutdown("the `bun run` wrapper exited");
+    }, 500)
+  : null;
+
+async function shutdown(signal: string, exitCode = 0, reason?: string) {
   if (stopping) return;
   stopping = true;
-  log("info", "shutting down", { signal });
+  clearInterval(fileWatch);
+  if (watchdog) clearInterval(watchdog);
+  if (parentWatch) clearInterval(parentWatch);
+  // Our connections and checkpointer must not touch the path when it names another file.
+  const fileChanged = db.guard.problem(0) !== null;
+  log(exitCode === 0 ? "info" : "error", "shutting down", { signal, ...(reason ? { reason } : {}) });
   // One budget for the whole drain: workers, then our own queued writes.
   const deadline = performance.now() + config.SHUTDOWN_TIMEOUT_MS + 2000;
   const running = slots.flatMap((s) => (s.proc && s.proc.exitCode === null && !s.proc.killed ? [s.proc] : []));
@@ -124,24 +256,12 @@ async function shutdown(signal: string, exitCode = 0) {
     for (const p of running) p.kill("SIGKILL");
     await all;
   }
-  checkpointer.stop();
+  checkpointer.stop(!fileChanged);
   stopBackups();
   await closeAllConnections(Math.max(0, deadline - performance.now()));
-  log("info", "stopped");
+  for (const l of locks) l?.release();
+  log(exitCode === 0 ? "info" : "error", "stopped", { exit_code: exitCode });
   process.exit(exitCode);
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
-
-/** Runs `f`; a database that cannot be put in WAL mode is fatal: print why (no stack) and exit 1. */
-function orExitOnWal<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (err) {
-    if (err instanceof WalUnavailableError) {
-      console.error(`fatal: ${err.message}`);
-      process.exit(1);
-    }
-    throw err;
-  }
-}

@@ -3,21 +3,23 @@ import { createApp } from "./app.ts";
 import { backupDirOf } from "./backup/backup.ts";
 import { createRateLimiter } from "./ratelimit/limiter.ts";
 import { gscProbeFromConfig } from "./diagnostics/gsc-probe.ts";
-import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
+import { closeAllConnections, openDbOrExit } from "./db/index.ts";
 import { registerProcess } from "./db/registry.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
 import { collectFromSupervisor, serveMetricsOverIpc } from "./metrics/ipc.ts";
 import { instrumentDb, setMetricsRole } from "./metrics/registry.ts";
+import { answerPings } from "./supervision.ts";
 import { closeLiveStreams } from "./ui/routes.tsx";
 
 // One HTTP worker: its own connections, the app, and a listener sharing the port (reusePort).
 const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
 setLogFormat(config.LOG_FORMAT);
-const db = openDbFromConfig(config, config.supervised ? "http" : config.role);
+const db = openDbOrExit(config, config.supervised ? "http" : config.role);
 await registerProcess(db);
 setMetricsRole(db.role);
 instrumentDb(db);
+answerPings(db);
 if (config.supervised) serveMetricsOverIpc();
 
 const app = createApp(db, {

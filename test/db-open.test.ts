@@ -4,7 +4,8 @@ import { chmodSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../src/config.ts";
 import { closeAllConnections, openDb, openDbFromConfig } from "../src/db/index.ts";
-import { defaultPragmas, openConnection, WalUnavailableError } from "../src/db/open.ts";
+import { DatabaseMissingError, defaultPragmas, openConnection, WalUnavailableError } from "../src/db/open.ts";
+import { migrate } from "../src/db/migrate.ts";
 import { sites, syncTasks } from "../src/db/schema.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
@@ -113,10 +114,14 @@ describe("openDb", () => {
     });
   });
 
-  test("creates the database folder on first open", () => {
+  test("opens existing files only: a missing file is an error and is not created; the migrator creates file and folder", () => {
     const d = tempDir();
     cleanups.push(d.cleanup);
     const path = join(d.dir, "nested", "deeper", "app.db");
+    expect(() => openDb({ path, role: "test" })).toThrow(DatabaseMissingError);
+    expect(() => openConnection(path, defaultPragmas)).toThrow(/does not exist/);
+    expect(existsSync(join(d.dir, "nested"))).toBe(false);
+    migrate(path);
     const db = openDb({ path, role: "test" });
     db.close();
     expect(existsSync(path)).toBe(true);

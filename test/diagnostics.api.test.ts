@@ -75,6 +75,7 @@ describe("GET /health", () => {
           connection_pids: [process.pid, child.pid].sort((a, b) => a - b),
           total_connections: 2,
         },
+        reasons: [],
       });
 
       const c = await get("/api/v1/diagnostics/connections");
@@ -127,7 +128,13 @@ describe("GET /health", () => {
     h.close();
     const r = await get("/health", broken);
     expect(r.status).toBe(503);
-    expect(r.json).toEqual({ status: "unhealthy", process_id: process.pid, database_connected: false, connection_info: null });
+    expect(r.json).toEqual({
+      status: "unhealthy",
+      process_id: process.pid,
+      database_connected: false,
+      connection_info: null,
+      reasons: ["the database file cannot be read, or holds no schema"],
+    });
   });
 });
 
@@ -142,7 +149,13 @@ test("503 unhealthy, no stack, when the file under an open handle is overwritten
     writeFileSync(path, Buffer.from("this is not an SQLite database. ".repeat(2048)));
     const r = await get("/health", app);
     expect(r.status).toBe(503);
-    expect(r.json).toEqual({ status: "unhealthy", process_id: process.pid, database_connected: false, connection_info: null });
+    expect(r.json).toEqual({
+      status: "unhealthy",
+      process_id: process.pid,
+      database_connected: false,
+      connection_info: null,
+      reasons: ["the database file cannot be read, or holds no schema"],
+    });
     // The other endpoints answer 503 unavailable too: a broken file is not the client's mistake, nor a bug.
     const sites = await get("/api/v1/sites", app);
     expect(sites.status).toBe(503);
@@ -156,6 +169,7 @@ test("503 unhealthy, no stack, when the file under an open handle is overwritten
 
 test("503 unhealthy on a file that holds no database schema", async () => {
   const d = tempDir();
+  writeFileSync(join(d.dir, "empty.db"), "");
   const empty = openDb({ path: join(d.dir, "empty.db"), role: "test" });
   try {
     const r = await get("/health", createApp(empty));
@@ -192,18 +206,54 @@ describe("GET /api/v1/diagnostics/check-locks", () => {
       lock_state: "free",
       wal_size_bytes: expect.any(Number),
       write_lock_free: true,
+      write_lock_probe_age_ms: expect.any(Number),
       busy_retries: expect.any(Number),
       process_busy_retries: t.db.stats.busyRetries,
       write_commits: t.db.stats.commits,
       writes: t.db.stats.writes,
+      storage: {
+        file_identity: expect.stringMatching(/^\d+:\d+$/),
+        file_problem: null,
+        // No supervisor in this test: nobody reported the instance's checkpoints.
+        checkpoint_failures: null,
+        checkpoint_error: null,
+        write_storage_errors: 0,
+        last_write_storage_error: null,
+        process_storage_errors: 0,
+        writes_refused_file_changed: 0,
+        max_write_lock_hold_ms: expect.any(Number),
+        reported_at: null,
+      },
       warnings: [],
     });
     expect(r.json.wal_size_bytes).toBeGreaterThan(0);
   });
 
+  test("the lock probe takes the write lock at most once a second per process, however often it is asked", async () => {
+    await Bun.sleep(1100);
+    const first = await get("/api/v1/diagnostics/check-locks");
+    expect(first.json).toMatchObject({ write_lock_free: true, write_lock_probe_age_ms: 0 });
+    const holder = await holdLock(t.path, { mode: "write" });
+    let cached = 0;
+    try {
+      // Within the second the first answer comes back (with its age): a new probe would find the lock taken.
+      for (let i = 0; i < 20; i++) {
+        const r = await get("/api/v1/diagnostics/check-locks");
+        if (r.json.write_lock_probe_age_ms >= 900) break;
+        expect(r.json.write_lock_free).toBe(true);
+        cached++;
+      }
+    } finally {
+      await holder.release();
+    }
+    expect(cached).toBeGreaterThan(0);
+  });
+
   test("write_lock_free is false while another process holds BEGIN IMMEDIATE; retries are reported", async () => {
     const holder = await holdLock(t.path, { mode: "write" });
     try {
+      // The previous probe's answer is reused for a second.
+      await Bun.sleep(1100);
       const r = await get("/api/v1/diagnostics/check-locks");
       expect(r.json.write_lock_free).toBe(false);
       expect(r.json).toMatchObject({ database_state: "accessible", lock_state: "write_locked" });
@@ -219,6 +269,7 @@ describe("GET /api/v1/diagnostics/check-locks", () => {
     } finally {
       await holder.release();
     }
+    await Bun.sleep(1100);
     const r = await get("/api/v1/diagnostics/check-locks");
     expect(r.json.write_lock_free).toBe(true);
   });

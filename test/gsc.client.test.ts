@@ -298,8 +298,10 @@ describe("service-account key file", () => {
   }
 
   const badFiles = [
-    { name: "missing", content: null, message: /cannot read the service-account key file/ },
-    { name: "not JSON", content: "{oops", message: /cannot read the service-account key file/ },
+    { name: "missing", content: null, message: /key file \(GSC_SERVICE_ACCOUNT_FILE\) cannot be read \(ENOENT\)/ },
+    { name: "not JSON", content: "{oops", message: /key file \(GSC_SERVICE_ACCOUNT_FILE\) is not JSON/ },
+    // Someone pointed the setting at /etc/passwd: the task's error (readable by any API client) must not quote it.
+    { name: "passwd-like", content: "root:x:0:0:root:/root:/bin/bash\n", message: /key file \(GSC_SERVICE_ACCOUNT_FILE\) is not JSON/ },
     { name: "not a service account", content: JSON.stringify({ type: "authorized_user" }), message: /is not a Google service-account key file \(check: type, client_email, private_key\)/ },
     {
       name: "a key that cannot sign",
@@ -314,6 +316,9 @@ describe("service-account key file", () => {
       const err = await serviceAccountToken({ keyFile: path, tokenUrl: fake.tokenUrl }).token().catch((e) => e);
       expect(err).toBeInstanceOf(PermanentError);
       expect(err.message).toMatch(b.message);
+      // Neither the path nor any of the file's bytes.
+      expect(err.message).not.toContain(dir.dir);
+      if (b.content) for (const piece of ["root", "oops", "BEGIN PRIVATE", "authorized_user"]) if (b.content.includes(piece)) expect(err.message).not.toContain(piece);
     });
   }
 });

@@ -89,6 +89,16 @@ describe("table-driven scenarios", () => {
     { name: "bad domain (ftp)", method: "POST", path: "/api/v1/sites", body: { domain: "ftp://example.com/", name: "N" }, status: 400, json: err("validation_failed", /domain/) },
     { name: "bad domain (sc-domain without dot)", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:localhost", name: "N" }, status: 400, json: err("validation_failed", /domain/) },
     { name: "bad domain (spaces)", method: "POST", path: "/api/v1/sites", body: { domain: "https://exa mple.com/", name: "N" }, status: 400, json: err("validation_failed", /domain/) },
+    // Control characters and bidi formatting marks in the host (or anywhere): never a real property name.
+    ...["\u0000", "\u0001", "\u001f", "\u007f", "\u0085", "\u202e", "\u200f", "\u2066"].map((ch) => ({
+      name: `control character U+${ch.codePointAt(0)!.toString(16).padStart(4, "0")} in the host`,
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: `https://exa${ch}mple.com/`, name: "N" },
+      status: 400,
+      json: err("validation_failed", /control characters/),
+    })),
+    { name: "bidi mark in the path", method: "POST", path: "/api/v1/sites", body: { domain: "https://example.com/\u202ede/", name: "N" }, status: 400, json: err("validation_failed", /control characters/) },
     // POST: transport
     { name: "text/plain body", method: "POST", path: "/api/v1/sites", body: '{"domain":"sc-domain:t.example","name":"T"}', headers: { "content-type": "text/plain" }, status: 415, json: err("unsupported_media_type") },
     { name: "form body", method: "POST", path: "/api/v1/sites", body: "domain=x&name=y", headers: { "content-type": "application/x-www-form-urlencoded" }, status: 415, json: err("unsupported_media_type") },
@@ -128,7 +138,9 @@ describe("table-driven scenarios", () => {
     // Unknown routes and methods
     { name: "unknown route", method: "GET", path: "/api/v1/nothing", status: 404, json: err("not_found", /no route/) },
     { name: "unknown nested route", method: "GET", path: "/api/v1/sites/1/pages", status: 404, json: err("not_found") },
-    { name: "unsupported method", method: "PUT", path: "/api/v1/sites/1", body: { name: "x" }, status: 404, json: err("not_found") },
+    { name: "method not routed on an existing path", method: "PUT", path: "/api/v1/sites/1", body: { name: "x" }, status: 405, json: err("method_not_allowed", /allowed: GET, PATCH, DELETE|allowed: .*PATCH/) },
+    { name: "method not routed on a collection", method: "DELETE", path: "/api/v1/sites", status: 405, json: err("method_not_allowed") },
+    { name: "unknown path, any method", method: "PUT", path: "/api/v1/nothing-here", body: {}, status: 404, json: err("not_found") },
   ];
 
   for (const c of cases) {

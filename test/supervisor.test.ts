@@ -49,23 +49,131 @@ describe("supervisor", () => {
     expect(await proc.exited).toBe(0);
   });
 
-  test("HTTP workers that can never listen make the supervisor give up with exit 1 after backing off", async () => {
+  test("a worker that keeps dying before it is ready is restarted after 100, 200, 400, 800, 1600 ms, then the supervisor gives up with exit 1", async () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
-    // A listener without SO_REUSEPORT holds the port, so every worker fails at start.
-    const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    cleanups.push(() => holder.stop(true));
-    const t0 = performance.now();
-    const proc = supervisor(["--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", "--port", String(holder.port)], {
+    const sup = watched(["--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", "--port", String(freePort())], {
       DATABASE_URL: join(tmp.dir, "app.db"),
+      LOG_LEVEL: "info",
     });
-    const stderr = new Response(proc.stderr).text();
-    expect(await proc.exited).toBe(1);
-    const elapsed = performance.now() - t0;
-    const log = await stderr;
-    expect(log).toContain("giving up");
-    // Backoff 100+200+400+800+1600 ms between the six attempts: not a tight loop.
-    expect(elapsed).toBeGreaterThan(3000);
-    expect(log).not.toContain("    at ");
+    // Kill every HTTP worker the moment the supervisor reports it started, before it can listen.
+    const killed = new Set<number>();
+    const t0 = performance.now();
+    while (sup.proc.exitCode === null && performance.now() - t0 < 30_000) {
+      for (const e of sup.events()) {
+        if (e.msg === "worker started" && !killed.has(e.worker_pid)) {
+          killed.add(e.worker_pid);
+          try {
+            process.kill(e.worker_pid, "SIGKILL");
+          } catch {
+            // Already gone.
+          }
+        }
+      }
+      await Bun.sleep(5);
+    }
+    expect(await sup.proc.exited).toBe(1);
+    const delays = sup.events().filter((e) => e.msg === "worker exited; restarting").map((e) => e.restart_in_ms);
+    expect(delays).toEqual([100, 200, 400, 800, 1600]);
+    expect(sup.events().some((e) => e.msg === "worker keeps failing before it is ready; giving up" && e.attempts === 6)).toBe(true);
+    expect(performance.now() - t0).toBeGreaterThan(3100);
+    expect(sup.stderr()).not.toMatch(/\n\s+at /);
+  });
+
+  test("the backoff doubles for a worker that dies young and resets once it lived over 10 s", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const sup = watched(["--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", "--port", String(freePort())], {
+      DATABASE_URL: join(tmp.dir, "app.db"),
+      LOG_LEVEL: "info",
+    });
+    const readyPid = async (notPid?: number) => {
+      const deadline = performance.now() + 20_000;
+      while (performance.now() < deadline) {
+        const e = sup.events().findLast((x) => x.msg === "http worker listening");
+        if (e && e.pid !== notPid) return e.pid as number;
+        await Bun.sleep(20);
+      }
+      throw new Error(`no worker got ready:\n${sup.stderr()}`);
+    };
+    const restarts = () => sup.events().filter((e) => e.msg === "worker exited; restarting").map((e) => e.restart_in_ms);
+    let pid = await readyPid();
+    process.kill(pid, "SIGKILL");
+    pid = await readyPid(pid);
+    process.kill(pid, "SIGKILL");
+    pid = await readyPid(pid);
+    expect(restarts()).toEqual([100, 200]);
+    await Bun.sleep(10_500);
+    process.kill(pid, "SIGKILL");
+    await readyPid(pid);
+    expect(restarts()).toEqual([100, 200, 0]);
+    sup.proc.kill("SIGTERM");
+    expect(await sup.proc.exited).toBe(0);
   });
 });
+
+describe("`bun run start`", () => {
+  test("SIGKILL of the `bun run` wrapper: the supervisor notices it was orphaned and shuts down cleanly", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const port = freePort();
+    const dbPath = join(tmp.dir, "app.db");
+    const wrapper = Bun.spawn([process.execPath, "run", "start", "--workers", "1", "--sync-workers", "0", "--port", String(port), "--host", "127.0.0.1"], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: dbPath, LOG_LEVEL: "warn" },
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    cleanups.push(() => wrapper.kill("SIGKILL"));
+    const base = `http://127.0.0.1:${port}`;
+    let up = false;
+    for (let i = 0; i < 400 && !up; i++) {
+      up = (await fetch(`${base}/health`).then((r) => r.status === 200, () => false)) as boolean;
+      if (!up) await Bun.sleep(50);
+    }
+    expect(up).toBe(true);
+    const supervisorPid = JSON.parse(await Bun.file(`${dbPath}.lock`).text()).pid as number;
+    expect(supervisorPid).not.toBe(wrapper.pid);
+    cleanups.push(() => {
+      try {
+        process.kill(supervisorPid, "SIGKILL");
+      } catch {
+        // Gone, as it should be.
+      }
+    });
+    wrapper.kill("SIGKILL");
+    await wrapper.exited;
+    let alive = true;
+    for (let i = 0; i < 300 && alive; i++) {
+      await Bun.sleep(50);
+      try {
+        process.kill(supervisorPid, 0);
+      } catch {
+        alive = false;
+      }
+    }
+    expect(alive).toBe(false);
+    expect(await fetch(`${base}/health`).then(() => "answered", () => "refused")).toBe("refused");
+    // It shut down the normal way: its lock file is gone.
+    expect(await Bun.file(`${dbPath}.lock`).exists()).toBe(false);
+  });
+});
+
+/** A supervisor whose JSON log lines on stderr are collected as they come. */
+function watched(args: string[], env: Record<string, string>) {
+  const proc = supervisor(args, env);
+  let err = "";
+  void (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of proc.stderr) err += dec.decode(chunk);
+  })();
+  return {
+    proc,
+    stderr: () => err,
+    events: () =>
+      err
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, any>),
+  };
+}

@@ -1,5 +1,6 @@
 import { statSync } from "node:fs";
 import { isBusyError } from "../errors.ts";
+import { logOncePer } from "../log.ts";
 import { openConnection, type Pragmas } from "./open.ts";
 
 export type CheckpointOptions = {
@@ -24,8 +25,15 @@ export type CheckpointStats = {
   truncateMisses: number;
   lastWalBytes: number;
   maxWalBytes: number;
+  /** The last round's error (null once a round worked); busy locks are not errors. */
   lastError: string | null;
+  lastErrorAt: string | null;
+  /** Rounds that failed for another reason than a busy lock (disk full, I/O error...). */
+  failures: number;
 };
+
+/** How often a checkpoint that keeps failing is logged (the count of repeats goes with it). */
+const FAILURE_LOG_INTERVAL_MS = 60_000;
 
 /** Size in bytes of the file's WAL (0 when absent). */
 export function walSize(path: string): number {
@@ -56,7 +64,29 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
   const rollback = probe.prepare("ROLLBACK");
   const passive = conn.prepare("PRAGMA wal_checkpoint(PASSIVE)");
   const truncate = conn.prepare<{ busy: number }, []>("PRAGMA wal_checkpoint(TRUNCATE)");
-  const stats: CheckpointStats = { runs: 0, truncates: 0, truncateMisses: 0, lastWalBytes: 0, maxWalBytes: 0, lastError: null };
+  const stats: CheckpointStats = {
+    runs: 0,
+    truncates: 0,
+    truncateMisses: 0,
+    lastWalBytes: 0,
+    maxWalBytes: 0,
+    lastError: null,
+    lastErrorAt: null,
+    failures: 0,
+  };
+  const failed = (err: unknown) => {
+    // A busy checkpoint is simply tried again next round.
+    if (isBusyError(err)) return;
+    stats.failures++;
+    stats.lastError = (err as Error).message;
+    stats.lastErrorAt = new Date().toISOString();
+    logOncePer("checkpoint failed", FAILURE_LOG_INTERVAL_MS, "error", "checkpoint failed", {
+      error: stats.lastError,
+      code: (err as { code?: string }).code,
+      wal_bytes: stats.lastWalBytes,
+      failures: stats.failures,
+    });
+  };
   let lastOptimize = performance.now();
   let truncating = false;
   let stopped = false;
@@ -84,10 +114,9 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
         lastOptimize = performance.now();
         conn.run("PRAGMA optimize");
       }
-      stats.lastError = null;
+      if (!truncating) stats.lastError = null;
     } catch (err) {
-      // A busy checkpoint is simply tried again next tick.
-      stats.lastError = (err as Error).message;
+      failed(err);
     }
   }
 
@@ -106,6 +135,7 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
           if (truncate.get()?.busy === 0) {
             stats.truncates++;
             stats.lastWalBytes = walSize(path);
+            stats.lastError = null;
             return true;
           }
           // A writer got in first, or a reader kept an old snapshot too long: try again.
@@ -115,7 +145,7 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
         pause = Math.min(PAUSE_MAX_MS, pause * 2);
       }
     } catch (err) {
-      stats.lastError = (err as Error).message;
+      failed(err);
     }
     stats.truncateMisses++;
     return false;
@@ -139,9 +169,11 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
   const timer = setInterval(tick, opts.intervalMs);
   return {
     stats,
-    stop() {
+    /** Stops; `final` false skips the last checkpoint (the file at the path is not ours any more). */
+    stop(final = true) {
       stopped = true;
       clearInterval(timer);
+      if (!final) return;
       try {
         conn.run("PRAGMA optimize");
         truncate.get();

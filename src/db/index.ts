@@ -1,7 +1,9 @@
 import type { Database } from "bun:sqlite";
 import { defaults, type Config, type ProcessRole } from "../config.ts";
 import { log } from "../log.ts";
+import { guardFile, type FileGuard } from "./identity.ts";
 import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./open.ts";
+import { describeStartError } from "./start-errors.ts";
 import { createWriter, type WriteFn, type WriterStats } from "./write.ts";
 
 export type { Orm } from "./open.ts";
@@ -16,8 +18,10 @@ export type Db = {
   startedAt: string;
   /** Drizzle over the reader connection: run SELECTs here. */
   read: Orm;
-  /** Runs `fn` inside the process's next write transaction; resolves after COMMIT. */
-  write<T>(fn: WriteFn<T>): Promise<T>;
+  /** Runs `fn` inside the process's next write transaction; resolves after COMMIT. `label` names it in logs. */
+  write<T>(fn: WriteFn<T>, label?: string): Promise<T>;
+  /** The file opened (device + inode); `guard.problem()` says when the path stopped naming it. */
+  guard: FileGuard;
   stats: WriterStats;
   pragmas: Pragmas;
   raw: { reader: Database; writer: Database };
@@ -47,12 +51,29 @@ export type OpenOptions = {
   walYieldBytes?: number;
   /** Bound on closeAllConnections()'s wait for queued writes (unset: until they are done). */
   drainTimeoutMs?: number;
+  /**
+   * The identity (`dev:ino`, see identity.ts) the file must have: the supervisor's, handed to its
+   * workers, so a worker restarted after the file was replaced refuses it instead of serving it.
+   */
+  expectedIdentity?: string;
+  /** Log write transactions that hold the lock longer than this (ms). */
+  holdWarnMs?: number;
 };
+
+/** The file at the path is not the one this process (or its supervisor) opened. */
+export class FileChangedError extends Error {}
 
 /** Opens this process's two connections on the SQLite file. */
 export function openDb(opts: OpenOptions): Db {
   const pragmas = { ...defaultPragmas, ...opts.pragmas };
   const reader = openConnection(opts.path, pragmas);
+  const guard = guardFile(opts.path, opts.expectedIdentity);
+  const changed = guard.problem();
+  if (changed) {
+    // Closing is safe here: this connection opened the new file, which nothing else of ours uses.
+    reader.close();
+    throw new FileChangedError(changed);
+  }
   let writer: Database;
   try {
     writer = openConnection(opts.path, pragmas);
@@ -65,6 +86,8 @@ export function openDb(opts: OpenOptions): Db {
     lockTimeoutMs: opts.lockTimeoutMs ?? pragmas.busyTimeoutMs,
     maxBatch: opts.maxBatch ?? defaults.WRITE_MAX_BATCH,
     walYield: opts.walYieldBytes ? { dbPath: opts.path, bytes: opts.walYieldBytes } : undefined,
+    guard,
+    holdWarnMs: opts.holdWarnMs,
   });
   const db: Db = {
     path: opts.path,
@@ -72,6 +95,7 @@ export function openDb(opts: OpenOptions): Db {
     startedAt: new Date().toISOString(),
     read: wrapOrm(reader),
     write: w.write,
+    guard,
     stats: w.stats,
     pragmas,
     raw: { reader, writer },
@@ -105,7 +129,19 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
     // The checkpointer truncates past CHECKPOINT_TRUNCATE_BYTES; twice that means it is starved.
     walYieldBytes: 2 * config.CHECKPOINT_TRUNCATE_BYTES,
     drainTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    expectedIdentity: config.SITESYNC_DB_IDENTITY,
+    holdWarnMs: config.WRITE_LOCK_WARN_MS,
   });
+}
+
+/** Opens the configured database for a worker; a failure prints one line and exits 1 (the supervisor decides what next). */
+export function openDbOrExit(config: Config, role: ProcessRole = config.role): Db {
+  try {
+    return openDbFromConfig(config, role);
+  } catch (err) {
+    console.error(`fatal: ${role} worker: ${describeStartError(err, config.database.path)}`);
+    process.exit(1);
+  }
 }
 
 const openHandles = new Set<Db>();

@@ -1,8 +1,7 @@
 import { loadConfigOrExit } from "../config.ts";
-import { migrate } from "./migrate.ts";
-import { pragmasFrom } from "./open.ts";
+import { migrateOrExit } from "./migrate.ts";
 
 // `bun run migrate`: brings DATABASE_URL's file to the current schema.
 const config = loadConfigOrExit();
-const applied = migrate(config.database.path, pragmasFrom(config));
+const applied = migrateOrExit(config);
 console.log(`migrations: ${applied} applied to ${config.database.path}`);

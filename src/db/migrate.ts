@@ -1,6 +1,8 @@
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { join } from "node:path";
-import { openConnection, defaultPragmas, type Pragmas } from "./open.ts";
+import type { Config } from "../config.ts";
+import { openConnection, defaultPragmas, pragmasFrom, type Pragmas } from "./open.ts";
+import { describeStartError } from "./start-errors.ts";
 
 export const migrationsFolder = join(import.meta.dir, "../../migrations");
 const table = "__drizzle_migrations";
@@ -15,7 +17,7 @@ type ForeignKeyViolation = { table: string; rowid: number | null; parent: string
  */
 export function migrate(path: string, pragmas: Pragmas = defaultPragmas, folder = migrationsFolder): number {
   const migrations = readMigrationFiles({ migrationsFolder: folder });
-  const sqlite = openConnection(path, pragmas);
+  const sqlite = openConnection(path, pragmas, { create: true });
   try {
     // drizzle-kit rebuilds a table (create new, copy, DROP old, rename) between PRAGMA foreign_keys=OFF/ON,
     // but that pragma is a no-op inside a transaction: with foreign keys on, DROP TABLE would cascade and
@@ -54,5 +56,15 @@ export function migrate(path: string, pragmas: Pragmas = defaultPragmas, folder 
   } finally {
     sqlite.run("PRAGMA foreign_keys = ON");
     sqlite.close();
+  }
+}
+
+/** Migrates the configured database; a failure (unusable path, full disk...) prints one line and exits 1. */
+export function migrateOrExit(config: Config): number {
+  try {
+    return migrate(config.database.path, pragmasFrom(config));
+  } catch (err) {
+    console.error(`fatal: ${describeStartError(err, config.database.path)}`);
+    process.exit(1);
   }
 }

@@ -1,5 +1,5 @@
 import { Database } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { defaults } from "../config.ts";
@@ -46,10 +46,23 @@ export const defaultPragmas: Pragmas = pragmasFrom(defaults);
 /** The database file could not be opened in WAL mode; the message says why and what to do. */
 export class WalUnavailableError extends Error {}
 
-/** Opens one bun:sqlite connection with the pragmas applied and WAL verified. */
-export function openConnection(path: string, pragmas: Pragmas): Database {
-  mkdirSync(dirname(path), { recursive: true });
-  const sqlite = new Database(path, { create: true, strict: true });
+/** The database file is missing (or cannot be opened) where it must already exist. */
+export class DatabaseMissingError extends Error {}
+
+/**
+ * Opens one bun:sqlite connection with the pragmas applied and WAL verified. Only `create` (the
+ * migrator) makes the file and its folder: every other path opens an existing file, so a process
+ * never silently starts a fresh empty database where the real one was deleted or moved.
+ */
+export function openConnection(path: string, pragmas: Pragmas, opts: { create?: boolean } = {}): Database {
+  if (opts.create) mkdirSync(dirname(path), { recursive: true });
+  let sqlite: Database;
+  try {
+    sqlite = new Database(path, { create: opts.create === true, strict: true });
+  } catch (err) {
+    if (!opts.create && !existsSync(path)) throw new DatabaseMissingError(`the database file ${path} does not exist (run \`bun run migrate\` or start the service to create it)`, { cause: err });
+    throw err;
+  }
   try {
     // busy_timeout first: switching a cold file to WAL needs a lock another process may hold.
     sqlite.run(`PRAGMA busy_timeout = ${pragmas.busyTimeoutMs}`);

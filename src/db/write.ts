@@ -1,6 +1,8 @@
 import type { Database } from "bun:sqlite";
-import { ApiError, isBusyError } from "../errors.ts";
+import { ApiError, isBusyError, isStorageError } from "../errors.ts";
+import { log } from "../log.ts";
 import { walSize } from "./checkpoint.ts";
+import type { FileGuard } from "./identity.ts";
 import type { Orm } from "./open.ts";
 
 // The write path. Every write of a process goes through one queue:
@@ -27,6 +29,8 @@ export type WriteFn<T> = (tx: Orm) => T;
 
 type Pending = {
   fn: WriteFn<unknown>;
+  /** What the write does, for the log line of a long lock hold. */
+  label?: string;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   queuedAt: number;
@@ -43,6 +47,14 @@ export type WriterStats = {
   timeouts: number;
   /** Transactions that first left the lock free because the WAL was past walYield.bytes. */
   yields: number;
+  /** Writes that failed because of the file itself (disk full, I/O error, read-only, corrupt). */
+  storageErrors: number;
+  /** The last of those: SQLite's code and message, and when (ms since the epoch). */
+  lastStorageError: { code: string; message: string; at: number } | null;
+  /** Writes refused because the database file was deleted or replaced (see identity.ts). */
+  refusedFileChanged: number;
+  /** Longest time one transaction held the write lock (ms). */
+  maxHoldMs: number;
 };
 
 export type WriterOptions = {
@@ -52,10 +64,14 @@ export type WriterOptions = {
   maxBatch: number;
   /** Past this WAL size, leave the lock free for a moment before each transaction (see flush). */
   walYield?: { dbPath: string; bytes: number };
+  /** The file this connection opened; writes stop (503) once the path names another file or none. */
+  guard?: FileGuard;
+  /** Log a transaction that held the write lock longer than this (ms), with what it was doing. */
+  holdWarnMs?: number;
 };
 
 export type Writer = {
-  write<T>(fn: WriteFn<T>): Promise<T>;
+  write<T>(fn: WriteFn<T>, label?: string): Promise<T>;
   stats: WriterStats;
   /** Resolves when every queued write has been committed or failed. */
   drain(): Promise<void>;
@@ -68,6 +84,8 @@ export type Writer = {
 const POLL_ATTEMPTS = 10;
 const RETRY_MS = 2;
 const YIELD_MS = 1;
+/** How stale the identity check before a transaction may be (one stat per 100 ms at most). */
+const GUARD_MAX_AGE_MS = 100;
 
 /** Creates the group-commit write queue over a dedicated writer connection. */
 export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): Writer {
@@ -80,7 +98,22 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   const release = sqlite.prepare("RELEASE w");
   const rollbackTo = sqlite.prepare("ROLLBACK TO w");
 
-  const stats: WriterStats = { busyRetries: 0, commits: 0, writes: 0, timeouts: 0, yields: 0 };
+  const stats: WriterStats = {
+    busyRetries: 0,
+    commits: 0,
+    writes: 0,
+    timeouts: 0,
+    yields: 0,
+    storageErrors: 0,
+    lastStorageError: null,
+    refusedFileChanged: 0,
+    maxHoldMs: 0,
+  };
+  const fileChanged = (why: string) => {
+    const err = new ApiError("unavailable", "the database file was deleted or replaced while the service was running; writes are refused until it is restarted");
+    err.cause = why;
+    return err;
+  };
   let queue: Pending[] = [];
   let scheduled = false;
   let attempt = 0;
@@ -130,6 +163,11 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
       return schedule(YIELD_MS * (1 + 2 * Math.random()));
     }
     yielded = false;
+    const changed = opts.guard?.problem(GUARD_MAX_AGE_MS);
+    if (changed) {
+      stats.refusedFileChanged += queue.length;
+      return failAll(fileChanged(changed));
+    }
     try {
       begin.run();
     } catch (err) {
@@ -163,16 +201,19 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
       } catch (err) {
         if (!sqlite.inTransaction) {
           // SQLite rolled the whole transaction back (e.g. disk full): none of the batch committed.
+          noteFailure(err, batch.length);
           for (const q of batch) q.reject(err);
           return afterFlush();
         }
         if (solo) {
           rollback.run();
+          noteFailure(err, 1);
           p.reject(err);
           return afterFlush();
         }
         rollbackTo.run();
         release.run();
+        noteFailure(err, 1);
         results.push({ ok: false, value: err });
       }
     }
@@ -184,8 +225,18 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
       } catch {
         // The transaction is already gone; nothing to undo.
       }
+      noteFailure(err, batch.length);
       for (const p of batch) p.reject(err);
       return afterFlush();
+    }
+    noteHold(performance.now() - lockedAt, batch);
+    // Committed to the file this connection opened; if the path names another file (or none) by now,
+    // the commit went to a file nobody will open again: do not acknowledge it (a fresh stat, ~1 µs).
+    const changedMeanwhile = opts.guard?.problem(0);
+    if (changedMeanwhile) {
+      stats.refusedFileChanged += batch.length;
+      for (const p of batch) p.reject(fileChanged(changedMeanwhile));
+      return failAll(fileChanged(changedMeanwhile));
     }
     stats.commits++;
     for (const f of onCommit) f(batch.length, lockedAt - batch[0]!.queuedAt);
@@ -207,8 +258,25 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   function failAll(err: unknown) {
     const q = queue;
     queue = [];
+    noteFailure(err, q.length);
     for (const p of q) p.reject(err);
     settleDrain();
+  }
+
+  function noteFailure(err: unknown, writes: number) {
+    if (!isStorageError(err) || writes === 0) return;
+    stats.storageErrors += writes;
+    const e = err as { code?: string; message?: string };
+    stats.lastStorageError = { code: String(e.code), message: String(e.message), at: Date.now() };
+  }
+
+  // The lock is taken and given back within one synchronous run, so a hold can only be reported
+  // after it ended (a process stopped while holding it is the supervisor's watchdog's business).
+  function noteHold(ms: number, batch: Pending[]) {
+    if (ms > stats.maxHoldMs) stats.maxHoldMs = ms;
+    if (opts.holdWarnMs === undefined || ms < opts.holdWarnMs) return;
+    const what = [...new Set(batch.map((p) => p.label ?? (p.fn.name || "anonymous write")))].slice(0, 10);
+    log("warn", "write lock held long", { held_ms: Math.round(ms), writes: batch.length, what });
   }
 
   function settleDrain() {
@@ -221,9 +289,9 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
     stats,
     onCommit,
     queueLength: () => queue.length,
-    write<T>(fn: WriteFn<T>): Promise<T> {
+    write<T>(fn: WriteFn<T>, label?: string): Promise<T> {
       return new Promise<T>((resolve, reject) => {
-        queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, queuedAt: performance.now() });
+        queue.push({ fn, label, resolve: resolve as (v: unknown) => void, reject, queuedAt: performance.now() });
         schedule(0);
       });
     },

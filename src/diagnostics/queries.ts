@@ -6,6 +6,7 @@ import { listConnections } from "../db/registry.ts";
 import { sites } from "../db/schema.ts";
 import { isBusyError } from "../errors.ts";
 import { findDataDays } from "../sync/data.ts";
+import { instanceStorage } from "../supervision.ts";
 
 /** Reads the database header; false when the database cannot be reached. */
 export async function pingDatabase(db: Db): Promise<boolean> {
@@ -15,6 +16,36 @@ export async function pingDatabase(db: Db): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Storage trouble older than this no longer makes /health degraded. */
+const RECENT_MS = 30_000;
+
+export type Health = { status: "healthy" | "degraded" | "unhealthy"; database_connected: boolean; reasons: string[] };
+
+/**
+ * The health of the database as this process sees it. `unhealthy` (503): the file cannot be read,
+ * or the path no longer names the file opened (deleted or replaced: writes are refused). `degraded`
+ * (200, reads still work): writes failed for storage reasons lately (disk full, I/O error, read-only),
+ * checkpoints are failing, or the WAL is past `walBoundBytes` — in this process or, as the supervisor
+ * reports it, in any process of the instance.
+ */
+export async function assessHealth(db: Db, walBoundBytes: number): Promise<Health> {
+  const changed = db.guard.problem(0);
+  if (changed) return { status: "unhealthy", database_connected: false, reasons: [changed] };
+  if (!(await pingDatabase(db))) return { status: "unhealthy", database_connected: false, reasons: ["the database file cannot be read, or holds no schema"] };
+  const reasons: string[] = [];
+  const recent = (at: number | string | undefined | null) => at != null && Date.now() - new Date(at).getTime() < RECENT_MS;
+  const own = db.stats.lastStorageError;
+  const all = instanceStorage();
+  const last = all?.last_write_storage_error && (!own || Date.parse(all.last_write_storage_error.at) > own.at) ? all.last_write_storage_error : own;
+  if (last && recent(last.at)) {
+    reasons.push(`writes are failing for storage reasons: ${last.code} (${last.message}); ${Math.max(all?.write_storage_errors ?? 0, db.stats.storageErrors)} failed writes since start`);
+  }
+  if (all?.checkpoint_error) reasons.push(`checkpoints are failing: ${all.checkpoint_error.message} (${all.checkpoint_failures} failures since start)`);
+  const wal = walSize(db.path);
+  if (wal > walBoundBytes) reasons.push(`the WAL is ${wal} bytes, over its bound of ${walBoundBytes}`);
+  return { status: reasons.length > 0 ? "degraded" : "healthy", database_connected: true, reasons };
 }
 
 /** The original `get_connection_info()`, across processes: every live process holding a connection. */
@@ -51,31 +82,69 @@ export function pragmaSettings(db: Db) {
   };
 }
 
-/** True when no process holds the write lock right now (probed without waiting). */
-export function isWriteLockFree(db: Db): boolean {
+/** How long a lock probe's answer is reused: check-locks must not be a way to slow writers down. */
+const LOCK_PROBE_TTL_MS = 1000;
+const lockProbes = new WeakMap<Db, { at: number; free: boolean }>();
+
+/**
+ * Whether no process held the write lock, probed without waiting at most once a second per process
+ * (taking the lock even for a moment makes every writer of every process wait); `age_ms` says how
+ * old the answer is.
+ */
+export function isWriteLockFree(db: Db): { free: boolean; age_ms: number } {
+  const now = performance.now();
+  const cached = lockProbes.get(db);
+  if (cached && now - cached.at < LOCK_PROBE_TTL_MS) return { free: cached.free, age_ms: Math.round(now - cached.at) };
+  let free: boolean;
   // Our own writer is idle while this synchronous code runs; busy_timeout is 0 on it.
   try {
     db.raw.writer.run("BEGIN IMMEDIATE");
     db.raw.writer.run("ROLLBACK");
-    return true;
+    free = true;
   } catch (err) {
-    if (isBusyError(err)) return false;
-    throw err;
+    if (!isBusyError(err)) throw err;
+    free = false;
   }
+  lockProbes.set(db, { at: now, free });
+  return { free, age_ms: 0 };
 }
 
 /** The check-locks report: state, settings, WAL size, lock probe, busy retries and advice. */
 export async function checkLocks(db: Db, walWarnBytes: number) {
+  const fileProblem = db.guard.problem(0);
   const settings = pragmaSettings(db);
-  const free = isWriteLockFree(db);
+  // Never take the lock on a file that is no longer the database.
+  const probe = fileProblem ? { free: false, age_ms: 0 } : isWriteLockFree(db);
+  const free = probe.free;
   const wal = walSize(db.path);
-  const processes = await listConnections(db);
+  const processes = await listConnections(db).catch(() => []);
   const busyRetries = processes.reduce((n, p) => n + p.busy_retries, 0);
+  const all = instanceStorage();
+  const storage = {
+    file_identity: db.guard.expected,
+    file_problem: fileProblem,
+    checkpoint_failures: all?.checkpoint_failures ?? null,
+    checkpoint_error: all?.checkpoint_error ?? null,
+    write_storage_errors: Math.max(all?.write_storage_errors ?? 0, db.stats.storageErrors),
+    last_write_storage_error: all?.last_write_storage_error ?? (db.stats.lastStorageError && { ...db.stats.lastStorageError, at: new Date(db.stats.lastStorageError.at).toISOString() }),
+    process_storage_errors: db.stats.storageErrors,
+    writes_refused_file_changed: db.stats.refusedFileChanged,
+    max_write_lock_hold_ms: Math.round(db.stats.maxHoldMs * 1000) / 1000,
+    reported_at: all?.at ?? null,
+  };
   const warnings: string[] = [];
+  if (fileProblem) warnings.push(`${fileProblem}: writes are refused; restart the service on the right file`);
   if (settings.journal_mode.toLowerCase() !== "wal") warnings.push("journal_mode is not WAL: several processes will block each other");
   if (settings.busy_timeout_ms < 1000) warnings.push("busy_timeout is under 1 s: raise SQLITE_BUSY_TIMEOUT_MS");
-  if (wal > walWarnBytes) warnings.push("the WAL is past the checkpoint threshold: look for a long-running reader that holds an old snapshot");
-  if (!free) warnings.push("a write transaction is open right now; if this persists, look for a long transaction");
+  if (storage.checkpoint_error) {
+    warnings.push(`checkpoints are failing (${storage.checkpoint_error.message}): the WAL cannot be written back; check free disk space and the file's permissions`);
+  } else if (wal > walWarnBytes) {
+    warnings.push("the WAL is past the checkpoint threshold: look for a long-running reader that holds an old snapshot");
+  }
+  if (storage.last_write_storage_error) {
+    warnings.push(`writes failed for storage reasons (${storage.last_write_storage_error.code}: ${storage.last_write_storage_error.message}): check free disk space and the file's permissions`);
+  }
+  if (!free && !fileProblem) warnings.push("a write transaction is open right now; if this persists, look for a long transaction");
   return {
     // The original's keys and types first (reference §1.14), then ours.
     database_state: "accessible" as const,
@@ -89,13 +158,15 @@ export async function checkLocks(db: Db, walWarnBytes: number) {
       databases: db.raw.reader.query<{ seq: number; name: string; file: string }, []>("PRAGMA database_list").all(),
     },
     recommendations: originalRecommendations,
-    lock_state: free ? ("free" as const) : ("write_locked" as const),
+    lock_state: fileProblem ? ("file_changed" as const) : free ? ("free" as const) : ("write_locked" as const),
     wal_size_bytes: wal,
     write_lock_free: free,
+    write_lock_probe_age_ms: probe.age_ms,
     busy_retries: busyRetries,
     process_busy_retries: db.stats.busyRetries,
     write_commits: db.stats.commits,
     writes: db.stats.writes,
+    storage,
     warnings,
   };
 }
@@ -122,7 +193,12 @@ export async function testDbConnection(db: Db) {
       return { success: false, time_ms: round(performance.now() - t0), error: (err as Error).message };
     }
   };
-  const connection_test = timed(() => openConnection(db.path, db.pragmas).close());
+  // Opens the existing file only (never creates one), and not at all when the path names another file.
+  const connection_test = timed(() => {
+    const changed = db.guard.problem(0);
+    if (changed) throw new Error(changed);
+    openConnection(db.path, db.pragmas).close();
+  });
   const simple_query = timed(() => db.read.select({ n: count() }).from(sites).get()!.n);
   const coverage_query = timed(() => {
     const days = new Set<string>();

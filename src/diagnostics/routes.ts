@@ -7,7 +7,7 @@ import { findSiteById } from "../sites/queries.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { SiteIdParam } from "../sync/schemas.ts";
 import type { GscProbe } from "./gsc-probe.ts";
-import { checkLocks, getConnectionInfo, pingDatabase, testDbConnection } from "./queries.ts";
+import { assessHealth, checkLocks, getConnectionInfo, testDbConnection } from "./queries.ts";
 
 const ConnectionInfoSchema = z.object({
   current_pid: z.number().int(),
@@ -17,38 +17,50 @@ const ConnectionInfoSchema = z.object({
 
 const HealthSchema = z
   .object({
-    status: z.enum(["healthy", "unhealthy"]),
+    status: z.enum(["healthy", "degraded", "unhealthy"]),
     process_id: z.number().int(),
     database_connected: z.boolean(),
     connection_info: ConnectionInfoSchema.nullable(),
+    reasons: z.array(z.string()).openapi({ description: "Why the status is not healthy (empty when healthy)" }),
   })
   .openapi("Health");
 
 /** GET /health, answered by whichever worker takes the request. */
-export function healthRoutes(db: Db) {
+export function healthRoutes(db: Db, opts: { walBoundBytes: number }) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
   app.openapi(
     createRoute({
       method: "get",
       path: "/health",
       tags: ["diagnostics"],
-      summary: "Liveness and database reachability of the worker that answers",
-      responses: { 200: jsonResponse(HealthSchema, "Healthy"), 503: jsonResponse(HealthSchema, "Database unreachable") },
+      summary: "Liveness and database state of the worker that answers",
+      description:
+        "200 `healthy`; 200 `degraded` with `reasons` when reads work but writes fail for storage reasons, checkpoints fail or the WAL is past its bound; " +
+        "503 `unhealthy` with `reasons` when the database cannot be read or its file was deleted or replaced (writes are refused).",
+      responses: {
+        200: jsonResponse(HealthSchema, "Healthy or degraded"),
+        503: jsonResponse(HealthSchema, "Database unusable"),
+      },
     }),
     async (c) => {
-      const ok = await pingDatabase(db);
-      const info = ok ? await getConnectionInfo(db).catch(() => null) : null;
+      const health = await assessHealth(db, opts.walBoundBytes);
+      const info = health.database_connected ? await getConnectionInfo(db).catch(() => null) : null;
       const body = {
-        status: ok ? ("healthy" as const) : ("unhealthy" as const),
+        status: health.status,
         process_id: process.pid,
-        database_connected: ok,
+        database_connected: health.database_connected,
         connection_info: info && {
           current_pid: info.current_pid,
           connection_pids: info.connection_pids,
           total_connections: info.total_connections,
         },
+        reasons: health.reasons,
       };
-      return ok ? c.json(body, 200) : c.json(body, 503);
+      if (health.status === "unhealthy") {
+        c.header("Retry-After", "5");
+        return c.json(body, 503);
+      }
+      return c.json(body, 200);
     },
   );
   return app;
@@ -97,13 +109,26 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number; gscProbe
             recommendations: z
               .object({ journal_mode: z.string(), busy_timeout: z.string(), synchronous: z.string() })
               .openapi({ description: "The original's constant advice; what applies to this database is in `warnings`" }),
-            lock_state: z.enum(["free", "write_locked"]),
+            lock_state: z.enum(["free", "write_locked", "file_changed"]),
             wal_size_bytes: z.number().int(),
             write_lock_free: z.boolean(),
+            write_lock_probe_age_ms: z.number().int().openapi({ description: "Age of the lock probe's answer (probed at most once a second per process)" }),
             busy_retries: z.number().int(),
             process_busy_retries: z.number().int(),
             write_commits: z.number().int(),
             writes: z.number().int(),
+            storage: z.object({
+              file_identity: z.string(),
+              file_problem: z.string().nullable(),
+              checkpoint_failures: z.number().int().nullable(),
+              checkpoint_error: z.object({ message: z.string(), at: z.string() }).nullable(),
+              write_storage_errors: z.number().int(),
+              last_write_storage_error: z.object({ code: z.string(), message: z.string(), at: z.string() }).nullable(),
+              process_storage_errors: z.number().int(),
+              writes_refused_file_changed: z.number().int(),
+              max_write_lock_hold_ms: z.number(),
+              reported_at: z.string().nullable(),
+            }),
             warnings: z.array(z.string()),
           }),
           "Lock report",

@@ -9,6 +9,10 @@ const domainPattern = new RegExp(
   `^([sS][cC]-[dD][oO][mM][aA][iI][nN]:${label}(\\.${label})+|[hH][tT][tT][pP][sS]?:\\/\\/[^\\s/?#]+(:\\d+)?\\/([^\\s?#]*)?)$`,
 );
 
+// C0/C1 control characters and the bidirectional formatting marks (U+202E shows "moc.elpmaxe" for
+// "example.com"): never part of a property name, and a way to make two sites look like one.
+const controlChars = /^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$/;
+
 /**
  * Lower-cases what is case-insensitive in a property name (the `sc-domain:` prefix, the URL scheme and
  * host, never the path), so `SC-DOMAIN:A.COM` and `sc-domain:a.com` are one site, not two.
@@ -36,7 +40,9 @@ export const CreateSiteSchema = createInsertSchema(sites, {
     s
       .min(1)
       .max(2048)
+      // The first pattern is the one the OpenAPI document shows.
       .regex(domainPattern, "expected 'sc-domain:example.com' or a URL prefix like 'https://example.com/'")
+      .regex(controlChars, "must not contain control characters or bidirectional formatting characters")
       .overwrite(normalizeDomain),
   name: (s) => s.trim().min(1).max(200),
   // A schema, not a refine callback: drizzle-zod's types drop the optional around a refined nullable column.

@@ -1,11 +1,11 @@
 import { loadConfigOrExit } from "../config.ts";
-import { closeAllConnections, openDbFromConfig } from "../db/index.ts";
-import { migrate } from "../db/migrate.ts";
-import { pragmasFrom } from "../db/open.ts";
+import { closeAllConnections, openDbOrExit } from "../db/index.ts";
+import { migrateOrExit } from "../db/migrate.ts";
 import { registerProcess } from "../db/registry.ts";
 import { log, setLogFormat, setLogLevel } from "../log.ts";
 import { serveMetricsOverIpc } from "../metrics/ipc.ts";
 import { instrumentDb, setMetricsRole } from "../metrics/registry.ts";
+import { answerPings } from "../supervision.ts";
 import { taskTypes } from "./handlers/index.ts";
 import { startScheduler } from "./scheduler.ts";
 import { sourceFromConfig } from "./source.ts";
@@ -17,11 +17,12 @@ const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
 setLogFormat(config.LOG_FORMAT);
 // Run alone, nobody migrated the file for us (the supervisor does it once for its children).
-if (!config.supervised) migrate(config.database.path, pragmasFrom(config));
-const db = openDbFromConfig(config, "sync");
+if (!config.supervised) migrateOrExit(config);
+const db = openDbOrExit(config, "sync");
 await registerProcess(db);
 setMetricsRole("sync");
 instrumentDb(db);
+answerPings(db);
 if (config.supervised) serveMetricsOverIpc();
 
 const source = sourceFromConfig(config);

@@ -26,15 +26,25 @@ export type RunningServer = {
  * every HTTP worker is listening.
  */
 export async function startServer(
-  opts: { workers?: number; syncWorkers?: number; env?: Record<string, string>; dbPath?: string; timeoutMs?: number } = {},
+  opts: {
+    workers?: number;
+    syncWorkers?: number;
+    env?: Record<string, string>;
+    dbPath?: string;
+    timeoutMs?: number;
+    /** A fixed port instead of a free one. */
+    port?: number;
+    /** More command-line arguments for the supervisor. */
+    args?: string[];
+  } = {},
 ): Promise<RunningServer> {
   const tmp = opts.dbPath ? null : tempDir();
   const dbPath = opts.dbPath ?? join(tmp!.dir, "app.db");
-  const port = freePort();
+  const port = opts.port ?? freePort();
   let started: ReadyProcess;
   try {
     started = await spawnUntilReady(
-      [process.execPath, join(root, "src/main.ts"), "--workers", String(opts.workers ?? 2), "--sync-workers", String(opts.syncWorkers ?? 0)],
+      [process.execPath, join(root, "src/main.ts"), "--workers", String(opts.workers ?? 2), "--sync-workers", String(opts.syncWorkers ?? 0), ...(opts.args ?? [])],
       {
         cwd: root,
         env: { ...process.env, DATABASE_URL: dbPath, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...opts.env },

@@ -30,26 +30,34 @@ export type ServiceAccountKey = z.infer<typeof KeyFileSchema>;
 
 /**
  * Reads a JSON file and checks it against `schema`; a missing or bad file fails with a message saying
- * why, naming the file as `what.the` (cannot read it) or `what.a` (it is not one).
+ * why, naming the file as `what.the` (cannot read it) or `what.a` (it is not one). The message may end up
+ * in a task's `error`, which any API client can read: it never carries the file's path or a byte of its
+ * contents (a JSON parser's message quotes them).
  */
 export function readJsonFile<T>(path: string, schema: z.ZodType<T>, what: { the: string; a: string }): T {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new PermanentError(`cannot read ${what.the} (${(err as NodeJS.ErrnoException).code ?? "read error"})`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
-  } catch (err) {
-    throw new PermanentError(`cannot read ${what.the} ${path}: ${(err as Error).message}`);
+    raw = JSON.parse(text);
+  } catch {
+    throw new PermanentError(`${what.the} is not JSON: expected ${what.a}`);
   }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const fields = parsed.error.issues.map((i) => i.path.join(".") || "file").join(", ");
-    throw new PermanentError(`${path} is not ${what.a} (check: ${fields})`);
+    throw new PermanentError(`${what.the} is not ${what.a} (check: ${fields})`);
   }
   return parsed.data;
 }
 
 /** Reads and checks a Google service-account key file; a bad one fails with a message saying why. */
 export function readServiceAccountKey(path: string): ServiceAccountKey {
-  return readJsonFile(path, KeyFileSchema, { the: "the service-account key file", a: "a Google service-account key file" });
+  return readJsonFile(path, KeyFileSchema, { the: "the service-account key file (GSC_SERVICE_ACCOUNT_FILE)", a: "a Google service-account key file" });
 }
 
 const b64url = (s: string | Buffer) => Buffer.from(s).toString("base64url");

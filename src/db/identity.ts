@@ -1,0 +1,46 @@
+import { statSync } from "node:fs";
+
+// A database file deleted or replaced under a running process goes unnoticed by SQLite: the open
+// connections keep writing to the old inode, acknowledged writes vanish at the next start, and a new
+// connection (or a restarted worker) opens the other file. So every process remembers which file it
+// opened (device + inode) and checks that the path still names it.
+
+/** `dev:ino` of the file at `path`, or null when there is none. */
+export function fileIdentity(path: string): string | null {
+  try {
+    const s = statSync(path, { bigint: true });
+    return `${s.dev}:${s.ino}`;
+  } catch {
+    return null;
+  }
+}
+
+export type FileGuard = {
+  /** The identity remembered at open. */
+  readonly expected: string;
+  /**
+   * Why the path no longer names the file opened (null: it still does). Stats the path when the last
+   * look is older than `maxAgeMs` (0: now). A mismatch is final: the process must not go on writing.
+   */
+  problem(maxAgeMs?: number): string | null;
+};
+
+/** Remembers the identity of the file at `path` (or `expected`, when a parent process opened it first). */
+export function guardFile(path: string, expected: string | null = fileIdentity(path)): FileGuard {
+  if (expected === null) throw new Error(`${path} does not exist`);
+  let checkedAt = -Infinity;
+  let problem: string | null = null;
+  return {
+    expected,
+    problem(maxAgeMs = 0) {
+      if (problem !== null) return problem;
+      const now = performance.now();
+      if (now - checkedAt < maxAgeMs) return null;
+      checkedAt = now;
+      const actual = fileIdentity(path);
+      if (actual === null) problem = `the database file ${path} was deleted while in use`;
+      else if (actual !== expected) problem = `the database file ${path} was replaced by another file while in use (device:inode ${expected} became ${actual})`;
+      return problem;
+    },
+  };
+}

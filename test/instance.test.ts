@@ -1,0 +1,198 @@
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { databaseLockPath, portLockPath } from "../src/db/instance-lock.ts";
+import { tempDir } from "./helpers/db.ts";
+import { freePort, request, startServer, type RunningServer } from "./helpers/server.ts";
+
+// One instance per port and per database file: real supervisors started against each other.
+
+setDefaultTimeout(60_000);
+const root = join(import.meta.dir, "..");
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function server(opts: Parameters<typeof startServer>[0] = {}): Promise<RunningServer> {
+  const s = await startServer({ workers: 2, ...opts });
+  cleanups.push(s.cleanup);
+  return s;
+}
+
+/** Runs a supervisor that is expected to refuse to start; returns its exit code and output. */
+async function refusedStart(args: string[], env: Record<string, string>) {
+  const proc = Bun.spawn([process.execPath, join(root, "src/main.ts"), "--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", ...args], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "warn", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const killer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+  const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  clearTimeout(killer);
+  return { code, stdout, stderr };
+}
+
+/** One line, starting with "fatal:", and no stack trace. */
+function expectOneLine(stderr: string, pattern: RegExp) {
+  const lines = stderr.trim().split("\n");
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^fatal: /);
+  expect(lines[0]).toMatch(pattern);
+  expect(stderr).not.toMatch(/\n\s+at /);
+}
+
+/** A pid that is certainly not running any more. */
+async function deadPid(): Promise<number> {
+  const p = Bun.spawn([process.execPath, "-e", "0"]);
+  await p.exited;
+  return p.pid;
+}
+
+describe("one instance per port", () => {
+  test("a second supervisor on the same port (another database) refuses with one line; the first keeps serving alone", async () => {
+    const a = await server();
+    const created = await request(a.url, "POST", "/api/v1/sites", { domain: "sc-domain:first.example", name: "First" });
+    expect(created.status).toBe(201);
+    const other = tempDir();
+    cleanups.push(other.cleanup);
+    const b = await refusedStart(["--port", String(a.port)], { DATABASE_URL: join(other.dir, "other.db") });
+    expect(b.code).toBe(1);
+    expectOneLine(b.stderr, new RegExp(`port ${a.port} on 127.0.0.1 is already served by sitesync pid ${a.proc.pid}`));
+    expect(b.stdout).not.toContain("listening");
+    // Every request still reaches the one database: never 200 and 404 alternately.
+    for (let i = 0; i < 20; i++) {
+      expect((await request(a.url, "GET", `/api/v1/sites/${created.body.id}`)).status).toBe(200);
+    }
+    expect(existsSync(join(other.dir, "other.db"))).toBe(false);
+  });
+
+  test("a port held by another program (no SO_REUSEPORT) is refused before any worker starts", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    cleanups.push(() => holder.stop(true));
+    const r = await refusedStart(["--port", String(holder.port)], { DATABASE_URL: join(tmp.dir, "app.db") });
+    expect(r.code).toBe(1);
+    expectOneLine(r.stderr, new RegExp(`port ${holder.port} on 127.0.0.1 already has a listener`));
+    // Refused before migrating: no lock left behind either.
+    expect(existsSync(databaseLockPath(join(tmp.dir, "app.db")))).toBe(false);
+    expect(existsSync(portLockPath("127.0.0.1", holder.port))).toBe(false);
+  });
+
+  test("a listener that shares the port (SO_REUSEPORT, e.g. an older sitesync without locks) is refused too", async () => {
+    const port = freePort();
+    const code = `Bun.serve({ hostname: "127.0.0.1", port: ${port}, reusePort: true, fetch: () => new Response("other") }); console.log("up");`;
+    const other = Bun.spawn([process.execPath, "-e", code], { stdout: "pipe", stderr: "inherit" });
+    cleanups.push(async () => {
+      other.kill("SIGKILL");
+      await other.exited;
+    });
+    const reader = other.stdout.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("up");
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const r = await refusedStart(["--port", String(port)], { DATABASE_URL: join(tmp.dir, "app.db") });
+    expect(r.code).toBe(1);
+    expectOneLine(r.stderr, new RegExp(`port ${port} on 127.0.0.1 already has a listener`));
+    expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe("other");
+  });
+
+  test("a deleted lock file is put back by its owner within its next check", async () => {
+    const a = await server();
+    for (const lock of [portLockPath("127.0.0.1", a.port), databaseLockPath(a.dbPath)]) {
+      await Bun.file(lock).delete();
+      await Bun.sleep(400);
+      expect(JSON.parse(readFileSync(lock, "utf8")).pid).toBe(a.proc.pid);
+    }
+  });
+});
+
+describe("one instance per database file", () => {
+  test("a second supervisor on the same database (another port) refuses, naming the first; the lock goes with the first", async () => {
+    const a = await server();
+    const lockPath = databaseLockPath(a.dbPath);
+    const lock = JSON.parse(readFileSync(lockPath, "utf8"));
+    expect(lock).toMatchObject({ pid: a.proc.pid, port: a.port, database: a.dbPath, shared: false });
+    const b = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
+    expect(b.code).toBe(1);
+    expectOneLine(b.stderr, new RegExp(`the database ${a.dbPath} is already served by sitesync pid ${a.proc.pid}.*--allow-shared-database`));
+    expect(await a.stop()).toBe(0);
+    expect(existsSync(lockPath)).toBe(false);
+    expect(existsSync(portLockPath("127.0.0.1", a.port))).toBe(false);
+  });
+
+  test("--allow-shared-database on both: two instances on two ports serve one file; a start without the flag is still refused", async () => {
+    const a = await server({ args: ["--allow-shared-database"] });
+    const b = await server({ dbPath: a.dbPath, args: ["--allow-shared-database"] });
+    const created = await request(a.url, "POST", "/api/v1/sites", { domain: "sc-domain:shared.example", name: "Shared" });
+    expect(created.status).toBe(201);
+    expect((await request(b.url, "GET", `/api/v1/sites/${created.body.id}`)).status).toBe(200);
+    const c = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
+    expect(c.code).toBe(1);
+    expectOneLine(c.stderr, /is already served by sitesync pid/);
+  });
+
+  test("--allow-shared-database does not join an instance that was started without it", async () => {
+    const a = await server();
+    const b = await refusedStart(["--port", String(freePort()), "--allow-shared-database"], { DATABASE_URL: a.dbPath });
+    expect(b.code).toBe(1);
+    expectOneLine(b.stderr, /started without --allow-shared-database/);
+  });
+
+  test("a stale lock of a dead pid is taken over; an unreadable one too", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const dbPath = join(tmp.dir, "app.db");
+    const pid = await deadPid();
+    writeFileSync(databaseLockPath(dbPath), JSON.stringify({ pid, started: null, port: 1, host: "127.0.0.1", database: dbPath, shared: false, at: "x" }));
+    const a = await server({ dbPath });
+    expect(JSON.parse(readFileSync(databaseLockPath(dbPath), "utf8")).pid).toBe(a.proc.pid);
+    expect(await a.stop()).toBe(0);
+
+    writeFileSync(databaseLockPath(dbPath), "garbage, not JSON");
+    const b = await server({ dbPath });
+    expect(JSON.parse(readFileSync(databaseLockPath(dbPath), "utf8")).pid).toBe(b.proc.pid);
+  });
+
+  test("a lock whose pid is alive but belongs to a process started later (pid reused) is stale", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const dbPath = join(tmp.dir, "app.db");
+    // This test process is alive, but the recorded start time is not its own.
+    writeFileSync(databaseLockPath(dbPath), JSON.stringify({ pid: process.pid, started: "1", port: 1, host: "127.0.0.1", database: dbPath, shared: false, at: "x" }));
+    const a = await server({ dbPath });
+    expect(JSON.parse(readFileSync(databaseLockPath(dbPath), "utf8")).pid).toBe(a.proc.pid);
+  });
+
+  test("a supervisor killed with SIGKILL leaves its lock, and the next start takes it over", async () => {
+    const a = await server();
+    a.proc.kill("SIGKILL");
+    await a.proc.exited;
+    // Its workers notice the supervisor is gone and exit (they would otherwise keep the port).
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && (await fetch(`${a.url}/health`).then(() => true, () => false))) await Bun.sleep(100);
+    const b = await server({ dbPath: a.dbPath, port: a.port });
+    expect((await request(b.url, "GET", "/health")).status).toBe(200);
+    expect(JSON.parse(readFileSync(databaseLockPath(a.dbPath), "utf8")).pid).toBe(b.proc.pid);
+  });
+});
+
+describe("a start that cannot succeed prints one line, never a stack", () => {
+  const cases: { name: string; url: (dir: string) => string; pattern: RegExp; setup?: (dir: string) => void }[] = [
+    { name: "DATABASE_URL is a directory", url: (d) => d, setup: (d) => mkdirSync(d, { recursive: true }), pattern: /cannot be opened|it is a directory|EISDIR/ },
+    { name: "its folder is under a file", url: (d) => join(d, "afile", "app.db"), setup: (d) => writeFileSync(join(d, "afile"), "x"), pattern: /cannot mkdir .*afile for the database .*: a file is in the way of a folder \(EEXIST\)/ },
+    { name: "its folder cannot be created (/proc)", url: () => "/proc/sitesync-test/app.db", pattern: /cannot mkdir|ENOENT|EACCES|EPERM|permission|not permitted/ },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const tmp = tempDir();
+      cleanups.push(tmp.cleanup);
+      c.setup?.(tmp.dir);
+      const r = await refusedStart(["--port", String(freePort())], { DATABASE_URL: c.url(tmp.dir) });
+      expect(r.code).toBe(1);
+      expectOneLine(r.stderr, c.pattern);
+    });
+  }
+});
