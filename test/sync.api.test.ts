@@ -162,8 +162,25 @@ describe("trigger and job status", () => {
     expect(job).toMatchObject({ start_date: "2026-01-30", end_date: "2026-02-02", total_tasks: 4, sync_mode: "overwrite", run_at: `${addDays(dayOf(new Date()), 1)}T23:30:00.000Z`, status: "pending" });
     // Exactly the documented fields: no internal column (params, locked_until, progress_*) leaks.
     expect(Object.keys(job).sort()).toEqual(Object.keys(JobSchema.shape).sort());
-    // A future run_at is not due: no worker would claim it now.
-    expect(await claimNextTask(t.db, { types: taskTypesParam(["daily_sync"]), leaseMs: 1000, pid: 1 }).then((c) => c?.id === job.id)).toBe(false);
+  });
+
+  test("a future run_at is not due: it is the only pending task, and no worker claims it until it is due", async () => {
+    // Its own file: with other tasks pending, a claim would take those and prove nothing about this one.
+    const own = tempDb();
+    try {
+      const ownApp = createApp(own.db);
+      const post = async (path: string, body: unknown) =>
+        (await ownApp.request(path, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })).json() as Promise<any>;
+      const site = await post("/api/v1/sites", { domain: "sc-domain:later.example", name: "Later" });
+      const later = await post(`/api/v1/sites/${site.id}/sync-tasks`, { days: 1, run_at: new Date(Date.now() + 3_600_000).toISOString() });
+      const types = taskTypesParam(["daily_sync"]);
+      expect(await claimNextTask(own.db, { types, leaseMs: 1000, pid: 1 })).toBeUndefined();
+      // The control: the same task once its time has come is claimed.
+      own.db.raw.writer.run("UPDATE sync_tasks SET run_at = ? WHERE id = ?", [new Date(Date.now() - 1000).toISOString(), later.job_id]);
+      expect((await claimNextTask(own.db, { types, leaseMs: 1000, pid: 1 }))?.id).toBe(later.job_id);
+    } finally {
+      own.cleanup();
+    }
   });
 
   test("sync-tasks: days alone end at today minus 2; end_date alone takes 7 days", async () => {

@@ -236,7 +236,12 @@ describe("scheduler", () => {
         SYNC_POLL_MS: "50",
         DEMO_ROWS_PER_DAY: "5",
       };
-      for (let i = 0; i < 4; i++) procs.push((await spawnReady([process.execPath, join(root, "src/sync/worker-main.ts")], env, "sync worker started")).proc);
+      // All four at once (not one after another, where the first would create every task alone): their
+      // first scheduler rounds run side by side and the unique index settles who creates what.
+      const started = await Promise.all(
+        Array.from({ length: 4 }, () => spawnReady([process.execPath, join(root, "src/sync/worker-main.ts")], env, "sync worker started")),
+      );
+      procs.push(...started.map((x) => x.proc));
 
       const counts = () =>
         withFile(t.path, (db) =>
@@ -258,6 +263,16 @@ describe("scheduler", () => {
         expect(JSON.parse(task.params as unknown as string)).toEqual({ sync_mode: "skip" });
       }
       expect(await stopAll(procs)).toEqual([0, 0, 0, 0]);
+      // Every process's own count of what it created: together exactly one per active site.
+      const createdBy = started.map((x) =>
+        x
+          .output()
+          .split("\n")
+          .filter((l) => l.includes('"msg":"daily syncs scheduled"'))
+          .reduce((n, l) => n + (JSON.parse(l).created as number), 0),
+      );
+      console.log(`daily_sync tasks created per process: ${createdBy.join(", ")}`);
+      expect(createdBy.reduce((a, b) => a + b, 0)).toBe(8);
     } finally {
       await stopAll(procs);
       t.cleanup();
