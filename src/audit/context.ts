@@ -4,7 +4,7 @@ import { actorOf, clientIpOf, principalOf } from "../auth/middleware.ts";
 import { isSafeMethod, requiredScope } from "../auth/policy.ts";
 import type { Db } from "../db/index.ts";
 import type { WriteFn } from "../db/write.ts";
-import { log } from "../log.ts";
+import { log, logOncePer } from "../log.ts";
 import { insertAuditRow, type AuditInsert } from "./queries.ts";
 
 // The audit log of API writes. The middleware opens a context for each state-changing request; every
@@ -94,7 +94,11 @@ export function auditMiddleware(db: Db): MiddlewareHandler {
     try {
       await db.write((tx) => insertAuditRow(tx, rowFor(c, undefined, status === 403 ? "denied" : "failed", status)));
     } catch (err) {
-      log("warn", "audit row of a failed request not recorded", { request_id: c.get("requestId" as never), error: String(err) });
+      // A full disk fails every request's row: one line per interval (with a count), not one per request.
+      logOncePer(`audit row ${(err as { code?: string }).code ?? String(err)}`, 10_000, "warn", "audit row of a failed request not recorded", {
+        request_id: c.get("requestId" as never),
+        error: String(err),
+      });
     }
   };
 }

@@ -1,6 +1,6 @@
 import type { Db } from "../db/index.ts";
 import type { SyncTask } from "../db/schema.ts";
-import { log, withLogContext } from "../log.ts";
+import { log, logOncePer, withLogContext } from "../log.ts";
 import { taskDuration } from "../metrics/registry.ts";
 import { claimNextTask, hasDueTask, taskTypesParam } from "./claim.ts";
 import { LeaseLost, PermanentError, TaskCancelled, WorkerStopping } from "./errors.ts";
@@ -187,7 +187,8 @@ export function startWorker(opts: WorkerOptions): Worker {
           continue;
         }
       } catch (err) {
-        log("error", "sync loop error", { error: String(err) });
+        // Once per minute per kind of error (a full disk would fail every poll), with a count.
+        logOncePer(`sync loop ${String(err)}`, 60_000, "error", "sync loop error", { error: String(err) });
       }
       if (!stopping) await idle(opts.pollMs * (0.75 + Math.random() / 2));
     }
