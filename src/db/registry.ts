@@ -29,7 +29,7 @@ export async function registerProcess(db: Db): Promise<() => void> {
   // An upsert, also for the heartbeat: a row pruned while this process was stalled comes back.
   const upsert = () => {
     const row = { pid, role: db.role, started_at: db.startedAt, last_seen_at: new Date().toISOString(), busy_retries: db.stats.busyRetries };
-    return db.write((tx) => tx.insert(dbConnections).values(row).onConflictDoUpdate({ target: dbConnections.pid, set: row }).run());
+    return db.write((tx) => tx.insert(dbConnections).values(row).onConflictDoUpdate({ target: dbConnections.pid, set: row }).run(), "registry heartbeat");
   };
   await upsert();
   const timer = setInterval(() => upsert().catch(() => {}), HEARTBEAT_MS);

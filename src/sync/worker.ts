@@ -93,7 +93,7 @@ export function startWorker(opts: WorkerOptions): Worker {
 
     // The heartbeat keeps the lease while the handler waits on the network, and notices cancel requests.
     const heartbeat = setInterval(() => {
-      db.write((tx) => renewLease(tx, claim, opts.leaseMs)).catch((err) => {
+      db.write((tx) => renewLease(tx, claim, opts.leaseMs), `lease renewal of task ${task.id}`).catch((err) => {
         if (err instanceof LeaseLost || err instanceof TaskCancelled) ac.abort(err);
         else log("warn", "lease renewal failed", { task_id: task.id, error: String(err) });
       });
@@ -112,7 +112,7 @@ export function startWorker(opts: WorkerOptions): Worker {
         const result = await db.write((tx) => {
           renewLease(tx, claim, opts.leaseMs);
           return fn(tx);
-        });
+        }, `${task.task_type} task ${task.id}: rows`);
         await yieldLock(db.stats.busyRetries > busyBefore);
         return result;
       },
@@ -125,6 +125,7 @@ export function startWorker(opts: WorkerOptions): Worker {
             stats_skipped: p.skipped,
             total_records: p.records,
           }),
+          `${task.task_type} task ${task.id}: progress`,
         ),
     };
 

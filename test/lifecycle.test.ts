@@ -1,0 +1,176 @@
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { Subprocess } from "bun";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { portLockPath } from "../src/db/instance-lock.ts";
+import type { SyncTask } from "../src/db/schema.ts";
+import { tempDb } from "./helpers/db.ts";
+import { startFakeGsc } from "./helpers/fake-gsc.ts";
+import { request, startServer } from "./helpers/server.ts";
+import { insertSites, waitFor, withFile } from "./helpers/sync.ts";
+
+// Promises of the README about the processes' lives, each checked with real processes: SIGINT,
+// the supervisor's SIGTERM handing a running task back, orphaned sync workers, SYNC_SCHEDULER=false,
+// SYNC_SOURCE=auto choosing Search Console.
+
+setDefaultTimeout(90_000);
+const root = join(import.meta.dir, "..");
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function childPids(ppid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const [state, parent] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(parent) === ppid && state !== "Z") out.push(Number(d));
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  return out;
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const events = (out: string) =>
+  out.split("\n").flatMap((l) => {
+    try {
+      return [JSON.parse(l) as Record<string, any>];
+    } catch {
+      return [];
+    }
+  });
+
+describe("supervisor signals", () => {
+  test("SIGINT (Ctrl-C): workers drain, locks are released, exit 0, the data is there", async () => {
+    const s = await startServer({ workers: 2, env: { LOG_LEVEL: "info" } });
+    cleanups.push(s.cleanup);
+    const workers = childPids(s.proc.pid);
+    expect(workers).toHaveLength(2);
+    expect((await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:sigint.example", name: "I" })).status).toBe(201);
+    s.proc.kill("SIGINT");
+    expect(await s.proc.exited).toBe(0);
+    const e = events(s.output());
+    expect(e).toContainEqual(expect.objectContaining({ msg: "shutting down", signal: "SIGINT" }));
+    expect(e.filter((x) => x.msg === "http worker draining")).toHaveLength(2);
+    expect(workers.filter(running)).toEqual([]);
+    expect(existsSync(`${s.dbPath}.lock`)).toBe(false);
+    expect(existsSync(portLockPath("127.0.0.1", s.port))).toBe(false);
+    expect(await fetch(`${s.url}/health`).then(() => "answered", () => "refused")).toBe("refused");
+    expect(withFile(s.dbPath, (db) => db.query("select count(*) n from sites").get())).toEqual({ n: 1 });
+  });
+
+  test("the supervisor's SIGTERM hands a running sync task back to the queue without spending an attempt", async () => {
+    const fake = startFakeGsc();
+    cleanups.push(() => fake.stop());
+    fake.setDelay(150);
+    const s = await startServer({
+      workers: 1,
+      syncWorkers: 1,
+      env: { LOG_LEVEL: "info", SYNC_SOURCE: "gsc", GSC_ACCESS_TOKEN: "test-token", GSC_API_BASE_URL: fake.url, SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false" },
+    });
+    cleanups.push(s.cleanup);
+    const site = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:handback.example", name: "H" });
+    const trig = await request(s.url, "POST", `/api/v1/sync/trigger/${site.body.id}?days=5`);
+    expect(trig.status).toBe(202);
+    const runningJob = await waitFor("the task to run", async () => {
+      const j = (await request(s.url, "GET", trig.body.status_url)).body;
+      return j.status === "running" ? j : null;
+    });
+    expect(runningJob.attempts).toBe(1);
+    s.proc.kill("SIGTERM");
+    expect(await s.proc.exited).toBe(0);
+    const task = withFile(s.dbPath, (db) => db.query<SyncTask, [number]>("select * from sync_tasks where id = ?").get(trig.body.job_id)!);
+    expect(task).toMatchObject({ status: "pending", attempts: 0, worker_pid: null, locked_until: null });
+    expect(events(s.output())).toContainEqual(expect.objectContaining({ msg: "task handed back to the queue", task_id: trig.body.job_id }));
+  });
+
+  test("sync workers exit on their own when the supervisor is SIGKILLed", async () => {
+    const s = await startServer({ workers: 1, syncWorkers: 2, env: { SYNC_SCHEDULER: "false" } });
+    cleanups.push(s.cleanup);
+    const children = childPids(s.proc.pid);
+    expect(children).toHaveLength(3);
+    s.proc.kill("SIGKILL");
+    await s.proc.exited;
+    cleanups.push(() => {
+      for (const w of children) if (running(w)) process.kill(w, "SIGKILL");
+    });
+    await waitFor("orphaned sync and HTTP workers to exit", () => children.every((w) => !running(w)), 15_000);
+  });
+});
+
+/** Runs `bun run sync-worker` alone on `path` until it logged that it started. */
+async function syncWorker(path: string, env: Record<string, string>) {
+  const proc: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([process.execPath, join(root, "src/sync/worker-main.ts")], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: path, LOG_LEVEL: "info", SYNC_POLL_MS: "50", ...env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let out = "";
+  void (async () => {
+    for await (const c of proc.stderr) out += new TextDecoder().decode(c);
+  })();
+  cleanups.push(async () => {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  });
+  const started = await waitFor("the sync worker to start", () => events(out).find((e) => e.msg === "sync worker started"));
+  return { proc, started, output: () => out };
+}
+
+describe("sync worker settings", () => {
+  const scheduled = (path: string) => withFile(path, (db) => db.query<{ n: number }, []>("select count(*) n from sync_tasks").get()!.n);
+
+  test("SYNC_SCHEDULER=false: no daily_sync is created, though sites are due; the same worker with it on creates them", async () => {
+    const t = tempDb();
+    cleanups.push(t.cleanup);
+    insertSites(t.path, 3, "sched-off.example");
+    const env = { SYNC_DAILY_AT: "00:00", SYNC_SCHEDULER_INTERVAL_MS: "50", SYNC_SOURCE: "demo", DEMO_ROWS_PER_DAY: "1" };
+    const off = await syncWorker(t.path, { ...env, SYNC_SCHEDULER: "false" });
+    expect(off.started.scheduler).toBe(false);
+    // Twenty scheduler intervals.
+    await Bun.sleep(1000);
+    expect(scheduled(t.path)).toBe(0);
+    off.proc.kill("SIGTERM");
+    expect(await off.proc.exited).toBe(0);
+
+    const on = await syncWorker(t.path, { ...env, SYNC_SCHEDULER: "true" });
+    expect(on.started.scheduler).toBe(true);
+    await waitFor("the scheduler to create one task per site", () => scheduled(t.path) === 3);
+  });
+
+  test("SYNC_SOURCE=auto (the default) with credentials syncs from Search Console, not the demo source", async () => {
+    const fake = startFakeGsc({ rows: (_s, _d, type) => (type === "web" ? 30 : 0) });
+    cleanups.push(() => fake.stop());
+    const t = tempDb();
+    cleanups.push(t.cleanup);
+    const [siteId] = insertSites(t.path, 1, "auto.example");
+    const w = await syncWorker(t.path, { GSC_ACCESS_TOKEN: "test-token", GSC_API_BASE_URL: fake.url, SYNC_SCHEDULER: "false", SYNC_SOURCE: "" });
+    expect(w.started.source).toBe("gsc");
+    withFile(t.path, (db) =>
+      db.run("insert into sync_tasks (site_id, task_type, start_date, end_date, progress_total) values (?, 'daily_sync', '2026-03-01', '2026-03-01', 1)", [siteId!]),
+    );
+    await waitFor("the task to complete", () =>
+      withFile(t.path, (db) => db.query<{ status: string }, []>("select status from sync_tasks").get()?.status === "completed"),
+    );
+    // Every row came from the fake Search Console (its query strings), none from the demo generator.
+    const queries = withFile(t.path, (db) => db.query<{ query: string }, []>("select query from gsc_performance_data").all().map((r) => r.query));
+    expect(queries).toHaveLength(30);
+    expect(queries.every((q) => q.startsWith("fake query web "))).toBe(true);
+    expect(fake.requests.filter((r) => r.site === "sc-domain:s0.auto.example").length).toBeGreaterThanOrEqual(4);
+  });
+});
