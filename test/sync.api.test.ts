@@ -135,18 +135,23 @@ describe("trigger and job status", () => {
   });
 
   test("409 with the existing job_id while that site has a pending sync; other sites are free", async () => {
-    const first = (await call("GET", `/api/v1/sync/jobs?site_id=${ids.alpha}&active_only=true`)).json.jobs[0].id;
-    const again = await call("POST", `/api/v1/sync/trigger/${ids.alpha}?days=1&sync_mode=overwrite`);
+    // Its own sites: the test must not depend on what earlier tests left pending.
+    const busy = (await call("POST", "/api/v1/sites", { domain: "sc-domain:conflict.example", name: "Conflict" })).json.id as number;
+    const free = (await call("POST", "/api/v1/sites", { domain: "sc-domain:free.example", name: "Free" })).json.id as number;
+    const firstCall = await call("POST", `/api/v1/sync/trigger/${busy}?days=1`);
+    expect(firstCall.status).toBe(202);
+    const first = firstCall.json.job_id;
+    const again = await call("POST", `/api/v1/sync/trigger/${busy}?days=1&sync_mode=overwrite`);
     expect(again.status).toBe(409);
     expect(again.json.error).toEqual({
       code: "conflict",
-      message: `site ${ids.alpha} already has a pending daily_sync (job ${first})`,
+      message: `site ${busy} already has a pending daily_sync (job ${first})`,
       details: { job_id: first, status: "pending" },
     });
-    const viaTasks = await call("POST", `/api/v1/sites/${ids.alpha}/sync-tasks`, { days: 1 });
+    const viaTasks = await call("POST", `/api/v1/sites/${busy}/sync-tasks`, { days: 1 });
     expect(viaTasks.status).toBe(409);
     expect(viaTasks.json.error.details.job_id).toBe(first);
-    expect((await call("POST", `/api/v1/sync/trigger/${ids.beta}?days=1&sync_mode=overwrite`)).status).toBe(202);
+    expect((await call("POST", `/api/v1/sync/trigger/${free}?days=1&sync_mode=overwrite`)).status).toBe(202);
   });
 
   test("sync-tasks: explicit range, mode and run_at (normalized to UTC)", async () => {
@@ -222,7 +227,15 @@ describe("cancel", () => {
 
 describe("job list", () => {
   test("newest first, filters, total ignores paging, Link header pages through everything", async () => {
+    // Its own site with two cancelled jobs and one pending, whatever other tests left behind.
+    const site = (await call("POST", "/api/v1/sites", { domain: "sc-domain:job-list.example", name: "Jobs" })).json.id as number;
+    for (let i = 0; i < 2; i++) {
+      const j = await call("POST", `/api/v1/sync/trigger/${site}?days=1`);
+      expect((await call("DELETE", j.json.status_url)).status).toBe(200);
+    }
+    const pending = (await call("POST", `/api/v1/sync/trigger/${site}?days=1`)).json.job_id;
     const all = (await call("GET", "/api/v1/sync/jobs?limit=500")).json;
+    expect(all.jobs.length).toBeGreaterThanOrEqual(3);
     expect(all.total).toBe(all.jobs.length);
     expect(all.jobs.map((j: { id: number }) => j.id)).toEqual([...all.jobs.map((j: { id: number }) => j.id)].sort((a, b) => b - a));
 
@@ -241,9 +254,14 @@ describe("job list", () => {
     expect(active.jobs.every((j: { status: string }) => j.status === "pending" || j.status === "running")).toBe(true);
     expect(active.total).toBe(all.jobs.filter((j: { status: string }) => j.status === "pending" || j.status === "running").length);
 
-    const cancelled = (await call("GET", `/api/v1/sync/jobs?status=cancelled&site_id=${ids.gamma}`)).json;
-    expect(cancelled.total).toBe(4);
-    expect(cancelled.jobs.every((j: { status: string; site_id: number }) => j.status === "cancelled" && j.site_id === ids.gamma)).toBe(true);
+    expect(active.jobs.map((j: { id: number }) => j.id)).toContain(pending);
+
+    const cancelled = (await call("GET", `/api/v1/sync/jobs?status=cancelled&site_id=${site}`)).json;
+    expect(cancelled.total).toBe(2);
+    expect(cancelled.jobs.every((j: { status: string; site_id: number }) => j.status === "cancelled" && j.site_id === site)).toBe(true);
+    const ofSite = (await call("GET", `/api/v1/sync/jobs?site_id=${site}`)).json;
+    expect(ofSite.jobs.map((j: { id: number }) => j.id)[0]).toBe(pending);
+    expect(ofSite.total).toBe(3);
   });
 });
 
