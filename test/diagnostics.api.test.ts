@@ -60,6 +60,15 @@ beforeAll(async () => {
 });
 afterAll(() => t.cleanup());
 
+/** /health of a worker that cannot read the database. */
+const unreadable = {
+  status: "unhealthy",
+  process_id: process.pid,
+  database_connected: false,
+  connection_info: null,
+  reasons: ["the database file cannot be read, or holds no schema"],
+};
+
 describe("GET /health", () => {
   test("healthy, with this process and every other live process holding a connection", async () => {
     const child = await registeredChild(t.path);
@@ -128,13 +137,7 @@ describe("GET /health", () => {
     h.close();
     const r = await get("/health", broken);
     expect(r.status).toBe(503);
-    expect(r.json).toEqual({
-      status: "unhealthy",
-      process_id: process.pid,
-      database_connected: false,
-      connection_info: null,
-      reasons: ["the database file cannot be read, or holds no schema"],
-    });
+    expect(r.json).toEqual(unreadable);
   });
 });
 
@@ -149,13 +152,7 @@ test("503 unhealthy, no stack, when the file under an open handle is overwritten
     writeFileSync(path, Buffer.from("this is not an SQLite database. ".repeat(2048)));
     const r = await get("/health", app);
     expect(r.status).toBe(503);
-    expect(r.json).toEqual({
-      status: "unhealthy",
-      process_id: process.pid,
-      database_connected: false,
-      connection_info: null,
-      reasons: ["the database file cannot be read, or holds no schema"],
-    });
+    expect(r.json).toEqual(unreadable);
     // The other endpoints answer 503 unavailable too: a broken file is not the client's mistake, nor a bug.
     const sites = await get("/api/v1/sites", app);
     expect(sites.status).toBe(503);

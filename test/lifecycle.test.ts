@@ -1,11 +1,12 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { portLockPath } from "../src/db/instance-lock.ts";
 import type { SyncTask } from "../src/db/schema.ts";
 import { tempDb } from "./helpers/db.ts";
 import { startFakeGsc } from "./helpers/fake-gsc.ts";
+import { childPids, running } from "./helpers/procs.ts";
 import { request, startServer } from "./helpers/server.ts";
 import { insertSites, waitFor, withFile } from "./helpers/sync.ts";
 
@@ -19,30 +20,6 @@ const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-function childPids(ppid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      const [state, parent] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(parent) === ppid && state !== "Z") out.push(Number(d));
-    } catch {
-      // Gone while we looked.
-    }
-  }
-  return out;
-}
-
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const events = (out: string) =>
   out.split("\n").flatMap((l) => {

@@ -1,9 +1,9 @@
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
+import { childPids, running } from "./helpers/procs.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
@@ -12,32 +12,6 @@ setDefaultTimeout(60_000);
 // The real service (`bun src/main.ts`: supervisor + HTTP workers) on a temp database, hit over HTTP.
 
 const root = join(import.meta.dir, "..");
-
-/** Live (non-zombie) child processes of `ppid`, from /proc. */
-function childPids(ppid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      const [state, parent] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(parent) === ppid && state !== "Z") out.push(Number(d));
-    } catch {
-      // Gone while we looked.
-    }
-  }
-  return out.sort((a, b) => a - b);
-}
-
-/** True while the process exists and is not a zombie. */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
-}
 
 async function waitFor<T>(what: string, f: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
