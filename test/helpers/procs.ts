@@ -15,7 +15,7 @@ export function childPids(ppid: number): number[] {
       // Gone while we looked.
     }
   }
-  return out;
+  return out.sort((a, b) => a - b);
 }
 
 /** True while `pid` runs (a zombie does not count). */
