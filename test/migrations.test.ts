@@ -105,6 +105,14 @@ describe("bun run migrate", () => {
     expect(inspect(path)).toEqual({ schema: expectedSchema(), applied: expectedApplied() });
   });
 
+  test("an unusable path (a directory) fails with one line, no stack", async () => {
+    const r = await bunMigrate(dir.dir);
+    expect(r.code).toBe(1);
+    // Besides `bun run`'s own lines ("$ bun src/db/migrate-cli.ts", "error: script ... exited"): one line.
+    const ours = r.out.split("\n").filter((l) => l && !l.startsWith("$ ") && !l.startsWith("error: script"));
+    expect(ours).toEqual([expect.stringMatching(/^fatal: the database file .* cannot be opened/)]);
+  });
+
   test("several processes migrating one empty file at once all succeed; the migrations run exactly once", async () => {
     const path = freshPath();
     const results = await Promise.all(Array.from({ length: 6 }, () => bunMigrate(path)));
@@ -125,6 +133,13 @@ describe("bunx drizzle-kit migrate", () => {
 
     const again = await kitMigrate(path);
     expect(again.code).toBe(0);
+    expect(inspect(path)).toEqual({ schema: expectedSchema(), applied: expectedApplied() });
+  });
+
+  test("on a fresh clone, where the database's folder (./data) does not exist yet, it creates it", async () => {
+    const path = join(dir.dir, "fresh-clone", "data", "app.db");
+    const r = await kitMigrate(path);
+    expect(r.code, r.out).toBe(0);
     expect(inspect(path)).toEqual({ schema: expectedSchema(), applied: expectedApplied() });
   });
 

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { sites, syncTasks } from "../src/db/schema.ts";
 import { isUniqueViolation } from "../src/errors.ts";
@@ -14,38 +14,43 @@ import { insertSites } from "./helpers/sync.ts";
 
 setLogLevel("silent");
 const opts = { dailyAt: "03:00", catchupDays: 5, maxAttempts: 4 };
-let t: ReturnType<typeof tempDb>;
-let ids: number[];
-
-const tasksOf = (site: number) => t.db.read.select().from(syncTasks).where(eq(syncTasks.site_id, site)).orderBy(syncTasks.id).all();
-
-beforeAll(() => {
-  t = tempDb();
-  ids = insertSites(t.path, 4, "scheduler.example");
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
 });
-afterAll(() => t.cleanup());
+
+/**
+ * Each test's own file: four sites a, b, c, d on 2026-06-10 — d inactive, b with the three oldest days
+ * of the catch-up window complete and the fourth partly, c with the whole window complete.
+ */
+async function fresh() {
+  const t = tempDb();
+  cleanups.push(t.cleanup);
+  const ids = insertSites(t.path, 4, "scheduler.example") as [number, number, number, number];
+  const [, b, c, d] = ids;
+  await t.db.write((tx) => tx.update(sites).set({ is_active: false }).where(eq(sites.id, d)).run());
+  await t.db.write((tx) => {
+    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06"]) for (const type of searchTypes) markDaySynced(tx, b, day, type, 1);
+    markDaySynced(tx, b, "2026-06-07", "web", 1);
+    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06", "2026-06-07", "2026-06-08"]) for (const type of searchTypes) markDaySynced(tx, c, day, type, 1);
+  });
+  const tasksOf = (site: number) => t.db.read.select().from(syncTasks).where(eq(syncTasks.site_id, site)).orderBy(syncTasks.id).all();
+  const completeAll = () => t.db.write((tx) => tx.update(syncTasks).set({ status: "completed" }).run());
+  return { t, db: t.db, ids, tasksOf, completeAll };
+}
 
 describe("scheduleDailySyncs", () => {
   test("before the daily time: nothing", async () => {
-    expect(await scheduleDailySyncs(t.db, opts, new Date("2026-06-10T02:59:59.999Z"))).toBe(0);
-    expect(tasksOf(ids[0]!)).toEqual([]);
+    const { db, ids, tasksOf } = await fresh();
+    expect(await scheduleDailySyncs(db, opts, new Date("2026-06-10T02:59:59.999Z"))).toBe(0);
+    expect(tasksOf(ids[0])).toEqual([]);
   });
 
   test("after it: one task per active site for today, covering the catch-up window up to today minus 2", async () => {
-    const [a, b, c, d] = ids as [number, number, number, number];
-    await t.db.write((tx) => tx.update(sites).set({ is_active: false }).where(eq(sites.id, d)).run());
-    // b: the three oldest days of the window are complete, the fourth has only some search types.
-    await t.db.write((tx) => {
-      for (const day of ["2026-06-04", "2026-06-05", "2026-06-06"]) for (const type of searchTypes) markDaySynced(tx, b, day, type, 1);
-      markDaySynced(tx, b, "2026-06-07", "web", 1);
-    });
-    // c: the whole window is complete.
-    await t.db.write((tx) => {
-      for (const day of ["2026-06-04", "2026-06-05", "2026-06-06", "2026-06-07", "2026-06-08"]) for (const type of searchTypes) markDaySynced(tx, c, day, type, 1);
-    });
-
+    const { db, ids, tasksOf } = await fresh();
+    const [a, b, c, d] = ids;
     const now = new Date("2026-06-10T03:00:00.000Z");
-    expect(await scheduleDailySyncs(t.db, opts, now)).toBe(3);
+    expect(await scheduleDailySyncs(db, opts, now)).toBe(3);
     const base = { task_type: "daily_sync", status: "pending", scheduled_for: "2026-06-10", end_date: "2026-06-08", max_attempts: 4, params: { sync_mode: "skip" }, run_at: now.toISOString() };
     expect(tasksOf(a)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-04", progress_total: 5 })]);
     expect(tasksOf(b)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-07", progress_total: 2 })]);
@@ -55,44 +60,52 @@ describe("scheduleDailySyncs", () => {
   });
 
   test("an archived site is never scheduled", async () => {
+    const { t, db, tasksOf } = await fresh();
     const [archived] = insertSites(t.path, 1, "archived.scheduler.example") as [number];
-    await t.db.write((tx) => tx.update(sites).set({ archived_at: "2026-06-01T00:00:00.000Z" }).where(eq(sites.id, archived)).run());
-    expect(await scheduleDailySyncs(t.db, opts, new Date("2026-06-10T04:00:00.000Z"))).toBe(0);
+    await db.write((tx) => tx.update(sites).set({ archived_at: "2026-06-01T00:00:00.000Z" }).where(eq(sites.id, archived)).run());
+    // The three active sites, not the archived one.
+    expect(await scheduleDailySyncs(db, opts, new Date("2026-06-10T04:00:00.000Z"))).toBe(3);
     expect(tasksOf(archived)).toEqual([]);
   });
 
   test("again the same day: nothing new, even once today's tasks have finished", async () => {
-    expect(await scheduleDailySyncs(t.db, opts, new Date("2026-06-10T09:00:00.000Z"))).toBe(0);
-    await t.db.write((tx) => tx.update(syncTasks).set({ status: "completed" }).run());
-    expect(await scheduleDailySyncs(t.db, opts, new Date("2026-06-10T23:59:00.000Z"))).toBe(0);
-    expect(tasksOf(ids[0]!).length).toBe(1);
+    const { db, ids, tasksOf, completeAll } = await fresh();
+    expect(await scheduleDailySyncs(db, opts, new Date("2026-06-10T03:00:00.000Z"))).toBe(3);
+    expect(await scheduleDailySyncs(db, opts, new Date("2026-06-10T09:00:00.000Z"))).toBe(0);
+    await completeAll();
+    expect(await scheduleDailySyncs(db, opts, new Date("2026-06-10T23:59:00.000Z"))).toBe(0);
+    expect(tasksOf(ids[0]).length).toBe(1);
   });
 
   test("a site with a pending daily_sync gets today's task only after that one is done (catch-up)", async () => {
-    const a = ids[0]!;
-    await t.db.write((tx) => tx.insert(syncTasks).values({ site_id: a, task_type: "daily_sync", start_date: "2026-01-01", end_date: "2026-01-01" }).run());
+    const { db, ids, tasksOf } = await fresh();
+    const a = ids[0];
+    await db.write((tx) => tx.insert(syncTasks).values({ site_id: a, task_type: "daily_sync", start_date: "2026-01-01", end_date: "2026-01-01" }).run());
     const morning = new Date("2026-06-11T05:00:00.000Z");
-    expect(await scheduleDailySyncs(t.db, opts, morning)).toBe(2);
+    expect(await scheduleDailySyncs(db, opts, morning)).toBe(2);
     expect(tasksOf(a).filter((x) => x.scheduled_for === "2026-06-11")).toEqual([]);
-    await t.db.write((tx) => tx.update(syncTasks).set({ status: "completed" }).where(eq(syncTasks.site_id, a)).run());
-    expect(await scheduleDailySyncs(t.db, opts, new Date("2026-06-11T06:00:00.000Z"))).toBe(1);
+    await db.write((tx) => tx.update(syncTasks).set({ status: "completed" }).where(eq(syncTasks.site_id, a)).run());
+    expect(await scheduleDailySyncs(db, opts, new Date("2026-06-11T06:00:00.000Z"))).toBe(1);
     expect(tasksOf(a).filter((x) => x.scheduled_for === "2026-06-11").length).toBe(1);
   });
 
   test("after downtime: the next run creates today's task once, however late in the day", async () => {
+    const { db, ids, tasksOf, completeAll } = await fresh();
+    expect(await scheduleDailySyncs(db, opts, new Date("2026-06-11T05:00:00.000Z"))).toBe(3);
     const late = new Date("2026-06-14T23:30:00.000Z");
     // Every site still has its pending task of 06-11 (no worker ran them): none gets a second one.
-    expect(await scheduleDailySyncs(t.db, opts, late)).toBe(0);
-    await t.db.write((tx) => tx.update(syncTasks).set({ status: "completed" }).run());
-    expect(await scheduleDailySyncs(t.db, opts, late)).toBe(3);
-    expect(await scheduleDailySyncs(t.db, opts, late)).toBe(0);
-    const a = tasksOf(ids[0]!).find((x) => x.scheduled_for === "2026-06-14")!;
+    expect(await scheduleDailySyncs(db, opts, late)).toBe(0);
+    await completeAll();
+    expect(await scheduleDailySyncs(db, opts, late)).toBe(3);
+    expect(await scheduleDailySyncs(db, opts, late)).toBe(0);
+    const a = tasksOf(ids[0]).find((x) => x.scheduled_for === "2026-06-14")!;
     expect(a).toMatchObject({ start_date: "2026-06-08", end_date: "2026-06-12" });
   });
 });
 
 describe("the database rule: one scheduled task per site, type and day", () => {
   test("a second task with the same (site_id, task_type, scheduled_for) after the first completed: unique violation, nothing inserted", async () => {
+    const { t, tasksOf } = await fresh();
     const site = insertSites(t.path, 1, "unique-rule.example")[0]!;
     const task = { site_id: site, task_type: "daily_sync", start_date: "2026-06-08", end_date: "2026-06-08", scheduled_for: "2026-06-10" };
     await t.db.write((tx) => tx.insert(syncTasks).values({ ...task, status: "completed", completed_at: "2026-06-10T03:05:00.000Z" }).run());
