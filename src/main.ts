@@ -169,12 +169,22 @@ for (const slot of slots) spawn(slot);
 // The file is the file: if the path stops naming the database we opened (deleted, replaced, moved),
 // workers answer writes with 503 on their own; restarting them would open the other file, so the
 // whole instance stops instead, without touching either file.
+let watchTicks = 0;
 const fileWatch = setInterval(() => {
   const problem = db.guard.problem(0);
   if (problem) void shutdown("database file changed", 2, problem);
   for (const l of locks) {
     const lost = l?.verify();
     if (lost) void shutdown("instance lock lost", 1, lost);
+  }
+  // A shared instance that found the database lock taken by another shared one takes it over once
+  // that one is gone, so a later start without --allow-shared-database is still refused.
+  if (locks[0] === null && ++watchTicks % 10 === 0) {
+    try {
+      locks[0] = acquireLock(databaseLockPath(dbPath), `the database ${dbPath}`, { port, host: config.HOST, database: dbPath, shared: true });
+    } catch {
+      // Another instance took it first: it guards the file now.
+    }
   }
 }, 100);
 

@@ -271,6 +271,15 @@ describe("GET /api/v1/diagnostics/check-locks", () => {
     expect(r.json.write_lock_free).toBe(true);
   });
 
+  test("/health is degraded (200, with the reason) when the WAL is past twice the threshold", async () => {
+    await t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:walbound.example", name: "W" }).run());
+    const r = await get("/health", createApp(t.db, { walWarnBytes: 1 }));
+    expect(r.status).toBe(200);
+    expect(r.json.status).toBe("degraded");
+    expect(r.json.reasons).toEqual([expect.stringMatching(/^the WAL is \d+ bytes, over its bound of 2$/)]);
+    expect((await get("/health")).json).toMatchObject({ status: "healthy", reasons: [] });
+  });
+
   test("recommends a look when the WAL is past the threshold", async () => {
     const small = createApp(t.db, { walWarnBytes: 1 });
     const r = await get("/api/v1/diagnostics/check-locks", small);

@@ -131,7 +131,13 @@ describe("one instance per database file", () => {
     expect((await request(b.url, "GET", `/api/v1/sites/${created.body.id}`)).status).toBe(200);
     const c = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
     expect(c.code).toBe(1);
-    expectOneLine(c.stderr, /is already served by sitesync pid/);
+    expectOneLine(c.stderr, new RegExp(`is already served by sitesync pid ${a.proc.pid}`));
+    // The first one goes: the second takes the lock over (within a second), and still guards the file.
+    expect(await a.stop()).toBe(0);
+    await Bun.sleep(1500);
+    expect(JSON.parse(readFileSync(databaseLockPath(a.dbPath), "utf8"))).toMatchObject({ pid: b.proc.pid, shared: true });
+    const d = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
+    expectOneLine(d.stderr, new RegExp(`is already served by sitesync pid ${b.proc.pid}`));
   });
 
   test("--allow-shared-database does not join an instance that was started without it", async () => {
