@@ -298,7 +298,7 @@ describe("service-account key file", () => {
   }
 
   const badFiles = [
-    { name: "missing", content: null, message: /key file \(GSC_SERVICE_ACCOUNT_FILE\) cannot be read \(ENOENT\)/ },
+    { name: "missing", content: null, message: /cannot read the service-account key file \(GSC_SERVICE_ACCOUNT_FILE\) \(ENOENT\)/ },
     { name: "not JSON", content: "{oops", message: /key file \(GSC_SERVICE_ACCOUNT_FILE\) is not JSON/ },
     // Someone pointed the setting at /etc/passwd: the task's error (readable by any API client) must not quote it.
     { name: "passwd-like", content: "root:x:0:0:root:/root:/bin/bash\n", message: /key file \(GSC_SERVICE_ACCOUNT_FILE\) is not JSON/ },
