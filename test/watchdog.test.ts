@@ -65,7 +65,9 @@ async function stopLockHolder(s: RunningServer, pids: number[], attempts: number
     // The probe blocks this event loop: answers read right after it may have been sent before the stop.
     if (lockStaysTaken(s.dbPath, 300)) return { pid, at, probedUntil: performance.now() + 50, attempts: i + 1 };
     process.kill(pid, "SIGCONT");
-    await Bun.sleep(30 + Math.random() * 40);
+    // Let it answer a ping (every WATCHDOG_MS/5) before it is stopped again, or these short stops add
+    // up to a silence the watchdog (rightly) ends.
+    await Bun.sleep(pids.length === 1 ? WATCHDOG_MS / 5 + 300 : 30 + Math.random() * 40);
   }
   return null;
 }
