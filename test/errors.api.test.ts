@@ -34,7 +34,7 @@ describe("500", () => {
     expect(res.status).toBe(500);
     const id = res.headers.get("x-request-id");
     expect(id).toMatch(/.{8,}/);
-    expect(JSON.parse(text)).toEqual({ error: { code: "internal", message: `internal error (request id ${id})` } });
+    expect(JSON.parse(text)).toMatchObject({ error: { code: "internal", message: `internal error (request id ${id})` } });
     expect(text).not.toMatch(/\bat \S+:\d+|stack|closed database|SQLite/i);
     const logged = lines.find((l) => l.msg === "unhandled error");
     expect(logged).toMatchObject({ level: "error", request_id: id, error: expect.any(String) });

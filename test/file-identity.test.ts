@@ -66,9 +66,9 @@ describe("in one process", () => {
       expect(d.status).toBe(200);
       expect(d.json.connection_test).toMatchObject({ success: false, error: expect.stringMatching(c.reason) });
       const cl = await call("GET", "/api/v1/diagnostics/check-locks");
-      expect(cl.json.database_state).toBe("file_changed");
+      expect(cl.json.lock_state).toBe("file_changed");
       expect(cl.json.storage.file_problem).toMatch(c.reason);
-      expect(cl.json.recommendations[0]).toMatch(c.reason);
+      expect(cl.json.warnings[0]).toMatch(c.reason);
       // Nothing created a file at the path, or replaced the one there.
       expect(fileIdentity(t.path)).toBe(after);
       expect(before).not.toBe(after);

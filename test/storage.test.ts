@@ -111,7 +111,7 @@ describe("checkpoints that keep failing", () => {
       const cl = await request(s.url, "GET", "/api/v1/diagnostics/check-locks");
       expect(cl.body.storage.checkpoint_failures).toBeGreaterThan(0);
       expect(cl.body.storage.checkpoint_error.message).toBe("disk I/O error");
-      const advice = cl.body.recommendations.join(" ");
+      const advice = cl.body.warnings.join(" ");
       expect(advice).toMatch(/checkpoints are failing \(disk I\/O error\)/);
       expect(advice).not.toMatch(/long-running reader/);
       // Many failures, one log line (the repeats are counted and printed once the minute is over).
@@ -176,7 +176,7 @@ describe("a full disk", () => {
       const cl = await request(s.url, "GET", "/api/v1/diagnostics/check-locks");
       expect(cl.body.storage.last_write_storage_error.code).toMatch(/^SQLITE_(FULL|IOERR)/);
       expect(cl.body.storage.write_storage_errors).toBeGreaterThanOrEqual(refused);
-      expect(cl.body.recommendations.join(" ")).toMatch(/check free disk space/);
+      expect(cl.body.warnings.join(" ")).toMatch(/check free disk space/);
 
       unlinkSync(filler);
       expect((await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:after.example", name: "A" })).status).toBe(201);
