@@ -143,7 +143,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
       .filter((r) => r.method !== "ALL" && !r.path.includes("*"))
       .map((r) => ({ method: r.method, re: new RegExp(`^${r.path.replace(/:[^/]+/g, "[^/]+")}/?$`) }));
     const allow = [...new Set(routed.filter((r) => r.re.test(c.req.path)).map((r) => r.method))];
-    if (allow.length === 0) return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
+    // OPTIONS is the CORS middleware's (a preflight it does not answer stays 404, as before).
+    if (allow.length === 0 || c.req.method === "OPTIONS") return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
     c.header("Allow", allow.join(", "));
     return c.json(errorBody("method_not_allowed", `${c.req.method} is not allowed on ${c.req.path} (allowed: ${allow.join(", ")})`), 405);
   });
