@@ -54,6 +54,12 @@ function processesRunning(needle: string): number[] {
   return pids;
 }
 
+/** The parent pid of a process (field 4 of /proc/<pid>/stat, after the command name in parentheses). */
+function parentOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
 /** Calls a tool and returns its structured result; fails the test on a tool error. */
 async function call(name: string, args: Record<string, unknown>): Promise<any> {
   const res = await client.callTool({ name, arguments: args });
@@ -441,6 +447,31 @@ describe("query (read-only SQL)", () => {
     // The child that ran it was killed, not left spinning.
     expect(processesRunning(runnerPath)).toEqual([]);
     expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
+  });
+
+  test("a runaway query dies with its HTTP worker when that is SIGKILLed (no orphan left spinning)", async () => {
+    const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
+    const pending = client.callTool({ name: "query", arguments: { sql: runaway } }).then(
+      () => "answered",
+      () => "failed",
+    );
+    const [runner] = await waitFor("the runner process to start", () => {
+      const pids = processesRunning(runnerPath);
+      return pids.length === 1 ? pids : null;
+    }, 2000, 10);
+    const worker = parentOf(runner!);
+    expect(processesRunning(`${root}/src/server.ts`)).toContain(worker);
+    process.kill(worker, "SIGKILL");
+    const killedAt = performance.now();
+    // Well before its own deadline (time limit + 1 s): the runner noticed its parent was gone.
+    await waitFor("the orphaned runner to die", () => !processesRunning(runnerPath).includes(runner!), 1200, 10);
+    expect(performance.now() - killedAt).toBeLessThan(1200);
+    expect(await pending).toBe("failed");
+    // The other worker (and the restarted one) still answer.
+    await waitFor("the service to answer", async () => {
+      const res = await client.callTool({ name: "query", arguments: { sql: "select 1 as one" } }).catch(() => null);
+      return (res?.structuredContent as { rows?: unknown } | undefined)?.rows !== undefined;
+    });
   });
 
   test("SQL errors come back as tool errors with SQLite's message", async () => {

@@ -5,7 +5,7 @@ import { Database } from "bun:sqlite";
 // interrupted from JavaScript: a Worker's terminate() leaves the statement running (measured), while
 // the parent's SIGKILL always stops it. Imports nothing of the app, so it starts in ~20 ms.
 
-export type RunnerRequest = { path: string; sql: string; maxRows: number; maxBytes: number; tables: string[] };
+export type RunnerRequest = { path: string; sql: string; maxRows: number; maxBytes: number; tables: string[]; deadlineMs?: number };
 export type RunnerAnswer =
   | { ok: true; columns: string[]; rows: Record<string, unknown>[]; truncated: boolean }
   | { ok: false; error: string };
@@ -69,7 +69,20 @@ export function runStatement(req: RunnerRequest): RunnerAnswer {
   }
 }
 
+/**
+ * Kills this process after `ms`, or as soon as its parent is gone, from a thread of its own (the main
+ * thread is stuck inside SQLite): a runaway statement cannot outlive a worker that was SIGKILLed.
+ */
+function startWatchdog(ms: number) {
+  const code = `const parent = ${process.ppid};
+setTimeout(() => process.kill(process.pid, "SIGKILL"), ${ms});
+setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, "SIGKILL"); }, 100);`;
+  new Worker(URL.createObjectURL(new Blob([code], { type: "application/javascript" }))).unref();
+}
+
 if (import.meta.main) {
-  const answer = runStatement((await Bun.stdin.json()) as RunnerRequest);
+  const request = (await Bun.stdin.json()) as RunnerRequest;
+  if (request.deadlineMs) startWatchdog(request.deadlineMs);
+  const answer = runStatement(request);
   await Bun.write(Bun.stdout, JSON.stringify(answer));
 }
