@@ -5,7 +5,7 @@ import { Database } from "bun:sqlite";
 // interrupted from JavaScript: a Worker's terminate() leaves the statement running (measured), while
 // the parent's SIGKILL always stops it. Imports nothing of the app, so it starts in ~20 ms.
 
-export type RunnerRequest = { path: string; sql: string; maxRows: number; maxBytes: number; tables: string[]; deadlineMs?: number };
+export type RunnerRequest = { path: string; sql: string; maxRows: number; maxBytes: number; tables: string[] };
 export type RunnerAnswer =
   | { ok: true; columns: string[]; rows: Record<string, unknown>[]; truncated: boolean }
   | { ok: false; error: string };
@@ -81,8 +81,9 @@ setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, "SIGK
 }
 
 if (import.meta.main) {
-  const request = (await Bun.stdin.json()) as RunnerRequest;
-  if (request.deadlineMs) startWatchdog(request.deadlineMs);
-  const answer = runStatement(request);
+  // The deadline comes as the first argument, so the watchdog starts before anything else.
+  const deadlineMs = Number(process.argv[2]);
+  if (deadlineMs > 0) startWatchdog(deadlineMs);
+  const answer = runStatement((await Bun.stdin.json()) as RunnerRequest);
   await Bun.write(Bun.stdout, JSON.stringify(answer));
 }

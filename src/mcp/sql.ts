@@ -93,17 +93,10 @@ export async function runReadOnlySql(dbPath: string, sql: string, limits: SqlLim
   const statement = checkSingleSelect(sql);
   await takeSlot(limits.maxConcurrent);
   try {
-    // The parent kills the child at the limit; the child's own watchdog, a little later, covers a parent that died.
-    const request: RunnerRequest = {
-      path: dbPath,
-      sql: statement,
-      maxRows: limits.maxRows,
-      maxBytes: limits.maxBytes,
-      tables: QUERYABLE_TABLES,
-      deadlineMs: limits.timeoutMs + 1000,
-    };
+    const request: RunnerRequest = { path: dbPath, sql: statement, maxRows: limits.maxRows, maxBytes: limits.maxBytes, tables: QUERYABLE_TABLES };
     const started = performance.now();
-    const child = Bun.spawn([process.execPath, runnerPath], {
+    // The parent kills the child at the limit; the child's own watchdog, a second later, covers a parent that died.
+    const child = Bun.spawn([process.execPath, runnerPath, String(limits.timeoutMs + 1000)], {
       stdin: new Blob([JSON.stringify(request)]),
       stdout: "pipe",
       stderr: "pipe",
