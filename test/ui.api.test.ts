@@ -259,3 +259,27 @@ describe("once API keys exist: the login page, the cookie, and what each scope s
     expect((await keyed.request("/metrics", { headers: { authorization: `Bearer ${keys.read}` } })).status).toBe(200);
   });
 });
+
+describe("a draining worker ends the dashboard's event streams instead of waiting for them", () => {
+  test("SIGTERM with a live stream open: the drain does not time out", async () => {
+    const { startServer } = await import("./helpers/server.ts");
+    const s = await startServer({ workers: 1, env: { SHUTDOWN_TIMEOUT_MS: "30000", LOG_LEVEL: "info" } });
+    try {
+      const res = await fetch(`${s.url}/ui/jobs/stream`);
+      expect(res.headers.get("content-type")).toContain("text/event-stream");
+      const reader = res.body!.getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toStartWith("event: jobs");
+      // The stream stays open; the worker must end it for its drain to finish.
+      const ended = (async () => {
+        while (!(await reader.read()).done);
+        return true;
+      })();
+      expect(await s.stop("SIGTERM")).toBe(0);
+      expect(await ended).toBe(true);
+      expect(s.output()).toContain("http worker draining");
+      expect(s.output()).not.toContain("drain timed out");
+    } finally {
+      await s.cleanup();
+    }
+  }, 60_000);
+});
