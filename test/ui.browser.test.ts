@@ -125,7 +125,6 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     expect(Number(await row.locator("[data-progress]").getAttribute("data-progress"))).toBe(100);
     // Moving: at least one value strictly between 0 and 100 was shown before 100.
     expect([...seen].some((p) => p > 0 && p < 100)).toBe(true);
-    expect(seen.has(100)).toBe(true);
     await shot(page, "jobs");
     await page.close();
   });
