@@ -1,5 +1,7 @@
 import type { Subprocess } from "bun";
 import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { portLockPath } from "../../src/db/instance-lock.ts";
 import { freePort } from "../../src/net.ts";
 import { spawnUntilReady, type ReadyProcess } from "../../scripts/spawn-ready.ts";
 import { tempDir } from "./db.ts";
@@ -67,6 +69,9 @@ export async function startServer(
     stop,
     async cleanup() {
       await stop();
+      // A supervisor killed with SIGKILL (some tests do) leaves its port lock in the temp folder.
+      const lock = portLockPath("127.0.0.1", port);
+      if ((await Bun.file(lock).json().catch(() => null))?.pid === proc.pid) rmSync(lock, { force: true });
       tmp?.cleanup();
     },
   };
