@@ -46,7 +46,7 @@ async function start() {
     mkdirSync(dirname(dbPath), { recursive: true });
     const info = { port, host: config.HOST, database: dbPath, shared: config.ALLOW_SHARED_DATABASE };
     locks.push(acquireLock(databaseLockPath(dbPath), `the database ${dbPath}`, info));
-    locks.push(acquireLock(portLockPath(config.HOST, port), `port ${port} on ${config.HOST}`, { ...info, shared: false }));
+    locks.push(acquireLock(portLockPath(config.HOST, port), `port ${port} on ${config.HOST}`, { ...info, shared: false }, { sharable: false }));
     // The port lock only knows sitesync instances that lock; any listener (an older sitesync, another
     // program) would make our reusePort workers join it or fail: check before they bind.
     const taken = portProblem(config.HOST, port);

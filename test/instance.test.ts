@@ -59,7 +59,7 @@ describe("one instance per port", () => {
     cleanups.push(other.cleanup);
     const b = await refusedStart(["--port", String(a.port)], { DATABASE_URL: join(other.dir, "other.db") });
     expect(b.code).toBe(1);
-    expectOneLine(b.stderr, new RegExp(`port ${a.port} on 127.0.0.1 is already served by sitesync pid ${a.proc.pid}`));
+    expectOneLine(b.stderr, new RegExp(`port ${a.port} on 127.0.0.1 is already served by sitesync pid ${a.proc.pid} \\(port ${a.port}, database ${a.dbPath}; lock file [^)]+\\)$`));
     expect(b.stdout).not.toContain("listening");
     // Every request still reaches the one database: never 200 and 404 alternately.
     for (let i = 0; i < 20; i++) {

@@ -66,20 +66,28 @@ export class InstanceLockedError extends Error {}
 
 /**
  * Takes the lock file at `path` for this process, or throws InstanceLockedError naming the live
- * owner. `shared`: a live owner that is also shared is no obstacle (the lock stays theirs).
+ * owner. `shared`: a live owner that is also shared is no obstacle (the lock stays theirs; null is
+ * returned). `sharable` false: the lock is never shared (a port), and the refusal gives no such hint.
  */
-export function acquireLock(path: string, what: string, info: Omit<LockInfo, "pid" | "started" | "at">): InstanceLock | null {
+export function acquireLock(
+  path: string,
+  what: string,
+  info: Omit<LockInfo, "pid" | "started" | "at">,
+  opts: { sharable: boolean } = { sharable: true },
+): InstanceLock | null {
   const mine: LockInfo = { ...info, pid: process.pid, started: processStartTime(process.pid), at: new Date().toISOString() };
   for (let attempt = 0; attempt < 5; attempt++) {
     if (createExclusive(path, mine)) return held(path, mine);
     const owner = readLock(path);
     if (owner && owner.pid !== process.pid && ownerAlive(owner)) {
       if (info.shared && owner.shared) return null;
-      const hint = !info.shared
-        ? "; to run several instances on one database, each on its own port, start every one with --allow-shared-database"
-        : owner.shared
-          ? ""
-          : "; it was started without --allow-shared-database";
+      const hint = !opts.sharable
+        ? ""
+        : !info.shared
+          ? "; to run several instances on one database, each on its own port, start every one with --allow-shared-database"
+          : owner.shared
+            ? ""
+            : "; it was started without --allow-shared-database";
       throw new InstanceLockedError(
         `${what} is already served by sitesync pid ${owner.pid} (port ${owner.port}, database ${owner.database}; lock file ${path})${hint}`,
       );
