@@ -81,7 +81,11 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   // Before auth: a preflight carries no credentials and is answered here; refusals get the CORS headers too.
   const cors = corsFor(opts.corsOrigins);
   if (cors) app.use(cors);
-  app.use(secureHeaders());
+  // Without the headers that mean nothing for a JSON API on plain HTTP (HSTS: a TLS proxy in front sets
+  // it) or only for long-gone browsers (X-XSS-Protection, X-Download-Options, Flash, DNS prefetch).
+  app.use(
+    secureHeaders({ strictTransportSecurity: false, xXssProtection: false, xDownloadOptions: false, xPermittedCrossDomainPolicies: false, xDnsPrefetchControl: false }),
+  );
   // Before auth, so refused writes are recorded too; the auth middleware reads and never writes.
   app.use(auditMiddleware(db));
   // The dashboard's pages answer a missing key with its login page rather than a JSON 401.

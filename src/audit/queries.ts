@@ -1,12 +1,28 @@
-import { and, desc, eq, gte, lt, lte, type SQL } from "drizzle-orm";
+import type { Database } from "bun:sqlite";
+import { and, desc, eq, gte, lt, lte, sql, type SQL } from "drizzle-orm";
 import type { Db, Orm } from "../db/index.ts";
+import { perConnection } from "../db/prepared.ts";
 import { auditLog } from "../db/schema.ts";
 
 export type AuditInsert = typeof auditLog.$inferInsert;
 
+const columns = ["actor", "key_id", "ip", "method", "action", "target", "site_id", "request_id", "outcome", "status"] as const;
+
+// One audit row per API write, inside its transaction: prepared once per connection as a bare bun:sqlite
+// statement from Drizzle's SQL (the Drizzle builder cost ~180 µs a write, its prepared query ~13 µs
+// more than the bare statement).
+const insertStatement = perConnection((orm) => {
+  const placeholders = Object.fromEntries(columns.map((c) => [c, sql.placeholder(c)])) as unknown as AuditInsert;
+  const { sql: text } = orm.insert(auditLog).values(placeholders).toSQL();
+  // The ?s follow the table's column order: it must be the order `columns` binds them in.
+  const named = [...text.slice(0, text.indexOf(")")).matchAll(/"(\w+)"/g)].map((m) => m[1]).filter((c) => c !== "audit_log" && c !== "id" && c !== "at");
+  if (named.join() !== columns.join()) throw new Error(`audit insert: columns (${named}) differ from (${columns})`);
+  return (orm as Orm & { $client: Database }).$client.prepare<unknown, (string | number | null)[]>(text);
+});
+
 /** Inserts one audit row on the given transaction (the one that made the change it records). */
 export function insertAuditRow(tx: Orm, row: AuditInsert) {
-  tx.insert(auditLog).values(row).run();
+  insertStatement(tx).run(...columns.map((c) => row[c] ?? null));
 }
 
 export type AuditFilter = { keyId?: number; siteId?: number; actor?: string; since?: string; until?: string; outcome?: "ok" | "denied" | "failed" };
