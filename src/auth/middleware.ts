@@ -5,7 +5,7 @@ import type { KeyScope } from "../db/schema.ts";
 import { ApiError } from "../errors.ts";
 import { log } from "../log.ts";
 import { scopeAllows } from "./keys.ts";
-import { addressIn, clientAddress, isCrossSite, isLoopbackName, requestHostname } from "./net.ts";
+import { addressMatcher, clientAddress, isCrossSite, isLoopbackName, requestHostname } from "./net.ts";
 import { isOpenPath, isSafeMethod, isUiPath, requiredScope, UI_KEY_COOKIE } from "./policy.ts";
 import { hasActiveKey, touchKeys, verifyApiKey, type KeyPrincipal } from "./queries.ts";
 
@@ -113,6 +113,7 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     if (now >= keysExist.until) keysExist = { value: hasActiveKey(db), until: now + 250 };
     return keysExist.value;
   };
+  const isLocal = addressMatcher(opts.localAddresses);
   const hostAllowed = (host: string) => isLoopbackName(host) || opts.allowedHosts.includes(host);
 
   function identify(c: Context, local: boolean, host: string): Principal {
@@ -152,7 +153,7 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     if (isOpenPath(path) || c.req.method === "OPTIONS") return next();
     const addr = clientAddress(c);
     // A request without a socket was made by code inside this process (app.request in tests).
-    const local = addr === undefined || addressIn(addr, opts.localAddresses);
+    const local = addr === undefined || isLocal(addr);
     c.set("clientIp", addr ?? null);
     let principal: Principal | undefined;
     let refused: unknown;

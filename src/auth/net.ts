@@ -28,18 +28,29 @@ function ipv4(a: string): number | null {
   return n;
 }
 
-/** True when `addr` is one of `list` (exact addresses, or IPv4 CIDRs like 127.0.0.0/8). */
-export function addressIn(addr: string, list: readonly string[]): boolean {
-  const a = normalizeAddress(addr);
-  const a4 = ipv4(a);
-  return list.some((entry) => {
+/**
+ * A test for "is this address one of `list`" (exact addresses, or IPv4 CIDRs like 127.0.0.0/8), with the
+ * list parsed once: it runs on every request.
+ */
+export function addressMatcher(list: readonly string[]): (addr: string) => boolean {
+  const exact = new Set<string>();
+  const nets: { base: number; size: number }[] = [];
+  for (const entry of list) {
     const [net, bits] = entry.split("/");
-    if (bits === undefined) return normalizeAddress(entry) === a;
-    const n4 = ipv4(net!);
-    if (n4 === null || a4 === null) return false;
-    const size = 2 ** (32 - Number(bits));
-    return Math.floor(a4 / size) === Math.floor(n4 / size);
-  });
+    const n4 = bits === undefined ? null : ipv4(net!);
+    if (n4 === null) exact.add(normalizeAddress(entry));
+    else {
+      const size = 2 ** (32 - Number(bits));
+      nets.push({ base: Math.floor(n4 / size), size });
+    }
+  }
+  return (addr) => {
+    const a = normalizeAddress(addr);
+    if (exact.has(a)) return true;
+    if (nets.length === 0) return false;
+    const a4 = ipv4(a);
+    return a4 !== null && nets.some((n) => Math.floor(a4 / n.size) === n.base);
+  };
 }
 
 /** The host name the client asked for (Host header without the port), lower-cased. */
