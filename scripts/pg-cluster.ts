@@ -1,0 +1,114 @@
+// A throw-away PostgreSQL cluster in a temp dir on a free port, from Debian's `postgresql` binaries
+// (/usr/lib/postgresql/<version>/bin). Used by test/helpers/postgres.ts and by .ci/run:
+//   bun scripts/pg-cluster.ts start        prints the cluster's directory, then its URL, one per line
+//   bun scripts/pg-cluster.ts stop <dir>   stops it and removes the directory
+// initdb refuses to run as root, so as root every command runs as the `postgres` user (runuser).
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "../src/net.ts";
+
+const PG_ROOT = "/usr/lib/postgresql";
+
+export type Cluster = { dir: string; url: string; port: number };
+
+/** The bin directory of the newest installed PostgreSQL with initdb and pg_ctl, or null. */
+export function findPgBin(root = PG_ROOT): string | null {
+  if (!existsSync(root)) return null;
+  const versions = readdirSync(root)
+    .filter((v) => /^\d+(\.\d+)?$/.test(v) && existsSync(join(root, v, "bin", "initdb")) && existsSync(join(root, v, "bin", "pg_ctl")))
+    .sort((a, b) => Number(b) - Number(a));
+  return versions[0] ? join(root, versions[0], "bin") : null;
+}
+
+const isRoot = () => process.getuid?.() === 0;
+
+/** The command as it must run: as root, through runuser as the postgres user (initdb refuses root). */
+function asClusterOwner(cmd: string[]): string[] {
+  return isRoot() ? ["runuser", "-u", "postgres", "--", ...cmd] : cmd;
+}
+
+function run(cmd: string[], what: string): string {
+  const r = Bun.spawnSync(asClusterOwner(cmd), { stdout: "pipe", stderr: "pipe" });
+  const out = r.stdout.toString() + r.stderr.toString();
+  if (r.exitCode !== 0) throw new Error(`${what} failed (exit ${r.exitCode}): ${out.trim()}`);
+  return out;
+}
+
+/** The postgres user's uid and gid (root must hand it the cluster directory). */
+function postgresUser(): { uid: number; gid: number } {
+  const ids = ["-u", "-g"].map((flag) => Number(Bun.spawnSync(["id", flag, "postgres"]).stdout.toString().trim()));
+  if (!ids.every((n) => Number.isInteger(n) && n > 0)) {
+    throw new Error("running as root needs the 'postgres' user that Debian's postgresql package creates");
+  }
+  return { uid: ids[0]!, gid: ids[1]! };
+}
+
+/**
+ * Creates and starts a cluster: trust auth for the `postgres` superuser, listening on 127.0.0.1 only (and a
+ * socket in its own dir), C locale (text sorts byte-wise, as SQLite's BINARY), no fsync (it is thrown away).
+ */
+export function startCluster(opts: { bin?: string; parent?: string } = {}): Cluster {
+  const bin = opts.bin ?? findPgBin();
+  if (!bin) throw new Error(`no PostgreSQL binaries under ${PG_ROOT} (apt-get install -y postgresql)`);
+  const dir = mkdtempSync(join(opts.parent ?? tmpdir(), "sitesync-pg-"));
+  try {
+    if (isRoot()) {
+      const { uid, gid } = postgresUser();
+      chownSync(dir, uid, gid);
+    }
+    const data = join(dir, "data");
+    run([join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"], "initdb");
+    // The port is free when picked but may be taken before the server binds it: try a few.
+    for (let attempt = 1; ; attempt++) {
+      const port = freePort();
+      const options = [
+        `-p ${port}`,
+        `-k ${dir}`,
+        "-c listen_addresses=127.0.0.1",
+        "-c fsync=off",
+        "-c synchronous_commit=off",
+        "-c full_page_writes=off",
+        "-c shared_buffers=32MB",
+        "-c max_connections=100",
+      ].join(" ");
+      try {
+        run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "server.log"), "-w", "-t", "60", "-o", options, "start"], "pg_ctl start");
+        return { dir, port, url: `postgres://postgres@127.0.0.1:${port}/postgres` };
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Stops the cluster in `dir` at once (its data is thrown away) and removes the directory. */
+export function stopCluster(dir: string, bin = findPgBin()): void {
+  const data = join(dir, "data");
+  if (bin && existsSync(join(data, "postmaster.pid"))) {
+    run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "-t", "30", "stop"], "pg_ctl stop");
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+if (import.meta.main) {
+  const [cmd, dir] = process.argv.slice(2);
+  try {
+    if (cmd === "start") {
+      const c = startCluster();
+      console.log(c.dir);
+      console.log(c.url);
+    } else if (cmd === "stop" && dir) {
+      stopCluster(dir);
+    } else {
+      console.error("usage: bun scripts/pg-cluster.ts start | stop <dir>");
+      process.exit(2);
+    }
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(1);
+  }
+}

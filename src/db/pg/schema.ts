@@ -1,0 +1,217 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  check,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+import { keyScopes, taskStatuses } from "../schema.ts";
+
+// The PostgreSQL twin of src/db/schema.ts: same tables, column names, nullability, defaults, unique keys,
+// partial unique indexes and foreign keys (test/schema-drift.test.ts fails when they drift apart).
+// Types map as: SQLite integer -> integer (bigint for the ids of tables that grow with synced data),
+// integer boolean -> boolean, real (8 bytes) -> double precision, JSON text -> jsonb.
+// Timestamps and dates stay ISO-8601 UTC text (`2026-11-25T03:00:00.000Z`, `YYYY-MM-DD`), exactly as on
+// SQLite, so a row is the same JSON on both engines and a query comparing them is written once.
+// clock_timestamp(), not now(): now() is the transaction's start, and one transaction holds many writes.
+const now = sql`to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+// Ids are identity columns "by default", so `bun run db:copy` can insert the SQLite ids as they are
+// (and then moves each sequence past the highest id).
+const id = () => integer("id").primaryKey().generatedByDefaultAsIdentity();
+const bigId = () => bigint("id", { mode: "number" }).primaryKey().generatedByDefaultAsIdentity();
+
+export const sites = pgTable(
+  "sites",
+  {
+    id: id(),
+    domain: text("domain").notNull(),
+    name: text("name").notNull(),
+    category: text("category"),
+    is_active: boolean("is_active").notNull().default(true),
+    created_at: text("created_at").notNull().default(now),
+    updated_at: text("updated_at").notNull().default(now),
+    archived_at: text("archived_at"),
+  },
+  (t) => [
+    uniqueIndex("sites_domain_unique").on(t.domain),
+    index("sites_name_id_idx").on(t.name, t.id),
+    index("sites_active_name_id_idx").on(t.is_active, t.name, t.id),
+  ],
+);
+
+export const syncTasks = pgTable(
+  "sync_tasks",
+  {
+    id: id(),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    task_type: text("task_type").notNull(),
+    status: text("status", { enum: taskStatuses }).notNull().default("pending"),
+    start_date: text("start_date"),
+    end_date: text("end_date"),
+    total_records: integer("total_records").notNull().default(0),
+    created_at: text("created_at").notNull().default(now),
+    completed_at: text("completed_at"),
+    params: jsonb("params").$type<Record<string, unknown>>().notNull().default({}),
+    attempts: integer("attempts").notNull().default(0),
+    max_attempts: integer("max_attempts").notNull().default(3),
+    progress_done: integer("progress_done").notNull().default(0),
+    progress_total: integer("progress_total").notNull().default(0),
+    stats_synced: integer("stats_synced").notNull().default(0),
+    stats_failed: integer("stats_failed").notNull().default(0),
+    stats_skipped: integer("stats_skipped").notNull().default(0),
+    error: text("error"),
+    worker_pid: integer("worker_pid"),
+    locked_until: text("locked_until"),
+    heartbeat_at: text("heartbeat_at"),
+    run_at: text("run_at").notNull().default(now),
+    started_at: text("started_at"),
+    cancel_requested: boolean("cancel_requested").notNull().default(false),
+    scheduled_for: text("scheduled_for"),
+  },
+  (t) => [
+    check("sync_tasks_status_check", sql`${t.status} in ('pending','running','completed','failed','cancelled')`),
+    // At most one pending-or-running task per (site, type), and one scheduled task per site, type and day.
+    uniqueIndex("sync_tasks_one_active_idx")
+      .on(t.site_id, t.task_type)
+      .where(sql`status in ('pending','running')`),
+    uniqueIndex("sync_tasks_scheduled_idx")
+      .on(t.site_id, t.task_type, t.scheduled_for)
+      .where(sql`scheduled_for is not null`),
+    index("sync_tasks_claim_idx").on(t.status, t.run_at, t.id),
+    index("sync_tasks_site_idx").on(t.site_id, t.id),
+  ],
+);
+
+export const gscPerformanceData = pgTable(
+  "gsc_performance_data",
+  {
+    id: bigId(),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    date: text("date").notNull(),
+    page: text("page").notNull(),
+    query: text("query").notNull(),
+    device: text("device").notNull(),
+    search_type: text("search_type").notNull(),
+    clicks: integer("clicks").notNull().default(0),
+    impressions: integer("impressions").notNull().default(0),
+    ctr: doublePrecision("ctr").notNull().default(0),
+    position: doublePrecision("position").notNull().default(0),
+  },
+  (t) => [
+    uniqueIndex("gsc_performance_data_row_unique").on(t.site_id, t.date, t.page, t.query, t.device, t.search_type),
+    index("gsc_performance_data_site_query_idx").on(t.site_id, t.query, t.date, t.clicks, t.impressions, t.ctr, t.position),
+  ],
+);
+
+export const gscSyncedDays = pgTable(
+  "gsc_synced_days",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    date: text("date").notNull(),
+    search_type: text("search_type").notNull(),
+    row_count: integer("row_count").notNull().default(0),
+    synced_at: text("synced_at").notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.date, t.search_type] })],
+);
+
+export const hourlyRankings = pgTable(
+  "hourly_rankings",
+  {
+    id: bigId(),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    date: text("date").notNull(),
+    hour: integer("hour").notNull(),
+    hour_timestamp: text("hour_timestamp").notNull(),
+    query: text("query").notNull(),
+    page: text("page").notNull(),
+    device: text("device").notNull(),
+    clicks: integer("clicks").notNull().default(0),
+    impressions: integer("impressions").notNull().default(0),
+    ctr: doublePrecision("ctr").notNull().default(0),
+    position: doublePrecision("position").notNull().default(0),
+    fetched_at: text("fetched_at").notNull().default(now),
+  },
+  (t) => [
+    uniqueIndex("hourly_rankings_row_unique").on(t.site_id, t.hour_timestamp, t.query, t.page, t.device),
+    index("hourly_rankings_site_date_hour_idx").on(t.site_id, t.date, t.hour),
+  ],
+);
+
+// Keyed by pid as on SQLite; several hosts will need (host, pid) (issue 11, "Several machines").
+export const dbConnections = pgTable("db_connections", {
+  pid: integer("pid").primaryKey(),
+  role: text("role").notNull(),
+  started_at: text("started_at").notNull(),
+  last_seen_at: text("last_seen_at").notNull(),
+  busy_retries: integer("busy_retries").notNull().default(0),
+});
+
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: id(),
+    name: text("name").notNull(),
+    prefix: text("prefix").notNull(),
+    key_hash: text("key_hash").notNull(),
+    scope: text("scope", { enum: keyScopes }).notNull(),
+    created_at: text("created_at").notNull().default(now),
+    expires_at: text("expires_at"),
+    revoked_at: text("revoked_at"),
+    last_used_at: text("last_used_at"),
+  },
+  (t) => [
+    uniqueIndex("api_keys_prefix_unique").on(t.prefix),
+    check("api_keys_scope_check", sql`${t.scope} in ('read','write','admin')`),
+  ],
+);
+
+export const auditLog = pgTable(
+  "audit_log",
+  {
+    id: bigId(),
+    at: text("at").notNull().default(now),
+    actor: text("actor").notNull(),
+    key_id: integer("key_id"),
+    ip: text("ip"),
+    method: text("method").notNull(),
+    action: text("action").notNull(),
+    target: text("target"),
+    site_id: integer("site_id"),
+    request_id: text("request_id"),
+    outcome: text("outcome", { enum: ["ok", "denied", "failed"] }).notNull(),
+    status: integer("status"),
+  },
+  (t) => [
+    index("audit_log_at_idx").on(t.at, t.id),
+    index("audit_log_key_idx").on(t.key_id, t.id),
+    index("audit_log_site_idx").on(t.site_id, t.id),
+  ],
+);
+
+export const rateLimitWindows = pgTable(
+  "rate_limit_windows",
+  {
+    bucket: text("bucket").notNull(),
+    // Epoch milliseconds on SQLite's 64-bit integer: past int4's range.
+    window_start: bigint("window_start", { mode: "number" }).notNull(),
+    used: integer("used").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.bucket, t.window_start] })],
+);

@@ -1,0 +1,63 @@
+import { afterAll, beforeAll } from "bun:test";
+import pg from "pg";
+import { findPgBin, startCluster, stopCluster, type Cluster } from "../../scripts/pg-cluster.ts";
+
+// A real PostgreSQL for tests: TEST_POSTGRES_URL when set (.ci/run starts one cluster for the whole run),
+// else a throw-away cluster of this test file's own from Debian's binaries. Each test gets fresh databases.
+const envUrl = process.env.TEST_POSTGRES_URL || undefined;
+
+/** Why PostgreSQL tests cannot run here, or null when they can. */
+export const postgresSkipReason: string | null =
+  envUrl || findPgBin() ? null : "no TEST_POSTGRES_URL and no PostgreSQL under /usr/lib/postgresql (apt-get install -y postgresql)";
+
+/**
+ * Registers beforeAll/afterAll hooks for a PostgreSQL server (TEST_POSTGRES_URL's, or a cluster started
+ * here and removed afterwards); newDatabase() creates an empty database, dropped in afterAll.
+ * Use inside `describe.skipIf(postgresSkipReason !== null)`.
+ */
+export function usePostgres() {
+  let cluster: Cluster | null = null;
+  let adminUrl = envUrl ?? "";
+  const created: string[] = [];
+  beforeAll(() => {
+    if (!envUrl) {
+      cluster = startCluster();
+      adminUrl = cluster.url;
+    }
+  });
+  afterAll(async () => {
+    try {
+      if (envUrl && created.length > 0) {
+        await admin(adminUrl, created.map((d) => `drop database if exists "${d}" with (force)`));
+      }
+    } finally {
+      if (cluster) stopCluster(cluster.dir);
+    }
+  });
+  return {
+    /** The server's maintenance database URL. */
+    adminUrl: () => adminUrl,
+    /** A new empty database; its URL. */
+    async newDatabase(): Promise<string> {
+      const name = `sitesync_test_${process.pid}_${created.length}_${Date.now().toString(36)}`;
+      await admin(adminUrl, [`create database "${name}"`]);
+      created.push(name);
+      const u = new URL(adminUrl);
+      u.pathname = `/${name}`;
+      return u.toString();
+    },
+  };
+}
+
+/** Runs statements on one connection to `url`. */
+async function admin(url: string, statements: string[]) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    for (const s of statements) await client.query(s);
+  } finally {
+    await client.end();
+  }
+}
+
+if (postgresSkipReason) console.warn(`PostgreSQL tests skipped: ${postgresSkipReason}`);

@@ -1,0 +1,238 @@
+// The SQLite schema (src/db/schema.ts) and its PostgreSQL twin (src/db/pg/schema.ts) must describe the same
+// database: same tables, columns, column kinds, nullability, defaults, primary and unique keys (partial ones
+// with the same condition), foreign keys and checks. First from Drizzle's own table config (no server
+// needed), then from the databases the two sets of migrations really build.
+import { Database } from "bun:sqlite";
+import { describe, expect, test } from "bun:test";
+import { is, SQL } from "drizzle-orm";
+import { PgDialect, PgTable, getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
+import { SQLiteSyncDialect, SQLiteTable, getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
+import { join } from "node:path";
+import pg from "pg";
+import { migrate } from "../src/db/migrate.ts";
+import { migratePg } from "../src/db/pg/migrate.ts";
+import { pgTablesByName, sqliteTablesByName } from "../src/db/pg/tables.ts";
+import { tempDir } from "./helpers/db.ts";
+import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
+
+// SQLite-only search machinery, not data: FTS5 virtual tables have no PostgreSQL twin (search there will use
+// PostgreSQL's own index), so they and the shadow tables SQLite keeps for each are left out of the comparison
+// of migrated databases. Only FTS5 tables may be listed here: the test checks that each one is.
+const sqliteOnlyFtsTables: string[] = [];
+const fts5ShadowSuffixes = ["_data", "_idx", "_content", "_docsize", "_config"];
+
+// The kind of value a column holds, per engine's column type: a column must have the same kind on both.
+const kinds: Record<string, string> = {
+  SQLiteInteger: "integer",
+  SQLiteBoolean: "boolean",
+  SQLiteReal: "real",
+  SQLiteText: "text",
+  SQLiteTextJson: "json",
+  PgInteger: "integer",
+  PgBigInt53: "integer",
+  PgBoolean: "boolean",
+  PgDoublePrecision: "real",
+  PgText: "text",
+  PgJsonb: "json",
+};
+
+type Config = ReturnType<typeof sqliteTableConfig> | ReturnType<typeof pgTableConfig>;
+
+const sqliteDialect = new SQLiteSyncDialect();
+const pgDialect = new PgDialect();
+
+/** SQL text without quotes, table qualifiers or case and spacing differences. */
+function sqlText(s: SQL, dialect: SQLiteSyncDialect | PgDialect, table: string): string {
+  return dialect
+    .sqlToQuery(s)
+    .sql.replace(/["`]/g, "")
+    .replaceAll(`${table}.`, "")
+    .replace(/\s+/g, " ")
+    .trim()
+    .toLowerCase();
+}
+
+/** An SQL default, with each engine's expression for "now as ISO-8601 UTC text" named alike. */
+function sqlDefault(text: string): string {
+  const now = /strftime\('%y-%m-%dt%h:%m:%fz', 'now'\)/.test(text) || /to_char\(clock_timestamp\(\) at time zone 'utc'/.test(text);
+  return now ? "sql: now as iso-8601 text" : `sql: ${text}`;
+}
+
+/** A dialect-free description of a table, to compare with toEqual. */
+function describeTable(cfg: Config, dialect: SQLiteSyncDialect | PgDialect) {
+  const text = (s: SQL) => sqlText(s, dialect, cfg.name);
+  const primaryKey = cfg.primaryKeys.length > 0 ? cfg.primaryKeys[0]!.columns.map((c) => c.name) : cfg.columns.filter((c) => c.primary).map((c) => c.name);
+  return {
+    columns: Object.fromEntries(
+      cfg.columns.map((c) => {
+        const kind = kinds[c.columnType];
+        if (!kind) throw new Error(`${cfg.name}.${c.name}: column type ${c.columnType} has no kind in schema-drift.test.ts (add it)`);
+        // An auto-numbered key (SQLite rowid alias, PostgreSQL identity) is the engine's own default.
+        const autoKey = c.primary && kind === "integer" && primaryKey.length === 1;
+        const def = autoKey || c.default === undefined ? null : is(c.default, SQL) ? sqlDefault(text(c.default)) : c.default;
+        return [c.name, { kind, notNull: c.notNull || c.primary, default: def, enum: c.enumValues ?? null }];
+      }),
+    ),
+    primaryKey,
+    uniqueKeys: [
+      ...cfg.indexes.filter((i) => i.config.unique).map((i) => ({
+        name: i.config.name,
+        columns: i.config.columns.map((c) => (c as { name: string }).name),
+        where: i.config.where ? text(i.config.where) : null,
+      })),
+      ...cfg.uniqueConstraints.map((u) => ({ name: u.name, columns: u.columns.map((c) => c.name), where: null })),
+      ...cfg.columns.filter((c) => c.isUnique).map((c) => ({ name: c.uniqueName, columns: [c.name], where: null })),
+    ].sort((a, b) => String(a.name).localeCompare(String(b.name))),
+    foreignKeys: cfg.foreignKeys
+      .map((f) => {
+        const r = f.reference();
+        const target = is(r.foreignTable, SQLiteTable) ? sqliteTableConfig(r.foreignTable).name : pgTableConfig(r.foreignTable as PgTable).name;
+        return { columns: r.columns.map((c) => c.name), table: target, foreignColumns: r.foreignColumns.map((c) => c.name), onDelete: f.onDelete ?? "no action" };
+      })
+      .sort((a, b) => a.columns.join().localeCompare(b.columns.join())),
+    checks: cfg.checks.map((c) => ({ name: c.name, sql: text(c.value) })).sort((a, b) => a.name.localeCompare(b.name)),
+  };
+}
+
+const sqliteTables = new Map([...sqliteTablesByName()].map(([n, t]) => [n, sqliteTableConfig(t)]));
+const pgTables = new Map([...pgTablesByName()].map(([n, t]) => [n, pgTableConfig(t)]));
+
+describe("schema drift: src/db/schema.ts vs src/db/pg/schema.ts", () => {
+  test("both schemas have the same tables", () => {
+    const missing = [...sqliteTables.keys()].filter((n) => !pgTables.has(n));
+    const extra = [...pgTables.keys()].filter((n) => !sqliteTables.has(n));
+    // Named, so the message says what to do.
+    expect({ missingInPgSchema: missing, onlyInPgSchema: extra }).toEqual({ missingInPgSchema: [], onlyInPgSchema: [] });
+    expect(sqliteTables.size).toBeGreaterThan(5);
+  });
+
+  test.each([...sqliteTables.keys()])("%s: same columns, kinds, nullability, defaults and keys", (name) => {
+    const pgCfg = pgTables.get(name);
+    if (!pgCfg) throw new Error(`table ${name} is missing from src/db/pg/schema.ts`);
+    expect(describeTable(pgCfg, pgDialect)).toEqual(describeTable(sqliteTables.get(name)!, sqliteDialect));
+  });
+
+  test("the comparison sees a difference: a column made nullable is caught", () => {
+    const a = describeTable(sqliteTables.get("sites")!, sqliteDialect);
+    const b = structuredClone(a);
+    b.columns.domain!.notNull = false;
+    expect(b).not.toEqual(a);
+    // and the one-active-task partial index is compared with its condition
+    const tasks = describeTable(pgTables.get("sync_tasks")!, pgDialect);
+    expect(tasks.uniqueKeys.find((k) => k.name === "sync_tasks_one_active_idx")).toEqual({
+      name: "sync_tasks_one_active_idx",
+      columns: ["site_id", "task_type"],
+      where: "status in ('pending','running')",
+    });
+  });
+});
+
+/** Tables, columns, nullability, unique keys and foreign keys as one migrated database reports them. */
+type DbShape = Record<
+  string,
+  { columns: Record<string, { notNull: boolean }>; uniqueKeys: string[]; foreignKeys: string[] }
+>;
+
+function sqliteShape(path: string): { shape: DbShape; fts: string[] } {
+  const db = new Database(path, { readonly: true });
+  try {
+    const all = db.query<{ name: string; sql: string }, []>("select name, sql from sqlite_master where type = 'table'").all();
+    const fts = all.filter((t) => /^create virtual table/i.test(t.sql) && /using fts5/i.test(t.sql)).map((t) => t.name);
+    const excluded = new Set(sqliteOnlyFtsTables.flatMap((n) => [n, ...fts5ShadowSuffixes.map((s) => n + s)]));
+    const shape: DbShape = {};
+    for (const { name } of all) {
+      // SQLite's and drizzle's bookkeeping (sqlite_sequence for AUTOINCREMENT, the applied migrations).
+      if (name.startsWith("sqlite_") || name === "__drizzle_migrations" || excluded.has(name)) continue;
+      const cols = db.query<{ name: string; notnull: number; pk: number }, []>(`select * from pragma_table_info('${name}')`).all();
+      const indexes = db.query<{ name: string; unique: number; partial: number; origin: string }, []>(`select * from pragma_index_list('${name}')`).all();
+      const fks = db
+        .query<{ id: number; table: string; from: string; to: string; on_delete: string }, []>(`select * from pragma_foreign_key_list('${name}')`)
+        .all();
+      shape[name] = {
+        columns: Object.fromEntries(cols.map((c) => [c.name, { notNull: c.notnull === 1 || c.pk > 0 }])),
+        uniqueKeys: indexes
+          .filter((i) => i.unique === 1)
+          .map((i) => {
+            const on = db.query<{ name: string }, []>(`select name from pragma_index_info('${i.name}') order by seqno`).all();
+            return `${on.map((c) => c.name).join(",")}${i.partial ? " (partial)" : ""}`;
+          })
+          .concat(cols.some((c) => c.pk > 0) && !indexes.some((i) => i.origin === "pk") ? [pkOf(cols)] : [])
+          .sort(),
+        foreignKeys: fks.map((f) => `${f.from} -> ${f.table}.${f.to} on delete ${f.on_delete.toLowerCase()}`).sort(),
+      };
+    }
+    return { shape, fts };
+  } finally {
+    db.close();
+  }
+}
+
+/** The rowid-alias primary key (INTEGER PRIMARY KEY), which has no index of its own in SQLite. */
+function pkOf(cols: { name: string; pk: number }[]): string {
+  return cols
+    .filter((c) => c.pk > 0)
+    .sort((a, b) => a.pk - b.pk)
+    .map((c) => c.name)
+    .join(",");
+}
+
+async function pgShape(url: string): Promise<DbShape> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const q = async <T,>(text: string) => (await client.query(text)).rows as T[];
+    const cols = await q<{ table_name: string; column_name: string; is_nullable: string }>(
+      "select table_name, column_name, is_nullable from information_schema.columns where table_schema = 'public' order by table_name, ordinal_position",
+    );
+    const uniques = await q<{ table: string; columns: string; partial: boolean }>(`
+      select t.relname as table, i.indpred is not null as partial,
+             (select string_agg(a.attname, ',' order by k.ord) from unnest(i.indkey) with ordinality k(attnum, ord)
+                join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum) as columns
+      from pg_index i join pg_class t on t.oid = i.indrelid join pg_namespace n on n.oid = t.relnamespace
+      where n.nspname = 'public' and i.indisunique`);
+    const fks = await q<{ table: string; columns: string; target: string; target_columns: string; on_delete: string }>(`
+      select c.conrelid::regclass::text as table, c.confrelid::regclass::text as target, c.confdeltype as on_delete,
+             (select string_agg(a.attname, ',') from pg_attribute a where a.attrelid = c.conrelid and a.attnum = any(c.conkey)) as columns,
+             (select string_agg(a.attname, ',') from pg_attribute a where a.attrelid = c.confrelid and a.attnum = any(c.confkey)) as target_columns
+      from pg_constraint c join pg_namespace n on n.oid = c.connamespace where n.nspname = 'public' and c.contype = 'f'`);
+    const actions: Record<string, string> = { a: "no action", r: "restrict", c: "cascade", n: "set null", d: "set default" };
+    const shape: DbShape = {};
+    for (const c of cols) {
+      const t = (shape[c.table_name] ??= { columns: {}, uniqueKeys: [], foreignKeys: [] });
+      t.columns[c.column_name] = { notNull: c.is_nullable === "NO" };
+    }
+    for (const u of uniques) shape[u.table]!.uniqueKeys.push(`${u.columns}${u.partial ? " (partial)" : ""}`);
+    for (const f of fks) shape[f.table]!.foreignKeys.push(`${f.columns} -> ${f.target}.${f.target_columns} on delete ${actions[f.on_delete]}`);
+    for (const t of Object.values(shape)) {
+      t.uniqueKeys.sort();
+      t.foreignKeys.sort();
+    }
+    return shape;
+  } finally {
+    await client.end();
+  }
+}
+
+describe.skipIf(postgresSkipReason !== null)("schema drift: migrated SQLite file vs migrated PostgreSQL database", () => {
+  const server = usePostgres();
+
+  test("migrations/ and migrations/pg build the same tables, columns, nullability, unique and foreign keys", async () => {
+    const dir = tempDir();
+    try {
+      const path = join(dir.dir, "app.db");
+      migrate(path);
+      const url = await server.newDatabase();
+      expect(await migratePg(url)).toBeGreaterThan(0);
+      const { shape: sqlite, fts } = sqliteShape(path);
+      // The exclusion list holds FTS5 tables only, and every FTS5 table is on it.
+      expect(fts.sort()).toEqual([...sqliteOnlyFtsTables].sort());
+      const pgDb = await pgShape(url);
+      expect(Object.keys(pgDb).sort()).toEqual(Object.keys(sqlite).sort());
+      expect(pgDb).toEqual(sqlite);
+      // The schema files agree with what their migrations build (a forgotten `generate` shows here).
+      expect(Object.keys(sqlite).sort()).toEqual([...sqliteTables.keys()].sort());
+    } finally {
+      dir.cleanup();
+    }
+  });
+});
