@@ -1,0 +1,99 @@
+import { Presets, SingleBar } from "cli-progress";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { ConfigError, parseDatabaseUrl } from "../config.ts";
+import { CopyRefusedError, copySqliteToPg, type CopyMode, type CopyProgress } from "./copy.ts";
+import { checkPostgresUrl } from "./pg/open.ts";
+
+// `bun run db:copy --from ./data/app.db --to postgres://…`: moves an SQLite database to PostgreSQL.
+// Progress on stderr (a bar on a terminal, a line per table and per tenth otherwise), the per-table row
+// counts on stdout. Exit 0 copied and verified, 1 refused, failed or counts differ, 2 bad arguments.
+
+const program = new Command("db:copy")
+  .description("Copy every table of an SQLite database into a PostgreSQL database (ids kept, counts verified)")
+  .requiredOption("--from <path>", "SQLite file: a path, file: or sqlite:/// URL", (v) => {
+    try {
+      return parseDatabaseUrl(v).path;
+    } catch (err) {
+      throw new InvalidArgumentError(err instanceof ConfigError ? Object.values(err.fields).flat().join("; ") : String(err));
+    }
+  })
+  .requiredOption("--to <url>", "PostgreSQL database URL (postgres://user:password@host:5432/db), migrated first", (v) => {
+    try {
+      return checkPostgresUrl(v);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  })
+  .addOption(new Option("--resume", "finish an interrupted copy: keep the rows already there, copy the rest").conflicts("replace"))
+  .addOption(new Option("--replace", "delete every row of the target first, then copy"))
+  .option("--batch-size <n>", "rows per INSERT", (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 50_000) throw new InvalidArgumentError("expected an integer from 1 to 50000");
+    return n;
+  }, 5000)
+  .addOption(new Option("--progress <how>", "progress on stderr").choices(["auto", "bar", "lines", "none"]).default("auto"))
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
+program.parse();
+const o = program.opts<{ from: string; to: string; resume?: boolean; replace?: boolean; batchSize: number; progress: string }>();
+const mode: CopyMode = o.resume ? "resume" : o.replace ? "replace" : "fresh";
+const how = o.progress === "auto" ? (process.stderr.isTTY ? "bar" : "lines") : o.progress;
+
+/** Shows each table's progress on stderr as a bar (one per table) or as lines at each tenth. */
+function progressReporter(how: string) {
+  let bar: SingleBar | null = null;
+  let current = "";
+  let lastTenth = -1;
+  return {
+    update(p: CopyProgress) {
+      if (how === "bar") {
+        if (p.table !== current) {
+          bar?.stop();
+          bar = new SingleBar(
+            {
+              format: " {table} {bar} {percentage}% | {value}/{total} rows | {eta_formatted} left",
+              stream: process.stderr,
+              noTTYOutput: true,
+              hideCursor: true,
+            },
+            Presets.shades_classic,
+          );
+          bar.start(Math.max(p.total, 1), p.done, { table: p.table.padEnd(22) });
+        }
+        bar!.update(p.done);
+      } else if (how === "lines") {
+        const tenth = p.total === 0 ? 10 : Math.floor((10 * p.done) / p.total);
+        if (p.table !== current || tenth !== lastTenth) console.error(`${p.table}: ${p.done}/${p.total} rows`);
+        lastTenth = tenth;
+      }
+      current = p.table;
+    },
+    stop: () => bar?.stop(),
+  };
+}
+
+const progress = progressReporter(how);
+try {
+  const r = await copySqliteToPg({ from: o.from, to: o.to, mode, batchSize: o.batchSize, onProgress: progress.update });
+  progress.stop();
+  const width = Math.max(...r.counts.map((c) => c.table.length));
+  for (const c of r.counts) {
+    console.log(`${c.table.padEnd(width)}  source ${c.source}  target ${c.target}  ${c.source === c.target ? "ok" : "DIFFERENT"}`);
+  }
+  const rowsPerSec = r.ms > 0 ? Math.round((r.copiedRows * 1000) / r.ms) : r.copiedRows;
+  if (r.verified) {
+    console.log(`copied ${r.copiedRows} rows in ${(r.ms / 1000).toFixed(1)} s (${rowsPerSec} rows/s); every table's row count matches`);
+  } else {
+    const bad = r.counts.filter((c) => c.source !== c.target).map((c) => c.table);
+    console.error(
+      `db:copy: row counts differ in ${bad.join(", ")}. The source changed since an earlier run (a resume adds rows, ` +
+        "it does not delete or update them): run again with --replace.",
+    );
+    process.exit(1);
+  }
+} catch (err) {
+  progress.stop();
+  const refused = err instanceof CopyRefusedError;
+  console.error(`db:copy ${refused ? "refused" : "failed"}: ${(err as Error).message}`);
+  process.exit(1);
+}

@@ -1,0 +1,265 @@
+// `bun run db:copy` as a real process, from SQLite files into a real PostgreSQL: data synced by the real
+// service (demo source) copied table by table with ids, contents and counts checked; refusals; --replace;
+// a copy of 200k rows killed with SIGKILL halfway and finished with --resume; a verification that fails.
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { asc, sql } from "drizzle-orm";
+import { drizzle as drizzleSqlite } from "drizzle-orm/bun-sqlite";
+import { getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
+import { getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
+import { copyFileSync } from "node:fs";
+import { join } from "node:path";
+import { migrate } from "../src/db/migrate.ts";
+import { openPg } from "../src/db/pg/open.ts";
+import { pgTablesByName, sqliteTablesByName } from "../src/db/pg/tables.ts";
+import { tempDir } from "./helpers/db.ts";
+import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
+import { request, startServer } from "./helpers/server.ts";
+import { waitFor } from "./helpers/sync.ts";
+
+const root = join(import.meta.dir, "..");
+const BIG = 200_000;
+
+/** Runs `bun run db:copy` with these arguments to the end. */
+async function dbCopy(args: string[]) {
+  const proc = Bun.spawn([process.execPath, join(root, "src/db/copy-cli.ts"), ...args], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+/** Row count of every table of the SQLite file. */
+function sqliteCounts(path: string): Record<string, number> {
+  const db = new Database(path, { readonly: true });
+  try {
+    return Object.fromEntries([...sqliteTablesByName().keys()].map((n) => [n, db.query<{ n: number }, []>(`select count(*) as n from "${n}"`).get()!.n]));
+  } finally {
+    db.close();
+  }
+}
+
+async function pgCounts(url: string): Promise<Record<string, number>> {
+  const pg = openPg(url, { max: 1 });
+  try {
+    const out: Record<string, number> = {};
+    for (const n of pgTablesByName().keys()) out[n] = Number((await pg.orm.execute<{ n: string }>(sql.raw(`select count(*) as n from "${n}"`))).rows[0]!.n);
+    return out;
+  } finally {
+    await pg.close();
+  }
+}
+
+/** Sessions on the database at `url` other than the one asking. */
+async function otherSessions(url: string): Promise<number> {
+  const pg = openPg(url, { max: 1 });
+  try {
+    const r = await pg.pool.query<{ n: string }>("select count(*) as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()");
+    return Number(r.rows[0]!.n);
+  } finally {
+    await pg.close();
+  }
+}
+
+/** Every row of every table through each engine's Drizzle schema, in primary-key order: the same JS values on both. */
+async function allRows(path: string, url: string) {
+  const sdb = drizzleSqlite({ client: new Database(path, { readonly: true }) });
+  const pg = openPg(url, { max: 1 });
+  try {
+    const sqliteRows: Record<string, unknown[]> = {};
+    const pgRows: Record<string, unknown[]> = {};
+    for (const [name, t] of sqliteTablesByName()) {
+      const cfg = sqliteTableConfig(t);
+      const pk = cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary);
+      sqliteRows[name] = sdb.select().from(t).orderBy(...pk.map((c) => asc(c))).all();
+    }
+    for (const [name, t] of pgTablesByName()) {
+      const cfg = pgTableConfig(t);
+      const pk = cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary);
+      pgRows[name] = await pg.orm.select().from(t).orderBy(...pk.map((c) => asc(c)));
+    }
+    return { sqliteRows, pgRows };
+  } finally {
+    sdb.$client.close();
+    await pg.close();
+  }
+}
+
+/** A migrated file with one site and `n` Search Console rows, generated inside SQLite (fast). */
+function seedBig(path: string, n: number) {
+  migrate(path);
+  const db = new Database(path);
+  try {
+    db.run("insert into sites (domain, name) values ('sc-domain:big.example', 'Big')");
+    db.run(
+      `with recursive s(i) as (select 0 union all select i + 1 from s where i + 1 < ${n})
+       insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position)
+       select 1, printf('2026-%02d-%02d', 1 + i % 9, 1 + i % 28), 'https://big.example/p/' || (i % 997), 'query ' || i,
+              case i % 3 when 0 then 'DESKTOP' when 1 then 'MOBILE' else 'TABLET' end, 'web',
+              i % 50, 100 + i % 900, (i % 50) * 1.0 / (100 + i % 900), 1 + (i % 80) / 3.0
+       from s`,
+    );
+  } finally {
+    db.close();
+  }
+}
+
+describe.skipIf(postgresSkipReason !== null)("db:copy SQLite -> PostgreSQL", () => {
+  const server = usePostgres();
+  const dir = tempDir("sitesync-copy-");
+  const synced = join(dir.dir, "synced.db");
+  const big = join(dir.dir, "big.db");
+
+  beforeAll(async () => {
+    // Real data: the service syncs three sites from the demo source (daily and hourly), with an API key
+    // and the audit log of its writes, then stops.
+    const s = await startServer({ workers: 1, syncWorkers: 1, dbPath: synced, env: { SYNC_SOURCE: "demo", DEMO_ROWS_PER_DAY: "30", SYNC_SCHEDULER: "false" } });
+    try {
+      const created = await request(s.url, "POST", "/api/v1/keys", { name: "copy-test", scope: "admin" });
+      expect(created.status).toBe(201);
+      const auth = { authorization: `Bearer ${created.body.key}` };
+      const jobs: number[] = [];
+      for (const name of ["alpha", "beta", "gamma"]) {
+        const site = await request(s.url, "POST", "/api/v1/sites", { domain: `sc-domain:${name}.copy.example`, name }, auth);
+        expect(site.status).toBe(201);
+        const daily = await request(s.url, "POST", `/api/v1/sync/trigger/${site.body.id}?days=4`, undefined, auth);
+        expect(daily.status).toBe(202);
+        const hourly = await request(s.url, "POST", `/api/v1/sites/${site.body.id}/sync-tasks`, { task_type: "hourly_sync", days: 2 }, auth);
+        expect(hourly.status).toBe(202);
+        jobs.push(daily.body.job_id, hourly.body.job_id);
+      }
+      for (const id of jobs) {
+        await waitFor(`job ${id}`, async () => (await request(s.url, "GET", `/api/v1/sync/job/${id}`, undefined, auth)).body.status === "completed", 60_000, 200);
+      }
+    } finally {
+      await s.stop();
+    }
+    seedBig(big, BIG);
+  });
+  afterAll(() => dir.cleanup());
+
+  test("copies every table of synced data: same rows, ids and values; sequences moved past the ids; a progress bar on stderr", async () => {
+    const url = await server.newDatabase();
+    const r = await dbCopy(["--from", synced, "--to", url, "--progress", "bar"]);
+    expect(r.stderr).toContain("gsc_performance_data");
+    expect(r.stderr).toContain("100%");
+    expect(r.code).toBe(0);
+    const counts = sqliteCounts(synced);
+    // The data is real and every kind of it is there.
+    for (const t of ["sites", "sync_tasks", "gsc_performance_data", "gsc_synced_days", "hourly_rankings", "api_keys", "audit_log"]) {
+      expect(counts[t]).toBeGreaterThan(0);
+    }
+    expect(await pgCounts(url)).toEqual(counts);
+    for (const [t, n] of Object.entries(counts)) expect(r.stdout).toMatch(new RegExp(`^${t} +source ${n} +target ${n} +ok$`, "m"));
+    expect(r.stdout).toMatch(/every table's row count matches/);
+    const { sqliteRows, pgRows } = await allRows(synced, url);
+    expect(pgRows).toEqual(sqliteRows);
+
+    const pg = openPg(url, { max: 1 });
+    try {
+      const next = await pg.orm.execute<{ id: number }>(sql`insert into sites (domain, name) values ('sc-domain:new.example', 'New') returning id`);
+      expect(next.rows[0]!.id).toBe(counts.sites! + 1);
+    } finally {
+      await pg.close();
+    }
+  });
+
+  test("refuses a non-empty target without --resume or --replace, and leaves it as it was; --replace copies again", async () => {
+    const url = await server.newDatabase();
+    expect((await dbCopy(["--from", synced, "--to", url, "--progress", "none"])).code).toBe(0);
+    const before = await pgCounts(url);
+    const again = await dbCopy(["--from", synced, "--to", url, "--progress", "none"]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/refused: the target database is not empty: .*sites \(3 rows\).*--resume.*--replace/);
+    expect(await pgCounts(url)).toEqual(before);
+
+    const replaced = await dbCopy(["--from", synced, "--to", url, "--progress", "none"].concat("--replace"));
+    expect(replaced.code).toBe(0);
+    expect(await pgCounts(url)).toEqual(sqliteCounts(synced));
+  });
+
+  test(`${BIG} rows: a copy killed with SIGKILL halfway is refused a plain re-run and finished by --resume, counts verified`, async () => {
+    const url = await server.newDatabase();
+    const proc = Bun.spawn([process.execPath, join(root, "src/db/copy-cli.ts"), "--from", big, "--to", url, "--progress", "lines", "--batch-size", "2000"], {
+      cwd: root,
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    // Kill it once it reports a tenth of the big table (stderr lines: "gsc_performance_data: 40000/200000 rows").
+    let seen = "";
+    const reader = proc.stderr.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += new TextDecoder().decode(value);
+      const m = [...seen.matchAll(/gsc_performance_data: (\d+)\/(\d+) rows/g)].at(-1);
+      if (m && Number(m[1]) > 0 && Number(m[1]) < BIG / 2) {
+        proc.kill("SIGKILL");
+        break;
+      }
+    }
+    await proc.exited;
+    expect(proc.signalCode).toBe("SIGKILL");
+    // The server finishes (and commits) a batch already sent before it notices the client is gone.
+    await waitFor("the killed copy's connections to end", async () => (await otherSessions(url)) === 0, 30_000, 100);
+    const partial = (await pgCounts(url)).gsc_performance_data!;
+    expect(partial).toBeGreaterThan(0);
+    expect(partial).toBeLessThan(BIG);
+
+    const plain = await dbCopy(["--from", big, "--to", url, "--progress", "none"]);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toContain("refused: the target database is not empty");
+
+    const resumed = await dbCopy(["--from", big, "--to", url, "--progress", "lines", "--resume"]);
+    expect(resumed.stderr).toMatch(new RegExp(`gsc_performance_data: ${partial}/${BIG} rows`));
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toMatch(new RegExp(`^gsc_performance_data +source ${BIG} +target ${BIG} +ok$`, "m"));
+    const pg = openPg(url, { max: 1 });
+    try {
+      const r = await pg.orm.execute<{ n: string; ids: string; max: string; clicks: string }>(
+        sql`select count(*) as n, count(distinct id) as ids, max(id) as max, sum(clicks) as clicks from gsc_performance_data`,
+      );
+      const src = new Database(big, { readonly: true });
+      const s = src.query<{ clicks: number }, []>("select sum(clicks) as clicks from gsc_performance_data").get()!;
+      src.close();
+      expect(r.rows[0]).toEqual({ n: String(BIG), ids: String(BIG), max: String(BIG), clicks: String(s.clicks) });
+    } finally {
+      await pg.close();
+    }
+  });
+
+  test("verification fails when the source lost rows since the first copy (a resume does not delete)", async () => {
+    const url = await server.newDatabase();
+    const changed = join(dir.dir, "changed.db");
+    copyFileSync(synced, changed);
+    expect((await dbCopy(["--from", changed, "--to", url, "--progress", "none"])).code).toBe(0);
+    const db = new Database(changed);
+    db.run("PRAGMA foreign_keys = ON");
+    db.run("delete from sites where id = (select max(id) from sites)");
+    db.close();
+    const r = await dbCopy(["--from", changed, "--to", url, "--progress", "none", "--resume"]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^sites +source 2 +target 3 +DIFFERENT$/m);
+    expect(r.stderr).toMatch(/row counts differ in .*sites.*--replace/);
+  });
+
+  test.each([
+    { name: "no such source file", args: (u: string) => ["--from", "/nonexistent/app.db", "--to", u], code: 1, err: /refused: no SQLite database at \/nonexistent\/app.db/ },
+    { name: "target not a postgres URL", args: () => ["--from", "./x.db", "--to", "mysql://h/db"], code: 2, err: /expected a postgres:\/\/ or postgresql:\/\/ URL/ },
+    { name: "--resume with --replace", args: (u: string) => ["--from", "./x.db", "--to", u, "--resume", "--replace"], code: 2, err: /cannot be used with/ },
+    { name: "in-memory source", args: (u: string) => ["--from", ":memory:", "--to", u], code: 2, err: /in-memory/ },
+    { name: "missing --to", args: () => ["--from", "./x.db"], code: 2, err: /--to <url>/ },
+  ])("bad input: $name", async ({ args, code, err }) => {
+    const r = await dbCopy(args(server.adminUrl()));
+    expect(r.stderr).toMatch(err);
+    expect(r.code).toBe(code);
+  });
+
+  test("refuses a source that is not at the current schema", async () => {
+    const old = join(dir.dir, "old.db");
+    const db = new Database(old);
+    db.run("create table sites (id integer primary key, domain text)");
+    db.close();
+    const r = await dbCopy(["--from", old, "--to", await server.newDatabase()]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`refused: ${old} is not at the current schema: run \`DATABASE_URL=${old} bun run migrate\` first`);
+  });
+});
