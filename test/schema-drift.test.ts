@@ -5,12 +5,13 @@
 import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { is, SQL } from "drizzle-orm";
+import { readMigrationFiles } from "drizzle-orm/migrator";
 import { PgDialect, PgTable, getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
 import { SQLiteSyncDialect, SQLiteTable, getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
 import { join } from "node:path";
 import pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
-import { migratePg } from "../src/db/pg/migrate.ts";
+import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import { pgTablesByName, sqliteTablesByName } from "../src/db/pg/tables.ts";
 import { tempDir } from "./helpers/db.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
@@ -213,10 +214,34 @@ async function pgShape(url: string): Promise<DbShape> {
   }
 }
 
-describe.skipIf(postgresSkipReason !== null)("schema drift: migrated SQLite file vs migrated PostgreSQL database", () => {
+describe.skipIf(postgresSkipReason !== null)("PostgreSQL migrations (real server)", () => {
   const server = usePostgres();
 
-  test("migrations/ and migrations/pg build the same tables, columns, nullability, unique and foreign keys", async () => {
+  test("bun run migrate:pg: 6 processes at once on an empty database, one applies, none fails (advisory lock)", async () => {
+    const url = await server.newDatabase();
+    const procs = Array.from({ length: 6 }, () =>
+      Bun.spawn([process.execPath, join(import.meta.dir, "../src/db/pg/migrate-cli.ts"), url], { stdout: "pipe", stderr: "pipe" }),
+    );
+    const results = await Promise.all(
+      procs.map(async (p) => ({ code: await p.exited, out: await new Response(p.stdout).text(), err: await new Response(p.stderr).text() })),
+    );
+    expect(results.map((r) => r.err)).toEqual(Array(6).fill(""));
+    expect(results.map((r) => r.code)).toEqual(Array(6).fill(0));
+    const files = readMigrationFiles({ migrationsFolder: pgMigrationsFolder }).length;
+    const applied = results.map((r) => Number(/migrations: (\d+) applied/.exec(r.out)?.[1]));
+    expect(applied.sort()).toEqual([0, 0, 0, 0, 0, files]);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      expect((await client.query("select count(*)::int as n from drizzle.__drizzle_migrations")).rows[0].n).toBe(files);
+    } finally {
+      await client.end();
+    }
+    // Run again: nothing to do.
+    expect(await migratePg(url)).toBe(0);
+  });
+
+  test("schema drift: migrations/ and migrations/pg build the same tables, columns, nullability, unique and foreign keys", async () => {
     const dir = tempDir();
     try {
       const path = join(dir.dir, "app.db");

@@ -11,6 +11,8 @@ try {
   const applied = await migratePg(url);
   console.log(`migrations: ${applied} applied to ${new URL(url).host}${new URL(url).pathname}`);
 } catch (err) {
-  console.error(`migrate:pg failed: ${(err as Error).message}`);
+  // Drizzle wraps the server's error in "Failed query: <the whole migration>"; the cause says what went wrong.
+  const cause = (err as Error).cause;
+  console.error(`migrate:pg failed: ${cause instanceof Error ? cause.message : (err as Error).message}`);
   process.exit(1);
 }
