@@ -1,14 +1,17 @@
 // A throw-away PostgreSQL cluster in a temp dir on a free port, from Debian's `postgresql` binaries
 // (/usr/lib/postgresql/<version>/bin). Used by test/helpers/postgres.ts and by .ci/run:
-//   bun scripts/pg-cluster.ts start        prints the cluster's directory, then its URL, one per line
-//   bun scripts/pg-cluster.ts stop <dir>   stops it and removes the directory
+//   bun scripts/pg-cluster.ts start --owner <pid>     prints the cluster's directory, then its URL, one per line
+//   bun scripts/pg-cluster.ts stop <dir>              stops it and removes the directory
 // initdb refuses to run as root, so as root every command runs as the `postgres` user (runuser).
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+// A cluster whose owner process is gone (a test run killed before its afterAll) is removed by the next start.
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../src/net.ts";
 
 const PG_ROOT = "/usr/lib/postgresql";
+const PREFIX = "sitesync-pg-";
+const OWNER_FILE = "owner.pid";
 
 export type Cluster = { dir: string; url: string; port: number };
 
@@ -48,11 +51,14 @@ function postgresUser(): { uid: number; gid: number } {
  * Creates and starts a cluster: trust auth for the `postgres` superuser, listening on 127.0.0.1 only (and a
  * socket in its own dir), C locale (text sorts byte-wise, as SQLite's BINARY), no fsync (it is thrown away).
  */
-export function startCluster(opts: { bin?: string; parent?: string } = {}): Cluster {
+export function startCluster(opts: { bin?: string; parent?: string; ownerPid?: number } = {}): Cluster {
   const bin = opts.bin ?? findPgBin();
   if (!bin) throw new Error(`no PostgreSQL binaries under ${PG_ROOT} (apt-get install -y postgresql)`);
-  const dir = mkdtempSync(join(opts.parent ?? tmpdir(), "sitesync-pg-"));
+  const parent = opts.parent ?? tmpdir();
+  reapOrphanedClusters(parent, bin);
+  const dir = mkdtempSync(join(parent, PREFIX));
   try {
+    writeFileSync(join(dir, OWNER_FILE), String(opts.ownerPid ?? process.pid));
     if (isRoot()) {
       const { uid, gid } = postgresUser();
       chownSync(dir, uid, gid);
@@ -94,17 +100,50 @@ export function stopCluster(dir: string, bin = findPgBin()): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** Stops and removes the clusters under `parent` whose owner process no longer exists. */
+function reapOrphanedClusters(parent: string, bin: string) {
+  for (const name of readdirSync(parent)) {
+    if (!name.startsWith(PREFIX)) continue;
+    const dir = join(parent, name);
+    let owner: number;
+    try {
+      owner = Number(readFileSync(join(dir, OWNER_FILE), "utf8"));
+    } catch {
+      continue; // being created right now, or not ours
+    }
+    if (!Number.isInteger(owner) || owner <= 0 || isAlive(owner)) continue;
+    try {
+      stopCluster(dir, bin);
+    } catch {
+      // Another start may be reaping it at the same moment.
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 if (import.meta.main) {
   const [cmd, dir] = process.argv.slice(2);
   try {
     if (cmd === "start") {
-      const c = startCluster();
+      // The cluster belongs to the process that asked for it (.ci/run passes its own $$), not to this one:
+      // once that process is gone, the next start removes the cluster.
+      const owner = process.argv[3] === "--owner" ? Number(process.argv[4]) : NaN;
+      if (!Number.isInteger(owner) || owner <= 0) throw new Error("start needs --owner <pid of the process that stops the cluster>");
+      const c = startCluster({ ownerPid: owner });
       console.log(c.dir);
       console.log(c.url);
     } else if (cmd === "stop" && dir) {
       stopCluster(dir);
     } else {
-      console.error("usage: bun scripts/pg-cluster.ts start | stop <dir>");
+      console.error("usage: bun scripts/pg-cluster.ts start --owner <pid> | stop <dir>");
       process.exit(2);
     }
   } catch (err) {
