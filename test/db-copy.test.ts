@@ -92,7 +92,7 @@ function seedBig(path: string, n: number) {
     db.run(
       `with recursive s(i) as (select 0 union all select i + 1 from s where i + 1 < ${n})
        insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position)
-       select 1, printf('2026-%02d-%02d', 1 + i % 9, 1 + i % 28), 'https://big.example/p/' || (i % 997), 'query ' || i,
+       select 1, printf('2026-%02d-%02d', 1 + i % 9, 1 + i % 28), 'https://big.example/p/' || (i / 1000), 'query ' || (i % 1000),
               case i % 3 when 0 then 'DESKTOP' when 1 then 'MOBILE' else 'TABLET' end, 'web',
               i % 50, 100 + i % 900, (i % 50) * 1.0 / (100 + i % 900), 1 + (i % 80) / 3.0
        from s`,
