@@ -241,6 +241,24 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL migrations (real server
     expect(await migratePg(url)).toBe(0);
   });
 
+  test("bunx drizzle-kit migrate --config drizzle.pg.config.ts builds the same database; migrate:pg then has nothing to do", async () => {
+    const [byKit, byUs] = [await server.newDatabase(), await server.newDatabase()];
+    const proc = Bun.spawn([process.execPath, "x", "drizzle-kit", "migrate", "--config", "drizzle.pg.config.ts"], {
+      cwd: join(import.meta.dir, ".."),
+      env: { ...process.env, DATABASE_URL: byKit },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, out] = await Promise.all([proc.exited, new Response(proc.stdout).text()]);
+    expect(out).toContain("migrations applied successfully");
+    expect(code).toBe(0);
+    expect(await migratePg(byKit)).toBe(0);
+    await migratePg(byUs);
+    const kitShape = await pgShape(byKit);
+    expect(Object.keys(kitShape).length).toBeGreaterThan(5);
+    expect(kitShape).toEqual(await pgShape(byUs));
+  });
+
   test("schema drift: migrations/ and migrations/pg build the same tables, columns, nullability, unique and foreign keys", async () => {
     const dir = tempDir();
     try {
