@@ -241,6 +241,17 @@ describe.skipIf(postgresSkipReason !== null)("db:copy SQLite -> PostgreSQL", () 
     expect(r.stderr).toMatch(/row counts differ in .*sites.*--replace/);
   });
 
+  test("a value PostgreSQL refuses (text in an integer column, which SQLite stores) fails the copy naming the table and rows", async () => {
+    const odd = join(dir.dir, "odd.db");
+    copyFileSync(synced, odd);
+    const db = new Database(odd);
+    db.run("update gsc_performance_data set clicks = 'lots' where id = (select max(id) from gsc_performance_data)");
+    db.close();
+    const r = await dbCopy(["--from", odd, "--to", await server.newDatabase(), "--progress", "none"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^db:copy failed: gsc_performance_data, rows \d+\.\.\d+ \(rowid\): invalid input syntax for type integer: "lots"$/m);
+  });
+
   test.each([
     { name: "no such source file", args: (u: string) => ["--from", "/nonexistent/app.db", "--to", u], code: 1, err: /refused: no SQLite database at \/nonexistent\/app.db/ },
     { name: "target not a postgres URL", args: () => ["--from", "./x.db", "--to", "mysql://h/db"], code: 2, err: /expected a postgres:\/\/ or postgresql:\/\/ URL/ },

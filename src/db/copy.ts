@@ -172,7 +172,9 @@ async function copyTable(source: Database, target: ReturnType<typeof openPg>, t:
         return v === null ? null : c.to.mapToDriverValue(c.from.mapFromDriverValue(v));
       }),
     );
-    const r = await target.pool.query(insert, arrays);
+    const r = await target.pool.query(insert, arrays).catch((err: Error) => {
+      throw new Error(`${t.name}, rows ${rows[0]![0]}..${last} (rowid): ${err.message}`, { cause: err });
+    });
     inserted += r.rowCount ?? rows.length;
     done += rows.length;
     opts.onProgress?.({ table: t.name, done, total });
