@@ -1,6 +1,6 @@
 // The SQLite schema (src/db/schema.ts) and its PostgreSQL twin (src/db/pg/schema.ts) must describe the same
 // database: same tables, columns, column kinds, nullability, defaults, primary and unique keys (partial ones
-// with the same condition), foreign keys and checks. First from Drizzle's own table config (no server
+// with the same condition), indexes, foreign keys and checks. First from Drizzle's own table config (no server
 // needed), then from the databases the two sets of migrations really build.
 import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
@@ -84,6 +84,11 @@ function describeTable(cfg: Config, dialect: SQLiteSyncDialect | PgDialect) {
       ...cfg.uniqueConstraints.map((u) => ({ name: u.name, columns: u.columns.map((c) => c.name), where: null })),
       ...cfg.columns.filter((c) => c.isUnique).map((c) => ({ name: c.uniqueName, columns: [c.name], where: null })),
     ].sort((a, b) => String(a.name).localeCompare(String(b.name))),
+    // Plain indexes too: the same queries will run on both engines and need the same access paths.
+    indexes: cfg.indexes
+      .filter((i) => !i.config.unique)
+      .map((i) => ({ name: i.config.name, columns: i.config.columns.map((c) => (c as { name: string }).name), where: i.config.where ? text(i.config.where) : null }))
+      .sort((a, b) => String(a.name).localeCompare(String(b.name))),
     foreignKeys: cfg.foreignKeys
       .map((f) => {
         const r = f.reference();
@@ -107,7 +112,7 @@ describe("schema drift: src/db/schema.ts vs src/db/pg/schema.ts", () => {
     expect(sqliteTables.size).toBeGreaterThan(5);
   });
 
-  test.each([...sqliteTables.keys()])("%s: same columns, kinds, nullability, defaults and keys", (name) => {
+  test.each([...sqliteTables.keys()])("%s: same columns, kinds, nullability, defaults, keys and indexes", (name) => {
     const pgCfg = pgTables.get(name);
     if (!pgCfg) throw new Error(`table ${name} is missing from src/db/pg/schema.ts`);
     expect(describeTable(pgCfg, pgDialect)).toEqual(describeTable(sqliteTables.get(name)!, sqliteDialect));
