@@ -144,7 +144,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy SQLite -> PostgreSQL", () 
     expect(r.code).toBe(0);
     const counts = sqliteCounts(synced);
     // The data is real and every kind of it is there.
-    for (const t of ["sites", "sync_tasks", "gsc_performance_data", "gsc_synced_days", "hourly_rankings", "api_keys", "audit_log"]) {
+    for (const t of ["sites", "sync_tasks", "gsc_performance_data", "gsc_synced_days", "hourly_rankings", "gsc_queries", "api_keys", "audit_log"]) {
       expect(counts[t]).toBeGreaterThan(0);
     }
     expect(await pgCounts(url)).toEqual(counts);

@@ -115,6 +115,30 @@ export const gscPerformanceData = pgTable(
   ],
 );
 
+// Distinct query strings per site (SQLite: kept by triggers on gsc_performance_data for its FTS5 search;
+// PostgreSQL's search and the way it keeps this table are for the switch itself).
+export const gscQueries = pgTable(
+  "gsc_queries",
+  {
+    id: bigId(),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    query: text("query").notNull(),
+  },
+  (t) => [uniqueIndex("gsc_queries_site_query_unique").on(t.site_id, t.query)],
+);
+
+// One row: the highest gsc_queries id in SQLite's FTS index (copied as data; meaningless until PostgreSQL search exists).
+export const gscQueriesIndexed = pgTable(
+  "gsc_queries_indexed",
+  {
+    id: integer("id").primaryKey(),
+    indexed_through: bigint("indexed_through", { mode: "number" }).notNull().default(0),
+  },
+  (t) => [check("gsc_queries_indexed_one_row", sql`${t.id} = 1`)],
+);
+
 export const gscSyncedDays = pgTable(
   "gsc_synced_days",
   {
