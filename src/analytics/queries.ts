@@ -1,11 +1,13 @@
 import type { Db } from "../db/index.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { roundHalfEven } from "./format.ts";
+import { queryPool } from "./pool.ts";
 import type { PageKeywordItem, RankingDataItem, TrendsResponse } from "./schemas.ts";
 
 // Reads of the synced rows (gsc_performance_data) for the analytics endpoints, in plain SQL: they
 // use json_each, window functions and exact orderings that the planner must serve from the indexes.
-// Statements go through bun:sqlite's query(), which compiles each SQL text once per connection.
+// Index seeks (exact terms, coverage) run on the process's reader; scans that aggregate a date range
+// run on the query threads (pool.ts), off the event loop. Each SQL text is compiled once per connection.
 
 // The unique index's order: (site_id, date, page, query, device, search_type). Rows read in it need
 // no sort; it is also the "order of appearance" that daily groups keep within a day.
@@ -65,13 +67,18 @@ function rankingSql(o: RankingOptions): string {
  */
 export async function findRankingData(db: Db, o: RankingOptions): Promise<RankingDataItem[]> {
   const terms = o.exact ?? o.partial;
-  const rows = db.raw.reader.query<RankingRow, [Record<string, string | number>]>(rankingSql(o)).all({
+  const sql = rankingSql(o);
+  const params = {
     site_id: o.siteId,
     start: o.start,
     end: o.end,
     limit: o.limit ?? -1,
     ...(terms ? { terms: JSON.stringify(terms) } : {}),
-  });
+  };
+  // Exact terms are index seeks (~1 ms for a month); anything else reads the whole range.
+  const rows = o.exact
+    ? db.raw.reader.query<RankingRow, [typeof params]>(sql).all(params)
+    : await queryPool(db).all<RankingRow>(sql, params);
   const byQuery = o.groupBy === "query";
   return rows.map((r) => ({
     date: r.date,
@@ -135,7 +142,7 @@ export function toPageKeywordItem(r: PageRow): PageKeywordItem {
 
 /** Pages of a site with their totals and keywords (see pageKeywordSql). */
 export async function findPageKeywordPerformance(db: Db, o: PageKeywordOptions): Promise<PageKeywordItem[]> {
-  const rows = db.raw.reader.query<PageRow, [Record<string, string | number>]>(pageKeywordSql(o)).all(pageKeywordParams(o));
+  const rows = await queryPool(db).all<PageRow>(pageKeywordSql(o), pageKeywordParams(o));
   return rows.map(toPageKeywordItem);
 }
 
@@ -181,7 +188,7 @@ window w as (order by date), w7 as (order by date rows between 6 preceding and c
  * moving average, the change against 7 rows before and a running sum; newest first.
  */
 export async function findPerformanceTrends(db: Db, siteId: number, days: number): Promise<TrendsResponse> {
-  const data = db.raw.reader.query<TrendsResponse["data"][number], [Record<string, number>]>(TRENDS_SQL).all({ site_id: siteId, days });
+  const data = await queryPool(db).all<TrendsResponse["data"][number]>(TRENDS_SQL, { site_id: siteId, days });
   const n = data.length;
   return {
     data,

@@ -20,10 +20,12 @@ const CHUNK_CHARS = 64 * 1024;
 /**
  * Opens a read-only connection of its own for one download. The process's shared reader must not
  * be used: a statement left open there would pin every other read of this process to the snapshot
- * taken when the download started. Its sorts spill to temp files, not memory.
+ * taken when the download started. Its sorts spill to temp files, not memory; it has a small cache and no mmap.
  */
 export function openExportConnection(db: Db): Database {
-  const conn = openConnection(db.path, { ...db.pragmas, tempStore: "FILE" });
+  // A one-pass read gains nothing from a page cache or a memory map, which would only grow the
+  // process's RSS by the pages read (64 MB cache, up to mmap_size mapped).
+  const conn = openConnection(db.path, { ...db.pragmas, tempStore: "FILE", cacheSize: -2000, mmapSize: 0 });
   conn.run("PRAGMA query_only = 1");
   return conn;
 }
