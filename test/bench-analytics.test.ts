@@ -25,14 +25,14 @@ describe("bun run bench:analytics", () => {
     const names = ["ranking_raw_30d", "ranking_raw_30d_query", "ranking_daily_30d_query", "ranking_daily_30d_all", "ranking_daily_30d_partial", "page_keyword_90d", "trends_30", "coverage_30", "search_3plus", "search_1_2"];
     for (const n of names) expect(stdout).toMatch(new RegExp(`^${n}\\s+n=\\s*\\d+\\s+p50\\s+[\\d.]+ ms\\s+p99\\s+[\\d.]+ ms`, "m"));
     expect(stdout).toMatch(/target p99 <= 50 ms: (met|NOT MET)/);
-    expect(stdout).toMatch(/^export_csv\s+3,000 rows, .* rows\/s \(target >= 200,000: (met|NOT MET)\); server RSS \d+ -> peak \d+ MiB/m);
+    expect(stdout.match(/^export_csv \((curl|fetch)\)\s+3,000 rows, .* rows\/s \(target >= 200,000: (met|NOT MET)\); server RSS \d+ -> peak \d+ MiB \(anonymous \d+ -> \d+ MiB\)$/gm)).toHaveLength(2);
     for (const run of ["alone", "\\+light", "\\+heavy", "\\+export", "alone again"]) expect(stdout).toMatch(new RegExp(`^sites_get ${run}\\s+[\\d,]+ req/s`, "m"));
 
     const report = JSON.parse(readFileSync(out, "utf8"));
     expect(report.seed).toMatchObject({ rows: 3000, days: 30 });
     expect(report.latencies.map((l: { name: string }) => l.name)).toEqual(names);
     for (const l of report.latencies) expect(l.errors).toBe(0);
-    expect(report.export.rows).toBe(3000);
+    for (const e of report.exports) expect(e.rows).toBe(3000);
     expect(report.sites.map((s: { name: string }) => s.name)).toEqual(["alone", "+light", "+heavy", "+export", "alone again"]);
     for (const s of report.sites) expect(s.server5xx).toBe(0);
     expect(report.sitesRatios).toHaveLength(3);

@@ -15,7 +15,7 @@ const openDownloads = new Gauge({
 });
 
 /** Bytes of text gathered before a chunk is handed to the socket. */
-const CHUNK_CHARS = 64 * 1024;
+const CHUNK_CHARS = 256 * 1024;
 
 /**
  * Opens a read-only connection of its own for one download. The process's shared reader must not
