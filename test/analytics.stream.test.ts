@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Database } from "bun:sqlite";
+import { readdirSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { children } from "../bench/cpu.ts";
 import { seedAnalytics, type SeedResult } from "../bench/seed-analytics.ts";
 import { tempDir } from "./helpers/db.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
@@ -111,5 +113,15 @@ describe("streamed export on the real service", () => {
     // Meaningful only if the aggregation is slow enough to overlap the reads (it reads 120,000 rows).
     expect(slowDoneAt - started).toBeGreaterThan(100);
     expect(fastDone.every((t) => t < slowDoneAt)).toBe(true);
+
+    // The query ran on a thread of lower scheduling priority (nice 10): the request thread keeps nice 0.
+    const nices = children(server.proc.pid).flatMap((pid) =>
+      readdirSync(`/proc/${pid}/task`).map((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        return { main: tid === String(pid), nice: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]) };
+      }),
+    );
+    expect(nices.filter((t) => t.main).map((t) => t.nice)).toEqual([0]);
+    expect(nices.some((t) => !t.main && t.nice === 10)).toBe(true);
   });
 });

@@ -1,8 +1,31 @@
+import { dlopen, FFIType } from "bun:ffi";
 import type { Database, SQLQueryBindings } from "bun:sqlite";
 import { openConnection, type Pragmas } from "../db/open.ts";
 
 // A query thread (see pool.ts): runs long read-only SELECTs on a connection of its own, so the HTTP
 // worker's event loop keeps serving other requests meanwhile.
+
+/** The nice value of query threads: when CPU is short, the scheduler favours the request threads. */
+export const QUERY_THREAD_NICE = 10;
+
+/**
+ * Lowers this thread's scheduling priority (Linux: setpriority on the thread id affects that thread
+ * only). Where that is not possible the thread simply runs at normal priority.
+ */
+function lowerThreadPriority(): boolean {
+  if (process.platform !== "linux") return false;
+  try {
+    const libc = dlopen("libc.so.6", {
+      gettid: { args: [], returns: FFIType.i32 },
+      setpriority: { args: [FFIType.i32, FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+    });
+    const ok = libc.symbols.setpriority(0 /* PRIO_PROCESS */, libc.symbols.gettid(), QUERY_THREAD_NICE) === 0;
+    libc.close();
+    return ok;
+  } catch {
+    return false;
+  }
+}
 
 declare const self: Worker;
 
@@ -16,6 +39,7 @@ let conn: Database | undefined;
 self.onmessage = (e: MessageEvent<ThreadRequest>) => {
   const m = e.data;
   if (m.type === "open") {
+    lowerThreadPriority();
     conn = openConnection(m.path, m.pragmas);
     conn.run("PRAGMA query_only = 1");
     return;
