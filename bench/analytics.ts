@@ -209,7 +209,7 @@ async function main() {
     } else {
       console.log(`seeding ${flags.rows.toLocaleString("en-US")} rows over ${flags.days} days...`);
       const t = performance.now();
-      seed = seedAnalytics(dbPath, { rows: flags.rows, days: flags.days });
+      seed = await seedAnalytics(dbPath, { rows: flags.rows, days: flags.days });
       seedSeconds = (performance.now() - t) / 1000;
       if (flags.db) writeFileSync(seedFile, JSON.stringify(seed));
       console.log(`seeded ${seed.rows.toLocaleString("en-US")} rows (${seed.rowsPerDayType} per day and search type) in ${seedSeconds.toFixed(1)} s`);

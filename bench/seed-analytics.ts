@@ -1,5 +1,7 @@
 import { Database } from "bun:sqlite";
 import { migrate } from "../src/db/migrate.ts";
+import { wrapOrm } from "../src/db/open.ts";
+import { indexAllPendingQueries } from "../src/search/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { demoRows } from "../src/sync/demo.ts";
 import { searchTypes } from "../src/sync/source.ts";
@@ -15,7 +17,7 @@ export type SeedResult = { siteId: number; domain: string; rows: number; days: n
  * Seeds one site with about `rows` rows spread over the `days` days ending at today minus 2 (UTC),
  * each day holding the same number of demo rows per search type. Migrates the file first.
  */
-export function seedAnalytics(path: string, opts: { rows: number; days: number; domain?: string }): SeedResult {
+export async function seedAnalytics(path: string, opts: { rows: number; days: number; domain?: string }): Promise<SeedResult> {
   migrate(path);
   const db = new Database(path, { strict: true });
   try {
@@ -49,6 +51,9 @@ export function seedAnalytics(path: string, opts: { rows: number; days: number; 
     });
     for (let d = 0; d < opts.days; d++) day(addDays(start, d));
     for (const i of indexes) db.run(i.sql);
+    // The query-search index (FTS5 over the site's distinct queries), as a sync does after each day.
+    const orm = wrapOrm(db);
+    await indexAllPendingQueries(async (fn) => db.transaction(() => fn(orm))());
     db.run("PRAGMA wal_checkpoint(TRUNCATE)");
     return { siteId, domain, rows: total, days: opts.days, start, end, rowsPerDayType };
   } finally {

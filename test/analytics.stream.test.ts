@@ -22,7 +22,7 @@ let dbPath: string;
 beforeAll(async () => {
   dir = tempDir();
   dbPath = join(dir.dir, "app.db");
-  seed = seedAnalytics(dbPath, { rows: 120_000, days: 30 });
+  seed = await seedAnalytics(dbPath, { rows: 120_000, days: 30 });
   server = await startServer({ workers: 1, dbPath });
 });
 afterAll(async () => {
@@ -48,6 +48,13 @@ function truncateCheckpoint(): boolean {
 }
 
 describe("streamed export on the real service", () => {
+  test("the seeded site is searchable (the seeder fills the query-search index as a sync does)", async () => {
+    const r = await request(server.url, "GET", `/api/v1/sites/${seed.siteId}/queries/search?search_term=trail`);
+    expect(r.status).toBe(200);
+    expect(r.body.queries.length).toBeGreaterThan(0);
+    expect(r.body.queries.every((q: { query: string }) => q.query.includes("trail"))).toBe(true);
+  });
+
   test("the whole site as CSV: header, every row, CRLF", async () => {
     const res = await fetch(`${server.url}/api/v1/sites/${seed.siteId}/export?format=csv`);
     expect(res.status).toBe(200);
