@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
-import { containsPattern, SEARCH_INDEXED_SQL, SEARCH_SHORT_SQL } from "../src/search/queries.ts";
+import { containsPattern, SEARCH_INDEXED_SQL, SEARCH_SHORT_SQL, searchQueries } from "../src/search/queries.ts";
 import { upsertRows } from "../src/sync/data.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { tempDb } from "./helpers/db.ts";
@@ -158,6 +158,15 @@ describe("errors", () => {
       expect(r.json.error.message).toMatch(c.message);
     });
   }
+
+  test("control characters are refused by the query function itself, and on the dashboard's query page", async () => {
+    for (const term of ["\u0000", "run\u0000", "a\u007fb"]) {
+      await expect(searchQueries(t.db, { siteId: site, term, startDate: null, endDate: null, limit: 10 })).rejects.toThrow(/control characters/);
+    }
+    const page = await app.request(`/ui/queries?site_id=${site}&q=%00`);
+    expect(page.status).toBe(400);
+    expect(await page.text()).toContain("The search term contains control characters.");
+  });
 
   test("unknown site -> 404; bad site id -> 400", async () => {
     expect((await search("search_term=x", 999_999)).status).toBe(404);

@@ -1,6 +1,7 @@
 import { count, eq, gt, max, sql } from "drizzle-orm";
 import type { Db, Orm } from "../db/index.ts";
 import { gscQueries, gscQueriesIndexed } from "../db/schema.ts";
+import { ApiError } from "../errors.ts";
 import type { QueryStats } from "./schemas.ts";
 
 type Params = { site_id: number; pattern: string; start: string; end: string; limit: number };
@@ -78,6 +79,12 @@ export function ftsPhrase(term: string): string {
   return `"${term.replaceAll('"', '""')}"`;
 }
 
+/**
+ * Control characters (C0, DEL, C1). SQLite's LIKE stops reading a pattern at a NUL, so `%00` would
+ * match every query; no Search Console query holds one, so a term with any is refused.
+ */
+export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+
 export type SearchOptions = { siteId: number; term: string; startDate: string | null; endDate: string | null; limit: number };
 
 /**
@@ -87,6 +94,12 @@ export type SearchOptions = { siteId: number; term: string; startDate: string | 
  * `using: "scan"` runs the plain scan instead of the index (same results; for tests and the bench).
  */
 export async function searchQueries(db: Db, opts: SearchOptions & { using?: "index" | "scan" }): Promise<{ total: number; queries: QueryStats[] }> {
+  // The API's schema refuses these first; this guards every other caller (the dashboard, tools).
+  if (CONTROL_CHARACTERS.test(opts.term)) {
+    throw new ApiError("validation_failed", "invalid query: search_term: must not contain control characters (such as NUL, %00)", [
+      { path: "search_term", message: "must not contain control characters (such as NUL, %00)" },
+    ]);
+  }
   const params: Params = {
     site_id: opts.siteId,
     pattern: containsPattern(opts.term),

@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { createSelectSchema } from "drizzle-zod";
 import { gscPerformanceData } from "../db/schema.ts";
 import { DateString, intParam } from "../sync/schemas.ts";
+import { CONTROL_CHARACTERS } from "./queries.ts";
 
 export { SiteIdParam } from "../sync/schemas.ts";
 
@@ -11,9 +12,8 @@ export const SearchQuery = z.object({
     .trim()
     .min(1)
     .max(200)
-    // SQLite's LIKE stops reading a pattern at a NUL, so `%00` alone would match every query; no
-    // Search Console query holds a control character, so none is accepted (400, never a silent match-all).
-    .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, "must not contain control characters (such as NUL, %00)")
+    // 400, never a silent match-all: see CONTROL_CHARACTERS.
+    .refine((s) => !CONTROL_CHARACTERS.test(s), "must not contain control characters (such as NUL, %00)")
     .openapi({
       param: { name: "search_term", in: "query" },
       example: "running",

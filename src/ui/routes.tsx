@@ -14,7 +14,7 @@ import { UI_KEY_COOKIE } from "../auth/policy.ts";
 import type { Db } from "../db/index.ts";
 import { taskStatuses, type KeyScope } from "../db/schema.ts";
 import { ApiError } from "../errors.ts";
-import { searchQueries } from "../search/queries.ts";
+import { CONTROL_CHARACTERS, searchQueries } from "../search/queries.ts";
 import { createSite, decodeCursor, encodeCursor, findSiteById, listSites, searchSites, updateSite } from "../sites/queries.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { CreateSiteSchema } from "../sites/schemas.ts";
@@ -296,6 +296,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     if (form.site_id !== undefined) {
       if ((form.start && !isDate(form.start)) || (form.end && !isDate(form.end))) error = "Dates must be YYYY-MM-DD.";
       else if (form.q.length > 200) error = "The search term is longer than 200 characters.";
+      else if (CONTROL_CHARACTERS.test(form.q)) error = "The search term contains control characters.";
       else {
         if (!(await findSiteById(db, form.site_id))) throw siteNotFound(form.site_id);
         result = await searchQueries(db, {
