@@ -7,7 +7,7 @@ import { openDb, type Db } from "../src/db/index.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { sites } from "../src/db/schema.ts";
 import { indexAllPendingQueries, searchQueries } from "../src/search/queries.ts";
-import { upsertRows } from "../src/sync/data.ts";
+import { findDataDays, upsertRows } from "../src/sync/data.ts";
 import { addDays } from "../src/sync/dates.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 
@@ -150,6 +150,20 @@ try {
       `${JSON.stringify(term).padEnd(15)} | ${String(index.total).padStart(7)} | ${f(percentile(scan.wall, 50), 8)} | ${f(percentile(scan.wall, 99), 8)} | ${f(sc, 8)} | ${f(percentile(index.wall, 50), 9)} | ${f(percentile(index.wall, 99), 9)} | ${f(ic, 9)} | ${(sc / ic).toFixed(1)}x`,
     );
   }
+
+  // /sync/status/{site_id}: the days with rows by one index seek per day, against count(distinct date).
+  const timeIt = (f: () => unknown) => {
+    const times: number[] = [];
+    for (let i = 0; i < flags.iterations; i++) {
+      const t0 = performance.now();
+      f();
+      times.push(performance.now() - t0);
+    }
+    return percentile(times.sort((x, y) => x - y), 50);
+  };
+  const seek = timeIt(() => findDataDays(indexed, a));
+  const countDistinct = timeIt(() => indexed.raw.reader.query("select count(distinct date) from gsc_performance_data where site_id = ?").get(a));
+  console.log(`\nsync status days (${findDataDays(indexed, a).length} days): skip scan p50 ${seek.toFixed(2)} ms, count(distinct date) p50 ${countDistinct.toFixed(1)} ms`);
   indexed.close();
 } finally {
   rmSync(dir, { recursive: true, force: true });
