@@ -101,25 +101,23 @@ describe("streamed export on the real service", () => {
   });
 
   test("a slow aggregation runs off the event loop: the same worker answers other requests meanwhile", async () => {
-    const started = performance.now();
-    let slowDoneAt = 0;
+    let slowDone = false;
     const slow = request(server.url, "POST", "/api/v1/page-keyword-performance/", { site_id: seed.siteId }).then((r) => {
-      slowDoneAt = performance.now();
+      slowDone = true;
       return r;
     });
-    await Bun.sleep(20);
-    const fastDone: number[] = [];
-    for (let i = 0; i < 10; i++) {
+    // Reads one after another for as long as the aggregation (120,000 rows, ~100 ms on a quiet machine) runs:
+    // off the event loop they keep being answered; on it, at most one would get through before it ends.
+    let answeredMeanwhile = 0;
+    while (!slowDone) {
       const r = await request(server.url, "GET", `/api/v1/sites/${seed.siteId}`);
       expect(r.status).toBe(200);
-      fastDone.push(performance.now());
+      if (!slowDone) answeredMeanwhile++;
     }
     const r = await slow;
     expect(r.status).toBe(200);
     expect(r.body.total_results).toBe(24);
-    // Meaningful only if the aggregation is slow enough to overlap the reads (it reads 120,000 rows).
-    expect(slowDoneAt - started).toBeGreaterThan(100);
-    expect(fastDone.every((t) => t < slowDoneAt)).toBe(true);
+    expect(answeredMeanwhile).toBeGreaterThanOrEqual(5);
 
     // The query ran on a thread of lower scheduling priority (nice 10): the request thread keeps nice 0.
     const nices = children(server.proc.pid).flatMap((pid) =>
