@@ -1,4 +1,5 @@
 import { taskStatuses, type Site, type TaskStatus } from "../db/schema.ts";
+import { SiteOptions } from "./layout.tsx";
 import type { Job } from "../sync/schemas.ts";
 import { ago, num } from "./format.ts";
 
@@ -34,11 +35,7 @@ export function JobFilterForm(props: { filters: JobFilters; sites: Site[] }) {
         Site
         <select name="site_id">
           <option value="">any</option>
-          {props.sites.map((s) => (
-            <option value={String(s.id)} selected={f.site_id === s.id}>
-              {s.name}
-            </option>
-          ))}
+          <SiteOptions sites={props.sites} selected={f.site_id} />
         </select>
       </label>
       <label class="check">

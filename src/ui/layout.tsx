@@ -92,3 +92,16 @@ export function Live(props: { src: string; event: string; label: string; childre
     </div>
   );
 }
+
+/** The `<option>`s of a site picker, the selected one marked. */
+export function SiteOptions(props: { sites: { id: number; name: string }[]; selected: number | undefined }) {
+  return (
+    <>
+      {props.sites.map((s) => (
+        <option value={String(s.id)} selected={props.selected === s.id}>
+          {s.name}
+        </option>
+      ))}
+    </>
+  );
+}

@@ -1,4 +1,5 @@
 import type { Site } from "../db/schema.ts";
+import { SiteOptions } from "./layout.tsx";
 import type { QueryStats } from "../search/schemas.ts";
 import { num } from "./format.ts";
 
@@ -13,11 +14,7 @@ export function QueriesPage(props: { sites: Site[]; form: QueryForm; result: { t
         <label>
           Site
           <select name="site_id" required>
-            {props.sites.map((s) => (
-              <option value={String(s.id)} selected={f.site_id === s.id}>
-                {s.name}
-              </option>
-            ))}
+            <SiteOptions sites={props.sites} selected={f.site_id} />
           </select>
         </label>
         <label>
