@@ -407,6 +407,16 @@ export function loadRestoreCommand(argv: string[] = process.argv.slice(2), env: 
   return { ...base, restoreFrom: positionals[0]! };
 }
 
+/**
+ * `bun run migrate [--database-url URL]`: which engine DATABASE_URL names, read before anything else so a
+ * postgres:// URL is migrated even where the rest of the configuration is SQLite-only. Throws ConfigError.
+ */
+export function loadMigrateCommand(argv: string[] = process.argv.slice(2), env: Source = process.env) {
+  const { settings } = readSettings(envSchema.pick({ DATABASE_URL: true }), argv, env, { "database-url": "DATABASE_URL" });
+  if (/^postgres(ql)?:\/\//i.test(settings.DATABASE_URL)) return { engine: "postgresql" as const, url: settings.DATABASE_URL };
+  return { engine: "sqlite" as const, config: loadConfig(argv, env) };
+}
+
 const stressSchema = z.object({
   STRESS_PROCESSES: int(1, 256).default(8),
   STRESS_SECONDS: z.coerce.number().positive().max(86_400).default(10),

@@ -2,17 +2,22 @@ import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { getTableConfig, SQLiteTable } from "drizzle-orm/sqlite-core";
 import { readMigrationFiles } from "drizzle-orm/migrator";
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import pg from "pg";
 import { migrate, migrationsFolder } from "../src/db/migrate.ts";
 import { defaultPragmas } from "../src/db/open.ts";
+import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import * as schema from "../src/db/schema.ts";
 import { tempDir } from "./helpers/db.ts";
+import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
 setDefaultTimeout(60_000);
 
-// Both migration paths (`bun run migrate` and `bunx drizzle-kit migrate`) on empty files, real processes.
+// Both migration paths (`bun run migrate` and `bunx drizzle-kit migrate`) on empty databases of both engines
+// (SQLite files; PostgreSQL on a real server), real processes; and a file migrated before the SQLite
+// migrations moved from migrations/ to migrations/sqlite/.
 
 const root = join(import.meta.dir, "..");
 const dir = tempDir("sitesync-migrations-");
@@ -55,10 +60,10 @@ function inspect(path: string) {
 
 const expectedApplied = () => migrations.map((m) => ({ hash: m.hash, created_at: m.folderMillis }));
 
-async function run(cmd: string[], path: string) {
+async function run(cmd: string[], databaseUrl: string) {
   const proc = Bun.spawn(cmd, {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: path },
+    env: { ...process.env, DATABASE_URL: databaseUrl },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -88,6 +93,69 @@ describe("the migration files", () => {
       expect({ table: cfg.name, indexes: indexes.sort() }).toEqual({ table: cfg.name, indexes: cfg.indexes.map((i) => i.config.name).sort() });
     }
     mem.close();
+  });
+});
+
+describe("drizzle.config.ts picks the engine from DATABASE_URL", () => {
+  test.each([
+    { url: "./data/x.db", dialect: "sqlite", out: "./migrations/sqlite", credentials: "file:./data/x.db" },
+    { url: "file:data/x.db", dialect: "sqlite", out: "./migrations/sqlite", credentials: "file:data/x.db" },
+    { url: "sqlite:///data/x.db", dialect: "sqlite", out: "./migrations/sqlite", credentials: "file:data/x.db" },
+    { url: "postgres://u:p@127.0.0.1:5/db", dialect: "postgresql", out: "./migrations/pg", credentials: "postgres://u:p@127.0.0.1:5/db" },
+    { url: "postgresql://127.0.0.1/db", dialect: "postgresql", out: "./migrations/pg", credentials: "postgresql://127.0.0.1/db" },
+  ])("$url -> $dialect, $out", async ({ url, dialect, out, credentials }) => {
+    // A temp cwd-relative path would create ./data in the repo: the SQLite cases run from a temp dir.
+    const cwd = join(dir.dir, `cfg-${++n}`);
+    cpSync(join(root, "drizzle.config.ts"), join(cwd, "drizzle.config.ts"));
+    cpSync(join(root, "drizzle.pg.config.ts"), join(cwd, "drizzle.pg.config.ts"));
+    cpSync(join(root, "src"), join(cwd, "src"), { recursive: true });
+    const proc = Bun.spawn([process.execPath, "-e", 'const c = (await import("./drizzle.config.ts")).default; console.log(JSON.stringify(c))'], {
+      cwd,
+      env: { ...process.env, DATABASE_URL: url },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, outText, errText] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    expect(errText).toBe("");
+    expect(code).toBe(0);
+    const cfg = JSON.parse(outText);
+    expect({ dialect: cfg.dialect, out: cfg.out, url: cfg.dbCredentials.url }).toEqual({ dialect, out, url: credentials });
+    expect(cfg.schema).toBe(dialect === "sqlite" ? "./src/db/schema.ts" : "./src/db/pg/schema.ts");
+  });
+});
+
+describe("a file migrated before the move to migrations/sqlite/", () => {
+  // test/fixtures/migrated-before-sqlite-folder.db: made by `bun run migrate` of commit 4bd6164 (the last with
+  // the SQLite migrations in migrations/), holding one site, one Search Console row and its day marker.
+  const fixture = join(import.meta.dir, "fixtures", "migrated-before-sqlite-folder.db");
+  const dataOf = (path: string) => {
+    const conn = new Database(path, { readonly: true });
+    try {
+      return ["sites", "gsc_performance_data", "gsc_synced_days", "gsc_queries"].map((t) => conn.query(`select * from ${t} order by 1`).all());
+    } finally {
+      conn.close();
+    }
+  };
+
+  test("records the same migrations (hash and created_at) as the moved files: nothing is pending", () => {
+    // drizzle's migrators (ours, drizzle-orm's, drizzle-kit's) run a migration only when its journal `when`
+    // is past the newest created_at applied; the hash is the file's sha256. Moving the files changes neither.
+    expect(inspect(fixture).applied).toEqual(expectedApplied());
+  });
+
+  test.each([
+    ["bun run migrate", bunMigrate],
+    ["bunx drizzle-kit migrate", kitMigrate],
+  ] as const)("%s finds it up to date: nothing re-applied, schema and rows unchanged", async (_name, tool) => {
+    const path = freshPath();
+    copyFileSync(fixture, path);
+    const before = { ...inspect(path), data: dataOf(path) };
+    expect(before.data[0]).toHaveLength(1);
+    const r = await tool(path);
+    expect(r.code, r.out).toBe(0);
+    if (tool === bunMigrate) expect(r.out).toContain("migrations: 0 applied");
+    expect({ ...inspect(path), data: dataOf(path) }).toEqual(before);
+    expect(before.schema).toEqual(expectedSchema());
   });
 });
 
@@ -252,5 +320,71 @@ describe("migrate() and foreign keys", () => {
     expect(counts(path)).toEqual(before);
     // Nothing of the failed run was kept: the real migrations find nothing to do.
     expect(migrate(path)).toBe(0);
+  });
+});
+
+describe.skipIf(postgresSkipReason !== null)("PostgreSQL: bun run migrate and bunx drizzle-kit migrate (real server)", () => {
+  const server = usePostgres();
+  const pgMigrations = readMigrationFiles({ migrationsFolder: pgMigrationsFolder });
+
+  /** The applied migrations and every table, column, index, function and trigger of the public schema. */
+  async function pgInspect(url: string) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const rows = async (text: string) => (await client.query(text)).rows;
+      const applied = (await rows("select to_regclass('drizzle.__drizzle_migrations') is not null as e"))[0].e
+        ? await rows("select hash, created_at::bigint::float8 as created_at from drizzle.__drizzle_migrations order by created_at")
+        : [];
+      return {
+        applied,
+        columns: await rows(
+          "select table_name, column_name, data_type, is_nullable, column_default from information_schema.columns where table_schema = 'public' order by 1, 2",
+        ),
+        indexes: await rows("select tablename, indexname, indexdef from pg_indexes where schemaname = 'public' order by 1, 2"),
+        functions: await rows("select p.proname, pg_get_functiondef(p.oid) as def from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public' and p.prokind = 'f' and p.proname like 'sitesync%' order by 1"),
+        triggers: await rows("select tgname, pg_get_triggerdef(oid) as def from pg_trigger where not tgisinternal order by 1"),
+        extensions: await rows("select extname from pg_extension order by 1"),
+      };
+    } finally {
+      await client.end();
+    }
+  }
+  const expectedPgApplied = () => pgMigrations.map((m) => ({ hash: m.hash, created_at: m.folderMillis }));
+
+  test("bun run migrate with a postgres:// DATABASE_URL: 6 processes at once on an empty database, one applies, none fails (advisory lock)", async () => {
+    const url = await server.newDatabase();
+    const results = await Promise.all(Array.from({ length: 6 }, () => bunMigrate(url)));
+    expect(results.map((r) => r.code)).toEqual(Array(6).fill(0));
+    const applied = results.map((r) => Number(/migrations: (\d+) applied to 127\.0\.0\.1:\d+\/sitesync_test_/.exec(r.out)?.[1]));
+    expect(applied.sort()).toEqual([0, 0, 0, 0, 0, pgMigrations.length]);
+    expect((await pgInspect(url)).applied).toEqual(expectedPgApplied());
+    // Again: nothing to do; and `bun run migrate:pg URL` is the same.
+    expect((await bunMigrate(url)).out).toContain("migrations: 0 applied");
+    const alias = await run([process.execPath, "run", "migrate:pg", url], "");
+    expect(alias.code).toBe(0);
+    expect(alias.out).toContain("migrations: 0 applied");
+  });
+
+  test("bunx drizzle-kit migrate (drizzle.config.ts, no --config) builds the same database; each tool finds the other's work done", async () => {
+    const [byKit, byUs] = [await server.newDatabase(), await server.newDatabase()];
+    const kit = await kitMigrate(byKit);
+    expect(kit.out).toContain("migrations applied successfully");
+    expect(kit.code).toBe(0);
+    expect((await bunMigrate(byKit)).out).toContain("migrations: 0 applied");
+    expect((await bunMigrate(byUs)).code).toBe(0);
+    const again = await kitMigrate(byUs);
+    expect(again.code).toBe(0);
+    const [a, b] = [await pgInspect(byKit), await pgInspect(byUs)];
+    expect(a.applied).toEqual(expectedPgApplied());
+    expect(a.columns.length).toBeGreaterThan(50);
+    expect(b).toEqual(a);
+  });
+
+  test("an unreachable server fails with one line naming it, no stack", async () => {
+    const r = await bunMigrate("postgres://postgres@127.0.0.1:1/nowhere");
+    expect(r.code).toBe(1);
+    const ours = r.out.split("\n").filter((l) => l && !l.startsWith("$ ") && !l.startsWith("error: script"));
+    expect(ours).toEqual([expect.stringMatching(/^fatal: migrations failed on 127\.0\.0\.1:1\/nowhere: .*ECONNREFUSED/)]);
   });
 });

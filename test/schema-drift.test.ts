@@ -5,13 +5,12 @@
 import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { is, SQL } from "drizzle-orm";
-import { readMigrationFiles } from "drizzle-orm/migrator";
 import { PgDialect, PgTable, getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
 import { SQLiteSyncDialect, SQLiteTable, getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
 import { join } from "node:path";
 import pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
-import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
+import { migratePg } from "../src/db/pg/migrate.ts";
 import { pgTablesByName, sqliteTablesByName } from "../src/db/pg/tables.ts";
 import { tempDir } from "./helpers/db.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
@@ -20,7 +19,7 @@ import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 // PostgreSQL's own index), so they and the shadow tables SQLite keeps for each are left out of the comparison
 // of migrated databases. Only FTS5 tables may be listed here: the test checks that each one is.
 const sqliteOnlyFtsTables: string[] = [
-  "gsc_queries_fts", // query search's trigram index over gsc_queries (migrations/0006_query_search_fts.sql)
+  "gsc_queries_fts", // query search's trigram index over gsc_queries (migrations/sqlite/0006_query_search_fts.sql)
 ];
 const fts5ShadowSuffixes = ["_data", "_idx", "_content", "_docsize", "_config"];
 
@@ -224,49 +223,7 @@ async function pgShape(url: string): Promise<DbShape> {
 describe.skipIf(postgresSkipReason !== null)("PostgreSQL migrations (real server)", () => {
   const server = usePostgres();
 
-  test("bun run migrate:pg: 6 processes at once on an empty database, one applies, none fails (advisory lock)", async () => {
-    const url = await server.newDatabase();
-    const procs = Array.from({ length: 6 }, () =>
-      Bun.spawn([process.execPath, join(import.meta.dir, "../src/db/pg/migrate-cli.ts"), url], { stdout: "pipe", stderr: "pipe" }),
-    );
-    const results = await Promise.all(
-      procs.map(async (p) => ({ code: await p.exited, out: await new Response(p.stdout).text(), err: await new Response(p.stderr).text() })),
-    );
-    expect(results.map((r) => r.err)).toEqual(Array(6).fill(""));
-    expect(results.map((r) => r.code)).toEqual(Array(6).fill(0));
-    const files = readMigrationFiles({ migrationsFolder: pgMigrationsFolder }).length;
-    const applied = results.map((r) => Number(/migrations: (\d+) applied/.exec(r.out)?.[1]));
-    expect(applied.sort()).toEqual([0, 0, 0, 0, 0, files]);
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      expect((await client.query("select count(*)::int as n from drizzle.__drizzle_migrations")).rows[0].n).toBe(files);
-    } finally {
-      await client.end();
-    }
-    // Run again: nothing to do.
-    expect(await migratePg(url)).toBe(0);
-  });
-
-  test("bunx drizzle-kit migrate --config drizzle.pg.config.ts builds the same database; migrate:pg then has nothing to do", async () => {
-    const [byKit, byUs] = [await server.newDatabase(), await server.newDatabase()];
-    const proc = Bun.spawn([process.execPath, "x", "drizzle-kit", "migrate", "--config", "drizzle.pg.config.ts"], {
-      cwd: join(import.meta.dir, ".."),
-      env: { ...process.env, DATABASE_URL: byKit },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const [code, out] = await Promise.all([proc.exited, new Response(proc.stdout).text()]);
-    expect(out).toContain("migrations applied successfully");
-    expect(code).toBe(0);
-    expect(await migratePg(byKit)).toBe(0);
-    await migratePg(byUs);
-    const kitShape = await pgShape(byKit);
-    expect(Object.keys(kitShape).length).toBeGreaterThan(5);
-    expect(kitShape).toEqual(await pgShape(byUs));
-  });
-
-  test("schema drift: migrations/ and migrations/pg build the same tables, columns, nullability, unique and foreign keys", async () => {
+  test("schema drift: migrations/sqlite and migrations/pg build the same tables, columns, nullability, unique and foreign keys", async () => {
     const dir = tempDir();
     try {
       const path = join(dir.dir, "app.db");

@@ -4,7 +4,7 @@ import type { Config } from "../config.ts";
 import { openConnection, defaultPragmas, pragmasFrom, type Pragmas } from "./open.ts";
 import { describeStartError } from "./start-errors.ts";
 
-export const migrationsFolder = join(import.meta.dir, "../../migrations");
+export const migrationsFolder = join(import.meta.dir, "../../migrations/sqlite");
 const table = "__drizzle_migrations";
 
 type ForeignKeyViolation = { table: string; rowid: number | null; parent: string; fkid: number };

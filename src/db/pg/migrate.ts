@@ -32,6 +32,28 @@ export async function migratePg(url: string, folder = pgMigrationsFolder): Promi
   }
 }
 
+/** migratePg for a command line: a failure prints one line (the server's reason, no stack) and exits 1. */
+export async function migratePgOrExit(url: string): Promise<number> {
+  try {
+    return await migratePg(url);
+  } catch (err) {
+    // Drizzle wraps the server's error in "Failed query: <the whole migration>"; the cause says what went wrong.
+    const cause = (err as Error).cause;
+    console.error(`fatal: migrations failed on ${describePgTarget(url)}: ${cause instanceof Error ? cause.message : (err as Error).message}`);
+    process.exit(1);
+  }
+}
+
+/** host:port/database of a postgres:// URL, without its user or password (for messages). */
+export function describePgTarget(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.host}${u.pathname}`;
+  } catch {
+    return "the database";
+  }
+}
+
 async function appliedCount(client: pg.Client): Promise<number> {
   const exists = await client.query("select to_regclass('drizzle.__drizzle_migrations') is not null as e");
   if (!exists.rows[0]?.e) return 0;
