@@ -1,7 +1,7 @@
 import { defineConfig } from "drizzle-kit";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { parseDatabaseUrl } from "./src/config.ts";
+import { parseDatabaseUrl, sqlitePathOf } from "./src/config.ts";
 import pgConfig from "./drizzle.pg.config.ts";
 
 // drizzle-kit picks the engine from DATABASE_URL as the app does: postgres:// or postgresql:// is
@@ -12,7 +12,7 @@ const url = process.env.DATABASE_URL || "./data/app.db";
 /** The SQLite configuration: drizzle-kit runs under Node, so it reaches the file through @libsql/client. */
 function sqliteConfig() {
   // The file is found exactly as the app finds it (same parser, same default).
-  const { path } = parseDatabaseUrl(url);
+  const path = sqlitePathOf(parseDatabaseUrl(url), "drizzle-kit");
   // On a fresh clone ./data does not exist yet, and libsql will not create a folder (the app's migrator does).
   mkdirSync(dirname(path), { recursive: true });
   return defineConfig({

@@ -2,7 +2,7 @@ import { count, eq, like, sql, sum } from "drizzle-orm";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadStressConfig, orExit, type StressConfig } from "../src/config.ts";
+import { loadStressConfig, orExit, sqlitePathOf, type StressConfig } from "../src/config.ts";
 import { startCheckpointer, walSize } from "../src/db/checkpoint.ts";
 import { openDb, type Db } from "../src/db/index.ts";
 import { migrate } from "../src/db/migrate.ts";
@@ -53,7 +53,7 @@ else process.exit(await runParent(config));
 
 async function runChild(c: StressConfig) {
   if (!c.stress.database) throw new Error("--child needs --database");
-  const path = c.stress.database.path;
+  const path = sqlitePathOf(c.stress.database, "bun run stress --database");
   const db = openDb({
     path,
     role: "stress",
@@ -203,7 +203,7 @@ async function runChild(c: StressConfig) {
 
 async function runParent(c: StressConfig): Promise<number> {
   const tmp = c.stress.database ? null : mkdtempSync(join(tmpdir(), "sitesync-stress-"));
-  const path = c.stress.database?.path ?? join(tmp!, "stress.db");
+  const path = c.stress.database ? sqlitePathOf(c.stress.database, "bun run stress --database") : join(tmp!, "stress.db");
   const removeTemp = () => tmp && rmSync(tmp, { recursive: true, force: true });
   const pragmas = pragmasFrom(c);
   const s = c.stress;

@@ -19,7 +19,7 @@ import type { Db } from "./db/index.ts";
 import { defaultGscProbe, type GscProbe } from "./diagnostics/gsc-probe.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { apiInfoRoutes } from "./docs.ts";
-import { ApiError, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
+import { ApiError, dbErrorCode, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
 import { hourlyRoutes } from "./hourly/routes.ts";
 import { log, logOncePer, withLogContext } from "./log.ts";
 import { mcpRoutes } from "./mcp/routes.ts";
@@ -62,7 +62,7 @@ export type AppOptions = {
   /** Limits of the MCP `query` tool. */
   mcp?: McpOptions;
   /** Where POST/GET /api/v1/admin/backups put and find backups (default: backups/ beside the file). */
-  backups?: BackupApiOptions;
+  backups?: BackupApiOptions | null;
   /** Checks Search Console access for test-gsc-connection (default: the demo source, nothing to check). */
   gscProbe?: GscProbe;
   /** Browser origins allowed by CORS (CORS_ORIGINS): `*` for any, else a list; none when unset or empty. */
@@ -125,7 +125,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   );
   const metrics = opts.metrics ?? (async () => registry);
   app.route("/ui", uiRoutes(audited, { metrics, walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES, maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
-  app.route("/api/v1/admin", backupRoutes(audited, opts.backups ?? { dir: backupDirOf(db.path), keep: defaults.BACKUP_KEEP, intervalMs: 0 }));
+  app.route("/api/v1/admin", backupRoutes(audited, opts.backups !== undefined ? opts.backups : db.engine === "sqlite" ? { dir: backupDirOf(db.path), keep: defaults.BACKUP_KEEP, intervalMs: 0 } : null));
 
   app.doc31("/openapi.json", openApiInfo);
   // The reference page's script comes from node_modules, so /docs works offline; no web fonts either.
@@ -218,7 +218,7 @@ export function errorResponse(err: Error, c: Context) {
   if (isStorageError(err)) {
     // The file is broken or full: nothing the client did. One log line per kind of failure and
     // interval (a full disk fails every write), and a Retry-After long enough for an operator.
-    const code = String((err as { code?: unknown }).code);
+    const code = String(dbErrorCode(err));
     logOncePer(`storage ${code}`, STORAGE_LOG_INTERVAL_MS, "error", "database storage error", { request_id: c.get("requestId"), code, error: String(err) });
     c.header("Retry-After", String(STORAGE_RETRY_AFTER_S));
     return c.json(errorBody("unavailable", `the database is unavailable (request id ${c.get("requestId")})`), 503);

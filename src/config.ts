@@ -80,6 +80,9 @@ const envSchema = z.object({
   // Write path: how long one process keeps retrying to take the write lock before giving up with 503.
   WRITE_LOCK_TIMEOUT_MS: int(1).default(30_000),
   WRITE_MAX_BATCH: int(1, 10_000).default(256),
+  // PostgreSQL: connections per process, and the longest one statement may run (ms, 0: no limit).
+  PG_POOL_SIZE: int(1, 1000).default(10),
+  PG_STATEMENT_TIMEOUT_MS: int(0).default(30_000),
   // A write transaction holding the lock longer than this is logged with what it was doing.
   WRITE_LOCK_WARN_MS: int(1).default(1000),
 
@@ -183,8 +186,26 @@ export type Env = z.infer<typeof envSchema>;
 /** Every setting at its default (no env, no flags): the one source of defaults for code given no Config. */
 export const defaults: Env = envSchema.parse({});
 
-/** Where the database lives, parsed from DATABASE_URL. */
-export type DatabaseTarget = { dialect: "sqlite"; path: string };
+/** Where the database lives, parsed from DATABASE_URL: an SQLite file, or a PostgreSQL server. */
+export type DatabaseTarget = { dialect: "sqlite"; path: string } | { dialect: "postgres"; url: string };
+
+/** The SQLite file of a target; throws (one line for the operator) when it is PostgreSQL. */
+export function sqlitePathOf(target: DatabaseTarget, what: string): string {
+  if (target.dialect === "sqlite") return target.path;
+  throw new ConfigError({ DATABASE_URL: [`${what} works on an SQLite file only; on PostgreSQL use the server's own tools (README, 'PostgreSQL')`] });
+}
+
+/** A database target for logs and answers: the file path, or the URL without its password. */
+export function describeTarget(target: DatabaseTarget): string {
+  if (target.dialect === "sqlite") return target.path;
+  try {
+    const u = new URL(target.url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "postgres://(unparsable url)";
+  }
+}
 
 /**
  * Turns DATABASE_URL into a file path. Accepted: a plain path (`./data/app.db`), an SQLite URI
@@ -194,7 +215,12 @@ export type DatabaseTarget = { dialect: "sqlite"; path: string };
 export function parseDatabaseUrl(url: string): DatabaseTarget {
   const invalid = (msg: string) => new ConfigError({ DATABASE_URL: [msg] });
   if (/^postgres(ql)?:\/\//i.test(url)) {
-    throw invalid("PostgreSQL is not supported yet: the data layer is SQLite-only (see README, 'PostgreSQL')");
+    try {
+      new URL(url);
+    } catch {
+      throw invalid("expected postgres://user:password@host:port/database");
+    }
+    return { dialect: "postgres", url };
   }
   let path = url;
   if (/^sqlite:/i.test(url)) {
@@ -405,16 +431,6 @@ export function loadRestoreCommand(argv: string[] = process.argv.slice(2), env: 
   }
   if (positionals.length !== 1) throw new ConfigError({ argv: ["expected one argument: the backup file to restore"] });
   return { ...base, restoreFrom: positionals[0]! };
-}
-
-/**
- * `bun run migrate [--database-url URL]`: which engine DATABASE_URL names, read before anything else so a
- * postgres:// URL is migrated even where the rest of the configuration is SQLite-only. Throws ConfigError.
- */
-export function loadMigrateCommand(argv: string[] = process.argv.slice(2), env: Source = process.env) {
-  const { settings } = readSettings(envSchema.pick({ DATABASE_URL: true }), argv, env, { "database-url": "DATABASE_URL" });
-  if (/^postgres(ql)?:\/\//i.test(settings.DATABASE_URL)) return { engine: "postgresql" as const, url: settings.DATABASE_URL };
-  return { engine: "sqlite" as const, config: loadConfig(argv, env) };
 }
 
 const stressSchema = z.object({

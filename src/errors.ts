@@ -13,6 +13,7 @@ export const errorStatus = {
   unsupported_media_type: 415,
   rate_limited: 429,
   internal: 500,
+  not_implemented: 501,
   unavailable: 503,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
@@ -44,20 +45,60 @@ export function errorBody(code: ErrorCode, message: string, details?: unknown) {
   return { error: details === undefined ? { code, message } : { code, message, details }, detail: message };
 }
 
-/** True for SQLite's "busy"/"locked" failures (SQLITE_BUSY*, SQLITE_LOCKED*). */
+/** The driver's error code of a database failure; Drizzle wraps driver errors (DrizzleQueryError) with the original as `cause`. */
+export function dbErrorCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | null, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === "string") return e.code;
+  }
+  return undefined;
+}
+
+function dbErrorMessage(err: unknown): string {
+  for (let e = err as { message?: unknown; cause?: unknown } | null, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e.cause === undefined && typeof e.message === "string") return e.message;
+  }
+  return String((err as { message?: unknown } | null)?.message ?? err);
+}
+
+// PostgreSQL SQLSTATEs: a transaction that lost a race (retry it) ...
+const PG_RETRYABLE = new Set(["40001", "40P01", "55P03"]);
+// ... and a server that is going away, starting, out of connections or space, or a statement past its timeout.
+const PG_UNAVAILABLE = /^(08|57P0[1-4]|53)/;
+const CONNECTION_LOST = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)$/;
+const CONNECTION_LOST_MESSAGE = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed/i;
+
+/** True for SQLite's "busy"/"locked" failures (SQLITE_BUSY*, SQLITE_LOCKED*) and PostgreSQL's lost races and statement timeouts. */
 export function isBusyError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"));
+  const code = dbErrorCode(err);
+  if (code === undefined) return false;
+  return code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED") || PG_RETRYABLE.has(code) || code === "57014";
 }
 
-/** True for SQLite failures of the file itself (corrupt, not a database, I/O, disk full, read-only). */
+/**
+ * True for failures of the storage itself: SQLite's file (corrupt, not a database, I/O, disk full,
+ * read-only), or a PostgreSQL server that cannot be reached or is shutting down, full or out of connections.
+ */
 export function isStorageError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && /^SQLITE_(NOTADB|CORRUPT|IOERR|CANTOPEN|FULL|READONLY)/.test(code);
+  const code = dbErrorCode(err);
+  if (code !== undefined && /^SQLITE_(NOTADB|CORRUPT|IOERR|CANTOPEN|FULL|READONLY)/.test(code)) return true;
+  return isUnavailableDbError(err);
 }
 
-/** True for a UNIQUE constraint violation. */
+/** True when the PostgreSQL server could not be reached or dropped the connection (worth retrying later). */
+export function isUnavailableDbError(err: unknown): boolean {
+  const code = dbErrorCode(err);
+  if (code !== undefined && (PG_UNAVAILABLE.test(code) || CONNECTION_LOST.test(code))) return true;
+  return code === undefined && CONNECTION_LOST_MESSAGE.test(dbErrorMessage(err));
+}
+
+/** True for PostgreSQL failures a transaction retry can cure: serialization failure, deadlock, lock wait, lost connection. */
+export function isRetryableDbError(err: unknown): boolean {
+  const code = dbErrorCode(err);
+  return (code !== undefined && PG_RETRYABLE.has(code)) || isUnavailableDbError(err);
+}
+
+/** True for a UNIQUE (or primary key) constraint violation, on either engine. */
 export function isUniqueViolation(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY";
+  const code = dbErrorCode(err);
+  return code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "23505";
 }

@@ -3,12 +3,13 @@ import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { backupDirOf } from "./backup/backup.ts";
 import { startBackupSchedule } from "./backup/schedule.ts";
-import { childEnv, loadConfigOrExit, type ProcessRole } from "./config.ts";
+import { childEnv, describeTarget, loadConfigOrExit, type ProcessRole } from "./config.ts";
 import { startCheckpointer } from "./db/checkpoint.ts";
 import { fileIdentity } from "./db/identity.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
 import { acquireLock, databaseLockPath, portLockPath, portProblem, type InstanceLock } from "./db/instance-lock.ts";
 import { migrate } from "./db/migrate.ts";
+import { migratePg } from "./db/pg/migrate.ts";
 import { pragmasFrom } from "./db/open.ts";
 import { registerProcess } from "./db/registry.ts";
 import { describeStartError } from "./db/start-errors.ts";
@@ -25,7 +26,9 @@ const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
 setLogFormat(config.LOG_FORMAT);
 const pragmas = pragmasFrom(config);
-const dbPath = config.database.path;
+// On PostgreSQL there is no file to lock, check or checkpoint: the server owns the storage.
+const sqlitePath = config.database.dialect === "sqlite" ? config.database.path : null;
+const dbPath = describeTarget(config.database);
 const port = config.PORT === 0 ? freePort(config.HOST) : config.PORT;
 
 /** A start that cannot succeed prints one line (never a stack) and exits 1. */
@@ -42,21 +45,27 @@ const { identity, checkpointer, stopBackups, db } = await start();
 /** Takes the locks, migrates, and opens our connections; any failure is fatal with one line. */
 async function start() {
   try {
-    // The lock file lives next to the database, so its folder comes first (the migrator would make it).
-    mkdirSync(dirname(dbPath), { recursive: true });
     const info = { port, host: config.HOST, database: dbPath, shared: config.ALLOW_SHARED_DATABASE };
-    locks.push(acquireLock(databaseLockPath(dbPath), `the database ${dbPath}`, info));
+    if (sqlitePath) {
+      // The lock file lives next to the database, so its folder comes first (the migrator would make it).
+      mkdirSync(dirname(sqlitePath), { recursive: true });
+      locks.push(acquireLock(databaseLockPath(sqlitePath), `the database ${sqlitePath}`, info));
+    } else {
+      // Several instances (machines) serving one PostgreSQL database is the point of it: no database lock.
+      locks.push(null);
+    }
     locks.push(acquireLock(portLockPath(config.HOST, port), `port ${port} on ${config.HOST}`, { ...info, shared: false }, { sharable: false }));
     // The port lock only knows sitesync instances that lock; any listener (an older sitesync, another
     // program) would make our reusePort workers join it or fail: check before they bind.
     const taken = portProblem(config.HOST, port);
     if (taken) fatal(taken);
-    const applied = migrate(dbPath, pragmas);
-    const identity = fileIdentity(dbPath)!;
-    log("info", "database ready", { path: dbPath, migrations_applied: applied, identity });
+    if (!sqlitePath) return await startPg();
+    const applied = migrate(sqlitePath, pragmas);
+    const identity: string | undefined = fileIdentity(sqlitePath)!;
+    log("info", "database ready", { path: sqlitePath, migrations_applied: applied, identity });
     // This process runs the checkpointer: TRUNCATE past a size (which SQLite's own auto-checkpoint
     // never does), and PASSIVE when the writers are idle.
-    const checkpointer = startCheckpointer(dbPath, pragmas, {
+    const checkpointer: Checkpointer = startCheckpointer(sqlitePath, pragmas, {
       intervalMs: config.CHECKPOINT_INTERVAL_MS,
       truncateBytes: config.CHECKPOINT_TRUNCATE_BYTES,
       optimizeIntervalMs: config.OPTIMIZE_INTERVAL_MS,
@@ -66,7 +75,7 @@ async function start() {
     const stopBackups = config.BACKUP_INTERVAL
       ? startBackupSchedule({
           databaseUrl: config.DATABASE_URL,
-          dir: backupDirOf(dbPath, config.BACKUP_DIR),
+          dir: backupDirOf(sqlitePath, config.BACKUP_DIR),
           keep: config.BACKUP_KEEP,
           intervalMs: config.BACKUP_INTERVAL,
         })
@@ -79,6 +88,26 @@ async function start() {
   } catch (err) {
     fatal(describeStartError(err, dbPath), err);
   }
+}
+
+type Checkpointer = Pick<ReturnType<typeof startCheckpointer>, "stats" | "stop">;
+
+/** PostgreSQL: migrate under the advisory lock (other machines may be starting too), open the pool. */
+async function startPg() {
+  const url = (config.database as { url: string }).url;
+  const applied = await migratePg(url);
+  log("info", "database ready", { database: dbPath, engine: "postgresql", migrations_applied: applied });
+  if (config.BACKUP_INTERVAL) log("warn", "BACKUP_INTERVAL ignored on PostgreSQL: back the server up with its own tools (pg_dump, base backups)");
+  // No checkpointer: the server checkpoints its own WAL.
+  const checkpointer: Checkpointer = {
+    stats: { runs: 0, truncates: 0, truncateMisses: 0, lastWalBytes: 0, maxWalBytes: 0, lastError: null, lastErrorAt: null, failures: 0 },
+    stop() {},
+  };
+  const db = openDbFromConfig(config, "primary");
+  setMetricsRole("primary");
+  instrumentDb(db);
+  await registerProcess(db);
+  return { identity: undefined as string | undefined, checkpointer, stopBackups: () => {}, db };
 }
 
 type Slot = {
@@ -119,7 +148,7 @@ function spawn(slot: Slot) {
     env: childEnv({
       SITESYNC_ROLE: slot.role,
       SITESYNC_SUPERVISED: "1",
-      SITESYNC_DB_IDENTITY: identity,
+      ...(identity ? { SITESYNC_DB_IDENTITY: identity } : {}),
       PORT: String(port),
       HOST: config.HOST,
       DATABASE_URL: config.DATABASE_URL,
@@ -171,7 +200,7 @@ for (const slot of slots) spawn(slot);
 // whole instance stops instead, without touching either file.
 let watchTicks = 0;
 const fileWatch = setInterval(() => {
-  const problem = db.guard.problem(0);
+  const problem = sqlitePath ? db.guard.problem(0) : null;
   if (problem) void shutdown("database file changed", 2, problem);
   for (const l of locks) {
     const lost = l?.verify();
@@ -179,9 +208,9 @@ const fileWatch = setInterval(() => {
   }
   // A shared instance that found the database lock taken by another shared one takes it over once
   // that one is gone, so a later start without --allow-shared-database is still refused.
-  if (locks[0] === null && ++watchTicks % 10 === 0) {
+  if (sqlitePath && locks[0] === null && ++watchTicks % 10 === 0) {
     try {
-      locks[0] = acquireLock(databaseLockPath(dbPath), `the database ${dbPath}`, { port, host: config.HOST, database: dbPath, shared: true });
+      locks[0] = acquireLock(databaseLockPath(sqlitePath), `the database ${sqlitePath}`, { port, host: config.HOST, database: sqlitePath, shared: true });
     } catch {
       // Another instance took it first: it guards the file now.
     }
@@ -253,7 +282,7 @@ async function shutdown(signal: string, exitCode = 0, reason?: string) {
   if (watchdog) clearInterval(watchdog);
   if (parentWatch) clearInterval(parentWatch);
   // Our connections and checkpointer must not touch the path when it names another file.
-  const fileChanged = db.guard.problem(0) !== null;
+  const fileChanged = sqlitePath !== null && db.guard.problem(0) !== null;
   log(exitCode === 0 ? "info" : "error", "shutting down", { signal, ...(reason ? { reason } : {}) });
   // One budget for the whole drain: workers, then our own queued writes.
   const deadline = performance.now() + config.SHUTDOWN_TIMEOUT_MS + 2000;

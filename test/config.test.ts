@@ -117,7 +117,7 @@ describe("DATABASE_URL forms", () => {
   for (const [url, path] of ok) {
     test(`${url} -> ${path}`, () => {
       expect(parseDatabaseUrl(url)).toEqual({ dialect: "sqlite", path });
-      expect(loadConfig([], { DATABASE_URL: url }).database.path).toBe(path);
+      expect(loadConfig([], { DATABASE_URL: url }).database).toEqual({ dialect: "sqlite", path });
     });
   }
 

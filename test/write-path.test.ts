@@ -118,26 +118,52 @@ describe("failures stay with their write", () => {
     expect(domains).toEqual(["sc-domain:ok1.example", "sc-domain:ok2.example"]);
   });
 
-  test("an async callback is rejected and whatever it did before its first await is rolled back", async () => {
+  test("async callbacks (the engine-neutral code) run inside the transaction; one failing after an await rolls back alone", async () => {
     const t = setup();
-    const bad = t.db.write(async (tx) => {
-      insertSite("sc-domain:async.example")(tx);
+    const good = t.db.write(async (tx) => {
+      insertSite("sc-domain:before.example")(tx);
       await Promise.resolve();
+      insertSite("sc-domain:after.example")(tx);
       return 1;
     });
-    const good = t.db.write(insertSite("sc-domain:sync.example"));
-    await expect(bad).rejects.toThrow(/synchronous/);
-    await good;
-    const domains = t.db.read.select({ d: sites.domain }).from(sites).all().map((r) => r.d);
-    expect(domains).toEqual(["sc-domain:sync.example"]);
+    const bad = t.db.write(async (tx) => {
+      insertSite("sc-domain:doomed.example")(tx);
+      await Promise.resolve();
+      throw new Error("changed my mind");
+    });
+    const sync = t.db.write(insertSite("sc-domain:sync.example"));
+    expect(await good).toBe(1);
+    await expect(bad).rejects.toThrow(/changed my mind/);
+    await sync;
+    const domains = t.db.read.select({ d: sites.domain }).from(sites).orderBy(sites.domain).all().map((r) => r.d);
+    expect(domains).toEqual(["sc-domain:after.example", "sc-domain:before.example", "sc-domain:sync.example"]);
+    expect(t.db.stats.commits).toBe(1);
   });
 
-  test("a Drizzle builder returned without .run() is rejected, not executed after COMMIT", async () => {
+  test("a callback awaiting a real timer keeps the connection to itself: writes queued meanwhile commit after it", async () => {
     const t = setup();
-    const bad = t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:forgot.example", name: "F" }));
-    await expect(bad).rejects.toThrow(/synchronous/);
-    await Bun.sleep(10);
-    expect(t.db.read.select().from(sites).all()).toEqual([]);
+    const order: string[] = [];
+    const slow = t.db.write(async (tx) => {
+      insertSite("sc-domain:slow.example")(tx);
+      await Bun.sleep(30);
+      order.push("slow");
+      return "slow";
+    });
+    await Bun.sleep(5);
+    const next = t.db.write((tx) => {
+      insertSite("sc-domain:next.example")(tx);
+      order.push("next");
+      return "next";
+    });
+    expect(await Promise.all([slow, next])).toEqual(["slow", "next"]);
+    expect(order).toEqual(["slow", "next"]);
+    expect(t.db.read.select().from(sites).all()).toHaveLength(2);
+  });
+
+  test("a Drizzle builder returned without .run() executes inside the transaction, before COMMIT", async () => {
+    const t = setup();
+    await t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:builder.example", name: "F" }));
+    expect(t.db.read.select({ d: sites.domain }).from(sites).all()).toEqual([{ d: "sc-domain:builder.example" }]);
   });
 });
 

@@ -1,13 +1,12 @@
 import { loadKeysCommand, orExit } from "../config.ts";
 import { closeAllConnections, openDbFromConfig } from "../db/index.ts";
-import { migrate } from "../db/migrate.ts";
-import { pragmasFrom } from "../db/open.ts";
+import { migrateConfigured } from "../db/migrate.ts";
 import { ApiError } from "../errors.ts";
 import { createApiKey, listApiKeys, revokeApiKey } from "./queries.ts";
 
 // `bun run keys create|list|revoke`: manages API keys in DATABASE_URL's file, with or without the service running.
 const config = orExit(() => loadKeysCommand());
-migrate(config.database.path, pragmasFrom(config));
+await migrateConfigured(config);
 const db = openDbFromConfig(config, "standalone");
 const cmd = config.keys;
 let exitCode = 0;

@@ -1,13 +1,13 @@
 import { Database } from "bun:sqlite";
 import { copyFileSync, existsSync, renameSync, rmSync } from "node:fs";
-import { loadRestoreCommand, orExit } from "../config.ts";
+import { loadRestoreCommand, orExit, sqlitePathOf } from "../config.ts";
 import { isAlive } from "../db/registry.ts";
 import { checkBackupFile } from "./backup.ts";
 
 // `bun run restore FILE`: puts a checked backup in place of DATABASE_URL's file, only while no process
 // of the service has it open. The file it replaces is kept beside it (`.pre-restore-<time>`).
 const config = orExit(() => loadRestoreCommand());
-const target = config.database.path;
+const target = orExit(() => sqlitePathOf(config.database, "bun run restore"));
 const fail = (msg: string): never => {
   console.error(`restore refused: ${msg}`);
   process.exit(1);

@@ -17,9 +17,14 @@ const BackupListSchema = z
 
 export type BackupApiOptions = { dir: string; keep: number; intervalMs: number };
 
-/** /api/v1/admin/backups (admin scope, see auth/policy.ts). */
-export function backupRoutes(db: Db, opts: BackupApiOptions) {
+/** /api/v1/admin/backups (admin scope, see auth/policy.ts); null options: no backups here (PostgreSQL). */
+export function backupRoutes(db: Db, options: BackupApiOptions | null) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
+  app.use("/backups", async (_c, next) => {
+    if (!options) throw new ApiError("not_implemented", "backups are made of the SQLite file; on PostgreSQL back the server up with its own tools (pg_dump, base backups)");
+    await next();
+  });
+  const opts = options ?? { dir: "", keep: 0, intervalMs: 0 };
 
   app.openapi(
     createRoute({

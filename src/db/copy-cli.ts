@@ -1,6 +1,6 @@
 import { Presets, SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { ConfigError, parseDatabaseUrl } from "../config.ts";
+import { ConfigError, parseDatabaseUrl, sqlitePathOf } from "../config.ts";
 import { CopyRefusedError, copySqliteToPg, type CopyMode, type CopyProgress } from "./copy.ts";
 import { checkPostgresUrl } from "./pg/open.ts";
 
@@ -12,7 +12,7 @@ const program = new Command("db:copy")
   .description("Copy every table of an SQLite database into a PostgreSQL database (ids kept, counts verified)")
   .requiredOption("--from <path>", "SQLite file: a path, file: or sqlite:/// URL", (v) => {
     try {
-      return parseDatabaseUrl(v).path;
+      return sqlitePathOf(parseDatabaseUrl(v), "--from");
     } catch (err) {
       throw new InvalidArgumentError(err instanceof ConfigError ? Object.values(err.fields).flat().join("; ") : String(err));
     }

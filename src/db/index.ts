@@ -1,24 +1,42 @@
 import type { Database } from "bun:sqlite";
-import { defaults, type Config, type ProcessRole } from "../config.ts";
+import { defaults, describeTarget, type Config, type ProcessRole } from "../config.ts";
 import { log } from "../log.ts";
+import { type Engine, type Q, type Tables } from "./engine.ts";
 import { guardFile, type FileGuard } from "./identity.ts";
 import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./open.ts";
+import { openPgEngine, type PgParts } from "./pg/engine.ts";
+import * as sqliteSchema from "./schema.ts";
 import { describeStartError } from "./start-errors.ts";
 import { createWriter, type WriteFn, type WriterStats } from "./write.ts";
 
 export type { Orm } from "./open.ts";
+export { changedRows, first, type Engine, type Q, type Tables } from "./engine.ts";
 
 /**
- * A process's handle on the database: a reader connection (WAL readers never wait for writers)
- * and a writer connection behind the group-commit queue. Handlers never see it; queries do.
+ * A process's handle on the database, on either engine. Engine-neutral code uses `q` (reads), `t`
+ * (the engine's tables) and `tx` (writes), and awaits every query. SQLite: a reader connection (WAL
+ * readers never wait for writers) and a writer connection behind the group-commit queue; PostgreSQL:
+ * a pool. Handlers never see it; queries do.
  */
 export type Db = {
-  path: string;
+  engine: Engine;
+  /** The file path, or the server URL without its password: for logs and answers. */
+  target: string;
   role: ProcessRole;
   startedAt: string;
-  /** Drizzle over the reader connection: run SELECTs here. */
+  /** Drizzle for reads, typed as the async API both engines share (see engine.ts). */
+  q: Q;
+  /** The engine's tables. */
+  t: Tables;
+  /** Runs `fn` (which awaits its queries) in a write transaction; resolves after COMMIT. `label` names it in logs. */
+  tx<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T>;
+  /** The PostgreSQL pool and URL; null on SQLite. */
+  pg: PgParts | null;
+  // SQLite only (engine === "sqlite"; on PostgreSQL reading them throws: code that needs them is SQLite-only).
+  path: string;
+  /** Drizzle over the reader connection (synchronous bun:sqlite API): run SELECTs here. */
   read: Orm;
-  /** Runs `fn` inside the process's next write transaction; resolves after COMMIT. `label` names it in logs. */
+  /** Runs synchronous `fn` inside the process's next write transaction; resolves after COMMIT. */
   write<T>(fn: WriteFn<T>, label?: string): Promise<T>;
   /** The file opened (device + inode); `guard.problem()` says when the path stopped naming it. */
   guard: FileGuard;
@@ -89,11 +107,18 @@ export function openDb(opts: OpenOptions): Db {
     guard,
     holdWarnMs: opts.holdWarnMs,
   });
+  const read = wrapOrm(reader);
   const db: Db = {
+    engine: "sqlite",
+    target: opts.path,
+    q: read as unknown as Q,
+    t: sqliteSchema as unknown as Tables,
+    tx: (fn, label) => w.write((tx) => fn(tx as unknown as Q), label),
+    pg: null,
     path: opts.path,
     role: opts.role,
     startedAt: new Date().toISOString(),
-    read: wrapOrm(reader),
+    read,
     write: w.write,
     guard,
     stats: w.stats,
@@ -118,8 +143,72 @@ export function openDb(opts: OpenOptions): Db {
   return db;
 }
 
+export type OpenPgOptions = {
+  url: string;
+  role: ProcessRole;
+  poolSize?: number;
+  statementTimeoutMs?: number;
+  /** Give up on a write (503) once its retries took this long (ms). */
+  retryForMs?: number;
+  drainTimeoutMs?: number;
+};
+
+/** Opens this process's pool on a PostgreSQL server (connections are made on first use). */
+export function openPgDb(opts: OpenPgOptions): Db {
+  const onCommit: Db["onCommit"] = [];
+  const e = openPgEngine({
+    url: opts.url,
+    poolSize: opts.poolSize ?? defaults.PG_POOL_SIZE,
+    statementTimeoutMs: opts.statementTimeoutMs ?? defaults.PG_STATEMENT_TIMEOUT_MS,
+    retryForMs: opts.retryForMs ?? defaults.WRITE_LOCK_TIMEOUT_MS,
+    onCommit,
+  });
+  const sqliteOnly = (what: string) => () => {
+    throw new Error(`SQLite-only code reached on PostgreSQL (db.${what}): this path must check db.engine`);
+  };
+  const db = {
+    engine: "pg",
+    target: describeTarget({ dialect: "postgres", url: opts.url }),
+    q: e.q,
+    t: e.t,
+    tx: e.tx,
+    pg: e.pg,
+    role: opts.role,
+    startedAt: new Date().toISOString(),
+    stats: e.stats,
+    drain: e.drain,
+    queueLength: e.queueLength,
+    onCommit,
+    drainTimeoutMs: opts.drainTimeoutMs ?? null,
+    onClose: [],
+    closed: false,
+    close() {
+      if (db.closed) return;
+      for (const f of db.onClose.splice(0)) f();
+      db.closed = true;
+      openHandles.delete(db);
+      pgClosing.set(db, e.closeConnections().catch(() => {}));
+    },
+  } as unknown as Db;
+  for (const k of ["path", "read", "write", "guard", "pragmas", "raw"] as const) {
+    Object.defineProperty(db, k, { get: sqliteOnly(k), enumerable: false });
+  }
+  openHandles.add(db);
+  return db;
+}
+
 /** Opens the database the configuration names, for a process of the given role. */
 export function openDbFromConfig(config: Config, role: ProcessRole = config.role): Db {
+  if (config.database.dialect === "postgres") {
+    return openPgDb({
+      url: config.database.url,
+      role,
+      poolSize: config.PG_POOL_SIZE,
+      statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
+      retryForMs: config.WRITE_LOCK_TIMEOUT_MS,
+      drainTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    });
+  }
   return openDb({
     path: config.database.path,
     role,
@@ -139,12 +228,14 @@ export function openDbOrExit(config: Config, role: ProcessRole = config.role): D
   try {
     return openDbFromConfig(config, role);
   } catch (err) {
-    console.error(`fatal: ${role} worker: ${describeStartError(err, config.database.path)}`);
+    console.error(`fatal: ${role} worker: ${describeStartError(err, describeTarget(config.database))}`);
     process.exit(1);
   }
 }
 
 const openHandles = new Set<Db>();
+/** PostgreSQL pools being ended by close() (ending a pool is asynchronous). */
+const pgClosing = new WeakMap<Db, Promise<void>>();
 
 /**
  * Closes every handle this process opened (the original `close_all_connections()`), each after its
@@ -158,6 +249,7 @@ export async function closeAllConnections(maxWaitMs?: number): Promise<number> {
       log("warn", "closing with writes still queued: the write lock stayed busy", { path: db.path, waited_ms: db.drainTimeoutMs });
     }
     db.close();
+    await pgClosing.get(db);
   }
   return handles.length;
 }

@@ -1,6 +1,7 @@
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { join } from "node:path";
-import type { Config } from "../config.ts";
+import { describeTarget, type Config } from "../config.ts";
+import { migratePg } from "./pg/migrate.ts";
 import { openConnection, defaultPragmas, pragmasFrom, type Pragmas } from "./open.ts";
 import { describeStartError } from "./start-errors.ts";
 
@@ -59,12 +60,18 @@ export function migrate(path: string, pragmas: Pragmas = defaultPragmas, folder 
   }
 }
 
-/** Migrates the configured database; a failure (unusable path, full disk...) prints one line and exits 1. */
-export function migrateOrExit(config: Config): number {
+/** Brings the configured database (SQLite file or PostgreSQL server) to the current schema; how many migrations ran. */
+export async function migrateConfigured(config: Config): Promise<number> {
+  if (config.database.dialect === "postgres") return migratePg(config.database.url);
+  return migrate(config.database.path, pragmasFrom(config));
+}
+
+/** Migrates the configured database; a failure (unusable path, full disk, server down...) prints one line and exits 1. */
+export async function migrateOrExit(config: Config): Promise<number> {
   try {
-    return migrate(config.database.path, pragmasFrom(config));
+    return await migrateConfigured(config);
   } catch (err) {
-    console.error(`fatal: ${describeStartError(err, config.database.path)}`);
+    console.error(`fatal: ${describeStartError(err, describeTarget(config.database))}`);
     process.exit(1);
   }
 }

@@ -1,6 +1,6 @@
-import { inArray } from "drizzle-orm";
+import { eq, inArray } from "drizzle-orm";
 import type { Db } from "./index.ts";
-import { dbConnections } from "./schema.ts";
+import type { dbConnections } from "./schema.ts";
 
 export type ConnectionRow = typeof dbConnections.$inferSelect;
 
@@ -27,9 +27,10 @@ export function isAlive(pid: number): boolean {
 export async function registerProcess(db: Db): Promise<() => void> {
   const pid = process.pid;
   // An upsert, also for the heartbeat: a row pruned while this process was stalled comes back.
+  const { dbConnections } = db.t;
   const upsert = () => {
     const row = { pid, role: db.role, started_at: db.startedAt, last_seen_at: new Date().toISOString(), busy_retries: db.stats.busyRetries };
-    return db.write((tx) => tx.insert(dbConnections).values(row).onConflictDoUpdate({ target: dbConnections.pid, set: row }).run(), "registry heartbeat");
+    return db.tx((tx) => tx.insert(dbConnections).values(row).onConflictDoUpdate({ target: dbConnections.pid, set: row }), "registry heartbeat");
   };
   await upsert();
   const timer = setInterval(() => upsert().catch(() => {}), HEARTBEAT_MS);
@@ -37,6 +38,11 @@ export async function registerProcess(db: Db): Promise<() => void> {
   const stop = () => {
     clearInterval(timer);
     if (db.closed) return;
+    if (db.engine === "pg") {
+      // close() ends the pool right after: this delete goes out first (the pool queues it before ending).
+      void db.q.delete(dbConnections).where(eq(dbConnections.pid, pid)).catch(() => {});
+      return;
+    }
     try {
       // At shutdown a short blocking wait is fine; the queue is drained already.
       db.raw.writer.run("PRAGMA busy_timeout = 2000");
@@ -51,7 +57,8 @@ export async function registerProcess(db: Db): Promise<() => void> {
 
 /** Lists live processes holding a connection (this one's counters are live); prunes dead rows. */
 export async function listConnections(db: Db): Promise<ConnectionRow[]> {
-  const rows = db.read.select().from(dbConnections).orderBy(dbConnections.pid).all();
+  const { dbConnections } = db.t;
+  const rows = await db.q.select().from(dbConnections).orderBy(dbConnections.pid);
   const live: ConnectionRow[] = [];
   const dead: number[] = [];
   const staleBefore = Date.now() - STALE_MS;
@@ -61,7 +68,7 @@ export async function listConnections(db: Db): Promise<ConnectionRow[]> {
     else dead.push(r.pid);
   }
   if (dead.length > 0) {
-    db.write((tx) => tx.delete(dbConnections).where(inArray(dbConnections.pid, dead)).run()).catch(() => {});
+    db.tx((tx) => tx.delete(dbConnections).where(inArray(dbConnections.pid, dead))).catch(() => {});
   }
   return live;
 }

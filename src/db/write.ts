@@ -25,7 +25,11 @@ import type { Orm } from "./open.ts";
 //    with it off (the supervisor's checkpointer alone) the WAL grew to ~100 MB between TRUNCATEs
 //    that stalled every writer for 100+ ms.
 
-export type WriteFn<T> = (tx: Orm) => T;
+// Callbacks may be async (the engine-neutral code awaits its queries): bun:sqlite runs each query
+// synchronously, so such a callback only waits for microtasks and the transaction stays as short. A
+// callback that awaits real I/O would hold the write lock meanwhile: don't (the flushing flag keeps the
+// queue correct even then, and the long hold is logged).
+export type WriteFn<T> = (tx: Orm) => T | Promise<T>;
 
 type Pending = {
   fn: WriteFn<unknown>;
@@ -120,8 +124,9 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   let drainWaiters: (() => void)[] = [];
   const onCommit: ((groupSize: number, lockWaitMs: number) => void)[] = [];
 
+  let flushing = false;
   function schedule(delayMs: number) {
-    if (scheduled) return;
+    if (scheduled || flushing) return;
     scheduled = true;
     if (delayMs <= 0) setImmediate(flush);
     else setTimeout(flush, delayMs);
@@ -154,8 +159,11 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
     return walOver;
   }
 
-  function flush() {
+  // Runs synchronously to the end unless a callback returns a promise (then it awaits it, keeping
+  // the connection to itself: `flushing` holds other flushes back until this one is done).
+  async function flush() {
     scheduled = false;
+    if (flushing) return;
     if (queue.length === 0) return settleDrain();
     if (shouldYield()) {
       yielded = true;
@@ -179,6 +187,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
       return schedule(attempt <= POLL_ATTEMPTS ? 0 : RETRY_MS * (0.5 + Math.random()));
     }
     attempt = 0;
+    flushing = true;
     const lockedAt = performance.now();
     const batch = queue.length <= opts.maxBatch ? queue : queue.slice(0, opts.maxBatch);
     queue = batch === queue ? [] : queue.slice(opts.maxBatch);
@@ -190,12 +199,9 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
     for (const p of batch) {
       if (!solo) savepoint.run();
       try {
-        const value = p.fn(orm);
-        // Any thenable: a Promise, or a Drizzle builder whose .run()/.get() was forgotten (it would
-        // execute after COMMIT, outside the transaction).
-        if (typeof (value as { then?: unknown } | null)?.then === "function") {
-          throw new Error("write callbacks must be synchronous and finish their queries (.run()/.get()/.all()): never await inside db.write()");
-        }
+        let value = p.fn(orm);
+        // Any thenable (a Promise, or a Drizzle builder returned unexecuted) settles here, inside the transaction.
+        if (typeof (value as { then?: unknown } | null)?.then === "function") value = await value;
         if (!solo) release.run();
         results.push({ ok: true, value });
       } catch (err) {
@@ -236,6 +242,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
     if (changedMeanwhile) {
       stats.refusedFileChanged += batch.length;
       for (const p of batch) p.reject(fileChanged(changedMeanwhile));
+      flushing = false;
       return failAll(fileChanged(changedMeanwhile));
     }
     stats.commits++;
@@ -251,6 +258,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   }
 
   function afterFlush() {
+    flushing = false;
     if (queue.length > 0) schedule(0);
     else settleDrain();
   }

@@ -1,10 +1,15 @@
 import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
-import type { Db } from "../db/index.ts";
+import { first, type Db } from "../db/index.ts";
 import { compileSelect, perConnection } from "../db/prepared.ts";
-import { sites, syncTasks, type Site } from "../db/schema.ts";
+import { sites, type Site } from "../db/schema.ts";
+import { likeInsensitive } from "../db/sql.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import { containsPattern } from "../search/queries.ts";
 import type { CreateSite, UpdateSite } from "./schemas.ts";
+
+// Engine-neutral queries (db.q / db.t / db.tx, every builder awaited), except the three hottest ones
+// (one site, a page, a create), which on SQLite run as statements prepared once per connection (see
+// compileSelect: ~2x cheaper than Drizzle's per-call path, `bun run bench`).
 
 const p = sql.placeholder;
 const byNameThenId = [asc(sites.name), asc(sites.id)];
@@ -32,7 +37,6 @@ const writeStatements = perConnection((orm) => ({
     .values({ domain: p("domain"), name: p("name"), category: p("category"), is_active: p("is_active") })
     .returning()
     .prepare(),
-  delete: orm.delete(sites).where(eq(sites.id, p("id"))).returning({ id: sites.id }).prepare(),
 }));
 
 /** A position in the name-then-id order, handed to clients as an opaque string. */
@@ -58,7 +62,9 @@ export function decodeCursor(s: string): SiteCursor {
 
 /** Finds one site by id. */
 export async function findSiteById(db: Db, id: number): Promise<Site | undefined> {
-  return readStatements(db.read).byId.get({ id });
+  if (db.engine === "sqlite") return readStatements(db.read).byId.get({ id });
+  const { sites } = db.t;
+  return first(await db.q.select().from(sites).where(eq(sites.id, id)));
 }
 
 /**
@@ -69,51 +75,60 @@ export async function listSites(
   db: Db,
   opts: { activeOnly: boolean; limit?: number; cursor?: SiteCursor; includeArchived?: boolean },
 ): Promise<{ items: Site[]; next: SiteCursor | null }> {
-  const s = readStatements(db.read);
-  // SQLite reads a negative LIMIT as no limit.
-  const limit = opts.limit === undefined ? -1 : opts.limit + 1;
-  const include_archived = opts.includeArchived ? 1 : 0;
-  const rows = opts.cursor
-    ? (opts.activeOnly ? s.nextPageActive : s.nextPage).all({ limit, name: opts.cursor.name, id: opts.cursor.id, include_archived })
-    : (opts.activeOnly ? s.firstPageActive : s.firstPage).all({ limit, include_archived });
+  const rows = db.engine === "sqlite" ? listSitesSqlite(db, opts) : await listSitesAny(db, opts);
   if (opts.limit === undefined || rows.length <= opts.limit) return { items: rows, next: null };
   const items = rows.slice(0, opts.limit);
   const last = items[items.length - 1]!;
   return { items, next: { name: last.name, id: last.id } };
 }
 
+type ListOptions = Parameters<typeof listSites>[1];
+
+function listSitesSqlite(db: Db, opts: ListOptions): Site[] {
+  const s = readStatements(db.read);
+  // SQLite reads a negative LIMIT as no limit.
+  const limit = opts.limit === undefined ? -1 : opts.limit + 1;
+  const include_archived = opts.includeArchived ? 1 : 0;
+  return opts.cursor
+    ? (opts.activeOnly ? s.nextPageActive : s.nextPage).all({ limit, name: opts.cursor.name, id: opts.cursor.id, include_archived })
+    : (opts.activeOnly ? s.firstPageActive : s.firstPage).all({ limit, include_archived });
+}
+
+async function listSitesAny(db: Db, opts: ListOptions): Promise<Site[]> {
+  const { sites } = db.t;
+  const c = opts.cursor;
+  const where = and(
+    opts.activeOnly ? eq(sites.is_active, true) : undefined,
+    opts.includeArchived ? undefined : isNull(sites.archived_at),
+    c ? or(gt(sites.name, c.name), and(eq(sites.name, c.name), gt(sites.id, c.id))) : undefined,
+  );
+  const q = db.q.select().from(sites).where(where).orderBy(asc(sites.name), asc(sites.id));
+  return opts.limit === undefined ? await q : await q.limit(opts.limit + 1);
+}
+
 /** Creates a site; a duplicate domain is a conflict (409). */
 export async function createSite(db: Db, input: CreateSite): Promise<Site> {
-  return db.write((tx) => {
-    try {
-      return writeStatements(tx).insert.get({
-        domain: input.domain,
-        name: input.name,
-        category: input.category ?? null,
-        is_active: input.is_active ?? true,
-      })!;
-    } catch (err) {
-      if (isUniqueViolation(err)) throw domainTaken(input.domain);
-      throw err;
-    }
-  });
+  const values = { domain: input.domain, name: input.name, category: input.category ?? null, is_active: input.is_active ?? true };
+  try {
+    if (db.engine === "sqlite") return await db.write((tx) => writeStatements(tx).insert.get(values)!);
+    return await db.tx(async (tx) => (await tx.insert(db.t.sites).values(values).returning())[0]!);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw domainTaken(input.domain);
+    throw err;
+  }
 }
 
 /** Applies a partial update; undefined when the site does not exist. */
 export async function updateSite(db: Db, id: number, patch: UpdateSite): Promise<Site | undefined> {
-  return db.write((tx) => {
-    try {
-      return tx
-        .update(sites)
-        .set({ ...patch, updated_at: new Date().toISOString() })
-        .where(eq(sites.id, id))
-        .returning()
-        .get();
-    } catch (err) {
-      if (isUniqueViolation(err) && patch.domain !== undefined) throw domainTaken(patch.domain);
-      throw err;
-    }
-  });
+  const { sites } = db.t;
+  try {
+    return await db.tx(async (tx) =>
+      first(await tx.update(sites).set({ ...patch, updated_at: new Date().toISOString() }).where(eq(sites.id, id)).returning()),
+    );
+  } catch (err) {
+    if (isUniqueViolation(err) && patch.domain !== undefined) throw domainTaken(patch.domain);
+    throw err;
+  }
 }
 
 /**
@@ -122,25 +137,27 @@ export async function updateSite(db: Db, id: number, patch: UpdateSite): Promise
  * archiving an archived site changes nothing.
  */
 export async function archiveSite(db: Db, id: number): Promise<Site | undefined> {
-  return db.write((tx) => {
+  const { sites, syncTasks } = db.t;
+  return db.tx(async (tx) => {
     const now = new Date().toISOString();
-    const site = tx.select().from(sites).where(eq(sites.id, id)).get();
+    const site = first(await tx.select().from(sites).where(eq(sites.id, id)));
     if (!site || site.archived_at !== null) return site;
-    tx.update(syncTasks)
+    await tx
+      .update(syncTasks)
       .set({ status: "cancelled", cancel_requested: true, completed_at: now, error: "site archived" })
-      .where(and(eq(syncTasks.site_id, id), eq(syncTasks.status, "pending")))
-      .run();
-    tx.update(syncTasks).set({ cancel_requested: true }).where(and(eq(syncTasks.site_id, id), inArray(syncTasks.status, ["running"]))).run();
-    return tx.update(sites).set({ archived_at: now, updated_at: now }).where(eq(sites.id, id)).returning().get();
+      .where(and(eq(syncTasks.site_id, id), eq(syncTasks.status, "pending")));
+    await tx.update(syncTasks).set({ cancel_requested: true }).where(and(eq(syncTasks.site_id, id), inArray(syncTasks.status, ["running"])));
+    return first(await tx.update(sites).set({ archived_at: now, updated_at: now }).where(eq(sites.id, id)).returning());
   });
 }
 
 /** Brings an archived site back (lists, schedule, syncs); undefined when the site does not exist. */
 export async function restoreSite(db: Db, id: number): Promise<Site | undefined> {
-  return db.write((tx) => {
-    const site = tx.select().from(sites).where(eq(sites.id, id)).get();
+  const { sites } = db.t;
+  return db.tx(async (tx) => {
+    const site = first(await tx.select().from(sites).where(eq(sites.id, id)));
     if (!site || site.archived_at === null) return site;
-    return tx.update(sites).set({ archived_at: null, updated_at: new Date().toISOString() }).where(eq(sites.id, id)).returning().get();
+    return first(await tx.update(sites).set({ archived_at: null, updated_at: new Date().toISOString() }).where(eq(sites.id, id)).returning());
   });
 }
 
@@ -149,15 +166,16 @@ export async function restoreSite(db: Db, id: number): Promise<Site | undefined>
  * `confirm` repeats its domain; false when the site does not exist.
  */
 export async function purgeSite(db: Db, id: number, confirm: string | undefined): Promise<boolean> {
-  return db.write((tx) => {
-    const site = tx.select({ domain: sites.domain }).from(sites).where(eq(sites.id, id)).get();
+  const { sites } = db.t;
+  return db.tx(async (tx) => {
+    const site = first(await tx.select({ domain: sites.domain }).from(sites).where(eq(sites.id, id)));
     if (!site) return false;
     if (confirm !== site.domain) {
       throw new ApiError("validation_failed", `purging deletes site ${id} and all its synced data for good: repeat its domain in confirm=${site.domain}`, [
         { path: "confirm", message: "must equal the site's domain" },
       ]);
     }
-    return writeStatements(tx).delete.get({ id }) !== undefined;
+    return (await tx.delete(sites).where(eq(sites.id, id)).returning({ id: sites.id })).length > 0;
   });
 }
 
@@ -168,11 +186,11 @@ function domainTaken(domain: string) {
 /** Sites whose name or domain contains `term` (case-insensitive for ASCII), by name then id, at most `limit`. */
 export async function searchSites(db: Db, opts: { term: string; limit: number }): Promise<Site[]> {
   const pattern = containsPattern(opts.term);
-  return db.read
+  const { sites } = db.t;
+  return db.q
     .select()
     .from(sites)
-    .where(sql`${sites.name} like ${pattern} escape '\\' or ${sites.domain} like ${pattern} escape '\\'`)
-    .orderBy(...byNameThenId)
-    .limit(opts.limit)
-    .all();
+    .where(or(likeInsensitive(db, sites.name, pattern), likeInsensitive(db, sites.domain, pattern)))
+    .orderBy(asc(sites.name), asc(sites.id))
+    .limit(opts.limit);
 }

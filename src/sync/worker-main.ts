@@ -17,7 +17,7 @@ const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
 setLogFormat(config.LOG_FORMAT);
 // Run alone, nobody migrated the file for us (the supervisor does it once for its children).
-if (!config.supervised) migrateOrExit(config);
+if (!config.supervised) await migrateOrExit(config);
 const db = openDbOrExit(config, "sync");
 await registerProcess(db);
 setMetricsRole("sync");

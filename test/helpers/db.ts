@@ -1,8 +1,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openDb, type Db, type OpenOptions } from "../../src/db/index.ts";
+import { openDb, openPgDb, type Db, type OpenOptions } from "../../src/db/index.ts";
 import { migrate } from "../../src/db/migrate.ts";
+import { newPgDatabase, testEngine } from "./engine.ts";
+
+export { testEngine } from "./engine.ts";
 
 /** A fresh temporary directory, removed by the returned cleanup. */
 export function tempDir(prefix = "sitesync-test-") {
@@ -10,8 +13,44 @@ export function tempDir(prefix = "sitesync-test-") {
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** A migrated database file in a temp dir with one open handle; cleanup closes and deletes it. */
+/**
+ * A migrated database with one open handle, on the engine the suite tests (see engine.ts): a file in a
+ * temp dir, or a fresh PostgreSQL database. `databaseUrl` is what a server or CLI takes as DATABASE_URL;
+ * `path` is the file (SQLite only). cleanup closes every handle and deletes the database.
+ */
 export function tempDb(opts: Partial<OpenOptions> = {}) {
+  return testEngine === "pg" ? tempPgDb() : tempSqliteDb(opts);
+}
+
+function tempPgDb() {
+  const { dir, cleanup } = tempDir();
+  const pgdb = newPgDatabase();
+  const handles: Db[] = [];
+  const open = (_o: Partial<OpenOptions> = {}) => {
+    const db = openPgDb({ url: pgdb.url, role: "test", poolSize: 4 });
+    handles.push(db);
+    return db;
+  };
+  const db = open();
+  return {
+    db,
+    databaseUrl: pgdb.url,
+    get path(): string {
+      throw new Error("tempDb().path is the SQLite file: this test is SQLite-only (scripts/test.ts lists those)");
+    },
+    dir,
+    open,
+    async cleanup() {
+      for (const h of handles) h.close();
+      await Promise.all(handles.map((h) => h.pg?.pool.end().catch(() => {})));
+      pgdb.drop();
+      cleanup();
+    },
+  };
+}
+
+/** A migrated SQLite file in a temp dir with one open handle; cleanup closes and deletes it. */
+export function tempSqliteDb(opts: Partial<OpenOptions> = {}) {
   const { dir, cleanup } = tempDir();
   const path = join(dir, "app.db");
   migrate(path);
@@ -24,11 +63,12 @@ export function tempDb(opts: Partial<OpenOptions> = {}) {
   const db = open();
   return {
     db,
+    databaseUrl: path,
     path,
     dir,
     /** Opens another handle on the same file, as a second process would. */
     open,
-    cleanup() {
+    async cleanup() {
       for (const h of handles) h.close();
       cleanup();
     },

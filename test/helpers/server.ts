@@ -5,6 +5,7 @@ import { portLockPath } from "../../src/db/instance-lock.ts";
 import { freePort } from "../../src/net.ts";
 import { spawnUntilReady, type ReadyProcess } from "../../scripts/spawn-ready.ts";
 import { tempDir } from "./db.ts";
+import { newPgDatabase, testEngine } from "./engine.ts";
 
 export { freePort };
 
@@ -13,6 +14,7 @@ const root = join(import.meta.dir, "../..");
 export type RunningServer = {
   url: string;
   port: number;
+  /** The SQLite file, or (TEST_ENGINE=pg) the PostgreSQL URL: what DATABASE_URL was. */
   dbPath: string;
   proc: Subprocess<"ignore", "pipe", "pipe">;
   /** Everything the supervisor and its workers printed so far. */
@@ -32,6 +34,7 @@ export async function startServer(
     workers?: number;
     syncWorkers?: number;
     env?: Record<string, string>;
+    /** DATABASE_URL: an SQLite path or a PostgreSQL URL (default: a fresh database of the engine under test). */
     dbPath?: string;
     timeoutMs?: number;
     /** A fixed port instead of a free one. */
@@ -41,7 +44,9 @@ export async function startServer(
   } = {},
 ): Promise<RunningServer> {
   const tmp = opts.dbPath ? null : tempDir();
-  const dbPath = opts.dbPath ?? join(tmp!.dir, "app.db");
+  // A fresh database of the engine under test; on PostgreSQL dropped by cleanup() like the temp file.
+  const pgdb = !opts.dbPath && testEngine === "pg" ? newPgDatabase({ migrated: false }) : null;
+  const dbPath = opts.dbPath ?? pgdb?.url ?? join(tmp!.dir, "app.db");
   const port = opts.port ?? freePort();
   let started: ReadyProcess;
   try {
@@ -57,6 +62,7 @@ export async function startServer(
     );
   } catch (err) {
     tmp?.cleanup();
+    pgdb?.drop();
     throw err;
   }
   const { proc, output, stop } = started;
@@ -73,6 +79,7 @@ export async function startServer(
       const lock = portLockPath("127.0.0.1", port);
       if ((await Bun.file(lock).json().catch(() => null))?.pid === proc.pid) rmSync(lock, { force: true });
       tmp?.cleanup();
+      pgdb?.drop();
     },
   };
 }

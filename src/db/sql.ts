@@ -1,0 +1,19 @@
+import { sql, type SQL, type SQLWrapper } from "drizzle-orm";
+import type { Db } from "./index.ts";
+
+// SQL fragments whose spelling differs between the engines; everything else is Drizzle's builder, once.
+
+/**
+ * `col LIKE pattern` without regard to case, with `\` escaping % and _ (see containsPattern): SQLite's
+ * LIKE ignores ASCII case already; PostgreSQL needs ILIKE (which also folds non-ASCII letters).
+ */
+export function likeInsensitive(db: Db, col: SQLWrapper, pattern: string): SQL {
+  return db.engine === "pg" ? sql`${col} ilike ${pattern} escape '\\'` : sql`${col} like ${pattern} escape '\\'`;
+}
+
+/** `value IN (list)` for a list bound as one JSON array parameter (one prepared statement for any length). */
+export function inJsonList(db: Db, col: SQLWrapper, json: string): SQL {
+  return db.engine === "pg"
+    ? sql`${col} in (select jsonb_array_elements_text(${json}::jsonb))`
+    : sql`${col} in (select value from json_each(${json}))`;
+}

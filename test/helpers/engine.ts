@@ -1,0 +1,81 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Engine } from "../../src/db/engine.ts";
+import { findPgBin } from "../../scripts/pg-cluster.ts";
+
+// Which engine this run of the suite tests: TEST_ENGINE=pg runs the behavioural tests against the
+// PostgreSQL server at TEST_POSTGRES_URL (scripts/test.ts starts a throw-away one); default SQLite.
+
+/** The engine the suite runs on. */
+export const testEngine: Engine = process.env.TEST_ENGINE === "pg" ? "pg" : "sqlite";
+
+const root = join(import.meta.dir, "../..");
+
+function adminUrl(): string {
+  const url = process.env.TEST_POSTGRES_URL;
+  if (!url) throw new Error("TEST_ENGINE=pg needs TEST_POSTGRES_URL (run the suite with `bun run test`, which starts a server)");
+  return url;
+}
+
+function psqlBin(): string {
+  const bin = findPgBin();
+  if (bin && existsSync(join(bin, "psql"))) return join(bin, "psql");
+  return "psql";
+}
+
+/** Runs one statement on the server's maintenance database, synchronously (tests create databases in sync helpers). */
+export function psql(sql: string, url = adminUrl()): string {
+  const r = Bun.spawnSync([psqlBin(), url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`psql failed: ${r.stderr.toString().trim()} (${sql})`);
+  return r.stdout.toString().trim();
+}
+
+function urlOf(name: string): string {
+  const u = new URL(adminUrl());
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+let template: string | null = null;
+let seq = 0;
+
+/** A migrated template database, made once per test process (copying it is much faster than migrating). */
+function migratedTemplate(): string {
+  if (template) return template;
+  const name = `sitesync_tmpl_${process.pid}`;
+  psql(`drop database if exists "${name}" with (force)`);
+  psql(`create database "${name}"`);
+  const r = Bun.spawnSync([process.execPath, join(root, "src/db/migrate-cli.ts")], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: urlOf(name), LOG_LEVEL: "warn" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if (r.exitCode !== 0) throw new Error(`migrating the template database failed: ${r.stderr.toString()}`);
+  template = name;
+  process.on("exit", () => {
+    try {
+      psql(`drop database if exists "${name}" with (force)`);
+    } catch {
+      // The server may already be gone (the runner stops it last).
+    }
+  });
+  return name;
+}
+
+/** A fresh migrated PostgreSQL database; its URL and a drop() for cleanup. */
+export function newPgDatabase(opts: { migrated?: boolean } = {}): { url: string; name: string; drop: () => void } {
+  const name = `sitesync_t_${process.pid}_${++seq}_${Date.now().toString(36)}`;
+  psql(opts.migrated === false ? `create database "${name}"` : `create database "${name}" template "${migratedTemplate()}"`);
+  return {
+    url: urlOf(name),
+    name,
+    drop: () => {
+      try {
+        psql(`drop database if exists "${name}" with (force)`);
+      } catch {
+        // Dropped already, or the server is gone.
+      }
+    },
+  };
+}
