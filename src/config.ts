@@ -215,11 +215,14 @@ export function describeTarget(target: DatabaseTarget): string {
 export function parseDatabaseUrl(url: string): DatabaseTarget {
   const invalid = (msg: string) => new ConfigError({ DATABASE_URL: [msg] });
   if (/^postgres(ql)?:\/\//i.test(url)) {
+    let u: URL | null = null;
     try {
-      new URL(url);
+      u = new URL(url);
     } catch {
-      throw invalid("expected postgres://user:password@host:port/database");
+      // reported below
     }
+    // A host, or a socket folder in ?host= (libpq's form for a local server).
+    if (!u || (!u.hostname && !u.searchParams.get("host"))) throw invalid("expected postgres://user:password@host:port/database");
     return { dialect: "postgres", url };
   }
   let path = url;

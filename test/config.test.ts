@@ -121,9 +121,15 @@ describe("DATABASE_URL forms", () => {
     });
   }
 
+  test("postgres:// and postgresql:// URLs name a PostgreSQL server", () => {
+    for (const url of ["postgres://user:pw@db/app", "postgresql://db:5433/app?sslmode=require"]) {
+      expect(parseDatabaseUrl(url)).toEqual({ dialect: "postgres", url });
+      expect(loadConfig([], { DATABASE_URL: url }).database).toEqual({ dialect: "postgres", url });
+    }
+  });
+
   const bad: [string, RegExp][] = [
-    ["postgres://user:pw@db/app", /PostgreSQL is not supported/],
-    ["postgresql://db/app", /PostgreSQL is not supported/],
+    ["postgres://", /expected postgres:\/\/user:password@host:port\/database/],
     [":memory:", /in-memory/],
     ["file::memory:", /in-memory/],
     ["file:shared?mode=memory&cache=shared", /in-memory/],

@@ -1,6 +1,7 @@
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
+import { freePort } from "../src/net.ts";
 import { tempDir } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
 import { childPids, running } from "./helpers/procs.ts";
@@ -323,8 +324,21 @@ describe("--workers 1 and configuration errors", () => {
     { args: ["--workers", "0"], message: /WORKERS: / },
     { args: ["--port", "99999"], message: /PORT: / },
     { args: ["--frobnicate"], message: /argv: .*frobnicate/ },
-    { args: [], env: { DATABASE_URL: "postgres://db/app" }, message: /DATABASE_URL: PostgreSQL is not supported/ },
+    { args: [], env: { DATABASE_URL: "postgres://" }, message: /DATABASE_URL: expected postgres:/ },
   ];
+  test("a PostgreSQL server that does not answer: exit 1 with one line naming it (no password shown)", async () => {
+    const port = freePort();
+    const proc = Bun.spawn([process.execPath, join(root, "src/main.ts"), "--workers", "1"], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: `postgres://app:secret@127.0.0.1:${port}/app`, PORT: "0" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    expect(code).toBe(1);
+    expect(err.trim().split("\n")).toEqual([expect.stringMatching(new RegExp(`^fatal: the PostgreSQL server at postgres://app:\\*\\*\\*@127\\.0\\.0\\.1:${port}/app does not answer`))]);
+    expect(err).not.toContain("secret");
+  });
   for (const c of bad) {
     test(`${[...c.args, ...Object.entries(c.env ?? {}).map(([k, v]) => `${k}=${v}`)].join(" ")} exits 1 with a field error`, async () => {
       const d = tempDir();

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import type { Context, MiddlewareHandler } from "hono";
 import { actorOf, clientIpOf, principalOf } from "../auth/middleware.ts";
 import { isSafeMethod, requiredScope } from "../auth/policy.ts";
-import type { Db } from "../db/index.ts";
+import type { Db, Orm, Q } from "../db/index.ts";
 import type { WriteFn } from "../db/write.ts";
 import { log, logOncePer } from "../log.ts";
 import { insertAuditRow, type AuditInsert } from "./queries.ts";
@@ -15,35 +15,57 @@ import { insertAuditRow, type AuditInsert } from "./queries.ts";
 type AuditContext = { c: Context; committed: number };
 const current = new AsyncLocalStorage<AuditContext>();
 
-/** A handle whose writes also insert the row `rowOf` describes, in the same transaction (null: no row). */
+/** A handle whose writes (db.write and db.tx) also insert the row `rowOf` describes, in the same transaction (null: no row). */
 export function withAuditRows(db: Db, rowOf: (result: unknown) => AuditInsert | null): Db {
+  // Synchronous callbacks stay synchronous (SQLite's fast path); async ones get their row after they settle.
+  const audited =
+    <Tx extends Orm | Q, T>(fn: (tx: Tx) => T | Promise<T>) =>
+    (tx: Tx): T | Promise<T> => {
+      const after = (result: T): T | Promise<T> => {
+        const row = rowOf(result);
+        const pending = row ? insertAuditRow(db, tx, row) : undefined;
+        return pending ? pending.then(() => result) : result;
+      };
+      const result = fn(tx);
+      return isThenable(result) ? result.then(after) : after(result as T);
+    };
   return Object.create(db, {
     write: {
-      value<T>(fn: WriteFn<T>): Promise<T> {
-        return db.write((tx) => {
-          const result = fn(tx);
-          const row = rowOf(result);
-          if (row) insertAuditRow(tx, row);
-          return result;
-        });
+      value<T>(fn: WriteFn<T>, label?: string): Promise<T> {
+        return db.write(audited(fn), label);
+      },
+    },
+    tx: {
+      value<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
+        return db.tx(audited(fn), label);
       },
     },
   });
 }
 
+function isThenable<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown } | null)?.then === "function";
+}
+
 /** The handle route handlers write through: inside a request's audit context each write is audited. */
 export function auditedDb(db: Db): Db {
+  const inContext = <T>(run: (audited: Db) => Promise<T>, plain: () => Promise<T>): Promise<T> => {
+    const ctx = current.getStore();
+    if (!ctx) return plain();
+    return run(withAuditRows(db, (result) => rowFor(ctx.c, result, "ok", null))).then((r) => {
+      ctx.committed++;
+      return r;
+    });
+  };
   return Object.create(db, {
     write: {
-      value<T>(fn: WriteFn<T>): Promise<T> {
-        const ctx = current.getStore();
-        if (!ctx) return db.write(fn);
-        return withAuditRows(db, (result) => rowFor(ctx.c, result, "ok", null))
-          .write(fn)
-          .then((r) => {
-            ctx.committed++;
-            return r;
-          });
+      value<T>(fn: WriteFn<T>, label?: string): Promise<T> {
+        return inContext((a) => a.write(fn, label), () => db.write(fn, label));
+      },
+    },
+    tx: {
+      value<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
+        return inContext((a) => a.tx(fn, label), () => db.tx(fn, label));
       },
     },
   });
@@ -92,7 +114,7 @@ export function auditMiddleware(db: Db): MiddlewareHandler {
     if (ctx.committed > 0 || status < 400 || status === 401 || status === 429 || !c.req.path.startsWith("/api/")) return;
     if (requiredScope(c.req.method, c.req.path) === "read") return;
     try {
-      await db.write((tx) => insertAuditRow(tx, rowFor(c, undefined, status === 403 ? "denied" : "failed", status)));
+      await db.tx((tx) => insertAuditRow(db, tx, rowFor(c, undefined, status === 403 ? "denied" : "failed", status)));
     } catch (err) {
       // A full disk fails every request's row: one line per interval (with a count), not one per request.
       logOncePer(`audit row ${(err as { code?: string }).code ?? String(err)}`, 10_000, "warn", "audit row of a failed request not recorded", {
@@ -105,5 +127,5 @@ export function auditMiddleware(db: Db): MiddlewareHandler {
 
 /** Audits a request whose effect is outside the database (e.g. a backup file): a write of just its row. */
 export async function recordAction(db: Db): Promise<void> {
-  await db.write(() => null);
+  await db.tx(() => null);
 }

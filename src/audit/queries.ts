@@ -1,6 +1,6 @@
 import type { Database } from "bun:sqlite";
 import { and, desc, eq, gte, lt, lte, sql, type SQL } from "drizzle-orm";
-import type { Db, Orm } from "../db/index.ts";
+import type { Db, Orm, Q } from "../db/index.ts";
 import { perConnection } from "../db/prepared.ts";
 import { auditLog } from "../db/schema.ts";
 
@@ -20,9 +20,16 @@ const insertStatement = perConnection((orm) => {
   return (orm as Orm & { $client: Database }).$client.prepare<unknown, (string | number | null)[]>(text);
 });
 
-/** Inserts one audit row on the given transaction (the one that made the change it records). */
-export function insertAuditRow(tx: Orm, row: AuditInsert) {
-  insertStatement(tx).run(...columns.map((c) => row[c] ?? null));
+/**
+ * Inserts one audit row on the given transaction (the one that made the change it records): on SQLite
+ * synchronously with the prepared statement, on PostgreSQL a promise to await inside the transaction.
+ */
+export function insertAuditRow(db: Db, tx: Orm | Q, row: AuditInsert): void | Promise<unknown> {
+  if (db.engine === "sqlite") {
+    insertStatement(tx as Orm).run(...columns.map((c) => row[c] ?? null));
+    return;
+  }
+  return (tx as Q).insert(db.t.auditLog).values(row);
 }
 
 export type AuditFilter = { keyId?: number; siteId?: number; actor?: string; since?: string; until?: string; outcome?: "ok" | "denied" | "failed" };

@@ -19,10 +19,26 @@ const fsReasons: Record<string, string> = {
   EISDIR: "it is a directory",
 };
 
-/** One line saying why the service could not start on the database at `path`. */
+const pgReasons: [RegExp, string][] = [
+  [/^(ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH)$/, "does not answer (is it running, and listening on that host and port?)"],
+  [/^(ENOTFOUND|EAI_AGAIN)$/, "has a host name that does not resolve"],
+  [/^28/, "refused the credentials (user or password)"],
+  [/^3D000$/, "has no such database (create it first: createdb)"],
+  [/^42501$/, "refused a permission the migrations need (the user must own the database)"],
+  [/^(57P03|53300)$/, "cannot accept connections now (starting up, or out of connections)"],
+];
+
+/** One line saying why the service could not start on the database at `path` (a file, or a PostgreSQL URL without password). */
 export function describeStartError(err: unknown, path: string): string {
-  const e = err as { code?: unknown; message?: unknown; path?: unknown; syscall?: unknown } | null;
+  let e = err as { code?: unknown; message?: unknown; path?: unknown; syscall?: unknown; cause?: unknown } | null;
+  // Drizzle wraps driver errors; the driver's is the one that says why.
+  while (e && typeof e.code !== "string" && e.cause) e = e.cause as typeof e;
   const code = typeof e?.code === "string" ? e.code : "";
+  if (/^postgres(ql)?:/i.test(path)) {
+    const message = String(e?.message ?? err).split("\n")[0];
+    for (const [re, why] of pgReasons) if (re.test(code)) return `the PostgreSQL server at ${path} ${why} (${code}: ${message})`;
+    return `PostgreSQL at ${path}: ${message}${code ? ` (${code})` : ""}`;
+  }
   const message = String(e?.message ?? err).split("\n")[0];
   for (const [re, why] of sqliteReasons) if (re.test(code)) return `the database file ${path} ${why} (${code}: ${message})`;
   const fsWhy = fsReasons[code];
