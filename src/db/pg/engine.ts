@@ -1,7 +1,7 @@
 import { drizzle } from "drizzle-orm/node-postgres";
 import pg from "pg";
 import { ApiError, isRetryableDbError, isUnavailableDbError } from "../../errors.ts";
-import { log } from "../../log.ts";
+import { log, logOncePer } from "../../log.ts";
 import type { EngineHandle, Q, WriterStats } from "../engine.ts";
 import * as schema from "./schema.ts";
 
@@ -33,8 +33,13 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts } {
     idle_in_transaction_session_timeout: 60_000,
     application_name: `sitesync-${process.pid}`,
   });
-  // An idle client that loses its connection (server restart) emits 'error'; unhandled, it would kill the process.
+  // An idle client that loses its connection (server restart) emits 'error' on the pool; one checked out
+  // (a transaction in progress) emits it on itself, where nobody listens: unhandled, either would kill
+  // the process. The query in progress fails on its own (and db.tx retries it), so a log line is enough.
   pool.on("error", (err) => log("warn", "postgresql connection lost while idle", { error: err.message }));
+  pool.on("connect", (client) => {
+    client.on("error", (err) => logOncePer("pg client error", 10_000, "warn", "postgresql connection lost", { error: err.message }));
+  });
   const orm = drizzle({ client: pool, schema }) as unknown as Q;
   const stats: WriterStats = newStats();
   let inFlight = 0;

@@ -1,0 +1,108 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { eq, sql } from "drizzle-orm";
+import { openPgDb, type Db } from "../src/db/index.ts";
+import { ApiError, isBusyError, isStorageError, isUniqueViolation } from "../src/errors.ts";
+import { freePort } from "../src/net.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
+
+// The PostgreSQL write path (src/db/pg/engine.ts) against a real server: what db.tx retries, what it
+// gives up on, and how failures are classified for the API (503, never 500). PostgreSQL run only.
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const f of cleanups.splice(0).reverse()) await f();
+});
+
+function setup() {
+  const t = tempDb();
+  cleanups.push(() => t.cleanup());
+  return t;
+}
+
+async function addSite(db: Db, domain: string) {
+  const { sites } = db.t;
+  const rows = await db.tx(async (tx) => tx.insert(sites).values({ domain, name: domain }).returning());
+  return rows[0]!;
+}
+
+describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
+  test("a deadlock between two transactions is retried: both writes commit, the retry is counted", async () => {
+    const t = setup();
+    const a = await addSite(t.db, "sc-domain:a.example");
+    const b = await addSite(t.db, "sc-domain:b.example");
+    const { sites } = t.db.t;
+    // Opposite lock order with a pause in between: the server detects the deadlock (deadlock_timeout,
+    // 1 s by default) and aborts one transaction with 40P01, which db.tx runs again.
+    let attempts = 0;
+    const cross = (first: number, second: number, name: string) =>
+      t.db.tx(async (tx) => {
+        attempts++;
+        await tx.update(sites).set({ name: `${name} 1` }).where(eq(sites.id, first));
+        await tx.execute(sql`select pg_sleep(0.3)`);
+        await tx.update(sites).set({ name: `${name} 2` }).where(eq(sites.id, second));
+        return name;
+      });
+    const retries0 = t.db.stats.busyRetries;
+    expect(await Promise.all([cross(a.id, b.id, "x"), cross(b.id, a.id, "y")])).toEqual(["x", "y"]);
+    expect(attempts).toBe(3);
+    expect(t.db.stats.busyRetries - retries0).toBe(1);
+    const names = (await t.db.q.select({ name: sites.name }).from(sites).orderBy(sites.id)).map((r) => r.name);
+    // Whichever ran last wrote both rows: its two updates are there, the aborted attempt left nothing.
+    expect(["x 1,x 2", "y 2,y 1"]).toContain(names.join());
+  }, 20_000);
+
+  test("a connection killed in the middle of a transaction: nothing of that attempt stays, the retry commits once", async () => {
+    const t = setup();
+    const { sites } = t.db.t;
+    let attempts = 0;
+    const site = await t.db.tx(async (tx) => {
+      attempts++;
+      const row = (await tx.insert(sites).values({ domain: "sc-domain:killed.example", name: "K" }).returning())[0]!;
+      if (attempts === 1) await tx.execute(sql`select pg_terminate_backend(pg_backend_pid())`);
+      return row;
+    });
+    expect(attempts).toBe(2);
+    expect(await t.db.q.select({ id: sites.id }).from(sites)).toEqual([{ id: site.id }]);
+  });
+
+  test("a server that does not answer: the write gives up with 503 (unavailable) after its retry budget; reads are storage errors", async () => {
+    const db = openPgDb({ url: `postgres://postgres@127.0.0.1:${freePort()}/none`, role: "test", retryForMs: 300 });
+    cleanups.push(() => db.close());
+    const t0 = performance.now();
+    const err = await db.tx((tx) => tx.select().from(db.t.sites)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(503);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(300);
+    expect(db.stats.busyRetries).toBeGreaterThan(0);
+    const readErr = await db.q.select().from(db.t.sites).catch((e: unknown) => e);
+    expect(isStorageError(readErr)).toBe(true);
+  });
+
+  test("statement_timeout (PG_STATEMENT_TIMEOUT_MS) stops a runaway query; the error is the retry-later kind (503), not a 500", async () => {
+    const t = setup();
+    const db = openPgDb({ url: t.databaseUrl, role: "test", statementTimeoutMs: 200 });
+    cleanups.push(() => db.close());
+    const t0 = performance.now();
+    const err = await db.q.execute(sql`select pg_sleep(5)`).catch((e: unknown) => e);
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(isBusyError(err)).toBe(true);
+  });
+
+  test("a duplicate key inside db.tx is a unique violation (the API's 409), not retried", async () => {
+    const t = setup();
+    await addSite(t.db, "sc-domain:dup.example");
+    const retries0 = t.db.stats.busyRetries;
+    const err = await addSite(t.db, "sc-domain:dup.example").catch((e: unknown) => e);
+    expect(isUniqueViolation(err)).toBe(true);
+    expect(t.db.stats.busyRetries).toBe(retries0);
+  });
+
+  test("writes from many callers at once on a pool of 4 connections: every one commits exactly once", async () => {
+    const t = setup();
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => addSite(t.db, `sc-domain:many-${i}.example`)));
+    expect(new Set(results.map((r) => r.id)).size).toBe(200);
+    const { sites } = t.db.t;
+    const n = await t.db.q.$count(sites);
+    expect(n).toBe(200);
+  });
+});
