@@ -76,7 +76,9 @@ export function startCluster(opts: { bin?: string; parent?: string; ownerPid?: n
         "-c synchronous_commit=off",
         "-c full_page_writes=off",
         "-c shared_buffers=32MB",
-        "-c max_connections=100",
+        // Every process of a test server pools PG_POOL_SIZE connections; two instances of 4 workers each, plus
+        // the tests' own pools, pass 100.
+        "-c max_connections=400",
       ].join(" ");
       try {
         run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "server.log"), "-w", "-t", "60", "-o", options, "start"], "pg_ctl start");
