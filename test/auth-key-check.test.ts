@@ -1,0 +1,66 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { createApp } from "../src/app.ts";
+import { createApiKey, revokeApiKey } from "../src/auth/queries.ts";
+import { setLogLevel } from "../src/log.ts";
+import { createSite } from "../src/sites/queries.ts";
+import { requestFrom, runScript } from "./helpers/client.ts";
+import { tempDb } from "./helpers/db.ts";
+import { startServer } from "./helpers/server.ts";
+
+// Protected mode's "does any active key exist" answer is remembered per process while the file's
+// data_version stays the same (src/auth/middleware.ts): a key created or revoked by another
+// connection or process must still change the very next keyless request's answer.
+
+setLogLevel("silent");
+const root = join(import.meta.dir, "..");
+
+describe("in-process, the other handle playing another process", () => {
+  const t = tempDb();
+  const other = t.open();
+  const app = createApp(t.db);
+  afterAll(() => t.cleanup());
+  // app.request has no socket: the caller counts as local (protected mode lets it in without a key).
+  const status = async () => (await app.request("/api/v1/sites")).status;
+
+  test("a key created, expired, revoked elsewhere changes the next keyless answer", async () => {
+    for (let i = 0; i < 3; i++) expect(await status()).toBe(200);
+    // A commit that is not a key: asked again, still no key.
+    await createSite(other, { domain: "sc-domain:other.example", name: "Other" });
+    expect(await status()).toBe(200);
+    const k = await createApiKey(other, { name: "elsewhere", scope: "read" });
+    expect(await status()).toBe(401);
+    expect(await status()).toBe(401);
+    await revokeApiKey(other, k.info.id);
+    expect(await status()).toBe(200);
+    // A key that ends by expiring (no commit at its end): protected mode comes back by itself.
+    await createApiKey(other, { name: "short", scope: "read", expiresAt: new Date(Date.now() + 300) });
+    expect(await status()).toBe(401);
+    await Bun.sleep(400);
+    expect(await status()).toBe(200);
+  });
+
+  test("a key created through this process's own writer connection is seen at once", async () => {
+    expect(await status()).toBe(200);
+    await createApiKey(t.db, { name: "own", scope: "read" });
+    expect(await status()).toBe(401);
+  });
+});
+
+test("real workers: a key created by the CLI refuses the next keyless request in every worker", async () => {
+  const s = await startServer({ workers: 2, env: { LOCAL_ADDRESSES: "127.0.0.1,::1" } });
+  try {
+    // Fresh connections spread over both workers; each remembers "no key" many times over.
+    const pids = new Set<number>();
+    for (let i = 0; i < 20; i++) pids.add((await requestFrom("127.0.0.1", s.url, "GET", "/health")).body.process_id);
+    expect(pids.size).toBe(2);
+    const before = await Promise.all(Array.from({ length: 40 }, () => requestFrom("127.0.0.1", s.url, "GET", "/api/v1/sites")));
+    expect(before.map((r) => r.status)).toEqual(Array(40).fill(200));
+    const created = await runScript(root, ["src/auth/cli.ts", "create", "--name", "fresh", "--scope", "read"], { DATABASE_URL: s.dbPath });
+    expect(created.code).toBe(0);
+    const after = await Promise.all(Array.from({ length: 40 }, () => requestFrom("127.0.0.1", s.url, "GET", "/api/v1/sites")));
+    expect(after.map((r) => r.status)).toEqual(Array(40).fill(401));
+  } finally {
+    await s.cleanup();
+  }
+}, 60_000);
