@@ -25,7 +25,7 @@ import { log, logOncePer, withLogContext } from "./log.ts";
 import { mcpRoutes } from "./mcp/routes.ts";
 import type { McpOptions } from "./mcp/tools.ts";
 import type { Registry } from "prom-client";
-import { httpMetrics, registry } from "./metrics/registry.ts";
+import { httpMetricsMiddleware, registry } from "./metrics/registry.ts";
 import { validationHook } from "./openapi.ts";
 import { searchRoutes } from "./search/routes.ts";
 import { sitesRoutes } from "./sites/routes.ts";
@@ -76,7 +76,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.use(requestId());
   // request_id on every line logged while serving the request, not only on the request line.
   app.use((c, next) => withLogContext({ request_id: c.get("requestId") }, next));
-  app.use(httpMetrics.registerMetrics);
+  app.use(httpMetricsMiddleware);
   if (opts.requestLog) app.use(requestLog);
   // Before auth: a preflight carries no credentials and is answered here; refusals get the CORS headers too.
   const cors = corsFor(opts.corsOrigins);

@@ -1,9 +1,9 @@
-import { prometheus } from "@hono/prometheus";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ProcessRole } from "../config.ts";
 import { walSize } from "../db/checkpoint.ts";
 import type { Db } from "../db/index.ts";
 import { countTasksByStatus } from "../sync/queries.ts";
+import { httpMetrics } from "./http.ts";
 
 // This process's metrics. Every process (supervisor, HTTP and sync workers) has one registry; the
 // supervisor merges them with AggregatorRegistry.aggregate (see ipc.ts). Each metric says how it merges:
@@ -14,7 +14,7 @@ import { countTasksByStatus } from "../sync/queries.ts";
 export const registry = new Registry();
 
 /** HTTP requests and latency by route template (`/api/v1/sites/:id`; unmatched paths share `/*`) and status. */
-export const httpMetrics = prometheus({ registry });
+export const httpMetricsMiddleware = httpMetrics(registry);
 
 let role: ProcessRole = "standalone";
 const dbs = new Set<Db>();
