@@ -16,13 +16,16 @@ export type RunningServer = {
   stop: () => Promise<void>;
 };
 
-async function start(name: string, cmd: string[], env: Record<string, string>, ready: string, url: string) {
-  const p = await spawnUntilReady(cmd, { cwd: root, env: { ...process.env, ...env }, ready, timeoutMs: 60_000, name });
+async function start(name: string, cmd: string[], env: Record<string, string>, ready: string, url: string, cwd = root) {
+  const p = await spawnUntilReady(cmd, { cwd, env: { ...process.env, ...env }, ready, timeoutMs: 60_000, name });
   return { name, url, pid: p.proc.pid, output: p.output, stop: async () => void (await p.stop()) } satisfies RunningServer;
 }
 
-/** Starts the service (`bun src/main.ts`) on a fresh database file; resolves once every HTTP worker listens. */
-export function startService(opts: { dbPath: string; workers: number; syncWorkers: number; env?: Record<string, string> }) {
+/**
+ * Starts the service (`bun src/main.ts`) on a fresh database file; resolves once every HTTP worker listens.
+ * `root`: another checkout to run (bench/attribute.ts compares trees), default this one.
+ */
+export function startService(opts: { dbPath: string; workers: number; syncWorkers: number; env?: Record<string, string>; root?: string }) {
   const port = freePort();
   return start(
     "service",
@@ -39,6 +42,7 @@ export function startService(opts: { dbPath: string; workers: number; syncWorker
     },
     "sitesync listening",
     `http://127.0.0.1:${port}`,
+    opts.root,
   );
 }
 
