@@ -113,8 +113,10 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
   // data_version, so a key created elsewhere is seen by the very next request. The table scan cost
   // ~15 µs per keyless request in a served worker; data_version ~3 µs. "A key exists" is never
   // remembered: the last key may expire without a commit.
+  // (SQLite's data_version; on PostgreSQL the table is asked every time.)
   let noKeyAtVersion: number | null = null;
   function anyActiveKey(): boolean {
+    if (db.engine !== "sqlite") return hasActiveKey(db);
     const version = readerDataVersion(db);
     if (version === noKeyAtVersion) return false;
     // Read after the version: a commit in between is either seen here or changes the version again.
