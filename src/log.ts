@@ -20,9 +20,11 @@ export function setLogFormat(f: LogFormat) {
   format = f;
 }
 
-/** Runs `fn` with `fields` added to every line it logs (also after its awaits). */
+/** Runs `fn` with `fields` added to every line it logs (also after its awaits); `fields` must not change afterwards. */
 export function withLogContext<T>(fields: Record<string, unknown>, fn: () => T): T {
-  return context.run({ ...context.getStore(), ...fields }, fn);
+  // Once per request: outside any other context, the caller's object is the context, not a copy of it.
+  const outer = context.getStore();
+  return context.run(outer === undefined ? fields : { ...outer, ...fields }, fn);
 }
 
 /** Prints one structured log line. */

@@ -104,8 +104,9 @@ function rowFor(c: Context, result: unknown, outcome: AuditInsert["outcome"], st
 
 /** Opens the audit context of each state-changing request and records the ones refused or failed. */
 export function auditMiddleware(db: Db): MiddlewareHandler {
-  return async (c, next) => {
-    if (isSafeMethod(c.req.method)) return next();
+  // Reads pass straight through, without an async frame of their own.
+  return (c, next) => (isSafeMethod(c.req.method) ? next() : audited(c, next));
+  async function audited(c: Context, next: () => Promise<void>) {
     const ctx: AuditContext = { c, committed: 0 };
     await current.run(ctx, next);
     const status = c.res.status;
@@ -122,7 +123,7 @@ export function auditMiddleware(db: Db): MiddlewareHandler {
         error: String(err),
       });
     }
-  };
+  }
 }
 
 /** Audits a request whose effect is outside the database (e.g. a backup file): a write of just its row. */

@@ -32,6 +32,10 @@ export const defaultAuthOptions: AuthOptions = { mode: "auto", localAddresses: [
 /** Who made a request: a key, a trusted loopback client (protected mode), or anyone (AUTH=off). */
 export type Principal = { kind: "key"; key: KeyPrincipal } | { kind: "loopback" } | { kind: "open" };
 
+// The keyless principals are the same for every request: one object each, not one per request.
+const LOOPBACK: Principal = Object.freeze({ kind: "loopback" });
+const OPEN: Principal = Object.freeze({ kind: "open" });
+
 /** Per-request values the auth middleware sets. */
 export type AuthVariables = { principal: Principal; clientIp: string | null };
 
@@ -95,6 +99,20 @@ function createKeyTouches(db: Db, intervalMs: number) {
   return (id: number) => seen.set(id, new Date().toISOString());
 }
 
+/** `test` with its answers remembered per address (a few clients make most requests; bounded). */
+function memoized(test: (addr: string) => boolean): (addr: string) => boolean {
+  const seen = new Map<string, boolean>();
+  return (addr) => {
+    let v = seen.get(addr);
+    if (v === undefined) {
+      v = test(addr);
+      if (seen.size >= 10_000) seen.clear();
+      seen.set(addr, v);
+    }
+    return v;
+  };
+}
+
 /** A rate limiter the auth middleware asks once per identified caller (see src/ratelimit). */
 export type RateLimit = (bucket: { kind: "key" | "ip"; id: string }) => Promise<void>;
 
@@ -105,7 +123,7 @@ export type RateLimit = (bucket: { kind: "key" | "ip"; id: string }) => Promise<
  */
 export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit): MiddlewareHandler {
   const touch = createKeyTouches(db, opts.touchIntervalMs ?? 5000);
-  const isLocal = addressMatcher(opts.localAddresses);
+  const isLocal = memoized(addressMatcher(opts.localAddresses));
   const hostAllowed = (host: string) => isLoopbackName(host) || opts.allowedHosts.includes(host);
 
   // "No active key" is remembered with the reader's data_version it was seen at: only a commit can
@@ -139,7 +157,7 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
       touch(v.key.id);
       return { kind: "key", key: v.key };
     }
-    if (opts.mode === "off") return { kind: "open" };
+    if (opts.mode === "off") return OPEN;
     if (opts.mode === "required" || anyActiveKey()) throw unauthorized(`an API key is required: ${howToCreate}`);
     if (!local) {
       throw new ApiError(
@@ -151,7 +169,7 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
       // A page on another site whose name resolves to 127.0.0.1 (DNS rebinding) lands here.
       throw new ApiError("forbidden", `host '${host}' is not a loopback name: add it to ALLOWED_HOSTS, or use a key`);
     }
-    return { kind: "loopback" };
+    return LOOPBACK;
   }
 
   const originTrusted = (c: Context) => {
@@ -187,12 +205,14 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
       // Without a key the browser's ambient trust (loopback, open network) is all a forged form needs.
       throw new ApiError("forbidden", "cross-site request refused: state-changing calls from another site's page need an API key");
     }
-    const needs = requiredScope(c.req.method, path);
-    if (principal!.kind === "key" && !scopeAllows(principal!.key.scope, needs)) {
-      throw new ApiError("forbidden", `this key has scope '${principal!.key.scope}'; ${c.req.method} ${path} needs '${needs}'`, {
-        required_scope: needs,
-        key_scope: principal!.key.scope,
-      });
+    if (principal!.kind === "key") {
+      const needs = requiredScope(c.req.method, path);
+      if (!scopeAllows(principal!.key.scope, needs)) {
+        throw new ApiError("forbidden", `this key has scope '${principal!.key.scope}'; ${c.req.method} ${path} needs '${needs}'`, {
+          required_scope: needs,
+          key_scope: principal!.key.scope,
+        });
+      }
     }
     return next();
   };
