@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 
@@ -85,6 +85,10 @@ const envSchema = z.object({
   PG_STATEMENT_TIMEOUT_MS: int(0).default(30_000),
   // A write transaction holding the lock longer than this is logged with what it was doing.
   WRITE_LOCK_WARN_MS: int(1).default(1000),
+
+  // The name this machine's processes register under (db_connections, /health): several machines may
+  // serve one PostgreSQL database, and pids repeat across them.
+  SITESYNC_HOST_NAME: z.string().trim().min(1).max(255).default(hostname()),
 
   // Supervisor: a worker that does not answer its IPC ping for this long is killed and restarted (0: off).
   WATCHDOG_TIMEOUT_MS: int(0).default(10_000),

@@ -1,4 +1,5 @@
 import type { Database } from "bun:sqlite";
+import { hostname } from "node:os";
 import { defaults, describeTarget, type Config, type ProcessRole } from "../config.ts";
 import { log } from "../log.ts";
 import { type Engine, type Q, type Tables } from "./engine.ts";
@@ -23,6 +24,8 @@ export type Db = {
   /** The file path, or the server URL without its password: for logs and answers. */
   target: string;
   role: ProcessRole;
+  /** The host name this process registers under (SITESYNC_HOST_NAME; default: the machine's). */
+  host: string;
   startedAt: string;
   /** Drizzle for reads, typed as the async API both engines share (see engine.ts). */
   q: Q;
@@ -59,6 +62,8 @@ export type Db = {
 export type OpenOptions = {
   path: string;
   role: ProcessRole;
+  /** The host name to register under (default: os.hostname()). */
+  host?: string;
   pragmas?: Partial<Pragmas>;
   lockTimeoutMs?: number;
   maxBatch?: number;
@@ -117,6 +122,7 @@ export function openDb(opts: OpenOptions): Db {
     pg: null,
     path: opts.path,
     role: opts.role,
+    host: opts.host ?? hostname(),
     startedAt: new Date().toISOString(),
     read,
     write: w.write,
@@ -146,6 +152,8 @@ export function openDb(opts: OpenOptions): Db {
 export type OpenPgOptions = {
   url: string;
   role: ProcessRole;
+  /** The host name to register under (default: os.hostname()). */
+  host?: string;
   poolSize?: number;
   statementTimeoutMs?: number;
   /** Give up on a write (503) once its retries took this long (ms). */
@@ -174,6 +182,7 @@ export function openPgDb(opts: OpenPgOptions): Db {
     tx: e.tx,
     pg: e.pg,
     role: opts.role,
+    host: opts.host ?? hostname(),
     startedAt: new Date().toISOString(),
     stats: e.stats,
     drain: e.drain,
@@ -203,6 +212,7 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
     return openPgDb({
       url: config.database.url,
       role,
+      host: config.SITESYNC_HOST_NAME,
       poolSize: config.PG_POOL_SIZE,
       statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
       retryForMs: config.WRITE_LOCK_TIMEOUT_MS,
@@ -212,6 +222,7 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
   return openDb({
     path: config.database.path,
     role,
+    host: config.SITESYNC_HOST_NAME,
     pragmas: pragmasFrom(config),
     lockTimeoutMs: config.WRITE_LOCK_TIMEOUT_MS,
     maxBatch: config.WRITE_MAX_BATCH,

@@ -1,13 +1,21 @@
-import { eq, inArray } from "drizzle-orm";
+import { and, eq, lt, or, sql, type SQL } from "drizzle-orm";
 import type { Db } from "./index.ts";
 import type { dbConnections } from "./schema.ts";
 
 export type ConnectionRow = typeof dbConnections.$inferSelect;
 
 const HEARTBEAT_MS = 2000;
-// A row not refreshed for this long belongs to a process that is gone even if its pid is in use
-// again (after a container restart pids repeat), so it is not listed.
+// SQLite (one machine): a process is live while its pid exists; a row not refreshed for this long
+// belongs to a process that is gone even if its pid is in use again (pids repeat after a restart).
 const STALE_MS = 15 * HEARTBEAT_MS;
+// PostgreSQL (several machines): a pid means nothing on another host, so the heartbeat's age is the
+// only sign of life; five missed heartbeats and the process counts as gone.
+const PG_LIVE_MS = 5 * HEARTBEAT_MS;
+
+// PostgreSQL: heartbeats are stamped and judged by the server's clock, so hosts whose clocks differ
+// agree on which processes are live.
+const pgNow = sql`to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+const pgAgo = (ms: number) => sql`to_char((clock_timestamp() - make_interval(secs => ${ms / 1000})) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 /** True when a process with this pid exists on this machine. */
 export function isAlive(pid: number): boolean {
@@ -20,17 +28,28 @@ export function isAlive(pid: number): boolean {
 }
 
 /**
- * Records this process in `db_connections` and keeps its row fresh (busy-retry count included),
- * so any process can list every live process holding a connection. Returns the stop function,
- * which removes the row.
+ * Records this process (host, pid) in `db_connections` and keeps its row fresh (busy-retry count
+ * included), so any process of any host can list every live process holding a connection. Returns
+ * the stop function, which removes the row.
  */
 export async function registerProcess(db: Db): Promise<() => void> {
-  const pid = process.pid;
-  // An upsert, also for the heartbeat: a row pruned while this process was stalled comes back.
+  const { pid } = process;
+  const { host } = db;
   const { dbConnections } = db.t;
+  // An upsert, also for the heartbeat: a row pruned while this process was stalled comes back.
   const upsert = () => {
-    const row = { pid, role: db.role, started_at: db.startedAt, last_seen_at: new Date().toISOString(), busy_retries: db.stats.busyRetries };
-    return db.tx((tx) => tx.insert(dbConnections).values(row).onConflictDoUpdate({ target: dbConnections.pid, set: row }), "registry heartbeat");
+    const row = {
+      host,
+      pid,
+      role: db.role,
+      started_at: db.startedAt,
+      last_seen_at: db.engine === "pg" ? pgNow : new Date().toISOString(),
+      busy_retries: db.stats.busyRetries,
+    };
+    return db.tx(
+      (tx) => tx.insert(dbConnections).values(row).onConflictDoUpdate({ target: [dbConnections.host, dbConnections.pid], set: row }),
+      "registry heartbeat",
+    );
   };
   await upsert();
   const timer = setInterval(() => upsert().catch(() => {}), HEARTBEAT_MS);
@@ -40,13 +59,16 @@ export async function registerProcess(db: Db): Promise<() => void> {
     if (db.closed) return;
     if (db.engine === "pg") {
       // close() ends the pool right after: this delete goes out first (the pool queues it before ending).
-      void db.q.delete(dbConnections).where(eq(dbConnections.pid, pid)).catch(() => {});
+      void db.q
+        .delete(dbConnections)
+        .where(and(eq(dbConnections.host, host), eq(dbConnections.pid, pid)))
+        .catch(() => {});
       return;
     }
     try {
       // At shutdown a short blocking wait is fine; the queue is drained already.
       db.raw.writer.run("PRAGMA busy_timeout = 2000");
-      db.raw.writer.run("DELETE FROM db_connections WHERE pid = ?", [pid]);
+      db.raw.writer.run("DELETE FROM db_connections WHERE host = ? AND pid = ?", [host, pid]);
     } catch {
       // Left behind: readers drop it once the pid is gone.
     }
@@ -55,20 +77,41 @@ export async function registerProcess(db: Db): Promise<() => void> {
   return stop;
 }
 
-/** Lists live processes holding a connection (this one's counters are live); prunes dead rows. */
+/**
+ * Lists the live processes of every host holding a connection, ordered by host and pid (this
+ * process's counters are live), and prunes the rows of processes that are gone. PostgreSQL: live means
+ * a heartbeat within the last 10 s (server clock). SQLite: this host's processes must also still
+ * exist (pid check); another host's (a shared file) are judged by heartbeat age.
+ */
 export async function listConnections(db: Db): Promise<ConnectionRow[]> {
-  const { dbConnections } = db.t;
-  const rows = await db.q.select().from(dbConnections).orderBy(dbConnections.pid);
+  const { dbConnections: c } = db.t;
+  const self = (r: ConnectionRow) => r.host === db.host && r.pid === process.pid;
+  const withOwnCounters = (r: ConnectionRow) => (self(r) ? { ...r, busy_retries: db.stats.busyRetries } : r);
+  if (db.engine === "pg") {
+    const staleBefore = pgAgo(PG_LIVE_MS);
+    const rows = await db.q
+      .select({ r: c, live: sql<boolean>`${c.last_seen_at} >= ${staleBefore}` })
+      .from(c)
+      .orderBy(c.host, c.pid);
+    // Pruned only when there is something to prune: a listing is no write.
+    if (rows.some((x) => !x.live)) prune(db, lt(c.last_seen_at, staleBefore));
+    return rows.filter((x) => x.live || self(x.r)).map((x) => withOwnCounters(x.r));
+  }
+  const rows = await db.q.select().from(c).orderBy(c.host, c.pid);
   const live: ConnectionRow[] = [];
-  const dead: number[] = [];
-  const staleBefore = Date.now() - STALE_MS;
+  const dead: SQL[] = [];
+  const staleBefore = new Date(Date.now() - STALE_MS).toISOString();
   for (const r of rows) {
-    if (r.pid === process.pid) live.push({ ...r, busy_retries: db.stats.busyRetries });
-    else if (isAlive(r.pid) && Date.parse(r.last_seen_at) >= staleBefore) live.push(r);
-    else dead.push(r.pid);
+    const alive = self(r) || (r.last_seen_at >= staleBefore && (r.host !== db.host || isAlive(r.pid)));
+    if (alive) live.push(withOwnCounters(r));
+    else dead.push(and(eq(c.host, r.host), eq(c.pid, r.pid))!);
   }
-  if (dead.length > 0) {
-    db.tx((tx) => tx.delete(dbConnections).where(inArray(dbConnections.pid, dead))).catch(() => {});
-  }
+  if (dead.length > 0) prune(db, or(...dead)!);
   return live;
+}
+
+/** Deletes the registry rows `where` selects, in the background (a listing never waits for it). */
+function prune(db: Db, where: SQL) {
+  const { dbConnections: c } = db.t;
+  db.tx((tx) => tx.delete(c).where(where), "registry prune").catch(() => {});
 }

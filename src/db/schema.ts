@@ -183,14 +183,20 @@ export const hourlyRankings = sqliteTable(
   ],
 );
 
-// Processes that hold a database connection, so any process can list all of them.
-export const dbConnections = sqliteTable("db_connections", {
-  pid: integer("pid").primaryKey(),
-  role: text("role").notNull(),
-  started_at: text("started_at").notNull(),
-  last_seen_at: text("last_seen_at").notNull(),
-  busy_retries: integer("busy_retries").notNull().default(0),
-});
+// Processes that hold a database connection, so any process can list all of them. Keyed by host and
+// pid: pids repeat across machines (PostgreSQL serves several hosts; one SQLite file, one host).
+export const dbConnections = sqliteTable(
+  "db_connections",
+  {
+    host: text("host").notNull(),
+    pid: integer("pid").notNull(),
+    role: text("role").notNull(),
+    started_at: text("started_at").notNull(),
+    last_seen_at: text("last_seen_at").notNull(),
+    busy_retries: integer("busy_retries").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.host, t.pid] })],
+);
 
 export const keyScopes = ["read", "write", "admin"] as const;
 export type KeyScope = (typeof keyScopes)[number];

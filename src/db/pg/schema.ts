@@ -178,14 +178,19 @@ export const hourlyRankings = pgTable(
   ],
 );
 
-// Keyed by pid as on SQLite; several hosts will need (host, pid) (issue 11, "Several machines").
-export const dbConnections = pgTable("db_connections", {
-  pid: integer("pid").primaryKey(),
-  role: text("role").notNull(),
-  started_at: text("started_at").notNull(),
-  last_seen_at: text("last_seen_at").notNull(),
-  busy_retries: integer("busy_retries").notNull().default(0),
-});
+// Keyed by host and pid: several machines serve one database, and pids repeat across them.
+export const dbConnections = pgTable(
+  "db_connections",
+  {
+    host: text("host").notNull(),
+    pid: integer("pid").notNull(),
+    role: text("role").notNull(),
+    started_at: text("started_at").notNull(),
+    last_seen_at: text("last_seen_at").notNull(),
+    busy_retries: integer("busy_retries").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.host, t.pid] })],
+);
 
 export const apiKeys = pgTable(
   "api_keys",
