@@ -1,21 +1,25 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { createApp } from "../src/app.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { registerProcess } from "../src/db/registry.ts";
-import { dbConnections, sites } from "../src/db/schema.ts";
-import { openDb } from "../src/db/index.ts";
-import { upsertRows } from "../src/sync/data.ts";
-import { tempDb, tempDir } from "./helpers/db.ts";
+import { openDb, openPgDb, type Db } from "../src/db/index.ts";
+import { freePort } from "../src/net.ts";
+import { tempDb, tempDir, testEngine } from "./helpers/db.ts";
+import { newPgDatabase } from "./helpers/engine.ts";
 import { holdLock } from "./helpers/lock.ts";
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
 setDefaultTimeout(30_000);
 
-// /health and /api/v1/diagnostics/* in-process over a temp database, with real other processes.
+// /health and /api/v1/diagnostics/* in-process over a temp database of the engine under test, with
+// real other processes (some registered under another host name, as another machine's would be).
 
 const root = join(import.meta.dir, "..");
+const sqlite = testEngine === "sqlite";
 let t: ReturnType<typeof tempDb>;
 let app: ReturnType<typeof createApp>;
 
@@ -26,23 +30,22 @@ async function get(path: string, a = app) {
   return { status: res.status, json: JSON.parse(text) };
 }
 
-/** Another process that opens the database through the project's layer and registers itself. */
-async function registeredChild(path: string) {
+/** Another process that opens the database through the project's layer (as configured) and registers itself. */
+async function registeredChild(databaseUrl: string, host?: string) {
   const code = `
-    import { openDb } from ${JSON.stringify(join(root, "src/db/index.ts"))};
+    import { loadConfig } from ${JSON.stringify(join(root, "src/config.ts"))};
+    import { closeAllConnections, openDbFromConfig } from ${JSON.stringify(join(root, "src/db/index.ts"))};
     import { registerProcess } from ${JSON.stringify(join(root, "src/db/registry.ts"))};
-    const db = openDb({ path: process.env.DB_PATH, role: "sync" });
+    const db = openDbFromConfig(loadConfig([]), "sync");
     await registerProcess(db);
     console.log("ready");
     for await (const line of console) break;
-    db.close();
+    await closeAllConnections();
   `;
-  const proc = Bun.spawn([process.execPath, "-e", code], {
-    env: { ...process.env, DB_PATH: path },
-    stdin: "pipe",
-    stdout: "pipe",
-    stderr: "inherit",
-  });
+  const env: Record<string, string | undefined> = { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "warn" };
+  if (host) env.SITESYNC_HOST_NAME = host;
+  else delete env.SITESYNC_HOST_NAME;
+  const proc = Bun.spawn([process.execPath, "-e", code], { env, stdin: "pipe", stdout: "pipe", stderr: "inherit" });
   const reader = proc.stdout.getReader();
   let out = "";
   while (!out.includes("ready")) {
@@ -53,6 +56,11 @@ async function registeredChild(path: string) {
   return proc;
 }
 
+async function registryRows(db: Db) {
+  const { dbConnections: c } = db.t;
+  return db.q.select({ host: c.host, pid: c.pid }).from(c).orderBy(c.host, c.pid);
+}
+
 beforeAll(async () => {
   t = tempDb();
   await registerProcess(t.db);
@@ -60,88 +68,179 @@ beforeAll(async () => {
 });
 afterAll(() => t.cleanup());
 
-/** /health of a worker that cannot read the database. */
-const unreadable = {
+/** /health of a worker that cannot use the database. */
+const unusable = (reason: string | RegExp) => ({
   status: "unhealthy",
   process_id: process.pid,
   database_connected: false,
   connection_info: null,
-  reasons: ["the database file cannot be read, or holds no schema"],
-};
+  reasons: [typeof reason === "string" ? reason : expect.stringMatching(reason)],
+});
 
 describe("GET /health", () => {
-  test("healthy, with this process and every other live process holding a connection", async () => {
-    const child = await registeredChild(t.path);
+  test("healthy, with this process and every other live process of every host, each with its host", async () => {
+    const here = await registeredChild(t.databaseUrl);
+    const there = await registeredChild(t.databaseUrl, "other-host.example");
     try {
       const r = await get("/health");
       expect(r.status).toBe(200);
+      const self = { host: hostname(), pid: process.pid, role: "test", started_at: t.db.startedAt, last_seen_at: expect.any(String), busy_retries: expect.any(Number) };
+      const child = (pid: number, host: string) => ({ host, pid, role: "sync", started_at: expect.stringMatching(/Z$/), last_seen_at: expect.any(String), busy_retries: 0 });
+      const processes = [self, child(here.pid, hostname()), child(there.pid, "other-host.example")].sort((a, b) =>
+        a.host === b.host ? a.pid - b.pid : a.host < b.host ? -1 : 1,
+      );
       expect(r.json).toEqual({
         status: "healthy",
         process_id: process.pid,
         database_connected: true,
         connection_info: {
           current_pid: process.pid,
-          connection_pids: [process.pid, child.pid].sort((a, b) => a - b),
-          total_connections: 2,
+          current_host: hostname(),
+          connection_pids: processes.map((p) => p.pid),
+          total_connections: 3,
+          hosts: [...new Set(processes.map((p) => p.host))],
+          processes,
         },
         reasons: [],
       });
 
       const c = await get("/api/v1/diagnostics/connections");
       expect(c.status).toBe(200);
-      expect(c.json).toMatchObject({ current_pid: process.pid, total_connections: 2 });
-      const byPid = Object.fromEntries(c.json.processes.map((p: { pid: number }) => [p.pid, p]));
-      expect(byPid[process.pid]).toMatchObject({ role: "test", started_at: t.db.startedAt, busy_retries: expect.any(Number) });
-      expect(byPid[child.pid]).toMatchObject({ role: "sync", started_at: expect.stringMatching(/Z$/), last_seen_at: expect.any(String) });
+      expect(c.json).toEqual(r.json.connection_info);
     } finally {
-      child.kill("SIGKILL");
-      await child.exited;
+      // A clean exit unregisters (the next tests count the rows).
+      for (const p of [here, there]) {
+        p.stdin.write("bye\n");
+        await p.stdin.flush();
+      }
+      await Promise.all([here.exited, there.exited]);
     }
-    // A dead process drops out (its row is pruned), though it never got to unregister.
+  });
+
+  test("a process killed without unregistering drops out: SQLite at once (its pid is gone), PostgreSQL once its heartbeat is 10 s old", async () => {
+    const child = await registeredChild(t.databaseUrl);
+    expect((await get("/health")).json.connection_info.connection_pids).toContain(child.pid);
+    child.kill("SIGKILL");
+    await child.exited;
+    const started = performance.now();
+    // On PostgreSQL a pid says nothing about another machine's process: only the heartbeat's age counts.
+    while ((await get("/health")).json.connection_info.connection_pids.includes(child.pid)) {
+      expect(sqlite).toBe(false);
+      expect(performance.now() - started).toBeLessThan(15_000);
+      await Bun.sleep(250);
+    }
+    if (!sqlite) expect(performance.now() - started).toBeGreaterThan(5_000);
     const after = await get("/health");
     expect(after.json.connection_info.connection_pids).toEqual([process.pid]);
     expect(after.json.connection_info.total_connections).toBe(1);
+    await t.db.drain(); // the prune is a queued write
+    expect(await registryRows(t.db)).toEqual([{ host: hostname(), pid: process.pid }]);
   });
 
-  test("a row not refreshed for a long time is not listed, even if its pid is alive (pids repeat)", async () => {
+  test("a row not refreshed for a long time is not listed, even if its pid is alive (pids repeat), and is pruned", async () => {
     // The parent of this test process is alive but never registered: as after a container restart.
-    const pid = process.ppid;
     const longAgo = new Date(Date.now() - 3_600_000).toISOString();
-    await t.db.write((tx) =>
-      tx.insert(dbConnections).values({ pid, role: "http", started_at: longAgo, last_seen_at: longAgo, busy_retries: 0 }).run(),
+    const { dbConnections } = t.db.t;
+    await t.db.tx((tx) =>
+      tx.insert(dbConnections).values([
+        { host: t.db.host, pid: process.ppid, role: "http", started_at: longAgo, last_seen_at: longAgo, busy_retries: 0 },
+        { host: "gone-host.example", pid: process.pid, role: "http", started_at: longAgo, last_seen_at: longAgo, busy_retries: 0 },
+      ]),
     );
     const r = await get("/health");
-    expect(r.json.connection_info.connection_pids).toEqual([process.pid]);
+    expect(r.json.connection_info.processes.map((p: { host: string; pid: number }) => [p.host, p.pid])).toEqual([[hostname(), process.pid]]);
     await t.db.drain(); // the prune is a queued write
-    expect(t.db.read.select({ pid: dbConnections.pid }).from(dbConnections).all().map((x) => x.pid)).toEqual([process.pid]);
+    expect(await registryRows(t.db)).toEqual([{ host: hostname(), pid: process.pid }]);
   });
 
   test("a process that closes cleanly unregisters", async () => {
-    const child = await registeredChild(t.path);
+    const child = await registeredChild(t.databaseUrl, "leaving-host.example");
     try {
-      expect((await get("/health")).json.connection_info.connection_pids).toContain(child.pid);
+      expect((await get("/health")).json.connection_info.hosts).toContain("leaving-host.example");
       child.stdin.write("bye\n");
       await child.stdin.flush();
       expect(await child.exited).toBe(0);
-      const rows = t.db.read.select({ pid: dbConnections.pid }).from(dbConnections).all();
-      expect(rows.map((r) => r.pid)).toEqual([process.pid]);
+      expect(await registryRows(t.db)).toEqual([{ host: hostname(), pid: process.pid }]);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
       await child.exited;
     }
   });
 
-  test("503 unhealthy when the database cannot be reached", async () => {
+  test.skipIf(!sqlite)("503 unhealthy when the database cannot be reached (SQLite: a closed handle)", async () => {
     const h = t.open();
     const broken = createApp(h);
     h.close();
     const r = await get("/health", broken);
     expect(r.status).toBe(503);
-    expect(r.json).toEqual(unreadable);
+    expect(r.json).toEqual(unusable("the database file cannot be read, or holds no schema"));
   });
 });
 
-test("503 unhealthy, no stack, when the file under an open handle is overwritten with bytes that are not a database", async () => {
+describe.skipIf(sqlite)("PostgreSQL server reachability", () => {
+  test("503 unhealthy, with the reason, when nothing listens at the server's address", async () => {
+    const db = openPgDb({ url: `postgres://postgres@127.0.0.1:${freePort()}/nowhere`, role: "test", retryForMs: 200 });
+    try {
+      const r = await get("/health", createApp(db));
+      expect(r.status).toBe(503);
+      expect(r.json).toEqual(unusable(/^the PostgreSQL server cannot be reached: .*ECONNREFUSED/));
+    } finally {
+      db.close();
+    }
+  });
+
+  test("503 unhealthy on a database that holds no schema", async () => {
+    const bare = newPgDatabase({ migrated: false });
+    const db = openPgDb({ url: bare.url, role: "test" });
+    try {
+      const r = await get("/health", createApp(db));
+      expect(r.status).toBe(503);
+      expect(r.json).toEqual(unusable("the PostgreSQL database holds no schema (run bun run migrate)"));
+    } finally {
+      db.close();
+      await Bun.sleep(50);
+      bare.drop();
+    }
+  });
+
+  test("the server goes away under a running app: 503 unhealthy, writes 503; back: degraded for the failed writes, then reads and writes work", async () => {
+    const proxy = await tcpProxy(new URL(t.databaseUrl));
+    const url = new URL(t.databaseUrl);
+    url.host = `127.0.0.1:${proxy.port}`;
+    const db = openPgDb({ url: url.toString(), role: "test", retryForMs: 300 });
+    const a = createApp(db);
+    try {
+      expect((await get("/health", a)).json).toMatchObject({ status: "healthy", database_connected: true });
+      proxy.stop();
+      const down = await get("/health", a);
+      expect(down.status).toBe(503);
+      expect(down.json).toEqual(unusable(/^the PostgreSQL server cannot be reached: /));
+      const write = await a.request("/api/v1/sites", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ domain: "sc-domain:away.example", name: "Away" }),
+      });
+      expect(write.status).toBe(503);
+      expect(await write.text()).not.toMatch(/stack|ECONNREFUSED/);
+      await proxy.start();
+      const back = await get("/health", a);
+      expect(back.status).toBe(200);
+      expect(back.json.status).toBe("degraded");
+      expect(back.json.reasons).toEqual([expect.stringMatching(/^writes are failing: the server could not be reached or dropped the connection: /)]);
+      const created = await a.request("/api/v1/sites", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ domain: "sc-domain:back.example", name: "Back" }),
+      });
+      expect(created.status).toBe(201);
+    } finally {
+      db.close();
+      proxy.stop();
+    }
+  });
+});
+
+test.skipIf(!sqlite)("503 unhealthy, no stack, when the file under an open handle is overwritten with bytes that are not a database (SQLite: the file)", async () => {
   const d = tempDir();
   const path = join(d.dir, "app.db");
   migrate(path);
@@ -152,7 +251,7 @@ test("503 unhealthy, no stack, when the file under an open handle is overwritten
     writeFileSync(path, Buffer.from("this is not an SQLite database. ".repeat(2048)));
     const r = await get("/health", app);
     expect(r.status).toBe(503);
-    expect(r.json).toEqual(unreadable);
+    expect(r.json).toEqual(unusable("the database file cannot be read, or holds no schema"));
     // The other endpoints answer 503 unavailable too: a broken file is not the client's mistake, nor a bug.
     const sites = await get("/api/v1/sites", app);
     expect(sites.status).toBe(503);
@@ -164,7 +263,7 @@ test("503 unhealthy, no stack, when the file under an open handle is overwritten
   }
 });
 
-test("503 unhealthy on a file that holds no database schema", async () => {
+test.skipIf(!sqlite)("503 unhealthy on a file that holds no database schema (SQLite: the file)", async () => {
   const d = tempDir();
   writeFileSync(join(d.dir, "empty.db"), "");
   const empty = openDb({ path: join(d.dir, "empty.db"), role: "test" });
@@ -178,12 +277,13 @@ test("503 unhealthy on a file that holds no database schema", async () => {
   }
 });
 
-describe("GET /api/v1/diagnostics/check-locks", () => {
+describe.skipIf(!sqlite)("GET /api/v1/diagnostics/check-locks (SQLite: pragmas, WAL and the one write lock)", () => {
   test("settings, WAL size and a free write lock", async () => {
-    await t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:diag.example", name: "Diag" }).run());
+    await t.db.tx((tx) => tx.insert(t.db.t.sites).values({ domain: "sc-domain:diag.example", name: "Diag" }));
     const r = await get("/api/v1/diagnostics/check-locks");
     expect(r.status).toBe(200);
     expect(r.json).toEqual({
+      engine: "sqlite",
       // The original's keys, types and constant values (reference §1.14)...
       database_state: "accessible",
       pragma_settings: {
@@ -256,7 +356,7 @@ describe("GET /api/v1/diagnostics/check-locks", () => {
       expect(r.json).toMatchObject({ database_state: "accessible", lock_state: "write_locked" });
       expect(r.json.warnings.join(" ")).toMatch(/write transaction is open/);
       // A write meanwhile waits and counts retries, which the report shows.
-      const pending = t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:held.example", name: "Held" }).run());
+      const pending = t.db.tx((tx) => tx.insert(t.db.t.sites).values({ domain: "sc-domain:held.example", name: "Held" }));
       await Bun.sleep(100);
       const during = await get("/api/v1/diagnostics/check-locks");
       expect(during.json.process_busy_retries).toBeGreaterThan(0);
@@ -272,7 +372,7 @@ describe("GET /api/v1/diagnostics/check-locks", () => {
   });
 
   test("/health is degraded (200, with the reason) when the WAL is past twice the threshold", async () => {
-    await t.db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:walbound.example", name: "W" }).run());
+    await t.db.tx((tx) => tx.insert(t.db.t.sites).values({ domain: "sc-domain:walbound.example", name: "W" }));
     const r = await get("/health", createApp(t.db, { walWarnBytes: 1 }));
     expect(r.status).toBe(200);
     expect(r.json.status).toBe("degraded");
@@ -287,12 +387,99 @@ describe("GET /api/v1/diagnostics/check-locks", () => {
   });
 });
 
+describe.skipIf(sqlite)("GET /api/v1/diagnostics/check-locks (PostgreSQL: the server's facts)", () => {
+  test("server version, max_connections, database size, this process's pool and no lock waits", async () => {
+    await t.db.tx((tx) => tx.insert(t.db.t.sites).values({ domain: "sc-domain:diag.example", name: "Diag" }));
+    const admin = new pg.Client({ connectionString: t.databaseUrl });
+    await admin.connect();
+    const facts = (
+      await admin.query(
+        "select current_setting('server_version') v, current_setting('server_version_num')::int n, current_setting('max_connections')::int m, current_database() d, pg_database_size(current_database())::bigint s",
+      )
+    ).rows[0];
+    await admin.end();
+    const r = await get("/api/v1/diagnostics/check-locks");
+    expect(r.status).toBe(200);
+    expect(r.json).toEqual({
+      engine: "postgresql",
+      database_state: "accessible",
+      server: {
+        version: facts.v,
+        version_num: facts.n,
+        max_connections: facts.m,
+        statement_timeout: "30s",
+        database: facts.d,
+        database_size_bytes: expect.any(Number),
+        connections: expect.any(Number),
+        locks_waiting: 0,
+        oldest_transaction_ms: expect.any(Number),
+      },
+      pool: { max: 4, total: expect.any(Number), idle: expect.any(Number), waiting: 0 },
+      locks_waiting: 0,
+      lock_state: "free",
+      busy_retries: expect.any(Number),
+      process_busy_retries: t.db.stats.busyRetries,
+      write_commits: t.db.stats.commits,
+      writes: t.db.stats.writes,
+      storage: { write_storage_errors: 0, last_write_storage_error: null, process_storage_errors: 0, write_timeouts: 0 },
+      warnings: [],
+    });
+    // The database's size as the server tells it (a few MB for the migrated schema), within what grew meanwhile.
+    expect(r.json.server.database_size_bytes).toBeGreaterThanOrEqual(Number(facts.s) * 0.9);
+    expect(r.json.server.database_size_bytes).toBeLessThan(Number(facts.s) * 1.5);
+    expect(r.json.pool.total).toBeGreaterThanOrEqual(1);
+    expect(r.json.server.connections).toBeGreaterThanOrEqual(r.json.pool.total - r.json.pool.idle);
+  });
+
+  test("a transaction waiting for another's row lock shows as locks_waiting, with a warning", async () => {
+    const { sites } = t.db.t;
+    const [site] = await t.db.tx((tx) => tx.insert(sites).values({ domain: "sc-domain:rowlock.example", name: "R" }).returning({ id: sites.id }));
+    const holder = new pg.Client({ connectionString: t.databaseUrl });
+    const waiter = new pg.Client({ connectionString: t.databaseUrl });
+    await holder.connect();
+    await waiter.connect();
+    try {
+      await holder.query("begin");
+      await holder.query("update sites set name = 'held' where id = $1", [site!.id]);
+      const waiting = waiter.query("update sites set name = 'waited' where id = $1", [site!.id]);
+      let r = await get("/api/v1/diagnostics/check-locks");
+      for (let i = 0; i < 40 && r.json.locks_waiting === 0; i++) {
+        await Bun.sleep(50);
+        r = await get("/api/v1/diagnostics/check-locks");
+      }
+      expect(r.json).toMatchObject({ lock_state: "locks_waiting", server: { locks_waiting: r.json.locks_waiting } });
+      expect(r.json.locks_waiting).toBeGreaterThanOrEqual(1);
+      expect(r.json.warnings.join(" ")).toMatch(/lock requests are waiting right now/);
+      await holder.query("commit");
+      await waiting;
+      const after = await get("/api/v1/diagnostics/check-locks");
+      expect(after.json).toMatchObject({ lock_state: "free", locks_waiting: 0 });
+    } finally {
+      await holder.end().catch(() => {});
+      await waiter.end().catch(() => {});
+    }
+  });
+
+  test("warns when every live process's pool together could exceed max_connections", async () => {
+    const big = openPgDb({ url: t.databaseUrl, role: "test", poolSize: 1000 });
+    try {
+      await registerProcess(big);
+      const r = await get("/api/v1/diagnostics/check-locks", createApp(big));
+      expect(r.json.pool.max).toBe(1000);
+      expect(r.json.warnings.join(" ")).toMatch(/possible connections, over the server's max_connections/);
+    } finally {
+      big.close();
+    }
+  });
+});
+
 describe("GET /api/v1/diagnostics/test-db-connection", () => {
   test("timings of a connect, a simple query and a coverage query, with the original's site_count and days_found", async () => {
+    const { sites, gscPerformanceData } = t.db.t;
     const r = await get("/api/v1/diagnostics/test-db-connection");
     expect(r.status).toBe(200);
     const timing = { success: true, time_ms: expect.any(Number) };
-    const siteCount = t.db.read.select({ id: sites.id }).from(sites).all().length;
+    const siteCount = (await t.db.q.select({ id: sites.id }).from(sites)).length;
     expect(r.json).toEqual({
       connection_test: timing,
       simple_query: { ...timing, site_count: siteCount },
@@ -300,16 +487,91 @@ describe("GET /api/v1/diagnostics/test-db-connection", () => {
     });
 
     // days_found: distinct days with rows over all sites (the original counted its hard-coded site 4).
-    const [a, b] = await t.db.write((tx) =>
-      ["sc-domain:cov-a.example", "sc-domain:cov-b.example"].map((domain) => tx.insert(sites).values({ domain, name: domain }).returning({ id: sites.id }).get()!.id),
+    const ids = await t.db.tx((tx) =>
+      tx
+        .insert(sites)
+        .values(["sc-domain:cov-a.example", "sc-domain:cov-b.example"].map((domain) => ({ domain, name: domain })))
+        .returning({ id: sites.id }),
     );
+    const [a, b] = ids.map((x) => x.id);
     const row = { page: "https://cov.example/", query: "q", device: "MOBILE", clicks: 1, impressions: 1, ctr: 1, position: 1 };
-    await t.db.write((tx) => {
-      for (const day of ["2026-04-01", "2026-04-02", "2026-04-03"]) upsertRows(tx, a!, day, "web", [row]);
-      for (const day of ["2026-04-03", "2026-04-04"]) upsertRows(tx, b!, day, "image", [row]);
-    });
+    await t.db.tx((tx) =>
+      tx.insert(gscPerformanceData).values([
+        ...["2026-04-01", "2026-04-02", "2026-04-03"].map((date) => ({ ...row, site_id: a!, date, search_type: "web" })),
+        ...["2026-04-03", "2026-04-04"].map((date) => ({ ...row, site_id: b!, date, search_type: "image" })),
+      ]),
+    );
     const after = await get("/api/v1/diagnostics/test-db-connection");
     expect(after.json.simple_query.site_count).toBe(siteCount + 2);
     expect(after.json.coverage_query).toEqual({ ...timing, days_found: 4, sites_with_data: 2 });
   });
+
+  test.skipIf(sqlite)("PostgreSQL: the connect test fails, with the reason, when the server cannot be reached", async () => {
+    const db = openPgDb({ url: `postgres://postgres@127.0.0.1:${freePort()}/nowhere`, role: "test", retryForMs: 200 });
+    try {
+      const r = await get("/api/v1/diagnostics/test-db-connection", createApp(db));
+      expect(r.status).toBe(200);
+      expect(r.json.connection_test).toEqual({ success: false, time_ms: expect.any(Number), error: expect.stringMatching(/ECONNREFUSED/) });
+      expect(r.json.simple_query.success).toBe(false);
+    } finally {
+      db.close();
+    }
+  });
 });
+
+/**
+ * A TCP proxy in front of the PostgreSQL server: stop() closes the listener and every connection
+ * through it (as a server that went away), start() listens again on the same port.
+ */
+async function tcpProxy(target: URL) {
+  const port = freePort();
+  const sockets = new Set<{ end(): void }>();
+  type Pair = { upstream?: { write(c: Uint8Array): number; end(): void }; pending: Uint8Array[] };
+  let listener: { stop(force?: boolean): void } | null = null;
+  const start = async () => {
+    listener = Bun.listen<Pair>({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        async open(client) {
+          client.data = { pending: [] };
+          sockets.add(client);
+          try {
+            const upstream = await Bun.connect({
+              hostname: target.hostname,
+              port: Number(target.port || 5432),
+              socket: {
+                data: (_s, chunk: Uint8Array) => void client.write(chunk),
+                close: () => void client.end(),
+                error: () => void client.end(),
+              },
+            });
+            sockets.add(upstream);
+            client.data.upstream = upstream;
+            for (const c of client.data.pending.splice(0)) upstream.write(c);
+          } catch {
+            client.end();
+          }
+        },
+        data(client, chunk) {
+          if (client.data.upstream) client.data.upstream.write(chunk);
+          else client.data.pending.push(new Uint8Array(chunk));
+        },
+        close(client) {
+          client.data.upstream?.end();
+        },
+      },
+    });
+  };
+  await start();
+  return {
+    port,
+    start,
+    stop() {
+      listener?.stop(true);
+      listener = null;
+      for (const s of sockets) s.end();
+      sockets.clear();
+    },
+  };
+}

@@ -53,7 +53,10 @@ export type Db = {
   onCommit: ((groupSize: number, lockWaitMs: number) => void)[];
   /** How long closeAllConnections() waits for queued writes before closing anyway (null: no limit). */
   drainTimeoutMs: number | null;
-  /** Run synchronously by close(), before the connections go (e.g. leaving the registry). */
+  /**
+   * Run by close(), before the connections go (e.g. leaving the registry). SQLite: synchronously;
+   * PostgreSQL: a returned promise (a last query) is awaited before the pool ends.
+   */
   onClose: (() => void)[];
   close(): void;
   closed: boolean;
@@ -193,10 +196,13 @@ export function openPgDb(opts: OpenPgOptions): Db {
     closed: false,
     close() {
       if (db.closed) return;
-      for (const f of db.onClose.splice(0)) f();
+      const last = db.onClose.splice(0).map((f) => f());
       db.closed = true;
       openHandles.delete(db);
-      pgClosing.set(db, e.closeConnections().catch(() => {}));
+      pgClosing.set(
+        db,
+        Promise.allSettled(last).then(() => e.closeConnections().catch(() => {})),
+      );
     },
   } as unknown as Db;
   for (const k of ["path", "read", "write", "guard", "pragmas", "raw"] as const) {

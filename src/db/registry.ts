@@ -1,4 +1,5 @@
 import { and, eq, lt, or, sql, type SQL } from "drizzle-orm";
+import { log } from "../log.ts";
 import type { Db } from "./index.ts";
 import type { dbConnections } from "./schema.ts";
 
@@ -32,7 +33,7 @@ export function isAlive(pid: number): boolean {
  * included), so any process of any host can list every live process holding a connection. Returns
  * the stop function, which removes the row.
  */
-export async function registerProcess(db: Db): Promise<() => void> {
+export async function registerProcess(db: Db): Promise<() => Promise<void>> {
   const { pid } = process;
   const { host } = db;
   const { dbConnections } = db.t;
@@ -51,15 +52,21 @@ export async function registerProcess(db: Db): Promise<() => void> {
       "registry heartbeat",
     );
   };
-  await upsert();
+  if (db.engine === "pg") {
+    // A server that is away for a moment must not stop a process from starting (the supervisor would
+    // give up on workers that keep failing): it serves /health 503 and registers at its next heartbeat.
+    await upsert().catch((err) => log("warn", "cannot register in db_connections yet; retrying every 2 s", { error: (err as Error).message }));
+  } else {
+    await upsert();
+  }
   const timer = setInterval(() => upsert().catch(() => {}), HEARTBEAT_MS);
   timer.unref();
-  const stop = () => {
+  const stop = async () => {
     clearInterval(timer);
     if (db.closed) return;
     if (db.engine === "pg") {
-      // close() ends the pool right after: this delete goes out first (the pool queues it before ending).
-      void db.q
+      // close() awaits this before it ends the pool.
+      await db.q
         .delete(dbConnections)
         .where(and(eq(dbConnections.host, host), eq(dbConnections.pid, pid)))
         .catch(() => {});

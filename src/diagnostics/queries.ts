@@ -1,21 +1,45 @@
 import { count } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
 import { walSize } from "../db/checkpoint.ts";
-import { openConnection } from "../db/open.ts";
+import { connectOnce, pingPg, poolUsage, serverFacts } from "../db/pg/diagnostics.ts";
 import { listConnections } from "../db/registry.ts";
-import { sites } from "../db/schema.ts";
-import { isBusyError } from "../errors.ts";
+import { connectOnceSqlite, databaseList, isWriteLockFree, pingSqlite, pragmaSettings } from "../db/sqlite/diagnostics.ts";
 import { findDataDays } from "../sync/data.ts";
 import { instanceStorage } from "../supervision.ts";
 
-/** Reads the database header; false when the database cannot be reached. */
-export async function pingDatabase(db: Db): Promise<boolean> {
+/** How long /health waits for the PostgreSQL server before calling it unreachable. */
+const PG_PING_TIMEOUT_MS = 5000;
+
+/** Rejects with "timed out" when `p` has not settled within `ms`. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: Timer | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms)));
   try {
-    // Not `select 1`: that never opens the file. A migrated database has a schema version above 0.
-    return (db.raw.reader.query<{ schema_version: number }, []>("PRAGMA schema_version").get()?.schema_version ?? 0) > 0;
-  } catch {
-    return false;
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
+}
+
+/**
+ * Whether the database answers and holds our schema; on failure, why not. SQLite: the file's header
+ * (not `select 1`, which never opens the file). PostgreSQL: a query on the server, within 5 s.
+ */
+export async function pingDatabase(db: Db): Promise<{ ok: true } | { ok: false; reason: string }> {
+  if (db.engine === "pg") {
+    try {
+      if (await within(pingPg(db), PG_PING_TIMEOUT_MS, "the PostgreSQL server")) return { ok: true };
+      return { ok: false, reason: "the PostgreSQL database holds no schema (run bun run migrate)" };
+    } catch (err) {
+      return { ok: false, reason: `the PostgreSQL server cannot be reached: ${errorMessage(err)}` };
+    }
+  }
+  try {
+    if (pingSqlite(db)) return { ok: true };
+  } catch {
+    // reported below
+  }
+  return { ok: false, reason: "the database file cannot be read, or holds no schema" };
 }
 
 /** Storage trouble older than this no longer makes /health degraded. */
@@ -24,38 +48,52 @@ const RECENT_MS = 30_000;
 export type Health = { status: "healthy" | "degraded" | "unhealthy"; database_connected: boolean; reasons: string[] };
 
 /**
- * The health of the database as this process sees it. `unhealthy` (503): the file cannot be read,
- * or the path no longer names the file opened (deleted or replaced: writes are refused). `degraded`
- * (200, reads still work): writes failed for storage reasons lately (disk full, I/O error, read-only),
- * checkpoints are failing, or the WAL is past `walBoundBytes` — in this process or, as the supervisor
- * reports it, in any process of the instance.
+ * The health of the database as this process sees it. `unhealthy` (503): SQLite: the file cannot be
+ * read, or the path no longer names the file opened (deleted or replaced: writes are refused);
+ * PostgreSQL: the server cannot be reached (or the database holds no schema). `degraded` (200, reads
+ * still work): writes failed lately for storage reasons (SQLite: disk full, I/O error, read-only;
+ * PostgreSQL: the server could not be reached or dropped the connection), in this process or, as the
+ * supervisor reports it, in any process of the instance; SQLite also: checkpoints are failing, or the
+ * WAL is past `walBoundBytes`.
  */
 export async function assessHealth(db: Db, walBoundBytes: number): Promise<Health> {
-  const changed = db.guard.problem(0);
-  if (changed) return { status: "unhealthy", database_connected: false, reasons: [changed] };
-  if (!(await pingDatabase(db))) return { status: "unhealthy", database_connected: false, reasons: ["the database file cannot be read, or holds no schema"] };
+  if (db.engine === "sqlite") {
+    const changed = db.guard.problem(0);
+    if (changed) return { status: "unhealthy", database_connected: false, reasons: [changed] };
+  }
+  const ping = await pingDatabase(db);
+  if (!ping.ok) return { status: "unhealthy", database_connected: false, reasons: [ping.reason] };
   const reasons: string[] = [];
   const recent = (at: number | string | undefined | null) => at != null && Date.now() - new Date(at).getTime() < RECENT_MS;
   const own = db.stats.lastStorageError;
   const all = instanceStorage();
   const last = all?.last_write_storage_error && (!own || Date.parse(all.last_write_storage_error.at) > own.at) ? all.last_write_storage_error : own;
   if (last && recent(last.at)) {
-    reasons.push(`writes are failing for storage reasons: ${last.code} (${last.message}); ${Math.max(all?.write_storage_errors ?? 0, db.stats.storageErrors)} failed writes since start`);
+    const what = db.engine === "pg" ? "writes are failing: the server could not be reached or dropped the connection" : "writes are failing for storage reasons";
+    reasons.push(`${what}: ${last.code} (${last.message}); ${Math.max(all?.write_storage_errors ?? 0, db.stats.storageErrors)} failed writes since start`);
   }
-  if (all?.checkpoint_error) reasons.push(`checkpoints are failing: ${all.checkpoint_error.message} (${all.checkpoint_failures} failures since start)`);
-  const wal = walSize(db.path);
-  if (wal > walBoundBytes) reasons.push(`the WAL is ${wal} bytes, over its bound of ${walBoundBytes}`);
+  if (db.engine === "sqlite") {
+    if (all?.checkpoint_error) reasons.push(`checkpoints are failing: ${all.checkpoint_error.message} (${all.checkpoint_failures} failures since start)`);
+    const wal = walSize(db.path);
+    if (wal > walBoundBytes) reasons.push(`the WAL is ${wal} bytes, over its bound of ${walBoundBytes}`);
+  }
   return { status: reasons.length > 0 ? "degraded" : "healthy", database_connected: true, reasons };
 }
 
-/** The original `get_connection_info()`, across processes: every live process holding a connection. */
+/**
+ * The original `get_connection_info()`, across processes and hosts: every live process holding a
+ * connection, each with its host.
+ */
 export async function getConnectionInfo(db: Db) {
   const rows = await listConnections(db);
   return {
     current_pid: process.pid,
+    current_host: db.host,
     connection_pids: rows.map((r) => r.pid),
     total_connections: rows.length,
+    hosts: [...new Set(rows.map((r) => r.host))],
     processes: rows.map((r) => ({
+      host: r.host,
       pid: r.pid,
       role: r.role,
       started_at: r.started_at,
@@ -65,52 +103,64 @@ export async function getConnectionInfo(db: Db) {
   };
 }
 
-/** The connection's effective pragma settings. */
-export function pragmaSettings(db: Db) {
-  const one = (name: string) => Object.values(db.raw.reader.query(`PRAGMA ${name}`).get() as object)[0];
-  const sync = ["OFF", "NORMAL", "FULL", "EXTRA"][Number(one("synchronous"))] ?? String(one("synchronous"));
+/** The check-locks report of either engine (`engine` tells which shape). */
+export async function checkLocks(db: Db, walWarnBytes: number) {
+  return db.engine === "pg" ? checkLocksPg(db) : checkLocksSqlite(db, walWarnBytes);
+}
+
+/** The storage-failure counters both engines report (PostgreSQL: lost or refused connections). */
+function writeFailures(db: Db) {
+  const all = instanceStorage();
   return {
-    journal_mode: String(one("journal_mode")),
-    busy_timeout_ms: Number(one("busy_timeout")),
-    synchronous: sync,
-    synchronous_code: Number(one("synchronous")),
-    cache_size: Number(one("cache_size")),
-    foreign_keys: Number(one("foreign_keys")) === 1,
-    mmap_size: Number(one("mmap_size")),
-    journal_size_limit: Number(one("journal_size_limit")),
-    wal_autocheckpoint: Number(one("wal_autocheckpoint")),
+    write_storage_errors: Math.max(all?.write_storage_errors ?? 0, db.stats.storageErrors),
+    last_write_storage_error: all?.last_write_storage_error ?? (db.stats.lastStorageError && { ...db.stats.lastStorageError, at: new Date(db.stats.lastStorageError.at).toISOString() }),
+    process_storage_errors: db.stats.storageErrors,
   };
 }
 
-/** How long a lock probe's answer is reused: check-locks must not be a way to slow writers down. */
-const LOCK_PROBE_TTL_MS = 1000;
-const lockProbes = new WeakMap<Db, { at: number; free: boolean }>();
-
 /**
- * Whether no process held the write lock, probed without waiting at most once a second per process
- * (taking the lock even for a moment makes every writer of every process wait); `age_ms` says how
- * old the answer is.
+ * PostgreSQL: the server's facts (version, max_connections, connections, locks waiting, database
+ * size), this process's pool, retries and write failures, with advice. No WAL, pragmas or single
+ * write lock: the server has row locks and checkpoints its own WAL.
  */
-export function isWriteLockFree(db: Db): { free: boolean; age_ms: number } {
-  const now = performance.now();
-  const cached = lockProbes.get(db);
-  if (cached && now - cached.at < LOCK_PROBE_TTL_MS) return { free: cached.free, age_ms: Math.round(now - cached.at) };
-  let free: boolean;
-  // Our own writer is idle while this synchronous code runs; busy_timeout is 0 on it.
-  try {
-    db.raw.writer.run("BEGIN IMMEDIATE");
-    db.raw.writer.run("ROLLBACK");
-    free = true;
-  } catch (err) {
-    if (!isBusyError(err)) throw err;
-    free = false;
+async function checkLocksPg(db: Db) {
+  const server = await serverFacts(db);
+  const pool = poolUsage(db);
+  const processes = await listConnections(db).catch(() => []);
+  const busyRetries = processes.reduce((n, p) => n + p.busy_retries, 0);
+  const failures = writeFailures(db);
+  const warnings: string[] = [];
+  if (server.locks_waiting > 0) warnings.push(`${server.locks_waiting} lock requests are waiting right now; if this persists, look for a long transaction (pg_stat_activity)`);
+  if (server.oldest_transaction_ms > 60_000) warnings.push(`a transaction has been open for ${Math.round(server.oldest_transaction_ms / 1000)} s: it holds its locks and old row versions`);
+  if (pool.waiting > 0) warnings.push(`${pool.waiting} queries of this process are waiting for a pooled connection: raise PG_POOL_SIZE`);
+  // Every live process may open up to its pool size.
+  const possible = processes.length * pool.max;
+  if (possible > server.max_connections) {
+    warnings.push(`${processes.length} processes x PG_POOL_SIZE ${pool.max} = ${possible} possible connections, over the server's max_connections ${server.max_connections}: lower PG_POOL_SIZE or raise max_connections`);
+  } else if (server.connections > 0.8 * server.max_connections) {
+    warnings.push(`${server.connections} of the server's ${server.max_connections} connections are in use on this database`);
   }
-  lockProbes.set(db, { at: now, free });
-  return { free, age_ms: 0 };
+  if (failures.last_write_storage_error) {
+    warnings.push(`writes failed because the server could not be reached (${failures.last_write_storage_error.code}: ${failures.last_write_storage_error.message})`);
+  }
+  return {
+    engine: "postgresql" as const,
+    database_state: "accessible" as const,
+    server,
+    pool,
+    locks_waiting: server.locks_waiting,
+    lock_state: server.locks_waiting > 0 ? ("locks_waiting" as const) : ("free" as const),
+    busy_retries: busyRetries,
+    process_busy_retries: db.stats.busyRetries,
+    write_commits: db.stats.commits,
+    writes: db.stats.writes,
+    storage: { ...failures, write_timeouts: db.stats.timeouts },
+    warnings,
+  };
 }
 
-/** The check-locks report: state, settings, WAL size, lock probe, busy retries and advice. */
-export async function checkLocks(db: Db, walWarnBytes: number) {
+/** SQLite: state, pragma settings, WAL size, lock probe, busy retries, storage trouble and advice. */
+async function checkLocksSqlite(db: Db, walWarnBytes: number) {
   const fileProblem = db.guard.problem(0);
   const settings = pragmaSettings(db);
   // Never take the lock on a file that is no longer the database.
@@ -125,9 +175,7 @@ export async function checkLocks(db: Db, walWarnBytes: number) {
     file_problem: fileProblem,
     checkpoint_failures: all?.checkpoint_failures ?? null,
     checkpoint_error: all?.checkpoint_error ?? null,
-    write_storage_errors: Math.max(all?.write_storage_errors ?? 0, db.stats.storageErrors),
-    last_write_storage_error: all?.last_write_storage_error ?? (db.stats.lastStorageError && { ...db.stats.lastStorageError, at: new Date(db.stats.lastStorageError.at).toISOString() }),
-    process_storage_errors: db.stats.storageErrors,
+    ...writeFailures(db),
     writes_refused_file_changed: db.stats.refusedFileChanged,
     max_write_lock_hold_ms: Math.round(db.stats.maxHoldMs * 1000) / 1000,
     reported_at: all?.at ?? null,
@@ -146,6 +194,7 @@ export async function checkLocks(db: Db, walWarnBytes: number) {
   }
   if (!free && !fileProblem) warnings.push("a write transaction is open right now; if this persists, look for a long transaction");
   return {
+    engine: "sqlite" as const,
     // The original's keys and types first (reference §1.14), then ours.
     database_state: "accessible" as const,
     pragma_settings: {
@@ -155,7 +204,7 @@ export async function checkLocks(db: Db, walWarnBytes: number) {
       synchronous: settings.synchronous_code,
       synchronous_name: settings.synchronous,
       cache_size: settings.cache_size,
-      databases: db.raw.reader.query<{ seq: number; name: string; file: string }, []>("PRAGMA database_list").all(),
+      databases: databaseList(db),
     },
     recommendations: originalRecommendations,
     lock_state: fileProblem ? ("file_changed" as const) : free ? ("free" as const) : ("write_locked" as const),
@@ -179,32 +228,29 @@ const originalRecommendations = {
 };
 
 /**
- * Times a fresh connect, a simple query (the original's count of sites) and a coverage query: the
- * days with rows over all sites, by index seeks per site and day, never a scan of the rows (this
- * runs on an HTTP worker's event loop).
+ * Times a fresh connect (SQLite: opens the file; PostgreSQL: a new connection to the server, as a new
+ * process makes), a simple query (the original's count of sites) and a coverage query: the days with
+ * rows over all sites, by index seeks per site and day, never a scan of the rows (this runs on an
+ * HTTP worker).
  */
 export async function testDbConnection(db: Db) {
-  const timed = <T>(f: () => T) => {
+  const timed = async <T>(f: () => T | Promise<T>) => {
     const t0 = performance.now();
     try {
-      const result = f();
+      const result = await f();
       return { success: true, time_ms: round(performance.now() - t0), result };
     } catch (err) {
-      return { success: false, time_ms: round(performance.now() - t0), error: (err as Error).message };
+      return { success: false, time_ms: round(performance.now() - t0), error: errorMessage(err) };
     }
   };
-  // Opens the existing file only (never creates one), and not at all when the path names another file.
-  const connection_test = timed(() => {
-    const changed = db.guard.problem(0);
-    if (changed) throw new Error(changed);
-    openConnection(db.path, db.pragmas).close();
-  });
-  const simple_query = timed(() => db.read.select({ n: count() }).from(sites).get()!.n);
-  const coverage_query = timed(() => {
+  const { sites } = db.t;
+  const connection_test = await timed(() => (db.engine === "pg" ? connectOnce(db, PG_PING_TIMEOUT_MS) : connectOnceSqlite(db)));
+  const simple_query = await timed(async () => (await db.q.select({ n: count() }).from(sites))[0]!.n);
+  const coverage_query = await timed(async () => {
     const days = new Set<string>();
     let withData = 0;
-    for (const { id } of db.read.select({ id: sites.id }).from(sites).all()) {
-      const found = findDataDays(db, id);
+    for (const { id } of await db.q.select({ id: sites.id }).from(sites)) {
+      const found = await findDataDays(db, id);
       if (found.length > 0) withData++;
       for (const d of found) days.add(d.date);
     }
@@ -233,4 +279,10 @@ function errorOf(r: { error?: string }) {
 
 function round(ms: number) {
   return Math.round(ms * 1000) / 1000;
+}
+
+/** The driver's message of a failure (Drizzle wraps it: "Failed query: …" with the cause inside). */
+function errorMessage(err: unknown): string {
+  const e = err as { message?: string; cause?: { message?: string } };
+  return String(e?.cause?.message ?? e?.message ?? err);
 }

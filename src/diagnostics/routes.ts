@@ -1,7 +1,5 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { createSelectSchema } from "drizzle-zod";
 import type { Db } from "../db/index.ts";
-import { dbConnections } from "../db/schema.ts";
 import { errorResponses, jsonResponse, validationHook } from "../openapi.ts";
 import { findSiteById } from "../sites/queries.ts";
 import { siteNotFound } from "../sites/routes.ts";
@@ -9,10 +7,22 @@ import { SiteIdParam } from "../sync/schemas.ts";
 import type { GscProbe } from "./gsc-probe.ts";
 import { assessHealth, checkLocks, getConnectionInfo, testDbConnection } from "./queries.ts";
 
+const ProcessSchema = z.object({
+  host: z.string().openapi({ description: "The host name the process registered under (SITESYNC_HOST_NAME)" }),
+  pid: z.number().int(),
+  role: z.string(),
+  started_at: z.string(),
+  last_seen_at: z.string().openapi({ description: "Its last heartbeat (every 2 s)" }),
+  busy_retries: z.number().int(),
+});
+
 const ConnectionInfoSchema = z.object({
   current_pid: z.number().int(),
-  connection_pids: z.array(z.number().int()),
+  current_host: z.string(),
+  connection_pids: z.array(z.number().int()).openapi({ description: "As the original; pids of different hosts may repeat: see `processes`" }),
   total_connections: z.number().int(),
+  hosts: z.array(z.string()).openapi({ description: "Every host with a live process" }),
+  processes: z.array(ProcessSchema),
 });
 
 const HealthSchema = z
@@ -35,8 +45,9 @@ export function healthRoutes(db: Db, opts: { walBoundBytes: number }) {
       tags: ["diagnostics"],
       summary: "Liveness and database state of the worker that answers",
       description:
-        "200 `healthy`; 200 `degraded` with `reasons` when reads work but writes fail for storage reasons, checkpoints fail or the WAL is past its bound; " +
-        "503 `unhealthy` with `reasons` when the database cannot be read or its file was deleted or replaced (writes are refused).",
+        "200 `healthy`; 200 `degraded` with `reasons` when reads work but writes fail for storage reasons (PostgreSQL: lost connections), checkpoints fail or the WAL is past its bound (SQLite); " +
+        "503 `unhealthy` with `reasons` when the database cannot be read, its file was deleted or replaced (SQLite), or the server cannot be reached (PostgreSQL). " +
+        "`connection_info.processes` lists every live process of every host.",
       responses: {
         200: jsonResponse(HealthSchema, "Healthy or degraded"),
         503: jsonResponse(HealthSchema, "Database unusable"),
@@ -49,11 +60,7 @@ export function healthRoutes(db: Db, opts: { walBoundBytes: number }) {
         status: health.status,
         process_id: process.pid,
         database_connected: health.database_connected,
-        connection_info: info && {
-          current_pid: info.current_pid,
-          connection_pids: info.connection_pids,
-          total_connections: info.total_connections,
-        },
+        connection_info: info,
         reasons: health.reasons,
       };
       if (health.status === "unhealthy") {
@@ -75,14 +82,9 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number; gscProbe
       method: "get",
       path: "/connections",
       tags: ["diagnostics"],
-      summary: "Every live process holding a database connection, with role and start time",
+      summary: "Every live process of every host holding a database connection, with its host, role and start time",
       responses: {
-        200: jsonResponse(
-          ConnectionInfoSchema.extend({
-            processes: z.array(createSelectSchema(dbConnections)),
-          }),
-          "Connections",
-        ),
+        200: jsonResponse(ConnectionInfoSchema, "Connections"),
       },
     }),
     async (c) => c.json(await getConnectionInfo(db), 200),
@@ -93,44 +95,83 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number; gscProbe
       method: "get",
       path: "/check-locks",
       tags: ["diagnostics"],
-      summary: "Lock state, pragma settings, WAL size, busy retries and recommendations",
+      summary: "Lock state, pragma settings, WAL size, busy retries and recommendations (SQLite); server facts, pool usage and lock waits (PostgreSQL)",
+      description: "`engine` tells the shape: `sqlite` keeps the original's keys (pragma_settings, recommendations); `postgresql` answers with the server's own facts instead (README, 'Diagnostics per engine').",
       responses: {
         200: jsonResponse(
-          z.object({
-            database_state: z.literal("accessible").openapi({ description: "As the original: the database answered" }),
-            pragma_settings: z.object({
-              journal_mode: z.string(),
-              busy_timeout_ms: z.number(),
-              synchronous: z.number().int().openapi({ description: "SQLite's code, as the original (1 = NORMAL)" }),
-              synchronous_name: z.string(),
-              cache_size: z.number(),
-              databases: z.array(z.object({ seq: z.number().int(), name: z.string(), file: z.string() })),
-            }),
-            recommendations: z
-              .object({ journal_mode: z.string(), busy_timeout: z.string(), synchronous: z.string() })
-              .openapi({ description: "The original's constant advice; what applies to this database is in `warnings`" }),
-            lock_state: z.enum(["free", "write_locked", "file_changed"]),
-            wal_size_bytes: z.number().int(),
-            write_lock_free: z.boolean(),
-            write_lock_probe_age_ms: z.number().int().openapi({ description: "Age of the lock probe's answer (probed at most once a second per process)" }),
-            busy_retries: z.number().int(),
-            process_busy_retries: z.number().int(),
-            write_commits: z.number().int(),
-            writes: z.number().int(),
-            storage: z.object({
-              file_identity: z.string(),
-              file_problem: z.string().nullable(),
-              checkpoint_failures: z.number().int().nullable(),
-              checkpoint_error: z.object({ message: z.string(), at: z.string() }).nullable(),
-              write_storage_errors: z.number().int(),
-              last_write_storage_error: z.object({ code: z.string(), message: z.string(), at: z.string() }).nullable(),
-              process_storage_errors: z.number().int(),
-              writes_refused_file_changed: z.number().int(),
-              max_write_lock_hold_ms: z.number(),
-              reported_at: z.string().nullable(),
-            }),
-            warnings: z.array(z.string()),
-          }),
+          z.discriminatedUnion("engine", [
+            z
+              .object({
+                engine: z.literal("sqlite"),
+                database_state: z.literal("accessible").openapi({ description: "As the original: the database answered" }),
+                pragma_settings: z.object({
+                  journal_mode: z.string(),
+                  busy_timeout_ms: z.number(),
+                  synchronous: z.number().int().openapi({ description: "SQLite's code, as the original (1 = NORMAL)" }),
+                  synchronous_name: z.string(),
+                  cache_size: z.number(),
+                  databases: z.array(z.object({ seq: z.number().int(), name: z.string(), file: z.string() })),
+                }),
+                recommendations: z
+                  .object({ journal_mode: z.string(), busy_timeout: z.string(), synchronous: z.string() })
+                  .openapi({ description: "The original's constant advice; what applies to this database is in `warnings`" }),
+                lock_state: z.enum(["free", "write_locked", "file_changed"]),
+                wal_size_bytes: z.number().int(),
+                write_lock_free: z.boolean(),
+                write_lock_probe_age_ms: z.number().int().openapi({ description: "Age of the lock probe's answer (probed at most once a second per process)" }),
+                busy_retries: z.number().int(),
+                process_busy_retries: z.number().int(),
+                write_commits: z.number().int(),
+                writes: z.number().int(),
+                storage: z.object({
+                  file_identity: z.string(),
+                  file_problem: z.string().nullable(),
+                  checkpoint_failures: z.number().int().nullable(),
+                  checkpoint_error: z.object({ message: z.string(), at: z.string() }).nullable(),
+                  write_storage_errors: z.number().int(),
+                  last_write_storage_error: z.object({ code: z.string(), message: z.string(), at: z.string() }).nullable(),
+                  process_storage_errors: z.number().int(),
+                  writes_refused_file_changed: z.number().int(),
+                  max_write_lock_hold_ms: z.number(),
+                  reported_at: z.string().nullable(),
+                }),
+                warnings: z.array(z.string()),
+              })
+              .openapi("CheckLocksSqlite"),
+            z
+              .object({
+                engine: z.literal("postgresql"),
+                database_state: z.literal("accessible").openapi({ description: "As the original: the database answered" }),
+                server: z.object({
+                  version: z.string(),
+                  version_num: z.number().int(),
+                  max_connections: z.number().int(),
+                  statement_timeout: z.string(),
+                  database: z.string(),
+                  database_size_bytes: z.number().int().openapi({ description: "pg_database_size of this database" }),
+                  connections: z.number().int().openapi({ description: "Server connections to this database, from every host" }),
+                  locks_waiting: z.number().int(),
+                  oldest_transaction_ms: z.number().int().openapi({ description: "Age of the oldest open transaction on this database (another connection's)" }),
+                }),
+                pool: z
+                  .object({ max: z.number().int(), total: z.number().int(), idle: z.number().int(), waiting: z.number().int() })
+                  .openapi({ description: "This process's connection pool (PG_POOL_SIZE)" }),
+                locks_waiting: z.number().int().openapi({ description: "Lock requests not granted (pg_locks) on this database right now" }),
+                lock_state: z.enum(["free", "locks_waiting"]),
+                busy_retries: z.number().int().openapi({ description: "Transactions retried (serialization failure, deadlock, lost connection), over every live process" }),
+                process_busy_retries: z.number().int(),
+                write_commits: z.number().int(),
+                writes: z.number().int(),
+                storage: z.object({
+                  write_storage_errors: z.number().int(),
+                  last_write_storage_error: z.object({ code: z.string(), message: z.string(), at: z.string() }).nullable(),
+                  process_storage_errors: z.number().int(),
+                  write_timeouts: z.number().int(),
+                }),
+                warnings: z.array(z.string()),
+              })
+              .openapi("CheckLocksPostgres"),
+          ]),
           "Lock report",
         ),
       },

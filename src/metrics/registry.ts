@@ -2,6 +2,8 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ProcessRole } from "../config.ts";
 import { walSize } from "../db/checkpoint.ts";
 import type { Db } from "../db/index.ts";
+import { serverFacts } from "../db/pg/diagnostics.ts";
+import { logOncePer } from "../log.ts";
 import { countTasksByStatus } from "../sync/queries.ts";
 import { httpMetrics } from "./http.ts";
 
@@ -118,7 +120,54 @@ export const scrapeMissing = new Counter({
 
 const walBytes = new Gauge({
   name: "sitesync_wal_bytes",
-  help: "Size of the SQLite WAL file",
+  help: "Size of the SQLite WAL file (SQLite only)",
+  aggregator: "max",
+  registers: [registry],
+});
+
+// PostgreSQL: each process's pool, and the server's facts about the database (set by the supervisor).
+new Gauge({
+  name: "sitesync_pg_pool_connections",
+  help: "Connections of the processes' PostgreSQL pools by state (total, idle) and queries waiting for one (waiting); PostgreSQL only",
+  labelNames: ["role", "state"],
+  aggregator: "sum",
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const db of dbs) {
+      if (!db.pg) continue;
+      const { totalCount, idleCount, waitingCount } = db.pg.pool;
+      this.inc({ role, state: "total" }, totalCount);
+      this.inc({ role, state: "idle" }, idleCount);
+      this.inc({ role, state: "waiting" }, waitingCount);
+    }
+  },
+});
+
+const pgDatabaseBytes = new Gauge({
+  name: "sitesync_pg_database_bytes",
+  help: "Size of the PostgreSQL database (pg_database_size); PostgreSQL only",
+  aggregator: "max",
+  registers: [registry],
+});
+
+const pgLocksWaiting = new Gauge({
+  name: "sitesync_pg_locks_waiting",
+  help: "Lock requests not granted on the PostgreSQL database right now (pg_locks); PostgreSQL only",
+  aggregator: "max",
+  registers: [registry],
+});
+
+const pgServerConnections = new Gauge({
+  name: "sitesync_pg_server_connections",
+  help: "Server connections to the PostgreSQL database, from every host (pg_stat_activity); PostgreSQL only",
+  aggregator: "max",
+  registers: [registry],
+});
+
+const pgMaxConnections = new Gauge({
+  name: "sitesync_pg_max_connections",
+  help: "The PostgreSQL server's max_connections; PostgreSQL only",
   aggregator: "max",
   registers: [registry],
 });
@@ -171,11 +220,28 @@ export const gscRequests = new Counter({
   registers: [registry],
 });
 
-/** Supervisor: sets the gauges read from the shared file (WAL size, tasks by status), before a scrape. */
+/**
+ * Supervisor: sets the gauges read from the database before a scrape: tasks by status, and the WAL
+ * size (SQLite) or the server's facts (PostgreSQL). A database that does not answer leaves them as
+ * they were: the scrape still gets every process's own metrics.
+ */
 export async function refreshDatabaseGauges(db: Db) {
-  walBytes.set(walSize(db.path));
-  tasksByStatus.reset();
-  for (const r of await countTasksByStatus(db)) tasksByStatus.set({ status: r.status, type: r.type }, r.n);
+  try {
+    if (db.engine === "pg") {
+      const f = await serverFacts(db);
+      pgDatabaseBytes.set(f.database_size_bytes);
+      pgLocksWaiting.set(f.locks_waiting);
+      pgServerConnections.set(f.connections);
+      pgMaxConnections.set(f.max_connections);
+    } else {
+      walBytes.set(walSize(db.path));
+    }
+    const tasks = await countTasksByStatus(db);
+    tasksByStatus.reset();
+    for (const r of tasks) tasksByStatus.set({ status: r.status, type: r.type }, r.n);
+  } catch (err) {
+    logOncePer("metrics database gauges", 60_000, "warn", "database gauges not refreshed", { error: (err as Error).message });
+  }
 }
 
 /** Supervisor: records one checkpoint run (the checkpointer's onRun). */

@@ -124,10 +124,23 @@ function Database({ o, locks }: { o: Overview; locks: NonNullable<Overview["lock
     <section aria-labelledby="h-db">
       <h2 id="h-db">Database</h2>
       <dl class="stats">
-        <dt>WAL size</dt>
-        <dd data-stat="wal">{bytes(locks.wal_size_bytes)}</dd>
-        <dt>Write lock</dt>
-        <dd>{locks.write_lock_free ? "free" : "held"}</dd>
+        {locks.engine === "sqlite" ? (
+          <>
+            <dt>WAL size</dt>
+            <dd data-stat="wal">{bytes(locks.wal_size_bytes)}</dd>
+            <dt>Write lock</dt>
+            <dd>{locks.write_lock_free ? "free" : "held"}</dd>
+          </>
+        ) : (
+          <>
+            <dt>PostgreSQL</dt>
+            <dd>{locks.server.version}</dd>
+            <dt>Database size</dt>
+            <dd data-stat="db-size">{bytes(locks.server.database_size_bytes)}</dd>
+            <dt>Locks waiting</dt>
+            <dd>{num(locks.locks_waiting)}</dd>
+          </>
+        )}
         <dt>Busy retries</dt>
         <dd>{num(locks.busy_retries)}</dd>
         <dt>Write queue</dt>
@@ -174,7 +187,7 @@ function Processes({ o, info }: { o: Overview; info: NonNullable<Overview["info"
               <tr>
                 <td>{p.role}</td>
                 <td class="n">{p.pid}</td>
-                <td>{o.host}</td>
+                <td>{p.host}</td>
                 <td>{duration((o.now - Date.parse(p.started_at)) / 1000)}</td>
                 <td class="n">{num(p.busy_retries)}</td>
               </tr>

@@ -61,6 +61,11 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts } {
           if (!isRetryableDbError(err)) throw err;
           if (elapsed >= opts.retryForMs) {
             stats.timeouts++;
+            // The server stayed unreachable: counted as a storage failure (/health degraded, check-locks).
+            if (isUnavailableDbError(err)) {
+              stats.storageErrors++;
+              stats.lastStorageError = { code: codeOf(err), message: messageOf(err), at: Date.now() };
+            }
             throw new ApiError("unavailable", "the database stayed unavailable too long; retry the request", undefined, { "Retry-After": "5" });
           }
           stats.busyRetries++;
