@@ -3,7 +3,6 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
-import { sites } from "../src/db/schema.ts";
 import { gscProbeFromConfig } from "../src/diagnostics/gsc-probe.ts";
 import { newestDataDay } from "../src/sync/dates.ts";
 import { freePort } from "../src/net.ts";
@@ -21,7 +20,8 @@ const DOMAIN = "sc-domain:probe.example";
 beforeAll(async () => {
   t = tempDb();
   fake = startFakeGsc();
-  siteId = await t.db.write((tx) => tx.insert(sites).values({ domain: DOMAIN, name: "Probe" }).returning({ id: sites.id }).get()!.id);
+  const { sites } = t.db.t;
+  [{ id: siteId }] = (await t.db.tx((tx) => tx.insert(sites).values({ domain: DOMAIN, name: "Probe" }).returning({ id: sites.id }))) as [{ id: number }];
 });
 afterAll(() => {
   fake.stop();

@@ -2,10 +2,11 @@ import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { databaseLockPath, portLockPath } from "../src/db/instance-lock.ts";
-import { tempDir } from "./helpers/db.ts";
+import { tempDir, testEngine } from "./helpers/db.ts";
 import { freePort, request, startServer, type RunningServer } from "./helpers/server.ts";
 
-// One instance per port and per database file: real supervisors started against each other.
+// One instance per port and per database file: real supervisors started against each other. On
+// PostgreSQL several instances (machines) serve one database by design: only the port is locked.
 
 setDefaultTimeout(60_000);
 const root = join(import.meta.dir, "..");
@@ -101,7 +102,8 @@ describe("one instance per port", () => {
 
   test("a deleted lock file is put back by its owner within its next check", async () => {
     const a = await server();
-    for (const lock of [portLockPath("127.0.0.1", a.port), databaseLockPath(a.dbPath)]) {
+    const locks = [portLockPath("127.0.0.1", a.port), ...(testEngine === "sqlite" ? [databaseLockPath(a.dbPath)] : [])];
+    for (const lock of locks) {
       await Bun.file(lock).delete();
       await Bun.sleep(400);
       expect(JSON.parse(readFileSync(lock, "utf8")).pid).toBe(a.proc.pid);
@@ -109,7 +111,7 @@ describe("one instance per port", () => {
   });
 });
 
-describe("one instance per database file", () => {
+describe.skipIf(testEngine === "pg")("one instance per database file (SQLite: the file's lock; PostgreSQL shares a database by design)", () => {
   test("a second supervisor on the same database (another port) refuses, naming the first; the lock goes with the first", async () => {
     const a = await server();
     const lockPath = databaseLockPath(a.dbPath);
@@ -185,12 +187,32 @@ describe("one instance per database file", () => {
   });
 });
 
+describe.skipIf(testEngine === "sqlite")("several instances on one PostgreSQL database", () => {
+  test("two supervisors on two ports serve one database without --allow-shared-database; each sees the other's writes", async () => {
+    const a = await server();
+    const b = await server({ dbPath: a.dbPath });
+    const created = await request(a.url, "POST", "/api/v1/sites", { domain: "sc-domain:one-db.example", name: "One" });
+    expect(created.status).toBe(201);
+    expect((await request(b.url, "GET", `/api/v1/sites/${created.body.id}`)).body).toEqual(created.body);
+    // No lock file beside a database that is no file.
+    expect(existsSync(databaseLockPath(a.dbPath))).toBe(false);
+    expect(await a.stop()).toBe(0);
+    expect((await request(b.url, "GET", `/api/v1/sites/${created.body.id}`)).status).toBe(200);
+  });
+});
+
 describe("a start that cannot succeed prints one line, never a stack", () => {
   const cases: { name: string; url: (dir: string) => string; pattern: RegExp; setup?: (dir: string) => void }[] = [
     { name: "DATABASE_URL is a directory", url: (d) => d, setup: (d) => mkdirSync(d, { recursive: true }), pattern: /cannot be opened|it is a directory|EISDIR/ },
     { name: "its folder is under a file", url: (d) => join(d, "afile", "app.db"), setup: (d) => writeFileSync(join(d, "afile"), "x"), pattern: /cannot mkdir .*afile for the database .*: a file is in the way of a folder \(EEXIST\)/ },
     { name: "its folder cannot be created (/proc)", url: () => "/proc/sitesync-test/app.db", pattern: /cannot mkdir|ENOENT|EACCES|EPERM|permission|not permitted/ },
+    {
+      name: "a PostgreSQL server that does not answer",
+      url: () => `postgres://postgres@127.0.0.1:${deadPort}/nowhere`,
+      pattern: /^fatal: the PostgreSQL server at postgres:\/\/postgres@127\.0\.0\.1:\d+\/nowhere does not answer .*ECONNREFUSED/,
+    },
   ];
+  const deadPort = freePort();
   for (const c of cases) {
     test(c.name, async () => {
       const tmp = tempDir();

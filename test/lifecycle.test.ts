@@ -3,12 +3,14 @@ import type { Subprocess } from "bun";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { portLockPath } from "../src/db/instance-lock.ts";
-import type { SyncTask } from "../src/db/schema.ts";
+import { count, eq } from "drizzle-orm";
+import { first } from "../src/db/index.ts";
 import { tempDb } from "./helpers/db.ts";
 import { startFakeGsc } from "./helpers/fake-gsc.ts";
+import { withDb } from "./helpers/observe.ts";
 import { childPids, running } from "./helpers/procs.ts";
 import { request, startServer } from "./helpers/server.ts";
-import { insertSites, waitFor, withFile } from "./helpers/sync.ts";
+import { waitFor } from "./helpers/sync.ts";
 
 // Promises of the README about the processes' lives, each checked with real processes: SIGINT,
 // the supervisor's SIGTERM handing a running task back, orphaned sync workers, SYNC_SCHEDULER=false,
@@ -46,7 +48,7 @@ describe("supervisor signals", () => {
     expect(existsSync(`${s.dbPath}.lock`)).toBe(false);
     expect(existsSync(portLockPath("127.0.0.1", s.port))).toBe(false);
     expect(await fetch(`${s.url}/health`).then(() => "answered", () => "refused")).toBe("refused");
-    expect(withFile(s.dbPath, (db) => db.query("select count(*) n from sites").get())).toEqual({ n: 1 });
+    expect(await withDb(s.dbPath, async (db) => db.q.select({ n: count() }).from(db.t.sites))).toEqual([{ n: 1 }]);
   });
 
   test("the supervisor's SIGTERM hands a running sync task back to the queue without spending an attempt", async () => {
@@ -69,7 +71,7 @@ describe("supervisor signals", () => {
     expect(runningJob.attempts).toBe(1);
     s.proc.kill("SIGTERM");
     expect(await s.proc.exited).toBe(0);
-    const task = withFile(s.dbPath, (db) => db.query<SyncTask, [number]>("select * from sync_tasks where id = ?").get(trig.body.job_id)!);
+    const task = await withDb(s.dbPath, async (db) => first(await db.q.select().from(db.t.syncTasks).where(eq(db.t.syncTasks.id, trig.body.job_id))));
     expect(task).toMatchObject({ status: "pending", attempts: 0, worker_pid: null, locked_until: null });
     expect(events(s.output())).toContainEqual(expect.objectContaining({ msg: "task handed back to the queue", task_id: trig.body.job_id }));
   });
@@ -88,11 +90,11 @@ describe("supervisor signals", () => {
   });
 });
 
-/** Runs `bun run sync-worker` alone on `path` until it logged that it started. */
-async function syncWorker(path: string, env: Record<string, string>) {
+/** Runs `bun run sync-worker` alone on DATABASE_URL `url` until it logged that it started. */
+async function syncWorker(url: string, env: Record<string, string>) {
   const proc: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([process.execPath, join(root, "src/sync/worker-main.ts")], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: path, LOG_LEVEL: "info", SYNC_POLL_MS: "50", ...env },
+    env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: "info", SYNC_POLL_MS: "50", ...env },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -110,24 +112,31 @@ async function syncWorker(path: string, env: Record<string, string>) {
 }
 
 describe("sync worker settings", () => {
-  const scheduled = (path: string) => withFile(path, (db) => db.query<{ n: number }, []>("select count(*) n from sync_tasks").get()!.n);
+  const scheduled = (url: string) => withDb(url, async (db) => (await db.q.select({ n: count() }).from(db.t.syncTasks))[0]!.n);
+  /** Inserts `n` active sites `sc-domain:s<i>.<suffix>`; returns their ids. */
+  const insertSites = (url: string, n: number, suffix: string) =>
+    withDb(url, async (db) => {
+      const { sites } = db.t;
+      const rows = Array.from({ length: n }, (_, i) => ({ domain: `sc-domain:s${i}.${suffix}`, name: `Site ${i}` }));
+      return (await db.tx((tx) => tx.insert(sites).values(rows).returning({ id: sites.id }))).map((r) => r.id);
+    });
 
   test("SYNC_SCHEDULER=false: no daily_sync is created, though sites are due; the same worker with it on creates them", async () => {
     const t = tempDb();
     cleanups.push(t.cleanup);
-    insertSites(t.path, 3, "sched-off.example");
+    await insertSites(t.databaseUrl, 3, "sched-off.example");
     const env = { SYNC_DAILY_AT: "00:00", SYNC_SCHEDULER_INTERVAL_MS: "50", SYNC_SOURCE: "demo", DEMO_ROWS_PER_DAY: "1" };
-    const off = await syncWorker(t.path, { ...env, SYNC_SCHEDULER: "false" });
+    const off = await syncWorker(t.databaseUrl, { ...env, SYNC_SCHEDULER: "false" });
     expect(off.started.scheduler).toBe(false);
     // Twenty scheduler intervals.
     await Bun.sleep(1000);
-    expect(scheduled(t.path)).toBe(0);
+    expect(await scheduled(t.databaseUrl)).toBe(0);
     off.proc.kill("SIGTERM");
     expect(await off.proc.exited).toBe(0);
 
-    const on = await syncWorker(t.path, { ...env, SYNC_SCHEDULER: "true" });
+    const on = await syncWorker(t.databaseUrl, { ...env, SYNC_SCHEDULER: "true" });
     expect(on.started.scheduler).toBe(true);
-    await waitFor("the scheduler to create one task per site", () => scheduled(t.path) === 3);
+    await waitFor("the scheduler to create one task per site", async () => (await scheduled(t.databaseUrl)) === 3);
   });
 
   test("SYNC_SOURCE=auto (the default) with credentials syncs from Search Console, not the demo source", async () => {
@@ -135,17 +144,16 @@ describe("sync worker settings", () => {
     cleanups.push(() => fake.stop());
     const t = tempDb();
     cleanups.push(t.cleanup);
-    const [siteId] = insertSites(t.path, 1, "auto.example");
-    const w = await syncWorker(t.path, { GSC_ACCESS_TOKEN: "test-token", GSC_API_BASE_URL: fake.url, SYNC_SCHEDULER: "false", SYNC_SOURCE: "" });
+    const [siteId] = await insertSites(t.databaseUrl, 1, "auto.example");
+    const w = await syncWorker(t.databaseUrl, { GSC_ACCESS_TOKEN: "test-token", GSC_API_BASE_URL: fake.url, SYNC_SCHEDULER: "false", SYNC_SOURCE: "" });
     expect(w.started.source).toBe("gsc");
-    withFile(t.path, (db) =>
-      db.run("insert into sync_tasks (site_id, task_type, start_date, end_date, progress_total) values (?, 'daily_sync', '2026-03-01', '2026-03-01', 1)", [siteId!]),
+    const { syncTasks, gscPerformanceData } = t.db.t;
+    await t.db.tx((tx) =>
+      tx.insert(syncTasks).values({ site_id: siteId!, task_type: "daily_sync", start_date: "2026-03-01", end_date: "2026-03-01", progress_total: 1 }),
     );
-    await waitFor("the task to complete", () =>
-      withFile(t.path, (db) => db.query<{ status: string }, []>("select status from sync_tasks").get()?.status === "completed"),
-    );
+    await waitFor("the task to complete", async () => (await t.db.q.select({ status: syncTasks.status }).from(syncTasks))[0]?.status === "completed");
     // Every row came from the fake Search Console (its query strings), none from the demo generator.
-    const queries = withFile(t.path, (db) => db.query<{ query: string }, []>("select query from gsc_performance_data").all().map((r) => r.query));
+    const queries = (await t.db.q.select({ query: gscPerformanceData.query }).from(gscPerformanceData)).map((r) => r.query);
     expect(queries).toHaveLength(30);
     expect(queries.every((q) => q.startsWith("fake query web "))).toBe(true);
     expect(fake.requests.filter((r) => r.site === "sc-domain:s0.auto.example").length).toBeGreaterThanOrEqual(4);

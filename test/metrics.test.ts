@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createApp } from "../src/app.ts";
-import { tempDb } from "./helpers/db.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
 import { parseExposition, sumOf, type Sample } from "./helpers/prom.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
@@ -55,6 +55,20 @@ describe("/metrics across 4 HTTP workers and a sync worker", () => {
       expect(sumOf(m, "sitesync_process_up", { role: "sync" })).toBe(1);
       expect(sumOf(m, "sitesync_process_up", { role: "primary" })).toBe(1);
       expect(m.filter((x) => x.name === "sitesync_wal_bytes")).toHaveLength(1);
+      if (testEngine === "pg") {
+        // Each process's pool, summed by role; the server's facts from the supervisor.
+        for (const role of ["http", "sync", "primary"]) {
+          expect(m.some((x) => x.name === "sitesync_pg_pool_connections" && x.labels.role === role && x.labels.state === "total")).toBe(true);
+        }
+        expect(sumOf(m, "sitesync_pg_pool_connections", { state: "total" })).toBeGreaterThanOrEqual(6);
+        expect(sumOf(m, "sitesync_pg_database_bytes")).toBeGreaterThan(1_000_000);
+        expect(sumOf(m, "sitesync_pg_max_connections")).toBeGreaterThan(0);
+        expect(sumOf(m, "sitesync_pg_server_connections")).toBeGreaterThanOrEqual(6);
+        expect(sumOf(m, "sitesync_pg_locks_waiting")).toBe(0);
+      } else {
+        expect(m.some((x) => x.name === "sitesync_pg_pool_connections")).toBe(false);
+        expect(sumOf(m, "sitesync_wal_bytes")).toBeGreaterThan(0);
+      }
       // 12 creates by the HTTP workers, at least: the processes' heartbeats write too.
       expect(sumOf(m, "sitesync_writes_total", { role: "http" })).toBeGreaterThanOrEqual(12);
       expect(sumOf(m, "sitesync_write_group_size_count")).toBeGreaterThan(0);

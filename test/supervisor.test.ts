@@ -1,6 +1,10 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
-import { tempDir } from "./helpers/db.ts";
+import { count } from "drizzle-orm";
+import { portLockPath } from "../src/db/instance-lock.ts";
+import { tempDir, testEngine } from "./helpers/db.ts";
+import { newPgDatabase } from "./helpers/engine.ts";
+import { withDb } from "./helpers/observe.ts";
 import { freePort, request } from "./helpers/server.ts";
 
 setDefaultTimeout(60_000);
@@ -25,10 +29,12 @@ function supervisor(args: string[], env: Record<string, string>) {
 }
 
 describe("supervisor", () => {
-  test("--database-url reaches the workers: they serve the file the supervisor migrated", async () => {
+  test("--database-url reaches the workers: they serve the database the supervisor migrated", async () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
-    const db = join(tmp.dir, "flag.db");
+    const pgdb = testEngine === "pg" ? newPgDatabase({ migrated: false }) : null;
+    if (pgdb) cleanups.push(pgdb.drop);
+    const db = pgdb?.url ?? join(tmp.dir, "flag.db");
     const port = freePort();
     const proc = supervisor(["--database-url", db, "--port", String(port), "--host", "127.0.0.1", "--workers", "2", "--sync-workers", "0"], {
       DATABASE_URL: "",
@@ -41,10 +47,7 @@ describe("supervisor", () => {
       await Bun.sleep(50);
     }
     expect(created?.status).toBe(201);
-    const { Database } = await import("bun:sqlite");
-    const file = new Database(db, { readonly: true });
-    expect(file.query("select count(*) as n from sites").get()).toEqual({ n: 1 });
-    file.close();
+    expect(await withDb(db, async (h) => h.q.select({ n: count() }).from(h.t.sites))).toEqual([{ n: 1 }]);
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(0);
   });
@@ -117,7 +120,10 @@ describe("`bun run start`", () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
     const port = freePort();
-    const dbPath = join(tmp.dir, "app.db");
+    const pgdb = testEngine === "pg" ? newPgDatabase({ migrated: false }) : null;
+    if (pgdb) cleanups.push(pgdb.drop);
+    const dbPath = pgdb?.url ?? join(tmp.dir, "app.db");
+    const lockPath = portLockPath("127.0.0.1", port);
     const wrapper = Bun.spawn([process.execPath, "run", "start", "--workers", "1", "--sync-workers", "0", "--port", String(port), "--host", "127.0.0.1"], {
       cwd: root,
       env: { ...process.env, DATABASE_URL: dbPath, LOG_LEVEL: "warn" },
@@ -132,7 +138,7 @@ describe("`bun run start`", () => {
       if (!up) await Bun.sleep(50);
     }
     expect(up).toBe(true);
-    const supervisorPid = JSON.parse(await Bun.file(`${dbPath}.lock`).text()).pid as number;
+    const supervisorPid = JSON.parse(await Bun.file(lockPath).text()).pid as number;
     expect(supervisorPid).not.toBe(wrapper.pid);
     cleanups.push(() => {
       try {
@@ -154,8 +160,9 @@ describe("`bun run start`", () => {
     }
     expect(alive).toBe(false);
     expect(await fetch(`${base}/health`).then(() => "answered", () => "refused")).toBe("refused");
-    // It shut down the normal way: its lock file is gone.
-    expect(await Bun.file(`${dbPath}.lock`).exists()).toBe(false);
+    // It shut down the normal way: its lock files are gone.
+    expect(await Bun.file(lockPath).exists()).toBe(false);
+    if (!pgdb) expect(await Bun.file(`${dbPath}.lock`).exists()).toBe(false);
   });
 });
 
