@@ -31,6 +31,7 @@ export const sqliteOnly: Record<string, string> = {
 /** Test files about PostgreSQL itself (several machines on one server, the pool, retried transactions): PostgreSQL run only. */
 export const pgOnly: Record<string, string> = {
   "pg-engine.test.ts": "the PostgreSQL write path: retried transactions, lost connections, timeouts",
+  "multimachine.test.ts": "two instances (hosts) on one PostgreSQL database; one SQLite file belongs to one machine",
 };
 
 const root = join(import.meta.dir, "..");
