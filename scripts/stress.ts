@@ -2,20 +2,23 @@ import { count, eq, like, sql, sum } from "drizzle-orm";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadStressConfig, orExit, sqlitePathOf, type StressConfig } from "../src/config.ts";
+import { describeTarget, loadStressConfig, orExit, type DatabaseTarget, type StressConfig } from "../src/config.ts";
 import { startCheckpointer, walSize } from "../src/db/checkpoint.ts";
-import { openDb, type Db } from "../src/db/index.ts";
+import { openDb, openPgDb, type Db } from "../src/db/index.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { pragmasFrom } from "../src/db/open.ts";
-import { sites, syncTasks } from "../src/db/schema.ts";
+import { serverFacts } from "../src/db/pg/diagnostics.ts";
+import { migratePg } from "../src/db/pg/migrate.ts";
 import { ApiError, isBusyError } from "../src/errors.ts";
 import { createSite, findSiteById, listSites, type SiteCursor } from "../src/sites/queries.ts";
 
-// `bun run stress`: P processes share one SQLite file through the project's database layer, mixing
+// `bun run stress`: P processes share one database through the project's database layer, mixing
 // reads and writes for S seconds; then the parent checks that every write a process reports as
-// committed is in the file and that no caller ever saw a lock error. Exits 1 on any loss or failure.
+// committed is in the database and that no caller ever saw a lock error. Exits 1 on any loss or failure.
+// The database: a temporary SQLite file by default, an SQLite path, or a PostgreSQL URL (its rows
+// are added to what the database holds; the counts compare before and after).
 //
-//   bun run stress [--processes 8] [--seconds 10] [--read-ratio 0.8] [--clients 8] [--database path]
+//   bun run stress [--processes 8] [--seconds 10] [--read-ratio 0.8] [--clients 8] [--database path|postgres://…]
 
 const DOMAIN_SUFFIX = ".stress.example";
 
@@ -51,11 +54,13 @@ else process.exit(await runParent(config));
 // ---------------------------------------------------------------------------------------------
 // Child: one process of the load.
 
-async function runChild(c: StressConfig) {
-  if (!c.stress.database) throw new Error("--child needs --database");
-  const path = sqlitePathOf(c.stress.database, "bun run stress --database");
-  const db = openDb({
-    path,
+/** Opens a handle of this stress run on either engine (children: the configured write path). */
+function openStressDb(c: StressConfig, target: DatabaseTarget): Db {
+  if (target.dialect === "postgres") {
+    return openPgDb({ url: target.url, role: "stress", poolSize: c.PG_POOL_SIZE, statementTimeoutMs: c.PG_STATEMENT_TIMEOUT_MS, retryForMs: c.WRITE_LOCK_TIMEOUT_MS });
+  }
+  return openDb({
+    path: target.path,
     role: "stress",
     // The parent runs the checkpointer, as the supervisor does for the workers.
     pragmas: { ...pragmasFrom(c), walAutocheckpoint: 0 },
@@ -63,6 +68,12 @@ async function runChild(c: StressConfig) {
     maxBatch: c.WRITE_MAX_BATCH,
     walYieldBytes: 2 * c.CHECKPOINT_TRUNCATE_BYTES,
   });
+}
+
+async function runChild(c: StressConfig) {
+  if (!c.stress.database) throw new Error("--child needs --database");
+  const db = openStressDb(c, c.stress.database);
+  const { syncTasks } = db.t;
   const r: ChildResult = {
     type: "result",
     pid: process.pid,
@@ -125,23 +136,21 @@ async function runChild(c: StressConfig) {
     insertTask: (siteId: number) =>
       write(async () => {
         const n = ++seq;
-        const id = await db.write(
-          (tx) => tx.insert(syncTasks).values({ site_id: siteId, task_type: `stress-${process.pid}-${n}` }).returning({ id: syncTasks.id }).get()!.id,
-        );
-        r.taskIds.push(id);
+        const [row] = await db.tx((tx) => tx.insert(syncTasks).values({ site_id: siteId, task_type: `stress-${process.pid}-${n}` }).returning({ id: syncTasks.id }));
+        r.taskIds.push(row!.id);
       }),
     updateTask: (taskId: number) =>
       write(async () => {
         const now = new Date().toISOString();
-        const changed = await db.write(
-          (tx) =>
+        const changed = (
+          await db.tx((tx) =>
             tx
               .update(syncTasks)
               .set({ progress_done: sql`${syncTasks.progress_done} + 1`, status: "running", heartbeat_at: now, worker_pid: process.pid })
               .where(eq(syncTasks.id, taskId))
-              .returning({ id: syncTasks.id })
-              .all().length,
-        );
+              .returning({ id: syncTasks.id }),
+          )
+        ).length;
         if (changed !== 1) throw new Error(`task ${taskId} vanished (update changed ${changed} rows)`);
         r.taskUpdates[taskId] = (r.taskUpdates[taskId] ?? 0) + 1;
       }),
@@ -196,6 +205,8 @@ async function runChild(c: StressConfig) {
   r.commits = db.stats.commits;
   db.close();
   emit(r);
+  // PostgreSQL: close() ends the pool in the background; the result is out, nothing is left to wait for.
+  process.exit(0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,35 +214,43 @@ async function runChild(c: StressConfig) {
 
 async function runParent(c: StressConfig): Promise<number> {
   const tmp = c.stress.database ? null : mkdtempSync(join(tmpdir(), "sitesync-stress-"));
-  const path = c.stress.database ? sqlitePathOf(c.stress.database, "bun run stress --database") : join(tmp!, "stress.db");
+  const target: DatabaseTarget = c.stress.database ?? { dialect: "sqlite", path: join(tmp!, "stress.db") };
+  // What the children get as --database: the path, or the URL (with its password).
+  const database = target.dialect === "sqlite" ? target.path : target.url;
+  const path = target.dialect === "sqlite" ? target.path : null;
   const removeTemp = () => tmp && rmSync(tmp, { recursive: true, force: true });
   const pragmas = pragmasFrom(c);
   const s = c.stress;
   console.log(
     `stress: ${s.processes} processes x ${s.clients} clients for ${s.seconds} s, read ratio ${s.readRatio}, ` +
-      `database ${path}${tmp ? " (temporary)" : ""}`,
+      `database ${describeTarget(target)}${tmp ? " (temporary)" : ""}`,
   );
-  migrate(path, pragmas);
-  const before = countRows(path);
-  const checkpointer = startCheckpointer(path, pragmas, {
-    intervalMs: c.CHECKPOINT_INTERVAL_MS,
-    truncateBytes: c.CHECKPOINT_TRUNCATE_BYTES,
-    optimizeIntervalMs: c.OPTIMIZE_INTERVAL_MS,
-  });
+  if (path) migrate(path, pragmas);
+  else await migratePg(database);
+  const db = openStressDb(c, target);
+  const before = await countRows(db);
+  // SQLite: this process runs the checkpointer, as the supervisor does (PostgreSQL checkpoints its own WAL).
+  const checkpointer = path
+    ? startCheckpointer(path, pragmas, {
+        intervalMs: c.CHECKPOINT_INTERVAL_MS,
+        truncateBytes: c.CHECKPOINT_TRUNCATE_BYTES,
+        optimizeIntervalMs: c.OPTIMIZE_INTERVAL_MS,
+      })
+    : null;
 
   const progress = new Map<number, ChildProgress>();
   const results = new Map<number, ChildResult>();
   const started = performance.now();
   const children = Array.from({ length: s.processes }, () =>
     Bun.spawn(
-      [process.execPath, import.meta.path, "--child", "--database", path, "--seconds", String(s.seconds), "--read-ratio", String(s.readRatio), "--clients", String(s.clients)],
+      [process.execPath, import.meta.path, "--child", "--database", database, "--seconds", String(s.seconds), "--read-ratio", String(s.readRatio), "--clients", String(s.clients)],
       { stdin: "ignore", stdout: "pipe", stderr: "inherit" },
     ),
   );
   const stopChildren = () => children.forEach((p) => p.exitCode === null && p.kill("SIGKILL"));
   process.on("SIGINT", () => {
     stopChildren();
-    checkpointer.stop();
+    checkpointer?.stop();
     removeTemp();
     process.exit(130);
   });
@@ -252,19 +271,30 @@ async function runParent(c: StressConfig): Promise<number> {
   });
 
   let maxWal = 0;
+  let maxServerConnections = 0;
+  let maxLocksWaiting = 0;
   let last = { ops: 0, writes: 0, t: started };
-  const ticker = setInterval(() => {
+  const ticker = setInterval(async () => {
     const now = performance.now();
     const all = [...progress.values()];
     const ops = all.reduce((n, p) => n + p.reads + p.writes, 0);
     const writes = all.reduce((n, p) => n + p.writes, 0);
-    const wal = walSize(path);
-    maxWal = Math.max(maxWal, wal);
+    let storage: string;
+    if (path) {
+      const wal = walSize(path);
+      maxWal = Math.max(maxWal, wal);
+      storage = `WAL ${mib(wal)}`;
+    } else {
+      const f = await serverFacts(db).catch(() => null);
+      maxServerConnections = Math.max(maxServerConnections, f?.connections ?? 0);
+      maxLocksWaiting = Math.max(maxLocksWaiting, f?.locks_waiting ?? 0);
+      storage = f ? `server connections ${f.connections}, locks waiting ${f.locks_waiting}` : "server facts unavailable";
+    }
     const dt = (now - last.t) / 1000;
     console.log(
       `[${((now - started) / 1000).toFixed(0).padStart(3)} s] ${fmt((ops - last.ops) / dt)} ops/s, ` +
         `${fmt((writes - last.writes) / dt)} writes/s, busy retries ${all.reduce((n, p) => n + p.busyRetries, 0)}, ` +
-        `errors ${all.reduce((n, p) => n + p.errors, 0)}, WAL ${mib(wal)}`,
+        `errors ${all.reduce((n, p) => n + p.errors, 0)}, ${storage}`,
     );
     last = { ops, writes, t: now };
   }, 1000);
@@ -277,10 +307,10 @@ async function runParent(c: StressConfig): Promise<number> {
   const exitCodes = await exits;
   await Promise.all(readers);
   const elapsed = (performance.now() - started) / 1000;
-  checkpointer.stop();
-  maxWal = Math.max(maxWal, checkpointer.stats.maxWalBytes);
+  checkpointer?.stop();
+  maxWal = Math.max(maxWal, checkpointer?.stats.maxWalBytes ?? 0);
 
-  const after = countRows(path);
+  const after = await countRows(db);
   const failures: string[] = [];
   if (finished === "timeout") failures.push(`children did not finish within ${s.seconds + 60} s`);
   exitCodes.forEach((code, i) => code !== 0 && failures.push(`child ${children[i]!.pid} exited with ${code}`));
@@ -298,10 +328,12 @@ async function runParent(c: StressConfig): Promise<number> {
     tasks: after.tasks - before.tasks,
     updates: after.progress - before.progress,
   };
-  const missing = findMissing(path, rs);
+  const missing = await findMissing(db, rs);
+  const facts = path ? null : await serverFacts(db).catch(() => null);
+  db.close();
   const lost = missing.sites + missing.tasks + missing.updates;
   for (const k of ["sites", "tasks", "updates"] as const) {
-    if (reported[k] !== found[k]) failures.push(`${k}: processes reported ${reported[k]} committed, the file has ${found[k]}`);
+    if (reported[k] !== found[k]) failures.push(`${k}: processes reported ${reported[k]} committed, the database has ${found[k]}`);
   }
   if (missing.sites + missing.tasks + missing.updates > 0) failures.push(`rows reported committed but missing or wrong: ${JSON.stringify(missing)}`);
   const errors = total("readErrors") + total("writeErrors");
@@ -325,7 +357,9 @@ async function runParent(c: StressConfig): Promise<number> {
       `  read latency     p50 ${ms(pct(readLat, 0.5))}, p99 ${ms(pct(readLat, 0.99))}, max ${ms(readLat.at(-1))}`,
       `  commits          ${commits} (${commits ? (writes / commits).toFixed(1) : "0"} writes per commit)`,
       `  busy retries     ${total("busyRetries")}`,
-      `  max WAL          ${mib(maxWal)} (checkpoints ${checkpointer.stats.runs}, truncates ${checkpointer.stats.truncates})`,
+      checkpointer
+        ? `  max WAL          ${mib(maxWal)} (checkpoints ${checkpointer.stats.runs}, truncates ${checkpointer.stats.truncates})`
+        : `  server           PostgreSQL ${facts?.version ?? "?"}, database ${mib(facts?.database_size_bytes ?? 0)}, peak ${maxServerConnections} connections, peak ${maxLocksWaiting} locks waiting`,
       `  verified         sites ${found.sites}/${reported.sites}, sync_tasks ${found.tasks}/${reported.tasks}, task updates ${found.updates}/${reported.updates}`,
       `  lost writes:     ${lost}`,
       `  lock errors:     ${lockErrors}`,
@@ -338,41 +372,31 @@ async function runParent(c: StressConfig): Promise<number> {
 }
 
 /** Totals the parent compares before and after the run. */
-function countRows(path: string) {
-  const db = openDb({ path, role: "stress" });
-  try {
-    return {
-      sites: db.read.select({ n: count() }).from(sites).get()!.n,
-      tasks: db.read.select({ n: count() }).from(syncTasks).get()!.n,
-      progress: Number(db.read.select({ n: sum(syncTasks.progress_done) }).from(syncTasks).get()!.n ?? 0),
-    };
-  } finally {
-    db.close();
-  }
+async function countRows(db: Db) {
+  const { sites, syncTasks } = db.t;
+  const [s] = await db.q.select({ n: count() }).from(sites);
+  const [t] = await db.q.select({ n: count(), progress: sql<number>`coalesce(${sum(syncTasks.progress_done)}, 0)`.mapWith(Number) }).from(syncTasks);
+  return { sites: s!.n, tasks: t!.n, progress: t!.progress };
 }
 
-/** Checks row by row that every reported site, task and task update is in the file. */
-function findMissing(path: string, rs: ChildResult[]) {
-  const db: Db = openDb({ path, role: "stress" });
-  try {
-    const siteIds = new Set(db.read.select({ id: sites.id }).from(sites).where(like(sites.domain, `%${DOMAIN_SUFFIX}`)).all().map((r) => r.id));
-    const progress = new Map(db.read.select({ id: syncTasks.id, p: syncTasks.progress_done }).from(syncTasks).all().map((r) => [r.id, r.p]));
-    let missingSites = 0;
-    let missingTasks = 0;
-    let wrongUpdates = 0;
-    for (const r of rs) {
-      for (const id of r.siteIds) if (!siteIds.has(id)) missingSites++;
-      for (const id of r.taskIds) if (!progress.has(id)) missingTasks++;
-      for (const [id, n] of Object.entries(r.taskUpdates)) {
-        const stored = progress.get(Number(id));
-        // Each task is updated by the one process that created it, starting from 0.
-        if (stored !== undefined && stored !== n) wrongUpdates += Math.abs(n - stored);
-      }
+/** Checks row by row that every reported site, task and task update is in the database. */
+async function findMissing(db: Db, rs: ChildResult[]) {
+  const { sites, syncTasks } = db.t;
+  const siteIds = new Set((await db.q.select({ id: sites.id }).from(sites).where(like(sites.domain, `%${DOMAIN_SUFFIX}`))).map((r) => r.id));
+  const progress = new Map((await db.q.select({ id: syncTasks.id, p: syncTasks.progress_done }).from(syncTasks)).map((r) => [r.id, r.p]));
+  let missingSites = 0;
+  let missingTasks = 0;
+  let wrongUpdates = 0;
+  for (const r of rs) {
+    for (const id of r.siteIds) if (!siteIds.has(id)) missingSites++;
+    for (const id of r.taskIds) if (!progress.has(id)) missingTasks++;
+    for (const [id, n] of Object.entries(r.taskUpdates)) {
+      const stored = progress.get(Number(id));
+      // Each task is updated by the one process that created it, starting from 0.
+      if (stored !== undefined && stored !== n) wrongUpdates += Math.abs(n - stored);
     }
-    return { sites: missingSites, tasks: missingTasks, updates: wrongUpdates };
-  } finally {
-    db.close();
   }
+  return { sites: missingSites, tasks: missingTasks, updates: wrongUpdates };
 }
 
 function pct(sorted: number[], p: number): number | undefined {

@@ -25,7 +25,6 @@ export const sqliteOnly: Record<string, string> = {
   "bench.test.ts": "runs the SQLite benchmark",
   "bench-analytics.test.ts": "runs the SQLite benchmark",
   "bench-search.test.ts": "runs the SQLite benchmark",
-  "stress.test.ts": "the stress script's SQLite file mode",
 };
 
 /** Test files about PostgreSQL itself (several machines on one server, the pool, retried transactions): PostgreSQL run only. */
