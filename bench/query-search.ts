@@ -7,7 +7,7 @@ import { openDb, type Db } from "../src/db/index.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { sites } from "../src/db/schema.ts";
 import { indexAllPendingQueries, searchQueries } from "../src/search/queries.ts";
-import { findDataDays, upsertRows } from "../src/sync/data.ts";
+import { findDataDaysSqlite, upsertRows } from "../src/sync/data.ts";
 import { addDays } from "../src/sync/dates.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 
@@ -161,9 +161,9 @@ try {
     }
     return percentile(times.sort((x, y) => x - y), 50);
   };
-  const seek = timeIt(() => findDataDays(indexed, a));
+  const seek = timeIt(() => findDataDaysSqlite(indexed, a));
   const countDistinct = timeIt(() => indexed.raw.reader.query("select count(distinct date) from gsc_performance_data where site_id = ?").get(a));
-  console.log(`\nsync status days (${findDataDays(indexed, a).length} days): skip scan p50 ${seek.toFixed(2)} ms, count(distinct date) p50 ${countDistinct.toFixed(1)} ms`);
+  console.log(`\nsync status days (${findDataDaysSqlite(indexed, a).length} days): skip scan p50 ${seek.toFixed(2)} ms, count(distinct date) p50 ${countDistinct.toFixed(1)} ms`);
   indexed.close();
 } finally {
   rmSync(dir, { recursive: true, force: true });

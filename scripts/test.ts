@@ -25,6 +25,7 @@ export const sqliteOnly: Record<string, string> = {
   "bench.test.ts": "runs the SQLite benchmark",
   "bench-analytics.test.ts": "runs the SQLite benchmark",
   "bench-search.test.ts": "runs the SQLite benchmark",
+  "sync.backfill.test.ts": "an SQLite migration's backfill of old rows (PostgreSQL's schema starts with the markers)",
 };
 
 /** Test files about PostgreSQL itself (several machines on one server, the pool, retried transactions): PostgreSQL run only. */

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { and, count, eq } from "drizzle-orm";
+import { and, count, eq, type SQL } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
-import { hourlyRankings, sites, syncTasks } from "../src/db/schema.ts";
+import { hourlyRankings } from "../src/db/schema.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf, hourOf } from "../src/sync/dates.ts";
 import { demoHourlyRows } from "../src/sync/demo.ts";
@@ -31,19 +31,19 @@ let next = 0;
 let perDay = PER_DAY;
 const workers: Worker[] = [];
 
-beforeAll(() => {
+beforeAll(async () => {
   t = tempDb();
   fake = startFakeGsc({ hourlyRows: () => perDay });
-  ids = insertSites(t.path, 20, "hourly.example");
+  ids = await insertSites(t.db, 20, "hourly.example");
 });
 afterEach(async () => {
   await Promise.all(workers.splice(0).map((w) => w.stop()));
   fake.reset();
   perDay = PER_DAY;
 });
-afterAll(() => {
+afterAll(async () => {
   fake.stop();
-  t.cleanup();
+  await t.cleanup();
 });
 
 const source = () =>
@@ -64,8 +64,10 @@ function worker() {
 }
 
 const domain = (id: number) => `sc-domain:s${ids.indexOf(id)}.hourly.example`;
-const hourlyCount = (site: number) =>
-  t.db.read.select({ n: count() }).from(hourlyRankings).where(eq(hourlyRankings.site_id, site)).get()!.n;
+const hourlyCount = async (site: number, ...more: SQL[]) => {
+  const h = t.db.t.hourlyRankings;
+  return (await t.db.q.select({ n: count() }).from(h).where(and(eq(h.site_id, site), ...more)))[0]!.n;
+};
 
 async function runHourly(site: number, mode: "skip" | "overwrite" = "skip", days = DAYS) {
   const { id } = await createTask(t.db, {
@@ -89,7 +91,7 @@ describe("hourly_sync against the fake Search Console", () => {
     worker();
     const j = await runHourly(site);
     expect(j).toMatchObject({ status: "completed", progress_done: 3, stats_synced: 3, stats_skipped: 0, total_records: 3 * PER_DAY, error: null });
-    expect(hourlyCount(site)).toBe(3 * PER_DAY);
+    expect(await hourlyCount(site)).toBe(3 * PER_DAY);
     // 60 rows in pages of 13: 5 requests per day, startRow 0, 13, ..., 52.
     expect(fake.requests.length).toBe(15);
     for (const r of fake.requests) {
@@ -97,11 +99,11 @@ describe("hourly_sync against the fake Search Console", () => {
     }
     expect(fake.requests.slice(0, 5).map((r) => r.startRow)).toEqual([0, 13, 26, 39, 52]);
     const expected = fakeHourlyRows(domain(site), DAYS[1]!, PER_DAY)[27]!;
-    const row = t.db.read
+    const h = t.db.t.hourlyRankings;
+    const [row] = await t.db.q
       .select()
-      .from(hourlyRankings)
-      .where(and(eq(hourlyRankings.site_id, site), eq(hourlyRankings.hour_timestamp, expected.keys[0]), eq(hourlyRankings.query, expected.keys[1])))
-      .get();
+      .from(h)
+      .where(and(eq(h.site_id, site), eq(h.hour_timestamp, expected.keys[0]), eq(h.query, expected.keys[1])));
     expect(row).toMatchObject({
       date: DAYS[1],
       hour: 3,
@@ -127,11 +129,12 @@ describe("hourly_sync against the fake Search Console", () => {
 
     // The source now has fewer rows per day, and one row changed its clicks in our copy.
     perDay = 30;
-    await t.db.write((tx) => tx.update(hourlyRankings).set({ clicks: 999_999 }).where(eq(hourlyRankings.site_id, site)).run());
+    const h = t.db.t.hourlyRankings;
+    await t.db.tx((tx) => tx.update(h).set({ clicks: 999_999 }).where(eq(h.site_id, site)));
     const over = await runHourly(site, "overwrite");
     expect(over).toMatchObject({ status: "completed", stats_synced: 3, total_records: 90 });
-    expect(hourlyCount(site)).toBe(90);
-    const big = t.db.read.select({ n: count() }).from(hourlyRankings).where(and(eq(hourlyRankings.site_id, site), eq(hourlyRankings.clicks, 999_999))).get()!.n;
+    expect(await hourlyCount(site)).toBe(90);
+    const big = await hourlyCount(site, eq(h.clicks, 999_999));
     expect(big).toBe(0);
   });
 
@@ -140,15 +143,15 @@ describe("hourly_sync against the fake Search Console", () => {
     worker();
     perDay = 20; // hours 0..19 only: incomplete
     await runHourly(site);
-    expect(hourlyCount(site)).toBe(60);
+    expect(await hourlyCount(site)).toBe(60);
     fake.reset();
     perDay = PER_DAY;
     const again = await runHourly(site, "skip");
     expect(again).toMatchObject({ status: "completed", stats_synced: 3, stats_skipped: 0 });
     expect(fake.requests.length).toBe(15);
-    expect(hourlyCount(site)).toBe(3 * PER_DAY);
+    expect(await hourlyCount(site)).toBe(3 * PER_DAY);
     await runHourly(site, "overwrite");
-    expect(hourlyCount(site)).toBe(3 * PER_DAY);
+    expect(await hourlyCount(site)).toBe(3 * PER_DAY);
   });
 
   test("a property Search Console refuses fails the task at once with its message", async () => {
@@ -158,7 +161,7 @@ describe("hourly_sync against the fake Search Console", () => {
     const j = await runHourly(site);
     expect(j.status).toBe("failed");
     expect(j.error).toContain("refused access");
-    expect(hourlyCount(site)).toBe(0);
+    expect(await hourlyCount(site)).toBe(0);
   });
 });
 
@@ -166,13 +169,14 @@ describe("hourly schedule", () => {
   test("one hourly_sync per active site and slot, covering the last ~10 days up to today", async () => {
     const s = tempDb();
     try {
-      const [a, b, c] = insertSites(s.path, 3, "sched.example") as [number, number, number];
-      await s.db.write((tx) => tx.update(sites).set({ is_active: false }).where(eq(sites.id, c)).run());
+      const [a, b, c] = (await insertSites(s.db, 3, "sched.example")) as [number, number, number];
+      const { sites, syncTasks } = s.db.t;
+      await s.db.tx((tx) => tx.update(sites).set({ is_active: false }).where(eq(sites.id, c)));
       const opts = { everyMs: 3_600_000, maxAttempts: 2 };
       const at = new Date("2026-06-10T10:20:00.000Z");
       expect(await scheduleHourlySyncs(s.db, opts, at)).toBe(2);
       expect(await scheduleHourlySyncs(s.db, opts, new Date("2026-06-10T10:59:59.000Z"))).toBe(0);
-      const tasks = s.db.read.select().from(syncTasks).orderBy(syncTasks.id).all();
+      const tasks = await s.db.q.select().from(syncTasks).orderBy(syncTasks.id);
       expect(tasks.map((x) => x.site_id)).toEqual([a, b]);
       expect(tasks[0]).toMatchObject({
         task_type: "hourly_sync",
@@ -186,11 +190,11 @@ describe("hourly schedule", () => {
       // Next slot: still nothing while the first tasks are pending (one active task per site and type)...
       expect(await scheduleHourlySyncs(s.db, opts, new Date("2026-06-10T11:00:00.000Z"))).toBe(0);
       // ...and once they finished, one more each.
-      await s.db.write((tx) => tx.update(syncTasks).set({ status: "completed" }).run());
+      await s.db.tx((tx) => tx.update(syncTasks).set({ status: "completed" }));
       expect(await scheduleHourlySyncs(s.db, opts, new Date("2026-06-10T11:00:00.000Z"))).toBe(2);
       expect(await scheduleHourlySyncs(s.db, opts, new Date("2026-06-10T11:30:00.000Z"))).toBe(0);
     } finally {
-      s.cleanup();
+      await s.cleanup();
     }
   });
 });
@@ -199,16 +203,16 @@ describe("hourly schedule from several connections at once", () => {
   test("eight concurrent schedulers create exactly one task per active site for the slot", async () => {
     const s = tempDb();
     try {
-      const siteIds = insertSites(s.path, 25, "race.example");
+      const siteIds = await insertSites(s.db, 25, "race.example");
       const handles = Array.from({ length: 8 }, () => s.open());
       const at = new Date("2026-06-10T10:20:00.000Z");
       const created = await Promise.all(handles.map((h) => scheduleHourlySyncs(h, { everyMs: 3_600_000, maxAttempts: 1 }, at)));
       expect(created.reduce((a, b) => a + b, 0)).toBe(siteIds.length);
-      const rows = s.db.read.select({ site: syncTasks.site_id }).from(syncTasks).all();
+      const rows = await s.db.q.select({ site: s.db.t.syncTasks.site_id }).from(s.db.t.syncTasks);
       expect(rows.length).toBe(siteIds.length);
       expect(new Set(rows.map((r) => r.site)).size).toBe(siteIds.length);
     } finally {
-      s.cleanup();
+      await s.cleanup();
     }
   });
 });

@@ -1,6 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq, sql } from "drizzle-orm";
-import { gscPerformanceData, gscSyncedDays, syncTasks } from "../src/db/schema.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { demoRows, demoSource } from "../src/sync/demo.ts";
@@ -32,19 +31,20 @@ let sites: number[];
 let nextSite = 0;
 const workers: Worker[] = [];
 
-beforeAll(() => {
+beforeAll(async () => {
   t = tempDb();
   fake = startFakeGsc({ rows: (_s, _d, type) => perType[type] ?? 0 });
-  sites = insertSites(t.path, 40, "engine.example");
+  sites = await insertSites(t.db, 40, "engine.example");
 });
 afterEach(async () => {
   await Promise.all(workers.splice(0).map((w) => w.stop()));
   fake.reset();
 });
-afterAll(() => {
+afterAll(async () => {
   fake.stop();
-  t.cleanup();
+  await t.cleanup();
 });
+const markersOf = (site: number) => t.db.q.select().from(t.db.t.gscSyncedDays).where(eq(t.db.t.gscSyncedDays.site_id, site));
 
 const siteUrl = (id: number) => `sc-domain:s${sites.indexOf(id)}.engine.example`;
 const freshSite = () => sites[nextSite++]!;
@@ -99,7 +99,7 @@ describe("daily_sync", () => {
     // Per day: web 3 pages (50, 50, 20), image 1 (30 < 50), video 1 (empty), news 1.
     expect(fake.requests.length).toBe(3 * 6);
     expect(fake.requests.filter((r) => r.type === "web").map((r) => r.startRow)).toEqual([0, 50, 100, 0, 50, 100, 0, 50, 100]);
-    const markers = t.db.read.select().from(gscSyncedDays).where(eq(gscSyncedDays.site_id, site)).all();
+    const markers = await markersOf(site);
     expect(markers.length).toBe(12);
     expect(markers.find((m) => m.date === DAYS[1] && m.search_type === "web")?.row_count).toBe(120);
   });
@@ -120,18 +120,17 @@ describe("daily_sync", () => {
     const site = freshSite();
     worker();
     await settled(await queue(site));
-    await t.db.write((tx) => {
-      tx.update(gscPerformanceData).set({ clicks: 999_999 }).where(and(eq(gscPerformanceData.site_id, site), eq(gscPerformanceData.date, DAYS[0]!))).run();
-      tx.insert(gscPerformanceData)
-        .values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" })
-        .run();
+    const g = t.db.t.gscPerformanceData;
+    await t.db.tx(async (tx) => {
+      await tx.update(g).set({ clicks: 999_999 }).where(and(eq(g.site_id, site), eq(g.date, DAYS[0]!)));
+      await tx.insert(g).values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" });
     });
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY + 1);
     fake.reset();
     const j = await settled(await queue(site, { start: DAYS[0], end: DAYS[0], mode: "overwrite" }));
     expect(j).toMatchObject({ status: "completed", stats_synced: 1, total_records: PER_DAY });
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
-    const max = t.db.read.select({ m: sql<number>`max(clicks)` }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, site)).get()!.m;
+    const max = (await t.db.q.select({ m: sql<number>`max(clicks)` }).from(g).where(eq(g.site_id, site)))[0]!.m;
     expect(max).toBeLessThan(999_999);
     expect(fake.requests.length).toBe(6);
   });
@@ -140,15 +139,15 @@ describe("daily_sync", () => {
     const site = freshSite();
     worker();
     await settled(await queue(site));
-    await t.db.write((tx) =>
-      tx.insert(gscPerformanceData).values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" }).run(),
+    await t.db.tx((tx) =>
+      tx.insert(t.db.t.gscPerformanceData).values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" }),
     );
     fake.reset();
     fake.inject({ status: 400, match: (r) => r.type === "web" && r.startRow === 50 });
     const j = await settled(await queue(site, { start: DAYS[0], end: DAYS[0], mode: "overwrite" }));
     expect(j).toMatchObject({ status: "failed", attempts: 1, error: expect.stringMatching(/400 INJECTED/) });
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY + 1);
-    const marker = t.db.read.select().from(gscSyncedDays).where(and(eq(gscSyncedDays.site_id, site), eq(gscSyncedDays.date, DAYS[0]!), eq(gscSyncedDays.search_type, "web"))).get();
+    const marker = (await markersOf(site)).find((m) => m.date === DAYS[0] && m.search_type === "web");
     expect(marker?.row_count).toBe(120);
   });
 
@@ -156,11 +155,10 @@ describe("daily_sync", () => {
     const site = freshSite();
     worker();
     await settled(await queue(site));
-    await t.db.write((tx) => {
-      tx.delete(gscSyncedDays).where(and(eq(gscSyncedDays.site_id, site), eq(gscSyncedDays.date, DAYS[1]!), eq(gscSyncedDays.search_type, "web"))).run();
-      tx.delete(gscPerformanceData)
-        .where(and(eq(gscPerformanceData.site_id, site), eq(gscPerformanceData.date, DAYS[1]!), eq(gscPerformanceData.search_type, "web"), sql`id % 2 = 0`))
-        .run();
+    const { gscSyncedDays: m, gscPerformanceData: g } = t.db.t;
+    await t.db.tx(async (tx) => {
+      await tx.delete(m).where(and(eq(m.site_id, site), eq(m.date, DAYS[1]!), eq(m.search_type, "web")));
+      await tx.delete(g).where(and(eq(g.site_id, site), eq(g.date, DAYS[1]!), eq(g.search_type, "web"), sql`id % 2 = 0`));
     });
     fake.reset();
     const j = await settled(await queue(site));
@@ -177,7 +175,7 @@ describe("daily_sync", () => {
     const first = await settled(await queue(site, { start: d4, end: d2 }));
     expect(first).toMatchObject({ status: "completed", stats_synced: 3, total_records: 3 * PER_DAY });
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
-    const marked = t.db.read.select().from(gscSyncedDays).where(eq(gscSyncedDays.site_id, site)).all();
+    const marked = await markersOf(site);
     expect([...new Set(marked.map((m) => m.date))]).toEqual([d4]);
     fake.reset();
     const again = await settled(await queue(site, { start: d4, end: d2, mode: "skip" }));
@@ -320,7 +318,7 @@ describe("cancel, stop, leases", () => {
     expect(wrote).toEqual([]);
     expect(a.counts).toEqual({ released: 1 });
     expect(await job(id)).toMatchObject({ status: "pending", attempts: 0 });
-    await t.db.write((tx) => tx.update(syncTasks).set({ status: "cancelled" }).where(eq(syncTasks.id, id)).run());
+    await t.db.tx((tx) => tx.update(t.db.t.syncTasks).set({ status: "cancelled" }).where(eq(t.db.t.syncTasks.id, id)));
   });
 
   test("a worker whose lease was taken writes nothing more; the task is re-run once, without duplicates", async () => {
@@ -330,7 +328,7 @@ describe("cancel, stop, leases", () => {
     const a = worker({ leaseMs: 60_000 });
     await waitFor("some progress", async () => (await job(id)).progress_done >= 1);
     // As if A had hung past its lease: expire it, and let the reaper re-queue the task.
-    await t.db.write((tx) => tx.update(syncTasks).set({ locked_until: "2000-01-01T00:00:00.000Z" }).where(eq(syncTasks.id, id)).run());
+    await t.db.tx((tx) => tx.update(t.db.t.syncTasks).set({ locked_until: "2000-01-01T00:00:00.000Z" }).where(eq(t.db.t.syncTasks.id, id)));
     expect(await reapExpiredLeases(t.db)).toEqual([{ id, status: "pending" }]);
     await waitFor("A to notice", () => a.counts.lost === 1);
     fake.setDelay(0);
@@ -382,9 +380,12 @@ describe("cancel, stop, leases", () => {
       { site_id: freshSite(), attempts: 1, max_attempts: 3, locked_until: future, cancel_requested: false },
       { site_id: freshSite(), attempts: 1, max_attempts: 3, locked_until: null, cancel_requested: false },
     ];
-    const ids = await t.db.write((tx) =>
-      rows.map((r) => tx.insert(syncTasks).values({ ...r, task_type: "reap_test", status: "running", worker_pid: 999_999 }).returning().get()!.id),
-    );
+    const st = t.db.t.syncTasks;
+    const ids = await t.db.tx(async (tx) => {
+      const out: number[] = [];
+      for (const r of rows) out.push((await tx.insert(st).values({ ...r, task_type: "reap_test", status: "running", worker_pid: 999_999 }).returning())[0]!.id);
+      return out;
+    });
     const reaped = await reapExpiredLeases(t.db);
     expect(reaped.filter((r) => ids.includes(r.id))).toEqual([
       { id: ids[0]!, status: "pending" },

@@ -2,14 +2,15 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import type { Subprocess } from "bun";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { SyncTask } from "../src/db/schema.ts";
+import { count, eq, sql } from "drizzle-orm";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
-import { insertSites, percentile, waitFor, withFile } from "./helpers/sync.ts";
+import { withDb } from "./helpers/observe.ts";
+import { countRows, countTasks, insertSites, percentile, waitFor } from "./helpers/sync.ts";
 
-// Sync workers as real processes on one file: claim races, parallel triggers, SIGKILL and SIGTERM in
+// Sync workers as real processes on one database (SQLite file or PostgreSQL): claim races, parallel triggers, SIGKILL and SIGTERM in
 // the middle of a task, the scheduler in several processes, and HTTP latency during a large ingest.
 
 setDefaultTimeout(90_000);
@@ -51,18 +52,16 @@ describe("claim race", () => {
     writeFileSync(logFile, "");
     const procs: Subprocess[] = [];
     try {
-      const sites = insertSites(t.path, 150, "race.example");
-      const env = { DATABASE_URL: t.path, PROBE_LOG: logFile, PROBE_HOLD_MS: "3", SYNC_POLL_MS: "20", SYNC_LEASE_MS: "5000" };
+      const sites = await insertSites(t.db, 150, "race.example");
+      const env = { DATABASE_URL: t.databaseUrl, PROBE_LOG: logFile, PROBE_HOLD_MS: "3", SYNC_POLL_MS: "20", SYNC_LEASE_MS: "5000" };
       for (let i = 0; i < 4; i++) procs.push((await spawnReady([process.execPath, join(root, "test/helpers/sync-probe-worker.ts")], env, "probe worker ready")).proc);
 
       // All at once, while the four workers poll.
-      withFile(t.path, (db) => {
-        const ins = db.query("insert into sync_tasks (site_id, task_type, start_date, end_date, progress_total) values (?, 'probe', '2026-03-01', '2026-03-01', 1)");
-        db.transaction(() => sites.forEach((s) => ins.run(s)))();
-      });
-      await waitFor("every probe task to complete", () =>
-        withFile(t.path, (db) => db.query<{ n: number }, []>("select count(*) n from sync_tasks where status = 'completed'").get()!.n === 150),
-      30_000);
+      const st = t.db.t.syncTasks;
+      await t.db.tx((tx) =>
+        tx.insert(st).values(sites.map((site_id) => ({ site_id, task_type: "probe", start_date: "2026-03-01", end_date: "2026-03-01", progress_total: 1 }))),
+      );
+      await waitFor("every probe task to complete", async () => (await countTasks(t.db, "completed")) === 150, 30_000);
       expect(await stopAll(procs)).toEqual([0, 0, 0, 0]);
 
       const lines = readFileSync(logFile, "utf8").trim().split("\n").map((l) => l.split(" "));
@@ -71,7 +70,7 @@ describe("claim race", () => {
       expect(starts.length).toBe(150);
       expect(ends.length).toBe(150);
       expect(new Set(starts.map((l) => l[1])).size).toBe(150);
-      const tasks = withFile(t.path, (db) => db.query<SyncTask, []>("select * from sync_tasks").all());
+      const tasks = await t.db.q.select().from(st);
       for (const task of tasks) {
         expect(task).toMatchObject({ status: "completed", attempts: 1, progress_done: 1 });
         // The pid recorded on the task is the one that ran it.
@@ -83,7 +82,7 @@ describe("claim race", () => {
       expect(byPid.size).toBeGreaterThanOrEqual(2);
     } finally {
       await stopAll(procs);
-      t.cleanup();
+      await t.cleanup();
     }
   });
 });
@@ -168,8 +167,7 @@ describe("crashes and restarts (supervised sync worker, fake Search Console)", (
     }, 30_000);
 
   // The unique row key rules out copies, so the exact total shows that no row was lost or left over.
-  const stored = (siteId: number) =>
-    withFile(s.dbPath, (db) => db.query<{ n: number }, [number]>("select count(*) n from gsc_performance_data where site_id = ?").get(siteId)!.n);
+  const stored = (siteId: number) => withDb(s.dbPath, async (db) => countRows(db, siteId));
 
   /** The supervisor's and its workers' JSON log lines so far. */
   const logLines = () =>
@@ -190,7 +188,7 @@ describe("crashes and restarts (supervised sync worker, fake Search Console)", (
     console.log(`SIGKILL: killed at ${running.progress}% (attempt 1, pid ${running.worker_pid}); completed ${j.completed_at} by pid ${j.worker_pid} after ${Date.now() - killedAt} ms`);
     expect(j).toMatchObject({ status: "completed", attempts: 2, progress: 100, total_records: 4 * PER_DAY, stats: { synced: 4, failed: 0, skipped: 0 } });
     expect(j.worker_pid).not.toBe(running.worker_pid);
-    expect(stored(siteId)).toBe(4 * PER_DAY);
+    expect(await stored(siteId)).toBe(4 * PER_DAY);
     // The day finished before the kill was not fetched again.
     const firstDay = fake.requests.filter((r) => r.startDate === j.start_date && r.type === "web" && r.startRow === 0);
     expect(firstDay.length).toBe(1);
@@ -210,7 +208,7 @@ describe("crashes and restarts (supervised sync worker, fake Search Console)", (
     fake.setDelay(0);
     const j = await finished(jobUrl);
     expect(j).toMatchObject({ status: "completed", attempts: 1, total_records: 4 * PER_DAY });
-    expect(stored(siteId)).toBe(4 * PER_DAY);
+    expect(await stored(siteId)).toBe(4 * PER_DAY);
   });
 });
 
@@ -219,16 +217,17 @@ describe("scheduler", () => {
     const t = tempDb();
     const procs: Subprocess[] = [];
     try {
-      const active = insertSites(t.path, 8, "sched.example");
-      const [inactive, busy] = insertSites(t.path, 2, "sched-other.example");
+      const active = await insertSites(t.db, 8, "sched.example");
+      const [inactive, busy] = await insertSites(t.db, 2, "sched-other.example");
       const today = dayOf(new Date());
-      withFile(t.path, (db) => {
-        db.run("update sites set is_active = 0 where id = ?", [inactive!]);
+      const { sites, syncTasks: st } = t.db.t;
+      await t.db.tx(async (tx) => {
+        await tx.update(sites).set({ is_active: false }).where(eq(sites.id, inactive!));
         // A site with a manual sync queued for later: the scheduler leaves it alone for now.
-        db.run("insert into sync_tasks (site_id, task_type, start_date, end_date, run_at) values (?, 'daily_sync', '2026-01-01', '2026-01-01', '2999-01-01T00:00:00.000Z')", [busy!]);
+        await tx.insert(st).values({ site_id: busy!, task_type: "daily_sync", start_date: "2026-01-01", end_date: "2026-01-01", run_at: "2999-01-01T00:00:00.000Z" });
       });
       const env = {
-        DATABASE_URL: t.path,
+        DATABASE_URL: t.databaseUrl,
         LOG_LEVEL: "info",
         SYNC_DAILY_AT: "00:00",
         SYNC_SCHEDULER_INTERVAL_MS: "100",
@@ -244,23 +243,24 @@ describe("scheduler", () => {
       procs.push(...started.map((x) => x.proc));
 
       const counts = () =>
-        withFile(t.path, (db) =>
-          db.query<{ site_id: number; n: number; done: number }, [string]>(
-            "select site_id, count(*) n, sum(status = 'completed') done from sync_tasks where scheduled_for = ? group by site_id order by site_id",
-          ).all(today),
-        );
-      await waitFor("every scheduled task to complete", () => {
-        const c = counts();
+        t.db.q
+          .select({ site_id: st.site_id, n: count(), done: sql<number>`sum(case when ${st.status} = 'completed' then 1 else 0 end)`.mapWith(Number) })
+          .from(st)
+          .where(eq(st.scheduled_for, today))
+          .groupBy(st.site_id)
+          .orderBy(st.site_id);
+      await waitFor("every scheduled task to complete", async () => {
+        const c = await counts();
         return c.length === 8 && c.every((r) => r.done === 1);
       }, 30_000);
       // Ten more scheduler rounds in each process: nothing new for today.
       await Bun.sleep(1000);
-      expect(counts()).toEqual(active.map((site_id) => ({ site_id, n: 1, done: 1 })));
-      const tasks = withFile(t.path, (db) => db.query<SyncTask, [string]>("select * from sync_tasks where scheduled_for = ?").all(today));
+      expect(await counts()).toEqual(active.map((site_id) => ({ site_id, n: 1, done: 1 })));
+      const tasks = await t.db.q.select().from(st).where(eq(st.scheduled_for, today));
       for (const task of tasks) {
         // Three catch-up days ending today minus 2, nothing synced before: all three, skip mode.
         expect(task).toMatchObject({ task_type: "daily_sync", progress_total: 3, total_records: 3 * 4 * 5 });
-        expect(JSON.parse(task.params as unknown as string)).toEqual({ sync_mode: "skip" });
+        expect(task.params).toEqual({ sync_mode: "skip" });
       }
       expect(await stopAll(procs)).toEqual([0, 0, 0, 0]);
       // Every process's own count of what it created: together exactly one per active site.
@@ -275,7 +275,7 @@ describe("scheduler", () => {
       expect(createdBy.reduce((a, b) => a + b, 0)).toBe(8);
     } finally {
       await stopAll(procs);
-      t.cleanup();
+      await t.cleanup();
     }
   });
 });
@@ -346,7 +346,7 @@ describe("HTTP latency while a 100,000-row day is ingested", () => {
 
     expect(job).toMatchObject({ status: "completed", total_records: 100_000 });
     const seconds = (Date.parse(job.completed_at) - Date.parse(job.started_at)) / 1000;
-    const rows = withFile(s.dbPath, (db) => db.query<{ n: number }, [number]>("select count(*) n from gsc_performance_data where site_id = ?").get(site.body.id)!.n);
+    const rows = await withDb(s.dbPath, async (db) => countRows(db, site.body.id));
     expect(rows).toBe(100_000);
     console.log(
       `ingest: 100,000 rows in ${seconds.toFixed(2)} s (${Math.round(100_000 / seconds)} rows/s: 4 pages, 500-row writes, 10 ms pause after each while HTTP writes contend)\n` +

@@ -1,12 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import { sites, syncTasks } from "../src/db/schema.ts";
 import { isUniqueViolation } from "../src/errors.ts";
 import { setLogLevel } from "../src/log.ts";
 import { markDaySynced } from "../src/sync/data.ts";
 import { scheduleDailySyncs } from "../src/sync/scheduler.ts";
 import { searchTypes } from "../src/sync/source.ts";
-import { tempDb } from "./helpers/db.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
 import { insertSites } from "./helpers/sync.ts";
 
 // The daily scheduler in this process with a fixed clock. (Several processes at once:
@@ -14,9 +13,9 @@ import { insertSites } from "./helpers/sync.ts";
 
 setLogLevel("silent");
 const opts = { dailyAt: "03:00", catchupDays: 5, maxAttempts: 4 };
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
 });
 
 /**
@@ -26,24 +25,25 @@ afterEach(() => {
 async function fresh() {
   const t = tempDb();
   cleanups.push(t.cleanup);
-  const ids = insertSites(t.path, 4, "scheduler.example") as [number, number, number, number];
+  const ids = (await insertSites(t.db, 4, "scheduler.example")) as [number, number, number, number];
   const [, b, c, d] = ids;
-  await t.db.write((tx) => tx.update(sites).set({ is_active: false }).where(eq(sites.id, d)).run());
-  await t.db.write((tx) => {
-    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06"]) for (const type of searchTypes) markDaySynced(tx, b, day, type, 1);
-    markDaySynced(tx, b, "2026-06-07", "web", 1);
-    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06", "2026-06-07", "2026-06-08"]) for (const type of searchTypes) markDaySynced(tx, c, day, type, 1);
+  const { sites, syncTasks } = t.db.t;
+  await t.db.tx((tx) => tx.update(sites).set({ is_active: false }).where(eq(sites.id, d)));
+  await t.db.tx(async (tx) => {
+    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06"]) for (const type of searchTypes) await markDaySynced(tx, b, day, type, 1);
+    await markDaySynced(tx, b, "2026-06-07", "web", 1);
+    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06", "2026-06-07", "2026-06-08"]) for (const type of searchTypes) await markDaySynced(tx, c, day, type, 1);
   });
-  const tasksOf = (site: number) => t.db.read.select().from(syncTasks).where(eq(syncTasks.site_id, site)).orderBy(syncTasks.id).all();
-  const completeAll = () => t.db.write((tx) => tx.update(syncTasks).set({ status: "completed" }).run());
-  return { t, db: t.db, ids, tasksOf, completeAll };
+  const tasksOf = (site: number) => t.db.q.select().from(syncTasks).where(eq(syncTasks.site_id, site)).orderBy(syncTasks.id);
+  const completeAll = () => t.db.tx((tx) => tx.update(syncTasks).set({ status: "completed" }));
+  return { t, db: t.db, ids, tasksOf, completeAll, sites, syncTasks };
 }
 
 describe("scheduleDailySyncs", () => {
   test("before the daily time: nothing", async () => {
     const { db, ids, tasksOf } = await fresh();
     expect(await scheduleDailySyncs(db, opts, new Date("2026-06-10T02:59:59.999Z"))).toBe(0);
-    expect(tasksOf(ids[0])).toEqual([]);
+    expect(await tasksOf(ids[0])).toEqual([]);
   });
 
   test("after it: one task per active site for today, covering the catch-up window up to today minus 2", async () => {
@@ -52,20 +52,20 @@ describe("scheduleDailySyncs", () => {
     const now = new Date("2026-06-10T03:00:00.000Z");
     expect(await scheduleDailySyncs(db, opts, now)).toBe(3);
     const base = { task_type: "daily_sync", status: "pending", scheduled_for: "2026-06-10", end_date: "2026-06-08", max_attempts: 4, params: { sync_mode: "skip" }, run_at: now.toISOString() };
-    expect(tasksOf(a)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-04", progress_total: 5 })]);
-    expect(tasksOf(b)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-07", progress_total: 2 })]);
+    expect(await tasksOf(a)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-04", progress_total: 5 })]);
+    expect(await tasksOf(b)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-07", progress_total: 2 })]);
     // Nothing missing: still today's task, one quick all-skipped day.
-    expect(tasksOf(c)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-08", progress_total: 1 })]);
-    expect(tasksOf(d)).toEqual([]);
+    expect(await tasksOf(c)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-08", progress_total: 1 })]);
+    expect(await tasksOf(d)).toEqual([]);
   });
 
   test("an archived site is never scheduled", async () => {
-    const { t, db, tasksOf } = await fresh();
-    const [archived] = insertSites(t.path, 1, "archived.scheduler.example") as [number];
-    await db.write((tx) => tx.update(sites).set({ archived_at: "2026-06-01T00:00:00.000Z" }).where(eq(sites.id, archived)).run());
+    const { t, db, tasksOf, sites } = await fresh();
+    const [archived] = (await insertSites(t.db, 1, "archived.scheduler.example")) as [number];
+    await db.tx((tx) => tx.update(sites).set({ archived_at: "2026-06-01T00:00:00.000Z" }).where(eq(sites.id, archived)));
     // The three active sites, not the archived one.
     expect(await scheduleDailySyncs(db, opts, new Date("2026-06-10T04:00:00.000Z"))).toBe(3);
-    expect(tasksOf(archived)).toEqual([]);
+    expect(await tasksOf(archived)).toEqual([]);
   });
 
   test("again the same day: nothing new, even once today's tasks have finished", async () => {
@@ -74,19 +74,19 @@ describe("scheduleDailySyncs", () => {
     expect(await scheduleDailySyncs(db, opts, new Date("2026-06-10T09:00:00.000Z"))).toBe(0);
     await completeAll();
     expect(await scheduleDailySyncs(db, opts, new Date("2026-06-10T23:59:00.000Z"))).toBe(0);
-    expect(tasksOf(ids[0]).length).toBe(1);
+    expect((await tasksOf(ids[0])).length).toBe(1);
   });
 
   test("a site with a pending daily_sync gets today's task only after that one is done (catch-up)", async () => {
-    const { db, ids, tasksOf } = await fresh();
+    const { db, ids, tasksOf, syncTasks } = await fresh();
     const a = ids[0];
-    await db.write((tx) => tx.insert(syncTasks).values({ site_id: a, task_type: "daily_sync", start_date: "2026-01-01", end_date: "2026-01-01" }).run());
+    await db.tx((tx) => tx.insert(syncTasks).values({ site_id: a, task_type: "daily_sync", start_date: "2026-01-01", end_date: "2026-01-01" }));
     const morning = new Date("2026-06-11T05:00:00.000Z");
     expect(await scheduleDailySyncs(db, opts, morning)).toBe(2);
-    expect(tasksOf(a).filter((x) => x.scheduled_for === "2026-06-11")).toEqual([]);
-    await db.write((tx) => tx.update(syncTasks).set({ status: "completed" }).where(eq(syncTasks.site_id, a)).run());
+    expect((await tasksOf(a)).filter((x) => x.scheduled_for === "2026-06-11")).toEqual([]);
+    await db.tx((tx) => tx.update(syncTasks).set({ status: "completed" }).where(eq(syncTasks.site_id, a)));
     expect(await scheduleDailySyncs(db, opts, new Date("2026-06-11T06:00:00.000Z"))).toBe(1);
-    expect(tasksOf(a).filter((x) => x.scheduled_for === "2026-06-11").length).toBe(1);
+    expect((await tasksOf(a)).filter((x) => x.scheduled_for === "2026-06-11").length).toBe(1);
   });
 
   test("after downtime: the next run creates today's task once, however late in the day", async () => {
@@ -98,23 +98,28 @@ describe("scheduleDailySyncs", () => {
     await completeAll();
     expect(await scheduleDailySyncs(db, opts, late)).toBe(3);
     expect(await scheduleDailySyncs(db, opts, late)).toBe(0);
-    const a = tasksOf(ids[0]).find((x) => x.scheduled_for === "2026-06-14")!;
+    const a = (await tasksOf(ids[0])).find((x) => x.scheduled_for === "2026-06-14")!;
     expect(a).toMatchObject({ start_date: "2026-06-08", end_date: "2026-06-12" });
   });
 });
 
 describe("the database rule: one scheduled task per site, type and day", () => {
   test("a second task with the same (site_id, task_type, scheduled_for) after the first completed: unique violation, nothing inserted", async () => {
-    const { t, tasksOf } = await fresh();
-    const site = insertSites(t.path, 1, "unique-rule.example")[0]!;
+    const { t, tasksOf, syncTasks } = await fresh();
+    const site = (await insertSites(t.db, 1, "unique-rule.example"))[0]!;
     const task = { site_id: site, task_type: "daily_sync", start_date: "2026-06-08", end_date: "2026-06-08", scheduled_for: "2026-06-10" };
-    await t.db.write((tx) => tx.insert(syncTasks).values({ ...task, status: "completed", completed_at: "2026-06-10T03:05:00.000Z" }).run());
-    const err = await t.db.write((tx) => tx.insert(syncTasks).values(task).run()).catch((e) => e);
+    await t.db.tx((tx) => tx.insert(syncTasks).values({ ...task, status: "completed", completed_at: "2026-06-10T03:05:00.000Z" }));
+    const err = await t.db.tx((tx) => tx.insert(syncTasks).values(task)).catch((e) => e);
     expect(isUniqueViolation(err)).toBe(true);
-    expect(String(err)).toMatch(/UNIQUE constraint failed: sync_tasks\.site_id, sync_tasks\.task_type, sync_tasks\.scheduled_for/);
-    expect(tasksOf(site).map((r) => r.status)).toEqual(["completed"]);
+    // The index that refused it, in each engine's words.
+    expect(`${err} ${err.cause ?? ""}`).toMatch(
+      testEngine === "pg"
+        ? /duplicate key value violates unique constraint "sync_tasks_scheduled_idx"/
+        : /UNIQUE constraint failed: sync_tasks\.site_id, sync_tasks\.task_type, sync_tasks\.scheduled_for/,
+    );
+    expect((await tasksOf(site)).map((r) => r.status)).toEqual(["completed"]);
     // Another day is allowed.
-    await t.db.write((tx) => tx.insert(syncTasks).values({ ...task, scheduled_for: "2026-06-11" }).run());
-    expect(tasksOf(site).length).toBe(2);
+    await t.db.tx((tx) => tx.insert(syncTasks).values({ ...task, scheduled_for: "2026-06-11" }));
+    expect((await tasksOf(site)).length).toBe(2);
   });
 });

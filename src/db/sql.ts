@@ -1,5 +1,8 @@
-import { sql, type SQL, type SQLWrapper } from "drizzle-orm";
+import { is, sql, type SQL, type SQLWrapper } from "drizzle-orm";
+import { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
+import type { Q } from "./engine.ts";
 import type { Db } from "./index.ts";
+import type { Orm } from "./open.ts";
 
 // SQL fragments whose spelling differs between the engines; everything else is Drizzle's builder, once.
 
@@ -16,4 +19,12 @@ export function inJsonList(db: Db, col: SQLWrapper, json: string): SQL {
   return db.engine === "pg"
     ? sql`${col} in (select jsonb_array_elements_text(${json}::jsonb))`
     : sql`${col} in (select value from json_each(${json}))`;
+}
+
+/**
+ * The bun:sqlite Drizzle behind a write-transaction handle (db.tx's or db.write's `tx`), or null on
+ * PostgreSQL: lets a function given only `tx` take SQLite's prepared-statement fast path.
+ */
+export function sqliteOrm(tx: Q | Orm): Orm | null {
+  return is(tx, BaseSQLiteDatabase) ? (tx as Orm) : null;
 }

@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
+import { claimNextTaskPg, findDueTaskPg } from "../db/pg/claim.ts";
 import { perConnection } from "../db/prepared.ts";
 import { syncTasks, type SyncTask } from "../db/schema.ts";
 
@@ -46,19 +47,22 @@ export function taskTypesParam(types: string[]): TaskTypesParam {
 }
 
 /** True when a task this worker could claim is due (a read: idle workers never take the write lock). */
-export function hasDueTask(db: Db, types: TaskTypesParam, now = new Date()): boolean {
+export async function hasDueTask(db: Db, types: TaskTypesParam, now = new Date()): Promise<boolean> {
+  if (db.engine === "pg") return (await findDueTaskPg(db, types, now)) !== undefined;
   return readStatements(db.read).due.get({ now: now.toISOString(), types }) !== undefined;
 }
 
 /**
  * Atomically takes the oldest due pending task of one of `types`: marks it running with this
  * process's pid, one more attempt and a lease until now + leaseMs. Undefined when none is due.
+ * SQLite: one conditional UPDATE in the group commit; PostgreSQL: FOR UPDATE SKIP LOCKED (src/db/pg/claim.ts).
  */
 export async function claimNextTask(
   db: Db,
   opts: { types: TaskTypesParam; leaseMs: number; pid?: number },
 ): Promise<SyncTask | undefined> {
   const { types } = opts;
+  if (db.engine === "pg") return claimNextTaskPg(db, { types, leaseMs: opts.leaseMs, pid: opts.pid ?? process.pid });
   return db.write((tx) => {
     const now = new Date();
     return writeStatements(tx).claim.get({

@@ -1,11 +1,17 @@
-import { and, between, countDistinct, eq, sql } from "drizzle-orm";
-import type { Db, Orm } from "../db/index.ts";
+import { and, asc, between, count, countDistinct, eq, inArray, sql } from "drizzle-orm";
+import type { Db, Orm, Q } from "../db/index.ts";
+import * as pgSchema from "../db/pg/schema.ts";
+import { upsertRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/prepared.ts";
 import { gscPerformanceData, gscSyncedDays } from "../db/schema.ts";
+import { sqliteOrm } from "../db/sql.ts";
 import { isFinalDay } from "./dates.ts";
 import type { SearchType, SourceRow } from "./source.ts";
 
 // The synced Search Console data: rows in gsc_performance_data, completion markers in gsc_synced_days.
+// The functions "inside a write" take the transaction handle of db.tx (or the legacy db.write): on
+// SQLite they run at once, synchronously, as statements prepared per connection (the ingest's hot path);
+// on PostgreSQL they are awaited (multi-row upserts, src/db/pg/synced-rows.ts).
 
 const p = sql.placeholder;
 const g = gscPerformanceData;
@@ -63,9 +69,14 @@ const readStatements = perConnection((orm) => ({
 /** A stored row's id and key within its site, day and search type. */
 export type DayRowKey = { id: number; page: string; query: string; device: string };
 
-/** Inside a write: stores rows of one site, day and search type (insert or update on the row key); returns their ids. */
-export function upsertRows(tx: Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): number[] {
-  const { upsert } = writeStatements(tx);
+/**
+ * Inside a write: stores rows of one site, day and search type (insert or update on the row key); returns
+ * their ids (one per row, in order). On SQLite the rows are stored before this returns.
+ */
+export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<number[]> {
+  const orm = sqliteOrm(tx);
+  if (!orm) return upsertRowsPg(tx as Q, siteId, day, type, rows);
+  const { upsert } = writeStatements(orm);
   const ids: number[] = [];
   for (const r of rows) {
     const row = upsert.get({
@@ -86,36 +97,57 @@ export function upsertRows(tx: Orm, siteId: number, day: string, type: SearchTyp
 }
 
 /** Up to `limit` rows of one site, day and search type in key order, after the key `after` (from the start when null). */
-export function findDayRowKeys(db: Db, siteId: number, day: string, type: SearchType, after: DayRowKey | null, limit: number): DayRowKey[] {
-  const s = readStatements(db.read);
-  const base = { site_id: siteId, date: day, search_type: type, limit };
-  return after ? s.nextRows.all({ ...base, page: after.page, query: after.query, device: after.device }) : s.firstRows.all(base);
+export async function findDayRowKeys(db: Db, siteId: number, day: string, type: SearchType, after: DayRowKey | null, limit: number): Promise<DayRowKey[]> {
+  if (db.engine === "sqlite") {
+    const s = readStatements(db.read);
+    const base = { site_id: siteId, date: day, search_type: type, limit };
+    return after ? s.nextRows.all({ ...base, page: after.page, query: after.query, device: after.device }) : s.firstRows.all(base);
+  }
+  const t = db.t.gscPerformanceData;
+  const day_ = and(eq(t.site_id, siteId), eq(t.date, day), eq(t.search_type, type));
+  return db.q
+    .select({ id: t.id, page: t.page, query: t.query, device: t.device })
+    .from(t)
+    .where(after ? and(day_, sql`(${t.page}, ${t.query}, ${t.device}) > (${after.page}, ${after.query}, ${after.device})`) : day_)
+    .orderBy(asc(t.page), asc(t.query), asc(t.device))
+    .limit(limit);
 }
 
-/** Inside a write: deletes rows by id; returns how many. */
-export function deleteRowsById(tx: Orm, ids: number[]): number {
-  return writeStatements(tx).deleteByIds.all({ ids: JSON.stringify(ids) }).length;
+/** Inside a write: deletes rows by id; returns how many. On SQLite they are deleted before this returns. */
+export async function deleteRowsById(tx: Q | Orm, ids: number[]): Promise<number> {
+  const orm = sqliteOrm(tx);
+  if (orm) return writeStatements(orm).deleteByIds.all({ ids: JSON.stringify(ids) }).length;
+  // Given only the transaction (PostgreSQL's here), the engine's tables are known: pg's.
+  const t = pgSchema.gscPerformanceData;
+  return (await (tx as Q).delete(t).where(inArray(t.id, ids)).returning({ id: t.id })).length;
 }
 
-/** Inside a write: records that every row of this site, day and search type is stored. */
-export function markDaySynced(tx: Orm, siteId: number, day: string, type: SearchType, rowCount: number): void {
+/** Inside a write: records that every row of this site, day and search type is stored (at once on SQLite). */
+export async function markDaySynced(tx: Q | Orm, siteId: number, day: string, type: SearchType, rowCount: number): Promise<void> {
   const at = new Date().toISOString();
-  tx.insert(gscSyncedDays)
+  const orm = sqliteOrm(tx);
+  if (orm) {
+    orm
+      .insert(gscSyncedDays)
+      .values({ site_id: siteId, date: day, search_type: type, row_count: rowCount, synced_at: at })
+      .onConflictDoUpdate({ target: [gscSyncedDays.site_id, gscSyncedDays.date, gscSyncedDays.search_type], set: { row_count: rowCount, synced_at: at } })
+      .run();
+    return;
+  }
+  const m = pgSchema.gscSyncedDays;
+  await (tx as Q)
+    .insert(m)
     .values({ site_id: siteId, date: day, search_type: type, row_count: rowCount, synced_at: at })
-    .onConflictDoUpdate({
-      target: [gscSyncedDays.site_id, gscSyncedDays.date, gscSyncedDays.search_type],
-      set: { row_count: rowCount, synced_at: at },
-    })
-    .run();
+    .onConflictDoUpdate({ target: [m.site_id, m.date, m.search_type], set: { row_count: rowCount, synced_at: at } });
 }
 
 /** Completion markers of a site between two days, keyed `day|type`. */
 export async function findSyncedDays(db: Db, siteId: number, start: string, end: string) {
-  const rows = db.read
+  const m = db.t.gscSyncedDays;
+  const rows = await db.q
     .select()
-    .from(gscSyncedDays)
-    .where(and(eq(gscSyncedDays.site_id, siteId), between(gscSyncedDays.date, start, end)))
-    .all();
+    .from(m)
+    .where(and(eq(m.site_id, siteId), between(m.date, start, end)));
   return new Map(rows.map((r) => [`${r.date}|${r.search_type}`, r]));
 }
 
@@ -132,7 +164,21 @@ select d as date, exists(select 1 from gsc_synced_days m where m.site_id = $site
   from days where d is not null`;
 
 /** Every day with stored rows for a site, oldest first, each with whether its rows are final. */
-export function findDataDays(db: Db, siteId: number, now: Date = new Date()): { date: string; final: boolean }[] {
+export async function findDataDays(db: Db, siteId: number, now: Date = new Date()): Promise<{ date: string; final: boolean }[]> {
+  if (db.engine === "sqlite") return findDataDaysSqlite(db, siteId, now);
+  // The same skip scan: PostgreSQL has no skip scan of its own before version 18 either.
+  const r = await db.q.execute<{ date: string; marked: boolean }>(sql`with recursive days(d) as (
+      select min(date) from gsc_performance_data where site_id = ${siteId}
+      union all
+      select (select min(date) from gsc_performance_data where site_id = ${siteId} and date > days.d) from days where days.d is not null
+    )
+    select d as date, exists(select 1 from gsc_synced_days m where m.site_id = ${siteId} and m.date = d) as marked
+      from days where d is not null order by d`);
+  return r.rows.map((row) => ({ date: row.date, final: row.marked && isFinalDay(row.date, now) }));
+}
+
+/** findDataDays, synchronously on SQLite's reader (for SQLite-only callers). */
+export function findDataDaysSqlite(db: Db, siteId: number, now: Date = new Date()): { date: string; final: boolean }[] {
   return db.raw.reader
     .query<{ date: string; marked: number }, [{ site_id: number }]>(DATA_DAYS_SQL)
     .all({ site_id: siteId })
@@ -144,7 +190,7 @@ export function findDataDays(db: Db, siteId: number, now: Date = new Date()): { 
  * newest, the oldest), plus `final_days`: those of them Search Console will no longer revise.
  */
 export async function dataDaysSummary(db: Db, siteId: number, now: Date = new Date()) {
-  const days = findDataDays(db, siteId, now);
+  const days = await findDataDays(db, siteId, now);
   return {
     total_days: days.length,
     latest_date: days.at(-1)?.date ?? null,
@@ -155,22 +201,27 @@ export async function dataDaysSummary(db: Db, siteId: number, now: Date = new Da
 
 /** Per site: the days between two days (both included) with a completion marker. */
 export async function countSyncedDaysBySite(db: Db, start: string, end: string): Promise<Map<number, number>> {
-  const rows = db.read
-    .select({ site_id: gscSyncedDays.site_id, days: countDistinct(gscSyncedDays.date) })
-    .from(gscSyncedDays)
-    .where(between(gscSyncedDays.date, start, end))
-    .groupBy(gscSyncedDays.site_id)
-    .all();
+  const m = db.t.gscSyncedDays;
+  const rows = await db.q
+    .select({ site_id: m.site_id, days: countDistinct(m.date) })
+    .from(m)
+    .where(between(m.date, start, end))
+    .groupBy(m.site_id);
   return new Map(rows.map((r) => [r.site_id, r.days]));
 }
 
 /** A site's clicks, impressions and stored rows per day (every search type) between two days, oldest first. */
 export async function findDailyTotals(db: Db, siteId: number, start: string, end: string) {
-  return db.read
-    .select({ date: g.date, clicks: sql<number>`sum(${g.clicks})`, impressions: sql<number>`sum(${g.impressions})`, rows: sql<number>`count(*)` })
-    .from(g)
-    .where(and(eq(g.site_id, siteId), between(g.date, start, end)))
-    .groupBy(g.date)
-    .orderBy(g.date)
-    .all();
+  const t = db.t.gscPerformanceData;
+  return db.q
+    .select({
+      date: t.date,
+      clicks: sql<number>`sum(${t.clicks})`.mapWith(Number),
+      impressions: sql<number>`sum(${t.impressions})`.mapWith(Number),
+      rows: count(),
+    })
+    .from(t)
+    .where(and(eq(t.site_id, siteId), between(t.date, start, end)))
+    .groupBy(t.date)
+    .orderBy(t.date);
 }

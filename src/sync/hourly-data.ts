@@ -1,7 +1,10 @@
 import { and, between, countDistinct, eq, max, min, sql } from "drizzle-orm";
-import type { Db, Orm } from "../db/index.ts";
+import type { Db, Orm, Q } from "../db/index.ts";
+import * as pgSchema from "../db/pg/schema.ts";
+import { upsertHourlyRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/prepared.ts";
 import { hourlyRankings } from "../db/schema.ts";
+import { sqliteOrm } from "../db/sql.ts";
 import { hourOf } from "./dates.ts";
 import { PermanentError } from "./errors.ts";
 import type { HourlySourceRow } from "./source.ts";
@@ -51,38 +54,46 @@ const writeStatements = perConnection((orm) => ({
 
 /**
  * Inside a write: stores hourly rows of one site (insert or update on the row key), stamped with the
- * pass that fetched them. An HOUR key that is not a timestamp fails the task: the API changed.
+ * pass that fetched them. An HOUR key that is not a timestamp fails the task: the API changed. On
+ * SQLite the rows are stored before this returns (prepared statements); on PostgreSQL, multi-row upserts.
  */
-export function upsertHourlyRows(tx: Orm, siteId: number, pass: string, rows: HourlySourceRow[]): void {
-  const { upsert } = writeStatements(tx);
-  for (const r of rows) {
+export async function upsertHourlyRows(tx: Q | Orm, siteId: number, pass: string, rows: HourlySourceRow[]): Promise<void> {
+  const stamped = rows.map((r) => {
     const at = hourOf(r.hour_timestamp);
     if (!at) throw new PermanentError(`Search Console sent an HOUR key that is not a timestamp: '${r.hour_timestamp}'`);
-    upsert.run({ site_id: siteId, ...at, ...r, fetched_at: pass });
-  }
+    return { site_id: siteId, ...at, ...r, fetched_at: pass };
+  });
+  const orm = sqliteOrm(tx);
+  if (!orm) return upsertHourlyRowsPg(tx as Q, stamped);
+  const { upsert } = writeStatements(orm);
+  for (const r of stamped) upsert.run(r);
 }
 
 /** Inside a write: deletes up to `limit` rows of one site and day stored before the pass `pass`; returns how many. */
-export function deleteStaleHourlyRows(tx: Orm, siteId: number, day: string, pass: string, limit: number): number {
-  return writeStatements(tx).deleteStale.all({ site_id: siteId, date: day, pass, limit }).length;
+export async function deleteStaleHourlyRows(tx: Q | Orm, siteId: number, day: string, pass: string, limit: number): Promise<number> {
+  const orm = sqliteOrm(tx);
+  if (orm) return writeStatements(orm).deleteStale.all({ site_id: siteId, date: day, pass, limit }).length;
+  const t = pgSchema.hourlyRankings;
+  const stale = sql`${t.id} in (select ${t.id} from ${t} where ${t.site_id} = ${siteId} and ${t.date} = ${day} and ${t.fetched_at} < ${pass} limit ${limit})`;
+  return (await (tx as Q).delete(t).where(stale).returning({ id: t.id })).length;
 }
 
 /** The days of a site between two days whose hourly rows reach hour 23 (the day is complete). */
 export async function findCompleteHourlyDays(db: Db, siteId: number, start: string, end: string): Promise<Set<string>> {
-  const rows = db.read
-    .selectDistinct({ date: h.date })
-    .from(h)
-    .where(and(eq(h.site_id, siteId), between(h.date, start, end), eq(h.hour, 23)))
-    .all();
+  const t = db.t.hourlyRankings;
+  const rows = await db.q
+    .selectDistinct({ date: t.date })
+    .from(t)
+    .where(and(eq(t.site_id, siteId), between(t.date, start, end), eq(t.hour, 23)));
   return new Set(rows.map((r) => r.date));
 }
 
 /** Days with hourly data for a site: how many, the newest and the oldest. */
 export async function hourlyDaysSummary(db: Db, siteId: number) {
-  const row = db.read
-    .select({ total_days: countDistinct(h.date), latest_date: max(h.date), oldest_date: min(h.date) })
-    .from(h)
-    .where(eq(h.site_id, siteId))
-    .get();
+  const t = db.t.hourlyRankings;
+  const [row] = await db.q
+    .select({ total_days: countDistinct(t.date), latest_date: max(t.date), oldest_date: min(t.date) })
+    .from(t)
+    .where(eq(t.site_id, siteId));
   return { total_days: row?.total_days ?? 0, latest_date: row?.latest_date ?? null, oldest_date: row?.oldest_date ?? null };
 }

@@ -1,7 +1,8 @@
 import { and, eq, isNull, lt, or, sql } from "drizzle-orm";
-import type { Db, Orm } from "../db/index.ts";
+import { first, type Db, type Q, type Tables } from "../db/index.ts";
 import { perConnection } from "../db/prepared.ts";
 import { syncTasks, type SyncTask } from "../db/schema.ts";
+import { sqliteOrm } from "../db/sql.ts";
 import { LeaseLost, TaskCancelled } from "./errors.ts";
 
 // Every write about a running task is conditional on the claim that took it: (id, worker_pid, attempts)
@@ -16,8 +17,8 @@ export function claimOf(task: SyncTask): Claim {
   return { id: task.id, pid: task.worker_pid!, attempt: task.attempts };
 }
 
-const owned = (c: Claim) =>
-  and(eq(syncTasks.id, c.id), eq(syncTasks.worker_pid, c.pid), eq(syncTasks.attempts, c.attempt), eq(syncTasks.status, "running"));
+type Tasks = Tables["syncTasks"];
+const owned = (st: Tasks, c: Claim) => and(eq(st.id, c.id), eq(st.worker_pid, c.pid), eq(st.attempts, c.attempt), eq(st.status, "running"));
 
 const p = sql.placeholder;
 const ownedByPlaceholders = and(
@@ -28,12 +29,11 @@ const ownedByPlaceholders = and(
 );
 // A running row without a lease (written by hand or by an older version) counts as expired too.
 const expired = and(eq(syncTasks.status, "running"), or(lt(syncTasks.locked_until, p("now")), isNull(syncTasks.locked_until)));
-const requeue = sql`(not ${syncTasks.cancel_requested} and ${syncTasks.attempts} < ${syncTasks.max_attempts})`;
 
 /** Fields a progress checkpoint sets along with the lease. */
 export type ProgressPatch = Pick<SyncTask, "progress_done" | "stats_synced" | "stats_failed" | "stats_skipped" | "total_records">;
 
-// Renewals run after every batch and heartbeat, the expiry check on every loop pass: compiled once.
+// SQLite: renewals run with every batch and heartbeat, the expiry check on every loop pass: compiled once.
 const writeStatements = perConnection((orm) => {
   const lease = { heartbeat_at: sql`${p("now")}`, locked_until: sql`${p("until")}` };
   const renew = (set: Record<string, unknown>) =>
@@ -48,19 +48,6 @@ const writeStatements = perConnection((orm) => {
       stats_skipped: sql`${p("stats_skipped")}`,
       total_records: sql`${p("total_records")}`,
     }),
-    reap: orm
-      .update(syncTasks)
-      .set({
-        status: sql`case when ${syncTasks.cancel_requested} then 'cancelled' when ${requeue} then 'pending' else 'failed' end`,
-        error: sql`'worker ' || ${syncTasks.worker_pid} || ' stopped renewing its lease during attempt ' || ${syncTasks.attempts}`,
-        run_at: sql`case when ${requeue} then ${p("now")} else ${syncTasks.run_at} end`,
-        completed_at: sql`case when ${requeue} then null else ${p("now")} end`,
-        worker_pid: sql`case when ${requeue} then null else ${syncTasks.worker_pid} end`,
-        locked_until: null,
-      })
-      .where(expired)
-      .returning({ id: syncTasks.id, status: syncTasks.status })
-      .prepare(),
   };
 });
 
@@ -71,13 +58,27 @@ const readStatements = perConnection((orm) => ({
 /**
  * Inside a write: renews the lease (and applies `patch`) only while `claim` still owns the task.
  * Throws LeaseLost when it does not, TaskCancelled when a cancel was requested; either way the
- * caller's whole write rolls back.
+ * caller's whole write rolls back. On SQLite it runs synchronously, as a prepared statement.
  */
-export function renewLease(tx: Orm, claim: Claim, leaseMs: number, patch?: ProgressPatch): void {
+export async function renewLease(db: Db, tx: Q, claim: Claim, leaseMs: number, patch?: ProgressPatch): Promise<void> {
   const now = new Date();
-  const s = writeStatements(tx);
-  const params = { id: claim.id, pid: claim.pid, attempt: claim.attempt, now: now.toISOString(), until: new Date(now.getTime() + leaseMs).toISOString() };
-  const row = patch ? s.renewWithProgress.get({ ...params, ...patch }) : s.renew.get(params);
+  const until = new Date(now.getTime() + leaseMs).toISOString();
+  const orm = sqliteOrm(tx);
+  let row: { cancel: boolean } | undefined;
+  if (orm) {
+    const s = writeStatements(orm);
+    const params = { id: claim.id, pid: claim.pid, attempt: claim.attempt, now: now.toISOString(), until };
+    row = patch ? s.renewWithProgress.get({ ...params, ...patch }) : s.renew.get(params);
+  } else {
+    const st = db.t.syncTasks;
+    row = first(
+      await tx
+        .update(st)
+        .set({ heartbeat_at: now.toISOString(), locked_until: until, ...patch })
+        .where(owned(st, claim))
+        .returning({ cancel: st.cancel_requested }),
+    );
+  }
   if (!row) throw new LeaseLost(claim.id);
   if (row.cancel) throw new TaskCancelled();
 }
@@ -87,37 +88,35 @@ export function renewLease(tx: Orm, claim: Claim, leaseMs: number, patch?: Progr
  * after its last checkpoint. Returns the final status; undefined when the claim no longer owned it.
  */
 export async function completeTask(db: Db, claim: Claim): Promise<SyncTask["status"] | undefined> {
-  return db.write((tx) => {
+  const st = db.t.syncTasks;
+  return db.tx(async (tx) => {
     const now = new Date().toISOString();
-    const cancelled = syncTasks.cancel_requested;
-    return tx
-      .update(syncTasks)
-      .set({
-        status: sql`case when ${cancelled} then 'cancelled' else 'completed' end`,
-        completed_at: now,
-        locked_until: null,
-        error: null,
-        progress_done: sql`case when ${cancelled} then ${syncTasks.progress_done} else ${syncTasks.progress_total} end`,
-      })
-      .where(owned(claim))
-      .returning({ status: syncTasks.status })
-      .get()?.status;
-  });
+    const cancelled = st.cancel_requested;
+    const row = first(
+      await tx
+        .update(st)
+        .set({
+          status: sql`case when ${cancelled} then 'cancelled' else 'completed' end`,
+          completed_at: now,
+          locked_until: null,
+          error: null,
+          progress_done: sql`case when ${cancelled} then ${st.progress_done} else ${st.progress_total} end`,
+        })
+        .where(owned(st, claim))
+        .returning({ status: st.status }),
+    );
+    return row?.status;
+  }, `completion of task ${claim.id}`);
 }
 
 /** Marks the task cancelled (its cancel request was seen at a checkpoint). */
 export async function cancelClaimedTask(db: Db, claim: Claim): Promise<boolean> {
-  return db.write((tx) => {
+  const st = db.t.syncTasks;
+  return db.tx(async (tx) => {
     const now = new Date().toISOString();
-    return (
-      tx
-        .update(syncTasks)
-        .set({ status: "cancelled", completed_at: now, locked_until: null })
-        .where(owned(claim))
-        .returning({ id: syncTasks.id })
-        .get() !== undefined
-    );
-  });
+    const rows = await tx.update(st).set({ status: "cancelled", completed_at: now, locked_until: null }).where(owned(st, claim)).returning({ id: st.id });
+    return rows.length > 0;
+  }, `cancel of task ${claim.id}`);
 }
 
 /**
@@ -131,58 +130,83 @@ export async function failOrRetryTask(
   opts: { error: string; permanent: boolean; retryBaseMs: number },
 ): Promise<{ status: SyncTask["status"]; run_at: string } | undefined> {
   const delay = opts.retryBaseMs * 2 ** (claim.attempt - 1) * (0.5 + Math.random());
-  return db.write((tx) => {
+  const st = db.t.syncTasks;
+  return db.tx(async (tx) => {
     const now = Date.now();
     const retryAt = new Date(now + delay).toISOString();
-    const done = sql`(${syncTasks.cancel_requested} or ${opts.permanent ? 1 : 0} or ${syncTasks.attempts} >= ${syncTasks.max_attempts})`;
-    return tx
-      .update(syncTasks)
-      .set({
-        status: sql`case when ${syncTasks.cancel_requested} then 'cancelled' when ${done} then 'failed' else 'pending' end`,
-        error: opts.error,
-        run_at: sql`case when ${done} then ${syncTasks.run_at} else ${retryAt} end`,
-        completed_at: sql`case when ${done} then ${new Date(now).toISOString()} else null end`,
-        worker_pid: sql`case when ${done} then ${syncTasks.worker_pid} else null end`,
-        locked_until: null,
-      })
-      .where(owned(claim))
-      .returning({ status: syncTasks.status, run_at: syncTasks.run_at })
-      .get();
-  });
+    const done = sql`(${st.cancel_requested} or ${opts.permanent ? sql`true` : sql`false`} or ${st.attempts} >= ${st.max_attempts})`;
+    return first(
+      await tx
+        .update(st)
+        .set({
+          status: sql`case when ${st.cancel_requested} then 'cancelled' when ${done} then 'failed' else 'pending' end`,
+          error: opts.error,
+          run_at: sql`case when ${done} then ${st.run_at} else ${retryAt} end`,
+          completed_at: sql`case when ${done} then ${new Date(now).toISOString()} else null end`,
+          worker_pid: sql`case when ${done} then ${st.worker_pid} else null end`,
+          locked_until: null,
+        })
+        .where(owned(st, claim))
+        .returning({ status: st.status, run_at: st.run_at }),
+    );
+  }, `retry of task ${claim.id}`);
 }
 
 /** Graceful stop: hands the task back to the queue at once without counting the attempt. */
 export async function releaseTask(db: Db, claim: Claim): Promise<boolean> {
-  return db.write((tx) => {
+  const st = db.t.syncTasks;
+  return db.tx(async (tx) => {
     const now = new Date().toISOString();
-    return (
-      tx
-        .update(syncTasks)
-        .set({
-          status: sql`case when ${syncTasks.cancel_requested} then 'cancelled' else 'pending' end`,
-          completed_at: sql`case when ${syncTasks.cancel_requested} then ${now} else null end`,
-          attempts: sql`${syncTasks.attempts} - 1`,
-          worker_pid: null,
-          locked_until: null,
-          run_at: now,
-        })
-        .where(owned(claim))
-        .returning({ id: syncTasks.id })
-        .get() !== undefined
-    );
-  });
+    const rows = await tx
+      .update(st)
+      .set({
+        status: sql`case when ${st.cancel_requested} then 'cancelled' else 'pending' end`,
+        completed_at: sql`case when ${st.cancel_requested} then ${now} else null end`,
+        attempts: sql`${st.attempts} - 1`,
+        worker_pid: null,
+        locked_until: null,
+        run_at: now,
+      })
+      .where(owned(st, claim))
+      .returning({ id: st.id });
+    return rows.length > 0;
+  }, `release of task ${claim.id}`);
 }
 
 /** True when some running task's lease has expired (a read, so idle workers stay off the write lock). */
-export function hasExpiredLeases(db: Db, now = new Date()): boolean {
-  return readStatements(db.read).anyExpired.get({ now: now.toISOString() }) !== undefined;
+export async function hasExpiredLeases(db: Db, now = new Date()): Promise<boolean> {
+  if (db.engine === "sqlite") return readStatements(db.read).anyExpired.get({ now: now.toISOString() }) !== undefined;
+  const st = db.t.syncTasks;
+  return (await db.q.select({ id: st.id }).from(st).where(expiredAt(st, now.toISOString())).limit(1)).length > 0;
 }
 
+// A running row without a lease (written by hand or by an older version) counts as expired too.
+const expiredAt = (st: Tasks, now: string) => and(eq(st.status, "running"), or(lt(st.locked_until, now), isNull(st.locked_until)));
+
 /**
- * Re-queues running tasks whose lease expired (their worker died or hung): pending again at once, or
- * failed when their attempts are used up, or cancelled when a cancel was requested. Idempotent and
- * safe from any number of processes: one conditional UPDATE.
+ * Re-queues running tasks whose lease expired (their worker died or hung, on this host or another: only
+ * the lease's age counts, never a pid): pending again at once, or failed when their attempts are used
+ * up, or cancelled when a cancel was requested. Idempotent and safe from any number of processes: one
+ * conditional UPDATE (on PostgreSQL a row another reaper or a renewal holds is re-checked once free).
  */
 export async function reapExpiredLeases(db: Db): Promise<{ id: number; status: SyncTask["status"] }[]> {
-  return db.write((tx) => writeStatements(tx).reap.all({ now: new Date().toISOString() }));
+  const st = db.t.syncTasks;
+  const requeue = sql`(not ${st.cancel_requested} and ${st.attempts} < ${st.max_attempts})`;
+  return db.tx(async (tx) => {
+    const now = new Date().toISOString();
+    const rows = await tx
+      .update(st)
+      .set({
+        status: sql`case when ${st.cancel_requested} then 'cancelled' when ${requeue} then 'pending' else 'failed' end`,
+        error: sql`'worker ' || ${st.worker_pid} || ' stopped renewing its lease during attempt ' || ${st.attempts}`,
+        run_at: sql`case when ${requeue} then ${now} else ${st.run_at} end`,
+        completed_at: sql`case when ${requeue} then null else ${now} end`,
+        worker_pid: sql`case when ${requeue} then null else ${st.worker_pid} end`,
+        locked_until: null,
+      })
+      .where(expiredAt(st, now))
+      .returning({ id: st.id, status: st.status });
+    // Both engines return the rows in no promised order; callers and logs read them by id.
+    return rows.sort((a, b) => a.id - b.id);
+  }, "reaping of expired leases");
 }

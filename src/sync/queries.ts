@@ -1,5 +1,5 @@
 import { and, count, desc, eq, getTableColumns, inArray, lt, sql, type SQL } from "drizzle-orm";
-import type { Db } from "../db/index.ts";
+import { first, type Db } from "../db/index.ts";
 import { perConnection } from "../db/prepared.ts";
 import { sites, syncTasks, type TaskStatus } from "../db/schema.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
@@ -8,8 +8,12 @@ import { daysBetween } from "./dates.ts";
 import type { SyncMode } from "./handlers/days.ts";
 import { resolveRange } from "./schemas.ts";
 
+// Engine-neutral (db.q / db.t / db.tx), except the reads of the sync API's hot paths (a job, a site's
+// existence, its active task), which on SQLite stay statements prepared once per connection.
+
 const p = sql.placeholder;
 const jobColumns = { ...getTableColumns(syncTasks), site_name: sites.name };
+const jobColumnsOf = (t: Db["t"]) => ({ ...getTableColumns(t.syncTasks), site_name: t.sites.name });
 
 // Asked on the reader (HTTP handlers) and inside createTask's write: one statement, per connection.
 const siteStatements = perConnection((orm) => ({
@@ -49,14 +53,15 @@ export type NewTaskInput = {
  */
 export async function createTask(db: Db, input: NewTaskInput): Promise<{ id: number }> {
   // Most refusals are visible to a plain read: answer them without queueing for the write lock.
-  checkSyncable(siteStatements(db.read).siteExists.get({ id: input.siteId }), input.siteId);
-  const active = taskStatements(db.read).activeOfType.get({ site_id: input.siteId, task_type: input.taskType });
+  checkSyncable(await findSyncableSite(db, input.siteId), input.siteId);
+  const active = await findActiveTask(db, input.siteId, input.taskType);
   if (active) throw taskConflict(input, active);
-  return db.write((tx) => {
-    checkSyncable(siteStatements(tx).siteExists.get({ id: input.siteId }), input.siteId);
-    try {
-      return tx
-        .insert(syncTasks)
+  const { sites: s, syncTasks: st } = db.t;
+  try {
+    return await db.tx(async (tx) => {
+      checkSyncable(first(await tx.select({ id: s.id, archived_at: s.archived_at }).from(s).where(eq(s.id, input.siteId))), input.siteId);
+      const rows = await tx
+        .insert(st)
         .values({
           site_id: input.siteId,
           task_type: input.taskType,
@@ -67,13 +72,32 @@ export async function createTask(db: Db, input: NewTaskInput): Promise<{ id: num
           run_at: input.runAt.toISOString(),
           max_attempts: input.maxAttempts,
         })
-        .returning({ id: syncTasks.id })
-        .get()!;
-    } catch (err) {
-      if (!isUniqueViolation(err)) throw err;
-      throw taskConflict(input, taskStatements(tx).activeOfType.get({ site_id: input.siteId, task_type: input.taskType }));
-    }
-  });
+        .returning({ id: st.id });
+      return rows[0]!;
+    }, `queueing a ${input.taskType} of site ${input.siteId}`);
+  } catch (err) {
+    // The partial unique index decided (another request, maybe of another process, was first): on
+    // PostgreSQL the failed statement ends the transaction, so the winner is looked up afterwards.
+    if (!isUniqueViolation(err)) throw err;
+    throw taskConflict(input, await findActiveTask(db, input.siteId, input.taskType));
+  }
+}
+
+async function findSyncableSite(db: Db, id: number) {
+  if (db.engine === "sqlite") return siteStatements(db.read).siteExists.get({ id });
+  const s = db.t.sites;
+  return first(await db.q.select({ id: s.id, archived_at: s.archived_at }).from(s).where(eq(s.id, id)));
+}
+
+async function findActiveTask(db: Db, siteId: number, taskType: string) {
+  if (db.engine === "sqlite") return taskStatements(db.read).activeOfType.get({ site_id: siteId, task_type: taskType });
+  const st = db.t.syncTasks;
+  return first(
+    await db.q
+      .select({ id: st.id, status: st.status })
+      .from(st)
+      .where(and(eq(st.site_id, siteId), eq(st.task_type, taskType), inArray(st.status, ["pending", "running"]))),
+  );
 }
 
 function checkSyncable(site: { archived_at: string | null } | undefined, id: number) {
@@ -108,32 +132,34 @@ function taskConflict(input: NewTaskInput, existing: { id: number; status: TaskS
 
 /** One task with its site's name. */
 export async function findJob(db: Db, id: number) {
-  return readStatements(db.read).job.get({ id });
+  if (db.engine === "sqlite") return readStatements(db.read).job.get({ id });
+  const { sites: s, syncTasks: st } = db.t;
+  return first(await db.q.select(jobColumnsOf(db.t)).from(st).innerJoin(s, eq(s.id, st.site_id)).where(eq(st.id, id)));
 }
 
 /** True when the site exists. */
 export async function siteExists(db: Db, id: number): Promise<boolean> {
-  return siteStatements(db.read).siteExists.get({ id }) !== undefined;
+  return (await findSyncableSite(db, id)) !== undefined;
 }
 
 export type JobFilter = { activeOnly: boolean; siteId?: number; status?: TaskStatus };
 
 /** Tasks matching the filter, newest first, after an optional cursor (an id); `total` ignores paging. */
 export async function listJobs(db: Db, f: JobFilter & { limit: number; after?: number }) {
+  const { sites: s, syncTasks: st } = db.t;
   const conds: SQL[] = [];
-  if (f.activeOnly) conds.push(inArray(syncTasks.status, ["pending", "running"]));
-  if (f.status) conds.push(eq(syncTasks.status, f.status));
-  if (f.siteId !== undefined) conds.push(eq(syncTasks.site_id, f.siteId));
+  if (f.activeOnly) conds.push(inArray(st.status, ["pending", "running"]));
+  if (f.status) conds.push(eq(st.status, f.status));
+  if (f.siteId !== undefined) conds.push(eq(st.site_id, f.siteId));
   const where = and(...conds);
-  const total = db.read.select({ n: count() }).from(syncTasks).where(where).get()?.n ?? 0;
-  const rows = db.read
-    .select(jobColumns)
-    .from(syncTasks)
-    .innerJoin(sites, eq(sites.id, syncTasks.site_id))
-    .where(and(where, f.after === undefined ? undefined : lt(syncTasks.id, f.after)))
-    .orderBy(desc(syncTasks.id))
-    .limit(f.limit + 1)
-    .all();
+  const total = first(await db.q.select({ n: count() }).from(st).where(where))?.n ?? 0;
+  const rows = await db.q
+    .select(jobColumnsOf(db.t))
+    .from(st)
+    .innerJoin(s, eq(s.id, st.site_id))
+    .where(and(where, f.after === undefined ? undefined : lt(st.id, f.after)))
+    .orderBy(desc(st.id))
+    .limit(f.limit + 1);
   const more = rows.length > f.limit;
   const jobs = more ? rows.slice(0, f.limit) : rows;
   return { total, jobs, next: more ? jobs[jobs.length - 1]!.id : null };
@@ -144,26 +170,25 @@ export async function listJobs(db: Db, f: JobFilter & { limit: number; after?: n
  * checkpoint. 404 when unknown, 409 when it already finished.
  */
 export async function cancelJob(db: Db, id: number): Promise<void> {
-  await db.write((tx) => {
+  const st = db.t.syncTasks;
+  await db.tx(async (tx) => {
     const now = new Date().toISOString();
-    const pending = tx
-      .update(syncTasks)
+    const pending = await tx
+      .update(st)
       .set({ status: "cancelled", cancel_requested: true, completed_at: now })
-      .where(and(eq(syncTasks.id, id), eq(syncTasks.status, "pending")))
-      .returning({ id: syncTasks.id })
-      .get();
-    if (pending) return;
-    const running = tx
-      .update(syncTasks)
+      .where(and(eq(st.id, id), eq(st.status, "pending")))
+      .returning({ id: st.id });
+    if (pending.length > 0) return;
+    const running = await tx
+      .update(st)
       .set({ cancel_requested: true })
-      .where(and(eq(syncTasks.id, id), eq(syncTasks.status, "running")))
-      .returning({ id: syncTasks.id })
-      .get();
-    if (running) return;
-    const task = tx.select({ status: syncTasks.status }).from(syncTasks).where(eq(syncTasks.id, id)).get();
+      .where(and(eq(st.id, id), eq(st.status, "running")))
+      .returning({ id: st.id });
+    if (running.length > 0) return;
+    const task = first(await tx.select({ status: st.status }).from(st).where(eq(st.id, id)));
     if (!task) throw jobNotFound(id);
     throw new ApiError("conflict", `job ${id} already finished (${task.status})`, { job_id: id, status: task.status });
-  });
+  }, `cancel of job ${id}`);
 }
 
 /** The 404 for an unknown job id. */
@@ -173,33 +198,32 @@ export function jobNotFound(id: number) {
 
 /** Number of tasks per status and type. */
 export async function countTasksByStatus(db: Db) {
-  return db.read
-    .select({ status: syncTasks.status, type: syncTasks.task_type, n: count() })
-    .from(syncTasks)
-    .groupBy(syncTasks.status, syncTasks.task_type)
-    .all();
+  const st = db.t.syncTasks;
+  return db.q.select({ status: st.status, type: st.task_type, n: count() }).from(st).groupBy(st.status, st.task_type);
 }
 
 /** Rows stored by tasks that were active since `since` (ISO time): their total_records summed. */
 export async function countRowsIngestedSince(db: Db, since: string): Promise<number> {
-  const row = db.read
-    .select({ n: sql<number>`coalesce(sum(${syncTasks.total_records}), 0)` })
-    .from(syncTasks)
-    .where(sql`coalesce(${syncTasks.completed_at}, ${syncTasks.heartbeat_at}, ${syncTasks.started_at}) >= ${since}`)
-    .get();
+  const st = db.t.syncTasks;
+  const row = first(
+    await db.q
+      .select({ n: sql<number>`coalesce(sum(${st.total_records}), 0)`.mapWith(Number) })
+      .from(st)
+      .where(sql`coalesce(${st.completed_at}, ${st.heartbeat_at}, ${st.started_at}) >= ${since}`),
+  );
   return row?.n ?? 0;
 }
 
 /** Per site: when its last task completed, and its newest task's status. */
 export async function findLastSyncs(db: Db) {
-  const rows = db.read
+  const st = db.t.syncTasks;
+  const rows = await db.q
     .select({
-      site_id: syncTasks.site_id,
-      last_completed_at: sql<string | null>`max(case when ${syncTasks.status} = 'completed' then ${syncTasks.completed_at} end)`,
-      latest_status: sql<TaskStatus>`(select t.status from sync_tasks t where t.site_id = ${syncTasks.site_id} order by t.id desc limit 1)`,
+      site_id: st.site_id,
+      last_completed_at: sql<string | null>`max(case when ${st.status} = 'completed' then ${st.completed_at} end)`,
+      latest_status: sql<TaskStatus>`(select t.status from sync_tasks t where t.site_id = ${st.site_id} order by t.id desc limit 1)`,
     })
-    .from(syncTasks)
-    .groupBy(syncTasks.site_id)
-    .all();
+    .from(st)
+    .groupBy(st.site_id);
   return new Map(rows.map((r) => [r.site_id, r]));
 }

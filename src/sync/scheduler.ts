@@ -1,6 +1,6 @@
-import { and, eq, isNull, notExists, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, notExists, sql } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
-import { sites, syncTasks, type NewSyncTask } from "../db/schema.ts";
+import type { NewSyncTask } from "../db/schema.ts";
 import { log } from "../log.ts";
 import { findSyncedDays } from "./data.ts";
 import { addDays, atTimeOfDay, dayOf, dayRange, daysBetween, newestDataDay } from "./dates.ts";
@@ -20,20 +20,23 @@ const HOURLY = "hourly_sync";
 const INSERT_BATCH = 500;
 
 /** Active, unarchived sites without a `type` task scheduled for `slot`, and without any pending or running one. */
-function sitesDue(db: Db, type: string, slot: string) {
-  const scheduledToday = db.read
+async function sitesDue(db: Db, type: string, slot: string) {
+  const { sites, syncTasks } = db.t;
+  const scheduledToday = db.q
     .select({ one: sql`1` })
     .from(syncTasks)
     .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, type), eq(syncTasks.scheduled_for, slot)));
-  const active = db.read
+  const active = db.q
     .select({ one: sql`1` })
     .from(syncTasks)
-    .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, type), sql`${syncTasks.status} in ('pending','running')`));
-  return db.read
+    .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, type), inArray(syncTasks.status, ["pending", "running"])));
+  return db.q
     .select({ id: sites.id })
     .from(sites)
     .where(and(eq(sites.is_active, true), isNull(sites.archived_at), notExists(scheduledToday), notExists(active)))
-    .all();
+    // One order for every process: racing schedulers then insert the same keys in the same order and
+    // wait for each other instead of deadlocking (PostgreSQL).
+    .orderBy(sites.id);
 }
 
 /**
@@ -46,7 +49,7 @@ function sitesDue(db: Db, type: string, slot: string) {
 export async function scheduleDailySyncs(db: Db, opts: SchedulerOptions, now = new Date()): Promise<number> {
   const today = dayOf(now);
   if (now < atTimeOfDay(today, opts.dailyAt)) return 0;
-  const due = sitesDue(db, DAILY, today);
+  const due = await sitesDue(db, DAILY, today);
   if (due.length === 0) return 0;
 
   const end = newestDataDay(now);
@@ -75,19 +78,20 @@ export async function scheduleDailySyncs(db: Db, opts: SchedulerOptions, now = n
 }
 
 /**
- * Inserts scheduled tasks in short writes however many there are; returns how many were new. Without
- * a conflict target, DO NOTHING covers both unique indexes (the slot's task exists; the site has a
- * pending or running task of that type).
+ * Inserts scheduled tasks in short writes (one multi-row INSERT each) however many there are; returns
+ * how many were new. Without a conflict target, DO NOTHING covers both unique indexes (the slot's task
+ * exists; the site has a pending or running task of that type) on both engines; on PostgreSQL a racing
+ * insert of the same key waits for the other transaction and then does nothing.
  */
 async function insertScheduled(db: Db, tasks: NewSyncTask[]): Promise<number> {
   let created = 0;
   for (let i = 0; i < tasks.length; i += INSERT_BATCH) {
     const chunk = tasks.slice(i, i + INSERT_BATCH);
-    created += await db.write((tx) => {
-      let n = 0;
-      for (const t of chunk) if (tx.insert(syncTasks).values(t).onConflictDoNothing().returning({ id: syncTasks.id }).get()) n++;
-      return n;
-    });
+    const { syncTasks } = db.t;
+    created += await db.tx(
+      async (tx) => (await tx.insert(syncTasks).values(chunk).onConflictDoNothing().returning({ id: syncTasks.id })).length,
+      "scheduling of sync tasks",
+    );
   }
   return created;
 }
@@ -107,7 +111,7 @@ export type HourlySchedulerOptions = {
  */
 export async function scheduleHourlySyncs(db: Db, opts: HourlySchedulerOptions, now = new Date()): Promise<number> {
   const slot = new Date(Math.floor(now.getTime() / opts.everyMs) * opts.everyMs).toISOString();
-  const due = sitesDue(db, HOURLY, slot);
+  const due = await sitesDue(db, HOURLY, slot);
   if (due.length === 0) return 0;
   const { start, end } = resolveRange({}, now, hourlyWindow);
   const created = await insertScheduled(

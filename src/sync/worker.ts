@@ -93,7 +93,7 @@ export function startWorker(opts: WorkerOptions): Worker {
 
     // The heartbeat keeps the lease while the handler waits on the network, and notices cancel requests.
     const heartbeat = setInterval(() => {
-      db.write((tx) => renewLease(tx, claim, opts.leaseMs), `lease renewal of task ${task.id}`).catch((err) => {
+      db.tx((tx) => renewLease(db, tx, claim, opts.leaseMs), `lease renewal of task ${task.id}`).catch((err) => {
         if (err instanceof LeaseLost || err instanceof TaskCancelled) ac.abort(err);
         else log("warn", "lease renewal failed", { task_id: task.id, error: String(err) });
       });
@@ -109,16 +109,19 @@ export function startWorker(opts: WorkerOptions): Worker {
         // A stop, cancel or lost lease noticed meanwhile: write nothing more (the batch loop ends here).
         ac.signal.throwIfAborted();
         const busyBefore = db.stats.busyRetries;
-        const result = await db.write((tx) => {
-          renewLease(tx, claim, opts.leaseMs);
+        // The lease first: on PostgreSQL it also locks the task row, so a reaper or a cancel waits for
+        // this transaction instead of racing it. A retried transaction (PostgreSQL) runs fn again: it
+        // must only touch the database.
+        const result = await db.tx(async (tx) => {
+          await renewLease(db, tx, claim, opts.leaseMs);
           return fn(tx);
         }, `${task.task_type} task ${task.id}: rows`);
         await yieldLock(db.stats.busyRetries > busyBefore);
         return result;
       },
       progress: (p) =>
-        db.write((tx) =>
-          renewLease(tx, claim, opts.leaseMs, {
+        db.tx((tx) =>
+          renewLease(db, tx, claim, opts.leaseMs, {
             progress_done: p.done,
             stats_synced: p.synced,
             stats_failed: p.failed,
@@ -177,11 +180,11 @@ export function startWorker(opts: WorkerOptions): Worker {
   async function loop() {
     while (!stopping) {
       try {
-        if (hasExpiredLeases(db)) {
+        if (await hasExpiredLeases(db)) {
           const reaped = await reapExpiredLeases(db);
           if (reaped.length > 0) log("warn", "expired leases reaped", { tasks: reaped });
         }
-        const task = !stopping && hasDueTask(db, types) ? await claimNextTask(db, { types, leaseMs: opts.leaseMs }) : undefined;
+        const task = !stopping && (await hasDueTask(db, types)) ? await claimNextTask(db, { types, leaseMs: opts.leaseMs }) : undefined;
         if (task) {
           // task_id on every line logged while it runs (Search Console retries, day failures...).
           await withLogContext({ task_id: task.id, task_type: task.task_type }, () => runTask(task));

@@ -1,7 +1,7 @@
 import { Database } from "bun:sqlite";
 import { count, eq } from "drizzle-orm";
 import type { Db } from "../../src/db/index.ts";
-import { gscPerformanceData, type SyncTask } from "../../src/db/schema.ts";
+import type { SyncTask } from "../../src/db/schema.ts";
 
 // Small helpers shared by the sync tests.
 
@@ -16,7 +16,7 @@ export async function waitFor<T>(what: string, f: () => T | Promise<T>, timeoutM
   }
 }
 
-/** Runs `fn` over a short-lived plain connection to the file (as an outside observer would). */
+/** Runs `fn` over a short-lived plain connection to the file (as an outside observer would; SQLite only). */
 export function withFile<T>(path: string, fn: (db: Database) => T): T {
   const db = new Database(path, { strict: true });
   try {
@@ -28,16 +28,22 @@ export function withFile<T>(path: string, fn: (db: Database) => T): T {
 }
 
 /** One task row as stored. */
-export function taskRow(path: string, id: number): SyncTask {
-  return withFile(path, (db) => db.query<SyncTask, [number]>("select * from sync_tasks where id = ?").get(id)!);
+export async function taskRow(db: Db, id: number): Promise<SyncTask> {
+  const { syncTasks } = db.t;
+  return (await db.q.select().from(syncTasks).where(eq(syncTasks.id, id)))[0]! as SyncTask;
 }
 
 /** Inserts `n` active sites `sc-domain:s<i>.<suffix>`; returns their ids. */
-export function insertSites(path: string, n: number, suffix = "sync.example"): number[] {
-  return withFile(path, (db) => {
-    const ins = db.query<{ id: number }, [string, string]>("insert into sites (domain, name) values (?, ?) returning id");
-    return db.transaction(() => Array.from({ length: n }, (_, i) => ins.get(`sc-domain:s${i}.${suffix}`, `Site ${i}`)!.id))();
-  });
+export async function insertSites(db: Db, n: number, suffix = "sync.example"): Promise<number[]> {
+  const { sites } = db.t;
+  const rows = await db.tx((tx) =>
+    tx
+      .insert(sites)
+      .values(Array.from({ length: n }, (_, i) => ({ domain: `sc-domain:s${i}.${suffix}`, name: `Site ${i}` })))
+      .returning({ id: sites.id }),
+  );
+  // Ids are given in VALUES order (identity/rowid): sorted, the i-th is site s<i>.
+  return rows.map((r) => r.id).sort((a, b) => a - b);
 }
 
 /** p-th percentile (0..100) of a list of numbers. */
@@ -49,7 +55,14 @@ export function percentile(xs: number[], p: number): number {
 
 /** Number of stored Search Console rows of a site. */
 export async function countRows(db: Db, siteId: number): Promise<number> {
-  return db.read.select({ n: count() }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, siteId)).get()?.n ?? 0;
+  const g = db.t.gscPerformanceData;
+  return (await db.q.select({ n: count() }).from(g).where(eq(g.site_id, siteId)))[0]?.n ?? 0;
+}
+
+/** Number of tasks with `status` (every task when omitted). */
+export async function countTasks(db: Db, status?: SyncTask["status"]): Promise<number> {
+  const st = db.t.syncTasks;
+  return (await db.q.select({ n: count() }).from(st).where(status ? eq(st.status, status) : undefined))[0]?.n ?? 0;
 }
 
 /** Runs `onOrphaned` once this process's parent is gone (it was re-parented), e.g. a test runner killed hard. */

@@ -1,3 +1,4 @@
+import type { Orm } from "../../db/index.ts";
 import type { Site } from "../../db/schema.ts";
 import { rowsIngested } from "../../metrics/registry.ts";
 import { indexAllPendingQueries } from "../../search/queries.ts";
@@ -60,8 +61,9 @@ async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchTy
     }
   }
   await deleteUnwritten(ctx, site.id, day, type, written);
-  // The day's new queries go into the search index in a few batched writes, not one FTS write per row.
-  await indexAllPendingQueries(ctx.write);
+  // SQLite: the day's new queries go into the FTS5 search index in a few batched writes, not one FTS
+  // write per row. (PostgreSQL's trigram index on gsc_queries is kept by the server itself.)
+  if (ctx.db.engine === "sqlite") await indexAllPendingQueries((fn) => ctx.write((tx) => fn(tx as unknown as Orm)));
   // A recent day is stored but not marked: its data may still change, so the next run fetches it again.
   if (isFinalDay(day)) await ctx.write((tx) => markDaySynced(tx, site.id, day, type, written.size));
   return written.size;
@@ -73,7 +75,7 @@ async function deleteUnwritten(ctx: TaskContext, siteId: number, day: string, ty
   const stale: number[] = [];
   for (;;) {
     ctx.signal.throwIfAborted();
-    const rows = findDayRowKeys(ctx.db, siteId, day, type, after, SCAN_CHUNK);
+    const rows = await findDayRowKeys(ctx.db, siteId, day, type, after, SCAN_CHUNK);
     for (const r of rows) if (!written.has(r.id)) stale.push(r.id);
     const last = rows.length < SCAN_CHUNK;
     while (stale.length >= ctx.batchSize || (last && stale.length > 0)) {

@@ -1,4 +1,4 @@
-import type { Db, Orm } from "../../db/index.ts";
+import type { Db, Q } from "../../db/index.ts";
 import type { SyncTask } from "../../db/schema.ts";
 import type { SearchAnalyticsSource } from "../source.ts";
 import { dailySync } from "./daily-sync.ts";
@@ -18,10 +18,11 @@ export type TaskContext = {
   signal: AbortSignal;
   /**
    * A short write that commits only while this worker still owns the task (renewing its lease in the
-   * same transaction); it throws, writing nothing, after a cancel request or a lost lease.
-   * Synchronous callback: never await inside it.
+   * same transaction); it throws, writing nothing, after a cancel request or a lost lease. The
+   * callback may be async (await its queries, nothing else: on SQLite it runs inside the group commit;
+   * on PostgreSQL a transaction that hit a serialization failure or deadlock is run again).
    */
-  write<T>(fn: (tx: Orm) => T): Promise<T>;
+  write<T>(fn: (tx: Q) => T | Promise<T>): Promise<T>;
   /** A checkpoint: records progress under the same condition as write(). */
   progress(p: Progress): Promise<void>;
 };

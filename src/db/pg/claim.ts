@@ -1,0 +1,65 @@
+import { and, asc, eq, lte, sql } from "drizzle-orm";
+import { first, type Db } from "../index.ts";
+import type { SyncTask } from "../schema.ts";
+import { inJsonList } from "../sql.ts";
+
+// The PostgreSQL claim: row locks instead of SQLite's single writer. Of several workers (of any process
+// on any host) looking for a task at once, each locks a different due row and skips the rows the others
+// hold, so none waits for another and no task is claimed twice.
+
+/** The oldest due pending task of one of `types` (a JSON array), or undefined: a plain read, no lock. */
+export async function findDueTaskPg(db: Db, types: string, now: Date): Promise<{ id: number } | undefined> {
+  const { syncTasks } = db.t;
+  return first(
+    await db.q
+      .select({ id: syncTasks.id })
+      .from(syncTasks)
+      .where(and(eq(syncTasks.status, "pending"), lte(syncTasks.run_at, now.toISOString()), inJsonList(db, syncTasks.task_type, types)))
+      .orderBy(asc(syncTasks.run_at), asc(syncTasks.id))
+      .limit(1),
+  );
+}
+
+/**
+ * Takes the oldest due pending task of one of `types` in one transaction: SELECT … FOR UPDATE SKIP LOCKED,
+ * then the UPDATE to running (pid, one more attempt, a lease until now + leaseMs). Undefined when none is
+ * due or every due one is being claimed by someone else right now.
+ */
+export async function claimNextTaskPg(db: Db, opts: { types: string; leaseMs: number; pid: number }): Promise<SyncTask | undefined> {
+  const { syncTasks } = db.t;
+  return db.tx(async (tx) => {
+    // Inside the callback: a retried transaction takes a fresh time.
+    const now = new Date();
+    const at = now.toISOString();
+    const due = first(
+      await tx
+        .select({ id: syncTasks.id })
+        .from(syncTasks)
+        .where(and(eq(syncTasks.status, "pending"), lte(syncTasks.run_at, at), inJsonList(db, syncTasks.task_type, opts.types)))
+        .orderBy(asc(syncTasks.run_at), asc(syncTasks.id))
+        .limit(1)
+        .for("update", { skipLocked: true }),
+    );
+    if (!due) return undefined;
+    const row = first(
+      await tx
+        .update(syncTasks)
+        .set({
+          status: "running",
+          worker_pid: opts.pid,
+          attempts: sql`${syncTasks.attempts} + 1`,
+          started_at: sql`coalesce(${syncTasks.started_at}, ${at})`,
+          locked_until: new Date(now.getTime() + opts.leaseMs).toISOString(),
+          heartbeat_at: at,
+          progress_done: 0,
+          stats_synced: 0,
+          stats_failed: 0,
+          stats_skipped: 0,
+          total_records: 0,
+        })
+        .where(eq(syncTasks.id, due.id))
+        .returning(),
+    );
+    return row as SyncTask | undefined;
+  }, "claim of a sync task");
+}
