@@ -11,6 +11,7 @@ import { freePort } from "../src/net.ts";
 import { tempDb, tempDir, testEngine } from "./helpers/db.ts";
 import { newPgDatabase } from "./helpers/engine.ts";
 import { holdLock } from "./helpers/lock.ts";
+import { tcpProxy } from "./helpers/tcp-proxy.ts";
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
 setDefaultTimeout(30_000);
@@ -518,60 +519,3 @@ describe("GET /api/v1/diagnostics/test-db-connection", () => {
     }
   });
 });
-
-/**
- * A TCP proxy in front of the PostgreSQL server: stop() closes the listener and every connection
- * through it (as a server that went away), start() listens again on the same port.
- */
-async function tcpProxy(target: URL) {
-  const port = freePort();
-  const sockets = new Set<{ end(): void }>();
-  type Pair = { upstream?: { write(c: Uint8Array): number; end(): void }; pending: Uint8Array[] };
-  let listener: { stop(force?: boolean): void } | null = null;
-  const start = async () => {
-    listener = Bun.listen<Pair>({
-      hostname: "127.0.0.1",
-      port,
-      socket: {
-        async open(client) {
-          client.data = { pending: [] };
-          sockets.add(client);
-          try {
-            const upstream = await Bun.connect({
-              hostname: target.hostname,
-              port: Number(target.port || 5432),
-              socket: {
-                data: (_s, chunk: Uint8Array) => void client.write(chunk),
-                close: () => void client.end(),
-                error: () => void client.end(),
-              },
-            });
-            sockets.add(upstream);
-            client.data.upstream = upstream;
-            for (const c of client.data.pending.splice(0)) upstream.write(c);
-          } catch {
-            client.end();
-          }
-        },
-        data(client, chunk) {
-          if (client.data.upstream) client.data.upstream.write(chunk);
-          else client.data.pending.push(new Uint8Array(chunk));
-        },
-        close(client) {
-          client.data.upstream?.end();
-        },
-      },
-    });
-  };
-  await start();
-  return {
-    port,
-    start,
-    stop() {
-      listener?.stop(true);
-      listener = null;
-      for (const s of sockets) s.end();
-      sockets.clear();
-    },
-  };
-}

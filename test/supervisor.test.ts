@@ -5,6 +5,9 @@ import { portLockPath } from "../src/db/instance-lock.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
 import { newPgDatabase } from "./helpers/engine.ts";
 import { withDb } from "./helpers/observe.ts";
+import { childPids } from "./helpers/procs.ts";
+import { startServer } from "./helpers/server.ts";
+import { tcpProxy } from "./helpers/tcp-proxy.ts";
 import { freePort, request } from "./helpers/server.ts";
 
 setDefaultTimeout(60_000);
@@ -183,4 +186,64 @@ function watched(args: string[], env: Record<string, string>) {
         .filter((l) => l.startsWith("{"))
         .map((l) => JSON.parse(l) as Record<string, any>),
   };
+}
+
+describe.skipIf(testEngine === "sqlite")("the PostgreSQL server goes away under a running instance", () => {
+  test("workers answer /health 503 unhealthy and writes 503, the instance stays up and a worker restarted meanwhile starts; back: writes work again", async () => {
+    const pgdb = newPgDatabase({ migrated: false });
+    cleanups.push(pgdb.drop);
+    const proxy = await tcpProxy(new URL(pgdb.url));
+    cleanups.push(() => proxy.stop());
+    const url = new URL(pgdb.url);
+    url.host = `127.0.0.1:${proxy.port}`;
+    const s = await startServer({ workers: 2, dbPath: url.toString(), env: { WRITE_LOCK_TIMEOUT_MS: "1500", LOG_LEVEL: "info" } });
+    cleanups.push(s.cleanup);
+    const fresh = { connection: "close" };
+    expect((await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:before.example", name: "Before" })).status).toBe(201);
+
+    proxy.stop();
+    const down = await until("/health to say unhealthy", async () => {
+      const h = await request(s.url, "GET", "/health", undefined, fresh);
+      return h.status === 503 ? h : null;
+    });
+    expect(down.body).toMatchObject({ status: "unhealthy", database_connected: false, connection_info: null });
+    expect(down.body.reasons).toEqual([expect.stringMatching(/^the PostgreSQL server cannot be reached: /)]);
+    const refused = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:during.example", name: "During" });
+    expect(refused.status).toBe(503);
+    expect(refused.body.error.code).toBe("unavailable");
+
+    // A worker that dies while the server is away is restarted and starts (no connection is needed to start).
+    const before = childPids(s.proc.pid);
+    expect(before).toHaveLength(2);
+    process.kill(before[0]!, "SIGKILL");
+    const restarted = await until("a new HTTP worker", () => childPids(s.proc.pid).find((p) => !before.includes(p)));
+    await until("the restarted worker to answer /health (503)", async () => {
+      const h = await request(s.url, "GET", "/health", undefined, fresh).catch(() => null);
+      return h?.status === 503 && h.body.process_id === restarted ? h : null;
+    });
+    expect(s.proc.exitCode).toBeNull();
+    expect(s.output()).not.toContain("giving up");
+
+    await proxy.start();
+    const up = await until("/health to answer 200 again", async () => {
+      const h = await request(s.url, "GET", "/health", undefined, fresh);
+      return h.status === 200 ? h : null;
+    });
+    // Degraded while the failed writes are recent (30 s), on the worker that saw them; healthy elsewhere.
+    expect(["healthy", "degraded"]).toContain(up.body.status);
+    expect((await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:after.example", name: "After" })).status).toBe(201);
+    const domains = await withDb(pgdb.url, async (h) => (await h.q.select({ d: h.t.sites.domain }).from(h.t.sites)).map((r) => r.d).sort());
+    expect(domains).toEqual(["sc-domain:after.example", "sc-domain:before.example"]);
+  });
+});
+
+/** Polls `f` until it returns something truthy (20 s at most). */
+async function until<T>(what: string, f: () => T | Promise<T>): Promise<NonNullable<T>> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const v = await f();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(100);
+  }
 }
