@@ -81,6 +81,8 @@ describe.skipIf(testEngine !== "pg")("two machines on one PostgreSQL database", 
           GSC_ACCESS_TOKEN: "test-token",
           GSC_API_BASE_URL: fake.url,
           GSC_RETRY_BASE_MS: "50",
+          // The fake answers at once: no need to spread requests over the minute as for Google.
+          GSC_QUOTA_PER_MINUTE: "100000",
           SYNC_SCHEDULER: "false",
           SYNC_POLL_MS: "50",
           SYNC_LEASE_MS: String(LEASE_MS),
@@ -163,17 +165,23 @@ describe.skipIf(testEngine !== "pg")("two machines on one PostgreSQL database", 
       return r.body.job_id as number;
     });
     expect(new Set(jobs).size).toBe(150);
+    let statuses = "";
     const tasks = await waitFor(
       "all 150 tasks to finish",
       () =>
         withDb(databaseUrl, async (db) => {
           const { syncTasks } = db.t;
           const rows = await db.q.select().from(syncTasks).where(inArray(syncTasks.id, jobs));
+          const by: Record<string, number> = {};
+          for (const t of rows) by[t.status] = (by[t.status] ?? 0) + 1;
+          statuses = JSON.stringify(by);
           return rows.every((t) => t.status === "completed" || t.status === "failed" || t.status === "cancelled") ? rows : null;
         }),
       120_000,
       250,
-    );
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}; tasks by status: ${statuses}`);
+    });
     expect(tasks.map((t) => t.status)).toEqual(new Array(150).fill("completed"));
     // Claimed once: one attempt each, and one "task started" across both machines' logs.
     expect(tasks.map((t) => t.attempts)).toEqual(new Array(150).fill(1));
