@@ -1,9 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
-import { containsPattern, SEARCH_INDEXED_SQL, SEARCH_SHORT_SQL, searchQueries } from "../src/search/queries.ts";
-import { upsertRows } from "../src/sync/data.ts";
+import { PG_SEARCH_INDEXED_SQL, PG_SEARCH_SHORT_SQL } from "../src/db/pg/search.ts";
+import { toPositional } from "../src/db/pg/named.ts";
+import { SEARCH_INDEXED_SQL, SEARCH_SHORT_SQL } from "../src/db/sqlite/search.ts";
+import { containsPattern, searchQueries } from "../src/search/queries.ts";
 import type { SourceRow } from "../src/sync/source.ts";
-import { tempDb } from "./helpers/db.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
+import { addSite, storeRows } from "./helpers/rows.ts";
 
 // GET /api/v1/sites/{site_id}/queries/search over rows stored the way the daily sync stores them.
 
@@ -36,25 +39,23 @@ beforeAll(async () => {
     ((await (await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain, name: domain }) })).json()) as { id: number }).id;
   site = await mk("sc-domain:search.example");
   other = await mk("sc-domain:other.example");
-  await t.db.write((tx) => {
-    upsertRows(tx, site, "2026-03-01", "web", [
-      row("Running Shoes", 10, 100, 0.1, 3),
-      row("running shoes", 5, 50, 0.1, 4, "https://x.example/a"),
-      row("running shoes", 1, 10, 0.1, 6, "https://x.example/a", "DESKTOP"),
-      row("best trail running", 2, 40, 0.05, 8),
-      row("100% cotton shirt", 7, 70, 0.1, 2),
-      row("1000 cotton shirts", 3, 30, 0.1, 5),
-      row("a_b testing", 4, 40, 0.1, 9),
-      row("abb testing", 9, 90, 0.1, 9),
-      row("back\\slash query", 1, 10, 0.1, 1),
-    ]);
-    upsertRows(tx, site, "2026-03-01", "image", [row("running shoes", 2, 20, 0.1, 2)]);
-    upsertRows(tx, site, "2026-03-02", "web", [row("running shoes", 20, 200, 0.1, 2), row("best trail running", 1, 10, 0.1, 10)]);
-    upsertRows(tx, site, "2026-03-03", "web", [row("running shoes", 4, 40, 0.1, 5)]);
-    // Fewest clicks, most impressions: first in the original's order (total_impressions desc).
-    upsertRows(tx, site, "2026-03-04", "web", [row("running socks", 1, 500, 0.002, 7)]);
-    upsertRows(tx, other, "2026-03-02", "web", [row("running shoes", 1000, 2000, 0.5, 1)]);
-  });
+  await storeRows(t.db, site, "2026-03-01", "web", [
+    row("Running Shoes", 10, 100, 0.1, 3),
+    row("running shoes", 5, 50, 0.1, 4, "https://x.example/a"),
+    row("running shoes", 1, 10, 0.1, 6, "https://x.example/a", "DESKTOP"),
+    row("best trail running", 2, 40, 0.05, 8),
+    row("100% cotton shirt", 7, 70, 0.1, 2),
+    row("1000 cotton shirts", 3, 30, 0.1, 5),
+    row("a_b testing", 4, 40, 0.1, 9),
+    row("abb testing", 9, 90, 0.1, 9),
+    row("back\\slash query", 1, 10, 0.1, 1),
+  ]);
+  await storeRows(t.db, site, "2026-03-01", "image", [row("running shoes", 2, 20, 0.1, 2)]);
+  await storeRows(t.db, site, "2026-03-02", "web", [row("running shoes", 20, 200, 0.1, 2), row("best trail running", 1, 10, 0.1, 10)]);
+  await storeRows(t.db, site, "2026-03-03", "web", [row("running shoes", 4, 40, 0.1, 5)]);
+  // Fewest clicks, most impressions: first in the original's order (total_impressions desc).
+  await storeRows(t.db, site, "2026-03-04", "web", [row("running socks", 1, 500, 0.002, 7)]);
+  await storeRows(t.db, other, "2026-03-02", "web", [row("running shoes", 1000, 2000, 0.5, 1)]);
 });
 afterAll(() => t.cleanup());
 
@@ -175,7 +176,7 @@ describe("errors", () => {
   });
 });
 
-test("query plans: the trigram index (3+ chars) or the site's query list (1-2 chars), then the covering index; never a scan of rows", () => {
+test.skipIf(testEngine === "pg")("query plans (SQLite: FTS5 and INDEXED BY): the trigram index (3+ chars) or the site's query list (1-2 chars), then the covering index; never a scan of rows", () => {
   const plan = (sql: string) =>
     t.db.raw.reader
       .query<{ detail: string }, []>(`explain query plan ${sql.replace(/\$\w+/g, "?")}`)
@@ -193,4 +194,40 @@ test("query plans: the trigram index (3+ chars) or the site's query list (1-2 ch
   expect(short).toMatch(/SEARCH q USING COVERING INDEX gsc_queries_site_query_unique \(site_id=\?\)/);
   expect(short).toMatch(rowsByQuery);
   for (const p of [indexed, short]) expect(p).not.toMatch(/SCAN (g|gsc_performance_data)\b/);
+});
+
+test.skipIf(testEngine === "sqlite")("query plans (PostgreSQL): a selective term through the pg_trgm index, then the (site_id, query) index of the rows; short terms never the trigram index", async () => {
+  const pool = t.db.pg!.pool;
+  const client = await pool.connect();
+  try {
+    // A site with 20,000 queries (the triggers list them in gsc_queries) and fresh statistics: on a few
+    // rows the planner rightly prefers a scan to the trigram index.
+    const big = await addSite(t.db, "sc-domain:plans.example");
+    await client.query(
+      `insert into gsc_performance_data (site_id, date, page, query, device, search_type)
+       select $1, '2026-03-01', '/', 'plan ' || md5(i::text), 'MOBILE', 'web' from generate_series(1, 20000) i`,
+      [big],
+    );
+    // VACUUM also moves the GIN index's pending list (fastupdate) into the index, as autovacuum does.
+    await client.query("vacuum analyze gsc_performance_data");
+    await client.query("vacuum analyze gsc_queries");
+    const plan = async (sql: string, term: string) => {
+      const pattern = containsPattern(term);
+      const q = toPositional(sql, { site_id: big, pattern, lower: pattern.toLowerCase(), start: "", end: "9999-12-31", limit: 10 });
+      const rows = (await client.query(`explain ${q.text}`, q.values)).rows as { "QUERY PLAN": string }[];
+      return rows.map((r) => r["QUERY PLAN"]).join("\n");
+    };
+    // A selective term (a piece of one md5): its trigrams are rare, so the GIN index is the cheap path.
+    const indexed = await plan(PG_SEARCH_INDEXED_SQL, new Bun.CryptoHasher("md5").update("1234").digest("hex").slice(3, 11));
+    expect(indexed).toContain("gsc_queries_query_trgm_idx");
+    const rowsByQuery = /Index (Only )?Scan using gsc_performance_data_site_query_idx on gsc_performance_data g/;
+    expect(indexed).toMatch(rowsByQuery);
+    expect(indexed).not.toMatch(/Seq Scan/);
+    // 1-2 characters have no trigram: the site's query list (the planner may scan it when the term is
+    // common, as "ab" is here: 1 query in 5); the trigram index would have to read all of itself.
+    const short = await plan(PG_SEARCH_SHORT_SQL, "ab");
+    expect(short).not.toContain("trgm");
+  } finally {
+    client.release();
+  }
 });

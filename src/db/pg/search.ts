@@ -1,0 +1,73 @@
+import type { Db } from "../index.ts";
+import type { SearchParams, SearchRow } from "../sqlite/search.ts";
+import { pgAll } from "./named.ts";
+
+// Query search on PostgreSQL: the pg_trgm GIN index on gsc_queries.query (migrations/pg/0002, see
+// search-index.ts) finds a site's distinct queries containing a term of 3+ characters; their rows are
+// then totalled through the covering (site_id, query, date, ...) index, as on SQLite. No batching, no
+// mark: the trigram index is current at every commit.
+//
+// Same answers as SQLite's LIKE: ASCII letters fold, nothing else does. ILIKE alone folds by the
+// database's locale (more than ASCII in a UTF-8 locale), so it only narrows through the index and the
+// ASCII-only comparison (translate) decides. Ties are ordered by byte order (COLLATE "C", SQLite's BINARY)
+// whatever the database's collation.
+
+const UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const LOWER = "abcdefghijklmnopqrstuvwxyz";
+/** `expr` with ASCII letters lower-cased and nothing else changed (SQLite LIKE's case rule). */
+const asciiLower = (expr: string) => `translate(${expr}, '${UPPER}', '${LOWER}')`;
+const likeAscii = (col: string) => `${asciiLower(col)} like $lower escape '\\'`;
+
+const totals = (matched: string) => `with matched as (${matched})
+select m.query,
+       sum(g.clicks)::float8 as total_clicks,
+       sum(g.impressions)::float8 as total_impressions,
+       avg(g.ctr) as avg_ctr,
+       avg(g.position) as avg_position,
+       count(distinct g.date)::int as days_appeared,
+       (count(*) over ())::int as found
+  from matched m
+  join gsc_performance_data g on g.site_id = $site_id and g.query = m.query
+ where g.date >= $start and g.date <= $end
+ group by m.query
+ order by total_impressions desc, m.query collate "C"
+ limit $limit`;
+
+/** Terms of 3+ characters: the trigram index (ILIKE), then the exact ASCII-only rule. */
+export const PG_SEARCH_INDEXED_SQL = totals(`select q.query from gsc_queries q
+   where q.site_id = $site_id and q.query ilike $pattern escape '\\' and ${likeAscii("q.query")}`);
+
+/** Terms of 1-2 characters (no trigram): the site's distinct queries, by the (site_id, query) index. */
+export const PG_SEARCH_SHORT_SQL = totals(`select q.query from gsc_queries q
+   where q.site_id = $site_id and ${likeAscii("q.query")}`);
+
+/** The plain scan of the site's rows, without gsc_queries: the reference for tests and the bench. */
+export const PG_SEARCH_SCAN_SQL = `select query,
+       sum(clicks)::float8 as total_clicks,
+       sum(impressions)::float8 as total_impressions,
+       avg(ctr) as avg_ctr,
+       avg(position) as avg_position,
+       count(distinct date)::int as days_appeared,
+       (count(*) over ())::int as found
+  from gsc_performance_data
+ where site_id = $site_id and ${likeAscii("query")} and date >= $start and date <= $end
+ group by query
+ order by total_impressions desc, query collate "C"
+ limit $limit`;
+
+const sqlOf = { index: PG_SEARCH_INDEXED_SQL, short: PG_SEARCH_SHORT_SQL, scan: PG_SEARCH_SCAN_SQL };
+
+/** Runs one search: the trigram index, the short-term list, or the plain scan. */
+export function searchPg(db: Db, kind: "index" | "short" | "scan", params: SearchParams): Promise<SearchRow[]> {
+  return pgAll<SearchRow>(db, sqlOf[kind], { ...params, lower: params.pattern.replace(/[A-Z]/g, (c) => c.toLowerCase()) });
+}
+
+/** The oldest and newest day with rows for a site (PostgreSQL answers min and max of one select from the index). */
+export async function findDataBoundsPg(db: Db, siteId: number): Promise<{ oldest: string | null; latest: string | null }> {
+  const rows = await pgAll<{ oldest: string | null; latest: string | null }>(
+    db,
+    "select min(date) as oldest, max(date) as latest from gsc_performance_data where site_id = $site_id",
+    { site_id: siteId },
+  );
+  return rows[0] ?? { oldest: null, latest: null };
+}

@@ -1,0 +1,111 @@
+import { count, eq, gt, max, sql } from "drizzle-orm";
+import type { Db, Orm } from "../index.ts";
+import { gscQueries, gscQueriesIndexed } from "../schema.ts";
+
+// Query search on SQLite (migrations/sqlite/0006_query_search_fts.sql): an FTS5 trigram index over each
+// site's distinct queries (gsc_queries), written in batches by indexPendingQueries. src/search/queries.ts
+// is the entry point; src/db/pg/search.ts is the PostgreSQL side.
+
+export type SearchParams = { site_id: number; pattern: string; start: string; end: string; limit: number };
+export type SearchRow = { query: string; total_clicks: number; total_impressions: number; avg_ctr: number; avg_position: number; days_appeared: number; found: number };
+
+// Totals of the matched queries (`matched`, defined by each search below) from the covering index
+// (site_id, query, date, clicks, impressions, ctr, position): one index range per matched query, no
+// table row read. CROSS JOIN keeps the matched queries as the outer loop (SQLite never reorders it): left
+// to itself the planner may walk every row of the site and look each query up in the matched list.
+// INDEXED BY (which Drizzle cannot say) makes a missing index fail loudly instead of slow.
+const totalsOf = (matched: string) => `with matched(query) as (${matched})
+select m.query,
+       sum(g.clicks) as total_clicks,
+       sum(g.impressions) as total_impressions,
+       avg(g.ctr) as avg_ctr,
+       avg(g.position) as avg_position,
+       count(distinct g.date) as days_appeared,
+       count(*) over () as found
+  from matched m
+ cross join gsc_performance_data g indexed by gsc_performance_data_site_query_idx
+    on g.site_id = $site_id and g.query = m.query
+ where g.date >= $start and g.date <= $end
+ group by m.query
+ order by total_impressions desc, m.query
+ limit $limit`;
+
+/**
+ * Terms of 3+ characters: the trigram index gives the site's queries containing the term ignoring
+ * case (Unicode folding, a superset of LIKE's ASCII-only folding), and LIKE then keeps exactly what
+ * the plain scan keeps. Queries added since the last indexPendingQueries are not in the FTS index yet:
+ * they are the ids past its mark, tested with LIKE directly: a rowid range, usually short or empty
+ * (the unary + keeps the planner off the (site_id, query) index, which would read all the site's queries).
+ */
+export const SEARCH_INDEXED_SQL = totalsOf(`select q.query
+    from gsc_queries_fts f join gsc_queries q on q.id = f.rowid
+   where gsc_queries_fts match $fts and q.site_id = $site_id and q.query like $pattern escape '\\'
+  union all
+  select q.query from gsc_queries q
+   where q.id > (select indexed_through from gsc_queries_indexed where id = 1)
+     and +q.site_id = $site_id and q.query like $pattern escape '\\'
+   order by 1`);
+
+/** Terms of 1-2 characters (too short for trigrams): LIKE over the site's distinct queries, not its rows. */
+export const SEARCH_SHORT_SQL = totalsOf(`select q.query from gsc_queries q
+   where q.site_id = $site_id and q.query like $pattern escape '\\'`);
+
+/**
+ * The plain scan of every row of the site, without the query index: the reference the indexed search
+ * is tested against (test/search.index.test.ts) and measured against (bench/query-search.ts).
+ */
+export const SEARCH_SCAN_SQL = `select query,
+       sum(clicks) as total_clicks,
+       sum(impressions) as total_impressions,
+       avg(ctr) as avg_ctr,
+       avg(position) as avg_position,
+       count(distinct date) as days_appeared,
+       count(*) over () as found
+  from gsc_performance_data indexed by gsc_performance_data_site_query_idx
+ where site_id = $site_id and query like $pattern escape '\\' and date >= $start and date <= $end
+ group by query
+ order by total_impressions desc, query
+ limit $limit`;
+
+/** An FTS5 query for `term` as one literal phrase (trigram: a substring), whatever characters it holds. */
+export function ftsPhrase(term: string): string {
+  return `"${term.replaceAll('"', '""')}"`;
+}
+
+/** Runs one search on the reader connection: the FTS index, the short-term list, or the plain scan. */
+export function searchSqlite(db: Db, kind: "index" | "short" | "scan", params: SearchParams, term: string): SearchRow[] {
+  // No cache of our own: bun:sqlite's query() compiles a statement once per connection and SQL text.
+  const reader = db.raw.reader;
+  if (kind === "scan") return reader.query<SearchRow, [SearchParams]>(SEARCH_SCAN_SQL).all(params);
+  if (kind === "short") return reader.query<SearchRow, [SearchParams]>(SEARCH_SHORT_SQL).all(params);
+  return reader.query<SearchRow, [SearchParams & { fts: string }]>(SEARCH_INDEXED_SQL).all({ ...params, fts: ftsPhrase(term) });
+}
+
+/** Queries indexed per write: ~10 ms of FTS work, so other writers do not wait long for the lock. */
+export const INDEX_BATCH = 2000;
+
+/**
+ * Inside a write: adds up to `limit` queries not yet in the FTS index (the oldest first) and moves the
+ * mark past them; returns how many. Batches cost a fraction of per-row FTS writes (BENCHMARKS.md).
+ */
+export function indexPendingQueries(tx: Orm, limit = INDEX_BATCH): number {
+  const mark = tx.select({ through: gscQueriesIndexed.indexed_through }).from(gscQueriesIndexed).where(eq(gscQueriesIndexed.id, 1)).get()!.through;
+  const next = tx.select({ id: gscQueries.id }).from(gscQueries).where(gt(gscQueries.id, mark)).orderBy(gscQueries.id).limit(limit).as("next");
+  const batch = tx.select({ n: count(), last: max(next.id) }).from(next).get()!;
+  if (batch.last === null) return 0;
+  // FTS5's own insert: Drizzle cannot describe the virtual table.
+  tx.run(sql`insert into gsc_queries_fts (rowid, query) select id, query from gsc_queries where id > ${mark} and id <= ${batch.last}`);
+  tx.update(gscQueriesIndexed).set({ indexed_through: batch.last }).where(eq(gscQueriesIndexed.id, 1)).run();
+  return batch.n;
+}
+
+/** The oldest and newest day with rows for a site: two index seeks. */
+export function findDataBoundsSqlite(db: Db, siteId: number): { oldest: string | null; latest: string | null } {
+  // Two subqueries: min() and max() in one select would scan the site's rows instead of seeking.
+  return db.raw.reader
+    .query<{ oldest: string | null; latest: string | null }, [number]>(
+      `select (select min(date) from gsc_performance_data where site_id = ?1) as oldest,
+              (select max(date) from gsc_performance_data where site_id = ?1) as latest`,
+    )
+    .get(siteId)!;
+}
