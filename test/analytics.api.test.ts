@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
-import { markDaySynced, upsertRows } from "../src/sync/data.ts";
-import { upsertHourlyRows } from "../src/sync/hourly-data.ts";
-import type { SearchType, SourceRow } from "../src/sync/source.ts";
+import type { SearchType } from "../src/sync/source.ts";
 import { tempDb } from "./helpers/db.ts";
+import { markSynced, storeHourlyRows, storeRows } from "./helpers/rows.ts";
 
 // The original's analytics endpoints (reference §0.6, §1.5-§1.7, §4 rows 4-6), table-driven from the
 // reference, over rows stored the way the daily sync stores them.
@@ -33,12 +32,9 @@ const rowsA: Fixture[] = [
 ];
 
 async function store(siteId: number, rows: Fixture[]) {
-  await t.db.write((tx) => {
-    for (const [day, type, page, query, device, clicks, impressions, ctr, position] of rows) {
-      const r: SourceRow = { page, query, device, clicks, impressions, ctr, position };
-      upsertRows(tx, siteId, day, type, [r]);
-    }
-  });
+  for (const [day, type, page, query, device, clicks, impressions, ctr, position] of rows) {
+    await storeRows(t.db, siteId, day, type, [{ page, query, device, clicks, impressions, ctr, position }]);
+  }
 }
 
 async function call(method: string, path: string, body?: unknown) {
@@ -80,12 +76,11 @@ beforeAll(async () => {
     [addDays(today, -31), "web", `${R}/d31`, "q", "DESKTOP", 2, 10, 0.1, 1],
     [addDays(today, -32), "web", `${R}/d32`, "q", "DESKTOP", 4, 10, 0.1, 1],
   ]);
-  await t.db.write((tx) => markDaySynced(tx, ids.E!, today, "web", 1));
-  await t.db.write((tx) =>
-    upsertHourlyRows(tx, ids.E!, new Date().toISOString(), [
-      { hour_timestamp: `${addDays(today, -1)}T03:00:00+00:00`, query: "q", page: `${R}/h`, device: "DESKTOP", clicks: 1, impressions: 1, ctr: 1, position: 1 },
-    ]),
-  );
+  await markSynced(t.db, ids.E!, today, "web", 1);
+  const yesterday = addDays(today, -1);
+  await storeHourlyRows(t.db, ids.E!, [
+    { date: yesterday, hour: 3, hour_timestamp: `${yesterday}T03:00:00+00:00`, query: "q", page: `${R}/h`, device: "DESKTOP", clicks: 1, impressions: 1, ctr: 1, position: 1 },
+  ]);
   await store(ids.F!, [["2025-01-01", "web", 'https://quotes.example/p?x="1",y=2', 'say "hi"\nthere', "DESKTOP", 1, 2, 0.5, 1.25]]);
   // Nine days with clicks 1,1,1,1,1,1,1,1,5: the 8th day's week-over-week change is 0, the 9th's 4.
   const clicks = [1, 1, 1, 1, 1, 1, 1, 1, 5];

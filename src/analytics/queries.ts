@@ -1,17 +1,36 @@
-import type { Db } from "../db/index.ts";
+import type { Db, Engine } from "../db/index.ts";
+import { pgAll } from "../db/pg/named.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { roundHalfEven } from "./format.ts";
 import { queryPool } from "./pool.ts";
 import type { PageKeywordItem, RankingDataItem, TrendsResponse } from "./schemas.ts";
 
 // Reads of the synced rows (gsc_performance_data) for the analytics endpoints, in plain SQL: they
-// use json_each, window functions and exact orderings that the planner must serve from the indexes.
-// Index seeks (exact terms, coverage) run on the process's reader; scans that aggregate a date range
-// run on the query threads (pool.ts), off the event loop. Each SQL text is compiled once per connection.
+// use JSON lists, window functions and exact orderings that the planner must serve from the indexes.
+// One text per engine where the spelling differs (the helpers below), named parameters on both.
+// SQLite: index seeks (exact terms, coverage) run on the process's reader; scans that aggregate a date
+// range run on the query threads (pool.ts), off the event loop. Each SQL text is compiled once per
+// connection. PostgreSQL: the server does the work; the event loop only awaits the pool.
 
 // The unique index's order: (site_id, date, page, query, device, search_type). Rows read in it need
 // no sort; it is also the "order of appearance" that daily groups keep within a day.
 const INDEX_ORDER = "g.date, g.page, g.query, g.device, g.search_type";
+
+/** A JSON array parameter as rows `t(value, key)`, key giving the element's position. */
+const jsonList = (e: Engine, param: string, alias: string) =>
+  e === "pg" ? `jsonb_array_elements_text(${param}::jsonb) with ordinality ${alias}(value, key)` : `json_each(${param}) ${alias}`;
+/** Whether `needle` occurs in `haystack`: case-sensitive, % and _ plain characters. */
+const contains = (e: Engine, haystack: string, needle: string) => (e === "pg" ? `strpos(${haystack}, ${needle}) > 0` : `instr(${haystack}, ${needle}) > 0`);
+/** Sums and counts as JSON numbers: PostgreSQL's bigint and numeric arrive as strings, float8 as numbers (exact to 2^53). */
+const num = (e: Engine, expr: string) => (e === "pg" ? `(${expr})::float8` : expr);
+/** "No limit": SQLite reads a negative LIMIT so, PostgreSQL a NULL one. */
+const noLimit = (e: Engine) => (e === "pg" ? null : -1);
+
+/** Runs an analytics SELECT: `slow` ones (range scans) on SQLite's query threads; the pool on PostgreSQL. */
+async function all<R>(db: Db, sql: string, params: Record<string, string | number | null>, slow: boolean): Promise<R[]> {
+  if (db.engine === "pg") return pgAll<R>(db, sql, params);
+  return slow ? queryPool(db).all<R>(sql, params) : db.raw.reader.query<R, [typeof params]>(sql).all(params);
+}
 
 export type RankingOptions = {
   siteId: number;
@@ -30,7 +49,7 @@ export type RankingOptions = {
 type RankingRow = { date: string; key: string; clicks: number; impressions: number; ctr: number; position: number | null };
 
 /** The SQL of one ranking-data request shape (group column, filter kind, mode). */
-function rankingSql(o: RankingOptions): string {
+function rankingSql(e: Engine, o: RankingOptions): string {
   const col = o.groupBy === "query" ? "g.query" : "g.page";
   const range = "g.site_id = $site_id and g.date >= $start and g.date <= $end";
   let from = "gsc_performance_data g";
@@ -41,18 +60,18 @@ function rankingSql(o: RankingOptions): string {
     // One pass per term, in request order, each by date: the original's concatenated per-term queries.
     // CROSS JOIN keeps the terms as the outer loop, so each term is an index seek on (site_id, query|page,
     // date); left to itself the planner scans the whole date range instead (25-50x slower at 5M rows).
-    from = `json_each($terms) t cross join gsc_performance_data g on ${col} = t.value`;
+    // (PostgreSQL's planner picks the loop itself, and its CROSS JOIN takes no ON.)
+    from = `${jsonList(e, "$terms", "t")} ${e === "pg" ? "join" : "cross join"} gsc_performance_data g on ${col} = t.value`;
     order = `t.key, ${INDEX_ORDER}`;
     within = "min(t.key)";
   } else if (o.partial) {
-    // instr: a case-sensitive substring test in which % and _ are plain characters.
-    where += " and exists (select 1 from json_each($terms) t where instr(g.query, t.value) > 0)";
+    where += ` and exists (select 1 from ${jsonList(e, "$terms", "t")} where ${contains(e, "g.query", "t.value")})`;
   }
   if (!o.daily) {
     return `select g.date as date, ${col} as key, g.clicks as clicks, g.impressions as impressions, g.ctr as ctr, g.position as position
   from ${from} where ${where} order by ${order} limit $limit`;
   }
-  return `select g.date as date, ${col} as key, sum(g.clicks) as clicks, sum(g.impressions) as impressions,
+  return `select g.date as date, ${col} as key, ${num(e, "sum(g.clicks)")} as clicks, ${num(e, "sum(g.impressions)")} as impressions,
        avg(g.ctr) as ctr, avg(nullif(g.position, 0)) as position
   from ${from} where ${where}
  group by g.date, ${col}
@@ -67,18 +86,16 @@ function rankingSql(o: RankingOptions): string {
  */
 export async function findRankingData(db: Db, o: RankingOptions): Promise<RankingDataItem[]> {
   const terms = o.exact ?? o.partial;
-  const sql = rankingSql(o);
+  const sql = rankingSql(db.engine, o);
   const params = {
     site_id: o.siteId,
     start: o.start,
     end: o.end,
-    limit: o.limit ?? -1,
+    limit: o.limit ?? noLimit(db.engine),
     ...(terms ? { terms: JSON.stringify(terms) } : {}),
   };
   // Exact terms are index seeks (~1 ms for a month); anything else reads the whole range.
-  const rows = o.exact
-    ? db.raw.reader.query<RankingRow, [typeof params]>(sql).all(params)
-    : await queryPool(db).all<RankingRow>(sql, params);
+  const rows = await all<RankingRow>(db, sql, params, !o.exact);
   const byQuery = o.groupBy === "query";
   return rows.map((r) => ({
     date: r.date,
@@ -101,16 +118,18 @@ export type PageKeywordOptions = {
   limit: number | null;
 };
 
-type PageRow = Omit<PageKeywordItem, "keywords"> & { keywords: string };
+/** An aggregate row: keywords a JSON text (SQLite) or already an array (PostgreSQL's json). */
+type PageRow = Omit<PageKeywordItem, "keywords"> & { keywords: string | string[] };
 
 /** The per-page aggregate behind page-keyword-performance (JSON and CSV), most clicked first. */
-export function pageKeywordSql(o: Pick<PageKeywordOptions, "since" | "urlContains">): string {
-  return `select page as url, sum(clicks) as total_clicks, sum(impressions) as total_impressions,
+export function pageKeywordSql(e: Engine, o: Pick<PageKeywordOptions, "since" | "urlContains">): string {
+  const keywords = e === "pg" ? "json_agg(distinct query)" : "json_group_array(distinct query)";
+  return `select page as url, ${num(e, "sum(clicks)")} as total_clicks, ${num(e, "sum(impressions)")} as total_impressions,
        avg(ctr) as avg_ctr, avg(position) as avg_position,
-       json_group_array(distinct query) as keywords, count(distinct query) as keyword_count
+       ${keywords} as keywords, ${num(e, "count(distinct query)")} as keyword_count
   from gsc_performance_data
  where site_id = $site_id and (clicks > 0 or impressions > 0)${o.since ? " and date >= $since" : ""}${
-   o.urlContains !== null ? " and instr(page, $contains) > 0" : ""
+   o.urlContains !== null ? ` and ${contains(e, "page", "$contains")}` : ""
  }
  group by page
  order by total_clicks desc, page
@@ -118,10 +137,10 @@ export function pageKeywordSql(o: Pick<PageKeywordOptions, "since" | "urlContain
 }
 
 /** Parameters of pageKeywordSql. */
-export function pageKeywordParams(o: PageKeywordOptions): Record<string, string | number> {
+export function pageKeywordParams(e: Engine, o: PageKeywordOptions): Record<string, string | number | null> {
   return {
     site_id: o.siteId,
-    limit: o.limit ?? -1,
+    limit: o.limit ?? noLimit(e),
     ...(o.since ? { since: o.since } : {}),
     ...(o.urlContains !== null ? { contains: o.urlContains } : {}),
   };
@@ -135,14 +154,14 @@ export function toPageKeywordItem(r: PageRow): PageKeywordItem {
     total_impressions: r.total_impressions,
     avg_ctr: roundHalfEven(r.avg_ctr * 100, 3),
     avg_position: roundHalfEven(r.avg_position, 2),
-    keywords: (JSON.parse(r.keywords) as string[]).sort(),
+    keywords: (typeof r.keywords === "string" ? (JSON.parse(r.keywords) as string[]) : r.keywords).sort(),
     keyword_count: r.keyword_count,
   };
 }
 
 /** Pages of a site with their totals and keywords (see pageKeywordSql). */
 export async function findPageKeywordPerformance(db: Db, o: PageKeywordOptions): Promise<PageKeywordItem[]> {
-  const rows = await queryPool(db).all<PageRow>(pageKeywordSql(o), pageKeywordParams(o));
+  const rows = await all<PageRow>(db, pageKeywordSql(db.engine, o), pageKeywordParams(db.engine, o), true);
   return rows.map(toPageKeywordItem);
 }
 
@@ -151,7 +170,7 @@ export function pageKeywordSince(days: number | null | undefined, now = new Date
   return days ? addDays(dayOf(now), -(days + 1)) : null;
 }
 
-/** The raw rows of a site for the export, in index order (no sort), optionally bounded by days and a search type. */
+/** The raw rows of a site for the export, in index order (no sort), optionally bounded by days and a search type (same text on both engines). */
 export function exportSql(o: { start: boolean; end: boolean; searchType: boolean }): string {
   return `select date, page, query, device, search_type, clicks, impressions, ctr, position
   from gsc_performance_data g
@@ -163,14 +182,14 @@ export function exportSql(o: { start: boolean; end: boolean; searchType: boolean
 
 // The newest `days` days that have rows, found by hopping down the (site_id, date, ...) index one
 // seek per day instead of scanning the rows.
-const TRENDS_SQL = `with recursive d(date, n) as (
+const trendsSql = (e: Engine) => `with recursive d(date, n) as (
   select (select max(date) from gsc_performance_data where site_id = $site_id), 1
   union all
   select (select max(date) from gsc_performance_data where site_id = $site_id and date < d.date), n + 1
     from d where d.date is not null and n < $days
 ), daily as (
-  select g.date, sum(g.clicks) as total_clicks, sum(g.impressions) as total_impressions,
-         avg(g.position) as avg_position, count(distinct g.query) as unique_queries
+  select g.date, ${num(e, "sum(g.clicks)")} as total_clicks, ${num(e, "sum(g.impressions)")} as total_impressions,
+         avg(g.position) as avg_position, ${num(e, "count(distinct g.query)")} as unique_queries
     from gsc_performance_data g
    where g.site_id = $site_id and g.date >= (select min(date) from d)
    group by g.date
@@ -182,13 +201,14 @@ select date, total_clicks, total_impressions, avg_position, unique_queries,
   from daily
 window w as (order by date), w7 as (order by date rows between 6 preceding and current row)
  order by date desc`;
+const TRENDS_SQL = { sqlite: trendsSql("sqlite"), pg: trendsSql("pg") };
 
 /**
  * Daily totals of a site's newest `days` days with data (not a calendar window), with a 7-row
  * moving average, the change against 7 rows before and a running sum; newest first.
  */
 export async function findPerformanceTrends(db: Db, siteId: number, days: number): Promise<TrendsResponse> {
-  const data = await queryPool(db).all<TrendsResponse["data"][number]>(TRENDS_SQL, { site_id: siteId, days });
+  const data = await all<TrendsResponse["data"][number]>(db, TRENDS_SQL[db.engine], { site_id: siteId, days }, true);
   const n = data.length;
   return {
     data,
@@ -200,23 +220,26 @@ export async function findPerformanceTrends(db: Db, siteId: number, days: number
   };
 }
 
-const COVERAGE_SQL = `select d.value as date,
+const coverageSql = (e: Engine) => `select d.value as date,
        exists (select 1 from gsc_performance_data g where g.site_id = $site_id and g.date = d.value) as has_rows,
        exists (select 1 from hourly_rankings h where h.site_id = $site_id and h.date = d.value) as has_hourly
-  from json_each($days) d order by d.value`;
+  from ${jsonList(e, "$days", "d")} order by d.value`;
+const COVERAGE_SQL = { sqlite: coverageSql("sqlite"), pg: coverageSql("pg") };
 const LAST_SYNC_SQL = "select max(synced_at) as at from gsc_synced_days where site_id = $site_id";
 
 /** For each day from today minus `days` to today (UTC): whether the site has daily / hourly rows that day; index seeks only. */
 export async function findCoverage(db: Db, siteId: number, days: number, now = new Date()) {
   const today = dayOf(now);
   const list = dayRange(addDays(today, -days), today);
-  const rows = db.raw.reader
-    .query<{ date: string; has_rows: number; has_hourly: number }, [Record<string, string | number>]>(COVERAGE_SQL)
-    .all({ site_id: siteId, days: JSON.stringify(list) });
-  const lastSync = db.raw.reader.query<{ at: string | null }, [Record<string, number>]>(LAST_SYNC_SQL).get({ site_id: siteId });
+  // exists() is 0/1 on SQLite, a boolean on PostgreSQL.
+  type Row = { date: string; has_rows: number | boolean; has_hourly: number | boolean };
+  const [rows, lastSync] = await Promise.all([
+    all<Row>(db, COVERAGE_SQL[db.engine], { site_id: siteId, days: JSON.stringify(list) }, false),
+    all<{ at: string | null }>(db, LAST_SYNC_SQL, { site_id: siteId }, false),
+  ]);
   return {
-    daily: Object.fromEntries(rows.map((r) => [r.date, r.has_rows === 1])),
-    hourly: Object.fromEntries(rows.map((r) => [r.date, r.has_hourly === 1])),
-    lastSync: lastSync?.at ?? null,
+    daily: Object.fromEntries(rows.map((r) => [r.date, Boolean(r.has_rows)])),
+    hourly: Object.fromEntries(rows.map((r) => [r.date, Boolean(r.has_hourly)])),
+    lastSync: lastSync[0]?.at ?? null,
   };
 }

@@ -135,7 +135,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const q = c.req.valid("query");
       const site = await resolveSite(db, q);
       const o = { siteId: site.id, since: pageKeywordSince(q.days), urlContains: q.query ?? null, limit: q.max_results || null };
-      const body = streamQuery<Parameters<typeof toPageKeywordItem>[0]>(db, pageKeywordSql(o), pageKeywordParams(o), PAGE_KEYWORD_HEADER, (r) => {
+      const body = await streamQuery<Parameters<typeof toPageKeywordItem>[0]>(db, pageKeywordSql(db.engine, o), pageKeywordParams(db.engine, o), PAGE_KEYWORD_HEADER, (r) => {
         const p = toPageKeywordItem(r);
         // The original's CSV: ctr percent with 4 decimals, the 2-decimal position printed with 1.
         const fields = [p.url, p.total_clicks, p.total_impressions, formatFixed(p.avg_ctr, 4), formatFixed(p.avg_position, 1)];
@@ -264,10 +264,10 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       type Row = Record<(typeof exportColumns)[number], string | number>;
       const csv = q.format === "csv";
       const body = csv
-        ? streamQuery<Row>(db, sql, params, csvLine(exportColumns), (r) =>
+        ? await streamQuery<Row>(db, sql, params, csvLine(exportColumns), (r) =>
             csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position]),
           )
-        : streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n");
+        : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n");
       const span = `${q.start_date ?? "all"}_${q.end_date ?? "all"}`;
       return new Response(body, {
         status: 200,

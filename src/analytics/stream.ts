@@ -1,11 +1,14 @@
 import type { Database, SQLQueryBindings, Statement } from "bun:sqlite";
 import type { Db } from "../db/index.ts";
 import { openConnection } from "../db/open.ts";
+import { openPgCursor } from "../db/pg/cursor.ts";
+import { toPositional } from "../db/pg/named.ts";
 import { Gauge } from "prom-client";
 import { registry } from "../metrics/registry.ts";
 
-// Large downloads: rows are read one by one with a statement's iterate() and written as they are
-// read, in chunks the client pulls (ReadableStream backpressure), so memory stays flat at any size.
+// Large downloads: rows are read as the client pulls chunks (ReadableStream backpressure) and written
+// as they are read, so memory stays flat at any size. SQLite: a statement's iterate() on a connection
+// of its own; PostgreSQL: a server-side cursor on a connection of its own, FETCHed in batches.
 
 const openDownloads = new Gauge({
   name: "sitesync_downloads_open",
@@ -16,6 +19,8 @@ const openDownloads = new Gauge({
 
 /** Bytes of text gathered before a chunk is handed to the socket. */
 const CHUNK_CHARS = 256 * 1024;
+/** Rows per FETCH of a PostgreSQL cursor: a few hundred KB of rows in memory at a time. */
+const FETCH_ROWS = 2000;
 
 /**
  * Opens a read-only connection of its own for one download. The process's shared reader must not
@@ -31,16 +36,22 @@ export function openExportConnection(db: Db): Database {
 }
 
 /**
- * A byte stream of `header` then `line(row)` for each row of `sql`, read on its own connection as the
- * client consumes it; the connection closes at the end, on error or when the client goes away.
+ * A byte stream of `header` then `line(row)` for each row of `sql` (the engine's text, named
+ * parameters), read on its own connection as the client consumes it; the connection closes at the
+ * end, on error or when the client goes away. Resolves once the rows can be read (a connection that
+ * fails is an error before any byte is sent).
  */
-export function streamQuery<R>(
+export async function streamQuery<R>(
   db: Db,
   sql: string,
-  params: SQLQueryBindings,
+  params: Record<string, string | number | null>,
   header: string,
   line: (row: R) => string,
-): ReadableStream<Uint8Array> {
+): Promise<ReadableStream<Uint8Array>> {
+  return db.engine === "pg" ? streamPg(db, sql, params, header, line) : streamSqlite(db, sql, params, header, line);
+}
+
+function streamSqlite<R>(db: Db, sql: string, params: SQLQueryBindings, header: string, line: (row: R) => string): ReadableStream<Uint8Array> {
   const conn = openExportConnection(db);
   let stmt: Statement<R, [SQLQueryBindings]>;
   let rows: IterableIterator<R>;
@@ -92,6 +103,48 @@ export function streamQuery<R>(
       },
     },
     // One chunk queued ahead of the socket at most.
+    { highWaterMark: 1 },
+  );
+}
+
+async function streamPg<R>(db: Db, sql: string, params: Record<string, unknown>, header: string, line: (row: R) => string): Promise<ReadableStream<Uint8Array>> {
+  const encoder = new TextEncoder();
+  const cursor = await openPgCursor(db, toPositional(sql, params), { name: "download" });
+  let pending = header;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await cursor.close();
+    openDownloads.dec();
+  };
+  openDownloads.inc();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          let text = pending;
+          pending = "";
+          while (text.length < CHUNK_CHARS) {
+            const { rows } = await cursor.fetch<R>(FETCH_ROWS);
+            for (const r of rows) text += line(r);
+            if (rows.length < FETCH_ROWS) {
+              if (text) controller.enqueue(encoder.encode(text));
+              await close();
+              controller.close();
+              return;
+            }
+          }
+          controller.enqueue(encoder.encode(text));
+        } catch (err) {
+          await close();
+          controller.error(err);
+        }
+      },
+      async cancel() {
+        await close();
+      },
+    },
     { highWaterMark: 1 },
   );
 }
