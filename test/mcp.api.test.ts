@@ -7,8 +7,12 @@ import { addDays, dayOf } from "../src/sync/dates.ts";
 import { demoRows } from "../src/sync/demo.ts";
 import { searchTypes } from "../src/sync/source.ts";
 import { runScript } from "./helpers/client.ts";
+import { testEngine } from "./helpers/db.ts";
+import { psql } from "./helpers/engine.ts";
+import { withDb } from "./helpers/observe.ts";
+import { storeHourlyRows } from "./helpers/rows.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
-import { waitFor, withFile } from "./helpers/sync.ts";
+import { waitFor } from "./helpers/sync.ts";
 
 // The MCP server at /mcp, driven by the SDK's own client over Streamable HTTP, against the real service
 // (2 HTTP workers, 1 sync worker) on a temp database: one site synced by the demo source, and sites with
@@ -29,15 +33,31 @@ const demoDays = [addDays(today, -4), addDays(today, -3), addDays(today, -2)];
 
 type Row = { date: string; page: string; query: string; type?: string; clicks: number; impressions: number; position: number };
 
-function seed(siteId: number, rows: Row[]) {
-  withFile(server.dbPath, (db) => {
-    const ins = db.query(
-      "insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position) values (?, ?, ?, ?, 'MOBILE', ?, ?, ?, ?, ?)",
-    );
-    db.transaction(() => {
-      for (const r of rows) ins.run(siteId, r.date, r.page, r.query, r.type ?? "web", r.clicks, r.impressions, r.clicks / r.impressions, r.position);
-    })();
-  });
+async function seed(siteId: number, rows: Row[]) {
+  await withDb(server.dbPath, (db) =>
+    db.tx(async (tx) => {
+      await tx.insert(db.t.gscPerformanceData).values(
+        rows.map((r) => ({
+          site_id: siteId,
+          date: r.date,
+          page: r.page,
+          query: r.query,
+          device: "MOBILE",
+          search_type: r.type ?? "web",
+          clicks: r.clicks,
+          impressions: r.impressions,
+          ctr: r.clicks / r.impressions,
+          position: r.position,
+        })),
+      );
+    }),
+  );
+}
+
+/** PostgreSQL: the service's `query` tool connections on the server's database that are running a statement. */
+function pgQueriesRunning(): number {
+  const name = new URL(server.dbPath).pathname.slice(1);
+  return Number(psql(`select count(*) from pg_stat_activity where datname = '${name}' and application_name like 'sitesync-%-mcp-query' and state = 'active'`));
 }
 
 /** Pids of live processes whose command line mentions `needle` (read from /proc: no `ps` needed). */
@@ -120,7 +140,7 @@ beforeAll(async () => {
   ids.week = await createSite("sc-domain:week.example");
   // An archived site: hidden from lists, its data kept.
   ids.gone = await createSite("sc-domain:gone.example");
-  seed(ids.gone, [{ date: "2026-01-06", page: "https://gone.example/", query: "gone", clicks: 1, impressions: 2, position: 1 }]);
+  await seed(ids.gone, [{ date: "2026-01-06", page: "https://gone.example/", query: "gone", clicks: 1, impressions: 2, position: 1 }]);
   expect((await request(server.url, "DELETE", `/api/v1/sites/${ids.gone}`)).status).toBe(204);
 
   // The demo site's data comes from a real sync: the last 3 days Search Console has (today-4 .. today-2).
@@ -133,7 +153,7 @@ beforeAll(async () => {
   });
 
   // shop.example: two fixed weeks. Period 1 is 2026-01-05..11, period 2 is 2026-01-12..18.
-  seed(ids.shop, [
+  await seed(ids.shop, [
     { date: "2026-01-06", page: "https://shop.example/a", query: "q1", clicks: 10, impressions: 100, position: 2 },
     { date: "2026-01-07", page: "https://shop.example/a", query: "q2", clicks: 5, impressions: 50, position: 4 },
     { date: "2026-01-13", page: "https://shop.example/a", query: "q1", clicks: 3, impressions: 80, position: 5 },
@@ -148,7 +168,7 @@ beforeAll(async () => {
 
   // recent.example: its newest day is today-2; x lost clicks in the last 7 days, y gained.
   const newest = addDays(today, -2);
-  seed(ids.recent, [
+  await seed(ids.recent, [
     { date: addDays(newest, -7), page: "https://recent.example/x", query: "x", clicks: 10, impressions: 100, position: 3 },
     { date: newest, page: "https://recent.example/x", query: "x", clicks: 4, impressions: 90, position: 4 },
     { date: addDays(newest, -13), page: "https://recent.example/y", query: "y", clicks: 1, impressions: 10, position: 9 },
@@ -159,21 +179,31 @@ beforeAll(async () => {
 
   // week.example: rows on this week's Monday (UTC) and on the Monday before.
   const monday = addDays(today, -((new Date(`${today}T00:00:00Z`).getUTCDay() + 6) % 7));
-  seed(ids.week, [
+  await seed(ids.week, [
     { date: addDays(monday, -7), page: "https://week.example/p", query: "p", clicks: 8, impressions: 80, position: 2 },
     { date: monday, page: "https://week.example/p", query: "p", clicks: 2, impressions: 40, position: 5 },
     { date: addDays(monday, -8), page: "https://week.example/p", query: "p", clicks: 70, impressions: 700, position: 1 },
   ]);
 
   // Hourly rows of shop.example (as the hourly sync stores them).
-  withFile(server.dbPath, (db) => {
-    const ins = db.query(
-      "insert into hourly_rankings (site_id, date, hour, hour_timestamp, query, page, device, clicks, impressions, ctr, position) values (?, '2026-01-13', ?, ?, ?, 'https://shop.example/a', 'MOBILE', ?, ?, 0, 3)",
-    );
-    for (const [hour, query, clicks, impressions] of [[9, "q1", 2, 20], [9, "q2", 1, 5], [10, "q1", 4, 30]] as const) {
-      ins.run(ids.shop, hour, `2026-01-13T${String(hour).padStart(2, "0")}:00:00-08:00`, query, clicks, impressions);
-    }
-  });
+  await withDb(server.dbPath, (db) =>
+    storeHourlyRows(
+      db,
+      ids.shop,
+      ([[9, "q1", 2, 20], [9, "q2", 1, 5], [10, "q1", 4, 30]] as const).map(([hour, query, clicks, impressions]) => ({
+        date: "2026-01-13",
+        hour,
+        hour_timestamp: `2026-01-13T${String(hour).padStart(2, "0")}:00:00-08:00`,
+        query,
+        page: "https://shop.example/a",
+        device: "MOBILE",
+        clicks,
+        impressions,
+        ctr: 0,
+        position: 3,
+      })),
+    ),
+  );
 
   client = new Client({ name: "sitesync-test", version: "1.0.0" });
   await client.connect(new StreamableHTTPClientTransport(new URL(`${server.url}/mcp`)));
@@ -433,7 +463,7 @@ describe("query (read-only SQL)", () => {
     expect(r.rows).toEqual([{ rows: demoData.length + 9 + 5 + 3 + 1, renamed: 0 }]);
   });
 
-  test("a runaway recursive CTE is stopped at the time limit, its process is gone, and the server answers", async () => {
+  test.skipIf(testEngine === "pg")("a runaway recursive CTE is stopped at the time limit, its process is gone, and the server answers (SQLite: a child process)", async () => {
     const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
     const started = performance.now();
     const pending = callError("query", { sql: runaway });
@@ -449,7 +479,40 @@ describe("query (read-only SQL)", () => {
     expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
   });
 
-  test("a runaway query dies with its HTTP worker when that is SIGKILLed (no orphan left spinning)", async () => {
+  test.skipIf(testEngine === "sqlite")("a runaway recursive CTE is stopped at the time limit by the server (statement_timeout), and the service answers (PostgreSQL)", async () => {
+    const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
+    const started = performance.now();
+    const pending = callError("query", { sql: runaway });
+    expect(await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 1000, 10)).toBe(true);
+    const text = await pending;
+    const elapsed = performance.now() - started;
+    expect(text).toMatch(new RegExp(`query stopped after \\d+ ms: it ran past the ${TIMEOUT_MS} ms time limit`));
+    expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS);
+    expect(elapsed).toBeLessThan(TIMEOUT_MS + 10_000);
+    expect(await waitFor("the statement to be gone", () => pgQueriesRunning() === 0, 2000, 10)).toBe(true);
+    expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
+  });
+
+  test.skipIf(testEngine === "sqlite")("a runaway query of a SIGKILLed HTTP worker ends at the time limit on the server (PostgreSQL)", async () => {
+    const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
+    const pending = client.callTool({ name: "query", arguments: { sql: runaway } }).then(
+      () => "answered",
+      () => "failed",
+    );
+    await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 2000, 10);
+    const workers = processesRunning(`${root}/src/server.ts`);
+    expect(workers.length).toBeGreaterThan(0);
+    for (const w of workers) process.kill(w, "SIGKILL");
+    // Nothing in the service can stop it any more: the server's statement_timeout does.
+    await waitFor("the orphaned statement to end", () => pgQueriesRunning() === 0, TIMEOUT_MS + 8000, 20);
+    expect(await pending).toBe("failed");
+    await waitFor("the service to answer", async () => {
+      const res = await client.callTool({ name: "query", arguments: { sql: "select 1 as one" } }).catch(() => null);
+      return (res?.structuredContent as { rows?: unknown } | undefined)?.rows !== undefined;
+    });
+  });
+
+  test.skipIf(testEngine === "pg")("a runaway query dies with its HTTP worker when that is SIGKILLed (no orphan left spinning) (SQLite: a child process)", async () => {
     const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
     const pending = client.callTool({ name: "query", arguments: { sql: runaway } }).then(
       () => "answered",
@@ -473,8 +536,9 @@ describe("query (read-only SQL)", () => {
     });
   });
 
-  test("SQL errors come back as tool errors with SQLite's message", async () => {
-    expect(await callError("query", { sql: "select nope from sites" })).toMatch(/SQL error: no such column: nope/);
+  test("SQL errors come back as tool errors with the database's message", async () => {
+    const message = testEngine === "pg" ? /SQL error: column "nope" does not exist/ : /SQL error: no such column: nope/;
+    expect(await callError("query", { sql: "select nope from sites" })).toMatch(message);
     expect(await callError("query", { sql: "select * from {site}" })).toMatch(/uses \{site\} or \{site_hourly\}: give site_id or hostname/);
   });
 });

@@ -1,17 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { runReadOnlySqlPg } from "../src/db/pg/mcp-sql.ts";
 import { checkSingleSelect, expandSitePlaceholders, QUERYABLE_TABLES } from "../src/mcp/sql.ts";
 import { openReadOnly, runStatement } from "../src/mcp/sql-runner.ts";
-import { tempDb } from "./helpers/db.ts";
-import { withFile } from "./helpers/sync.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
 
 // The layers of the MCP `query` tool below the tool itself: the statement check, the compiled-program
-// check and the read-only connection, each on its own (mcp.api.test.ts drives them through the server).
+// check (SQLite) or the plan check in a READ ONLY transaction (PostgreSQL), and the read-only
+// connection, each on its own (mcp.api.test.ts drives them through the server).
 
 let t: ReturnType<typeof tempDb>;
-beforeAll(() => {
+beforeAll(async () => {
   t = tempDb();
-  withFile(t.path, (db) => {
-    db.run("insert into sites (domain, name) values ('sc-domain:a.example', 'A'), ('sc-domain:b.example', 'B'), ('sc-domain:c.example', 'C')");
+  const { sites } = t.db.t;
+  await t.db.tx(async (tx) => {
+    await tx.insert(sites).values(["a", "b", "c"].map((x) => ({ domain: `sc-domain:${x}.example`, name: x.toUpperCase() })));
   });
 });
 afterAll(() => t.cleanup());
@@ -60,7 +62,7 @@ describe("expandSitePlaceholders", () => {
   });
 });
 
-describe("runStatement (the child's work)", () => {
+describe.skipIf(testEngine === "pg")("runStatement (the child's work) (SQLite)", () => {
   test("rows and columns of a read", () => {
     expect(run("select id, domain from sites order by id")).toEqual({
       ok: true,
@@ -115,7 +117,7 @@ describe("runStatement (the child's work)", () => {
   });
 });
 
-describe("the read-only connection (last line of defence)", () => {
+describe.skipIf(testEngine === "pg")("the read-only connection (last line of defence) (SQLite)", () => {
   test("refuses every write even when a statement gets past the checks", () => {
     const db = openReadOnly(t.path);
     try {
@@ -127,5 +129,83 @@ describe("the read-only connection (last line of defence)", () => {
     } finally {
       db.close();
     }
+  });
+});
+
+describe.skipIf(testEngine === "sqlite")("runReadOnlySqlPg (PostgreSQL: a READ ONLY transaction of its own)", () => {
+  const run = (sql: string, o: { maxRows?: number; maxBytes?: number; timeoutMs?: number } = {}) =>
+    runReadOnlySqlPg(t.db, { sql, maxRows: o.maxRows ?? 100, maxBytes: o.maxBytes ?? 1 << 20, timeoutMs: o.timeoutMs ?? 5000, tables: QUERYABLE_TABLES });
+
+  test("rows and columns of a read; bigint counts as numbers", async () => {
+    expect(await run("select id, domain from sites order by id")).toEqual({
+      ok: true,
+      columns: ["id", "domain"],
+      rows: [
+        { id: 1, domain: "sc-domain:a.example" },
+        { id: 2, domain: "sc-domain:b.example" },
+        { id: 3, domain: "sc-domain:c.example" },
+      ],
+      truncated: false,
+    });
+    expect(await run("select count(*) as n, sum(id) as s, avg(id) as a from sites")).toMatchObject({ rows: [{ n: 3, s: 6, a: 2 }] });
+    expect(await run("select id from sites where false")).toEqual({ ok: true, columns: ["id"], rows: [], truncated: false });
+  });
+
+  test("capped by rows and by bytes, saying so", async () => {
+    expect(await run("select id from sites order by id", { maxRows: 2 })).toMatchObject({ rows: [{ id: 1 }, { id: 2 }], truncated: true });
+    expect(await run("select id from sites order by id", { maxRows: 3 })).toMatchObject({ truncated: false });
+    const big = await run("select id, repeat('0', 1200) as pad from sites order by id", { maxBytes: 2500 });
+    expect(big).toMatchObject({ ok: true, truncated: true });
+    expect((big as { rows: unknown[] }).rows.length).toBe(2);
+  });
+
+  test("a bytea comes back as base64 text", async () => {
+    expect(await run("select '\\x00ff10'::bytea as b")).toMatchObject({ rows: [{ b: "AP8Q" }] });
+  });
+
+  const refused: [string, RegExp][] = [
+    ["with s as (select 1) delete from sites", /only read-only SELECT statements are allowed/],
+    ["with s as (select 1) insert into sites (domain, name) select 'x', 'y' from s", /only read-only SELECT/],
+    ["select * from sites for update", /only read-only SELECT/],
+    ["select * from api_keys", /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings/],
+    ["select * from sync_tasks", /table 'sync_tasks' cannot be queried/],
+    ["select s.id from sites s join audit_log a on a.id = s.id", /table 'audit_log' cannot be queried/],
+    ["select relname from pg_class", /table 'pg_catalog.pg_class' cannot be queried/],
+    ["select * from pg_stat_activity", /cannot be (queried|read from|called)/],
+    // Functions that run SQL given as text would read any table: refused by name, in the text or the plan.
+    ["select query_to_xml('select * from api_keys', true, false, '')", /function 'query_to_xml' cannot be called/],
+    ["select * from sites where length(table_to_xml('api_keys', true, false, '')::text) > 0", /function 'table_to_xml' cannot be called/],
+    ["select pg_read_file('/etc/passwd')", /function 'pg_read_file' cannot be called/],
+    ["select set_config('statement_timeout', '0', false)", /function 'set_config' cannot be called/],
+  ];
+  test.each(refused)("refuses %p", async (sql, message) => {
+    const answer = await run(sql);
+    expect(answer.ok).toBe(false);
+    expect((answer as { error: string }).error).toMatch(message);
+  });
+
+  test("the transaction refuses what gets past the checks (nextval writes a sequence)", async () => {
+    expect(await run("select nextval('sites_id_seq')")).toMatchObject({ ok: false, error: expect.stringMatching(/read-only transaction/) });
+  });
+
+  test("set-returning functions of the allowed list stay readable", async () => {
+    expect(await run("select count(*) as n from generate_series(1, 5)")).toMatchObject({ rows: [{ n: 5 }] });
+    expect(await run("select value from jsonb_array_elements_text('[\"a\", \"b\"]') as value")).toMatchObject({ rows: [{ value: "a" }, { value: "b" }] });
+  });
+
+  test("the server stops a statement at the time limit", async () => {
+    const started = performance.now();
+    const answer = await run("with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c", { timeoutMs: 300 });
+    expect(answer).toMatchObject({ ok: false, timedOut: true });
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+
+  test("PostgreSQL's own message for a bad statement", async () => {
+    expect(await run("select nope from sites")).toEqual({ ok: false, error: 'column "nope" does not exist' });
+    expect(await run("selec 1")).toMatchObject({ ok: false, error: expect.stringMatching(/syntax error/) });
+  });
+
+  test("the data is unchanged after the refused writes", async () => {
+    expect(await run("select count(*) as n from sites")).toMatchObject({ rows: [{ n: 3 }] });
   });
 });

@@ -28,3 +28,16 @@ export function inJsonList(db: Db, col: SQLWrapper, json: string): SQL {
 export function sqliteOrm(tx: Q | Orm): Orm | null {
   return is(tx, BaseSQLiteDatabase) ? (tx as Orm) : null;
 }
+
+const UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const LOWER = "abcdefghijklmnopqrstuvwxyz";
+
+/**
+ * `col LIKE pattern` exactly as SQLite's LIKE: ASCII letters fold, nothing else does, no escape
+ * character (for patterns users write). PostgreSQL: both sides ASCII-lower-cased, `escape ''`.
+ */
+export function likeAsciiInsensitive(db: Db, col: SQLWrapper, pattern: string): SQL {
+  return db.engine === "pg"
+    ? sql`translate(${col}, ${UPPER}, ${LOWER}) like translate(${pattern}::text, ${UPPER}, ${LOWER}) escape ''`
+    : sql`${col} like ${pattern}`;
+}

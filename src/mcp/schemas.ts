@@ -46,7 +46,7 @@ export const queryArgs = {
     .min(1)
     .max(100_000)
     .describe(
-      "One read-only SELECT (or WITH ... SELECT) in SQLite syntax. '{site}' stands for the chosen site's daily rows " +
+      "One read-only SELECT (or WITH ... SELECT) in the database's syntax (SQLite or PostgreSQL: see the tool's description). '{site}' stands for the chosen site's daily rows " +
         "(date, page, query, device, search_type, clicks, impressions, ctr, position); '{site_hourly}' for its hourly rows " +
         "(date, hour, hour_timestamp, page, query, device, clicks, impressions, ctr, position). Readable tables: " +
         "sites, gsc_performance_data, gsc_synced_days, hourly_rankings.",

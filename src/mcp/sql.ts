@@ -1,4 +1,6 @@
 import { join } from "node:path";
+import type { Db } from "../db/index.ts";
+import { runReadOnlySqlPg } from "../db/pg/mcp-sql.ts";
 import { ApiError } from "../errors.ts";
 import type { RunnerAnswer, RunnerRequest } from "./sql-runner.ts";
 
@@ -85,15 +87,24 @@ function giveSlot() {
 }
 
 /**
- * Runs one read-only SELECT over a read-only connection (query_only, allowed tables only) in a child
- * process that is killed with SIGKILL once `timeoutMs` has passed. At most `maxConcurrent` run at
- * once in this process; later calls wait for a free slot.
+ * Runs one read-only SELECT of the allowed tables, capped in rows, bytes and time. SQLite: over a
+ * read-only connection (query_only) in a child process that is killed with SIGKILL once `timeoutMs`
+ * has passed. PostgreSQL: in a READ ONLY transaction with that statement_timeout, on a connection of
+ * its own (src/db/pg/mcp-sql.ts). At most `maxConcurrent` run at once in this process; later calls
+ * wait for a free slot.
  */
-export async function runReadOnlySql(dbPath: string, sql: string, limits: SqlLimits & { maxConcurrent: number }): Promise<SqlResult> {
+export async function runReadOnlySql(db: Db, sql: string, limits: SqlLimits & { maxConcurrent: number }): Promise<SqlResult> {
   const statement = checkSingleSelect(sql);
   await takeSlot(limits.maxConcurrent);
   try {
-    const request: RunnerRequest = { path: dbPath, sql: statement, maxRows: limits.maxRows, maxBytes: limits.maxBytes, tables: QUERYABLE_TABLES };
+    if (db.engine === "pg") {
+      const started = performance.now();
+      const answer = await runReadOnlySqlPg(db, { sql: statement, maxRows: limits.maxRows, maxBytes: limits.maxBytes, timeoutMs: limits.timeoutMs, tables: QUERYABLE_TABLES });
+      if (!answer.ok && answer.timedOut) throw timedOut(performance.now() - started, limits.timeoutMs);
+      if (!answer.ok) throw new ApiError("validation_failed", `SQL error: ${answer.error}`);
+      return { columns: answer.columns, rows: answer.rows, row_count: answer.rows.length, truncated: answer.truncated };
+    }
+    const request: RunnerRequest = { path: db.path, sql: statement, maxRows: limits.maxRows, maxBytes: limits.maxBytes, tables: QUERYABLE_TABLES };
     const started = performance.now();
     // The parent kills the child at the limit; the child's own watchdog, a second later, covers a parent that died.
     const child = Bun.spawn([process.execPath, runnerPath, String(limits.timeoutMs + 1000)], {
@@ -104,10 +115,7 @@ export async function runReadOnlySql(dbPath: string, sql: string, limits: SqlLim
       killSignal: "SIGKILL",
     });
     const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-    if (child.signalCode === "SIGKILL") {
-      const ms = Math.round(performance.now() - started);
-      throw new ApiError("validation_failed", `query stopped after ${ms} ms: it ran past the ${limits.timeoutMs} ms time limit`);
-    }
+    if (child.signalCode === "SIGKILL") throw timedOut(performance.now() - started, limits.timeoutMs);
     let answer: RunnerAnswer;
     try {
       answer = JSON.parse(out) as RunnerAnswer;
@@ -119,4 +127,8 @@ export async function runReadOnlySql(dbPath: string, sql: string, limits: SqlLim
   } finally {
     giveSlot();
   }
+}
+
+function timedOut(ms: number, limitMs: number) {
+  return new ApiError("validation_failed", `query stopped after ${Math.round(ms)} ms: it ran past the ${limitMs} ms time limit`);
 }

@@ -82,11 +82,11 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
 
   tool(
     "query",
-    "Run one read-only SQL SELECT over the synced data (SQLite). Writes are refused; results are capped in rows and time.",
+    `Run one read-only SQL SELECT over the synced data (${db.engine === "pg" ? "PostgreSQL" : "SQLite"} syntax). Writes are refused; results are capped in rows and time.`,
     queryArgs,
     async (a) => {
       const site = a.site_id || a.hostname ? await resolveSite(db, a) : null;
-      const result = await runReadOnlySql(db.path, expandSitePlaceholders(a.sql, site?.id ?? null, a.data_type), {
+      const result = await runReadOnlySql(db, expandSitePlaceholders(a.sql, site?.id ?? null, a.data_type), {
         maxRows: Math.min(a.max_rows ?? opts.queryMaxRows, opts.queryMaxRows),
         timeoutMs: opts.queryTimeoutMs,
         maxBytes: QUERY_MAX_BYTES,
