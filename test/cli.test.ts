@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { and, count, eq } from "drizzle-orm";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { addDays, dayOf } from "../src/sync/dates.ts";
@@ -7,7 +8,7 @@ import { cli, spawnCli } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
-import { withFile } from "./helpers/sync.ts";
+import { withDb } from "./helpers/observe.ts";
 
 // `bun run cli` as a real process against the real service (2 HTTP workers, 2 sync workers) whose
 // sync workers read Search Console (the fake) with the stored Google sign-in: sites, syncs followed
@@ -218,17 +219,23 @@ describe("following", () => {
 });
 
 describe("export", () => {
-  const rowsOf = (domain: string, where = "") =>
-    withFile(server.dbPath, (db) =>
-      db.query<{ n: number }, [string]>(`select count(*) as n from gsc_performance_data g join sites s on s.id = g.site_id where s.domain = ? ${where}`).get(domain)!.n,
-    );
+  const rowsOf = (domain: string, searchType?: string) =>
+    withDb(server.dbPath, async (db) => {
+      const { gscPerformanceData: g, sites: s } = db.t;
+      const [row] = await db.q
+        .select({ n: count() })
+        .from(g)
+        .innerJoin(s, eq(s.id, g.site_id))
+        .where(and(eq(s.domain, domain), searchType ? eq(g.search_type, searchType) : undefined));
+      return row!.n;
+    });
 
   test("csv to stdout: the header and every stored row", async () => {
     const r = await run(["export", "alpha.example"]);
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split(/\r?\n/);
     expect(lines[0]).toBe("date,page,query,device,search_type,clicks,impressions,ctr,position");
-    expect(lines.length - 1).toBe(rowsOf("sc-domain:alpha.example"));
+    expect(lines.length - 1).toBe(await rowsOf("sc-domain:alpha.example"));
     expect(lines.length - 1).toBeGreaterThan(100);
   });
 
@@ -238,11 +245,11 @@ describe("export", () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(new RegExp(`Wrote \\d+ bytes to ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
     const rows = JSON.parse(readFileSync(file, "utf8")) as { search_type: string; clicks: number }[];
-    expect(rows.length).toBe(rowsOf("sc-domain:alpha.example"));
+    expect(rows.length).toBe(await rowsOf("sc-domain:alpha.example"));
     expect(typeof rows[0]!.clicks).toBe("number");
     const images = await run(["export", "alpha.example", "--format", "jsonl", "--search-type", "image"]);
     const lines = images.stdout.trim().split("\n").map((l) => JSON.parse(l));
-    expect(lines.length).toBe(rowsOf("sc-domain:alpha.example", "and g.search_type = 'image'"));
+    expect(lines.length).toBe(await rowsOf("sc-domain:alpha.example", "image"));
     expect(lines.every((l) => l.search_type === "image")).toBe(true);
   });
 

@@ -1,9 +1,10 @@
-import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { eq, sql } from "drizzle-orm";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { addDays, dayRange, isFinalDay, newestDataDay } from "../src/sync/dates.ts";
+import { withDb } from "./helpers/observe.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
 setDefaultTimeout(90_000);
@@ -141,13 +142,14 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     expect(await page.locator(`td[data-date="${before}"]`).getAttribute("data-state")).toBe("missing");
     expect(await page.locator('td[data-state="final"]').count()).toBe(synced.filter((d) => isFinalDay(d)).length);
     // The charts' totals are the sums over the stored rows.
-    const file = new Database(s.dbPath, { readonly: true });
-    const sums = file
-      .query<{ clicks: number; impressions: number }, [number]>(
-        "select sum(clicks) as clicks, sum(impressions) as impressions from gsc_performance_data where site_id = ?",
-      )
-      .get(siteId)!;
-    file.close();
+    const sums = await withDb(s.dbPath, async (db) => {
+      const g = db.t.gscPerformanceData;
+      const [row] = await db.q
+        .select({ clicks: sql<number>`sum(${g.clicks})`.mapWith(Number), impressions: sql<number>`sum(${g.impressions})`.mapWith(Number) })
+        .from(g)
+        .where(eq(g.site_id, siteId));
+      return row!;
+    });
     expect(sums.clicks).toBeGreaterThan(0);
     expect(Number(await page.locator('svg[data-series="clicks"]').getAttribute("data-total"))).toBe(sums.clicks);
     expect(Number(await page.locator('svg[data-series="impressions"]').getAttribute("data-total"))).toBe(sums.impressions);
