@@ -383,6 +383,32 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: bun run migrate and bu
     expect(b).toEqual(a);
   });
 
+  test("a database owner without superuser rights can migrate (pg_trgm is a trusted extension)", async () => {
+    const url = await server.newDatabase();
+    const role = `sitesync_owner_${process.pid}_${Date.now().toString(36)}`;
+    const admin = new pg.Client({ connectionString: server.adminUrl() });
+    await admin.connect();
+    try {
+      await admin.query(`create role "${role}" login nosuperuser nocreatedb nocreaterole`);
+      const name = new URL(url).pathname.slice(1);
+      await admin.query(`alter database "${name}" owner to "${role}"`);
+      const asOwner = new URL(url);
+      asOwner.username = role;
+      const r = await bunMigrate(asOwner.toString());
+      expect(r.out).toContain(`migrations: ${pgMigrations.length} applied`);
+      expect(r.code).toBe(0);
+      const state = await pgInspect(asOwner.toString());
+      expect(state.extensions.map((e) => e.extname)).toContain("pg_trgm");
+      expect(state.indexes.map((i) => i.indexname)).toContain("gsc_queries_query_trgm_idx");
+      expect(state.triggers.map((t) => t.tgname).sort()).toEqual(["gsc_performance_data_queries_delete", "gsc_performance_data_queries_insert", "gsc_performance_data_queries_update"]);
+      expect((await admin.query("select rolsuper from pg_roles where rolname = $1", [role])).rows).toEqual([{ rolsuper: false }]);
+      await admin.query(`drop database "${name}" with (force)`);
+    } finally {
+      await admin.query(`drop role if exists "${role}"`).catch(() => {});
+      await admin.end();
+    }
+  });
+
   test("an unreachable server fails with one line naming it, no stack", async () => {
     const r = await bunMigrate("postgres://postgres@127.0.0.1:1/nowhere");
     expect(r.code).toBe(1);

@@ -115,8 +115,9 @@ export const gscPerformanceData = pgTable(
   ],
 );
 
-// Distinct query strings per site (SQLite: kept by triggers on gsc_performance_data for its FTS5 search;
-// PostgreSQL's search and the way it keeps this table are for the switch itself).
+// Distinct query strings per site, kept by triggers on gsc_performance_data as on SQLite
+// (migrations/pg/0002_query_search_triggers.sql). Substring search goes through the pg_trgm GIN index
+// (SQLite: the FTS5 table gsc_queries_fts); what a search needs to know: src/db/pg/search-index.ts.
 export const gscQueries = pgTable(
   "gsc_queries",
   {
@@ -126,10 +127,15 @@ export const gscQueries = pgTable(
       .references(() => sites.id, { onDelete: "cascade" }),
     query: text("query").notNull(),
   },
-  (t) => [uniqueIndex("gsc_queries_site_query_unique").on(t.site_id, t.query)],
+  (t) => [
+    uniqueIndex("gsc_queries_site_query_unique").on(t.site_id, t.query),
+    // PostgreSQL only (the drift test's list of engine-specific search indexes).
+    index("gsc_queries_query_trgm_idx").using("gin", t.query.op("gin_trgm_ops")),
+  ],
 );
 
-// One row: the highest gsc_queries id in SQLite's FTS index (copied as data; meaningless until PostgreSQL search exists).
+// One row, as on SQLite, where it marks the highest gsc_queries id in the FTS index (batched indexing).
+// Unused on PostgreSQL: the trigram index is maintained with each write. db:copy sets it on either target.
 export const gscQueriesIndexed = pgTable(
   "gsc_queries_indexed",
   {

@@ -1,0 +1,1 @@
+CREATE INDEX "gsc_queries_query_trgm_idx" ON "gsc_queries" USING gin ("query" gin_trgm_ops);
