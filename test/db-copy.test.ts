@@ -1,6 +1,8 @@
-// `bun run db:copy` as a real process, from SQLite files into a real PostgreSQL: data synced by the real
-// service (demo source) copied table by table with ids, contents and counts checked; refusals; --replace;
-// a copy of 200k rows killed with SIGKILL halfway and finished with --resume; a verification that fails.
+// `bun run db:copy` as a real process, both ways between SQLite files and a real PostgreSQL: data synced by the
+// real service (demo source) copied table by table with ids, contents and counts checked, and back again with
+// rows written on PostgreSQL meanwhile (the service then runs on the copy: its API key, sites and query search);
+// refusals; --replace; copies of 200k rows killed with SIGKILL halfway and finished with --resume; a
+// verification that fails.
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { asc, sql } from "drizzle-orm";
@@ -102,11 +104,13 @@ function seedBig(path: string, n: number) {
   }
 }
 
-describe.skipIf(postgresSkipReason !== null)("db:copy SQLite -> PostgreSQL", () => {
+describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => {
   const server = usePostgres();
   const dir = tempDir("sitesync-copy-");
   const synced = join(dir.dir, "synced.db");
   const big = join(dir.dir, "big.db");
+  // The admin key made on the synced file (its hash is copied with api_keys).
+  let adminKey = "";
 
   beforeAll(async () => {
     // Real data: the service syncs three sites from the demo source (daily and hourly), with an API key
@@ -115,7 +119,8 @@ describe.skipIf(postgresSkipReason !== null)("db:copy SQLite -> PostgreSQL", () 
     try {
       const created = await request(s.url, "POST", "/api/v1/keys", { name: "copy-test", scope: "admin" });
       expect(created.status).toBe(201);
-      const auth = { authorization: `Bearer ${created.body.key}` };
+      adminKey = created.body.key;
+      const auth = { authorization: `Bearer ${adminKey}` };
       const jobs: number[] = [];
       for (const name of ["alpha", "beta", "gamma"]) {
         const site = await request(s.url, "POST", "/api/v1/sites", { domain: `sc-domain:${name}.copy.example`, name }, auth);
@@ -136,141 +141,307 @@ describe.skipIf(postgresSkipReason !== null)("db:copy SQLite -> PostgreSQL", () 
   });
   afterAll(() => dir.cleanup());
 
-  test("copies every table of synced data: same rows, ids and values; sequences moved past the ids; a progress bar on stderr", async () => {
-    const url = await server.newDatabase();
-    const r = await dbCopy(["--from", synced, "--to", url, "--progress", "bar"]);
-    expect(r.stderr).toContain("gsc_performance_data");
-    expect(r.stderr).toContain("100%");
-    expect(r.code).toBe(0);
-    const counts = sqliteCounts(synced);
-    // The data is real and every kind of it is there.
-    for (const t of ["sites", "sync_tasks", "gsc_performance_data", "gsc_synced_days", "hourly_rankings", "gsc_queries", "api_keys", "audit_log"]) {
-      expect(counts[t]).toBeGreaterThan(0);
-    }
-    expect(await pgCounts(url)).toEqual(counts);
-    for (const [t, n] of Object.entries(counts)) expect(r.stdout).toMatch(new RegExp(`^${t} +source ${n} +target ${n} +ok$`, "m"));
-    expect(r.stdout).toMatch(/every table's row count matches/);
-    const { sqliteRows, pgRows } = await allRows(synced, url);
-    expect(pgRows).toEqual(sqliteRows);
+  describe("SQLite -> PostgreSQL", () => {
+    test("copies every table of synced data: same rows, ids and values; sequences moved past the ids; a progress bar on stderr", async () => {
+      const url = await server.newDatabase();
+      const r = await dbCopy(["--from", synced, "--to", url, "--progress", "bar"]);
+      expect(r.stderr).toContain("gsc_performance_data");
+      expect(r.stderr).toContain("100%");
+      expect(r.code).toBe(0);
+      const counts = sqliteCounts(synced);
+      // The data is real and every kind of it is there.
+      for (const t of ["sites", "sync_tasks", "gsc_performance_data", "gsc_synced_days", "hourly_rankings", "gsc_queries", "api_keys", "audit_log"]) {
+        expect(counts[t]).toBeGreaterThan(0);
+      }
+      expect(await pgCounts(url)).toEqual(counts);
+      for (const [t, n] of Object.entries(counts)) expect(r.stdout).toMatch(new RegExp(`^${t} +source ${n} +target ${n} +ok$`, "m"));
+      expect(r.stdout).toMatch(/every table's row count matches/);
+      const { sqliteRows, pgRows } = await allRows(synced, url);
+      expect(pgRows).toEqual(sqliteRows);
 
-    const pg = openPg(url, { max: 1 });
-    try {
-      const next = await pg.orm.execute<{ id: number }>(sql`insert into sites (domain, name) values ('sc-domain:new.example', 'New') returning id`);
-      expect(next.rows[0]!.id).toBe(counts.sites! + 1);
-    } finally {
-      await pg.close();
-    }
-  });
-
-  test("refuses a non-empty target without --resume or --replace, and leaves it as it was; --replace copies again", async () => {
-    const url = await server.newDatabase();
-    expect((await dbCopy(["--from", synced, "--to", url, "--progress", "none"])).code).toBe(0);
-    const before = await pgCounts(url);
-    const again = await dbCopy(["--from", synced, "--to", url, "--progress", "none"]);
-    expect(again.code).toBe(1);
-    expect(again.stderr).toMatch(/refused: the target database is not empty: .*sites \(3 rows\).*--resume.*--replace/);
-    expect(await pgCounts(url)).toEqual(before);
-
-    const replaced = await dbCopy(["--from", synced, "--to", url, "--progress", "none"].concat("--replace"));
-    expect(replaced.code).toBe(0);
-    expect(await pgCounts(url)).toEqual(sqliteCounts(synced));
-  });
-
-  test(`${BIG} rows: a copy killed with SIGKILL halfway is refused a plain re-run and finished by --resume, counts verified`, async () => {
-    const url = await server.newDatabase();
-    const proc = Bun.spawn([process.execPath, join(root, "src/db/copy-cli.ts"), "--from", big, "--to", url, "--progress", "lines", "--batch-size", "2000"], {
-      cwd: root,
-      stdout: "ignore",
-      stderr: "pipe",
+      const pg = openPg(url, { max: 1 });
+      try {
+        const next = await pg.orm.execute<{ id: number }>(sql`insert into sites (domain, name) values ('sc-domain:new.example', 'New') returning id`);
+        expect(next.rows[0]!.id).toBe(counts.sites! + 1);
+      } finally {
+        await pg.close();
+      }
     });
-    // Kill it once it reports a tenth of the big table (stderr lines: "gsc_performance_data: 40000/200000 rows").
-    let seen = "";
-    const reader = proc.stderr.getReader();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      seen += new TextDecoder().decode(value);
-      const m = [...seen.matchAll(/gsc_performance_data: (\d+)\/(\d+) rows/g)].at(-1);
-      if (m && Number(m[1]) > 0 && Number(m[1]) < BIG / 2) {
-        proc.kill("SIGKILL");
-        break;
+
+    test("refuses a non-empty target without --resume or --replace, and leaves it as it was; --replace copies again", async () => {
+      const url = await server.newDatabase();
+      expect((await dbCopy(["--from", synced, "--to", url, "--progress", "none"])).code).toBe(0);
+      const before = await pgCounts(url);
+      const again = await dbCopy(["--from", synced, "--to", url, "--progress", "none"]);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/refused: the target database is not empty: .*sites \(3 rows\).*--resume.*--replace/);
+      expect(await pgCounts(url)).toEqual(before);
+
+      const replaced = await dbCopy(["--from", synced, "--to", url, "--progress", "none"].concat("--replace"));
+      expect(replaced.code).toBe(0);
+      expect(await pgCounts(url)).toEqual(sqliteCounts(synced));
+    });
+
+    test(`${BIG} rows: a copy killed with SIGKILL halfway is refused a plain re-run and finished by --resume, counts verified`, async () => {
+      const url = await server.newDatabase();
+      const proc = Bun.spawn([process.execPath, join(root, "src/db/copy-cli.ts"), "--from", big, "--to", url, "--progress", "lines", "--batch-size", "2000"], {
+        cwd: root,
+        stdout: "ignore",
+        stderr: "pipe",
+      });
+      // Kill it once it reports a tenth of the big table (stderr lines: "gsc_performance_data: 40000/200000 rows").
+      let seen = "";
+      const reader = proc.stderr.getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += new TextDecoder().decode(value);
+        const m = [...seen.matchAll(/gsc_performance_data: (\d+)\/(\d+) rows/g)].at(-1);
+        if (m && Number(m[1]) > 0 && Number(m[1]) < BIG / 2) {
+          proc.kill("SIGKILL");
+          break;
+        }
+      }
+      await proc.exited;
+      expect(proc.signalCode).toBe("SIGKILL");
+      // The server finishes (and commits) a batch already sent before it notices the client is gone.
+      await waitFor("the killed copy's connections to end", async () => (await otherSessions(url)) === 0, 30_000, 100);
+      const partial = (await pgCounts(url)).gsc_performance_data!;
+      expect(partial).toBeGreaterThan(0);
+      expect(partial).toBeLessThan(BIG);
+
+      const plain = await dbCopy(["--from", big, "--to", url, "--progress", "none"]);
+      expect(plain.code).toBe(1);
+      expect(plain.stderr).toContain("refused: the target database is not empty");
+
+      const resumed = await dbCopy(["--from", big, "--to", url, "--progress", "lines", "--resume"]);
+      expect(resumed.stderr).toMatch(new RegExp(`gsc_performance_data: ${partial}/${BIG} rows`));
+      expect(resumed.code).toBe(0);
+      expect(resumed.stdout).toMatch(new RegExp(`^gsc_performance_data +source ${BIG} +target ${BIG} +ok$`, "m"));
+      const pg = openPg(url, { max: 1 });
+      try {
+        const r = await pg.orm.execute<{ n: string; ids: string; max: string; clicks: string }>(
+          sql`select count(*) as n, count(distinct id) as ids, max(id) as max, sum(clicks) as clicks from gsc_performance_data`,
+        );
+        const src = new Database(big, { readonly: true });
+        const s = src.query<{ clicks: number }, []>("select sum(clicks) as clicks from gsc_performance_data").get()!;
+        src.close();
+        expect(r.rows[0]).toEqual({ n: String(BIG), ids: String(BIG), max: String(BIG), clicks: String(s.clicks) });
+      } finally {
+        await pg.close();
+      }
+    });
+
+    test("verification fails when the source lost rows since the first copy (a resume does not delete)", async () => {
+      const url = await server.newDatabase();
+      const changed = join(dir.dir, "changed.db");
+      copyFileSync(synced, changed);
+      expect((await dbCopy(["--from", changed, "--to", url, "--progress", "none"])).code).toBe(0);
+      const db = new Database(changed);
+      db.run("PRAGMA foreign_keys = ON");
+      db.run("delete from sites where id = (select max(id) from sites)");
+      db.close();
+      const r = await dbCopy(["--from", changed, "--to", url, "--progress", "none", "--resume"]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(/^sites +source 2 +target 3 +DIFFERENT$/m);
+      expect(r.stderr).toMatch(/row counts differ in .*sites.*--replace/);
+    });
+
+    test("a value PostgreSQL refuses (text in an integer column, which SQLite stores) fails the copy naming the table and rows", async () => {
+      const odd = join(dir.dir, "odd.db");
+      copyFileSync(synced, odd);
+      const db = new Database(odd);
+      db.run("update gsc_performance_data set clicks = 'lots' where id = (select max(id) from gsc_performance_data)");
+      db.close();
+      const r = await dbCopy(["--from", odd, "--to", await server.newDatabase(), "--progress", "none"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^db:copy failed: gsc_performance_data, rows \d+\.\.\d+ \(rowid\): invalid input syntax for type integer: "lots"$/m);
+    });
+
+    test.each([
+      { name: "no such source file", args: (u: string) => ["--from", "/nonexistent/app.db", "--to", u], code: 1, err: /refused: no SQLite database at \/nonexistent\/app.db/ },
+      { name: "target neither SQLite nor PostgreSQL", args: () => ["--from", "./x.db", "--to", "mysql://h/db"], code: 2, err: /expected an SQLite file .* or a postgres:\/\/ or postgresql:\/\/ URL, got 'mysql:\/\/h\/db'/ },
+      { name: "both SQLite", args: () => ["--from", "./x.db", "--to", "./y.db"], code: 2, err: /both SQLite files .*bun run backup.*one must be SQLite and the other PostgreSQL/ },
+      { name: "both PostgreSQL", args: (u: string) => ["--from", u, "--to", u], code: 2, err: /both PostgreSQL databases .*pg_dump/ },
+      { name: "--resume with --replace", args: (u: string) => ["--from", "./x.db", "--to", u, "--resume", "--replace"], code: 2, err: /cannot be used with/ },
+      { name: "in-memory source", args: (u: string) => ["--from", ":memory:", "--to", u], code: 2, err: /in-memory/ },
+      { name: "missing --to", args: () => ["--from", "./x.db"], code: 2, err: /--to <database>/ },
+    ])("bad input: $name", async ({ args, code, err }) => {
+      const r = await dbCopy(args(server.adminUrl()));
+      expect(r.stderr).toMatch(err);
+      expect(r.code).toBe(code);
+    });
+
+    test("refuses a source that is not at the current schema", async () => {
+      const old = join(dir.dir, "old.db");
+      const db = new Database(old);
+      db.run("create table sites (id integer primary key, domain text)");
+      db.close();
+      const r = await dbCopy(["--from", old, "--to", await server.newDatabase()]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`refused: ${old} is not at the current schema: run \`DATABASE_URL=${old} bun run migrate\` first`);
+    });
+  });
+
+  describe("PostgreSQL -> SQLite", () => {
+    /** A PostgreSQL database holding the synced file's data, plus rows written on PostgreSQL since. */
+    async function pgWithSyncedData(): Promise<string> {
+      const url = await server.newDatabase();
+      expect((await dbCopy(["--from", synced, "--to", url, "--progress", "none"])).code).toBe(0);
+      const pg = openPg(url, { max: 1 });
+      try {
+        // Written on PostgreSQL: a site with rows of new queries (its triggers add them to gsc_queries with
+        // PostgreSQL's ids), a day marker and hourly rows; and one site's rows of a day deleted.
+        await pg.pool.query("insert into sites (domain, name, is_active) values ('sc-domain:delta.copy.example', 'delta', false)");
+        await pg.pool.query(`insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position)
+          select (select id from sites where name = 'delta'), '2026-11-0' || (1 + i % 3), 'https://delta.example/' || (i % 7), 'delta written on pg ' || (i % 11),
+                 'MOBILE', 'web', i, 10 * i, 0.1, 2.5 from generate_series(1, 60) i`);
+        await pg.pool.query("insert into gsc_synced_days (site_id, date, search_type, row_count) select id, '2026-11-01', 'web', 20 from sites where name = 'delta'");
+        await pg.pool.query(`insert into hourly_rankings (site_id, date, hour, hour_timestamp, query, page, device, clicks)
+          select id, '2026-11-01', 5, '2026-11-01T05:00:00Z', 'delta hourly', '/', 'DESKTOP', 3 from sites where name = 'delta'`);
+        await pg.pool.query("delete from gsc_performance_data where site_id = 1 and date = (select min(date) from gsc_performance_data where site_id = 1)");
+      } finally {
+        await pg.close();
+      }
+      return url;
+    }
+
+    /** The FTS5 index of an SQLite file agrees with gsc_queries (throws if not), and its mark covers every id. */
+    function expectSearchIndexed(path: string) {
+      // (integrity-check is a write command to FTS5, though it changes nothing)
+      const db = new Database(path);
+      try {
+        db.run("insert into gsc_queries_fts (gsc_queries_fts, rank) values ('integrity-check', 1)");
+        const r = db.query<{ mark: number; max: number; fts: number; n: number }, []>(
+          `select (select indexed_through from gsc_queries_indexed) as mark, (select max(id) from gsc_queries) as max,
+                  (select count(*) from gsc_queries_fts where gsc_queries_fts match '"written on pg"') as fts,
+                  (select count(*) from gsc_queries where query like '%written on pg%') as n`,
+        ).get()!;
+        expect(r.mark).toBe(r.max);
+        expect(r.fts).toBe(r.n);
+      } finally {
+        db.close();
       }
     }
-    await proc.exited;
-    expect(proc.signalCode).toBe("SIGKILL");
-    // The server finishes (and commits) a batch already sent before it notices the client is gone.
-    await waitFor("the killed copy's connections to end", async () => (await otherSessions(url)) === 0, 30_000, 100);
-    const partial = (await pgCounts(url)).gsc_performance_data!;
-    expect(partial).toBeGreaterThan(0);
-    expect(partial).toBeLessThan(BIG);
 
-    const plain = await dbCopy(["--from", big, "--to", url, "--progress", "none"]);
-    expect(plain.code).toBe(1);
-    expect(plain.stderr).toContain("refused: the target database is not empty");
+    test("copies every table back, with the rows written on PostgreSQL: same rows and ids; the service runs on the copy (key, sites, search, new ids)", async () => {
+      const url = await pgWithSyncedData();
+      const back = join(dir.dir, "back.db");
+      const r = await dbCopy(["--from", url, "--to", back, "--progress", "bar"]);
+      expect(r.stderr).toContain("gsc_performance_data");
+      expect(r.stderr).toContain("100%");
+      expect(r.code).toBe(0);
+      const counts = await pgCounts(url);
+      expect(counts.sites).toBe(4);
+      for (const [t, n] of Object.entries(counts)) expect(r.stdout).toMatch(new RegExp(`^${t} +source ${n} +target ${n} +ok$`, "m"));
+      expect(sqliteCounts(back)).toEqual(counts);
+      const { sqliteRows, pgRows } = await allRows(back, url);
+      // The FTS mark is each engine's own (PostgreSQL's is not moved by its writes; the copy's covers every id).
+      delete sqliteRows.gsc_queries_indexed;
+      delete pgRows.gsc_queries_indexed;
+      expect(sqliteRows).toEqual(pgRows);
+      expectSearchIndexed(back);
 
-    const resumed = await dbCopy(["--from", big, "--to", url, "--progress", "lines", "--resume"]);
-    expect(resumed.stderr).toMatch(new RegExp(`gsc_performance_data: ${partial}/${BIG} rows`));
-    expect(resumed.code).toBe(0);
-    expect(resumed.stdout).toMatch(new RegExp(`^gsc_performance_data +source ${BIG} +target ${BIG} +ok$`, "m"));
-    const pg = openPg(url, { max: 1 });
-    try {
-      const r = await pg.orm.execute<{ n: string; ids: string; max: string; clicks: string }>(
-        sql`select count(*) as n, count(distinct id) as ids, max(id) as max, sum(clicks) as clicks from gsc_performance_data`,
-      );
+      const s = await startServer({ workers: 1, dbPath: back, env: { SYNC_SCHEDULER: "false" } });
+      try {
+        const auth = { authorization: `Bearer ${adminKey}` };
+        const sites = await request(s.url, "GET", "/api/v1/sites?active_only=false&limit=100", undefined, auth);
+        expect(sites.status).toBe(200);
+        const list = (sites.body.sites ?? sites.body.items ?? sites.body) as { id: number; name: string }[];
+        expect(list.map((x) => x.name).sort()).toEqual(["alpha", "beta", "delta", "gamma"]);
+        const delta = list.find((x) => x.name === "delta")!;
+        const found = await request(s.url, "GET", `/api/v1/sites/${delta.id}/queries/search?search_term=ON+PG+3`, undefined, auth);
+        expect(found.status).toBe(200);
+        // Rows i = 3, 14, 25, 36, 47, 58 (i % 11 = 3) of query 'delta written on pg 3': clicks are i.
+        expect(found.body.queries).toEqual([expect.objectContaining({ query: "delta written on pg 3", total_clicks: 3 + 14 + 25 + 36 + 47 + 58 })]);
+        const created = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:epsilon.copy.example", name: "epsilon" }, auth);
+        expect(created.status).toBe(201);
+        expect(created.body.id).toBe(Math.max(...list.map((x) => x.id)) + 1);
+      } finally {
+        await s.stop();
+      }
+    });
+
+    test("refuses a non-empty file without --resume or --replace, and leaves it as it was; --replace copies again with its search index right", async () => {
+      const url = await pgWithSyncedData();
+      const file = join(dir.dir, `replace-${Date.now()}.db`);
+      // A file holding other data (the synced one) is refused, then replaced.
+      copyFileSync(synced, file);
+      const before = sqliteCounts(file);
+      const again = await dbCopy(["--from", url, "--to", file, "--progress", "none"]);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/refused: the target database is not empty: .*sites \(3 rows\).*--resume.*--replace/);
+      expect(sqliteCounts(file)).toEqual(before);
+      const replaced = await dbCopy(["--from", url, "--to", file, "--progress", "none", "--replace"]);
+      expect(replaced.code).toBe(0);
+      expect(sqliteCounts(file)).toEqual(await pgCounts(url));
+      expectSearchIndexed(file);
+    });
+
+    test("refuses a file the service is running on", async () => {
+      const url = await pgWithSyncedData();
+      const s = await startServer({ workers: 1 });
+      try {
+        const r = await dbCopy(["--from", url, "--to", s.dbPath, "--progress", "none"]);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(new RegExp(`refused: the database ${s.dbPath} is already served by sitesync pid ${s.proc.pid} .*: stop it before copying into this file`));
+      } finally {
+        await s.cleanup();
+      }
+    });
+
+    test(`${BIG} rows: a copy killed with SIGKILL halfway is refused a plain re-run and finished by --resume, counts verified`, async () => {
+      const url = await server.newDatabase();
+      expect((await dbCopy(["--from", big, "--to", url, "--progress", "none"])).code).toBe(0);
+      const file = join(dir.dir, "big-back.db");
+      const proc = Bun.spawn([process.execPath, join(root, "src/db/copy-cli.ts"), "--from", url, "--to", file, "--progress", "lines", "--batch-size", "2000"], {
+        cwd: root,
+        stdout: "ignore",
+        stderr: "pipe",
+      });
+      let seen = "";
+      const reader = proc.stderr.getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += new TextDecoder().decode(value);
+        const m = [...seen.matchAll(/gsc_performance_data: (\d+)\/(\d+) rows/g)].at(-1);
+        if (m && Number(m[1]) > 0 && Number(m[1]) < BIG / 2) {
+          proc.kill("SIGKILL");
+          break;
+        }
+      }
+      await proc.exited;
+      expect(proc.signalCode).toBe("SIGKILL");
+      const partial = sqliteCounts(file).gsc_performance_data!;
+      expect(partial).toBeGreaterThan(0);
+      expect(partial).toBeLessThan(BIG);
+
+      const plain = await dbCopy(["--from", url, "--to", file, "--progress", "none"]);
+      expect(plain.code).toBe(1);
+      expect(plain.stderr).toContain("refused: the target database is not empty");
+
+      const resumed = await dbCopy(["--from", url, "--to", file, "--progress", "lines", "--resume"]);
+      expect(resumed.stderr).toMatch(new RegExp(`gsc_performance_data: ${partial}/${BIG} rows`));
+      expect(resumed.code).toBe(0);
+      expect(resumed.stdout).toMatch(new RegExp(`^gsc_performance_data +source ${BIG} +target ${BIG} +ok$`, "m"));
+      const db = new Database(file, { readonly: true });
       const src = new Database(big, { readonly: true });
-      const s = src.query<{ clicks: number }, []>("select sum(clicks) as clicks from gsc_performance_data").get()!;
-      src.close();
-      expect(r.rows[0]).toEqual({ n: String(BIG), ids: String(BIG), max: String(BIG), clicks: String(s.clicks) });
-    } finally {
-      await pg.close();
-    }
-  });
+      try {
+        const q = "select count(*) as n, count(distinct id) as ids, max(id) as max, sum(clicks) as clicks from gsc_performance_data";
+        expect(db.query(q).get()).toEqual(src.query(q).get());
+        expect(db.query("select count(*) as n from gsc_queries").get()).toEqual(src.query("select count(*) as n from gsc_queries").get());
+      } finally {
+        db.close();
+        src.close();
+      }
+    });
 
-  test("verification fails when the source lost rows since the first copy (a resume does not delete)", async () => {
-    const url = await server.newDatabase();
-    const changed = join(dir.dir, "changed.db");
-    copyFileSync(synced, changed);
-    expect((await dbCopy(["--from", changed, "--to", url, "--progress", "none"])).code).toBe(0);
-    const db = new Database(changed);
-    db.run("PRAGMA foreign_keys = ON");
-    db.run("delete from sites where id = (select max(id) from sites)");
-    db.close();
-    const r = await dbCopy(["--from", changed, "--to", url, "--progress", "none", "--resume"]);
-    expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^sites +source 2 +target 3 +DIFFERENT$/m);
-    expect(r.stderr).toMatch(/row counts differ in .*sites.*--replace/);
-  });
-
-  test("a value PostgreSQL refuses (text in an integer column, which SQLite stores) fails the copy naming the table and rows", async () => {
-    const odd = join(dir.dir, "odd.db");
-    copyFileSync(synced, odd);
-    const db = new Database(odd);
-    db.run("update gsc_performance_data set clicks = 'lots' where id = (select max(id) from gsc_performance_data)");
-    db.close();
-    const r = await dbCopy(["--from", odd, "--to", await server.newDatabase(), "--progress", "none"]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^db:copy failed: gsc_performance_data, rows \d+\.\.\d+ \(rowid\): invalid input syntax for type integer: "lots"$/m);
-  });
-
-  test.each([
-    { name: "no such source file", args: (u: string) => ["--from", "/nonexistent/app.db", "--to", u], code: 1, err: /refused: no SQLite database at \/nonexistent\/app.db/ },
-    { name: "target not a postgres URL", args: () => ["--from", "./x.db", "--to", "mysql://h/db"], code: 2, err: /expected a postgres:\/\/ or postgresql:\/\/ URL/ },
-    { name: "--resume with --replace", args: (u: string) => ["--from", "./x.db", "--to", u, "--resume", "--replace"], code: 2, err: /cannot be used with/ },
-    { name: "in-memory source", args: (u: string) => ["--from", ":memory:", "--to", u], code: 2, err: /in-memory/ },
-    { name: "missing --to", args: () => ["--from", "./x.db"], code: 2, err: /--to <url>/ },
-  ])("bad input: $name", async ({ args, code, err }) => {
-    const r = await dbCopy(args(server.adminUrl()));
-    expect(r.stderr).toMatch(err);
-    expect(r.code).toBe(code);
-  });
-
-  test("refuses a source that is not at the current schema", async () => {
-    const old = join(dir.dir, "old.db");
-    const db = new Database(old);
-    db.run("create table sites (id integer primary key, domain text)");
-    db.close();
-    const r = await dbCopy(["--from", old, "--to", await server.newDatabase()]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`refused: ${old} is not at the current schema: run \`DATABASE_URL=${old} bun run migrate\` first`);
+    test("refuses a PostgreSQL source that is not at the current schema", async () => {
+      const url = await server.newDatabase();
+      const r = await dbCopy(["--from", url, "--to", join(dir.dir, "never.db"), "--progress", "none"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/refused: 127\.0\.0\.1:\d+\/sitesync_test_\S+ is not at the current schema: run `DATABASE_URL=<its URL> bun run migrate` first/);
+    });
   });
 });

@@ -1,32 +1,31 @@
 import { Presets, SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { ConfigError, parseDatabaseUrl, sqlitePathOf } from "../config.ts";
-import { CopyRefusedError, copySqliteToPg, type CopyMode, type CopyProgress } from "./copy.ts";
-import { checkPostgresUrl } from "./pg/open.ts";
+import { ConfigError, parseDatabaseUrl, type DatabaseTarget } from "../config.ts";
+import { copyDatabase, CopyRefusedError, type CopyMode, type CopyProgress } from "./copy.ts";
 
-// `bun run db:copy --from ./data/app.db --to postgres://…`: moves an SQLite database to PostgreSQL.
-// Progress on stderr (a bar on a terminal, a line per table and per tenth otherwise), the per-table row
-// counts on stdout. Exit 0 copied and verified, 1 refused, failed or counts differ, 2 bad arguments.
+// `bun run db:copy --from ./data/app.db --to postgres://…` (or the other way round): moves a database between
+// SQLite and PostgreSQL. Progress on stderr (a bar on a terminal, a line per table and per tenth otherwise), the
+// per-table row counts on stdout. Exit 0 copied and verified, 1 refused, failed or counts differ, 2 bad arguments.
+
+/** A postgres:// URL, or an SQLite file given as a path, file: or sqlite:/// URL (parsed as DATABASE_URL is). */
+function endpoint(v: string): DatabaseTarget {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v) && !/^(file|sqlite|postgres|postgresql):/i.test(v)) {
+    throw new InvalidArgumentError(`expected an SQLite file (a path, file: or sqlite:/// URL) or a postgres:// or postgresql:// URL, got '${v}'`);
+  }
+  try {
+    return parseDatabaseUrl(v);
+  } catch (err) {
+    throw new InvalidArgumentError(err instanceof ConfigError ? Object.values(err.fields).flat().join("; ") : String(err));
+  }
+}
 
 const program = new Command("db:copy")
-  .description("Copy every table of an SQLite database into a PostgreSQL database (ids kept, counts verified)")
-  .requiredOption("--from <path>", "SQLite file: a path, file: or sqlite:/// URL", (v) => {
-    try {
-      return sqlitePathOf(parseDatabaseUrl(v), "--from");
-    } catch (err) {
-      throw new InvalidArgumentError(err instanceof ConfigError ? Object.values(err.fields).flat().join("; ") : String(err));
-    }
-  })
-  .requiredOption("--to <url>", "PostgreSQL database URL (postgres://user:password@host:5432/db), migrated first", (v) => {
-    try {
-      return checkPostgresUrl(v);
-    } catch (err) {
-      throw new InvalidArgumentError((err as Error).message);
-    }
-  })
+  .description("Copy every table between an SQLite file and a PostgreSQL database, either way (ids kept, counts verified)")
+  .requiredOption("--from <database>", "source: an SQLite file (path, file: or sqlite:/// URL) or a postgres:// URL", endpoint)
+  .requiredOption("--to <database>", "target, the other engine (migrated first; an SQLite file is created)", endpoint)
   .addOption(new Option("--resume", "finish an interrupted copy: keep the rows already there, copy the rest").conflicts("replace"))
   .addOption(new Option("--replace", "delete every row of the target first, then copy"))
-  .option("--batch-size <n>", "rows per INSERT", (v) => {
+  .option("--batch-size <n>", "rows per insert", (v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1 || n > 50_000) throw new InvalidArgumentError("expected an integer from 1 to 50000");
     return n;
@@ -35,7 +34,13 @@ const program = new Command("db:copy")
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.parse();
-const o = program.opts<{ from: string; to: string; resume?: boolean; replace?: boolean; batchSize: number; progress: string }>();
+const o = program.opts<{ from: DatabaseTarget; to: DatabaseTarget; resume?: boolean; replace?: boolean; batchSize: number; progress: string }>();
+if (o.from.dialect === o.to.dialect) {
+  console.error(
+    `db:copy: --from and --to are both ${o.from.dialect === "sqlite" ? "SQLite files (copy a file with bun run backup)" : "PostgreSQL databases (use pg_dump)"}; one must be SQLite and the other PostgreSQL`,
+  );
+  process.exit(2);
+}
 const mode: CopyMode = o.resume ? "resume" : o.replace ? "replace" : "fresh";
 const how = o.progress === "auto" ? (process.stderr.isTTY ? "bar" : "lines") : o.progress;
 
@@ -74,7 +79,7 @@ function progressReporter(how: string) {
 
 const progress = progressReporter(how);
 try {
-  const r = await copySqliteToPg({ from: o.from, to: o.to, mode, batchSize: o.batchSize, onProgress: progress.update });
+  const r = await copyDatabase({ from: o.from, to: o.to, mode, batchSize: o.batchSize, onProgress: progress.update });
   progress.stop();
   const width = Math.max(...r.counts.map((c) => c.table.length));
   for (const c of r.counts) {

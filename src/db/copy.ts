@@ -1,32 +1,30 @@
-import { Database } from "bun:sqlite";
-import { getTableColumns, getTableName, sql } from "drizzle-orm";
-import { readMigrationFiles } from "drizzle-orm/migrator";
+import { getTableColumns, getTableName } from "drizzle-orm";
 import { getTableConfig as pgTableConfig, type PgTable } from "drizzle-orm/pg-core";
+import type { DatabaseTarget } from "../config.ts";
 import type { SQLiteTable } from "drizzle-orm/sqlite-core";
-import { existsSync } from "node:fs";
-import { migrationsFolder } from "./migrate.ts";
-import { migratePg } from "./pg/migrate.ts";
-import { openPg, type PgOrm } from "./pg/open.ts";
+import { pgSource, pgTarget } from "./copy-pg.ts";
+import { sqliteSource, sqliteTarget } from "./copy-sqlite.ts";
 import { pgTablesByName, sqliteTablesByName } from "./pg/tables.ts";
 
-// `bun run db:copy`: an SQLite file into a PostgreSQL database, table by table in batches, ids kept.
-// The source is read in one read transaction, so the copy is one consistent snapshot even while the
-// service keeps writing (what it writes later is not copied). Each batch commits on its own, so an
-// interrupted copy can be resumed.
+// `bun run db:copy`: every table of one database into another, SQLite -> PostgreSQL or PostgreSQL -> SQLite,
+// table by table in batches, ids kept. The source is read in one snapshot (an SQLite read transaction, a
+// PostgreSQL REPEATABLE READ transaction), so the copy is consistent even while a service keeps writing (what
+// it writes later is not copied). Each batch commits on its own, so an interrupted copy can be resumed.
+// Each engine's side lives in copy-sqlite.ts and copy-pg.ts.
 
 /** fresh: the target must be empty; resume: keep what an earlier run copied, add the rest; replace: empty the target first. */
 export type CopyMode = "fresh" | "resume" | "replace";
+
 
 export type CopyProgress = { table: string; done: number; total: number };
 export type TableCount = { table: string; source: number; target: number };
 
 export type CopyOptions = {
-  /** Path of the SQLite file. */
-  from: string;
-  /** postgres:// URL of the target database (migrated first). */
-  to: string;
+  from: DatabaseTarget;
+  /** Migrated first (created, for an SQLite file). */
+  to: DatabaseTarget;
   mode: CopyMode;
-  /** Rows per INSERT. */
+  /** Rows per insert. */
   batchSize?: number;
   onProgress?: (p: CopyProgress) => void;
 };
@@ -36,50 +34,87 @@ export type CopyResult = { counts: TableCount[]; verified: boolean; copiedRows: 
 /** The copy cannot start: the message says why and what to do. Nothing was written to the target. */
 export class CopyRefusedError extends Error {}
 
-// Only one copy into a database at a time (a second one would interleave batches).
-const COPY_LOCK = 5_171_511_012;
+/** One table in both schemas; `id` is true when its key is an integer `id` column (SQLite: the rowid). */
+export type TablePair = { name: string; sqlite: SQLiteTable; pg: PgTable; id: boolean; key: string[] };
 
-/** Copies every table of the SQLite file at `from` into the PostgreSQL database at `to`; verifies row counts. */
-export async function copySqliteToPg(opts: CopyOptions): Promise<CopyResult> {
+/** A batch read from the source: rows of driver values in the copy's column order, and which rows they are. */
+export type Batch = { rows: unknown[][]; which: string };
+
+/** The database being read. */
+export type CopySource = {
+  /** Refuses a database that is not at the current schema (its columns would not match the copy's). */
+  checkSchema(): Promise<void>;
+  /** Starts the snapshot that every later read and count sees. */
+  begin(): Promise<void>;
+  /** Rows of the table (with id up to `throughId`, if given). */
+  count(t: TablePair, throughId?: number): Promise<number>;
+  /** The table's rows in key order (after `afterId`, for a table with an id), `size` at a time. */
+  read(t: TablePair, columns: string[], afterId: number, size: number): AsyncIterable<Batch>;
+  close(): Promise<void>;
+};
+
+/** The database being written. */
+export type CopyTarget = {
+  /** Migrates the database and takes its lock (one copy at a time; no service on an SQLite file). */
+  open(): Promise<void>;
+  count(t: TablePair): Promise<number>;
+  /** The highest id already there (0: none, or the table has no id). */
+  maxId(t: TablePair): Promise<number>;
+  /** Deletes every row of these tables (children first). */
+  clear(tables: TablePair[]): Promise<void>;
+  /** Inserts driver values (the target's); `skipExisting` skips rows whose key is there. Returns rows inserted. */
+  insert(t: TablePair, columns: string[], rows: unknown[][], skipExisting: boolean): Promise<number>;
+  /** After a table's last batch (PostgreSQL: its identity sequence moves past the highest id). */
+  tableDone(t: TablePair): Promise<void>;
+  /** After every table: the engine's own search index brought up to date with the copied gsc_queries. */
+  finish(): Promise<void>;
+  close(): Promise<void>;
+};
+
+// Each engine's bookkeeping of its query-search index (SQLite: how far FTS5 has indexed gsc_queries). It is not
+// copied: the target sets it for its own index once the copy is done (CopyTarget.finish), and its one row,
+// there from the migrations, does not make a target "not empty".
+const ownedByTarget = new Set(["gsc_queries_indexed"]);
+
+// Copied before the tables whose triggers write them: gsc_performance_data's triggers add each new query to
+// gsc_queries, which therefore comes first with its own ids; the triggers then find every query there.
+const copiedBefore: Record<string, string[]> = { gsc_performance_data: ["gsc_queries"] };
+
+/** Copies every table from `opts.from` to `opts.to` (one SQLite, one PostgreSQL); verifies row counts. */
+export async function copyDatabase(opts: CopyOptions): Promise<CopyResult> {
   const started = performance.now();
-  if (!existsSync(opts.from)) throw new CopyRefusedError(`no SQLite database at ${opts.from}`);
-  const source = new Database(opts.from, { readonly: true });
+  if (opts.from.dialect === opts.to.dialect) {
+    throw new CopyRefusedError("one side must be an SQLite file and the other a PostgreSQL database");
+  }
+  const source = opts.from.dialect === "sqlite" ? sqliteSource(opts.from.path) : pgSource(opts.from.url);
   try {
-    checkSourceMigrated(source, opts.from);
-    await migratePg(opts.to);
-    const target = openPg(opts.to, { max: 2 });
-    const lock = await target.pool.connect();
+    await source.checkSchema();
+    const target = opts.to.dialect === "sqlite" ? sqliteTarget(opts.to.path) : pgTarget(opts.to.url);
     try {
-      const { rows } = await lock.query<{ ok: boolean }>("select pg_try_advisory_lock($1) as ok", [COPY_LOCK]);
-      if (!rows[0]?.ok) throw new CopyRefusedError("another db:copy into this database is running");
+      await target.open();
       const tables = copyOrder();
-      await prepareTarget(target.orm, tables, opts.mode);
-      // One snapshot of the source for the copy and the counts (WAL readers never block the service).
-      source.run("BEGIN");
-      try {
-        let copiedRows = 0;
-        const counts: TableCount[] = [];
-        for (const t of tables) {
+      await prepareTarget(target, tables, opts.mode);
+      await source.begin();
+      let copiedRows = 0;
+      const counts: TableCount[] = [];
+      for (const t of tables) {
+        if (!ownedByTarget.has(t.name)) {
           copiedRows += await copyTable(source, target, t, opts);
-          await resetSequence(target.orm, t.pg);
-          counts.push({ table: t.name, source: countRows(source, t.name), target: await countPgRows(target.orm, t.name) });
+          await target.tableDone(t);
         }
-        return { counts, verified: counts.every((c) => c.source === c.target), copiedRows, ms: Math.round(performance.now() - started) };
-      } finally {
-        source.run("COMMIT");
       }
+      await target.finish();
+      for (const t of tables) counts.push({ table: t.name, source: await source.count(t), target: await target.count(t) });
+      return { counts, verified: counts.every((c) => c.source === c.target), copiedRows, ms: Math.round(performance.now() - started) };
     } finally {
-      lock.release(true);
       await target.close();
     }
   } finally {
-    source.close();
+    await source.close();
   }
 }
 
-type TablePair = { name: string; sqlite: SQLiteTable; pg: PgTable };
-
-/** Tables paired by name, parents before the tables whose foreign keys point at them. */
+/** Tables paired by name, parents before the tables whose foreign keys (or triggers) point at them. */
 function copyOrder(): TablePair[] {
   const sqliteTables = sqliteTablesByName();
   const pgTables = pgTablesByName();
@@ -90,39 +125,25 @@ function copyOrder(): TablePair[] {
     if (ordered.some((t) => t.name === name)) return;
     if (path.includes(name)) throw new Error(`foreign keys form a cycle: ${[...path, name].join(" -> ")}`);
     const pgTable = pgTables.get(name)!;
-    for (const fk of pgTableConfig(pgTable).foreignKeys) {
-      const parent = getTableName(fk.reference().foreignTable);
-      if (parent !== name) visit(parent, [...path, name]);
-    }
-    ordered.push({ name, sqlite: sqliteTables.get(name)!, pg: pgTable });
+    const cfg = pgTableConfig(pgTable);
+    const parents = cfg.foreignKeys.map((fk) => getTableName(fk.reference().foreignTable)).concat(copiedBefore[name] ?? []);
+    for (const parent of parents) if (parent !== name) visit(parent, [...path, name]);
+    const id = cfg.columns.some((c) => c.name === "id" && c.primary);
+    const key = id ? ["id"] : (cfg.primaryKeys[0]?.columns.map((c) => c.name) ?? cfg.columns.filter((c) => c.primary).map((c) => c.name));
+    ordered.push({ name, sqlite: sqliteTables.get(name)!, pg: pgTable, id, key });
   };
   for (const name of [...sqliteTables.keys()].sort()) visit(name, []);
   return ordered;
 }
 
-/** Refuses a source file that is not at the current schema (its columns would not match the copy's). */
-function checkSourceMigrated(source: Database, path: string) {
-  const latest = readMigrationFiles({ migrationsFolder }).at(-1)?.folderMillis ?? 0;
-  const hasTable = source.query("select 1 from sqlite_master where type = 'table' and name = '__drizzle_migrations'").get();
-  const applied = hasTable
-    ? Number(source.query<{ m: number | null }, []>(`select max(created_at) as m from "__drizzle_migrations"`).get()?.m ?? 0)
-    : 0;
-  if (applied < latest) {
-    throw new CopyRefusedError(`${path} is not at the current schema: run \`DATABASE_URL=${path} bun run migrate\` first`);
-  }
-}
-
-/** Applies the mode: fresh refuses a non-empty target, replace empties it (ids restart), resume keeps it. */
-async function prepareTarget(pgdb: PgOrm, tables: TablePair[], mode: CopyMode) {
-  if (mode === "replace") {
-    const names = tables.map((t) => `"${t.name}"`).join(", ");
-    await pgdb.execute(sql.raw(`truncate ${names} restart identity cascade`));
-    return;
-  }
+/** Applies the mode: fresh refuses a non-empty target, replace empties it, resume keeps it. */
+async function prepareTarget(target: CopyTarget, tables: TablePair[], mode: CopyMode) {
+  const copied = tables.filter((t) => !ownedByTarget.has(t.name));
+  if (mode === "replace") return target.clear([...copied].reverse());
   if (mode === "resume") return;
   const nonEmpty: string[] = [];
-  for (const t of tables) {
-    const n = await countPgRows(pgdb, t.name);
+  for (const t of copied) {
+    const n = await target.count(t);
     if (n > 0) nonEmpty.push(`${t.name} (${n} rows)`);
   }
   if (nonEmpty.length > 0) {
@@ -134,71 +155,32 @@ async function prepareTarget(pgdb: PgOrm, tables: TablePair[], mode: CopyMode) {
 }
 
 /**
- * Copies one table in batches of rowid order (on resume, after the highest id already there); returns rows
- * inserted. Each batch is one INSERT ... SELECT FROM unnest() with an array per column: 11 parameters for
- * 5000 rows instead of 55,000, which halves the time of a large copy.
+ * Copies one table in batches of key order (on resume, after the highest id already in the target); returns
+ * rows inserted. Each value goes source driver -> JS (the source schema's mapping) -> target driver (the
+ * target schema's), so booleans, JSON and 64-bit integers arrive as the target stores them.
  */
-async function copyTable(source: Database, target: ReturnType<typeof openPg>, t: TablePair, opts: CopyOptions): Promise<number> {
-  const pgByName = new Map(Object.values(getTableColumns(t.pg)).map((c) => [c.name, c]));
-  // Each value goes SQLite storage -> JS (the SQLite schema's mapping) -> PostgreSQL (the pg schema's).
-  const columns = Object.values(getTableColumns(t.sqlite)).map((c) => {
-    const twin = pgByName.get(c.name);
-    if (!twin) throw new Error(`${t.name}.${c.name} has no PostgreSQL twin`);
+async function copyTable(source: CopySource, target: CopyTarget, t: TablePair, opts: CopyOptions): Promise<number> {
+  const [from, to] = opts.from.dialect === "sqlite" ? [t.sqlite, t.pg] : [t.pg, t.sqlite];
+  const toByName = new Map(Object.values(getTableColumns(to)).map((c) => [c.name, c]));
+  const columns = Object.values(getTableColumns(from)).map((c) => {
+    const twin = toByName.get(c.name);
+    if (!twin) throw new Error(`${t.name}.${c.name} has no twin in the target's schema`);
     return { name: c.name, from: c, to: twin };
   });
-  const list = columns.map((c) => `"${c.name}"`).join(", ");
-  const read = source.query<unknown[], [number, number]>(`select rowid, ${list} from "${t.name}" where rowid > ? order by rowid limit ?`);
-  const unnest = columns.map((c, i) => `$${i + 1}::${c.to.getSQLType()}[]`).join(", ");
-  // On resume a row of a table without an integer id (or one copied meanwhile) may be there already.
-  const insert = `insert into "${t.name}" (${list}) select * from unnest(${unnest})${opts.mode === "resume" ? " on conflict do nothing" : ""}`;
-  const batch = opts.batchSize ?? 5000;
-  const total = countRows(source, t.name);
-  // An integer primary key `id` is SQLite's rowid: rows up to the highest id in the target were copied.
-  let last = 0;
-  if (opts.mode === "resume" && pgByName.get("id")?.primary) {
-    const r = await target.pool.query<{ m: string | null }>(`select max("id") as m from "${t.name}"`);
-    last = Number(r.rows[0]?.m ?? 0);
-  }
-  let done = last > 0 ? countRows(source, t.name, last) : 0;
+  const total = await source.count(t);
+  // Rows up to the highest id in the target were copied by an earlier run (each batch commits in key order).
+  const last = opts.mode === "resume" && t.id ? await target.maxId(t) : 0;
+  let done = last > 0 ? await source.count(t, last) : 0;
   let inserted = 0;
   opts.onProgress?.({ table: t.name, done, total });
-  for (;;) {
-    const rows = read.values(last, batch);
-    if (rows.length === 0) break;
-    last = rows.at(-1)![0] as number;
-    const arrays = columns.map((c, i) =>
-      rows.map((r) => {
-        const v = r[i + 1];
-        return v === null ? null : c.to.mapToDriverValue(c.from.mapFromDriverValue(v));
-      }),
-    );
-    const r = await target.pool.query(insert, arrays).catch((err: Error) => {
-      throw new Error(`${t.name}, rows ${rows[0]![0]}..${last} (rowid): ${err.message}`, { cause: err });
+  const names = columns.map((c) => c.name);
+  for await (const batch of source.read(t, names, last, opts.batchSize ?? 5000)) {
+    const rows = batch.rows.map((r) => columns.map((c, i) => (r[i] === null ? null : c.to.mapToDriverValue(c.from.mapFromDriverValue(r[i])))));
+    inserted += await target.insert(t, names, rows, opts.mode === "resume").catch((err: Error) => {
+      throw new Error(`${t.name}, ${batch.which}: ${err.message}`, { cause: err });
     });
-    inserted += r.rowCount ?? rows.length;
     done += rows.length;
     opts.onProgress?.({ table: t.name, done, total });
   }
   return inserted;
-}
-
-/** Moves the identity sequence of the table's `id` (if any) past the highest id, so new rows get fresh ids. */
-async function resetSequence(pgdb: PgOrm, table: PgTable) {
-  const cfg = pgTableConfig(table);
-  const id = cfg.columns.find((c) => c.name === "id" && c.primary);
-  if (!id) return;
-  await pgdb.execute(
-    sql.raw(`select setval(pg_get_serial_sequence('"${cfg.name}"', 'id'), coalesce(max("id"), 0) + 1, false) from "${cfg.name}"`),
-  );
-}
-
-/** Rows of an SQLite table (with rowid up to `through`, if given). */
-function countRows(db: Database, table: string, through?: number): number {
-  const where = through === undefined ? "" : ` where rowid <= ${Number(through)}`;
-  return db.query<{ n: number }, []>(`select count(*) as n from "${table}"${where}`).get()!.n;
-}
-
-async function countPgRows(pgdb: PgOrm, table: string): Promise<number> {
-  const r = await pgdb.execute<{ n: string }>(sql.raw(`select count(*) as n from "${table}"`));
-  return Number(r.rows[0]!.n);
 }
