@@ -21,6 +21,7 @@ export const sqliteOnly: Record<string, string> = {
   "migrations.test.ts": "SQLite migration files (PostgreSQL migrations: schema-drift and pg tests)",
   "schema-drift.test.ts": "compares both engines itself",
   "db-copy.test.ts": "copies between both engines itself",
+  "bench-copy.test.ts": "runs db:copy between both engines itself",
   "pg-cluster.test.ts": "starts its own clusters",
   "bench.test.ts": "runs the SQLite benchmark",
   "bench-analytics.test.ts": "runs the SQLite benchmark",
