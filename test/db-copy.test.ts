@@ -29,11 +29,14 @@ async function dbCopy(args: string[]) {
   return { code, stdout, stderr };
 }
 
-/** Row count of every table of the SQLite file. */
+// The process registry's heartbeats are not copied (each process registers itself); every other table is.
+const copiedTables = (names: Iterable<string>) => [...names].filter((n) => n !== "db_connections");
+
+/** Row count of every copied table of the SQLite file. */
 function sqliteCounts(path: string): Record<string, number> {
   const db = new Database(path, { readonly: true });
   try {
-    return Object.fromEntries([...sqliteTablesByName().keys()].map((n) => [n, db.query<{ n: number }, []>(`select count(*) as n from "${n}"`).get()!.n]));
+    return Object.fromEntries(copiedTables(sqliteTablesByName().keys()).map((n) => [n, db.query<{ n: number }, []>(`select count(*) as n from "${n}"`).get()!.n]));
   } finally {
     db.close();
   }
@@ -43,7 +46,7 @@ async function pgCounts(url: string): Promise<Record<string, number>> {
   const pg = openPg(url, { max: 1 });
   try {
     const out: Record<string, number> = {};
-    for (const n of pgTablesByName().keys()) out[n] = Number((await pg.orm.execute<{ n: string }>(sql.raw(`select count(*) as n from "${n}"`))).rows[0]!.n);
+    for (const n of copiedTables(pgTablesByName().keys())) out[n] = Number((await pg.orm.execute<{ n: string }>(sql.raw(`select count(*) as n from "${n}"`))).rows[0]!.n);
     return out;
   } finally {
     await pg.close();
@@ -69,11 +72,13 @@ async function allRows(path: string, url: string) {
     const sqliteRows: Record<string, unknown[]> = {};
     const pgRows: Record<string, unknown[]> = {};
     for (const [name, t] of sqliteTablesByName()) {
+      if (name === "db_connections") continue;
       const cfg = sqliteTableConfig(t);
       const pk = cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary);
       sqliteRows[name] = sdb.select().from(t).orderBy(...pk.map((c) => asc(c))).all();
     }
     for (const [name, t] of pgTablesByName()) {
+      if (name === "db_connections") continue;
       const cfg = pgTableConfig(t);
       const pk = cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary);
       pgRows[name] = await pg.orm.select().from(t).orderBy(...pk.map((c) => asc(c)));
@@ -155,6 +160,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       }
       expect(await pgCounts(url)).toEqual(counts);
       for (const [t, n] of Object.entries(counts)) expect(r.stdout).toMatch(new RegExp(`^${t} +source ${n} +target ${n} +ok$`, "m"));
+      expect(r.stdout).toMatch(/^db_connections +not copied: the process registry/m);
       expect(r.stdout).toMatch(/every table's row count matches/);
       const { sqliteRows, pgRows } = await allRows(synced, url);
       expect(pgRows).toEqual(sqliteRows);
@@ -300,6 +306,8 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
         await pg.pool.query(`insert into hourly_rankings (site_id, date, hour, hour_timestamp, query, page, device, clicks)
           select id, '2026-11-01', 5, '2026-11-01T05:00:00Z', 'delta hourly', '/', 'DESKTOP', 3 from sites where name = 'delta'`);
         await pg.pool.query("delete from gsc_performance_data where site_id = 1 and date = (select min(date) from gsc_performance_data where site_id = 1)");
+        // A live process's heartbeat on PostgreSQL: not copied into the file.
+        await pg.pool.query("insert into db_connections (host, pid, role, started_at, last_seen_at) values ('pg-host', 4242, 'http', '2026-12-01T00:00:00.000Z', '2026-12-01T00:00:00.000Z')");
       } finally {
         await pg.close();
       }
@@ -335,6 +343,9 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       expect(counts.sites).toBe(4);
       for (const [t, n] of Object.entries(counts)) expect(r.stdout).toMatch(new RegExp(`^${t} +source ${n} +target ${n} +ok$`, "m"));
       expect(sqliteCounts(back)).toEqual(counts);
+      const registry = new Database(back, { readonly: true });
+      expect(registry.query("select count(*) as n from db_connections").get()).toEqual({ n: 0 });
+      registry.close();
       const { sqliteRows, pgRows } = await allRows(back, url);
       // The FTS mark is each engine's own (PostgreSQL's is not moved by its writes; the copy's covers every id).
       delete sqliteRows.gsc_queries_indexed;

@@ -81,10 +81,11 @@ const progress = progressReporter(how);
 try {
   const r = await copyDatabase({ from: o.from, to: o.to, mode, batchSize: o.batchSize, onProgress: progress.update });
   progress.stop();
-  const width = Math.max(...r.counts.map((c) => c.table.length));
+  const width = Math.max(...r.counts.map((c) => c.table.length), ...r.notCopied.map((c) => c.table.length));
   for (const c of r.counts) {
     console.log(`${c.table.padEnd(width)}  source ${c.source}  target ${c.target}  ${c.source === c.target ? "ok" : "DIFFERENT"}`);
   }
+  for (const c of r.notCopied) console.log(`${c.table.padEnd(width)}  not copied: ${c.why}`);
   const rowsPerSec = r.ms > 0 ? Math.round((r.copiedRows * 1000) / r.ms) : r.copiedRows;
   if (r.verified) {
     console.log(`copied ${r.copiedRows} rows in ${(r.ms / 1000).toFixed(1)} s (${rowsPerSec} rows/s); every table's row count matches`);

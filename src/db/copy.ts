@@ -29,7 +29,8 @@ export type CopyOptions = {
   onProgress?: (p: CopyProgress) => void;
 };
 
-export type CopyResult = { counts: TableCount[]; verified: boolean; copiedRows: number; ms: number };
+/** `notCopied`: tables left alone, with the reason. */
+export type CopyResult = { counts: TableCount[]; notCopied: { table: string; why: string }[]; verified: boolean; copiedRows: number; ms: number };
 
 /** The copy cannot start: the message says why and what to do. Nothing was written to the target. */
 export class CopyRefusedError extends Error {}
@@ -76,6 +77,10 @@ export type CopyTarget = {
 // there from the migrations, does not make a target "not empty".
 const ownedByTarget = new Set(["gsc_queries_indexed"]);
 
+// Not data: each live process's heartbeat row (host, pid) in the process registry, written again every few
+// seconds by the process itself. Copied, the source's processes would show as live in the target.
+const notCopied: Record<string, string> = { db_connections: "the process registry: each running process registers itself" };
+
 // Copied before the tables whose triggers write them: gsc_performance_data's triggers add each new query to
 // gsc_queries, which therefore comes first with its own ids; the triggers then find every query there.
 const copiedBefore: Record<string, string[]> = { gsc_performance_data: ["gsc_queries"] };
@@ -92,7 +97,7 @@ export async function copyDatabase(opts: CopyOptions): Promise<CopyResult> {
     const target = opts.to.dialect === "sqlite" ? sqliteTarget(opts.to.path) : pgTarget(opts.to.url);
     try {
       await target.open();
-      const tables = copyOrder();
+      const tables = copyOrder().filter((t) => !notCopied[t.name]);
       await prepareTarget(target, tables, opts.mode);
       await source.begin();
       let copiedRows = 0;
@@ -105,7 +110,13 @@ export async function copyDatabase(opts: CopyOptions): Promise<CopyResult> {
       }
       await target.finish();
       for (const t of tables) counts.push({ table: t.name, source: await source.count(t), target: await target.count(t) });
-      return { counts, verified: counts.every((c) => c.source === c.target), copiedRows, ms: Math.round(performance.now() - started) };
+      return {
+        counts,
+        notCopied: Object.entries(notCopied).map(([table, why]) => ({ table, why })),
+        verified: counts.every((c) => c.source === c.target),
+        copiedRows,
+        ms: Math.round(performance.now() - started),
+      };
     } finally {
       await target.close();
     }
