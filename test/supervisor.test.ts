@@ -231,6 +231,15 @@ describe.skipIf(testEngine === "sqlite")("the PostgreSQL server goes away under 
     });
     // Degraded while the failed writes are recent (30 s), on the worker that saw them; healthy elsewhere.
     expect(["healthy", "degraded"]).toContain(up.body.status);
+    // Every process registers again, the restarted worker too (its first registration failed).
+    expect(s.output()).toContain("cannot register in db_connections yet");
+    const listed = await until("the supervisor and both HTTP workers to be registered", async () => {
+      const h = await request(s.url, "GET", "/health", undefined, fresh);
+      const pids = ((h.body.connection_info?.processes ?? []) as { pid: number }[]).map((p) => p.pid).sort((a, b) => a - b);
+      const want = [s.proc.pid, ...childPids(s.proc.pid)].sort((a, b) => a - b);
+      return JSON.stringify(pids) === JSON.stringify(want) ? pids : null;
+    });
+    expect(listed).toContain(restarted);
     expect((await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:after.example", name: "After" })).status).toBe(201);
     const domains = await withDb(pgdb.url, async (h) => (await h.q.select({ d: h.t.sites.domain }).from(h.t.sites)).map((r) => r.d).sort());
     expect(domains).toEqual(["sc-domain:after.example", "sc-domain:before.example"]);

@@ -59,7 +59,16 @@ export async function registerProcess(db: Db): Promise<() => Promise<void>> {
   } else {
     await upsert();
   }
-  const timer = setInterval(() => upsert().catch(() => {}), HEARTBEAT_MS);
+  // One heartbeat at a time: while the database is away a write keeps retrying (up to
+  // WRITE_LOCK_TIMEOUT_MS), and new ones would only pile up behind it.
+  let beating = false;
+  const timer = setInterval(() => {
+    if (beating) return;
+    beating = true;
+    upsert()
+      .catch(() => {})
+      .finally(() => (beating = false));
+  }, HEARTBEAT_MS);
   timer.unref();
   const stop = async () => {
     clearInterval(timer);
