@@ -1,3 +1,5 @@
+import { DrizzleQueryError } from "drizzle-orm/errors";
+
 // Why a start failed, as one line an operator can act on (never a stack).
 
 const sqliteReasons: [RegExp, string][] = [
@@ -31,8 +33,9 @@ const pgReasons: [RegExp, string][] = [
 /** One line saying why the service could not start on the database at `path` (a file, or a PostgreSQL URL without password). */
 export function describeStartError(err: unknown, path: string): string {
   let e = err as { code?: unknown; message?: unknown; path?: unknown; syscall?: unknown; cause?: unknown } | null;
-  // Drizzle wraps driver errors; the driver's is the one that says why.
-  while (e && typeof e.code !== "string" && e.cause) e = e.cause as typeof e;
+  // Drizzle wraps driver errors; the driver's is the one that says why. (Our own errors with a cause,
+  // e.g. WalUnavailableError, already say it in their message.)
+  while (e && (e as unknown) instanceof DrizzleQueryError && e.cause) e = e.cause as typeof e;
   const code = typeof e?.code === "string" ? e.code : "";
   if (/^postgres(ql)?:/i.test(path)) {
     const message = String(e?.message ?? err).split("\n")[0];
