@@ -21,25 +21,30 @@ export function children(pid: number): number[] {
   return out;
 }
 
-function ownCpuTicks(pid: number): number {
+function ownCpuTicks(pid: number, exited: boolean): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name may hold spaces and parentheses: fields are counted after its closing ')'.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]);
+    // utime + stime; with `exited`, also cutime + cstime: the time of its children that exited (and were waited for).
+    return Number(fields[11]) + Number(fields[12]) + (exited ? Number(fields[13]) + Number(fields[14]) : 0);
   } catch {
     return 0;
   }
 }
 
-/** CPU seconds (user + system) used so far by `pid` and its live descendants; null where /proc is missing. */
-export function treeCpuSeconds(pid: number): number | null {
+/**
+ * CPU seconds (user + system) used so far by `pid` and its live descendants; null where /proc is missing.
+ * `exitedChildren`: plus the descendants that exited, for a tree whose children come and go (a PostgreSQL
+ * server's backends end when a pool closes an idle connection: their time must not vanish from the sum).
+ */
+export function treeCpuSeconds(pid: number, opts: { exitedChildren?: boolean } = {}): number | null {
   if (process.platform !== "linux") return null;
   let ticks = 0;
   const stack = [pid];
   while (stack.length > 0) {
     const p = stack.pop()!;
-    ticks += ownCpuTicks(p);
+    ticks += ownCpuTicks(p, opts.exitedChildren ?? false);
     stack.push(...children(p));
   }
   return ticks / TICKS_PER_SECOND;

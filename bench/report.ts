@@ -1,11 +1,17 @@
+import type { Engine } from "../src/db/engine.ts";
 import type { LoadResult } from "./load.ts";
 import type { Scenario, Side, Target } from "./scenarios.ts";
 
 // Turns measurements into ratios, target verdicts and the terminal table.
 
 export type SideResult = LoadResult & {
-  /** CPU time of the side's whole process tree per request served, in microseconds (Linux only). */
+  /**
+   * CPU time of the side's whole process tree per request served, in microseconds (Linux only); on
+   * PostgreSQL plus the database server's processes when the bench started the server (dbCpuUsPerReq).
+   */
   cpuUsPerReq: number | null;
+  /** PostgreSQL only: the part of cpuUsPerReq spent by the database server's processes (null: not measured). */
+  dbCpuUsPerReq?: number | null;
   /** Measurements combined into this one (--rounds). */
   rounds: number;
 };
@@ -18,8 +24,13 @@ export type TargetCheck = {
   met: boolean | null;
 };
 
+/** One side's figures on PostgreSQL divided by the same side's on SQLite, measured in the same run. */
+export type EngineRatios = { rps: number; p99: number; cpu: number | null };
+
 export type ScenarioResult = {
   name: string;
+  /** The engine both sides ran on. */
+  engine: Engine;
   description: string;
   skipped?: string;
   service?: SideResult;
@@ -30,6 +41,8 @@ export type ScenarioResult = {
   notes: string[];
   /** Extra facts of the scenario (e.g. rows ingested meanwhile). */
   extra?: Record<string, unknown>;
+  /** PostgreSQL results of a run that measured SQLite too: each side here / the same side there. */
+  vsSqlite?: { service?: EngineRatios; baseline?: EngineRatios };
 };
 
 const median = (xs: number[]) => {
@@ -39,7 +52,7 @@ const median = (xs: number[]) => {
 };
 
 /** Combines the rounds of one side: medians of rates and percentiles, sums of counts, the worst max. */
-export function combineRounds(rounds: { load: LoadResult; cpuUsPerReq: number | null }[]): SideResult {
+export function combineRounds(rounds: { load: LoadResult; cpuUsPerReq: number | null; dbCpuUsPerReq?: number | null }[]): SideResult {
   const loads = rounds.map((r) => r.load);
   const sum = (f: (r: LoadResult) => number) => loads.reduce((n, r) => n + f(r), 0);
   const statuses: Record<string, number> = {};
@@ -61,9 +74,12 @@ export function combineRounds(rounds: { load: LoadResult; cpuUsPerReq: number | 
     timeouts: sum((r) => r.timeouts),
     lockErrors: sum((r) => r.lockErrors),
     cpuUsPerReq: cpus.length === rounds.length ? median(cpus) : null,
+    ...(rounds.some((r) => r.dbCpuUsPerReq !== undefined) ? { dbCpuUsPerReq: medianOrNull(rounds.map((r) => r.dbCpuUsPerReq ?? null)) } : {}),
     rounds: rounds.length,
   };
 }
+
+const medianOrNull = (xs: (number | null)[]) => (xs.every((x): x is number => x !== null) ? median(xs) : null);
 
 /** service / baseline for throughput and latency. */
 export function ratiosOf(service: SideResult, baseline: SideResult) {
@@ -80,11 +96,14 @@ const describeRef = (t: Target, scenario: string) =>
     ? `${t.metric} vs ${t.against.scenario} (${t.against.side})`
     : `${t.metric} ratio`;
 
-/** Checks a scenario's ratio targets, plus the rule for every scenario: no 5xx, socket or lock errors. */
-export function checkTargets(sc: Scenario, r: ScenarioResult, all: Map<string, ScenarioResult>): TargetCheck[] {
+/**
+ * Checks a scenario's ratio targets (`targets`: the engine's, default the scenario's SQLite ones), plus the
+ * rule for every scenario: no 5xx, socket or lock errors.
+ */
+export function checkTargets(sc: Scenario, r: ScenarioResult, all: Map<string, ScenarioResult>, targets = sc.targets): TargetCheck[] {
   if (!r.service) return [];
   const service = r.service;
-  const checks: TargetCheck[] = sc.targets.map((t) => {
+  const checks: TargetCheck[] = targets.map((t) => {
     const ref = reference(t, r, all);
     const mine = t.metric === "rps" ? service.rps : service.p99Ms;
     const theirs = ref ? (t.metric === "rps" ? ref.rps : ref.p99Ms) : undefined;
@@ -101,10 +120,12 @@ const int = (n: number) => Math.round(n).toLocaleString("en-US");
 const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0));
 const ratio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}x` : "n/a");
 
-const columns = ["scenario", "side", "req/s", "p50 ms", "p99 ms", "max ms", "2xx", "409", "4xx", "5xx", "sock err", "cpu µs/req"];
+const baseColumns = ["scenario", "side", "req/s", "p50 ms", "p99 ms", "max ms", "2xx", "409", "4xx", "5xx", "sock err", "cpu µs/req"];
+const dbColumn = "of which pg";
+const us = (n: number | null | undefined) => (n === null || n === undefined ? "n/a" : n.toFixed(1));
 
-function row(name: string, side: Side, s: SideResult): string[] {
-  return [
+function row(name: string, side: Side, s: SideResult, dbCpu: boolean): string[] {
+  const cells = [
     name,
     side,
     int(s.rps),
@@ -116,21 +137,30 @@ function row(name: string, side: Side, s: SideResult): string[] {
     int(s.other4xx),
     int(s.server5xx),
     int(s.socketErrors),
-    s.cpuUsPerReq === null ? "n/a" : s.cpuUsPerReq.toFixed(1),
+    us(s.cpuUsPerReq),
   ];
+  return dbCpu ? [...cells, us(s.dbCpuUsPerReq)] : cells;
 }
 
-/** The results as an aligned text table, with ratio lines and target verdicts under each scenario. */
-export function formatTable(results: ScenarioResult[]): string {
+/**
+ * The results as an aligned text table, with ratio lines and target verdicts under each scenario.
+ * `dbCpu`: a last column with the PostgreSQL server's part of the CPU per request.
+ */
+export function formatTable(results: ScenarioResult[], opts: { dbCpu?: boolean } = {}): string {
+  const dbCpu = opts.dbCpu ?? false;
+  const columns = dbCpu ? [...baseColumns, dbColumn] : baseColumns;
   const rows: (string[] | string)[] = [columns];
   for (const r of results) {
     if (r.skipped) {
       rows.push(`${r.name}: skipped: ${r.skipped}`);
       continue;
     }
-    if (r.service) rows.push(row(r.name, "service", r.service));
-    if (r.baseline) rows.push(row(r.service ? "" : r.name, "baseline", r.baseline));
-    if (r.ratios) rows.push(["", "ratio", ratio(r.ratios.rps), ratio(r.ratios.p50), ratio(r.ratios.p99), "", "", "", "", "", "", ""]);
+    if (r.service) rows.push(row(r.name, "service", r.service, dbCpu));
+    if (r.baseline) rows.push(row(r.service ? "" : r.name, "baseline", r.baseline, dbCpu));
+    if (r.ratios) {
+      const cells = ["", "ratio", ratio(r.ratios.rps), ratio(r.ratios.p50), ratio(r.ratios.p99)];
+      rows.push([...cells, ...Array<string>(columns.length - cells.length).fill("")]);
+    }
     for (const t of r.targets) {
       const verdict = t.met === null ? "n/a" : t.met ? "met" : "NOT MET";
       const actual = t.actual === null ? "n/a" : t.what.includes("errors") ? String(t.actual) : ratio(t.actual);
@@ -138,8 +168,12 @@ export function formatTable(results: ScenarioResult[]): string {
     }
     for (const n of r.notes) rows.push(`    note: ${n}`);
   }
+  return align(rows, columns.length);
+}
+
+function align(rows: (string[] | string)[], n: number): string {
   const cells = rows.filter((r): r is string[] => Array.isArray(r));
-  const widths = columns.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+  const widths = Array.from({ length: n }, (_, i) => Math.max(...cells.map((c) => c[i]!.length)));
   return rows
     .map((r) =>
       typeof r === "string"
@@ -147,4 +181,28 @@ export function formatTable(results: ScenarioResult[]): string {
         : r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd(),
     )
     .join("\n");
+}
+
+/** Each side's PostgreSQL figures over its SQLite figures of the same scenario, same run. */
+export function vsOtherEngine(pg: ScenarioResult, sqlite: ScenarioResult): ScenarioResult["vsSqlite"] {
+  const div = (a: number, b: number) => (b === 0 ? Number.NaN : a / b);
+  const one = (a?: SideResult, b?: SideResult): EngineRatios | undefined =>
+    a && b
+      ? { rps: div(a.rps, b.rps), p99: div(a.p99Ms, b.p99Ms), cpu: a.cpuUsPerReq === null || b.cpuUsPerReq === null ? null : div(a.cpuUsPerReq, b.cpuUsPerReq) }
+      : undefined;
+  return { service: one(pg.service, sqlite.service), baseline: one(pg.baseline, sqlite.baseline) };
+}
+
+/** The engines side by side: per scenario and side, PostgreSQL / SQLite of req/s, p99 and CPU per request. */
+export function crossEngineTable(pgResults: ScenarioResult[]): string {
+  const columns = ["scenario", "side", "req/s", "p99", "cpu/req"];
+  const rows: string[][] = [columns];
+  for (const r of pgResults) {
+    if (!r.vsSqlite) continue;
+    for (const side of ["service", "baseline"] as const) {
+      const v = r.vsSqlite[side];
+      if (v) rows.push([side === "service" ? r.name : "", side, ratio(v.rps), ratio(v.p99), v.cpu === null ? "n/a" : ratio(v.cpu)]);
+    }
+  }
+  return align(rows, columns.length);
 }

@@ -4,20 +4,53 @@ import { availableParallelism, cpus, platform, release, tmpdir, totalmem } from 
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import type { Engine } from "../src/db/engine.ts";
 import { treeCpuSeconds } from "./cpu.ts";
 import { runLoad, type LoadRequest } from "./load.ts";
+import { openPgServer, type PgServer } from "./pg.ts";
 import { startBaseline, startService, type RunningServer } from "./processes.ts";
-import { checkTargets, combineRounds, formatTable, ratiosOf, type ScenarioResult } from "./report.ts";
+import { checkTargets, combineRounds, crossEngineTable, formatTable, ratiosOf, vsOtherEngine, type ScenarioResult } from "./report.ts";
 import { scenarioNames, scenarios, type Side } from "./scenarios.ts";
 import { hasSyncApi, seedSites } from "./seed.ts";
 
 // `bun run bench`: the service and the textbook baseline (bench/baseline/), each on a fresh temp
 // database with the same seeded sites, driven alternately by the same load, scenario by scenario.
 // Prints a table with the ratios and their targets and writes bench/results/latest.json.
+// --database picks the engine: sqlite (default), postgres (a throw-away cluster started here), a
+// postgres:// server URL (a fresh database is made on it), or a list (sqlite,postgres): one table per
+// engine, each against its own textbook baseline, plus the engines side by side, all from this one run.
 //
 //   bun run bench [--duration 10] [--warmup 3] [--workers 4] [--connections 64] [--seed 1000]
 //                 [--scenarios get_one,list,...] [--rounds 1] [--demo-rows 25000] [--ingest-days 7]
+//                 [--database sqlite|postgres|postgres://…|sqlite,postgres]
 //                 [--out bench/results/latest.json] [--check]
+
+/** One engine the run measures: SQLite files in the temp dir, or databases on a PostgreSQL server (null: start one). */
+type DatabaseChoice = { engine: "sqlite" } | { engine: "pg"; url: string | null };
+
+function parseDatabases(list: string, ctx: z.RefinementCtx): DatabaseChoice[] {
+  const out: DatabaseChoice[] = [];
+  for (const item of list.split(",").map((x) => x.trim()).filter(Boolean)) {
+    let choice: DatabaseChoice;
+    if (item === "sqlite") choice = { engine: "sqlite" };
+    else if (item === "postgres" || item === "postgresql") choice = { engine: "pg", url: null };
+    else if (/^postgres(ql)?:\/\/./i.test(item)) choice = { engine: "pg", url: item };
+    else {
+      ctx.addIssue({ code: "custom", message: `'${item}' is not sqlite, postgres or a postgres:// URL` });
+      return z.NEVER;
+    }
+    if (out.some((c) => c.engine === choice.engine)) {
+      ctx.addIssue({ code: "custom", message: "each engine at most once" });
+      return z.NEVER;
+    }
+    out.push(choice);
+  }
+  if (out.length === 0) {
+    ctx.addIssue({ code: "custom", message: "name at least one database" });
+    return z.NEVER;
+  }
+  return out;
+}
 
 const posInt = (max: number) => z.coerce.number().int().min(1).max(max);
 const flagsSchema = z.object({
@@ -34,6 +67,7 @@ const flagsSchema = z.object({
     .pipe(z.array(z.enum(scenarioNames as [string, ...string[]])).min(1)),
   "demo-rows": posInt(1_000_000).default(25_000),
   "ingest-days": posInt(365).default(7),
+  database: z.string().default("sqlite").transform(parseDatabases),
   out: z.string().min(1).default(join(import.meta.dir, "results/latest.json")),
   check: z.boolean().default(false),
 });
@@ -64,21 +98,75 @@ const flags = readFlags();
 const tmp = mkdtempSync(join(tmpdir(), "sitesync-bench-"));
 const runTag = Date.now().toString(36);
 const running = new Set<RunningServer>();
+let pgServer: PgServer | null = null;
+/** Several engines: their name prefixes the progress lines. */
+const tagged = flags.database.length > 1;
 
-/** A started side: its server, the ids of its seeded sites and its database file. */
-type Instance = { server: RunningServer; ids: number[]; dbPath: string };
+/** A started side: its server, the ids of its seeded sites and its database (file path or URL). */
+type Instance = { server: RunningServer; ids: number[]; database: string };
 
-async function start(side: Side, name: string, env?: Record<string, string>, syncWorkers = 0): Promise<Instance> {
-  const dbPath = join(tmp, `${name}.db`);
+/** One engine's part of the run: where its databases live, its servers, its results. */
+type EngineRun = {
+  engine: Engine;
+  label: string;
+  /** A fresh database for a server: a file in the temp dir, or a new database on the PostgreSQL server. */
+  newDatabase(name: string): Promise<string>;
+  storedRows(database: string): Promise<number>;
+  /** CPU seconds of the database server's processes (PostgreSQL started by the bench); null when not measured. */
+  dbCpuSeconds: (() => number | null) | null;
+  service?: Instance;
+  baseline?: Instance;
+  results: Map<string, ScenarioResult>;
+};
+
+function sqliteRows(dbPath: string): number {
+  const db = new Database(dbPath, { readonly: true });
+  try {
+    return (db.query("select count(*) as n from gsc_performance_data").get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+async function openEngine(choice: Flags["database"][number]): Promise<EngineRun> {
+  if (choice.engine === "sqlite") {
+    return {
+      engine: "sqlite",
+      label: "SQLite",
+      newDatabase: async (name) => join(tmp, `${name}.db`),
+      storedRows: async (path) => sqliteRows(path),
+      dbCpuSeconds: null,
+      results: new Map(),
+    };
+  }
+  const server = await openPgServer(choice.url, runTag);
+  pgServer = server;
+  const pid = server.serverPid;
+  return {
+    engine: "pg",
+    label: "PostgreSQL",
+    newDatabase: (name) => server.createDatabase(name),
+    storedRows: (url) => server.countRows(url, "gsc_performance_data"),
+    dbCpuSeconds: pid === null ? null : () => treeCpuSeconds(pid, { exitedChildren: true }),
+    results: new Map(),
+  };
+}
+
+const prefix = (e: EngineRun) => (tagged ? `${e.engine} ` : "");
+
+async function start(e: EngineRun, side: Side, name: string, env?: Record<string, string>, syncWorkers = 0): Promise<Instance> {
+  const database = await e.newDatabase(name);
   const server =
     side === "service"
-      ? await startService({ dbPath, workers: flags.workers, syncWorkers, env })
-      : await startBaseline({ dbPath, workers: flags.workers });
+      ? await startService({ dbPath: database, workers: flags.workers, syncWorkers, env })
+      : await startBaseline({ dbPath: database, workers: flags.workers });
   running.add(server);
   const t0 = performance.now();
   const ids = await seedSites(server.url, flags.seed);
-  console.log(`  ${name}: ${server.url}, ${flags.workers} processes, seeded ${ids.length} sites in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  return { server, ids, dbPath };
+  console.log(
+    `  ${prefix(e)}${name}: ${server.url}, ${flags.workers} processes, seeded ${ids.length} sites in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  return { server, ids, database };
 }
 
 async function stop(t: Instance | undefined) {
@@ -87,15 +175,24 @@ async function stop(t: Instance | undefined) {
   running.delete(t.server);
 }
 
-/** One measured load on one side: optional warmup, then the load, with the process tree's CPU time. */
-async function measure(target: Instance, next: () => LoadRequest) {
+/**
+ * One measured load on one side: optional warmup, then the load, with the CPU time of the side's process
+ * tree, plus the database server's when it is measured (PostgreSQL does a request's database work in its
+ * own processes; SQLite inside the side's).
+ */
+async function measure(e: EngineRun, target: Instance, next: () => LoadRequest) {
   const base = { url: target.server.url, connections: flags.connections, next };
   if (flags.warmup > 0) await runLoad({ ...base, durationSec: flags.warmup });
+  const db0 = e.dbCpuSeconds?.() ?? null;
   const cpu0 = treeCpuSeconds(target.server.pid);
   const load = await runLoad({ ...base, durationSec: flags.duration });
   const cpu1 = treeCpuSeconds(target.server.pid);
-  const cpuUsPerReq = cpu0 === null || cpu1 === null || load.requests === 0 ? null : ((cpu1 - cpu0) * 1e6) / load.requests;
-  return { load, cpuUsPerReq };
+  const db1 = e.dbCpuSeconds?.() ?? null;
+  const perReq = (a: number | null, b: number | null) => (a === null || b === null || load.requests === 0 ? null : ((b - a) * 1e6) / load.requests);
+  const appUs = perReq(cpu0, cpu1);
+  if (!e.dbCpuSeconds) return { load, cpuUsPerReq: appUs };
+  const dbUs = perReq(db0, db1);
+  return { load, cpuUsPerReq: appUs === null || dbUs === null ? appUs : appUs + dbUs, dbCpuUsPerReq: dbUs };
 }
 
 type JobSnapshot = { status?: string };
@@ -105,35 +202,26 @@ async function job(url: string, id: number): Promise<JobSnapshot> {
   return res.ok ? ((await res.json()) as JobSnapshot) : {};
 }
 
-function storedRows(dbPath: string): number {
-  const db = new Database(dbPath, { readonly: true });
-  try {
-    return (db.query("select count(*) as n from gsc_performance_data").get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
-
 /** Triggers a multi-day sync on the ingest service and waits until its worker is writing rows. */
-async function startIngest(t: Instance, round: number) {
+async function startIngest(e: EngineRun, t: Instance, round: number) {
   const site = t.ids[round % t.ids.length]!;
   const res = await fetch(`${t.server.url}/api/v1/sync/trigger/${site}?days=${flags["ingest-days"]}&sync_mode=overwrite`, { method: "POST" });
   const body = (await res.json()) as { job_id?: number };
   if (res.status !== 202 || typeof body.job_id !== "number") throw new Error(`sync trigger failed: ${res.status} ${JSON.stringify(body)}`);
   const deadline = Date.now() + 60_000;
-  const rows0 = storedRows(t.dbPath);
-  while (storedRows(t.dbPath) === rows0) {
+  const rows0 = await e.storedRows(t.database);
+  while ((await e.storedRows(t.database)) === rows0) {
     const s = await job(t.server.url, body.job_id);
     if (s.status && s.status !== "pending" && s.status !== "running") throw new Error(`ingest job ended before the load: ${JSON.stringify(s)}`);
     if (Date.now() > deadline) throw new Error("the sync worker wrote no row within 60 s");
     await Bun.sleep(50);
   }
-  return { jobId: body.job_id, rowsBefore: storedRows(t.dbPath) };
+  return { jobId: body.job_id, rowsBefore: await e.storedRows(t.database) };
 }
 
 /** After the load: how much was ingested meanwhile; cancels the job so it cannot disturb the next measurement. */
-async function finishIngest(t: Instance, ingest: { jobId: number; rowsBefore: number }) {
-  const rowsAfter = storedRows(t.dbPath);
+async function finishIngest(e: EngineRun, t: Instance, ingest: { jobId: number; rowsBefore: number }) {
+  const rowsAfter = await e.storedRows(t.database);
   const during = await job(t.server.url, ingest.jobId);
   await fetch(`${t.server.url}/api/v1/sync/job/${ingest.jobId}`, { method: "DELETE" });
   const deadline = Date.now() + 30_000;
@@ -144,6 +232,9 @@ async function finishIngest(t: Instance, ingest: { jobId: number; rowsBefore: nu
   }
   return { rowsIngestedDuringLoad: rowsAfter - ingest.rowsBefore, jobStatusAtEnd: during.status ?? "unknown" };
 }
+
+type Measured = Awaited<ReturnType<typeof measure>>;
+type IngestFacts = Awaited<ReturnType<typeof finishIngest>>;
 
 async function main() {
   const machine = {
@@ -161,84 +252,129 @@ async function main() {
   console.log(`machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Bun ${machine.bun}, ${machine.os}`);
   console.log(`databases in ${tmp} (removed at exit)`);
 
-  const needsMain = selected.some((s) => !s.duringIngest);
-  let service = needsMain ? await start("service", "service") : undefined;
-  const baseline = await start("baseline", "baseline");
+  const engines: EngineRun[] = [];
+  for (const choice of flags.database) engines.push(await openEngine(choice));
+  if (pgServer) {
+    const st = pgServer.settings;
+    console.log(
+      `postgresql: ${pgServer.origin}; PostgreSQL ${st.server_version}, fsync=${st.fsync}, synchronous_commit=${st.synchronous_commit},` +
+        ` full_page_writes=${st.full_page_writes}, shared_buffers=${st.shared_buffers}, max_connections=${st.max_connections}` +
+        (pgServer.serverPid === null ? "; its CPU is not measured (not started by the bench): cpu µs/req is the servers' own" : ""),
+    );
+  }
 
-  const results = new Map<string, ScenarioResult>();
+  const needsMain = selected.some((s) => !s.duringIngest);
+  for (const e of engines) {
+    e.service = needsMain ? await start(e, "service", "service") : undefined;
+    e.baseline = await start(e, "baseline", "baseline");
+  }
+
   // Scenarios run in definition order, so create_during_ingest (which replaces the plain service) comes last.
   for (const [index, sc] of selected.entries()) {
-    const r: ScenarioResult = { name: sc.name, description: sc.description, targets: [], notes: [] };
-    results.set(sc.name, r);
-    let svc = service;
-    if (sc.duringIngest) {
-      // A service with a sync worker and a large demo day; the plain one is stopped to free the CPU.
-      await stop(service);
-      service = undefined;
-      svc = await start("service", "service-ingest", { SYNC_SOURCE: "demo", DEMO_ROWS_PER_DAY: String(flags["demo-rows"]) }, 1);
+    const live: { e: EngineRun; svc: Instance; r: ScenarioResult }[] = [];
+    for (const e of engines) {
+      const r: ScenarioResult = { name: sc.name, engine: e.engine, description: sc.description, targets: [], notes: [] };
+      e.results.set(sc.name, r);
+      let svc = e.service;
+      if (sc.duringIngest) {
+        // A service with a sync worker and a large demo day; the plain one is stopped to free the CPU.
+        await stop(e.service);
+        e.service = undefined;
+        svc = await start(e, "service", "service-ingest", { SYNC_SOURCE: "demo", DEMO_ROWS_PER_DAY: String(flags["demo-rows"]) }, 1);
+      }
+      if (sc.needsSync && !(await hasSyncApi(svc!.server.url))) {
+        r.skipped = "sync API not available";
+        console.log(`${prefix(e)}${sc.name}: skipped: ${r.skipped}`);
+        if (sc.duringIngest) await stop(svc);
+        continue;
+      }
+      live.push({ e, svc: svc!, r });
     }
-    if (sc.needsSync && !(await hasSyncApi(svc!.server.url))) {
-      r.skipped = "sync API not available";
-      console.log(`${sc.name}: skipped: ${r.skipped}`);
-      if (sc.duringIngest) await stop(svc);
-      continue;
-    }
-    const instances: Record<Side, Instance> = { service: svc!, baseline };
-    const gens = {
-      service: sc.generator({ side: "service", siteIds: svc!.ids, runTag }),
-      baseline: sc.generator({ side: "baseline", siteIds: baseline.ids, runTag }),
-    };
-    const rounds: Record<Side, Awaited<ReturnType<typeof measure>>[]> = { service: [], baseline: [] };
-    const ingestFacts: Awaited<ReturnType<typeof finishIngest>>[] = [];
+    const gens = live.map(({ svc, e }) => ({
+      service: sc.generator({ side: "service", siteIds: svc.ids, runTag }),
+      baseline: sc.generator({ side: "baseline", siteIds: e.baseline!.ids, runTag }),
+    }));
+    const rounds = live.map(() => ({ service: [] as Measured[], baseline: [] as Measured[], ingest: [] as IngestFacts[] }));
     for (let round = 0; round < flags.rounds; round++) {
-      // Alternate who goes first, so a slow drift of the machine does not always favour one side.
-      const order: Side[] = (index + round) % 2 === 0 ? ["service", "baseline"] : ["baseline", "service"];
-      for (const side of order) {
-        const ingest = sc.duringIngest && side === "service" ? await startIngest(svc!, round) : undefined;
-        const m = await measure(instances[side], gens[side]);
-        rounds[side].push(m);
-        let extra = "";
-        if (ingest) {
-          const facts = await finishIngest(svc!, ingest);
-          ingestFacts.push(facts);
-          extra = `, ${facts.rowsIngestedDuringLoad.toLocaleString("en-US")} rows ingested meanwhile (job ${facts.jobStatusAtEnd})`;
+      // Alternate who goes first, so a slow drift of the machine does not always favour one side (or engine).
+      const flip = (index + round) % 2 !== 0;
+      const order: Side[] = flip ? ["baseline", "service"] : ["service", "baseline"];
+      const engineOrder = live.map((_, i) => i);
+      if (flip) engineOrder.reverse();
+      for (const i of engineOrder) {
+        const { e, svc } = live[i]!;
+        const instances: Record<Side, Instance> = { service: svc, baseline: e.baseline! };
+        for (const side of order) {
+          const ingest = sc.duringIngest && side === "service" ? await startIngest(e, svc, round) : undefined;
+          const m = await measure(e, instances[side], gens[i]![side]);
+          rounds[i]![side].push(m);
+          let extra = "";
+          if (ingest) {
+            const facts = await finishIngest(e, svc, ingest);
+            rounds[i]!.ingest.push(facts);
+            extra = `, ${facts.rowsIngestedDuringLoad.toLocaleString("en-US")} rows ingested meanwhile (job ${facts.jobStatusAtEnd})`;
+          }
+          console.log(
+            `  ${prefix(e)}${sc.name} ${side.padEnd(8)} ${Math.round(m.load.rps).toLocaleString("en-US").padStart(8)} req/s` +
+              `  p50 ${m.load.p50Ms.toFixed(2)} ms  p99 ${m.load.p99Ms.toFixed(2)} ms${extra}`,
+          );
         }
-        console.log(
-          `  ${sc.name} ${side.padEnd(8)} ${Math.round(m.load.rps).toLocaleString("en-US").padStart(8)} req/s` +
-            `  p50 ${m.load.p50Ms.toFixed(2)} ms  p99 ${m.load.p99Ms.toFixed(2)} ms${extra}`,
+      }
+    }
+    for (const [i, { svc, r }] of live.entries()) {
+      const got = rounds[i]!;
+      r.service = combineRounds(got.service);
+      r.baseline = combineRounds(got.baseline);
+      r.ratios = ratiosOf(r.service, r.baseline);
+      if (sc.duringIngest) {
+        r.extra = { ingest: got.ingest, demoRowsPerDay: flags["demo-rows"], ingestDays: flags["ingest-days"] };
+        const rows = got.ingest.reduce((n, f) => n + f.rowsIngestedDuringLoad, 0);
+        r.notes.push(
+          `service side: the sync worker stored ${rows.toLocaleString("en-US")} rows during the load ` +
+            `(a ${flags["ingest-days"]}-day sync of ${(4 * flags["demo-rows"]).toLocaleString("en-US")} demo rows per day)`,
         );
+        r.notes.push("baseline side: plain creates (the baseline has no sync engine); the target compares with the service's own create p99");
+        if (got.ingest.some((f) => f.jobStatusAtEnd !== "running")) {
+          r.notes.push("the ingest job finished before the load did: raise --ingest-days");
+        }
+        await stop(svc);
       }
     }
-    r.service = combineRounds(rounds.service);
-    r.baseline = combineRounds(rounds.baseline);
-    r.ratios = ratiosOf(r.service, r.baseline);
-    if (sc.duringIngest) {
-      r.extra = { ingest: ingestFacts, demoRowsPerDay: flags["demo-rows"], ingestDays: flags["ingest-days"] };
-      const rows = ingestFacts.reduce((n, f) => n + f.rowsIngestedDuringLoad, 0);
-      r.notes.push(
-        `service side: the sync worker stored ${rows.toLocaleString("en-US")} rows during the load ` +
-          `(a ${flags["ingest-days"]}-day sync of ${(4 * flags["demo-rows"]).toLocaleString("en-US")} demo rows per day)`,
-      );
-      r.notes.push("baseline side: plain creates (the baseline has no sync engine); the target compares with the service's own create p99");
-      if (ingestFacts.some((f) => f.jobStatusAtEnd !== "running")) {
-        r.notes.push("the ingest job finished before the load did: raise --ingest-days");
-      }
-      await stop(svc);
+  }
+  for (const e of engines) {
+    for (const sc of selected) {
+      const r = e.results.get(sc.name)!;
+      r.targets = checkTargets(sc, r, e.results, e.engine === "pg" ? (sc.pgTargets ?? sc.targets) : sc.targets);
     }
   }
-  for (const sc of selected) {
-    const r = results.get(sc.name)!;
-    r.targets = checkTargets(sc, r, results);
+  const sqlite = engines.find((e) => e.engine === "sqlite");
+  const pgRun = engines.find((e) => e.engine === "pg");
+  if (sqlite && pgRun) {
+    for (const [name, r] of pgRun.results) {
+      const other = sqlite.results.get(name);
+      if (other) r.vsSqlite = vsOtherEngine(r, other);
+    }
   }
 
-  const list = [...results.values()];
-  console.log("");
-  console.log(formatTable(list));
-  const checks = list.flatMap((r) => r.targets);
-  const notMet = checks.filter((t) => t.met === false).length;
-  console.log("");
-  console.log(`targets: ${checks.filter((t) => t.met).length} met, ${notMet} not met, ${checks.filter((t) => t.met === null).length} n/a`);
+  let notMet = 0;
+  for (const e of engines) {
+    const list = [...e.results.values()];
+    console.log("");
+    if (tagged || e.engine === "pg") console.log(`${e.label}: service and textbook baseline on ${e.engine === "pg" ? "the same PostgreSQL server" : "SQLite files"}`);
+    console.log(formatTable(list, { dbCpu: e.engine === "pg" }));
+    const checks = list.flatMap((r) => r.targets);
+    const missed = checks.filter((t) => t.met === false).length;
+    notMet += missed;
+    console.log("");
+    console.log(`${tagged ? `${e.label} ` : ""}targets: ${checks.filter((t) => t.met).length} met, ${missed} not met, ${checks.filter((t) => t.met === null).length} n/a`);
+  }
+  if (sqlite && pgRun) {
+    console.log("");
+    console.log("PostgreSQL / SQLite, same run (each side on each engine; cpu includes the PostgreSQL server's when measured):");
+    console.log(crossEngineTable([...pgRun.results.values()]));
+  }
 
+  const list = engines.flatMap((e) => [...e.results.values()]);
   const report = {
     generatedAt: new Date().toISOString(),
     machine,
@@ -252,6 +388,8 @@ async function main() {
       demoRowsPerDay: flags["demo-rows"],
       ingestDays: flags["ingest-days"],
       loadGenerator: "autocannon 9.0.0 (in-process, under Bun)",
+      databases: engines.map((e) => e.engine),
+      ...(pgServer ? { postgresql: { server: pgServer.origin, settings: pgServer.settings, serverCpuMeasured: pgServer.serverPid !== null } } : {}),
     },
     scenarios: list,
     targetsMet: notMet === 0,
@@ -260,9 +398,31 @@ async function main() {
   writeFileSync(flags.out, JSON.stringify(report, null, 2) + "\n");
   console.log(`wrote ${flags.out}`);
 
-  await stop(service);
-  await stop(baseline);
+  for (const e of engines) {
+    await stop(e.service);
+    await stop(e.baseline);
+  }
   return flags.check && notMet > 0 ? 1 : 0;
+}
+
+async function cleanup() {
+  for (const s of running) await s.stop();
+  running.clear();
+  if (pgServer) {
+    const server = pgServer;
+    pgServer = null;
+    try {
+      await server.close();
+    } catch (err) {
+      console.error(`cleaning up PostgreSQL: ${(err as Error).message}`);
+    }
+  }
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+// Interrupted: the servers, the databases made on a given PostgreSQL server and the cluster go too.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => void cleanup().finally(() => process.exit(130)));
 }
 
 let code = 1;
@@ -271,7 +431,6 @@ try {
 } catch (err) {
   console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
 } finally {
-  for (const s of running) await s.stop();
-  rmSync(tmp, { recursive: true, force: true });
+  await cleanup();
 }
 process.exit(code);

@@ -29,7 +29,10 @@ export type Scenario = {
   needsSync?: boolean;
   /** Runs against a service started with a sync worker ingesting a large day. */
   duringIngest?: boolean;
+  /** Targets on SQLite (against the textbook bun:sqlite baseline). */
   targets: Target[];
+  /** Targets on PostgreSQL (against the textbook node-postgres baseline) where they differ; default `targets`. */
+  pgTargets?: Target[];
   /** Builds the request generator for one side; called once per side, so counters carry on. */
   generator: (ctx: ScenarioContext) => () => LoadRequest;
 };
@@ -85,6 +88,9 @@ export const scenarios: Scenario[] = [
       { metric: "rps", op: ">=", value: 2.0 },
       { metric: "p99", op: "<=", value: 0.15 },
     ],
+    // The 2x / 0.15x targets are about the SQLite baseline's writers queueing on the file's one lock (busy
+    // sleeps); PostgreSQL's textbook writers do not queue like that: there the target is the reads' one.
+    pgTargets: [{ metric: "rps", op: ">=", value: 0.85 }],
     generator: (ctx) => creates(ctx, "create"),
   },
   {

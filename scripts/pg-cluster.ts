@@ -50,8 +50,11 @@ function postgresUser(): { uid: number; gid: number } {
 /**
  * Creates and starts a cluster: trust auth for the `postgres` superuser, listening on 127.0.0.1 only (and a
  * socket in its own dir), C locale (text sorts byte-wise, as SQLite's BINARY), no fsync (it is thrown away).
+ * `settings` override the server settings below (e.g. the benchmark turns fsync back on).
  */
-export function startCluster(opts: { bin?: string; parent?: string; ownerPid?: number } = {}): Cluster {
+export function startCluster(
+  opts: { bin?: string; parent?: string; ownerPid?: number; settings?: Record<string, string | number> } = {},
+): Cluster {
   const bin = opts.bin ?? findPgBin();
   if (!bin) throw new Error(`no PostgreSQL binaries under ${PG_ROOT} (apt-get install -y postgresql)`);
   const parent = opts.parent ?? tmpdir();
@@ -68,18 +71,18 @@ export function startCluster(opts: { bin?: string; parent?: string; ownerPid?: n
     // The port is free when picked but may be taken before the server binds it: try a few.
     for (let attempt = 1; ; attempt++) {
       const port = freePort();
-      const options = [
-        `-p ${port}`,
-        `-k ${dir}`,
-        "-c listen_addresses=127.0.0.1",
-        "-c fsync=off",
-        "-c synchronous_commit=off",
-        "-c full_page_writes=off",
-        "-c shared_buffers=32MB",
+      const settings = {
+        listen_addresses: "127.0.0.1",
+        fsync: "off",
+        synchronous_commit: "off",
+        full_page_writes: "off",
+        shared_buffers: "32MB",
         // Every process of a test server pools PG_POOL_SIZE connections; two instances of 4 workers each, plus
         // the tests' own pools, pass 100.
-        "-c max_connections=400",
-      ].join(" ");
+        max_connections: 400,
+        ...opts.settings,
+      };
+      const options = [`-p ${port}`, `-k ${dir}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`)].join(" ");
       try {
         run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "server.log"), "-w", "-t", "60", "-o", options, "start"], "pg_ctl start");
         return { dir, port, url: `postgres://postgres@127.0.0.1:${port}/postgres` };
