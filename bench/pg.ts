@@ -75,7 +75,7 @@ export async function openPgServer(url: string | null, tag: string): Promise<PgS
     }
     const serverPid = cluster ? Number(readFileSync(join(cluster.dir, "data", "postmaster.pid"), "utf8").split("\n")[0]) : null;
     return {
-      origin: cluster ? `a throw-away cluster started by the bench (${cluster.url})` : withoutPassword(adminUrl),
+      origin: cluster ? `a throw-away cluster started by the bench in ${cluster.dir} (${cluster.url})` : withoutPassword(adminUrl),
       settings,
       serverPid,
       async createDatabase(name) {
