@@ -33,6 +33,8 @@ export type ScenarioResult = {
   engine: Engine;
   description: string;
   skipped?: string;
+  /** Why the scenario could not be measured (an error on the way: e.g. a 500 where a sync should start). */
+  failed?: string;
   service?: SideResult;
   baseline?: SideResult;
   /** service / baseline. */
@@ -153,6 +155,10 @@ export function formatTable(results: ScenarioResult[], opts: { dbCpu?: boolean }
   for (const r of results) {
     if (r.skipped) {
       rows.push(`${r.name}: skipped: ${r.skipped}`);
+      continue;
+    }
+    if (r.failed) {
+      rows.push(`${r.name}: FAILED: ${r.failed}`);
       continue;
     }
     if (r.service) rows.push(row(r.name, "service", r.service, dbCpu));

@@ -302,27 +302,38 @@ async function main() {
       const engineOrder = live.map((_, i) => i);
       if (flip) engineOrder.reverse();
       for (const i of engineOrder) {
-        const { e, svc } = live[i]!;
+        const { e, svc, r } = live[i]!;
+        if (r.failed) continue;
         const instances: Record<Side, Instance> = { service: svc, baseline: e.baseline! };
-        for (const side of order) {
-          const ingest = sc.duringIngest && side === "service" ? await startIngest(e, svc, round) : undefined;
-          const m = await measure(e, instances[side], gens[i]![side]);
-          rounds[i]![side].push(m);
-          let extra = "";
-          if (ingest) {
-            const facts = await finishIngest(e, svc, ingest);
-            rounds[i]!.ingest.push(facts);
-            extra = `, ${facts.rowsIngestedDuringLoad.toLocaleString("en-US")} rows ingested meanwhile (job ${facts.jobStatusAtEnd})`;
+        try {
+          for (const side of order) {
+            const ingest = sc.duringIngest && side === "service" ? await startIngest(e, svc, round) : undefined;
+            const m = await measure(e, instances[side], gens[i]![side]);
+            rounds[i]![side].push(m);
+            let extra = "";
+            if (ingest) {
+              const facts = await finishIngest(e, svc, ingest);
+              rounds[i]!.ingest.push(facts);
+              extra = `, ${facts.rowsIngestedDuringLoad.toLocaleString("en-US")} rows ingested meanwhile (job ${facts.jobStatusAtEnd})`;
+            }
+            console.log(
+              `  ${prefix(e)}${sc.name} ${side.padEnd(8)} ${Math.round(m.load.rps).toLocaleString("en-US").padStart(8)} req/s` +
+                `  p50 ${m.load.p50Ms.toFixed(2)} ms  p99 ${m.load.p99Ms.toFixed(2)} ms${extra}`,
+            );
           }
-          console.log(
-            `  ${prefix(e)}${sc.name} ${side.padEnd(8)} ${Math.round(m.load.rps).toLocaleString("en-US").padStart(8)} req/s` +
-              `  p50 ${m.load.p50Ms.toFixed(2)} ms  p99 ${m.load.p99Ms.toFixed(2)} ms${extra}`,
-          );
+        } catch (err) {
+          // This scenario cannot be measured on this engine (e.g. its sync trigger answers 500): the others go on.
+          r.failed = (err as Error).message;
+          console.log(`  ${prefix(e)}${sc.name}: FAILED: ${r.failed}`);
         }
       }
     }
     for (const [i, { svc, r }] of live.entries()) {
       const got = rounds[i]!;
+      if (r.failed) {
+        if (sc.duringIngest) await stop(svc);
+        continue;
+      }
       r.service = combineRounds(got.service);
       r.baseline = combineRounds(got.baseline);
       r.ratios = ratiosOf(r.service, r.baseline);
@@ -357,6 +368,7 @@ async function main() {
   }
 
   let notMet = 0;
+  let failed = 0;
   for (const e of engines) {
     const list = [...e.results.values()];
     console.log("");
@@ -365,6 +377,7 @@ async function main() {
     const checks = list.flatMap((r) => r.targets);
     const missed = checks.filter((t) => t.met === false).length;
     notMet += missed;
+    failed += list.filter((r) => r.failed).length;
     console.log("");
     console.log(`${tagged ? `${e.label} ` : ""}targets: ${checks.filter((t) => t.met).length} met, ${missed} not met, ${checks.filter((t) => t.met === null).length} n/a`);
   }
@@ -392,7 +405,7 @@ async function main() {
       ...(pgServer ? { postgresql: { server: pgServer.origin, settings: pgServer.settings, serverCpuMeasured: pgServer.serverPid !== null } } : {}),
     },
     scenarios: list,
-    targetsMet: notMet === 0,
+    targetsMet: notMet === 0 && failed === 0,
   };
   mkdirSync(dirname(flags.out), { recursive: true });
   writeFileSync(flags.out, JSON.stringify(report, null, 2) + "\n");
@@ -402,7 +415,8 @@ async function main() {
     await stop(e.service);
     await stop(e.baseline);
   }
-  return flags.check && notMet > 0 ? 1 : 0;
+  if (failed > 0) console.log(`${failed} scenario run(s) failed: see FAILED above`);
+  return failed > 0 || (flags.check && notMet > 0) ? 1 : 0;
 }
 
 async function cleanup() {
