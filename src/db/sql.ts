@@ -41,3 +41,8 @@ export function likeAsciiInsensitive(db: Db, col: SQLWrapper, pattern: string): 
     ? sql`translate(${col}, ${UPPER}, ${LOWER}) like translate(${pattern}::text, ${UPPER}, ${LOWER}) escape ''`
     : sql`${col} like ${pattern}`;
 }
+
+/** An upsert's `set`: each named column takes the proposed row's value (`excluded.col`, one spelling on both engines). */
+export function fromExcluded<K extends string>(...cols: K[]): Record<K, SQL> {
+  return Object.fromEntries(cols.map((c) => [c, sql.raw(`excluded.${c}`)])) as Record<K, SQL>;
+}

@@ -4,7 +4,7 @@ import * as pgSchema from "../db/pg/schema.ts";
 import { upsertRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/prepared.ts";
 import { gscPerformanceData, gscSyncedDays } from "../db/schema.ts";
-import { sqliteOrm } from "../db/sql.ts";
+import { fromExcluded, sqliteOrm } from "../db/sql.ts";
 import { isFinalDay } from "./dates.ts";
 import type { SearchType, SourceRow } from "./source.ts";
 
@@ -34,12 +34,7 @@ const writeStatements = perConnection((orm) => ({
     })
     .onConflictDoUpdate({
       target: [g.site_id, g.date, g.page, g.query, g.device, g.search_type],
-      set: {
-        clicks: sql`excluded.clicks`,
-        impressions: sql`excluded.impressions`,
-        ctr: sql`excluded.ctr`,
-        position: sql`excluded.position`,
-      },
+      set: fromExcluded("clicks", "impressions", "ctr", "position"),
     })
     .returning({ id: g.id })
     .prepare(),

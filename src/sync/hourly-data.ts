@@ -4,7 +4,7 @@ import * as pgSchema from "../db/pg/schema.ts";
 import { upsertHourlyRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/prepared.ts";
 import { hourlyRankings } from "../db/schema.ts";
-import { sqliteOrm } from "../db/sql.ts";
+import { fromExcluded, sqliteOrm } from "../db/sql.ts";
 import { hourOf } from "./dates.ts";
 import { PermanentError } from "./errors.ts";
 import type { HourlySourceRow } from "./source.ts";
@@ -33,13 +33,7 @@ const writeStatements = perConnection((orm) => ({
     })
     .onConflictDoUpdate({
       target: [h.site_id, h.hour_timestamp, h.query, h.page, h.device],
-      set: {
-        clicks: sql`excluded.clicks`,
-        impressions: sql`excluded.impressions`,
-        ctr: sql`excluded.ctr`,
-        position: sql`excluded.position`,
-        fetched_at: sql`excluded.fetched_at`,
-      },
+      set: fromExcluded("clicks", "impressions", "ctr", "position", "fetched_at"),
     })
     .prepare(),
   // A bounded delete (SQLite has no DELETE ... LIMIT by default): the oldest stale rows of one day.

@@ -1,6 +1,6 @@
-import { sql } from "drizzle-orm";
 import type { Q } from "../engine.ts";
 import type { GscRow, HourlyRow } from "../schema.ts";
+import { fromExcluded } from "../sql.ts";
 import { gscPerformanceData as g, hourlyRankings as h } from "./schema.ts";
 
 // The synced rows' upserts on PostgreSQL: multi-row `insert … on conflict do update` in statements of at
@@ -28,7 +28,7 @@ export async function upsertRowsPg(tx: Q, siteId: number, day: string, type: str
       .values(values.slice(i, i + ROWS_PER_STATEMENT))
       .onConflictDoUpdate({
         target: [g.site_id, g.date, g.page, g.query, g.device, g.search_type],
-        set: { clicks: sql`excluded.clicks`, impressions: sql`excluded.impressions`, ctr: sql`excluded.ctr`, position: sql`excluded.position` },
+        set: fromExcluded("clicks", "impressions", "ctr", "position"),
       })
       .returning({ id: g.id, page: g.page, query: g.query, device: g.device });
     for (const r of stored) ids.set(keyOf(r), r.id);
@@ -47,13 +47,7 @@ export async function upsertHourlyRowsPg(tx: Q, rows: HourlyInsert[]): Promise<v
       .values(values.slice(i, i + ROWS_PER_STATEMENT))
       .onConflictDoUpdate({
         target: [h.site_id, h.hour_timestamp, h.query, h.page, h.device],
-        set: {
-          clicks: sql`excluded.clicks`,
-          impressions: sql`excluded.impressions`,
-          ctr: sql`excluded.ctr`,
-          position: sql`excluded.position`,
-          fetched_at: sql`excluded.fetched_at`,
-        },
+        set: fromExcluded("clicks", "impressions", "ctr", "position", "fetched_at"),
       });
   }
 }
