@@ -8,11 +8,12 @@ import { staticToken } from "../src/sync/gsc/auth.ts";
 import { gscSource } from "../src/sync/gsc/client.ts";
 import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
 import { registerHandler } from "../src/sync/handlers/index.ts";
+import { claimNextTask, taskTypesParam } from "../src/sync/claim.ts";
 import { reapExpiredLeases } from "../src/sync/lease.ts";
 import { cancelJob, createTask, findJob } from "../src/sync/queries.ts";
 import type { SearchAnalyticsSource } from "../src/sync/source.ts";
 import { startWorker, type Worker, type WorkerOptions } from "../src/sync/worker.ts";
-import { tempDb } from "./helpers/db.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { countRows, insertSites, waitFor } from "./helpers/sync.ts";
 
@@ -398,5 +399,40 @@ describe("cancel, stop, leases", () => {
     expect(after[1]).toMatchObject({ worker_pid: 999_999, completed_at: expect.any(String), error: expect.stringContaining("attempt 3") });
     expect(after[3]).toMatchObject({ status: "running", worker_pid: 999_999 });
     expect(await reapExpiredLeases(t.db)).toEqual([]);
+  });
+});
+
+describe("claims", () => {
+  test.skipIf(testEngine !== "pg")("a claim skips the due task another transaction holds, without waiting for it (PostgreSQL: FOR UPDATE SKIP LOCKED)", async () => {
+    const st = t.db.t.syncTasks;
+    const types = taskTypesParam(["lock_probe"]);
+    const older = await queue(freshSite(), { type: "lock_probe" });
+    const newer = await queue(freshSite(), { type: "lock_probe" });
+    await t.db.tx((tx) => tx.update(st).set({ run_at: "2000-01-01T00:00:00.000Z" }).where(eq(st.id, older)));
+    // Another connection locks the oldest due task (as a worker mid-claim would) and keeps it locked.
+    let release!: () => void;
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const holder = t.open().tx(async (tx) => {
+      await tx.select({ id: st.id }).from(st).where(eq(st.id, older)).for("update");
+      locked();
+      await new Promise<void>((r) => (release = r));
+    });
+    await isLocked;
+    try {
+      // Without SKIP LOCKED this claim would wait for the holder, which waits for us: the timeout says so.
+      const claimed = await Promise.race([
+        claimNextTask(t.db, { types, leaseMs: 60_000, pid: 4343 }),
+        Bun.sleep(10_000).then(() => "still waiting" as const),
+      ]);
+      expect(claimed).toMatchObject({ id: newer, status: "running", worker_pid: 4343, attempts: 1 });
+    } finally {
+      release();
+      await holder;
+    }
+    // Once free, the skipped task is the next one claimed; then none is left.
+    expect(await claimNextTask(t.db, { types, leaseMs: 60_000, pid: 4343 })).toMatchObject({ id: older, attempts: 1 });
+    expect(await claimNextTask(t.db, { types, leaseMs: 60_000, pid: 4343 })).toBeUndefined();
+    await t.db.tx((tx) => tx.update(st).set({ status: "completed" }).where(eq(st.task_type, "lock_probe")));
   });
 });
