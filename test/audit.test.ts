@@ -1,8 +1,10 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
+import { and, asc, count, eq, sql } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { createApiKey } from "../src/auth/queries.ts";
-import { tempDb } from "./helpers/db.ts";
+import type { Db } from "../src/db/index.ts";
+import { openAt, tempDb } from "./helpers/db.ts";
 import { request, startServer } from "./helpers/server.ts";
 
 // The audit log: one row per API write, in the transaction of the change (in-process), and exactly
@@ -10,13 +12,38 @@ import { request, startServer } from "./helpers/server.ts";
 
 const JSON_CT = { "content-type": "application/json" };
 
+/**
+ * Makes every audit insert matching `when` (SQL over `new`) fail, as a full disk or a broken table would:
+ * an SQLite trigger raising ABORT, or a PostgreSQL trigger function raising an exception.
+ */
+async function refuseAuditRows(db: Db, when: string): Promise<{ drop: () => Promise<void> }> {
+  if (db.engine === "sqlite") {
+    const raw = new Database(db.path);
+    raw.run(`create trigger audit_refuse before insert on audit_log when ${when} begin select raise(abort, 'audit refused'); end`);
+    return {
+      async drop() {
+        raw.run("drop trigger audit_refuse");
+        raw.close();
+      },
+    };
+  }
+  await db.q.execute(sql.raw("create function audit_refuse() returns trigger language plpgsql as $$ begin raise exception 'audit refused'; end $$"));
+  await db.q.execute(sql.raw(`create trigger audit_refuse before insert on audit_log for each row when (${when}) execute function audit_refuse()`));
+  return {
+    async drop() {
+      await db.q.execute(sql.raw("drop trigger audit_refuse on audit_log"));
+      await db.q.execute(sql.raw("drop function audit_refuse()"));
+    },
+  };
+}
+
 describe("in-process", () => {
   const t = tempDb();
   const app = createApp(t.db);
   afterAll(() => t.cleanup());
   const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
     app.request(path, { method, headers: { ...JSON_CT, ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const rows = () => t.db.raw.reader.query("select * from audit_log order by id").all() as Record<string, unknown>[];
+  const rows = async (): Promise<Record<string, unknown>[]> => t.db.q.select().from(t.db.t.auditLog).orderBy(asc(t.db.t.auditLog.id));
 
   test("each write and refusal is recorded with who, what, target, request id and outcome", async () => {
     const created = await call("POST", "/api/v1/sites", { domain: "sc-domain:audit.example", name: "A" });
@@ -29,7 +56,7 @@ describe("in-process", () => {
     expect((await call("DELETE", `/api/v1/sync/job/${job}`)).status).toBe(200);
     expect((await call("DELETE", `/api/v1/sites/${site}`)).status).toBe(204);
     expect((await call("GET", "/api/v1/sites")).status).toBe(200);
-    const got = rows().map((r) => [r.actor, r.action, r.target, r.site_id, r.outcome, r.status]);
+    const got = (await rows()).map((r) => [r.actor, r.action, r.target, r.site_id, r.outcome, r.status]);
     expect(got).toEqual([
       ["loopback", "POST /api/v1/sites", `site:${site}`, site, "ok", null],
       ["loopback", "POST /api/v1/sites", null, null, "failed", 409],
@@ -38,15 +65,15 @@ describe("in-process", () => {
       ["loopback", "DELETE /api/v1/sync/job/:job_id", `job:${job}`, null, "ok", null],
       ["loopback", "DELETE /api/v1/sites/:id", `site:${site}`, site, "ok", null],
     ]);
-    expect(rows()[0]!.request_id).toBe(created.headers.get("x-request-id"));
+    expect((await rows())[0]!.request_id).toBe(created.headers.get("x-request-id"));
   });
 
   test("keys: the actor is the key's name; a wrong scope is recorded as denied", async () => {
     const { key, info } = await createApiKey(t.db, { name: "reader", scope: "read" });
-    const before = rows().length;
+    const before = (await rows()).length;
     const r = await call("POST", "/api/v1/sites", { domain: "sc-domain:denied.example", name: "D" }, { authorization: `Bearer ${key}` });
     expect(r.status).toBe(403);
-    const last = rows().slice(before);
+    const last = (await rows()).slice(before);
     expect(last).toEqual([expect.objectContaining({ actor: "reader", key_id: info.id, outcome: "denied", status: 403, action: "POST /api/v1/sites" })]);
   });
 
@@ -54,17 +81,15 @@ describe("in-process", () => {
     const { key } = await createApiKey(t.db, { name: "writer", scope: "admin" });
     const auth = { authorization: `Bearer ${key}` };
     const site = ((await (await call("POST", "/api/v1/sites", { domain: "sc-domain:atomic.example", name: "Before" }, auth)).json()) as { id: number }).id;
-    const raw = new Database(t.path);
-    raw.run("create trigger audit_refuse before insert on audit_log when new.action like 'PATCH%' and new.outcome = 'ok' begin select raise(abort, 'audit refused'); end");
+    const refusal = await refuseAuditRows(t.db, "new.action like 'PATCH%' and new.outcome = 'ok'");
     try {
       const r = await call("PATCH", `/api/v1/sites/${site}`, { name: "After" }, auth);
       expect(r.status).toBe(500);
       const stored = (await (await call("GET", `/api/v1/sites/${site}`, undefined, auth)).json()) as { name: string };
       expect(stored.name).toBe("Before");
-      expect(rows().filter((x) => x.action === "PATCH /api/v1/sites/:id" && x.outcome === "ok" && x.site_id === site)).toEqual([]);
+      expect((await rows()).filter((x) => x.action === "PATCH /api/v1/sites/:id" && x.outcome === "ok" && x.site_id === site)).toEqual([]);
     } finally {
-      raw.run("drop trigger audit_refuse");
-      raw.close();
+      await refusal.drop();
     }
   });
 
@@ -115,15 +140,16 @@ describe("multi-process", () => {
       });
       await Promise.all(clients);
       expect(acknowledged.size).toBe(12 * 15 * 2 + 12 * 5);
-      const db = new Database(s.dbPath, { readonly: true });
+      const db = openAt(s.dbPath);
       try {
-        const ok = db.query("select request_id, action from audit_log where outcome = 'ok'").all() as { request_id: string; action: string }[];
+        const { auditLog, sites } = db.t;
+        const ok = await db.q.select({ request_id: auditLog.request_id, action: auditLog.action }).from(auditLog).where(eq(auditLog.outcome, "ok"));
         expect(new Map(ok.map((r) => [r.request_id, r.action]))).toEqual(acknowledged);
         expect(ok).toHaveLength(acknowledged.size);
-        const failed = db.query("select count(*) as n from audit_log where outcome = 'failed' and status = 409").get() as { n: number };
-        expect(failed.n).toBe(12 * 15);
-        const n = db.query("select count(*) as n from sites").get() as { n: number };
-        expect(n.n).toBe(sitesMade.length);
+        const [failed] = await db.q.select({ n: count() }).from(auditLog).where(and(eq(auditLog.outcome, "failed"), eq(auditLog.status, 409)));
+        expect(failed!.n).toBe(12 * 15);
+        const [n] = await db.q.select({ n: count() }).from(sites);
+        expect(n!.n).toBe(sitesMade.length);
       } finally {
         db.close();
       }

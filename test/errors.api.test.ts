@@ -1,8 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, spyOn, test } from "bun:test";
+import { eq } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
+import { openPgDb } from "../src/db/index.ts";
 import { sites } from "../src/db/schema.ts";
 import { logOncePer, setLogLevel } from "../src/log.ts";
-import { tempDb } from "./helpers/db.ts";
+import { freePort } from "../src/net.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
 
 // Error answers the API promises and how they are logged: a 500 with a request id and no stack, 405
 // with Allow, long write-lock holds and repeated errors in the log.
@@ -42,6 +45,79 @@ describe("500", () => {
   });
 });
 
+describe("503 from a PostgreSQL server that does not answer, never 500", () => {
+  const expect503 = async (res: Response) => {
+    const text = await res.text();
+    expect({ status: res.status, retryAfter: res.headers.get("retry-after") }).toEqual({ status: 503, retryAfter: expect.stringMatching(/^[1-9]\d*$/) });
+    expect(JSON.parse(text)).toMatchObject({ error: { code: "unavailable" } });
+    expect(text).not.toMatch(/\bat \S+:\d+|stack|ECONNREFUSED|127\.0\.0\.1/i);
+  };
+
+  // Needs no server: nothing listens on the port (runs in both engines' suites).
+  test("nothing listening at the URL: reads, writes and the key check answer 503 with Retry-After", async () => {
+    const db = openPgDb({ url: `postgres://postgres@127.0.0.1:${freePort()}/nowhere`, role: "test", poolSize: 2, retryForMs: 300 });
+    try {
+      lines = [];
+      spy = spyOn(console, "error").mockImplementation(() => {});
+      // Protected mode asks whether a key exists before anything else; AUTH=off goes straight to the queries.
+      for (const app of [createApp(db), createApp(db, { auth: { mode: "off", localAddresses: [], allowedHosts: [] } })]) {
+        await expect503(await app.request("/api/v1/sites/1"));
+        await expect503(await app.request("/api/v1/sites?limit=5"));
+        await expect503(await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain: "sc-domain:down.example", name: "Down" }) }));
+        await expect503(await app.request("/api/v1/keys", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "k", scope: "read" }) }));
+      }
+    } finally {
+      db.close();
+    }
+  });
+
+  test.skipIf(testEngine !== "pg")("the connection of a running request terminated by the server (pg_terminate_backend): a read answers 503, a write is retried and lands once", async () => {
+    const h = t.open();
+    const admin = await t.db.pg!.pool.connect();
+    try {
+      const app = createApp(h, { auth: { mode: "off", localAddresses: [], allowedHosts: [] } });
+      const created = await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain: "sc-domain:kept.term.example", name: "Kept" }) });
+      expect(created.status).toBe(201);
+      const { id } = (await created.json()) as { id: number };
+      /** Holds a lock every statement on sites waits for, until released. */
+      const blockSites = async () => {
+        await admin.query("begin");
+        await admin.query("lock table sites in access exclusive mode");
+      };
+      /** Terminates the one backend waiting for that lock (the request's). */
+      const terminateWaiter = async () => {
+        for (let i = 0; i < 200; i++) {
+          const r = await admin.query(
+            "select pg_terminate_backend(pid) as done from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()",
+          );
+          if (r.rows.length === 1 && r.rows[0].done) return;
+          await Bun.sleep(10);
+        }
+        throw new Error("no request waited for the lock");
+      };
+
+      await blockSites();
+      const read = app.request(`/api/v1/sites/${id}`);
+      await terminateWaiter();
+      await admin.query("rollback");
+      await expect503(await read);
+      // The handle's pool recovers: the next request gets a new connection.
+      expect((await app.request(`/api/v1/sites/${id}`)).status).toBe(200);
+
+      await blockSites();
+      const write = app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain: "sc-domain:retried.term.example", name: "Retried" }) });
+      await terminateWaiter();
+      await admin.query("rollback");
+      expect((await write).status).toBe(201);
+      const { sites } = t.db.t;
+      expect(await t.db.q.select({ id: sites.id }).from(sites).where(eq(sites.domain, "sc-domain:retried.term.example"))).toHaveLength(1);
+    } finally {
+      await admin.query("rollback").catch(() => {});
+      admin.release();
+    }
+  });
+});
+
 describe("405", () => {
   test("a method not routed on an existing path: 405 with Allow; an unknown path stays 404", async () => {
     const app = createApp(t.db);
@@ -55,7 +131,7 @@ describe("405", () => {
 });
 
 describe("logs", () => {
-  test("a write transaction that held the lock past WRITE_LOCK_WARN_MS is logged with what it was doing", async () => {
+  test.skipIf(testEngine === "pg")("a write transaction that held the lock past WRITE_LOCK_WARN_MS is logged with what it was doing (SQLite: the group-commit writer's lock)", async () => {
     const h = t.open({ holdWarnMs: 20 });
     capture();
     await h.write((tx) => {

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, count, eq } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
-import { gscPerformanceData, sites, syncTasks } from "../src/db/schema.ts";
 import { tempDb } from "./helpers/db.ts";
 
 // The sites API in-process (app.request) over a real temp database: every endpoint, every error.
@@ -250,8 +249,9 @@ describe("GET /api/v1/sites", () => {
 
   test("without limit every matching site comes back in one array, as the original (a client with 150 sites saw 100)", async () => {
     for (let i = 0; i < 150; i++) await create(`sc-domain:many${i}.all.example`, `Many ${String(i).padStart(3, "0")}`);
-    const total = (activeOnly: boolean) =>
-      t.db.read.select({ n: count() }).from(sites).where(activeOnly ? eq(sites.is_active, true) : undefined).get()!.n;
+    const { sites } = t.db.t;
+    const total = async (activeOnly: boolean) =>
+      (await t.db.q.select({ n: count() }).from(sites).where(activeOnly ? eq(sites.is_active, true) : undefined))[0]!.n;
     for (const [path, activeOnly] of [
       ["/api/v1/sites", true],
       ["/api/v1/sites/", true],
@@ -259,7 +259,7 @@ describe("GET /api/v1/sites", () => {
     ] as const) {
       const r = await call("GET", path);
       expect(r.status).toBe(200);
-      expect(r.json.length).toBe(total(activeOnly));
+      expect(r.json.length).toBe(await total(activeOnly));
       expect(r.json.length).toBeGreaterThan(150);
       expect(r.headers.get("link")).toBeNull();
       const names = r.json.map((s: { name: string }) => s.name);
@@ -335,37 +335,43 @@ describe("PATCH and DELETE", () => {
     expect(r.status).toBe(200);
   });
 
-  const seedData = async (ids: number[]) =>
-    t.db.write((tx) => {
+  const seedData = async (ids: number[]) => {
+    const { syncTasks, gscPerformanceData } = t.db.t;
+    await t.db.tx(async (tx) => {
       for (const site of ids) {
-        tx.insert(syncTasks).values({ site_id: site, task_type: "daily", status: "completed" }).run();
-        tx.insert(syncTasks).values({ site_id: site, task_type: "backfill", status: "pending" }).run();
+        await tx.insert(syncTasks).values({ site_id: site, task_type: "daily", status: "completed" });
+        await tx.insert(syncTasks).values({ site_id: site, task_type: "backfill", status: "pending" });
         for (let d = 1; d <= 3; d++) {
-          tx.insert(gscPerformanceData)
-            .values({ site_id: site, date: `2026-01-0${d}`, page: "/", query: "q", device: "DESKTOP", search_type: "web", clicks: d })
-            .run();
+          await tx
+            .insert(gscPerformanceData)
+            .values({ site_id: site, date: `2026-01-0${d}`, page: "/", query: "q", device: "DESKTOP", search_type: "web", clicks: d });
         }
       }
     });
-  const counts = (id: number) => ({
-    tasks: t.db.read.select({ n: count() }).from(syncTasks).where(eq(syncTasks.site_id, id)).get()!.n,
-    pending: t.db.read.select({ n: count() }).from(syncTasks).where(and(eq(syncTasks.site_id, id), eq(syncTasks.status, "pending"))).get()!.n,
-    rows: t.db.read.select({ n: count() }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, id)).get()!.n,
-  });
+  };
+  const n = async (q: Promise<{ n: number }[]>) => (await q)[0]!.n;
+  const counts = async (id: number) => {
+    const { syncTasks, gscPerformanceData } = t.db.t;
+    return {
+      tasks: await n(t.db.q.select({ n: count() }).from(syncTasks).where(eq(syncTasks.site_id, id))),
+      pending: await n(t.db.q.select({ n: count() }).from(syncTasks).where(and(eq(syncTasks.site_id, id), eq(syncTasks.status, "pending")))),
+      rows: await n(t.db.q.select({ n: count() }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, id))),
+    };
+  };
   const listed = async (query = "") => ((await call("GET", `/api/v1/sites?active_only=false&limit=500${query}`)).json as { id: number }[]).map((x) => x.id);
 
   test("DELETE archives: 204, hidden from lists, no syncs, every row kept; restore brings it back", async () => {
     const archived = await create("sc-domain:archived.example", "Archived");
     const kept = await create("sc-domain:kept.example", "Kept");
     await seedData([archived.id, kept.id]);
-    expect(counts(archived.id)).toEqual({ tasks: 2, pending: 1, rows: 3 });
+    expect(await counts(archived.id)).toEqual({ tasks: 2, pending: 1, rows: 3 });
 
     const del = await call("DELETE", `/api/v1/sites/${archived.id}`);
     expect(del.status).toBe(204);
     expect(del.text).toBe("");
     // Data kept; its pending task cancelled; the other site untouched.
-    expect(counts(archived.id)).toEqual({ tasks: 2, pending: 0, rows: 3 });
-    expect(counts(kept.id)).toEqual({ tasks: 2, pending: 1, rows: 3 });
+    expect(await counts(archived.id)).toEqual({ tasks: 2, pending: 0, rows: 3 });
+    expect(await counts(kept.id)).toEqual({ tasks: 2, pending: 1, rows: 3 });
     expect(await listed()).not.toContain(archived.id);
     expect(await listed("&include_archived=true")).toContain(archived.id);
     const one = await call("GET", `/api/v1/sites/${archived.id}`);
@@ -395,16 +401,16 @@ describe("PATCH and DELETE", () => {
       const r = await call("DELETE", `/api/v1/sites/${doomed.id}${q}`);
       expect(r.status).toBe(400);
       expect(r.json.error.message).toContain("confirm=sc-domain:doomed.example");
-      expect(counts(doomed.id).rows).toBe(3);
+      expect((await counts(doomed.id)).rows).toBe(3);
     }
     const del = await call("DELETE", `/api/v1/sites/${doomed.id}?purge=true&confirm=sc-domain:doomed.example`);
     expect(del.status).toBe(204);
     expect((await call("GET", `/api/v1/sites/${doomed.id}`)).status).toBe(404);
     expect((await call("DELETE", `/api/v1/sites/${doomed.id}`)).status).toBe(404);
     expect((await call("PATCH", `/api/v1/sites/${doomed.id}`, { name: "ghost" })).status).toBe(404);
-    expect(counts(doomed.id)).toEqual({ tasks: 0, pending: 0, rows: 0 });
-    expect(counts(kept.id)).toEqual({ tasks: 2, pending: 1, rows: 3 });
-    expect(t.db.read.select({ n: count() }).from(sites).where(eq(sites.id, doomed.id)).get()!.n).toBe(0);
+    expect(await counts(doomed.id)).toEqual({ tasks: 0, pending: 0, rows: 0 });
+    expect(await counts(kept.id)).toEqual({ tasks: 2, pending: 1, rows: 3 });
+    expect(await n(t.db.q.select({ n: count() }).from(t.db.t.sites).where(eq(t.db.t.sites.id, doomed.id)))).toBe(0);
   });
 });
 

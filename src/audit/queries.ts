@@ -36,6 +36,7 @@ export type AuditFilter = { keyId?: number; siteId?: number; actor?: string; sin
 
 /** Audit rows matching the filter, newest first, after an optional cursor (an id). */
 export async function listAudit(db: Db, f: AuditFilter & { limit: number; before?: number }) {
+  const { auditLog } = db.t;
   const conds: (SQL | undefined)[] = [
     f.keyId === undefined ? undefined : eq(auditLog.key_id, f.keyId),
     f.siteId === undefined ? undefined : eq(auditLog.site_id, f.siteId),
@@ -45,13 +46,12 @@ export async function listAudit(db: Db, f: AuditFilter & { limit: number; before
     f.until === undefined ? undefined : lte(auditLog.at, f.until),
     f.before === undefined ? undefined : lt(auditLog.id, f.before),
   ];
-  const rows = db.read
+  const rows = await db.q
     .select()
     .from(auditLog)
     .where(and(...conds))
     .orderBy(desc(auditLog.id))
-    .limit(f.limit + 1)
-    .all();
+    .limit(f.limit + 1);
   const more = rows.length > f.limit;
   const entries = more ? rows.slice(0, f.limit) : rows;
   return { entries, next: more ? entries[entries.length - 1]!.id : null };

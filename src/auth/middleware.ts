@@ -7,7 +7,7 @@ import { log } from "../log.ts";
 import { scopeAllows } from "./keys.ts";
 import { addressMatcher, clientAddress, isCrossSite, isLoopbackName, requestHostname } from "./net.ts";
 import { isOpenPath, isSafeMethod, isUiPath, requiredScope, UI_KEY_COOKIE } from "./policy.ts";
-import { hasActiveKey, readerDataVersion, touchKeys, verifyApiKey, type KeyPrincipal } from "./queries.ts";
+import { hasActiveKey, readerDataVersion, touchKeys, verifyApiKey, type KeyPrincipal, type KeyVerdict } from "./queries.ts";
 
 export type AuthMode = "auto" | "off" | "required";
 
@@ -59,8 +59,8 @@ export function clientIpOf(c: Context): string | null {
  * Checks an API key and its scope, for parts that take a key another way (e.g. a dashboard cookie):
  * the key's identity when it is valid and allows `needs`, otherwise null.
  */
-export function verifyKeyScope(db: Db, key: string, needs: KeyScope): KeyPrincipal | null {
-  const v = verifyApiKey(db, key);
+export async function verifyKeyScope(db: Db, key: string, needs: KeyScope): Promise<KeyPrincipal | null> {
+  const v = await verifyApiKey(db, key);
   return v.ok && scopeAllows(v.key.scope, needs) ? v.key : null;
 }
 
@@ -82,6 +82,8 @@ function presentedKey(c: Context): string | null {
   return isUiPath(c.req.path) ? (getCookie(c, UI_KEY_COOKIE) ?? null) : null;
 }
 
+const keyRequired = () => unauthorized(`an API key is required: ${howToCreate}`);
+
 function unauthorized(message: string, challenge?: string) {
   return new ApiError("unauthorized", message, undefined, { "WWW-Authenticate": challenge ? `${REALM}, ${challenge}` : REALM });
 }
@@ -93,7 +95,7 @@ function createKeyTouches(db: Db, intervalMs: number) {
     if (seen.size === 0 || db.closed) return;
     const batch = seen;
     seen = new Map();
-    db.write((tx) => touchKeys(tx, batch)).catch((err) => log("warn", "last_used_at not recorded", { error: String(err) }));
+    db.tx((tx) => touchKeys(db, tx, batch), "last_used_at").catch((err) => log("warn", "last_used_at not recorded", { error: String(err) }));
   }, intervalMs);
   timer.unref();
   return (id: number) => seen.set(id, new Date().toISOString());
@@ -131,14 +133,14 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
   // data_version, so a key created elsewhere is seen by the very next request. The table scan cost
   // ~15 µs per keyless request in a served worker; data_version ~3 µs. "A key exists" is never
   // remembered: the last key may expire without a commit.
-  // (SQLite's data_version; on PostgreSQL the table is asked every time.)
+  // (SQLite's data_version; on PostgreSQL the table is asked every time, one indexed query.)
   let noKeyAtVersion: number | null = null;
-  function anyActiveKey(): boolean {
+  function anyActiveKey(): boolean | Promise<boolean> {
     if (db.engine !== "sqlite") return hasActiveKey(db);
     const version = readerDataVersion(db);
     if (version === noKeyAtVersion) return false;
     // Read after the version: a commit in between is either seen here or changes the version again.
-    if (hasActiveKey(db)) {
+    if (hasActiveKey(db) as boolean) {
       noKeyAtVersion = null;
       return true;
     }
@@ -146,19 +148,30 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     return false;
   }
 
-  function identify(c: Context, local: boolean, host: string): Principal {
+  // Synchronous on SQLite (no async frame per request); a promise on PostgreSQL, whose checks are queries.
+  function identify(c: Context, local: boolean, host: string): Principal | Promise<Principal> {
     if (opts.allowedHosts.length > 0 && !hostAllowed(host)) {
       throw new ApiError("forbidden", `host '${host}' is not in ALLOWED_HOSTS`);
     }
     const key = presentedKey(c);
     if (key !== null) {
       const v = verifyApiKey(db, key);
-      if (!v.ok) throw unauthorized(v.reason === "malformed" ? "malformed API key" : `invalid API key (${v.reason})`, 'error="invalid_token"');
-      touch(v.key.id);
-      return { kind: "key", key: v.key };
+      return v instanceof Promise ? v.then(keyHolder) : keyHolder(v);
     }
     if (opts.mode === "off") return OPEN;
-    if (opts.mode === "required" || anyActiveKey()) throw unauthorized(`an API key is required: ${howToCreate}`);
+    if (opts.mode === "required") throw keyRequired();
+    const anyKey = anyActiveKey();
+    return anyKey instanceof Promise ? anyKey.then((k) => keyless(k, local, host)) : keyless(anyKey, local, host);
+  }
+
+  function keyHolder(v: KeyVerdict): Principal {
+    if (!v.ok) throw unauthorized(v.reason === "malformed" ? "malformed API key" : `invalid API key (${v.reason})`, 'error="invalid_token"');
+    touch(v.key.id);
+    return { kind: "key", key: v.key };
+  }
+
+  function keyless(anyKey: boolean, local: boolean, host: string): Principal {
+    if (anyKey) throw keyRequired();
     if (!local) {
       throw new ApiError(
         "forbidden",
@@ -188,7 +201,8 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     let principal: Principal | undefined;
     let refused: unknown;
     try {
-      principal = identify(c, local, requestHostname(c));
+      const p = identify(c, local, requestHostname(c));
+      principal = p instanceof Promise ? await p : p;
       c.set("principal", principal);
     } catch (err) {
       refused = err;

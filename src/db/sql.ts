@@ -46,3 +46,10 @@ export function likeAsciiInsensitive(db: Db, col: SQLWrapper, pattern: string): 
 export function fromExcluded<K extends string>(...cols: K[]): Record<K, SQL> {
   return Object.fromEntries(cols.map((c) => [c, sql.raw(`excluded.${c}`)])) as Record<K, SQL>;
 }
+
+/** True when `col` contains (as a substring, case-sensitive) any string of a list bound as one JSON array parameter. */
+export function containsAnyOfJsonList(db: Db, col: SQLWrapper, json: string): SQL {
+  return db.engine === "pg"
+    ? sql`exists (select 1 from jsonb_array_elements_text(${json}::jsonb) as l(v) where strpos(${col}, l.v) > 0)`
+    : sql`exists (select 1 from json_each(${json}) where instr(${col}, value) > 0)`;
+}

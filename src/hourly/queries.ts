@@ -1,6 +1,6 @@
 import { and, between, eq, sql, type SQL } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
-import { hourlyRankings as h } from "../db/schema.ts";
+import { containsAnyOfJsonList, inJsonList } from "../db/sql.ts";
 import type { HourlyRankingItem, HourlyRankingRequest } from "./schemas.ts";
 
 /**
@@ -13,6 +13,7 @@ export async function findHourlyRankings(
   db: Db,
   r: Pick<HourlyRankingRequest, "start_date" | "end_date" | "queries" | "pages" | "group_by" | "matching_mode"> & { siteId: number; limit: number },
 ): Promise<HourlyRankingItem[]> {
+  const { hourlyRankings: h } = db.t;
   const key = r.group_by === "page" ? h.page : h.query;
   const terms = r.group_by === "page" ? r.pages : r.queries;
   let filter: SQL | undefined;
@@ -20,27 +21,27 @@ export async function findHourlyRankings(
     const list = JSON.stringify(terms);
     filter =
       r.group_by === "query" && r.matching_mode === "partial"
-        ? sql`exists (select 1 from json_each(${list}) where instr(${key}, value) > 0)`
-        : sql`${key} in (select value from json_each(${list}))`;
+        ? containsAnyOfJsonList(db, key, list)
+        : inJsonList(db, key, list);
   }
-  const impressions = sql<number>`sum(${h.impressions})`;
-  const rows = db.read
+  // PostgreSQL sums integers as bigint (a string in node-postgres): numbers on both engines.
+  const impressions = sql<number>`sum(${h.impressions})`.mapWith(Number);
+  const rows = await db.q
     .select({
       date: h.date,
       hour: h.hour,
       hour_timestamp: sql<string>`min(${h.hour_timestamp})`,
       key,
-      clicks: sql<number>`sum(${h.clicks})`,
+      clicks: sql<number>`sum(${h.clicks})`.mapWith(Number),
       impressions,
       // Rows with no impressions carry no weight: fall back to the plain mean so position is never null.
-      position: sql<number>`coalesce(sum(${h.position} * ${h.impressions}) / nullif(${impressions}, 0), avg(${h.position}))`,
+      position: sql<number>`coalesce(sum(${h.position} * ${h.impressions}) / nullif(${impressions}, 0), avg(${h.position}))`.mapWith(Number),
     })
     .from(h)
     .where(and(eq(h.site_id, r.siteId), between(h.date, r.start_date, r.end_date), filter))
     .groupBy(h.date, h.hour, key)
     .orderBy(h.date, h.hour, key)
-    .limit(r.limit)
-    .all();
+    .limit(r.limit);
   return rows.map(({ key: k, ...row }) => ({
     datetime: `${row.date} ${String(row.hour).padStart(2, "0")}:00`,
     ...row,

@@ -1,38 +1,43 @@
-import { and, eq, lt } from "drizzle-orm";
+import { lt, sql } from "drizzle-orm";
 import type { RateLimit } from "../auth/middleware.ts";
-import type { Db } from "../db/index.ts";
-import { rateLimitWindows } from "../db/schema.ts";
+import { first, type Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
 import { log } from "../log.ts";
 
-// A rate limit shared by every worker process: fixed one-minute windows counted in the database.
-// A worker does not write per request: it reserves a few requests of a bucket's window at a time
-// (one short write, under the write lock, so reservations never overlap) and serves them from memory.
-// The sum of all reservations never exceeds the limit, so N workers admit at most the limit, not
-// N x the limit. The price: requests reserved by one worker and not used there are lost for the
-// window (at most chunk - 1 per other worker; chunk is limit / 50).
+// A rate limit shared by every worker process (and, on PostgreSQL, every machine): fixed one-minute
+// windows counted in the database. A worker does not write per request: it reserves a few requests of a
+// bucket's window at a time (one atomic upsert, so reservations never overlap) and serves them from
+// memory. The sum of all reservations never exceeds the limit, so N workers admit at most the limit, not
+// N x the limit. The price: requests reserved by one worker and not used there are lost for the window
+// (at most chunk - 1 per other worker; chunk is limit / 50).
 
 const WINDOW_MS = 60_000;
 
 type BucketState = { window: number; tokens: number; exhausted: boolean; reserving: Promise<boolean> | null };
 
-/** Reserves up to `chunk` requests of a bucket's window; returns how many were granted (0: none left). */
+/**
+ * Reserves up to `chunk` requests of a bucket's window; returns how many were granted (0: none left).
+ * One statement, atomic on both engines (SQLite: under the write lock; PostgreSQL: the upsert locks the
+ * row, so concurrent reservations from any process or machine queue behind each other): the counter
+ * moves from `used` to `used + chunk` only while `used` is under the limit, and this reservation owns
+ * the slice [used, used + chunk) of it, cut at the limit.
+ */
 async function reserve(db: Db, bucket: string, window: number, chunk: number, limit: number): Promise<number> {
-  return db.write((tx) => {
-    const row = tx
-      .select({ used: rateLimitWindows.used })
-      .from(rateLimitWindows)
-      .where(and(eq(rateLimitWindows.bucket, bucket), eq(rateLimitWindows.window_start, window)))
-      .get();
-    const used = row?.used ?? 0;
-    const grant = Math.max(0, Math.min(chunk, limit - used));
-    if (grant === 0) return 0;
-    tx.insert(rateLimitWindows)
-      .values({ bucket, window_start: window, used: grant })
-      .onConflictDoUpdate({ target: [rateLimitWindows.bucket, rateLimitWindows.window_start], set: { used: used + grant } })
-      .run();
-    return grant;
-  });
+  const { rateLimitWindows: w } = db.t;
+  const row = await db.tx(
+    async (tx) =>
+      first(
+        await tx
+          .insert(w)
+          .values({ bucket, window_start: window, used: chunk })
+          .onConflictDoUpdate({ target: [w.bucket, w.window_start], set: { used: sql`${w.used} + ${chunk}` }, setWhere: sql`${w.used} < ${limit}` })
+          .returning({ used: w.used }),
+      ),
+    "rate limit reservation",
+  );
+  // No row: the window was used up already (the update's condition failed).
+  if (!row) return 0;
+  return Math.max(0, Math.min(chunk, limit - (row.used - chunk)));
 }
 
 /**
@@ -60,7 +65,10 @@ export function createRateLimiter(db: Db, opts: { perKey: number; perIp: number 
         // Once a window per process: forget what earlier windows counted.
         cleanedWindow = window;
         for (const [k, v] of buckets) if (v.window !== window) buckets.delete(k);
-        db.write((tx) => tx.delete(rateLimitWindows).where(lt(rateLimitWindows.window_start, window)).run()).catch(() => {});
+        const { rateLimitWindows } = db.t;
+        db.tx(async (tx) => {
+          await tx.delete(rateLimitWindows).where(lt(rateLimitWindows.window_start, window));
+        }, "rate limit cleanup").catch(() => {});
       }
     }
     while (st.tokens === 0) {

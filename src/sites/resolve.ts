@@ -1,4 +1,5 @@
-import type { Db } from "../db/index.ts";
+import { eq, inArray } from "drizzle-orm";
+import { first, type Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
 
 /** What an analytics request names its site by: an id, or a host / property string. */
@@ -7,7 +8,8 @@ export type SiteRef = { site_id?: number | null; hostname?: string | null };
 /** The site a request resolved to. */
 export type ResolvedSite = { id: number; domain: string; name: string };
 
-// Candidates are tried in order in one statement: the first that equals a stored domain wins.
+// SQLite: candidates are tried in order in one statement (the first that equals a stored domain wins),
+// a statement bun:sqlite caches, asked on every analytics request.
 const RESOLVE_SQL = `select s.id, s.domain, s.name
   from json_each($candidates) c join sites s on s.domain = c.value
  order by c.key limit 1`;
@@ -50,9 +52,8 @@ export function hostnameCandidates(hostname: string): string[] {
  * 400 when neither is given, 404 when nothing matches (also for an unknown site_id: see README).
  */
 export async function resolveSite(db: Db, ref: SiteRef): Promise<ResolvedSite> {
-  const reader = db.raw.reader;
   if (ref.site_id) {
-    const site = reader.query<ResolvedSite, [{ id: number }]>(BY_ID_SQL).get({ id: ref.site_id });
+    const site = await findResolvedById(db, ref.site_id);
     if (!site) throw new ApiError("not_found", `site ${ref.site_id} not found`);
     return site;
   }
@@ -61,8 +62,24 @@ export async function resolveSite(db: Db, ref: SiteRef): Promise<ResolvedSite> {
       { path: "site_id", message: "give site_id or hostname" },
     ]);
   }
-  const candidates = JSON.stringify(hostnameCandidates(ref.hostname));
-  const site = reader.query<ResolvedSite, [{ candidates: string }]>(RESOLVE_SQL).get({ candidates });
+  const site = await findFirstCandidate(db, hostnameCandidates(ref.hostname));
   if (!site) throw new ApiError("not_found", `site not found: ${ref.hostname}`);
   return site;
+}
+
+async function findResolvedById(db: Db, id: number): Promise<ResolvedSite | undefined> {
+  if (db.engine === "sqlite") return db.raw.reader.query<ResolvedSite, [{ id: number }]>(BY_ID_SQL).get({ id }) ?? undefined;
+  const { sites } = db.t;
+  return first(await db.q.select({ id: sites.id, domain: sites.domain, name: sites.name }).from(sites).where(eq(sites.id, id)));
+}
+
+/** The site whose domain equals the earliest of the candidates. */
+async function findFirstCandidate(db: Db, candidates: string[]): Promise<ResolvedSite | undefined> {
+  if (db.engine === "sqlite") {
+    return db.raw.reader.query<ResolvedSite, [{ candidates: string }]>(RESOLVE_SQL).get({ candidates: JSON.stringify(candidates) }) ?? undefined;
+  }
+  const { sites } = db.t;
+  const found = await db.q.select({ id: sites.id, domain: sites.domain, name: sites.name }).from(sites).where(inArray(sites.domain, candidates));
+  // Domains are unique: at most one row per candidate.
+  return candidates.map((c) => found.find((s) => s.domain === c)).find((s) => s !== undefined);
 }

@@ -116,7 +116,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
   app.post("/login", async (c) => {
     const form = await c.req.parseBody();
     const next = returnTo(form.next, "/ui");
-    const key = verifyKeyScope(db, text(form.key), "read");
+    const key = await verifyKeyScope(db, text(form.key), "read");
     if (!key) return c.html(<LoginPage next={next} error="That key is not valid (unknown, revoked or expired)." />, 401);
     // HttpOnly: no script can read it; SameSite=Strict: no other site's page can send it; Path: only the dashboard.
     setCookie(c, UI_KEY_COOKIE, text(form.key), {
