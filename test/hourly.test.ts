@@ -271,18 +271,17 @@ describe("API", () => {
       ctr: clicks / impressions,
       position,
     });
-    await t.db.write((tx) =>
-      tx
-        .insert(hourlyRankings)
+    await t.db.tx(async (tx) => {
+      await tx
+        .insert(t.db.t.hourlyRankings)
         .values([
           row(3, "red shoes", "https://rank.example/a", "MOBILE", 2, 10, 2),
           row(3, "red shoes", "https://rank.example/b", "DESKTOP", 1, 30, 6),
           row(3, "blue shoes", "https://rank.example/a", "MOBILE", 0, 5, 9),
           row(1, "red shoes", "https://rank.example/a", "MOBILE", 4, 20, 1.5),
           row(0, "red shoes", "https://rank.example/a", "MOBILE", 1, 1, 1, "2026-11-21"),
-        ])
-        .run(),
-    );
+        ]);
+    });
   });
 
   const path = "/api/v1/analytics/ranking-data-hourly";

@@ -1,8 +1,8 @@
-import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { like } from "drizzle-orm";
 import { join } from "node:path";
 import { freePort } from "../src/net.ts";
-import { tempDir } from "./helpers/db.ts";
+import { openAt, tempDir } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
 import { childPids, running } from "./helpers/procs.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
@@ -63,15 +63,14 @@ async function health(base: string) {
   };
 }
 
-function countSites(dbPath: string, domainLike: string): string[] {
-  const conn = new Database(dbPath, { readonly: true });
+/** The stored domains LIKE the pattern, read with a handle of its own (as another process would). */
+async function countSites(dbPath: string, domainLike: string): Promise<string[]> {
+  const db = openAt(dbPath);
   try {
-    return conn
-      .query<{ domain: string }, [string]>("select domain from sites where domain like ?")
-      .all(domainLike)
-      .map((r) => r.domain);
+    const { sites } = db.t;
+    return (await db.q.select({ domain: sites.domain }).from(sites).where(like(sites.domain, domainLike))).map((r) => r.domain);
   } finally {
-    conn.close();
+    db.close();
   }
 }
 
@@ -92,7 +91,7 @@ describe("four HTTP workers on one file", () => {
     expect(results.filter((r) => r.status !== 201).map((r) => r.status)).toEqual([]);
     const ids = results.map((r) => r.json.id as number);
     expect(new Set(ids).size).toBe(N);
-    const stored = countSites(s.dbPath, "%.parallel.example");
+    const stored = await countSites(s.dbPath, "%.parallel.example");
     expect(stored.length).toBe(N);
     expect(new Set(stored)).toEqual(new Set(results.map((r) => r.json.domain)));
   });
@@ -106,7 +105,7 @@ describe("four HTTP workers on one file", () => {
       for (const r of results.filter((r) => r.status === 409)) {
         expect(r.json).toEqual({ error: { code: "conflict", message: expect.stringContaining(domain), details: { domain } }, detail: r.json.error.message });
       }
-      expect(countSites(s.dbPath, domain)).toEqual([domain]);
+      expect(await countSites(s.dbPath, domain)).toEqual([domain]);
     }
   });
 
@@ -202,7 +201,7 @@ describe("four HTTP workers on one file", () => {
     expect(h.connection_info.connection_pids).toEqual([s.proc.pid, ...after].sort((a, b) => a - b));
 
     // Every acknowledged write is in the file; anything else there was a request whose answer was lost.
-    const stored = new Set(countSites(s.dbPath, "%.kill.example"));
+    const stored = new Set(await countSites(s.dbPath, "%.kill.example"));
     const missing = [...acked].filter((d) => !stored.has(d));
     expect(missing).toEqual([]);
     const extra = [...stored].filter((d) => !acked.has(d));
@@ -233,7 +232,7 @@ describe("shutdown", () => {
       expect(results.map((r) => r.status)).toEqual(Array(10).fill(201));
       expect(await s.stop()).toBe(0);
       for (const w of workers) expect(running(w)).toBe(false);
-      expect(countSites(s.dbPath, "%.term.example").length).toBe(10);
+      expect((await countSites(s.dbPath, "%.term.example")).length).toBe(10);
     } finally {
       await s.cleanup();
     }
@@ -243,12 +242,10 @@ describe("shutdown", () => {
     const shutdownMs = 1500;
     // The write would wait a minute for the lock: only the drain bound can end it.
     const s = await startServer({ workers: 1, env: { SHUTDOWN_TIMEOUT_MS: String(shutdownMs), WRITE_LOCK_TIMEOUT_MS: "60000" } });
-    const holder = new Database(s.dbPath);
+    const holder = await holdLock(s.dbPath, { mode: "write" });
     try {
       const workers = childPids(s.proc.pid);
       expect(workers.length).toBe(1);
-      holder.run("PRAGMA busy_timeout = 5000");
-      holder.run("BEGIN IMMEDIATE");
       const domain = "sc-domain:stuck.term.example";
       const stuck = post(s.url, { domain, name: "Stuck" }).then(
         (r) => ({ answered: r.status }),
@@ -277,12 +274,11 @@ describe("shutdown", () => {
       expect(running(workers[0]!)).toBe(false);
       // The client got no answer (the connection was closed), and the write was never acknowledged.
       expect(await stuck).toEqual({ dropped: true });
-      holder.run("ROLLBACK");
-      expect(countSites(s.dbPath, domain)).toEqual([]);
+      await holder.release();
+      expect(await countSites(s.dbPath, domain)).toEqual([]);
       expect(await tryConnect(s.url)).toBe("refused");
     } finally {
-      if (holder.inTransaction) holder.run("ROLLBACK");
-      holder.close();
+      await holder.release();
       await s.cleanup();
     }
   });

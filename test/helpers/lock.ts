@@ -1,4 +1,7 @@
-// A separate process that holds a lock on a SQLite file, to test how the project's layer waits for it.
+import { join } from "node:path";
+
+// A separate process that holds a lock on a SQLite file (or the sites table of a PostgreSQL database), to
+// test how the project's layer waits for it.
 
 const holderCode = `
 const { Database } = require("bun:sqlite");
@@ -19,6 +22,26 @@ db.close();
 console.log("released");
 `;
 
+// PostgreSQL: SHARE mode on sites lets reads through and makes every insert, update and delete of a
+// site wait, as SQLite's write lock makes every write wait.
+const pgHolderCode = `
+const pg = require("pg");
+const [url, ms] = [process.env.HOLD_PATH, Number(process.env.HOLD_MS)];
+const client = new pg.Client({ connectionString: url });
+await client.connect();
+await client.query("begin");
+await client.query("lock table sites in share mode");
+console.log("held");
+if (ms > 0) {
+  await Bun.sleep(ms);
+} else {
+  for await (const line of console) break;
+}
+await client.query("commit");
+await client.end();
+console.log("released");
+`;
+
 export type LockHolder = {
   pid: number;
   /** Ends the transaction (no-op when it releases on its own timer); resolves when the process exited. */
@@ -30,10 +53,14 @@ export type LockHolder = {
 /**
  * Starts a process that opens `path` with plain bun:sqlite and holds a write lock (BEGIN IMMEDIATE)
  * or a read transaction until release() or, with `ms`, for that long (blocking its own thread, so
- * it lets go even while the test process is blocked). Resolves once the lock is held.
+ * it lets go even while the test process is blocked). Resolves once the lock is held. A postgres://
+ * URL instead: a lock that makes writes of sites wait (mode "write" only).
  */
 export async function holdLock(path: string, opts: { mode: "write" | "read"; ms?: number }): Promise<LockHolder> {
-  const proc = Bun.spawn([process.execPath, "-e", holderCode], {
+  const pg = /^postgres(ql)?:\/\//.test(path);
+  if (pg && opts.mode !== "write") throw new Error("holdLock: on PostgreSQL only a write lock (of sites) is held");
+  const proc = Bun.spawn([process.execPath, "-e", pg ? pgHolderCode : holderCode], {
+    cwd: join(import.meta.dir, "../.."),
     env: { ...process.env, HOLD_PATH: path, HOLD_MODE: opts.mode, HOLD_MS: String(opts.ms ?? 0) },
     stdin: "pipe",
     stdout: "pipe",
