@@ -4,7 +4,8 @@ import { and, asc, count, eq, sql } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { createApiKey } from "../src/auth/queries.ts";
 import type { Db } from "../src/db/index.ts";
-import { openAt, tempDb } from "./helpers/db.ts";
+import { tempDb } from "./helpers/db.ts";
+import { withDb } from "./helpers/observe.ts";
 import { request, startServer } from "./helpers/server.ts";
 
 // The audit log: one row per API write, in the transaction of the change (in-process), and exactly
@@ -140,8 +141,7 @@ describe("multi-process", () => {
       });
       await Promise.all(clients);
       expect(acknowledged.size).toBe(12 * 15 * 2 + 12 * 5);
-      const db = openAt(s.dbPath);
-      try {
+      await withDb(s.dbPath, async (db) => {
         const { auditLog, sites } = db.t;
         const ok = await db.q.select({ request_id: auditLog.request_id, action: auditLog.action }).from(auditLog).where(eq(auditLog.outcome, "ok"));
         expect(new Map(ok.map((r) => [r.request_id, r.action]))).toEqual(acknowledged);
@@ -150,9 +150,7 @@ describe("multi-process", () => {
         expect(failed!.n).toBe(12 * 15);
         const [n] = await db.q.select({ n: count() }).from(sites);
         expect(n!.n).toBe(sitesMade.length);
-      } finally {
-        db.close();
-      }
+      });
     } finally {
       await s.cleanup();
     }

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { like } from "drizzle-orm";
 import { join } from "node:path";
 import { freePort } from "../src/net.ts";
-import { openAt, tempDir } from "./helpers/db.ts";
+import { tempDir } from "./helpers/db.ts";
+import { withDb } from "./helpers/observe.ts";
 import { holdLock } from "./helpers/lock.ts";
 import { childPids, running } from "./helpers/procs.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
@@ -64,14 +65,11 @@ async function health(base: string) {
 }
 
 /** The stored domains LIKE the pattern, read with a handle of its own (as another process would). */
-async function countSites(dbPath: string, domainLike: string): Promise<string[]> {
-  const db = openAt(dbPath);
-  try {
+function countSites(dbPath: string, domainLike: string): Promise<string[]> {
+  return withDb(dbPath, async (db) => {
     const { sites } = db.t;
     return (await db.q.select({ domain: sites.domain }).from(sites).where(like(sites.domain, domainLike))).map((r) => r.domain);
-  } finally {
-    db.close();
-  }
+  });
 }
 
 describe("four HTTP workers on one file", () => {

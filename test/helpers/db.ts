@@ -74,8 +74,3 @@ export function tempSqliteDb(opts: Partial<OpenOptions> = {}) {
     },
   };
 }
-
-/** A handle on the database at a DATABASE_URL of the engine under test (e.g. a started server's `dbPath`); close it after use. */
-export function openAt(databaseUrl: string): Db {
-  return testEngine === "pg" ? openPgDb({ url: databaseUrl, role: "test", poolSize: 2 }) : openDb({ path: databaseUrl, role: "test" });
-}
