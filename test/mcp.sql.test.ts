@@ -60,6 +60,13 @@ describe("expandSitePlaceholders", () => {
     expect(expandSitePlaceholders("select 1", null)).toBe("select 1");
     expect(() => expandSitePlaceholders("select * from {site}", null)).toThrow(/give site_id or hostname/);
   });
+
+  test("PostgreSQL: the placeholders name CTEs put before the statement's own (a derived table needs an alias there)", () => {
+    expect(expandSitePlaceholders("select count(*) from {site}", 7, "daily", "pg")).toMatch(/^with site_rows as \(select .* from gsc_performance_data where site_id = 7\) select count\(\*\) from site_rows$/);
+    const both = expandSitePlaceholders("/* c */ WITH RECURSIVE r(x) as (select 1) select * from {site_hourly} join {site} using (query), r", 3, "daily", "pg");
+    expect(both).toMatch(/^\/\* c \*\/ WITH RECURSIVE site_rows as \(.*gsc_performance_data where site_id = 3\), site_hourly_rows as \(.*hourly_rankings where site_id = 3\),  r\(x\)/);
+    expect(both).toEndWith("from site_hourly_rows join site_rows using (query), r");
+  });
 });
 
 describe.skipIf(testEngine === "pg")("runStatement (the child's work) (SQLite)", () => {
@@ -178,6 +185,11 @@ describe.skipIf(testEngine === "sqlite")("runReadOnlySqlPg (PostgreSQL: a READ O
     ["select pg_read_file('/etc/passwd')", /function 'pg_read_file' cannot be called/],
     ["select set_config('statement_timeout', '0', false)", /function 'set_config' cannot be called/],
   ];
+  test("the site placeholders run as CTEs, also after the statement's own WITH", async () => {
+    const sql = expandSitePlaceholders("with n as (select 1 as one) select count(*) as rows, min(one) as one from {site}, n", 1, "daily", "pg");
+    expect(await run(sql)).toMatchObject({ ok: true, rows: [{ rows: 0, one: null }] });
+  });
+
   test.each(refused)("refuses %p", async (sql, message) => {
     const answer = await run(sql);
     expect(answer.ok).toBe(false);

@@ -55,14 +55,27 @@ export function checkSingleSelect(sql: string): string {
   return end < 0 ? sql : sql.slice(0, end);
 }
 
+/** A statement's leading comments and WITH [RECURSIVE], if it has them. */
+const LEADING_WITH = /^(?:\s|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*with(?:\s+recursive)?\b/i;
+
 /**
- * Replaces the original tool's placeholders with one site's rows as a derived table: `{site_hourly}`
- * is its hourly data, `{site}` its daily data (or hourly with dataType "hourly", as the original).
+ * Replaces the original tool's placeholders with one site's rows: `{site_hourly}` is its hourly data,
+ * `{site}` its daily data (or hourly with dataType "hourly", as the original). SQLite: a derived table
+ * in place. PostgreSQL (before 16) wants an alias on every derived table, which `from {site}` lacks:
+ * there the placeholders name CTEs (`site_rows`, `site_hourly_rows`) put in front of the statement's own.
  */
-export function expandSitePlaceholders(sql: string, siteId: number | null, dataType: "daily" | "hourly" = "daily"): string {
+export function expandSitePlaceholders(sql: string, siteId: number | null, dataType: "daily" | "hourly" = "daily", engine: Db["engine"] = "sqlite"): string {
   if (!sql.includes("{site}") && !sql.includes("{site_hourly}")) return sql;
   if (siteId === null) throw new ApiError("validation_failed", "the SQL uses {site} or {site_hourly}: give site_id or hostname");
-  return sql.replaceAll("{site_hourly}", siteRows.hourly(siteId)).replaceAll("{site}", siteRows[dataType](siteId));
+  const daily = siteRows[dataType](siteId);
+  const hourly = siteRows.hourly(siteId);
+  if (engine === "sqlite") return sql.replaceAll("{site_hourly}", hourly).replaceAll("{site}", daily);
+  const ctes = [sql.includes("{site}") ? `site_rows as ${daily}` : null, sql.includes("{site_hourly}") ? `site_hourly_rows as ${hourly}` : null]
+    .filter((c) => c !== null)
+    .join(", ");
+  const body = sql.replaceAll("{site_hourly}", "site_hourly_rows").replaceAll("{site}", "site_rows");
+  const lead = LEADING_WITH.exec(body);
+  return lead ? `${lead[0]} ${ctes}, ${body.slice(lead[0].length)}` : `with ${ctes} ${body}`;
 }
 
 // Runs of this process: at most maxConcurrent children at once, the next callers wait their turn.

@@ -86,7 +86,7 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
     queryArgs,
     async (a) => {
       const site = a.site_id || a.hostname ? await resolveSite(db, a) : null;
-      const result = await runReadOnlySql(db, expandSitePlaceholders(a.sql, site?.id ?? null, a.data_type), {
+      const result = await runReadOnlySql(db, expandSitePlaceholders(a.sql, site?.id ?? null, a.data_type, db.engine), {
         maxRows: Math.min(a.max_rows ?? opts.queryMaxRows, opts.queryMaxRows),
         timeoutMs: opts.queryTimeoutMs,
         maxBytes: QUERY_MAX_BYTES,

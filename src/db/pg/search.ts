@@ -18,19 +18,24 @@ const LOWER = "abcdefghijklmnopqrstuvwxyz";
 const asciiLower = (expr: string) => `translate(${expr}, '${UPPER}', '${LOWER}')`;
 const likeAscii = (col: string) => `${asciiLower(col)} like $lower escape '\\'`;
 
-const totals = (matched: string) => `with matched as (${matched})
-select m.query,
-       sum(g.clicks)::float8 as total_clicks,
-       sum(g.impressions)::float8 as total_impressions,
-       avg(g.ctr) as avg_ctr,
-       avg(g.position) as avg_position,
-       count(distinct g.date)::int as days_appeared,
+// Each matched query's totals from its own range of the covering (site_id, query, date, ...) index: a
+// LATERAL subquery, so the plan is this loop whatever the statistics say (on a table filled since the last
+// ANALYZE the planner otherwise rescanned gsc_queries once per row: 120 ms instead of 1 for 750 rows). It also
+// sums in index order, as SQLite does.
+const totals = (matched: string) => `select m.query, t.total_clicks, t.total_impressions, t.avg_ctr, t.avg_position, t.days_appeared,
        (count(*) over ())::int as found
-  from matched m
-  join gsc_performance_data g on g.site_id = $site_id and g.query = m.query
- where g.date >= $start and g.date <= $end
- group by m.query
- order by total_impressions desc, m.query collate "C"
+  from (${matched}) m
+ cross join lateral (
+   select sum(g.clicks)::float8 as total_clicks,
+          sum(g.impressions)::float8 as total_impressions,
+          avg(g.ctr) as avg_ctr,
+          avg(g.position) as avg_position,
+          count(distinct g.date)::int as days_appeared
+     from gsc_performance_data g
+    where g.site_id = $site_id and g.query = m.query and g.date >= $start and g.date <= $end
+ ) t
+ where t.days_appeared > 0
+ order by t.total_impressions desc, m.query collate "C"
  limit $limit`;
 
 /** Terms of 3+ characters: the trigram index (ILIKE), then the exact ASCII-only rule. */
