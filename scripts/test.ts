@@ -35,6 +35,12 @@ export const pgOnly: Record<string, string> = {
   "multimachine.test.ts": "two instances (hosts) on one PostgreSQL database; one SQLite file belongs to one machine",
 };
 
+/**
+ * Behavioural test files that do not pass on PostgreSQL yet (issue 11 open): not run there, printed with the
+ * reason on every run so the gap stays visible. Empty when both engines run the whole behavioural suite.
+ */
+export const notYetOnPg: Record<string, string> = {};
+
 const root = join(import.meta.dir, "..");
 const args = process.argv.slice(2);
 let engines = ["sqlite", "pg"];
@@ -74,7 +80,8 @@ if (engines.includes("sqlite")) {
 
 if (engines.includes("pg")) {
   const skipped = allFiles.filter((f) => sqliteOnly[basename(f)]);
-  const files = allFiles.filter((f) => !sqliteOnly[basename(f)]);
+  const pending = allFiles.filter((f) => notYetOnPg[basename(f)]);
+  const files = allFiles.filter((f) => !sqliteOnly[basename(f)] && !notYetOnPg[basename(f)]);
   let cluster: Cluster | null = null;
   let url = process.env.TEST_POSTGRES_URL;
   const why = url || findPgBin() ? null : "no TEST_POSTGRES_URL and no PostgreSQL under /usr/lib/postgresql (apt-get install -y postgresql)";
@@ -90,6 +97,8 @@ if (engines.includes("pg")) {
       }
       console.log(`\n=== PostgreSQL (${url}): ${files.length} test files; SQLite-only, not run here: ===`);
       for (const f of skipped) console.log(`  ${basename(f)}: ${sqliteOnly[basename(f)]}`);
+      if (pending.length > 0) console.log("NOT YET ON POSTGRESQL (skipped there, issue 11):");
+      for (const f of pending) console.log(`  skipped: ${basename(f)}: ${notYetOnPg[basename(f)]}`);
       const code = runBun(files, { TEST_ENGINE: "pg", TEST_POSTGRES_URL: url });
       results.push(`postgresql: ${code === 0 ? "passed" : "FAILED"}`);
       failed ||= code !== 0;
