@@ -85,6 +85,21 @@ export type Writer = {
   onCommit: ((groupSize: number, lockWaitMs: number) => void)[];
 };
 
+/** Write counters at zero (each engine's write path keeps its own). */
+export function newWriterStats(): WriterStats {
+  return {
+    busyRetries: 0,
+    commits: 0,
+    writes: 0,
+    timeouts: 0,
+    yields: 0,
+    storageErrors: 0,
+    lastStorageError: null,
+    refusedFileChanged: 0,
+    maxHoldMs: 0,
+  };
+}
+
 const POLL_ATTEMPTS = 10;
 const RETRY_MS = 2;
 const YIELD_MS = 1;
@@ -102,17 +117,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   const release = sqlite.prepare("RELEASE w");
   const rollbackTo = sqlite.prepare("ROLLBACK TO w");
 
-  const stats: WriterStats = {
-    busyRetries: 0,
-    commits: 0,
-    writes: 0,
-    timeouts: 0,
-    yields: 0,
-    storageErrors: 0,
-    lastStorageError: null,
-    refusedFileChanged: 0,
-    maxHoldMs: 0,
-  };
+  const stats = newWriterStats();
   const fileChanged = (why: string) => {
     const err = new ApiError("unavailable", "the database file was deleted or replaced while the service was running; writes are refused until it is restarted");
     err.cause = why;

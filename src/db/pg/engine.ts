@@ -2,7 +2,8 @@ import { drizzle } from "drizzle-orm/node-postgres";
 import pg from "pg";
 import { ApiError, isRetryableDbError, isUnavailableDbError } from "../../errors.ts";
 import { log, logOncePer } from "../../log.ts";
-import type { EngineHandle, Q, WriterStats } from "../engine.ts";
+import type { EngineHandle, Q } from "../engine.ts";
+import { newWriterStats } from "../write.ts";
 import * as schema from "./schema.ts";
 
 export type PgOptions = {
@@ -41,7 +42,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts } {
     client.on("error", (err) => logOncePer("pg client error", 10_000, "warn", "postgresql connection lost", { error: err.message }));
   });
   const orm = drizzle({ client: pool, schema }) as unknown as Q;
-  const stats: WriterStats = newStats();
+  const stats = newWriterStats();
   let inFlight = 0;
   let drainWaiters: (() => void)[] = [];
 
@@ -107,20 +108,6 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts } {
       await pool.end();
     },
     pg: { url: opts.url, pool },
-  };
-}
-
-function newStats(): WriterStats {
-  return {
-    busyRetries: 0,
-    commits: 0,
-    writes: 0,
-    timeouts: 0,
-    yields: 0,
-    storageErrors: 0,
-    lastStorageError: null,
-    refusedFileChanged: 0,
-    maxHoldMs: 0,
   };
 }
 
