@@ -6,7 +6,7 @@ import pgConfig from "./drizzle.pg.config.ts";
 
 // drizzle-kit picks the engine from DATABASE_URL as the app does: postgres:// or postgresql:// is
 // PostgreSQL (schema src/db/pg/schema.ts, migrations/pg/); anything else (a path, file:, sqlite:///) is an
-// SQLite file (schema src/db/schema.ts, migrations/sqlite/). Unset: ./data/app.db, the app's default.
+// SQLite file (schema src/db/sqlite/schema.ts, migrations/sqlite/). Unset: ./data/app.db, the app's default.
 const url = process.env.DATABASE_URL || "./data/app.db";
 
 /** The SQLite configuration: drizzle-kit runs under Node, so it reaches the file through @libsql/client. */
@@ -17,7 +17,7 @@ function sqliteConfig() {
   mkdirSync(dirname(path), { recursive: true });
   return defineConfig({
     dialect: "sqlite",
-    schema: "./src/db/schema.ts",
+    schema: "./src/db/sqlite/schema.ts",
     out: "./migrations/sqlite",
     dbCredentials: { url: `file:${path}` },
   });

@@ -35,7 +35,7 @@ type Run = { direction: string; code: number; wallS: number; cpuS: number; copie
 /** Runs the db:copy CLI to the end; wall time from spawn to exit, CPU time of the process. */
 async function copy(direction: string, from: string, to: string): Promise<Run> {
   const started = performance.now();
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../src/db/copy-cli.ts"), "--from", from, "--to", to, "--progress", "none", "--batch-size", String(flags["batch-size"])], {
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../src/db/copy/cli.ts"), "--from", from, "--to", to, "--progress", "none", "--batch-size", String(flags["batch-size"])], {
     stdout: "pipe",
     stderr: "pipe",
   });

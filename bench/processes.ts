@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { freePort } from "../src/net.ts";
+import { freePort } from "../src/free-port.ts";
 import { spawnUntilReady } from "../scripts/spawn-ready.ts";
 
 // Starts the two servers the benchmark compares, each on its own file and free port, and stops them.

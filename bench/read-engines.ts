@@ -71,7 +71,7 @@ try {
   const path = join(dir, "app.db");
   const sqliteSeed = await seedAnalytics(path, { rows: flags.rows, days: flags.days });
   psql(`create database "${pgName}"`);
-  const migrated = Bun.spawnSync([process.execPath, join(import.meta.dir, "../src/db/migrate-cli.ts")], { env: { ...process.env, DATABASE_URL: pgUrl, LOG_LEVEL: "warn" }, stderr: "pipe" });
+  const migrated = Bun.spawnSync([process.execPath, join(import.meta.dir, "../src/db/sqlite/migrate-cli.ts")], { env: { ...process.env, DATABASE_URL: pgUrl, LOG_LEVEL: "warn" }, stderr: "pipe" });
   if (migrated.exitCode !== 0) throw new Error(`migrate: ${migrated.stderr.toString()}`);
   const pgSeed = await seedAnalyticsPg(pgUrl, { rows: flags.rows, days: flags.days });
   const engines = [

@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
-import { migrate } from "../src/db/migrate.ts";
-import { wrapOrm } from "../src/db/open.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
+import { wrapOrm } from "../src/db/sqlite/open.ts";
 import { indexAllPendingQueries } from "../src/search/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { demoRows } from "../src/sync/demo.ts";

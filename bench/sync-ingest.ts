@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { sql } from "drizzle-orm";
 import { openDb, openPgDb, type Db } from "../src/db/index.ts";
-import { migrate } from "../src/db/migrate.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
 import { migratePg } from "../src/db/pg/migrate.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";

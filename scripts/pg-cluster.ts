@@ -7,7 +7,7 @@
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "../src/net.ts";
+import { freePort } from "../src/free-port.ts";
 
 const PG_ROOT = "/usr/lib/postgresql";
 const PREFIX = "sitesync-pg-";

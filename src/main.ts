@@ -4,20 +4,20 @@ import { dirname, join } from "node:path";
 import { backupDirOf } from "./backup/backup.ts";
 import { startBackupSchedule } from "./backup/schedule.ts";
 import { childEnv, describeTarget, loadConfigOrExit, type ProcessRole } from "./config.ts";
-import { startCheckpointer } from "./db/checkpoint.ts";
-import { fileIdentity } from "./db/identity.ts";
+import { startCheckpointer } from "./db/sqlite/checkpoint.ts";
+import { fileIdentity } from "./db/sqlite/identity.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
 import { acquireLock, databaseLockPath, portLockPath, portProblem, type InstanceLock } from "./db/instance-lock.ts";
-import { migrate } from "./db/migrate.ts";
+import { migrate } from "./db/sqlite/migrate.ts";
 import { migratePg } from "./db/pg/migrate.ts";
-import { pragmasFrom } from "./db/open.ts";
-import { registerProcess } from "./db/registry.ts";
+import { pragmasFrom } from "./db/sqlite/open.ts";
+import { registerProcess } from "./db/process-registry.ts";
 import { describeStartError } from "./db/start-errors.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
 import { createMetricsAggregator } from "./metrics/aggregate.ts";
 import { isMetricsMessage } from "./metrics/ipc.ts";
 import { instrumentDb, observeCheckpoint, processRestarts, refreshDatabaseGauges, setMetricsRole } from "./metrics/registry.ts";
-import { freePort } from "./net.ts";
+import { freePort } from "./free-port.ts";
 import type { InstanceStorage, Ping, Pong } from "./supervision.ts";
 
 // The supervisor: read config, take the instance locks, migrate once, spawn the workers, restart the

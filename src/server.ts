@@ -4,7 +4,7 @@ import { backupDirOf } from "./backup/backup.ts";
 import { createRateLimiter } from "./ratelimit/limiter.ts";
 import { gscProbeFromConfig } from "./diagnostics/gsc-probe.ts";
 import { closeAllConnections, openDbOrExit } from "./db/index.ts";
-import { registerProcess } from "./db/registry.ts";
+import { registerProcess } from "./db/process-registry.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
 import { collectFromSupervisor, serveMetricsOverIpc } from "./metrics/ipc.ts";
 import { instrumentDb, setMetricsRole } from "./metrics/registry.ts";

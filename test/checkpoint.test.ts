@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startCheckpointer, walSize } from "../src/db/checkpoint.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { defaultPragmas } from "../src/db/open.ts";
+import { startCheckpointer, walSize } from "../src/db/sqlite/checkpoint.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
+import { defaultPragmas } from "../src/db/sqlite/open.ts";
 import { tempDir } from "./helpers/db.ts";
 
 // The WAL stays bounded under a mixed load with readers always active in several processes, because
@@ -31,8 +31,8 @@ const COMMITS_PER_WRITER = 2400;
 // open almost all the time, as a reporting query would.
 const childCode = `
 import { openDb } from ${JSON.stringify(join(root, "src/db/index.ts"))};
-import { walSize } from ${JSON.stringify(join(root, "src/db/checkpoint.ts"))};
-import { gscPerformanceData, sites } from ${JSON.stringify(join(root, "src/db/schema.ts"))};
+import { walSize } from ${JSON.stringify(join(root, "src/db/sqlite/checkpoint.ts"))};
+import { gscPerformanceData, sites } from ${JSON.stringify(join(root, "src/db/sqlite/schema.ts"))};
 const [role, path, commits, walYieldBytes] = process.argv.slice(2);
 const db = openDb({ path, role: "test", pragmas: { walAutocheckpoint: 0 }, walYieldBytes: Number(walYieldBytes) });
 let maxWal = 0;

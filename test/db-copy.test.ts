@@ -11,7 +11,7 @@ import { getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
 import { getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
-import { migrate } from "../src/db/migrate.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
 import { openPg } from "../src/db/pg/open.ts";
 import { pgTablesByName, sqliteTablesByName } from "../src/db/pg/tables.ts";
 import { tempDir } from "./helpers/db.ts";
@@ -24,7 +24,7 @@ const BIG = 200_000;
 
 /** Runs `bun run db:copy` with these arguments to the end. */
 async function dbCopy(args: string[]) {
-  const proc = Bun.spawn([process.execPath, join(root, "src/db/copy-cli.ts"), ...args], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([process.execPath, join(root, "src/db/copy/cli.ts"), ...args], { cwd: root, stdout: "pipe", stderr: "pipe" });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
 }
@@ -190,7 +190,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
 
     test(`${BIG} rows: a copy killed with SIGKILL halfway is refused a plain re-run and finished by --resume, counts verified`, async () => {
       const url = await server.newDatabase();
-      const proc = Bun.spawn([process.execPath, join(root, "src/db/copy-cli.ts"), "--from", big, "--to", url, "--progress", "lines", "--batch-size", "2000"], {
+      const proc = Bun.spawn([process.execPath, join(root, "src/db/copy/cli.ts"), "--from", big, "--to", url, "--progress", "lines", "--batch-size", "2000"], {
         cwd: root,
         stdout: "ignore",
         stderr: "pipe",
@@ -405,7 +405,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       const url = await server.newDatabase();
       expect((await dbCopy(["--from", big, "--to", url, "--progress", "none"])).code).toBe(0);
       const file = join(dir.dir, "big-back.db");
-      const proc = Bun.spawn([process.execPath, join(root, "src/db/copy-cli.ts"), "--from", url, "--to", file, "--progress", "lines", "--batch-size", "2000"], {
+      const proc = Bun.spawn([process.execPath, join(root, "src/db/copy/cli.ts"), "--from", url, "--to", file, "--progress", "lines", "--batch-size", "2000"], {
         cwd: root,
         stdout: "ignore",
         stderr: "pipe",

@@ -4,9 +4,9 @@ import { chmodSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../src/config.ts";
 import { closeAllConnections, openDb, openDbFromConfig } from "../src/db/index.ts";
-import { DatabaseMissingError, defaultPragmas, openConnection, WalUnavailableError } from "../src/db/open.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { sites, syncTasks } from "../src/db/schema.ts";
+import { DatabaseMissingError, defaultPragmas, openConnection, WalUnavailableError } from "../src/db/sqlite/open.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
+import { sites, syncTasks } from "../src/db/sqlite/schema.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
 

@@ -4,10 +4,10 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { createApp } from "../src/app.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { registerProcess } from "../src/db/registry.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
+import { registerProcess } from "../src/db/process-registry.ts";
 import { openDb, openPgDb, type Db } from "../src/db/index.ts";
-import { freePort } from "../src/net.ts";
+import { freePort } from "../src/free-port.ts";
 import { tempDb, tempDir, testEngine } from "./helpers/db.ts";
 import { newPgDatabase } from "./helpers/engine.ts";
 import { holdLock } from "./helpers/lock.ts";
@@ -36,7 +36,7 @@ async function registeredChild(databaseUrl: string, host?: string) {
   const code = `
     import { loadConfig } from ${JSON.stringify(join(root, "src/config.ts"))};
     import { closeAllConnections, openDbFromConfig } from ${JSON.stringify(join(root, "src/db/index.ts"))};
-    import { registerProcess } from ${JSON.stringify(join(root, "src/db/registry.ts"))};
+    import { registerProcess } from ${JSON.stringify(join(root, "src/db/process-registry.ts"))};
     const db = openDbFromConfig(loadConfig([]), "sync");
     await registerProcess(db);
     console.log("ready");

@@ -5,7 +5,7 @@ import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import { gscProbeFromConfig } from "../src/diagnostics/gsc-probe.ts";
 import { newestDataDay } from "../src/sync/dates.ts";
-import { freePort } from "../src/net.ts";
+import { freePort } from "../src/free-port.ts";
 import { tempDb } from "./helpers/db.ts";
 import { makeServiceAccount, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 

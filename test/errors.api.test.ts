@@ -2,9 +2,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, spyOn, test } from "b
 import { eq } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { openPgDb } from "../src/db/index.ts";
-import { sites } from "../src/db/schema.ts";
+import { sites } from "../src/db/sqlite/schema.ts";
 import { logOncePer, setLogLevel } from "../src/log.ts";
-import { freePort } from "../src/net.ts";
+import { freePort } from "../src/free-port.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 
 // Error answers the API promises and how they are logged: a 500 with a request id and no stack, 405

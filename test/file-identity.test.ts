@@ -3,10 +3,10 @@ import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync, existsSync, linkSync, readFileSync, renameSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
-import { fileIdentity } from "../src/db/identity.ts";
+import { fileIdentity } from "../src/db/sqlite/identity.ts";
 import { FileChangedError, openDb } from "../src/db/index.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { sites } from "../src/db/schema.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
+import { sites } from "../src/db/sqlite/schema.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
 import { request, startServer } from "./helpers/server.ts";
 

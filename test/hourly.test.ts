@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { and, count, eq, type SQL } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
-import { hourlyRankings } from "../src/db/schema.ts";
+import { hourlyRankings } from "../src/db/sqlite/schema.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf, hourOf } from "../src/sync/dates.ts";
 import { demoHourlyRows } from "../src/sync/demo.ts";

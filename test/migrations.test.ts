@@ -5,10 +5,10 @@ import { readMigrationFiles } from "drizzle-orm/migrator";
 import { copyFileSync, cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { migrate, migrationsFolder } from "../src/db/migrate.ts";
-import { defaultPragmas } from "../src/db/open.ts";
+import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
+import { defaultPragmas } from "../src/db/sqlite/open.ts";
 import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
-import * as schema from "../src/db/schema.ts";
+import * as schema from "../src/db/sqlite/schema.ts";
 import { tempDir } from "./helpers/db.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 
@@ -120,7 +120,7 @@ describe("drizzle.config.ts picks the engine from DATABASE_URL", () => {
     expect(code).toBe(0);
     const cfg = JSON.parse(outText);
     expect({ dialect: cfg.dialect, out: cfg.out, url: cfg.dbCredentials.url }).toEqual({ dialect, out, url: credentials });
-    expect(cfg.schema).toBe(dialect === "sqlite" ? "./src/db/schema.ts" : "./src/db/pg/schema.ts");
+    expect(cfg.schema).toBe(dialect === "sqlite" ? "./src/db/sqlite/schema.ts" : "./src/db/pg/schema.ts");
   });
 });
 
@@ -178,7 +178,7 @@ describe("bun run migrate", () => {
   test("an unusable path (a directory) fails with one line, no stack", async () => {
     const r = await bunMigrate(dir.dir);
     expect(r.code).toBe(1);
-    // Besides `bun run`'s own lines ("$ bun src/db/migrate-cli.ts", "error: script ... exited"): one line.
+    // Besides `bun run`'s own lines ("$ bun src/db/sqlite/migrate-cli.ts", "error: script ... exited"): one line.
     const ours = r.out.split("\n").filter((l) => l && !l.startsWith("$ ") && !l.startsWith("error: script"));
     expect(ours).toEqual([expect.stringMatching(/^fatal: the database file .* cannot be opened/)]);
   });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { like } from "drizzle-orm";
 import { join } from "node:path";
-import { freePort } from "../src/net.ts";
+import { freePort } from "../src/free-port.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
 import { withDb } from "./helpers/observe.ts";
 import { holdLock } from "./helpers/lock.ts";

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { openPgDb, type Db } from "../src/db/index.ts";
 import { ApiError, isBusyError, isStorageError, isUniqueViolation } from "../src/errors.ts";
-import { freePort } from "../src/net.ts";
+import { freePort } from "../src/free-port.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 
 // The PostgreSQL write path (src/db/pg/engine.ts) against a real server: what db.tx retries, what it

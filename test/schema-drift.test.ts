@@ -1,4 +1,4 @@
-// The SQLite schema (src/db/schema.ts) and its PostgreSQL twin (src/db/pg/schema.ts) must describe the same
+// The SQLite schema (src/db/sqlite/schema.ts) and its PostgreSQL twin (src/db/pg/schema.ts) must describe the same
 // database: same tables, columns, column kinds, nullability, defaults, primary and unique keys (partial ones
 // with the same condition), indexes, foreign keys and checks. First from Drizzle's own table config (no server
 // needed), then from the databases the two sets of migrations really build.
@@ -9,7 +9,7 @@ import { PgDialect, PgTable, getTableConfig as pgTableConfig } from "drizzle-orm
 import { SQLiteSyncDialect, SQLiteTable, getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
 import { join } from "node:path";
 import pg from "pg";
-import { migrate } from "../src/db/migrate.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
 import { migratePg } from "../src/db/pg/migrate.ts";
 import { pgQuerySearch } from "../src/db/pg/search-index.ts";
 import { pgTablesByName, sqliteTablesByName } from "../src/db/pg/tables.ts";
@@ -109,7 +109,7 @@ function describeTable(cfg: Config, dialect: SQLiteSyncDialect | PgDialect) {
 const sqliteTables = new Map([...sqliteTablesByName()].map(([n, t]) => [n, sqliteTableConfig(t)]));
 const pgTables = new Map([...pgTablesByName()].map(([n, t]) => [n, pgTableConfig(t)]));
 
-describe("schema drift: src/db/schema.ts vs src/db/pg/schema.ts", () => {
+describe("schema drift: src/db/sqlite/schema.ts vs src/db/pg/schema.ts", () => {
   test("both schemas have the same tables", () => {
     const missing = [...sqliteTables.keys()].filter((n) => !pgTables.has(n));
     const extra = [...pgTables.keys()].filter((n) => !sqliteTables.has(n));

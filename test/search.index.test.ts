@@ -2,7 +2,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { migrate, migrationsFolder } from "../src/db/migrate.ts";
+import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { eq, sql } from "drizzle-orm";
 import { INDEX_BATCH, indexAllPendingQueries, indexPendingQueries, searchQueries } from "../src/search/queries.ts";
 import { purgeSite } from "../src/sites/queries.ts";

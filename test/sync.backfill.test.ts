@@ -2,7 +2,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, expect, test } from "bun:test";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { migrate, migrationsFolder } from "../src/db/migrate.ts";
+import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { tempDir } from "./helpers/db.ts";
 
 // Migration 0002 backfills gsc_synced_days from the rows stored before the markers existed.

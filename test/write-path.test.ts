@@ -3,7 +3,7 @@ import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { count, eq } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import type { Orm } from "../src/db/index.ts";
-import { sites } from "../src/db/schema.ts";
+import { sites } from "../src/db/sqlite/schema.ts";
 import { ApiError, isBusyError, isUniqueViolation } from "../src/errors.ts";
 import { tempDb } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";

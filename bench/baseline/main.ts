@@ -2,7 +2,7 @@ import type { Subprocess } from "bun";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { defaults } from "../../src/config.ts";
-import { migrate } from "../../src/db/migrate.ts";
+import { migrate } from "../../src/db/sqlite/migrate.ts";
 import { migratePg } from "../../src/db/pg/migrate.ts";
 import { withoutPassword } from "../pg.ts";
 

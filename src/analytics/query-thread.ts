@@ -1,6 +1,6 @@
 import { dlopen, FFIType } from "bun:ffi";
 import type { Database, SQLQueryBindings } from "bun:sqlite";
-import { openConnection, type Pragmas } from "../db/open.ts";
+import { openConnection, type Pragmas } from "../db/sqlite/open.ts";
 
 // A query thread (see pool.ts): runs long read-only SELECTs on a connection of its own, so the HTTP
 // worker's event loop keeps serving other requests meanwhile.

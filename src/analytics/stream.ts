@@ -1,6 +1,6 @@
 import type { Database, SQLQueryBindings, Statement } from "bun:sqlite";
 import type { Db } from "../db/index.ts";
-import { openConnection } from "../db/open.ts";
+import { openConnection } from "../db/sqlite/open.ts";
 import { openPgCursor } from "../db/pg/cursor.ts";
 import { toPositional } from "../db/pg/named.ts";
 import { Gauge } from "prom-client";

@@ -3,7 +3,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { actorOf, clientIpOf, principalOf } from "../auth/middleware.ts";
 import { isSafeMethod, requiredScope } from "../auth/policy.ts";
 import type { Db, Orm, Q } from "../db/index.ts";
-import type { WriteFn } from "../db/write.ts";
+import type { WriteFn } from "../db/sqlite/engine.ts";
 import { log, logOncePer } from "../log.ts";
 import { insertAuditRow, type AuditInsert } from "./queries.ts";
 

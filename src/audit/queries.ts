@@ -1,8 +1,8 @@
 import type { Database } from "bun:sqlite";
 import { and, desc, eq, gte, lt, lte, sql, type SQL } from "drizzle-orm";
 import type { Db, Orm, Q } from "../db/index.ts";
-import { perConnection } from "../db/prepared.ts";
-import { auditLog } from "../db/schema.ts";
+import { perConnection } from "../db/sqlite/prepared.ts";
+import { auditLog } from "../db/sqlite/schema.ts";
 
 export type AuditInsert = typeof auditLog.$inferInsert;
 

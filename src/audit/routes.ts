@@ -1,7 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { createSelectSchema } from "drizzle-zod";
 import type { Db } from "../db/index.ts";
-import { auditLog } from "../db/schema.ts";
+import { auditLog } from "../db/sqlite/schema.ts";
 import { errorResponses, jsonResponse, setNextLink, validationHook } from "../openapi.ts";
 import { intParam } from "../sync/schemas.ts";
 import { listAudit } from "./queries.ts";

@@ -1,6 +1,6 @@
 import { loadKeysCommand, orExit } from "../config.ts";
 import { closeAllConnections, openDbFromConfig } from "../db/index.ts";
-import { migrateConfigured } from "../db/migrate.ts";
+import { migrateConfigured } from "../db/sqlite/migrate.ts";
 import { ApiError } from "../errors.ts";
 import { createApiKey, listApiKeys, revokeApiKey } from "./queries.ts";
 

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import type { KeyScope } from "../db/schema.ts";
+import type { KeyScope } from "../db/model.ts";
 
 // A key is `ssk_<id>_<secret>`: `ssk_<id>` (12 random hex digits) is its public prefix, stored in
 // clear to find the row; the secret is 32 random bytes (256 bits, base64url). Only SHA-256 of the

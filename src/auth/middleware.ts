@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
 import type { Db } from "../db/index.ts";
-import type { KeyScope } from "../db/schema.ts";
+import type { KeyScope } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
 import { log } from "../log.ts";
 import { scopeAllows } from "./keys.ts";

@@ -1,4 +1,4 @@
-import type { KeyScope } from "../db/schema.ts";
+import type { KeyScope } from "../db/model.ts";
 
 // Which scope each request needs: one table for every route, so a route added later gets the rule of
 // its method (GET: read, any other method: write) unless it is listed here.

@@ -1,8 +1,9 @@
 import type { Database } from "bun:sqlite";
 import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
 import { first, type Db, type Orm, type Q } from "../db/index.ts";
-import { compileSelect, perConnection } from "../db/prepared.ts";
-import { apiKeys, type ApiKey, type KeyScope } from "../db/schema.ts";
+import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
+import { apiKeys } from "../db/sqlite/schema.ts";
+import { type ApiKey, type KeyScope } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
 import { generateKey, keyMatches, keyPrefix } from "./keys.ts";
 

@@ -1,7 +1,8 @@
 import { z } from "@hono/zod-openapi";
 import { createSelectSchema } from "drizzle-zod";
 import { parseDuration } from "../config.ts";
-import { apiKeys, keyScopes } from "../db/schema.ts";
+import { apiKeys } from "../db/sqlite/schema.ts";
+import { keyScopes } from "../db/model.ts";
 
 export const KeySchema = createSelectSchema(apiKeys)
   .omit({ key_hash: true })

@@ -1,7 +1,7 @@
 import { Database } from "bun:sqlite";
 import { copyFileSync, existsSync, renameSync, rmSync } from "node:fs";
 import { loadRestoreCommand, orExit, sqlitePathOf } from "../config.ts";
-import { isAlive } from "../db/registry.ts";
+import { isAlive } from "../db/process-registry.ts";
 import { checkBackupFile } from "./backup.ts";
 
 // `bun run restore FILE`: puts a checked backup in place of DATABASE_URL's file, only while no process

@@ -1,8 +1,8 @@
 import type { NodePgDatabase } from "drizzle-orm/node-postgres";
 import type * as pgSchema from "./pg/schema.ts";
-import type { WriterStats } from "./write.ts";
+import type { WriterStats } from "./sqlite/engine.ts";
 
-export type { WriterStats } from "./write.ts";
+export type { WriterStats } from "./sqlite/engine.ts";
 
 /** The two engines a Db handle runs on. */
 export type Engine = "sqlite" | "pg";
@@ -15,7 +15,7 @@ export type Engine = "sqlite" | "pg";
  */
 export type Q = NodePgDatabase<typeof pgSchema>;
 
-/** The tables of the engine's schema (src/db/schema.ts or src/db/pg/schema.ts: same names and columns). */
+/** The tables of the engine's schema (src/db/sqlite/schema.ts or src/db/pg/schema.ts: same names and columns). */
 export type Tables = typeof pgSchema;
 
 /** What each engine provides to the Db handle. */

@@ -3,14 +3,14 @@ import { hostname } from "node:os";
 import { defaults, describeTarget, type Config, type ProcessRole } from "../config.ts";
 import { log } from "../log.ts";
 import { type Engine, type Q, type Tables } from "./engine.ts";
-import { guardFile, type FileGuard } from "./identity.ts";
-import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./open.ts";
+import { guardFile, type FileGuard } from "./sqlite/identity.ts";
+import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./sqlite/open.ts";
 import { openPgEngine, type PgParts } from "./pg/engine.ts";
-import * as sqliteSchema from "./schema.ts";
+import * as sqliteSchema from "./sqlite/schema.ts";
 import { describeStartError } from "./start-errors.ts";
-import { createWriter, type WriteFn, type WriterStats } from "./write.ts";
+import { createWriter, type WriteFn, type WriterStats } from "./sqlite/engine.ts";
 
-export type { Orm } from "./open.ts";
+export type { Orm } from "./sqlite/open.ts";
 export { changedRows, first, type Engine, type Q, type Tables } from "./engine.ts";
 
 /**

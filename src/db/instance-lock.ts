@@ -1,7 +1,7 @@
 import { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isAlive } from "./registry.ts";
+import { isAlive } from "./process-registry.ts";
 
 // One instance per database file and per port. A supervisor owns two lock files for its lifetime:
 // `<database>.lock` next to the file, and one per host:port in the temp folder. Each holds the owner's

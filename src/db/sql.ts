@@ -2,7 +2,7 @@ import { is, sql, type SQL, type SQLWrapper } from "drizzle-orm";
 import { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
 import type { Q } from "./engine.ts";
 import type { Db } from "./index.ts";
-import type { Orm } from "./open.ts";
+import type { Orm } from "./sqlite/open.ts";
 
 // SQL fragments whose spelling differs between the engines; everything else is Drizzle's builder, once.
 

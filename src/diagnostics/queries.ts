@@ -1,8 +1,8 @@
 import { count } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
-import { walSize } from "../db/checkpoint.ts";
+import { walSize } from "../db/sqlite/checkpoint.ts";
 import { connectOnce, pingPg, poolUsage, serverFacts } from "../db/pg/diagnostics.ts";
-import { listConnections } from "../db/registry.ts";
+import { listConnections } from "../db/process-registry.ts";
 import { connectOnceSqlite, databaseList, isWriteLockFree, pingSqlite, pragmaSettings } from "../db/sqlite/diagnostics.ts";
 import { findDataDays } from "../sync/data.ts";
 import { instanceStorage } from "../supervision.ts";

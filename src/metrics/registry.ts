@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ProcessRole } from "../config.ts";
-import { walSize } from "../db/checkpoint.ts";
+import { walSize } from "../db/sqlite/checkpoint.ts";
 import type { Db } from "../db/index.ts";
 import { serverFacts } from "../db/pg/diagnostics.ts";
 import { logOncePer } from "../log.ts";

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { createSelectSchema } from "drizzle-zod";
-import { gscPerformanceData } from "../db/schema.ts";
+import { gscPerformanceData } from "../db/sqlite/schema.ts";
 import { DateString, intParam } from "../sync/schemas.ts";
 import { CONTROL_CHARACTERS } from "./queries.ts";
 

@@ -1,7 +1,8 @@
 import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
 import { first, type Db } from "../db/index.ts";
-import { compileSelect, perConnection } from "../db/prepared.ts";
-import { sites, type Site } from "../db/schema.ts";
+import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
+import { sites } from "../db/sqlite/schema.ts";
+import { type Site } from "../db/model.ts";
 import { likeInsensitive } from "../db/sql.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import { containsPattern } from "../search/queries.ts";

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { createInsertSchema, createSelectSchema } from "drizzle-zod";
-import { sites } from "../db/schema.ts";
+import { sites } from "../db/sqlite/schema.ts";
 
 // Search Console property names: a domain property or a URL-prefix property. Case-insensitive by hand,
 // not with the `i` flag: JSON Schema patterns have no flags and the OpenAPI generator would print `/i`.

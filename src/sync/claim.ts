@@ -1,8 +1,9 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
 import { claimNextTaskPg, findDueTaskPg } from "../db/pg/claim.ts";
-import { perConnection } from "../db/prepared.ts";
-import { syncTasks, type SyncTask } from "../db/schema.ts";
+import { perConnection } from "../db/sqlite/prepared.ts";
+import { syncTasks } from "../db/sqlite/schema.ts";
+import { type SyncTask } from "../db/model.ts";
 
 const p = sql.placeholder;
 // The oldest due pending task of a type this worker can run (served by sync_tasks_claim_idx).

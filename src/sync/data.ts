@@ -2,8 +2,8 @@ import { and, asc, between, count, countDistinct, eq, inArray, sql } from "drizz
 import type { Db, Orm, Q } from "../db/index.ts";
 import * as pgSchema from "../db/pg/schema.ts";
 import { upsertRowsPg } from "../db/pg/synced-rows.ts";
-import { perConnection } from "../db/prepared.ts";
-import { gscPerformanceData, gscSyncedDays } from "../db/schema.ts";
+import { perConnection } from "../db/sqlite/prepared.ts";
+import { gscPerformanceData, gscSyncedDays } from "../db/sqlite/schema.ts";
 import { fromExcluded, sqliteOrm } from "../db/sql.ts";
 import { isFinalDay } from "./dates.ts";
 import type { SearchType, SourceRow } from "./source.ts";

@@ -1,7 +1,8 @@
 import { and, eq, isNull, lt, or, sql } from "drizzle-orm";
 import { first, type Db, type Q, type Tables } from "../db/index.ts";
-import { perConnection } from "../db/prepared.ts";
-import { syncTasks, type SyncTask } from "../db/schema.ts";
+import { perConnection } from "../db/sqlite/prepared.ts";
+import { syncTasks } from "../db/sqlite/schema.ts";
+import { type SyncTask } from "../db/model.ts";
 import { sqliteOrm } from "../db/sql.ts";
 import { LeaseLost, TaskCancelled } from "./errors.ts";
 

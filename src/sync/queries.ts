@@ -1,7 +1,8 @@
 import { and, count, desc, eq, getTableColumns, inArray, lt, sql, type SQL } from "drizzle-orm";
 import { first, type Db } from "../db/index.ts";
-import { perConnection } from "../db/prepared.ts";
-import { sites, syncTasks, type TaskStatus } from "../db/schema.ts";
+import { perConnection } from "../db/sqlite/prepared.ts";
+import { sites, syncTasks } from "../db/sqlite/schema.ts";
+import { type TaskStatus } from "../db/model.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { daysBetween } from "./dates.ts";

@@ -1,6 +1,6 @@
 import { and, eq, inArray, isNull, notExists, sql } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
-import type { NewSyncTask } from "../db/schema.ts";
+import type { NewSyncTask } from "../db/model.ts";
 import { log } from "../log.ts";
 import { findSyncedDays } from "./data.ts";
 import { addDays, atTimeOfDay, dayOf, dayRange, daysBetween, newestDataDay } from "./dates.ts";

@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { createSelectSchema } from "drizzle-zod";
-import { syncTasks, taskStatuses } from "../db/schema.ts";
+import { syncTasks } from "../db/sqlite/schema.ts";
+import { taskStatuses } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
 import { addDays, dayOf, daysBetween, HOURLY_RETENTION_DAYS, isDate, MAX_RANGE_DAYS, newestDataDay, RETENTION_DAYS } from "./dates.ts";

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import type { Config } from "../config.ts";
-import type { GscRow, HourlyRow } from "../db/schema.ts";
+import type { GscRow, HourlyRow } from "../db/model.ts";
 import { demoSource } from "./demo.ts";
 import { serviceAccountToken, staticToken, type TokenProvider } from "./gsc/auth.ts";
 import { authorizedUserToken } from "./gsc/user-auth.ts";

@@ -1,7 +1,7 @@
 import { loadConfigOrExit } from "../config.ts";
 import { closeAllConnections, openDbOrExit } from "../db/index.ts";
-import { migrateOrExit } from "../db/migrate.ts";
-import { registerProcess } from "../db/registry.ts";
+import { migrateOrExit } from "../db/sqlite/migrate.ts";
+import { registerProcess } from "../db/process-registry.ts";
 import { log, setLogFormat, setLogLevel } from "../log.ts";
 import { serveMetricsOverIpc } from "../metrics/ipc.ts";
 import { instrumentDb, setMetricsRole } from "../metrics/registry.ts";

@@ -1,5 +1,5 @@
 import type { Db } from "../db/index.ts";
-import type { SyncTask } from "../db/schema.ts";
+import type { SyncTask } from "../db/model.ts";
 import { log, logOncePer, withLogContext } from "../log.ts";
 import { taskDuration } from "../metrics/registry.ts";
 import { claimNextTask, hasDueTask, taskTypesParam } from "./claim.ts";

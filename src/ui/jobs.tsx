@@ -1,4 +1,4 @@
-import { taskStatuses, type Site, type TaskStatus } from "../db/schema.ts";
+import { taskStatuses, type Site, type TaskStatus } from "../db/model.ts";
 import { SiteOptions } from "./layout.tsx";
 import type { Job } from "../sync/schemas.ts";
 import { ago, num } from "./format.ts";

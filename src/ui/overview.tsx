@@ -3,7 +3,7 @@ import type { Registry } from "prom-client";
 import type { Db } from "../db/index.ts";
 import { checkLocks, getConnectionInfo } from "../diagnostics/queries.ts";
 import { countRowsIngestedSince, countTasksByStatus } from "../sync/queries.ts";
-import { taskStatuses } from "../db/schema.ts";
+import { taskStatuses } from "../db/model.ts";
 import { bytes, duration, num } from "./format.ts";
 
 type MetricJson = { name: string; values: { labels: Record<string, string | number>; value: number; metricName?: string }[] };

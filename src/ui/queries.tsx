@@ -1,4 +1,4 @@
-import type { Site } from "../db/schema.ts";
+import type { Site } from "../db/model.ts";
 import { SiteOptions } from "./layout.tsx";
 import type { QueryStats } from "../search/schemas.ts";
 import { num } from "./format.ts";

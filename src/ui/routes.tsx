@@ -12,7 +12,7 @@ import { scopeAllows } from "../auth/keys.ts";
 import { principalOf, verifyKeyScope } from "../auth/middleware.ts";
 import { UI_KEY_COOKIE } from "../auth/policy.ts";
 import type { Db } from "../db/index.ts";
-import { taskStatuses, type KeyScope } from "../db/schema.ts";
+import { taskStatuses, type KeyScope } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
 import { CONTROL_CHARACTERS, searchQueries } from "../search/queries.ts";
 import { createSite, decodeCursor, encodeCursor, findSiteById, listSites, searchSites, updateSite } from "../sites/queries.ts";

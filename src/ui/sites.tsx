@@ -1,5 +1,5 @@
 import type { Child } from "hono/jsx";
-import type { Site } from "../db/schema.ts";
+import type { Site } from "../db/model.ts";
 import { MAX_RANGE_DAYS } from "../sync/dates.ts";
 import type { Job } from "../sync/schemas.ts";
 import { ago } from "./format.ts";

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDb, openPgDb, type Db, type OpenOptions } from "../../src/db/index.ts";
-import { migrate } from "../../src/db/migrate.ts";
+import { migrate } from "../../src/db/sqlite/migrate.ts";
 import { newPgDatabase, testEngine } from "./engine.ts";
 
 export { testEngine } from "./engine.ts";

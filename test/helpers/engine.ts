@@ -45,7 +45,7 @@ function migratedTemplate(): string {
   const name = `sitesync_tmpl_${process.pid}`;
   psql(`drop database if exists "${name}" with (force)`);
   psql(`create database "${name}"`);
-  const r = Bun.spawnSync([process.execPath, join(root, "src/db/migrate-cli.ts")], {
+  const r = Bun.spawnSync([process.execPath, join(root, "src/db/sqlite/migrate-cli.ts")], {
     cwd: root,
     env: { ...process.env, DATABASE_URL: urlOf(name), LOG_LEVEL: "warn" },
     stdout: "pipe",

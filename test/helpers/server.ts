@@ -2,7 +2,7 @@ import type { Subprocess } from "bun";
 import { join } from "node:path";
 import { rmSync } from "node:fs";
 import { portLockPath } from "../../src/db/instance-lock.ts";
-import { freePort } from "../../src/net.ts";
+import { freePort } from "../../src/free-port.ts";
 import { spawnUntilReady, type ReadyProcess } from "../../scripts/spawn-ready.ts";
 import { tempDir } from "./db.ts";
 import { newPgDatabase, testEngine } from "./engine.ts";

@@ -1,7 +1,7 @@
 import { Database } from "bun:sqlite";
 import { count, eq } from "drizzle-orm";
 import type { Db } from "../../src/db/index.ts";
-import type { SyncTask } from "../../src/db/schema.ts";
+import type { SyncTask } from "../../src/db/model.ts";
 
 // Small helpers shared by the sync tests.
 

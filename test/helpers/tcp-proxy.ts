@@ -1,4 +1,4 @@
-import { freePort } from "../../src/net.ts";
+import { freePort } from "../../src/free-port.ts";
 
 // A TCP proxy in a test, to make a server go away and come back without touching the server.
 

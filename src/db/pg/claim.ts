@@ -1,6 +1,6 @@
 import { and, asc, eq, lte, sql } from "drizzle-orm";
 import { first, type Db } from "../index.ts";
-import type { SyncTask } from "../schema.ts";
+import type { SyncTask } from "../sqlite/schema.ts";
 import { inJsonList } from "../sql.ts";
 
 // The PostgreSQL claim: row locks instead of SQLite's single writer. Of several workers (of any process

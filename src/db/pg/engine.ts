@@ -3,7 +3,7 @@ import pg from "pg";
 import { ApiError, isRetryableDbError, isUnavailableDbError } from "../../errors.ts";
 import { log, logOncePer } from "../../log.ts";
 import type { EngineHandle, Q } from "../engine.ts";
-import { newWriterStats } from "../write.ts";
+import { newWriterStats } from "../sqlite/engine.ts";
 import * as schema from "./schema.ts";
 
 export type PgOptions = {

@@ -12,9 +12,9 @@ import {
   text,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
-import { keyScopes, taskStatuses } from "../schema.ts";
+import { keyScopes, taskStatuses } from "../enums.ts";
 
-// The PostgreSQL twin of src/db/schema.ts: same tables, column names, nullability, defaults, unique keys,
+// The PostgreSQL twin of src/db/sqlite/schema.ts: same tables, column names, nullability, defaults, unique keys,
 // partial unique indexes and foreign keys (test/schema-drift.test.ts fails when they drift apart).
 // Types map as: SQLite integer -> integer (bigint for the ids of tables that grow with synced data),
 // integer boolean -> boolean, real (8 bytes) -> double precision, JSON text -> jsonb.

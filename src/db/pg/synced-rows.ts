@@ -1,5 +1,5 @@
 import type { Q } from "../engine.ts";
-import type { GscRow, HourlyRow } from "../schema.ts";
+import type { GscRow, HourlyRow } from "../sqlite/schema.ts";
 import { fromExcluded } from "../sql.ts";
 import { gscPerformanceData as g, hourlyRankings as h } from "./schema.ts";
 

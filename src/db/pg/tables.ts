@@ -1,10 +1,10 @@
 import { is } from "drizzle-orm";
 import { PgTable, getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
 import { SQLiteTable, getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
-import * as sqliteSchema from "../schema.ts";
+import * as sqliteSchema from "../sqlite/schema.ts";
 import * as pgSchema from "./schema.ts";
 
-/** Every table of src/db/schema.ts by its SQL name. */
+/** Every table of src/db/sqlite/schema.ts by its SQL name. */
 export function sqliteTablesByName(): Map<string, SQLiteTable> {
   const tables = Object.values(sqliteSchema as Record<string, unknown>).filter((v): v is SQLiteTable => is(v, SQLiteTable));
   return new Map(tables.map((t) => [sqliteTableConfig(t).name, t]));

@@ -1,6 +1,6 @@
 import { isBusyError } from "../../errors.ts";
 import type { Db } from "../index.ts";
-import { openConnection } from "../open.ts";
+import { openConnection } from "./open.ts";
 
 // Diagnostics of an SQLite file: its header, the connection's pragmas and the one write lock.
 

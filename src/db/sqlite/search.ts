@@ -1,6 +1,6 @@
 import { count, eq, gt, max, sql } from "drizzle-orm";
 import type { Db, Orm } from "../index.ts";
-import { gscQueries, gscQueriesIndexed } from "../schema.ts";
+import { gscQueries, gscQueriesIndexed } from "./schema.ts";
 
 // Query search on SQLite (migrations/sqlite/0006_query_search_fts.sql): an FTS5 trigram index over each
 // site's distinct queries (gsc_queries), written in batches by indexPendingQueries. src/search/queries.ts

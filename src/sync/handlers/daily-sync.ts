@@ -1,5 +1,5 @@
 import type { Orm } from "../../db/index.ts";
-import type { Site } from "../../db/schema.ts";
+import type { Site } from "../../db/model.ts";
 import { rowsIngested } from "../../metrics/registry.ts";
 import { indexAllPendingQueries } from "../../search/queries.ts";
 import { deleteRowsById, findDayRowKeys, findSyncedDays, markDaySynced, upsertRows, type DayRowKey } from "../data.ts";

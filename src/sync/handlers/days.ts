@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Site } from "../../db/schema.ts";
+import type { Site } from "../../db/model.ts";
 import { log } from "../../log.ts";
 import { findSiteById } from "../../sites/queries.ts";
 import { dayRange } from "../dates.ts";

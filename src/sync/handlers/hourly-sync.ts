@@ -1,4 +1,4 @@
-import type { Site } from "../../db/schema.ts";
+import type { Site } from "../../db/model.ts";
 import { rowsIngested } from "../../metrics/registry.ts";
 import { addDays, dayOf } from "../dates.ts";
 import { deleteStaleHourlyRows, findCompleteHourlyDays, upsertHourlyRows } from "../hourly-data.ts";

@@ -1,5 +1,5 @@
 import type { Db, Q } from "../../db/index.ts";
-import type { SyncTask } from "../../db/schema.ts";
+import type { SyncTask } from "../../db/model.ts";
 import type { SearchAnalyticsSource } from "../source.ts";
 import { dailySync } from "./daily-sync.ts";
 import { hourlySync } from "./hourly-sync.ts";

@@ -2,12 +2,12 @@ import { getTableColumns } from "drizzle-orm";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import type { PgColumn } from "drizzle-orm/pg-core";
 import pg from "pg";
-import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair } from "./copy.ts";
-import { describePgTarget, migratePg, pgMigrationsFolder } from "./pg/migrate.ts";
-import { checkPostgresUrl } from "./pg/open.ts";
-import { pgQuerySearch } from "./pg/search-index.ts";
+import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair } from "./index.ts";
+import { describePgTarget, migratePg, pgMigrationsFolder } from "../pg/migrate.ts";
+import { checkPostgresUrl } from "../pg/open.ts";
+import { pgQuerySearch } from "../pg/search-index.ts";
 
-// The PostgreSQL side of db:copy (src/db/copy.ts): a database read through a cursor per table in one
+// The PostgreSQL side of db:copy (src/db/copy/index.ts): a database read through a cursor per table in one
 // REPEATABLE READ transaction, or written with one INSERT ... SELECT FROM unnest() per batch.
 
 // Only one copy into a database at a time (a second one would interleave batches).

@@ -1,6 +1,6 @@
-import { loadConfigOrExit } from "../config.ts";
+import { loadConfigOrExit } from "../../config.ts";
 import { migrateOrExit } from "./migrate.ts";
-import { describePgTarget, migratePgOrExit } from "./pg/migrate.ts";
+import { describePgTarget, migratePgOrExit } from "../pg/migrate.ts";
 
 // `bun run migrate`: brings DATABASE_URL's database to the current schema, on either engine: an SQLite
 // file (migrations/sqlite/) or a postgres:// database (migrations/pg/, under an advisory lock).

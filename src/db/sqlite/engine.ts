@@ -1,6 +1,6 @@
 import type { Database } from "bun:sqlite";
-import { ApiError, isBusyError, isStorageError } from "../errors.ts";
-import { log } from "../log.ts";
+import { ApiError, isBusyError, isStorageError } from "../../errors.ts";
+import { log } from "../../log.ts";
 import { walSize } from "./checkpoint.ts";
 import type { FileGuard } from "./identity.ts";
 import type { Orm } from "./open.ts";

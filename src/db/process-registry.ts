@@ -1,7 +1,7 @@
 import { and, eq, lt, or, sql, type SQL } from "drizzle-orm";
 import { log } from "../log.ts";
 import type { Db } from "./index.ts";
-import type { dbConnections } from "./schema.ts";
+import type { dbConnections } from "./sqlite/schema.ts";
 
 export type ConnectionRow = typeof dbConnections.$inferSelect;
 

@@ -1,12 +1,12 @@
 import { Database } from "bun:sqlite";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { existsSync } from "node:fs";
-import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair } from "./copy.ts";
-import { acquireLock, databaseLockPath, InstanceLockedError, type InstanceLock } from "./instance-lock.ts";
-import { migrate, migrationsFolder } from "./migrate.ts";
-import { defaultPragmas, openConnection } from "./open.ts";
+import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair } from "./index.ts";
+import { acquireLock, databaseLockPath, InstanceLockedError, type InstanceLock } from "../instance-lock.ts";
+import { migrate, migrationsFolder } from "../sqlite/migrate.ts";
+import { defaultPragmas, openConnection } from "../sqlite/open.ts";
 
-// The SQLite side of db:copy (src/db/copy.ts): a file read in one read transaction, or written in a
+// The SQLite side of db:copy (src/db/copy/index.ts): a file read in one read transaction, or written in a
 // transaction per batch.
 
 /** Rows of an SQLite table (with rowid up to `through`, if given). */

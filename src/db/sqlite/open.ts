@@ -2,8 +2,8 @@ import { Database } from "bun:sqlite";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
-import { defaults } from "../config.ts";
-import { isBusyError } from "../errors.ts";
+import { defaults } from "../../config.ts";
+import { isBusyError } from "../../errors.ts";
 import * as schema from "./schema.ts";
 
 export type Orm = BunSQLiteDatabase<typeof schema>;

@@ -1,11 +1,11 @@
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { join } from "node:path";
-import { describeTarget, type Config } from "../config.ts";
-import { migratePg } from "./pg/migrate.ts";
+import { describeTarget, type Config } from "../../config.ts";
+import { migratePg } from "../pg/migrate.ts";
 import { openConnection, defaultPragmas, pragmasFrom, type Pragmas } from "./open.ts";
-import { describeStartError } from "./start-errors.ts";
+import { describeStartError } from "../start-errors.ts";
 
-export const migrationsFolder = join(import.meta.dir, "../../migrations/sqlite");
+export const migrationsFolder = join(import.meta.dir, "../../../migrations/sqlite");
 const table = "__drizzle_migrations";
 
 type ForeignKeyViolation = { table: string; rowid: number | null; parent: string; fkid: number };

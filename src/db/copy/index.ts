@@ -1,10 +1,10 @@
 import { getTableColumns, getTableName } from "drizzle-orm";
 import { getTableConfig as pgTableConfig, type PgTable } from "drizzle-orm/pg-core";
-import type { DatabaseTarget } from "../config.ts";
+import type { DatabaseTarget } from "../../config.ts";
 import type { SQLiteTable } from "drizzle-orm/sqlite-core";
-import { pgSource, pgTarget } from "./copy-pg.ts";
-import { sqliteSource, sqliteTarget } from "./copy-sqlite.ts";
-import { pgTablesByName, sqliteTablesByName } from "./pg/tables.ts";
+import { pgSource, pgTarget } from "./pg.ts";
+import { sqliteSource, sqliteTarget } from "./sqlite.ts";
+import { pgTablesByName, sqliteTablesByName } from "../pg/tables.ts";
 
 // `bun run db:copy`: every table of one database into another, SQLite -> PostgreSQL or PostgreSQL -> SQLite,
 // table by table in batches, ids kept. The source is read in one snapshot (an SQLite read transaction, a

@@ -1,4 +1,5 @@
 import { sql } from "drizzle-orm";
+import { keyScopes, taskStatuses } from "../enums.ts";
 import { check, index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 // Property names equal the column names (snake_case), so a row is already the API's JSON shape.
@@ -25,8 +26,6 @@ export const sites = sqliteTable(
   ],
 );
 
-export const taskStatuses = ["pending", "running", "completed", "failed", "cancelled"] as const;
-export type TaskStatus = (typeof taskStatuses)[number];
 
 export const syncTasks = sqliteTable(
   "sync_tasks",
@@ -198,8 +197,6 @@ export const dbConnections = sqliteTable(
   (t) => [primaryKey({ columns: [t.host, t.pid] })],
 );
 
-export const keyScopes = ["read", "write", "admin"] as const;
-export type KeyScope = (typeof keyScopes)[number];
 
 // API keys: only a SHA-256 hash of each key is stored, found by the key's public prefix.
 export const apiKeys = sqliteTable(

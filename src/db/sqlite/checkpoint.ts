@@ -1,6 +1,6 @@
 import { statSync } from "node:fs";
-import { isBusyError } from "../errors.ts";
-import { logOncePer } from "../log.ts";
+import { isBusyError } from "../../errors.ts";
+import { logOncePer } from "../../log.ts";
 import { openConnection, type Pragmas } from "./open.ts";
 
 export type CheckpointOptions = {

@@ -1,7 +1,7 @@
 import { Presets, SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { ConfigError, parseDatabaseUrl, type DatabaseTarget } from "../config.ts";
-import { copyDatabase, CopyRefusedError, type CopyMode, type CopyProgress } from "./copy.ts";
+import { ConfigError, parseDatabaseUrl, type DatabaseTarget } from "../../config.ts";
+import { copyDatabase, CopyRefusedError, type CopyMode, type CopyProgress } from "./index.ts";
 
 // `bun run db:copy --from ./data/app.db --to postgres://…` (or the other way round): moves a database between
 // SQLite and PostgreSQL. Progress on stderr (a bar on a terminal, a line per table and per tenth otherwise), the
