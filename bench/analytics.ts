@@ -30,14 +30,20 @@ const flagsSchema = z.object({
   connections: z.coerce.number().int().min(1).max(1000).default(8),
   rounds: z.coerce.number().int().min(1).max(100).default(3),
   db: z.string().min(1).optional(),
-  out: z.string().min(1).default(join(import.meta.dir, "results/analytics.json")),
+  out: z
+    .string()
+    .min(1)
+    .default(join(import.meta.dir, "results/analytics.json")),
 });
 type Flags = z.infer<typeof flagsSchema>;
 
 function readFlags(): Flags {
   let raw;
   try {
-    raw = parseArgs({ options: Object.fromEntries(Object.keys(flagsSchema.shape).map((k) => [k, { type: "string" as const }])), strict: true }).values;
+    raw = parseArgs({
+      options: Object.fromEntries(Object.keys(flagsSchema.shape).map((k) => [k, { type: "string" as const }])),
+      strict: true,
+    }).values;
   } catch (err) {
     console.error((err as Error).message);
     process.exit(1);
@@ -52,7 +58,17 @@ function readFlags(): Flags {
 
 type Req = { method: "GET" | "POST"; path: string; body?: unknown };
 type Scenario = { name: string; what: string; slow: boolean; req: Req; targetP99Ms?: number };
-type Latency = { name: string; what: string; n: number; p50Ms: number; p99Ms: number; maxMs: number; errors: number; targetP99Ms?: number; met?: boolean };
+type Latency = {
+  name: string;
+  what: string;
+  n: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errors: number;
+  targetP99Ms?: number;
+  met?: boolean;
+};
 
 function scenarios(seed: SeedResult): Scenario[] {
   const end = seed.end;
@@ -64,17 +80,55 @@ function scenarios(seed: SeedResult): Scenario[] {
     path: "/api/v1/analytics/ranking-data",
     body: { site_id: id, start_date: start30, end_date: end, ...extra },
   });
-  const search = (term: string) => `/api/v1/sites/${id}/queries/search?search_term=${encodeURIComponent(term)}&start_date=${start30}&end_date=${end}`;
+  const search = (term: string) =>
+    `/api/v1/sites/${id}/queries/search?search_term=${encodeURIComponent(term)}&start_date=${start30}&end_date=${end}`;
   return [
     { name: "ranking_raw_30d", what: "raw, no filter, 30 days (first 1000 rows)", slow: false, req: ranking({}) },
     { name: "ranking_raw_30d_query", what: `raw, one query, 30 days`, slow: false, req: ranking({ queries: [query] }) },
-    { name: "ranking_daily_30d_query", what: `daily, one query, 30 days`, slow: false, req: ranking({ queries: [query], aggregation_mode: "daily" }), targetP99Ms: 50 },
-    { name: "ranking_daily_30d_all", what: "daily, every query, 30 days (first 1000 groups)", slow: true, req: ranking({ aggregation_mode: "daily" }) },
-    { name: "ranking_daily_30d_partial", what: "daily, partial match 'trail', 30 days", slow: true, req: ranking({ queries: ["trail"], matching_mode: "partial", aggregation_mode: "daily" }) },
-    { name: "page_keyword_90d", what: "page-keyword-performance, 90 days", slow: true, req: { method: "POST", path: "/api/v1/page-keyword-performance/", body: { site_id: id, days: 90 } } },
-    { name: "trends_30", what: "performance-trends, 30 days with data", slow: true, req: { method: "GET", path: `/api/v1/analytics/performance-trends?site_id=${id}&days=30` } },
-    { name: "coverage_30", what: "sync/status?site_id=&days=30", slow: false, req: { method: "GET", path: `/api/v1/sync/status?site_id=${id}&days=30` } },
-    { name: "search_3plus", what: "queries/search 'trail', 30 days", slow: true, req: { method: "GET", path: search("trail") }, targetP99Ms: 20 },
+    {
+      name: "ranking_daily_30d_query",
+      what: `daily, one query, 30 days`,
+      slow: false,
+      req: ranking({ queries: [query], aggregation_mode: "daily" }),
+      targetP99Ms: 50,
+    },
+    {
+      name: "ranking_daily_30d_all",
+      what: "daily, every query, 30 days (first 1000 groups)",
+      slow: true,
+      req: ranking({ aggregation_mode: "daily" }),
+    },
+    {
+      name: "ranking_daily_30d_partial",
+      what: "daily, partial match 'trail', 30 days",
+      slow: true,
+      req: ranking({ queries: ["trail"], matching_mode: "partial", aggregation_mode: "daily" }),
+    },
+    {
+      name: "page_keyword_90d",
+      what: "page-keyword-performance, 90 days",
+      slow: true,
+      req: { method: "POST", path: "/api/v1/page-keyword-performance/", body: { site_id: id, days: 90 } },
+    },
+    {
+      name: "trends_30",
+      what: "performance-trends, 30 days with data",
+      slow: true,
+      req: { method: "GET", path: `/api/v1/analytics/performance-trends?site_id=${id}&days=30` },
+    },
+    {
+      name: "coverage_30",
+      what: "sync/status?site_id=&days=30",
+      slow: false,
+      req: { method: "GET", path: `/api/v1/sync/status?site_id=${id}&days=30` },
+    },
+    {
+      name: "search_3plus",
+      what: "queries/search 'trail', 30 days",
+      slow: true,
+      req: { method: "GET", path: search("trail") },
+      targetP99Ms: 20,
+    },
     { name: "search_1_2", what: "queries/search 'vs', 30 days", slow: true, req: { method: "GET", path: search("vs") } },
   ];
 }
@@ -102,7 +156,15 @@ async function measure(url: string, s: Scenario, n: number): Promise<Latency> {
     if (status !== 200) errors++;
   }
   times.sort((a, b) => a - b);
-  const r: Latency = { name: s.name, what: s.what, n, p50Ms: pct(times, 50), p99Ms: pct(times, 99), maxMs: times[times.length - 1]!, errors };
+  const r: Latency = {
+    name: s.name,
+    what: s.what,
+    n,
+    p50Ms: pct(times, 50),
+    p99Ms: pct(times, 99),
+    maxMs: times[times.length - 1]!,
+    errors,
+  };
   if (s.targetP99Ms !== undefined) Object.assign(r, { targetP99Ms: s.targetP99Ms, met: r.p99Ms <= s.targetP99Ms });
   return r;
 }
@@ -145,7 +207,10 @@ async function exportCsv(server: RunningServer, siteId: number): Promise<ExportR
       // curl and wc cost the client far less CPU than a JavaScript reader: on a 2-core machine the
       // client would otherwise take a good share of the CPU the server is measured with.
       // curl's own exit status goes to stderr (sh has no pipefail).
-      const p = Bun.spawn(["sh", "-c", `{ "${curl}" -sS --fail "${url}"; echo "curl exit $?" >&2; } | wc -lc`], { stdout: "pipe", stderr: "pipe" });
+      const p = Bun.spawn(["sh", "-c", `{ "${curl}" -sS --fail "${url}"; echo "curl exit $?" >&2; } | wc -lc`], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
       if (!err.includes("curl exit 0")) throw new Error(`curl export failed: ${err.trim()}`);
       const [l, c] = out.trim().split(/\s+/).map(Number);
@@ -212,7 +277,9 @@ async function main() {
       seed = await seedAnalytics(dbPath, { rows: flags.rows, days: flags.days });
       seedSeconds = (performance.now() - t) / 1000;
       if (flags.db) writeFileSync(seedFile, JSON.stringify(seed));
-      console.log(`seeded ${seed.rows.toLocaleString("en-US")} rows (${seed.rowsPerDayType} per day and search type) in ${seedSeconds.toFixed(1)} s`);
+      console.log(
+        `seeded ${seed.rows.toLocaleString("en-US")} rows (${seed.rowsPerDayType} per day and search type) in ${seedSeconds.toFixed(1)} s`,
+      );
     }
 
     server = await startService({ dbPath, workers: flags.workers, syncWorkers: 0 });
@@ -226,7 +293,9 @@ async function main() {
     for (const s of list) {
       const r = await measure(server.url, s, s.slow ? flags["slow-requests"] : flags.requests);
       latencies.push(r);
-      console.log(`${s.name.padEnd(26)} n=${String(r.n).padStart(4)}  p50 ${r.p50Ms.toFixed(1).padStart(8)} ms  p99 ${r.p99Ms.toFixed(1).padStart(8)} ms${r.errors ? `  ${r.errors} errors` : ""}${r.met === undefined ? "" : `  target p99 <= ${r.targetP99Ms} ms: ${r.met ? "met" : "NOT MET"}`}`);
+      console.log(
+        `${s.name.padEnd(26)} n=${String(r.n).padStart(4)}  p50 ${r.p50Ms.toFixed(1).padStart(8)} ms  p99 ${r.p99Ms.toFixed(1).padStart(8)} ms${r.errors ? `  ${r.errors} errors` : ""}${r.met === undefined ? "" : `  target p99 <= ${r.targetP99Ms} ms: ${r.met ? "met" : "NOT MET"}`}`,
+      );
     }
 
     // Twice: the first also warms the file cache, and this machine is shared.
@@ -286,21 +355,41 @@ async function main() {
       return { name, p50Ms: median(rs.map((r) => r.p50Ms)), p99Ms: median(rs.map((r) => r.p99Ms)), rps: median(rs.map((r) => r.rps)) };
     });
     const base = medians[0]!;
-    const ratios = medians.slice(1).map((m) => ({ name: m.name, p50: m.p50Ms / base.p50Ms, p99: m.p99Ms / base.p99Ms, rps: m.rps / base.rps }));
-    console.log(`sites_get alone    median of ${flags.rounds}: ${Math.round(base.rps).toLocaleString("en-US")} req/s  p50 ${base.p50Ms.toFixed(2)} ms  p99 ${base.p99Ms.toFixed(2)} ms`);
+    const ratios = medians
+      .slice(1)
+      .map((m) => ({ name: m.name, p50: m.p50Ms / base.p50Ms, p99: m.p99Ms / base.p99Ms, rps: m.rps / base.rps }));
+    console.log(
+      `sites_get alone    median of ${flags.rounds}: ${Math.round(base.rps).toLocaleString("en-US")} req/s  p50 ${base.p50Ms.toFixed(2)} ms  p99 ${base.p99Ms.toFixed(2)} ms`,
+    );
     for (const r of ratios) {
-      console.log(`sites_get ${r.name.padEnd(8)} median vs alone: p50 ${r.p50.toFixed(2)}x  p99 ${r.p99.toFixed(2)}x  req/s ${r.rps.toFixed(2)}x (target: p99 within 1.10x: ${r.p99 <= 1.1 ? "met" : "NOT MET"})`);
+      console.log(
+        `sites_get ${r.name.padEnd(8)} median vs alone: p50 ${r.p50.toFixed(2)}x  p99 ${r.p99.toFixed(2)}x  req/s ${r.rps.toFixed(2)}x (target: p99 within 1.10x: ${r.p99 <= 1.1 ? "met" : "NOT MET"})`,
+      );
     }
 
     const report = {
       at: new Date().toISOString(),
-      machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? "?", memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version },
+      machine: {
+        cores: availableParallelism(),
+        cpu: cpus()[0]?.model ?? "?",
+        memoryGiB: Math.round(totalmem() / 2 ** 30),
+        bun: Bun.version,
+      },
       options: flags,
       seed: { ...seed, seconds: seedSeconds },
       latencies,
       exports,
       sitesMedians: medians,
-      sites: runs.map((r) => ({ name: r.name, round: r.round, rps: r.load.rps, p50Ms: r.load.p50Ms, p99Ms: r.load.p99Ms, maxMs: r.load.maxMs, server5xx: r.load.server5xx, analyticsRounds: r.analyticsRounds })),
+      sites: runs.map((r) => ({
+        name: r.name,
+        round: r.round,
+        rps: r.load.rps,
+        p50Ms: r.load.p50Ms,
+        p99Ms: r.load.p99Ms,
+        maxMs: r.load.maxMs,
+        server5xx: r.load.server5xx,
+        analyticsRounds: r.analyticsRounds,
+      })),
       sitesRatios: ratios,
     };
     mkdirSync(dirname(flags.out), { recursive: true });

@@ -34,7 +34,12 @@ const sc = scenarios.find((s) => s.name === values.scenario);
 if (!sc) throw new Error(`unknown scenario ${values.scenario}`);
 const variants = (values.variant!.length ? values.variant! : ["service", "baseline"]).map((v) => {
   const [name, spec] = v.includes(":") ? [v.slice(0, v.indexOf(":")), v.slice(v.indexOf(":") + 1)] : [v, ""];
-  const env = Object.fromEntries(spec.split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+  const env = Object.fromEntries(
+    spec
+      .split(",")
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
   const [label, root] = name!.split("@");
   return { name: label!, root, env };
 });
@@ -76,9 +81,16 @@ const servers: { name: string; server: RunningServer; next: () => import("./load
 try {
   for (const [i, v] of variants.entries()) {
     const dbPath = join(tmp, `${i}.db`);
-    const server = v.name === "baseline" ? await startBaseline({ dbPath, workers }) : await startService({ dbPath, workers, syncWorkers: 0, env: v.env, root: v.root });
+    const server =
+      v.name === "baseline"
+        ? await startBaseline({ dbPath, workers })
+        : await startService({ dbPath, workers, syncWorkers: 0, env: v.env, root: v.root });
     const ids = await seedSites(server.url, Number(values.seed));
-    const next = sc.generator({ side: v.name === "baseline" ? "baseline" : "service", siteIds: ids, runTag: `${Date.now().toString(36)}${i}` });
+    const next = sc.generator({
+      side: v.name === "baseline" ? "baseline" : "service",
+      siteIds: ids,
+      runTag: `${Date.now().toString(36)}${i}`,
+    });
     servers.push({ name: `${v.name}${Object.keys(v.env).length ? ` ${JSON.stringify(v.env)}` : ""}`, server, next, cpu: [], rps: [] });
   }
   for (let round = 0; round < Number(values.rounds); round++) {
@@ -105,16 +117,24 @@ try {
       s.rps.push(load.rps);
       const bad = load.requests - load.ok2xx - load.conflict409;
       if (values.verbose || bad > 0)
-        console.log(`  r${round} ${s.name}: ${Math.round(load.rps)} req/s, ${per(total).toFixed(1)} µs/req (${parts.join("; ")})${bad ? ` statuses ${JSON.stringify(load.statuses)}` : ""}`);
+        console.log(
+          `  r${round} ${s.name}: ${Math.round(load.rps)} req/s, ${per(total).toFixed(1)} µs/req (${parts.join("; ")})${bad ? ` statuses ${JSON.stringify(load.statuses)}` : ""}`,
+        );
     }
   }
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
   // On a shared machine other load only adds CPU per request (cache misses, steal): the minimum is
   // the least disturbed figure, the median the usual one.
-  console.log(`${sc.name}, ${workers} worker(s), ${values.rounds} rounds of ${values.duration} s: cpu µs/req min and median (all rounds), median req/s`);
+  console.log(
+    `${sc.name}, ${workers} worker(s), ${values.rounds} rounds of ${values.duration} s: cpu µs/req min and median (all rounds), median req/s`,
+  );
   for (const s of servers) {
     console.log(
-      `  ${Math.min(...s.cpu).toFixed(1).padStart(6)} ${median(s.cpu).toFixed(1).padStart(6)}  [${s.cpu.map((c) => c.toFixed(1)).join(" ")}]  ${Math.round(median(s.rps)).toString().padStart(6)} req/s  ${s.name}`,
+      `  ${Math.min(...s.cpu)
+        .toFixed(1)
+        .padStart(
+          6,
+        )} ${median(s.cpu).toFixed(1).padStart(6)}  [${s.cpu.map((c) => c.toFixed(1)).join(" ")}]  ${Math.round(median(s.rps)).toString().padStart(6)} req/s  ${s.name}`,
     );
   }
 } finally {

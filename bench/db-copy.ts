@@ -21,7 +21,10 @@ const flags = z
     rows: z.coerce.number().int().min(1000).default(1_000_000),
     days: z.coerce.number().int().min(1).default(90),
     "batch-size": z.coerce.number().int().min(1).max(50_000).default(5000),
-    pg: z.string().regex(/^postgres(ql)?:\/\//, "expected a postgres:// URL").optional(),
+    pg: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "expected a postgres:// URL")
+      .optional(),
   })
   .parse(
     parseArgs({
@@ -35,10 +38,24 @@ type Run = { direction: string; code: number; wallS: number; cpuS: number; copie
 /** Runs the db:copy CLI to the end; wall time from spawn to exit, CPU time of the process. */
 async function copy(direction: string, from: string, to: string): Promise<Run> {
   const started = performance.now();
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../src/db/copy/cli.ts"), "--from", from, "--to", to, "--progress", "none", "--batch-size", String(flags["batch-size"])], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const proc = Bun.spawn(
+    [
+      process.execPath,
+      join(import.meta.dir, "../src/db/copy/cli.ts"),
+      "--from",
+      from,
+      "--to",
+      to,
+      "--progress",
+      "none",
+      "--batch-size",
+      String(flags["batch-size"]),
+    ],
+    {
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
   const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   const wallS = (performance.now() - started) / 1000;
   const usage = proc.resourceUsage();
@@ -67,7 +84,9 @@ try {
   const source = join(dir, "synced.db");
   let t = performance.now();
   const seeded = await seedAnalytics(source, { rows: flags.rows, days: flags.days, domain: "sc-domain:bench-copy.example" });
-  console.log(`seeded ${seeded.rows} gsc_performance_data rows over ${seeded.days} days in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  console.log(
+    `seeded ${seeded.rows} gsc_performance_data rows over ${seeded.days} days in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+  );
 
   if (!flags.pg) {
     if (!findPgBin()) throw new Error("no --pg URL and no PostgreSQL under /usr/lib/postgresql (apt-get install -y postgresql)");

@@ -28,13 +28,49 @@ const flags = z
   })
   .parse(
     parseArgs({
-      options: Object.fromEntries(["rows", "rows-per-day", "vocabulary", "iterations", "batch"].map((k) => [k, { type: "string" as const }])),
+      options: Object.fromEntries(
+        ["rows", "rows-per-day", "vocabulary", "iterations", "batch"].map((k) => [k, { type: "string" as const }]),
+      ),
       strict: true,
     }).values,
   );
 
-const topics = ["running shoes", "trail running", "marathon training", "yoga mats", "protein powder", "hiking boots", "cycling helmet", "swim goggles", "tennis racket", "climbing gear", "ski jacket", "camping tent", "fitness tracker", "foam roller", "kettlebell", "resistance bands"];
-const modifiers = ["best", "cheap", "buy", "review", "how to choose", "vs", "for beginners", "sale", "near me", "size guide", "women", "men", "kids", "lightweight", "waterproof", "2026"];
+const topics = [
+  "running shoes",
+  "trail running",
+  "marathon training",
+  "yoga mats",
+  "protein powder",
+  "hiking boots",
+  "cycling helmet",
+  "swim goggles",
+  "tennis racket",
+  "climbing gear",
+  "ski jacket",
+  "camping tent",
+  "fitness tracker",
+  "foam roller",
+  "kettlebell",
+  "resistance bands",
+];
+const modifiers = [
+  "best",
+  "cheap",
+  "buy",
+  "review",
+  "how to choose",
+  "vs",
+  "for beginners",
+  "sale",
+  "near me",
+  "size guide",
+  "women",
+  "men",
+  "kids",
+  "lightweight",
+  "waterproof",
+  "2026",
+];
 const devices = ["DESKTOP", "MOBILE", "TABLET"];
 
 /** The vocabulary's i-th query: every index its own string. */
@@ -48,7 +84,7 @@ function queryOf(i: number): string {
 /** Deterministic rows: per day, queries drawn from the vocabulary with a skew toward the popular ones. */
 function* days(): Generator<[string, SourceRow[]]> {
   let seed = 42;
-  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296;
   const dayCount = Math.ceil(flags.rows / flags["rows-per-day"]);
   let left = flags.rows;
   for (let d = 0; d < dayCount; d++) {
@@ -62,7 +98,15 @@ function* days(): Generator<[string, SourceRow[]]> {
       seen.add(i);
       const impressions = 1 + Math.floor(rand() * 1000);
       const clicks = Math.floor(impressions * rand() * 0.3);
-      rows.push({ page: `https://bench.example/${i % 500}`, query: queryOf(i), device: devices[i % 3]!, clicks, impressions, ctr: clicks / impressions, position: 1 + Math.floor(rand() * 490) / 10 });
+      rows.push({
+        page: `https://bench.example/${i % 500}`,
+        query: queryOf(i),
+        device: devices[i % 3]!,
+        clicks,
+        impressions,
+        ctr: clicks / impressions,
+        position: 1 + Math.floor(rand() * 490) / 10,
+      });
     }
     yield [addDays("2025-01-01", d), rows];
   }
@@ -104,11 +148,15 @@ try {
   };
   const indexed = open("indexed.db", false);
   const plain = open("plain.db", true);
-  const site = async (db: Db) => db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:bench.example", name: "Bench" }).returning({ id: sites.id }).get()!.id);
+  const site = async (db: Db) =>
+    db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:bench.example", name: "Bench" }).returning({ id: sites.id }).get()!.id);
   const [a, b] = [await site(indexed), await site(plain)];
 
   console.log(`ingest ${flags.rows} rows (${flags["rows-per-day"]}/day, vocabulary ${flags.vocabulary}, batches of ${flags.batch})...`);
-  const [plainS, indexedS] = (await ingestBoth([{ db: plain, siteId: b, index: false }, { db: indexed, siteId: a, index: true }])) as [{ wall: number; cpu: number }, { wall: number; cpu: number }];
+  const [plainS, indexedS] = (await ingestBoth([
+    { db: plain, siteId: b, index: false },
+    { db: indexed, siteId: a, index: true },
+  ])) as [{ wall: number; cpu: number }, { wall: number; cpu: number }];
   const distinct = indexed.raw.reader.query<{ n: number }, []>("select count(*) n from gsc_queries").get()!.n;
   const pct = (x: number, y: number) => `${((x / y - 1) * 100).toFixed(0)}%`;
   console.log(`${distinct} distinct queries in ${flags.rows} rows`);
@@ -159,11 +207,18 @@ try {
       f();
       times.push(performance.now() - t0);
     }
-    return percentile(times.sort((x, y) => x - y), 50);
+    return percentile(
+      times.sort((x, y) => x - y),
+      50,
+    );
   };
   const seek = timeIt(() => findDataDaysSqlite(indexed, a));
-  const countDistinct = timeIt(() => indexed.raw.reader.query("select count(distinct date) from gsc_performance_data where site_id = ?").get(a));
-  console.log(`\nsync status days (${findDataDaysSqlite(indexed, a).length} days): skip scan p50 ${seek.toFixed(2)} ms, count(distinct date) p50 ${countDistinct.toFixed(1)} ms`);
+  const countDistinct = timeIt(() =>
+    indexed.raw.reader.query("select count(distinct date) from gsc_performance_data where site_id = ?").get(a),
+  );
+  console.log(
+    `\nsync status days (${findDataDaysSqlite(indexed, a).length} days): skip scan p50 ${seek.toFixed(2)} ms, count(distinct date) p50 ${countDistinct.toFixed(1)} ms`,
+  );
   indexed.close();
 } finally {
   rmSync(dir, { recursive: true, force: true });

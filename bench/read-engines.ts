@@ -31,7 +31,12 @@ const flags = z
     iterations: z.coerce.number().int().min(5).default(200),
     rounds: z.coerce.number().int().min(1).default(3),
   })
-  .parse(parseArgs({ options: Object.fromEntries(["postgres", "rows", "days", "iterations", "rounds"].map((k) => [k, { type: "string" as const }])), strict: true }).values);
+  .parse(
+    parseArgs({
+      options: Object.fromEntries(["postgres", "rows", "days", "iterations", "rounds"].map((k) => [k, { type: "string" as const }])),
+      strict: true,
+    }).values,
+  );
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
@@ -71,7 +76,10 @@ try {
   const path = join(dir, "app.db");
   const sqliteSeed = await seedAnalytics(path, { rows: flags.rows, days: flags.days });
   psql(`create database "${pgName}"`);
-  const migrated = Bun.spawnSync([process.execPath, join(import.meta.dir, "../src/db/sqlite/migrate-cli.ts")], { env: { ...process.env, DATABASE_URL: pgUrl, LOG_LEVEL: "warn" }, stderr: "pipe" });
+  const migrated = Bun.spawnSync([process.execPath, join(import.meta.dir, "../src/db/sqlite/migrate-cli.ts")], {
+    env: { ...process.env, DATABASE_URL: pgUrl, LOG_LEVEL: "warn" },
+    stderr: "pipe",
+  });
   if (migrated.exitCode !== 0) throw new Error(`migrate: ${migrated.stderr.toString()}`);
   const pgSeed = await seedAnalyticsPg(pgUrl, { rows: flags.rows, days: flags.days });
   const engines = [
@@ -90,7 +98,16 @@ try {
       r.search.push(...(await timeCalls(flags.iterations, search)));
       const start = addDays(e.seed.end, -29);
       const ranking = () =>
-        findRankingData(e.db, { siteId: e.seed.siteId, start, end: e.seed.end, groupBy: "query", exact: null, partial: null, daily: true, limit: null });
+        findRankingData(e.db, {
+          siteId: e.seed.siteId,
+          start,
+          end: e.seed.end,
+          groupBy: "query",
+          exact: null,
+          partial: null,
+          daily: true,
+          limit: null,
+        });
       r.rankingRows = (await ranking()).length;
       r.ranking.push(...(await timeCalls(Math.max(5, Math.floor(flags.iterations / 10)), ranking)));
       const x = await exportRate(e.db, e.seed);

@@ -76,7 +76,9 @@ export function combineRounds(rounds: { load: LoadResult; cpuUsPerReq: number | 
     timeouts: sum((r) => r.timeouts),
     lockErrors: sum((r) => r.lockErrors),
     cpuUsPerReq: cpus.length === rounds.length ? median(cpus) : null,
-    ...(rounds.some((r) => r.dbCpuUsPerReq !== undefined) ? { dbCpuUsPerReq: medianOrNull(rounds.map((r) => r.dbCpuUsPerReq ?? null)) } : {}),
+    ...(rounds.some((r) => r.dbCpuUsPerReq !== undefined)
+      ? { dbCpuUsPerReq: medianOrNull(rounds.map((r) => r.dbCpuUsPerReq ?? null)) }
+      : {}),
     rounds: rounds.length,
   };
 }
@@ -184,7 +186,10 @@ function align(rows: (string[] | string)[], n: number): string {
     .map((r) =>
       typeof r === "string"
         ? r
-        : r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd(),
+        : r
+            .map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+            .join("  ")
+            .trimEnd(),
     )
     .join("\n");
 }
@@ -194,7 +199,11 @@ export function vsOtherEngine(pg: ScenarioResult, sqlite: ScenarioResult): Scena
   const div = (a: number, b: number) => (b === 0 ? Number.NaN : a / b);
   const one = (a?: SideResult, b?: SideResult): EngineRatios | undefined =>
     a && b
-      ? { rps: div(a.rps, b.rps), p99: div(a.p99Ms, b.p99Ms), cpu: a.cpuUsPerReq === null || b.cpuUsPerReq === null ? null : div(a.cpuUsPerReq, b.cpuUsPerReq) }
+      ? {
+          rps: div(a.rps, b.rps),
+          p99: div(a.p99Ms, b.p99Ms),
+          cpu: a.cpuUsPerReq === null || b.cpuUsPerReq === null ? null : div(a.cpuUsPerReq, b.cpuUsPerReq),
+        }
       : undefined;
   return { service: one(pg.service, sqlite.service), baseline: one(pg.baseline, sqlite.baseline) };
 }

@@ -30,7 +30,10 @@ type DatabaseChoice = { engine: "sqlite" } | { engine: "pg"; url: string | null 
 
 function parseDatabases(list: string, ctx: z.RefinementCtx): DatabaseChoice[] {
   const out: DatabaseChoice[] = [];
-  for (const item of list.split(",").map((x) => x.trim()).filter(Boolean)) {
+  for (const item of list
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     let choice: DatabaseChoice;
     if (item === "sqlite") choice = { engine: "sqlite" };
     else if (item === "postgres" || item === "postgresql") choice = { engine: "pg", url: null };
@@ -63,12 +66,20 @@ const flagsSchema = z.object({
   scenarios: z
     .string()
     .default(scenarioNames.join(","))
-    .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean))
+    .transform((s) =>
+      s
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(z.enum(scenarioNames as [string, ...string[]])).min(1)),
   "demo-rows": posInt(1_000_000).default(25_000),
   "ingest-days": posInt(365).default(7),
   database: z.string().default("sqlite").transform(parseDatabases),
-  out: z.string().min(1).default(join(import.meta.dir, "results/latest.json")),
+  out: z
+    .string()
+    .min(1)
+    .default(join(import.meta.dir, "results/latest.json")),
   check: z.boolean().default(false),
 });
 type Flags = z.infer<typeof flagsSchema>;
@@ -188,7 +199,8 @@ async function measure(e: EngineRun, target: Instance, next: () => LoadRequest) 
   const load = await runLoad({ ...base, durationSec: flags.duration });
   const cpu1 = treeCpuSeconds(target.server.pid);
   const db1 = e.dbCpuSeconds?.() ?? null;
-  const perReq = (a: number | null, b: number | null) => (a === null || b === null || load.requests === 0 ? null : ((b - a) * 1e6) / load.requests);
+  const perReq = (a: number | null, b: number | null) =>
+    a === null || b === null || load.requests === 0 ? null : ((b - a) * 1e6) / load.requests;
   const appUs = perReq(cpu0, cpu1);
   if (!e.dbCpuSeconds) return { load, cpuUsPerReq: appUs };
   const dbUs = perReq(db0, db1);
@@ -205,14 +217,17 @@ async function job(url: string, id: number): Promise<JobSnapshot> {
 /** Triggers a multi-day sync on the ingest service and waits until its worker is writing rows. */
 async function startIngest(e: EngineRun, t: Instance, round: number) {
   const site = t.ids[round % t.ids.length]!;
-  const res = await fetch(`${t.server.url}/api/v1/sync/trigger/${site}?days=${flags["ingest-days"]}&sync_mode=overwrite`, { method: "POST" });
+  const res = await fetch(`${t.server.url}/api/v1/sync/trigger/${site}?days=${flags["ingest-days"]}&sync_mode=overwrite`, {
+    method: "POST",
+  });
   const body = (await res.json()) as { job_id?: number };
   if (res.status !== 202 || typeof body.job_id !== "number") throw new Error(`sync trigger failed: ${res.status} ${JSON.stringify(body)}`);
   const deadline = Date.now() + 60_000;
   const rows0 = await e.storedRows(t.database);
   while ((await e.storedRows(t.database)) === rows0) {
     const s = await job(t.server.url, body.job_id);
-    if (s.status && s.status !== "pending" && s.status !== "running") throw new Error(`ingest job ended before the load: ${JSON.stringify(s)}`);
+    if (s.status && s.status !== "pending" && s.status !== "running")
+      throw new Error(`ingest job ended before the load: ${JSON.stringify(s)}`);
     if (Date.now() > deadline) throw new Error("the sync worker wrote no row within 60 s");
     await Bun.sleep(50);
   }
@@ -344,7 +359,9 @@ async function main() {
           `service side: the sync worker stored ${rows.toLocaleString("en-US")} rows during the load ` +
             `(a ${flags["ingest-days"]}-day sync of ${(4 * flags["demo-rows"]).toLocaleString("en-US")} demo rows per day)`,
         );
-        r.notes.push("baseline side: plain creates (the baseline has no sync engine); the target compares with the service's own create p99");
+        r.notes.push(
+          "baseline side: plain creates (the baseline has no sync engine); the target compares with the service's own create p99",
+        );
         if (got.ingest.some((f) => f.jobStatusAtEnd !== "running")) {
           r.notes.push("the ingest job finished before the load did: raise --ingest-days");
         }
@@ -372,14 +389,17 @@ async function main() {
   for (const e of engines) {
     const list = [...e.results.values()];
     console.log("");
-    if (tagged || e.engine === "pg") console.log(`${e.label}: service and textbook baseline on ${e.engine === "pg" ? "the same PostgreSQL server" : "SQLite files"}`);
+    if (tagged || e.engine === "pg")
+      console.log(`${e.label}: service and textbook baseline on ${e.engine === "pg" ? "the same PostgreSQL server" : "SQLite files"}`);
     console.log(formatTable(list, { dbCpu: e.engine === "pg" }));
     const checks = list.flatMap((r) => r.targets);
     const missed = checks.filter((t) => t.met === false).length;
     notMet += missed;
     failed += list.filter((r) => r.failed).length;
     console.log("");
-    console.log(`${tagged ? `${e.label} ` : ""}targets: ${checks.filter((t) => t.met).length} met, ${missed} not met, ${checks.filter((t) => t.met === null).length} n/a`);
+    console.log(
+      `${tagged ? `${e.label} ` : ""}targets: ${checks.filter((t) => t.met).length} met, ${missed} not met, ${checks.filter((t) => t.met === null).length} n/a`,
+    );
   }
   if (sqlite && pgRun) {
     console.log("");
@@ -402,7 +422,9 @@ async function main() {
       ingestDays: flags["ingest-days"],
       loadGenerator: "autocannon 9.0.0 (in-process, under Bun)",
       databases: engines.map((e) => e.engine),
-      ...(pgServer ? { postgresql: { server: pgServer.origin, settings: pgServer.settings, serverCpuMeasured: pgServer.serverPid !== null } } : {}),
+      ...(pgServer
+        ? { postgresql: { server: pgServer.origin, settings: pgServer.settings, serverCpuMeasured: pgServer.serverPid !== null } }
+        : {}),
     },
     scenarios: list,
     targetsMet: notMet === 0 && failed === 0,

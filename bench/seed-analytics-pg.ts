@@ -14,7 +14,9 @@ export async function seedAnalyticsPg(url: string, opts: { rows: number; days: n
   await client.connect();
   try {
     const domain = opts.domain ?? "sc-domain:bench-analytics.example";
-    const siteId = Number((await client.query("insert into sites (domain, name) values ($1, $2) returning id", [domain, "Bench analytics"])).rows[0].id);
+    const siteId = Number(
+      (await client.query("insert into sites (domain, name) values ($1, $2) returning id", [domain, "Bench analytics"])).rows[0].id,
+    );
     const rowsPerDayType = Math.max(1, Math.ceil(opts.rows / (opts.days * searchTypes.length)));
     const end = newestDataDay();
     const start = addDays(end, -(opts.days - 1));
@@ -42,7 +44,12 @@ export async function seedAnalyticsPg(url: string, opts: { rows: number; days: n
             rows.map((r) => r.position ?? 0),
           ],
         );
-        await client.query("insert into gsc_synced_days (site_id, date, search_type, row_count) values ($1, $2, $3, $4)", [siteId, date, type, rows.length]);
+        await client.query("insert into gsc_synced_days (site_id, date, search_type, row_count) values ($1, $2, $3, $4)", [
+          siteId,
+          date,
+          type,
+          rows.length,
+        ]);
         total += rows.length;
       }
       await client.query("commit");

@@ -25,13 +25,17 @@ export async function seedAnalytics(path: string, opts: { rows: number; days: nu
     db.run("PRAGMA synchronous = OFF");
     db.run("PRAGMA cache_size = -262144");
     const domain = opts.domain ?? "sc-domain:bench-analytics.example";
-    const siteId = db.query<{ id: number }, [string, string]>("insert into sites (domain, name) values (?, ?) returning id").get(domain, "Bench analytics")!.id;
+    const siteId = db
+      .query<{ id: number }, [string, string]>("insert into sites (domain, name) values (?, ?) returning id")
+      .get(domain, "Bench analytics")!.id;
     const rowsPerDayType = Math.max(1, Math.ceil(opts.rows / (opts.days * searchTypes.length)));
     const end = newestDataDay();
     const start = addDays(end, -(opts.days - 1));
 
     const indexes = db
-      .query<{ name: string; sql: string }, []>("select name, sql from sqlite_master where type = 'index' and tbl_name = 'gsc_performance_data' and sql is not null")
+      .query<{ name: string; sql: string }, []>(
+        "select name, sql from sqlite_master where type = 'index' and tbl_name = 'gsc_performance_data' and sql is not null",
+      )
       .all();
     for (const i of indexes) db.run(`drop index "${i.name}"`);
 
@@ -44,7 +48,8 @@ export async function seedAnalytics(path: string, opts: { rows: number; days: nu
     const day = db.transaction((date: string) => {
       for (const type of searchTypes) {
         const rows = demoRows(domain, date, type, rowsPerDayType);
-        for (const r of rows) insert.run(siteId, date, r.page, r.query, r.device, type, r.clicks ?? 0, r.impressions ?? 0, r.ctr ?? 0, r.position ?? 0);
+        for (const r of rows)
+          insert.run(siteId, date, r.page, r.query, r.device, type, r.clicks ?? 0, r.impressions ?? 0, r.ctr ?? 0, r.position ?? 0);
         mark.run(siteId, date, type, rows.length);
         total += rows.length;
       }

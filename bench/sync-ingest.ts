@@ -46,7 +46,14 @@ async function oneRun(db: Db, run: number): Promise<number> {
     maxAttempts: 1,
   });
   const started = performance.now();
-  const worker = startWorker({ db, source: demoSource(rowsPerDay), pollMs: 5, leaseMs: 60_000, retryBaseMs: 1000, batchSize: Number(args.batch) });
+  const worker = startWorker({
+    db,
+    source: demoSource(rowsPerDay),
+    pollMs: 5,
+    leaseMs: 60_000,
+    retryBaseMs: 1000,
+    batchSize: Number(args.batch),
+  });
   for (;;) {
     const job = await findJob(db, task.id);
     if (job && job.status !== "pending" && job.status !== "running") {
@@ -68,7 +75,9 @@ let cleanup: () => Promise<void> | void;
 if (args.database) {
   await migratePg(args.database);
   db = openPgDb({ url: args.database, role: "test" });
-  await db.tx((tx) => tx.execute(sql`truncate sites, sync_tasks, gsc_performance_data, gsc_synced_days, gsc_queries restart identity cascade`));
+  await db.tx((tx) =>
+    tx.execute(sql`truncate sites, sync_tasks, gsc_performance_data, gsc_synced_days, gsc_queries restart identity cascade`),
+  );
   cleanup = () => db.close();
 } else {
   const dir = mkdtempSync(join(tmpdir(), "sitesync-ingest-"));

@@ -67,7 +67,10 @@ export function startCluster(
       chownSync(dir, uid, gid);
     }
     const data = join(dir, "data");
-    run([join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"], "initdb");
+    run(
+      [join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"],
+      "initdb",
+    );
     // The port is free when picked but may be taken before the server binds it: try a few.
     for (let attempt = 1; ; attempt++) {
       const port = freePort();

@@ -57,7 +57,13 @@ else process.exit(await runParent(config));
 /** Opens a handle of this stress run on either engine (children: the configured write path). */
 function openStressDb(c: StressConfig, target: DatabaseTarget): Db {
   if (target.dialect === "postgres") {
-    return openPgDb({ url: target.url, role: "stress", poolSize: c.PG_POOL_SIZE, statementTimeoutMs: c.PG_STATEMENT_TIMEOUT_MS, retryForMs: c.WRITE_LOCK_TIMEOUT_MS });
+    return openPgDb({
+      url: target.url,
+      role: "stress",
+      poolSize: c.PG_POOL_SIZE,
+      statementTimeoutMs: c.PG_STATEMENT_TIMEOUT_MS,
+      retryForMs: c.WRITE_LOCK_TIMEOUT_MS,
+    });
   }
   return openDb({
     path: target.path,
@@ -136,7 +142,12 @@ async function runChild(c: StressConfig) {
     insertTask: (siteId: number) =>
       write(async () => {
         const n = ++seq;
-        const [row] = await db.tx((tx) => tx.insert(syncTasks).values({ site_id: siteId, task_type: `stress-${process.pid}-${n}` }).returning({ id: syncTasks.id }));
+        const [row] = await db.tx((tx) =>
+          tx
+            .insert(syncTasks)
+            .values({ site_id: siteId, task_type: `stress-${process.pid}-${n}` })
+            .returning({ id: syncTasks.id }),
+        );
         r.taskIds.push(row!.id);
       }),
     updateTask: (taskId: number) =>
@@ -243,7 +254,19 @@ async function runParent(c: StressConfig): Promise<number> {
   const started = performance.now();
   const children = Array.from({ length: s.processes }, () =>
     Bun.spawn(
-      [process.execPath, import.meta.path, "--child", "--database", database, "--seconds", String(s.seconds), "--read-ratio", String(s.readRatio), "--clients", String(s.clients)],
+      [
+        process.execPath,
+        import.meta.path,
+        "--child",
+        "--database",
+        database,
+        "--seconds",
+        String(s.seconds),
+        "--read-ratio",
+        String(s.readRatio),
+        "--clients",
+        String(s.clients),
+      ],
       { stdin: "ignore", stdout: "pipe", stderr: "inherit" },
     ),
   );
@@ -335,10 +358,17 @@ async function runParent(c: StressConfig): Promise<number> {
   for (const k of ["sites", "tasks", "updates"] as const) {
     if (reported[k] !== found[k]) failures.push(`${k}: processes reported ${reported[k]} committed, the database has ${found[k]}`);
   }
-  if (missing.sites + missing.tasks + missing.updates > 0) failures.push(`rows reported committed but missing or wrong: ${JSON.stringify(missing)}`);
+  if (missing.sites + missing.tasks + missing.updates > 0)
+    failures.push(`rows reported committed but missing or wrong: ${JSON.stringify(missing)}`);
   const errors = total("readErrors") + total("writeErrors");
   const lockErrors = total("lockErrors");
-  if (errors > 0) failures.push(`${errors} operations failed (${lockErrors} lock errors): ${rs.flatMap((r) => r.errorSamples).slice(0, 5).join(" | ")}`);
+  if (errors > 0)
+    failures.push(
+      `${errors} operations failed (${lockErrors} lock errors): ${rs
+        .flatMap((r) => r.errorSamples)
+        .slice(0, 5)
+        .join(" | ")}`,
+    );
   if (total("staleReads") > 0) failures.push(`${total("staleReads")} reads missed a row their own process had committed`);
   if (reported.sites === 0 || (total("reads") === 0 && s.readRatio > 0)) failures.push("the load did nothing");
 
@@ -375,14 +405,23 @@ async function runParent(c: StressConfig): Promise<number> {
 async function countRows(db: Db) {
   const { sites, syncTasks } = db.t;
   const [s] = await db.q.select({ n: count() }).from(sites);
-  const [t] = await db.q.select({ n: count(), progress: sql<number>`coalesce(${sum(syncTasks.progress_done)}, 0)`.mapWith(Number) }).from(syncTasks);
+  const [t] = await db.q
+    .select({ n: count(), progress: sql<number>`coalesce(${sum(syncTasks.progress_done)}, 0)`.mapWith(Number) })
+    .from(syncTasks);
   return { sites: s!.n, tasks: t!.n, progress: t!.progress };
 }
 
 /** Checks row by row that every reported site, task and task update is in the database. */
 async function findMissing(db: Db, rs: ChildResult[]) {
   const { sites, syncTasks } = db.t;
-  const siteIds = new Set((await db.q.select({ id: sites.id }).from(sites).where(like(sites.domain, `%${DOMAIN_SUFFIX}`))).map((r) => r.id));
+  const siteIds = new Set(
+    (
+      await db.q
+        .select({ id: sites.id })
+        .from(sites)
+        .where(like(sites.domain, `%${DOMAIN_SUFFIX}`))
+    ).map((r) => r.id),
+  );
   const progress = new Map((await db.q.select({ id: syncTasks.id, p: syncTasks.progress_done }).from(syncTasks)).map((r) => [r.id, r.p]));
   let missingSites = 0;
   let missingTasks = 0;

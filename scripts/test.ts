@@ -55,7 +55,12 @@ if (ei >= 0) {
 }
 const fileArgs = args.filter((a) => !a.startsWith("-"));
 const flagArgs = args.filter((a) => a.startsWith("-"));
-const allFiles = fileArgs.length > 0 ? fileArgs : readdirSync(join(root, "test")).filter((f) => f.endsWith(".test.ts")).map((f) => `test/${f}`);
+const allFiles =
+  fileArgs.length > 0
+    ? fileArgs
+    : readdirSync(join(root, "test"))
+        .filter((f) => f.endsWith(".test.ts"))
+        .map((f) => `test/${f}`);
 
 function runBun(files: string[], env: Record<string, string>): number {
   const r = Bun.spawnSync([process.execPath, "test", "--timeout", "60000", ...flagArgs, ...files], {
@@ -84,7 +89,8 @@ if (engines.includes("pg")) {
   const files = allFiles.filter((f) => !sqliteOnly[basename(f)] && !notYetOnPg[basename(f)]);
   let cluster: Cluster | null = null;
   let url = process.env.TEST_POSTGRES_URL;
-  const why = url || findPgBin() ? null : "no TEST_POSTGRES_URL and no PostgreSQL under /usr/lib/postgresql (apt-get install -y postgresql)";
+  const why =
+    url || findPgBin() ? null : "no TEST_POSTGRES_URL and no PostgreSQL under /usr/lib/postgresql (apt-get install -y postgresql)";
   if (why) {
     console.log(`\nPostgreSQL suite skipped: ${why}`);
     results.push(`postgresql: SKIPPED (${why})`);

@@ -84,7 +84,13 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   // Without the headers that mean nothing for a JSON API on plain HTTP (HSTS: a TLS proxy in front sets
   // it) or only for long-gone browsers (X-XSS-Protection, X-Download-Options, Flash, DNS prefetch).
   app.use(
-    secureHeaders({ strictTransportSecurity: false, xXssProtection: false, xDownloadOptions: false, xPermittedCrossDomainPolicies: false, xDnsPrefetchControl: false }),
+    secureHeaders({
+      strictTransportSecurity: false,
+      xXssProtection: false,
+      xDownloadOptions: false,
+      xPermittedCrossDomainPolicies: false,
+      xDnsPrefetchControl: false,
+    }),
   );
   // Before auth, so refused writes are recorded too; the auth middleware reads and never writes.
   app.use(auditMiddleware(db));
@@ -111,7 +117,10 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1/sites", sitesRoutes(audited));
   app.route(
     "/api/v1/diagnostics",
-    diagnosticsRoutes(db, { walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES, gscProbe: opts.gscProbe ?? defaultGscProbe }),
+    diagnosticsRoutes(db, {
+      walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES,
+      gscProbe: opts.gscProbe ?? defaultGscProbe,
+    }),
   );
   app.route("/api/v1", syncRoutes(audited, opts.sync));
   app.route("/api/v1", searchRoutes(audited));
@@ -121,17 +130,47 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1/audit", auditRoutes(db));
   app.route(
     "/mcp",
-    mcpRoutes(db, opts.mcp ?? { queryTimeoutMs: defaults.MCP_QUERY_TIMEOUT_MS, queryMaxRows: defaults.MCP_QUERY_MAX_ROWS, queryConcurrency: defaults.MCP_QUERY_CONCURRENCY }),
+    mcpRoutes(
+      db,
+      opts.mcp ?? {
+        queryTimeoutMs: defaults.MCP_QUERY_TIMEOUT_MS,
+        queryMaxRows: defaults.MCP_QUERY_MAX_ROWS,
+        queryConcurrency: defaults.MCP_QUERY_CONCURRENCY,
+      },
+    ),
   );
   const metrics = opts.metrics ?? (async () => registry);
-  app.route("/ui", uiRoutes(audited, { metrics, walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES, maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
-  app.route("/api/v1/admin", backupRoutes(audited, opts.backups !== undefined ? opts.backups : db.engine === "sqlite" ? { dir: backupDirOf(db.path), keep: defaults.BACKUP_KEEP, intervalMs: 0 } : null));
+  app.route(
+    "/ui",
+    uiRoutes(audited, {
+      metrics,
+      walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES,
+      maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS,
+    }),
+  );
+  app.route(
+    "/api/v1/admin",
+    backupRoutes(
+      audited,
+      opts.backups !== undefined
+        ? opts.backups
+        : db.engine === "sqlite"
+          ? { dir: backupDirOf(db.path), keep: defaults.BACKUP_KEEP, intervalMs: 0 }
+          : null,
+    ),
+  );
 
   app.doc31("/openapi.json", openApiInfo);
   // The reference page's script comes from node_modules, so /docs works offline; no web fonts either.
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "sitesync API", cdn: "/docs/scalar.js", withDefaultFonts: false }));
-  app.get("/docs/scalar.js", fileHandler(packageFile("@scalar/api-reference", "dist/browser/standalone.js"), "text/javascript; charset=utf-8"));
-  app.route("/", apiInfoRoutes(() => app.getOpenAPI31Document(openApiInfo)));
+  app.get(
+    "/docs/scalar.js",
+    fileHandler(packageFile("@scalar/api-reference", "dist/browser/standalone.js"), "text/javascript; charset=utf-8"),
+  );
+  app.route(
+    "/",
+    apiInfoRoutes(() => app.getOpenAPI31Document(openApiInfo)),
+  );
 
   app.get("/metrics", async (c) => {
     const merged = await metrics();
@@ -148,7 +187,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
       .map((r) => ({ method: r.method, re: new RegExp(`^${r.path.replace(/:[^/]+/g, "[^/]+")}/?$`) }));
     const allow = [...new Set(routed.filter((r) => r.re.test(c.req.path)).map((r) => r.method))];
     // OPTIONS is the CORS middleware's (a preflight it does not answer stays 404, as before).
-    if (allow.length === 0 || c.req.method === "OPTIONS") return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
+    if (allow.length === 0 || c.req.method === "OPTIONS")
+      return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
     c.header("Allow", allow.join(", "));
     return c.json(errorBody("method_not_allowed", `${c.req.method} is not allowed on ${c.req.path} (allowed: ${allow.join(", ")})`), 405);
   });
@@ -211,7 +251,10 @@ export function errorResponse(err: Error, c: Context) {
   }
   if (isBusyError(err)) {
     // Never show SQLite's "database is locked" to a client: it is our problem, and it is temporary.
-    logOncePer("busy read", STORAGE_LOG_INTERVAL_MS, "warn", "database busy on a read", { request_id: c.get("requestId"), error: String(err) });
+    logOncePer("busy read", STORAGE_LOG_INTERVAL_MS, "warn", "database busy on a read", {
+      request_id: c.get("requestId"),
+      error: String(err),
+    });
     c.header("Retry-After", "1");
     return c.json(errorBody("unavailable", "the database is busy; retry the request"), 503);
   }
@@ -219,7 +262,11 @@ export function errorResponse(err: Error, c: Context) {
     // The file is broken or full: nothing the client did. One log line per kind of failure and
     // interval (a full disk fails every write), and a Retry-After long enough for an operator.
     const code = String(dbErrorCode(err));
-    logOncePer(`storage ${code}`, STORAGE_LOG_INTERVAL_MS, "error", "database storage error", { request_id: c.get("requestId"), code, error: String(err) });
+    logOncePer(`storage ${code}`, STORAGE_LOG_INTERVAL_MS, "error", "database storage error", {
+      request_id: c.get("requestId"),
+      code,
+      error: String(err),
+    });
     c.header("Retry-After", String(STORAGE_RETRY_AFTER_S));
     return c.json(errorBody("unavailable", `the database is unavailable (request id ${c.get("requestId")})`), 503);
   }

@@ -6,16 +6,18 @@ import { z } from "zod";
 // The only module that reads process.env and the command line. Everything else receives a Config.
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
-const bool = z
-  .enum(["1", "0", "true", "false", "yes", "no"])
-  .transform((v) => v === "1" || v === "true" || v === "yes");
+const bool = z.enum(["1", "0", "true", "false", "yes", "no"]).transform((v) => v === "1" || v === "true" || v === "yes");
 
 /** Milliseconds of a duration like `30m` or `6h`; 0 for `off`. */
 function durationMs(v: string): number {
   return parseDuration(v) ?? 0;
 }
 
-const csv = (v: string) => v.split(",").map((x) => x.trim()).filter((x) => x.length > 0);
+const csv = (v: string) =>
+  v
+    .split(",")
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
 const addressList = z.string().transform((v, ctx) => {
   const list = csv(v);
   for (const a of list) {
@@ -60,10 +62,18 @@ const envSchema = z.object({
     .transform((s, ctx): "*" | string[] => {
       if (s.trim() === "*") return "*";
       const origins: string[] = [];
-      for (const o of s.split(",").map((x) => x.trim()).filter(Boolean)) {
+      for (const o of s
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean)) {
         const origin = originOf(o);
         if (origin) origins.push(origin);
-        else ctx.issues.push({ code: "custom", message: `'${o}' is not an origin like https://app.example.com or http://localhost:3000 (or use * alone)`, input: s });
+        else
+          ctx.issues.push({
+            code: "custom",
+            message: `'${o}' is not an origin like https://app.example.com or http://localhost:3000 (or use * alone)`,
+            input: s,
+          });
       }
       return origins;
     }),
@@ -167,7 +177,10 @@ const envSchema = z.object({
 
   // Set by the supervisor for the processes it spawns; never by users.
   SITESYNC_ROLE: roleSchema.default("standalone"),
-  SITESYNC_DB_IDENTITY: z.string().regex(/^\d+:\d+$/).optional(),
+  SITESYNC_DB_IDENTITY: z
+    .string()
+    .regex(/^\d+:\d+$/)
+    .optional(),
 });
 
 /**
@@ -196,7 +209,9 @@ export type DatabaseTarget = { dialect: "sqlite"; path: string } | { dialect: "p
 /** The SQLite file of a target; throws (one line for the operator) when it is PostgreSQL. */
 export function sqlitePathOf(target: DatabaseTarget, what: string): string {
   if (target.dialect === "sqlite") return target.path;
-  throw new ConfigError({ DATABASE_URL: [`${what} works on an SQLite file only; on PostgreSQL use the server's own tools (README, 'PostgreSQL')`] });
+  throw new ConfigError({
+    DATABASE_URL: [`${what} works on an SQLite file only; on PostgreSQL use the server's own tools (README, 'PostgreSQL')`],
+  });
 }
 
 /** A database target for logs and answers: the file path, or the URL without its password. */
@@ -339,7 +354,9 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: Source =
   if (switches["allow-shared-database"]) e.ALLOW_SHARED_DATABASE = true;
   if (e.SYNC_SOURCE === "gsc" && !e.GSC_ACCESS_TOKEN && !e.GSC_SERVICE_ACCOUNT_FILE && !existsSync(e.GSC_CREDENTIALS_FILE)) {
     throw new ConfigError({
-      SYNC_SOURCE: [`gsc needs GSC_ACCESS_TOKEN, GSC_SERVICE_ACCOUNT_FILE or a sign-in (bun run cli auth login, stored in ${e.GSC_CREDENTIALS_FILE})`],
+      SYNC_SOURCE: [
+        `gsc needs GSC_ACCESS_TOKEN, GSC_SERVICE_ACCOUNT_FILE or a sign-in (bun run cli auth login, stored in ${e.GSC_CREDENTIALS_FILE})`,
+      ],
     });
   }
   return {
@@ -460,7 +477,13 @@ export function loadStressConfig(argv: string[] = process.argv.slice(2), env: So
     stressSchema,
     argv,
     env,
-    { processes: "STRESS_PROCESSES", seconds: "STRESS_SECONDS", "read-ratio": "STRESS_READ_RATIO", clients: "STRESS_CLIENTS", database: "STRESS_DATABASE" },
+    {
+      processes: "STRESS_PROCESSES",
+      seconds: "STRESS_SECONDS",
+      "read-ratio": "STRESS_READ_RATIO",
+      clients: "STRESS_CLIENTS",
+      database: "STRESS_DATABASE",
+    },
     // Internal: a process spawned by the stress parent.
     ["child"],
   );
@@ -480,7 +503,14 @@ export function loadStressConfig(argv: string[] = process.argv.slice(2), env: So
 export type StressConfig = ReturnType<typeof loadStressConfig>;
 
 const cliSchema = envSchema
-  .pick({ GSC_CREDENTIALS_FILE: true, GSC_CLIENT_SECRET_FILE: true, GSC_AUTH_URL: true, GSC_TOKEN_URL: true, GSC_API_BASE_URL: true, GSC_TIMEOUT_MS: true })
+  .pick({
+    GSC_CREDENTIALS_FILE: true,
+    GSC_CLIENT_SECRET_FILE: true,
+    GSC_AUTH_URL: true,
+    GSC_TOKEN_URL: true,
+    GSC_API_BASE_URL: true,
+    GSC_TIMEOUT_MS: true,
+  })
   .extend({
     // The running service the CLI talks to, and its API key when it requires one (sent as a Bearer token).
     SITESYNC_URL: z.url().default("http://localhost:8000"),

@@ -4,7 +4,15 @@ import { html, raw } from "hono/html";
 /** The parts of an OpenAPI document the /redoc page reads. */
 type OpenApiDoc = {
   info: { title: string; version: string; description?: string };
-  paths?: Record<string, Partial<Record<(typeof methods)[number], { summary?: string; description?: string; tags?: string[]; parameters?: { name: string; in: string; required?: boolean }[] }>>>;
+  paths?: Record<
+    string,
+    Partial<
+      Record<
+        (typeof methods)[number],
+        { summary?: string; description?: string; tags?: string[]; parameters?: { name: string; in: string; required?: boolean }[] }
+      >
+    >
+  >;
 };
 
 const methods = ["get", "post", "put", "patch", "delete"] as const;

@@ -48,7 +48,14 @@ function prettyLine(t: string, level: string, msg: string, fields: Record<string
   return `${t.slice(11, 23)} ${tty ? `${colours[level]}${lvl}\x1b[0m` : lvl} [${process.pid}] ${msg}${kv ? ` ${kv}` : ""}`;
 }
 
-type Window = { until: number; intervalMs: number; repeated: number; level: Exclude<LogLevel, "silent">; msg: string; fields: Record<string, unknown> };
+type Window = {
+  until: number;
+  intervalMs: number;
+  repeated: number;
+  level: Exclude<LogLevel, "silent">;
+  msg: string;
+  fields: Record<string, unknown>;
+};
 const windows = new Map<string, Window>();
 let flushTimer: Timer | null = null;
 

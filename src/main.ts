@@ -54,7 +54,9 @@ async function start() {
       // Several instances (machines) serving one PostgreSQL database is the point of it: no database lock.
       locks.push(null);
     }
-    locks.push(acquireLock(portLockPath(config.HOST, port), `port ${port} on ${config.HOST}`, { ...info, shared: false }, { sharable: false }));
+    locks.push(
+      acquireLock(portLockPath(config.HOST, port), `port ${port} on ${config.HOST}`, { ...info, shared: false }, { sharable: false }),
+    );
     // The port lock only knows sitesync instances that lock; any listener (an older sitesync, another
     // program) would make our reusePort workers join it or fail: check before they bind.
     const taken = portProblem(config.HOST, port);
@@ -97,7 +99,8 @@ async function startPg() {
   const url = (config.database as { url: string }).url;
   const applied = await migratePg(url);
   log("info", "database ready", { database: dbPath, engine: "postgresql", migrations_applied: applied });
-  if (config.BACKUP_INTERVAL) log("warn", "BACKUP_INTERVAL ignored on PostgreSQL: back the server up with its own tools (pg_dump, base backups)");
+  if (config.BACKUP_INTERVAL)
+    log("warn", "BACKUP_INTERVAL ignored on PostgreSQL: back the server up with its own tools (pg_dump, base backups)");
   // No checkpointer: the server checkpoints its own WAL.
   const checkpointer: Checkpointer = {
     stats: { runs: 0, truncates: 0, truncateMisses: 0, lastWalBytes: 0, maxWalBytes: 0, lastError: null, lastErrorAt: null, failures: 0 },
@@ -171,7 +174,9 @@ function spawn(slot: Slot) {
       const httpReady = slots.filter((s) => s.role === "http" && readySlots.has(s)).length;
       if (!announced && httpReady === config.WORKERS) {
         announced = true;
-        console.log(`sitesync listening on http://${config.HOST}:${port} (${config.WORKERS} http workers, ${config.SYNC_WORKERS} sync workers, database ${dbPath})`);
+        console.log(
+          `sitesync listening on http://${config.HOST}:${port} (${config.WORKERS} http workers, ${config.SYNC_WORKERS} sync workers, database ${dbPath})`,
+        );
       }
     },
     onExit(proc, exitCode, signalCode) {
@@ -210,7 +215,12 @@ const fileWatch = setInterval(() => {
   // that one is gone, so a later start without --allow-shared-database is still refused.
   if (sqlitePath && locks[0] === null && ++watchTicks % 10 === 0) {
     try {
-      locks[0] = acquireLock(databaseLockPath(sqlitePath), `the database ${sqlitePath}`, { port, host: config.HOST, database: sqlitePath, shared: true });
+      locks[0] = acquireLock(databaseLockPath(sqlitePath), `the database ${sqlitePath}`, {
+        port,
+        host: config.HOST,
+        database: sqlitePath,
+        shared: true,
+      });
     } catch {
       // Another instance took it first: it guards the file now.
     }

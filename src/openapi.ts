@@ -52,11 +52,7 @@ export const validationHook: Hook<any, any, any, any> = (result, c) => {
   }));
   const first = issues[0];
   const where = result.target === "json" ? "body" : result.target;
-  throw new ApiError(
-    "validation_failed",
-    first ? `invalid ${where}: ${first.path}: ${first.message}` : `invalid ${where}`,
-    issues,
-  );
+  throw new ApiError("validation_failed", first ? `invalid ${where}: ${first.path}: ${first.message}` : `invalid ${where}`, issues);
 };
 
 /** Sets `Link: <this URL with cursor=…>; rel="next"`, keeping the request's other query parameters. */

@@ -28,10 +28,22 @@ const app = createApp(db, {
   sync: { maxAttempts: config.SYNC_MAX_ATTEMPTS },
   // Workers share the port, so whichever takes the scrape asks the supervisor for everyone's metrics.
   metrics: config.supervised ? () => collectFromSupervisor(config.METRICS_TIMEOUT_MS + 2000) : undefined,
-  backups: config.database.dialect === "sqlite" ? { dir: backupDirOf(config.database.path, config.BACKUP_DIR), keep: config.BACKUP_KEEP, intervalMs: config.BACKUP_INTERVAL } : null,
+  backups:
+    config.database.dialect === "sqlite"
+      ? { dir: backupDirOf(config.database.path, config.BACKUP_DIR), keep: config.BACKUP_KEEP, intervalMs: config.BACKUP_INTERVAL }
+      : null,
   rateLimit: createRateLimiter(db, { perKey: config.RATE_LIMIT_PER_MINUTE, perIp: config.RATE_LIMIT_IP_PER_MINUTE }),
-  auth: { mode: config.AUTH, localAddresses: config.LOCAL_ADDRESSES, allowedHosts: config.ALLOWED_HOSTS, touchIntervalMs: config.KEY_LAST_USED_FLUSH_MS },
-  mcp: { queryTimeoutMs: config.MCP_QUERY_TIMEOUT_MS, queryMaxRows: config.MCP_QUERY_MAX_ROWS, queryConcurrency: config.MCP_QUERY_CONCURRENCY },
+  auth: {
+    mode: config.AUTH,
+    localAddresses: config.LOCAL_ADDRESSES,
+    allowedHosts: config.ALLOWED_HOSTS,
+    touchIntervalMs: config.KEY_LAST_USED_FLUSH_MS,
+  },
+  mcp: {
+    queryTimeoutMs: config.MCP_QUERY_TIMEOUT_MS,
+    queryMaxRows: config.MCP_QUERY_MAX_ROWS,
+    queryConcurrency: config.MCP_QUERY_CONCURRENCY,
+  },
   corsOrigins: config.CORS_ORIGINS,
   gscProbe: gscProbeFromConfig(config),
 });

@@ -13,7 +13,17 @@ let app: ReturnType<typeof createApp>;
 const ids: Record<string, number> = {};
 const today = dayOf(new Date());
 
-type Fixture = [day: string, type: SearchType, page: string, query: string, device: string, clicks: number, impressions: number, ctr: number, position: number];
+type Fixture = [
+  day: string,
+  type: SearchType,
+  page: string,
+  query: string,
+  device: string,
+  clicks: number,
+  impressions: number,
+  ctr: number,
+  position: number,
+];
 
 const A = "https://example.com";
 // Site A. Index order within a day is (page, query, device, search_type); "理" (U+7406) sorts before "男" (U+7537).
@@ -79,7 +89,18 @@ beforeAll(async () => {
   await markSynced(t.db, ids.E!, today, "web", 1);
   const yesterday = addDays(today, -1);
   await storeHourlyRows(t.db, ids.E!, [
-    { date: yesterday, hour: 3, hour_timestamp: `${yesterday}T03:00:00+00:00`, query: "q", page: `${R}/h`, device: "DESKTOP", clicks: 1, impressions: 1, ctr: 1, position: 1 },
+    {
+      date: yesterday,
+      hour: 3,
+      hour_timestamp: `${yesterday}T03:00:00+00:00`,
+      query: "q",
+      page: `${R}/h`,
+      device: "DESKTOP",
+      clicks: 1,
+      impressions: 1,
+      ctr: 1,
+      position: 1,
+    },
   ]);
   await store(ids.F!, [["2025-01-01", "web", 'https://quotes.example/p?x="1",y=2', 'say "hi"\nthere', "DESKTOP", 1, 2, 0.5, 1.25]]);
   // Nine days with clicks 1,1,1,1,1,1,1,1,5: the 8th day's week-over-week change is 0, the 9th's 4.
@@ -98,7 +119,13 @@ const triples = (data: { date: string; query: string | null; page: string | null
   data.map((d) => [d.date, d.query ?? d.page, d.clicks]);
 
 describe("site resolution (§0.6, extended)", () => {
-  const cases: { name: string; ref: Record<string, unknown> | (() => Record<string, unknown>); site?: string; status?: number; message?: RegExp }[] = [
+  const cases: {
+    name: string;
+    ref: Record<string, unknown> | (() => Record<string, unknown>);
+    site?: string;
+    status?: number;
+    message?: RegExp;
+  }[] = [
     { name: "bare host of a domain property", ref: { hostname: "example.com" }, site: "A" },
     { name: "the property itself", ref: { hostname: "sc-domain:example.com" }, site: "A" },
     { name: "a URL with scheme and slash", ref: { hostname: "https://example.com/" }, site: "A" },
@@ -174,7 +201,14 @@ describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
       body: { queries: ["Men Haircut", "Men Haircut"] },
       expected: [["2025-07-03", "Men Haircut", 4]],
     },
-    { name: "an empty queries list is no filter", body: { queries: [], max_results: 2 }, expected: [["2025-07-01", "理髮店", 5], ["2025-07-01", "男士 理髮", 1]] },
+    {
+      name: "an empty queries list is no filter",
+      body: { queries: [], max_results: 2 },
+      expected: [
+        ["2025-07-01", "理髮店", 5],
+        ["2025-07-01", "男士 理髮", 1],
+      ],
+    },
     {
       name: "raw, partial: any term is a substring, rows once, date order",
       body: { queries: ["理髮", "男士"], matching_mode: "partial" },
@@ -238,15 +272,34 @@ describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
         ["2025-07-01", `${A}/c`, 4],
       ],
     },
-    { name: "group_by query ignores a pages filter", body: { pages: [`${A}/b`], end_date: "2025-07-01", max_results: 1 }, expected: [["2025-07-01", "理髮店", 5]] },
-    { name: "max_results cuts", body: { max_results: 2, aggregation_mode: "daily" }, expected: [["2025-07-03", "Men Haircut", 4], ["2025-07-02", "zero", 0]] },
+    {
+      name: "group_by query ignores a pages filter",
+      body: { pages: [`${A}/b`], end_date: "2025-07-01", max_results: 1 },
+      expected: [["2025-07-01", "理髮店", 5]],
+    },
+    {
+      name: "max_results cuts",
+      body: { max_results: 2, aggregation_mode: "daily" },
+      expected: [
+        ["2025-07-03", "Men Haircut", 4],
+        ["2025-07-02", "zero", 0],
+      ],
+    },
     {
       name: "a negative max_results drops from the end (the original's slice)",
       body: { max_results: -8 },
-      expected: [["2025-07-01", "理髮店", 5], ["2025-07-01", "男士 理髮", 1], ["2025-07-01", "男士 理髮", 0]],
+      expected: [
+        ["2025-07-01", "理髮店", 5],
+        ["2025-07-01", "男士 理髮", 1],
+        ["2025-07-01", "男士 理髮", 0],
+      ],
     },
     { name: "start after end: empty, not an error", body: { start_date: "2025-07-03", end_date: "2025-07-01" }, expected: [] },
-    { name: "both ends included", body: { start_date: "2025-07-03", end_date: "2025-07-03" }, expected: [["2025-07-03", "Men Haircut", 4]] },
+    {
+      name: "both ends included",
+      body: { start_date: "2025-07-03", end_date: "2025-07-03" },
+      expected: [["2025-07-03", "Men Haircut", 4]],
+    },
   ];
   for (const c of cases) {
     test(c.name, async () => {
@@ -273,7 +326,15 @@ describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
     const r = await ranking({ ...site(), aggregation_mode: "daily", queries: ["男士 理髮", "理髮店", "zero", "Men Haircut"] });
     const by = (date: string, q: string) => r.json.data.find((d: { date: string; query: string }) => d.date === date && d.query === q);
     // 2.5, 3.5, 4.5 -> mean 3.5 -> 4; ctr (0.1 + 0.1 + 0) / 3, not weighted.
-    expect(by("2025-07-01", "男士 理髮")).toEqual({ date: "2025-07-01", query: "男士 理髮", page: null, clicks: 4, impressions: 45, ctr: 0.06666666666666667, position: 4 });
+    expect(by("2025-07-01", "男士 理髮")).toEqual({
+      date: "2025-07-01",
+      query: "男士 理髮",
+      page: null,
+      clicks: 4,
+      impressions: 45,
+      ctr: 0.06666666666666667,
+      position: 4,
+    });
     expect(by("2025-07-01", "理髮店").position).toBe(2); // 2.5 -> 2 (half to even)
     expect(by("2025-07-02", "理髮店").position).toBe(6); // 5.5 -> 6
     expect(by("2025-07-03", "Men Haircut").position).toBe(2); // 1.5 -> 2
@@ -282,7 +343,9 @@ describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
 
   test("daily by page: position from the mean of 7, 9, 1", async () => {
     const r = await ranking({ ...site(), group_by: "page", pages: [`${A}/c`], aggregation_mode: "daily" });
-    expect(r.json.data).toEqual([{ date: "2025-07-01", query: null, page: `${A}/c`, clicks: 4, impressions: 40, ctr: expect.closeTo(0.1, 12), position: 6 }]);
+    expect(r.json.data).toEqual([
+      { date: "2025-07-01", query: null, page: `${A}/c`, clicks: 4, impressions: 40, ctr: expect.closeTo(0.1, 12), position: 6 },
+    ]);
   });
 
   test("max_results: default 1000, null and 0 mean all", async () => {
@@ -310,7 +373,11 @@ describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
   }
 
   test("malformed JSON -> 400 invalid_json", async () => {
-    const res = await app.request("/api/v1/analytics/ranking-data", { method: "POST", headers: { "content-type": "application/json" }, body: "{nope" });
+    const res = await app.request("/api/v1/analytics/ranking-data", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{nope",
+    });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_json");
   });
@@ -325,7 +392,15 @@ const pageA = {
   keywords: ["Men Haircut", "理髮店", "男士 理髮"],
   keyword_count: 3,
 };
-const pageB = { url: `${A}/b`, total_clicks: 4, total_impressions: 40, avg_ctr: 10, avg_position: 4.5, keywords: ["理髮店", "男士 理髮"], keyword_count: 2 };
+const pageB = {
+  url: `${A}/b`,
+  total_clicks: 4,
+  total_impressions: 40,
+  avg_ctr: 10,
+  avg_position: 4.5,
+  keywords: ["理髮店", "男士 理髮"],
+  keyword_count: 2,
+};
 const pageC = {
   url: `${A}/c`,
   total_clicks: 4,
@@ -344,17 +419,47 @@ describe("POST /api/v1/page-keyword-performance/ (§1.6)", () => {
       body: () => ({ site_id: ids.A }),
       expected: () => ({ site_id: ids.A, time_range: "All time", total_results: 3, data: [pageA, pageB, pageC] }),
     },
-    { name: "URL filter (substring)", body: () => ({ hostname: "example.com", query: "/b" }), expected: () => ({ total_results: 1, data: [pageB] }) },
-    { name: "URL filter before max_results", body: () => ({ site_id: ids.A, query: "/c", max_results: 1 }), expected: () => ({ total_results: 1, data: [pageC] }) },
-    { name: "max_results honoured", body: () => ({ site_id: ids.A, max_results: 1 }), expected: () => ({ total_results: 1, data: [pageA] }) },
-    { name: "URL filter is case-sensitive and literal", body: () => ({ site_id: ids.A, query: "/A%" }), expected: () => ({ total_results: 0, data: [] }) },
+    {
+      name: "URL filter (substring)",
+      body: () => ({ hostname: "example.com", query: "/b" }),
+      expected: () => ({ total_results: 1, data: [pageB] }),
+    },
+    {
+      name: "URL filter before max_results",
+      body: () => ({ site_id: ids.A, query: "/c", max_results: 1 }),
+      expected: () => ({ total_results: 1, data: [pageC] }),
+    },
+    {
+      name: "max_results honoured",
+      body: () => ({ site_id: ids.A, max_results: 1 }),
+      expected: () => ({ total_results: 1, data: [pageA] }),
+    },
+    {
+      name: "URL filter is case-sensitive and literal",
+      body: () => ({ site_id: ids.A, query: "/A%" }),
+      expected: () => ({ total_results: 0, data: [] }),
+    },
     {
       name: "days=30 reaches back to today minus 31 (the original's days+1)",
       body: () => ({ site_id: ids.E, days: 30 }),
-      expected: () => ({ time_range: "Last 30 days", data: [expect.objectContaining({ url: "https://recent.example/d31" }), expect.objectContaining({ url: "https://recent.example/today" })] }),
+      expected: () => ({
+        time_range: "Last 30 days",
+        data: [
+          expect.objectContaining({ url: "https://recent.example/d31" }),
+          expect.objectContaining({ url: "https://recent.example/today" }),
+        ],
+      }),
     },
-    { name: "days=0 is all time", body: () => ({ site_id: ids.E, days: 0 }), expected: () => ({ time_range: "All time", total_results: 3 }) },
-    { name: "a site without rows", body: () => ({ hostname: "empty.example" }), expected: () => ({ site_id: ids.H, time_range: "All time", total_results: 0, data: [] }) },
+    {
+      name: "days=0 is all time",
+      body: () => ({ site_id: ids.E, days: 0 }),
+      expected: () => ({ time_range: "All time", total_results: 3 }),
+    },
+    {
+      name: "a site without rows",
+      body: () => ({ hostname: "empty.example" }),
+      expected: () => ({ site_id: ids.H, time_range: "All time", total_results: 0, data: [] }),
+    },
   ];
   for (const c of cases) {
     test(c.name, async () => {
@@ -394,7 +499,9 @@ describe("GET /api/v1/page-keyword-performance/csv/ (§1.7)", () => {
   test("a non-Latin site name gives a valid header with RFC 6266 filename*", async () => {
     const r = await call("GET", `/api/v1/page-keyword-performance/csv/?hostname=example.com`);
     const cd = r.headers.get("content-disposition")!;
-    expect(cd).toMatch(/^attachment; filename="page_keyword_performance_Example_\d{8}_\d{6}\.csv"; filename\*=UTF-8''page_keyword_performance_Example%E4%B8%AD%E6%96%87_\d{8}_\d{6}\.csv$/);
+    expect(cd).toMatch(
+      /^attachment; filename="page_keyword_performance_Example_\d{8}_\d{6}\.csv"; filename\*=UTF-8''page_keyword_performance_Example%E4%B8%AD%E6%96%87_\d{8}_\d{6}\.csv$/,
+    );
   });
 
   test("header row even with no rows; filters as the JSON endpoint", async () => {
@@ -432,8 +539,23 @@ describe("GET /api/v1/sites/{site_id}/export", () => {
   test("JSON lines with the same columns; date range and search type filters", async () => {
     const r = await call("GET", `/api/v1/sites/${ids.A}/export?format=jsonl&start_date=2025-07-01&end_date=2025-07-01&search_type=image`);
     expect(r.headers.get("content-type")).toBe("application/x-ndjson; charset=utf-8");
-    expect(r.text.trim().split("\n").map((l) => JSON.parse(l))).toEqual([
-      { date: "2025-07-01", page: `${A}/a`, query: "男士 理髮", device: "MOBILE", search_type: "image", clicks: 0, impressions: 5, ctr: 0, position: 4.5 },
+    expect(
+      r.text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
+      {
+        date: "2025-07-01",
+        page: `${A}/a`,
+        query: "男士 理髮",
+        device: "MOBILE",
+        search_type: "image",
+        clicks: 0,
+        impressions: 5,
+        ctr: 0,
+        position: 4.5,
+      },
     ]);
     const range = await call("GET", `/api/v1/sites/${ids.A}/export?format=jsonl&start_date=2025-07-02`);
     expect(range.text.trim().split("\n")).toHaveLength(4);
@@ -453,22 +575,62 @@ describe("GET /api/v1/analytics/performance-trends (§4 row 4)", () => {
     const r = await call("GET", `/api/v1/analytics/performance-trends?hostname=example.com`);
     expect(r.status).toBe(200);
     expect(r.json.data).toEqual([
-      { date: "2025-07-03", total_clicks: 4, total_impressions: 40, avg_position: 1.5, unique_queries: 1, clicks_7d_avg: 20 / 3, clicks_wow_change: null, cumulative_clicks: 20 },
-      { date: "2025-07-02", total_clicks: 3, total_impressions: 30, avg_position: 8.5 / 3, unique_queries: 3, clicks_7d_avg: 8, clicks_wow_change: null, cumulative_clicks: 16 },
-      { date: "2025-07-01", total_clicks: 13, total_impressions: 135, avg_position: 30 / 7, unique_queries: 5, clicks_7d_avg: 13, clicks_wow_change: null, cumulative_clicks: 13 },
+      {
+        date: "2025-07-03",
+        total_clicks: 4,
+        total_impressions: 40,
+        avg_position: 1.5,
+        unique_queries: 1,
+        clicks_7d_avg: 20 / 3,
+        clicks_wow_change: null,
+        cumulative_clicks: 20,
+      },
+      {
+        date: "2025-07-02",
+        total_clicks: 3,
+        total_impressions: 30,
+        avg_position: 8.5 / 3,
+        unique_queries: 3,
+        clicks_7d_avg: 8,
+        clicks_wow_change: null,
+        cumulative_clicks: 16,
+      },
+      {
+        date: "2025-07-01",
+        total_clicks: 13,
+        total_impressions: 135,
+        avg_position: 30 / 7,
+        unique_queries: 5,
+        clicks_7d_avg: 13,
+        clicks_wow_change: null,
+        cumulative_clicks: 13,
+      },
     ]);
     expect(r.json.summary).toEqual({ total_clicks: 20, avg_position: expect.closeTo((1.5 + 8.5 / 3 + 30 / 7) / 3, 12), unique_queries: 9 });
   });
 
   test("days counts days with data, not calendar days", async () => {
     const r = await call("GET", `/api/v1/analytics/performance-trends?site_id=${ids.A}&days=2`);
-    expect(r.json.data.map((d: { date: string; cumulative_clicks: number }) => [d.date, d.cumulative_clicks])).toEqual([["2025-07-03", 7], ["2025-07-02", 3]]);
+    expect(r.json.data.map((d: { date: string; cumulative_clicks: number }) => [d.date, d.cumulative_clicks])).toEqual([
+      ["2025-07-03", 7],
+      ["2025-07-02", 3],
+    ]);
   });
 
   test("week-over-week change: null for the first 7 rows, a real 0 stays 0", async () => {
     const r = await call("GET", `/api/v1/analytics/performance-trends?site_id=${ids.G}&days=30`);
     const asc = [...r.json.data].reverse();
-    expect(asc.map((d: { clicks_wow_change: number | null }) => d.clicks_wow_change)).toEqual([null, null, null, null, null, null, null, 0, 4]);
+    expect(asc.map((d: { clicks_wow_change: number | null }) => d.clicks_wow_change)).toEqual([
+      null,
+      null,
+      null,
+      null,
+      null,
+      null,
+      null,
+      0,
+      4,
+    ]);
     expect(asc[8].clicks_7d_avg).toBeCloseTo(11 / 7, 12);
   });
 
@@ -493,13 +655,22 @@ describe("GET /api/v1/sync/status?site_id=|hostname=&days= (§4 row 5)", () => {
     // Hourly coverage: the same days, true where hourly rows exist (v2 always sent {}).
     expect(Object.keys(r.json.hourly_coverage)).toEqual(keys);
     expect(Object.entries(r.json.hourly_coverage).filter(([, v]) => v)).toEqual([[addDays(today, -1), true]]);
-    expect(r.json).toMatchObject({ site_id: ids.E, site_name: "recent.example", total_records: 1, last_sync: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+    expect(r.json).toMatchObject({
+      site_id: ids.E,
+      site_name: "recent.example",
+      total_records: 1,
+      last_sync: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    });
     const wider = await call("GET", `/api/v1/sync/status/?site_id=${ids.E}&days=31`);
     expect(wider.json.total_records).toBe(2);
   });
 
   test("never synced: last_sync null; errors", async () => {
-    expect((await call("GET", `/api/v1/sync/status?site_id=${ids.H}&days=0`)).json).toMatchObject({ daily_coverage: { [today]: false }, last_sync: null, total_records: 0 });
+    expect((await call("GET", `/api/v1/sync/status?site_id=${ids.H}&days=0`)).json).toMatchObject({
+      daily_coverage: { [today]: false },
+      last_sync: null,
+      total_records: 0,
+    });
     expect((await call("GET", "/api/v1/sync/status")).status).toBe(400);
     expect((await call("GET", "/api/v1/sync/status?hostname=nope.example")).status).toBe(404);
   });
@@ -511,7 +682,14 @@ describe("POST /api/v1/sync/trigger with a JSON body (§4 row 6)", () => {
     expect(r.status).toBe(201);
     const jobId = r.json.job_id;
     expect(r.headers.get("location")).toBe(`/api/v1/sync/job/${jobId}`);
-    expect(r.json).toMatchObject({ status: "queued", job_id: expect.any(Number), site_id: ids.D, days: 3, sync_mode: "skip", force: false });
+    expect(r.json).toMatchObject({
+      status: "queued",
+      job_id: expect.any(Number),
+      site_id: ids.D,
+      days: 3,
+      sync_mode: "skip",
+      force: false,
+    });
     const job = await call("GET", `/api/v1/sync/job/${jobId}`);
     expect(job.json).toMatchObject({ site_id: ids.D, task_type: "daily_sync", status: "pending", sync_mode: "skip", total_tasks: 3 });
     const again = await call("POST", "/api/v1/sync/trigger/", { site_id: ids.D });

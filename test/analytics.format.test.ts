@@ -35,7 +35,9 @@ describe("formatFixed / roundHalfEven = Python's '%.Nf' and round()", () => {
 
 describe("CSV and download names", () => {
   test("fields quoted only when needed, quotes doubled, CRLF", () => {
-    expect(csvLine(["a", 1, 'say "hi"', "x,y", "line\nbreak", "cr\rx", "", null])).toBe('a,1,"say ""hi""","x,y","line\nbreak","cr\rx",,\r\n');
+    expect(csvLine(["a", 1, 'say "hi"', "x,y", "line\nbreak", "cr\rx", "", null])).toBe(
+      'a,1,"say ""hi""","x,y","line\nbreak","cr\rx",,\r\n',
+    );
   });
 
   test("safe name keeps letters and digits of any script, - and _", () => {

@@ -43,7 +43,9 @@ afterAll(async () => {
 
 /** PostgreSQL: the service's download connections open on the test database right now (pg_stat_activity). */
 function pgDownloadConnections(): number {
-  return Number(psql(`select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and application_name like 'sitesync-%-download'`));
+  return Number(
+    psql(`select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and application_name like 'sitesync-%-download'`),
+  );
 }
 
 /**
@@ -122,51 +124,57 @@ describe("streamed export on the real service", () => {
     expect(await openDownloads()).toBe(0);
   });
 
-  test.skipIf(testEngine === "pg")("a slow aggregation runs off the event loop: the same worker answers other requests meanwhile (SQLite: on query threads of lower priority)", async () => {
-    let slowDone = false;
-    const slow = request(server.url, "POST", "/api/v1/page-keyword-performance/", { site_id: seed.siteId }).then((r) => {
-      slowDone = true;
-      return r;
-    });
-    // Reads one after another for as long as the aggregation (120,000 rows, ~100 ms on a quiet machine) runs:
-    // off the event loop they keep being answered; on it, at most one would get through before it ends.
-    let answeredMeanwhile = 0;
-    while (!slowDone) {
-      const r = await request(server.url, "GET", `/api/v1/sites/${seed.siteId}`);
+  test.skipIf(testEngine === "pg")(
+    "a slow aggregation runs off the event loop: the same worker answers other requests meanwhile (SQLite: on query threads of lower priority)",
+    async () => {
+      let slowDone = false;
+      const slow = request(server.url, "POST", "/api/v1/page-keyword-performance/", { site_id: seed.siteId }).then((r) => {
+        slowDone = true;
+        return r;
+      });
+      // Reads one after another for as long as the aggregation (120,000 rows, ~100 ms on a quiet machine) runs:
+      // off the event loop they keep being answered; on it, at most one would get through before it ends.
+      let answeredMeanwhile = 0;
+      while (!slowDone) {
+        const r = await request(server.url, "GET", `/api/v1/sites/${seed.siteId}`);
+        expect(r.status).toBe(200);
+        if (!slowDone) answeredMeanwhile++;
+      }
+      const r = await slow;
       expect(r.status).toBe(200);
-      if (!slowDone) answeredMeanwhile++;
-    }
-    const r = await slow;
-    expect(r.status).toBe(200);
-    expect(r.body.total_results).toBe(24);
-    expect(answeredMeanwhile).toBeGreaterThanOrEqual(5);
+      expect(r.body.total_results).toBe(24);
+      expect(answeredMeanwhile).toBeGreaterThanOrEqual(5);
 
-    // The query ran on a thread of lower scheduling priority (nice 10): the request thread keeps nice 0.
-    const nices = children(server.proc.pid).flatMap((pid) =>
-      readdirSync(`/proc/${pid}/task`).map((tid) => {
-        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-        return { main: tid === String(pid), nice: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]) };
-      }),
-    );
-    expect(nices.filter((t) => t.main).map((t) => t.nice)).toEqual([0]);
-    expect(nices.some((t) => !t.main && t.nice === 10)).toBe(true);
-  });
+      // The query ran on a thread of lower scheduling priority (nice 10): the request thread keeps nice 0.
+      const nices = children(server.proc.pid).flatMap((pid) =>
+        readdirSync(`/proc/${pid}/task`).map((tid) => {
+          const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+          return { main: tid === String(pid), nice: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]) };
+        }),
+      );
+      expect(nices.filter((t) => t.main).map((t) => t.nice)).toEqual([0]);
+      expect(nices.some((t) => !t.main && t.nice === 10)).toBe(true);
+    },
+  );
 
-  test.skipIf(testEngine === "sqlite")("a slow aggregation runs on the server: the same worker answers other requests meanwhile (PostgreSQL)", async () => {
-    let slowDone = false;
-    const slow = request(server.url, "POST", "/api/v1/page-keyword-performance/", { site_id: seed.siteId }).then((r) => {
-      slowDone = true;
-      return r;
-    });
-    let answeredMeanwhile = 0;
-    while (!slowDone) {
-      const r = await request(server.url, "GET", `/api/v1/sites/${seed.siteId}`);
+  test.skipIf(testEngine === "sqlite")(
+    "a slow aggregation runs on the server: the same worker answers other requests meanwhile (PostgreSQL)",
+    async () => {
+      let slowDone = false;
+      const slow = request(server.url, "POST", "/api/v1/page-keyword-performance/", { site_id: seed.siteId }).then((r) => {
+        slowDone = true;
+        return r;
+      });
+      let answeredMeanwhile = 0;
+      while (!slowDone) {
+        const r = await request(server.url, "GET", `/api/v1/sites/${seed.siteId}`);
+        expect(r.status).toBe(200);
+        if (!slowDone) answeredMeanwhile++;
+      }
+      const r = await slow;
       expect(r.status).toBe(200);
-      if (!slowDone) answeredMeanwhile++;
-    }
-    const r = await slow;
-    expect(r.status).toBe(200);
-    expect(r.body.total_results).toBe(24);
-    expect(answeredMeanwhile).toBeGreaterThanOrEqual(5);
-  });
+      expect(r.body.total_results).toBe(24);
+      expect(answeredMeanwhile).toBeGreaterThanOrEqual(5);
+    },
+  );
 });

@@ -28,8 +28,12 @@ async function refuseAuditRows(db: Db, when: string): Promise<{ drop: () => Prom
       },
     };
   }
-  await db.q.execute(sql.raw("create function audit_refuse() returns trigger language plpgsql as $$ begin raise exception 'audit refused'; end $$"));
-  await db.q.execute(sql.raw(`create trigger audit_refuse before insert on audit_log for each row when (${when}) execute function audit_refuse()`));
+  await db.q.execute(
+    sql.raw("create function audit_refuse() returns trigger language plpgsql as $$ begin raise exception 'audit refused'; end $$"),
+  );
+  await db.q.execute(
+    sql.raw(`create trigger audit_refuse before insert on audit_log for each row when (${when}) execute function audit_refuse()`),
+  );
   return {
     async drop() {
       await db.q.execute(sql.raw("drop trigger audit_refuse on audit_log"));
@@ -75,13 +79,17 @@ describe("in-process", () => {
     const r = await call("POST", "/api/v1/sites", { domain: "sc-domain:denied.example", name: "D" }, { authorization: `Bearer ${key}` });
     expect(r.status).toBe(403);
     const last = (await rows()).slice(before);
-    expect(last).toEqual([expect.objectContaining({ actor: "reader", key_id: info.id, outcome: "denied", status: 403, action: "POST /api/v1/sites" })]);
+    expect(last).toEqual([
+      expect.objectContaining({ actor: "reader", key_id: info.id, outcome: "denied", status: 403, action: "POST /api/v1/sites" }),
+    ]);
   });
 
   test("no change without its audit row: when the audit insert fails, the change rolls back", async () => {
     const { key } = await createApiKey(t.db, { name: "writer", scope: "admin" });
     const auth = { authorization: `Bearer ${key}` };
-    const site = ((await (await call("POST", "/api/v1/sites", { domain: "sc-domain:atomic.example", name: "Before" }, auth)).json()) as { id: number }).id;
+    const site = (
+      (await (await call("POST", "/api/v1/sites", { domain: "sc-domain:atomic.example", name: "Before" }, auth)).json()) as { id: number }
+    ).id;
     const refusal = await refuseAuditRows(t.db, "new.action like 'PATCH%' and new.outcome = 'ok'");
     try {
       const r = await call("PATCH", `/api/v1/sites/${site}`, { name: "After" }, auth);
@@ -103,7 +111,9 @@ describe("in-process", () => {
     const page1 = (await (await call("GET", `/api/v1/audit?key_id=${info.id}&limit=3`, undefined, auth)).json()) as any;
     expect(page1.entries.map((e: { actor: string }) => e.actor)).toEqual(["auditor", "auditor", "auditor"]);
     expect(page1.next_cursor).toEqual(expect.any(String));
-    const page2 = (await (await call("GET", `/api/v1/audit?key_id=${info.id}&limit=3&cursor=${page1.next_cursor}`, undefined, auth)).json()) as any;
+    const page2 = (await (
+      await call("GET", `/api/v1/audit?key_id=${info.id}&limit=3&cursor=${page1.next_cursor}`, undefined, auth)
+    ).json()) as any;
     expect(page2.entries).toHaveLength(2);
     expect(page2.next_cursor).toBeNull();
     expect(page1.entries[0].id).toBeGreaterThan(page2.entries[0].id);
@@ -143,10 +153,16 @@ describe("multi-process", () => {
       expect(acknowledged.size).toBe(12 * 15 * 2 + 12 * 5);
       await withDb(s.dbPath, async (db) => {
         const { auditLog, sites } = db.t;
-        const ok = await db.q.select({ request_id: auditLog.request_id, action: auditLog.action }).from(auditLog).where(eq(auditLog.outcome, "ok"));
+        const ok = await db.q
+          .select({ request_id: auditLog.request_id, action: auditLog.action })
+          .from(auditLog)
+          .where(eq(auditLog.outcome, "ok"));
         expect(new Map(ok.map((r) => [r.request_id, r.action]))).toEqual(acknowledged);
         expect(ok).toHaveLength(acknowledged.size);
-        const [failed] = await db.q.select({ n: count() }).from(auditLog).where(and(eq(auditLog.outcome, "failed"), eq(auditLog.status, 409)));
+        const [failed] = await db.q
+          .select({ n: count() })
+          .from(auditLog)
+          .where(and(eq(auditLog.outcome, "failed"), eq(auditLog.status, 409)));
         expect(failed!.n).toBe(12 * 15);
         const [n] = await db.q.select({ n: count() }).from(sites);
         expect(n!.n).toBe(sitesMade.length);

@@ -55,20 +55,26 @@ describe.skipIf(sqliteOnly)("in-process, the other handle playing another proces
   });
 });
 
-test.skipIf(sqliteOnly)("real workers: a key created by the CLI refuses the next keyless request in every worker", async () => {
-  const s = await startServer({ workers: 2, env: { LOCAL_ADDRESSES: "127.0.0.1,::1" } });
-  try {
-    // Fresh connections spread over both workers; each remembers "no key" many times over.
-    const pids = new Set<number>();
-    for (let i = 0; i < 20; i++) pids.add((await requestFrom("127.0.0.1", s.url, "GET", "/health")).body.process_id);
-    expect(pids.size).toBe(2);
-    const before = await Promise.all(Array.from({ length: 40 }, () => requestFrom("127.0.0.1", s.url, "GET", "/api/v1/sites")));
-    expect(before.map((r) => r.status)).toEqual(Array(40).fill(200));
-    const created = await runScript(root, ["src/auth/cli.ts", "create", "--name", "fresh", "--scope", "read"], { DATABASE_URL: s.dbPath });
-    expect(created.code).toBe(0);
-    const after = await Promise.all(Array.from({ length: 40 }, () => requestFrom("127.0.0.1", s.url, "GET", "/api/v1/sites")));
-    expect(after.map((r) => r.status)).toEqual(Array(40).fill(401));
-  } finally {
-    await s.cleanup();
-  }
-}, 60_000);
+test.skipIf(sqliteOnly)(
+  "real workers: a key created by the CLI refuses the next keyless request in every worker",
+  async () => {
+    const s = await startServer({ workers: 2, env: { LOCAL_ADDRESSES: "127.0.0.1,::1" } });
+    try {
+      // Fresh connections spread over both workers; each remembers "no key" many times over.
+      const pids = new Set<number>();
+      for (let i = 0; i < 20; i++) pids.add((await requestFrom("127.0.0.1", s.url, "GET", "/health")).body.process_id);
+      expect(pids.size).toBe(2);
+      const before = await Promise.all(Array.from({ length: 40 }, () => requestFrom("127.0.0.1", s.url, "GET", "/api/v1/sites")));
+      expect(before.map((r) => r.status)).toEqual(Array(40).fill(200));
+      const created = await runScript(root, ["src/auth/cli.ts", "create", "--name", "fresh", "--scope", "read"], {
+        DATABASE_URL: s.dbPath,
+      });
+      expect(created.code).toBe(0);
+      const after = await Promise.all(Array.from({ length: 40 }, () => requestFrom("127.0.0.1", s.url, "GET", "/api/v1/sites")));
+      expect(after.map((r) => r.status)).toEqual(Array(40).fill(401));
+    } finally {
+      await s.cleanup();
+    }
+  },
+  60_000,
+);

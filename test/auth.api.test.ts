@@ -32,25 +32,111 @@ afterAll(async () => {
 });
 
 describe("protected mode (no key exists)", () => {
-  const cases: { name: string; from: string; method: string; path: string; body?: unknown; headers?: Record<string, string>; status: number; message?: RegExp }[] = [
+  const cases: {
+    name: string;
+    from: string;
+    method: string;
+    path: string;
+    body?: unknown;
+    headers?: Record<string, string>;
+    status: number;
+    message?: RegExp;
+  }[] = [
     { name: "loopback list", from: LOCAL, method: "GET", path: "/api/v1/sites", status: 200 },
-    { name: "loopback create", from: LOCAL, method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:pm.example", name: "PM" }, status: 201 },
-    { name: "remote list", from: REMOTE, method: "GET", path: "/api/v1/sites", status: 403, message: /protected mode.*bun run keys create/s },
-    { name: "remote create", from: REMOTE, method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:no.example", name: "No" }, status: 403, message: /protected mode/ },
+    {
+      name: "loopback create",
+      from: LOCAL,
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:pm.example", name: "PM" },
+      status: 201,
+    },
+    {
+      name: "remote list",
+      from: REMOTE,
+      method: "GET",
+      path: "/api/v1/sites",
+      status: 403,
+      message: /protected mode.*bun run keys create/s,
+    },
+    {
+      name: "remote create",
+      from: REMOTE,
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:no.example", name: "No" },
+      status: 403,
+      message: /protected mode/,
+    },
     { name: "remote diagnostics", from: REMOTE, method: "GET", path: "/api/v1/diagnostics/check-locks", status: 403 },
     { name: "remote health stays open", from: REMOTE, method: "GET", path: "/health", status: 200 },
     { name: "remote openapi stays open", from: REMOTE, method: "GET", path: "/openapi.json", status: 200 },
     { name: "remote docs stay open", from: REMOTE, method: "GET", path: "/docs", status: 200 },
     { name: "remote unknown route", from: REMOTE, method: "GET", path: "/api/v1/nothing", status: 403 },
     // DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1.
-    { name: "loopback with a foreign Host", from: LOCAL, method: "GET", path: "/api/v1/sites", headers: { host: "evil.example:8000" }, status: 403, message: /not a loopback name/ },
-    { name: "loopback with Host localhost", from: LOCAL, method: "GET", path: "/api/v1/sites", headers: { host: "localhost" }, status: 200 },
+    {
+      name: "loopback with a foreign Host",
+      from: LOCAL,
+      method: "GET",
+      path: "/api/v1/sites",
+      headers: { host: "evil.example:8000" },
+      status: 403,
+      message: /not a loopback name/,
+    },
+    {
+      name: "loopback with Host localhost",
+      from: LOCAL,
+      method: "GET",
+      path: "/api/v1/sites",
+      headers: { host: "localhost" },
+      status: 200,
+    },
     // A form or fetch from another site's page.
-    { name: "cross-site POST (Origin)", from: LOCAL, method: "POST", path: "/api/v1/sync/trigger/1?sync_mode=overwrite", headers: { origin: "https://evil.example" }, status: 403, message: /cross-site/ },
-    { name: "cross-site form POST (text/plain)", from: LOCAL, method: "POST", path: "/api/v1/sites", body: "x=1", headers: { origin: "null", "content-type": "text/plain" }, status: 403, message: /cross-site/ },
-    { name: "cross-site POST (Sec-Fetch-Site)", from: LOCAL, method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:cs.example", name: "CS" }, headers: { "sec-fetch-site": "cross-site" }, status: 403 },
-    { name: "cross-site GET is a read", from: LOCAL, method: "GET", path: "/api/v1/sites", headers: { origin: "https://evil.example" }, status: 200 },
-    { name: "same-origin POST", from: LOCAL, method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:so.example", name: "SO" }, headers: { origin: "http://localhost:1", host: "localhost:1" }, status: 201 },
+    {
+      name: "cross-site POST (Origin)",
+      from: LOCAL,
+      method: "POST",
+      path: "/api/v1/sync/trigger/1?sync_mode=overwrite",
+      headers: { origin: "https://evil.example" },
+      status: 403,
+      message: /cross-site/,
+    },
+    {
+      name: "cross-site form POST (text/plain)",
+      from: LOCAL,
+      method: "POST",
+      path: "/api/v1/sites",
+      body: "x=1",
+      headers: { origin: "null", "content-type": "text/plain" },
+      status: 403,
+      message: /cross-site/,
+    },
+    {
+      name: "cross-site POST (Sec-Fetch-Site)",
+      from: LOCAL,
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:cs.example", name: "CS" },
+      headers: { "sec-fetch-site": "cross-site" },
+      status: 403,
+    },
+    {
+      name: "cross-site GET is a read",
+      from: LOCAL,
+      method: "GET",
+      path: "/api/v1/sites",
+      headers: { origin: "https://evil.example" },
+      status: 200,
+    },
+    {
+      name: "same-origin POST",
+      from: LOCAL,
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:so.example", name: "SO" },
+      headers: { origin: "http://localhost:1", host: "localhost:1" },
+      status: 201,
+    },
   ];
   for (const c of cases) {
     test(`${c.name}: ${c.method} ${c.path} -> ${c.status}`, async () => {
@@ -85,7 +171,10 @@ describe("with keys", () => {
     const r = await call(LOCAL, "GET", "/api/v1/sites");
     expect(r.status).toBe(401);
     expect(r.headers["www-authenticate"]).toBe('Bearer realm="sitesync"');
-    expect(r.body).toEqual({ error: { code: "unauthorized", message: expect.stringContaining("API key is required") }, detail: r.body.error.message });
+    expect(r.body).toEqual({
+      error: { code: "unauthorized", message: expect.stringContaining("API key is required") },
+      detail: r.body.error.message,
+    });
   });
 
   test("bad, malformed and wrongly framed keys: 401 invalid_token / invalid_request", async () => {
@@ -109,7 +198,13 @@ describe("with keys", () => {
     { method: "GET", path: () => "/api/v1/sync/jobs", needs: "read", ok: 200 },
     { method: "GET", path: () => `/api/v1/sites/${siteId}/queries/search?search_term=x`, needs: "read", ok: 200 },
     { method: "PATCH", path: () => `/api/v1/sites/${siteId}`, body: () => ({ category: "c" }), needs: "write", ok: 200 },
-    { method: "POST", path: () => "/api/v1/sites", body: () => ({ domain: `sc-domain:t${Math.random().toString(36).slice(2)}.example`, name: "T" }), needs: "write", ok: 201 },
+    {
+      method: "POST",
+      path: () => "/api/v1/sites",
+      body: () => ({ domain: `sc-domain:t${Math.random().toString(36).slice(2)}.example`, name: "T" }),
+      needs: "write",
+      ok: 201,
+    },
     { method: "DELETE", path: () => "/api/v1/sync/job/999999", needs: "write", ok: 404 },
     { method: "GET", path: () => "/api/v1/diagnostics/check-locks", needs: "admin", ok: 200 },
     { method: "GET", path: () => "/api/v1/keys", needs: "admin", ok: 200 },
@@ -123,7 +218,8 @@ describe("with keys", () => {
       test(`${r.method} ${r.path.toString().replace(/^\(\) => /, "")} with ${scope} key -> ${expected}`, async () => {
         const res = await call(REMOTE, r.method, r.path(), r.body?.(), scope === "none" ? {} : bearer(keys[scope]!));
         expect(res.status).toBe(expected);
-        if (expected === 403) expect(res.body.error).toMatchObject({ code: "forbidden", details: { required_scope: r.needs, key_scope: scope } });
+        if (expected === 403)
+          expect(res.body.error).toMatchObject({ code: "forbidden", details: { required_scope: r.needs, key_scope: scope } });
       });
     }
   }
@@ -139,13 +235,27 @@ describe("with keys", () => {
 
   test("the dashboard's key cookie is ambient: a cross-site (or same-site) form with it is refused", async () => {
     const cookie = { cookie: `sitesync_key=${keys.admin}` };
-    const forged = await call(REMOTE, "POST", "/ui/no-such-form", "x=1", { ...cookie, "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-site" });
+    const forged = await call(REMOTE, "POST", "/ui/no-such-form", "x=1", {
+      ...cookie,
+      "content-type": "application/x-www-form-urlencoded",
+      "sec-fetch-site": "same-site",
+    });
     expect(forged.status).toBe(403);
     expect(forged.body.error.message).toContain("cross-site");
-    const own = await call(REMOTE, "POST", "/ui/no-such-form", "x=1", { ...cookie, "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" });
+    const own = await call(REMOTE, "POST", "/ui/no-such-form", "x=1", {
+      ...cookie,
+      "content-type": "application/x-www-form-urlencoded",
+      "sec-fetch-site": "same-origin",
+    });
     expect(own.status).toBe(404);
     // The same key in a header is not ambient: no Origin check.
-    const header = await call(REMOTE, "PATCH", `/api/v1/sites/${siteId}`, { name: "K" }, { ...bearer(keys.write!), origin: "https://elsewhere.example" });
+    const header = await call(
+      REMOTE,
+      "PATCH",
+      `/api/v1/sites/${siteId}`,
+      { name: "K" },
+      { ...bearer(keys.write!), origin: "https://elsewhere.example" },
+    );
     expect(header.status).toBe(200);
   });
 

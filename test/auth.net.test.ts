@@ -23,5 +23,6 @@ test("addressMatcher: IPv4 CIDRs, exact addresses, IPv4-mapped IPv6", () => {
 
 test("isLoopbackName", () => {
   for (const h of ["localhost", "app.localhost", "127.0.0.1", "127.1.2.3", "[::1]"]) expect(isLoopbackName(h)).toBe(true);
-  for (const h of ["evil.example", "localhost.evil.example", "127.0.0.1.evil.example", "0.0.0.0", "[::2]"]) expect(isLoopbackName(h)).toBe(false);
+  for (const h of ["evil.example", "localhost.evil.example", "127.0.0.1.evil.example", "0.0.0.0", "[::2]"])
+    expect(isLoopbackName(h)).toBe(false);
 });

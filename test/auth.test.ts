@@ -39,7 +39,12 @@ afterAll(() => {
   dir.cleanup();
 });
 
-const env = (credentials: string) => ({ GSC_AUTH_URL: fake.authUrl, GSC_TOKEN_URL: fake.tokenUrl, GSC_API_BASE_URL: fake.url, GSC_CREDENTIALS_FILE: credentials });
+const env = (credentials: string) => ({
+  GSC_AUTH_URL: fake.authUrl,
+  GSC_TOKEN_URL: fake.tokenUrl,
+  GSC_API_BASE_URL: fake.url,
+  GSC_CREDENTIALS_FILE: credentials,
+});
 const newFile = () => join(dir.dir, `creds-${++n}`, "credentials.json");
 
 /** The browser's part: opens the consent URL (the fake agrees at once) and returns where Google redirects it. */
@@ -210,12 +215,16 @@ describe("refreshing from the stored sign-in", () => {
   });
 
   test("no sign-in, or a broken file: a PermanentError saying what to do", async () => {
-    const missing = await authorizedUserToken({ file: join(dir.dir, "nope.json") }).token().catch((e) => e);
+    const missing = await authorizedUserToken({ file: join(dir.dir, "nope.json") })
+      .token()
+      .catch((e) => e);
     expect(missing).toBeInstanceOf(PermanentError);
     expect(missing.message).toContain("not signed in");
     const bad = join(dir.dir, "bad.json");
     writeFileSync(bad, JSON.stringify({ type: "authorized_user", client_id: "x" }));
-    const broken = await authorizedUserToken({ file: bad }).token().catch((e) => e);
+    const broken = await authorizedUserToken({ file: bad })
+      .token()
+      .catch((e) => e);
     expect(broken.message).toMatch(/not a Google authorized-user credentials file \(check: client_secret, refresh_token\)/);
   });
 

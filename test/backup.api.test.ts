@@ -15,18 +15,21 @@ describe("admin backups API", () => {
     { method: "POST", path: "/api/v1/admin/backups" },
   ];
   for (const c of calls) {
-    test.skipIf(testEngine !== "pg")(`PostgreSQL: ${c.method} ${c.path} -> 501 not_implemented, naming pg_dump; nothing audited as done`, async () => {
-      const res = await app.request(c.path, { method: c.method });
-      expect(res.status).toBe(501);
-      const body = (await res.json()) as { error: { code: string; message: string } };
-      expect(body.error.code).toBe("not_implemented");
-      expect(body.error.message).toContain("pg_dump");
-      const { auditLog } = t.db.t;
-      const rows = await t.db.q.select({ outcome: auditLog.outcome, status: auditLog.status, action: auditLog.action }).from(auditLog);
-      // A refused POST is recorded as failed (with its 501), never as a backup made.
-      expect(rows.filter((r) => r.outcome === "ok")).toEqual([]);
-      if (c.method === "POST") expect(rows).toContainEqual({ outcome: "failed", status: 501, action: "POST /api/v1/admin/backups" });
-    });
+    test.skipIf(testEngine !== "pg")(
+      `PostgreSQL: ${c.method} ${c.path} -> 501 not_implemented, naming pg_dump; nothing audited as done`,
+      async () => {
+        const res = await app.request(c.path, { method: c.method });
+        expect(res.status).toBe(501);
+        const body = (await res.json()) as { error: { code: string; message: string } };
+        expect(body.error.code).toBe("not_implemented");
+        expect(body.error.message).toContain("pg_dump");
+        const { auditLog } = t.db.t;
+        const rows = await t.db.q.select({ outcome: auditLog.outcome, status: auditLog.status, action: auditLog.action }).from(auditLog);
+        // A refused POST is recorded as failed (with its 501), never as a backup made.
+        expect(rows.filter((r) => r.outcome === "ok")).toEqual([]);
+        if (c.method === "POST") expect(rows).toContainEqual({ outcome: "failed", status: 501, action: "POST /api/v1/admin/backups" });
+      },
+    );
   }
 
   test.skipIf(testEngine !== "sqlite")("SQLite: GET /api/v1/admin/backups lists the backups beside the file (none yet)", async () => {

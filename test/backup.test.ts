@@ -11,7 +11,10 @@ import { request, startServer, type RunningServer } from "./helpers/server.ts";
 // and restore (refused while the service runs; checked; then served).
 
 const root = join(import.meta.dir, "..");
-const backupFiles = (dir: string) => readdirSync(dir).filter((f) => /^sitesync-.*\.db$/.test(f)).sort();
+const backupFiles = (dir: string) =>
+  readdirSync(dir)
+    .filter((f) => /^sitesync-.*\.db$/.test(f))
+    .sort();
 const idsIn = (file: string) => {
   const db = new Database(file, { readonly: true });
   try {
@@ -88,7 +91,9 @@ describe("backup and restore", () => {
       await load.stop();
     }
     const audit = new Database(s.dbPath, { readonly: true });
-    expect(audit.query("select actor, outcome from audit_log where action = 'POST /api/v1/admin/backups'").all()).toEqual([{ actor: "loopback", outcome: "ok" }]);
+    expect(audit.query("select actor, outcome from audit_log where action = 'POST /api/v1/admin/backups'").all()).toEqual([
+      { actor: "loopback", outcome: "ok" },
+    ]);
     audit.close();
     const list = await request(s.url, "GET", "/api/v1/admin/backups");
     expect(list.status).toBe(200);
@@ -99,7 +104,9 @@ describe("backup and restore", () => {
 
   test("old backups are pruned to BACKUP_KEEP", async () => {
     for (let i = 0; i < 3; i++) {
-      expect((await runScript(root, ["src/backup/cli.ts"], { DATABASE_URL: s.dbPath, BACKUP_DIR: backups, BACKUP_KEEP: "3" })).code).toBe(0);
+      expect((await runScript(root, ["src/backup/cli.ts"], { DATABASE_URL: s.dbPath, BACKUP_DIR: backups, BACKUP_KEEP: "3" })).code).toBe(
+        0,
+      );
       await Bun.sleep(5);
     }
     expect(backupFiles(backups)).toHaveLength(3);

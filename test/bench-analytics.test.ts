@@ -16,27 +16,69 @@ describe("bun run bench:analytics", () => {
   test("a tiny run reports each scenario, the export and the sites API runs", async () => {
     const out = join(dir.dir, "analytics.json");
     const proc = Bun.spawn(
-      [process.execPath, "run", "bench:analytics", "--rows", "3000", "--days", "30", "--requests", "3", "--slow-requests", "1", "--duration", "1", "--rounds", "2", "--out", out],
+      [
+        process.execPath,
+        "run",
+        "bench:analytics",
+        "--rows",
+        "3000",
+        "--days",
+        "30",
+        "--requests",
+        "3",
+        "--slow-requests",
+        "1",
+        "--duration",
+        "1",
+        "--rounds",
+        "2",
+        "--out",
+        out,
+      ],
       { cwd: root, env: { ...process.env, LOG_LEVEL: "warn" }, stdout: "pipe", stderr: "pipe" },
     );
     const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
     expect(code, stdout + stderr).toBe(0);
 
-    const names = ["ranking_raw_30d", "ranking_raw_30d_query", "ranking_daily_30d_query", "ranking_daily_30d_all", "ranking_daily_30d_partial", "page_keyword_90d", "trends_30", "coverage_30", "search_3plus", "search_1_2"];
+    const names = [
+      "ranking_raw_30d",
+      "ranking_raw_30d_query",
+      "ranking_daily_30d_query",
+      "ranking_daily_30d_all",
+      "ranking_daily_30d_partial",
+      "page_keyword_90d",
+      "trends_30",
+      "coverage_30",
+      "search_3plus",
+      "search_1_2",
+    ];
     for (const n of names) expect(stdout).toMatch(new RegExp(`^${n}\\s+n=\\s*\\d+\\s+p50\\s+[\\d.]+ ms\\s+p99\\s+[\\d.]+ ms`, "m"));
     expect(stdout).toMatch(/target p99 <= 50 ms: (met|NOT MET)/);
-    expect(stdout.match(/^export_csv \((curl|fetch)\)\s+3,000 rows, .* rows\/s \(target >= 200,000: (met|NOT MET)\); server RSS \d+ -> peak \d+ MiB \(anonymous \d+ -> \d+ MiB\)$/gm)).toHaveLength(2);
+    expect(
+      stdout.match(
+        /^export_csv \((curl|fetch)\)\s+3,000 rows, .* rows\/s \(target >= 200,000: (met|NOT MET)\); server RSS \d+ -> peak \d+ MiB \(anonymous \d+ -> \d+ MiB\)$/gm,
+      ),
+    ).toHaveLength(2);
     for (const run of ["alone", "\\+light", "\\+heavy", "\\+export"]) {
       expect(stdout.match(new RegExp(`^sites_get ${run}\\s+round [12]\\s+[\\d,]+ req/s`, "gm"))).toHaveLength(2);
     }
-    expect(stdout.match(/^sites_get \+\w+\s+median vs alone: p50 [\d.]+x  p99 [\d.]+x/gm)).toHaveLength(3);
+    expect(stdout.match(/^sites_get \+\w+\s+median vs alone: p50 [\d.]+x {2}p99 [\d.]+x/gm)).toHaveLength(3);
 
     const report = JSON.parse(readFileSync(out, "utf8"));
     expect(report.seed).toMatchObject({ rows: 3000, days: 30 });
     expect(report.latencies.map((l: { name: string }) => l.name)).toEqual(names);
     for (const l of report.latencies) expect(l.errors).toBe(0);
     for (const e of report.exports) expect(e.rows).toBe(3000);
-    expect(report.sites.map((s: { name: string }) => s.name)).toEqual(["alone", "+light", "+heavy", "+export", "alone", "+light", "+heavy", "+export"]);
+    expect(report.sites.map((s: { name: string }) => s.name)).toEqual([
+      "alone",
+      "+light",
+      "+heavy",
+      "+export",
+      "alone",
+      "+light",
+      "+heavy",
+      "+export",
+    ]);
     for (const s of report.sites) expect(s.server5xx).toBe(0);
     expect(report.sitesRatios).toHaveLength(3);
   });

@@ -5,10 +5,13 @@ import { join } from "node:path";
 // stops with an error when their totals differ) and prints both tables.
 
 test("bench:search runs on 3,000 rows and prints the ingest and search tables", async () => {
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../bench/query-search.ts"), "--rows", "3000", "--vocabulary", "2000", "--iterations", "3"], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const proc = Bun.spawn(
+    [process.execPath, join(import.meta.dir, "../bench/query-search.ts"), "--rows", "3000", "--vocabulary", "2000", "--iterations", "3"],
+    {
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
   const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   expect({ code, err }).toEqual({ code: 0, err: "" });
   expect(out).toMatch(/ingest without the index: .* rows per cpu-second/);

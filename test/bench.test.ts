@@ -28,7 +28,11 @@ async function bench(args: string[]) {
 describe("bun run bench", () => {
   test("a short run reports every scenario for the service and the baseline, in the table and the JSON", async () => {
     const out = join(dir.dir, "result.json");
-    const { code, stdout, out: all } = await bench([
+    const {
+      code,
+      stdout,
+      out: all,
+    } = await bench([
       ...["--duration", "1", "--warmup", "0", "--workers", "2", "--connections", "8", "--seed", "40"],
       ...["--scenarios", "get_one,create,sync_start", "--out", out],
     ]);

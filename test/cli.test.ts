@@ -49,7 +49,8 @@ afterAll(async () => {
   dir.cleanup();
 });
 
-const run = (args: string[], opts: { stdin?: string; timeoutMs?: number } = {}) => cli(args, { env: { SITESYNC_URL: server.url }, ...opts });
+const run = (args: string[], opts: { stdin?: string; timeoutMs?: number } = {}) =>
+  cli(args, { env: { SITESYNC_URL: server.url }, ...opts });
 const json = async (args: string[]) => {
   const r = await run(["--json", ...args]);
   if (r.code !== 0) throw new Error(`cli ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
@@ -59,12 +60,25 @@ const json = async (args: string[]) => {
 describe("sites", () => {
   const cases: { args: string[]; code: number; stdout?: RegExp; stderr?: RegExp }[] = [
     { args: ["sites", "add", "sc-domain:alpha.example"], code: 0, stdout: /Added site \d+: sc-domain:alpha\.example \(alpha\.example\)/ },
-    { args: ["sites", "add", "https://beta.example/", "--name", "Beta", "--category", "blog"], code: 0, stdout: /Added site \d+: https:\/\/beta\.example\/ \(Beta\)/ },
+    {
+      args: ["sites", "add", "https://beta.example/", "--name", "Beta", "--category", "blog"],
+      code: 0,
+      stdout: /Added site \d+: https:\/\/beta\.example\/ \(Beta\)/,
+    },
     { args: ["sites", "add", "sc-domain:gamma.example", "--inactive"], code: 0 },
     { args: ["sites", "add", "sc-domain:alpha.example"], code: 1, stderr: /error: .*(already|exists|duplicate)/i },
     { args: ["sites", "add", "not a domain"], code: 1, stderr: /error: invalid body: domain/ },
-    { args: ["sites", "list"], code: 0, stdout: /^ID\s+DOMAIN\s+NAME\s+CATEGORY\s+ACTIVE\n\d+\s+https:\/\/beta\.example\/\s+Beta\s+blog\s+yes\n\d+\s+sc-domain:alpha\.example\s+alpha\.example\s+-\s+yes\n\d+\s+sc-domain:gamma\.example\s+gamma\.example\s+-\s+no\n$/ },
-    { args: ["sites", "show", "alpha.example"], code: 0, stdout: /domain\s+sc-domain:alpha\.example[\s\S]*Daily data: no data yet\nHourly data: no data yet[\s\S]*No sync jobs yet/ },
+    {
+      args: ["sites", "list"],
+      code: 0,
+      stdout:
+        /^ID\s+DOMAIN\s+NAME\s+CATEGORY\s+ACTIVE\n\d+\s+https:\/\/beta\.example\/\s+Beta\s+blog\s+yes\n\d+\s+sc-domain:alpha\.example\s+alpha\.example\s+-\s+yes\n\d+\s+sc-domain:gamma\.example\s+gamma\.example\s+-\s+no\n$/,
+    },
+    {
+      args: ["sites", "show", "alpha.example"],
+      code: 0,
+      stdout: /domain\s+sc-domain:alpha\.example[\s\S]*Daily data: no data yet\nHourly data: no data yet[\s\S]*No sync jobs yet/,
+    },
     { args: ["sites", "show", "https://beta.example/"], code: 0, stdout: /name\s+Beta/ },
     { args: ["sites", "show", "999999"], code: 1, stderr: /error: site 999999 not found/ },
     { args: ["sites", "show", "nowhere.example"], code: 1, stderr: /error: no site matches 'nowhere\.example'/ },
@@ -98,11 +112,25 @@ describe("sync", () => {
     expect(fake.requests.length).toBe(0);
 
     // `auth login` happened meanwhile (the file appears): no restart needed.
-    writeAuthorizedUser(credentials, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: fake.grantRefreshToken(), account: "owner@example.com" });
-    const [a, b] = await Promise.all([run(["--json", "sync", "alpha.example", "3", "overwrite"]), run(["--json", "sync", "https://beta.example/", "3"])]);
+    writeAuthorizedUser(credentials, {
+      client_id: "test-client.apps.googleusercontent.com",
+      client_secret: "test-secret",
+      refresh_token: fake.grantRefreshToken(),
+      account: "owner@example.com",
+    });
+    const [a, b] = await Promise.all([
+      run(["--json", "sync", "alpha.example", "3", "overwrite"]),
+      run(["--json", "sync", "https://beta.example/", "3"]),
+    ]);
     for (const r of [a, b]) {
       expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toMatchObject({ code: 0 });
-      expect(JSON.parse(r.stdout)).toMatchObject({ status: "completed", total_tasks: 3, total_records: 3 * 39, progress: 100, stats: { synced: 3, failed: 0, skipped: 0 } });
+      expect(JSON.parse(r.stdout)).toMatchObject({
+        status: "completed",
+        total_tasks: 3,
+        total_records: 3 * 39,
+        progress: 100,
+        stats: { synced: 3, failed: 0, skipped: 0 },
+      });
     }
     expect(fake.requests.length).toBe(2 * 3 * 4);
     // Each sync process refreshed the access token once from the shared file, however many requests it sent.
@@ -143,7 +171,11 @@ describe("sync", () => {
 
   test("a revoked sign-in fails the sync with a message telling the user to sign in again (exit 1)", async () => {
     const rt = fake.grantRefreshToken();
-    writeAuthorizedUser(credentials, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: rt });
+    writeAuthorizedUser(credentials, {
+      client_id: "test-client.apps.googleusercontent.com",
+      client_secret: "test-secret",
+      refresh_token: rt,
+    });
     fake.expireAccessTokens();
     fake.revokeRefreshToken(rt);
     const r = await run(["sync", "https://beta.example/", "1", "overwrite"]);
@@ -151,7 +183,11 @@ describe("sync", () => {
     expect(r.stdout).toContain("failed");
     expect(r.stdout).toContain("Sign in again with: bun run cli auth login");
     // Signing in again repairs it, still without a restart.
-    writeAuthorizedUser(credentials, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: fake.grantRefreshToken() });
+    writeAuthorizedUser(credentials, {
+      client_id: "test-client.apps.googleusercontent.com",
+      client_secret: "test-secret",
+      refresh_token: fake.grantRefreshToken(),
+    });
     expect((await run(["sync", "https://beta.example/", "1", "overwrite"])).code).toBe(0);
   });
 
@@ -205,7 +241,12 @@ describe("following", () => {
   test("auth status beside the running service: which registered (active) sites the account can read", async () => {
     fake.signInAs({ email: "reader@example.com", properties: [{ siteUrl: "sc-domain:alpha.example", permissionLevel: "siteOwner" }] });
     const file = join(dir.dir, "reader.json");
-    writeAuthorizedUser(file, { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", refresh_token: fake.grantRefreshToken(), account: "reader@example.com" });
+    writeAuthorizedUser(file, {
+      client_id: "test-client.apps.googleusercontent.com",
+      client_secret: "test-secret",
+      refresh_token: fake.grantRefreshToken(),
+      account: "reader@example.com",
+    });
     const r = await cli(["--json", "auth", "status"], {
       env: { SITESYNC_URL: server.url, GSC_CREDENTIALS_FILE: file, GSC_TOKEN_URL: fake.tokenUrl, GSC_API_BASE_URL: fake.url },
     });
@@ -213,7 +254,9 @@ describe("following", () => {
     const s = JSON.parse(r.stdout);
     const sites = await json(["sites", "list"]);
     const idOf = (d: string) => sites.find((x: { domain: string }) => x.domain === d).id;
-    expect(s.properties).toEqual([{ site_url: "sc-domain:alpha.example", permission_level: "siteOwner", registered_site_id: idOf("sc-domain:alpha.example") }]);
+    expect(s.properties).toEqual([
+      { site_url: "sc-domain:alpha.example", permission_level: "siteOwner", registered_site_id: idOf("sc-domain:alpha.example") },
+    ]);
     expect(s.unreadable_sites).toEqual([{ id: idOf("https://beta.example/"), domain: "https://beta.example/" }]);
   });
 });
@@ -248,7 +291,10 @@ describe("export", () => {
     expect(rows.length).toBe(await rowsOf("sc-domain:alpha.example"));
     expect(typeof rows[0]!.clicks).toBe("number");
     const images = await run(["export", "alpha.example", "--format", "jsonl", "--search-type", "image"]);
-    const lines = images.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = images.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines.length).toBe(await rowsOf("sc-domain:alpha.example", "image"));
     expect(lines.every((l) => l.search_type === "image")).toBe(true);
   });

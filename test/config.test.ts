@@ -45,13 +45,48 @@ describe("defaults", () => {
 
 describe("precedence", () => {
   const cases: { name: string; argv: string[]; env: Record<string, string>; expect: Record<string, unknown> }[] = [
-    { name: "env sets", argv: [], env: { PORT: "9000", WORKERS: "3", HOST: "127.0.0.1" }, expect: { PORT: 9000, WORKERS: 3, HOST: "127.0.0.1" } },
-    { name: "flags set", argv: ["--port", "9100", "--workers", "2", "--host", "::1", "--sync-workers", "0"], env: {}, expect: { PORT: 9100, WORKERS: 2, HOST: "::1", SYNC_WORKERS: 0 } },
-    { name: "flags beat env", argv: ["--port=9200", "--workers=5", "--sync-workers=2"], env: { PORT: "9000", WORKERS: "3", SYNC_WORKERS: "7" }, expect: { PORT: 9200, WORKERS: 5, SYNC_WORKERS: 2 } },
-    { name: "--database-url beats DATABASE_URL", argv: ["--database-url", "/tmp/flag.db"], env: { DATABASE_URL: "/tmp/env.db" }, expect: { DATABASE_URL: "/tmp/flag.db", database: { dialect: "sqlite", path: "/tmp/flag.db" } } },
-    { name: "pragmas from env", argv: [], env: { SQLITE_BUSY_TIMEOUT_MS: "1234", SQLITE_SYNCHRONOUS: "FULL", SQLITE_CACHE_SIZE: "-2000", SQLITE_JOURNAL_SIZE_LIMIT: "-1" }, expect: { SQLITE_BUSY_TIMEOUT_MS: 1234, SQLITE_SYNCHRONOUS: "FULL", SQLITE_CACHE_SIZE: -2000, SQLITE_JOURNAL_SIZE_LIMIT: -1 } },
-    { name: "boolean spellings", argv: [], env: { REQUEST_LOG: "yes", SYNC_SCHEDULER: "0" }, expect: { REQUEST_LOG: true, SYNC_SCHEDULER: false } },
-    { name: "supervisor markers", argv: [], env: { SITESYNC_ROLE: "http", SITESYNC_SUPERVISED: "1" }, expect: { role: "http", supervised: true } },
+    {
+      name: "env sets",
+      argv: [],
+      env: { PORT: "9000", WORKERS: "3", HOST: "127.0.0.1" },
+      expect: { PORT: 9000, WORKERS: 3, HOST: "127.0.0.1" },
+    },
+    {
+      name: "flags set",
+      argv: ["--port", "9100", "--workers", "2", "--host", "::1", "--sync-workers", "0"],
+      env: {},
+      expect: { PORT: 9100, WORKERS: 2, HOST: "::1", SYNC_WORKERS: 0 },
+    },
+    {
+      name: "flags beat env",
+      argv: ["--port=9200", "--workers=5", "--sync-workers=2"],
+      env: { PORT: "9000", WORKERS: "3", SYNC_WORKERS: "7" },
+      expect: { PORT: 9200, WORKERS: 5, SYNC_WORKERS: 2 },
+    },
+    {
+      name: "--database-url beats DATABASE_URL",
+      argv: ["--database-url", "/tmp/flag.db"],
+      env: { DATABASE_URL: "/tmp/env.db" },
+      expect: { DATABASE_URL: "/tmp/flag.db", database: { dialect: "sqlite", path: "/tmp/flag.db" } },
+    },
+    {
+      name: "pragmas from env",
+      argv: [],
+      env: { SQLITE_BUSY_TIMEOUT_MS: "1234", SQLITE_SYNCHRONOUS: "FULL", SQLITE_CACHE_SIZE: "-2000", SQLITE_JOURNAL_SIZE_LIMIT: "-1" },
+      expect: { SQLITE_BUSY_TIMEOUT_MS: 1234, SQLITE_SYNCHRONOUS: "FULL", SQLITE_CACHE_SIZE: -2000, SQLITE_JOURNAL_SIZE_LIMIT: -1 },
+    },
+    {
+      name: "boolean spellings",
+      argv: [],
+      env: { REQUEST_LOG: "yes", SYNC_SCHEDULER: "0" },
+      expect: { REQUEST_LOG: true, SYNC_SCHEDULER: false },
+    },
+    {
+      name: "supervisor markers",
+      argv: [],
+      env: { SITESYNC_ROLE: "http", SITESYNC_SUPERVISED: "1" },
+      expect: { role: "http", supervised: true },
+    },
     { name: "hourly schedule off by default", argv: [], env: {}, expect: { SYNC_HOURLY_EVERY: 0 } },
     { name: "hourly schedule in hours", argv: [], env: { SYNC_HOURLY_EVERY: "6h" }, expect: { SYNC_HOURLY_EVERY: 21_600_000 } },
     { name: "hourly schedule in minutes", argv: [], env: { SYNC_HOURLY_EVERY: "30m" }, expect: { SYNC_HOURLY_EVERY: 1_800_000 } },
@@ -74,11 +109,21 @@ describe("field errors", () => {
     { name: "bad boolean", argv: [], env: { REQUEST_LOG: "maybe" }, fields: { REQUEST_LOG: /.+/ } },
     { name: "bad daily time", argv: [], env: { SYNC_DAILY_AT: "25:00" }, fields: { SYNC_DAILY_AT: /HH:MM/ } },
     { name: "bad hourly period", argv: [], env: { SYNC_HOURLY_EVERY: "hourly" }, fields: { SYNC_HOURLY_EVERY: /30m, 1h/ } },
-    { name: "gsc source without any credentials", argv: [], env: { SYNC_SOURCE: "gsc", GSC_CREDENTIALS_FILE: "/nonexistent/credentials.json" }, fields: { SYNC_SOURCE: /auth login/ } },
+    {
+      name: "gsc source without any credentials",
+      argv: [],
+      env: { SYNC_SOURCE: "gsc", GSC_CREDENTIALS_FILE: "/nonexistent/credentials.json" },
+      fields: { SYNC_SOURCE: /auth login/ },
+    },
     { name: "unknown flag", argv: ["--wrokers", "2"], fields: { argv: /wrokers/ } },
     { name: "stray positional", argv: ["serve"], fields: { argv: /serve/ } },
     { name: "unknown process role", argv: [], env: { SITESYNC_ROLE: "boss" }, fields: { SITESYNC_ROLE: /standalone/ } },
-    { name: "several at once", argv: ["--workers", "x", "--port=-1"], env: { SQLITE_TEMP_STORE: "DISK" }, fields: { WORKERS: /.+/, PORT: /.+/, SQLITE_TEMP_STORE: /.+/ } },
+    {
+      name: "several at once",
+      argv: ["--workers", "x", "--port=-1"],
+      env: { SQLITE_TEMP_STORE: "DISK" },
+      fields: { WORKERS: /.+/, PORT: /.+/, SQLITE_TEMP_STORE: /.+/ },
+    },
   ];
   for (const c of cases) {
     test(c.name, () => {
@@ -160,7 +205,14 @@ describe("loadStressConfig", () => {
       ["--processes", "3", "--seconds=2", "--read-ratio", "0.5", "--clients", "4", "--database", "sqlite:////abs/s.db", "--child"],
       { STRESS_PROCESSES: "9", STRESS_CLIENTS: "7" },
     );
-    expect(c.stress).toEqual({ processes: 3, seconds: 2, readRatio: 0.5, clients: 4, database: { dialect: "sqlite", path: "/abs/s.db" }, child: true });
+    expect(c.stress).toEqual({
+      processes: 3,
+      seconds: 2,
+      readRatio: 0.5,
+      clients: 4,
+      database: { dialect: "sqlite", path: "/abs/s.db" },
+      child: true,
+    });
     expect(loadStressConfig([], { STRESS_PROCESSES: "9", STRESS_SECONDS: "" }).stress).toMatchObject({ processes: 9, seconds: 10 });
   });
 

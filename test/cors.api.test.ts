@@ -32,19 +32,103 @@ type Case = {
 
 const cases: Case[] = [
   // Default: no foreign origin. Loopback callers are trusted, so an open default would let any web page drive the API.
-  { name: "default: a page on another origin gets no CORS header", init: { headers: { origin: APP } }, status: 200, headers: { "access-control-allow-origin": null, "access-control-allow-credentials": null } },
+  {
+    name: "default: a page on another origin gets no CORS header",
+    init: { headers: { origin: APP } },
+    status: 200,
+    headers: { "access-control-allow-origin": null, "access-control-allow-credentials": null },
+  },
   { name: "default: no preflight answer", init: preflight(APP), status: 404, headers: { "access-control-allow-origin": null } },
-  { name: "list: an allowed origin is echoed, with credentials", origins: [APP], init: { headers: { origin: APP } }, status: 200, headers: { "access-control-allow-origin": APP, "access-control-allow-credentials": "true", vary: /Origin/, "access-control-expose-headers": /Location.*Link.*Retry-After/ } },
+  {
+    name: "list: an allowed origin is echoed, with credentials",
+    origins: [APP],
+    init: { headers: { origin: APP } },
+    status: 200,
+    headers: {
+      "access-control-allow-origin": APP,
+      "access-control-allow-credentials": "true",
+      vary: /Origin/,
+      "access-control-expose-headers": /Location.*Link.*Retry-After/,
+    },
+  },
   // Hono still sends Allow-Credentials; without Allow-Origin the browser refuses the response all the same.
-  { name: "list: another origin gets no Allow-Origin", origins: [APP], init: { headers: { origin: EVIL } }, status: 200, headers: { "access-control-allow-origin": null } },
-  { name: "list: a request without Origin (curl) gets no CORS header", origins: [APP], init: {}, status: 200, headers: { "access-control-allow-origin": null, "access-control-allow-credentials": null } },
-  { name: "list: preflight of an allowed origin", origins: [APP, "http://localhost:3000"], init: preflight(APP, "DELETE"), status: 204, headers: { "access-control-allow-origin": APP, "access-control-allow-credentials": "true", "access-control-allow-methods": "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT", "access-control-allow-headers": "content-type,x-api-key", "access-control-max-age": "600", vary: /Origin/ } },
-  { name: "list: preflight of another origin is not allowed", origins: [APP], init: preflight(EVIL), status: 204, headers: { "access-control-allow-origin": null } },
-  { name: "list: error responses carry the headers too (the page can read the error)", origins: [APP], path: "/api/v1/sites/999999", init: { headers: { origin: APP } }, status: 404, headers: { "access-control-allow-origin": APP } },
-  { name: "list: unknown routes too", origins: [APP], path: "/nothing", init: { headers: { origin: APP } }, status: 404, headers: { "access-control-allow-origin": APP } },
-  { name: "*: any origin is echoed (never a literal *, credentials are allowed)", origins: "*", init: { headers: { origin: EVIL } }, status: 200, headers: { "access-control-allow-origin": EVIL, "access-control-allow-credentials": "true", vary: /Origin/ } },
-  { name: "*: a file:// page (Origin: null) too, as the original", origins: "*", init: { headers: { origin: "null" } }, status: 200, headers: { "access-control-allow-origin": "null" } },
-  { name: "*: preflight of any origin", origins: "*", init: preflight("http://localhost:5173", "PATCH"), status: 204, headers: { "access-control-allow-origin": "http://localhost:5173", "access-control-allow-methods": /PATCH/, "access-control-allow-headers": "content-type,x-api-key", "access-control-max-age": "600" } },
+  {
+    name: "list: another origin gets no Allow-Origin",
+    origins: [APP],
+    init: { headers: { origin: EVIL } },
+    status: 200,
+    headers: { "access-control-allow-origin": null },
+  },
+  {
+    name: "list: a request without Origin (curl) gets no CORS header",
+    origins: [APP],
+    init: {},
+    status: 200,
+    headers: { "access-control-allow-origin": null, "access-control-allow-credentials": null },
+  },
+  {
+    name: "list: preflight of an allowed origin",
+    origins: [APP, "http://localhost:3000"],
+    init: preflight(APP, "DELETE"),
+    status: 204,
+    headers: {
+      "access-control-allow-origin": APP,
+      "access-control-allow-credentials": "true",
+      "access-control-allow-methods": "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT",
+      "access-control-allow-headers": "content-type,x-api-key",
+      "access-control-max-age": "600",
+      vary: /Origin/,
+    },
+  },
+  {
+    name: "list: preflight of another origin is not allowed",
+    origins: [APP],
+    init: preflight(EVIL),
+    status: 204,
+    headers: { "access-control-allow-origin": null },
+  },
+  {
+    name: "list: error responses carry the headers too (the page can read the error)",
+    origins: [APP],
+    path: "/api/v1/sites/999999",
+    init: { headers: { origin: APP } },
+    status: 404,
+    headers: { "access-control-allow-origin": APP },
+  },
+  {
+    name: "list: unknown routes too",
+    origins: [APP],
+    path: "/nothing",
+    init: { headers: { origin: APP } },
+    status: 404,
+    headers: { "access-control-allow-origin": APP },
+  },
+  {
+    name: "*: any origin is echoed (never a literal *, credentials are allowed)",
+    origins: "*",
+    init: { headers: { origin: EVIL } },
+    status: 200,
+    headers: { "access-control-allow-origin": EVIL, "access-control-allow-credentials": "true", vary: /Origin/ },
+  },
+  {
+    name: "*: a file:// page (Origin: null) too, as the original",
+    origins: "*",
+    init: { headers: { origin: "null" } },
+    status: 200,
+    headers: { "access-control-allow-origin": "null" },
+  },
+  {
+    name: "*: preflight of any origin",
+    origins: "*",
+    init: preflight("http://localhost:5173", "PATCH"),
+    status: 204,
+    headers: {
+      "access-control-allow-origin": "http://localhost:5173",
+      "access-control-allow-methods": /PATCH/,
+      "access-control-allow-headers": "content-type,x-api-key",
+      "access-control-max-age": "600",
+    },
+  },
 ];
 
 describe("table-driven", () => {
@@ -101,7 +185,11 @@ describe("CORS_ORIGINS", () => {
     const parse = (v: string) => loadConfig([], { CORS_ORIGINS: v }).CORS_ORIGINS;
     expect(parse("")).toEqual([]);
     expect(parse("*")).toBe("*");
-    expect(parse("https://a.example, HTTP://LOCALHOST:3000/,https://b.example:443")).toEqual(["https://a.example", "http://localhost:3000", "https://b.example"]);
+    expect(parse("https://a.example, HTTP://LOCALHOST:3000/,https://b.example:443")).toEqual([
+      "https://a.example",
+      "http://localhost:3000",
+      "https://b.example",
+    ]);
     for (const bad of ["a.example", "https://a.example/app", "*,https://a.example", "ftp://a.example", "https://a.example?x=1"]) {
       expect(() => parse(bad)).toThrow(/CORS_ORIGINS: .* is not an origin/);
     }

@@ -36,7 +36,9 @@ const copiedTables = (names: Iterable<string>) => [...names].filter((n) => n !==
 function sqliteCounts(path: string): Record<string, number> {
   const db = new Database(path, { readonly: true });
   try {
-    return Object.fromEntries(copiedTables(sqliteTablesByName().keys()).map((n) => [n, db.query<{ n: number }, []>(`select count(*) as n from "${n}"`).get()!.n]));
+    return Object.fromEntries(
+      copiedTables(sqliteTablesByName().keys()).map((n) => [n, db.query<{ n: number }, []>(`select count(*) as n from "${n}"`).get()!.n]),
+    );
   } finally {
     db.close();
   }
@@ -46,7 +48,8 @@ async function pgCounts(url: string): Promise<Record<string, number>> {
   const pg = openPg(url, { max: 1 });
   try {
     const out: Record<string, number> = {};
-    for (const n of copiedTables(pgTablesByName().keys())) out[n] = Number((await pg.orm.execute<{ n: string }>(sql.raw(`select count(*) as n from "${n}"`))).rows[0]!.n);
+    for (const n of copiedTables(pgTablesByName().keys()))
+      out[n] = Number((await pg.orm.execute<{ n: string }>(sql.raw(`select count(*) as n from "${n}"`))).rows[0]!.n);
     return out;
   } finally {
     await pg.close();
@@ -57,7 +60,9 @@ async function pgCounts(url: string): Promise<Record<string, number>> {
 async function otherSessions(url: string): Promise<number> {
   const pg = openPg(url, { max: 1 });
   try {
-    const r = await pg.pool.query<{ n: string }>("select count(*) as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()");
+    const r = await pg.pool.query<{ n: string }>(
+      "select count(*) as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+    );
     return Number(r.rows[0]!.n);
   } finally {
     await pg.close();
@@ -75,13 +80,20 @@ async function allRows(path: string, url: string) {
       if (name === "db_connections") continue;
       const cfg = sqliteTableConfig(t);
       const pk = cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary);
-      sqliteRows[name] = sdb.select().from(t).orderBy(...pk.map((c) => asc(c))).all();
+      sqliteRows[name] = sdb
+        .select()
+        .from(t)
+        .orderBy(...pk.map((c) => asc(c)))
+        .all();
     }
     for (const [name, t] of pgTablesByName()) {
       if (name === "db_connections") continue;
       const cfg = pgTableConfig(t);
       const pk = cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary);
-      pgRows[name] = await pg.orm.select().from(t).orderBy(...pk.map((c) => asc(c)));
+      pgRows[name] = await pg.orm
+        .select()
+        .from(t)
+        .orderBy(...pk.map((c) => asc(c)));
     }
     return { sqliteRows, pgRows };
   } finally {
@@ -120,7 +132,12 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
   beforeAll(async () => {
     // Real data: the service syncs three sites from the demo source (daily and hourly), with an API key
     // and the audit log of its writes, then stops.
-    const s = await startServer({ workers: 1, syncWorkers: 1, dbPath: synced, env: { SYNC_SOURCE: "demo", DEMO_ROWS_PER_DAY: "30", SYNC_SCHEDULER: "false" } });
+    const s = await startServer({
+      workers: 1,
+      syncWorkers: 1,
+      dbPath: synced,
+      env: { SYNC_SOURCE: "demo", DEMO_ROWS_PER_DAY: "30", SYNC_SCHEDULER: "false" },
+    });
     try {
       const created = await request(s.url, "POST", "/api/v1/keys", { name: "copy-test", scope: "admin" });
       expect(created.status).toBe(201);
@@ -132,12 +149,23 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
         expect(site.status).toBe(201);
         const daily = await request(s.url, "POST", `/api/v1/sync/trigger/${site.body.id}?days=4`, undefined, auth);
         expect(daily.status).toBe(202);
-        const hourly = await request(s.url, "POST", `/api/v1/sites/${site.body.id}/sync-tasks`, { task_type: "hourly_sync", days: 2 }, auth);
+        const hourly = await request(
+          s.url,
+          "POST",
+          `/api/v1/sites/${site.body.id}/sync-tasks`,
+          { task_type: "hourly_sync", days: 2 },
+          auth,
+        );
         expect(hourly.status).toBe(202);
         jobs.push(daily.body.job_id, hourly.body.job_id);
       }
       for (const id of jobs) {
-        await waitFor(`job ${id}`, async () => (await request(s.url, "GET", `/api/v1/sync/job/${id}`, undefined, auth)).body.status === "completed", 60_000, 200);
+        await waitFor(
+          `job ${id}`,
+          async () => (await request(s.url, "GET", `/api/v1/sync/job/${id}`, undefined, auth)).body.status === "completed",
+          60_000,
+          200,
+        );
       }
     } finally {
       await s.stop();
@@ -155,7 +183,16 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       expect(r.code).toBe(0);
       const counts = sqliteCounts(synced);
       // The data is real and every kind of it is there.
-      for (const t of ["sites", "sync_tasks", "gsc_performance_data", "gsc_synced_days", "hourly_rankings", "gsc_queries", "api_keys", "audit_log"]) {
+      for (const t of [
+        "sites",
+        "sync_tasks",
+        "gsc_performance_data",
+        "gsc_synced_days",
+        "hourly_rankings",
+        "gsc_queries",
+        "api_keys",
+        "audit_log",
+      ]) {
         expect(counts[t]).toBeGreaterThan(0);
       }
       expect(await pgCounts(url)).toEqual(counts);
@@ -167,7 +204,9 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
 
       const pg = openPg(url, { max: 1 });
       try {
-        const next = await pg.orm.execute<{ id: number }>(sql`insert into sites (domain, name) values ('sc-domain:new.example', 'New') returning id`);
+        const next = await pg.orm.execute<{ id: number }>(
+          sql`insert into sites (domain, name) values ('sc-domain:new.example', 'New') returning id`,
+        );
         expect(next.rows[0]!.id).toBe(counts.sites! + 1);
       } finally {
         await pg.close();
@@ -190,11 +229,14 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
 
     test(`${BIG} rows: a copy killed with SIGKILL halfway is refused a plain re-run and finished by --resume, counts verified`, async () => {
       const url = await server.newDatabase();
-      const proc = Bun.spawn([process.execPath, join(root, "src/db/copy/cli.ts"), "--from", big, "--to", url, "--progress", "lines", "--batch-size", "2000"], {
-        cwd: root,
-        stdout: "ignore",
-        stderr: "pipe",
-      });
+      const proc = Bun.spawn(
+        [process.execPath, join(root, "src/db/copy/cli.ts"), "--from", big, "--to", url, "--progress", "lines", "--batch-size", "2000"],
+        {
+          cwd: root,
+          stdout: "ignore",
+          stderr: "pipe",
+        },
+      );
       // Kill it once it reports a tenth of the big table (stderr lines: "gsc_performance_data: 40000/200000 rows").
       let seen = "";
       const reader = proc.stderr.getReader();
@@ -261,15 +303,37 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       db.close();
       const r = await dbCopy(["--from", odd, "--to", await server.newDatabase(), "--progress", "none"]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^db:copy failed: gsc_performance_data, rows \d+\.\.\d+ \(rowid\): invalid input syntax for type integer: "lots"$/m);
+      expect(r.stderr).toMatch(
+        /^db:copy failed: gsc_performance_data, rows \d+\.\.\d+ \(rowid\): invalid input syntax for type integer: "lots"$/m,
+      );
     });
 
     test.each([
-      { name: "no such source file", args: (u: string) => ["--from", "/nonexistent/app.db", "--to", u], code: 1, err: /refused: no SQLite database at \/nonexistent\/app.db/ },
-      { name: "target neither SQLite nor PostgreSQL", args: () => ["--from", "./x.db", "--to", "mysql://h/db"], code: 2, err: /expected an SQLite file .* or a postgres:\/\/ or postgresql:\/\/ URL, got 'mysql:\/\/h\/db'/ },
-      { name: "both SQLite", args: () => ["--from", "./x.db", "--to", "./y.db"], code: 2, err: /both SQLite files .*bun run backup.*one must be SQLite and the other PostgreSQL/ },
+      {
+        name: "no such source file",
+        args: (u: string) => ["--from", "/nonexistent/app.db", "--to", u],
+        code: 1,
+        err: /refused: no SQLite database at \/nonexistent\/app.db/,
+      },
+      {
+        name: "target neither SQLite nor PostgreSQL",
+        args: () => ["--from", "./x.db", "--to", "mysql://h/db"],
+        code: 2,
+        err: /expected an SQLite file .* or a postgres:\/\/ or postgresql:\/\/ URL, got 'mysql:\/\/h\/db'/,
+      },
+      {
+        name: "both SQLite",
+        args: () => ["--from", "./x.db", "--to", "./y.db"],
+        code: 2,
+        err: /both SQLite files .*bun run backup.*one must be SQLite and the other PostgreSQL/,
+      },
       { name: "both PostgreSQL", args: (u: string) => ["--from", u, "--to", u], code: 2, err: /both PostgreSQL databases .*pg_dump/ },
-      { name: "--resume with --replace", args: (u: string) => ["--from", "./x.db", "--to", u, "--resume", "--replace"], code: 2, err: /cannot be used with/ },
+      {
+        name: "--resume with --replace",
+        args: (u: string) => ["--from", "./x.db", "--to", u, "--resume", "--replace"],
+        code: 2,
+        err: /cannot be used with/,
+      },
       { name: "in-memory source", args: (u: string) => ["--from", ":memory:", "--to", u], code: 2, err: /in-memory/ },
       { name: "missing --to", args: () => ["--from", "./x.db"], code: 2, err: /--to <database>/ },
     ])("bad input: $name", async ({ args, code, err }) => {
@@ -302,12 +366,18 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
         await pg.pool.query(`insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position)
           select (select id from sites where name = 'delta'), '2026-11-0' || (1 + i % 3), 'https://delta.example/' || (i % 7), 'delta written on pg ' || (i % 11),
                  'MOBILE', 'web', i, 10 * i, 0.1, 2.5 from generate_series(1, 60) i`);
-        await pg.pool.query("insert into gsc_synced_days (site_id, date, search_type, row_count) select id, '2026-11-01', 'web', 20 from sites where name = 'delta'");
+        await pg.pool.query(
+          "insert into gsc_synced_days (site_id, date, search_type, row_count) select id, '2026-11-01', 'web', 20 from sites where name = 'delta'",
+        );
         await pg.pool.query(`insert into hourly_rankings (site_id, date, hour, hour_timestamp, query, page, device, clicks)
           select id, '2026-11-01', 5, '2026-11-01T05:00:00Z', 'delta hourly', '/', 'DESKTOP', 3 from sites where name = 'delta'`);
-        await pg.pool.query("delete from gsc_performance_data where site_id = 1 and date = (select min(date) from gsc_performance_data where site_id = 1)");
+        await pg.pool.query(
+          "delete from gsc_performance_data where site_id = 1 and date = (select min(date) from gsc_performance_data where site_id = 1)",
+        );
         // A live process's heartbeat on PostgreSQL: not copied into the file.
-        await pg.pool.query("insert into db_connections (host, pid, role, started_at, last_seen_at) values ('pg-host', 4242, 'http', '2026-12-01T00:00:00.000Z', '2026-12-01T00:00:00.000Z')");
+        await pg.pool.query(
+          "insert into db_connections (host, pid, role, started_at, last_seen_at) values ('pg-host', 4242, 'http', '2026-12-01T00:00:00.000Z', '2026-12-01T00:00:00.000Z')",
+        );
       } finally {
         await pg.close();
       }
@@ -320,11 +390,13 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       const db = new Database(path);
       try {
         db.run("insert into gsc_queries_fts (gsc_queries_fts, rank) values ('integrity-check', 1)");
-        const r = db.query<{ mark: number; max: number; fts: number; n: number }, []>(
-          `select (select indexed_through from gsc_queries_indexed) as mark, (select max(id) from gsc_queries) as max,
+        const r = db
+          .query<{ mark: number; max: number; fts: number; n: number }, []>(
+            `select (select indexed_through from gsc_queries_indexed) as mark, (select max(id) from gsc_queries) as max,
                   (select count(*) from gsc_queries_fts where gsc_queries_fts match '"written on pg"') as fts,
                   (select count(*) from gsc_queries where query like '%written on pg%') as n`,
-        ).get()!;
+          )
+          .get()!;
         expect(r.mark).toBe(r.max);
         expect(r.fts).toBe(r.n);
       } finally {
@@ -364,7 +436,9 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
         const found = await request(s.url, "GET", `/api/v1/sites/${delta.id}/queries/search?search_term=ON+PG+3`, undefined, auth);
         expect(found.status).toBe(200);
         // Rows i = 3, 14, 25, 36, 47, 58 (i % 11 = 3) of query 'delta written on pg 3': clicks are i.
-        expect(found.body.queries).toEqual([expect.objectContaining({ query: "delta written on pg 3", total_clicks: 3 + 14 + 25 + 36 + 47 + 58 })]);
+        expect(found.body.queries).toEqual([
+          expect.objectContaining({ query: "delta written on pg 3", total_clicks: 3 + 14 + 25 + 36 + 47 + 58 }),
+        ]);
         const created = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:epsilon.copy.example", name: "epsilon" }, auth);
         expect(created.status).toBe(201);
         expect(created.body.id).toBe(Math.max(...list.map((x) => x.id)) + 1);
@@ -395,7 +469,11 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       try {
         const r = await dbCopy(["--from", url, "--to", s.dbPath, "--progress", "none"]);
         expect(r.code).toBe(1);
-        expect(r.stderr).toMatch(new RegExp(`refused: the database ${s.dbPath} is already served by sitesync pid ${s.proc.pid} .*: stop it before copying into this file`));
+        expect(r.stderr).toMatch(
+          new RegExp(
+            `refused: the database ${s.dbPath} is already served by sitesync pid ${s.proc.pid} .*: stop it before copying into this file`,
+          ),
+        );
       } finally {
         await s.cleanup();
       }
@@ -405,11 +483,14 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       const url = await server.newDatabase();
       expect((await dbCopy(["--from", big, "--to", url, "--progress", "none"])).code).toBe(0);
       const file = join(dir.dir, "big-back.db");
-      const proc = Bun.spawn([process.execPath, join(root, "src/db/copy/cli.ts"), "--from", url, "--to", file, "--progress", "lines", "--batch-size", "2000"], {
-        cwd: root,
-        stdout: "ignore",
-        stderr: "pipe",
-      });
+      const proc = Bun.spawn(
+        [process.execPath, join(root, "src/db/copy/cli.ts"), "--from", url, "--to", file, "--progress", "lines", "--batch-size", "2000"],
+        {
+          cwd: root,
+          stdout: "ignore",
+          stderr: "pipe",
+        },
+      );
       let seen = "";
       const reader = proc.stderr.getReader();
       for (;;) {
@@ -452,7 +533,9 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       const url = await server.newDatabase();
       const r = await dbCopy(["--from", url, "--to", join(dir.dir, "never.db"), "--progress", "none"]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/refused: 127\.0\.0\.1:\d+\/sitesync_test_\S+ is not at the current schema: run `DATABASE_URL=<its URL> bun run migrate` first/);
+      expect(r.stderr).toMatch(
+        /refused: 127\.0\.0\.1:\d+\/sitesync_test_\S+ is not at the current schema: run `DATABASE_URL=<its URL> bun run migrate` first/,
+      );
     });
   });
 });

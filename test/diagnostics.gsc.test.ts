@@ -21,7 +21,9 @@ beforeAll(async () => {
   t = tempDb();
   fake = startFakeGsc();
   const { sites } = t.db.t;
-  [{ id: siteId }] = (await t.db.tx((tx) => tx.insert(sites).values({ domain: DOMAIN, name: "Probe" }).returning({ id: sites.id }))) as [{ id: number }];
+  [{ id: siteId }] = (await t.db.tx((tx) => tx.insert(sites).values({ domain: DOMAIN, name: "Probe" }).returning({ id: sites.id }))) as [
+    { id: number },
+  ];
 });
 afterAll(() => {
   fake.stop();
@@ -54,10 +56,26 @@ describe("with Search Console credentials", () => {
     const r = await check(appWith({ GSC_ACCESS_TOKEN: "test-token" }));
     expect(r.status).toBe(200);
     expect(r.json).toEqual(
-      gscTest({ status: "ok", success: true, source: "gsc", message: `the credentials can read ${DOMAIN}`, checked_date: newestDataDay(), rows: 1, http_status: null }),
+      gscTest({
+        status: "ok",
+        success: true,
+        source: "gsc",
+        message: `the credentials can read ${DOMAIN}`,
+        checked_date: newestDataDay(),
+        rows: 1,
+        http_status: null,
+      }),
     );
     expect(fake.requests).toEqual([
-      expect.objectContaining({ site: DOMAIN, startDate: newestDataDay(), endDate: newestDataDay(), rowLimit: 1, startRow: 0, dimensions: ["date"], status: 200 }),
+      expect.objectContaining({
+        site: DOMAIN,
+        startDate: newestDataDay(),
+        endDate: newestDataDay(),
+        rowLimit: 1,
+        startRow: 0,
+        dimensions: ["date"],
+        status: 200,
+      }),
     ]);
   });
 
@@ -70,7 +88,9 @@ describe("with Search Console credentials", () => {
         status: "error",
         success: false,
         source: "gsc",
-        message: expect.stringMatching(/refused access to sc-domain:probe\.example \(403 PERMISSION_DENIED.*check that the credentials are valid and have access/),
+        message: expect.stringMatching(
+          /refused access to sc-domain:probe\.example \(403 PERMISSION_DENIED.*check that the credentials are valid and have access/,
+        ),
         checked_date: newestDataDay(),
         rows: null,
         http_status: 403,
@@ -80,7 +100,12 @@ describe("with Search Console credentials", () => {
 
   test("a token Search Console does not accept: error 401", async () => {
     const r = await check(appWith({ GSC_ACCESS_TOKEN: "expired-token" }));
-    expect(r.json.gsc_test).toMatchObject({ status: "error", success: false, http_status: 401, message: expect.stringMatching(/401 UNAUTHENTICATED/) });
+    expect(r.json.gsc_test).toMatchObject({
+      status: "error",
+      success: false,
+      http_status: 401,
+      message: expect.stringMatching(/401 UNAUTHENTICATED/),
+    });
   });
 
   test("a 5xx is reported at once, not retried (someone is waiting on this request)", async () => {
@@ -91,9 +116,20 @@ describe("with Search Console credentials", () => {
   });
 
   test("Search Console unreachable: error naming the failure", async () => {
-    const r = await check(createApp(t.db, { gscProbe: gscProbeFromConfig(loadConfig([], { GSC_API_BASE_URL: `http://127.0.0.1:${freePort()}`, GSC_ACCESS_TOKEN: "test-token" })) }));
+    const r = await check(
+      createApp(t.db, {
+        gscProbe: gscProbeFromConfig(
+          loadConfig([], { GSC_API_BASE_URL: `http://127.0.0.1:${freePort()}`, GSC_ACCESS_TOKEN: "test-token" }),
+        ),
+      }),
+    );
     expect(r.status).toBe(200);
-    expect(r.json.gsc_test).toMatchObject({ status: "error", success: false, source: "gsc", message: expect.stringMatching(/request failed/) });
+    expect(r.json.gsc_test).toMatchObject({
+      status: "error",
+      success: false,
+      source: "gsc",
+      message: expect.stringMatching(/request failed/),
+    });
   });
 
   test("a service account: the token exchange, then the query", async () => {
@@ -109,7 +145,15 @@ describe("with Search Console credentials", () => {
     const app = appWith({ GSC_CREDENTIALS_FILE: file, GSC_TOKEN_URL: fake.tokenUrl });
     expect((await check(app)).json.gsc_test).toMatchObject({ status: "demo", source: "demo" });
     const client = fake.registerOAuthClient().installed;
-    writeFileSync(file, JSON.stringify({ type: "authorized_user", client_id: client.client_id, client_secret: client.client_secret, refresh_token: fake.grantRefreshToken() }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        type: "authorized_user",
+        client_id: client.client_id,
+        client_secret: client.client_secret,
+        refresh_token: fake.grantRefreshToken(),
+      }),
+    );
     const r = await check(app);
     expect(r.json.gsc_test).toMatchObject({ status: "ok", success: true, source: "gsc", rows: 1 });
     expect(fake.tokenRequests.map((x) => x.ok)).toEqual([true]);
@@ -117,7 +161,11 @@ describe("with Search Console credentials", () => {
 
   test("a service-account key file that is not there: error saying so", async () => {
     const r = await check(appWith({ GSC_SERVICE_ACCOUNT_FILE: join(t.dir, "missing.json") }));
-    expect(r.json.gsc_test).toMatchObject({ status: "error", success: false, message: expect.stringMatching(/cannot read the service-account key file/) });
+    expect(r.json.gsc_test).toMatchObject({
+      status: "error",
+      success: false,
+      message: expect.stringMatching(/cannot read the service-account key file/),
+    });
     expect(fake.requests.length).toBe(0);
   });
 });
@@ -132,7 +180,16 @@ describe("without credentials (demo source)", () => {
       const r = await check(app());
       expect(r.status).toBe(200);
       expect(r.json).toEqual(
-        gscTest({ status: "demo", success: true, source: "demo", message: expect.stringMatching(/demo source is configured/), latency_ms: 0, checked_date: null, rows: null, http_status: null }),
+        gscTest({
+          status: "demo",
+          success: true,
+          source: "demo",
+          message: expect.stringMatching(/demo source is configured/),
+          latency_ms: 0,
+          checked_date: null,
+          rows: null,
+          http_status: null,
+        }),
       );
       expect(fake.requests.length).toBe(0);
     });
@@ -142,7 +199,10 @@ describe("without credentials (demo source)", () => {
 test("unknown site -> 404, bad id -> 400, in the error shape with detail", async () => {
   const app = appWith({ GSC_ACCESS_TOKEN: "test-token" });
   const missing = await check(app, 999_999);
-  expect(missing).toEqual({ status: 404, json: { error: { code: "not_found", message: "site 999999 not found" }, detail: "site 999999 not found" } });
+  expect(missing).toEqual({
+    status: 404,
+    json: { error: { code: "not_found", message: "site 999999 not found" }, detail: "site 999999 not found" },
+  });
   const bad = await app.request("/api/v1/diagnostics/test-gsc-connection/abc");
   expect(bad.status).toBe(400);
   expect(fake.requests.length).toBe(0);

@@ -37,7 +37,9 @@ describe("rate limit", () => {
       let retryAfter: string | undefined;
       for (let round = 0; round < 12; round++) {
         const rs = await Promise.all(
-          Array.from({ length: 10 }, () => requestFrom(REMOTE, s.url, "GET", "/api/v1/sites", undefined, { authorization: `Bearer ${key}` })),
+          Array.from({ length: 10 }, () =>
+            requestFrom(REMOTE, s.url, "GET", "/api/v1/sites", undefined, { authorization: `Bearer ${key}` }),
+          ),
         );
         for (const r of rs) {
           statuses.push(r.status);
@@ -55,7 +57,8 @@ describe("rate limit", () => {
       expect((await requestFrom(REMOTE, s.url, "GET", "/api/v1/sites", undefined, { authorization: `Bearer ${other}` })).status).toBe(200);
       // Calls without a valid key count per address: 10 answers (401), then 429.
       const bad = [];
-      for (let i = 0; i < 15; i++) bad.push((await requestFrom(REMOTE, s.url, "GET", "/api/v1/sites", undefined, { authorization: "Bearer nope" })).status);
+      for (let i = 0; i < 15; i++)
+        bad.push((await requestFrom(REMOTE, s.url, "GET", "/api/v1/sites", undefined, { authorization: "Bearer nope" })).status);
       expect(bad).toEqual([...Array(10).fill(401), ...Array(5).fill(429)]);
       // Loopback without a key is not limited by the per-address budget (protected mode's trusted client).
       const local = await Promise.all(Array.from({ length: 20 }, () => request(s.url, "GET", "/health")));
@@ -135,7 +138,11 @@ describe("no secrets in logs, errors, diagnostics or the OpenAPI document", () =
   }
 
   async function run(env: Record<string, string>, secrets: string[], trigger: (base: string, admin: string) => Promise<void>) {
-    const s = await startServer({ workers: 2, syncWorkers: 1, env: { ...LOCAL_ONLY, REQUEST_LOG: "true", LOG_LEVEL: "debug", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false", ...env } });
+    const s = await startServer({
+      workers: 2,
+      syncWorkers: 1,
+      env: { ...LOCAL_ONLY, REQUEST_LOG: "true", LOG_LEVEL: "debug", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false", ...env },
+    });
     let cliErr = "";
     let answers = "";
     let keys: string[] = [];
@@ -164,18 +171,31 @@ describe("no secrets in logs, errors, diagnostics or the OpenAPI document", () =
     const fake = startFakeGsc({ tokens: ["other-token"] });
     const token = "ya29.SECRET-access-token-0123456789";
     try {
-      const out = await run({ SYNC_SOURCE: "gsc", GSC_ACCESS_TOKEN: token, GSC_API_BASE_URL: fake.url, GSC_MAX_RETRIES: "0" }, [token], async (base, admin) => {
-        const site = await requestFrom(REMOTE, base, "POST", "/api/v1/sites", { domain: "sc-domain:tok.example", name: "T" }, { authorization: `Bearer ${admin}` });
-        const job = await requestFrom(REMOTE, base, "POST", `/api/v1/sync/trigger/${site.body.id}?days=1`, undefined, { authorization: `Bearer ${admin}` });
-        expect(job.status).toBe(202);
-        // The fake refuses the token: the task fails and its error is logged and stored.
-        for (let i = 0; i < 100; i++) {
-          const j = await requestFrom(REMOTE, base, "GET", job.body.status_url, undefined, { authorization: `Bearer ${admin}` });
-          if (j.body.status === "failed") return;
-          await Bun.sleep(100);
-        }
-        throw new Error("the sync did not fail");
-      });
+      const out = await run(
+        { SYNC_SOURCE: "gsc", GSC_ACCESS_TOKEN: token, GSC_API_BASE_URL: fake.url, GSC_MAX_RETRIES: "0" },
+        [token],
+        async (base, admin) => {
+          const site = await requestFrom(
+            REMOTE,
+            base,
+            "POST",
+            "/api/v1/sites",
+            { domain: "sc-domain:tok.example", name: "T" },
+            { authorization: `Bearer ${admin}` },
+          );
+          const job = await requestFrom(REMOTE, base, "POST", `/api/v1/sync/trigger/${site.body.id}?days=1`, undefined, {
+            authorization: `Bearer ${admin}`,
+          });
+          expect(job.status).toBe(202);
+          // The fake refuses the token: the task fails and its error is logged and stored.
+          for (let i = 0; i < 100; i++) {
+            const j = await requestFrom(REMOTE, base, "GET", job.body.status_url, undefined, { authorization: `Bearer ${admin}` });
+            if (j.body.status === "failed") return;
+            await Bun.sleep(100);
+          }
+          throw new Error("the sync did not fail");
+        },
+      );
       expect(out).toContain("401");
     } finally {
       fake.stop();
@@ -191,16 +211,29 @@ describe("no secrets in logs, errors, diagnostics or the OpenAPI document", () =
       // Every line of the PEM body is a secret.
       const pemLines = file.private_key.split("\n").filter((l) => l.length > 20 && !l.startsWith("-----"));
       fake.injectToken({ status: 400, body: { error: "invalid_grant", error_description: "refused" }, times: 100 });
-      await run({ SYNC_SOURCE: "gsc", GSC_SERVICE_ACCOUNT_FILE: sa.keyFile, GSC_API_BASE_URL: fake.url, GSC_MAX_RETRIES: "0" }, pemLines, async (base, admin) => {
-        const site = await requestFrom(REMOTE, base, "POST", "/api/v1/sites", { domain: "sc-domain:sa.example", name: "SA" }, { authorization: `Bearer ${admin}` });
-        const job = await requestFrom(REMOTE, base, "POST", `/api/v1/sync/trigger/${site.body.id}?days=1`, undefined, { authorization: `Bearer ${admin}` });
-        for (let i = 0; i < 100; i++) {
-          const j = await requestFrom(REMOTE, base, "GET", job.body.status_url, undefined, { authorization: `Bearer ${admin}` });
-          if (j.body.status === "failed" || (j.body.attempts ?? 0) >= 1) return;
-          await Bun.sleep(100);
-        }
-        throw new Error("the sync never ran");
-      });
+      await run(
+        { SYNC_SOURCE: "gsc", GSC_SERVICE_ACCOUNT_FILE: sa.keyFile, GSC_API_BASE_URL: fake.url, GSC_MAX_RETRIES: "0" },
+        pemLines,
+        async (base, admin) => {
+          const site = await requestFrom(
+            REMOTE,
+            base,
+            "POST",
+            "/api/v1/sites",
+            { domain: "sc-domain:sa.example", name: "SA" },
+            { authorization: `Bearer ${admin}` },
+          );
+          const job = await requestFrom(REMOTE, base, "POST", `/api/v1/sync/trigger/${site.body.id}?days=1`, undefined, {
+            authorization: `Bearer ${admin}`,
+          });
+          for (let i = 0; i < 100; i++) {
+            const j = await requestFrom(REMOTE, base, "GET", job.body.status_url, undefined, { authorization: `Bearer ${admin}` });
+            if (j.body.status === "failed" || (j.body.attempts ?? 0) >= 1) return;
+            await Bun.sleep(100);
+          }
+          throw new Error("the sync never ran");
+        },
+      );
     } finally {
       fake.stop();
       dir.cleanup();
@@ -214,18 +247,44 @@ describe("no secrets in logs, errors, diagnostics or the OpenAPI document", () =
     const clientSecret = "GOCSPX-SECRET-client-secret-0123";
     try {
       const file = join(dir.dir, "credentials.json");
-      writeFileSync(file, JSON.stringify({ type: "authorized_user", client_id: "cid.apps.googleusercontent.com", client_secret: clientSecret, refresh_token: refresh, token_uri: fake.tokenUrl }));
-      fake.injectToken({ status: 400, body: { error: "invalid_grant", error_description: "Token has been expired or revoked." }, times: 100 });
-      await run({ SYNC_SOURCE: "gsc", GSC_CREDENTIALS_FILE: file, GSC_TOKEN_URL: fake.tokenUrl, GSC_API_BASE_URL: fake.url, GSC_MAX_RETRIES: "0" }, [refresh, clientSecret], async (base, admin) => {
-        const site = await requestFrom(REMOTE, base, "POST", "/api/v1/sites", { domain: "sc-domain:oauth.example", name: "O" }, { authorization: `Bearer ${admin}` });
-        const job = await requestFrom(REMOTE, base, "POST", `/api/v1/sync/trigger/${site.body.id}?days=1`, undefined, { authorization: `Bearer ${admin}` });
-        for (let i = 0; i < 100; i++) {
-          const j = await requestFrom(REMOTE, base, "GET", job.body.status_url, undefined, { authorization: `Bearer ${admin}` });
-          if (j.body.status === "failed") return;
-          await Bun.sleep(100);
-        }
-        throw new Error("the sync did not fail");
+      writeFileSync(
+        file,
+        JSON.stringify({
+          type: "authorized_user",
+          client_id: "cid.apps.googleusercontent.com",
+          client_secret: clientSecret,
+          refresh_token: refresh,
+          token_uri: fake.tokenUrl,
+        }),
+      );
+      fake.injectToken({
+        status: 400,
+        body: { error: "invalid_grant", error_description: "Token has been expired or revoked." },
+        times: 100,
       });
+      await run(
+        { SYNC_SOURCE: "gsc", GSC_CREDENTIALS_FILE: file, GSC_TOKEN_URL: fake.tokenUrl, GSC_API_BASE_URL: fake.url, GSC_MAX_RETRIES: "0" },
+        [refresh, clientSecret],
+        async (base, admin) => {
+          const site = await requestFrom(
+            REMOTE,
+            base,
+            "POST",
+            "/api/v1/sites",
+            { domain: "sc-domain:oauth.example", name: "O" },
+            { authorization: `Bearer ${admin}` },
+          );
+          const job = await requestFrom(REMOTE, base, "POST", `/api/v1/sync/trigger/${site.body.id}?days=1`, undefined, {
+            authorization: `Bearer ${admin}`,
+          });
+          for (let i = 0; i < 100; i++) {
+            const j = await requestFrom(REMOTE, base, "GET", job.body.status_url, undefined, { authorization: `Bearer ${admin}` });
+            if (j.body.status === "failed") return;
+            await Bun.sleep(100);
+          }
+          throw new Error("the sync did not fail");
+        },
+      );
     } finally {
       fake.stop();
       dir.cleanup();

@@ -48,7 +48,10 @@ describe("500", () => {
 describe("503 from a PostgreSQL server that does not answer, never 500", () => {
   const expect503 = async (res: Response) => {
     const text = await res.text();
-    expect({ status: res.status, retryAfter: res.headers.get("retry-after") }).toEqual({ status: 503, retryAfter: expect.stringMatching(/^[1-9]\d*$/) });
+    expect({ status: res.status, retryAfter: res.headers.get("retry-after") }).toEqual({
+      status: 503,
+      retryAfter: expect.stringMatching(/^[1-9]\d*$/),
+    });
     expect(JSON.parse(text)).toMatchObject({ error: { code: "unavailable" } });
     expect(text).not.toMatch(/\bat \S+:\d+|stack|ECONNREFUSED|127\.0\.0\.1/i);
   };
@@ -63,59 +66,82 @@ describe("503 from a PostgreSQL server that does not answer, never 500", () => {
       for (const app of [createApp(db), createApp(db, { auth: { mode: "off", localAddresses: [], allowedHosts: [] } })]) {
         await expect503(await app.request("/api/v1/sites/1"));
         await expect503(await app.request("/api/v1/sites?limit=5"));
-        await expect503(await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain: "sc-domain:down.example", name: "Down" }) }));
-        await expect503(await app.request("/api/v1/keys", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "k", scope: "read" }) }));
+        await expect503(
+          await app.request("/api/v1/sites", {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ domain: "sc-domain:down.example", name: "Down" }),
+          }),
+        );
+        await expect503(
+          await app.request("/api/v1/keys", {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ name: "k", scope: "read" }),
+          }),
+        );
       }
     } finally {
       db.close();
     }
   });
 
-  test.skipIf(testEngine !== "pg")("the connection of a running request terminated by the server (pg_terminate_backend): a read answers 503, a write is retried and lands once", async () => {
-    const h = t.open();
-    const admin = await t.db.pg!.pool.connect();
-    try {
-      const app = createApp(h, { auth: { mode: "off", localAddresses: [], allowedHosts: [] } });
-      const created = await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain: "sc-domain:kept.term.example", name: "Kept" }) });
-      expect(created.status).toBe(201);
-      const { id } = (await created.json()) as { id: number };
-      /** Holds a lock every statement on sites waits for, until released. */
-      const blockSites = async () => {
-        await admin.query("begin");
-        await admin.query("lock table sites in access exclusive mode");
-      };
-      /** Terminates the one backend waiting for that lock (the request's). */
-      const terminateWaiter = async () => {
-        for (let i = 0; i < 200; i++) {
-          const r = await admin.query(
-            "select pg_terminate_backend(pid) as done from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()",
-          );
-          if (r.rows.length === 1 && r.rows[0].done) return;
-          await Bun.sleep(10);
-        }
-        throw new Error("no request waited for the lock");
-      };
+  test.skipIf(testEngine !== "pg")(
+    "the connection of a running request terminated by the server (pg_terminate_backend): a read answers 503, a write is retried and lands once",
+    async () => {
+      const h = t.open();
+      const admin = await t.db.pg!.pool.connect();
+      try {
+        const app = createApp(h, { auth: { mode: "off", localAddresses: [], allowedHosts: [] } });
+        const created = await app.request("/api/v1/sites", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ domain: "sc-domain:kept.term.example", name: "Kept" }),
+        });
+        expect(created.status).toBe(201);
+        const { id } = (await created.json()) as { id: number };
+        /** Holds a lock every statement on sites waits for, until released. */
+        const blockSites = async () => {
+          await admin.query("begin");
+          await admin.query("lock table sites in access exclusive mode");
+        };
+        /** Terminates the one backend waiting for that lock (the request's). */
+        const terminateWaiter = async () => {
+          for (let i = 0; i < 200; i++) {
+            const r = await admin.query(
+              "select pg_terminate_backend(pid) as done from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()",
+            );
+            if (r.rows.length === 1 && r.rows[0].done) return;
+            await Bun.sleep(10);
+          }
+          throw new Error("no request waited for the lock");
+        };
 
-      await blockSites();
-      const read = app.request(`/api/v1/sites/${id}`);
-      await terminateWaiter();
-      await admin.query("rollback");
-      await expect503(await read);
-      // The handle's pool recovers: the next request gets a new connection.
-      expect((await app.request(`/api/v1/sites/${id}`)).status).toBe(200);
+        await blockSites();
+        const read = app.request(`/api/v1/sites/${id}`);
+        await terminateWaiter();
+        await admin.query("rollback");
+        await expect503(await read);
+        // The handle's pool recovers: the next request gets a new connection.
+        expect((await app.request(`/api/v1/sites/${id}`)).status).toBe(200);
 
-      await blockSites();
-      const write = app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain: "sc-domain:retried.term.example", name: "Retried" }) });
-      await terminateWaiter();
-      await admin.query("rollback");
-      expect((await write).status).toBe(201);
-      const { sites } = t.db.t;
-      expect(await t.db.q.select({ id: sites.id }).from(sites).where(eq(sites.domain, "sc-domain:retried.term.example"))).toHaveLength(1);
-    } finally {
-      await admin.query("rollback").catch(() => {});
-      admin.release();
-    }
-  });
+        await blockSites();
+        const write = app.request("/api/v1/sites", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ domain: "sc-domain:retried.term.example", name: "Retried" }),
+        });
+        await terminateWaiter();
+        await admin.query("rollback");
+        expect((await write).status).toBe(201);
+        const { sites } = t.db.t;
+        expect(await t.db.q.select({ id: sites.id }).from(sites).where(eq(sites.domain, "sc-domain:retried.term.example"))).toHaveLength(1);
+      } finally {
+        await admin.query("rollback").catch(() => {});
+        admin.release();
+      }
+    },
+  );
 });
 
 describe("405", () => {
@@ -131,20 +157,23 @@ describe("405", () => {
 });
 
 describe("logs", () => {
-  test.skipIf(testEngine === "pg")("a write transaction that held the lock past WRITE_LOCK_WARN_MS is logged with what it was doing (SQLite: the group-commit writer's lock)", async () => {
-    const h = t.open({ holdWarnMs: 20 });
-    capture();
-    await h.write((tx) => {
-      Bun.sleepSync(40);
-      return tx.insert(sites).values({ domain: "sc-domain:slow.example", name: "Slow" }).run();
-    }, "slow test insert");
-    await h.write((tx) => tx.insert(sites).values({ domain: "sc-domain:quick.example", name: "Quick" }).run(), "quick insert");
-    const held = lines.filter((l) => l.msg === "write lock held long");
-    expect(held).toHaveLength(1);
-    expect(held[0]).toMatchObject({ level: "warn", writes: 1, what: ["slow test insert"] });
-    expect(held[0]!.held_ms).toBeGreaterThanOrEqual(40);
-    expect(h.stats.maxHoldMs).toBeGreaterThanOrEqual(40);
-  });
+  test.skipIf(testEngine === "pg")(
+    "a write transaction that held the lock past WRITE_LOCK_WARN_MS is logged with what it was doing (SQLite: the group-commit writer's lock)",
+    async () => {
+      const h = t.open({ holdWarnMs: 20 });
+      capture();
+      await h.write((tx) => {
+        Bun.sleepSync(40);
+        return tx.insert(sites).values({ domain: "sc-domain:slow.example", name: "Slow" }).run();
+      }, "slow test insert");
+      await h.write((tx) => tx.insert(sites).values({ domain: "sc-domain:quick.example", name: "Quick" }).run(), "quick insert");
+      const held = lines.filter((l) => l.msg === "write lock held long");
+      expect(held).toHaveLength(1);
+      expect(held[0]).toMatchObject({ level: "warn", writes: 1, what: ["slow test insert"] });
+      expect(held[0]!.held_ms).toBeGreaterThanOrEqual(40);
+      expect(h.stats.maxHoldMs).toBeGreaterThanOrEqual(40);
+    },
+  );
 
   test("identical errors are logged once per interval, then once more with the count of repeats", async () => {
     capture();

@@ -41,7 +41,10 @@ describe("in one process", () => {
       cleanups.push(t.cleanup);
       const app = createApp(t.db);
       const call = async (method: string, path: string, body?: unknown) => {
-        const res = await app.request(path, body ? { method, body: JSON.stringify(body), headers: { "content-type": "application/json" } } : { method });
+        const res = await app.request(
+          path,
+          body ? { method, body: JSON.stringify(body), headers: { "content-type": "application/json" } } : { method },
+        );
         return { status: res.status, headers: res.headers, json: (await res.json()) as any };
       };
       expect((await call("POST", "/api/v1/sites", site("before.example"))).status).toBe(201);
@@ -166,11 +169,18 @@ describe("a running instance (real processes)", () => {
       // No worker was restarted onto another file, and nobody created or swapped a file at the path.
       expect(out).not.toContain("worker exited; restarting");
       expect(fileIdentity(dbPath)).toBe(replacement);
-      console.log(`file ${sc.name}: supervisor exited ${Math.round(exitedMs)} ms after the change; ${load.acked.length} writes acknowledged, ${load.refused.length} refused (${[...new Set(load.refused)].join(",")})`);
+      console.log(
+        `file ${sc.name}: supervisor exited ${Math.round(exitedMs)} ms after the change; ${load.acked.length} writes acknowledged, ${load.refused.length} refused (${[...new Set(load.refused)].join(",")})`,
+      );
       expect(load.refused.every((st) => st === 503)).toBe(true);
 
       const db = openKept(kept, `${dbPath}-wal`);
-      const have = new Set(db.query<{ domain: string }, []>("select domain from sites").all().map((r) => r.domain));
+      const have = new Set(
+        db
+          .query<{ domain: string }, []>("select domain from sites")
+          .all()
+          .map((r) => r.domain),
+      );
       db.close();
       const lost = load.acked.filter((d) => !have.has(`sc-domain:${d}`));
       expect(lost).toEqual([]);

@@ -152,14 +152,26 @@ describe("errors and retries", () => {
       retryBaseMs: 1,
       timeoutMs: 2000,
     });
-    const err = await c.query(SITE, { startDate: DAY, endDate: DAY, dimensions: [], type: "web", rowLimit: 10, startRow: 0 }, new AbortController().signal).catch((e) => e);
+    const err = await c
+      .query(SITE, { startDate: DAY, endDate: DAY, dimensions: [], type: "web", rowLimit: 10, startRow: 0 }, new AbortController().signal)
+      .catch((e) => e);
     expect(err).toBeInstanceOf(GscError);
     expect(err.message).toMatch(/request failed.*after 2 attempts/);
   });
 
   const refusals = [
-    { name: "401 (bad token)", client: () => client({ auth: staticToken("wrong") }), status: 401, message: /refused access to sc-domain:example\.com \(401 UNAUTHENTICATED/ },
-    { name: "403 (no access to the property)", client: () => (fake.forbid(SITE), client()), status: 403, message: /403 PERMISSION_DENIED: User does not have sufficient permission/ },
+    {
+      name: "401 (bad token)",
+      client: () => client({ auth: staticToken("wrong") }),
+      status: 401,
+      message: /refused access to sc-domain:example\.com \(401 UNAUTHENTICATED/,
+    },
+    {
+      name: "403 (no access to the property)",
+      client: () => (fake.forbid(SITE), client()),
+      status: 403,
+      message: /403 PERMISSION_DENIED: User does not have sufficient permission/,
+    },
   ];
   for (const r of refusals) {
     test(`${r.name}: fails at once with a clear, permanent error`, async () => {
@@ -186,7 +198,9 @@ describe("errors and retries", () => {
     const ac = new AbortController();
     const t0 = performance.now();
     setTimeout(() => ac.abort(new Error("stop now")), 200);
-    const err = await client().query(SITE, { startDate: DAY, endDate: DAY, dimensions: [], type: "news", rowLimit: 10, startRow: 0 }, ac.signal).catch((e) => e);
+    const err = await client()
+      .query(SITE, { startDate: DAY, endDate: DAY, dimensions: [], type: "news", rowLimit: 10, startRow: 0 }, ac.signal)
+      .catch((e) => e);
     expect(err.message).toBe("stop now");
     expect(performance.now() - t0).toBeLessThan(2000);
   });
@@ -246,7 +260,11 @@ describe("service-account key file", () => {
       expect(fake.tokenRequests.length).toBe(1);
       expect(fake.tokenRequests[0]).toMatchObject({
         ok: true,
-        claims: { iss: "sync-test@example-project.iam.gserviceaccount.com", aud: fake.tokenUrl, scope: "https://www.googleapis.com/auth/webmasters.readonly" },
+        claims: {
+          iss: "sync-test@example-project.iam.gserviceaccount.com",
+          aud: fake.tokenUrl,
+          scope: "https://www.googleapis.com/auth/webmasters.readonly",
+        },
       });
       expect(fake.requests.every((r) => r.status === 200)).toBe(true);
     });
@@ -274,15 +292,25 @@ describe("service-account key file", () => {
     const trusted = makeServiceAccount(dir.dir, { tokenUri: fake.tokenUrl });
     fake.trustServiceAccount({ email: trusted.email, publicKey: trusted.publicKey });
     const other = makeServiceAccount(join(dir.dir), { tokenUri: fake.tokenUrl }); // new key pair, same file name
-    const err = await serviceAccountToken({ keyFile: other.keyFile }).token().catch((e) => e);
+    const err = await serviceAccountToken({ keyFile: other.keyFile })
+      .token()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(PermanentError);
     expect(err.message).toMatch(/token exchange for sync-test@.* refused \(400\): invalid_grant: Invalid JWT Signature/);
   });
 
   const tokenFailures = [
-    { name: "429 (rate limited)", x: { status: 429, body: { error: "rate_limit_exceeded" } }, message: /refused \(429\): rate_limit_exceeded/ },
+    {
+      name: "429 (rate limited)",
+      x: { status: 429, body: { error: "rate_limit_exceeded" } },
+      message: /refused \(429\): rate_limit_exceeded/,
+    },
     { name: "503", x: { status: 503 }, message: /refused \(503\)/ },
-    { name: "200 with a non-JSON body", x: { status: 200, raw: "<html>oops</html>" }, message: /answered 200 with a body that is not JSON/ },
+    {
+      name: "200 with a non-JSON body",
+      x: { status: 200, raw: "<html>oops</html>" },
+      message: /answered 200 with a body that is not JSON/,
+    },
   ];
   for (const f of tokenFailures) {
     test(`token endpoint ${f.name}: a transient GscError (the task is retried), and a later exchange works`, async () => {
@@ -302,10 +330,18 @@ describe("service-account key file", () => {
     { name: "not JSON", content: "{oops", message: /key file \(GSC_SERVICE_ACCOUNT_FILE\) is not JSON/ },
     // Someone pointed the setting at /etc/passwd: the task's error (readable by any API client) must not quote it.
     { name: "passwd-like", content: "root:x:0:0:root:/root:/bin/bash\n", message: /key file \(GSC_SERVICE_ACCOUNT_FILE\) is not JSON/ },
-    { name: "not a service account", content: JSON.stringify({ type: "authorized_user" }), message: /is not a Google service-account key file \(check: type, client_email, private_key\)/ },
+    {
+      name: "not a service account",
+      content: JSON.stringify({ type: "authorized_user" }),
+      message: /is not a Google service-account key file \(check: type, client_email, private_key\)/,
+    },
     {
       name: "a key that cannot sign",
-      content: JSON.stringify({ type: "service_account", client_email: "a@b", private_key: "-----BEGIN PRIVATE KEY-----\nxx\n-----END PRIVATE KEY-----\n" }),
+      content: JSON.stringify({
+        type: "service_account",
+        client_email: "a@b",
+        private_key: "-----BEGIN PRIVATE KEY-----\nxx\n-----END PRIVATE KEY-----\n",
+      }),
       message: /private key cannot sign/,
     },
   ];
@@ -313,12 +349,16 @@ describe("service-account key file", () => {
     test(`key file ${b.name}: permanent error saying what is wrong`, async () => {
       const path = join(dir.dir, `bad-${b.name.replaceAll(" ", "-")}.json`);
       if (b.content !== null) writeFileSync(path, b.content);
-      const err = await serviceAccountToken({ keyFile: path, tokenUrl: fake.tokenUrl }).token().catch((e) => e);
+      const err = await serviceAccountToken({ keyFile: path, tokenUrl: fake.tokenUrl })
+        .token()
+        .catch((e) => e);
       expect(err).toBeInstanceOf(PermanentError);
       expect(err.message).toMatch(b.message);
       // Neither the path nor any of the file's bytes.
       expect(err.message).not.toContain(dir.dir);
-      if (b.content) for (const piece of ["root", "oops", "BEGIN PRIVATE", "authorized_user"]) if (b.content.includes(piece)) expect(err.message).not.toContain(piece);
+      if (b.content)
+        for (const piece of ["root", "oops", "BEGIN PRIVATE", "authorized_user"])
+          if (b.content.includes(piece)) expect(err.message).not.toContain(piece);
     });
   }
 });

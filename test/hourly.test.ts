@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { and, count, eq, type SQL } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
-import { hourlyRankings } from "../src/db/sqlite/schema.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf, hourOf } from "../src/sync/dates.ts";
 import { demoHourlyRows } from "../src/sync/demo.ts";
@@ -66,7 +65,12 @@ function worker() {
 const domain = (id: number) => `sc-domain:s${ids.indexOf(id)}.hourly.example`;
 const hourlyCount = async (site: number, ...more: SQL[]) => {
   const h = t.db.t.hourlyRankings;
-  return (await t.db.q.select({ n: count() }).from(h).where(and(eq(h.site_id, site), ...more)))[0]!.n;
+  return (
+    await t.db.q
+      .select({ n: count() })
+      .from(h)
+      .where(and(eq(h.site_id, site), ...more))
+  )[0]!.n;
 };
 
 async function runHourly(site: number, mode: "skip" | "overwrite" = "skip", days = DAYS) {
@@ -90,12 +94,25 @@ describe("hourly_sync against the fake Search Console", () => {
     const site = ids[next++]!;
     worker();
     const j = await runHourly(site);
-    expect(j).toMatchObject({ status: "completed", progress_done: 3, stats_synced: 3, stats_skipped: 0, total_records: 3 * PER_DAY, error: null });
+    expect(j).toMatchObject({
+      status: "completed",
+      progress_done: 3,
+      stats_synced: 3,
+      stats_skipped: 0,
+      total_records: 3 * PER_DAY,
+      error: null,
+    });
     expect(await hourlyCount(site)).toBe(3 * PER_DAY);
     // 60 rows in pages of 13: 5 requests per day, startRow 0, 13, ..., 52.
     expect(fake.requests.length).toBe(15);
     for (const r of fake.requests) {
-      expect(r).toMatchObject({ site: domain(site), dimensions: ["HOUR", "query", "page", "device"], dataState: "HOURLY_ALL", type: "web", rowLimit: 13 });
+      expect(r).toMatchObject({
+        site: domain(site),
+        dimensions: ["HOUR", "query", "page", "device"],
+        dataState: "HOURLY_ALL",
+        type: "web",
+        rowLimit: 13,
+      });
     }
     expect(fake.requests.slice(0, 5).map((r) => r.startRow)).toEqual([0, 13, 26, 39, 52]);
     const expected = fakeHourlyRows(domain(site), DAYS[1]!, PER_DAY)[27]!;
@@ -258,7 +275,16 @@ describe("API", () => {
     app = createApp(t.db);
     site = (await call("POST", "/api/v1/sites", { domain: "sc-domain:rank.example", name: "Rank" })).json.id;
     other = (await call("POST", "/api/v1/sites", { domain: "https://url.example/", name: "Url" })).json.id;
-    const row = (hour: number, query: string, page: string, device: string, clicks: number, impressions: number, position: number, date = "2026-11-20") => ({
+    const row = (
+      hour: number,
+      query: string,
+      page: string,
+      device: string,
+      clicks: number,
+      impressions: number,
+      position: number,
+      date = "2026-11-20",
+    ) => ({
       site_id: site,
       date,
       hour,
@@ -297,9 +323,42 @@ describe("API", () => {
         group_by: "query",
         total_results: 3,
         data: [
-          { datetime: "2026-11-20 01:00", date: "2026-11-20", hour: 1, hour_timestamp: "2026-11-20T01:00:00-08:00", query: "red shoes", page: null, clicks: 4, impressions: 20, ctr: 0.2, position: 1.5 },
-          { datetime: "2026-11-20 03:00", date: "2026-11-20", hour: 3, hour_timestamp: "2026-11-20T03:00:00-08:00", query: "blue shoes", page: null, clicks: 0, impressions: 5, ctr: 0, position: 9 },
-          { datetime: "2026-11-20 03:00", date: "2026-11-20", hour: 3, hour_timestamp: "2026-11-20T03:00:00-08:00", query: "red shoes", page: null, clicks: 3, impressions: 40, ctr: 0.075, position: 5 },
+          {
+            datetime: "2026-11-20 01:00",
+            date: "2026-11-20",
+            hour: 1,
+            hour_timestamp: "2026-11-20T01:00:00-08:00",
+            query: "red shoes",
+            page: null,
+            clicks: 4,
+            impressions: 20,
+            ctr: 0.2,
+            position: 1.5,
+          },
+          {
+            datetime: "2026-11-20 03:00",
+            date: "2026-11-20",
+            hour: 3,
+            hour_timestamp: "2026-11-20T03:00:00-08:00",
+            query: "blue shoes",
+            page: null,
+            clicks: 0,
+            impressions: 5,
+            ctr: 0,
+            position: 9,
+          },
+          {
+            datetime: "2026-11-20 03:00",
+            date: "2026-11-20",
+            hour: 3,
+            hour_timestamp: "2026-11-20T03:00:00-08:00",
+            query: "red shoes",
+            page: null,
+            clicks: 3,
+            impressions: 40,
+            ctr: 0.075,
+            position: 5,
+          },
         ],
       }),
     },
@@ -312,12 +371,32 @@ describe("API", () => {
         ...range,
         group_by: "page",
         total_results: 1,
-        data: [{ datetime: "2026-11-20 03:00", date: "2026-11-20", hour: 3, hour_timestamp: "2026-11-20T03:00:00-08:00", query: null, page: "https://rank.example/b", clicks: 1, impressions: 30, ctr: 1 / 30, position: 6 }],
+        data: [
+          {
+            datetime: "2026-11-20 03:00",
+            date: "2026-11-20",
+            hour: 3,
+            hour_timestamp: "2026-11-20T03:00:00-08:00",
+            query: null,
+            page: "https://rank.example/b",
+            clicks: 1,
+            impressions: 30,
+            ctr: 1 / 30,
+            position: 6,
+          },
+        ],
       }),
     },
     {
       name: "partial match and max_results over two days",
-      body: () => ({ site_id: site, start_date: "2026-11-20", end_date: "2026-11-21", queries: ["red"], matching_mode: "partial", max_results: 2 }),
+      body: () => ({
+        site_id: site,
+        start_date: "2026-11-20",
+        end_date: "2026-11-21",
+        queries: ["red"],
+        matching_mode: "partial",
+        max_results: 2,
+      }),
       status: 200,
       json: (s) => ({
         site_id: s,
@@ -334,15 +413,75 @@ describe("API", () => {
       status: 200,
       json: (s) => ({ site_id: s, ...range, group_by: "query", total_results: 0, data: [] }),
     },
-    { name: "a site with no hourly data: empty", body: () => ({ site_id: other, ...range }), status: 200, json: (s) => ({ site_id: s, ...range, group_by: "query", total_results: 0, data: [] }) },
-    { name: "no site", body: () => range, status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed", message: expect.stringContaining("site_id or hostname") }), detail: expect.any(String) }) },
-    { name: "unknown site id", body: () => ({ site_id: 999_999, ...range }), status: 404, json: () => ({ error: expect.objectContaining({ code: "not_found", message: expect.stringMatching(/site.*999999.*not found|site not found: 999999/i) }), detail: expect.any(String) }) },
-    { name: "unknown hostname", body: () => ({ hostname: "nope.example", ...range }), status: 404, json: () => ({ error: expect.objectContaining({ code: "not_found", message: expect.stringMatching(/site not found: nope\.example/i) }), detail: expect.any(String) }) },
-    { name: "bad group_by", body: () => ({ site_id: site, ...range, group_by: "device" }), status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed" }), detail: expect.any(String) }) },
-    { name: "start after end", body: () => ({ site_id: site, start_date: "2026-11-21", end_date: "2026-11-20" }), status: 400, json: () => ({ error: expect.objectContaining({ message: expect.stringContaining("start_date is after end_date") }), detail: expect.any(String) }) },
-    { name: "bad date", body: () => ({ site_id: site, start_date: "2026-11-31", end_date: "2026-12-01" }), status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed" }), detail: expect.any(String) }) },
-    { name: "max_results over 10000", body: () => ({ site_id: site, ...range, max_results: 10_001 }), status: 400, json: () => ({ error: expect.objectContaining({ code: "validation_failed" }), detail: expect.any(String) }) },
-    { name: "not JSON", body: () => "{", status: 400, json: () => ({ error: expect.objectContaining({ code: "invalid_json" }), detail: expect.any(String) }) },
+    {
+      name: "a site with no hourly data: empty",
+      body: () => ({ site_id: other, ...range }),
+      status: 200,
+      json: (s) => ({ site_id: s, ...range, group_by: "query", total_results: 0, data: [] }),
+    },
+    {
+      name: "no site",
+      body: () => range,
+      status: 400,
+      json: () => ({
+        error: expect.objectContaining({ code: "validation_failed", message: expect.stringContaining("site_id or hostname") }),
+        detail: expect.any(String),
+      }),
+    },
+    {
+      name: "unknown site id",
+      body: () => ({ site_id: 999_999, ...range }),
+      status: 404,
+      json: () => ({
+        error: expect.objectContaining({
+          code: "not_found",
+          message: expect.stringMatching(/site.*999999.*not found|site not found: 999999/i),
+        }),
+        detail: expect.any(String),
+      }),
+    },
+    {
+      name: "unknown hostname",
+      body: () => ({ hostname: "nope.example", ...range }),
+      status: 404,
+      json: () => ({
+        error: expect.objectContaining({ code: "not_found", message: expect.stringMatching(/site not found: nope\.example/i) }),
+        detail: expect.any(String),
+      }),
+    },
+    {
+      name: "bad group_by",
+      body: () => ({ site_id: site, ...range, group_by: "device" }),
+      status: 400,
+      json: () => ({ error: expect.objectContaining({ code: "validation_failed" }), detail: expect.any(String) }),
+    },
+    {
+      name: "start after end",
+      body: () => ({ site_id: site, start_date: "2026-11-21", end_date: "2026-11-20" }),
+      status: 400,
+      json: () => ({
+        error: expect.objectContaining({ message: expect.stringContaining("start_date is after end_date") }),
+        detail: expect.any(String),
+      }),
+    },
+    {
+      name: "bad date",
+      body: () => ({ site_id: site, start_date: "2026-11-31", end_date: "2026-12-01" }),
+      status: 400,
+      json: () => ({ error: expect.objectContaining({ code: "validation_failed" }), detail: expect.any(String) }),
+    },
+    {
+      name: "max_results over 10000",
+      body: () => ({ site_id: site, ...range, max_results: 10_001 }),
+      status: 400,
+      json: () => ({ error: expect.objectContaining({ code: "validation_failed" }), detail: expect.any(String) }),
+    },
+    {
+      name: "not JSON",
+      body: () => "{",
+      status: 400,
+      json: () => ({ error: expect.objectContaining({ code: "invalid_json" }), detail: expect.any(String) }),
+    },
   ];
   for (const c of cases) {
     test(`ranking-data-hourly: ${c.name} -> ${c.status}`, async () => {
@@ -358,7 +497,11 @@ describe("API", () => {
     expect(ok.status).toBe(202);
     const task = (await findJob(t.db, ok.json.job_id))!;
     expect(task).toMatchObject({ task_type: "hourly_sync", start_date: addDays(today, -2), end_date: today });
-    const old = await call("POST", `/api/v1/sites/${site}/sync-tasks`, { task_type: "hourly_sync", start_date: addDays(today, -11), end_date: addDays(today, -9) });
+    const old = await call("POST", `/api/v1/sites/${site}/sync-tasks`, {
+      task_type: "hourly_sync",
+      start_date: addDays(today, -11),
+      end_date: addDays(today, -9),
+    });
     expect(old.status).toBe(400);
     expect(old.json.error.message).toContain("hourly data");
     const future = await call("POST", `/api/v1/sites/${site}/sync-tasks`, { task_type: "hourly_sync", end_date: addDays(today, 1) });

@@ -23,12 +23,15 @@ async function server(opts: Parameters<typeof startServer>[0] = {}): Promise<Run
 
 /** Runs a supervisor that is expected to refuse to start; returns its exit code and output. */
 async function refusedStart(args: string[], env: Record<string, string>) {
-  const proc = Bun.spawn([process.execPath, join(root, "src/main.ts"), "--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", ...args], {
-    cwd: root,
-    env: { ...process.env, LOG_LEVEL: "warn", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const proc = Bun.spawn(
+    [process.execPath, join(root, "src/main.ts"), "--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", ...args],
+    {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: "warn", ...env },
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
   const killer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
   const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   clearTimeout(killer);
@@ -60,7 +63,12 @@ describe("one instance per port", () => {
     cleanups.push(other.cleanup);
     const b = await refusedStart(["--port", String(a.port)], { DATABASE_URL: join(other.dir, "other.db") });
     expect(b.code).toBe(1);
-    expectOneLine(b.stderr, new RegExp(`port ${a.port} on 127.0.0.1 is already served by sitesync pid ${a.proc.pid} \\(port ${a.port}, database ${a.dbPath}; lock file [^)]+\\)$`));
+    expectOneLine(
+      b.stderr,
+      new RegExp(
+        `port ${a.port} on 127.0.0.1 is already served by sitesync pid ${a.proc.pid} \\(port ${a.port}, database ${a.dbPath}; lock file [^)]+\\)$`,
+      ),
+    );
     expect(b.stdout).not.toContain("listening");
     // Every request still reaches the one database: never 200 and 404 alternately.
     for (let i = 0; i < 20; i++) {
@@ -111,81 +119,100 @@ describe("one instance per port", () => {
   });
 });
 
-describe.skipIf(testEngine === "pg")("one instance per database file (SQLite: the file's lock; PostgreSQL shares a database by design)", () => {
-  test("a second supervisor on the same database (another port) refuses, naming the first; the lock goes with the first", async () => {
-    const a = await server();
-    const lockPath = databaseLockPath(a.dbPath);
-    const lock = JSON.parse(readFileSync(lockPath, "utf8"));
-    expect(lock).toMatchObject({ pid: a.proc.pid, port: a.port, database: a.dbPath, shared: false });
-    const b = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
-    expect(b.code).toBe(1);
-    expectOneLine(b.stderr, new RegExp(`the database ${a.dbPath} is already served by sitesync pid ${a.proc.pid}.*--allow-shared-database`));
-    expect(await a.stop()).toBe(0);
-    expect(existsSync(lockPath)).toBe(false);
-    expect(existsSync(portLockPath("127.0.0.1", a.port))).toBe(false);
-  });
+describe.skipIf(testEngine === "pg")(
+  "one instance per database file (SQLite: the file's lock; PostgreSQL shares a database by design)",
+  () => {
+    test("a second supervisor on the same database (another port) refuses, naming the first; the lock goes with the first", async () => {
+      const a = await server();
+      const lockPath = databaseLockPath(a.dbPath);
+      const lock = JSON.parse(readFileSync(lockPath, "utf8"));
+      expect(lock).toMatchObject({ pid: a.proc.pid, port: a.port, database: a.dbPath, shared: false });
+      const b = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
+      expect(b.code).toBe(1);
+      expectOneLine(
+        b.stderr,
+        new RegExp(`the database ${a.dbPath} is already served by sitesync pid ${a.proc.pid}.*--allow-shared-database`),
+      );
+      expect(await a.stop()).toBe(0);
+      expect(existsSync(lockPath)).toBe(false);
+      expect(existsSync(portLockPath("127.0.0.1", a.port))).toBe(false);
+    });
 
-  test("--allow-shared-database on both: two instances on two ports serve one file; a start without the flag is still refused", async () => {
-    const a = await server({ args: ["--allow-shared-database"] });
-    const b = await server({ dbPath: a.dbPath, args: ["--allow-shared-database"] });
-    const created = await request(a.url, "POST", "/api/v1/sites", { domain: "sc-domain:shared.example", name: "Shared" });
-    expect(created.status).toBe(201);
-    expect((await request(b.url, "GET", `/api/v1/sites/${created.body.id}`)).status).toBe(200);
-    const c = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
-    expect(c.code).toBe(1);
-    expectOneLine(c.stderr, new RegExp(`is already served by sitesync pid ${a.proc.pid}`));
-    // The first one goes: the second takes the lock over (within a second), and still guards the file.
-    expect(await a.stop()).toBe(0);
-    await Bun.sleep(1500);
-    expect(JSON.parse(readFileSync(databaseLockPath(a.dbPath), "utf8"))).toMatchObject({ pid: b.proc.pid, shared: true });
-    const d = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
-    expectOneLine(d.stderr, new RegExp(`is already served by sitesync pid ${b.proc.pid}`));
-  });
+    test("--allow-shared-database on both: two instances on two ports serve one file; a start without the flag is still refused", async () => {
+      const a = await server({ args: ["--allow-shared-database"] });
+      const b = await server({ dbPath: a.dbPath, args: ["--allow-shared-database"] });
+      const created = await request(a.url, "POST", "/api/v1/sites", { domain: "sc-domain:shared.example", name: "Shared" });
+      expect(created.status).toBe(201);
+      expect((await request(b.url, "GET", `/api/v1/sites/${created.body.id}`)).status).toBe(200);
+      const c = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
+      expect(c.code).toBe(1);
+      expectOneLine(c.stderr, new RegExp(`is already served by sitesync pid ${a.proc.pid}`));
+      // The first one goes: the second takes the lock over (within a second), and still guards the file.
+      expect(await a.stop()).toBe(0);
+      await Bun.sleep(1500);
+      expect(JSON.parse(readFileSync(databaseLockPath(a.dbPath), "utf8"))).toMatchObject({ pid: b.proc.pid, shared: true });
+      const d = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
+      expectOneLine(d.stderr, new RegExp(`is already served by sitesync pid ${b.proc.pid}`));
+    });
 
-  test("--allow-shared-database does not join an instance that was started without it", async () => {
-    const a = await server();
-    const b = await refusedStart(["--port", String(freePort()), "--allow-shared-database"], { DATABASE_URL: a.dbPath });
-    expect(b.code).toBe(1);
-    expectOneLine(b.stderr, /started without --allow-shared-database/);
-  });
+    test("--allow-shared-database does not join an instance that was started without it", async () => {
+      const a = await server();
+      const b = await refusedStart(["--port", String(freePort()), "--allow-shared-database"], { DATABASE_URL: a.dbPath });
+      expect(b.code).toBe(1);
+      expectOneLine(b.stderr, /started without --allow-shared-database/);
+    });
 
-  test("a stale lock of a dead pid is taken over; an unreadable one too", async () => {
-    const tmp = tempDir();
-    cleanups.push(tmp.cleanup);
-    const dbPath = join(tmp.dir, "app.db");
-    const pid = await deadPid();
-    writeFileSync(databaseLockPath(dbPath), JSON.stringify({ pid, started: null, port: 1, host: "127.0.0.1", database: dbPath, shared: false, at: "x" }));
-    const a = await server({ dbPath });
-    expect(JSON.parse(readFileSync(databaseLockPath(dbPath), "utf8")).pid).toBe(a.proc.pid);
-    expect(await a.stop()).toBe(0);
+    test("a stale lock of a dead pid is taken over; an unreadable one too", async () => {
+      const tmp = tempDir();
+      cleanups.push(tmp.cleanup);
+      const dbPath = join(tmp.dir, "app.db");
+      const pid = await deadPid();
+      writeFileSync(
+        databaseLockPath(dbPath),
+        JSON.stringify({ pid, started: null, port: 1, host: "127.0.0.1", database: dbPath, shared: false, at: "x" }),
+      );
+      const a = await server({ dbPath });
+      expect(JSON.parse(readFileSync(databaseLockPath(dbPath), "utf8")).pid).toBe(a.proc.pid);
+      expect(await a.stop()).toBe(0);
 
-    writeFileSync(databaseLockPath(dbPath), "garbage, not JSON");
-    const b = await server({ dbPath });
-    expect(JSON.parse(readFileSync(databaseLockPath(dbPath), "utf8")).pid).toBe(b.proc.pid);
-  });
+      writeFileSync(databaseLockPath(dbPath), "garbage, not JSON");
+      const b = await server({ dbPath });
+      expect(JSON.parse(readFileSync(databaseLockPath(dbPath), "utf8")).pid).toBe(b.proc.pid);
+    });
 
-  test("a lock whose pid is alive but belongs to a process started later (pid reused) is stale", async () => {
-    const tmp = tempDir();
-    cleanups.push(tmp.cleanup);
-    const dbPath = join(tmp.dir, "app.db");
-    // This test process is alive, but the recorded start time is not its own.
-    writeFileSync(databaseLockPath(dbPath), JSON.stringify({ pid: process.pid, started: "1", port: 1, host: "127.0.0.1", database: dbPath, shared: false, at: "x" }));
-    const a = await server({ dbPath });
-    expect(JSON.parse(readFileSync(databaseLockPath(dbPath), "utf8")).pid).toBe(a.proc.pid);
-  });
+    test("a lock whose pid is alive but belongs to a process started later (pid reused) is stale", async () => {
+      const tmp = tempDir();
+      cleanups.push(tmp.cleanup);
+      const dbPath = join(tmp.dir, "app.db");
+      // This test process is alive, but the recorded start time is not its own.
+      writeFileSync(
+        databaseLockPath(dbPath),
+        JSON.stringify({ pid: process.pid, started: "1", port: 1, host: "127.0.0.1", database: dbPath, shared: false, at: "x" }),
+      );
+      const a = await server({ dbPath });
+      expect(JSON.parse(readFileSync(databaseLockPath(dbPath), "utf8")).pid).toBe(a.proc.pid);
+    });
 
-  test("a supervisor killed with SIGKILL leaves its lock, and the next start takes it over", async () => {
-    const a = await server();
-    a.proc.kill("SIGKILL");
-    await a.proc.exited;
-    // Its workers notice the supervisor is gone and exit (they would otherwise keep the port).
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && (await fetch(`${a.url}/health`).then(() => true, () => false))) await Bun.sleep(100);
-    const b = await server({ dbPath: a.dbPath, port: a.port });
-    expect((await request(b.url, "GET", "/health")).status).toBe(200);
-    expect(JSON.parse(readFileSync(databaseLockPath(a.dbPath), "utf8")).pid).toBe(b.proc.pid);
-  });
-});
+    test("a supervisor killed with SIGKILL leaves its lock, and the next start takes it over", async () => {
+      const a = await server();
+      a.proc.kill("SIGKILL");
+      await a.proc.exited;
+      // Its workers notice the supervisor is gone and exit (they would otherwise keep the port).
+      const deadline = Date.now() + 15_000;
+      while (
+        Date.now() < deadline &&
+        (await fetch(`${a.url}/health`).then(
+          () => true,
+          () => false,
+        ))
+      )
+        await Bun.sleep(100);
+      const b = await server({ dbPath: a.dbPath, port: a.port });
+      expect((await request(b.url, "GET", "/health")).status).toBe(200);
+      expect(JSON.parse(readFileSync(databaseLockPath(a.dbPath), "utf8")).pid).toBe(b.proc.pid);
+    });
+  },
+);
 
 describe.skipIf(testEngine === "sqlite")("several instances on one PostgreSQL database", () => {
   test("two supervisors on two ports serve one database without --allow-shared-database; each sees the other's writes", async () => {
@@ -203,9 +230,23 @@ describe.skipIf(testEngine === "sqlite")("several instances on one PostgreSQL da
 
 describe("a start that cannot succeed prints one line, never a stack", () => {
   const cases: { name: string; url: (dir: string) => string; pattern: RegExp; setup?: (dir: string) => void }[] = [
-    { name: "DATABASE_URL is a directory", url: (d) => d, setup: (d) => mkdirSync(d, { recursive: true }), pattern: /cannot be opened|it is a directory|EISDIR/ },
-    { name: "its folder is under a file", url: (d) => join(d, "afile", "app.db"), setup: (d) => writeFileSync(join(d, "afile"), "x"), pattern: /cannot mkdir .*afile for the database .*: a file is in the way of a folder \(EEXIST\)/ },
-    { name: "its folder cannot be created (/proc)", url: () => "/proc/sitesync-test/app.db", pattern: /cannot mkdir|ENOENT|EACCES|EPERM|permission|not permitted/ },
+    {
+      name: "DATABASE_URL is a directory",
+      url: (d) => d,
+      setup: (d) => mkdirSync(d, { recursive: true }),
+      pattern: /cannot be opened|it is a directory|EISDIR/,
+    },
+    {
+      name: "its folder is under a file",
+      url: (d) => join(d, "afile", "app.db"),
+      setup: (d) => writeFileSync(join(d, "afile"), "x"),
+      pattern: /cannot mkdir .*afile for the database .*: a file is in the way of a folder \(EEXIST\)/,
+    },
+    {
+      name: "its folder cannot be created (/proc)",
+      url: () => "/proc/sitesync-test/app.db",
+      pattern: /cannot mkdir|ENOENT|EACCES|EPERM|permission|not permitted/,
+    },
     {
       name: "a PostgreSQL server that does not answer",
       url: () => `postgres://postgres@127.0.0.1:${deadPort}/nowhere`,

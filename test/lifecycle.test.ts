@@ -47,7 +47,12 @@ describe("supervisor signals", () => {
     expect(workers.filter(running)).toEqual([]);
     expect(existsSync(`${s.dbPath}.lock`)).toBe(false);
     expect(existsSync(portLockPath("127.0.0.1", s.port))).toBe(false);
-    expect(await fetch(`${s.url}/health`).then(() => "answered", () => "refused")).toBe("refused");
+    expect(
+      await fetch(`${s.url}/health`).then(
+        () => "answered",
+        () => "refused",
+      ),
+    ).toBe("refused");
     expect(await withDb(s.dbPath, async (db) => db.q.select({ n: count() }).from(db.t.sites))).toEqual([{ n: 1 }]);
   });
 
@@ -58,7 +63,14 @@ describe("supervisor signals", () => {
     const s = await startServer({
       workers: 1,
       syncWorkers: 1,
-      env: { LOG_LEVEL: "info", SYNC_SOURCE: "gsc", GSC_ACCESS_TOKEN: "test-token", GSC_API_BASE_URL: fake.url, SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false" },
+      env: {
+        LOG_LEVEL: "info",
+        SYNC_SOURCE: "gsc",
+        GSC_ACCESS_TOKEN: "test-token",
+        GSC_API_BASE_URL: fake.url,
+        SYNC_POLL_MS: "50",
+        SYNC_SCHEDULER: "false",
+      },
     });
     cleanups.push(s.cleanup);
     const site = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:handback.example", name: "H" });
@@ -71,7 +83,9 @@ describe("supervisor signals", () => {
     expect(runningJob.attempts).toBe(1);
     s.proc.kill("SIGTERM");
     expect(await s.proc.exited).toBe(0);
-    const task = await withDb(s.dbPath, async (db) => first(await db.q.select().from(db.t.syncTasks).where(eq(db.t.syncTasks.id, trig.body.job_id))));
+    const task = await withDb(s.dbPath, async (db) =>
+      first(await db.q.select().from(db.t.syncTasks).where(eq(db.t.syncTasks.id, trig.body.job_id))),
+    );
     expect(task).toMatchObject({ status: "pending", attempts: 0, worker_pid: null, locked_until: null });
     expect(events(s.output())).toContainEqual(expect.objectContaining({ msg: "task handed back to the queue", task_id: trig.body.job_id }));
   });
@@ -145,13 +159,23 @@ describe("sync worker settings", () => {
     const t = tempDb();
     cleanups.push(t.cleanup);
     const [siteId] = await insertSites(t.databaseUrl, 1, "auto.example");
-    const w = await syncWorker(t.databaseUrl, { GSC_ACCESS_TOKEN: "test-token", GSC_API_BASE_URL: fake.url, SYNC_SCHEDULER: "false", SYNC_SOURCE: "" });
+    const w = await syncWorker(t.databaseUrl, {
+      GSC_ACCESS_TOKEN: "test-token",
+      GSC_API_BASE_URL: fake.url,
+      SYNC_SCHEDULER: "false",
+      SYNC_SOURCE: "",
+    });
     expect(w.started.source).toBe("gsc");
     const { syncTasks, gscPerformanceData } = t.db.t;
     await t.db.tx((tx) =>
-      tx.insert(syncTasks).values({ site_id: siteId!, task_type: "daily_sync", start_date: "2026-03-01", end_date: "2026-03-01", progress_total: 1 }),
+      tx
+        .insert(syncTasks)
+        .values({ site_id: siteId!, task_type: "daily_sync", start_date: "2026-03-01", end_date: "2026-03-01", progress_total: 1 }),
     );
-    await waitFor("the task to complete", async () => (await t.db.q.select({ status: syncTasks.status }).from(syncTasks))[0]?.status === "completed");
+    await waitFor(
+      "the task to complete",
+      async () => (await t.db.q.select({ status: syncTasks.status }).from(syncTasks))[0]?.status === "completed",
+    );
     // Every row came from the fake Search Console (its query strings), none from the demo generator.
     const queries = (await t.db.q.select({ query: gscPerformanceData.query }).from(gscPerformanceData)).map((r) => r.query);
     expect(queries).toHaveLength(30);

@@ -57,7 +57,11 @@ async function seed(siteId: number, rows: Row[]) {
 /** PostgreSQL: the service's `query` tool connections on the server's database that are running a statement. */
 function pgQueriesRunning(): number {
   const name = new URL(server.dbPath).pathname.slice(1);
-  return Number(psql(`select count(*) from pg_stat_activity where datname = '${name}' and application_name like 'sitesync-%-mcp-query' and state = 'active'`));
+  return Number(
+    psql(
+      `select count(*) from pg_stat_activity where datname = '${name}' and application_name like 'sitesync-%-mcp-query' and state = 'active'`,
+    ),
+  );
 }
 
 /** Pids of live processes whose command line mentions `needle` (read from /proc: no `ps` needed). */
@@ -110,7 +114,14 @@ const demoUrl = "sc-domain:demo.example";
 // The demo generator always sets every metric, which its type (the insert shape) leaves optional.
 const demoData = demoDays.flatMap((date) =>
   searchTypes.flatMap((type) =>
-    demoRows(demoUrl, date, type, DEMO_ROWS).map((r) => ({ ...r, clicks: r.clicks!, impressions: r.impressions!, position: r.position!, date, type })),
+    demoRows(demoUrl, date, type, DEMO_ROWS).map((r) => ({
+      ...r,
+      clicks: r.clicks!,
+      impressions: r.impressions!,
+      position: r.position!,
+      date,
+      type,
+    })),
   ),
 );
 type DemoRow = (typeof demoData)[number];
@@ -126,13 +137,22 @@ function aggregate(rows: DemoRow[], key: (r: DemoRow) => string) {
     position: expect.closeTo(g.rows.reduce((a, r) => a + r.position, 0) / g.rows.length, 9),
   }));
 }
-const byDesc = <T>(f: (x: T) => number, tie: (x: T) => string) => (a: T, b: T) => f(b) - f(a) || (tie(a) < tie(b) ? -1 : tie(a) > tie(b) ? 1 : 0);
+const byDesc =
+  <T>(f: (x: T) => number, tie: (x: T) => string) =>
+  (a: T, b: T) =>
+    f(b) - f(a) || (tie(a) < tie(b) ? -1 : tie(a) > tie(b) ? 1 : 0);
 
 beforeAll(async () => {
   server = await startServer({
     workers: 2,
     syncWorkers: 1,
-    env: { SYNC_SOURCE: "demo", DEMO_ROWS_PER_DAY: String(DEMO_ROWS), SYNC_SCHEDULER: "false", SYNC_POLL_MS: "50", MCP_QUERY_TIMEOUT_MS: String(TIMEOUT_MS) },
+    env: {
+      SYNC_SOURCE: "demo",
+      DEMO_ROWS_PER_DAY: String(DEMO_ROWS),
+      SYNC_SCHEDULER: "false",
+      SYNC_POLL_MS: "50",
+      MCP_QUERY_TIMEOUT_MS: String(TIMEOUT_MS),
+    },
   });
   ids.demo = await createSite(demoUrl);
   ids.shop = await createSite("sc-domain:shop.example");
@@ -190,7 +210,13 @@ beforeAll(async () => {
     storeHourlyRows(
       db,
       ids.shop,
-      ([[9, "q1", 2, 20], [9, "q2", 1, 5], [10, "q1", 4, 30]] as const).map(([hour, query, clicks, impressions]) => ({
+      (
+        [
+          [9, "q1", 2, 20],
+          [9, "q2", 1, 5],
+          [10, "q1", 4, 30],
+        ] as const
+      ).map(([hour, query, clicks, impressions]) => ({
         date: "2026-01-13",
         hour,
         hour_timestamp: `2026-01-13T${String(hour).padStart(2, "0")}:00:00-08:00`,
@@ -218,7 +244,17 @@ describe("tools", () => {
   test("tools/list names the original's tools (plus list_sites), each with a JSON Schema of its input", async () => {
     const { tools } = await client.listTools();
     expect(tools.map((t) => t.name).sort()).toEqual(
-      ["best_pages", "compare_periods", "list_sites", "pages_queries", "query", "search_keywords", "show_keyword_pages", "show_page_queries", "track_pages"].sort(),
+      [
+        "best_pages",
+        "compare_periods",
+        "list_sites",
+        "pages_queries",
+        "query",
+        "search_keywords",
+        "show_keyword_pages",
+        "show_page_queries",
+        "track_pages",
+      ].sort(),
     );
     for (const t of tools) {
       expect(t.inputSchema.type).toBe("object");
@@ -239,7 +275,11 @@ describe("tools", () => {
       [ids.week, "sc-domain:week.example"],
     ];
     expect(pairs(await call("list_sites", {}))).toEqual(live);
-    expect(pairs(await call("list_sites", { include_archived: true }))).toEqual([...live.slice(0, 2), [ids.gone, "sc-domain:gone.example"], ...live.slice(2)]);
+    expect(pairs(await call("list_sites", { include_archived: true }))).toEqual([
+      ...live.slice(0, 2),
+      [ids.gone, "sc-domain:gone.example"],
+      ...live.slice(2),
+    ]);
     expect((await call("pages_queries", { site_id: ids.gone, pages: ["https://gone.example/"] })).rows).toEqual([
       { page: "https://gone.example/", query: "gone", clicks: 1, impressions: 2, avg_position: 1 },
     ]);
@@ -247,8 +287,16 @@ describe("tools", () => {
 
   test("show_page_queries: the page's queries over the synced demo days, most impressions first", async () => {
     const page = "https://demo.example/running-shoes";
-    const expected = aggregate(demoData.filter((r) => r.type === "web" && r.page === page), (r) => r.query)
-      .sort(byDesc((x) => x.impressions, (x) => x.key))
+    const expected = aggregate(
+      demoData.filter((r) => r.type === "web" && r.page === page),
+      (r) => r.query,
+    )
+      .sort(
+        byDesc(
+          (x) => x.impressions,
+          (x) => x.key,
+        ),
+      )
       .map((x) => ({ query: x.key, clicks: x.clicks, impressions: x.impressions, avg_position: x.position }));
     expect(expected.length).toBe(2); // "best running shoes" and "cheap running shoes"
     const r = await call("show_page_queries", { hostname: "demo.example", page });
@@ -257,7 +305,10 @@ describe("tools", () => {
 
   test("show_keyword_pages: the pages one query led to (all search types summed)", async () => {
     const keyword = "cheap yoga mats";
-    const expected = aggregate(demoData.filter((r) => r.query === keyword), (r) => r.page).map((x) => ({
+    const expected = aggregate(
+      demoData.filter((r) => r.query === keyword),
+      (r) => r.page,
+    ).map((x) => ({
       page: x.key,
       avg_position: x.position,
       total_clicks: x.clicks,
@@ -269,17 +320,38 @@ describe("tools", () => {
   });
 
   test("search_keywords: a LIKE pattern, most impressions first", async () => {
-    const expected = aggregate(demoData.filter((r) => r.type === "web" && r.query.includes("running")), (r) => r.query)
-      .sort(byDesc((x) => x.impressions, (x) => x.key))
+    const expected = aggregate(
+      demoData.filter((r) => r.type === "web" && r.query.includes("running")),
+      (r) => r.query,
+    )
+      .sort(
+        byDesc(
+          (x) => x.impressions,
+          (x) => x.key,
+        ),
+      )
       .map((x) => ({ query: x.key, total_clicks: x.clicks, total_impressions: x.impressions, avg_position: x.position }));
-    expect(expected.map((x) => x.query).sort()).toEqual(["best running shoes", "best trail running", "cheap running shoes", "cheap trail running"]);
+    expect(expected.map((x) => x.query).sort()).toEqual([
+      "best running shoes",
+      "best trail running",
+      "cheap running shoes",
+      "cheap trail running",
+    ]);
     const r = await call("search_keywords", { site_id: ids.demo, pattern: "%RUNNING%" });
     expect(r.rows).toEqual(expected);
   });
 
   test("best_pages: the most clicked pages with ctr in percent", async () => {
-    const expected = aggregate(demoData.filter((r) => r.type === "web"), (r) => r.page)
-      .sort(byDesc((x) => x.clicks, (x) => x.key))
+    const expected = aggregate(
+      demoData.filter((r) => r.type === "web"),
+      (r) => r.page,
+    )
+      .sort(
+        byDesc(
+          (x) => x.clicks,
+          (x) => x.key,
+        ),
+      )
       .slice(0, 3)
       .map((x) => ({
         page: x.key,
@@ -299,7 +371,14 @@ describe("tools", () => {
     expect(r.rows).toEqual(
       [...rows]
         .sort((a, b) => (a.date < b.date ? 1 : -1))
-        .map((x) => ({ date: x.date, page, query: "best hiking boots", clicks: x.clicks, impressions: x.impressions, position: x.position })),
+        .map((x) => ({
+          date: x.date,
+          page,
+          query: "best hiking boots",
+          clicks: x.clicks,
+          impressions: x.impressions,
+          position: x.position,
+        })),
     );
     expect(r.rows.map((x: { date: string }) => x.date)).toEqual([...demoDays].reverse());
   });
@@ -351,17 +430,77 @@ describe("compare_periods", () => {
       period2_pages: 3,
       breakdown: "page",
       rows: [
-        { page: "https://shop.example/a", period1_clicks: 15, period2_clicks: 3, clicks_change: -12, clicks_change_pct: -80, period1_impressions: 150, period2_impressions: 80, impressions_change: -70, impressions_change_pct: expect.closeTo(-140 / 3, 9), period1_position: 3, period2_position: 5, position_change: 2 },
-        { page: "https://shop.example/d", period1_clicks: 7, period2_clicks: 0, clicks_change: -7, clicks_change_pct: -100, period1_impressions: 70, period2_impressions: 0, impressions_change: -70, impressions_change_pct: -100, period1_position: 8, period2_position: null, position_change: null },
-        { page: "https://shop.example/c", period1_clicks: 0, period2_clicks: 4, clicks_change: 4, clicks_change_pct: 0, period1_impressions: 0, period2_impressions: 40, impressions_change: 40, impressions_change_pct: 0, period1_position: null, period2_position: 6, position_change: null },
-        { page: "https://shop.example/b", period1_clicks: 2, period2_clicks: 9, clicks_change: 7, clicks_change_pct: 350, period1_impressions: 20, period2_impressions: 90, impressions_change: 70, impressions_change_pct: 350, period1_position: 10, period2_position: 3, position_change: -7 },
+        {
+          page: "https://shop.example/a",
+          period1_clicks: 15,
+          period2_clicks: 3,
+          clicks_change: -12,
+          clicks_change_pct: -80,
+          period1_impressions: 150,
+          period2_impressions: 80,
+          impressions_change: -70,
+          impressions_change_pct: expect.closeTo(-140 / 3, 9),
+          period1_position: 3,
+          period2_position: 5,
+          position_change: 2,
+        },
+        {
+          page: "https://shop.example/d",
+          period1_clicks: 7,
+          period2_clicks: 0,
+          clicks_change: -7,
+          clicks_change_pct: -100,
+          period1_impressions: 70,
+          period2_impressions: 0,
+          impressions_change: -70,
+          impressions_change_pct: -100,
+          period1_position: 8,
+          period2_position: null,
+          position_change: null,
+        },
+        {
+          page: "https://shop.example/c",
+          period1_clicks: 0,
+          period2_clicks: 4,
+          clicks_change: 4,
+          clicks_change_pct: 0,
+          period1_impressions: 0,
+          period2_impressions: 40,
+          impressions_change: 40,
+          impressions_change_pct: 0,
+          period1_position: null,
+          period2_position: 6,
+          position_change: null,
+        },
+        {
+          page: "https://shop.example/b",
+          period1_clicks: 2,
+          period2_clicks: 9,
+          clicks_change: 7,
+          clicks_change_pct: 350,
+          period1_impressions: 20,
+          period2_impressions: 90,
+          impressions_change: 70,
+          impressions_change_pct: 350,
+          period1_position: 10,
+          period2_position: 3,
+          position_change: -7,
+        },
       ],
     });
   });
 
   test("breakdown by query, gainers first, limited; search_type all counts the image row", async () => {
     const custom_periods = { period1: { start: "2026-01-05", end: "2026-01-11" }, period2: { start: "2026-01-12", end: "2026-01-18" } };
-    const r = await call("compare_periods", { site_id: ids.shop, period_type: "custom", custom_periods, breakdown: "query", order: "gainers_first", limit: 2, search_type: "all" });
+    const r = await call("compare_periods", {
+      site_id: ids.shop,
+      period_type: "custom",
+      custom_periods,
+      breakdown: "query",
+      order: "gainers_first",
+      limit: 2,
+      search_type: "all",
+    });
     expect(r.period2_clicks).toBe(116);
     expect(r.rows.map((x: { query: string; clicks_change: number }) => [x.query, x.clicks_change])).toEqual([
       ["q1", 93],
@@ -385,7 +524,9 @@ describe("compare_periods", () => {
       clicks_change: -2,
     });
     const lost = r.rows.filter((x: { clicks_change: number }) => x.clicks_change < 0);
-    expect(lost).toEqual([expect.objectContaining({ page: "https://recent.example/x", period1_clicks: 10, period2_clicks: 4, clicks_change: -6 })]);
+    expect(lost).toEqual([
+      expect.objectContaining({ page: "https://recent.example/x", period1_clicks: 10, period2_clicks: 4, clicks_change: -6 }),
+    ]);
     expect(r.rows[1]).toMatchObject({ page: "https://recent.example/y", clicks_change: 4 });
   });
 
@@ -409,13 +550,21 @@ describe("compare_periods", () => {
   test("month: last calendar month vs this month to date", async () => {
     const first = `${today.slice(0, 8)}01`;
     const r = await call("compare_periods", { site_id: ids.week, period_type: "month", breakdown: "none" });
-    expect(r).toMatchObject({ period1_start: `${addDays(first, -1).slice(0, 8)}01`, period1_end: addDays(first, -1), period2_start: first, period2_end: today });
+    expect(r).toMatchObject({
+      period1_start: `${addDays(first, -1).slice(0, 8)}01`,
+      period1_end: addDays(first, -1),
+      period2_start: first,
+      period2_end: today,
+    });
   });
 });
 
 describe("query (read-only SQL)", () => {
   test("{site} is the site's rows: a count over the synced demo data", async () => {
-    const r = await call("query", { hostname: "https://demo.example/", sql: "select count(*) as n, count(distinct date) as days from {site} where search_type = 'web'" });
+    const r = await call("query", {
+      hostname: "https://demo.example/",
+      sql: "select count(*) as n, count(distinct date) as days from {site} where search_type = 'web'",
+    });
     expect(r).toEqual({ site_id: ids.demo, columns: ["n", "days"], rows: [{ n: DEMO_ROWS * 3, days: 3 }], row_count: 1, truncated: false });
     const all = await call("query", { site_id: ids.demo, sql: "select count(*) as n from {site};" });
     expect(all.rows).toEqual([{ n: demoData.length }]);
@@ -423,7 +572,16 @@ describe("query (read-only SQL)", () => {
 
   test("plain SQL over the synced tables, rows capped by max_rows", async () => {
     const r = await call("query", { sql: "select id, domain from sites order by id", max_rows: 2 });
-    expect(r).toEqual({ site_id: null, columns: ["id", "domain"], rows: [{ id: ids.demo, domain: "sc-domain:demo.example" }, { id: ids.shop, domain: "sc-domain:shop.example" }], row_count: 2, truncated: true });
+    expect(r).toEqual({
+      site_id: null,
+      columns: ["id", "domain"],
+      rows: [
+        { id: ids.demo, domain: "sc-domain:demo.example" },
+        { id: ids.shop, domain: "sc-domain:shop.example" },
+      ],
+      row_count: 2,
+      truncated: true,
+    });
     // Only today-4 is final (newer days are still revised by Search Console): one marker per search type.
     const days = await call("query", { sql: `select date, count(*) as n from gsc_synced_days where site_id = ${ids.demo} group by date` });
     expect(days.rows).toEqual([{ date: demoDays[0], n: searchTypes.length }]);
@@ -459,82 +617,101 @@ describe("query (read-only SQL)", () => {
   });
 
   test("after every refused write the data is unchanged", async () => {
-    const r = await call("query", { sql: "select (select count(*) from gsc_performance_data) as rows, (select count(*) from sites where name = 'x') as renamed" });
+    const r = await call("query", {
+      sql: "select (select count(*) from gsc_performance_data) as rows, (select count(*) from sites where name = 'x') as renamed",
+    });
     expect(r.rows).toEqual([{ rows: demoData.length + 9 + 5 + 3 + 1, renamed: 0 }]);
   });
 
-  test.skipIf(testEngine === "pg")("a runaway recursive CTE is stopped at the time limit, its process is gone, and the server answers (SQLite: a child process)", async () => {
-    const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
-    const started = performance.now();
-    const pending = callError("query", { sql: runaway });
-    // While it runs, its child process is visible (so the check below can see one that is left over).
-    expect(await waitFor("the runner process to start", () => processesRunning(runnerPath).length === 1, 1000, 10)).toBe(true);
-    const text = await pending;
-    const elapsed = performance.now() - started;
-    expect(text).toMatch(new RegExp(`query stopped after \\d+ ms: it ran past the ${TIMEOUT_MS} ms time limit`));
-    expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS);
-    expect(elapsed).toBeLessThan(TIMEOUT_MS + 10_000);
-    // The child that ran it was killed, not left spinning.
-    expect(processesRunning(runnerPath)).toEqual([]);
-    expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
-  });
+  test.skipIf(testEngine === "pg")(
+    "a runaway recursive CTE is stopped at the time limit, its process is gone, and the server answers (SQLite: a child process)",
+    async () => {
+      const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
+      const started = performance.now();
+      const pending = callError("query", { sql: runaway });
+      // While it runs, its child process is visible (so the check below can see one that is left over).
+      expect(await waitFor("the runner process to start", () => processesRunning(runnerPath).length === 1, 1000, 10)).toBe(true);
+      const text = await pending;
+      const elapsed = performance.now() - started;
+      expect(text).toMatch(new RegExp(`query stopped after \\d+ ms: it ran past the ${TIMEOUT_MS} ms time limit`));
+      expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS);
+      expect(elapsed).toBeLessThan(TIMEOUT_MS + 10_000);
+      // The child that ran it was killed, not left spinning.
+      expect(processesRunning(runnerPath)).toEqual([]);
+      expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
+    },
+  );
 
-  test.skipIf(testEngine === "sqlite")("a runaway recursive CTE is stopped at the time limit by the server (statement_timeout), and the service answers (PostgreSQL)", async () => {
-    const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
-    const started = performance.now();
-    const pending = callError("query", { sql: runaway });
-    expect(await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 1000, 10)).toBe(true);
-    const text = await pending;
-    const elapsed = performance.now() - started;
-    expect(text).toMatch(new RegExp(`query stopped after \\d+ ms: it ran past the ${TIMEOUT_MS} ms time limit`));
-    expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS);
-    expect(elapsed).toBeLessThan(TIMEOUT_MS + 10_000);
-    expect(await waitFor("the statement to be gone", () => pgQueriesRunning() === 0, 2000, 10)).toBe(true);
-    expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
-  });
+  test.skipIf(testEngine === "sqlite")(
+    "a runaway recursive CTE is stopped at the time limit by the server (statement_timeout), and the service answers (PostgreSQL)",
+    async () => {
+      const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
+      const started = performance.now();
+      const pending = callError("query", { sql: runaway });
+      expect(await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 1000, 10)).toBe(true);
+      const text = await pending;
+      const elapsed = performance.now() - started;
+      expect(text).toMatch(new RegExp(`query stopped after \\d+ ms: it ran past the ${TIMEOUT_MS} ms time limit`));
+      expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS);
+      expect(elapsed).toBeLessThan(TIMEOUT_MS + 10_000);
+      expect(await waitFor("the statement to be gone", () => pgQueriesRunning() === 0, 2000, 10)).toBe(true);
+      expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
+    },
+  );
 
-  test.skipIf(testEngine === "sqlite")("a runaway query of a SIGKILLed HTTP worker ends at the time limit on the server (PostgreSQL)", async () => {
-    const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
-    const pending = client.callTool({ name: "query", arguments: { sql: runaway } }).then(
-      () => "answered",
-      () => "failed",
-    );
-    await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 2000, 10);
-    const workers = processesRunning(`${root}/src/server.ts`);
-    expect(workers.length).toBeGreaterThan(0);
-    for (const w of workers) process.kill(w, "SIGKILL");
-    // Nothing in the service can stop it any more: the server's statement_timeout does.
-    await waitFor("the orphaned statement to end", () => pgQueriesRunning() === 0, TIMEOUT_MS + 8000, 20);
-    expect(await pending).toBe("failed");
-    await waitFor("the service to answer", async () => {
-      const res = await client.callTool({ name: "query", arguments: { sql: "select 1 as one" } }).catch(() => null);
-      return (res?.structuredContent as { rows?: unknown } | undefined)?.rows !== undefined;
-    });
-  });
+  test.skipIf(testEngine === "sqlite")(
+    "a runaway query of a SIGKILLed HTTP worker ends at the time limit on the server (PostgreSQL)",
+    async () => {
+      const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
+      const pending = client.callTool({ name: "query", arguments: { sql: runaway } }).then(
+        () => "answered",
+        () => "failed",
+      );
+      await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 2000, 10);
+      const workers = processesRunning(`${root}/src/server.ts`);
+      expect(workers.length).toBeGreaterThan(0);
+      for (const w of workers) process.kill(w, "SIGKILL");
+      // Nothing in the service can stop it any more: the server's statement_timeout does.
+      await waitFor("the orphaned statement to end", () => pgQueriesRunning() === 0, TIMEOUT_MS + 8000, 20);
+      expect(await pending).toBe("failed");
+      await waitFor("the service to answer", async () => {
+        const res = await client.callTool({ name: "query", arguments: { sql: "select 1 as one" } }).catch(() => null);
+        return (res?.structuredContent as { rows?: unknown } | undefined)?.rows !== undefined;
+      });
+    },
+  );
 
-  test.skipIf(testEngine === "pg")("a runaway query dies with its HTTP worker when that is SIGKILLed (no orphan left spinning) (SQLite: a child process)", async () => {
-    const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
-    const pending = client.callTool({ name: "query", arguments: { sql: runaway } }).then(
-      () => "answered",
-      () => "failed",
-    );
-    const [runner] = await waitFor("the runner process to start", () => {
-      const pids = processesRunning(runnerPath);
-      return pids.length === 1 ? pids : null;
-    }, 2000, 10);
-    const worker = parentOf(runner!);
-    expect(processesRunning(`${root}/src/server.ts`)).toContain(worker);
-    process.kill(worker, "SIGKILL");
-    // Its parent can no longer kill it: its own watchdog does (at once on seeing the parent gone, at the
-    // latest a second past the time limit); without one it would spin forever.
-    await waitFor("the orphaned runner to die", () => !processesRunning(runnerPath).includes(runner!), TIMEOUT_MS + 1000 + 8000, 10);
-    expect(await pending).toBe("failed");
-    // The other worker (and the restarted one) still answer.
-    await waitFor("the service to answer", async () => {
-      const res = await client.callTool({ name: "query", arguments: { sql: "select 1 as one" } }).catch(() => null);
-      return (res?.structuredContent as { rows?: unknown } | undefined)?.rows !== undefined;
-    });
-  });
+  test.skipIf(testEngine === "pg")(
+    "a runaway query dies with its HTTP worker when that is SIGKILLed (no orphan left spinning) (SQLite: a child process)",
+    async () => {
+      const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
+      const pending = client.callTool({ name: "query", arguments: { sql: runaway } }).then(
+        () => "answered",
+        () => "failed",
+      );
+      const [runner] = await waitFor(
+        "the runner process to start",
+        () => {
+          const pids = processesRunning(runnerPath);
+          return pids.length === 1 ? pids : null;
+        },
+        2000,
+        10,
+      );
+      const worker = parentOf(runner!);
+      expect(processesRunning(`${root}/src/server.ts`)).toContain(worker);
+      process.kill(worker, "SIGKILL");
+      // Its parent can no longer kill it: its own watchdog does (at once on seeing the parent gone, at the
+      // latest a second past the time limit); without one it would spin forever.
+      await waitFor("the orphaned runner to die", () => !processesRunning(runnerPath).includes(runner!), TIMEOUT_MS + 1000 + 8000, 10);
+      expect(await pending).toBe("failed");
+      // The other worker (and the restarted one) still answer.
+      await waitFor("the service to answer", async () => {
+        const res = await client.callTool({ name: "query", arguments: { sql: "select 1 as one" } }).catch(() => null);
+        return (res?.structuredContent as { rows?: unknown } | undefined)?.rows !== undefined;
+      });
+    },
+  );
 
   test("SQL errors come back as tool errors with the database's message", async () => {
     const message = testEngine === "pg" ? /SQL error: column "nope" does not exist/ : /SQL error: no such column: nope/;
@@ -550,13 +727,36 @@ describe("bad input gives a clear tool error", () => {
     ["wrong type", "best_pages", { site_id: "one" }, /Input validation error.*site_id/],
     ["unknown search type", "best_pages", { site_id: 1, search_type: "shopping" }, /Input validation error.*search_type/],
     ["empty pages", "track_pages", { site_id: 1, pages: [] }, /Input validation error.*pages/],
-    ["bad custom date", "compare_periods", { site_id: 1, period_type: "custom", custom_periods: { period1: { start: "2026-02-30", end: "2026-03-01" }, period2: { start: "2026-03-02", end: "2026-03-03" } } }, /Input validation error.*YYYY-MM-DD/],
-    ["custom period backwards", "compare_periods", { site_id: 1, period_type: "custom", custom_periods: { period1: { start: "2026-03-05", end: "2026-03-01" }, period2: { start: "2026-03-02", end: "2026-03-03" } } }, /start is after end/],
+    [
+      "bad custom date",
+      "compare_periods",
+      {
+        site_id: 1,
+        period_type: "custom",
+        custom_periods: { period1: { start: "2026-02-30", end: "2026-03-01" }, period2: { start: "2026-03-02", end: "2026-03-03" } },
+      },
+      /Input validation error.*YYYY-MM-DD/,
+    ],
+    [
+      "custom period backwards",
+      "compare_periods",
+      {
+        site_id: 1,
+        period_type: "custom",
+        custom_periods: { period1: { start: "2026-03-05", end: "2026-03-01" }, period2: { start: "2026-03-02", end: "2026-03-03" } },
+      },
+      /start is after end/,
+    ],
     ["custom without periods", "compare_periods", { site_id: 1, period_type: "custom" }, /needs custom_periods/],
     ["no site named", "best_pages", {}, /either site_id or hostname must be provided/i],
     ["unknown site id", "best_pages", { site_id: 999_999 }, /site 999999 not found/i],
     ["unknown hostname", "best_pages", { hostname: "nowhere.example" }, /site not found: nowhere.example/i],
-    ["no data for last_7_days", "compare_periods", { hostname: "sc-domain:shop.example", period_type: "last_7_days", search_type: "news" }, /no synced data/],
+    [
+      "no data for last_7_days",
+      "compare_periods",
+      { hostname: "sc-domain:shop.example", period_type: "last_7_days", search_type: "news" },
+      /no synced data/,
+    ],
   ];
   test.each(cases)("%s", async (_name, tool, args, message) => {
     expect(await callError(tool, args)).toMatch(message);
@@ -578,11 +778,13 @@ describe("transport", () => {
   test("stateless: 20 concurrent tools/call with no initialize and no session, on any worker (query calls wait for a slot)", async () => {
     const answers = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        mcpPost({ jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "query", arguments: { sql: `select ${i} as i` } } }).then(async (r) => ({
-          status: r.status,
-          session: r.headers.get("mcp-session-id"),
-          body: (await r.json()) as any,
-        })),
+        mcpPost({ jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "query", arguments: { sql: `select ${i} as i` } } }).then(
+          async (r) => ({
+            status: r.status,
+            session: r.headers.get("mcp-session-id"),
+            body: (await r.json()) as any,
+          }),
+        ),
       ),
     );
     for (const [i, a] of answers.entries()) {
@@ -614,7 +816,9 @@ describe("with API keys (AUTH=required)", () => {
     const locked = await startServer({ workers: 1, env: { AUTH: "required" } });
     const clients: Client[] = [];
     try {
-      const created = await runScript(root, ["src/auth/cli.ts", "create", "--name", "assistant", "--scope", "read"], { DATABASE_URL: locked.dbPath });
+      const created = await runScript(root, ["src/auth/cli.ts", "create", "--name", "assistant", "--scope", "read"], {
+        DATABASE_URL: locked.dbPath,
+      });
       expect(created.code).toBe(0);
       const key = created.stdout.split("\n").find((l) => l.startsWith("ssk_"))!;
       const url = new URL(`${locked.url}/mcp`);

@@ -56,15 +56,26 @@ describe("expandSitePlaceholders", () => {
   test("{site} is the daily rows, {site_hourly} the hourly rows, of one site", () => {
     expect(expandSitePlaceholders("select * from {site}", 7)).toContain("from gsc_performance_data where site_id = 7)");
     expect(expandSitePlaceholders("select * from {site}", 7, "hourly")).toContain("from hourly_rankings where site_id = 7)");
-    expect(expandSitePlaceholders("select * from {site_hourly} join {site}", 3)).toMatch(/hourly_rankings where site_id = 3\).*gsc_performance_data where site_id = 3\)/);
+    expect(expandSitePlaceholders("select * from {site_hourly} join {site}", 3)).toMatch(
+      /hourly_rankings where site_id = 3\).*gsc_performance_data where site_id = 3\)/,
+    );
     expect(expandSitePlaceholders("select 1", null)).toBe("select 1");
     expect(() => expandSitePlaceholders("select * from {site}", null)).toThrow(/give site_id or hostname/);
   });
 
   test("PostgreSQL: the placeholders name CTEs put before the statement's own (a derived table needs an alias there)", () => {
-    expect(expandSitePlaceholders("select count(*) from {site}", 7, "daily", "pg")).toMatch(/^with site_rows as \(select .* from gsc_performance_data where site_id = 7\) select count\(\*\) from site_rows$/);
-    const both = expandSitePlaceholders("/* c */ WITH RECURSIVE r(x) as (select 1) select * from {site_hourly} join {site} using (query), r", 3, "daily", "pg");
-    expect(both).toMatch(/^\/\* c \*\/ WITH RECURSIVE site_rows as \(.*gsc_performance_data where site_id = 3\), site_hourly_rows as \(.*hourly_rankings where site_id = 3\),  r\(x\)/);
+    expect(expandSitePlaceholders("select count(*) from {site}", 7, "daily", "pg")).toMatch(
+      /^with site_rows as \(select .* from gsc_performance_data where site_id = 7\) select count\(\*\) from site_rows$/,
+    );
+    const both = expandSitePlaceholders(
+      "/* c */ WITH RECURSIVE r(x) as (select 1) select * from {site_hourly} join {site} using (query), r",
+      3,
+      "daily",
+      "pg",
+    );
+    expect(both).toMatch(
+      /^\/\* c \*\/ WITH RECURSIVE site_rows as \(.*gsc_performance_data where site_id = 3\), site_hourly_rows as \(.*hourly_rankings where site_id = 3\), {2}r\(x\)/,
+    );
     expect(both).toEndWith("from site_hourly_rows join site_rows using (query), r");
   });
 });
@@ -98,7 +109,10 @@ describe.skipIf(testEngine === "pg")("runStatement (the child's work) (SQLite)",
   const refusedPrograms: [string, RegExp][] = [
     ["with s as (select 1) delete from sites", /only read-only SELECT statements are allowed/],
     ["with s as (select 1) insert into sites (domain, name) select 'x', 'y' from s", /only read-only SELECT/],
-    ["select * from api_keys", /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings/],
+    [
+      "select * from api_keys",
+      /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings/,
+    ],
     ["select * from sync_tasks", /table 'sync_tasks' cannot be queried/],
     ["select s.id from sites s join audit_log a on a.id = s.id", /table 'audit_log' cannot be queried/],
   ];
@@ -141,7 +155,13 @@ describe.skipIf(testEngine === "pg")("the read-only connection (last line of def
 
 describe.skipIf(testEngine === "sqlite")("runReadOnlySqlPg (PostgreSQL: a READ ONLY transaction of its own)", () => {
   const run = (sql: string, o: { maxRows?: number; maxBytes?: number; timeoutMs?: number } = {}) =>
-    runReadOnlySqlPg(t.db, { sql, maxRows: o.maxRows ?? 100, maxBytes: o.maxBytes ?? 1 << 20, timeoutMs: o.timeoutMs ?? 5000, tables: QUERYABLE_TABLES });
+    runReadOnlySqlPg(t.db, {
+      sql,
+      maxRows: o.maxRows ?? 100,
+      maxBytes: o.maxBytes ?? 1 << 20,
+      timeoutMs: o.timeoutMs ?? 5000,
+      tables: QUERYABLE_TABLES,
+    });
 
   test("rows and columns of a read; bigint counts as numbers", async () => {
     expect(await run("select id, domain from sites order by id")).toEqual({
@@ -174,7 +194,10 @@ describe.skipIf(testEngine === "sqlite")("runReadOnlySqlPg (PostgreSQL: a READ O
     ["with s as (select 1) delete from sites", /only read-only SELECT statements are allowed/],
     ["with s as (select 1) insert into sites (domain, name) select 'x', 'y' from s", /only read-only SELECT/],
     ["select * from sites for update", /only read-only SELECT/],
-    ["select * from api_keys", /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings/],
+    [
+      "select * from api_keys",
+      /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings/,
+    ],
     ["select * from sync_tasks", /table 'sync_tasks' cannot be queried/],
     ["select s.id from sites s join audit_log a on a.id = s.id", /table 'audit_log' cannot be queried/],
     ["select relname from pg_class", /table 'pg_catalog.pg_class' cannot be queried/],
@@ -186,7 +209,12 @@ describe.skipIf(testEngine === "sqlite")("runReadOnlySqlPg (PostgreSQL: a READ O
     ["select set_config('statement_timeout', '0', false)", /function 'set_config' cannot be called/],
   ];
   test("the site placeholders run as CTEs, also after the statement's own WITH", async () => {
-    const sql = expandSitePlaceholders("with n as (select 1 as one) select count(*) as rows, min(one) as one from {site}, n", 1, "daily", "pg");
+    const sql = expandSitePlaceholders(
+      "with n as (select 1 as one) select count(*) as rows, min(one) as one from {site}, n",
+      1,
+      "daily",
+      "pg",
+    );
     expect(await run(sql)).toMatchObject({ ok: true, rows: [{ rows: 0, one: null }] });
   });
 
@@ -202,7 +230,9 @@ describe.skipIf(testEngine === "sqlite")("runReadOnlySqlPg (PostgreSQL: a READ O
 
   test("set-returning functions of the allowed list stay readable", async () => {
     expect(await run("select count(*) as n from generate_series(1, 5)")).toMatchObject({ rows: [{ n: 5 }] });
-    expect(await run("select value from jsonb_array_elements_text('[\"a\", \"b\"]') as value")).toMatchObject({ rows: [{ value: "a" }, { value: "b" }] });
+    expect(await run('select value from jsonb_array_elements_text(\'["a", "b"]\') as value')).toMatchObject({
+      rows: [{ value: "a" }, { value: "b" }],
+    });
   });
 
   test("the server stops a statement at the time limit", async () => {

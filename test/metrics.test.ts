@@ -38,7 +38,8 @@ describe("/metrics across 4 HTTP workers and a sync worker", () => {
       expect((await request(s.url, "POST", "/api/v1/sites", { domain: `sc-domain:m${i}.example`, name: `M${i}` }, fresh)).status).toBe(201);
     }
     for (let i = 0; i < 5; i++) expect((await request(s.url, "GET", `/api/v1/sites/${900 + i}`, undefined, fresh)).status).toBe(404);
-    for (let i = 0; i < 7; i++) expect((await request(s.url, "GET", `/no/such/path-${crypto.randomUUID()}`, undefined, fresh)).status).toBe(404);
+    for (let i = 0; i < 7; i++)
+      expect((await request(s.url, "GET", `/no/such/path-${crypto.randomUUID()}`, undefined, fresh)).status).toBe(404);
 
     // Every scrape, on whichever worker it lands, sees the same totals.
     for (let k = 0; k < 6; k++) {
@@ -58,7 +59,9 @@ describe("/metrics across 4 HTTP workers and a sync worker", () => {
       if (testEngine === "pg") {
         // Each process's pool, summed by role; the server's facts from the supervisor.
         for (const role of ["http", "sync", "primary"]) {
-          expect(m.some((x) => x.name === "sitesync_pg_pool_connections" && x.labels.role === role && x.labels.state === "total")).toBe(true);
+          expect(m.some((x) => x.name === "sitesync_pg_pool_connections" && x.labels.role === role && x.labels.state === "total")).toBe(
+            true,
+          );
         }
         expect(sumOf(m, "sitesync_pg_pool_connections", { state: "total" })).toBeGreaterThanOrEqual(6);
         expect(sumOf(m, "sitesync_pg_database_bytes")).toBeGreaterThan(1_000_000);

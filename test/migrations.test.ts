@@ -7,7 +7,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { defaultPragmas } from "../src/db/sqlite/open.ts";
-import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
+import { pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import * as schema from "../src/db/sqlite/schema.ts";
 import { tempDir } from "./helpers/db.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
@@ -31,10 +31,7 @@ type MasterRow = { type: string; name: string; tbl_name: string; sql: string | n
 const bookkeeping = (r: MasterRow) => !r.name.startsWith("__drizzle_migrations") && !r.name.startsWith("sqlite_autoindex___drizzle");
 
 function schemaOf(conn: Database): MasterRow[] {
-  return conn
-    .query<MasterRow, []>("select type, name, tbl_name, sql from sqlite_master order by type, name")
-    .all()
-    .filter(bookkeeping);
+  return conn.query<MasterRow, []>("select type, name, tbl_name, sql from sqlite_master order by type, name").all().filter(bookkeeping);
 }
 
 /** The schema the migration files produce, applied one by one to an in-memory database. */
@@ -51,7 +48,9 @@ function inspect(path: string) {
   try {
     return {
       schema: schemaOf(conn),
-      applied: conn.query<{ hash: string; created_at: number }, []>('select hash, created_at from "__drizzle_migrations" order by created_at').all(),
+      applied: conn
+        .query<{ hash: string; created_at: number }, []>('select hash, created_at from "__drizzle_migrations" order by created_at')
+        .all(),
     };
   } finally {
     conn.close();
@@ -84,13 +83,19 @@ describe("the migration files", () => {
     expect(tables.length).toBeGreaterThanOrEqual(4);
     for (const table of tables) {
       const cfg = getTableConfig(table);
-      const columns = mem.query<{ name: string }, []>(`select name from pragma_table_info('${cfg.name}')`).all().map((c) => c.name);
+      const columns = mem
+        .query<{ name: string }, []>(`select name from pragma_table_info('${cfg.name}')`)
+        .all()
+        .map((c) => c.name);
       expect({ table: cfg.name, columns: columns.sort() }).toEqual({ table: cfg.name, columns: cfg.columns.map((c) => c.name).sort() });
       const indexes = mem
         .query<{ name: string }, []>(`select name from pragma_index_list('${cfg.name}') where origin = 'c'`)
         .all()
         .map((i) => i.name);
-      expect({ table: cfg.name, indexes: indexes.sort() }).toEqual({ table: cfg.name, indexes: cfg.indexes.map((i) => i.config.name).sort() });
+      expect({ table: cfg.name, indexes: indexes.sort() }).toEqual({
+        table: cfg.name,
+        indexes: cfg.indexes.map((i) => i.config.name).sort(),
+      });
     }
     mem.close();
   });
@@ -109,12 +114,15 @@ describe("drizzle.config.ts picks the engine from DATABASE_URL", () => {
     cpSync(join(root, "drizzle.config.ts"), join(cwd, "drizzle.config.ts"));
     cpSync(join(root, "drizzle.pg.config.ts"), join(cwd, "drizzle.pg.config.ts"));
     cpSync(join(root, "src"), join(cwd, "src"), { recursive: true });
-    const proc = Bun.spawn([process.execPath, "-e", 'const c = (await import("./drizzle.config.ts")).default; console.log(JSON.stringify(c))'], {
-      cwd,
-      env: { ...process.env, DATABASE_URL: url },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const proc = Bun.spawn(
+      [process.execPath, "-e", 'const c = (await import("./drizzle.config.ts")).default; console.log(JSON.stringify(c))'],
+      {
+        cwd,
+        env: { ...process.env, DATABASE_URL: url },
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
     const [code, outText, errText] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
     expect(errText).toBe("");
     expect(code).toBe(0);
@@ -131,7 +139,9 @@ describe("a file migrated before the move to migrations/sqlite/", () => {
   const dataOf = (path: string) => {
     const conn = new Database(path, { readonly: true });
     try {
-      return ["sites", "gsc_performance_data", "gsc_synced_days", "gsc_queries"].map((t) => conn.query(`select * from ${t} order by 1`).all());
+      return ["sites", "gsc_performance_data", "gsc_synced_days", "gsc_queries"].map((t) =>
+        conn.query(`select * from ${t} order by 1`).all(),
+      );
     } finally {
       conn.close();
     }
@@ -318,7 +328,9 @@ describe("migrate() and foreign keys", () => {
     const path = populated();
     const before = counts(path);
     const folder = folderWith("0099_orphan", "INSERT INTO `sync_tasks` (`site_id`, `task_type`) VALUES (42, 'daily_sync');");
-    expect(() => migrate(path, defaultPragmas, folder)).toThrow(/rolled back.*1 row\(s\) whose foreign key points at no row \(sync_tasks rowid \d+ -> sites\)/);
+    expect(() => migrate(path, defaultPragmas, folder)).toThrow(
+      /rolled back.*1 row\(s\) whose foreign key points at no row \(sync_tasks rowid \d+ -> sites\)/,
+    );
     expect(counts(path)).toEqual(before);
     // Nothing of the failed run was kept: the real migrations find nothing to do.
     expect(migrate(path)).toBe(0);
@@ -344,7 +356,9 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: bun run migrate and bu
           "select table_name, column_name, data_type, is_nullable, column_default from information_schema.columns where table_schema = 'public' order by 1, 2",
         ),
         indexes: await rows("select tablename, indexname, indexdef from pg_indexes where schemaname = 'public' order by 1, 2"),
-        functions: await rows("select p.proname, pg_get_functiondef(p.oid) as def from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public' and p.prokind = 'f' and p.proname like 'sitesync%' order by 1"),
+        functions: await rows(
+          "select p.proname, pg_get_functiondef(p.oid) as def from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public' and p.prokind = 'f' and p.proname like 'sitesync%' order by 1",
+        ),
         triggers: await rows("select tgname, pg_get_triggerdef(oid) as def from pg_trigger where not tgisinternal order by 1"),
         extensions: await rows("select extname from pg_extension order by 1"),
       };
@@ -400,7 +414,11 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: bun run migrate and bu
       const state = await pgInspect(asOwner.toString());
       expect(state.extensions.map((e) => e.extname)).toContain("pg_trgm");
       expect(state.indexes.map((i) => i.indexname)).toContain("gsc_queries_query_trgm_idx");
-      expect(state.triggers.map((t) => t.tgname).sort()).toEqual(["gsc_performance_data_queries_delete", "gsc_performance_data_queries_insert", "gsc_performance_data_queries_update"]);
+      expect(state.triggers.map((t) => t.tgname).sort()).toEqual([
+        "gsc_performance_data_queries_delete",
+        "gsc_performance_data_queries_insert",
+        "gsc_performance_data_queries_update",
+      ]);
       expect((await admin.query("select rolsuper from pg_roles where rolname = $1", [role])).rows).toEqual([{ rolsuper: false }]);
       await admin.query(`drop database "${name}" with (force)`);
     } finally {

@@ -21,13 +21,16 @@ const SEARCH_TYPES = 4;
 
 /** Every JSON log line of an instance (supervisor and workers). */
 const events = (s: RunningServer) =>
-  s.output().split("\n").flatMap((l) => {
-    try {
-      return [JSON.parse(l) as Record<string, any>];
-    } catch {
-      return [];
-    }
-  });
+  s
+    .output()
+    .split("\n")
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, any>];
+      } catch {
+        return [];
+      }
+    });
 
 /** Polls `f` until it returns something truthy. */
 async function waitFor<T>(what: string, f: () => T | Promise<T>, timeoutMs = 60_000, everyMs = 100): Promise<NonNullable<T>> {
@@ -129,7 +132,11 @@ describe.skipIf(testEngine !== "pg")("two machines on one PostgreSQL database", 
       const r = await waitFor("both instances' processes to be registered", async () => {
         const h = await request(via.url, "GET", "/health");
         const procs = (h.body.connection_info?.processes ?? []) as { host: string; pid: number; role: string }[];
-        const of = (s: Instance) => procs.filter((p) => p.host === s.host).map((p) => p.pid).sort((x, y) => x - y);
+        const of = (s: Instance) =>
+          procs
+            .filter((p) => p.host === s.host)
+            .map((p) => p.pid)
+            .sort((x, y) => x - y);
         return JSON.stringify(of(a)) === JSON.stringify(expected(a)) && JSON.stringify(of(b)) === JSON.stringify(expected(b)) ? h : null;
       });
       expect(r.status).toBe(200);
@@ -185,7 +192,11 @@ describe.skipIf(testEngine !== "pg")("two machines on one PostgreSQL database", 
     expect(tasks.map((t) => t.status)).toEqual(new Array(150).fill("completed"));
     // Claimed once: one attempt each, and one "task started" across both machines' logs.
     expect(tasks.map((t) => t.attempts)).toEqual(new Array(150).fill(1));
-    const started = [a, b].flatMap((s) => events(s).filter((e) => e.msg === "task started" && jobs.includes(e.task_id)).map((e) => ({ ...e, host: s.host }) as Record<string, any>));
+    const started = [a, b].flatMap((s) =>
+      events(s)
+        .filter((e) => e.msg === "task started" && jobs.includes(e.task_id))
+        .map((e) => ({ ...e, host: s.host }) as Record<string, any>),
+    );
     expect(started).toHaveLength(150);
     expect(new Set(started.map((e) => e.task_id)).size).toBe(150);
     const byHost = Object.fromEntries(["host-a.test", "host-b.test"].map((h) => [h, started.filter((e) => e.host === h).length]));

@@ -28,7 +28,11 @@ async function waitFor<T>(what: string, f: () => T | Promise<T>, timeoutMs = 15_
 /** True for what fetch throws when the connection fails or drops; not for assertion failures. */
 function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return err instanceof TypeError && typeof code === "string" && ["ECONNRESET", "ECONNREFUSED", "EPIPE", "ConnectionClosed", "ConnectionRefused"].includes(code);
+  return (
+    err instanceof TypeError &&
+    typeof code === "string" &&
+    ["ECONNRESET", "ECONNREFUSED", "EPIPE", "ConnectionClosed", "ConnectionRefused"].includes(code)
+  );
 }
 
 /** "answered" or "refused": whether anything still accepts connections on the server's port. */
@@ -101,7 +105,10 @@ describe("four HTTP workers on one file", () => {
       const statuses = results.map((r) => r.status).sort();
       expect(statuses).toEqual([201, ...Array(19).fill(409)]);
       for (const r of results.filter((r) => r.status === 409)) {
-        expect(r.json).toEqual({ error: { code: "conflict", message: expect.stringContaining(domain), details: { domain } }, detail: r.json.error.message });
+        expect(r.json).toEqual({
+          error: { code: "conflict", message: expect.stringContaining(domain), details: { domain } },
+          detail: r.json.error.message,
+        });
       }
       expect(await countSites(s.dbPath, domain)).toEqual([domain]);
     }
@@ -337,7 +344,11 @@ describe("--workers 1 and configuration errors", () => {
     });
     const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
     expect(code).toBe(1);
-    expect(err.trim().split("\n")).toEqual([expect.stringMatching(new RegExp(`^fatal: the PostgreSQL server at postgres://app:\\*\\*\\*@127\\.0\\.0\\.1:${port}/app does not answer`))]);
+    expect(err.trim().split("\n")).toEqual([
+      expect.stringMatching(
+        new RegExp(`^fatal: the PostgreSQL server at postgres://app:\\*\\*\\*@127\\.0\\.0\\.1:${port}/app does not answer`),
+      ),
+    ]);
     expect(err).not.toContain("secret");
   });
   for (const c of bad) {

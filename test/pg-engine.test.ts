@@ -37,9 +37,15 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     const cross = (first: number, second: number, name: string) =>
       t.db.tx(async (tx) => {
         attempts++;
-        await tx.update(sites).set({ name: `${name} 1` }).where(eq(sites.id, first));
+        await tx
+          .update(sites)
+          .set({ name: `${name} 1` })
+          .where(eq(sites.id, first));
         await tx.execute(sql`select pg_sleep(0.3)`);
-        await tx.update(sites).set({ name: `${name} 2` }).where(eq(sites.id, second));
+        await tx
+          .update(sites)
+          .set({ name: `${name} 2` })
+          .where(eq(sites.id, second));
         return name;
       });
     const retries0 = t.db.stats.busyRetries;
@@ -74,7 +80,10 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect((err as ApiError).status).toBe(503);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(300);
     expect(db.stats.busyRetries).toBeGreaterThan(0);
-    const readErr = await db.q.select().from(db.t.sites).catch((e: unknown) => e);
+    const readErr = await db.q
+      .select()
+      .from(db.t.sites)
+      .catch((e: unknown) => e);
     expect(isStorageError(readErr)).toBe(true);
   });
 

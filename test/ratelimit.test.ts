@@ -37,7 +37,10 @@ test("6 handles x 8 concurrent callers on one bucket: exactly the limit admitted
   }
   // The window's counter may run past the limit by less than a chunk (the last reservations are cut at it).
   const { rateLimitWindows: w } = t.db.t;
-  const [row] = await t.db.q.select({ used: w.used }).from(w).where(and(eq(w.bucket, "key:7")));
+  const [row] = await t.db.q
+    .select({ used: w.used })
+    .from(w)
+    .where(and(eq(w.bucket, "key:7")));
   expect(row!.used).toBeGreaterThanOrEqual(limit);
   expect(row!.used).toBeLessThan(limit + 10);
   // Another bucket is untouched.

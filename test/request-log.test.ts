@@ -25,7 +25,13 @@ describe("REQUEST_LOG on", () => {
   const app = () => createApp(t.db, { requestLog: true });
   const cases: { method: string; path: string; body?: string; status: number; route: string }[] = [
     { method: "GET", path: "/health", status: 200, route: "/health" },
-    { method: "POST", path: "/api/v1/sites", body: JSON.stringify({ domain: "sc-domain:log.example", name: "Log" }), status: 201, route: "/api/v1/sites" },
+    {
+      method: "POST",
+      path: "/api/v1/sites",
+      body: JSON.stringify({ domain: "sc-domain:log.example", name: "Log" }),
+      status: 201,
+      route: "/api/v1/sites",
+    },
     { method: "POST", path: "/api/v1/sites", body: "{not json", status: 400, route: "/api/v1/sites" },
     { method: "GET", path: "/api/v1/sites/999999", status: 404, route: "/api/v1/sites/:id" },
     { method: "GET", path: "/no/such/route?x=1", status: 404, route: "/*" },

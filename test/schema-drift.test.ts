@@ -5,7 +5,7 @@
 import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { is, SQL } from "drizzle-orm";
-import { PgDialect, PgTable, getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
+import { PgDialect, type PgTable, getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
 import { SQLiteSyncDialect, SQLiteTable, getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
 import { join } from "node:path";
 import pg from "pg";
@@ -50,13 +50,7 @@ const pgDialect = new PgDialect();
 
 /** SQL text without quotes, table qualifiers or case and spacing differences. */
 function sqlText(s: SQL, dialect: SQLiteSyncDialect | PgDialect, table: string): string {
-  return dialect
-    .sqlToQuery(s)
-    .sql.replace(/["`]/g, "")
-    .replaceAll(`${table}.`, "")
-    .replace(/\s+/g, " ")
-    .trim()
-    .toLowerCase();
+  return dialect.sqlToQuery(s).sql.replace(/["`]/g, "").replaceAll(`${table}.`, "").replace(/\s+/g, " ").trim().toLowerCase();
 }
 
 /** An SQL default, with each engine's expression for "now as ISO-8601 UTC text" named alike. */
@@ -68,7 +62,8 @@ function sqlDefault(text: string): string {
 /** A dialect-free description of a table, to compare with toEqual. */
 function describeTable(cfg: Config, dialect: SQLiteSyncDialect | PgDialect) {
   const text = (s: SQL) => sqlText(s, dialect, cfg.name);
-  const primaryKey = cfg.primaryKeys.length > 0 ? cfg.primaryKeys[0]!.columns.map((c) => c.name) : cfg.columns.filter((c) => c.primary).map((c) => c.name);
+  const primaryKey =
+    cfg.primaryKeys.length > 0 ? cfg.primaryKeys[0]!.columns.map((c) => c.name) : cfg.columns.filter((c) => c.primary).map((c) => c.name);
   return {
     columns: Object.fromEntries(
       cfg.columns.map((c) => {
@@ -82,24 +77,37 @@ function describeTable(cfg: Config, dialect: SQLiteSyncDialect | PgDialect) {
     ),
     primaryKey,
     uniqueKeys: [
-      ...cfg.indexes.filter((i) => i.config.unique).map((i) => ({
-        name: i.config.name,
-        columns: i.config.columns.map((c) => (c as { name: string }).name),
-        where: i.config.where ? text(i.config.where) : null,
-      })),
+      ...cfg.indexes
+        .filter((i) => i.config.unique)
+        .map((i) => ({
+          name: i.config.name,
+          columns: i.config.columns.map((c) => (c as { name: string }).name),
+          where: i.config.where ? text(i.config.where) : null,
+        })),
       ...cfg.uniqueConstraints.map((u) => ({ name: u.name, columns: u.columns.map((c) => c.name), where: null })),
       ...cfg.columns.filter((c) => c.isUnique).map((c) => ({ name: c.uniqueName, columns: [c.name], where: null })),
     ].sort((a, b) => String(a.name).localeCompare(String(b.name))),
     // Plain indexes too: the same queries will run on both engines and need the same access paths.
     indexes: cfg.indexes
       .filter((i) => !i.config.unique && !pgOnlySearchIndexes.includes(i.config.name!))
-      .map((i) => ({ name: i.config.name, columns: i.config.columns.map((c) => (c as { name: string }).name), where: i.config.where ? text(i.config.where) : null }))
+      .map((i) => ({
+        name: i.config.name,
+        columns: i.config.columns.map((c) => (c as { name: string }).name),
+        where: i.config.where ? text(i.config.where) : null,
+      }))
       .sort((a, b) => String(a.name).localeCompare(String(b.name))),
     foreignKeys: cfg.foreignKeys
       .map((f) => {
         const r = f.reference();
-        const target = is(r.foreignTable, SQLiteTable) ? sqliteTableConfig(r.foreignTable).name : pgTableConfig(r.foreignTable as PgTable).name;
-        return { columns: r.columns.map((c) => c.name), table: target, foreignColumns: r.foreignColumns.map((c) => c.name), onDelete: f.onDelete ?? "no action" };
+        const target = is(r.foreignTable, SQLiteTable)
+          ? sqliteTableConfig(r.foreignTable).name
+          : pgTableConfig(r.foreignTable as PgTable).name;
+        return {
+          columns: r.columns.map((c) => c.name),
+          table: target,
+          foreignColumns: r.foreignColumns.map((c) => c.name),
+          onDelete: f.onDelete ?? "no action",
+        };
       })
       .sort((a, b) => a.columns.join().localeCompare(b.columns.join())),
     checks: cfg.checks.map((c) => ({ name: c.name, sql: text(c.value) })).sort((a, b) => a.name.localeCompare(b.name)),
@@ -126,14 +134,21 @@ describe("schema drift: src/db/sqlite/schema.ts vs src/db/pg/schema.ts", () => {
 
   test("the PostgreSQL-only search index is the pg_trgm GIN index on gsc_queries.query, and nothing else is left out", () => {
     const onlyPg = [...pgTables.values()].flatMap((cfg) =>
-      cfg.indexes.filter((i) => pgOnlySearchIndexes.includes(i.config.name!)).map((i) => ({
-        table: cfg.name,
-        name: i.config.name,
-        method: i.config.method,
-        columns: i.config.columns.map((c) => ({ name: (c as { name: string }).name, op: (c as { indexConfig?: { opClass?: string } }).indexConfig?.opClass })),
-      })),
+      cfg.indexes
+        .filter((i) => pgOnlySearchIndexes.includes(i.config.name!))
+        .map((i) => ({
+          table: cfg.name,
+          name: i.config.name,
+          method: i.config.method,
+          columns: i.config.columns.map((c) => ({
+            name: (c as { name: string }).name,
+            op: (c as { indexConfig?: { opClass?: string } }).indexConfig?.opClass,
+          })),
+        })),
     );
-    expect(onlyPg).toEqual([{ table: "gsc_queries", name: pgQuerySearch.index, method: "gin", columns: [{ name: "query", op: "gin_trgm_ops" }] }]);
+    expect(onlyPg).toEqual([
+      { table: "gsc_queries", name: pgQuerySearch.index, method: "gin", columns: [{ name: "query", op: "gin_trgm_ops" }] },
+    ]);
   });
 
   test("the comparison sees a difference: a column made nullable is caught", () => {
@@ -168,9 +183,13 @@ function sqliteShape(path: string): { shape: DbShape; fts: string[]; ftsTriggers
       // SQLite's and drizzle's bookkeeping (sqlite_sequence for AUTOINCREMENT, the applied migrations).
       if (name.startsWith("sqlite_") || name === "__drizzle_migrations" || excluded.has(name)) continue;
       const cols = db.query<{ name: string; notnull: number; pk: number }, []>(`select * from pragma_table_info('${name}')`).all();
-      const indexes = db.query<{ name: string; unique: number; partial: number; origin: string }, []>(`select * from pragma_index_list('${name}')`).all();
+      const indexes = db
+        .query<{ name: string; unique: number; partial: number; origin: string }, []>(`select * from pragma_index_list('${name}')`)
+        .all();
       const fks = db
-        .query<{ id: number; table: string; from: string; to: string; on_delete: string }, []>(`select * from pragma_foreign_key_list('${name}')`)
+        .query<{ id: number; table: string; from: string; to: string; on_delete: string }, []>(
+          `select * from pragma_foreign_key_list('${name}')`,
+        )
         .all();
       shape[name] = {
         columns: Object.fromEntries(cols.map((c) => [c.name, { notNull: c.notnull === 1 || c.pk > 0 }])),
@@ -186,7 +205,9 @@ function sqliteShape(path: string): { shape: DbShape; fts: string[]; ftsTriggers
         triggers: [],
       };
     }
-    const triggers = db.query<{ name: string; tbl_name: string }, []>("select name, tbl_name from sqlite_master where type = 'trigger' order by name").all();
+    const triggers = db
+      .query<{ name: string; tbl_name: string }, []>("select name, tbl_name from sqlite_master where type = 'trigger' order by name")
+      .all();
     for (const t of triggers) if (!sqliteOnlyFtsTriggers.includes(t.name)) shape[t.tbl_name]!.triggers.push(t.name);
     return { shape, fts, ftsTriggers: triggers.filter((t) => sqliteOnlyFtsTriggers.includes(t.name)).map((t) => t.name) };
   } finally {
@@ -207,7 +228,7 @@ async function pgShape(url: string): Promise<DbShape> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    const q = async <T,>(text: string) => (await client.query(text)).rows as T[];
+    const q = async <T>(text: string) => (await client.query(text)).rows as T[];
     const cols = await q<{ table_name: string; column_name: string; is_nullable: string }>(
       "select table_name, column_name, is_nullable from information_schema.columns where table_schema = 'public' order by table_name, ordinal_position",
     );
@@ -229,7 +250,8 @@ async function pgShape(url: string): Promise<DbShape> {
       t.columns[c.column_name] = { notNull: c.is_nullable === "NO" };
     }
     for (const u of uniques) shape[u.table]!.uniqueKeys.push(`${u.columns}${u.partial ? " (partial)" : ""}`);
-    for (const f of fks) shape[f.table]!.foreignKeys.push(`${f.columns} -> ${f.target}.${f.target_columns} on delete ${actions[f.on_delete]}`);
+    for (const f of fks)
+      shape[f.table]!.foreignKeys.push(`${f.columns} -> ${f.target}.${f.target_columns} on delete ${actions[f.on_delete]}`);
     const triggers = await q<{ table: string; name: string }>(`
       select c.relname as table, t.tgname as name from pg_trigger t join pg_class c on c.oid = t.tgrelid
         join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public' and not t.tgisinternal order by t.tgname`);
@@ -327,7 +349,10 @@ describe.skipIf(postgresSkipReason !== null)("gsc_queries on both engines: the t
           kinds.ingest++;
           // One statement of several rows, as a sync batch writes them (some update rows already there).
           // (A row may appear once per statement on PostgreSQL: duplicates of a key are dropped first.)
-          const drawn = Array.from({ length: 1 + rnd(8) }, () => [site, `2026-11-0${1 + rnd(3)}`, `/p${rnd(3)}`, `q ${rnd(12)}`, rnd(100)] as const);
+          const drawn = Array.from(
+            { length: 1 + rnd(8) },
+            () => [site, `2026-11-0${1 + rnd(3)}`, `/p${rnd(3)}`, `q ${rnd(12)}`, rnd(100)] as const,
+          );
           const rows = [...new Map(drawn.map((r) => [r.slice(0, 4).join("|"), r])).values()];
           const values = rows.map(() => "(?, ?, ?, ?, 'DESKTOP', 'web', ?)").join(", ");
           await db.run(upsert.replace("values (?, ?, ?, ?, 'DESKTOP', 'web', ?)", `values ${values}`), rows.flat());
@@ -355,7 +380,10 @@ describe.skipIf(postgresSkipReason !== null)("gsc_queries on both engines: the t
         expect(pgList).toEqual(liteList);
       }
       // Every kind of change happened, and the list was not trivially empty.
-      expect(Object.values(kinds).every((n) => n > 0), JSON.stringify(kinds)).toBe(true);
+      expect(
+        Object.values(kinds).every((n) => n > 0),
+        JSON.stringify(kinds),
+      ).toBe(true);
       expect((await db.all("select count(*) as n from gsc_queries"))[0]).not.toEqual([{ n: 0 }]);
     } finally {
       await db.close();
@@ -367,14 +395,23 @@ describe.skipIf(postgresSkipReason !== null)("gsc_queries on both engines: the t
     const url = await server.newDatabase();
     await migratePg(url);
     // a and b race; m looks (a pg.Client queues queries behind one that waits).
-    const [a, b, m] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+    const [a, b, m] = [
+      new pg.Client({ connectionString: url }),
+      new pg.Client({ connectionString: url }),
+      new pg.Client({ connectionString: url }),
+    ];
     await Promise.all([a.connect(), b.connect(), m.connect()]);
     await a.query("insert into sites (id, domain, name) values (1, 's.example', 's')");
-    await a.query("insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (1, '2026-11-01', '/a', 'q', 'DESKTOP', 'web')");
+    await a.query(
+      "insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (1, '2026-11-01', '/a', 'q', 'DESKTOP', 'web')",
+    );
     const list = async () => (await m.query("select query from gsc_queries order by query")).rows.map((r) => r.query);
     const rows = async () => (await m.query("select distinct query from gsc_performance_data order by query")).rows.map((r) => r.query);
     const waiting = async () =>
-      Number((await m.query("select count(*) as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")).rows[0].n);
+      Number(
+        (await m.query("select count(*) as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"))
+          .rows[0].n,
+      );
     return { a, b, list, rows, waiting, end: async () => Promise.all([a.end(), b.end(), m.end()]) };
   }
 
@@ -382,7 +419,9 @@ describe.skipIf(postgresSkipReason !== null)("gsc_queries on both engines: the t
     const s = await twoSessions();
     try {
       await s.a.query("begin");
-      await s.a.query("insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (1, '2026-11-02', '/b', 'q', 'DESKTOP', 'web')");
+      await s.a.query(
+        "insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (1, '2026-11-02', '/b', 'q', 'DESKTOP', 'web')",
+      );
       await s.b.query("begin");
       const del = s.b.query("delete from gsc_performance_data where page = '/a'");
       // The delete's trigger waits on the pair the insert locked.
@@ -403,7 +442,9 @@ describe.skipIf(postgresSkipReason !== null)("gsc_queries on both engines: the t
       await s.b.query("begin");
       await s.b.query("delete from gsc_performance_data where page = '/a'");
       await s.a.query("begin");
-      const ins = s.a.query("insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (1, '2026-11-02', '/b', 'q', 'DESKTOP', 'web')");
+      const ins = s.a.query(
+        "insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (1, '2026-11-02', '/b', 'q', 'DESKTOP', 'web')",
+      );
       await waitUntil(async () => (await s.waiting()) === 1);
       await s.b.query("commit");
       await ins;
@@ -434,7 +475,9 @@ describe.skipIf(postgresSkipReason !== null)("gsc_queries on both engines: the t
       const search = "select query from gsc_queries where query ilike '%' || $1 || '%'";
       const plan = (await c.query(`explain ${search.replace("$1", `'${term}'`)}`)).rows.map((r) => r["QUERY PLAN"]).join("\n");
       expect(plan).toContain(`Bitmap Index Scan on ${pgQuerySearch.index}`);
-      expect((await c.query(search, [term])).rows).toEqual([{ query: `query ${new Bun.CryptoHasher("md5").update("4999").digest("hex")}` }]);
+      expect((await c.query(search, [term])).rows).toEqual([
+        { query: `query ${new Bun.CryptoHasher("md5").update("4999").digest("hex")}` },
+      ]);
       expect((await c.query("select count(*)::int as n from gsc_queries")).rows[0].n).toBe(5000);
     } finally {
       await c.end();

@@ -22,7 +22,15 @@ async function search(qs: string, id = site) {
   return { status: res.status, json: JSON.parse(text) };
 }
 
-const row = (query: string, clicks: number, impressions: number, ctr: number, position: number, page = "https://x.example/", device = "MOBILE"): SourceRow => ({
+const row = (
+  query: string,
+  clicks: number,
+  impressions: number,
+  ctr: number,
+  position: number,
+  page = "https://x.example/",
+  device = "MOBILE",
+): SourceRow => ({
   page,
   query,
   device,
@@ -36,7 +44,15 @@ beforeAll(async () => {
   t = tempDb();
   app = createApp(t.db);
   const mk = async (domain: string) =>
-    ((await (await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain, name: domain }) })).json()) as { id: number }).id;
+    (
+      (await (
+        await app.request("/api/v1/sites", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ domain, name: domain }),
+        })
+      ).json()) as { id: number }
+    ).id;
   site = await mk("sc-domain:search.example");
   other = await mk("sc-domain:other.example");
   await storeRows(t.db, site, "2026-03-01", "web", [
@@ -75,9 +91,30 @@ describe("results", () => {
       queries: [
         { query: "running socks", total_clicks: 1, total_impressions: 500, avg_ctr: 0.002, avg_position: 7, days_appeared: 1 },
         // SQLite groups by exact text: "running shoes" and "Running Shoes" are two queries.
-        { query: "running shoes", total_clicks: 32, total_impressions: 320, avg_ctr: expect.closeTo(0.1, 9), avg_position: expect.closeTo(3.8, 9), days_appeared: 3 },
-        { query: "Running Shoes", total_clicks: 10, total_impressions: 100, avg_ctr: expect.closeTo(0.1, 9), avg_position: 3, days_appeared: 1 },
-        { query: "best trail running", total_clicks: 3, total_impressions: 50, avg_ctr: expect.closeTo(0.075, 9), avg_position: 9, days_appeared: 2 },
+        {
+          query: "running shoes",
+          total_clicks: 32,
+          total_impressions: 320,
+          avg_ctr: expect.closeTo(0.1, 9),
+          avg_position: expect.closeTo(3.8, 9),
+          days_appeared: 3,
+        },
+        {
+          query: "Running Shoes",
+          total_clicks: 10,
+          total_impressions: 100,
+          avg_ctr: expect.closeTo(0.1, 9),
+          avg_position: 3,
+          days_appeared: 1,
+        },
+        {
+          query: "best trail running",
+          total_clicks: 3,
+          total_impressions: 50,
+          avg_ctr: expect.closeTo(0.075, 9),
+          avg_position: 9,
+          days_appeared: 2,
+        },
       ],
     });
   });
@@ -85,7 +122,16 @@ describe("results", () => {
   test("date range bounds both ends, inclusive", async () => {
     const r = await search("search_term=running%20shoes&start_date=2026-03-02&end_date=2026-03-03");
     expect(r.json).toMatchObject({ date_range: "2026-03-02 to 2026-03-03", start_date: "2026-03-02", end_date: "2026-03-03" });
-    expect(r.json.queries).toEqual([{ query: "running shoes", total_clicks: 24, total_impressions: 240, avg_ctr: expect.closeTo(0.1, 9), avg_position: 3.5, days_appeared: 2 }]);
+    expect(r.json.queries).toEqual([
+      {
+        query: "running shoes",
+        total_clicks: 24,
+        total_impressions: 240,
+        avg_ctr: expect.closeTo(0.1, 9),
+        avg_position: 3.5,
+        days_appeared: 2,
+      },
+    ]);
     const from = await search("search_term=running&start_date=2026-03-02");
     expect(from.json.date_range).toBe("2026-03-02 to 2026-03-04");
     expect(from.json.queries.map((q: { query: string }) => q.query)).toEqual(["running socks", "running shoes", "best trail running"]);
@@ -102,9 +148,18 @@ describe("results", () => {
   test("a site without rows: empty result, the range says none", async () => {
     const r = await search("search_term=running", other + 0);
     expect(r.json.date_range).toBe("2026-03-02 to 2026-03-02");
-    const empty = await app.request("/api/v1/sites", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ domain: "sc-domain:empty.example", name: "E" }) });
+    const empty = await app.request("/api/v1/sites", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ domain: "sc-domain:empty.example", name: "E" }),
+    });
     const id = ((await empty.json()) as { id: number }).id;
-    expect((await search("search_term=running", id)).json).toMatchObject({ date_range: "none to none", total_queries_found: 0, total_matches: 0, queries: [] });
+    expect((await search("search_term=running", id)).json).toMatchObject({
+      date_range: "none to none",
+      total_queries_found: 0,
+      total_matches: 0,
+      queries: [],
+    });
   });
 
   const literal = [
@@ -162,7 +217,9 @@ describe("errors", () => {
 
   test("control characters are refused by the query function itself, and on the dashboard's query page", async () => {
     for (const term of ["\u0000", "run\u0000", "a\u007fb"]) {
-      await expect(searchQueries(t.db, { siteId: site, term, startDate: null, endDate: null, limit: 10 })).rejects.toThrow(/control characters/);
+      await expect(searchQueries(t.db, { siteId: site, term, startDate: null, endDate: null, limit: 10 })).rejects.toThrow(
+        /control characters/,
+      );
     }
     const page = await app.request(`/ui/queries?site_id=${site}&q=%00`);
     expect(page.status).toBe(400);
@@ -176,58 +233,64 @@ describe("errors", () => {
   });
 });
 
-test.skipIf(testEngine === "pg")("query plans (SQLite: FTS5 and INDEXED BY): the trigram index (3+ chars) or the site's query list (1-2 chars), then the covering index; never a scan of rows", () => {
-  const plan = (sql: string) =>
-    t.db.raw.reader
-      .query<{ detail: string }, []>(`explain query plan ${sql.replace(/\$\w+/g, "?")}`)
-      .all()
-      .map((r) => r.detail)
-      .join("\n");
-  const indexed = plan(SEARCH_INDEXED_SQL);
-  expect(indexed).toMatch(/SCAN f VIRTUAL TABLE INDEX/);
-  const rowsByQuery = /SEARCH g USING COVERING INDEX gsc_performance_data_site_query_idx \(site_id=\? AND query=\?/;
-  expect(indexed).toMatch(rowsByQuery);
-  // Queries not yet in the FTS index: only the ids past the mark, not every query of the site.
-  expect(indexed).toContain("SEARCH q USING INTEGER PRIMARY KEY (rowid>?)");
-  expect(indexed).not.toMatch(/SEARCH q USING COVERING INDEX gsc_queries_site_query_unique/);
-  const short = plan(SEARCH_SHORT_SQL);
-  expect(short).toMatch(/SEARCH q USING COVERING INDEX gsc_queries_site_query_unique \(site_id=\?\)/);
-  expect(short).toMatch(rowsByQuery);
-  for (const p of [indexed, short]) expect(p).not.toMatch(/SCAN (g|gsc_performance_data)\b/);
-});
-
-test.skipIf(testEngine === "sqlite")("query plans (PostgreSQL): a selective term through the pg_trgm index, then the (site_id, query) index of the rows; short terms never the trigram index", async () => {
-  const pool = t.db.pg!.pool;
-  const client = await pool.connect();
-  try {
-    // A site with 20,000 queries (the triggers list them in gsc_queries) and fresh statistics: on a few
-    // rows the planner rightly prefers a scan to the trigram index.
-    const big = await addSite(t.db, "sc-domain:plans.example");
-    await client.query(
-      `insert into gsc_performance_data (site_id, date, page, query, device, search_type)
-       select $1, '2026-03-01', '/', 'plan ' || md5(i::text), 'MOBILE', 'web' from generate_series(1, 20000) i`,
-      [big],
-    );
-    // VACUUM also moves the GIN index's pending list (fastupdate) into the index, as autovacuum does.
-    await client.query("vacuum analyze gsc_performance_data");
-    await client.query("vacuum analyze gsc_queries");
-    const plan = async (sql: string, term: string) => {
-      const pattern = containsPattern(term);
-      const q = toPositional(sql, { site_id: big, pattern, lower: pattern.toLowerCase(), start: "", end: "9999-12-31", limit: 10 });
-      const rows = (await client.query(`explain ${q.text}`, q.values)).rows as { "QUERY PLAN": string }[];
-      return rows.map((r) => r["QUERY PLAN"]).join("\n");
-    };
-    // A selective term (a piece of one md5): its trigrams are rare, so the GIN index is the cheap path.
-    const indexed = await plan(PG_SEARCH_INDEXED_SQL, new Bun.CryptoHasher("md5").update("1234").digest("hex").slice(3, 11));
-    expect(indexed).toContain("gsc_queries_query_trgm_idx");
-    const rowsByQuery = /Index (Only )?Scan using gsc_performance_data_site_query_idx on gsc_performance_data g/;
+test.skipIf(testEngine === "pg")(
+  "query plans (SQLite: FTS5 and INDEXED BY): the trigram index (3+ chars) or the site's query list (1-2 chars), then the covering index; never a scan of rows",
+  () => {
+    const plan = (sql: string) =>
+      t.db.raw.reader
+        .query<{ detail: string }, []>(`explain query plan ${sql.replace(/\$\w+/g, "?")}`)
+        .all()
+        .map((r) => r.detail)
+        .join("\n");
+    const indexed = plan(SEARCH_INDEXED_SQL);
+    expect(indexed).toMatch(/SCAN f VIRTUAL TABLE INDEX/);
+    const rowsByQuery = /SEARCH g USING COVERING INDEX gsc_performance_data_site_query_idx \(site_id=\? AND query=\?/;
     expect(indexed).toMatch(rowsByQuery);
-    expect(indexed).not.toMatch(/Seq Scan/);
-    // 1-2 characters have no trigram: the site's query list (the planner may scan it when the term is
-    // common, as "ab" is here: 1 query in 5); the trigram index would have to read all of itself.
-    const short = await plan(PG_SEARCH_SHORT_SQL, "ab");
-    expect(short).not.toContain("trgm");
-  } finally {
-    client.release();
-  }
-});
+    // Queries not yet in the FTS index: only the ids past the mark, not every query of the site.
+    expect(indexed).toContain("SEARCH q USING INTEGER PRIMARY KEY (rowid>?)");
+    expect(indexed).not.toMatch(/SEARCH q USING COVERING INDEX gsc_queries_site_query_unique/);
+    const short = plan(SEARCH_SHORT_SQL);
+    expect(short).toMatch(/SEARCH q USING COVERING INDEX gsc_queries_site_query_unique \(site_id=\?\)/);
+    expect(short).toMatch(rowsByQuery);
+    for (const p of [indexed, short]) expect(p).not.toMatch(/SCAN (g|gsc_performance_data)\b/);
+  },
+);
+
+test.skipIf(testEngine === "sqlite")(
+  "query plans (PostgreSQL): a selective term through the pg_trgm index, then the (site_id, query) index of the rows; short terms never the trigram index",
+  async () => {
+    const pool = t.db.pg!.pool;
+    const client = await pool.connect();
+    try {
+      // A site with 20,000 queries (the triggers list them in gsc_queries) and fresh statistics: on a few
+      // rows the planner rightly prefers a scan to the trigram index.
+      const big = await addSite(t.db, "sc-domain:plans.example");
+      await client.query(
+        `insert into gsc_performance_data (site_id, date, page, query, device, search_type)
+       select $1, '2026-03-01', '/', 'plan ' || md5(i::text), 'MOBILE', 'web' from generate_series(1, 20000) i`,
+        [big],
+      );
+      // VACUUM also moves the GIN index's pending list (fastupdate) into the index, as autovacuum does.
+      await client.query("vacuum analyze gsc_performance_data");
+      await client.query("vacuum analyze gsc_queries");
+      const plan = async (sql: string, term: string) => {
+        const pattern = containsPattern(term);
+        const q = toPositional(sql, { site_id: big, pattern, lower: pattern.toLowerCase(), start: "", end: "9999-12-31", limit: 10 });
+        const rows = (await client.query(`explain ${q.text}`, q.values)).rows as { "QUERY PLAN": string }[];
+        return rows.map((r) => r["QUERY PLAN"]).join("\n");
+      };
+      // A selective term (a piece of one md5): its trigrams are rare, so the GIN index is the cheap path.
+      const indexed = await plan(PG_SEARCH_INDEXED_SQL, new Bun.CryptoHasher("md5").update("1234").digest("hex").slice(3, 11));
+      expect(indexed).toContain("gsc_queries_query_trgm_idx");
+      const rowsByQuery = /Index (Only )?Scan using gsc_performance_data_site_query_idx on gsc_performance_data g/;
+      expect(indexed).toMatch(rowsByQuery);
+      expect(indexed).not.toMatch(/Seq Scan/);
+      // 1-2 characters have no trigram: the site's query list (the planner may scan it when the term is
+      // common, as "ab" is here: 1 query in 5); the trigram index would have to read all of itself.
+      const short = await plan(PG_SEARCH_SHORT_SQL, "ab");
+      expect(short).not.toContain("trgm");
+    } finally {
+      client.release();
+    }
+  },
+);

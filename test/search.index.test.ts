@@ -73,7 +73,11 @@ type Found = Awaited<ReturnType<typeof searchQueries>>;
  */
 const rounded = (f: Found): Found => ({
   ...f,
-  queries: f.queries.map((q) => ({ ...q, avg_ctr: Number(q.avg_ctr.toPrecision(12)), avg_position: Number(q.avg_position.toPrecision(12)) })),
+  queries: f.queries.map((q) => ({
+    ...q,
+    avg_ctr: Number(q.avg_ctr.toPrecision(12)),
+    avg_position: Number(q.avg_position.toPrecision(12)),
+  })),
 });
 
 describe("indexed search = plain scan (property-style, seeded)", () => {
@@ -136,16 +140,27 @@ describe("indexed search = plain scan (property-style, seeded)", () => {
     expect(short).toBeGreaterThan(50);
     if (testEngine === "pg") return;
     // SQLite: some queries are in the FTS index, some pending: both paths are exercised.
-    const pending = t.db.raw.reader.query<{ n: number }, []>("select count(*) as n from gsc_queries where id > (select indexed_through from gsc_queries_indexed)").get()!.n;
+    const pending = t.db.raw.reader
+      .query<{ n: number }, []>("select count(*) as n from gsc_queries where id > (select indexed_through from gsc_queries_indexed)")
+      .get()!.n;
     expect(pending).toBeGreaterThan(20);
     expect(t.db.raw.reader.query<{ n: number }, []>("select count(*) as n from gsc_queries_fts").get()!.n).toBeGreaterThan(100);
   });
 
   test("case: ASCII folded, other letters not (as SQLite's LIKE), though the trigram index folds them", async () => {
     const id = await site(t.db, "sc-domain:case.example");
-    const row = (query: string): SourceRow => ({ page: "https://c.example/", query, device: "MOBILE", clicks: 1, impressions: 1, ctr: 1, position: 1 });
+    const row = (query: string): SourceRow => ({
+      page: "https://c.example/",
+      query,
+      device: "MOBILE",
+      clicks: 1,
+      impressions: 1,
+      ctr: 1,
+      position: 1,
+    });
     await storeRows(t.db, id, "2026-05-01", "web", ["Café Crème", "CAFÉ CRÈME", "Kelvin", "\u212Aelvin", "理髮店 台北"].map(row));
-    const found = async (term: string) => (await searchQueries(t.db, { siteId: id, term, startDate: null, endDate: null, limit: 100 })).queries.map((q) => q.query).sort();
+    const found = async (term: string) =>
+      (await searchQueries(t.db, { siteId: id, term, startDate: null, endDate: null, limit: 100 })).queries.map((q) => q.query).sort();
     expect(await found("café")).toEqual(["Café Crème"]);
     expect(await found("CAFÉ")).toEqual(["CAFÉ CRÈME"]);
     expect(await found("caf")).toEqual(["CAFÉ CRÈME", "Café Crème"]);
@@ -158,16 +173,30 @@ describe("indexed search = plain scan (property-style, seeded)", () => {
 });
 
 describe("the index follows every write", () => {
-  const row = (query: string, page = "https://w.example/", device = "MOBILE"): SourceRow => ({ page, query, device, clicks: 1, impressions: 2, ctr: 0.5, position: 3 });
+  const row = (query: string, page = "https://w.example/", device = "MOBILE"): SourceRow => ({
+    page,
+    query,
+    device,
+    clicks: 1,
+    impressions: 2,
+    ctr: 0.5,
+    position: 3,
+  });
 
   test("ingest, upsert of existing rows, stale-row deletes (overwrite), site delete", async () => {
     const a = await site(t.db, "sc-domain:writes-a.example");
     const b = await site(t.db, "sc-domain:writes-b.example");
-    const ids = await storeRows(t.db, a, "2026-06-01", "web", [row("alpha one"), row("alpha one", "https://w.example/2"), row("beta two"), row("gamma three")]);
+    const ids = await storeRows(t.db, a, "2026-06-01", "web", [
+      row("alpha one"),
+      row("alpha one", "https://w.example/2"),
+      row("beta two"),
+      row("gamma three"),
+    ]);
     await storeRows(t.db, b, "2026-06-01", "web", [row("alpha one"), row("delta four")]);
     await expectIndexInStep(t.db);
     const { gscQueries: q } = t.db.t;
-    const names = async (siteId: number) => (await t.db.q.select({ query: q.query }).from(q).where(eq(q.site_id, siteId))).map((x) => x.query).sort();
+    const names = async (siteId: number) =>
+      (await t.db.q.select({ query: q.query }).from(q).where(eq(q.site_id, siteId))).map((x) => x.query).sort();
     expect(await names(a)).toEqual(["alpha one", "beta two", "gamma three"]);
 
     // Re-running the day updates the same rows: no duplicate, nothing new.
@@ -190,41 +219,52 @@ describe("the index follows every write", () => {
     await expectIndexInStep(t.db);
   });
 
-  test.skipIf(testEngine === "pg")("indexing goes in batches of INDEX_BATCH, oldest first, and a query searched before and after is found both times (SQLite: the FTS5 index is written in batches)", async () => {
-    const id = await site(t.db, "sc-domain:batches.example");
-    await indexAllPendingQueries((fn) => t.db.write(fn));
-    const rows = Array.from({ length: INDEX_BATCH + 5 }, (_, i) => row(`batch query ${i}`));
-    await storeRows(t.db, id, "2026-06-02", "web", rows);
-    const found = async () => (await searchQueries(t.db, { siteId: id, term: "query 7", startDate: null, endDate: null, limit: 1000 })).total;
-    const before = await found();
-    expect(before).toBe(rows.filter((r) => r.query.includes("query 7")).length);
-    expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(INDEX_BATCH);
-    expect(await found()).toBe(before);
-    expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(5);
-    expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(0);
-    expect(await found()).toBe(before);
-    await expectIndexInStep(t.db);
-  });
+  test.skipIf(testEngine === "pg")(
+    "indexing goes in batches of INDEX_BATCH, oldest first, and a query searched before and after is found both times (SQLite: the FTS5 index is written in batches)",
+    async () => {
+      const id = await site(t.db, "sc-domain:batches.example");
+      await indexAllPendingQueries((fn) => t.db.write(fn));
+      const rows = Array.from({ length: INDEX_BATCH + 5 }, (_, i) => row(`batch query ${i}`));
+      await storeRows(t.db, id, "2026-06-02", "web", rows);
+      const found = async () =>
+        (await searchQueries(t.db, { siteId: id, term: "query 7", startDate: null, endDate: null, limit: 1000 })).total;
+      const before = await found();
+      expect(before).toBe(rows.filter((r) => r.query.includes("query 7")).length);
+      expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(INDEX_BATCH);
+      expect(await found()).toBe(before);
+      expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(5);
+      expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(0);
+      expect(await found()).toBe(before);
+      await expectIndexInStep(t.db);
+    },
+  );
 
-  test.skipIf(testEngine === "pg")("a pending query deleted before it was indexed never reaches the FTS index; ids are not reused (SQLite: FTS5 batches)", async () => {
-    const id = await site(t.db, "sc-domain:pending.example");
-    await indexAllPendingQueries((fn) => t.db.write(fn));
-    const [keep, drop] = await storeRows(t.db, id, "2026-06-03", "web", [row("kept pending"), row("dropped pending")]);
-    await deleteRows(t.db, [drop!]);
-    await storeRows(t.db, id, "2026-06-03", "web", [row("added after")]);
-    expect(keep).toBeDefined();
-    await expectIndexInStep(t.db);
-    const ids = t.db.raw.reader.query<{ id: number; query: string }, [number]>("select id, query from gsc_queries where site_id = ? order by id").all(id);
-    expect(ids.map((x) => x.query)).toEqual(["kept pending", "added after"]);
-    expect(ids[1]!.id).toBeGreaterThan(ids[0]!.id + 1);
-  });
+  test.skipIf(testEngine === "pg")(
+    "a pending query deleted before it was indexed never reaches the FTS index; ids are not reused (SQLite: FTS5 batches)",
+    async () => {
+      const id = await site(t.db, "sc-domain:pending.example");
+      await indexAllPendingQueries((fn) => t.db.write(fn));
+      const [keep, drop] = await storeRows(t.db, id, "2026-06-03", "web", [row("kept pending"), row("dropped pending")]);
+      await deleteRows(t.db, [drop!]);
+      await storeRows(t.db, id, "2026-06-03", "web", [row("added after")]);
+      expect(keep).toBeDefined();
+      await expectIndexInStep(t.db);
+      const ids = t.db.raw.reader
+        .query<{ id: number; query: string }, [number]>("select id, query from gsc_queries where site_id = ? order by id")
+        .all(id);
+      expect(ids.map((x) => x.query)).toEqual(["kept pending", "added after"]);
+      expect(ids[1]!.id).toBeGreaterThan(ids[0]!.id + 1);
+    },
+  );
 
   test("the triggers exist after every migration (a rebuild of gsc_performance_data would drop them)", async () => {
     const kept = ["gsc_performance_data_queries_delete", "gsc_performance_data_queries_insert", "gsc_performance_data_queries_update"];
     if (t.db.engine === "pg") {
       const rows = await t.db.q.execute<{ name: string }>(sql`select tgname as name from pg_trigger where not tgisinternal order by 1`);
       expect(rows.rows.map((x) => x.name)).toEqual(expect.arrayContaining(kept));
-      const index = await t.db.q.execute<{ def: string }>(sql`select indexdef as def from pg_indexes where indexname = 'gsc_queries_query_trgm_idx'`);
+      const index = await t.db.q.execute<{ def: string }>(
+        sql`select indexdef as def from pg_indexes where indexname = 'gsc_queries_query_trgm_idx'`,
+      );
       expect(index.rows[0]?.def).toContain("gin_trgm_ops");
       return;
     }
@@ -236,38 +276,53 @@ describe("the index follows every write", () => {
   });
 });
 
-test.skipIf(testEngine === "pg")("the FTS migration backfills the rows stored before it (SQLite: migrations/sqlite; PostgreSQL's backfill: test/migrations.test.ts)", async () => {
-  const dir = tempDir("sitesync-fts-backfill-");
-  try {
-    // The migrations folder up to the one before the FTS migration.
-    const folder = join(dir.dir, "migrations");
-    cpSync(migrationsFolder, folder, { recursive: true });
-    const journalPath = join(folder, "meta/_journal.json");
-    const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { tag: string }[] };
-    const at = journal.entries.findIndex((e) => e.tag.endsWith("query_search_fts"));
-    expect(at).toBeGreaterThan(0);
-    writeFileSync(journalPath, JSON.stringify({ ...journal, entries: journal.entries.slice(0, at) }));
-    const path = join(dir.dir, "app.db");
-    migrate(path, undefined, folder);
+test.skipIf(testEngine === "pg")(
+  "the FTS migration backfills the rows stored before it (SQLite: migrations/sqlite; PostgreSQL's backfill: test/migrations.test.ts)",
+  async () => {
+    const dir = tempDir("sitesync-fts-backfill-");
+    try {
+      // The migrations folder up to the one before the FTS migration.
+      const folder = join(dir.dir, "migrations");
+      cpSync(migrationsFolder, folder, { recursive: true });
+      const journalPath = join(folder, "meta/_journal.json");
+      const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { tag: string }[] };
+      const at = journal.entries.findIndex((e) => e.tag.endsWith("query_search_fts"));
+      expect(at).toBeGreaterThan(0);
+      writeFileSync(journalPath, JSON.stringify({ ...journal, entries: journal.entries.slice(0, at) }));
+      const path = join(dir.dir, "app.db");
+      migrate(path, undefined, folder);
 
-    const conn = new Database(path);
-    conn.run("insert into sites (domain, name) values ('sc-domain:old.example', 'Old'), ('sc-domain:old2.example', 'Old2')");
-    const ins = conn.prepare("insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (?, ?, '/', ?, 'MOBILE', 'web')");
-    for (const [s, d, q] of [[1, "2026-01-01", "old query"], [1, "2026-01-02", "old query"], [1, "2026-01-02", "Other Thing"], [2, "2026-01-01", "old query"]] as const) ins.run(s, d, q);
-    conn.close();
+      const conn = new Database(path);
+      conn.run("insert into sites (domain, name) values ('sc-domain:old.example', 'Old'), ('sc-domain:old2.example', 'Old2')");
+      const ins = conn.prepare(
+        "insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (?, ?, '/', ?, 'MOBILE', 'web')",
+      );
+      for (const [s, d, q] of [
+        [1, "2026-01-01", "old query"],
+        [1, "2026-01-02", "old query"],
+        [1, "2026-01-02", "Other Thing"],
+        [2, "2026-01-01", "old query"],
+      ] as const)
+        ins.run(s, d, q);
+      conn.close();
 
-    expect(migrate(path)).toBe(journal.entries.length - at);
-    const db = new Database(path, { readonly: true });
-    expect(db.query("select site_id, query from gsc_queries order by site_id, query").all()).toEqual([
-      { site_id: 1, query: "Other Thing" },
-      { site_id: 1, query: "old query" },
-      { site_id: 2, query: "old query" },
-    ]);
-    expect(db.query("select q.site_id from gsc_queries_fts f join gsc_queries q on q.id = f.rowid where gsc_queries_fts match '\"OTHER\"'").all()).toEqual([{ site_id: 1 }]);
-    // Everything backfilled is in the FTS index: nothing pending.
-    expect(db.query("select indexed_through from gsc_queries_indexed").all()).toEqual([{ indexed_through: 3 }]);
-    db.close();
-  } finally {
-    dir.cleanup();
-  }
-});
+      expect(migrate(path)).toBe(journal.entries.length - at);
+      const db = new Database(path, { readonly: true });
+      expect(db.query("select site_id, query from gsc_queries order by site_id, query").all()).toEqual([
+        { site_id: 1, query: "Other Thing" },
+        { site_id: 1, query: "old query" },
+        { site_id: 2, query: "old query" },
+      ]);
+      expect(
+        db
+          .query("select q.site_id from gsc_queries_fts f join gsc_queries q on q.id = f.rowid where gsc_queries_fts match '\"OTHER\"'")
+          .all(),
+      ).toEqual([{ site_id: 1 }]);
+      // Everything backfilled is in the FTS index: nothing pending.
+      expect(db.query("select indexed_through from gsc_queries_indexed").all()).toEqual([{ indexed_through: 3 }]);
+      db.close();
+    } finally {
+      dir.cleanup();
+    }
+  },
+);

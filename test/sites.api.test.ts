@@ -36,7 +36,7 @@ async function call(method: string, path: string, body?: unknown, headers: Recor
   const res = await app.request(path, init);
   const text = await res.text();
   for (const word of FORBIDDEN) expect(text).not.toContain(word);
-  let json: any = undefined;
+  let json: any;
   if (text) {
     try {
       json = JSON.parse(text);
@@ -72,22 +72,121 @@ describe("table-driven scenarios", () => {
   const big = "x".repeat(1024 * 1024 + 10);
   const cases: Case[] = [
     // POST: validation
-    { name: "malformed JSON", method: "POST", path: "/api/v1/sites", body: '{"domain": "sc-domain:a.example",', status: 400, json: err("invalid_json") },
+    {
+      name: "malformed JSON",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: '{"domain": "sc-domain:a.example",',
+      status: 400,
+      json: err("invalid_json"),
+    },
     { name: "empty body", method: "POST", path: "/api/v1/sites", body: "", headers: JSON_CT, status: 400, json: err("invalid_json") },
     { name: "JSON array body", method: "POST", path: "/api/v1/sites", body: [], status: 400, json: err("validation_failed") },
-    { name: "JSON null body", method: "POST", path: "/api/v1/sites", body: "null", headers: JSON_CT, status: 400, json: err("validation_failed") },
-    { name: "missing domain", method: "POST", path: "/api/v1/sites", body: { name: "X" }, status: 400, json: { error: { code: "validation_failed", details: [expect.objectContaining({ path: "domain" })] } } },
-    { name: "missing name", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:n.example" }, status: 400, json: { error: { code: "validation_failed", details: [expect.objectContaining({ path: "name" })] } } },
-    { name: "name of wrong type", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:n.example", name: 5 }, status: 400, json: err("validation_failed", /name/) },
-    { name: "is_active of wrong type", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:n.example", name: "N", is_active: "yes" }, status: 400, json: err("validation_failed", /is_active/) },
-    { name: "category of wrong type", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:n.example", name: "N", category: 3 }, status: 400, json: err("validation_failed", /category/) },
-    { name: "blank name", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:n.example", name: "   " }, status: 400, json: err("validation_failed", /name/) },
-    { name: "unknown field", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:n.example", name: "N", color: "red" }, status: 400, json: err("validation_failed", /color/) },
-    { name: "client-chosen id", method: "POST", path: "/api/v1/sites", body: { id: 7, domain: "sc-domain:n.example", name: "N" }, status: 400, json: err("validation_failed") },
-    { name: "bad domain (plain host)", method: "POST", path: "/api/v1/sites", body: { domain: "example.com", name: "N" }, status: 400, json: err("validation_failed", /domain/) },
-    { name: "bad domain (ftp)", method: "POST", path: "/api/v1/sites", body: { domain: "ftp://example.com/", name: "N" }, status: 400, json: err("validation_failed", /domain/) },
-    { name: "bad domain (sc-domain without dot)", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:localhost", name: "N" }, status: 400, json: err("validation_failed", /domain/) },
-    { name: "bad domain (spaces)", method: "POST", path: "/api/v1/sites", body: { domain: "https://exa mple.com/", name: "N" }, status: 400, json: err("validation_failed", /domain/) },
+    {
+      name: "JSON null body",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: "null",
+      headers: JSON_CT,
+      status: 400,
+      json: err("validation_failed"),
+    },
+    {
+      name: "missing domain",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { name: "X" },
+      status: 400,
+      json: { error: { code: "validation_failed", details: [expect.objectContaining({ path: "domain" })] } },
+    },
+    {
+      name: "missing name",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:n.example" },
+      status: 400,
+      json: { error: { code: "validation_failed", details: [expect.objectContaining({ path: "name" })] } },
+    },
+    {
+      name: "name of wrong type",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:n.example", name: 5 },
+      status: 400,
+      json: err("validation_failed", /name/),
+    },
+    {
+      name: "is_active of wrong type",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:n.example", name: "N", is_active: "yes" },
+      status: 400,
+      json: err("validation_failed", /is_active/),
+    },
+    {
+      name: "category of wrong type",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:n.example", name: "N", category: 3 },
+      status: 400,
+      json: err("validation_failed", /category/),
+    },
+    {
+      name: "blank name",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:n.example", name: "   " },
+      status: 400,
+      json: err("validation_failed", /name/),
+    },
+    {
+      name: "unknown field",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:n.example", name: "N", color: "red" },
+      status: 400,
+      json: err("validation_failed", /color/),
+    },
+    {
+      name: "client-chosen id",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { id: 7, domain: "sc-domain:n.example", name: "N" },
+      status: 400,
+      json: err("validation_failed"),
+    },
+    {
+      name: "bad domain (plain host)",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "example.com", name: "N" },
+      status: 400,
+      json: err("validation_failed", /domain/),
+    },
+    {
+      name: "bad domain (ftp)",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "ftp://example.com/", name: "N" },
+      status: 400,
+      json: err("validation_failed", /domain/),
+    },
+    {
+      name: "bad domain (sc-domain without dot)",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:localhost", name: "N" },
+      status: 400,
+      json: err("validation_failed", /domain/),
+    },
+    {
+      name: "bad domain (spaces)",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "https://exa mple.com/", name: "N" },
+      status: 400,
+      json: err("validation_failed", /domain/),
+    },
     // Control characters and bidi formatting marks in the host (or anywhere): never a real property name.
     ...["\u0000", "\u0001", "\u001f", "\u007f", "\u0085", "\u202e", "\u200f", "\u2066"].map((ch) => ({
       name: `control character U+${ch.codePointAt(0)!.toString(16).padStart(4, "0")} in the host`,
@@ -97,13 +196,57 @@ describe("table-driven scenarios", () => {
       status: 400,
       json: err("validation_failed", /control characters/),
     })),
-    { name: "bidi mark in the path", method: "POST", path: "/api/v1/sites", body: { domain: "https://example.com/\u202ede/", name: "N" }, status: 400, json: err("validation_failed", /control characters/) },
+    {
+      name: "bidi mark in the path",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "https://example.com/\u202ede/", name: "N" },
+      status: 400,
+      json: err("validation_failed", /control characters/),
+    },
     // POST: transport
-    { name: "text/plain body", method: "POST", path: "/api/v1/sites", body: '{"domain":"sc-domain:t.example","name":"T"}', headers: { "content-type": "text/plain" }, status: 415, json: err("unsupported_media_type") },
-    { name: "form body", method: "POST", path: "/api/v1/sites", body: "domain=x&name=y", headers: { "content-type": "application/x-www-form-urlencoded" }, status: 415, json: err("unsupported_media_type") },
-    { name: "body over 1 MiB", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:big.example", name: big }, status: 413, json: err("payload_too_large") },
-    { name: "duplicate domain", method: "POST", path: "/api/v1/sites", body: { domain: "sc-domain:alpha.example", name: "Again" }, status: 409, json: err("conflict", /alpha\.example/) },
-    { name: "duplicate domain in other case", method: "POST", path: "/api/v1/sites", body: { domain: "SC-DOMAIN:Alpha.Example", name: "Again" }, status: 409, json: err("conflict", /sc-domain:alpha\.example/) },
+    {
+      name: "text/plain body",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: '{"domain":"sc-domain:t.example","name":"T"}',
+      headers: { "content-type": "text/plain" },
+      status: 415,
+      json: err("unsupported_media_type"),
+    },
+    {
+      name: "form body",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: "domain=x&name=y",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      status: 415,
+      json: err("unsupported_media_type"),
+    },
+    {
+      name: "body over 1 MiB",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:big.example", name: big },
+      status: 413,
+      json: err("payload_too_large"),
+    },
+    {
+      name: "duplicate domain",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "sc-domain:alpha.example", name: "Again" },
+      status: 409,
+      json: err("conflict", /alpha\.example/),
+    },
+    {
+      name: "duplicate domain in other case",
+      method: "POST",
+      path: "/api/v1/sites",
+      body: { domain: "SC-DOMAIN:Alpha.Example", name: "Again" },
+      status: 409,
+      json: err("conflict", /sc-domain:alpha\.example/),
+    },
     // GET one
     { name: "unknown id", method: "GET", path: "/api/v1/sites/999999", status: 404, json: err("not_found", "site 999999 not found") },
     { name: "non-integer id", method: "GET", path: "/api/v1/sites/abc", status: 400, json: err("validation_failed", /id/) },
@@ -111,33 +254,109 @@ describe("table-driven scenarios", () => {
     { name: "zero id", method: "GET", path: "/api/v1/sites/0", status: 400, json: err("validation_failed", /id/) },
     { name: "negative id", method: "GET", path: "/api/v1/sites/-3", status: 400, json: err("validation_failed", /id/) },
     { name: "id beyond 2^53", method: "GET", path: "/api/v1/sites/9999999999999999", status: 400, json: err("validation_failed", /id/) },
-    { name: "huge id", method: "GET", path: "/api/v1/sites/123456789012345678901234567890", status: 400, json: err("validation_failed", /id/) },
+    {
+      name: "huge id",
+      method: "GET",
+      path: "/api/v1/sites/123456789012345678901234567890",
+      status: 400,
+      json: err("validation_failed", /id/),
+    },
     // GET list: query params
     { name: "limit 0", method: "GET", path: "/api/v1/sites?limit=0", status: 400, json: err("validation_failed", /limit/) },
     { name: "limit 501", method: "GET", path: "/api/v1/sites?limit=501", status: 400, json: err("validation_failed", /limit/) },
     { name: "limit abc", method: "GET", path: "/api/v1/sites?limit=abc", status: 400, json: err("validation_failed", /limit/) },
     { name: "limit negative", method: "GET", path: "/api/v1/sites?limit=-1", status: 400, json: err("validation_failed", /limit/) },
-    { name: "active_only=maybe", method: "GET", path: "/api/v1/sites?active_only=maybe", status: 400, json: err("validation_failed", /active_only/) },
+    {
+      name: "active_only=maybe",
+      method: "GET",
+      path: "/api/v1/sites?active_only=maybe",
+      status: 400,
+      json: err("validation_failed", /active_only/),
+    },
     { name: "garbage cursor", method: "GET", path: "/api/v1/sites?cursor=zzz", status: 400, json: err("validation_failed", /cursor/) },
-    { name: "well-formed base64 but not a cursor", method: "GET", path: `/api/v1/sites?cursor=${Buffer.from('{"a":1}').toString("base64url")}`, status: 400, json: err("validation_failed", /cursor/) },
+    {
+      name: "well-formed base64 but not a cursor",
+      method: "GET",
+      path: `/api/v1/sites?cursor=${Buffer.from('{"a":1}').toString("base64url")}`,
+      status: 400,
+      json: err("validation_failed", /cursor/),
+    },
     { name: "limit 500 is allowed", method: "GET", path: "/api/v1/sites?limit=500", status: 200 },
     // PATCH
     { name: "PATCH empty object", method: "PATCH", path: "/api/v1/sites/1", body: {}, status: 400, json: err("validation_failed") },
-    { name: "PATCH unknown field", method: "PATCH", path: "/api/v1/sites/1", body: { owner: "me" }, status: 400, json: err("validation_failed", /owner/) },
-    { name: "PATCH name null", method: "PATCH", path: "/api/v1/sites/1", body: { name: null }, status: 400, json: err("validation_failed", /name/) },
-    { name: "PATCH bad domain", method: "PATCH", path: "/api/v1/sites/1", body: { domain: "nope" }, status: 400, json: err("validation_failed", /domain/) },
-    { name: "PATCH malformed JSON", method: "PATCH", path: "/api/v1/sites/1", body: "{", headers: JSON_CT, status: 400, json: err("invalid_json") },
-    { name: "PATCH text/plain", method: "PATCH", path: "/api/v1/sites/1", body: '{"name":"x"}', headers: { "content-type": "text/plain" }, status: 415, json: err("unsupported_media_type") },
+    {
+      name: "PATCH unknown field",
+      method: "PATCH",
+      path: "/api/v1/sites/1",
+      body: { owner: "me" },
+      status: 400,
+      json: err("validation_failed", /owner/),
+    },
+    {
+      name: "PATCH name null",
+      method: "PATCH",
+      path: "/api/v1/sites/1",
+      body: { name: null },
+      status: 400,
+      json: err("validation_failed", /name/),
+    },
+    {
+      name: "PATCH bad domain",
+      method: "PATCH",
+      path: "/api/v1/sites/1",
+      body: { domain: "nope" },
+      status: 400,
+      json: err("validation_failed", /domain/),
+    },
+    {
+      name: "PATCH malformed JSON",
+      method: "PATCH",
+      path: "/api/v1/sites/1",
+      body: "{",
+      headers: JSON_CT,
+      status: 400,
+      json: err("invalid_json"),
+    },
+    {
+      name: "PATCH text/plain",
+      method: "PATCH",
+      path: "/api/v1/sites/1",
+      body: '{"name":"x"}',
+      headers: { "content-type": "text/plain" },
+      status: 415,
+      json: err("unsupported_media_type"),
+    },
     { name: "PATCH unknown id", method: "PATCH", path: "/api/v1/sites/999999", body: { name: "X" }, status: 404, json: err("not_found") },
-    { name: "PATCH non-integer id", method: "PATCH", path: "/api/v1/sites/x1", body: { name: "X" }, status: 400, json: err("validation_failed", /id/) },
-    { name: "PATCH duplicate domain", method: "PATCH", path: "/api/v1/sites/1", body: { domain: "https://beta.example/" }, status: 409, json: err("conflict", /beta\.example/) },
+    {
+      name: "PATCH non-integer id",
+      method: "PATCH",
+      path: "/api/v1/sites/x1",
+      body: { name: "X" },
+      status: 400,
+      json: err("validation_failed", /id/),
+    },
+    {
+      name: "PATCH duplicate domain",
+      method: "PATCH",
+      path: "/api/v1/sites/1",
+      body: { domain: "https://beta.example/" },
+      status: 409,
+      json: err("conflict", /beta\.example/),
+    },
     // DELETE
     { name: "DELETE unknown id", method: "DELETE", path: "/api/v1/sites/999999", status: 404, json: err("not_found") },
     { name: "DELETE zero id", method: "DELETE", path: "/api/v1/sites/0", status: 400, json: err("validation_failed") },
     // Unknown routes and methods
     { name: "unknown route", method: "GET", path: "/api/v1/nothing", status: 404, json: err("not_found", /no route/) },
     { name: "unknown nested route", method: "GET", path: "/api/v1/sites/1/pages", status: 404, json: err("not_found") },
-    { name: "method not routed on an existing path", method: "PUT", path: "/api/v1/sites/1", body: { name: "x" }, status: 405, json: err("method_not_allowed", /allowed: GET, PATCH, DELETE|allowed: .*PATCH/) },
+    {
+      name: "method not routed on an existing path",
+      method: "PUT",
+      path: "/api/v1/sites/1",
+      body: { name: "x" },
+      status: 405,
+      json: err("method_not_allowed", /allowed: GET, PATCH, DELETE|allowed: .*PATCH/),
+    },
     { name: "method not routed on a collection", method: "DELETE", path: "/api/v1/sites", status: 405, json: err("method_not_allowed") },
     { name: "unknown path, any method", method: "PUT", path: "/api/v1/nothing-here", body: {}, status: 404, json: err("not_found") },
   ];
@@ -251,7 +470,12 @@ describe("GET /api/v1/sites", () => {
     for (let i = 0; i < 150; i++) await create(`sc-domain:many${i}.all.example`, `Many ${String(i).padStart(3, "0")}`);
     const { sites } = t.db.t;
     const total = async (activeOnly: boolean) =>
-      (await t.db.q.select({ n: count() }).from(sites).where(activeOnly ? eq(sites.is_active, true) : undefined))[0]!.n;
+      (
+        await t.db.q
+          .select({ n: count() })
+          .from(sites)
+          .where(activeOnly ? eq(sites.is_active, true) : undefined)
+      )[0]!.n;
     for (const [path, activeOnly] of [
       ["/api/v1/sites", true],
       ["/api/v1/sites/", true],
@@ -354,11 +578,17 @@ describe("PATCH and DELETE", () => {
     const { syncTasks, gscPerformanceData } = t.db.t;
     return {
       tasks: await n(t.db.q.select({ n: count() }).from(syncTasks).where(eq(syncTasks.site_id, id))),
-      pending: await n(t.db.q.select({ n: count() }).from(syncTasks).where(and(eq(syncTasks.site_id, id), eq(syncTasks.status, "pending")))),
+      pending: await n(
+        t.db.q
+          .select({ n: count() })
+          .from(syncTasks)
+          .where(and(eq(syncTasks.site_id, id), eq(syncTasks.status, "pending"))),
+      ),
       rows: await n(t.db.q.select({ n: count() }).from(gscPerformanceData).where(eq(gscPerformanceData.site_id, id))),
     };
   };
-  const listed = async (query = "") => ((await call("GET", `/api/v1/sites?active_only=false&limit=500${query}`)).json as { id: number }[]).map((x) => x.id);
+  const listed = async (query = "") =>
+    ((await call("GET", `/api/v1/sites?active_only=false&limit=500${query}`)).json as { id: number }[]).map((x) => x.id);
 
   test("DELETE archives: 204, hidden from lists, no syncs, every row kept; restore brings it back", async () => {
     const archived = await create("sc-domain:archived.example", "Archived");
@@ -422,7 +652,12 @@ describe("API description", () => {
     const paths = r.json.paths as Record<string, Record<string, unknown>>;
     expect(Object.keys(paths["/api/v1/sites"] ?? {}).sort()).toEqual(["get", "post"]);
     expect(Object.keys(paths["/api/v1/sites/{id}"] ?? {}).sort()).toEqual(["delete", "get", "patch"]);
-    for (const p of ["/health", "/api/v1/diagnostics/connections", "/api/v1/diagnostics/check-locks", "/api/v1/diagnostics/test-db-connection"]) {
+    for (const p of [
+      "/health",
+      "/api/v1/diagnostics/connections",
+      "/api/v1/diagnostics/check-locks",
+      "/api/v1/diagnostics/test-db-connection",
+    ]) {
       expect(paths[p]?.get).toBeDefined();
     }
     expect(r.json.components.schemas.Site).toBeDefined();

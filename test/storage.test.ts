@@ -97,7 +97,8 @@ describe("checkpoints that keep failing", () => {
       cleanups.push(s.cleanup);
       const undo = () => void Bun.spawnSync(["chattr", "-i", s.dbPath]);
       cleanups.push(undo);
-      for (let i = 0; i < 20; i++) expect((await request(s.url, "POST", "/api/v1/sites", { domain: `sc-domain:pre${i}.example`, name: "P" })).status).toBe(201);
+      for (let i = 0; i < 20; i++)
+        expect((await request(s.url, "POST", "/api/v1/sites", { domain: `sc-domain:pre${i}.example`, name: "P" })).status).toBe(201);
       expect(Bun.spawnSync(["chattr", "+i", s.dbPath]).success).toBe(true);
       // Writes only append to the WAL: they keep working.
       for (let i = 0; i < 100; i++) {
@@ -159,7 +160,9 @@ describe("a full disk", () => {
         }
       }
       const refused = statuses.filter((x) => x === 503).length;
-      console.log(`disk full: ${refused} of ${statuses.length} writes answered 503, others ${[...new Set(statuses.filter((x) => x !== 503))].join(",") || "none"}`);
+      console.log(
+        `disk full: ${refused} of ${statuses.length} writes answered 503, others ${[...new Set(statuses.filter((x) => x !== 503))].join(",") || "none"}`,
+      );
       expect(refused).toBeGreaterThan(250);
       expect(statuses.every((x) => x === 503 || x === 201)).toBe(true);
       expect(retryAfter).toBe("30");
@@ -167,7 +170,15 @@ describe("a full disk", () => {
       const logged = lines(s, "database storage error");
       expect(logged.length).toBeGreaterThan(0);
       expect(logged.length).toBeLessThanOrEqual(2 * 2);
-      if (s.output().length > 20_000) console.log(s.output().split("\n").map((l) => l.slice(0, 200)).slice(0, 40).join("\n"));
+      if (s.output().length > 20_000)
+        console.log(
+          s
+            .output()
+            .split("\n")
+            .map((l) => l.slice(0, 200))
+            .slice(0, 40)
+            .join("\n"),
+        );
       expect(s.output().length).toBeLessThan(20_000);
 
       const degraded = await waitForHealth(s, "degraded");
@@ -189,11 +200,25 @@ describe("a full disk", () => {
     cleanups.push(fs.unmount);
     mkdirSync(join(fs.dir, "data"));
     fill(fs.dir);
-    const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../src/main.ts"), "--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", "--port", String(freePort())], {
-      env: { ...process.env, DATABASE_URL: join(fs.dir, "data", "app.db"), LOG_LEVEL: "warn" },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const proc = Bun.spawn(
+      [
+        process.execPath,
+        join(import.meta.dir, "../src/main.ts"),
+        "--workers",
+        "1",
+        "--sync-workers",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(freePort()),
+      ],
+      {
+        env: { ...process.env, DATABASE_URL: join(fs.dir, "data", "app.db"), LOG_LEVEL: "warn" },
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
     const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
     expect(code).toBe(1);
     const out = stderr.trim().split("\n");

@@ -86,7 +86,8 @@ describe("bun run stress", () => {
         try {
           await conn.connect();
           // Five at once, or none yet (a partial delete would be counted again by the next try).
-          if (Number((await conn.query("select count(*) n from sites")).rows[0].n) >= 5) deleted = (await conn.query(sabotage)).rowCount ?? 0;
+          if (Number((await conn.query("select count(*) n from sites")).rows[0].n) >= 5)
+            deleted = (await conn.query(sabotage)).rowCount ?? 0;
         } catch {
           // Not migrated yet.
         } finally {

@@ -39,9 +39,12 @@ describe("supervisor", () => {
     if (pgdb) cleanups.push(pgdb.drop);
     const db = pgdb?.url ?? join(tmp.dir, "flag.db");
     const port = freePort();
-    const proc = supervisor(["--database-url", db, "--port", String(port), "--host", "127.0.0.1", "--workers", "2", "--sync-workers", "0"], {
-      DATABASE_URL: "",
-    });
+    const proc = supervisor(
+      ["--database-url", db, "--port", String(port), "--host", "127.0.0.1", "--workers", "2", "--sync-workers", "0"],
+      {
+        DATABASE_URL: "",
+      },
+    );
     const base = `http://127.0.0.1:${port}`;
     let created;
     for (let i = 0; i < 200; i++) {
@@ -79,7 +82,10 @@ describe("supervisor", () => {
       await Bun.sleep(5);
     }
     expect(await sup.proc.exited).toBe(1);
-    const delays = sup.events().filter((e) => e.msg === "worker exited; restarting").map((e) => e.restart_in_ms);
+    const delays = sup
+      .events()
+      .filter((e) => e.msg === "worker exited; restarting")
+      .map((e) => e.restart_in_ms);
     expect(delays).toEqual([100, 200, 400, 800, 1600]);
     expect(sup.events().some((e) => e.msg === "worker keeps failing before it is ready; giving up" && e.attempts === 6)).toBe(true);
     expect(performance.now() - t0).toBeGreaterThan(3100);
@@ -102,7 +108,11 @@ describe("supervisor", () => {
       }
       throw new Error(`no worker got ready:\n${sup.stderr()}`);
     };
-    const restarts = () => sup.events().filter((e) => e.msg === "worker exited; restarting").map((e) => e.restart_in_ms);
+    const restarts = () =>
+      sup
+        .events()
+        .filter((e) => e.msg === "worker exited; restarting")
+        .map((e) => e.restart_in_ms);
     let pid = await readyPid();
     process.kill(pid, "SIGKILL");
     pid = await readyPid(pid);
@@ -127,17 +137,23 @@ describe("`bun run start`", () => {
     if (pgdb) cleanups.push(pgdb.drop);
     const dbPath = pgdb?.url ?? join(tmp.dir, "app.db");
     const lockPath = portLockPath("127.0.0.1", port);
-    const wrapper = Bun.spawn([process.execPath, "run", "start", "--workers", "1", "--sync-workers", "0", "--port", String(port), "--host", "127.0.0.1"], {
-      cwd: root,
-      env: { ...process.env, DATABASE_URL: dbPath, LOG_LEVEL: "warn" },
-      stdout: "ignore",
-      stderr: "ignore",
-    });
+    const wrapper = Bun.spawn(
+      [process.execPath, "run", "start", "--workers", "1", "--sync-workers", "0", "--port", String(port), "--host", "127.0.0.1"],
+      {
+        cwd: root,
+        env: { ...process.env, DATABASE_URL: dbPath, LOG_LEVEL: "warn" },
+        stdout: "ignore",
+        stderr: "ignore",
+      },
+    );
     cleanups.push(() => wrapper.kill("SIGKILL"));
     const base = `http://127.0.0.1:${port}`;
     let up = false;
     for (let i = 0; i < 400 && !up; i++) {
-      up = (await fetch(`${base}/health`).then((r) => r.status === 200, () => false)) as boolean;
+      up = (await fetch(`${base}/health`).then(
+        (r) => r.status === 200,
+        () => false,
+      )) as boolean;
       if (!up) await Bun.sleep(50);
     }
     expect(up).toBe(true);
@@ -162,7 +178,12 @@ describe("`bun run start`", () => {
       }
     }
     expect(alive).toBe(false);
-    expect(await fetch(`${base}/health`).then(() => "answered", () => "refused")).toBe("refused");
+    expect(
+      await fetch(`${base}/health`).then(
+        () => "answered",
+        () => "refused",
+      ),
+    ).toBe("refused");
     // It shut down the normal way: its lock files are gone.
     expect(await Bun.file(lockPath).exists()).toBe(false);
     if (!pgdb) expect(await Bun.file(`${dbPath}.lock`).exists()).toBe(false);

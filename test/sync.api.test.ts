@@ -47,37 +47,228 @@ afterAll(() => t.cleanup());
 
 describe("validation (table-driven)", () => {
   const cases: { name: string; method: string; path: () => string; body?: unknown; status: number; json?: unknown }[] = [
-    { name: "trigger: unknown site", method: "POST", path: () => "/api/v1/sync/trigger/999999", status: 404, json: err("not_found", /site 999999 not found/) },
-    { name: "trigger: bad site id", method: "POST", path: () => "/api/v1/sync/trigger/abc", status: 400, json: err("validation_failed", /site_id/) },
-    { name: "trigger: days=0", method: "POST", path: () => `/api/v1/sync/trigger/${ids.gamma}?days=0`, status: 400, json: err("validation_failed", /days/) },
-    { name: "trigger: days=481", method: "POST", path: () => `/api/v1/sync/trigger/${ids.gamma}?days=481`, status: 400, json: err("validation_failed", /days/) },
-    { name: "trigger: days=abc", method: "POST", path: () => `/api/v1/sync/trigger/${ids.gamma}?days=abc`, status: 400, json: err("validation_failed", /days/) },
-    { name: "trigger: days=1.5", method: "POST", path: () => `/api/v1/sync/trigger/${ids.gamma}?days=1.5`, status: 400, json: err("validation_failed", /days/) },
-    { name: "trigger: sync_mode=merge", method: "POST", path: () => `/api/v1/sync/trigger/${ids.gamma}?sync_mode=merge`, status: 400, json: err("validation_failed", /sync_mode/) },
-    { name: "tasks: unknown task_type", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { task_type: "weekly_magic" }, status: 400, json: { error: { code: "validation_failed", message: "unknown task_type 'weekly_magic'", details: [{ path: "task_type", message: "expected one of: daily_sync, hourly_sync" }] } } },
-    { name: "tasks: impossible date", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { start_date: "2026-02-30", end_date: "2026-03-02" }, status: 400, json: err("validation_failed", /start_date.*YYYY-MM-DD/) },
-    { name: "tasks: date with time", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { end_date: "2026-03-02T00:00:00Z" }, status: 400, json: err("validation_failed", /end_date/) },
-    { name: "tasks: start after end", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { start_date: "2026-03-05", end_date: "2026-03-02" }, status: 400, json: err("validation_failed", /start_date is after end_date/) },
-    { name: "tasks: end beyond today-2", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { end_date: addDays(newest, 1) }, status: 400, json: err("validation_failed", new RegExp(`data up to ${newest} \\(today minus 2 days`)) },
-    { name: "tasks: days and start_date", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { days: 3, start_date: "2026-03-01" }, status: 400, json: err("validation_failed", /days or start_date/) },
-    { name: "tasks: range over 480 days", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { start_date: addDays(newest, -480), end_date: newest }, status: 400, json: err("validation_failed", /at most 480 days/) },
-    { name: "tasks: days 0", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { days: 0 }, status: 400, json: err("validation_failed", /days/) },
-    { name: "tasks: unknown field", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { days: 2, priority: 1 }, status: 400, json: err("validation_failed", /priority/) },
-    { name: "tasks: bad sync_mode", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { sync_mode: "append" }, status: 400, json: err("validation_failed", /sync_mode/) },
-    { name: "tasks: run_at 8 days ahead", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { run_at: new Date(Date.now() + 8 * 86_400_000).toISOString() }, status: 400, json: err("validation_failed", /run_at may be at most 7 days ahead/) },
-    { name: "tasks: run_at far future", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { run_at: "9999-12-31T00:00:00Z" }, status: 400, json: err("validation_failed", /run_at/) },
-    { name: "tasks: end_date year 0 with days", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { end_date: "0000-01-03", days: 7 }, status: 400, json: err("validation_failed", /Search Console keeps data from/) },
-    { name: "tasks: start older than 16 months", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { start_date: addDays(newest, -487), end_date: addDays(newest, -480) }, status: 400, json: err("validation_failed", new RegExp(`keeps data from ${addDays(newest, -486)}`)) },
-    { name: "tasks: bad run_at", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: { run_at: "tomorrow" }, status: 400, json: err("validation_failed", /run_at/) },
-    { name: "tasks: malformed JSON", method: "POST", path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`, body: "{", status: 400, json: err("invalid_json") },
-    { name: "tasks: unknown site", method: "POST", path: () => "/api/v1/sites/999999/sync-tasks", body: {}, status: 404, json: err("not_found") },
-    { name: "job: unknown", method: "GET", path: () => "/api/v1/sync/job/999999", status: 404, json: err("not_found", /job 999999 not found/) },
+    {
+      name: "trigger: unknown site",
+      method: "POST",
+      path: () => "/api/v1/sync/trigger/999999",
+      status: 404,
+      json: err("not_found", /site 999999 not found/),
+    },
+    {
+      name: "trigger: bad site id",
+      method: "POST",
+      path: () => "/api/v1/sync/trigger/abc",
+      status: 400,
+      json: err("validation_failed", /site_id/),
+    },
+    {
+      name: "trigger: days=0",
+      method: "POST",
+      path: () => `/api/v1/sync/trigger/${ids.gamma}?days=0`,
+      status: 400,
+      json: err("validation_failed", /days/),
+    },
+    {
+      name: "trigger: days=481",
+      method: "POST",
+      path: () => `/api/v1/sync/trigger/${ids.gamma}?days=481`,
+      status: 400,
+      json: err("validation_failed", /days/),
+    },
+    {
+      name: "trigger: days=abc",
+      method: "POST",
+      path: () => `/api/v1/sync/trigger/${ids.gamma}?days=abc`,
+      status: 400,
+      json: err("validation_failed", /days/),
+    },
+    {
+      name: "trigger: days=1.5",
+      method: "POST",
+      path: () => `/api/v1/sync/trigger/${ids.gamma}?days=1.5`,
+      status: 400,
+      json: err("validation_failed", /days/),
+    },
+    {
+      name: "trigger: sync_mode=merge",
+      method: "POST",
+      path: () => `/api/v1/sync/trigger/${ids.gamma}?sync_mode=merge`,
+      status: 400,
+      json: err("validation_failed", /sync_mode/),
+    },
+    {
+      name: "tasks: unknown task_type",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { task_type: "weekly_magic" },
+      status: 400,
+      json: {
+        error: {
+          code: "validation_failed",
+          message: "unknown task_type 'weekly_magic'",
+          details: [{ path: "task_type", message: "expected one of: daily_sync, hourly_sync" }],
+        },
+      },
+    },
+    {
+      name: "tasks: impossible date",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { start_date: "2026-02-30", end_date: "2026-03-02" },
+      status: 400,
+      json: err("validation_failed", /start_date.*YYYY-MM-DD/),
+    },
+    {
+      name: "tasks: date with time",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { end_date: "2026-03-02T00:00:00Z" },
+      status: 400,
+      json: err("validation_failed", /end_date/),
+    },
+    {
+      name: "tasks: start after end",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { start_date: "2026-03-05", end_date: "2026-03-02" },
+      status: 400,
+      json: err("validation_failed", /start_date is after end_date/),
+    },
+    {
+      name: "tasks: end beyond today-2",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { end_date: addDays(newest, 1) },
+      status: 400,
+      json: err("validation_failed", new RegExp(`data up to ${newest} \\(today minus 2 days`)),
+    },
+    {
+      name: "tasks: days and start_date",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { days: 3, start_date: "2026-03-01" },
+      status: 400,
+      json: err("validation_failed", /days or start_date/),
+    },
+    {
+      name: "tasks: range over 480 days",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { start_date: addDays(newest, -480), end_date: newest },
+      status: 400,
+      json: err("validation_failed", /at most 480 days/),
+    },
+    {
+      name: "tasks: days 0",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { days: 0 },
+      status: 400,
+      json: err("validation_failed", /days/),
+    },
+    {
+      name: "tasks: unknown field",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { days: 2, priority: 1 },
+      status: 400,
+      json: err("validation_failed", /priority/),
+    },
+    {
+      name: "tasks: bad sync_mode",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { sync_mode: "append" },
+      status: 400,
+      json: err("validation_failed", /sync_mode/),
+    },
+    {
+      name: "tasks: run_at 8 days ahead",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { run_at: new Date(Date.now() + 8 * 86_400_000).toISOString() },
+      status: 400,
+      json: err("validation_failed", /run_at may be at most 7 days ahead/),
+    },
+    {
+      name: "tasks: run_at far future",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { run_at: "9999-12-31T00:00:00Z" },
+      status: 400,
+      json: err("validation_failed", /run_at/),
+    },
+    {
+      name: "tasks: end_date year 0 with days",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { end_date: "0000-01-03", days: 7 },
+      status: 400,
+      json: err("validation_failed", /Search Console keeps data from/),
+    },
+    {
+      name: "tasks: start older than 16 months",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { start_date: addDays(newest, -487), end_date: addDays(newest, -480) },
+      status: 400,
+      json: err("validation_failed", new RegExp(`keeps data from ${addDays(newest, -486)}`)),
+    },
+    {
+      name: "tasks: bad run_at",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: { run_at: "tomorrow" },
+      status: 400,
+      json: err("validation_failed", /run_at/),
+    },
+    {
+      name: "tasks: malformed JSON",
+      method: "POST",
+      path: () => `/api/v1/sites/${ids.gamma}/sync-tasks`,
+      body: "{",
+      status: 400,
+      json: err("invalid_json"),
+    },
+    {
+      name: "tasks: unknown site",
+      method: "POST",
+      path: () => "/api/v1/sites/999999/sync-tasks",
+      body: {},
+      status: 404,
+      json: err("not_found"),
+    },
+    {
+      name: "job: unknown",
+      method: "GET",
+      path: () => "/api/v1/sync/job/999999",
+      status: 404,
+      json: err("not_found", /job 999999 not found/),
+    },
     { name: "job: bad id", method: "GET", path: () => "/api/v1/sync/job/x", status: 400, json: err("validation_failed", /job_id/) },
     { name: "cancel: unknown", method: "DELETE", path: () => "/api/v1/sync/job/999999", status: 404, json: err("not_found") },
-    { name: "jobs: bad status", method: "GET", path: () => "/api/v1/sync/jobs?status=done", status: 400, json: err("validation_failed", /status/) },
+    {
+      name: "jobs: bad status",
+      method: "GET",
+      path: () => "/api/v1/sync/jobs?status=done",
+      status: 400,
+      json: err("validation_failed", /status/),
+    },
     { name: "jobs: limit 0", method: "GET", path: () => "/api/v1/sync/jobs?limit=0", status: 400, json: err("validation_failed", /limit/) },
-    { name: "jobs: bad site_id", method: "GET", path: () => "/api/v1/sync/jobs?site_id=-1", status: 400, json: err("validation_failed", /site_id/) },
-    { name: "jobs: bad cursor", method: "GET", path: () => "/api/v1/sync/jobs?cursor=%21%21", status: 400, json: err("validation_failed", /cursor/) },
+    {
+      name: "jobs: bad site_id",
+      method: "GET",
+      path: () => "/api/v1/sync/jobs?site_id=-1",
+      status: 400,
+      json: err("validation_failed", /site_id/),
+    },
+    {
+      name: "jobs: bad cursor",
+      method: "GET",
+      path: () => "/api/v1/sync/jobs?cursor=%21%21",
+      status: 400,
+      json: err("validation_failed", /cursor/),
+    },
     { name: "status: unknown site", method: "GET", path: () => "/api/v1/sync/status/999999", status: 404, json: err("not_found") },
   ];
   for (const c of cases) {
@@ -103,7 +294,11 @@ describe("trigger and job status", () => {
   test("202 with job_id and status_url; the job covers the N days ending today minus 2", async () => {
     const r = await call("POST", `/api/v1/sync/trigger/${ids.alpha}?days=7`);
     expect(r.status).toBe(202);
-    expect(r.json).toEqual({ job_id: expect.any(Number), message: expect.stringContaining(`${addDays(newest, -6)}..${newest}`), status_url: `/api/v1/sync/job/${r.json.job_id}` });
+    expect(r.json).toEqual({
+      job_id: expect.any(Number),
+      message: expect.stringContaining(`${addDays(newest, -6)}..${newest}`),
+      status_url: `/api/v1/sync/job/${r.json.job_id}`,
+    });
     expect(r.headers.get("location")).toBe(r.json.status_url);
 
     const job = await call("GET", r.json.status_url);
@@ -165,7 +360,14 @@ describe("trigger and job status", () => {
     });
     expect(r.status).toBe(202);
     const job = (await call("GET", r.json.status_url)).json;
-    expect(job).toMatchObject({ start_date: "2026-01-30", end_date: "2026-02-02", total_tasks: 4, sync_mode: "overwrite", run_at: `${addDays(dayOf(new Date()), 1)}T23:30:00.000Z`, status: "pending" });
+    expect(job).toMatchObject({
+      start_date: "2026-01-30",
+      end_date: "2026-02-02",
+      total_tasks: 4,
+      sync_mode: "overwrite",
+      run_at: `${addDays(dayOf(new Date()), 1)}T23:30:00.000Z`,
+      status: "pending",
+    });
     // Exactly the documented fields: no internal column (params, locked_until, progress_*) leaks.
     expect(Object.keys(job).sort()).toEqual(Object.keys(JobSchema.shape).sort());
   });
@@ -176,14 +378,21 @@ describe("trigger and job status", () => {
     try {
       const ownApp = createApp(own.db);
       const post = async (path: string, body: unknown) =>
-        (await ownApp.request(path, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })).json() as Promise<any>;
+        (
+          await ownApp.request(path, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })
+        ).json() as Promise<any>;
       const site = await post("/api/v1/sites", { domain: "sc-domain:later.example", name: "Later" });
       const later = await post(`/api/v1/sites/${site.id}/sync-tasks`, { days: 1, run_at: new Date(Date.now() + 3_600_000).toISOString() });
       const types = taskTypesParam(["daily_sync"]);
       expect(await claimNextTask(own.db, { types, leaseMs: 1000, pid: 1 })).toBeUndefined();
       // The control: the same task once its time has come is claimed.
       const st = own.db.t.syncTasks;
-      await own.db.tx((tx) => tx.update(st).set({ run_at: new Date(Date.now() - 1000).toISOString() }).where(eq(st.id, later.job_id)));
+      await own.db.tx((tx) =>
+        tx
+          .update(st)
+          .set({ run_at: new Date(Date.now() - 1000).toISOString() })
+          .where(eq(st.id, later.job_id)),
+      );
       expect((await claimNextTask(own.db, { types, leaseMs: 1000, pid: 1 }))?.id).toBe(later.job_id);
     } finally {
       await own.cleanup();
@@ -192,7 +401,11 @@ describe("trigger and job status", () => {
 
   test("sync-tasks: days alone end at today minus 2; end_date alone takes 7 days", async () => {
     const g = await call("POST", `/api/v1/sites/${ids.gamma}/sync-tasks`, { days: 3 });
-    expect((await call("GET", g.json.status_url)).json).toMatchObject({ start_date: addDays(newest, -2), end_date: newest, total_tasks: 3 });
+    expect((await call("GET", g.json.status_url)).json).toMatchObject({
+      start_date: addDays(newest, -2),
+      end_date: newest,
+      total_tasks: 3,
+    });
     await call("DELETE", g.json.status_url);
     const e = await call("POST", `/api/v1/sites/${ids.gamma}/sync-tasks`, { end_date: "2026-05-10" });
     expect((await call("GET", e.json.status_url)).json).toMatchObject({ start_date: "2026-05-04", end_date: "2026-05-10", total_tasks: 7 });
@@ -208,7 +421,11 @@ describe("cancel", () => {
     expect(del.json).toMatchObject({ id: r.json.job_id, status: "cancelled", cancel_requested: true, completed_at: expect.any(String) });
     const again = await call("DELETE", r.json.status_url);
     expect(again.status).toBe(409);
-    expect(again.json.error).toEqual({ code: "conflict", message: `job ${r.json.job_id} already finished (cancelled)`, details: { job_id: r.json.job_id, status: "cancelled" } });
+    expect(again.json.error).toEqual({
+      code: "conflict",
+      message: `job ${r.json.job_id} already finished (cancelled)`,
+      details: { job_id: r.json.job_id, status: "cancelled" },
+    });
     const next = await call("POST", `/api/v1/sync/trigger/${ids.gamma}?days=2`);
     expect(next.status).toBe(202);
     await call("DELETE", next.json.status_url);
@@ -273,7 +490,15 @@ describe("sync status", () => {
   const old = ["2026-03-01", "2026-03-02", "2026-03-05"];
   const recent = [addDays(today, -3), addDays(today, -2)];
   const rows = (n: number) =>
-    Array.from({ length: n }, (_, i) => ({ page: `https://beta.example/${i}`, query: `q ${i}`, device: "MOBILE", clicks: 1, impressions: 2, ctr: 0.5, position: 3 }));
+    Array.from({ length: n }, (_, i) => ({
+      page: `https://beta.example/${i}`,
+      query: `q ${i}`,
+      device: "MOBILE",
+      clicks: 1,
+      impressions: 2,
+      ctr: 0.5,
+      position: 3,
+    }));
 
   test("counts every day that has rows (as the original); final_days counts the ones Google no longer revises", async () => {
     expect((await call("GET", `/api/v1/sync/status/${ids.beta}`)).json).toEqual({
@@ -308,7 +533,9 @@ describe("sync status", () => {
 
   test.skipIf(testEngine === "pg")("the day scan seeks the unique index instead of reading every row (SQLite's query plan)", () => {
     const plan = t.db.raw.reader
-      .query<{ detail: string }, []>("explain query plan select min(date) from gsc_performance_data where site_id = 1 and date > '2026-01-01'")
+      .query<{ detail: string }, []>(
+        "explain query plan select min(date) from gsc_performance_data where site_id = 1 and date > '2026-01-01'",
+      )
       .all()
       .map((r) => r.detail)
       .join("\n");

@@ -29,15 +29,21 @@ test("rows stored before the markers existed get one marker per (site, day, sear
   const conn = new Database(path, { strict: true });
   try {
     conn.run("insert into sites (id, domain, name) values (1, 'a.example', 'A'), (2, 'b.example', 'B')");
-    const ins = conn.query("insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (?, ?, ?, ?, 'DESKTOP', ?)");
+    const ins = conn.query(
+      "insert into gsc_performance_data (site_id, date, page, query, device, search_type) values (?, ?, ?, ?, 'DESKTOP', ?)",
+    );
     for (let i = 0; i < 3; i++) ins.run(1, "2026-03-01", "/", `q${i}`, "web");
     ins.run(1, "2026-03-01", "/", "q", "image");
     for (let i = 0; i < 2; i++) ins.run(2, "2026-03-02", "/", `q${i}`, "web");
     // A day already marked keeps its marker as it was.
-    conn.run("insert into gsc_synced_days (site_id, date, search_type, row_count, synced_at) values (2, '2026-03-02', 'web', 7, '2026-03-03T00:00:00.000Z')");
+    conn.run(
+      "insert into gsc_synced_days (site_id, date, search_type, row_count, synced_at) values (2, '2026-03-02', 'web', 7, '2026-03-03T00:00:00.000Z')",
+    );
 
     expect(migrate(path)).toBeGreaterThanOrEqual(1);
-    const markers = conn.query("select site_id, date, search_type, row_count from gsc_synced_days order by site_id, date, search_type").all();
+    const markers = conn
+      .query("select site_id, date, search_type, row_count from gsc_synced_days order by site_id, date, search_type")
+      .all();
     expect(markers).toEqual([
       { site_id: 1, date: "2026-03-01", search_type: "image", row_count: 1 },
       { site_id: 1, date: "2026-03-01", search_type: "web", row_count: 3 },

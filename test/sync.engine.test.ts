@@ -68,7 +68,10 @@ function worker(over: Partial<WorkerOptions> = {}) {
   return w;
 }
 
-async function queue(siteId: number, o: { start?: string; end?: string; mode?: "skip" | "overwrite"; type?: string; maxAttempts?: number } = {}) {
+async function queue(
+  siteId: number,
+  o: { start?: string; end?: string; mode?: "skip" | "overwrite"; type?: string; maxAttempts?: number } = {},
+) {
   return (
     await createTask(t.db, {
       siteId,
@@ -84,10 +87,14 @@ async function queue(siteId: number, o: { start?: string; end?: string; mode?: "
 
 const job = async (id: number) => (await findJob(t.db, id))!;
 const settled = (id: number, timeoutMs = 15_000) =>
-  waitFor(`task ${id} to finish`, async () => {
-    const j = await job(id);
-    return j.status !== "pending" && j.status !== "running" ? j : null;
-  }, timeoutMs);
+  waitFor(
+    `task ${id} to finish`,
+    async () => {
+      const j = await job(id);
+      return j.status !== "pending" && j.status !== "running" ? j : null;
+    },
+    timeoutMs,
+  );
 
 describe("daily_sync", () => {
   test("stores every row of every day and search type, paging by startRow, with progress and stats", async () => {
@@ -95,7 +102,17 @@ describe("daily_sync", () => {
     const id = await queue(site);
     worker();
     const j = await settled(id);
-    expect(j).toMatchObject({ status: "completed", attempts: 1, progress_done: 3, progress_total: 3, stats_synced: 3, stats_failed: 0, stats_skipped: 0, total_records: 3 * PER_DAY, error: null });
+    expect(j).toMatchObject({
+      status: "completed",
+      attempts: 1,
+      progress_done: 3,
+      progress_total: 3,
+      stats_synced: 3,
+      stats_failed: 0,
+      stats_skipped: 0,
+      total_records: 3 * PER_DAY,
+      error: null,
+    });
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
     // Per day: web 3 pages (50, 50, 20), image 1 (30 < 50), video 1 (empty), news 1.
     expect(fake.requests.length).toBe(3 * 6);
@@ -123,8 +140,13 @@ describe("daily_sync", () => {
     await settled(await queue(site));
     const g = t.db.t.gscPerformanceData;
     await t.db.tx(async (tx) => {
-      await tx.update(g).set({ clicks: 999_999 }).where(and(eq(g.site_id, site), eq(g.date, DAYS[0]!)));
-      await tx.insert(g).values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" });
+      await tx
+        .update(g)
+        .set({ clicks: 999_999 })
+        .where(and(eq(g.site_id, site), eq(g.date, DAYS[0]!)));
+      await tx
+        .insert(g)
+        .values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" });
     });
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY + 1);
     fake.reset();
@@ -141,7 +163,9 @@ describe("daily_sync", () => {
     worker();
     await settled(await queue(site));
     await t.db.tx((tx) =>
-      tx.insert(t.db.t.gscPerformanceData).values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" }),
+      tx
+        .insert(t.db.t.gscPerformanceData)
+        .values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" }),
     );
     fake.reset();
     fake.inject({ status: 400, match: (r) => r.type === "web" && r.startRow === 50 });
@@ -252,7 +276,9 @@ describe("failures", () => {
     const j = await settled(await queue(site));
     expect(j.status).toBe("failed");
     expect(j.attempts).toBe(1);
-    expect(j.error).toMatch(/refused access to sc-domain:s\d+\.engine\.example \(403 PERMISSION_DENIED.*check that the credentials are valid/);
+    expect(j.error).toMatch(
+      /refused access to sc-domain:s\d+\.engine\.example \(403 PERMISSION_DENIED.*check that the credentials are valid/,
+    );
     expect(fake.requests.length).toBe(1);
   });
 });
@@ -384,7 +410,15 @@ describe("cancel, stop, leases", () => {
     const st = t.db.t.syncTasks;
     const ids = await t.db.tx(async (tx) => {
       const out: number[] = [];
-      for (const r of rows) out.push((await tx.insert(st).values({ ...r, task_type: "reap_test", status: "running", worker_pid: 999_999 }).returning())[0]!.id);
+      for (const r of rows)
+        out.push(
+          (
+            await tx
+              .insert(st)
+              .values({ ...r, task_type: "reap_test", status: "running", worker_pid: 999_999 })
+              .returning()
+          )[0]!.id,
+        );
       return out;
     });
     const reaped = await reapExpiredLeases(t.db);
@@ -395,7 +429,12 @@ describe("cancel, stop, leases", () => {
       { id: ids[4]!, status: "pending" },
     ]);
     const after = await Promise.all(ids.map(job));
-    expect(after[0]).toMatchObject({ worker_pid: null, locked_until: null, completed_at: null, error: "worker 999999 stopped renewing its lease during attempt 1" });
+    expect(after[0]).toMatchObject({
+      worker_pid: null,
+      locked_until: null,
+      completed_at: null,
+      error: "worker 999999 stopped renewing its lease during attempt 1",
+    });
     expect(after[1]).toMatchObject({ worker_pid: 999_999, completed_at: expect.any(String), error: expect.stringContaining("attempt 3") });
     expect(after[3]).toMatchObject({ status: "running", worker_pid: 999_999 });
     expect(await reapExpiredLeases(t.db)).toEqual([]);
@@ -403,36 +442,39 @@ describe("cancel, stop, leases", () => {
 });
 
 describe("claims", () => {
-  test.skipIf(testEngine !== "pg")("a claim skips the due task another transaction holds, without waiting for it (PostgreSQL: FOR UPDATE SKIP LOCKED)", async () => {
-    const st = t.db.t.syncTasks;
-    const types = taskTypesParam(["lock_probe"]);
-    const older = await queue(freshSite(), { type: "lock_probe" });
-    const newer = await queue(freshSite(), { type: "lock_probe" });
-    await t.db.tx((tx) => tx.update(st).set({ run_at: "2000-01-01T00:00:00.000Z" }).where(eq(st.id, older)));
-    // Another connection locks the oldest due task (as a worker mid-claim would) and keeps it locked.
-    let release!: () => void;
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const holder = t.open().tx(async (tx) => {
-      await tx.select({ id: st.id }).from(st).where(eq(st.id, older)).for("update");
-      locked();
-      await new Promise<void>((r) => (release = r));
-    });
-    await isLocked;
-    try {
-      // Without SKIP LOCKED this claim would wait for the holder, which waits for us: the timeout says so.
-      const claimed = await Promise.race([
-        claimNextTask(t.db, { types, leaseMs: 60_000, pid: 4343 }),
-        Bun.sleep(10_000).then(() => "still waiting" as const),
-      ]);
-      expect(claimed).toMatchObject({ id: newer, status: "running", worker_pid: 4343, attempts: 1 });
-    } finally {
-      release();
-      await holder;
-    }
-    // Once free, the skipped task is the next one claimed; then none is left.
-    expect(await claimNextTask(t.db, { types, leaseMs: 60_000, pid: 4343 })).toMatchObject({ id: older, attempts: 1 });
-    expect(await claimNextTask(t.db, { types, leaseMs: 60_000, pid: 4343 })).toBeUndefined();
-    await t.db.tx((tx) => tx.update(st).set({ status: "completed" }).where(eq(st.task_type, "lock_probe")));
-  });
+  test.skipIf(testEngine !== "pg")(
+    "a claim skips the due task another transaction holds, without waiting for it (PostgreSQL: FOR UPDATE SKIP LOCKED)",
+    async () => {
+      const st = t.db.t.syncTasks;
+      const types = taskTypesParam(["lock_probe"]);
+      const older = await queue(freshSite(), { type: "lock_probe" });
+      const newer = await queue(freshSite(), { type: "lock_probe" });
+      await t.db.tx((tx) => tx.update(st).set({ run_at: "2000-01-01T00:00:00.000Z" }).where(eq(st.id, older)));
+      // Another connection locks the oldest due task (as a worker mid-claim would) and keeps it locked.
+      let release!: () => void;
+      let locked!: () => void;
+      const isLocked = new Promise<void>((r) => (locked = r));
+      const holder = t.open().tx(async (tx) => {
+        await tx.select({ id: st.id }).from(st).where(eq(st.id, older)).for("update");
+        locked();
+        await new Promise<void>((r) => (release = r));
+      });
+      await isLocked;
+      try {
+        // Without SKIP LOCKED this claim would wait for the holder, which waits for us: the timeout says so.
+        const claimed = await Promise.race([
+          claimNextTask(t.db, { types, leaseMs: 60_000, pid: 4343 }),
+          Bun.sleep(10_000).then(() => "still waiting" as const),
+        ]);
+        expect(claimed).toMatchObject({ id: newer, status: "running", worker_pid: 4343, attempts: 1 });
+      } finally {
+        release();
+        await holder;
+      }
+      // Once free, the skipped task is the next one claimed; then none is left.
+      expect(await claimNextTask(t.db, { types, leaseMs: 60_000, pid: 4343 })).toMatchObject({ id: older, attempts: 1 });
+      expect(await claimNextTask(t.db, { types, leaseMs: 60_000, pid: 4343 })).toBeUndefined();
+      await t.db.tx((tx) => tx.update(st).set({ status: "completed" }).where(eq(st.task_type, "lock_probe")));
+    },
+  );
 });

@@ -3,7 +3,7 @@ import type { Subprocess } from "bun";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { count, eq, sql } from "drizzle-orm";
-import { addDays, dayOf } from "../src/sync/dates.ts";
+import { dayOf } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
@@ -54,17 +54,25 @@ describe("claim race", () => {
     try {
       const sites = await insertSites(t.db, 150, "race.example");
       const env = { DATABASE_URL: t.databaseUrl, PROBE_LOG: logFile, PROBE_HOLD_MS: "3", SYNC_POLL_MS: "20", SYNC_LEASE_MS: "5000" };
-      for (let i = 0; i < 4; i++) procs.push((await spawnReady([process.execPath, join(root, "test/helpers/sync-probe-worker.ts")], env, "probe worker ready")).proc);
+      for (let i = 0; i < 4; i++)
+        procs.push((await spawnReady([process.execPath, join(root, "test/helpers/sync-probe-worker.ts")], env, "probe worker ready")).proc);
 
       // All at once, while the four workers poll.
       const st = t.db.t.syncTasks;
       await t.db.tx((tx) =>
-        tx.insert(st).values(sites.map((site_id) => ({ site_id, task_type: "probe", start_date: "2026-03-01", end_date: "2026-03-01", progress_total: 1 }))),
+        tx
+          .insert(st)
+          .values(
+            sites.map((site_id) => ({ site_id, task_type: "probe", start_date: "2026-03-01", end_date: "2026-03-01", progress_total: 1 })),
+          ),
       );
       await waitFor("every probe task to complete", async () => (await countTasks(t.db, "completed")) === 150, 30_000);
       expect(await stopAll(procs)).toEqual([0, 0, 0, 0]);
 
-      const lines = readFileSync(logFile, "utf8").trim().split("\n").map((l) => l.split(" "));
+      const lines = readFileSync(logFile, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" "));
       const starts = lines.filter((l) => l[0] === "start");
       const ends = lines.filter((l) => l[0] === "end");
       expect(starts.length).toBe(150);
@@ -161,50 +169,70 @@ describe("crashes and restarts (supervised sync worker, fake Search Console)", (
   }
 
   const finished = (url: string) =>
-    waitFor("the job to finish", async () => {
-      const j = (await request(s.url, "GET", url)).body;
-      return j.status === "completed" || j.status === "failed" ? j : null;
-    }, 30_000);
+    waitFor(
+      "the job to finish",
+      async () => {
+        const j = (await request(s.url, "GET", url)).body;
+        return j.status === "completed" || j.status === "failed" ? j : null;
+      },
+      30_000,
+    );
 
   // The unique row key rules out copies, so the exact total shows that no row was lost or left over.
   const stored = (siteId: number) => withDb(s.dbPath, async (db) => countRows(db, siteId));
 
   /** The supervisor's and its workers' JSON log lines so far. */
   const logLines = () =>
-    s.output().split("\n").flatMap((l) => {
-      try {
-        return [JSON.parse(l) as Record<string, unknown>];
-      } catch {
-        return [];
-      }
-    });
+    s
+      .output()
+      .split("\n")
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      });
 
-  for (const mode of ["skip", "overwrite"] as const) test(`SIGKILL mid-task (${mode}): re-queued after the lease expires, completed by the restarted worker, no row lost or doubled`, async () => {
-    const { siteId, jobUrl, running } = await startSlowJob(`sc-domain:sigkill-${mode}.example`, mode);
-    process.kill(running.worker_pid, "SIGKILL");
-    const killedAt = Date.now();
-    fake.setDelay(0);
-    const j = await finished(jobUrl);
-    console.log(`SIGKILL: killed at ${running.progress}% (attempt 1, pid ${running.worker_pid}); completed ${j.completed_at} by pid ${j.worker_pid} after ${Date.now() - killedAt} ms`);
-    expect(j).toMatchObject({ status: "completed", attempts: 2, progress: 100, total_records: 4 * PER_DAY, stats: { synced: 4, failed: 0, skipped: 0 } });
-    expect(j.worker_pid).not.toBe(running.worker_pid);
-    expect(await stored(siteId)).toBe(4 * PER_DAY);
-    // The day finished before the kill was not fetched again.
-    const firstDay = fake.requests.filter((r) => r.startDate === j.start_date && r.type === "web" && r.startRow === 0);
-    expect(firstDay.length).toBe(1);
-    const status = await request(s.url, "GET", `/api/v1/sync/status/${siteId}`);
-    // Every day with rows counts (as the original); only final days (today minus 4 or older) are final:
-    // the newest two are fetched again next time.
-    expect(status.body.daily_data).toEqual({ total_days: 4, latest_date: j.end_date, oldest_date: j.start_date, final_days: 2 });
-  });
+  for (const mode of ["skip", "overwrite"] as const)
+    test(`SIGKILL mid-task (${mode}): re-queued after the lease expires, completed by the restarted worker, no row lost or doubled`, async () => {
+      const { siteId, jobUrl, running } = await startSlowJob(`sc-domain:sigkill-${mode}.example`, mode);
+      process.kill(running.worker_pid, "SIGKILL");
+      const killedAt = Date.now();
+      fake.setDelay(0);
+      const j = await finished(jobUrl);
+      console.log(
+        `SIGKILL: killed at ${running.progress}% (attempt 1, pid ${running.worker_pid}); completed ${j.completed_at} by pid ${j.worker_pid} after ${Date.now() - killedAt} ms`,
+      );
+      expect(j).toMatchObject({
+        status: "completed",
+        attempts: 2,
+        progress: 100,
+        total_records: 4 * PER_DAY,
+        stats: { synced: 4, failed: 0, skipped: 0 },
+      });
+      expect(j.worker_pid).not.toBe(running.worker_pid);
+      expect(await stored(siteId)).toBe(4 * PER_DAY);
+      // The day finished before the kill was not fetched again.
+      const firstDay = fake.requests.filter((r) => r.startDate === j.start_date && r.type === "web" && r.startRow === 0);
+      expect(firstDay.length).toBe(1);
+      const status = await request(s.url, "GET", `/api/v1/sync/status/${siteId}`);
+      // Every day with rows counts (as the original); only final days (today minus 4 or older) are final:
+      // the newest two are fetched again next time.
+      expect(status.body.daily_data).toEqual({ total_days: 4, latest_date: j.end_date, oldest_date: j.start_date, final_days: 2 });
+    });
 
   test("SIGTERM mid-task: the worker hands the task back and exits 0; it completes without spending an attempt", async () => {
     const { siteId, jobUrl, running } = await startSlowJob("sc-domain:sigterm.example");
     process.kill(running.worker_pid, "SIGTERM");
     await waitFor("the worker to exit 0", () =>
-      logLines().some((e) => e.msg === "worker exited; restarting" && e.role === "sync" && e.pid === running.worker_pid && e.exitCode === 0),
+      logLines().some(
+        (e) => e.msg === "worker exited; restarting" && e.role === "sync" && e.pid === running.worker_pid && e.exitCode === 0,
+      ),
     );
-    expect(logLines()).toContainEqual(expect.objectContaining({ pid: running.worker_pid, msg: "task handed back to the queue", task_id: running.id }));
+    expect(logLines()).toContainEqual(
+      expect.objectContaining({ pid: running.worker_pid, msg: "task handed back to the queue", task_id: running.id }),
+    );
     fake.setDelay(0);
     const j = await finished(jobUrl);
     expect(j).toMatchObject({ status: "completed", attempts: 1, total_records: 4 * PER_DAY });
@@ -224,7 +252,13 @@ describe("scheduler", () => {
       await t.db.tx(async (tx) => {
         await tx.update(sites).set({ is_active: false }).where(eq(sites.id, inactive!));
         // A site with a manual sync queued for later: the scheduler leaves it alone for now.
-        await tx.insert(st).values({ site_id: busy!, task_type: "daily_sync", start_date: "2026-01-01", end_date: "2026-01-01", run_at: "2999-01-01T00:00:00.000Z" });
+        await tx.insert(st).values({
+          site_id: busy!,
+          task_type: "daily_sync",
+          start_date: "2026-01-01",
+          end_date: "2026-01-01",
+          run_at: "2999-01-01T00:00:00.000Z",
+        });
       });
       const env = {
         DATABASE_URL: t.databaseUrl,
@@ -244,15 +278,23 @@ describe("scheduler", () => {
 
       const counts = () =>
         t.db.q
-          .select({ site_id: st.site_id, n: count(), done: sql<number>`sum(case when ${st.status} = 'completed' then 1 else 0 end)`.mapWith(Number) })
+          .select({
+            site_id: st.site_id,
+            n: count(),
+            done: sql<number>`sum(case when ${st.status} = 'completed' then 1 else 0 end)`.mapWith(Number),
+          })
           .from(st)
           .where(eq(st.scheduled_for, today))
           .groupBy(st.site_id)
           .orderBy(st.site_id);
-      await waitFor("every scheduled task to complete", async () => {
-        const c = await counts();
-        return c.length === 8 && c.every((r) => r.done === 1);
-      }, 30_000);
+      await waitFor(
+        "every scheduled task to complete",
+        async () => {
+          const c = await counts();
+          return c.length === 8 && c.every((r) => r.done === 1);
+        },
+        30_000,
+      );
       // Ten more scheduler rounds in each process: nothing new for today.
       await Bun.sleep(1000);
       expect(await counts()).toEqual(active.map((site_id) => ({ site_id, n: 1, done: 1 })));
@@ -285,7 +327,11 @@ describe("HTTP latency while a 100,000-row day is ingested", () => {
   let s: RunningServer;
   beforeAll(async () => {
     // The fake runs in its own process: building 25,000-row pages must not stall this test's clients.
-    const f = await spawnReady([process.execPath, join(root, "test/helpers/fake-gsc.ts")], { FAKE_GSC_ROWS: JSON.stringify({ web: 100_000 }) }, "fake gsc listening");
+    const f = await spawnReady(
+      [process.execPath, join(root, "test/helpers/fake-gsc.ts")],
+      { FAKE_GSC_ROWS: JSON.stringify({ web: 100_000 }) },
+      "fake gsc listening",
+    );
     fake = f.proc;
     const url = /fake gsc listening on (\S+)/.exec(f.output())![1]!;
     s = await startServer({
@@ -324,7 +370,12 @@ describe("HTTP latency while a 100,000-row day is ingested", () => {
     return { ms, statuses };
   }
 
-  const summary = (ms: number[]) => ({ n: ms.length, p50: +percentile(ms, 50).toFixed(1), p99: +percentile(ms, 99).toFixed(1), max: +Math.max(...ms).toFixed(1) });
+  const summary = (ms: number[]) => ({
+    n: ms.length,
+    p50: +percentile(ms, 50).toFixed(1),
+    p99: +percentile(ms, 99).toFixed(1),
+    max: +Math.max(...ms).toFixed(1),
+  });
 
   test("creates and lists keep flowing (generous bound only; numbers printed)", async () => {
     const site = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:ingest.example", name: "Ingest" });

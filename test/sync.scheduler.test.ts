@@ -32,7 +32,8 @@ async function fresh() {
   await t.db.tx(async (tx) => {
     for (const day of ["2026-06-04", "2026-06-05", "2026-06-06"]) for (const type of searchTypes) await markDaySynced(tx, b, day, type, 1);
     await markDaySynced(tx, b, "2026-06-07", "web", 1);
-    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06", "2026-06-07", "2026-06-08"]) for (const type of searchTypes) await markDaySynced(tx, c, day, type, 1);
+    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06", "2026-06-07", "2026-06-08"])
+      for (const type of searchTypes) await markDaySynced(tx, c, day, type, 1);
   });
   const tasksOf = (site: number) => t.db.q.select().from(syncTasks).where(eq(syncTasks.site_id, site)).orderBy(syncTasks.id);
   const completeAll = () => t.db.tx((tx) => tx.update(syncTasks).set({ status: "completed" }));
@@ -51,7 +52,15 @@ describe("scheduleDailySyncs", () => {
     const [a, b, c, d] = ids;
     const now = new Date("2026-06-10T03:00:00.000Z");
     expect(await scheduleDailySyncs(db, opts, now)).toBe(3);
-    const base = { task_type: "daily_sync", status: "pending", scheduled_for: "2026-06-10", end_date: "2026-06-08", max_attempts: 4, params: { sync_mode: "skip" }, run_at: now.toISOString() };
+    const base = {
+      task_type: "daily_sync",
+      status: "pending",
+      scheduled_for: "2026-06-10",
+      end_date: "2026-06-08",
+      max_attempts: 4,
+      params: { sync_mode: "skip" },
+      run_at: now.toISOString(),
+    };
     expect(await tasksOf(a)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-04", progress_total: 5 })]);
     expect(await tasksOf(b)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-07", progress_total: 2 })]);
     // Nothing missing: still today's task, one quick all-skipped day.
@@ -80,7 +89,9 @@ describe("scheduleDailySyncs", () => {
   test("a site with a pending daily_sync gets today's task only after that one is done (catch-up)", async () => {
     const { db, ids, tasksOf, syncTasks } = await fresh();
     const a = ids[0];
-    await db.tx((tx) => tx.insert(syncTasks).values({ site_id: a, task_type: "daily_sync", start_date: "2026-01-01", end_date: "2026-01-01" }));
+    await db.tx((tx) =>
+      tx.insert(syncTasks).values({ site_id: a, task_type: "daily_sync", start_date: "2026-01-01", end_date: "2026-01-01" }),
+    );
     const morning = new Date("2026-06-11T05:00:00.000Z");
     expect(await scheduleDailySyncs(db, opts, morning)).toBe(2);
     expect((await tasksOf(a)).filter((x) => x.scheduled_for === "2026-06-11")).toEqual([]);

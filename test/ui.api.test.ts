@@ -178,7 +178,10 @@ describe("once API keys exist: the login page, the cookie, and what each scope s
       body: JSON.stringify({ domain: "sc-domain:keyed.example", name: "Keyed" }),
     });
     const id = ((await site.json()) as { id: number }).id;
-    const job = await keyed.request(`/api/v1/sync/trigger/${id}?days=2`, { method: "POST", headers: { authorization: `Bearer ${keys.write}` } });
+    const job = await keyed.request(`/api/v1/sync/trigger/${id}?days=2`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${keys.write}` },
+    });
     jobId = ((await job.json()) as { job_id: number }).job_id;
   });
   afterAll(() => k.cleanup());
@@ -201,7 +204,8 @@ describe("once API keys exist: the login page, the cookie, and what each scope s
     expect((await keyed.request("/ui/sites", form({ domain: "sc-domain:x.example", name: "X" }))).status).toBe(401);
     // A revoked or unknown key in the cookie is the same as none.
     expect(
-      (await keyed.request("/ui", { headers: { cookie: "sitesync_key=ssk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" } })).status,
+      (await keyed.request("/ui", { headers: { cookie: "sitesync_key=ssk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" } }))
+        .status,
     ).toBe(303);
   });
 

@@ -166,7 +166,10 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     await until("the job to run", async () => (await row.getAttribute("data-status")) === "running");
     await row.getByRole("button", { name: `Cancel job ${job}` }).click();
     await page.waitForURL(/notice=job-cancelled/);
-    await until("the job to be cancelled", async () => (await page.locator(`tr[data-job="${job}"]`).getAttribute("data-status")) === "cancelled");
+    await until(
+      "the job to be cancelled",
+      async () => (await page.locator(`tr[data-job="${job}"]`).getAttribute("data-status")) === "cancelled",
+    );
     const api = await request(s.url, "GET", `/api/v1/sync/job/${job}`);
     expect(api.body.status).toBe("cancelled");
     expect(api.body.progress).toBeLessThan(100);
@@ -244,7 +247,10 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     const phone = await newContext(true, { width: 390, height: 844 });
     for (const path of ["/ui", "/ui/sites", `/ui/sites/${siteId}`, "/ui/jobs"]) {
       const p = await open(path, phone);
-      expect({ path, overflow: await p.evaluate("document.documentElement.scrollWidth > window.innerWidth") }).toEqual({ path, overflow: false });
+      expect({ path, overflow: await p.evaluate("document.documentElement.scrollWidth > window.innerWidth") }).toEqual({
+        path,
+        overflow: false,
+      });
       if (path === `/ui/sites/${siteId}`) await shot(p, "site-phone");
       await p.close();
     }

@@ -98,72 +98,75 @@ describe("watchdog", () => {
     { role: "http", name: "an HTTP worker in the middle of a group commit", attempts: 200 },
   ];
   for (const h of holders) {
-    test.skipIf(testEngine === "pg")(`SIGSTOP of ${h.name} that holds the write lock: killed within the bound, the others' writes resume, no acknowledged write lost`, async () => {
-      const s = await startServer({
-        workers: 3,
-        syncWorkers: h.role === "sync" ? 1 : 0,
-        env: {
-          WATCHDOG_TIMEOUT_MS: String(WATCHDOG_MS),
-          WRITE_LOCK_TIMEOUT_MS: "30000",
-          SYNC_SOURCE: "demo",
-          DEMO_ROWS_PER_DAY: "20000",
-          SYNC_BATCH_SIZE: "10000",
-          SYNC_WRITE_GAP_MS: "0",
-          SYNC_SCHEDULER: "false",
-        },
-      });
-      cleanups.push(s.cleanup);
-      if (h.role === "sync") {
-        const site = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:big.example", name: "Big" });
-        expect((await request(s.url, "POST", `/api/v1/sync/trigger/${site.body.id}?days=30`)).status).toBe(202);
-      }
-      const pids = await pidsOf(s, h.role);
-      const load = writeLoad(s.url, 16);
-      cleanups.push(() => load.stop());
-      while (load.acks.length < 100) await Bun.sleep(10);
-
-      const stopped = await stopLockHolder(s, pids, h.attempts);
-      if (!stopped) {
-        // Lock holds are short and the machine is shared: say so rather than pass without checking.
-        throw new Error(`never caught a ${h.role} worker holding the write lock in ${h.attempts} tries`);
-      }
-      cleanups.push(() => {
-        try {
-          process.kill(stopped.pid, "SIGCONT");
-        } catch {
-          // Killed by the watchdog, as expected.
+    test.skipIf(testEngine === "pg")(
+      `SIGSTOP of ${h.name} that holds the write lock: killed within the bound, the others' writes resume, no acknowledged write lost`,
+      async () => {
+        const s = await startServer({
+          workers: 3,
+          syncWorkers: h.role === "sync" ? 1 : 0,
+          env: {
+            WATCHDOG_TIMEOUT_MS: String(WATCHDOG_MS),
+            WRITE_LOCK_TIMEOUT_MS: "30000",
+            SYNC_SOURCE: "demo",
+            DEMO_ROWS_PER_DAY: "20000",
+            SYNC_BATCH_SIZE: "10000",
+            SYNC_WRITE_GAP_MS: "0",
+            SYNC_SCHEDULER: "false",
+          },
+        });
+        cleanups.push(s.cleanup);
+        if (h.role === "sync") {
+          const site = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:big.example", name: "Big" });
+          expect((await request(s.url, "POST", `/api/v1/sync/trigger/${site.body.id}?days=30`)).status).toBe(202);
         }
-      });
-      // The others' writes wait (they retry up to WRITE_LOCK_TIMEOUT_MS), then go on once it is killed.
-      const deadline = stopped.at + WATCHDOG_MS + 10_000;
-      while (performance.now() < deadline && !load.acks.some((a) => a.at > stopped.probedUntil)) await Bun.sleep(20);
-      await Bun.sleep(1000);
-      await load.stop();
+        const pids = await pidsOf(s, h.role);
+        const load = writeLoad(s.url, 16);
+        cleanups.push(() => load.stop());
+        while (load.acks.length < 100) await Bun.sleep(10);
 
-      const out = s.output();
-      const killed = out
-        .split("\n")
-        .filter((l) => l.includes('"msg":"worker not answering; killing it"'))
-        .map((l) => JSON.parse(l));
-      expect(killed.map((k) => k.worker_pid)).toContain(stopped.pid);
-      const stall = stallAfter(load.acks, stopped);
-      console.log(
-        `${h.role} holder pid ${stopped.pid} caught after ${stopped.attempts} tries; writes stalled ${Math.round(stall)} ms after its SIGSTOP ` +
-          `(watchdog ${WATCHDOG_MS} ms); ${load.acks.length} writes acknowledged`,
-      );
-      // Writes really stood still until the watchdog acted (the stopped worker held the lock): its silence
-      // counts from its last answer, up to one ping interval (WATCHDOG_MS/5) before the stop, so the stall
-      // is at least about WATCHDOG_MS - WATCHDOG_MS/5; far longer than any normal write anyway.
-      expect(stall).toBeGreaterThan(WATCHDOG_MS / 2);
-      // ...and resumed within the bound: silence past WATCHDOG_MS, pings every WATCHDOG_MS/5, plus a shared machine's noise.
-      expect(stall).toBeLessThan(WATCHDOG_MS + WATCHDOG_MS / 5 + 3000);
+        const stopped = await stopLockHolder(s, pids, h.attempts);
+        if (!stopped) {
+          // Lock holds are short and the machine is shared: say so rather than pass without checking.
+          throw new Error(`never caught a ${h.role} worker holding the write lock in ${h.attempts} tries`);
+        }
+        cleanups.push(() => {
+          try {
+            process.kill(stopped.pid, "SIGCONT");
+          } catch {
+            // Killed by the watchdog, as expected.
+          }
+        });
+        // The others' writes wait (they retry up to WRITE_LOCK_TIMEOUT_MS), then go on once it is killed.
+        const deadline = stopped.at + WATCHDOG_MS + 10_000;
+        while (performance.now() < deadline && !load.acks.some((a) => a.at > stopped.probedUntil)) await Bun.sleep(20);
+        await Bun.sleep(1000);
+        await load.stop();
 
-      // Restarted: the supervisor is still up and every acknowledged write is in the file.
-      expect(out).toMatch(/"msg":"worker exited; restarting".*"signalCode":"SIGKILL"/);
-      const have = await domainsIn(s.dbPath);
-      expect(load.acks.filter((a) => !have.has(a.domain))).toEqual([]);
-      expect((await request(s.url, "GET", "/health")).status).toBe(200);
-    });
+        const out = s.output();
+        const killed = out
+          .split("\n")
+          .filter((l) => l.includes('"msg":"worker not answering; killing it"'))
+          .map((l) => JSON.parse(l));
+        expect(killed.map((k) => k.worker_pid)).toContain(stopped.pid);
+        const stall = stallAfter(load.acks, stopped);
+        console.log(
+          `${h.role} holder pid ${stopped.pid} caught after ${stopped.attempts} tries; writes stalled ${Math.round(stall)} ms after its SIGSTOP ` +
+            `(watchdog ${WATCHDOG_MS} ms); ${load.acks.length} writes acknowledged`,
+        );
+        // Writes really stood still until the watchdog acted (the stopped worker held the lock): its silence
+        // counts from its last answer, up to one ping interval (WATCHDOG_MS/5) before the stop, so the stall
+        // is at least about WATCHDOG_MS - WATCHDOG_MS/5; far longer than any normal write anyway.
+        expect(stall).toBeGreaterThan(WATCHDOG_MS / 2);
+        // ...and resumed within the bound: silence past WATCHDOG_MS, pings every WATCHDOG_MS/5, plus a shared machine's noise.
+        expect(stall).toBeLessThan(WATCHDOG_MS + WATCHDOG_MS / 5 + 3000);
+
+        // Restarted: the supervisor is still up and every acknowledged write is in the file.
+        expect(out).toMatch(/"msg":"worker exited; restarting".*"signalCode":"SIGKILL"/);
+        const have = await domainsIn(s.dbPath);
+        expect(load.acks.filter((a) => !have.has(a.domain))).toEqual([]);
+        expect((await request(s.url, "GET", "/health")).status).toBe(200);
+      },
+    );
   }
 
   test.skipIf(testEngine === "sqlite")(
@@ -185,7 +188,11 @@ describe("watchdog", () => {
           // Killed by the watchdog, as expected.
         }
       });
-      const killedLine = () => s.output().split("\n").find((l) => l.includes('"msg":"worker not answering; killing it"') && l.includes(`"worker_pid":${pid}`));
+      const killedLine = () =>
+        s
+          .output()
+          .split("\n")
+          .find((l) => l.includes('"msg":"worker not answering; killing it"') && l.includes(`"worker_pid":${pid}`));
       while (performance.now() < at + WATCHDOG_MS + 10_000 && !killedLine()) await Bun.sleep(20);
       const killedAt = performance.now();
       await Bun.sleep(1000);
@@ -195,7 +202,9 @@ describe("watchdog", () => {
       expect(killedAt - at).toBeLessThan(WATCHDOG_MS + WATCHDOG_MS / 5 + 3000);
       // The other workers' writes went on while it was stopped: the server locks rows, not the database.
       const during = load.acks.filter((a) => a.at > at + 200 && a.at < killedAt - 200).length;
-      console.log(`http worker ${pid} stopped; killed after ${Math.round(killedAt - at)} ms; ${during} writes acknowledged meanwhile by the others; ${load.acks.length} in all`);
+      console.log(
+        `http worker ${pid} stopped; killed after ${Math.round(killedAt - at)} ms; ${during} writes acknowledged meanwhile by the others; ${load.acks.length} in all`,
+      );
       expect(during).toBeGreaterThan(20);
       expect(s.output()).toMatch(/"msg":"worker exited; restarting".*"signalCode":"SIGKILL"/);
       const have = await domainsIn(s.dbPath);

@@ -23,8 +23,7 @@ function setup(opts: Parameters<typeof tempDb>[0] = {}) {
 }
 
 /** A write callback inserting one site; returns its id. */
-const insertSite = (domain: string) => (tx: Orm) =>
-  tx.insert(sites).values({ domain, name: domain }).returning({ id: sites.id }).get()!.id;
+const insertSite = (domain: string) => (tx: Orm) => tx.insert(sites).values({ domain, name: domain }).returning({ id: sites.id }).get()!.id;
 
 function siteCount(conn: Database) {
   return (conn.query("select count(*) as n from sites").get() as { n: number }).n;
@@ -114,7 +113,12 @@ describe("failures stay with their write", () => {
     expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(ApiError);
     expect(isUniqueViolation((results[2] as PromiseRejectedResult).reason)).toBe(true);
     expect(t.db.stats.commits - c0).toBe(1);
-    const domains = t.db.read.select({ d: sites.domain }).from(sites).orderBy(sites.domain).all().map((r) => r.d);
+    const domains = t.db.read
+      .select({ d: sites.domain })
+      .from(sites)
+      .orderBy(sites.domain)
+      .all()
+      .map((r) => r.d);
     expect(domains).toEqual(["sc-domain:ok1.example", "sc-domain:ok2.example"]);
   });
 
@@ -135,7 +139,12 @@ describe("failures stay with their write", () => {
     expect(await good).toBe(1);
     await expect(bad).rejects.toThrow(/changed my mind/);
     await sync;
-    const domains = t.db.read.select({ d: sites.domain }).from(sites).orderBy(sites.domain).all().map((r) => r.d);
+    const domains = t.db.read
+      .select({ d: sites.domain })
+      .from(sites)
+      .orderBy(sites.domain)
+      .all()
+      .map((r) => r.d);
     expect(domains).toEqual(["sc-domain:after.example", "sc-domain:before.example", "sc-domain:sync.example"]);
     expect(t.db.stats.commits).toBe(1);
   });
@@ -237,7 +246,11 @@ describe("waiting for another process's write lock", () => {
     // Once the lock is gone the queue works again, and nothing of the failed writes was applied.
     await holder.release();
     await t.db.write(insertSite("sc-domain:after.example"));
-    const domains = t.db.read.select({ d: sites.domain }).from(sites).all().map((r) => r.d);
+    const domains = t.db.read
+      .select({ d: sites.domain })
+      .from(sites)
+      .all()
+      .map((r) => r.d);
     expect(domains).toEqual(["sc-domain:after.example"]);
   });
 

@@ -38,7 +38,9 @@ const procs: Subprocess[] = Array.from({ length: workers }, () =>
     stdio: ["ignore", "inherit", "inherit"],
     ipc(message) {
       if ((message as { type?: string }).type === "ready" && ++ready === workers) {
-        console.log(`baseline listening on http://${args.host}:${args.port} (${workers} processes, database ${postgres ? withoutPassword(args.db!) : args.db})`);
+        console.log(
+          `baseline listening on http://${args.host}:${args.port} (${workers} processes, database ${postgres ? withoutPassword(args.db!) : args.db})`,
+        );
       }
     },
   }),

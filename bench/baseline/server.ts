@@ -32,9 +32,7 @@ type SiteRow = {
 };
 const cols = "id, domain, name, category, is_active, created_at, updated_at";
 const byId = db.query<SiteRow, [number]>(`SELECT ${cols} FROM sites WHERE id = ?`);
-const firstPageActive = db.query<SiteRow, [number]>(
-  `SELECT ${cols} FROM sites WHERE is_active = 1 ORDER BY name, id LIMIT ?`,
-);
+const firstPageActive = db.query<SiteRow, [number]>(`SELECT ${cols} FROM sites WHERE is_active = 1 ORDER BY name, id LIMIT ?`);
 const firstPage = db.query<SiteRow, [number]>(`SELECT ${cols} FROM sites ORDER BY name, id LIMIT ?`);
 const insertSite = db.query<SiteRow, [string, string, string | null, number]>(
   `INSERT INTO sites (domain, name, category, is_active) VALUES (?, ?, ?, ?) RETURNING ${cols}`,
@@ -62,8 +60,7 @@ const triggerSync = db.transaction((siteId: number, start: string, end: string, 
   }
 });
 
-const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
-  Response.json(body, { status, headers });
+const json = (body: unknown, status = 200, headers: Record<string, string> = {}) => Response.json(body, { status, headers });
 const error = (status: number, code: string, message: string, details?: unknown) =>
   json({ error: details === undefined ? { code, message } : { code, message, details } }, status);
 const site = (r: SiteRow) => ({ ...r, is_active: r.is_active === 1 });

@@ -15,7 +15,7 @@ export function formatFixed(x: number, digits: number): string {
   const beyond = /[1-9]/.test(rest.slice(1));
   const lastKept = kept.charCodeAt(kept.length - 1) - 48;
   const up = first > 5 || (first === 5 && (beyond || lastKept % 2 === 1));
-  let n = BigInt(kept) + (up ? 1n : 0n);
+  const n = BigInt(kept) + (up ? 1n : 0n);
   const negative = x < 0 && n !== 0n;
   let s = n.toString().padStart(digits + 1, "0");
   if (digits > 0) s = `${s.slice(0, -digits)}.${s.slice(-digits)}`;

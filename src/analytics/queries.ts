@@ -20,7 +20,8 @@ const INDEX_ORDER = "g.date, g.page, g.query, g.device, g.search_type";
 const jsonList = (e: Engine, param: string, alias: string) =>
   e === "pg" ? `jsonb_array_elements_text(${param}::jsonb) with ordinality ${alias}(value, key)` : `json_each(${param}) ${alias}`;
 /** Whether `needle` occurs in `haystack`: case-sensitive, % and _ plain characters. */
-const contains = (e: Engine, haystack: string, needle: string) => (e === "pg" ? `strpos(${haystack}, ${needle}) > 0` : `instr(${haystack}, ${needle}) > 0`);
+const contains = (e: Engine, haystack: string, needle: string) =>
+  e === "pg" ? `strpos(${haystack}, ${needle}) > 0` : `instr(${haystack}, ${needle}) > 0`;
 /** Sums and counts as JSON numbers: PostgreSQL's bigint and numeric arrive as strings, float8 as numbers (exact to 2^53). */
 const num = (e: Engine, expr: string) => (e === "pg" ? `(${expr})::float8` : expr);
 /** "No limit": SQLite reads a negative LIMIT so, PostgreSQL a NULL one. */

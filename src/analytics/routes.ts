@@ -114,10 +114,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
         limit: sqlLimit(b.max_results),
       });
       const data = sliceNegative(rows, b.max_results);
-      return c.json(
-        { site_id: site.id, time_range: b.days ? `Last ${b.days} days` : "All time", total_results: data.length, data },
-        200,
-      );
+      return c.json({ site_id: site.id, time_range: b.days ? `Last ${b.days} days` : "All time", total_results: data.length, data }, 200);
     },
   );
 
@@ -135,12 +132,18 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const q = c.req.valid("query");
       const site = await resolveSite(db, q);
       const o = { siteId: site.id, since: pageKeywordSince(q.days), urlContains: q.query ?? null, limit: q.max_results || null };
-      const body = await streamQuery<Parameters<typeof toPageKeywordItem>[0]>(db, pageKeywordSql(db.engine, o), pageKeywordParams(db.engine, o), PAGE_KEYWORD_HEADER, (r) => {
-        const p = toPageKeywordItem(r);
-        // The original's CSV: ctr percent with 4 decimals, the 2-decimal position printed with 1.
-        const fields = [p.url, p.total_clicks, p.total_impressions, formatFixed(p.avg_ctr, 4), formatFixed(p.avg_position, 1)];
-        return csvLine([...fields, p.keywords.join("|"), p.keyword_count]);
-      });
+      const body = await streamQuery<Parameters<typeof toPageKeywordItem>[0]>(
+        db,
+        pageKeywordSql(db.engine, o),
+        pageKeywordParams(db.engine, o),
+        PAGE_KEYWORD_HEADER,
+        (r) => {
+          const p = toPageKeywordItem(r);
+          // The original's CSV: ctr percent with 4 decimals, the 2-decimal position printed with 1.
+          const fields = [p.url, p.total_clicks, p.total_impressions, formatFixed(p.avg_ctr, 4), formatFixed(p.avg_position, 1)];
+          return csvLine([...fields, p.keywords.join("|"), p.keyword_count]);
+        },
+      );
       const name = safeName(site.name) || `site_${site.id}`;
       return new Response(body, {
         status: 200,

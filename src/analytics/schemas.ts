@@ -7,7 +7,13 @@ import { DateString, intParam } from "../sync/schemas.ts";
 
 /** The original accepted `"4"` for an int (Pydantic lax mode); 0 and null mean "not given". */
 const LaxId = z
-  .union([z.number().int(), z.string().regex(/^-?\d{1,15}$/, "expected an integer").transform(Number)])
+  .union([
+    z.number().int(),
+    z
+      .string()
+      .regex(/^-?\d{1,15}$/, "expected an integer")
+      .transform(Number),
+  ])
   .nullish()
   .openapi({ type: "integer", example: 1 });
 
@@ -94,13 +100,23 @@ const QueryId = z
   .transform(Number)
   .optional()
   .openapi({ param: { name: "site_id", in: "query" }, example: "1" });
-const QueryHost = z.string().max(2048).optional().openapi({ param: { name: "hostname", in: "query" } });
+const QueryHost = z
+  .string()
+  .max(2048)
+  .optional()
+  .openapi({ param: { name: "hostname", in: "query" } });
 
 export const PageKeywordCsvQuery = z.object({
   site_id: QueryId,
   hostname: QueryHost,
-  days: intParam(0, 100_000).optional().openapi({ param: { name: "days", in: "query" } }),
-  query: z.string().max(2048).optional().openapi({ param: { name: "query", in: "query" }, description: "URL substring filter" }),
+  days: intParam(0, 100_000)
+    .optional()
+    .openapi({ param: { name: "days", in: "query" } }),
+  query: z
+    .string()
+    .max(2048)
+    .optional()
+    .openapi({ param: { name: "query", in: "query" }, description: "URL substring filter" }),
   max_results: intParam(0, 1_000_000_000)
     .optional()
     .openapi({ param: { name: "max_results", in: "query" }, description: "Most pages; absent or 0: all" }),
@@ -109,7 +125,9 @@ export const PageKeywordCsvQuery = z.object({
 export const TrendsQuery = z.object({
   site_id: QueryId,
   hostname: QueryHost,
-  days: intParam(1, 100_000).default(30).openapi({ param: { name: "days", in: "query" }, example: "30" }),
+  days: intParam(1, 100_000)
+    .default(30)
+    .openapi({ param: { name: "days", in: "query" }, example: "30" }),
 });
 
 export const TrendsResponse = z
@@ -134,7 +152,9 @@ export type TrendsResponse = z.infer<typeof TrendsResponse>;
 export const CoverageQuery = z.object({
   site_id: QueryId,
   hostname: QueryHost,
-  days: intParam(0, 1000).default(30).openapi({ param: { name: "days", in: "query" }, example: "30" }),
+  days: intParam(0, 1000)
+    .default(30)
+    .openapi({ param: { name: "days", in: "query" }, example: "30" }),
 });
 
 export const CoverageResponse = z
@@ -170,10 +190,18 @@ export const TriggerResponse = z
 export const exportFormats = ["csv", "jsonl"] as const;
 
 export const ExportQuery = z.object({
-  format: z.enum(exportFormats).default("csv").openapi({ param: { name: "format", in: "query" } }),
+  format: z
+    .enum(exportFormats)
+    .default("csv")
+    .openapi({ param: { name: "format", in: "query" } }),
   start_date: DateString.optional().openapi({ param: { name: "start_date", in: "query" } }),
   end_date: DateString.optional().openapi({ param: { name: "end_date", in: "query" } }),
-  search_type: z.string().min(1).max(32).optional().openapi({ param: { name: "search_type", in: "query" }, example: "web" }),
+  search_type: z
+    .string()
+    .min(1)
+    .max(32)
+    .optional()
+    .openapi({ param: { name: "search_type", in: "query" }, example: "web" }),
 });
 
 /** Columns of the raw-data export, in order. */

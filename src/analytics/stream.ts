@@ -51,7 +51,13 @@ export async function streamQuery<R>(
   return db.engine === "pg" ? streamPg(db, sql, params, header, line) : streamSqlite(db, sql, params, header, line);
 }
 
-function streamSqlite<R>(db: Db, sql: string, params: SQLQueryBindings, header: string, line: (row: R) => string): ReadableStream<Uint8Array> {
+function streamSqlite<R>(
+  db: Db,
+  sql: string,
+  params: SQLQueryBindings,
+  header: string,
+  line: (row: R) => string,
+): ReadableStream<Uint8Array> {
   const conn = openExportConnection(db);
   let stmt: Statement<R, [SQLQueryBindings]>;
   let rows: IterableIterator<R>;
@@ -107,7 +113,13 @@ function streamSqlite<R>(db: Db, sql: string, params: SQLQueryBindings, header: 
   );
 }
 
-async function streamPg<R>(db: Db, sql: string, params: Record<string, unknown>, header: string, line: (row: R) => string): Promise<ReadableStream<Uint8Array>> {
+async function streamPg<R>(
+  db: Db,
+  sql: string,
+  params: Record<string, unknown>,
+  header: string,
+  line: (row: R) => string,
+): Promise<ReadableStream<Uint8Array>> {
   const encoder = new TextEncoder();
   const cursor = await openPgCursor(db, toPositional(sql, params), { name: "download" });
   let pending = header;

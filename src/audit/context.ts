@@ -4,7 +4,7 @@ import { actorOf, clientIpOf, principalOf } from "../auth/middleware.ts";
 import { isSafeMethod, requiredScope } from "../auth/policy.ts";
 import type { Db, Orm, Q } from "../db/index.ts";
 import type { WriteFn } from "../db/sqlite/engine.ts";
-import { log, logOncePer } from "../log.ts";
+import { logOncePer } from "../log.ts";
 import { insertAuditRow, type AuditInsert } from "./queries.ts";
 
 // The audit log of API writes. The middleware opens a context for each state-changing request; every
@@ -60,12 +60,18 @@ export function auditedDb(db: Db): Db {
   return Object.create(db, {
     write: {
       value<T>(fn: WriteFn<T>, label?: string): Promise<T> {
-        return inContext((a) => a.write(fn, label), () => db.write(fn, label));
+        return inContext(
+          (a) => a.write(fn, label),
+          () => db.write(fn, label),
+        );
       },
     },
     tx: {
       value<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
-        return inContext((a) => a.tx(fn, label), () => db.tx(fn, label));
+        return inContext(
+          (a) => a.tx(fn, label),
+          () => db.tx(fn, label),
+        );
       },
     },
   });
@@ -118,10 +124,16 @@ export function auditMiddleware(db: Db): MiddlewareHandler {
       await db.tx((tx) => insertAuditRow(db, tx, rowFor(c, undefined, status === 403 ? "denied" : "failed", status)));
     } catch (err) {
       // A full disk fails every request's row: one line per interval (with a count), not one per request.
-      logOncePer(`audit row ${(err as { code?: string }).code ?? String(err)}`, 10_000, "warn", "audit row of a failed request not recorded", {
-        request_id: c.get("requestId" as never),
-        error: String(err),
-      });
+      logOncePer(
+        `audit row ${(err as { code?: string }).code ?? String(err)}`,
+        10_000,
+        "warn",
+        "audit row of a failed request not recorded",
+        {
+          request_id: c.get("requestId" as never),
+          error: String(err),
+        },
+      );
     }
   }
 }

@@ -15,7 +15,9 @@ const insertStatement = perConnection((orm) => {
   const placeholders = Object.fromEntries(columns.map((c) => [c, sql.placeholder(c)])) as unknown as AuditInsert;
   const { sql: text } = orm.insert(auditLog).values(placeholders).toSQL();
   // The ?s follow the table's column order: it must be the order `columns` binds them in.
-  const named = [...text.slice(0, text.indexOf(")")).matchAll(/"(\w+)"/g)].map((m) => m[1]).filter((c) => c !== "audit_log" && c !== "id" && c !== "at");
+  const named = [...text.slice(0, text.indexOf(")")).matchAll(/"(\w+)"/g)]
+    .map((m) => m[1])
+    .filter((c) => c !== "audit_log" && c !== "id" && c !== "at");
   if (named.join() !== columns.join()) throw new Error(`audit insert: columns (${named}) differ from (${columns})`);
   return (orm as Orm & { $client: Database }).$client.prepare<unknown, (string | number | null)[]>(text);
 });
@@ -32,7 +34,14 @@ export function insertAuditRow(db: Db, tx: Orm | Q, row: AuditInsert): void | Pr
   return (tx as Q).insert(db.t.auditLog).values(row);
 }
 
-export type AuditFilter = { keyId?: number; siteId?: number; actor?: string; since?: string; until?: string; outcome?: "ok" | "denied" | "failed" };
+export type AuditFilter = {
+  keyId?: number;
+  siteId?: number;
+  actor?: string;
+  since?: string;
+  until?: string;
+  outcome?: "ok" | "denied" | "failed";
+};
 
 /** Audit rows matching the filter, newest first, after an optional cursor (an id). */
 export async function listAudit(db: Db, f: AuditFilter & { limit: number; before?: number }) {

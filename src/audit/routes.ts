@@ -7,9 +7,7 @@ import { intParam } from "../sync/schemas.ts";
 import { listAudit } from "./queries.ts";
 
 const AuditEntrySchema = createSelectSchema(auditLog).openapi("AuditEntry");
-const AuditPageSchema = z
-  .object({ entries: z.array(AuditEntrySchema), next_cursor: z.string().nullable() })
-  .openapi("AuditPage");
+const AuditPageSchema = z.object({ entries: z.array(AuditEntrySchema), next_cursor: z.string().nullable() }).openapi("AuditPage");
 
 const idParam = (name: string) =>
   z
@@ -19,16 +17,30 @@ const idParam = (name: string) =>
     .optional()
     .openapi({ param: { name, in: "query" } });
 const timeParam = (name: string) =>
-  z.iso.datetime({ offset: true }).transform((v) => new Date(v).toISOString()).optional().openapi({ param: { name, in: "query" }, example: "2026-11-25T00:00:00Z" });
+  z.iso
+    .datetime({ offset: true })
+    .transform((v) => new Date(v).toISOString())
+    .optional()
+    .openapi({ param: { name, in: "query" }, example: "2026-11-25T00:00:00Z" });
 
 const AuditQuery = z.object({
   key_id: idParam("key_id"),
   site_id: idParam("site_id"),
-  actor: z.string().min(1).max(100).optional().openapi({ param: { name: "actor", in: "query" }, description: "Key name, `loopback` or `anonymous`" }),
-  outcome: z.enum(["ok", "denied", "failed"]).optional().openapi({ param: { name: "outcome", in: "query" } }),
+  actor: z
+    .string()
+    .min(1)
+    .max(100)
+    .optional()
+    .openapi({ param: { name: "actor", in: "query" }, description: "Key name, `loopback` or `anonymous`" }),
+  outcome: z
+    .enum(["ok", "denied", "failed"])
+    .optional()
+    .openapi({ param: { name: "outcome", in: "query" } }),
   since: timeParam("since"),
   until: timeParam("until"),
-  limit: intParam(1, 500).default(100).openapi({ param: { name: "limit", in: "query" }, example: "100" }),
+  limit: intParam(1, 500)
+    .default(100)
+    .openapi({ param: { name: "limit", in: "query" }, example: "100" }),
   cursor: idParam("cursor"),
 });
 
@@ -41,7 +53,8 @@ export function auditRoutes(db: Db) {
       path: "/",
       tags: ["audit"],
       summary: "The audit log of API writes, newest first",
-      description: 'Each write is recorded in the transaction of the change it made (outcome `ok`); refused or failed writes afterwards (`denied`, `failed`, with `status`). When more remain, `next_cursor` and a `Link: <...>; rel="next"` header carry the next page.',
+      description:
+        'Each write is recorded in the transaction of the change it made (outcome `ok`); refused or failed writes afterwards (`denied`, `failed`, with `status`). When more remain, `next_cursor` and a `Link: <...>; rel="next"` header carry the next page.',
       request: { query: AuditQuery },
       responses: { 200: jsonResponse(AuditPageSchema, "Audit entries"), ...errorResponses(400, 401, 403) },
     }),

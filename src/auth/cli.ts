@@ -21,9 +21,22 @@ try {
     const keys = await listApiKeys(db);
     if (keys.length === 0) console.log("no keys: the service is in protected mode (loopback clients only)");
     for (const k of keys) {
-      const state = k.revoked_at ? `revoked ${k.revoked_at}` : k.expires_at && k.expires_at <= new Date().toISOString() ? `expired ${k.expires_at}` : "active";
+      const state = k.revoked_at
+        ? `revoked ${k.revoked_at}`
+        : k.expires_at && k.expires_at <= new Date().toISOString()
+          ? `expired ${k.expires_at}`
+          : "active";
       console.log(
-        [k.id, k.prefix, k.name, k.scope, state, `created ${k.created_at}`, `expires ${k.expires_at ?? "never"}`, `last used ${k.last_used_at ?? "never"}`].join("\t"),
+        [
+          k.id,
+          k.prefix,
+          k.name,
+          k.scope,
+          state,
+          `created ${k.created_at}`,
+          `expires ${k.expires_at ?? "never"}`,
+          `last used ${k.last_used_at ?? "never"}`,
+        ].join("\t"),
       );
     }
   } else {

@@ -95,7 +95,9 @@ function createKeyTouches(db: Db, intervalMs: number) {
     if (seen.size === 0 || db.closed) return;
     const batch = seen;
     seen = new Map();
-    db.tx((tx) => touchKeys(db, tx, batch), "last_used_at").catch((err) => log("warn", "last_used_at not recorded", { error: String(err) }));
+    db.tx((tx) => touchKeys(db, tx, batch), "last_used_at").catch((err) =>
+      log("warn", "last_used_at not recorded", { error: String(err) }),
+    );
   }, intervalMs);
   timer.unref();
   return (id: number) => seen.set(id, new Date().toISOString());
@@ -165,7 +167,8 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
   }
 
   function keyHolder(v: KeyVerdict): Principal {
-    if (!v.ok) throw unauthorized(v.reason === "malformed" ? "malformed API key" : `invalid API key (${v.reason})`, 'error="invalid_token"');
+    if (!v.ok)
+      throw unauthorized(v.reason === "malformed" ? "malformed API key" : `invalid API key (${v.reason})`, 'error="invalid_token"');
     touch(v.key.id);
     return { kind: "key", key: v.key };
   }

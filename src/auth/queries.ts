@@ -3,7 +3,7 @@ import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
 import { first, type Db, type Orm, type Q } from "../db/index.ts";
 import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { apiKeys } from "../db/sqlite/schema.ts";
-import { type ApiKey, type KeyScope } from "../db/model.ts";
+import type { ApiKey, KeyScope } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
 import { generateKey, keyMatches, keyPrefix } from "./keys.ts";
 
@@ -14,7 +14,13 @@ import { generateKey, keyMatches, keyPrefix } from "./keys.ts";
 const p = sql.placeholder;
 
 const readStatements = perConnection((orm) => ({
-  byPrefix: compileSelect(orm, orm.select().from(apiKeys).where(eq(apiKeys.prefix, p("prefix")))),
+  byPrefix: compileSelect(
+    orm,
+    orm
+      .select()
+      .from(apiKeys)
+      .where(eq(apiKeys.prefix, p("prefix"))),
+  ),
   anyActive: compileSelect(
     orm,
     orm
@@ -61,7 +67,9 @@ function judgeKey(key: string, row: ApiKey | undefined, now: Date): KeyVerdict {
   return { ok: true, key: { id: row.id, name: row.name, scope: row.scope } };
 }
 
-const dataVersionStatement = perConnection((orm) => (orm as Orm & { $client: Database }).$client.prepare<{ data_version: number }, []>("PRAGMA data_version"));
+const dataVersionStatement = perConnection((orm) =>
+  (orm as Orm & { $client: Database }).$client.prepare<{ data_version: number }, []>("PRAGMA data_version"),
+);
 
 /**
  * The reader connection's `PRAGMA data_version` (SQLite only): it changes whenever any other connection,
@@ -100,7 +108,13 @@ export async function createApiKey(
     first(
       await tx
         .insert(apiKeys)
-        .values({ name: input.name, scope: input.scope, prefix: g.prefix, key_hash: g.hash, expires_at: input.expiresAt?.toISOString() ?? null })
+        .values({
+          name: input.name,
+          scope: input.scope,
+          prefix: g.prefix,
+          key_hash: g.hash,
+          expires_at: input.expiresAt?.toISOString() ?? null,
+        })
         .returning(),
     ),
   );

@@ -24,16 +24,14 @@ export const CreatedKeySchema = KeySchema.extend({
 }).openapi("CreatedApiKey");
 
 /** A duration such as `90d`, `12h`, `30m`: turned into milliseconds. */
-export const DurationSchema = z
-  .string()
-  .transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === null) {
-      ctx.issues.push({ code: "custom", message: "expected a duration like 90d, 12h or 30m", input: v });
-      return z.NEVER;
-    }
-    return ms;
-  });
+export const DurationSchema = z.string().transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === null) {
+    ctx.issues.push({ code: "custom", message: "expected a duration like 90d, 12h or 30m", input: v });
+    return z.NEVER;
+  }
+  return ms;
+});
 
 export const CreateKeySchema = z
   .object({

@@ -18,7 +18,8 @@ export function backupDirOf(dbPath: string, configured?: string): string {
 }
 
 const stamp = (d: Date) => d.toISOString().replace(/[-:.]/g, "");
-const fromStamp = (s: string) => `${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}.${s.slice(15, 18)}Z`;
+const fromStamp = (s: string) =>
+  `${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}.${s.slice(15, 18)}Z`;
 
 /** Throws unless `path` is an intact SQLite file with this service's tables. */
 export function checkBackupFile(path: string) {
@@ -28,9 +29,16 @@ export function checkBackupFile(path: string) {
     db = new Database(path, { readonly: true });
     const result = db.query("PRAGMA integrity_check").all() as { integrity_check: string }[];
     if (result.length !== 1 || result[0]!.integrity_check !== "ok") {
-      throw new Error(`integrity_check failed: ${result.map((r) => r.integrity_check).slice(0, 5).join("; ")}`);
+      throw new Error(
+        `integrity_check failed: ${result
+          .map((r) => r.integrity_check)
+          .slice(0, 5)
+          .join("; ")}`,
+      );
     }
-    const tables = new Set((db.query("select name from sqlite_master where type = 'table'").all() as { name: string }[]).map((r) => r.name));
+    const tables = new Set(
+      (db.query("select name from sqlite_master where type = 'table'").all() as { name: string }[]).map((r) => r.name),
+    );
     for (const t of ["__drizzle_migrations", "sites", "sync_tasks"]) {
       if (!tables.has(t)) throw new Error(`not a sitesync database (no ${t} table)`);
     }
@@ -78,7 +86,12 @@ export function listBackups(dir: string): BackupInfo[] {
     .filter((f) => NAME_RE.test(f))
     .sort()
     .reverse()
-    .map((file) => ({ file, path: join(dir, file), size_bytes: statSync(join(dir, file)).size, created_at: fromStamp(NAME_RE.exec(file)![1]!) }));
+    .map((file) => ({
+      file,
+      path: join(dir, file),
+      size_bytes: statSync(join(dir, file)).size,
+      created_at: fromStamp(NAME_RE.exec(file)![1]!),
+    }));
 }
 
 /** Deletes all but the `keep` newest backups. */

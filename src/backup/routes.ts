@@ -7,12 +7,20 @@ import { errorResponses, jsonResponse, validationHook } from "../openapi.ts";
 import { lastRun, listBackups } from "./backup.ts";
 import { backupInChild } from "./schedule.ts";
 
-const BackupSchema = z.object({ file: z.string(), path: z.string(), size_bytes: z.number().int(), created_at: z.string() }).openapi("Backup");
+const BackupSchema = z
+  .object({ file: z.string(), path: z.string(), size_bytes: z.number().int(), created_at: z.string() })
+  .openapi("Backup");
 const RunSchema = z
   .object({ at: z.string(), ok: z.boolean(), file: z.string().nullable(), duration_ms: z.number(), error: z.string().nullable() })
   .openapi("BackupRun");
 const BackupListSchema = z
-  .object({ dir: z.string(), keep: z.number().int(), interval_ms: z.number().int().nullable(), last_run: RunSchema.nullable(), backups: z.array(BackupSchema) })
+  .object({
+    dir: z.string(),
+    keep: z.number().int(),
+    interval_ms: z.number().int().nullable(),
+    last_run: RunSchema.nullable(),
+    backups: z.array(BackupSchema),
+  })
   .openapi("BackupList");
 
 export type BackupApiOptions = { dir: string; keep: number; intervalMs: number };
@@ -21,7 +29,11 @@ export type BackupApiOptions = { dir: string; keep: number; intervalMs: number }
 export function backupRoutes(db: Db, options: BackupApiOptions | null) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
   app.use("/backups", async (_c, next) => {
-    if (!options) throw new ApiError("not_implemented", "backups are made of the SQLite file; on PostgreSQL back the server up with its own tools (pg_dump, base backups)");
+    if (!options)
+      throw new ApiError(
+        "not_implemented",
+        "backups are made of the SQLite file; on PostgreSQL back the server up with its own tools (pg_dump, base backups)",
+      );
     await next();
   });
   const opts = options ?? { dir: "", keep: 0, intervalMs: 0 };
@@ -59,7 +71,16 @@ export function backupRoutes(db: Db, options: BackupApiOptions | null) {
       responses: { 200: jsonResponse(BackupListSchema, "Backups"), ...errorResponses(401, 403) },
     }),
     async (c) =>
-      c.json({ dir: opts.dir, keep: opts.keep, interval_ms: opts.intervalMs || null, last_run: lastRun(opts.dir), backups: listBackups(opts.dir) }, 200),
+      c.json(
+        {
+          dir: opts.dir,
+          keep: opts.keep,
+          interval_ms: opts.intervalMs || null,
+          last_run: lastRun(opts.dir),
+          backups: listBackups(opts.dir),
+        },
+        200,
+      ),
   );
 
   return app;

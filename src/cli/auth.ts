@@ -3,7 +3,15 @@ import { existsSync, rmSync, statSync } from "node:fs";
 import { CodeChallengeMethod } from "google-auth-library";
 import type { CliConfig } from "../config.ts";
 import { DEFAULT_TOKEN_URL } from "../sync/gsc/auth.ts";
-import { authorizedUserToken, oauthClient, oauthError, readAuthorizedUser, readClientSecret, SIGN_IN_SCOPES, writeAuthorizedUser } from "../sync/gsc/user-auth.ts";
+import {
+  authorizedUserToken,
+  oauthClient,
+  oauthError,
+  readAuthorizedUser,
+  readClientSecret,
+  SIGN_IN_SCOPES,
+  writeAuthorizedUser,
+} from "../sync/gsc/user-auth.ts";
 import type { Api } from "./api.ts";
 import { CliError, type Out } from "./output.ts";
 
@@ -30,7 +38,8 @@ export function parseRedirect(input: string): Callback {
   }
   const q = new URL(text).searchParams;
   const error = q.get("error");
-  if (error) throw new CliError(`Google did not grant access: ${error}${q.get("error_description") ? ` (${q.get("error_description")})` : ""}`);
+  if (error)
+    throw new CliError(`Google did not grant access: ${error}${q.get("error_description") ? ` (${q.get("error_description")})` : ""}`);
   const code = q.get("code");
   if (!code) throw new CliError("the URL has no code parameter: paste the whole address the browser was redirected to");
   return { code, state: q.get("state") };
@@ -123,7 +132,9 @@ export async function login(o: LoginOptions, out: Out): Promise<{ account: strin
   out.err(`Open this URL in a browser and allow sitesync to read Search Console:\n\n  ${url}\n`);
   out.err(`Waiting for Google's redirect to ${redirectUri} ...`);
   out.err("No browser on this machine? Open the URL anywhere, then paste here the address the browser was sent to");
-  out.err(`(the page will not load: copy it from the address bar), or forward the port: ssh -L ${server.port}:127.0.0.1:${server.port} <this server>`);
+  out.err(
+    `(the page will not load: copy it from the address bar), or forward the port: ssh -L ${server.port}:127.0.0.1:${server.port} <this server>`,
+  );
   if (o.browser) openBrowser(url);
 
   const stop = new AbortController();
@@ -133,16 +144,21 @@ export async function login(o: LoginOptions, out: Out): Promise<{ account: strin
       timer = setTimeout(() => reject(new CliError(`no answer from the browser within ${Math.round(o.timeoutMs / 1000)} s`)), o.timeoutMs);
     });
     const got = await Promise.race([fromBrowser, pastedRedirect(out, stop.signal), timeout]);
-    if (got.state !== null && got.state !== state) throw new CliError("the redirect's state does not match this sign-in (an old or foreign URL): run auth login again");
+    if (got.state !== null && got.state !== state)
+      throw new CliError("the redirect's state does not match this sign-in (an old or foreign URL): run auth login again");
     let tokens;
     try {
       tokens = (await client.getToken({ code: got.code, codeVerifier, redirect_uri: redirectUri })).tokens;
     } catch (err) {
       const e = oauthError(err);
-      throw new CliError(`Google refused the sign-in code (${[e.code, e.description].filter(Boolean).join(": ") || (err as Error).message})`);
+      throw new CliError(
+        `Google refused the sign-in code (${[e.code, e.description].filter(Boolean).join(": ") || (err as Error).message})`,
+      );
     }
     if (!tokens.refresh_token) {
-      throw new CliError("Google sent no refresh token: remove sitesync's access at https://myaccount.google.com/permissions and sign in again");
+      throw new CliError(
+        "Google sent no refresh token: remove sitesync's access at https://myaccount.google.com/permissions and sign in again",
+      );
     }
     const account = emailOf(tokens.id_token) ?? null;
     writeAuthorizedUser(o.credentialsFile, {
@@ -162,11 +178,14 @@ export async function login(o: LoginOptions, out: Out): Promise<{ account: strin
 }
 
 function page(text: string, status = 200) {
-  return new Response(`<!doctype html><meta charset="utf-8"><title>sitesync</title><p>${text.replace(/[<&]/g, (c) => (c === "<" ? "&lt;" : "&amp;"))}</p>`, {
-    status,
-    // The only request this server answers: let the browser go, so stop() need not wait for it.
-    headers: { "content-type": "text/html; charset=utf-8", connection: "close" },
-  });
+  return new Response(
+    `<!doctype html><meta charset="utf-8"><title>sitesync</title><p>${text.replace(/[<&]/g, (c) => (c === "<" ? "&lt;" : "&amp;"))}</p>`,
+    {
+      status,
+      // The only request this server answers: let the browser go, so stop() need not wait for it.
+      headers: { "content-type": "text/html; charset=utf-8", connection: "close" },
+    },
+  );
 }
 
 function readClientSecretOrFail(path: string) {
@@ -232,7 +251,11 @@ export async function status(cfg: CliConfig, api: Api | null): Promise<AuthStatu
     credentials_file: file,
     file_mode: (statSync(file).mode & 0o777).toString(8).padStart(4, "0"),
     properties: entries
-      .map((e) => ({ site_url: e.siteUrl, permission_level: e.permissionLevel, registered_site_id: registered?.find((s) => s.domain === e.siteUrl)?.id ?? null }))
+      .map((e) => ({
+        site_url: e.siteUrl,
+        permission_level: e.permissionLevel,
+        registered_site_id: registered?.find((s) => s.domain === e.siteUrl)?.id ?? null,
+      }))
       .sort((a, b) => a.site_url.localeCompare(b.site_url)),
     unreadable_sites: registered ? registered.filter((s) => !readable.has(s.domain)).map((s) => ({ id: s.id, domain: s.domain })) : null,
   };

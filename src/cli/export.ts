@@ -70,7 +70,10 @@ export async function exportSite(
   const dest: Writable = o.output ? createWriteStream(o.output) : process.stdout;
   const steps: (NodeJS.ReadableStream | NodeJS.ReadWriteStream | NodeJS.WritableStream)[] = [Readable.fromWeb(res.body as never)];
   if (o.format === "json") steps.push(jsonLinesToArray());
-  steps.push(counter((n) => (bytes += n)), dest);
+  steps.push(
+    counter((n) => (bytes += n)),
+    dest,
+  );
   // stdout must stay open for whatever prints after; a file is closed by the pipeline.
   await (pipeline as (...s: unknown[]) => Promise<void>)(...steps, o.output ? {} : { end: false });
   return { bytes };

@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from "commander";
-import { ConfigError, loadCliConfig, type CliConfig } from "../config.ts";
+import { type ConfigError, loadCliConfig, type CliConfig } from "../config.ts";
 import type { SiteJson } from "../sites/schemas.ts";
 import type { Job } from "../sync/schemas.ts";
 import { createApi, ServiceDown, ServiceError, type Api } from "./api.ts";
@@ -24,7 +24,9 @@ const syncMode = (v: string) => {
 type Globals = { url: string; apiKey?: string; json: boolean };
 
 const progressOption = () =>
-  new Option("--progress <how>", "bar (live progress bar), lines (a line per change), none; auto: a bar on a terminal, else lines").choices(progressModes).default("auto");
+  new Option("--progress <how>", "bar (live progress bar), lines (a line per change), none; auto: a bar on a terminal, else lines")
+    .choices(progressModes)
+    .default("auto");
 
 /** The program, for a given configuration (the environment's). */
 export function buildProgram(cfg: CliConfig) {
@@ -57,11 +59,21 @@ export function buildProgram(cfg: CliConfig) {
       const { out } = ctx();
       if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) throw new CliError("--port must be 0..65535", 2);
       const r = await auth.login(
-        { clientSecretFile: o.clientSecret, credentialsFile: o.credentials, authUrl: cfg.GSC_AUTH_URL, tokenUrl: cfg.GSC_TOKEN_URL, port: o.port, browser: o.browser, timeoutMs: o.timeout * 1000 },
+        {
+          clientSecretFile: o.clientSecret,
+          credentialsFile: o.credentials,
+          authUrl: cfg.GSC_AUTH_URL,
+          tokenUrl: cfg.GSC_TOKEN_URL,
+          port: o.port,
+          browser: o.browser,
+          timeoutMs: o.timeout * 1000,
+        },
         out,
       );
       out.result({ signed_in: true, ...r }, (v) =>
-        out.line(`Signed in${v.account ? ` as ${v.account}` : ""}. Stored in ${v.credentials_file} (readable only by you); sync workers use it from their next request.`),
+        out.line(
+          `Signed in${v.account ? ` as ${v.account}` : ""}. Stored in ${v.credentials_file} (readable only by you); sync workers use it from their next request.`,
+        ),
       );
     });
   authCmd
@@ -71,14 +83,25 @@ export function buildProgram(cfg: CliConfig) {
       const { out, api } = ctx();
       const s = await auth.status(cfg, api);
       out.result(s, (v) => {
-        out.line(`Signed in as ${v.account ?? "(account unknown: signed in before e-mail was asked)"}; credentials ${v.credentials_file} (mode ${v.file_mode})`);
-        if (v.file_mode !== "0600") out.err(`warning: ${v.credentials_file} should be readable only by its owner: chmod 600 ${v.credentials_file}`);
+        out.line(
+          `Signed in as ${v.account ?? "(account unknown: signed in before e-mail was asked)"}; credentials ${v.credentials_file} (mode ${v.file_mode})`,
+        );
+        if (v.file_mode !== "0600")
+          out.err(`warning: ${v.credentials_file} should be readable only by its owner: chmod 600 ${v.credentials_file}`);
         out.line(`Readable Search Console properties: ${v.properties.length}`);
         if (v.properties.length > 0) {
-          out.line(table(["PROPERTY", "PERMISSION", "SITE ID"], v.properties.map((p) => [p.site_url, p.permission_level, p.registered_site_id]), 80));
+          out.line(
+            table(
+              ["PROPERTY", "PERMISSION", "SITE ID"],
+              v.properties.map((p) => [p.site_url, p.permission_level, p.registered_site_id]),
+              80,
+            ),
+          );
         }
         if (v.unreadable_sites && v.unreadable_sites.length > 0) {
-          out.line(`Registered sites this account cannot read (their syncs will fail): ${v.unreadable_sites.map((s) => `${s.id} ${s.domain}`).join(", ")}`);
+          out.line(
+            `Registered sites this account cannot read (their syncs will fail): ${v.unreadable_sites.map((s) => `${s.id} ${s.domain}`).join(", ")}`,
+          );
         }
       });
     });
@@ -89,7 +112,9 @@ export function buildProgram(cfg: CliConfig) {
       const { out } = ctx();
       const had = auth.logout(cfg);
       out.result({ signed_out: had, credentials_file: cfg.GSC_CREDENTIALS_FILE }, () =>
-        out.line(had ? `Removed ${cfg.GSC_CREDENTIALS_FILE}. To revoke the grant too: https://myaccount.google.com/permissions` : "Not signed in."),
+        out.line(
+          had ? `Removed ${cfg.GSC_CREDENTIALS_FILE}. To revoke the grant too: https://myaccount.google.com/permissions` : "Not signed in.",
+        ),
       );
     });
 
@@ -112,8 +137,18 @@ export function buildProgram(cfg: CliConfig) {
     .option("--inactive", "add it inactive (no scheduled syncs)", false)
     .action(async (domain: string, o: { name?: string; category?: string; inactive: boolean }) => {
       const { out, api } = ctx();
-      const name = o.name ?? domain.replace(/^sc-domain:/i, "").replace(/^https?:\/\//i, "").replace(/\/+$/, "");
-      const site = await api.post<SiteJson>("/api/v1/sites", { domain, name, ...(o.category ? { category: o.category } : {}), is_active: !o.inactive });
+      const name =
+        o.name ??
+        domain
+          .replace(/^sc-domain:/i, "")
+          .replace(/^https?:\/\//i, "")
+          .replace(/\/+$/, "");
+      const site = await api.post<SiteJson>("/api/v1/sites", {
+        domain,
+        name,
+        ...(o.category ? { category: o.category } : {}),
+        is_active: !o.inactive,
+      });
       out.result(site, (s) => out.line(`Added site ${s.id}: ${s.domain} (${s.name})`));
     });
   sites
@@ -127,7 +162,13 @@ export function buildProgram(cfg: CliConfig) {
         api.get<{ total: number; jobs: Job[] }>(`/api/v1/sync/jobs?site_id=${site.id}&limit=5`),
       ]);
       out.result({ site, coverage: status, recent_jobs: jobs.jobs }, (v) => {
-        out.line(table(["FIELD", "VALUE"], Object.entries(v.site).map(([k, val]) => [k, val as string]), 80));
+        out.line(
+          table(
+            ["FIELD", "VALUE"],
+            Object.entries(v.site).map(([k, val]) => [k, val as string]),
+            80,
+          ),
+        );
         out.line("");
         out.line(coverageText(v.coverage));
         out.line("");
@@ -209,12 +250,17 @@ export function buildProgram(cfg: CliConfig) {
     .option("--start-date <day>", "first day (YYYY-MM-DD)")
     .option("--end-date <day>", "last day (YYYY-MM-DD)")
     .option("--search-type <type>", "web, image, video or news")
-    .action(async (ref: string, o: { format: (typeof exportFormats)[number]; output?: string; startDate?: string; endDate?: string; searchType?: string }) => {
-      const { out, api } = ctx();
-      const site = await resolveSite(api, ref);
-      const r = await exportSite(api, site.id, o);
-      if (o.output) out.err(`Wrote ${r.bytes} bytes to ${o.output}`);
-    });
+    .action(
+      async (
+        ref: string,
+        o: { format: (typeof exportFormats)[number]; output?: string; startDate?: string; endDate?: string; searchType?: string },
+      ) => {
+        const { out, api } = ctx();
+        const site = await resolveSite(api, ref);
+        const r = await exportSite(api, site.id, o);
+        if (o.output) out.err(`Wrote ${r.bytes} bytes to ${o.output}`);
+      },
+    );
   program
     .command("coverage <site>")
     .description("which days of a site's daily and hourly data are synced")
@@ -225,19 +271,24 @@ export function buildProgram(cfg: CliConfig) {
       const status = await api.get<Coverage>(`/api/v1/sync/status/${site.id}`);
       let perDay: Record<string, boolean> | null = null;
       try {
-        perDay = (await api.get<{ daily_coverage?: Record<string, boolean> }>(`/api/v1/sync/status?site_id=${site.id}&days=${o.days}`)).daily_coverage ?? null;
+        perDay =
+          (await api.get<{ daily_coverage?: Record<string, boolean> }>(`/api/v1/sync/status?site_id=${site.id}&days=${o.days}`))
+            .daily_coverage ?? null;
       } catch (err) {
         if (!(err instanceof ServiceError && (err.status === 404 || err.status === 400))) throw err;
       }
-      out.result({ site: { id: site.id, domain: site.domain, name: site.name }, ...status, ...(perDay ? { daily_coverage: perDay } : {}) }, (v) => {
-        out.line(`Site ${v.site.id} ${v.site.domain} (${v.site.name})`);
-        out.line(coverageText(status));
-        if (perDay) {
-          const days = Object.keys(perDay).sort();
-          out.line(`Last ${days.length} days (${days[0]} .. ${days[days.length - 1]}), # = has data:`);
-          out.line(`  ${days.map((d) => (perDay![d] ? "#" : ".")).join("")}`);
-        }
-      });
+      out.result(
+        { site: { id: site.id, domain: site.domain, name: site.name }, ...status, ...(perDay ? { daily_coverage: perDay } : {}) },
+        (v) => {
+          out.line(`Site ${v.site.id} ${v.site.domain} (${v.site.name})`);
+          out.line(coverageText(status));
+          if (perDay) {
+            const days = Object.keys(perDay).sort();
+            out.line(`Last ${days.length} days (${days[0]} .. ${days[days.length - 1]}), # = has data:`);
+            out.line(`  ${days.map((d) => (perDay![d] ? "#" : ".")).join("")}`);
+          }
+        },
+      );
     });
 
   return program;
@@ -251,26 +302,54 @@ type Coverage = {
 
 function coverageText(c: Coverage): string {
   const part = (name: string, d?: Coverage["daily_data"]) =>
-    !d ? `${name}: (not reported by this service)` : d.total_days === 0 ? `${name}: no data yet` : `${name}: ${d.total_days} days, ${d.oldest_date} .. ${d.latest_date}`;
+    !d
+      ? `${name}: (not reported by this service)`
+      : d.total_days === 0
+        ? `${name}: no data yet`
+        : `${name}: ${d.total_days} days, ${d.oldest_date} .. ${d.latest_date}`;
   return [part("Daily data", c.daily_data), part("Hourly data", c.hourly_data)].join("\n");
 }
 
 function siteTable(list: SiteJson[]): string {
-  return table(["ID", "DOMAIN", "NAME", "CATEGORY", "ACTIVE"], list.map((s) => [s.id, s.domain, s.name, s.category, s.is_active]));
+  return table(
+    ["ID", "DOMAIN", "NAME", "CATEGORY", "ACTIVE"],
+    list.map((s) => [s.id, s.domain, s.name, s.category, s.is_active]),
+  );
 }
 
 function jobTable(jobs: Job[]): string {
   return table(
     ["JOB", "TYPE", "SITE", "STATUS", "PROGRESS", "DAYS", "ROWS", "CREATED", "ERROR"],
-    jobs.map((j) => [j.id, j.task_type, j.site_name, j.status, `${j.progress}%`, `${j.stats.synced + j.stats.failed + j.stats.skipped}/${j.total_tasks}`, j.total_records, j.created_at, j.error]),
+    jobs.map((j) => [
+      j.id,
+      j.task_type,
+      j.site_name,
+      j.status,
+      `${j.progress}%`,
+      `${j.stats.synced + j.stats.failed + j.stats.skipped}/${j.total_tasks}`,
+      j.total_records,
+      j.created_at,
+      j.error,
+    ]),
   );
 }
 
 /** Queues a daily or hourly sync; a site that already has one pending or running gives that job instead. */
-async function queueSync(api: Api, out: Out, site: Pick<SiteJson, "id" | "domain">, days: number | undefined, mode: string, hourly: boolean): Promise<number> {
+async function queueSync(
+  api: Api,
+  out: Out,
+  site: Pick<SiteJson, "id" | "domain">,
+  days: number | undefined,
+  mode: string,
+  hourly: boolean,
+): Promise<number> {
   const task_type = hourly ? "hourly_sync" : "daily_sync";
   try {
-    const r = await api.post<{ job_id: number; message: string }>(`/api/v1/sites/${site.id}/sync-tasks`, { task_type, sync_mode: mode, ...(days ? { days } : {}) });
+    const r = await api.post<{ job_id: number; message: string }>(`/api/v1/sites/${site.id}/sync-tasks`, {
+      task_type,
+      sync_mode: mode,
+      ...(days ? { days } : {}),
+    });
     out.err(`Queued job ${r.job_id}: ${r.message}`);
     return r.job_id;
   } catch (err) {
@@ -292,7 +371,9 @@ async function finish(api: Api, out: Out, ids: number[], o: { follow: boolean; p
   const stop = new AbortController();
   const onSigint = () => {
     stop.abort();
-    out.err(`\nStopped following; the job${ids.length > 1 ? "s go" : " goes"} on in the service (bun run cli follow ${ids[0]}; bun run cli cancel ${ids[0]} to stop it).`);
+    out.err(
+      `\nStopped following; the job${ids.length > 1 ? "s go" : " goes"} on in the service (bun run cli follow ${ids[0]}; bun run cli cancel ${ids[0]} to stop it).`,
+    );
     process.exit(130);
   };
   process.once("SIGINT", onSigint);

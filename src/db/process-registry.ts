@@ -16,7 +16,8 @@ const PG_LIVE_MS = 5 * HEARTBEAT_MS;
 // PostgreSQL: heartbeats are stamped and judged by the server's clock, so hosts whose clocks differ
 // agree on which processes are live.
 const pgNow = sql`to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-const pgAgo = (ms: number) => sql`to_char((clock_timestamp() - make_interval(secs => ${ms / 1000})) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+const pgAgo = (ms: number) =>
+  sql`to_char((clock_timestamp() - make_interval(secs => ${ms / 1000})) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 /** True when a process with this pid exists on this machine. */
 export function isAlive(pid: number): boolean {
@@ -48,14 +49,20 @@ export async function registerProcess(db: Db): Promise<() => Promise<void>> {
       busy_retries: db.stats.busyRetries,
     };
     return db.tx(
-      (tx) => tx.insert(dbConnections).values(row).onConflictDoUpdate({ target: [dbConnections.host, dbConnections.pid], set: row }),
+      (tx) =>
+        tx
+          .insert(dbConnections)
+          .values(row)
+          .onConflictDoUpdate({ target: [dbConnections.host, dbConnections.pid], set: row }),
       "registry heartbeat",
     );
   };
   if (db.engine === "pg") {
     // A server that is away for a moment must not stop a process from starting (the supervisor would
     // give up on workers that keep failing): it serves /health 503 and registers at its next heartbeat.
-    await upsert().catch((err) => log("warn", "cannot register in db_connections yet; retrying every 2 s", { error: (err as Error).message }));
+    await upsert().catch((err) =>
+      log("warn", "cannot register in db_connections yet; retrying every 2 s", { error: (err as Error).message }),
+    );
   } else {
     await upsert();
   }

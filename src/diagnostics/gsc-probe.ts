@@ -72,10 +72,18 @@ export function gscProbeFromConfig(c: Config): GscProbe {
     });
     const signal = AbortSignal.timeout(PROBE_TIMEOUT_MS);
     try {
-      const rows = await client.query(siteUrl, { startDate: day, endDate: day, dimensions: ["date"], type: "web", rowLimit: 1, startRow: 0 }, signal);
+      const rows = await client.query(
+        siteUrl,
+        { startDate: day, endDate: day, dimensions: ["date"], type: "web", rowLimit: 1, startRow: 0 },
+        signal,
+      );
       return result("ok", `the credentials can read ${siteUrl}`, { rows: rows.length });
     } catch (err) {
-      if (signal.aborted) return result("error", `Search Console did not answer within ${PROBE_TIMEOUT_MS} ms (or ${PROBES_PER_MINUTE} checks a minute were already sent)`);
+      if (signal.aborted)
+        return result(
+          "error",
+          `Search Console did not answer within ${PROBE_TIMEOUT_MS} ms (or ${PROBES_PER_MINUTE} checks a minute were already sent)`,
+        );
       if (err instanceof GscPermanentError) return result("error", err.message, { http_status: err.status });
       // GscError (5xx, 429, network, token endpoint) or PermanentError (key file, token refused).
       if (err instanceof PermanentError || err instanceof GscError) return result("error", err.message);

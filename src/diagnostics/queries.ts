@@ -13,7 +13,9 @@ const PG_PING_TIMEOUT_MS = 5000;
 /** Rejects with "timed out" when `p` has not settled within `ms`. */
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: Timer | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms)));
+  const timeout = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms)),
+  );
   try {
     return await Promise.race([p, timeout]);
   } finally {
@@ -67,13 +69,20 @@ export async function assessHealth(db: Db, walBoundBytes: number): Promise<Healt
   const recent = (at: number | string | undefined | null) => at != null && Date.now() - new Date(at).getTime() < RECENT_MS;
   const own = db.stats.lastStorageError;
   const all = instanceStorage();
-  const last = all?.last_write_storage_error && (!own || Date.parse(all.last_write_storage_error.at) > own.at) ? all.last_write_storage_error : own;
+  const last =
+    all?.last_write_storage_error && (!own || Date.parse(all.last_write_storage_error.at) > own.at) ? all.last_write_storage_error : own;
   if (last && recent(last.at)) {
-    const what = db.engine === "pg" ? "writes are failing: the server could not be reached or dropped the connection" : "writes are failing for storage reasons";
-    reasons.push(`${what}: ${last.code} (${last.message}); ${Math.max(all?.write_storage_errors ?? 0, db.stats.storageErrors)} failed writes since start`);
+    const what =
+      db.engine === "pg"
+        ? "writes are failing: the server could not be reached or dropped the connection"
+        : "writes are failing for storage reasons";
+    reasons.push(
+      `${what}: ${last.code} (${last.message}); ${Math.max(all?.write_storage_errors ?? 0, db.stats.storageErrors)} failed writes since start`,
+    );
   }
   if (db.engine === "sqlite") {
-    if (all?.checkpoint_error) reasons.push(`checkpoints are failing: ${all.checkpoint_error.message} (${all.checkpoint_failures} failures since start)`);
+    if (all?.checkpoint_error)
+      reasons.push(`checkpoints are failing: ${all.checkpoint_error.message} (${all.checkpoint_failures} failures since start)`);
     const wal = walSize(db.path);
     if (wal > walBoundBytes) reasons.push(`the WAL is ${wal} bytes, over its bound of ${walBoundBytes}`);
   }
@@ -113,7 +122,9 @@ function writeFailures(db: Db) {
   const all = instanceStorage();
   return {
     write_storage_errors: Math.max(all?.write_storage_errors ?? 0, db.stats.storageErrors),
-    last_write_storage_error: all?.last_write_storage_error ?? (db.stats.lastStorageError && { ...db.stats.lastStorageError, at: new Date(db.stats.lastStorageError.at).toISOString() }),
+    last_write_storage_error:
+      all?.last_write_storage_error ??
+      (db.stats.lastStorageError && { ...db.stats.lastStorageError, at: new Date(db.stats.lastStorageError.at).toISOString() }),
     process_storage_errors: db.stats.storageErrors,
   };
 }
@@ -130,18 +141,28 @@ async function checkLocksPg(db: Db) {
   const busyRetries = processes.reduce((n, p) => n + p.busy_retries, 0);
   const failures = writeFailures(db);
   const warnings: string[] = [];
-  if (server.locks_waiting > 0) warnings.push(`${server.locks_waiting} lock requests are waiting right now; if this persists, look for a long transaction (pg_stat_activity)`);
-  if (server.oldest_transaction_ms > 60_000) warnings.push(`a transaction has been open for ${Math.round(server.oldest_transaction_ms / 1000)} s: it holds its locks and old row versions`);
+  if (server.locks_waiting > 0)
+    warnings.push(
+      `${server.locks_waiting} lock requests are waiting right now; if this persists, look for a long transaction (pg_stat_activity)`,
+    );
+  if (server.oldest_transaction_ms > 60_000)
+    warnings.push(
+      `a transaction has been open for ${Math.round(server.oldest_transaction_ms / 1000)} s: it holds its locks and old row versions`,
+    );
   if (pool.waiting > 0) warnings.push(`${pool.waiting} queries of this process are waiting for a pooled connection: raise PG_POOL_SIZE`);
   // Every live process may open up to its pool size.
   const possible = processes.length * pool.max;
   if (possible > server.max_connections) {
-    warnings.push(`${processes.length} processes x PG_POOL_SIZE ${pool.max} = ${possible} possible connections, over the server's max_connections ${server.max_connections}: lower PG_POOL_SIZE or raise max_connections`);
+    warnings.push(
+      `${processes.length} processes x PG_POOL_SIZE ${pool.max} = ${possible} possible connections, over the server's max_connections ${server.max_connections}: lower PG_POOL_SIZE or raise max_connections`,
+    );
   } else if (server.connections > 0.8 * server.max_connections) {
     warnings.push(`${server.connections} of the server's ${server.max_connections} connections are in use on this database`);
   }
   if (failures.last_write_storage_error) {
-    warnings.push(`writes failed because the server could not be reached (${failures.last_write_storage_error.code}: ${failures.last_write_storage_error.message})`);
+    warnings.push(
+      `writes failed because the server could not be reached (${failures.last_write_storage_error.code}: ${failures.last_write_storage_error.message})`,
+    );
   }
   return {
     engine: "postgresql" as const,
@@ -185,12 +206,16 @@ async function checkLocksSqlite(db: Db, walWarnBytes: number) {
   if (settings.journal_mode.toLowerCase() !== "wal") warnings.push("journal_mode is not WAL: several processes will block each other");
   if (settings.busy_timeout_ms < 1000) warnings.push("busy_timeout is under 1 s: raise SQLITE_BUSY_TIMEOUT_MS");
   if (storage.checkpoint_error) {
-    warnings.push(`checkpoints are failing (${storage.checkpoint_error.message}): the WAL cannot be written back; check free disk space and the file's permissions`);
+    warnings.push(
+      `checkpoints are failing (${storage.checkpoint_error.message}): the WAL cannot be written back; check free disk space and the file's permissions`,
+    );
   } else if (wal > walWarnBytes) {
     warnings.push("the WAL is past the checkpoint threshold: look for a long-running reader that holds an old snapshot");
   }
   if (storage.last_write_storage_error) {
-    warnings.push(`writes failed for storage reasons (${storage.last_write_storage_error.code}: ${storage.last_write_storage_error.message}): check free disk space and the file's permissions`);
+    warnings.push(
+      `writes failed for storage reasons (${storage.last_write_storage_error.code}: ${storage.last_write_storage_error.message}): check free disk space and the file's permissions`,
+    );
   }
   if (!free && !fileProblem) warnings.push("a write transaction is open right now; if this persists, look for a long transaction");
   return {

@@ -19,7 +19,9 @@ const ProcessSchema = z.object({
 const ConnectionInfoSchema = z.object({
   current_pid: z.number().int(),
   current_host: z.string(),
-  connection_pids: z.array(z.number().int()).openapi({ description: "As the original; pids of different hosts may repeat: see `processes`" }),
+  connection_pids: z
+    .array(z.number().int())
+    .openapi({ description: "As the original; pids of different hosts may repeat: see `processes`" }),
   total_connections: z.number().int(),
   hosts: z.array(z.string()).openapi({ description: "Every host with a live process" }),
   processes: z.array(ProcessSchema),
@@ -95,8 +97,10 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number; gscProbe
       method: "get",
       path: "/check-locks",
       tags: ["diagnostics"],
-      summary: "Lock state, pragma settings, WAL size, busy retries and recommendations (SQLite); server facts, pool usage and lock waits (PostgreSQL)",
-      description: "`engine` tells the shape: `sqlite` keeps the original's keys (pragma_settings, recommendations); `postgresql` answers with the server's own facts instead (README, 'Diagnostics per engine').",
+      summary:
+        "Lock state, pragma settings, WAL size, busy retries and recommendations (SQLite); server facts, pool usage and lock waits (PostgreSQL)",
+      description:
+        "`engine` tells the shape: `sqlite` keeps the original's keys (pragma_settings, recommendations); `postgresql` answers with the server's own facts instead (README, 'Diagnostics per engine').",
       responses: {
         200: jsonResponse(
           z.discriminatedUnion("engine", [
@@ -118,7 +122,10 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number; gscProbe
                 lock_state: z.enum(["free", "write_locked", "file_changed"]),
                 wal_size_bytes: z.number().int(),
                 write_lock_free: z.boolean(),
-                write_lock_probe_age_ms: z.number().int().openapi({ description: "Age of the lock probe's answer (probed at most once a second per process)" }),
+                write_lock_probe_age_ms: z
+                  .number()
+                  .int()
+                  .openapi({ description: "Age of the lock probe's answer (probed at most once a second per process)" }),
                 busy_retries: z.number().int(),
                 process_busy_retries: z.number().int(),
                 write_commits: z.number().int(),
@@ -151,14 +158,19 @@ export function diagnosticsRoutes(db: Db, opts: { walWarnBytes: number; gscProbe
                   database_size_bytes: z.number().int().openapi({ description: "pg_database_size of this database" }),
                   connections: z.number().int().openapi({ description: "Server connections to this database, from every host" }),
                   locks_waiting: z.number().int(),
-                  oldest_transaction_ms: z.number().int().openapi({ description: "Age of the oldest open transaction on this database (another connection's)" }),
+                  oldest_transaction_ms: z
+                    .number()
+                    .int()
+                    .openapi({ description: "Age of the oldest open transaction on this database (another connection's)" }),
                 }),
                 pool: z
                   .object({ max: z.number().int(), total: z.number().int(), idle: z.number().int(), waiting: z.number().int() })
                   .openapi({ description: "This process's connection pool (PG_POOL_SIZE)" }),
                 locks_waiting: z.number().int().openapi({ description: "Lock requests not granted (pg_locks) on this database right now" }),
                 lock_state: z.enum(["free", "locks_waiting"]),
-                busy_retries: z.number().int().openapi({ description: "Transactions retried (serialization failure, deadlock, lost connection), over every live process" }),
+                busy_retries: z.number().int().openapi({
+                  description: "Transactions retried (serialization failure, deadlock, lost connection), over every live process",
+                }),
                 process_busy_retries: z.number().int(),
                 write_commits: z.number().int(),
                 writes: z.number().int(),

@@ -11,7 +11,10 @@ import type { HourlyRankingItem, HourlyRankingRequest } from "./schemas.ts";
  */
 export async function findHourlyRankings(
   db: Db,
-  r: Pick<HourlyRankingRequest, "start_date" | "end_date" | "queries" | "pages" | "group_by" | "matching_mode"> & { siteId: number; limit: number },
+  r: Pick<HourlyRankingRequest, "start_date" | "end_date" | "queries" | "pages" | "group_by" | "matching_mode"> & {
+    siteId: number;
+    limit: number;
+  },
 ): Promise<HourlyRankingItem[]> {
   const { hourlyRankings: h } = db.t;
   const key = r.group_by === "page" ? h.page : h.query;
@@ -19,10 +22,7 @@ export async function findHourlyRankings(
   let filter: SQL | undefined;
   if (terms && terms.length > 0) {
     const list = JSON.stringify(terms);
-    filter =
-      r.group_by === "query" && r.matching_mode === "partial"
-        ? containsAnyOfJsonList(db, key, list)
-        : inJsonList(db, key, list);
+    filter = r.group_by === "query" && r.matching_mode === "partial" ? containsAnyOfJsonList(db, key, list) : inJsonList(db, key, list);
   }
   // PostgreSQL sums integers as bigint (a string in node-postgres): numbers on both engines.
   const impressions = sql<number>`sum(${h.impressions})`.mapWith(Number);
@@ -35,7 +35,9 @@ export async function findHourlyRankings(
       clicks: sql<number>`sum(${h.clicks})`.mapWith(Number),
       impressions,
       // Rows with no impressions carry no weight: fall back to the plain mean so position is never null.
-      position: sql<number>`coalesce(sum(${h.position} * ${h.impressions}) / nullif(${impressions}, 0), avg(${h.position}))`.mapWith(Number),
+      position: sql<number>`coalesce(sum(${h.position} * ${h.impressions}) / nullif(${impressions}, 0), avg(${h.position}))`.mapWith(
+        Number,
+      ),
     })
     .from(h)
     .where(and(eq(h.site_id, r.siteId), between(h.date, r.start_date, r.end_date), filter))

@@ -28,7 +28,14 @@ export function hourlyRoutes(db: Db) {
       const { id: siteId } = await resolveSite(db, body);
       const data = await findHourlyRankings(db, { ...body, siteId, limit: body.max_results });
       return c.json(
-        { site_id: siteId, start_date: body.start_date, end_date: body.end_date, group_by: body.group_by, total_results: data.length, data },
+        {
+          site_id: siteId,
+          start_date: body.start_date,
+          end_date: body.end_date,
+          group_by: body.group_by,
+          total_results: data.length,
+          data,
+        },
         200,
       );
     },

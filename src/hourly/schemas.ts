@@ -6,13 +6,22 @@ export const groupBys = ["query", "page"] as const;
 export const HourlyRankingRequestSchema = z
   .object({
     site_id: z.number().int().positive().nullish().openapi({ description: "The site; or give hostname" }),
-    hostname: z.string().trim().min(1).max(2048).nullish().openapi({ example: "example.com", description: "Resolved like ranking-data's hostname" }),
+    hostname: z
+      .string()
+      .trim()
+      .min(1)
+      .max(2048)
+      .nullish()
+      .openapi({ example: "example.com", description: "Resolved like ranking-data's hostname" }),
     start_date: DateString.openapi({ description: "First day (Search Console's Pacific day), inclusive" }),
     end_date: DateString.openapi({ description: "Last day, inclusive" }),
     queries: z.array(z.string().min(1).max(500)).max(1000).nullish().openapi({ description: "Only these queries (group_by query)" }),
     pages: z.array(z.string().min(1).max(2048)).max(1000).nullish().openapi({ description: "Only these pages, exact (group_by page)" }),
     group_by: z.enum(groupBys).default("query"),
-    matching_mode: z.enum(["exact", "partial"]).default("exact").openapi({ description: "partial: a query matches when it contains a term" }),
+    matching_mode: z
+      .enum(["exact", "partial"])
+      .default("exact")
+      .openapi({ description: "partial: a query matches when it contains a term" }),
     max_results: z.number().int().min(1).max(10_000).default(1000),
   })
   .strict()

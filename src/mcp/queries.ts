@@ -29,7 +29,12 @@ const avgPosition = (g: G) => sql<number>`avg(${g.position})`.mapWith(Number);
 export async function findPageQueries(db: Db, s: Scope & { page: string; limit: number }) {
   const g = db.t.gscPerformanceData;
   return db.q
-    .select({ query: g.query, clicks: clicks(g).as("clicks"), impressions: impressions(g).as("impressions"), avg_position: avgPosition(g).as("avg_position") })
+    .select({
+      query: g.query,
+      clicks: clicks(g).as("clicks"),
+      impressions: impressions(g).as("impressions"),
+      avg_position: avgPosition(g).as("avg_position"),
+    })
     .from(g)
     .where(scoped(g, s, eq(g.page, s.page)))
     .groupBy(g.query)
@@ -41,7 +46,12 @@ export async function findPageQueries(db: Db, s: Scope & { page: string; limit: 
 export async function findKeywordPages(db: Db, s: Scope & { keyword: string; limit: number }) {
   const g = db.t.gscPerformanceData;
   return db.q
-    .select({ page: g.page, avg_position: avgPosition(g).as("avg_position"), total_clicks: clicks(g).as("total_clicks"), total_impressions: impressions(g).as("total_impressions") })
+    .select({
+      page: g.page,
+      avg_position: avgPosition(g).as("avg_position"),
+      total_clicks: clicks(g).as("total_clicks"),
+      total_impressions: impressions(g).as("total_impressions"),
+    })
     .from(g)
     .where(scoped(g, s, eq(g.query, s.keyword)))
     .groupBy(g.page)
@@ -53,7 +63,12 @@ export async function findKeywordPages(db: Db, s: Scope & { keyword: string; lim
 export async function searchKeywords(db: Db, s: Scope & { pattern: string; limit: number }) {
   const g = db.t.gscPerformanceData;
   return db.q
-    .select({ query: g.query, total_clicks: clicks(g).as("total_clicks"), total_impressions: impressions(g).as("total_impressions"), avg_position: avgPosition(g).as("avg_position") })
+    .select({
+      query: g.query,
+      total_clicks: clicks(g).as("total_clicks"),
+      total_impressions: impressions(g).as("total_impressions"),
+      avg_position: avgPosition(g).as("avg_position"),
+    })
     .from(g)
     .where(scoped(g, s, likeAsciiInsensitive(db, g.query, s.pattern)))
     .groupBy(g.query)
@@ -86,7 +101,14 @@ export async function findBestPages(db: Db, s: Scope & { limit: number }) {
 export async function trackPages(db: Db, s: Scope & { pages: string[]; keywords: string[]; limit: number }) {
   const g = db.t.gscPerformanceData;
   return db.q
-    .select({ date: g.date, page: g.page, query: g.query, clicks: clicks(g).as("clicks"), impressions: impressions(g).as("impressions"), position: avgPosition(g).as("position") })
+    .select({
+      date: g.date,
+      page: g.page,
+      query: g.query,
+      clicks: clicks(g).as("clicks"),
+      impressions: impressions(g).as("impressions"),
+      position: avgPosition(g).as("position"),
+    })
     .from(g)
     .where(scoped(g, s, inArray(g.page, s.pages), s.keywords.length > 0 ? inArray(g.query, s.keywords) : undefined))
     .groupBy(g.date, g.page, g.query)
@@ -98,7 +120,13 @@ export async function trackPages(db: Db, s: Scope & { pages: string[]; keywords:
 export async function findPagesQueries(db: Db, s: Scope & { pages: string[]; limit: number }) {
   const g = db.t.gscPerformanceData;
   return db.q
-    .select({ page: g.page, query: g.query, clicks: clicks(g).as("clicks"), impressions: impressions(g).as("impressions"), avg_position: avgPosition(g).as("avg_position") })
+    .select({
+      page: g.page,
+      query: g.query,
+      clicks: clicks(g).as("clicks"),
+      impressions: impressions(g).as("impressions"),
+      avg_position: avgPosition(g).as("avg_position"),
+    })
     .from(g)
     .where(scoped(g, s, inArray(g.page, s.pages)))
     .groupBy(g.page, g.query)
@@ -109,7 +137,12 @@ export async function findPagesQueries(db: Db, s: Scope & { pages: string[]; lim
 /** The newest day with data in scope, or null when there is none. */
 export async function findNewestDay(db: Db, s: Scope): Promise<string | null> {
   const g = db.t.gscPerformanceData;
-  const row = first(await db.q.select({ day: max(g.date) }).from(g).where(scoped(g, s)));
+  const row = first(
+    await db.q
+      .select({ day: max(g.date) })
+      .from(g)
+      .where(scoped(g, s)),
+  );
   return row?.day ?? null;
 }
 

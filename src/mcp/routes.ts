@@ -28,9 +28,17 @@ export function mcpRoutes(db: Db, opts: McpOptions) {
   });
 
   app.on(["GET", "DELETE"], "/", (c) =>
-    c.json({ jsonrpc: "2.0", error: { code: -32000, message: "Method not allowed: this server is stateless, POST JSON-RPC messages to /mcp" }, id: null }, 405, {
-      Allow: "POST",
-    }),
+    c.json(
+      {
+        jsonrpc: "2.0",
+        error: { code: -32000, message: "Method not allowed: this server is stateless, POST JSON-RPC messages to /mcp" },
+        id: null,
+      },
+      405,
+      {
+        Allow: "POST",
+      },
+    ),
   );
 
   return app;

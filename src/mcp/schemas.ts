@@ -56,8 +56,20 @@ export const queryArgs = {
   max_rows: z.number().int().min(1).max(100_000).optional().describe("Most rows returned; capped by the server's limit."),
 };
 
-export const pageQueriesArgs = { ...siteArgs, page: z.string().min(1).describe("Full page URL."), days: daysArg, search_type: searchTypeArg, limit: limitArg(50, 1000) };
-export const keywordPagesArgs = { ...siteArgs, keyword: z.string().min(1).describe("The exact query text."), days: daysArg, search_type: searchTypeArg, limit: limitArg(100, 1000) };
+export const pageQueriesArgs = {
+  ...siteArgs,
+  page: z.string().min(1).describe("Full page URL."),
+  days: daysArg,
+  search_type: searchTypeArg,
+  limit: limitArg(50, 1000),
+};
+export const keywordPagesArgs = {
+  ...siteArgs,
+  keyword: z.string().min(1).describe("The exact query text."),
+  days: daysArg,
+  search_type: searchTypeArg,
+  limit: limitArg(100, 1000),
+};
 export const searchKeywordsArgs = {
   ...siteArgs,
   pattern: z.string().min(1).describe("SQL LIKE pattern, e.g. '%running%' (ASCII case-insensitive; % any text, _ one character)."),
@@ -76,9 +88,7 @@ export const trackPagesArgs = {
 };
 export const pagesQueriesArgs = { ...siteArgs, pages: pagesArg, search_type: searchTypeArg, limit: limitArg(1000, 10_000) };
 
-const period = z
-  .object({ start: day, end: day })
-  .refine((p) => p.start <= p.end, "start is after end");
+const period = z.object({ start: day, end: day }).refine((p) => p.start <= p.end, "start is after end");
 
 export const comparePeriodsArgs = {
   ...siteArgs,

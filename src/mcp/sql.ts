@@ -50,7 +50,10 @@ export function checkSingleSelect(sql: string): string {
     }
   }
   if (!["select", "with", "values"].includes(first)) {
-    throw new ApiError("validation_failed", `only read-only SELECT statements are allowed (got ${first ? first.toUpperCase() : "no statement"})`);
+    throw new ApiError(
+      "validation_failed",
+      `only read-only SELECT statements are allowed (got ${first ? first.toUpperCase() : "no statement"})`,
+    );
   }
   return end < 0 ? sql : sql.slice(0, end);
 }
@@ -64,13 +67,21 @@ const LEADING_WITH = /^(?:\s|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*with(?:\s+recurs
  * in place. PostgreSQL (before 16) wants an alias on every derived table, which `from {site}` lacks:
  * there the placeholders name CTEs (`site_rows`, `site_hourly_rows`) put in front of the statement's own.
  */
-export function expandSitePlaceholders(sql: string, siteId: number | null, dataType: "daily" | "hourly" = "daily", engine: Db["engine"] = "sqlite"): string {
+export function expandSitePlaceholders(
+  sql: string,
+  siteId: number | null,
+  dataType: "daily" | "hourly" = "daily",
+  engine: Db["engine"] = "sqlite",
+): string {
   if (!sql.includes("{site}") && !sql.includes("{site_hourly}")) return sql;
   if (siteId === null) throw new ApiError("validation_failed", "the SQL uses {site} or {site_hourly}: give site_id or hostname");
   const daily = siteRows[dataType](siteId);
   const hourly = siteRows.hourly(siteId);
   if (engine === "sqlite") return sql.replaceAll("{site_hourly}", hourly).replaceAll("{site}", daily);
-  const ctes = [sql.includes("{site}") ? `site_rows as ${daily}` : null, sql.includes("{site_hourly}") ? `site_hourly_rows as ${hourly}` : null]
+  const ctes = [
+    sql.includes("{site}") ? `site_rows as ${daily}` : null,
+    sql.includes("{site_hourly}") ? `site_hourly_rows as ${hourly}` : null,
+  ]
     .filter((c) => c !== null)
     .join(", ");
   const body = sql.replaceAll("{site_hourly}", "site_hourly_rows").replaceAll("{site}", "site_rows");
@@ -88,7 +99,8 @@ async function takeSlot(maxConcurrent: number) {
     running++;
     return;
   }
-  if (waiting.length >= MAX_WAITING) throw new ApiError("unavailable", "too many SQL queries are waiting in this process; retry in a moment");
+  if (waiting.length >= MAX_WAITING)
+    throw new ApiError("unavailable", "too many SQL queries are waiting in this process; retry in a moment");
   // The slot is handed over by giveSlot, so `running` stays counted.
   await new Promise<void>((resolve) => waiting.push(resolve));
 }
@@ -112,12 +124,24 @@ export async function runReadOnlySql(db: Db, sql: string, limits: SqlLimits & { 
   try {
     if (db.engine === "pg") {
       const started = performance.now();
-      const answer = await runReadOnlySqlPg(db, { sql: statement, maxRows: limits.maxRows, maxBytes: limits.maxBytes, timeoutMs: limits.timeoutMs, tables: QUERYABLE_TABLES });
+      const answer = await runReadOnlySqlPg(db, {
+        sql: statement,
+        maxRows: limits.maxRows,
+        maxBytes: limits.maxBytes,
+        timeoutMs: limits.timeoutMs,
+        tables: QUERYABLE_TABLES,
+      });
       if (!answer.ok && answer.timedOut) throw timedOut(performance.now() - started, limits.timeoutMs);
       if (!answer.ok) throw new ApiError("validation_failed", `SQL error: ${answer.error}`);
       return { columns: answer.columns, rows: answer.rows, row_count: answer.rows.length, truncated: answer.truncated };
     }
-    const request: RunnerRequest = { path: db.path, sql: statement, maxRows: limits.maxRows, maxBytes: limits.maxBytes, tables: QUERYABLE_TABLES };
+    const request: RunnerRequest = {
+      path: db.path,
+      sql: statement,
+      maxRows: limits.maxRows,
+      maxBytes: limits.maxBytes,
+      tables: QUERYABLE_TABLES,
+    };
     const started = performance.now();
     // The parent kills the child at the limit; the child's own watchdog, a second later, covers a parent that died.
     const child = Bun.spawn([process.execPath, runnerPath, String(limits.timeoutMs + 1000)], {

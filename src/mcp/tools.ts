@@ -54,7 +54,12 @@ type Args<S extends z.ZodRawShape> = z.output<z.ZodObject<S>>;
 /** A fresh MCP server with the assistant tools over `db`: one per request, nothing kept between requests. */
 export function createMcpServer(db: Db, opts: McpOptions): McpServer {
   const server = new McpServer({ name: "sitesync", version: "0.1.0" }, { instructions });
-  const tool = <S extends z.ZodRawShape>(name: string, description: string, inputSchema: S, run: (args: Args<S>) => Promise<Record<string, unknown>>) =>
+  const tool = <S extends z.ZodRawShape>(
+    name: string,
+    description: string,
+    inputSchema: S,
+    run: (args: Args<S>) => Promise<Record<string, unknown>>,
+  ) =>
     server.registerTool(
       name,
       { description, inputSchema, annotations: { readOnlyHint: true, openWorldHint: false } },
@@ -127,14 +132,23 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
     trackPagesArgs,
     async (a) => {
       const s = await scope(a);
-      return { site_id: s.siteId, since: s.since, rows: await trackPages(db, { ...s, pages: a.pages, keywords: a.keywords, limit: a.limit }) };
+      return {
+        site_id: s.siteId,
+        since: s.since,
+        rows: await trackPages(db, { ...s, pages: a.pages, keywords: a.keywords, limit: a.limit }),
+      };
     },
   );
 
-  tool("pages_queries", "Every query of the given pages over all synced days, by page, most impressions first.", pagesQueriesArgs, async (a) => {
-    const s = await scope(a);
-    return { site_id: s.siteId, rows: await findPagesQueries(db, { ...s, pages: a.pages, limit: a.limit }) };
-  });
+  tool(
+    "pages_queries",
+    "Every query of the given pages over all synced days, by page, most impressions first.",
+    pagesQueriesArgs,
+    async (a) => {
+      const s = await scope(a);
+      return { site_id: s.siteId, rows: await findPagesQueries(db, { ...s, pages: a.pages, limit: a.limit }) };
+    },
+  );
 
   tool(
     "compare_periods",
@@ -171,19 +185,29 @@ async function periodsOf(db: Db, s: Scope, type: string, custom?: { period1: Per
   const today = dayOf(new Date());
   if (type === "week") {
     const monday = addDays(today, -((new Date(`${today}T00:00:00Z`).getUTCDay() + 6) % 7));
-    return [{ start: addDays(monday, -7), end: addDays(monday, -1) }, { start: monday, end: today }];
+    return [
+      { start: addDays(monday, -7), end: addDays(monday, -1) },
+      { start: monday, end: today },
+    ];
   }
   if (type === "month") {
     const first = `${today.slice(0, 8)}01`;
     const lastEnd = addDays(first, -1);
-    return [{ start: `${lastEnd.slice(0, 8)}01`, end: lastEnd }, { start: first, end: today }];
+    return [
+      { start: `${lastEnd.slice(0, 8)}01`, end: lastEnd },
+      { start: first, end: today },
+    ];
   }
   if (type === "last_7_days") {
     const newest = await findNewestDay(db, { ...s, since: undefined });
     if (!newest) throw new ApiError("not_found", "the site has no synced data for this search type yet");
-    return [{ start: addDays(newest, -13), end: addDays(newest, -7) }, { start: addDays(newest, -6), end: newest }];
+    return [
+      { start: addDays(newest, -13), end: addDays(newest, -7) },
+      { start: addDays(newest, -6), end: newest },
+    ];
   }
-  if (!custom) throw new ApiError("validation_failed", "period_type 'custom' needs custom_periods {period1: {start, end}, period2: {start, end}}");
+  if (!custom)
+    throw new ApiError("validation_failed", "period_type 'custom' needs custom_periods {period1: {start, end}, period2: {start, end}}");
   return [custom.period1, custom.period2];
 }
 

@@ -30,7 +30,11 @@ async function reserve(db: Db, bucket: string, window: number, chunk: number, li
         await tx
           .insert(w)
           .values({ bucket, window_start: window, used: chunk })
-          .onConflictDoUpdate({ target: [w.bucket, w.window_start], set: { used: sql`${w.used} + ${chunk}` }, setWhere: sql`${w.used} < ${limit}` })
+          .onConflictDoUpdate({
+            target: [w.bucket, w.window_start],
+            set: { used: sql`${w.used} + ${chunk}` },
+            setWhere: sql`${w.used} < ${limit}`,
+          })
           .returning({ used: w.used }),
       ),
     "rate limit reservation",
@@ -74,9 +78,14 @@ export function createRateLimiter(db: Db, opts: { perKey: number; perIp: number 
     while (st.tokens === 0) {
       if (st.exhausted) {
         const wait = retryAfter(window);
-        throw new ApiError("rate_limited", `rate limit of ${limit} requests per minute reached; retry in ${wait} s`, { limit, retry_after_s: wait }, {
-          "Retry-After": String(wait),
-        });
+        throw new ApiError(
+          "rate_limited",
+          `rate limit of ${limit} requests per minute reached; retry in ${wait} s`,
+          { limit, retry_after_s: wait },
+          {
+            "Retry-After": String(wait),
+          },
+        );
       }
       // One reservation at a time per bucket: concurrent requests wait for it instead of each writing.
       const state = st;

@@ -32,7 +32,10 @@ export type SearchOptions = { siteId: number; term: string; startDate: string | 
  * optional days, most impressions first. `total` counts every matching query, before the limit.
  * `using: "scan"` runs the plain scan instead of the index (same results; for tests and the bench).
  */
-export async function searchQueries(db: Db, opts: SearchOptions & { using?: "index" | "scan" }): Promise<{ total: number; queries: QueryStats[] }> {
+export async function searchQueries(
+  db: Db,
+  opts: SearchOptions & { using?: "index" | "scan" },
+): Promise<{ total: number; queries: QueryStats[] }> {
   // The API's schema refuses these first; this guards every other caller (the dashboard, tools).
   if (CONTROL_CHARACTERS.test(opts.term)) {
     throw new ApiError("validation_failed", "invalid query: search_term: must not contain control characters (such as NUL, %00)", [

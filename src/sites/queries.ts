@@ -2,7 +2,7 @@ import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
 import { first, type Db } from "../db/index.ts";
 import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { sites } from "../db/sqlite/schema.ts";
-import { type Site } from "../db/model.ts";
+import type { Site } from "../db/model.ts";
 import { likeInsensitive } from "../db/sql.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import { containsPattern } from "../search/queries.ts";
@@ -25,10 +25,38 @@ const readStatements = perConnection((orm) => {
   const all = () => orm.select().from(sites);
   return {
     byId: compileSelect(orm, all().where(eq(sites.id, p("id"))), bools),
-    firstPage: compileSelect(orm, all().where(shown).orderBy(...byNameThenId).limit(p("limit")), bools),
-    firstPageActive: compileSelect(orm, all().where(and(eq(sites.is_active, true), shown)).orderBy(...byNameThenId).limit(p("limit")), bools),
-    nextPage: compileSelect(orm, all().where(and(after, shown)).orderBy(...byNameThenId).limit(p("limit")), bools),
-    nextPageActive: compileSelect(orm, all().where(and(eq(sites.is_active, true), after, shown)).orderBy(...byNameThenId).limit(p("limit")), bools),
+    firstPage: compileSelect(
+      orm,
+      all()
+        .where(shown)
+        .orderBy(...byNameThenId)
+        .limit(p("limit")),
+      bools,
+    ),
+    firstPageActive: compileSelect(
+      orm,
+      all()
+        .where(and(eq(sites.is_active, true), shown))
+        .orderBy(...byNameThenId)
+        .limit(p("limit")),
+      bools,
+    ),
+    nextPage: compileSelect(
+      orm,
+      all()
+        .where(and(after, shown))
+        .orderBy(...byNameThenId)
+        .limit(p("limit")),
+      bools,
+    ),
+    nextPageActive: compileSelect(
+      orm,
+      all()
+        .where(and(eq(sites.is_active, true), after, shown))
+        .orderBy(...byNameThenId)
+        .limit(p("limit")),
+      bools,
+    ),
   };
 });
 
@@ -124,7 +152,13 @@ export async function updateSite(db: Db, id: number, patch: UpdateSite): Promise
   const { sites } = db.t;
   try {
     return await db.tx(async (tx) =>
-      first(await tx.update(sites).set({ ...patch, updated_at: new Date().toISOString() }).where(eq(sites.id, id)).returning()),
+      first(
+        await tx
+          .update(sites)
+          .set({ ...patch, updated_at: new Date().toISOString() })
+          .where(eq(sites.id, id))
+          .returning(),
+      ),
     );
   } catch (err) {
     if (isUniqueViolation(err) && patch.domain !== undefined) throw domainTaken(patch.domain);
@@ -147,7 +181,10 @@ export async function archiveSite(db: Db, id: number): Promise<Site | undefined>
       .update(syncTasks)
       .set({ status: "cancelled", cancel_requested: true, completed_at: now, error: "site archived" })
       .where(and(eq(syncTasks.site_id, id), eq(syncTasks.status, "pending")));
-    await tx.update(syncTasks).set({ cancel_requested: true }).where(and(eq(syncTasks.site_id, id), inArray(syncTasks.status, ["running"])));
+    await tx
+      .update(syncTasks)
+      .set({ cancel_requested: true })
+      .where(and(eq(syncTasks.site_id, id), inArray(syncTasks.status, ["running"])));
     return first(await tx.update(sites).set({ archived_at: now, updated_at: now }).where(eq(sites.id, id)).returning());
   });
 }
@@ -158,7 +195,9 @@ export async function restoreSite(db: Db, id: number): Promise<Site | undefined>
   return db.tx(async (tx) => {
     const site = first(await tx.select().from(sites).where(eq(sites.id, id)));
     if (!site || site.archived_at === null) return site;
-    return first(await tx.update(sites).set({ archived_at: null, updated_at: new Date().toISOString() }).where(eq(sites.id, id)).returning());
+    return first(
+      await tx.update(sites).set({ archived_at: null, updated_at: new Date().toISOString() }).where(eq(sites.id, id)).returning(),
+    );
   });
 }
 
@@ -172,9 +211,11 @@ export async function purgeSite(db: Db, id: number, confirm: string | undefined)
     const site = first(await tx.select({ domain: sites.domain }).from(sites).where(eq(sites.id, id)));
     if (!site) return false;
     if (confirm !== site.domain) {
-      throw new ApiError("validation_failed", `purging deletes site ${id} and all its synced data for good: repeat its domain in confirm=${site.domain}`, [
-        { path: "confirm", message: "must equal the site's domain" },
-      ]);
+      throw new ApiError(
+        "validation_failed",
+        `purging deletes site ${id} and all its synced data for good: repeat its domain in confirm=${site.domain}`,
+        [{ path: "confirm", message: "must equal the site's domain" }],
+      );
     }
     return (await tx.delete(sites).where(eq(sites.id, id)).returning({ id: sites.id })).length > 0;
   });

@@ -76,10 +76,15 @@ async function findResolvedById(db: Db, id: number): Promise<ResolvedSite | unde
 /** The site whose domain equals the earliest of the candidates. */
 async function findFirstCandidate(db: Db, candidates: string[]): Promise<ResolvedSite | undefined> {
   if (db.engine === "sqlite") {
-    return db.raw.reader.query<ResolvedSite, [{ candidates: string }]>(RESOLVE_SQL).get({ candidates: JSON.stringify(candidates) }) ?? undefined;
+    return (
+      db.raw.reader.query<ResolvedSite, [{ candidates: string }]>(RESOLVE_SQL).get({ candidates: JSON.stringify(candidates) }) ?? undefined
+    );
   }
   const { sites } = db.t;
-  const found = await db.q.select({ id: sites.id, domain: sites.domain, name: sites.name }).from(sites).where(inArray(sites.domain, candidates));
+  const found = await db.q
+    .select({ id: sites.id, domain: sites.domain, name: sites.name })
+    .from(sites)
+    .where(inArray(sites.domain, candidates));
   // Domains are unique: at most one row per candidate.
   return candidates.map((c) => found.find((s) => s.domain === c)).find((s) => s !== undefined);
 }

@@ -2,7 +2,17 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
 import { errorResponses, jsonBody, setNextLink, validationHook } from "../openapi.ts";
-import { archiveSite, createSite, decodeCursor, encodeCursor, findSiteById, listSites, purgeSite, restoreSite, updateSite } from "./queries.ts";
+import {
+  archiveSite,
+  createSite,
+  decodeCursor,
+  encodeCursor,
+  findSiteById,
+  listSites,
+  purgeSite,
+  restoreSite,
+  updateSite,
+} from "./queries.ts";
 import { CreateSiteSchema, DeleteSiteQuery, ListSitesQuery, SiteIdParams, SiteSchema, UpdateSiteSchema } from "./schemas.ts";
 
 /** The /api/v1/sites routes. */

@@ -76,9 +76,7 @@ export const SiteIdParams = z.object({
     .openapi({ param: { name: "id", in: "path" }, example: "1" }),
 });
 
-const boolParam = z
-  .enum(["true", "false", "1", "0"])
-  .transform((v) => v === "true" || v === "1");
+const boolParam = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 
 export const ListSitesQuery = z.object({
   active_only: boolParam.default(true).openapi({ param: { name: "active_only", in: "query" }, example: "true" }),
@@ -93,11 +91,21 @@ export const ListSitesQuery = z.object({
       example: "100",
       description: "Page size (1..500). Without it every matching site is returned, as the original API did.",
     }),
-  cursor: z.string().min(1).max(2048).optional().openapi({ param: { name: "cursor", in: "query" } }),
+  cursor: z
+    .string()
+    .min(1)
+    .max(2048)
+    .optional()
+    .openapi({ param: { name: "cursor", in: "query" } }),
   include_archived: boolParam.default(false).openapi({ param: { name: "include_archived", in: "query" }, example: "false" }),
 });
 
 export const DeleteSiteQuery = z.object({
-  purge: boolParam.default(false).openapi({ param: { name: "purge", in: "query" }, description: "Delete for good (admin) instead of archiving" }),
-  confirm: z.string().optional().openapi({ param: { name: "confirm", in: "query" }, description: "With purge=true: the site's domain, repeated" }),
+  purge: boolParam
+    .default(false)
+    .openapi({ param: { name: "purge", in: "query" }, description: "Delete for good (admin) instead of archiving" }),
+  confirm: z
+    .string()
+    .optional()
+    .openapi({ param: { name: "confirm", in: "query" }, description: "With purge=true: the site's domain, repeated" }),
 });

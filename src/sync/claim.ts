@@ -3,7 +3,7 @@ import type { Db } from "../db/index.ts";
 import { claimNextTaskPg, findDueTaskPg } from "../db/pg/claim.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { syncTasks } from "../db/sqlite/schema.ts";
-import { type SyncTask } from "../db/model.ts";
+import type { SyncTask } from "../db/model.ts";
 
 const p = sql.placeholder;
 // The oldest due pending task of a type this worker can run (served by sync_tasks_claim_idx).
@@ -58,10 +58,7 @@ export async function hasDueTask(db: Db, types: TaskTypesParam, now = new Date()
  * process's pid, one more attempt and a lease until now + leaseMs. Undefined when none is due.
  * SQLite: one conditional UPDATE in the group commit; PostgreSQL: FOR UPDATE SKIP LOCKED (src/db/pg/claim.ts).
  */
-export async function claimNextTask(
-  db: Db,
-  opts: { types: TaskTypesParam; leaseMs: number; pid?: number },
-): Promise<SyncTask | undefined> {
+export async function claimNextTask(db: Db, opts: { types: TaskTypesParam; leaseMs: number; pid?: number }): Promise<SyncTask | undefined> {
   const { types } = opts;
   if (db.engine === "pg") return claimNextTaskPg(db, { types, leaseMs: opts.leaseMs, pid: opts.pid ?? process.pid });
   return db.write((tx) => {

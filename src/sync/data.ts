@@ -51,7 +51,13 @@ const keyOrder = [g.page, g.query, g.device];
 // Walks a day's rows in the order of the unique (site_id, date, page, query, device, ...) index, so
 // each chunk is a short index range scan (a row-value cursor) instead of a rescan of the whole day.
 const readStatements = perConnection((orm) => ({
-  firstRows: orm.select({ id: g.id, page: g.page, query: g.query, device: g.device }).from(g).where(dayRows).orderBy(...keyOrder).limit(p("limit")).prepare(),
+  firstRows: orm
+    .select({ id: g.id, page: g.page, query: g.query, device: g.device })
+    .from(g)
+    .where(dayRows)
+    .orderBy(...keyOrder)
+    .limit(p("limit"))
+    .prepare(),
   nextRows: orm
     .select({ id: g.id, page: g.page, query: g.query, device: g.device })
     .from(g)
@@ -92,7 +98,14 @@ export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type:
 }
 
 /** Up to `limit` rows of one site, day and search type in key order, after the key `after` (from the start when null). */
-export async function findDayRowKeys(db: Db, siteId: number, day: string, type: SearchType, after: DayRowKey | null, limit: number): Promise<DayRowKey[]> {
+export async function findDayRowKeys(
+  db: Db,
+  siteId: number,
+  day: string,
+  type: SearchType,
+  after: DayRowKey | null,
+  limit: number,
+): Promise<DayRowKey[]> {
   if (db.engine === "sqlite") {
     const s = readStatements(db.read);
     const base = { site_id: siteId, date: day, search_type: type, limit };
@@ -125,7 +138,10 @@ export async function markDaySynced(tx: Q | Orm, siteId: number, day: string, ty
     orm
       .insert(gscSyncedDays)
       .values({ site_id: siteId, date: day, search_type: type, row_count: rowCount, synced_at: at })
-      .onConflictDoUpdate({ target: [gscSyncedDays.site_id, gscSyncedDays.date, gscSyncedDays.search_type], set: { row_count: rowCount, synced_at: at } })
+      .onConflictDoUpdate({
+        target: [gscSyncedDays.site_id, gscSyncedDays.date, gscSyncedDays.search_type],
+        set: { row_count: rowCount, synced_at: at },
+      })
       .run();
     return;
   }

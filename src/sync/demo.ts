@@ -5,14 +5,52 @@ import type { HourlySourceRow, SearchAnalyticsSource, SearchType, SourceRow } fr
 // so re-running a day is visibly idempotent and a fresh install shows syncs completing end to end.
 
 const topics = [
-  "running shoes", "trail running", "marathon training", "yoga mats", "protein powder", "hiking boots",
-  "cycling helmet", "swim goggles", "tennis racket", "climbing gear", "ski jacket", "camping tent",
-  "fitness tracker", "foam roller", "kettlebell", "resistance bands", "water bottle", "sports socks",
-  "rain jacket", "sleeping bag", "headlamp", "compression tights", "gym bag", "jump rope",
+  "running shoes",
+  "trail running",
+  "marathon training",
+  "yoga mats",
+  "protein powder",
+  "hiking boots",
+  "cycling helmet",
+  "swim goggles",
+  "tennis racket",
+  "climbing gear",
+  "ski jacket",
+  "camping tent",
+  "fitness tracker",
+  "foam roller",
+  "kettlebell",
+  "resistance bands",
+  "water bottle",
+  "sports socks",
+  "rain jacket",
+  "sleeping bag",
+  "headlamp",
+  "compression tights",
+  "gym bag",
+  "jump rope",
 ];
 const modifiers = [
-  "best", "cheap", "buy", "review", "how to choose", "vs", "for beginners", "sale", "near me", "size guide",
-  "women", "men", "kids", "lightweight", "waterproof", "2026", "top 10", "discount code", "repair", "used",
+  "best",
+  "cheap",
+  "buy",
+  "review",
+  "how to choose",
+  "vs",
+  "for beginners",
+  "sale",
+  "near me",
+  "size guide",
+  "women",
+  "men",
+  "kids",
+  "lightweight",
+  "waterproof",
+  "2026",
+  "top 10",
+  "discount code",
+  "repair",
+  "used",
 ];
 const devices = ["DESKTOP", "MOBILE", "TABLET"] as const;
 const typeWeight: Record<SearchType, number> = { web: 1, image: 0.4, video: 0.2, news: 0.1 };
@@ -38,7 +76,10 @@ function random(seed: number) {
 /** The rows the demo source has for one property, day and search type. */
 export function demoRows(siteUrl: string, day: string, type: SearchType, count: number): SourceRow[] {
   const rand = random(hash(`${siteUrl}|${day}|${type}`));
-  const host = siteUrl.replace(/^sc-domain:/, "").replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+  const host = siteUrl
+    .replace(/^sc-domain:/, "")
+    .replace(/^https?:\/\//, "")
+    .replace(/\/.*$/, "");
   const rows: SourceRow[] = [];
   for (let i = 0; i < count; i++) {
     // i -> (topic, modifier, round) is one-to-one, so every row has its own query: keys never collide.

@@ -2,7 +2,7 @@ import { and, eq, isNull, lt, or, sql } from "drizzle-orm";
 import { first, type Db, type Q, type Tables } from "../db/index.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { syncTasks } from "../db/sqlite/schema.ts";
-import { type SyncTask } from "../db/model.ts";
+import type { SyncTask } from "../db/model.ts";
 import { sqliteOrm } from "../db/sql.ts";
 import { LeaseLost, TaskCancelled } from "./errors.ts";
 
@@ -115,7 +115,11 @@ export async function cancelClaimedTask(db: Db, claim: Claim): Promise<boolean> 
   const st = db.t.syncTasks;
   return db.tx(async (tx) => {
     const now = new Date().toISOString();
-    const rows = await tx.update(st).set({ status: "cancelled", completed_at: now, locked_until: null }).where(owned(st, claim)).returning({ id: st.id });
+    const rows = await tx
+      .update(st)
+      .set({ status: "cancelled", completed_at: now, locked_until: null })
+      .where(owned(st, claim))
+      .returning({ id: st.id });
     return rows.length > 0;
   }, `cancel of task ${claim.id}`);
 }

@@ -2,7 +2,7 @@ import { and, count, desc, eq, getTableColumns, inArray, lt, sql, type SQL } fro
 import { first, type Db } from "../db/index.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { sites, syncTasks } from "../db/sqlite/schema.ts";
-import { type TaskStatus } from "../db/model.ts";
+import type { TaskStatus } from "../db/model.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import { siteNotFound } from "../sites/routes.ts";
 import { daysBetween } from "./dates.ts";
@@ -18,11 +18,20 @@ const jobColumnsOf = (t: Db["t"]) => ({ ...getTableColumns(t.syncTasks), site_na
 
 // Asked on the reader (HTTP handlers) and inside createTask's write: one statement, per connection.
 const siteStatements = perConnection((orm) => ({
-  siteExists: orm.select({ id: sites.id, archived_at: sites.archived_at }).from(sites).where(eq(sites.id, p("id"))).prepare(),
+  siteExists: orm
+    .select({ id: sites.id, archived_at: sites.archived_at })
+    .from(sites)
+    .where(eq(sites.id, p("id")))
+    .prepare(),
 }));
 
 const readStatements = perConnection((orm) => ({
-  job: orm.select(jobColumns).from(syncTasks).innerJoin(sites, eq(sites.id, syncTasks.site_id)).where(eq(syncTasks.id, p("id"))).prepare(),
+  job: orm
+    .select(jobColumns)
+    .from(syncTasks)
+    .innerJoin(sites, eq(sites.id, syncTasks.site_id))
+    .where(eq(syncTasks.id, p("id")))
+    .prepare(),
 }));
 
 // Asked on the reader first (a 409 then costs no write lock) and again inside createTask's write.
@@ -30,7 +39,9 @@ const taskStatements = perConnection((orm) => ({
   activeOfType: orm
     .select({ id: syncTasks.id, status: syncTasks.status })
     .from(syncTasks)
-    .where(and(eq(syncTasks.site_id, p("site_id")), eq(syncTasks.task_type, p("task_type")), inArray(syncTasks.status, ["pending", "running"])))
+    .where(
+      and(eq(syncTasks.site_id, p("site_id")), eq(syncTasks.task_type, p("task_type")), inArray(syncTasks.status, ["pending", "running"])),
+    )
     .prepare(),
 }));
 
@@ -104,7 +115,10 @@ async function findActiveTask(db: Db, siteId: number, taskType: string) {
 function checkSyncable(site: { archived_at: string | null } | undefined, id: number) {
   if (!site) throw siteNotFound(id);
   if (site.archived_at !== null) {
-    throw new ApiError("conflict", `site ${id} is archived: restore it (POST /api/v1/sites/${id}/restore) before syncing`, { site_id: id, archived_at: site.archived_at });
+    throw new ApiError("conflict", `site ${id} is archived: restore it (POST /api/v1/sites/${id}/restore) before syncing`, {
+      site_id: id,
+      archived_at: site.archived_at,
+    });
   }
 }
 

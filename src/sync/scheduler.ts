@@ -30,13 +30,15 @@ async function sitesDue(db: Db, type: string, slot: string) {
     .select({ one: sql`1` })
     .from(syncTasks)
     .where(and(eq(syncTasks.site_id, sites.id), eq(syncTasks.task_type, type), inArray(syncTasks.status, ["pending", "running"])));
-  return db.q
-    .select({ id: sites.id })
-    .from(sites)
-    .where(and(eq(sites.is_active, true), isNull(sites.archived_at), notExists(scheduledToday), notExists(active)))
-    // One order for every process: racing schedulers then insert the same keys in the same order and
-    // wait for each other instead of deadlocking (PostgreSQL).
-    .orderBy(sites.id);
+  return (
+    db.q
+      .select({ id: sites.id })
+      .from(sites)
+      .where(and(eq(sites.is_active, true), isNull(sites.archived_at), notExists(scheduledToday), notExists(active)))
+      // One order for every process: racing schedulers then insert the same keys in the same order and
+      // wait for each other instead of deadlocking (PostgreSQL).
+      .orderBy(sites.id)
+  );
 }
 
 /**

@@ -21,26 +21,38 @@ export const DateString = z
 
 /** An integer query parameter between `min` and `max`. */
 export const intParam = (min: number, max: number) =>
-  z.string().regex(/^\d{1,9}$/, "expected an integer").transform(Number).pipe(z.number().int().min(min).max(max));
+  z
+    .string()
+    .regex(/^\d{1,9}$/, "expected an integer")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
 
 export const TriggerQuery = z.object({
   days: intParam(1, MAX_RANGE_DAYS)
     .default(7)
     .openapi({ param: { name: "days", in: "query" }, example: "7", description: "The N days ending at today minus 2 (UTC)" }),
-  sync_mode: z.enum(syncModes).default("skip").openapi({ param: { name: "sync_mode", in: "query" } }),
+  sync_mode: z
+    .enum(syncModes)
+    .default("skip")
+    .openapi({ param: { name: "sync_mode", in: "query" } }),
 });
 
 export const CreateTaskSchema = z
   .object({
-    task_type: z.string().min(1).max(64).default("daily_sync").openapi({ example: "daily_sync", description: "daily_sync or hourly_sync (the last ~10 days, up to today)" }),
+    task_type: z
+      .string()
+      .min(1)
+      .max(64)
+      .default("daily_sync")
+      .openapi({ example: "daily_sync", description: "daily_sync or hourly_sync (the last ~10 days, up to today)" }),
     start_date: DateString.optional(),
     end_date: DateString.optional(),
     days: z.number().int().min(1).max(MAX_RANGE_DAYS).optional(),
     sync_mode: z.enum(syncModes).default("skip"),
-    run_at: z.iso
-      .datetime({ offset: true })
-      .optional()
-      .openapi({ description: "Do not start before this moment (ISO 8601, at most 7 days ahead); default now", example: "2026-11-25T03:00:00Z" }),
+    run_at: z.iso.datetime({ offset: true }).optional().openapi({
+      description: "Do not start before this moment (ISO 8601, at most 7 days ahead); default now",
+      example: "2026-11-25T03:00:00Z",
+    }),
   })
   .strict()
   .openapi("CreateSyncTask");
@@ -97,7 +109,8 @@ export function resolveRange(r: { start_date?: string; end_date?: string; days?:
   if (r.days !== undefined && r.start_date !== undefined) throw bad("days", "give days or start_date, not both");
   const end = r.end_date ?? newest;
   const start = r.start_date ?? addDays(end, -((r.days ?? w.defaultDays) - 1));
-  if (end > newest) throw bad("end_date", `Search Console has data up to ${newest}${w === dailyWindow ? " (today minus 2 days, UTC)" : ""}`);
+  if (end > newest)
+    throw bad("end_date", `Search Console has data up to ${newest}${w === dailyWindow ? " (today minus 2 days, UTC)" : ""}`);
   if (start > end) throw bad("start_date", "start_date is after end_date");
   const oldest = addDays(newest, -w.retentionDays);
   // `days` before an ancient end_date can fall off the calendar (year -1): not a date at all.
@@ -125,10 +138,22 @@ const boolParam = z.enum(["true", "false", "1", "0"]).transform((v) => v === "tr
 
 export const ListJobsQuery = z.object({
   active_only: boolParam.default(false).openapi({ param: { name: "active_only", in: "query" }, description: "Only pending and running" }),
-  site_id: pathId("site_id").optional().openapi({ param: { name: "site_id", in: "query" } }),
-  status: z.enum(taskStatuses).optional().openapi({ param: { name: "status", in: "query" } }),
-  limit: intParam(1, 500).default(50).openapi({ param: { name: "limit", in: "query" }, example: "50" }),
-  cursor: z.string().min(1).max(64).optional().openapi({ param: { name: "cursor", in: "query" } }),
+  site_id: pathId("site_id")
+    .optional()
+    .openapi({ param: { name: "site_id", in: "query" } }),
+  status: z
+    .enum(taskStatuses)
+    .optional()
+    .openapi({ param: { name: "status", in: "query" } }),
+  limit: intParam(1, 500)
+    .default(50)
+    .openapi({ param: { name: "limit", in: "query" }, example: "50" }),
+  cursor: z
+    .string()
+    .min(1)
+    .max(64)
+    .optional()
+    .openapi({ param: { name: "cursor", in: "query" } }),
 });
 
 const TaskRow = createSelectSchema(syncTasks);

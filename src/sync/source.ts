@@ -15,7 +15,10 @@ export type SearchType = (typeof searchTypes)[number];
 export type SourceRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressions" | "ctr" | "position">;
 
 /** One hourly row (dimensions HOUR, query, page, device; dataState HOURLY_ALL). */
-export type HourlySourceRow = Pick<HourlyRow, "hour_timestamp" | "query" | "page" | "device" | "clicks" | "impressions" | "ctr" | "position">;
+export type HourlySourceRow = Pick<
+  HourlyRow,
+  "hour_timestamp" | "query" | "page" | "device" | "clicks" | "impressions" | "ctr" | "position"
+>;
 
 /** Where syncs get their rows: Search Console, or the demo generator. */
 export type SearchAnalyticsSource = {

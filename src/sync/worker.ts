@@ -92,12 +92,15 @@ export function startWorker(opts: WorkerOptions): Worker {
     log("info", "task started", { task_id: task.id, task_type: task.task_type, site_id: task.site_id, attempt: claim.attempt });
 
     // The heartbeat keeps the lease while the handler waits on the network, and notices cancel requests.
-    const heartbeat = setInterval(() => {
-      db.tx((tx) => renewLease(db, tx, claim, opts.leaseMs), `lease renewal of task ${task.id}`).catch((err) => {
-        if (err instanceof LeaseLost || err instanceof TaskCancelled) ac.abort(err);
-        else log("warn", "lease renewal failed", { task_id: task.id, error: String(err) });
-      });
-    }, Math.max(50, Math.floor(opts.leaseMs / 3)));
+    const heartbeat = setInterval(
+      () => {
+        db.tx((tx) => renewLease(db, tx, claim, opts.leaseMs), `lease renewal of task ${task.id}`).catch((err) => {
+          if (err instanceof LeaseLost || err instanceof TaskCancelled) ac.abort(err);
+          else log("warn", "lease renewal failed", { task_id: task.id, error: String(err) });
+        });
+      },
+      Math.max(50, Math.floor(opts.leaseMs / 3)),
+    );
 
     const ctx: TaskContext = {
       task,
@@ -120,14 +123,15 @@ export function startWorker(opts: WorkerOptions): Worker {
         return result;
       },
       progress: (p) =>
-        db.tx((tx) =>
-          renewLease(db, tx, claim, opts.leaseMs, {
-            progress_done: p.done,
-            stats_synced: p.synced,
-            stats_failed: p.failed,
-            stats_skipped: p.skipped,
-            total_records: p.records,
-          }),
+        db.tx(
+          (tx) =>
+            renewLease(db, tx, claim, opts.leaseMs, {
+              progress_done: p.done,
+              stats_synced: p.synced,
+              stats_failed: p.failed,
+              stats_skipped: p.skipped,
+              total_records: p.records,
+            }),
           `${task.task_type} task ${task.id}: progress`,
         ),
     };
@@ -165,7 +169,11 @@ export function startWorker(opts: WorkerOptions): Worker {
       return bump("released");
     } else {
       const message = (err instanceof Error ? err.message : String(err)).slice(0, 2000);
-      const r = await failOrRetryTask(db, claim, { error: message, permanent: err instanceof PermanentError, retryBaseMs: opts.retryBaseMs });
+      const r = await failOrRetryTask(db, claim, {
+        error: message,
+        permanent: err instanceof PermanentError,
+        retryBaseMs: opts.retryBaseMs,
+      });
       log("warn", r?.status === "pending" ? "task failed; retry scheduled" : "task failed", {
         task_id: claim.id,
         attempt: claim.attempt,

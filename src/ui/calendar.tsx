@@ -40,8 +40,8 @@ export function CoverageCalendar(props: { start: string; end: string; states: Ma
     <figure class="calendar">
       <table aria-describedby="calendar-legend">
         <caption>
-          Coverage {props.start} to {props.end}: {counts.final} final, {counts.provisional} provisional, {counts.failed} failed, {counts.missing}{" "}
-          missing
+          Coverage {props.start} to {props.end}: {counts.final} final, {counts.provisional} provisional, {counts.failed} failed,{" "}
+          {counts.missing} missing
         </caption>
         <thead>
           <tr>

@@ -17,7 +17,14 @@ export function LineChart(props: { title: string; series: string; days: string[]
   const summary = `${props.title}: ${num(sum)} in total from ${props.days[0]} to ${props.days.at(-1)}, at most ${num(max)} a day`;
   return (
     <figure class="chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} class={`series-${props.series}`} data-series={props.series} data-total={sum}>
+      <svg
+        viewBox={`0 0 ${W} ${H}`}
+        role="img"
+        aria-label={summary}
+        class={`series-${props.series}`}
+        data-series={props.series}
+        data-total={sum}
+      >
         <title>{summary}</title>
         {[0, 0.5, 1].map((f) => (
           <g>

@@ -99,7 +99,11 @@ function JobRow({ job: j, returnTo, canWrite }: { job: Job; returnTo: string; ca
         <span class={`badge ${j.status}`}>{j.cancel_requested && j.status === "running" ? "cancelling" : j.status}</span>
         <br />
         <span class="muted">
-          {j.status === "pending" ? `queued ${ago(j.created_at)}` : j.completed_at ? `ended ${ago(j.completed_at)}` : `started ${ago(j.started_at)}`}
+          {j.status === "pending"
+            ? `queued ${ago(j.created_at)}`
+            : j.completed_at
+              ? `ended ${ago(j.completed_at)}`
+              : `started ${ago(j.started_at)}`}
         </span>
         {j.error ? (
           <details class="error-text">

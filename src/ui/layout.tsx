@@ -87,7 +87,7 @@ export function Layout(props: {
 /** A live region fed by server-sent events: `event` replaces its content; without JavaScript it stays as rendered. */
 export function Live(props: { src: string; event: string; label: string; children?: Child }) {
   return (
-    <div sse-connect={props.src} sse-swap={props.event} aria-live="polite" aria-label={props.label}>
+    <div role="region" sse-connect={props.src} sse-swap={props.event} aria-live="polite" aria-label={props.label}>
       {props.children}
     </div>
   );

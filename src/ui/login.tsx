@@ -5,8 +5,8 @@ export function LoginPage(props: { next: string; error: string | null }) {
   return (
     <Layout title="Sign in" active="" error={props.error}>
       <p>
-        This server has API keys: sign in with one. A read key shows everything; changes need a write key; processes and the database report need an
-        admin key.
+        This server has API keys: sign in with one. A read key shows everything; changes need a write key; processes and the database report
+        need an admin key.
       </p>
       <form method="post" action="/ui/login" class="stack">
         <input type="hidden" name="next" value={props.next} />

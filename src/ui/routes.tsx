@@ -205,7 +205,12 @@ export function uiRoutes(db: Db, opts: UiOptions) {
           charts={
             <>
               <LineChart title="Clicks" series="clicks" days={days} values={new Map(totals.map((t) => [t.date, t.clicks]))} />
-              <LineChart title="Impressions" series="impressions" days={days} values={new Map(totals.map((t) => [t.date, t.impressions]))} />
+              <LineChart
+                title="Impressions"
+                series="impressions"
+                days={days}
+                values={new Map(totals.map((t) => [t.date, t.impressions]))}
+              />
             </>
           }
           jobs={
@@ -231,7 +236,12 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const form = await c.req.parseBody();
     const parsed = SyncFormSchema.safeParse({ days: text(form.days), sync_mode: text(form.sync_mode) });
     if (!parsed.success) throw new ApiError("validation_failed", parsed.error.issues.map((i) => i.message).join("; "));
-    const task = await queueDailySync(db, { siteId: id, days: parsed.data.days, syncMode: parsed.data.sync_mode, maxAttempts: opts.maxAttempts });
+    const task = await queueDailySync(db, {
+      siteId: id,
+      days: parsed.data.days,
+      syncMode: parsed.data.sync_mode,
+      maxAttempts: opts.maxAttempts,
+    });
     return c.redirect(withNotice(`/ui/jobs?site_id=${id}`, "sync-queued", task.id), 303);
   });
 
@@ -335,7 +345,16 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       latest_status: last.get(s.id)?.latest_status ?? null,
       covered_days: covered.get(s.id) ?? 0,
     }));
-    return <SitesPage q={term} sites={sites} window={{ days: COVERAGE_DAYS, start, end }} draft={draft} more={more} canWrite={accessOf(c).write} />;
+    return (
+      <SitesPage
+        q={term}
+        sites={sites}
+        window={{ days: COVERAGE_DAYS, start, end }}
+        draft={draft}
+        more={more}
+        canWrite={accessOf(c).write}
+      />
+    );
   }
 
   async function jobsPage(f: JobFilters, limit: number) {
@@ -350,7 +369,11 @@ export function uiRoutes(db: Db, opts: UiOptions) {
 function accessOf(c: Context): { write: boolean; admin: boolean; who: { name: string; scope: KeyScope } | null } {
   const p = principalOf(c);
   if (p?.kind !== "key") return { write: true, admin: true, who: null };
-  return { write: scopeAllows(p.key.scope, "write"), admin: scopeAllows(p.key.scope, "admin"), who: { name: p.key.name, scope: p.key.scope } };
+  return {
+    write: scopeAllows(p.key.scope, "write"),
+    admin: scopeAllows(p.key.scope, "admin"),
+    who: { name: p.key.name, scope: p.key.scope },
+  };
 }
 
 /**

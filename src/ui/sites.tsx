@@ -1,7 +1,6 @@
 import type { Child } from "hono/jsx";
 import type { Site } from "../db/model.ts";
 import { MAX_RANGE_DAYS } from "../sync/dates.ts";
-import type { Job } from "../sync/schemas.ts";
 import { ago } from "./format.ts";
 
 export type SiteRow = Site & { last_completed_at: string | null; latest_status: string | null; covered_days: number };
@@ -71,11 +70,13 @@ export function SitesPage(props: {
                   <td>{s.category ?? "—"}</td>
                   <td>
                     {s.last_completed_at ? ago(s.last_completed_at) : "never"}
-                    {s.latest_status && s.latest_status !== "completed" ? <span class={`badge ${s.latest_status}`}>{s.latest_status}</span> : null}
+                    {s.latest_status && s.latest_status !== "completed" ? (
+                      <span class={`badge ${s.latest_status}`}>{s.latest_status}</span>
+                    ) : null}
                   </td>
                   <td>
-                    <meter min={0} max={props.window.days} value={s.covered_days} aria-label={`coverage of ${s.name}`}></meter> {s.covered_days}/
-                    {props.window.days} days
+                    <meter min={0} max={props.window.days} value={s.covered_days} aria-label={`coverage of ${s.name}`}></meter>{" "}
+                    {s.covered_days}/{props.window.days} days
                   </td>
                   <td>
                     {s.is_active ? "yes" : "no"} {props.canWrite ? <ActiveToggle site={s} returnTo={returnTo} /> : null}
@@ -104,7 +105,13 @@ function AddSite(props: { draft: SiteDraft }) {
         <form method="post" action="/ui/sites" class="stack">
           <label>
             Search Console property
-            <input name="domain" required value={props.draft.domain} placeholder="sc-domain:example.com or https://example.com/" maxlength={2048} />
+            <input
+              name="domain"
+              required
+              value={props.draft.domain}
+              placeholder="sc-domain:example.com or https://example.com/"
+              maxlength={2048}
+            />
           </label>
           <label>
             Name

@@ -15,7 +15,10 @@ function cliEnv(env: Record<string, string>) {
 }
 
 /** Runs the CLI to its end (killed after `timeoutMs`); `stdin` is written then closed. */
-export async function cli(args: string[], opts: { env?: Record<string, string>; stdin?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export async function cli(
+  args: string[],
+  opts: { env?: Record<string, string>; stdin?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   const proc = Bun.spawn([process.execPath, main, ...args], {
     cwd: root,
     env: cliEnv(opts.env ?? {}),
@@ -41,7 +44,13 @@ export type InteractiveCli = {
 
 /** Starts the CLI with a stdin to type into, reading its output as it comes. */
 export function spawnCli(args: string[], opts: { env?: Record<string, string> } = {}): InteractiveCli {
-  const proc = Bun.spawn([process.execPath, main, ...args], { cwd: root, env: cliEnv(opts.env ?? {}), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([process.execPath, main, ...args], {
+    cwd: root,
+    env: cliEnv(opts.env ?? {}),
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   let stdout = "";
   let stderr = "";
   const pump = async (s: ReadableStream<Uint8Array>, add: (t: string) => void) => {
@@ -56,7 +65,8 @@ export function spawnCli(args: string[], opts: { env?: Record<string, string> } 
       for (;;) {
         const m = re.exec(stderr);
         if (m) return m;
-        if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`no ${re} in the CLI's stderr (exit ${proc.exitCode}):\n${stderr}`);
+        if (proc.exitCode !== null || Date.now() > deadline)
+          throw new Error(`no ${re} in the CLI's stderr (exit ${proc.exitCode}):\n${stderr}`);
         await Bun.sleep(20);
       }
     },

@@ -27,7 +27,7 @@ export function requestFrom(
         res.setEncoding("utf8");
         res.on("data", (c) => (text += c));
         res.on("end", () => {
-          let json: unknown = undefined;
+          let json: unknown;
           try {
             json = text ? JSON.parse(text) : undefined;
           } catch {
@@ -45,7 +45,12 @@ export function requestFrom(
 
 /** Runs `bun run <script> ...args` against a database and returns its exit code and output. */
 export async function runScript(root: string, args: string[], env: Record<string, string>) {
-  const proc = Bun.spawn([process.execPath, ...args], { cwd: root, env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([process.execPath, ...args], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "warn", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
 }

@@ -35,7 +35,10 @@ export type Injected = {
 /** The canned answer of an injected entry. */
 function injectedResponse(x: Injected): Response {
   if (x.raw !== undefined) return new Response(x.raw, { status: x.status, headers: { "content-type": "text/html", ...x.headers } });
-  return Response.json(x.body ?? { error: { code: x.status, message: `injected ${x.status}`, status: "INJECTED" } }, { status: x.status, headers: x.headers });
+  return Response.json(x.body ?? { error: { code: x.status, message: `injected ${x.status}`, status: "INJECTED" } }, {
+    status: x.status,
+    headers: x.headers,
+  });
 }
 
 export type FakeGscOptions = {
@@ -80,7 +83,12 @@ export function fakeHourlyRows(site: string, day: string, count: number): FakeHo
     const impressions = 5 + ((i * 31 + day.length) % 200);
     const clicks = (i * 17) % (impressions + 1);
     return {
-      keys: [`${day}T${hour}:00:00-08:00`, `fake hourly query ${Math.floor(i / 24)}`, `https://${site.replace(/^sc-domain:/, "")}/h/${i % 7}`, devices[i % 3]!],
+      keys: [
+        `${day}T${hour}:00:00-08:00`,
+        `fake hourly query ${Math.floor(i / 24)}`,
+        `https://${site.replace(/^sc-domain:/, "")}/h/${i % 7}`,
+        devices[i % 3]!,
+      ],
       clicks,
       impressions,
       ctr: clicks / impressions,
@@ -172,7 +180,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
   /** The authorization-code grant (with PKCE) and the refresh-token grant, checked as Google does. */
   function userGrant(form: URLSearchParams, grant: string, fail: (e: string, d: string) => Response) {
     const clientId = form.get("client_id") ?? "";
-    if (!clients.has(clientId) || clients.get(clientId) !== form.get("client_secret")) return fail("invalid_client", "The OAuth client was not found.");
+    if (!clients.has(clientId) || clients.get(clientId) !== form.get("client_secret"))
+      return fail("invalid_client", "The OAuth client was not found.");
     let who: FakeAccount;
     let refresh: string | undefined;
     if (grant === "authorization_code") {
@@ -181,7 +190,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       codes.delete(form.get("code")!);
       if (form.get("redirect_uri") !== c.redirectUri) return fail("redirect_uri_mismatch", "Bad Request");
       const verifier = form.get("code_verifier") ?? "";
-      if (new Bun.CryptoHasher("sha256").update(verifier).digest("base64url") !== c.challenge) return fail("invalid_grant", "Invalid code verifier.");
+      if (new Bun.CryptoHasher("sha256").update(verifier).digest("base64url") !== c.challenge)
+        return fail("invalid_grant", "Invalid code verifier.");
       who = c.account;
       refresh = `rt-${crypto.randomUUID()}`;
       refreshTokens.set(refresh, { clientId, account: who, revoked: false });
@@ -210,7 +220,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     const q = url.searchParams;
     const redirectUri = q.get("redirect_uri") ?? "";
     if (!clients.has(q.get("client_id") ?? "")) return new Response("Error 401: invalid_client", { status: 401 });
-    if (!/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?\//.test(redirectUri)) return new Response("Error 400: redirect_uri_mismatch", { status: 400 });
+    if (!/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?\//.test(redirectUri))
+      return new Response("Error 400: redirect_uri_mismatch", { status: 400 });
     if (q.get("response_type") !== "code" || q.get("code_challenge_method") !== "S256" || !q.get("code_challenge")) {
       return new Response("Error 400: invalid_request (PKCE S256 required by this fake)", { status: 400 });
     }
@@ -227,7 +238,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
   function listSites(req: Request) {
     const auth = req.headers.get("authorization") ?? "";
     const who = accessTokens.get(auth.slice(7));
-    if (!auth.startsWith("Bearer ") || !accepted.has(auth.slice(7))) return googleError(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.");
+    if (!auth.startsWith("Bearer ") || !accepted.has(auth.slice(7)))
+      return googleError(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.");
     return Response.json(who && who.properties.length > 0 ? { siteEntry: who.properties } : {});
   }
 
@@ -329,7 +341,16 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     /** Registers an OAuth client (as created in Google Cloud); returns its client_secret.json content. */
     registerOAuthClient(clientId = "test-client.apps.googleusercontent.com", secret = "test-secret") {
       clients.set(clientId, secret);
-      return { installed: { client_id: clientId, client_secret: secret, project_id: "example", auth_uri: `${origin}/auth`, token_uri: `${origin}/token`, redirect_uris: ["http://localhost"] } };
+      return {
+        installed: {
+          client_id: clientId,
+          client_secret: secret,
+          project_id: "example",
+          auth_uri: `${origin}/auth`,
+          token_uri: `${origin}/token`,
+          redirect_uris: ["http://localhost"],
+        },
+      };
     },
     /** The account the consent page signs in from now on. */
     signInAs(a: FakeAccount) {

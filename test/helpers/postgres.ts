@@ -28,7 +28,10 @@ export function usePostgres() {
   afterAll(async () => {
     try {
       if (envUrl && created.length > 0) {
-        await admin(adminUrl, created.map((d) => `drop database if exists "${d}" with (force)`));
+        await admin(
+          adminUrl,
+          created.map((d) => `drop database if exists "${d}" with (force)`),
+        );
       }
     } finally {
       if (cluster) stopCluster(cluster.dir);

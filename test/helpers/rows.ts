@@ -18,7 +18,12 @@ export async function storeRows(db: Db, siteId: number, day: string, type: Searc
         .values({ site_id: siteId, date: day, search_type: type, ...r })
         .onConflictDoUpdate({
           target: [g.site_id, g.date, g.page, g.query, g.device, g.search_type],
-          set: { clicks: sql`excluded.clicks`, impressions: sql`excluded.impressions`, ctr: sql`excluded.ctr`, position: sql`excluded.position` },
+          set: {
+            clicks: sql`excluded.clicks`,
+            impressions: sql`excluded.impressions`,
+            ctr: sql`excluded.ctr`,
+            position: sql`excluded.position`,
+          },
         })
         .returning({ id: g.id });
       ids.push(Number(row!.id));
@@ -34,7 +39,14 @@ export async function deleteRows(db: Db, ids: number[]): Promise<number> {
 }
 
 /** Records a day as synced (gsc_synced_days), as the daily sync does for a final day. */
-export async function markSynced(db: Db, siteId: number, day: string, type: SearchType, rowCount: number, at = new Date().toISOString()): Promise<void> {
+export async function markSynced(
+  db: Db,
+  siteId: number,
+  day: string,
+  type: SearchType,
+  rowCount: number,
+  at = new Date().toISOString(),
+): Promise<void> {
   const d = db.t.gscSyncedDays;
   await db.tx(async (tx) => {
     await tx.delete(d).where(and(eq(d.site_id, siteId), eq(d.date, day), eq(d.search_type, type)));
@@ -52,7 +64,18 @@ export async function addSite(db: Db, domain: string, name = domain): Promise<nu
 export async function storeHourlyRows(
   db: Db,
   siteId: number,
-  rows: { date: string; hour: number; hour_timestamp: string; query: string; page: string; device: string; clicks: number; impressions: number; ctr?: number; position?: number }[],
+  rows: {
+    date: string;
+    hour: number;
+    hour_timestamp: string;
+    query: string;
+    page: string;
+    device: string;
+    clicks: number;
+    impressions: number;
+    ctr?: number;
+    position?: number;
+  }[],
 ): Promise<void> {
   const h = db.t.hourlyRankings;
   await db.tx(async (tx) => {

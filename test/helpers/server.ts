@@ -51,7 +51,15 @@ export async function startServer(
   let started: ReadyProcess;
   try {
     started = await spawnUntilReady(
-      [process.execPath, join(root, "src/main.ts"), "--workers", String(opts.workers ?? 2), "--sync-workers", String(opts.syncWorkers ?? 0), ...(opts.args ?? [])],
+      [
+        process.execPath,
+        join(root, "src/main.ts"),
+        "--workers",
+        String(opts.workers ?? 2),
+        "--sync-workers",
+        String(opts.syncWorkers ?? 0),
+        ...(opts.args ?? []),
+      ],
       {
         cwd: root,
         env: { ...process.env, DATABASE_URL: dbPath, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...opts.env },
@@ -77,7 +85,14 @@ export async function startServer(
       await stop();
       // A supervisor killed with SIGKILL (some tests do) leaves its port lock in the temp folder.
       const lock = portLockPath("127.0.0.1", port);
-      if ((await Bun.file(lock).json().catch(() => null))?.pid === proc.pid) rmSync(lock, { force: true });
+      if (
+        (
+          await Bun.file(lock)
+            .json()
+            .catch(() => null)
+        )?.pid === proc.pid
+      )
+        rmSync(lock, { force: true });
       tmp?.cleanup();
       pgdb?.drop();
     },
@@ -93,7 +108,7 @@ export async function request(base: string, method: string, path: string, body?:
   }
   const res = await fetch(base + path, init);
   const text = await res.text();
-  let json: unknown = undefined;
+  let json: unknown;
   try {
     json = text ? JSON.parse(text) : undefined;
   } catch {

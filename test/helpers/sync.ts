@@ -62,7 +62,14 @@ export async function countRows(db: Db, siteId: number): Promise<number> {
 /** Number of tasks with `status` (every task when omitted). */
 export async function countTasks(db: Db, status?: SyncTask["status"]): Promise<number> {
   const st = db.t.syncTasks;
-  return (await db.q.select({ n: count() }).from(st).where(status ? eq(st.status, status) : undefined))[0]?.n ?? 0;
+  return (
+    (
+      await db.q
+        .select({ n: count() })
+        .from(st)
+        .where(status ? eq(st.status, status) : undefined)
+    )[0]?.n ?? 0
+  );
 }
 
 /** Runs `onOrphaned` once this process's parent is gone (it was re-parented), e.g. a test runner killed hard. */

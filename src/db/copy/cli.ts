@@ -10,7 +10,9 @@ import { copyDatabase, CopyRefusedError, type CopyMode, type CopyProgress } from
 /** A postgres:// URL, or an SQLite file given as a path, file: or sqlite:/// URL (parsed as DATABASE_URL is). */
 function endpoint(v: string): DatabaseTarget {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v) && !/^(file|sqlite|postgres|postgresql):/i.test(v)) {
-    throw new InvalidArgumentError(`expected an SQLite file (a path, file: or sqlite:/// URL) or a postgres:// or postgresql:// URL, got '${v}'`);
+    throw new InvalidArgumentError(
+      `expected an SQLite file (a path, file: or sqlite:/// URL) or a postgres:// or postgresql:// URL, got '${v}'`,
+    );
   }
   try {
     return parseDatabaseUrl(v);
@@ -25,16 +27,28 @@ const program = new Command("db:copy")
   .requiredOption("--to <database>", "target, the other engine (migrated first; an SQLite file is created)", endpoint)
   .addOption(new Option("--resume", "finish an interrupted copy: keep the rows already there, copy the rest").conflicts("replace"))
   .addOption(new Option("--replace", "delete every row of the target first, then copy"))
-  .option("--batch-size <n>", "rows per insert", (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > 50_000) throw new InvalidArgumentError("expected an integer from 1 to 50000");
-    return n;
-  }, 5000)
+  .option(
+    "--batch-size <n>",
+    "rows per insert",
+    (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 50_000) throw new InvalidArgumentError("expected an integer from 1 to 50000");
+      return n;
+    },
+    5000,
+  )
   .addOption(new Option("--progress <how>", "progress on stderr").choices(["auto", "bar", "lines", "none"]).default("auto"))
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.parse();
-const o = program.opts<{ from: DatabaseTarget; to: DatabaseTarget; resume?: boolean; replace?: boolean; batchSize: number; progress: string }>();
+const o = program.opts<{
+  from: DatabaseTarget;
+  to: DatabaseTarget;
+  resume?: boolean;
+  replace?: boolean;
+  batchSize: number;
+  progress: string;
+}>();
 if (o.from.dialect === o.to.dialect) {
   console.error(
     `db:copy: --from and --to are both ${o.from.dialect === "sqlite" ? "SQLite files (copy a file with bun run backup)" : "PostgreSQL databases (use pg_dump)"}; one must be SQLite and the other PostgreSQL`,

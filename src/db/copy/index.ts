@@ -15,7 +15,6 @@ import { pgTablesByName, sqliteTablesByName } from "../pg/tables.ts";
 /** fresh: the target must be empty; resume: keep what an earlier run copied, add the rest; replace: empty the target first. */
 export type CopyMode = "fresh" | "resume" | "replace";
 
-
 export type CopyProgress = { table: string; done: number; total: number };
 export type TableCount = { table: string; source: number; target: number };
 
@@ -30,7 +29,13 @@ export type CopyOptions = {
 };
 
 /** `notCopied`: tables left alone, with the reason. */
-export type CopyResult = { counts: TableCount[]; notCopied: { table: string; why: string }[]; verified: boolean; copiedRows: number; ms: number };
+export type CopyResult = {
+  counts: TableCount[];
+  notCopied: { table: string; why: string }[];
+  verified: boolean;
+  copiedRows: number;
+  ms: number;
+};
 
 /** The copy cannot start: the message says why and what to do. Nothing was written to the target. */
 export class CopyRefusedError extends Error {}
@@ -186,7 +191,9 @@ async function copyTable(source: CopySource, target: CopyTarget, t: TablePair, o
   opts.onProgress?.({ table: t.name, done, total });
   const names = columns.map((c) => c.name);
   for await (const batch of source.read(t, names, last, opts.batchSize ?? 5000)) {
-    const rows = batch.rows.map((r) => columns.map((c, i) => (r[i] === null ? null : c.to.mapToDriverValue(c.from.mapFromDriverValue(r[i])))));
+    const rows = batch.rows.map((r) =>
+      columns.map((c, i) => (r[i] === null ? null : c.to.mapToDriverValue(c.from.mapFromDriverValue(r[i])))),
+    );
     inserted += await target.insert(t, names, rows, opts.mode === "resume").catch((err: Error) => {
       throw new Error(`${t.name}, ${batch.which}: ${err.message}`, { cause: err });
     });

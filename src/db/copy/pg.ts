@@ -2,7 +2,7 @@ import { getTableColumns } from "drizzle-orm";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import type { PgColumn } from "drizzle-orm/pg-core";
 import pg from "pg";
-import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair } from "./index.ts";
+import { CopyRefusedError, type CopySource, type CopyTarget } from "./index.ts";
 import { describePgTarget, migratePg, pgMigrationsFolder } from "../pg/migrate.ts";
 import { checkPostgresUrl } from "../pg/open.ts";
 import { pgQuerySearch } from "../pg/search-index.ts";
@@ -38,7 +38,9 @@ export function pgSource(url: string): CopySource {
       const exists = (await c.query("select to_regclass('drizzle.__drizzle_migrations') is not null as e")).rows[0]?.e;
       const applied = exists ? Number((await c.query("select max(created_at) as m from drizzle.__drizzle_migrations")).rows[0]?.m ?? 0) : 0;
       if (applied < latest) {
-        throw new CopyRefusedError(`${describePgTarget(url)} is not at the current schema: run \`DATABASE_URL=<its URL> bun run migrate\` first`);
+        throw new CopyRefusedError(
+          `${describePgTarget(url)} is not at the current schema: run \`DATABASE_URL=<its URL> bun run migrate\` first`,
+        );
       }
     },
     async begin() {
@@ -60,7 +62,9 @@ export function pgSource(url: string): CopySource {
         for (;;) {
           const r = await c.query<unknown[]>({ text: `fetch forward ${size} from copy_rows`, rowMode: "array" });
           if (r.rows.length === 0) return;
-          const which = t.id ? `rows ${r.rows[0]![idAt]}..${r.rows.at(-1)![idAt]} (id)` : `rows ${n + 1}..${n + r.rows.length} (in key order)`;
+          const which = t.id
+            ? `rows ${r.rows[0]![idAt]}..${r.rows.at(-1)![idAt]} (id)`
+            : `rows ${n + 1}..${n + r.rows.length} (in key order)`;
           n += r.rows.length;
           yield { rows: r.rows, which };
         }

@@ -1,7 +1,7 @@
 import { Database } from "bun:sqlite";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { existsSync } from "node:fs";
-import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair } from "./index.ts";
+import { CopyRefusedError, type CopySource, type CopyTarget } from "./index.ts";
 import { acquireLock, databaseLockPath, InstanceLockedError, type InstanceLock } from "../instance-lock.ts";
 import { migrate, migrationsFolder } from "../sqlite/migrate.ts";
 import { defaultPragmas, openConnection } from "../sqlite/open.ts";
@@ -70,7 +70,12 @@ export function sqliteTarget(path: string): CopyTarget {
       migrate(path);
       // The service's own lock file: no service may run on the file while it is being filled.
       try {
-        lock = acquireLock(databaseLockPath(path), `the database ${path}`, { port: 0, host: "db:copy", database: path, shared: false }, { sharable: false });
+        lock = acquireLock(
+          databaseLockPath(path),
+          `the database ${path}`,
+          { port: 0, host: "db:copy", database: path, shared: false },
+          { sharable: false },
+        );
       } catch (err) {
         if (err instanceof InstanceLockedError) throw new CopyRefusedError(`${err.message}: stop it before copying into this file`);
         throw err;

@@ -67,7 +67,9 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts } {
               stats.storageErrors++;
               stats.lastStorageError = { code: codeOf(err), message: messageOf(err), at: Date.now() };
             }
-            throw new ApiError("unavailable", "the database stayed unavailable too long; retry the request", undefined, { "Retry-After": "5" });
+            throw new ApiError("unavailable", "the database stayed unavailable too long; retry the request", undefined, {
+              "Retry-After": "5",
+            });
           }
           stats.busyRetries++;
           // Full jitter: several processes that collided must not retry in step.

@@ -39,7 +39,9 @@ export async function migratePgOrExit(url: string): Promise<number> {
   } catch (err) {
     // Drizzle wraps the server's error in "Failed query: <the whole migration>"; the cause says what went wrong.
     const cause = (err as Error).cause;
-    console.error(`fatal: migrations failed on ${describePgTarget(url)}: ${cause instanceof Error ? cause.message : (err as Error).message}`);
+    console.error(
+      `fatal: migrations failed on ${describePgTarget(url)}: ${cause instanceof Error ? cause.message : (err as Error).message}`,
+    );
     process.exit(1);
   }
 }

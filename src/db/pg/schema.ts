@@ -81,12 +81,8 @@ export const syncTasks = pgTable(
   (t) => [
     check("sync_tasks_status_check", sql`${t.status} in ('pending','running','completed','failed','cancelled')`),
     // At most one pending-or-running task per (site, type), and one scheduled task per site, type and day.
-    uniqueIndex("sync_tasks_one_active_idx")
-      .on(t.site_id, t.task_type)
-      .where(sql`status in ('pending','running')`),
-    uniqueIndex("sync_tasks_scheduled_idx")
-      .on(t.site_id, t.task_type, t.scheduled_for)
-      .where(sql`scheduled_for is not null`),
+    uniqueIndex("sync_tasks_one_active_idx").on(t.site_id, t.task_type).where(sql`status in ('pending','running')`),
+    uniqueIndex("sync_tasks_scheduled_idx").on(t.site_id, t.task_type, t.scheduled_for).where(sql`scheduled_for is not null`),
     index("sync_tasks_claim_idx").on(t.status, t.run_at, t.id),
     index("sync_tasks_site_idx").on(t.site_id, t.id),
   ],
@@ -211,10 +207,7 @@ export const apiKeys = pgTable(
     revoked_at: text("revoked_at"),
     last_used_at: text("last_used_at"),
   },
-  (t) => [
-    uniqueIndex("api_keys_prefix_unique").on(t.prefix),
-    check("api_keys_scope_check", sql`${t.scope} in ('read','write','admin')`),
-  ],
+  (t) => [uniqueIndex("api_keys_prefix_unique").on(t.prefix), check("api_keys_scope_check", sql`${t.scope} in ('read','write','admin')`)],
 );
 
 export const auditLog = pgTable(

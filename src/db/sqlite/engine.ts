@@ -119,7 +119,10 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
 
   const stats = newWriterStats();
   const fileChanged = (why: string) => {
-    const err = new ApiError("unavailable", "the database file was deleted or replaced while the service was running; writes are refused until it is restarted");
+    const err = new ApiError(
+      "unavailable",
+      "the database file was deleted or replaced while the service was running; writes are refused until it is restarted",
+    );
     err.cause = why;
     return err;
   };

@@ -39,7 +39,8 @@ export function guardFile(path: string, expected: string | null = fileIdentity(p
       checkedAt = now;
       const actual = fileIdentity(path);
       if (actual === null) problem = `the database file ${path} was deleted while in use`;
-      else if (actual !== expected) problem = `the database file ${path} was replaced by another file while in use (device:inode ${expected} became ${actual})`;
+      else if (actual !== expected)
+        problem = `the database file ${path} was replaced by another file while in use (device:inode ${expected} became ${actual})`;
       return problem;
     },
   };

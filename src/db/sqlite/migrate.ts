@@ -27,9 +27,7 @@ export function migrate(path: string, pragmas: Pragmas = defaultPragmas, folder 
     sqlite.run("BEGIN IMMEDIATE");
     try {
       sqlite.run(`CREATE TABLE IF NOT EXISTS "${table}" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)`);
-      const last = sqlite
-        .query<{ created_at: number }, []>(`SELECT created_at FROM "${table}" ORDER BY created_at DESC LIMIT 1`)
-        .get();
+      const last = sqlite.query<{ created_at: number }, []>(`SELECT created_at FROM "${table}" ORDER BY created_at DESC LIMIT 1`).get();
       let applied = 0;
       for (const m of migrations) {
         if (last && Number(last.created_at) >= m.folderMillis) continue;

@@ -60,7 +60,11 @@ export function openConnection(path: string, pragmas: Pragmas, opts: { create?: 
   try {
     sqlite = new Database(path, { create: opts.create === true, strict: true });
   } catch (err) {
-    if (!opts.create && !existsSync(path)) throw new DatabaseMissingError(`the database file ${path} does not exist (run \`bun run migrate\` or start the service to create it)`, { cause: err });
+    if (!opts.create && !existsSync(path))
+      throw new DatabaseMissingError(
+        `the database file ${path} does not exist (run \`bun run migrate\` or start the service to create it)`,
+        { cause: err },
+      );
     throw err;
   }
   try {

@@ -26,7 +26,6 @@ export const sites = sqliteTable(
   ],
 );
 
-
 export const syncTasks = sqliteTable(
   "sync_tasks",
   {
@@ -62,13 +61,9 @@ export const syncTasks = sqliteTable(
   (t) => [
     check("sync_tasks_status_check", sql`${t.status} in ('pending','running','completed','failed','cancelled')`),
     // At most one pending-or-running task per (site, type): the database, not the code, enforces it.
-    uniqueIndex("sync_tasks_one_active_idx")
-      .on(t.site_id, t.task_type)
-      .where(sql`status in ('pending','running')`),
+    uniqueIndex("sync_tasks_one_active_idx").on(t.site_id, t.task_type).where(sql`status in ('pending','running')`),
     // The scheduler creates one task per site, type and day, however many processes run it.
-    uniqueIndex("sync_tasks_scheduled_idx")
-      .on(t.site_id, t.task_type, t.scheduled_for)
-      .where(sql`scheduled_for is not null`),
+    uniqueIndex("sync_tasks_scheduled_idx").on(t.site_id, t.task_type, t.scheduled_for).where(sql`scheduled_for is not null`),
     index("sync_tasks_claim_idx").on(t.status, t.run_at, t.id),
     index("sync_tasks_site_idx").on(t.site_id, t.id),
   ],
@@ -94,15 +89,7 @@ export const gscPerformanceData = sqliteTable(
   (t) => [
     uniqueIndex("gsc_performance_data_row_unique").on(t.site_id, t.date, t.page, t.query, t.device, t.search_type),
     // Covering index for the partial-match query search: scans (site, query) without touching the table.
-    index("gsc_performance_data_site_query_idx").on(
-      t.site_id,
-      t.query,
-      t.date,
-      t.clicks,
-      t.impressions,
-      t.ctr,
-      t.position,
-    ),
+    index("gsc_performance_data_site_query_idx").on(t.site_id, t.query, t.date, t.clicks, t.impressions, t.ctr, t.position),
   ],
 );
 
@@ -197,7 +184,6 @@ export const dbConnections = sqliteTable(
   (t) => [primaryKey({ columns: [t.host, t.pid] })],
 );
 
-
 // API keys: only a SHA-256 hash of each key is stored, found by the key's public prefix.
 export const apiKeys = sqliteTable(
   "api_keys",
@@ -212,10 +198,7 @@ export const apiKeys = sqliteTable(
     revoked_at: text("revoked_at"),
     last_used_at: text("last_used_at"),
   },
-  (t) => [
-    uniqueIndex("api_keys_prefix_unique").on(t.prefix),
-    check("api_keys_scope_check", sql`${t.scope} in ('read','write','admin')`),
-  ],
+  (t) => [uniqueIndex("api_keys_prefix_unique").on(t.prefix), check("api_keys_scope_check", sql`${t.scope} in ('read','write','admin')`)],
 );
 
 // One row per write through the API, inserted in the same transaction as the change it records

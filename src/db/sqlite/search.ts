@@ -7,7 +7,15 @@ import { gscQueries, gscQueriesIndexed } from "./schema.ts";
 // is the entry point; src/db/pg/search.ts is the PostgreSQL side.
 
 export type SearchParams = { site_id: number; pattern: string; start: string; end: string; limit: number };
-export type SearchRow = { query: string; total_clicks: number; total_impressions: number; avg_ctr: number; avg_position: number; days_appeared: number; found: number };
+export type SearchRow = {
+  query: string;
+  total_clicks: number;
+  total_impressions: number;
+  avg_ctr: number;
+  avg_position: number;
+  days_appeared: number;
+  found: number;
+};
 
 // Totals of the matched queries (`matched`, defined by each search below) from the covering index
 // (site_id, query, date, clicks, impressions, ctr, position): one index range per matched query, no
@@ -89,9 +97,22 @@ export const INDEX_BATCH = 2000;
  * mark past them; returns how many. Batches cost a fraction of per-row FTS writes (BENCHMARKS.md).
  */
 export function indexPendingQueries(tx: Orm, limit = INDEX_BATCH): number {
-  const mark = tx.select({ through: gscQueriesIndexed.indexed_through }).from(gscQueriesIndexed).where(eq(gscQueriesIndexed.id, 1)).get()!.through;
-  const next = tx.select({ id: gscQueries.id }).from(gscQueries).where(gt(gscQueries.id, mark)).orderBy(gscQueries.id).limit(limit).as("next");
-  const batch = tx.select({ n: count(), last: max(next.id) }).from(next).get()!;
+  const mark = tx
+    .select({ through: gscQueriesIndexed.indexed_through })
+    .from(gscQueriesIndexed)
+    .where(eq(gscQueriesIndexed.id, 1))
+    .get()!.through;
+  const next = tx
+    .select({ id: gscQueries.id })
+    .from(gscQueries)
+    .where(gt(gscQueries.id, mark))
+    .orderBy(gscQueries.id)
+    .limit(limit)
+    .as("next");
+  const batch = tx
+    .select({ n: count(), last: max(next.id) })
+    .from(next)
+    .get()!;
   if (batch.last === null) return 0;
   // FTS5's own insert: Drizzle cannot describe the virtual table.
   tx.run(sql`insert into gsc_queries_fts (rowid, query) select id, query from gsc_queries where id > ${mark} and id <= ${batch.last}`);

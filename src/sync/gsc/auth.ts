@@ -57,7 +57,10 @@ export function readJsonFile<T>(path: string, schema: z.ZodType<T>, what: { the:
 
 /** Reads and checks a Google service-account key file; a bad one fails with a message saying why. */
 export function readServiceAccountKey(path: string): ServiceAccountKey {
-  return readJsonFile(path, KeyFileSchema, { the: "the service-account key file (GSC_SERVICE_ACCOUNT_FILE)", a: "a Google service-account key file" });
+  return readJsonFile(path, KeyFileSchema, {
+    the: "the service-account key file (GSC_SERVICE_ACCOUNT_FILE)",
+    a: "a Google service-account key file",
+  });
 }
 
 const b64url = (s: string | Buffer) => Buffer.from(s).toString("base64url");

@@ -116,7 +116,8 @@ export function createGscClient(opts: GscClientOptions) {
         } catch {
           // A proxy's or load balancer's page instead of the API's answer: retried like a 5xx.
           last = `${res.status} with a body that is not JSON: ${text.slice(0, 100)}`;
-          if (attempt >= opts.maxRetries) throw new GscError(`Search Console answered ${siteUrl}'s query with ${last} (after ${attempt + 1} attempts)`);
+          if (attempt >= opts.maxRetries)
+            throw new GscError(`Search Console answered ${siteUrl}'s query with ${last} (after ${attempt + 1} attempts)`);
           await sleep(backoff(attempt), signal);
           continue;
         }
@@ -149,7 +150,11 @@ export function createGscClient(opts: GscClientOptions) {
   }
 
   /** Every row of one query, page by page (`startRow`), until a short page. */
-  async function* paged(siteUrl: string, body: Omit<SearchAnalyticsQuery, "rowLimit" | "startRow">, signal: AbortSignal): AsyncGenerator<ApiRow[]> {
+  async function* paged(
+    siteUrl: string,
+    body: Omit<SearchAnalyticsQuery, "rowLimit" | "startRow">,
+    signal: AbortSignal,
+  ): AsyncGenerator<ApiRow[]> {
     for (let startRow = 0; ; startRow += opts.rowLimit) {
       const rows = await query(siteUrl, { ...body, rowLimit: opts.rowLimit, startRow }, signal);
       if (rows.length > 0) yield rows;
@@ -165,7 +170,13 @@ export function createGscClient(opts: GscClientOptions) {
 
   /** Every hourly row of one day (dimensions HOUR, query, page, device; dataState HOURLY_ALL; web). */
   async function* hourlyPages(siteUrl: string, day: string, signal: AbortSignal): AsyncGenerator<HourlySourceRow[]> {
-    const body = { startDate: day, endDate: day, dimensions: ["HOUR", "query", "page", "device"], type: "web" as const, dataState: "HOURLY_ALL" as const };
+    const body = {
+      startDate: day,
+      endDate: day,
+      dimensions: ["HOUR", "query", "page", "device"],
+      type: "web" as const,
+      dataState: "HOURLY_ALL" as const,
+    };
     for await (const rows of paged(siteUrl, body, signal)) yield rows.map(toHourlyRow);
   }
 

@@ -42,7 +42,10 @@ export type AuthorizedUser = z.infer<typeof AuthorizedUserSchema>;
 
 /** The OAuth client of a client_secret.json downloaded from Google Cloud. */
 export function readClientSecret(path: string): OAuthClientInfo {
-  const file = readJsonFile(path, ClientSecretSchema, { the: "the OAuth client file", a: "an OAuth client file from Google Cloud (client_secret.json)" });
+  const file = readJsonFile(path, ClientSecretSchema, {
+    the: "the OAuth client file",
+    a: "an OAuth client file from Google Cloud (client_secret.json)",
+  });
   return "installed" in file ? file.installed : file.web;
 }
 
@@ -75,7 +78,11 @@ export function writeAuthorizedUser(path: string, creds: AuthorizedUser): void {
 }
 
 /** An OAuth client (google-auth-library) for this client id, against the given endpoints. */
-export function oauthClient(info: Pick<OAuthClientInfo, "client_id" | "client_secret">, endpoints: { tokenUrl: string; authUrl?: string }, redirectUri?: string) {
+export function oauthClient(
+  info: Pick<OAuthClientInfo, "client_id" | "client_secret">,
+  endpoints: { tokenUrl: string; authUrl?: string },
+  redirectUri?: string,
+) {
   return new OAuth2Client({
     clientId: info.client_id,
     clientSecret: info.client_secret,
@@ -137,7 +144,8 @@ export function authorizedUserToken(opts: { file: string; tokenUrl?: string }): 
       client.setCredentials({ refresh_token: creds.refresh_token });
       // Google does not rotate refresh tokens, but a token endpoint that does must not lose the grant.
       client.on("tokens", (t) => {
-        if (t.refresh_token && t.refresh_token !== creds.refresh_token) writeAuthorizedUser(opts.file, { ...creds, refresh_token: t.refresh_token });
+        if (t.refresh_token && t.refresh_token !== creds.refresh_token)
+          writeAuthorizedUser(opts.file, { ...creds, refresh_token: t.refresh_token });
       });
       loaded = { stamp, client, creds };
     }
