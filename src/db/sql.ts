@@ -53,3 +53,14 @@ export function containsAnyOfJsonList(db: Db, col: SQLWrapper, json: string): SQ
     ? sql`exists (select 1 from jsonb_array_elements_text(${json}::jsonb) as l(v) where strpos(${col}, l.v) > 0)`
     : sql`exists (select 1 from json_each(${json}) where instr(${col}, value) > 0)`;
 }
+
+/** A LIKE pattern matching `term` anywhere, with %, _ and the escape character taken literally. */
+export function containsPattern(term: string): string {
+  return `%${term.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+}
+
+/**
+ * Control characters (C0, DEL, C1). SQLite's LIKE stops reading a pattern at a NUL, so `%00` would
+ * match every query; no Search Console query holds one, so a term with any is refused.
+ */
+export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;

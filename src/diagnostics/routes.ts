@@ -2,7 +2,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import { errorResponses, jsonResponse, validationHook } from "../openapi.ts";
 import { findSiteById } from "../sites/queries.ts";
-import { siteNotFound } from "../sites/routes.ts";
+import { siteNotFound } from "../sites/queries.ts";
 import { SiteIdParam } from "../sync/schemas.ts";
 import type { GscProbe } from "./gsc-probe.ts";
 import { assessHealth, checkLocks, getConnectionInfo, testDbConnection } from "./queries.ts";

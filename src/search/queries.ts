@@ -1,6 +1,7 @@
 import type { Db, Orm } from "../db/index.ts";
 import { findDataBoundsPg, searchPg } from "../db/pg/search.ts";
 import { findDataBoundsSqlite, INDEX_BATCH, indexPendingQueries, searchSqlite, type SearchParams } from "../db/sqlite/search.ts";
+import { CONTROL_CHARACTERS, containsPattern } from "../db/sql.ts";
 import { ApiError } from "../errors.ts";
 import type { QueryStats } from "./schemas.ts";
 
@@ -12,17 +13,6 @@ export { INDEX_BATCH, indexPendingQueries } from "../db/sqlite/search.ts";
 
 /** The trigram index finds substrings of at least this many characters; shorter terms scan the site's query list. */
 export const MIN_INDEXED_CHARS = 3;
-
-/** A LIKE pattern matching `term` anywhere, with %, _ and the escape character taken literally. */
-export function containsPattern(term: string): string {
-  return `%${term.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
-}
-
-/**
- * Control characters (C0, DEL, C1). SQLite's LIKE stops reading a pattern at a NUL, so `%00` would
- * match every query; no Search Console query holds one, so a term with any is refused.
- */
-export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
 
 export type SearchOptions = { siteId: number; term: string; startDate: string | null; endDate: string | null; limit: number };
 

@@ -2,7 +2,7 @@ import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
 import { errorResponses, validationHook } from "../openapi.ts";
-import { siteNotFound } from "../sites/routes.ts";
+import { siteNotFound } from "../sites/queries.ts";
 import { siteExists } from "../sync/queries.ts";
 import { findDataBounds, searchQueries } from "./queries.ts";
 import { SearchQuery, SearchResultSchema, SiteIdParam } from "./schemas.ts";

@@ -2,7 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { createSelectSchema } from "drizzle-zod";
 import { gscPerformanceData } from "../db/sqlite/schema.ts";
 import { DateString, intParam } from "../sync/schemas.ts";
-import { CONTROL_CHARACTERS } from "./queries.ts";
+import { CONTROL_CHARACTERS } from "../db/sql.ts";
 
 export { SiteIdParam } from "../sync/schemas.ts";
 

@@ -5,7 +5,7 @@ import { sites } from "../db/sqlite/schema.ts";
 import type { Site } from "../db/model.ts";
 import { likeInsensitive } from "../db/sql.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
-import { containsPattern } from "../search/queries.ts";
+import { containsPattern } from "../db/sql.ts";
 import type { CreateSite, UpdateSite } from "./schemas.ts";
 
 // Engine-neutral queries (db.q / db.t / db.tx, every builder awaited), except the three hottest ones
@@ -235,4 +235,9 @@ export async function searchSites(db: Db, opts: { term: string; limit: number })
     .where(or(likeInsensitive(db, sites.name, pattern), likeInsensitive(db, sites.domain, pattern)))
     .orderBy(asc(sites.name), asc(sites.id))
     .limit(opts.limit);
+}
+
+/** The 404 for a site id that does not exist. */
+export function siteNotFound(id: number) {
+  return new ApiError("not_found", `site ${id} not found`);
 }

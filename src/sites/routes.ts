@@ -1,6 +1,5 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
-import { ApiError } from "../errors.ts";
 import { errorResponses, jsonBody, setNextLink, validationHook } from "../openapi.ts";
 import {
   archiveSite,
@@ -12,6 +11,7 @@ import {
   purgeSite,
   restoreSite,
   updateSite,
+  siteNotFound,
 } from "./queries.ts";
 import { CreateSiteSchema, DeleteSiteQuery, ListSitesQuery, SiteIdParams, SiteSchema, UpdateSiteSchema } from "./schemas.ts";
 
@@ -147,9 +147,4 @@ export function sitesRoutes(db: Db) {
   );
 
   return app;
-}
-
-/** The 404 for an unknown site id. */
-export function siteNotFound(id: number) {
-  return new ApiError("not_found", `site ${id} not found`);
 }

@@ -4,7 +4,7 @@ import { perConnection } from "../db/sqlite/prepared.ts";
 import { sites, syncTasks } from "../db/sqlite/schema.ts";
 import type { TaskStatus } from "../db/model.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
-import { siteNotFound } from "../sites/routes.ts";
+import { siteNotFound } from "../sites/queries.ts";
 import { daysBetween } from "./dates.ts";
 import type { SyncMode } from "./handlers/days.ts";
 import { resolveRange } from "./schemas.ts";

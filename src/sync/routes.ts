@@ -2,7 +2,7 @@ import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
 import { errorResponses, jsonBody, jsonResponse, setNextLink, validationHook } from "../openapi.ts";
-import { siteNotFound } from "../sites/routes.ts";
+import { siteNotFound } from "../sites/queries.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
 import { dataDaysSummary } from "./data.ts";
 import { hourlyDaysSummary } from "./hourly-data.ts";

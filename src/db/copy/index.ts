@@ -3,6 +3,8 @@ import { getTableConfig as pgTableConfig, type PgTable } from "drizzle-orm/pg-co
 import type { DatabaseTarget } from "../../config.ts";
 import type { SQLiteTable } from "drizzle-orm/sqlite-core";
 import { pgSource, pgTarget } from "./pg.ts";
+import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair, type Batch } from "./types.ts";
+export { CopyRefusedError, type CopySource, type CopyTarget, type TablePair, type Batch } from "./types.ts";
 import { sqliteSource, sqliteTarget } from "./sqlite.ts";
 import { pgTablesByName, sqliteTablesByName } from "../pg/tables.ts";
 
@@ -38,45 +40,6 @@ export type CopyResult = {
 };
 
 /** The copy cannot start: the message says why and what to do. Nothing was written to the target. */
-export class CopyRefusedError extends Error {}
-
-/** One table in both schemas; `id` is true when its key is an integer `id` column (SQLite: the rowid). */
-export type TablePair = { name: string; sqlite: SQLiteTable; pg: PgTable; id: boolean; key: string[] };
-
-/** A batch read from the source: rows of driver values in the copy's column order, and which rows they are. */
-export type Batch = { rows: unknown[][]; which: string };
-
-/** The database being read. */
-export type CopySource = {
-  /** Refuses a database that is not at the current schema (its columns would not match the copy's). */
-  checkSchema(): Promise<void>;
-  /** Starts the snapshot that every later read and count sees. */
-  begin(): Promise<void>;
-  /** Rows of the table (with id up to `throughId`, if given). */
-  count(t: TablePair, throughId?: number): Promise<number>;
-  /** The table's rows in key order (after `afterId`, for a table with an id), `size` at a time. */
-  read(t: TablePair, columns: string[], afterId: number, size: number): AsyncIterable<Batch>;
-  close(): Promise<void>;
-};
-
-/** The database being written. */
-export type CopyTarget = {
-  /** Migrates the database and takes its lock (one copy at a time; no service on an SQLite file). */
-  open(): Promise<void>;
-  count(t: TablePair): Promise<number>;
-  /** The highest id already there (0: none, or the table has no id). */
-  maxId(t: TablePair): Promise<number>;
-  /** Deletes every row of these tables (children first). */
-  clear(tables: TablePair[]): Promise<void>;
-  /** Inserts driver values (the target's); `skipExisting` skips rows whose key is there. Returns rows inserted. */
-  insert(t: TablePair, columns: string[], rows: unknown[][], skipExisting: boolean): Promise<number>;
-  /** After a table's last batch (PostgreSQL: its identity sequence moves past the highest id). */
-  tableDone(t: TablePair): Promise<void>;
-  /** After every table: the engine's own search index brought up to date with the copied gsc_queries. */
-  finish(): Promise<void>;
-  close(): Promise<void>;
-};
-
 // Each engine's bookkeeping of its query-search index (SQLite: how far FTS5 has indexed gsc_queries). It is not
 // copied: the target sets it for its own index once the copy is done (CopyTarget.finish), and its one row,
 // there from the migrations, does not make a target "not empty".

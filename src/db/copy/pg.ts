@@ -2,7 +2,7 @@ import { getTableColumns } from "drizzle-orm";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import type { PgColumn } from "drizzle-orm/pg-core";
 import pg from "pg";
-import { CopyRefusedError, type CopySource, type CopyTarget } from "./index.ts";
+import { CopyRefusedError, type CopySource, type CopyTarget } from "./types.ts";
 import { describePgTarget, migratePg, pgMigrationsFolder } from "../pg/migrate.ts";
 import { checkPostgresUrl } from "../pg/open.ts";
 import { pgQuerySearch } from "../pg/search-index.ts";

@@ -1,7 +1,7 @@
 import { Database } from "bun:sqlite";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { existsSync } from "node:fs";
-import { CopyRefusedError, type CopySource, type CopyTarget } from "./index.ts";
+import { CopyRefusedError, type CopySource, type CopyTarget } from "./types.ts";
 import { acquireLock, databaseLockPath, InstanceLockedError, type InstanceLock } from "../instance-lock.ts";
 import { migrate, migrationsFolder } from "../sqlite/migrate.ts";
 import { defaultPragmas, openConnection } from "../sqlite/open.ts";
