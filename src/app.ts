@@ -67,47 +67,59 @@ export type AppOptions = {
   gscProbe?: GscProbe;
   /** Browser origins allowed by CORS (CORS_ORIGINS): `*` for any, else a list; none when unset or empty. */
   corsOrigins?: "*" | string[];
+  /**
+   * Wraps each middleware of the stack by name (bench/request-path.ts times them one by one); unset,
+   * the middleware is used as it is.
+   */
+  step?: (name: string, mw: MiddlewareHandler) => MiddlewareHandler;
 };
 
 /** Builds the HTTP application over one process's database handle. */
 export function createApp(db: Db, opts: AppOptions = {}) {
   const app = new OpenAPIHono({ strict: false, defaultHook: validationHook });
+  const step = opts.step ?? ((_name: string, mw: MiddlewareHandler) => mw);
 
-  app.use(requestId());
+  app.use(step("request-id", requestId()));
   // request_id on every line logged while serving the request, not only on the request line.
-  app.use((c, next) => withLogContext({ request_id: c.get("requestId") }, next));
-  app.use(httpMetricsMiddleware);
-  if (opts.requestLog) app.use(requestLog);
+  app.use(step("log-context", (c, next) => withLogContext({ request_id: c.get("requestId") }, next)));
+  app.use(step("metrics", httpMetricsMiddleware));
+  if (opts.requestLog) app.use(step("request-log", requestLog));
   // Before auth: a preflight carries no credentials and is answered here; refusals get the CORS headers too.
   const cors = corsFor(opts.corsOrigins);
-  if (cors) app.use(cors);
+  if (cors) app.use(step("cors", cors));
   // Without the headers that mean nothing for a JSON API on plain HTTP (HSTS: a TLS proxy in front sets
   // it) or only for long-gone browsers (X-XSS-Protection, X-Download-Options, Flash, DNS prefetch).
   app.use(
-    secureHeaders({
-      strictTransportSecurity: false,
-      xXssProtection: false,
-      xDownloadOptions: false,
-      xPermittedCrossDomainPolicies: false,
-      xDnsPrefetchControl: false,
-    }),
+    step(
+      "secure-headers",
+      secureHeaders({
+        strictTransportSecurity: false,
+        xXssProtection: false,
+        xDownloadOptions: false,
+        xPermittedCrossDomainPolicies: false,
+        xDnsPrefetchControl: false,
+      }),
+    ),
   );
   // Before auth, so refused writes are recorded too; the auth middleware reads and never writes.
-  app.use(auditMiddleware(db));
+  app.use(step("audit", auditMiddleware(db)));
   // The dashboard's pages answer a missing key with its login page rather than a JSON 401.
-  app.use("/ui/*", uiLoginRedirect);
+  app.use("/ui/*", step("ui-login", uiLoginRedirect));
   // Pages of the origins CORS allows may also write without a key, as a client on this machine may.
-  app.use(authMiddleware(db, { ...(opts.auth ?? defaultAuthOptions), trustedOrigins: opts.corsOrigins }, opts.rateLimit));
+  app.use(step("auth", authMiddleware(db, { ...(opts.auth ?? defaultAuthOptions), trustedOrigins: opts.corsOrigins }, opts.rateLimit)));
   // Only where a body is accepted: on every GET it cost ~1 µs of a ~24 µs request (bun run bench).
   app.on(
     ["POST", "PUT", "PATCH"],
     "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw new ApiError("payload_too_large", `request body is larger than ${MAX_BODY_BYTES} bytes`);
-      },
-    }),
+    step(
+      "body-limit",
+      bodyLimit({
+        maxSize: MAX_BODY_BYTES,
+        onError: () => {
+          throw new ApiError("payload_too_large", `request body is larger than ${MAX_BODY_BYTES} bytes`);
+        },
+      }),
+    ),
   );
 
   // The WAL bound of /health: twice the size the checkpointer truncates at means it is starved.

@@ -86,6 +86,8 @@ const envSchema = z.object({
   SQLITE_JOURNAL_SIZE_LIMIT: z.coerce.number().int().min(-1).default(67_108_864),
   SQLITE_TEMP_STORE: z.enum(["DEFAULT", "FILE", "MEMORY"]).default("MEMORY"),
   SQLITE_WAL_AUTOCHECKPOINT: int(0).default(1000),
+  // The reader's statements share one read transaction per event-loop turn (src/db/sqlite/read-snapshot.ts).
+  SQLITE_READ_SNAPSHOT_PER_TURN: bool.default(true),
 
   // Write path: how long one process keeps retrying to take the write lock before giving up with 503.
   WRITE_LOCK_TIMEOUT_MS: int(1).default(30_000),

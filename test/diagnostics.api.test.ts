@@ -270,6 +270,8 @@ test.skipIf(!sqlite)(
       const app = createApp(db);
       expect((await get("/health", app)).status).toBe(200);
       writeFileSync(path, Buffer.from("this is not an SQLite database. ".repeat(2048)));
+      // A request served later (a new event-loop turn: the reader's shared snapshot of this turn has ended).
+      await new Promise((r) => setImmediate(r));
       const r = await get("/health", app);
       expect(r.status).toBe(503);
       expect(r.json).toEqual(unusable("the database file cannot be read, or holds no schema"));

@@ -5,6 +5,7 @@ import { log } from "../log.ts";
 import type { Engine, Q, Tables } from "./engine.ts";
 import { guardFile, type FileGuard } from "./sqlite/identity.ts";
 import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./sqlite/open.ts";
+import { shareReadSnapshots } from "./sqlite/read-snapshot.ts";
 import { openPgEngine, type PgParts } from "./pg/engine.ts";
 import * as sqliteSchema from "./sqlite/schema.ts";
 import { describeStartError } from "./start-errors.ts";
@@ -84,6 +85,8 @@ export type OpenOptions = {
   expectedIdentity?: string;
   /** Log write transactions that hold the lock longer than this (ms). */
   holdWarnMs?: number;
+  /** The reader's statements share one read transaction per event-loop turn (read-snapshot.ts; default true). */
+  sharedReadSnapshots?: boolean;
 };
 
 /** The file at the path is not the one this process (or its supervisor) opened. */
@@ -115,6 +118,11 @@ export function openDb(opts: OpenOptions): Db {
     guard,
     holdWarnMs: opts.holdWarnMs,
   });
+  if (opts.sharedReadSnapshots !== false) {
+    const snapshots = shareReadSnapshots(reader);
+    // After this process's own commit the next read must see it (read your writes).
+    w.onCommit.push(() => snapshots.end());
+  }
   const read = wrapOrm(reader);
   const db: Db = {
     engine: "sqlite",
@@ -236,6 +244,7 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
     walYieldBytes: 2 * config.CHECKPOINT_TRUNCATE_BYTES,
     drainTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     expectedIdentity: config.SITESYNC_DB_IDENTITY,
+    sharedReadSnapshots: config.SQLITE_READ_SNAPSHOT_PER_TURN,
     holdWarnMs: config.WRITE_LOCK_WARN_MS,
   });
 }

@@ -1,0 +1,90 @@
+// The reader's statements share one read transaction per event-loop turn (src/db/sqlite/read-snapshot.ts):
+// one read lock per turn instead of one per statement, never at the cost of reading stale data across turns
+// or missing this process's own writes.
+import { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { shareReadSnapshots } from "../src/db/sqlite/read-snapshot.ts";
+import { tempSqliteDb } from "./helpers/db.ts";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+function setup() {
+  const t = tempSqliteDb();
+  cleanups.push(t.cleanup);
+  const other = new Database(t.path);
+  other.run("PRAGMA busy_timeout = 5000");
+  cleanups.push(() => other.close());
+  return { ...t, other };
+}
+
+const count = (db: Database) => db.query<{ n: number }, []>("SELECT count(*) AS n FROM sites").get()!.n;
+
+describe("shared read snapshots (SQLite reader)", () => {
+  test("reads of one turn share one read transaction; the next turn starts a new one", async () => {
+    const { path } = setup();
+    const reader = new Database(path);
+    cleanups.push(() => reader.close());
+    const snaps = shareReadSnapshots(reader);
+    const stmt = reader.prepare("SELECT 1 AS one FROM sites LIMIT 1");
+    for (let i = 0; i < 50; i++) stmt.all();
+    count(reader);
+    expect(reader.inTransaction).toBe(true);
+    expect(snaps.opened).toBe(1);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(reader.inTransaction).toBe(false);
+    count(reader);
+    expect(snaps.opened).toBe(2);
+  });
+
+  test("another connection's commit is seen from the next turn on, never later", async () => {
+    const { db, other } = setup();
+    const reader = db.raw.reader;
+    expect(count(reader)).toBe(0);
+    other.run("INSERT INTO sites (domain, name) VALUES ('sc-domain:a.example', 'A')");
+    // Same turn: the snapshot taken at the turn's first read.
+    expect(count(reader)).toBe(0);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(count(reader)).toBe(1);
+  });
+
+  test("this process's own commit is seen by the very next read (read your writes), even in the same turn", async () => {
+    const { db } = setup();
+    const reader = db.raw.reader;
+    expect(count(reader)).toBe(0);
+    await db.tx(async (tx) => {
+      // A read in the turn that commits: the snapshot of this turn is open when the commit lands.
+      expect(count(reader)).toBe(0);
+      await tx.insert(db.t.sites).values({ domain: "sc-domain:b.example", name: "B" });
+    });
+    // Still the same turn (the await resumes in a microtask), yet the own write is seen.
+    expect(count(reader)).toBe(1);
+    expect((await db.q.select().from(db.t.sites)).length).toBe(1);
+  });
+
+  test("code that opens its own transaction on the reader gets it (the shared one ends first)", () => {
+    const { db } = setup();
+    const reader = db.raw.reader;
+    count(reader);
+    expect(reader.inTransaction).toBe(true);
+    const begin = reader.prepare("BEGIN");
+    const commit = reader.prepare("COMMIT");
+    begin.run();
+    expect(count(reader)).toBe(0);
+    commit.run();
+    reader.run("BEGIN");
+    reader.run("COMMIT");
+    expect(reader.inTransaction).toBe(false);
+  });
+
+  test("SQLITE_READ_SNAPSHOT_PER_TURN=false (sharedReadSnapshots: false) leaves every statement on its own", () => {
+    const t = tempSqliteDb({ sharedReadSnapshots: false });
+    cleanups.push(t.cleanup);
+    count(t.db.raw.reader);
+    expect(t.db.raw.reader.inTransaction).toBe(false);
+  });
+});
