@@ -23,7 +23,7 @@ import { hasSyncApi, seedSites } from "./seed.ts";
 //   bun run bench [--duration 10] [--warmup 3] [--workers 4] [--connections 64] [--seed 1000]
 //                 [--scenarios get_one,list,...] [--rounds 1] [--demo-rows 25000] [--ingest-days 7]
 //                 [--database sqlite|postgres|postgres://…|sqlite,postgres]
-//                 [--out bench/results/latest.json] [--check]
+//                 [--out bench/results/latest.json] [--check] [--quick]
 
 /** One engine the run measures: SQLite files in the temp dir, or databases on a PostgreSQL server (null: start one). */
 type DatabaseChoice = { engine: "sqlite" } | { engine: "pg"; url: string | null };
@@ -81,6 +81,8 @@ const flagsSchema = z.object({
     .min(1)
     .default(join(import.meta.dir, "results/latest.json")),
   check: z.boolean().default(false),
+  // A short run for CI: the ratios printed, no pass/fail (a shared, noisy machine).
+  quick: z.boolean().default(false),
 });
 type Flags = z.infer<typeof flagsSchema>;
 
@@ -89,7 +91,10 @@ function readFlags(): Flags {
   try {
     raw = parseArgs({
       options: Object.fromEntries(
-        Object.keys(flagsSchema.shape).map((k) => [k, { type: k === "check" ? ("boolean" as const) : ("string" as const) }]),
+        Object.keys(flagsSchema.shape).map((k) => [
+          k,
+          { type: k === "check" || k === "quick" ? ("boolean" as const) : ("string" as const) },
+        ]),
       ),
       strict: true,
     }).values;
@@ -97,6 +102,8 @@ function readFlags(): Flags {
     console.error((err as Error).message);
     process.exit(1);
   }
+  // --quick: 2 s per scenario and side after 1 s of warm-up, the request-path scenarios, unless given.
+  if (raw.quick) raw = { duration: "2", warmup: "1", scenarios: "get_one,list,create,mixed", ...raw, check: false };
   const parsed = flagsSchema.safeParse(raw);
   if (!parsed.success) {
     for (const i of parsed.error.issues) console.error(`--${String(i.path[0])}: ${i.message}`);
