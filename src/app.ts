@@ -1,11 +1,9 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { Scalar } from "@scalar/hono-api-reference";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
-import { fileHandler, packageFile } from "./assets.ts";
 import { secureHeaders } from "hono/secure-headers";
 import { authMiddleware, defaultAuthOptions, type AuthOptions, type RateLimit } from "./auth/middleware.ts";
 import { keysRoutes } from "./auth/routes.ts";
@@ -18,7 +16,7 @@ import { analyticsRoutes } from "./analytics/routes.ts";
 import type { Db } from "./db/index.ts";
 import { defaultGscProbe, type GscProbe } from "./diagnostics/gsc-probe.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
-import { apiInfoRoutes } from "./docs.ts";
+import { apiInfoRoutes, scalarRoutes } from "./docs.ts";
 import { ApiError, dbErrorCode, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
 import { hourlyRoutes } from "./hourly/routes.ts";
 import { log, logOncePer, withLogContext } from "./log.ts";
@@ -173,12 +171,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   );
 
   app.doc31("/openapi.json", openApiInfo);
-  // The reference page's script comes from node_modules, so /docs works offline; no web fonts either.
-  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "sitesync API", cdn: "/docs/scalar.js", withDefaultFonts: false }));
-  app.get(
-    "/docs/scalar.js",
-    fileHandler(packageFile("@scalar/api-reference", "dist/browser/standalone.js"), "text/javascript; charset=utf-8"),
-  );
+  // The reference page's script comes from node_modules, so /docs works offline (src/docs.ts).
+  app.route("/", scalarRoutes());
   app.route(
     "/",
     apiInfoRoutes(() => app.getOpenAPI31Document(openApiInfo)),

@@ -1,5 +1,7 @@
+import { Scalar } from "@scalar/hono-api-reference";
 import { Hono } from "hono";
 import { html, raw } from "hono/html";
+import { fileHandler, packageFile } from "./assets.ts";
 
 /** The parts of an OpenAPI document the /redoc page reads. */
 type OpenApiDoc = {
@@ -16,6 +18,41 @@ type OpenApiDoc = {
 };
 
 const methods = ["get", "post", "put", "patch", "delete"] as const;
+
+/**
+ * The Scalar reference's settings: the script from node_modules (works offline), no web fonts, and every
+ * feature that talks to Scalar's own servers switched off — the agent chat ("Ask AI"), the developer
+ * toolbar (Configure / Share / Deploy / Generate SDK), the "Generate SDKs & MCP" offer, telemetry.
+ * The external URLs point back at this server, so even a feature missed here cannot reach another host.
+ */
+export const scalarConfig = {
+  url: "/openapi.json",
+  pageTitle: "sitesync API",
+  cdn: "/docs/scalar.js",
+  withDefaultFonts: false,
+  agent: { disabled: true },
+  mcp: { disabled: true },
+  showDeveloperTools: "never",
+  telemetry: false,
+  externalUrls: { dashboardUrl: "/docs", registryUrl: "/docs", proxyUrl: "/docs", apiBaseUrl: "/docs" },
+} as const;
+
+/** GET /docs (the Scalar reference, offline) and GET /docs/scalar.js (its script, from node_modules). */
+export function scalarRoutes() {
+  const app = new Hono();
+  app.get("/docs", Scalar({ ...scalarConfig }));
+  app.get(
+    "/docs/scalar.js",
+    fileHandler(packageFile("@scalar/api-reference", "dist/browser/standalone.js"), "text/javascript; charset=utf-8"),
+  );
+  return app;
+}
+
+/** HTML of a description's inline markdown: text escaped, `code` spans and **bold** rendered (what our descriptions use). */
+export function inlineMarkdown(text: string): string {
+  const escaped = text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+  return escaped.replace(/`([^`]+)`/g, "<code>$1</code>").replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>");
+}
 
 /**
  * GET / (the original's API info, with our own fields added) and GET /redoc: a read-only reference
@@ -61,8 +98,8 @@ export function apiInfoRoutes(openApi: () => object) {
   ${ops.map(
     (o) => html`<article>
     <h3><span class="m ${o.method.toLowerCase()}">${o.method}</span> <code>${o.path}</code></h3>
-    <p>${o.summary}</p>
-    ${o.description ? html`<p class="d">${o.description}</p>` : ""}
+    <p>${raw(inlineMarkdown(o.summary))}</p>
+    ${o.description ? html`<p class="d">${raw(inlineMarkdown(o.description))}</p>` : ""}
     ${o.params ? html`<p class="p">Parameters: ${o.params}</p>` : ""}
   </article>`,
   )}
@@ -82,13 +119,14 @@ article{border-bottom:1px solid #eee;padding:.5rem 0}
 h3{font-size:1rem;margin:.3rem 0}
 .m{display:inline-block;min-width:4.2em;text-align:center;border-radius:3px;color:#fff;font-size:.8rem;padding:0 .3em}
 .get{background:#2f8132}.post{background:#186faf}.patch,.put{background:#95507c}.delete{background:#cc3333}
-.d,.p{color:#555;font-size:.9rem}`)}
+.d,.p{color:#555;font-size:.9rem}
+code{background:#f3f3f3;border-radius:3px;padding:0 .2em;font-size:.9em}`)}
 </style>
 </head>
 <body>
 <nav><strong>${doc.info.title} ${doc.info.version}</strong><ul>${nav}</ul>
 <p><a href="/openapi.json">openapi.json</a> · <a href="/docs">interactive docs</a></p></nav>
-<main><h1>${doc.info.title} API reference</h1><p>${doc.info.description ?? ""}</p>${sections}</main>
+<main><h1>${doc.info.title} API reference</h1><p>${raw(inlineMarkdown(doc.info.description ?? ""))}</p>${sections}</main>
 </body>
 </html>`);
   });

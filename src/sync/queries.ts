@@ -232,13 +232,25 @@ export async function countRowsIngestedSince(db: Db, since: string): Promise<num
 /** Per site: when its last task completed, and its newest task's status. */
 export async function findLastSyncs(db: Db) {
   const st = db.t.syncTasks;
-  const rows = await db.q
-    .select({
-      site_id: st.site_id,
-      last_completed_at: sql<string | null>`max(case when ${st.status} = 'completed' then ${st.completed_at} end)`,
-      latest_status: sql<TaskStatus>`(select t.status from sync_tasks t where t.site_id = ${st.site_id} order by t.id desc limit 1)`,
-    })
+  // The newest task of each site by id (a correlated subquery written with drizzle left its inner
+  // `site_id` unqualified, so it compared the inner table with itself: every site got the newest task's status).
+  const newest = db.q
+    .select({ id: sql<number>`max(${st.id})`.as("id") })
     .from(st)
     .groupBy(st.site_id);
-  return new Map(rows.map((r) => [r.site_id, r]));
+  const [completed, latest] = await Promise.all([
+    db.q
+      .select({ site_id: st.site_id, last_completed_at: sql<string | null>`max(${st.completed_at})` })
+      .from(st)
+      .where(eq(st.status, "completed"))
+      .groupBy(st.site_id),
+    db.q.select({ site_id: st.site_id, status: st.status }).from(st).where(inArray(st.id, newest)),
+  ]);
+  const out = new Map<number, { site_id: number; last_completed_at: string | null; latest_status: TaskStatus | null }>();
+  for (const r of latest) out.set(r.site_id, { site_id: r.site_id, last_completed_at: null, latest_status: r.status as TaskStatus });
+  for (const r of completed) {
+    const row = out.get(r.site_id);
+    if (row) row.last_completed_at = r.last_completed_at;
+  }
+  return out;
 }

@@ -91,14 +91,16 @@ function JobRow({ job: j, returnTo, canWrite }: { job: Job; returnTo: string; ca
         <a href={`/ui/sites/${j.site_id}`}>{j.site_name}</a>
       </td>
       <td>
-        {j.start_date} – {j.end_date}
+        <span class="range">
+          {j.start_date} – {j.end_date}
+        </span>
         <br />
         <span class="muted">{j.sync_mode ?? ""}</span>
       </td>
       <td>
         <span class={`badge ${j.status}`}>{j.cancel_requested && j.status === "running" ? "cancelling" : j.status}</span>
         <br />
-        <span class="muted">
+        <span class="muted nowrap">
           {j.status === "pending"
             ? `queued ${ago(j.created_at)}`
             : j.completed_at

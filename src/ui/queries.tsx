@@ -4,9 +4,15 @@ import type { QueryStats } from "../search/schemas.ts";
 import { num } from "./format.ts";
 
 export type QueryForm = { site_id?: number; q: string; start: string; end: string };
+export type TopQueryRow = { query: string; clicks: number; impressions: number; ctr: number | null; position: number | null };
 
 /** The query search form (GET) and its results with totals. */
-export function QueriesPage(props: { sites: Site[]; form: QueryForm; result: { total: number; queries: QueryStats[] } | null }) {
+export function QueriesPage(props: {
+  sites: Site[];
+  form: QueryForm;
+  result: { total: number; queries: QueryStats[] } | null;
+  top?: { start: string; end: string; rows: TopQueryRow[] } | null;
+}) {
   const f = props.form;
   return (
     <>
@@ -32,7 +38,55 @@ export function QueriesPage(props: { sites: Site[]; form: QueryForm; result: { t
         <button type="submit">Search</button>
       </form>
       {props.result ? <Results result={props.result} /> : null}
+      {props.top ? <TopQueries top={props.top} /> : null}
     </>
+  );
+}
+
+/** The top queries by clicks (shown before any search): ctr = Σclicks/Σimpressions, impression-weighted position. */
+function TopQueries({ top }: { top: { start: string; end: string; rows: TopQueryRow[] } }) {
+  return (
+    <section aria-labelledby="h-top">
+      <h2 id="h-top">
+        Top queries by clicks, {top.start} – {top.end}
+      </h2>
+      {top.rows.length === 0 ? (
+        <p>No query data stored for these days yet: sync the site first.</p>
+      ) : (
+        <div class="scroll">
+          <table class="top-queries">
+            <thead>
+              <tr>
+                <th scope="col">Query</th>
+                <th scope="col" class="n">
+                  Clicks
+                </th>
+                <th scope="col" class="n">
+                  Impressions
+                </th>
+                <th scope="col" class="n">
+                  CTR
+                </th>
+                <th scope="col" class="n">
+                  Position
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {top.rows.map((q) => (
+                <tr>
+                  <td>{q.query}</td>
+                  <td class="n">{num(q.clicks)}</td>
+                  <td class="n">{num(q.impressions)}</td>
+                  <td class="n">{q.ctr === null ? "—" : `${num(q.ctr * 100, 2)}%`}</td>
+                  <td class="n">{num(q.position, 1)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
   );
 }
 

@@ -30,7 +30,8 @@ import { filterQuery, JobFilterForm, JobsTable, type JobFilters } from "./jobs.t
 import { Layout, Live } from "./layout.tsx";
 import { LoginPage } from "./login.tsx";
 import { loadOverview, OverviewBody } from "./overview.tsx";
-import { QueriesPage } from "./queries.tsx";
+import { QueriesPage, type TopQueryRow } from "./queries.tsx";
+import { findNewestDataDay, findTop } from "../insights/queries.ts";
 import { SitePage, SitesPage, type SiteDraft } from "./sites.tsx";
 
 export type UiOptions = {
@@ -51,7 +52,7 @@ const LIVE_MS = 1000;
 const notices: Record<string, (id: string) => string> = {
   "site-added": () => "Site added.",
   "site-updated": () => "Site updated.",
-  "sync-queued": (id) => `Sync queued as job #${id}.`,
+  "sync-queued": (id) => `Sync queued as job #${id}: the calendar below fills in as days are stored.`,
   "job-cancelled": (id) => `Job #${id} cancelled (a running job stops at its next checkpoint).`,
   "job-retried": (id) => `Queued again as job #${id}.`,
 };
@@ -178,23 +179,44 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     );
   });
 
-  app.get("/sites/:id", async (c) => {
-    const id = pathId(c.req.param("id"));
-    const site = await findSiteById(db, id);
-    if (!site) throw siteNotFound(id);
+  /** A site's calendar window: its days, their states and rows, and the daily totals behind the charts. */
+  async function coverageOf(id: number) {
     const end = newestDataDay();
     const start = addDays(end, -(SITE_DAYS - 1));
     const days = dayRange(start, end);
-    const [markers, totals, failed, recent] = await Promise.all([
+    const [markers, totals, failed] = await Promise.all([
       findSyncedDays(db, id, start, end),
       findDailyTotals(db, id, start, end),
       listJobs(db, { activeOnly: false, siteId: id, status: "failed", limit: 100 }),
-      listJobs(db, { activeOnly: false, siteId: id, limit: 10 }),
     ]);
     const finalDays = new Set([...markers.values()].map((m) => m.date));
     const rowsByDay = new Map(totals.map((t) => [t.date, t.rows]));
     const failedRanges = failed.jobs.flatMap((j) => (j.start_date && j.end_date ? [{ start: j.start_date, end: j.end_date }] : []));
     const states = dayStates(days, finalDays, rowsByDay, failedRanges);
+    // Chart values: the days with rows, and the days synced completely with none (a real 0); any other day is a gap.
+    const clicks = new Map<string, number>();
+    const impressions = new Map<string, number>();
+    for (const d of finalDays) {
+      clicks.set(d, 0);
+      impressions.set(d, 0);
+    }
+    for (const t of totals) {
+      clicks.set(t.date, t.clicks);
+      impressions.set(t.date, t.impressions);
+    }
+    return { start, end, days, states, rowsByDay, clicks, impressions };
+  }
+
+  const calendarOf = async (id: number) => {
+    const cov = await coverageOf(id);
+    return <CoverageCalendar start={cov.start} end={cov.end} states={cov.states} rowsByDay={cov.rowsByDay} />;
+  };
+
+  app.get("/sites/:id", async (c) => {
+    const id = pathId(c.req.param("id"));
+    const site = await findSiteById(db, id);
+    if (!site) throw siteNotFound(id);
+    const [cov, recent] = await Promise.all([coverageOf(id), listJobs(db, { activeOnly: false, siteId: id, limit: 10 })]);
     const here = `/ui/sites/${id}`;
     const canWrite = accessOf(c).write;
     return c.html(
@@ -202,16 +224,15 @@ export function uiRoutes(db: Db, opts: UiOptions) {
         <SitePage
           site={site}
           canWrite={canWrite}
-          calendar={<CoverageCalendar start={start} end={end} states={states} rowsByDay={rowsByDay} />}
+          calendar={
+            <Live src={`/ui/sites/${id}/calendar/stream`} event="calendar" label={`Live coverage of ${site.name}`}>
+              <CoverageCalendar start={cov.start} end={cov.end} states={cov.states} rowsByDay={cov.rowsByDay} />
+            </Live>
+          }
           charts={
             <>
-              <LineChart title="Clicks" series="clicks" days={days} values={new Map(totals.map((t) => [t.date, t.clicks]))} />
-              <LineChart
-                title="Impressions"
-                series="impressions"
-                days={days}
-                values={new Map(totals.map((t) => [t.date, t.impressions]))}
-              />
+              <LineChart title="Clicks" series="clicks" days={cov.days} values={cov.clicks} />
+              <LineChart title="Impressions" series="impressions" days={cov.days} values={cov.impressions} />
             </>
           }
           jobs={
@@ -222,6 +243,11 @@ export function uiRoutes(db: Db, opts: UiOptions) {
         />
       </Layout>,
     );
+  });
+
+  app.get("/sites/:id/calendar/stream", (c) => {
+    const id = pathId(c.req.param("id"));
+    return live(c, "calendar", LIVE_MS, () => calendarOf(id));
   });
 
   app.post("/sites/:id/active", async (c) => {
@@ -243,7 +269,8 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       syncMode: parsed.data.sync_mode,
       maxAttempts: opts.maxAttempts,
     });
-    return c.redirect(withNotice(`/ui/jobs?site_id=${id}`, "sync-queued", task.id), 303);
+    // Back to the site page: its calendar and job list are live, so the days fill in as they are stored.
+    return c.redirect(withNotice(`/ui/sites/${id}`, "sync-queued", task.id), 303);
   });
 
   app.get("/jobs", async (c) => {
@@ -301,27 +328,37 @@ export function uiRoutes(db: Db, opts: UiOptions) {
   app.get("/queries", async (c) => {
     const sites = (await listSites(db, { activeOnly: false, limit: 500 })).items;
     const q = c.req.query();
-    const form = { site_id: formId.safeParse(q.site_id).data, q: q.q ?? "", start: q.start ?? "", end: q.end ?? "" };
+    // Before any search: the first site's top queries, so the page is never blank.
+    const siteId = formId.safeParse(q.site_id).data ?? sites[0]?.id;
+    const form = { site_id: siteId, q: q.q ?? "", start: q.start ?? "", end: q.end ?? "" };
     let error: string | null = null;
     let result = null;
+    let top = null;
     if (form.site_id !== undefined) {
       if ((form.start && !isDate(form.start)) || (form.end && !isDate(form.end))) error = "Dates must be YYYY-MM-DD.";
       else if (form.q.length > 200) error = "The search term is longer than 200 characters.";
       else if (CONTROL_CHARACTERS.test(form.q)) error = "The search term contains control characters.";
       else {
         if (!(await findSiteById(db, form.site_id))) throw siteNotFound(form.site_id);
-        result = await searchQueries(db, {
-          siteId: form.site_id,
-          term: form.q,
-          startDate: form.start || null,
-          endDate: form.end || null,
-          limit: 100,
-        });
+        if (form.q.trim() === "") {
+          const end = form.end || ((await findNewestDataDay(db, form.site_id, "web")) ?? newestDataDay());
+          const start = form.start || addDays(end, -27);
+          const rows = await findTop(db, { siteId: form.site_id, start, end, searchType: "web", by: "query", limit: 50 });
+          top = { start, end, rows: rows as TopQueryRow[] };
+        } else {
+          result = await searchQueries(db, {
+            siteId: form.site_id,
+            term: form.q,
+            startDate: form.start || null,
+            endDate: form.end || null,
+            limit: 100,
+          });
+        }
       }
     }
     return c.html(
       <Layout title="Queries" active="/ui/queries" error={error} who={accessOf(c).who}>
-        {sites.length === 0 ? <p>No sites yet.</p> : <QueriesPage sites={sites} form={form} result={result} />}
+        {sites.length === 0 ? <p>No sites yet.</p> : <QueriesPage sites={sites} form={form} result={result} top={top} />}
       </Layout>,
       error ? 400 : 200,
     );

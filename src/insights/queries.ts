@@ -1,0 +1,381 @@
+import { and, asc, desc, eq, gte, lte, or, sql, type SQL, type SQLWrapper } from "drizzle-orm";
+import { first, type Db } from "../db/index.ts";
+import { containsPattern, likeInsensitive } from "../db/sql.ts";
+import { addDays, dayRange } from "../sync/dates.ts";
+
+// The reads behind the insights (dashboard, API, CLI and MCP all call these, so they show the same
+// numbers). Formulas as Search Console's: CTR = Σclicks / Σimpressions, position = the
+// impression-weighted mean of the rows' positions (Σ position×impressions / Σ impressions), never a
+// plain mean of rows. Rows come from gsc_performance_data (one row per day, page, query, device and
+// search type). Queries Google anonymizes are not in those rows, so totals summed here under-count a
+// property's clicks; `anonymized` stays null until a property-totals table is stored.
+
+type G = Db["t"]["gscPerformanceData"];
+
+/** Which rows an insight reads: a site, a day range (both included), one search type, optionally one device. */
+export type Filters = { siteId: number; start: string; end: string; searchType: string; device?: string | null };
+
+export type Metrics = { clicks: number; impressions: number; ctr: number | null; position: number | null };
+
+function where(g: G, f: Filters, ...more: (SQL | undefined)[]) {
+  return and(
+    eq(g.site_id, f.siteId),
+    gte(g.date, f.start),
+    lte(g.date, f.end),
+    eq(g.search_type, f.searchType),
+    f.device ? eq(g.device, f.device) : undefined,
+    ...more,
+  );
+}
+
+// Sums as double precision: PostgreSQL returns bigint/numeric as strings, mapWith(Number) reads both.
+const sumOf = (col: SQLWrapper) => sql<number>`coalesce(sum(${col}), 0)`.mapWith(Number);
+const weighted = (g: G) => sql<number>`coalesce(sum(${g.position} * ${g.impressions}), 0)`.mapWith(Number);
+
+/** CTR and impression-weighted position from summed clicks, impressions and position×impressions. */
+export function metricsOf(clicks: number, impressions: number, positionWeight: number): Metrics {
+  return {
+    clicks,
+    impressions,
+    ctr: impressions > 0 ? clicks / impressions : null,
+    position: impressions > 0 ? positionWeight / impressions : null,
+  };
+}
+
+const round = (n: number | null, digits: number) => (n === null ? null : Math.round(n * 10 ** digits) / 10 ** digits);
+
+/** Metrics rounded for display and answers: ctr to 4 decimals (a fraction), position to 2. */
+export function rounded(m: Metrics): Metrics {
+  return { clicks: m.clicks, impressions: m.impressions, ctr: round(m.ctr, 4), position: round(m.position, 2) };
+}
+
+/** The property's totals over the filters, its distinct queries and pages, and the daily trend (days without rows are absent: gaps). */
+export async function findOverview(db: Db, f: Filters) {
+  const g = db.t.gscPerformanceData;
+  const [total, daily] = await Promise.all([
+    db.q
+      .select({
+        clicks: sumOf(g.clicks),
+        impressions: sumOf(g.impressions),
+        weight: weighted(g),
+        queries: sql<number>`count(distinct ${g.query})`.mapWith(Number),
+        pages: sql<number>`count(distinct ${g.page})`.mapWith(Number),
+      })
+      .from(g)
+      .where(where(g, f)),
+    db.q
+      .select({ date: g.date, clicks: sumOf(g.clicks), impressions: sumOf(g.impressions), weight: weighted(g) })
+      .from(g)
+      .where(where(g, f))
+      .groupBy(g.date)
+      .orderBy(asc(g.date)),
+  ]);
+  const t = first(total)!;
+  return {
+    ...rounded(metricsOf(t.clicks, t.impressions, t.weight)),
+    queries: t.queries,
+    pages: t.pages,
+    days_with_data: daily.length,
+    days: dayRange(f.start, f.end).length,
+    // Share of clicks from anonymized queries: needs the property totals Search Console reports without the query dimension.
+    anonymized_clicks_share: null as number | null,
+    trend: daily.map((d) => ({ date: d.date, ...rounded(metricsOf(d.clicks, d.impressions, d.weight)) })),
+  };
+}
+
+export type TopOptions = Filters & { by: "query" | "page"; limit: number; contains?: string | null; order?: "clicks" | "impressions" };
+
+/** The top queries or pages by clicks (or impressions), with ctr and weighted position; `contains` filters the text (case-insensitive). */
+export async function findTop(db: Db, o: TopOptions) {
+  const g = db.t.gscPerformanceData;
+  const key = o.by === "page" ? g.page : g.query;
+  const rows = await db.q
+    .select({
+      key: sql<string>`${key}`.as("key"),
+      clicks: sumOf(g.clicks).as("clicks"),
+      impressions: sumOf(g.impressions).as("impressions"),
+      weight: weighted(g).as("weight"),
+    })
+    .from(g)
+    .where(where(g, o, o.contains ? likeInsensitive(db, key, containsPattern(o.contains)) : undefined))
+    .groupBy(key)
+    .orderBy(
+      desc(sql`${sql.raw(o.order === "impressions" ? "impressions" : "clicks")}`),
+      desc(sql`${sql.raw(o.order === "impressions" ? "clicks" : "impressions")}`),
+      asc(key),
+    )
+    .limit(o.limit);
+  return rows.map((r) => ({ [o.by]: r.key, ...rounded(metricsOf(r.clicks, r.impressions, r.weight)) }));
+}
+
+export type Period = { start: string; end: string };
+
+/** Last `days` days ending at `end` and the `days` before them (the default comparison: 28 vs 28). */
+export function defaultPeriods(end: string, days = 28): { current: Period; previous: Period } {
+  const start = addDays(end, -(days - 1));
+  return { current: { start, end }, previous: { start: addDays(start, -days), end: addDays(start, -1) } };
+}
+
+type Change = {
+  key: string;
+  previous: Metrics;
+  current: Metrics;
+  clicks_change: number;
+  clicks_change_pct: number | null;
+  /** current minus previous: negative means it moved up (better). */
+  position_change: number | null;
+};
+
+/**
+ * Two periods compared per query or page: totals of both, the winners (most clicks gained) and the
+ * losers (most clicks lost), and the biggest position moves up and down among keys with impressions in both.
+ */
+export async function comparePeriods(
+  db: Db,
+  o: Omit<Filters, "start" | "end"> & { by: "query" | "page"; current: Period; previous: Period; limit: number },
+) {
+  const g = db.t.gscPerformanceData;
+  const key = o.by === "page" ? g.page : g.query;
+  const inP = (p: Period) => sql`${g.date} between ${p.start} and ${p.end}`;
+  const s = (p: Period, col: SQLWrapper) => sql<number>`coalesce(sum(case when ${inP(p)} then ${col} end), 0)`.mapWith(Number);
+  const span: Filters = {
+    ...o,
+    start: [o.previous.start, o.current.start].sort()[0]!,
+    end: [o.previous.end, o.current.end].sort()[1]!,
+  };
+  const columns = {
+    c1: s(o.previous, g.clicks).as("c1"),
+    i1: s(o.previous, g.impressions).as("i1"),
+    w1: s(o.previous, sql`${g.position} * ${g.impressions}`).as("w1"),
+    c2: s(o.current, g.clicks).as("c2"),
+    i2: s(o.current, g.impressions).as("i2"),
+    w2: s(o.current, sql`${g.position} * ${g.impressions}`).as("w2"),
+  };
+  const inEither = or(inP(o.previous), inP(o.current));
+  const toChange = (r: { key: string; c1: number; i1: number; w1: number; c2: number; i2: number; w2: number }): Change => {
+    const previous = rounded(metricsOf(r.c1, r.i1, r.w1));
+    const current = rounded(metricsOf(r.c2, r.i2, r.w2));
+    return {
+      key: r.key,
+      previous,
+      current,
+      clicks_change: r.c2 - r.c1,
+      clicks_change_pct: r.c1 > 0 ? round(((r.c2 - r.c1) * 100) / r.c1, 1) : null,
+      position_change:
+        r.i1 > 0 && r.i2 > 0 ? round(metricsOf(r.c2, r.i2, r.w2).position! - metricsOf(r.c1, r.i1, r.w1).position!, 2) : null,
+    };
+  };
+  const perKey = (order: SQL, having: SQL) =>
+    db.q
+      .select({ key: sql<string>`${key}`.as("key"), ...columns })
+      .from(g)
+      .where(where(g, span, inEither))
+      .groupBy(key)
+      .having(having)
+      .orderBy(order, asc(key))
+      .limit(o.limit);
+  const delta = sql`(${s(o.current, g.clicks)} - ${s(o.previous, g.clicks)})`;
+  // Position moves: weighted position of the current minus the previous period, where both had impressions.
+  const both = sql`${s(o.previous, g.impressions)} > 0 and ${s(o.current, g.impressions)} > 0`;
+  const move = sql`(${s(o.current, sql`${g.position} * ${g.impressions}`)} * 1.0 / ${s(o.current, g.impressions)} - ${s(o.previous, sql`${g.position} * ${g.impressions}`)} * 1.0 / ${s(o.previous, g.impressions)})`;
+  const [totals, winners, losers, up, down] = await Promise.all([
+    db.q
+      .select({ key: sql<string>`'all'`, ...columns })
+      .from(g)
+      .where(where(g, span, inEither)),
+    perKey(desc(delta), sql`${delta} > 0`),
+    perKey(asc(delta), sql`${delta} < 0`),
+    perKey(asc(move), sql`${both} and ${move} < 0`),
+    perKey(desc(move), sql`${both} and ${move} > 0`),
+  ]);
+  const t = toChange(first(totals)!);
+  const name = (c: Change) => {
+    const { key: k, ...rest } = c;
+    return { [o.by]: k, ...rest };
+  };
+  return {
+    by: o.by,
+    previous: { ...o.previous, ...t.previous },
+    current: { ...o.current, ...t.current },
+    clicks_change: t.clicks_change,
+    clicks_change_pct: t.clicks_change_pct,
+    position_change: t.position_change,
+    winners: winners.map(toChange).map(name),
+    losers: losers.map(toChange).map(name),
+    position_gains: up.map(toChange).map(name),
+    position_losses: down.map(toChange).map(name),
+  };
+}
+
+/**
+ * Content decay: pages whose clicks fell over the last `weeks` whole weeks ending at `end` — the last
+ * week at least `minDrop` (a share) below the first, and a falling least-squares trend over all weeks.
+ * Pages with fewer than `minClicks` in the first week are left out (noise). Most clicks lost first.
+ */
+export async function findDecayingPages(
+  db: Db,
+  o: Omit<Filters, "start"> & { weeks: number; minDrop: number; minClicks: number; limit: number },
+) {
+  const g = db.t.gscPerformanceData;
+  const start = addDays(o.end, -(o.weeks * 7 - 1));
+  const weeks = Array.from({ length: o.weeks }, (_, w) => ({ start: addDays(start, w * 7), end: addDays(start, w * 7 + 6) }));
+  const cols = Object.fromEntries(
+    weeks.map((w, i) => [
+      `w${i}`,
+      sql<number>`coalesce(sum(case when ${g.date} between ${w.start} and ${w.end} then ${g.clicks} end), 0)`.mapWith(Number),
+    ]),
+  );
+  const firstWeek = cols.w0!;
+  const lastWeek = cols[`w${o.weeks - 1}`]!;
+  const rows = (await db.q
+    .select({ page: g.page, ...cols })
+    .from(g)
+    .where(where(g, { ...o, start }))
+    .groupBy(g.page)
+    .having(sql`${firstWeek} >= ${o.minClicks} and ${lastWeek} <= ${firstWeek} * ${1 - o.minDrop}`)
+    .orderBy(desc(sql`${firstWeek} - ${lastWeek}`), asc(g.page))) as ({ page: string } & Record<string, number>)[];
+  const out = [];
+  for (const r of rows) {
+    const series = weeks.map((_, i) => r[`w${i}`]!);
+    const slope = trendSlope(series);
+    if (slope >= 0) continue;
+    const before = series[0]!;
+    const after = series.at(-1)!;
+    out.push({
+      page: r.page,
+      weekly_clicks: series,
+      first_week_clicks: before,
+      last_week_clicks: after,
+      clicks_lost: before - after,
+      change_pct: round(((after - before) * 100) / before, 1),
+      trend_per_week: round(slope, 2),
+    });
+    if (out.length >= o.limit) break;
+  }
+  return { start, end: o.end, weeks: weeks, pages: out };
+}
+
+/** The least-squares slope of a series over its index (change per step). */
+export function trendSlope(ys: number[]): number {
+  const n = ys.length;
+  if (n < 2) return 0;
+  const mx = (n - 1) / 2;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  ys.forEach((y, x) => {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  });
+  return num / den;
+}
+
+/**
+ * Cannibalization: queries for which two or more pages each drew at least `minShare` of the query's
+ * impressions (and the query at least `minImpressions`), most impressions first, each with its pages.
+ */
+export async function findCannibalization(db: Db, o: Filters & { minShare: number; minImpressions: number; limit: number }) {
+  const g = db.t.gscPerformanceData;
+  const qp = db.q.$with("qp").as(
+    db.q
+      .select({
+        query: sql<string>`${g.query}`.as("query"),
+        page: sql<string>`${g.page}`.as("page"),
+        clicks: sumOf(g.clicks).as("clicks"),
+        impressions: sumOf(g.impressions).as("impressions"),
+        weight: weighted(g).as("weight"),
+      })
+      .from(g)
+      .where(where(g, o))
+      .groupBy(g.query, g.page),
+  );
+  const qt = db.q.$with("qt").as(
+    db.q
+      .select({ tquery: sql<string>`${qp.query}`.as("tquery"), total: sql<number>`sum(${qp.impressions})`.mapWith(Number).as("total") })
+      .from(qp)
+      .groupBy(qp.query)
+      .having(sql`sum(${qp.impressions}) >= ${o.minImpressions}`),
+  );
+  const shared = db.q.$with("shared").as(
+    db.q
+      .select({ squery: sql<string>`${qt.tquery}`.as("squery"), stotal: sql<number>`${qt.total}`.as("stotal") })
+      .from(qt)
+      .innerJoin(qp, eq(qp.query, qt.tquery))
+      .where(sql`${qp.impressions} >= ${qt.total} * ${o.minShare}`)
+      .groupBy(qt.tquery, qt.total)
+      .having(sql`count(*) >= 2`)
+      .orderBy(desc(qt.total), asc(qt.tquery))
+      .limit(o.limit),
+  );
+  const rows = await db.q
+    .with(qp, qt, shared)
+    .select({
+      query: qp.query,
+      page: qp.page,
+      clicks: sql<number>`${qp.clicks}`.mapWith(Number),
+      impressions: sql<number>`${qp.impressions}`.mapWith(Number),
+      weight: sql<number>`${qp.weight}`.mapWith(Number),
+      total: sql<number>`${shared.stotal}`.mapWith(Number),
+    })
+    .from(shared)
+    .innerJoin(qp, eq(qp.query, shared.squery))
+    .orderBy(desc(shared.stotal), asc(qp.query), desc(qp.impressions), asc(qp.page));
+  const byQuery = new Map<string, { query: string; impressions: number; clicks: number; pages: Record<string, unknown>[] }>();
+  for (const r of rows) {
+    let q = byQuery.get(r.query);
+    if (!q) {
+      q = { query: r.query, impressions: r.total, clicks: 0, pages: [] };
+      byQuery.set(r.query, q);
+    }
+    q.clicks += r.clicks;
+    q.pages.push({
+      page: r.page,
+      ...rounded(metricsOf(r.clicks, r.impressions, r.weight)),
+      impressions_share: round(r.total > 0 ? r.impressions / r.total : 0, 4),
+    });
+  }
+  return [...byQuery.values()].map((q) => ({
+    ...q,
+    competing_pages: q.pages.filter((p) => (p.impressions_share as number) >= o.minShare).length,
+  }));
+}
+
+/** Brand vs non-brand: the metrics of queries containing any brand term (case-insensitive) and of the others. */
+export async function findBrandSplit(db: Db, f: Filters & { terms: string[] }) {
+  const g = db.t.gscPerformanceData;
+  const isBrand = f.terms.length ? or(...f.terms.map((t) => likeInsensitive(db, g.query, containsPattern(t))))! : sql`1 = 0`;
+  const part = (brand: boolean, col: SQLWrapper) =>
+    sql<number>`coalesce(sum(case when ${brand ? isBrand : sql`not (${isBrand})`} then ${col} end), 0)`.mapWith(Number);
+  const pw = sql`${g.position} * ${g.impressions}`;
+  const row = first(
+    await db.q
+      .select({
+        bc: part(true, g.clicks),
+        bi: part(true, g.impressions),
+        bw: part(true, pw),
+        bq: sql<number>`count(distinct case when ${isBrand} then ${g.query} end)`.mapWith(Number),
+        nc: part(false, g.clicks),
+        ni: part(false, g.impressions),
+        nw: part(false, pw),
+        nq: sql<number>`count(distinct case when not (${isBrand}) then ${g.query} end)`.mapWith(Number),
+      })
+      .from(g)
+      .where(where(g, f)),
+  )!;
+  const brand = { ...rounded(metricsOf(row.bc, row.bi, row.bw)), queries: row.bq };
+  const nonBrand = { ...rounded(metricsOf(row.nc, row.ni, row.nw)), queries: row.nq };
+  const clicks = row.bc + row.nc;
+  return { terms: f.terms, brand, non_brand: nonBrand, brand_clicks_share: clicks > 0 ? round(row.bc / clicks, 4) : null };
+}
+
+/** The newest day with rows for a site and search type (null: none), the default end of every insight. */
+export async function findNewestDataDay(db: Db, siteId: number, searchType: string): Promise<string | null> {
+  const g = db.t.gscPerformanceData;
+  const row = first(
+    await db.q
+      .select({ day: sql<string | null>`max(${g.date})` })
+      .from(g)
+      .where(and(eq(g.site_id, siteId), eq(g.search_type, searchType))),
+  );
+  return row?.day ?? null;
+}

@@ -1,0 +1,177 @@
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { addDays, newestDataDay } from "../src/sync/dates.ts";
+import { request, startServer, type RunningServer } from "./helpers/server.ts";
+
+setDefaultTimeout(90_000);
+
+// One browser test per dashboard defect of issue 20 (each fails on the code before its fix): the
+// running badge, gaps in charts, the calendar's size and corners, job dates wrapping, "Start sync"
+// staying on the site page, the Queries page before a search, /redoc's backticks, Scalar's outside features.
+
+const CHROMIUM = "/usr/bin/chromium";
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && process.env.REQUIRE_BROWSER === "1") throw new Error(`${CHROMIUM} is missing and REQUIRE_BROWSER=1`);
+
+describe.skipIf(!haveChromium)("dashboard defects in chromium", () => {
+  let s: RunningServer;
+  let browser: Browser;
+  let context: BrowserContext;
+  const offsite: string[] = [];
+  let synced = 0;
+  let busy = 0;
+  let empty = 0;
+
+  async function until(what: string, f: () => Promise<boolean>, timeoutMs = 60_000) {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await f())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await Bun.sleep(100);
+    }
+  }
+
+  const addSite = async (domain: string, name: string) =>
+    (await request(s.url, "POST", "/api/v1/sites", { domain, name })).body.id as number;
+  const jobStatus = async (id: number) => (await request(s.url, "GET", `/api/v1/sync/job/${id}`)).body.status as string;
+
+  beforeAll(async () => {
+    s = await startServer({ workers: 1, syncWorkers: 1, env: { DEMO_ROWS_PER_DAY: "400", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false" } });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const own = new URL(s.url).host;
+    await context.route("**/*", (route) => {
+      const url = new URL(route.request().url());
+      if (url.host === own) return route.continue();
+      offsite.push(url.href);
+      return route.abort();
+    });
+    synced = await addSite("sc-domain:synced.example", "Synced");
+    busy = await addSite("sc-domain:busy.example", "Busy");
+    empty = await addSite("sc-domain:empty.example", "Empty");
+    // 10 days of the synced site, ending at the newest data day: the 81 days before are gaps.
+    const job = (await request(s.url, "POST", `/api/v1/sync/trigger/${synced}?days=10`)).body.job_id as number;
+    await until("the first sync", async () => (await jobStatus(job)) === "completed");
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await s?.cleanup();
+  });
+
+  async function open(path: string): Promise<Page> {
+    const page = await context.newPage();
+    const res = await page.goto(s.url + path);
+    expect(res?.status()).toBe(200);
+    return page;
+  }
+
+  test("the running badge is on the site that syncs, not on every site", async () => {
+    const job = (await request(s.url, "POST", `/api/v1/sync/trigger/${busy}?days=300`)).body.job_id as number;
+    await until("the long sync to run", async () => (await jobStatus(job)) === "running");
+    const page = await open("/ui/sites");
+    const badges = async (id: number) => page.locator(`tr[data-site="${id}"] .badge`).allTextContents();
+    expect({ busy: await badges(busy), synced: await badges(synced), empty: await badges(empty) }).toEqual({
+      busy: ["running"],
+      synced: [],
+      empty: [],
+    });
+    await page.close();
+    await request(s.url, "DELETE", `/api/v1/sync/job/${job}`);
+    await until("the long sync to stop", async () => (await jobStatus(job)) === "cancelled");
+  });
+
+  test("charts leave the days without data blank (no fall to 0), and an empty chart has no axis", async () => {
+    const page = await open(`/ui/sites/${synced}`);
+    const chart = page.locator('svg[data-series="clicks"]');
+    expect(Number(await chart.getAttribute("data-days"))).toBe(10);
+    // Only the 10 stored days are drawn: one line of 10 points, nothing at the 81 unsynced days.
+    const lines = await chart.locator("polyline").evaluateAll((ls) => ls.map((l) => l.getAttribute("points")!.trim().split(/\s+/).length));
+    expect(lines).toEqual([10]);
+    // Axis labels are distinct (the old empty axis read "1, 1, 0").
+    const ticks = await chart.locator("text[data-tick]").allTextContents();
+    expect(new Set(ticks).size).toBe(ticks.length);
+    await page.close();
+    const none = await open(`/ui/sites/${empty}`);
+    expect(await none.locator('figure.chart.empty[data-series="clicks"]').textContent()).toContain("No clicks stored");
+    expect(await none.locator("svg[data-series] text[data-tick]").count()).toBe(0);
+    await none.close();
+  });
+
+  test("the coverage calendar is wide enough to read, its cells apart (no marks at the corners)", async () => {
+    const page = await open(`/ui/sites/${synced}`);
+    const table = page.locator(".calendar table");
+    // Read in one evaluation: the live region may swap the table in between two calls.
+    expect(await page.evaluate("document.querySelector('.calendar table').getBoundingClientRect().width")).toBeGreaterThanOrEqual(400);
+    expect(await table.evaluate((t) => t.ownerDocument.defaultView!.getComputedStyle(t).borderCollapse)).toBe("separate");
+    // Neighbouring day cells leave the same visible gap across and down.
+    const end = newestDataDay();
+    const rects = await page.locator("td.day[data-date]").evaluateAll((tds) =>
+      tds.map((td) => {
+        const r = td.getBoundingClientRect();
+        return { date: td.getAttribute("data-date")!, left: r.left, right: r.right, top: r.top, bottom: r.bottom };
+      }),
+    );
+    const byDate = new Map(rects.map((r) => [r.date, r]));
+    const a = byDate.get(addDays(end, -14))!;
+    const right = byDate.get(addDays(end, -13))!;
+    const below = byDate.get(addDays(end, -7))!;
+    const across = right.left - a.right;
+    const down = below.top - a.bottom;
+    expect(across).toBeGreaterThan(1);
+    expect(Math.abs(across - down)).toBeLessThan(1);
+    await page.close();
+  });
+
+  test("job ranges stay on one line at 1280 px", async () => {
+    const page = await open("/ui/jobs");
+    const lines = await page.locator(".jobs .range").evaluateAll((spans) => spans.map((sp) => sp.getClientRects().length));
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.every((n) => n === 1)).toBe(true);
+    await page.close();
+  });
+
+  test("Start sync stays on the site page, where the calendar fills in live", async () => {
+    const page = await open(`/ui/sites/${empty}`);
+    const end = newestDataDay();
+    expect(await page.locator(`td[data-date="${end}"]`).getAttribute("data-state")).toBe("missing");
+    await page.getByLabel("Days (ending today minus 2)").fill("5");
+    await page.getByRole("button", { name: "Start sync" }).click();
+    await page.waitForURL(new RegExp(`/ui/sites/${empty}\\?notice=sync-queued`));
+    expect(await page.getByRole("status").textContent()).toContain("calendar below fills in");
+    await page.evaluate("window.marker = 7");
+    await until(
+      "the calendar to show the synced days",
+      async () => (await page.locator(`td[data-date="${end}"]`).getAttribute("data-state")) !== "missing",
+    );
+    // Without a reload: the calendar arrived over server-sent events.
+    expect(await page.evaluate("window.marker")).toBe(7);
+    await page.close();
+  });
+
+  test("the Queries page shows the top queries before any search", async () => {
+    const page = await open("/ui/queries");
+    expect(await page.locator("#h-top").textContent()).toContain("Top queries by clicks");
+    expect(await page.locator("table.top-queries tbody tr").count()).toBeGreaterThan(0);
+    await page.close();
+  });
+
+  test("/redoc renders `code` spans, no raw backticks", async () => {
+    const page = await open("/redoc");
+    const text = (await page.locator("main").textContent()) ?? "";
+    expect(text).not.toContain("`");
+    expect(await page.locator("main code").count()).toBeGreaterThan(0);
+    await page.close();
+  });
+
+  test("/docs offers no Ask AI, Generate SDK or Deploy, and asks no other server for anything", async () => {
+    const page = await open("/docs");
+    await page.waitForSelector("text=sitesync", { timeout: 30_000 });
+    await page.locator("text=Download OpenAPI Document").first().waitFor();
+    const text = (await page.locator("body").textContent()) ?? "";
+    for (const offer of ["Ask AI", "Generate SDK", "Deploy", "Developer Tools"])
+      expect({ offer, shown: text.includes(offer) }).toEqual({ offer, shown: false });
+    await page.close();
+    expect(offsite).toEqual([]);
+  });
+});
