@@ -121,11 +121,20 @@ describe("protected mode (no key exists)", () => {
       status: 403,
     },
     {
-      name: "cross-site GET is a read",
+      // Origins never authorise: loopback trust is for programs on this machine, not for scripts of other origins.
+      name: "cross-origin GET without a key (a script of another origin)",
       from: LOCAL,
       method: "GET",
       path: "/api/v1/sites",
       headers: { origin: "https://evil.example" },
+      status: 403,
+    },
+    {
+      name: "GET after following a link from another site (no Origin)",
+      from: LOCAL,
+      method: "GET",
+      path: "/api/v1/sites",
+      headers: { "sec-fetch-site": "cross-site" },
       status: 200,
     },
     {

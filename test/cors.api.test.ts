@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
+import { createApiKey } from "../src/auth/queries.ts";
 import { loadConfig } from "../src/config.ts";
 import { tempDb } from "./helpers/db.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
@@ -7,11 +8,19 @@ import { startServer, type RunningServer } from "./helpers/server.ts";
 // CORS (reference §0.5): off by default; CORS_ORIGINS as an allow-list, or `*` for the original's
 // any-origin behaviour (the Origin echoed, with credentials); preflights answered.
 
+// t: no key exists (protected mode: loopback trusted); k: a key exists and every table call sends it.
 let t: ReturnType<typeof tempDb>;
-beforeAll(() => {
+let k: ReturnType<typeof tempDb>;
+let key: string;
+beforeAll(async () => {
   t = tempDb();
+  k = tempDb();
+  key = (await createApiKey(k.db, { name: "page", scope: "write" })).key;
 });
-afterAll(() => t.cleanup());
+afterAll(async () => {
+  await t.cleanup();
+  await k.cleanup();
+});
 
 const APP = "https://app.example";
 const EVIL = "https://evil.example";
@@ -131,11 +140,13 @@ const cases: Case[] = [
   },
 ];
 
-describe("table-driven", () => {
+describe("table-driven (the page sends a key; preflights carry none)", () => {
   for (const c of cases) {
     test(`${c.name} -> ${c.status}`, async () => {
-      const app = createApp(t.db, { corsOrigins: c.origins });
-      const res = await app.request(c.path ?? "/api/v1/sites", c.init);
+      const app = createApp(k.db, { corsOrigins: c.origins });
+      const init =
+        c.init.method === "OPTIONS" ? c.init : { ...c.init, headers: { ...(c.init.headers as object), authorization: `Bearer ${key}` } };
+      const res = await app.request(c.path ?? "/api/v1/sites", init);
       expect({ name: c.name, status: res.status }).toEqual({ name: c.name, status: c.status });
       for (const [k, v] of Object.entries(c.headers)) {
         const got = res.headers.get(k);
@@ -146,11 +157,11 @@ describe("table-driven", () => {
     });
   }
 
-  test("a cross-origin create: 201 with Location exposed to the page", async () => {
-    const app = createApp(t.db, { corsOrigins: [APP] });
+  test("a cross-origin create with a key: 201 with Location exposed to the page", async () => {
+    const app = createApp(k.db, { corsOrigins: [APP] });
     const res = await app.request("/api/v1/sites", {
       method: "POST",
-      headers: { origin: APP, "sec-fetch-site": "cross-site", "content-type": "application/json" },
+      headers: { origin: APP, "sec-fetch-site": "cross-site", "content-type": "application/json", authorization: `Bearer ${key}` },
       body: JSON.stringify({ domain: "sc-domain:cors.example", name: "Cors" }),
     });
     expect(res.status).toBe(201);
@@ -158,26 +169,61 @@ describe("table-driven", () => {
     expect(res.headers.get("location")).toMatch(/^\/api\/v1\/sites\/\d+$/);
   });
 
-  // Without a key, a state-changing call from another site's page is refused (protected mode): an origin
-  // the operator listed in CORS_ORIGINS (or any, with *) is trusted like a client on this machine.
-  const writes = [
-    { origins: undefined, origin: APP, status: 403 },
-    { origins: [APP], origin: EVIL, status: 403 },
-    { origins: [APP], origin: APP, status: 201 },
-    { origins: "*" as const, origin: EVIL, status: 201 },
+  // Origins never authorise (issue 21): without a key, a page of another origin gets nothing from loopback
+  // trust — not even when CORS_ORIGINS lists it or is `*`. Before, a listed origin could create sites and
+  // mint an admin key (POST /api/v1/keys -> 201).
+  const keyless = [
+    { origins: undefined, origin: APP, method: "POST", path: "/api/v1/sites" },
+    { origins: [APP], origin: EVIL, method: "POST", path: "/api/v1/sites" },
+    { origins: [APP], origin: APP, method: "POST", path: "/api/v1/sites" },
+    { origins: "*" as const, origin: EVIL, method: "POST", path: "/api/v1/sites" },
+    { origins: [APP], origin: APP, method: "POST", path: "/api/v1/keys" },
+    { origins: "*" as const, origin: EVIL, method: "POST", path: "/api/v1/keys" },
+    { origins: "*" as const, origin: "null", method: "POST", path: "/api/v1/keys" },
+    { origins: [APP], origin: APP, method: "GET", path: "/api/v1/sites" },
+    { origins: "*" as const, origin: EVIL, method: "GET", path: "/api/v1/keys" },
+    { origins: "*" as const, origin: EVIL, method: "GET", path: "/api/v1/admin/backups" },
   ];
-  for (const [i, w] of writes.entries()) {
-    test(`cross-site POST without a key from ${w.origin}, CORS_ORIGINS=${JSON.stringify(w.origins ?? "")} -> ${w.status}`, async () => {
+  for (const [i, w] of keyless.entries()) {
+    test(`keyless ${w.method} ${w.path} from ${w.origin}, CORS_ORIGINS=${JSON.stringify(w.origins ?? "")} -> 403`, async () => {
       const app = createApp(t.db, { corsOrigins: w.origins });
-      const res = await app.request("/api/v1/sites", {
-        method: "POST",
+      const body =
+        w.method === "GET"
+          ? undefined
+          : JSON.stringify(
+              w.path === "/api/v1/keys" ? { name: `evil${i}`, scope: "admin" } : { domain: `sc-domain:w${i}.cors.example`, name: "W" },
+            );
+      const res = await app.request(w.path, {
+        method: w.method,
         headers: { origin: w.origin, "sec-fetch-site": "cross-site", "content-type": "application/json" },
-        body: JSON.stringify({ domain: `sc-domain:write${i}.cors.example`, name: "W" }),
+        body,
       });
-      expect(res.status).toBe(w.status);
-      if (w.status === 403) expect(((await res.json()) as { detail: string }).detail).toMatch(/cross-site/);
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { detail: string }).detail).toMatch(/cross-(site|origin)/);
     });
   }
+
+  test("no key was minted and no site created by the refused calls; the same calls from this machine (no Origin) work", async () => {
+    const app = createApp(t.db, { corsOrigins: "*" });
+    expect(((await (await app.request("/api/v1/keys")).json()) as unknown[]).length).toBe(0);
+    expect(((await (await app.request("/api/v1/sites")).json()) as unknown[]).length).toBe(0);
+    const res = await app.request("/api/v1/sites", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ domain: "sc-domain:local.cors.example", name: "Local" }),
+    });
+    expect(res.status).toBe(201);
+  });
+
+  test("same-origin pages (the dashboard) and links followed from elsewhere keep loopback trust", async () => {
+    const app = createApp(t.db, { corsOrigins: [APP] });
+    const same = await app.request("http://localhost:8000/api/v1/sites", {
+      headers: { origin: "http://localhost:8000", host: "localhost:8000" },
+    });
+    expect(same.status).toBe(200);
+    const link = await app.request("/ui/sites", { headers: { "sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate" } });
+    expect(link.status).toBe(200);
+  });
 });
 
 describe("CORS_ORIGINS", () => {
@@ -210,6 +256,8 @@ describe("CORS_ORIGINS", () => {
         expect(pre.status).toBe(204);
         expect(pre.headers.get("access-control-allow-origin")).toBe(APP);
         const ok = await fetch(`${s.url}/api/v1/sites`, { headers: { origin: APP } });
+        // The page gets the CORS headers (it can read the answer), here a 403: it sent no key.
+        expect(ok.status).toBe(403);
         expect(ok.headers.get("access-control-allow-origin")).toBe(APP);
         const other = await fetch(`${s.url}/api/v1/sites`, { headers: { origin: EVIL } });
         expect(other.headers.get("access-control-allow-origin")).toBeNull();

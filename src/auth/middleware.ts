@@ -20,11 +20,6 @@ export type AuthOptions = {
   allowedHosts: readonly string[];
   /** How often last_used_at is written (one write for all keys used meanwhile). */
   touchIntervalMs?: number;
-  /**
-   * Origins whose pages the operator allowed with CORS_ORIGINS (`*`: any): their state-changing calls
-   * are not refused as cross-site; they are trusted like a client on this machine.
-   */
-  trustedOrigins?: "*" | readonly string[];
 };
 
 export const defaultAuthOptions: AuthOptions = { mode: "auto", localAddresses: ["127.0.0.0/8", "::1"], allowedHosts: [] };
@@ -188,11 +183,6 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     return LOOPBACK;
   }
 
-  const originTrusted = (c: Context) => {
-    const origin = c.req.header("origin");
-    return origin !== undefined && (opts.trustedOrigins === "*" || (opts.trustedOrigins ?? []).includes(origin));
-  };
-
   return async (c, next) => {
     const path = c.req.path;
     // Preflights carry no credentials and change nothing (CORS answers them).
@@ -218,9 +208,20 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     // A key from a header cannot come from a forged form; one from the dashboard's cookie can (a
     // same-site page gets SameSite=Strict cookies sent), like loopback trust.
     const ambient = principal!.kind !== "key" || (c.req.header("authorization") === undefined && c.req.header("x-api-key") === undefined);
-    if (ambient && !isSafeMethod(c.req.method) && isCrossSite(c) && !originTrusted(c)) {
-      // Without a key the browser's ambient trust (loopback, open network) is all a forged form needs.
+    // Origins never authorise: CORS_ORIGINS lets a page read answers, but only a key it sends gives it rights.
+    // Without a key the browser's ambient trust (loopback, open network, the dashboard cookie) is all a
+    // forged form or a script on another site would need.
+    const safe = isSafeMethod(c.req.method);
+    if (ambient && !safe && isCrossSite(c)) {
       throw new ApiError("forbidden", "cross-site request refused: state-changing calls from another site's page need an API key");
+    }
+    // Loopback trust is for programs on this machine, not for pages a browser here shows: a script of
+    // another origin (it sends Origin) reads nothing without a key. (A link followed to the dashboard sends none.)
+    if (principal!.kind === "loopback" && safe && c.req.header("origin") !== undefined && isCrossSite(c)) {
+      throw new ApiError(
+        "forbidden",
+        "cross-origin request refused: a page of another origin cannot use this machine's keyless (loopback) trust; send an API key",
+      );
     }
     if (principal!.kind === "key") {
       const needs = requiredScope(c.req.method, path);
