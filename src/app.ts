@@ -13,6 +13,7 @@ import { backupDirOf } from "./backup/backup.ts";
 import { backupRoutes, type BackupApiOptions } from "./backup/routes.ts";
 import { defaults } from "./config.ts";
 import { analyticsRoutes } from "./analytics/routes.ts";
+import { compatPath, compatRoutes } from "./compat/routes.ts";
 import type { Db } from "./db/index.ts";
 import { defaultGscProbe, type GscProbe } from "./diagnostics/gsc-probe.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
@@ -74,7 +75,8 @@ export type AppOptions = {
 
 /** Builds the HTTP application over one process's database handle. */
 export function createApp(db: Db, opts: AppOptions = {}) {
-  const app = new OpenAPIHono({ strict: false, defaultHook: validationHook });
+  // Routing ignores trailing slashes and maps the original's old paths to today's (src/compat).
+  const app = new OpenAPIHono({ getPath: compatPath, defaultHook: validationHook });
   const step = opts.step ?? ((_name: string, mw: MiddlewareHandler) => mw);
 
   app.use(step("request-id", requestId()));
@@ -135,6 +137,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1", syncRoutes(audited, opts.sync));
   app.route("/api/v1", searchRoutes(audited));
   app.route("/api/v1/analytics", hourlyRoutes(audited));
+  // Before analytics: answers v2-era ranking-data bodies, and the v3 tool endpoints.
+  app.route("/", compatRoutes(audited));
   app.route("/api/v1", analyticsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts }));
   app.route("/api/v1/keys", keysRoutes(audited));
   app.route("/api/v1/audit", auditRoutes(db));

@@ -33,7 +33,11 @@ export const daysArg = z
 
 const limitArg = (def: number, max: number) => z.number().int().min(1).max(max).default(def).describe(`Most rows returned (1-${max}).`);
 
-const pagesArg = z.array(z.string().min(1)).min(1).max(500).describe("Full page URLs, as stored (e.g. 'https://example.com/a').");
+const pagesArg = z
+  .array(z.string().min(1))
+  .min(1)
+  .max(500)
+  .describe("Page URLs as stored (e.g. 'https://example.com/a'), or paths relative to the site ('/a'): every stored URL with that path.");
 
 export const listSitesArgs = {
   active_only: z.boolean().default(false).describe("Only active sites."),
@@ -58,7 +62,7 @@ export const queryArgs = {
 
 export const pageQueriesArgs = {
   ...siteArgs,
-  page: z.string().min(1).describe("Full page URL."),
+  page: z.string().min(1).describe("Page URL, or a path relative to the site ('/trail-running')."),
   days: daysArg,
   search_type: searchTypeArg,
   limit: limitArg(50, 1000),

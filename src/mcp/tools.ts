@@ -32,6 +32,7 @@ import {
   trackPagesArgs,
 } from "./schemas.ts";
 import { expandSitePlaceholders, runReadOnlySql } from "./sql.ts";
+import { resolvePages } from "../compat/pages.ts";
 
 export type McpOptions = {
   /** The `query` tool's time limit: its child process is killed after this. */
@@ -107,7 +108,10 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
     pageQueriesArgs,
     async (a) => {
       const s = await scope(a);
-      return { site_id: s.siteId, since: s.since, rows: await findPageQueries(db, { ...s, page: a.page, limit: a.limit }) };
+      // A page may be given relative to the site (`/trail-running`): every stored URL with that path.
+      const pages = await resolvePages(db, s.siteId, [a.page]);
+      const rows = (await Promise.all(pages.map((page) => findPageQueries(db, { ...s, page, limit: a.limit })))).flat();
+      return { site_id: s.siteId, since: s.since, ...(pages.length > 1 || pages[0] !== a.page ? { pages } : {}), rows };
     },
   );
 
@@ -135,7 +139,7 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
       return {
         site_id: s.siteId,
         since: s.since,
-        rows: await trackPages(db, { ...s, pages: a.pages, keywords: a.keywords, limit: a.limit }),
+        rows: await trackPages(db, { ...s, pages: await resolvePages(db, s.siteId, a.pages), keywords: a.keywords, limit: a.limit }),
       };
     },
   );
@@ -146,7 +150,10 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
     pagesQueriesArgs,
     async (a) => {
       const s = await scope(a);
-      return { site_id: s.siteId, rows: await findPagesQueries(db, { ...s, pages: a.pages, limit: a.limit }) };
+      return {
+        site_id: s.siteId,
+        rows: await findPagesQueries(db, { ...s, pages: await resolvePages(db, s.siteId, a.pages), limit: a.limit }),
+      };
     },
   );
 
@@ -177,11 +184,14 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
     },
   );
 
+  // Honest capabilities: the tool list of this stateless server never changes while a client is
+  // connected, and no notification could reach the client anyway (the SDK says listChanged: true).
+  server.server.registerCapabilities({ tools: { listChanged: false } });
   return server;
 }
 
 /** The two periods compare_periods compares, for its period_type (dates in UTC). */
-async function periodsOf(db: Db, s: Scope, type: string, custom?: { period1: Period; period2: Period }): Promise<[Period, Period]> {
+export async function periodsOf(db: Db, s: Scope, type: string, custom?: { period1: Period; period2: Period }): Promise<[Period, Period]> {
   const today = dayOf(new Date());
   if (type === "week") {
     const monday = addDays(today, -((new Date(`${today}T00:00:00Z`).getUTCDay() + 6) % 7));
