@@ -73,6 +73,22 @@ describe("in-process", () => {
     expect((await rows())[0]!.request_id).toBe(created.headers.get("x-request-id"));
   });
 
+  test("a change of a site that does not exist is audited as failed 404, never ok (PATCH, DELETE, purge, restore)", async () => {
+    const before = (await rows()).length;
+    const missing = 987_654;
+    expect((await call("PATCH", `/api/v1/sites/${missing}`, { name: "X" })).status).toBe(404);
+    expect((await call("DELETE", `/api/v1/sites/${missing}`)).status).toBe(404);
+    expect((await call("DELETE", `/api/v1/sites/${missing}?purge=true&confirm=x`)).status).toBe(404);
+    expect((await call("POST", `/api/v1/sites/${missing}/restore`)).status).toBe(404);
+    const got = (await rows()).slice(before).map((r) => [r.action, r.target, r.outcome, r.status]);
+    expect(got).toEqual([
+      ["PATCH /api/v1/sites/:id", `site:${missing}`, "failed", 404],
+      ["DELETE /api/v1/sites/:id", `site:${missing}`, "failed", 404],
+      ["DELETE /api/v1/sites/:id (purge)", `site:${missing}`, "failed", 404],
+      ["POST /api/v1/sites/:id/restore", `site:${missing}`, "failed", 404],
+    ]);
+  });
+
   test("keys: the actor is the key's name; a wrong scope is recorded as denied", async () => {
     const { key, info } = await createApiKey(t.db, { name: "reader", scope: "read" });
     const before = (await rows()).length;

@@ -148,18 +148,21 @@ export async function createSite(db: Db, input: CreateSite): Promise<Site> {
 }
 
 /** Applies a partial update; undefined when the site does not exist. */
-export async function updateSite(db: Db, id: number, patch: UpdateSite): Promise<Site | undefined> {
+export async function updateSite(db: Db, id: number, patch: UpdateSite): Promise<Site> {
   const { sites } = db.t;
   try {
-    return await db.tx(async (tx) =>
-      first(
+    return await db.tx(async (tx) => {
+      const site = first(
         await tx
           .update(sites)
           .set({ ...patch, updated_at: new Date().toISOString() })
           .where(eq(sites.id, id))
           .returning(),
-      ),
-    );
+      );
+      // Thrown inside the transaction, so no "ok" audit row commits for a site that is not there.
+      if (!site) throw siteNotFound(id);
+      return site;
+    });
   } catch (err) {
     if (isUniqueViolation(err) && patch.domain !== undefined) throw domainTaken(patch.domain);
     throw err;
@@ -168,15 +171,16 @@ export async function updateSite(db: Db, id: number, patch: UpdateSite): Promise
 
 /**
  * Archives a site: hidden from lists, never scheduled or synced again (its pending tasks are cancelled,
- * a running one stops at its next checkpoint), every row kept. Undefined when the site does not exist;
- * archiving an archived site changes nothing.
+ * a running one stops at its next checkpoint), every row kept. A missing site is a 404 (thrown inside the
+ * transaction: nothing, not even an audit row, commits); archiving an archived site changes nothing.
  */
-export async function archiveSite(db: Db, id: number): Promise<Site | undefined> {
+export async function archiveSite(db: Db, id: number): Promise<Site> {
   const { sites, syncTasks } = db.t;
   return db.tx(async (tx) => {
     const now = new Date().toISOString();
     const site = first(await tx.select().from(sites).where(eq(sites.id, id)));
-    if (!site || site.archived_at !== null) return site;
+    if (!site) throw siteNotFound(id);
+    if (site.archived_at !== null) return site;
     await tx
       .update(syncTasks)
       .set({ status: "cancelled", cancel_requested: true, completed_at: now, error: "site archived" })
@@ -185,31 +189,32 @@ export async function archiveSite(db: Db, id: number): Promise<Site | undefined>
       .update(syncTasks)
       .set({ cancel_requested: true })
       .where(and(eq(syncTasks.site_id, id), inArray(syncTasks.status, ["running"])));
-    return first(await tx.update(sites).set({ archived_at: now, updated_at: now }).where(eq(sites.id, id)).returning());
+    return first(await tx.update(sites).set({ archived_at: now, updated_at: now }).where(eq(sites.id, id)).returning())!;
   });
 }
 
-/** Brings an archived site back (lists, schedule, syncs); undefined when the site does not exist. */
-export async function restoreSite(db: Db, id: number): Promise<Site | undefined> {
+/** Brings an archived site back (lists, schedule, syncs); a missing site is a 404 thrown inside the transaction. */
+export async function restoreSite(db: Db, id: number): Promise<Site> {
   const { sites } = db.t;
   return db.tx(async (tx) => {
     const site = first(await tx.select().from(sites).where(eq(sites.id, id)));
-    if (!site || site.archived_at === null) return site;
+    if (!site) throw siteNotFound(id);
+    if (site.archived_at === null) return site;
     return first(
       await tx.update(sites).set({ archived_at: null, updated_at: new Date().toISOString() }).where(eq(sites.id, id)).returning(),
-    );
+    )!;
   });
 }
 
 /**
  * Deletes a site for good with its sync tasks and synced data (foreign keys cascade), only when
- * `confirm` repeats its domain; false when the site does not exist.
+ * `confirm` repeats its domain; a missing site is a 404 thrown inside the transaction.
  */
-export async function purgeSite(db: Db, id: number, confirm: string | undefined): Promise<boolean> {
+export async function purgeSite(db: Db, id: number, confirm: string | undefined): Promise<void> {
   const { sites } = db.t;
   return db.tx(async (tx) => {
     const site = first(await tx.select({ domain: sites.domain }).from(sites).where(eq(sites.id, id)));
-    if (!site) return false;
+    if (!site) throw siteNotFound(id);
     if (confirm !== site.domain) {
       throw new ApiError(
         "validation_failed",
@@ -217,7 +222,7 @@ export async function purgeSite(db: Db, id: number, confirm: string | undefined)
         [{ path: "confirm", message: "must equal the site's domain" }],
       );
     }
-    return (await tx.delete(sites).where(eq(sites.id, id)).returning({ id: sites.id })).length > 0;
+    await tx.delete(sites).where(eq(sites.id, id));
   });
 }
 

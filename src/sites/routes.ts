@@ -99,9 +99,7 @@ export function sitesRoutes(db: Db) {
     }),
     async (c) => {
       const { id } = c.req.valid("param");
-      const site = await updateSite(db, id, c.req.valid("json"));
-      if (!site) throw siteNotFound(id);
-      return c.json(site, 200);
+      return c.json(await updateSite(db, id, c.req.valid("json")), 200);
     },
   );
 
@@ -120,8 +118,8 @@ export function sitesRoutes(db: Db) {
     async (c) => {
       const { id } = c.req.valid("param");
       const q = c.req.valid("query");
-      const found = q.purge ? await purgeSite(db, id, q.confirm) : (await archiveSite(db, id)) !== undefined;
-      if (!found) throw siteNotFound(id);
+      if (q.purge) await purgeSite(db, id, q.confirm);
+      else await archiveSite(db, id);
       return c.body(null, 204);
     },
   );
@@ -140,9 +138,7 @@ export function sitesRoutes(db: Db) {
     }),
     async (c) => {
       const { id } = c.req.valid("param");
-      const site = await restoreSite(db, id);
-      if (!site) throw siteNotFound(id);
-      return c.json(site, 200);
+      return c.json(await restoreSite(db, id), 200);
     },
   );
 

@@ -253,8 +253,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
   app.post("/sites/:id/active", async (c) => {
     const id = pathId(c.req.param("id"));
     const form = await c.req.parseBody();
-    const site = await updateSite(db, id, { is_active: text(form.is_active) === "true" });
-    if (!site) throw siteNotFound(id);
+    await updateSite(db, id, { is_active: text(form.is_active) === "true" });
     return c.redirect(withNotice(returnTo(form.return_to, `/ui/sites/${id}`), "site-updated"), 303);
   });
 

@@ -1,9 +1,8 @@
 import { getTableColumns, getTableName } from "drizzle-orm";
-import { getTableConfig as pgTableConfig, type PgTable } from "drizzle-orm/pg-core";
+import { getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
 import type { DatabaseTarget } from "../../config.ts";
-import type { SQLiteTable } from "drizzle-orm/sqlite-core";
 import { pgSource, pgTarget } from "./pg.ts";
-import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair, type Batch } from "./types.ts";
+import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair } from "./types.ts";
 export { CopyRefusedError, type CopySource, type CopyTarget, type TablePair, type Batch } from "./types.ts";
 import { sqliteSource, sqliteTarget } from "./sqlite.ts";
 import { pgTablesByName, sqliteTablesByName } from "../pg/tables.ts";
