@@ -107,8 +107,10 @@ describe("sync", () => {
     const demo = await run(["sync", "alpha.example", "2"]);
     expect(demo.code).toBe(0);
     expect(demo.stdout).toMatch(/job \d+ daily_sync alpha\.example: completed 2\/2 days \(100%\) synced 2, skipped 0, failed 0, 56 rows/);
-    // Not a terminal: one progress line per change on stderr.
+    // Not a terminal: one progress line per change on stderr; the final state once, on stdout (not twice).
     expect(demo.stderr).toMatch(/Queued job \d+: daily_sync of site/);
+    expect(demo.stderr).not.toContain(": completed");
+    expect(demo.stdout.match(/: completed/g)).toHaveLength(1);
     expect(fake.requests.length).toBe(0);
 
     // `auth login` happened meanwhile (the file appears): no restart needed.
@@ -205,7 +207,15 @@ describe("sync", () => {
     expect(active.jobs.map((j: { id: number }) => j.id)).toEqual([queued.body.job_id]);
     const cancelled = await run(["cancel", String(queued.body.job_id)]);
     expect(cancelled.code).toBe(0);
-    expect(cancelled.stdout).toContain("cancelled");
+    // It says what it did.
+    expect(cancelled.stdout.trim()).toBe(
+      `Cancelled job ${queued.body.job_id} (daily_sync of alpha.example): it was pending and will not run.`,
+    );
+    const again = await run(["cancel", String(queued.body.job_id)]);
+    expect({ code: again.code, stderr: again.stderr.trim() }).toEqual({
+      code: 1,
+      stderr: `error: job ${queued.body.job_id} had already ended (cancelled): nothing to cancel`,
+    });
     const followed = await run(["follow", String(queued.body.job_id)]);
     expect(followed.code).toBe(3);
     const listed = await run(["jobs", "--limit", "3"]);
@@ -280,15 +290,17 @@ describe("export", () => {
     expect(lines[0]).toBe("date,page,query,device,search_type,clicks,impressions,ctr,position");
     expect(lines.length - 1).toBe(await rowsOf("sc-domain:alpha.example"));
     expect(lines.length - 1).toBeGreaterThan(100);
+    expect(r.stderr.trim()).toBe(`Exported ${lines.length - 1} rows of sc-domain:alpha.example`);
   });
 
   test("json to a file: one array, streamed; filters go to the service", async () => {
     const file = join(dir.dir, "alpha.json");
     const r = await run(["export", "alpha.example", "--format", "json", "-o", file]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`Wrote \\d+ bytes to ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
     const rows = JSON.parse(readFileSync(file, "utf8")) as { search_type: string; clicks: number }[];
     expect(rows.length).toBe(await rowsOf("sc-domain:alpha.example"));
+    // Rows, not bytes.
+    expect(r.stderr.trim()).toBe(`Exported ${rows.length} rows of sc-domain:alpha.example to ${file}`);
     expect(typeof rows[0]!.clicks).toBe("number");
     const images = await run(["export", "alpha.example", "--format", "jsonl", "--search-type", "image"]);
     const lines = images.stdout
@@ -318,8 +330,12 @@ describe("talking to the service", () => {
 
   // Last: once a key exists the service wants one from everybody, loopback included.
   test("--api-key / SITESYNC_API_KEY is sent as a Bearer token; without one the refusal says which option to give", async () => {
-    const created = await request(server.url, "POST", "/api/v1/keys", { name: "cli-test", scope: "write" });
+    const admin = await request(server.url, "POST", "/api/v1/keys", { name: "cli-admin", scope: "admin" });
+    expect(admin.status).toBe(201);
+    const asAdmin = { authorization: `Bearer ${admin.body.key}` };
+    const created = await request(server.url, "POST", "/api/v1/keys", { name: "cli-test", scope: "write" }, asAdmin);
     expect(created.status).toBe(201);
+    const readOnly = await request(server.url, "POST", "/api/v1/keys", { name: "cli-read", scope: "read" }, asAdmin);
     const key = created.body.key as string;
     const refused = await run(["sites", "list"]);
     expect(refused.code).toBe(1);
@@ -327,6 +343,10 @@ describe("talking to the service", () => {
     const byFlag = await run(["--api-key", key, "--json", "sites", "list"]);
     expect(byFlag.code).toBe(0);
     expect(JSON.parse(byFlag.stdout).length).toBe(3);
+    // A key whose scope is too narrow: the hint names the scope the call needs.
+    const reader = await run(["--api-key", readOnly.body.key, "sites", "add", "sc-domain:readonly.example"]);
+    expect(reader.code).toBe(1);
+    expect(reader.stderr).toContain("(this needs a key with the 'write' scope: give one with --api-key or SITESYNC_API_KEY)");
     const byEnv = await cli(["sync", "alpha.example", "1"], { env: { SITESYNC_URL: server.url, SITESYNC_API_KEY: key } });
     expect(byEnv.code).toBe(0);
     expect(byEnv.stdout).toContain("completed");

@@ -54,7 +54,13 @@ export function createApi(opts: ApiOptions) {
     if (res.ok) return res;
     const e = errorMessage(res.status, await res.text());
     if (res.status === 401 || res.status === 403) {
-      throw new ServiceError(res.status, `${e.message} (give the service's API key with --api-key or SITESYNC_API_KEY)`, e.code, e.details);
+      // A key with too narrow a scope: name the scope this call needs, not just "give a key".
+      const needs = (e.details as { required_scope?: unknown } | undefined)?.required_scope;
+      const hint =
+        typeof needs === "string"
+          ? `(this needs a key with the '${needs}' scope: give one with --api-key or SITESYNC_API_KEY)`
+          : "(give the service's API key with --api-key or SITESYNC_API_KEY)";
+      throw new ServiceError(res.status, `${e.message} ${hint}`, e.code, e.details);
     }
     throw new ServiceError(res.status, e.message, e.code, e.details);
   }

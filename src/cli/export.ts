@@ -33,11 +33,18 @@ function jsonLinesToArray(): Transform {
   });
 }
 
-/** Counts the bytes going through. */
-function counter(onBytes: (n: number) => void): Transform {
+/**
+ * Counts the records of the service's stream going through: lines of JSON lines, or CSV records (a
+ * newline inside a quoted field does not end one). The CSV header is counted too: the caller subtracts it.
+ */
+export function recordCounter(format: "csv" | "jsonl", onRecord: () => void): Transform {
+  let quoted = false;
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
-      onBytes(chunk.length);
+      for (const byte of chunk) {
+        if (format === "csv" && byte === 0x22) quoted = !quoted;
+        else if (byte === 0x0a && !quoted) onRecord();
+      }
       done(null, chunk);
     },
   });
@@ -45,13 +52,13 @@ function counter(onBytes: (n: number) => void): Transform {
 
 /**
  * Streams a site's export (GET /api/v1/sites/{id}/export, CSV or JSON lines) to a file or stdout, with
- * backpressure end to end; `json` turns the JSON lines into one array on the way. Returns the bytes written.
+ * backpressure end to end; `json` turns the JSON lines into one array on the way. Returns the rows written.
  */
 export async function exportSite(
   api: Api,
   siteId: number,
   o: { format: (typeof exportFormats)[number]; output?: string; startDate?: string; endDate?: string; searchType?: string },
-): Promise<{ bytes: number }> {
+): Promise<{ rows: number }> {
   const q = new URLSearchParams({ format: o.format === "csv" ? "csv" : "jsonl" });
   if (o.startDate) q.set("start_date", o.startDate);
   if (o.endDate) q.set("end_date", o.endDate);
@@ -65,16 +72,17 @@ export async function exportSite(
     }
     throw err;
   }
-  if (!res.body) return { bytes: 0 };
-  let bytes = 0;
+  if (!res.body) return { rows: 0 };
+  let records = 0;
   const dest: Writable = o.output ? createWriteStream(o.output) : process.stdout;
-  const steps: (NodeJS.ReadableStream | NodeJS.ReadWriteStream | NodeJS.WritableStream)[] = [Readable.fromWeb(res.body as never)];
+  // Counted on the service's stream (CSV or JSON lines), before json turns the lines into an array.
+  const steps: (NodeJS.ReadableStream | NodeJS.ReadWriteStream | NodeJS.WritableStream)[] = [
+    Readable.fromWeb(res.body as never),
+    recordCounter(o.format === "csv" ? "csv" : "jsonl", () => records++),
+  ];
   if (o.format === "json") steps.push(jsonLinesToArray());
-  steps.push(
-    counter((n) => (bytes += n)),
-    dest,
-  );
+  steps.push(dest);
   // stdout must stay open for whatever prints after; a file is closed by the pipeline.
   await (pipeline as (...s: unknown[]) => Promise<void>)(...steps, o.output ? {} : { end: false });
-  return { bytes };
+  return { rows: o.format === "csv" ? Math.max(0, records - 1) : records };
 }

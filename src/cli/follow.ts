@@ -71,7 +71,8 @@ export async function follow(
           bar.update(daysDone(j), payload);
         } else {
           const line = jobLine(j);
-          if (last.get(id) !== line && !quiet) out.err(line);
+          // The finished state is printed once, by the caller (stdout): not here too.
+          if (last.get(id) !== line && !quiet && !finished(j.status)) out.err(line);
           last.set(id, line);
         }
         if (finished(j.status)) done.set(id, j);

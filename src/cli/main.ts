@@ -218,8 +218,19 @@ export function buildProgram(cfg: CliConfig) {
     .description("cancel a job (a running one stops at its next checkpoint)")
     .action(async (id: string) => {
       const { out, api } = ctx();
-      const job = await api.send("DELETE", `/api/v1/sync/job/${positiveInt("job-id")(id)}`).then((r) => r.json() as Promise<Job>);
-      out.result(job, (j) => out.line(jobLine(j)));
+      const jobId = positiveInt("job-id")(id);
+      const before = await api.get<Job>(`/api/v1/sync/job/${jobId}`);
+      let job: Job;
+      try {
+        job = await api.send("DELETE", `/api/v1/sync/job/${jobId}`).then((r) => r.json() as Promise<Job>);
+      } catch (err) {
+        if (err instanceof ServiceError && err.status === 409) {
+          const now = await api.get<Job>(`/api/v1/sync/job/${jobId}`);
+          throw new CliError(`job ${jobId} had already ended (${now.status}): nothing to cancel`);
+        }
+        throw err;
+      }
+      out.result(job, (j) => out.line(cancelMessage(before, j)));
     });
   program
     .command("jobs")
@@ -258,7 +269,8 @@ export function buildProgram(cfg: CliConfig) {
         const { out, api } = ctx();
         const site = await resolveSite(api, ref);
         const r = await exportSite(api, site.id, o);
-        if (o.output) out.err(`Wrote ${r.bytes} bytes to ${o.output}`);
+        // To a file: say how many rows (stdout carries the data, so the count goes to stderr either way).
+        out.err(`Exported ${r.rows} row${r.rows === 1 ? "" : "s"} of ${site.domain}${o.output ? ` to ${o.output}` : ""}`);
       },
     );
   program
@@ -332,6 +344,16 @@ function jobTable(jobs: Job[]): string {
       j.error,
     ]),
   );
+}
+
+/** What `cancel` did, in words: a pending job will not run; a running one stops at its next checkpoint. */
+export function cancelMessage(before: Job, after: Job): string {
+  const what = `job ${after.id} (${after.task_type} of ${after.site_name})`;
+  if (after.status === "cancelled" && before.status === "pending") return `Cancelled ${what}: it was pending and will not run.`;
+  if (after.status === "cancelled") return `Cancelled ${what} after ${after.stats.synced} of ${after.total_tasks} days synced.`;
+  if (after.status === "running")
+    return `Asked ${what} to stop: it is running and stops at its next checkpoint (${after.stats.synced} of ${after.total_tasks} days synced so far; bun run cli follow ${after.id} to watch).`;
+  return `Job ${after.id} is ${after.status}: nothing to cancel.`;
 }
 
 /** Queues a daily or hourly sync; a site that already has one pending or running gives that job instead. */
