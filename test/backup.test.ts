@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkBackupFile } from "../src/backup/backup.ts";
 import { runScript } from "./helpers/client.ts";
@@ -110,6 +110,8 @@ describe("backup and restore", () => {
       await Bun.sleep(5);
     }
     expect(backupFiles(backups)).toHaveLength(3);
+    // Backups hold every key hash and row: readable by the service's user only (they were 0644).
+    for (const f of backupFiles(backups)) expect(statSync(join(backups, f)).mode & 0o777).toBe(0o600);
   });
 
   test("restore: refused while the service runs and for a bad file; then restores and serves the backup", async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, count, eq } from "drizzle-orm";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
@@ -321,6 +321,25 @@ describe("export", () => {
   });
 });
 
+describe("terminal safety", () => {
+  test("control characters in names (ANSI escapes from a stranger) are shown as \\xHH, never sent to the terminal", async () => {
+    const evil = "Evil \u001b[2J\u001b]0;pwned\u0007 name";
+    const created = await request(server.url, "POST", "/api/v1/sites", { domain: "sc-domain:ansi.example", name: evil });
+    expect(created.status).toBe(201);
+    const r = await run(["sites", "list"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain("\u001b");
+    expect(r.stdout).not.toContain("\u0007");
+    expect(r.stdout).toContain("Evil \\x1b[2J\\x1b]0;pwned\\x07 name");
+    // --json keeps the exact text (JSON escapes it itself).
+    const j = (await json(["sites", "list"])) as { name: string }[];
+    expect(j.some((s) => s.name === evil)).toBe(true);
+    expect((await request(server.url, "DELETE", `/api/v1/sites/${created.body.id}?purge=true&confirm=sc-domain:ansi.example`)).status).toBe(
+      204,
+    );
+  });
+});
+
 describe("talking to the service", () => {
   test("not running: exit 1 and how to start it", async () => {
     const r = await cli(["--url", "http://127.0.0.1:9", "sites", "list"]);
@@ -347,6 +366,18 @@ describe("talking to the service", () => {
     const reader = await run(["--api-key", readOnly.body.key, "sites", "add", "sc-domain:readonly.example"]);
     expect(reader.code).toBe(1);
     expect(reader.stderr).toContain("(this needs a key with the 'write' scope: give one with --api-key or SITESYNC_API_KEY)");
+    // The flag still works, but says why it is a bad place for a secret.
+    expect(byFlag.stderr).toMatch(/warning: --api-key puts the key in process lists/);
+    const keyFile = join(dir.dir, "key.txt");
+    writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
+    const byFile = await run(["--api-key-file", keyFile, "--json", "sites", "list"]);
+    expect(byFile.code).toBe(0);
+    expect(JSON.parse(byFile.stdout).length).toBe(3);
+    expect(byFile.stderr).not.toContain(key);
+    expect(byFile.stderr).not.toMatch(/warning/);
+    const missing = await run(["--api-key-file", join(dir.dir, "nope.txt"), "sites", "list"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--api-key-file: cannot read .*nope\.txt \(ENOENT\)/);
     const byEnv = await cli(["sync", "alpha.example", "1"], { env: { SITESYNC_URL: server.url, SITESYNC_API_KEY: key } });
     expect(byEnv.code).toBe(0);
     expect(byEnv.stdout).toContain("completed");

@@ -1,5 +1,5 @@
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
 // Online backups of the SQLite file: VACUUM INTO a temporary name (one read transaction: a consistent
@@ -52,7 +52,8 @@ export function checkBackupFile(path: string) {
 
 /** Makes one backup of `dbPath` into `dir`, checks it, names it by time and prunes to `keep`. */
 export function makeBackup(dbPath: string, dir: string, keep: number): BackupInfo {
-  mkdirSync(dir, { recursive: true });
+  // Backups hold every key hash, sign-in and row: readable by the service's user only.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const started = new Date();
   const file = `sitesync-${stamp(started)}.db`;
   const final = join(dir, file);
@@ -62,6 +63,7 @@ export function makeBackup(dbPath: string, dir: string, keep: number): BackupInf
   try {
     src.run("PRAGMA busy_timeout = 30000");
     src.run("VACUUM INTO ?", [tmp]);
+    chmodSync(tmp, 0o600);
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
@@ -102,7 +104,7 @@ export function pruneBackups(dir: string, keep: number) {
 /** Records the outcome of a backup run beside the backups (read by GET /api/v1/admin/backups). */
 export function recordRun(dir: string, run: BackupRun) {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, STATUS_FILE), JSON.stringify(run));
+  writeFileSync(join(dir, STATUS_FILE), JSON.stringify(run), { mode: 0o600 });
 }
 
 /** The outcome of the last backup run, if any. */

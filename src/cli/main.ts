@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { type ConfigError, loadCliConfig, type CliConfig } from "../config.ts";
 import type { SiteJson } from "../sites/schemas.ts";
@@ -21,19 +22,39 @@ const syncMode = (v: string) => {
   return v;
 };
 
-type Globals = { url: string; apiKey?: string; json: boolean };
+type Globals = { url: string; apiKey?: string; apiKeyFile?: string; json: boolean };
 
 const progressOption = () =>
   new Option("--progress <how>", "bar (live progress bar), lines (a line per change), none; auto: a bar on a terminal, else lines")
     .choices(progressModes)
     .default("auto");
 
+/** The API key in a file (its first line), or undefined without a file. */
+function keyFromFile(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new CliError(`--api-key-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? "error"})`, 2);
+  }
+  const key = text.split(/\r?\n/)[0]!.trim();
+  if (!key) throw new CliError(`--api-key-file: ${file} holds no key`, 2);
+  return key;
+}
+
 /** The program, for a given configuration (the environment's). */
 export function buildProgram(cfg: CliConfig) {
   const program = new Command("cli")
     .description("sitesync command line: sites, syncs with live progress, exports, coverage, Google sign-in")
     .addOption(new Option("--url <url>", "the running service").default(cfg.SITESYNC_URL).env("SITESYNC_URL"))
-    .addOption(new Option("--api-key <key>", "API key of the service (sent as Authorization: Bearer)").env("SITESYNC_API_KEY"))
+    .addOption(
+      new Option(
+        "--api-key <key>",
+        "API key (visible in process lists and `bun run`'s echo: prefer SITESYNC_API_KEY or --api-key-file)",
+      ).env("SITESYNC_API_KEY"),
+    )
+    .addOption(new Option("--api-key-file <file>", "read the API key from this file (first line)").env("SITESYNC_API_KEY_FILE"))
     .option("--json", "print results as JSON (for scripts)", false)
     .showHelpAfterError()
     // Before the subcommands are added: they copy it, so a usage error anywhere throws instead of exiting.
@@ -42,7 +63,13 @@ export function buildProgram(cfg: CliConfig) {
 
   const ctx = () => {
     const g = program.opts<Globals>();
-    return { out: createOut(g.json), api: createApi({ url: g.url, apiKey: g.apiKey ?? cfg.SITESYNC_API_KEY }) };
+    const out = createOut(g.json);
+    if (program.getOptionValueSource("apiKey") === "cli") {
+      out.err(
+        "warning: --api-key puts the key in process lists, shell history and `bun run`'s echo; use SITESYNC_API_KEY or --api-key-file",
+      );
+    }
+    return { out, api: createApi({ url: g.url, apiKey: g.apiKey ?? keyFromFile(g.apiKeyFile) ?? cfg.SITESYNC_API_KEY }) };
   };
 
   // --- auth (local: the sign-in file of this machine's sync workers) ---

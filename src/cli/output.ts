@@ -24,13 +24,22 @@ export type Out = {
 export function createOut(json: boolean): Out {
   return {
     json,
-    line: (text) => process.stdout.write(`${text}\n`),
-    err: (text) => process.stderr.write(`${text}\n`),
+    line: (text) => process.stdout.write(`${escapeControls(text)}\n`),
+    err: (text) => process.stderr.write(`${escapeControls(text)}\n`),
     result(value, human) {
       if (json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
       else human(value);
     },
   };
+}
+
+// C0 controls but tab and newline, DEL and C1: a site name or a query from a stranger's search could carry
+// ANSI escapes that rewrite the terminal (hide lines, change the title). Shown as \xHH instead.
+const CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/** Text safe to print on a terminal: control characters (but tab and newline) shown as `\xHH`. */
+export function escapeControls(text: string): string {
+  return text.replace(CONTROLS, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 /** Rows as an aligned text table under a header; cells cut at `max` characters. */
