@@ -517,6 +517,7 @@ const cliSchema = envSchema
     // The running service the CLI talks to, and its API key when it requires one (sent as a Bearer token).
     SITESYNC_URL: z.url().default("http://localhost:8000"),
     SITESYNC_API_KEY: z.string().min(1).optional(),
+    SITESYNC_API_KEY_FILE: z.string().min(1).optional(),
   });
 
 /** Settings of `bun run cli` from the environment (its flags are parsed by the CLI itself and win). Throws ConfigError. */

@@ -54,7 +54,7 @@ export function buildProgram(cfg: CliConfig) {
         "API key (visible in process lists and `bun run`'s echo: prefer SITESYNC_API_KEY or --api-key-file)",
       ).env("SITESYNC_API_KEY"),
     )
-    .addOption(new Option("--api-key-file <file>", "read the API key from this file (first line)").env("SITESYNC_API_KEY_FILE"))
+    .addOption(new Option("--api-key-file <file>", "read the API key from this file (first line; or SITESYNC_API_KEY_FILE)"))
     .option("--json", "print results as JSON (for scripts)", false)
     .showHelpAfterError()
     // Before the subcommands are added: they copy it, so a usage error anywhere throws instead of exiting.
@@ -69,7 +69,10 @@ export function buildProgram(cfg: CliConfig) {
         "warning: --api-key puts the key in process lists, shell history and `bun run`'s echo; use SITESYNC_API_KEY or --api-key-file",
       );
     }
-    return { out, api: createApi({ url: g.url, apiKey: g.apiKey ?? keyFromFile(g.apiKeyFile) ?? cfg.SITESYNC_API_KEY }) };
+    return {
+      out,
+      api: createApi({ url: g.url, apiKey: g.apiKey ?? keyFromFile(g.apiKeyFile ?? cfg.SITESYNC_API_KEY_FILE) ?? cfg.SITESYNC_API_KEY }),
+    };
   };
 
   // --- auth (local: the sign-in file of this machine's sync workers) ---
