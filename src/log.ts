@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
+import { redact } from "./redact.ts";
 
 // One line per event on stderr; LOG_LEVEL filters, LOG_FORMAT picks JSON (default) or pretty.
 const levels = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 } as const;
@@ -32,8 +33,9 @@ export function log(level: Exclude<LogLevel, "silent">, msg: string, fields: Rec
   if (levels[level] < threshold) return;
   const t = new Date().toISOString();
   const all = { ...context.getStore(), ...fields };
-  if (format === "pretty") return console.error(prettyLine(t, level, msg, all));
-  console.error(JSON.stringify({ t, level, pid: process.pid, msg, ...all }));
+  // Every line passes the secret filter: an error's text may carry a token from upstream.
+  if (format === "pretty") return console.error(redact(prettyLine(t, level, msg, all)));
+  console.error(redact(JSON.stringify({ t, level, pid: process.pid, msg, ...all })));
 }
 
 const colours: Record<string, string> = { debug: "\x1b[90m", info: "\x1b[36m", warn: "\x1b[33m", error: "\x1b[31m" };

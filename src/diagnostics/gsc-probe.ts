@@ -1,3 +1,4 @@
+import { redact } from "../redact.ts";
 import type { Config } from "../config.ts";
 import { PermanentError } from "../sync/errors.ts";
 import { createGscClient, GscError, GscPermanentError } from "../sync/gsc/client.ts";
@@ -64,7 +65,7 @@ export function gscProbeFromConfig(c: Config): GscProbe {
       status,
       success: status === "ok",
       source: "gsc",
-      message,
+      message: redact(message),
       latency_ms: Math.round((performance.now() - t0) * 10) / 10,
       checked_date: day,
       rows: extra.rows ?? null,

@@ -1,3 +1,4 @@
+import { redact } from "../redact.ts";
 import type { Db } from "../db/index.ts";
 import type { SyncTask } from "../db/model.ts";
 import { log, logOncePer, withLogContext } from "../log.ts";
@@ -168,7 +169,8 @@ export function startWorker(opts: WorkerOptions): Worker {
       log("info", "task handed back to the queue", { task_id: claim.id });
       return bump("released");
     } else {
-      const message = (err instanceof Error ? err.message : String(err)).slice(0, 2000);
+      // Upstream text may echo a token: redacted before it is stored (readable with a read key) or logged.
+      const message = redact(err instanceof Error ? err.message : String(err)).slice(0, 2000);
       const r = await failOrRetryTask(db, claim, {
         error: message,
         permanent: err instanceof PermanentError,

@@ -1,3 +1,4 @@
+import { registerSecret } from "../../redact.ts";
 import { createSign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
@@ -16,6 +17,7 @@ export type TokenProvider = {
 
 /** A fixed OAuth access token (GSC_ACCESS_TOKEN). */
 export function staticToken(token: string): TokenProvider {
+  registerSecret(token);
   return { token: async () => token, invalidate: () => false };
 }
 
@@ -130,6 +132,7 @@ export function serviceAccountToken(opts: { keyFile: string; tokenUrl?: string; 
     }
     const parsed = TokenResponse.safeParse(answer);
     if (!parsed.success) throw new GscError(`token exchange at ${url} answered without an access_token`);
+    registerSecret(parsed.data.access_token);
     cached = { token: parsed.data.access_token, expiresAt: Date.now() + (parsed.data.expires_in - 60) * 1000 };
     return cached.token;
   }

@@ -1,3 +1,4 @@
+import { registerSecret } from "../../redact.ts";
 import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { OAuth2Client } from "google-auth-library";
@@ -140,6 +141,8 @@ export function authorizedUserToken(opts: { file: string; tokenUrl?: string }): 
     }
     if (loaded?.stamp !== stamp) {
       const creds = readAuthorizedUser(opts.file);
+      registerSecret(creds.refresh_token);
+      registerSecret(creds.client_secret);
       const client = oauthClient(creds, { tokenUrl: opts.tokenUrl ?? creds.token_uri ?? DEFAULT_TOKEN_URL });
       client.setCredentials({ refresh_token: creds.refresh_token });
       // Google does not rotate refresh tokens, but a token endpoint that does must not lose the grant.
@@ -158,6 +161,7 @@ export function authorizedUserToken(opts: { file: string; tokenUrl?: string }): 
       try {
         const { token } = await abortable(client.getAccessToken(), signal);
         if (!token) throw new GscError("the token endpoint answered without an access token");
+        registerSecret(token);
         return token;
       } catch (err) {
         if (signal?.aborted || err instanceof GscError) throw err;
