@@ -176,6 +176,8 @@ const envSchema = z.object({
   MCP_QUERY_TIMEOUT_MS: int(100, 600_000).default(5_000),
   MCP_QUERY_MAX_ROWS: int(1, 100_000).default(1_000),
   MCP_QUERY_CONCURRENCY: int(1, 64).default(2),
+  // The query tool's child process is killed past this resident memory (SQLite statement + runtime).
+  MCP_QUERY_MAX_MEMORY_MB: int(32, 65_536).default(256),
 
   // Set by the supervisor for the processes it spawns; never by users.
   SITESYNC_ROLE: roleSchema.default("standalone"),
@@ -396,7 +398,7 @@ const keysCommandSchema = z.discriminatedUnion("command", [
   z.object({
     command: z.literal("create"),
     name: z.string().trim().min(1, "--name is required").max(100),
-    scope: z.enum(["read", "write", "admin"], "--scope must be read, write or admin"),
+    scope: z.enum(["read", "write", "admin", "query"], "--scope must be read, write, admin or query"),
     expires: z
       .string()
       .optional()

@@ -43,6 +43,7 @@ const app = createApp(db, {
     queryTimeoutMs: config.MCP_QUERY_TIMEOUT_MS,
     queryMaxRows: config.MCP_QUERY_MAX_ROWS,
     queryConcurrency: config.MCP_QUERY_CONCURRENCY,
+    queryMaxMemoryBytes: config.MCP_QUERY_MAX_MEMORY_MB * 1024 * 1024,
   },
   corsOrigins: config.CORS_ORIGINS,
   gscProbe: gscProbeFromConfig(config),

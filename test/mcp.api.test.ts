@@ -830,8 +830,29 @@ describe("with API keys (AUTH=required)", () => {
       const keyed = new Client({ name: "keyed", version: "1.0.0" });
       clients.push(keyed);
       await keyed.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
-      const res = await keyed.callTool({ name: "query", arguments: { sql: "select count(*) as n from sites" } });
+      expect((await keyed.callTool({ name: "list_sites", arguments: {} })).isError).toBeFalsy();
+      // Arbitrary SQL is not for every read key (issue 21): the query tool needs the 'query' (or admin) scope.
+      const refused = await keyed.callTool({ name: "query", arguments: { sql: "select count(*) as n from sites" } });
+      expect(refused.isError).toBe(true);
+      expect((refused.content as { text: string }[])[0]!.text).toMatch(/needs a key with the 'query' \(or 'admin'\) scope/);
+
+      const q = await runScript(root, ["src/auth/cli.ts", "create", "--name", "analyst", "--scope", "query"], {
+        DATABASE_URL: locked.dbPath,
+      });
+      expect(q.code).toBe(0);
+      const queryKey = q.stdout.split("\n").find((l) => l.startsWith("ssk_"))!;
+      const analyst = new Client({ name: "analyst", version: "1.0.0" });
+      clients.push(analyst);
+      await analyst.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers: { authorization: `Bearer ${queryKey}` } } }));
+      const res = await analyst.callTool({ name: "query", arguments: { sql: "select count(*) as n from sites" } });
       expect(res.structuredContent).toMatchObject({ rows: [{ n: 0 }] });
+      // A query key reads like a read key and writes nothing.
+      const write = await fetch(`${locked.url}/api/v1/sites`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${queryKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ domain: "sc-domain:q.example", name: "Q" }),
+      });
+      expect(write.status).toBe(403);
     } finally {
       for (const c of clients) await c.close().catch(() => {});
       await locked.cleanup();

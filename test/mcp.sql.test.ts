@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { runReadOnlySqlPg } from "../src/db/pg/mcp-sql.ts";
-import { checkSingleSelect, expandSitePlaceholders, QUERYABLE_TABLES } from "../src/mcp/sql.ts";
+import { checkSingleSelect, expandSitePlaceholders, QUERYABLE_TABLES, runReadOnlySql } from "../src/mcp/sql.ts";
 import { openReadOnly, runStatement } from "../src/mcp/sql-runner.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 
@@ -115,6 +115,12 @@ describe.skipIf(testEngine === "pg")("runStatement (the child's work) (SQLite)",
     ],
     ["select * from sync_tasks", /table 'sync_tasks' cannot be queried/],
     ["select s.id from sites s join audit_log a on a.id = s.id", /table 'audit_log' cannot be queried/],
+    // Virtual tables off the allow-list (issue 21): the file's path, api_keys' size, raw pages; PRAGMA statements.
+    ["select file from pragma_database_list", /'pragma_database_list' cannot be used here/],
+    ["select name, pgsize from dbstat where name = 'api_keys'", /'dbstat' cannot be used here/],
+    ["select * from sqlite_dbpage", /'sqlite_dbpage' cannot be used here|no such table/],
+    ["pragma database_list", /only read-only SELECT statements are allowed/],
+    ["/* x */ pragma table_list", /only read-only SELECT statements are allowed/],
   ];
   test.each(refusedPrograms)("refuses %p by its compiled program", (sql, message) => {
     const answer = run(sql);
@@ -249,5 +255,16 @@ describe.skipIf(testEngine === "sqlite")("runReadOnlySqlPg (PostgreSQL: a READ O
 
   test("the data is unchanged after the refused writes", async () => {
     expect(await run("select count(*) as n from sites")).toMatchObject({ rows: [{ n: 3 }] });
+  });
+});
+
+describe.skipIf(testEngine === "pg")("the query tool's child process (SQLite)", () => {
+  test("memory is capped: a statement that would take gigabytes is killed, the host keeps going", async () => {
+    const limits = { maxRows: 10, timeoutMs: 20_000, maxBytes: 1_000_000, maxConcurrent: 1, maxMemoryBytes: 96 * 1024 * 1024 };
+    await expect(runReadOnlySql(t.db, "select length(randomblob(600000000)) as n", limits)).rejects.toThrow(
+      /needed more than 96 MB of memory/,
+    );
+    // A modest statement under the same cap still answers.
+    expect((await runReadOnlySql(t.db, "select length(randomblob(1000)) as n", limits)).rows).toEqual([{ n: 1000 }]);
   });
 });

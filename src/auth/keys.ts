@@ -31,9 +31,11 @@ export function keyMatches(key: string, storedHash: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-const rank: Record<KeyScope, number> = { read: 1, write: 2, admin: 3 };
+// `query` reads like `read`; what sets it apart (the MCP query tool) is checked by mayRunSql.
+const rank: Record<KeyScope, number> = { read: 1, query: 1, write: 2, admin: 3 };
 
-/** True when a key of scope `has` may do what needs scope `needs` (read < write < admin). */
+/** True when a key of scope `has` may do what needs scope `needs` (read < write < admin; query reads). */
 export function scopeAllows(has: KeyScope, needs: KeyScope): boolean {
+  if (needs === "query") return has === "query" || has === "admin";
   return rank[has] >= rank[needs];
 }

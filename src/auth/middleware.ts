@@ -61,7 +61,7 @@ export async function verifyKeyScope(db: Db, key: string, needs: KeyScope): Prom
 
 const REALM = 'Bearer realm="sitesync"';
 const howToCreate =
-  "create a key on the server with `bun run keys create --name <name> --scope read|write|admin` and send it as `Authorization: Bearer <key>` (or `X-API-Key: <key>`)";
+  "create a key on the server with `bun run keys create --name <name> --scope read|write|admin|query` and send it as `Authorization: Bearer <key>` (or `X-API-Key: <key>`)";
 
 /** The key a request presents (Authorization: Bearer, or X-API-Key); null when none. */
 function presentedKey(c: Context): string | null {

@@ -4,6 +4,9 @@
 export const taskStatuses = ["pending", "running", "completed", "failed", "cancelled"] as const;
 export type TaskStatus = (typeof taskStatuses)[number];
 
-/** The scopes an API key can hold. */
-export const keyScopes = ["read", "write", "admin"] as const;
+/**
+ * The scopes an API key can hold: read < write < admin; `query` is read plus the MCP `query` tool (arbitrary
+ * read-only SQL, which only `query` and `admin` keys may run).
+ */
+export const keyScopes = ["read", "write", "admin", "query"] as const;
 export type KeyScope = (typeof keyScopes)[number];

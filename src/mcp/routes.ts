@@ -1,6 +1,8 @@
 import { StreamableHTTPTransport } from "@hono/mcp";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { scopeAllows } from "../auth/keys.ts";
+import { principalOf } from "../auth/middleware.ts";
 import type { Db } from "../db/index.ts";
 import { createMcpServer, type McpOptions } from "./tools.ts";
 
@@ -13,7 +15,9 @@ export function mcpRoutes(db: Db, opts: McpOptions) {
   const app = new Hono();
 
   app.post("/", async (c) => {
-    const server = createMcpServer(db, opts);
+    const p = principalOf(c);
+    const mayRunSql = p?.kind === "loopback" || (p?.kind === "key" && scopeAllows(p.key.scope, "query"));
+    const server = createMcpServer(db, { ...opts, mayRunSql });
     const transport = new StreamableHTTPTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     try {
       await server.connect(transport);

@@ -27,6 +27,36 @@ export function refuseProgram(ops: Op[], rootTables: Map<number, string>, allowe
   return null;
 }
 
+/**
+ * Table-valued functions a statement may use: JSON and the schema's own description. Every other virtual
+ * table is refused: pragma_database_list names the file, dbstat the size of api_keys, sqlite_dbpage reads
+ * raw pages of any table, and a module's tables (FTS, R*Tree) are not on the readable list.
+ */
+export const ALLOWED_TABLE_FUNCTIONS = new Set([
+  "json_each",
+  "json_tree",
+  "pragma_table_info",
+  "pragma_table_xinfo",
+  "pragma_index_list",
+  "pragma_index_info",
+  "pragma_index_xinfo",
+  "pragma_foreign_key_list",
+]);
+
+/** Why the statement names a virtual table or table-valued function off the allow-list, or null. */
+export function refuseVirtualTables(sql: string, virtualTables: string[]): string | null {
+  const words = sql.toLowerCase().match(/[a-z_][a-z0-9_]*/g) ?? [];
+  const virtual = new Set(virtualTables.map((t) => t.toLowerCase()));
+  const shape = /^(pragma_\w+|dbstat|sqlite_dbpage|sqlite_stmt|sqlite_memstat|fts\d\w*|rtree\w*|geopoly\w*|generate_series)$/;
+  for (const w of words) {
+    if (ALLOWED_TABLE_FUNCTIONS.has(w)) continue;
+    if (shape.test(w) || virtual.has(w)) {
+      return `'${w}' cannot be used here; table-valued functions allowed: ${[...ALLOWED_TABLE_FUNCTIONS].join(", ")}`;
+    }
+  }
+  return null;
+}
+
 /** A connection that cannot write: opened read-only, and query_only on top. */
 export function openReadOnly(path: string): Database {
   const db = new Database(path, { readonly: true });
@@ -41,6 +71,16 @@ export function runStatement(req: RunnerRequest): RunnerAnswer {
   try {
     db = openReadOnly(req.path);
     const stmt = db.prepare<Record<string, unknown>, []>(req.sql);
+    // Only a query: PRAGMA statements (database_list names the file) and the like are not reads of data.
+    if (!/^\s*(select|with|values)\b/i.test(req.sql.replace(/^(\s*(--[^\n]*\n|\/\*[\s\S]*?\*\/))*/, ""))) {
+      return { ok: false, error: "only read-only SELECT statements are allowed" };
+    }
+    const virtualTables = db
+      .query<{ name: string }, []>("select name from sqlite_schema where type = 'table' and sql like 'CREATE VIRTUAL TABLE%'")
+      .all()
+      .map((r) => r.name);
+    const offList = refuseVirtualTables(req.sql, virtualTables);
+    if (offList) return { ok: false, error: offList };
     const roots = new Map(
       db
         .query<{ rootpage: number; tbl_name: string }, []>("select rootpage, tbl_name from sqlite_schema where rootpage > 0")

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Db } from "../db/index.ts";
 import { runReadOnlySqlPg } from "../db/pg/mcp-sql.ts";
@@ -17,7 +18,17 @@ const siteRows = {
 
 const runnerPath = join(import.meta.dir, "sql-runner.ts");
 
-export type SqlLimits = { maxRows: number; timeoutMs: number; maxBytes: number };
+export type SqlLimits = { maxRows: number; timeoutMs: number; maxBytes: number; maxMemoryBytes?: number };
+
+/** Resident memory of a process in bytes (Linux /proc), or null when it is gone or unknown. */
+function residentBytes(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
 export type SqlResult = { columns: string[]; rows: Record<string, unknown>[]; row_count: number; truncated: boolean };
 
 /**
@@ -151,7 +162,23 @@ export async function runReadOnlySql(db: Db, sql: string, limits: SqlLimits & { 
       timeout: limits.timeoutMs,
       killSignal: "SIGKILL",
     });
-    const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    // SQLite in Bun keeps no heap statistics (hard_heap_limit does nothing): the child's resident memory is
+    // watched instead, and a statement past the cap (randomblob(1e9), a huge sort) is killed like a slow one.
+    let overMemory = false;
+    const cap = limits.maxMemoryBytes ?? DEFAULT_MAX_MEMORY_BYTES;
+    const watch = setInterval(() => {
+      const rss = residentBytes(child.pid);
+      if (rss !== null && rss > cap) {
+        overMemory = true;
+        child.kill("SIGKILL");
+      }
+    }, 20);
+    const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]).finally(() =>
+      clearInterval(watch),
+    );
+    if (overMemory) {
+      throw new ApiError("validation_failed", `query stopped: it needed more than ${Math.round(cap / 1024 / 1024)} MB of memory`);
+    }
     if (child.signalCode === "SIGKILL") throw timedOut(performance.now() - started, limits.timeoutMs);
     let answer: RunnerAnswer;
     try {
@@ -165,6 +192,9 @@ export async function runReadOnlySql(db: Db, sql: string, limits: SqlLimits & { 
     giveSlot();
   }
 }
+
+/** The memory cap of one `query` statement's child process unless MCP_QUERY_MAX_MEMORY_MB says otherwise. */
+export const DEFAULT_MAX_MEMORY_BYTES = 256 * 1024 * 1024;
 
 function timedOut(ms: number, limitMs: number) {
   return new ApiError("validation_failed", `query stopped after ${Math.round(ms)} ms: it ran past the ${limitMs} ms time limit`);

@@ -41,6 +41,13 @@ export type McpOptions = {
   queryMaxRows: number;
   /** Most `query` calls running at once in one process. */
   queryConcurrency: number;
+  /** Resident memory past which a `query` statement's child is killed (default 256 MB). */
+  queryMaxMemoryBytes?: number;
+  /**
+   * Whether this caller may run the `query` tool (arbitrary read-only SQL): keys of scope `query` or `admin`, and
+   * this machine's keyless clients (who could read the file anyway); never read/write keys nor anyone under AUTH=off.
+   */
+  mayRunSql?: boolean;
 };
 
 const QUERY_MAX_BYTES = 4 * 1024 * 1024;
@@ -91,12 +98,16 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
     `Run one read-only SQL SELECT over the synced data (${db.engine === "pg" ? "PostgreSQL" : "SQLite"} syntax). Writes are refused; results are capped in rows and time.`,
     queryArgs,
     async (a) => {
+      if (opts.mayRunSql === false) {
+        throw new ApiError("forbidden", "the query tool runs arbitrary SQL: it needs a key with the 'query' (or 'admin') scope");
+      }
       const site = a.site_id || a.hostname ? await resolveSite(db, a) : null;
       const result = await runReadOnlySql(db, expandSitePlaceholders(a.sql, site?.id ?? null, a.data_type, db.engine), {
         maxRows: Math.min(a.max_rows ?? opts.queryMaxRows, opts.queryMaxRows),
         timeoutMs: opts.queryTimeoutMs,
         maxBytes: QUERY_MAX_BYTES,
         maxConcurrent: opts.queryConcurrency,
+        maxMemoryBytes: opts.queryMaxMemoryBytes,
       });
       return { site_id: site?.id ?? null, ...result };
     },

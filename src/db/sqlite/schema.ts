@@ -198,7 +198,10 @@ export const apiKeys = sqliteTable(
     revoked_at: text("revoked_at"),
     last_used_at: text("last_used_at"),
   },
-  (t) => [uniqueIndex("api_keys_prefix_unique").on(t.prefix), check("api_keys_scope_check", sql`${t.scope} in ('read','write','admin')`)],
+  (t) => [
+    uniqueIndex("api_keys_prefix_unique").on(t.prefix),
+    check("api_keys_scope_check", sql`${t.scope} in ('read','write','admin','query')`),
+  ],
 );
 
 // One row per write through the API, inserted in the same transaction as the change it records
