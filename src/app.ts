@@ -14,6 +14,7 @@ import { backupRoutes, type BackupApiOptions } from "./backup/routes.ts";
 import { defaults } from "./config.ts";
 import { analyticsRoutes } from "./analytics/routes.ts";
 import { compatPath, compatRoutes } from "./compat/routes.ts";
+import { insightsRoutes } from "./insights/routes.ts";
 import type { Db } from "./db/index.ts";
 import { defaultGscProbe, type GscProbe } from "./diagnostics/gsc-probe.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
@@ -140,6 +141,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   // Before analytics: answers v2-era ranking-data bodies, and the v3 tool endpoints.
   app.route("/", compatRoutes(audited));
   app.route("/api/v1", analyticsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts }));
+  app.route("/api/v1", insightsRoutes(audited));
   app.route("/api/v1/keys", keysRoutes(audited));
   app.route("/api/v1/audit", auditRoutes(db));
   app.route(

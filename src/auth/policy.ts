@@ -45,5 +45,7 @@ export function requiredScope(method: string, path: string): KeyScope {
   if (method === "POST" && restorePath.test(path)) return "admin";
   // Reads sent as POST: MCP's JSON-RPC, and the original API's analytics queries.
   if (path === "/mcp" || path.startsWith("/api/v1/analytics/") || path === "/api/v1/page-keyword-performance") return "read";
+  // The original v3 tool endpoints (src/compat): reads sent as POST.
+  if (path === "/track_pages" || path === "/pages_queries" || path === "/compare_periods") return "read";
   return isSafeMethod(method) ? "read" : "write";
 }

@@ -105,7 +105,10 @@ export async function findTop(db: Db, o: TopOptions) {
       asc(key),
     )
     .limit(o.limit);
-  return rows.map((r) => ({ [o.by]: r.key, ...rounded(metricsOf(r.clicks, r.impressions, r.weight)) }));
+  return rows.map((r) => ({ [o.by]: r.key, ...rounded(metricsOf(r.clicks, r.impressions, r.weight)) })) as (Metrics & {
+    query?: string;
+    page?: string;
+  })[];
 }
 
 export type Period = { start: string; end: string };
@@ -378,4 +381,22 @@ export async function findNewestDataDay(db: Db, siteId: number, searchType: stri
       .where(and(eq(g.site_id, siteId), eq(g.search_type, searchType))),
   );
   return row?.day ?? null;
+}
+
+/** A site's brand terms, sorted. */
+export async function listBrandTerms(db: Db, siteId: number): Promise<string[]> {
+  const b = db.t.siteBrandTerms;
+  const rows = await db.q.select({ term: b.term }).from(b).where(eq(b.site_id, siteId)).orderBy(asc(b.term));
+  return rows.map((r) => r.term);
+}
+
+/** Replaces a site's brand terms (lower-cased, duplicates dropped); returns them sorted. */
+export async function replaceBrandTerms(db: Db, siteId: number, terms: string[]): Promise<string[]> {
+  const b = db.t.siteBrandTerms;
+  const unique = [...new Set(terms.map((t) => t.trim().toLowerCase()).filter(Boolean))].sort();
+  await db.tx(async (tx) => {
+    await tx.delete(b).where(eq(b.site_id, siteId));
+    if (unique.length) await tx.insert(b).values(unique.map((term) => ({ site_id: siteId, term })));
+  });
+  return unique;
 }

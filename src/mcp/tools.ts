@@ -33,6 +33,7 @@ import {
 } from "./schemas.ts";
 import { expandSitePlaceholders, runReadOnlySql } from "./sql.ts";
 import { resolvePages } from "../compat/pages.ts";
+import { registerInsightTools } from "../insights/mcp.ts";
 
 export type McpOptions = {
   /** The `query` tool's time limit: its child process is killed after this. */
@@ -194,6 +195,8 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
       return out;
     },
   );
+
+  registerInsightTools(tool, db);
 
   // Honest capabilities: the tool list of this stateless server never changes while a client is
   // connected, and no notification could reach the client anyway (the SDK says listChanged: true).

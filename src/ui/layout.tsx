@@ -3,6 +3,7 @@ import { raw } from "hono/html";
 
 const pages = [
   { href: "/ui", label: "Overview" },
+  { href: "/ui/insights", label: "Insights" },
   { href: "/ui/sites", label: "Sites" },
   { href: "/ui/jobs", label: "Jobs" },
   { href: "/ui/queries", label: "Queries" },

@@ -31,7 +31,10 @@ import { Layout, Live } from "./layout.tsx";
 import { LoginPage } from "./login.tsx";
 import { loadOverview, OverviewBody } from "./overview.tsx";
 import { QueriesPage, type TopQueryRow } from "./queries.tsx";
-import { findNewestDataDay, findTop } from "../insights/queries.ts";
+import { findNewestDataDay, findTop, replaceBrandTerms } from "../insights/queries.ts";
+import { BrandTermsBody } from "../insights/schemas.ts";
+import { brandInsight, cannibalizationInsight, compareInsight, decayInsight, overviewInsight, topInsight } from "../insights/service.ts";
+import { InsightsPage, type InsightsForm } from "./insights.tsx";
 import { SitePage, SitesPage, type SiteDraft } from "./sites.tsx";
 
 export type UiOptions = {
@@ -55,6 +58,7 @@ const notices: Record<string, (id: string) => string> = {
   "sync-queued": (id) => `Sync queued as job #${id}: the calendar below fills in as days are stored.`,
   "job-cancelled": (id) => `Job #${id} cancelled (a running job stops at its next checkpoint).`,
   "job-retried": (id) => `Queued again as job #${id}.`,
+  "brand-terms-saved": () => "Brand terms saved.",
 };
 
 // Form fields arrive as strings; empty ones mean "not given".
@@ -322,6 +326,69 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       maxAttempts: opts.maxAttempts,
     });
     return c.redirect(withNotice(returnTo(form.return_to, "/ui/jobs"), "job-retried", task.id), 303);
+  });
+
+  app.get("/insights", async (c) => {
+    const sites = (await listSites(db, { activeOnly: false, limit: 500 })).items;
+    const q = c.req.query();
+    const siteId = formId.safeParse(q.site_id).data ?? sites[0]?.id;
+    const device = ["DESKTOP", "MOBILE", "TABLET"].includes(q.device ?? "") ? q.device! : "";
+    const form: InsightsForm = {
+      site_id: siteId,
+      start: q.start ?? "",
+      end: q.end ?? "",
+      device,
+      compare_by: q.compare_by === "query" ? "query" : "page",
+    };
+    let error: string | null = null;
+    let data = null;
+    if (siteId !== undefined) {
+      if ((form.start && !isDate(form.start)) || (form.end && !isDate(form.end))) error = "Dates must be YYYY-MM-DD.";
+      else {
+        const w = { start: form.start || undefined, end: form.end || undefined, device: device || undefined };
+        const [overview, compare, decay, cannibalization, brand, topQueries, topPages] = await Promise.all([
+          overviewInsight(db, siteId, w),
+          // The comparison: the window's period against the one as long just before (default 28 vs 28).
+          compareInsight(db, siteId, {
+            by: form.compare_by,
+            current_start: w.start,
+            current_end: w.end,
+            device: w.device,
+            limit: 10,
+          }),
+          decayInsight(db, siteId, { end: w.end, weeks: 8, min_drop: 0.2, min_clicks: 10, device: w.device, limit: 20 }),
+          cannibalizationInsight(db, siteId, { ...w, min_share: 0.1, min_impressions: 50, limit: 20 }),
+          brandInsight(db, siteId, w),
+          topInsight(db, siteId, { ...w, by: "query", limit: 10 }),
+          topInsight(db, siteId, { ...w, by: "page", limit: 10 }),
+        ]);
+        data = { overview, compare, decay, cannibalization, brand, topQueries, topPages };
+      }
+    }
+    return c.html(
+      <Layout title="Insights" active="/ui/insights" error={error} notice={notice(c)} who={accessOf(c).who}>
+        {sites.length === 0 ? (
+          <p>No sites yet: add one on the Sites page.</p>
+        ) : (
+          <InsightsPage sites={sites} form={form} data={data} canWrite={accessOf(c).write} />
+        )}
+      </Layout>,
+      error ? 400 : 200,
+    );
+  });
+
+  app.post("/sites/:id/brand-terms", async (c) => {
+    const id = pathId(c.req.param("id"));
+    if (!(await findSiteById(db, id))) throw siteNotFound(id);
+    const form = await c.req.parseBody();
+    const terms = text(form.terms)
+      .split(",")
+      .map((t) => t.trim())
+      .filter(Boolean);
+    const parsed = BrandTermsBody.safeParse({ terms });
+    if (!parsed.success) throw new ApiError("validation_failed", `brand terms: ${parsed.error.issues.map((i) => i.message).join("; ")}`);
+    await replaceBrandTerms(db, id, parsed.data.terms);
+    return c.redirect(withNotice(`/ui/insights?site_id=${id}`, "brand-terms-saved"), 303);
   });
 
   app.get("/queries", async (c) => {

@@ -246,3 +246,90 @@ export const rateLimitWindows = pgTable(
   },
   (t) => [primaryKey({ columns: [t.bucket, t.window_start] })],
 );
+
+// Brand terms of a site (insights: brand vs non-brand): a query containing any of them, ignoring case, is a brand query.
+export const siteBrandTerms = pgTable(
+  "site_brand_terms",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    term: text("term").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.term] })],
+);
+
+// Where alerts go: a webhook (its body signed with HMAC-SHA256 under `secret`) or an e-mail address.
+// `events`: a JSON list of the event kinds it receives (empty: all); `site_id` null: every site.
+export const alertChannels = pgTable(
+  "alert_channels",
+  {
+    id: id(),
+    kind: text("kind", { enum: ["webhook", "email"] }).notNull(),
+    target: text("target").notNull(),
+    secret: text("secret"),
+    events: jsonb("events").$type<string[]>().notNull(),
+    site_id: integer("site_id").references(() => sites.id, { onDelete: "cascade" }),
+    active: boolean("active").notNull().default(true),
+    created_at: text("created_at").notNull().default(now),
+  },
+  (t) => [check("alert_channels_kind_check", sql`${t.kind} in ('webhook','email')`)],
+);
+
+// Per-site rule: alert when the site's (or any of its pages') clicks of the last 7 days fell more than
+// `drop_share` below the 7 days before, from at least `min_clicks`.
+export const alertRules = pgTable(
+  "alert_rules",
+  {
+    id: id(),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    scope: text("scope", { enum: ["site", "page"] }).notNull(),
+    drop_share: doublePrecision("drop_share").notNull(),
+    min_clicks: integer("min_clicks").notNull().default(50),
+    created_at: text("created_at").notNull().default(now),
+  },
+  (t) => [uniqueIndex("alert_rules_site_scope_unique").on(t.site_id, t.scope)],
+);
+
+// One row per alert raised; `dedupe_key` makes raising it again (another process, another pass) a no-op.
+export const alertEvents = pgTable(
+  "alert_events",
+  {
+    id: id(),
+    kind: text("kind").notNull(),
+    site_id: integer("site_id"),
+    dedupe_key: text("dedupe_key").notNull(),
+    payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+    created_at: text("created_at").notNull().default(now),
+  },
+  (t) => [uniqueIndex("alert_events_dedupe_unique").on(t.dedupe_key)],
+);
+
+// The delivery log: one row per (event, channel), retried with backoff until delivered or out of attempts.
+export const alertDeliveries = pgTable(
+  "alert_deliveries",
+  {
+    id: id(),
+    event_id: integer("event_id")
+      .notNull()
+      .references(() => alertEvents.id, { onDelete: "cascade" }),
+    channel_id: integer("channel_id")
+      .notNull()
+      .references(() => alertChannels.id, { onDelete: "cascade" }),
+    status: text("status", { enum: ["pending", "delivered", "failed"] })
+      .notNull()
+      .default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    next_attempt_at: text("next_attempt_at").notNull().default(now),
+    last_status: integer("last_status"),
+    last_error: text("last_error"),
+    delivered_at: text("delivered_at"),
+    created_at: text("created_at").notNull().default(now),
+  },
+  (t) => [
+    uniqueIndex("alert_deliveries_event_channel_unique").on(t.event_id, t.channel_id),
+    index("alert_deliveries_due_idx").on(t.status, t.next_attempt_at),
+  ],
+);

@@ -1,0 +1,128 @@
+import type { Db } from "../db/index.ts";
+import { ApiError } from "../errors.ts";
+import { findSiteById, siteNotFound } from "../sites/queries.ts";
+import { addDays } from "../sync/dates.ts";
+import {
+  comparePeriods,
+  defaultPeriods,
+  findBrandSplit,
+  findCannibalization,
+  findDecayingPages,
+  findNewestDataDay,
+  findOverview,
+  findTop,
+  listBrandTerms,
+  type Filters,
+} from "./queries.ts";
+import { insightFilters, type WindowInput } from "./window.ts";
+import { newestDataDay } from "../sync/dates.ts";
+
+// Each insight as one answer object: the dashboard renders it, the API returns it, the CLI prints the
+// API's, the MCP tools return it. One function per insight, so every surface shows the same numbers.
+
+async function siteOr404(db: Db, siteId: number) {
+  const site = await findSiteById(db, siteId);
+  if (!site) throw siteNotFound(siteId);
+  return site;
+}
+
+const windowOf = (f: Filters) => ({ site_id: f.siteId, start: f.start, end: f.end, search_type: f.searchType, device: f.device ?? null });
+
+/** Property overview: totals, distinct queries and pages, the daily trend (gaps as gaps). */
+export async function overviewInsight(db: Db, siteId: number, w: WindowInput) {
+  await siteOr404(db, siteId);
+  const f = await insightFilters(db, siteId, w);
+  return { ...windowOf(f), ...(await findOverview(db, f)) };
+}
+
+/** Top queries or pages. */
+export async function topInsight(
+  db: Db,
+  siteId: number,
+  w: WindowInput & { by: "query" | "page"; order?: "clicks" | "impressions"; contains?: string; limit: number },
+) {
+  await siteOr404(db, siteId);
+  const f = await insightFilters(db, siteId, w);
+  const rows = await findTop(db, { ...f, by: w.by, order: w.order, contains: w.contains ?? null, limit: w.limit });
+  return { ...windowOf(f), by: w.by, order: w.order ?? "clicks", rows };
+}
+
+export type CompareInput = {
+  by: "query" | "page";
+  current_start?: string;
+  current_end?: string;
+  previous_start?: string;
+  previous_end?: string;
+  days?: number;
+  search_type?: string;
+  device?: string;
+  limit: number;
+};
+
+/** Two periods compared (default: the last 28 days with data vs the 28 before): winners and losers by clicks, position moves. */
+export async function compareInsight(db: Db, siteId: number, c: CompareInput) {
+  await siteOr404(db, siteId);
+  const searchType = c.search_type ?? "web";
+  const days = c.days ?? 28;
+  const end = c.current_end ?? (await findNewestDataDay(db, siteId, searchType)) ?? newestDataDay();
+  const d = defaultPeriods(end, days);
+  const current = { start: c.current_start ?? d.current.start, end };
+  const previous = { start: c.previous_start ?? d.previous.start, end: c.previous_end ?? d.previous.end };
+  if (c.current_start && !c.previous_start && !c.previous_end) {
+    // Only the current period given: the previous is as long, just before it.
+    const len = Math.round((Date.parse(current.end) - Date.parse(current.start)) / 86_400_000) + 1;
+    previous.end = addDays(current.start, -1);
+    previous.start = addDays(current.start, -len);
+  }
+  for (const [name, p] of [
+    ["current", current],
+    ["previous", previous],
+  ] as const) {
+    if (p.start > p.end)
+      throw new ApiError("validation_failed", `the ${name} period starts after it ends`, [{ path: `${name}_start`, message: "after end" }]);
+  }
+  const r = await comparePeriods(db, { siteId, searchType, device: c.device ?? null, by: c.by, current, previous, limit: c.limit });
+  return { site_id: siteId, search_type: searchType, device: c.device ?? null, ...r };
+}
+
+/** Content decay: pages losing clicks over the last N weeks. */
+export async function decayInsight(
+  db: Db,
+  siteId: number,
+  o: { end?: string; weeks: number; min_drop: number; min_clicks: number; search_type?: string; device?: string; limit: number },
+) {
+  await siteOr404(db, siteId);
+  const searchType = o.search_type ?? "web";
+  const end = o.end ?? (await findNewestDataDay(db, siteId, searchType)) ?? newestDataDay();
+  const r = await findDecayingPages(db, {
+    siteId,
+    end,
+    searchType,
+    device: o.device ?? null,
+    weeks: o.weeks,
+    minDrop: o.min_drop,
+    minClicks: o.min_clicks,
+    limit: o.limit,
+  });
+  return { site_id: siteId, search_type: searchType, device: o.device ?? null, min_drop: o.min_drop, min_clicks: o.min_clicks, ...r };
+}
+
+/** Cannibalization: queries whose impressions several pages share. */
+export async function cannibalizationInsight(
+  db: Db,
+  siteId: number,
+  w: WindowInput & { min_share: number; min_impressions: number; limit: number },
+) {
+  await siteOr404(db, siteId);
+  const f = await insightFilters(db, siteId, w);
+  const queries = await findCannibalization(db, { ...f, minShare: w.min_share, minImpressions: w.min_impressions, limit: w.limit });
+  return { ...windowOf(f), min_share: w.min_share, min_impressions: w.min_impressions, queries };
+}
+
+/** Brand vs non-brand, with the site's stored brand terms. */
+export async function brandInsight(db: Db, siteId: number, w: WindowInput) {
+  await siteOr404(db, siteId);
+  const f = await insightFilters(db, siteId, w);
+  const terms = await listBrandTerms(db, siteId);
+  return { ...windowOf(f), ...(await findBrandSplit(db, { ...f, terms })) };
+}

@@ -1,0 +1,449 @@
+import type { Site } from "../db/model.ts";
+import type {
+  brandInsight,
+  cannibalizationInsight,
+  compareInsight,
+  decayInsight,
+  overviewInsight,
+  topInsight,
+} from "../insights/service.ts";
+import { dayRange } from "../sync/dates.ts";
+import { LineChart } from "./chart.tsx";
+import { num } from "./format.ts";
+import { SiteOptions } from "./layout.tsx";
+
+type Overview = Awaited<ReturnType<typeof overviewInsight>>;
+type Compare = Awaited<ReturnType<typeof compareInsight>>;
+type Decay = Awaited<ReturnType<typeof decayInsight>>;
+type Cannibalization = Awaited<ReturnType<typeof cannibalizationInsight>>;
+type Brand = Awaited<ReturnType<typeof brandInsight>>;
+type Top = Awaited<ReturnType<typeof topInsight>>;
+
+export type InsightsForm = { site_id?: number; start: string; end: string; device: string; compare_by: "page" | "query" };
+
+/** A page URL as its path (the site is known on this page); anything else as it is. */
+function short(key: string): string {
+  try {
+    const u = new URL(key);
+    return u.pathname + u.search;
+  } catch {
+    return key;
+  }
+}
+
+const pct = (ctr: number | null) => (ctr === null ? "—" : `${num(ctr * 100, 2)}%`);
+const signed = (n: number | null, digits = 0) => (n === null ? "—" : `${n > 0 ? "+" : ""}${num(n, digits)}`);
+
+/** The insights page: what an SEO reader opens the dashboard for, one section per question. */
+export function InsightsPage(props: {
+  sites: Site[];
+  form: InsightsForm;
+  canWrite: boolean;
+  data: {
+    overview: Overview;
+    compare: Compare;
+    decay: Decay;
+    cannibalization: Cannibalization;
+    brand: Brand;
+    topQueries: Top;
+    topPages: Top;
+  } | null;
+}) {
+  const f = props.form;
+  const d = props.data;
+  return (
+    <>
+      <form method="get" action="/ui/insights" class="filters">
+        <label>
+          Site
+          <select name="site_id" required>
+            <SiteOptions sites={props.sites} selected={f.site_id} />
+          </select>
+        </label>
+        <label>
+          From
+          <input type="date" name="start" value={f.start} />
+        </label>
+        <label>
+          To
+          <input type="date" name="end" value={f.end} />
+        </label>
+        <label>
+          Device
+          <select name="device">
+            <option value="">all</option>
+            {["DESKTOP", "MOBILE", "TABLET"].map((v) => (
+              <option value={v} selected={f.device === v}>
+                {v.toLowerCase()}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Compare by
+          <select name="compare_by">
+            <option value="page" selected={f.compare_by === "page"}>
+              page
+            </option>
+            <option value="query" selected={f.compare_by === "query"}>
+              query
+            </option>
+          </select>
+        </label>
+        <button type="submit">Show</button>
+      </form>
+      {d ? (
+        <>
+          <OverviewSection o={d.overview} />
+          <CompareSection c={d.compare} />
+          <DecaySection d={d.decay} />
+          <CannibalizationSection c={d.cannibalization} />
+          <BrandSection b={d.brand} canWrite={props.canWrite} />
+          <div class="grid">
+            <TopSection t={d.topQueries} title="Top queries" />
+            <TopSection t={d.topPages} title="Top pages" />
+          </div>
+          <section aria-labelledby="h-index">
+            <h2 id="h-index">Index status</h2>
+            <p class="muted">Not available yet: URL inspection results are not stored for this site.</p>
+          </section>
+        </>
+      ) : null}
+    </>
+  );
+}
+
+function OverviewSection({ o }: { o: Overview }) {
+  const days = dayRange(o.start, o.end);
+  const series = (k: "clicks" | "impressions" | "position") => new Map(o.trend.map((t) => [t.date, t[k] ?? 0]));
+  return (
+    <section aria-labelledby="h-overview" data-insight="overview" data-clicks={o.clicks} data-impressions={o.impressions}>
+      <h2 id="h-overview">
+        Overview, {o.start} – {o.end}
+      </h2>
+      <dl class="cards">
+        <div>
+          <dt>Clicks</dt>
+          <dd data-stat="clicks">{num(o.clicks)}</dd>
+        </div>
+        <div>
+          <dt>Impressions</dt>
+          <dd data-stat="impressions">{num(o.impressions)}</dd>
+        </div>
+        <div>
+          <dt>CTR</dt>
+          <dd data-stat="ctr">{pct(o.ctr)}</dd>
+        </div>
+        <div>
+          <dt>Avg. position</dt>
+          <dd data-stat="position">{num(o.position, 1)}</dd>
+        </div>
+        <div>
+          <dt>Queries</dt>
+          <dd>{num(o.queries)}</dd>
+        </div>
+        <div>
+          <dt>Pages</dt>
+          <dd>{num(o.pages)}</dd>
+        </div>
+      </dl>
+      <p class="muted">
+        {o.days_with_data} of {o.days} days have data.{" "}
+        {o.anonymized_clicks_share === null
+          ? "Anonymized queries: their share is not stored yet, so these totals count only the queries Google names."
+          : `Anonymized queries: ${num(o.anonymized_clicks_share * 100, 1)}% of clicks.`}
+      </p>
+      <LineChart title="Clicks" series="clicks" days={days} values={series("clicks")} />
+      <LineChart title="Impressions" series="impressions" days={days} values={series("impressions")} />
+    </section>
+  );
+}
+
+function ChangeTable(props: { rows: Compare["winners"]; by: "page" | "query"; kind: string }) {
+  if (props.rows.length === 0) return <p class="muted">None.</p>;
+  return (
+    <div class="scroll">
+      <table class={`changes ${props.kind}`}>
+        <thead>
+          <tr>
+            <th scope="col">{props.by === "page" ? "Page" : "Query"}</th>
+            <th scope="col" class="n">
+              Clicks before
+            </th>
+            <th scope="col" class="n">
+              Clicks now
+            </th>
+            <th scope="col" class="n">
+              Change
+            </th>
+            <th scope="col" class="n">
+              Position (before → now)
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.rows.map((r) => {
+            const key = String((r as Record<string, unknown>)[props.by]);
+            return (
+              <tr data-key={key} data-clicks-change={r.clicks_change}>
+                <td class="key" title={key}>
+                  {short(key)}
+                </td>
+                <td class="n">{num(r.previous.clicks)}</td>
+                <td class="n">{num(r.current.clicks)}</td>
+                <td class="n">
+                  {signed(r.clicks_change)}
+                  {r.clicks_change_pct === null ? "" : ` (${signed(r.clicks_change_pct, 1)}%)`}
+                </td>
+                <td class="n">
+                  {num(r.previous.position, 1)} → {num(r.current.position, 1)}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function CompareSection({ c }: { c: Compare }) {
+  return (
+    <section aria-labelledby="h-compare" data-insight="compare" data-clicks-change={c.clicks_change}>
+      <h2 id="h-compare">
+        Winners and losers: {c.current.start} – {c.current.end} vs {c.previous.start} – {c.previous.end}
+      </h2>
+      <p>
+        Clicks {num(c.previous.clicks)} → <strong>{num(c.current.clicks)}</strong> ({signed(c.clicks_change)}
+        {c.clicks_change_pct === null ? "" : `, ${signed(c.clicks_change_pct, 1)}%`}); position {num(c.previous.position, 1)} →{" "}
+        {num(c.current.position, 1)}.
+      </p>
+      <h3>Gained most clicks</h3>
+      <ChangeTable rows={c.winners} by={c.by} kind="winners" />
+      <h3>Lost most clicks</h3>
+      <ChangeTable rows={c.losers} by={c.by} kind="losers" />
+    </section>
+  );
+}
+
+function DecaySection({ d }: { d: Decay }) {
+  return (
+    <section aria-labelledby="h-decay" data-insight="decay">
+      <h2 id="h-decay">
+        Decaying pages: {d.weeks.length} weeks to {d.end}
+      </h2>
+      <p class="muted">
+        Pages whose last week has at least {num(d.min_drop * 100)}% fewer clicks than the first (from {d.min_clicks}+), falling week over
+        week overall.
+      </p>
+      {d.pages.length === 0 ? (
+        <p>No page is decaying.</p>
+      ) : (
+        <div class="scroll">
+          <table class="decay">
+            <thead>
+              <tr>
+                <th scope="col">Page</th>
+                <th scope="col">Clicks per week</th>
+                <th scope="col" class="n">
+                  Lost
+                </th>
+                <th scope="col" class="n">
+                  Change
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {d.pages.map((p) => (
+                <tr data-key={p.page} data-clicks-lost={p.clicks_lost}>
+                  <td class="key" title={p.page}>
+                    {short(p.page)}
+                  </td>
+                  <td>
+                    <WeekBars values={p.weekly_clicks} />
+                  </td>
+                  <td class="n">{num(p.clicks_lost)}</td>
+                  <td class="n">{signed(p.change_pct, 1)}%</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+/** Weekly values as small bars (inline SVG), with the numbers for screen readers. */
+function WeekBars({ values }: { values: number[] }) {
+  const max = Math.max(1, ...values);
+  const w = 8;
+  return (
+    <svg
+      class="weekbars"
+      viewBox={`0 0 ${values.length * (w + 2)} 24`}
+      width={values.length * (w + 2)}
+      height="24"
+      role="img"
+      aria-label={values.join(", ")}
+    >
+      {values.map((v, i) => (
+        <rect x={i * (w + 2)} y={24 - (v / max) * 24} width={w} height={(v / max) * 24} />
+      ))}
+    </svg>
+  );
+}
+
+function CannibalizationSection({ c }: { c: Cannibalization }) {
+  return (
+    <section aria-labelledby="h-cannibal" data-insight="cannibalization">
+      <h2 id="h-cannibal">Cannibalized queries</h2>
+      <p class="muted">
+        Queries for which two or more pages each drew at least {num(c.min_share * 100)}% of the impressions ({c.start} – {c.end}).
+      </p>
+      {c.queries.length === 0 ? (
+        <p>No query is shared by several pages.</p>
+      ) : (
+        <div class="scroll">
+          <table class="cannibal">
+            <thead>
+              <tr>
+                <th scope="col">Query</th>
+                <th scope="col">Pages (share of impressions, position)</th>
+                <th scope="col" class="n">
+                  Impressions
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {c.queries.map((q) => (
+                <tr data-key={q.query} data-pages={q.competing_pages}>
+                  <td class="key">{q.query}</td>
+                  <td>
+                    <ul class="plain">
+                      {q.pages.map((p) => (
+                        <li>
+                          {String(p.page)}{" "}
+                          <span class="muted">
+                            ({num((p.impressions_share as number) * 100, 1)}%, pos. {num(p.position as number, 1)})
+                          </span>
+                        </li>
+                      ))}
+                    </ul>
+                  </td>
+                  <td class="n">{num(q.impressions)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+function BrandSection({ b, canWrite }: { b: Brand; canWrite: boolean }) {
+  return (
+    <section aria-labelledby="h-brand" data-insight="brand" data-brand-clicks={b.brand.clicks}>
+      <h2 id="h-brand">Brand vs non-brand</h2>
+      {b.terms.length === 0 ? (
+        <p>No brand terms set for this site: add them below to split its queries.</p>
+      ) : (
+        <div class="scroll">
+          <table class="brand">
+            <thead>
+              <tr>
+                <th scope="col"></th>
+                <th scope="col" class="n">
+                  Clicks
+                </th>
+                <th scope="col" class="n">
+                  Impressions
+                </th>
+                <th scope="col" class="n">
+                  CTR
+                </th>
+                <th scope="col" class="n">
+                  Position
+                </th>
+                <th scope="col" class="n">
+                  Queries
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {(
+                [
+                  ["Brand", b.brand],
+                  ["Non-brand", b.non_brand],
+                ] as const
+              ).map(([label, m]) => (
+                <tr>
+                  <th scope="row">{label}</th>
+                  <td class="n">{num(m.clicks)}</td>
+                  <td class="n">{num(m.impressions)}</td>
+                  <td class="n">{pct(m.ctr)}</td>
+                  <td class="n">{num(m.position, 1)}</td>
+                  <td class="n">{num(m.queries)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {canWrite ? (
+        <form method="post" action={`/ui/sites/${b.site_id}/brand-terms`} class="filters">
+          <label>
+            Brand terms (comma-separated)
+            <input name="terms" value={b.terms.join(", ")} maxlength={2000} size={40} />
+          </label>
+          <button type="submit">Save terms</button>
+        </form>
+      ) : (
+        <p class="muted">Terms: {b.terms.join(", ") || "none"}</p>
+      )}
+    </section>
+  );
+}
+
+function TopSection({ t, title }: { t: Top; title: string }) {
+  return (
+    <section aria-label={title} data-insight={`top-${t.by}`}>
+      <h2>{title}</h2>
+      {t.rows.length === 0 ? (
+        <p class="muted">No data.</p>
+      ) : (
+        <div class="scroll">
+          <table class={`top-${t.by}`}>
+            <thead>
+              <tr>
+                <th scope="col">{t.by === "page" ? "Page" : "Query"}</th>
+                <th scope="col" class="n">
+                  Clicks
+                </th>
+                <th scope="col" class="n">
+                  CTR
+                </th>
+                <th scope="col" class="n">
+                  Pos.
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {t.rows.map((r) => (
+                <tr data-key={String(r[t.by])} data-clicks={r.clicks}>
+                  <td class="key" title={String(r[t.by])}>
+                    {short(String(r[t.by]))}
+                  </td>
+                  <td class="n">{num(r.clicks)}</td>
+                  <td class="n">{pct(r.ctr)}</td>
+                  <td class="n">{num(r.position, 1)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
