@@ -200,6 +200,7 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
       [`/ui/jobs?status=completed`, ""],
       [`/ui/queries?site_id=${siteId}&q=running`, ""],
       [`/ui/queries?site_id=${siteId}`, "queries"],
+      [`/ui/insights?site_id=${siteId}`, "insights"],
     ];
     for (const [path, name] of pages) {
       const page = await open(path);
@@ -247,7 +248,7 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     await page.waitForURL(/\/ui\/sites$/);
     await page.close();
     const phone = await newContext(true, { width: 390, height: 844 });
-    for (const path of ["/ui", "/ui/sites", `/ui/sites/${siteId}`, "/ui/jobs"]) {
+    for (const path of ["/ui", "/ui/sites", `/ui/sites/${siteId}`, "/ui/jobs", `/ui/insights?site_id=${siteId}`]) {
       const p = await open(path, phone);
       expect({ path, overflow: await p.evaluate("document.documentElement.scrollWidth > window.innerWidth") }).toEqual({
         path,

@@ -6,6 +6,7 @@ import type { Job } from "../sync/schemas.ts";
 import { createApi, ServiceDown, ServiceError, type Api } from "./api.ts";
 import * as auth from "./auth.ts";
 import { exportSite, exportFormats } from "./export.ts";
+import { addInsightsCommand } from "./insights.ts";
 import { follow, jobLine, outcomeCode, progressModes, type ProgressMode } from "./follow.ts";
 import { CliError, createOut, table, type Out } from "./output.ts";
 import { resolveSite } from "./sites.ts";
@@ -303,6 +304,7 @@ export function buildProgram(cfg: CliConfig) {
         out.err(`Exported ${r.rows} row${r.rows === 1 ? "" : "s"} of ${site.domain}${o.output ? ` to ${o.output}` : ""}`);
       },
     );
+  addInsightsCommand(program, ctx);
   program
     .command("coverage <site>")
     .description("which days of a site's daily and hourly data are synced")

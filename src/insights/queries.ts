@@ -235,7 +235,7 @@ export async function findDecayingPages(
     .from(g)
     .where(where(g, { ...o, start }))
     .groupBy(g.page)
-    .having(sql`${firstWeek} >= ${o.minClicks} and ${lastWeek} <= ${firstWeek} * ${1 - o.minDrop}`)
+    .having(sql`${firstWeek} >= ${o.minClicks} and ${lastWeek} <= ${firstWeek} * cast(${1 - o.minDrop} as double precision)`)
     .orderBy(desc(sql`${firstWeek} - ${lastWeek}`), asc(g.page))) as ({ page: string } & Record<string, number>)[];
   const out = [];
   for (const r of rows) {
@@ -304,7 +304,7 @@ export async function findCannibalization(db: Db, o: Filters & { minShare: numbe
       .select({ squery: sql<string>`${qt.tquery}`.as("squery"), stotal: sql<number>`${qt.total}`.as("stotal") })
       .from(qt)
       .innerJoin(qp, eq(qp.query, qt.tquery))
-      .where(sql`${qp.impressions} >= ${qt.total} * ${o.minShare}`)
+      .where(sql`${qp.impressions} >= ${qt.total} * cast(${o.minShare} as double precision)`)
       .groupBy(qt.tquery, qt.total)
       .having(sql`count(*) >= 2`)
       .orderBy(desc(qt.total), asc(qt.tquery))

@@ -1,0 +1,172 @@
+import { type Command, Option } from "commander";
+import type { Api } from "./api.ts";
+import { type Out, table } from "./output.ts";
+import { resolveSite } from "./sites.ts";
+
+// `bun run cli insights <site> <kind>`: the API's insight answers (GET /api/v1/sites/{id}/insights/<kind>)
+// as tables, or as the API's JSON with --json, so the numbers are the dashboard's and the MCP tools'.
+
+export const insightKinds = ["overview", "top", "compare", "decay", "cannibalization", "brand"] as const;
+type Kind = (typeof insightKinds)[number];
+
+type Opts = {
+  start?: string;
+  end?: string;
+  days?: string;
+  device?: string;
+  searchType?: string;
+  by?: string;
+  limit?: string;
+  weeks?: string;
+  contains?: string;
+};
+
+type M = { clicks: number; impressions: number; ctr: number | null; position: number | null };
+const pct = (v: number | null) => (v === null ? "-" : `${(v * 100).toFixed(2)}%`);
+const pos = (v: number | null) => (v === null ? "-" : v.toFixed(1));
+const signed = (n: number) => `${n > 0 ? "+" : ""}${n}`;
+
+/** The query string of an insight request from the options given. */
+export function insightQuery(kind: Kind, o: Opts): string {
+  const q = new URLSearchParams();
+  const set = (k: string, v: string | undefined) => v !== undefined && q.set(k, v);
+  if (kind === "compare") {
+    set("current_start", o.start);
+    set("current_end", o.end);
+  } else if (kind !== "decay") set("start", o.start);
+  if (kind !== "compare") set("end", o.end);
+  set("days", o.days);
+  set("device", o.device);
+  set("search_type", o.searchType);
+  if (kind === "top" || kind === "compare") set("by", o.by);
+  if (kind !== "overview" && kind !== "brand") set("limit", o.limit);
+  if (kind === "decay") set("weeks", o.weeks);
+  if (kind === "top") set("contains", o.contains);
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+/** Registers `insights <site> <kind>`. */
+export function addInsightsCommand(program: Command, ctx: () => { out: Out; api: Api }) {
+  program
+    .command("insights <site>")
+    .description("what the data says: overview, top queries/pages, winners and losers, decaying pages, cannibalization, brand split")
+    .addOption(new Option("--kind <kind>", "which insight").choices(insightKinds).default("overview"))
+    .option("--start <day>", "first day (compare: of the current period)")
+    .option("--end <day>", "last day (default: the newest day with data)")
+    .option("--days <n>", "window length (default 28; compare: each period)")
+    .addOption(new Option("--device <device>", "only this device").choices(["DESKTOP", "MOBILE", "TABLET"]))
+    .option("--search-type <type>", "web (default), image, video, news, discover, googleNews")
+    .addOption(new Option("--by <what>", "top/compare: query or page").choices(["query", "page"]))
+    .option("--limit <n>", "rows")
+    .option("--weeks <n>", "decay: weeks (default 8)")
+    .option("--contains <text>", "top: only keys containing this")
+    .action(async (ref: string, o: Opts & { kind: Kind }) => {
+      const { out, api } = ctx();
+      const site = await resolveSite(api, ref);
+      const r = await api.get<Record<string, unknown>>(`/api/v1/sites/${site.id}/insights/${o.kind}${insightQuery(o.kind, o)}`);
+      out.result(r, (v) => out.line(render(o.kind, v)));
+    });
+}
+
+/** An insight answer as text. */
+function render(kind: Kind, v: Record<string, unknown>): string {
+  const lines: string[] = [];
+  if (kind === "overview") {
+    const o = v as unknown as M & { start: string; end: string; queries: number; pages: number; days: number; days_with_data: number };
+    lines.push(`${o.start} .. ${o.end} (${o.days_with_data}/${o.days} days with data)`);
+    lines.push(
+      table(
+        ["CLICKS", "IMPRESSIONS", "CTR", "POSITION", "QUERIES", "PAGES"],
+        [[o.clicks, o.impressions, pct(o.ctr), pos(o.position), o.queries, o.pages]],
+      ),
+    );
+  } else if (kind === "top") {
+    const t = v as { by: "query" | "page"; start: string; end: string; rows: (M & Record<string, string>)[] };
+    lines.push(`Top ${t.by === "page" ? "pages" : "queries"}, ${t.start} .. ${t.end}`);
+    lines.push(
+      table(
+        [t.by.toUpperCase(), "CLICKS", "IMPRESSIONS", "CTR", "POSITION"],
+        t.rows.map((r) => [r[t.by], r.clicks, r.impressions, pct(r.ctr), pos(r.position)]),
+        80,
+      ),
+    );
+  } else if (kind === "compare") {
+    type Row = { previous: M; current: M; clicks_change: number; position_change: number | null } & Record<string, unknown>;
+    const c = v as {
+      by: string;
+      previous: M & { start: string; end: string };
+      current: M & { start: string; end: string };
+      clicks_change: number;
+      winners: Row[];
+      losers: Row[];
+    };
+    lines.push(
+      `${c.current.start} .. ${c.current.end} vs ${c.previous.start} .. ${c.previous.end}: clicks ${c.previous.clicks} -> ${c.current.clicks} (${signed(c.clicks_change)})`,
+    );
+    for (const [title, rows] of [
+      ["Winners", c.winners],
+      ["Losers", c.losers],
+    ] as const) {
+      lines.push("", title);
+      lines.push(
+        rows.length === 0
+          ? "  none"
+          : table(
+              [c.by.toUpperCase(), "BEFORE", "NOW", "CHANGE", "POSITION"],
+              rows.map((r) => [
+                String(r[c.by]),
+                r.previous.clicks,
+                r.current.clicks,
+                signed(r.clicks_change),
+                `${pos(r.previous.position)} -> ${pos(r.current.position)}`,
+              ]),
+              80,
+            ),
+      );
+    }
+  } else if (kind === "decay") {
+    const d = v as {
+      end: string;
+      weeks: unknown[];
+      pages: { page: string; weekly_clicks: number[]; clicks_lost: number; change_pct: number }[];
+    };
+    lines.push(`Decaying pages, ${d.weeks.length} weeks to ${d.end}`);
+    lines.push(
+      d.pages.length === 0
+        ? "  none"
+        : table(
+            ["PAGE", "WEEKLY CLICKS", "LOST", "CHANGE"],
+            d.pages.map((p) => [p.page, p.weekly_clicks.join(" "), p.clicks_lost, `${p.change_pct}%`]),
+            80,
+          ),
+    );
+  } else if (kind === "cannibalization") {
+    const c = v as {
+      queries: { query: string; impressions: number; pages: { page: string; impressions_share: number; position: number | null }[] }[];
+    };
+    if (c.queries.length === 0) lines.push("No query is shared by several pages.");
+    for (const q of c.queries) {
+      lines.push(`${q.query} (${q.impressions} impressions)`);
+      for (const p of q.pages) lines.push(`  ${(p.impressions_share * 100).toFixed(1).padStart(5)}%  pos ${pos(p.position)}  ${p.page}`);
+    }
+  } else {
+    const b = v as {
+      terms: string[];
+      brand: M & { queries: number };
+      non_brand: M & { queries: number };
+      brand_clicks_share: number | null;
+    };
+    lines.push(`Brand terms: ${b.terms.join(", ") || "(none: PUT /api/v1/sites/{id}/brand-terms)"}`);
+    lines.push(
+      table(
+        ["", "CLICKS", "IMPRESSIONS", "CTR", "POSITION", "QUERIES"],
+        [
+          ["brand", b.brand.clicks, b.brand.impressions, pct(b.brand.ctr), pos(b.brand.position), b.brand.queries],
+          ["non-brand", b.non_brand.clicks, b.non_brand.impressions, pct(b.non_brand.ctr), pos(b.non_brand.position), b.non_brand.queries],
+        ],
+      ),
+    );
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,211 @@
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { addDays, dayRange } from "../src/sync/dates.ts";
+import { cli } from "./helpers/cli.ts";
+import { withDb } from "./helpers/observe.ts";
+import { addSite, storeRows } from "./helpers/rows.ts";
+import { request, startServer, type RunningServer } from "./helpers/server.ts";
+
+setDefaultTimeout(60_000);
+
+// The insights (issue 20): each answer checked against sums computed here in plain JS from the rows
+// (CTR = Σclicks/Σimpressions, position weighted by impressions), and the same numbers on every
+// surface: the API, the MCP tools, the CLI (--json) and the dashboard page.
+
+const E = "2026-06-28"; // the newest day with data: every default window ends here
+const H = "https://acme.example";
+type Row = { day: string; page: string; query: string; device: string; clicks: number; impressions: number; position: number };
+const rows: Row[] = [];
+const add = (day: string, page: string, query: string, clicks: number, impressions: number, position: number, device = "DESKTOP") =>
+  rows.push({ day, page: `${H}${page}`, query, device, clicks, impressions, position });
+
+// /a gains: 10 clicks in the previous 28 days, 50 in the current ones.
+add(addDays(E, -40), "/a", "alpha", 10, 100, 5);
+add(addDays(E, -5), "/a", "alpha", 50, 200, 3);
+add(addDays(E, -5), "/a", "alpha", 4, 50, 8, "MOBILE");
+// /b loses 40 (a brand query).
+add(addDays(E, -40), "/b", "beta acme", 60, 300, 2);
+add(addDays(E, -5), "/b", "beta acme", 20, 300, 4);
+// /c decays over 8 weeks: one day a week, 100, 90, … 30 clicks.
+for (let w = 0; w < 8; w++) add(addDays(E, -55 + 7 * w), "/c", "gamma", 100 - 10 * w, 1000, 6);
+// "shared q": /d and /e share its impressions (60% / 36%), /a barely (3%).
+add(addDays(E, -3), "/d", "shared q", 5, 100, 3);
+add(addDays(E, -3), "/e", "shared q", 2, 60, 7);
+add(addDays(E, -3), "/a", "shared q", 0, 5, 9);
+add(E, "/a", "ACME shop", 3, 30, 1);
+
+/** Clicks, impressions, ctr and weighted position of rows, computed here (rounded as the API rounds). */
+function expected(rs: Row[]) {
+  const clicks = rs.reduce((a, r) => a + r.clicks, 0);
+  const impressions = rs.reduce((a, r) => a + r.impressions, 0);
+  const weight = rs.reduce((a, r) => a + r.position * r.impressions, 0);
+  return {
+    clicks,
+    impressions,
+    ctr: impressions ? Math.round((clicks / impressions) * 1e4) / 1e4 : null,
+    position: impressions ? Math.round((weight / impressions) * 100) / 100 : null,
+  };
+}
+const between = (a: string, b: string) => rows.filter((r) => r.day >= a && r.day <= b);
+
+let s: RunningServer;
+let siteId = 0;
+const api = async (path: string) => {
+  const r = await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/${path}`);
+  expect({ path, status: r.status }).toEqual({ path, status: 200 });
+  return r.body;
+};
+
+beforeAll(async () => {
+  s = await startServer({ workers: 1, env: { SYNC_SCHEDULER: "false" } });
+  await withDb(s.dbPath, async (db) => {
+    siteId = await addSite(db, "sc-domain:acme.example", "Acme");
+    for (const r of rows) await storeRows(db, siteId, r.day, "web", [{ ...r, ctr: r.clicks / r.impressions }]);
+  });
+  expect((await request(s.url, "PUT", `/api/v1/sites/${siteId}/brand-terms`, { terms: ["Acme", "acme "] })).body.terms).toEqual(["acme"]);
+});
+afterAll(async () => {
+  await s?.cleanup();
+});
+
+describe("each insight against sums computed from the rows", () => {
+  test("overview: the 28 days ending at the newest day, totals and the trend with gaps", async () => {
+    const o = await api("overview");
+    const start = addDays(E, -27);
+    const inWindow = between(start, E);
+    expect(o).toMatchObject({ start, end: E, search_type: "web", ...expected(inWindow), days: 28, anonymized_clicks_share: null });
+    const withData = [...new Set(inWindow.map((r) => r.day))].sort();
+    expect(o.trend.map((t: { date: string }) => t.date)).toEqual(withData);
+    expect(o.trend.find((t: { date: string }) => t.date === addDays(E, -5))).toEqual({
+      date: addDays(E, -5),
+      ...expected(inWindow.filter((r) => r.day === addDays(E, -5))),
+    });
+    // A device filter narrows every number.
+    const mobile = await api("overview?device=MOBILE");
+    expect(mobile).toMatchObject(expected(inWindow.filter((r) => r.device === "MOBILE")));
+  });
+
+  test("top pages and queries, with a text filter", async () => {
+    const t = await api("top?by=page&limit=2");
+    const byPage = (p: string) => expected(between(addDays(E, -27), E).filter((r) => r.page === `${H}${p}`));
+    expect(t.rows).toEqual([
+      { page: `${H}/c`, ...byPage("/c") },
+      { page: `${H}/a`, ...byPage("/a") },
+    ]);
+    const q = await api("top?by=query&contains=ACME");
+    expect(q.rows.map((r: { query: string }) => r.query)).toEqual(["beta acme", "ACME shop"]);
+  });
+
+  test("compare: the last 28 days vs the 28 before, winners and losers by clicks", async () => {
+    const c = await api("compare?by=page");
+    const cur = { start: addDays(E, -27), end: E };
+    const prev = { start: addDays(E, -55), end: addDays(E, -28) };
+    expect(c.current).toEqual({ ...cur, ...expected(between(cur.start, cur.end)) });
+    expect(c.previous).toEqual({ ...prev, ...expected(between(prev.start, prev.end)) });
+    expect(c.winners.map((w: { page: string; clicks_change: number }) => [w.page, w.clicks_change])).toEqual([
+      [`${H}/a`, 50 + 4 + 3 - 10],
+      [`${H}/d`, 5],
+      [`${H}/e`, 2],
+    ]);
+    expect(c.losers.map((w: { page: string; clicks_change: number }) => [w.page, w.clicks_change])).toEqual([
+      [`${H}/c`, 60 + 50 + 40 + 30 - (100 + 90 + 80 + 70)],
+      [`${H}/b`, -40],
+    ]);
+    const a = c.winners[0];
+    const aRows = (p: { start: string; end: string }) => between(p.start, p.end).filter((r) => r.page === `${H}/a`);
+    expect(a.position_change).toBe(Math.round((expected(aRows(cur)).position! - expected(aRows(prev)).position!) * 100) / 100);
+  });
+
+  test("decay: the page losing clicks week after week", async () => {
+    const d = await api("decay?weeks=8");
+    expect(d.pages).toEqual([
+      {
+        page: `${H}/c`,
+        weekly_clicks: [100, 90, 80, 70, 60, 50, 40, 30],
+        first_week_clicks: 100,
+        last_week_clicks: 30,
+        clicks_lost: 70,
+        change_pct: -70,
+        trend_per_week: -10,
+      },
+    ]);
+    expect(d.weeks[0].start).toBe(addDays(E, -55));
+  });
+
+  test("cannibalization: the query two pages share, with their shares", async () => {
+    const c = await api("cannibalization");
+    expect(c.queries).toHaveLength(1);
+    expect(c.queries[0]).toMatchObject({ query: "shared q", impressions: 165, competing_pages: 2 });
+    expect(c.queries[0].pages.map((p: { page: string; impressions_share: number }) => [p.page, p.impressions_share])).toEqual([
+      [`${H}/d`, Math.round((100 / 165) * 1e4) / 1e4],
+      [`${H}/e`, Math.round((60 / 165) * 1e4) / 1e4],
+      [`${H}/a`, Math.round((5 / 165) * 1e4) / 1e4],
+    ]);
+  });
+
+  test("brand vs non-brand by the stored terms (case-insensitive)", async () => {
+    const b = await api("brand");
+    const inWindow = between(addDays(E, -27), E);
+    const isBrand = (r: Row) => r.query.toLowerCase().includes("acme");
+    expect(b.terms).toEqual(["acme"]);
+    expect(b.brand).toEqual({ ...expected(inWindow.filter(isBrand)), queries: 2 });
+    expect(b.non_brand).toEqual({ ...expected(inWindow.filter((r) => !isBrand(r))), queries: 3 });
+  });
+
+  test("bad input: 400; unknown site: 404", async () => {
+    expect((await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/overview?start=2026-02-30`)).status).toBe(400);
+    expect((await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/overview?start=${E}&end=${addDays(E, -1)}`)).status).toBe(400);
+    expect((await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/decay?min_drop=2`)).status).toBe(400);
+    expect((await request(s.url, "GET", "/api/v1/sites/99999/insights/overview")).status).toBe(404);
+  });
+});
+
+describe("the same numbers on every surface", () => {
+  const kinds = [
+    ["overview", "overview", {}],
+    ["top", "top", { by: "page" }],
+    ["compare", "compare", { by: "page" }],
+    ["decay", "decay", {}],
+    ["cannibalization", "cannibalization", {}],
+    ["brand", "brand", {}],
+  ] as const;
+
+  for (const [kind, tool, args] of kinds) {
+    test(`${kind}: API = MCP insight_${tool} = CLI --json`, async () => {
+      const query = new URLSearchParams(args as Record<string, string>).toString();
+      const fromApi = await api(`${kind}${query ? `?${query}` : ""}`);
+      const mcp = await request(
+        s.url,
+        "POST",
+        "/mcp",
+        { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: `insight_${tool}`, arguments: { site_id: siteId, ...args } } },
+        { accept: "application/json, text/event-stream" },
+      );
+      expect(mcp.body.result.isError).toBeUndefined();
+      expect(mcp.body.result.structuredContent).toEqual(fromApi);
+      const byFlag = "by" in args ? ["--by", args.by] : [];
+      const r = await cli(["--json", "insights", String(siteId), "--kind", kind, ...byFlag], { env: { SITESYNC_URL: s.url } });
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(JSON.parse(r.stdout)).toEqual(fromApi);
+    });
+  }
+
+  test("the dashboard's insights page shows the API's numbers", async () => {
+    const res = await fetch(`${s.url}/ui/insights?site_id=${siteId}`);
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    const o = await api("overview");
+    expect(html).toContain(`data-insight="overview" data-clicks="${o.clicks}" data-impressions="${o.impressions}"`);
+    const c = await api("compare?by=page&limit=10");
+    expect(html).toContain(`data-insight="compare" data-clicks-change="${c.clicks_change}"`);
+    for (const w of [...c.winners, ...c.losers]) expect(html).toContain(`data-key="${w.page}" data-clicks-change="${w.clicks_change}"`);
+    const d = await api("decay");
+    for (const p of d.pages) expect(html).toContain(`data-key="${p.page}" data-clicks-lost="${p.clicks_lost}"`);
+    const k = await api("cannibalization");
+    for (const q of k.queries) expect(html).toContain(`data-key="${q.query}" data-pages="${q.competing_pages}"`);
+    const b = await api("brand");
+    expect(html).toContain(`data-insight="brand" data-brand-clicks="${b.brand.clicks}"`);
+    // The trend chart leaves the days without data blank: as many points as days with data.
+    expect(html).toContain(`data-days="${o.trend.length}"`);
+    expect(dayRange(o.start, o.end)).toHaveLength(28);
+  });
+});
