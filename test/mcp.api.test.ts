@@ -241,12 +241,18 @@ afterAll(async () => {
 });
 
 describe("tools", () => {
-  test("tools/list names the original's tools (plus list_sites), each with a JSON Schema of its input", async () => {
+  test("tools/list names the original's tools (plus list_sites and the insights), each with a JSON Schema of its input", async () => {
     const { tools } = await client.listTools();
     expect(tools.map((t) => t.name).sort()).toEqual(
       [
         "best_pages",
         "compare_periods",
+        "insight_brand",
+        "insight_cannibalization",
+        "insight_compare",
+        "insight_decay",
+        "insight_overview",
+        "insight_top",
         "list_sites",
         "pages_queries",
         "query",

@@ -243,6 +243,7 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     expect(await page.evaluate("document.activeElement?.textContent")).toBe("Skip to content");
     await page.keyboard.press("Tab");
     await page.keyboard.press("Tab");
+    await page.keyboard.press("Tab");
     expect(await page.evaluate("document.activeElement?.textContent")).toBe("Sites");
     await page.keyboard.press("Enter");
     await page.waitForURL(/\/ui\/sites$/);
