@@ -15,6 +15,7 @@ import { defaults } from "./config.ts";
 import { analyticsRoutes } from "./analytics/routes.ts";
 import { compatPath, compatRoutes } from "./compat/routes.ts";
 import { insightsRoutes } from "./insights/routes.ts";
+import { alertsRoutes } from "./alerts/routes.ts";
 import type { Db } from "./db/index.ts";
 import { defaultGscProbe, type GscProbe } from "./diagnostics/gsc-probe.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
@@ -142,6 +143,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/", compatRoutes(audited));
   app.route("/api/v1", analyticsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts }));
   app.route("/api/v1", insightsRoutes(audited));
+  app.route("/api/v1/alerts", alertsRoutes(audited));
   app.route("/api/v1/keys", keysRoutes(audited));
   app.route("/api/v1/audit", auditRoutes(db));
   app.route(

@@ -179,6 +179,21 @@ const envSchema = z.object({
   // The query tool's child process is killed past this resident memory (SQLite statement + runtime).
   MCP_QUERY_MAX_MEMORY_MB: int(32, 65_536).default(256),
 
+  // Alerts (docs/operations.md#alerts): the supervisor looks for failed syncs, expired sign-ins, quota and
+  // click drops every ALERT_POLL_MS and delivers webhooks / e-mails, retrying a failed delivery with
+  // exponential backoff from ALERT_RETRY_BASE_MS, at most ALERT_MAX_ATTEMPTS times.
+  ALERTS: bool.default(true),
+  ALERT_POLL_MS: int(50).default(5_000),
+  ALERT_RETRY_BASE_MS: int(1).default(30_000),
+  ALERT_MAX_ATTEMPTS: int(1, 50).default(8),
+  ALERT_TIMEOUT_MS: int(100, 120_000).default(10_000),
+  // E-mail alerts go through this SMTP server (smtp://user:pass@host:587, smtps://…:465); unset: no e-mail.
+  SMTP_URL: z
+    .string()
+    .regex(/^smtps?:\/\//, "expected smtp://host:port or smtps://host:port")
+    .optional(),
+  ALERT_EMAIL_FROM: z.string().min(3).max(200).default("sitesync <sitesync@localhost>"),
+
   // Set by the supervisor for the processes it spawns; never by users.
   SITESYNC_ROLE: roleSchema.default("standalone"),
   SITESYNC_DB_IDENTITY: z

@@ -7,6 +7,7 @@ import { childEnv, describeTarget, loadConfigOrExit, type ProcessRole } from "./
 import { startCheckpointer } from "./db/sqlite/checkpoint.ts";
 import { fileIdentity } from "./db/sqlite/identity.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
+import { startAlerts } from "./alerts/loop.ts";
 import { acquireLock, databaseLockPath, portLockPath, portProblem, type InstanceLock } from "./db/instance-lock.ts";
 import { migrate } from "./db/sqlite/migrate.ts";
 import { migratePg } from "./db/pg/migrate.ts";
@@ -41,6 +42,17 @@ function fatal(line: string, err?: unknown): never {
 
 const locks: (InstanceLock | null)[] = [];
 const { identity, checkpointer, stopBackups, db } = await start();
+// Alerts (src/alerts): failed syncs, expired sign-ins, quota, click drops; webhooks and e-mail from here.
+const alerts = config.ALERTS
+  ? startAlerts(db, {
+      pollMs: config.ALERT_POLL_MS,
+      retryBaseMs: config.ALERT_RETRY_BASE_MS,
+      maxAttempts: config.ALERT_MAX_ATTEMPTS,
+      timeoutMs: config.ALERT_TIMEOUT_MS,
+      smtpUrl: config.SMTP_URL ?? null,
+      from: config.ALERT_EMAIL_FROM,
+    })
+  : null;
 
 /** Takes the locks, migrates, and opens our connections; any failure is fatal with one line. */
 async function start() {
@@ -305,6 +317,7 @@ async function shutdown(signal: string, exitCode = 0, reason?: string) {
     for (const p of running) p.kill("SIGKILL");
     await all;
   }
+  await alerts?.stop();
   checkpointer.stop(!fileChanged);
   stopBackups();
   await closeAllConnections(Math.max(0, deadline - performance.now()));

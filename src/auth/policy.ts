@@ -29,7 +29,7 @@ export function isUiPath(path: string): boolean {
   return path === "/ui" || path.startsWith("/ui/");
 }
 
-const adminPaths = /^\/api\/v1\/(keys|audit|admin|diagnostics)(\/|$)/;
+const adminPaths = /^\/api\/v1\/(keys|audit|admin|diagnostics|alerts)(\/|$)/;
 const sitePath = /^\/api\/v1\/sites\/[^/]+\/?$/;
 const restorePath = /^\/api\/v1\/sites\/[^/]+\/restore\/?$/;
 
