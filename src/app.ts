@@ -60,6 +60,10 @@ export type AppOptions = {
   auth?: AuthOptions;
   /** Shared request rate limit, asked once per identified caller. */
   rateLimit?: RateLimit;
+  /** Dashboard sign-in attempts per client address (LOGIN_ATTEMPTS_PER_MINUTE). */
+  loginRateLimit?: RateLimit;
+  /** How long a dashboard session lasts (UI_SESSION_TTL). */
+  sessionTtlMs?: number;
   /** Limits of the MCP `query` tool. */
   mcp?: McpOptions;
   /** Where POST/GET /api/v1/admin/backups put and find backups (default: backups/ beside the file). */
@@ -164,6 +168,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
       metrics,
       walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES,
       maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS,
+      sessionTtlMs: opts.sessionTtlMs,
+      loginRateLimit: opts.loginRateLimit,
     }),
   );
   app.route(
@@ -180,6 +186,16 @@ export function createApp(db: Db, opts: AppOptions = {}) {
 
   app.doc31("/openapi.json", openApiInfo);
   // The reference page's script comes from node_modules, so /docs works offline (src/docs.ts).
+  // The reference pages are HTML too: a CSP that lets them load only from this server (no outside calls).
+  const referenceCsp: MiddlewareHandler = async (c, next) => {
+    await next();
+    c.header(
+      "Content-Security-Policy",
+      "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'",
+    );
+  };
+  app.use("/docs", referenceCsp);
+  app.use("/redoc", referenceCsp);
   app.route("/", scalarRoutes());
   app.route(
     "/",

@@ -159,6 +159,21 @@ const envSchema = z.object({
   LOCAL_ADDRESSES: addressList.default(["127.0.0.0/8", "::1"]),
   // Host names (besides loopback names) the API may be reached by; empty: any, for keyed requests.
   ALLOWED_HOSTS: hostList.default([]),
+  // Reverse proxies (addresses, CIDR) whose X-Forwarded-For/-Proto are believed; off (empty) by default.
+  TRUST_PROXY: addressList.default([]),
+  // Dashboard sign-ins: how long a session lasts, and failed key entries allowed per client address and minute.
+  UI_SESSION_TTL: z
+    .string()
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === null || ms < 60_000) {
+        ctx.addIssue({ code: "custom", message: "must be a duration of at least a minute, like 30m, 12h or 7d" });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .default(12 * 3_600_000),
+  LOGIN_ATTEMPTS_PER_MINUTE: int(1, 10_000).default(10),
   // last_used_at of keys is written this often (one write for all keys used meanwhile), not per request.
   KEY_LAST_USED_FLUSH_MS: int(10).default(5000),
   RATE_LIMIT_PER_MINUTE: int(0).default(1200),

@@ -33,10 +33,13 @@ const app = createApp(db, {
       ? { dir: backupDirOf(config.database.path, config.BACKUP_DIR), keep: config.BACKUP_KEEP, intervalMs: config.BACKUP_INTERVAL }
       : null,
   rateLimit: createRateLimiter(db, { perKey: config.RATE_LIMIT_PER_MINUTE, perIp: config.RATE_LIMIT_IP_PER_MINUTE }),
+  loginRateLimit: createRateLimiter(db, { perKey: 0, perIp: config.LOGIN_ATTEMPTS_PER_MINUTE }),
+  sessionTtlMs: config.UI_SESSION_TTL,
   auth: {
     mode: config.AUTH,
     localAddresses: config.LOCAL_ADDRESSES,
     allowedHosts: config.ALLOWED_HOSTS,
+    trustProxy: config.TRUST_PROXY,
     touchIntervalMs: config.KEY_LAST_USED_FLUSH_MS,
   },
   mcp: {

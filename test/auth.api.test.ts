@@ -243,7 +243,13 @@ describe("with keys", () => {
   });
 
   test("the dashboard's key cookie is ambient: a cross-site (or same-site) form with it is refused", async () => {
-    const cookie = { cookie: `sitesync_key=${keys.admin}` };
+    // The dashboard's session cookie, from a real sign-in.
+    const login = await call(REMOTE, "POST", "/ui/login", `key=${encodeURIComponent(keys.admin!)}`, {
+      "content-type": "application/x-www-form-urlencoded",
+      "sec-fetch-site": "same-origin",
+    });
+    expect(login.status).toBe(303);
+    const cookie = { cookie: /^(sitesync_session=[\w-]+);/.exec(login.headers["set-cookie"] as unknown as string)![1]! };
     const forged = await call(REMOTE, "POST", "/ui/no-such-form", "x=1", {
       ...cookie,
       "content-type": "application/x-www-form-urlencoded",

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
+import { createSession } from "../src/auth/sessions.ts";
 import { createApiKey } from "../src/auth/queries.ts";
 import { createSite } from "../src/sites/queries.ts";
 import { dayStates } from "../src/ui/calendar.tsx";
@@ -169,9 +170,14 @@ describe("once API keys exist: the login page, the cookie, and what each scope s
   const k = tempDb();
   const keyed = createApp(k.db);
   const keys: Record<string, string> = {};
+  const sessions: Record<string, string> = {};
   let jobId = 0;
   beforeAll(async () => {
-    for (const scope of ["read", "write", "admin"] as const) keys[scope] = (await createApiKey(k.db, { name: `ui-${scope}`, scope })).key;
+    for (const scope of ["read", "write", "admin"] as const) {
+      const created = await createApiKey(k.db, { name: `ui-${scope}`, scope });
+      keys[scope] = created.key;
+      sessions[scope] = await createSession(k.db, created.info.id, 3_600_000);
+    }
     const site = await keyed.request("/api/v1/sites", {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${keys.write}` },
@@ -185,7 +191,7 @@ describe("once API keys exist: the login page, the cookie, and what each scope s
     jobId = ((await job.json()) as { job_id: number }).job_id;
   });
   afterAll(() => k.cleanup());
-  const cookie = (scope: string) => ({ cookie: `sitesync_key=${keys[scope]}` });
+  const cookie = (scope: string) => ({ cookie: `sitesync_session=${sessions[scope]}` });
 
   test("pages without a key go to the login page; the login page and static files are open", async () => {
     for (const [path, next] of [
@@ -202,11 +208,13 @@ describe("once API keys exist: the login page, the cookie, and what each scope s
     // Event streams and forms get the API's 401, not a redirect.
     expect((await keyed.request("/ui/jobs/stream")).status).toBe(401);
     expect((await keyed.request("/ui/sites", form({ domain: "sc-domain:x.example", name: "X" }))).status).toBe(401);
-    // A revoked or unknown key in the cookie is the same as none.
+    // An unknown session in the cookie is the same as none; so is an API key put there (the cookie never holds one).
     expect(
-      (await keyed.request("/ui", { headers: { cookie: "sitesync_key=ssk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" } }))
-        .status,
+      (await keyed.request("/ui", { headers: { cookie: "sitesync_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" } })).status,
     ).toBe(303);
+    expect((await keyed.request("/ui", { headers: { cookie: `sitesync_key=${keys.admin}; sitesync_session=${keys.admin}` } })).status).toBe(
+      303,
+    );
   });
 
   test("login sets an HttpOnly, SameSite=Strict cookie for /ui; a bad key is refused; logout clears it", async () => {
@@ -217,16 +225,23 @@ describe("once API keys exist: the login page, the cookie, and what each scope s
     expect(ok.status).toBe(303);
     expect(ok.headers.get("location")).toBe("/ui/jobs");
     const set = ok.headers.get("set-cookie")!;
-    expect(set).toContain(`sitesync_key=${keys.read}`);
+    // A random session token, not the key (issue 21: the cookie used to be the raw API key).
+    expect(set).toMatch(/^sitesync_session=[\w-]{43};/);
+    expect(set).not.toContain(keys.read!);
+    expect(set).not.toContain("Secure");
+    const session = /^sitesync_session=([\w-]+);/.exec(set)![1]!;
+    expect((await keyed.request("/ui/jobs", { headers: { cookie: `sitesync_session=${session}` } })).status).toBe(200);
     expect(set).toContain("HttpOnly");
     expect(set).toContain("SameSite=Strict");
     expect(set).toContain("Path=/ui");
     // next may only lead into the dashboard.
     const away = await keyed.request("/ui/login", form({ key: keys.read!, next: "https://evil.example/" }));
     expect(away.headers.get("location")).toBe("/ui");
-    const out = await keyed.request("/ui/logout", form({}, { origin, ...cookie("read") }));
+    const out = await keyed.request("/ui/logout", form({}, { origin, cookie: `sitesync_session=${session}` }));
     expect(out.status).toBe(303);
-    expect(out.headers.get("set-cookie")).toMatch(/sitesync_key=;.*Max-Age=0/);
+    expect(out.headers.get("set-cookie")).toMatch(/sitesync_session=;.*Max-Age=0/);
+    // Signed out for good: the same cookie, replayed, opens nothing (it stayed valid before).
+    expect((await keyed.request("/ui/jobs", { headers: { cookie: `sitesync_session=${session}` } })).status).toBe(303);
   });
 
   test("a read key sees pages but no forms that change anything, and cannot post them", async () => {

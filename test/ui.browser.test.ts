@@ -305,7 +305,7 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
     expect(await page.getByRole("button", { name: /^(Cancel|Retry) job/ }).count()).toBe(0);
     const [cookie] = await ctx.cookies();
     expect({ name: cookie!.name, httpOnly: cookie!.httpOnly, sameSite: cookie!.sameSite, path: cookie!.path }).toEqual({
-      name: "sitesync_key",
+      name: "sitesync_session",
       httpOnly: true,
       sameSite: "Strict",
       path: "/ui",

@@ -5,8 +5,9 @@ import type { KeyScope } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
 import { log } from "../log.ts";
 import { scopeAllows } from "./keys.ts";
-import { addressMatcher, clientAddress, isCrossSite, isLoopbackName, requestHostname } from "./net.ts";
-import { isOpenPath, isSafeMethod, isUiPath, requiredScope, UI_KEY_COOKIE } from "./policy.ts";
+import { addressMatcher, clientAddress, forwardedClient, isCrossSite, isLoopbackName, isProxied, requestHostname } from "./net.ts";
+import { isOpenPath, isSafeMethod, isUiPath, requiredScope } from "./policy.ts";
+import { findSessionKey, UI_SESSION_COOKIE } from "./sessions.ts";
 import { hasActiveKey, readerDataVersion, touchKeys, verifyApiKey, type KeyPrincipal, type KeyVerdict } from "./queries.ts";
 
 export type AuthMode = "auto" | "off" | "required";
@@ -20,6 +21,11 @@ export type AuthOptions = {
   allowedHosts: readonly string[];
   /** How often last_used_at is written (one write for all keys used meanwhile). */
   touchIntervalMs?: number;
+  /**
+   * Proxies (addresses, CIDR) whose X-Forwarded-For / X-Forwarded-Proto are believed (TRUST_PROXY); empty: none.
+   * Then the forwarded client is judged (protected mode, rate limits, audit), not the proxy.
+   */
+  trustProxy?: readonly string[];
 };
 
 export const defaultAuthOptions: AuthOptions = { mode: "auto", localAddresses: ["127.0.0.0/8", "::1"], allowedHosts: [] };
@@ -31,8 +37,12 @@ export type Principal = { kind: "key"; key: KeyPrincipal } | { kind: "loopback" 
 const LOOPBACK: Principal = Object.freeze({ kind: "loopback" });
 const OPEN: Principal = Object.freeze({ kind: "open" });
 
-/** Per-request values the auth middleware sets. */
-export type AuthVariables = { principal: Principal; clientIp: string | null };
+/** Per-request values the auth middleware sets (`tls`: the client's connection is TLS, directly or at a trusted proxy). */
+export type AuthVariables = { principal: Principal; clientIp: string | null; tls: boolean };
+
+declare module "hono" {
+  interface ContextVariableMap extends AuthVariables {}
+}
 
 /** Name of the caller for logs and the audit log: the key's name, `loopback`, or `anonymous`. */
 export function actorOf(p: Principal | undefined): string {
@@ -71,10 +81,7 @@ function presentedKey(c: Context): string | null {
     if (!m) throw unauthorized("the Authorization header must be `Bearer <key>`", 'error="invalid_request"');
     return m[1]!;
   }
-  const header = c.req.header("x-api-key");
-  if (header !== undefined) return header;
-  // A browser cannot send a header from a plain link or form: the dashboard's pages present its cookie.
-  return isUiPath(c.req.path) ? (getCookie(c, UI_KEY_COOKIE) ?? null) : null;
+  return c.req.header("x-api-key") ?? null;
 }
 
 const keyRequired = () => unauthorized(`an API key is required: ${howToCreate}`);
@@ -123,6 +130,8 @@ export type RateLimit = (bucket: { kind: "key" | "ip"; id: string }) => Promise<
 export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit): MiddlewareHandler {
   const touch = createKeyTouches(db, opts.touchIntervalMs ?? 5000);
   const isLocal = memoized(addressMatcher(opts.localAddresses));
+  const trustProxy = opts.trustProxy ?? [];
+  const isTrustedProxy = trustProxy.length > 0 ? memoized(addressMatcher(trustProxy)) : () => false;
   const hostAllowed = (host: string) => isLoopbackName(host) || opts.allowedHosts.includes(host);
 
   // "No active key" is remembered with the reader's data_version it was seen at: only a commit can
@@ -146,7 +155,7 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
   }
 
   // Synchronous on SQLite (no async frame per request); a promise on PostgreSQL, whose checks are queries.
-  function identify(c: Context, local: boolean, host: string): Principal | Promise<Principal> {
+  function identify(c: Context, local: boolean, host: string, untrustedProxy: boolean): Principal | Promise<Principal> {
     if (opts.allowedHosts.length > 0 && !hostAllowed(host)) {
       throw new ApiError("forbidden", `host '${host}' is not in ALLOWED_HOSTS`);
     }
@@ -155,10 +164,19 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
       const v = verifyApiKey(db, key);
       return v instanceof Promise ? v.then(keyHolder) : keyHolder(v);
     }
+    // A browser cannot send a header from a plain link or form: the dashboard's pages present its session cookie.
+    const session = isUiPath(c.req.path) ? getCookie(c, UI_SESSION_COOKIE) : undefined;
+    if (session) return findSessionKey(db, session).then((k) => (k ? { kind: "key", key: k } : keylessOf(local, host, untrustedProxy)));
+    return keylessOf(local, host, untrustedProxy);
+  }
+
+  function keylessOf(local: boolean, host: string, untrustedProxy: boolean): Principal | Promise<Principal> {
     if (opts.mode === "off") return OPEN;
     if (opts.mode === "required") throw keyRequired();
     const anyKey = anyActiveKey();
-    return anyKey instanceof Promise ? anyKey.then((k) => keyless(k, local, host)) : keyless(anyKey, local, host);
+    return anyKey instanceof Promise
+      ? anyKey.then((k) => keyless(k, local, host, untrustedProxy))
+      : keyless(anyKey, local, host, untrustedProxy);
   }
 
   function keyHolder(v: KeyVerdict): Principal {
@@ -168,8 +186,15 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     return { kind: "key", key: v.key };
   }
 
-  function keyless(anyKey: boolean, local: boolean, host: string): Principal {
+  function keyless(anyKey: boolean, local: boolean, host: string, untrustedProxy: boolean): Principal {
     if (anyKey) throw keyRequired();
+    if (!local && untrustedProxy) {
+      // Behind a reverse proxy every client arrives from the proxy's address: naming hosts would open the service to all.
+      throw new ApiError(
+        "forbidden",
+        `sitesync is in protected mode and this request came through a proxy (X-Forwarded-For) that TRUST_PROXY does not name, so its client cannot be told apart from any other: ${howToCreate}. If the proxy is yours, set TRUST_PROXY to its address so the forwarded client is judged (a proxy on this machine: TRUST_PROXY=127.0.0.1).`,
+      );
+    }
     if (!local) {
       throw new ApiError(
         "forbidden",
@@ -186,15 +211,24 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
   return async (c, next) => {
     const path = c.req.path;
     // Preflights carry no credentials and change nothing (CORS answers them).
-    if (isOpenPath(path) || c.req.method === "OPTIONS") return next();
-    const addr = clientAddress(c);
-    // A request without a socket was made by code inside this process (app.request in tests).
-    const local = addr === undefined || isLocal(addr);
+    if (c.req.method === "OPTIONS") return next();
+    // Open paths need no identity, but the dashboard's login does need the client and whether it is TLS.
+    if (isOpenPath(path) && !isUiPath(path)) return next();
+    const socket = clientAddress(c);
+    // Behind a trusted proxy the client is the one it forwards; the proxy itself is not the caller.
+    const viaProxy = socket !== undefined && isTrustedProxy(socket);
+    const addr = viaProxy ? (forwardedClient(c.req.header("x-forwarded-for"), isTrustedProxy) ?? socket) : socket;
+    // A request without a socket was made by code inside this process (app.request in tests). A proxied
+    // request from an untrusted proxy (e.g. a reverse proxy on this machine, TRUST_PROXY unset) is not local:
+    // every remote client would otherwise look like loopback.
+    const local = addr === undefined ? !isProxied(c) : isLocal(addr) && (viaProxy || !isProxied(c));
     c.set("clientIp", addr ?? null);
+    c.set("tls", new URL(c.req.url).protocol === "https:" || (viaProxy && c.req.header("x-forwarded-proto")?.toLowerCase() === "https"));
+    if (isOpenPath(path)) return next();
     let principal: Principal | undefined;
     let refused: unknown;
     try {
-      const p = identify(c, local, requestHostname(c));
+      const p = identify(c, local, requestHostname(c), socket !== undefined && !viaProxy && isProxied(c));
       principal = p instanceof Promise ? await p : p;
       c.set("principal", principal);
     } catch (err) {

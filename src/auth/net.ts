@@ -9,6 +9,26 @@ export function clientAddress(c: Context): string | undefined {
   return addr === undefined ? undefined : normalizeAddress(addr);
 }
 
+/**
+ * The client behind trusted proxies: walking X-Forwarded-For from the right (the entry the nearest proxy
+ * added), the first address that is not itself a trusted proxy. Null when the header is missing or malformed.
+ */
+export function forwardedClient(xff: string | undefined, isTrustedProxy: (addr: string) => boolean): string | null {
+  if (!xff) return null;
+  const hops = xff.split(",").map((h) => normalizeAddress(h.trim()));
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i]!;
+    if (!/^[0-9a-f:.]+$/.test(hop)) return null;
+    if (!isTrustedProxy(hop)) return hop;
+  }
+  return hops[0] ?? null;
+}
+
+/** True when the request carries headers a proxy adds (a program on this machine talking to us directly does not). */
+export function isProxied(c: Context): boolean {
+  return c.req.header("x-forwarded-for") !== undefined || c.req.header("forwarded") !== undefined;
+}
+
 /** Lower-cases and unwraps IPv4-mapped IPv6 (`::ffff:127.0.0.1` -> `127.0.0.1`). */
 export function normalizeAddress(addr: string): string {
   const a = addr.toLowerCase();

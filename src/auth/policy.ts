@@ -3,9 +3,6 @@ import type { KeyScope } from "../db/model.ts";
 // Which scope each request needs: one table for every route, so a route added later gets the rule of
 // its method (GET: read, any other method: write) unless it is listed here.
 
-/** The dashboard keeps the key its login form was given in this HttpOnly, SameSite=Strict cookie (path /ui). */
-export const UI_KEY_COOKIE = "sitesync_key";
-
 /**
  * Paths answered without a key in every mode: health for load balancers, the API info and reference
  * pages, the dashboard's login and logout (which only set or clear its cookie) and its static files.

@@ -1,5 +1,5 @@
 import { Hono, type Context, type MiddlewareHandler } from "hono";
-import { deleteCookie, setCookie } from "hono/cookie";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { csrf } from "hono/csrf";
 import type { Child } from "hono/jsx";
 import { secureHeaders } from "hono/secure-headers";
@@ -9,8 +9,8 @@ import type { Registry } from "prom-client";
 import { z } from "zod";
 import { fileHandler, packageFile } from "../assets.ts";
 import { scopeAllows } from "../auth/keys.ts";
-import { principalOf, verifyKeyScope } from "../auth/middleware.ts";
-import { UI_KEY_COOKIE } from "../auth/policy.ts";
+import { principalOf, type RateLimit, verifyKeyScope } from "../auth/middleware.ts";
+import { createSession, revokeSession, UI_SESSION_COOKIE } from "../auth/sessions.ts";
 import type { Db } from "../db/index.ts";
 import { taskStatuses, type KeyScope } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
@@ -43,9 +43,14 @@ export type UiOptions = {
   walWarnBytes: number;
   /** max_attempts of the tasks the dashboard queues. */
   maxAttempts: number;
+  /** How long a dashboard session lasts (UI_SESSION_TTL). */
+  sessionTtlMs?: number;
+  /** Counts sign-in attempts per client address (LOGIN_ATTEMPTS_PER_MINUTE); 429 past it. */
+  loginRateLimit?: RateLimit;
 };
 
 const JS = "text/javascript; charset=utf-8";
+const DEFAULT_SESSION_TTL_MS = 12 * 3_600_000;
 /** Days of the coverage window in the sites list (final days only). */
 const COVERAGE_DAYS = 30;
 /** Days shown on a site's calendar and charts. */
@@ -86,8 +91,10 @@ export function uiRoutes(db: Db, opts: UiOptions) {
   const app = new Hono();
 
   // Everything from this server only: scripts, styles, the event streams, form targets.
-  app.use(
+  const pageHeaders = (hsts: boolean) =>
     secureHeaders({
+      // HSTS means nothing over plain HTTP (and a browser ignores it there): sent only when the client came over TLS.
+      strictTransportSecurity: hsts ? "max-age=15552000; includeSubDomains" : false,
       contentSecurityPolicy: {
         defaultSrc: ["'self'"],
         baseUri: ["'self'"],
@@ -95,8 +102,10 @@ export function uiRoutes(db: Db, opts: UiOptions) {
         frameAncestors: ["'none'"],
         objectSrc: ["'none'"],
       },
-    }),
-  );
+    });
+  const overTls = pageHeaders(true);
+  const plain = pageHeaders(false);
+  app.use((c, next) => (c.get("tls") ? overTls(c, next) : plain(c, next)));
   // Forms are only accepted from our own pages (Origin / Sec-Fetch-Site checked).
   app.use(csrf());
   app.onError((err, c) => {
@@ -109,6 +118,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
         </p>
       </Layout>,
       err.status,
+      err.headers,
     );
   });
 
@@ -120,21 +130,29 @@ export function uiRoutes(db: Db, opts: UiOptions) {
   // Login: only asked for once API keys exist (before that, loopback clients need none: protected mode).
   app.get("/login", (c) => c.html(<LoginPage next={returnTo(c.req.query("next"), "/ui")} error={null} />));
   app.post("/login", async (c) => {
+    // Limited like the API, per client address and loopback included: guessing keys costs a minute per N tries.
+    await opts.loginRateLimit?.({ kind: "ip", id: `login:${c.get("clientIp") ?? "local"}` });
     const form = await c.req.parseBody();
     const next = returnTo(form.next, "/ui");
     const key = await verifyKeyScope(db, text(form.key), "read");
     if (!key) return c.html(<LoginPage next={next} error="That key is not valid (unknown, revoked or expired)." />, 401);
-    // HttpOnly: no script can read it; SameSite=Strict: no other site's page can send it; Path: only the dashboard.
-    setCookie(c, UI_KEY_COOKIE, text(form.key), {
+    // The cookie holds a random session token, never the key. HttpOnly: no script can read it; SameSite=Strict:
+    // no other site's page can send it; Path: only the dashboard; Secure whenever the client came over TLS.
+    const token = await createSession(db, key.id, opts.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
+    setCookie(c, UI_SESSION_COOKIE, token, {
       httpOnly: true,
       sameSite: "Strict",
       path: "/ui",
-      secure: new URL(c.req.url).protocol === "https:",
+      secure: c.get("tls") === true,
+      maxAge: Math.floor((opts.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS) / 1000),
     });
     return c.redirect(next, 303);
   });
-  app.post("/logout", (c) => {
-    deleteCookie(c, UI_KEY_COOKIE, { path: "/ui" });
+  app.post("/logout", async (c) => {
+    // Signed out for good: the session is revoked server-side, not only forgotten by this browser.
+    const token = getCookie(c, UI_SESSION_COOKIE);
+    if (token) await revokeSession(db, token);
+    deleteCookie(c, UI_SESSION_COOKIE, { path: "/ui" });
     return c.redirect("/ui/login", 303);
   });
 

@@ -213,6 +213,19 @@ export const apiKeys = pgTable(
   ],
 );
 
+export const uiSessions = pgTable(
+  "ui_sessions",
+  {
+    id: id(),
+    token_hash: text("token_hash").notNull(),
+    key_id: integer("key_id").notNull(),
+    created_at: text("created_at").notNull().default(now),
+    expires_at: text("expires_at").notNull(),
+    revoked_at: text("revoked_at"),
+  },
+  (t) => [uniqueIndex("ui_sessions_token_hash_unique").on(t.token_hash), index("ui_sessions_key_id_idx").on(t.key_id)],
+);
+
 export const auditLog = pgTable(
   "audit_log",
   {

@@ -204,6 +204,21 @@ export const apiKeys = sqliteTable(
   ],
 );
 
+// Dashboard sign-ins: the cookie holds a random token; only its SHA-256 is stored. A session ends at
+// expires_at, at sign-out (revoked_at), or when its key is revoked or expires (checked on every use).
+export const uiSessions = sqliteTable(
+  "ui_sessions",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    token_hash: text("token_hash").notNull(),
+    key_id: integer("key_id").notNull(),
+    created_at: text("created_at").notNull().default(now),
+    expires_at: text("expires_at").notNull(),
+    revoked_at: text("revoked_at"),
+  },
+  (t) => [uniqueIndex("ui_sessions_token_hash_unique").on(t.token_hash), index("ui_sessions_key_id_idx").on(t.key_id)],
+);
+
 // One row per write through the API, inserted in the same transaction as the change it records
 // (outcome 'ok'), or after a refused or failed request (outcome 'denied' / 'failed', with its status).
 export const auditLog = sqliteTable(
