@@ -7,6 +7,7 @@ import { createSenders } from "../src/alerts/deliver.ts";
 import { retryDelayMs, runAlertPass } from "../src/alerts/loop.ts";
 import { createApp } from "../src/app.ts";
 import { addDays } from "../src/sync/dates.ts";
+import { cli } from "./helpers/cli.ts";
 import { tempDb } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { withDb } from "./helpers/observe.ts";
@@ -307,8 +308,19 @@ describe("end to end: the service", () => {
   test("a failing sync posts a signed webhook within a minute", async () => {
     const site = await request(s.url, "POST", "/api/v1/sites", { domain: "sc-domain:refused.example", name: "Refused" });
     fake.forbid("sc-domain:refused.example");
-    const ch = await request(s.url, "POST", "/api/v1/alerts/channels", { kind: "webhook", target: hook.url, events: ["sync_failed"] });
-    expect(ch.status).toBe(201);
+    // Configured with the CLI: the secret is shown once.
+    const added = await cli(["alerts", "add-webhook", hook.url, "--events", "sync_failed"], { env: { SITESYNC_URL: s.url } });
+    expect({ code: added.code, stderr: added.stderr }).toEqual({ code: 0, stderr: "" });
+    const secret = /Signing secret .*: ([0-9a-f]{48})$/m.exec(added.stdout)![1]!;
+    const ch = { body: { secret } };
+    const rule = await cli(["--json", "alerts", "rule", "refused.example", "--drop", "0.3", "--scope", "page"], {
+      env: { SITESYNC_URL: s.url },
+    });
+    expect(JSON.parse(rule.stdout)).toMatchObject({ site_id: site.body.id, scope: "page", drop_share: 0.3, min_clicks: 50 });
+    const listed = await cli(["--json", "alerts", "list"], { env: { SITESYNC_URL: s.url } });
+    expect(JSON.parse(listed.stdout)).toMatchObject({
+      channels: [{ kind: "webhook", target: hook.url, events: ["sync_failed"], has_secret: true }],
+    });
     const trigger = await request(s.url, "POST", `/api/v1/sync/trigger/${site.body.id}?days=2`);
     expect(trigger.status).toBe(202);
     const started = Date.now();
@@ -322,5 +334,9 @@ describe("end to end: the service", () => {
     expect(JSON.parse(hook.got[0]!.body)).toMatchObject({ kind: "sync_failed", site_id: site.body.id, job_id: trigger.body.job_id });
     const log = await withDb(s.dbPath, async (db) => db.q.select().from(db.t.alertDeliveries));
     expect(log.map((d) => d.status)).toEqual(["delivered"]);
+    const shown = await cli(["--json", "alerts", "deliveries"], { env: { SITESYNC_URL: s.url } });
+    expect(JSON.parse(shown.stdout)).toEqual([
+      expect.objectContaining({ kind: "sync_failed", status: "delivered", attempts: 1, last_status: 200 }),
+    ]);
   });
 });

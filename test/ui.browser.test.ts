@@ -201,6 +201,7 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
       [`/ui/queries?site_id=${siteId}&q=running`, ""],
       [`/ui/queries?site_id=${siteId}`, "queries"],
       [`/ui/insights?site_id=${siteId}`, "insights"],
+      ["/ui/alerts", "alerts"],
     ];
     for (const [path, name] of pages) {
       const page = await open(path);

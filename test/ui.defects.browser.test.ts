@@ -36,7 +36,11 @@ describe.skipIf(!haveChromium)("dashboard defects in chromium", () => {
   const jobStatus = async (id: number) => (await request(s.url, "GET", `/api/v1/sync/job/${id}`)).body.status as string;
 
   beforeAll(async () => {
-    s = await startServer({ workers: 1, syncWorkers: 1, env: { DEMO_ROWS_PER_DAY: "400", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false" } });
+    s = await startServer({
+      workers: 1,
+      syncWorkers: 1,
+      env: { DEMO_ROWS_PER_DAY: "400", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false", ALERT_POLL_MS: "200" },
+    });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const own = new URL(s.url).host;
@@ -162,6 +166,46 @@ describe.skipIf(!haveChromium)("dashboard defects in chromium", () => {
     expect(text).not.toContain("`");
     expect(await page.locator("main code").count()).toBeGreaterThan(0);
     await page.close();
+  });
+
+  test("alerts are set up from the dashboard: a webhook, a rule, a test alert in the delivery log", async () => {
+    const got: string[] = [];
+    const hook = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      async fetch(req) {
+        got.push(await req.text());
+        return new Response(null, { status: 204 });
+      },
+    });
+    try {
+      const page = await open("/ui/alerts");
+      const url = `http://127.0.0.1:${hook.port}/hook`;
+      await page.getByLabel("URL or address").fill(url);
+      await page.getByLabel("sync failed").check();
+      await page.getByRole("button", { name: "Add channel" }).click();
+      await page.waitForLoadState();
+      expect(await page.getByRole("status").textContent()).toMatch(/signing secret \(shown once\): [0-9a-f]{48}/);
+      const channels = (await request(s.url, "GET", "/api/v1/alerts/channels")).body;
+      expect(channels).toEqual([expect.objectContaining({ kind: "webhook", target: url, events: ["sync_failed"], has_secret: true })]);
+      await page.locator('form[action="/ui/alerts/rules"] select[name="site_id"]').selectOption(String(synced));
+      await page.locator('form[action="/ui/alerts/rules"] select[name="scope"]').selectOption("page");
+      await page.getByLabel("Drop over (%)").fill("40");
+      await page.getByRole("button", { name: "Set rule" }).click();
+      await page.waitForURL(/notice=alert-rule-set/);
+      expect((await request(s.url, "GET", "/api/v1/alerts/rules")).body).toEqual([
+        expect.objectContaining({ site_id: synced, scope: "page", drop_share: 0.4, min_clicks: 50 }),
+      ]);
+      await page.getByRole("button", { name: `Send a test alert to channel ${channels[0].id}` }).click();
+      await page.waitForURL(/notice=alert-test/);
+      await until("the test alert to arrive", async () => got.length > 0, 30_000);
+      expect(JSON.parse(got[0]!)).toMatchObject({ kind: "test" });
+      await page.reload();
+      expect(await page.locator('tr[data-delivery][data-status="delivered"]').count()).toBe(1);
+      await page.close();
+    } finally {
+      hook.stop(true);
+    }
   });
 
   test("/docs offers no Ask AI, Generate SDK or Deploy, and asks no other server for anything", async () => {

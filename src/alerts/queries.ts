@@ -243,3 +243,19 @@ export async function findChannel(db: Db, id: number): Promise<AlertChannel | un
   const t = db.t.alertChannels;
   return first(await db.q.select().from(t).where(eq(t.id, id))) as AlertChannel | undefined;
 }
+
+/** Raises a test alert delivered to one channel only. */
+export async function raiseTestAlert(db: Db, ch: AlertChannel): Promise<number> {
+  const key = `test:${ch.id}:${Date.now()}:${Math.random().toString(36).slice(2, 8)}`;
+  // Raised with no site and a kind no channel filters on, then pointed at this channel alone.
+  const ev = db.t.alertEvents;
+  const dl = db.t.alertDeliveries;
+  return db.tx(async (tx) => {
+    const [row] = await tx
+      .insert(ev)
+      .values({ kind: "test", site_id: ch.site_id, dedupe_key: key, payload: { message: "a test alert from sitesync" } })
+      .returning({ id: ev.id });
+    await tx.insert(dl).values({ event_id: row!.id, channel_id: ch.id });
+    return Number(row!.id);
+  });
+}

@@ -15,6 +15,7 @@ import {
   listChannels,
   listDeliveries,
   listRules,
+  raiseTestAlert,
   upsertRule,
 } from "./queries.ts";
 
@@ -141,7 +142,7 @@ export function alertsRoutes(db: Db) {
       const ch = await findChannel(db, id);
       if (!ch) throw new ApiError("not_found", `alert channel ${id} not found`);
       // A one-off event only this channel takes: raised with its own key, delivered like any other.
-      const eventId = await raiseTest(db, ch);
+      const eventId = await raiseTestAlert(db, ch);
       return c.json({ event_id: eventId }, 202);
     },
   );
@@ -224,20 +225,4 @@ export function alertsRoutes(db: Db) {
     },
   );
   return app;
-}
-
-/** Raises a test alert delivered to one channel only. */
-async function raiseTest(db: Db, ch: AlertChannel): Promise<number> {
-  const key = `test:${ch.id}:${Date.now()}:${randomBytes(4).toString("hex")}`;
-  // Raised with no site and a kind no channel filters on, then pointed at this channel alone.
-  const ev = db.t.alertEvents;
-  const dl = db.t.alertDeliveries;
-  return db.tx(async (tx) => {
-    const [row] = await tx
-      .insert(ev)
-      .values({ kind: "test", site_id: ch.site_id, dedupe_key: key, payload: { message: "a test alert from sitesync" } })
-      .returning({ id: ev.id });
-    await tx.insert(dl).values({ event_id: row!.id, channel_id: ch.id });
-    return Number(row!.id);
-  });
 }

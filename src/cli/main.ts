@@ -7,6 +7,7 @@ import { createApi, ServiceDown, ServiceError, type Api } from "./api.ts";
 import * as auth from "./auth.ts";
 import { exportSite, exportFormats } from "./export.ts";
 import { addInsightsCommand } from "./insights.ts";
+import { addAlertsCommand } from "./alerts.ts";
 import { follow, jobLine, outcomeCode, progressModes, type ProgressMode } from "./follow.ts";
 import { CliError, createOut, table, type Out } from "./output.ts";
 import { resolveSite } from "./sites.ts";
@@ -305,6 +306,7 @@ export function buildProgram(cfg: CliConfig) {
       },
     );
   addInsightsCommand(program, ctx);
+  addAlertsCommand(program, ctx);
   program
     .command("coverage <site>")
     .description("which days of a site's daily and hourly data are synced")

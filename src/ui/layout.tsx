@@ -7,6 +7,7 @@ const pages = [
   { href: "/ui/sites", label: "Sites" },
   { href: "/ui/jobs", label: "Jobs" },
   { href: "/ui/queries", label: "Queries" },
+  { href: "/ui/alerts", label: "Alerts" },
 ] as const;
 
 // htmx: no inline indicator styles and no eval, so the page runs under `default-src 'self'`.

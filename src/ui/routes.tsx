@@ -35,6 +35,21 @@ import { findNewestDataDay, findTop, replaceBrandTerms } from "../insights/queri
 import { BrandTermsBody } from "../insights/schemas.ts";
 import { brandInsight, cannibalizationInsight, compareInsight, decayInsight, overviewInsight, topInsight } from "../insights/service.ts";
 import { InsightsPage, type InsightsForm } from "./insights.tsx";
+import { AlertsPage } from "./alerts.tsx";
+import { randomBytes } from "node:crypto";
+import {
+  alertKinds,
+  createChannel,
+  deleteChannel,
+  deleteRule,
+  listChannels,
+  listDeliveries,
+  listRules,
+  findChannel,
+  raiseTestAlert,
+  upsertRule,
+  type AlertKind,
+} from "../alerts/queries.ts";
 import { SitePage, SitesPage, type SiteDraft } from "./sites.tsx";
 
 export type UiOptions = {
@@ -64,6 +79,9 @@ const notices: Record<string, (id: string) => string> = {
   "job-cancelled": (id) => `Job #${id} cancelled (a running job stops at its next checkpoint).`,
   "job-retried": (id) => `Queued again as job #${id}.`,
   "brand-terms-saved": () => "Brand terms saved.",
+  "alert-removed": () => "Removed.",
+  "alert-rule-set": () => "Rule set.",
+  "alert-test": () => "Test alert queued: it is sent within a few seconds (see the delivery log).",
 };
 
 // Form fields arrive as strings; empty ones mean "not given".
@@ -407,6 +425,78 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     if (!parsed.success) throw new ApiError("validation_failed", `brand terms: ${parsed.error.issues.map((i) => i.message).join("; ")}`);
     await replaceBrandTerms(db, id, parsed.data.terms);
     return c.redirect(withNotice(`/ui/insights?site_id=${id}`, "brand-terms-saved"), 303);
+  });
+
+  /** The alerts page for admins (a channel makes this server send requests and mail). */
+  const alertsPage = async (c: Context, extra: { notice?: string; error?: string } = {}, status: 200 | 400 = 200) => {
+    if (!accessOf(c).admin) throw new ApiError("forbidden", "alerts need an admin key");
+    const [sites, channels, rules, deliveries] = await Promise.all([
+      listSites(db, { activeOnly: false, limit: 500 }),
+      listChannels(db),
+      listRules(db),
+      listDeliveries(db, 50),
+    ]);
+    return c.html(
+      <Layout title="Alerts" active="/ui/alerts" notice={extra.notice ?? notice(c)} error={extra.error} who={accessOf(c).who}>
+        <AlertsPage sites={sites.items} channels={channels} rules={rules} deliveries={deliveries} />
+      </Layout>,
+      status,
+    );
+  };
+  app.get("/alerts", (c) => alertsPage(c));
+  app.post("/alerts/channels", async (c) => {
+    if (!accessOf(c).admin) throw new ApiError("forbidden", "alerts need an admin key");
+    const form = await c.req.parseBody({ all: true });
+    const events = ([] as unknown[]).concat(form.events ?? []).map(String);
+    const siteId = formId.safeParse(text(form.site_id)).data ?? null;
+    const kind = text(form.kind) === "email" ? "email" : "webhook";
+    const target = text(form.target);
+    const valid = kind === "webhook" ? /^https?:\/\/[^\s/]+/i.test(target) : /^[^\s@]+@[^\s@]+$/.test(target);
+    const known = events.every((e) => (alertKinds as readonly string[]).includes(e));
+    if (!valid || !known || target.length > 2048) {
+      return alertsPage(c, { error: kind === "webhook" ? "A webhook needs an http(s) URL." : "An e-mail channel needs an address." }, 400);
+    }
+    const secret = kind === "webhook" ? randomBytes(24).toString("hex") : null;
+    const ch = await createChannel(db, { kind, target, secret, events: events as AlertKind[], site_id: siteId });
+    // The secret is shown here once (never again): the receiver verifies X-Sitesync-Signature with it.
+    return alertsPage(c, {
+      notice: secret ? `Channel ${ch.id} added. Its signing secret (shown once): ${secret}` : `Channel ${ch.id} added.`,
+    });
+  });
+  app.post("/alerts/channels/:id/delete", async (c) => {
+    if (!accessOf(c).admin) throw new ApiError("forbidden", "alerts need an admin key");
+    await deleteChannel(db, pathId(c.req.param("id")));
+    return c.redirect(withNotice("/ui/alerts", "alert-removed"), 303);
+  });
+  app.post("/alerts/channels/:id/test", async (c) => {
+    if (!accessOf(c).admin) throw new ApiError("forbidden", "alerts need an admin key");
+    const ch = await findChannel(db, pathId(c.req.param("id")));
+    if (!ch) throw new ApiError("not_found", "alert channel not found");
+    await raiseTestAlert(db, ch);
+    return c.redirect(withNotice("/ui/alerts", "alert-test"), 303);
+  });
+  app.post("/alerts/rules", async (c) => {
+    if (!accessOf(c).admin) throw new ApiError("forbidden", "alerts need an admin key");
+    const form = await c.req.parseBody();
+    const siteId = formId.safeParse(text(form.site_id)).data;
+    const drop = Number(text(form.drop_pct));
+    const minClicks = Number(text(form.min_clicks));
+    if (siteId === undefined || !(drop >= 1 && drop <= 99) || !(Number.isInteger(minClicks) && minClicks >= 1)) {
+      return alertsPage(c, { error: "A rule needs a site, a drop between 1 and 99 % and at least 1 click." }, 400);
+    }
+    if (!(await findSiteById(db, siteId))) throw siteNotFound(siteId);
+    await upsertRule(db, {
+      site_id: siteId,
+      scope: text(form.scope) === "page" ? "page" : "site",
+      drop_share: drop / 100,
+      min_clicks: minClicks,
+    });
+    return c.redirect(withNotice("/ui/alerts", "alert-rule-set"), 303);
+  });
+  app.post("/alerts/rules/:id/delete", async (c) => {
+    if (!accessOf(c).admin) throw new ApiError("forbidden", "alerts need an admin key");
+    await deleteRule(db, pathId(c.req.param("id")));
+    return c.redirect(withNotice("/ui/alerts", "alert-removed"), 303);
   });
 
   app.get("/queries", async (c) => {
