@@ -82,7 +82,9 @@ const envSchema = z.object({
   SQLITE_BUSY_TIMEOUT_MS: int(0).default(30_000),
   SQLITE_SYNCHRONOUS: z.enum(["OFF", "NORMAL", "FULL", "EXTRA"]).default("NORMAL"),
   SQLITE_CACHE_SIZE: z.coerce.number().int().default(-64_000),
-  SQLITE_MMAP_SIZE: int(0).default(268_435_456),
+  // 0 (no memory map): SQLite drops a connection's whole map whenever it sees another connection's commit
+  // (munmap + mmap + a page fault per page touched again), which made every read after a write ~8x dearer.
+  SQLITE_MMAP_SIZE: int(0).default(0),
   SQLITE_JOURNAL_SIZE_LIMIT: z.coerce.number().int().min(-1).default(67_108_864),
   SQLITE_TEMP_STORE: z.enum(["DEFAULT", "FILE", "MEMORY"]).default("MEMORY"),
   SQLITE_WAL_AUTOCHECKPOINT: int(0).default(1000),

@@ -43,7 +43,7 @@ describe("openDb", () => {
       cache_size: -64000,
       foreign_keys: 1,
       temp_store: 2, // MEMORY
-      mmap_size: 268435456,
+      mmap_size: 0,
       journal_size_limit: 67108864,
       wal_autocheckpoint: 1000,
     };
@@ -59,7 +59,7 @@ describe("openDb", () => {
         busyTimeoutMs: 1234,
         synchronous: "FULL",
         cacheSize: -2000,
-        mmapSize: 0,
+        mmapSize: 4194304,
         journalSizeLimit: 1048576,
         tempStore: "FILE",
         walAutocheckpoint: 0,
@@ -72,7 +72,7 @@ describe("openDb", () => {
       cache_size: -2000,
       foreign_keys: 1,
       temp_store: 1,
-      mmap_size: 0,
+      mmap_size: 4194304,
       journal_size_limit: 1048576,
       wal_autocheckpoint: 0,
     });
