@@ -480,17 +480,28 @@ export function loadBackupCommand(argv: string[] = process.argv.slice(2), env: S
   return { ...base, BACKUP_DIR: settings.BACKUP_DIR };
 }
 
-/** `bun run restore FILE`: the usual configuration plus the backup file to restore. Throws ConfigError. */
+/**
+ * `bun run restore FILE [--keep-keys | --revoke-keys]`: the usual configuration, the backup file to restore and
+ * what to do with the file's active keys (null: list them and ask). Throws ConfigError.
+ */
 export function loadRestoreCommand(argv: string[] = process.argv.slice(2), env: Source = process.env) {
   const base = loadConfig([], env);
-  let positionals: string[];
+  let parsed: { positionals: string[]; values: { "keep-keys"?: boolean; "revoke-keys"?: boolean } };
   try {
-    positionals = parseArgs({ args: argv, options: {}, strict: true, allowPositionals: true }).positionals;
+    parsed = parseArgs({
+      args: argv,
+      options: { "keep-keys": { type: "boolean" }, "revoke-keys": { type: "boolean" } },
+      strict: true,
+      allowPositionals: true,
+    });
   } catch (err) {
     throw new ConfigError({ argv: [(err as Error).message] });
   }
+  const { positionals, values } = parsed;
   if (positionals.length !== 1) throw new ConfigError({ argv: ["expected one argument: the backup file to restore"] });
-  return { ...base, restoreFrom: positionals[0]! };
+  if (values["keep-keys"] && values["revoke-keys"]) throw new ConfigError({ argv: ["--keep-keys and --revoke-keys exclude each other"] });
+  const keys: "keep" | "revoke" | null = values["keep-keys"] ? "keep" : values["revoke-keys"] ? "revoke" : null;
+  return { ...base, restoreFrom: positionals[0]!, keys };
 }
 
 const stressSchema = z.object({

@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
+import { Database } from "bun:sqlite";
+import { createApp } from "../src/app.ts";
+import { createApiKey, verifyApiKey } from "../src/auth/queries.ts";
+import { setLogLevel } from "../src/log.ts";
 import { requestFrom, runScript } from "./helpers/client.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
+import { psql } from "./helpers/engine.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 
 // Keys, scopes and protected mode against the real service (supervisor + 2 HTTP workers). Only
@@ -362,6 +368,42 @@ describe("AUTH settings", () => {
       expect((await requestFrom(REMOTE, r.url, "GET", "/api/v1/sites", undefined, { host: "evil.example" })).status).toBe(403);
     } finally {
       await r.cleanup();
+    }
+  });
+});
+
+describe("revocation is read back", () => {
+  // A restored file once carried a trigger that set revoked_at back to null after each revoke: RETURNING shows
+  // the row before AFTER triggers run, so DELETE /api/v1/keys/{id} answered 200 and the key stayed valid.
+  test("a trigger that undoes the revoke: 500 and the key is reported, not a 200", async () => {
+    setLogLevel("silent");
+    const t = tempDb();
+    try {
+      const admin = await createApiKey(t.db, { name: "admin", scope: "admin" });
+      const planted = await createApiKey(t.db, { name: "planted", scope: "admin" });
+      if (testEngine === "pg") {
+        psql(
+          "create function keep_key() returns trigger language plpgsql as $$ begin update api_keys set revoked_at = null where id = new.id and revoked_at is not null; return null; end $$;" +
+            " create trigger keep after update of revoked_at on api_keys for each row execute function keep_key();",
+          t.databaseUrl,
+        );
+      } else {
+        const raw = new Database(t.path);
+        raw.run(
+          "create trigger keep after update of revoked_at on api_keys begin update api_keys set revoked_at = null where id = new.id; end",
+        );
+        raw.close();
+      }
+      const app = createApp(t.db);
+      const res = await app.request(`/api/v1/keys/${planted.info.id}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${admin.key}` },
+      });
+      expect(res.status).toBe(500);
+      expect(((await res.json()) as { error: { message: string } }).error.message).toContain("still active after revoking it");
+      expect(await verifyApiKey(t.db, planted.key)).toMatchObject({ ok: true });
+    } finally {
+      await t.cleanup();
     }
   });
 });

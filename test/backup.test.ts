@@ -3,6 +3,8 @@ import { Database } from "bun:sqlite";
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkBackupFile } from "../src/backup/backup.ts";
+import { activeKeysIn, schemaProblems } from "../src/backup/verify.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
 import { runScript } from "./helpers/client.ts";
 import { tempDir } from "./helpers/db.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
@@ -159,4 +161,83 @@ test("the supervisor makes a backup every BACKUP_INTERVAL and logs it", async ()
     await s.cleanup();
     dirs.cleanup();
   }
+});
+
+describe("restore checks the file (issue 21)", () => {
+  // A sitesync-shaped file from elsewhere: the right tables, plus what an attacker adds. Before, it was
+  // restored silently, planted admin key and trigger included.
+  const dirs = tempDir("sitesync-restore-");
+  const target = join(dirs.dir, "app.db");
+  let n = 0;
+  const plantedFile = (extra: string[] = []) => {
+    const path = join(dirs.dir, `planted-${n++}.db`);
+    migrate(path);
+    const db = new Database(path);
+    db.run("insert into api_keys (name, scope, prefix, key_hash) values ('planted', 'admin', 'ssk_0123456789ab', 'x')");
+    db.run("insert into sites (domain, name) values ('sc-domain:restored.example', 'Restored')");
+    for (const stmt of extra) db.run(stmt);
+    db.run("PRAGMA journal_mode = DELETE");
+    db.close();
+    return path;
+  };
+  const sitesOfTarget = () => {
+    const db = new Database(target, { readonly: true });
+    try {
+      return (db.query("select domain from sites").all() as { domain: string }[]).map((r) => r.domain);
+    } finally {
+      db.close();
+    }
+  };
+  const restore = (file: string, ...flags: string[]) =>
+    runScript(root, ["src/backup/restore-cli.ts", file, ...flags], { DATABASE_URL: target });
+  beforeAll(() => migrate(target));
+  afterAll(() => dirs.cleanup());
+
+  test("schemaProblems names unknown triggers, views and tables and missing indexes; a migrated file has none", () => {
+    expect(schemaProblems(target)).toEqual([]);
+    const file = plantedFile([
+      "create trigger keep after update of revoked_at on api_keys begin update api_keys set revoked_at = null where id = new.id; end",
+      "create view leak as select * from api_keys",
+      "create table extra (x)",
+      "drop index ui_sessions_key_id_idx",
+    ]);
+    const problems = schemaProblems(file);
+    expect(problems).toHaveLength(4);
+    expect(problems.join("\n")).toContain("unknown trigger keep");
+    expect(problems.join("\n")).toContain("unknown view leak");
+    expect(problems.join("\n")).toContain("unknown table extra");
+    expect(problems.join("\n")).toContain("missing index ui_sessions_key_id_idx");
+  });
+
+  test("a file with a planted trigger is refused and nothing is replaced", async () => {
+    const file = plantedFile([
+      "create trigger keep after update of revoked_at on api_keys begin update api_keys set revoked_at = null where id = new.id; end",
+    ]);
+    const r = await restore(file, "--keep-keys");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("restore refused: its schema is not the one the migrations build");
+    expect(r.stderr).toContain("unknown trigger keep");
+    expect(sitesOfTarget()).toEqual([]);
+    expect(readdirSync(dirs.dir).filter((f) => f.includes("restore-tmp"))).toEqual([]);
+  });
+
+  test("active keys in the file are listed and need --keep-keys or --revoke-keys", async () => {
+    const file = plantedFile();
+    const asked = await restore(file);
+    expect(asked.code).toBe(1);
+    expect(asked.stdout).toContain("the backup holds 1 active key(s)");
+    expect(asked.stdout).toMatch(/ssk_0123456789ab\tplanted\tadmin/);
+    expect(asked.stderr).toContain("--keep-keys");
+    expect(sitesOfTarget()).toEqual([]);
+
+    const revoked = await restore(file, "--revoke-keys");
+    expect(revoked.code).toBe(0);
+    expect(revoked.stdout).toContain("revoked 1 key(s)");
+    expect(sitesOfTarget()).toEqual(["sc-domain:restored.example"]);
+    expect(activeKeysIn(target)).toEqual([]);
+
+    const kept = await restore(file, "--keep-keys");
+    expect(kept.code).toBe(0);
+    expect(activeKeysIn(target).map((k) => k.prefix)).toEqual(["ssk_0123456789ab"]);
+  });
 });

@@ -140,7 +140,16 @@ export async function revokeApiKey(db: Db, ref: number | string): Promise<KeyInf
         .returning(),
     );
     if (!row) throw new ApiError("not_found", `key ${ref} not found`);
-    return info(row);
+    // RETURNING shows the row before AFTER triggers ran: a trigger planted in a restored file answered 200
+    // while setting revoked_at back to null. Read it back; a revocation that did not hold rolls back as 500.
+    const back = first(await tx.select({ revoked_at: apiKeys.revoked_at }).from(apiKeys).where(eq(apiKeys.id, row.id)));
+    if (!back || back.revoked_at === null) {
+      throw new ApiError(
+        "internal",
+        `key ${row.id} is still active after revoking it: something in the database (a trigger?) undoes the change; check the file's schema`,
+      );
+    }
+    return info({ ...row, revoked_at: back.revoked_at });
   });
 }
 
