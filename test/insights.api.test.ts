@@ -99,8 +99,9 @@ describe("each insight against sums computed from the rows", () => {
     const c = await api("compare?by=page");
     const cur = { start: addDays(E, -27), end: E };
     const prev = { start: addDays(E, -55), end: addDays(E, -28) };
-    expect(c.current).toEqual({ ...cur, ...expected(between(cur.start, cur.end)) });
-    expect(c.previous).toEqual({ ...prev, ...expected(between(prev.start, prev.end)) });
+    const daysWithData = (p: { start: string; end: string }) => new Set(between(p.start, p.end).map((r) => r.day)).size;
+    expect(c.current).toEqual({ ...cur, ...expected(between(cur.start, cur.end)), days: 28, days_with_data: daysWithData(cur) });
+    expect(c.previous).toEqual({ ...prev, ...expected(between(prev.start, prev.end)), days: 28, days_with_data: daysWithData(prev) });
     expect(c.winners.map((w: { page: string; clicks_change: number }) => [w.page, w.clicks_change])).toEqual([
       [`${H}/a`, 50 + 4 + 3 - 10],
       [`${H}/d`, 5],
@@ -197,6 +198,9 @@ describe("the same numbers on every surface", () => {
     expect(html).toContain(`data-insight="overview" data-clicks="${o.clicks}" data-impressions="${o.impressions}"`);
     const c = await api("compare?by=page&limit=10");
     expect(html).toContain(`data-insight="compare" data-clicks-change="${c.clicks_change}"`);
+    // Few days of either period have data here: the page says the comparison overstates.
+    expect(c.previous.days_with_data).toBeLessThan(28);
+    expect(html).toContain('data-partial="true"');
     for (const w of [...c.winners, ...c.losers]) expect(html).toContain(`data-key="${w.page}" data-clicks-change="${w.clicks_change}"`);
     const d = await api("decay");
     for (const p of d.pages) expect(html).toContain(`data-key="${p.page}" data-clicks-lost="${p.clicks_lost}"`);

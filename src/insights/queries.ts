@@ -183,7 +183,13 @@ export async function comparePeriods(
   const move = sql`(${s(o.current, sql`${g.position} * ${g.impressions}`)} * 1.0 / ${s(o.current, g.impressions)} - ${s(o.previous, sql`${g.position} * ${g.impressions}`)} * 1.0 / ${s(o.previous, g.impressions)})`;
   const [totals, winners, losers, up, down] = await Promise.all([
     db.q
-      .select({ key: sql<string>`'all'`, ...columns })
+      .select({
+        key: sql<string>`'all'`,
+        ...columns,
+        // Days with data in each period: a period only partly synced makes any change look bigger than it is.
+        d1: sql<number>`count(distinct case when ${inP(o.previous)} then ${g.date} end)`.mapWith(Number),
+        d2: sql<number>`count(distinct case when ${inP(o.current)} then ${g.date} end)`.mapWith(Number),
+      })
       .from(g)
       .where(where(g, span, inEither)),
     perKey(desc(delta), sql`${delta} > 0`),
@@ -191,15 +197,17 @@ export async function comparePeriods(
     perKey(asc(move), sql`${both} and ${move} < 0`),
     perKey(desc(move), sql`${both} and ${move} > 0`),
   ]);
-  const t = toChange(first(totals)!);
+  const all = first(totals)!;
+  const t = toChange(all);
+  const days = (p: Period) => dayRange(p.start, p.end).length;
   const name = (c: Change) => {
     const { key: k, ...rest } = c;
     return { [o.by]: k, ...rest };
   };
   return {
     by: o.by,
-    previous: { ...o.previous, ...t.previous },
-    current: { ...o.current, ...t.current },
+    previous: { ...o.previous, ...t.previous, days: days(o.previous), days_with_data: all.d1 },
+    current: { ...o.current, ...t.current, days: days(o.current), days_with_data: all.d2 },
     clicks_change: t.clicks_change,
     clicks_change_pct: t.clicks_change_pct,
     position_change: t.position_change,

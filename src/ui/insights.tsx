@@ -218,6 +218,12 @@ function CompareSection({ c }: { c: Compare }) {
         {c.clicks_change_pct === null ? "" : `, ${signed(c.clicks_change_pct, 1)}%`}); position {num(c.previous.position, 1)} →{" "}
         {num(c.current.position, 1)}.
       </p>
+      {c.previous.days_with_data < c.previous.days || c.current.days_with_data < c.current.days ? (
+        <p class="warnings" data-partial="true">
+          Data on {c.previous.days_with_data} of {c.previous.days} days before and {c.current.days_with_data} of {c.current.days} days now:
+          days not synced count as no clicks, so the changes overstate what happened. Sync the missing days for a fair comparison.
+        </p>
+      ) : null}
       <h3>Gained most clicks</h3>
       <ChangeTable rows={c.winners} by={c.by} kind="winners" />
       <h3>Lost most clicks</h3>
