@@ -46,12 +46,22 @@ export function startService(opts: { dbPath: string; workers: number; syncWorker
   );
 }
 
-/** Starts the textbook baseline (bench/baseline/main.ts) on a fresh database file. */
-export function startBaseline(opts: { dbPath: string; workers: number }) {
+/** Starts the textbook baseline (bench/baseline/main.ts) on a fresh database file; `groupCommit`: the bare group-commit peer. */
+export function startBaseline(opts: { dbPath: string; workers: number; groupCommit?: boolean }) {
   const port = freePort();
   return start(
-    "baseline",
-    [process.execPath, "bench/baseline/main.ts", "--db", opts.dbPath, "--port", String(port), "--workers", String(opts.workers)],
+    opts.groupCommit ? "groupcommit" : "baseline",
+    [
+      process.execPath,
+      "bench/baseline/main.ts",
+      "--db",
+      opts.dbPath,
+      "--port",
+      String(port),
+      "--workers",
+      String(opts.workers),
+      ...(opts.groupCommit ? ["--group-commit"] : []),
+    ],
     {},
     "baseline listening",
     `http://127.0.0.1:${port}`,

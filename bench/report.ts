@@ -37,8 +37,12 @@ export type ScenarioResult = {
   failed?: string;
   service?: SideResult;
   baseline?: SideResult;
+  /** SQLite, scenarios with groupCommitPeer: the bare group-commit server. */
+  groupcommit?: SideResult;
   /** service / baseline. */
   ratios?: { rps: number; p50: number; p99: number };
+  /** service / groupcommit. */
+  ratiosGroupCommit?: { rps: number; p50: number; p99: number };
   targets: TargetCheck[];
   notes: string[];
   /** Extra facts of the scenario (e.g. rows ingested meanwhile). */
@@ -167,6 +171,12 @@ export function formatTable(results: ScenarioResult[], opts: { dbCpu?: boolean }
     if (r.baseline) rows.push(row(r.service ? "" : r.name, "baseline", r.baseline, dbCpu));
     if (r.ratios) {
       const cells = ["", "ratio", ratio(r.ratios.rps), ratio(r.ratios.p50), ratio(r.ratios.p99)];
+      rows.push([...cells, ...Array<string>(columns.length - cells.length).fill("")]);
+    }
+    if (r.groupcommit) rows.push(row("", "groupcommit", r.groupcommit, dbCpu));
+    if (r.ratiosGroupCommit) {
+      const g = r.ratiosGroupCommit;
+      const cells = ["", "ratio gc", ratio(g.rps), ratio(g.p50), ratio(g.p99)];
       rows.push([...cells, ...Array<string>(columns.length - cells.length).fill("")]);
     }
     for (const t of r.targets) {

@@ -134,6 +134,8 @@ type EngineRun = {
   dbCpuSeconds: (() => number | null) | null;
   service?: Instance;
   baseline?: Instance;
+  /** SQLite: the bare group-commit peer, when a selected scenario is measured on it. */
+  groupcommit?: Instance;
   results: Map<string, ScenarioResult>;
 };
 
@@ -177,7 +179,7 @@ async function start(e: EngineRun, side: Side, name: string, env?: Record<string
   const server =
     side === "service"
       ? await startService({ dbPath: database, workers: flags.workers, syncWorkers, env })
-      : await startBaseline({ dbPath: database, workers: flags.workers });
+      : await startBaseline({ dbPath: database, workers: flags.workers, groupCommit: side === "groupcommit" });
   running.add(server);
   const t0 = performance.now();
   const ids = await seedSites(server.url, flags.seed);
@@ -289,6 +291,7 @@ async function main() {
   for (const e of engines) {
     e.service = needsMain ? await start(e, "service", "service") : undefined;
     e.baseline = await start(e, "baseline", "baseline");
+    if (e.engine === "sqlite" && selected.some((s) => s.groupCommitPeer)) e.groupcommit = await start(e, "groupcommit", "groupcommit");
   }
 
   // Scenarios run in definition order, so create_during_ingest (which replaces the plain service) comes last.
@@ -315,22 +318,29 @@ async function main() {
     const gens = live.map(({ svc, e }) => ({
       service: sc.generator({ side: "service", siteIds: svc.ids, runTag }),
       baseline: sc.generator({ side: "baseline", siteIds: e.baseline!.ids, runTag }),
+      groupcommit: sc.generator({ side: "groupcommit", siteIds: e.groupcommit?.ids ?? [], runTag }),
     }));
-    const rounds = live.map(() => ({ service: [] as Measured[], baseline: [] as Measured[], ingest: [] as IngestFacts[] }));
+    const rounds = live.map(() => ({
+      service: [] as Measured[],
+      baseline: [] as Measured[],
+      groupcommit: [] as Measured[],
+      ingest: [] as IngestFacts[],
+    }));
     for (let round = 0; round < flags.rounds; round++) {
       // Alternate who goes first, so a slow drift of the machine does not always favour one side (or engine).
       const flip = (index + round) % 2 !== 0;
-      const order: Side[] = flip ? ["baseline", "service"] : ["service", "baseline"];
+      const sides: Side[] = flip ? ["baseline", "service", "groupcommit"] : ["groupcommit", "service", "baseline"];
       const engineOrder = live.map((_, i) => i);
       if (flip) engineOrder.reverse();
       for (const i of engineOrder) {
         const { e, svc, r } = live[i]!;
         if (r.failed) continue;
-        const instances: Record<Side, Instance> = { service: svc, baseline: e.baseline! };
+        const instances: Record<Side, Instance | undefined> = { service: svc, baseline: e.baseline, groupcommit: e.groupcommit };
+        const order = sides.filter((side) => side !== "groupcommit" || (sc.groupCommitPeer && e.groupcommit));
         try {
           for (const side of order) {
             const ingest = sc.duringIngest && side === "service" ? await startIngest(e, svc, round) : undefined;
-            const m = await measure(e, instances[side], gens[i]![side]);
+            const m = await measure(e, instances[side]!, gens[i]![side]);
             rounds[i]![side].push(m);
             let extra = "";
             if (ingest) {
@@ -359,6 +369,10 @@ async function main() {
       r.service = combineRounds(got.service);
       r.baseline = combineRounds(got.baseline);
       r.ratios = ratiosOf(r.service, r.baseline);
+      if (got.groupcommit.length > 0) {
+        r.groupcommit = combineRounds(got.groupcommit);
+        r.ratiosGroupCommit = ratiosOf(r.service, r.groupcommit);
+      }
       if (sc.duringIngest) {
         r.extra = { ingest: got.ingest, demoRowsPerDay: flags["demo-rows"], ingestDays: flags["ingest-days"] };
         const rows = got.ingest.reduce((n, f) => n + f.rowsIngestedDuringLoad, 0);
@@ -397,7 +411,9 @@ async function main() {
     const list = [...e.results.values()];
     console.log("");
     if (tagged || e.engine === "pg")
-      console.log(`${e.label}: service and textbook baseline on ${e.engine === "pg" ? "the same PostgreSQL server" : "SQLite files"}`);
+      console.log(
+        `${e.label}: service and textbook baseline (and the bare group-commit peer for writes) on ${e.engine === "pg" ? "the same PostgreSQL server" : "SQLite files"}`,
+      );
     console.log(formatTable(list, { dbCpu: e.engine === "pg" }));
     const checks = list.flatMap((r) => r.targets);
     const missed = checks.filter((t) => t.met === false).length;
@@ -443,6 +459,7 @@ async function main() {
   for (const e of engines) {
     await stop(e.service);
     await stop(e.baseline);
+    await stop(e.groupcommit);
   }
   if (failed > 0) console.log(`${failed} scenario run(s) failed: see FAILED above`);
   return failed > 0 || (flags.check && notMet > 0) ? 1 : 0;

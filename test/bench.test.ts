@@ -80,7 +80,22 @@ describe("bun run bench", () => {
     expect(getOne!.baseline!.ok2xx).toBe(getOne!.baseline!.requests);
     expect(create!.service!.statuses["201"]).toBe(create!.service!.requests);
     expect(create!.baseline!.statuses["201"]).toBe(create!.baseline!.requests);
-    expect(create!.targets.map((t) => t.what)).toEqual(["rps ratio", "p99 ratio", "service 5xx + socket + lock errors"]);
+    // Creates are also measured on the bare group-commit peer: every create answered 201 after its commit.
+    const gc = create!.groupcommit!;
+    expect(gc.requests).toBeGreaterThan(0);
+    expect(gc.statuses["201"]).toBe(gc.requests);
+    expect(gc.socketErrors + gc.server5xx + gc.lockErrors).toBe(0);
+    expect(create!.ratiosGroupCommit!.rps).toBeCloseTo(create!.service!.rps / gc.rps, 6);
+    expect(getOne!.groupcommit).toBeUndefined();
+    expect(stdout).toMatch(/^\s+groupcommit\s+[\d,]+\s+[\d.]+/m);
+    expect(stdout).toMatch(/^\s+ratio gc\s+[\d.]+x\s+[\d.]+x\s+[\d.]+x/m);
+    expect(create!.targets.map((t) => t.what)).toEqual([
+      "rps ratio",
+      "p99 ratio",
+      "rps vs create (groupcommit)",
+      "p99 vs create (groupcommit)",
+      "service 5xx + socket + lock errors",
+    ]);
     const sync = scenarios[2]!;
     // 202 (started) and 409 (already pending) are both success for a trigger.
     for (const side of [sync.service!, sync.baseline!]) {

@@ -11,7 +11,9 @@ import { withoutPassword } from "../pg.ts";
 // worker is not restarted. Prints "baseline listening on <url>" once every process listens.
 // A postgres:// URL instead of a file: the PostgreSQL migrations, and processes of baseline/pg-server.ts.
 //
-//   bun bench/baseline/main.ts --db path|postgres://… --port 1234 [--workers 4] [--host 127.0.0.1]
+// --group-commit (SQLite): the bare group-commit peer (see server.ts).
+//
+//   bun bench/baseline/main.ts --db path|postgres://… --port 1234 [--workers 4] [--host 127.0.0.1] [--group-commit]
 
 const { values: args } = parseArgs({
   options: {
@@ -19,6 +21,7 @@ const { values: args } = parseArgs({
     port: { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     workers: { type: "string", default: "4" },
+    "group-commit": { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -30,7 +33,7 @@ if (postgres) await migratePg(args.db);
 else migrate(args.db);
 const server = postgres
   ? [join(import.meta.dir, "pg-server.ts"), "--pool", String(defaults.PG_POOL_SIZE)]
-  : [join(import.meta.dir, "server.ts")];
+  : [join(import.meta.dir, "server.ts"), ...(args["group-commit"] ? ["--group-commit"] : [])];
 
 let ready = 0;
 const procs: Subprocess[] = Array.from({ length: workers }, () =>
@@ -39,7 +42,7 @@ const procs: Subprocess[] = Array.from({ length: workers }, () =>
     ipc(message) {
       if ((message as { type?: string }).type === "ready" && ++ready === workers) {
         console.log(
-          `baseline listening on http://${args.host}:${args.port} (${workers} processes, database ${postgres ? withoutPassword(args.db!) : args.db})`,
+          `baseline listening on http://${args.host}:${args.port} (${workers} processes${args["group-commit"] ? ", group commit" : ""}, database ${postgres ? withoutPassword(args.db!) : args.db})`,
         );
       }
     },
