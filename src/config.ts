@@ -193,6 +193,8 @@ const envSchema = z.object({
   MCP_QUERY_TIMEOUT_MS: int(100, 600_000).default(5_000),
   MCP_QUERY_MAX_ROWS: int(1, 100_000).default(1_000),
   MCP_QUERY_CONCURRENCY: int(1, 64).default(2),
+  // Most query calls one key may have running or waiting at once per HTTP worker (more: a tool error, rate_limited).
+  MCP_QUERY_PER_KEY: int(1, 64).default(1),
   // The query tool's child process is killed past this resident memory (SQLite statement + runtime).
   MCP_QUERY_MAX_MEMORY_MB: int(32, 65_536).default(256),
 

@@ -46,6 +46,7 @@ const app = createApp(db, {
     queryTimeoutMs: config.MCP_QUERY_TIMEOUT_MS,
     queryMaxRows: config.MCP_QUERY_MAX_ROWS,
     queryConcurrency: config.MCP_QUERY_CONCURRENCY,
+    queryPerCaller: config.MCP_QUERY_PER_KEY,
     queryMaxMemoryBytes: config.MCP_QUERY_MAX_MEMORY_MB * 1024 * 1024,
   },
   corsOrigins: config.CORS_ORIGINS,

@@ -268,3 +268,19 @@ describe.skipIf(testEngine === "pg")("the query tool's child process (SQLite)", 
     expect((await runReadOnlySql(t.db, "select length(randomblob(1000)) as n", limits)).rows).toEqual([{ n: 1000 }]);
   });
 });
+
+describe("per-key concurrency of the query tool (MCP_QUERY_PER_KEY)", () => {
+  // Before, one key could take every slot of a process (and its whole wait queue) with slow statements.
+  test("a key's second query while its first runs is refused (rate_limited); other keys and later calls run", async () => {
+    const limits = { maxRows: 10, timeoutMs: 20_000, maxBytes: 1_000_000, maxConcurrent: 4 };
+    const slow = "with recursive c(x) as (select 1 union all select x + 1 from c where x < 200000) select count(*) as n from c";
+    const a = { id: "key:1", maxConcurrent: 1 };
+    const first = runReadOnlySql(t.db, slow, limits, a);
+    const second = runReadOnlySql(t.db, "select 1 as n", limits, a);
+    const other = runReadOnlySql(t.db, "select 2 as n", limits, { id: "key:2", maxConcurrent: 1 });
+    await expect(second).rejects.toMatchObject({ code: "rate_limited", message: expect.stringContaining("at most 1 at once") });
+    expect((await other).rows).toEqual([{ n: 2 }]);
+    expect((await first).rows).toEqual([{ n: 200000 }]);
+    expect((await runReadOnlySql(t.db, "select 3 as n", limits, a)).rows).toEqual([{ n: 3 }]);
+  });
+});

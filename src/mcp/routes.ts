@@ -17,7 +17,9 @@ export function mcpRoutes(db: Db, opts: McpOptions) {
   app.post("/", async (c) => {
     const p = principalOf(c);
     const mayRunSql = p?.kind === "loopback" || (p?.kind === "key" && scopeAllows(p.key.scope, "query"));
-    const server = createMcpServer(db, { ...opts, mayRunSql });
+    // Keys are capped each (MCP_QUERY_PER_KEY); this machine's keyless clients only by the process's cap.
+    const sqlCaller = p?.kind === "key" ? `key:${p.key.id}` : undefined;
+    const server = createMcpServer(db, { ...opts, mayRunSql, sqlCaller });
     const transport = new StreamableHTTPTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     try {
       await server.connect(transport);

@@ -122,6 +122,13 @@ function giveSlot() {
   else running--;
 }
 
+// Calls per caller (a key's id, or "loopback") running or waiting in this process: one key cannot take
+// every slot and the whole wait queue while other callers' queries wait behind it.
+const perCaller = new Map<string, number>();
+
+/** Who runs a query and how many of theirs may run or wait at once in this process. */
+export type SqlCaller = { id: string; maxConcurrent: number };
+
 /**
  * Runs one read-only SELECT of the allowed tables, capped in rows, bytes and time. SQLite: over a
  * read-only connection (query_only) in a child process that is killed with SIGKILL once `timeoutMs`
@@ -129,8 +136,37 @@ function giveSlot() {
  * its own (src/db/pg/mcp-sql.ts). At most `maxConcurrent` run at once in this process; later calls
  * wait for a free slot.
  */
-export async function runReadOnlySql(db: Db, sql: string, limits: SqlLimits & { maxConcurrent: number }): Promise<SqlResult> {
+export async function runReadOnlySql(
+  db: Db,
+  sql: string,
+  limits: SqlLimits & { maxConcurrent: number },
+  caller?: SqlCaller,
+): Promise<SqlResult> {
   const statement = checkSingleSelect(sql);
+  if (caller) {
+    const mine = perCaller.get(caller.id) ?? 0;
+    if (mine >= caller.maxConcurrent) {
+      throw new ApiError(
+        "rate_limited",
+        `this caller already has ${mine} SQL quer${mine === 1 ? "y" : "ies"} running (at most ${caller.maxConcurrent} at once); retry when it ends`,
+        undefined,
+        { "Retry-After": "1" },
+      );
+    }
+    perCaller.set(caller.id, mine + 1);
+  }
+  try {
+    return await runInSlot(db, statement, limits);
+  } finally {
+    if (caller) {
+      const left = (perCaller.get(caller.id) ?? 1) - 1;
+      if (left > 0) perCaller.set(caller.id, left);
+      else perCaller.delete(caller.id);
+    }
+  }
+}
+
+async function runInSlot(db: Db, statement: string, limits: SqlLimits & { maxConcurrent: number }): Promise<SqlResult> {
   await takeSlot(limits.maxConcurrent);
   try {
     if (db.engine === "pg") {

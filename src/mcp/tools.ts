@@ -49,6 +49,10 @@ export type McpOptions = {
    * this machine's keyless clients (who could read the file anyway); never read/write keys nor anyone under AUTH=off.
    */
   mayRunSql?: boolean;
+  /** Which key calls (`key:<id>`), for the per-key cap on `query` runs (MCP_QUERY_PER_KEY); none: no such cap. */
+  sqlCaller?: string;
+  /** Most `query` calls one caller may have running or waiting at once in one process. */
+  queryPerCaller?: number;
 };
 
 const QUERY_MAX_BYTES = 4 * 1024 * 1024;
@@ -103,13 +107,18 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
         throw new ApiError("forbidden", "the query tool runs arbitrary SQL: it needs a key with the 'query' (or 'admin') scope");
       }
       const site = a.site_id || a.hostname ? await resolveSite(db, a) : null;
-      const result = await runReadOnlySql(db, expandSitePlaceholders(a.sql, site?.id ?? null, a.data_type, db.engine), {
-        maxRows: Math.min(a.max_rows ?? opts.queryMaxRows, opts.queryMaxRows),
-        timeoutMs: opts.queryTimeoutMs,
-        maxBytes: QUERY_MAX_BYTES,
-        maxConcurrent: opts.queryConcurrency,
-        maxMemoryBytes: opts.queryMaxMemoryBytes,
-      });
+      const result = await runReadOnlySql(
+        db,
+        expandSitePlaceholders(a.sql, site?.id ?? null, a.data_type, db.engine),
+        {
+          maxRows: Math.min(a.max_rows ?? opts.queryMaxRows, opts.queryMaxRows),
+          timeoutMs: opts.queryTimeoutMs,
+          maxBytes: QUERY_MAX_BYTES,
+          maxConcurrent: opts.queryConcurrency,
+          maxMemoryBytes: opts.queryMaxMemoryBytes,
+        },
+        opts.sqlCaller === undefined ? undefined : { id: opts.sqlCaller, maxConcurrent: opts.queryPerCaller ?? 1 },
+      );
       return { site_id: site?.id ?? null, ...result };
     },
   );
