@@ -1,13 +1,20 @@
-// `bun run test`: the whole suite, on both engines. First on SQLite (every test file), then the same
-// behavioural tests on PostgreSQL (TEST_ENGINE=pg) against TEST_POSTGRES_URL or, when that is unset, a
-// throw-away cluster started here from Debian's binaries (scripts/pg-cluster.ts). Test files that are
-// about SQLite itself are listed below with the reason and run on SQLite only.
+// `bun run test`: the whole suite, on both engines: every test file on SQLite and the same behavioural
+// tests on PostgreSQL (TEST_ENGINE=pg) against TEST_POSTGRES_URL or, when that is unset, a throw-away
+// cluster started here from Debian's binaries (scripts/pg-cluster.ts). Test files that are about SQLite
+// itself are listed below with the reason and run on SQLite only.
 //   bun run test                       both engines, every file
 //   bun run test test/sites.api.test.ts   both engines, those files
 //   bun run test --engine pg ...       one engine
+// Each file runs in its own `bun test` process, TEST_JOBS (default 3) at a time, both engines at once,
+// longest first by the times in scripts/test-times.json; the files in `runAlone` run afterwards, one at a
+// time with nothing else running. Each file's output is printed whole when it ends (with its engine and wall
+// time); the measured times are written to $TMPDIR/sitesync-test-times.json. PostgreSQL files copy one
+// migrated template database made once per run (TEST_PG_TEMPLATE).
 // REQUIRE_POSTGRES=1 makes a missing PostgreSQL a failure instead of a skip (.ci/run sets it).
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { createMigratedDatabase, psql } from "../test/helpers/engine.ts";
 import { findPgBin, startCluster, stopCluster, type Cluster } from "./pg-cluster.ts";
 
 /** Test files about SQLite itself: file, WAL, pragmas, the single-file lock... (why, for the printed summary). */
@@ -62,57 +69,136 @@ const allFiles =
         .filter((f) => f.endsWith(".test.ts"))
         .map((f) => `test/${f}`);
 
-function runBun(files: string[], env: Record<string, string>): number {
-  const r = Bun.spawnSync([process.execPath, "test", "--timeout", "60000", ...flagArgs, ...files], {
+/** Test files that must run alone (nothing else running): benchmarks and load or timing-sensitive tests. */
+export const runAlone: Record<string, string> = {
+  "bench.test.ts": "a benchmark: ratios measured on a quiet machine",
+  "bench-analytics.test.ts": "a benchmark",
+  "bench-search.test.ts": "a benchmark",
+  "bench-copy.test.ts": "a benchmark",
+  "stress.test.ts": "load with exact counts under SIGKILL",
+  "watchdog.test.ts": "SIGSTOP of the lock holder: stall detection is timing-sensitive",
+};
+
+const jobs = Math.max(1, Number(process.env.TEST_JOBS) || 3);
+const expected: Record<string, number> = (() => {
+  try {
+    return JSON.parse(readFileSync(join(import.meta.dir, "test-times.json"), "utf8"));
+  } catch {
+    return {};
+  }
+})();
+
+type Unit = { engine: "sqlite" | "pg"; file: string; env: Record<string, string> };
+type Done = Unit & { code: number; ms: number };
+
+function runUnit(u: Unit): Promise<Done> {
+  const t0 = performance.now();
+  const p = Bun.spawn([process.execPath, "test", "--timeout", "60000", ...flagArgs, u.file], {
     cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ["inherit", "inherit", "inherit"],
+    env: { ...process.env, ...u.env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
   });
-  return r.exitCode ?? 1;
+  return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([o, e, code]) => {
+    const ms = performance.now() - t0;
+    // One file's output at once, never interleaved with another's.
+    process.stdout.write(`\n--- [${u.engine}] ${u.file}: ${(ms / 1000).toFixed(1)} s, exit ${code}\n${e}${o}`);
+    return { ...u, code: code ?? 1, ms };
+  });
+}
+
+/** Runs the units `n` at a time, longest expected first. */
+async function pool(units: Unit[], n: number): Promise<Done[]> {
+  const queue = [...units].sort(
+    (a, b) => (expected[`${b.engine} ${basename(b.file)}`] ?? 5) - (expected[`${a.engine} ${basename(a.file)}`] ?? 5),
+  );
+  const done: Done[] = [];
+  const worker = async () => {
+    for (let u = queue.shift(); u; u = queue.shift()) done.push(await runUnit(u));
+  };
+  await Promise.all(Array.from({ length: Math.min(n, units.length) }, worker));
+  return done;
 }
 
 const results: string[] = [];
 let failed = false;
+const units: Unit[] = [];
+const started = performance.now();
 
 if (engines.includes("sqlite")) {
   const files = allFiles.filter((f) => !pgOnly[basename(f)]);
   console.log(`\n=== SQLite: ${files.length} test files; PostgreSQL-only, not run here: ===`);
   for (const f of allFiles.filter((f) => pgOnly[basename(f)])) console.log(`  ${basename(f)}: ${pgOnly[basename(f)]}`);
-  const code = files.length === 0 ? 0 : runBun(files, { TEST_ENGINE: "sqlite" });
-  results.push(`sqlite: ${code === 0 ? "passed" : "FAILED"}`);
-  failed ||= code !== 0;
+  for (const file of files) units.push({ engine: "sqlite", file, env: { TEST_ENGINE: "sqlite" } });
 }
 
+let cluster: Cluster | null = null;
+let runTemplate: string | null = null;
+let pgUrl: string | undefined;
 if (engines.includes("pg")) {
   const skipped = allFiles.filter((f) => sqliteOnly[basename(f)]);
   const pending = allFiles.filter((f) => notYetOnPg[basename(f)]);
   const files = allFiles.filter((f) => !sqliteOnly[basename(f)] && !notYetOnPg[basename(f)]);
-  let cluster: Cluster | null = null;
-  let url = process.env.TEST_POSTGRES_URL;
+  pgUrl = process.env.TEST_POSTGRES_URL;
   const why =
-    url || findPgBin() ? null : "no TEST_POSTGRES_URL and no PostgreSQL under /usr/lib/postgresql (apt-get install -y postgresql)";
+    pgUrl || findPgBin() ? null : "no TEST_POSTGRES_URL and no PostgreSQL under /usr/lib/postgresql (apt-get install -y postgresql)";
   if (why) {
     console.log(`\nPostgreSQL suite skipped: ${why}`);
     results.push(`postgresql: SKIPPED (${why})`);
     if (process.env.REQUIRE_POSTGRES === "1") failed = true;
   } else if (files.length > 0) {
-    try {
-      if (!url) {
-        cluster = startCluster();
-        url = cluster.url;
-      }
-      console.log(`\n=== PostgreSQL (${url}): ${files.length} test files; SQLite-only, not run here: ===`);
-      for (const f of skipped) console.log(`  ${basename(f)}: ${sqliteOnly[basename(f)]}`);
-      if (pending.length > 0) console.log("NOT YET ON POSTGRESQL (skipped there, issue 11):");
-      for (const f of pending) console.log(`  skipped: ${basename(f)}: ${notYetOnPg[basename(f)]}`);
-      const code = runBun(files, { TEST_ENGINE: "pg", TEST_POSTGRES_URL: url });
-      results.push(`postgresql: ${code === 0 ? "passed" : "FAILED"}`);
-      failed ||= code !== 0;
-    } finally {
-      if (cluster) stopCluster(cluster.dir);
+    if (!pgUrl) {
+      cluster = startCluster();
+      pgUrl = cluster.url;
     }
+    process.env.TEST_POSTGRES_URL = pgUrl;
+    runTemplate = `sitesync_tmpl_run_${process.pid}`;
+    createMigratedDatabase(runTemplate);
+    console.log(`\n=== PostgreSQL (${pgUrl}): ${files.length} test files; SQLite-only, not run here: ===`);
+    for (const f of skipped) console.log(`  ${basename(f)}: ${sqliteOnly[basename(f)]}`);
+    if (pending.length > 0) console.log("NOT YET ON POSTGRESQL (skipped there, issue 11):");
+    for (const f of pending) console.log(`  skipped: ${basename(f)}: ${notYetOnPg[basename(f)]}`);
+    for (const file of files)
+      units.push({ engine: "pg", file, env: { TEST_ENGINE: "pg", TEST_POSTGRES_URL: pgUrl, TEST_PG_TEMPLATE: runTemplate } });
   }
 }
 
-console.log(`\nsuite: ${results.join("; ")}`);
+const done: Done[] = [];
+try {
+  const alone = units.filter((u) => runAlone[basename(u.file)]);
+  console.log(`\n${units.length - alone.length} files ${jobs} at a time, then ${alone.length} alone`);
+  done.push(
+    ...(await pool(
+      units.filter((u) => !runAlone[basename(u.file)]),
+      jobs,
+    )),
+  );
+  done.push(...(await pool(alone, 1)));
+} finally {
+  if (runTemplate) {
+    try {
+      psql(`drop database if exists "${runTemplate}" with (force)`);
+    } catch {
+      // The server is gone already.
+    }
+  }
+  if (cluster) stopCluster(cluster.dir);
+}
+
+for (const engine of ["sqlite", "pg"] as const) {
+  const mine = done.filter((d) => d.engine === engine);
+  if (mine.length === 0) continue;
+  const bad = mine.filter((d) => d.code !== 0);
+  const name = engine === "pg" ? "postgresql" : "sqlite";
+  results.push(bad.length === 0 ? `${name}: passed` : `${name}: FAILED (${bad.map((d) => basename(d.file)).join(", ")})`);
+  failed ||= bad.length > 0;
+}
+const times = Object.fromEntries(
+  done.sort((a, b) => b.ms - a.ms).map((d) => [`${d.engine} ${basename(d.file)}`, Math.round(d.ms / 100) / 10]),
+);
+const timesFile = join(tmpdir(), "sitesync-test-times.json");
+writeFileSync(timesFile, `${JSON.stringify(times, null, 0).replaceAll(",", ",\n")}\n`);
+console.log(`\nwall ${((performance.now() - started) / 1000).toFixed(1)} s for ${done.length} files (per-file times: ${timesFile})`);
+console.log(`suite: ${results.join("; ")}`);
 process.exit(failed ? 1 : 0);

@@ -39,10 +39,8 @@ function urlOf(name: string): string {
 let template: string | null = null;
 let seq = 0;
 
-/** A migrated template database, made once per test process (copying it is much faster than migrating). */
-function migratedTemplate(): string {
-  if (template) return template;
-  const name = `sitesync_tmpl_${process.pid}`;
+/** Creates database `name` on the server and migrates it (the template tests copy). */
+export function createMigratedDatabase(name: string): void {
   psql(`drop database if exists "${name}" with (force)`);
   psql(`create database "${name}"`);
   const r = Bun.spawnSync([process.execPath, join(root, "src/db/sqlite/migrate-cli.ts")], {
@@ -52,6 +50,21 @@ function migratedTemplate(): string {
     stderr: "pipe",
   });
   if (r.exitCode !== 0) throw new Error(`migrating the template database failed: ${r.stderr.toString()}`);
+}
+
+/**
+ * A migrated template database (copying it is much faster than migrating): the run's own, made once by
+ * scripts/test.ts and named in TEST_PG_TEMPLATE, or else one made once per test process.
+ */
+function migratedTemplate(): string {
+  if (template) return template;
+  const shared = process.env.TEST_PG_TEMPLATE;
+  if (shared) {
+    template = shared;
+    return shared;
+  }
+  const name = `sitesync_tmpl_${process.pid}`;
+  createMigratedDatabase(name);
   template = name;
   process.on("exit", () => {
     try {
