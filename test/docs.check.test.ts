@@ -83,7 +83,16 @@ describe("commands, settings, paths", () => {
     GROUP_CONCAT: "an SQL function",
   };
   /** Settings of the test harness, not of the service: read by scripts/ or test/, not src/config.ts. */
-  const harness = ["TEST_POSTGRES_URL", "TEST_ENGINE", "REQUIRE_BROWSER", "REQUIRE_POSTGRES", "SEARCH_SEED", "SCREENSHOTS"];
+  const harness = [
+    "TEST_POSTGRES_URL",
+    "TEST_ENGINE",
+    "REQUIRE_BROWSER",
+    "REQUIRE_POSTGRES",
+    "SEARCH_SEED",
+    "SCREENSHOTS",
+    "TEST_JOBS",
+    "TEST_PG_TEMPLATE",
+  ];
 
   test("every setting the docs name is read by src/config.ts (test-harness settings by scripts/ or test/)", () => {
     const config = readFileSync(join(root, "src/config.ts"), "utf8");
