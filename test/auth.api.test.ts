@@ -332,8 +332,13 @@ describe("with keys", () => {
   });
 
   test("CLI: list shows keys without secrets; revoke by prefix", async () => {
+    // A name with an ANSI escape (clear screen) is shown escaped, not sent to the terminal.
+    const ansi = await call(REMOTE, "POST", "/api/v1/keys", { name: "evil\u001b[2Jname", scope: "read" }, bearer(keys.admin!));
+    expect(ansi.status).toBe(201);
     const list = await runScript(root, ["src/auth/cli.ts", "list"], { DATABASE_URL: s.dbPath });
     expect(list.code).toBe(0);
+    expect(list.stdout).toContain("evil\\x1b[2Jname");
+    expect(list.stdout).not.toContain("\u001b");
     expect(list.stdout).toContain("dashboard\tread\tactive");
     expect(list.stdout).not.toContain(keys.read!);
     const prefix = keys.read!.slice(0, 16);

@@ -1,3 +1,4 @@
+import { escapeControls } from "../cli/output.ts";
 import { loadKeysCommand, orExit } from "../config.ts";
 import { closeAllConnections, openDbFromConfig } from "../db/index.ts";
 import { migrateConfigured } from "../db/sqlite/migrate.ts";
@@ -14,7 +15,7 @@ try {
   if (cmd.command === "create") {
     const expiresAt = cmd.expires === null ? null : new Date(Date.now() + cmd.expires);
     const { key, info } = await createApiKey(db, { name: cmd.name, scope: cmd.scope, expiresAt });
-    console.log(`created key ${info.id} '${info.name}' (scope ${info.scope}, expires ${info.expires_at ?? "never"})`);
+    console.log(`created key ${info.id} '${escapeControls(info.name)}' (scope ${info.scope}, expires ${info.expires_at ?? "never"})`);
     console.log("the key (shown this once; only its hash is stored):");
     console.log(key);
   } else if (cmd.command === "list") {
@@ -30,7 +31,8 @@ try {
         [
           k.id,
           k.prefix,
-          k.name,
+          // Names come from whoever created the key (or a restored file): no raw escapes on the terminal.
+          escapeControls(k.name),
           k.scope,
           state,
           `created ${k.created_at}`,
@@ -42,7 +44,7 @@ try {
   } else {
     const ref = /^\d+$/.test(cmd.ref) ? Number(cmd.ref) : cmd.ref;
     const k = await revokeApiKey(db, ref);
-    console.log(`revoked key ${k.id} '${k.name}' (${k.prefix}) at ${k.revoked_at}`);
+    console.log(`revoked key ${k.id} '${escapeControls(k.name)}' (${k.prefix}) at ${k.revoked_at}`);
   }
 } catch (err) {
   if (!(err instanceof ApiError)) throw err;
