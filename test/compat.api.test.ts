@@ -198,6 +198,26 @@ describe("the v2-era ranking-data body (date_from/date_to, group_by a list, limi
   }
 });
 
+describe("v2's other spellings", () => {
+  test("page-keyword-performance takes v2's url_filter and limit (as query and max_results)", async () => {
+    const v2 = await call("POST", "/api/v1/page-keyword-performance/", { site_id: siteId, url_filter: "/trail", limit: 1 });
+    const v1 = await call("POST", "/api/v1/page-keyword-performance/", { site_id: siteId, query: "/trail", max_results: 1 });
+    expect(v2.status).toBe(200);
+    expect(v2.body.data).toHaveLength(1);
+    expect(v2.body.data[0].url).toContain("/trail-running");
+    expect(v2).toEqual(v1);
+  });
+
+  test("/schema is the OpenAPI document and /schema/swagger the reference page", async () => {
+    const schema = await call("GET", "/schema");
+    expect(schema.status).toBe(200);
+    expect(schema.body.openapi).toBe("3.1.0");
+    const page = await app.request("/schema/swagger");
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("/docs/scalar.js");
+  });
+});
+
 describe("v3's HTTP tool endpoints", () => {
   type ToolCase = { name: string; path: string; body: unknown; status: number; check?: (b: any) => void };
   const cases: ToolCase[] = [

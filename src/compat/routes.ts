@@ -18,6 +18,9 @@ const aliases: Record<string, string> = {
   "/api/v1/ranking-data": "/api/v1/analytics/ranking-data",
   "/api/v1/daily-data": "/api/v1/analytics/ranking-data",
   "/api/v1/ranking-data-hourly": "/api/v1/analytics/ranking-data-hourly",
+  // v2's documentation paths (Litestar): the OpenAPI document and the interactive reference.
+  "/schema": "/openapi.json",
+  "/schema/swagger": "/docs",
 };
 
 /**
@@ -148,6 +151,26 @@ export function compatRoutes(db: Db) {
       (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve(
         JSON.stringify({ aggregation_mode: "daily", max_results: 365, ...o }),
       );
+    }
+    return next();
+  });
+
+  // v2's page-keyword-performance body: `url_filter` and `limit` for v1's `query` and `max_results`.
+  app.post("/api/v1/page-keyword-performance", async (c, next) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return next();
+    }
+    if (typeof body === "object" && body !== null && !Array.isArray(body) && ("url_filter" in body || "limit" in body)) {
+      const { url_filter, limit, ...rest } = body as Record<string, unknown>;
+      const mapped = {
+        ...rest,
+        ...(url_filter !== undefined ? { query: url_filter } : {}),
+        ...(limit !== undefined ? { max_results: limit } : {}),
+      };
+      (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve(JSON.stringify(mapped));
     }
     return next();
   });
