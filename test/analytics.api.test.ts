@@ -322,18 +322,19 @@ describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
     });
   });
 
-  test("daily formulas: sums, plain mean ctr, half-even rounded mean of non-zero positions (the reference's example)", async () => {
+  test("daily formulas: sums, ctr = Σclicks/Σimpressions, half-even rounded impression-weighted position", async () => {
     const r = await ranking({ ...site(), aggregation_mode: "daily", queries: ["男士 理髮", "理髮店", "zero", "Men Haircut"] });
     const by = (date: string, q: string) => r.json.data.find((d: { date: string; query: string }) => d.date === date && d.query === q);
-    // 2.5, 3.5, 4.5 -> mean 3.5 -> 4; ctr (0.1 + 0.1 + 0) / 3, not weighted.
+    // r1 (1 click, 10 impressions, 2.5), r2 (3, 30, 3.5), r3 (0, 5, 4.5): ctr 4/45; position
+    // (2.5×10 + 3.5×30 + 4.5×5) / 45 = 152.5/45 = 3.39 -> 3 (the plain means were 0.0667 and 3.5 -> 4).
     expect(by("2025-07-01", "男士 理髮")).toEqual({
       date: "2025-07-01",
       query: "男士 理髮",
       page: null,
       clicks: 4,
       impressions: 45,
-      ctr: 0.06666666666666667,
-      position: 4,
+      ctr: 4 / 45,
+      position: 3,
     });
     expect(by("2025-07-01", "理髮店").position).toBe(2); // 2.5 -> 2 (half to even)
     expect(by("2025-07-02", "理髮店").position).toBe(6); // 5.5 -> 6
@@ -341,7 +342,7 @@ describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
     expect(by("2025-07-02", "zero")).toMatchObject({ clicks: 0, impressions: 0, ctr: 0, position: 0 });
   });
 
-  test("daily by page: position from the mean of 7, 9, 1", async () => {
+  test("daily by page: position (7×20 + 9×10 + 1×10) / 40 = 6", async () => {
     const r = await ranking({ ...site(), group_by: "page", pages: [`${A}/c`], aggregation_mode: "daily" });
     expect(r.json.data).toEqual([
       { date: "2025-07-01", query: null, page: `${A}/c`, clicks: 4, impressions: 40, ctr: expect.closeTo(0.1, 12), position: 6 },
@@ -387,8 +388,8 @@ const pageA = {
   url: `${A}/a`,
   total_clicks: 12,
   total_impressions: 125,
-  avg_ctr: 8,
-  avg_position: 2.8,
+  avg_ctr: 9.6, // 12 / 125 (the mean of the rows' ctr was 8)
+  avg_position: 2.34, // (2.5×10 + 4.5×5 + 2.5×50 + 3×20 + 1.5×40) / 125 = 292.5 / 125 (the plain mean was 2.8)
   keywords: ["Men Haircut", "理髮店", "男士 理髮"],
   keyword_count: 3,
 };
@@ -397,7 +398,7 @@ const pageB = {
   total_clicks: 4,
   total_impressions: 40,
   avg_ctr: 10,
-  avg_position: 4.5,
+  avg_position: 4, // (3.5×30 + 5.5×10) / 40 (the plain mean was 4.5)
   keywords: ["理髮店", "男士 理髮"],
   keyword_count: 2,
 };
@@ -406,7 +407,7 @@ const pageC = {
   total_clicks: 4,
   total_impressions: 40,
   avg_ctr: 10,
-  avg_position: 5.67,
+  avg_position: 6, // (7×20 + 9×10 + 1×10) / 40 (the plain mean was 5.67)
   keywords: ["100% cotton", "1000 cotton", "a,b"],
   keyword_count: 3,
 };
@@ -485,9 +486,9 @@ describe("GET /api/v1/page-keyword-performance/csv/ (§1.7)", () => {
     expect(r.headers.get("content-type")).toBe("text/csv; charset=utf-8");
     expect(r.text).toBe(
       header +
-        `${A}/a,12,125,8.0000,2.8,Men Haircut|理髮店|男士 理髮,3\r\n` +
-        `${A}/b,4,40,10.0000,4.5,理髮店|男士 理髮,2\r\n` +
-        `${A}/c,4,40,10.0000,5.7,"100% cotton|1000 cotton|a,b",3\r\n`,
+        `${A}/a,12,125,9.6000,2.3,Men Haircut|理髮店|男士 理髮,3\r\n` +
+        `${A}/b,4,40,10.0000,4.0,理髮店|男士 理髮,2\r\n` +
+        `${A}/c,4,40,10.0000,6.0,"100% cotton|1000 cotton|a,b",3\r\n`,
     );
   });
 
@@ -507,7 +508,7 @@ describe("GET /api/v1/page-keyword-performance/csv/ (§1.7)", () => {
   test("header row even with no rows; filters as the JSON endpoint", async () => {
     expect((await call("GET", `/api/v1/page-keyword-performance/csv/?site_id=${ids.H}`)).text).toBe(header);
     const f = await call("GET", `/api/v1/page-keyword-performance/csv/?site_id=${ids.A}&query=/b&days=0`);
-    expect(f.text).toBe(header + `${A}/b,4,40,10.0000,4.5,理髮店|男士 理髮,2\r\n`);
+    expect(f.text).toBe(header + `${A}/b,4,40,10.0000,4.0,理髮店|男士 理髮,2\r\n`);
     const m = await call("GET", `/api/v1/page-keyword-performance/csv/?site_id=${ids.A}&max_results=1`);
     expect(m.text.split("\r\n")).toHaveLength(3);
   });
@@ -589,7 +590,7 @@ describe("GET /api/v1/analytics/performance-trends (§4 row 4)", () => {
         date: "2025-07-02",
         total_clicks: 3,
         total_impressions: 30,
-        avg_position: 8.5 / 3,
+        avg_position: 115 / 30, // (3×20 + 5.5×10 + 0×0) / 30
         unique_queries: 3,
         clicks_7d_avg: 8,
         clicks_wow_change: null,
@@ -599,14 +600,14 @@ describe("GET /api/v1/analytics/performance-trends (§4 row 4)", () => {
         date: "2025-07-01",
         total_clicks: 13,
         total_impressions: 135,
-        avg_position: 30 / 7,
+        avg_position: 517.5 / 135, // Σ position × impressions of r1-r7 / 135
         unique_queries: 5,
         clicks_7d_avg: 13,
         clicks_wow_change: null,
         cumulative_clicks: 13,
       },
     ]);
-    expect(r.json.summary).toEqual({ total_clicks: 20, avg_position: expect.closeTo((1.5 + 8.5 / 3 + 30 / 7) / 3, 12), unique_queries: 9 });
+    expect(r.json.summary).toEqual({ total_clicks: 20, avg_position: expect.closeTo((60 + 115 + 517.5) / 205, 12), unique_queries: 9 });
   });
 
   test("days counts days with data, not calendar days", async () => {

@@ -126,7 +126,7 @@ const demoData = demoDays.flatMap((date) =>
 );
 type DemoRow = (typeof demoData)[number];
 
-/** Groups rows by key and sums clicks/impressions, averaging position. */
+/** Groups rows by key and sums clicks/impressions; position impression-weighted (Σ position × impressions / Σ impressions). */
 function aggregate(rows: DemoRow[], key: (r: DemoRow) => string) {
   const groups = new Map<string, { rows: DemoRow[] }>();
   for (const r of rows) (groups.get(key(r)) ?? groups.set(key(r), { rows: [] }).get(key(r))!).rows.push(r);
@@ -134,7 +134,14 @@ function aggregate(rows: DemoRow[], key: (r: DemoRow) => string) {
     key: k,
     clicks: g.rows.reduce((a, r) => a + r.clicks, 0),
     impressions: g.rows.reduce((a, r) => a + r.impressions, 0),
-    position: expect.closeTo(g.rows.reduce((a, r) => a + r.position, 0) / g.rows.length, 9),
+    position: expect.closeTo(
+      g.rows.reduce((a, r) => a + r.position * r.impressions, 0) /
+        Math.max(
+          1,
+          g.rows.reduce((a, r) => a + r.impressions, 0),
+        ),
+      9,
+    ),
   }));
 }
 const byDesc =
@@ -383,7 +390,7 @@ describe("tools", () => {
           query: "best hiking boots",
           clicks: x.clicks,
           impressions: x.impressions,
-          position: x.position,
+          position: expect.closeTo(x.position, 9),
         })),
     );
     expect(r.rows.map((x: { date: string }) => x.date)).toEqual([...demoDays].reverse());
@@ -397,9 +404,9 @@ describe("tools", () => {
     expect(r).toEqual({
       site_id: ids.shop,
       rows: [
-        { page: "https://shop.example/a", query: "q1", clicks: 63, impressions: 680, avg_position: expect.closeTo(8 / 3, 9) },
+        { page: "https://shop.example/a", query: "q1", clicks: 63, impressions: 680, avg_position: expect.closeTo(1100 / 680, 9) }, // (2×100 + 5×80 + 1×500) / 680 (web only)
         { page: "https://shop.example/a", query: "q2", clicks: 5, impressions: 50, avg_position: 4 },
-        { page: "https://shop.example/b", query: "q3", clicks: 11, impressions: 110, avg_position: 6.5 },
+        { page: "https://shop.example/b", query: "q3", clicks: 11, impressions: 110, avg_position: expect.closeTo(470 / 110, 9) }, // (10×20 + 3×90) / 110
       ],
     });
   });
@@ -427,9 +434,9 @@ describe("compare_periods", () => {
       period2_impressions: 210,
       impressions_change: -30,
       impressions_change_pct: -12.5,
-      period1_position: 6,
-      period2_position: expect.closeTo(14 / 3, 9),
-      position_change: expect.closeTo(14 / 3 - 6, 9),
+      period1_position: expect.closeTo(1160 / 240, 9), // (2×100 + 4×50 + 10×20 + 8×70) / 240 (the plain mean was 6)
+      period2_position: expect.closeTo(910 / 210, 9), // (5×80 + 3×90 + 6×40) / 210
+      position_change: expect.closeTo(910 / 210 - 1160 / 240, 9),
       period1_queries: 4,
       period2_queries: 3,
       period1_pages: 3,
@@ -446,9 +453,9 @@ describe("compare_periods", () => {
           period2_impressions: 80,
           impressions_change: -70,
           impressions_change_pct: expect.closeTo(-140 / 3, 9),
-          period1_position: 3,
+          period1_position: expect.closeTo(400 / 150, 9), // (2×100 + 4×50) / 150
           period2_position: 5,
-          position_change: 2,
+          position_change: expect.closeTo(5 - 400 / 150, 9),
         },
         {
           page: "https://shop.example/d",

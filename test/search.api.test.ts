@@ -97,7 +97,8 @@ describe("results", () => {
           total_clicks: 32,
           total_impressions: 320,
           avg_ctr: expect.closeTo(0.1, 9),
-          avg_position: expect.closeTo(3.8, 9),
+          // Σ position × impressions / Σ impressions: (4×50 + 6×10 + 2×20 + 2×200 + 5×40) / 320 (the plain mean was 3.8).
+          avg_position: expect.closeTo(900 / 320, 9),
           days_appeared: 3,
         },
         {
@@ -112,8 +113,8 @@ describe("results", () => {
           query: "best trail running",
           total_clicks: 3,
           total_impressions: 50,
-          avg_ctr: expect.closeTo(0.075, 9),
-          avg_position: 9,
+          avg_ctr: expect.closeTo(3 / 50, 9), // Σ clicks / Σ impressions (the mean of 0.05 and 0.1 was 0.075)
+          avg_position: expect.closeTo(420 / 50, 9), // (8×40 + 10×10) / 50
           days_appeared: 2,
         },
       ],
@@ -129,7 +130,7 @@ describe("results", () => {
         total_clicks: 24,
         total_impressions: 240,
         avg_ctr: expect.closeTo(0.1, 9),
-        avg_position: 3.5,
+        avg_position: 2.5, // (2×200 + 5×40) / 240
         days_appeared: 2,
       },
     ]);

@@ -24,6 +24,12 @@ const contains = (e: Engine, haystack: string, needle: string) =>
   e === "pg" ? `strpos(${haystack}, ${needle}) > 0` : `instr(${haystack}, ${needle}) > 0`;
 /** Sums and counts as JSON numbers: PostgreSQL's bigint and numeric arrive as strings, float8 as numbers (exact to 2^53). */
 const num = (e: Engine, expr: string) => (e === "pg" ? `(${expr})::float8` : expr);
+/** `a / b` as a float (both engines divide integers to an integer), null when b is 0. */
+const ratio = (e: Engine, a: string, b: string) => `(${e === "pg" ? `(${a})::float8` : `cast(${a} as real)`} / nullif(${b}, 0))`;
+/** Search Console's CTR over grouped rows: Σ clicks / Σ impressions (0 without impressions). */
+const ctrOf = (e: Engine, p = "") => `coalesce(${ratio(e, `sum(${p}clicks)`, `sum(${p}impressions)`)}, 0)`;
+/** Search Console's position over grouped rows: impression-weighted, Σ position × impressions / Σ impressions (null without impressions). */
+const positionOf = (e: Engine, p = "") => ratio(e, `sum(${p}position * ${p}impressions)`, `sum(${p}impressions)`);
 /** "No limit": SQLite reads a negative LIMIT so, PostgreSQL a NULL one. */
 const noLimit = (e: Engine) => (e === "pg" ? null : -1);
 
@@ -73,7 +79,7 @@ function rankingSql(e: Engine, o: RankingOptions): string {
   from ${from} where ${where} order by ${order} limit $limit`;
   }
   return `select g.date as date, ${col} as key, ${num(e, "sum(g.clicks)")} as clicks, ${num(e, "sum(g.impressions)")} as impressions,
-       avg(g.ctr) as ctr, avg(nullif(g.position, 0)) as position
+       ${ctrOf(e, "g.")} as ctr, ${positionOf(e, "g.")} as position
   from ${from} where ${where}
  group by g.date, ${col}
  order by g.date desc, ${within}
@@ -83,7 +89,7 @@ function rankingSql(e: Engine, o: RankingOptions): string {
 /**
  * Ranking rows of a site between two days (both included): raw rows in index order (per term first
  * when filtered exactly), or daily groups newest day first with summed clicks and impressions, the
- * mean ctr and the half-even rounded mean of the non-zero positions.
+ * ctr Σ clicks / Σ impressions and the half-even rounded impression-weighted position (0 without impressions).
  */
 export async function findRankingData(db: Db, o: RankingOptions): Promise<RankingDataItem[]> {
   const terms = o.exact ?? o.partial;
@@ -126,7 +132,7 @@ type PageRow = Omit<PageKeywordItem, "keywords"> & { keywords: string | string[]
 export function pageKeywordSql(e: Engine, o: Pick<PageKeywordOptions, "since" | "urlContains">): string {
   const keywords = e === "pg" ? "json_agg(distinct query)" : "json_group_array(distinct query)";
   return `select page as url, ${num(e, "sum(clicks)")} as total_clicks, ${num(e, "sum(impressions)")} as total_impressions,
-       avg(ctr) as avg_ctr, avg(position) as avg_position,
+       ${ctrOf(e)} as avg_ctr, coalesce(${positionOf(e)}, 0) as avg_position,
        ${keywords} as keywords, ${num(e, "count(distinct query)")} as keyword_count
   from gsc_performance_data
  where site_id = $site_id and (clicks > 0 or impressions > 0)${o.since ? " and date >= $since" : ""}${
@@ -190,7 +196,7 @@ const trendsSql = (e: Engine) => `with recursive d(date, n) as (
     from d where d.date is not null and n < $days
 ), daily as (
   select g.date, ${num(e, "sum(g.clicks)")} as total_clicks, ${num(e, "sum(g.impressions)")} as total_impressions,
-         avg(g.position) as avg_position, ${num(e, "count(distinct g.query)")} as unique_queries
+         coalesce(${positionOf(e, "g.")}, 0) as avg_position, ${num(e, "count(distinct g.query)")} as unique_queries
     from gsc_performance_data g
    where g.site_id = $site_id and g.date >= (select min(date) from d)
    group by g.date
@@ -210,12 +216,13 @@ const TRENDS_SQL = { sqlite: trendsSql("sqlite"), pg: trendsSql("pg") };
  */
 export async function findPerformanceTrends(db: Db, siteId: number, days: number): Promise<TrendsResponse> {
   const data = await all<TrendsResponse["data"][number]>(db, TRENDS_SQL[db.engine], { site_id: siteId, days }, true);
-  const n = data.length;
+  // The window's position: each day's weighted position weighted again by its impressions (exact).
+  const impressions = data.reduce((s, r) => s + r.total_impressions, 0);
   return {
     data,
     summary: {
       total_clicks: data.reduce((s, r) => s + r.total_clicks, 0),
-      avg_position: n ? data.reduce((s, r) => s + r.avg_position, 0) / n : 0,
+      avg_position: impressions ? data.reduce((s, r) => s + r.avg_position * r.total_impressions, 0) / impressions : 0,
       unique_queries: data.reduce((s, r) => s + r.unique_queries, 0),
     },
   };

@@ -23,7 +23,11 @@ function scoped(g: G, s: Scope, ...more: (SQL | undefined)[]) {
 
 const clicks = (g: G) => sql<number>`coalesce(sum(${g.clicks}), 0)`.mapWith(Number);
 const impressions = (g: G) => sql<number>`coalesce(sum(${g.impressions}), 0)`.mapWith(Number);
-const avgPosition = (g: G) => sql<number>`avg(${g.position})`.mapWith(Number);
+/** Search Console's position: impression-weighted (Σ position × impressions / Σ impressions), 0 without impressions. */
+const avgPosition = (g: G) =>
+  sql<number>`coalesce(cast(sum(${g.position} * ${g.impressions}) as double precision) / nullif(sum(${g.impressions}), 0), 0)`.mapWith(
+    Number,
+  );
 
 /** A page's queries with summed clicks and impressions, most impressions first (original: LIMIT 50). */
 export async function findPageQueries(db: Db, s: Scope & { page: string; limit: number }) {
@@ -155,8 +159,15 @@ const pct = (a: SQL, b: SQL) => sql<number>`case when ${a} > 0 then (${b} - ${a}
 function periodColumns(g: G, p1: Period, p2: Period) {
   const sum1 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${inPeriod(g, p1)} then ${c} end), 0)`.mapWith(Number);
   const sum2 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${inPeriod(g, p2)} then ${c} end), 0)`.mapWith(Number);
-  const avg1 = sql<number | null>`avg(case when ${inPeriod(g, p1)} then ${g.position} end)`.mapWith(Number);
-  const avg2 = sql<number | null>`avg(case when ${inPeriod(g, p2)} then ${g.position} end)`.mapWith(Number);
+  // Impression-weighted per period; null when the period has no impressions.
+  const weighted = (p: Period) =>
+    sql<
+      number | null
+    >`cast(sum(case when ${inPeriod(g, p)} then ${g.position} * ${g.impressions} end) as double precision) / nullif(sum(case when ${inPeriod(g, p)} then ${g.impressions} end), 0)`.mapWith(
+      Number,
+    );
+  const avg1 = weighted(p1);
+  const avg2 = weighted(p2);
   return {
     period1_clicks: sum1(g.clicks).as("period1_clicks"),
     period2_clicks: sum2(g.clicks).as("period2_clicks"),

@@ -28,8 +28,8 @@ const totals = (matched: string) => `select m.query, t.total_clicks, t.total_imp
  cross join lateral (
    select sum(g.clicks)::float8 as total_clicks,
           sum(g.impressions)::float8 as total_impressions,
-          avg(g.ctr) as avg_ctr,
-          avg(g.position) as avg_position,
+          coalesce(sum(g.clicks)::float8 / nullif(sum(g.impressions), 0), 0) as avg_ctr,
+          coalesce(sum(g.position * g.impressions)::float8 / nullif(sum(g.impressions), 0), 0) as avg_position,
           count(distinct g.date)::int as days_appeared
      from gsc_performance_data g
     where g.site_id = $site_id and g.query = m.query and g.date >= $start and g.date <= $end
@@ -50,8 +50,8 @@ export const PG_SEARCH_SHORT_SQL = totals(`select q.query from gsc_queries q
 export const PG_SEARCH_SCAN_SQL = `select query,
        sum(clicks)::float8 as total_clicks,
        sum(impressions)::float8 as total_impressions,
-       avg(ctr) as avg_ctr,
-       avg(position) as avg_position,
+       coalesce(sum(clicks)::float8 / nullif(sum(impressions), 0), 0) as avg_ctr,
+       coalesce(sum(position * impressions)::float8 / nullif(sum(impressions), 0), 0) as avg_position,
        count(distinct date)::int as days_appeared,
        (count(*) over ())::int as found
   from gsc_performance_data

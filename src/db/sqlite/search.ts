@@ -26,8 +26,8 @@ const totalsOf = (matched: string) => `with matched(query) as (${matched})
 select m.query,
        sum(g.clicks) as total_clicks,
        sum(g.impressions) as total_impressions,
-       avg(g.ctr) as avg_ctr,
-       avg(g.position) as avg_position,
+       coalesce(cast(sum(g.clicks) as real) / nullif(sum(g.impressions), 0), 0) as avg_ctr,
+       coalesce(sum(g.position * g.impressions) / nullif(sum(g.impressions), 0), 0) as avg_position,
        count(distinct g.date) as days_appeared,
        count(*) over () as found
   from matched m
@@ -65,8 +65,8 @@ export const SEARCH_SHORT_SQL = totalsOf(`select q.query from gsc_queries q
 export const SEARCH_SCAN_SQL = `select query,
        sum(clicks) as total_clicks,
        sum(impressions) as total_impressions,
-       avg(ctr) as avg_ctr,
-       avg(position) as avg_position,
+       coalesce(cast(sum(clicks) as real) / nullif(sum(impressions), 0), 0) as avg_ctr,
+       coalesce(sum(position * impressions) / nullif(sum(impressions), 0), 0) as avg_position,
        count(distinct date) as days_appeared,
        count(*) over () as found
   from gsc_performance_data indexed by gsc_performance_data_site_query_idx
