@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { openDb, type Db } from "../src/db/index.ts";
+import { openDb, type SqliteDb } from "../src/db/index.ts";
 import { migrate } from "../src/db/sqlite/migrate.ts";
 import { sites } from "../src/db/sqlite/schema.ts";
 import { indexAllPendingQueries, searchQueries } from "../src/search/queries.ts";
@@ -113,7 +113,7 @@ function* days(): Generator<[string, SourceRow[]]> {
 }
 
 /** Stores every day on both databases in turn (so drift in machine load hits both alike); wall and CPU seconds of each. */
-async function ingestBoth(sides: { db: Db; siteId: number; index: boolean }[]): Promise<{ wall: number; cpu: number }[]> {
+async function ingestBoth(sides: { db: SqliteDb; siteId: number; index: boolean }[]): Promise<{ wall: number; cpu: number }[]> {
   const spent = sides.map(() => ({ wall: 0, cpu: 0 }));
   for (const [day, rows] of days()) {
     for (const [k, side] of sides.entries()) {
@@ -148,7 +148,7 @@ try {
   };
   const indexed = open("indexed.db", false);
   const plain = open("plain.db", true);
-  const site = async (db: Db) =>
+  const site = async (db: SqliteDb) =>
     db.write((tx) => tx.insert(sites).values({ domain: "sc-domain:bench.example", name: "Bench" }).returning({ id: sites.id }).get()!.id);
   const [a, b] = [await site(indexed), await site(plain)];
 

@@ -217,7 +217,7 @@ for (const slot of slots) spawn(slot);
 // whole instance stops instead, without touching either file.
 let watchTicks = 0;
 const fileWatch = setInterval(() => {
-  const problem = sqlitePath ? db.guard.problem(0) : null;
+  const problem = db.engine === "sqlite" ? db.guard.problem(0) : null;
   if (problem) void shutdown("database file changed", 2, problem);
   for (const l of locks) {
     const lost = l?.verify();
@@ -304,7 +304,7 @@ async function shutdown(signal: string, exitCode = 0, reason?: string) {
   if (watchdog) clearInterval(watchdog);
   if (parentWatch) clearInterval(parentWatch);
   // Our connections and checkpointer must not touch the path when it names another file.
-  const fileChanged = sqlitePath !== null && db.guard.problem(0) !== null;
+  const fileChanged = db.engine === "sqlite" && db.guard.problem(0) !== null;
   log(exitCode === 0 ? "info" : "error", "shutting down", { signal, ...(reason ? { reason } : {}) });
   // One budget for the whole drain: workers, then our own queued writes.
   const deadline = performance.now() + config.SHUTDOWN_TIMEOUT_MS + 2000;

@@ -7,7 +7,7 @@ import { closeAllConnections, openDb, openDbFromConfig } from "../src/db/index.t
 import { DatabaseMissingError, defaultPragmas, openConnection, WalUnavailableError } from "../src/db/sqlite/open.ts";
 import { migrate } from "../src/db/sqlite/migrate.ts";
 import { sites, syncTasks } from "../src/db/sqlite/schema.ts";
-import { tempDb, tempDir } from "./helpers/db.ts";
+import { asSqlite, tempDir, tempSqliteDb } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
@@ -35,7 +35,7 @@ function pragmasOf(conn: Database) {
 
 describe("openDb", () => {
   test("both connections get the default pragmas; the writer waits in the write queue, not in SQLite", () => {
-    const t = tempDb();
+    const t = tempSqliteDb();
     cleanups.push(t.cleanup);
     const expected = {
       journal_mode: "wal",
@@ -52,7 +52,7 @@ describe("openDb", () => {
   });
 
   test("every pragma can be overridden", () => {
-    const t = tempDb();
+    const t = tempSqliteDb();
     cleanups.push(t.cleanup);
     const db = t.open({
       pragmas: {
@@ -79,7 +79,7 @@ describe("openDb", () => {
   });
 
   test("pragmas come from the environment through the config", () => {
-    const t = tempDb();
+    const t = tempSqliteDb();
     cleanups.push(t.cleanup);
     const config = loadConfig([], {
       DATABASE_URL: `file:${t.path}`,
@@ -92,7 +92,7 @@ describe("openDb", () => {
       SQLITE_WAL_AUTOCHECKPOINT: "500",
       WRITE_LOCK_TIMEOUT_MS: "777",
     });
-    const db = openDbFromConfig(config, "test");
+    const db = asSqlite(openDbFromConfig(config, "test"));
     cleanups.push(() => db.close());
     expect(db.path).toBe(t.path);
     expect(pragmasOf(db.raw.reader)).toMatchObject({
@@ -107,7 +107,7 @@ describe("openDb", () => {
   });
 
   test("foreign keys are enforced and cascade", async () => {
-    const t = tempDb();
+    const t = tempSqliteDb();
     cleanups.push(t.cleanup);
     await expect(t.db.write((tx) => tx.insert(syncTasks).values({ site_id: 424242, task_type: "daily" }).run())).rejects.toMatchObject({
       code: "SQLITE_CONSTRAINT_FOREIGNKEY",
@@ -128,7 +128,7 @@ describe("openDb", () => {
   });
 
   test("close is idempotent, runs onClose hooks once, and closeAllConnections closes every handle", async () => {
-    const t = tempDb();
+    const t = tempSqliteDb();
     cleanups.push(t.cleanup);
     const a = t.open();
     const b = t.open();

@@ -5,7 +5,7 @@ import { openPgDb } from "../src/db/index.ts";
 import { sites } from "../src/db/sqlite/schema.ts";
 import { logOncePer, setLogLevel } from "../src/log.ts";
 import { freePort } from "../src/free-port.ts";
-import { tempDb, testEngine } from "./helpers/db.ts";
+import { asSqlite, tempDb, testEngine } from "./helpers/db.ts";
 
 // Error answers the API promises and how they are logged: a 500 with a request id and no stack, 405
 // with Allow, long write-lock holds and repeated errors in the log.
@@ -162,11 +162,11 @@ describe("logs", () => {
     async () => {
       const h = t.open({ holdWarnMs: 20 });
       capture();
-      await h.write((tx) => {
+      await asSqlite(h).write((tx) => {
         Bun.sleepSync(40);
         return tx.insert(sites).values({ domain: "sc-domain:slow.example", name: "Slow" }).run();
       }, "slow test insert");
-      await h.write((tx) => tx.insert(sites).values({ domain: "sc-domain:quick.example", name: "Quick" }).run(), "quick insert");
+      await asSqlite(h).write((tx) => tx.insert(sites).values({ domain: "sc-domain:quick.example", name: "Quick" }).run(), "quick insert");
       const held = lines.filter((l) => l.msg === "write lock held long");
       expect(held).toHaveLength(1);
       expect(held[0]).toMatchObject({ level: "warn", writes: 1, what: ["slow test insert"] });

@@ -7,7 +7,7 @@ import { fileIdentity } from "../src/db/sqlite/identity.ts";
 import { FileChangedError, openDb } from "../src/db/index.ts";
 import { migrate } from "../src/db/sqlite/migrate.ts";
 import { sites } from "../src/db/sqlite/schema.ts";
-import { tempDb, tempDir } from "./helpers/db.ts";
+import { tempSqliteDb, tempDir } from "./helpers/db.ts";
 import { request, startServer } from "./helpers/server.ts";
 
 // The file is the file: a database deleted or replaced under a running instance stops it from
@@ -37,7 +37,7 @@ describe("in one process", () => {
   ];
   for (const c of changes) {
     test(`file ${c.name}: writes 503 with Retry-After, /health 503 with the reason, diagnostics create nothing`, async () => {
-      const t = tempDb();
+      const t = tempSqliteDb();
       cleanups.push(t.cleanup);
       const app = createApp(t.db);
       const call = async (method: string, path: string, body?: unknown) => {
@@ -79,7 +79,7 @@ describe("in one process", () => {
   }
 
   test("a write committed just as the file is replaced is not acknowledged", async () => {
-    const t = tempDb();
+    const t = tempSqliteDb();
     cleanups.push(t.cleanup);
     await t.db.write((tx) => tx.insert(sites).values(site("warm.example")).run());
     // Within the 100 ms the check before BEGIN may reuse, the check after COMMIT (a fresh stat) catches it.
@@ -91,7 +91,7 @@ describe("in one process", () => {
   });
 
   test("a worker handed its supervisor's identity refuses a file that is not that one", () => {
-    const t = tempDb();
+    const t = tempSqliteDb();
     cleanups.push(t.cleanup);
     expect(() => openDb({ path: t.path, role: "test", expectedIdentity: "1:1" })).toThrow(FileChangedError);
     expect(openDb({ path: t.path, role: "test", expectedIdentity: fileIdentity(t.path)! }).guard.problem()).toBeNull();

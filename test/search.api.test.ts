@@ -6,7 +6,7 @@ import { SEARCH_INDEXED_SQL, SEARCH_SHORT_SQL } from "../src/db/sqlite/search.ts
 import { containsPattern } from "../src/db/sql.ts";
 import { searchQueries } from "../src/search/queries.ts";
 import type { SourceRow } from "../src/sync/source.ts";
-import { tempDb, testEngine } from "./helpers/db.ts";
+import { asSqlite, tempDb, testEngine } from "./helpers/db.ts";
 import { addSite, storeRows } from "./helpers/rows.ts";
 
 // GET /api/v1/sites/{site_id}/queries/search over rows stored the way the daily sync stores them.
@@ -239,8 +239,8 @@ test.skipIf(testEngine === "pg")(
   "query plans (SQLite: FTS5 and INDEXED BY): the trigram index (3+ chars) or the site's query list (1-2 chars), then the covering index; never a scan of rows",
   () => {
     const plan = (sql: string) =>
-      t.db.raw.reader
-        .query<{ detail: string }, []>(`explain query plan ${sql.replace(/\$\w+/g, "?")}`)
+      asSqlite(t.db)
+        .raw.reader.query<{ detail: string }, []>(`explain query plan ${sql.replace(/\$\w+/g, "?")}`)
         .all()
         .map((r) => r.detail)
         .join("\n");

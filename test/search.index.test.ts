@@ -7,7 +7,7 @@ import { eq, sql } from "drizzle-orm";
 import { INDEX_BATCH, indexAllPendingQueries, indexPendingQueries, searchQueries } from "../src/search/queries.ts";
 import { purgeSite } from "../src/sites/queries.ts";
 import type { SourceRow } from "../src/sync/source.ts";
-import { tempDb, tempDir, testEngine } from "./helpers/db.ts";
+import { asSqlite, tempDb, tempDir, testEngine } from "./helpers/db.ts";
 import { addSite, deleteRows, storeRows } from "./helpers/rows.ts";
 
 // The query search index (gsc_queries + the FTS5 trigram table gsc_queries_fts, kept by triggers):
@@ -96,7 +96,7 @@ describe("indexed search = plain scan (property-style, seeded)", () => {
     for (const s of sites) {
       for (const [d, day] of days.entries()) {
         // The first days' queries go into the FTS index; the later ones stay pending (searched directly).
-        if (testEngine === "sqlite" && s === sites[1] && d === 2) await indexAllPendingQueries((fn) => t.db.write(fn));
+        if (testEngine === "sqlite" && s === sites[1] && d === 2) await indexAllPendingQueries((fn) => asSqlite(t.db).write(fn));
         const rows: SourceRow[] = [];
         const seen = new Set<string>();
         for (let i = 0; i < 250; i++) {
@@ -140,11 +140,13 @@ describe("indexed search = plain scan (property-style, seeded)", () => {
     expect(short).toBeGreaterThan(50);
     if (testEngine === "pg") return;
     // SQLite: some queries are in the FTS index, some pending: both paths are exercised.
-    const pending = t.db.raw.reader
-      .query<{ n: number }, []>("select count(*) as n from gsc_queries where id > (select indexed_through from gsc_queries_indexed)")
+    const pending = asSqlite(t.db)
+      .raw.reader.query<{ n: number }, []>(
+        "select count(*) as n from gsc_queries where id > (select indexed_through from gsc_queries_indexed)",
+      )
       .get()!.n;
     expect(pending).toBeGreaterThan(20);
-    expect(t.db.raw.reader.query<{ n: number }, []>("select count(*) as n from gsc_queries_fts").get()!.n).toBeGreaterThan(100);
+    expect(asSqlite(t.db).raw.reader.query<{ n: number }, []>("select count(*) as n from gsc_queries_fts").get()!.n).toBeGreaterThan(100);
   });
 
   test("case: ASCII folded, other letters not (as SQLite's LIKE), though the trigram index folds them", async () => {
@@ -223,17 +225,17 @@ describe("the index follows every write", () => {
     "indexing goes in batches of INDEX_BATCH, oldest first, and a query searched before and after is found both times (SQLite: the FTS5 index is written in batches)",
     async () => {
       const id = await site(t.db, "sc-domain:batches.example");
-      await indexAllPendingQueries((fn) => t.db.write(fn));
+      await indexAllPendingQueries((fn) => asSqlite(t.db).write(fn));
       const rows = Array.from({ length: INDEX_BATCH + 5 }, (_, i) => row(`batch query ${i}`));
       await storeRows(t.db, id, "2026-06-02", "web", rows);
       const found = async () =>
         (await searchQueries(t.db, { siteId: id, term: "query 7", startDate: null, endDate: null, limit: 1000 })).total;
       const before = await found();
       expect(before).toBe(rows.filter((r) => r.query.includes("query 7")).length);
-      expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(INDEX_BATCH);
+      expect(await asSqlite(t.db).write((tx) => indexPendingQueries(tx))).toBe(INDEX_BATCH);
       expect(await found()).toBe(before);
-      expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(5);
-      expect(await t.db.write((tx) => indexPendingQueries(tx))).toBe(0);
+      expect(await asSqlite(t.db).write((tx) => indexPendingQueries(tx))).toBe(5);
+      expect(await asSqlite(t.db).write((tx) => indexPendingQueries(tx))).toBe(0);
       expect(await found()).toBe(before);
       await expectIndexInStep(t.db);
     },
@@ -243,14 +245,14 @@ describe("the index follows every write", () => {
     "a pending query deleted before it was indexed never reaches the FTS index; ids are not reused (SQLite: FTS5 batches)",
     async () => {
       const id = await site(t.db, "sc-domain:pending.example");
-      await indexAllPendingQueries((fn) => t.db.write(fn));
+      await indexAllPendingQueries((fn) => asSqlite(t.db).write(fn));
       const [keep, drop] = await storeRows(t.db, id, "2026-06-03", "web", [row("kept pending"), row("dropped pending")]);
       await deleteRows(t.db, [drop!]);
       await storeRows(t.db, id, "2026-06-03", "web", [row("added after")]);
       expect(keep).toBeDefined();
       await expectIndexInStep(t.db);
-      const ids = t.db.raw.reader
-        .query<{ id: number; query: string }, [number]>("select id, query from gsc_queries where site_id = ? order by id")
+      const ids = asSqlite(t.db)
+        .raw.reader.query<{ id: number; query: string }, [number]>("select id, query from gsc_queries where site_id = ? order by id")
         .all(id);
       expect(ids.map((x) => x.query)).toEqual(["kept pending", "added after"]);
       expect(ids[1]!.id).toBeGreaterThan(ids[0]!.id + 1);
@@ -268,8 +270,8 @@ describe("the index follows every write", () => {
       expect(index.rows[0]?.def).toContain("gin_trgm_ops");
       return;
     }
-    const triggers = t.db.raw.reader
-      .query<{ name: string }, []>("select name from sqlite_master where type = 'trigger' order by name")
+    const triggers = asSqlite(t.db)
+      .raw.reader.query<{ name: string }, []>("select name from sqlite_master where type = 'trigger' order by name")
       .all()
       .map((x) => x.name);
     expect(triggers).toEqual(expect.arrayContaining([...kept, "gsc_queries_fts_delete", "gsc_queries_fts_update"]));

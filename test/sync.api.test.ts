@@ -6,7 +6,7 @@ import { claimNextTask, taskTypesParam } from "../src/sync/claim.ts";
 import { markDaySynced, upsertRows } from "../src/sync/data.ts";
 import { addDays, dayOf, newestDataDay } from "../src/sync/dates.ts";
 import { JobSchema } from "../src/sync/schemas.ts";
-import { tempDb, testEngine } from "./helpers/db.ts";
+import { asSqlite, tempDb, testEngine } from "./helpers/db.ts";
 
 // The sync API in-process (app.request) over a real temp database. No worker runs here: tasks stay
 // pending unless a test claims one by hand.
@@ -532,8 +532,8 @@ describe("sync status", () => {
   });
 
   test.skipIf(testEngine === "pg")("the day scan seeks the unique index instead of reading every row (SQLite's query plan)", () => {
-    const plan = t.db.raw.reader
-      .query<{ detail: string }, []>(
+    const plan = asSqlite(t.db)
+      .raw.reader.query<{ detail: string }, []>(
         "explain query plan select min(date) from gsc_performance_data where site_id = 1 and date > '2026-01-01'",
       )
       .all()

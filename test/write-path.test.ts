@@ -5,7 +5,7 @@ import { createApp } from "../src/app.ts";
 import type { Orm } from "../src/db/index.ts";
 import { sites } from "../src/db/sqlite/schema.ts";
 import { ApiError, isBusyError, isUniqueViolation } from "../src/errors.ts";
-import { tempDb } from "./helpers/db.ts";
+import { tempSqliteDb } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
@@ -16,8 +16,8 @@ afterEach(async () => {
   for (const f of cleanups.splice(0).reverse()) await f();
 });
 
-function setup(opts: Parameters<typeof tempDb>[0] = {}) {
-  const t = tempDb(opts);
+function setup(opts: Parameters<typeof tempSqliteDb>[0] = {}) {
+  const t = tempSqliteDb(opts);
   cleanups.push(t.cleanup);
   return t;
 }

@@ -1,5 +1,5 @@
 import type { SQLQueryBindings } from "bun:sqlite";
-import type { Db } from "../db/index.ts";
+import type { Db, SqliteDb } from "../db/index.ts";
 import type { ThreadReply, ThreadRequest } from "./query-thread.ts";
 
 // Aggregations over hundreds of thousands of rows take from 0.1 to several seconds of SQLite time.
@@ -18,7 +18,7 @@ export type QueryPool = { all<R>(sql: string, params: SQLQueryBindings): Promise
 const pools = new WeakMap<object, QueryPool>();
 
 /** The query threads of this database handle (started on first use, stopped when the handle closes). */
-export function queryPool(db: Db): QueryPool {
+export function queryPool(db: SqliteDb): QueryPool {
   // Keyed by the reader connection: wrapped handles (e.g. the audited one) share the pool.
   let pool = pools.get(db.raw.reader);
   if (!pool) {
@@ -28,7 +28,7 @@ export function queryPool(db: Db): QueryPool {
   return pool;
 }
 
-function createPool(db: Db): QueryPool {
+function createPool(db: SqliteDb): QueryPool {
   const threads: Thread[] = [];
   let nextId = 1;
 

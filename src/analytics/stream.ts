@@ -1,5 +1,5 @@
 import type { Database, SQLQueryBindings, Statement } from "bun:sqlite";
-import type { Db } from "../db/index.ts";
+import type { Db, SqliteDb } from "../db/index.ts";
 import { openConnection } from "../db/sqlite/open.ts";
 import { openPgCursor } from "../db/pg/cursor.ts";
 import { toPositional } from "../db/pg/named.ts";
@@ -27,7 +27,7 @@ const FETCH_ROWS = 2000;
  * be used: a statement left open there would pin every other read of this process to the snapshot
  * taken when the download started. Its sorts spill to temp files, not memory; it has a small cache and no mmap.
  */
-export function openExportConnection(db: Db): Database {
+export function openExportConnection(db: SqliteDb): Database {
   // A one-pass read gains nothing from a page cache or a memory map, which would only grow the
   // process's RSS by the pages read (64 MB cache, up to mmap_size mapped).
   const conn = openConnection(db.path, { ...db.pragmas, tempStore: "FILE", cacheSize: -2000, mmapSize: 0 });
@@ -52,7 +52,7 @@ export async function streamQuery<R>(
 }
 
 function streamSqlite<R>(
-  db: Db,
+  db: SqliteDb,
   sql: string,
   params: SQLQueryBindings,
   header: string,

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import type { Context, MiddlewareHandler } from "hono";
 import { actorOf, clientIpOf, principalOf } from "../auth/middleware.ts";
 import { isSafeMethod, requiredScope } from "../auth/policy.ts";
-import type { Db, Orm, Q } from "../db/index.ts";
+import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import type { WriteFn } from "../db/sqlite/engine.ts";
 import { logOncePer } from "../log.ts";
 import { insertAuditRow, type AuditInsert } from "./queries.ts";
@@ -29,18 +29,22 @@ export function withAuditRows(db: Db, rowOf: (result: unknown) => AuditInsert | 
       const result = fn(tx);
       return isThenable(result) ? result.then(after) : after(result as T);
     };
-  return Object.create(db, {
-    write: {
-      value<T>(fn: WriteFn<T>, label?: string): Promise<T> {
-        return db.write(audited(fn), label);
-      },
-    },
+  const props: PropertyDescriptorMap = {
     tx: {
       value<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
         return db.tx(audited(fn), label);
       },
     },
-  });
+  };
+  if (db.engine === "sqlite") {
+    const sqlite = db;
+    props.write = {
+      value<T>(fn: WriteFn<T>, label?: string): Promise<T> {
+        return sqlite.write(audited(fn), label);
+      },
+    };
+  }
+  return Object.create(db, props);
 }
 
 function isThenable<T>(v: T | Promise<T>): v is Promise<T> {
@@ -57,15 +61,7 @@ export function auditedDb(db: Db): Db {
       return r;
     });
   };
-  return Object.create(db, {
-    write: {
-      value<T>(fn: WriteFn<T>, label?: string): Promise<T> {
-        return inContext(
-          (a) => a.write(fn, label),
-          () => db.write(fn, label),
-        );
-      },
-    },
+  const props: PropertyDescriptorMap = {
     tx: {
       value<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
         return inContext(
@@ -74,7 +70,19 @@ export function auditedDb(db: Db): Db {
         );
       },
     },
-  });
+  };
+  if (db.engine === "sqlite") {
+    const sqlite = db;
+    props.write = {
+      value<T>(fn: WriteFn<T>, label?: string): Promise<T> {
+        return inContext(
+          (a) => (a as SqliteDb).write(fn, label),
+          () => sqlite.write(fn, label),
+        );
+      },
+    };
+  }
+  return Object.create(db, props);
 }
 
 const num = (v: unknown) => (typeof v === "string" && /^\d+$/.test(v) ? Number(v) : undefined);

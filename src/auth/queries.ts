@@ -1,6 +1,6 @@
 import type { Database } from "bun:sqlite";
 import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
-import { first, type Db, type Orm, type Q } from "../db/index.ts";
+import { first, type Db, type Orm, type Q, type SqliteDb } from "../db/index.ts";
 import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { apiKeys } from "../db/sqlite/schema.ts";
 import type { ApiKey, KeyScope } from "../db/model.ts";
@@ -75,7 +75,7 @@ const dataVersionStatement = perConnection((orm) =>
  * The reader connection's `PRAGMA data_version` (SQLite only): it changes whenever any other connection,
  * in this process or another, commits to the file (~1 µs, against ~4 µs for hasActiveKey's table scan).
  */
-export function readerDataVersion(db: Db): number {
+export function readerDataVersion(db: SqliteDb): number {
   return dataVersionStatement(db.read).get()!.data_version;
 }
 

@@ -49,6 +49,8 @@ export function backupRoutes(db: Db, options: BackupApiOptions | null) {
     async (c) => {
       // A large file takes longer than the idle timeout: this request may wait.
       (c.env as { timeout?: (r: Request, s: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
+      // The middleware above refuses PostgreSQL (no options there).
+      if (db.engine !== "sqlite") throw new ApiError("not_implemented", "backups are made of the SQLite file");
       const { run, stderr } = await backupInChild({ databaseUrl: db.path, dir: opts.dir, keep: opts.keep });
       if (!run?.ok || !run.file) {
         log("error", "backup failed", { error: run?.error ?? stderr });

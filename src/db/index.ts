@@ -20,8 +20,10 @@ export { changedRows, first, type Engine, type Q, type Tables } from "./engine.t
  * readers never wait for writers) and a writer connection behind the group-commit queue; PostgreSQL:
  * a pool. Handlers never see it; queries do.
  */
-export type Db = {
-  engine: Engine;
+export type Db = SqliteDb | PgDb;
+
+/** What both engines' handles have. */
+type DbBase = {
   /** The file path, or the server URL without its password: for logs and answers. */
   target: string;
   role: ProcessRole;
@@ -34,19 +36,7 @@ export type Db = {
   t: Tables;
   /** Runs `fn` (which awaits its queries) in a write transaction; resolves after COMMIT. `label` names it in logs. */
   tx<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T>;
-  /** The PostgreSQL pool and URL; null on SQLite. */
-  pg: PgParts | null;
-  // SQLite only (engine === "sqlite"; on PostgreSQL reading them throws: code that needs them is SQLite-only).
-  path: string;
-  /** Drizzle over the reader connection (synchronous bun:sqlite API): run SELECTs here. */
-  read: Orm;
-  /** Runs synchronous `fn` inside the process's next write transaction; resolves after COMMIT. */
-  write<T>(fn: WriteFn<T>, label?: string): Promise<T>;
-  /** The file opened (device + inode); `guard.problem()` says when the path stopped naming it. */
-  guard: FileGuard;
   stats: WriterStats;
-  pragmas: Pragmas;
-  raw: { reader: Database; writer: Database };
   drain(): Promise<void>;
   /** Writes waiting for the lock right now. */
   queueLength(): number;
@@ -61,6 +51,28 @@ export type Db = {
   onClose: (() => void)[];
   close(): void;
   closed: boolean;
+};
+
+/** A handle on a SQLite file: a reader connection and a writer connection behind the group-commit queue. */
+export type SqliteDb = DbBase & {
+  engine: "sqlite";
+  pg: null;
+  path: string;
+  /** Drizzle over the reader connection (synchronous bun:sqlite API): run SELECTs here. */
+  read: Orm;
+  /** Runs synchronous `fn` inside the process's next write transaction; resolves after COMMIT. */
+  write<T>(fn: WriteFn<T>, label?: string): Promise<T>;
+  /** The file opened (device + inode); `guard.problem()` says when the path stopped naming it. */
+  guard: FileGuard;
+  pragmas: Pragmas;
+  raw: { reader: Database; writer: Database };
+};
+
+/** A handle on a PostgreSQL server: a pool. */
+export type PgDb = DbBase & {
+  engine: "pg";
+  /** The PostgreSQL pool and URL. */
+  pg: PgParts;
 };
 
 export type OpenOptions = {
@@ -93,7 +105,7 @@ export type OpenOptions = {
 export class FileChangedError extends Error {}
 
 /** Opens this process's two connections on the SQLite file. */
-export function openDb(opts: OpenOptions): Db {
+export function openDb(opts: OpenOptions): SqliteDb {
   const pragmas = { ...defaultPragmas, ...opts.pragmas };
   const reader = openConnection(opts.path, pragmas);
   const guard = guardFile(opts.path, opts.expectedIdentity);
@@ -124,7 +136,7 @@ export function openDb(opts: OpenOptions): Db {
     w.onCommit.push(() => snapshots.end());
   }
   const read = wrapOrm(reader);
-  const db: Db = {
+  const db: SqliteDb = {
     engine: "sqlite",
     target: opts.path,
     q: read as unknown as Q,
@@ -173,7 +185,7 @@ export type OpenPgOptions = {
 };
 
 /** Opens this process's pool on a PostgreSQL server (connections are made on first use). */
-export function openPgDb(opts: OpenPgOptions): Db {
+export function openPgDb(opts: OpenPgOptions): PgDb {
   const onCommit: Db["onCommit"] = [];
   const e = openPgEngine({
     url: opts.url,
@@ -182,10 +194,7 @@ export function openPgDb(opts: OpenPgOptions): Db {
     retryForMs: opts.retryForMs ?? defaults.WRITE_LOCK_TIMEOUT_MS,
     onCommit,
   });
-  const sqliteOnly = (what: string) => () => {
-    throw new Error(`SQLite-only code reached on PostgreSQL (db.${what}): this path must check db.engine`);
-  };
-  const db = {
+  const db: PgDb = {
     engine: "pg",
     target: describeTarget({ dialect: "postgres", url: opts.url }),
     q: e.q,
@@ -212,10 +221,7 @@ export function openPgDb(opts: OpenPgOptions): Db {
         Promise.allSettled(last).then(() => e.closeConnections().catch(() => {})),
       );
     },
-  } as unknown as Db;
-  for (const k of ["path", "read", "write", "guard", "pragmas", "raw"] as const) {
-    Object.defineProperty(db, k, { get: sqliteOnly(k), enumerable: false });
-  }
+  };
   openHandles.add(db);
   return db;
 }
@@ -272,7 +278,7 @@ export async function closeAllConnections(maxWaitMs?: number): Promise<number> {
   for (const db of handles) {
     // A lock held elsewhere would keep writes (and each new registry heartbeat) queued forever.
     if (!(await drainWithin(db, maxWaitMs))) {
-      log("warn", "closing with writes still queued: the write lock stayed busy", { path: db.path, waited_ms: db.drainTimeoutMs });
+      log("warn", "closing with writes still queued: the write lock stayed busy", { target: db.target, waited_ms: db.drainTimeoutMs });
     }
     db.close();
     await pgClosing.get(db);

@@ -1,5 +1,5 @@
 import { count } from "drizzle-orm";
-import type { Db } from "../db/index.ts";
+import type { Db, SqliteDb } from "../db/index.ts";
 import { walSize } from "../db/sqlite/checkpoint.ts";
 import { connectOnce, pingPg, poolUsage, serverFacts } from "../db/pg/diagnostics.ts";
 import { listConnections } from "../db/process-registry.ts";
@@ -181,7 +181,7 @@ async function checkLocksPg(db: Db) {
 }
 
 /** SQLite: state, pragma settings, WAL size, lock probe, busy retries, storage trouble and advice. */
-async function checkLocksSqlite(db: Db, walWarnBytes: number) {
+async function checkLocksSqlite(db: SqliteDb, walWarnBytes: number) {
   const fileProblem = db.guard.problem(0);
   const settings = pragmaSettings(db);
   // Never take the lock on a file that is no longer the database.

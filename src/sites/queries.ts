@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
-import { first, type Db } from "../db/index.ts";
+import { first, type Db, type SqliteDb } from "../db/index.ts";
 import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { sites } from "../db/sqlite/schema.ts";
 import type { Site } from "../db/model.ts";
@@ -113,7 +113,7 @@ export async function listSites(
 
 type ListOptions = Parameters<typeof listSites>[1];
 
-function listSitesSqlite(db: Db, opts: ListOptions): Site[] {
+function listSitesSqlite(db: SqliteDb, opts: ListOptions): Site[] {
   const s = readStatements(db.read);
   // SQLite reads a negative LIMIT as no limit.
   const limit = opts.limit === undefined ? -1 : opts.limit + 1;

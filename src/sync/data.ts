@@ -1,5 +1,5 @@
 import { and, asc, between, count, countDistinct, eq, inArray, sql } from "drizzle-orm";
-import type { Db, Orm, Q } from "../db/index.ts";
+import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import * as pgSchema from "../db/pg/schema.ts";
 import { upsertRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
@@ -189,7 +189,7 @@ export async function findDataDays(db: Db, siteId: number, now: Date = new Date(
 }
 
 /** findDataDays, synchronously on SQLite's reader (for SQLite-only callers). */
-export function findDataDaysSqlite(db: Db, siteId: number, now: Date = new Date()): { date: string; final: boolean }[] {
+export function findDataDaysSqlite(db: SqliteDb, siteId: number, now: Date = new Date()): { date: string; final: boolean }[] {
   return db.raw.reader
     .query<{ date: string; marked: number }, [{ site_id: number }]>(DATA_DAYS_SQL)
     .all({ site_id: siteId })

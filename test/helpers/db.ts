@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openDb, openPgDb, type Db, type OpenOptions } from "../../src/db/index.ts";
+import { openDb, openPgDb, type Db, type OpenOptions, type SqliteDb } from "../../src/db/index.ts";
 import { migrate } from "../../src/db/sqlite/migrate.ts";
 import { newPgDatabase, testEngine } from "./engine.ts";
 
@@ -73,4 +73,10 @@ export function tempSqliteDb(opts: Partial<OpenOptions> = {}) {
       cleanup();
     },
   };
+}
+
+/** The handle as a SQLite one, for SQLite-only tests (skipped on PostgreSQL); throws on PostgreSQL. */
+export function asSqlite(db: Db): SqliteDb {
+  if (db.engine !== "sqlite") throw new Error("a SQLite-only test ran on PostgreSQL (skip it there)");
+  return db;
 }

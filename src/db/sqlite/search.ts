@@ -1,5 +1,5 @@
 import { count, eq, gt, max, sql } from "drizzle-orm";
-import type { Db, Orm } from "../index.ts";
+import type { Orm, SqliteDb } from "../index.ts";
 import { gscQueries, gscQueriesIndexed } from "./schema.ts";
 
 // Query search on SQLite (migrations/sqlite/0006_query_search_fts.sql): an FTS5 trigram index over each
@@ -81,7 +81,7 @@ export function ftsPhrase(term: string): string {
 }
 
 /** Runs one search on the reader connection: the FTS index, the short-term list, or the plain scan. */
-export function searchSqlite(db: Db, kind: "index" | "short" | "scan", params: SearchParams, term: string): SearchRow[] {
+export function searchSqlite(db: SqliteDb, kind: "index" | "short" | "scan", params: SearchParams, term: string): SearchRow[] {
   // No cache of our own: bun:sqlite's query() compiles a statement once per connection and SQL text.
   const reader = db.raw.reader;
   if (kind === "scan") return reader.query<SearchRow, [SearchParams]>(SEARCH_SCAN_SQL).all(params);
@@ -121,7 +121,7 @@ export function indexPendingQueries(tx: Orm, limit = INDEX_BATCH): number {
 }
 
 /** The oldest and newest day with rows for a site: two index seeks. */
-export function findDataBoundsSqlite(db: Db, siteId: number): { oldest: string | null; latest: string | null } {
+export function findDataBoundsSqlite(db: SqliteDb, siteId: number): { oldest: string | null; latest: string | null } {
   // Two subqueries: min() and max() in one select would scan the site's rows instead of seeking.
   return db.raw.reader
     .query<{ oldest: string | null; latest: string | null }, [number]>(
