@@ -4,11 +4,18 @@ import { join } from "node:path";
 import { setLogLevel } from "../src/log.ts";
 import { PermanentError } from "../src/sync/errors.ts";
 import { serviceAccountToken, staticToken, type TokenProvider } from "../src/sync/gsc/auth.ts";
-import { createGscClient, GscError, GscPermanentError, retryAfterMs, type GscClientOptions } from "../src/sync/gsc/client.ts";
+import {
+  createGscClient,
+  GscError,
+  GscPermanentError,
+  isQuotaRefusal,
+  retryAfterMs,
+  type GscClientOptions,
+} from "../src/sync/gsc/client.ts";
 import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
 import { workerQuota } from "../src/sync/source.ts";
 import { tempDir } from "./helpers/db.ts";
-import { fakeRows, makeServiceAccount, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
+import { fakeRows, makeServiceAccount, quotaRefusal, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 
 // The Search Console client against the fake Search Console over real HTTP.
 
@@ -184,6 +191,35 @@ describe("errors and retries", () => {
       expect(fake.requests.length).toBe(1);
     });
   }
+
+  for (const reason of ["rateLimitExceeded", "quotaExceeded", "userRateLimitExceeded"] as const) {
+    test(`403 usageLimits/${reason}: quota, backed off and retried, not a permission error`, async () => {
+      fake.inject(quotaRefusal(reason, 2));
+      const { rows } = await collect(client(), "image");
+      expect(rows.length).toBe(25_000);
+      expect(fake.requests.slice(0, 3).map((r) => r.status)).toEqual([403, 403, 200]);
+    });
+  }
+
+  test("403 for quota until the retries run out: a transient GscError that names quota", async () => {
+    fake.inject(quotaRefusal("dailyLimitExceeded", 10));
+    const err = await collect(client({ maxRetries: 2 }), "news").catch((e) => e);
+    expect(err).toBeInstanceOf(GscError);
+    expect(err).not.toBeInstanceOf(PermanentError);
+    expect(err.message).toMatch(/kept refusing for quota.*403.*after 3 attempts/);
+    expect(fake.requests.length).toBe(3);
+  });
+
+  test("isQuotaRefusal: reasons and RESOURCE_EXHAUSTED are quota; a plain PERMISSION_DENIED is not", () => {
+    const body = (e: unknown) => JSON.stringify({ error: e });
+    expect(isQuotaRefusal(body({ code: 403, errors: [{ domain: "usageLimits", reason: "rateLimitExceeded" }] }))).toBe(true);
+    expect(isQuotaRefusal(body({ code: 403, errors: [{ domain: "global", reason: "quotaExceeded" }] }))).toBe(true);
+    expect(isQuotaRefusal(body({ code: 429, status: "RESOURCE_EXHAUSTED" }))).toBe(true);
+    expect(isQuotaRefusal(body({ code: 403, status: "PERMISSION_DENIED", errors: [{ domain: "global", reason: "forbidden" }] }))).toBe(
+      false,
+    );
+    expect(isQuotaRefusal("<html>forbidden</html>")).toBe(false);
+  });
 
   test("another 4xx (bad request) is permanent and not retried", async () => {
     fake.inject({ status: 400, body: { error: { code: 400, message: "Invalid dimension", status: "INVALID_ARGUMENT" } } });

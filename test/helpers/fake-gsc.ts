@@ -41,6 +41,22 @@ function injectedResponse(x: Injected): Response {
   });
 }
 
+/**
+ * A quota refusal as Google sends it (the global error format: 403 with `error.errors[].domain`
+ * `usageLimits` and a reason such as `rateLimitExceeded` or `quotaExceeded`); inject it with `fake.inject`.
+ */
+export function quotaRefusal(
+  reason: "rateLimitExceeded" | "userRateLimitExceeded" | "quotaExceeded" | "dailyLimitExceeded",
+  times = 1,
+): Injected {
+  const message = reason === "quotaExceeded" ? "Quota exceeded for quota metric 'Queries'." : "Rate Limit Exceeded";
+  return {
+    status: 403,
+    times,
+    body: { error: { code: 403, message, errors: [{ domain: "usageLimits", reason, message }], status: "PERMISSION_DENIED" } },
+  };
+}
+
 export type FakeGscOptions = {
   /** Rows per (site, day, search type); default 100 for web, 10 for the other types. */
   rows?: (site: string, day: string, type: string) => number;

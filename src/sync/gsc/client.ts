@@ -63,6 +63,21 @@ function googleMessage(text: string): string {
   return text.slice(0, 300) || "(empty body)";
 }
 
+/** Reasons (and the domain) Google gives a quota refusal in `error.errors[]`: a 403 with one is quota, not permission. */
+const QUOTA_REASONS = new Set(["usageLimits", "rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"]);
+
+/** True when an error body says quota (errors[].reason/domain, or status RESOURCE_EXHAUSTED), not a refused permission. */
+export function isQuotaRefusal(text: string): boolean {
+  try {
+    const e = (JSON.parse(text) as { error?: { status?: string; errors?: { reason?: string; domain?: string }[] } }).error;
+    if (!e || typeof e !== "object") return false;
+    if (e.status === "RESOURCE_EXHAUSTED") return true;
+    return (e.errors ?? []).some((x) => QUOTA_REASONS.has(x.reason ?? "") || QUOTA_REASONS.has(x.domain ?? ""));
+  } catch {
+    return false;
+  }
+}
+
 /** Milliseconds a Retry-After header asks for (seconds or an HTTP date); null when absent or unreadable. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | null {
   if (!header) return null;
@@ -72,9 +87,9 @@ export function retryAfterMs(header: string | null, now = Date.now()): number | 
 }
 
 /** The metrics label of an answer's status. */
-function gscResult(status: number) {
+function gscResult(status: number, quota = false) {
   if (status < 300) return "ok";
-  if (status === 429) return "rate_limited";
+  if (status === 429 || quota) return "rate_limited";
   if (status === 401 || status === 403) return "auth_error";
   return status >= 500 ? "server_error" : "client_error";
 }
@@ -109,7 +124,9 @@ export function createGscClient(opts: GscClientOptions) {
         continue;
       }
       const text = await res.text();
-      gscRequests.inc({ result: gscResult(res.status) });
+      // A 403 whose reason is usageLimits/rateLimitExceeded/quotaExceeded is quota: backed off and retried like a 429.
+      const quota = res.status === 403 && isQuotaRefusal(text);
+      gscRequests.inc({ result: gscResult(res.status, quota) });
       if (res.ok) {
         try {
           return ((JSON.parse(text) as { rows?: ApiRow[] } | null)?.rows ?? []) as ApiRow[];
@@ -129,20 +146,21 @@ export function createGscClient(opts: GscClientOptions) {
         attempt--;
         continue;
       }
-      if (res.status === 401 || res.status === 403) {
+      if (res.status === 401 || (res.status === 403 && !quota)) {
         throw new GscPermanentError(
           `Search Console refused access to ${siteUrl} (${why}); check that the credentials are valid and have access to this property`,
           res.status,
         );
       }
-      const retryable = res.status === 429 || res.status >= 500;
+      const retryable = res.status === 429 || quota || res.status >= 500;
       if (!retryable) throw new GscPermanentError(`Search Console rejected the query for ${siteUrl} (${why})`, res.status);
       last = why;
       if (attempt >= opts.maxRetries) {
-        throw new GscError(`Search Console kept failing for ${siteUrl} (${why}, after ${attempt + 1} attempts)`);
+        const what = quota ? "kept refusing for quota" : "kept failing";
+        throw new GscError(`Search Console ${what} for ${siteUrl} (${why}, after ${attempt + 1} attempts)`);
       }
       // Google sends Retry-After with 429 and sometimes with 503 (unavailable).
-      const asked = res.status === 429 || res.status === 503 ? retryAfterMs(res.headers.get("retry-after")) : null;
+      const asked = res.status === 429 || quota || res.status === 503 ? retryAfterMs(res.headers.get("retry-after")) : null;
       const wait = asked === null ? backoff(attempt) : Math.min(asked, maxRetryAfterMs);
       log("warn", "search console request retried", { site: siteUrl, status: res.status, wait_ms: Math.round(wait), attempt: attempt + 1 });
       await sleep(wait, signal);
