@@ -10,3 +10,13 @@ export type TaskStatus = (typeof taskStatuses)[number];
  */
 export const keyScopes = ["read", "write", "admin", "query"] as const;
 export type KeyScope = (typeof keyScopes)[number];
+
+/** Search Console search types, stored as their 1-based position in this list (docs/design/grains.md). */
+export const searchTypeCodes = ["web", "image", "video", "news", "discover", "googleNews"] as const;
+export type SearchTypeCode = (typeof searchTypeCodes)[number];
+
+/** Devices stored as their position here: 0 = no device dimension (discover, or all devices). */
+export const deviceCodes = ["", "DESKTOP", "MOBILE", "TABLET"] as const;
+
+/** sum_position is stored as round(position × impressions × this) so re-aggregation stays exact in integers. */
+export const sumPositionScale = 100;

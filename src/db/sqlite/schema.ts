@@ -353,3 +353,158 @@ export type HourlyRow = typeof hourlyRankings.$inferSelect;
 export type AlertChannel = typeof alertChannels.$inferSelect;
 export type AlertRule = typeof alertRules.$inferSelect;
 export type AlertDelivery = typeof alertDeliveries.$inferSelect;
+
+// Search Console's grains (issues 17/18; docs/design/grains.md). day = days since 1970-01-01 of Google's
+// (Pacific) date; type = 1-based index in searchTypeCodes; device = index in deviceCodes (0 = none);
+// country = ISO alpha-3 lower case, '' = no country dimension; sum_position = round(position ×
+// impressions × sumPositionScale). CTR = Σclicks/Σimpressions, position = Σsum_position/Σimpressions/scale.
+
+/** Page URL dictionary per site (integer ids in the fact tables). Queries use gsc_queries. */
+export const gscPages = sqliteTable(
+  "gsc_pages",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    page: text("page").notNull(),
+  },
+  (t) => [uniqueIndex("gsc_pages_site_page_unique").on(t.site_id, t.page)],
+);
+
+/** Property totals (no query/page dimension: Search Console's true totals) by country × device. */
+export const gscPropertyTotals = sqliteTable(
+  "gsc_property_totals",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    day: integer("day").notNull(),
+    type: integer("type").notNull(),
+    country: text("country").notNull().default(""),
+    device: integer("device").notNull().default(0),
+    clicks: integer("clicks").notNull().default(0),
+    impressions: integer("impressions").notNull().default(0),
+    sum_position: integer("sum_position").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.country, t.device] })],
+);
+
+/** Page totals (aggregation byPage) by page × country × device. */
+export const gscPageTotals = sqliteTable(
+  "gsc_page_totals",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    day: integer("day").notNull(),
+    type: integer("type").notNull(),
+    page_id: integer("page_id").notNull(),
+    country: text("country").notNull().default(""),
+    device: integer("device").notNull().default(0),
+    clicks: integer("clicks").notNull().default(0),
+    impressions: integer("impressions").notNull().default(0),
+    sum_position: integer("sum_position").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.page_id, t.country, t.device] })],
+);
+
+/** Query detail: page × query × device (no country: the 50,000-row cap per day; grains.md). */
+export const gscQueryDetail = sqliteTable(
+  "gsc_query_detail",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    day: integer("day").notNull(),
+    type: integer("type").notNull(),
+    page_id: integer("page_id").notNull(),
+    query_id: integer("query_id").notNull(),
+    device: integer("device").notNull().default(0),
+    clicks: integer("clicks").notNull().default(0),
+    impressions: integer("impressions").notNull().default(0),
+    sum_position: integer("sum_position").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.page_id, t.query_id, t.device] })],
+);
+
+/** Rollup of the query detail per day × query, kept at ingest so query reports do not scan the detail. */
+export const gscDayQueryTotals = sqliteTable(
+  "gsc_day_query_totals",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    day: integer("day").notNull(),
+    type: integer("type").notNull(),
+    query_id: integer("query_id").notNull(),
+    clicks: integer("clicks").notNull().default(0),
+    impressions: integer("impressions").notNull().default(0),
+    sum_position: integer("sum_position").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.query_id] })],
+);
+
+/** Search appearance totals (the dimension alone, fetched in two steps as Google requires). */
+export const gscAppearanceTotals = sqliteTable(
+  "gsc_appearance_totals",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    day: integer("day").notNull(),
+    type: integer("type").notNull(),
+    appearance: text("appearance").notNull(),
+    clicks: integer("clicks").notNull().default(0),
+    impressions: integer("impressions").notNull().default(0),
+    sum_position: integer("sum_position").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.appearance] })],
+);
+
+/** Completeness per (site, day, type): rows per grain, truncation, anonymized share, dataState. */
+export const gscDayCompleteness = sqliteTable(
+  "gsc_day_completeness",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    day: integer("day").notNull(),
+    type: integer("type").notNull(),
+    property_rows: integer("property_rows").notNull().default(0),
+    page_rows: integer("page_rows").notNull().default(0),
+    detail_rows: integer("detail_rows").notNull().default(0),
+    appearance_rows: integer("appearance_rows").notNull().default(0),
+    page_truncated: integer("page_truncated", { mode: "boolean" }).notNull().default(false),
+    detail_truncated: integer("detail_truncated", { mode: "boolean" }).notNull().default(false),
+    anonymized_share: real("anonymized_share"),
+    data_state: text("data_state").notNull().default("final"),
+    derived: integer("derived", { mode: "boolean" }).notNull().default(false),
+    fetched_at: text("fetched_at").notNull().default(now),
+  },
+  (t) => [
+    primaryKey({ columns: [t.site_id, t.day, t.type] }),
+    check("gsc_day_completeness_state_check", sql`${t.data_state} in ('final','provisional')`),
+  ],
+);
+
+/** Corrections log: a re-fetched day whose property totals changed (old and new, when). */
+export const gscCorrections = sqliteTable(
+  "gsc_corrections",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    day: integer("day").notNull(),
+    type: integer("type").notNull(),
+    old_clicks: integer("old_clicks").notNull(),
+    old_impressions: integer("old_impressions").notNull(),
+    old_sum_position: integer("old_sum_position").notNull(),
+    new_clicks: integer("new_clicks").notNull(),
+    new_impressions: integer("new_impressions").notNull(),
+    new_sum_position: integer("new_sum_position").notNull(),
+    detected_at: text("detected_at").notNull().default(now),
+  },
+  (t) => [index("gsc_corrections_site_day_idx").on(t.site_id, t.day)],
+);
