@@ -8,7 +8,7 @@ CREATE TABLE `gsc_appearance_totals` (
 	`sum_position` integer DEFAULT 0 NOT NULL,
 	PRIMARY KEY(`site_id`, `day`, `type`, `appearance`),
 	FOREIGN KEY (`site_id`) REFERENCES `sites`(`id`) ON UPDATE no action ON DELETE cascade
-) WITHOUT ROWID;
+);
 --> statement-breakpoint
 CREATE TABLE `gsc_corrections` (
 	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
@@ -43,7 +43,7 @@ CREATE TABLE `gsc_day_completeness` (
 	PRIMARY KEY(`site_id`, `day`, `type`),
 	FOREIGN KEY (`site_id`) REFERENCES `sites`(`id`) ON UPDATE no action ON DELETE cascade,
 	CONSTRAINT "gsc_day_completeness_state_check" CHECK("gsc_day_completeness"."data_state" in ('final','provisional'))
-) WITHOUT ROWID;
+);
 --> statement-breakpoint
 CREATE TABLE `gsc_day_query_totals` (
 	`site_id` integer NOT NULL,
@@ -55,7 +55,7 @@ CREATE TABLE `gsc_day_query_totals` (
 	`sum_position` integer DEFAULT 0 NOT NULL,
 	PRIMARY KEY(`site_id`, `day`, `type`, `query_id`),
 	FOREIGN KEY (`site_id`) REFERENCES `sites`(`id`) ON UPDATE no action ON DELETE cascade
-) WITHOUT ROWID;
+);
 --> statement-breakpoint
 CREATE TABLE `gsc_page_totals` (
 	`site_id` integer NOT NULL,
@@ -69,7 +69,7 @@ CREATE TABLE `gsc_page_totals` (
 	`sum_position` integer DEFAULT 0 NOT NULL,
 	PRIMARY KEY(`site_id`, `day`, `type`, `page_id`, `country`, `device`),
 	FOREIGN KEY (`site_id`) REFERENCES `sites`(`id`) ON UPDATE no action ON DELETE cascade
-) WITHOUT ROWID;
+);
 --> statement-breakpoint
 CREATE TABLE `gsc_pages` (
 	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
@@ -90,7 +90,7 @@ CREATE TABLE `gsc_property_totals` (
 	`sum_position` integer DEFAULT 0 NOT NULL,
 	PRIMARY KEY(`site_id`, `day`, `type`, `country`, `device`),
 	FOREIGN KEY (`site_id`) REFERENCES `sites`(`id`) ON UPDATE no action ON DELETE cascade
-) WITHOUT ROWID;
+);
 --> statement-breakpoint
 CREATE TABLE `gsc_query_detail` (
 	`site_id` integer NOT NULL,
@@ -104,4 +104,4 @@ CREATE TABLE `gsc_query_detail` (
 	`sum_position` integer DEFAULT 0 NOT NULL,
 	PRIMARY KEY(`site_id`, `day`, `type`, `page_id`, `query_id`, `device`),
 	FOREIGN KEY (`site_id`) REFERENCES `sites`(`id`) ON UPDATE no action ON DELETE cascade
-) WITHOUT ROWID;
+);
