@@ -27,17 +27,31 @@ export function roundHalfEven(x: number, digits = 0): number {
   return Number(formatFixed(x, digits));
 }
 
-/** One CSV field as Python's csv.writer writes it (RFC 4180): quoted only when it holds `,` `"` CR or LF. */
-export function csvField(v: string | number | null | undefined): string {
+/**
+ * A text cell that a spreadsheet would run as a formula (OWASP "CSV injection": it starts with `=`, `+`, `-`, `@`,
+ * tab or CR) prefixed with a single quote, so Excel, LibreOffice and Sheets show it as text. Numbers are never changed.
+ */
+export function neutralizeFormula(s: string): string {
+  return /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
+}
+
+/**
+ * One CSV field as Python's csv.writer writes it (RFC 4180): quoted only when it holds `,` `"` CR or LF; text
+ * cells neutralised against formulas unless `raw`.
+ */
+export function csvField(v: string | number | null | undefined, raw = false): string {
   if (v === null || v === undefined) return "";
-  const s = String(v);
+  const s = typeof v === "string" && !raw ? neutralizeFormula(v) : String(v);
   return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }
 
-/** One CSV record with its CRLF terminator. */
-export function csvLine(fields: readonly (string | number | null | undefined)[]): string {
-  return fields.map(csvField).join(",") + "\r\n";
+/** One CSV record with its CRLF terminator (`raw`: text cells as stored, see csvField). */
+export function csvLine(fields: readonly (string | number | null | undefined)[], raw = false): string {
+  return fields.map((f) => csvField(f, raw)).join(",") + "\r\n";
 }
+
+/** The UTF-8 byte order mark: Excel reads a CSV that starts with it as UTF-8 (otherwise as the system's code page). */
+export const UTF8_BOM = "\uFEFF";
 
 /** RFC 5987 encoding of a UTF-8 string (for `filename*`). */
 function encodeRfc5987(s: string): string {

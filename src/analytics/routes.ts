@@ -4,7 +4,7 @@ import { errorResponses, jsonBody, jsonResponse, validationHook } from "../opena
 import { resolveSite } from "../sites/resolve.ts";
 import { SiteIdParam, resolveRange } from "../sync/schemas.ts";
 import { createTask } from "../sync/queries.ts";
-import { attachmentHeader, csvLine, fileStamp, formatFixed, safeName } from "./format.ts";
+import { attachmentHeader, csvLine, fileStamp, formatFixed, safeName, UTF8_BOM } from "./format.ts";
 import {
   exportSql,
   findCoverage,
@@ -30,6 +30,7 @@ import {
   TrendsResponse,
   TriggerBody,
   TriggerResponse,
+  flagOn,
 } from "./schemas.ts";
 import { streamQuery } from "./stream.ts";
 
@@ -132,16 +133,17 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const q = c.req.valid("query");
       const site = await resolveSite(db, q);
       const o = { siteId: site.id, since: pageKeywordSince(q.days), urlContains: q.query ?? null, limit: q.max_results || null };
+      const raw = flagOn(q.raw);
       const body = await streamQuery<Parameters<typeof toPageKeywordItem>[0]>(
         db,
         pageKeywordSql(db.engine, o),
         pageKeywordParams(db.engine, o),
-        PAGE_KEYWORD_HEADER,
+        (flagOn(q.bom) ? UTF8_BOM : "") + PAGE_KEYWORD_HEADER,
         (r) => {
           const p = toPageKeywordItem(r);
           // The original's CSV: ctr percent with 4 decimals, the 2-decimal position printed with 1.
           const fields = [p.url, p.total_clicks, p.total_impressions, formatFixed(p.avg_ctr, 4), formatFixed(p.avg_position, 1)];
-          return csvLine([...fields, p.keywords.join("|"), p.keyword_count]);
+          return csvLine([...fields, p.keywords.join("|"), p.keyword_count], raw);
         },
       );
       const name = safeName(site.name) || `site_${site.id}`;
@@ -266,9 +268,10 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       };
       type Row = Record<(typeof exportColumns)[number], string | number>;
       const csv = q.format === "csv";
+      const raw = flagOn(q.raw);
       const body = csv
-        ? await streamQuery<Row>(db, sql, params, csvLine(exportColumns), (r) =>
-            csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position]),
+        ? await streamQuery<Row>(db, sql, params, (flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns), (r) =>
+            csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
           )
         : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n");
       const span = `${q.start_date ?? "all"}_${q.end_date ?? "all"}`;

@@ -106,6 +106,22 @@ const QueryHost = z
   .optional()
   .openapi({ param: { name: "hostname", in: "query" } });
 
+/** Flags of the CSV downloads: `1`/`true` on, `0`/`false` (or absent) off. */
+const csvFlag = (name: string, description: string) =>
+  z
+    .enum(["0", "1", "true", "false"])
+    .optional()
+    .openapi({ param: { name, in: "query" }, description });
+const csvFlags = {
+  bom: csvFlag("bom", "CSV only: start with a UTF-8 byte order mark (Excel then reads non-Latin text right)"),
+  raw: csvFlag(
+    "raw",
+    "CSV only: text cells exactly as stored; by default a cell starting with = + - @ tab or CR gets a leading ' (formula injection)",
+  ),
+};
+/** Whether a csvFlag is on. */
+export const flagOn = (v: string | undefined) => v === "1" || v === "true";
+
 export const PageKeywordCsvQuery = z.object({
   site_id: QueryId,
   hostname: QueryHost,
@@ -120,6 +136,7 @@ export const PageKeywordCsvQuery = z.object({
   max_results: intParam(0, 1_000_000_000)
     .optional()
     .openapi({ param: { name: "max_results", in: "query" }, description: "Most pages; absent or 0: all" }),
+  ...csvFlags,
 });
 
 export const TrendsQuery = z.object({
@@ -202,6 +219,7 @@ export const ExportQuery = z.object({
     .max(32)
     .optional()
     .openapi({ param: { name: "search_type", in: "query" }, example: "web" }),
+  ...csvFlags,
 });
 
 /** Columns of the raw-data export, in order. */

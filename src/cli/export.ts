@@ -57,12 +57,14 @@ export function recordCounter(format: "csv" | "jsonl", onRecord: () => void): Tr
 export async function exportSite(
   api: Api,
   siteId: number,
-  o: { format: (typeof exportFormats)[number]; output?: string; startDate?: string; endDate?: string; searchType?: string },
+  o: { format: (typeof exportFormats)[number]; output?: string; startDate?: string; endDate?: string; searchType?: string; raw?: boolean },
 ): Promise<{ rows: number }> {
   const q = new URLSearchParams({ format: o.format === "csv" ? "csv" : "jsonl" });
   if (o.startDate) q.set("start_date", o.startDate);
   if (o.endDate) q.set("end_date", o.endDate);
   if (o.searchType) q.set("search_type", o.searchType);
+  // CSV cells starting like a formula get a leading ' unless --raw (the service's default).
+  if (o.raw && o.format === "csv") q.set("raw", "1");
   let res: Response;
   try {
     res = await api.send("GET", `/api/v1/sites/${siteId}/export?${q}`, undefined, o.format === "csv" ? "text/csv" : "application/x-ndjson");

@@ -293,10 +293,18 @@ export function buildProgram(cfg: CliConfig) {
     .option("--start-date <day>", "first day (YYYY-MM-DD)")
     .option("--end-date <day>", "last day (YYYY-MM-DD)")
     .option("--search-type <type>", "web, image, video or news")
+    .option("--raw", "CSV: text cells exactly as stored (by default a cell starting with = + - @ tab or CR gets a leading ')")
     .action(
       async (
         ref: string,
-        o: { format: (typeof exportFormats)[number]; output?: string; startDate?: string; endDate?: string; searchType?: string },
+        o: {
+          format: (typeof exportFormats)[number];
+          output?: string;
+          startDate?: string;
+          endDate?: string;
+          searchType?: string;
+          raw?: boolean;
+        },
       ) => {
         const { out, api } = ctx();
         const site = await resolveSite(api, ref);

@@ -1,0 +1,129 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { csvField, neutralizeFormula } from "../src/analytics/format.ts";
+import { createApp } from "../src/app.ts";
+import type { Api } from "../src/cli/api.ts";
+import { exportSite } from "../src/cli/export.ts";
+import { tempDb } from "./helpers/db.ts";
+import { storeRows } from "./helpers/rows.ts";
+
+// Safe CSV exports (issue 21.3): query strings come from strangers' searches; a cell a spreadsheet would run as a
+// formula gets a leading ' (OWASP's rule) unless ?raw=1 (CLI --raw); ?bom=1 starts the file with a UTF-8 BOM for
+// Excel; JSON lines stay untouched.
+
+let t: ReturnType<typeof tempDb>;
+let app: ReturnType<typeof createApp>;
+let site = 0;
+const P = "https://evil.example/";
+// Each formula-leading character OWASP lists, and harmless text beside them.
+const hostile = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd", "plain 理髮"];
+
+async function get(path: string) {
+  const res = await app.request(path);
+  return { status: res.status, bytes: new Uint8Array(await res.clone().arrayBuffer()), text: await res.text() };
+}
+
+beforeAll(async () => {
+  t = tempDb();
+  app = createApp(t.db);
+  const res = await app.request("/api/v1/sites", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ domain: "sc-domain:evil.example", name: "evil" }),
+  });
+  site = ((await res.json()) as { id: number }).id;
+  await storeRows(
+    t.db,
+    site,
+    "2026-02-01",
+    "web",
+    hostile.map((query, i) => ({ page: P, query, device: "DESKTOP", clicks: i + 1, impressions: 10, ctr: 0.1, position: 2 })),
+  );
+});
+afterAll(() => t.cleanup());
+
+describe("formula neutralisation", () => {
+  test("the rule: = + - @ tab CR get a leading quote; other text and numbers do not", () => {
+    expect(hostile.map(neutralizeFormula)).toEqual([
+      '\'=HYPERLINK("http://x","y")',
+      "'+1+1",
+      "'-2+3",
+      "'@SUM(A1)",
+      "'\tcmd",
+      "'\rcmd",
+      "plain 理髮",
+    ]);
+    expect(csvField(-5)).toBe("-5");
+    expect(csvField("-5")).toBe("'-5");
+    expect(csvField("-5", true)).toBe("-5");
+  });
+
+  test("export CSV: every hostile query neutralised (quoted where RFC 4180 needs it); ?raw=1 gives them as stored", async () => {
+    const safe = await get(`/api/v1/sites/${site}/export`);
+    expect(safe.status).toBe(200);
+    const queries = (text: string) =>
+      text
+        .split("\r\n")
+        .slice(1, -1)
+        .map((l) => l.slice(`2026-02-01,${P},`.length, l.lastIndexOf(",DESKTOP,web")));
+    // Index order: by query text (tab 0x09 and CR 0x0d first).
+    expect(queries(safe.text).sort()).toEqual(
+      ['"\'=HYPERLINK(""http://x"",""y"")"', "'+1+1", "'-2+3", "'@SUM(A1)", "'\tcmd", '"\'\rcmd"', "plain 理髮"].sort(),
+    );
+    for (const q of queries(safe.text)) expect(q.replace(/^"/, "")).toMatch(/^('|plain)/);
+    const raw = await get(`/api/v1/sites/${site}/export?raw=1`);
+    expect(queries(raw.text).map((q) => q.replace(/^"/, ""))).toContainEqual("+1+1");
+    expect(raw.text).toContain(`,"=HYPERLINK(`);
+    expect(safe.text).not.toContain(`,"=HYPERLINK(`);
+    expect(safe.text).toContain(`,"'=HYPERLINK(`);
+  });
+
+  test("page-keyword CSV: the keywords cell is neutralised too", async () => {
+    const safe = await get(`/api/v1/page-keyword-performance/csv?site_id=${site}`);
+    expect(safe.status).toBe(200);
+    const line = safe.text.split("\r\n")[1]!;
+    // The keywords joined by | start with the first sorted one ("\tcmd"): a formula-leading cell.
+    expect(line).toMatch(new RegExp(`^${P.replaceAll(".", "\\.")},28,70,40\\.0000,2\\.0,"'\\t`));
+    const raw = await get(`/api/v1/page-keyword-performance/csv?site_id=${site}&raw=true`);
+    expect(raw.text.split("\r\n")[1]).toMatch(/,"\tcmd\|/);
+  });
+
+  test("JSON lines are untouched", async () => {
+    const r = await get(`/api/v1/sites/${site}/export?format=jsonl`);
+    const got = r.text
+      .trim()
+      .split("\n")
+      .map((l) => (JSON.parse(l) as { query: string }).query);
+    expect(got.sort()).toEqual([...hostile].sort());
+  });
+});
+
+describe("UTF-8 BOM for Excel", () => {
+  test("?bom=1 starts the CSV with EF BB BF, then the header; absent: no BOM", async () => {
+    const withBom = await get(`/api/v1/sites/${site}/export?bom=1`);
+    expect([...withBom.bytes.slice(0, 3)]).toEqual([0xef, 0xbb, 0xbf]);
+    expect(new TextDecoder("utf-8", { ignoreBOM: true }).decode(withBom.bytes).slice(1)).toStartWith("date,page,query,");
+    const without = await get(`/api/v1/sites/${site}/export`);
+    expect(without.bytes[0]).toBe("d".charCodeAt(0));
+    const pk = await get(`/api/v1/page-keyword-performance/csv?site_id=${site}&bom=1`);
+    expect([...pk.bytes.slice(0, 3)]).toEqual([0xef, 0xbb, 0xbf]);
+  });
+
+  test("a flag that is not one: 400", async () => {
+    expect((await get(`/api/v1/sites/${site}/export?bom=yes`)).status).toBe(400);
+    expect((await get(`/api/v1/sites/${site}/export?raw=2`)).status).toBe(400);
+  });
+});
+
+describe("CLI export", () => {
+  // The CLI's exportSite over the real app: --raw asks for raw cells, the default does not.
+  const api = { send: (_m: string, path: string) => app.request(path) } as unknown as Api;
+  const capture = async (raw: boolean) => {
+    const file = `${t.dir}/out-${raw}.csv`;
+    await exportSite(api, site, { format: "csv", output: file, raw });
+    return Bun.file(file).text();
+  };
+  test("neutralised by default, as stored with --raw", async () => {
+    expect(await capture(false)).toContain(",'+1+1,");
+    expect(await capture(true)).toContain(",+1+1,");
+  });
+});
