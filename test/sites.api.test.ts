@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, count, eq } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
+import { call as apiCall } from "./helpers/api.ts";
 import { tempDb } from "./helpers/db.ts";
 
 // The sites API in-process (app.request) over a real temp database: every endpoint, every error.
@@ -19,33 +20,14 @@ type Case = {
 };
 
 const JSON_CT = { "content-type": "application/json" };
-const FORBIDDEN = ["stack", "SQLITE", "database is locked"];
 
 let t: ReturnType<typeof tempDb>;
 let app: ReturnType<typeof createApp>;
 let seeded: { alpha: number; beta: number; inactive: number };
 
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const init: RequestInit = { method, headers: { ...headers } };
-  if (body !== undefined) {
-    init.body = typeof body === "string" ? body : JSON.stringify(body);
-    if (typeof body !== "string" || !("content-type" in headers)) {
-      (init.headers as Record<string, string>)["content-type"] ??= "application/json";
-    }
-  }
-  const res = await app.request(path, init);
-  const text = await res.text();
-  for (const word of FORBIDDEN) expect(text).not.toContain(word);
-  let json: any;
-  if (text) {
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = text;
-    }
-  }
-  return { status: res.status, headers: res.headers, text, json };
-}
+/** One request to the app; the answer is checked for leaked internals (test/helpers/api.ts). */
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+  apiCall(app, method, path, body, headers);
 
 async function create(domain: string, name: string, extra: Record<string, unknown> = {}) {
   const r = await call("POST", "/api/v1/sites", { domain, name, ...extra });

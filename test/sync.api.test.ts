@@ -6,6 +6,7 @@ import { claimNextTask, taskTypesParam } from "../src/sync/claim.ts";
 import { markDaySynced, upsertRows } from "../src/sync/data.ts";
 import { addDays, dayOf, newestDataDay } from "../src/sync/dates.ts";
 import { JobSchema } from "../src/sync/schemas.ts";
+import { call as apiCall } from "./helpers/api.ts";
 import { asSqlite, tempDb, testEngine } from "./helpers/db.ts";
 
 // The sync API in-process (app.request) over a real temp database. No worker runs here: tasks stay
@@ -16,19 +17,10 @@ let t: ReturnType<typeof tempDb>;
 let app: ReturnType<typeof createApp>;
 let ids: { alpha: number; beta: number; gamma: number; delta: number };
 const newest = newestDataDay();
-const FORBIDDEN = ["stack", "SQLITE", "database is locked"];
 
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const init: RequestInit = { method, headers: { ...headers } };
-  if (body !== undefined) {
-    init.body = typeof body === "string" ? body : JSON.stringify(body);
-    (init.headers as Record<string, string>)["content-type"] ??= "application/json";
-  }
-  const res = await app.request(path, init);
-  const text = await res.text();
-  for (const word of FORBIDDEN) expect(text).not.toContain(word);
-  return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined };
-}
+/** One request to the app; the answer is checked for leaked internals (test/helpers/api.ts). */
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+  apiCall(app, method, path, body, headers);
 
 const err = (code: string, message?: RegExp) => ({ error: message ? { code, message: expect.stringMatching(message) } : { code } });
 

@@ -2,18 +2,13 @@ import { Database } from "bun:sqlite";
 import { count, eq } from "drizzle-orm";
 import type { Db } from "../../src/db/index.ts";
 import type { SyncTask } from "../../src/db/model.ts";
+import { waitFor as waitUntil } from "./wait.ts";
 
 // Small helpers shared by the sync tests.
 
 /** Polls `f` until it returns something truthy; fails after `timeoutMs` with `what` in the message. */
-export async function waitFor<T>(what: string, f: () => T | Promise<T>, timeoutMs = 15_000, everyMs = 25): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(everyMs);
-  }
+export function waitFor<T>(what: string, f: () => T | Promise<T>, timeoutMs = 15_000, everyMs = 25): Promise<NonNullable<T>> {
+  return waitUntil(f, { timeout: timeoutMs, every: everyMs, what });
 }
 
 /** Runs `fn` over a short-lived plain connection to the file (as an outside observer would; SQLite only). */
