@@ -223,7 +223,7 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     // every remote client would otherwise look like loopback.
     const local = addr === undefined ? !isProxied(c) : isLocal(addr) && (viaProxy || !isProxied(c));
     c.set("clientIp", addr ?? null);
-    c.set("tls", new URL(c.req.url).protocol === "https:" || (viaProxy && c.req.header("x-forwarded-proto")?.toLowerCase() === "https"));
+    c.set("tls", c.req.url.startsWith("https:") || (viaProxy && c.req.header("x-forwarded-proto")?.toLowerCase() === "https"));
     if (isOpenPath(path)) return next();
     let principal: Principal | undefined;
     let refused: unknown;
