@@ -387,9 +387,10 @@ describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
 const pageA = {
   url: `${A}/a`,
   total_clicks: 12,
-  total_impressions: 125,
-  avg_ctr: 9.6, // 12 / 125 (the mean of the rows' ctr was 8)
-  avg_position: 2.34, // (2.5×10 + 4.5×5 + 2.5×50 + 3×20 + 1.5×40) / 125 = 292.5 / 125 (the plain mean was 2.8)
+  // Web only (the default search type; r3 is an image row): page totals derived from the detail (no grain stored).
+  total_impressions: 120,
+  avg_ctr: 10, // 12 / 120
+  avg_position: 2.25, // (2.5×10 + 2.5×50 + 3×20 + 1.5×40) / 120 = 270 / 120 (the plain mean was 2.375)
   keywords: ["Men Haircut", "理髮店", "男士 理髮"],
   keyword_count: 3,
 };
@@ -429,6 +430,24 @@ describe("POST /api/v1/page-keyword-performance/ (§1.6)", () => {
       name: "URL filter before max_results",
       body: () => ({ site_id: ids.A, query: "/c", max_results: 1 }),
       expected: () => ({ total_results: 1, data: [pageC] }),
+    },
+    {
+      name: "search_type image: the image row alone (with impressions, no clicks)",
+      body: () => ({ site_id: ids.A, search_type: "image" }),
+      expected: () => ({
+        total_results: 1,
+        data: [
+          {
+            url: `${A}/a`,
+            total_clicks: 0,
+            total_impressions: 5,
+            avg_ctr: 0,
+            avg_position: 4.5,
+            keywords: ["男士 理髮"],
+            keyword_count: 1,
+          },
+        ],
+      }),
     },
     {
       name: "max_results honoured",
@@ -486,7 +505,7 @@ describe("GET /api/v1/page-keyword-performance/csv/ (§1.7)", () => {
     expect(r.headers.get("content-type")).toBe("text/csv; charset=utf-8");
     expect(r.text).toBe(
       header +
-        `${A}/a,12,125,9.6000,2.3,Men Haircut|理髮店|男士 理髮,3\r\n` +
+        `${A}/a,12,120,10.0000,2.2,Men Haircut|理髮店|男士 理髮,3\r\n` +
         `${A}/b,4,40,10.0000,4.0,理髮店|男士 理髮,2\r\n` +
         `${A}/c,4,40,10.0000,6.0,"100% cotton|1000 cotton|a,b",3\r\n`,
     );
@@ -573,6 +592,8 @@ describe("GET /api/v1/sites/{site_id}/export", () => {
 
 describe("GET /api/v1/analytics/performance-trends (§4 row 4)", () => {
   test("newest days with data, newest first, with 7-day average, running sum and summary", async () => {
+    // Site A stores query detail only (no property totals): every day is derived from the detail and
+    // flagged so. Totals are per search type (web by default, as Search Console): r3 (image) is not in them.
     const r = await call("GET", `/api/v1/analytics/performance-trends?hostname=example.com`);
     expect(r.status).toBe(200);
     expect(r.json.data).toEqual([
@@ -580,34 +601,54 @@ describe("GET /api/v1/analytics/performance-trends (§4 row 4)", () => {
         date: "2025-07-03",
         total_clicks: 4,
         total_impressions: 40,
-        avg_position: 1.5,
+        avg_position: expect.closeTo(1.5, 12),
         unique_queries: 1,
         clicks_7d_avg: 20 / 3,
         clicks_wow_change: null,
         cumulative_clicks: 20,
+        ctr: 0.1,
+        derived: true,
       },
       {
         date: "2025-07-02",
         total_clicks: 3,
         total_impressions: 30,
-        avg_position: 115 / 30, // (3×20 + 5.5×10 + 0×0) / 30
+        avg_position: expect.closeTo(115 / 30, 12), // (3×20 + 5.5×10 + 0×0) / 30
         unique_queries: 3,
         clicks_7d_avg: 8,
         clicks_wow_change: null,
         cumulative_clicks: 16,
+        ctr: 0.1,
+        derived: true,
       },
       {
         date: "2025-07-01",
         total_clicks: 13,
-        total_impressions: 135,
-        avg_position: 517.5 / 135, // Σ position × impressions of r1-r7 / 135
+        total_impressions: 130,
+        avg_position: expect.closeTo(495 / 130, 12), // Σ position × impressions of the web rows r1, r2, r4-r7 / 130
         unique_queries: 5,
         clicks_7d_avg: 13,
         clicks_wow_change: null,
         cumulative_clicks: 13,
+        ctr: 0.1,
+        derived: true,
       },
     ]);
-    expect(r.json.summary).toEqual({ total_clicks: 20, avg_position: expect.closeTo((60 + 115 + 517.5) / 205, 12), unique_queries: 9 });
+    expect(r.json.summary).toEqual({
+      total_clicks: 20,
+      avg_position: expect.closeTo((60 + 115 + 495) / 200, 12),
+      unique_queries: 9,
+      total_impressions: 200,
+      ctr: 0.1,
+      anonymized_clicks_share: null,
+      derived_days: 3,
+      search_type: "web",
+    });
+    // The image row alone: search_type=image.
+    const image = await call("GET", `/api/v1/analytics/performance-trends?hostname=example.com&search_type=image`);
+    expect(image.json.data).toEqual([
+      expect.objectContaining({ date: "2025-07-01", total_clicks: 0, total_impressions: 5, avg_position: 4.5 }),
+    ]);
   });
 
   test("days counts days with data, not calendar days", async () => {
@@ -637,7 +678,19 @@ describe("GET /api/v1/analytics/performance-trends (§4 row 4)", () => {
 
   test("no data: empty, zero summary; errors 400/404", async () => {
     const r = await call("GET", `/api/v1/analytics/performance-trends?site_id=${ids.H}`);
-    expect(r.json).toEqual({ data: [], summary: { total_clicks: 0, avg_position: 0, unique_queries: 0 } });
+    expect(r.json).toEqual({
+      data: [],
+      summary: {
+        total_clicks: 0,
+        avg_position: 0,
+        unique_queries: 0,
+        total_impressions: 0,
+        ctr: 0,
+        anonymized_clicks_share: null,
+        derived_days: 0,
+        search_type: "web",
+      },
+    });
     expect((await call("GET", "/api/v1/analytics/performance-trends")).status).toBe(400);
     expect((await call("GET", "/api/v1/analytics/performance-trends?hostname=nope.example")).status).toBe(404);
     expect((await call("GET", `/api/v1/analytics/performance-trends?site_id=${ids.A}&days=0`)).status).toBe(400);

@@ -4,6 +4,22 @@ import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { roundHalfEven } from "./format.ts";
 import { queryPool } from "./pool.ts";
 import type { PageKeywordItem, RankingDataItem, TrendsResponse } from "./schemas.ts";
+import { searchTypeCodes, sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
+import {
+  addSums,
+  assertAnswerable,
+  ctrOfSums,
+  type DayTotals,
+  findAnonymizedShare,
+  findFirstDataDay,
+  findLastDataDay,
+  findPropertyDays,
+  type GrainFilters,
+  pageTotalsQuery,
+  windowSince,
+  positionOfSums,
+  typeCodesOf,
+} from "./totals.ts";
 
 // Reads of the synced rows (gsc_performance_data) for the analytics endpoints, in plain SQL: they
 // use JSON lists, window functions and exact orderings that the planner must serve from the indexes.
@@ -27,7 +43,8 @@ const num = (e: Engine, expr: string) => (e === "pg" ? `(${expr})::float8` : exp
 /** `a / b` as a float (both engines divide integers to an integer), null when b is 0. */
 const ratio = (e: Engine, a: string, b: string) => `(${e === "pg" ? `(${a})::float8` : `cast(${a} as real)`} / nullif(${b}, 0))`;
 /** Search Console's CTR over grouped rows: Σ clicks / Σ impressions (0 without impressions). */
-const ctrOf = (e: Engine, p = "") => `coalesce(${ratio(e, `sum(${p}clicks)`, `sum(${p}impressions)`)}, 0)`;
+const ctrOf = (e: Engine, p = "", sum = true) =>
+  sum ? `coalesce(${ratio(e, `sum(${p}clicks)`, `sum(${p}impressions)`)}, 0)` : `coalesce(${ratio(e, `${p}clicks`, `${p}impressions`)}, 0)`;
 /** Search Console's position over grouped rows: impression-weighted, Σ position × impressions / Σ impressions (null without impressions). */
 const positionOf = (e: Engine, p = "") => ratio(e, `sum(${p}position * ${p}impressions)`, `sum(${p}impressions)`);
 /** "No limit": SQLite reads a negative LIMIT so, PostgreSQL a NULL one. */
@@ -123,34 +140,45 @@ export type PageKeywordOptions = {
   urlContains: string | null;
   /** Pages to return; null: all. */
   limit: number | null;
+  /** Search type (default web) and device: the page totals and the keywords read the same rows. */
+  searchType?: SearchTypeCode;
+  device?: string | null;
 };
 
 /** An aggregate row: keywords a JSON text (SQLite) or already an array (PostgreSQL's json). */
 type PageRow = Omit<PageKeywordItem, "keywords"> & { keywords: string | string[] };
 
-/** The per-page aggregate behind page-keyword-performance (JSON and CSV), most clicked first. */
-export function pageKeywordSql(e: Engine, o: Pick<PageKeywordOptions, "since" | "urlContains">): string {
-  const keywords = e === "pg" ? "json_agg(distinct query)" : "json_group_array(distinct query)";
-  return `select page as url, ${num(e, "sum(clicks)")} as total_clicks, ${num(e, "sum(impressions)")} as total_impressions,
-       ${ctrOf(e)} as avg_ctr, coalesce(${positionOf(e)}, 0) as avg_position,
-       ${keywords} as keywords, ${num(e, "count(distinct query)")} as keyword_count
-  from gsc_performance_data
- where site_id = $site_id and (clicks > 0 or impressions > 0)${o.since ? " and date >= $since" : ""}${
-   o.urlContains !== null ? ` and ${contains(e, "page", "$contains")}` : ""
- }
- group by page
- order by total_clicks desc, page
- limit $limit`;
-}
-
-/** Parameters of pageKeywordSql. */
-export function pageKeywordParams(e: Engine, o: PageKeywordOptions): Record<string, string | number | null> {
-  return {
-    site_id: o.siteId,
-    limit: o.limit ?? noLimit(e),
-    ...(o.since ? { since: o.since } : {}),
-    ...(o.urlContains !== null ? { contains: o.urlContains } : {}),
-  };
+/**
+ * The SQL and parameters behind page-keyword-performance (JSON and CSV), most clicked first: each
+ * page's clicks, impressions, ctr and position from Search Console's page totals (gsc_page_totals;
+ * ctr Σclicks/Σimpressions, impression-weighted position; ungrained days derived from the detail), and
+ * the queries it was found for (with clicks or impressions) from the query detail.
+ */
+export async function pageKeywordQuery(
+  db: Db,
+  o: PageKeywordOptions,
+): Promise<{ sql: string; params: Record<string, string | number | null> }> {
+  const e = db.engine;
+  const filters = { searchType: o.searchType ?? "web", device: o.device ?? null };
+  const window = (await windowSince(db, o.siteId, o.since)) ?? { start: dayOf(new Date()), end: dayOf(new Date()) };
+  const pt = await pageTotalsQuery(db, { siteId: o.siteId, ...window, ...filters }, { urlContains: o.urlContains, limit: o.limit });
+  const keywords = e === "pg" ? "json_agg(distinct g.query)" : "json_group_array(distinct g.query)";
+  const sql = `with pt as (
+${pt.sql}
+)
+select pt.page as url, pt.clicks as total_clicks, pt.impressions as total_impressions,
+       ${ctrOf(e, "pt.", false)} as avg_ctr, coalesce(${ratio(e, "pt.sp", "pt.impressions")} / ${sumPositionScale}, 0) as avg_position,
+       coalesce(kw.keywords, ${e === "pg" ? "'[]'::json" : "'[]'"}) as keywords, coalesce(kw.n, 0) as keyword_count
+  from pt left join (
+    select g.page as page, ${keywords} as keywords, ${num(e, "count(distinct g.query)")} as n
+      from gsc_performance_data g
+     where g.site_id = $site_id and g.date >= $kw_start and g.date <= $kw_end and g.search_type = $kw_type
+       and (g.clicks > 0 or g.impressions > 0)${filters.device ? " and g.device = $device_text" : ""}
+       and g.page in (select page from pt)
+     group by g.page
+  ) kw on kw.page = pt.page
+ order by pt.clicks desc, pt.page`;
+  return { sql, params: { ...pt.params, kw_start: window.start, kw_end: window.end, kw_type: filters.searchType } };
 }
 
 /** One aggregate row as the API shows it: ctr as a percentage (3 decimals), position 2 decimals, keywords sorted. */
@@ -166,9 +194,10 @@ export function toPageKeywordItem(r: PageRow): PageKeywordItem {
   };
 }
 
-/** Pages of a site with their totals and keywords (see pageKeywordSql). */
+/** Pages of a site with their totals and keywords (see pageKeywordQuery). */
 export async function findPageKeywordPerformance(db: Db, o: PageKeywordOptions): Promise<PageKeywordItem[]> {
-  const rows = await all<PageRow>(db, pageKeywordSql(db.engine, o), pageKeywordParams(db.engine, o), true);
+  const q = await pageKeywordQuery(db, o);
+  const rows = await all<PageRow>(db, q.sql, q.params, true);
   return rows.map(toPageKeywordItem);
 }
 
@@ -187,43 +216,88 @@ export function exportSql(o: { start: boolean; end: boolean; searchType: boolean
  order by ${INDEX_ORDER}`;
 }
 
-// The newest `days` days that have rows, found by hopping down the (site_id, date, ...) index one
-// seek per day instead of scanning the rows.
-const trendsSql = (e: Engine) => `with recursive d(date, n) as (
-  select (select max(date) from gsc_performance_data where site_id = $site_id), 1
-  union all
-  select (select max(date) from gsc_performance_data where site_id = $site_id and date < d.date), n + 1
-    from d where d.date is not null and n < $days
-), daily as (
-  select g.date, ${num(e, "sum(g.clicks)")} as total_clicks, ${num(e, "sum(g.impressions)")} as total_impressions,
-         coalesce(${positionOf(e, "g.")}, 0) as avg_position, ${num(e, "count(distinct g.query)")} as unique_queries
-    from gsc_performance_data g
-   where g.site_id = $site_id and g.date >= (select min(date) from d)
-   group by g.date
-)
-select date, total_clicks, total_impressions, avg_position, unique_queries,
-       avg(total_clicks) over w7 as clicks_7d_avg,
-       total_clicks - lag(total_clicks, 7) over w as clicks_wow_change,
-       sum(total_clicks) over w as cumulative_clicks
-  from daily
-window w as (order by date), w7 as (order by date rows between 6 preceding and current row)
- order by date desc`;
-const TRENDS_SQL = { sqlite: trendsSql("sqlite"), pg: trendsSql("pg") };
+/** The filters performance-trends takes besides the site (search type, country, device, appearance). */
+export type TrendsFilters = Omit<GrainFilters, "siteId" | "start" | "end">;
+
+/** Distinct queries per day of the query detail (the trend's unique_queries), for one type (or all) and device. */
+async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start: string, end: string): Promise<Map<string, number>> {
+  const e = db.engine;
+  const names = typeCodesOf(f.searchType).map((t) => searchTypeCodes[t - 1]!);
+  const rows = await all<{ date: string; n: number }>(
+    db,
+    `select g.date as date, ${num(e, "count(distinct g.query)")} as n from gsc_performance_data g
+ where g.site_id = $site_id and g.date >= $start and g.date <= $end
+   and g.search_type in (select value from ${jsonList(e, "$names", "n")})${f.device ? " and g.device = $device" : ""}
+ group by g.date`,
+    { site_id: siteId, start, end, names: JSON.stringify(names), ...(f.device ? { device: f.device.toUpperCase() } : {}) },
+    true,
+  );
+  return new Map(rows.map((r) => [r.date, Number(r.n)]));
+}
 
 /**
- * Daily totals of a site's newest `days` days with data (not a calendar window), with a 7-row
- * moving average, the change against 7 rows before and a running sum; newest first.
+ * Daily totals of a site's newest `days` days with data (not a calendar window), newest first, from
+ * Search Console's property totals (docs/analytics.md): clicks and impressions as Google counts them
+ * (anonymized queries included), ctr Σclicks/Σimpressions, impression-weighted position; with a
+ * 7-row moving average, the change against 7 rows before and a running sum. Days stored before the
+ * grains existed are summed from the query detail and flagged `derived`.
  */
-export async function findPerformanceTrends(db: Db, siteId: number, days: number): Promise<TrendsResponse> {
-  const data = await all<TrendsResponse["data"][number]>(db, TRENDS_SQL[db.engine], { site_id: siteId, days }, true);
-  // The window's position: each day's weighted position weighted again by its impressions (exact).
-  const impressions = data.reduce((s, r) => s + r.total_impressions, 0);
+export async function findPerformanceTrends(
+  db: Db,
+  siteId: number,
+  days: number,
+  f: TrendsFilters = { searchType: "web" },
+): Promise<TrendsResponse> {
+  assertAnswerable(f, "property");
+  const last = await findLastDataDay(db, siteId, f.searchType);
+  const first = last ? await findFirstDataDay(db, siteId) : null;
+  let rows: DayTotals[] = [];
+  if (last && first) {
+    // Widen the calendar window until it holds `days` days with data or reaches the first day.
+    for (let span = days; ; span *= 2) {
+      const start = addDays(last, -(span - 1));
+      rows = await findPropertyDays(db, { ...f, siteId, start: start < first ? first : start, end: last });
+      if (rows.length >= days || start <= first) break;
+    }
+    rows = rows.slice(-days);
+  }
+  // The detail has no country and no appearance: no exact count of named queries under those filters.
+  const named =
+    f.country || f.appearance
+      ? null
+      : rows.length === 0
+        ? new Map<string, number>()
+        : await countDailyQueries(db, siteId, f, rows[0]!.date, rows.at(-1)!.date);
+  let cumulative = 0;
+  const asc = rows.map((r, i) => {
+    cumulative += r.clicks;
+    const week = rows.slice(Math.max(0, i - 6), i + 1);
+    return {
+      date: r.date,
+      total_clicks: r.clicks,
+      total_impressions: r.impressions,
+      avg_position: positionOfSums(r),
+      unique_queries: named ? (named.get(r.date) ?? 0) : null,
+      clicks_7d_avg: week.reduce((s, w) => s + w.clicks, 0) / week.length,
+      clicks_wow_change: i >= 7 ? r.clicks - rows[i - 7]!.clicks : null,
+      cumulative_clicks: cumulative,
+      ctr: ctrOfSums(r),
+      derived: r.derived,
+    };
+  });
+  const total = addSums(rows);
+  const share = rows.length ? await findAnonymizedShare(db, { ...f, siteId, start: rows[0]!.date, end: rows.at(-1)!.date }) : null;
   return {
-    data,
+    data: asc.reverse(),
     summary: {
-      total_clicks: data.reduce((s, r) => s + r.total_clicks, 0),
-      avg_position: impressions ? data.reduce((s, r) => s + r.avg_position * r.total_impressions, 0) / impressions : 0,
-      unique_queries: data.reduce((s, r) => s + r.unique_queries, 0),
+      total_clicks: total.clicks,
+      avg_position: positionOfSums(total),
+      unique_queries: named ? asc.reduce((s, r) => s + (r.unique_queries ?? 0), 0) : null,
+      total_impressions: total.impressions,
+      ctr: ctrOfSums(total),
+      anonymized_clicks_share: share,
+      derived_days: rows.filter((r) => r.derived).length,
+      search_type: f.searchType,
     },
   };
 }

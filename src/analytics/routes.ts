@@ -11,9 +11,8 @@ import {
   findPageKeywordPerformance,
   findPerformanceTrends,
   findRankingData,
-  pageKeywordParams,
+  pageKeywordQuery,
   pageKeywordSince,
-  pageKeywordSql,
   toPageKeywordItem,
 } from "./queries.ts";
 import {
@@ -31,6 +30,7 @@ import {
   TriggerBody,
   TriggerResponse,
   flagOn,
+  grainFiltersOf,
 } from "./schemas.ts";
 import { streamQuery } from "./stream.ts";
 
@@ -113,6 +113,8 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
         since: pageKeywordSince(b.days),
         urlContains: b.query ?? null,
         limit: sqlLimit(b.max_results),
+        searchType: b.search_type,
+        device: b.device ?? null,
       });
       const data = sliceNegative(rows, b.max_results);
       return c.json({ site_id: site.id, time_range: b.days ? `Last ${b.days} days` : "All time", total_results: data.length, data }, 200);
@@ -132,12 +134,20 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
     async (c) => {
       const q = c.req.valid("query");
       const site = await resolveSite(db, q);
-      const o = { siteId: site.id, since: pageKeywordSince(q.days), urlContains: q.query ?? null, limit: q.max_results || null };
+      const o = {
+        siteId: site.id,
+        since: pageKeywordSince(q.days),
+        urlContains: q.query ?? null,
+        limit: q.max_results || null,
+        searchType: q.search_type,
+        device: q.device ?? null,
+      };
       const raw = flagOn(q.raw);
+      const pk = await pageKeywordQuery(db, o);
       const body = await streamQuery<Parameters<typeof toPageKeywordItem>[0]>(
         db,
-        pageKeywordSql(db.engine, o),
-        pageKeywordParams(db.engine, o),
+        pk.sql,
+        pk.params,
         (flagOn(q.bom) ? UTF8_BOM : "") + PAGE_KEYWORD_HEADER,
         (r) => {
           const p = toPageKeywordItem(r);
@@ -169,7 +179,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
     async (c) => {
       const q = c.req.valid("query");
       const site = await resolveSite(db, q);
-      return c.json(await findPerformanceTrends(db, site.id, q.days), 200);
+      return c.json(await findPerformanceTrends(db, site.id, q.days, grainFiltersOf(q)), 200);
     },
   );
 

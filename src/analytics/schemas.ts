@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { searchTypeCodes, type SearchTypeCode } from "../db/enums.ts";
 import { syncModes } from "../sync/handlers/days.ts";
 import { DateString, intParam } from "../sync/schemas.ts";
 
@@ -68,6 +69,8 @@ export const PageKeywordRequest = SiteRefBody.extend({
   days: Days,
   max_results: MaxResults.openapi({ description: "Pages returned (after the URL filter); null or 0: all" }),
   query: z.string().max(2048).nullish().openapi({ description: "Keep pages whose URL contains this text" }),
+  search_type: z.enum(searchTypeCodes).default("web").openapi({ description: "Search Console search type (default web)" }),
+  device: z.enum(["DESKTOP", "MOBILE", "TABLET", "desktop", "mobile", "tablet"]).nullish(),
 }).openapi("PageKeywordPerformanceRequest");
 export type PageKeywordRequest = z.infer<typeof PageKeywordRequest>;
 
@@ -76,8 +79,8 @@ export const PageKeywordItem = z
     url: z.string(),
     total_clicks: z.number().int(),
     total_impressions: z.number().int(),
-    avg_ctr: z.number().openapi({ description: "Percent (mean of the rows' ctr x 100), 3 decimals" }),
-    avg_position: z.number().openapi({ description: "Mean of the rows' position, 2 decimals" }),
+    avg_ctr: z.number().openapi({ description: "Percent: Σclicks / Σimpressions × 100 (page totals), 3 decimals" }),
+    avg_position: z.number().openapi({ description: "Impression-weighted position (page totals), 2 decimals" }),
     keywords: z.array(z.string()),
     keyword_count: z.number().int(),
   })
@@ -122,6 +125,40 @@ const csvFlags = {
 /** Whether a csvFlag is on. */
 export const flagOn = (v: string | undefined) => v === "1" || v === "true";
 
+/** Search Console filters as query parameters: which grain rows a total reads (docs/analytics.md). */
+export const grainFilterParams = {
+  search_type: z
+    .enum(searchTypeCodes)
+    .default("web")
+    .openapi({ param: { name: "search_type", in: "query" }, description: "Search Console search type (default web)" }),
+  country: z
+    .string()
+    .regex(/^[a-z]{3}$/, "an ISO 3166-1 alpha-3 code, lower case (e.g. usa)")
+    .optional()
+    .openapi({
+      param: { name: "country", in: "query" },
+      description: "Property and page totals only (the query detail stores no country)",
+    }),
+  device: z
+    .enum(["DESKTOP", "MOBILE", "TABLET", "desktop", "mobile", "tablet"])
+    .optional()
+    .openapi({ param: { name: "device", in: "query" } }),
+  search_appearance: z
+    .string()
+    .min(1)
+    .max(100)
+    .optional()
+    .openapi({
+      param: { name: "search_appearance", in: "query" },
+      description: "One searchAppearance value: property totals only, alone (no country or device)",
+    }),
+};
+
+/** The grain filters of a request (see grainFilterParams). */
+export function grainFiltersOf(q: { search_type: SearchTypeCode; country?: string; device?: string; search_appearance?: string }) {
+  return { searchType: q.search_type, country: q.country ?? null, device: q.device ?? null, appearance: q.search_appearance ?? null };
+}
+
 export const PageKeywordCsvQuery = z.object({
   site_id: QueryId,
   hostname: QueryHost,
@@ -136,6 +173,8 @@ export const PageKeywordCsvQuery = z.object({
   max_results: intParam(0, 1_000_000_000)
     .optional()
     .openapi({ param: { name: "max_results", in: "query" }, description: "Most pages; absent or 0: all" }),
+  search_type: grainFilterParams.search_type,
+  device: grainFilterParams.device,
   ...csvFlags,
 });
 
@@ -145,6 +184,7 @@ export const TrendsQuery = z.object({
   days: intParam(1, 100_000)
     .default(30)
     .openapi({ param: { name: "days", in: "query" }, example: "30" }),
+  ...grainFilterParams,
 });
 
 export const TrendsResponse = z
@@ -155,13 +195,33 @@ export const TrendsResponse = z
         total_clicks: z.number(),
         total_impressions: z.number(),
         avg_position: z.number(),
-        unique_queries: z.number().int(),
+        unique_queries: z
+          .number()
+          .int()
+          .nullable()
+          .openapi({ description: "Named queries that day (query detail); null under a country or appearance filter" }),
         clicks_7d_avg: z.number(),
         clicks_wow_change: z.number().nullable(),
         cumulative_clicks: z.number(),
+        ctr: z.number().openapi({ description: "Σclicks / Σimpressions (fraction)" }),
+        derived: z.boolean().openapi({
+          description: "Summed from the query detail: no property totals stored for that day (under-counts anonymized queries)",
+        }),
       }),
     ),
-    summary: z.object({ total_clicks: z.number().int(), avg_position: z.number(), unique_queries: z.number().int() }),
+    summary: z.object({
+      total_clicks: z.number().int(),
+      avg_position: z.number().openapi({ description: "Impression-weighted: Σsum_position / Σimpressions" }),
+      unique_queries: z.number().int().nullable(),
+      total_impressions: z.number().int(),
+      ctr: z.number(),
+      anonymized_clicks_share: z
+        .number()
+        .nullable()
+        .openapi({ description: "Share of clicks from queries Google does not name (0..1); null when unknown" }),
+      derived_days: z.number().int(),
+      search_type: z.string(),
+    }),
   })
   .openapi("PerformanceTrends");
 export type TrendsResponse = z.infer<typeof TrendsResponse>;

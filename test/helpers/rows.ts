@@ -1,5 +1,7 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../../src/db/index.ts";
+import type { SearchTypeCode } from "../../src/db/enums.ts";
+import { dayNumber, deviceCode, sumPosition, typeCode } from "../../src/sync/grains.ts";
 import type { SearchType, SourceRow } from "../../src/sync/source.ts";
 
 // Synced rows written through the engine-neutral API, on either engine: the same upsert on the row key
@@ -81,4 +83,166 @@ export async function storeHourlyRows(
   await db.tx(async (tx) => {
     await tx.insert(h).values(rows.map((r) => ({ site_id: siteId, ctr: 0, position: 0, ...r })));
   });
+}
+
+// Search Console's grains (docs/design/grains.md), seeded directly so a test states Google's totals
+// explicitly: what Search Console answers without the query dimension (property totals, page totals),
+// which counts the anonymized queries the detail leaves out.
+
+/** One row of Google's totals: position as Google sends it (impression-weighted); country '' and device '' when not given. */
+export type TotalsRow = { country?: string; device?: string; clicks: number; impressions: number; position: number };
+
+/** Replaces a site's property totals of one day and type (gsc_property_totals); marks the day complete. */
+export async function storePropertyTotals(
+  db: Db,
+  siteId: number,
+  day: string,
+  type: SearchTypeCode,
+  rows: TotalsRow[],
+  completeness: { anonymizedShare?: number | null; derived?: boolean } = {},
+): Promise<void> {
+  const p = db.t.gscPropertyTotals;
+  const d = dayNumber(day);
+  const t = typeCode(type);
+  await db.tx(async (tx) => {
+    await tx.delete(p).where(and(eq(p.site_id, siteId), eq(p.day, d), eq(p.type, t)));
+    if (rows.length) {
+      await tx.insert(p).values(
+        rows.map((r) => ({
+          site_id: siteId,
+          day: d,
+          type: t,
+          country: r.country ?? "",
+          device: deviceCode(r.device),
+          clicks: r.clicks,
+          impressions: r.impressions,
+          sum_position: sumPosition(r.position, r.impressions),
+        })),
+      );
+    }
+  });
+  await storeCompleteness(db, siteId, day, type, {
+    property_rows: rows.length,
+    anonymized_share: completeness.anonymizedShare ?? null,
+    derived: completeness.derived ?? false,
+  });
+}
+
+/** Replaces a site's page totals of one day and type (gsc_page_totals), adding the pages to the dictionary. */
+export async function storePageTotals(
+  db: Db,
+  siteId: number,
+  day: string,
+  type: SearchTypeCode,
+  rows: (TotalsRow & { page: string })[],
+): Promise<void> {
+  const pt = db.t.gscPageTotals;
+  const pages = db.t.gscPages;
+  const d = dayNumber(day);
+  const t = typeCode(type);
+  await db.tx(async (tx) => {
+    await tx.delete(pt).where(and(eq(pt.site_id, siteId), eq(pt.day, d), eq(pt.type, t)));
+    for (const r of rows) {
+      await tx.insert(pages).values({ site_id: siteId, page: r.page }).onConflictDoNothing();
+      const [row] = await tx
+        .select({ id: pages.id })
+        .from(pages)
+        .where(and(eq(pages.site_id, siteId), eq(pages.page, r.page)));
+      await tx.insert(pt).values({
+        site_id: siteId,
+        day: d,
+        type: t,
+        page_id: Number(row!.id),
+        country: r.country ?? "",
+        device: deviceCode(r.device),
+        clicks: r.clicks,
+        impressions: r.impressions,
+        sum_position: sumPosition(r.position, r.impressions),
+      });
+    }
+  });
+  await storeCompleteness(db, siteId, day, type, { page_rows: rows.length });
+}
+
+/** Stores search appearance totals of one day and type (gsc_appearance_totals). */
+export async function storeAppearanceTotals(
+  db: Db,
+  siteId: number,
+  day: string,
+  type: SearchTypeCode,
+  rows: { appearance: string; clicks: number; impressions: number; position: number }[],
+): Promise<void> {
+  const a = db.t.gscAppearanceTotals;
+  await db.tx(async (tx) => {
+    await tx.insert(a).values(
+      rows.map((r) => ({
+        site_id: siteId,
+        day: dayNumber(day),
+        type: typeCode(type),
+        appearance: r.appearance,
+        clicks: r.clicks,
+        impressions: r.impressions,
+        sum_position: sumPosition(r.position, r.impressions),
+      })),
+    );
+  });
+}
+
+/** Inserts or updates the completeness row of a site, day and type with the given fields. */
+export async function storeCompleteness(
+  db: Db,
+  siteId: number,
+  day: string,
+  type: SearchTypeCode,
+  fields: Partial<Omit<typeof db.t.gscDayCompleteness.$inferInsert, "site_id" | "day" | "type">>,
+): Promise<void> {
+  const c = db.t.gscDayCompleteness;
+  await db.tx(async (tx) => {
+    await tx
+      .insert(c)
+      .values({ site_id: siteId, day: dayNumber(day), type: typeCode(type), ...fields })
+      .onConflictDoUpdate({
+        target: [c.site_id, c.day, c.type],
+        set: Object.keys(fields).length ? fields : { data_state: sql`excluded.data_state` },
+      });
+  });
+}
+
+/**
+ * Google's totals for a day of a property without anonymized queries: property and page totals equal
+ * to the sums of the detail rows given (also stored), anonymized share 0. For tests about the detail
+ * whose totals should simply agree with it.
+ */
+export async function storeDayWithTotals(db: Db, siteId: number, day: string, type: SearchTypeCode, rows: SourceRow[]): Promise<void> {
+  if (type === "web" || type === "image" || type === "video" || type === "news") await storeRows(db, siteId, day, type, rows);
+  const sum = (list: SourceRow[]) => {
+    const clicks = list.reduce((s, r) => s + (r.clicks ?? 0), 0);
+    const impressions = list.reduce((s, r) => s + (r.impressions ?? 0), 0);
+    const weighted = list.reduce((s, r) => s + (r.position ?? 0) * (r.impressions ?? 0), 0);
+    return { clicks, impressions, position: impressions ? weighted / impressions : 0 };
+  };
+  const group = <K extends string>(key: (r: SourceRow) => K) => {
+    const m = new Map<K, SourceRow[]>();
+    for (const r of rows) m.set(key(r), [...(m.get(key(r)) ?? []), r]);
+    return m;
+  };
+  await storePropertyTotals(
+    db,
+    siteId,
+    day,
+    type,
+    [...group((r) => r.device).entries()].map(([device, list]) => ({ device, ...sum(list) })),
+    { anonymizedShare: rows.some((r) => (r.clicks ?? 0) > 0) ? 0 : null },
+  );
+  await storePageTotals(
+    db,
+    siteId,
+    day,
+    type,
+    [...group((r) => `${r.page}\u0000${r.device}`).values()].map((list) => ({
+      page: list[0]!.page,
+      device: list[0]!.device,
+      ...sum(list),
+    })),
+  );
 }

@@ -1,0 +1,335 @@
+import type { Db, Engine } from "../db/index.ts";
+import { deviceCodes, searchTypeCodes, sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
+import { pgAll } from "../db/pg/named.ts";
+import { ApiError } from "../errors.ts";
+import { addDays, dayOf, dayRange } from "../sync/dates.ts";
+import { dayDate, dayNumber } from "../sync/grains.ts";
+import { queryPool } from "./pool.ts";
+
+// Totals read from Search Console's grains (docs/analytics.md, docs/design/grains.md): property totals
+// (gsc_property_totals, or gsc_appearance_totals for one search appearance) for every total and trend,
+// page totals (gsc_page_totals) for page reports; the query detail only for query-level numbers.
+// CTR = Σclicks / Σimpressions, position = Σsum_position / Σimpressions / 100: never a mean of rows.
+//
+// Days stored before the grains existed (query detail, no gsc_day_completeness row and no property
+// totals for that site, day and type) are derived at read time from the detail and flagged `derived`:
+// they under-count what Google's anonymized queries add, until the day is fetched again.
+
+/** What a total reads: a site, a day window (both included), one search type or all, and the dimensions a grain may filter on. */
+export type GrainFilters = {
+  siteId: number;
+  start: string;
+  end: string;
+  /** One search type, or every type summed ("all", the MCP tools' option). */
+  searchType: SearchTypeCode | "all";
+  /** ISO 3166-1 alpha-3, lower case (property and page totals only). */
+  country?: string | null;
+  /** DESKTOP, MOBILE or TABLET (any case). */
+  device?: string | null;
+  /** One searchAppearance value (property totals only, alone). */
+  appearance?: string | null;
+};
+
+/** Summed clicks, impressions and sum_position (position × impressions × 100) of some grain rows. */
+export type Sums = { clicks: number; impressions: number; sumPosition: number };
+
+/** One day of property totals; `derived`: summed from the query detail (no grain stored for it). */
+export type DayTotals = Sums & { date: string; derived: boolean };
+
+/** A page's totals over a window. */
+export type PageSums = Sums & { page: string };
+
+/** Search Console's CTR: Σclicks / Σimpressions, 0 without impressions. */
+export const ctrOfSums = (s: Sums): number => (s.impressions > 0 ? s.clicks / s.impressions : 0);
+
+/** Search Console's position: Σsum_position / Σimpressions / 100 (impression-weighted), 0 without impressions. */
+export const positionOfSums = (s: Sums): number => (s.impressions > 0 ? s.sumPosition / s.impressions / sumPositionScale : 0);
+
+/** The sums of several. */
+export function addSums(rows: Sums[]): Sums {
+  const out = { clicks: 0, impressions: 0, sumPosition: 0 };
+  for (const r of rows) {
+    out.clicks += r.clicks;
+    out.impressions += r.impressions;
+    out.sumPosition += r.sumPosition;
+  }
+  return out;
+}
+
+/** The stored type codes a filter reads. */
+export function typeCodesOf(t: SearchTypeCode | "all"): number[] {
+  return t === "all" ? searchTypeCodes.map((_, i) => i + 1) : [searchTypeCodes.indexOf(t) + 1];
+}
+
+/** A device filter as its stored code (1..3), or null; anything else is refused. */
+function deviceCodeOf(device: string | null | undefined): number | null {
+  if (!device) return null;
+  const i = deviceCodes.indexOf(device.toUpperCase() as (typeof deviceCodes)[number]);
+  if (i <= 0)
+    throw new ApiError("validation_failed", `unknown device ${device}: DESKTOP, MOBILE or TABLET`, [
+      { path: "device", message: "unknown" },
+    ]);
+  return i;
+}
+
+/** The report levels a filter combination must be answerable at. */
+export type ReportLevel = "property" | "page" | "query";
+
+/**
+ * Refuses (400) a filter combination no stored grain answers exactly: country on query-level
+ * reports (the query detail stores no country), a search appearance with anything but the property
+ * total (Google gives searchAppearance only alone), device on discover (no device dimension), and
+ * query-level reports of discover and googleNews (no query dimension).
+ */
+export function assertAnswerable(f: Omit<GrainFilters, "siteId" | "start" | "end">, level: ReportLevel): void {
+  const fail = (path: string, message: string) => {
+    throw new ApiError("validation_failed", message, [{ path, message }]);
+  };
+  deviceCodeOf(f.device);
+  if (f.country != null && !/^[a-z]{3}$/.test(f.country))
+    fail("country", "country must be an ISO 3166-1 alpha-3 code, lower case (e.g. usa)");
+  if (f.appearance) {
+    if (level !== "property") fail("search_appearance", `search appearance totals are stored per property only, not per ${level}`);
+    if (f.country || f.device) fail("search_appearance", "Search Console gives searchAppearance only alone: no country or device with it");
+  }
+  if (level === "query" && f.country) fail("country", "the query detail stores no country: country filters property and page totals only");
+  if (f.searchType === "discover" && f.device) fail("device", "search type discover has no device dimension");
+  if (level === "query" && (f.searchType === "discover" || f.searchType === "googleNews")) {
+    fail("search_type", `search type ${f.searchType} has no query dimension: only property and page totals`);
+  }
+}
+
+/** A JSON array parameter as rows `t(value)`. */
+const jsonList = (e: Engine, param: string, alias: string) =>
+  e === "pg" ? `jsonb_array_elements_text(${param}::jsonb) ${alias}(value)` : `json_each(${param}) ${alias}`;
+/** Sums as JSON numbers: PostgreSQL's bigint and numeric arrive as strings. */
+const num = (e: Engine, expr: string) => (e === "pg" ? `coalesce((${expr})::float8, 0)` : `coalesce(${expr}, 0)`);
+/** Whether `needle` occurs in `haystack`: case-sensitive, % and _ plain characters. */
+export const containsSql = (e: Engine, haystack: string, needle: string) =>
+  e === "pg" ? `strpos(${haystack}, ${needle}) > 0` : `instr(${haystack}, ${needle}) > 0`;
+
+type Params = Record<string, string | number | null>;
+
+/** Runs a SELECT with named parameters: on SQLite's query threads when `slow`, else the reader; the pool on PostgreSQL. */
+export async function allRows<R>(db: Db, sql: string, params: Params, slow = false): Promise<R[]> {
+  if (db.engine === "pg") return pgAll<R>(db, sql, params);
+  return slow ? queryPool(db).all<R>(sql, params) : db.raw.reader.query<R, [Params]>(sql).all(params);
+}
+
+/**
+ * The days of a window (per type) that no grain covers: no completeness row and no property totals
+ * for that site, day and type. Their numbers come from the query detail, flagged derived. Returns
+ * the days and the `date|type` pairs (the detail's spelling) as JSON lists for the SQL below.
+ */
+export async function findUngrainedDays(db: Db, siteId: number, types: number[], start: string, end: string) {
+  const e = db.engine;
+  const sql = `select day, type from gsc_day_completeness
+ where site_id = $site_id and day >= $from and day <= $to and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
+union
+select distinct day, type from gsc_property_totals
+ where site_id = $site_id and day >= $from and day <= $to and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
+  const rows = await allRows<{ day: number; type: number }>(db, sql, {
+    site_id: siteId,
+    from: dayNumber(start),
+    to: dayNumber(end),
+    types: JSON.stringify(types),
+  });
+  const covered = new Set(rows.map((r) => `${dayDate(Number(r.day))}|${Number(r.type)}`));
+  const days = new Set<string>();
+  const pairs: string[] = [];
+  for (const d of dayRange(start, end)) {
+    for (const t of types) {
+      if (covered.has(`${d}|${t}`)) continue;
+      days.add(d);
+      pairs.push(`${d}|${searchTypeCodes[t - 1]}`);
+    }
+  }
+  return { days: JSON.stringify([...days]), pairs: JSON.stringify(pairs), count: pairs.length };
+}
+
+/** The detail rows of the ungrained days: `g` filtered to them (and the device). */
+const derivedWhere = (e: Engine, device: boolean) =>
+  `g.site_id = $site_id and g.date in (select value from ${jsonList(e, "$ud", "ud")})
+   and (g.date || '|' || g.search_type) in (select value from ${jsonList(e, "$up", "up")})${device ? " and g.device = $device_text" : ""}`;
+/** A detail row's sum_position in the grains' unit. */
+const detailSumPosition = `round(g.position * g.impressions * ${sumPositionScale})`;
+
+/** Whether a filter lets ungrained days be derived from the detail (it has no country and no appearance). */
+const derivable = (f: GrainFilters) => !f.country && !f.appearance;
+
+/** The parameters shared by the grain reads. */
+function grainParams(f: GrainFilters): Params {
+  const device = deviceCodeOf(f.device);
+  return {
+    site_id: f.siteId,
+    from: dayNumber(f.start),
+    to: dayNumber(f.end),
+    types: JSON.stringify(typeCodesOf(f.searchType)),
+    ...(f.country ? { country: f.country } : {}),
+    ...(device !== null ? { device, device_text: deviceCodes[device]! } : {}),
+    ...(f.appearance ? { appearance: f.appearance } : {}),
+  };
+}
+
+/** Grain rows' filter on type, days and the dimensions given (alias `x`). */
+function grainWhere(e: Engine, f: GrainFilters): string {
+  return `x.site_id = $site_id and x.day >= $from and x.day <= $to and x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})${
+    f.country ? " and x.country = $country" : ""
+  }${f.device ? " and x.device = $device" : ""}${f.appearance ? " and x.appearance = $appearance" : ""}`;
+}
+
+/**
+ * Search Console's property totals per day of the window (only days with data), oldest first: from
+ * gsc_property_totals (or gsc_appearance_totals for one appearance), summed over the country and
+ * device rows the filters keep; ungrained days derived from the query detail (flagged).
+ */
+export async function findPropertyDays(db: Db, f: GrainFilters): Promise<DayTotals[]> {
+  assertAnswerable(f, "property");
+  const e = db.engine;
+  const table = f.appearance ? "gsc_appearance_totals" : "gsc_property_totals";
+  const params = grainParams(f);
+  const grainSql = `select x.day as day, ${num(e, "sum(x.clicks)")} as clicks, ${num(e, "sum(x.impressions)")} as impressions,
+       ${num(e, "sum(x.sum_position)")} as sp
+  from ${table} x where ${grainWhere(e, f)} group by x.day`;
+  const ungrained = derivable(f) ? await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, f.end) : null;
+  const derivedSql =
+    ungrained && ungrained.count > 0
+      ? `select g.date as date, ${num(e, "sum(g.clicks)")} as clicks, ${num(e, "sum(g.impressions)")} as impressions,
+       ${num(e, `sum(${detailSumPosition})`)} as sp
+  from gsc_performance_data g where ${derivedWhere(e, !!f.device)} group by g.date`
+      : null;
+  type Row = { clicks: number; impressions: number; sp: number };
+  const [grain, derived] = await Promise.all([
+    allRows<Row & { day: number }>(db, grainSql, params),
+    derivedSql ? allRows<Row & { date: string }>(db, derivedSql, { ...params, ud: ungrained!.days, up: ungrained!.pairs }, true) : [],
+  ]);
+  const byDay = new Map<string, DayTotals>();
+  const add = (date: string, r: Row, isDerived: boolean) => {
+    const d = byDay.get(date) ?? { date, clicks: 0, impressions: 0, sumPosition: 0, derived: false };
+    d.clicks += Number(r.clicks);
+    d.impressions += Number(r.impressions);
+    d.sumPosition += Number(r.sp);
+    d.derived ||= isDerived;
+    byDay.set(date, d);
+  };
+  for (const r of grain) add(dayDate(Number(r.day)), r, false);
+  for (const r of derived) add(r.date, r, true);
+  return [...byDay.values()].sort((a, b) => (a.date < b.date ? -1 : 1));
+}
+
+/**
+ * The share of clicks from queries Google does not name, over the window: 1 − Σ named / Σ property
+ * clicks, from each day's share as the sync recorded it (gsc_day_completeness.anonymized_share, the
+ * query detail against the property totals). Derived days and days without a recorded share are left
+ * out; null when no day has one, or when the filters (country, device, appearance) have no per-day share.
+ */
+export async function findAnonymizedShare(db: Db, f: GrainFilters): Promise<number | null> {
+  if (f.country || f.device || f.appearance) return null;
+  const e = db.engine;
+  const sql = `select ${num(e, "sum(p.clicks)")} as clicks, ${num(e, "sum(p.clicks * c.anonymized_share)")} as anonymized
+  from gsc_day_completeness c
+  join (select x.day, x.type, sum(x.clicks) as clicks from gsc_property_totals x where ${grainWhere(e, f)} group by x.day, x.type) p
+    on p.day = c.day and p.type = c.type
+ where c.site_id = $site_id and c.derived = ${e === "pg" ? "false" : "0"} and c.anonymized_share is not null`;
+  const [row] = await allRows<{ clicks: number; anonymized: number }>(db, sql, grainParams(f));
+  const clicks = Number(row?.clicks ?? 0);
+  return clicks > 0 ? Number(row!.anonymized) / clicks : null;
+}
+
+export type PageTotalsOptions = {
+  /** Exact page URLs to keep; null: all. */
+  pages?: string[] | null;
+  /** Keep pages whose URL contains this text (case-sensitive). */
+  urlContains?: string | null;
+  /** Pages returned, most clicks first; null: all. */
+  limit?: number | null;
+};
+
+/** The SQL and parameters of page totals over a window (see findPageTotals), as a subquery text `pt(page, clicks, impressions, sp)`. */
+export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOptions) {
+  assertAnswerable(f, "page");
+  const e = db.engine;
+  const params: Params = { ...grainParams(f) };
+  let pageFilter = "";
+  if (o.pages) {
+    params.pages = JSON.stringify(o.pages);
+    pageFilter += ` and %p in (select value from ${jsonList(e, "$pages", "pl")})`;
+  }
+  if (o.urlContains != null) {
+    params.contains = o.urlContains;
+    pageFilter += ` and ${containsSql(e, "%p", "$contains")}`;
+  }
+  const ungrained = derivable(f) ? await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, f.end) : null;
+  let union = "";
+  if (ungrained && ungrained.count > 0) {
+    params.ud = ungrained.days;
+    params.up = ungrained.pairs;
+    union = `
+  union all
+  select g.page as page, g.clicks as clicks, g.impressions as impressions, ${detailSumPosition} as sp
+    from gsc_performance_data g where ${derivedWhere(e, !!f.device)}${pageFilter.replaceAll("%p", "g.page")}`;
+  }
+  const sql = `select u.page as page, ${num(e, "sum(u.clicks)")} as clicks, ${num(e, "sum(u.impressions)")} as impressions,
+       ${num(e, "sum(u.sp)")} as sp
+  from (
+  select p.page as page, x.clicks as clicks, x.impressions as impressions, x.sum_position as sp
+    from gsc_page_totals x join gsc_pages p on p.id = x.page_id
+   where ${grainWhere(e, f)}${pageFilter.replaceAll("%p", "p.page")}${union}
+  ) u
+ group by u.page
+ having sum(u.clicks) > 0 or sum(u.impressions) > 0
+ order by clicks desc, u.page
+ limit $limit`;
+  params.limit = o.limit ?? (e === "pg" ? null : -1);
+  return { sql, params, derivedDays: ungrained?.count ?? 0 };
+}
+
+/** Page totals (gsc_page_totals, Google's by-page aggregation) over the window, most clicks first. */
+export async function findPageTotals(db: Db, f: GrainFilters, o: PageTotalsOptions = {}): Promise<PageSums[]> {
+  const q = await pageTotalsQuery(db, f, o);
+  const rows = await allRows<{ page: string; clicks: number; impressions: number; sp: number }>(db, q.sql, q.params, true);
+  return rows.map((r) => ({ page: r.page, clicks: Number(r.clicks), impressions: Number(r.impressions), sumPosition: Number(r.sp) }));
+}
+
+/** The first day a site has any data (grain or detail), or null. */
+export async function findFirstDataDay(db: Db, siteId: number): Promise<string | null> {
+  const [row] = await allRows<{ day: number | null; date: string | null }>(
+    db,
+    `select (select min(day) from gsc_property_totals where site_id = $site_id) as day,
+            (select min(date) from gsc_performance_data where site_id = $site_id) as date`,
+    { site_id: siteId },
+  );
+  const a = row?.day == null ? null : dayDate(Number(row.day));
+  const b = row?.date ?? null;
+  if (a && b) return a < b ? a : b;
+  return a ?? b;
+}
+
+/** The newest day a site has data for the search type(s) (grain or detail), or null. */
+export async function findLastDataDay(db: Db, siteId: number, searchType: SearchTypeCode | "all"): Promise<string | null> {
+  const e = db.engine;
+  const types = typeCodesOf(searchType);
+  const [row] = await allRows<{ day: number | null; date: string | null }>(
+    db,
+    `select (select max(day) from gsc_property_totals where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})) as day,
+            (select max(date) from gsc_performance_data where site_id = $site_id and search_type in (select value from ${jsonList(e, "$names", "n")})) as date`,
+    { site_id: siteId, types: JSON.stringify(types), names: JSON.stringify(types.map((t) => searchTypeCodes[t - 1])) },
+  );
+  const a = row?.day == null ? null : dayDate(Number(row.day));
+  const b = row?.date ?? null;
+  if (a && b) return a > b ? a : b;
+  return a ?? b;
+}
+
+/** A window from `since` (or the site's first data day) to today: the "all time" of the original's endpoints. */
+export async function windowSince(
+  db: Db,
+  siteId: number,
+  since: string | null,
+  now = new Date(),
+): Promise<{ start: string; end: string } | null> {
+  const end = dayOf(now);
+  const start = since ?? (await findFirstDataDay(db, siteId));
+  if (!start || start > end) return null;
+  return { start, end: addDays(end, 0) };
+}

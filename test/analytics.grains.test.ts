@@ -1,0 +1,169 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createApp } from "../src/app.ts";
+import { tempDb } from "./helpers/db.ts";
+import { storeAppearanceTotals, storePageTotals, storePropertyTotals, storeRows } from "./helpers/rows.ts";
+
+// Every total from its grain with Search Console's formulas (docs/analytics.md), on hand-computed
+// fixtures: a property whose totals exceed the sum of its query detail (anonymized queries), so a
+// total summed from the detail is visibly wrong, and rows whose plain means differ from the weighted
+// formulas. Runs on the suite's engine (both in CI).
+
+let t: ReturnType<typeof tempDb>;
+let app: ReturnType<typeof createApp>;
+let site: number;
+const P = "https://grains.example";
+const D1 = "2026-03-01";
+const D2 = "2026-03-02";
+const D3 = "2026-03-03";
+
+async function call(method: string, path: string, body?: unknown) {
+  const res = await app.request(path, {
+    method,
+    ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  let json: any = text;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // CSV
+  }
+  return { status: res.status, text, json };
+}
+
+beforeAll(async () => {
+  t = tempDb();
+  app = createApp(t.db);
+  const r = await call("POST", "/api/v1/sites", { domain: "sc-domain:grains.example", name: "grains" });
+  site = r.json.id;
+  const db = t.db;
+  // Day 1. Query detail (the queries Google names): 20 clicks, 200 impressions.
+  await storeRows(db, site, D1, "web", [
+    { page: `${P}/a`, query: "alpha", device: "DESKTOP", clicks: 10, impressions: 100, ctr: 0.1, position: 2 },
+    { page: `${P}/a`, query: "beta", device: "MOBILE", clicks: 5, impressions: 50, ctr: 0.1, position: 4 },
+    { page: `${P}/b`, query: "alpha", device: "DESKTOP", clicks: 5, impressions: 50, ctr: 0.1, position: 6 },
+  ]);
+  // Google's property totals (anonymized queries included): 30 clicks, 400 impressions,
+  // Σ position × impressions = 3×200 + 5×100 + 8×100 = 1900. Anonymized share 1 − 20/30 = 1/3.
+  await storePropertyTotals(
+    db,
+    site,
+    D1,
+    "web",
+    [
+      { country: "usa", device: "DESKTOP", clicks: 20, impressions: 200, position: 3 },
+      { country: "usa", device: "MOBILE", clicks: 6, impressions: 100, position: 5 },
+      { country: "fra", device: "DESKTOP", clicks: 4, impressions: 100, position: 8 },
+    ],
+    { anonymizedShare: 1 / 3 },
+  );
+  await storePageTotals(db, site, D1, "web", [
+    { page: `${P}/a`, country: "usa", device: "DESKTOP", clicks: 12, impressions: 150, position: 2 },
+    { page: `${P}/a`, country: "usa", device: "MOBILE", clicks: 6, impressions: 90, position: 4 },
+    { page: `${P}/b`, country: "fra", device: "DESKTOP", clicks: 6, impressions: 120, position: 7 },
+  ]);
+  await storeAppearanceTotals(db, site, D1, "web", [{ appearance: "AMP_BLUE_LINK", clicks: 3, impressions: 30, position: 2 }]);
+  // Day 2: detail 8 clicks; property 10 clicks, 100 impressions at 1.5 (share 1 − 8/10 = 0.2).
+  await storeRows(db, site, D2, "web", [
+    { page: `${P}/a`, query: "alpha", device: "DESKTOP", clicks: 8, impressions: 80, ctr: 0.1, position: 1 },
+  ]);
+  await storePropertyTotals(db, site, D2, "web", [{ country: "usa", device: "DESKTOP", clicks: 10, impressions: 100, position: 1.5 }], {
+    anonymizedShare: 0.2,
+  });
+  await storePageTotals(db, site, D2, "web", [
+    { page: `${P}/a`, country: "usa", device: "DESKTOP", clicks: 10, impressions: 100, position: 1.5 },
+  ]);
+  // Day 3: synced before the grains existed: detail only, derived at read time.
+  await storeRows(db, site, D3, "web", [
+    { page: `${P}/a`, query: "gamma", device: "DESKTOP", clicks: 1, impressions: 10, ctr: 0.1, position: 1 },
+  ]);
+  // Discover: property and page totals only (no query, no device).
+  await storePropertyTotals(db, site, D1, "discover", [{ country: "usa", clicks: 50, impressions: 1000, position: 1 }]);
+});
+afterAll(async () => {
+  await t.cleanup();
+});
+
+const trends = (q: string) => call("GET", `/api/v1/analytics/performance-trends?site_id=${site}&days=30${q}`);
+
+describe("performance-trends reads the property totals", () => {
+  test("each day equals Google's totals exactly, not the sum of the detail; ctr and position by the weighted formulas", async () => {
+    const r = await trends("");
+    expect(r.status).toBe(200);
+    const byDate = Object.fromEntries(r.json.data.map((d: { date: string }) => [d.date, d]));
+    expect(byDate[D1]).toMatchObject({ total_clicks: 30, total_impressions: 400, ctr: 0.075, avg_position: 4.75, derived: false });
+    expect(byDate[D1].unique_queries).toBe(2); // alpha, beta: the named queries
+    expect(byDate[D2]).toMatchObject({ total_clicks: 10, total_impressions: 100, ctr: 0.1, avg_position: 1.5, derived: false });
+    // Day 3 has no grain: summed from the detail and flagged.
+    expect(byDate[D3]).toMatchObject({ total_clicks: 1, total_impressions: 10, avg_position: 1, derived: true });
+    // Window: 41 clicks, 510 impressions; Σ sum_position = 1900 + 150 + 10 = 2060 → 2060 / 510.
+    // (Plain means of the rows would be ctr 0.0875 and position 3.9: wrong.)
+    expect(r.json.summary).toMatchObject({ total_clicks: 41, total_impressions: 510, derived_days: 1, search_type: "web" });
+    expect(r.json.summary.ctr).toBeCloseTo(41 / 510, 12);
+    expect(r.json.summary.avg_position).toBeCloseTo(2060 / 510, 12);
+    // Anonymized share over the days with grains: 1 − (20 + 8) / (30 + 10) = 0.3 (the derived day left out).
+    expect(r.json.summary.anonymized_clicks_share).toBeCloseTo(0.3, 12);
+  });
+
+  test("country and device filter the property totals", async () => {
+    const usa = await trends("&country=usa");
+    const d1 = usa.json.data.find((d: { date: string }) => d.date === D1);
+    // usa: 26 clicks, 300 impressions, (3×200 + 5×100) / 300
+    expect(d1).toMatchObject({ total_clicks: 26, total_impressions: 300, unique_queries: null });
+    expect(d1.avg_position).toBeCloseTo(1100 / 300, 12);
+    // No derivation under a country filter (the detail has no country): day 3 is a gap.
+    expect(usa.json.data.map((d: { date: string }) => d.date)).toEqual([D2, D1]);
+    expect(usa.json.summary.anonymized_clicks_share).toBeNull();
+    const mobile = await trends("&device=MOBILE");
+    expect(mobile.json.data).toEqual([expect.objectContaining({ date: D1, total_clicks: 6, total_impressions: 100, avg_position: 5 })]);
+    const both = await trends("&country=usa&device=desktop");
+    expect(both.json.data.find((d: { date: string }) => d.date === D1)).toMatchObject({ total_clicks: 20, avg_position: 3 });
+  });
+
+  test("search appearance reads the appearance totals; discover its own totals", async () => {
+    const amp = await trends("&search_appearance=AMP_BLUE_LINK");
+    expect(amp.json.data).toEqual([expect.objectContaining({ date: D1, total_clicks: 3, total_impressions: 30, avg_position: 2 })]);
+    const discover = await trends("&search_type=discover");
+    expect(discover.json.data).toEqual([expect.objectContaining({ date: D1, total_clicks: 50, total_impressions: 1000 })]);
+  });
+
+  test("filter combinations no grain answers exactly: 400 with the reason", async () => {
+    for (const [q, text] of [
+      ["&search_appearance=AMP_BLUE_LINK&country=usa", /only alone/],
+      ["&search_type=discover&device=MOBILE", /no device/],
+      ["&country=USA", /alpha-3/],
+      ["&search_type=shopping", /search_type/],
+    ] as const) {
+      const r = await trends(q);
+      expect(r.status).toBe(400);
+      expect(r.text).toMatch(text);
+    }
+  });
+});
+
+describe("page reports read the page totals", () => {
+  test("page-keyword-performance: Google's page totals, weighted ctr and position; keywords from the detail", async () => {
+    const r = await call("POST", "/api/v1/page-keyword-performance", { site_id: site });
+    expect(r.status).toBe(200);
+    // /a: 12 + 6 + 10 = 28 clicks, 150 + 90 + 100 = 340 impressions, Σ = 2×150 + 4×90 + 1.5×100 = 810;
+    // plus day 3 derived from the detail (1 click, 10 impressions at 1): 29, 350, 820.
+    expect(r.json.data).toEqual([
+      {
+        url: `${P}/a`,
+        total_clicks: 29,
+        total_impressions: 350,
+        avg_ctr: 8.286, // 29 / 350 × 100
+        avg_position: 2.34, // 820 / 350
+        keywords: ["alpha", "beta", "gamma"],
+        keyword_count: 3,
+      },
+      { url: `${P}/b`, total_clicks: 6, total_impressions: 120, avg_ctr: 5, avg_position: 7, keywords: ["alpha"], keyword_count: 1 },
+    ]);
+    const csv = await call("GET", `/api/v1/page-keyword-performance/csv?site_id=${site}`);
+    expect(csv.text).toContain(`${P}/a,29,350,8.2860,2.3,alpha|beta|gamma,3\r\n`);
+    const mobile = await call("POST", "/api/v1/page-keyword-performance", { site_id: site, device: "MOBILE" });
+    expect(mobile.json.data).toEqual([
+      { url: `${P}/a`, total_clicks: 6, total_impressions: 90, avg_ctr: 6.667, avg_position: 4, keywords: ["beta"], keyword_count: 1 },
+    ]);
+  });
+});
