@@ -20,7 +20,7 @@ import type { Db } from "./db/index.ts";
 import { defaultGscProbe, type GscProbe } from "./diagnostics/gsc-probe.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { apiInfoRoutes, scalarRoutes } from "./docs.ts";
-import { ApiError, dbErrorCode, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
+import { ApiError, apiErrorOf, dbErrorCode, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
 import { hourlyRoutes } from "./hourly/routes.ts";
 import { log, logOncePer, withLogContext } from "./log.ts";
 import { mcpRoutes } from "./mcp/routes.ts";
@@ -265,7 +265,8 @@ const httpCodes: Record<number, ErrorCode> = {
 };
 
 /** Maps any thrown error to the JSON error shape; unknown errors are logged and answered 500. */
-export function errorResponse(err: Error, c: Context) {
+export function errorResponse(thrown: Error, c: Context) {
+  const err = apiErrorOf(thrown) ?? thrown;
   if (err instanceof ApiError) {
     if (err.code === "unavailable") c.header("Retry-After", "1");
     for (const [k, v] of Object.entries(err.headers)) c.header(k, v);

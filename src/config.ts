@@ -97,6 +97,8 @@ const envSchema = z.object({
   // PostgreSQL: connections per process, and the longest one statement may run (ms, 0: no limit).
   PG_POOL_SIZE: int(1, 1000).default(10),
   PG_STATEMENT_TIMEOUT_MS: int(0).default(30_000),
+  // How long a request waits for an unreachable database (PostgreSQL down, restarting) before 503.
+  DB_RIDE_THROUGH_MS: int(0, 60_000).default(2000),
   // A write transaction holding the lock longer than this is logged with what it was doing.
   WRITE_LOCK_WARN_MS: int(1).default(1000),
 

@@ -37,6 +37,14 @@ export class ApiError extends Error {
   }
 }
 
+/** The ApiError `err` is, or carries as its cause (Drizzle wraps what a query threw in DrizzleQueryError); else null. */
+export function apiErrorOf(err: unknown): ApiError | null {
+  for (let e = err, depth = 0; e && depth < 3; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof ApiError) return e;
+  }
+  return null;
+}
+
 /**
  * The JSON body of an error response: `{"error": {"code", "message", "details"?}, "detail": message}`.
  * `detail` is the original (FastAPI) tool's field, kept so its clients that print it still work.

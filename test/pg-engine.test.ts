@@ -1,9 +1,17 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { openPgDb, type Db } from "../src/db/index.ts";
-import { ApiError, isBusyError, isStorageError, isUniqueViolation } from "../src/errors.ts";
+import { ApiError, apiErrorOf, isBusyError, isUniqueViolation } from "../src/errors.ts";
 import { freePort } from "../src/free-port.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
+import { tcpProxy } from "./helpers/tcp-proxy.ts";
+
+/** The database URL with its port replaced by the proxy's. */
+function viaProxy(url: string, port: number): string {
+  const u = new URL(url);
+  u.port = String(port);
+  return u.toString();
+}
 
 // The PostgreSQL write path (src/db/pg/engine.ts) against a real server: what db.tx retries, what it
 // gives up on, and how failures are classified for the API (503, never 500). PostgreSQL run only.
@@ -72,7 +80,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
   });
 
   test("a server that does not answer: the write gives up with 503 (unavailable) after its retry budget; reads are storage errors", async () => {
-    const db = openPgDb({ url: `postgres://postgres@127.0.0.1:${freePort()}/none`, role: "test", retryForMs: 300 });
+    const db = openPgDb({ url: `postgres://postgres@127.0.0.1:${freePort()}/none`, role: "test", rideThroughMs: 300 });
     cleanups.push(() => db.close());
     const t0 = performance.now();
     const err = await db.tx((tx) => tx.select().from(db.t.sites)).catch((e: unknown) => e);
@@ -84,8 +92,88 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
       .select()
       .from(db.t.sites)
       .catch((e: unknown) => e);
-    expect(isStorageError(readErr)).toBe(true);
+    expect(apiErrorOf(readErr)?.status).toBe(503);
+    expect(db.availability.downSince).not.toBeNull();
   });
+
+  test("a COMMIT whose answer is lost after the server got it: answered as committed (txid_status), not run again", async () => {
+    const t = setup();
+    const proxy = await tcpProxy(new URL(t.databaseUrl));
+    cleanups.push(() => proxy.stop());
+    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2 });
+    cleanups.push(() => db.close());
+    const { sites } = db.t;
+    await db.q.select().from(sites); // a connection in the pool
+    proxy.cutNext((text) => text.includes("COMMIT"), "forward");
+    let runs = 0;
+    const site = await db.tx(async (tx) => {
+      runs++;
+      return (await tx.insert(sites).values({ domain: "sc-domain:ambiguous.example", name: "A" }).returning())[0]!;
+    });
+    // Before: run again on a new connection, it met its own row (23505): a 409 for a create that committed.
+    expect(runs).toBe(1);
+    expect(db.stats.ambiguousCommits).toEqual({ committed: 1, aborted: 0, unknown: 0 });
+    expect(await t.db.q.select({ id: sites.id, domain: sites.domain }).from(sites)).toEqual([{ id: site.id, domain: site.domain }]);
+  });
+
+  test("a COMMIT that never reached the server: found aborted, run once more, one row", async () => {
+    const t = setup();
+    const proxy = await tcpProxy(new URL(t.databaseUrl));
+    cleanups.push(() => proxy.stop());
+    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2 });
+    cleanups.push(() => db.close());
+    const { sites } = db.t;
+    await db.q.select().from(sites);
+    proxy.cutNext((text) => text.includes("COMMIT"), "drop");
+    let runs = 0;
+    await db.tx(async (tx) => {
+      runs++;
+      return (await tx.insert(sites).values({ domain: "sc-domain:dropped.example", name: "D" }).returning())[0]!;
+    });
+    expect(runs).toBe(2);
+    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
+    expect(await t.db.q.select({ domain: sites.domain }).from(sites)).toEqual([{ domain: "sc-domain:dropped.example" }]);
+  });
+
+  test("a read whose pooled connection was terminated is retried once on a new one", async () => {
+    const t = setup();
+    const db = openPgDb({ url: t.databaseUrl, role: "test", poolSize: 1 });
+    cleanups.push(() => db.close());
+    await db.q.select().from(db.t.sites);
+    const pid = Number((await db.q.execute(sql`select pg_backend_pid() as pid`)).rows[0]!.pid);
+    await t.db.q.execute(sql`select pg_terminate_backend(${pid})`);
+    expect(await db.q.select().from(db.t.sites)).toEqual([]);
+    expect(db.stats.readRetries).toBe(1);
+    expect(db.availability.downSince).toBeNull();
+  });
+
+  test("a server that went away: known down once, requests fail fast within the ride-through, up again when it is back", async () => {
+    const t = setup();
+    const proxy = await tcpProxy(new URL(t.databaseUrl));
+    cleanups.push(() => proxy.stop());
+    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 4, rideThroughMs: 400 });
+    cleanups.push(() => db.close());
+    const { sites } = db.t;
+    await db.q.select().from(sites);
+    proxy.stop();
+    const errs = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        (i % 2 ? db.q.select().from(sites) : db.tx((tx) => tx.insert(sites).values({ domain: `sc-domain:d${i}.example`, name: "x" })))
+          .then(() => null)
+          .catch((e: unknown) => e),
+      ),
+    );
+    for (const e of errs) {
+      expect(apiErrorOf(e)?.status).toBe(503);
+      expect(Number(apiErrorOf(e)?.headers["Retry-After"])).toBeGreaterThanOrEqual(1);
+    }
+    expect(db.availability.downSince).not.toBeNull();
+    expect(db.availability.outages).toBe(1);
+    await proxy.start();
+    expect(await db.availability.waitUp(10_000)).toBe(true);
+    await db.tx((tx) => tx.insert(sites).values({ domain: "sc-domain:back.example", name: "B" }));
+    expect(await t.db.q.select({ domain: sites.domain }).from(sites)).toEqual([{ domain: "sc-domain:back.example" }]);
+  }, 30_000);
 
   test("statement_timeout (PG_STATEMENT_TIMEOUT_MS) stops a runaway query; the error is the retry-later kind (503), not a 500", async () => {
     const t = setup();

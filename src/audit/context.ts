@@ -4,7 +4,10 @@ import { actorOf, clientIpOf, principalOf } from "../auth/middleware.ts";
 import { isSafeMethod, requiredScope } from "../auth/policy.ts";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import type { WriteFn } from "../db/sqlite/engine.ts";
-import { logOncePer } from "../log.ts";
+import { Counter, Gauge } from "prom-client";
+import { apiErrorOf, isStorageError } from "../errors.ts";
+import { log, logOncePer } from "../log.ts";
+import { registry } from "../metrics/registry.ts";
 import { insertAuditRow, type AuditInsert } from "./queries.ts";
 
 // The audit log of API writes. The middleware opens a context for each state-changing request; every
@@ -128,21 +131,124 @@ export function auditMiddleware(db: Db): MiddlewareHandler {
     // as POST (analytics queries, MCP) are not writes.
     if (ctx.committed > 0 || status < 400 || status === 401 || status === 429 || !c.req.path.startsWith("/api/")) return;
     if (requiredScope(c.req.method, c.req.path) === "read") return;
-    try {
-      await db.tx((tx) => insertAuditRow(db, tx, rowFor(c, undefined, status === 403 ? "denied" : "failed", status)));
-    } catch (err) {
-      // A full disk fails every request's row: one line per interval (with a count), not one per request.
-      logOncePer(
-        `audit row ${(err as { code?: string }).code ?? String(err)}`,
-        10_000,
-        "warn",
-        "audit row of a failed request not recorded",
-        {
-          request_id: c.get("requestId" as never),
-          error: String(err),
-        },
-      );
-    }
+    await recordRefusal(db, rowFor(c, undefined, status === 403 ? "denied" : "failed", status));
+  }
+}
+
+// The row of a refused or failed request must never hold its answer: the request may have failed
+// precisely because the database is unreachable. When it is known down the row is buffered at once;
+// otherwise its write is awaited at most REFUSAL_WAIT_MS, and finishes (or is buffered) in the background.
+// Buffered rows (with the time of the request) are written when the database is back, or every
+// FLUSH_RETRY_MS; past MAX_BUFFERED the oldest are dropped and counted.
+const REFUSAL_WAIT_MS = 500;
+const FLUSH_RETRY_MS = 5000;
+const MAX_BUFFERED = 1000;
+
+type Buffered = { db: Db; rows: AuditInsert[]; timer: Timer | null; flushing: boolean };
+const buffers = new Map<Db, Buffered>();
+
+/** Audit rows of refused or failed requests not yet written (buffered), written late, and dropped: this process's counts. */
+export const auditBufferStats = { buffered: 0, writtenLate: 0, dropped: 0 };
+
+new Counter({
+  name: "sitesync_audit_rows_dropped_total",
+  help: "Audit rows of refused or failed requests dropped: the database stayed unreachable while more than 1000 waited",
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.inc(auditBufferStats.dropped);
+  },
+});
+new Gauge({
+  name: "sitesync_audit_rows_buffered",
+  help: "Audit rows of refused or failed requests waiting for the database to come back",
+  aggregator: "sum",
+  registers: [registry],
+  collect() {
+    this.set(auditBufferStats.buffered);
+  },
+});
+
+async function recordRefusal(db: Db, row: AuditInsert) {
+  const stamped = { ...row, at: new Date().toISOString() };
+  if (db.availability.downSince !== null) return buffer(db, stamped);
+  let timer: Timer | undefined;
+  const write = db
+    .tx((tx) => insertAuditRow(db, tx, row))
+    .then(
+      () => undefined,
+      (err) => {
+        if (isDbUnavailable(err)) return buffer(db, stamped);
+        // A full disk fails every request's row: one line per interval (with a count), not one per request.
+        logOncePer(
+          `audit row ${(err as { code?: string }).code ?? String(err)}`,
+          10_000,
+          "warn",
+          "audit row of a failed request not recorded",
+          {
+            request_id: row.request_id,
+            error: String(err),
+          },
+        );
+      },
+    );
+  await Promise.race([write, new Promise<void>((r) => (timer = setTimeout(r, REFUSAL_WAIT_MS)))]);
+  clearTimeout(timer);
+}
+
+function isDbUnavailable(err: unknown): boolean {
+  return apiErrorOf(err)?.code === "unavailable" || isStorageError(err);
+}
+
+function buffer(db: Db, row: AuditInsert) {
+  let b = buffers.get(db);
+  if (!b) {
+    const created: Buffered = { db, rows: [], timer: null, flushing: false };
+    buffers.set(db, created);
+    db.availability.onUp(() => void flush(created));
+    db.onClose.push(() => {
+      if (created.timer) clearTimeout(created.timer);
+      buffers.delete(db);
+    });
+    b = created;
+  }
+  if (b.rows.length >= MAX_BUFFERED) {
+    b.rows.shift();
+    auditBufferStats.dropped++;
+    auditBufferStats.buffered--;
+    logOncePer("audit rows dropped", 60_000, "warn", "audit rows of failed requests dropped: the database stays unreachable", {
+      dropped: auditBufferStats.dropped,
+    });
+  }
+  b.rows.push(row);
+  auditBufferStats.buffered++;
+  retryLater(b);
+}
+
+function retryLater(b: Buffered) {
+  if (b.timer || b.rows.length === 0) return;
+  b.timer = setTimeout(() => {
+    b.timer = null;
+    void flush(b);
+  }, FLUSH_RETRY_MS);
+  b.timer.unref?.();
+}
+
+async function flush(b: Buffered) {
+  if (b.flushing || b.rows.length === 0 || b.db.closed) return;
+  b.flushing = true;
+  const rows = b.rows.splice(0);
+  try {
+    // The time of the request, not of the write: a plain insert, not the prepared one (which lets `at` default).
+    await b.db.tx((tx) => tx.insert(b.db.t.auditLog).values(rows), "buffered audit rows");
+    auditBufferStats.buffered -= rows.length;
+    auditBufferStats.writtenLate += rows.length;
+    log("info", "buffered audit rows written", { rows: rows.length });
+  } catch {
+    b.rows.unshift(...rows);
+  } finally {
+    b.flushing = false;
+    retryLater(b);
   }
 }
 

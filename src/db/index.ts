@@ -9,6 +9,7 @@ import { shareReadSnapshots } from "./sqlite/read-snapshot.ts";
 import { openPgEngine, type PgParts } from "./pg/engine.ts";
 import * as sqliteSchema from "./sqlite/schema.ts";
 import { describeStartError } from "./start-errors.ts";
+import { alwaysUp, type Availability } from "./availability.ts";
 import { createWriter, type WriteFn, type WriterStats } from "./sqlite/engine.ts";
 
 export type { Orm } from "./sqlite/open.ts";
@@ -44,6 +45,8 @@ type DbBase = {
   onCommit: ((groupSize: number, lockWaitMs: number) => void)[];
   /** How long closeAllConnections() waits for queued writes before closing anyway (null: no limit). */
   drainTimeoutMs: number | null;
+  /** Whether the database can be reached (PostgreSQL: probed in the background once down; SQLite: always up). */
+  availability: Availability;
   /**
    * Run by close(), before the connections go (e.g. leaving the registry). SQLite: synchronously;
    * PostgreSQL: a returned promise (a last query) is awaited before the pool ends.
@@ -157,6 +160,7 @@ export function openDb(opts: OpenOptions): SqliteDb {
     queueLength: w.queueLength,
     onCommit: w.onCommit,
     drainTimeoutMs: opts.drainTimeoutMs ?? null,
+    availability: alwaysUp(defaults.DB_RIDE_THROUGH_MS),
     onClose: [],
     closed: false,
     close() {
@@ -181,6 +185,8 @@ export type OpenPgOptions = {
   statementTimeoutMs?: number;
   /** Give up on a write (503) once its retries took this long (ms). */
   retryForMs?: number;
+  /** How long a request waits for an unreachable server (DB_RIDE_THROUGH_MS). */
+  rideThroughMs?: number;
   drainTimeoutMs?: number;
 };
 
@@ -192,6 +198,8 @@ export function openPgDb(opts: OpenPgOptions): PgDb {
     poolSize: opts.poolSize ?? defaults.PG_POOL_SIZE,
     statementTimeoutMs: opts.statementTimeoutMs ?? defaults.PG_STATEMENT_TIMEOUT_MS,
     retryForMs: opts.retryForMs ?? defaults.WRITE_LOCK_TIMEOUT_MS,
+    rideThroughMs: opts.rideThroughMs ?? defaults.DB_RIDE_THROUGH_MS,
+    target: describeTarget({ dialect: "postgres", url: opts.url }),
     onCommit,
   });
   const db: PgDb = {
@@ -209,6 +217,7 @@ export function openPgDb(opts: OpenPgOptions): PgDb {
     queueLength: e.queueLength,
     onCommit,
     drainTimeoutMs: opts.drainTimeoutMs ?? null,
+    availability: e.availability,
     onClose: [],
     closed: false,
     close() {
@@ -236,6 +245,7 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
       poolSize: config.PG_POOL_SIZE,
       statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
       retryForMs: config.WRITE_LOCK_TIMEOUT_MS,
+      rideThroughMs: config.DB_RIDE_THROUGH_MS,
       drainTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     });
   }

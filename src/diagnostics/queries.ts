@@ -29,10 +29,16 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  */
 export async function pingDatabase(db: Db): Promise<{ ok: true } | { ok: false; reason: string }> {
   if (db.engine === "pg") {
+    // Known down: one probe now (it may be back since the last background probe), never the 5 s wait.
+    const a = db.availability;
+    const unreachable = () =>
+      `the PostgreSQL server cannot be reached: database unreachable since ${new Date(a.downSince!).toISOString()} (${a.lastError})`;
+    if (a.downSince !== null && !(await a.probe()) && a.downSince !== null) return { ok: false, reason: unreachable() };
     try {
       if (await within(pingPg(db), PG_PING_TIMEOUT_MS, "the PostgreSQL server")) return { ok: true };
       return { ok: false, reason: "the PostgreSQL database holds no schema (run bun run migrate)" };
     } catch (err) {
+      if (a.downSince !== null) return { ok: false, reason: unreachable() };
       return { ok: false, reason: `the PostgreSQL server cannot be reached: ${errorMessage(err)}` };
     }
   }

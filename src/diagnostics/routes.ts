@@ -66,7 +66,7 @@ export function healthRoutes(db: Db, opts: { walBoundBytes: number }) {
         reasons: health.reasons,
       };
       if (health.status === "unhealthy") {
-        c.header("Retry-After", "5");
+        c.header("Retry-After", String(db.availability.downSince !== null ? db.availability.retryAfterSeconds() : 5));
         return c.json(body, 503);
       }
       return c.json(body, 200);

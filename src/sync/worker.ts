@@ -1,3 +1,4 @@
+import { apiErrorOf, isStorageError } from "../errors.ts";
 import { redact } from "../redact.ts";
 import type { Db } from "../db/index.ts";
 import type { SyncTask } from "../db/model.ts";
@@ -33,6 +34,9 @@ export type WorkerOptions = {
   /** Pause after each write of a task, leaving the lock to other processes' writers. */
   writeGapMs?: number;
 };
+
+/** Longest pause of the loop while the database keeps failing. */
+const MAX_BACKOFF_MS = 30_000;
 
 /** How long one sign of another writer keeps the pacing on. */
 const CONTENTION_MEMORY_MS = 2000;
@@ -97,7 +101,8 @@ export function startWorker(opts: WorkerOptions): Worker {
       () => {
         db.tx((tx) => renewLease(db, tx, claim, opts.leaseMs), `lease renewal of task ${task.id}`).catch((err) => {
           if (err instanceof LeaseLost || err instanceof TaskCancelled) ac.abort(err);
-          else log("warn", "lease renewal failed", { task_id: task.id, error: String(err) });
+          else
+            logOncePer(`lease renewal failed ${task.id}`, 60_000, "warn", "lease renewal failed", { task_id: task.id, error: String(err) });
         });
       },
       Math.max(50, Math.floor(opts.leaseMs / 3)),
@@ -187,6 +192,9 @@ export function startWorker(opts: WorkerOptions): Worker {
     }
   }
 
+  // During an outage the loop backs off (doubling up to MAX_BACKOFF_MS) and resumes as soon as the
+  // database is known to be back; the outage itself is logged once by db.availability, not per poll.
+  let backoffMs = 0;
   async function loop() {
     while (!stopping) {
       try {
@@ -198,13 +206,26 @@ export function startWorker(opts: WorkerOptions): Worker {
         if (task) {
           // task_id on every line logged while it runs (Search Console retries, day failures...).
           await withLogContext({ task_id: task.id, task_type: task.task_type }, () => runTask(task));
+          backoffMs = 0;
           continue;
         }
+        backoffMs = 0;
       } catch (err) {
-        // Once per minute per kind of error (a full disk would fail every poll), with a count.
-        logOncePer(`sync loop ${String(err)}`, 60_000, "error", "sync loop error", { error: String(err) });
+        const unavailable = apiErrorOf(err)?.code === "unavailable" || isStorageError(err);
+        if (unavailable) backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(opts.pollMs, backoffMs * 2));
+        // Once per minute per kind of error (a full disk would fail every poll), with a count. An
+        // unreachable server is logged by db.availability (down, still down, back up).
+        if (!unavailable || db.availability.downSince === null) {
+          logOncePer(`sync loop ${unavailable ? "unavailable" : String(err)}`, 60_000, "error", "sync loop error", { error: String(err) });
+        }
       }
-      if (!stopping) await idle(opts.pollMs * (0.75 + Math.random() / 2));
+      if (stopping) break;
+      if (backoffMs > 0 && db.availability.downSince !== null) {
+        // Back as soon as the database is: the idle wait is cut short (wake) when it comes up.
+        const up = db.availability.waitUp(backoffMs).then((isUp) => isUp && wake?.());
+        await idle(backoffMs);
+        void up;
+      } else await idle(Math.max(backoffMs, opts.pollMs * (0.75 + Math.random() / 2)));
     }
   }
 

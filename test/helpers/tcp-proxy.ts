@@ -7,6 +7,9 @@ import { freePort } from "../../src/free-port.ts";
  * through it (as a server that went away), start() listens again on the same port.
  */
 export async function tcpProxy(target: URL) {
+  // One-shot fault on the next client chunk `cut.match` accepts: "forward" sends it on, then drops the
+  // client's side at once (the server acts on it, its answer is lost); "drop" drops both sides unsent.
+  let cut: { match: (text: string) => boolean; mode: "forward" | "drop" } | null = null;
   const port = freePort();
   const sockets = new Set<{ end(): void }>();
   type Pair = { upstream?: { write(c: Uint8Array): number; end(): void }; pending: Uint8Array[] };
@@ -37,6 +40,21 @@ export async function tcpProxy(target: URL) {
           }
         },
         data(client, chunk) {
+          if (cut && client.data.upstream && cut.match(Buffer.from(chunk).toString("latin1"))) {
+            const { mode } = cut;
+            cut = null;
+            const upstream = client.data.upstream;
+            if (mode === "forward") {
+              upstream.write(chunk);
+              client.end();
+              // The server reads the command before it sees the connection go.
+              setTimeout(() => upstream.end(), 200);
+            } else {
+              upstream.end();
+              client.end();
+            }
+            return;
+          }
           if (client.data.upstream) client.data.upstream.write(chunk);
           else client.data.pending.push(new Uint8Array(chunk));
         },
@@ -50,6 +68,10 @@ export async function tcpProxy(target: URL) {
   return {
     port,
     start,
+    /** Arms the one-shot fault (see `cut` above). */
+    cutNext(match: (text: string) => boolean, mode: "forward" | "drop") {
+      cut = { match, mode };
+    },
     stop() {
       listener?.stop(true);
       listener = null;

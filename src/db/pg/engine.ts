@@ -1,7 +1,9 @@
 import { drizzle } from "drizzle-orm/node-postgres";
+import { NodePgSession, NodePgTransaction } from "drizzle-orm/node-postgres/session";
 import pg from "pg";
 import { ApiError, isRetryableDbError, isUnavailableDbError } from "../../errors.ts";
 import { log, logOncePer } from "../../log.ts";
+import { trackAvailability, type Availability } from "../availability.ts";
 import type { EngineHandle, Q } from "../engine.ts";
 import { newWriterStats } from "../sqlite/engine.ts";
 import * as schema from "./schema.ts";
@@ -12,8 +14,12 @@ export type PgOptions = {
   poolSize: number;
   /** statement_timeout of every connection (ms; 0: none). */
   statementTimeoutMs: number;
-  /** Give up on a write (503) once its retries have taken this long (ms). */
+  /** Give up on a write (503) once its retries of lost races have taken this long (ms); also the bound on learning a lost COMMIT's outcome. */
   retryForMs: number;
+  /** How long a request waits for an unreachable server to come back (DB_RIDE_THROUGH_MS). */
+  rideThroughMs: number;
+  /** The URL without its password, for log lines. */
+  target?: string;
   /** Called after each COMMIT (one write per transaction here, no lock wait to report). */
   onCommit: ((groupSize: number, lockWaitMs: number) => void)[];
 };
@@ -25,7 +31,7 @@ const RETRY_BASE_MS = 5;
 const RETRY_MAX_MS = 500;
 
 /** Opens a pool on the server at `url` (lazily: no connection is made before the first query). */
-export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts } {
+export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; availability: Availability } {
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.poolSize,
@@ -33,63 +39,220 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts } {
     // A transaction left open by a crashed request must not hold its locks for ever.
     idle_in_transaction_session_timeout: 60_000,
     application_name: `sitesync-${process.pid}`,
+    // No connectionTimeoutMillis: in pg-pool it also bounds the wait for a free connection, which under
+    // load is no sign of an outage. A server that is down refuses at once; the background probe (1 s
+    // bound) tells a silent one.
   });
   // An idle client that loses its connection (server restart) emits 'error' on the pool; one checked out
   // (a transaction in progress) emits it on itself, where nobody listens: unhandled, either would kill
-  // the process. The query in progress fails on its own (and db.tx retries it), so a log line is enough.
-  pool.on("error", (err) => log("warn", "postgresql connection lost while idle", { error: err.message }));
+  // the process. The query in progress fails on its own (and is retried), so a log line is enough.
+  pool.on("error", (err) => logOncePer("pg idle error", 10_000, "debug", "postgresql connection lost while idle", { error: err.message }));
   pool.on("connect", (client) => {
-    client.on("error", (err) => logOncePer("pg client error", 10_000, "warn", "postgresql connection lost", { error: err.message }));
+    client.on("error", (err) => logOncePer("pg client error", 10_000, "debug", "postgresql connection lost", { error: err.message }));
   });
+  const rawQuery = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+  const availability = trackAvailability(
+    async () => {
+      // A connection of its own: the pool's idle ones may be dead, and a full pool must not delay the probe.
+      const client = new pg.Client({ connectionString: opts.url, connectionTimeoutMillis: 1000 });
+      client.on("error", () => {});
+      try {
+        await client.connect();
+        await client.query("select 1");
+      } finally {
+        client.end().catch(() => {});
+      }
+    },
+    { rideThroughMs: opts.rideThroughMs, target: opts.target ?? "postgresql" },
+  );
+  const unavailable = (why: string) =>
+    new ApiError("unavailable", why, undefined, { "Retry-After": String(availability.retryAfterSeconds()) });
+
+  // Reads (Drizzle over the pool calls pool.query) are idempotent: while the server is known to be down
+  // they wait at most the ride-through; a read whose connection was lost is retried once.
+  const readQuery = async (...args: unknown[]) => {
+    if (typeof args[args.length - 1] === "function") return (rawQuery as (...a: unknown[]) => unknown)(...args);
+    const started = performance.now();
+    if (availability.downSince !== null && !(await availability.waitUp(opts.rideThroughMs))) {
+      noteStorage({ code: "unreachable", message: availability.lastError ?? "unreachable" });
+      throw unavailable(`the database is unreachable (since ${new Date(availability.downSince).toISOString()}); retry later`);
+    }
+    try {
+      return await (rawQuery as (...a: unknown[]) => Promise<unknown>)(...args);
+    } catch (err) {
+      if (!isUnavailableDbError(err)) throw err;
+      stats.readRetries++;
+      const up = await availability.suspect(err);
+      if (!up && !(await availability.waitUp(opts.rideThroughMs - (performance.now() - started)))) {
+        noteStorage(err);
+        throw unavailable("the database is unreachable; retry later");
+      }
+      return await (rawQuery as (...a: unknown[]) => Promise<unknown>)(...args);
+    }
+  };
+  (pool as unknown as { query: unknown }).query = readQuery;
+
   const orm = drizzle({ client: pool, schema }) as unknown as Q;
+  // Drizzle's own parts, to run a transaction on a connection we hold ourselves (see attempt()).
+  const base = (orm as unknown as { session: { dialect: unknown; schema: unknown; options: unknown } }).session;
   const stats = newWriterStats();
   let inFlight = 0;
   let drainWaiters: (() => void)[] = [];
+
+  /** Why a transaction attempt failed, and whether its COMMIT was under way when the connection went. */
+  type Failure = { err: unknown; atCommit: boolean; xid: string | null; value?: unknown };
+
+  /**
+   * One attempt: BEGIN and txid_current() in one round trip, fn, COMMIT, on a connection held for it.
+   * Resolves with fn's value after COMMIT, or rejects with a Failure.
+   */
+  async function attempt<T>(fn: (tx: Q) => T | Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (err) {
+      throw { err, atCommit: false, xid: null } satisfies Failure;
+    }
+    let broken = false;
+    let xid: string | null = null;
+    let atCommit = false;
+    let value: T | undefined;
+    try {
+      const begun = (await client.query("BEGIN; SELECT txid_current()::text AS xid")) as unknown as pg.QueryResult[];
+      xid = (begun[1]?.rows[0] as { xid?: string } | undefined)?.xid ?? null;
+      const session = new NodePgSession(client, base.dialect as never, base.schema as never, base.options as never);
+      const t = new NodePgTransaction(base.dialect as never, session, base.schema as never) as unknown as Q;
+      value = await fn(t);
+      atCommit = true;
+      await client.query("COMMIT");
+      return value;
+    } catch (err) {
+      if (isUnavailableDbError(err)) broken = true;
+      else if (!atCommit) {
+        try {
+          await client.query("ROLLBACK");
+        } catch {
+          broken = true;
+        }
+      }
+      throw { err, atCommit, xid, value } satisfies Failure;
+    } finally {
+      // A connection that failed is closed, not handed to the next caller.
+      client.release(broken || undefined);
+    }
+  }
+
+  /**
+   * The fate of transaction `xid` whose COMMIT lost its connection: asked on a fresh connection
+   * (txid_status), again while the server has not noticed the loss yet ("in progress") or is down,
+   * until `deadline` (performance.now() time).
+   */
+  async function outcomeOf(xid: string, deadline: number): Promise<"committed" | "aborted" | "unknown"> {
+    for (;;) {
+      try {
+        const r = await rawQuery("select txid_status($1::bigint) as s", [xid]);
+        const s = (r.rows[0] as { s: string | null }).s;
+        if (s === "committed" || s === "aborted") return s;
+        if (s === null) return "unknown"; // too old to tell (wraparound): cannot happen seconds later
+      } catch (err) {
+        if (!isUnavailableDbError(err)) return "unknown";
+        await availability.suspect(err);
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) return "unknown";
+      if (availability.downSince !== null) await availability.waitUp(left);
+      else await Bun.sleep(Math.min(left, 50));
+    }
+  }
 
   async function tx<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
     const started = performance.now();
     inFlight++;
     try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const value = await orm.transaction(async (t) => fn(t as unknown as Q));
-          stats.commits++;
-          stats.writes++;
-          for (const f of opts.onCommit) f(1, 0);
-          return value;
-        } catch (err) {
-          const elapsed = performance.now() - started;
-          if (!isRetryableDbError(err)) throw err;
-          if (elapsed >= opts.retryForMs) {
+      for (let n = 1; ; n++) {
+        // Known down: wait for the background probe at most the ride-through, then 503.
+        if (availability.downSince !== null) {
+          const left = opts.rideThroughMs - (performance.now() - started);
+          if (!(await availability.waitUp(left))) {
             stats.timeouts++;
-            // The server stayed unreachable: counted as a storage failure (/health degraded, check-locks).
-            if (isUnavailableDbError(err)) {
-              stats.storageErrors++;
-              stats.lastStorageError = { code: codeOf(err), message: messageOf(err), at: Date.now() };
-            }
-            throw new ApiError("unavailable", "the database stayed unavailable too long; retry the request", undefined, {
-              "Retry-After": "5",
-            });
+            noteStorage({ code: "unreachable", message: availability.lastError ?? "unreachable" });
+            throw unavailable(`the database is unreachable (since ${new Date(availability.downSince).toISOString()}); retry later`);
           }
-          stats.busyRetries++;
-          // Full jitter: several processes that collided must not retry in step.
-          const wait = Math.random() * Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt);
-          if (attempt === 1 || attempt % 10 === 0) {
-            log("debug", "postgresql write retried", { label, attempt, code: codeOf(err) });
-          }
-          await Bun.sleep(wait);
         }
+        let failure: Failure;
+        try {
+          const value = await attempt(fn);
+          committed();
+          return value;
+        } catch (f) {
+          if (f instanceof Error || !(f && typeof f === "object" && "atCommit" in f)) throw f;
+          failure = f as Failure;
+        }
+        const { err } = failure;
+        if (failure.atCommit && failure.xid !== null && isUnavailableDbError(err)) {
+          // The COMMIT was sent and the connection went: it may have committed. Never re-run blindly
+          // (a create would meet its own row and answer 409): ask the server. Knowing beats answering
+          // fast here, so this waits up to WRITE_LOCK_TIMEOUT_MS for a server that is restarting.
+          const outcome = await outcomeOf(failure.xid, started + opts.retryForMs);
+          stats.ambiguousCommits[outcome]++;
+          log(outcome === "aborted" ? "info" : "warn", "write outcome checked after its COMMIT lost the connection", {
+            label,
+            xid: failure.xid,
+            outcome,
+            waited_ms: Math.round(performance.now() - started),
+          });
+          if (outcome === "committed") {
+            // fn's value is the committed transaction's: answer as committed.
+            committed();
+            return failure.value as T;
+          }
+          if (outcome === "unknown") {
+            noteStorage(err);
+            throw new ApiError(
+              "unavailable",
+              "the database went away while this write was committing and did not come back in time to tell whether it was applied; retry with the same Idempotency-Key (or check before retrying)",
+              { outcome: "unknown" },
+              { "Retry-After": String(availability.retryAfterSeconds()) },
+            );
+          }
+          // Aborted: nothing was applied; run it again below.
+        } else if (!isRetryableDbError(err)) {
+          throw err;
+        }
+        const elapsed = performance.now() - started;
+        const unavailableErr = isUnavailableDbError(err);
+        if (unavailableErr) {
+          // Is the server gone (down: later requests fail fast), or was it only this connection?
+          await availability.suspect(err);
+        }
+        if (elapsed >= (unavailableErr ? Math.max(opts.rideThroughMs, 1) : opts.retryForMs)) {
+          stats.timeouts++;
+          if (unavailableErr) noteStorage(err);
+          throw unavailableErr
+            ? unavailable("the database is unreachable; retry later")
+            : new ApiError("unavailable", "the database stayed busy too long; retry the request", undefined, { "Retry-After": "1" });
+        }
+        stats.busyRetries++;
+        if (n === 1 || n % 10 === 0) log("debug", "postgresql write retried", { label, attempt: n, code: codeOf(err) });
+        // Full jitter: several processes that collided must not retry in step. A lost connection is
+        // retried at once (a new connection), once the server is known to be up.
+        if (!unavailableErr) await Bun.sleep(Math.random() * Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** n));
       }
-    } catch (err) {
-      if (isUnavailableDbError(err)) {
-        stats.storageErrors++;
-        stats.lastStorageError = { code: codeOf(err), message: messageOf(err), at: Date.now() };
-      }
-      throw err;
     } finally {
       inFlight--;
       if (inFlight === 0) settle();
     }
+  }
+
+  function committed() {
+    stats.commits++;
+    stats.writes++;
+    for (const f of opts.onCommit) f(1, 0);
+  }
+
+  function noteStorage(err: unknown) {
+    stats.storageErrors++;
+    stats.lastStorageError = { code: codeOf(err), message: messageOf(err), at: Date.now() };
   }
 
   function settle() {
@@ -104,9 +267,11 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts } {
     t: schema as unknown as EngineHandle["t"],
     tx,
     stats,
+    availability,
     drain: () => (inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r))),
     queueLength: () => inFlight,
     async closeConnections() {
+      availability.stop();
       await pool.end();
     },
     pg: { url: opts.url, pool },

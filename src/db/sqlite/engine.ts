@@ -59,6 +59,13 @@ export type WriterStats = {
   refusedFileChanged: number;
   /** Longest time one transaction held the write lock (ms). */
   maxHoldMs: number;
+  /** Reads run again after their connection was lost (PostgreSQL). */
+  readRetries: number;
+  /**
+   * Transactions whose connection was lost during COMMIT, by what the server said afterwards (PostgreSQL,
+   * txid_status). SQLite answers COMMIT itself, synchronously: a failed COMMIT did not commit.
+   */
+  ambiguousCommits: { committed: number; aborted: number; unknown: number };
 };
 
 export type WriterOptions = {
@@ -97,6 +104,8 @@ export function newWriterStats(): WriterStats {
     lastStorageError: null,
     refusedFileChanged: 0,
     maxHoldMs: 0,
+    readRetries: 0,
+    ambiguousCommits: { committed: 0, aborted: 0, unknown: 0 },
   };
 }
 

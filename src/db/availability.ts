@@ -1,0 +1,199 @@
+import { dbErrorCode } from "../errors.ts";
+import { log } from "../log.ts";
+
+// Whether this process can reach its database: one shared state per process, so an outage is noticed
+// once (by the first failure a background probe confirms) and not by every request timing out alone.
+// While down, a probe runs in the background every PROBE_MS; requests wait for it at most the
+// ride-through (DB_RIDE_THROUGH_MS), then answer 503 with a Retry-After from what is known.
+// One log line per change: down, still down every minute, back up.
+
+/** A probe: resolves when the database answers a fresh connection, rejects with why not. */
+export type Probe = () => Promise<void>;
+
+export type Availability = {
+  /** Up, or down since (ms since the epoch). */
+  readonly downSince: number | null;
+  /** The error that made it down, or the last probe's. */
+  readonly lastError: string | null;
+  /** Outages seen since start. */
+  readonly outages: number;
+  /** How long requests may wait for the database to come back (ms). */
+  readonly rideThroughMs: number;
+  /**
+   * A query failed as if the database were gone (connection lost or refused): probe at once; down if the
+   * probe fails. Resolves once the probe answered (true: up).
+   */
+  suspect(err: unknown): Promise<boolean>;
+  /** Probes now (at once when a probe is under way): true when the database answered. */
+  probe(): Promise<boolean>;
+  /** Resolves true when the database is up, false when it stayed down `ms` (at once when up). */
+  waitUp(ms: number): Promise<boolean>;
+  /** Seconds a client should wait before retrying, from what is known of the outage. */
+  retryAfterSeconds(): number;
+  /** Runs `f` each time the database comes back. */
+  onUp(f: () => void): void;
+  /** Stops the background probe (the handle is closing). */
+  stop(): void;
+};
+
+const PROBE_MS = 250;
+const STILL_DOWN_LOG_MS = 60_000;
+
+/** A state that is always up (SQLite: the file is on this machine; its failures are reported per write). */
+export function alwaysUp(rideThroughMs: number): Availability {
+  return {
+    downSince: null,
+    lastError: null,
+    outages: 0,
+    rideThroughMs,
+    suspect: async () => true,
+    probe: async () => true,
+    waitUp: async () => true,
+    retryAfterSeconds: () => 1,
+    onUp() {},
+    stop() {},
+  };
+}
+
+/** The availability of a database reached over the network, confirmed by `probe` (PostgreSQL). */
+export function trackAvailability(probe: Probe, opts: { rideThroughMs: number; target: string }): Availability {
+  let downSince: number | null = null;
+  let lastError: string | null = null;
+  let lastCode: string | undefined;
+  let outages = 0;
+  let probing: Promise<boolean> | null = null;
+  let timer: Timer | null = null;
+  let stillDownLoggedAt = 0;
+  let stopped = false;
+  let waiters: ((up: boolean) => void)[] = [];
+  const upListeners: (() => void)[] = [];
+
+  function wentUp() {
+    if (downSince === null) return;
+    const downMs = Date.now() - downSince;
+    downSince = null;
+    if (timer) clearTimeout(timer);
+    timer = null;
+    log("info", "database reachable again", { target: opts.target, down_ms: downMs });
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f(true);
+    for (const f of upListeners) {
+      try {
+        f();
+      } catch (err) {
+        log("warn", "database-up listener failed", { error: String(err) });
+      }
+    }
+  }
+
+  function wentDown(err: unknown) {
+    lastError = describe(err);
+    lastCode = dbErrorCode(err);
+    if (downSince !== null) {
+      if (Date.now() - stillDownLoggedAt >= STILL_DOWN_LOG_MS) {
+        stillDownLoggedAt = Date.now();
+        log("warn", "database still unreachable", {
+          target: opts.target,
+          since: new Date(downSince).toISOString(),
+          down_ms: Date.now() - downSince,
+          error: lastError,
+        });
+      }
+      return;
+    }
+    downSince = Date.now();
+    stillDownLoggedAt = downSince;
+    outages++;
+    log("warn", "database unreachable", { target: opts.target, error: lastError });
+    schedule();
+  }
+
+  function schedule() {
+    if (stopped || timer || downSince === null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      void runProbe().then(() => schedule());
+    }, PROBE_MS);
+    // A process with nothing else to do must be free to exit during an outage.
+    timer.unref?.();
+  }
+
+  function runProbe(): Promise<boolean> {
+    probing ??= probe()
+      .then(
+        () => {
+          wentUp();
+          return true;
+        },
+        (err) => {
+          wentDown(err);
+          return false;
+        },
+      )
+      .finally(() => {
+        probing = null;
+      });
+    return probing;
+  }
+
+  return {
+    get downSince() {
+      return downSince;
+    },
+    get lastError() {
+      return lastError;
+    },
+    get outages() {
+      return outages;
+    },
+    rideThroughMs: opts.rideThroughMs,
+    suspect(err) {
+      if (downSince === null) lastError = describe(err);
+      return runProbe();
+    },
+    probe: () => runProbe(),
+    waitUp(ms) {
+      if (downSince === null) return Promise.resolve(true);
+      if (ms <= 0) return Promise.resolve(false);
+      return new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => {
+          waiters = waiters.filter((f) => f !== done);
+          resolve(false);
+        }, ms);
+        const done = (up: boolean) => {
+          clearTimeout(t);
+          resolve(up);
+        };
+        waiters.push(done);
+      });
+    },
+    retryAfterSeconds() {
+      if (downSince === null) return 1;
+      // Starting up or shutting down (57P03), or its connections terminated by an administrator
+      // (57P01): a restart is in progress, back in a few seconds. Otherwise half the outage so far.
+      if (lastCode === "57P03" || lastCode === "57P01") return 2;
+      const downS = (Date.now() - downSince) / 1000;
+      return Math.min(30, Math.max(2, Math.ceil(downS / 2)));
+    },
+    onUp(f) {
+      upListeners.push(f);
+    },
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      const w = waiters;
+      waiters = [];
+      for (const f of w) f(false);
+    },
+  };
+}
+
+function describe(err: unknown): string {
+  const code = dbErrorCode(err);
+  let e = err as { message?: unknown; cause?: unknown } | null;
+  while (e?.cause && typeof e.cause === "object") e = e.cause as typeof e;
+  const message = String(e?.message ?? err);
+  return code ? `${code}: ${message}` : message;
+}
