@@ -7,6 +7,8 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import { authMiddleware, defaultAuthOptions, type AuthOptions, type RateLimit } from "./auth/middleware.ts";
 import { keysRoutes } from "./auth/routes.ts";
+import { createGoogleAccounts, type GoogleAccounts } from "./google/accounts.ts";
+import { googleRoutes, siteAccountRoutes } from "./google/routes.ts";
 import { auditedDb, auditMiddleware } from "./audit/context.ts";
 import { auditRoutes } from "./audit/routes.ts";
 import { backupDirOf } from "./backup/backup.ts";
@@ -68,6 +70,8 @@ export type AppOptions = {
   mcp?: McpOptions;
   /** Where POST/GET /api/v1/admin/backups put and find backups (default: backups/ beside the file). */
   backups?: BackupApiOptions | null;
+  /** The Google accounts (several sign-ins, the service account) and their properties (default: from the default settings). */
+  google?: GoogleAccounts;
   /** Checks Search Console access for test-gsc-connection (default: the demo source, nothing to check). */
   gscProbe?: GscProbe;
   /** Browser origins allowed by CORS (CORS_ORIGINS): `*` for any, else a list; none when unset or empty. */
@@ -132,7 +136,10 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/", healthRoutes(db, { walBoundBytes: 2 * (opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES) }));
   // Route handlers write through this handle: each write made for a request carries its audit row.
   const audited = auditedDb(db);
+  const google = opts.google ?? createGoogleAccounts(db, defaults);
+  app.route("/api/v1/sites", siteAccountRoutes(audited, google, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
   app.route("/api/v1/sites", sitesRoutes(audited));
+  app.route("/api/v1/google", googleRoutes(audited, google));
   app.route(
     "/api/v1/diagnostics",
     diagnosticsRoutes(db, {

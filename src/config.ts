@@ -556,6 +556,7 @@ export type StressConfig = ReturnType<typeof loadStressConfig>;
 const cliSchema = envSchema
   .pick({
     GSC_CREDENTIALS_FILE: true,
+    GSC_SERVICE_ACCOUNT_FILE: true,
     GSC_CLIENT_SECRET_FILE: true,
     GSC_AUTH_URL: true,
     GSC_TOKEN_URL: true,

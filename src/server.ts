@@ -3,6 +3,7 @@ import { createApp } from "./app.ts";
 import { backupDirOf } from "./backup/backup.ts";
 import { createRateLimiter } from "./ratelimit/limiter.ts";
 import { gscProbeFromConfig } from "./diagnostics/gsc-probe.ts";
+import { createGoogleAccounts } from "./google/accounts.ts";
 import { closeAllConnections, openDbOrExit } from "./db/index.ts";
 import { registerProcess } from "./db/process-registry.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
@@ -51,6 +52,7 @@ const app = createApp(db, {
   },
   corsOrigins: config.CORS_ORIGINS,
   gscProbe: gscProbeFromConfig(config),
+  google: createGoogleAccounts(db, config),
 });
 
 const server = listen();

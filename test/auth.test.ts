@@ -1,11 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setLogLevel } from "../src/log.ts";
 import { PermanentError } from "../src/sync/errors.ts";
 import { gscSource } from "../src/sync/gsc/client.ts";
 import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
-import { authorizedUserToken, readAuthorizedUser, writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
+import { accountFileOf, authorizedUserToken, readAuthorizedUser, writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
 import { cli, spawnCli } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
@@ -44,6 +44,8 @@ const env = (credentials: string) => ({
   GSC_TOKEN_URL: fake.tokenUrl,
   GSC_API_BASE_URL: fake.url,
   GSC_CREDENTIALS_FILE: credentials,
+  // No service there: login does not find one to register the account with.
+  SITESYNC_URL: "http://127.0.0.1:9",
 });
 const newFile = () => join(dir.dir, `creds-${++n}`, "credentials.json");
 
@@ -114,7 +116,7 @@ describe("auth login", () => {
     await p.type(redirect);
     const r = await p.done();
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ signed_in: true, account: "owner@example.com", credentials_file: file });
+    expect(JSON.parse(r.stdout)).toEqual({ signed_in: true, account: "owner@example.com", credentials_file: file, accounts: null });
     expect(readAuthorizedUser(file).refresh_token).toMatch(/^rt-/);
   });
 
@@ -248,14 +250,27 @@ describe("auth status", () => {
     expect(r.stdout).toMatch(/https:\/\/blog\.example\/\s+siteFullUser/);
     expect(r.stdout).toMatch(/sc-domain:owned\.example\s+siteOwner/);
     const j = await cli(["--json", "--url", "http://127.0.0.1:9", "auth", "status"], { env: env(file) });
+    const properties = [
+      { site_url: "https://blog.example/", permission_level: "siteFullUser", registered_site_id: null },
+      { site_url: "sc-domain:owned.example", permission_level: "siteOwner", registered_site_id: null },
+    ];
     expect(JSON.parse(j.stdout)).toEqual({
       signed_in: true,
       account: "owner@example.com",
       credentials_file: file,
       file_mode: "0600",
-      properties: [
-        { site_url: "https://blog.example/", permission_level: "siteFullUser", registered_site_id: null },
-        { site_url: "sc-domain:owned.example", permission_level: "siteOwner", registered_site_id: null },
+      properties,
+      accounts: [
+        {
+          account: "owner@example.com",
+          kind: "user",
+          credentials_file: file,
+          file_mode: "0600",
+          project: "test-client.apps.googleusercontent.com",
+          properties,
+          bound_sites: null,
+          error: null,
+        },
       ],
       unreadable_sites: null,
     });
@@ -277,5 +292,62 @@ describe("auth status", () => {
     const r = await cli(["auth", "logout"], { env: env(file) });
     expect(r.code).toBe(0);
     expect(() => statSync(file)).toThrow();
+  });
+});
+
+describe("several accounts", () => {
+  test("another account signing in is added beside the first, the same one renews its file; status lists each; logout removes one", async () => {
+    const file = newFile();
+    expect((await login(file, "loopback")).code).toBe(0);
+    const second = { email: "second@example.com", properties: [{ siteUrl: "sc-domain:second.example", permissionLevel: "siteOwner" }] };
+    const owner = {
+      email: "owner@example.com",
+      properties: [
+        { siteUrl: "sc-domain:owned.example", permissionLevel: "siteOwner" },
+        { siteUrl: "https://blog.example/", permissionLevel: "siteFullUser" },
+      ],
+    };
+    try {
+      fake.signInAs(second);
+      const added = await login(file, "loopback");
+      expect(added.code).toBe(0);
+      const secondFile = accountFileOf(file, "second@example.com");
+      expect(added.stdout).toContain(`Signed in as second@example.com. Stored in ${secondFile}`);
+      expect(readAuthorizedUser(file).account).toBe("owner@example.com");
+      expect(statSync(secondFile).mode & 0o777).toBe(0o600);
+      const firstToken = readAuthorizedUser(secondFile).refresh_token;
+      // The same account again: its own file is renewed, nothing added.
+      expect((await login(file, "loopback")).code).toBe(0);
+      expect(readAuthorizedUser(secondFile).refresh_token).not.toBe(firstToken);
+      expect(readdirSync(join(file, "..", "google-accounts"))).toEqual(["second@example.com.json"]);
+
+      const s = await cli(["--json", "auth", "status"], { env: env(file) });
+      expect(s.code).toBe(0);
+      const status = JSON.parse(s.stdout);
+      expect(
+        status.accounts.map((a: { account: string; credentials_file: string; properties: { site_url: string }[] }) => [
+          a.account,
+          a.credentials_file,
+          a.properties.map((p) => p.site_url),
+        ]),
+      ).toEqual([
+        ["owner@example.com", file, ["https://blog.example/", "sc-domain:owned.example"]],
+        ["second@example.com", secondFile, ["sc-domain:second.example"]],
+      ]);
+      const table = await cli(["auth", "status"], { env: env(file) });
+      expect(table.stdout).toContain("Signed in as owner@example.com");
+      expect(table.stdout).toContain("Signed in as second@example.com");
+
+      const ambiguous = await cli(["auth", "logout"], { env: env(file) });
+      expect(ambiguous.code).toBe(2);
+      expect(ambiguous.stderr).toContain("Several Google accounts are signed in (owner@example.com, second@example.com)");
+      const out = await cli(["auth", "remove", "second@example.com"], { env: env(file) });
+      expect(out.code).toBe(0);
+      expect(out.stdout).toContain(`Removed second@example.com (${secondFile})`);
+      expect(() => statSync(secondFile)).toThrow();
+      expect(readAuthorizedUser(file).account).toBe("owner@example.com");
+    } finally {
+      fake.signInAs(owner);
+    }
   });
 });

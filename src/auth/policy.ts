@@ -29,6 +29,7 @@ export function isUiPath(path: string): boolean {
 const adminPaths = /^\/api\/v1\/(keys|audit|admin|diagnostics|alerts)(\/|$)/;
 const sitePath = /^\/api\/v1\/sites\/[^/]+\/?$/;
 const restorePath = /^\/api\/v1\/sites\/[^/]+\/restore\/?$/;
+const googleAccountPath = /^\/api\/v1\/google\/accounts\/[^/]+\/?$/;
 
 /** True for methods that never change anything. */
 export function isSafeMethod(method: string): boolean {
@@ -40,6 +41,8 @@ export function requiredScope(method: string, path: string): KeyScope {
   if (adminPaths.test(path)) return "admin";
   if (method === "DELETE" && sitePath.test(path)) return "admin";
   if (method === "POST" && restorePath.test(path)) return "admin";
+  // Removing a Google account deletes its sign-in and unbinds its sites.
+  if (method === "DELETE" && googleAccountPath.test(path)) return "admin";
   // Reads sent as POST: MCP's JSON-RPC, and the original API's analytics queries.
   if (path === "/mcp" || path.startsWith("/api/v1/analytics/") || path === "/api/v1/page-keyword-performance") return "read";
   // The original v3 tool endpoints (src/compat): reads sent as POST.

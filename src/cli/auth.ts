@@ -1,23 +1,31 @@
 import { randomUUID } from "node:crypto";
-import { existsSync, rmSync, statSync } from "node:fs";
+import { rmSync, statSync } from "node:fs";
 import { CodeChallengeMethod } from "google-auth-library";
 import type { CliConfig } from "../config.ts";
-import { DEFAULT_TOKEN_URL } from "../sync/gsc/auth.ts";
+import { fetchProperties } from "../google/accounts.ts";
+import type { Property } from "../google/queries.ts";
+import { DEFAULT_TOKEN_URL, readServiceAccountKey, serviceAccountToken, type TokenProvider } from "../sync/gsc/auth.ts";
 import {
   authorizedUserToken,
+  listStoredSignIns,
   oauthClient,
   oauthError,
-  readAuthorizedUser,
+  projectOfClient,
   readClientSecret,
   SIGN_IN_SCOPES,
+  signInFileFor,
+  type StoredSignIn,
   writeAuthorizedUser,
 } from "../sync/gsc/user-auth.ts";
-import type { Api } from "./api.ts";
+import { type Api, ServiceDown, ServiceError } from "./api.ts";
 import { CliError, type Out } from "./output.ts";
 
 export type LoginOptions = {
   clientSecretFile: string;
+  /** GSC_CREDENTIALS_FILE: where the first account goes; the others go beside it (signInFileFor). */
   credentialsFile: string;
+  /** Store exactly in credentialsFile, replacing what is there (--credentials). */
+  exactFile?: boolean;
   authUrl: string;
   tokenUrl?: string;
   /** Loopback port to listen on (0: any free one). A fixed one can be forwarded over SSH. */
@@ -84,7 +92,8 @@ async function pastedRedirect(out: Out, signal: AbortSignal): Promise<Callback> 
  * `auth login`: the OAuth installed-app flow with PKCE and a loopback redirect. Prints the consent URL
  * (and opens it when a browser is at hand); the browser's redirect to http://127.0.0.1:<port>/ brings the
  * code back, or the user pastes the redirected URL (a server without a browser). The code is exchanged
- * for a refresh token, stored as authorized-user JSON (0600). Returns the signed-in account.
+ * for a refresh token, stored as authorized-user JSON (0600): a new account is added beside the others
+ * (signInFileFor), the same account signing in again renews its file. Returns the signed-in account.
  */
 export async function login(o: LoginOptions, out: Out): Promise<{ account: string | null; credentials_file: string }> {
   const info = readClientSecretOrFail(o.clientSecretFile);
@@ -161,14 +170,15 @@ export async function login(o: LoginOptions, out: Out): Promise<{ account: strin
       );
     }
     const account = emailOf(tokens.id_token) ?? null;
-    writeAuthorizedUser(o.credentialsFile, {
+    const file = o.exactFile ? o.credentialsFile : signInFileFor(o.credentialsFile, account);
+    writeAuthorizedUser(file, {
       client_id: info.client_id,
       client_secret: info.client_secret,
       refresh_token: tokens.refresh_token,
       token_uri: tokenUrl,
       ...(account ? { account } : {}),
     });
-    return { account, credentials_file: o.credentialsFile };
+    return { account, credentials_file: file };
   } finally {
     clearTimeout(timer);
     stop.abort();
@@ -198,72 +208,191 @@ function readClientSecretOrFail(path: string) {
   }
 }
 
+/** One account as `auth status` shows it. */
+export type AccountStatus = {
+  account: string | null;
+  kind: "user" | "service";
+  credentials_file: string;
+  file_mode: string | null;
+  /** The Google Cloud project whose quota its requests count against. */
+  project: string | null;
+  properties: { site_url: string; permission_level: string; registered_site_id: number | null }[];
+  /** Sites the running service binds to this account (null: the service did not answer). */
+  bound_sites: { id: number; domain: string; chosen: string }[] | null;
+  error: string | null;
+};
+
 export type AuthStatus = {
   signed_in: boolean;
+  /** The first sign-in's account, file, mode and properties (as before several accounts). */
   account: string | null;
   credentials_file: string;
   file_mode: string | null;
-  properties: { site_url: string; permission_level: string; registered_site_id: number | null }[];
-  /** Active registered sites whose property the account cannot read (only when the service answered). */
+  properties: AccountStatus["properties"];
+  /** Every account on this machine: the sign-ins, then the service account. */
+  accounts: AccountStatus[];
+  /** Active registered sites no account here can read (only when the service answered). */
   unreadable_sites: { id: number; domain: string }[] | null;
 };
 
+const modeOf = (file: string) => {
+  try {
+    return (statSync(file).mode & 0o777).toString(8).padStart(4, "0");
+  } catch {
+    return null;
+  }
+};
+
 /**
- * `auth status`: who is signed in (the stored account) and which Search Console properties that
- * sign-in can read (sites.list with a freshly refreshed token), beside the service's registered sites
- * when the service is running. A missing, broken or revoked sign-in is a CliError saying what to do.
+ * `auth status`: every Google account on this machine (each sign-in, the service account) and which
+ * Search Console properties each can read (sites.list with a freshly refreshed token), beside the
+ * service's registered sites and bindings when the service is running. Nothing signed in, or an
+ * account whose sign-in no longer works, is a CliError saying what to do (after the list is printed).
  */
 export async function status(cfg: CliConfig, api: Api | null): Promise<AuthStatus> {
   const file = cfg.GSC_CREDENTIALS_FILE;
-  if (!existsSync(file)) throw new CliError(`Not signed in to Google (no ${file}). Sign in with: bun run cli auth login`);
-  let account: string | null;
-  try {
-    account = readAuthorizedUser(file).account ?? null;
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}. Sign in again with: bun run cli auth login`);
-  }
-  let token: string;
-  try {
-    token = await authorizedUserToken({ file, tokenUrl: cfg.GSC_TOKEN_URL }).token(AbortSignal.timeout(cfg.GSC_TIMEOUT_MS));
-  } catch (err) {
-    throw new CliError((err as Error).message);
-  }
-  const res = await fetch(`${cfg.GSC_API_BASE_URL.replace(/\/+$/, "")}/webmasters/v3/sites`, {
-    headers: { authorization: `Bearer ${token}` },
-    signal: AbortSignal.timeout(cfg.GSC_TIMEOUT_MS),
-  }).catch((err: Error) => {
-    throw new CliError(`cannot reach Search Console: ${err.message}`);
-  });
-  if (!res.ok) throw new CliError(`Search Console refused to list the properties (${res.status}): ${(await res.text()).slice(0, 300)}`);
-  const entries = ((await res.json()) as { siteEntry?: { siteUrl: string; permissionLevel: string }[] }).siteEntry ?? [];
+  const stored = listStoredSignIns(file);
+  if (stored.length === 0 && !cfg.GSC_SERVICE_ACCOUNT_FILE)
+    throw new CliError(`Not signed in to Google (no ${file}). Sign in with: bun run cli auth login`);
   let registered: { id: number; domain: string }[] | null = null;
+  let service: { email: string; sites: { id: number; domain: string; chosen: string }[] }[] | null = null;
   if (api) {
     try {
       registered = await api.all<{ id: number; domain: string }>("/api/v1/sites?limit=500&active_only=true");
+      service = await api.post("/api/v1/google/accounts/refresh");
     } catch {
       // The service is not running (or refuses us): the properties alone still answer the question.
     }
   }
-  const readable = new Set(entries.map((e) => e.siteUrl));
+  const entries: {
+    account: string | null;
+    kind: "user" | "service";
+    file: string;
+    project: string | null;
+    auth: () => TokenProvider | null;
+    error: string | null;
+  }[] = [
+    ...stored.map((s) => ({
+      account: s.account,
+      kind: "user" as const,
+      file: s.file,
+      project: s.creds ? projectOfClient(s.creds.client_id) : null,
+      auth: () => (s.creds ? authorizedUserToken({ file: s.file, tokenUrl: cfg.GSC_TOKEN_URL }) : null),
+      error: s.error ? `${s.error}. Sign in again with: bun run cli auth login` : null,
+    })),
+  ];
+  if (cfg.GSC_SERVICE_ACCOUNT_FILE) {
+    const keyFile = cfg.GSC_SERVICE_ACCOUNT_FILE;
+    let email: string | null = null;
+    let project: string | null = null;
+    let error: string | null = null;
+    try {
+      const key = readServiceAccountKey(keyFile);
+      email = key.client_email;
+      project = key.project_id ?? null;
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    entries.push({
+      account: email,
+      kind: "service",
+      file: keyFile,
+      project,
+      auth: () => serviceAccountToken({ keyFile, tokenUrl: cfg.GSC_TOKEN_URL, timeoutMs: cfg.GSC_TIMEOUT_MS }),
+      error,
+    });
+  }
+  const accounts: AccountStatus[] = [];
+  for (const e of entries) {
+    let properties: Property[] = [];
+    let error = e.error;
+    const auth = error ? null : e.auth();
+    if (auth) {
+      try {
+        properties = await fetchProperties(cfg.GSC_API_BASE_URL, auth, cfg.GSC_TIMEOUT_MS);
+      } catch (err) {
+        error = (err as Error).message;
+      }
+    }
+    const bound = service?.find((a) => e.account !== null && a.email.toLowerCase() === e.account.toLowerCase());
+    accounts.push({
+      account: e.account,
+      kind: e.kind,
+      credentials_file: e.file,
+      file_mode: modeOf(e.file),
+      project: e.project,
+      properties: properties.map((p) => ({ ...p, registered_site_id: registered?.find((r) => r.domain === p.site_url)?.id ?? null })),
+      bound_sites: service ? (bound?.sites ?? []) : null,
+      error,
+    });
+  }
+  const readable = new Set(accounts.flatMap((a) => a.properties.map((p) => p.site_url)));
+  const first = accounts.find((a) => a.credentials_file === file) ?? accounts[0]!;
   return {
-    signed_in: true,
-    account,
-    credentials_file: file,
-    file_mode: (statSync(file).mode & 0o777).toString(8).padStart(4, "0"),
-    properties: entries
-      .map((e) => ({
-        site_url: e.siteUrl,
-        permission_level: e.permissionLevel,
-        registered_site_id: registered?.find((s) => s.domain === e.siteUrl)?.id ?? null,
-      }))
-      .sort((a, b) => a.site_url.localeCompare(b.site_url)),
+    signed_in: accounts.some((a) => a.error === null),
+    account: first.account,
+    credentials_file: first.credentials_file,
+    file_mode: first.file_mode,
+    properties: first.properties,
+    accounts,
     unreadable_sites: registered ? registered.filter((s) => !readable.has(s.domain)).map((s) => ({ id: s.id, domain: s.domain })) : null,
   };
 }
 
-/** `auth logout`: forgets the stored sign-in (the grant itself stays until revoked at Google). Returns whether one was stored. */
-export function logout(cfg: CliConfig): boolean {
-  const had = existsSync(cfg.GSC_CREDENTIALS_FILE);
-  rmSync(cfg.GSC_CREDENTIALS_FILE, { force: true });
-  return had;
+/**
+ * `auth logout [account]`: forgets one account's sign-in on this machine (the grant itself stays until
+ * revoked at Google) and, when the service runs, removes the account there (its sites are unbound or
+ * bound to another account that sees them). Without an account: the only one; several need a name (or `all`).
+ */
+export async function logout(
+  cfg: CliConfig,
+  api: Api | null,
+  which: string | undefined,
+): Promise<{
+  removed: { account: string | null; credentials_file: string }[];
+  service: RemovedInService[] | null;
+  message: string | null;
+}> {
+  const stored = listStoredSignIns(cfg.GSC_CREDENTIALS_FILE);
+  if (stored.length === 0) return { removed: [], service: null, message: "Not signed in." };
+  let chosen: StoredSignIn[];
+  if (which === undefined || which === "all") {
+    if (which === undefined && stored.length > 1) {
+      throw new CliError(
+        `Several Google accounts are signed in (${stored.map((s) => s.account ?? s.file).join(", ")}): name the one to remove, or all`,
+        2,
+      );
+    }
+    chosen = stored;
+  } else {
+    chosen = stored.filter((s) => s.account?.toLowerCase() === which.toLowerCase() || s.file === which);
+    if (chosen.length === 0)
+      throw new CliError(`no sign-in of ${which} on this machine (signed in: ${stored.map((s) => s.account ?? s.file).join(", ")})`, 2);
+  }
+  let service: RemovedInService[] | null = null;
+  let warning: string | null = null;
+  if (api) {
+    try {
+      const listed = await api.get<{ id: number; email: string }[]>("/api/v1/google/accounts");
+      service = [];
+      for (const s of chosen) {
+        const row = listed.find((a) => s.account !== null && a.email.toLowerCase() === s.account.toLowerCase());
+        if (row)
+          service.push(await api.send("DELETE", `/api/v1/google/accounts/${row.id}`).then((r) => r.json() as Promise<RemovedInService>));
+      }
+    } catch (err) {
+      if (err instanceof ServiceError) {
+        warning = `the service did not remove the account (${err.message}); its sites stay bound to it until it is removed there (DELETE /api/v1/google/accounts/{id})`;
+      } else if (!(err instanceof ServiceDown)) throw err;
+      service = null;
+    }
+  }
+  for (const s of chosen) rmSync(s.file, { force: true });
+  return { removed: chosen.map((s) => ({ account: s.account, credentials_file: s.file })), service, message: warning };
 }
+
+export type RemovedInService = {
+  removed: { id: number; email: string };
+  unbound_sites: { id: number; domain: string; note: string | null }[];
+  rebound_sites: { id: number; domain: string; account_id: number }[];
+};

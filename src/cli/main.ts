@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { type ConfigError, loadCliConfig, type CliConfig } from "../config.ts";
 import type { SiteJson } from "../sites/schemas.ts";
+import type { ImportOutcome, VisibleProperty } from "../google/import.ts";
 import type { Job } from "../sync/schemas.ts";
 import { createApi, ServiceDown, ServiceError, type Api } from "./api.ts";
 import * as auth from "./auth.ts";
@@ -23,6 +24,8 @@ const syncMode = (v: string) => {
   if (v !== "skip" && v !== "overwrite") throw new InvalidArgumentError("expected skip or overwrite");
   return v;
 };
+
+type SiteAccount = { site_id: number; domain: string; account: string | null; chosen: string | null; note: string | null };
 
 type Globals = { url: string; apiKey?: string; apiKeyFile?: string; json: boolean };
 
@@ -81,19 +84,22 @@ export function buildProgram(cfg: CliConfig) {
   const authCmd = program.command("auth").description("sign in with Google so sync workers can read Search Console");
   authCmd
     .command("login")
-    .description("sign in with a Google account (OAuth installed-app flow with a loopback redirect and PKCE)")
+    .description(
+      "sign in with a Google account (OAuth installed-app flow with a loopback redirect and PKCE); another account is added beside the first",
+    )
     .option("--client-secret <file>", "OAuth client JSON downloaded from Google Cloud", cfg.GSC_CLIENT_SECRET_FILE)
-    .option("--credentials <file>", "where to store the sign-in (0600)", cfg.GSC_CREDENTIALS_FILE)
+    .option("--credentials <file>", "store the sign-in exactly here, replacing what is there (0600); default: a new account is added")
     .option("--port <port>", "loopback port for Google's redirect (0: any free one; fix it to forward it over SSH)", (v) => Number(v), 0)
     .option("--no-browser", "do not try to open a browser (print the URL; paste the redirected address back)")
     .option("--timeout <seconds>", "give up after this long", positiveInt("timeout"), 600)
-    .action(async (o: { clientSecret: string; credentials: string; port: number; browser: boolean; timeout: number }) => {
-      const { out } = ctx();
+    .action(async (o: { clientSecret: string; credentials?: string; port: number; browser: boolean; timeout: number }) => {
+      const { out, api } = ctx();
       if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) throw new CliError("--port must be 0..65535", 2);
       const r = await auth.login(
         {
           clientSecretFile: o.clientSecret,
-          credentialsFile: o.credentials,
+          credentialsFile: o.credentials ?? cfg.GSC_CREDENTIALS_FILE,
+          exactFile: o.credentials !== undefined,
           authUrl: cfg.GSC_AUTH_URL,
           tokenUrl: cfg.GSC_TOKEN_URL,
           port: o.port,
@@ -102,52 +108,80 @@ export function buildProgram(cfg: CliConfig) {
         },
         out,
       );
-      out.result({ signed_in: true, ...r }, (v) =>
+      // The running service registers the account and binds the sites it can see (it would at its next sync anyway).
+      let accounts: number | null = null;
+      try {
+        accounts = (await api.post<unknown[]>("/api/v1/google/accounts/refresh")).length;
+      } catch {
+        // Not running, or refuses this key: the sign-in is stored all the same.
+      }
+      out.result({ signed_in: true, ...r, accounts }, (v) =>
         out.line(
-          `Signed in${v.account ? ` as ${v.account}` : ""}. Stored in ${v.credentials_file} (readable only by you); sync workers use it from their next request.`,
+          `Signed in${v.account ? ` as ${v.account}` : ""}. Stored in ${v.credentials_file} (readable only by you); sync workers use it from their next request.${v.accounts === null ? "" : ` The service now has ${v.accounts} Google account${v.accounts === 1 ? "" : "s"}.`}`,
         ),
       );
     });
   authCmd
     .command("status")
-    .description("who is signed in, and which Search Console properties that account can read")
+    .description("every Google account on this machine, the Search Console properties each can read and the sites bound to it")
     .action(async () => {
       const { out, api } = ctx();
       const s = await auth.status(cfg, api);
       out.result(s, (v) => {
-        out.line(
-          `Signed in as ${v.account ?? "(account unknown: signed in before e-mail was asked)"}; credentials ${v.credentials_file} (mode ${v.file_mode})`,
-        );
-        if (v.file_mode !== "0600")
-          out.err(`warning: ${v.credentials_file} should be readable only by its owner: chmod 600 ${v.credentials_file}`);
-        out.line(`Readable Search Console properties: ${v.properties.length}`);
-        if (v.properties.length > 0) {
+        for (const a of v.accounts) {
+          const who = a.account ?? "(account unknown: signed in before e-mail was asked)";
           out.line(
-            table(
-              ["PROPERTY", "PERMISSION", "SITE ID"],
-              v.properties.map((p) => [p.site_url, p.permission_level, p.registered_site_id]),
-              80,
-            ),
+            `${a.kind === "service" ? "Service account" : "Signed in as"} ${who}; ${a.kind === "service" ? "key" : "credentials"} ${a.credentials_file} (mode ${a.file_mode ?? "?"})${a.project ? `; project ${a.project}` : ""}`,
           );
+          if (a.file_mode !== null && a.file_mode !== "0600")
+            out.err(`warning: ${a.credentials_file} should be readable only by its owner: chmod 600 ${a.credentials_file}`);
+          if (a.error) {
+            out.line(`  cannot list its properties: ${a.error}`);
+            continue;
+          }
+          out.line(`  Readable Search Console properties: ${a.properties.length}`);
+          if (a.properties.length > 0) {
+            const bound = new Set((a.bound_sites ?? []).map((b) => b.id));
+            out.line(
+              table(
+                ["PROPERTY", "PERMISSION", "SITE ID", "SYNCED WITH IT"],
+                a.properties.map((p) => [
+                  p.site_url,
+                  p.permission_level,
+                  p.registered_site_id,
+                  p.registered_site_id === null || a.bound_sites === null ? "" : bound.has(p.registered_site_id) ? "yes" : "no",
+                ]),
+                80,
+              ),
+            );
+          }
         }
         if (v.unreadable_sites && v.unreadable_sites.length > 0) {
           out.line(
-            `Registered sites this account cannot read (their syncs will fail): ${v.unreadable_sites.map((s) => `${s.id} ${s.domain}`).join(", ")}`,
+            `Registered sites no account here can read (their syncs will fail): ${v.unreadable_sites.map((s) => `${s.id} ${s.domain}`).join(", ")}`,
           );
         }
       });
+      const failed = s.accounts.filter((a) => a.error !== null);
+      if (failed.length > 0) throw new CliError(failed.map((a) => `${a.account ?? a.credentials_file}: ${a.error}`).join("\n"));
     });
   authCmd
-    .command("logout")
-    .description("forget the stored sign-in on this machine")
-    .action(() => {
-      const { out } = ctx();
-      const had = auth.logout(cfg);
-      out.result({ signed_out: had, credentials_file: cfg.GSC_CREDENTIALS_FILE }, () =>
-        out.line(
-          had ? `Removed ${cfg.GSC_CREDENTIALS_FILE}. To revoke the grant too: https://myaccount.google.com/permissions` : "Not signed in.",
-        ),
-      );
+    .command("logout [account]")
+    .alias("remove")
+    .description("remove a Google account (its e-mail; `all` for every one): its sign-in on this machine, and in the running service")
+    .action(async (which: string | undefined) => {
+      const { out, api } = ctx();
+      const r = await auth.logout(cfg, api, which);
+      out.result(r, (v) => {
+        if (v.removed.length === 0) return out.line(v.message ?? "Not signed in.");
+        for (const x of v.removed) out.line(`Removed ${x.account ?? "the sign-in"} (${x.credentials_file}).`);
+        for (const x of v.service ?? []) {
+          for (const u of x.unbound_sites) out.line(`Site ${u.id} ${u.domain} has no Google account now: ${u.note}`);
+          for (const b of x.rebound_sites) out.line(`Site ${b.id} ${b.domain} now syncs with account ${b.account_id}.`);
+        }
+        if (v.message) out.err(`warning: ${v.message}`);
+        out.line("To revoke the grant too: https://myaccount.google.com/permissions");
+      });
     });
 
   // --- sites ---
@@ -182,6 +216,70 @@ export function buildProgram(cfg: CliConfig) {
         is_active: !o.inactive,
       });
       out.result(site, (s) => out.line(`Added site ${s.id}: ${s.domain} (${s.name})`));
+    });
+  sites
+    .command("properties")
+    .description("the Search Console properties the Google accounts can see (asked again), and whether each is a site yet")
+    .action(async () => {
+      const { out, api } = ctx();
+      const list = await api.get<VisibleProperty[]>("/api/v1/google/properties?refresh=true");
+      out.result(list, (l) =>
+        out.line(
+          l.length === 0
+            ? "No properties: no Google account here sees any (bun run cli auth status)"
+            : table(
+                ["PROPERTY", "PERMISSION", "ACCOUNT", "SITE ID"],
+                l.map((p) => [p.site_url, p.permission_level, p.account, p.site_id ?? "-"]),
+                80,
+              ),
+        ),
+      );
+    });
+  sites
+    .command("import [property...]")
+    .description(
+      "add the properties the Google accounts can see as sites (all, or those named), each backfilled 16 months newest day first",
+    )
+    .option("--no-backfill", "add the sites without queueing their backfill")
+    .action(async (props: string[], o: { backfill: boolean }) => {
+      const { out, api } = ctx();
+      const r = await api.post<ImportOutcome[]>("/api/v1/sites/import", {
+        ...(props.length > 0 ? { site_urls: props } : {}),
+        backfill: o.backfill,
+      });
+      out.result(r, (l) => {
+        if (l.length === 0) return out.line("Nothing to import: no Google account here sees a property (bun run cli auth status)");
+        out.line(
+          table(
+            ["PROPERTY", "STATUS", "SITE ID", "ACCOUNT", "JOB", "MESSAGE"],
+            l.map((x) => [x.site_url, x.status, x.site_id ?? "-", x.account ?? "-", x.job_id ?? "-", x.message]),
+            120,
+          ),
+        );
+      });
+      if (r.some((x) => x.status === "not_visible" || x.status === "invalid"))
+        throw new CliError("some properties were not added (see above)");
+    });
+  sites
+    .command("account <site> [account]")
+    .description("the Google account a site syncs with; given an account (e-mail or id), bind the site to it")
+    .action(async (ref: string, account: string | undefined) => {
+      const { out, api } = ctx();
+      const site = await resolveSite(api, ref);
+      const path = `/api/v1/sites/${site.id}/google-account`;
+      const b =
+        account === undefined
+          ? await api.get<SiteAccount>(path)
+          : await api
+              .send("PUT", path, { account: /^\d+$/.test(account) ? Number(account) : account })
+              .then((res) => res.json() as Promise<SiteAccount>);
+      out.result(b, (v) =>
+        out.line(
+          v.account
+            ? `Site ${v.site_id} ${v.domain} syncs with ${v.account} (chosen ${v.chosen === "manual" ? "by hand" : "automatically"})`
+            : `Site ${v.site_id} ${v.domain} has no Google account${v.note ? `: ${v.note}` : " yet (bound at its next sync to an account that sees it)"}`,
+        ),
+      );
     });
   sites
     .command("show <site>")

@@ -8,6 +8,7 @@ export type {
   ApiKey,
   AuditRow,
   GscRow,
+  GoogleAccount,
   GscSyncedDay,
   HourlyRow,
   NewSyncTask,

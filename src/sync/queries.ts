@@ -5,7 +5,7 @@ import { sites, syncTasks } from "../db/sqlite/schema.ts";
 import type { TaskStatus } from "../db/model.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import { siteNotFound } from "../sites/queries.ts";
-import { daysBetween } from "./dates.ts";
+import { addDays, daysBetween, newestDataDay, RETENTION_DAYS } from "./dates.ts";
 import type { SyncMode } from "./handlers/days.ts";
 import { resolveRange } from "./schemas.ts";
 
@@ -135,6 +135,26 @@ export async function queueDailySync(db: Db, input: { siteId: number; days: numb
     maxAttempts: input.maxAttempts,
   });
   return { id: task.id, ...range };
+}
+
+/**
+ * Queues the backfill of a site just added: a daily_sync of every day Search Console still keeps (about
+ * 16 months, up to today minus 2), newest day first, skipping days already stored, so a backfill that
+ * stopped (crash, cancel, failure) resumes where it was when queued again. Same refusals as createTask.
+ */
+export async function queueBackfill(db: Db, input: { siteId: number; maxAttempts: number }, now = new Date()) {
+  const end = newestDataDay(now);
+  const start = addDays(end, -RETENTION_DAYS);
+  const task = await createTask(db, {
+    siteId: input.siteId,
+    taskType: "daily_sync",
+    startDate: start,
+    endDate: end,
+    params: { sync_mode: "skip", order: "newest_first" },
+    runAt: now,
+    maxAttempts: input.maxAttempts,
+  });
+  return { id: task.id, start, end };
 }
 
 function taskConflict(input: NewTaskInput, existing: { id: number; status: TaskStatus } | undefined) {

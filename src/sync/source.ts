@@ -1,11 +1,13 @@
 import { existsSync } from "node:fs";
 import type { Config } from "../config.ts";
+import type { Db } from "../db/index.ts";
 import type { GscRow, HourlyRow } from "../db/model.ts";
+import { createGoogleAccounts } from "../google/accounts.ts";
 import { demoSource } from "./demo.ts";
 import { serviceAccountToken, staticToken, type TokenProvider } from "./gsc/auth.ts";
-import { authorizedUserToken } from "./gsc/user-auth.ts";
+import { authorizedUserToken, listStoredSignIns } from "./gsc/user-auth.ts";
 import { gscSource } from "./gsc/client.ts";
-import { createRateLimiter } from "./gsc/limiter.ts";
+import { createRateLimiter, type RateLimiter } from "./gsc/limiter.ts";
 
 /** The search types a daily sync fetches, each stored with its rows. */
 export const searchTypes = ["web", "image", "video", "news"] as const;
@@ -53,17 +55,38 @@ export function tokenProviderFromConfig(c: Config): TokenProvider {
  */
 export function usesSearchConsole(c: Config): boolean {
   if (c.SYNC_SOURCE === "demo") return false;
-  return c.SYNC_SOURCE === "gsc" || !!c.GSC_ACCESS_TOKEN || !!c.GSC_SERVICE_ACCOUNT_FILE || existsSync(c.GSC_CREDENTIALS_FILE);
+  return c.SYNC_SOURCE === "gsc" || !!c.GSC_ACCESS_TOKEN || !!c.GSC_SERVICE_ACCOUNT_FILE || hasSignIn(c.GSC_CREDENTIALS_FILE);
 }
 
-/** Builds the source the configuration selects. */
-export function sourceFromConfig(c: Config): SearchAnalyticsSource {
+/** Whether a Google sign-in is stored on this machine (the first one, or an added account's). */
+function hasSignIn(credentialsFile: string): boolean {
+  return existsSync(credentialsFile) || listStoredSignIns(credentialsFile).length > 0;
+}
+
+/**
+ * Builds the source the configuration selects. Given the database, each property is read with its
+ * site's Google account (src/google/accounts.ts), and each Google project's requests share one limiter.
+ */
+export function sourceFromConfig(c: Config, db?: Db): SearchAnalyticsSource {
   const demo = demoSource(c.DEMO_ROWS_PER_DAY, c.GSC_ROW_LIMIT);
   if (c.SYNC_SOURCE === "demo") return demo;
+  const limiters = new Map<string, RateLimiter>();
+  const limiterOf = (project: string) => {
+    let l = limiters.get(project);
+    if (!l) limiters.set(project, (l = createRateLimiter({ limit: workerQuota(c) })));
+    return l;
+  };
+  const accounts = db ? createGoogleAccounts(db, c) : null;
   const gsc = gscSource({
     baseUrl: c.GSC_API_BASE_URL,
     auth: tokenProviderFromConfig(c),
-    limiter: createRateLimiter({ limit: workerQuota(c) }),
+    limiter: limiterOf("default"),
+    route: accounts
+      ? async (siteUrl) => {
+          const cr = await accounts.credentialsFor(siteUrl);
+          return { auth: cr.auth, limiter: limiterOf(cr.project) };
+        }
+      : undefined,
     rowLimit: c.GSC_ROW_LIMIT,
     maxRetries: c.GSC_MAX_RETRIES,
     retryBaseMs: c.GSC_RETRY_BASE_MS,
@@ -78,7 +101,7 @@ export function sourceFromConfig(c: Config): SearchAnalyticsSource {
  * at every request, so the first `auth login` takes effect without restarting the service), demo until then.
  */
 function signInOrDemo(file: string, gsc: SearchAnalyticsSource, demo: SearchAnalyticsSource): SearchAnalyticsSource {
-  const pick = () => (existsSync(file) ? gsc : demo);
+  const pick = () => (hasSignIn(file) ? gsc : demo);
   return {
     get name() {
       return pick().name;

@@ -25,7 +25,7 @@ instrumentDb(db);
 answerPings(db);
 if (config.supervised) serveMetricsOverIpc();
 
-const source = sourceFromConfig(config);
+const source = sourceFromConfig(config, db);
 const worker = startWorker({
   db,
   source,

@@ -19,6 +19,9 @@ export type LoggedRequest = {
   dimensions: string[];
   dataState?: string;
   status: number;
+  /** The bearer token the request carried, and the account the fake issued it to (null: a fixed test token). */
+  token: string;
+  account: string | null;
 };
 
 /** A canned answer for the next matching request (tests inject 429s, 5xx, 401/403 this way). */
@@ -68,6 +71,11 @@ export type FakeGscOptions = {
   tokens?: string[];
   /** expires_in of the access tokens the token endpoint issues (seconds). */
   tokenExpiresIn?: number;
+  /**
+   * Answer 403 when the account behind a token does not see the property (as Google does); off by
+   * default, where any accepted token reads any property.
+   */
+  checkAccess?: boolean;
 };
 
 /** A user's sign-in as the fake's consent page grants it. */
@@ -149,7 +157,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
   let account: FakeAccount = { email: "owner@example.com", properties: [] };
   let injected: Injected[] = [];
   let tokenInjected: Omit<Injected, "match">[] = [];
-  let serviceAccount: { email: string; publicKey: import("node:crypto").KeyObject } | null = null;
+  let serviceAccount: { email: string; publicKey: import("node:crypto").KeyObject; properties: FakeAccount["properties"] } | null = null;
+  let checkAccess = opts.checkAccess ?? false;
   let delayMs = opts.delayMs ?? 0;
   let issued = 0;
   const forbidden = new Set<string>();
@@ -187,6 +196,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     if (!(claims.iat <= now + 5 && claims.exp > now && claims.exp - claims.iat <= 3600)) return fail("invalid_grant", "bad iat/exp");
     const t = `sa-token-${++issued}`;
     accepted.add(t);
+    accessTokens.set(t, serviceAccount);
     tokenRequests.push({ at: Date.now(), ok: true, claims });
     return Response.json({ access_token: t, expires_in: 3599, token_type: "Bearer" });
   }
@@ -261,7 +271,10 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
 
   async function query(req: Request, site: string) {
     const body = (await req.json()) as Record<string, any>;
+    const bearer = (req.headers.get("authorization") ?? "").replace(/^Bearer /, "");
     const entry: LoggedRequest = {
+      token: bearer,
+      account: accessTokens.get(bearer)?.email ?? null,
       at: Date.now(),
       site,
       startDate: body.startDate,
@@ -287,7 +300,9 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       entry.status = 401;
       return googleError(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.");
     }
-    if (forbidden.has(site)) {
+    const who = accessTokens.get(auth.slice(7));
+    const sees = who?.properties.some((p) => p.siteUrl === site && p.permissionLevel !== "siteUnverifiedUser");
+    if (forbidden.has(site) || (checkAccess && who && !sees)) {
       entry.status = 403;
       return googleError(403, "PERMISSION_DENIED", `User does not have sufficient permission for site '${site}'.`);
     }
@@ -350,9 +365,13 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     forbid(site: string) {
       forbidden.add(site);
     },
-    /** Accepts JWT assertions signed by this key for this account. */
-    trustServiceAccount(sa: { email: string; publicKey: import("node:crypto").KeyObject }) {
-      serviceAccount = sa;
+    /** Accepts JWT assertions signed by this key for this account (which sees `properties` in sites.list). */
+    trustServiceAccount(sa: { email: string; publicKey: import("node:crypto").KeyObject; properties?: FakeAccount["properties"] }) {
+      serviceAccount = { ...sa, properties: sa.properties ?? [] };
+    },
+    /** Whether a token's account must see a property to read it (403 otherwise, as Google answers). */
+    setCheckAccess(on: boolean) {
+      checkAccess = on;
     },
     /** Registers an OAuth client (as created in Google Cloud); returns its client_secret.json content. */
     registerOAuthClient(clientId = "test-client.apps.googleusercontent.com", secret = "test-secret") {

@@ -501,3 +501,34 @@ export const gscCorrections = pgTable(
   },
   (t) => [index("gsc_corrections_site_day_idx").on(t.site_id, t.day)],
 );
+
+// Google accounts syncs read Search Console with (issue 20): see the SQLite schema.
+export const googleAccounts = pgTable(
+  "google_accounts",
+  {
+    id: id(),
+    email: text("email").notNull(),
+    kind: text("kind", { enum: ["user", "service"] }).notNull(),
+    project: text("project"),
+    properties: jsonb("properties").$type<{ site_url: string; permission_level: string }[]>().notNull().default([]),
+    properties_checked_at: text("properties_checked_at"),
+    error: text("error"),
+    created_at: text("created_at").notNull().default(now),
+    updated_at: text("updated_at").notNull().default(now),
+  },
+  (t) => [
+    uniqueIndex("google_accounts_email_unique").on(t.email),
+    check("google_accounts_kind_check", sql`${t.kind} in ('user','service')`),
+  ],
+);
+
+// Which account a site's syncs use (see the SQLite schema).
+export const siteGoogleAccounts = pgTable("site_google_accounts", {
+  site_id: integer("site_id")
+    .primaryKey()
+    .references(() => sites.id, { onDelete: "cascade" }),
+  account_id: integer("account_id").references(() => googleAccounts.id, { onDelete: "set null" }),
+  chosen: text("chosen", { enum: ["auto", "manual"] }).notNull(),
+  note: text("note"),
+  updated_at: text("updated_at").notNull().default(now),
+});

@@ -508,3 +508,39 @@ export const gscCorrections = sqliteTable(
   },
   (t) => [index("gsc_corrections_site_day_idx").on(t.site_id, t.day)],
 );
+
+// Google accounts syncs read Search Console with (issue 20): each signed-in user (its refresh token stays in
+// its authorized-user file, 0600, never here) and the service account. `project`: the Google Cloud project
+// whose quota its requests count against. `properties`: what sites.list last answered, `{site_url, permission_level}`.
+export const googleAccounts = sqliteTable(
+  "google_accounts",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    email: text("email").notNull(),
+    kind: text("kind", { enum: ["user", "service"] }).notNull(),
+    project: text("project"),
+    properties: text("properties", { mode: "json" }).$type<{ site_url: string; permission_level: string }[]>().notNull().default([]),
+    properties_checked_at: text("properties_checked_at"),
+    error: text("error"),
+    created_at: text("created_at").notNull().default(now),
+    updated_at: text("updated_at").notNull().default(now),
+  },
+  (t) => [
+    uniqueIndex("google_accounts_email_unique").on(t.email),
+    check("google_accounts_kind_check", sql`${t.kind} in ('user','service')`),
+  ],
+);
+
+// Which account a site's syncs use: chosen `auto` (from the accounts' property lists) or `manual`
+// (API/CLI). `account_id` null with a `note`: unbound, and why (its account was removed).
+export const siteGoogleAccounts = sqliteTable("site_google_accounts", {
+  site_id: integer("site_id")
+    .primaryKey()
+    .references(() => sites.id, { onDelete: "cascade" }),
+  account_id: integer("account_id").references(() => googleAccounts.id, { onDelete: "set null" }),
+  chosen: text("chosen", { enum: ["auto", "manual"] }).notNull(),
+  note: text("note"),
+  updated_at: text("updated_at").notNull().default(now),
+});
+
+export type GoogleAccount = typeof googleAccounts.$inferSelect;

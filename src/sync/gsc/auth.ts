@@ -26,6 +26,7 @@ const KeyFileSchema = z.object({
   client_email: z.string().min(1),
   private_key: z.string().min(1),
   private_key_id: z.string().optional(),
+  project_id: z.string().optional(),
   token_uri: z.url().optional(),
 });
 export type ServiceAccountKey = z.infer<typeof KeyFileSchema>;

@@ -20,6 +20,11 @@ export type GscClientOptions = {
   timeoutMs: number;
   /** Longest Retry-After honoured as is. */
   maxRetryAfterMs?: number;
+  /**
+   * The token and limiter for one property (several Google accounts: each site's account, each Google
+   * project's quota); unset, `auth` and `limiter` serve every property.
+   */
+  route?: (siteUrl: string) => Promise<{ auth: TokenProvider; limiter: RateLimiter }>;
 };
 
 /** The searchAnalytics.query request body. */
@@ -102,11 +107,12 @@ export function createGscClient(opts: GscClientOptions) {
   /** One searchAnalytics.query call (one page), retried as needed. */
   async function query(siteUrl: string, body: SearchAnalyticsQuery, signal: AbortSignal): Promise<ApiRow[]> {
     const url = `${opts.baseUrl.replace(/\/+$/, "")}/webmasters/v3/sites/${encodeURIComponent(siteUrl)}/searchAnalytics/query`;
+    const { auth, limiter } = opts.route ? await opts.route(siteUrl) : opts;
     let refreshed = false;
     let last = "";
     for (let attempt = 0; ; attempt++) {
-      await opts.limiter.acquire(signal);
-      const token = await opts.auth.token(signal);
+      await limiter.acquire(signal);
+      const token = await auth.token(signal);
       let res: Response;
       try {
         res = await fetch(url, {
@@ -140,7 +146,7 @@ export function createGscClient(opts: GscClientOptions) {
         }
       }
       const why = `${res.status} ${googleMessage(text)}`;
-      if (res.status === 401 && !refreshed && opts.auth.invalidate()) {
+      if (res.status === 401 && !refreshed && auth.invalidate()) {
         // An expired service-account token: get a new one once, then believe the server.
         refreshed = true;
         attempt--;

@@ -1,6 +1,18 @@
 import { registerSecret } from "../../redact.ts";
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
+import { dirname, join } from "node:path";
 import { OAuth2Client } from "google-auth-library";
 import { z } from "zod";
 import { PermanentError } from "../errors.ts";
@@ -181,4 +193,63 @@ export function authorizedUserToken(opts: { file: string; tokenUrl?: string }): 
       return true;
     },
   };
+}
+
+/** The folder of the sign-ins added after the first: `google-accounts/` beside GSC_CREDENTIALS_FILE. */
+export function accountsDirOf(credentialsFile: string): string {
+  return join(dirname(credentialsFile), "google-accounts");
+}
+
+/** The file of one added account's sign-in: `<accounts dir>/<e-mail>.json` (other characters as `_`). */
+export function accountFileOf(credentialsFile: string, email: string): string {
+  return join(accountsDirOf(credentialsFile), `${email.toLowerCase().replace(/[^a-z0-9@._+-]/g, "_")}.json`);
+}
+
+/** One stored sign-in on this machine: its file and the account it names (null: signed in before e-mail was asked). */
+export type StoredSignIn = { file: string; account: string | null; creds: AuthorizedUser | null; error: string | null };
+
+/**
+ * Every sign-in stored on this machine: GSC_CREDENTIALS_FILE (the first account, as before several
+ * accounts existed) and each file of the accounts folder. A file that cannot be read is listed with why.
+ */
+export function listStoredSignIns(credentialsFile: string): StoredSignIn[] {
+  const files: string[] = [];
+  if (existsSync(credentialsFile)) files.push(credentialsFile);
+  const dir = accountsDirOf(credentialsFile);
+  try {
+    for (const f of readdirSync(dir).sort()) if (f.endsWith(".json")) files.push(join(dir, f));
+  } catch {
+    // No accounts folder: only the first sign-in (if any).
+  }
+  return files.map((file) => {
+    try {
+      const creds = readAuthorizedUser(file);
+      return { file, account: creds.account ?? null, creds, error: null };
+    } catch (err) {
+      return { file, account: null, creds: null, error: (err as Error).message };
+    }
+  });
+}
+
+/**
+ * Where a new sign-in of `email` is stored so that it adds an account: GSC_CREDENTIALS_FILE when no
+ * sign-in is there yet or it is the same account's (signing in again renews it), else the account's
+ * own file in the accounts folder.
+ */
+export function signInFileFor(credentialsFile: string, email: string | null): string {
+  if (!existsSync(credentialsFile) || email === null) return credentialsFile;
+  let first: string | null = null;
+  try {
+    first = readAuthorizedUser(credentialsFile).account ?? null;
+  } catch {
+    // An unreadable first file: replaced by this sign-in.
+    return credentialsFile;
+  }
+  return first !== null && first.toLowerCase() === email.toLowerCase() ? credentialsFile : accountFileOf(credentialsFile, email);
+}
+
+/** The Google Cloud project an OAuth client belongs to: the project number its client id starts with, else the id. */
+export function projectOfClient(clientId: string): string {
+  const m = /^(\d+)-/.exec(clientId);
+  return m ? m[1]! : clientId;
 }

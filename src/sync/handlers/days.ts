@@ -9,14 +9,17 @@ import type { Progress, TaskContext } from "./index.ts";
 export const syncModes = ["skip", "overwrite"] as const;
 export type SyncMode = (typeof syncModes)[number];
 
-const ParamsSchema = z.object({ sync_mode: z.enum(syncModes).default("skip") });
+/** Which end of the range a task starts from (a backfill: newest first, so recent data arrives first). */
+export const dayOrders = ["oldest_first", "newest_first"] as const;
+
+const ParamsSchema = z.object({ sync_mode: z.enum(syncModes).default("skip"), order: z.enum(dayOrders).default("oldest_first") });
 
 /** What one day's work reports: whether it was skipped, and how many rows it stored (or found stored). */
 export type DayOutcome = { skipped: boolean; records: number };
 
 /**
  * Runs a task that works day by day over its range: checks its params and site, calls `perDay` for
- * each day oldest first and records progress after every day. A day that fails is counted and the
+ * each day (oldest first, or newest first with `order: newest_first`) and records progress after every day. A day that fails is counted and the
  * others go on; the task then fails (and is retried) with the last error. Cancels, lost leases,
  * shutdown and PermanentErrors stop it at once.
  */
@@ -34,7 +37,8 @@ export async function runDays(
   const days = dayRange(task.start_date, task.end_date);
   const p: Progress = { done: 0, synced: 0, failed: 0, skipped: 0, records: 0 };
   let lastError: unknown = null;
-  for (const day of days) {
+  // `days` stays oldest first for perDay (it reads its markers over days[0]..days[n-1]).
+  for (const day of params.data.order === "newest_first" ? [...days].reverse() : days) {
     ctx.signal.throwIfAborted();
     try {
       const out = await perDay({ site, mode: params.data.sync_mode, day, days });

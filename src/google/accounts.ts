@@ -1,0 +1,212 @@
+import type { Config } from "../config.ts";
+import type { Db } from "../db/index.ts";
+import type { GoogleAccount } from "../db/model.ts";
+import { log } from "../log.ts";
+import { PermanentError } from "../sync/errors.ts";
+import { readServiceAccountKey, serviceAccountToken, staticToken, type TokenProvider } from "../sync/gsc/auth.ts";
+import { GscError } from "../sync/gsc/client.ts";
+import { accountFileOf, authorizedUserToken, listStoredSignIns, projectOfClient, type StoredSignIn } from "../sync/gsc/user-auth.ts";
+import {
+  autoBindSites,
+  findGoogleAccount,
+  findSiteBindingByDomain,
+  listGoogleAccounts,
+  recordAccountProperties,
+  upsertGoogleAccount,
+  type Property,
+} from "./queries.ts";
+
+// Several Google accounts (issue 20): every sign-in stored on this machine (GSC_CREDENTIALS_FILE and the
+// google-accounts/ folder beside it) and the service account (GSC_SERVICE_ACCOUNT_FILE) are accounts,
+// registered in the database by e-mail. Refresh tokens stay in their files (0600); the database keeps each
+// account's property list (sites.list) and which account each site's syncs use.
+
+export type GoogleAccountsConfig = Pick<
+  Config,
+  "GSC_ACCESS_TOKEN" | "GSC_SERVICE_ACCOUNT_FILE" | "GSC_CREDENTIALS_FILE" | "GSC_API_BASE_URL" | "GSC_TOKEN_URL" | "GSC_TIMEOUT_MS"
+>;
+
+/** What a Search Console request for one property is sent with: a token, and the project whose quota it counts against. */
+export type SiteCredentials = { auth: TokenProvider; project: string; account: string | null };
+
+/** An account as the API shows it. */
+export type AccountView = GoogleAccount & { on_this_machine: boolean; sites: { id: number; domain: string; chosen: string }[] };
+
+/** How long a property list is trusted before an unbound site makes the accounts be asked again. */
+const RELIST_AFTER_MS = 60_000;
+
+/** Answers sites.list for one token: the properties it can see, sorted by URL. */
+export async function fetchProperties(baseUrl: string, auth: TokenProvider, timeoutMs: number): Promise<Property[]> {
+  for (let attempt = 0; ; attempt++) {
+    const token = await auth.token(AbortSignal.timeout(timeoutMs));
+    let res: Response;
+    try {
+      res = await fetch(`${baseUrl.replace(/\/+$/, "")}/webmasters/v3/sites`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      throw new GscError(`cannot reach Search Console to list properties: ${(err as Error).message}`);
+    }
+    const text = await res.text();
+    if (res.status === 401 && attempt === 0 && auth.invalidate()) continue;
+    if (!res.ok) {
+      const msg = `Search Console refused to list the properties (${res.status}): ${text.slice(0, 300)}`;
+      throw res.status >= 500 || res.status === 429 ? new GscError(msg) : new PermanentError(msg);
+    }
+    let entries: { siteUrl?: string; permissionLevel?: string }[] = [];
+    try {
+      entries = (JSON.parse(text) as { siteEntry?: typeof entries }).siteEntry ?? [];
+    } catch {
+      throw new GscError(`Search Console answered sites.list with a body that is not JSON: ${text.slice(0, 100)}`);
+    }
+    return entries
+      .filter((e) => typeof e.siteUrl === "string")
+      .map((e) => ({ site_url: e.siteUrl!, permission_level: e.permissionLevel ?? "siteUnverifiedUser" }))
+      .sort((a, b) => a.site_url.localeCompare(b.site_url));
+  }
+}
+
+/** The accounts of one process: registration from this machine's files, tokens per account, property lists, binding. */
+export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
+  const userTokens = new Map<string, TokenProvider>();
+  let serviceTokens: TokenProvider | null = null;
+  let fixed: TokenProvider | null = null;
+  let lastListed = 0;
+  let listing: Promise<unknown> | null = null;
+
+  /** This machine's sign-ins by e-mail (lower case). */
+  function localSignIns(): Map<string, StoredSignIn> {
+    const byEmail = new Map<string, StoredSignIn>();
+    for (const s of listStoredSignIns(c.GSC_CREDENTIALS_FILE)) {
+      if (s.account && !byEmail.has(s.account.toLowerCase())) byEmail.set(s.account.toLowerCase(), s);
+    }
+    return byEmail;
+  }
+
+  function serviceAccount(): { email: string; project: string } | null {
+    if (!c.GSC_SERVICE_ACCOUNT_FILE) return null;
+    const key = readServiceAccountKey(c.GSC_SERVICE_ACCOUNT_FILE);
+    const project = key.project_id ?? /@([^.]+)\.iam\.gserviceaccount\.com$/.exec(key.client_email)?.[1] ?? key.client_email;
+    return { email: key.client_email, project };
+  }
+
+  function userToken(file: string): TokenProvider {
+    let p = userTokens.get(file);
+    if (!p) userTokens.set(file, (p = authorizedUserToken({ file, tokenUrl: c.GSC_TOKEN_URL })));
+    return p;
+  }
+
+  function serviceToken(): TokenProvider {
+    serviceTokens ??= serviceAccountToken({ keyFile: c.GSC_SERVICE_ACCOUNT_FILE!, tokenUrl: c.GSC_TOKEN_URL, timeoutMs: c.GSC_TIMEOUT_MS });
+    return serviceTokens;
+  }
+
+  /** The token of one registered account; a user account whose sign-in is not on this machine fails saying so. */
+  function tokenOf(account: GoogleAccount): TokenProvider {
+    if (account.kind === "service") {
+      if (serviceAccount()?.email !== account.email)
+        throw new PermanentError(
+          `the service account ${account.email} is not configured on this machine (GSC_SERVICE_ACCOUNT_FILE names ${c.GSC_SERVICE_ACCOUNT_FILE ? "another" : "none"})`,
+        );
+      return serviceToken();
+    }
+    const local = localSignIns().get(account.email.toLowerCase());
+    if (!local)
+      throw new PermanentError(
+        `the sign-in of ${account.email} is not stored on this machine (expected ${accountFileOf(c.GSC_CREDENTIALS_FILE, account.email)}): sign in here with bun run cli auth login, or remove the account`,
+      );
+    return userToken(local.file);
+  }
+
+  /** What a site no account is bound to is read with: the service account if configured, else the first sign-in (as before accounts). */
+  function defaultCredentials(): SiteCredentials {
+    const sa = c.GSC_SERVICE_ACCOUNT_FILE ? serviceAccount() : null;
+    if (sa) return { auth: serviceToken(), project: sa.project, account: sa.email };
+    const first = listStoredSignIns(c.GSC_CREDENTIALS_FILE).find((s) => s.file === c.GSC_CREDENTIALS_FILE);
+    return {
+      auth: userToken(c.GSC_CREDENTIALS_FILE),
+      project: first?.creds ? projectOfClient(first.creds.client_id) : "default",
+      account: first?.account ?? null,
+    };
+  }
+
+  /** Registers this machine's sign-ins and the configured service account; returns every registered account. */
+  async function register(): Promise<GoogleAccount[]> {
+    for (const s of localSignIns().values()) {
+      await upsertGoogleAccount(db, { email: s.account!, kind: "user", project: projectOfClient(s.creds!.client_id) });
+    }
+    try {
+      const sa = serviceAccount();
+      if (sa) await upsertGoogleAccount(db, { email: sa.email, kind: "service", project: sa.project });
+    } catch (err) {
+      log("warn", "service account not registered", { error: (err as Error).message });
+    }
+    return listGoogleAccounts(db);
+  }
+
+  /**
+   * Registers the accounts, asks Search Console which properties each can see (sites.list; one account
+   * with `accountId`), records the lists (or why they could not be had) and binds the sites without an
+   * account to one that sees them. Accounts whose sign-in is on another machine keep their last list.
+   */
+  async function refresh(accountId?: number): Promise<{ accounts: GoogleAccount[]; bound: Awaited<ReturnType<typeof autoBindSites>> }> {
+    const all = await register();
+    const local = localSignIns();
+    for (const a of accountId === undefined ? all : all.filter((x) => x.id === accountId)) {
+      if (a.kind === "user" && !local.has(a.email.toLowerCase())) continue;
+      try {
+        await recordAccountProperties(db, a.id, { properties: await fetchProperties(c.GSC_API_BASE_URL, tokenOf(a), c.GSC_TIMEOUT_MS) });
+      } catch (err) {
+        await recordAccountProperties(db, a.id, { error: (err as Error).message });
+      }
+    }
+    lastListed = Date.now();
+    const bound = await autoBindSites(db);
+    return { accounts: await listGoogleAccounts(db), bound };
+  }
+
+  /** refresh(), at most once per RELIST_AFTER_MS in this process, concurrent callers sharing one. */
+  async function refreshIfStale(): Promise<void> {
+    if (Date.now() - lastListed < RELIST_AFTER_MS) return;
+    listing ??= refresh().finally(() => (listing = null));
+    await listing;
+  }
+
+  /**
+   * The token and quota project for requests about one property (a site's domain): GSC_ACCESS_TOKEN when
+   * set; else the site's account, binding it first when it has none (property lists asked again when
+   * stale); a site unbound because its account was removed, that no other account sees, fails with the
+   * reason; any other site the default credentials (service account, else the first sign-in).
+   */
+  async function credentialsFor(siteUrl: string): Promise<SiteCredentials> {
+    if (c.GSC_ACCESS_TOKEN) {
+      fixed ??= staticToken(c.GSC_ACCESS_TOKEN);
+      return { auth: fixed, project: "access-token", account: null };
+    }
+    let b = await findSiteBindingByDomain(db, siteUrl);
+    if (b && b.account_id === null) {
+      await refreshIfStale();
+      b = await findSiteBindingByDomain(db, siteUrl);
+    }
+    if (b?.account_id != null) {
+      const account = await findGoogleAccount(db, b.account_id);
+      return { auth: tokenOf(account), project: account.project ?? account.email, account: account.email };
+    }
+    if (b?.note) throw new PermanentError(`site ${b.domain} has no Google account: ${b.note}`);
+    return defaultCredentials();
+  }
+
+  /** The e-mail of the service account configured here, or null (none, or its key file cannot be read). */
+  function serviceAccountEmail(): string | null {
+    try {
+      return serviceAccount()?.email ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  return { register, refresh, credentialsFor, tokenOf, localSignIns, serviceAccountEmail };
+}
+
+export type GoogleAccounts = ReturnType<typeof createGoogleAccounts>;
