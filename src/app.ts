@@ -15,6 +15,7 @@ import { backupDirOf } from "./backup/backup.ts";
 import { backupRoutes, type BackupApiOptions } from "./backup/routes.ts";
 import { defaults } from "./config.ts";
 import { analyticsRoutes } from "./analytics/routes.ts";
+import type { Bounds } from "./analytics/bounds.ts";
 import { compatPath, compatRoutes } from "./compat/routes.ts";
 import { insightsRoutes } from "./insights/routes.ts";
 import { alertsRoutes } from "./alerts/routes.ts";
@@ -66,6 +67,8 @@ export type AppOptions = {
   loginRateLimit?: RateLimit;
   /** How long a dashboard session lasts (UI_SESSION_TTL). */
   sessionTtlMs?: number;
+  /** Cost bounds of analytics, search and downloads (ANALYTICS_*, EXPORT_CONCURRENCY_PER_KEY). */
+  bounds?: Bounds;
   /** Limits of the MCP `query` tool. */
   mcp?: McpOptions;
   /** Where POST/GET /api/v1/admin/backups put and find backups (default: backups/ beside the file). */
@@ -148,11 +151,11 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     }),
   );
   app.route("/api/v1", syncRoutes(audited, opts.sync));
-  app.route("/api/v1", searchRoutes(audited));
+  app.route("/api/v1", searchRoutes(audited, opts.bounds));
   app.route("/api/v1/analytics", hourlyRoutes(audited));
   // Before analytics: answers v2-era ranking-data bodies, and the v3 tool endpoints.
   app.route("/", compatRoutes(audited));
-  app.route("/api/v1", analyticsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts }));
+  app.route("/api/v1", analyticsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts, bounds: opts.bounds }));
   app.route("/api/v1", insightsRoutes(audited));
   app.route("/api/v1/alerts", alertsRoutes(audited));
   app.route("/api/v1/keys", keysRoutes(audited));

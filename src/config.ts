@@ -191,6 +191,20 @@ const envSchema = z.object({
     .regex(/^(off|0|\d+(ms|s|m|h|d))$/, "expected off or a duration like 30m, 6h, 1d")
     .default("off")
     .transform((v) => durationMs(v)),
+  // Cost bounds of analytics, search and export requests (docs/security.md, "Cost bounds"): a time limit
+  // per request (its queries are stopped past it: 504 query_timeout), answers of at most this many rows and
+  // bytes (413 result_too_large), terms per ranking-data request (400), and heavy requests / downloads
+  // one key may have running at once in each HTTP worker (429 rate_limited).
+  ANALYTICS_TIMEOUT_MS: int(100, 3_600_000).default(15_000),
+  ANALYTICS_MAX_ROWS: int(1, 10_000_000).default(100_000),
+  ANALYTICS_MAX_BYTES: int(1024, 1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  ANALYTICS_MAX_TERMS: int(1, 10_000).default(1000),
+  ANALYTICS_MAX_PARTIAL_TERMS: int(1, 10_000).default(100),
+  ANALYTICS_CONCURRENCY_PER_KEY: int(1, 1000).default(2),
+  // SQLite: query processes per HTTP worker that run the heavy reads (more than the per-key concurrency).
+  ANALYTICS_PROCESSES: int(1, 64).default(3),
+  EXPORT_CONCURRENCY_PER_KEY: int(1, 1000).default(2),
+
   // MCP `query` tool: its child process is killed past the time limit; rows and concurrent runs are capped.
   MCP_QUERY_TIMEOUT_MS: int(100, 600_000).default(5_000),
   MCP_QUERY_MAX_ROWS: int(1, 100_000).default(1_000),

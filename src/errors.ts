@@ -10,11 +10,15 @@ export const errorStatus = {
   method_not_allowed: 405,
   conflict: 409,
   payload_too_large: 413,
+  result_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  // nginx's "client closed request": the client left before the answer; only logs and metrics see it.
+  client_closed: 499 as ContentfulStatusCode,
   internal: 500,
   not_implemented: 501,
   unavailable: 503,
+  query_timeout: 504,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof errorStatus;

@@ -20,10 +20,11 @@ const descriptions: Record<number, string> = {
   403: "Not allowed: the key lacks the scope, or protected mode refuses this client (forbidden)",
   404: "Not found",
   409: "Conflict",
-  413: "Body larger than 1 MiB",
+  413: "Body larger than 1 MiB (payload_too_large), or an answer past ANALYTICS_MAX_ROWS / ANALYTICS_MAX_BYTES (result_too_large)",
   415: "Body is not JSON",
-  429: "Rate limit reached (rate_limited, with Retry-After)",
+  429: "Rate limit or per-key concurrency reached (rate_limited, with Retry-After)",
   503: "Database unavailable",
+  504: "The request's queries ran past ANALYTICS_TIMEOUT_MS and were stopped (query_timeout)",
 };
 
 /** OpenAPI response entries for the given error statuses, all with the Error schema. */

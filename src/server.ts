@@ -1,5 +1,7 @@
 import { loadConfigOrExit } from "./config.ts";
 import { createApp } from "./app.ts";
+import { boundsFrom } from "./analytics/bounds.ts";
+import { setQueryProcesses } from "./analytics/pool.ts";
 import { backupDirOf } from "./backup/backup.ts";
 import { createRateLimiter } from "./ratelimit/limiter.ts";
 import { gscProbeFromConfig } from "./diagnostics/gsc-probe.ts";
@@ -23,6 +25,7 @@ instrumentDb(db);
 answerPings(db);
 if (config.supervised) serveMetricsOverIpc();
 
+setQueryProcesses(config.ANALYTICS_PROCESSES);
 const app = createApp(db, {
   requestLog: config.REQUEST_LOG,
   walWarnBytes: config.CHECKPOINT_TRUNCATE_BYTES,
@@ -36,6 +39,7 @@ const app = createApp(db, {
   rateLimit: createRateLimiter(db, { perKey: config.RATE_LIMIT_PER_MINUTE, perIp: config.RATE_LIMIT_IP_PER_MINUTE }),
   loginRateLimit: createRateLimiter(db, { perKey: 0, perIp: config.LOGIN_ATTEMPTS_PER_MINUTE }),
   sessionTtlMs: config.UI_SESSION_TTL,
+  bounds: boundsFrom(config),
   auth: {
     mode: config.AUTH,
     localAddresses: config.LOCAL_ADDRESSES,

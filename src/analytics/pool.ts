@@ -1,23 +1,55 @@
 import type { SQLQueryBindings } from "bun:sqlite";
-import type { Db, SqliteDb } from "../db/index.ts";
-import type { ThreadReply, ThreadRequest } from "./query-thread.ts";
+import type { Subprocess } from "bun";
+import { defaults } from "../config.ts";
+import type { SqliteDb } from "../db/index.ts";
+import { ApiError } from "../errors.ts";
+import { bounded, currentBudget, resultTooLarge, type QueryBudget } from "../db/budget.ts";
+import type { QueryReply, QueryRequest } from "./query-process.ts";
 
 // Aggregations over hundreds of thousands of rows take from 0.1 to several seconds of SQLite time.
 // Run on the reader connection they would block the HTTP worker's event loop for as long, stalling
-// every other request of that process (sites, health...). They run on query threads instead: each
-// has its own read-only connection (a fresh snapshot per query), and the event loop only waits.
+// every other request of that process (sites, health, the supervisor's ping). They run in query
+// processes instead (query-process.ts): each has its own read-only connection (a fresh snapshot per
+// query), and the event loop only waits. A query past its request's deadline, or whose client went
+// away, is stopped by killing its process (SQLite offers JavaScript no interrupt); the next query
+// starts a fresh one (~0.1 s).
 
-/** Query threads per HTTP process: two slow queries at once before they queue. */
-const THREADS = 2;
+/**
+ * Query processes per HTTP process (ANALYTICS_PROCESSES): slow queries at once before they queue. More
+ * than one key's concurrency (ANALYTICS_CONCURRENCY_PER_KEY), so one key cannot hold them all.
+ */
+let PROCESSES = defaults.ANALYTICS_PROCESSES;
 
-type Thread = { worker: Worker; pending: Map<number, { resolve: (rows: unknown[]) => void; reject: (err: Error) => void }> };
+/** Sets how many query processes each pool may run (server start: ANALYTICS_PROCESSES). */
+export function setQueryProcesses(n: number) {
+  PROCESSES = n;
+}
+/** Queries waiting for a process, per HTTP process, before new ones are refused 503. */
+const MAX_WAITING = 64;
 
-/** Runs read-only SELECTs on this process's query threads. */
-export type QueryPool = { all<R>(sql: string, params: SQLQueryBindings): Promise<R[]> };
+type Job = {
+  id: number;
+  sql: string;
+  params: SQLQueryBindings;
+  budget: QueryBudget;
+  resolve: (rows: unknown[]) => void;
+  reject: (err: Error) => void;
+};
+type Proc = { proc: Subprocess<"ignore", "inherit", "inherit">; job: Job | null };
+
+/** Runs read-only SELECTs in this process's query processes. */
+export type QueryPool = {
+  /** The rows of `sql`, within the current request's budget (time limit, client, row and byte caps). */
+  all<R>(sql: string, params: SQLQueryBindings): Promise<R[]>;
+  /** Process ids of the query processes running now (tests: a killed one is gone). */
+  pids(): number[];
+  /** Queries running or waiting now. */
+  load(): number;
+};
 
 const pools = new WeakMap<object, QueryPool>();
 
-/** The query threads of this database handle (started on first use, stopped when the handle closes). */
+/** The query processes of this database handle (started on first use, stopped when the handle closes). */
 export function queryPool(db: SqliteDb): QueryPool {
   // Keyed by the reader connection: wrapped handles (e.g. the audited one) share the pool.
   let pool = pools.get(db.raw.reader);
@@ -28,51 +60,111 @@ export function queryPool(db: SqliteDb): QueryPool {
   return pool;
 }
 
-function createPool(db: SqliteDb): QueryPool {
-  const threads: Thread[] = [];
-  let nextId = 1;
+const script = new URL("./query-process.ts", import.meta.url).pathname;
 
-  const start = (): Thread => {
-    const worker = new Worker(new URL("./query-thread.ts", import.meta.url).href);
+function createPool(db: SqliteDb): QueryPool {
+  const procs: Proc[] = [];
+  const waiting: Job[] = [];
+  let nextId = 1;
+  let closed = false;
+
+  const start = (): Proc => {
+    const p: Proc = {
+      proc: Bun.spawn([process.execPath, script], {
+        stdio: ["ignore", "inherit", "inherit"],
+        serialization: "advanced",
+        ipc(m: QueryReply) {
+          const job = p.job;
+          if (!job || job.id !== m.id) return;
+          p.job = null;
+          if ("rows" in m) job.resolve(m.rows);
+          else if ("tooLarge" in m) job.reject(resultTooLarge(job.budget, m.tooLarge));
+          else job.reject(Object.assign(new Error(m.error.message), { name: m.error.name, code: m.error.code }));
+          dispatch();
+        },
+        onExit() {
+          // Died on its own (a kill below took it out of the pool already): fail what it held.
+          const i = procs.indexOf(p);
+          if (i >= 0) procs.splice(i, 1);
+          const job = p.job;
+          p.job = null;
+          job?.reject(new Error("the query process exited"));
+          dispatch();
+        },
+      }),
+      job: null,
+    };
     // Never what keeps a process alive: the HTTP server or the test runner decides that.
-    worker.unref();
-    const t: Thread = { worker, pending: new Map() };
-    worker.onmessage = (e: MessageEvent<ThreadReply>) => {
-      const r = e.data;
-      const p = t.pending.get(r.id);
+    p.proc.unref();
+    p.proc.send({ type: "open", path: db.path, pragmas: db.pragmas } satisfies QueryRequest);
+    procs.push(p);
+    return p;
+  };
+
+  const dispatch = () => {
+    while (waiting.length > 0 && !closed) {
+      let p = procs.find((x) => x.job === null);
+      if (!p && procs.length < PROCESSES) p = start();
       if (!p) return;
-      t.pending.delete(r.id);
-      if ("rows" in r) p.resolve(r.rows);
-      else p.reject(Object.assign(new Error(r.error.message), { name: r.error.name, code: r.error.code }));
-    };
-    worker.onerror = (e) => {
-      // A thread that died answers nothing more: fail what it held and start a new one next time.
-      threads.splice(threads.indexOf(t), 1);
-      for (const p of t.pending.values()) p.reject(new Error(`query thread failed: ${e.message}`));
-      t.pending.clear();
-    };
-    worker.postMessage({ type: "open", path: db.path, pragmas: db.pragmas } satisfies ThreadRequest);
-    threads.push(t);
-    return t;
+      // A spare started ahead, so a second query at once does not wait for a process to start.
+      if (procs.length < PROCESSES && procs.every((x) => x === p || x.job !== null)) start();
+      const job = waiting.shift()!;
+      p.job = job;
+      p.proc.send({
+        type: "all",
+        id: job.id,
+        sql: job.sql,
+        params: job.params,
+        maxRows: job.budget.maxRows,
+        maxBytes: job.budget.maxBytes,
+      } satisfies QueryRequest);
+    }
   };
 
   db.onClose.push(() => {
-    for (const t of threads.splice(0)) {
-      for (const p of t.pending.values()) p.reject(new Error("the database was closed"));
-      t.worker.terminate();
+    closed = true;
+    for (const j of waiting.splice(0)) j.reject(new Error("the database was closed"));
+    for (const p of procs.splice(0)) {
+      p.job?.reject(new Error("the database was closed"));
+      p.job = null;
+      p.proc.kill("SIGKILL");
     }
   });
 
   return {
     all<R>(sql: string, params: SQLQueryBindings) {
-      // The least busy thread; a new one while fewer than THREADS run and all are busy.
-      let t = threads.reduce<Thread | undefined>((a, b) => (a && a.pending.size <= b.pending.size ? a : b), undefined);
-      if (!t || (t.pending.size > 0 && threads.length < THREADS)) t = start();
-      const id = nextId++;
-      return new Promise<R[]>((resolve, reject) => {
-        t.pending.set(id, { resolve: resolve as (rows: unknown[]) => void, reject });
-        t.worker.postMessage({ type: "all", id, sql, params } satisfies ThreadRequest);
+      const budget = currentBudget();
+      if (waiting.length >= MAX_WAITING) {
+        return Promise.reject(new ApiError("unavailable", "too many analytics queries are waiting in this process; retry in a moment"));
+      }
+      let job: Job;
+      const work = new Promise<unknown[]>((resolve, reject) => {
+        job = { id: nextId++, sql, params, budget, resolve, reject };
+        waiting.push(job);
       });
+      dispatch();
+      return bounded(budget, work, (why) => {
+        // Waiting: drop it. Running: kill its process, which is the only way to stop the statement.
+        const w = waiting.indexOf(job);
+        if (w >= 0) {
+          waiting.splice(w, 1);
+          job.reject(why);
+          return;
+        }
+        const p = procs.find((x) => x.job === job);
+        if (p) {
+          // Out of the pool at once: no other query may be handed to a process being killed. Its
+          // replacement starts now, so the next query does not wait for a process to start (~0.3 s).
+          procs.splice(procs.indexOf(p), 1);
+          p.job = null;
+          job.reject(why);
+          p.proc.kill("SIGKILL");
+          if (!closed && procs.length < PROCESSES) start();
+          dispatch();
+        }
+      }) as Promise<R[]>;
     },
+    pids: () => procs.map((p) => p.proc.pid),
+    load: () => waiting.length + procs.filter((p) => p.job).length,
   };
 }

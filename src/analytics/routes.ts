@@ -33,10 +33,14 @@ import {
   grainFiltersOf,
 } from "./schemas.ts";
 import { streamQuery } from "./stream.ts";
+import { defaultBounds, heavyRequest, type Bounds } from "./bounds.ts";
+import { ApiError } from "../errors.ts";
 
 export type AnalyticsOptions = {
   /** max_attempts of the sync tasks POST /sync/trigger creates (SYNC_MAX_ATTEMPTS). */
   maxAttempts?: number;
+  /** Cost bounds of the heavy routes (time limit, caps, per-key concurrency). */
+  bounds?: Bounds;
 };
 
 const csvResponse = (description: string) => ({ description, content: { "text/csv": { schema: z.string() } } });
@@ -56,6 +60,17 @@ const PAGE_KEYWORD_HEADER = csvLine(["url", "total_clicks", "total_impressions",
 /** The original's analytics endpoints and the raw-data export, mounted at /api/v1. */
 export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
+  const bounds = opts.bounds ?? defaultBounds;
+  // Heavy routes: a time limit, answer caps and per-key concurrency (bounds.ts); downloads hold their place while they stream.
+  for (const path of [
+    "/analytics/ranking-data",
+    "/page-keyword-performance",
+    "/page-keyword-performance/csv",
+    "/analytics/performance-trends",
+  ]) {
+    app.use(path, heavyRequest(bounds));
+  }
+  app.use("/sites/:site_id/export", heavyRequest(bounds, "export"));
 
   app.openapi(
     createRoute({
@@ -64,7 +79,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       tags: ["analytics"],
       summary: "Ranking rows of queries or pages between two days: raw or per day",
       request: { body: jsonBody(RankingDataRequest) },
-      responses: { 200: jsonResponse(RankingDataResponse, "Ranking rows"), ...errorResponses(400, 404, 413, 415) },
+      responses: { 200: jsonResponse(RankingDataResponse, "Ranking rows"), ...errorResponses(400, 404, 413, 415, 429, 504) },
     }),
     async (c) => {
       const b = c.req.valid("json");
@@ -74,6 +89,17 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const terms = byQuery ? b.queries : b.pages;
       const list = terms && terms.length > 0 ? [...new Set(terms)] : null;
       const partial = byQuery && b.matching_mode === "partial";
+      // Partial terms cost a substring test each per row of the range: far fewer are allowed than exact ones.
+      const most = partial ? bounds.maxPartialTerms : bounds.maxTerms;
+      if (list && list.length > most) {
+        const field = byQuery ? "queries" : "pages";
+        const setting = partial ? "ANALYTICS_MAX_PARTIAL_TERMS" : "ANALYTICS_MAX_TERMS";
+        throw new ApiError(
+          "validation_failed",
+          `invalid body: ${field}: at most ${most} ${partial ? "partial-match " : ""}terms per request (${setting}); got ${list.length}`,
+          [{ path: field, message: `at most ${most} terms (${setting})` }],
+        );
+      }
       const data =
         b.start_date > b.end_date
           ? []
@@ -103,7 +129,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       summary: "Per page: totals, mean ctr (percent) and position, and its queries",
       description: "Also at the original's `/page-keyword-performance/`.",
       request: { body: jsonBody(PageKeywordRequest) },
-      responses: { 200: jsonResponse(PageKeywordResponse, "Pages, most clicked first"), ...errorResponses(400, 404, 413, 415) },
+      responses: { 200: jsonResponse(PageKeywordResponse, "Pages, most clicked first"), ...errorResponses(400, 404, 413, 415, 429, 504) },
     }),
     async (c) => {
       const b = c.req.valid("json");
@@ -129,7 +155,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       summary: "The page-keyword-performance rows as a streamed CSV download",
       description: "Also at the original's `/page-keyword-performance/csv/`. RFC 4180, CRLF, UTF-8, header row always.",
       request: { query: PageKeywordCsvQuery },
-      responses: { 200: csvResponse("CSV, one line per page"), ...errorResponses(400, 404) },
+      responses: { 200: csvResponse("CSV, one line per page"), ...errorResponses(400, 404, 413, 429, 504) },
     }),
     async (c) => {
       const q = c.req.valid("query");
@@ -174,7 +200,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       tags: ["analytics"],
       summary: "Daily totals of the newest `days` days with data, with 7-day average, week-over-week change and running sum",
       request: { query: TrendsQuery },
-      responses: { 200: jsonResponse(TrendsResponse, "Newest day first"), ...errorResponses(400, 404) },
+      responses: { 200: jsonResponse(TrendsResponse, "Newest day first"), ...errorResponses(400, 404, 413, 429, 504) },
     }),
     async (c) => {
       const q = c.req.valid("query");
@@ -262,7 +288,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       request: { params: SiteIdParam, query: ExportQuery },
       responses: {
         200: { description: "The rows", content: { "text/csv": { schema: z.string() }, "application/x-ndjson": { schema: z.string() } } },
-        ...errorResponses(400, 404),
+        ...errorResponses(400, 404, 429, 504),
       },
     }),
     async (c) => {

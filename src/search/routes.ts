@@ -6,10 +6,12 @@ import { siteNotFound } from "../sites/queries.ts";
 import { siteExists } from "../sync/queries.ts";
 import { findDataBounds, searchQueries } from "./queries.ts";
 import { SearchQuery, SearchResultSchema, SiteIdParam } from "./schemas.ts";
+import { defaultBounds, heavyRequest, type Bounds } from "../analytics/bounds.ts";
 
 /** The synced-data search routes, mounted at /api/v1. */
-export function searchRoutes(db: Db) {
+export function searchRoutes(db: Db, bounds: Bounds = defaultBounds) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
+  app.use("/sites/:site_id/queries/search", heavyRequest(bounds));
 
   app.openapi(
     createRoute({
@@ -22,7 +24,7 @@ export function searchRoutes(db: Db) {
       request: { params: SiteIdParam, query: SearchQuery },
       responses: {
         200: { description: "Matching queries", content: { "application/json": { schema: SearchResultSchema } } },
-        ...errorResponses(400, 404),
+        ...errorResponses(400, 404, 429, 504),
       },
     }),
     async (c) => {

@@ -1,3 +1,6 @@
+import pg from "pg";
+import { bounded, currentBudget, queryTimeout, resultTooLarge, type QueryBudget } from "../budget.ts";
+import { dbErrorCode } from "../../errors.ts";
 import type { Db } from "../index.ts";
 
 // Hand-written SQL texts that both engines share use SQLite's named parameters (`$site_id`); node-postgres
@@ -15,8 +18,80 @@ export function toPositional(text: string, params: Record<string, unknown>): { t
   return { text: out, values: names.map((n) => params[n]) };
 }
 
-/** Runs a SELECT with named parameters on the PostgreSQL pool and returns its rows. */
+/** Rows per FETCH while an answer is read against its caps. */
+const FETCH_ROWS = 10_000;
+
+/**
+ * Runs a SELECT with named parameters on the PostgreSQL pool and returns its rows, within the current
+ * request's budget (src/db/budget.ts): a READ ONLY transaction whose statement_timeout is the time left
+ * (a backstop), cancelled (pg_cancel_backend) at the deadline or when the client goes away, and read
+ * through a cursor so an answer past the row or byte cap is refused (413) without being held whole.
+ */
 export async function pgAll<R>(db: Db, text: string, params: Record<string, unknown>): Promise<R[]> {
   const q = toPositional(text, params);
-  return (await db.pg!.pool.query(q.text, q.values)).rows as R[];
+  const b = currentBudget();
+  const { pool, url } = db.pg!;
+  let client: pg.PoolClient | null = null;
+  let stopped = false;
+  const work = (async () => {
+    const c = await pool.connect();
+    if (stopped) {
+      c.release();
+      throw new Error("stopped");
+    }
+    client = c;
+    let broken: Error | undefined;
+    try {
+      const left = Math.max(1, Math.ceil(b.deadline - performance.now()));
+      // cursor_tuple_fraction 1: plan for the whole result, as a plain query would (a cursor's default
+      // plans for the first 10% of rows and may pick a slower plan for aggregations).
+      await c.query(`begin read only; set local statement_timeout = ${left + 1000}; set local cursor_tuple_fraction = 1`);
+      await c.query({ text: `declare bounded_read no scroll cursor for ${q.text}`, values: q.values });
+      const rows: R[] = [];
+      let bytes = 0;
+      for (;;) {
+        const r = await c.query<R & pg.QueryResultRow>(`fetch forward ${FETCH_ROWS} from bounded_read`);
+        for (const row of r.rows) rows.push(row);
+        bytes += JSON.stringify(r.rows).length;
+        if (rows.length > b.maxRows || bytes > b.maxBytes) throw resultTooLarge(b, { rows: rows.length, bytes });
+        if (r.rows.length < FETCH_ROWS) break;
+      }
+      await c.query("commit");
+      return rows;
+    } catch (err) {
+      await c.query("rollback").catch((e: Error) => {
+        broken = e;
+      });
+      // The server's own statement_timeout (a backstop just past the deadline) is the same limit.
+      if (dbErrorCode(err) === "57014" && !stopped) throw queryTimeout(b);
+      throw err;
+    } finally {
+      client = null;
+      c.release(broken);
+    }
+  })();
+  return bounded(b, work, () => {
+    stopped = true;
+    const c = client as (pg.PoolClient & { processID?: number }) | null;
+    if (c?.processID) void cancelBackend(url, c.processID);
+  });
 }
+
+/**
+ * Cancels the statement running on backend `pid` from a connection of its own (the pool's may all be
+ * busy). The client that runs it is held until its query fails, so `pid` cannot be serving another query.
+ */
+async function cancelBackend(url: string, pid: number): Promise<void> {
+  const c = new pg.Client({ connectionString: url, application_name: `sitesync-${process.pid}-cancel` });
+  c.on("error", () => {});
+  try {
+    await c.connect();
+    await c.query("select pg_cancel_backend($1)", [pid]);
+  } catch {
+    // The statement ends anyway at its statement_timeout.
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+export type { QueryBudget };

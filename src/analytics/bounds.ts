@@ -1,0 +1,163 @@
+import type { MiddlewareHandler } from "hono";
+import { principalOf, clientIpOf } from "../auth/middleware.ts";
+import { defaults } from "../config.ts";
+import { Counter, Gauge } from "prom-client";
+import { budgetOf, budgetStats, withBudget } from "../db/budget.ts";
+import { ApiError } from "../errors.ts";
+import { registry } from "../metrics/registry.ts";
+
+// The cost bounds of heavy requests (analytics, search, downloads): how many one caller may have running
+// at once in this process (429 past it), and the budget of each (src/db/budget.ts). docs/security.md
+// ("Cost bounds") lists the settings.
+
+export type Bounds = {
+  /** ANALYTICS_TIMEOUT_MS: each request's queries are stopped past this. */
+  timeoutMs: number;
+  /** ANALYTICS_MAX_ROWS / ANALYTICS_MAX_BYTES: the largest answer. */
+  maxRows: number;
+  maxBytes: number;
+  /** ANALYTICS_MAX_TERMS / ANALYTICS_MAX_PARTIAL_TERMS: terms of one ranking-data request. */
+  maxTerms: number;
+  maxPartialTerms: number;
+  /** ANALYTICS_CONCURRENCY_PER_KEY / EXPORT_CONCURRENCY_PER_KEY: running at once per caller and HTTP process. */
+  perKey: number;
+  exportsPerKey: number;
+};
+
+/** The bounds of the settings' defaults. */
+export const defaultBounds: Bounds = {
+  timeoutMs: defaults.ANALYTICS_TIMEOUT_MS,
+  maxRows: defaults.ANALYTICS_MAX_ROWS,
+  maxBytes: defaults.ANALYTICS_MAX_BYTES,
+  maxTerms: defaults.ANALYTICS_MAX_TERMS,
+  maxPartialTerms: defaults.ANALYTICS_MAX_PARTIAL_TERMS,
+  perKey: defaults.ANALYTICS_CONCURRENCY_PER_KEY,
+  exportsPerKey: defaults.EXPORT_CONCURRENCY_PER_KEY,
+};
+
+/** Bounds from a Config's settings. */
+export function boundsFrom(c: Omit<typeof defaults, "SITESYNC_ROLE">): Bounds {
+  return {
+    timeoutMs: c.ANALYTICS_TIMEOUT_MS,
+    maxRows: c.ANALYTICS_MAX_ROWS,
+    maxBytes: c.ANALYTICS_MAX_BYTES,
+    maxTerms: c.ANALYTICS_MAX_TERMS,
+    maxPartialTerms: c.ANALYTICS_MAX_PARTIAL_TERMS,
+    perKey: c.ANALYTICS_CONCURRENCY_PER_KEY,
+    exportsPerKey: c.EXPORT_CONCURRENCY_PER_KEY,
+  };
+}
+
+new Gauge({
+  name: "sitesync_bounded_queries_running",
+  help: "Analytics and search queries running (or waiting for a query process) under a request's time limit",
+  aggregator: "sum",
+  registers: [registry],
+  collect() {
+    this.set(budgetStats.running);
+  },
+});
+new Counter({
+  name: "sitesync_bounded_queries_stopped_total",
+  help: "Queries stopped before their end: past ANALYTICS_TIMEOUT_MS (timeout) or because the client went away (client_closed)",
+  labelNames: ["reason"],
+  aggregator: "sum",
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.inc({ reason: "timeout" }, budgetStats.stopped.timeout);
+    this.inc({ reason: "client_closed" }, budgetStats.stopped.client_closed);
+  },
+});
+
+// Requests running now per caller and kind, in this process.
+const running = new Map<string, number>();
+
+/** Who is counted: the key, else the client address (keyless loopback clients share one count). */
+function callerOf(c: Parameters<MiddlewareHandler>[0]): string {
+  const p = principalOf(c);
+  return p?.kind === "key" ? `key:${p.key.id}` : `ip:${clientIpOf(c) ?? "local"}`;
+}
+
+/** Takes one of `limit` places of `caller` for `kind`, or throws 429; returns the function giving it back. */
+function take(kind: "query" | "export", caller: string, limit: number, setting: string): () => void {
+  const name = `${kind}:${caller}`;
+  const n = running.get(name) ?? 0;
+  if (n >= limit) {
+    const what = kind === "export" ? "downloads" : "analytics or search requests";
+    throw new ApiError(
+      "rate_limited",
+      `${n} ${what} of this caller are running already, the most ${setting} (${limit}) allows per worker process; retry when one finishes`,
+      { limit, setting },
+      { "Retry-After": "1" },
+    );
+  }
+  running.set(name, n + 1);
+  let given = false;
+  return () => {
+    if (given) return;
+    given = true;
+    const left = (running.get(name) ?? 1) - 1;
+    if (left > 0) running.set(name, left);
+    else running.delete(name);
+  };
+}
+
+/**
+ * Middleware of a heavy route: one place of the caller's concurrency (429 with Retry-After when none is
+ * free), and the request's query budget (deadline, the client's abort signal, answer caps) for every
+ * query the handler makes. A download (`export`) keeps its place until its body ends or its client leaves.
+ */
+export function heavyRequest(bounds: Bounds, kind: "query" | "export" = "query"): MiddlewareHandler {
+  return async (c, next) => {
+    const release =
+      kind === "export"
+        ? take("export", callerOf(c), bounds.exportsPerKey, "EXPORT_CONCURRENCY_PER_KEY")
+        : take("query", callerOf(c), bounds.perKey, "ANALYTICS_CONCURRENCY_PER_KEY");
+    const budget = budgetOf({ ...bounds, signal: c.req.raw.signal });
+    let handedOver = false;
+    try {
+      await withBudget(budget, next);
+      const body = c.res.body;
+      if (kind === "export" && c.res.status === 200 && body) {
+        c.res = new Response(releasedAtEnd(body, release), c.res);
+        handedOver = true;
+      }
+    } finally {
+      if (!handedOver) release();
+    }
+  };
+}
+
+/** `body` passed through, calling `release` once when it ends, fails or is cancelled. */
+function releasedAtEnd(body: ReadableStream<Uint8Array>, release: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            release();
+            controller.close();
+          } else controller.enqueue(value);
+        } catch (err) {
+          release();
+          controller.error(err);
+        }
+      },
+      async cancel(reason) {
+        release();
+        await reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** Requests of each kind running now in this process (tests). */
+export function runningHeavy(): number {
+  let n = 0;
+  for (const v of running.values()) n += v;
+  return n;
+}
