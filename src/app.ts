@@ -180,6 +180,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
       maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS,
       sessionTtlMs: opts.sessionTtlMs,
       loginRateLimit: opts.loginRateLimit,
+      google,
     }),
   );
   app.route(

@@ -30,6 +30,7 @@ const adminPaths = /^\/api\/v1\/(keys|audit|admin|diagnostics|alerts)(\/|$)/;
 const sitePath = /^\/api\/v1\/sites\/[^/]+\/?$/;
 const restorePath = /^\/api\/v1\/sites\/[^/]+\/restore\/?$/;
 const googleAccountPath = /^\/api\/v1\/google\/accounts\/[^/]+\/?$/;
+const uiRemoveAccountPath = /^\/ui\/google\/accounts\/[^/]+\/remove\/?$/;
 
 /** True for methods that never change anything. */
 export function isSafeMethod(method: string): boolean {
@@ -43,6 +44,7 @@ export function requiredScope(method: string, path: string): KeyScope {
   if (method === "POST" && restorePath.test(path)) return "admin";
   // Removing a Google account deletes its sign-in and unbinds its sites.
   if (method === "DELETE" && googleAccountPath.test(path)) return "admin";
+  if (method === "POST" && uiRemoveAccountPath.test(path)) return "admin";
   // Reads sent as POST: MCP's JSON-RPC, and the original API's analytics queries.
   if (path === "/mcp" || path.startsWith("/api/v1/analytics/") || path === "/api/v1/page-keyword-performance") return "read";
   // The original v3 tool endpoints (src/compat): reads sent as POST.

@@ -1,6 +1,8 @@
+import { rmSync } from "node:fs";
 import type { Config } from "../config.ts";
 import type { Db } from "../db/index.ts";
 import type { GoogleAccount } from "../db/model.ts";
+import { ApiError } from "../errors.ts";
 import { log } from "../log.ts";
 import { PermanentError } from "../sync/errors.ts";
 import { readServiceAccountKey, serviceAccountToken, staticToken, type TokenProvider } from "../sync/gsc/auth.ts";
@@ -8,6 +10,7 @@ import { GscError } from "../sync/gsc/client.ts";
 import { accountFileOf, authorizedUserToken, listStoredSignIns, projectOfClient, type StoredSignIn } from "../sync/gsc/user-auth.ts";
 import {
   autoBindSites,
+  deleteGoogleAccount,
   findGoogleAccount,
   findSiteBindingByDomain,
   listGoogleAccounts,
@@ -206,7 +209,29 @@ export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
     }
   }
 
-  return { register, refresh, credentialsFor, tokenOf, localSignIns, serviceAccountEmail };
+  /**
+   * Removes an account: its sign-in file on this machine first (were the row removed first, a sync
+   * registering this machine's sign-ins could bring it back), then the row; its sites are unbound with
+   * a note, then bound to another account that sees them when there is one. The configured service
+   * account cannot be removed (409): GSC_SERVICE_ACCOUNT_FILE would register it again.
+   */
+  async function remove(id: number) {
+    const account = await findGoogleAccount(db, id);
+    if (account.kind === "service" && serviceAccountEmail() === account.email) {
+      throw new ApiError(
+        "conflict",
+        `${account.email} is the service account GSC_SERVICE_ACCOUNT_FILE configures: unset that setting to remove it`,
+      );
+    }
+    const local = localSignIns().get(account.email.toLowerCase());
+    if (local) rmSync(local.file, { force: true });
+    userTokens.delete(local?.file ?? "");
+    const { account: removed, unbound } = await deleteGoogleAccount(db, id);
+    const rebound = await autoBindSites(db);
+    return { removed, credentials_file_deleted: local !== undefined, unbound, rebound };
+  }
+
+  return { register, refresh, credentialsFor, tokenOf, localSignIns, serviceAccountEmail, remove };
 }
 
 export type GoogleAccounts = ReturnType<typeof createGoogleAccounts>;

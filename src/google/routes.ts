@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import type { GoogleAccount } from "../db/model.ts";
@@ -8,7 +7,7 @@ import { findSiteById, siteNotFound } from "../sites/queries.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
 import type { GoogleAccounts } from "./accounts.ts";
 import { importProperties, listVisibleProperties } from "./import.ts";
-import { autoBindSites, bindSite, deleteGoogleAccount, findGoogleAccount, listGoogleAccounts, listSiteBindings } from "./queries.ts";
+import { bindSite, findGoogleAccount, listGoogleAccounts, listSiteBindings } from "./queries.ts";
 import {
   AccountIdParams,
   AccountSchema,
@@ -93,24 +92,12 @@ export function googleRoutes(db: Db, accounts: GoogleAccounts) {
       responses: { 200: jsonResponse(RemovedAccountSchema, "What was removed and unbound"), ...errorResponses(400, 401, 403, 404, 409) },
     }),
     async (c) => {
-      const id = c.req.valid("param").id;
-      const account = await findGoogleAccount(db, id);
-      if (account.kind === "service" && accounts.serviceAccountEmail() === account.email) {
-        throw new ApiError(
-          "conflict",
-          `${account.email} is the service account GSC_SERVICE_ACCOUNT_FILE configures: unset that setting to remove it`,
-        );
-      }
-      // The file first: were the row removed first, a sync registering this machine's sign-ins could bring it back.
-      const local = accounts.localSignIns().get(account.email.toLowerCase());
-      if (local) rmSync(local.file, { force: true });
-      const { account: removed, unbound } = await deleteGoogleAccount(db, id);
-      const rebound = await autoBindSites(db);
+      const { removed, credentials_file_deleted, unbound, rebound } = await accounts.remove(c.req.valid("param").id);
       const bindings = await listSiteBindings(db);
       return c.json(
         {
           removed,
-          credentials_file_deleted: local !== undefined,
+          credentials_file_deleted,
           unbound_sites: bindings
             .filter((b) => unbound.includes(b.site_id) && b.account_id === null)
             .map((b) => ({ id: b.site_id, domain: b.domain, note: b.note })),

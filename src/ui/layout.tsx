@@ -8,6 +8,7 @@ const pages = [
   { href: "/ui/jobs", label: "Jobs" },
   { href: "/ui/queries", label: "Queries" },
   { href: "/ui/alerts", label: "Alerts" },
+  { href: "/ui/google", label: "Google" },
 ] as const;
 
 // htmx: no inline indicator styles and no eval, so the page runs under `default-src 'self'`.

@@ -51,6 +51,10 @@ import {
   type AlertKind,
 } from "../alerts/queries.ts";
 import { SitePage, SitesPage, type SiteDraft } from "./sites.tsx";
+import type { GoogleAccounts } from "../google/accounts.ts";
+import { importProperties, listVisibleProperties, type ImportOutcome } from "../google/import.ts";
+import { listGoogleAccounts, listSiteBindings } from "../google/queries.ts";
+import { GooglePage } from "./google.tsx";
 
 export type UiOptions = {
   /** Every process's metrics merged (null: not available right now). */
@@ -62,6 +66,8 @@ export type UiOptions = {
   sessionTtlMs?: number;
   /** Counts sign-in attempts per client address (LOGIN_ATTEMPTS_PER_MINUTE); 429 past it. */
   loginRateLimit?: RateLimit;
+  /** The Google accounts and their properties (the Google page; none: the page says so). */
+  google?: GoogleAccounts;
 };
 
 const JS = "text/javascript; charset=utf-8";
@@ -444,6 +450,49 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     );
   };
   app.get("/alerts", (c) => alertsPage(c));
+
+  // Google accounts and property discovery: the accounts, what each sees, and the import buttons.
+  const googlePage = async (c: Context, outcomes: ImportOutcome[] | null, error?: string) => {
+    const google = opts.google;
+    if (google) await google.register();
+    const local = google?.localSignIns();
+    const sa = google?.serviceAccountEmail() ?? null;
+    const [accounts, bindings, properties] = await Promise.all([listGoogleAccounts(db), listSiteBindings(db), listVisibleProperties(db)]);
+    const rows = accounts.map((a) => ({
+      ...a,
+      on_this_machine: a.kind === "user" ? (local?.has(a.email.toLowerCase()) ?? false) : sa === a.email,
+      sites: bindings.filter((b) => b.account_id === a.id).map((b) => ({ id: b.site_id, domain: b.domain })),
+    }));
+    const access = accessOf(c);
+    return c.html(
+      <Layout title="Google" active="/ui/google" notice={notice(c)} error={error} who={access.who}>
+        <GooglePage accounts={rows} properties={properties} outcomes={outcomes} canWrite={access.write} canRemove={access.admin} />
+      </Layout>,
+    );
+  };
+  const needGoogle = () => {
+    if (!opts.google) throw new ApiError("unavailable", "Google accounts are not configured in this process");
+    return opts.google;
+  };
+  app.get("/google", (c) => googlePage(c, null));
+  app.post("/google/refresh", async (c) => {
+    await needGoogle().refresh();
+    return c.redirect("/ui/google", 303);
+  });
+  app.post("/google/import", async (c) => {
+    const form = await c.req.parseBody();
+    const one = text(form.site_url);
+    const outcomes = await importProperties(db, needGoogle(), {
+      siteUrls: one ? [one] : undefined,
+      backfill: true,
+      maxAttempts: opts.maxAttempts,
+    });
+    return googlePage(c, outcomes);
+  });
+  app.post("/google/accounts/:id/remove", async (c) => {
+    await needGoogle().remove(pathId(c.req.param("id")));
+    return c.redirect("/ui/google", 303);
+  });
   app.post("/alerts/channels", async (c) => {
     if (!accessOf(c).admin) throw new ApiError("forbidden", "alerts need an admin key");
     const form = await c.req.parseBody({ all: true });
