@@ -9,9 +9,11 @@ export const errorStatus = {
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
+  idempotency_in_progress: 409,
   payload_too_large: 413,
   result_too_large: 413,
   unsupported_media_type: 415,
+  idempotency_key_reused: 422,
   rate_limited: 429,
   // nginx's "client closed request": the client left before the answer; only logs and metrics see it.
   client_closed: 499 as ContentfulStatusCode,

@@ -34,6 +34,10 @@ function errorMessage(status: number, text: string): { message: string; code?: s
   return { message: `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ""}` };
 }
 
+/** Tries of a write answered 503 (same Idempotency-Key each time), and the longest Retry-After waited for. */
+const WRITE_ATTEMPTS = 3;
+const MAX_RETRY_WAIT_S = 5;
+
 /** A client for the service at `opts.url`. */
 export function createApi(opts: ApiOptions) {
   const base = opts.url.replace(/\/+$/, "");
@@ -43,13 +47,23 @@ export function createApi(opts: ApiOptions) {
     const headers: Record<string, string> = { accept };
     if (opts.apiKey) headers.authorization = `Bearer ${opts.apiKey}`;
     if (body !== undefined) headers["content-type"] = "application/json";
+    // Every write carries an Idempotency-Key: a write answered 503 (the database restarting) is sent
+    // again with the same key, so it is applied once and its answer is the first one (docs/api.md).
+    const write = method !== "GET" && method !== "HEAD";
+    if (write) headers["idempotency-key"] = crypto.randomUUID();
     let res: Response;
-    try {
-      res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    } catch (err) {
-      throw new ServiceDown(
-        `cannot reach sitesync at ${base} (${(err as Error).message}). Is it running? Start it with: bun run start --workers 4 (or give --url / SITESYNC_URL)`,
-      );
+    for (let attempt = 1; ; attempt++) {
+      try {
+        res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      } catch (err) {
+        throw new ServiceDown(
+          `cannot reach sitesync at ${base} (${(err as Error).message}). Is it running? Start it with: bun run start --workers 4 (or give --url / SITESYNC_URL)`,
+        );
+      }
+      const retryAfter = Number(res.headers.get("retry-after"));
+      if (!write || res.status !== 503 || attempt >= WRITE_ATTEMPTS || !(retryAfter <= MAX_RETRY_WAIT_S)) break;
+      await res.body?.cancel();
+      await Bun.sleep(Math.max(1, retryAfter) * 1000);
     }
     if (res.ok) return res;
     const e = errorMessage(res.status, await res.text());

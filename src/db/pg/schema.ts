@@ -532,3 +532,25 @@ export const siteGoogleAccounts = pgTable("site_google_accounts", {
   note: text("note"),
   updated_at: text("updated_at").notNull().default(now),
 });
+
+// Idempotency-Key (src/idempotency): the first answer to a write sent with a key, replayed for a retry
+// with the same key and request within 24 h. status null: the first request is still running (until
+// locked_until, epoch ms). Keys are per owner (API key, or the keyless principal).
+export const idempotencyKeys = pgTable(
+  "idempotency_keys",
+  {
+    owner: text("owner").notNull(),
+    key: text("key").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    method: text("method").notNull(),
+    path: text("path").notNull(),
+    status: integer("status"),
+    headers: text("headers"),
+    body: text("body"),
+    created_at: text("created_at").notNull().default(now),
+    // Epoch milliseconds on SQLite's 64-bit integer: past int4's range.
+    locked_until: bigint("locked_until", { mode: "number" }).notNull(),
+    expires_at: bigint("expires_at", { mode: "number" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.owner, t.key] }), index("idempotency_keys_expires_idx").on(t.expires_at)],
+);

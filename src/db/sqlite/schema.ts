@@ -544,3 +544,24 @@ export const siteGoogleAccounts = sqliteTable("site_google_accounts", {
 });
 
 export type GoogleAccount = typeof googleAccounts.$inferSelect;
+
+// Idempotency-Key (src/idempotency): the first answer to a write sent with a key, replayed for a retry
+// with the same key and request within 24 h. status null: the first request is still running (until
+// locked_until, epoch ms). Keys are per owner (API key, or the keyless principal).
+export const idempotencyKeys = sqliteTable(
+  "idempotency_keys",
+  {
+    owner: text("owner").notNull(),
+    key: text("key").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    method: text("method").notNull(),
+    path: text("path").notNull(),
+    status: integer("status"),
+    headers: text("headers"),
+    body: text("body"),
+    created_at: text("created_at").notNull().default(now),
+    locked_until: integer("locked_until").notNull(),
+    expires_at: integer("expires_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.owner, t.key] }), index("idempotency_keys_expires_idx").on(t.expires_at)],
+);

@@ -1,0 +1,181 @@
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { eq } from "drizzle-orm";
+import { createApp } from "../src/app.ts";
+import { createApi } from "../src/cli/api.ts";
+import { call } from "./helpers/api.ts";
+import { tempDb } from "./helpers/db.ts";
+import { withDb } from "./helpers/observe.ts";
+import { startServer, type RunningServer } from "./helpers/server.ts";
+
+// Idempotency-Key on the API's writes (issue 23 item 2), on the engine under test: the first answer is
+// replayed byte for byte, another request with the same key is 422, a duplicate sent while the first
+// runs waits for it, a failed first request leaves the key free; across processes on a real server.
+
+setDefaultTimeout(60_000);
+
+const open = { auth: { mode: "off" as const, localAddresses: [], allowedHosts: [] } };
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const f of cleanups.splice(0).reverse()) await f();
+});
+
+function setup() {
+  const t = tempDb();
+  cleanups.push(() => t.cleanup());
+  return { t, app: createApp(t.db, open) };
+}
+
+const post = (app: ReturnType<typeof createApp>, body: unknown, key?: string) =>
+  call(app, "POST", "/api/v1/sites", body, key ? { "idempotency-key": key } : {});
+
+describe("Idempotency-Key (in process)", () => {
+  test("a retried create gets the first answer byte for byte, Location included; one row, one audit row", async () => {
+    const { t, app } = setup();
+    const body = { domain: "sc-domain:idem.example", name: "Idem" };
+    const first = await post(app, body, "create-1");
+    expect(first.status).toBe(201);
+    expect(first.headers.get("idempotent-replayed")).toBeNull();
+    for (let i = 0; i < 3; i++) {
+      const again = await post(app, body, "create-1");
+      expect(again.status).toBe(201);
+      expect(again.text).toBe(first.text);
+      expect(again.headers.get("location")).toBe(first.headers.get("location"));
+      expect(again.headers.get("content-type")).toBe(first.headers.get("content-type"));
+      expect(again.headers.get("idempotent-replayed")).toBe("true");
+    }
+    // Without the key the same body is a new request: the duplicate domain's 409.
+    expect((await post(app, body)).status).toBe(409);
+    const { sites, auditLog } = t.db.t;
+    expect(await t.db.q.select({ id: sites.id }).from(sites)).toHaveLength(1);
+    const ok = await t.db.q.select().from(auditLog).where(eq(auditLog.outcome, "ok"));
+    expect(ok).toHaveLength(1);
+  });
+
+  test("the same key with another body, path or method is 422 idempotency_key_reused; nothing is written", async () => {
+    const { t, app } = setup();
+    expect((await post(app, { domain: "sc-domain:a.example", name: "A" }, "k")).status).toBe(201);
+    const other = await post(app, { domain: "sc-domain:b.example", name: "B" }, "k");
+    expect(other.status).toBe(422);
+    expect(other.json.error.code).toBe("idempotency_key_reused");
+    const patch = await call(app, "PATCH", "/api/v1/sites/1", { name: "x" }, { "idempotency-key": "k" });
+    expect(patch.status).toBe(422);
+    expect(await t.db.q.select({ domain: t.db.t.sites.domain }).from(t.db.t.sites)).toEqual([{ domain: "sc-domain:a.example" }]);
+  });
+
+  test("PATCH and DELETE are replayed too; a first answer 4xx (409) is replayed, not re-run", async () => {
+    const { app } = setup();
+    const site = (await post(app, { domain: "sc-domain:p.example", name: "P" })).json;
+    const p1 = await call(app, "PATCH", `/api/v1/sites/${site.id}`, { name: "P2" }, { "idempotency-key": "patch-1" });
+    expect(p1.status).toBe(200);
+    expect((await call(app, "PATCH", `/api/v1/sites/${site.id}`, { name: "P3" })).status).toBe(200);
+    const p2 = await call(app, "PATCH", `/api/v1/sites/${site.id}`, { name: "P2" }, { "idempotency-key": "patch-1" });
+    expect(p2.text).toBe(p1.text); // the first answer (name P2), not the site as it is now (P3)
+    const d1 = await call(app, "DELETE", `/api/v1/sites/${site.id}`, undefined, { "idempotency-key": "del-1" });
+    expect(d1.status).toBe(204);
+    const d2 = await call(app, "DELETE", `/api/v1/sites/${site.id}`, undefined, { "idempotency-key": "del-1" });
+    expect(d2.status).toBe(204);
+    expect(d2.headers.get("idempotent-replayed")).toBe("true");
+    // A 409 first answer (duplicate domain) is the answer for that key.
+    const dup1 = await post(app, { domain: "sc-domain:p.example", name: "again" }, "dup-1");
+    expect(dup1.status).toBe(409);
+    const dup2 = await post(app, { domain: "sc-domain:p.example", name: "again" }, "dup-1");
+    expect({ status: dup2.status, text: dup2.text }).toEqual({ status: 409, text: dup1.text });
+  });
+
+  test("a malformed key (a space, over 255 characters) is 400", async () => {
+    const { app } = setup();
+    const bad = await post(app, { domain: "sc-domain:m.example", name: "M" }, "has space");
+    expect(bad.status).toBe(400);
+    expect((await post(app, { domain: "sc-domain:m.example", name: "M" }, "x".repeat(256))).status).toBe(400);
+  });
+
+  test("concurrent duplicates: the first runs, the others wait and get its answer", async () => {
+    const { t, app } = setup();
+    const body = { domain: "sc-domain:race.example", name: "Race" };
+    const answers = await Promise.all(Array.from({ length: 8 }, () => post(app, body, "race-1")));
+    expect(answers.map((a) => a.status)).toEqual(Array(8).fill(201));
+    expect(new Set(answers.map((a) => a.text)).size).toBe(1);
+    expect(answers.filter((a) => a.headers.get("idempotent-replayed") === "true")).toHaveLength(7);
+    expect(await t.db.q.select({ id: t.db.t.sites.id }).from(t.db.t.sites)).toHaveLength(1);
+  });
+
+  test("an expired key (past 24 h) is a new key", async () => {
+    const { t, app } = setup();
+    expect((await post(app, { domain: "sc-domain:e1.example", name: "E" }, "old")).status).toBe(201);
+    const k = t.db.t.idempotencyKeys;
+    await t.db.tx((tx) => tx.update(k).set({ expires_at: Date.now() - 1 }));
+    const again = await post(app, { domain: "sc-domain:e2.example", name: "E2" }, "old");
+    expect(again.status).toBe(201);
+    expect(again.headers.get("idempotent-replayed")).toBeNull();
+  });
+});
+
+describe("Idempotency-Key across the processes of a real server", () => {
+  let s: RunningServer;
+  beforeAll(async () => {
+    s = await startServer({ workers: 3 });
+  });
+  afterAll(async () => {
+    await s?.cleanup();
+  });
+
+  test("16 clients send the same create with one key over keep-alive connections: one site, 16 identical answers", async () => {
+    const body = JSON.stringify({ domain: "sc-domain:multi.idem.example", name: "Multi" });
+    const answers = await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        const r = await fetch(`${s.url}/api/v1/sites`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "idempotency-key": "multi-1" },
+          body,
+        });
+        return { status: r.status, text: await r.text() };
+      }),
+    );
+    // Each either got the answer or (past the ride-through) 409 idempotency_in_progress; then its retry gets it.
+    const final = await Promise.all(
+      answers.map(async (a) => {
+        for (let i = 0; a.status === 409 && i < 50; i++) {
+          await Bun.sleep(100);
+          const r = await fetch(`${s.url}/api/v1/sites`, {
+            method: "POST",
+            headers: { "content-type": "application/json", "idempotency-key": "multi-1" },
+            body,
+          });
+          a = { status: r.status, text: await r.text() };
+        }
+        return a;
+      }),
+    );
+    expect(final.map((a) => a.status)).toEqual(Array(16).fill(201));
+    expect(new Set(final.map((a) => a.text)).size).toBe(1);
+    await withDb(s.dbPath, async (db) => {
+      const rows = await db.q.select().from(db.t.sites).where(eq(db.t.sites.domain, "sc-domain:multi.idem.example"));
+      expect(rows).toHaveLength(1);
+    });
+  });
+});
+
+describe("the CLI's client", () => {
+  test("every write carries an Idempotency-Key, the same on its retry after a 503; reads carry none", async () => {
+    const seen: { method: string; key: string | null }[] = [];
+    const stub = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch(req) {
+        seen.push({ method: req.method, key: req.headers.get("idempotency-key") });
+        if (req.method === "POST" && seen.filter((s) => s.method === "POST").length === 1) {
+          return Response.json({ error: { code: "unavailable", message: "down" } }, { status: 503, headers: { "Retry-After": "1" } });
+        }
+        return Response.json({ ok: true }, { status: req.method === "POST" ? 201 : 200 });
+      },
+    });
+    cleanups.push(() => stub.stop(true));
+    const api = createApi({ url: `http://127.0.0.1:${stub.port}` });
+    expect(await api.post("/api/v1/sites", { domain: "sc-domain:cli.example", name: "C" })).toEqual({ ok: true });
+    await api.get("/api/v1/sites");
+    expect(seen.map((s) => s.method)).toEqual(["POST", "POST", "GET"]);
+    expect(seen[0]!.key).toMatch(/^[0-9a-f-]{36}$/);
+    expect(seen[1]!.key).toBe(seen[0]!.key);
+    expect(seen[2]!.key).toBeNull();
+  });
+});
