@@ -113,7 +113,7 @@ describe("Idempotency-Key (in process)", () => {
 describe("Idempotency-Key across the processes of a real server", () => {
   let s: RunningServer;
   beforeAll(async () => {
-    s = await startServer({ workers: 3 });
+    s = await startServer({ workers: 3, timeoutMs: 60_000 });
   });
   afterAll(async () => {
     await s?.cleanup();
