@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
+import { addDays, dayOf } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
 import { storeAppearanceTotals, storePageTotals, storePropertyTotals, storeRows } from "./helpers/rows.ts";
 
@@ -12,9 +13,11 @@ let t: ReturnType<typeof tempDb>;
 let app: ReturnType<typeof createApp>;
 let site: number;
 const P = "https://grains.example";
-const D1 = "2026-03-01";
-const D2 = "2026-03-02";
-const D3 = "2026-03-03";
+// Recent days, so look-back windows (the MCP tools' `days`) hold them.
+const today = dayOf(new Date());
+const D1 = addDays(today, -12);
+const D2 = addDays(today, -11);
+const D3 = addDays(today, -10);
 
 async function call(method: string, path: string, body?: unknown) {
   const res = await app.request(path, {
@@ -165,5 +168,108 @@ describe("page reports read the page totals", () => {
     expect(mobile.json.data).toEqual([
       { url: `${P}/a`, total_clicks: 6, total_impressions: 90, avg_ctr: 6.667, avg_position: 4, keywords: ["beta"], keyword_count: 1 },
     ]);
+  });
+});
+
+describe("insights read the same grains", () => {
+  const insight = (path: string) => call("GET", `/api/v1/sites/${site}/insights/${path}`);
+
+  test("overview: Google's totals, the anonymized share, pages from the page totals", async () => {
+    const r = await insight(`overview?start=${D1}&end=${D2}`);
+    expect(r.status).toBe(200);
+    // 40 clicks, 500 impressions, Σ sum_position 2050 → 4.1; ctr 0.08; share 1 − 28/40 = 0.3.
+    expect(r.json).toMatchObject({ clicks: 40, impressions: 500, ctr: 0.08, position: 4.1, anonymized_clicks_share: 0.3 });
+    expect(r.json).toMatchObject({ queries: 2, pages: 2, days_with_data: 2, derived_days: 0 });
+    expect(r.json.trend).toEqual([
+      { date: D1, clicks: 30, impressions: 400, ctr: 0.075, position: 4.75, derived: false },
+      { date: D2, clicks: 10, impressions: 100, ctr: 0.1, position: 1.5, derived: false },
+    ]);
+    const fra = await insight(`overview?start=${D1}&end=${D2}&country=fra`);
+    expect(fra.json).toMatchObject({ clicks: 4, impressions: 100, position: 8, queries: null, pages: 1, country: "fra" });
+  });
+
+  test("top pages from the page totals; top queries by country is a 400", async () => {
+    const r = await insight(`top?by=page&start=${D1}&end=${D2}`);
+    expect(r.json.rows).toEqual([
+      { page: `${P}/a`, clicks: 28, impressions: 340, ctr: 0.0824, position: 2.38 }, // 810 / 340
+      { page: `${P}/b`, clicks: 6, impressions: 120, ctr: 0.05, position: 7 },
+    ]);
+    const q = await insight(`top?by=query&start=${D1}&end=${D2}&country=usa`);
+    expect(q.status).toBe(400);
+    expect(q.text).toMatch(/stores no country/);
+  });
+
+  test("compare by page: period totals from the property totals, per page from the page totals", async () => {
+    const r = await insight(`compare?by=page&previous_start=${D1}&previous_end=${D1}&current_start=${D2}&current_end=${D2}`);
+    expect(r.status).toBe(200);
+    expect(r.json.previous).toMatchObject({ clicks: 30, impressions: 400, position: 4.75, days_with_data: 1 });
+    expect(r.json.current).toMatchObject({ clicks: 10, impressions: 100, position: 1.5, days_with_data: 1 });
+    expect(r.json.clicks_change).toBe(-20);
+    // /a: 18 → 10 clicks; /b: 6 → 0.
+    expect(r.json.losers.map((l: { page: string; clicks_change: number }) => [l.page, l.clicks_change])).toEqual([
+      [`${P}/a`, -8],
+      [`${P}/b`, -6],
+    ]);
+    // /a's position: (2×150 + 4×90) / 240 = 2.75 → 1.5: up by 1.25.
+    expect(r.json.position_gains).toEqual([expect.objectContaining({ page: `${P}/a`, position_change: -1.25 })]);
+  });
+});
+
+describe("MCP tools read the same grains", () => {
+  async function tool(name: string, args: Record<string, unknown>) {
+    const res = await app.request("/mcp", {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name, arguments: args } }),
+    });
+    const body = (await res.json()) as { result: { isError?: boolean; structuredContent: any; content: { text: string }[] } };
+    if (body.result.isError) throw new Error(body.result.content[0]!.text);
+    return body.result.structuredContent;
+  }
+
+  test("compare_periods: Google's totals per period, anonymized share, pages from the page totals", async () => {
+    const r = await tool("compare_periods", {
+      site_id: site,
+      period_type: "custom",
+      custom_periods: { period1: { start: D1, end: D1 }, period2: { start: D2, end: D2 } },
+      breakdown: "page",
+    });
+    expect(r).toMatchObject({
+      period1_clicks: 30,
+      period2_clicks: 10,
+      clicks_change: -20,
+      period1_impressions: 400,
+      period2_impressions: 100,
+      period1_position: 4.75,
+      period2_position: 1.5,
+      position_change: -3.25,
+      period1_queries: 2,
+      period2_queries: 1,
+      period1_pages: 2,
+      period2_pages: 1,
+      period1_derived_days: 0,
+    });
+    expect(r.period1_anonymized_clicks_share).toBeCloseTo(1 / 3, 12);
+    expect(r.period2_anonymized_clicks_share).toBeCloseTo(0.2, 12);
+    expect(r.rows.map((x: { page: string; clicks_change: number }) => [x.page, x.clicks_change])).toEqual([
+      [`${P}/a`, -8],
+      [`${P}/b`, -6],
+    ]);
+  });
+
+  test("best_pages: page totals, ctr percent, weighted position; search_type discover answers from its totals", async () => {
+    const r = await tool("best_pages", { site_id: site, days: 30 });
+    expect(r.rows).toEqual([
+      {
+        page: `${P}/a`,
+        total_clicks: 29,
+        total_impressions: 350,
+        avg_position: expect.closeTo(820 / 350, 9),
+        ctr: expect.closeTo((29 / 350) * 100, 9),
+      },
+      { page: `${P}/b`, total_clicks: 6, total_impressions: 120, avg_position: 7, ctr: 5 },
+    ]);
+    const overview = await tool("insight_overview", { site_id: site, start: D1, end: D2, search_type: "discover" });
+    expect(overview).toMatchObject({ clicks: 50, impressions: 1000, position: 1, pages: 0, queries: 0 });
   });
 });

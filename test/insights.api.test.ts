@@ -75,10 +75,13 @@ describe("each insight against sums computed from the rows", () => {
     expect(o).toMatchObject({ start, end: E, search_type: "web", ...expected(inWindow), days: 28, anonymized_clicks_share: null });
     const withData = [...new Set(inWindow.map((r) => r.day))].sort();
     expect(o.trend.map((t: { date: string }) => t.date)).toEqual(withData);
+    // These rows are query detail only (no property totals stored): each day is derived from it, and says so.
     expect(o.trend.find((t: { date: string }) => t.date === addDays(E, -5))).toEqual({
       date: addDays(E, -5),
       ...expected(inWindow.filter((r) => r.day === addDays(E, -5))),
+      derived: true,
     });
+    expect(o.derived_days).toBe(withData.length);
     // A device filter narrows every number.
     const mobile = await api("overview?device=MOBILE");
     expect(mobile).toMatchObject(expected(inWindow.filter((r) => r.device === "MOBILE")));

@@ -441,6 +441,11 @@ describe("compare_periods", () => {
       period2_queries: 3,
       period1_pages: 3,
       period2_pages: 3,
+      // The shop's rows are query detail only (no property totals stored): every day derived from it, no anonymized share known.
+      period1_anonymized_clicks_share: null,
+      period2_anonymized_clicks_share: null,
+      period1_derived_days: 4,
+      period2_derived_days: 3,
       breakdown: "page",
       rows: [
         {

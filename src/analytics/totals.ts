@@ -241,8 +241,11 @@ export type PageTotalsOptions = {
   pages?: string[] | null;
   /** Keep pages whose URL contains this text (case-sensitive). */
   urlContains?: string | null;
-  /** Pages returned, most clicks first; null: all. */
+  /** Keep pages whose URL matches this LIKE pattern (`\\` escapes; case-insensitive: ASCII on SQLite, ILIKE on PostgreSQL). */
+  urlLike?: string | null;
+  /** Pages returned, most clicks (or impressions) first; null: all. */
   limit?: number | null;
+  order?: "clicks" | "impressions";
 };
 
 /** The SQL and parameters of page totals over a window (see findPageTotals), as a subquery text `pt(page, clicks, impressions, sp)`. */
@@ -258,6 +261,10 @@ export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOpti
   if (o.urlContains != null) {
     params.contains = o.urlContains;
     pageFilter += ` and ${containsSql(e, "%p", "$contains")}`;
+  }
+  if (o.urlLike != null) {
+    params.like = o.urlLike;
+    pageFilter += e === "pg" ? " and %p ilike $like escape '\\'" : " and %p like $like escape '\\'";
   }
   const ungrained = derivable(f) ? await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, f.end) : null;
   let union = "";
@@ -278,7 +285,7 @@ export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOpti
   ) u
  group by u.page
  having sum(u.clicks) > 0 or sum(u.impressions) > 0
- order by clicks desc, u.page
+ order by ${o.order === "impressions" ? "impressions desc, clicks desc" : "clicks desc, impressions desc"}, u.page
  limit $limit`;
   params.limit = o.limit ?? (e === "pg" ? null : -1);
   return { sql, params, derivedDays: ungrained?.count ?? 0 };
@@ -289,6 +296,13 @@ export async function findPageTotals(db: Db, f: GrainFilters, o: PageTotalsOptio
   const q = await pageTotalsQuery(db, f, o);
   const rows = await allRows<{ page: string; clicks: number; impressions: number; sp: number }>(db, q.sql, q.params, true);
   return rows.map((r) => ({ page: r.page, clicks: Number(r.clicks), impressions: Number(r.impressions), sumPosition: Number(r.sp) }));
+}
+
+/** How many pages have clicks or impressions in the page totals of the window. */
+export async function countPages(db: Db, f: GrainFilters): Promise<number> {
+  const q = await pageTotalsQuery(db, f, {});
+  const [row] = await allRows<{ n: number }>(db, `select count(*) as n from (${q.sql}) c`, q.params, true);
+  return Number(row?.n ?? 0);
 }
 
 /** The first day a site has any data (grain or detail), or null. */

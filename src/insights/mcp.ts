@@ -23,8 +23,14 @@ const windowArgs = {
   days: z.number().int().min(1).max(486).optional().describe("Window length when start is not given (default 28)."),
   search_type: z.enum(["web", "image", "video", "news", "discover", "googleNews"]).optional().describe("Default web."),
   device: z.enum(["DESKTOP", "MOBILE", "TABLET"]).optional(),
+  country: z
+    .string()
+    .regex(/^[a-z]{3}$/)
+    .optional()
+    .describe("ISO 3166-1 alpha-3, lower case (e.g. usa): totals and pages only; query reports have no country."),
 };
-const FORMULAS = "CTR = clicks/impressions summed; position weighted by impressions.";
+const FORMULAS =
+  "Totals are Search Console's own (anonymized queries included; anonymized_clicks_share says how much of them no query names); CTR = clicks/impressions summed; position weighted by impressions.";
 
 /** Registers the insight tools with `tool` (createMcpServer's registration helper). */
 export function registerInsightTools(tool: Register, db: Db) {
@@ -61,6 +67,7 @@ export function registerInsightTools(tool: Register, db: Db) {
       days: z.number().int().min(1).max(243).default(28),
       search_type: windowArgs.search_type,
       device: windowArgs.device,
+      country: windowArgs.country,
       limit: z.number().int().min(1).max(500).default(20),
     },
     async (a) => compareInsight(db, await siteOf(a), a),
@@ -76,6 +83,7 @@ export function registerInsightTools(tool: Register, db: Db) {
       min_clicks: z.number().int().min(1).default(10),
       search_type: windowArgs.search_type,
       device: windowArgs.device,
+      country: windowArgs.country,
       limit: z.number().int().min(1).max(500).default(50),
     },
     async (a) => decayInsight(db, await siteOf(a), a),

@@ -2,18 +2,51 @@ import { and, asc, desc, eq, gte, lte, or, sql, type SQL, type SQLWrapper } from
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeInsensitive } from "../db/sql.ts";
 import { addDays, dayRange } from "../sync/dates.ts";
+import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
+import {
+  addSums,
+  assertAnswerable,
+  countPages,
+  findAnonymizedShare,
+  findLastDataDay,
+  findPageTotals,
+  findPropertyDays,
+  type GrainFilters,
+  type Sums,
+} from "../analytics/totals.ts";
 
 // The reads behind the insights (dashboard, API, CLI and MCP all call these, so they show the same
-// numbers). Formulas as Search Console's: CTR = Σclicks / Σimpressions, position = the
-// impression-weighted mean of the rows' positions (Σ position×impressions / Σ impressions), never a
-// plain mean of rows. Rows come from gsc_performance_data (one row per day, page, query, device and
-// search type). Queries Google anonymizes are not in those rows, so totals summed here under-count a
-// property's clicks; `anonymized` stays null until a property-totals table is stored.
+// numbers). Each number from its grain (docs/analytics.md): totals and trends from Search Console's
+// property totals, page numbers from its page totals (src/analytics/totals.ts), query numbers from the
+// query detail (gsc_performance_data: one row per day, page, query, device and search type, without
+// the queries Google anonymizes). Formulas as Search Console's: CTR = Σclicks / Σimpressions,
+// position impression-weighted (Σ position×impressions / Σ impressions), never a plain mean of rows.
 
 type G = Db["t"]["gscPerformanceData"];
 
-/** Which rows an insight reads: a site, a day range (both included), one search type, optionally one device. */
-export type Filters = { siteId: number; start: string; end: string; searchType: string; device?: string | null };
+/** Which rows an insight reads: a site, a day range (both included), one search type, optionally one device and one country. */
+export type Filters = {
+  siteId: number;
+  start: string;
+  end: string;
+  searchType: string;
+  device?: string | null;
+  /** ISO alpha-3, lower case: property and page totals only (the query detail has no country). */
+  country?: string | null;
+};
+
+/** The grain filters of an insight's filters. */
+export const grainOf = (f: Filters): GrainFilters => ({
+  siteId: f.siteId,
+  start: f.start,
+  end: f.end,
+  searchType: f.searchType as SearchTypeCode,
+  device: f.device ?? null,
+  country: f.country ?? null,
+});
+
+/** Metrics of grain sums (sum_position in hundredths). */
+const metricsOfSums = (s: Sums): Metrics => metricsOf(s.clicks, s.impressions, s.sumPosition / sumPositionScale);
 
 export type Metrics = { clicks: number; impressions: number; ctr: number | null; position: number | null };
 
@@ -49,37 +82,37 @@ export function rounded(m: Metrics): Metrics {
   return { clicks: m.clicks, impressions: m.impressions, ctr: round(m.ctr, 4), position: round(m.position, 2) };
 }
 
-/** The property's totals over the filters, its distinct queries and pages, and the daily trend (days without rows are absent: gaps). */
+/**
+ * The property's totals over the filters (Search Console's property totals, anonymized queries
+ * included), the share of clicks from anonymized queries, the named queries and the pages, and the
+ * daily trend (days without data are absent: gaps; days synced before the grains are derived from the
+ * query detail and counted in derived_days).
+ */
 export async function findOverview(db: Db, f: Filters) {
+  assertAnswerable(grainOf(f), "page");
   const g = db.t.gscPerformanceData;
-  const [total, daily] = await Promise.all([
-    db.q
-      .select({
-        clicks: sumOf(g.clicks),
-        impressions: sumOf(g.impressions),
-        weight: weighted(g),
-        queries: sql<number>`count(distinct ${g.query})`.mapWith(Number),
-        pages: sql<number>`count(distinct ${g.page})`.mapWith(Number),
-      })
-      .from(g)
-      .where(where(g, f)),
-    db.q
-      .select({ date: g.date, clicks: sumOf(g.clicks), impressions: sumOf(g.impressions), weight: weighted(g) })
-      .from(g)
-      .where(where(g, f))
-      .groupBy(g.date)
-      .orderBy(asc(g.date)),
+  const [daily, share, named, pages] = await Promise.all([
+    findPropertyDays(db, grainOf(f)),
+    findAnonymizedShare(db, grainOf(f)),
+    f.country
+      ? null
+      : db.q
+          .select({ queries: sql<number>`count(distinct ${g.query})`.mapWith(Number) })
+          .from(g)
+          .where(where(g, f)),
+    countPages(db, grainOf(f)),
   ]);
-  const t = first(total)!;
+  const t = addSums(daily);
   return {
-    ...rounded(metricsOf(t.clicks, t.impressions, t.weight)),
-    queries: t.queries,
-    pages: t.pages,
+    ...rounded(metricsOfSums(t)),
+    queries: named ? first(named)!.queries : null,
+    pages,
     days_with_data: daily.length,
     days: dayRange(f.start, f.end).length,
-    // Share of clicks from anonymized queries: needs the property totals Search Console reports without the query dimension.
-    anonymized_clicks_share: null as number | null,
-    trend: daily.map((d) => ({ date: d.date, ...rounded(metricsOf(d.clicks, d.impressions, d.weight)) })),
+    derived_days: daily.filter((d) => d.derived).length,
+    // Share of clicks from queries Google does not name (null when unknown, e.g. under a device or country filter).
+    anonymized_clicks_share: round(share, 4),
+    trend: daily.map((d) => ({ date: d.date, ...rounded(metricsOfSums(d)), derived: d.derived })),
   };
 }
 
@@ -87,8 +120,17 @@ export type TopOptions = Filters & { by: "query" | "page"; limit: number; contai
 
 /** The top queries or pages by clicks (or impressions), with ctr and weighted position; `contains` filters the text (case-insensitive). */
 export async function findTop(db: Db, o: TopOptions) {
+  assertAnswerable(grainOf(o), o.by);
+  if (o.by === "page") {
+    const pages = await findPageTotals(db, grainOf(o), {
+      urlLike: o.contains ? containsPattern(o.contains) : null,
+      limit: o.limit,
+      order: o.order,
+    });
+    return pages.map((p) => ({ page: p.page, ...rounded(metricsOfSums(p)) })) as (Metrics & { query?: string; page?: string })[];
+  }
   const g = db.t.gscPerformanceData;
-  const key = o.by === "page" ? g.page : g.query;
+  const key = g.query;
   const rows = await db.q
     .select({
       key: sql<string>`${key}`.as("key"),
@@ -181,23 +223,72 @@ export async function comparePeriods(
   // Position moves: weighted position of the current minus the previous period, where both had impressions.
   const both = sql`${s(o.previous, g.impressions)} > 0 and ${s(o.current, g.impressions)} > 0`;
   const move = sql`(${s(o.current, sql`${g.position} * ${g.impressions}`)} * 1.0 / ${s(o.current, g.impressions)} - ${s(o.previous, sql`${g.position} * ${g.impressions}`)} * 1.0 / ${s(o.previous, g.impressions)})`;
-  const [totals, winners, losers, up, down] = await Promise.all([
-    db.q
-      .select({
-        key: sql<string>`'all'`,
-        ...columns,
-        // Days with data in each period: a period only partly synced makes any change look bigger than it is.
-        d1: sql<number>`count(distinct case when ${inP(o.previous)} then ${g.date} end)`.mapWith(Number),
-        d2: sql<number>`count(distinct case when ${inP(o.current)} then ${g.date} end)`.mapWith(Number),
-      })
-      .from(g)
-      .where(where(g, span, inEither)),
-    perKey(desc(delta), sql`${delta} > 0`),
-    perKey(asc(delta), sql`${delta} < 0`),
-    perKey(asc(move), sql`${both} and ${move} < 0`),
-    perKey(desc(move), sql`${both} and ${move} > 0`),
+  // Totals of each period: Search Console's property totals. Per page: its page totals; per query: the query detail.
+  const prev = grainOf({ ...o, start: o.previous.start, end: o.previous.end });
+  const cur = grainOf({ ...o, start: o.current.start, end: o.current.end });
+  assertAnswerable(prev, o.by);
+  type KeyRow = { key: string; c1: number; i1: number; w1: number; c2: number; i2: number; w2: number };
+  const perPage = async (): Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]> => {
+    const [p1, p2] = await Promise.all([findPageTotals(db, prev), findPageTotals(db, cur)]);
+    const rows = new Map<string, KeyRow>();
+    const row = (page: string) => rows.get(page) ?? rows.set(page, { key: page, c1: 0, i1: 0, w1: 0, c2: 0, i2: 0, w2: 0 }).get(page)!;
+    for (const p of p1) Object.assign(row(p.page), { c1: p.clicks, i1: p.impressions, w1: p.sumPosition / sumPositionScale });
+    for (const p of p2) Object.assign(row(p.page), { c2: p.clicks, i2: p.impressions, w2: p.sumPosition / sumPositionScale });
+    const list = [...rows.values()];
+    const d = (r: KeyRow) => r.c2 - r.c1;
+    const m = (r: KeyRow) => r.w2 / r.i2 - r.w1 / r.i1;
+    const byKey = (a: KeyRow, b: KeyRow) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+    const top = (keep: (r: KeyRow) => boolean, cmp: (a: KeyRow, b: KeyRow) => number) =>
+      list
+        .filter(keep)
+        .sort((a, b) => cmp(a, b) || byKey(a, b))
+        .slice(0, o.limit);
+    const withBoth = (r: KeyRow) => r.i1 > 0 && r.i2 > 0;
+    return [
+      top(
+        (r) => d(r) > 0,
+        (a, b) => d(b) - d(a),
+      ),
+      top(
+        (r) => d(r) < 0,
+        (a, b) => d(a) - d(b),
+      ),
+      top(
+        (r) => withBoth(r) && m(r) < 0,
+        (a, b) => m(a) - m(b),
+      ),
+      top(
+        (r) => withBoth(r) && m(r) > 0,
+        (a, b) => m(b) - m(a),
+      ),
+    ];
+  };
+  const [d1, d2, [winners, losers, up, down]] = await Promise.all([
+    findPropertyDays(db, prev),
+    findPropertyDays(db, cur),
+    o.by === "page"
+      ? perPage()
+      : (Promise.all([
+          perKey(desc(delta), sql`${delta} > 0`),
+          perKey(asc(delta), sql`${delta} < 0`),
+          perKey(asc(move), sql`${both} and ${move} < 0`),
+          perKey(desc(move), sql`${both} and ${move} > 0`),
+        ]) as Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]>),
   ]);
-  const all = first(totals)!;
+  const s1 = addSums(d1);
+  const s2 = addSums(d2);
+  // Days with data in each period: a period only partly synced makes any change look bigger than it is.
+  const all = {
+    key: "all",
+    c1: s1.clicks,
+    i1: s1.impressions,
+    w1: s1.sumPosition / sumPositionScale,
+    c2: s2.clicks,
+    i2: s2.impressions,
+    w2: s2.sumPosition / sumPositionScale,
+    d1: d1.length,
+    d2: d2.length,
+  };
   const t = toChange(all);
   const days = (p: Period) => dayRange(p.start, p.end).length;
   const name = (c: Change) => {
@@ -227,24 +318,21 @@ export async function findDecayingPages(
   db: Db,
   o: Omit<Filters, "start"> & { weeks: number; minDrop: number; minClicks: number; limit: number },
 ) {
-  const g = db.t.gscPerformanceData;
   const start = addDays(o.end, -(o.weeks * 7 - 1));
   const weeks = Array.from({ length: o.weeks }, (_, w) => ({ start: addDays(start, w * 7), end: addDays(start, w * 7 + 6) }));
-  const cols = Object.fromEntries(
-    weeks.map((w, i) => [
-      `w${i}`,
-      sql<number>`coalesce(sum(case when ${g.date} between ${w.start} and ${w.end} then ${g.clicks} end), 0)`.mapWith(Number),
-    ]),
-  );
-  const firstWeek = cols.w0!;
-  const lastWeek = cols[`w${o.weeks - 1}`]!;
-  const rows = (await db.q
-    .select({ page: g.page, ...cols })
-    .from(g)
-    .where(where(g, { ...o, start }))
-    .groupBy(g.page)
-    .having(sql`${firstWeek} >= ${o.minClicks} and ${lastWeek} <= ${firstWeek} * cast(${1 - o.minDrop} as double precision)`)
-    .orderBy(desc(sql`${firstWeek} - ${lastWeek}`), asc(g.page))) as ({ page: string } & Record<string, number>)[];
+  // Each week's clicks per page from Search Console's page totals.
+  const perWeek = await Promise.all(weeks.map((w) => findPageTotals(db, grainOf({ ...o, start: w.start, end: w.end }))));
+  const series = new Map<string, number[]>();
+  perWeek.forEach((pages, i) => {
+    for (const p of pages) {
+      const s = series.get(p.page) ?? series.set(p.page, new Array(o.weeks).fill(0)).get(p.page)!;
+      s[i] = p.clicks;
+    }
+  });
+  const rows = [...series.entries()]
+    .filter(([, s]) => s[0]! >= o.minClicks && s.at(-1)! <= s[0]! * (1 - o.minDrop))
+    .sort(([pa, a], [pb, b]) => b[0]! - b.at(-1)! - (a[0]! - a.at(-1)!) || (pa < pb ? -1 : 1))
+    .map(([page, s]) => ({ page, ...Object.fromEntries(s.map((c, i) => [`w${i}`, c])) }) as { page: string } & Record<string, number>);
   const out = [];
   for (const r of rows) {
     const series = weeks.map((_, i) => r[`w${i}`]!);
@@ -379,16 +467,9 @@ export async function findBrandSplit(db: Db, f: Filters & { terms: string[] }) {
   return { terms: f.terms, brand, non_brand: nonBrand, brand_clicks_share: clicks > 0 ? round(row.bc / clicks, 4) : null };
 }
 
-/** The newest day with rows for a site and search type (null: none), the default end of every insight. */
+/** The newest day with data (property totals or query detail) for a site and search type (null: none), the default end of every insight. */
 export async function findNewestDataDay(db: Db, siteId: number, searchType: string): Promise<string | null> {
-  const g = db.t.gscPerformanceData;
-  const row = first(
-    await db.q
-      .select({ day: sql<string | null>`max(${g.date})` })
-      .from(g)
-      .where(and(eq(g.site_id, siteId), eq(g.search_type, searchType))),
-  );
-  return row?.day ?? null;
+  return findLastDataDay(db, siteId, searchType as SearchTypeCode);
 }
 
 /** A site's brand terms, sorted. */

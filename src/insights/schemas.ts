@@ -25,6 +25,14 @@ export const WindowQuery = z.object({
     .enum(["DESKTOP", "MOBILE", "TABLET"])
     .optional()
     .openapi({ ...q("device"), description: "Only this device" }),
+  country: z
+    .string()
+    .regex(/^[a-z]{3}$/, "an ISO 3166-1 alpha-3 code, lower case (e.g. usa)")
+    .optional()
+    .openapi({
+      ...q("country"),
+      description: "Only this country: totals and pages (the query detail has no country: 400 for query reports)",
+    }),
 });
 
 export const TopQuery = WindowQuery.extend({
@@ -50,6 +58,7 @@ export const CompareQuery = z.object({
     .openapi({ ...q("days"), description: "Length of each period when not given (default 28 vs the 28 before)" }),
   search_type: WindowQuery.shape.search_type,
   device: WindowQuery.shape.device,
+  country: WindowQuery.shape.country,
   limit: intParam(1, 500).default(20).openapi(q("limit")),
 });
 
@@ -66,6 +75,7 @@ export const DecayQuery = z.object({
     .openapi({ ...q("min_clicks"), description: "First-week clicks at least (default 10)" }),
   search_type: WindowQuery.shape.search_type,
   device: WindowQuery.shape.device,
+  country: WindowQuery.shape.country,
   limit: intParam(1, 500).default(50).openapi(q("limit")),
 });
 
@@ -94,12 +104,20 @@ export const MetricsSchema = z.object(Metrics);
 export const OverviewSchema = z
   .object({
     ...Metrics,
-    queries: z.number().int(),
-    pages: z.number().int(),
+    queries: z.number().int().nullable().openapi({ description: "Named queries (query detail); null under a country filter" }),
+    pages: z.number().int().openapi({ description: "Pages with clicks or impressions (page totals)" }),
     days: z.number().int(),
     days_with_data: z.number().int(),
-    anonymized_clicks_share: z.number().nullable().openapi({ description: "Null until property totals are stored" }),
-    trend: z.array(z.object({ date: z.string(), ...Metrics })).openapi({ description: "Days without data are absent (gaps)" }),
+    derived_days: z
+      .number()
+      .int()
+      .openapi({ description: "Days summed from the query detail: no property totals stored for them (under-count anonymized queries)" }),
+    anonymized_clicks_share: z.number().nullable().openapi({
+      description: "Share of clicks from queries Google does not name (0..1), over the days with property totals; null when unknown",
+    }),
+    trend: z
+      .array(z.object({ date: z.string(), ...Metrics, derived: z.boolean() }))
+      .openapi({ description: "Days without data are absent (gaps)" }),
   })
   .openapi("InsightOverview");
 
@@ -110,4 +128,5 @@ export const WindowSchema = z.object({
   end: z.string(),
   search_type: z.string(),
   device: z.string().nullable(),
+  country: z.string().nullable(),
 });

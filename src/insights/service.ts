@@ -26,7 +26,14 @@ async function siteOr404(db: Db, siteId: number) {
   return site;
 }
 
-const windowOf = (f: Filters) => ({ site_id: f.siteId, start: f.start, end: f.end, search_type: f.searchType, device: f.device ?? null });
+const windowOf = (f: Filters) => ({
+  site_id: f.siteId,
+  start: f.start,
+  end: f.end,
+  search_type: f.searchType,
+  device: f.device ?? null,
+  country: f.country ?? null,
+});
 
 /** Property overview: totals, distinct queries and pages, the daily trend (gaps as gaps). */
 export async function overviewInsight(db: Db, siteId: number, w: WindowInput) {
@@ -56,6 +63,7 @@ export type CompareInput = {
   days?: number;
   search_type?: string;
   device?: string;
+  country?: string;
   limit: number;
 };
 
@@ -81,15 +89,33 @@ export async function compareInsight(db: Db, siteId: number, c: CompareInput) {
     if (p.start > p.end)
       throw new ApiError("validation_failed", `the ${name} period starts after it ends`, [{ path: `${name}_start`, message: "after end" }]);
   }
-  const r = await comparePeriods(db, { siteId, searchType, device: c.device ?? null, by: c.by, current, previous, limit: c.limit });
-  return { site_id: siteId, search_type: searchType, device: c.device ?? null, ...r };
+  const r = await comparePeriods(db, {
+    siteId,
+    searchType,
+    device: c.device ?? null,
+    country: c.country ?? null,
+    by: c.by,
+    current,
+    previous,
+    limit: c.limit,
+  });
+  return { site_id: siteId, search_type: searchType, device: c.device ?? null, country: c.country ?? null, ...r };
 }
 
 /** Content decay: pages losing clicks over the last N weeks. */
 export async function decayInsight(
   db: Db,
   siteId: number,
-  o: { end?: string; weeks: number; min_drop: number; min_clicks: number; search_type?: string; device?: string; limit: number },
+  o: {
+    end?: string;
+    weeks: number;
+    min_drop: number;
+    min_clicks: number;
+    search_type?: string;
+    device?: string;
+    country?: string;
+    limit: number;
+  },
 ) {
   await siteOr404(db, siteId);
   const searchType = o.search_type ?? "web";
@@ -99,12 +125,21 @@ export async function decayInsight(
     end,
     searchType,
     device: o.device ?? null,
+    country: o.country ?? null,
     weeks: o.weeks,
     minDrop: o.min_drop,
     minClicks: o.min_clicks,
     limit: o.limit,
   });
-  return { site_id: siteId, search_type: searchType, device: o.device ?? null, min_drop: o.min_drop, min_clicks: o.min_clicks, ...r };
+  return {
+    site_id: siteId,
+    search_type: searchType,
+    device: o.device ?? null,
+    country: o.country ?? null,
+    min_drop: o.min_drop,
+    min_clicks: o.min_clicks,
+    ...r,
+  };
 }
 
 /** Cannibalization: queries whose impressions several pages share. */

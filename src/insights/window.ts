@@ -4,7 +4,7 @@ import { addDays, daysBetween, newestDataDay } from "../sync/dates.ts";
 import { findNewestDataDay, type Filters } from "./queries.ts";
 
 /** What a caller may give to pick an insight's rows; everything optional. */
-export type WindowInput = { start?: string; end?: string; search_type?: string; device?: string; days?: number };
+export type WindowInput = { start?: string; end?: string; search_type?: string; device?: string; country?: string; days?: number };
 
 /** Days of an insight window when none is given: Search Console's own default view. */
 export const DEFAULT_DAYS = 28;
@@ -24,5 +24,5 @@ export async function insightFilters(db: Db, siteId: number, w: WindowInput): Pr
   if (daysBetween(start, end) > MAX_WINDOW_DAYS) {
     throw new ApiError("validation_failed", `the window is longer than ${MAX_WINDOW_DAYS} days`, [{ path: "start", message: "too early" }]);
   }
-  return { siteId, start, end, searchType, device: w.device ?? null };
+  return { siteId, start, end, searchType, device: w.device ?? null, country: w.country ?? null };
 }

@@ -1,6 +1,19 @@
 import { and, asc, desc, eq, gte, inArray, max, or, sql, type AnyColumn, type SQL } from "drizzle-orm";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
+import type { SearchTypeCode } from "../db/enums.ts";
+import {
+  addSums,
+  countPages,
+  ctrOfSums,
+  findAnonymizedShare,
+  findPageTotals,
+  findPropertyDays,
+  type GrainFilters,
+  positionOfSums,
+  type Sums,
+  windowSince,
+} from "../analytics/totals.ts";
 
 // The reads behind the MCP tools: the original assistant tools' queries (reference §4, rows 20-26)
 // over gsc_performance_data, written once for both engines. `since` bounds are inclusive
@@ -80,25 +93,34 @@ export async function searchKeywords(db: Db, s: Scope & { pattern: string; limit
     .limit(s.limit);
 }
 
-/** The most clicked pages, with ctr as a percentage of summed clicks over summed impressions. */
+/** The pages a scope's totals read: from `since` (or the first day with data) to today. */
+async function scopeWindow(db: Db, s: Scope): Promise<{ start: string; end: string } | null> {
+  return windowSince(db, s.siteId, s.since ?? null);
+}
+
+/** A scope and a window as grain filters (the MCP tools filter by search type only; "all" sums every type). */
+const grainOf = (s: Scope, w: { start: string; end: string }): GrainFilters => ({
+  siteId: s.siteId,
+  start: w.start,
+  end: w.end,
+  searchType: s.searchType as SearchTypeCode | "all",
+});
+
+/**
+ * The most clicked pages from Search Console's page totals (anonymized queries included), with the
+ * impression-weighted position and ctr as a percentage of Σ clicks / Σ impressions.
+ */
 export async function findBestPages(db: Db, s: Scope & { limit: number }) {
-  const g = db.t.gscPerformanceData;
-  return db.q
-    .select({
-      page: g.page,
-      total_clicks: clicks(g).as("total_clicks"),
-      total_impressions: impressions(g).as("total_impressions"),
-      avg_position: avgPosition(g).as("avg_position"),
-      // double precision: SQLite's REAL; PostgreSQL's real would be 4 bytes.
-      ctr: sql<number>`case when sum(${g.impressions}) > 0 then cast(sum(${g.clicks}) as double precision) / sum(${g.impressions}) * 100 else 0 end`
-        .mapWith(Number)
-        .as("ctr"),
-    })
-    .from(g)
-    .where(scoped(g, s))
-    .groupBy(g.page)
-    .orderBy(desc(sql`total_clicks`), asc(g.page))
-    .limit(s.limit);
+  const w = await scopeWindow(db, s);
+  if (!w) return [];
+  const pages = await findPageTotals(db, grainOf(s, w), { limit: s.limit });
+  return pages.map((p) => ({
+    page: p.page,
+    total_clicks: p.clicks,
+    total_impressions: p.impressions,
+    avg_position: positionOfSums(p),
+    ctr: ctrOfSums(p) * 100,
+  }));
 }
 
 /** Day-by-day clicks, impressions and position of the given pages (and only these queries, if given). */
@@ -183,26 +205,59 @@ function periodColumns(g: G, p1: Period, p2: Period) {
   };
 }
 
+/** The comparison fields of one key (or the whole property) from its sums in both periods. */
+function changeOf(a: Sums, b: Sums) {
+  const pct = (x: number, y: number) => (x > 0 ? ((y - x) * 100) / x : 0);
+  const p1 = a.impressions > 0 ? positionOfSums(a) : null;
+  const p2 = b.impressions > 0 ? positionOfSums(b) : null;
+  return {
+    period1_clicks: a.clicks,
+    period2_clicks: b.clicks,
+    clicks_change: b.clicks - a.clicks,
+    clicks_change_pct: pct(a.clicks, b.clicks),
+    period1_impressions: a.impressions,
+    period2_impressions: b.impressions,
+    impressions_change: b.impressions - a.impressions,
+    impressions_change_pct: pct(a.impressions, b.impressions),
+    period1_position: p1,
+    period2_position: p2,
+    position_change: p1 === null || p2 === null ? null : p2 - p1,
+  };
+}
+
 /**
- * The original compare_periods: totals of both periods and their changes (position_change is
- * period 2 minus period 1, so positive means worse), with distinct queries and pages per period.
+ * The original compare_periods: totals of both periods from Search Console's property totals and their
+ * changes (position_change is period 2 minus period 1, so positive means worse), the share of clicks
+ * from anonymized queries in each, the distinct named queries (query detail) and pages (page totals).
  */
 export async function comparePeriodTotals(db: Db, s: Scope & { period1: Period; period2: Period }) {
   const g = db.t.gscPerformanceData;
-  const distinct = (p: Period, c: AnyColumn) => sql<number>`count(distinct case when ${inPeriod(g, p)} then ${c} end)`.mapWith(Number);
-  const row = first(
-    await db.q
-      .select({
-        ...periodColumns(g, s.period1, s.period2),
-        period1_queries: distinct(s.period1, g.query).as("period1_queries"),
-        period2_queries: distinct(s.period2, g.query).as("period2_queries"),
-        period1_pages: distinct(s.period1, g.page).as("period1_pages"),
-        period2_pages: distinct(s.period2, g.page).as("period2_pages"),
-      })
+  const distinct = (p: Period) =>
+    db.q
+      .select({ n: sql<number>`count(distinct ${g.query})`.mapWith(Number) })
       .from(g)
-      .where(scoped(g, s, or(inPeriod(g, s.period1), inPeriod(g, s.period2)))),
-  );
-  return row!;
+      .where(scoped(g, s, inPeriod(g, p)));
+  const [d1, d2, a1, a2, q1, q2, n1, n2] = await Promise.all([
+    findPropertyDays(db, grainOf(s, s.period1)),
+    findPropertyDays(db, grainOf(s, s.period2)),
+    findAnonymizedShare(db, grainOf(s, s.period1)),
+    findAnonymizedShare(db, grainOf(s, s.period2)),
+    distinct(s.period1),
+    distinct(s.period2),
+    countPages(db, grainOf(s, s.period1)),
+    countPages(db, grainOf(s, s.period2)),
+  ]);
+  return {
+    ...changeOf(addSums(d1), addSums(d2)),
+    period1_queries: first(q1)?.n ?? 0,
+    period2_queries: first(q2)?.n ?? 0,
+    period1_pages: n1,
+    period2_pages: n2,
+    period1_anonymized_clicks_share: a1,
+    period2_anonymized_clicks_share: a2,
+    period1_derived_days: d1.filter((d) => d.derived).length,
+    period2_derived_days: d2.filter((d) => d.derived).length,
+  };
 }
 
 /**
@@ -213,8 +268,21 @@ export async function comparePeriodsBy(
   db: Db,
   s: Scope & { period1: Period; period2: Period; by: "page" | "query"; order: "losers_first" | "gainers_first"; limit: number },
 ) {
+  if (s.by === "page") {
+    // Per page: Search Console's page totals of each period.
+    const [p1, p2] = await Promise.all([findPageTotals(db, grainOf(s, s.period1)), findPageTotals(db, grainOf(s, s.period2))]);
+    const zero = { clicks: 0, impressions: 0, sumPosition: 0 };
+    const sums = new Map<string, [Sums, Sums]>();
+    for (const p of p1) sums.set(p.page, [p, zero]);
+    for (const p of p2) sums.set(p.page, [sums.get(p.page)?.[0] ?? zero, p]);
+    const sign = s.order === "losers_first" ? 1 : -1;
+    return [...sums.entries()]
+      .map(([key, [a, b]]) => ({ key, ...changeOf(a, b) }))
+      .sort((a, b) => sign * (a.clicks_change - b.clicks_change) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      .slice(0, s.limit);
+  }
   const g = db.t.gscPerformanceData;
-  const key = s.by === "page" ? g.page : g.query;
+  const key = g.query;
   const cols = periodColumns(g, s.period1, s.period2);
   return db.q
     .select({ key: sql<string>`${key}`.as("key"), ...cols })

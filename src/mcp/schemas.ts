@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { isDate, RETENTION_DAYS } from "../sync/dates.ts";
-import { searchTypes } from "../sync/source.ts";
+import { searchTypeCodes } from "../db/enums.ts";
 
 // Input schemas of the MCP tools. The SDK validates arguments with them and publishes them to the
 // client as JSON Schema, so the descriptions are what an assistant reads.
@@ -19,9 +19,9 @@ export const siteArgs = {
 };
 
 export const searchTypeArg = z
-  .enum([...searchTypes, "all"])
+  .enum([...searchTypeCodes, "all"])
   .default("web")
-  .describe("Search Console search type to read; 'all' sums web, image, video and news.");
+  .describe("Search Console search type to read (discover and googleNews have no queries: totals and pages only); 'all' sums every type.");
 
 export const daysArg = z
   .number()
