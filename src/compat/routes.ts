@@ -14,14 +14,16 @@ import { findRankingDataV2, v2GroupColumns } from "./queries.ts";
 // (aliases routed to today's handlers), the v2-era ranking-data body, and the v3 HTTP tool endpoints.
 
 /** Old paths routed as the current ones (trailing slash or not): the same handler answers both. */
-const aliases: Record<string, string> = {
-  "/api/v1/ranking-data": "/api/v1/analytics/ranking-data",
-  "/api/v1/daily-data": "/api/v1/analytics/ranking-data",
-  "/api/v1/ranking-data-hourly": "/api/v1/analytics/ranking-data-hourly",
-  // v2's documentation paths (Litestar): the OpenAPI document and the interactive reference.
-  "/schema": "/openapi.json",
-  "/schema/swagger": "/docs",
-};
+const aliases = new Map<string, string>(
+  Object.entries({
+    "/api/v1/ranking-data": "/api/v1/analytics/ranking-data",
+    "/api/v1/daily-data": "/api/v1/analytics/ranking-data",
+    "/api/v1/ranking-data-hourly": "/api/v1/analytics/ranking-data-hourly",
+    // v2's documentation paths (Litestar): the OpenAPI document and the interactive reference.
+    "/schema": "/openapi.json",
+    "/schema/swagger": "/docs",
+  }),
+);
 
 /**
  * The app's routing path (Hono's `getPath`): trailing slashes ignored, as before (`strict: false`),
@@ -29,7 +31,8 @@ const aliases: Record<string, string> = {
  */
 export function compatPath(request: Request): string {
   const path = getPathNoStrict(request);
-  return aliases[path] ?? path;
+  // A Map: an object indexed by every request's path went through the engine's dictionary-mode lookups.
+  return aliases.get(path) ?? path;
 }
 
 /** The path the client asked for (before aliasing), without a trailing slash. */

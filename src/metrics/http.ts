@@ -1,45 +1,98 @@
-import type { MiddlewareHandler } from "hono";
 import { Counter, Histogram, type Registry } from "prom-client";
 
 // HTTP requests and latency by route template, with the names, labels and buckets of
-// @hono/prometheus's standard metrics (which this replaces): that middleware built and spread three
-// label objects per request and timed with hrtime closures; here each (method, status, route) has one
-// label object, built on its first request.
+// @hono/prometheus's standard metrics (which this replaced). A request costs a few array increments:
+// each (route, method, status) series is an object found by two Map lookups on strings the router
+// already holds (no label object, no key string, no prom-client label hashing per request); the
+// prom-client metrics are filled from these series when scraped (their `collect`), so the exposition
+// and the supervisor's merge are prom-client's own.
 
 const labelNames = ["method", "status", "ok", "route"] as const;
 type Labels = Record<(typeof labelNames)[number], string>;
 
+/** Upper bounds (seconds) of the duration histogram's buckets. */
+export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] as const;
+
+type Series = { labels: Labels; counts: Float64Array; sum: number; count: number };
+
+/** What the HTTP metrics need from a request once it is answered. */
+export type HttpObserve = (method: string, status: number, route: string, seconds: number) => void;
+
 /**
- * Middleware counting every request (`http_requests_total`) and its duration
- * (`http_request_duration_seconds`) by method, status, ok and route template (`/*` when none matched).
+ * Registers `http_requests_total` and `http_request_duration_seconds` (by method, status, ok and route
+ * template, `/*` when none matched) in `registry`; returns the function that records one answered request.
  */
-export function httpMetrics(registry: Registry): MiddlewareHandler {
-  const duration = new Histogram({
+export function httpMetrics(registry: Registry): HttpObserve {
+  // Bounded like the series themselves: methods Bun parses x statuses x route templates.
+  const byRoute = new Map<string, Map<number, Series>>();
+  const methodCodes = new Map<string, number>();
+  const all: Series[] = [];
+
+  function seriesOf(method: string, status: number, route: string): Series {
+    let byKey = byRoute.get(route);
+    if (byKey === undefined) {
+      byKey = new Map();
+      byRoute.set(route, byKey);
+    }
+    let m = methodCodes.get(method);
+    if (m === undefined) {
+      m = methodCodes.size;
+      methodCodes.set(method, m);
+    }
+    const key = status * 64 + m;
+    let s = byKey.get(key);
+    if (s === undefined) {
+      s = {
+        labels: { method, status: String(status), ok: String(status >= 200 && status < 300), route },
+        counts: new Float64Array(DURATION_BUCKETS.length),
+        sum: 0,
+        count: 0,
+      };
+      byKey.set(key, s);
+      all.push(s);
+    }
+    return s;
+  }
+
+  new Histogram({
     name: "http_request_duration_seconds",
     help: "Duration of HTTP requests in seconds",
     labelNames,
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+    buckets: [...DURATION_BUCKETS],
     registers: [registry],
-  });
-  const total = new Counter({ name: "http_requests_total", help: "Total number of HTTP requests", labelNames, registers: [registry] });
-  // Bounded like the series themselves: methods Bun parses x statuses x route templates.
-  const labelsOf = new Map<string, Labels>();
-  return async (c, next) => {
-    const start = performance.now();
-    try {
-      await next();
-    } finally {
-      const method = c.req.method;
-      const status = c.res.status;
-      const route = c.req.routePath;
-      const key = `${method} ${status} ${route}`;
-      let labels = labelsOf.get(key);
-      if (labels === undefined) {
-        labels = { method, status: String(status), ok: String(status >= 200 && status < 300), route };
-        labelsOf.set(key, labels);
+    collect() {
+      // prom-client 15's own per-series record (what its observe() keeps), rebuilt from ours: bucket
+      // counts per upper bound (not cumulative; +Inf is `count`), sum and count.
+      const self = this as unknown as { hashMap: Record<string, unknown> };
+      self.hashMap = {};
+      for (let i = 0; i < all.length; i++) {
+        const s = all[i]!;
+        const bucketValues: Record<number, number> = {};
+        for (let b = 0; b < DURATION_BUCKETS.length; b++) bucketValues[DURATION_BUCKETS[b]!] = s.counts[b]!;
+        self.hashMap[String(i)] = { labels: s.labels, bucketValues, sum: s.sum, count: s.count };
       }
-      duration.observe(labels, (performance.now() - start) / 1000);
-      total.inc(labels);
+    },
+  });
+  new Counter({
+    name: "http_requests_total",
+    help: "Total number of HTTP requests",
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of all) this.inc(s.labels, s.count);
+    },
+  });
+
+  return (method, status, route, seconds) => {
+    const s = seriesOf(method, status, route);
+    s.count++;
+    s.sum += seconds;
+    for (let b = 0; b < DURATION_BUCKETS.length; b++) {
+      if (seconds <= DURATION_BUCKETS[b]!) {
+        s.counts[b] = s.counts[b]! + 1;
+        break;
+      }
     }
   };
 }

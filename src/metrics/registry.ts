@@ -15,8 +15,8 @@ import { httpMetrics } from "./http.ts";
 /** The metrics of this process. */
 export const registry = new Registry();
 
-/** HTTP requests and latency by route template (`/api/v1/sites/:id`; unmatched paths share `/*`) and status. */
-export const httpMetricsMiddleware = httpMetrics(registry);
+/** Records an answered HTTP request by route template (`/api/v1/sites/:id`; unmatched paths share `/*`), method and status. */
+export const observeHttpRequest = httpMetrics(registry);
 
 let role: ProcessRole = "standalone";
 const dbs = new Set<Db>();
