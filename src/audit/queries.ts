@@ -1,6 +1,8 @@
 import type { Database } from "bun:sqlite";
 import { and, desc, eq, gte, lt, lte, sql, type SQL } from "drizzle-orm";
 import type { Db, Orm, Q } from "../db/index.ts";
+import { clientOf, namedStatement, perPgHandle } from "../db/pg/prepared.ts";
+import { auditLog as pgAuditLog } from "../db/pg/schema.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { auditLog } from "../db/sqlite/schema.ts";
 
@@ -22,6 +24,14 @@ const insertStatement = perConnection((orm) => {
   return (orm as Orm & { $client: Database }).$client.prepare<unknown, (string | number | null)[]>(text);
 });
 
+// On PostgreSQL the same insert as a named statement (parsed and planned once per connection).
+const pgInsertStatement = perPgHandle((q) =>
+  namedStatement(
+    "audit_log_insert",
+    q.insert(pgAuditLog).values(Object.fromEntries(columns.map((c) => [c, sql.placeholder(c)])) as unknown as AuditInsert),
+  ),
+);
+
 /**
  * Inserts one audit row on the given transaction (the one that made the change it records): on SQLite
  * synchronously with the prepared statement, on PostgreSQL a promise to await inside the transaction.
@@ -31,7 +41,7 @@ export function insertAuditRow(db: Db, tx: Orm | Q, row: AuditInsert): void | Pr
     insertStatement(tx as Orm).run(...columns.map((c) => row[c] ?? null));
     return;
   }
-  return (tx as Q).insert(db.t.auditLog).values(row);
+  return pgInsertStatement(db).run(clientOf(tx as Q), Object.fromEntries(columns.map((c) => [c, row[c] ?? null])));
 }
 
 export type AuditFilter = {

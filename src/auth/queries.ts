@@ -1,6 +1,8 @@
 import type { Database } from "bun:sqlite";
 import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
 import { first, type Db, type Orm, type Q, type SqliteDb } from "../db/index.ts";
+import { namedStatement, perPgHandle } from "../db/pg/prepared.ts";
+import { apiKeys as pgApiKeys } from "../db/pg/schema.ts";
 import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { apiKeys } from "../db/sqlite/schema.ts";
 import type { ApiKey, KeyScope } from "../db/model.ts";
@@ -31,6 +33,25 @@ const readStatements = perConnection((orm) => ({
   ),
 }));
 
+// The same two checks on PostgreSQL as named statements (parsed and planned once per connection).
+const pgStatements = perPgHandle((q) => ({
+  byPrefix: namedStatement<ApiKey>(
+    "api_keys_by_prefix",
+    q
+      .select()
+      .from(pgApiKeys)
+      .where(eq(pgApiKeys.prefix, p("prefix"))),
+  ),
+  anyActive: namedStatement<{ id: number }>(
+    "api_keys_any_active",
+    q
+      .select({ id: pgApiKeys.id })
+      .from(pgApiKeys)
+      .where(and(isNull(pgApiKeys.revoked_at), or(isNull(pgApiKeys.expires_at), gt(pgApiKeys.expires_at, p("now")))))
+      .limit(1),
+  ),
+}));
+
 /** A key as the API and the CLI show it: never its hash. */
 export type KeyInfo = Omit<ApiKey, "key_hash">;
 
@@ -52,11 +73,8 @@ export function verifyApiKey(db: Db, key: string, now = new Date()): KeyVerdict 
   const prefix = keyPrefix(key);
   if (!prefix) return { ok: false, reason: "malformed" };
   if (db.engine === "sqlite") return judgeKey(key, readStatements(db.read).byPrefix.get({ prefix }), now);
-  const { apiKeys } = db.t;
-  return db.q
-    .select()
-    .from(apiKeys)
-    .where(eq(apiKeys.prefix, prefix))
+  return pgStatements(db)
+    .byPrefix.run(db.pg.pool, { prefix })
     .then((rows) => judgeKey(key, first(rows), now));
 }
 
@@ -86,12 +104,8 @@ export function readerDataVersion(db: SqliteDb): number {
 export function hasActiveKey(db: Db, now = new Date()): boolean | Promise<boolean> {
   const at = now.toISOString();
   if (db.engine === "sqlite") return readStatements(db.read).anyActive.get({ now: at }) !== undefined;
-  const { apiKeys } = db.t;
-  return db.q
-    .select({ id: apiKeys.id })
-    .from(apiKeys)
-    .where(and(isNull(apiKeys.revoked_at), or(isNull(apiKeys.expires_at), gt(apiKeys.expires_at, at))))
-    .limit(1)
+  return pgStatements(db)
+    .anyActive.run(db.pg.pool, { now: at })
     .then((rows) => rows.length > 0);
 }
 

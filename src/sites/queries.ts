@@ -1,5 +1,7 @@
 import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
 import { first, type Db, type SqliteDb } from "../db/index.ts";
+import { clientOf, namedStatement, perPgHandle } from "../db/pg/prepared.ts";
+import { sites as pgSites } from "../db/pg/schema.ts";
 import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { sites } from "../db/sqlite/schema.ts";
 import type { Site } from "../db/model.ts";
@@ -68,6 +70,39 @@ const writeStatements = perConnection((orm) => ({
     .prepare(),
 }));
 
+// The same hot statements on PostgreSQL, as named statements (src/db/pg/prepared.ts): parsed and planned
+// once per connection. The list's first page (the common call) has its two shapes; pages after a cursor
+// keep the builder.
+const pgStatements = perPgHandle((q) => {
+  const all = () => q.select().from(pgSites);
+  const pgShown = or(isNull(pgSites.archived_at), eq(sql`${p("include_archived")}::int`, 1));
+  const pgByName = [asc(pgSites.name), asc(pgSites.id)];
+  return {
+    byId: namedStatement<Site>("sites_by_id", all().where(eq(pgSites.id, p("id")))),
+    firstPage: namedStatement<Site>(
+      "sites_first_page",
+      all()
+        .where(pgShown)
+        .orderBy(...pgByName)
+        .limit(p("limit")),
+    ),
+    firstPageActive: namedStatement<Site>(
+      "sites_first_page_active",
+      all()
+        .where(and(eq(pgSites.is_active, true), pgShown))
+        .orderBy(...pgByName)
+        .limit(p("limit")),
+    ),
+    insert: namedStatement<Site>(
+      "sites_insert",
+      q
+        .insert(pgSites)
+        .values({ domain: p("domain"), name: p("name"), category: p("category"), is_active: p("is_active") })
+        .returning(),
+    ),
+  };
+});
+
 /** A position in the name-then-id order, handed to clients as an opaque string. */
 export type SiteCursor = { name: string; id: number };
 
@@ -92,8 +127,7 @@ export function decodeCursor(s: string): SiteCursor {
 /** Finds one site by id. */
 export async function findSiteById(db: Db, id: number): Promise<Site | undefined> {
   if (db.engine === "sqlite") return readStatements(db.read).byId.get({ id });
-  const { sites } = db.t;
-  return first(await db.q.select().from(sites).where(eq(sites.id, id)));
+  return first(await pgStatements(db).byId.run(db.pg.pool, { id }));
 }
 
 /**
@@ -124,6 +158,12 @@ function listSitesSqlite(db: SqliteDb, opts: ListOptions): Site[] {
 }
 
 async function listSitesAny(db: Db, opts: ListOptions): Promise<Site[]> {
+  if (!opts.cursor && db.engine === "pg") {
+    const s = pgStatements(db);
+    // LIMIT NULL is no limit.
+    const limit = opts.limit === undefined ? null : opts.limit + 1;
+    return (opts.activeOnly ? s.firstPageActive : s.firstPage).run(db.pg.pool, { limit, include_archived: opts.includeArchived ? 1 : 0 });
+  }
   const { sites } = db.t;
   const c = opts.cursor;
   const where = and(
@@ -140,7 +180,8 @@ export async function createSite(db: Db, input: CreateSite): Promise<Site> {
   const values = { domain: input.domain, name: input.name, category: input.category ?? null, is_active: input.is_active ?? true };
   try {
     if (db.engine === "sqlite") return await db.write((tx) => writeStatements(tx).insert.get(values)!);
-    return await db.tx(async (tx) => (await tx.insert(db.t.sites).values(values).returning())[0]!);
+    const insert = pgStatements(db).insert;
+    return await db.tx(async (tx) => (await insert.run(clientOf(tx), values))[0]!);
   } catch (err) {
     if (isUniqueViolation(err)) throw domainTaken(input.domain);
     throw err;
