@@ -150,7 +150,18 @@ const envSchema = z.object({
   GSC_CREDENTIALS_FILE: z.string().min(1).default("./data/credentials.json"),
   GSC_CLIENT_SECRET_FILE: z.string().min(1).default("./client_secret.json"),
   GSC_AUTH_URL: z.url().default("https://accounts.google.com/o/oauth2/v2/auth"),
+  // Search Console's usage limits, counted in the database across every process and host (src/sync/gsc/quota.ts).
+  // Search analytics per Cloud project and minute (Google allows 40,000; 100 stays clear of the load limits a
+  // new project is granted), per project and Pacific day, per property and minute; URL inspection per
+  // property and minute / day; sitemaps and sites per minute. A request waits for its window to reopen up to
+  // GSC_QUOTA_MAX_WAIT_MS; a longer wait (a spent daily quota) fails the attempt and the task retries later.
   GSC_QUOTA_PER_MINUTE: int(1).default(100),
+  GSC_QUOTA_PER_DAY: int(1).default(30_000_000),
+  GSC_QUOTA_SITE_PER_MINUTE: int(1).default(1200),
+  GSC_INSPECT_PER_MINUTE: int(1).default(600),
+  GSC_INSPECT_PER_DAY: int(1).default(2000),
+  GSC_OTHER_PER_MINUTE: int(1).default(200),
+  GSC_QUOTA_MAX_WAIT_MS: int(0).default(120_000),
   GSC_ROW_LIMIT: int(1, 25_000).default(25_000),
   // Retries of one Search Console request on 5xx, 429 and network errors, with exponential backoff.
   GSC_MAX_RETRIES: int(0, 20).default(5),

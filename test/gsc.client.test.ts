@@ -13,7 +13,6 @@ import {
   type GscClientOptions,
 } from "../src/sync/gsc/client.ts";
 import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
-import { workerQuota } from "../src/sync/source.ts";
 import { tempDir } from "./helpers/db.ts";
 import { fakeRows, makeServiceAccount, quotaRefusal, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 
@@ -260,17 +259,6 @@ describe("quota", () => {
     // Lower bounds only: a loaded machine can only make the waits longer.
     expect(at.slice(3, 6).every((t) => t >= 390)).toBe(true);
     expect(at[6]!).toBeGreaterThanOrEqual(790);
-  });
-
-  test("each sync worker gets its share of the service's quota (at least 1 a minute)", () => {
-    const cases = [
-      { quota: 100, workers: 1, share: 100 },
-      { quota: 100, workers: 2, share: 50 },
-      { quota: 100, workers: 3, share: 33 },
-      { quota: 100, workers: 0, share: 100 },
-      { quota: 2, workers: 4, share: 1 },
-    ];
-    for (const c of cases) expect({ ...c, share: workerQuota({ GSC_QUOTA_PER_MINUTE: c.quota, SYNC_WORKERS: c.workers }) }).toEqual(c);
   });
 
   test("the client spends one quota slot per request", async () => {

@@ -15,3 +15,4 @@ export type {
   Site,
   SyncTask,
 } from "./sqlite/schema.ts";
+export type { SitemapHistoryRow, SitemapRow, UrlInspectionRow } from "./sqlite/schema.ts";

@@ -8,6 +8,7 @@ import { serviceAccountToken, staticToken, type TokenProvider } from "./gsc/auth
 import { authorizedUserToken, listStoredSignIns } from "./gsc/user-auth.ts";
 import { gscSource } from "./gsc/client.ts";
 import { createRateLimiter, type RateLimiter } from "./gsc/limiter.ts";
+import { createDbQuota, type QuotaLimits } from "./gsc/quota.ts";
 
 /** The search types a daily sync fetches, each stored with its rows. */
 export const searchTypes = ["web", "image", "video", "news"] as const;
@@ -31,13 +32,16 @@ export type SearchAnalyticsSource = {
   hourlyPages(siteUrl: string, day: string, signal: AbortSignal): AsyncIterable<HourlySourceRow[]>;
 };
 
-/**
- * Requests per minute one sync worker may send. Search Console's quota is per service, not per
- * process: each of the SYNC_WORKERS processes (the supervisor hands its env to every child) gets an
- * equal share, so together they stay within GSC_QUOTA_PER_MINUTE.
- */
-export function workerQuota(c: Pick<Config, "GSC_QUOTA_PER_MINUTE" | "SYNC_WORKERS">): number {
-  return Math.max(1, Math.floor(c.GSC_QUOTA_PER_MINUTE / Math.max(1, c.SYNC_WORKERS)));
+/** Search Console's limits from the configuration (the quota every process and host shares through the database). */
+export function quotaLimits(c: Config): QuotaLimits {
+  return {
+    sitePerMinute: c.GSC_QUOTA_SITE_PER_MINUTE,
+    projectPerMinute: c.GSC_QUOTA_PER_MINUTE,
+    projectPerDay: c.GSC_QUOTA_PER_DAY,
+    inspectPerMinute: c.GSC_INSPECT_PER_MINUTE,
+    inspectPerDay: c.GSC_INSPECT_PER_DAY,
+    otherPerMinute: c.GSC_OTHER_PER_MINUTE,
+  };
 }
 
 /** The Search Console credentials the configuration names: an access token, a service account, else the stored sign-in. */
@@ -73,7 +77,11 @@ export function sourceFromConfig(c: Config, db?: Db): SearchAnalyticsSource {
   const limiters = new Map<string, RateLimiter>();
   const limiterOf = (project: string) => {
     let l = limiters.get(project);
-    if (!l) limiters.set(project, (l = createRateLimiter({ limit: workerQuota(c) })));
+    // Each Google project's quota, counted in the database for every process and host (without a database: this process's).
+    l ??= db
+      ? createDbQuota(db, { limits: quotaLimits(c), maxWaitMs: c.GSC_QUOTA_MAX_WAIT_MS, project })
+      : createRateLimiter({ limit: c.GSC_QUOTA_PER_MINUTE });
+    limiters.set(project, l);
     return l;
   };
   const accounts = db ? createGoogleAccounts(db, c) : null;

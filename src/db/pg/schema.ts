@@ -553,4 +553,89 @@ export const idempotencyKeys = pgTable(
     expires_at: bigint("expires_at", { mode: "number" }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.owner, t.key] }), index("idempotency_keys_expires_idx").on(t.expires_at)],
+export const gscQuotaWindows = pgTable(
+  "gsc_quota_windows",
+  {
+    bucket: text("bucket").notNull(),
+    // Epoch milliseconds: past int4's range.
+    window_start: bigint("window_start", { mode: "number" }).notNull(),
+    used: integer("used").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.bucket, t.window_start] })],
+);
+
+export const gscSitemaps = pgTable(
+  "gsc_sitemaps",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    path: text("path").notNull(),
+    type: text("type"),
+    last_submitted: text("last_submitted"),
+    last_downloaded: text("last_downloaded"),
+    is_pending: boolean("is_pending").notNull().default(false),
+    is_sitemaps_index: boolean("is_sitemaps_index").notNull().default(false),
+    warnings: integer("warnings").notNull().default(0),
+    errors: integer("errors").notNull().default(0),
+    contents: jsonb("contents").$type<{ type: string; submitted: number }[]>().notNull().default([]),
+    first_seen_at: text("first_seen_at").notNull().default(now),
+    checked_at: text("checked_at").notNull().default(now),
+    removed_at: text("removed_at"),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.path] })],
+);
+
+export const gscSitemapHistory = pgTable(
+  "gsc_sitemap_history",
+  {
+    id: bigId(),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    path: text("path").notNull(),
+    seen_at: text("seen_at").notNull().default(now),
+    type: text("type"),
+    last_submitted: text("last_submitted"),
+    last_downloaded: text("last_downloaded"),
+    is_pending: boolean("is_pending").notNull().default(false),
+    is_sitemaps_index: boolean("is_sitemaps_index").notNull().default(false),
+    warnings: integer("warnings").notNull().default(0),
+    errors: integer("errors").notNull().default(0),
+    contents: jsonb("contents").$type<{ type: string; submitted: number }[]>().notNull().default([]),
+    removed: boolean("removed").notNull().default(false),
+  },
+  (t) => [index("gsc_sitemap_history_site_path_idx").on(t.site_id, t.path, t.id)],
+);
+
+export const gscUrlInspections = pgTable(
+  "gsc_url_inspections",
+  {
+    id: bigId(),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    url: text("url").notNull(),
+    inspected_at: text("inspected_at").notNull().default(now),
+    verdict: text("verdict"),
+    coverage_state: text("coverage_state"),
+    indexing_state: text("indexing_state"),
+    robots_txt_state: text("robots_txt_state"),
+    page_fetch_state: text("page_fetch_state"),
+    last_crawl_time: text("last_crawl_time"),
+    crawled_as: text("crawled_as"),
+    google_canonical: text("google_canonical"),
+    user_canonical: text("user_canonical"),
+    sitemaps: jsonb("sitemaps").$type<string[]>().notNull().default([]),
+    referring_urls: jsonb("referring_urls").$type<string[]>().notNull().default([]),
+    mobile_verdict: text("mobile_verdict"),
+    rich_results_verdict: text("rich_results_verdict"),
+    inspection_link: text("inspection_link"),
+    // Why the page was inspected: clicks (a top page), sitemap (listed in one), request (asked for by name).
+    chosen_by: text("chosen_by").notNull().default("request"),
+  },
+  (t) => [
+    index("gsc_url_inspections_site_url_idx").on(t.site_id, t.url, t.id),
+    index("gsc_url_inspections_site_id_idx").on(t.site_id, t.id),
+  ],
 );

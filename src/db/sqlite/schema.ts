@@ -565,3 +565,96 @@ export const idempotencyKeys = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.owner, t.key] }), index("idempotency_keys_expires_idx").on(t.expires_at)],
 );
+// Search Console quota shared by every process and host (src/sync/gsc/quota.ts): requests counted per
+// bucket (a limit's scope, e.g. one property's search analytics per minute) and fixed window (epoch ms of its start).
+export const gscQuotaWindows = sqliteTable(
+  "gsc_quota_windows",
+  {
+    bucket: text("bucket").notNull(),
+    window_start: integer("window_start").notNull(),
+    used: integer("used").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.bucket, t.window_start] })],
+);
+
+/** A sitemap of a site as Search Console last listed it (sitemaps.list); `removed_at` once it is no longer listed. */
+export const gscSitemaps = sqliteTable(
+  "gsc_sitemaps",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    path: text("path").notNull(),
+    type: text("type"),
+    last_submitted: text("last_submitted"),
+    last_downloaded: text("last_downloaded"),
+    is_pending: integer("is_pending", { mode: "boolean" }).notNull().default(false),
+    is_sitemaps_index: integer("is_sitemaps_index", { mode: "boolean" }).notNull().default(false),
+    warnings: integer("warnings").notNull().default(0),
+    errors: integer("errors").notNull().default(0),
+    contents: text("contents", { mode: "json" }).$type<{ type: string; submitted: number }[]>().notNull().default([]),
+    first_seen_at: text("first_seen_at").notNull().default(now),
+    checked_at: text("checked_at").notNull().default(now),
+    removed_at: text("removed_at"),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.path] })],
+);
+
+/** Each change of a sitemap's state as seen by a sitemaps sync (one row per change, not per check). */
+export const gscSitemapHistory = sqliteTable(
+  "gsc_sitemap_history",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    path: text("path").notNull(),
+    seen_at: text("seen_at").notNull().default(now),
+    type: text("type"),
+    last_submitted: text("last_submitted"),
+    last_downloaded: text("last_downloaded"),
+    is_pending: integer("is_pending", { mode: "boolean" }).notNull().default(false),
+    is_sitemaps_index: integer("is_sitemaps_index", { mode: "boolean" }).notNull().default(false),
+    warnings: integer("warnings").notNull().default(0),
+    errors: integer("errors").notNull().default(0),
+    contents: text("contents", { mode: "json" }).$type<{ type: string; submitted: number }[]>().notNull().default([]),
+    removed: integer("removed", { mode: "boolean" }).notNull().default(false),
+  },
+  (t) => [index("gsc_sitemap_history_site_path_idx").on(t.site_id, t.path, t.id)],
+);
+
+/** One URL inspection (urlInspection.index.inspect) of a page: kept over time, the newest row is the page's current status. */
+export const gscUrlInspections = sqliteTable(
+  "gsc_url_inspections",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    url: text("url").notNull(),
+    inspected_at: text("inspected_at").notNull().default(now),
+    verdict: text("verdict"),
+    coverage_state: text("coverage_state"),
+    indexing_state: text("indexing_state"),
+    robots_txt_state: text("robots_txt_state"),
+    page_fetch_state: text("page_fetch_state"),
+    last_crawl_time: text("last_crawl_time"),
+    crawled_as: text("crawled_as"),
+    google_canonical: text("google_canonical"),
+    user_canonical: text("user_canonical"),
+    sitemaps: text("sitemaps", { mode: "json" }).$type<string[]>().notNull().default([]),
+    referring_urls: text("referring_urls", { mode: "json" }).$type<string[]>().notNull().default([]),
+    mobile_verdict: text("mobile_verdict"),
+    rich_results_verdict: text("rich_results_verdict"),
+    inspection_link: text("inspection_link"),
+    // Why the page was inspected: clicks (a top page), sitemap (listed in one), request (asked for by name).
+    chosen_by: text("chosen_by").notNull().default("request"),
+  },
+  (t) => [
+    index("gsc_url_inspections_site_url_idx").on(t.site_id, t.url, t.id),
+    index("gsc_url_inspections_site_id_idx").on(t.site_id, t.id),
+  ],
+);
+export type SitemapRow = typeof gscSitemaps.$inferSelect;
+export type SitemapHistoryRow = typeof gscSitemapHistory.$inferSelect;
+export type UrlInspectionRow = typeof gscUrlInspections.$inferSelect;

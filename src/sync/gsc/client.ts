@@ -3,7 +3,7 @@ import { gscRequests } from "../../metrics/registry.ts";
 import { PermanentError } from "../errors.ts";
 import type { HourlySourceRow, SearchAnalyticsSource, SearchType, SourceRow } from "../source.ts";
 import type { TokenProvider } from "./auth.ts";
-import type { RateLimiter } from "./limiter.ts";
+import type { QuotaRequest, RateLimiter } from "./limiter.ts";
 import { sleep } from "./sleep.ts";
 
 export type GscClientOptions = {
@@ -99,26 +99,45 @@ function gscResult(status: number, quota = false) {
   return status >= 500 ? "server_error" : "client_error";
 }
 
-/** The Search Console search-analytics client: quota, retries, auth errors, paging. */
-export function createGscClient(opts: GscClientOptions) {
+/** One Search Console API call: where, what, and the quota it counts against. */
+export type GscCall = {
+  method: "GET" | "POST";
+  url: string;
+  body?: unknown;
+  /** The property (siteUrl) the call is about. */
+  site: string;
+  quota: QuotaRequest["kind"];
+  /** What the call is, for messages ("query", "sitemaps list", "URL inspection"). */
+  label: string;
+};
+
+/**
+ * Sends Search Console calls with the client's policy: quota before each attempt, a fresh token once on
+ * 401, retries with backoff on network errors, 5xx, 429 and quota 403s (Retry-After honoured), a
+ * permanent error for other 4xx. Resolves with the parsed JSON answer.
+ */
+export function gscSender(opts: Omit<GscClientOptions, "rowLimit">) {
   const maxRetryAfterMs = opts.maxRetryAfterMs ?? 300_000;
   const backoff = (attempt: number) => opts.retryBaseMs * 2 ** attempt * (0.5 + Math.random());
 
-  /** One searchAnalytics.query call (one page), retried as needed. */
-  async function query(siteUrl: string, body: SearchAnalyticsQuery, signal: AbortSignal): Promise<ApiRow[]> {
-    const url = `${opts.baseUrl.replace(/\/+$/, "")}/webmasters/v3/sites/${encodeURIComponent(siteUrl)}/searchAnalytics/query`;
+  return async function send(call: GscCall, signal: AbortSignal): Promise<unknown> {
+    const { site: siteUrl, label } = call;
+    const quotaReq: QuotaRequest = { site: siteUrl, kind: call.quota };
     const { auth, limiter } = opts.route ? await opts.route(siteUrl) : opts;
     let refreshed = false;
     let last = "";
     for (let attempt = 0; ; attempt++) {
-      await limiter.acquire(signal);
+      await limiter.acquire(signal, quotaReq);
       const token = await auth.token(signal);
       let res: Response;
       try {
-        res = await fetch(url, {
-          method: "POST",
-          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-          body: JSON.stringify(body),
+        res = await fetch(call.url, {
+          method: call.method,
+          headers: {
+            authorization: `Bearer ${token}`,
+            ...(call.body === undefined ? {} : { "content-type": "application/json" }),
+          },
+          body: call.body === undefined ? undefined : JSON.stringify(call.body),
           signal: AbortSignal.any([signal, AbortSignal.timeout(opts.timeoutMs)]),
         });
       } catch (err) {
@@ -135,12 +154,12 @@ export function createGscClient(opts: GscClientOptions) {
       gscRequests.inc({ result: gscResult(res.status, quota) });
       if (res.ok) {
         try {
-          return ((JSON.parse(text) as { rows?: ApiRow[] } | null)?.rows ?? []) as ApiRow[];
+          return JSON.parse(text) as unknown;
         } catch {
           // A proxy's or load balancer's page instead of the API's answer: retried like a 5xx.
           last = `${res.status} with a body that is not JSON: ${text.slice(0, 100)}`;
           if (attempt >= opts.maxRetries)
-            throw new GscError(`Search Console answered ${siteUrl}'s query with ${last} (after ${attempt + 1} attempts)`);
+            throw new GscError(`Search Console answered ${siteUrl}'s ${label} with ${last} (after ${attempt + 1} attempts)`);
           await sleep(backoff(attempt), signal);
           continue;
         }
@@ -159,7 +178,9 @@ export function createGscClient(opts: GscClientOptions) {
         );
       }
       const retryable = res.status === 429 || quota || res.status >= 500;
-      if (!retryable) throw new GscPermanentError(`Search Console rejected the query for ${siteUrl} (${why})`, res.status);
+      if (!retryable) throw new GscPermanentError(`Search Console rejected the ${label} for ${siteUrl} (${why})`, res.status);
+      // Every process backs off this property's (or the project's) window, not just this one.
+      if (res.status === 429 || quota) await limiter.refused?.(quotaReq);
       last = why;
       if (attempt >= opts.maxRetries) {
         const what = quota ? "kept refusing for quota" : "kept failing";
@@ -171,6 +192,18 @@ export function createGscClient(opts: GscClientOptions) {
       log("warn", "search console request retried", { site: siteUrl, status: res.status, wait_ms: Math.round(wait), attempt: attempt + 1 });
       await sleep(wait, signal);
     }
+  };
+}
+
+/** The Search Console search-analytics client: quota, retries, auth errors, paging. */
+export function createGscClient(opts: GscClientOptions) {
+  const send = gscSender(opts);
+
+  /** One searchAnalytics.query call (one page), retried as needed. */
+  async function query(siteUrl: string, body: SearchAnalyticsQuery, signal: AbortSignal): Promise<ApiRow[]> {
+    const url = `${opts.baseUrl.replace(/\/+$/, "")}/webmasters/v3/sites/${encodeURIComponent(siteUrl)}/searchAnalytics/query`;
+    const answer = await send({ method: "POST", url, body, site: siteUrl, quota: "search", label: "query" }, signal);
+    return ((answer as { rows?: ApiRow[] } | null)?.rows ?? []) as ApiRow[];
   }
 
   /** Every row of one query, page by page (`startRow`), until a short page. */
