@@ -207,10 +207,12 @@ describe("processes sharing one quota", () => {
       const t = tempDb();
       dropDb = t.cleanup;
       for (const host of ["host-a.test", "host-b.test"])
-        servers.push(await startServer({ dbPath: t.databaseUrl, syncWorkers: 2, env: { ...env, SITESYNC_HOST_NAME: host } }));
+        servers.push(
+          await startServer({ dbPath: t.databaseUrl, syncWorkers: 2, timeoutMs: 60_000, env: { ...env, SITESYNC_HOST_NAME: host } }),
+        );
     } else {
       // One SQLite file belongs to one machine: three sync worker processes on it.
-      servers.push(await startServer({ syncWorkers: 3, env }));
+      servers.push(await startServer({ syncWorkers: 3, timeoutMs: 60_000, env }));
     }
   });
 
