@@ -245,6 +245,10 @@ describe("processes sharing one quota", () => {
     // Not one process's share: the tasks ran in more than one worker process, and they stopped for quota.
     expect(new Set(finished.map((j) => j.worker_pid)).size).toBeGreaterThan(1);
     expect(finished.some((j) => j.status === "failed")).toBe(true);
-    expect(finished.filter((j) => j.status === "failed").every((j) => /quota of 13 per day for search analytics \(project access-token\)/.test(j.error ?? ""))).toBe(true);
+    expect(
+      finished
+        .filter((j) => j.status === "failed")
+        .every((j) => /quota of 13 per day for search analytics \(project access-token\)/.test(j.error ?? "")),
+    ).toBe(true);
   });
 });

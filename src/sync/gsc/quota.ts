@@ -229,7 +229,9 @@ export function createDbQuota(db: Db, opts: DbQuotaOptions): RateLimiter {
       // Google refused for quota although our counts allowed it (a lower grant, the load limits, another
       // client on the project): the property's minute window (for sitemaps: the shared one) is marked full
       // so that every process waits for the next minute; other properties go on.
-      const minute = quotaChecks(req, opts.limits, now(), opts.project).filter((c) => c.bucket.endsWith("/min") && !c.bucket.startsWith("search:project:"));
+      const minute = quotaChecks(req, opts.limits, now(), opts.project).filter(
+        (c) => c.bucket.endsWith("/min") && !c.bucket.startsWith("search:project:"),
+      );
       await spendQuota(db, minute).catch((err) => log("warn", "search console quota refusal not recorded", { error: String(err) }));
     },
   };
