@@ -553,6 +553,8 @@ export const idempotencyKeys = pgTable(
     expires_at: bigint("expires_at", { mode: "number" }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.owner, t.key] }), index("idempotency_keys_expires_idx").on(t.expires_at)],
+);
+
 export const gscQuotaWindows = pgTable(
   "gsc_quota_windows",
   {

@@ -565,6 +565,7 @@ export const idempotencyKeys = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.owner, t.key] }), index("idempotency_keys_expires_idx").on(t.expires_at)],
 );
+
 // Search Console quota shared by every process and host (src/sync/gsc/quota.ts): requests counted per
 // bucket (a limit's scope, e.g. one property's search analytics per minute) and fixed window (epoch ms of its start).
 export const gscQuotaWindows = sqliteTable(
