@@ -206,15 +206,16 @@ describe("processes sharing one quota", () => {
       // Two hosts on one PostgreSQL database: two whole instances, two sync workers each.
       const t = tempDb();
       dropDb = t.cleanup;
-      for (const host of ["host-a.test", "host-b.test"])
-        servers.push(
-          await startServer({ dbPath: t.databaseUrl, syncWorkers: 2, timeoutMs: 60_000, env: { ...env, SITESYNC_HOST_NAME: host } }),
-        );
+      servers = await Promise.all(
+        ["host-a.test", "host-b.test"].map((host) =>
+          startServer({ dbPath: t.databaseUrl, syncWorkers: 2, timeoutMs: 90_000, env: { ...env, SITESYNC_HOST_NAME: host } }),
+        ),
+      );
     } else {
       // One SQLite file belongs to one machine: three sync worker processes on it.
-      servers.push(await startServer({ syncWorkers: 3, timeoutMs: 60_000, env }));
+      servers.push(await startServer({ syncWorkers: 3, timeoutMs: 90_000, env }));
     }
-  });
+  }, 200_000);
 
   afterAll(async () => {
     for (const s of servers) await s.cleanup();
