@@ -12,7 +12,7 @@ import { sourceFromConfig } from "../src/sync/source.ts";
 import { startWorker, type Worker } from "../src/sync/worker.ts";
 import { call } from "./helpers/api.ts";
 import { tempDb } from "./helpers/db.ts";
-import { type FakeAccount, makeServiceAccount, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
+import { type FakeAccount, isDetailRequest, makeServiceAccount, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { waitFor } from "./helpers/sync.ts";
 
 // Several Google accounts (issue 20.3) and property discovery (issue 17.7), in this process against the
@@ -248,8 +248,8 @@ describe("syncs", () => {
     expect(Object.fromEntries([...seen].map(([site, who]) => [site, [...who]]))).toEqual(
       Object.fromEntries(Object.entries(expected).map(([site, who]) => [site, [who]])),
     );
-    // 2 days × 4 search types per site, each one page.
-    expect(fake.requests.length).toBe(4 * 2 * 4);
+    // Query detail: 2 days × 4 search types per site, each one page (discover and googleNews have none).
+    expect(fake.requests.filter(isDetailRequest).length).toBe(4 * 2 * 4);
   });
 
   test("quota is per Google project: two users of one OAuth client share one, the service account has its own", async () => {
@@ -266,7 +266,8 @@ describe("syncs", () => {
     const siteId = await siteIdOf("sc-domain:gamma.example");
     const first = await queueBackfill(t.db, { siteId, maxAttempts: 1 });
     worker();
-    const webDays = () => fake.requests.filter((r) => r.site === "sc-domain:gamma.example" && r.type === "web").map((r) => r.startDate);
+    const webDays = () =>
+      fake.requests.filter((r) => isDetailRequest(r) && r.site === "sc-domain:gamma.example" && r.type === "web").map((r) => r.startDate);
     await waitFor("12 days fetched", () => (webDays().length >= 12 ? true : null));
     expect((await api("DELETE", `/api/v1/sync/job/${first.id}`)).status).toBeLessThan(300);
     await waitFor("cancelled", async () => ((await findJob(t.db, first.id))?.status === "cancelled" ? true : null));

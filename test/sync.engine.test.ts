@@ -14,7 +14,7 @@ import { cancelJob, createTask, findJob } from "../src/sync/queries.ts";
 import type { SearchAnalyticsSource } from "../src/sync/source.ts";
 import { startWorker, type Worker, type WorkerOptions } from "../src/sync/worker.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
-import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
+import { isDetailRequest, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { countRows, insertSites, waitFor } from "./helpers/sync.ts";
 
 // The task engine in this process against the fake Search Console: the handler, retries, cancel,
@@ -114,11 +114,20 @@ describe("daily_sync", () => {
       error: null,
     });
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
-    // Per day: web 3 pages (50, 50, 20), image 1 (30 < 50), video 1 (empty), news 1.
-    expect(fake.requests.length).toBe(3 * 6);
-    expect(fake.requests.filter((r) => r.type === "web").map((r) => r.startRow)).toEqual([0, 50, 100, 0, 50, 100, 0, 50, 100]);
+    // Query detail per day: web 3 pages (50, 50, 20), image 1 (30 < 50), news 1; video has no data (its
+    // empty property totals say so: nothing more is asked), nor have discover and googleNews.
+    const detail = fake.requests.filter(isDetailRequest);
+    expect(detail.length).toBe(3 * 5);
+    expect(detail.filter((r) => r.type === "web").map((r) => r.startRow)).toEqual([0, 50, 100, 0, 50, 100, 0, 50, 100]);
+    for (const type of ["video", "discover", "googleNews"]) {
+      expect(fake.requests.filter((r) => r.type === type).map((r) => r.aggregationType)).toEqual([
+        "byProperty",
+        "byProperty",
+        "byProperty",
+      ]);
+    }
     const markers = await markersOf(site);
-    expect(markers.length).toBe(12);
+    expect(markers.length).toBe(3 * 6);
     expect(markers.find((m) => m.date === DAYS[1] && m.search_type === "web")?.row_count).toBe(120);
   });
 
@@ -155,7 +164,7 @@ describe("daily_sync", () => {
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
     const max = (await t.db.q.select({ m: sql<number>`max(clicks)` }).from(g).where(eq(g.site_id, site)))[0]!.m;
     expect(max).toBeLessThan(999_999);
-    expect(fake.requests.length).toBe(6);
+    expect(fake.requests.filter(isDetailRequest).length).toBe(5);
   });
 
   test("overwrite whose page 2 fails permanently: the old rows stay (none deleted), the day stays marked", async () => {
@@ -168,7 +177,7 @@ describe("daily_sync", () => {
         .values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" }),
     );
     fake.reset();
-    fake.inject({ status: 400, match: (r) => r.type === "web" && r.startRow === 50 });
+    fake.inject({ status: 400, match: (r) => isDetailRequest(r) && r.type === "web" && r.startRow === 50 });
     const j = await settled(await queue(site, { start: DAYS[0], end: DAYS[0], mode: "overwrite" }));
     expect(j).toMatchObject({ status: "failed", attempts: 1, error: expect.stringMatching(/400 INJECTED/) });
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY + 1);
@@ -188,7 +197,8 @@ describe("daily_sync", () => {
     fake.reset();
     const j = await settled(await queue(site));
     expect(j).toMatchObject({ status: "completed", stats_synced: 1, stats_skipped: 2, total_records: 120 });
-    expect(fake.requests.map((r) => `${r.startDate}/${r.type}`)).toEqual([`${DAYS[1]}/web`, `${DAYS[1]}/web`, `${DAYS[1]}/web`]);
+    expect(new Set(fake.requests.map((r) => `${r.startDate}/${r.type}`))).toEqual(new Set([`${DAYS[1]}/web`]));
+    expect(fake.requests.filter(isDetailRequest).length).toBe(3);
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY);
   });
 
@@ -236,7 +246,7 @@ describe("failures", () => {
     expect(new Date(between.run_at).getTime()).toBeGreaterThan(Date.now() - 100);
     const j = await settled(id);
     expect(j).toMatchObject({ status: "completed", attempts: 3, error: null, total_records: PER_DAY });
-    const firsts = fake.requests.filter((r) => r.type === "web" && r.startRow === 0).map((r) => r.at);
+    const firsts = fake.requests.filter((r) => r.type === "web" && r.startRow === 0 && r.aggregationType === "byProperty").map((r) => r.at);
     expect(firsts.length).toBe(3);
     // run_at = now + 300 ms * 2^(attempt-1) * [0.5, 1.5)
     expect(firsts[1]! - firsts[0]!).toBeGreaterThanOrEqual(140);

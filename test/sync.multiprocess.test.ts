@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { count, eq, sql } from "drizzle-orm";
 import { dayOf } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
-import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
+import { isDetailRequest, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 import { withDb } from "./helpers/observe.ts";
 import { countRows, countTasks, insertSites, percentile, waitFor } from "./helpers/sync.ts";
@@ -214,7 +214,9 @@ describe("crashes and restarts (supervised sync worker, fake Search Console)", (
       expect(j.worker_pid).not.toBe(running.worker_pid);
       expect(await stored(siteId)).toBe(4 * PER_DAY);
       // The day finished before the kill was not fetched again.
-      const firstDay = fake.requests.filter((r) => r.startDate === j.start_date && r.type === "web" && r.startRow === 0);
+      const firstDay = fake.requests.filter(
+        (r) => isDetailRequest(r) && r.startDate === j.start_date && r.type === "web" && r.startRow === 0,
+      );
       expect(firstDay.length).toBe(1);
       const status = await request(s.url, "GET", `/api/v1/sync/status/${siteId}`);
       // Every day with rows counts (as the original); only final days (today minus 4 or older) are final:

@@ -1,5 +1,13 @@
 import { pacificHourTimestamp } from "./dates.ts";
-import type { HourlySourceRow, SearchAnalyticsSource, SearchType, SourceRow } from "./source.ts";
+import {
+  typeRules,
+  type Grain,
+  type HourlySourceRow,
+  type SearchAnalyticsSource,
+  type SearchType,
+  type SourceRow,
+  type TotalsRow,
+} from "./source.ts";
 
 // Deterministic synthetic Search Console data: the same (site, day, type) always gives the same rows,
 // so re-running a day is visibly idempotent and a fresh install shows syncs completing end to end.
@@ -53,7 +61,11 @@ const modifiers = [
   "used",
 ];
 const devices = ["DESKTOP", "MOBILE", "TABLET"] as const;
-const typeWeight: Record<SearchType, number> = { web: 1, image: 0.4, video: 0.2, news: 0.1 };
+const typeWeight: Record<SearchType, number> = { web: 1, image: 0.4, video: 0.2, news: 0.1, discover: 0.3, googleNews: 0.1 };
+const countries = ["usa", "gbr", "deu", "fra"];
+const appearances = ["VIDEO", "REVIEW_SNIPPET", "FAQ_RICH_RESULT"];
+/** Share of a day's clicks and impressions the demo puts in queries Google does not name. */
+const DEMO_ANONYMIZED = 0.15;
 
 /** 32-bit FNV-1a of a string. */
 function hash(s: string): number {
@@ -133,6 +145,39 @@ export function demoHourlyRows(siteUrl: string, day: string, count: number, now 
   return rows;
 }
 
+/**
+ * The demo source's totals of one grain: its query rows summed by the grain's keys (each row in one
+ * country), plus DEMO_ANONYMIZED more clicks and impressions in queries the query rows leave out, as
+ * Search Console's totals include them. Position impression-weighted; none for discover.
+ */
+export function demoTotals(siteUrl: string, day: string, type: SearchType, grain: Grain, count: number): TotalsRow[] {
+  const rules = typeRules(type);
+  const groups = new Map<string, TotalsRow & { sp: number }>();
+  const rows = demoRows(siteUrl, day, type, count);
+  const add = (r: SourceRow, i: number, factor: number) => {
+    const row = {
+      page: grain === "page" ? r.page : "",
+      country: grain === "appearance" ? "" : countries[i % countries.length]!,
+      device: grain === "appearance" || !rules.device ? "" : r.device,
+      appearance: grain === "appearance" ? appearances[i % appearances.length]! : "",
+    };
+    const key = `${row.page}|${row.country}|${row.device}|${row.appearance}`;
+    const g = groups.get(key) ?? { ...row, clicks: 0, impressions: 0, position: 0, sp: 0 };
+    const impressions = Math.round((r.impressions ?? 0) * factor);
+    g.clicks += Math.round((r.clicks ?? 0) * factor);
+    g.impressions += impressions;
+    g.sp += (r.position ?? 0) * impressions;
+    groups.set(key, g);
+  };
+  rows.forEach((r, i) => add(r, i, 1));
+  // The anonymized part: as if every row had DEMO_ANONYMIZED more traffic from unnamed queries.
+  if (grain !== "appearance" && rules.query) rows.forEach((r, i) => add(r, i, DEMO_ANONYMIZED));
+  return [...groups.values()]
+    .filter((g) => g.impressions > 0 || g.clicks > 0)
+    .map(({ sp, ...g }) => ({ ...g, position: type === "discover" || g.impressions === 0 ? 0 : sp / g.impressions }))
+    .sort((a, b) => b.clicks - a.clicks);
+}
+
 /** Rows in slices of `pageSize`, stopping when aborted. */
 async function* inPages<T>(rows: T[], pageSize: number, signal: AbortSignal): AsyncGenerator<T[]> {
   for (let i = 0; i < rows.length; i += pageSize) {
@@ -147,5 +192,6 @@ export function demoSource(rowsPerDay: number, pageSize = 25_000): SearchAnalyti
     name: "demo",
     pages: (siteUrl, day, type, signal) => inPages(demoRows(siteUrl, day, type, rowsPerDay), pageSize, signal),
     hourlyPages: (siteUrl, day, signal) => inPages(demoHourlyRows(siteUrl, day, rowsPerDay), pageSize, signal),
+    totals: async (siteUrl, day, type, grain) => demoTotals(siteUrl, day, type, grain, rowsPerDay),
   };
 }

@@ -43,3 +43,6 @@ export function positionOf(sumPos: number, impressions: number): number {
 export function anonymizedShare(detailClicks: number, propertyClicks: number): number | null {
   return propertyClicks > 0 ? Math.max(0, 1 - detailClicks / propertyClicks) : null;
 }
+
+/** Rows Search Console exposes per day and search type at most (sorted by clicks): a fetch that got this many was cut. */
+export const dailyRowCap = 50_000;

@@ -3,6 +3,7 @@ import type { Config } from "../config.ts";
 import type { Db } from "../db/index.ts";
 import type { GscRow, HourlyRow } from "../db/model.ts";
 import { createGoogleAccounts } from "../google/accounts.ts";
+import { searchTypeCodes, type SearchTypeCode } from "../db/enums.ts";
 import { demoSource } from "./demo.ts";
 import { serviceAccountToken, staticToken, type TokenProvider } from "./gsc/auth.ts";
 import { authorizedUserToken, listStoredSignIns } from "./gsc/user-auth.ts";
@@ -10,9 +11,36 @@ import { gscSource } from "./gsc/client.ts";
 import { createRateLimiter, type RateLimiter } from "./gsc/limiter.ts";
 import { createDbQuota, type QuotaLimits } from "./gsc/quota.ts";
 
-/** The search types a daily sync fetches, each stored with its rows. */
-export const searchTypes = ["web", "image", "video", "news"] as const;
-export type SearchType = (typeof searchTypes)[number];
+/** The search types a daily sync fetches, each stored at its grains (docs/design/grains.md). */
+export const searchTypes = searchTypeCodes;
+export type SearchType = SearchTypeCode;
+
+/**
+ * Google's rules per search type (Search Console API, "type" parameter; docs/design/grains.md):
+ * discover answers neither `query` nor `device` (nor a position), googleNews no `query`; search
+ * appearance is fetched for the four search types (web, image, video, news).
+ */
+export function typeRules(type: SearchType): { query: boolean; device: boolean; appearance: boolean } {
+  return {
+    query: type !== "discover" && type !== "googleNews",
+    device: type !== "discover",
+    appearance: type === "web" || type === "image" || type === "video" || type === "news",
+  };
+}
+
+/** A grain fetched without the query dimension: property totals, page totals, or search-appearance totals. */
+export type Grain = "property" | "page" | "appearance";
+
+/** One row of a totals grain as a source returns it (keys absent from the grain are ''). */
+export type TotalsRow = {
+  page: string;
+  country: string;
+  device: string;
+  appearance: string;
+  clicks: number;
+  impressions: number;
+  position: number;
+};
 
 /** One search-analytics row as a source returns it (dimensions page, query, device). */
 export type SourceRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressions" | "ctr" | "position">;
@@ -30,6 +58,8 @@ export type SearchAnalyticsSource = {
   pages(siteUrl: string, day: string, type: SearchType, signal: AbortSignal): AsyncIterable<SourceRow[]>;
   /** Pages of one day's hourly rows (web search) for one property, until exhausted. */
   hourlyPages(siteUrl: string, day: string, signal: AbortSignal): AsyncIterable<HourlySourceRow[]>;
+  /** Every row of one totals grain (property, page or search appearance) of a day and search type. */
+  totals(siteUrl: string, day: string, type: SearchType, grain: Grain, signal: AbortSignal): Promise<TotalsRow[]>;
 };
 
 /** Search Console's limits from the configuration (the quota every process and host shares through the database). */
@@ -116,5 +146,6 @@ function signInOrDemo(file: string, gsc: SearchAnalyticsSource, demo: SearchAnal
     },
     pages: (...args) => pick().pages(...args),
     hourlyPages: (...args) => pick().hourlyPages(...args),
+    totals: (...args) => pick().totals(...args),
   };
 }

@@ -18,11 +18,17 @@ export type LoggedRequest = {
   rowLimit: number;
   dimensions: string[];
   dataState?: string;
+  aggregationType?: string;
+  /** The request's dimension filters, flattened. */
+  filters: { dimension: string; operator: string; expression: string }[];
   status: number;
   /** The bearer token the request carried, and the account the fake issued it to (null: a fixed test token). */
   token: string;
   account: string | null;
 };
+
+/** True for a request of the query detail (the only grain with the `query` dimension, besides hourly rows). */
+export const isDetailRequest = (r: LoggedRequest) => r.dimensions.includes("query") && !r.dimensions.includes("HOUR");
 
 /** A canned answer for the next matching request (tests inject 429s, 5xx, 401/403 this way). */
 export type Injected = {
@@ -63,6 +69,15 @@ export function quotaRefusal(
 export type FakeGscOptions = {
   /** Rows per (site, day, search type); default 100 for web, 10 for the other types. */
   rows?: (site: string, day: string, type: string) => number;
+  /**
+   * Rows of anonymized queries per (site, day, search type) (default: a tenth of `rows`, rounded up):
+   * counted in every answer without the `query` dimension, left out of those with it (and of query filters).
+   */
+  anonymizedRows?: (site: string, day: string, type: string) => number;
+  /** Rows Search Console exposes per answer of one day and type at most (default 50,000, as Google). */
+  dailyRowCap?: number;
+  /** A hand-written property for (site, day, type) instead of the generated one (undefined: generated). */
+  universe?: (site: string, day: string, type: string) => UniverseRow[] | undefined;
   /** Hourly rows per (site, day) (dimension HOUR); default 48 (two per hour). */
   hourlyRows?: (site: string, day: string) => number;
   /** Delay before every search-analytics answer. */
@@ -98,6 +113,125 @@ export function fakeRows(site: string, day: string, type: string, count: number)
 }
 
 export type FakeHourlyRow = { keys: [string, string, string, string]; clicks: number; impressions: number; ctr: number; position: number };
+
+/** One row of the fake's property: every dimension (query '' and `anonymized` for a query Google does not name). */
+export type UniverseRow = {
+  page: string;
+  query: string;
+  country: string;
+  device: string;
+  appearance: string;
+  anonymized: boolean;
+  clicks: number;
+  impressions: number;
+  position: number;
+};
+
+const fakeCountries = ["usa", "gbr", "deu"];
+
+/**
+ * Everything the fake has for one site, day and search type: the named rows (fakeRows, each in one
+ * country, some with a search appearance) and `anonymized` rows of queries Google does not name, plus
+ * `extra` (rows a test added, e.g. a correction Google made later).
+ */
+export function fakeUniverse(site: string, day: string, type: string, count: number, anonymized: number, extra: UniverseRow[] = []) {
+  const named: UniverseRow[] = fakeRows(site, day, type, count).map((r, i) => ({
+    page: r.keys[0],
+    query: r.keys[1],
+    country: fakeCountries[i % 3]!,
+    device: r.keys[2],
+    appearance: i % 5 === 0 ? "VIDEO" : i % 7 === 0 ? "REVIEW_SNIPPET" : "",
+    anonymized: false,
+    clicks: r.clicks,
+    impressions: r.impressions,
+    position: r.position,
+  }));
+  const devices = ["DESKTOP", "MOBILE", "TABLET"];
+  const anon: UniverseRow[] = Array.from({ length: anonymized }, (_, i) => ({
+    page: `https://${site.replace(/^sc-domain:/, "")}/p/${(i * 5) % 97}`,
+    query: "",
+    country: fakeCountries[(i + 1) % 3]!,
+    device: devices[(i + 2) % 3]!,
+    appearance: "",
+    anonymized: true,
+    clicks: i % 4,
+    impressions: 3 + ((i * 13) % 40),
+    position: 8.5 + (i % 10),
+  }));
+  return [...named, ...anon, ...extra];
+}
+
+const knownDimensions = new Set(["date", "query", "page", "country", "device", "searchAppearance"]);
+
+/**
+ * Google's per-type and per-request rules (Search Console API reference; Search Central blog on Discover
+ * and Google News, 2021): the refusal's message, or null when the request is allowed.
+ */
+export function refusalOf(type: string, dimensions: string[], aggregationType: string | undefined, filters: { dimension: string }[]) {
+  const all = [...dimensions, ...filters.map((f) => f.dimension)];
+  const unknown = all.find((d) => !knownDimensions.has(d));
+  if (unknown) return `Invalid dimension: ${unknown}`;
+  if ((type === "discover" || type === "googleNews") && all.includes("query"))
+    return `The query dimension is not supported for search type ${type}.`;
+  if (type === "discover" && all.includes("device")) return "The device dimension is not supported for search type discover.";
+  if (dimensions.includes("searchAppearance") && dimensions.length > 1)
+    return "searchAppearance cannot be grouped together with other dimensions.";
+  if (aggregationType === "byProperty" && all.includes("page"))
+    return "Aggregation by property is not supported when grouping or filtering by page.";
+  if (aggregationType !== undefined && !["auto", "byProperty", "byPage", "byNewsShowcasePanel"].includes(aggregationType))
+    return `Invalid aggregationType: ${aggregationType}`;
+  return null;
+}
+
+/**
+ * The fake's answer to a (non-hourly) search-analytics request: the universe filtered, summed by the
+ * requested dimensions (anonymized queries left out when the query is a dimension or filter; rows
+ * without an appearance left out of appearance answers), position impression-weighted, sorted by
+ * clicks, cut at `cap` rows. Discover answers no position.
+ */
+export function fakeAnswer(
+  universe: UniverseRow[],
+  day: string,
+  type: string,
+  dimensions: string[],
+  filters: { dimension: string; expression: string }[],
+  cap: number,
+) {
+  const byQuery = dimensions.includes("query") || filters.some((f) => f.dimension === "query");
+  const byAppearance = dimensions.includes("searchAppearance") || filters.some((f) => f.dimension === "searchAppearance");
+  const value = (r: UniverseRow, d: string) =>
+    d === "date"
+      ? day
+      : d === "searchAppearance"
+        ? r.appearance
+        : d === "country"
+          ? r.country.toUpperCase()
+          : String(r[d as keyof UniverseRow]);
+  const groups = new Map<string, { keys: string[]; clicks: number; impressions: number; sp: number }>();
+  for (const r of universe) {
+    if (byQuery && r.anonymized) continue;
+    if (byAppearance && !r.appearance) continue;
+    // Filters compare as Google does for `equals` (country codes case-insensitively).
+    if (!filters.every((f) => value(r, f.dimension).toLowerCase() === f.expression.toLowerCase())) continue;
+    const keys = dimensions.map((d) => value(r, d));
+    const k = keys.join("\u0000");
+    const g = groups.get(k) ?? { keys, clicks: 0, impressions: 0, sp: 0 };
+    g.clicks += r.clicks;
+    g.impressions += r.impressions;
+    g.sp += r.position * r.impressions;
+    groups.set(k, g);
+  }
+  return [...groups.values()]
+    .sort((a, b) => b.clicks - a.clicks)
+    .slice(0, cap)
+    .map((g) => ({
+      keys: g.keys,
+      clicks: g.clicks,
+      impressions: g.impressions,
+      ctr: g.impressions > 0 ? g.clicks / g.impressions : 0,
+      ...(type === "discover" ? {} : { position: g.impressions > 0 ? g.sp / g.impressions : 0 }),
+    }));
+}
 
 /** The hourly rows the fake has for one site and day: keys HOUR (Pacific, -08:00), query, page, device. */
 export function fakeHourlyRows(site: string, day: string, count: number): FakeHourlyRow[] {
@@ -145,6 +279,17 @@ export type FakeGsc = ReturnType<typeof startFakeGsc>;
 /** Starts the fake on a free loopback port. */
 export function startFakeGsc(opts: FakeGscOptions = {}) {
   const rowsFor = opts.rows ?? ((_s, _d, type) => (type === "web" ? 100 : 10));
+  const anonymizedFor = opts.anonymizedRows ?? ((s: string, d: string, type: string) => Math.ceil(rowsFor(s, d, type) / 10));
+  const cap = opts.dailyRowCap ?? 50_000;
+  // Rows a test added per `site|day|type` (revise), and answers computed once per request shape.
+  const extra = new Map<string, UniverseRow[]>();
+  const answers = new Map<string, ReturnType<typeof fakeAnswer>>();
+  const universeOf = (site: string, day: string, type: string) => {
+    const added = extra.get(`${site}|${day}|${type}`) ?? [];
+    const own = opts.universe?.(site, day, type);
+    if (own) return [...own, ...added];
+    return fakeUniverse(site, day, type, rowsFor(site, day, type), anonymizedFor(site, day, type), added);
+  };
   const hourlyFor = opts.hourlyRows ?? (() => 48);
   const accepted = new Set(opts.tokens ?? ["test-token"]);
   const requests: LoggedRequest[] = [];
@@ -284,6 +429,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       rowLimit: body.rowLimit ?? 1000,
       dimensions: body.dimensions ?? [],
       dataState: body.dataState,
+      aggregationType: body.aggregationType,
+      filters: ((body.dimensionFilterGroups ?? []) as { filters?: LoggedRequest["filters"] }[]).flatMap((g) => g.filters ?? []),
       status: 200,
     };
     requests.push(entry);
@@ -312,11 +459,28 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       entry.status = 400;
       return googleError(400, "INVALID_ARGUMENT", "The HOUR dimension requires dataState HOURLY_ALL.");
     }
-    const all = hourly
-      ? fakeHourlyRows(site, body.startDate, hourlyFor(site, body.startDate))
-      : fakeRows(site, body.startDate, entry.type, rowsFor(site, body.startDate, entry.type));
+    if (hourly) {
+      const all = fakeHourlyRows(site, body.startDate, hourlyFor(site, body.startDate));
+      const rows = all.slice(entry.startRow, entry.startRow + entry.rowLimit);
+      return Response.json(rows.length > 0 ? { rows, responseAggregationType: "byPage" } : { responseAggregationType: "byPage" });
+    }
+    const refused = refusalOf(entry.type, entry.dimensions, entry.aggregationType, entry.filters);
+    if (refused) {
+      entry.status = 400;
+      return googleError(400, "INVALID_ARGUMENT", refused);
+    }
+    const shape = JSON.stringify([site, body.startDate, entry.type, entry.dimensions, entry.filters]);
+    let all = answers.get(shape);
+    if (!all) {
+      const universe = universeOf(site, body.startDate as string, entry.type);
+      all = fakeAnswer(universe, body.startDate as string, entry.type, entry.dimensions, entry.filters, cap);
+      answers.set(shape, all);
+    }
+    const byPage =
+      entry.aggregationType === "byPage" || ((entry.aggregationType ?? "auto") === "auto" && entry.dimensions.includes("page"));
+    const responseAggregationType = byPage ? "byPage" : "byProperty";
     const rows = all.slice(entry.startRow, entry.startRow + entry.rowLimit);
-    return Response.json(rows.length > 0 ? { rows, responseAggregationType: "byPage" } : { responseAggregationType: "byPage" });
+    return Response.json(rows.length > 0 ? { rows, responseAggregationType } : { responseAggregationType });
   }
 
   let origin = "";
@@ -356,11 +520,35 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       forbidden.clear();
       delayMs = opts.delayMs ?? 0;
       requests.length = 0;
+      extra.clear();
+      answers.clear();
       tokenRequests.length = 0;
     },
     setDelay(ms: number) {
       delayMs = ms;
     },
+    /**
+     * Google revised a day: adds a row of anonymized traffic to (site, day, type), so its property and
+     * page totals change while its query detail does not.
+     */
+    revise(site: string, day: string, type: string, clicks: number, impressions: number, position = 5) {
+      const key = `${site}|${day}|${type}`;
+      const row: UniverseRow = {
+        page: `https://${site.replace(/^sc-domain:/, "")}/p/0`,
+        query: "",
+        country: "usa",
+        device: "MOBILE",
+        appearance: "",
+        anonymized: true,
+        clicks,
+        impressions,
+        position,
+      };
+      extra.set(key, [...(extra.get(key) ?? []), row]);
+      answers.clear();
+    },
+    /** The fake's whole property for one site, day and type (to compute expected totals in tests). */
+    universe: (site: string, day: string, type: string) => universeOf(site, day, type),
     /** Answers 403 for this property. */
     forbid(site: string) {
       forbidden.add(site);

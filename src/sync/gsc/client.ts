@@ -1,7 +1,15 @@
 import { log } from "../../log.ts";
 import { gscRequests } from "../../metrics/registry.ts";
 import { PermanentError } from "../errors.ts";
-import type { HourlySourceRow, SearchAnalyticsSource, SearchType, SourceRow } from "../source.ts";
+import {
+  typeRules,
+  type Grain,
+  type HourlySourceRow,
+  type SearchAnalyticsSource,
+  type SearchType,
+  type SourceRow,
+  type TotalsRow,
+} from "../source.ts";
 import type { TokenProvider } from "./auth.ts";
 import type { QuotaRequest, RateLimiter } from "./limiter.ts";
 import { sleep } from "./sleep.ts";
@@ -37,7 +45,22 @@ export type SearchAnalyticsQuery = {
   startRow: number;
   /** `HOURLY_ALL` for the HOUR dimension; unset: Google's default (final data). */
   dataState?: "final" | "all" | "HOURLY_ALL";
+  /** byProperty (true totals: no page dimension allowed) or byPage; unset: Google's `auto`. */
+  aggregationType?: "byProperty" | "byPage";
+  dimensionFilterGroups?: { filters: { dimension: string; operator: "equals"; expression: string }[] }[];
 };
+
+/**
+ * The request of one totals grain for a search type (Google's per-type rules: discover has no device
+ * dimension; search appearance cannot be combined with another dimension). Property totals are asked
+ * byProperty (Search Console's own totals, anonymized queries included), page totals byPage.
+ */
+export function totalsRequest(type: SearchType, grain: Grain): { dimensions: string[]; aggregationType?: "byProperty" | "byPage" } {
+  const device = typeRules(type).device ? ["device"] : [];
+  if (grain === "property") return { dimensions: ["date", "country", ...device], aggregationType: "byProperty" };
+  if (grain === "page") return { dimensions: ["date", "page", "country", ...device], aggregationType: "byPage" };
+  return { dimensions: ["searchAppearance"] };
+}
 
 type ApiRow = { keys?: string[]; clicks?: number; impressions?: number; ctr?: number; position?: number };
 
@@ -237,7 +260,34 @@ export function createGscClient(opts: GscClientOptions) {
     for await (const rows of paged(siteUrl, body, signal)) yield rows.map(toHourlyRow);
   }
 
-  return { query, pages, hourlyPages };
+  /** Every row of one totals grain (property, page, search appearance) of a day and search type. */
+  async function totals(siteUrl: string, day: string, type: SearchType, grain: Grain, signal: AbortSignal): Promise<TotalsRow[]> {
+    const req = totalsRequest(type, grain);
+    const out: TotalsRow[] = [];
+    for await (const rows of paged(siteUrl, { startDate: day, endDate: day, type, ...req }, signal)) {
+      for (const r of rows) out.push(toTotalsRow(req.dimensions, r));
+    }
+    return out;
+  }
+
+  return { query, pages, hourlyPages, totals };
+}
+
+/** An answer row of a totals request, its keys read by the request's dimensions. */
+function toTotalsRow(dimensions: string[], r: ApiRow): TotalsRow {
+  const key = (d: string) => {
+    const i = dimensions.indexOf(d);
+    return i < 0 ? "" : (r.keys?.[i] ?? "");
+  };
+  return {
+    page: key("page"),
+    country: key("country").toLowerCase(),
+    device: key("device"),
+    appearance: key("searchAppearance"),
+    clicks: r.clicks ?? 0,
+    impressions: r.impressions ?? 0,
+    position: r.position ?? 0,
+  };
 }
 
 function toSourceRow(r: ApiRow): SourceRow {
@@ -270,5 +320,5 @@ function toHourlyRow(r: ApiRow): HourlySourceRow {
 /** The Search Console client as a sync source. */
 export function gscSource(opts: GscClientOptions): SearchAnalyticsSource {
   const client = createGscClient(opts);
-  return { name: "gsc", pages: client.pages, hourlyPages: client.hourlyPages };
+  return { name: "gsc", pages: client.pages, hourlyPages: client.hourlyPages, totals: client.totals };
 }

@@ -4,14 +4,19 @@ import { rowsIngested } from "../../metrics/registry.ts";
 import { indexAllPendingQueries } from "../../search/queries.ts";
 import { deleteRowsById, findDayRowKeys, findSyncedDays, markDaySynced, upsertRows, type DayRowKey } from "../data.ts";
 import { isFinalDay } from "../dates.ts";
-import { searchTypes, type SearchType } from "../source.ts";
+import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
+import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
+import { searchTypes, typeRules, type SearchType, type TotalsRow } from "../source.ts";
 import { runDays } from "./days.ts";
 import type { TaskContext, TaskHandler } from "./index.ts";
 
 /**
- * daily_sync: for each day of the task's range and each search type, fetches the search-analytics
- * rows (page, query, device) and stores them in short batched writes. `skip` leaves days already
- * synced alone; `overwrite` fetches them again and replaces their rows. A day that fails is counted and the others go on; the task
+ * daily_sync: for each day of the task's range and each of the six search types, fetches Search
+ * Console's property totals (country × device), page totals (page × country × device), search
+ * appearance totals and the query detail (page, query, device; not for discover and googleNews), as
+ * Google's per-type rules allow, and stores them at their grains (docs/design/grains.md) with the
+ * day's completeness. `skip` leaves days already synced (marker and completeness) alone; `overwrite`
+ * fetches them again and replaces their rows. A day that fails is counted and the others go on; the task
  * then fails (and is retried) with the last error. Progress is recorded after every day.
  */
 export const dailySync: TaskHandler = {
@@ -22,15 +27,18 @@ export const dailySync: TaskHandler = {
     // started_at is set by the first claim and kept across attempts.
     const firstStart = task.started_at!;
     let markers: Awaited<ReturnType<typeof findSyncedDays>> | null = null;
+    let complete: Awaited<ReturnType<typeof findCompleteness>> | null = null;
     await runDays(ctx, async ({ site, mode, day, days }) => {
       markers ??= await findSyncedDays(ctx.db, site.id, days[0]!, days[days.length - 1]!);
+      complete ??= await findCompleteness(ctx.db, site.id, days[0]!, days[days.length - 1]!);
       let skippedTypes = 0;
       let records = 0;
       for (const type of searchTypes) {
         const marker = markers.get(`${day}|${type}`);
         if (marker && marker.synced_at >= firstStart) {
           records += marker.row_count;
-        } else if (marker && mode === "skip") {
+        } else if (marker && mode === "skip" && complete.has(`${day}|${typeCode(type)}`)) {
+          // (A day marked before the grains were stored has no completeness row: fetched again once.)
           skippedTypes++;
         } else {
           records += await syncDay(ctx, site, day, type);
@@ -44,29 +52,83 @@ export const dailySync: TaskHandler = {
 /** Rows read per look for stale rows (a read: no write lock is held meanwhile). */
 const SCAN_CHUNK = 5000;
 
+/** Page URLs given ids (gsc_pages) per write. */
+const PAGE_ID_BATCH = 2000;
+
 /**
- * Fetches and stores one day and search type; returns the rows stored. New rows are upserted first;
- * only once every page is stored are the day's rows this pass did not write (gone from the source)
- * deleted, in short writes. So a fetch failing half-way leaves the old rows in place (some updated),
- * never a day with rows missing. The day is then marked synced, if it is final (isFinalDay).
+ * Fetches and stores one day and search type; returns the detail rows stored. First the totals grains
+ * are fetched (property totals first: none means the type has no data that day, and nothing more is
+ * asked). New detail rows are then upserted; only once every page is stored are the day's rows this
+ * pass did not write (gone from the source) deleted, in short writes. So a fetch failing half-way
+ * leaves the old rows in place (some updated), never a day with rows missing. Last, one transaction
+ * replaces the day's totals grains, records its completeness and (if the day is final, isFinalDay)
+ * marks it synced: the day's totals are all from this fetch or all from the previous one.
  */
 async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType): Promise<number> {
+  const rules = typeRules(type);
+  const totals = (grain: "property" | "page" | "appearance") => ctx.source.totals(site.domain, day, type, grain, ctx.signal);
+  const property = await totals("property");
+  const hasData = property.length > 0;
+  const pageRows = hasData ? await totals("page") : [];
+  const appearance = hasData && rules.appearance ? await totals("appearance") : [];
+
   const written = new Set<number>();
-  for await (const page of ctx.source.pages(site.domain, day, type, ctx.signal)) {
-    for (let i = 0; i < page.length; i += ctx.batchSize) {
-      const batch = page.slice(i, i + ctx.batchSize);
-      const ids = await ctx.write((tx) => upsertRows(tx, site.id, day, type, batch));
-      rowsIngested.inc({ source: ctx.source.name }, ids.length);
-      for (const id of ids) written.add(id);
+  let detailRows = 0;
+  let detailClicks = 0;
+  if (hasData && rules.query) {
+    for await (const page of ctx.source.pages(site.domain, day, type, ctx.signal)) {
+      detailRows += page.length;
+      for (const r of page) detailClicks += r.clicks ?? 0;
+      for (let i = 0; i < page.length; i += ctx.batchSize) {
+        const batch = page.slice(i, i + ctx.batchSize);
+        const ids = await ctx.write((tx) => upsertRows(tx, site.id, day, type, batch));
+        rowsIngested.inc({ source: ctx.source.name }, ids.length);
+        for (const id of ids) written.add(id);
+      }
     }
   }
-  await deleteUnwritten(ctx, site.id, day, type, written);
+  if (rules.query) await deleteUnwritten(ctx, site.id, day, type, written);
   // SQLite: the day's new queries go into the FTS5 search index in a few batched writes, not one FTS
   // write per row. (PostgreSQL's trigram index on gsc_queries is kept by the server itself.)
-  if (ctx.db.engine === "sqlite") await indexAllPendingQueries((fn) => ctx.write((tx) => fn(tx as unknown as Orm)));
+  if (ctx.db.engine === "sqlite" && written.size > 0) await indexAllPendingQueries((fn) => ctx.write((tx) => fn(tx as unknown as Orm)));
+
+  const urls = [...new Set(pageRows.map((r) => r.page))];
+  const pageIds = new Map<string, number>();
+  for (let i = 0; i < urls.length; i += PAGE_ID_BATCH) {
+    const ids = await ctx.write((tx) => upsertPageIds(tx, site.id, urls.slice(i, i + PAGE_ID_BATCH)));
+    for (const [k, v] of ids) pageIds.set(k, v);
+  }
+  const propertyClicks = property.reduce((s, r) => s + r.clicks, 0);
+  const grains: DayGrains = {
+    siteId: site.id,
+    day: dayNumber(day),
+    type: typeCode(type),
+    property: property.map((r) => ({ country: r.country, device: deviceCode(r.device), ...measures(r) })),
+    page: pageRows.map((r) => ({ page_id: pageIds.get(r.page)!, country: r.country, device: deviceCode(r.device), ...measures(r) })),
+    appearance: appearance.map((r) => ({ appearance: r.appearance, ...measures(r) })),
+    completeness: {
+      property_rows: property.length,
+      page_rows: pageRows.length,
+      detail_rows: detailRows,
+      appearance_rows: appearance.length,
+      page_truncated: pageRows.length >= dailyRowCap,
+      detail_truncated: detailRows >= dailyRowCap,
+      // Only where Google names queries; a day without clicks has no share.
+      anonymized_share: rules.query ? anonymizedShare(detailClicks, propertyClicks) : null,
+      data_state: isFinalDay(day) ? "final" : "provisional",
+    },
+  };
   // A recent day is stored but not marked: its data may still change, so the next run fetches it again.
-  if (isFinalDay(day)) await ctx.write((tx) => markDaySynced(tx, site.id, day, type, written.size));
+  await ctx.write(async (tx) => {
+    await replaceDayGrains(tx, grains);
+    if (isFinalDay(day)) await markDaySynced(tx, site.id, day, type, written.size);
+  });
   return written.size;
+}
+
+/** A totals row's measures as stored: integers, position scaled into sum_position. */
+function measures(r: TotalsRow) {
+  return { clicks: r.clicks, impressions: r.impressions, sum_position: sumPosition(r.position, r.impressions) };
 }
 
 /** Deletes the rows of one site, day and search type whose id is not in `written`, in short writes. */

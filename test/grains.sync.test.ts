@@ -1,0 +1,316 @@
+// The daily sync writes Search Console's grains (docs/design/grains.md) from the fake Search Console:
+// a hand-written property whose anonymized share is known, Google's per-type rules, the 50,000-row
+// cap, search appearance, completeness. On the suite's engine.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { and, asc, eq } from "drizzle-orm";
+import { setLogLevel } from "../src/log.ts";
+import { addDays, dayOf } from "../src/sync/dates.ts";
+import { staticToken } from "../src/sync/gsc/auth.ts";
+import { gscSource } from "../src/sync/gsc/client.ts";
+import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
+import { dayNumber, typeCode } from "../src/sync/grains.ts";
+import { createTask, findJob } from "../src/sync/queries.ts";
+import { startWorker, type Worker } from "../src/sync/worker.ts";
+import { tempDb } from "./helpers/db.ts";
+import { isDetailRequest, startFakeGsc, type FakeGsc, type UniverseRow } from "./helpers/fake-gsc.ts";
+import { countRows, insertSites, waitFor } from "./helpers/sync.ts";
+
+setLogLevel("silent");
+const DAY = "2026-03-10";
+const D = dayNumber(DAY);
+
+const row = (
+  page: string,
+  query: string,
+  country: string,
+  device: string,
+  clicks: number,
+  impressions: number,
+  position: number,
+  appearance = "",
+) =>
+  ({
+    page: `https://hand.example/${page}`,
+    query,
+    country,
+    device,
+    appearance,
+    anonymized: query === "",
+    clicks,
+    impressions,
+    position,
+  }) satisfies UniverseRow;
+
+// The hand-written property. web: three named query rows (60 clicks) and one anonymized row (40 clicks):
+// Search Console's total is 100 clicks, 1,000 impressions, position (2×300 + 5×200 + 1×100 + 8×400)/1000
+// = 4.9; the anonymized share is exactly 1 − 60/100 = 0.4.
+const hand: Record<string, UniverseRow[]> = {
+  web: [
+    row("a", "alpha", "usa", "MOBILE", 30, 300, 2, "VIDEO"),
+    row("a", "beta", "gbr", "DESKTOP", 10, 200, 5),
+    row("b", "gamma", "usa", "DESKTOP", 20, 100, 1),
+    row("b", "", "usa", "MOBILE", 40, 400, 8),
+  ],
+  // discover: no query, no device, no position in Google's answers.
+  discover: [row("a", "", "usa", "MOBILE", 5, 50, 3), row("b", "", "gbr", "DESKTOP", 7, 70, 3)],
+  // googleNews: no query.
+  googleNews: [row("a", "", "usa", "MOBILE", 3, 30, 4)],
+};
+
+let t: ReturnType<typeof tempDb>;
+let fake: FakeGsc;
+let sites: number[];
+let next = 0;
+const workers: Worker[] = [];
+
+beforeAll(async () => {
+  t = tempDb();
+  fake = startFakeGsc({
+    universe: (site, _day, type) => (site.startsWith("sc-domain:s0.") || site.startsWith("sc-domain:s1.") ? (hand[type] ?? []) : undefined),
+    rows: (site, _d, type) => (site.startsWith("sc-domain:s2.") && type === "web" ? 50_001 : 0),
+  });
+  sites = await insertSites(t.db, 4, "grains.example");
+});
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop()));
+  fake.reset();
+});
+afterAll(async () => {
+  fake.stop();
+  await t.cleanup();
+});
+
+function worker() {
+  const source = gscSource({
+    baseUrl: fake.url,
+    auth: staticToken("test-token"),
+    limiter: createRateLimiter({ limit: 100_000 }),
+    rowLimit: 25_000,
+    maxRetries: 0,
+    retryBaseMs: 5,
+    timeoutMs: 30_000,
+  });
+  const w = startWorker({ db: t.open(), source, pollMs: 20, leaseMs: 10_000, retryBaseMs: 100, batchSize: 2000 });
+  workers.push(w);
+}
+
+async function sync(siteId: number, start = DAY, end = DAY, mode: "skip" | "overwrite" = "skip") {
+  const { id } = await createTask(t.db, {
+    siteId,
+    taskType: "daily_sync",
+    startDate: start,
+    endDate: end,
+    params: { sync_mode: mode },
+    runAt: new Date(),
+    maxAttempts: 1,
+  });
+  return waitFor(
+    `task ${id}`,
+    async () => {
+      const j = (await findJob(t.db, id))!;
+      return j.status !== "pending" && j.status !== "running" ? j : null;
+    },
+    60_000,
+  );
+}
+
+const where = (tbl: { site_id: never; day: never; type: never }, site: number, type: string) =>
+  and(eq(tbl.site_id, site), eq(tbl.day, D), eq(tbl.type, typeCode(type as never)));
+
+async function propertyTotals(site: number, type: string) {
+  const p = t.db.t.gscPropertyTotals;
+  return t.db.q
+    .select({ country: p.country, device: p.device, clicks: p.clicks, impressions: p.impressions, sum_position: p.sum_position })
+    .from(p)
+    .where(where(p as never, site, type))
+    .orderBy(asc(p.country), asc(p.device));
+}
+
+async function pageTotals(site: number, type: string) {
+  const p = t.db.t.gscPageTotals;
+  const pages = t.db.t.gscPages;
+  return t.db.q
+    .select({
+      page: pages.page,
+      country: p.country,
+      device: p.device,
+      clicks: p.clicks,
+      impressions: p.impressions,
+      sum_position: p.sum_position,
+    })
+    .from(p)
+    .innerJoin(pages, eq(pages.id, p.page_id))
+    .where(where(p as never, site, type))
+    .orderBy(asc(pages.page), asc(p.country), asc(p.device));
+}
+
+async function completeness(site: number) {
+  const c = t.db.t.gscDayCompleteness;
+  const rows = await t.db.q.select().from(c).where(eq(c.site_id, site)).orderBy(asc(c.day), asc(c.type));
+  return rows.map(({ fetched_at, ...r }) => {
+    expect(Date.parse(fetched_at)).toBeGreaterThan(Date.now() - 120_000);
+    return r;
+  });
+}
+
+describe("a property with a known anonymized share", () => {
+  test("property totals equal Search Console's exactly; page, appearance and completeness by hand", async () => {
+    const site = sites[next++]!;
+    worker();
+    expect(await sync(site)).toMatchObject({ status: "completed", total_records: 3 });
+
+    // byProperty by country × device; sum_position = position × impressions × 100.
+    expect(await propertyTotals(site, "web")).toEqual([
+      { country: "gbr", device: 1, clicks: 10, impressions: 200, sum_position: 100_000 },
+      { country: "usa", device: 1, clicks: 20, impressions: 100, sum_position: 10_000 },
+      { country: "usa", device: 2, clicks: 70, impressions: 700, sum_position: 380_000 },
+    ]);
+    // Summed: 100 clicks, 1,000 impressions, position 490,000 / 1,000 / 100 = 4.9: Search Console's numbers.
+    const sum = (await propertyTotals(site, "web")).reduce(
+      (s, r) => ({ c: s.c + r.clicks, i: s.i + r.impressions, sp: s.sp + r.sum_position }),
+      { c: 0, i: 0, sp: 0 },
+    );
+    expect(sum).toEqual({ c: 100, i: 1000, sp: 490_000 });
+    // The query detail leaves the anonymized row out: 60 clicks in 3 rows.
+    expect(await countRows(t.db, site)).toBe(3);
+
+    expect(await pageTotals(site, "web")).toEqual([
+      { page: "https://hand.example/a", country: "gbr", device: 1, clicks: 10, impressions: 200, sum_position: 100_000 },
+      { page: "https://hand.example/a", country: "usa", device: 2, clicks: 30, impressions: 300, sum_position: 60_000 },
+      { page: "https://hand.example/b", country: "usa", device: 1, clicks: 20, impressions: 100, sum_position: 10_000 },
+      { page: "https://hand.example/b", country: "usa", device: 2, clicks: 40, impressions: 400, sum_position: 320_000 },
+    ]);
+    const a = t.db.t.gscAppearanceTotals;
+    expect(
+      await t.db.q
+        .select({ appearance: a.appearance, clicks: a.clicks, impressions: a.impressions, sum_position: a.sum_position })
+        .from(a)
+        .where(eq(a.site_id, site)),
+    ).toEqual([{ appearance: "VIDEO", clicks: 30, impressions: 300, sum_position: 60_000 }]);
+
+    // discover: by country only (device 0), no position; googleNews: by country × device; neither has detail.
+    expect(await propertyTotals(site, "discover")).toEqual([
+      { country: "gbr", device: 0, clicks: 7, impressions: 70, sum_position: 0 },
+      { country: "usa", device: 0, clicks: 5, impressions: 50, sum_position: 0 },
+    ]);
+    expect(await pageTotals(site, "discover")).toEqual([
+      { page: "https://hand.example/a", country: "usa", device: 0, clicks: 5, impressions: 50, sum_position: 0 },
+      { page: "https://hand.example/b", country: "gbr", device: 0, clicks: 7, impressions: 70, sum_position: 0 },
+    ]);
+    expect(await propertyTotals(site, "googleNews")).toEqual([
+      { country: "usa", device: 2, clicks: 3, impressions: 30, sum_position: 12_000 },
+    ]);
+
+    const none = { page_rows: 0, detail_rows: 0, appearance_rows: 0, property_rows: 0, anonymized_share: null };
+    const base = { site_id: site, day: D, page_truncated: false, detail_truncated: false, data_state: "final", derived: false };
+    expect(await completeness(site)).toEqual([
+      { ...base, type: 1, property_rows: 3, page_rows: 4, detail_rows: 3, appearance_rows: 1, anonymized_share: 0.4 },
+      { ...base, type: 2, ...none },
+      { ...base, type: 3, ...none },
+      { ...base, type: 4, ...none },
+      { ...base, type: 5, property_rows: 2, page_rows: 2, detail_rows: 0, appearance_rows: 0, anonymized_share: null },
+      { ...base, type: 6, property_rows: 1, page_rows: 1, detail_rows: 0, appearance_rows: 0, anonymized_share: null },
+    ]);
+
+    // The requests followed Google's rules (the fake answers 400 otherwise): none failed.
+    expect(fake.requests.every((r) => r.status === 200)).toBe(true);
+    const of = (type: string) =>
+      fake.requests.filter((r) => r.type === type).map((r) => [r.dimensions.join(","), r.aggregationType ?? "auto"]);
+    expect(of("web")).toEqual([
+      ["date,country,device", "byProperty"],
+      ["date,page,country,device", "byPage"],
+      ["searchAppearance", "auto"],
+      ["page,query,device", "auto"],
+    ]);
+    expect(of("discover")).toEqual([
+      ["date,country", "byProperty"],
+      ["date,page,country", "byPage"],
+    ]);
+    expect(of("googleNews")).toEqual([
+      ["date,country,device", "byProperty"],
+      ["date,page,country,device", "byPage"],
+    ]);
+    // image, video, news have no data: their empty property totals end their day at one request each.
+    for (const type of ["image", "video", "news"]) expect(of(type).length).toBe(1);
+  });
+
+  test("skip leaves a day with its grains alone; overwrite replaces them (no duplicates)", async () => {
+    const site = sites[next++]!;
+    worker();
+    await sync(site);
+    fake.reset();
+    expect(await sync(site)).toMatchObject({ status: "completed", stats_skipped: 1 });
+    expect(fake.requests.length).toBe(0);
+    expect(await sync(site, DAY, DAY, "overwrite")).toMatchObject({ status: "completed", stats_synced: 1 });
+    expect((await propertyTotals(site, "web")).length).toBe(3);
+    expect((await pageTotals(site, "web")).length).toBe(4);
+    expect((await completeness(site)).length).toBe(6);
+  });
+
+  test("a recent day is stored as provisional", async () => {
+    const site = sites[3]!;
+    const recent = addDays(dayOf(new Date()), -2);
+    worker();
+    await sync(site, recent, recent);
+    const c = t.db.t.gscDayCompleteness;
+    const rows = await t.db.q.select({ s: c.data_state }).from(c).where(eq(c.site_id, site));
+    expect(rows.length).toBe(6);
+    expect(rows.every((r) => r.s === "provisional")).toBe(true);
+  });
+});
+
+describe("Google's 50,000-row cap", () => {
+  test("a day with 50,001 query rows: the detail is cut at 50,000 and marked truncated; totals stay whole", async () => {
+    const site = sites[2]!;
+    worker();
+    expect(await sync(site)).toMatchObject({ status: "completed", total_records: 50_000 });
+    const [web] = (await completeness(site)).filter((r) => r.type === 1);
+    expect(web).toMatchObject({ detail_rows: 50_000, detail_truncated: true, page_truncated: false });
+    // The totals count every row (50,001 named plus the anonymized ones), as Search Console's do.
+    const universe = fake.universe(`sc-domain:s2.grains.example`, DAY, "web");
+    const clicks = universe.reduce((s, r) => s + r.clicks, 0);
+    expect((await propertyTotals(site, "web")).reduce((s, r) => s + r.clicks, 0)).toBe(clicks);
+    expect(fake.requests.filter(isDetailRequest).map((r) => r.startRow)).toEqual([0, 25_000, 50_000]);
+  }, 120_000);
+});
+
+describe("the fake follows Google's rules", () => {
+  const ask = async (body: Record<string, unknown>) => {
+    const res = await fetch(`${fake.url}/webmasters/v3/sites/${encodeURIComponent("sc-domain:s0.grains.example")}/searchAnalytics/query`, {
+      method: "POST",
+      headers: { authorization: "Bearer test-token", "content-type": "application/json" },
+      body: JSON.stringify({ startDate: DAY, endDate: DAY, ...body }),
+    });
+    return {
+      status: res.status,
+      body: (await res.json()) as { rows?: Record<string, unknown>[]; error?: { message: string } },
+    };
+  };
+
+  test("400 for query on discover/googleNews, device on discover, appearance with another dimension, byProperty with page", async () => {
+    for (const body of [
+      { type: "discover", dimensions: ["query"] },
+      { type: "googleNews", dimensions: ["page", "query"] },
+      { type: "discover", dimensions: ["device"] },
+      { type: "web", dimensions: ["searchAppearance", "page"] },
+      { type: "web", dimensions: ["page"], aggregationType: "byProperty" },
+    ]) {
+      expect((await ask(body)).status).toBe(400);
+    }
+    expect((await ask({ type: "web", dimensions: ["query"] })).status).toBe(200);
+  });
+
+  test("answers without the query dimension count anonymized queries; with it they do not; appearance in two steps", async () => {
+    const sumClicks = (r: { body: { rows?: Record<string, unknown>[] } }) => (r.body.rows ?? []).reduce((s, x) => s + Number(x.clicks), 0);
+    expect(sumClicks(await ask({ type: "web", dimensions: [] }))).toBe(100);
+    expect(sumClicks(await ask({ type: "web", dimensions: ["query"] }))).toBe(60);
+    const step1 = await ask({ type: "web", dimensions: ["searchAppearance"] });
+    expect(step1.body.rows).toEqual([{ keys: ["VIDEO"], clicks: 30, impressions: 300, ctr: 0.1, position: 2 }]);
+    const step2 = await ask({
+      type: "web",
+      dimensions: ["device"],
+      dimensionFilterGroups: [{ filters: [{ dimension: "searchAppearance", operator: "equals", expression: "VIDEO" }] }],
+    });
+    expect(step2.body.rows).toEqual([{ keys: ["MOBILE"], clicks: 30, impressions: 300, ctr: 0.1, position: 2 }]);
+  });
+});
