@@ -11,6 +11,7 @@ import { createTask, findJob, queueBackfill } from "../src/sync/queries.ts";
 import { sourceFromConfig } from "../src/sync/source.ts";
 import { startWorker, type Worker } from "../src/sync/worker.ts";
 import { call } from "./helpers/api.ts";
+import { cli } from "./helpers/cli.ts";
 import { tempDb } from "./helpers/db.ts";
 import { type FakeAccount, isDetailRequest, makeServiceAccount, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { waitFor } from "./helpers/sync.ts";
@@ -205,6 +206,23 @@ describe("property discovery and import", () => {
     }
     // The backfills stay queued for the backfill test below; the others run no job.
   });
+  test("POST /sites/{id}/backfill queues (or resumes) one newest-first backfill; a second while it is pending is 409", async () => {
+    const alpha = await siteIdOf("sc-domain:alpha.example");
+    const r = await api("POST", `/api/v1/sites/${alpha}/backfill`);
+    expect(r.status).toBe(202);
+    expect(r.json).toEqual({
+      job_id: expect.any(Number),
+      start_date: addDays(newestDataDay(), -RETENTION_DAYS),
+      end_date: newestDataDay(),
+      status_url: `/api/v1/sync/job/${r.json.job_id}`,
+    });
+    expect((await findJob(t.db, r.json.job_id))!.params).toEqual({ sync_mode: "skip", order: "newest_first" });
+    const again = await api("POST", `/api/v1/sites/${alpha}/backfill`);
+    expect(again.status).toBe(409);
+    expect(again.json.error.details.job_id).toBe(r.json.job_id);
+    expect((await api("POST", "/api/v1/sites/999999/backfill")).status).toBe(404);
+    expect((await api("DELETE", `/api/v1/sync/job/${r.json.job_id}`)).status).toBe(200);
+  });
 });
 
 describe("syncs", () => {
@@ -346,5 +364,36 @@ describe("binding and removal", () => {
     const sa = await api("DELETE", `/api/v1/google/accounts/${await accountId(saEmail)}`);
     expect(sa.status).toBe(409);
     expect(sa.json.error.message).toContain("GSC_SERVICE_ACCOUNT_FILE");
+  });
+});
+
+describe("cli", () => {
+  test("sites properties, sites import (named; one nobody sees: exit 1), sites account", async () => {
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch });
+    const env = { SITESYNC_URL: server.url.origin, GSC_CREDENTIALS_FILE: credentials };
+    try {
+      A.properties.push({ siteUrl: "sc-domain:delta.example", permissionLevel: "siteOwner" });
+      const props = await cli(["--json", "sites", "properties"], { env });
+      expect(props.code).toBe(0);
+      expect(JSON.parse(props.stdout).find((p: { site_url: string }) => p.site_url === "sc-domain:delta.example")).toMatchObject({
+        account: A.email,
+        site_id: null,
+      });
+      const imp = await cli(["sites", "import", "sc-domain:delta.example", "--no-backfill"], { env });
+      expect(imp.code).toBe(0);
+      expect(imp.stdout).toMatch(/sc-domain:delta\.example\s+added\s+\d+\s+a@example\.com\s+-/);
+      const none = await cli(["sites", "import", "sc-domain:nobody.example"], { env });
+      expect(none.code).toBe(1);
+      expect(none.stdout).toContain("not_visible");
+      expect(none.stderr).toContain("some properties were not added");
+      const acc = await cli(["sites", "account", "delta.example"], { env });
+      expect(acc.code).toBe(0);
+      expect(acc.stdout).toContain(`sc-domain:delta.example syncs with ${A.email} (chosen automatically)`);
+      const bind = await cli(["sites", "account", "delta.example", saEmail], { env });
+      expect(bind.code).toBe(1);
+      expect(bind.stderr).toContain(`${saEmail} cannot see sc-domain:delta.example`);
+    } finally {
+      server.stop(true);
+    }
   });
 });

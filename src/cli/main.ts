@@ -261,6 +261,19 @@ export function buildProgram(cfg: CliConfig) {
         throw new CliError("some properties were not added (see above)");
     });
   sites
+    .command("backfill <site>")
+    .description("queue (or resume) a site's backfill: the ~16 months Search Console keeps, newest day first, days already stored skipped")
+    .action(async (ref: string) => {
+      const { out, api } = ctx();
+      const site = await resolveSite(api, ref);
+      const r = await api.post<{ job_id: number; start_date: string; end_date: string }>(`/api/v1/sites/${site.id}/backfill`);
+      out.result(r, (v) =>
+        out.line(
+          `Backfill of ${site.domain} (${v.start_date}..${v.end_date}, newest day first) queued as job ${v.job_id}: bun run cli follow ${v.job_id}`,
+        ),
+      );
+    });
+  sites
     .command("account <site> [account]")
     .description("the Google account a site syncs with; given an account (e-mail or id), bind the site to it")
     .action(async (ref: string, account: string | undefined) => {

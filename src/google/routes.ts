@@ -5,12 +5,14 @@ import { ApiError } from "../errors.ts";
 import { errorResponses, jsonBody, jsonResponse, validationHook } from "../openapi.ts";
 import { findSiteById, siteNotFound } from "../sites/queries.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
+import { queueBackfill } from "../sync/queries.ts";
 import type { GoogleAccounts } from "./accounts.ts";
 import { importProperties, listVisibleProperties } from "./import.ts";
 import { bindSite, findGoogleAccount, listGoogleAccounts, listSiteBindings } from "./queries.ts";
 import {
   AccountIdParams,
   AccountSchema,
+  BackfillSchema,
   BindSchema,
   ImportOutcomeSchema,
   ImportSchema,
@@ -160,6 +162,25 @@ export function siteAccountRoutes(db: Db, accounts: GoogleAccounts, opts: { maxA
         await importProperties(db, accounts, { siteUrls: body.site_urls, backfill: body.backfill, maxAttempts: opts.maxAttempts }),
         200,
       );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/{id}/backfill",
+      tags: ["sites"],
+      summary: "Queue (or resume) a site's backfill: the ~16 months Search Console keeps, newest day first, days already stored skipped",
+      request: { params: SiteIdParams },
+      responses: {
+        202: jsonResponse(BackfillSchema, "Queued"),
+        ...errorResponses(400, 401, 403, 404, 409),
+      },
+    }),
+    async (c) => {
+      const id = c.req.valid("param").id;
+      const job = await queueBackfill(db, { siteId: id, maxAttempts: opts.maxAttempts });
+      return c.json({ job_id: job.id, start_date: job.start, end_date: job.end, status_url: `/api/v1/sync/job/${job.id}` }, 202);
     },
   );
 

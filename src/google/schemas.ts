@@ -87,3 +87,12 @@ export const BindSchema = z
   })
   .strict()
   .openapi("BindSiteAccount");
+
+export const BackfillSchema = z
+  .object({
+    job_id: z.number().int(),
+    start_date: z.string(),
+    end_date: z.string(),
+    status_url: z.string().openapi({ example: "/api/v1/sync/job/1" }),
+  })
+  .openapi("BackfillQueued");
