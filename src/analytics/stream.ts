@@ -19,6 +19,8 @@ const openDownloads = new Gauge({
 
 /** Bytes of text gathered before a chunk is handed to the socket. */
 const CHUNK_CHARS = 256 * 1024;
+/** Longest slice of a SQLite download's reading and formatting in one turn of the event loop (ms). */
+const SLICE_MS = 8;
 /** Rows per FETCH of a PostgreSQL cursor: a few hundred KB of rows in memory at a time. */
 const FETCH_ROWS = 2000;
 
@@ -84,11 +86,19 @@ function streamSqlite<R>(
   };
   return new ReadableStream<Uint8Array>(
     {
-      pull(controller) {
+      async pull(controller) {
+        // A client reading fast (loopback) makes the stream call pull again at once, in microtasks: without
+        // a turn of the event loop between chunks, a whole download ran before the worker served anything
+        // else (its other requests, the supervisor's ping: workers were killed as hung). One turn per chunk.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (closed) return;
         try {
           let text = pending;
           pending = "";
-          while (text.length < CHUNK_CHARS) {
+          // A slice of at most SLICE_MS of reading and formatting per turn, so other requests wait little.
+          const sliceEnd = performance.now() + SLICE_MS;
+          let n = 0;
+          while (text.length < CHUNK_CHARS && (++n % 64 !== 0 || performance.now() < sliceEnd)) {
             const next = rows.next();
             if (next.done) {
               if (text) controller.enqueue(encoder.encode(text));
@@ -98,7 +108,8 @@ function streamSqlite<R>(
             }
             text += line(next.value);
           }
-          controller.enqueue(encoder.encode(text));
+          // Nothing yet (a sparse filter): the stream pulls again after this turn.
+          if (text) controller.enqueue(encoder.encode(text));
         } catch (err) {
           close();
           controller.error(err);
