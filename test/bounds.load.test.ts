@@ -72,8 +72,10 @@ test("one read key's worst requests in parallel leave other clients' GETs answer
     });
   }
   const of = (kind: string) => attacked.attacks.filter((a) => a.kind === kind);
-  expect(of("terms10k").every((a) => a.status === 400)).toBe(true);
-  expect(of("allRows").every((a) => a.status === 413 || a.status === 504)).toBe(true);
+  // 10,000 partial terms: refused by the term cap (400), or earlier by the key's concurrency (429).
+  expect(of("terms10k").every((a) => a.status === 400 || a.status === 429)).toBe(true);
+  expect(of("terms10k").some((a) => a.status === 400)).toBe(true);
+  expect(of("allRows").every((a) => [413, 429, 504].includes(a.status))).toBe(true);
   // Ten exports at once: past two per key and worker, 429.
   expect(of("export").some((a) => a.status === 429)).toBe(true);
   // No worker was killed or restarted.
