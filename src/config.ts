@@ -125,6 +125,9 @@ const envSchema = z.object({
   // How often each sync worker checks whether a site is due its daily sync.
   SYNC_SCHEDULER_INTERVAL_MS: int(50).default(60_000),
   SYNC_CATCHUP_DAYS: int(1, 3650).default(30),
+  // Each day (at SYNC_DAILY_AT) every active site gets a `recheck` of its last N final days: their
+  // property totals are asked again and a day Google corrected is fetched again (gsc_corrections). 0: off.
+  SYNC_RECHECK_DAYS: int(0, 480).default(7),
   // How often every active site gets an hourly_sync (`30m`, `1h`, `6h`, `1d`...); `off` (default): never.
   SYNC_HOURLY_EVERY: z
     .string()

@@ -10,6 +10,8 @@ import { gscSource } from "../src/sync/gsc/client.ts";
 import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
 import { dayNumber, typeCode } from "../src/sync/grains.ts";
 import { createTask, findJob } from "../src/sync/queries.ts";
+import { syncRoutes } from "../src/sync/routes.ts";
+import { scheduleRechecks } from "../src/sync/scheduler.ts";
 import { startWorker, type Worker } from "../src/sync/worker.ts";
 import { tempDb } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc, type UniverseRow } from "./helpers/fake-gsc.ts";
@@ -94,7 +96,7 @@ function worker() {
   workers.push(w);
 }
 
-async function sync(siteId: number, start = DAY, end = DAY, mode: "skip" | "overwrite" = "skip") {
+async function sync(siteId: number, start = DAY, end = DAY, mode: "skip" | "overwrite" = "skip", timeoutMs = 60_000) {
   const { id } = await createTask(t.db, {
     siteId,
     taskType: "daily_sync",
@@ -110,7 +112,7 @@ async function sync(siteId: number, start = DAY, end = DAY, mode: "skip" | "over
       const j = (await findJob(t.db, id))!;
       return j.status !== "pending" && j.status !== "running" ? j : null;
     },
-    60_000,
+    timeoutMs,
   );
 }
 
@@ -212,6 +214,33 @@ describe("a property with a known anonymized share", () => {
       { ...base, type: 6, property_rows: 1, page_rows: 1, detail_rows: 0, appearance_rows: 0, anonymized_share: null },
     ]);
 
+    // GET /sync/status shows it (the fields the original had stay as they were).
+    const res = await syncRoutes(t.db).request(`/sync/status/${site}`);
+    const status = (await res.json()) as Record<string, any>;
+    expect(status.daily_data).toMatchObject({ total_days: 1, final_days: 1 });
+    expect(status.completeness).toMatchObject({
+      day_types: 6,
+      days: 1,
+      provisional: 0,
+      derived: 0,
+      detail_truncated: 0,
+      page_truncated: 0,
+      last_fetched_at: expect.any(String),
+    });
+    expect(status.completeness.recent.length).toBe(6);
+    expect(status.completeness.recent[0]).toMatchObject({
+      date: DAY,
+      search_type: "web",
+      data_state: "final",
+      property_rows: 3,
+      page_rows: 4,
+      detail_rows: 3,
+      appearance_rows: 1,
+      detail_truncated: false,
+      anonymized_share: 0.4,
+    });
+    expect(status.completeness.recent[4]).toMatchObject({ search_type: "discover", anonymized_share: null, detail_rows: 0 });
+
     // The requests followed Google's rules (the fake answers 400 otherwise): none failed.
     expect(fake.requests.every((r) => r.status === 200)).toBe(true);
     const of = (type: string) =>
@@ -263,15 +292,17 @@ describe("Google's 50,000-row cap", () => {
   test("a day with 50,001 query rows: the detail is cut at 50,000 and marked truncated; totals stay whole", async () => {
     const site = sites[2]!;
     worker();
-    expect(await sync(site)).toMatchObject({ status: "completed", total_records: 50_000 });
+    expect(await sync(site, DAY, DAY, "skip", 170_000)).toMatchObject({ status: "completed", total_records: 50_000 });
     const [web] = (await completeness(site)).filter((r) => r.type === 1);
     expect(web).toMatchObject({ detail_rows: 50_000, detail_truncated: true, page_truncated: false });
+    const status = (await (await syncRoutes(t.db).request(`/sync/status/${site}`)).json()) as Record<string, any>;
+    expect(status.completeness).toMatchObject({ day_types: 6, detail_truncated: 1 });
     // The totals count every row (50,001 named plus the anonymized ones), as Search Console's do.
     const universe = fake.universe(`sc-domain:s2.grains.example`, DAY, "web");
     const clicks = universe.reduce((s, r) => s + r.clicks, 0);
     expect((await propertyTotals(site, "web")).reduce((s, r) => s + r.clicks, 0)).toBe(clicks);
     expect(fake.requests.filter(isDetailRequest).map((r) => r.startRow)).toEqual([0, 25_000, 50_000]);
-  }, 120_000);
+  }, 180_000);
 });
 
 describe("the fake follows Google's rules", () => {
@@ -312,5 +343,105 @@ describe("the fake follows Google's rules", () => {
       dimensionFilterGroups: [{ filters: [{ dimension: "searchAppearance", operator: "equals", expression: "VIDEO" }] }],
     });
     expect(step2.body.rows).toEqual([{ keys: ["MOBILE"], clicks: 30, impressions: 300, ctr: 0.1, position: 2 }]);
+  });
+});
+
+describe("corrections", () => {
+  const url = (i: number) => `sc-domain:s${i}.grains.example`;
+
+  async function queueRecheck(siteId: number, start = DAY, end = DAY) {
+    const { id } = await createTask(t.db, {
+      siteId,
+      taskType: "recheck",
+      startDate: start,
+      endDate: end,
+      params: {},
+      runAt: new Date(),
+      maxAttempts: 1,
+    });
+    return waitFor(`recheck ${id}`, async () => {
+      const j = (await findJob(t.db, id))!;
+      return j.status !== "pending" && j.status !== "running" ? j : null;
+    });
+  }
+
+  const corrections = async (siteId: number, query = "") =>
+    (await (await syncRoutes(t.db).request(`/sites/${siteId}/corrections${query}`)).json()) as Record<string, any>;
+
+  test("recheck: a final day whose property totals Google changed is fetched again and logged (old and new); unchanged, nothing", async () => {
+    // Site s1 was synced above (hand property: web 100 clicks, 1,000 impressions, sum_position 490,000).
+    const site = sites[1]!;
+    worker();
+    fake.reset();
+    // Unchanged: one property-totals request per type with data (web, discover, googleNews), nothing else.
+    expect(await queueRecheck(site)).toMatchObject({ status: "completed", stats_synced: 1 });
+    expect(fake.requests.map((r) => `${r.type}:${r.aggregationType}`).sort()).toEqual([
+      "discover:byProperty",
+      "googleNews:byProperty",
+      "web:byProperty",
+    ]);
+    expect((await corrections(site)).corrections).toEqual([]);
+
+    // Google adds 10 clicks and 100 impressions at position 5 to web: 110 clicks, 1,100 impressions,
+    // sum_position 490,000 + 5 × 100 × 100 = 540,000 (position 540,000 / 1,100 / 100 = 4.909…).
+    fake.reset();
+    fake.revise(url(1), DAY, "web", 10, 100, 5);
+    expect(await queueRecheck(site)).toMatchObject({ status: "completed" });
+    expect(fake.requests.filter(isDetailRequest).length).toBe(1);
+    const body = await corrections(site);
+    expect(body).toEqual({
+      site_id: site,
+      corrections: [
+        {
+          id: expect.any(Number),
+          date: DAY,
+          search_type: "web",
+          old: { clicks: 100, impressions: 1000, ctr: 0.1, position: 4.9 },
+          new: { clicks: 110, impressions: 1100, ctr: 0.1, position: 540_000 / 1100 / 100 },
+          detected_at: expect.any(String),
+        },
+      ],
+    });
+    const k = t.db.t.gscCorrections;
+    expect(await t.db.q.select({ o: k.old_sum_position, n: k.new_sum_position }).from(k).where(eq(k.site_id, site))).toEqual([
+      { o: 490_000, n: 540_000 },
+    ]);
+    // The stored totals are the new ones; the anonymized share moved to 1 − 60/110.
+    expect((await propertyTotals(site, "web")).reduce((s, r) => s + r.clicks, 0)).toBe(110);
+    const [web] = (await completeness(site)).filter((r) => r.type === 1);
+    expect(web!.anonymized_share).toBeCloseTo(1 - 60 / 110, 12);
+
+    // A daily_sync in overwrite mode (any range, on demand) logs a correction the same way; pages by cursor.
+    fake.revise(url(1), DAY, "web", 1, 1, 5);
+    expect(await sync(site, DAY, DAY, "overwrite")).toMatchObject({ status: "completed" });
+    const first = await syncRoutes(t.db).request(`/sites/${site}/corrections?limit=1`);
+    const page1 = (await first.json()) as Record<string, any>;
+    expect(page1.corrections.map((c: any) => [c.old.clicks, c.new.clicks])).toEqual([[110, 111]]);
+    const next = /<([^>]+)>; rel="next"/.exec(first.headers.get("link") ?? "")![1]!;
+    const cursor = new URL(next, "http://x").searchParams.get("cursor");
+    const page2 = await corrections(site, `?limit=1&cursor=${cursor}`);
+    expect(page2.corrections.map((c: any) => [c.old.clicks, c.new.clicks])).toEqual([[100, 110]]);
+  });
+
+  test("a provisional day changing is no correction (Google is still filling it in)", async () => {
+    const site = sites[3]!;
+    const recent = addDays(dayOf(new Date()), -2);
+    worker();
+    fake.revise(url(3), recent, "web", 5, 50);
+    expect(await sync(site, recent, recent)).toMatchObject({ status: "completed" });
+    expect((await corrections(site)).corrections).toEqual([]);
+  });
+
+  test("the scheduler queues one recheck per active site and day over the last SYNC_RECHECK_DAYS final days", async () => {
+    const now = new Date("2026-03-20T05:00:00Z");
+    const opts = { dailyAt: "03:00", catchupDays: 30, maxAttempts: 1, recheckDays: 7 };
+    expect(await scheduleRechecks(t.db, { ...opts, recheckDays: 0 }, now)).toBe(0);
+    expect(await scheduleRechecks(t.db, opts, new Date("2026-03-20T02:00:00Z"))).toBe(0);
+    expect(await scheduleRechecks(t.db, opts, now)).toBe(sites.length);
+    expect(await scheduleRechecks(t.db, opts, now)).toBe(0);
+    const st = t.db.t.syncTasks;
+    const tasks = await t.db.q.select().from(st).where(eq(st.scheduled_for, "2026-03-20"));
+    expect(tasks.map((x) => [x.task_type, x.start_date, x.end_date])).toEqual(sites.map(() => ["recheck", "2026-03-10", "2026-03-16"]));
+    await t.db.tx((tx) => tx.delete(st).where(eq(st.scheduled_for, "2026-03-20")));
   });
 });

@@ -98,7 +98,7 @@ describe("validation (table-driven)", () => {
         error: {
           code: "validation_failed",
           message: "unknown task_type 'weekly_magic'",
-          details: [{ path: "task_type", message: "expected one of: daily_sync, hourly_sync" }],
+          details: [{ path: "task_type", message: "expected one of: daily_sync, hourly_sync, recheck" }],
         },
       },
     },
@@ -497,6 +497,17 @@ describe("sync status", () => {
       site_id: ids.beta,
       daily_data: { total_days: 0, latest_date: null, oldest_date: null, final_days: 0 },
       hourly_data: { total_days: 0, latest_date: null, oldest_date: null },
+      // Nothing fetched at Search Console's grains yet (test/grains.sync.test.ts fills it).
+      completeness: {
+        day_types: 0,
+        days: 0,
+        provisional: 0,
+        derived: 0,
+        detail_truncated: 0,
+        page_truncated: 0,
+        last_fetched_at: null,
+        recent: [],
+      },
     });
     await t.db.tx(async (tx) => {
       // Old days synced once final (marked), two recent days stored but not marked (the sync only marks
@@ -515,6 +526,7 @@ describe("sync status", () => {
       site_id: ids.beta,
       daily_data: { total_days: 6, latest_date: recent[1], oldest_date: "2026-02-20", final_days: 3 },
       hourly_data: { total_days: 0, latest_date: null, oldest_date: null },
+      completeness: expect.objectContaining({ day_types: 0 }),
     });
   });
 
@@ -544,6 +556,7 @@ test("every sync route is in /openapi.json", async () => {
       "/api/v1/sync/job/{job_id}",
       "/api/v1/sync/jobs",
       "/api/v1/sync/status/{site_id}",
+      "/api/v1/sites/{id}/corrections",
       "/api/v1/sites/{site_id}/queries/search",
     ]),
   );

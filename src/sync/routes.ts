@@ -5,10 +5,13 @@ import { errorResponses, jsonBody, jsonResponse, setNextLink, validationHook } f
 import { siteNotFound } from "../sites/queries.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
 import { dataDaysSummary } from "./data.ts";
+import { completenessSummary, listCorrections, listRecentCompleteness } from "./grain-writes.ts";
 import { hourlyDaysSummary } from "./hourly-data.ts";
 import { getHandler, taskTypes } from "./handlers/index.ts";
 import { cancelJob, createTask, findJob, jobNotFound, listJobs, queueDailySync, siteExists } from "./queries.ts";
 import {
+  CorrectionListSchema,
+  CorrectionsQuery,
   CreateTaskSchema,
   decodeJobCursor,
   encodeJobCursor,
@@ -22,9 +25,18 @@ import {
   SyncStatusSchema,
   TaskCreatedSchema,
   toJob,
+  toCorrection,
+  toDayCompleteness,
   TriggerQuery,
   windowOf,
 } from "./schemas.ts";
+
+/** The completeness rows of a site's newest 7 fetched days (every search type). */
+async function recentCompleteness(db: Db, siteId: number) {
+  const rows = await listRecentCompleteness(db, siteId, 7 * 6);
+  const days = [...new Set(rows.map((r) => r.day))].slice(0, 7);
+  return rows.filter((r) => days.includes(r.day)).map(toDayCompleteness);
+}
 
 export type SyncApiOptions = {
   /** max_attempts of the tasks this API creates (SYNC_MAX_ATTEMPTS). */
@@ -165,14 +177,43 @@ export function syncRoutes(db: Db, opts: SyncApiOptions = {}) {
       tags: ["sync"],
       summary: "Which days of a site's Search Console data (daily and hourly) are stored",
       description:
-        "`daily_data.total_days`: every day with rows (as the original counted); `final_days`: those of them stored after Search Console stopped revising them (4 days or older, UTC).",
+        "`daily_data.total_days`: every day with rows (as the original counted); `final_days`: those of them stored after Search Console stopped revising them (4 days or older, UTC). `completeness`: per (day, search type) fetched at Search Console's grains, whether it is final, cut at Google's 50,000-row cap, and the share of clicks from anonymized queries.",
       request: { params: SiteIdParam },
       responses: { 200: jsonResponse(SyncStatusSchema, "Synced days"), ...errorResponses(400, 404) },
     }),
     async (c) => {
       const { site_id } = c.req.valid("param");
       if (!(await siteExists(db, site_id))) throw siteNotFound(site_id);
-      return c.json({ site_id, daily_data: await dataDaysSummary(db, site_id), hourly_data: await hourlyDaysSummary(db, site_id) }, 200);
+      const completeness = { ...(await completenessSummary(db, site_id)), recent: await recentCompleteness(db, site_id) };
+      return c.json(
+        { site_id, daily_data: await dataDaysSummary(db, site_id), hourly_data: await hourlyDaysSummary(db, site_id), completeness },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sites/{id}/corrections",
+      tags: ["sync"],
+      summary: "Days Google corrected after calling them final: old and new property totals, newest first",
+      description:
+        'A `recheck` task (scheduled daily over the last SYNC_RECHECK_DAYS final days, or queued with POST /sites/{id}/sync-tasks) or a daily_sync in `overwrite` mode asks Search Console again for a stored final day; when its property totals changed, the change is logged here. When more remain, a `Link: <...>; rel="next"` header carries the next page.',
+      request: { params: SiteIdParams, query: CorrectionsQuery },
+      responses: { 200: jsonResponse(CorrectionListSchema, "Corrections"), ...errorResponses(400, 404) },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const q = c.req.valid("query");
+      if (!(await siteExists(db, id))) throw siteNotFound(id);
+      const rows = await listCorrections(db, id, {
+        limit: q.limit + 1,
+        before: q.cursor === undefined ? undefined : decodeJobCursor(q.cursor),
+      });
+      const page = rows.slice(0, q.limit);
+      if (rows.length > q.limit) setNextLink(c, encodeJobCursor(Number(page.at(-1)!.id)));
+      return c.json({ site_id: id, corrections: page.map(toCorrection) }, 200);
     },
   );
 

@@ -3,7 +3,7 @@ import type { Db } from "../db/index.ts";
 import type { NewSyncTask } from "../db/model.ts";
 import { log } from "../log.ts";
 import { findSyncedDays } from "./data.ts";
-import { addDays, atTimeOfDay, dayOf, dayRange, daysBetween, newestDataDay } from "./dates.ts";
+import { addDays, atTimeOfDay, dayOf, dayRange, daysBetween, FINAL_LAG_DAYS, newestDataDay } from "./dates.ts";
 import { hourlyWindow, resolveRange } from "./schemas.ts";
 import { searchTypes } from "./source.ts";
 
@@ -13,9 +13,12 @@ export type SchedulerOptions = {
   /** How far back a scheduled sync looks for days not yet synced. */
   catchupDays: number;
   maxAttempts: number;
+  /** Final days a daily `recheck` asks Google again for corrections (0 or unset: none). */
+  recheckDays?: number;
 };
 
 const DAILY = "daily_sync";
+const RECHECK = "recheck";
 const HOURLY = "hourly_sync";
 const INSERT_BATCH = 500;
 
@@ -80,6 +83,37 @@ export async function scheduleDailySyncs(db: Db, opts: SchedulerOptions, now = n
 }
 
 /**
+ * Once today's `dailyAt` has passed, gives every active site that lacks one a `recheck` of its last
+ * `recheckDays` final days (ending today minus FINAL_LAG_DAYS), scheduled_for = today: exactly once per
+ * site and day, as the daily sync. Returns the number of tasks created.
+ */
+export async function scheduleRechecks(db: Db, opts: SchedulerOptions, now = new Date()): Promise<number> {
+  const days = opts.recheckDays ?? 0;
+  const today = dayOf(now);
+  if (days <= 0 || now < atTimeOfDay(today, opts.dailyAt)) return 0;
+  const due = await sitesDue(db, RECHECK, today);
+  if (due.length === 0) return 0;
+  const end = addDays(today, -FINAL_LAG_DAYS);
+  const start = addDays(end, -(days - 1));
+  const created = await insertScheduled(
+    db,
+    due.map(({ id }) => ({
+      site_id: id,
+      task_type: RECHECK,
+      start_date: start,
+      end_date: end,
+      progress_total: daysBetween(start, end),
+      params: { sync_mode: "skip" },
+      max_attempts: opts.maxAttempts,
+      scheduled_for: today,
+      run_at: now.toISOString(),
+    })),
+  );
+  if (created > 0) log("info", "rechecks scheduled", { day: today, created });
+  return created;
+}
+
+/**
  * Inserts scheduled tasks in short writes (one multi-row INSERT each) however many there are; returns
  * how many were new. Without a conflict target, DO NOTHING covers both unique indexes (the slot's task
  * exists; the site has a pending or running task of that type) on both engines; on PostgreSQL a racing
@@ -134,13 +168,14 @@ export async function scheduleHourlySyncs(db: Db, opts: HourlySchedulerOptions, 
   return created;
 }
 
-/** Runs scheduleDailySyncs (and scheduleHourlySyncs when `hourlyEveryMs` > 0) now and every `intervalMs` (jittered) until stopped. */
+/** Runs scheduleDailySyncs, scheduleRechecks (and scheduleHourlySyncs when `hourlyEveryMs` > 0) now and every `intervalMs` (jittered) until stopped. */
 export function startScheduler(db: Db, opts: SchedulerOptions & { intervalMs: number; hourlyEveryMs?: number }) {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let stopped = false;
   const tick = async () => {
     try {
       await scheduleDailySyncs(db, opts);
+      await scheduleRechecks(db, opts);
       if (opts.hourlyEveryMs) await scheduleHourlySyncs(db, { everyMs: opts.hourlyEveryMs, maxAttempts: opts.maxAttempts });
     } catch (err) {
       log("error", "scheduler tick failed", { error: String(err) });

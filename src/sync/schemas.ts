@@ -1,10 +1,12 @@
 import { z } from "@hono/zod-openapi";
 import { createSelectSchema } from "drizzle-zod";
 import { syncTasks } from "../db/sqlite/schema.ts";
+import { searchTypeCodes } from "../db/enums.ts";
 import { taskStatuses } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
 import { addDays, dayOf, daysBetween, HOURLY_RETENTION_DAYS, isDate, MAX_RANGE_DAYS, newestDataDay, RETENTION_DAYS } from "./dates.ts";
+import { ctrOf, dayDate, positionOf } from "./grains.ts";
 import { syncModes } from "./handlers/days.ts";
 import type { JobRow } from "./queries.ts";
 
@@ -196,6 +198,116 @@ const Coverage = z.object({
   oldest_date: z.string().nullable(),
 });
 
+export const DayCompletenessSchema = z
+  .object({
+    date: z.string().openapi({ example: "2026-11-20" }),
+    search_type: z.enum(searchTypeCodes),
+    data_state: z.enum(["final", "provisional"]),
+    property_rows: z.number().int(),
+    page_rows: z.number().int(),
+    detail_rows: z.number().int(),
+    appearance_rows: z.number().int(),
+    page_truncated: z.boolean(),
+    detail_truncated: z.boolean(),
+    anonymized_share: z
+      .number()
+      .nullable()
+      .openapi({ description: "Share of the day's clicks from queries Google does not name: 1 − Σ detail clicks / property clicks" }),
+    derived: z.boolean(),
+    fetched_at: z.string(),
+  })
+  .openapi("DayCompleteness");
+
+/** A gsc_day_completeness row as the API shows it. */
+export function toDayCompleteness(r: {
+  day: number;
+  type: number;
+  data_state: string;
+  property_rows: number;
+  page_rows: number;
+  detail_rows: number;
+  appearance_rows: number;
+  page_truncated: boolean;
+  detail_truncated: boolean;
+  anonymized_share: number | null;
+  derived: boolean;
+  fetched_at: string;
+}): z.infer<typeof DayCompletenessSchema> {
+  const { day, type, data_state, ...rest } = r;
+  return {
+    date: dayDate(day),
+    search_type: searchTypeCodes[type - 1]!,
+    data_state: data_state === "provisional" ? "provisional" : "final",
+    ...rest,
+    page_truncated: !!rest.page_truncated,
+    detail_truncated: !!rest.detail_truncated,
+    derived: !!rest.derived,
+  };
+}
+
+const Totals = z.object({
+  clicks: z.number().int(),
+  impressions: z.number().int(),
+  ctr: z.number().openapi({ description: "clicks / impressions" }),
+  position: z.number().openapi({ description: "Impression-weighted average position" }),
+});
+
+export const CorrectionSchema = z
+  .object({
+    id: z.number().int(),
+    date: z.string().openapi({ example: "2026-11-20" }),
+    search_type: z.enum(searchTypeCodes),
+    old: Totals.openapi({ description: "The day's property totals as stored before" }),
+    new: Totals.openapi({ description: "The day's property totals as Search Console gave them again" }),
+    detected_at: z.string(),
+  })
+  .openapi("Correction");
+
+export const CorrectionListSchema = z
+  .object({ site_id: z.number().int(), corrections: z.array(CorrectionSchema) })
+  .openapi("CorrectionList");
+
+export const CorrectionsQuery = z.object({
+  limit: intParam(1, 500)
+    .default(100)
+    .openapi({ param: { name: "limit", in: "query" }, example: "100" }),
+  cursor: z
+    .string()
+    .min(1)
+    .max(64)
+    .optional()
+    .openapi({ param: { name: "cursor", in: "query" } }),
+});
+
+/** A gsc_corrections row as the API shows it. */
+export function toCorrection(r: {
+  id: number;
+  day: number;
+  type: number;
+  old_clicks: number;
+  old_impressions: number;
+  old_sum_position: number;
+  new_clicks: number;
+  new_impressions: number;
+  new_sum_position: number;
+  detected_at: string;
+}): z.infer<typeof CorrectionSchema> {
+  const totals = (clicks: number, impressions: number, sp: number) => ({
+    clicks,
+    impressions,
+    ctr: ctrOf(clicks, impressions),
+    position: positionOf(sp, impressions),
+  });
+  return {
+    id: Number(r.id),
+    date: dayDate(r.day),
+    search_type: searchTypeCodes[r.type - 1]!,
+    old: totals(r.old_clicks, r.old_impressions, r.old_sum_position),
+    new: totals(r.new_clicks, r.new_impressions, r.new_sum_position),
+    detected_at: r.detected_at,
+  };
+}
+
 export const SyncStatusSchema = z
   .object({
     site_id: z.number().int(),
@@ -204,6 +316,23 @@ export const SyncStatusSchema = z
       final_days: z.number().int().openapi({ description: "Days with rows Search Console will no longer revise" }),
     }),
     hourly_data: Coverage.openapi({ description: "Days with hourly rows (hourly_rankings), by Search Console's (Pacific) day" }),
+    completeness: z
+      .object({
+        day_types: z.number().int().openapi({ description: "(day, search type) pairs fetched at Search Console's grains" }),
+        days: z.number().int().openapi({ description: "Days with at least one search type fetched at its grains" }),
+        provisional: z.number().int().openapi({ description: "Of day_types: fetched while Search Console could still revise them" }),
+        derived: z.number().int().openapi({ description: "Of day_types: totals summed from the old query rows, not fetched from Google" }),
+        detail_truncated: z
+          .number()
+          .int()
+          .openapi({ description: "Of day_types: query detail cut at Google's 50,000 rows per day and type" }),
+        page_truncated: z.number().int().openapi({ description: "Of day_types: page totals cut at Google's 50,000 rows" }),
+        last_fetched_at: z.string().nullable(),
+        recent: z
+          .array(DayCompletenessSchema)
+          .openapi({ description: "The newest 7 days fetched, every search type, newest first (then by type)" }),
+      })
+      .openapi({ description: "How complete each stored day is (gsc_day_completeness; docs/design/grains.md)" }),
   })
   .openapi("SyncStatus");
 

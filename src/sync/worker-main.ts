@@ -39,6 +39,7 @@ const scheduler = config.SYNC_SCHEDULER
   ? startScheduler(db, {
       dailyAt: config.SYNC_DAILY_AT,
       catchupDays: config.SYNC_CATCHUP_DAYS,
+      recheckDays: config.SYNC_RECHECK_DAYS,
       maxAttempts: config.SYNC_MAX_ATTEMPTS,
       intervalMs: config.SYNC_SCHEDULER_INTERVAL_MS,
       hourlyEveryMs: config.SYNC_HOURLY_EVERY,

@@ -64,7 +64,7 @@ const PAGE_ID_BATCH = 2000;
  * replaces the day's totals grains, records its completeness and (if the day is final, isFinalDay)
  * marks it synced: the day's totals are all from this fetch or all from the previous one.
  */
-async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType): Promise<number> {
+export async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType): Promise<number> {
   const rules = typeRules(type);
   const totals = (grain: "property" | "page" | "appearance") => ctx.source.totals(site.domain, day, type, grain, ctx.signal);
   const property = await totals("property");

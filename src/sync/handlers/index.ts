@@ -3,6 +3,7 @@ import type { SyncTask } from "../../db/model.ts";
 import type { SearchAnalyticsSource } from "../source.ts";
 import { dailySync } from "./daily-sync.ts";
 import { hourlySync } from "./hourly-sync.ts";
+import { recheck } from "./recheck.ts";
 
 /** Counters a handler reports at each checkpoint (they become the job's progress and stats). */
 export type Progress = { done: number; synced: number; failed: number; skipped: number; records: number };
@@ -39,6 +40,7 @@ export type TaskHandler = {
 const registry = new Map<string, TaskHandler>([
   [dailySync.type, dailySync],
   [hourlySync.type, hourlySync],
+  [recheck.type, recheck],
 ]);
 
 /** Adds a kind of task (a module exporting a TaskHandler); later registrations replace earlier ones. */
