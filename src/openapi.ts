@@ -1,6 +1,6 @@
-import { z } from "@hono/zod-openapi";
-import type { Hook } from "@hono/zod-openapi";
-import type { Context } from "hono";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Hook, RouteConfig } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
 import { ApiError, errorStatus, type ErrorCode } from "./errors.ts";
 
 export const ErrorSchema = z
@@ -61,4 +61,71 @@ export function setNextLink(c: Context, cursor: string) {
   const url = new URL(c.req.url);
   url.searchParams.set("cursor", cursor);
   c.header("Link", `<${url.pathname}${url.search}>; rel="next"`);
+}
+
+type Validated = "query" | "param";
+type AnyHook = Hook<any, any, any, any>;
+
+/**
+ * A query or path-parameter validator that parses synchronously (zod's safeParse; a schema with async
+ * refinements falls back to safeParseAsync) and calls the hook as @hono/zod-validator does, without an
+ * async frame, a promise per parse and an object spread per request. Values are read as Hono's
+ * validator reads them (a repeated query parameter is an array).
+ */
+function syncValidator(target: Validated, schema: z.ZodType, hook: AnyHook): MiddlewareHandler {
+  const settle = (c: Context, value: unknown, result: z.ZodSafeParseResult<unknown>): Response | undefined => {
+    const hookResult = hook({ data: value, ...result, target } as never, c as never);
+    if (hookResult instanceof Response) return hookResult;
+    if (hookResult && typeof hookResult === "object" && "response" in hookResult) return (hookResult as { response: Response }).response;
+    if (!result.success) return c.json(result, 400);
+    c.req.addValidatedData(target, result.data as object);
+    return undefined;
+  };
+  return function validate(c, next) {
+    const value =
+      target === "param"
+        ? c.req.param()
+        : Object.fromEntries(Object.entries(c.req.queries()).map(([k, v]) => (v.length === 1 ? [k, v[0]] : [k, v])));
+    let result: z.ZodSafeParseResult<unknown>;
+    try {
+      result = schema.safeParse(value);
+    } catch (err) {
+      if (!(err instanceof z.core.$ZodAsyncError)) throw err;
+      return schema.safeParseAsync(value).then((r): Promise<void | Response> | Response => settle(c, value, r) ?? next());
+    }
+    const refused = settle(c, value, result);
+    return refused ? Promise.resolve(refused) : next();
+  };
+}
+
+/**
+ * An OpenAPIHono router with the API's validation hook whose query and path-parameter validators run
+ * synchronously (see syncValidator); the route is registered in the OpenAPI document exactly as
+ * `openapi()` registers it, and bodies, headers and cookies are validated by @hono/zod-openapi as before.
+ */
+export function createRouter(init: ConstructorParameters<typeof OpenAPIHono>[0] = {}): OpenAPIHono {
+  const app = new OpenAPIHono({ defaultHook: validationHook, ...init });
+  const original = app.openapi;
+  app.openapi = ((
+    route: RouteConfig & { middleware?: MiddlewareHandler | MiddlewareHandler[]; hide?: boolean },
+    handler: never,
+    hook?: AnyHook,
+  ) => {
+    const { middleware, hide, ...rest } = route;
+    const req = rest.request;
+    if (!req?.query && !req?.params) return original(route as never, handler, hook as never);
+    if (!hide) app.openAPIRegistry.registerPath(rest);
+    const effective = hook ?? (init?.defaultHook as AnyHook | undefined) ?? validationHook;
+    const fast: MiddlewareHandler[] = [];
+    if (req.query) fast.push(syncValidator("query", req.query as z.ZodType, effective));
+    if (req.params) fast.push(syncValidator("param", req.params as z.ZodType, effective));
+    const own = middleware === undefined ? [] : Array.isArray(middleware) ? middleware : [middleware];
+    const { query: _q, params: _p, ...others } = req;
+    return original(
+      { ...rest, request: Object.keys(others).length > 0 ? others : undefined, hide: true, middleware: [...own, ...fast] } as never,
+      handler,
+      hook as never,
+    );
+  }) as typeof app.openapi;
+  return app;
 }

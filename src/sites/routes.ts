@@ -1,6 +1,6 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
-import { errorResponses, jsonBody, setNextLink, validationHook } from "../openapi.ts";
+import { createRouter, errorResponses, jsonBody, setNextLink } from "../openapi.ts";
 import {
   archiveSite,
   createSite,
@@ -17,7 +17,7 @@ import { CreateSiteSchema, DeleteSiteQuery, ListSitesQuery, SiteIdParams, SiteSc
 
 /** The /api/v1/sites routes. */
 export function sitesRoutes(db: Db) {
-  const app = new OpenAPIHono({ defaultHook: validationHook });
+  const app = createRouter();
 
   app.openapi(
     createRoute({
