@@ -65,7 +65,7 @@ describe("createRouter", () => {
   ];
   for (const [path, method, body] of cases) {
     test(`${method} ${path} ${JSON.stringify(body)}: the same answer as @hono/zod-openapi's validators`, async () => {
-      const init = () => ({
+      const init = (): RequestInit => ({
         method,
         headers: body === undefined ? {} : { "content-type": "application/json" },
         body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
