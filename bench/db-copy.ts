@@ -84,9 +84,7 @@ try {
   const source = join(dir, "synced.db");
   let t = performance.now();
   const seeded = await seedAnalytics(source, { rows: flags.rows, days: flags.days, domain: "sc-domain:bench-copy.example" });
-  console.log(
-    `seeded ${seeded.rows} gsc_performance_data rows over ${seeded.days} days in ${((performance.now() - t) / 1000).toFixed(1)} s`,
-  );
+  console.log(`seeded ${seeded.rows} query detail rows over ${seeded.days} days in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
   if (!flags.pg) {
     if (!findPgBin()) throw new Error("no --pg URL and no PostgreSQL under /usr/lib/postgresql (apt-get install -y postgresql)");

@@ -3,13 +3,14 @@ import { migrate } from "../src/db/sqlite/migrate.ts";
 import { wrapOrm } from "../src/db/sqlite/open.ts";
 import { indexAllPendingQueries } from "../src/search/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
+import { rebuildDayQueryTotals, upsertRows } from "../src/sync/data.ts";
 import { demoRows } from "../src/sync/demo.ts";
 import { searchTypes } from "../src/sync/source.ts";
 
 // A fast direct seeder for the analytics bench: the demo source's rows (the same ones a demo sync
-// stores) written straight into gsc_performance_data and gsc_synced_days of a migrated file, with
-// that table's secondary indexes dropped during the load and rebuilt after it (a bulk load's usual
-// trick, and what the original's --fast-mode did).
+// stores) written through the sync's own write path (upsertRows: the compact query detail and its
+// dictionaries; the day × query rollup rebuilt per day) and gsc_synced_days of a migrated file, one
+// day per transaction, without the service in between.
 
 export type SeedResult = { siteId: number; domain: string; rows: number; days: number; start: string; end: string; rowsPerDayType: number };
 
@@ -32,32 +33,23 @@ export async function seedAnalytics(path: string, opts: { rows: number; days: nu
     const end = newestDataDay();
     const start = addDays(end, -(opts.days - 1));
 
-    const indexes = db
-      .query<{ name: string; sql: string }, []>(
-        "select name, sql from sqlite_master where type = 'index' and tbl_name = 'gsc_performance_data' and sql is not null",
-      )
-      .all();
-    for (const i of indexes) db.run(`drop index "${i.name}"`);
-
-    const insert = db.prepare(
-      `insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    const orm = wrapOrm(db);
     const mark = db.prepare("insert into gsc_synced_days (site_id, date, search_type, row_count) values (?, ?, ?, ?)");
     let total = 0;
-    const day = db.transaction((date: string) => {
+    for (let d = 0; d < opts.days; d++) {
+      const date = addDays(start, d);
+      db.run("BEGIN");
       for (const type of searchTypes) {
         const rows = demoRows(domain, date, type, rowsPerDayType);
-        for (const r of rows)
-          insert.run(siteId, date, r.page, r.query, r.device, type, r.clicks ?? 0, r.impressions ?? 0, r.ctr ?? 0, r.position ?? 0);
+        // SQLite: both run synchronously inside (the promises are already settled).
+        void upsertRows(orm, siteId, date, type, rows);
+        void rebuildDayQueryTotals(orm, siteId, date, type);
         mark.run(siteId, date, type, rows.length);
         total += rows.length;
       }
-    });
-    for (let d = 0; d < opts.days; d++) day(addDays(start, d));
-    for (const i of indexes) db.run(i.sql);
+      db.run("COMMIT");
+    }
     // The query-search index (FTS5 over the site's distinct queries), as a sync does after each day.
-    const orm = wrapOrm(db);
     await indexAllPendingQueries(async (fn) => db.transaction(() => fn(orm))());
     db.run("PRAGMA wal_checkpoint(TRUNCATE)");
     return { siteId, domain, rows: total, days: opts.days, start, end, rowsPerDayType };

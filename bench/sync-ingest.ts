@@ -76,7 +76,9 @@ if (args.database) {
   await migratePg(args.database);
   db = openPgDb({ url: args.database, role: "test" });
   await db.tx((tx) =>
-    tx.execute(sql`truncate sites, sync_tasks, gsc_performance_data, gsc_synced_days, gsc_queries restart identity cascade`),
+    tx.execute(
+      sql`truncate sites, sync_tasks, gsc_query_detail, gsc_day_query_totals, gsc_pages, gsc_synced_days, gsc_queries restart identity cascade`,
+    ),
   );
   cleanup = () => db.close();
 } else {

@@ -32,7 +32,7 @@ const COMMITS_PER_WRITER = 2400;
 const childCode = `
 import { openDb } from ${JSON.stringify(join(root, "src/db/index.ts"))};
 import { walSize } from ${JSON.stringify(join(root, "src/db/sqlite/checkpoint.ts"))};
-import { gscPerformanceData, sites } from ${JSON.stringify(join(root, "src/db/sqlite/schema.ts"))};
+import { gscQueries, sites } from ${JSON.stringify(join(root, "src/db/sqlite/schema.ts"))};
 const [role, path, commits, walYieldBytes] = process.argv.slice(2);
 const db = openDb({ path, role: "test", pragmas: { walAutocheckpoint: 0 }, walYieldBytes: Number(walYieldBytes) });
 let maxWal = 0;
@@ -45,9 +45,10 @@ if (role === "writer") {
       const k = n++;
       await db.write((tx) => {
         for (let i = 0; i < 20; i++) {
-          tx.insert(gscPerformanceData).values({
-            site_id: siteId, date: "2026-01-01", page: "/p/" + k, query: "query " + k + " " + i + " " + Math.random().toString(36).repeat(3),
-            device: "DESKTOP", search_type: "web", clicks: i, impressions: k,
+          // A random text first: each row lands on its own page of the (site_id, query) index, as the
+          // old detail table's rows did in its indexes (WAL frames are whole pages).
+          tx.insert(gscQueries).values({
+            site_id: siteId, query: Math.random().toString(36).repeat(3) + " query " + k + " " + i + " " + Math.random().toString(36).repeat(3),
           }).run();
         }
       });
@@ -58,7 +59,7 @@ if (role === "writer") {
 } else {
   const begin = db.raw.reader.prepare("BEGIN");
   const commit = db.raw.reader.prepare("COMMIT");
-  const q = db.raw.reader.prepare("select count(*) as n, max(id) as m from gsc_performance_data");
+  const q = db.raw.reader.prepare("select count(*) as n, max(id) as m from gsc_queries");
   for (;;) {
     begin.run();
     q.get();

@@ -108,14 +108,22 @@ function seedBig(path: string, n: number) {
   const db = new Database(path);
   try {
     db.run("insert into sites (domain, name) values ('sc-domain:big.example', 'Big')");
+    // n queries in the dictionary (the table with ids: the one killed and resumed below) and n detail rows.
+    db.run(
+      `with recursive s(i) as (select 0 union all select i + 1 from s where i + 1 < ${Math.ceil(n / 1000)})
+       insert into gsc_pages (site_id, page) select 1, 'https://big.example/p/' || i from s`,
+    );
     db.run(
       `with recursive s(i) as (select 0 union all select i + 1 from s where i + 1 < ${n})
-       insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position)
-       select 1, printf('2026-%02d-%02d', 1 + i % 9, 1 + i % 28), 'https://big.example/p/' || (i / 1000), 'query ' || (i % 1000),
-              case i % 3 when 0 then 'DESKTOP' when 1 then 'MOBILE' else 'TABLET' end, 'web',
-              i % 50, 100 + i % 900, (i % 50) * 1.0 / (100 + i % 900), 1 + (i % 80) / 3.0
+       insert into gsc_queries (site_id, query) select 1, 'query ' || i from s`,
+    );
+    db.run(
+      `with recursive s(i) as (select 0 union all select i + 1 from s where i + 1 < ${n})
+       insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
+       select 1, 20454 + i % 270, 1, 1 + i / 1000, 1 + i, 1 + i % 3, i % 50, 100 + i % 900, (100 + i % 900) * (100 + i % 8000)
        from s`,
     );
+    db.run(`insert into gsc_queries_indexed (id, indexed_through) values (1, 0) on conflict (id) do nothing`);
   } finally {
     db.close();
   }
@@ -178,7 +186,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
     test("copies every table of synced data: same rows, ids and values; sequences moved past the ids; a progress bar on stderr", async () => {
       const url = await server.newDatabase();
       const r = await dbCopy(["--from", synced, "--to", url, "--progress", "bar"]);
-      expect(r.stderr).toContain("gsc_performance_data");
+      expect(r.stderr).toContain("gsc_query_detail");
       expect(r.stderr).toContain("100%");
       expect(r.code).toBe(0);
       const counts = sqliteCounts(synced);
@@ -186,7 +194,9 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       for (const t of [
         "sites",
         "sync_tasks",
-        "gsc_performance_data",
+        "gsc_query_detail",
+        "gsc_pages",
+        "gsc_day_query_totals",
         "gsc_synced_days",
         "hourly_rankings",
         "gsc_queries",
@@ -237,14 +247,14 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
           stderr: "pipe",
         },
       );
-      // Kill it once it reports a tenth of the big table (stderr lines: "gsc_performance_data: 40000/200000 rows").
+      // Kill it once it reports a part of the big table (stderr lines: "gsc_queries: 40000/200000 rows").
       let seen = "";
       const reader = proc.stderr.getReader();
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
         seen += new TextDecoder().decode(value);
-        const m = [...seen.matchAll(/gsc_performance_data: (\d+)\/(\d+) rows/g)].at(-1);
+        const m = [...seen.matchAll(/gsc_queries: (\d+)\/(\d+) rows/g)].at(-1);
         if (m && Number(m[1]) > 0 && Number(m[1]) < BIG / 2) {
           proc.kill("SIGKILL");
           break;
@@ -254,7 +264,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       expect(proc.signalCode).toBe("SIGKILL");
       // The server finishes (and commits) a batch already sent before it notices the client is gone.
       await waitFor("the killed copy's connections to end", async () => (await otherSessions(url)) === 0, 30_000, 100);
-      const partial = (await pgCounts(url)).gsc_performance_data!;
+      const partial = (await pgCounts(url)).gsc_queries!;
       expect(partial).toBeGreaterThan(0);
       expect(partial).toBeLessThan(BIG);
 
@@ -263,16 +273,17 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       expect(plain.stderr).toContain("refused: the target database is not empty");
 
       const resumed = await dbCopy(["--from", big, "--to", url, "--progress", "lines", "--resume"]);
-      expect(resumed.stderr).toMatch(new RegExp(`gsc_performance_data: ${partial}/${BIG} rows`));
+      expect(resumed.stderr).toMatch(new RegExp(`gsc_queries: ${partial}/${BIG} rows`));
       expect(resumed.code).toBe(0);
-      expect(resumed.stdout).toMatch(new RegExp(`^gsc_performance_data +source ${BIG} +target ${BIG} +ok$`, "m"));
+      expect(resumed.stdout).toMatch(new RegExp(`^gsc_queries +source ${BIG} +target ${BIG} +ok$`, "m"));
+      expect(resumed.stdout).toMatch(new RegExp(`^gsc_query_detail +source ${BIG} +target ${BIG} +ok$`, "m"));
       const pg = openPg(url, { max: 1 });
       try {
         const r = await pg.orm.execute<{ n: string; ids: string; max: string; clicks: string }>(
-          sql`select count(*) as n, count(distinct id) as ids, max(id) as max, sum(clicks) as clicks from gsc_performance_data`,
+          sql`select count(*) as n, count(distinct id) as ids, max(id) as max, (select sum(clicks) from gsc_query_detail) as clicks from gsc_queries`,
         );
         const src = new Database(big, { readonly: true });
-        const s = src.query<{ clicks: number }, []>("select sum(clicks) as clicks from gsc_performance_data").get()!;
+        const s = src.query<{ clicks: number }, []>("select sum(clicks) as clicks from gsc_query_detail").get()!;
         src.close();
         expect(r.rows[0]).toEqual({ n: String(BIG), ids: String(BIG), max: String(BIG), clicks: String(s.clicks) });
       } finally {
@@ -299,12 +310,12 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       const odd = join(dir.dir, "odd.db");
       copyFileSync(synced, odd);
       const db = new Database(odd);
-      db.run("update gsc_performance_data set clicks = 'lots' where id = (select max(id) from gsc_performance_data)");
+      db.run("update gsc_query_detail set clicks = 'lots' where rowid = (select max(rowid) from gsc_query_detail)");
       db.close();
       const r = await dbCopy(["--from", odd, "--to", await server.newDatabase(), "--progress", "none"]);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(
-        /^db:copy failed: gsc_performance_data, rows \d+\.\.\d+ \(rowid\): invalid input syntax for type integer: "lots"$/m,
+        /^db:copy failed: gsc_query_detail, rows \d+\.\.\d+ \(rowid\): invalid input syntax for type integer: "lots"$/m,
       );
     });
 
@@ -360,19 +371,30 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       expect((await dbCopy(["--from", synced, "--to", url, "--progress", "none"])).code).toBe(0);
       const pg = openPg(url, { max: 1 });
       try {
-        // Written on PostgreSQL: a site with rows of new queries (its triggers add them to gsc_queries with
-        // PostgreSQL's ids), a day marker and hourly rows; and one site's rows of a day deleted.
+        // Written on PostgreSQL: a site with rows of new pages and queries (dictionary entries with PostgreSQL's
+        // ids), a day marker and hourly rows; and one site's rows of a day deleted.
         await pg.pool.query("insert into sites (domain, name, is_active) values ('sc-domain:delta.copy.example', 'delta', false)");
-        await pg.pool.query(`insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position)
-          select (select id from sites where name = 'delta'), '2026-11-0' || (1 + i % 3), 'https://delta.example/' || (i % 7), 'delta written on pg ' || (i % 11),
-                 'MOBILE', 'web', i, 10 * i, 0.1, 2.5 from generate_series(1, 60) i`);
+        await pg.pool.query(`insert into gsc_pages (site_id, page)
+          select (select id from sites where name = 'delta'), 'https://delta.example/' || i from generate_series(0, 6) i`);
+        await pg.pool.query(`insert into gsc_queries (site_id, query)
+          select (select id from sites where name = 'delta'), 'delta written on pg ' || i from generate_series(0, 10) i`);
+        await pg.pool.query(`insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
+          select s.id, 20758 + i % 3, 1, p.id, q.id, 2, sum(i), sum(10 * i), sum(2500 * i)
+            from generate_series(1, 60) i cross join sites s
+            join gsc_pages p on p.site_id = s.id and p.page = 'https://delta.example/' || (i % 7)
+            join gsc_queries q on q.site_id = s.id and q.query = 'delta written on pg ' || (i % 11)
+           where s.name = 'delta' group by s.id, 20758 + i % 3, p.id, q.id`);
+        // Its day × query rollup, as the sync rebuilds it after storing a day.
+        await pg.pool.query(`insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
+          select site_id, day, type, query_id, sum(clicks), sum(impressions), sum(sum_position)
+            from gsc_query_detail where site_id = (select id from sites where name = 'delta') group by 1, 2, 3, 4`);
         await pg.pool.query(
           "insert into gsc_synced_days (site_id, date, search_type, row_count) select id, '2026-11-01', 'web', 20 from sites where name = 'delta'",
         );
         await pg.pool.query(`insert into hourly_rankings (site_id, date, hour, hour_timestamp, query, page, device, clicks)
           select id, '2026-11-01', 5, '2026-11-01T05:00:00Z', 'delta hourly', '/', 'DESKTOP', 3 from sites where name = 'delta'`);
         await pg.pool.query(
-          "delete from gsc_performance_data where site_id = 1 and date = (select min(date) from gsc_performance_data where site_id = 1)",
+          "delete from gsc_query_detail where site_id = 1 and day = (select min(day) from gsc_query_detail where site_id = 1)",
         );
         // A live process's heartbeat on PostgreSQL: not copied into the file.
         await pg.pool.query(
@@ -408,7 +430,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       const url = await pgWithSyncedData();
       const back = join(dir.dir, "back.db");
       const r = await dbCopy(["--from", url, "--to", back, "--progress", "bar"]);
-      expect(r.stderr).toContain("gsc_performance_data");
+      expect(r.stderr).toContain("gsc_query_detail");
       expect(r.stderr).toContain("100%");
       expect(r.code).toBe(0);
       const counts = await pgCounts(url);
@@ -497,7 +519,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
         const { value, done } = await reader.read();
         if (done) break;
         seen += new TextDecoder().decode(value);
-        const m = [...seen.matchAll(/gsc_performance_data: (\d+)\/(\d+) rows/g)].at(-1);
+        const m = [...seen.matchAll(/gsc_queries: (\d+)\/(\d+) rows/g)].at(-1);
         if (m && Number(m[1]) > 0 && Number(m[1]) < BIG / 2) {
           proc.kill("SIGKILL");
           break;
@@ -505,7 +527,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       }
       await proc.exited;
       expect(proc.signalCode).toBe("SIGKILL");
-      const partial = sqliteCounts(file).gsc_performance_data!;
+      const partial = sqliteCounts(file).gsc_queries!;
       expect(partial).toBeGreaterThan(0);
       expect(partial).toBeLessThan(BIG);
 
@@ -514,15 +536,16 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
       expect(plain.stderr).toContain("refused: the target database is not empty");
 
       const resumed = await dbCopy(["--from", url, "--to", file, "--progress", "lines", "--resume"]);
-      expect(resumed.stderr).toMatch(new RegExp(`gsc_performance_data: ${partial}/${BIG} rows`));
+      expect(resumed.stderr).toMatch(new RegExp(`gsc_queries: ${partial}/${BIG} rows`));
       expect(resumed.code).toBe(0);
-      expect(resumed.stdout).toMatch(new RegExp(`^gsc_performance_data +source ${BIG} +target ${BIG} +ok$`, "m"));
+      expect(resumed.stdout).toMatch(new RegExp(`^gsc_queries +source ${BIG} +target ${BIG} +ok$`, "m"));
       const db = new Database(file, { readonly: true });
       const src = new Database(big, { readonly: true });
       try {
-        const q = "select count(*) as n, count(distinct id) as ids, max(id) as max, sum(clicks) as clicks from gsc_performance_data";
+        const q = "select count(*) as n, count(distinct id) as ids, max(id) as max from gsc_queries";
         expect(db.query(q).get()).toEqual(src.query(q).get());
-        expect(db.query("select count(*) as n from gsc_queries").get()).toEqual(src.query("select count(*) as n from gsc_queries").get());
+        const d = "select count(*) as n, sum(clicks) as clicks, sum(sum_position) as sp from gsc_query_detail";
+        expect(db.query(d).get()).toEqual(src.query(d).get());
       } finally {
         db.close();
         src.close();

@@ -12,6 +12,7 @@ import { tempDb, tempDir, testEngine } from "./helpers/db.ts";
 import { newPgDatabase } from "./helpers/engine.ts";
 import { holdLock } from "./helpers/lock.ts";
 import { tcpProxy } from "./helpers/tcp-proxy.ts";
+import { storeOldRows } from "./helpers/rows.ts";
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
 setDefaultTimeout(30_000);
@@ -501,7 +502,7 @@ describe.skipIf(sqlite)("GET /api/v1/diagnostics/check-locks (PostgreSQL: the se
 
 describe("GET /api/v1/diagnostics/test-db-connection", () => {
   test("timings of a connect, a simple query and a coverage query, with the original's site_count and days_found", async () => {
-    const { sites, gscPerformanceData } = t.db.t;
+    const { sites } = t.db.t;
     const r = await get("/api/v1/diagnostics/test-db-connection");
     expect(r.status).toBe(200);
     const timing = { success: true, time_ms: expect.any(Number) };
@@ -521,14 +522,10 @@ describe("GET /api/v1/diagnostics/test-db-connection", () => {
     );
     const [a, b] = ids.map((x) => x.id);
     const row = { page: "https://cov.example/", query: "q", device: "MOBILE", clicks: 1, impressions: 1, ctr: 1, position: 1 };
-    await t.db.tx((tx) =>
-      tx
-        .insert(gscPerformanceData)
-        .values([
-          ...["2026-04-01", "2026-04-02", "2026-04-03"].map((date) => ({ ...row, site_id: a!, date, search_type: "web" })),
-          ...["2026-04-03", "2026-04-04"].map((date) => ({ ...row, site_id: b!, date, search_type: "image" })),
-        ]),
-    );
+    await storeOldRows(t.db, [
+      ...["2026-04-01", "2026-04-02", "2026-04-03"].map((date) => ({ ...row, site_id: a!, date, search_type: "web" })),
+      ...["2026-04-03", "2026-04-04"].map((date) => ({ ...row, site_id: b!, date, search_type: "image" })),
+    ]);
     const after = await get("/api/v1/diagnostics/test-db-connection");
     expect(after.json.simple_query.site_count).toBe(siteCount + 2);
     expect(after.json.coverage_query).toEqual({ ...timing, days_found: 4, sites_with_data: 2 });

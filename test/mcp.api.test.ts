@@ -10,7 +10,7 @@ import { runScript } from "./helpers/client.ts";
 import { testEngine } from "./helpers/db.ts";
 import { psql } from "./helpers/engine.ts";
 import { withDb } from "./helpers/observe.ts";
-import { storeHourlyRows } from "./helpers/rows.ts";
+import { storeHourlyRows, storeOldRows } from "./helpers/rows.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/sync.ts";
 
@@ -35,22 +35,21 @@ type Row = { date: string; page: string; query: string; type?: string; clicks: n
 
 async function seed(siteId: number, rows: Row[]) {
   await withDb(server.dbPath, (db) =>
-    db.tx(async (tx) => {
-      await tx.insert(db.t.gscPerformanceData).values(
-        rows.map((r) => ({
-          site_id: siteId,
-          date: r.date,
-          page: r.page,
-          query: r.query,
-          device: "MOBILE",
-          search_type: r.type ?? "web",
-          clicks: r.clicks,
-          impressions: r.impressions,
-          ctr: r.clicks / r.impressions,
-          position: r.position,
-        })),
-      );
-    }),
+    storeOldRows(
+      db,
+      rows.map((r) => ({
+        site_id: siteId,
+        date: r.date,
+        page: r.page,
+        query: r.query,
+        device: "MOBILE",
+        search_type: r.type ?? "web",
+        clicks: r.clicks,
+        impressions: r.impressions,
+        ctr: r.clicks / r.impressions,
+        position: r.position,
+      })),
+    ),
   );
 }
 
@@ -621,7 +620,7 @@ describe("query (read-only SQL)", () => {
   const writes: [string, string, RegExp][] = [
     ["DELETE", "delete from gsc_performance_data", /only read-only SELECT statements are allowed \(got DELETE\)/],
     ["UPDATE", "update sites set name = 'x'", /only read-only SELECT/],
-    ["a write after a CTE", "with s as (select 1) delete from gsc_performance_data", /only read-only SELECT statements are allowed/],
+    ["a write after a CTE", "with s as (select 1) delete from gsc_synced_days", /only read-only SELECT statements are allowed/],
     ["a second statement", "select 1; delete from gsc_performance_data", /only one statement is allowed/],
     ["a temp table", "create temp table t as select * from sites", /only read-only SELECT/],
     ["ATTACH", "attach database ':memory:' as x", /only read-only SELECT.*ATTACH/],

@@ -111,7 +111,7 @@ describe.skipIf(testEngine === "pg")("runStatement (the child's work) (SQLite)",
     ["with s as (select 1) insert into sites (domain, name) select 'x', 'y' from s", /only read-only SELECT/],
     [
       "select * from api_keys",
-      /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings/,
+      /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings, gsc_query_detail, gsc_pages, gsc_queries, gsc_day_query_totals/,
     ],
     ["select * from sync_tasks", /table 'sync_tasks' cannot be queried/],
     ["select s.id from sites s join audit_log a on a.id = s.id", /table 'audit_log' cannot be queried/],
@@ -202,7 +202,7 @@ describe.skipIf(testEngine === "sqlite")("runReadOnlySqlPg (PostgreSQL: a READ O
     ["select * from sites for update", /only read-only SELECT/],
     [
       "select * from api_keys",
-      /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings/,
+      /table 'api_keys' cannot be queried; readable tables: sites, gsc_performance_data, gsc_synced_days, hourly_rankings, gsc_query_detail, gsc_pages, gsc_queries, gsc_day_query_totals/,
     ],
     ["select * from sync_tasks", /table 'sync_tasks' cannot be queried/],
     ["select s.id from sites s join audit_log a on a.id = s.id", /table 'audit_log' cannot be queried/],

@@ -236,7 +236,7 @@ describe("errors", () => {
 });
 
 test.skipIf(testEngine === "pg")(
-  "query plans (SQLite: FTS5 and INDEXED BY): the trigram index (3+ chars) or the site's query list (1-2 chars), then the covering index; never a scan of rows",
+  "query plans (SQLite: FTS5 and INDEXED BY): the trigram index (3+ chars) or the site's query list (1-2 chars), then the rollup's covering index; never a scan of rows",
   () => {
     const plan = (sql: string) =>
       asSqlite(t.db)
@@ -246,7 +246,7 @@ test.skipIf(testEngine === "pg")(
         .join("\n");
     const indexed = plan(SEARCH_INDEXED_SQL);
     expect(indexed).toMatch(/SCAN f VIRTUAL TABLE INDEX/);
-    const rowsByQuery = /SEARCH g USING COVERING INDEX gsc_performance_data_site_query_idx \(site_id=\? AND query=\?/;
+    const rowsByQuery = /SEARCH g USING COVERING INDEX gsc_day_query_totals_site_query_idx \(site_id=\? AND query_id=\?/;
     expect(indexed).toMatch(rowsByQuery);
     // Queries not yet in the FTS index: only the ids past the mark, not every query of the site.
     expect(indexed).toContain("SEARCH q USING INTEGER PRIMARY KEY (rowid>?)");
@@ -254,12 +254,12 @@ test.skipIf(testEngine === "pg")(
     const short = plan(SEARCH_SHORT_SQL);
     expect(short).toMatch(/SEARCH q USING COVERING INDEX gsc_queries_site_query_unique \(site_id=\?\)/);
     expect(short).toMatch(rowsByQuery);
-    for (const p of [indexed, short]) expect(p).not.toMatch(/SCAN (g|gsc_performance_data)\b/);
+    for (const p of [indexed, short]) expect(p).not.toMatch(/SCAN (g|gsc_query_detail|gsc_day_query_totals)\b/);
   },
 );
 
 test.skipIf(testEngine === "sqlite")(
-  "query plans (PostgreSQL): a selective term through the pg_trgm index, then the (site_id, query) index of the rows; short terms never the trigram index",
+  "query plans (PostgreSQL): a selective term through the pg_trgm index, then the rollup's (site_id, query_id) index; short terms never the trigram index",
   async () => {
     const pool = t.db.pg!.pool;
     const client = await pool.connect();
@@ -267,24 +267,35 @@ test.skipIf(testEngine === "sqlite")(
       // A site with 20,000 queries (the triggers list them in gsc_queries) and fresh statistics: on a few
       // rows the planner rightly prefers a scan to the trigram index.
       const big = await addSite(t.db, "sc-domain:plans.example");
+      await client.query("insert into gsc_pages (site_id, page) values ($1, '/')", [big]);
+      await client.query(`insert into gsc_queries (site_id, query) select $1, 'plan ' || md5(i::text) from generate_series(1, 20000) i`, [
+        big,
+      ]);
+      const day = 20513; // 2026-03-01
       await client.query(
-        `insert into gsc_performance_data (site_id, date, page, query, device, search_type)
-       select $1, '2026-03-01', '/', 'plan ' || md5(i::text), 'MOBILE', 'web' from generate_series(1, 20000) i`,
+        `insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, impressions)
+         select $1, $2, 1, (select id from gsc_pages where site_id = $1), id, 2, 1 from gsc_queries where site_id = $1`,
+        [big, day],
+      );
+      await client.query(
+        `insert into gsc_day_query_totals (site_id, day, type, query_id, impressions)
+         select site_id, day, type, query_id, impressions from gsc_query_detail where site_id = $1`,
         [big],
       );
       // VACUUM also moves the GIN index's pending list (fastupdate) into the index, as autovacuum does.
-      await client.query("vacuum analyze gsc_performance_data");
+      await client.query("vacuum analyze gsc_query_detail");
+      await client.query("vacuum analyze gsc_day_query_totals");
       await client.query("vacuum analyze gsc_queries");
       const plan = async (sql: string, term: string) => {
         const pattern = containsPattern(term);
-        const q = toPositional(sql, { site_id: big, pattern, lower: pattern.toLowerCase(), start: "", end: "9999-12-31", limit: 10 });
+        const q = toPositional(sql, { site_id: big, pattern, lower: pattern.toLowerCase(), start_day: 0, end_day: 2932896, limit: 10 });
         const rows = (await client.query(`explain ${q.text}`, q.values)).rows as { "QUERY PLAN": string }[];
         return rows.map((r) => r["QUERY PLAN"]).join("\n");
       };
       // A selective term (a piece of one md5): its trigrams are rare, so the GIN index is the cheap path.
       const indexed = await plan(PG_SEARCH_INDEXED_SQL, new Bun.CryptoHasher("md5").update("1234").digest("hex").slice(3, 11));
       expect(indexed).toContain("gsc_queries_query_trgm_idx");
-      const rowsByQuery = /Index (Only )?Scan using gsc_performance_data_site_query_idx on gsc_performance_data g/;
+      const rowsByQuery = /Index (Only )?Scan using gsc_day_query_totals_site_query_idx on gsc_day_query_totals g/;
       expect(indexed).toMatch(rowsByQuery);
       expect(indexed).not.toMatch(/Seq Scan/);
       // 1-2 characters have no trigram: the site's query list (the planner may scan it when the term is

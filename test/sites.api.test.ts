@@ -3,6 +3,7 @@ import { and, count, eq } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { call as apiCall } from "./helpers/api.ts";
 import { tempDb } from "./helpers/db.ts";
+import { storeOldRows } from "./helpers/rows.ts";
 
 // The sites API in-process (app.request) over a real temp database: every endpoint, every error.
 
@@ -542,18 +543,20 @@ describe("PATCH and DELETE", () => {
   });
 
   const seedData = async (ids: number[]) => {
-    const { syncTasks, gscPerformanceData } = t.db.t;
+    const { syncTasks } = t.db.t;
     await t.db.tx(async (tx) => {
       for (const site of ids) {
         await tx.insert(syncTasks).values({ site_id: site, task_type: "daily", status: "completed" });
         await tx.insert(syncTasks).values({ site_id: site, task_type: "backfill", status: "pending" });
-        for (let d = 1; d <= 3; d++) {
-          await tx
-            .insert(gscPerformanceData)
-            .values({ site_id: site, date: `2026-01-0${d}`, page: "/", query: "q", device: "DESKTOP", search_type: "web", clicks: d });
-        }
       }
     });
+    for (const site of ids) {
+      for (let d = 1; d <= 3; d++) {
+        await storeOldRows(t.db, [
+          { site_id: site, date: `2026-01-0${d}`, page: "/", query: "q", device: "DESKTOP", search_type: "web", clicks: d },
+        ]);
+      }
+    }
   };
   const n = async (q: Promise<{ n: number }[]>) => (await q)[0]!.n;
   const counts = async (id: number) => {

@@ -4,6 +4,7 @@ import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { demoRows, demoSource } from "../src/sync/demo.ts";
 import { PermanentError } from "../src/sync/errors.ts";
+import { dayNumber } from "../src/sync/grains.ts";
 import { staticToken } from "../src/sync/gsc/auth.ts";
 import { gscSource } from "../src/sync/gsc/client.ts";
 import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
@@ -15,6 +16,7 @@ import type { SearchAnalyticsSource } from "../src/sync/source.ts";
 import { startWorker, type Worker, type WorkerOptions } from "../src/sync/worker.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
+import { storeOldRows } from "./helpers/rows.ts";
 import { countRows, insertSites, waitFor } from "./helpers/sync.ts";
 
 // The task engine in this process against the fake Search Console: the handler, retries, cancel,
@@ -148,15 +150,14 @@ describe("daily_sync", () => {
     worker();
     await settled(await queue(site));
     const g = t.db.t.gscPerformanceData;
+    const d = t.db.t.gscQueryDetail;
     await t.db.tx(async (tx) => {
       await tx
-        .update(g)
+        .update(d)
         .set({ clicks: 999_999 })
-        .where(and(eq(g.site_id, site), eq(g.date, DAYS[0]!)));
-      await tx
-        .insert(g)
-        .values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" });
+        .where(and(eq(d.site_id, site), eq(d.day, dayNumber(DAYS[0]!))));
     });
+    await storeOldRows(t.db, [{ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE" }]);
     expect(await countRows(t.db, site)).toBe(3 * PER_DAY + 1);
     fake.reset();
     const j = await settled(await queue(site, { start: DAYS[0], end: DAYS[0], mode: "overwrite" }));
@@ -171,11 +172,7 @@ describe("daily_sync", () => {
     const site = freshSite();
     worker();
     await settled(await queue(site));
-    await t.db.tx((tx) =>
-      tx
-        .insert(t.db.t.gscPerformanceData)
-        .values({ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE", search_type: "web" }),
-    );
+    await storeOldRows(t.db, [{ site_id: site, date: DAYS[0]!, page: "https://gone.example/", query: "stale", device: "MOBILE" }]);
     fake.reset();
     fake.inject({ status: 400, match: (r) => isDetailRequest(r) && r.type === "web" && r.startRow === 50 });
     const j = await settled(await queue(site, { start: DAYS[0], end: DAYS[0], mode: "overwrite" }));
@@ -189,10 +186,10 @@ describe("daily_sync", () => {
     const site = freshSite();
     worker();
     await settled(await queue(site));
-    const { gscSyncedDays: m, gscPerformanceData: g } = t.db.t;
+    const { gscSyncedDays: m, gscQueryDetail: d } = t.db.t;
     await t.db.tx(async (tx) => {
       await tx.delete(m).where(and(eq(m.site_id, site), eq(m.date, DAYS[1]!), eq(m.search_type, "web")));
-      await tx.delete(g).where(and(eq(g.site_id, site), eq(g.date, DAYS[1]!), eq(g.search_type, "web"), sql`id % 2 = 0`));
+      await tx.delete(d).where(and(eq(d.site_id, site), eq(d.day, dayNumber(DAYS[1]!)), eq(d.type, 1), sql`query_id % 2 = 0`));
     });
     fake.reset();
     const j = await settled(await queue(site));

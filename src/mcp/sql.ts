@@ -5,8 +5,21 @@ import { runReadOnlySqlPg } from "../db/pg/mcp-sql.ts";
 import { ApiError } from "../errors.ts";
 import type { RunnerAnswer, RunnerRequest } from "./sql-runner.ts";
 
-/** The tables the `query` tool may read: the site registry and the synced data. */
-export const QUERYABLE_TABLES = ["sites", "gsc_performance_data", "gsc_synced_days", "hourly_rankings"];
+/**
+ * The tables the `query` tool may read: the site registry and the synced data. gsc_performance_data is the
+ * compatibility VIEW of the query detail (old columns); a statement reading it reads the compact tables
+ * under it (gsc_query_detail and the gsc_pages / gsc_queries dictionaries), so they are readable too.
+ */
+export const QUERYABLE_TABLES = [
+  "sites",
+  "gsc_performance_data",
+  "gsc_synced_days",
+  "hourly_rankings",
+  "gsc_query_detail",
+  "gsc_pages",
+  "gsc_queries",
+  "gsc_day_query_totals",
+];
 
 /** One site's rows as a derived table, for the original's placeholders: daily and hourly data. */
 const siteRows = {

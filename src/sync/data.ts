@@ -1,100 +1,119 @@
-import { and, asc, between, count, countDistinct, eq, inArray, sql } from "drizzle-orm";
+import type { Database, Statement } from "bun:sqlite";
+import { and, asc, between, count, countDistinct, eq, sql } from "drizzle-orm";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import * as pgSchema from "../db/pg/schema.ts";
-import { upsertRowsPg } from "../db/pg/synced-rows.ts";
+import { deleteRowsPg, rebuildDayQueryTotalsPg, upsertRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
-import { gscPerformanceData, gscSyncedDays } from "../db/sqlite/schema.ts";
-import { fromExcluded, sqliteOrm } from "../db/sql.ts";
+import { gscSyncedDays } from "../db/sqlite/schema.ts";
+import { sqliteOrm } from "../db/sql.ts";
 import { isFinalDay } from "./dates.ts";
+import { dayDate, dayNumber, deviceCode, sumPosition, typeCode } from "./grains.ts";
 import type { SearchType, SourceRow } from "./source.ts";
 
-// The synced Search Console data: rows in gsc_performance_data, completion markers in gsc_synced_days.
+// The synced Search Console data: the query detail in gsc_query_detail, completion markers in gsc_synced_days.
 // The functions "inside a write" take the transaction handle of db.tx (or the legacy db.write): on
 // SQLite they run at once, synchronously, as statements prepared per connection (the ingest's hot path);
 // on PostgreSQL they are awaited (multi-row upserts, src/db/pg/synced-rows.ts).
 
-const p = sql.placeholder;
-const g = gscPerformanceData;
+// The query detail is stored compactly (issue 18, docs/design/grains.md): gsc_query_detail keyed by
+// (site, day number, type code, page id, query id, device code), page URLs and query texts once per site in
+// the gsc_pages / gsc_queries dictionaries, sum_position instead of ctr and position. Rows are addressed by
+// a DayRowKey id: "site|day|type|page_id|query_id|device" (the table has no row id of its own).
 
-const writeStatements = perConnection((orm) => ({
-  // Re-running a day updates the same rows instead of adding copies (unique on the six key columns).
-  upsert: orm
-    .insert(g)
-    .values({
-      site_id: p("site_id"),
-      date: p("date"),
-      page: p("page"),
-      query: p("query"),
-      device: p("device"),
-      search_type: p("search_type"),
-      clicks: p("clicks"),
-      impressions: p("impressions"),
-      ctr: p("ctr"),
-      position: p("position"),
-    })
-    .onConflictDoUpdate({
-      target: [g.site_id, g.date, g.page, g.query, g.device, g.search_type],
-      set: fromExcluded("clicks", "impressions", "ctr", "position"),
-    })
-    .returning({ id: g.id })
-    .prepare(),
-  deleteByIds: orm
-    .delete(g)
-    .where(sql`${g.id} in (select value from json_each(${p("ids")}))`)
-    .returning({ id: g.id })
-    .prepare(),
-}));
+/** A stored detail row's key within its site, day and search type; `id` names the row for deleteRowsById. */
+export type DayRowKey = { id: string; page_id: number; query_id: number; device: number };
 
-const dayRows = and(eq(g.site_id, p("site_id")), eq(g.date, p("date")), eq(g.search_type, p("search_type")));
-const keyOrder = [g.page, g.query, g.device];
+const keyId = (siteId: number, day: number, type: number, pageId: number, queryId: number, device: number) =>
+  `${siteId}|${day}|${type}|${pageId}|${queryId}|${device}`;
 
-// Walks a day's rows in the order of the unique (site_id, date, page, query, device, ...) index, so
-// each chunk is a short index range scan (a row-value cursor) instead of a rescan of the whole day.
-const readStatements = perConnection((orm) => ({
-  firstRows: orm
-    .select({ id: g.id, page: g.page, query: g.query, device: g.device })
-    .from(g)
-    .where(dayRows)
-    .orderBy(...keyOrder)
-    .limit(p("limit"))
-    .prepare(),
-  nextRows: orm
-    .select({ id: g.id, page: g.page, query: g.query, device: g.device })
-    .from(g)
-    .where(and(dayRows, sql`(${g.page}, ${g.query}, ${g.device}) > (${p("page")}, ${p("query")}, ${p("device")})`))
-    .orderBy(...keyOrder)
-    .limit(p("limit"))
-    .prepare(),
-}));
+// Bare bun:sqlite statements (positional parameters, no per-row mapping): the ingest's hot path.
+const writeStatements = perConnection((orm) => {
+  const c = (orm as Orm & { $client: Database }).$client;
+  return {
+    pageId: c.prepare<{ id: number }, [number, string]>("select id from gsc_pages where site_id = ? and page = ?"),
+    addPage: c.prepare<{ id: number }, [number, string]>("insert into gsc_pages (site_id, page) values (?, ?) returning id"),
+    queryId: c.prepare<{ id: number }, [number, string]>("select id from gsc_queries where site_id = ? and query = ?"),
+    addQuery: c.prepare<{ id: number }, [number, string]>("insert into gsc_queries (site_id, query) values (?, ?) returning id"),
+    // Re-running a day updates the same rows instead of adding copies (the key is the primary key).
+    upsert: c.prepare<unknown, number[]>(
+      `insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       on conflict (site_id, day, type, page_id, query_id, device)
+       do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position`,
+    ),
+    deleteRow: c.prepare<unknown, number[]>(
+      "delete from gsc_query_detail where site_id = ? and day = ? and type = ? and page_id = ? and query_id = ? and device = ?",
+    ),
+    clearRollup: c.prepare<unknown, number[]>("delete from gsc_day_query_totals where site_id = ? and day = ? and type = ?"),
+    buildRollup: c.prepare<unknown, number[]>(
+      `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
+       select site_id, day, type, query_id, sum(clicks), sum(impressions), sum(sum_position)
+         from gsc_query_detail where site_id = ?1 and day = ?2 and type = ?3
+        group by query_id`,
+    ),
+  };
+});
 
-/** A stored row's id and key within its site, day and search type. */
-export type DayRowKey = { id: number; page: string; query: string; device: string };
+// Walks a day's rows in primary-key order, so each chunk is a short range of the key (a row-value cursor).
+const readStatements = perConnection((orm) => {
+  const c = (orm as Orm & { $client: Database }).$client;
+  const cols = "select page_id, query_id, device from gsc_query_detail where site_id = ? and day = ? and type = ?";
+  return {
+    firstRows: c.prepare<Omit<DayRowKey, "id">, number[]>(`${cols} order by page_id, query_id, device limit ?`),
+    nextRows: c.prepare<Omit<DayRowKey, "id">, number[]>(
+      `${cols} and (page_id, query_id, device) > (?, ?, ?) order by page_id, query_id, device limit ?`,
+    ),
+  };
+});
 
-/**
- * Inside a write: stores rows of one site, day and search type (insert or update on the row key); returns
- * their ids (one per row, in order). On SQLite the rows are stored before this returns.
- */
-export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<number[]> {
-  const orm = sqliteOrm(tx);
-  if (!orm) return upsertRowsPg(tx as Q, siteId, day, type, rows);
-  const { upsert } = writeStatements(orm);
-  const ids: number[] = [];
-  for (const r of rows) {
-    const row = upsert.get({
-      site_id: siteId,
-      date: day,
-      search_type: type,
-      page: r.page,
-      query: r.query,
-      device: r.device,
-      clicks: r.clicks,
-      impressions: r.impressions,
-      ctr: r.ctr,
-      position: r.position,
-    });
-    ids.push(row!.id);
+/** Dictionary ids (gsc_pages or gsc_queries) of a site's texts on SQLite, adding the missing ones. */
+function sqliteIds(
+  find: Statement<{ id: number }, [number, string]>,
+  add: Statement<{ id: number }, [number, string]>,
+  siteId: number,
+  texts: Iterable<string>,
+): Map<string, number> {
+  const ids = new Map<string, number>();
+  for (const t of texts) {
+    if (ids.has(t)) continue;
+    ids.set(t, (find.get(siteId, t) ?? add.get(siteId, t)!).id);
   }
   return ids;
+}
+
+/**
+ * Inside a write: stores rows of one site, day and search type (insert or update on the row key) in the
+ * compact query detail, adding new pages and queries to the site's dictionaries; returns each row's key id
+ * (in order). On SQLite the rows are stored before this returns. The day × query rollup is rebuilt once
+ * the day is complete (rebuildDayQueryTotals).
+ */
+export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<string[]> {
+  const orm = sqliteOrm(tx);
+  if (!orm) return upsertRowsPg(tx as Q, siteId, dayNumber(day), typeCode(type), rows);
+  const s = writeStatements(orm);
+  const d = dayNumber(day);
+  const t = typeCode(type);
+  const pages = sqliteIds(
+    s.pageId,
+    s.addPage,
+    siteId,
+    rows.map((r) => r.page),
+  );
+  const queries = sqliteIds(
+    s.queryId,
+    s.addQuery,
+    siteId,
+    rows.map((r) => r.query),
+  );
+  const keys: string[] = [];
+  for (const r of rows) {
+    const pageId = pages.get(r.page)!;
+    const queryId = queries.get(r.query)!;
+    const dev = deviceCode(r.device);
+    s.upsert.run(siteId, d, t, pageId, queryId, dev, r.clicks, r.impressions, sumPosition(r.position, r.impressions));
+    keys.push(keyId(siteId, d, t, pageId, queryId, dev));
+  }
+  return keys;
 }
 
 /** Up to `limit` rows of one site, day and search type in key order, after the key `after` (from the start when null). */
@@ -106,28 +125,57 @@ export async function findDayRowKeys(
   after: DayRowKey | null,
   limit: number,
 ): Promise<DayRowKey[]> {
+  const d = dayNumber(day);
+  const t = typeCode(type);
+  const withId = (r: Omit<DayRowKey, "id">): DayRowKey => ({ id: keyId(siteId, d, t, r.page_id, r.query_id, r.device), ...r });
   if (db.engine === "sqlite") {
     const s = readStatements(db.read);
-    const base = { site_id: siteId, date: day, search_type: type, limit };
-    return after ? s.nextRows.all({ ...base, page: after.page, query: after.query, device: after.device }) : s.firstRows.all(base);
+    const rows = after
+      ? s.nextRows.all(siteId, d, t, after.page_id, after.query_id, after.device, limit)
+      : s.firstRows.all(siteId, d, t, limit);
+    return rows.map(withId);
   }
-  const t = db.t.gscPerformanceData;
-  const day_ = and(eq(t.site_id, siteId), eq(t.date, day), eq(t.search_type, type));
-  return db.q
-    .select({ id: t.id, page: t.page, query: t.query, device: t.device })
-    .from(t)
-    .where(after ? and(day_, sql`(${t.page}, ${t.query}, ${t.device}) > (${after.page}, ${after.query}, ${after.device})`) : day_)
-    .orderBy(asc(t.page), asc(t.query), asc(t.device))
+  const x = db.t.gscQueryDetail;
+  const day_ = and(eq(x.site_id, siteId), eq(x.day, d), eq(x.type, t));
+  const rows = await db.q
+    .select({ page_id: x.page_id, query_id: x.query_id, device: x.device })
+    .from(x)
+    .where(
+      after ? and(day_, sql`(${x.page_id}, ${x.query_id}, ${x.device}) > (${after.page_id}, ${after.query_id}, ${after.device})`) : day_,
+    )
+    .orderBy(asc(x.page_id), asc(x.query_id), asc(x.device))
     .limit(limit);
+  return rows.map(withId);
 }
 
-/** Inside a write: deletes rows by id; returns how many. On SQLite they are deleted before this returns. */
-export async function deleteRowsById(tx: Q | Orm, ids: number[]): Promise<number> {
+/** Inside a write: deletes rows by their key id (DayRowKey.id); returns how many. On SQLite they are deleted before this returns. */
+export async function deleteRowsById(tx: Q | Orm, ids: string[]): Promise<number> {
+  const keys = ids.map((id) => id.split("|").map(Number));
   const orm = sqliteOrm(tx);
-  if (orm) return writeStatements(orm).deleteByIds.all({ ids: JSON.stringify(ids) }).length;
-  // Given only the transaction (PostgreSQL's here), the engine's tables are known: pg's.
-  const t = pgSchema.gscPerformanceData;
-  return (await (tx as Q).delete(t).where(inArray(t.id, ids)).returning({ id: t.id })).length;
+  if (orm) {
+    const { deleteRow } = writeStatements(orm);
+    let n = 0;
+    for (const k of keys) n += deleteRow.run(...k).changes;
+    return n;
+  }
+  return deleteRowsPg(tx as Q, keys);
+}
+
+/**
+ * Inside a write: rebuilds the day × query rollup (gsc_day_query_totals) of one site, day and search type
+ * from its detail rows; call it once the day's rows are all stored (and stale ones deleted).
+ */
+export async function rebuildDayQueryTotals(tx: Q | Orm, siteId: number, day: string, type: SearchType): Promise<void> {
+  const d = dayNumber(day);
+  const t = typeCode(type);
+  const orm = sqliteOrm(tx);
+  if (orm) {
+    const s = writeStatements(orm);
+    s.clearRollup.run(siteId, d, t);
+    s.buildRollup.run(siteId, d, t);
+    return;
+  }
+  await rebuildDayQueryTotalsPg(tx as Q, siteId, d, t);
 }
 
 /** Inside a write: records that every row of this site, day and search type is stored (at once on SQLite). */
@@ -162,38 +210,44 @@ export async function findSyncedDays(db: Db, siteId: number, start: string, end:
   return new Map(rows.map((r) => [`${r.date}|${r.search_type}`, r]));
 }
 
-// The distinct days of a site's rows by a skip scan over the (site_id, date, ...) unique index: one
+// The distinct days of a site's detail rows by a skip scan over the (site_id, day, ...) primary key: one
 // index seek per day, so a site with millions of rows costs a few hundred seeks, not a full scan.
-// `final` marks the days whose rows were stored once Search Console stopped revising them (their
-// completion marker, written only for final days).
+// `marked`: the day's completion marker (written only for final days) exists.
 const DATA_DAYS_SQL = `with recursive days(d) as (
-  select min(date) from gsc_performance_data where site_id = $site_id
+  select min(day) from gsc_query_detail where site_id = $site_id
   union all
-  select (select min(date) from gsc_performance_data where site_id = $site_id and date > days.d) from days where days.d is not null
+  select (select min(day) from gsc_query_detail where site_id = $site_id and day > days.d) from days where days.d is not null
 )
-select d as date, exists(select 1 from gsc_synced_days m where m.site_id = $site_id and m.date = d) as marked
+select d as day, exists(select 1 from gsc_synced_days m where m.site_id = $site_id and m.date = date(d * 86400, 'unixepoch')) as marked
   from days where d is not null`;
 
 /** Every day with stored rows for a site, oldest first, each with whether its rows are final. */
 export async function findDataDays(db: Db, siteId: number, now: Date = new Date()): Promise<{ date: string; final: boolean }[]> {
   if (db.engine === "sqlite") return findDataDaysSqlite(db, siteId, now);
   // The same skip scan: PostgreSQL has no skip scan of its own before version 18 either.
-  const r = await db.q.execute<{ date: string; marked: boolean }>(sql`with recursive days(d) as (
-      select min(date) from gsc_performance_data where site_id = ${siteId}
+  const r = await db.q.execute<{ day: number; marked: boolean }>(sql`with recursive days(d) as (
+      select min(day) from gsc_query_detail where site_id = ${siteId}
       union all
-      select (select min(date) from gsc_performance_data where site_id = ${siteId} and date > days.d) from days where days.d is not null
+      select (select min(day) from gsc_query_detail where site_id = ${siteId} and day > days.d) from days where days.d is not null
     )
-    select d as date, exists(select 1 from gsc_synced_days m where m.site_id = ${siteId} and m.date = d) as marked
+    select d as day, exists(select 1 from gsc_synced_days m
+                             where m.site_id = ${siteId} and m.date = to_char(date '1970-01-01' + d, 'YYYY-MM-DD')) as marked
       from days where d is not null order by d`);
-  return r.rows.map((row) => ({ date: row.date, final: row.marked && isFinalDay(row.date, now) }));
+  return r.rows.map((row) => {
+    const date = dayDate(Number(row.day));
+    return { date, final: row.marked && isFinalDay(date, now) };
+  });
 }
 
 /** findDataDays, synchronously on SQLite's reader (for SQLite-only callers). */
 export function findDataDaysSqlite(db: SqliteDb, siteId: number, now: Date = new Date()): { date: string; final: boolean }[] {
   return db.raw.reader
-    .query<{ date: string; marked: number }, [{ site_id: number }]>(DATA_DAYS_SQL)
+    .query<{ day: number; marked: number }, [{ site_id: number }]>(DATA_DAYS_SQL)
     .all({ site_id: siteId })
-    .map((r) => ({ date: r.date, final: r.marked === 1 && isFinalDay(r.date, now) }));
+    .map((r) => {
+      const date = dayDate(r.day);
+      return { date, final: r.marked === 1 && isFinalDay(date, now) };
+    });
 }
 
 /**
@@ -221,18 +275,19 @@ export async function countSyncedDaysBySite(db: Db, start: string, end: string):
   return new Map(rows.map((r) => [r.site_id, r.days]));
 }
 
-/** A site's clicks, impressions and stored rows per day (every search type) between two days, oldest first. */
+/** A site's clicks, impressions and stored detail rows per day (every search type) between two days, oldest first. */
 export async function findDailyTotals(db: Db, siteId: number, start: string, end: string) {
-  const t = db.t.gscPerformanceData;
-  return db.q
+  const x = db.t.gscQueryDetail;
+  const rows = await db.q
     .select({
-      date: t.date,
-      clicks: sql<number>`sum(${t.clicks})`.mapWith(Number),
-      impressions: sql<number>`sum(${t.impressions})`.mapWith(Number),
+      day: x.day,
+      clicks: sql<number>`sum(${x.clicks})`.mapWith(Number),
+      impressions: sql<number>`sum(${x.impressions})`.mapWith(Number),
       rows: count(),
     })
-    .from(t)
-    .where(and(eq(t.site_id, siteId), between(t.date, start, end)))
-    .groupBy(t.date)
-    .orderBy(t.date);
+    .from(x)
+    .where(and(eq(x.site_id, siteId), between(x.day, dayNumber(start), dayNumber(end))))
+    .groupBy(x.day)
+    .orderBy(x.day);
+  return rows.map(({ day, ...r }) => ({ date: dayDate(day), ...r }));
 }

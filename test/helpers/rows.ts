@@ -1,43 +1,69 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
+import { searchTypeCodes } from "../../src/db/enums.ts";
 import type { Db } from "../../src/db/index.ts";
 import type { SearchTypeCode } from "../../src/db/enums.ts";
 import { dayNumber, deviceCode, sumPosition, typeCode } from "../../src/sync/grains.ts";
+import { deleteRowsById, rebuildDayQueryTotals, upsertRows } from "../../src/sync/data.ts";
+import { dayDate } from "../../src/sync/grains.ts";
 import type { SearchType, SourceRow } from "../../src/sync/source.ts";
 
-// Synced rows written through the engine-neutral API, on either engine: the same upsert on the row key
-// as the daily sync's (src/sync/data.ts), for tests that need data in gsc_performance_data.
+// Synced rows written through the same write path as the daily sync (src/sync/data.ts), on either engine:
+// the compact query detail (gsc_query_detail and its dictionaries, readable through the gsc_performance_data
+// view) and the day × query rollup, rebuilt as the sync does once a day is stored.
 
-/** Stores rows of one site, day and search type (insert or update on the row key); returns their ids. */
-export async function storeRows(db: Db, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<number[]> {
+/** Stores rows of one site, day and search type (insert or update on the row key); returns their key ids. */
+export async function storeRows(db: Db, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<string[]> {
   if (rows.length === 0) return [];
-  const g = db.t.gscPerformanceData;
   return db.tx(async (tx) => {
-    const ids: number[] = [];
-    // One row per statement: a batch holding the same key twice would be refused by PostgreSQL's ON CONFLICT.
-    for (const r of rows) {
-      const [row] = await tx
-        .insert(g)
-        .values({ site_id: siteId, date: day, search_type: type, ...r })
-        .onConflictDoUpdate({
-          target: [g.site_id, g.date, g.page, g.query, g.device, g.search_type],
-          set: {
-            clicks: sql`excluded.clicks`,
-            impressions: sql`excluded.impressions`,
-            ctr: sql`excluded.ctr`,
-            position: sql`excluded.position`,
-          },
-        })
-        .returning({ id: g.id });
-      ids.push(Number(row!.id));
-    }
+    const ids = await upsertRows(tx, siteId, day, type, rows);
+    await rebuildDayQueryTotals(tx, siteId, day, type);
     return ids;
   });
 }
 
-/** Deletes rows by id; returns how many. */
-export async function deleteRows(db: Db, ids: number[]): Promise<number> {
-  const g = db.t.gscPerformanceData;
-  return db.tx(async (tx) => (await tx.delete(g).where(inArray(g.id, ids)).returning({ id: g.id })).length);
+/** A detail row as the old gsc_performance_data held it: unset numbers are 0, unset device MOBILE, unset type web. */
+export type OldRow = { site_id: number; date: string; page: string; query: string; search_type?: string; device?: string } & Partial<
+  Pick<SourceRow, "clicks" | "impressions" | "ctr" | "position">
+>;
+
+/** Stores old-shaped rows of any sites, days and types through storeRows (grouped per site, day and type). */
+export async function storeOldRows(db: Db, rows: OldRow[]): Promise<void> {
+  const groups = new Map<string, OldRow[]>();
+  for (const r of rows) {
+    const k = `${r.site_id}|${r.date}|${r.search_type ?? "web"}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  for (const [k, group] of groups) {
+    const [site, day, type] = k.split("|");
+    await storeRows(
+      db,
+      Number(site),
+      day!,
+      type as SearchType,
+      group.map((r) => ({
+        page: r.page,
+        query: r.query,
+        device: r.device ?? "MOBILE",
+        clicks: r.clicks ?? 0,
+        impressions: r.impressions ?? 0,
+        ctr: r.ctr ?? 0,
+        position: r.position ?? 0,
+      })),
+    );
+  }
+}
+
+/** Deletes rows by key id (as storeRows returned them); returns how many. The rollup of their days is rebuilt. */
+export async function deleteRows(db: Db, ids: string[]): Promise<number> {
+  return db.tx(async (tx) => {
+    const n = await deleteRowsById(tx, ids);
+    const days = new Set(ids.map((id) => id.split("|").slice(0, 3).join("|")));
+    for (const d of days) {
+      const [site, day, type] = d.split("|").map(Number);
+      await rebuildDayQueryTotals(tx, site!, dayDate(day!), searchTypeCodes[type! - 1]! as SearchType);
+    }
+    return n;
+  });
 }
 
 /** Records a day as synced (gsc_synced_days), as the daily sync does for a final day. */

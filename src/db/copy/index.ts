@@ -48,9 +48,9 @@ const ownedByTarget = new Set(["gsc_queries_indexed"]);
 // seconds by the process itself. Copied, the source's processes would show as live in the target.
 const notCopied: Record<string, string> = { db_connections: "the process registry: each running process registers itself" };
 
-// Copied before the tables whose triggers write them: gsc_performance_data's triggers add each new query to
-// gsc_queries, which therefore comes first with its own ids; the triggers then find every query there.
-const copiedBefore: Record<string, string[]> = { gsc_performance_data: ["gsc_queries"] };
+// Copied before the tables whose rows point at them without a foreign key: the query detail and its rollup
+// hold gsc_pages / gsc_queries ids (no triggers; the order only keeps a half-done copy readable).
+const copiedBefore: Record<string, string[]> = { gsc_query_detail: ["gsc_pages", "gsc_queries"], gsc_day_query_totals: ["gsc_queries"] };
 
 /** Copies every table from `opts.from` to `opts.to` (one SQLite, one PostgreSQL); verifies row counts. */
 export async function copyDatabase(opts: CopyOptions): Promise<CopyResult> {

@@ -1,7 +1,7 @@
-import { Database } from "bun:sqlite";
+import { Database, type SQLQueryBindings } from "bun:sqlite";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { existsSync } from "node:fs";
-import { CopyRefusedError, type CopySource, type CopyTarget } from "./types.ts";
+import { type Batch, CopyRefusedError, type CopySource, type CopyTarget } from "./types.ts";
 import { acquireLock, databaseLockPath, InstanceLockedError, type InstanceLock } from "../instance-lock.ts";
 import { migrate, migrationsFolder } from "../sqlite/migrate.ts";
 import { defaultPragmas, openConnection } from "../sqlite/open.ts";
@@ -13,6 +13,30 @@ import { defaultPragmas, openConnection } from "../sqlite/open.ts";
 function countRows(db: Database, table: string, through?: number): number {
   const where = through === undefined ? "" : ` where rowid <= ${Number(through)}`;
   return db.query<{ n: number }, []>(`select count(*) as n from "${table}"${where}`).get()!.n;
+}
+
+/**
+ * Rows of a table without an `id`, in primary-key order, `size` at a time: a row-value cursor on the key
+ * (keyset paging), so each batch is one seek and a short range of the key's b-tree. Works for `WITHOUT
+ * ROWID` tables, which have no rowid to page by.
+ */
+async function* readByKey(db: Database, table: string, key: string[], columns: string[], size: number): AsyncIterable<Batch> {
+  const list = columns.map((c) => `"${c}"`).join(", ");
+  const keys = key.map((c) => `"${c}"`).join(", ");
+  const at = key.map((c) => columns.indexOf(c));
+  if (at.some((i) => i < 0)) throw new Error(`${table}: its key (${key.join(", ")}) is not among the copied columns`);
+  const first = db.query<unknown[], [number]>(`select ${list} from "${table}" order by ${keys} limit ?`);
+  const next = db.query<unknown[], SQLQueryBindings[]>(
+    `select ${list} from "${table}" where (${keys}) > (${key.map(() => "?").join(", ")}) order by ${keys} limit ?`,
+  );
+  let after: SQLQueryBindings[] | null = null;
+  for (;;) {
+    const rows: unknown[][] = after ? next.values(...after, size) : first.values(size);
+    if (rows.length === 0) return;
+    const keyOf = (r: unknown[]) => at.map((i) => r[i] as SQLQueryBindings);
+    yield { rows, which: `rows (${keyOf(rows[0]!).join(", ")})..(${keyOf(rows.at(-1)!).join(", ")}) (key)` };
+    after = keyOf(rows.at(-1)!);
+  }
 }
 
 /** The SQLite file at `path` as the source of a copy. */
@@ -40,7 +64,11 @@ export function sqliteSource(path: string): CopySource {
       return countRows(db, t.name, throughId);
     },
     async *read(t, columns, afterId, size) {
-      // The rowid is the key of every table (an integer primary key `id` is the rowid itself).
+      if (!t.id) {
+        yield* readByKey(db, t.name, t.key, columns, size);
+        return;
+      }
+      // A table with an integer `id`: the rowid is its key (an integer primary key is the rowid itself).
       const list = columns.map((c) => `"${c}"`).join(", ");
       const stmt = db.query<unknown[], [number, number]>(`select rowid, ${list} from "${t.name}" where rowid > ? order by rowid limit ?`);
       let last = afterId;

@@ -8,6 +8,7 @@ import {
   integer,
   jsonb,
   pgTable,
+  pgView,
   primaryKey,
   text,
   uniqueIndex,
@@ -88,28 +89,20 @@ export const syncTasks = pgTable(
   ],
 );
 
-export const gscPerformanceData = pgTable(
-  "gsc_performance_data",
-  {
-    id: bigId(),
-    site_id: integer("site_id")
-      .notNull()
-      .references(() => sites.id, { onDelete: "cascade" }),
-    date: text("date").notNull(),
-    page: text("page").notNull(),
-    query: text("query").notNull(),
-    device: text("device").notNull(),
-    search_type: text("search_type").notNull(),
-    clicks: integer("clicks").notNull().default(0),
-    impressions: integer("impressions").notNull().default(0),
-    ctr: doublePrecision("ctr").notNull().default(0),
-    position: doublePrecision("position").notNull().default(0),
-  },
-  (t) => [
-    uniqueIndex("gsc_performance_data_row_unique").on(t.site_id, t.date, t.page, t.query, t.device, t.search_type),
-    index("gsc_performance_data_site_query_idx").on(t.site_id, t.query, t.date, t.clicks, t.impressions, t.ctr, t.position),
-  ],
-);
+// The old query detail as a read-only VIEW over gsc_query_detail and the dictionaries (as on SQLite;
+// custom migration 0011_query_detail_compact).
+export const gscPerformanceData = pgView("gsc_performance_data", {
+  site_id: integer("site_id").notNull(),
+  date: text("date").notNull(),
+  page: text("page").notNull(),
+  query: text("query").notNull(),
+  device: text("device").notNull(),
+  search_type: text("search_type").notNull(),
+  clicks: integer("clicks").notNull(),
+  impressions: integer("impressions").notNull(),
+  ctr: doublePrecision("ctr").notNull(),
+  position: doublePrecision("position").notNull(),
+}).existing();
 
 // Distinct query strings per site, kept by triggers on gsc_performance_data as on SQLite
 // (migrations/pg/0002_query_search_triggers.sql). Substring search goes through the pg_trgm GIN index
@@ -435,7 +428,11 @@ export const gscDayQueryTotals = pgTable(
     impressions: integer("impressions").notNull().default(0),
     sum_position: bigint("sum_position", { mode: "number" }).notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.query_id] })],
+  (t) => [
+    primaryKey({ columns: [t.site_id, t.day, t.type, t.query_id] }),
+    // Query search: one covering index range per matched query (its days, all types), no table row read.
+    index("gsc_day_query_totals_site_query_idx").on(t.site_id, t.query_id, t.day, t.clicks, t.impressions, t.sum_position),
+  ],
 );
 
 /** Search appearance totals (the dimension alone, fetched in two steps as Google requires). */

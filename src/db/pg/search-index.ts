@@ -1,10 +1,9 @@
 // Query search on PostgreSQL: what the search queries need to know about the schema (built by
 // migrations/pg/0002_query_search_triggers.sql and 0003_query_search_trgm_index.sql).
 //
-// - gsc_queries holds each site's distinct query strings, kept exactly in step with gsc_performance_data by
-//   triggers (insert, delete, change of site or query; concurrent writers included), as SQLite's triggers do.
-//   So a search can match the site's distinct queries, then total their rows through the covering index
-//   gsc_performance_data_site_query_idx (site_id, query, date, clicks, impressions, ctr, position), as on SQLite.
+// - gsc_queries is each site's query dictionary (the compact query detail holds its ids; written by the sync,
+//   src/sync/data.ts; a query stays when its rows go). A search matches the site's queries, then totals their
+//   days through the rollup's covering index gsc_day_query_totals_site_query_idx (site_id, query_id, day, ...).
 // - The substring index is a pg_trgm GIN index on gsc_queries.query. It serves `query LIKE '%term%'` and
 //   `query ILIKE '%term%'` (pg_trgm lower-cases its trigrams, so one index serves both) for terms of 3 or more
 //   characters, with no batching and no lag: there is no FTS table and no gsc_queries_indexed mark to consult.
@@ -23,6 +22,4 @@ export const pgQuerySearch = {
   operatorClass: "gin_trgm_ops",
   /** Terms shorter than this have no trigram: the index cannot narrow them. */
   minIndexedChars: 3,
-  /** The triggers on gsc_performance_data that keep gsc_queries (same names as SQLite's). */
-  triggers: ["gsc_performance_data_queries_delete", "gsc_performance_data_queries_insert", "gsc_performance_data_queries_update"],
 } as const;

@@ -1,5 +1,6 @@
 import type { Db } from "../index.ts";
 import type { SearchParams, SearchRow } from "../sqlite/search.ts";
+import { dayDate, dayNumber } from "../../sync/grains.ts";
 import { pgAll } from "./named.ts";
 
 // Query search on PostgreSQL: the pg_trgm GIN index on gsc_queries.query (migrations/pg/0002, see
@@ -18,10 +19,9 @@ const LOWER = "abcdefghijklmnopqrstuvwxyz";
 const asciiLower = (expr: string) => `translate(${expr}, '${UPPER}', '${LOWER}')`;
 const likeAscii = (col: string) => `${asciiLower(col)} like $lower escape '\\'`;
 
-// Each matched query's totals from its own range of the covering (site_id, query, date, ...) index: a
-// LATERAL subquery, so the plan is this loop whatever the statistics say (on a table filled since the last
-// ANALYZE the planner otherwise rescanned gsc_queries once per row: 120 ms instead of 1 for 750 rows). It also
-// sums in index order, as SQLite does.
+// Each matched query's totals from its own range of the day × query rollup's covering index (site_id,
+// query_id, day, ...): a LATERAL subquery, so the plan is this loop whatever the statistics say (on a table
+// filled since the last ANALYZE the planner otherwise rescanned gsc_queries once per row). Days are numbers.
 const totals = (matched: string) => `select m.query, t.total_clicks, t.total_impressions, t.avg_ctr, t.avg_position, t.days_appeared,
        (count(*) over ())::int as found
   from (${matched}) m
@@ -29,50 +29,57 @@ const totals = (matched: string) => `select m.query, t.total_clicks, t.total_imp
    select sum(g.clicks)::float8 as total_clicks,
           sum(g.impressions)::float8 as total_impressions,
           coalesce(sum(g.clicks)::float8 / nullif(sum(g.impressions), 0), 0) as avg_ctr,
-          coalesce(sum(g.position * g.impressions)::float8 / nullif(sum(g.impressions), 0), 0) as avg_position,
-          count(distinct g.date)::int as days_appeared
-     from gsc_performance_data g
-    where g.site_id = $site_id and g.query = m.query and g.date >= $start and g.date <= $end
+          coalesce(sum(g.sum_position)::float8 / 100 / nullif(sum(g.impressions), 0), 0) as avg_position,
+          count(distinct g.day)::int as days_appeared
+     from gsc_day_query_totals g
+    where g.site_id = $site_id and g.query_id = m.id and g.day >= $start_day and g.day <= $end_day
  ) t
  where t.days_appeared > 0
  order by t.total_impressions desc, m.query collate "C"
  limit $limit`;
 
 /** Terms of 3+ characters: the trigram index (ILIKE), then the exact ASCII-only rule. */
-export const PG_SEARCH_INDEXED_SQL = totals(`select q.query from gsc_queries q
+export const PG_SEARCH_INDEXED_SQL = totals(`select q.id, q.query from gsc_queries q
    where q.site_id = $site_id and q.query ilike $pattern escape '\\' and ${likeAscii("q.query")}`);
 
 /** Terms of 1-2 characters (no trigram): the site's distinct queries, by the (site_id, query) index. */
-export const PG_SEARCH_SHORT_SQL = totals(`select q.query from gsc_queries q
+export const PG_SEARCH_SHORT_SQL = totals(`select q.id, q.query from gsc_queries q
    where q.site_id = $site_id and ${likeAscii("q.query")}`);
 
-/** The plain scan of the site's rows, without gsc_queries: the reference for tests and the bench. */
-export const PG_SEARCH_SCAN_SQL = `select query,
-       sum(clicks)::float8 as total_clicks,
-       sum(impressions)::float8 as total_impressions,
-       coalesce(sum(clicks)::float8 / nullif(sum(impressions), 0), 0) as avg_ctr,
-       coalesce(sum(position * impressions)::float8 / nullif(sum(impressions), 0), 0) as avg_position,
-       count(distinct date)::int as days_appeared,
+/** The plain scan of the site's query detail (joined to its query text), without the rollup: the reference for tests and the bench. */
+export const PG_SEARCH_SCAN_SQL = `select q.query,
+       sum(d.clicks)::float8 as total_clicks,
+       sum(d.impressions)::float8 as total_impressions,
+       coalesce(sum(d.clicks)::float8 / nullif(sum(d.impressions), 0), 0) as avg_ctr,
+       coalesce(sum(d.sum_position)::float8 / 100 / nullif(sum(d.impressions), 0), 0) as avg_position,
+       count(distinct d.day)::int as days_appeared,
        (count(*) over ())::int as found
-  from gsc_performance_data
- where site_id = $site_id and ${likeAscii("query")} and date >= $start and date <= $end
- group by query
- order by total_impressions desc, query collate "C"
+  from gsc_query_detail d join gsc_queries q on q.id = d.query_id
+ where d.site_id = $site_id and ${likeAscii("q.query")} and d.day >= $start_day and d.day <= $end_day
+ group by q.id, q.query
+ order by total_impressions desc, q.query collate "C"
  limit $limit`;
 
 const sqlOf = { index: PG_SEARCH_INDEXED_SQL, short: PG_SEARCH_SHORT_SQL, scan: PG_SEARCH_SCAN_SQL };
 
 /** Runs one search: the trigram index, the short-term list, or the plain scan. */
 export function searchPg(db: Db, kind: "index" | "short" | "scan", params: SearchParams): Promise<SearchRow[]> {
-  return pgAll<SearchRow>(db, sqlOf[kind], { ...params, lower: params.pattern.replace(/[A-Z]/g, (c) => c.toLowerCase()) });
+  const { start, end, ...rest } = params;
+  return pgAll<SearchRow>(db, sqlOf[kind], {
+    ...rest,
+    start_day: start ? dayNumber(start) : 0,
+    end_day: dayNumber(end),
+    lower: params.pattern.replace(/[A-Z]/g, (c) => c.toLowerCase()),
+  });
 }
 
 /** The oldest and newest day with rows for a site (PostgreSQL answers min and max of one select from the index). */
 export async function findDataBoundsPg(db: Db, siteId: number): Promise<{ oldest: string | null; latest: string | null }> {
-  const rows = await pgAll<{ oldest: string | null; latest: string | null }>(
+  const rows = await pgAll<{ oldest: number | null; latest: number | null }>(
     db,
-    "select min(date) as oldest, max(date) as latest from gsc_performance_data where site_id = $site_id",
+    "select min(day) as oldest, max(day) as latest from gsc_query_detail where site_id = $site_id",
     { site_id: siteId },
   );
-  return rows[0] ?? { oldest: null, latest: null };
+  const r = rows[0];
+  return { oldest: r?.oldest == null ? null : dayDate(r.oldest), latest: r?.latest == null ? null : dayDate(r.latest) };
 }

@@ -1,39 +1,128 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import { deviceCode, sumPosition } from "../../sync/grains.ts";
 import type { Q } from "../engine.ts";
 import type { GscRow, HourlyRow } from "../sqlite/schema.ts";
 import { fromExcluded } from "../sql.ts";
-import { gscPerformanceData as g, hourlyRankings as h } from "./schema.ts";
+import { gscDayQueryTotals as dq, gscQueryDetail as d, gscPages, gscQueries, hourlyRankings as h } from "./schema.ts";
 
-// The synced rows' upserts on PostgreSQL: multi-row `insert … on conflict do update` in statements of at
-// most ROWS_PER_STATEMENT rows (one round trip each, instead of SQLite's prepared statement per row).
+// The synced rows' writes on PostgreSQL: multi-row statements of at most ROWS_PER_STATEMENT rows (one round
+// trip each, instead of SQLite's prepared statement per row). The query detail is the compact
+// gsc_query_detail with the gsc_pages / gsc_queries dictionaries (src/sync/data.ts, docs/design/grains.md).
 
 const ROWS_PER_STATEMENT = 1000;
 
-type DailyRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressions" | "ctr" | "position">;
+type DailyRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressions" | "position">;
 type HourlyInsert = Omit<HourlyRow, "id">;
 
 /**
- * Inside a transaction: stores rows of one site, day and search type (insert, or update on the row key);
- * returns each input row's id, in input order. A key given twice keeps the last row, as on SQLite (one
- * statement cannot update the same row twice on PostgreSQL, so repeats are folded first).
+ * Dictionary ids of a site's texts (pages or queries), adding the missing ones. Inserted in sorted order,
+ * so two writers adding the same new texts wait on each other instead of deadlocking; the ids are read in
+ * a later statement, which sees what a concurrent writer committed meanwhile.
  */
-export async function upsertRowsPg(tx: Q, siteId: number, day: string, type: string, rows: DailyRow[]): Promise<number[]> {
-  const keyOf = (r: { page: string; query: string; device: string }) => `${r.page}\u0000${r.query}\u0000${r.device}`;
-  const unique = new Map<string, DailyRow>();
-  for (const r of rows) unique.set(keyOf(r), r);
+async function dictionaryIds(tx: Q, table: typeof gscPages | typeof gscQueries, siteId: number, texts: string[]) {
+  const col = table === gscPages ? "page" : "query";
+  const distinct = [...new Set(texts)].sort();
   const ids = new Map<string, number>();
-  const values = [...unique.values()].map((r) => ({ site_id: siteId, date: day, search_type: type, ...r }));
+  for (let i = 0; i < distinct.length; i += ROWS_PER_STATEMENT) {
+    const chunk = distinct.slice(i, i + ROWS_PER_STATEMENT);
+    const column = table === gscPages ? gscPages.page : gscQueries.query;
+    // Most texts of a day are already known: look first, add only the missing ones.
+    const found = async () => {
+      for (const r of await tx
+        .select({ id: table.id, text: column })
+        .from(table)
+        .where(and(eq(table.site_id, siteId), inArray(column, chunk))))
+        ids.set(r.text, Number(r.id));
+    };
+    await found();
+    const missing = chunk.filter((t) => !ids.has(t));
+    if (missing.length === 0) continue;
+    await tx
+      .insert(table)
+      .values(missing.map((t) => ({ site_id: siteId, [col]: t }) as { site_id: number; page: string } & { query: string }))
+      .onConflictDoNothing();
+    await found();
+  }
+  return ids;
+}
+
+/**
+ * Inside a transaction: stores detail rows of one site, day and type (insert, or update on the row key);
+ * returns each input row's key id ("site|day|type|page_id|query_id|device"), in input order. A key given
+ * twice keeps the last row, as on SQLite (one statement cannot update the same row twice on PostgreSQL).
+ */
+export async function upsertRowsPg(tx: Q, siteId: number, day: number, type: number, rows: DailyRow[]): Promise<string[]> {
+  const pages = await dictionaryIds(
+    tx,
+    gscPages,
+    siteId,
+    rows.map((r) => r.page),
+  );
+  const queries = await dictionaryIds(
+    tx,
+    gscQueries,
+    siteId,
+    rows.map((r) => r.query),
+  );
+  const keys: string[] = [];
+  const unique = new Map<string, typeof d.$inferInsert>();
+  for (const r of rows) {
+    const page_id = pages.get(r.page)!;
+    const query_id = queries.get(r.query)!;
+    const device = deviceCode(r.device);
+    const key = `${siteId}|${day}|${type}|${page_id}|${query_id}|${device}`;
+    keys.push(key);
+    unique.set(key, {
+      site_id: siteId,
+      day,
+      type,
+      page_id,
+      query_id,
+      device,
+      clicks: r.clicks,
+      impressions: r.impressions,
+      sum_position: sumPosition(r.position, r.impressions),
+    });
+  }
+  const values = [...unique.values()];
   for (let i = 0; i < values.length; i += ROWS_PER_STATEMENT) {
-    const stored = await tx
-      .insert(g)
+    await tx
+      .insert(d)
       .values(values.slice(i, i + ROWS_PER_STATEMENT))
       .onConflictDoUpdate({
-        target: [g.site_id, g.date, g.page, g.query, g.device, g.search_type],
-        set: fromExcluded("clicks", "impressions", "ctr", "position"),
-      })
-      .returning({ id: g.id, page: g.page, query: g.query, device: g.device });
-    for (const r of stored) ids.set(keyOf(r), r.id);
+        target: [d.site_id, d.day, d.type, d.page_id, d.query_id, d.device],
+        set: fromExcluded("clicks", "impressions", "sum_position"),
+      });
   }
-  return rows.map((r) => ids.get(keyOf(r))!);
+  return keys;
+}
+
+/** Inside a transaction: deletes detail rows by key ([site, day, type, page_id, query_id, device] each); returns how many. */
+export async function deleteRowsPg(tx: Q, keys: number[][]): Promise<number> {
+  let n = 0;
+  for (let i = 0; i < keys.length; i += ROWS_PER_STATEMENT) {
+    const tuples = keys.slice(i, i + ROWS_PER_STATEMENT).map(
+      (k) =>
+        sql`(${sql.join(
+          k.map((v) => sql`${v}::int`),
+          sql`, `,
+        )})`,
+    );
+    const r = await tx.execute(
+      sql`delete from gsc_query_detail where (site_id, day, type, page_id, query_id, device) in (${sql.join(tuples, sql`, `)})`,
+    );
+    n += r.rowCount ?? 0;
+  }
+  return n;
+}
+
+/** Inside a transaction: rebuilds gsc_day_query_totals of one site, day and type from the detail. */
+export async function rebuildDayQueryTotalsPg(tx: Q, siteId: number, day: number, type: number): Promise<void> {
+  await tx.delete(dq).where(and(eq(dq.site_id, siteId), eq(dq.day, day), eq(dq.type, type)));
+  await tx.execute(sql`insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
+    select site_id, day, type, query_id, sum(clicks), sum(impressions), sum(sum_position)
+      from gsc_query_detail where site_id = ${siteId} and day = ${day} and type = ${type}
+     group by site_id, day, type, query_id`);
 }
 
 /** Inside a transaction: stores hourly rows (insert, or update on the row key); a key given twice keeps the last row. */

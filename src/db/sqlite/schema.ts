@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { keyScopes, taskStatuses } from "../enums.ts";
-import { check, index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { check, index, integer, primaryKey, real, sqliteTable, sqliteView, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 // Property names equal the column names (snake_case), so a row is already the API's JSON shape.
 // Timestamps are ISO-8601 UTC text (`2026-11-25T03:00:00.000Z`); dates are `YYYY-MM-DD`.
@@ -69,29 +69,24 @@ export const syncTasks = sqliteTable(
   ],
 );
 
-export const gscPerformanceData = sqliteTable(
-  "gsc_performance_data",
-  {
-    id: integer("id").primaryKey({ autoIncrement: true }),
-    site_id: integer("site_id")
-      .notNull()
-      .references(() => sites.id, { onDelete: "cascade" }),
-    date: text("date").notNull(),
-    page: text("page").notNull(),
-    query: text("query").notNull(),
-    device: text("device").notNull(),
-    search_type: text("search_type").notNull(),
-    clicks: integer("clicks").notNull().default(0),
-    impressions: integer("impressions").notNull().default(0),
-    ctr: real("ctr").notNull().default(0),
-    position: real("position").notNull().default(0),
-  },
-  (t) => [
-    uniqueIndex("gsc_performance_data_row_unique").on(t.site_id, t.date, t.page, t.query, t.device, t.search_type),
-    // Covering index for the partial-match query search: scans (site, query) without touching the table.
-    index("gsc_performance_data_site_query_idx").on(t.site_id, t.query, t.date, t.clicks, t.impressions, t.ctr, t.position),
-  ],
-);
+// The query detail as it was stored before the compact layout (issue 18): a read-only VIEW over
+// gsc_query_detail joined to the page and query dictionaries, with the old columns (text date, device and
+// search type names, ctr = clicks/impressions, position = sum_position/impressions/100). Kept so older
+// reads and users' SQL (the MCP `query` tool) keep working; it cannot use an index on date (a filter on
+// `date` scans the site's rows): new reads go to gsc_query_detail / gsc_day_query_totals. Created by the
+// custom migration 0015_query_detail_compact (drizzle-kit leaves an `.existing()` view alone).
+export const gscPerformanceData = sqliteView("gsc_performance_data", {
+  site_id: integer("site_id").notNull(),
+  date: text("date").notNull(),
+  page: text("page").notNull(),
+  query: text("query").notNull(),
+  device: text("device").notNull(),
+  search_type: text("search_type").notNull(),
+  clicks: integer("clicks").notNull(),
+  impressions: integer("impressions").notNull(),
+  ctr: real("ctr").notNull(),
+  position: real("position").notNull(),
+}).existing();
 
 // The distinct query strings of each site's rows, for query search: kept by triggers on
 // gsc_performance_data and indexed by the FTS5 trigram table gsc_queries_fts (both in the custom
@@ -347,7 +342,8 @@ export type ApiKey = typeof apiKeys.$inferSelect;
 export type AuditRow = typeof auditLog.$inferSelect;
 export type SyncTask = typeof syncTasks.$inferSelect;
 export type NewSyncTask = typeof syncTasks.$inferInsert;
-export type GscRow = typeof gscPerformanceData.$inferInsert;
+/** A Search Console row of the query detail as the sync receives it (and the compatibility view shows it). */
+export type GscRow = typeof gscPerformanceData.$inferSelect;
 export type GscSyncedDay = typeof gscSyncedDays.$inferSelect;
 export type HourlyRow = typeof hourlyRankings.$inferSelect;
 export type AlertChannel = typeof alertChannels.$inferSelect;
@@ -442,7 +438,11 @@ export const gscDayQueryTotals = sqliteTable(
     impressions: integer("impressions").notNull().default(0),
     sum_position: integer("sum_position").notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.query_id] })],
+  (t) => [
+    primaryKey({ columns: [t.site_id, t.day, t.type, t.query_id] }),
+    // Query search: one covering index range per matched query (its days, all types), no table row read.
+    index("gsc_day_query_totals_site_query_idx").on(t.site_id, t.query_id, t.day, t.clicks, t.impressions, t.sum_position),
+  ],
 );
 
 /** Search appearance totals (the dimension alone, fetched in two steps as Google requires). */

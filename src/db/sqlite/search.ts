@@ -1,5 +1,6 @@
 import { count, eq, gt, max, sql } from "drizzle-orm";
 import type { Orm, SqliteDb } from "../index.ts";
+import { dayDate, dayNumber } from "../../sync/grains.ts";
 import { gscQueries, gscQueriesIndexed } from "./schema.ts";
 
 // Query search on SQLite (migrations/sqlite/0006_query_search_fts.sql): an FTS5 trigram index over each
@@ -17,24 +18,25 @@ export type SearchRow = {
   found: number;
 };
 
-// Totals of the matched queries (`matched`, defined by each search below) from the covering index
-// (site_id, query, date, clicks, impressions, ctr, position): one index range per matched query, no
-// table row read. CROSS JOIN keeps the matched queries as the outer loop (SQLite never reorders it): left
-// to itself the planner may walk every row of the site and look each query up in the matched list.
-// INDEXED BY (which Drizzle cannot say) makes a missing index fail loudly instead of slow.
-const totalsOf = (matched: string) => `with matched(query) as (${matched})
+// Totals of the matched queries (`matched`: their gsc_queries ids and texts, defined by each search below)
+// from the day × query rollup's covering index (site_id, query_id, day, clicks, impressions, sum_position):
+// one index range per matched query, no table row read, every search type. CROSS JOIN keeps the matched
+// queries as the outer loop (SQLite never reorders it): left to itself the planner may walk every row of the
+// site and look each query up in the matched list. INDEXED BY (which Drizzle cannot say) makes a missing
+// index fail loudly instead of slow. Days are day numbers ($start_day, $end_day).
+const totalsOf = (matched: string) => `with matched(id, query) as (${matched})
 select m.query,
        sum(g.clicks) as total_clicks,
        sum(g.impressions) as total_impressions,
        coalesce(cast(sum(g.clicks) as real) / nullif(sum(g.impressions), 0), 0) as avg_ctr,
-       coalesce(sum(g.position * g.impressions) / nullif(sum(g.impressions), 0), 0) as avg_position,
-       count(distinct g.date) as days_appeared,
+       coalesce(sum(g.sum_position) / 100.0 / nullif(sum(g.impressions), 0), 0) as avg_position,
+       count(distinct g.day) as days_appeared,
        count(*) over () as found
   from matched m
- cross join gsc_performance_data g indexed by gsc_performance_data_site_query_idx
-    on g.site_id = $site_id and g.query = m.query
- where g.date >= $start and g.date <= $end
- group by m.query
+ cross join gsc_day_query_totals g indexed by gsc_day_query_totals_site_query_idx
+    on g.site_id = $site_id and g.query_id = m.id
+ where g.day >= $start_day and g.day <= $end_day
+ group by m.id
  order by total_impressions desc, m.query
  limit $limit`;
 
@@ -45,34 +47,35 @@ select m.query,
  * they are the ids past its mark, tested with LIKE directly: a rowid range, usually short or empty
  * (the unary + keeps the planner off the (site_id, query) index, which would read all the site's queries).
  */
-export const SEARCH_INDEXED_SQL = totalsOf(`select q.query
+export const SEARCH_INDEXED_SQL = totalsOf(`select q.id, q.query
     from gsc_queries_fts f join gsc_queries q on q.id = f.rowid
    where gsc_queries_fts match $fts and q.site_id = $site_id and q.query like $pattern escape '\\'
   union all
-  select q.query from gsc_queries q
+  select q.id, q.query from gsc_queries q
    where q.id > (select indexed_through from gsc_queries_indexed where id = 1)
      and +q.site_id = $site_id and q.query like $pattern escape '\\'
    order by 1`);
 
 /** Terms of 1-2 characters (too short for trigrams): LIKE over the site's distinct queries, not its rows. */
-export const SEARCH_SHORT_SQL = totalsOf(`select q.query from gsc_queries q
+export const SEARCH_SHORT_SQL = totalsOf(`select q.id, q.query from gsc_queries q
    where q.site_id = $site_id and q.query like $pattern escape '\\'`);
 
 /**
- * The plain scan of every row of the site, without the query index: the reference the indexed search
- * is tested against (test/search.index.test.ts) and measured against (bench/query-search.ts).
+ * The plain scan of the site's query detail (every row, joined to its query text), without the query index
+ * or the rollup: the reference the indexed search is tested against (test/search.index.test.ts) and
+ * measured against (bench/query-search.ts).
  */
-export const SEARCH_SCAN_SQL = `select query,
-       sum(clicks) as total_clicks,
-       sum(impressions) as total_impressions,
-       coalesce(cast(sum(clicks) as real) / nullif(sum(impressions), 0), 0) as avg_ctr,
-       coalesce(sum(position * impressions) / nullif(sum(impressions), 0), 0) as avg_position,
-       count(distinct date) as days_appeared,
+export const SEARCH_SCAN_SQL = `select q.query,
+       sum(d.clicks) as total_clicks,
+       sum(d.impressions) as total_impressions,
+       coalesce(cast(sum(d.clicks) as real) / nullif(sum(d.impressions), 0), 0) as avg_ctr,
+       coalesce(sum(d.sum_position) / 100.0 / nullif(sum(d.impressions), 0), 0) as avg_position,
+       count(distinct d.day) as days_appeared,
        count(*) over () as found
-  from gsc_performance_data indexed by gsc_performance_data_site_query_idx
- where site_id = $site_id and query like $pattern escape '\\' and date >= $start and date <= $end
- group by query
- order by total_impressions desc, query
+  from gsc_query_detail d join gsc_queries q on q.id = d.query_id
+ where d.site_id = $site_id and q.query like $pattern escape '\\' and d.day >= $start_day and d.day <= $end_day
+ group by q.id
+ order by total_impressions desc, q.query
  limit $limit`;
 
 /** An FTS5 query for `term` as one literal phrase (trigram: a substring), whatever characters it holds. */
@@ -84,9 +87,12 @@ export function ftsPhrase(term: string): string {
 export function searchSqlite(db: SqliteDb, kind: "index" | "short" | "scan", params: SearchParams, term: string): SearchRow[] {
   // No cache of our own: bun:sqlite's query() compiles a statement once per connection and SQL text.
   const reader = db.raw.reader;
-  if (kind === "scan") return reader.query<SearchRow, [SearchParams]>(SEARCH_SCAN_SQL).all(params);
-  if (kind === "short") return reader.query<SearchRow, [SearchParams]>(SEARCH_SHORT_SQL).all(params);
-  return reader.query<SearchRow, [SearchParams & { fts: string }]>(SEARCH_INDEXED_SQL).all({ ...params, fts: ftsPhrase(term) });
+  const { start, end, ...rest } = params;
+  const p = { ...rest, start_day: start ? dayNumber(start) : 0, end_day: dayNumber(end) };
+  type P = typeof p;
+  if (kind === "scan") return reader.query<SearchRow, [P]>(SEARCH_SCAN_SQL).all(p);
+  if (kind === "short") return reader.query<SearchRow, [P]>(SEARCH_SHORT_SQL).all(p);
+  return reader.query<SearchRow, [P & { fts: string }]>(SEARCH_INDEXED_SQL).all({ ...p, fts: ftsPhrase(term) });
 }
 
 /** Queries indexed per write: ~10 ms of FTS work, so other writers do not wait long for the lock. */
@@ -120,13 +126,14 @@ export function indexPendingQueries(tx: Orm, limit = INDEX_BATCH): number {
   return batch.n;
 }
 
-/** The oldest and newest day with rows for a site: two index seeks. */
+/** The oldest and newest day with rows for a site: two seeks of the query detail's primary key. */
 export function findDataBoundsSqlite(db: SqliteDb, siteId: number): { oldest: string | null; latest: string | null } {
   // Two subqueries: min() and max() in one select would scan the site's rows instead of seeking.
-  return db.raw.reader
-    .query<{ oldest: string | null; latest: string | null }, [number]>(
-      `select (select min(date) from gsc_performance_data where site_id = ?1) as oldest,
-              (select max(date) from gsc_performance_data where site_id = ?1) as latest`,
+  const r = db.raw.reader
+    .query<{ oldest: number | null; latest: number | null }, [number]>(
+      `select (select min(day) from gsc_query_detail where site_id = ?1) as oldest,
+              (select max(day) from gsc_query_detail where site_id = ?1) as latest`,
     )
     .get(siteId)!;
+  return { oldest: r.oldest === null ? null : dayDate(r.oldest), latest: r.latest === null ? null : dayDate(r.latest) };
 }

@@ -2,7 +2,15 @@ import type { Orm } from "../../db/index.ts";
 import type { Site } from "../../db/model.ts";
 import { rowsIngested } from "../../metrics/registry.ts";
 import { indexAllPendingQueries } from "../../search/queries.ts";
-import { deleteRowsById, findDayRowKeys, findSyncedDays, markDaySynced, upsertRows, type DayRowKey } from "../data.ts";
+import {
+  deleteRowsById,
+  findDayRowKeys,
+  findSyncedDays,
+  markDaySynced,
+  rebuildDayQueryTotals,
+  upsertRows,
+  type DayRowKey,
+} from "../data.ts";
 import { isFinalDay } from "../dates.ts";
 import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
@@ -72,7 +80,7 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   const pageRows = hasData ? await totals("page") : [];
   const appearance = hasData && rules.appearance ? await totals("appearance") : [];
 
-  const written = new Set<number>();
+  const written = new Set<string>();
   let detailRows = 0;
   let detailClicks = 0;
   if (hasData && rules.query) {
@@ -87,7 +95,11 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
       }
     }
   }
-  if (rules.query) await deleteUnwritten(ctx, site.id, day, type, written);
+  if (rules.query) {
+    await deleteUnwritten(ctx, site.id, day, type, written);
+    // The day × query rollup, from the day's complete detail (one grouped read of its rows).
+    await ctx.write((tx) => rebuildDayQueryTotals(tx, site.id, day, type));
+  }
   // SQLite: the day's new queries go into the FTS5 search index in a few batched writes, not one FTS
   // write per row. (PostgreSQL's trigram index on gsc_queries is kept by the server itself.)
   if (ctx.db.engine === "sqlite" && written.size > 0) await indexAllPendingQueries((fn) => ctx.write((tx) => fn(tx as unknown as Orm)));
@@ -132,9 +144,9 @@ function measures(r: TotalsRow) {
 }
 
 /** Deletes the rows of one site, day and search type whose id is not in `written`, in short writes. */
-async function deleteUnwritten(ctx: TaskContext, siteId: number, day: string, type: SearchType, written: Set<number>) {
+async function deleteUnwritten(ctx: TaskContext, siteId: number, day: string, type: SearchType, written: Set<string>) {
   let after: DayRowKey | null = null;
-  const stale: number[] = [];
+  const stale: string[] = [];
   for (;;) {
     ctx.signal.throwIfAborted();
     const rows = await findDayRowKeys(ctx.db, siteId, day, type, after, SCAN_CHUNK);
