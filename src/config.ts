@@ -108,6 +108,8 @@ const envSchema = z.object({
 
   // Supervisor: a worker that does not answer its IPC ping for this long is killed and restarted (0: off).
   WATCHDOG_TIMEOUT_MS: int(0).default(10_000),
+  // ...unless it keeps using CPU (busy with synchronous work, not stopped or hung): then only after this.
+  WATCHDOG_BUSY_TIMEOUT_MS: int(0).default(60_000),
   // Several instances (on different ports) may serve one database file only when this is set.
   ALLOW_SHARED_DATABASE: bool.default(false),
 

@@ -19,7 +19,7 @@ import { createMetricsAggregator } from "./metrics/aggregate.ts";
 import { isMetricsMessage } from "./metrics/ipc.ts";
 import { instrumentDb, observeCheckpoint, processRestarts, refreshDatabaseGauges, setMetricsRole } from "./metrics/registry.ts";
 import { freePort } from "./free-port.ts";
-import type { InstanceStorage, Ping, Pong } from "./supervision.ts";
+import { cpuTicks, watchdogVerdict, type InstanceStorage, type Ping, type Pong } from "./supervision.ts";
 
 // The supervisor: read config, take the instance locks, migrate once, spawn the workers, restart the
 // dead, watch the file and the workers, drain on signal.
@@ -134,13 +134,25 @@ type Slot = {
   crashes: number;
   /** When the worker last proved its event loop runs (ready or pong); null before ready. */
   lastSign: number | null;
+  /** Its CPU ticks at the watchdog's last check (null: unknown), and whether "busy" was logged for this silence. */
+  lastCpu: number | null;
+  busyLogged: boolean;
   storageErrors: number;
   lastStorageError: Pong["last_storage_error"];
 };
 const slots: Slot[] = [
   ...Array.from({ length: config.WORKERS }, (_, index) => ({ role: "http" as const, script: "server.ts", index })),
   ...Array.from({ length: config.SYNC_WORKERS }, (_, index) => ({ role: "sync" as const, script: "sync/worker-main.ts", index })),
-].map((s) => ({ ...s, startedAt: 0, crashes: 0, lastSign: null, storageErrors: 0, lastStorageError: null }));
+].map((s) => ({
+  ...s,
+  startedAt: 0,
+  crashes: 0,
+  lastSign: null,
+  lastCpu: null,
+  busyLogged: false,
+  storageErrors: 0,
+  lastStorageError: null,
+}));
 let stopping = false;
 // A scrape of /metrics on any HTTP worker comes here over IPC and is answered with every process's metrics.
 const metrics = createMetricsAggregator(
@@ -158,6 +170,8 @@ const BACKOFF_RESET_MS = 10_000;
 function spawn(slot: Slot) {
   slot.startedAt = performance.now();
   slot.lastSign = null;
+  slot.lastCpu = null;
+  slot.busyLogged = false;
   slot.proc = Bun.spawn([process.execPath, join(import.meta.dir, slot.script)], {
     // Settings that may have come from flags are handed on as env, so workers see what we see.
     env: childEnv({
@@ -252,12 +266,31 @@ const watchdog =
             const proc = slot.proc;
             if (!proc || slot.lastSign === null || proc.exitCode !== null || proc.signalCode !== null) continue;
             const silentMs = now - slot.lastSign;
-            if (silentMs > config.WATCHDOG_TIMEOUT_MS) {
+            // CPU used since the last check tells a worker busy with synchronous work from a stopped or hung one.
+            const cpu = cpuTicks(proc.pid);
+            const cpuAdvanced = cpu === null || slot.lastCpu === null ? null : cpu > slot.lastCpu;
+            slot.lastCpu = cpu;
+            const verdict = watchdogVerdict({
+              silentMs,
+              timeoutMs: config.WATCHDOG_TIMEOUT_MS,
+              busyTimeoutMs: config.WATCHDOG_BUSY_TIMEOUT_MS,
+              cpuAdvanced,
+            });
+            if (verdict === "kill") {
               log("error", "worker not answering; killing it", { role: slot.role, worker_pid: proc.pid, silent_ms: Math.round(silentMs) });
               slot.lastSign = null;
               proc.kill("SIGKILL");
               continue;
             }
+            if (verdict === "busy" && !slot.busyLogged) {
+              slot.busyLogged = true;
+              log("warn", "worker busy: not answering pings but using CPU; not killed before WATCHDOG_BUSY_TIMEOUT_MS", {
+                role: slot.role,
+                worker_pid: proc.pid,
+                silent_ms: Math.round(silentMs),
+              });
+            }
+            if (verdict === "ok") slot.busyLogged = false;
             try {
               proc.send({ type: "ping", seq: ++pingSeq, storage } satisfies Ping);
             } catch {

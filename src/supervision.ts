@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { Db } from "./db/index.ts";
 
 // The supervisor's IPC conversation with its workers. Every few seconds it pings each worker; the
@@ -50,4 +51,31 @@ export function answerPings(db: Db) {
     };
     process.send?.(pong);
   });
+}
+
+/**
+ * CPU time (clock ticks, user + system, all threads) a process has used so far, from Linux /proc; null when
+ * unknown (gone, or no /proc). The watchdog tells a busy worker (ticks advance) from a stopped or hung one.
+ */
+export function cpuTicks(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name may hold spaces and parentheses: fields are counted after its closing ')'.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What the watchdog does with a worker that has not answered a ping for `silentMs`: nothing while under
+ * `timeoutMs`; past it, `kill` when it used no CPU since the last check (stopped, hung in a system call, a
+ * debugger) or when it stayed silent past `busyTimeoutMs` anyway; `busy` (keep it, log once) while its CPU
+ * time still advances: a long piece of synchronous work, whose requests would all be lost with it.
+ */
+export function watchdogVerdict(o: { silentMs: number; timeoutMs: number; busyTimeoutMs: number; cpuAdvanced: boolean | null }) {
+  if (o.silentMs <= o.timeoutMs) return "ok" as const;
+  if (o.cpuAdvanced === true && o.silentMs <= Math.max(o.timeoutMs, o.busyTimeoutMs)) return "busy" as const;
+  return "kill" as const;
 }

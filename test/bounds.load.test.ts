@@ -42,7 +42,12 @@ beforeAll(async () => {
   victimKey = (await createApiKey(db, { name: "victim", scope: "read" })).key;
   await db.close();
   // A short time limit keeps the test short; no per-minute rate limit (the GETs would pass it); every other bound at its default.
-  server = await startServer({ workers: 2, dbPath, env: { ANALYTICS_TIMEOUT_MS: "5000", LOG_LEVEL: "info", RATE_LIMIT_PER_MINUTE: "0" } });
+  server = await startServer({
+    workers: 2,
+    dbPath,
+    env: { ANALYTICS_TIMEOUT_MS: "5000", LOG_LEVEL: "info", RATE_LIMIT_PER_MINUTE: "0" },
+    timeoutMs: 60_000,
+  });
 });
 afterAll(async () => {
   await server?.stop();

@@ -45,8 +45,20 @@ beforeAll(async () => {
   await db.close();
   const env = { ANALYTICS_MAX_PARTIAL_TERMS: "10000", ANALYTICS_MAX_ROWS: "1000" };
   [quick, patient] = await Promise.all([
-    startServer({ workers: 1, dbPath, env: { ...env, ANALYTICS_TIMEOUT_MS: "2000" }, args: ["--allow-shared-database"] }),
-    startServer({ workers: 1, dbPath, env: { ...env, ANALYTICS_TIMEOUT_MS: "600000" }, args: ["--allow-shared-database"] }),
+    startServer({
+      workers: 1,
+      dbPath,
+      env: { ...env, ANALYTICS_TIMEOUT_MS: "2000" },
+      args: ["--allow-shared-database"],
+      timeoutMs: 60_000,
+    }),
+    startServer({
+      workers: 1,
+      dbPath,
+      env: { ...env, ANALYTICS_TIMEOUT_MS: "600000" },
+      args: ["--allow-shared-database"],
+      timeoutMs: 60_000,
+    }),
   ]);
 });
 afterAll(async () => {

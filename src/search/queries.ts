@@ -1,6 +1,17 @@
 import type { Db, Orm } from "../db/index.ts";
 import { findDataBoundsPg, searchPg } from "../db/pg/search.ts";
-import { findDataBoundsSqlite, INDEX_BATCH, indexPendingQueries, searchSqlite, type SearchParams } from "../db/sqlite/search.ts";
+import {
+  findDataBoundsSqlite,
+  ftsPhrase,
+  INDEX_BATCH,
+  indexPendingQueries,
+  SEARCH_INDEXED_SQL,
+  SEARCH_SCAN_SQL,
+  SEARCH_SHORT_SQL,
+  type SearchParams,
+  type SearchRow,
+} from "../db/sqlite/search.ts";
+import { queryPool } from "../analytics/pool.ts";
 import { CONTROL_CHARACTERS, containsPattern } from "../db/sql.ts";
 import { ApiError } from "../errors.ts";
 import type { QueryStats } from "./schemas.ts";
@@ -40,7 +51,15 @@ export async function searchQueries(
     limit: opts.limit,
   };
   const kind = opts.using === "scan" ? "scan" : [...opts.term].length < MIN_INDEXED_CHARS ? "short" : "index";
-  const rows = db.engine === "sqlite" ? searchSqlite(db, kind, params, opts.term) : await searchPg(db, kind, params);
+  // SQLite: in a query process (analytics/pool.ts), off the event loop and stopped at the request's time limit:
+  // a short term on a big site totals most of its rows.
+  const rows =
+    db.engine === "sqlite"
+      ? await queryPool(db).all<SearchRow>(
+          kind === "scan" ? SEARCH_SCAN_SQL : kind === "short" ? SEARCH_SHORT_SQL : SEARCH_INDEXED_SQL,
+          kind === "index" ? { ...params, fts: ftsPhrase(opts.term) } : params,
+        )
+      : await searchPg(db, kind, params);
   return { total: rows[0]?.found ?? 0, queries: rows.map(({ found: _found, ...q }) => q) };
 }
 
