@@ -149,9 +149,14 @@ function OverviewSection({ o }: { o: Overview }) {
       </dl>
       <p class="muted">
         {o.days_with_data} of {o.days} days have data.{" "}
-        {o.anonymized_clicks_share === null
-          ? "Anonymized queries: their share is not stored yet, so these totals count only the queries Google names."
-          : `Anonymized queries: ${num(o.anonymized_clicks_share * 100, 1)}% of clicks.`}
+        <span data-stat="anonymized">
+          {o.anonymized_clicks_share === null
+            ? "Share of clicks from queries Google does not name: unknown for this selection."
+            : `${num(o.anonymized_clicks_share * 100, 1)} % of clicks come from queries Google does not name (counted in these totals, absent from the query lists).`}
+        </span>
+        {o.derived_days > 0
+          ? ` ${o.derived_days} day${o.derived_days === 1 ? "" : "s"} synced before Search Console's totals were stored: summed from the named queries, so under-counted.`
+          : ""}
       </p>
       <LineChart title="Clicks" series="clicks" days={days} values={series("clicks")} />
       <LineChart title="Impressions" series="impressions" days={days} values={series("impressions")} />

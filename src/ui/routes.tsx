@@ -32,6 +32,7 @@ import { LoginPage } from "./login.tsx";
 import { loadOverview, OverviewBody } from "./overview.tsx";
 import { QueriesPage, type TopQueryRow } from "./queries.tsx";
 import { findNewestDataDay, findTop, replaceBrandTerms } from "../insights/queries.ts";
+import { findPropertyDays } from "../analytics/totals.ts";
 import { BrandTermsBody } from "../insights/schemas.ts";
 import { brandInsight, cannibalizationInsight, compareInsight, decayInsight, overviewInsight, topInsight } from "../insights/service.ts";
 import { InsightsPage, type InsightsForm } from "./insights.tsx";
@@ -225,15 +226,19 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     );
   });
 
-  /** A site's calendar window: its days, their states and rows, and the daily totals behind the charts. */
-  async function coverageOf(id: number) {
+  /**
+   * A site's calendar window: its days, their states and rows, and (with `charts`) the daily totals
+   * behind the charts: Search Console's web property totals (anonymized queries included).
+   */
+  async function coverageOf(id: number, charts = false) {
     const end = newestDataDay();
     const start = addDays(end, -(SITE_DAYS - 1));
     const days = dayRange(start, end);
-    const [markers, totals, failed] = await Promise.all([
+    const [markers, totals, failed, property] = await Promise.all([
       findSyncedDays(db, id, start, end),
       findDailyTotals(db, id, start, end),
       listJobs(db, { activeOnly: false, siteId: id, status: "failed", limit: 100 }),
+      charts ? findPropertyDays(db, { siteId: id, start, end, searchType: "web" }) : [],
     ]);
     const finalDays = new Set([...markers.values()].map((m) => m.date));
     const rowsByDay = new Map(totals.map((t) => [t.date, t.rows]));
@@ -246,7 +251,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       clicks.set(d, 0);
       impressions.set(d, 0);
     }
-    for (const t of totals) {
+    for (const t of property) {
       clicks.set(t.date, t.clicks);
       impressions.set(t.date, t.impressions);
     }
@@ -262,7 +267,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const id = pathId(c.req.param("id"));
     const site = await findSiteById(db, id);
     if (!site) throw siteNotFound(id);
-    const [cov, recent] = await Promise.all([coverageOf(id), listJobs(db, { activeOnly: false, siteId: id, limit: 10 })]);
+    const [cov, recent] = await Promise.all([coverageOf(id, true), listJobs(db, { activeOnly: false, siteId: id, limit: 10 })]);
     const here = `/ui/sites/${id}`;
     const canWrite = accessOf(c).write;
     return c.html(
