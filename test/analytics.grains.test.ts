@@ -273,3 +273,28 @@ describe("MCP tools read the same grains", () => {
     expect(overview).toMatchObject({ clicks: 50, impressions: 1000, position: 1, pages: 0, queries: 0 });
   });
 });
+
+describe("query-level reports read the query detail", () => {
+  test("ranking-data: search_type and device filter the detail; country and query-less types are a 400", async () => {
+    const body = { site_id: site, start_date: D1, end_date: D3, aggregation_mode: "daily" };
+    const desktop = await call("POST", "/api/v1/analytics/ranking-data", { ...body, search_type: "web", device: "DESKTOP" });
+    expect(desktop.status).toBe(200);
+    // Day 1 desktop: alpha on /a (10, 100 at 2) and /b (5, 50 at 6) → 15 clicks, 150 impressions, position (200 + 300) / 150 rounded half-even.
+    expect(desktop.json.data.find((d: { date: string; query: string }) => d.date === D1 && d.query === "alpha")).toMatchObject({
+      clicks: 15,
+      impressions: 150,
+      ctr: 0.1,
+      position: 3,
+    });
+    expect(desktop.json.data.some((d: { query: string }) => d.query === "beta")).toBe(false);
+    for (const [extra, text] of [
+      [{ country: "usa" }, /stores no country/],
+      [{ search_type: "discover" }, /no query dimension/],
+      [{ search_type: "googleNews" }, /no query dimension/],
+    ] as const) {
+      const r = await call("POST", "/api/v1/analytics/ranking-data", { ...body, ...extra });
+      expect(r.status).toBe(400);
+      expect(r.text).toMatch(text);
+    }
+  });
+});

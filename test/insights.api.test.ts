@@ -193,6 +193,18 @@ describe("the same numbers on every surface", () => {
     });
   }
 
+  test("CLI trends: the API's property-total trend as a table (these days derived from the detail, and marked)", async () => {
+    const api = await request(s.url, "GET", `/api/v1/analytics/performance-trends?site_id=${siteId}&days=5`);
+    const r = await cli(["trends", String(siteId), "--days", "5"], { env: { SITESYNC_URL: s.url } });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+    const first = api.body.data[0];
+    expect(r.stdout).toMatch(new RegExp(`${first.date}\\s+${first.total_clicks}\\s+${first.total_impressions}\\s.*derived`));
+    expect(r.stdout).toContain(`Total: ${api.body.summary.total_clicks} clicks`);
+    expect(r.stdout).toContain("queries Google does not name: unknown");
+    const json = await cli(["--json", "trends", String(siteId), "--days", "5", "--country", "usa"], { env: { SITESYNC_URL: s.url } });
+    expect(JSON.parse(json.stdout).summary.unique_queries).toBeNull();
+  });
+
   test("the dashboard's insights page shows the API's numbers", async () => {
     const res = await fetch(`${s.url}/ui/insights?site_id=${siteId}`);
     expect(res.status).toBe(200);

@@ -68,6 +68,10 @@ export type RankingOptions = {
   daily: boolean;
   /** Rows to return; null: all. */
   limit: number | null;
+  /** One search type; null: every stored type (the original's raw rows). */
+  searchType?: SearchTypeCode | null;
+  /** DESKTOP, MOBILE or TABLET; null: all. */
+  device?: string | null;
 };
 
 type RankingRow = { date: string; key: string; clicks: number; impressions: number; ctr: number; position: number | null };
@@ -75,7 +79,9 @@ type RankingRow = { date: string; key: string; clicks: number; impressions: numb
 /** The SQL of one ranking-data request shape (group column, filter kind, mode). */
 function rankingSql(e: Engine, o: RankingOptions): string {
   const col = o.groupBy === "query" ? "g.query" : "g.page";
-  const range = "g.site_id = $site_id and g.date >= $start and g.date <= $end";
+  const range = `g.site_id = $site_id and g.date >= $start and g.date <= $end${o.searchType ? " and g.search_type = $search_type" : ""}${
+    o.device ? " and g.device = $device" : ""
+  }`;
   let from = "gsc_performance_data g";
   let where = range;
   let order = INDEX_ORDER;
@@ -117,6 +123,8 @@ export async function findRankingData(db: Db, o: RankingOptions): Promise<Rankin
     end: o.end,
     limit: o.limit ?? noLimit(db.engine),
     ...(terms ? { terms: JSON.stringify(terms) } : {}),
+    ...(o.searchType ? { search_type: o.searchType } : {}),
+    ...(o.device ? { device: o.device.toUpperCase() } : {}),
   };
   // Exact terms are index seeks (~1 ms for a month); anything else reads the whole range. Many
   // exact terms add up (1000 seeks: ~1 s) and go off the event loop too.

@@ -33,6 +33,7 @@ import {
   grainFiltersOf,
 } from "./schemas.ts";
 import { streamQuery } from "./stream.ts";
+import { assertAnswerable } from "./totals.ts";
 import { defaultBounds, heavyRequest, type Bounds } from "./bounds.ts";
 import { ApiError } from "../errors.ts";
 
@@ -83,6 +84,8 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
     }),
     async (c) => {
       const b = c.req.valid("json");
+      // Rows of the query detail: it has no country, and discover/googleNews have no query rows.
+      assertAnswerable({ searchType: b.search_type ?? "web", device: b.device ?? null, country: b.country ?? null }, "query");
       const site = await resolveSite(db, b);
       const byQuery = b.group_by === "query";
       // A filter of the other dimension is ignored, as in the original; duplicates count once.
@@ -112,6 +115,8 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
               partial: partial ? list : null,
               daily: b.aggregation_mode === "daily",
               limit: sqlLimit(b.max_results),
+              searchType: b.search_type ?? null,
+              device: b.device ?? null,
             });
       const rows = sliceNegative(data, b.max_results);
       return c.json(

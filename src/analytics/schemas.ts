@@ -36,6 +36,15 @@ export const RankingDataRequest = SiteRefBody.extend({
   max_results: MaxResults,
   aggregation_mode: z.enum(["raw", "daily"]).nullable().default("raw"),
   matching_mode: z.enum(["exact", "partial"]).nullable().default("exact"),
+  search_type: z
+    .enum(searchTypeCodes)
+    .nullish()
+    .openapi({ description: "One search type (discover and googleNews have no query rows: 400); absent: every stored type" }),
+  device: z.enum(["DESKTOP", "MOBILE", "TABLET", "desktop", "mobile", "tablet"]).nullish(),
+  country: z
+    .string()
+    .nullish()
+    .openapi({ description: "Refused (400): the query detail these rows come from stores no country; use performance-trends" }),
 }).openapi("RankingDataRequest");
 export type RankingDataRequest = z.infer<typeof RankingDataRequest>;
 

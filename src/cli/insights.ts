@@ -14,6 +14,7 @@ type Opts = {
   end?: string;
   days?: string;
   device?: string;
+  country?: string;
   searchType?: string;
   by?: string;
   limit?: string;
@@ -37,6 +38,7 @@ export function insightQuery(kind: Kind, o: Opts): string {
   if (kind !== "compare") set("end", o.end);
   set("days", o.days);
   set("device", o.device);
+  if (kind !== "cannibalization" && kind !== "brand") set("country", o.country);
   set("search_type", o.searchType);
   if (kind === "top" || kind === "compare") set("by", o.by);
   if (kind !== "overview" && kind !== "brand") set("limit", o.limit);
@@ -56,6 +58,7 @@ export function addInsightsCommand(program: Command, ctx: () => { out: Out; api:
     .option("--end <day>", "last day (default: the newest day with data)")
     .option("--days <n>", "window length (default 28; compare: each period)")
     .addOption(new Option("--device <device>", "only this device").choices(["DESKTOP", "MOBILE", "TABLET"]))
+    .option("--country <iso3>", "only this country (ISO alpha-3, lower case; totals and pages: query reports have no country)")
     .option("--search-type <type>", "web (default), image, video, news, discover, googleNews")
     .addOption(new Option("--by <what>", "top/compare: query or page").choices(["query", "page"]))
     .option("--limit <n>", "rows")
@@ -67,20 +70,82 @@ export function addInsightsCommand(program: Command, ctx: () => { out: Out; api:
       const r = await api.get<Record<string, unknown>>(`/api/v1/sites/${site.id}/insights/${o.kind}${insightQuery(o.kind, o)}`);
       out.result(r, (v) => out.line(render(o.kind, v)));
     });
+
+  program
+    .command("trends <site>")
+    .description("daily totals as Search Console counts them (property totals), newest day first")
+    .option("--days <n>", "days with data (default 30)")
+    .option("--search-type <type>", "web (default), image, video, news, discover, googleNews")
+    .option("--country <iso3>", "only this country (ISO alpha-3, lower case)")
+    .addOption(new Option("--device <device>", "only this device").choices(["DESKTOP", "MOBILE", "TABLET"]))
+    .option("--appearance <type>", "only this search appearance (alone: no country or device)")
+    .action(async (ref: string, o: { days?: string; searchType?: string; country?: string; device?: string; appearance?: string }) => {
+      const { out, api } = ctx();
+      const site = await resolveSite(api, ref);
+      const q = new URLSearchParams({ site_id: String(site.id) });
+      for (const [k, v] of [
+        ["days", o.days],
+        ["search_type", o.searchType],
+        ["country", o.country],
+        ["device", o.device],
+        ["search_appearance", o.appearance],
+      ] as const) {
+        if (v !== undefined) q.set(k, v);
+      }
+      const r = await api.get<Record<string, unknown>>(`/api/v1/analytics/performance-trends?${q}`);
+      out.result(r, (v) => out.line(renderTrends(v)));
+    });
+}
+
+/** A performance-trends answer as text. */
+function renderTrends(v: Record<string, unknown>): string {
+  type Day = { date: string; total_clicks: number; total_impressions: number; ctr: number; avg_position: number; derived: boolean };
+  const t = v as {
+    data: Day[];
+    summary: { total_clicks: number; total_impressions: number; ctr: number; avg_position: number; anonymized_clicks_share: number | null };
+  };
+  if (t.data.length === 0) return "No data.";
+  return [
+    table(
+      ["DATE", "CLICKS", "IMPRESSIONS", "CTR", "POSITION", ""],
+      t.data.map((d) => [d.date, d.total_clicks, d.total_impressions, pct(d.ctr), pos(d.avg_position), d.derived ? "derived" : ""]),
+    ),
+    `Total: ${t.summary.total_clicks} clicks, ${t.summary.total_impressions} impressions, ctr ${pct(t.summary.ctr)}, position ${pos(t.summary.avg_position)}`,
+    anonymizedLine(t.summary.anonymized_clicks_share),
+  ].join("\n");
+}
+
+/** The anonymized share beside totals, in words. */
+function anonymizedLine(share: number | null): string {
+  return share === null
+    ? "Share of clicks from queries Google does not name: unknown."
+    : `${(share * 100).toFixed(1)} % of clicks come from queries Google does not name.`;
 }
 
 /** An insight answer as text. */
 function render(kind: Kind, v: Record<string, unknown>): string {
   const lines: string[] = [];
   if (kind === "overview") {
-    const o = v as unknown as M & { start: string; end: string; queries: number; pages: number; days: number; days_with_data: number };
+    const o = v as unknown as M & {
+      start: string;
+      end: string;
+      queries: number | null;
+      pages: number;
+      days: number;
+      days_with_data: number;
+      derived_days: number;
+      anonymized_clicks_share: number | null;
+    };
     lines.push(`${o.start} .. ${o.end} (${o.days_with_data}/${o.days} days with data)`);
     lines.push(
       table(
         ["CLICKS", "IMPRESSIONS", "CTR", "POSITION", "QUERIES", "PAGES"],
-        [[o.clicks, o.impressions, pct(o.ctr), pos(o.position), o.queries, o.pages]],
+        [[o.clicks, o.impressions, pct(o.ctr), pos(o.position), o.queries ?? "-", o.pages]],
       ),
     );
+    lines.push(anonymizedLine(o.anonymized_clicks_share));
+    if (o.derived_days > 0)
+      lines.push(`${o.derived_days} day(s) summed from the named queries (synced before Search Console's totals were stored).`);
   } else if (kind === "top") {
     const t = v as { by: "query" | "page"; start: string; end: string; rows: (M & Record<string, string>)[] };
     lines.push(`Top ${t.by === "page" ? "pages" : "queries"}, ${t.start} .. ${t.end}`);
