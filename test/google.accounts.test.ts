@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
@@ -50,7 +50,6 @@ const workers: Worker[] = [];
 beforeAll(async () => {
   t = tempDb();
   fake = startFakeGsc({ checkAccess: true, rows: (_s, _d, type) => (type === "web" ? 3 : 1) });
-  fake.registerOAuthClient();
   credentials = join(t.dir, "data", "credentials.json");
   const client = { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", token_uri: fake.tokenUrl };
   fake.signInAs(A);
@@ -60,7 +59,11 @@ beforeAll(async () => {
   const sa = makeServiceAccount(t.dir, { tokenUri: fake.tokenUrl });
   saEmail = sa.email;
   fake.trustServiceAccount({ ...sa, properties: SA_PROPS });
+  const clientSecret = join(t.dir, "client_secret.json");
+  writeFileSync(clientSecret, JSON.stringify(fake.registerOAuthClient()));
   config = loadConfig([], {
+    GSC_CLIENT_SECRET_FILE: clientSecret,
+    GSC_AUTH_URL: fake.authUrl,
     GSC_API_BASE_URL: fake.url,
     GSC_TOKEN_URL: fake.tokenUrl,
     GSC_CREDENTIALS_FILE: credentials,
@@ -395,5 +398,30 @@ describe("cli", () => {
     } finally {
       server.stop(true);
     }
+  });
+});
+
+describe("dashboard sign-in", () => {
+  test("Google's redirect back adds the account (PKCE, state in a cookie); a callback this browser did not start is refused", async () => {
+    const C: FakeAccount = { email: "c@example.com", properties: [{ siteUrl: "sc-domain:epsilon.example", permissionLevel: "siteOwner" }] };
+    fake.signInAs(C);
+    const start = await app.request("/ui/google/signin");
+    expect(start.status).toBe(302);
+    const consent = new URL(start.headers.get("location")!);
+    expect(consent.origin + consent.pathname).toBe(fake.authUrl);
+    expect(consent.searchParams.get("code_challenge_method")).toBe("S256");
+    expect(consent.searchParams.get("redirect_uri")).toBe("http://localhost/ui/google/callback");
+    const cookie = start.headers.get("set-cookie")!;
+    expect(cookie).toMatch(/^sitesync_google_signin=[^;]+;.*HttpOnly.*SameSite=Lax/i);
+    const back = new URL((await fetch(consent, { redirect: "manual" })).headers.get("location")!);
+    // Without the cookie (another browser, or a forged link): refused, nothing stored.
+    expect((await app.request(back.pathname + back.search)).status).toBe(400);
+    expect(existsSync(accountFileOf(credentials, C.email))).toBe(false);
+    const done = await app.request(back.pathname + back.search, { headers: { cookie: cookie.split(";")[0]! } });
+    expect(done.status).toBe(303);
+    expect(done.headers.get("location")).toStartWith("/ui/google?notice=google-signed-in");
+    expect(existsSync(accountFileOf(credentials, C.email))).toBe(true);
+    const listed = (await api("GET", "/api/v1/google/accounts")).json.find((a: { email: string }) => a.email === C.email);
+    expect(listed.properties).toEqual([{ site_url: "sc-domain:epsilon.example", permission_level: "siteOwner" }]);
   });
 });

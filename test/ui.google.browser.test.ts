@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { accountFileOf, writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
@@ -26,7 +26,8 @@ describe.skipIf(!haveChromium)("Google accounts page in chromium", () => {
 
   beforeAll(async () => {
     fake = startFakeGsc();
-    fake.registerOAuthClient();
+    const clientSecret = join(dir.dir, "client_secret.json");
+    writeFileSync(clientSecret, JSON.stringify(fake.registerOAuthClient()));
     const credentials = join(dir.dir, "credentials.json");
     const client = { client_id: "test-client.apps.googleusercontent.com", client_secret: "test-secret", token_uri: fake.tokenUrl };
     fake.signInAs({ email: "a@example.com", properties: [{ siteUrl: "sc-domain:alpha.example", permissionLevel: "siteOwner" }] });
@@ -50,6 +51,8 @@ describe.skipIf(!haveChromium)("Google accounts page in chromium", () => {
         GSC_CREDENTIALS_FILE: credentials,
         GSC_API_BASE_URL: fake.url,
         GSC_TOKEN_URL: fake.tokenUrl,
+        GSC_AUTH_URL: fake.authUrl,
+        GSC_CLIENT_SECRET_FILE: clientSecret,
         SYNC_SCHEDULER: "false",
       },
     });
@@ -104,5 +107,18 @@ describe.skipIf(!haveChromium)("Google accounts page in chromium", () => {
     expect(await page.locator("tr[data-property]").count()).toBe(0);
     await page.goto(`${s.url}/ui/google`);
     expect(await page.locator('article[data-account="a@example.com"] a').allTextContents()).toEqual(["synced with this account"]);
+  });
+
+  test("Sign in with another Google account: Google's consent, then the account is listed with its properties", async () => {
+    fake.signInAs({ email: "c@example.com", properties: [{ siteUrl: "sc-domain:delta.example", permissionLevel: "siteOwner" }] });
+    await page.goto(`${s.url}/ui/google`);
+    // The fake consent page agrees at once and redirects back to the dashboard's callback.
+    await page.getByRole("link", { name: "Sign in with another Google account" }).click();
+    await page.waitForURL(/\/ui\/google\?notice=google-signed-in/);
+    expect(await page.locator(".notice, [role=status]").first().textContent()).toContain("Signed in");
+    expect(await page.locator('article[data-account="c@example.com"] li').allTextContents()).toEqual([
+      "sc-domain:delta.example (siteOwner)",
+    ]);
+    expect(await page.locator('tr[data-property="sc-domain:delta.example"]').count()).toBe(1);
   });
 });

@@ -17,6 +17,8 @@ export function isOpenPath(path: string): boolean {
     path === "/openapi.json" ||
     path === "/ui/login" ||
     path === "/ui/logout" ||
+    // Google's redirect back from the dashboard's sign-in: it completes only with the cookie an admin's start set.
+    path === "/ui/google/callback" ||
     path.startsWith("/ui/static/")
   );
 }

@@ -7,6 +7,7 @@ import type { Property } from "../google/queries.ts";
 import { DEFAULT_TOKEN_URL, readServiceAccountKey, serviceAccountToken, type TokenProvider } from "../sync/gsc/auth.ts";
 import {
   authorizedUserToken,
+  emailOf,
   listStoredSignIns,
   oauthClient,
   oauthError,
@@ -51,16 +52,6 @@ export function parseRedirect(input: string): Callback {
   const code = q.get("code");
   if (!code) throw new CliError("the URL has no code parameter: paste the whole address the browser was redirected to");
   return { code, state: q.get("state") };
-}
-
-/** The e-mail in an ID token's payload (it came straight from the token endpoint over TLS: not re-verified). */
-function emailOf(idToken: string | null | undefined): string | undefined {
-  try {
-    const payload = JSON.parse(Buffer.from(idToken!.split(".")[1]!, "base64url").toString("utf8")) as { email?: unknown };
-    return typeof payload.email === "string" ? payload.email : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Opens a URL in this machine's browser, if it has one; says nothing when it cannot. */

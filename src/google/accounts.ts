@@ -1,13 +1,28 @@
+import { randomUUID } from "node:crypto";
 import { rmSync } from "node:fs";
+import { CodeChallengeMethod } from "google-auth-library";
 import type { Config } from "../config.ts";
 import type { Db } from "../db/index.ts";
 import type { GoogleAccount } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
 import { log } from "../log.ts";
 import { PermanentError } from "../sync/errors.ts";
-import { readServiceAccountKey, serviceAccountToken, staticToken, type TokenProvider } from "../sync/gsc/auth.ts";
+import { DEFAULT_TOKEN_URL, readServiceAccountKey, serviceAccountToken, staticToken, type TokenProvider } from "../sync/gsc/auth.ts";
 import { GscError } from "../sync/gsc/client.ts";
-import { accountFileOf, authorizedUserToken, listStoredSignIns, projectOfClient, type StoredSignIn } from "../sync/gsc/user-auth.ts";
+import {
+  accountFileOf,
+  authorizedUserToken,
+  emailOf,
+  listStoredSignIns,
+  oauthClient,
+  oauthError,
+  projectOfClient,
+  readClientSecret,
+  SIGN_IN_SCOPES,
+  signInFileFor,
+  type StoredSignIn,
+  writeAuthorizedUser,
+} from "../sync/gsc/user-auth.ts";
 import {
   autoBindSites,
   deleteGoogleAccount,
@@ -26,7 +41,14 @@ import {
 
 export type GoogleAccountsConfig = Pick<
   Config,
-  "GSC_ACCESS_TOKEN" | "GSC_SERVICE_ACCOUNT_FILE" | "GSC_CREDENTIALS_FILE" | "GSC_API_BASE_URL" | "GSC_TOKEN_URL" | "GSC_TIMEOUT_MS"
+  | "GSC_ACCESS_TOKEN"
+  | "GSC_SERVICE_ACCOUNT_FILE"
+  | "GSC_CREDENTIALS_FILE"
+  | "GSC_API_BASE_URL"
+  | "GSC_TOKEN_URL"
+  | "GSC_TIMEOUT_MS"
+  | "GSC_CLIENT_SECRET_FILE"
+  | "GSC_AUTH_URL"
 >;
 
 /** What a Search Console request for one property is sent with: a token, and the project whose quota it counts against. */
@@ -231,7 +253,77 @@ export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
     return { removed, credentials_file_deleted: local !== undefined, unbound, rebound };
   }
 
-  return { register, refresh, credentialsFor, tokenOf, localSignIns, serviceAccountEmail, remove };
+  /**
+   * The dashboard's Google sign-in, step 1: Google's consent URL for the OAuth client of
+   * GSC_CLIENT_SECRET_FILE (authorization code with PKCE S256, offline access, consent shown so a refresh
+   * token comes back) redirecting to `redirectUri`, with the state and verifier the callback must bring back.
+   */
+  async function beginSignIn(redirectUri: string): Promise<{ url: string; state: string; verifier: string }> {
+    let info: ReturnType<typeof readClientSecret>;
+    try {
+      info = readClientSecret(c.GSC_CLIENT_SECRET_FILE);
+    } catch (err) {
+      throw new ApiError(
+        "conflict",
+        `${(err as Error).message}: put the OAuth client downloaded from Google Cloud at GSC_CLIENT_SECRET_FILE on the server to sign in from the dashboard`,
+      );
+    }
+    const client = oauthClient(
+      info,
+      { tokenUrl: c.GSC_TOKEN_URL ?? info.token_uri ?? DEFAULT_TOKEN_URL, authUrl: c.GSC_AUTH_URL },
+      redirectUri,
+    );
+    const { codeVerifier, codeChallenge } = await client.generateCodeVerifierAsync();
+    const state = randomUUID();
+    const url = client.generateAuthUrl({
+      access_type: "offline",
+      prompt: "consent",
+      scope: SIGN_IN_SCOPES,
+      state,
+      code_challenge: codeChallenge,
+      code_challenge_method: CodeChallengeMethod.S256,
+    });
+    return { url, state, verifier: codeVerifier! };
+  }
+
+  /**
+   * Step 2: exchanges Google's code for tokens and stores the grant like `auth login` does (a new account
+   * beside the others, the same account renewed), then registers it and lists its properties.
+   */
+  async function finishSignIn(code: string, verifier: string, redirectUri: string): Promise<{ account: string | null; file: string }> {
+    const info = readClientSecret(c.GSC_CLIENT_SECRET_FILE);
+    const tokenUrl = c.GSC_TOKEN_URL ?? info.token_uri ?? DEFAULT_TOKEN_URL;
+    const client = oauthClient(info, { tokenUrl, authUrl: c.GSC_AUTH_URL }, redirectUri);
+    let tokens: import("google-auth-library").Credentials;
+    try {
+      tokens = (await client.getToken({ code, codeVerifier: verifier, redirect_uri: redirectUri })).tokens;
+    } catch (err) {
+      const e = oauthError(err);
+      throw new ApiError(
+        "validation_failed",
+        `Google refused the sign-in code (${[e.code, e.description].filter(Boolean).join(": ") || (err as Error).message})`,
+      );
+    }
+    if (!tokens.refresh_token)
+      throw new ApiError(
+        "conflict",
+        "Google sent no refresh token: remove sitesync's access at https://myaccount.google.com/permissions and sign in again",
+      );
+    const account = emailOf(tokens.id_token) ?? null;
+    const file = signInFileFor(c.GSC_CREDENTIALS_FILE, account);
+    writeAuthorizedUser(file, {
+      client_id: info.client_id,
+      client_secret: info.client_secret,
+      refresh_token: tokens.refresh_token,
+      token_uri: tokenUrl,
+      ...(account ? { account } : {}),
+    });
+    userTokens.delete(file);
+    await refresh();
+    return { account, file };
+  }
+
+  return { register, refresh, credentialsFor, tokenOf, localSignIns, serviceAccountEmail, remove, beginSignIn, finishSignIn };
 }
 
 export type GoogleAccounts = ReturnType<typeof createGoogleAccounts>;

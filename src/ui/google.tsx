@@ -26,6 +26,13 @@ export function GooglePage(props: {
         ) : (
           props.accounts.map((a) => <AccountBlock account={a} canRemove={props.canRemove} />)
         )}
+        {props.canRemove ? (
+          <p>
+            <a href="/ui/google/signin" class="button">
+              Sign in with another Google account
+            </a>
+          </p>
+        ) : null}
         {props.canWrite ? (
           <form method="post" action="/ui/google/refresh" class="inline">
             <button type="submit">Ask Search Console again</button>

@@ -72,6 +72,8 @@ export type UiOptions = {
 };
 
 const JS = "text/javascript; charset=utf-8";
+/** The dashboard's Google sign-in in progress: `<state>.<PKCE verifier>`, for /ui/google/callback only. */
+const GOOGLE_SIGNIN_COOKIE = "sitesync_google_signin";
 const DEFAULT_SESSION_TTL_MS = 12 * 3_600_000;
 /** Days of the coverage window in the sites list (final days only). */
 const COVERAGE_DAYS = 30;
@@ -89,6 +91,7 @@ const notices: Record<string, (id: string) => string> = {
   "alert-removed": () => "Removed.",
   "alert-rule-set": () => "Rule set.",
   "alert-test": () => "Test alert queued: it is sent within a few seconds (see the delivery log).",
+  "google-signed-in": () => "Signed in: the account is added and its properties listed below.",
 };
 
 // Form fields arrive as strings; empty ones mean "not given".
@@ -493,6 +496,39 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       maxAttempts: opts.maxAttempts,
     });
     return googlePage(c, outcomes);
+  });
+  // Signing in with Google from the dashboard (admin): the OAuth web flow with PKCE, redirecting back to
+  // /ui/google/callback. The state and verifier ride in a short-lived HttpOnly cookie (SameSite=Lax: it
+  // comes back on Google's top-level redirect, where the Strict session cookie does not), so the callback
+  // (an open path) completes only the sign-in this browser started.
+  const callbackOf = (c: Context) => {
+    const url = new URL(c.req.url);
+    return `${c.get("tls") ? "https:" : url.protocol}//${url.host}/ui/google/callback`;
+  };
+  app.get("/google/signin", async (c) => {
+    if (!accessOf(c).admin) throw new ApiError("forbidden", "adding a Google account needs an admin key");
+    const { url, state, verifier } = await needGoogle().beginSignIn(callbackOf(c));
+    setCookie(c, GOOGLE_SIGNIN_COOKIE, `${state}.${verifier}`, {
+      httpOnly: true,
+      sameSite: "Lax",
+      path: "/ui/google/callback",
+      secure: c.get("tls") === true,
+      maxAge: 600,
+    });
+    return c.redirect(url, 302);
+  });
+  app.get("/google/callback", async (c) => {
+    const [state, verifier] = (getCookie(c, GOOGLE_SIGNIN_COOKIE) ?? "").split(".");
+    deleteCookie(c, GOOGLE_SIGNIN_COOKIE, { path: "/ui/google/callback" });
+    const q = c.req.query();
+    if (q.error) throw new ApiError("validation_failed", `Google did not grant access: ${q.error}`);
+    if (!state || !verifier || q.state !== state || !q.code)
+      throw new ApiError(
+        "validation_failed",
+        "this sign-in was not started from this browser (or took over 10 minutes): start it again from the Google page",
+      );
+    const r = await needGoogle().finishSignIn(q.code, verifier, callbackOf(c));
+    return c.redirect(`/ui/google?notice=google-signed-in&account=${encodeURIComponent(r.account ?? "")}`, 303);
   });
   app.post("/google/accounts/:id/remove", async (c) => {
     await needGoogle().remove(pathId(c.req.param("id")));
