@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
@@ -14,13 +14,16 @@ import { call } from "./helpers/api.ts";
 import { cli } from "./helpers/cli.ts";
 import { tempDb } from "./helpers/db.ts";
 import { type FakeAccount, isDetailRequest, makeServiceAccount, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
-import { waitFor } from "./helpers/sync.ts";
+import { waitFor as waitUpTo } from "./helpers/sync.ts";
 
 // Several Google accounts (issue 20.3) and property discovery (issue 17.7), in this process against the
 // fake Search Console serving two signed-in users and a service account, each seeing other properties
 // (the fake answers 403 when a token's account does not see the property, as Google does).
 
 setLogLevel("silent");
+setDefaultTimeout(180_000);
+// Conditions, not durations: a loaded machine (load ~25 while 9 agents test) gets a minute.
+const waitFor = <T>(what: string, f: () => T | Promise<T>) => waitUpTo(what, f, 60_000);
 const A: FakeAccount = {
   email: "a@example.com",
   properties: [
