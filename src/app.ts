@@ -32,6 +32,8 @@ import { observeHttpRequest, registry } from "./metrics/registry.ts";
 import { validationHook } from "./openapi.ts";
 import { requestFrame } from "./request-frame.ts";
 import { searchRoutes } from "./search/routes.ts";
+import { sitemapsRoutes } from "./sitemaps/routes.ts";
+import { inspectionRoutes } from "./inspection/routes.ts";
 import { sitesRoutes } from "./sites/routes.ts";
 import { syncRoutes, type SyncApiOptions } from "./sync/routes.ts";
 import { uiLoginRedirect, uiRoutes } from "./ui/routes.tsx";
@@ -129,6 +131,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   const google = opts.google ?? createGoogleAccounts(db, defaults);
   app.route("/api/v1/sites", siteAccountRoutes(audited, google, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
   app.route("/api/v1/sites", sitesRoutes(audited));
+  app.route("/api/v1/sites", sitemapsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
+  app.route("/api/v1/sites", inspectionRoutes(audited, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
   app.route("/api/v1/google", googleRoutes(audited, google));
   app.route(
     "/api/v1/diagnostics",

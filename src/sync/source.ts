@@ -7,9 +7,10 @@ import { searchTypeCodes, type SearchTypeCode } from "../db/enums.ts";
 import { demoSource } from "./demo.ts";
 import { serviceAccountToken, staticToken, type TokenProvider } from "./gsc/auth.ts";
 import { authorizedUserToken, listStoredSignIns } from "./gsc/user-auth.ts";
-import { gscSource } from "./gsc/client.ts";
+import { gscSource, type GscClientOptions } from "./gsc/client.ts";
 import { createRateLimiter, type RateLimiter } from "./gsc/limiter.ts";
 import { createDbQuota, type QuotaLimits } from "./gsc/quota.ts";
+import { createGscResources, demoResources, type ResourceSource } from "./gsc/resources.ts";
 
 /** The search types a daily sync fetches, each stored at its grains (docs/design/grains.md). */
 export const searchTypes = searchTypeCodes;
@@ -60,6 +61,8 @@ export type SearchAnalyticsSource = {
   hourlyPages(siteUrl: string, day: string, signal: AbortSignal): AsyncIterable<HourlySourceRow[]>;
   /** Every row of one totals grain (property, page or search appearance) of a day and search type. */
   totals(siteUrl: string, day: string, type: SearchType, grain: Grain, signal: AbortSignal): Promise<TotalsRow[]>;
+  /** Sitemaps and URL inspection (sitemaps_sync, url_inspection tasks); absent: this source has none. */
+  resources?: ResourceSource;
 };
 
 /** Search Console's limits from the configuration (the quota every process and host shares through the database). */
@@ -102,7 +105,7 @@ function hasSignIn(credentialsFile: string): boolean {
  * site's Google account (src/google/accounts.ts), and each Google project's requests share one limiter.
  */
 export function sourceFromConfig(c: Config, db?: Db): SearchAnalyticsSource {
-  const demo = demoSource(c.DEMO_ROWS_PER_DAY, c.GSC_ROW_LIMIT);
+  const demo: SearchAnalyticsSource = { ...demoSource(c.DEMO_ROWS_PER_DAY, c.GSC_ROW_LIMIT), resources: demoResources() };
   if (c.SYNC_SOURCE === "demo") return demo;
   const limiters = new Map<string, RateLimiter>();
   const limiterOf = (project: string) => {
@@ -115,12 +118,12 @@ export function sourceFromConfig(c: Config, db?: Db): SearchAnalyticsSource {
     return l;
   };
   const accounts = db ? createGoogleAccounts(db, c) : null;
-  const gsc = gscSource({
+  const opts: GscClientOptions = {
     baseUrl: c.GSC_API_BASE_URL,
     auth: tokenProviderFromConfig(c),
     limiter: limiterOf("default"),
     route: accounts
-      ? async (siteUrl) => {
+      ? async (siteUrl: string) => {
           const cr = await accounts.credentialsFor(siteUrl);
           return { auth: cr.auth, limiter: limiterOf(cr.project) };
         }
@@ -129,7 +132,8 @@ export function sourceFromConfig(c: Config, db?: Db): SearchAnalyticsSource {
     maxRetries: c.GSC_MAX_RETRIES,
     retryBaseMs: c.GSC_RETRY_BASE_MS,
     timeoutMs: c.GSC_TIMEOUT_MS,
-  });
+  };
+  const gsc: SearchAnalyticsSource = { ...gscSource(opts), resources: createGscResources(opts) };
   if (c.SYNC_SOURCE === "gsc" || c.GSC_ACCESS_TOKEN || c.GSC_SERVICE_ACCOUNT_FILE) return gsc;
   return signInOrDemo(c.GSC_CREDENTIALS_FILE, gsc, demo);
 }
@@ -147,5 +151,8 @@ function signInOrDemo(file: string, gsc: SearchAnalyticsSource, demo: SearchAnal
     pages: (...args) => pick().pages(...args),
     hourlyPages: (...args) => pick().hourlyPages(...args),
     totals: (...args) => pick().totals(...args),
+    get resources() {
+      return pick().resources;
+    },
   };
 }

@@ -1,6 +1,7 @@
 import { generateKeyPairSync, verify } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fakeResources } from "./fake-gsc-resources.ts";
 import { exitWithParent } from "./sync.ts";
 
 // A fake Google Search Console (searchAnalytics.query) and OAuth token endpoint on loopback, so sync
@@ -483,6 +484,23 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     return Response.json(rows.length > 0 ? { rows, responseAggregationType } : { responseAggregationType });
   }
 
+  // Sitemaps and URL inspection (fake-gsc-resources.ts): the same tokens, injected answers and forbidden sites.
+  const resources = fakeResources({
+    authorize(req, site) {
+      const i = injected.findIndex((x) => !x.match);
+      if (i >= 0) {
+        const x = injected[i]!;
+        if (x.times === undefined || --x.times <= 0) injected.splice(i, 1);
+        return injectedResponse(x);
+      }
+      const auth = req.headers.get("authorization") ?? "";
+      if (!auth.startsWith("Bearer ") || !accepted.has(auth.slice(7)))
+        return googleError(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.");
+      if (forbidden.has(site)) return googleError(403, "PERMISSION_DENIED", `User does not have sufficient permission for site '${site}'.`);
+      return null;
+    },
+  });
+
   let origin = "";
   const server: Bun.Server<undefined> = Bun.serve({
     hostname: "127.0.0.1",
@@ -494,6 +512,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       if (req.method === "GET" && url.pathname === "/webmasters/v3/sites") return listSites(req);
       const m = /^\/webmasters\/v3\/sites\/([^/]+)\/searchAnalytics\/query$/.exec(url.pathname);
       if (req.method === "POST" && m) return query(req, decodeURIComponent(m[1]!));
+      const r = await resources.handle(req, url);
+      if (r) return r;
       return googleError(404, "NOT_FOUND", `no route ${req.method} ${url.pathname}`);
     },
   });
@@ -505,6 +525,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     authUrl: `${origin}/auth`,
     requests,
     tokenRequests,
+    /** Sitemaps and URL inspection: their request log, setSitemaps, setInspection. */
+    resources,
     /** Answers the next matching request(s) with this instead. */
     inject(x: Injected) {
       injected.push(x);
@@ -523,6 +545,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       extra.clear();
       answers.clear();
       tokenRequests.length = 0;
+      resources.reset();
     },
     setDelay(ms: number) {
       delayMs = ms;

@@ -4,6 +4,7 @@ import type { SearchAnalyticsSource } from "../source.ts";
 import { dailySync } from "./daily-sync.ts";
 import { hourlySync } from "./hourly-sync.ts";
 import { recheck } from "./recheck.ts";
+import { sitemapsSync, urlInspection } from "./sitemaps-sync.ts";
 
 /** Counters a handler reports at each checkpoint (they become the job's progress and stats). */
 export type Progress = { done: number; synced: number; failed: number; skipped: number; records: number };
@@ -41,6 +42,8 @@ const registry = new Map<string, TaskHandler>([
   [dailySync.type, dailySync],
   [hourlySync.type, hourlySync],
   [recheck.type, recheck],
+  [sitemapsSync.type, sitemapsSync],
+  [urlInspection.type, urlInspection],
 ]);
 
 /** Adds a kind of task (a module exporting a TaskHandler); later registrations replace earlier ones. */
