@@ -8,6 +8,7 @@ import {
   SEARCH_INDEXED_SQL,
   SEARCH_SCAN_SQL,
   SEARCH_SHORT_SQL,
+  searchSqlParams,
   type SearchParams,
   type SearchRow,
 } from "../db/sqlite/search.ts";
@@ -57,7 +58,7 @@ export async function searchQueries(
     db.engine === "sqlite"
       ? await queryPool(db).all<SearchRow>(
           kind === "scan" ? SEARCH_SCAN_SQL : kind === "short" ? SEARCH_SHORT_SQL : SEARCH_INDEXED_SQL,
-          kind === "index" ? { ...params, fts: ftsPhrase(opts.term) } : params,
+          kind === "index" ? { ...searchSqlParams(params), fts: ftsPhrase(opts.term) } : searchSqlParams(params),
         )
       : await searchPg(db, kind, params);
   return { total: rows[0]?.found ?? 0, queries: rows.map(({ found: _found, ...q }) => q) };

@@ -78,6 +78,12 @@ export const SEARCH_SCAN_SQL = `select q.query,
  order by total_impressions desc, q.query
  limit $limit`;
 
+/** The search SQL's named parameters: the dates as day numbers ($start_day, $end_day; no start = day 0). */
+export function searchSqlParams(params: SearchParams) {
+  const { start, end, ...rest } = params;
+  return { ...rest, start_day: start ? dayNumber(start) : 0, end_day: dayNumber(end) };
+}
+
 /** An FTS5 query for `term` as one literal phrase (trigram: a substring), whatever characters it holds. */
 export function ftsPhrase(term: string): string {
   return `"${term.replaceAll('"', '""')}"`;
@@ -87,8 +93,7 @@ export function ftsPhrase(term: string): string {
 export function searchSqlite(db: SqliteDb, kind: "index" | "short" | "scan", params: SearchParams, term: string): SearchRow[] {
   // No cache of our own: bun:sqlite's query() compiles a statement once per connection and SQL text.
   const reader = db.raw.reader;
-  const { start, end, ...rest } = params;
-  const p = { ...rest, start_day: start ? dayNumber(start) : 0, end_day: dayNumber(end) };
+  const p = searchSqlParams(params);
   type P = typeof p;
   if (kind === "scan") return reader.query<SearchRow, [P]>(SEARCH_SCAN_SQL).all(p);
   if (kind === "short") return reader.query<SearchRow, [P]>(SEARCH_SHORT_SQL).all(p);
