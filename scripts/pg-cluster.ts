@@ -108,6 +108,35 @@ export function stopCluster(dir: string, bin = findPgBin()): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/**
+ * Stops the server of a cluster, keeping its data (fault tests): `immediate` is a crash (no checkpoint,
+ * recovery at the next start), `fast` a clean shutdown that terminates sessions.
+ */
+export async function stopServer(c: Cluster, mode: "immediate" | "fast", bin = findPgBin()): Promise<void> {
+  if (!bin) throw new Error(`no PostgreSQL binaries under ${PG_ROOT}`);
+  await runAsync([join(bin, "pg_ctl"), "-D", join(c.dir, "data"), "-m", mode, "-w", "-t", "60", "stop"], "pg_ctl stop");
+}
+
+/** Starts a cluster's server again after stopServer, with the options it had (from postmaster.opts), on its port. */
+export async function startServer(c: Cluster, bin = findPgBin()): Promise<void> {
+  if (!bin) throw new Error(`no PostgreSQL binaries under ${PG_ROOT}`);
+  const data = join(c.dir, "data");
+  // postmaster.opts: the server's last command line, every argument quoted: postgres "-D" "<data>" "-p" ...
+  const args = [...readFileSync(join(data, "postmaster.opts"), "utf8").matchAll(/"([^"]*)"/g)].map((m) => m[1]!);
+  const options = args.slice(args.indexOf("-D") + 2).join(" ");
+  await runAsync(
+    [join(bin, "pg_ctl"), "-D", data, "-l", join(c.dir, "server.log"), "-w", "-t", "60", "-o", options, "start"],
+    "pg_ctl start",
+  );
+}
+
+/** run() without blocking the event loop (a test's clients keep going meanwhile). */
+async function runAsync(cmd: string[], what: string): Promise<void> {
+  const p = Bun.spawn(asClusterOwner(cmd), { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`${what} failed (exit ${code}): ${(out + err).trim()}`);
+}
+
 /** Stops and removes the clusters under `parent` whose owner process no longer exists. */
 function reapOrphanedClusters(parent: string, bin: string) {
   for (const name of readdirSync(parent)) {

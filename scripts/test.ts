@@ -30,6 +30,7 @@ export const sqliteOnly: Record<string, string> = {
   "db-copy.test.ts": "copies between both engines itself",
   "bench-copy.test.ts": "runs db:copy between both engines itself",
   "pg-cluster.test.ts": "starts its own clusters",
+  "db-faults.test.ts": "crashes and stops a PostgreSQL cluster of its own, and runs SQLite's disk-full case itself",
   "bench.test.ts": "runs the SQLite benchmark",
   "bench-analytics.test.ts": "runs the SQLite benchmark",
   "bench-search.test.ts": "runs the SQLite benchmark",

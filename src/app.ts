@@ -17,6 +17,7 @@ import type { Bounds } from "./analytics/bounds.ts";
 import { compatPath, compatRoutes } from "./compat/routes.ts";
 import { insightsRoutes } from "./insights/routes.ts";
 import { alertsRoutes } from "./alerts/routes.ts";
+import { withRideThrough } from "./db/availability.ts";
 import type { Db } from "./db/index.ts";
 import { defaultGscProbe, type GscProbe } from "./diagnostics/gsc-probe.ts";
 import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
@@ -98,6 +99,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   // need is not mounted at all (no per-request test of a setting). One line per middleware, in order.
   // Request id, log context, metrics, security headers and the request log: one frame (src/request-frame.ts).
   app.use(step("frame", requestFrame({ observe: observeHttpRequest, requestLog: opts.requestLog })));
+  // PostgreSQL: one ride-through budget per request for waiting on an unreachable server (src/db/availability.ts).
+  if (db.engine === "pg") app.use(step("ride-through", (_c, next) => withRideThrough(db.availability.rideThroughMs, next)));
   // Before auth: a preflight carries no credentials and is answered here; refusals get the CORS headers too.
   const cors = corsFor(opts.corsOrigins);
   if (cors) app.use(step("cors", cors));

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { dbErrorCode } from "../errors.ts";
 import { log } from "../log.ts";
 
@@ -6,6 +7,21 @@ import { log } from "../log.ts";
 // While down, a probe runs in the background every PROBE_MS; requests wait for it at most the
 // ride-through (DB_RIDE_THROUGH_MS), then answer 503 with a Retry-After from what is known.
 // One log line per change: down, still down every minute, back up.
+
+// The ride-through is a budget per request, not per query: a request that waits for the database in its
+// key check, then in its write, then in its idempotency record waits at most once the ride-through in all.
+const budget = new AsyncLocalStorage<{ until: number }>();
+
+/** Runs `fn` (a request) with `ms` of waiting for the database in all. */
+export function withRideThrough<T>(ms: number, fn: () => T): T {
+  return budget.run({ until: performance.now() + ms }, fn);
+}
+
+/** How long the caller may still wait for the database: `ms`, or less when its request's budget is shorter. */
+export function rideThroughLeft(ms: number): number {
+  const b = budget.getStore();
+  return b ? Math.min(ms, b.until - performance.now()) : ms;
+}
 
 /** A probe: resolves when the database answers a fresh connection, rejects with why not. */
 export type Probe = () => Promise<void>;
@@ -155,6 +171,7 @@ export function trackAvailability(probe: Probe, opts: { rideThroughMs: number; t
     probe: () => runProbe(),
     waitUp(ms) {
       if (downSince === null) return Promise.resolve(true);
+      ms = rideThroughLeft(ms);
       if (ms <= 0) return Promise.resolve(false);
       return new Promise<boolean>((resolve) => {
         const t = setTimeout(() => {

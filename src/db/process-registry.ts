@@ -81,6 +81,8 @@ export async function registerProcess(db: Db): Promise<() => Promise<void>> {
     clearInterval(timer);
     if (db.closed) return;
     if (db.engine === "pg") {
+      // Known unreachable: nothing to wait for (the row ages out: liveness is judged by its heartbeat).
+      if (db.availability.downSince !== null) return;
       // close() awaits this before it ends the pool.
       await db.q
         .delete(dbConnections)

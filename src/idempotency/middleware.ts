@@ -162,7 +162,10 @@ async function settle(db: Db, c: Context, input: ClaimInput) {
       }
     }
   };
+  const done = attempt();
+  // Known down: the answer leaves now; the record follows when the database is back.
+  if (db.availability.downSince !== null) return;
   let timer: Timer | undefined;
-  await Promise.race([attempt(), new Promise<void>((r) => (timer = setTimeout(r, db.availability.rideThroughMs)))]);
+  await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, db.availability.rideThroughMs)))]);
   clearTimeout(timer);
 }

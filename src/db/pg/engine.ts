@@ -3,7 +3,7 @@ import { NodePgSession, NodePgTransaction } from "drizzle-orm/node-postgres/sess
 import pg from "pg";
 import { ApiError, isRetryableDbError, isUnavailableDbError } from "../../errors.ts";
 import { log, logOncePer } from "../../log.ts";
-import { trackAvailability, type Availability } from "../availability.ts";
+import { rideThroughLeft, trackAvailability, type Availability } from "../availability.ts";
 import type { EngineHandle, Q } from "../engine.ts";
 import { newWriterStats } from "../sqlite/engine.ts";
 import * as schema from "./schema.ts";
@@ -215,7 +215,8 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
               { "Retry-After": String(availability.retryAfterSeconds()) },
             );
           }
-          // Aborted: nothing was applied; run it again below.
+          // Aborted: nothing was applied; run it again at once (the server answered, so it is up).
+          continue;
         } else if (!isRetryableDbError(err)) {
           throw err;
         }
@@ -225,7 +226,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
           // Is the server gone (down: later requests fail fast), or was it only this connection?
           await availability.suspect(err);
         }
-        if (elapsed >= (unavailableErr ? Math.max(opts.rideThroughMs, 1) : opts.retryForMs)) {
+        if (unavailableErr ? rideThroughLeft(opts.rideThroughMs - elapsed) <= 0 : elapsed >= opts.retryForMs) {
           stats.timeouts++;
           if (unavailableErr) noteStorage(err);
           throw unavailableErr
