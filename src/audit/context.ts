@@ -137,10 +137,10 @@ export function auditMiddleware(db: Db): MiddlewareHandler {
 
 // The row of a refused or failed request must never hold its answer: the request may have failed
 // precisely because the database is unreachable. When it is known down the row is buffered at once;
-// otherwise its write is awaited at most REFUSAL_WAIT_MS, and finishes (or is buffered) in the background.
+// otherwise its write is awaited at most the ride-through (DB_RIDE_THROUGH_MS), and finishes (or is
+// buffered) in the background.
 // Buffered rows (with the time of the request) are written when the database is back, or every
 // FLUSH_RETRY_MS; past MAX_BUFFERED the oldest are dropped and counted.
-const REFUSAL_WAIT_MS = 500;
 const FLUSH_RETRY_MS = 5000;
 const MAX_BUFFERED = 1000;
 
@@ -192,7 +192,7 @@ async function recordRefusal(db: Db, row: AuditInsert) {
         );
       },
     );
-  await Promise.race([write, new Promise<void>((r) => (timer = setTimeout(r, REFUSAL_WAIT_MS)))]);
+  await Promise.race([write, new Promise<void>((r) => (timer = setTimeout(r, db.availability.rideThroughMs)))]);
   clearTimeout(timer);
 }
 
