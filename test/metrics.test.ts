@@ -21,7 +21,7 @@ async function scrape(base: string): Promise<Sample[]> {
 describe("/metrics across 4 HTTP workers and a sync worker", () => {
   let s: RunningServer;
   beforeAll(async () => {
-    s = await startServer({ workers: 4, syncWorkers: 1, env: { METRICS_TIMEOUT_MS: "500", SYNC_POLL_MS: "50" } });
+    s = await startServer({ workers: 4, syncWorkers: 1, env: { METRICS_TIMEOUT_MS: "500", SYNC_POLL_MS: "50" }, timeoutMs: 60_000 });
   });
   afterAll(async () => s?.cleanup());
 
