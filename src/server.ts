@@ -55,7 +55,7 @@ const app = createApp(db, {
     queryMaxMemoryBytes: config.MCP_QUERY_MAX_MEMORY_MB * 1024 * 1024,
   },
   corsOrigins: config.CORS_ORIGINS,
-  gscProbe: gscProbeFromConfig(config),
+  gscProbe: gscProbeFromConfig(config, db),
   google: createGoogleAccounts(db, config),
 });
 

@@ -3,6 +3,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
+import { gscProbeFromConfig } from "../src/diagnostics/gsc-probe.ts";
 import { createGoogleAccounts, type GoogleAccounts } from "../src/google/accounts.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, FINAL_LAG_DAYS, newestDataDay, RETENTION_DAYS } from "../src/sync/dates.ts";
@@ -78,7 +79,7 @@ beforeAll(async () => {
     GSC_ROW_LIMIT: "100",
   });
   accounts = createGoogleAccounts(t.db, config);
-  app = createApp(t.db, { google: accounts });
+  app = createApp(t.db, { google: accounts, gscProbe: gscProbeFromConfig(config, t.db) });
 });
 afterEach(async () => {
   await Promise.all(workers.splice(0).map((w) => w.stop()));
@@ -283,6 +284,18 @@ describe("syncs", () => {
     expect(await p("sc-domain:gamma.example")).toBe("example-project");
     // Not a registered site: the default credentials (the service account, as before accounts existed).
     expect(await p("sc-domain:nothing.example")).toBe("example-project");
+  });
+
+  test("test-gsc-connection asks a site's property with its own account's token", async () => {
+    fake.reset();
+    for (const [d, who] of [
+      ["sc-domain:alpha.example", A.email],
+      ["https://beta.example/", B.email],
+    ] as const) {
+      const r = await api("GET", `/api/v1/diagnostics/test-gsc-connection/${await siteIdOf(d)}`);
+      expect(r.json.gsc_test).toMatchObject({ status: "ok", success: true });
+      expect(fake.requests.at(-1)).toMatchObject({ site: d, account: who, status: 200 });
+    }
   });
 
   test("a backfill fetches newest day first, and queued again resumes: final days stored are not fetched again", async () => {

@@ -1,5 +1,7 @@
 import { redact } from "../redact.ts";
 import type { Config } from "../config.ts";
+import type { Db } from "../db/index.ts";
+import { createGoogleAccounts } from "../google/accounts.ts";
 import { PermanentError } from "../sync/errors.ts";
 import { createGscClient, GscError, GscPermanentError } from "../sync/gsc/client.ts";
 import { createRateLimiter } from "../sync/gsc/limiter.ts";
@@ -43,14 +45,18 @@ const demoProbe: GscProbe = async () => ({
 
 /**
  * The probe the configuration selects: with Search Console credentials, one searchAnalytics.query of
- * one row for the newest day with data (no retries, bounded wait); for the demo source, says so.
+ * one row for the newest day with data (no retries, bounded wait); for the demo source, says so. Given
+ * the database, the property is asked with its site's Google account's token, as its syncs are.
  */
-export function gscProbeFromConfig(c: Config): GscProbe {
+export function gscProbeFromConfig(c: Config, db?: Db): GscProbe {
   if (c.SYNC_SOURCE === "demo") return demoProbe;
+  const limiter = createRateLimiter({ limit: PROBES_PER_MINUTE });
+  const accounts = db ? createGoogleAccounts(db, c) : null;
   const client = createGscClient({
     baseUrl: c.GSC_API_BASE_URL,
     auth: tokenProviderFromConfig(c),
-    limiter: createRateLimiter({ limit: PROBES_PER_MINUTE }),
+    limiter,
+    route: accounts ? async (siteUrl) => ({ auth: (await accounts.credentialsFor(siteUrl)).auth, limiter }) : undefined,
     rowLimit: 1,
     maxRetries: 0,
     retryBaseMs: c.GSC_RETRY_BASE_MS,
