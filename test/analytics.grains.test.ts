@@ -80,6 +80,8 @@ beforeAll(async () => {
   await storeRows(db, site, D3, "web", [
     { page: `${P}/a`, query: "gamma", device: "DESKTOP", clicks: 1, impressions: 10, ctr: 0.1, position: 1 },
   ]);
+  // Video: totals the migration of old data summed from the detail (completeness says derived).
+  await storePropertyTotals(db, site, D1, "video", [{ device: "MOBILE", clicks: 2, impressions: 20, position: 3 }], { derived: true });
   // Discover: property and page totals only (no query, no device).
   await storePropertyTotals(db, site, D1, "discover", [{ country: "usa", clicks: 50, impressions: 1000, position: 1 }]);
 });
@@ -126,6 +128,9 @@ describe("performance-trends reads the property totals", () => {
   test("search appearance reads the appearance totals; discover its own totals", async () => {
     const amp = await trends("&search_appearance=AMP_BLUE_LINK");
     expect(amp.json.data).toEqual([expect.objectContaining({ date: D1, total_clicks: 3, total_impressions: 30, avg_position: 2 })]);
+    const video = await trends("&search_type=video");
+    expect(video.json.data).toEqual([expect.objectContaining({ date: D1, total_clicks: 2, derived: true })]);
+    expect(video.json.summary).toMatchObject({ derived_days: 1, anonymized_clicks_share: null });
     const discover = await trends("&search_type=discover");
     expect(discover.json.data).toEqual([expect.objectContaining({ date: D1, total_clicks: 50, total_impressions: 1000 })]);
   });

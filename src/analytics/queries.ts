@@ -4,7 +4,8 @@ import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { roundHalfEven } from "./format.ts";
 import { queryPool } from "./pool.ts";
 import type { PageKeywordItem, RankingDataItem, TrendsResponse } from "./schemas.ts";
-import { searchTypeCodes, sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
+import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
+import { dayDate, dayNumber, deviceCode } from "../sync/grains.ts";
 import {
   addSums,
   assertAnswerable,
@@ -228,20 +229,26 @@ export function exportSql(o: { start: boolean; end: boolean; searchType: boolean
 /** The filters performance-trends takes besides the site (search type, country, device, appearance). */
 export type TrendsFilters = Omit<GrainFilters, "siteId" | "start" | "end">;
 
-/** Distinct queries per day of the query detail (the trend's unique_queries), for one type (or all) and device. */
+/** Distinct named queries per day (the trend's unique_queries): the day × query rollup, or the query detail for one device. */
 async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start: string, end: string): Promise<Map<string, number>> {
   const e = db.engine;
-  const names = typeCodesOf(f.searchType).map((t) => searchTypeCodes[t - 1]!);
-  const rows = await all<{ date: string; n: number }>(
+  const table = f.device ? "gsc_query_detail" : "gsc_day_query_totals";
+  const rows = await all<{ day: number; n: number }>(
     db,
-    `select g.date as date, ${num(e, "count(distinct g.query)")} as n from gsc_performance_data g
- where g.site_id = $site_id and g.date >= $start and g.date <= $end
-   and g.search_type in (select value from ${jsonList(e, "$names", "n")})${f.device ? " and g.device = $device" : ""}
- group by g.date`,
-    { site_id: siteId, start, end, names: JSON.stringify(names), ...(f.device ? { device: f.device.toUpperCase() } : {}) },
+    `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from ${table} g
+ where g.site_id = $site_id and g.day >= $start and g.day <= $end
+   and g.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})${f.device ? " and g.device = $device" : ""}
+ group by g.day`,
+    {
+      site_id: siteId,
+      start: dayNumber(start),
+      end: dayNumber(end),
+      types: JSON.stringify(typeCodesOf(f.searchType)),
+      ...(f.device ? { device: deviceCode(f.device) } : {}),
+    },
     true,
   );
-  return new Map(rows.map((r) => [r.date, Number(r.n)]));
+  return new Map(rows.map((r) => [dayDate(Number(r.day)), Number(r.n)]));
 }
 
 /**

@@ -119,7 +119,7 @@ export async function allRows<R>(db: Db, sql: string, params: Params, slow = fal
 /**
  * The days of a window (per type) that no grain covers: no completeness row and no property totals
  * for that site, day and type. Their numbers come from the query detail, flagged derived. Returns
- * the days and the `date|type` pairs (the detail's spelling) as JSON lists for the SQL below.
+ * the day numbers and the (day × 10 + type) pairs as JSON lists for the SQL below.
  */
 export async function findUngrainedDays(db: Db, siteId: number, types: number[], start: string, end: string) {
   const e = db.engine;
@@ -134,25 +134,24 @@ select distinct day, type from gsc_property_totals
     to: dayNumber(end),
     types: JSON.stringify(types),
   });
-  const covered = new Set(rows.map((r) => `${dayDate(Number(r.day))}|${Number(r.type)}`));
-  const days = new Set<string>();
-  const pairs: string[] = [];
+  const covered = new Set(rows.map((r) => Number(r.day) * 10 + Number(r.type)));
+  const days = new Set<number>();
+  const pairs: number[] = [];
   for (const d of dayRange(start, end)) {
+    const n = dayNumber(d);
     for (const t of types) {
-      if (covered.has(`${d}|${t}`)) continue;
-      days.add(d);
-      pairs.push(`${d}|${searchTypeCodes[t - 1]}`);
+      if (covered.has(n * 10 + t)) continue;
+      days.add(n);
+      pairs.push(n * 10 + t);
     }
   }
   return { days: JSON.stringify([...days]), pairs: JSON.stringify(pairs), count: pairs.length };
 }
 
-/** The detail rows of the ungrained days: `g` filtered to them (and the device). */
+/** The query detail rows (gsc_query_detail `g`) of the ungrained days: index seeks on (site_id, day), then the type and device. */
 const derivedWhere = (e: Engine, device: boolean) =>
-  `g.site_id = $site_id and g.date in (select value from ${jsonList(e, "$ud", "ud")})
-   and (g.date || '|' || g.search_type) in (select value from ${jsonList(e, "$up", "up")})${device ? " and g.device = $device_text" : ""}`;
-/** A detail row's sum_position in the grains' unit. */
-const detailSumPosition = `round(g.position * g.impressions * ${sumPositionScale})`;
+  `g.site_id = $site_id and g.day in (select cast(value as integer) from ${jsonList(e, "$ud", "ud")})
+   and g.day * 10 + g.type in (select cast(value as integer) from ${jsonList(e, "$up", "up")})${device ? " and g.device = $device" : ""}`;
 
 /** Whether a filter lets ungrained days be derived from the detail (it has no country and no appearance). */
 const derivable = (f: GrainFilters) => !f.country && !f.appearance;
@@ -194,15 +193,21 @@ export async function findPropertyDays(db: Db, f: GrainFilters): Promise<DayTota
   const ungrained = derivable(f) ? await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, f.end) : null;
   const derivedSql =
     ungrained && ungrained.count > 0
-      ? `select g.date as date, ${num(e, "sum(g.clicks)")} as clicks, ${num(e, "sum(g.impressions)")} as impressions,
-       ${num(e, `sum(${detailSumPosition})`)} as sp
-  from gsc_performance_data g where ${derivedWhere(e, !!f.device)} group by g.date`
+      ? `select g.day as day, ${num(e, "sum(g.clicks)")} as clicks, ${num(e, "sum(g.impressions)")} as impressions,
+       ${num(e, "sum(g.sum_position)")} as sp
+  from gsc_query_detail g where ${derivedWhere(e, !!f.device)} group by g.day`
       : null;
   type Row = { clicks: number; impressions: number; sp: number };
-  const [grain, derived] = await Promise.all([
+  // Days whose totals the migration of old data summed from the detail (completeness says derived).
+  const derivedDaysSql = `select distinct x.day as day from gsc_day_completeness x
+ where x.site_id = $site_id and x.day >= $from and x.day <= $to and x.derived = ${e === "pg" ? "true" : "1"}
+   and x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
+  const [grain, derived, marked] = await Promise.all([
     allRows<Row & { day: number }>(db, grainSql, params),
-    derivedSql ? allRows<Row & { date: string }>(db, derivedSql, { ...params, ud: ungrained!.days, up: ungrained!.pairs }, true) : [],
+    derivedSql ? allRows<Row & { day: number }>(db, derivedSql, { ...params, ud: ungrained!.days, up: ungrained!.pairs }, true) : [],
+    allRows<{ day: number }>(db, derivedDaysSql, { site_id: f.siteId, from: params.from!, to: params.to!, types: params.types! }),
   ]);
+  const markedDays = new Set(marked.map((r) => Number(r.day)));
   const byDay = new Map<string, DayTotals>();
   const add = (date: string, r: Row, isDerived: boolean) => {
     const d = byDay.get(date) ?? { date, clicks: 0, impressions: 0, sumPosition: 0, derived: false };
@@ -212,8 +217,8 @@ export async function findPropertyDays(db: Db, f: GrainFilters): Promise<DayTota
     d.derived ||= isDerived;
     byDay.set(date, d);
   };
-  for (const r of grain) add(dayDate(Number(r.day)), r, false);
-  for (const r of derived) add(r.date, r, true);
+  for (const r of grain) add(dayDate(Number(r.day)), r, markedDays.has(Number(r.day)));
+  for (const r of derived) add(dayDate(Number(r.day)), r, true);
   return [...byDay.values()].sort((a, b) => (a.date < b.date ? -1 : 1));
 }
 
@@ -273,8 +278,8 @@ export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOpti
     params.up = ungrained.pairs;
     union = `
   union all
-  select g.page as page, g.clicks as clicks, g.impressions as impressions, ${detailSumPosition} as sp
-    from gsc_performance_data g where ${derivedWhere(e, !!f.device)}${pageFilter.replaceAll("%p", "g.page")}`;
+  select dp.page as page, g.clicks as clicks, g.impressions as impressions, g.sum_position as sp
+    from gsc_query_detail g join gsc_pages dp on dp.id = g.page_id where ${derivedWhere(e, !!f.device)}${pageFilter.replaceAll("%p", "dp.page")}`;
   }
   const sql = `select u.page as page, ${num(e, "sum(u.clicks)")} as clicks, ${num(e, "sum(u.impressions)")} as impressions,
        ${num(e, "sum(u.sp)")} as sp
@@ -307,32 +312,28 @@ export async function countPages(db: Db, f: GrainFilters): Promise<number> {
 
 /** The first day a site has any data (grain or detail), or null. */
 export async function findFirstDataDay(db: Db, siteId: number): Promise<string | null> {
-  const [row] = await allRows<{ day: number | null; date: string | null }>(
+  const [row] = await allRows<{ day: number | null; detail_day: number | null }>(
     db,
     `select (select min(day) from gsc_property_totals where site_id = $site_id) as day,
-            (select min(date) from gsc_performance_data where site_id = $site_id) as date`,
+            (select min(day) from gsc_query_detail where site_id = $site_id) as detail_day`,
     { site_id: siteId },
   );
-  const a = row?.day == null ? null : dayDate(Number(row.day));
-  const b = row?.date ?? null;
-  if (a && b) return a < b ? a : b;
-  return a ?? b;
+  const days = [row?.day, row?.detail_day].filter((d): d is number => d != null).map(Number);
+  return days.length ? dayDate(Math.min(...days)) : null;
 }
 
 /** The newest day a site has data for the search type(s) (grain or detail), or null. */
 export async function findLastDataDay(db: Db, siteId: number, searchType: SearchTypeCode | "all"): Promise<string | null> {
   const e = db.engine;
   const types = typeCodesOf(searchType);
-  const [row] = await allRows<{ day: number | null; date: string | null }>(
+  const [row] = await allRows<{ day: number | null; detail_day: number | null }>(
     db,
     `select (select max(day) from gsc_property_totals where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})) as day,
-            (select max(date) from gsc_performance_data where site_id = $site_id and search_type in (select value from ${jsonList(e, "$names", "n")})) as date`,
-    { site_id: siteId, types: JSON.stringify(types), names: JSON.stringify(types.map((t) => searchTypeCodes[t - 1])) },
+            (select max(day) from gsc_query_detail where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})) as detail_day`,
+    { site_id: siteId, types: JSON.stringify(types) },
   );
-  const a = row?.day == null ? null : dayDate(Number(row.day));
-  const b = row?.date ?? null;
-  if (a && b) return a > b ? a : b;
-  return a ?? b;
+  const days = [row?.day, row?.detail_day].filter((d): d is number => d != null).map(Number);
+  return days.length ? dayDate(Math.max(...days)) : null;
 }
 
 /** A window from `since` (or the site's first data day) to today: the "all time" of the original's endpoints. */
