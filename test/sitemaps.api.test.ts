@@ -6,6 +6,7 @@ import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { sourceFromConfig } from "../src/sync/source.ts";
 import { startWorker, type Worker } from "../src/sync/worker.ts";
 import { call } from "./helpers/api.ts";
+import { cli } from "./helpers/cli.ts";
 import { tempDb } from "./helpers/db.ts";
 import { defaultSitemaps, type FakeSitemap } from "./helpers/fake-gsc-resources.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
@@ -267,5 +268,67 @@ describe("URL inspection", () => {
       expect({ body, status: (await api("POST", `/api/v1/sites/${siteId}/inspections`, body)).status }).toEqual({ body, status });
     expect((await api("POST", "/api/v1/sites/99999/inspections", { by: "clicks" })).status).toBe(404);
     expect((await api("GET", `/api/v1/sites/${siteId}/index-status/history`)).status).toBe(400);
+  });
+});
+
+describe("MCP tools", () => {
+  const tool = async (name: string, args: Record<string, unknown>) => {
+    const r = await app.request("/mcp", {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name, arguments: args } }),
+    });
+    expect(r.status).toBe(200);
+    return ((await r.json()) as { result: { structuredContent: any; isError?: boolean } }).result;
+  };
+
+  test("get_sitemaps and get_index_status answer from the stored results (by hostname, with history / one page)", async () => {
+    const maps = await tool("get_sitemaps", { hostname: "maps.example", history: true });
+    expect(maps.structuredContent.site_id).toBe(siteId);
+    expect(maps.structuredContent.sitemaps.map((s: { path: string }) => s.path)).toEqual(["https://maps.example/sitemap_index.xml"]);
+    expect(maps.structuredContent.history.length).toBeGreaterThanOrEqual(4);
+    const status = await tool("get_index_status", { site_id: siteId, verdict: "FAIL" });
+    expect(status.structuredContent.pages.map((p: { url: string }) => p.url).sort()).toEqual([
+      "https://maps.example/a",
+      "https://maps.example/noindex",
+    ]);
+    const one = await tool("get_index_status", { site_id: siteId, url: "https://maps.example/a" });
+    expect(one.structuredContent.history.map((h: { verdict: string }) => h.verdict)).toEqual(["FAIL", "PASS"]);
+  });
+});
+
+describe("CLI", () => {
+  test("sitemaps, sitemaps --sync, index-status (table, --json, one page), index-status --inspect request", async () => {
+    worker();
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => app.fetch(req) });
+    const env = { SITESYNC_URL: server.url.origin };
+    try {
+      const maps = await cli(["sitemaps", "maps.example"], { env });
+      expect(maps).toMatchObject({ code: 0, stderr: "" });
+      expect(maps.stdout).toContain("https://maps.example/sitemap_index.xml");
+      expect(maps.stdout).toContain("web 120");
+      const queued = await cli(["sitemaps", "maps.example", "--sync", "--json"], { env });
+      expect(queued.code).toBe(0);
+      expect(JSON.parse(queued.stdout)).toMatchObject({ job_id: expect.any(Number) });
+      const latest = await cli(["index-status", "maps.example", "--json"], { env });
+      expect(JSON.parse(latest.stdout).map((x: { url: string }) => x.url)).toContain("https://maps.example/noindex");
+      const text = await cli(["index-status", "maps.example", "--verdict", "FAIL"], { env });
+      expect(text.stdout).toContain("https://maps.example/noindex");
+      expect(text.stdout).toContain("FAIL");
+      const one = await cli(["index-status", "maps.example", "https://maps.example/a", "--json"], { env });
+      expect(JSON.parse(one.stdout).map((x: { verdict: string }) => x.verdict)).toEqual(["FAIL", "PASS"]);
+      const inspect = await cli(["index-status", "maps.example", "https://maps.example/cli", "--inspect", "request", "--json"], { env });
+      expect(inspect.code).toBe(0);
+      const job = JSON.parse(inspect.stdout).job_id as number;
+      await waitFor(async () => (await api("GET", `/api/v1/sync/job/${job}`)).json.status === "completed", {
+        timeout: 30_000,
+        what: "the inspection",
+      });
+      expect((await api("GET", `/api/v1/sites/${siteId}/index-status`)).json.map((x: { url: string }) => x.url)).toContain(
+        "https://maps.example/cli",
+      );
+    } finally {
+      server.stop(true);
+    }
   });
 });

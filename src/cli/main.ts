@@ -7,6 +7,7 @@ import type { Job } from "../sync/schemas.ts";
 import { createApi, ServiceDown, ServiceError, type Api } from "./api.ts";
 import * as auth from "./auth.ts";
 import { exportSite, exportFormats } from "./export.ts";
+import { addIndexStatusCommands } from "./index-status.ts";
 import { addInsightsCommand } from "./insights.ts";
 import { addAlertsCommand } from "./alerts.ts";
 import { follow, jobLine, outcomeCode, progressModes, type ProgressMode } from "./follow.ts";
@@ -425,6 +426,7 @@ export function buildProgram(cfg: CliConfig) {
       },
     );
   addInsightsCommand(program, ctx);
+  addIndexStatusCommands(program, ctx);
   addAlertsCommand(program, ctx);
   program
     .command("coverage <site>")

@@ -116,3 +116,19 @@ export const comparePeriodsArgs = {
   search_type: searchTypeArg,
   limit: limitArg(20, 1000),
 };
+
+export const sitemapsArgs = {
+  ...siteArgs,
+  history: z.boolean().default(false).describe("Also each change of the sitemaps (errors, warnings, downloads, counts), newest first."),
+};
+
+export const indexStatusArgs = {
+  ...siteArgs,
+  url: z.string().min(1).max(2048).optional().describe("One page: its inspections over time instead of every page's latest."),
+  verdict: z
+    .string()
+    .regex(/^[A-Z_]{1,40}$/)
+    .optional()
+    .describe("Only pages whose latest verdict is this (PASS, PARTIAL, FAIL, NEUTRAL)."),
+  limit: z.number().int().min(1).max(1000).default(200),
+};

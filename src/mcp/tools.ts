@@ -1,3 +1,5 @@
+import { listInspectionHistory, listLatestInspections } from "../inspection/queries.ts";
+import { listSitemapHistory, listSitemaps } from "../sitemaps/queries.ts";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { z } from "zod";
@@ -30,6 +32,8 @@ import {
   queryArgs,
   searchKeywordsArgs,
   trackPagesArgs,
+  indexStatusArgs,
+  sitemapsArgs,
 } from "./schemas.ts";
 import { expandSitePlaceholders, runReadOnlySql } from "./sql.ts";
 import { resolvePages } from "../compat/pages.ts";
@@ -210,6 +214,28 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
   // Honest capabilities: the tool list of this stateless server never changes while a client is
   // connected, and no notification could reach the client anyway (the SDK says listChanged: true).
   server.server.registerCapabilities({ tools: { listChanged: false } });
+  tool(
+    "get_sitemaps",
+    "The site's sitemaps as Search Console lists them (submitted, last downloaded, pending, errors, warnings, URLs per content type); with history, each change over time.",
+    sitemapsArgs,
+    async (a) => {
+      const site = await resolveSite(db, a);
+      const sitemaps = await listSitemaps(db, site.id, { current: true });
+      return { site_id: site.id, sitemaps, ...(a.history ? { history: await listSitemapHistory(db, site.id, { limit: 200 }) } : {}) };
+    },
+  );
+
+  tool(
+    "get_index_status",
+    "Google's index status of the site's inspected pages (URL inspection): verdict, coverage state, Google's vs the page's canonical, last crawl, robots.txt and fetch state. Latest per page, or one page's history.",
+    indexStatusArgs,
+    async (a) => {
+      const site = await resolveSite(db, a);
+      if (a.url) return { site_id: site.id, url: a.url, history: await listInspectionHistory(db, site.id, a.url, a.limit) };
+      return { site_id: site.id, pages: await listLatestInspections(db, site.id, { limit: a.limit, verdict: a.verdict }) };
+    },
+  );
+
   return server;
 }
 
