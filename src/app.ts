@@ -148,7 +148,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1", searchRoutes(audited, opts.bounds));
   app.route("/api/v1/analytics", hourlyRoutes(audited));
   // Before analytics: answers v2-era ranking-data bodies, and the v3 tool endpoints.
-  app.route("/", compatRoutes(audited));
+  app.route("/", compatRoutes(audited, opts.bounds));
   app.route("/api/v1", analyticsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts, bounds: opts.bounds }));
   app.route("/api/v1", insightsRoutes(audited));
   app.route("/api/v1/alerts", alertsRoutes(audited));

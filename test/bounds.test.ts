@@ -201,6 +201,16 @@ describe("caps", () => {
     // The default partial cap (100) on the other server? Both raised it; the schema's own bound still holds.
     const partial = await post(quick, { ...base, matching_mode: "partial", queries: Array.from({ length: 10_001 }, (_, i) => `q${i}`) });
     expect(partial.status).toBe(400);
+    // The original's v2 body (date_from/date_to, LIKE for partial terms) has the same caps.
+    const v2 = await post(quick, {
+      site_id: seed.siteId,
+      date_from: seed.start,
+      date_to: seed.end,
+      queries: Array.from({ length: 1001 }, (_, i) => `q${i}`),
+      exact_match: true,
+    });
+    expect(v2.status).toBe(400);
+    expect(((await v2.json()) as { error: { message: string } }).error.message).toContain("ANALYTICS_MAX_TERMS");
   });
 });
 

@@ -9,6 +9,7 @@ import { resolveSite } from "../sites/resolve.ts";
 import { addDays, dayOf, isDate } from "../sync/dates.ts";
 import { resolvePages } from "./pages.ts";
 import { findRankingDataV2, v2GroupColumns } from "./queries.ts";
+import { defaultBounds, type Bounds } from "../analytics/bounds.ts";
 
 // The original tool's other clients (docs/compatibility.md): the v1 paths of before the modular app
 // (aliases routed to today's handlers), the v2-era ranking-data body, and the v3 HTTP tool endpoints.
@@ -117,7 +118,7 @@ async function toolBody<T extends z.ZodType>(c: Context, schema: T, needsPages: 
  * that answers v2-shaped bodies and gives /daily-data its defaults, and v3's POST /track_pages,
  * /pages_queries and /compare_periods (the MCP tools' reads over HTTP).
  */
-export function compatRoutes(db: Db) {
+export function compatRoutes(db: Db, bounds: Bounds = defaultBounds) {
   const app = new Hono();
 
   app.post("/api/v1/analytics/ranking-data", async (c, next) => {
@@ -131,6 +132,17 @@ export function compatRoutes(db: Db) {
       const parsed = V2RankingBody.safeParse(body);
       if (!parsed.success) throw invalid(parsed.error);
       const b = parsed.data;
+      // The term caps of ranking-data (docs/security.md#cost-bounds): v2 matches partial terms with LIKE.
+      const most = b.exact_match ? bounds.maxTerms : bounds.maxPartialTerms;
+      const setting = b.exact_match ? "ANALYTICS_MAX_TERMS" : "ANALYTICS_MAX_PARTIAL_TERMS";
+      for (const field of ["queries", "pages"] as const) {
+        const n = b[field]?.length ?? 0;
+        if (n > most) {
+          throw new ApiError("validation_failed", `invalid body: ${field}: at most ${most} terms per request (${setting}); got ${n}`, [
+            { path: field, message: `at most ${most} terms (${setting})` },
+          ]);
+        }
+      }
       const site = await resolveSite(db, b);
       const rows =
         b.date_from > b.date_to
