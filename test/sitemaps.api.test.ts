@@ -332,3 +332,20 @@ describe("CLI", () => {
     }
   });
 });
+
+describe("dashboard", () => {
+  test("the site page shows the stored sitemaps and each page's latest index status", async () => {
+    const r = await app.request(`/ui/sites/${siteId}`);
+    expect(r.status).toBe(200);
+    const html = await r.text();
+    expect(html).toContain('id="h-sitemaps"');
+    expect(html).toContain("https://maps.example/sitemap_index.xml");
+    expect(html).toContain('id="h-index"');
+    expect(html).toContain("https://maps.example/noindex");
+    expect(html).toContain("Excluded by ‘noindex’ tag");
+    expect(html).toMatch(/\d+ pages inspected, \d+ not passing/);
+    // A site with nothing stored says how to get it.
+    const empty = await addSite(t.db, "sc-domain:empty.example");
+    expect(await (await app.request(`/ui/sites/${empty}`)).text()).toContain("No sitemaps stored yet");
+  });
+});

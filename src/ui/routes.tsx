@@ -52,6 +52,9 @@ import {
   type AlertKind,
 } from "../alerts/queries.ts";
 import { SitePage, SitesPage, type SiteDraft } from "./sites.tsx";
+import { IndexStatusSections } from "./index-status.tsx";
+import { listLatestInspections } from "../inspection/queries.ts";
+import { listSitemaps } from "../sitemaps/queries.ts";
 import type { GoogleAccounts } from "../google/accounts.ts";
 import { importProperties, listVisibleProperties, type ImportOutcome } from "../google/import.ts";
 import { listGoogleAccounts, listSiteBindings } from "../google/queries.ts";
@@ -270,7 +273,12 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const id = pathId(c.req.param("id"));
     const site = await findSiteById(db, id);
     if (!site) throw siteNotFound(id);
-    const [cov, recent] = await Promise.all([coverageOf(id, true), listJobs(db, { activeOnly: false, siteId: id, limit: 10 })]);
+    const [cov, recent, sitemaps, inspections] = await Promise.all([
+      coverageOf(id, true),
+      listJobs(db, { activeOnly: false, siteId: id, limit: 10 }),
+      listSitemaps(db, id, { current: true }),
+      listLatestInspections(db, id, { limit: 200 }),
+    ]);
     const here = `/ui/sites/${id}`;
     const canWrite = accessOf(c).write;
     return c.html(
@@ -289,6 +297,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
               <LineChart title="Impressions" series="impressions" days={cov.days} values={cov.impressions} />
             </>
           }
+          index={<IndexStatusSections siteId={id} sitemaps={sitemaps} inspections={inspections} />}
           jobs={
             <Live src={`/ui/jobs/stream?site_id=${id}&limit=10`} event="jobs" label={`Live jobs of ${site.name}`}>
               <JobsTable jobs={recent.jobs.map(toJob)} total={recent.total} returnTo={here} canWrite={canWrite} />

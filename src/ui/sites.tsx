@@ -129,7 +129,7 @@ function AddSite(props: { draft: SiteDraft }) {
 }
 
 /** One site: status, the sync form, the coverage calendar, the charts and its recent jobs. */
-export function SitePage(props: { site: Site; calendar: Child; charts: Child; jobs: Child; canWrite: boolean }) {
+export function SitePage(props: { site: Site; calendar: Child; charts: Child; jobs: Child; canWrite: boolean; index?: Child }) {
   const s = props.site;
   const here = `/ui/sites/${s.id}`;
   return (
@@ -147,6 +147,7 @@ export function SitePage(props: { site: Site; calendar: Child; charts: Child; jo
         <h2 id="h-perf">Clicks and impressions</h2>
         {props.charts}
       </section>
+      {props.index}
       <section aria-labelledby="h-jobs">
         <h2 id="h-jobs">Recent jobs</h2>
         {props.jobs}
