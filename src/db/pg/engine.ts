@@ -169,9 +169,12 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     const started = performance.now();
     inFlight++;
     try {
+      let grace = false;
       for (let n = 1; ; n++) {
+        const graced = grace;
+        grace = false;
         // Known down: wait for the background probe at most the ride-through, then 503.
-        if (availability.downSince !== null) {
+        if (availability.downSince !== null && !graced) {
           const left = opts.rideThroughMs - (performance.now() - started);
           if (!(await availability.waitUp(left))) {
             stats.timeouts++;
@@ -215,7 +218,11 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
               { "Retry-After": String(availability.retryAfterSeconds()) },
             );
           }
-          // Aborted: nothing was applied; run it again at once (the server answered, so it is up).
+          // Aborted: nothing was applied; run it again at once, once even if the request's ride-through
+          // went into learning the outcome. The server just answered: let the state know (a probe), or
+          // the re-run would find it still marked down.
+          if (availability.downSince !== null) await availability.probe();
+          grace = true;
           continue;
         } else if (!isRetryableDbError(err)) {
           throw err;
@@ -226,7 +233,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
           // Is the server gone (down: later requests fail fast), or was it only this connection?
           await availability.suspect(err);
         }
-        if (unavailableErr ? rideThroughLeft(opts.rideThroughMs - elapsed) <= 0 : elapsed >= opts.retryForMs) {
+        if (unavailableErr ? graced || rideThroughLeft(opts.rideThroughMs - elapsed) <= 0 : elapsed >= opts.retryForMs) {
           stats.timeouts++;
           if (unavailableErr) noteStorage(err);
           throw unavailableErr
