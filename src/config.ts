@@ -167,6 +167,8 @@ const envSchema = z.object({
   GSC_INSPECT_PER_DAY: int(1).default(2000),
   GSC_OTHER_PER_MINUTE: int(1).default(200),
   GSC_QUOTA_MAX_WAIT_MS: int(0).default(120_000),
+  // Every active site gets a sitemaps_sync once a day (UTC) from the scheduler; off: only on demand.
+  SYNC_SITEMAPS_DAILY: bool.default(false),
   GSC_ROW_LIMIT: int(1, 25_000).default(25_000),
   // Retries of one Search Console request on 5xx, 429 and network errors, with exponential backoff.
   GSC_MAX_RETRIES: int(0, 20).default(5),

@@ -349,3 +349,14 @@ describe("dashboard", () => {
     expect(await (await app.request(`/ui/sites/${empty}`)).text()).toContain("No sitemaps stored yet");
   });
 });
+
+describe("schedule", () => {
+  test("scheduleSitemapsSyncs: one sitemaps_sync per active site and day, however many schedulers run", async () => {
+    const { scheduleSitemapsSyncs } = await import("../src/sync/scheduler.ts");
+    const at = new Date();
+    const made = await Promise.all([t.db, t.open(), t.open()].map((db) => scheduleSitemapsSyncs(db, { maxAttempts: 1 }, at)));
+    const sites = (await api("GET", "/api/v1/sites?active_only=true")).json.length;
+    expect(made.reduce((a, b) => a + b, 0)).toBe(sites);
+    expect(await scheduleSitemapsSyncs(t.db, { maxAttempts: 1 }, at)).toBe(0);
+  });
+});

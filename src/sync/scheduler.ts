@@ -168,8 +168,34 @@ export async function scheduleHourlySyncs(db: Db, opts: HourlySchedulerOptions, 
   return created;
 }
 
-/** Runs scheduleDailySyncs, scheduleRechecks (and scheduleHourlySyncs when `hourlyEveryMs` > 0) now and every `intervalMs` (jittered) until stopped. */
-export function startScheduler(db: Db, opts: SchedulerOptions & { intervalMs: number; hourlyEveryMs?: number }) {
+/**
+ * Once per UTC day, gives every active site a sitemaps_sync (Search Console's sitemaps list, stored with
+ * its history); the same unique index makes it once per site and day. Returns the number created.
+ */
+export async function scheduleSitemapsSyncs(db: Db, opts: { maxAttempts: number }, now = new Date()): Promise<number> {
+  const today = dayOf(now);
+  const due = await sitesDue(db, "sitemaps_sync", today);
+  if (due.length === 0) return 0;
+  const created = await insertScheduled(
+    db,
+    due.map(({ id }) => ({
+      site_id: id,
+      task_type: "sitemaps_sync",
+      start_date: today,
+      end_date: today,
+      progress_total: 1,
+      params: {},
+      max_attempts: opts.maxAttempts,
+      scheduled_for: today,
+      run_at: now.toISOString(),
+    })),
+  );
+  if (created > 0) log("info", "sitemaps syncs scheduled", { day: today, created });
+  return created;
+}
+
+/** Runs scheduleDailySyncs, scheduleRechecks (and scheduleHourlySyncs when `hourlyEveryMs` > 0, scheduleSitemapsSyncs with `sitemapsDaily`) now and every `intervalMs` (jittered) until stopped. */
+export function startScheduler(db: Db, opts: SchedulerOptions & { intervalMs: number; hourlyEveryMs?: number; sitemapsDaily?: boolean }) {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let stopped = false;
   const tick = async () => {
@@ -177,6 +203,7 @@ export function startScheduler(db: Db, opts: SchedulerOptions & { intervalMs: nu
       await scheduleDailySyncs(db, opts);
       await scheduleRechecks(db, opts);
       if (opts.hourlyEveryMs) await scheduleHourlySyncs(db, { everyMs: opts.hourlyEveryMs, maxAttempts: opts.maxAttempts });
+      if (opts.sitemapsDaily) await scheduleSitemapsSyncs(db, { maxAttempts: opts.maxAttempts });
     } catch (err) {
       log("error", "scheduler tick failed", { error: String(err) });
     }

@@ -43,6 +43,7 @@ const scheduler = config.SYNC_SCHEDULER
       maxAttempts: config.SYNC_MAX_ATTEMPTS,
       intervalMs: config.SYNC_SCHEDULER_INTERVAL_MS,
       hourlyEveryMs: config.SYNC_HOURLY_EVERY,
+      sitemapsDaily: config.SYNC_SITEMAPS_DAILY,
     })
   : null;
 log("info", "sync worker started", { source: source.name, task_types: taskTypes(), scheduler: scheduler !== null });
