@@ -5,7 +5,7 @@ import * as pgSchema from "../src/db/pg/schema.ts";
 import { rebuildDayQueryTotals, upsertRows } from "../src/sync/data.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { demoRows } from "../src/sync/demo.ts";
-import { searchTypes } from "../src/sync/source.ts";
+import { searchTypes } from "../src/sync/search-types.ts";
 import type { SeedResult } from "./seed-analytics.ts";
 
 // seedAnalytics (seed-analytics.ts) for PostgreSQL: the same demo rows of the same site, days and

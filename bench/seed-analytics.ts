@@ -5,7 +5,7 @@ import { indexAllPendingQueries } from "../src/search/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { rebuildDayQueryTotals, upsertRows } from "../src/sync/data.ts";
 import { demoRows } from "../src/sync/demo.ts";
-import { searchTypes } from "../src/sync/source.ts";
+import { searchTypes } from "../src/sync/search-types.ts";
 
 // A fast direct seeder for the analytics bench: the demo source's rows (the same ones a demo sync
 // stores) written through the sync's own write path (upsertRows: the compact query detail and its

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { demoRows } from "../src/sync/demo.ts";
-import { searchTypes } from "../src/sync/source.ts";
+import { searchTypes } from "../src/sync/search-types.ts";
 import { runScript } from "./helpers/client.ts";
 import { testEngine } from "./helpers/db.ts";
 import { psql } from "./helpers/engine.ts";

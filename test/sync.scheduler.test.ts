@@ -4,7 +4,7 @@ import { isUniqueViolation } from "../src/errors.ts";
 import { setLogLevel } from "../src/log.ts";
 import { markDaySynced } from "../src/sync/data.ts";
 import { scheduleDailySyncs } from "../src/sync/scheduler.ts";
-import { searchTypes } from "../src/sync/source.ts";
+import { searchTypes } from "../src/sync/search-types.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 import { insertSites } from "./helpers/sync.ts";
 

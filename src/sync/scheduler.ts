@@ -5,7 +5,7 @@ import { log } from "../log.ts";
 import { findSyncedDays } from "./data.ts";
 import { addDays, atTimeOfDay, dayOf, dayRange, daysBetween, FINAL_LAG_DAYS, newestDataDay } from "./dates.ts";
 import { hourlyWindow, resolveRange } from "./schemas.ts";
-import { searchTypes } from "./source.ts";
+import { searchTypes } from "./search-types.ts";
 
 export type SchedulerOptions = {
   /** `HH:MM`, UTC. */

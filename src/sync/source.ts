@@ -3,7 +3,6 @@ import type { Config } from "../config.ts";
 import type { Db } from "../db/index.ts";
 import type { GscRow, HourlyRow } from "../db/model.ts";
 import { createGoogleAccounts } from "../google/accounts.ts";
-import { searchTypeCodes, type SearchTypeCode } from "../db/enums.ts";
 import { demoSource } from "./demo.ts";
 import { serviceAccountToken, staticToken, type TokenProvider } from "./gsc/auth.ts";
 import { authorizedUserToken, listStoredSignIns } from "./gsc/user-auth.ts";
@@ -12,22 +11,8 @@ import { createRateLimiter, type RateLimiter } from "./gsc/limiter.ts";
 import { createDbQuota, type QuotaLimits } from "./gsc/quota.ts";
 import { createGscResources, demoResources, type ResourceSource } from "./gsc/resources.ts";
 
-/** The search types a daily sync fetches, each stored at its grains (docs/design/grains.md). */
-export const searchTypes = searchTypeCodes;
-export type SearchType = SearchTypeCode;
-
-/**
- * Google's rules per search type (Search Console API, "type" parameter; docs/design/grains.md):
- * discover answers neither `query` nor `device` (nor a position), googleNews no `query`; search
- * appearance is fetched for the four search types (web, image, video, news).
- */
-export function typeRules(type: SearchType): { query: boolean; device: boolean; appearance: boolean } {
-  return {
-    query: type !== "discover" && type !== "googleNews",
-    device: type !== "discover",
-    appearance: type === "web" || type === "image" || type === "video" || type === "news",
-  };
-}
+export type { SearchType } from "./search-types.ts";
+import type { SearchType } from "./search-types.ts";
 
 /** A grain fetched without the query dimension: property totals, page totals, or search-appearance totals. */
 export type Grain = "property" | "page" | "appearance";

@@ -1,8 +1,8 @@
 import { log } from "../../log.ts";
 import { gscRequests } from "../../metrics/registry.ts";
 import { PermanentError } from "../errors.ts";
+import { typeRules } from "../search-types.ts";
 import {
-  typeRules,
   type Grain,
   type HourlySourceRow,
   type SearchAnalyticsSource,

@@ -14,7 +14,8 @@ import {
 import { isFinalDay } from "../dates.ts";
 import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
-import { searchTypes, typeRules, type SearchType, type TotalsRow } from "../source.ts";
+import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
+import type { TotalsRow } from "../source.ts";
 import { runDays } from "./days.ts";
 import type { TaskContext, TaskHandler } from "./index.ts";
 

@@ -1,6 +1,6 @@
 import { findCompleteness, findDayTotals } from "../grain-writes.ts";
 import { sumPosition, typeCode } from "../grains.ts";
-import { searchTypes } from "../source.ts";
+import { searchTypes } from "../search-types.ts";
 import { syncDay } from "./daily-sync.ts";
 import { runDays } from "./days.ts";
 import type { TaskHandler } from "./index.ts";
