@@ -92,7 +92,7 @@ function worker() {
     retryBaseMs: 5,
     timeoutMs: 30_000,
   });
-  const w = startWorker({ db: t.open(), source, pollMs: 20, leaseMs: 10_000, retryBaseMs: 100, batchSize: 2000 });
+  const w = startWorker({ db: t.open(), source, pollMs: 20, leaseMs: 60_000, retryBaseMs: 100, batchSize: 2000 });
   workers.push(w);
 }
 
@@ -274,6 +274,13 @@ describe("a property with a known anonymized share", () => {
     expect((await propertyTotals(site, "web")).length).toBe(3);
     expect((await pageTotals(site, "web")).length).toBe(4);
     expect((await completeness(site)).length).toBe(6);
+    // Totals derived from the old query rows (the in-place migration) are fetched again, even in skip mode.
+    const c = t.db.t.gscDayCompleteness;
+    await t.db.tx((tx) => tx.update(c).set({ derived: true }).where(and(eq(c.site_id, site), eq(c.type, 1))));
+    fake.reset();
+    expect(await sync(site)).toMatchObject({ status: "completed", stats_synced: 1 });
+    expect(new Set(fake.requests.map((r) => r.type))).toEqual(new Set(["web"]));
+    expect((await completeness(site)).every((r) => r.derived === false)).toBe(true);
   });
 
   test("a recent day is stored as provisional", async () => {

@@ -24,7 +24,7 @@ import type { TaskContext, TaskHandler } from "./index.ts";
  * Console's property totals (country × device), page totals (page × country × device), search
  * appearance totals and the query detail (page, query, device; not for discover and googleNews), as
  * Google's per-type rules allow, and stores them at their grains (docs/design/grains.md) with the
- * day's completeness. `skip` leaves days already synced (marker and completeness) alone; `overwrite`
+ * day's completeness. `skip` leaves days already synced (marker and fetched completeness) alone; `overwrite`
  * fetches them again and replaces their rows. A day that fails is counted and the others go on; the task
  * then fails (and is retried) with the last error. Progress is recorded after every day.
  */
@@ -46,8 +46,9 @@ export const dailySync: TaskHandler = {
         const marker = markers.get(`${day}|${type}`);
         if (marker && marker.synced_at >= firstStart) {
           records += marker.row_count;
-        } else if (marker && mode === "skip" && complete.has(`${day}|${typeCode(type)}`)) {
-          // (A day marked before the grains were stored has no completeness row: fetched again once.)
+        } else if (marker && mode === "skip" && complete.get(`${day}|${typeCode(type)}`)?.derived === false) {
+          // A day marked before the grains were fetched (no completeness row, or totals derived from the
+          // old query rows by the migration) is fetched again once, for Search Console's true totals.
           skippedTypes++;
         } else {
           records += await syncDay(ctx, site, day, type);
