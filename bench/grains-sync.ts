@@ -123,7 +123,9 @@ try {
     "gsc_pages",
     "gsc_appearance_totals",
     "gsc_day_completeness",
-    "gsc_performance_data",
+    "gsc_query_detail",
+    "gsc_day_query_totals",
+    "gsc_queries",
   ];
   const rows = (t: string) => db.raw.reader.query<{ n: number }, []>(`select count(*) n from ${t}`).get()!.n;
   const bytes = (t: string) =>
