@@ -276,7 +276,12 @@ describe("a property with a known anonymized share", () => {
     expect((await completeness(site)).length).toBe(6);
     // Totals derived from the old query rows (the in-place migration) are fetched again, even in skip mode.
     const c = t.db.t.gscDayCompleteness;
-    await t.db.tx((tx) => tx.update(c).set({ derived: true }).where(and(eq(c.site_id, site), eq(c.type, 1))));
+    await t.db.tx((tx) =>
+      tx
+        .update(c)
+        .set({ derived: true })
+        .where(and(eq(c.site_id, site), eq(c.type, 1))),
+    );
     fake.reset();
     expect(await sync(site)).toMatchObject({ status: "completed", stats_synced: 1 });
     expect(new Set(fake.requests.map((r) => r.type))).toEqual(new Set(["web"]));
