@@ -187,6 +187,15 @@ describe("SQLite: the in-place move of gsc_performance_data", () => {
         .query<{ type: string; name: string }, []>("select type, name from sqlite_master where name like 'gsc_performance_data%'")
         .all();
       expect(kinds).toEqual([{ type: "view", name: "gsc_performance_data" }]);
+      // The detail and its rollup are clustered on their key (migrations/sqlite/0016): no rowid, no separate key index.
+      for (const table of ["gsc_query_detail", "gsc_day_query_totals"]) {
+        expect(c.query<{ sql: string }, [string]>("select sql from sqlite_master where name = ?").get(table)!.sql).toMatch(
+          /WITHOUT ROWID$/,
+        );
+        expect(c.query("select name from sqlite_master where type = 'index' and name like ?").all(`sqlite_autoindex_${table}%`)).toEqual(
+          [],
+        );
+      }
     } finally {
       c.close();
     }
