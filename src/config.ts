@@ -160,7 +160,7 @@ const envSchema = z.object({
   // new project is granted), per project and Pacific day, per property and minute; URL inspection per
   // property and minute / day; sitemaps and sites per minute. A request waits for its window to reopen up to
   // GSC_QUOTA_MAX_WAIT_MS; a longer wait (a spent daily quota) fails the attempt and the task retries later.
-  GSC_QUOTA_PER_MINUTE: int(1).default(100),
+  GSC_QUOTA_PER_MINUTE: int(1).default(40_000),
   GSC_QUOTA_PER_DAY: int(1).default(30_000_000),
   GSC_QUOTA_SITE_PER_MINUTE: int(1).default(1200),
   GSC_INSPECT_PER_MINUTE: int(1).default(600),

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import type { Subprocess } from "bun";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { count, eq, sql } from "drizzle-orm";
+import { and, count, eq, sql } from "drizzle-orm";
 import { dayOf } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
@@ -286,7 +286,7 @@ describe("scheduler", () => {
             done: sql<number>`sum(case when ${st.status} = 'completed' then 1 else 0 end)`.mapWith(Number),
           })
           .from(st)
-          .where(eq(st.scheduled_for, today))
+          .where(and(eq(st.scheduled_for, today), eq(st.task_type, "daily_sync")))
           .groupBy(st.site_id)
           .orderBy(st.site_id);
       await waitFor(
@@ -300,7 +300,10 @@ describe("scheduler", () => {
       // Ten more scheduler rounds in each process: nothing new for today.
       await Bun.sleep(1000);
       expect(await counts()).toEqual(active.map((site_id) => ({ site_id, n: 1, done: 1 })));
-      const tasks = await t.db.q.select().from(st).where(eq(st.scheduled_for, today));
+      const tasks = await t.db.q
+        .select()
+        .from(st)
+        .where(and(eq(st.scheduled_for, today), eq(st.task_type, "daily_sync")));
       for (const task of tasks) {
         // Three catch-up days ending today minus 2, nothing synced before: all three, skip mode.
         expect(task).toMatchObject({ task_type: "daily_sync", progress_total: 3, total_records: 3 * 4 * 5 });
@@ -331,7 +334,7 @@ describe("HTTP latency while a 100,000-row day is ingested", () => {
     // The fake runs in its own process: building 25,000-row pages must not stall this test's clients.
     const f = await spawnReady(
       [process.execPath, join(root, "test/helpers/fake-gsc.ts")],
-      { FAKE_GSC_ROWS: JSON.stringify({ web: 100_000 }) },
+      { FAKE_GSC_ROWS: JSON.stringify({ web: 100_000 }), FAKE_GSC_DAILY_ROW_CAP: "100000" },
       "fake gsc listening",
     );
     fake = f.proc;

@@ -627,7 +627,9 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
 // test process: FAKE_GSC_ROWS is a JSON object of rows per search type, e.g. {"web":100000}.
 if (import.meta.main) {
   const perType = JSON.parse(process.env.FAKE_GSC_ROWS ?? "{}") as Record<string, number>;
-  const f = startFakeGsc({ rows: (_s, _d, type) => perType[type] ?? 0 });
+  // FAKE_GSC_DAILY_ROW_CAP lifts Google's 50,000-row daily cap for load tests of bigger days.
+  const cap = process.env.FAKE_GSC_DAILY_ROW_CAP ? Number(process.env.FAKE_GSC_DAILY_ROW_CAP) : undefined;
+  const f = startFakeGsc({ rows: (_s, _d, type) => perType[type] ?? 0, dailyRowCap: cap });
   console.log(`fake gsc listening on ${f.url}`);
   const shutdown = () => {
     f.stop();
