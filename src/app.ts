@@ -136,7 +136,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1/sites", sitesRoutes(audited));
   app.route("/api/v1/sites", sitemapsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
   app.route("/api/v1/sites", inspectionRoutes(audited, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
-  app.route("/api/v1/google", googleRoutes(audited, google));
+  app.route("/api/v1/google", googleRoutes(audited, google, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
   app.route(
     "/api/v1/diagnostics",
     diagnosticsRoutes(db, {

@@ -159,7 +159,7 @@ describe("property discovery and import", () => {
   });
 
   test("import of named properties: added and bound; one nobody can read is refused with the reason", async () => {
-    const r = await api("POST", "/api/v1/sites/import", {
+    const r = await api("POST", "/api/v1/google/properties/import", {
       site_urls: [
         "sc-domain:alpha.example",
         "SC-DOMAIN:Shared.Example",
@@ -190,7 +190,7 @@ describe("property discovery and import", () => {
   });
 
   test("import of all: the others are added, each with a 16-month backfill queued newest day first", async () => {
-    const r = await api("POST", "/api/v1/sites/import", {});
+    const r = await api("POST", "/api/v1/google/properties/import", {});
     expect(r.status).toBe(200);
     const byUrl = Object.fromEntries(r.json.map((x: { site_url: string }) => [x.site_url, x]));
     expect(Object.keys(byUrl).sort()).toEqual([

@@ -244,7 +244,7 @@ export function buildProgram(cfg: CliConfig) {
     .option("--no-backfill", "add the sites without queueing their backfill")
     .action(async (props: string[], o: { backfill: boolean }) => {
       const { out, api } = ctx();
-      const r = await api.post<ImportOutcome[]>("/api/v1/sites/import", {
+      const r = await api.post<ImportOutcome[]>("/api/v1/google/properties/import", {
         ...(props.length > 0 ? { site_urls: props } : {}),
         backfill: o.backfill,
       });

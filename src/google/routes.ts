@@ -51,7 +51,7 @@ async function siteAccount(db: Db, siteId: number) {
 }
 
 /** The /api/v1/google routes: accounts (list, refresh, remove) and the properties they can see. */
-export function googleRoutes(db: Db, accounts: GoogleAccounts) {
+export function googleRoutes(db: Db, accounts: GoogleAccounts, opts: { maxAttempts: number }) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
 
   app.openapi(
@@ -135,17 +135,10 @@ export function googleRoutes(db: Db, accounts: GoogleAccounts) {
     },
   );
 
-  return app;
-}
-
-/** /api/v1/sites/import and /api/v1/sites/{id}/google-account (mounted beside the sites routes). */
-export function siteAccountRoutes(db: Db, accounts: GoogleAccounts, opts: { maxAttempts: number }) {
-  const app = new OpenAPIHono({ defaultHook: validationHook });
-
   app.openapi(
     createRoute({
       method: "post",
-      path: "/import",
+      path: "/properties/import",
       tags: ["sites"],
       summary: "Add the Search Console properties the Google accounts can see as sites, each backfilled newest first",
       description:
@@ -164,6 +157,13 @@ export function siteAccountRoutes(db: Db, accounts: GoogleAccounts, opts: { maxA
       );
     },
   );
+
+  return app;
+}
+
+/** /api/v1/sites/{id}/backfill and /api/v1/sites/{id}/google-account (mounted beside the sites routes). */
+export function siteAccountRoutes(db: Db, accounts: GoogleAccounts, opts: { maxAttempts: number }) {
+  const app = new OpenAPIHono({ defaultHook: validationHook });
 
   app.openapi(
     createRoute({
