@@ -126,7 +126,12 @@ async function syncWorker(url: string, env: Record<string, string>) {
 }
 
 describe("sync worker settings", () => {
-  const scheduled = (url: string) => withDb(url, async (db) => (await db.q.select({ n: count() }).from(db.t.syncTasks))[0]!.n);
+  /** daily_sync tasks (the scheduler also queues a daily recheck per site beside them). */
+  const scheduled = (url: string) =>
+    withDb(
+      url,
+      async (db) => (await db.q.select({ n: count() }).from(db.t.syncTasks).where(eq(db.t.syncTasks.task_type, "daily_sync")))[0]!.n,
+    );
   /** Inserts `n` active sites `sc-domain:s<i>.<suffix>`; returns their ids. */
   const insertSites = (url: string, n: number, suffix: string) =>
     withDb(url, async (db) => {
