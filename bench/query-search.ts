@@ -7,7 +7,7 @@ import { openDb, type SqliteDb } from "../src/db/index.ts";
 import { migrate } from "../src/db/sqlite/migrate.ts";
 import { sites } from "../src/db/sqlite/schema.ts";
 import { indexAllPendingQueries, searchQueries } from "../src/search/queries.ts";
-import { findDataDaysSqlite, upsertRows } from "../src/sync/data.ts";
+import { findDataDaysSqlite, rebuildDayQueryTotals, upsertRows } from "../src/sync/data.ts";
 import { addDays } from "../src/sync/dates.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 
@@ -123,7 +123,8 @@ async function ingestBoth(sides: { db: SqliteDb; siteId: number; index: boolean 
         const batch = rows.slice(i, i + flags.batch);
         await side.db.write((tx) => upsertRows(tx, side.siteId, day, "web", batch));
       }
-      // As the daily sync does after each day it stores.
+      // As the daily sync does after each day it stores: the day x query rollup (query search reads it), then the index.
+      await side.db.write((tx) => rebuildDayQueryTotals(tx, side.siteId, day, "web"));
       if (side.index) await indexAllPendingQueries((fn) => side.db.write(fn));
       const c = process.cpuUsage(c0);
       spent[k]!.wall += (performance.now() - t0) / 1000;
