@@ -32,7 +32,7 @@ const COMMITS_PER_WRITER = 2400;
 const childCode = `
 import { openDb } from ${JSON.stringify(join(root, "src/db/index.ts"))};
 import { walSize } from ${JSON.stringify(join(root, "src/db/sqlite/checkpoint.ts"))};
-import { gscQueries, sites } from ${JSON.stringify(join(root, "src/db/sqlite/schema.ts"))};
+import { gscPages, sites } from ${JSON.stringify(join(root, "src/db/sqlite/schema.ts"))};
 const [role, path, commits, walYieldBytes] = process.argv.slice(2);
 const db = openDb({ path, role: "test", pragmas: { walAutocheckpoint: 0 }, walYieldBytes: Number(walYieldBytes) });
 let maxWal = 0;
@@ -47,8 +47,9 @@ if (role === "writer") {
         for (let i = 0; i < 20; i++) {
           // A random text first: each row lands on its own page of the (site_id, query) index, as the
           // old detail table's rows did in its indexes (WAL frames are whole pages).
-          tx.insert(gscQueries).values({
-            site_id: siteId, query: Math.random().toString(36).repeat(3) + " query " + k + " " + i + " " + Math.random().toString(36).repeat(3),
+          // gsc_pages: a plain dictionary with one unique (site_id, page) index (gsc_queries also feeds the query-search index).
+          tx.insert(gscPages).values({
+            site_id: siteId, page: Math.random().toString(36).repeat(3) + " query " + k + " " + i + " " + Math.random().toString(36).repeat(3),
           }).run();
         }
       });
@@ -59,7 +60,7 @@ if (role === "writer") {
 } else {
   const begin = db.raw.reader.prepare("BEGIN");
   const commit = db.raw.reader.prepare("COMMIT");
-  const q = db.raw.reader.prepare("select count(*) as n, max(id) as m from gsc_queries");
+  const q = db.raw.reader.prepare("select count(*) as n, max(id) as m from gsc_pages");
   for (;;) {
     begin.run();
     q.get();
