@@ -6,7 +6,7 @@ import { loadConfig } from "../src/config.ts";
 import { gscProbeFromConfig } from "../src/diagnostics/gsc-probe.ts";
 import { createGoogleAccounts, type GoogleAccounts } from "../src/google/accounts.ts";
 import { setLogLevel } from "../src/log.ts";
-import { addDays, FINAL_LAG_DAYS, newestDataDay, RETENTION_DAYS } from "../src/sync/dates.ts";
+import { addDays, daysBetween, FINAL_LAG_DAYS, MAX_RANGE_DAYS, newestDataDay } from "../src/sync/dates.ts";
 import { accountFileOf, writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
 import { createTask, findJob, queueBackfill } from "../src/sync/queries.ts";
 import { sourceFromConfig } from "../src/sync/source.ts";
@@ -208,7 +208,15 @@ describe("property discovery and import", () => {
       expect({ ...byUrl[url] }).toMatchObject({ status: "added", account: who, job_id: expect.any(Number) });
       const job = (await findJob(t.db, byUrl[url].job_id))!;
       const end = newestDataDay();
-      expect(job).toMatchObject({ task_type: "daily_sync", status: "pending", start_date: addDays(end, -RETENTION_DAYS), end_date: end });
+      // The longest range a task may cover (480 days), not the 487 Search Console keeps: no backfill exceeds it.
+      expect(job).toMatchObject({
+        task_type: "daily_sync",
+        status: "pending",
+        start_date: addDays(end, -(MAX_RANGE_DAYS - 1)),
+        end_date: end,
+      });
+      expect(daysBetween(job.start_date!, job.end_date!)).toBe(MAX_RANGE_DAYS);
+      expect(job.progress_total).toBe(MAX_RANGE_DAYS);
       expect(job.params).toEqual({ sync_mode: "skip", order: "newest_first" });
     }
     // The backfills stay queued for the backfill test below; the others run no job.
@@ -219,7 +227,7 @@ describe("property discovery and import", () => {
     expect(r.status).toBe(202);
     expect(r.json).toEqual({
       job_id: expect.any(Number),
-      start_date: addDays(newestDataDay(), -RETENTION_DAYS),
+      start_date: addDays(newestDataDay(), -(MAX_RANGE_DAYS - 1)),
       end_date: newestDataDay(),
       status_url: `/api/v1/sync/job/${r.json.job_id}`,
     });

@@ -92,7 +92,7 @@ describe.skipIf(!haveChromium)("Google accounts page in chromium", () => {
     ]);
     const beta = (await sites()).find((x) => x.domain === "https://beta.example/")!;
     expect(await jobsOf(beta.id)).toEqual([
-      expect.objectContaining({ status: "pending", task_type: "daily_sync", sync_mode: "skip", total_tasks: 487 }),
+      expect.objectContaining({ status: "pending", task_type: "daily_sync", sync_mode: "skip", total_tasks: 480 }),
     ]);
     // Its account is the one that sees it, and the page says so.
     expect((await request(s.url, "GET", `/api/v1/sites/${beta.id}/google-account`)).body).toMatchObject({ account: "b@example.com" });

@@ -5,7 +5,7 @@ import { sites, syncTasks } from "../db/sqlite/schema.ts";
 import type { TaskStatus } from "../db/model.ts";
 import { ApiError, isUniqueViolation } from "../errors.ts";
 import { siteNotFound } from "../sites/queries.ts";
-import { addDays, daysBetween, newestDataDay, RETENTION_DAYS } from "./dates.ts";
+import { daysBetween, MAX_RANGE_DAYS } from "./dates.ts";
 import type { SyncMode } from "./handlers/days.ts";
 import { resolveRange } from "./schemas.ts";
 
@@ -138,13 +138,14 @@ export async function queueDailySync(db: Db, input: { siteId: number; days: numb
 }
 
 /**
- * Queues the backfill of a site just added: a daily_sync of every day Search Console still keeps (about
- * 16 months, up to today minus 2), newest day first, skipping days already stored, so a backfill that
- * stopped (crash, cancel, failure) resumes where it was when queued again. Same refusals as createTask.
+ * Queues the backfill of a site just added: a daily_sync of the longest range one task may cover
+ * (MAX_RANGE_DAYS, 480 days up to today minus 2: within the ~16 months Search Console keeps), newest day
+ * first, skipping days already stored, so a backfill that stopped (crash, cancel, failure) resumes where
+ * it was when queued again. The range passes the same checks as any task's (resolveRange). Same refusals
+ * as createTask.
  */
 export async function queueBackfill(db: Db, input: { siteId: number; maxAttempts: number }, now = new Date()) {
-  const end = newestDataDay(now);
-  const start = addDays(end, -RETENTION_DAYS);
+  const { start, end } = resolveRange({ days: MAX_RANGE_DAYS }, now);
   const task = await createTask(db, {
     siteId: input.siteId,
     taskType: "daily_sync",
