@@ -1,10 +1,13 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { isUniqueViolation } from "../src/errors.ts";
 import { setLogLevel } from "../src/log.ts";
+import type { Q } from "../src/db/index.ts";
 import { markDaySynced } from "../src/sync/data.ts";
+import { replaceDayGrains } from "../src/sync/grain-writes.ts";
+import { dayNumber, typeCode } from "../src/sync/grains.ts";
 import { scheduleDailySyncs } from "../src/sync/scheduler.ts";
-import { searchTypes } from "../src/sync/search-types.ts";
+import { searchTypes, type SearchType } from "../src/sync/search-types.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 import { insertSites } from "./helpers/sync.ts";
 
@@ -18,6 +21,30 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
+/** A day × type as daily_sync leaves it: its grains (none here) and completeness fetched, and marked synced. */
+async function markFetched(tx: Q, site: number, day: string, type: SearchType) {
+  await markDaySynced(tx, site, day, type, 1);
+  const completeness = {
+    property_rows: 0,
+    page_rows: 0,
+    detail_rows: 0,
+    appearance_rows: 0,
+    page_truncated: false,
+    detail_truncated: false,
+    anonymized_share: null,
+    data_state: "final" as const,
+  };
+  await replaceDayGrains(tx, {
+    siteId: site,
+    day: dayNumber(day),
+    type: typeCode(type),
+    property: [],
+    page: [],
+    appearance: [],
+    completeness,
+  });
+}
+
 /**
  * Each test's own file: four sites a, b, c, d on 2026-06-10 — d inactive, b with the three oldest days
  * of the catch-up window complete and the fourth partly, c with the whole window complete.
@@ -30,10 +57,10 @@ async function fresh() {
   const { sites, syncTasks } = t.db.t;
   await t.db.tx((tx) => tx.update(sites).set({ is_active: false }).where(eq(sites.id, d)));
   await t.db.tx(async (tx) => {
-    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06"]) for (const type of searchTypes) await markDaySynced(tx, b, day, type, 1);
-    await markDaySynced(tx, b, "2026-06-07", "web", 1);
+    for (const day of ["2026-06-04", "2026-06-05", "2026-06-06"]) for (const type of searchTypes) await markFetched(tx, b, day, type);
+    await markFetched(tx, b, "2026-06-07", "web");
     for (const day of ["2026-06-04", "2026-06-05", "2026-06-06", "2026-06-07", "2026-06-08"])
-      for (const type of searchTypes) await markDaySynced(tx, c, day, type, 1);
+      for (const type of searchTypes) await markFetched(tx, c, day, type);
   });
   const tasksOf = (site: number) => t.db.q.select().from(syncTasks).where(eq(syncTasks.site_id, site)).orderBy(syncTasks.id);
   const completeAll = () => t.db.tx((tx) => tx.update(syncTasks).set({ status: "completed" }));
@@ -66,6 +93,33 @@ describe("scheduleDailySyncs", () => {
     // Nothing missing: still today's task, one quick all-skipped day.
     expect(await tasksOf(c)).toEqual([expect.objectContaining({ ...base, start_date: "2026-06-08", progress_total: 1 })]);
     expect(await tasksOf(d)).toEqual([]);
+  });
+
+  test("a day × type marked synced but never fetched at the grains (no completeness row), or derived by the migration, is missing", async () => {
+    const now = new Date("2026-06-10T03:00:00.000Z");
+    const one = await fresh();
+    const c1 = one.ids[2];
+    const k = one.db.t.gscDayCompleteness;
+    // c: the whole window marked; 06-07's image completeness gone (a day marked before the grains existed).
+    await one.db.tx((tx) => tx.delete(k).where(and(eq(k.site_id, c1), eq(k.day, dayNumber("2026-06-07")), eq(k.type, typeCode("image")))));
+    expect(await scheduleDailySyncs(one.db, opts, now)).toBe(3);
+    expect(await one.tasksOf(c1)).toEqual([
+      expect.objectContaining({ start_date: "2026-06-07", end_date: "2026-06-08", progress_total: 2 }),
+    ]);
+
+    const two = await fresh();
+    const c2 = two.ids[2];
+    // c: 06-05's discover totals derived from the old detail by the migration, not Google's.
+    await two.db.tx((tx) =>
+      tx
+        .update(k)
+        .set({ derived: true })
+        .where(and(eq(k.site_id, c2), eq(k.day, dayNumber("2026-06-05")), eq(k.type, typeCode("discover")))),
+    );
+    expect(await scheduleDailySyncs(two.db, opts, now)).toBe(3);
+    expect(await two.tasksOf(c2)).toEqual([
+      expect.objectContaining({ start_date: "2026-06-05", end_date: "2026-06-08", progress_total: 4 }),
+    ]);
   });
 
   test("an archived site is never scheduled", async () => {

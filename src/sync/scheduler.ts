@@ -4,6 +4,8 @@ import type { NewSyncTask } from "../db/model.ts";
 import { log } from "../log.ts";
 import { findSyncedDays } from "./data.ts";
 import { addDays, atTimeOfDay, dayOf, dayRange, daysBetween, FINAL_LAG_DAYS, newestDataDay } from "./dates.ts";
+import { findCompleteness } from "./grain-writes.ts";
+import { typeCode } from "./grains.ts";
 import { hourlyWindow, resolveRange } from "./schemas.ts";
 import { searchTypes } from "./search-types.ts";
 
@@ -47,7 +49,9 @@ async function sitesDue(db: Db, type: string, slot: string) {
 /**
  * Once today's `dailyAt` has passed, gives every active site that lacks one a daily_sync with
  * scheduled_for = today, covering the oldest day in the catch-up window that is not fully synced up
- * to the newest day Search Console has. The unique index on (site, type, scheduled_for) and the one
+ * to the newest day Search Console has. A day × type is fully synced when it has its sync marker (a
+ * final day) and a completeness row fetched at the grains (gsc_day_completeness, not derived): totals
+ * marked but never fetched at the grains, or derived by the migration, are fetched again. The unique index on (site, type, scheduled_for) and the one
  * on active tasks make this exactly once per site and day, however many processes run it at once.
  * Returns the number of tasks created.
  */
@@ -62,7 +66,12 @@ export async function scheduleDailySyncs(db: Db, opts: SchedulerOptions, now = n
   const tasks: NewSyncTask[] = [];
   for (const { id } of due) {
     const markers = await findSyncedDays(db, id, windowStart, end);
-    const missing = dayRange(windowStart, end).find((d) => searchTypes.some((t) => !markers.has(`${d}|${t}`)));
+    const complete = await findCompleteness(db, id, windowStart, end);
+    // A day × type is done when it is marked synced (final) AND its grains were fetched from Search Console
+    // (a completeness row not derived from old detail by the migration): a marker alone is not enough.
+    const missing = dayRange(windowStart, end).find((d) =>
+      searchTypes.some((t) => !markers.has(`${d}|${t}`) || complete.get(`${d}|${typeCode(t)}`)?.derived !== false),
+    );
     // Nothing missing: still one (quick, all-skipped) task, so the day's schedule is visibly done.
     const start = missing ?? end;
     tasks.push({
