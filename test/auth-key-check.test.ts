@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
+import { defaultAuthOptions } from "../src/auth/middleware.ts";
 import { createApiKey, revokeApiKey } from "../src/auth/queries.ts";
 import { setLogLevel } from "../src/log.ts";
 import { createSite } from "../src/sites/queries.ts";
@@ -10,8 +11,9 @@ import { startServer } from "./helpers/server.ts";
 
 // Protected mode's "does any active key exist" answer is remembered per process while the file's
 // data_version stays the same (src/auth/middleware.ts): a key created or revoked by another
-// connection or process must still change the very next keyless request's answer. SQLite only:
-// data_version is SQLite's; on PostgreSQL the middleware asks the table on every keyless request.
+// connection or process must still change the very next keyless request's answer. SQLite: data_version.
+// PostgreSQL: a LISTEN on api_keys' trigger (src/db/pg/key-changes.ts), so a keyless request asks nothing
+// while no notification came, and the answer changes as soon as the commit's notification arrives.
 
 setLogLevel("silent");
 const root = join(import.meta.dir, "..");
@@ -52,6 +54,57 @@ describe.skipIf(sqliteOnly)("in-process, the other handle playing another proces
     expect(await status()).toBe(200);
     await createApiKey(t.db, { name: "own", scope: "read" });
     expect(await status()).toBe(401);
+  });
+});
+
+describe.skipIf(testEngine !== "pg")("PostgreSQL: LISTEN on api_keys, the other handle playing another process", () => {
+  let t: ReturnType<typeof tempDb>;
+  let other: ReturnType<typeof tempDb>["db"];
+  let app: ReturnType<typeof createApp>;
+  let queries = 0;
+  beforeAll(() => {
+    t = tempDb();
+    other = t.open();
+    // Remembered for a minute without notifications: an answer that changes within the test came from one.
+    app = createApp(t.db, { auth: { ...defaultAuthOptions, pgNoKeyMemoryMs: 60_000 } });
+    const pool = t.db.pg!.pool;
+    const query = pool.query.bind(pool) as (...a: unknown[]) => unknown;
+    (pool as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
+      queries++;
+      return query(...a);
+    };
+  });
+  afterAll(() => t.cleanup());
+  // A path no route answers: the key check runs (404 when let in, 401 when a key is required) and nothing else asks the database.
+  const status = async () => (await app.request("/api/v1/no-such-thing")).status;
+  /** Asks until the answer is `want` (the notification arrives just after the commit); false after 5 s. */
+  async function becomes(want: number): Promise<boolean> {
+    for (const end = Date.now() + 5000; Date.now() < end; await Bun.sleep(5)) if ((await status()) === want) return true;
+    return false;
+  }
+
+  test("keyless requests ask nothing while no key changes; a key created or revoked elsewhere changes the answer", async () => {
+    // Until the listener is connected every keyless request asks the table; then one asks, and the rest nothing.
+    let quiet = false;
+    for (const end = Date.now() + 10_000; !quiet && Date.now() < end; await Bun.sleep(20)) {
+      await status();
+      const before = queries;
+      await status();
+      quiet = queries === before;
+    }
+    expect(quiet).toBe(true);
+    const q1 = queries;
+    for (let i = 0; i < 20; i++) expect(await status()).toBe(404);
+    expect(queries - q1).toBe(0);
+    // A commit that is not a key: no notification, still no key and no query for it.
+    await createSite(other, { domain: "sc-domain:other.example", name: "Other" });
+    expect(await status()).toBe(404);
+    expect(queries - q1).toBe(0);
+    const k = await createApiKey(other, { name: "elsewhere", scope: "read" });
+    expect(await becomes(401)).toBe(true);
+    expect(await status()).toBe(401);
+    await revokeApiKey(other, k.info.id);
+    expect(await becomes(404)).toBe(true);
   });
 });
 
