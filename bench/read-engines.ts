@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { exportSql, findRankingData } from "../src/analytics/queries.ts";
+import { exportQuery, findRankingData } from "../src/analytics/queries.ts";
 import { csvLine } from "../src/analytics/format.ts";
 import { streamQuery } from "../src/analytics/stream.ts";
 import { closeAllConnections, openDb, openPgDb, type Db } from "../src/db/index.ts";
@@ -54,7 +54,8 @@ async function timeCalls(n: number, f: () => Promise<unknown>): Promise<number[]
 async function exportRate(db: Db, seed: SeedResult): Promise<{ rows: number; seconds: number }> {
   type Row = Record<string, string | number>;
   const t0 = performance.now();
-  const body = await streamQuery<Row>(db, exportSql({ start: false, end: false, searchType: false }), { site_id: seed.siteId }, "", (r) =>
+  const q = exportQuery(db.engine, { siteId: seed.siteId });
+  const body = await streamQuery<Row>(db, q.sql, q.params, "", (r) =>
     csvLine([r.date!, r.page!, r.query!, r.device!, r.search_type!, r.clicks!, r.impressions!, r.ctr!, r.position!]),
   );
   let lines = 0;

@@ -5,7 +5,7 @@ import { roundHalfEven } from "./format.ts";
 import { queryPool } from "./pool.ts";
 import type { PageKeywordItem, RankingDataItem, TrendsResponse } from "./schemas.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
-import { dayDate, dayNumber, deviceCode } from "../sync/grains.ts";
+import { dayDate, dayNumber, deviceCode, typeCode } from "../sync/grains.ts";
 import {
   addSums,
   assertAnswerable,
@@ -22,16 +22,37 @@ import {
   typeCodesOf,
 } from "./totals.ts";
 
-// Reads of the synced rows (gsc_performance_data) for the analytics endpoints, in plain SQL: they
-// use JSON lists, window functions and exact orderings that the planner must serve from the indexes.
-// One text per engine where the spelling differs (the helpers below), named parameters on both.
+// Reads of the synced rows for the analytics endpoints, in plain SQL: they use JSON lists, window
+// functions and exact orderings that the planner must serve from the indexes. One text per engine where the
+// spelling differs (the helpers below), named parameters on both. Query-level rows come from the compact
+// detail gsc_query_detail (`d`, key site_id, day, type, page_id, query_id, device) with its dictionaries
+// gsc_pages (`p`) and gsc_queries (`q`), or from the day x query rollup gsc_day_query_totals; every filter
+// is on integer day numbers and codes computed once from the request, so each read is an index seek on
+// (site_id, day, ...) (the gsc_performance_data VIEW computes its date: a filter on it scans the site).
 // SQLite: index seeks (exact terms, coverage) run on the process's reader; scans that aggregate a date
 // range run on the query threads (pool.ts), off the event loop. Each SQL text is compiled once per
 // connection. PostgreSQL: the server does the work; the event loop only awaits the pool.
 
-// The unique index's order: (site_id, date, page, query, device, search_type). Rows read in it need
-// no sort; it is also the "order of appearance" that daily groups keep within a day.
-const INDEX_ORDER = "g.date, g.page, g.query, g.device, g.search_type";
+/** The detail joined to its dictionaries (aliases d, p, q). */
+const DETAIL_JOIN = "gsc_query_detail d join gsc_pages p on p.id = d.page_id join gsc_queries q on q.id = d.query_id";
+/** A search type code's name sorts as the VIEW's text did: discover, googleNews, image, news, video, web. */
+const TYPE_TEXT_ORDER = "case d.type when 5 then 1 when 6 then 2 when 2 then 3 when 4 then 4 when 3 then 5 else 6 end";
+/** The old text index's order (date, page, query, device, search_type): a sort of each day's rows, read in day order. */
+const INDEX_ORDER = `d.day, p.page, q.query, d.device, ${TYPE_TEXT_ORDER}`;
+
+/** A day number as the 'YYYY-MM-DD' text the VIEW shows. */
+const dateText = (e: Engine, day: string) =>
+  e === "pg" ? `to_char(date '1970-01-01' + ${day}, 'YYYY-MM-DD')` : `date(${day} * 86400, 'unixepoch')`;
+/** A device code as the VIEW's text. */
+const deviceText = (col: string) => `case ${col} when 1 then 'DESKTOP' when 2 then 'MOBILE' when 3 then 'TABLET' else '' end`;
+/** A search type code as the VIEW's text. */
+const typeText = (col: string) =>
+  `case ${col} when 1 then 'web' when 2 then 'image' when 3 then 'video' when 4 then 'news' when 5 then 'discover' when 6 then 'googleNews' end`;
+/** One detail row's ctr and position exactly as the VIEW computes them (0 without impressions). */
+const rowCtr = (e: Engine) =>
+  `case when d.impressions > 0 then ${e === "pg" ? "d.clicks::float8" : "cast(d.clicks as real)"} / d.impressions else 0.0 end`;
+const rowPosition = (e: Engine) =>
+  `case when d.impressions > 0 then ${e === "pg" ? "d.sum_position::float8 / 100" : "d.sum_position / 100.0"} / d.impressions else 0.0 end`;
 
 /** A JSON array parameter as rows `t(value, key)`, key giving the element's position. */
 const jsonList = (e: Engine, param: string, alias: string) =>
@@ -46,8 +67,8 @@ const ratio = (e: Engine, a: string, b: string) => `(${e === "pg" ? `(${a})::flo
 /** Search Console's CTR over grouped rows: Σ clicks / Σ impressions (0 without impressions). */
 const ctrOf = (e: Engine, p = "", sum = true) =>
   sum ? `coalesce(${ratio(e, `sum(${p}clicks)`, `sum(${p}impressions)`)}, 0)` : `coalesce(${ratio(e, `${p}clicks`, `${p}impressions`)}, 0)`;
-/** Search Console's position over grouped rows: impression-weighted, Σ position × impressions / Σ impressions (null without impressions). */
-const positionOf = (e: Engine, p = "") => ratio(e, `sum(${p}position * ${p}impressions)`, `sum(${p}impressions)`);
+/** Search Console's position over grouped rows: Σ sum_position / Σ impressions / 100 (null without impressions). */
+const positionOf = (e: Engine, p = "") => `(${ratio(e, `sum(${p}sum_position)`, `sum(${p}impressions)`)} / ${sumPositionScale})`;
 /** "No limit": SQLite reads a negative LIMIT so, PostgreSQL a NULL one. */
 const noLimit = (e: Engine) => (e === "pg" ? null : -1);
 
@@ -75,64 +96,91 @@ export type RankingOptions = {
   device?: string | null;
 };
 
-type RankingRow = { date: string; key: string; clicks: number; impressions: number; ctr: number; position: number | null };
+type RankingRow = { day: number; key: string; clicks: number; impressions: number; ctr: number; position: number | null };
+
+/** How each ranking-data request shape is read: the day x query rollup or the detail, and whether it scans a range. */
+function rankingPlan(o: RankingOptions): { rollup: boolean; slow: boolean } {
+  // Daily rows of exact queries over all devices are the rollup's: one index range per term on (site_id, query_id, day).
+  const rollup = !!o.exact && o.daily && o.groupBy === "query" && !o.device;
+  // Rollup seeks are ~1 ms a term; anything else reads the window's detail (seeked on site_id and day), off the event loop.
+  return { rollup, slow: !rollup || o.exact!.length > 20 };
+}
 
 /** The SQL of one ranking-data request shape (group column, filter kind, mode). */
 function rankingSql(e: Engine, o: RankingOptions): string {
-  const col = o.groupBy === "query" ? "g.query" : "g.page";
-  const range = `g.site_id = $site_id and g.date >= $start and g.date <= $end${o.searchType ? " and g.search_type = $search_type" : ""}${
-    o.device ? " and g.device = $device" : ""
-  }`;
-  let from = "gsc_performance_data g";
-  let where = range;
+  const byQuery = o.groupBy === "query";
+  // SQLite's CROSS JOIN fixes the loop order (terms, dictionary, then the detail's index range); PostgreSQL's planner picks it.
+  const J = e === "pg" ? "join" : "cross join";
+  const typeFilter = (a: string) => (o.searchType ? ` and ${a}.type = $type` : "");
+  if (rankingPlan(o).rollup) {
+    return `select r.day as day, q.query as key, ${num(e, "sum(r.clicks)")} as clicks, ${num(e, "sum(r.impressions)")} as impressions,
+       ${ctrOf(e, "r.")} as ctr, ${positionOf(e, "r.")} as position
+  from ${jsonList(e, "$terms", "t")} ${J} gsc_queries q on q.site_id = $site_id and q.query = t.value
+  ${J} gsc_day_query_totals r on r.site_id = $site_id and r.query_id = q.id and r.day >= $start and r.day <= $end${typeFilter("r")}
+ group by r.day, q.query
+ order by r.day desc, min(t.key)
+ limit $limit`;
+  }
+  const col = byQuery ? "q.query" : "p.page";
+  const range = `d.site_id = $site_id and d.day >= $start and d.day <= $end${typeFilter("d")}${o.device ? " and d.device = $device" : ""}`;
+  let from = `gsc_query_detail d ${J} gsc_pages p on p.id = d.page_id ${J} gsc_queries q on q.id = d.query_id where ${range}`;
   let order = INDEX_ORDER;
-  let within = o.groupBy === "query" ? "min(g.page), g.query" : "g.page";
+  let within = byQuery ? "min(p.page), q.query" : "p.page";
   if (o.exact) {
     // One pass per term, in request order, each by date: the original's concatenated per-term queries.
-    // CROSS JOIN keeps the terms as the outer loop, so each term is an index seek on (site_id, query|page,
-    // date); left to itself the planner scans the whole date range instead (25-50x slower at 5M rows).
-    // (PostgreSQL's planner picks the loop itself, and its CROSS JOIN takes no ON.)
-    from = `${jsonList(e, "$terms", "t")} ${e === "pg" ? "join" : "cross join"} gsc_performance_data g on ${col} = t.value`;
+    // Each term is a dictionary seek on (site_id, query|page), then the detail's range on (site_id, day).
+    from = byQuery
+      ? `${jsonList(e, "$terms", "t")} ${J} gsc_queries q on q.site_id = $site_id and q.query = t.value
+  ${J} gsc_query_detail d on d.query_id = q.id and ${range} ${J} gsc_pages p on p.id = d.page_id`
+      : `${jsonList(e, "$terms", "t")} ${J} gsc_pages p on p.site_id = $site_id and p.page = t.value
+  ${J} gsc_query_detail d on d.page_id = p.id and ${range} ${J} gsc_queries q on q.id = d.query_id`;
     order = `t.key, ${INDEX_ORDER}`;
     within = "min(t.key)";
   } else if (o.partial) {
-    where += ` and exists (select 1 from ${jsonList(e, "$terms", "t")} where ${contains(e, "g.query", "t.value")})`;
+    from += ` and exists (select 1 from ${jsonList(e, "$terms", "t")} where ${contains(e, "q.query", "t.value")})`;
   }
   if (!o.daily) {
-    return `select g.date as date, ${col} as key, g.clicks as clicks, g.impressions as impressions, g.ctr as ctr, g.position as position
-  from ${from} where ${where} order by ${order} limit $limit`;
+    return `select d.day as day, ${col} as key, d.clicks as clicks, d.impressions as impressions, ${rowCtr(e)} as ctr, ${rowPosition(e)} as position
+  from ${from} order by ${order} limit $limit`;
   }
-  return `select g.date as date, ${col} as key, ${num(e, "sum(g.clicks)")} as clicks, ${num(e, "sum(g.impressions)")} as impressions,
-       ${ctrOf(e, "g.")} as ctr, ${positionOf(e, "g.")} as position
-  from ${from} where ${where}
- group by g.date, ${col}
- order by g.date desc, ${within}
+  return `select d.day as day, ${col} as key, ${num(e, "sum(d.clicks)")} as clicks, ${num(e, "sum(d.impressions)")} as impressions,
+       ${ctrOf(e, "d.")} as ctr, ${positionOf(e, "d.")} as position
+  from ${from}
+ group by d.day, ${col}
+ order by d.day desc, ${within}
  limit $limit`;
 }
 
+/** The named parameters of a ranking-data request: day numbers and codes, computed once. */
+function rankingParams(e: Engine, o: RankingOptions): Record<string, string | number | null> {
+  const terms = o.exact ?? o.partial;
+  return {
+    site_id: o.siteId,
+    start: dayNumber(o.start),
+    end: dayNumber(o.end),
+    limit: o.limit ?? noLimit(e),
+    ...(terms ? { terms: JSON.stringify(terms) } : {}),
+    ...(o.searchType ? { type: typeCode(o.searchType) } : {}),
+    ...(o.device ? { device: deviceCode(o.device) } : {}),
+  };
+}
+
+/** The SQL text and parameters of a ranking-data read (for EXPLAIN in tests and benchmarks). */
+export function rankingQuery(e: Engine, o: RankingOptions) {
+  return { sql: rankingSql(e, o), params: rankingParams(e, o) };
+}
+
 /**
- * Ranking rows of a site between two days (both included): raw rows in index order (per term first
- * when filtered exactly), or daily groups newest day first with summed clicks and impressions, the
+ * Ranking rows of a site between two days (both included): raw rows in the old index's order (per term
+ * first when filtered exactly), or daily groups newest day first with summed clicks and impressions, the
  * ctr Σ clicks / Σ impressions and the half-even rounded impression-weighted position (0 without impressions).
  */
 export async function findRankingData(db: Db, o: RankingOptions): Promise<RankingDataItem[]> {
-  const terms = o.exact ?? o.partial;
-  const sql = rankingSql(db.engine, o);
-  const params = {
-    site_id: o.siteId,
-    start: o.start,
-    end: o.end,
-    limit: o.limit ?? noLimit(db.engine),
-    ...(terms ? { terms: JSON.stringify(terms) } : {}),
-    ...(o.searchType ? { search_type: o.searchType } : {}),
-    ...(o.device ? { device: o.device.toUpperCase() } : {}),
-  };
-  // Exact terms are index seeks (~1 ms for a month); anything else reads the whole range. Many
-  // exact terms add up (1000 seeks: ~1 s) and go off the event loop too.
-  const rows = await all<RankingRow>(db, sql, params, !o.exact || o.exact.length > 20);
+  const q = rankingQuery(db.engine, o);
+  const rows = await all<RankingRow>(db, q.sql, q.params, rankingPlan(o).slow);
   const byQuery = o.groupBy === "query";
   return rows.map((r) => ({
-    date: r.date,
+    date: dayDate(Number(r.day)),
     query: byQuery ? r.key : null,
     page: byQuery ? null : r.key,
     clicks: r.clicks,
@@ -172,7 +220,7 @@ export async function pageKeywordQuery(
   const filters = { searchType: o.searchType ?? "web", device: o.device ?? null };
   const window = (await windowSince(db, o.siteId, o.since)) ?? { start: dayOf(new Date()), end: dayOf(new Date()) };
   const pt = await pageTotalsQuery(db, { siteId: o.siteId, ...window, ...filters }, { urlContains: o.urlContains, limit: o.limit });
-  const keywords = e === "pg" ? "json_agg(distinct g.query)" : "json_group_array(distinct g.query)";
+  const keywords = e === "pg" ? "json_agg(distinct q.query)" : "json_group_array(distinct q.query)";
   const sql = `with pt as (
 ${pt.sql}
 )
@@ -180,15 +228,15 @@ select pt.page as url, pt.clicks as total_clicks, pt.impressions as total_impres
        ${ctrOf(e, "pt.", false)} as avg_ctr, coalesce(${ratio(e, "pt.sp", "pt.impressions")} / ${sumPositionScale}, 0) as avg_position,
        coalesce(kw.keywords, ${e === "pg" ? "'[]'::json" : "'[]'"}) as keywords, coalesce(kw.n, 0) as keyword_count
   from pt left join (
-    select g.page as page, ${keywords} as keywords, ${num(e, "count(distinct g.query)")} as n
-      from gsc_performance_data g
-     where g.site_id = $site_id and g.date >= $kw_start and g.date <= $kw_end and g.search_type = $kw_type
-       and (g.clicks > 0 or g.impressions > 0)${filters.device ? " and g.device = $device_text" : ""}
-       and g.page in (select page from pt)
-     group by g.page
+    select p.page as page, ${keywords} as keywords, ${num(e, "count(distinct q.query)")} as n
+      from gsc_query_detail d join gsc_pages p on p.id = d.page_id join gsc_queries q on q.id = d.query_id
+     where d.site_id = $site_id and d.day >= $from and d.day <= $to and d.type = $kw_type
+       and (d.clicks > 0 or d.impressions > 0)${filters.device ? " and d.device = $device" : ""}
+       and p.page in (select page from pt)
+     group by p.page
   ) kw on kw.page = pt.page
  order by pt.clicks desc, pt.page`;
-  return { sql, params: { ...pt.params, kw_start: window.start, kw_end: window.end, kw_type: filters.searchType } };
+  return { sql, params: { ...pt.params, kw_type: typeCode(filters.searchType) } };
 }
 
 /** One aggregate row as the API shows it: ctr as a percentage (3 decimals), position 2 decimals, keywords sorted. */
@@ -216,14 +264,29 @@ export function pageKeywordSince(days: number | null | undefined, now = new Date
   return days ? addDays(dayOf(now), -(days + 1)) : null;
 }
 
-/** The raw rows of a site for the export, in index order (no sort), optionally bounded by days and a search type (same text on both engines). */
-export function exportSql(o: { start: boolean; end: boolean; searchType: boolean }): string {
-  return `select date, page, query, device, search_type, clicks, impressions, ctr, position
-  from gsc_performance_data g
- where site_id = $site_id${o.start ? " and date >= $start" : ""}${o.end ? " and date <= $end" : ""}${
-   o.searchType ? " and search_type = $search_type" : ""
- }
+/** What an export reads: a site, optionally bounded by days (both included) and one search type. */
+export type ExportOptions = { siteId: number; start?: string | null; end?: string | null; searchType?: string | null };
+
+/**
+ * The raw rows of a site for the export, with the old table's columns and text, in its order (date, page,
+ * query, device, search_type): the detail's range on (site_id, day) read in day order, each day's rows sorted.
+ */
+export function exportQuery(e: Engine, o: ExportOptions): { sql: string; params: Record<string, string | number | null> } {
+  const sql = `select ${dateText(e, "d.day")} as date, p.page as page, q.query as query, ${deviceText("d.device")} as device,
+       ${typeText("d.type")} as search_type, d.clicks as clicks, d.impressions as impressions, ${rowCtr(e)} as ctr, ${rowPosition(e)} as position
+  from ${DETAIL_JOIN}
+ where d.site_id = $site_id${o.start ? " and d.day >= $start" : ""}${o.end ? " and d.day <= $end" : ""}${o.searchType ? " and d.type = $type" : ""}
  order by ${INDEX_ORDER}`;
+  return {
+    sql,
+    params: {
+      site_id: o.siteId,
+      ...(o.start ? { start: dayNumber(o.start) } : {}),
+      ...(o.end ? { end: dayNumber(o.end) } : {}),
+      // An unknown search type is code 0, which no row has: an empty export, as before.
+      ...(o.searchType ? { type: typeCode(o.searchType as SearchTypeCode) } : {}),
+    },
+  };
 }
 
 /** The filters performance-trends takes besides the site (search type, country, device, appearance). */
@@ -318,10 +381,10 @@ export async function findPerformanceTrends(
   };
 }
 
-const coverageSql = (e: Engine) => `select d.value as date,
-       exists (select 1 from gsc_performance_data g where g.site_id = $site_id and g.date = d.value) as has_rows,
-       exists (select 1 from hourly_rankings h where h.site_id = $site_id and h.date = d.value) as has_hourly
-  from ${jsonList(e, "$days", "d")} order by d.value`;
+const coverageSql = (e: Engine) => `select ${e === "pg" ? "d.value::int" : "d.value"} as day,
+       exists (select 1 from gsc_query_detail g where g.site_id = $site_id and g.day = ${e === "pg" ? "d.value::int" : "d.value"}) as has_rows,
+       exists (select 1 from hourly_rankings h where h.site_id = $site_id and h.date = ${dateText(e, e === "pg" ? "d.value::int" : "d.value")}) as has_hourly
+  from ${jsonList(e, "$days", "d")} order by 1`;
 const COVERAGE_SQL = { sqlite: coverageSql("sqlite"), pg: coverageSql("pg") };
 const LAST_SYNC_SQL = "select max(synced_at) as at from gsc_synced_days where site_id = $site_id";
 
@@ -330,11 +393,12 @@ export async function findCoverage(db: Db, siteId: number, days: number, now = n
   const today = dayOf(now);
   const list = dayRange(addDays(today, -days), today);
   // exists() is 0/1 on SQLite, a boolean on PostgreSQL.
-  type Row = { date: string; has_rows: number | boolean; has_hourly: number | boolean };
-  const [rows, lastSync] = await Promise.all([
-    all<Row>(db, COVERAGE_SQL[db.engine], { site_id: siteId, days: JSON.stringify(list) }, false),
+  type Row = { day: number; has_rows: number | boolean; has_hourly: number | boolean };
+  const [dayRows, lastSync] = await Promise.all([
+    all<Row>(db, COVERAGE_SQL[db.engine], { site_id: siteId, days: JSON.stringify(list.map(dayNumber)) }, false),
     all<{ at: string | null }>(db, LAST_SYNC_SQL, { site_id: siteId }, false),
   ]);
+  const rows = dayRows.map((r) => ({ ...r, date: dayDate(Number(r.day)) }));
   return {
     daily: Object.fromEntries(rows.map((r) => [r.date, Boolean(r.has_rows)])),
     hourly: Object.fromEntries(rows.map((r) => [r.date, Boolean(r.has_hourly)])),

@@ -6,7 +6,7 @@ import { SiteIdParam, resolveRange } from "../sync/schemas.ts";
 import { createTask } from "../sync/queries.ts";
 import { attachmentHeader, csvLine, fileStamp, formatFixed, safeName, UTF8_BOM } from "./format.ts";
 import {
-  exportSql,
+  exportQuery,
   findCoverage,
   findPageKeywordPerformance,
   findPerformanceTrends,
@@ -300,13 +300,12 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const { site_id } = c.req.valid("param");
       const q = c.req.valid("query");
       const site = await resolveSite(db, { site_id });
-      const sql = exportSql({ start: !!q.start_date, end: !!q.end_date, searchType: !!q.search_type });
-      const params = {
-        site_id: site.id,
-        ...(q.start_date ? { start: q.start_date } : {}),
-        ...(q.end_date ? { end: q.end_date } : {}),
-        ...(q.search_type ? { search_type: q.search_type } : {}),
-      };
+      const { sql, params } = exportQuery(db.engine, {
+        siteId: site.id,
+        start: q.start_date,
+        end: q.end_date,
+        searchType: q.search_type,
+      });
       type Row = Record<(typeof exportColumns)[number], string | number>;
       const csv = q.format === "csv";
       const raw = flagOn(q.raw);

@@ -1,0 +1,131 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { exportQuery, pageKeywordQuery, rankingQuery, type RankingOptions } from "../src/analytics/queries.ts";
+import { toPositional } from "../src/db/pg/named.ts";
+import { asSqlite, tempDb, testEngine } from "./helpers/db.ts";
+import { addSite, storeRows } from "./helpers/rows.ts";
+
+// Query-level reads go to the compact detail (gsc_query_detail) and the day x query rollup with integer day
+// numbers, so each is an index seek on (site_id, day, ...) or (site_id, query_id, day): never a scan of the
+// site's whole detail, as a filter on the gsc_performance_data VIEW's computed date was (issue 18).
+
+let t: ReturnType<typeof tempDb>;
+let site = 0;
+const H = "https://plans.example";
+
+beforeAll(async () => {
+  t = tempDb();
+  site = await addSite(t.db, "sc-domain:plans.example");
+  for (const day of ["2026-10-01", "2026-10-02"]) {
+    await storeRows(t.db, site, day, "web", [
+      { page: `${H}/a`, query: "shoes", device: "MOBILE", clicks: 1, impressions: 10, ctr: 0.1, position: 2 },
+      { page: `${H}/b`, query: "boots", device: "DESKTOP", clicks: 2, impressions: 20, ctr: 0.1, position: 3 },
+    ]);
+  }
+});
+afterAll(() => t.cleanup());
+
+const base = { start: "2026-10-01", end: "2026-10-31", limit: null, searchType: null, device: null, exact: null, partial: null };
+/** The ranking-data request shapes: [name, options, whether the rollup answers]. */
+const rankingShapes = (): [string, RankingOptions, boolean][] => [
+  ["raw rows", { ...base, siteId: site, groupBy: "query", daily: false }, false],
+  ["daily by query", { ...base, siteId: site, groupBy: "query", daily: true }, false],
+  [
+    "daily by page, one device and type",
+    { ...base, siteId: site, groupBy: "page", daily: true, device: "MOBILE", searchType: "web" },
+    false,
+  ],
+  ["exact queries, raw", { ...base, siteId: site, groupBy: "query", daily: false, exact: ["shoes", "boots"] }, false],
+  ["exact queries, daily (the rollup)", { ...base, siteId: site, groupBy: "query", daily: true, exact: ["shoes"] }, true],
+  ["exact pages, daily", { ...base, siteId: site, groupBy: "page", daily: true, exact: [`${H}/a`] }, false],
+  ["partial queries", { ...base, siteId: site, groupBy: "query", daily: true, partial: ["sho"] }, false],
+];
+
+/** The detail read by its key's (site_id, day) prefix: a SEARCH with a day bound, never a SCAN. */
+const detailSeek = /SEARCH d USING PRIMARY KEY \(site_id=\? AND day[<>=]/;
+const rollupSeek = /SEARCH r USING COVERING INDEX gsc_day_query_totals_site_query_idx \(site_id=\? AND query_id=\? AND day>\? AND day<\?\)/;
+
+describe.skipIf(testEngine === "pg")("SQLite query plans of the analytics reads", () => {
+  const plan = (sql: string) =>
+    asSqlite(t.db)
+      .raw.reader.query<{ detail: string }, []>(`explain query plan ${sql.replace(/\$\w+/g, "?")}`)
+      .all()
+      .map((r) => r.detail)
+      .join("\n");
+
+  test("ranking-data: every request shape seeks the detail on (site_id, day) or the rollup on (site_id, query_id, day)", () => {
+    for (const [name, o, rollup] of rankingShapes()) {
+      const p = plan(rankingQuery("sqlite", o).sql);
+      expect({ name, p }).toEqual({ name, p: expect.stringMatching(rollup ? rollupSeek : detailSeek) });
+      expect({ name, p }).toEqual({ name, p: expect.not.stringMatching(/SCAN (d|r|gsc_query_detail|gsc_day_query_totals)\b/) });
+    }
+  });
+
+  test("export: the detail in key order from (site_id, day), each day's rows sorted (no sort of the whole site)", () => {
+    const p = plan(exportQuery("sqlite", { siteId: site, start: "2026-10-01", end: "2026-10-31", searchType: "web" }).sql);
+    expect(p).toMatch(detailSeek);
+    expect(p).toContain("USE TEMP B-TREE FOR LAST 4 TERMS OF ORDER BY");
+    expect(plan(exportQuery("sqlite", { siteId: site }).sql)).toMatch(/SEARCH d USING PRIMARY KEY \(site_id=\?\)/);
+  });
+
+  test("page-keyword-performance: the keywords from the detail's (site_id, day) range", async () => {
+    const q = await pageKeywordQuery(t.db, { siteId: site, since: "2026-10-01", urlContains: null, limit: null });
+    const p = plan(q.sql);
+    expect(p).toMatch(detailSeek);
+    expect(p).not.toMatch(/SCAN (d|gsc_query_detail)\b/);
+  });
+});
+
+describe.skipIf(testEngine === "sqlite")("PostgreSQL query plans of the analytics reads", () => {
+  test("on a site with a year of detail, a month's ranking-data and export use the detail's key, no Seq Scan on it", async () => {
+    const client = await t.db.pg!.pool.connect();
+    try {
+      // 365 days x 200 rows for a second site, and fresh statistics: a month is ~8% of the site's rows.
+      const big = await addSite(t.db, "sc-domain:big-plans.example");
+      await client.query(`insert into gsc_pages (site_id, page) select $1, 'https://big.example/' || i from generate_series(1, 20) i`, [
+        big,
+      ]);
+      await client.query(`insert into gsc_queries (site_id, query) select $1, 'q ' || i from generate_series(1, 10) i`, [big]);
+      await client.query(
+        `insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
+         select $1, 20454 + d, 1, p.id, q.id, 2, 1, 10, 1000
+           from generate_series(0, 364) d, gsc_pages p, gsc_queries q where p.site_id = $1 and q.site_id = $1`,
+        [big],
+      );
+      await client.query(
+        `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
+         select site_id, day, type, query_id, sum(clicks), sum(impressions), sum(sum_position) from gsc_query_detail
+          where site_id = $1 group by site_id, day, type, query_id`,
+        [big],
+      );
+      for (const table of ["gsc_query_detail", "gsc_day_query_totals", "gsc_pages", "gsc_queries"]) await client.query(`analyze ${table}`);
+      const explain = async (q: { sql: string; params: Record<string, string | number | null> }) => {
+        const p = toPositional(q.sql, q.params);
+        return ((await client.query(`explain ${p.text}`, p.values)).rows as { "QUERY PLAN": string }[])
+          .map((r) => r["QUERY PLAN"])
+          .join("\n");
+      };
+      const month = { start: "2026-03-01", end: "2026-03-31" };
+      for (const [name, o, rollup] of rankingShapes()) {
+        const p = await explain(
+          rankingQuery("pg", {
+            ...o,
+            ...month,
+            siteId: big,
+            exact: o.exact && (o.groupBy === "query" ? ["q 1"] : ["https://big.example/1"]),
+          }),
+        );
+        expect({ name, p }).toEqual({ name, p: expect.not.stringMatching(/Seq Scan on gsc_(query_detail|day_query_totals)/) });
+        expect({ name, p }).toEqual({
+          name,
+          p: expect.stringMatching(
+            rollup ? /Index (Only )?Scan (on|using) gsc_day_query_totals_\w+/ : /Index (Only )?Scan (on|using) gsc_query_detail_\w+_pk/,
+          ),
+        });
+      }
+      const p = await explain(exportQuery("pg", { siteId: big, ...month }));
+      expect(p).not.toMatch(/Seq Scan on gsc_query_detail/);
+    } finally {
+      client.release();
+    }
+  });
+});
