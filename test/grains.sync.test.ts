@@ -2,8 +2,9 @@
 // a hand-written property whose anonymized share is known, Google's per-type rules, the 50,000-row
 // cap, search appearance, completeness. On the suite's engine.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { and, asc, eq } from "drizzle-orm";
+import { and, asc, eq, sql } from "drizzle-orm";
 import { setLogLevel } from "../src/log.ts";
+import { findSyncedDays } from "../src/sync/data.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { staticToken } from "../src/sync/gsc/auth.ts";
 import { gscSource } from "../src/sync/gsc/client.ts";
@@ -297,6 +298,98 @@ describe("a property with a known anonymized share", () => {
     const rows = await t.db.q.select({ s: c.data_state }).from(c).where(eq(c.site_id, site));
     expect(rows.length).toBe(6);
     expect(rows.every((r) => r.s === "provisional")).toBe(true);
+  });
+});
+
+describe("fresh data (dataState all)", () => {
+  test("a recent day Google still collects is stored provisional with its fresh numbers and fetched again until Google calls it final", async () => {
+    const [site] = (await insertSites(t.db, 1, "fresh.grains.example")) as [number]; // s0: the hand property
+    const url = "sc-domain:s0.fresh.grains.example";
+    // Old enough for our clock (today minus 6 is past FINAL_LAG_DAYS) but Google still collects it.
+    const day = addDays(dayOf(new Date()), -6);
+    const at = (tbl: { site_id: never; day: never; type: never }) =>
+      and(eq(tbl.site_id, site as never), eq(tbl.day, dayNumber(day) as never), eq(tbl.type, typeCode("web") as never));
+    const webTotals = async () => {
+      const p = t.db.t.gscPropertyTotals;
+      const [r] = await t.db.q
+        .select({ clicks: sql<number>`sum(${p.clicks})`.mapWith(Number), impressions: sql<number>`sum(${p.impressions})`.mapWith(Number) })
+        .from(p)
+        .where(at(p as never));
+      return r;
+    };
+    const webState = async () => {
+      const c = t.db.t.gscDayCompleteness;
+      return (
+        await t.db.q
+          .select({ s: c.data_state })
+          .from(c)
+          .where(at(c as never))
+      )[0]?.s;
+    };
+    const marked = async () => (await findSyncedDays(t.db, site, day, day)).has(`${day}|web`);
+    fake.reset();
+    fake.setFirstIncompleteDate(addDays(day, -1));
+    worker();
+
+    expect(await sync(site, day, day)).toMatchObject({ status: "completed" });
+    const ours = fake.requests.filter((r) => r.site === url);
+    expect(ours.length).toBeGreaterThan(0);
+    // Every request of the recent day (totals and detail) asks for fresh data.
+    expect(ours.every((r) => r.dataState === "all")).toBe(true);
+    // The provisional numbers (the hand property × 0.8: 24 + 8 + 16 + 32 clicks, 240 + 160 + 80 + 320 impressions).
+    expect(await webTotals()).toEqual({ clicks: 80, impressions: 800 });
+    expect(await webState()).toBe("provisional");
+    expect(await marked()).toBe(false);
+    expect(await countRows(t.db, site)).toBe(3);
+
+    // Still collecting: skip mode fetches it again (no marker), still provisional.
+    fake.requests.length = 0;
+    expect(await sync(site, day, day)).toMatchObject({ status: "completed", stats_synced: 1 });
+    expect(fake.requests.filter((r) => r.site === url && r.aggregationType === "byProperty").length).toBe(6);
+    expect(await webState()).toBe("provisional");
+
+    // Google has finished the day: the final numbers replace the provisional ones, the day is marked, no correction.
+    fake.setFirstIncompleteDate(addDays(day, 1));
+    expect(await sync(site, day, day)).toMatchObject({ status: "completed", stats_synced: 1 });
+    expect(await webTotals()).toEqual({ clicks: 100, impressions: 1000 });
+    expect(await webState()).toBe("final");
+    expect(await marked()).toBe(true);
+    const k = t.db.t.gscCorrections;
+    expect(await t.db.q.select().from(k).where(eq(k.site_id, site))).toEqual([]);
+
+    // Final: skipped from now on; an old day is asked with Google's default dataState (final data only).
+    fake.requests.length = 0;
+    expect(await sync(site, day, day)).toMatchObject({ status: "completed", stats_skipped: 1 });
+    expect(fake.requests.filter((r) => r.site === url)).toEqual([]);
+    expect(await sync(site, DAY, DAY)).toMatchObject({ status: "completed" });
+    const old = fake.requests.filter((r) => r.site === url && r.startDate === DAY);
+    expect(old.length).toBeGreaterThan(0);
+    expect(old.every((r) => r.dataState === undefined)).toBe(true);
+    // Out of the way of the scheduler tests below (they count the active sites).
+    await t.db.tx((tx) => tx.update(t.db.t.sites).set({ is_active: false }).where(eq(t.db.t.sites.id, site)));
+  });
+
+  test("the fake, as Google documents: final data has no rows for an incomplete day; dataState all has them and metadata.firstIncompleteDate", async () => {
+    const day = addDays(dayOf(new Date()), -3);
+    fake.reset();
+    fake.setFirstIncompleteDate(day);
+    const ask = async (body: Record<string, unknown>) =>
+      (await (
+        await fetch(`${fake.url}/webmasters/v3/sites/${encodeURIComponent("sc-domain:s0.grains.example")}/searchAnalytics/query`, {
+          method: "POST",
+          headers: { authorization: "Bearer test-token", "content-type": "application/json" },
+          body: JSON.stringify({ startDate: day, endDate: day, type: "web", ...body }),
+        })
+      ).json()) as Record<string, any>;
+    expect((await ask({ dimensions: ["date"] })).rows).toBeUndefined();
+    const fresh = await ask({ dimensions: ["date"], dataState: "all" });
+    expect(fresh.metadata).toEqual({ firstIncompleteDate: day });
+    expect(fresh.rows).toEqual([expect.objectContaining({ keys: [day], clicks: 80, impressions: 800 })]);
+    expect((await ask({ dimensions: ["country"], dataState: "all" })).metadata).toBeUndefined();
+    fake.setFirstIncompleteDate(addDays(day, 1));
+    const final = await ask({ dimensions: ["date"], dataState: "all" });
+    expect(final.metadata).toBeUndefined();
+    expect(final.rows[0]).toMatchObject({ clicks: 100, impressions: 1000 });
   });
 });
 

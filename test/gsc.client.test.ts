@@ -57,6 +57,28 @@ async function collect(c: ReturnType<typeof client>, type: "web" | "image" | "vi
   return { pages, rows };
 }
 
+describe("fresh data (dataState all)", () => {
+  test("fresh: every request asks dataState all and the totals carry Google's metadata.firstIncompleteDate; not fresh: Google's default", async () => {
+    const signal = new AbortController().signal;
+    fake.setFirstIncompleteDate(DAY);
+    const fresh = await client().totals(SITE, DAY, "web", "property", signal, { fresh: true });
+    expect(fresh.length).toBeGreaterThan(0);
+    expect(fresh.firstIncompleteDate).toBe(DAY);
+    expect(fake.requests.map((r) => r.dataState)).toEqual(["all"]);
+    // Final data only (the default): Google has no rows yet for a day it still collects.
+    fake.requests.length = 0;
+    const final = await client().totals(SITE, DAY, "web", "property", signal);
+    expect(final).toEqual([]);
+    expect(final.firstIncompleteDate).toBeUndefined();
+    expect(fake.requests.map((r) => r.dataState)).toEqual([undefined]);
+    // Once Google has finished the day: rows, and no metadata.
+    fake.setFirstIncompleteDate(null);
+    const done = await client().totals(SITE, DAY, "web", "property", signal, { fresh: true });
+    expect(done.length).toBe(fresh.length);
+    expect(done.firstIncompleteDate).toBeUndefined();
+  });
+});
+
 describe("paging", () => {
   test("60,000 rows: Google exposes 50,000 a day (its cap), in pages of 25,000 by startRow, with the query the API expects", async () => {
     const { pages, rows } = await collect(client());

@@ -6,6 +6,12 @@ const DAY_MS = 86_400_000;
 export const DATA_LAG_DAYS = 2;
 /** Search Console still revises its last ~3 days: only days at least this many days old are final. */
 export const FINAL_LAG_DAYS = 4;
+/**
+ * Days newer than today minus this are asked with dataState `all` (Search Console's fresh, still-changing
+ * data included; its metadata says from which day data is incomplete), so the newest days are stored
+ * (provisional) before Google calls them final, and fetched again until it does.
+ */
+export const FRESH_DATA_DAYS = 10;
 /** Longest range one task may cover (Search Console keeps about 16 months). */
 export const MAX_RANGE_DAYS = 480;
 /** How far before the newest data day Search Console still has data (about 16 months). */
@@ -49,6 +55,11 @@ export function newestDataDay(now: Date = new Date()): string {
 /** True when Search Console will not change this day's data any more (today minus 4 or older, UTC). */
 export function isFinalDay(day: string, now: Date = new Date()): boolean {
   return day <= addDays(dayOf(now), -FINAL_LAG_DAYS);
+}
+
+/** True when the day is asked with dataState `all` (newer than today minus FRESH_DATA_DAYS, UTC). */
+export function isFreshDay(day: string, now: Date = new Date()): boolean {
+  return day > addDays(dayOf(now), -FRESH_DATA_DAYS);
 }
 
 /** The moment `HH:MM` UTC falls on the given day. */

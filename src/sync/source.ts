@@ -28,6 +28,16 @@ export type TotalsRow = {
   position: number;
 };
 
+/**
+ * The rows of one totals grain, with Search Console's `metadata.firstIncompleteDate` when the request
+ * asked for fresh data (dataState `all`, grouped by date) and the day is still being collected: that day
+ * and later ones may still change (provisional). Absent: the day is complete, or the source cannot tell.
+ */
+export type TotalsRows = TotalsRow[] & { firstIncompleteDate?: string };
+
+/** How a day is asked: `fresh` sends dataState `all` (recent days: Google's still-changing data included). */
+export type FetchOptions = { fresh?: boolean };
+
 /** One search-analytics row as a source returns it (dimensions page, query, device). */
 export type SourceRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressions" | "ctr" | "position">;
 
@@ -41,11 +51,11 @@ export type HourlySourceRow = Pick<
 export type SearchAnalyticsSource = {
   name: "gsc" | "demo";
   /** Pages of rows for one property (the site's domain), day and search type, until exhausted. */
-  pages(siteUrl: string, day: string, type: SearchType, signal: AbortSignal): AsyncIterable<SourceRow[]>;
+  pages(siteUrl: string, day: string, type: SearchType, signal: AbortSignal, opts?: FetchOptions): AsyncIterable<SourceRow[]>;
   /** Pages of one day's hourly rows (web search) for one property, until exhausted. */
   hourlyPages(siteUrl: string, day: string, signal: AbortSignal): AsyncIterable<HourlySourceRow[]>;
   /** Every row of one totals grain (property, page or search appearance) of a day and search type. */
-  totals(siteUrl: string, day: string, type: SearchType, grain: Grain, signal: AbortSignal): Promise<TotalsRow[]>;
+  totals(siteUrl: string, day: string, type: SearchType, grain: Grain, signal: AbortSignal, opts?: FetchOptions): Promise<TotalsRows>;
   /** Sitemaps and URL inspection (sitemaps_sync, url_inspection tasks); absent: this source has none. */
   resources?: ResourceSource;
 };

@@ -79,6 +79,14 @@ export type FakeGscOptions = {
   dailyRowCap?: number;
   /** A hand-written property for (site, day, type) instead of the generated one (undefined: generated). */
   universe?: (site: string, day: string, type: string) => UniverseRow[] | undefined;
+  /**
+   * The first day Search Console is still collecting (fresh data; null/unset: every day complete). As
+   * Google documents: an answer with the default dataState (`final`) has no rows for that day or later;
+   * with dataState `all` it has their provisional numbers (here: the final ones × 0.8, rounded down) and,
+   * when grouped by `date`, `metadata.firstIncompleteDate`. Move it on (setFirstIncompleteDate) and the
+   * days before it answer their final numbers.
+   */
+  firstIncompleteDate?: string | null;
   /** Hourly rows per (site, day) (dimension HOUR); default 48 (two per hour). */
   hourlyRows?: (site: string, day: string) => number;
   /** Delay before every search-analytics answer. */
@@ -234,6 +242,13 @@ export function fakeAnswer(
     }));
 }
 
+/** A day's provisional numbers while Google still collects it: clicks and impressions × 0.8 (rounded down; rows left with none dropped). */
+export function provisionalUniverse(universe: UniverseRow[]): UniverseRow[] {
+  return universe
+    .map((r) => ({ ...r, clicks: Math.floor(r.clicks * 0.8), impressions: Math.floor(r.impressions * 0.8) }))
+    .filter((r) => r.impressions > 0);
+}
+
 /** The hourly rows the fake has for one site and day: keys HOUR (Pacific, -08:00), query, page, device. */
 export function fakeHourlyRows(site: string, day: string, count: number): FakeHourlyRow[] {
   const devices = ["DESKTOP", "MOBILE", "TABLET"];
@@ -306,6 +321,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
   let serviceAccount: { email: string; publicKey: import("node:crypto").KeyObject; properties: FakeAccount["properties"] } | null = null;
   let checkAccess = opts.checkAccess ?? false;
   let delayMs = opts.delayMs ?? 0;
+  let firstIncompleteDate = opts.firstIncompleteDate ?? null;
   let issued = 0;
   const forbidden = new Set<string>();
 
@@ -470,18 +486,36 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       entry.status = 400;
       return googleError(400, "INVALID_ARGUMENT", refused);
     }
-    const shape = JSON.stringify([site, body.startDate, entry.type, entry.dimensions, entry.filters]);
+    // Fresh data: a day Google still collects has no final rows, only provisional ones under dataState `all`.
+    const incomplete = firstIncompleteDate !== null && (body.startDate as string) >= firstIncompleteDate;
+    if (entry.dataState !== undefined && !["final", "all"].includes(entry.dataState)) {
+      entry.status = 400;
+      return googleError(400, "INVALID_ARGUMENT", `Invalid dataState: ${entry.dataState}`);
+    }
+    const fresh = incomplete && entry.dataState === "all";
+    const metadata = fresh && entry.dimensions.includes("date") ? { metadata: { firstIncompleteDate } } : {};
+    const shape = JSON.stringify([site, body.startDate, entry.type, entry.dimensions, entry.filters, incomplete, fresh]);
     let all = answers.get(shape);
     if (!all) {
       const universe = universeOf(site, body.startDate as string, entry.type);
-      all = fakeAnswer(universe, body.startDate as string, entry.type, entry.dimensions, entry.filters, cap);
+      all =
+        incomplete && !fresh
+          ? []
+          : fakeAnswer(
+              fresh ? provisionalUniverse(universe) : universe,
+              body.startDate as string,
+              entry.type,
+              entry.dimensions,
+              entry.filters,
+              cap,
+            );
       answers.set(shape, all);
     }
     const byPage =
       entry.aggregationType === "byPage" || ((entry.aggregationType ?? "auto") === "auto" && entry.dimensions.includes("page"));
     const responseAggregationType = byPage ? "byPage" : "byProperty";
     const rows = all.slice(entry.startRow, entry.startRow + entry.rowLimit);
-    return Response.json(rows.length > 0 ? { rows, responseAggregationType } : { responseAggregationType });
+    return Response.json(rows.length > 0 ? { rows, responseAggregationType, ...metadata } : { responseAggregationType, ...metadata });
   }
 
   // Sitemaps and URL inspection (fake-gsc-resources.ts): the same tokens, injected answers and forbidden sites.
@@ -535,12 +569,13 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     injectToken(x: Omit<Injected, "match">) {
       tokenInjected.push(x);
     },
-    /** Forgets injected answers, forbidden sites, the delay and the request logs. */
+    /** Forgets injected answers, forbidden sites, the delay, the first incomplete day and the request logs. */
     reset() {
       injected = [];
       tokenInjected = [];
       forbidden.clear();
       delayMs = opts.delayMs ?? 0;
+      firstIncompleteDate = opts.firstIncompleteDate ?? null;
       requests.length = 0;
       extra.clear();
       answers.clear();
@@ -549,6 +584,11 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     },
     setDelay(ms: number) {
       delayMs = ms;
+    },
+    /** The first day Google still collects (null: every day complete); see FakeGscOptions.firstIncompleteDate. */
+    setFirstIncompleteDate(day: string | null) {
+      firstIncompleteDate = day;
+      answers.clear();
     },
     /**
      * Google revised a day: adds a row of anonymized traffic to (site, day, type), so its property and

@@ -7,8 +7,10 @@ import {
   type HourlySourceRow,
   type SearchAnalyticsSource,
   type SearchType,
+  type FetchOptions,
   type SourceRow,
   type TotalsRow,
+  type TotalsRows,
 } from "../source.ts";
 import type { TokenProvider } from "./auth.ts";
 import type { QuotaRequest, RateLimiter } from "./limiter.ts";
@@ -43,7 +45,7 @@ export type SearchAnalyticsQuery = {
   type: SearchType;
   rowLimit: number;
   startRow: number;
-  /** `HOURLY_ALL` for the HOUR dimension; unset: Google's default (final data). */
+  /** `all`: fresh (still-changing) days included; `HOURLY_ALL` for the HOUR dimension; unset: Google's default (final data only). */
   dataState?: "final" | "all" | "HOURLY_ALL";
   /** byProperty (true totals: no page dimension allowed) or byPage; unset: Google's `auto`. */
   aggregationType?: "byProperty" | "byPage";
@@ -63,6 +65,9 @@ export function totalsRequest(type: SearchType, grain: Grain): { dimensions: str
 }
 
 type ApiRow = { keys?: string[]; clicks?: number; impressions?: number; ctr?: number; position?: number };
+
+/** A searchAnalytics.query answer: rows, and with dataState `all` the metadata on incomplete data. */
+type ApiAnswer = { rows?: ApiRow[]; metadata?: { firstIncompleteDate?: string; first_incomplete_date?: string } } | null;
 
 /** A Search Console (or token) request that did not succeed but may later: the task is retried. */
 export class GscError extends Error {
@@ -222,29 +227,50 @@ export function gscSender(opts: Omit<GscClientOptions, "rowLimit">) {
 export function createGscClient(opts: GscClientOptions) {
   const send = gscSender(opts);
 
-  /** One searchAnalytics.query call (one page), retried as needed. */
-  async function query(siteUrl: string, body: SearchAnalyticsQuery, signal: AbortSignal): Promise<ApiRow[]> {
+  /** One searchAnalytics.query call (one page), retried as needed: its answer (rows, metadata). */
+  async function answer(siteUrl: string, body: SearchAnalyticsQuery, signal: AbortSignal): Promise<NonNullable<ApiAnswer>> {
     const url = `${opts.baseUrl.replace(/\/+$/, "")}/webmasters/v3/sites/${encodeURIComponent(siteUrl)}/searchAnalytics/query`;
-    const answer = await send({ method: "POST", url, body, site: siteUrl, quota: "search", label: "query" }, signal);
-    return ((answer as { rows?: ApiRow[] } | null)?.rows ?? []) as ApiRow[];
+    return ((await send({ method: "POST", url, body, site: siteUrl, quota: "search", label: "query" }, signal)) as ApiAnswer) ?? {};
   }
 
-  /** Every row of one query, page by page (`startRow`), until a short page. */
+  /** One searchAnalytics.query call (one page), retried as needed. */
+  async function query(siteUrl: string, body: SearchAnalyticsQuery, signal: AbortSignal): Promise<ApiRow[]> {
+    return (await answer(siteUrl, body, signal)).rows ?? [];
+  }
+
+  /**
+   * Every row of one query, page by page (`startRow`), until a short page. Google's
+   * `metadata.firstIncompleteDate` (dataState `all`), if any page carries it, is put in `meta`.
+   */
   async function* paged(
     siteUrl: string,
     body: Omit<SearchAnalyticsQuery, "rowLimit" | "startRow">,
     signal: AbortSignal,
+    meta: { firstIncompleteDate?: string } = {},
   ): AsyncGenerator<ApiRow[]> {
     for (let startRow = 0; ; startRow += opts.rowLimit) {
-      const rows = await query(siteUrl, { ...body, rowLimit: opts.rowLimit, startRow }, signal);
+      const a = await answer(siteUrl, { ...body, rowLimit: opts.rowLimit, startRow }, signal);
+      // The REST field is camelCase; the reference also names it first_incomplete_date: either is read.
+      const incomplete = a.metadata?.firstIncompleteDate ?? a.metadata?.first_incomplete_date;
+      if (incomplete && (!meta.firstIncompleteDate || incomplete < meta.firstIncompleteDate)) meta.firstIncompleteDate = incomplete;
+      const rows = a.rows ?? [];
       if (rows.length > 0) yield rows;
       if (rows.length < opts.rowLimit) return;
     }
   }
 
+  /** dataState of a day's requests: `all` when asked fresh, else Google's default (final data only). */
+  const stateOf = (o?: FetchOptions) => (o?.fresh ? { dataState: "all" as const } : {});
+
   /** Every row of one day and search type (dimensions page, query, device). */
-  async function* pages(siteUrl: string, day: string, type: SearchType, signal: AbortSignal): AsyncGenerator<SourceRow[]> {
-    const body = { startDate: day, endDate: day, dimensions: ["page", "query", "device"], type };
+  async function* pages(
+    siteUrl: string,
+    day: string,
+    type: SearchType,
+    signal: AbortSignal,
+    o?: FetchOptions,
+  ): AsyncGenerator<SourceRow[]> {
+    const body = { startDate: day, endDate: day, dimensions: ["page", "query", "device"], type, ...stateOf(o) };
     for await (const rows of paged(siteUrl, body, signal)) yield rows.map(toSourceRow);
   }
 
@@ -260,13 +286,25 @@ export function createGscClient(opts: GscClientOptions) {
     for await (const rows of paged(siteUrl, body, signal)) yield rows.map(toHourlyRow);
   }
 
-  /** Every row of one totals grain (property, page, search appearance) of a day and search type. */
-  async function totals(siteUrl: string, day: string, type: SearchType, grain: Grain, signal: AbortSignal): Promise<TotalsRow[]> {
+  /**
+   * Every row of one totals grain (property, page, search appearance) of a day and search type; asked
+   * fresh (dataState `all`), with Google's firstIncompleteDate when the day is still being collected.
+   */
+  async function totals(
+    siteUrl: string,
+    day: string,
+    type: SearchType,
+    grain: Grain,
+    signal: AbortSignal,
+    o?: FetchOptions,
+  ): Promise<TotalsRows> {
     const req = totalsRequest(type, grain);
-    const out: TotalsRow[] = [];
-    for await (const rows of paged(siteUrl, { startDate: day, endDate: day, type, ...req }, signal)) {
+    const out: TotalsRows = [];
+    const meta: { firstIncompleteDate?: string } = {};
+    for await (const rows of paged(siteUrl, { startDate: day, endDate: day, type, ...req, ...stateOf(o) }, signal, meta)) {
       for (const r of rows) out.push(toTotalsRow(req.dimensions, r));
     }
+    if (meta.firstIncompleteDate) out.firstIncompleteDate = meta.firstIncompleteDate;
     return out;
   }
 

@@ -11,7 +11,7 @@ import {
   upsertRows,
   type DayRowKey,
 } from "../data.ts";
-import { isFinalDay } from "../dates.ts";
+import { isFinalDay, isFreshDay } from "../dates.ts";
 import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
 import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
@@ -71,13 +71,20 @@ const PAGE_ID_BATCH = 2000;
  * asked). New detail rows are then upserted; only once every page is stored are the day's rows this
  * pass did not write (gone from the source) deleted, in short writes. So a fetch failing half-way
  * leaves the old rows in place (some updated), never a day with rows missing. Last, one transaction
- * replaces the day's totals grains, records its completeness and (if the day is final, isFinalDay)
- * marks it synced: the day's totals are all from this fetch or all from the previous one.
+ * replaces the day's totals grains, records its completeness and (if the day is final: old enough by
+ * isFinalDay and not reported incomplete by Google) marks it synced: the day's totals are all from this
+ * fetch or all from the previous one. Recent days (isFreshDay) are asked with dataState `all`.
  */
 export async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType): Promise<number> {
   const rules = typeRules(type);
-  const totals = (grain: "property" | "page" | "appearance") => ctx.source.totals(site.domain, day, type, grain, ctx.signal);
+  // A recent day is asked with dataState `all` (fresh data included) at every grain and the detail alike.
+  const fetch = { fresh: isFreshDay(day) };
+  const totals = (grain: "property" | "page" | "appearance") => ctx.source.totals(site.domain, day, type, grain, ctx.signal, fetch);
   const property = await totals("property");
+  // Final only when our clock says Search Console no longer revises it (isFinalDay) and Google does not
+  // report the day as still being collected (metadata.firstIncompleteDate on or before it). Otherwise
+  // provisional: stored, not marked synced, so every run fetches it again until Google calls it final.
+  const final = isFinalDay(day) && !(property.firstIncompleteDate !== undefined && property.firstIncompleteDate <= day);
   const hasData = property.length > 0;
   const pageRows = hasData ? await totals("page") : [];
   const appearance = hasData && rules.appearance ? await totals("appearance") : [];
@@ -86,7 +93,7 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   let detailRows = 0;
   let detailClicks = 0;
   if (hasData && rules.query) {
-    for await (const page of ctx.source.pages(site.domain, day, type, ctx.signal)) {
+    for await (const page of ctx.source.pages(site.domain, day, type, ctx.signal, fetch)) {
       detailRows += page.length;
       for (const r of page) detailClicks += r.clicks ?? 0;
       for (let i = 0; i < page.length; i += ctx.batchSize) {
@@ -129,13 +136,13 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
       detail_truncated: detailRows >= dailyRowCap,
       // Only where Google names queries; a day without clicks has no share.
       anonymized_share: rules.query ? anonymizedShare(detailClicks, propertyClicks) : null,
-      data_state: isFinalDay(day) ? "final" : "provisional",
+      data_state: final ? "final" : "provisional",
     },
   };
-  // A recent day is stored but not marked: its data may still change, so the next run fetches it again.
+  // A provisional day is stored but not marked: its data may still change, so the next run fetches it again.
   await ctx.write(async (tx) => {
     await replaceDayGrains(tx, grains);
-    if (isFinalDay(day)) await markDaySynced(tx, site.id, day, type, written.size);
+    if (final) await markDaySynced(tx, site.id, day, type, written.size);
   });
   return written.size;
 }
