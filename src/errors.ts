@@ -79,8 +79,9 @@ const PG_RETRYABLE = new Set(["40001", "40P01", "55P03"]);
 // ... and a server that is going away, starting, out of connections or space, or a statement past its timeout.
 const PG_UNAVAILABLE = /^(08|57P0[1-4]|53)/;
 const CONNECTION_LOST = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)$/;
+// "timeout expired": pg's own connect timeout (the engine bounds each new connection: a silent server).
 const CONNECTION_LOST_MESSAGE =
-  /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed/i;
+  /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed|^timeout expired$/i;
 
 /** True for SQLite's "busy"/"locked" failures (SQLITE_BUSY*, SQLITE_LOCKED*) and PostgreSQL's lost races and statement timeouts. */
 export function isBusyError(err: unknown): boolean {

@@ -159,6 +159,39 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(db.availability.downSince).toBeNull();
   });
 
+  test("a server that accepts connections and never answers (packets dropped): writes and reads 503 within the ride-through, known down", async () => {
+    // A listening socket that stays silent: the TCP connect succeeds, the startup message gets no answer.
+    const sockets: { end(): void }[] = [];
+    const silent = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: (sock) => void sockets.push(sock),
+        data() {},
+      },
+    });
+    cleanups.push(() => {
+      for (const sock of sockets) sock.end();
+      silent.stop(true);
+    });
+    const rideThroughMs = 600;
+    const db = openPgDb({ url: `postgres://postgres@127.0.0.1:${silent.port}/none`, role: "test", rideThroughMs });
+    cleanups.push(() => db.close());
+    // Without a bound on connecting, both would wait for ever (the test's own timeout would end them).
+    const [writeErr, readErr] = await Promise.all([
+      db.tx((tx) => tx.select().from(db.t.sites)).catch((e: unknown) => e),
+      db.q
+        .select()
+        .from(db.t.sites)
+        .catch((e: unknown) => e),
+    ]);
+    expect(apiErrorOf(writeErr)?.status).toBe(503);
+    expect(apiErrorOf(readErr)?.status).toBe(503);
+    expect(sockets.length).toBeGreaterThan(0); // it did connect: a silent server, not a refusing one
+    expect(db.availability.downSince).not.toBeNull();
+    expect(db.availability.lastError).toMatch(/Connection terminated|timeout/i);
+  }, 30_000);
+
   test("a server that went away: known down once, requests fail fast within the ride-through, up again when it is back", async () => {
     const t = setup();
     const proxy = await tcpProxy(new URL(t.databaseUrl));

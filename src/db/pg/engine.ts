@@ -32,6 +32,7 @@ const RETRY_MAX_MS = 500;
 
 /** Opens a pool on the server at `url` (lazily: no connection is made before the first query). */
 export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; availability: Availability } {
+  const connectTimeoutMs = connectTimeoutFor(opts.rideThroughMs);
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.poolSize,
@@ -39,9 +40,15 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     // A transaction left open by a crashed request must not hold its locks for ever.
     idle_in_transaction_session_timeout: 60_000,
     application_name: `sitesync-${process.pid}`,
-    // No connectionTimeoutMillis: in pg-pool it also bounds the wait for a free connection, which under
-    // load is no sign of an outage. A server that is down refuses at once; the background probe (1 s
-    // bound) tells a silent one.
+    // The pool's connectionTimeoutMillis would also bound the wait for a free connection, which under load
+    // is no sign of an outage: the bound is on each new connection instead (the client's own timeout), so
+    // a server that accepts and never answers (packets dropped, a hung host) fails "Connection terminated"
+    // within it, and the state's probe (same bound) marks it down, within the ride-through.
+    Client: class BoundedClient extends pg.Client {
+      constructor(config?: pg.ClientConfig) {
+        super({ ...config, connectionTimeoutMillis: connectTimeoutMs });
+      }
+    },
   });
   // An idle client that loses its connection (server restart) emits 'error' on the pool; one checked out
   // (a transaction in progress) emits it on itself, where nobody listens: unhandled, either would kill
@@ -54,7 +61,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   const availability = trackAvailability(
     async () => {
       // A connection of its own: the pool's idle ones may be dead, and a full pool must not delay the probe.
-      const client = new pg.Client({ connectionString: opts.url, connectionTimeoutMillis: 1000 });
+      const client = new pg.Client({ connectionString: opts.url, connectionTimeoutMillis: connectTimeoutMs });
       client.on("error", () => {});
       try {
         await client.connect();
@@ -284,6 +291,14 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     },
     pg: { url: opts.url, pool },
   };
+}
+
+/**
+ * How long a new connection may take (ms): half the ride-through (a silent server is found by one connect
+ * and one probe within it), between 250 ms and 5 s.
+ */
+export function connectTimeoutFor(rideThroughMs: number): number {
+  return Math.min(5000, Math.max(250, Math.round(rideThroughMs / 2)));
 }
 
 function codeOf(err: unknown): string {
