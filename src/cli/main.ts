@@ -223,7 +223,8 @@ export function buildProgram(cfg: CliConfig) {
     .description("the Search Console properties the Google accounts can see (asked again), and whether each is a site yet")
     .action(async () => {
       const { out, api } = ctx();
-      const list = await api.get<VisibleProperty[]>("/api/v1/google/properties?refresh=true");
+      await api.post("/api/v1/google/accounts/refresh");
+      const list = await api.get<VisibleProperty[]>("/api/v1/google/properties");
       out.result(list, (l) =>
         out.line(
           l.length === 0

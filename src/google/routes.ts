@@ -62,11 +62,9 @@ export function googleRoutes(db: Db, accounts: GoogleAccounts, opts: { maxAttemp
       summary: "List the Google accounts syncs use, with the properties each can see and the sites bound to it",
       responses: { 200: jsonResponse(z.array(AccountSchema), "Accounts, in the order they were added"), ...errorResponses(401, 403) },
     }),
-    async (c) => {
-      // This machine's sign-ins are registered on the way (a first `auth login` shows at once).
-      await accounts.register();
-      return c.json(await accountViews(db, accounts), 200);
-    },
+    // Read-only, as a GET must be: sign-ins are registered by `auth login` and the dashboard's sign-in (both
+    // refresh), POST /accounts/refresh and the sync workers when they need a token.
+    async (c) => c.json(await accountViews(db, accounts), 200),
   );
 
   app.openapi(
@@ -116,7 +114,8 @@ export function googleRoutes(db: Db, accounts: GoogleAccounts, opts: { maxAttemp
       path: "/properties",
       tags: ["google"],
       summary: "Every Search Console property the accounts can see, with the account a site for it would use",
-      description: "From each account's last property list; `refresh=true` asks Search Console again first.",
+      description:
+        "From each account's last property list (read-only). To ask Search Console again, POST /api/v1/google/accounts/refresh first; `refresh=true` here is refused (400): a GET changes nothing.",
       request: {
         query: z.object({
           refresh: z
@@ -129,8 +128,12 @@ export function googleRoutes(db: Db, accounts: GoogleAccounts, opts: { maxAttemp
       responses: { 200: jsonResponse(z.array(VisiblePropertySchema), "Properties by URL"), ...errorResponses(400, 401, 403) },
     }),
     async (c) => {
-      if (c.req.valid("query").refresh) await accounts.refresh();
-      else await accounts.register();
+      if (c.req.valid("query").refresh)
+        throw new ApiError(
+          "validation_failed",
+          "GET /api/v1/google/properties is read-only: POST /api/v1/google/accounts/refresh asks Search Console again, then GET this",
+          [{ path: "refresh", message: "use POST /api/v1/google/accounts/refresh" }],
+        );
       return c.json(await listVisibleProperties(db), 200);
     },
   );

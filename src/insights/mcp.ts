@@ -3,7 +3,15 @@ import type { Db } from "../db/index.ts";
 import { siteArgs } from "../mcp/schemas.ts";
 import { resolveSite } from "../sites/resolve.ts";
 import { isDate } from "../sync/dates.ts";
-import { brandInsight, cannibalizationInsight, compareInsight, decayInsight, overviewInsight, topInsight } from "./service.ts";
+import {
+  brandInsight,
+  cannibalizationInsight,
+  compareInsight,
+  decayInsight,
+  indexInsight,
+  overviewInsight,
+  topInsight,
+} from "./service.ts";
 
 // The insights as MCP tools: the same service functions as the API and the dashboard, so an assistant
 // sees the same numbers.
@@ -101,5 +109,11 @@ export function registerInsightTools(tool: Register, db: Db) {
   );
   tool("insight_brand", `Brand vs non-brand queries, by the site's stored brand terms. ${FORMULAS}`, windowArgs, async (a) =>
     brandInsight(db, await siteOf(a), a),
+  );
+  tool(
+    "insight_index",
+    "Index status beside the traffic, from each inspected page's newest URL inspection: pages per verdict and coverage state; the pages whose verdict is not PASS with their clicks and impressions in the window, most clicks first; the window's top pages by clicks never inspected.",
+    { ...windowArgs, limit: z.number().int().min(1).max(1000).default(50) },
+    async (a) => indexInsight(db, await siteOf(a), a),
   );
 }

@@ -9,12 +9,21 @@ import {
   CannibalizationQuery,
   CompareQuery,
   DecayQuery,
+  IndexInsightQuery,
   OverviewSchema,
   TopQuery,
   WindowQuery,
   WindowSchema,
 } from "./schemas.ts";
-import { brandInsight, cannibalizationInsight, compareInsight, decayInsight, overviewInsight, topInsight } from "./service.ts";
+import {
+  brandInsight,
+  cannibalizationInsight,
+  compareInsight,
+  decayInsight,
+  indexInsight,
+  overviewInsight,
+  topInsight,
+} from "./service.ts";
 
 const Answer = (name: string) => z.object({}).passthrough().openapi(name);
 
@@ -92,6 +101,18 @@ export function insightsRoutes(db: Db) {
       Answer("InsightBrand"),
     ),
     async (c) => c.json(await brandInsight(db, Number(c.req.valid("param").id), c.req.valid("query")), 200),
+  );
+
+  app.openapi(
+    get(
+      "index",
+      "Index status beside the traffic: pages per verdict and coverage state, not-indexed pages by clicks",
+      "From each inspected page's newest URL inspection (POST /sites/{id}/inspections stores them): pages per `verdict` and `coverage_state`; `pages`: those whose verdict is not PASS with their clicks and impressions in the window (page totals), most clicks first; `uninspected_top_pages`: of the window's 100 top pages by clicks, those never inspected.",
+      IndexInsightQuery,
+      Answer("InsightIndex"),
+    ),
+    async (c) =>
+      c.json(await indexInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof IndexInsightQuery>), 200),
   );
 
   const terms = z.object({ site_id: z.number().int(), terms: z.array(z.string()) }).openapi("BrandTermsAnswer");

@@ -89,6 +89,12 @@ export const CannibalizationQuery = WindowQuery.extend({
   limit: intParam(1, 500).default(50).openapi(q("limit")),
 });
 
+export const IndexInsightQuery = WindowQuery.extend({
+  limit: intParam(1, 1000)
+    .default(50)
+    .openapi({ ...q("limit"), description: "Not-passing pages listed, most clicks first (default 50)" }),
+});
+
 export const BrandTermsBody = z
   .object({ terms: z.array(z.string().trim().min(2).max(100)).max(100) })
   .openapi("BrandTerms", { description: "A query containing any term (case-insensitive) is a brand query" });

@@ -14,6 +14,9 @@ import {
   listBrandTerms,
   type Filters,
 } from "./queries.ts";
+import { findPageTotals, type GrainFilters } from "../analytics/totals.ts";
+import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
+import { countLatestInspections, findInspectedUrls, listLatestNotPassing } from "../inspection/queries.ts";
 import { insightFilters, type WindowInput } from "./window.ts";
 import { newestDataDay } from "../sync/dates.ts";
 
@@ -160,4 +163,69 @@ export async function brandInsight(db: Db, siteId: number, w: WindowInput) {
   const f = await insightFilters(db, siteId, w);
   const terms = await listBrandTerms(db, siteId);
   return { ...windowOf(f), ...(await findBrandSplit(db, { ...f, terms })) };
+}
+
+/** Most not-passing pages whose clicks are looked up (the newest inspections, by URL). */
+export const INDEX_NOT_PASSING_MAX = 5000;
+/** The top pages by clicks checked for never having been inspected. */
+const INDEX_TOP_PAGES = 100;
+
+/**
+ * Index status (URL inspection) beside the traffic: pages per verdict and coverage state (each page's
+ * newest inspection), the pages whose newest verdict is not PASS with their clicks and impressions in the
+ * window (most clicks first: what losing them from the index costs), and which of the window's top pages
+ * by clicks were never inspected.
+ */
+export async function indexInsight(db: Db, siteId: number, w: WindowInput & { limit: number }) {
+  await siteOr404(db, siteId);
+  const f = await insightFilters(db, siteId, w);
+  const grain: GrainFilters = { ...f, searchType: f.searchType as SearchTypeCode, device: f.device ?? null, country: f.country ?? null };
+  const [counts, failing, top] = await Promise.all([
+    countLatestInspections(db, siteId),
+    listLatestNotPassing(db, siteId, INDEX_NOT_PASSING_MAX),
+    findPageTotals(db, grain, { limit: INDEX_TOP_PAGES }),
+  ]);
+  const sums = failing.length > 0 ? await findPageTotals(db, grain, { pages: failing.map((i) => i.url) }) : [];
+  const byPage = new Map(sums.map((s) => [s.page, s]));
+  const pages = failing
+    .map((i) => {
+      const s = byPage.get(i.url);
+      const clicks = s?.clicks ?? 0;
+      const impressions = s?.impressions ?? 0;
+      return {
+        page: i.url,
+        clicks,
+        impressions,
+        // Search Console's formulas: CTR = Σclicks / Σimpressions, position weighted by impressions.
+        ctr: impressions > 0 ? Math.round((clicks / impressions) * 1e4) / 1e4 : null,
+        position: impressions > 0 ? Math.round(((s?.sumPosition ?? 0) / sumPositionScale / impressions) * 100) / 100 : null,
+        verdict: i.verdict,
+        coverage_state: i.coverage_state,
+        indexing_state: i.indexing_state,
+        robots_txt_state: i.robots_txt_state,
+        page_fetch_state: i.page_fetch_state,
+        google_canonical: i.google_canonical,
+        user_canonical: i.user_canonical,
+        last_crawl_time: i.last_crawl_time,
+        inspected_at: i.inspected_at,
+      };
+    })
+    .sort((a, b) => b.clicks - a.clicks || b.impressions - a.impressions || (a.page < b.page ? -1 : 1));
+  const inspected = await findInspectedUrls(
+    db,
+    siteId,
+    top.map((p) => p.page),
+  );
+  const uninspected = top.filter((p) => !inspected.has(p.page));
+  return {
+    ...windowOf(f),
+    ...counts,
+    not_passing_pages: failing.length,
+    not_passing_with_clicks: pages.filter((p) => p.clicks > 0).length,
+    not_passing_clicks: pages.reduce((n, p) => n + p.clicks, 0),
+    pages: pages.slice(0, w.limit),
+    top_pages_checked: top.length,
+    top_pages_uninspected: uninspected.length,
+    uninspected_top_pages: uninspected.slice(0, 10).map((p) => ({ page: p.page, clicks: p.clicks, impressions: p.impressions })),
+  };
 }

@@ -120,3 +120,65 @@ export async function listTopPagesByClicks(db: Db, siteId: number, opts: { days:
     .limit(opts.limit);
   return fromDetail.map((r) => r.page);
 }
+
+/** The ids of each inspected page's newest inspection of a site (a subquery). */
+function newestIds(db: Db, siteId: number) {
+  const { gscUrlInspections: i } = db.t;
+  return db.q
+    .select({ id: sql<number>`max(${i.id})`.as("id") })
+    .from(i)
+    .where(eq(i.site_id, siteId))
+    .groupBy(i.url);
+}
+
+/**
+ * How a site's inspected pages stand now (each page's newest inspection): pages inspected, the newest
+ * inspection, and pages per verdict and per coverage state (most pages first).
+ */
+export async function countLatestInspections(db: Db, siteId: number) {
+  const { gscUrlInspections: i } = db.t;
+  const pages = sql<number>`count(*)`.mapWith(Number);
+  const latest = inArray(i.id, newestIds(db, siteId));
+  const [byVerdict, byCoverage, [last]] = await Promise.all([
+    db.q.select({ verdict: i.verdict, pages }).from(i).where(latest).groupBy(i.verdict).orderBy(desc(pages), i.verdict),
+    db.q
+      .select({ coverage_state: i.coverage_state, verdict: i.verdict, pages })
+      .from(i)
+      .where(latest)
+      .groupBy(i.coverage_state, i.verdict)
+      .orderBy(desc(pages), i.coverage_state),
+    db.q
+      .select({ at: sql<string | null>`max(${i.inspected_at})` })
+      .from(i)
+      .where(eq(i.site_id, siteId)),
+  ]);
+  return {
+    inspected_pages: byVerdict.reduce((n, r) => n + r.pages, 0),
+    last_inspected_at: last?.at ?? null,
+    by_verdict: byVerdict,
+    by_coverage: byCoverage,
+  };
+}
+
+/** Each inspected page's newest inspection whose verdict is not PASS (not indexed, or indexed with problems), by URL, at most `limit`. */
+export async function listLatestNotPassing(db: Db, siteId: number, limit: number): Promise<UrlInspectionRow[]> {
+  const { gscUrlInspections: i } = db.t;
+  const rows = await db.q
+    .select()
+    .from(i)
+    .where(and(inArray(i.id, newestIds(db, siteId)), sql`coalesce(${i.verdict}, '') <> 'PASS'`))
+    .orderBy(i.url)
+    .limit(limit);
+  return rows.map(asRow);
+}
+
+/** Which of `urls` a site has inspected at least once. */
+export async function findInspectedUrls(db: Db, siteId: number, urls: string[]): Promise<Set<string>> {
+  if (urls.length === 0) return new Set();
+  const { gscUrlInspections: i } = db.t;
+  const rows = await db.q
+    .selectDistinct({ url: i.url })
+    .from(i)
+    .where(and(eq(i.site_id, siteId), inArray(i.url, urls)));
+  return new Set(rows.map((r) => r.url));
+}

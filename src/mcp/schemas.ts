@@ -132,3 +132,13 @@ export const indexStatusArgs = {
     .describe("Only pages whose latest verdict is this (PASS, PARTIAL, FAIL, NEUTRAL)."),
   limit: z.number().int().min(1).max(1000).default(200),
 };
+
+export const syncStatusArgs = {
+  ...siteArgs,
+  end: z
+    .string()
+    .refine(isDate, "expected a calendar date YYYY-MM-DD")
+    .optional()
+    .describe("Last day (default: the newest day Search Console may have, today minus 2, UTC)."),
+  days: z.number().int().min(1).max(486).default(30).describe("Days ending at end (default 30)."),
+};

@@ -34,7 +34,10 @@ import {
   trackPagesArgs,
   indexStatusArgs,
   sitemapsArgs,
+  syncStatusArgs,
 } from "./schemas.ts";
+import { siteCompleteness } from "../sync/completeness.ts";
+import { newestDataDay } from "../sync/dates.ts";
 import { expandSitePlaceholders, runReadOnlySql } from "./sql.ts";
 import { resolvePages } from "../compat/pages.ts";
 import { registerInsightTools } from "../insights/mcp.ts";
@@ -233,6 +236,18 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
       const site = await resolveSite(db, a);
       if (a.url) return { site_id: site.id, url: a.url, history: await listInspectionHistory(db, site.id, a.url, a.limit) };
       return { site_id: site.id, pages: await listLatestInspections(db, site.id, { limit: a.limit, verdict: a.verdict }) };
+    },
+  );
+
+  tool(
+    "get_sync_status",
+    "How complete each stored day is, per search type (gsc_day_completeness): rows fetched per grain, whether Google's 50,000-row cap truncated the page or query rows, the share of clicks from anonymized queries, dataState (final or provisional), when fetched; each day marked complete, truncated, provisional or derived (its totals summed from the named queries: under-counted), the worst of its types. Days never fetched at the grains are absent.",
+    syncStatusArgs,
+    async (a) => {
+      const site = await resolveSite(db, a);
+      const end = a.end ?? newestDataDay();
+      const start = addDays(end, -(a.days - 1));
+      return { site_id: site.id, ...(await siteCompleteness(db, site.id, start, end)) };
     },
   );
 

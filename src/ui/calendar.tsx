@@ -1,4 +1,6 @@
+import type { CompletenessDay, CompletenessMark } from "../sync/completeness.ts";
 import { addDays, dayRange } from "../sync/dates.ts";
+import { num } from "./format.ts";
 
 export type DayState = "final" | "provisional" | "missing" | "failed";
 
@@ -30,18 +32,50 @@ function monday(day: string): string {
   return addDays(day, -dow);
 }
 
-/** The coverage calendar: one row per week, one cell per day, coloured by state (with text for screen readers). */
-export function CoverageCalendar(props: { start: string; end: string; states: Map<string, DayState>; rowsByDay: Map<string, number> }) {
+/** Each completeness mark's symbol in a day's cell and its words in the legend. */
+const marks: Record<CompletenessMark, { symbol: string; words: string }> = {
+  complete: { symbol: "✓", words: "complete: every grain fetched, no row cap hit, final" },
+  truncated: { symbol: "!", words: "truncated: Google's 50,000-row cap cut the page or query rows (totals still exact)" },
+  provisional: { symbol: "~", words: "provisional: Search Console may still revise the day" },
+  derived: { symbol: "Σ", words: "derived: totals summed from the named queries (under-counted; fetched again on the next sync)" },
+};
+
+/** One search type's completeness in words (a cell's tooltip). */
+function completenessWords(t: CompletenessDay["types"][number]): string {
+  const parts = [`${t.search_type} ${t.mark}`, `${num(t.detail_rows)} query rows${t.detail_truncated ? " (cut at the cap)" : ""}`];
+  parts.push(`${num(t.page_rows)} page rows${t.page_truncated ? " (cut at the cap)" : ""}`);
+  if (t.anonymized_share !== null) parts.push(`${num(t.anonymized_share * 100, 1)} % of clicks from anonymized queries`);
+  parts.push(`${t.data_state}, fetched ${t.fetched_at.slice(0, 16).replace("T", " ")}`);
+  return parts.join(", ");
+}
+
+/**
+ * The coverage calendar: one row per week, one cell per day, coloured by state, with the day's completeness
+ * mark (complete, truncated, provisional, derived; the worst of its search types) and the details per search
+ * type in its tooltip (and as text for screen readers).
+ */
+export function CoverageCalendar(props: {
+  start: string;
+  end: string;
+  states: Map<string, DayState>;
+  rowsByDay: Map<string, number>;
+  completeness?: Map<string, CompletenessDay>;
+}) {
   const weeks: string[][] = [];
   for (let w = monday(props.start); w <= props.end; w = addDays(w, 7)) weeks.push(dayRange(w, addDays(w, 6)));
   const counts = { final: 0, provisional: 0, missing: 0, failed: 0 };
   for (const s of props.states.values()) counts[s]++;
+  const markCounts = { complete: 0, truncated: 0, provisional: 0, derived: 0 };
+  for (const c of props.completeness?.values() ?? []) if (props.states.has(c.date)) markCounts[c.mark]++;
   return (
     <figure class="calendar">
       <table aria-describedby="calendar-legend">
         <caption>
           Coverage {props.start} to {props.end}: {counts.final} final, {counts.provisional} provisional, {counts.failed} failed,{" "}
           {counts.missing} missing
+          {props.completeness
+            ? `; fetched at Search Console's grains: ${markCounts.complete} complete, ${markCounts.truncated} truncated, ${markCounts.provisional} provisional, ${markCounts.derived} derived`
+            : ""}
         </caption>
         <thead>
           <tr>
@@ -59,11 +93,19 @@ export function CoverageCalendar(props: { start: string; end: string; states: Ma
                 const state = props.states.get(d);
                 if (!state) return <td class="day out" aria-hidden="true"></td>;
                 const rows = props.rowsByDay.get(d) ?? 0;
-                const label = `${d}: ${state}${rows > 0 ? `, ${rows} rows` : ""}`;
+                const c = props.completeness?.get(d);
+                const label = [`${d}: ${state}${rows > 0 ? `, ${num(rows)} rows` : ""}`, ...(c ? c.types.map(completenessWords) : [])].join(
+                  "; ",
+                );
                 return (
-                  <td class={`day ${state}`} data-date={d} data-state={state} title={label}>
+                  <td class={`day ${state}`} data-date={d} data-state={state} data-completeness={c?.mark} title={label}>
                     <span class="sr">{label}</span>
                     <span aria-hidden="true">{Number(d.slice(8))}</span>
+                    {c ? (
+                      <span class={`mark ${c.mark}`} aria-hidden="true">
+                        {marks[c.mark].symbol}
+                      </span>
+                    ) : null}
                   </td>
                 );
               })}
@@ -74,6 +116,18 @@ export function CoverageCalendar(props: { start: string; end: string; states: Ma
       <figcaption id="calendar-legend" class="legend">
         <span class="day final">final</span> <span class="day provisional">provisional (may still change)</span>{" "}
         <span class="day failed">failed</span> <span class="day missing">missing</span>
+        {props.completeness ? (
+          <span class="marks">
+            {(Object.keys(marks) as CompletenessMark[]).map((m) => (
+              <span data-mark={m}>
+                <span class={`mark ${m}`} aria-hidden="true">
+                  {marks[m].symbol}
+                </span>{" "}
+                {marks[m].words}
+              </span>
+            ))}
+          </span>
+        ) : null}
       </figcaption>
     </figure>
   );

@@ -11,6 +11,8 @@ export function GooglePage(props: {
   outcomes: ImportOutcome[] | null;
   canWrite: boolean;
   canRemove: boolean;
+  /** Sign-ins stored on this machine that no registered account stands for yet (registered by "Ask Search Console again"). */
+  unregistered?: string[];
 }) {
   const importable = props.properties.filter((p) => p.site_id === null && p.permission_level !== "siteUnverifiedUser");
   return (
@@ -26,6 +28,12 @@ export function GooglePage(props: {
         ) : (
           props.accounts.map((a) => <AccountBlock account={a} canRemove={props.canRemove} />)
         )}
+        {props.unregistered && props.unregistered.length > 0 ? (
+          <p class="warnings" data-unregistered={props.unregistered.join(" ")}>
+            Signed in on this machine but not added yet: {props.unregistered.join(", ")}. <strong>Ask Search Console again</strong> adds{" "}
+            {props.unregistered.length === 1 ? "it" : "them"} with {props.unregistered.length === 1 ? "its" : "their"} properties.
+          </p>
+        ) : null}
         {props.canRemove ? (
           <p>
             <a href="/ui/google/signin" class="button">

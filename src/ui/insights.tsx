@@ -4,6 +4,7 @@ import type {
   cannibalizationInsight,
   compareInsight,
   decayInsight,
+  indexInsight,
   overviewInsight,
   topInsight,
 } from "../insights/service.ts";
@@ -18,8 +19,22 @@ type Decay = Awaited<ReturnType<typeof decayInsight>>;
 type Cannibalization = Awaited<ReturnType<typeof cannibalizationInsight>>;
 type Brand = Awaited<ReturnType<typeof brandInsight>>;
 type Top = Awaited<ReturnType<typeof topInsight>>;
+type Index = Awaited<ReturnType<typeof indexInsight>>;
 
-export type InsightsForm = { site_id?: number; start: string; end: string; device: string; compare_by: "page" | "query" };
+export type InsightsForm = { site_id?: number; start: string; end: string; device: string; country: string; compare_by: "page" | "query" };
+
+/** Said where a query report would be, under a country filter. */
+function NoCountry({ id, title }: { id: string; title: string }) {
+  return (
+    <section aria-labelledby={id} data-insight-unavailable="country">
+      <h2 id={id}>{title}</h2>
+      <p class="muted">
+        Not available with a country filter: Search Console's query rows are stored without country (its 50,000-row cap per day), so only
+        totals and page reports can be split by country.
+      </p>
+    </section>
+  );
+}
 
 /** A page URL as its path (the site is known on this page); anything else as it is. */
 function short(key: string): string {
@@ -41,12 +56,14 @@ export function InsightsPage(props: {
   canWrite: boolean;
   data: {
     overview: Overview;
-    compare: Compare;
+    /** null: by query under a country filter. */
+    compare: Compare | null;
     decay: Decay;
-    cannibalization: Cannibalization;
-    brand: Brand;
-    topQueries: Top;
+    cannibalization: Cannibalization | null;
+    brand: Brand | null;
+    topQueries: Top | null;
     topPages: Top;
+    index: Index;
   } | null;
 }) {
   const f = props.form;
@@ -80,6 +97,18 @@ export function InsightsPage(props: {
           </select>
         </label>
         <label>
+          Country
+          <input
+            name="country"
+            value={f.country}
+            size={5}
+            maxlength={3}
+            pattern="[A-Za-z]{3}"
+            placeholder="all"
+            title="ISO 3166-1 alpha-3 code, e.g. usa, deu, fra; empty: all countries"
+          />
+        </label>
+        <label>
           Compare by
           <select name="compare_by">
             <option value="page" selected={f.compare_by === "page"}>
@@ -95,18 +124,19 @@ export function InsightsPage(props: {
       {d ? (
         <>
           <OverviewSection o={d.overview} />
-          <CompareSection c={d.compare} />
+          {d.compare ? <CompareSection c={d.compare} /> : <NoCountry id="h-compare" title="Winners and losers by query" />}
           <DecaySection d={d.decay} />
-          <CannibalizationSection c={d.cannibalization} />
-          <BrandSection b={d.brand} canWrite={props.canWrite} />
+          {d.cannibalization ? (
+            <CannibalizationSection c={d.cannibalization} />
+          ) : (
+            <NoCountry id="h-cannibal" title="Cannibalized queries" />
+          )}
+          {d.brand ? <BrandSection b={d.brand} canWrite={props.canWrite} /> : <NoCountry id="h-brand" title="Brand vs non-brand" />}
           <div class="grid">
-            <TopSection t={d.topQueries} title="Top queries" />
+            {d.topQueries ? <TopSection t={d.topQueries} title="Top queries" /> : <NoCountry id="h-top-queries" title="Top queries" />}
             <TopSection t={d.topPages} title="Top pages" />
           </div>
-          <section aria-labelledby="h-index">
-            <h2 id="h-index">Index status</h2>
-            <p class="muted">Not available yet: URL inspection results are not stored for this site.</p>
-          </section>
+          <IndexSection x={d.index} />
         </>
       ) : null}
     </>
@@ -454,6 +484,121 @@ function TopSection({ t, title }: { t: Top; title: string }) {
             </tbody>
           </table>
         </div>
+      )}
+    </section>
+  );
+}
+
+/** Index status beside the traffic: pages per coverage state, not-indexed pages by clicks, top pages never inspected. */
+function IndexSection({ x }: { x: Index }) {
+  return (
+    <section
+      aria-labelledby="h-index"
+      data-insight="index"
+      data-inspected={x.inspected_pages}
+      data-not-passing={x.not_passing_pages}
+      data-not-passing-clicks={x.not_passing_clicks}
+    >
+      <h2 id="h-index">Index status</h2>
+      {x.inspected_pages === 0 ? (
+        <p class="muted">
+          No pages inspected yet: <code>bun run cli index-status {String(x.site_id)} --inspect clicks</code> (URL inspection of the pages
+          with the most clicks, within Google's 2,000 a day).
+        </p>
+      ) : (
+        <>
+          <p>
+            {num(x.inspected_pages)} page{x.inspected_pages === 1 ? "" : "s"} inspected (newest {x.last_inspected_at?.slice(0, 10)}),{" "}
+            <strong>{num(x.not_passing_pages)} not passing</strong>
+            {x.not_passing_with_clicks > 0
+              ? `: ${num(x.not_passing_with_clicks)} of them had ${num(x.not_passing_clicks)} clicks from ${x.start} to ${x.end}.`
+              : "."}
+          </p>
+          <div class="grid">
+            <div class="scroll">
+              <table class="coverage-states">
+                <caption>Pages by coverage state (each page's newest inspection)</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Coverage state</th>
+                    <th scope="col">Verdict</th>
+                    <th scope="col" class="n">
+                      Pages
+                    </th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {x.by_coverage.map((r) => (
+                    <tr data-coverage={r.coverage_state ?? ""} data-pages={r.pages}>
+                      <td>{r.coverage_state ?? "—"}</td>
+                      <td class={r.verdict === "PASS" ? undefined : "bad"}>{r.verdict ?? "—"}</td>
+                      <td class="n">{num(r.pages)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+            {x.top_pages_uninspected > 0 ? (
+              <div>
+                <p>
+                  {num(x.top_pages_uninspected)} of the {num(x.top_pages_checked)} pages with the most clicks were never inspected, e.g.:
+                </p>
+                <ul class="plain uninspected">
+                  {x.uninspected_top_pages.map((p) => (
+                    <li title={p.page}>
+                      {short(p.page)} <span class="muted">({num(p.clicks)} clicks)</span>
+                    </li>
+                  ))}
+                </ul>
+              </div>
+            ) : null}
+          </div>
+          <h3>Not indexed (verdict not PASS), most clicks first</h3>
+          {x.pages.length === 0 ? (
+            <p class="muted">Every inspected page passes.</p>
+          ) : (
+            <div class="scroll">
+              <table class="not-indexed">
+                <thead>
+                  <tr>
+                    <th scope="col">Page</th>
+                    <th scope="col" class="n">
+                      Clicks
+                    </th>
+                    <th scope="col" class="n">
+                      Impressions
+                    </th>
+                    <th scope="col">Verdict</th>
+                    <th scope="col">Coverage</th>
+                    <th scope="col">Google's canonical</th>
+                    <th scope="col">Inspected</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {x.pages.map((p) => (
+                    <tr data-key={p.page} data-clicks={p.clicks}>
+                      <td class="key" title={p.page}>
+                        {short(p.page)}
+                      </td>
+                      <td class="n">{num(p.clicks)}</td>
+                      <td class="n">{num(p.impressions)}</td>
+                      <td class="bad">{p.verdict ?? "—"}</td>
+                      <td>{p.coverage_state ?? "—"}</td>
+                      <td>
+                        {p.google_canonical === null
+                          ? "—"
+                          : p.google_canonical === p.user_canonical
+                            ? "same as the page's"
+                            : short(p.google_canonical)}
+                      </td>
+                      <td class="nowrap">{p.inspected_at.slice(0, 10)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </>
       )}
     </section>
   );

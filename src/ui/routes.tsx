@@ -25,6 +25,7 @@ import { syncModes } from "../sync/handlers/days.ts";
 import { cancelJob, createTask, findJob, findLastSyncs, jobNotFound, listJobs, queueDailySync } from "../sync/queries.ts";
 import { toJob } from "../sync/schemas.ts";
 import { CoverageCalendar, dayStates } from "./calendar.tsx";
+import { listCompletenessDays } from "../sync/completeness.ts";
 import { LineChart } from "./chart.tsx";
 import { filterQuery, JobFilterForm, JobsTable, type JobFilters } from "./jobs.tsx";
 import { Layout, Live } from "./layout.tsx";
@@ -34,7 +35,15 @@ import { QueriesPage, type TopQueryRow } from "./queries.tsx";
 import { findNewestDataDay, findTop, replaceBrandTerms } from "../insights/queries.ts";
 import { findPropertyDays } from "../analytics/totals.ts";
 import { BrandTermsBody } from "../insights/schemas.ts";
-import { brandInsight, cannibalizationInsight, compareInsight, decayInsight, overviewInsight, topInsight } from "../insights/service.ts";
+import {
+  brandInsight,
+  cannibalizationInsight,
+  compareInsight,
+  decayInsight,
+  indexInsight,
+  overviewInsight,
+  topInsight,
+} from "../insights/service.ts";
 import { InsightsPage, type InsightsForm } from "./insights.tsx";
 import { AlertsPage } from "./alerts.tsx";
 import { randomBytes } from "node:crypto";
@@ -240,12 +249,14 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const end = newestDataDay();
     const start = addDays(end, -(SITE_DAYS - 1));
     const days = dayRange(start, end);
-    const [markers, totals, failed, property] = await Promise.all([
+    const [markers, totals, failed, property, complete] = await Promise.all([
       findSyncedDays(db, id, start, end),
       findDailyTotals(db, id, start, end),
       listJobs(db, { activeOnly: false, siteId: id, status: "failed", limit: 100 }),
       charts ? findPropertyDays(db, { siteId: id, start, end, searchType: "web" }) : [],
+      listCompletenessDays(db, id, start, end),
     ]);
+    const completeness = new Map(complete.map((c) => [c.date, c]));
     const finalDays = new Set([...markers.values()].map((m) => m.date));
     const rowsByDay = new Map(totals.map((t) => [t.date, t.rows]));
     const failedRanges = failed.jobs.flatMap((j) => (j.start_date && j.end_date ? [{ start: j.start_date, end: j.end_date }] : []));
@@ -261,12 +272,14 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       clicks.set(t.date, t.clicks);
       impressions.set(t.date, t.impressions);
     }
-    return { start, end, days, states, rowsByDay, clicks, impressions };
+    return { start, end, days, states, rowsByDay, clicks, impressions, completeness };
   }
 
   const calendarOf = async (id: number) => {
     const cov = await coverageOf(id);
-    return <CoverageCalendar start={cov.start} end={cov.end} states={cov.states} rowsByDay={cov.rowsByDay} />;
+    return (
+      <CoverageCalendar start={cov.start} end={cov.end} states={cov.states} rowsByDay={cov.rowsByDay} completeness={cov.completeness} />
+    );
   };
 
   app.get("/sites/:id", async (c) => {
@@ -288,7 +301,13 @@ export function uiRoutes(db: Db, opts: UiOptions) {
           canWrite={canWrite}
           calendar={
             <Live src={`/ui/sites/${id}/calendar/stream`} event="calendar" label={`Live coverage of ${site.name}`}>
-              <CoverageCalendar start={cov.start} end={cov.end} states={cov.states} rowsByDay={cov.rowsByDay} />
+              <CoverageCalendar
+                start={cov.start}
+                end={cov.end}
+                states={cov.states}
+                rowsByDay={cov.rowsByDay}
+                completeness={cov.completeness}
+              />
             </Live>
           }
           charts={
@@ -397,31 +416,42 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       start: q.start ?? "",
       end: q.end ?? "",
       device,
+      country: (q.country ?? "").trim().toLowerCase(),
       compare_by: q.compare_by === "query" ? "query" : "page",
     };
     let error: string | null = null;
     let data = null;
     if (siteId !== undefined) {
       if ((form.start && !isDate(form.start)) || (form.end && !isDate(form.end))) error = "Dates must be YYYY-MM-DD.";
+      else if (form.country && !/^[a-z]{3}$/.test(form.country))
+        error = "Country: an ISO 3166-1 alpha-3 code such as usa, deu or fra (Search Console's own codes).";
       else {
-        const w = { start: form.start || undefined, end: form.end || undefined, device: device || undefined };
-        const [overview, compare, decay, cannibalization, brand, topQueries, topPages] = await Promise.all([
+        const country = form.country || undefined;
+        const w = { start: form.start || undefined, end: form.end || undefined, device: device || undefined, country };
+        // The query detail has no country (Search Console's 50,000-row cap): under a country filter the query
+        // reports are not shown (the API answers them 400), the totals and page reports are.
+        const byQuery = <T,>(run: () => Promise<T>) => (country ? Promise.resolve(null) : run());
+        const [overview, compare, decay, cannibalization, brand, topQueries, topPages, index] = await Promise.all([
           overviewInsight(db, siteId, w),
           // The comparison: the window's period against the one as long just before (default 28 vs 28).
-          compareInsight(db, siteId, {
-            by: form.compare_by,
-            current_start: w.start,
-            current_end: w.end,
-            device: w.device,
-            limit: 10,
-          }),
-          decayInsight(db, siteId, { end: w.end, weeks: 8, min_drop: 0.2, min_clicks: 10, device: w.device, limit: 20 }),
-          cannibalizationInsight(db, siteId, { ...w, min_share: 0.1, min_impressions: 50, limit: 20 }),
-          brandInsight(db, siteId, w),
-          topInsight(db, siteId, { ...w, by: "query", limit: 10 }),
+          country && form.compare_by === "query"
+            ? null
+            : compareInsight(db, siteId, {
+                by: form.compare_by,
+                current_start: w.start,
+                current_end: w.end,
+                device: w.device,
+                country,
+                limit: 10,
+              }),
+          decayInsight(db, siteId, { end: w.end, weeks: 8, min_drop: 0.2, min_clicks: 10, device: w.device, country, limit: 20 }),
+          byQuery(() => cannibalizationInsight(db, siteId, { ...w, min_share: 0.1, min_impressions: 50, limit: 20 })),
+          byQuery(() => brandInsight(db, siteId, w)),
+          byQuery(() => topInsight(db, siteId, { ...w, by: "query", limit: 10 })),
           topInsight(db, siteId, { ...w, by: "page", limit: 10 }),
+          indexInsight(db, siteId, { ...w, limit: 20 }),
         ]);
-        data = { overview, compare, decay, cannibalization, brand, topQueries, topPages };
+        data = { overview, compare, decay, cannibalization, brand, topQueries, topPages, index };
       }
     }
     return c.html(
@@ -470,8 +500,9 @@ export function uiRoutes(db: Db, opts: UiOptions) {
 
   // Google accounts and property discovery: the accounts, what each sees, and the import buttons.
   const googlePage = async (c: Context, outcomes: ImportOutcome[] | null, error?: string) => {
+    // Read-only (a GET): this machine's sign-ins are registered by "Ask Search Console again" (a POST), the
+    // dashboard's sign-in, `auth login` and the sync workers; one not registered yet is named on the page.
     const google = opts.google;
-    if (google) await google.register();
     const local = google?.localSignIns();
     const sa = google?.serviceAccountEmail() ?? null;
     const [accounts, bindings, properties] = await Promise.all([listGoogleAccounts(db), listSiteBindings(db), listVisibleProperties(db)]);
@@ -480,10 +511,20 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       on_this_machine: a.kind === "user" ? (local?.has(a.email.toLowerCase()) ?? false) : sa === a.email,
       sites: bindings.filter((b) => b.account_id === a.id).map((b) => ({ id: b.site_id, domain: b.domain })),
     }));
+    const known = new Set(accounts.map((a) => a.email.toLowerCase()));
+    const unregistered = [...(local?.keys() ?? [])].filter((e) => !known.has(e));
+    if (sa && !known.has(sa.toLowerCase())) unregistered.push(sa);
     const access = accessOf(c);
     return c.html(
       <Layout title="Google" active="/ui/google" notice={notice(c)} error={error} who={access.who}>
-        <GooglePage accounts={rows} properties={properties} outcomes={outcomes} canWrite={access.write} canRemove={access.admin} />
+        <GooglePage
+          accounts={rows}
+          properties={properties}
+          outcomes={outcomes}
+          canWrite={access.write}
+          canRemove={access.admin}
+          unregistered={unregistered}
+        />
       </Layout>,
     );
   };
