@@ -5,6 +5,7 @@ import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import { gscProbeFromConfig } from "../src/diagnostics/gsc-probe.ts";
 import { createGoogleAccounts, type GoogleAccounts } from "../src/google/accounts.ts";
+import { listGoogleAccounts } from "../src/google/queries.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, daysBetween, FINAL_LAG_DAYS, MAX_RANGE_DAYS, newestDataDay } from "../src/sync/dates.ts";
 import { accountFileOf, writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
@@ -113,6 +114,25 @@ const accountId = async (email: string) =>
   ((await api("GET", "/api/v1/google/accounts")).json as { id: number; email: string }[]).find((a) => a.email === email)!.id;
 
 describe("accounts", () => {
+  test("GETs are read-only: the accounts list, the properties and the dashboard page register nothing", async () => {
+    // Two sign-ins and a service account on this machine, none registered yet.
+    expect(await listGoogleAccounts(t.db)).toEqual([]);
+    const listed = await api("GET", "/api/v1/google/accounts");
+    expect(listed.status).toBe(200);
+    expect(listed.json).toEqual([]);
+    expect((await api("GET", "/api/v1/google/properties")).json).toEqual([]);
+    const refresh = await api("GET", "/api/v1/google/properties?refresh=true");
+    expect(refresh.status).toBe(400);
+    expect(refresh.json.error.message).toContain("POST /api/v1/google/accounts/refresh");
+    const page = await app.request("/ui/google");
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain("Signed in on this machine but not added yet");
+    expect(html).toContain(A.email);
+    expect(await listGoogleAccounts(t.db)).toEqual([]);
+    expect(fake.requests).toEqual([]);
+  });
+
   test("every sign-in on this machine and the service account are registered; refresh lists what each sees", async () => {
     const r = await api("POST", "/api/v1/google/accounts/refresh");
     expect(r.status).toBe(200);

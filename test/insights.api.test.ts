@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { addDays, dayRange } from "../src/sync/dates.ts";
 import { cli } from "./helpers/cli.ts";
 import { withDb } from "./helpers/observe.ts";
-import { addSite, storeRows } from "./helpers/rows.ts";
+import { addSite, storeInspection, storeRows } from "./helpers/rows.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
 setDefaultTimeout(60_000);
@@ -60,6 +60,23 @@ beforeAll(async () => {
   await withDb(s.dbPath, async (db) => {
     siteId = await addSite(db, "sc-domain:acme.example", "Acme");
     for (const r of rows) await storeRows(db, siteId, r.day, "web", [{ ...r, ctr: r.clicks / r.impressions }]);
+    // URL inspection: /a inspected twice (passing, then dropped from the index), /c passing, /e excluded.
+    await storeInspection(db, siteId, `${H}/a`, { verdict: "PASS", coverageState: "Submitted and indexed" }, "2026-06-01T10:00:00.000Z");
+    await storeInspection(
+      db,
+      siteId,
+      `${H}/a`,
+      { verdict: "FAIL", coverageState: "Crawled - currently not indexed" },
+      "2026-06-29T10:00:00.000Z",
+    );
+    await storeInspection(db, siteId, `${H}/c`, { verdict: "PASS", coverageState: "Submitted and indexed" }, "2026-06-29T10:00:00.000Z");
+    await storeInspection(
+      db,
+      siteId,
+      `${H}/e`,
+      { verdict: "NEUTRAL", coverageState: "Excluded by 'noindex' tag", googleCanonical: `${H}/d` },
+      "2026-06-29T11:00:00.000Z",
+    );
   });
   expect((await request(s.url, "PUT", `/api/v1/sites/${siteId}/brand-terms`, { terms: ["Acme", "acme "] })).body.terms).toEqual(["acme"]);
 });
@@ -155,6 +172,39 @@ describe("each insight against sums computed from the rows", () => {
     expect(b.non_brand).toEqual({ ...expected(inWindow.filter((r) => !isBrand(r))), queries: 3 });
   });
 
+  test("index: pages per coverage state, the not-indexed pages by clicks in the window, top pages never inspected", async () => {
+    const x = await api("index");
+    const inWindow = between(addDays(E, -27), E);
+    const clicksOf = (p: string) => expected(inWindow.filter((r) => r.page === `${H}${p}`));
+    expect(x).toMatchObject({
+      start: addDays(E, -27),
+      end: E,
+      inspected_pages: 3,
+      last_inspected_at: "2026-06-29T11:00:00.000Z",
+      // Each page's newest inspection: /a's FAIL, not its earlier PASS.
+      by_verdict: [
+        { verdict: "FAIL", pages: 1 },
+        { verdict: "NEUTRAL", pages: 1 },
+        { verdict: "PASS", pages: 1 },
+      ],
+      not_passing_pages: 2,
+      not_passing_with_clicks: 2,
+      not_passing_clicks: clicksOf("/a").clicks + clicksOf("/e").clicks,
+    });
+    expect(x.by_coverage).toContainEqual({ coverage_state: "Crawled - currently not indexed", verdict: "FAIL", pages: 1 });
+    expect(
+      x.pages.map((p: Record<string, unknown>) => [p.page, p.clicks, p.impressions, p.ctr, p.position, p.verdict, p.coverage_state]),
+    ).toEqual([
+      [`${H}/a`, ...Object.values(clicksOf("/a")), "FAIL", "Crawled - currently not indexed"],
+      [`${H}/e`, ...Object.values(clicksOf("/e")), "NEUTRAL", "Excluded by 'noindex' tag"],
+    ]);
+    expect(x.pages[1].google_canonical).toBe(`${H}/d`);
+    // The window's pages by clicks: /c, /a, /b, /d, /e; /b and /d were never inspected.
+    expect(x.top_pages_checked).toBe(5);
+    expect(x.uninspected_top_pages.map((p: { page: string }) => p.page)).toEqual([`${H}/b`, `${H}/d`]);
+    expect((await api("index?limit=1")).pages).toHaveLength(1);
+  });
+
   test("bad input: 400; unknown site: 404", async () => {
     expect((await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/overview?start=2026-02-30`)).status).toBe(400);
     expect((await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/overview?start=${E}&end=${addDays(E, -1)}`)).status).toBe(400);
@@ -171,6 +221,7 @@ describe("the same numbers on every surface", () => {
     ["decay", "decay", {}],
     ["cannibalization", "cannibalization", {}],
     ["brand", "brand", {}],
+    ["index", "index", {}],
   ] as const;
 
   for (const [kind, tool, args] of kinds) {
@@ -223,8 +274,33 @@ describe("the same numbers on every surface", () => {
     for (const q of k.queries) expect(html).toContain(`data-key="${q.query}" data-pages="${q.competing_pages}"`);
     const b = await api("brand");
     expect(html).toContain(`data-insight="brand" data-brand-clicks="${b.brand.clicks}"`);
+    const x = await api("index");
+    expect(html).toContain(
+      `data-insight="index" data-inspected="${x.inspected_pages}" data-not-passing="${x.not_passing_pages}" data-not-passing-clicks="${x.not_passing_clicks}"`,
+    );
+    for (const p of x.pages) expect(html).toContain(`data-key="${p.page}" data-clicks="${p.clicks}"`);
     // The trend chart leaves the days without data blank: as many points as days with data.
     expect(html).toContain(`data-days="${o.trend.length}"`);
     expect(dayRange(o.start, o.end)).toHaveLength(28);
+  });
+});
+
+describe("the dashboard's country field", () => {
+  test("narrows the totals and page reports like the API; the query reports say why they are not shown; a bad code is a 400", async () => {
+    const res = await fetch(`${s.url}/ui/insights?site_id=${siteId}&country=USA`);
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    const o = await api("overview?country=usa");
+    expect(html).toContain(`data-insight="overview" data-clicks="${o.clicks}" data-impressions="${o.impressions}"`);
+    expect(html).toContain('name="country" value="usa"');
+    const top = await api("top?by=page&country=usa&limit=10");
+    for (const r of top.rows) expect(html).toContain(`data-key="${r.page}" data-clicks="${r.clicks}"`);
+    // Cannibalization, brand and top queries read the query detail, which has no country.
+    expect(html.match(/data-insight-unavailable="country"/g)).toHaveLength(3);
+    expect((await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/cannibalization?country=usa`)).status).toBe(400);
+    expect((await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/brand?country=usa`)).status).toBe(400);
+    const bad = await fetch(`${s.url}/ui/insights?site_id=${siteId}&country=us`);
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain("ISO 3166-1 alpha-3");
   });
 });

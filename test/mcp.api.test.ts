@@ -10,7 +10,7 @@ import { runScript } from "./helpers/client.ts";
 import { testEngine } from "./helpers/db.ts";
 import { psql } from "./helpers/engine.ts";
 import { withDb } from "./helpers/observe.ts";
-import { storeHourlyRows, storeOldRows } from "./helpers/rows.ts";
+import { storeCompleteness, storeHourlyRows, storeOldRows } from "./helpers/rows.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/sync.ts";
 
@@ -258,10 +258,12 @@ describe("tools", () => {
         "compare_periods",
         "get_index_status",
         "get_sitemaps",
+        "get_sync_status",
         "insight_brand",
         "insight_cannibalization",
         "insight_compare",
         "insight_decay",
+        "insight_index",
         "insight_overview",
         "insight_top",
         "list_sites",
@@ -888,5 +890,40 @@ describe("with API keys (AUTH=required)", () => {
       for (const c of clients) await c.close().catch(() => {});
       await locked.cleanup();
     }
+  });
+});
+
+describe("completeness", () => {
+  test("get_sync_status: each day's completeness per search type and its mark (the worst of its types), as /sync/status has it", async () => {
+    const id = await createSite("https://marks.example/");
+    const d = (n: number) => addDays("2026-03-10", n);
+    await withDb(server.dbPath, async (db) => {
+      await storeCompleteness(db, id, d(0), "web", { property_rows: 3, page_rows: 10, detail_rows: 50, anonymized_share: 0.25 });
+      await storeCompleteness(db, id, d(1), "web", { detail_rows: 50_000, detail_truncated: true });
+      await storeCompleteness(db, id, d(1), "image", { detail_rows: 7 });
+      await storeCompleteness(db, id, d(2), "web", { data_state: "provisional" });
+      await storeCompleteness(db, id, d(3), "web", { derived: true });
+      await storeCompleteness(db, id, d(3), "discover", { data_state: "provisional" });
+      await storeCompleteness(db, id, d(9), "web", {}); // outside the window asked for
+    });
+    const r = await call("get_sync_status", { site_id: id, end: d(4), days: 7 });
+    expect(r).toMatchObject({ site_id: id, start: d(-2), end: d(4), days_fetched: 4 });
+    expect(r.days.map((x: { date: string; mark: string }) => [x.date, x.mark])).toEqual([
+      [d(0), "complete"],
+      [d(1), "truncated"],
+      [d(2), "provisional"],
+      [d(3), "derived"],
+    ]);
+    expect(r.marks).toEqual({ complete: 1, truncated: 1, provisional: 1, derived: 1 });
+    expect(r.days[1].types.map((t: { search_type: string; mark: string }) => [t.search_type, t.mark])).toEqual([
+      ["web", "truncated"],
+      ["image", "complete"],
+    ]);
+    expect(r.summary).toMatchObject({ day_types: 7, days: 5, provisional: 2, derived: 1, detail_truncated: 1 });
+    // The same rows as the API's /sync/status (its newest days).
+    const status = await request(server.url, "GET", `/api/v1/sync/status/${id}`);
+    const d0 = status.body.completeness.recent.find((x: { date: string }) => x.date === d(0));
+    expect(r.days[0].types[0]).toEqual({ ...d0, mark: "complete" });
+    expect(await callError("get_sync_status", { site_id: id, days: 0 })).toMatch(/days/);
   });
 });

@@ -6,7 +6,7 @@ import { resolveSite } from "./sites.ts";
 // `bun run cli insights <site> <kind>`: the API's insight answers (GET /api/v1/sites/{id}/insights/<kind>)
 // as tables, or as the API's JSON with --json, so the numbers are the dashboard's and the MCP tools'.
 
-export const insightKinds = ["overview", "top", "compare", "decay", "cannibalization", "brand"] as const;
+export const insightKinds = ["overview", "top", "compare", "decay", "cannibalization", "brand", "index"] as const;
 type Kind = (typeof insightKinds)[number];
 
 type Opts = {
@@ -52,7 +52,9 @@ export function insightQuery(kind: Kind, o: Opts): string {
 export function addInsightsCommand(program: Command, ctx: () => { out: Out; api: Api }) {
   program
     .command("insights <site>")
-    .description("what the data says: overview, top queries/pages, winners and losers, decaying pages, cannibalization, brand split")
+    .description(
+      "what the data says: overview, top queries/pages, winners and losers, decaying pages, cannibalization, brand split, index status",
+    )
     .addOption(new Option("--kind <kind>", "which insight").choices(insightKinds).default("overview"))
     .option("--start <day>", "first day (compare: of the current period)")
     .option("--end <day>", "last day (default: the newest day with data)")
@@ -215,6 +217,42 @@ function render(kind: Kind, v: Record<string, unknown>): string {
       lines.push(`${q.query} (${q.impressions} impressions)`);
       for (const p of q.pages) lines.push(`  ${(p.impressions_share * 100).toFixed(1).padStart(5)}%  pos ${pos(p.position)}  ${p.page}`);
     }
+  } else if (kind === "index") {
+    type Page = M & { page: string; verdict: string | null; coverage_state: string | null; inspected_at: string };
+    const x = v as {
+      start: string;
+      end: string;
+      inspected_pages: number;
+      not_passing_pages: number;
+      not_passing_clicks: number;
+      by_coverage: { coverage_state: string | null; verdict: string | null; pages: number }[];
+      pages: Page[];
+      top_pages_checked: number;
+      top_pages_uninspected: number;
+    };
+    if (x.inspected_pages === 0) return "No pages inspected yet (bun run cli index-status <site> --inspect clicks).";
+    lines.push(
+      `${x.inspected_pages} pages inspected, ${x.not_passing_pages} not passing (${x.not_passing_clicks} clicks ${x.start} .. ${x.end})`,
+    );
+    lines.push(
+      table(
+        ["COVERAGE STATE", "VERDICT", "PAGES"],
+        x.by_coverage.map((r) => [r.coverage_state ?? "-", r.verdict ?? "-", r.pages]),
+        60,
+      ),
+    );
+    lines.push("", "Not indexed (verdict not PASS), most clicks first");
+    lines.push(
+      x.pages.length === 0
+        ? "  none"
+        : table(
+            ["PAGE", "CLICKS", "IMPRESSIONS", "VERDICT", "COVERAGE"],
+            x.pages.map((p) => [p.page, p.clicks, p.impressions, p.verdict ?? "-", p.coverage_state ?? "-"]),
+            60,
+          ),
+    );
+    if (x.top_pages_uninspected > 0)
+      lines.push(`${x.top_pages_uninspected} of the ${x.top_pages_checked} pages with the most clicks were never inspected.`);
   } else {
     const b = v as {
       terms: string[];

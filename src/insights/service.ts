@@ -14,7 +14,7 @@ import {
   listBrandTerms,
   type Filters,
 } from "./queries.ts";
-import { findPageTotals, type GrainFilters } from "../analytics/totals.ts";
+import { assertAnswerable, findPageTotals, type GrainFilters } from "../analytics/totals.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import { countLatestInspections, findInspectedUrls, listLatestNotPassing } from "../inspection/queries.ts";
 import { insightFilters, type WindowInput } from "./window.ts";
@@ -34,6 +34,14 @@ const windowOf = (f: Filters) => ({
   start: f.start,
   end: f.end,
   search_type: f.searchType,
+  device: f.device ?? null,
+  country: f.country ?? null,
+});
+
+/** The grain filters of an insight's filters. */
+const grainOf = (f: Filters): GrainFilters => ({
+  ...f,
+  searchType: f.searchType as SearchTypeCode,
   device: f.device ?? null,
   country: f.country ?? null,
 });
@@ -153,6 +161,8 @@ export async function cannibalizationInsight(
 ) {
   await siteOr404(db, siteId);
   const f = await insightFilters(db, siteId, w);
+  // Query level: the query detail has no country (a country filter is a 400, never silently ignored).
+  assertAnswerable(grainOf(f), "query");
   const queries = await findCannibalization(db, { ...f, minShare: w.min_share, minImpressions: w.min_impressions, limit: w.limit });
   return { ...windowOf(f), min_share: w.min_share, min_impressions: w.min_impressions, queries };
 }
@@ -161,6 +171,7 @@ export async function cannibalizationInsight(
 export async function brandInsight(db: Db, siteId: number, w: WindowInput) {
   await siteOr404(db, siteId);
   const f = await insightFilters(db, siteId, w);
+  assertAnswerable(grainOf(f), "query");
   const terms = await listBrandTerms(db, siteId);
   return { ...windowOf(f), ...(await findBrandSplit(db, { ...f, terms })) };
 }
@@ -179,7 +190,7 @@ const INDEX_TOP_PAGES = 100;
 export async function indexInsight(db: Db, siteId: number, w: WindowInput & { limit: number }) {
   await siteOr404(db, siteId);
   const f = await insightFilters(db, siteId, w);
-  const grain: GrainFilters = { ...f, searchType: f.searchType as SearchTypeCode, device: f.device ?? null, country: f.country ?? null };
+  const grain = grainOf(f);
   const [counts, failing, top] = await Promise.all([
     countLatestInspections(db, siteId),
     listLatestNotPassing(db, siteId, INDEX_NOT_PASSING_MAX),

@@ -1,3 +1,4 @@
+import { insertInspection } from "../../src/inspection/queries.ts";
 import { and, eq, sql } from "drizzle-orm";
 import { searchTypeCodes } from "../../src/db/enums.ts";
 import type { Db } from "../../src/db/index.ts";
@@ -271,4 +272,34 @@ export async function storeDayWithTotals(db: Db, siteId: number, day: string, ty
       ...sum(list),
     })),
   );
+}
+
+/** Stores one URL inspection result of a page (as a url_inspection task would), inspected at `at` (ISO time). */
+export async function storeInspection(
+  db: Db,
+  siteId: number,
+  url: string,
+  r: { verdict: string; coverageState: string; googleCanonical?: string; userCanonical?: string },
+  at = new Date().toISOString(),
+): Promise<void> {
+  await db.tx(async (tx) => {
+    await insertInspection(
+      tx,
+      db.t,
+      siteId,
+      url,
+      {
+        indexStatusResult: {
+          verdict: r.verdict,
+          coverageState: r.coverageState,
+          googleCanonical: r.googleCanonical ?? url,
+          userCanonical: r.userCanonical ?? url,
+          sitemap: [],
+          referringUrls: [],
+        },
+      } as never,
+      "request",
+      at,
+    );
+  });
 }
