@@ -3,7 +3,9 @@ import { Database } from "bun:sqlite";
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { parquetMetadata, parquetReadObjects } from "hyparquet";
 import { children } from "../bench/cpu.ts";
+import { PARQUET_GROUP_ROWS } from "../src/analytics/parquet.ts";
 import { seedAnalytics, type SeedResult } from "../bench/seed-analytics.ts";
 import { seedAnalyticsPg } from "../bench/seed-analytics-pg.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
@@ -88,6 +90,40 @@ describe("streamed export on the real service", () => {
     expect(lines.length - 2).toBe(seed.rows);
     expect(lines[1]!.startsWith(`${seed.start},https://bench-analytics.example/`)).toBe(true);
     expect(text.includes("\n") && !/[^\r]\n/.test(text)).toBe(true);
+  });
+
+  test("the whole site as Parquet: several row groups, the same rows and order as JSON lines (read back with hyparquet)", async () => {
+    const res = await fetch(`${server.url}/api/v1/sites/${seed.siteId}/export?format=parquet`).catch((e) => {
+      console.error(server.output());
+      throw e;
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/vnd.apache.parquet");
+    expect(res.headers.get("content-disposition")).toContain(".parquet");
+    const file = await res.arrayBuffer();
+    const meta = parquetMetadata(file);
+    expect(Number(meta.num_rows)).toBe(seed.rows);
+    expect(meta.row_groups.length).toBe(Math.ceil(seed.rows / PARQUET_GROUP_ROWS));
+    const rows = await parquetReadObjects({ file });
+    const jsonl = (await (await fetch(`${server.url}/api/v1/sites/${seed.siteId}/export?format=jsonl`)).text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(rows.length).toBe(jsonl.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      const j = jsonl[i]!;
+      if (
+        (r.date as Date).toISOString().slice(0, 10) !== j.date ||
+        r.page !== j.page ||
+        r.query !== j.query ||
+        r.clicks !== Number(j.clicks)
+      ) {
+        expect({ i, ...r }).toEqual({ i, ...j });
+      }
+      expect(r.ctr).toBeCloseTo(Number(j.ctr), 12);
+      expect(r.position).toBeCloseTo(Number(j.position), 12);
+    }
   });
 
   test("while a download is paused the worker's other reads see new writes; a client that goes away closes its connection", async () => {

@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
+import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 import { cli, spawnCli } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
@@ -309,6 +310,22 @@ describe("export", () => {
       .map((l) => JSON.parse(l));
     expect(lines.length).toBe(await rowsOf("sc-domain:alpha.example", "image"));
     expect(lines.every((l) => l.search_type === "image")).toBe(true);
+  });
+
+  test("parquet to a file: the same rows as JSON lines (read back with hyparquet), the count from the footer", async () => {
+    const file = join(dir.dir, "alpha.parquet");
+    const r = await run(["export", "alpha.example", "--format", "parquet", "--search-type", "web", "-o", file]);
+    expect(r.code).toBe(0);
+    const rows = await parquetReadObjects({ file: await asyncBufferFromFile(file) });
+    const jsonl = await run(["export", "alpha.example", "--format", "jsonl", "--search-type", "web"]);
+    const expected = jsonl.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(rows.length).toBe(expected.length);
+    expect(rows.length).toBeGreaterThan(50);
+    expect(rows.map((x) => ({ ...x, date: (x.date as Date).toISOString().slice(0, 10) }))).toEqual(expected);
+    expect(r.stderr.trim()).toBe(`Exported ${rows.length} rows of sc-domain:alpha.example to ${file}`);
   });
 
   test("a site without data: an empty JSON array; a bad date is the service's 400", async () => {

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { parquetMetadata, parquetReadObjects } from "hyparquet";
 import { csvField, neutralizeFormula } from "../src/analytics/format.ts";
+import { parquetRows } from "../src/analytics/parquet.ts";
 import { createApp } from "../src/app.ts";
 import type { Api } from "../src/cli/api.ts";
 import { exportSite } from "../src/cli/export.ts";
@@ -94,6 +96,90 @@ describe("formula neutralisation", () => {
       .split("\n")
       .map((l) => (JSON.parse(l) as { query: string }).query);
     expect(got.sort()).toEqual([...hostile].sort());
+  });
+});
+
+describe("Parquet", () => {
+  test("the same rows as JSON lines, filters applied; hostile text as stored; an empty result is a valid file", async () => {
+    const other = await app.request("/api/v1/sites", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ domain: "sc-domain:plain.example", name: "plain" }),
+    });
+    const id = ((await other.json()) as { id: number }).id;
+    for (const [day, type] of [
+      ["2026-01-30", "web"],
+      ["2026-01-31", "image"],
+      ["2026-02-01", "web"],
+    ] as const) {
+      await storeRows(
+        t.db,
+        id,
+        day,
+        type,
+        Array.from({ length: 25 }, (_, i) => ({
+          page: `https://plain.example/p${i % 4}`,
+          query: `q ${i}`,
+          device: i % 2 ? "MOBILE" : "DESKTOP",
+          clicks: i,
+          impressions: 100 + i,
+          ctr: i / (100 + i),
+          position: 1 + i / 3,
+        })),
+      );
+    }
+    const parquetOf = async (query: string) => {
+      const res = await app.request(`/api/v1/sites/${id}/export?format=parquet${query}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe("application/vnd.apache.parquet");
+      const rows = await parquetReadObjects({ file: await res.arrayBuffer() });
+      return rows.map((r) => ({ ...r, date: (r.date as Date).toISOString().slice(0, 10) }));
+    };
+    const jsonOf = async (query: string) =>
+      (await (await app.request(`/api/v1/sites/${id}/export?format=jsonl${query}`)).text())
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
+    for (const query of ["", "&search_type=web", "&start_date=2026-01-31", "&end_date=2026-01-31&search_type=image"]) {
+      const got = await parquetOf(query);
+      const want = await jsonOf(query);
+      expect(got.length).toBe(want.length);
+      expect(got).toEqual(want);
+    }
+    expect((await parquetOf("")).length).toBe(75);
+    expect(await parquetOf("&start_date=2027-01-01")).toEqual([]);
+    const hostileRows = await parquetReadObjects({
+      file: await (await app.request(`/api/v1/sites/${site}/export?format=parquet`)).arrayBuffer(),
+    });
+    expect(hostileRows.map((r) => r.query).sort()).toEqual([...hostile].sort());
+  });
+
+  test("rows become row groups as they stream: one group per PARQUET_GROUP_ROWS rows", async () => {
+    const enc = parquetRows<{ d: string; n: number }>(
+      [
+        ["d", "date"],
+        ["n", "int"],
+      ],
+      3,
+    );
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < 7; i++) {
+      enc.add({ d: "2026-02-01", n: i });
+      const c = enc.ready() > 0 ? enc.take(false) : null;
+      if (c) chunks.push(c);
+    }
+    // Two full groups went out while rows arrived; the third with the footer at the end.
+    expect(chunks.length).toBe(2);
+    chunks.push(enc.take(true)!);
+    const file = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+    let at = 0;
+    for (const c of chunks) {
+      file.set(c, at);
+      at += c.length;
+    }
+    expect(parquetMetadata(file.buffer).row_groups.map((g) => Number(g.num_rows))).toEqual([3, 3, 1]);
+    expect((await parquetReadObjects({ file: file.buffer })).map((r) => r.n)).toEqual([0, 1, 2, 3, 4, 5, 6]);
   });
 });
 

@@ -32,7 +32,8 @@ import {
   flagOn,
   grainFiltersOf,
 } from "./schemas.ts";
-import { streamQuery } from "./stream.ts";
+import { PARQUET_GROUP_ROWS, parquetRows, type ParquetKind } from "./parquet.ts";
+import { streamQuery, streamRows } from "./stream.ts";
 import { assertAnswerable } from "./totals.ts";
 import { defaultBounds, heavyRequest, type Bounds } from "./bounds.ts";
 import { ApiError } from "../errors.ts";
@@ -55,6 +56,25 @@ function sqlLimit(max: number | null): number | null {
 function sliceNegative<T>(rows: T[], max: number | null): T[] {
   return max !== null && max < 0 ? rows.slice(0, max) : rows;
 }
+
+/** The export's columns as Parquet types (the CSV's columns, in its order). */
+const EXPORT_PARQUET: readonly (readonly [(typeof exportColumns)[number], ParquetKind])[] = [
+  ["date", "date"],
+  ["page", "text"],
+  ["query", "text"],
+  ["device", "text"],
+  ["search_type", "text"],
+  ["clicks", "int"],
+  ["impressions", "int"],
+  ["ctr", "double"],
+  ["position", "double"],
+];
+
+const EXPORT_TYPES = {
+  csv: "text/csv; charset=utf-8",
+  jsonl: "application/x-ndjson; charset=utf-8",
+  parquet: "application/vnd.apache.parquet",
+};
 
 const PAGE_KEYWORD_HEADER = csvLine(["url", "total_clicks", "total_impressions", "avg_ctr", "avg_position", "keywords", "keyword_count"]);
 
@@ -288,11 +308,18 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       method: "get",
       path: "/sites/{site_id}/export",
       tags: ["analytics"],
-      summary: "Every synced row of a site, streamed as CSV or JSON lines",
-      description: `Columns ${exportColumns.join(", ")}; in (date, page, query, device, search_type) order.`,
+      summary: "Every synced row of a site, streamed as CSV, JSON lines or Parquet",
+      description: `Columns ${exportColumns.join(", ")}; in (date, page, query, device, search_type) order. Parquet: date is a DATE, clicks and impressions INT32, ctr and position DOUBLE, text UTF-8; a row group per ${PARQUET_GROUP_ROWS} rows, snappy-compressed.`,
       request: { params: SiteIdParam, query: ExportQuery },
       responses: {
-        200: { description: "The rows", content: { "text/csv": { schema: z.string() }, "application/x-ndjson": { schema: z.string() } } },
+        200: {
+          description: "The rows",
+          content: {
+            "text/csv": { schema: z.string() },
+            "application/x-ndjson": { schema: z.string() },
+            "application/vnd.apache.parquet": { schema: z.string().openapi({ format: "binary" }) },
+          },
+        },
         ...errorResponses(400, 404, 429, 504),
       },
     }),
@@ -309,16 +336,19 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       type Row = Record<(typeof exportColumns)[number], string | number>;
       const csv = q.format === "csv";
       const raw = flagOn(q.raw);
-      const body = csv
-        ? await streamQuery<Row>(db, sql, params, (flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns), (r) =>
-            csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
-          )
-        : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n");
+      const body =
+        q.format === "parquet"
+          ? await streamRows<Row>(db, sql, params, parquetRows<Row>(EXPORT_PARQUET))
+          : csv
+            ? await streamQuery<Row>(db, sql, params, (flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns), (r) =>
+                csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
+              )
+            : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n");
       const span = `${q.start_date ?? "all"}_${q.end_date ?? "all"}`;
       return new Response(body, {
         status: 200,
         headers: {
-          "content-type": csv ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8",
+          "content-type": EXPORT_TYPES[q.format],
           "content-disposition": attachmentHeader(`site_${site.id}_${span}.${q.format}`),
         },
       });

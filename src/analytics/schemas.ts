@@ -273,7 +273,7 @@ export const TriggerResponse = z
   })
   .openapi("SyncTriggerQueued");
 
-export const exportFormats = ["csv", "jsonl"] as const;
+export const exportFormats = ["csv", "jsonl", "parquet"] as const;
 
 export const ExportQuery = z.object({
   format: z

@@ -38,6 +38,34 @@ export function openExportConnection(db: SqliteDb): Database {
 }
 
 /**
+ * How a download turns rows into bytes (text lines, Parquet row groups): `add` takes one row, `ready` is how
+ * much output waits (characters or bytes), `take` hands it over (`end`: everything left, trailer included).
+ */
+export type RowEncoder<R> = {
+  add(row: R): void;
+  ready(): number;
+  take(end: boolean): Uint8Array | null;
+};
+
+/** A text encoder: `header`, then `line(row)` for each row, as UTF-8. */
+export function textRows<R>(header: string, line: (row: R) => string): RowEncoder<R> {
+  const encoder = new TextEncoder();
+  let text = header;
+  return {
+    add(row) {
+      text += line(row);
+    },
+    ready: () => text.length,
+    take() {
+      if (!text) return null;
+      const bytes = encoder.encode(text);
+      text = "";
+      return bytes;
+    },
+  };
+}
+
+/**
  * A byte stream of `header` then `line(row)` for each row of `sql` (the engine's text, named
  * parameters), read on its own connection as the client consumes it; the connection closes at the
  * end, on error or when the client goes away. Resolves once the rows can be read (a connection that
@@ -50,16 +78,20 @@ export async function streamQuery<R>(
   header: string,
   line: (row: R) => string,
 ): Promise<ReadableStream<Uint8Array>> {
-  return db.engine === "pg" ? streamPg(db, sql, params, header, line) : streamSqlite(db, sql, params, header, line);
+  return streamRows(db, sql, params, textRows(header, line));
 }
 
-function streamSqlite<R>(
-  db: SqliteDb,
+/** streamQuery with any encoder of the rows (e.g. Parquet, see parquet.ts). */
+export async function streamRows<R>(
+  db: Db,
   sql: string,
-  params: SQLQueryBindings,
-  header: string,
-  line: (row: R) => string,
-): ReadableStream<Uint8Array> {
+  params: Record<string, string | number | null>,
+  out: RowEncoder<R>,
+): Promise<ReadableStream<Uint8Array>> {
+  return db.engine === "pg" ? streamPg(db, sql, params, out) : streamSqlite(db, sql, params, out);
+}
+
+function streamSqlite<R>(db: SqliteDb, sql: string, params: SQLQueryBindings, out: RowEncoder<R>): ReadableStream<Uint8Array> {
   const conn = openExportConnection(db);
   let stmt: Statement<R, [SQLQueryBindings]>;
   let rows: IterableIterator<R>;
@@ -71,8 +103,6 @@ function streamSqlite<R>(
     throw err;
   }
   openDownloads.inc();
-  const encoder = new TextEncoder();
-  let pending = header;
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -90,26 +120,32 @@ function streamSqlite<R>(
         // A client reading fast (loopback) makes the stream call pull again at once, in microtasks: without
         // a turn of the event loop between chunks, a whole download ran before the worker served anything
         // else (its other requests, the supervisor's ping: workers were killed as hung). One turn per chunk.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        if (closed) return;
         try {
-          let text = pending;
-          pending = "";
-          // A slice of at most SLICE_MS of reading and formatting per turn, so other requests wait little.
-          const sliceEnd = performance.now() + SLICE_MS;
-          let n = 0;
-          while (text.length < CHUNK_CHARS && (++n % 64 !== 0 || performance.now() < sliceEnd)) {
-            const next = rows.next();
-            if (next.done) {
-              if (text) controller.enqueue(encoder.encode(text));
-              close();
-              controller.close();
+          for (;;) {
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            if (closed) return;
+            // A slice of at most SLICE_MS of reading and formatting per turn, so other requests wait little.
+            const sliceEnd = performance.now() + SLICE_MS;
+            let n = 0;
+            while (out.ready() < CHUNK_CHARS && (++n % 64 !== 0 || performance.now() < sliceEnd)) {
+              const next = rows.next();
+              if (next.done) {
+                const last = out.take(true);
+                if (last) controller.enqueue(last);
+                close();
+                controller.close();
+                return;
+              }
+              out.add(next.value);
+            }
+            // Nothing yet (a sparse filter, a Parquet row group still filling): another slice after a turn of the
+            // event loop. A pull that enqueues nothing is not called again (the stream would stall).
+            const chunk = out.take(false);
+            if (chunk) {
+              controller.enqueue(chunk);
               return;
             }
-            text += line(next.value);
           }
-          // Nothing yet (a sparse filter): the stream pulls again after this turn.
-          if (text) controller.enqueue(encoder.encode(text));
         } catch (err) {
           close();
           controller.error(err);
@@ -124,16 +160,8 @@ function streamSqlite<R>(
   );
 }
 
-async function streamPg<R>(
-  db: Db,
-  sql: string,
-  params: Record<string, unknown>,
-  header: string,
-  line: (row: R) => string,
-): Promise<ReadableStream<Uint8Array>> {
-  const encoder = new TextEncoder();
+async function streamPg<R>(db: Db, sql: string, params: Record<string, unknown>, out: RowEncoder<R>): Promise<ReadableStream<Uint8Array>> {
   const cursor = await openPgCursor(db, toPositional(sql, params), { name: "download" });
-  let pending = header;
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -146,19 +174,19 @@ async function streamPg<R>(
     {
       async pull(controller) {
         try {
-          let text = pending;
-          pending = "";
-          while (text.length < CHUNK_CHARS) {
+          while (out.ready() < CHUNK_CHARS) {
             const { rows } = await cursor.fetch<R>(FETCH_ROWS);
-            for (const r of rows) text += line(r);
+            for (const r of rows) out.add(r);
             if (rows.length < FETCH_ROWS) {
-              if (text) controller.enqueue(encoder.encode(text));
+              const last = out.take(true);
+              if (last) controller.enqueue(last);
               await close();
               controller.close();
               return;
             }
           }
-          controller.enqueue(encoder.encode(text));
+          const chunk = out.take(false);
+          if (chunk) controller.enqueue(chunk);
         } catch (err) {
           await close();
           controller.error(err);

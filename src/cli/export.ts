@@ -1,10 +1,11 @@
 import { createWriteStream } from "node:fs";
 import { Readable, Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { asyncBufferFromFile, parquetMetadataAsync } from "hyparquet";
 import { ServiceError, type Api } from "./api.ts";
 import { CliError } from "./output.ts";
 
-export const exportFormats = ["csv", "json", "jsonl"] as const;
+export const exportFormats = ["csv", "json", "jsonl", "parquet"] as const;
 
 /** JSON lines in, one JSON array out, streaming (never the whole export in memory). */
 function jsonLinesToArray(): Transform {
@@ -50,16 +51,28 @@ export function recordCounter(format: "csv" | "jsonl", onRecord: () => void): Tr
   });
 }
 
+/** Counts the bytes going through. */
+function byteCounter(onBytes: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      onBytes(chunk.length);
+      done(null, chunk);
+    },
+  });
+}
+
 /**
- * Streams a site's export (GET /api/v1/sites/{id}/export, CSV or JSON lines) to a file or stdout, with
- * backpressure end to end; `json` turns the JSON lines into one array on the way. Returns the rows written.
+ * Streams a site's export (GET /api/v1/sites/{id}/export, CSV, JSON lines or Parquet) to a file or stdout, with
+ * backpressure end to end; `json` turns the JSON lines into one array on the way. Returns the rows written
+ * (Parquet: read from the file's footer; to stdout unknown, null) and the bytes.
  */
 export async function exportSite(
   api: Api,
   siteId: number,
   o: { format: (typeof exportFormats)[number]; output?: string; startDate?: string; endDate?: string; searchType?: string; raw?: boolean },
-): Promise<{ rows: number }> {
-  const q = new URLSearchParams({ format: o.format === "csv" ? "csv" : "jsonl" });
+): Promise<{ rows: number | null; bytes: number }> {
+  const wire = o.format === "json" ? "jsonl" : o.format;
+  const q = new URLSearchParams({ format: wire });
   if (o.startDate) q.set("start_date", o.startDate);
   if (o.endDate) q.set("end_date", o.endDate);
   if (o.searchType) q.set("search_type", o.searchType);
@@ -67,24 +80,31 @@ export async function exportSite(
   if (o.raw && o.format === "csv") q.set("raw", "1");
   let res: Response;
   try {
-    res = await api.send("GET", `/api/v1/sites/${siteId}/export?${q}`, undefined, o.format === "csv" ? "text/csv" : "application/x-ndjson");
+    const accept = { csv: "text/csv", jsonl: "application/x-ndjson", parquet: "application/vnd.apache.parquet" }[wire];
+    res = await api.send("GET", `/api/v1/sites/${siteId}/export?${q}`, undefined, accept);
   } catch (err) {
     if (err instanceof ServiceError && err.status === 404 && /no route/.test(err.message)) {
       throw new CliError("this sitesync service has no export endpoint (GET /api/v1/sites/{id}/export): update it");
     }
     throw err;
   }
-  if (!res.body) return { rows: 0 };
+  if (!res.body) return { rows: 0, bytes: 0 };
   let records = 0;
+  let bytes = 0;
   const dest: Writable = o.output ? createWriteStream(o.output) : process.stdout;
   // Counted on the service's stream (CSV or JSON lines), before json turns the lines into an array.
   const steps: (NodeJS.ReadableStream | NodeJS.ReadWriteStream | NodeJS.WritableStream)[] = [
     Readable.fromWeb(res.body as never),
-    recordCounter(o.format === "csv" ? "csv" : "jsonl", () => records++),
+    wire === "parquet" ? byteCounter((n) => (bytes += n)) : recordCounter(wire, () => records++),
   ];
   if (o.format === "json") steps.push(jsonLinesToArray());
   steps.push(dest);
   // stdout must stay open for whatever prints after; a file is closed by the pipeline.
   await (pipeline as (...s: unknown[]) => Promise<void>)(...steps, o.output ? {} : { end: false });
-  return { rows: o.format === "csv" ? Math.max(0, records - 1) : records };
+  if (wire === "parquet") {
+    // A Parquet file says how many rows it holds in its footer.
+    const rows = o.output ? Number((await parquetMetadataAsync(await asyncBufferFromFile(o.output))).num_rows) : null;
+    return { rows, bytes };
+  }
+  return { rows: o.format === "csv" ? Math.max(0, records - 1) : records, bytes };
 }

@@ -400,8 +400,12 @@ export function buildProgram(cfg: CliConfig) {
   // --- data ---
   program
     .command("export <site>")
-    .description("stream a site's synced daily rows as CSV or JSON to stdout or a file")
-    .addOption(new Option("--format <format>", "csv, json (an array) or jsonl (one object per line)").choices(exportFormats).default("csv"))
+    .description("stream a site's synced daily rows as CSV, JSON or Parquet to stdout or a file")
+    .addOption(
+      new Option("--format <format>", "csv, json (an array), jsonl (one object per line) or parquet (for DuckDB, pandas, BigQuery)")
+        .choices(exportFormats)
+        .default("csv"),
+    )
     .option("-o, --output <file>", "write to this file instead of stdout")
     .option("--start-date <day>", "first day (YYYY-MM-DD)")
     .option("--end-date <day>", "last day (YYYY-MM-DD)")
@@ -423,7 +427,8 @@ export function buildProgram(cfg: CliConfig) {
         const site = await resolveSite(api, ref);
         const r = await exportSite(api, site.id, o);
         // To a file: say how many rows (stdout carries the data, so the count goes to stderr either way).
-        out.err(`Exported ${r.rows} row${r.rows === 1 ? "" : "s"} of ${site.domain}${o.output ? ` to ${o.output}` : ""}`);
+        const what = r.rows === null ? `${r.bytes} bytes of Parquet` : `${r.rows} row${r.rows === 1 ? "" : "s"}`;
+        out.err(`Exported ${what} of ${site.domain}${o.output ? ` to ${o.output}` : ""}`);
       },
     );
   addInsightsCommand(program, ctx);
