@@ -1,6 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { exportQuery, pageKeywordQuery, rankingQuery, type RankingOptions } from "../src/analytics/queries.ts";
+import { findRankingDataV2 } from "../src/compat/queries.ts";
+import type { SqliteDb } from "../src/db/index.ts";
 import { toPositional } from "../src/db/pg/named.ts";
+import { comparePeriods, findBrandSplit, findCannibalization, findOverview, findTop } from "../src/insights/queries.ts";
+import {
+  comparePeriodsBy,
+  comparePeriodTotals,
+  findKeywordPages,
+  findNewestDay,
+  findPageQueries,
+  findPagesQueries,
+  searchKeywords,
+  trackPages,
+} from "../src/mcp/queries.ts";
 import { asSqlite, tempDb, testEngine } from "./helpers/db.ts";
 import { addSite, storeRows } from "./helpers/rows.ts";
 
@@ -72,6 +85,124 @@ describe.skipIf(testEngine === "pg")("SQLite query plans of the analytics reads"
     const p = plan(q.sql);
     expect(p).toMatch(detailSeek);
     expect(p).not.toMatch(/SCAN (d|gsc_query_detail)\b/);
+  });
+});
+
+/** The SQL texts a function prepares on the SQLite reader (Drizzle's reads). */
+async function preparedBy(db: SqliteDb, fn: () => Promise<unknown>): Promise<string[]> {
+  const reader = db.raw.reader;
+  const prepare = reader.prepare;
+  const seen: string[] = [];
+  reader.prepare = ((sql: string, ...rest: unknown[]) => {
+    seen.push(sql);
+    return (prepare as (...a: unknown[]) => unknown).call(reader, sql, ...rest);
+  }) as typeof reader.prepare;
+  try {
+    await fn();
+  } finally {
+    reader.prepare = prepare;
+  }
+  return seen;
+}
+
+describe.skipIf(testEngine === "pg")("SQLite query plans of the MCP tools, insights and v2 ranking-data (Drizzle)", () => {
+  const plan = (sql: string) =>
+    asSqlite(t.db)
+      .raw.reader.query<{ detail: string }, []>(`explain query plan ${sql}`)
+      .all()
+      .map((r) => r.detail)
+      .join("\n");
+  const period = (start: string, end: string) => ({ start, end });
+  const scope = () => ({ siteId: site, searchType: "web", since: "2026-10-01" });
+  const filters = () => ({ siteId: site, start: "2026-10-01", end: "2026-10-31", searchType: "web" });
+  const reads: [string, () => Promise<unknown>][] = [
+    ["mcp findPageQueries", () => findPageQueries(t.db, { ...scope(), page: `${H}/a`, limit: 10 })],
+    ["mcp findKeywordPages", () => findKeywordPages(t.db, { ...scope(), keyword: "shoes", limit: 10 })],
+    ["mcp searchKeywords", () => searchKeywords(t.db, { ...scope(), pattern: "%sho%", limit: 10 })],
+    ["mcp trackPages", () => trackPages(t.db, { ...scope(), pages: [`${H}/a`], keywords: ["shoes"], limit: 10 })],
+    ["mcp findPagesQueries", () => findPagesQueries(t.db, { ...scope(), pages: [`${H}/a`], limit: 10 })],
+    ["mcp findNewestDay", () => findNewestDay(t.db, scope())],
+    [
+      "mcp comparePeriodTotals",
+      () =>
+        comparePeriodTotals(t.db, { ...scope(), period1: period("2026-10-01", "2026-10-01"), period2: period("2026-10-02", "2026-10-02") }),
+    ],
+    [
+      "mcp comparePeriodsBy query",
+      () =>
+        comparePeriodsBy(t.db, {
+          ...scope(),
+          period1: period("2026-10-01", "2026-10-01"),
+          period2: period("2026-10-02", "2026-10-02"),
+          by: "query",
+          order: "losers_first",
+          limit: 10,
+        }),
+    ],
+    ["insights findOverview", () => findOverview(t.db, filters())],
+    ["insights findTop query", () => findTop(t.db, { ...filters(), by: "query", limit: 10, contains: "sho" })],
+    ["insights findTop query, one device", () => findTop(t.db, { ...filters(), device: "MOBILE", by: "query", limit: 10 })],
+    [
+      "insights comparePeriods query",
+      () =>
+        comparePeriods(t.db, {
+          ...filters(),
+          by: "query",
+          previous: period("2026-10-01", "2026-10-01"),
+          current: period("2026-10-02", "2026-10-02"),
+          limit: 5,
+        }),
+    ],
+    ["insights findCannibalization", () => findCannibalization(t.db, { ...filters(), minShare: 0.1, minImpressions: 1, limit: 10 })],
+    ["insights findBrandSplit", () => findBrandSplit(t.db, { ...filters(), terms: ["shoe"] })],
+    [
+      "v2 ranking-data by query",
+      () =>
+        findRankingDataV2(t.db, {
+          siteId: site,
+          start: "2026-10-01",
+          end: "2026-10-31",
+          groupBy: ["query"],
+          queries: ["shoes"],
+          pages: null,
+          exact: true,
+          limit: 10,
+        }),
+    ],
+    [
+      "v2 ranking-data by query and page, partial pages",
+      () =>
+        findRankingDataV2(t.db, {
+          siteId: site,
+          start: "2026-10-01",
+          end: "2026-10-31",
+          groupBy: ["query", "page", "device"],
+          queries: null,
+          pages: ["/a"],
+          exact: false,
+          limit: 10,
+        }),
+    ],
+  ];
+
+  test("each read of the detail or the rollup is a SEARCH on (site_id, day) (or the rollup's (site_id, query_id)), never a SCAN", async () => {
+    for (const [name, fn] of reads) {
+      const texts = (await preparedBy(asSqlite(t.db), fn)).filter((q) =>
+        /gsc_query_detail|gsc_day_query_totals|gsc_performance_data/.test(q),
+      );
+      expect({ name, n: texts.length > 0 }).toEqual({ name, n: true });
+      for (const q of texts) {
+        const p = plan(q);
+        expect({ name, q, p }).toEqual({ name, q, p: expect.not.stringMatching(/SCAN (gsc_query_detail|gsc_day_query_totals)\b/) });
+        expect({ name, q, p }).toEqual({
+          name,
+          q,
+          p: expect.stringMatching(
+            /SEARCH (gsc_query_detail|gsc_day_query_totals) USING (PRIMARY KEY|COVERING INDEX \w+) \(site_id=\? AND (day|query_id)/,
+          ),
+        });
+      }
+    }
   });
 });
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
-import { addSite, storeHourlyRows, storeRows } from "./helpers/rows.ts";
+import { addSite, storeHourlyRows, storePageTotals, storePropertyTotals, storeRows } from "./helpers/rows.ts";
 
 // The original tool's other clients (docs/compatibility.md), table-driven: v1 paths of the
 // pre-modular app as aliases of today's handlers, the v2-era ranking-data body, v3's HTTP tool
@@ -366,5 +366,64 @@ describe("the v1 job API, where it coexists with ours", () => {
     const cancelled = await call("DELETE", r.body.status_url);
     expect(cancelled).toMatchObject({ status: 200, body: { id: r.body.job_id, status: "cancelled" } });
     expect((await call("GET", "/api/v1/sync/job/999999")).status).toBe(404);
+  });
+});
+
+describe("v2 ranking-data reads each number from its grain (issue 18)", () => {
+  // A site whose days were fetched with the grains: Google's property and page totals count the anonymized
+  // queries the detail leaves out, so they are larger than the detail's sums.
+  let grainSite = 0;
+  const G = "https://grains.example";
+  beforeAll(async () => {
+    grainSite = await addSite(t.db, "sc-domain:grains.example", "Grains");
+    await storeRows(t.db, grainSite, d1, "web", [
+      { page: `${G}/a`, query: "alpha", device: "DESKTOP", clicks: 3, impressions: 30, ctr: 0.1, position: 2 },
+      { page: `${G}/b`, query: "beta", device: "MOBILE", clicks: 1, impressions: 10, ctr: 0.1, position: 4 },
+    ]);
+    await storePropertyTotals(t.db, grainSite, d1, "web", [
+      { device: "DESKTOP", clicks: 7, impressions: 70, position: 3 },
+      { device: "MOBILE", clicks: 3, impressions: 30, position: 5 },
+    ]);
+    await storePageTotals(t.db, grainSite, d1, "web", [
+      { page: `${G}/a`, device: "DESKTOP", clicks: 5, impressions: 50, position: 2 },
+      { page: `${G}/b`, device: "MOBILE", clicks: 2, impressions: 20, position: 4 },
+    ]);
+  });
+  const v2 = (more: Record<string, unknown>) =>
+    call("POST", "/api/v1/analytics/ranking-data", { site_id: grainSite, date_from: d1, date_to: d2, ...more });
+
+  test("no filter: aggregations are the property totals (every search type); unique queries from the rollup, pages from the page totals", async () => {
+    const r = await v2({ group_by: ["query"] });
+    expect(r.status).toBe(200);
+    expect(r.body.aggregations).toEqual({
+      clicks: 10,
+      impressions: 100,
+      ctr: 0.1,
+      position: Math.round(((3 * 70 + 5 * 30) / 100) * 100) / 100,
+      unique_queries: 2,
+      unique_pages: 2,
+    });
+    // The rows grouped by query are the detail's (the rollup's) sums.
+    expect(r.body.data.map((x: { query: string; clicks: number }) => [x.query, x.clicks])).toEqual([
+      ["alpha", 3],
+      ["beta", 1],
+    ]);
+  });
+
+  test("by page (no query filter): rows and aggregations from the page totals", async () => {
+    const r = await v2({ group_by: ["page"], pages: [`${G}/a`] });
+    expect(r.body.data).toEqual([{ query: null, page: `${G}/a`, clicks: 5, impressions: 50, ctr: 0.1, position: 2 }]);
+    expect(r.body.aggregations).toMatchObject({ clicks: 5, impressions: 50, unique_pages: 1, unique_queries: 1 });
+    const all = await v2({ group_by: ["page"] });
+    expect(all.body.data.map((x: { page: string; clicks: number }) => [x.page, x.clicks])).toEqual([
+      [`${G}/a`, 5],
+      [`${G}/b`, 2],
+    ]);
+  });
+
+  test("a query filter: rows and aggregations from the query detail", async () => {
+    const r = await v2({ group_by: ["page"], queries: ["alpha"] });
+    expect(r.body.data).toEqual([{ query: null, page: `${G}/a`, clicks: 3, impressions: 30, ctr: 0.1, position: 2 }]);
+    expect(r.body.aggregations).toEqual({ clicks: 3, impressions: 30, ctr: 0.1, position: 2, unique_queries: 1, unique_pages: 1 });
   });
 });

@@ -250,7 +250,8 @@ export type PageTotalsOptions = {
   urlLike?: string | null;
   /** Pages returned, most clicks (or impressions) first; null: all. */
   limit?: number | null;
-  order?: "clicks" | "impressions";
+  /** Most clicks then impressions first (default), most impressions then clicks, or most clicks then the URL (v2's order). */
+  order?: "clicks" | "impressions" | "clicks_page";
 };
 
 /** The SQL and parameters of page totals over a window (see findPageTotals), as a subquery text `pt(page, clicks, impressions, sp)`. */
@@ -290,7 +291,7 @@ export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOpti
   ) u
  group by u.page
  having sum(u.clicks) > 0 or sum(u.impressions) > 0
- order by ${o.order === "impressions" ? "impressions desc, clicks desc" : "clicks desc, impressions desc"}, u.page
+ order by ${o.order === "impressions" ? "impressions desc, clicks desc, " : o.order === "clicks_page" ? "clicks desc, " : "clicks desc, impressions desc, "}u.page
  limit $limit`;
   params.limit = o.limit ?? (e === "pg" ? null : -1);
   return { sql, params, derivedDays: ungrained?.count ?? 0 };
@@ -303,9 +304,9 @@ export async function findPageTotals(db: Db, f: GrainFilters, o: PageTotalsOptio
   return rows.map((r) => ({ page: r.page, clicks: Number(r.clicks), impressions: Number(r.impressions), sumPosition: Number(r.sp) }));
 }
 
-/** How many pages have clicks or impressions in the page totals of the window. */
-export async function countPages(db: Db, f: GrainFilters): Promise<number> {
-  const q = await pageTotalsQuery(db, f, {});
+/** How many pages (of those the options keep) have clicks or impressions in the page totals of the window. */
+export async function countPages(db: Db, f: GrainFilters, o: Omit<PageTotalsOptions, "limit" | "order"> = {}): Promise<number> {
+  const q = await pageTotalsQuery(db, f, o);
   const [row] = await allRows<{ n: number }>(db, `select count(*) as n from (${q.sql}) c`, q.params, true);
   return Number(row?.n ?? 0);
 }

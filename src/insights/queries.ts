@@ -1,4 +1,6 @@
-import { and, asc, desc, eq, gte, lte, or, sql, type SQL, type SQLWrapper } from "drizzle-orm";
+import { asc, desc, eq, or, sql, type SQL, type SQLWrapper } from "drizzle-orm";
+import { dayIn, daysOf, sumOf } from "../analytics/detail.ts";
+import { deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeInsensitive } from "../db/sql.ts";
 import { addDays, dayRange } from "../sync/dates.ts";
@@ -18,11 +20,14 @@ import {
 // The reads behind the insights (dashboard, API, CLI and MCP all call these, so they show the same
 // numbers). Each number from its grain (docs/analytics.md): totals and trends from Search Console's
 // property totals, page numbers from its page totals (src/analytics/totals.ts), query numbers from the
-// query detail (gsc_performance_data: one row per day, page, query, device and search type, without
-// the queries Google anonymizes). Formulas as Search Console's: CTR = Σclicks / Σimpressions,
-// position impression-weighted (Σ position×impressions / Σ impressions), never a plain mean of rows.
+// day x query rollup (gsc_day_query_totals), or the compact query detail (gsc_query_detail: per day, page,
+// query and device, without the queries Google anonymizes) when a device or the page is needed; filters on
+// day numbers and codes, so each read seeks (site_id, day, ...). Formulas as Search Console's: CTR =
+// Σclicks / Σimpressions, position impression-weighted (Σ sum_position / Σ impressions / 100), never a
+// plain mean of rows.
 
-type G = Db["t"]["gscPerformanceData"];
+/** Rows with query-level sums: the rollup, or the detail (which has these columns and more). */
+type X = Db["t"]["gscDayQueryTotals"];
 
 /** Which rows an insight reads: a site, a day range (both included), one search type, optionally one device and one country. */
 export type Filters = {
@@ -50,20 +55,26 @@ const metricsOfSums = (s: Sums): Metrics => metricsOf(s.clicks, s.impressions, s
 
 export type Metrics = { clicks: number; impressions: number; ctr: number | null; position: number | null };
 
-function where(g: G, f: Filters, ...more: (SQL | undefined)[]) {
-  return and(
-    eq(g.site_id, f.siteId),
-    gte(g.date, f.start),
-    lte(g.date, f.end),
-    eq(g.search_type, f.searchType),
-    f.device ? eq(g.device, f.device) : undefined,
-    ...more,
-  );
+/**
+ * The rows query-level numbers of the filters read: the day x query rollup, or the query detail when a
+ * device is asked (the rollup has none), and their filter (site, days, type, device).
+ */
+function queryRowsOf(db: Db, f: Filters) {
+  const d = db.t.gscQueryDetail;
+  const x = (f.device ? d : db.t.gscDayQueryTotals) as X;
+  const where = (...more: (SQL | undefined)[]) =>
+    daysOf(
+      x,
+      f.siteId,
+      { searchType: f.searchType, since: f.start, until: f.end },
+      f.device ? eq(d.device, deviceCode(f.device)) : undefined,
+      ...more,
+    );
+  return { x, where };
 }
 
-// Sums as double precision: PostgreSQL returns bigint/numeric as strings, mapWith(Number) reads both.
-const sumOf = (col: SQLWrapper) => sql<number>`coalesce(sum(${col}), 0)`.mapWith(Number);
-const weighted = (g: G) => sql<number>`coalesce(sum(${g.position} * ${g.impressions}), 0)`.mapWith(Number);
+/** Σ position × impressions of grouped rows (Σ sum_position / 100), the weight metricsOf takes. */
+const weighted = (sp: SQLWrapper) => sql<number>`coalesce(sum(${sp}), 0)`.mapWith((v) => Number(v) / sumPositionScale);
 
 /** CTR and impression-weighted position from summed clicks, impressions and position×impressions. */
 export function metricsOf(clicks: number, impressions: number, positionWeight: number): Metrics {
@@ -90,16 +101,16 @@ export function rounded(m: Metrics): Metrics {
  */
 export async function findOverview(db: Db, f: Filters) {
   assertAnswerable(grainOf(f), "page");
-  const g = db.t.gscPerformanceData;
+  const { x, where } = queryRowsOf(db, f);
   const [daily, share, named, pages] = await Promise.all([
     findPropertyDays(db, grainOf(f)),
     findAnonymizedShare(db, grainOf(f)),
     f.country
       ? null
       : db.q
-          .select({ queries: sql<number>`count(distinct ${g.query})`.mapWith(Number) })
-          .from(g)
-          .where(where(g, f)),
+          .select({ queries: sql<number>`count(distinct ${x.query_id})`.mapWith(Number) })
+          .from(x)
+          .where(where()),
     countPages(db, grainOf(f)),
   ]);
   const t = addSums(daily);
@@ -129,17 +140,19 @@ export async function findTop(db: Db, o: TopOptions) {
     });
     return pages.map((p) => ({ page: p.page, ...rounded(metricsOfSums(p)) })) as (Metrics & { query?: string; page?: string })[];
   }
-  const g = db.t.gscPerformanceData;
-  const key = g.query;
+  const { x, where } = queryRowsOf(db, o);
+  const q = db.t.gscQueries;
+  const key = q.query;
   const rows = await db.q
     .select({
       key: sql<string>`${key}`.as("key"),
-      clicks: sumOf(g.clicks).as("clicks"),
-      impressions: sumOf(g.impressions).as("impressions"),
-      weight: weighted(g).as("weight"),
+      clicks: sumOf(x.clicks).as("clicks"),
+      impressions: sumOf(x.impressions).as("impressions"),
+      weight: weighted(x.sum_position).as("weight"),
     })
-    .from(g)
-    .where(where(g, o, o.contains ? likeInsensitive(db, key, containsPattern(o.contains)) : undefined))
+    .from(x)
+    .innerJoin(q, eq(q.id, x.query_id))
+    .where(where(o.contains ? likeInsensitive(db, key, containsPattern(o.contains)) : undefined))
     .groupBy(key)
     .orderBy(
       desc(sql`${sql.raw(o.order === "impressions" ? "impressions" : "clicks")}`),
@@ -179,22 +192,25 @@ export async function comparePeriods(
   db: Db,
   o: Omit<Filters, "start" | "end"> & { by: "query" | "page"; current: Period; previous: Period; limit: number },
 ) {
-  const g = db.t.gscPerformanceData;
-  const key = o.by === "page" ? g.page : g.query;
-  const inP = (p: Period) => sql`${g.date} between ${p.start} and ${p.end}`;
-  const s = (p: Period, col: SQLWrapper) => sql<number>`coalesce(sum(case when ${inP(p)} then ${col} end), 0)`.mapWith(Number);
   const span: Filters = {
     ...o,
     start: [o.previous.start, o.current.start].sort()[0]!,
     end: [o.previous.end, o.current.end].sort()[1]!,
   };
+  // Per query (per page reads the page totals below): the rollup or the detail over one day range spanning both periods.
+  const { x, where } = queryRowsOf(db, span);
+  const q = db.t.gscQueries;
+  const key = q.query;
+  const inP = (p: Period) => dayIn(x, p);
+  const s = (p: Period, col: SQLWrapper, scale = 1) =>
+    sql<number>`coalesce(sum(case when ${inP(p)} then ${col} end), 0)`.mapWith((v) => Number(v) / scale);
   const columns = {
-    c1: s(o.previous, g.clicks).as("c1"),
-    i1: s(o.previous, g.impressions).as("i1"),
-    w1: s(o.previous, sql`${g.position} * ${g.impressions}`).as("w1"),
-    c2: s(o.current, g.clicks).as("c2"),
-    i2: s(o.current, g.impressions).as("i2"),
-    w2: s(o.current, sql`${g.position} * ${g.impressions}`).as("w2"),
+    c1: s(o.previous, x.clicks).as("c1"),
+    i1: s(o.previous, x.impressions).as("i1"),
+    w1: s(o.previous, x.sum_position, sumPositionScale).as("w1"),
+    c2: s(o.current, x.clicks).as("c2"),
+    i2: s(o.current, x.impressions).as("i2"),
+    w2: s(o.current, x.sum_position, sumPositionScale).as("w2"),
   };
   const inEither = or(inP(o.previous), inP(o.current));
   const toChange = (r: { key: string; c1: number; i1: number; w1: number; c2: number; i2: number; w2: number }): Change => {
@@ -213,16 +229,17 @@ export async function comparePeriods(
   const perKey = (order: SQL, having: SQL) =>
     db.q
       .select({ key: sql<string>`${key}`.as("key"), ...columns })
-      .from(g)
-      .where(where(g, span, inEither))
+      .from(x)
+      .innerJoin(q, eq(q.id, x.query_id))
+      .where(where(inEither))
       .groupBy(key)
       .having(having)
       .orderBy(order, asc(key))
       .limit(o.limit);
-  const delta = sql`(${s(o.current, g.clicks)} - ${s(o.previous, g.clicks)})`;
-  // Position moves: weighted position of the current minus the previous period, where both had impressions.
-  const both = sql`${s(o.previous, g.impressions)} > 0 and ${s(o.current, g.impressions)} > 0`;
-  const move = sql`(${s(o.current, sql`${g.position} * ${g.impressions}`)} * 1.0 / ${s(o.current, g.impressions)} - ${s(o.previous, sql`${g.position} * ${g.impressions}`)} * 1.0 / ${s(o.previous, g.impressions)})`;
+  const delta = sql`(${s(o.current, x.clicks)} - ${s(o.previous, x.clicks)})`;
+  // Position moves: weighted position of the current minus the previous period (in hundredths), where both had impressions.
+  const both = sql`${s(o.previous, x.impressions)} > 0 and ${s(o.current, x.impressions)} > 0`;
+  const move = sql`(${s(o.current, x.sum_position)} * 1.0 / ${s(o.current, x.impressions)} - ${s(o.previous, x.sum_position)} * 1.0 / ${s(o.previous, x.impressions)})`;
   // Totals of each period: Search Console's property totals. Per page: its page totals; per query: the query detail.
   const prev = grainOf({ ...o, start: o.previous.start, end: o.previous.end });
   const cur = grainOf({ ...o, start: o.current.start, end: o.current.end });
@@ -374,19 +391,29 @@ export function trendSlope(ys: number[]): number {
  * impressions (and the query at least `minImpressions`), most impressions first, each with its pages.
  */
 export async function findCannibalization(db: Db, o: Filters & { minShare: number; minImpressions: number; limit: number }) {
-  const g = db.t.gscPerformanceData;
+  // Query x page: the detail (the rollup has no page), its (site_id, day) range.
+  const { gscQueryDetail: d, gscPages: p, gscQueries: q } = db.t;
   const qp = db.q.$with("qp").as(
     db.q
       .select({
-        query: sql<string>`${g.query}`.as("query"),
-        page: sql<string>`${g.page}`.as("page"),
-        clicks: sumOf(g.clicks).as("clicks"),
-        impressions: sumOf(g.impressions).as("impressions"),
-        weight: weighted(g).as("weight"),
+        query: sql<string>`${q.query}`.as("query"),
+        page: sql<string>`${p.page}`.as("page"),
+        clicks: sumOf(d.clicks).as("clicks"),
+        impressions: sumOf(d.impressions).as("impressions"),
+        weight: sql<number>`coalesce(sum(${d.sum_position}), 0)`.as("weight"),
       })
-      .from(g)
-      .where(where(g, o))
-      .groupBy(g.query, g.page),
+      .from(d)
+      .innerJoin(p, eq(p.id, d.page_id))
+      .innerJoin(q, eq(q.id, d.query_id))
+      .where(
+        daysOf(
+          d,
+          o.siteId,
+          { searchType: o.searchType, since: o.start, until: o.end },
+          o.device ? eq(d.device, deviceCode(o.device)) : undefined,
+        ),
+      )
+      .groupBy(q.query, p.page),
   );
   const qt = db.q.$with("qt").as(
     db.q
@@ -413,7 +440,7 @@ export async function findCannibalization(db: Db, o: Filters & { minShare: numbe
       page: qp.page,
       clicks: sql<number>`${qp.clicks}`.mapWith(Number),
       impressions: sql<number>`${qp.impressions}`.mapWith(Number),
-      weight: sql<number>`${qp.weight}`.mapWith(Number),
+      weight: sql<number>`${qp.weight}`.mapWith((v) => Number(v) / sumPositionScale),
       total: sql<number>`${shared.stotal}`.mapWith(Number),
     })
     .from(shared)
@@ -441,25 +468,26 @@ export async function findCannibalization(db: Db, o: Filters & { minShare: numbe
 
 /** Brand vs non-brand: the metrics of queries containing any brand term (case-insensitive) and of the others. */
 export async function findBrandSplit(db: Db, f: Filters & { terms: string[] }) {
-  const g = db.t.gscPerformanceData;
-  const isBrand = f.terms.length ? or(...f.terms.map((t) => likeInsensitive(db, g.query, containsPattern(t))))! : sql`1 = 0`;
-  const part = (brand: boolean, col: SQLWrapper) =>
-    sql<number>`coalesce(sum(case when ${brand ? isBrand : sql`not (${isBrand})`} then ${col} end), 0)`.mapWith(Number);
-  const pw = sql`${g.position} * ${g.impressions}`;
+  const { x, where } = queryRowsOf(db, f);
+  const q = db.t.gscQueries;
+  const isBrand = f.terms.length ? or(...f.terms.map((t) => likeInsensitive(db, q.query, containsPattern(t))))! : sql`1 = 0`;
+  const part = (brand: boolean, col: SQLWrapper, scale = 1) =>
+    sql<number>`coalesce(sum(case when ${brand ? isBrand : sql`not (${isBrand})`} then ${col} end), 0)`.mapWith((v) => Number(v) / scale);
   const row = first(
     await db.q
       .select({
-        bc: part(true, g.clicks),
-        bi: part(true, g.impressions),
-        bw: part(true, pw),
-        bq: sql<number>`count(distinct case when ${isBrand} then ${g.query} end)`.mapWith(Number),
-        nc: part(false, g.clicks),
-        ni: part(false, g.impressions),
-        nw: part(false, pw),
-        nq: sql<number>`count(distinct case when not (${isBrand}) then ${g.query} end)`.mapWith(Number),
+        bc: part(true, x.clicks),
+        bi: part(true, x.impressions),
+        bw: part(true, x.sum_position, sumPositionScale),
+        bq: sql<number>`count(distinct case when ${isBrand} then ${x.query_id} end)`.mapWith(Number),
+        nc: part(false, x.clicks),
+        ni: part(false, x.impressions),
+        nw: part(false, x.sum_position, sumPositionScale),
+        nq: sql<number>`count(distinct case when not (${isBrand}) then ${x.query_id} end)`.mapWith(Number),
       })
-      .from(g)
-      .where(where(g, f)),
+      .from(x)
+      .innerJoin(q, eq(q.id, x.query_id))
+      .where(where()),
   )!;
   const brand = { ...rounded(metricsOf(row.bc, row.bi, row.bw)), queries: row.bq };
   const nonBrand = { ...rounded(metricsOf(row.nc, row.ni, row.nw)), queries: row.nq };

@@ -99,7 +99,7 @@ export async function listInspectedSince(db: Db, siteId: number, since: string):
 export async function listTopPagesByClicks(db: Db, siteId: number, opts: { days: number; limit: number }): Promise<string[]> {
   const end = newestDataDay(new Date());
   const start = addDays(end, -(opts.days - 1));
-  const { gscPageTotals: pt, gscPages: pg, gscPerformanceData: pd } = db.t;
+  const { gscPageTotals: pt, gscPages: pg, gscQueryDetail: pd } = db.t;
   const clicks = sql<number>`sum(${pt.clicks})`;
   const fromTotals = await db.q
     .select({ page: pg.page, clicks })
@@ -112,11 +112,12 @@ export async function listTopPagesByClicks(db: Db, siteId: number, opts: { days:
   if (fromTotals.length > 0) return fromTotals.map((r) => r.page);
   const detailClicks = sql<number>`sum(${pd.clicks})`;
   const fromDetail = await db.q
-    .select({ page: pd.page, clicks: detailClicks })
+    .select({ page: pg.page, clicks: detailClicks })
     .from(pd)
-    .where(and(eq(pd.site_id, siteId), gte(pd.date, start), lt(pd.date, addDays(end, 1))))
-    .groupBy(pd.page)
-    .orderBy(desc(detailClicks), pd.page)
+    .innerJoin(pg, eq(pg.id, pd.page_id))
+    .where(and(eq(pd.site_id, siteId), gte(pd.day, dayNumber(start)), lt(pd.day, dayNumber(end) + 1)))
+    .groupBy(pg.page)
+    .orderBy(desc(detailClicks), pg.page)
     .limit(opts.limit);
   return fromDetail.map((r) => r.page);
 }

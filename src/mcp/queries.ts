@@ -1,4 +1,6 @@
-import { and, asc, desc, eq, gte, inArray, max, or, sql, type AnyColumn, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gte, inArray, lte, or, sql, type AnyColumn, type SQL } from "drizzle-orm";
+import { dayIn, daysOf, positionOfRows, positionOrNull, sumOf } from "../analytics/detail.ts";
+import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
 import type { SearchTypeCode } from "../db/enums.ts";
@@ -15,81 +17,72 @@ import {
   windowSince,
 } from "../analytics/totals.ts";
 
-// The reads behind the MCP tools: the original assistant tools' queries (reference §4, rows 20-26)
-// over gsc_performance_data, written once for both engines. `since` bounds are inclusive
-// (`date >= since`), as in the original. Sums and counts are mapped to numbers (PostgreSQL returns
-// bigint and numeric as strings).
-
-type G = Db["t"]["gscPerformanceData"];
+// The reads behind the MCP tools: the original assistant tools' queries (reference §4, rows 20-26), written
+// once for both engines with Drizzle's builder over the compact query detail (gsc_query_detail, with the
+// gsc_pages / gsc_queries dictionaries) and its day x query rollup (gsc_day_query_totals): day numbers and
+// type codes, so each read seeks (site_id, day, ...). `since` bounds are inclusive (`date >= since`), as in
+// the original. Sums and counts are mapped to numbers (PostgreSQL returns bigint and numeric as strings).
 
 /** Which rows of a site a tool reads: one search type (the original synced web only) or all. */
 export type Scope = { siteId: number; searchType: string | "all"; since?: string };
 
-function scoped(g: G, s: Scope, ...more: (SQL | undefined)[]) {
-  return and(
-    eq(g.site_id, s.siteId),
-    s.searchType === "all" ? undefined : eq(g.search_type, s.searchType),
-    s.since ? gte(g.date, s.since) : undefined,
-    ...more,
-  );
-}
-
-const clicks = (g: G) => sql<number>`coalesce(sum(${g.clicks}), 0)`.mapWith(Number);
-const impressions = (g: G) => sql<number>`coalesce(sum(${g.impressions}), 0)`.mapWith(Number);
-/** Search Console's position: impression-weighted (Σ position × impressions / Σ impressions), 0 without impressions. */
-const avgPosition = (g: G) =>
-  sql<number>`coalesce(cast(sum(${g.position} * ${g.impressions}) as double precision) / nullif(sum(${g.impressions}), 0), 0)`.mapWith(
-    Number,
-  );
+/** A scope's filter on the detail or the rollup. */
+const scoped = (x: Parameters<typeof daysOf>[0], s: Scope, ...more: (SQL | undefined)[]) =>
+  daysOf(x, s.siteId, { searchType: s.searchType, since: s.since ?? null }, ...more);
 
 /** A page's queries with summed clicks and impressions, most impressions first (original: LIMIT 50). */
 export async function findPageQueries(db: Db, s: Scope & { page: string; limit: number }) {
-  const g = db.t.gscPerformanceData;
+  const { gscQueryDetail: d, gscPages: p, gscQueries: q } = db.t;
   return db.q
     .select({
-      query: g.query,
-      clicks: clicks(g).as("clicks"),
-      impressions: impressions(g).as("impressions"),
-      avg_position: avgPosition(g).as("avg_position"),
+      query: q.query,
+      clicks: sumOf(d.clicks).as("clicks"),
+      impressions: sumOf(d.impressions).as("impressions"),
+      avg_position: positionOfRows(d.sum_position, d.impressions).as("avg_position"),
     })
-    .from(g)
-    .where(scoped(g, s, eq(g.page, s.page)))
-    .groupBy(g.query)
-    .orderBy(desc(sql`impressions`), asc(g.query))
+    .from(d)
+    .innerJoin(p, and(eq(p.id, d.page_id), eq(p.site_id, s.siteId), eq(p.page, s.page)))
+    .innerJoin(q, eq(q.id, d.query_id))
+    .where(scoped(d, s))
+    .groupBy(q.query)
+    .orderBy(desc(sql`impressions`), asc(q.query))
     .limit(s.limit);
 }
 
 /** The pages a query (keyword, exact text) brought traffic to, most clicked first. */
 export async function findKeywordPages(db: Db, s: Scope & { keyword: string; limit: number }) {
-  const g = db.t.gscPerformanceData;
+  const { gscQueryDetail: d, gscPages: p, gscQueries: q } = db.t;
   return db.q
     .select({
-      page: g.page,
-      avg_position: avgPosition(g).as("avg_position"),
-      total_clicks: clicks(g).as("total_clicks"),
-      total_impressions: impressions(g).as("total_impressions"),
+      page: p.page,
+      avg_position: positionOfRows(d.sum_position, d.impressions).as("avg_position"),
+      total_clicks: sumOf(d.clicks).as("total_clicks"),
+      total_impressions: sumOf(d.impressions).as("total_impressions"),
     })
-    .from(g)
-    .where(scoped(g, s, eq(g.query, s.keyword)))
-    .groupBy(g.page)
-    .orderBy(desc(sql`total_clicks`), asc(g.page))
+    .from(d)
+    .innerJoin(q, and(eq(q.id, d.query_id), eq(q.site_id, s.siteId), eq(q.query, s.keyword)))
+    .innerJoin(p, eq(p.id, d.page_id))
+    .where(scoped(d, s))
+    .groupBy(p.page)
+    .orderBy(desc(sql`total_clicks`), asc(p.page))
     .limit(s.limit);
 }
 
-/** Queries matching an SQL LIKE pattern (caller supplies `%`; ASCII case-insensitive, no escape character), most impressions first. */
+/** Queries matching an SQL LIKE pattern (caller supplies `%`; ASCII case-insensitive, no escape character), most impressions first: the day x query rollup. */
 export async function searchKeywords(db: Db, s: Scope & { pattern: string; limit: number }) {
-  const g = db.t.gscPerformanceData;
+  const { gscDayQueryTotals: r, gscQueries: q } = db.t;
   return db.q
     .select({
-      query: g.query,
-      total_clicks: clicks(g).as("total_clicks"),
-      total_impressions: impressions(g).as("total_impressions"),
-      avg_position: avgPosition(g).as("avg_position"),
+      query: q.query,
+      total_clicks: sumOf(r.clicks).as("total_clicks"),
+      total_impressions: sumOf(r.impressions).as("total_impressions"),
+      avg_position: positionOfRows(r.sum_position, r.impressions).as("avg_position"),
     })
-    .from(g)
-    .where(scoped(g, s, likeAsciiInsensitive(db, g.query, s.pattern)))
-    .groupBy(g.query)
-    .orderBy(desc(sql`total_impressions`), asc(g.query))
+    .from(r)
+    .innerJoin(q, eq(q.id, r.query_id))
+    .where(scoped(r, s, likeAsciiInsensitive(db, q.query, s.pattern)))
+    .groupBy(q.query)
+    .orderBy(desc(sql`total_impressions`), asc(q.query))
     .limit(s.limit);
 }
 
@@ -125,85 +118,87 @@ export async function findBestPages(db: Db, s: Scope & { limit: number }) {
 
 /** Day-by-day clicks, impressions and position of the given pages (and only these queries, if given). */
 export async function trackPages(db: Db, s: Scope & { pages: string[]; keywords: string[]; limit: number }) {
-  const g = db.t.gscPerformanceData;
-  return db.q
+  const { gscQueryDetail: d, gscPages: p, gscQueries: q } = db.t;
+  const rows = await db.q
     .select({
-      date: g.date,
-      page: g.page,
-      query: g.query,
-      clicks: clicks(g).as("clicks"),
-      impressions: impressions(g).as("impressions"),
-      position: avgPosition(g).as("position"),
+      day: d.day,
+      page: p.page,
+      query: q.query,
+      clicks: sumOf(d.clicks).as("clicks"),
+      impressions: sumOf(d.impressions).as("impressions"),
+      position: positionOfRows(d.sum_position, d.impressions).as("position"),
     })
-    .from(g)
-    .where(scoped(g, s, inArray(g.page, s.pages), s.keywords.length > 0 ? inArray(g.query, s.keywords) : undefined))
-    .groupBy(g.date, g.page, g.query)
-    .orderBy(desc(g.date), desc(sql`clicks`), asc(g.page), asc(g.query))
+    .from(d)
+    .innerJoin(p, and(eq(p.id, d.page_id), eq(p.site_id, s.siteId), inArray(p.page, s.pages)))
+    .innerJoin(q, and(eq(q.id, d.query_id), s.keywords.length > 0 ? inArray(q.query, s.keywords) : undefined))
+    .where(scoped(d, s))
+    .groupBy(d.day, p.page, q.query)
+    .orderBy(desc(d.day), desc(sql`clicks`), asc(p.page), asc(q.query))
     .limit(s.limit);
+  return rows.map(({ day, ...r }) => ({ date: dayDate(Number(day)), ...r }));
 }
 
 /** Every query of the given pages over all dates, by page, most impressions first. */
 export async function findPagesQueries(db: Db, s: Scope & { pages: string[]; limit: number }) {
-  const g = db.t.gscPerformanceData;
+  const { gscQueryDetail: d, gscPages: p, gscQueries: q } = db.t;
   return db.q
     .select({
-      page: g.page,
-      query: g.query,
-      clicks: clicks(g).as("clicks"),
-      impressions: impressions(g).as("impressions"),
-      avg_position: avgPosition(g).as("avg_position"),
+      page: p.page,
+      query: q.query,
+      clicks: sumOf(d.clicks).as("clicks"),
+      impressions: sumOf(d.impressions).as("impressions"),
+      avg_position: positionOfRows(d.sum_position, d.impressions).as("avg_position"),
     })
-    .from(g)
-    .where(scoped(g, s, inArray(g.page, s.pages)))
-    .groupBy(g.page, g.query)
-    .orderBy(asc(g.page), desc(sql`impressions`), asc(g.query))
+    .from(d)
+    .innerJoin(p, and(eq(p.id, d.page_id), eq(p.site_id, s.siteId), inArray(p.page, s.pages)))
+    .innerJoin(q, eq(q.id, d.query_id))
+    .where(scoped(d, s))
+    .groupBy(p.page, q.query)
+    .orderBy(asc(p.page), desc(sql`impressions`), asc(q.query))
     .limit(s.limit);
 }
 
-/** The newest day with data in scope, or null when there is none. */
+/** The newest day with data in scope, or null when there is none: the detail's key read backwards from the site's newest day. */
 export async function findNewestDay(db: Db, s: Scope): Promise<string | null> {
-  const g = db.t.gscPerformanceData;
-  const row = first(
-    await db.q
-      .select({ day: max(g.date) })
-      .from(g)
-      .where(scoped(g, s)),
-  );
-  return row?.day ?? null;
+  const d = db.t.gscQueryDetail;
+  const row = first(await db.q.select({ day: d.day }).from(d).where(scoped(d, s)).orderBy(desc(d.day)).limit(1));
+  return row ? dayDate(Number(row.day)) : null;
 }
 
 export type Period = { start: string; end: string };
 
-const inPeriod = (g: G, p: Period) => sql`${g.date} between ${p.start} and ${p.end}`;
+type R = Db["t"]["gscDayQueryTotals"];
 const pct = (a: SQL, b: SQL) => sql<number>`case when ${a} > 0 then (${b} - ${a}) * 100.0 / ${a} else 0 end`.mapWith(Number);
 
-/** Clicks, impressions, position, distinct queries and pages in each period, and how they changed. */
-function periodColumns(g: G, p1: Period, p2: Period) {
-  const sum1 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${inPeriod(g, p1)} then ${c} end), 0)`.mapWith(Number);
-  const sum2 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${inPeriod(g, p2)} then ${c} end), 0)`.mapWith(Number);
-  // Impression-weighted per period; null when the period has no impressions.
+/** Clicks, impressions and position of each query (rollup rows `r`) in each period, and how they changed. */
+function periodColumns(r: R, p1: Period, p2: Period) {
+  const sum1 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${dayIn(r, p1)} then ${c} end), 0)`.mapWith(Number);
+  const sum2 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${dayIn(r, p2)} then ${c} end), 0)`.mapWith(Number);
+  // Impression-weighted per period (Σ sum_position / Σ impressions / 100); null when the period has no impressions.
   const weighted = (p: Period) =>
-    sql<
-      number | null
-    >`cast(sum(case when ${inPeriod(g, p)} then ${g.position} * ${g.impressions} end) as double precision) / nullif(sum(case when ${inPeriod(g, p)} then ${g.impressions} end), 0)`.mapWith(
-      Number,
-    );
+    positionOrNull(sql`case when ${dayIn(r, p)} then ${r.sum_position} end`, sql`case when ${dayIn(r, p)} then ${r.impressions} end`);
   const avg1 = weighted(p1);
   const avg2 = weighted(p2);
   return {
-    period1_clicks: sum1(g.clicks).as("period1_clicks"),
-    period2_clicks: sum2(g.clicks).as("period2_clicks"),
-    clicks_change: sql<number>`${sum2(g.clicks)} - ${sum1(g.clicks)}`.mapWith(Number).as("clicks_change"),
-    clicks_change_pct: pct(sum1(g.clicks), sum2(g.clicks)).as("clicks_change_pct"),
-    period1_impressions: sum1(g.impressions).as("period1_impressions"),
-    period2_impressions: sum2(g.impressions).as("period2_impressions"),
-    impressions_change: sql<number>`${sum2(g.impressions)} - ${sum1(g.impressions)}`.mapWith(Number).as("impressions_change"),
-    impressions_change_pct: pct(sum1(g.impressions), sum2(g.impressions)).as("impressions_change_pct"),
+    period1_clicks: sum1(r.clicks).as("period1_clicks"),
+    period2_clicks: sum2(r.clicks).as("period2_clicks"),
+    clicks_change: sql<number>`${sum2(r.clicks)} - ${sum1(r.clicks)}`.mapWith(Number).as("clicks_change"),
+    clicks_change_pct: pct(sum1(r.clicks), sum2(r.clicks)).as("clicks_change_pct"),
+    period1_impressions: sum1(r.impressions).as("period1_impressions"),
+    period2_impressions: sum2(r.impressions).as("period2_impressions"),
+    impressions_change: sql<number>`${sum2(r.impressions)} - ${sum1(r.impressions)}`.mapWith(Number).as("impressions_change"),
+    impressions_change_pct: pct(sum1(r.impressions), sum2(r.impressions)).as("impressions_change_pct"),
     period1_position: avg1.as("period1_position"),
     period2_position: avg2.as("period2_position"),
     position_change: sql<number | null>`${avg2} - ${avg1}`.mapWith(Number).as("position_change"),
   };
 }
+
+/** The days from the earlier period's start to the later one's end: one index range covering both periods. */
+const spanOf = (p1: Period, p2: Period): Period => ({
+  start: p1.start < p2.start ? p1.start : p2.start,
+  end: p1.end > p2.end ? p1.end : p2.end,
+});
 
 /** The comparison fields of one key (or the whole property) from its sums in both periods. */
 function changeOf(a: Sums, b: Sums) {
@@ -231,12 +226,13 @@ function changeOf(a: Sums, b: Sums) {
  * from anonymized queries in each, the distinct named queries (query detail) and pages (page totals).
  */
 export async function comparePeriodTotals(db: Db, s: Scope & { period1: Period; period2: Period }) {
-  const g = db.t.gscPerformanceData;
+  // Distinct named queries of a period: the day x query rollup's (site_id, day) range.
+  const r = db.t.gscDayQueryTotals;
   const distinct = (p: Period) =>
     db.q
-      .select({ n: sql<number>`count(distinct ${g.query})`.mapWith(Number) })
-      .from(g)
-      .where(scoped(g, s, inPeriod(g, p)));
+      .select({ n: sql<number>`count(distinct ${r.query_id})`.mapWith(Number) })
+      .from(r)
+      .where(scoped(r, s, gte(r.day, dayNumber(p.start)), lte(r.day, dayNumber(p.end))));
   const [d1, d2, a1, a2, q1, q2, n1, n2] = await Promise.all([
     findPropertyDays(db, grainOf(s, s.period1)),
     findPropertyDays(db, grainOf(s, s.period2)),
@@ -281,14 +277,16 @@ export async function comparePeriodsBy(
       .sort((a, b) => sign * (a.clicks_change - b.clicks_change) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       .slice(0, s.limit);
   }
-  const g = db.t.gscPerformanceData;
-  const key = g.query;
-  const cols = periodColumns(g, s.period1, s.period2);
+  // Per query: the day x query rollup over one day range spanning both periods.
+  const { gscDayQueryTotals: r, gscQueries: q } = db.t;
+  const span = spanOf(s.period1, s.period2);
+  const cols = periodColumns(r, s.period1, s.period2);
   return db.q
-    .select({ key: sql<string>`${key}`.as("key"), ...cols })
-    .from(g)
-    .where(scoped(g, s, or(inPeriod(g, s.period1), inPeriod(g, s.period2))))
-    .groupBy(key)
-    .orderBy(s.order === "losers_first" ? asc(sql`clicks_change`) : desc(sql`clicks_change`), asc(key))
+    .select({ key: sql<string>`${q.query}`.as("key"), ...cols })
+    .from(r)
+    .innerJoin(q, eq(q.id, r.query_id))
+    .where(scoped(r, s, gte(r.day, dayNumber(span.start)), lte(r.day, dayNumber(span.end)), or(dayIn(r, s.period1), dayIn(r, s.period2))))
+    .groupBy(q.query)
+    .orderBy(s.order === "losers_first" ? asc(sql`clicks_change`) : desc(sql`clicks_change`), asc(q.query))
     .limit(s.limit);
 }
