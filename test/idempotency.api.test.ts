@@ -2,10 +2,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, te
 import { eq } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { createApi } from "../src/cli/api.ts";
+import { claimIdempotencyKey, findIdempotencyKey } from "../src/idempotency/queries.ts";
 import { call } from "./helpers/api.ts";
 import { tempDb } from "./helpers/db.ts";
 import { withDb } from "./helpers/observe.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 // Idempotency-Key on the API's writes (issue 23 item 2), on the engine under test: the first answer is
 // replayed byte for byte, another request with the same key is 422, a duplicate sent while the first
@@ -177,5 +179,42 @@ describe("the CLI's client", () => {
     expect(seen[0]!.key).toMatch(/^[0-9a-f-]{36}$/);
     expect(seen[1]!.key).toBe(seen[0]!.key);
     expect(seen[2]!.key).toBeNull();
+  });
+});
+
+describe("a key whose first request's process died (SIGKILL)", () => {
+  test("is taken over once the process is known gone, not after the 5-minute lease; while it lives, the key stays its", async () => {
+    const t = tempDb();
+    cleanups.push(() => t.cleanup());
+    const child = Bun.spawn(["bun", `${import.meta.dir}/helpers/idempotency-holder.ts`, t.databaseUrl, "key:1", "held"], {
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    cleanups.push(() => child.kill("SIGKILL"));
+    const reader = child.stdout.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first.trim()).toBe("claimed");
+    const claim = () => {
+      const now = Date.now();
+      return claimIdempotencyKey(
+        t.db,
+        { owner: "key:1", key: "held", fingerprint: "f", method: "POST", path: "/api/v1/sites" },
+        now,
+        now + 5 * 60_000,
+        now + 24 * 3600_000,
+      );
+    };
+    // Alive: the key is its (a retry waits for its answer).
+    expect((await claim()).kind).toBe("running");
+    child.kill("SIGKILL");
+    await child.exited;
+    // SQLite: at once (its pid is gone); PostgreSQL: once its registry heartbeat is 10 s old.
+    await waitFor(async () => (await claim()).kind === "claimed", {
+      timeout: 40_000,
+      every: 250,
+      what: "the dead holder's key to be taken",
+    });
+    const row = await findIdempotencyKey(t.db, "key:1", "held");
+    expect(row).toMatchObject({ status: null, holder_host: t.db.host, holder_pid: process.pid });
   });
 });

@@ -135,6 +135,25 @@ export async function listConnections(db: Db): Promise<ConnectionRow[]> {
   return live;
 }
 
+/**
+ * True when the process `host`/`pid` is known to be gone, read through `q` (a transaction's handle, or
+ * db.q). False when it may be live, including when nothing is known (no registry row): callers fall back
+ * to their own lease. SQLite (one machine): this host's process is gone when its pid no longer exists;
+ * another host's, when its heartbeat is stale. PostgreSQL (a pid means nothing across hosts or
+ * containers): when its registry row's heartbeat is older than 10 s by the server's clock.
+ */
+export async function isProcessGone(db: Db, q: Db["q"], host: string, pid: number): Promise<boolean> {
+  if (host === db.host && pid === process.pid) return false;
+  if (db.engine === "sqlite" && host === db.host) return !isAlive(pid);
+  const { dbConnections: c } = db.t;
+  const staleBefore = db.engine === "pg" ? pgAgo(PG_LIVE_MS) : new Date(Date.now() - STALE_MS).toISOString();
+  const rows = await q
+    .select({ stale: sql<boolean | number>`${c.last_seen_at} < ${staleBefore}` })
+    .from(c)
+    .where(and(eq(c.host, host), eq(c.pid, pid)));
+  return rows.length > 0 && Boolean(rows[0]!.stale);
+}
+
 /** Deletes the registry rows `where` selects, in the background (a listing never waits for it). */
 function prune(db: Db, where: SQL) {
   const { dbConnections: c } = db.t;

@@ -26,7 +26,11 @@ const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 /** How long a stored answer is replayed. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
-/** How long a claimed key stays the first request's while it runs; after that, a retry may run it anew. */
+/**
+ * How long a claimed key stays the first request's while it runs; after that, a retry may run it anew. A key
+ * whose process is gone (SIGKILL, crash: see isProcessGone) is free before: at once on SQLite, after 10 s of
+ * missed heartbeats on PostgreSQL.
+ */
 const LEASE_MS = 5 * 60_000;
 const POLL_MS = 50;
 /** Answers larger than this are not stored (the key is given up). */

@@ -1,5 +1,6 @@
 import { and, eq, isNull, lt } from "drizzle-orm";
 import { changedRows, first, type Db } from "../db/index.ts";
+import { isProcessGone } from "../db/process-registry.ts";
 
 /** One stored key: its request's fingerprint, and the answer once there is one (status null: still running). */
 export type IdempotencyRow = {
@@ -9,6 +10,9 @@ export type IdempotencyRow = {
   body: string | null;
   locked_until: number;
   expires_at: number;
+  /** The process running the first request (null on keys claimed before this was recorded). */
+  holder_host: string | null;
+  holder_pid: number | null;
 };
 
 export type ClaimInput = { owner: string; key: string; fingerprint: string; method: string; path: string };
@@ -22,8 +26,9 @@ export type Claim =
 
 /**
  * Takes `key` for this request unless it is taken: new (or expired) keys and keys whose first request
- * stopped running without an answer (past locked_until) are claimed until `lockedUntil`; otherwise what
- * the key holds. Every change is conditional on what was read, so two processes never both claim a key.
+ * stopped running without an answer (past locked_until, or its process is gone: see isProcessGone) are
+ * claimed until `lockedUntil` by this process; otherwise what the key holds. Every change is conditional
+ * on what was read, so two processes never both claim a key.
  */
 export async function claimIdempotencyKey(db: Db, input: ClaimInput, now: number, lockedUntil: number, expiresAt: number): Promise<Claim> {
   const k = db.t.idempotencyKeys;
@@ -37,6 +42,8 @@ export async function claimIdempotencyKey(db: Db, input: ClaimInput, now: number
     body: null,
     locked_until: lockedUntil,
     expires_at: expiresAt,
+    holder_host: db.host,
+    holder_pid: process.pid,
   };
   return db.tx(async (tx) => {
     for (;;) {
@@ -54,6 +61,8 @@ export async function claimIdempotencyKey(db: Db, input: ClaimInput, now: number
             body: k.body,
             locked_until: k.locked_until,
             expires_at: k.expires_at,
+            holder_host: k.holder_host,
+            holder_pid: k.holder_pid,
           })
           .from(k)
           .where(where),
@@ -69,10 +78,16 @@ export async function claimIdempotencyKey(db: Db, input: ClaimInput, now: number
       }
       if (row.fingerprint !== input.fingerprint) return { kind: "mismatch" } as const;
       if (row.status !== null) return { kind: "answered", row } as const;
-      if (row.locked_until <= now) {
+      // The first request stopped without an answer: its lease ran out, or its process died (between its
+      // commit and storing the answer, or before committing: either way it will never answer).
+      const holderGone =
+        row.locked_until > now && row.holder_host !== null && row.holder_pid !== null
+          ? await isProcessGone(db, tx, row.holder_host, row.holder_pid)
+          : false;
+      if (row.locked_until <= now || holderGone) {
         const taken = await tx
           .update(k)
-          .set({ locked_until: lockedUntil })
+          .set({ locked_until: lockedUntil, holder_host: db.host, holder_pid: process.pid })
           .where(and(where, isNull(k.status), eq(k.locked_until, row.locked_until)));
         if (changedRows(taken) === 1) return { kind: "claimed" } as const;
         continue;
@@ -94,6 +109,8 @@ export async function findIdempotencyKey(db: Db, owner: string, key: string): Pr
         body: k.body,
         locked_until: k.locked_until,
         expires_at: k.expires_at,
+        holder_host: k.holder_host,
+        holder_pid: k.holder_pid,
       })
       .from(k)
       .where(and(eq(k.owner, owner), eq(k.key, key))),

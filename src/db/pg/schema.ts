@@ -544,6 +544,9 @@ export const idempotencyKeys = pgTable(
     status: integer("status"),
     headers: text("headers"),
     body: text("body"),
+    // The process running the first request (host, pid): a key held by a process that is gone is free at once.
+    holder_host: text("holder_host"),
+    holder_pid: integer("holder_pid"),
     created_at: text("created_at").notNull().default(now),
     // Epoch milliseconds on SQLite's 64-bit integer: past int4's range.
     locked_until: bigint("locked_until", { mode: "number" }).notNull(),

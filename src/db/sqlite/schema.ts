@@ -559,6 +559,9 @@ export const idempotencyKeys = sqliteTable(
     status: integer("status"),
     headers: text("headers"),
     body: text("body"),
+    // The process running the first request (host, pid): a key held by a process that is gone is free at once.
+    holder_host: text("holder_host"),
+    holder_pid: integer("holder_pid"),
     created_at: text("created_at").notNull().default(now),
     locked_until: integer("locked_until").notNull(),
     expires_at: integer("expires_at").notNull(),

@@ -1,0 +1,2 @@
+ALTER TABLE `idempotency_keys` ADD `holder_host` text;--> statement-breakpoint
+ALTER TABLE `idempotency_keys` ADD `holder_pid` integer;
