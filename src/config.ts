@@ -155,6 +155,12 @@ const envSchema = z.object({
   GSC_CREDENTIALS_FILE: z.string().min(1).default("./data/credentials.json"),
   GSC_CLIENT_SECRET_FILE: z.string().min(1).default("./client_secret.json"),
   GSC_AUTH_URL: z.url().default("https://accounts.google.com/o/oauth2/v2/auth"),
+  // Key sealing the Google sign-ins stored in the database (AES-256-GCM; 32 bytes, base64: openssl rand -base64 32).
+  // The same on every host of one database; unset: stored as plain JSON (docs/security.md).
+  GSC_SIGN_IN_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, "base64").length === 32, "must be 32 bytes, base64-encoded (openssl rand -base64 32)")
+    .optional(),
   // Search Console's usage limits, counted in the database across every process and host (src/sync/gsc/quota.ts).
   // Search analytics per Cloud project and minute (Google allows 40,000; 100 stays clear of the load limits a
   // new project is granted), per project and Pacific day, per property and minute; URL inspection per

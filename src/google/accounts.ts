@@ -11,11 +11,14 @@ import { DEFAULT_TOKEN_URL, readServiceAccountKey, serviceAccountToken, staticTo
 import { GscError } from "../sync/gsc/client.ts";
 import {
   accountFileOf,
+  type AuthorizedUser,
   authorizedUserToken,
+  credentialsToken,
   emailOf,
   listStoredSignIns,
   oauthClient,
   oauthError,
+  parseAuthorizedUser,
   projectOfClient,
   readClientSecret,
   SIGN_IN_SCOPES,
@@ -28,16 +31,21 @@ import {
   deleteGoogleAccount,
   findGoogleAccount,
   findSiteBindingByDomain,
+  findStoredSignIn,
   listGoogleAccounts,
+  listStoredSignInAccounts,
   recordAccountProperties,
+  saveStoredSignIn,
   upsertGoogleAccount,
   type Property,
 } from "./queries.ts";
+import { isSealed, seal, signInKey, unseal } from "./sealing.ts";
 
 // Several Google accounts (issue 20): every sign-in stored on this machine (GSC_CREDENTIALS_FILE and the
 // google-accounts/ folder beside it) and the service account (GSC_SERVICE_ACCOUNT_FILE) are accounts,
-// registered in the database by e-mail. Refresh tokens stay in their files (0600); the database keeps each
-// account's property list (sites.list) and which account each site's syncs use.
+// registered in the database by e-mail. The database keeps each account's property list (sites.list),
+// which account each site's syncs use, and a copy of each user sign-in (google_sign_ins, sealed with
+// GSC_SIGN_IN_KEY when set): a host without the sign-in's file syncs with that copy.
 
 export type GoogleAccountsConfig = Pick<
   Config,
@@ -49,6 +57,7 @@ export type GoogleAccountsConfig = Pick<
   | "GSC_TIMEOUT_MS"
   | "GSC_CLIENT_SECRET_FILE"
   | "GSC_AUTH_URL"
+  | "GSC_SIGN_IN_KEY"
 >;
 
 /** What a Search Console request for one property is sent with: a token, and the project whose quota it counts against. */
@@ -95,6 +104,8 @@ export async function fetchProperties(baseUrl: string, auth: TokenProvider, time
 /** The accounts of one process: registration from this machine's files, tokens per account, property lists, binding. */
 export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
   const userTokens = new Map<string, TokenProvider>();
+  const storedTokens = new Map<number, TokenProvider>();
+  const key = signInKey(c.GSC_SIGN_IN_KEY);
   let serviceTokens: TokenProvider | null = null;
   let fixed: TokenProvider | null = null;
   let lastListed = 0;
@@ -127,7 +138,89 @@ export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
     return serviceTokens;
   }
 
-  /** The token of one registered account; a user account whose sign-in is not on this machine fails saying so. */
+  /** How long a sign-in read from the database is used before it is read again (another host may have renewed it). */
+  const STORED_SIGN_IN_TTL_MS = 60_000;
+
+  /**
+   * The token of a user account whose sign-in is not on this machine: from its copy in the database
+   * (google_sign_ins), read again at most every STORED_SIGN_IN_TTL_MS. None stored, or one this host
+   * cannot unseal (GSC_SIGN_IN_KEY missing or another), fails the task saying so.
+   */
+  function storedToken(account: GoogleAccount): TokenProvider {
+    const cached = storedTokens.get(account.id);
+    if (cached) return cached;
+    let loaded: { sealed: string; provider: TokenProvider; at: number } | null = null;
+    const where = `the database (the sign-in of ${account.email})`;
+    const provider: TokenProvider = {
+      async token(signal) {
+        if (!loaded || Date.now() - loaded.at > STORED_SIGN_IN_TTL_MS) {
+          const sealed = await findStoredSignIn(db, account.id);
+          if (!sealed)
+            throw new PermanentError(
+              `the sign-in of ${account.email} is neither stored on this machine (expected ${accountFileOf(c.GSC_CREDENTIALS_FILE, account.email)}) nor in the database: sign in with bun run cli auth login on a host of this database, or remove the account`,
+            );
+          if (loaded?.sealed === sealed) loaded.at = Date.now();
+          else {
+            let creds: AuthorizedUser;
+            try {
+              creds = parseAuthorizedUser(unseal(sealed, key));
+            } catch (err) {
+              throw new PermanentError(`the sign-in of ${account.email} stored in the database cannot be used: ${(err as Error).message}`);
+            }
+            const rotated = (refresh_token: string) =>
+              void saveStoredSignIn(db, account.id, seal(JSON.stringify({ ...creds, refresh_token }), key)).catch((err) =>
+                log("warn", "rotated refresh token not stored", { account: account.email, error: String(err) }),
+              );
+            loaded = {
+              sealed,
+              provider: credentialsToken(creds, { tokenUrl: c.GSC_TOKEN_URL, where, onRotated: rotated }),
+              at: Date.now(),
+            };
+          }
+        }
+        return loaded.provider.token(signal);
+      },
+      invalidate: () => loaded?.provider.invalidate() ?? true,
+    };
+    storedTokens.set(account.id, provider);
+    return provider;
+  }
+
+  /**
+   * Copies a sign-in of this machine into the database (sealed with GSC_SIGN_IN_KEY when set) unless the
+   * same one is there already, sealed the same way: other hosts of the database then sync with it.
+   */
+  async function shareSignIn(accountId: number, creds: AuthorizedUser): Promise<void> {
+    const { client_id, client_secret, refresh_token, token_uri, account } = creds;
+    const json = JSON.stringify({
+      client_id,
+      client_secret,
+      refresh_token,
+      ...(token_uri ? { token_uri } : {}),
+      ...(account ? { account } : {}),
+    });
+    const stored = await findStoredSignIn(db, accountId);
+    if (stored && isSealed(stored) === (key !== null)) {
+      try {
+        if (unseal(stored, key) === json) return;
+      } catch {
+        // Sealed with another key: replaced by this host's.
+      }
+    }
+    await saveStoredSignIn(db, accountId, seal(json, key));
+  }
+
+  const sharedAt = new Map<number, number>();
+
+  /** shareSignIn of a user account's sign-in on this machine, at most once a minute (a new `auth login` reaches the other hosts). */
+  async function shareIfDue(account: GoogleAccount): Promise<void> {
+    if (account.kind !== "user" || Date.now() - (sharedAt.get(account.id) ?? 0) < STORED_SIGN_IN_TTL_MS) return;
+    sharedAt.set(account.id, Date.now());
+    const local = localSignIns().get(account.email.toLowerCase());
+    if (local?.creds) await shareSignIn(account.id, local.creds);
+  }
+
+  /** The token of one registered account: its sign-in on this machine, else its copy in the database. */
   function tokenOf(account: GoogleAccount): TokenProvider {
     if (account.kind === "service") {
       if (serviceAccount()?.email !== account.email)
@@ -137,11 +230,7 @@ export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
       return serviceToken();
     }
     const local = localSignIns().get(account.email.toLowerCase());
-    if (!local)
-      throw new PermanentError(
-        `the sign-in of ${account.email} is not stored on this machine (expected ${accountFileOf(c.GSC_CREDENTIALS_FILE, account.email)}): sign in here with bun run cli auth login, or remove the account`,
-      );
-    return userToken(local.file);
+    return local ? userToken(local.file) : storedToken(account);
   }
 
   /** What a site no account is bound to is read with: the service account if configured, else the first sign-in (as before accounts). */
@@ -156,10 +245,14 @@ export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
     };
   }
 
-  /** Registers this machine's sign-ins and the configured service account; returns every registered account. */
+  /**
+   * Registers this machine's sign-ins (each copied into the database for the other hosts, shareSignIn)
+   * and the configured service account; returns every registered account.
+   */
   async function register(): Promise<GoogleAccount[]> {
     for (const s of localSignIns().values()) {
-      await upsertGoogleAccount(db, { email: s.account!, kind: "user", project: projectOfClient(s.creds!.client_id) });
+      const account = await upsertGoogleAccount(db, { email: s.account!, kind: "user", project: projectOfClient(s.creds!.client_id) });
+      await shareSignIn(account.id, s.creds!);
     }
     try {
       const sa = serviceAccount();
@@ -178,8 +271,9 @@ export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
   async function refresh(accountId?: number): Promise<{ accounts: GoogleAccount[]; bound: Awaited<ReturnType<typeof autoBindSites>> }> {
     const all = await register();
     const local = localSignIns();
+    const stored = await listStoredSignInAccounts(db);
     for (const a of accountId === undefined ? all : all.filter((x) => x.id === accountId)) {
-      if (a.kind === "user" && !local.has(a.email.toLowerCase())) continue;
+      if (a.kind === "user" && !local.has(a.email.toLowerCase()) && !stored.has(a.id)) continue;
       try {
         await recordAccountProperties(db, a.id, { properties: await fetchProperties(c.GSC_API_BASE_URL, tokenOf(a), c.GSC_TIMEOUT_MS) });
       } catch (err) {
@@ -216,6 +310,7 @@ export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
     }
     if (b?.account_id != null) {
       const account = await findGoogleAccount(db, b.account_id);
+      await shareIfDue(account);
       return { auth: tokenOf(account), project: account.project ?? account.email, account: account.email };
     }
     if (b?.note) throw new PermanentError(`site ${b.domain} has no Google account: ${b.note}`);
@@ -248,6 +343,7 @@ export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
     const local = localSignIns().get(account.email.toLowerCase());
     if (local) rmSync(local.file, { force: true });
     userTokens.delete(local?.file ?? "");
+    storedTokens.delete(id);
     const { account: removed, unbound } = await deleteGoogleAccount(db, id);
     const rebound = await autoBindSites(db);
     return { removed, credentials_file_deleted: local !== undefined, unbound, rebound };

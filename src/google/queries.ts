@@ -157,6 +157,8 @@ export async function deleteGoogleAccount(db: Db, id: number): Promise<{ account
       .set({ account_id: null, note, chosen: "auto", updated_at: now })
       .where(eq(b.account_id, id))
       .returning({ site_id: b.site_id });
+    // Its stored sign-in goes with it (also by the foreign key's cascade, which SQLite only applies with foreign_keys on).
+    await tx.delete(db.t.googleSignIns).where(eq(db.t.googleSignIns.account_id, id));
     await tx.delete(g).where(eq(g.id, id));
     return { account, unbound: unbound.map((r) => r.site_id) };
   }, "removing a Google account");
@@ -171,4 +173,30 @@ export async function listUnboundSites(db: Db): Promise<SiteBinding[]> {
     .leftJoin(b, eq(b.site_id, s.id))
     .where(and(isNull(s.archived_at), or(isNull(b.site_id), isNull(b.account_id))))
     .orderBy(asc(s.id));
+}
+
+/** The stored (sealed) sign-in of an account, or null when none is stored. */
+export async function findStoredSignIn(db: Db, accountId: number): Promise<string | null> {
+  const k = db.t.googleSignIns;
+  return first(await db.q.select({ sealed: k.sealed }).from(k).where(eq(k.account_id, accountId)))?.sealed ?? null;
+}
+
+/** Ids of the accounts with a sign-in stored in the database. */
+export async function listStoredSignInAccounts(db: Db): Promise<Set<number>> {
+  const k = db.t.googleSignIns;
+  return new Set((await db.q.select({ id: k.account_id }).from(k)).map((r) => r.id));
+}
+
+/** Stores (or replaces) an account's sealed sign-in. */
+export async function saveStoredSignIn(db: Db, accountId: number, sealed: string): Promise<void> {
+  const k = db.t.googleSignIns;
+  const updated_at = new Date().toISOString();
+  await db.tx(
+    (tx) =>
+      tx
+        .insert(k)
+        .values({ account_id: accountId, sealed, updated_at })
+        .onConflictDoUpdate({ target: k.account_id, set: { sealed, updated_at } }),
+    "storing a Google sign-in",
+  );
 }

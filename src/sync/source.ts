@@ -3,6 +3,7 @@ import type { Config } from "../config.ts";
 import type { Db } from "../db/index.ts";
 import type { GscRow, HourlyRow } from "../db/model.ts";
 import { createGoogleAccounts } from "../google/accounts.ts";
+import { listStoredSignInAccounts } from "../google/queries.ts";
 import { demoSource } from "./demo.ts";
 import { serviceAccountToken, staticToken, type TokenProvider } from "./gsc/auth.ts";
 import { authorizedUserToken, listStoredSignIns } from "./gsc/user-auth.ts";
@@ -130,24 +131,44 @@ export function sourceFromConfig(c: Config, db?: Db): SearchAnalyticsSource {
   };
   const gsc: SearchAnalyticsSource = { ...gscSource(opts), resources: createGscResources(opts) };
   if (c.SYNC_SOURCE === "gsc" || c.GSC_ACCESS_TOKEN || c.GSC_SERVICE_ACCOUNT_FILE) return gsc;
-  return signInOrDemo(c.GSC_CREDENTIALS_FILE, gsc, demo);
+  return signInOrDemo(c.GSC_CREDENTIALS_FILE, gsc, demo, db);
 }
 
+/** How long `auto` trusts its last look for sign-ins stored in the database. */
+const DB_SIGN_IN_CHECK_MS = 10_000;
+
 /**
- * `auto` without a token or service account: Search Console as soon as a sign-in is stored (looked up
- * at every request, so the first `auth login` takes effect without restarting the service), demo until then.
+ * `auto` without a token or service account: Search Console as soon as a sign-in is stored on this
+ * machine or (given the database) in the database by another host (looked up at every request, the
+ * database at most every DB_SIGN_IN_CHECK_MS, so the first `auth login` takes effect without restarting
+ * the service), demo until then.
  */
-function signInOrDemo(file: string, gsc: SearchAnalyticsSource, demo: SearchAnalyticsSource): SearchAnalyticsSource {
-  const pick = () => (hasSignIn(file) ? gsc : demo);
+function signInOrDemo(file: string, gsc: SearchAnalyticsSource, demo: SearchAnalyticsSource, db?: Db): SearchAnalyticsSource {
+  let inDb = false;
+  let checkedAt = 0;
+  const pick = () => (hasSignIn(file) || inDb ? gsc : demo);
+  const pickNow = async () => {
+    if (db && !hasSignIn(file) && Date.now() - checkedAt > DB_SIGN_IN_CHECK_MS) {
+      inDb = (await listStoredSignInAccounts(db)).size > 0;
+      checkedAt = Date.now();
+    }
+    return pick();
+  };
   return {
     get name() {
       return pick().name;
     },
-    pages: (...args) => pick().pages(...args),
-    hourlyPages: (...args) => pick().hourlyPages(...args),
-    totals: (...args) => pick().totals(...args),
-    get resources() {
-      return pick().resources;
+    async *pages(...args) {
+      yield* (await pickNow()).pages(...args);
+    },
+    async *hourlyPages(...args) {
+      yield* (await pickNow()).hourlyPages(...args);
+    },
+    totals: async (...args) => (await pickNow()).totals(...args),
+    // Both sources have resources (sourceFromConfig): chosen per call like the data.
+    resources: {
+      listSitemaps: async (...args) => (await pickNow()).resources!.listSitemaps(...args),
+      inspectUrl: async (...args) => (await pickNow()).resources!.inspectUrl(...args),
     },
   };
 }

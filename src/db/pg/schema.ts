@@ -519,6 +519,15 @@ export const googleAccounts = pgTable(
   ],
 );
 
+// A user account's Google sign-in, sealed (see the SQLite schema).
+export const googleSignIns = pgTable("google_sign_ins", {
+  account_id: integer("account_id")
+    .primaryKey()
+    .references(() => googleAccounts.id, { onDelete: "cascade" }),
+  sealed: text("sealed").notNull(),
+  updated_at: text("updated_at").notNull().default(now),
+});
+
 // Which account a site's syncs use (see the SQLite schema).
 export const siteGoogleAccounts = pgTable("site_google_accounts", {
   site_id: integer("site_id")

@@ -531,6 +531,17 @@ export const googleAccounts = sqliteTable(
   ],
 );
 
+// A user account's Google sign-in (client id and secret, refresh token, token URL) as JSON, sealed with
+// GSC_SIGN_IN_KEY when set (src/google/sealing.ts): every host on one database syncs with it, not only the
+// one whose files hold it. Not in google_accounts, whose rows the API shows.
+export const googleSignIns = sqliteTable("google_sign_ins", {
+  account_id: integer("account_id")
+    .primaryKey()
+    .references(() => googleAccounts.id, { onDelete: "cascade" }),
+  sealed: text("sealed").notNull(),
+  updated_at: text("updated_at").notNull().default(now),
+});
+
 // Which account a site's syncs use: chosen `auto` (from the accounts' property lists) or `manual`
 // (API/CLI). `account_id` null with a `note`: unbound, and why (its account was removed).
 export const siteGoogleAccounts = sqliteTable("site_google_accounts", {

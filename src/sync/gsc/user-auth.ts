@@ -141,7 +141,7 @@ function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
  * password changed) fails the task at once, saying to sign in again; 5xx and network errors are retried.
  */
 export function authorizedUserToken(opts: { file: string; tokenUrl?: string }): TokenProvider {
-  let loaded: { stamp: string; client: OAuth2Client; creds: AuthorizedUser } | null = null;
+  let loaded: { stamp: string; provider: TokenProvider } | null = null;
 
   function current() {
     let stamp: string;
@@ -153,23 +153,41 @@ export function authorizedUserToken(opts: { file: string; tokenUrl?: string }): 
     }
     if (loaded?.stamp !== stamp) {
       const creds = readAuthorizedUser(opts.file);
-      registerSecret(creds.refresh_token);
-      registerSecret(creds.client_secret);
-      const client = oauthClient(creds, { tokenUrl: opts.tokenUrl ?? creds.token_uri ?? DEFAULT_TOKEN_URL });
-      client.setCredentials({ refresh_token: creds.refresh_token });
-      // Google does not rotate refresh tokens, but a token endpoint that does must not lose the grant.
-      client.on("tokens", (t) => {
-        if (t.refresh_token && t.refresh_token !== creds.refresh_token)
-          writeAuthorizedUser(opts.file, { ...creds, refresh_token: t.refresh_token });
+      const provider = credentialsToken(creds, {
+        tokenUrl: opts.tokenUrl,
+        where: opts.file,
+        // Google does not rotate refresh tokens, but a token endpoint that does must not lose the grant.
+        onRotated: (refresh_token) => writeAuthorizedUser(opts.file, { ...creds, refresh_token }),
       });
-      loaded = { stamp, client, creds };
+      loaded = { stamp, provider };
     }
-    return loaded;
+    return loaded.provider;
   }
 
   return {
+    token: (signal) => current().token(signal),
+    invalidate: () => loaded?.provider.invalidate() ?? true,
+  };
+}
+
+/**
+ * Access tokens refreshed from one sign-in's credentials (a file's, or one stored in the database),
+ * cached until a minute before they expire; `where` names the sign-in in error messages. Errors as
+ * authorizedUserToken; `onRotated` gets a new refresh token if the token endpoint sends one.
+ */
+export function credentialsToken(
+  creds: AuthorizedUser,
+  opts: { tokenUrl?: string; where: string; onRotated?: (refreshToken: string) => void },
+): TokenProvider {
+  registerSecret(creds.refresh_token);
+  registerSecret(creds.client_secret);
+  const client = oauthClient(creds, { tokenUrl: opts.tokenUrl ?? creds.token_uri ?? DEFAULT_TOKEN_URL });
+  client.setCredentials({ refresh_token: creds.refresh_token });
+  client.on("tokens", (t) => {
+    if (t.refresh_token && t.refresh_token !== creds.refresh_token) opts.onRotated?.(t.refresh_token);
+  });
+  return {
     async token(signal) {
-      const { client } = current();
       try {
         const { token } = await abortable(client.getAccessToken(), signal);
         if (!token) throw new GscError("the token endpoint answered without an access token");
@@ -179,20 +197,25 @@ export function authorizedUserToken(opts: { file: string; tokenUrl?: string }): 
         if (signal?.aborted || err instanceof GscError) throw err;
         const { status, code, description } = oauthError(err);
         const why = [code, description].filter(Boolean).join(": ") || (err as Error).message;
-        if (code === "invalid_grant") throw new PermanentError(signInAgainMessage(opts.file, why));
+        if (code === "invalid_grant") throw new PermanentError(signInAgainMessage(opts.where, why));
         // invalid_client, unauthorized_client...: the OAuth client itself is wrong; retrying cannot help.
         if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
-          throw new PermanentError(`Google refused to refresh the sign-in in ${opts.file} (${status} ${why})`);
+          throw new PermanentError(`Google refused to refresh the sign-in in ${opts.where} (${status} ${why})`);
         }
         throw new GscError(`refreshing the Google sign-in failed: ${why}`);
       }
     },
     invalidate() {
       // Search Console said 401: drop the cached access token so the next call refreshes.
-      if (loaded) loaded.client.setCredentials({ refresh_token: loaded.creds.refresh_token });
+      client.setCredentials({ refresh_token: creds.refresh_token });
       return true;
     },
   };
+}
+
+/** An authorized-user JSON (a stored sign-in) checked: its credentials, or a thrown error saying what is wrong. */
+export function parseAuthorizedUser(json: string): AuthorizedUser {
+  return AuthorizedUserSchema.parse(JSON.parse(json));
 }
 
 /** The folder of the sign-ins added after the first: `google-accounts/` beside GSC_CREDENTIALS_FILE. */
