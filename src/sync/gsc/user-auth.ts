@@ -165,7 +165,7 @@ export function authorizedUserToken(opts: { file: string; tokenUrl?: string }): 
   }
 
   return {
-    token: (signal) => current().token(signal),
+    token: async (signal) => current().token(signal),
     invalidate: () => loaded?.provider.invalidate() ?? true,
   };
 }
