@@ -145,10 +145,9 @@ describe.skipIf(!haveChromium)("dashboard defects in chromium", () => {
     expect(lines).toEqual(lines.map(() => 1));
     // With this test's short rows a range fits anyway; a long site name or error text squeezed the column
     // and wrapped it: the range must never break.
-    const ws = await page
-      .locator(".jobs .range")
-      .first()
-      .evaluate((sp) => sp.ownerDocument.defaultView!.getComputedStyle(sp).whiteSpace);
+    // Read in one evaluation: the live table may be swapped between finding a span and reading its style
+    // (a detached span's computed style is empty).
+    const ws = await page.evaluate("getComputedStyle(document.querySelector('.jobs .range')).whiteSpace");
     expect(ws).toBe("nowrap");
     await page.close();
   });

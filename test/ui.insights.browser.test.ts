@@ -264,7 +264,7 @@ describe.skipIf(!haveChromium)("insights in chromium", () => {
     expect(shared.map(([k, n]) => [k, Number(n)])).toEqual(
       cannibal.queries.map((q: { query: string; competing_pages: number }) => [q.query, q.competing_pages]),
     );
-    expect(shared[0]![2]).toContain(`${H}/d (${((100 / 165) * 100).toFixed(1)}%`);
+    expect(shared[0]![2]).toContain(`/d (${((100 / 165) * 100).toFixed(1)}%`);
     await page.close();
   });
 

@@ -363,8 +363,8 @@ function CannibalizationSection({ c }: { c: Cannibalization }) {
                   <td>
                     <ul class="plain">
                       {q.pages.map((p) => (
-                        <li>
-                          {String(p.page)}{" "}
+                        <li title={String(p.page)}>
+                          {short(String(p.page))}{" "}
                           <span class="muted">
                             ({num((p.impressions_share as number) * 100, 1)}%, pos. {num(p.position as number, 1)})
                           </span>
