@@ -1,4 +1,4 @@
-// `bun bench/sync-ingest.ts [--days 30] [--rows 2000] [--runs 3] [--database postgres://…]`: the ingest
+// `bun bench/sync-ingest.ts [--days 30] [--rows 2000] [--runs 3] [--batch 250] [--bulk 5000] [--database postgres://…]`: the ingest
 // speed of the sync engine. One site, one daily_sync of `days` days from the demo source (`rows` rows per
 // day and search type, so days × rows × 4 rows in all), run by one worker in this process; prints rows/s
 // per run and the median. Default: a fresh SQLite file in a temp dir; with --database, an EMPTY
@@ -23,6 +23,8 @@ const { values: args } = parseArgs({
     rows: { type: "string", default: "2000" },
     runs: { type: "string", default: "3" },
     batch: { type: "string", default: "250" },
+    // SYNC_BULK_BATCH_SIZE: rows per write while the worker writes alone (0: always --batch).
+    bulk: { type: "string", default: "5000" },
     database: { type: "string" },
   },
 });
@@ -53,6 +55,7 @@ async function oneRun(db: Db, run: number): Promise<number> {
     leaseMs: 60_000,
     retryBaseMs: 1000,
     batchSize: Number(args.batch),
+    bulkBatchSize: Number(args.bulk),
   });
   for (;;) {
     const job = await findJob(db, task.id);
@@ -91,7 +94,9 @@ if (args.database) {
     rmSync(dir, { recursive: true, force: true });
   };
 }
-console.log(`${db.engine}: daily_sync of ${days} days × ${rowsPerDay} rows × 4 search types, batches of ${args.batch}`);
+console.log(
+  `${db.engine}: daily_sync of ${days} days × ${rowsPerDay} rows × 4 search types, batches of ${args.batch} (${args.bulk} while alone)`,
+);
 const rates: number[] = [];
 for (let i = 1; i <= runs; i++) rates.push(await oneRun(db, i));
 rates.sort((a, b) => a - b);

@@ -141,6 +141,8 @@ const envSchema = z.object({
   SYNC_MAX_ATTEMPTS: int(1, 100).default(3),
   SYNC_RETRY_BASE_MS: int(1).default(5_000),
   SYNC_BATCH_SIZE: int(1, 10_000).default(250),
+  // Rows per write while the sync worker writes alone (no other writer met lately): fewer, bigger commits.
+  SYNC_BULK_BATCH_SIZE: int(1, 100_000).default(5000),
   // Pause of a sync task after each of its writes, so writers of other processes (which retry the
   // lock on a timer) find it free instead of losing every race to a back-to-back ingest.
   SYNC_WRITE_GAP_MS: int(0, 1000).default(10),

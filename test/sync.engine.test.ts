@@ -133,6 +133,30 @@ describe("daily_sync", () => {
     expect(markers.find((m) => m.date === DAYS[1] && m.search_type === "web")?.row_count).toBe(120);
   });
 
+  test("bulk writes while alone: SYNC_BULK_BATCH_SIZE rows per write, every row stored once", async () => {
+    // The row writes of a task (ctx.write's transactions), counted on the worker's handle.
+    const rowWrites = async (bulkBatchSize: number | undefined) => {
+      const db = t.open();
+      let writes = 0;
+      const tx = db.tx.bind(db);
+      db.tx = ((fn: never, label?: string) => {
+        if (label?.endsWith(": rows")) writes++;
+        return tx(fn, label);
+      }) as typeof db.tx;
+      const site = freshSite();
+      const id = await queue(site, { start: DAYS[0], end: DAYS[0] });
+      const w = startWorker({ db, source: source(), pollMs: 20, leaseMs: 2000, retryBaseMs: 100, batchSize: 7, bulkBatchSize });
+      workers.push(w);
+      expect((await settled(id)).status).toBe("completed");
+      expect(await countRows(t.db, site)).toBe(PER_DAY);
+      return writes;
+    };
+    const short = await rowWrites(undefined);
+    const bulk = await rowWrites(100);
+    // Pages of 50 (web 50+50+20, image 30, news 5): batches of 7 make 8+8+3+5+1 upserts, bulk ones 1 per page.
+    expect(short - bulk).toBe(25 - 5);
+  });
+
   test("skip: days already synced are not fetched again", async () => {
     const site = freshSite();
     worker();

@@ -29,11 +29,18 @@ const keyId = (siteId: number, day: number, type: number, pageId: number, queryI
 // Bare bun:sqlite statements (positional parameters, no per-row mapping): the ingest's hot path.
 const writeStatements = perConnection((orm) => {
   const c = (orm as Orm & { $client: Database }).$client;
+  // Known texts are looked up one by one (an index seek each, the cheapest for them); the batch's new ones
+  // are added in one statement from a JSON array (measured: half the time of one insert each).
+  const dictionary = (table: "gsc_pages" | "gsc_queries", col: "page" | "query") => ({
+    find: c.prepare<{ id: number }, [number, string]>(`select id from ${table} where site_id = ? and ${col} = ?`),
+    add: c.prepare<{ id: number; text: string }, [number, string]>(
+      `insert into ${table} (site_id, ${col}) select ?1, value from json_each(?2) returning id, ${col} as text`,
+    ),
+  });
   return {
-    pageId: c.prepare<{ id: number }, [number, string]>("select id from gsc_pages where site_id = ? and page = ?"),
-    addPage: c.prepare<{ id: number }, [number, string]>("insert into gsc_pages (site_id, page) values (?, ?) returning id"),
-    queryId: c.prepare<{ id: number }, [number, string]>("select id from gsc_queries where site_id = ? and query = ?"),
-    addQuery: c.prepare<{ id: number }, [number, string]>("insert into gsc_queries (site_id, query) values (?, ?) returning id"),
+    pages: dictionary("gsc_pages", "page"),
+    queries: dictionary("gsc_queries", "query"),
+    // One row per statement: measured as fast as 1,000-row statements in bun:sqlite (the B-tree work dominates).
     // Re-running a day updates the same rows instead of adding copies (the key is the primary key).
     upsert: c.prepare<unknown, number[]>(
       `insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
@@ -66,26 +73,25 @@ const readStatements = perConnection((orm) => {
   };
 });
 
-/** Dictionary ids (gsc_pages or gsc_queries) of a site's texts on SQLite, adding the missing ones. */
-function sqliteIds(
-  find: Statement<{ id: number }, [number, string]>,
-  add: Statement<{ id: number }, [number, string]>,
-  siteId: number,
-  texts: Iterable<string>,
-): Map<string, number> {
+/** Dictionary ids (gsc_pages or gsc_queries) of a site's texts on SQLite, adding the missing ones in one statement. */
+function sqliteIds(dict: ReturnType<typeof writeStatements>["pages"], siteId: number, texts: string[]): Map<string, number> {
   const ids = new Map<string, number>();
+  const missing: string[] = [];
   for (const t of texts) {
     if (ids.has(t)) continue;
-    ids.set(t, (find.get(siteId, t) ?? add.get(siteId, t)!).id);
+    const found = dict.find.get(siteId, t);
+    ids.set(t, found ? found.id : -1);
+    if (!found) missing.push(t);
   }
+  if (missing.length > 0) for (const r of dict.add.all(siteId, JSON.stringify(missing))) ids.set(r.text, r.id);
   return ids;
 }
 
 /**
  * Inside a write: stores rows of one site, day and search type (insert or update on the row key) in the
  * compact query detail, adding new pages and queries to the site's dictionaries; returns each row's key id
- * (in order). On SQLite the rows are stored before this returns. The day × query rollup is rebuilt once
- * the day is complete (rebuildDayQueryTotals).
+ * (in order). On SQLite the rows are stored before this returns. The day × query
+ * rollup is rebuilt once the day is complete (rebuildDayQueryTotals).
  */
 export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<string[]> {
   const orm = sqliteOrm(tx);
@@ -94,24 +100,24 @@ export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type:
   const d = dayNumber(day);
   const t = typeCode(type);
   const pages = sqliteIds(
-    s.pageId,
-    s.addPage,
+    s.pages,
     siteId,
     rows.map((r) => r.page),
   );
   const queries = sqliteIds(
-    s.queryId,
-    s.addQuery,
+    s.queries,
     siteId,
     rows.map((r) => r.query),
   );
-  const keys: string[] = [];
-  for (const r of rows) {
+  const keys: string[] = new Array(rows.length);
+  const prefix = `${siteId}|${d}|${t}|`;
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
     const pageId = pages.get(r.page)!;
     const queryId = queries.get(r.query)!;
     const dev = deviceCode(r.device);
     s.upsert.run(siteId, d, t, pageId, queryId, dev, r.clicks, r.impressions, sumPosition(r.position, r.impressions));
-    keys.push(keyId(siteId, d, t, pageId, queryId, dev));
+    keys[i] = `${prefix}${pageId}|${queryId}|${dev}`;
   }
   return keys;
 }

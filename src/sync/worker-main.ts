@@ -33,6 +33,7 @@ const worker = startWorker({
   leaseMs: config.SYNC_LEASE_MS,
   retryBaseMs: config.SYNC_RETRY_BASE_MS,
   batchSize: config.SYNC_BATCH_SIZE,
+  bulkBatchSize: config.SYNC_BULK_BATCH_SIZE,
   writeGapMs: config.SYNC_WRITE_GAP_MS,
 });
 const scheduler = config.SYNC_SCHEDULER

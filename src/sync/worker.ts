@@ -29,8 +29,10 @@ export type WorkerOptions = {
   leaseMs: number;
   /** First retry delay after a handler error; doubles per attempt. */
   retryBaseMs: number;
-  /** Rows per write transaction. */
+  /** Rows per write transaction while other writers are about (this process found the lock taken lately). */
   batchSize: number;
+  /** Rows per write transaction while this worker writes alone (bigger transactions, fewer commits); default batchSize. */
+  bulkBatchSize?: number;
   /** Pause after each write of a task, leaving the lock to other processes' writers. */
   writeGapMs?: number;
 };
@@ -112,7 +114,11 @@ export function startWorker(opts: WorkerOptions): Worker {
       task,
       db,
       source: opts.source,
-      batchSize: opts.batchSize,
+      // Short writes while others wait for the lock, big ones while nobody does (read at each batch).
+      get batchSize() {
+        const alone = performance.now() - contendedAt >= CONTENTION_MEMORY_MS;
+        return alone ? Math.max(opts.batchSize, opts.bulkBatchSize ?? 0) : opts.batchSize;
+      },
       signal: ac.signal,
       write: async (fn) => {
         // A stop, cancel or lost lease noticed meanwhile: write nothing more (the batch loop ends here).

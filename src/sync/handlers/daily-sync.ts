@@ -96,8 +96,9 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
     for await (const page of ctx.source.pages(site.domain, day, type, ctx.signal, fetch)) {
       detailRows += page.length;
       for (const r of page) detailClicks += r.clicks ?? 0;
-      for (let i = 0; i < page.length; i += ctx.batchSize) {
-        const batch = page.slice(i, i + ctx.batchSize);
+      // ctx.batchSize changes with contention: read once per batch.
+      for (let i = 0, batch: typeof page; i < page.length; i += batch.length) {
+        batch = page.slice(i, i + ctx.batchSize);
         const ids = await ctx.write((tx) => upsertRows(tx, site.id, day, type, batch));
         rowsIngested.inc({ source: ctx.source.name }, ids.length);
         for (const id of ids) written.add(id);

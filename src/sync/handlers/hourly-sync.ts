@@ -33,8 +33,9 @@ async function syncHourlyDay(ctx: TaskContext, site: Site, day: string): Promise
   const pass = new Date().toISOString();
   let stored = 0;
   for await (const page of ctx.source.hourlyPages(site.domain, day, ctx.signal)) {
-    for (let i = 0; i < page.length; i += ctx.batchSize) {
-      const batch = page.slice(i, i + ctx.batchSize);
+    // ctx.batchSize changes with contention: read once per batch.
+    for (let i = 0, batch: typeof page; i < page.length; i += batch.length) {
+      batch = page.slice(i, i + ctx.batchSize);
       await ctx.write((tx) => upsertHourlyRows(tx, site.id, pass, batch));
       rowsIngested.inc({ source: ctx.source.name }, batch.length);
       stored += batch.length;
