@@ -150,7 +150,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   // Before analytics: answers v2-era ranking-data bodies, and the v3 tool endpoints.
   app.route("/", compatRoutes(audited, opts.bounds));
   app.route("/api/v1", analyticsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts, bounds: opts.bounds }));
-  app.route("/api/v1", insightsRoutes(audited));
+  app.route("/api/v1", insightsRoutes(audited, opts.bounds));
   app.route("/api/v1/alerts", alertsRoutes(audited));
   app.route("/api/v1/keys", keysRoutes(audited));
   app.route("/api/v1/audit", auditRoutes(db));
@@ -163,6 +163,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
         queryMaxRows: defaults.MCP_QUERY_MAX_ROWS,
         queryConcurrency: defaults.MCP_QUERY_CONCURRENCY,
       },
+      opts.bounds,
     ),
   );
   const metrics = opts.metrics ?? (async () => registry);

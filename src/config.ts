@@ -230,6 +230,8 @@ const envSchema = z.object({
   // SQLite: query processes per HTTP worker that run the heavy reads (more than the per-key concurrency).
   ANALYTICS_PROCESSES: int(1, 64).default(3),
   EXPORT_CONCURRENCY_PER_KEY: int(1, 1000).default(2),
+  // The longest one download (export) may run, from request to last byte: past it the stream is cut.
+  EXPORT_TIMEOUT_MS: int(1000, 86_400_000).default(600_000),
 
   // MCP `query` tool: its child process is killed past the time limit; rows and concurrent runs are capped.
   MCP_QUERY_TIMEOUT_MS: int(100, 600_000).default(5_000),

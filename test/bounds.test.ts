@@ -9,12 +9,20 @@ import { tempDir, testEngine } from "./helpers/db.ts";
 import { newPgDatabase, psql } from "./helpers/engine.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/wait.ts";
+import { asc, sql } from "drizzle-orm";
+import { streamQuery } from "../src/analytics/stream.ts";
+import { exportQuery } from "../src/analytics/queries.ts";
+import { boundedDb } from "../src/db/bounded.ts";
+import { budgetOf, budgetStats, withBudget } from "../src/db/budget.ts";
+import { apiErrorOf } from "../src/errors.ts";
 
 // Cost bounds of heavy requests against the real service (one HTTP worker, so its query processes are
 // its children): a query past ANALYTICS_TIMEOUT_MS answers 504 query_timeout and its statement is
 // stopped (SQLite: its query process is killed; PostgreSQL: the backend's query leaves
 // pg_stat_activity); a client that goes away stops its query the same way; answers past the row cap are
 // refused 413, too many terms 400, a third heavy request of one key at once 429 with Retry-After.
+// The same bounds hold for every heavy read: Drizzle's (the v2-era ranking-data body, the MCP tools,
+// insights, the v3 tool endpoints) through boundedDb, the page-keyword CSV; downloads have a total time limit.
 
 setDefaultTimeout(120_000);
 
@@ -48,7 +56,7 @@ beforeAll(async () => {
     startServer({
       workers: 1,
       dbPath,
-      env: { ...env, ANALYTICS_TIMEOUT_MS: "2000" },
+      env: { ...env, ANALYTICS_TIMEOUT_MS: "2000", ANALYTICS_MAX_ROWS: "20" },
       args: ["--allow-shared-database"],
       timeoutMs: 60_000,
     }),
@@ -240,5 +248,213 @@ describe("per-key concurrency", () => {
     // The places are given back.
     const again = await post(patient, { site_id: seed.siteId, start_date: seed.end, end_date: seed.end, max_results: 5 });
     expect(again.status).toBe(200);
+  });
+});
+
+/**
+ * LIKE terms that make a v2 body seconds of work. Past ~1,000 SQLite refuses the OR of LIKEs as too deep
+ * an expression; PostgreSQL runs 900 in about a second, so it gets more.
+ */
+const V2_SLOW_TERMS = testEngine === "pg" ? 8000 : 900;
+
+/**
+ * The original's v2-era ranking-data body (date_from/date_to, LIKE for partial terms) over the whole range.
+ */
+function v2Body(o: { terms?: number; group_by?: string[]; limit?: number } = {}) {
+  return {
+    site_id: seed.siteId,
+    date_from: seed.start,
+    date_to: seed.end,
+    group_by: o.group_by ?? ["query"],
+    ...(o.terms ? { queries: Array.from({ length: o.terms }, (_, i) => `no such query ${i}`), exact_match: false } : {}),
+    limit: o.limit ?? 100,
+  };
+}
+
+/** A JSON-RPC tools/call of the MCP endpoint with `key`. */
+async function mcpCall(server: RunningServer, name: string, args: Record<string, unknown>, opts: { key?: string } = {}) {
+  const res = await fetch(`${server.url}/mcp`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      authorization: `Bearer ${opts.key ?? key}`,
+    },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name, arguments: args } }),
+  });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+/** Whether an error message is one of the cost bounds' refusals (row/byte cap or time limit). */
+const boundedRefusal = (text: string) => /ANALYTICS_MAX_ROWS|ANALYTICS_MAX_BYTES|ANALYTICS_TIMEOUT_MS/.test(text);
+
+describe("every heavy read is bounded", () => {
+  test("the v2-era ranking-data body: past the time limit 504, its statement stopped; a client that leaves stops it", async () => {
+    const res = await post(quick, v2Body({ terms: V2_SLOW_TERMS }));
+    expect(res.status).toBe(504);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("query_timeout");
+    await waitFor(async () => (await runningQueries(quick)) === 0, { what: "the stopped query to be gone", timeout: 10_000 });
+
+    const ctl = new AbortController();
+    const pending = post(patient, v2Body({ terms: V2_SLOW_TERMS }), { signal: ctl.signal }).catch((e: Error) => e);
+    const stopped = await whileRunning(patient);
+    ctl.abort();
+    expect(await pending).toBeInstanceOf(Error);
+    await stopped();
+    // Within the bounds it answers.
+    const ok = await post(patient, v2Body({ limit: 10 }));
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { data: unknown[] }).data.length).toBe(10);
+  });
+
+  test("the v2 body, insights, MCP tools and the v3 tool endpoints are refused past the row cap (or the time limit)", async () => {
+    // quick: ANALYTICS_MAX_ROWS 20. Each of these reads more rows than that in one statement.
+    const v2 = await post(quick, v2Body({ group_by: ["query", "date"], limit: 1000 }));
+    expect([413, 504]).toContain(v2.status);
+    expect(boundedRefusal(((await v2.json()) as { error: { message: string } }).error.message)).toBe(true);
+
+    const top = await fetch(`${quick.url}/api/v1/sites/${seed.siteId}/insights/top?limit=1000&days=30`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect([413, 504]).toContain(top.status);
+    expect(boundedRefusal(((await top.json()) as { error: { message: string } }).error.message)).toBe(true);
+
+    const tool = await mcpCall(quick, "insight_top", { site_id: seed.siteId, limit: 1000 });
+    expect(tool.status).toBe(200);
+    expect(tool.body.result.isError).toBe(true);
+    expect(boundedRefusal(tool.body.result.content[0].text)).toBe(true);
+
+    const v3 = await fetch(`${quick.url}/compare_periods`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+      body: JSON.stringify({
+        site: seed.domain,
+        period_type: "custom",
+        custom_periods: { period1: { start: seed.start, end: seed.end }, period2: { start: seed.start, end: seed.end } },
+      }),
+    });
+    expect([413, 504]).toContain(v3.status);
+    expect(boundedRefusal(((await v3.json()) as { error: { message: string } }).error.message)).toBe(true);
+
+    // The page-keyword CSV is read within the same bounds before its first byte (413 or 504, never a cut download).
+    const csv = await fetch(`${quick.url}/api/v1/page-keyword-performance/csv?site_id=${seed.siteId}`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect([413, 504]).toContain(csv.status);
+    expect(boundedRefusal(((await csv.json()) as { error: { message: string } }).error.message)).toBe(true);
+    // With the long time limit and a larger row cap, the same requests answer.
+    const okTop = await fetch(`${patient.url}/api/v1/sites/${seed.siteId}/insights/top?limit=500&days=30`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(okTop.status).toBe(200);
+    const okCsv = await fetch(`${patient.url}/api/v1/page-keyword-performance/csv?site_id=${seed.siteId}&max_results=10`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(okCsv.status).toBe(200);
+    expect((await okCsv.text()).split("\r\n").filter(Boolean).length).toBe(11);
+  });
+
+  test("MCP tools and insights count against the key's heavy-request places (429 while two run)", async () => {
+    const ctl = new AbortController();
+    const first = [post(patient, slowBody(), { signal: ctl.signal }), post(patient, slowBody(), { signal: ctl.signal })].map((p) =>
+      p.catch((e: Error) => e),
+    );
+    const stopped = await whileRunning(patient, 2);
+    const tool = await mcpCall(patient, "insight_overview", { site_id: seed.siteId });
+    expect(tool.status).toBe(429);
+    const insight = await fetch(`${patient.url}/api/v1/sites/${seed.siteId}/insights/overview`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(insight.status).toBe(429);
+    expect(insight.headers.get("retry-after")).toBe("1");
+    // Another key is answered meanwhile.
+    expect((await mcpCall(patient, "insight_overview", { site_id: seed.siteId }, { key: otherKey })).status).toBe(200);
+    ctl.abort();
+    await Promise.all(first);
+    await stopped();
+  });
+});
+
+describe("the bounded runner (in process)", () => {
+  const open = (): Db =>
+    testEngine === "pg" ? openPgDb({ url: dbPath, role: "test", poolSize: 2 }) : openDb({ path: dbPath, role: "test" });
+  const budget = (timeoutMs: number, maxRows = 100_000, signal?: AbortSignal) =>
+    budgetOf({ timeoutMs, maxRows, maxBytes: 32 * 1024 * 1024, signal });
+  /** A statement that counts to 10^9: minutes of work unless stopped. */
+  const endless = sql`(with recursive c(x) as (select 1 union all select x + 1 from c where x < 1000000000) select x from c) as c`;
+
+  test("Drizzle reads through boundedDb answer as the handle's own, past the cap 413, past the deadline 504 and stopped", async () => {
+    const db = open();
+    try {
+      const b = boundedDb(db);
+      const s = db.t.sites;
+      const plain = await db.q.select({ id: s.id, domain: s.domain, created: s.created_at }).from(s).orderBy(asc(s.id));
+      const viaRunner = await withBudget(budget(30_000), async () =>
+        b.q.select({ id: s.id, domain: s.domain, created: s.created_at }).from(s).orderBy(asc(s.id)),
+      );
+      expect(viaRunner).toEqual(plain);
+      expect(viaRunner.length).toBeGreaterThan(0);
+
+      const g = db.t.gscPerformanceData;
+      const capped = await withBudget(budget(30_000, 50), async () => b.q.select({ q: g.query }).from(g).limit(51)).catch((e) => e);
+      // Drizzle wraps what the runner threw (DrizzleQueryError); the app's error handler unwraps it.
+      expect(apiErrorOf(capped)?.code).toBe("result_too_large");
+
+      const t0 = performance.now();
+      const slow = await withBudget(budget(300), async () => b.q.select({ n: sql<number>`count(*)` }).from(endless)).catch((e) => e);
+      expect(apiErrorOf(slow)?.code).toBe("query_timeout");
+      // Stopped, not left running: the next bounded read is answered at once rather than after the count.
+      const after = await withBudget(budget(30_000), async () => b.q.select({ id: s.id }).from(s).limit(1));
+      expect(after.length).toBe(1);
+      expect(performance.now() - t0).toBeLessThan(60_000);
+      if (testEngine === "pg") {
+        await waitFor(
+          () =>
+            Number(
+              psql(
+                `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and state = 'active' and query like '%recursive c(x)%'`,
+              ),
+            ) === 0,
+          { what: "the backend's statement to be cancelled" },
+        );
+      }
+
+      // A client that goes away stops it too.
+      const ctl = new AbortController();
+      const gone = withBudget(budget(600_000, 100_000, ctl.signal), async () =>
+        b.q.select({ n: sql<number>`count(*)` }).from(endless),
+      ).catch((e) => e);
+      await waitFor(() => budgetStats.running > 0, { what: "the read to run" });
+      ctl.abort();
+      const why = await gone;
+      expect(apiErrorOf(why)?.code).toBe("client_closed");
+    } finally {
+      await db.close();
+    }
+  });
+
+  test("a download past EXPORT_TIMEOUT_MS is cut: its stream errors and its connection is closed", async () => {
+    const db = open();
+    try {
+      const header = "h\n";
+      const q = exportQuery(db.engine, { siteId: seed.siteId });
+      const body = await streamQuery<Record<string, unknown>>(db, q.sql, q.params, header, (r) => `${JSON.stringify(r)}\n`, {
+        timeoutMs: 1000,
+      });
+      const reader = body.getReader();
+      const t0 = performance.now();
+      expect((await reader.read()).done).toBe(false);
+      // The client stops reading until the limit has passed (a slow reader), then asks for more.
+      await waitFor(() => performance.now() - t0 > 1100, { what: "the download's time limit to pass" });
+      let err: unknown = null;
+      try {
+        for (;;) if ((await reader.read()).done) break;
+      } catch (e) {
+        err = e;
+      }
+      expect(String(err)).toContain("EXPORT_TIMEOUT_MS");
+    } finally {
+      await db.close();
+    }
   });
 });

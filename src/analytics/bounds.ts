@@ -22,6 +22,8 @@ export type Bounds = {
   /** ANALYTICS_CONCURRENCY_PER_KEY / EXPORT_CONCURRENCY_PER_KEY: running at once per caller and HTTP process. */
   perKey: number;
   exportsPerKey: number;
+  /** EXPORT_TIMEOUT_MS: the longest one download may run (its stream is cut past it). */
+  exportTimeoutMs: number;
 };
 
 /** The bounds of the settings' defaults. */
@@ -33,6 +35,7 @@ export const defaultBounds: Bounds = {
   maxPartialTerms: defaults.ANALYTICS_MAX_PARTIAL_TERMS,
   perKey: defaults.ANALYTICS_CONCURRENCY_PER_KEY,
   exportsPerKey: defaults.EXPORT_CONCURRENCY_PER_KEY,
+  exportTimeoutMs: defaults.EXPORT_TIMEOUT_MS,
 };
 
 /** Bounds from a Config's settings. */
@@ -45,6 +48,7 @@ export function boundsFrom(c: Omit<typeof defaults, "SITESYNC_ROLE">): Bounds {
     maxPartialTerms: c.ANALYTICS_MAX_PARTIAL_TERMS,
     perKey: c.ANALYTICS_CONCURRENCY_PER_KEY,
     exportsPerKey: c.EXPORT_CONCURRENCY_PER_KEY,
+    exportTimeoutMs: c.EXPORT_TIMEOUT_MS,
   };
 }
 
@@ -72,6 +76,9 @@ new Counter({
 
 // Requests running now per caller and kind, in this process.
 const running = new Map<string, number>();
+// Requests holding a place already: a heavy route reached through another's middleware (the v2 body
+// of ranking-data, answered by compat before analytics) is counted and budgeted once.
+const placed = new WeakSet<Request>();
 
 /** Who is counted: the key, else the client address (keyless loopback clients share one count). */
 function callerOf(c: Parameters<MiddlewareHandler>[0]): string {
@@ -107,13 +114,19 @@ function take(kind: "query" | "export", caller: string, limit: number, setting: 
  * Middleware of a heavy route: one place of the caller's concurrency (429 with Retry-After when none is
  * free), and the request's query budget (deadline, the client's abort signal, answer caps) for every
  * query the handler makes. A download (`export`) keeps its place until its body ends or its client leaves.
+ * `keysOnly`: keyless callers (this machine's, who could read the file anyway) take no place, only the budget.
  */
-export function heavyRequest(bounds: Bounds, kind: "query" | "export" = "query"): MiddlewareHandler {
+export function heavyRequest(bounds: Bounds, kind: "query" | "export" = "query", o: { keysOnly?: boolean } = {}): MiddlewareHandler {
   return async (c, next) => {
+    if (placed.has(c.req.raw)) return next();
+    placed.add(c.req.raw);
+    const caller = callerOf(c);
     const release =
-      kind === "export"
-        ? take("export", callerOf(c), bounds.exportsPerKey, "EXPORT_CONCURRENCY_PER_KEY")
-        : take("query", callerOf(c), bounds.perKey, "ANALYTICS_CONCURRENCY_PER_KEY");
+      o.keysOnly && !caller.startsWith("key:")
+        ? () => {}
+        : kind === "export"
+          ? take("export", caller, bounds.exportsPerKey, "EXPORT_CONCURRENCY_PER_KEY")
+          : take("query", caller, bounds.perKey, "ANALYTICS_CONCURRENCY_PER_KEY");
     const budget = budgetOf({ ...bounds, signal: c.req.raw.signal });
     let handedOver = false;
     try {

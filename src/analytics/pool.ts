@@ -30,7 +30,8 @@ const MAX_WAITING = 64;
 type Job = {
   id: number;
   sql: string;
-  params: SQLQueryBindings;
+  params: SQLQueryBindings | unknown[];
+  values: boolean;
   budget: QueryBudget;
   resolve: (rows: unknown[]) => void;
   reject: (err: Error) => void;
@@ -41,6 +42,8 @@ type Proc = { proc: Subprocess<"ignore", "inherit", "inherit">; job: Job | null 
 export type QueryPool = {
   /** The rows of `sql`, within the current request's budget (time limit, client, row and byte caps). */
   all<R>(sql: string, params: SQLQueryBindings): Promise<R[]>;
+  /** The rows of `sql` as arrays in column order (positional parameters: Drizzle's statements), within the same budget. */
+  values(sql: string, params: unknown[]): Promise<unknown[][]>;
   /** Process ids of the query processes running now (tests: a killed one is gone). */
   pids(): number[];
   /** Queries running or waiting now. */
@@ -117,6 +120,7 @@ function createPool(db: SqliteDb): QueryPool {
         params: job.params,
         maxRows: job.budget.maxRows,
         maxBytes: job.budget.maxBytes,
+        values: job.values,
       } satisfies QueryRequest);
     }
   };
@@ -131,39 +135,42 @@ function createPool(db: SqliteDb): QueryPool {
     }
   });
 
-  return {
-    all<R>(sql: string, params: SQLQueryBindings) {
-      const budget = currentBudget();
-      if (waiting.length >= MAX_WAITING) {
-        return Promise.reject(new ApiError("unavailable", "too many analytics queries are waiting in this process; retry in a moment"));
+  const run = (sql: string, params: SQLQueryBindings | unknown[], values: boolean): Promise<unknown[]> => {
+    const budget = currentBudget();
+    if (waiting.length >= MAX_WAITING) {
+      return Promise.reject(new ApiError("unavailable", "too many analytics queries are waiting in this process; retry in a moment"));
+    }
+    let job: Job;
+    const work = new Promise<unknown[]>((resolve, reject) => {
+      job = { id: nextId++, sql, params, values, budget, resolve, reject };
+      waiting.push(job);
+    });
+    dispatch();
+    return bounded(budget, work, (why) => {
+      // Waiting: drop it. Running: kill its process, which is the only way to stop the statement.
+      const w = waiting.indexOf(job);
+      if (w >= 0) {
+        waiting.splice(w, 1);
+        job.reject(why);
+        return;
       }
-      let job: Job;
-      const work = new Promise<unknown[]>((resolve, reject) => {
-        job = { id: nextId++, sql, params, budget, resolve, reject };
-        waiting.push(job);
-      });
-      dispatch();
-      return bounded(budget, work, (why) => {
-        // Waiting: drop it. Running: kill its process, which is the only way to stop the statement.
-        const w = waiting.indexOf(job);
-        if (w >= 0) {
-          waiting.splice(w, 1);
-          job.reject(why);
-          return;
-        }
-        const p = procs.find((x) => x.job === job);
-        if (p) {
-          // Out of the pool at once: no other query may be handed to a process being killed. Its
-          // replacement starts now, so the next query does not wait for a process to start (~0.3 s).
-          procs.splice(procs.indexOf(p), 1);
-          p.job = null;
-          job.reject(why);
-          p.proc.kill("SIGKILL");
-          if (!closed && procs.length < PROCESSES) start();
-          dispatch();
-        }
-      }) as Promise<R[]>;
-    },
+      const p = procs.find((x) => x.job === job);
+      if (p) {
+        // Out of the pool at once: no other query may be handed to a process being killed. Its
+        // replacement starts now, so the next query does not wait for a process to start (~0.3 s).
+        procs.splice(procs.indexOf(p), 1);
+        p.job = null;
+        job.reject(why);
+        p.proc.kill("SIGKILL");
+        if (!closed && procs.length < PROCESSES) start();
+        dispatch();
+      }
+    });
+  };
+
+  return {
+    all: <R>(sql: string, params: SQLQueryBindings) => run(sql, params, false) as Promise<R[]>,
+    values: (sql: string, params: unknown[]) => run(sql, params, true) as Promise<unknown[][]>,
     pids: () => procs.map((p) => p.proc.pid),
     load: () => waiting.length + procs.filter((p) => p.job).length,
   };

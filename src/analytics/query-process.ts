@@ -13,7 +13,7 @@ export const QUERY_PROCESS_NICE = 10;
 
 export type QueryRequest =
   | { type: "open"; path: string; pragmas: Pragmas }
-  | { type: "all"; id: number; sql: string; params: SQLQueryBindings; maxRows: number; maxBytes: number };
+  | { type: "all"; id: number; sql: string; params: SQLQueryBindings | unknown[]; maxRows: number; maxBytes: number; values?: boolean };
 export type QueryReply =
   | { id: number; rows: unknown[] }
   | { id: number; tooLarge: { rows: number; bytes: number } }
@@ -39,14 +39,33 @@ function openReader(path: string, p: Pragmas): Database {
 /**
  * The rows of `sql`, or what exceeded the caps: more than `maxRows` rows, or more than `maxBytes` of
  * them as JSON (each row measured as it is read, so an over-large answer is never held whole).
+ * `params`: named (an object) or positional (an array, Drizzle's). `values`: rows as arrays in column
+ * order (what Drizzle maps), else objects.
  */
-export function readCapped(c: Database, sql: string, params: SQLQueryBindings, maxRows: number, maxBytes: number) {
+export function readCapped(
+  c: Database,
+  sql: string,
+  params: SQLQueryBindings | unknown[],
+  maxRows: number,
+  maxBytes: number,
+  values = false,
+) {
+  const stmt = c.query<Record<string, unknown>, SQLQueryBindings[]>(sql);
+  const args = (Array.isArray(params) ? params : [params]) as SQLQueryBindings[];
+  const names = stmt.columnNames;
+  if (values && new Set(names).size !== names.length) {
+    // Two columns of one name cannot be told apart in an object row: read them as arrays at once, then check.
+    const rows = stmt.values(...args);
+    const bytes = JSON.stringify(rows).length;
+    if (rows.length > maxRows || bytes > maxBytes) return { tooLarge: { rows: rows.length, bytes } };
+    return { rows };
+  }
   const rows: unknown[] = [];
   let bytes = 0;
-  for (const row of c.query<Record<string, unknown>, [SQLQueryBindings]>(sql).iterate(params)) {
+  for (const row of stmt.iterate(...args)) {
     bytes += JSON.stringify(row).length + 1;
     if (rows.length >= maxRows || bytes > maxBytes) return { tooLarge: { rows: rows.length + 1, bytes } };
-    rows.push(row);
+    rows.push(values ? names.map((n) => row[n]) : row);
   }
   return { rows };
 }
@@ -71,7 +90,7 @@ if (import.meta.main) {
       return;
     }
     try {
-      const r = readCapped(conn!, m.sql, m.params, m.maxRows, m.maxBytes);
+      const r = readCapped(conn!, m.sql, m.params, m.maxRows, m.maxBytes, m.values);
       process.send!({ id: m.id, ...r } satisfies QueryReply);
     } catch (err) {
       const { message, name, code } = err as Error & { code?: string };

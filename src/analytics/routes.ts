@@ -11,9 +11,7 @@ import {
   findPageKeywordPerformance,
   findPerformanceTrends,
   findRankingData,
-  pageKeywordQuery,
   pageKeywordSince,
-  toPageKeywordItem,
 } from "./queries.ts";
 import {
   CoverageQuery,
@@ -33,7 +31,7 @@ import {
   grainFiltersOf,
 } from "./schemas.ts";
 import { PARQUET_GROUP_ROWS, parquetRows, type ParquetKind } from "./parquet.ts";
-import { streamQuery, streamRows } from "./stream.ts";
+import { linesStream, streamQuery, streamRows } from "./stream.ts";
 import { assertAnswerable } from "./totals.ts";
 import { defaultBounds, heavyRequest, type Bounds } from "./bounds.ts";
 import { ApiError } from "../errors.ts";
@@ -194,19 +192,14 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
         device: q.device ?? null,
       };
       const raw = flagOn(q.raw);
-      const pk = await pageKeywordQuery(db, o);
-      const body = await streamQuery<Parameters<typeof toPageKeywordItem>[0]>(
-        db,
-        pk.sql,
-        pk.params,
-        (flagOn(q.bom) ? UTF8_BOM : "") + PAGE_KEYWORD_HEADER,
-        (r) => {
-          const p = toPageKeywordItem(r);
-          // The original's CSV: ctr percent with 4 decimals, the 2-decimal position printed with 1.
-          const fields = [p.url, p.total_clicks, p.total_impressions, formatFixed(p.avg_ctr, 4), formatFixed(p.avg_position, 1)];
-          return csvLine([...fields, p.keywords.join("|"), p.keyword_count], raw);
-        },
-      );
+      // Read whole within the request's bounds (query processes on SQLite: the aggregation would hold the
+      // event loop on its first row), then written out a chunk per turn of the event loop.
+      const items = await findPageKeywordPerformance(db, o);
+      const body = linesStream((flagOn(q.bom) ? UTF8_BOM : "") + PAGE_KEYWORD_HEADER, items, (p) => {
+        // The original's CSV: ctr percent with 4 decimals, the 2-decimal position printed with 1.
+        const fields = [p.url, p.total_clicks, p.total_impressions, formatFixed(p.avg_ctr, 4), formatFixed(p.avg_position, 1)];
+        return csvLine([...fields, p.keywords.join("|"), p.keyword_count], raw);
+      });
       const name = safeName(site.name) || `site_${site.id}`;
       return new Response(body, {
         status: 200,
@@ -334,16 +327,22 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
         searchType: q.search_type,
       });
       type Row = Record<(typeof exportColumns)[number], string | number>;
+      const limit = { timeoutMs: bounds.exportTimeoutMs };
       const csv = q.format === "csv";
       const raw = flagOn(q.raw);
       const body =
         q.format === "parquet"
-          ? await streamRows<Row>(db, sql, params, parquetRows<Row>(EXPORT_PARQUET))
+          ? await streamRows<Row>(db, sql, params, parquetRows<Row>(EXPORT_PARQUET), limit)
           : csv
-            ? await streamQuery<Row>(db, sql, params, (flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns), (r) =>
-                csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
+            ? await streamQuery<Row>(
+                db,
+                sql,
+                params,
+                (flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns),
+                (r) => csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
+                limit,
               )
-            : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n");
+            : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n", limit);
       const span = `${q.start_date ?? "all"}_${q.end_date ?? "all"}`;
       return new Response(body, {
         status: 200,

@@ -5,6 +5,7 @@ import { openPgCursor } from "../db/pg/cursor.ts";
 import { toPositional } from "../db/pg/named.ts";
 import { Gauge } from "prom-client";
 import { registry } from "../metrics/registry.ts";
+import { log } from "../log.ts";
 
 // Large downloads: rows are read as the client pulls chunks (ReadableStream backpressure) and written
 // as they are read, so memory stays flat at any size. SQLite: a statement's iterate() on a connection
@@ -65,11 +66,25 @@ export function textRows<R>(header: string, line: (row: R) => string): RowEncode
   };
 }
 
+export type StreamOptions = {
+  /**
+   * The longest the download may run (ms, EXPORT_TIMEOUT_MS): past it the stream is cut (the client
+   * sees the body end without its last chunk) and its connection closed. Unset: no limit.
+   */
+  timeoutMs?: number;
+};
+
+/** The error a download's stream ends with past its time limit (logged; the client sees the body cut). */
+function downloadTimedOut(timeoutMs: number): Error {
+  log("warn", "download stopped at its time limit (EXPORT_TIMEOUT_MS)", { timeout_ms: timeoutMs });
+  return new Error(`the download was stopped after ${timeoutMs} ms (EXPORT_TIMEOUT_MS)`);
+}
+
 /**
  * A byte stream of `header` then `line(row)` for each row of `sql` (the engine's text, named
  * parameters), read on its own connection as the client consumes it; the connection closes at the
- * end, on error or when the client goes away. Resolves once the rows can be read (a connection that
- * fails is an error before any byte is sent).
+ * end, on error, past `opts.timeoutMs` or when the client goes away. Resolves once the rows can be read
+ * (a connection that fails is an error before any byte is sent).
  */
 export async function streamQuery<R>(
   db: Db,
@@ -77,8 +92,9 @@ export async function streamQuery<R>(
   params: Record<string, string | number | null>,
   header: string,
   line: (row: R) => string,
+  opts: StreamOptions = {},
 ): Promise<ReadableStream<Uint8Array>> {
-  return streamRows(db, sql, params, textRows(header, line));
+  return streamRows(db, sql, params, textRows(header, line), opts);
 }
 
 /** streamQuery with any encoder of the rows (e.g. Parquet, see parquet.ts). */
@@ -87,11 +103,19 @@ export async function streamRows<R>(
   sql: string,
   params: Record<string, string | number | null>,
   out: RowEncoder<R>,
+  opts: StreamOptions = {},
 ): Promise<ReadableStream<Uint8Array>> {
-  return db.engine === "pg" ? streamPg(db, sql, params, out) : streamSqlite(db, sql, params, out);
+  return db.engine === "pg" ? streamPg(db, sql, params, out, opts) : streamSqlite(db, sql, params, out, opts);
 }
 
-function streamSqlite<R>(db: SqliteDb, sql: string, params: SQLQueryBindings, out: RowEncoder<R>): ReadableStream<Uint8Array> {
+function streamSqlite<R>(
+  db: SqliteDb,
+  sql: string,
+  params: SQLQueryBindings,
+  out: RowEncoder<R>,
+  opts: StreamOptions,
+): ReadableStream<Uint8Array> {
+  const deadline = opts.timeoutMs ? performance.now() + opts.timeoutMs : Number.POSITIVE_INFINITY;
   const conn = openExportConnection(db);
   let stmt: Statement<R, [SQLQueryBindings]>;
   let rows: IterableIterator<R>;
@@ -124,6 +148,11 @@ function streamSqlite<R>(db: SqliteDb, sql: string, params: SQLQueryBindings, ou
           for (;;) {
             await new Promise<void>((resolve) => setImmediate(resolve));
             if (closed) return;
+            if (performance.now() >= deadline) {
+              close();
+              controller.error(downloadTimedOut(opts.timeoutMs!));
+              return;
+            }
             // A slice of at most SLICE_MS of reading and formatting per turn, so other requests wait little.
             const sliceEnd = performance.now() + SLICE_MS;
             let n = 0;
@@ -160,8 +189,16 @@ function streamSqlite<R>(db: SqliteDb, sql: string, params: SQLQueryBindings, ou
   );
 }
 
-async function streamPg<R>(db: Db, sql: string, params: Record<string, unknown>, out: RowEncoder<R>): Promise<ReadableStream<Uint8Array>> {
-  const cursor = await openPgCursor(db, toPositional(sql, params), { name: "download" });
+async function streamPg<R>(
+  db: Db,
+  sql: string,
+  params: Record<string, unknown>,
+  out: RowEncoder<R>,
+  opts: StreamOptions,
+): Promise<ReadableStream<Uint8Array>> {
+  const deadline = opts.timeoutMs ? performance.now() + opts.timeoutMs : Number.POSITIVE_INFINITY;
+  // Each FETCH is one statement: none may outlast the whole download's limit.
+  const cursor = await openPgCursor(db, toPositional(sql, params), { name: "download", statementTimeoutMs: opts.timeoutMs });
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -173,6 +210,11 @@ async function streamPg<R>(db: Db, sql: string, params: Record<string, unknown>,
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        if (performance.now() >= deadline) {
+          await close();
+          controller.error(downloadTimedOut(opts.timeoutMs!));
+          return;
+        }
         try {
           while (out.ready() < CHUNK_CHARS) {
             const { rows } = await cursor.fetch<R>(FETCH_ROWS);
@@ -194,6 +236,26 @@ async function streamPg<R>(db: Db, sql: string, params: Record<string, unknown>,
       },
       async cancel() {
         await close();
+      },
+    },
+    { highWaterMark: 1 },
+  );
+}
+
+/** A byte stream of `header` then `line(item)` for each of `items` (already read), a chunk per turn of the event loop. */
+export function linesStream<T>(header: string, items: readonly T[], line: (item: T) => string): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  let i = 0;
+  let pending = header;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        let text = pending;
+        pending = "";
+        while (text.length < CHUNK_CHARS && i < items.length) text += line(items[i++]!);
+        if (text) controller.enqueue(encoder.encode(text));
+        if (i >= items.length) controller.close();
       },
     },
     { highWaterMark: 1 },

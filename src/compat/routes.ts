@@ -9,7 +9,8 @@ import { resolveSite } from "../sites/resolve.ts";
 import { addDays, dayOf, isDate } from "../sync/dates.ts";
 import { resolvePages } from "./pages.ts";
 import { findRankingDataV2, v2GroupColumns } from "./queries.ts";
-import { defaultBounds, type Bounds } from "../analytics/bounds.ts";
+import { defaultBounds, heavyRequest, type Bounds } from "../analytics/bounds.ts";
+import { boundedDb } from "../db/bounded.ts";
 
 // The original tool's other clients (docs/compatibility.md): the v1 paths of before the modular app
 // (aliases routed to today's handlers), the v2-era ranking-data body, and the v3 HTTP tool endpoints.
@@ -118,8 +119,14 @@ async function toolBody<T extends z.ZodType>(c: Context, schema: T, needsPages: 
  * that answers v2-shaped bodies and gives /daily-data its defaults, and v3's POST /track_pages,
  * /pages_queries and /compare_periods (the MCP tools' reads over HTTP).
  */
-export function compatRoutes(db: Db, bounds: Bounds = defaultBounds) {
+export function compatRoutes(plain: Db, bounds: Bounds = defaultBounds) {
   const app = new Hono();
+  // Heavy reads: the caller's concurrency, and the request's time limit and caps on every read (bounded
+  // Drizzle, docs/security.md#cost-bounds). Counted once when the analytics routes answer after this.
+  const db = boundedDb(plain);
+  for (const path of ["/api/v1/analytics/ranking-data", "/track_pages", "/pages_queries", "/compare_periods"]) {
+    app.post(path, heavyRequest(bounds));
+  }
 
   app.post("/api/v1/analytics/ranking-data", async (c, next) => {
     let body: unknown;

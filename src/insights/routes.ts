@@ -1,5 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
+import { boundedDb } from "../db/bounded.ts";
+import { defaultBounds, heavyRequest, type Bounds } from "../analytics/bounds.ts";
 import { errorResponses, jsonBody, jsonResponse, validationHook } from "../openapi.ts";
 import { findSiteById, siteNotFound } from "../sites/queries.ts";
 import { SiteIdParams } from "../sites/schemas.ts";
@@ -28,8 +30,12 @@ import {
 const Answer = (name: string) => z.object({}).passthrough().openapi(name);
 
 /** The insight endpoints, mounted at /api/v1: /sites/{id}/insights/* and /sites/{id}/brand-terms. */
-export function insightsRoutes(db: Db) {
+export function insightsRoutes(plain: Db, bounds: Bounds = defaultBounds) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
+  // Reports are heavy reads: the caller's concurrency, and the request's time limit and caps on every
+  // read (bounded Drizzle, docs/security.md#cost-bounds). Brand terms (a short list, a write) are not.
+  app.get("/sites/:id/insights/*", heavyRequest(bounds));
+  const db = boundedDb(plain);
   const get = (path: string, summary: string, description: string, query: z.ZodObject, response: z.ZodType) =>
     createRoute({
       method: "get",
@@ -38,7 +44,7 @@ export function insightsRoutes(db: Db) {
       summary,
       description,
       request: { params: SiteIdParams, query },
-      responses: { 200: jsonResponse(response, summary), ...errorResponses(400, 404) },
+      responses: { 200: jsonResponse(response, summary), ...errorResponses(400, 404, 413, 429, 504) },
     });
   const formulas =
     "CTR = Σclicks / Σimpressions; position weighted by impressions. Default window: the 28 days ending at the newest day with data.";
@@ -127,8 +133,8 @@ export function insightsRoutes(db: Db) {
     }),
     async (c) => {
       const id = Number(c.req.valid("param").id);
-      if (!(await findSiteById(db, id))) throw siteNotFound(id);
-      return c.json({ site_id: id, terms: await listBrandTerms(db, id) }, 200);
+      if (!(await findSiteById(plain, id))) throw siteNotFound(id);
+      return c.json({ site_id: id, terms: await listBrandTerms(plain, id) }, 200);
     },
   );
   app.openapi(
@@ -142,8 +148,8 @@ export function insightsRoutes(db: Db) {
     }),
     async (c) => {
       const id = Number(c.req.valid("param").id);
-      if (!(await findSiteById(db, id))) throw siteNotFound(id);
-      return c.json({ site_id: id, terms: await replaceBrandTerms(db, id, c.req.valid("json").terms) }, 200);
+      if (!(await findSiteById(plain, id))) throw siteNotFound(id);
+      return c.json({ site_id: id, terms: await replaceBrandTerms(plain, id, c.req.valid("json").terms) }, 200);
     },
   );
   return app;

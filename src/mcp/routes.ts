@@ -5,14 +5,21 @@ import { scopeAllows } from "../auth/keys.ts";
 import { principalOf } from "../auth/middleware.ts";
 import type { Db } from "../db/index.ts";
 import { createMcpServer, type McpOptions } from "./tools.ts";
+import { defaultBounds, heavyRequest, type Bounds } from "../analytics/bounds.ts";
+import { boundedDb } from "../db/bounded.ts";
 
 /**
  * The MCP endpoint (Streamable HTTP), mounted at /mcp. Stateless: every POST gets a fresh server and
  * transport and is answered with plain JSON, so any HTTP worker can answer any request and no session
  * lives in one process's memory. There is no server-to-client stream, so GET and DELETE answer 405.
  */
-export function mcpRoutes(db: Db, opts: McpOptions) {
+export function mcpRoutes(plain: Db, opts: McpOptions, bounds: Bounds = defaultBounds) {
   const app = new Hono();
+  // Tool calls are heavy reads: a key's concurrency, and the request's time limit and caps on every read
+  // (bounded Drizzle, docs/security.md#cost-bounds); `query` has its own runner and limits besides.
+  // Keyless local clients wait for the query processes instead of being refused.
+  app.post("/", heavyRequest(bounds, "query", { keysOnly: true }));
+  const db = boundedDb(plain);
 
   app.post("/", async (c) => {
     const p = principalOf(c);

@@ -4,7 +4,7 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { z } from "zod";
 import type { Db } from "../db/index.ts";
-import { ApiError, isBusyError } from "../errors.ts";
+import { ApiError, apiErrorOf, isBusyError } from "../errors.ts";
 import { log } from "../log.ts";
 import { listSites } from "../sites/queries.ts";
 import { resolveSite, type SiteRef } from "../sites/resolve.ts";
@@ -291,7 +291,9 @@ async function answer(name: string, run: () => Promise<Record<string, unknown>>)
     const result = await run();
     return { content: [{ type: "text", text: JSON.stringify(result) }], structuredContent: result };
   } catch (err) {
-    if (err instanceof ApiError) return toolError(err.message);
+    // Drizzle wraps what a bounded read threw (timeout, caps) in its DrizzleQueryError.
+    const api = apiErrorOf(err);
+    if (api) return toolError(api.message);
     if (isBusyError(err)) return toolError("the database is busy; retry the call");
     log("error", "mcp tool failed", { tool: name, error: String(err), stack: (err as Error).stack });
     return toolError(`internal error in ${name} (logged)`);

@@ -23,12 +23,22 @@ const FETCH_ROWS = 10_000;
 
 /**
  * Runs a SELECT with named parameters on the PostgreSQL pool and returns its rows, within the current
- * request's budget (src/db/budget.ts): a READ ONLY transaction whose statement_timeout is the time left
- * (a backstop), cancelled (pg_cancel_backend) at the deadline or when the client goes away, and read
- * through a cursor so an answer past the row or byte cap is refused (413) without being held whole.
+ * request's budget (see pgBoundedRead).
  */
 export async function pgAll<R>(db: Db, text: string, params: Record<string, unknown>): Promise<R[]> {
-  const q = toPositional(text, params);
+  return (await pgBoundedRead<R>(db, toPositional(text, params))).rows;
+}
+
+/** A SELECT with positional parameters and node-postgres's per-query options (Drizzle's array rows and type parsers). */
+export type BoundedQuery = { text: string; values?: unknown[]; rowMode?: "array"; types?: pg.CustomTypesConfig };
+
+/**
+ * Runs a SELECT on the PostgreSQL pool within the current request's budget (src/db/budget.ts): a READ
+ * ONLY transaction whose statement_timeout is the time left (a backstop), cancelled (pg_cancel_backend)
+ * at the deadline or when the client goes away, and read through a cursor so an answer past the row or
+ * byte cap is refused (413) without being held whole.
+ */
+export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows: R[]; fields: pg.FieldDef[] }> {
   const b = currentBudget();
   const { pool, url } = db.pg!;
   let client: pg.PoolClient | null = null;
@@ -48,16 +58,22 @@ export async function pgAll<R>(db: Db, text: string, params: Record<string, unkn
       await c.query(`begin read only; set local statement_timeout = ${left + 1000}; set local cursor_tuple_fraction = 1`);
       await c.query({ text: `declare bounded_read no scroll cursor for ${q.text}`, values: q.values });
       const rows: R[] = [];
+      let fields: pg.FieldDef[] = [];
       let bytes = 0;
       for (;;) {
-        const r = await c.query<R & pg.QueryResultRow>(`fetch forward ${FETCH_ROWS} from bounded_read`);
+        const r = await c.query<R & pg.QueryResultRow>({
+          text: `fetch forward ${FETCH_ROWS} from bounded_read`,
+          ...(q.rowMode ? { rowMode: q.rowMode } : {}),
+          ...(q.types ? { types: q.types } : {}),
+        });
+        fields = r.fields;
         for (const row of r.rows) rows.push(row);
         bytes += JSON.stringify(r.rows).length;
         if (rows.length > b.maxRows || bytes > b.maxBytes) throw resultTooLarge(b, { rows: rows.length, bytes });
         if (r.rows.length < FETCH_ROWS) break;
       }
       await c.query("commit");
-      return rows;
+      return { rows, fields };
     } catch (err) {
       await c.query("rollback").catch((e: Error) => {
         broken = e;
