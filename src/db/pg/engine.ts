@@ -162,7 +162,14 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
         if (s === "committed" || s === "aborted") return s;
         if (s === null) return "unknown"; // too old to tell (wraparound): cannot happen seconds later
       } catch (err) {
-        if (!isUnavailableDbError(err)) return "unknown";
+        // "transaction ID … is in the future": the server came back from a crash with its xid counter behind
+        // ours. Recovery moves the counter past the xid of every WAL record it replays, a commit record
+        // included, so our COMMIT was not durable: it did not commit (and nothing was applied).
+        if (/in the future/.test(String((err as Error)?.message))) return "aborted";
+        if (!isUnavailableDbError(err)) {
+          log("warn", "write outcome check failed", { xid, error: String(err) });
+          return "unknown";
+        }
         await availability.suspect(err);
       }
       const left = deadline - performance.now();
