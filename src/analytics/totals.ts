@@ -329,8 +329,12 @@ export async function findLastDataDay(db: Db, siteId: number, searchType: Search
   const types = typeCodesOf(searchType);
   const [row] = await allRows<{ day: number | null; detail_day: number | null }>(
     db,
-    `select (select max(day) from gsc_property_totals where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})) as day,
-            (select max(day) from gsc_query_detail where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})) as detail_day`,
+    // Each key read backwards from the site's newest day to the first row of the type(s): max(day) with a type
+    // filter would read every row of the site (type follows day in the key).
+    `select (select day from gsc_property_totals where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
+             order by day desc limit 1) as day,
+            (select day from gsc_query_detail where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
+             order by day desc limit 1) as detail_day`,
     { site_id: siteId, types: JSON.stringify(types) },
   );
   const days = [row?.day, row?.detail_day].filter((d): d is number => d != null).map(Number);
