@@ -1,4 +1,4 @@
-// `bun bench/sync-ingest.ts [--days 30] [--rows 2000] [--runs 3] [--batch 250] [--bulk 5000] [--database postgres://…]`: the ingest
+// `bun bench/sync-ingest.ts [--days 30] [--rows 2000] [--runs 3] [--batch 250] [--bulk 5000] [--atomic 10000] [--database postgres://…]`: the ingest
 // speed of the sync engine. One site, one daily_sync of `days` days from the demo source (`rows` rows per
 // day and search type, so days × rows × 4 rows in all), run by one worker in this process; prints rows/s
 // per run and the median. Default: a fresh SQLite file in a temp dir; with --database, an EMPTY
@@ -25,6 +25,8 @@ const { values: args } = parseArgs({
     batch: { type: "string", default: "250" },
     // SYNC_BULK_BATCH_SIZE: rows per write while the worker writes alone (0: always --batch).
     bulk: { type: "string", default: "5000" },
+    // SYNC_ATOMIC_DAY_ROWS: days with at most this many detail rows go in one transaction with their totals (0: batches only).
+    atomic: { type: "string", default: "10000" },
     database: { type: "string" },
   },
 });
@@ -56,6 +58,7 @@ async function oneRun(db: Db, run: number): Promise<number> {
     retryBaseMs: 1000,
     batchSize: Number(args.batch),
     bulkBatchSize: Number(args.bulk),
+    atomicDayRows: Number(args.atomic),
   });
   for (;;) {
     const job = await findJob(db, task.id);

@@ -34,6 +34,7 @@ const worker = startWorker({
   retryBaseMs: config.SYNC_RETRY_BASE_MS,
   batchSize: config.SYNC_BATCH_SIZE,
   bulkBatchSize: config.SYNC_BULK_BATCH_SIZE,
+  atomicDayRows: config.SYNC_ATOMIC_DAY_ROWS,
   writeGapMs: config.SYNC_WRITE_GAP_MS,
 });
 const scheduler = config.SYNC_SCHEDULER

@@ -33,6 +33,8 @@ export type WorkerOptions = {
   batchSize: number;
   /** Rows per write transaction while this worker writes alone (bigger transactions, fewer commits); default batchSize. */
   bulkBatchSize?: number;
+  /** Detail rows up to which a day × type is written in one transaction with its totals (default 10,000; SYNC_ATOMIC_DAY_ROWS). */
+  atomicDayRows?: number;
   /** Pause after each write of a task, leaving the lock to other processes' writers. */
   writeGapMs?: number;
 };
@@ -119,6 +121,7 @@ export function startWorker(opts: WorkerOptions): Worker {
         const alone = performance.now() - contendedAt >= CONTENTION_MEMORY_MS;
         return alone ? Math.max(opts.batchSize, opts.bulkBatchSize ?? 0) : opts.batchSize;
       },
+      atomicDayRows: opts.atomicDayRows ?? 10_000,
       signal: ac.signal,
       write: async (fn) => {
         // A stop, cancel or lost lease noticed meanwhile: write nothing more (the batch loop ends here).

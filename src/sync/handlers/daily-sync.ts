@@ -12,10 +12,10 @@ import {
   type DayRowKey,
 } from "../data.ts";
 import { isFinalDay, isFreshDay } from "../dates.ts";
-import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
+import { deleteDayDetail, findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
 import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
-import type { TotalsRow } from "../source.ts";
+import type { SourceRow, TotalsRow } from "../source.ts";
 import { runDays } from "./days.ts";
 import type { TaskContext, TaskHandler } from "./index.ts";
 
@@ -68,12 +68,14 @@ const PAGE_ID_BATCH = 2000;
 /**
  * Fetches and stores one day and search type; returns the detail rows stored. First the totals grains
  * are fetched (property totals first: none means the type has no data that day, and nothing more is
- * asked). New detail rows are then upserted; only once every page is stored are the day's rows this
- * pass did not write (gone from the source) deleted, in short writes. So a fetch failing half-way
- * leaves the old rows in place (some updated), never a day with rows missing. Last, one transaction
- * replaces the day's totals grains, records its completeness and (if the day is final: old enough by
- * isFinalDay and not reported incomplete by Google) marks it synced: the day's totals are all from this
- * fetch or all from the previous one. Recent days (isFreshDay) are asked with dataState `all`.
+ * asked), then the query detail. A day whose detail has at most ctx.atomicDayRows rows (SYNC_ATOMIC_DAY_ROWS)
+ * is switched in ONE transaction: its old detail deleted and the new inserted, the day × query rollup
+ * rebuilt, the totals grains replaced, its completeness recorded and (if final: old enough by isFinalDay
+ * and not reported incomplete by Google) the day marked synced; a reader, or a crash, sees the old day or
+ * the new one. A bigger day's detail is upserted in batches first and the rows gone from the source
+ * deleted only once every page is stored (a fetch failing half-way leaves old rows, some updated, never
+ * a day with rows missing), then that one transaction swaps the totals: its detail is not atomic with
+ * them. Recent days (isFreshDay) are asked with dataState `all`.
  */
 export async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType): Promise<number> {
   const rules = typeRules(type);
@@ -89,30 +91,41 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   const pageRows = hasData ? await totals("page") : [];
   const appearance = hasData && rules.appearance ? await totals("appearance") : [];
 
+  // The detail is buffered while it fits in ctx.atomicDayRows: then the whole switch (detail, rollup,
+  // totals, completeness, marker) is one transaction. A bigger day's detail goes in batches first (old
+  // rows updated, stale ones deleted only once all are stored), its totals last: not atomic for readers.
   const written = new Set<string>();
+  let buffered: SourceRow[] | null = [];
   let detailRows = 0;
   let detailClicks = 0;
+  const writeBatched = async (rows: SourceRow[]) => {
+    // ctx.batchSize changes with contention: read once per batch.
+    for (let i = 0, batch: SourceRow[]; i < rows.length; i += batch.length) {
+      batch = rows.slice(i, i + ctx.batchSize);
+      const ids = await ctx.write((tx) => upsertRows(tx, site.id, day, type, batch));
+      rowsIngested.inc({ source: ctx.source.name }, ids.length);
+      for (const id of ids) written.add(id);
+    }
+  };
   if (hasData && rules.query) {
     for await (const page of ctx.source.pages(site.domain, day, type, ctx.signal, fetch)) {
       detailRows += page.length;
       for (const r of page) detailClicks += r.clicks ?? 0;
-      // ctx.batchSize changes with contention: read once per batch.
-      for (let i = 0, batch: typeof page; i < page.length; i += batch.length) {
-        batch = page.slice(i, i + ctx.batchSize);
-        const ids = await ctx.write((tx) => upsertRows(tx, site.id, day, type, batch));
-        rowsIngested.inc({ source: ctx.source.name }, ids.length);
-        for (const id of ids) written.add(id);
+      if (buffered && buffered.length + page.length <= ctx.atomicDayRows) {
+        buffered.push(...page);
+        continue;
       }
+      if (buffered) await writeBatched(buffered);
+      buffered = null;
+      await writeBatched(page);
     }
   }
-  if (rules.query) {
+  const atomic = buffered !== null;
+  if (!atomic && rules.query) {
     await deleteUnwritten(ctx, site.id, day, type, written);
     // The day × query rollup, from the day's complete detail (one grouped read of its rows).
     await ctx.write((tx) => rebuildDayQueryTotals(tx, site.id, day, type));
   }
-  // SQLite: the day's new queries go into the FTS5 search index in a few batched writes, not one FTS
-  // write per row. (PostgreSQL's trigram index on gsc_queries is kept by the server itself.)
-  if (ctx.db.engine === "sqlite" && written.size > 0) await indexAllPendingQueries((fn) => ctx.write((tx) => fn(tx as unknown as Orm)));
 
   const urls = [...new Set(pageRows.map((r) => r.page))];
   const pageIds = new Map<string, number>();
@@ -140,13 +153,33 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
       data_state: final ? "final" : "provisional",
     },
   };
-  // A provisional day is stored but not marked: its data may still change, so the next run fetches it again.
-  await ctx.write(async (tx) => {
+  // One transaction switches the day: its detail too when it fits (delete and insert: the old detail
+  // goes, the new comes, with the totals). A provisional day is stored but not marked: its data may still
+  // change, so the next run fetches it again.
+  const stored = await ctx.write(async (tx) => {
+    let rows = written.size;
+    if (atomic && rules.query) {
+      await deleteDayDetail(tx, site.id, dayNumber(day), typeCode(type));
+      const keys = new Set<string>();
+      for (let i = 0; i < buffered!.length; i += UPSERT_CHUNK) {
+        for (const k of await upsertRows(tx, site.id, day, type, buffered!.slice(i, i + UPSERT_CHUNK))) keys.add(k);
+      }
+      rows = keys.size;
+      await rebuildDayQueryTotals(tx, site.id, day, type);
+    }
     await replaceDayGrains(tx, grains);
-    if (final) await markDaySynced(tx, site.id, day, type, written.size);
+    if (final) await markDaySynced(tx, site.id, day, type, rows);
+    return rows;
   });
-  return written.size;
+  if (atomic) rowsIngested.inc({ source: ctx.source.name }, buffered!.length);
+  // SQLite: the day's new queries go into the FTS5 search index in a few batched writes, not one FTS
+  // write per row. (PostgreSQL's trigram index on gsc_queries is kept by the server itself.)
+  if (ctx.db.engine === "sqlite" && stored > 0) await indexAllPendingQueries((fn) => ctx.write((tx) => fn(tx as unknown as Orm)));
+  return stored;
 }
+
+/** Rows per upsertRows call inside the one transaction of an atomic day (its multi-row statements stay small). */
+const UPSERT_CHUNK = 1000;
 
 /** A totals row's measures as stored: integers, position scaled into sum_position. */
 function measures(r: TotalsRow) {

@@ -16,6 +16,11 @@ export type TaskContext = {
   source: SearchAnalyticsSource;
   /** Rows per write transaction. */
   batchSize: number;
+  /**
+   * A day × type whose query detail has at most this many rows is switched in one transaction with its
+   * totals (detail, rollup, grains, marker): readers and crashes see the old day or the new one, never a mix.
+   */
+  atomicDayRows: number;
   /** Aborted on a cancel request, a lost lease or worker shutdown: stop at the next await. */
   signal: AbortSignal;
   /**
