@@ -145,7 +145,17 @@ describe("daily_sync", () => {
       }) as typeof db.tx;
       const site = freshSite();
       const id = await queue(site, { start: DAYS[0], end: DAYS[0] });
-      const w = startWorker({ db, source: source(), pollMs: 20, leaseMs: 2000, retryBaseMs: 100, batchSize: 7, bulkBatchSize });
+      // atomicDayRows 0: every day in batches (a day this small is otherwise switched in one transaction).
+      const w = startWorker({
+        db,
+        source: source(),
+        pollMs: 20,
+        leaseMs: 2000,
+        retryBaseMs: 100,
+        batchSize: 7,
+        bulkBatchSize,
+        atomicDayRows: 0,
+      });
       try {
         expect((await settled(id)).status).toBe("completed");
       } finally {
