@@ -165,7 +165,10 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
         // "transaction ID … is in the future": the server came back from a crash with its xid counter behind
         // ours. Recovery moves the counter past the xid of every WAL record it replays, a commit record
         // included, so our COMMIT was not durable: it did not commit (and nothing was applied).
-        if (/in the future/.test(String((err as Error)?.message))) return "aborted";
+        if (/in the future/.test(String((err as Error)?.message))) {
+          log("info", "write outcome: its xid is in the future after a crash, so it did not commit", { xid });
+          return "aborted";
+        }
         if (!isUnavailableDbError(err)) {
           log("warn", "write outcome check failed", { xid, error: String(err) });
           return "unknown";
