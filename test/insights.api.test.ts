@@ -299,6 +299,15 @@ describe("the dashboard's country field", () => {
     expect(html.match(/data-insight-unavailable="country"/g)).toHaveLength(3);
     expect((await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/cannibalization?country=usa`)).status).toBe(400);
     expect((await request(s.url, "GET", `/api/v1/sites/${siteId}/insights/brand?country=usa`)).status).toBe(400);
+    // The search type: the API's numbers for it; discover and googleNews have no queries, said instead.
+    const image = await (await fetch(`${s.url}/ui/insights?site_id=${siteId}&search_type=image`)).text();
+    const io = await api("overview?search_type=image");
+    expect(image).toContain(`data-insight="overview" data-clicks="${io.clicks}" data-impressions="${io.impressions}"`);
+    expect(image).toContain('<option value="image" selected="">image</option>');
+    const discover = await fetch(`${s.url}/ui/insights?site_id=${siteId}&search_type=discover`);
+    expect(discover.status).toBe(200);
+    expect((await discover.text()).match(/data-insight-unavailable="search_type"/g)).toHaveLength(3);
+    expect((await fetch(`${s.url}/ui/insights?site_id=${siteId}&search_type=discover&device=MOBILE`)).status).toBe(400);
     const bad = await fetch(`${s.url}/ui/insights?site_id=${siteId}&country=us`);
     expect(bad.status).toBe(400);
     expect(await bad.text()).toContain("ISO 3166-1 alpha-3");

@@ -292,6 +292,13 @@ describe.skipIf(!haveChromium)("insights in chromium", () => {
     expect(shown.map(([k, c]) => [k, Number(c)])).toEqual(top.rows.map((r: { page: string; clicks: number }) => [r.page, r.clicks]));
     expect(await page.locator("[data-insight-unavailable=country]").count()).toBe(3);
     expect(await page.locator("[data-insight-unavailable=country]").first().innerText()).toContain("stored without country");
+    // Discover has no query dimension: the query reports say so.
+    await page.getByLabel("Country").fill("");
+    await page.getByLabel("Search type").selectOption("discover");
+    await page.getByRole("button", { name: "Show" }).click();
+    await page.waitForURL(/search_type=discover/);
+    expect(await page.locator("[data-insight-unavailable=search_type]").count()).toBe(3);
+    expect(await page.locator("[data-insight-unavailable=search_type]").first().innerText()).toContain("no query dimension");
     await page.close();
     const bad = await context.newPage();
     expect((await bad.goto(`${s.url}/ui/insights?site_id=${siteId}&country=us`))?.status()).toBe(400);

@@ -8,6 +8,7 @@ import type {
   overviewInsight,
   topInsight,
 } from "../insights/service.ts";
+import { searchTypeCodes } from "../db/enums.ts";
 import { dayRange } from "../sync/dates.ts";
 import { LineChart } from "./chart.tsx";
 import { num } from "./format.ts";
@@ -21,16 +22,26 @@ type Brand = Awaited<ReturnType<typeof brandInsight>>;
 type Top = Awaited<ReturnType<typeof topInsight>>;
 type Index = Awaited<ReturnType<typeof indexInsight>>;
 
-export type InsightsForm = { site_id?: number; start: string; end: string; device: string; country: string; compare_by: "page" | "query" };
+export type InsightsForm = {
+  site_id?: number;
+  start: string;
+  end: string;
+  device: string;
+  country: string;
+  search_type: string;
+  compare_by: "page" | "query";
+};
 
-/** Said where a query report would be, under a country filter. */
-function NoCountry({ id, title }: { id: string; title: string }) {
+/** Said where a query report would be, under a country filter or for a search type without queries. */
+function NoQueries({ id, title, form }: { id: string; title: string; form: InsightsForm }) {
+  const byCountry = form.country !== "";
   return (
-    <section aria-labelledby={id} data-insight-unavailable="country">
+    <section aria-labelledby={id} data-insight-unavailable={byCountry ? "country" : "search_type"}>
       <h2 id={id}>{title}</h2>
       <p class="muted">
-        Not available with a country filter: Search Console's query rows are stored without country (its 50,000-row cap per day), so only
-        totals and page reports can be split by country.
+        {byCountry
+          ? "Not available with a country filter: Search Console's query rows are stored without country (its 50,000-row cap per day), so only totals and page reports can be split by country."
+          : `Not available for ${form.search_type}: Search Console gives it no query dimension, only totals and pages.`}
       </p>
     </section>
   );
@@ -86,6 +97,16 @@ export function InsightsPage(props: {
           <input type="date" name="end" value={f.end} />
         </label>
         <label>
+          Search type
+          <select name="search_type">
+            {searchTypeCodes.map((v) => (
+              <option value={v} selected={f.search_type === v}>
+                {v}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
           Device
           <select name="device">
             <option value="">all</option>
@@ -124,16 +145,24 @@ export function InsightsPage(props: {
       {d ? (
         <>
           <OverviewSection o={d.overview} />
-          {d.compare ? <CompareSection c={d.compare} /> : <NoCountry id="h-compare" title="Winners and losers by query" />}
+          {d.compare ? <CompareSection c={d.compare} /> : <NoQueries id="h-compare" title="Winners and losers by query" form={f} />}
           <DecaySection d={d.decay} />
           {d.cannibalization ? (
             <CannibalizationSection c={d.cannibalization} />
           ) : (
-            <NoCountry id="h-cannibal" title="Cannibalized queries" />
+            <NoQueries id="h-cannibal" title="Cannibalized queries" form={f} />
           )}
-          {d.brand ? <BrandSection b={d.brand} canWrite={props.canWrite} /> : <NoCountry id="h-brand" title="Brand vs non-brand" />}
+          {d.brand ? (
+            <BrandSection b={d.brand} canWrite={props.canWrite} />
+          ) : (
+            <NoQueries id="h-brand" title="Brand vs non-brand" form={f} />
+          )}
           <div class="grid">
-            {d.topQueries ? <TopSection t={d.topQueries} title="Top queries" /> : <NoCountry id="h-top-queries" title="Top queries" />}
+            {d.topQueries ? (
+              <TopSection t={d.topQueries} title="Top queries" />
+            ) : (
+              <NoQueries id="h-top-queries" title="Top queries" form={f} />
+            )}
             <TopSection t={d.topPages} title="Top pages" />
           </div>
           <IndexSection x={d.index} />

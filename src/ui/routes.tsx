@@ -13,6 +13,7 @@ import { principalOf, type RateLimit, verifyKeyScope } from "../auth/middleware.
 import { createSession, revokeSession, UI_SESSION_COOKIE } from "../auth/sessions.ts";
 import type { Db } from "../db/index.ts";
 import { taskStatuses, type KeyScope } from "../db/model.ts";
+import { searchTypeCodes } from "../db/enums.ts";
 import { ApiError } from "../errors.ts";
 import { CONTROL_CHARACTERS } from "../db/sql.ts";
 import { searchQueries } from "../search/queries.ts";
@@ -417,6 +418,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       end: q.end ?? "",
       device,
       country: (q.country ?? "").trim().toLowerCase(),
+      search_type: (searchTypeCodes as readonly string[]).includes(q.search_type ?? "") ? q.search_type! : "web",
       compare_by: q.compare_by === "query" ? "query" : "page",
     };
     let error: string | null = null;
@@ -425,26 +427,40 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       if ((form.start && !isDate(form.start)) || (form.end && !isDate(form.end))) error = "Dates must be YYYY-MM-DD.";
       else if (form.country && !/^[a-z]{3}$/.test(form.country))
         error = "Country: an ISO 3166-1 alpha-3 code such as usa, deu or fra (Search Console's own codes).";
+      else if (form.search_type === "discover" && device) error = "Discover has no device dimension: choose all devices.";
       else {
         const country = form.country || undefined;
-        const w = { start: form.start || undefined, end: form.end || undefined, device: device || undefined, country };
-        // The query detail has no country (Search Console's 50,000-row cap): under a country filter the query
-        // reports are not shown (the API answers them 400), the totals and page reports are.
-        const byQuery = <T,>(run: () => Promise<T>) => (country ? Promise.resolve(null) : run());
+        const search_type = form.search_type;
+        const w = { start: form.start || undefined, end: form.end || undefined, device: device || undefined, country, search_type };
+        // The query detail has no country (Search Console's 50,000-row cap), and discover and googleNews have no
+        // query at all: then the query reports are not shown (the API answers them 400), the totals and page
+        // reports are.
+        const noQueries = country !== undefined || search_type === "discover" || search_type === "googleNews";
+        const byQuery = <T,>(run: () => Promise<T>) => (noQueries ? Promise.resolve(null) : run());
         const [overview, compare, decay, cannibalization, brand, topQueries, topPages, index] = await Promise.all([
           overviewInsight(db, siteId, w),
           // The comparison: the window's period against the one as long just before (default 28 vs 28).
-          country && form.compare_by === "query"
+          noQueries && form.compare_by === "query"
             ? null
             : compareInsight(db, siteId, {
                 by: form.compare_by,
                 current_start: w.start,
                 current_end: w.end,
+                search_type,
                 device: w.device,
                 country,
                 limit: 10,
               }),
-          decayInsight(db, siteId, { end: w.end, weeks: 8, min_drop: 0.2, min_clicks: 10, device: w.device, country, limit: 20 }),
+          decayInsight(db, siteId, {
+            end: w.end,
+            weeks: 8,
+            min_drop: 0.2,
+            min_clicks: 10,
+            search_type,
+            device: w.device,
+            country,
+            limit: 20,
+          }),
           byQuery(() => cannibalizationInsight(db, siteId, { ...w, min_share: 0.1, min_impressions: 50, limit: 20 })),
           byQuery(() => brandInsight(db, siteId, w)),
           byQuery(() => topInsight(db, siteId, { ...w, by: "query", limit: 10 })),
