@@ -90,7 +90,7 @@ const expected: Record<string, number> = (() => {
 })();
 
 type Unit = { engine: "sqlite" | "pg"; file: string; env: Record<string, string> };
-type Done = Unit & { code: number; ms: number };
+type Done = Unit & { code: number; ms: number; cpuMs: number };
 
 function runUnit(u: Unit): Promise<Done> {
   const t0 = performance.now();
@@ -103,9 +103,14 @@ function runUnit(u: Unit): Promise<Done> {
   });
   return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([o, e, code]) => {
     const ms = performance.now() - t0;
+    // CPU of the file's whole process tree as far as it was reaped (servers, workers, CLI runs; not the
+    // PostgreSQL server's backends, nor chromium's processes that outlive the test).
+    const cpuMs = Number(p.resourceUsage()?.cpuTime.total ?? 0n) / 1000;
     // One file's output at once, never interleaved with another's.
-    process.stdout.write(`\n--- [${u.engine}] ${u.file}: ${(ms / 1000).toFixed(1)} s, exit ${code}\n${e}${o}`);
-    return { ...u, code: code ?? 1, ms };
+    process.stdout.write(
+      `\n--- [${u.engine}] ${u.file}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s, exit ${code}\n${e}${o}`,
+    );
+    return { ...u, code: code ?? 1, ms, cpuMs };
   });
 }
 
@@ -200,6 +205,13 @@ const times = Object.fromEntries(
 );
 const timesFile = join(tmpdir(), "sitesync-test-times.json");
 writeFileSync(timesFile, `${JSON.stringify(times, null, 0).replaceAll(",", ",\n")}\n`);
-console.log(`\nwall ${((performance.now() - started) / 1000).toFixed(1)} s for ${done.length} files (per-file times: ${timesFile})`);
+const cpu = Object.fromEntries(
+  done.sort((a, b) => b.cpuMs - a.cpuMs).map((d) => [`${d.engine} ${basename(d.file)}`, Math.round(d.cpuMs / 100) / 10]),
+);
+writeFileSync(join(tmpdir(), "sitesync-test-cpu.json"), `${JSON.stringify(cpu, null, 0).replaceAll(",", ",\n")}\n`);
+const sum = (k: "ms" | "cpuMs") => (done.reduce((a, d) => a + d[k], 0) / 1000).toFixed(1);
+console.log(
+  `\nwall ${((performance.now() - started) / 1000).toFixed(1)} s for ${done.length} files; sum of file times ${sum("ms")} s, of their CPU ${sum("cpuMs")} s (per-file times: ${timesFile}, CPU: sitesync-test-cpu.json beside it)`,
+);
 console.log(`suite: ${results.join("; ")}`);
 process.exit(failed ? 1 : 0);

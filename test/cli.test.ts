@@ -227,9 +227,12 @@ describe("sync", () => {
 
 describe("following", () => {
   test("--progress bar draws the live bar even into a pipe; Ctrl-C stops following (exit 130) while the job goes on", async () => {
-    fake.setDelay(150);
+    // A delay per Search Console request keeps the job running long enough to be seen moving: a day is
+    // ~20 requests since the grains (totals, pages, appearance, detail per search type), so 30 ms makes a
+    // day ~0.6 s; the bar's follower looks every 100 ms (it was 150 ms and the default 500 ms poll: 30 s).
+    fake.setDelay(30);
     try {
-      const bar = await run(["sync", "https://beta.example/", "3", "overwrite", "--progress", "bar"]);
+      const bar = await run(["sync", "https://beta.example/", "3", "overwrite", "--progress", "bar", "--poll-ms", "100"]);
       expect(bar.code).toBe(0);
       expect(bar.stderr).toMatch(/█+░*\s+\d+% \| \d\/3 days \| job \d+ daily_sync Beta \| running/);
       expect(bar.stderr).toMatch(/█{40} 100% \| 3\/3 days \| job \d+ daily_sync Beta \| completed/);

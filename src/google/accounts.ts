@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { rmSync } from "node:fs";
-import { CodeChallengeMethod } from "google-auth-library";
+import type { CodeChallengeMethod } from "google-auth-library";
 import type { Config } from "../config.ts";
 import type { Db } from "../db/index.ts";
 import type { GoogleAccount } from "../db/model.ts";
@@ -377,7 +377,8 @@ export function createGoogleAccounts(db: Db, c: GoogleAccountsConfig) {
       scope: SIGN_IN_SCOPES,
       state,
       code_challenge: codeChallenge,
-      code_challenge_method: CodeChallengeMethod.S256,
+      // The enum's value as a literal: importing google-auth-library for it costs every process ~0.15 s of CPU.
+      code_challenge_method: "S256" as CodeChallengeMethod,
     });
     return { url, state, verifier: codeVerifier! };
   }

@@ -13,7 +13,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
-import { OAuth2Client } from "google-auth-library";
+import type { OAuth2Client } from "google-auth-library";
 import { z } from "zod";
 import { PermanentError } from "../errors.ts";
 import { DEFAULT_TOKEN_URL, readJsonFile, type TokenProvider } from "./auth.ts";
@@ -96,6 +96,9 @@ export function oauthClient(
   endpoints: { tokenUrl: string; authUrl?: string },
   redirectUri?: string,
 ) {
+  // Loaded on first use: google-auth-library (gaxios, gcp-metadata, its loggers) costs ~0.15 s of CPU
+  // to import, paid by every HTTP worker, sync worker and CLI run that imports this module otherwise.
+  const { OAuth2Client } = require("google-auth-library") as typeof import("google-auth-library");
   return new OAuth2Client({
     clientId: info.client_id,
     clientSecret: info.client_secret,
