@@ -418,8 +418,8 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: bun run migrate and bu
       const state = await pgInspect(asOwner.toString());
       expect(state.extensions.map((e) => e.extname)).toContain("pg_trgm");
       expect(state.indexes.map((i) => i.indexname)).toContain("gsc_queries_query_trgm_idx");
-      // The old rows' triggers went with the table (migrations/pg/0008): none is left.
-      expect(state.triggers.map((t) => t.tgname).sort()).toEqual([]);
+      // The old rows' triggers went with the table (migrations/pg/0008): only api_keys' NOTIFY (0012) is left.
+      expect(state.triggers.map((t) => t.tgname).sort()).toEqual(["api_keys_notify"]);
       expect((await admin.query("select rolsuper from pg_roles where rolname = $1", [role])).rows).toEqual([{ rolsuper: false }]);
       await admin.query(`drop database "${name}" with (force)`);
     } finally {
