@@ -229,12 +229,17 @@ const envSchema = z.object({
   ANALYTICS_MAX_BYTES: int(1024, 1024 * 1024 * 1024).default(32 * 1024 * 1024),
   ANALYTICS_MAX_TERMS: int(1, 10_000).default(1000),
   ANALYTICS_MAX_PARTIAL_TERMS: int(1, 10_000).default(100),
+  // ANALYTICS_CONCURRENCY_PER_KEY and EXPORT_CONCURRENCY_PER_KEY are per instance: each of the WORKERS HTTP
+  // workers allows its share (at least 1), counted in its own memory.
   ANALYTICS_CONCURRENCY_PER_KEY: int(1, 1000).default(2),
   // SQLite: query processes per HTTP worker that run the heavy reads (more than the per-key concurrency).
   ANALYTICS_PROCESSES: int(1, 64).default(3),
   EXPORT_CONCURRENCY_PER_KEY: int(1, 1000).default(2),
   // The longest one download (export) may run, from request to last byte: past it the stream is cut.
   EXPORT_TIMEOUT_MS: int(1000, 86_400_000).default(600_000),
+  // Largest body of a heavy request (ranking-data, page-keyword-performance, MCP, the v3 tool endpoints): refused
+  // 413 from its Content-Length before it is read or parsed, and before it takes a concurrency place.
+  ANALYTICS_MAX_BODY_BYTES: int(1024, 16 * 1024 * 1024).default(256 * 1024),
 
   // MCP `query` tool: its child process is killed past the time limit; rows and concurrent runs are capped.
   MCP_QUERY_TIMEOUT_MS: int(100, 600_000).default(5_000),

@@ -382,6 +382,54 @@ describe("every heavy read is bounded", () => {
   });
 });
 
+describe("bodies and places", () => {
+  test("a heavy request's body past ANALYTICS_MAX_BODY_BYTES is refused 413 from its Content-Length, unread", async () => {
+    // Headers announcing 500 kB (under the global 1 MiB limit), and no body byte sent: the answer comes without the server waiting for the body.
+    const { hostname, port } = new URL(quick.url);
+    let text = "";
+    const done = Promise.withResolvers<void>();
+    const socket = await Bun.connect({
+      hostname,
+      port: Number(port),
+      socket: {
+        data(_s, chunk) {
+          text += chunk.toString();
+          if (text.includes("\r\n\r\n") && text.includes("}")) done.resolve();
+        },
+        close() {
+          done.resolve();
+        },
+      },
+    });
+    socket.write(
+      `POST /api/v1/analytics/ranking-data HTTP/1.1\r\nHost: ${hostname}:${port}\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 500000\r\n\r\n`,
+    );
+    await done.promise;
+    socket.end();
+    expect(text.split("\r\n")[0]).toContain(" 413 ");
+    expect(text).toContain("ANALYTICS_MAX_BODY_BYTES");
+    // The same through fetch with a real body just past the default (256 KiB), the v2 body and MCP too.
+    const big = JSON.stringify({ ...slowBody(10), queries: ["x".repeat(300 * 1024)] });
+    for (const path of ["/api/v1/analytics/ranking-data", "/mcp", "/pages_queries"]) {
+      const res = await fetch(`${quick.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${key}` },
+        body: big,
+      });
+      expect({ path, status: res.status }).toEqual({ path, status: 413 });
+    }
+  });
+
+  test("per-key concurrency is per instance: each worker allows its share (at least 1)", async () => {
+    const { boundsFrom } = await import("../src/analytics/bounds.ts");
+    const { defaults } = await import("../src/config.ts");
+    const c = { ...defaults, ANALYTICS_CONCURRENCY_PER_KEY: 4, EXPORT_CONCURRENCY_PER_KEY: 3 };
+    expect(boundsFrom(c, 1)).toMatchObject({ perKey: 4, exportsPerKey: 3 });
+    expect(boundsFrom(c, 2)).toMatchObject({ perKey: 2, exportsPerKey: 1 });
+    expect(boundsFrom(c, 8)).toMatchObject({ perKey: 1, exportsPerKey: 1 });
+  });
+});
+
 describe("the bounded runner (in process)", () => {
   const open = (): Db =>
     testEngine === "pg" ? openPgDb({ url: dbPath, role: "test", poolSize: 2 }) : openDb({ path: dbPath, role: "test" });

@@ -24,6 +24,8 @@ export type Bounds = {
   exportsPerKey: number;
   /** EXPORT_TIMEOUT_MS: the longest one download may run (its stream is cut past it). */
   exportTimeoutMs: number;
+  /** ANALYTICS_MAX_BODY_BYTES: the largest body of a heavy request (413 before it is read). */
+  maxBodyBytes: number;
 };
 
 /** The bounds of the settings' defaults. */
@@ -36,19 +38,25 @@ export const defaultBounds: Bounds = {
   perKey: defaults.ANALYTICS_CONCURRENCY_PER_KEY,
   exportsPerKey: defaults.EXPORT_CONCURRENCY_PER_KEY,
   exportTimeoutMs: defaults.EXPORT_TIMEOUT_MS,
+  maxBodyBytes: defaults.ANALYTICS_MAX_BODY_BYTES,
 };
 
-/** Bounds from a Config's settings. */
-export function boundsFrom(c: Omit<typeof defaults, "SITESYNC_ROLE">): Bounds {
+/**
+ * Bounds from a Config's settings. The per-key concurrency settings are per instance: each of `workers`
+ * HTTP workers (counting in its own memory) allows its share, at least 1.
+ */
+export function boundsFrom(c: Omit<typeof defaults, "SITESYNC_ROLE">, workers = 1): Bounds {
+  const share = (total: number) => Math.max(1, Math.floor(total / Math.max(1, workers)));
   return {
     timeoutMs: c.ANALYTICS_TIMEOUT_MS,
     maxRows: c.ANALYTICS_MAX_ROWS,
     maxBytes: c.ANALYTICS_MAX_BYTES,
     maxTerms: c.ANALYTICS_MAX_TERMS,
     maxPartialTerms: c.ANALYTICS_MAX_PARTIAL_TERMS,
-    perKey: c.ANALYTICS_CONCURRENCY_PER_KEY,
-    exportsPerKey: c.EXPORT_CONCURRENCY_PER_KEY,
+    perKey: share(c.ANALYTICS_CONCURRENCY_PER_KEY),
+    exportsPerKey: share(c.EXPORT_CONCURRENCY_PER_KEY),
     exportTimeoutMs: c.EXPORT_TIMEOUT_MS,
+    maxBodyBytes: c.ANALYTICS_MAX_BODY_BYTES,
   };
 }
 
@@ -78,7 +86,8 @@ new Counter({
 const running = new Map<string, number>();
 // Requests holding a place already: a heavy route reached through another's middleware (the v2 body
 // of ranking-data, answered by compat before analytics) is counted and budgeted once.
-const placed = new WeakSet<Request>();
+// Keyed by the request's context (one per request across mounted apps; the app's body limit may replace c.req.raw).
+const placed = new WeakSet<object>();
 
 /** Who is counted: the key, else the client address (keyless loopback clients share one count). */
 function callerOf(c: Parameters<MiddlewareHandler>[0]): string {
@@ -94,7 +103,7 @@ function take(kind: "query" | "export", caller: string, limit: number, setting: 
     const what = kind === "export" ? "downloads" : "analytics or search requests";
     throw new ApiError(
       "rate_limited",
-      `${n} ${what} of this caller are running already, the most ${setting} (${limit}) allows per worker process; retry when one finishes`,
+      `${n} ${what} of this caller are running already, the most ${setting} allows per worker process (${limit}: the setting divided by WORKERS); retry when one finishes`,
       { limit, setting },
       { "Retry-After": "1" },
     );
@@ -118,8 +127,17 @@ function take(kind: "query" | "export", caller: string, limit: number, setting: 
  */
 export function heavyRequest(bounds: Bounds, kind: "query" | "export" = "query", o: { keysOnly?: boolean } = {}): MiddlewareHandler {
   return async (c, next) => {
-    if (placed.has(c.req.raw)) return next();
-    placed.add(c.req.raw);
+    if (placed.has(c)) return next();
+    placed.add(c);
+    // A body past the limit is refused from its Content-Length before anything reads it. (A chunked body has
+    // none: the app's 1 MiB limit on every body, which counts the bytes as they arrive, bounds it.)
+    const length = Number(c.req.header("content-length") ?? 0);
+    if (length > bounds.maxBodyBytes) {
+      throw new ApiError(
+        "payload_too_large",
+        `request body is larger than ${bounds.maxBodyBytes} bytes, the most ANALYTICS_MAX_BODY_BYTES allows for this route`,
+      );
+    }
     const caller = callerOf(c);
     const release =
       o.keysOnly && !caller.startsWith("key:")
