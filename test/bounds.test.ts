@@ -42,7 +42,8 @@ beforeAll(async () => {
   if (testEngine === "pg") {
     pgdb = newPgDatabase();
     dbPath = pgdb.url;
-    seed = await seedAnalyticsPg(dbPath, { rows: 60_000, days: 30 });
+    // More rows than SQLite: PostgreSQL's parallel workers make 60,000 too quick to watch a slow body run.
+    seed = await seedAnalyticsPg(dbPath, { rows: 200_000, days: 30 });
   } else {
     dbPath = join(dir.dir, "app.db");
     seed = await seedAnalytics(dbPath, { rows: 60_000, days: 30 });
