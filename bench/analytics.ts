@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -8,17 +9,23 @@ import { demoRows } from "../src/sync/demo.ts";
 import { runLoad, type LoadResult } from "./load.ts";
 import { startService, type RunningServer } from "./processes.ts";
 import { treeRss } from "./rss.ts";
+import pg from "pg";
+import { migratePg } from "../src/db/pg/migrate.ts";
 import { seedAnalytics, type SeedResult } from "./seed-analytics.ts";
+import { seedAnalyticsPg } from "./seed-analytics-pg.ts";
 import { seedSites } from "./seed.ts";
 
 // `bun run bench:analytics`: one site with N synced rows (demo rows over a year, written by a direct
 // seeder), the service started on it, then: each analytics request's latency (one request in flight,
-// p50/p99), the whole-site CSV export (rows/s, the server's RSS sampled throughout), and the sites
-// API under autocannon alone and beside a light and a heavy analytics load, in the same run.
+// p50/p99), the whole-site CSV and Parquet exports (rows/s, the server's RSS sampled throughout), and the sites
+// API under autocannon alone and beside a light and a heavy analytics load, in the same run. Also the seeding's
+// ingest rate (rows/s through upsertRows and the rollup rebuild, one day per transaction) and the bytes per
+// stored detail row (SQLite: the file; PostgreSQL: the detail, rollup and dictionary relations with indexes).
 //
 //   bun run bench:analytics [--rows 5000000] [--days 365] [--workers 2] [--requests 100]
 //                           [--slow-requests 10] [--duration 5] [--rounds 3] [--connections 8]
-//                           [--db path (kept; reused when it exists)] [--out bench/results/analytics.json]
+//                           [--db path (kept; reused when it exists)] [--database postgres://… (an EMPTY database)]
+//                           [--out bench/results/analytics.json]
 
 const flagsSchema = z.object({
   rows: z.coerce.number().int().min(100).max(50_000_000).default(5_000_000),
@@ -30,6 +37,10 @@ const flagsSchema = z.object({
   connections: z.coerce.number().int().min(1).max(1000).default(8),
   rounds: z.coerce.number().int().min(1).max(100).default(3),
   db: z.string().min(1).optional(),
+  database: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//)
+    .optional(),
   out: z
     .string()
     .min(1)
@@ -181,12 +192,16 @@ type ExportResult = {
   anonBeforeMiB: number;
   anonPeakMiB: number;
   client: "curl" | "fetch";
+  format: "csv" | "parquet";
 };
 
 const MiB = 1024 * 1024;
 
-/** Downloads the whole site as CSV, counting rows, while sampling the server tree's RSS every 50 ms. */
-async function exportCsv(server: RunningServer, siteId: number): Promise<ExportResult> {
+/**
+ * Downloads the whole site as CSV (counting rows) or Parquet (rows: the seeded count; the file's footer has it),
+ * while sampling the server tree's RSS every 50 ms.
+ */
+async function exportSite(server: RunningServer, siteId: number, format: "csv" | "parquet" = "csv", seededRows = 0): Promise<ExportResult> {
   const sample = () => {
     const all = [...(treeRss(server.pid)?.values() ?? [])];
     return { rss: all.reduce((a, b) => a + b.rss, 0), anon: all.reduce((a, b) => a + b.anon, 0) };
@@ -201,7 +216,7 @@ async function exportCsv(server: RunningServer, siteId: number): Promise<ExportR
   let bytes = 0;
   let lines = 0;
   const curl = Bun.which("curl");
-  const url = `${server.url}/api/v1/sites/${siteId}/export?format=csv`;
+  const url = `${server.url}/api/v1/sites/${siteId}/export?format=${format}`;
   try {
     if (curl) {
       // curl and wc cost the client far less CPU than a JavaScript reader: on a 2-core machine the
@@ -221,14 +236,14 @@ async function exportCsv(server: RunningServer, siteId: number): Promise<ExportR
       if (res.status !== 200 || !res.body) throw new Error(`export answered ${res.status}`);
       for await (const chunk of res.body) {
         bytes += chunk.length;
-        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+        if (format === "csv") for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
       }
     }
   } finally {
     clearInterval(timer);
   }
   const seconds = (performance.now() - t) / 1000;
-  const rows = lines - 1;
+  const rows = format === "csv" ? lines - 1 : seededRows;
   return {
     rows,
     bytes,
@@ -239,7 +254,42 @@ async function exportCsv(server: RunningServer, siteId: number): Promise<ExportR
     anonBeforeMiB: before.anon / MiB,
     anonPeakMiB: peak.anon / MiB,
     client: curl ? "curl" : "fetch",
+    format,
   };
+}
+
+/** Bytes on disk per stored detail row: the SQLite file (after a checkpoint), or PostgreSQL's detail, rollup and dictionaries. */
+async function bytesPerRow(dbPath: string, rows: number): Promise<{ bytes: number; perRow: number; tables: Record<string, number> }> {
+  const tables: Record<string, number> = {};
+  let bytes: number;
+  if (dbPath.startsWith("postgres")) {
+    const c = new pg.Client({ connectionString: dbPath });
+    await c.connect();
+    try {
+      for (const t of ["gsc_query_detail", "gsc_day_query_totals", "gsc_pages", "gsc_queries"]) {
+        tables[t] = Number((await c.query("select pg_total_relation_size($1::regclass) as n", [t])).rows[0].n);
+      }
+    } finally {
+      await c.end();
+    }
+    bytes = Object.values(tables).reduce((a, b) => a + b, 0);
+  } else {
+    const db = new Database(dbPath);
+    try {
+      db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+      // dbstat: each table's and index's pages (when SQLite is built with it).
+      try {
+        for (const r of db
+          .query<{ name: string; n: number }, []>("select name, sum(pgsize) as n from dbstat group by name order by n desc limit 8")
+          .all())
+          tables[r.name] = r.n;
+      } catch {}
+    } finally {
+      db.close();
+    }
+    bytes = statSync(dbPath).size;
+  }
+  return { bytes, perRow: bytes / rows, tables };
 }
 
 /** Runs `loop` over and over on `clients` concurrent clients until the returned stop() is awaited. */
@@ -261,8 +311,9 @@ function background(clients: number, loop: () => Promise<unknown>) {
 
 async function main() {
   const flags = readFlags();
-  const tmp = flags.db ? null : mkdtempSync(join(tmpdir(), "sitesync-bench-analytics-"));
-  const dbPath = flags.db ?? join(tmp!, "analytics.db");
+  const tmp = flags.db || flags.database ? null : mkdtempSync(join(tmpdir(), "sitesync-bench-analytics-"));
+  const dbPath = flags.database ?? flags.db ?? join(tmp!, "analytics.db");
+  const engine = flags.database ? "pg" : "sqlite";
   let server: RunningServer | undefined;
   try {
     let seed: SeedResult;
@@ -274,13 +325,27 @@ async function main() {
     } else {
       console.log(`seeding ${flags.rows.toLocaleString("en-US")} rows over ${flags.days} days...`);
       const t = performance.now();
-      seed = await seedAnalytics(dbPath, { rows: flags.rows, days: flags.days });
-      seedSeconds = (performance.now() - t) / 1000;
+      if (engine === "pg") {
+        await migratePg(dbPath);
+        const t0 = performance.now();
+        seed = await seedAnalyticsPg(dbPath, { rows: flags.rows, days: flags.days });
+        seedSeconds = (performance.now() - t0) / 1000;
+      } else {
+        seed = await seedAnalytics(dbPath, { rows: flags.rows, days: flags.days });
+        seedSeconds = (performance.now() - t) / 1000;
+      }
       if (flags.db) writeFileSync(seedFile, JSON.stringify(seed));
       console.log(
         `seeded ${seed.rows.toLocaleString("en-US")} rows (${seed.rowsPerDayType} per day and search type) in ${seedSeconds.toFixed(1)} s`,
       );
+      console.log(`ingest (${engine}) ${Math.round(seed.rows / seedSeconds).toLocaleString("en-US")} rows/s`);
     }
+    const size = await bytesPerRow(dbPath, seed.rows);
+    console.log(
+      `bytes_per_row (${engine}) ${size.perRow.toFixed(1)} (${(size.bytes / MiB).toFixed(1)} MiB: ${Object.entries(size.tables)
+        .map(([k, v]) => `${k} ${(v / seed.rows).toFixed(1)}`)
+        .join(", ")})`,
+    );
 
     server = await startService({ dbPath, workers: flags.workers, syncWorkers: 0 });
     // A reused file already has the sites of its first run.
@@ -301,7 +366,7 @@ async function main() {
     // Twice: the first also warms the file cache, and this machine is shared.
     const exports: ExportResult[] = [];
     for (let i = 0; i < 2; i++) {
-      const exp = await exportCsv(server, seed.siteId);
+      const exp = await exportSite(server, seed.siteId);
       exports.push(exp);
       console.log(
         `export_csv (${exp.client})          ${exp.rows.toLocaleString("en-US")} rows, ${(exp.bytes / MiB).toFixed(0)} MiB in ${exp.seconds.toFixed(1)} s: ` +
@@ -310,6 +375,13 @@ async function main() {
       );
       if (exp.rows !== seed.rows) console.log(`  (the export has ${exp.rows} rows, the seed ${seed.rows}: the file holds other rows too)`);
     }
+    const parquet = await exportSite(server, seed.siteId, "parquet", seed.rows);
+    exports.push(parquet);
+    console.log(
+      `export_parquet (${parquet.client})      ${parquet.rows.toLocaleString("en-US")} rows, ${(parquet.bytes / MiB).toFixed(1)} MiB in ${parquet.seconds.toFixed(1)} s: ` +
+        `${Math.round(parquet.rowsPerSec).toLocaleString("en-US")} rows/s; ` +
+        `server RSS ${parquet.rssBeforeMiB.toFixed(0)} -> peak ${parquet.rssPeakMiB.toFixed(0)} MiB (anonymous ${parquet.anonBeforeMiB.toFixed(0)} -> ${parquet.anonPeakMiB.toFixed(0)} MiB)`,
+    );
 
     // The sites API alone and beside each analytics load, in rounds that alternate the conditions, so
     // the machine's own drift (other work on a shared machine) falls on all of them alike; each
@@ -331,7 +403,7 @@ async function main() {
       ["alone", null],
       ["+light", () => background(1, mix(light))],
       ["+heavy", () => background(1, mix(heavy))],
-      ["+export", () => background(1, () => exportCsv(server!, seed.siteId))],
+      ["+export", () => background(1, () => exportSite(server!, seed.siteId))],
     ];
     const runs: { name: string; round: number; load: LoadResult; analyticsRounds: number }[] = [];
     for (let round = 1; round <= flags.rounds; round++) {
@@ -376,7 +448,9 @@ async function main() {
         bun: Bun.version,
       },
       options: flags,
-      seed: { ...seed, seconds: seedSeconds },
+      engine,
+      seed: { ...seed, seconds: seedSeconds, rowsPerSec: seedSeconds ? seed.rows / seedSeconds : null },
+      size,
       latencies,
       exports,
       sitesMedians: medians,
