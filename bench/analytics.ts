@@ -9,6 +9,7 @@ import { demoRows } from "../src/sync/demo.ts";
 import { runLoad, type LoadResult } from "./load.ts";
 import { startService, type RunningServer } from "./processes.ts";
 import { treeRss } from "./rss.ts";
+import { asyncBufferFromFile, parquetMetadataAsync } from "hyparquet";
 import pg from "pg";
 import { migratePg } from "../src/db/pg/migrate.ts";
 import { seedAnalytics, type SeedResult } from "./seed-analytics.ts";
@@ -198,10 +199,11 @@ type ExportResult = {
 const MiB = 1024 * 1024;
 
 /**
- * Downloads the whole site as CSV (counting rows) or Parquet (rows: the seeded count; the file's footer has it),
+ * Downloads the whole site as CSV (counting rows) or Parquet (to a temp file: its rows read from the footer),
  * while sampling the server tree's RSS every 50 ms.
  */
-async function exportSite(server: RunningServer, siteId: number, format: "csv" | "parquet" = "csv", seededRows = 0): Promise<ExportResult> {
+async function exportSite(server: RunningServer, siteId: number, format: "csv" | "parquet" = "csv"): Promise<ExportResult> {
+  const file = format === "parquet" ? join(mkdtempSync(join(tmpdir(), "sitesync-bench-parquet-")), "export.parquet") : null;
   const sample = () => {
     const all = [...(treeRss(server.pid)?.values() ?? [])];
     return { rss: all.reduce((a, b) => a + b.rss, 0), anon: all.reduce((a, b) => a + b.anon, 0) };
@@ -222,7 +224,8 @@ async function exportSite(server: RunningServer, siteId: number, format: "csv" |
       // curl and wc cost the client far less CPU than a JavaScript reader: on a 2-core machine the
       // client would otherwise take a good share of the CPU the server is measured with.
       // curl's own exit status goes to stderr (sh has no pipefail).
-      const p = Bun.spawn(["sh", "-c", `{ "${curl}" -sS --fail "${url}"; echo "curl exit $?" >&2; } | wc -lc`], {
+      const to = file ? `-o "${file}"` : "";
+      const p = Bun.spawn(["sh", "-c", `{ "${curl}" -sS --fail ${to} "${url}"; echo "curl exit $?" >&2; } | wc -lc`], {
         stdout: "pipe",
         stderr: "pipe",
       });
@@ -234,16 +237,23 @@ async function exportSite(server: RunningServer, siteId: number, format: "csv" |
     } else {
       const res = await fetch(url);
       if (res.status !== 200 || !res.body) throw new Error(`export answered ${res.status}`);
-      for await (const chunk of res.body) {
-        bytes += chunk.length;
-        if (format === "csv") for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
-      }
+      if (file) await Bun.write(file, res);
+      else
+        for await (const chunk of res.body) {
+          bytes += chunk.length;
+          for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+        }
     }
   } finally {
     clearInterval(timer);
   }
   const seconds = (performance.now() - t) / 1000;
-  const rows = format === "csv" ? lines - 1 : seededRows;
+  let rows = lines - 1;
+  if (file) {
+    bytes = statSync(file).size;
+    rows = Number((await parquetMetadataAsync(await asyncBufferFromFile(file))).num_rows);
+    rmSync(dirname(file), { recursive: true, force: true });
+  }
   return {
     rows,
     bytes,
@@ -375,7 +385,7 @@ async function main() {
       );
       if (exp.rows !== seed.rows) console.log(`  (the export has ${exp.rows} rows, the seed ${seed.rows}: the file holds other rows too)`);
     }
-    const parquet = await exportSite(server, seed.siteId, "parquet", seed.rows);
+    const parquet = await exportSite(server, seed.siteId, "parquet");
     exports.push(parquet);
     console.log(
       `export_parquet (${parquet.client})      ${parquet.rows.toLocaleString("en-US")} rows, ${(parquet.bytes / MiB).toFixed(1)} MiB in ${parquet.seconds.toFixed(1)} s: ` +

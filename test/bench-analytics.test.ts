@@ -63,6 +63,9 @@ describe("bun run bench:analytics", () => {
         /^export_csv \((curl|fetch)\)\s+[\d,]+ rows, .* rows\/s \(target >= 200,000: (met|NOT MET)\); server RSS \d+ -> peak \d+ MiB \(anonymous \d+ -> \d+ MiB\)$/gm,
       ),
     ).toHaveLength(2);
+    expect(stdout).toMatch(/^ingest \(sqlite\) [\d,]+ rows\/s$/m);
+    expect(stdout).toMatch(/^bytes_per_row \(sqlite\) [\d.]+ \(.*gsc_query_detail [\d.]+/m);
+    expect(stdout.match(/^export_parquet \((curl|fetch)\)\s+[\d,]+ rows, .* rows\/s; server RSS \d+ -> peak \d+ MiB/gm)).toHaveLength(1);
     for (const run of ["alone", "\\+light", "\\+heavy", "\\+export"]) {
       expect(stdout.match(new RegExp(`^sites_get ${run}\\s+round [12]\\s+[\\d,]+ req/s`, "gm"))).toHaveLength(2);
     }
@@ -73,6 +76,10 @@ describe("bun run bench:analytics", () => {
     expect(report.latencies.map((l: { name: string }) => l.name)).toEqual(names);
     for (const l of report.latencies) expect(l.errors).toBe(0);
     for (const e of report.exports) expect(e.rows).toBe(seeded);
+    expect(report.exports.map((e: { format: string }) => e.format)).toEqual(["csv", "csv", "parquet"]);
+    expect(report.exports[2].bytes).toBeGreaterThan(1000);
+    expect(report.size.perRow).toBeGreaterThan(0);
+    expect(report.seed.rowsPerSec).toBeGreaterThan(0);
     expect(report.sites.map((s: { name: string }) => s.name)).toEqual([
       "alone",
       "+light",

@@ -11,6 +11,9 @@ import { gscDayQueryTotals as dq, gscQueryDetail as d, gscPages, gscQueries, hou
 
 const ROWS_PER_STATEMENT = 1000;
 
+/** Detail rows per upsert of column arrays (UNNEST): a few hundred KB of parameters. */
+const UNNEST_ROWS = 20_000;
+
 type DailyRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressions" | "position">;
 type HourlyInsert = Omit<HourlyRow, "id">;
 
@@ -64,35 +67,40 @@ export async function upsertRowsPg(tx: Q, siteId: number, day: number, type: num
     siteId,
     rows.map((r) => r.query),
   );
-  const keys: string[] = [];
-  const unique = new Map<string, typeof d.$inferInsert>();
-  for (const r of rows) {
-    const page_id = pages.get(r.page)!;
-    const query_id = queries.get(r.query)!;
-    const device = deviceCode(r.device);
-    const key = `${siteId}|${day}|${type}|${page_id}|${query_id}|${device}`;
-    keys.push(key);
-    unique.set(key, {
-      site_id: siteId,
-      day,
-      type,
-      page_id,
-      query_id,
-      device,
-      clicks: r.clicks,
-      impressions: r.impressions,
-      sum_position: sumPosition(r.position, r.impressions),
-    });
+  const keys: string[] = new Array(rows.length);
+  // The last row of each key (one statement cannot update the same row twice on PostgreSQL), as columns.
+  const last = new Map<string, number>();
+  const prefix = `${siteId}|${day}|${type}|`;
+  const pageIds: number[] = new Array(rows.length);
+  const queryIds: number[] = new Array(rows.length);
+  const devices: number[] = new Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    pageIds[i] = pages.get(r.page)!;
+    queryIds[i] = queries.get(r.query)!;
+    devices[i] = deviceCode(r.device);
+    const key = `${prefix}${pageIds[i]}|${queryIds[i]}|${devices[i]}`;
+    keys[i] = key;
+    last.set(key, i);
   }
-  const values = [...unique.values()];
-  for (let i = 0; i < values.length; i += ROWS_PER_STATEMENT) {
-    await tx
-      .insert(d)
-      .values(values.slice(i, i + ROWS_PER_STATEMENT))
-      .onConflictDoUpdate({
-        target: [d.site_id, d.day, d.type, d.page_id, d.query_id, d.device],
-        set: fromExcluded("clicks", "impressions", "sum_position"),
-      });
+  const cols: number[][] = [[], [], [], [], [], []];
+  for (const i of last.values()) {
+    const r = rows[i]!;
+    cols[0]!.push(pageIds[i]!);
+    cols[1]!.push(queryIds[i]!);
+    cols[2]!.push(devices[i]!);
+    cols[3]!.push(r.clicks);
+    cols[4]!.push(r.impressions);
+    cols[5]!.push(sumPosition(r.position, r.impressions));
+  }
+  // One statement per UNNEST_ROWS rows: each column one array parameter (an integer array literal), not 9 parameters a row.
+  const n = cols[0]!.length;
+  for (let i = 0; i < n; i += UNNEST_ROWS) {
+    const [p, q, dv, c, im, sp] = cols.map((col) => `{${col.slice(i, i + UNNEST_ROWS).join(",")}}`);
+    await tx.execute(sql`insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
+      select ${siteId}::int, ${day}::int, ${type}::int, u.* from unnest(${p}::int[], ${q}::int[], ${dv}::int[], ${c}::int[], ${im}::int[], ${sp}::bigint[]) as u
+      on conflict (site_id, day, type, page_id, query_id, device)
+      do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position`);
   }
   return keys;
 }
