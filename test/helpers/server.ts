@@ -64,7 +64,8 @@ export async function startServer(
         cwd: root,
         env: { ...process.env, DATABASE_URL: dbPath, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...opts.env },
         ready: "sitesync listening",
-        timeoutMs: opts.timeoutMs ?? 20_000,
+        // A bound for a loaded machine (servers took ~16 s to start at load 30), never a speed assertion.
+        timeoutMs: opts.timeoutMs ?? 60_000,
         name: "server",
       },
     );
