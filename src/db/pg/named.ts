@@ -55,7 +55,11 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
       const left = Math.max(1, Math.ceil(b.deadline - performance.now()));
       // cursor_tuple_fraction 1: plan for the whole result, as a plain query would (a cursor's default
       // plans for the first 10% of rows and may pick a slower plan for aggregations).
-      await c.query(`begin read only; set local statement_timeout = ${left + 1000}; set local cursor_tuple_fraction = 1`);
+      // No parallel workers: one heavy read takes one core of the server, not all of them (the other clients'
+      // requests share that server's CPU; measured with bench/bounds-load.ts, docs/security.md).
+      await c.query(
+        `begin read only; set local statement_timeout = ${left + 1000}; set local cursor_tuple_fraction = 1; set local max_parallel_workers_per_gather = 0`,
+      );
       await c.query({ text: `declare bounded_read no scroll cursor for ${q.text}`, values: q.values });
       const rows: R[] = [];
       let fields: pg.FieldDef[] = [];
