@@ -203,6 +203,12 @@ describe("each insight against sums computed from the rows", () => {
     expect(x.top_pages_checked).toBe(5);
     expect(x.uninspected_top_pages.map((p: { page: string }) => p.page)).toEqual([`${H}/b`, `${H}/d`]);
     expect((await api("index?limit=1")).pages).toHaveLength(1);
+    // The CLI's table: the same pages.
+    const text = await cli(["insights", String(siteId), "--kind", "index"], { env: { SITESYNC_URL: s.url } });
+    expect({ code: text.code, stderr: text.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(text.stdout).toContain(`3 pages inspected, 2 not passing (${x.not_passing_clicks} clicks`);
+    expect(text.stdout).toMatch(new RegExp(`${H}/a\\s+${clicksOf("/a").clicks}\\s+${clicksOf("/a").impressions}\\s+FAIL`));
+    expect(text.stdout).toContain("2 of the 5 pages with the most clicks were never inspected.");
   });
 
   test("bad input: 400; unknown site: 404", async () => {
