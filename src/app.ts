@@ -70,6 +70,8 @@ export type AppOptions = {
   loginRateLimit?: RateLimit;
   /** How long a dashboard session lasts (UI_SESSION_TTL). */
   sessionTtlMs?: number;
+  /** Seconds Bun.serve lets a connection stay silent (HTTP_IDLE_TIMEOUT_S): the dashboard's live streams send a keep-alive well within it. */
+  idleTimeoutS?: number;
   /** Cost bounds of analytics, search and downloads (ANALYTICS_*, EXPORT_CONCURRENCY_PER_KEY). */
   bounds?: Bounds;
   /** Limits of the MCP `query` tool. */
@@ -176,6 +178,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
       sessionTtlMs: opts.sessionTtlMs,
       loginRateLimit: opts.loginRateLimit,
       google,
+      keepAliveMs: Math.max(500, ((opts.idleTimeoutS ?? defaults.HTTP_IDLE_TIMEOUT_S) * 1000) / 2),
     }),
   );
   app.route(

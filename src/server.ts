@@ -39,6 +39,7 @@ const app = createApp(db, {
   rateLimit: createRateLimiter(db, { perKey: config.RATE_LIMIT_PER_MINUTE, perIp: config.RATE_LIMIT_IP_PER_MINUTE }),
   loginRateLimit: createRateLimiter(db, { perKey: 0, perIp: config.LOGIN_ATTEMPTS_PER_MINUTE }),
   sessionTtlMs: config.UI_SESSION_TTL,
+  idleTimeoutS: config.HTTP_IDLE_TIMEOUT_S,
   bounds: boundsFrom(config, config.supervised ? config.WORKERS : 1),
   auth: {
     mode: config.AUTH,

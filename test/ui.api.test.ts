@@ -303,3 +303,26 @@ describe("a draining worker ends the dashboard's event streams instead of waitin
     }
   }, 60_000);
 });
+
+describe("a live part whose content does not change outlives the server's idle timeout", () => {
+  test("HTTP_IDLE_TIMEOUT_S=2: the jobs stream stays open on keep-alive comments (it was cut after 2 s of silence)", async () => {
+    const { startServer } = await import("./helpers/server.ts");
+    const s = await startServer({ workers: 1, env: { HTTP_IDLE_TIMEOUT_S: "2" } });
+    try {
+      const res = await fetch(`${s.url}/ui/jobs/stream`);
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = "";
+      // No job changes here: after the first render only keep-alives come. Three of them span over 2 idle timeouts.
+      while ((text.match(/: keep-alive/g) ?? []).length < 3) {
+        const chunk = await reader.read();
+        expect({ closed: chunk.done, received: text.length > 0 }).toEqual({ closed: false, received: text.length > 0 });
+        text += decoder.decode(chunk.value);
+      }
+      expect(text).toStartWith("event: jobs");
+      await reader.cancel();
+    } finally {
+      await s.cleanup();
+    }
+  }, 60_000);
+});

@@ -82,6 +82,11 @@ export type UiOptions = {
   loginRateLimit?: RateLimit;
   /** The Google accounts and their properties (the Google page; none: the page says so). */
   google?: GoogleAccounts;
+  /**
+   * A live stream that sent nothing for this long sends an SSE comment: the server closes connections silent
+   * for HTTP_IDLE_TIMEOUT_S (10 s), which cut a live part whose content did not change (default 5 s).
+   */
+  keepAliveMs?: number;
 };
 
 const JS = "text/javascript; charset=utf-8";
@@ -208,7 +213,8 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       </Layout>,
     ),
   );
-  app.get("/overview/stream", (c) => live(c, "overview", 2000, async () => <OverviewBody o={await overview(c)} />));
+  const keepAliveMs = opts.keepAliveMs ?? 5000;
+  app.get("/overview/stream", (c) => live(c, "overview", 2000, keepAliveMs, async () => <OverviewBody o={await overview(c)} />));
 
   app.get("/sites", async (c) =>
     c.html(
@@ -330,7 +336,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
 
   app.get("/sites/:id/calendar/stream", (c) => {
     const id = pathId(c.req.param("id"));
-    return live(c, "calendar", LIVE_MS, () => calendarOf(id));
+    return live(c, "calendar", LIVE_MS, keepAliveMs, () => calendarOf(id));
   });
 
   app.post("/sites/:id/active", async (c) => {
@@ -373,7 +379,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const filters = jobFilters(c);
     const limit = c.req.query("limit") === "10" ? 10 : 50;
     const back = filters.site_id !== undefined && limit === 10 ? `/ui/sites/${filters.site_id}` : `/ui/jobs${filterQuery(filters)}`;
-    return live(c, "jobs", LIVE_MS, async () => {
+    return live(c, "jobs", LIVE_MS, keepAliveMs, async () => {
       const page = await jobsPage(filters, limit);
       return <JobsTable jobs={page.jobs} total={page.total} returnTo={back} canWrite={accessOf(c).write} />;
     });
@@ -764,8 +770,11 @@ export function closeLiveStreams() {
   for (const stop of openStreams) stop();
 }
 
-/** An SSE response that sends `render()` as `event` now and whenever it changes, checking every `everyMs`. */
-function live(c: Context, event: string, everyMs: number, render: () => Promise<Child>) {
+/**
+ * An SSE response that sends `render()` as `event` now and whenever it changes, checking every `everyMs`;
+ * after `keepAliveMs` without sending, a comment line, so the server's idle timeout never cuts the stream.
+ */
+function live(c: Context, event: string, everyMs: number, keepAliveMs: number, render: () => Promise<Child>) {
   return streamSSE(c, async (stream) => {
     let stopped = false;
     const stop = () => {
@@ -774,14 +783,19 @@ function live(c: Context, event: string, everyMs: number, render: () => Promise<
     openStreams.add(stop);
     stream.onAbort(stop);
     let last = "";
+    let sentAt = Date.now();
     try {
       while (!stopped && !stream.aborted) {
         const html = String(await render());
         if (html !== last) {
           await stream.writeSSE({ event, data: html });
           last = html;
+          sentAt = Date.now();
+        } else if (Date.now() - sentAt >= keepAliveMs) {
+          await stream.write(": keep-alive\n\n");
+          sentAt = Date.now();
         }
-        await stream.sleep(everyMs);
+        await stream.sleep(Math.min(everyMs, keepAliveMs));
       }
     } finally {
       openStreams.delete(stop);
