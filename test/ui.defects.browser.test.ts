@@ -104,10 +104,10 @@ describe.skipIf(!haveChromium)("dashboard defects in chromium", () => {
 
   test("the coverage calendar is wide enough to read, its cells apart (no marks at the corners)", async () => {
     const page = await open(`/ui/sites/${synced}`);
-    const table = page.locator(".calendar table");
-    // Read in one evaluation: the live region may swap the table in between two calls.
+    // Each read in one evaluation: the live region may swap the table in between two calls (a locator's element
+    // can be the detached one, whose computed style is empty).
     expect(await page.evaluate("document.querySelector('.calendar table').getBoundingClientRect().width")).toBeGreaterThanOrEqual(400);
-    expect(await table.evaluate((t) => t.ownerDocument.defaultView!.getComputedStyle(t).borderCollapse)).toBe("separate");
+    expect(await page.evaluate("getComputedStyle(document.querySelector('.calendar table')).borderCollapse")).toBe("separate");
     // Neighbouring day cells leave the same visible gap across and down.
     const end = newestDataDay();
     const rects = await page.locator("td.day[data-date]").evaluateAll((tds) =>
