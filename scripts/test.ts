@@ -90,7 +90,15 @@ const expected: Record<string, number> = (() => {
 })();
 
 type Unit = { engine: "sqlite" | "pg"; file: string; env: Record<string, string> };
-type Done = Unit & { code: number; ms: number; cpuMs: number };
+type Counts = { pass: number; fail: number; skip: number };
+type Done = Unit & { code: number; ms: number; cpuMs: number; counts: Counts; failures: string[] };
+
+/** Bun's own totals (" 12 pass") and the names of the failed tests ("(fail) ...") in one file's output. */
+function parseOutput(text: string): { counts: Counts; failures: string[] } {
+  const count = (k: string) => Number(text.match(new RegExp(`^\\s*(\\d+) ${k}$`, "m"))?.[1] ?? 0);
+  const failures = text.split("\n").filter((l) => l.startsWith("(fail) "));
+  return { counts: { pass: count("pass"), fail: count("fail"), skip: count("skip") }, failures };
+}
 
 function runUnit(u: Unit): Promise<Done> {
   const t0 = performance.now();
@@ -110,7 +118,7 @@ function runUnit(u: Unit): Promise<Done> {
     process.stdout.write(
       `\n--- [${u.engine}] ${u.file}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s, exit ${code}\n${e}${o}`,
     );
-    return { ...u, code: code ?? 1, ms, cpuMs };
+    return { ...u, code: code ?? 1, ms, cpuMs, ...parseOutput(`${e}\n${o}`) };
   });
 }
 
@@ -171,6 +179,8 @@ if (engines.includes("pg")) {
 }
 
 const done: Done[] = [];
+const flaky: Done[] = [];
+const firstFailures: Done[] = [];
 try {
   const alone = units.filter((u) => runAlone[basename(u.file)]);
   console.log(`\n${units.length - alone.length} files ${jobs} at a time, then ${alone.length} alone`);
@@ -181,6 +191,19 @@ try {
     )),
   );
   done.push(...(await pool(alone, 1)));
+  // CI only (TEST_RETRY_FAILED=1, set by .ci/run): a file that failed runs once more, alone on a quieter
+  // machine. A pass there is printed as FLAKY with the first attempt's failures, never hidden; a file that
+  // fails twice fails the run.
+  const failedFirst = done.filter((d) => d.code !== 0);
+  if (process.env.TEST_RETRY_FAILED === "1" && failedFirst.length > 0 && failedFirst.length <= 6) {
+    console.log(`\n=== ${failedFirst.length} failed files: each run once more, alone ===`);
+    for (const first of failedFirst) {
+      const again = await runUnit(first);
+      if (again.code === 0) flaky.push(first);
+      done[done.indexOf(first)] = again;
+    }
+  }
+  firstFailures.push(...failedFirst);
 } finally {
   if (runTemplate) {
     try {
@@ -213,5 +236,17 @@ const sum = (k: "ms" | "cpuMs") => (done.reduce((a, d) => a + d[k], 0) / 1000).t
 console.log(
   `\nwall ${((performance.now() - started) / 1000).toFixed(1)} s for ${done.length} files; sum of file times ${sum("ms")} s, of their CPU ${sum("cpuMs")} s (per-file times: ${timesFile}, CPU: sitesync-test-cpu.json beside it)`,
 );
-console.log(`suite: ${results.join("; ")}`);
+// The summary goes last (CI records keep the tail of the output): failed tests by name, flaky files, totals.
+const summary: string[] = [];
+for (const d of firstFailures) {
+  const label = flaky.includes(d) ? "FLAKY (failed, then passed alone)" : "FAILED";
+  summary.push(`${label}: [${d.engine}] ${d.file} (exit ${d.code}, ${(d.ms / 1000).toFixed(1)} s)`);
+  for (const f of d.failures.slice(0, 8)) summary.push(`  ${f}`);
+  if (d.failures.length === 0) summary.push("  (no test named as failed: the file's process itself failed; its output is above)");
+}
+const total = (k: keyof Counts) => done.reduce((a, d) => a + d.counts[k], 0);
+summary.push(`tests: ${total("pass")} passed, ${total("fail")} failed, ${total("skip")} skipped (both engines)`);
+summary.push(`suite: ${results.join("; ")}${flaky.length > 0 ? `; ${flaky.length} flaky` : ""}`);
+writeFileSync(join(tmpdir(), "sitesync-test-summary.txt"), `${summary.join("\n")}\n`);
+console.log(`\n${summary.join("\n")}`);
 process.exit(failed ? 1 : 0);
