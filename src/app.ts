@@ -179,6 +179,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
       loginRateLimit: opts.loginRateLimit,
       google,
       keepAliveMs: Math.max(500, ((opts.idleTimeoutS ?? defaults.HTTP_IDLE_TIMEOUT_S) * 1000) / 2),
+      bounds: opts.bounds,
     }),
   );
   app.route(

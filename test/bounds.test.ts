@@ -383,6 +383,64 @@ describe("every heavy read is bounded", () => {
   });
 });
 
+describe("the dashboard's data reads", () => {
+  const page = (server: RunningServer, path: string) => fetch(`${server.url}${path}`, { headers: { authorization: `Bearer ${key}` } });
+  const pages = () => [
+    `/ui/sites/${seed.siteId}`,
+    `/ui/queries?site_id=${seed.siteId}&start=${seed.start}&end=${seed.end}`,
+    `/ui/queries?site_id=${seed.siteId}&q=e&start=${seed.start}&end=${seed.end}`,
+  ];
+
+  test("a site's page and the queries page read within the row cap (an HTML 413 past it, 200 within)", async () => {
+    // quick: ANALYTICS_MAX_ROWS 20. The site page totals 30 days (30 rows), the queries page lists 50 or 100.
+    for (const path of pages()) {
+      const res = await page(quick, path);
+      const html = await res.text();
+      expect({ path, status: [413, 504].includes(res.status) }).toEqual({ path, status: true });
+      expect(res.headers.get("content-type")).toContain("text/html");
+      expect(boundedRefusal(html)).toBe(true);
+    }
+    for (const path of pages()) expect({ path, status: (await page(patient, path)).status }).toEqual({ path, status: 200 });
+  });
+
+  test("in process: every data page and the live calendar read within the request's time limit and its client", async () => {
+    const { createApp } = await import("../src/app.ts");
+    const { defaultBounds } = await import("../src/analytics/bounds.ts");
+    const db = testEngine === "pg" ? openPgDb({ url: dbPath, role: "test", poolSize: 4 }) : openDb({ path: dbPath, role: "test" });
+    try {
+      // A time limit already spent: any bounded read is refused before it runs (504), whatever the machine's speed.
+      const spent = createApp(db, { bounds: { ...defaultBounds, timeoutMs: 0 }, idleTimeoutS: 1 });
+      const auth = { authorization: `Bearer ${key}` };
+      for (const path of [...pages(), `/ui/insights?site_id=${seed.siteId}`]) {
+        const res = await spent.request(path, { headers: auth });
+        const html = await res.text();
+        expect({ path, status: res.status, named: html.includes("ANALYTICS_TIMEOUT_MS") }).toEqual({ path, status: 504, named: true });
+      }
+      // A client already gone: its reads are not run (499 client_closed, for logs and metrics).
+      const app = createApp(db, { idleTimeoutS: 1 });
+      for (const path of pages()) {
+        const res = await app.request(path, { headers: auth, signal: AbortSignal.abort() });
+        expect({ path, status: res.status }).toEqual({ path, status: 499 });
+      }
+      // The live calendar: each render is bounded. Spent, it sends no calendar, only keep-alive comments.
+      const stream = await spent.request(`/ui/sites/${seed.siteId}/calendar/stream`, { headers: auth });
+      const reader = stream.body!.getReader();
+      let text = "";
+      while (!text.includes(": keep-alive")) text += new TextDecoder().decode((await reader.read()).value);
+      expect(text).not.toContain("event: calendar");
+      await reader.cancel();
+      // Within its bounds it renders.
+      const live = await app.request(`/ui/sites/${seed.siteId}/calendar/stream`, { headers: auth });
+      const r2 = live.body!.getReader();
+      text = "";
+      while (!text.includes("event: calendar")) text += new TextDecoder().decode((await r2.read()).value);
+      await r2.cancel();
+    } finally {
+      await db.close();
+    }
+  });
+});
+
 describe("bodies and places", () => {
   test("a heavy request's body past ANALYTICS_MAX_BODY_BYTES is refused 413 from its Content-Length, unread", async () => {
     // Headers announcing 500 kB (under the global 1 MiB limit), and no body byte sent: the answer comes without the server waiting for the body.

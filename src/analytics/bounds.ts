@@ -96,7 +96,7 @@ function callerOf(c: Parameters<MiddlewareHandler>[0]): string {
 }
 
 /** Takes one of `limit` places of `caller` for `kind`, or throws 429; returns the function giving it back. */
-function take(kind: "query" | "export", caller: string, limit: number, setting: string): () => void {
+function take(kind: "query" | "export" | "live", caller: string, limit: number, setting: string): () => void {
   const name = `${kind}:${caller}`;
   const n = running.get(name) ?? 0;
   if (n >= limit) {
@@ -124,8 +124,13 @@ function take(kind: "query" | "export", caller: string, limit: number, setting: 
  * free), and the request's query budget (deadline, the client's abort signal, answer caps) for every
  * query the handler makes. A download (`export`) keeps its place until its body ends or its client leaves.
  * `keysOnly`: keyless callers (this machine's, who could read the file anyway) take no place, only the budget.
+ * `unplaced`: nobody takes a place, only the budget (reads bounded in size, e.g. the dashboard's sites list).
  */
-export function heavyRequest(bounds: Bounds, kind: "query" | "export" = "query", o: { keysOnly?: boolean } = {}): MiddlewareHandler {
+export function heavyRequest(
+  bounds: Bounds,
+  kind: "query" | "export" = "query",
+  o: { keysOnly?: boolean; unplaced?: boolean } = {},
+): MiddlewareHandler {
   return async (c, next) => {
     if (placed.has(c)) return next();
     placed.add(c);
@@ -140,7 +145,7 @@ export function heavyRequest(bounds: Bounds, kind: "query" | "export" = "query",
     }
     const caller = callerOf(c);
     const release =
-      o.keysOnly && !caller.startsWith("key:")
+      o.unplaced || (o.keysOnly && !caller.startsWith("key:"))
         ? () => {}
         : kind === "export"
           ? take("export", caller, bounds.exportsPerKey, "EXPORT_CONCURRENCY_PER_KEY")
@@ -158,6 +163,31 @@ export function heavyRequest(bounds: Bounds, kind: "query" | "export" = "query",
       if (!handedOver) release();
     }
   };
+}
+
+/**
+ * Runs `fn` within a fresh budget of `bounds` and the request's abort signal: for work repeated within one
+ * request (each render of a dashboard's live part). A key holds one of its places for live parts
+ * (as many as ANALYTICS_CONCURRENCY_PER_KEY allows per worker, counted apart from its requests) while
+ * `fn` runs; null, without running it, when they are all taken: a busy caller skips a turn. Keyless callers
+ * (this machine's) take no place.
+ */
+export async function boundedTurn<T>(c: Parameters<MiddlewareHandler>[0], bounds: Bounds, fn: () => Promise<T>): Promise<T | null> {
+  const caller = callerOf(c);
+  let release = () => {};
+  if (caller.startsWith("key:")) {
+    try {
+      release = take("live", caller, bounds.perKey, "ANALYTICS_CONCURRENCY_PER_KEY");
+    } catch (err) {
+      if (err instanceof ApiError && err.code === "rate_limited") return null;
+      throw err;
+    }
+  }
+  try {
+    return await withBudget(budgetOf({ ...bounds, signal: c.req.raw.signal }), fn);
+  } finally {
+    release();
+  }
 }
 
 /** `body` passed through, calling `release` once when it ends, fails or is cancelled. */

@@ -14,7 +14,9 @@ import { createSession, revokeSession, UI_SESSION_COOKIE } from "../auth/session
 import type { Db } from "../db/index.ts";
 import { taskStatuses, type KeyScope } from "../db/model.ts";
 import { searchTypeCodes } from "../db/enums.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, apiErrorOf } from "../errors.ts";
+import { boundedTurn, defaultBounds, heavyRequest, type Bounds } from "../analytics/bounds.ts";
+import { boundedDb } from "../db/bounded.ts";
 import { CONTROL_CHARACTERS } from "../db/sql.ts";
 import { searchQueries } from "../search/queries.ts";
 import { createSite, decodeCursor, encodeCursor, findSiteById, listSites, searchSites, updateSite } from "../sites/queries.ts";
@@ -87,6 +89,8 @@ export type UiOptions = {
    * for HTTP_IDLE_TIMEOUT_S (10 s), which cut a live part whose content did not change (default 5 s).
    */
   keepAliveMs?: number;
+  /** The cost bounds of the pages that read analytics data (the API's heavy routes' own: ANALYTICS_*). */
+  bounds?: Bounds;
 };
 
 const JS = "text/javascript; charset=utf-8";
@@ -154,9 +158,11 @@ export function uiRoutes(db: Db, opts: UiOptions) {
   app.use((c, next) => (c.get("tls") ? overTls(c, next) : plain(c, next)));
   // Forms are only accepted from our own pages (Origin / Sec-Fetch-Site checked).
   app.use(csrf());
-  app.onError((err, c) => {
+  app.onError((e, c) => {
     // Anything else goes on to the app's onError (logged with the request id, answered without a stack).
-    if (!(err instanceof ApiError)) throw err;
+    // A bounded read's refusal arrives wrapped by Drizzle (its cause).
+    const err = apiErrorOf(e);
+    if (!err) throw e;
     return c.html(
       <Layout title="Something went wrong" active="" error={err.message}>
         <p>
@@ -201,6 +207,17 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     deleteCookie(c, UI_SESSION_COOKIE, { path: "/ui" });
     return c.redirect("/ui/login", 303);
   });
+
+  // Pages that read the analytics data (a site's calendar and charts, insights, queries) are heavy requests
+  // like the API's: the caller's concurrency (429 past it), the time limit, the row and byte caps and
+  // cancellation when the browser leaves (docs/security.md, "Cost bounds"). Their reads go through `bdb`:
+  // SQLite's in the query processes (off this event loop), PostgreSQL's in bounded cursors.
+  const bounds = opts.bounds ?? defaultBounds;
+  const bdb = boundedDb(db);
+  // Keyless callers (this machine's, protected mode) take no place, as on /mcp.
+  for (const path of ["/sites/:id", "/insights", "/queries"]) app.get(path, heavyRequest(bounds, "query", { keysOnly: true }));
+  // The sites list reads a bounded number of small rows per site: its budget, without taking a place.
+  app.get("/sites", heavyRequest(bounds, "query", { unplaced: true }));
 
   const overview = (c: Context) => loadOverview(db, opts.metrics, opts.walWarnBytes, accessOf(c).admin);
 
@@ -257,11 +274,11 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const start = addDays(end, -(SITE_DAYS - 1));
     const days = dayRange(start, end);
     const [markers, totals, failed, property, complete] = await Promise.all([
-      findSyncedDays(db, id, start, end),
-      findDailyTotals(db, id, start, end),
-      listJobs(db, { activeOnly: false, siteId: id, status: "failed", limit: 100 }),
-      charts ? findPropertyDays(db, { siteId: id, start, end, searchType: "web" }) : [],
-      listCompletenessDays(db, id, start, end),
+      findSyncedDays(bdb, id, start, end),
+      findDailyTotals(bdb, id, start, end),
+      listJobs(bdb, { activeOnly: false, siteId: id, status: "failed", limit: 100 }),
+      charts ? findPropertyDays(bdb, { siteId: id, start, end, searchType: "web" }) : [],
+      listCompletenessDays(bdb, id, start, end),
     ]);
     const completeness = new Map(complete.map((c) => [c.date, c]));
     const finalDays = new Set([...markers.values()].map((m) => m.date));
@@ -296,8 +313,8 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const [cov, recent, sitemaps, inspections] = await Promise.all([
       coverageOf(id, true),
       listJobs(db, { activeOnly: false, siteId: id, limit: 10 }),
-      listSitemaps(db, id, { current: true }),
-      listLatestInspections(db, id, { limit: 200 }),
+      listSitemaps(bdb, id, { current: true }),
+      listLatestInspections(bdb, id, { limit: 200 }),
     ]);
     const here = `/ui/sites/${id}`;
     const canWrite = accessOf(c).write;
@@ -336,7 +353,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
 
   app.get("/sites/:id/calendar/stream", (c) => {
     const id = pathId(c.req.param("id"));
-    return live(c, "calendar", LIVE_MS, keepAliveMs, () => calendarOf(id));
+    return live(c, "calendar", LIVE_MS, keepAliveMs, () => calendarOf(id), bounds);
   });
 
   app.post("/sites/:id/active", async (c) => {
@@ -444,11 +461,11 @@ export function uiRoutes(db: Db, opts: UiOptions) {
         const noQueries = country !== undefined || search_type === "discover" || search_type === "googleNews";
         const byQuery = <T,>(run: () => Promise<T>) => (noQueries ? Promise.resolve(null) : run());
         const [overview, compare, decay, cannibalization, brand, topQueries, topPages, index] = await Promise.all([
-          overviewInsight(db, siteId, w),
+          overviewInsight(bdb, siteId, w),
           // The comparison: the window's period against the one as long just before (default 28 vs 28).
           noQueries && form.compare_by === "query"
             ? null
-            : compareInsight(db, siteId, {
+            : compareInsight(bdb, siteId, {
                 by: form.compare_by,
                 current_start: w.start,
                 current_end: w.end,
@@ -457,7 +474,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
                 country,
                 limit: 10,
               }),
-          decayInsight(db, siteId, {
+          decayInsight(bdb, siteId, {
             end: w.end,
             weeks: 8,
             min_drop: 0.2,
@@ -467,11 +484,11 @@ export function uiRoutes(db: Db, opts: UiOptions) {
             country,
             limit: 20,
           }),
-          byQuery(() => cannibalizationInsight(db, siteId, { ...w, min_share: 0.1, min_impressions: 50, limit: 20 })),
-          byQuery(() => brandInsight(db, siteId, w)),
-          byQuery(() => topInsight(db, siteId, { ...w, by: "query", limit: 10 })),
-          topInsight(db, siteId, { ...w, by: "page", limit: 10 }),
-          indexInsight(db, siteId, { ...w, limit: 20 }),
+          byQuery(() => cannibalizationInsight(bdb, siteId, { ...w, min_share: 0.1, min_impressions: 50, limit: 20 })),
+          byQuery(() => brandInsight(bdb, siteId, w)),
+          byQuery(() => topInsight(bdb, siteId, { ...w, by: "query", limit: 10 })),
+          topInsight(bdb, siteId, { ...w, by: "page", limit: 10 }),
+          indexInsight(bdb, siteId, { ...w, limit: 20 }),
         ]);
         data = { overview, compare, decay, cannibalization, brand, topQueries, topPages, index };
       }
@@ -677,12 +694,12 @@ export function uiRoutes(db: Db, opts: UiOptions) {
       else {
         if (!(await findSiteById(db, form.site_id))) throw siteNotFound(form.site_id);
         if (form.q.trim() === "") {
-          const end = form.end || ((await findNewestDataDay(db, form.site_id, "web")) ?? newestDataDay());
+          const end = form.end || ((await findNewestDataDay(bdb, form.site_id, "web")) ?? newestDataDay());
           const start = form.start || addDays(end, -27);
-          const rows = await findTop(db, { siteId: form.site_id, start, end, searchType: "web", by: "query", limit: 50 });
+          const rows = await findTop(bdb, { siteId: form.site_id, start, end, searchType: "web", by: "query", limit: 50 });
           top = { start, end, rows: rows as TopQueryRow[] };
         } else {
-          result = await searchQueries(db, {
+          result = await searchQueries(bdb, {
             siteId: form.site_id,
             term: form.q,
             startDate: form.start || null,
@@ -704,7 +721,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     const term = q.trim();
     let items;
     let more: string | null = null;
-    if (term) items = await searchSites(db, { term, limit: 200 });
+    if (term) items = await searchSites(bdb, { term, limit: 200 });
     else {
       const page = await listSites(db, { activeOnly: false, limit: 100, cursor: cursor ? decodeCursor(cursor) : undefined });
       items = page.items;
@@ -712,7 +729,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
     }
     const end = addDays(dayOf(new Date()), -FINAL_LAG_DAYS);
     const start = addDays(end, -(COVERAGE_DAYS - 1));
-    const [last, covered] = await Promise.all([findLastSyncs(db), countSyncedDaysBySite(db, start, end)]);
+    const [last, covered] = await Promise.all([findLastSyncs(bdb), countSyncedDaysBySite(bdb, start, end)]);
     const sites = items.map((s) => ({
       ...s,
       last_completed_at: last.get(s.id)?.last_completed_at ?? null,
@@ -773,8 +790,11 @@ export function closeLiveStreams() {
 /**
  * An SSE response that sends `render()` as `event` now and whenever it changes, checking every `everyMs`;
  * after `keepAliveMs` without sending, a comment line, so the server's idle timeout never cuts the stream.
+ * With `bounds`, each render is a bounded turn (analytics/bounds.ts, boundedTurn): its own time limit and
+ * caps, one of the caller's places while it runs; a turn refused (places taken, time limit, caps) keeps
+ * what was sent and tries again at the next check.
  */
-function live(c: Context, event: string, everyMs: number, keepAliveMs: number, render: () => Promise<Child>) {
+function live(c: Context, event: string, everyMs: number, keepAliveMs: number, render: () => Promise<Child>, bounds?: Bounds) {
   return streamSSE(c, async (stream) => {
     let stopped = false;
     const stop = () => {
@@ -786,8 +806,9 @@ function live(c: Context, event: string, everyMs: number, keepAliveMs: number, r
     let sentAt = Date.now();
     try {
       while (!stopped && !stream.aborted) {
-        const html = String(await render());
-        if (html !== last) {
+        // null: a bounded turn refused (nothing new to send this time).
+        const html = bounds ? await boundedRender(c, bounds, render) : String(await render());
+        if (html !== null && html !== last) {
           await stream.writeSSE({ event, data: html });
           last = html;
           sentAt = Date.now();
@@ -801,6 +822,18 @@ function live(c: Context, event: string, everyMs: number, keepAliveMs: number, r
       openStreams.delete(stop);
     }
   });
+}
+
+/** One bounded render of a live part, or null when the turn was refused (see live). */
+async function boundedRender(c: Context, bounds: Bounds, render: () => Promise<Child>): Promise<string | null> {
+  try {
+    const html = await boundedTurn(c, bounds, render);
+    return html === null ? null : String(html);
+  } catch (e) {
+    // The time limit, the caps, or the client gone (the loop ends as it sees the stream aborted).
+    if (apiErrorOf(e)) return null;
+    throw e;
+  }
 }
 
 function text(v: unknown): string {
