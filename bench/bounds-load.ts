@@ -21,7 +21,7 @@ export type AttackOptions = {
   victims?: number;
   /** Only the GETs, no attack: the baseline of the same run. */
   idle?: boolean;
-  /** Only these attack lanes (default: all). */
+  /** Only these attack lanes (default: all; the dashboard's are uiSite, uiInsights, uiQueries). */
   lanes?: string[];
 };
 
@@ -117,6 +117,13 @@ export async function runAttack(o: AttackOptions): Promise<AttackResult> {
         }),
       ),
   };
+  // The dashboard's data pages with the attacker's key: a site's page (91 days of day totals), insights
+  // (eight reports over the range), the queries page's one-character search (every query of the site).
+  const ui = (kind: string, path: string) => () => attack(kind, () => fetch(`${o.url}${path}`, { headers: auth(o.attackerKey) }));
+  const win = `site_id=${o.siteId}&start=${o.start}&end=${o.end}`;
+  lanes.uiSite = ui("uiSite", `/ui/sites/${o.siteId}`);
+  lanes.uiInsights = ui("uiInsights", `/ui/insights?${win}`);
+  lanes.uiQueries = ui("uiQueries", `/ui/queries?${win}&q=e`);
   const chosen = Object.entries(lanes).filter(([k]) => !o.idle && (!o.lanes || o.lanes.includes(k)));
   const attackers = chosen.map(async ([, lane]) => {
     while (performance.now() < stopAt) await lane();
@@ -142,6 +149,29 @@ export async function runAttack(o: AttackOptions): Promise<AttackResult> {
   ];
   await Promise.all([...attackers, ...victims]);
   return { attacks, gets };
+}
+
+/** The cumulative buckets of sitesync_event_loop_delay_seconds (every HTTP worker's, summed) from /metrics: le -> count. */
+export async function eventLoopBuckets(url: string, key: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${key}` } })).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^sitesync_event_loop_delay_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)$/gm)) {
+    out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/**
+ * The seconds observed between two bucket readings (summed over the workers) and how many had a worst
+ * event-loop delay above 50 ms, 100 ms, 250 ms and 1 s; `p99`: the bucket bound under which 99% of them stayed.
+ */
+export function eventLoopSummary(before: Map<string, number>, after: Map<string, number>) {
+  const delta = (le: string) => (after.get(le) ?? 0) - (before.get(le) ?? 0);
+  const seconds = delta("+Inf");
+  const over = (le: string) => seconds - delta(le);
+  const bounds = [...after.keys()].filter((k) => k !== "+Inf").sort((a, b) => Number(a) - Number(b));
+  const p99 = bounds.find((le) => delta(le) >= 0.99 * seconds) ?? "+Inf";
+  return { seconds, over50ms: over("0.05"), over100ms: over("0.1"), over250ms: over("0.25"), over1s: over("1"), p99: `<= ${p99} s` };
 }
 
 /** Prints the GETs' quantiles of an idle run and an attacked one, and the attack's outcomes by kind and status. */
@@ -178,7 +208,16 @@ if (import.meta.main) {
   const [url, attackerKey, victimKey, siteId, start, end, seconds] = process.argv.slice(2);
   const base = { url: url!, attackerKey: attackerKey!, victimKey: victimKey!, siteId: Number(siteId), start: start!, end: end! };
   const durationMs = Number(seconds ?? 20) * 1000;
+  const b0 = await eventLoopBuckets(base.url, base.victimKey);
   const idle = (await runAttack({ ...base, durationMs, idle: true })).gets;
+  const b1 = await eventLoopBuckets(base.url, base.victimKey);
   const attacked = await runAttack({ ...base, durationMs, lanes: process.env.LANES?.split(",") });
-  console.log(JSON.stringify(summary(idle, attacked), null, 2));
+  const b2 = await eventLoopBuckets(base.url, base.victimKey);
+  console.log(
+    JSON.stringify(
+      { ...summary(idle, attacked), eventLoop: { idle: eventLoopSummary(b0, b1), attacked: eventLoopSummary(b1, b2) } },
+      null,
+      2,
+    ),
+  );
 }

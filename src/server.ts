@@ -11,6 +11,7 @@ import { registerProcess } from "./db/process-registry.ts";
 import { log, setLogFormat, setLogLevel } from "./log.ts";
 import { collectFromSupervisor, serveMetricsOverIpc } from "./metrics/ipc.ts";
 import { instrumentDb, setMetricsRole } from "./metrics/registry.ts";
+import { watchEventLoop } from "./metrics/event-loop.ts";
 import { answerPings } from "./supervision.ts";
 import { closeLiveStreams } from "./ui/routes.tsx";
 
@@ -22,6 +23,7 @@ const db = openDbOrExit(config, config.supervised ? "http" : config.role);
 await registerProcess(db);
 setMetricsRole(db.role);
 instrumentDb(db);
+watchEventLoop();
 answerPings(db);
 if (config.supervised) serveMetricsOverIpc();
 
