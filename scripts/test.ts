@@ -37,6 +37,21 @@ export const sqliteOnly: Record<string, string> = {
   "sync.backfill.test.ts": "an SQLite migration's backfill of old rows (PostgreSQL's schema starts with the markers)",
 };
 
+/**
+ * Test files that open no database at all (pure functions, documents, imports): the engine changes nothing, so
+ * they run once, in the SQLite run; a second `bun test` process would cost its start-up for the same asserts.
+ */
+export const engineNeutral: Record<string, string> = {
+  "analytics.format.test.ts": "number and CSV formatting, no database",
+  "auth.net.test.ts": "address matching, no database",
+  "config.test.ts": "the environment's parsing, no database",
+  "cycles.test.ts": "the import graph, no database",
+  "openapi-router.test.ts": "the router's validation hook, no database",
+  "request-frame.test.ts": "response headers of a bare Hono app, no database",
+  "startup.test.ts": "imports of the app in a fresh process, no database",
+  "supervision.test.ts": "the watchdog's arithmetic, no database",
+};
+
 /** Test files about PostgreSQL itself (several machines on one server, the pool, retried transactions): PostgreSQL run only. */
 export const pgOnly: Record<string, string> = {
   "pg-engine.test.ts": "the PostgreSQL write path: retried transactions, lost connections, timeouts",
@@ -151,9 +166,10 @@ let cluster: Cluster | null = null;
 let runTemplate: string | null = null;
 let pgUrl: string | undefined;
 if (engines.includes("pg")) {
-  const skipped = allFiles.filter((f) => sqliteOnly[basename(f)]);
+  const once = (f: string) => sqliteOnly[basename(f)] ?? engineNeutral[basename(f)];
+  const skipped = allFiles.filter(once);
   const pending = allFiles.filter((f) => notYetOnPg[basename(f)]);
-  const files = allFiles.filter((f) => !sqliteOnly[basename(f)] && !notYetOnPg[basename(f)]);
+  const files = allFiles.filter((f) => !once(f) && !notYetOnPg[basename(f)]);
   pgUrl = process.env.TEST_POSTGRES_URL;
   const why =
     pgUrl || findPgBin() ? null : "no TEST_POSTGRES_URL and no PostgreSQL under /usr/lib/postgresql (apt-get install -y postgresql)";
@@ -169,8 +185,10 @@ if (engines.includes("pg")) {
     process.env.TEST_POSTGRES_URL = pgUrl;
     runTemplate = `sitesync_tmpl_run_${process.pid}`;
     createMigratedDatabase(runTemplate);
-    console.log(`\n=== PostgreSQL (${pgUrl}): ${files.length} test files; SQLite-only, not run here: ===`);
-    for (const f of skipped) console.log(`  ${basename(f)}: ${sqliteOnly[basename(f)]}`);
+    console.log(
+      `\n=== PostgreSQL (${pgUrl}): ${files.length} test files; SQLite-only or engine-neutral (run once, on SQLite), not run here: ===`,
+    );
+    for (const f of skipped) console.log(`  ${basename(f)}: ${once(f)}`);
     if (pending.length > 0) console.log("NOT YET ON POSTGRESQL (skipped there, issue 11):");
     for (const f of pending) console.log(`  skipped: ${basename(f)}: ${notYetOnPg[basename(f)]}`);
     for (const file of files)

@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
 import { comparePeriodTotals, findPagesQueries, trackPages } from "../mcp/queries.ts";
-import { periodsOf } from "../mcp/tools.ts";
+import { periodsOf } from "../mcp/periods.ts";
 import { resolveSite } from "../sites/resolve.ts";
 import { addDays, dayOf, isDate } from "../sync/dates.ts";
 import { resolvePages } from "./pages.ts";
