@@ -98,7 +98,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(db.availability.downSince).not.toBeNull();
   });
 
-  test("a COMMIT whose answer is lost after the server got it: answered as committed (txid_status), not run again", async () => {
+  test("a COMMIT whose answer is lost after the server got it: answered as committed (its commit token), not run again", async () => {
     const t = setup();
     const proxy = await tcpProxy(new URL(t.databaseUrl));
     cleanups.push(() => proxy.stop());
@@ -135,6 +135,58 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(runs).toBe(2);
     expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
     expect(await t.db.q.select({ domain: sites.domain }).from(sites)).toEqual([{ domain: "sc-domain:dropped.example" }]);
+  });
+
+  test("a lost COMMIT whose transaction is still open on the server: the check waits for it, then finds its token burned (aborted), run once more", async () => {
+    const t = setup();
+    const proxy = await tcpProxy(new URL(t.databaseUrl));
+    cleanups.push(() => proxy.stop());
+    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2 });
+    cleanups.push(() => db.close());
+    const { sites } = db.t;
+    await db.q.select().from(sites);
+    // The COMMIT never reaches the server, whose side stays open: the transaction (and its token's key) stays open.
+    proxy.cutNext((text) => text.includes("COMMIT"), "hold");
+    let runs = 0;
+    const write = db.tx(async (tx) => {
+      runs++;
+      return (
+        await tx
+          .insert(sites)
+          .values({ domain: `sc-domain:held-${runs}.example`, name: "H" })
+          .returning()
+      )[0]!;
+    });
+    // The check's insert of the burned token waits on the open transaction's key (txid_status would say "in progress").
+    const waiting = sql`select pid from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%commit_tokens%burned%'`;
+    await waitFor(async () => (await t.db.q.execute(waiting)).rows.length > 0, {
+      timeout: 20_000,
+      every: 20,
+      what: "the outcome check to wait for the open transaction",
+    });
+    await t.db.q.execute(
+      sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and state = 'idle in transaction'`,
+    );
+    const site = await write;
+    expect(runs).toBe(2);
+    expect(site.domain).toBe("sc-domain:held-2.example");
+    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
+    expect(await t.db.q.select({ domain: sites.domain }).from(sites)).toEqual([{ domain: "sc-domain:held-2.example" }]);
+    // The aborted attempt's token is burned: it could never commit now.
+    const tokens = (await t.db.q.execute(sql`select burned from commit_tokens order by burned`)).rows.map((r) => r.burned);
+    expect(tokens.filter((b) => b === true)).toHaveLength(1);
+  }, 40_000);
+
+  test("each write transaction leaves a commit token; the sweep deletes the old ones", async () => {
+    const t = setup();
+    const db = openPgDb({ url: t.databaseUrl, role: "test" });
+    cleanups.push(() => db.close());
+    for (let i = 0; i < 3; i++) await addSite(db, `sc-domain:token-${i}.example`);
+    const count = async () => Number((await t.db.q.execute(sql`select count(*)::int as n from commit_tokens`)).rows[0]!.n);
+    expect(await count()).toBeGreaterThanOrEqual(3);
+    expect(await db.pg!.sweepTokens()).toBe(0); // nothing old yet
+    expect(await db.pg!.sweepTokens(Date.now() + 60 * 60_000)).toBeGreaterThanOrEqual(3);
+    expect(await count()).toBe(0);
   });
 
   test("a read whose pooled connection was terminated is retried once on a new one", async () => {

@@ -8,8 +8,10 @@ import { freePort } from "../../src/free-port.ts";
  */
 export async function tcpProxy(target: URL) {
   // One-shot fault on the next client chunk `cut.match` accepts: "forward" sends it on, then drops the
-  // client's side at once (the server acts on it, its answer is lost); "drop" drops both sides unsent.
-  let cut: { match: (text: string) => boolean; mode: "forward" | "drop" } | null = null;
+  // client's side at once (the server acts on it, its answer is lost); "drop" drops both sides unsent;
+  // "hold" drops the client's side and keeps the server's open, unsent (the server's transaction stays open).
+  type CutMode = "forward" | "drop" | "hold";
+  let cut: { match: (text: string) => boolean; mode: CutMode } | null = null;
   const port = freePort();
   const sockets = new Set<{ end(): void }>();
   type Pair = { upstream?: { write(c: Uint8Array): number; end(): void }; pending: Uint8Array[] };
@@ -49,6 +51,9 @@ export async function tcpProxy(target: URL) {
               client.end();
               // The server reads the command before it sees the connection go.
               setTimeout(() => upstream.end(), 200);
+            } else if (mode === "hold") {
+              client.data.upstream = undefined; // so the client's close does not end it
+              client.end();
             } else {
               upstream.end();
               client.end();
@@ -69,7 +74,7 @@ export async function tcpProxy(target: URL) {
     port,
     start,
     /** Arms the one-shot fault (see `cut` above). */
-    cutNext(match: (text: string) => boolean, mode: "forward" | "drop") {
+    cutNext(match: (text: string) => boolean, mode: CutMode) {
       cut = { match, mode };
     },
     stop() {

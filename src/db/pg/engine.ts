@@ -25,7 +25,26 @@ export type PgOptions = {
 };
 
 /** The PostgreSQL half of a Db handle: a pool per process, writes as retried transactions. */
-export type PgParts = { url: string; pool: pg.Pool };
+export type PgParts = {
+  url: string;
+  pool: pg.Pool;
+  /** Deletes commit tokens older than their keep time (a timer does it each minute); how many. */
+  sweepTokens(now?: number): Promise<number>;
+};
+
+/** A write transaction's commit token (commit_tokens): when written (epoch ms) and 53 random bits. */
+export type CommitToken = { at: number; token: number };
+/** How long commit tokens are kept (at least twice the bound on learning a lost COMMIT's outcome). */
+const TOKEN_KEEP_MS = 15 * 60_000;
+const TOKEN_SWEEP_MS = 60_000;
+/** How long one outcome check waits for a transaction still open on the server before asking again. */
+const TOKEN_LOCK_WAIT_MS = 500;
+
+/** A new commit token. */
+export function newCommitToken(): CommitToken {
+  const [hi, lo] = crypto.getRandomValues(new Uint32Array(2));
+  return { at: Date.now(), token: (hi! & 0x1fffff) * 2 ** 32 + lo! };
+}
 
 const RETRY_BASE_MS = 5;
 const RETRY_MAX_MS = 500;
@@ -106,30 +125,33 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   let inFlight = 0;
   let drainWaiters: (() => void)[] = [];
 
-  /** Why a transaction attempt failed, and whether its COMMIT was under way when the connection went. */
-  type Failure = { err: unknown; atCommit: boolean; xid: string | null; value?: unknown };
+  /** Why a transaction attempt failed, whether its COMMIT was under way when the connection went, and its token. */
+  type Failure = { err: unknown; atCommit: boolean; token: CommitToken | null; value?: unknown };
 
   /**
-   * One attempt: BEGIN and txid_current() in one round trip, fn, COMMIT, on a connection held for it.
-   * Resolves with fn's value after COMMIT, or rejects with a Failure.
+   * One attempt: BEGIN and the insert of its commit token in one round trip, fn, COMMIT, on a connection
+   * held for it. Resolves with fn's value after COMMIT, or rejects with a Failure.
    */
   async function attempt<T>(fn: (tx: Q) => T | Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
     } catch (err) {
-      throw { err, atCommit: false, xid: null } satisfies Failure;
+      throw { err, atCommit: false, token: null } satisfies Failure;
     }
     let broken = false;
-    let xid: string | null = null;
+    let token: CommitToken | null = null;
     let atCommit = false;
     let value: T | undefined;
     try {
-      const begun = (await client.query("BEGIN; SELECT txid_current()::text AS xid")) as unknown as pg.QueryResult[];
-      xid = (begun[1]?.rows[0] as { xid?: string } | undefined)?.xid ?? null;
+      const t = newCommitToken();
+      // The token's values are ours (integers): safe to inline, so BEGIN and the insert go in one round trip.
+      await client.query(`BEGIN; INSERT INTO commit_tokens (at, token) VALUES (${t.at}, ${t.token})`);
+      token = t;
+      tokensWritten = true;
       const session = new NodePgSession(client, base.dialect as never, base.schema as never, base.options as never);
-      const t = new NodePgTransaction(base.dialect as never, session, base.schema as never) as unknown as Q;
-      value = await fn(t);
+      const q = new NodePgTransaction(base.dialect as never, session, base.schema as never) as unknown as Q;
+      value = await fn(q);
       atCommit = true;
       await client.query("COMMIT");
       return value;
@@ -142,7 +164,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
           broken = true;
         }
       }
-      throw { err, atCommit, xid, value } satisfies Failure;
+      throw { err, atCommit, token, value } satisfies Failure;
     } finally {
       // A connection that failed is closed, not handed to the next caller.
       client.release(broken || undefined);
@@ -150,30 +172,31 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   }
 
   /**
-   * The fate of transaction `xid` whose COMMIT lost its connection: asked on a fresh connection
-   * (txid_status), again while the server has not noticed the loss yet ("in progress") or is down,
-   * until `deadline` (performance.now() time).
+   * The fate of the transaction that wrote `token` and lost its connection during COMMIT, decided by the
+   * token itself on another connection: the check inserts the same token, `burned`. The unique key makes
+   * that insert wait while the transaction is still open (its server has not noticed the loss yet), then:
+   * the transaction's row is there (committed), or the burned one is (it did not commit, and now never can:
+   * its own insert would conflict). Unlike txid_status, nothing here depends on a transaction id, which a
+   * server that crashed before its WAL reached disk may hand out again. Asked again while the server is down
+   * or the transaction still open (lock_timeout), until `deadline` (performance.now() time).
    */
-  async function outcomeOf(xid: string, deadline: number): Promise<"committed" | "aborted" | "unknown"> {
+  async function outcomeOf(token: CommitToken, deadline: number): Promise<"committed" | "aborted" | "unknown"> {
+    // One implicit transaction (a multi-statement query): lock_timeout, the burn and the read go together.
+    const check = `SET lock_timeout = '${TOKEN_LOCK_WAIT_MS}ms'; INSERT INTO commit_tokens (at, token, burned) VALUES (${token.at}, ${token.token}, true) ON CONFLICT DO NOTHING; SELECT burned FROM commit_tokens WHERE at = ${token.at} AND token = ${token.token}; RESET lock_timeout`;
     for (;;) {
       try {
-        const r = await rawQuery("select txid_status($1::bigint) as s", [xid]);
-        const s = (r.rows[0] as { s: string | null }).s;
-        if (s === "committed" || s === "aborted") return s;
-        if (s === null) return "unknown"; // too old to tell (wraparound): cannot happen seconds later
+        const r = (await rawQuery(check)) as unknown as pg.QueryResult[];
+        const row = r[2]?.rows[0] as { burned: boolean } | undefined;
+        if (row) return row.burned ? "aborted" : "committed";
+        log("warn", "write outcome check found no commit token", { token: token.token });
+        return "unknown";
       } catch (err) {
-        // "transaction ID … is in the future": the server came back from a crash with its xid counter behind
-        // ours. Recovery moves the counter past the xid of every WAL record it replays, a commit record
-        // included, so our COMMIT was not durable: it did not commit (and nothing was applied).
-        if (/in the future/.test(String((err as Error)?.message))) {
-          log("info", "write outcome: its xid is in the future after a crash, so it did not commit", { xid });
-          return "aborted";
-        }
-        if (!isUnavailableDbError(err)) {
-          log("warn", "write outcome check failed", { xid, error: String(err) });
+        // 55P03: still open; wait for it again below.
+        if (!isUnavailableDbError(err) && codeOf(err) !== "55P03") {
+          log("warn", "write outcome check failed", { token: token.token, error: String(err) });
           return "unknown";
         }
-        await availability.suspect(err);
+        if (isUnavailableDbError(err)) await availability.suspect(err);
       }
       const left = deadline - performance.now();
       if (left <= 0) return "unknown";
@@ -181,6 +204,25 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
       else await Bun.sleep(Math.min(left, 50));
     }
   }
+
+  /** Deletes the commit tokens past TOKEN_KEEP_MS (a lost COMMIT's check is long over by then); how many. */
+  async function sweepTokens(now = Date.now()): Promise<number> {
+    const r = await rawQuery("DELETE FROM commit_tokens WHERE at < $1", [now - tokenKeepMs]);
+    return r.rowCount ?? 0;
+  }
+  const tokenKeepMs = Math.max(TOKEN_KEEP_MS, 2 * opts.retryForMs);
+  let tokensWritten = false;
+  // Each process sweeps what is old, once every TOKEN_SWEEP_MS (jittered: processes do not sweep in step)
+  // after it wrote tokens; a failure waits for the next round.
+  const sweeper = setInterval(
+    () => {
+      if (!tokensWritten || availability.downSince !== null) return;
+      tokensWritten = false;
+      sweepTokens().catch((err) => logOncePer("commit token sweep", 600_000, "debug", "commit token sweep failed", { error: String(err) }));
+    },
+    TOKEN_SWEEP_MS + Math.round(Math.random() * 10_000),
+  );
+  sweeper.unref?.();
 
   async function tx<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
     const started = performance.now();
@@ -209,15 +251,15 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
           failure = f as Failure;
         }
         const { err } = failure;
-        if (failure.atCommit && failure.xid !== null && isUnavailableDbError(err)) {
+        if (failure.atCommit && failure.token !== null && isUnavailableDbError(err)) {
           // The COMMIT was sent and the connection went: it may have committed. Never re-run blindly
           // (a create would meet its own row and answer 409): ask the server. Knowing beats answering
           // fast here, so this waits up to WRITE_LOCK_TIMEOUT_MS for a server that is restarting.
-          const outcome = await outcomeOf(failure.xid, started + opts.retryForMs);
+          const outcome = await outcomeOf(failure.token, started + opts.retryForMs);
           stats.ambiguousCommits[outcome]++;
           log(outcome === "aborted" ? "info" : "warn", "write outcome checked after its COMMIT lost the connection", {
             label,
-            xid: failure.xid,
+            token: failure.token.token,
             outcome,
             waited_ms: Math.round(performance.now() - started),
           });
@@ -296,10 +338,11 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     drain: () => (inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r))),
     queueLength: () => inFlight,
     async closeConnections() {
+      clearInterval(sweeper);
       availability.stop();
       await pool.end();
     },
-    pg: { url: opts.url, pool },
+    pg: { url: opts.url, pool, sweepTokens },
   };
 }
 

@@ -564,6 +564,22 @@ export const idempotencyKeys = pgTable(
   (t) => [primaryKey({ columns: [t.owner, t.key] }), index("idempotency_keys_expires_idx").on(t.expires_at)],
 );
 
+// A row written by each PostgreSQL write transaction (src/db/pg/engine.ts): when the connection is lost during
+// COMMIT, reading it back on a new connection tells whether the transaction committed (xids can be handed
+// out again after a crash; this cannot). `burned`: inserted by that check for a transaction that did not
+// commit, so it never can. Swept after 15 minutes. Unused on SQLite (its commits are local).
+export const commitTokens = pgTable(
+  "commit_tokens",
+  {
+    // Epoch milliseconds when written: the sweep deletes by a range of it.
+    at: bigint("at", { mode: "number" }).notNull(),
+    // 53 random bits (a JavaScript number): unique enough within one millisecond.
+    token: bigint("token", { mode: "number" }).notNull(),
+    burned: boolean("burned").notNull().default(false),
+  },
+  (t) => [primaryKey({ columns: [t.at, t.token] })],
+);
+
 export const gscQuotaWindows = pgTable(
   "gsc_quota_windows",
   {

@@ -63,7 +63,7 @@ export type WriterStats = {
   readRetries: number;
   /**
    * Transactions whose connection was lost during COMMIT, by what the server said afterwards (PostgreSQL,
-   * txid_status). SQLite answers COMMIT itself, synchronously: a failed COMMIT did not commit.
+   * its commit token). SQLite answers COMMIT itself, synchronously: a failed COMMIT did not commit.
    */
   ambiguousCommits: { committed: number; aborted: number; unknown: number };
 };

@@ -580,6 +580,17 @@ export const idempotencyKeys = sqliteTable(
   (t) => [primaryKey({ columns: [t.owner, t.key] }), index("idempotency_keys_expires_idx").on(t.expires_at)],
 );
 
+// PostgreSQL's commit tokens (see src/db/pg/schema.ts); unused on SQLite, whose commits are local.
+export const commitTokens = sqliteTable(
+  "commit_tokens",
+  {
+    at: integer("at").notNull(),
+    token: integer("token").notNull(),
+    burned: integer("burned", { mode: "boolean" }).notNull().default(false),
+  },
+  (t) => [primaryKey({ columns: [t.at, t.token] })],
+);
+
 // Search Console quota shared by every process and host (src/sync/gsc/quota.ts): requests counted per
 // bucket (a limit's scope, e.g. one property's search analytics per minute) and fixed window (epoch ms of its start).
 export const gscQuotaWindows = sqliteTable(
