@@ -3,7 +3,8 @@
 // or missing this process's own writes.
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
-import { shareReadSnapshots } from "../src/db/sqlite/read-snapshot.ts";
+import { readerDataVersion } from "../src/auth/queries.ts";
+import { shareReadSnapshots, sharedSnapshotOf } from "../src/db/sqlite/read-snapshot.ts";
 import { tempSqliteDb } from "./helpers/db.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -86,5 +87,41 @@ describe("shared read snapshots (SQLite reader)", () => {
     cleanups.push(t.cleanup);
     count(t.db.raw.reader);
     expect(t.db.raw.reader.inTransaction).toBe(false);
+  });
+
+  test("sharedSnapshotOf numbers the open shared read transaction; data_version is read once per snapshot", async () => {
+    const { db, other } = setup();
+    const reader = db.raw.reader;
+    // Count the steps of the PRAGMA statement (prepared on first use, after this spy is in place).
+    let steps = 0;
+    const prepare = reader.prepare.bind(reader);
+    reader.prepare = ((sql: string, ...rest: unknown[]) => {
+      const stmt = prepare(sql, ...(rest as []));
+      if (/data_version/.test(sql)) {
+        const get = stmt.get.bind(stmt);
+        stmt.get = (...a: unknown[]) => {
+          steps++;
+          return get(...(a as []));
+        };
+      }
+      return stmt;
+    }) as typeof reader.prepare;
+    await new Promise((r) => setImmediate(r));
+    expect(sharedSnapshotOf(reader)).toBeNull();
+    const v1 = readerDataVersion(db);
+    const first = sharedSnapshotOf(reader);
+    expect(first).not.toBeNull();
+    for (let i = 0; i < 10; i++) expect(readerDataVersion(db)).toBe(v1);
+    expect(steps).toBe(1);
+    expect(sharedSnapshotOf(reader)).toBe(first);
+    // Another connection commits: this turn's snapshot (and its version) stays; the next turn sees the change.
+    other.run("INSERT INTO sites (domain, name) VALUES ('sc-domain:v.example', 'V')");
+    expect(readerDataVersion(db)).toBe(v1);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(sharedSnapshotOf(reader)).toBeNull();
+    expect(readerDataVersion(db)).not.toBe(v1);
+    expect(sharedSnapshotOf(reader)).toBeGreaterThan(first!);
+    expect(steps).toBe(2);
   });
 });

@@ -14,6 +14,17 @@ const methods = ["get", "all", "values", "run", "iterate"] as const;
 /** Statements that open or close a transaction of their own. */
 const TX_CONTROL = /^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b/i;
 
+const shared = new WeakMap<Database, () => number | null>();
+
+/**
+ * The number of the shared read transaction open on `reader` right now (it grows with each one opened), or
+ * null when none is open (or the reader does not share them). Two reads under the same number see the
+ * same snapshot of the file: e.g. `PRAGMA data_version` cannot have changed between them.
+ */
+export function sharedSnapshotOf(reader: Database): number | null {
+  return shared.get(reader)?.() ?? null;
+}
+
 export type ReadSnapshots = {
   /** Ends the current shared read transaction (if any): the next read starts a fresh snapshot. */
   end(): void;
@@ -80,6 +91,7 @@ export function shareReadSnapshots(reader: Database): ReadSnapshots {
     s[PATCHED] = true;
     return stmt;
   };
+  shared.set(reader, () => (open ? opened : null));
   const prepare = reader.prepare.bind(reader);
   const query = reader.query.bind(reader);
   const run = reader.run.bind(reader);
