@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { errorResponse } from "../src/app.ts";
-import { createRouter, validationHook } from "../src/openapi.ts";
+import { createRouter, memoizedQuery, validationHook } from "../src/openapi.ts";
 
 // createRouter's synchronous query/param validators against @hono/zod-openapi's own: the same
 // answers (validated data, 400 bodies) and the same OpenAPI document.
@@ -79,5 +79,58 @@ describe("createRouter", () => {
   test("the OpenAPI document is the one @hono/zod-openapi writes", () => {
     const info = { openapi: "3.1.0", info: { title: "t", version: "1" } };
     expect(ours.getOpenAPI31Document(info)).toEqual(reference.getOpenAPI31Document(info));
+  });
+});
+
+describe("memoizedQuery: a pure query schema is parsed once per distinct query string", () => {
+  let parses = 0;
+  const Pure = memoizedQuery(
+    z.object({
+      n: z
+        .string()
+        .regex(/^\d+$/)
+        .transform((v) => {
+          parses++;
+          return Number(v);
+        })
+        .openapi({ param: { name: "n", in: "query" } }),
+      note: z
+        .string()
+        .optional()
+        .openapi({ param: { name: "note", in: "query" } }),
+    }),
+  );
+  const app = createRouter();
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/pure",
+      request: { query: Pure },
+      responses: { 200: { description: "ok" } },
+    }),
+    (c) => {
+      const q = c.req.valid("query");
+      return c.json({ n: q.n, note: q.note ?? null, frozen: Object.isFrozen(q) }, 200);
+    },
+  );
+  app.onError((err, c) => errorResponse(err, c));
+  const get = async (qs: string) => {
+    const res = await app.request(`/pure?${qs}`);
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+
+  test("the same query string reuses the frozen result; a new one, an invalid one and a long one are parsed", async () => {
+    parses = 0;
+    for (let i = 0; i < 3; i++) expect(await get("n=7")).toEqual({ status: 200, body: { n: 7, note: null, frozen: true } });
+    expect(parses).toBe(1);
+    expect((await get("n=8")).body.n).toBe(8);
+    expect(parses).toBe(2);
+    // Refusals are never remembered: each one is answered by the parse (and the hook) again.
+    for (let i = 0; i < 2; i++) expect((await get("n=x")).status).toBe(400);
+    expect((await get("n=7")).body.n).toBe(7);
+    expect(parses).toBe(2);
+    const long = `n=9&note=${"a".repeat(300)}`;
+    for (let i = 0; i < 2; i++) expect((await get(long)).body.n).toBe(9);
+    expect(parses).toBe(4);
   });
 });

@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { memoizedQuery } from "../openapi.ts";
 import { createInsertSchema, createSelectSchema } from "drizzle-zod";
 import { sites } from "../db/sqlite/schema.ts";
 
@@ -78,27 +79,29 @@ export const SiteIdParams = z.object({
 
 const boolParam = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 
-export const ListSitesQuery = z.object({
-  active_only: boolParam.default(true).openapi({ param: { name: "active_only", in: "query" }, example: "true" }),
-  limit: z
-    .string()
-    // 1..500 (leading zeros allowed) as one pattern instead of a regex, a transform and a number range.
-    .regex(/^0*([1-9]\d?|[1-4]\d\d|500)$/, "expected an integer from 1 to 500")
-    .transform(Number)
-    .optional()
-    .openapi({
-      param: { name: "limit", in: "query" },
-      example: "100",
-      description: "Page size (1..500). Without it every matching site is returned, as the original API did.",
-    }),
-  cursor: z
-    .string()
-    .min(1)
-    .max(2048)
-    .optional()
-    .openapi({ param: { name: "cursor", in: "query" } }),
-  include_archived: boolParam.default(false).openapi({ param: { name: "include_archived", in: "query" }, example: "false" }),
-});
+export const ListSitesQuery = memoizedQuery(
+  z.object({
+    active_only: boolParam.default(true).openapi({ param: { name: "active_only", in: "query" }, example: "true" }),
+    limit: z
+      .string()
+      // 1..500 (leading zeros allowed) as one pattern instead of a regex, a transform and a number range.
+      .regex(/^0*([1-9]\d?|[1-4]\d\d|500)$/, "expected an integer from 1 to 500")
+      .transform(Number)
+      .optional()
+      .openapi({
+        param: { name: "limit", in: "query" },
+        example: "100",
+        description: "Page size (1..500). Without it every matching site is returned, as the original API did.",
+      }),
+    cursor: z
+      .string()
+      .min(1)
+      .max(2048)
+      .optional()
+      .openapi({ param: { name: "cursor", in: "query" } }),
+    include_archived: boolParam.default(false).openapi({ param: { name: "include_archived", in: "query" }, example: "false" }),
+  }),
+);
 
 export const DeleteSiteQuery = z.object({
   purge: boolParam
