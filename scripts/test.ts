@@ -56,6 +56,7 @@ export const engineNeutral: Record<string, string> = {
 export const pgOnly: Record<string, string> = {
   "pg-engine.test.ts": "the PostgreSQL write path: retried transactions, lost connections, timeouts",
   "multimachine.test.ts": "two instances (hosts) on one PostgreSQL database; one SQLite file belongs to one machine",
+  "sync.rows.plan.test.ts": "the PostgreSQL plan of the sync's dictionary lookup (never the pg_trgm index)",
 };
 
 /**

@@ -2,6 +2,7 @@ import { Database } from "bun:sqlite";
 import { count, eq } from "drizzle-orm";
 import type { Db } from "../../src/db/index.ts";
 import type { SyncTask } from "../../src/db/model.ts";
+import { findJob } from "../../src/sync/queries.ts";
 import { waitFor as waitUntil } from "./wait.ts";
 
 // Small helpers shared by the sync tests.
@@ -9,6 +10,32 @@ import { waitFor as waitUntil } from "./wait.ts";
 /** Polls `f` until it returns something truthy; fails after `timeoutMs` with `what` in the message. */
 export function waitFor<T>(what: string, f: () => T | Promise<T>, timeoutMs = 15_000, everyMs = 25): Promise<NonNullable<T>> {
   return waitUntil(f, { timeout: timeoutMs, every: everyMs, what });
+}
+
+/**
+ * Waits until task `id` has ended (neither pending nor running) and returns its row. On timeout the error says
+ * where the task was: its status, attempt, lease, heartbeat, progress and error, as last read.
+ */
+export async function waitForTaskEnd(db: Db, id: number, timeoutMs = 15_000) {
+  let last: Awaited<ReturnType<typeof findJob>>;
+  try {
+    return await waitFor(
+      `task ${id}`,
+      async () => {
+        last = await findJob(db, id);
+        return last && last.status !== "pending" && last.status !== "running" ? last : null;
+      },
+      timeoutMs,
+    );
+  } catch (err) {
+    const j = last;
+    const state = j
+      ? `${j.status}, attempt ${j.attempts}/${j.max_attempts}, worker ${j.worker_pid ?? "none"}, run_at ${j.run_at}, started ${j.started_at ?? "never"}, ` +
+        `heartbeat ${j.heartbeat_at ?? "never"}, lease until ${j.locked_until ?? "none"}, progress ${j.progress_done}/${j.progress_total}, ` +
+        `records ${j.total_records}, cancel requested ${j.cancel_requested}, error ${j.error ?? "none"}`
+      : "no such task";
+    throw new Error(`${(err as Error).message}; task ${id} last seen at ${new Date().toISOString()}: ${state}`);
+  }
 }
 
 /** Runs `fn` over a short-lived plain connection to the file (as an outside observer would; SQLite only). */

@@ -26,6 +26,15 @@ async function dictionaryIds(tx: Q, table: typeof gscPages | typeof gscQueries, 
   const col = table === gscPages ? "page" : "query";
   const distinct = [...new Set(texts)].sort();
   const ids = new Map<string, number>();
+  // gsc_queries also has the pg_trgm GIN index of query search, and pg_trgm serves `=` too. Once an
+  // ANALYZE (autovacuum's) has seen the table small while a day's new queries keep filling the index's
+  // pending list, the planner prices `query IN (1,000 texts)` on that GIN index as cheap: a bitmap scan
+  // per text over the whole pending list, measured 13-30 s a statement on an idle machine (statement
+  // timeouts, a 50,000-row day stuck for minutes) instead of milliseconds. GIN is read only through
+  // bitmap scans: without them the lookup takes the unique (site_id, query) btree or a seq scan, for this
+  // transaction's lookups only (test/pg-dictionary-plan.test.ts).
+  const noGin = table === gscQueries;
+  if (noGin) await tx.execute(sql`set local enable_bitmapscan = off`);
   for (let i = 0; i < distinct.length; i += ROWS_PER_STATEMENT) {
     const chunk = distinct.slice(i, i + ROWS_PER_STATEMENT);
     const column = table === gscPages ? gscPages.page : gscQueries.query;
@@ -46,6 +55,7 @@ async function dictionaryIds(tx: Q, table: typeof gscPages | typeof gscQueries, 
       .onConflictDoNothing();
     await found();
   }
+  if (noGin) await tx.execute(sql`set local enable_bitmapscan to default`);
   return ids;
 }
 
