@@ -1,31 +1,40 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 
-// Every HTTP worker imports the app before it serves anything, and the suite starts hundreds of them
-// (docs/testing.md): packages only a rare request needs are loaded on first use, not at start-up.
-// Engine-neutral (no database): run once, on SQLite (scripts/test.ts `engineNeutral`).
+// Every HTTP worker imports the app before it serves anything, and the suite starts hundreds of them and
+// hundreds of CLI runs (docs/testing.md): packages only a rare request or command needs are loaded on
+// first use, not at start-up. Engine-neutral (no database): run once (scripts/test.ts `engineNeutral`).
 
-/** The node_modules packages loaded by importing `module` in a fresh Bun process. */
-function packagesLoadedBy(module: string): string[] {
-  const script = `await import(${JSON.stringify(module)});
-const names = new Set();
-for (const k of Object.keys(require.cache)) {
-  const m = k.match(/node_modules\\/((@[^/]+\\/)?[^/]+)/);
-  if (m) names.add(m[1]);
-}
-console.log(JSON.stringify([...names]));`;
-  const p = Bun.spawnSync([process.execPath, "-e", script], { cwd: join(import.meta.dir, ".."), stdout: "pipe", stderr: "pipe" });
-  if (p.exitCode !== 0) throw new Error(`import of ${module} failed: ${p.stderr.toString()}`);
-  return JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!);
+const root = join(import.meta.dir, "..");
+
+/** The node_modules packages a fresh `bun ...args` process loaded by the time it exited. */
+function packagesLoadedBy(args: string[]): string[] {
+  const p = Bun.spawnSync([process.execPath, "--preload", "./test/helpers/loaded-packages.ts", ...args], {
+    cwd: root,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const line = p.stderr
+    .toString()
+    .split("\n")
+    .find((l) => l.startsWith("loaded-packages: "));
+  if (!line) throw new Error(`bun ${args.join(" ")} (exit ${p.exitCode}) printed no package list: ${p.stderr.toString()}`);
+  return JSON.parse(line.slice("loaded-packages: ".length));
 }
 
 describe("start-up imports", () => {
   test("the app loads neither the MCP SDK nor the Google and e-mail clients until a request needs them", () => {
-    const loaded = packagesLoadedBy("./src/app.ts");
+    const loaded = packagesLoadedBy(["-e", 'await import("./src/app.ts")']);
     // The check itself works: what every request needs is there.
     expect(loaded).toContain("hono");
     expect(loaded).toContain("zod");
     for (const lazy of ["@modelcontextprotocol/sdk", "@hono/mcp", "ajv", "google-auth-library", "nodemailer"])
       expect(loaded).not.toContain(lazy);
+  });
+
+  test("the CLI, an HTTP client of the service, loads no database layer (only its auth commands do)", () => {
+    const loaded = packagesLoadedBy(["src/cli/main.ts", "--help"]);
+    expect(loaded).toContain("commander");
+    for (const lazy of ["drizzle-orm", "pg", "prom-client", "google-auth-library", "hono"]) expect(loaded).not.toContain(lazy);
   });
 });

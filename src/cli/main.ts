@@ -5,8 +5,11 @@ import type { SiteJson } from "../sites/schemas.ts";
 import type { ImportOutcome, VisibleProperty } from "../google/import.ts";
 import type { Job } from "../sync/schemas.ts";
 import { createApi, ServiceDown, ServiceError, type Api } from "./api.ts";
-import * as auth from "./auth.ts";
 import { exportSite, exportFormats } from "./export.ts";
+
+// `auth` (Google sign-in: google-auth-library, the accounts' database code) is loaded by the auth commands
+// only: every other command is an HTTP client of the service and starts without it.
+const authModule = () => import("./auth.ts");
 import { addIndexStatusCommands } from "./index-status.ts";
 import { addInsightsCommand } from "./insights.ts";
 import { addAlertsCommand } from "./alerts.ts";
@@ -96,7 +99,7 @@ export function buildProgram(cfg: CliConfig) {
     .action(async (o: { clientSecret: string; credentials?: string; port: number; browser: boolean; timeout: number }) => {
       const { out, api } = ctx();
       if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) throw new CliError("--port must be 0..65535", 2);
-      const r = await auth.login(
+      const r = await (await authModule()).login(
         {
           clientSecretFile: o.clientSecret,
           credentialsFile: o.credentials ?? cfg.GSC_CREDENTIALS_FILE,
@@ -127,7 +130,7 @@ export function buildProgram(cfg: CliConfig) {
     .description("every Google account on this machine, the Search Console properties each can read and the sites bound to it")
     .action(async () => {
       const { out, api } = ctx();
-      const s = await auth.status(cfg, api);
+      const s = await (await authModule()).status(cfg, api);
       out.result(s, (v) => {
         for (const a of v.accounts) {
           const who = a.account ?? "(account unknown: signed in before e-mail was asked)";
@@ -172,7 +175,7 @@ export function buildProgram(cfg: CliConfig) {
     .description("remove a Google account (its e-mail; `all` for every one): its sign-in on this machine, and in the running service")
     .action(async (which: string | undefined) => {
       const { out, api } = ctx();
-      const r = await auth.logout(cfg, api, which);
+      const r = await (await authModule()).logout(cfg, api, which);
       out.result(r, (v) => {
         if (v.removed.length === 0) return out.line(v.message ?? "Not signed in.");
         for (const x of v.removed) out.line(`Removed ${x.account ?? "the sign-in"} (${x.credentials_file}).`);

@@ -1,4 +1,4 @@
-import { hostnameCandidates } from "../sites/resolve.ts";
+import { hostnameCandidates } from "../sites/candidates.ts";
 import type { SiteJson } from "../sites/schemas.ts";
 import { ServiceError, type Api } from "./api.ts";
 import { CliError } from "./output.ts";

@@ -1,6 +1,7 @@
 import { eq, inArray } from "drizzle-orm";
 import { first, type Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
+import { hostnameCandidates } from "./candidates.ts";
 
 /** What an analytics request names its site by: an id, or a host / property string. */
 export type SiteRef = { site_id?: number | null; hostname?: string | null };
@@ -14,37 +15,6 @@ const RESOLVE_SQL = `select s.id, s.domain, s.name
   from json_each($candidates) c join sites s on s.domain = c.value
  order by c.key limit 1`;
 const BY_ID_SQL = "select id, domain, name from sites where id = $id";
-
-/** Lower-cases the host of a bare host, a `sc-domain:` property or a URL (never a URL's path). */
-function lowerHost(s: string): string {
-  const m = /^((?:[a-zA-Z][a-zA-Z0-9+.-]*:(?:\/\/)?)?)([^/]*)(.*)$/.exec(s);
-  return m ? m[1]!.toLowerCase() + m[2]!.toLowerCase() + m[3]! : s;
-}
-
-/**
- * The property strings a hostname may stand for, in the order they are tried: the original's four
- * steps (the value as sent; `sc-domain:` + it; with every `http(s)://` removed and trailing `/`
- * stripped; `sc-domain:` + that), then the URL-prefix properties `https://host/` and
- * `https://www.host/`. Hosts are compared lower-cased (stored domains are normalized that way).
- */
-export function hostnameCandidates(hostname: string): string[] {
-  const h = lowerHost(hostname.trim());
-  const out: string[] = [h];
-  if (!h.startsWith("sc-domain:")) out.push(`sc-domain:${h}`);
-  let bare = h.replace(/^sc-domain:/, "");
-  if (/^https?:\/\//.test(h)) {
-    const c = h.replaceAll("https://", "").replaceAll("http://", "").replace(/\/+$/, "");
-    out.push(c, `sc-domain:${c}`);
-    bare = c;
-  }
-  // A URL-prefix property is scheme + host + `/`: only a bare host (no path) can name one here.
-  bare = bare.replace(/\/+$/, "");
-  if (bare && !bare.includes("/")) {
-    out.push(`https://${bare}/`);
-    if (!bare.startsWith("www.")) out.push(`https://www.${bare}/`);
-  }
-  return [...new Set(out)];
-}
 
 /**
  * Resolves `site_id` or `hostname` to a site, as the original's analytics endpoints did: a truthy
