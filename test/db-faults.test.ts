@@ -32,6 +32,8 @@ type Rec = {
   outcome?: string;
   requestId: string | null;
   replayed: boolean;
+  /** The Retry-After header of a 503 (seconds), else null. */
+  retryAfter: number | null;
   /** performance.now() at send, and the duration. */
   at: number;
   ms: number;
@@ -54,18 +56,20 @@ function startLoad(base: string, phase: string) {
         let code: string | undefined;
         let requestId: string | null = null;
         let replayed = false;
+        let retryAfter: number | null = null;
         try {
           const r = await fetch(`${base}/api/v1/sites`, { method: "POST", headers, body: JSON.stringify({ domain, name: domain }) });
           status = r.status;
           requestId = r.headers.get("x-request-id");
           replayed = r.headers.get("idempotent-replayed") === "true";
+          if (r.status === 503) retryAfter = Number(r.headers.get("retry-after"));
           const body = (await r.json().catch(() => null)) as { error?: { code?: string; details?: { outcome?: string } } } | null;
           outcome = body?.error?.details?.outcome;
           code = body?.error?.code;
         } catch {
           status = 0;
         }
-        recs.push({ client, domain, keyed, status, code, outcome, requestId, replayed, at, ms: performance.now() - at });
+        recs.push({ client, domain, keyed, status, code, outcome, requestId, replayed, retryAfter, at, ms: performance.now() - at });
         // A keyed client sends a 503 (or a duplicate still waiting for its first: 409 idempotency_in_progress) again.
         if (!keyed || !(status === 503 || status === 0 || code === "idempotency_in_progress")) break;
         await Bun.sleep(200);
@@ -127,6 +131,9 @@ async function verify(
   const keyedOpen = [...byDomain].filter(([, rs]) => rs[0]!.keyed && !rs.some((r) => r.status === 201));
   expect(keyedOpen.map(([d]) => d)).toEqual([]);
   expect(recs.filter((r) => r.status !== 201 && r.status !== 503 && r.code !== "idempotency_in_progress")).toEqual([]);
+  // Every 503 says when to retry, from what is known of the outage (2 s for a restart, else half the outage so far, ≤ 30 s).
+  const retryAfters = recs.filter((r) => r.status === 503).map((r) => r.retryAfter);
+  expect(retryAfters.filter((v) => v === null || !(v >= 1 && v <= 30))).toEqual([]);
   // Requests whose COMMIT lost its connection wait for the server to tell the outcome (docs/operations.md).
   const checked = logLines(s).filter((l) => l.msg === "write outcome checked after its COMMIT lost the connection");
   const ambiguous = new Set(checked.map((l) => l.request_id as string));
@@ -138,6 +145,7 @@ async function verify(
     requests: recs.length,
     acknowledged: acknowledged.length,
     answered_503: recs.filter((r) => r.status === 503).length,
+    retry_after_s: [...new Set(retryAfters)].sort((a, b) => a! - b!),
     replayed: recs.filter((r) => r.replayed).length,
     ambiguous_commits_checked: recs.filter((r) => r.requestId && ambiguous.has(r.requestId)).length,
     ambiguous_outcomes: outcomes,
@@ -259,6 +267,11 @@ describe.skipIf(!pgBin)("PostgreSQL failing under 16 clients creating sites (a c
     // 2xx again soon after the database is back: the first create sent after its return that succeeded.
     const firstOk = backAt === null ? null : during.filter((r) => r.at >= backAt && r.status === 201).sort((a, b) => a.at - b.at)[0];
     const backMs = firstOk && backAt !== null ? Math.round(firstOk.at + firstOk.ms - backAt) : null;
+    // The first 201 answered after the return, whenever sent (a request that waited through the outage counts).
+    const answeredMs =
+      backAt === null
+        ? null
+        : Math.min(...during.filter((r) => r.status === 201 && r.at + r.ms >= backAt).map((r) => Math.round(r.at + r.ms - backAt)));
     // One log line per process and state change: down once, back up once (still down: once a minute).
     const lines = logLines(s).slice(linesBefore);
     const perPid = (msg: string) => {
@@ -278,7 +291,13 @@ describe.skipIf(!pgBin)("PostgreSQL failing under 16 clients creating sites (a c
     expect([...downs.values()].every((n) => n === 1)).toBe(true);
     expect([...ups.keys()].sort()).toEqual([...downs.keys()].sort());
     expect([...ups.values()].every((n) => n === 1)).toBe(true);
-    const row = { ...f, first_2xx_after_return_ms: backMs, fault_ms: backAt === null ? null : Math.round(backAt - t0), logs };
+    const row = {
+      ...f,
+      first_2xx_after_return_ms: backMs,
+      first_2xx_answered_after_return_ms: answeredMs,
+      fault_ms: backAt === null ? null : Math.round(backAt - t0),
+      logs,
+    };
     figures.push(row);
     console.log(JSON.stringify(row));
 

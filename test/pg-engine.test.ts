@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
-import { openPgDb, type Db } from "../src/db/index.ts";
+import pg from "pg";
+import { closeAllConnections, openPgDb, type Db } from "../src/db/index.ts";
 import { ApiError, apiErrorOf, isBusyError, isUniqueViolation } from "../src/errors.ts";
 import { freePort } from "../src/free-port.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
@@ -188,6 +189,38 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(await db.pg!.sweepTokens(Date.now() + 60 * 60_000)).toBeGreaterThanOrEqual(3);
     expect(await count()).toBe(0);
   });
+
+  test("closeAllConnections with a write stuck past its drain bound: ends the pool anyway (the stuck connection too), no throw", async () => {
+    const t = setup();
+    const site = await addSite(t.db, "sc-domain:stuck.example");
+    const { sites } = t.db.t;
+    // Another session holds the row's lock: the write below waits for it for as long as it is held.
+    const holder = new pg.Client({ connectionString: t.databaseUrl });
+    holder.on("error", () => {});
+    await holder.connect();
+    cleanups.push(() => holder.end().catch(() => {}));
+    await holder.query("BEGIN; SELECT 1 FROM sites FOR UPDATE");
+    const db = openPgDb({ url: t.databaseUrl, role: "test", drainTimeoutMs: 200 });
+    const stuck = db.tx((tx) => tx.update(sites).set({ name: "z" }).where(eq(sites.id, site.id))).catch((e: unknown) => e);
+    const waiting = sql`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`;
+    await waitFor(async () => (await t.db.q.execute(waiting)).rows.length > 0, {
+      timeout: 20_000,
+      every: 20,
+      what: "the write to wait for the lock",
+    });
+    // Before: the drain's warning read db.path (a throwing getter on PostgreSQL), and pool.end() waited for the stuck connection.
+    const closed = await Promise.race([closeAllConnections(), Bun.sleep(20_000).then(() => "hung" as const)]);
+    expect(closed).not.toBe("hung");
+    expect(db.closed).toBe(true);
+    expect(db.pg.pool.totalCount).toBe(0);
+    // The write's connection was cut: it fails as a retry-later error (503), not a 500.
+    expect(apiErrorOf(await stuck)?.status).toBe(503);
+    await holder.query("ROLLBACK");
+    // Nothing of the stuck write was applied.
+    const after = await openPgDb({ url: t.databaseUrl, role: "test" });
+    cleanups.push(() => after.close());
+    expect((await after.q.select({ name: sites.name }).from(sites)).map((r) => r.name)).toEqual([site.name]);
+  }, 40_000);
 
   test("a read whose pooled connection was terminated is retried once on a new one", async () => {
     const t = setup();

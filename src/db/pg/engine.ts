@@ -76,6 +76,12 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   pool.on("connect", (client) => {
     client.on("error", (err) => logOncePer("pg client error", 10_000, "debug", "postgresql connection lost", { error: err.message }));
   });
+  // Connections checked out right now: close() cuts them (pool.end() alone waits for each to be released,
+  // which a write stuck on a lock never is: a shutdown past its drain bound would hang there).
+  const busy = new Set<pg.PoolClient>();
+  pool.on("acquire", (client) => busy.add(client));
+  pool.on("release", (_err, client) => busy.delete(client));
+  pool.on("remove", (client) => busy.delete(client as pg.PoolClient));
   const rawQuery = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
   const availability = trackAvailability(
     async () => {
@@ -123,6 +129,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   const base = (orm as unknown as { session: { dialect: unknown; schema: unknown; options: unknown } }).session;
   const stats = newWriterStats();
   let inFlight = 0;
+  let closing = false;
   let drainWaiters: (() => void)[] = [];
 
   /** Why a transaction attempt failed, whether its COMMIT was under way when the connection went, and its token. */
@@ -241,6 +248,9 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
             throw unavailable(`the database is unreachable (since ${new Date(availability.downSince).toISOString()}); retry later`);
           }
         }
+        // Closing (shutdown past its drain bound): the pool is ending, so no new attempt.
+        if (closing)
+          throw new ApiError("unavailable", "this process is shutting down; retry the request", undefined, { "Retry-After": "1" });
         let failure: Failure;
         try {
           const value = await attempt(fn);
@@ -338,9 +348,13 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     drain: () => (inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r))),
     queueLength: () => inFlight,
     async closeConnections() {
+      closing = true;
       clearInterval(sweeper);
       availability.stop();
-      await pool.end();
+      const ended = pool.end();
+      // Their query fails "Connection terminated"; its caller releases the connection, which ends the pool.
+      for (const client of busy) (client as unknown as pg.Client).end().catch(() => {});
+      await ended;
     },
     pg: { url: opts.url, pool, sweepTokens },
   };
