@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, eq, sql } from "drizzle-orm";
-import { upsertRows } from "../src/sync/data.ts";
+import { rebuildDayQueryTotals, replaceDayDetail, upsertRows } from "../src/sync/data.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { tempDb } from "./helpers/db.ts";
 import { insertSites } from "./helpers/sync.ts";
@@ -11,9 +11,14 @@ import { insertSites } from "./helpers/sync.ts";
 
 let t: ReturnType<typeof tempDb>;
 let site = 0;
+let replaced = 0;
+let batched = 0;
 beforeAll(async () => {
   t = tempDb();
-  site = (await insertSites(t.db, 1, "rows.example"))[0]!;
+  const ids = await insertSites(t.db, 3, "rows.example");
+  site = ids[0]!;
+  replaced = ids[1]!;
+  batched = ids[2]!;
 });
 afterAll(() => t.cleanup());
 
@@ -53,5 +58,52 @@ describe("upsertRows in big batches", () => {
     const again = Array.from({ length: 25_010 }, (_, i) => row(i, 2));
     await t.db.tx((tx) => upsertRows(tx, site, "2026-03-01", "web", again));
     expect(await stored()).toEqual({ n: 25_010, clicks: 2 * 25_010, pages: 300, queries: 25_010 });
+  });
+});
+
+/** A site's detail and day × query rollup of one day (web), as comparable rows in key order. */
+async function dayOf(siteId: number) {
+  const { gscQueryDetail: d, gscDayQueryTotals: r, gscPages: p, gscQueries: q } = t.db.t;
+  const detail = await t.db.q
+    .select({ page: p.page, query: q.query, device: d.device, clicks: d.clicks, impressions: d.impressions, sum_position: d.sum_position })
+    .from(d)
+    .innerJoin(p, eq(p.id, d.page_id))
+    .innerJoin(q, eq(q.id, d.query_id))
+    .where(eq(d.site_id, siteId))
+    .orderBy(p.page, q.query, d.device);
+  const rollup = await t.db.q
+    .select({ day: r.day, type: r.type, query: q.query, clicks: r.clicks, impressions: r.impressions, sum_position: r.sum_position })
+    .from(r)
+    .innerJoin(q, eq(q.id, r.query_id))
+    .where(eq(r.site_id, siteId))
+    .orderBy(r.day, q.query);
+  return { detail, rollup };
+}
+
+describe("replaceDayDetail (an atomic day's detail and rollup in one call)", () => {
+  test("stores what upsertRows + rebuildDayQueryTotals store: keys given twice keep the last, queries on several pages summed; a second call replaces", async () => {
+    // 3,000 rows: queries on up to 3 pages each (rollup sums), row 5's key again at the end.
+    const rows = Array.from(
+      { length: 3000 },
+      (_, i): SourceRow => ({ ...row(i, i % 7), query: `query ${i % 1000}`, position: 1 + (i % 13) / 3 }),
+    );
+    rows.push({ ...rows[5]!, clicks: 99, impressions: 1234, position: 4.25 });
+    const n = await t.db.tx((tx) => replaceDayDetail(tx, replaced, "2026-03-02", "web", rows));
+    expect(n).toBe(3000);
+    await t.db.tx((tx) => upsertRows(tx, batched, "2026-03-02", "web", rows));
+    await t.db.tx((tx) => rebuildDayQueryTotals(tx, batched, "2026-03-02", "web"));
+    const got = await dayOf(replaced);
+    expect(got.detail.length).toBe(3000);
+    expect(got.rollup.length).toBe(1000);
+    expect(got.detail.find((r) => r.query === rows[5]!.query && r.page === rows[5]!.page)?.clicks).toBe(99);
+    expect(got).toEqual(await dayOf(batched));
+
+    // Replaced by a smaller day: the rows and rollup rows not in it are gone.
+    const fewer = rows.slice(0, 500);
+    expect(await t.db.tx((tx) => replaceDayDetail(tx, replaced, "2026-03-02", "web", fewer))).toBe(500);
+    const after = await dayOf(replaced);
+    expect(after.detail.length).toBe(500);
+    expect(after.rollup.length).toBe(500);
+    expect(after.rollup.reduce((s, r) => s + r.impressions, 0)).toBe(500 * 100);
   });
 });

@@ -1,13 +1,14 @@
-import type { Database, Statement } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { and, asc, between, count, countDistinct, eq, sql } from "drizzle-orm";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import * as pgSchema from "../db/pg/schema.ts";
-import { deleteRowsPg, rebuildDayQueryTotalsPg, upsertRowsPg } from "../db/pg/synced-rows.ts";
+import { deleteRowsPg, rebuildDayQueryTotalsPg, replaceDayDetailPg, upsertRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { gscSyncedDays } from "../db/sqlite/schema.ts";
 import { sqliteOrm } from "../db/sql.ts";
 import { isFinalDay } from "./dates.ts";
-import { dayDate, dayNumber, deviceCode, sumPosition, typeCode } from "./grains.ts";
+import { dayDate, dayNumber, deviceCode, typeCode } from "./grains.ts";
+import { keyRows, rollupOf } from "./keyed-rows.ts";
 import type { SearchType, SourceRow } from "./source.ts";
 
 // The synced Search Console data: the query detail in gsc_query_detail, completion markers in gsc_synced_days.
@@ -29,10 +30,12 @@ const keyId = (siteId: number, day: number, type: number, pageId: number, queryI
 // Bare bun:sqlite statements (positional parameters, no per-row mapping): the ingest's hot path.
 const writeStatements = perConnection((orm) => {
   const c = (orm as Orm & { $client: Database }).$client;
-  // Known texts are looked up one by one (an index seek each, the cheapest for them); the batch's new ones
-  // are added in one statement from a JSON array (measured: half the time of one insert each).
+  // A batch's distinct texts are looked up in one statement (a JSON array joined to the unique index, one
+  // seek each without a call per text); the new ones are added in one statement from a JSON array.
   const dictionary = (table: "gsc_pages" | "gsc_queries", col: "page" | "query") => ({
-    find: c.prepare<{ id: number }, [number, string]>(`select id from ${table} where site_id = ? and ${col} = ?`),
+    find: c.prepare<{ id: number; text: string }, [number, string]>(
+      `select j.value as text, t.id as id from json_each(?2) j cross join ${table} t on t.site_id = ?1 and t.${col} = j.value`,
+    ),
     add: c.prepare<{ id: number; text: string }, [number, string]>(
       `insert into ${table} (site_id, ${col}) select ?1, value from json_each(?2) returning id, ${col} as text`,
     ),
@@ -47,6 +50,15 @@ const writeStatements = perConnection((orm) => {
        values (?, ?, ?, ?, ?, ?, ?, ?, ?)
        on conflict (site_id, day, type, page_id, query_id, device)
        do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position`,
+    ),
+    // A whole day's replacement (replaceDayDetail): plain inserts of deduplicated rows in key order.
+    insert: c.prepare<unknown, number[]>(
+      `insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    clearDetail: c.prepare<unknown, number[]>("delete from gsc_query_detail where site_id = ? and day = ? and type = ?"),
+    insertRollup: c.prepare<unknown, number[]>(
+      `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position) values (?, ?, ?, ?, ?, ?, ?)`,
     ),
     deleteRow: c.prepare<unknown, number[]>(
       "delete from gsc_query_detail where site_id = ? and day = ? and type = ? and page_id = ? and query_id = ? and device = ?",
@@ -75,15 +87,13 @@ const readStatements = perConnection((orm) => {
 
 /** Dictionary ids (gsc_pages or gsc_queries) of a site's texts on SQLite, adding the missing ones in one statement. */
 function sqliteIds(dict: ReturnType<typeof writeStatements>["pages"], siteId: number, texts: string[]): Map<string, number> {
+  const distinct = [...new Set(texts)];
   const ids = new Map<string, number>();
-  const missing: string[] = [];
-  for (const t of texts) {
-    if (ids.has(t)) continue;
-    const found = dict.find.get(siteId, t);
-    ids.set(t, found ? found.id : -1);
-    if (!found) missing.push(t);
+  for (const r of dict.find.all(siteId, JSON.stringify(distinct))) ids.set(r.text, r.id);
+  if (ids.size < distinct.length) {
+    const missing = distinct.filter((t) => !ids.has(t));
+    for (const r of dict.add.all(siteId, JSON.stringify(missing))) ids.set(r.text, r.id);
   }
-  if (missing.length > 0) for (const r of dict.add.all(siteId, JSON.stringify(missing))) ids.set(r.text, r.id);
   return ids;
 }
 
@@ -109,17 +119,48 @@ export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type:
     siteId,
     rows.map((r) => r.query),
   );
-  const keys: string[] = new Array(rows.length);
-  const prefix = `${siteId}|${d}|${t}|`;
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!;
-    const pageId = pages.get(r.page)!;
-    const queryId = queries.get(r.query)!;
-    const dev = deviceCode(r.device);
-    s.upsert.run(siteId, d, t, pageId, queryId, dev, r.clicks, r.impressions, sumPosition(r.position, r.impressions));
-    keys[i] = `${prefix}${pageId}|${queryId}|${dev}`;
+  const k = keyRows(rows, pages, queries);
+  for (let i = 0; i < k.n; i++) {
+    s.upsert.run(siteId, d, t, k.page[i]!, k.query[i]!, k.device[i]!, k.clicks[i]!, k.impressions[i]!, k.sumPosition[i]!);
   }
-  return keys;
+  const prefix = `${siteId}|${d}|${t}|`;
+  return rows.map((r) => `${prefix}${pages.get(r.page)!}|${queries.get(r.query)!}|${deviceCode(r.device)}`);
+}
+
+/**
+ * Inside a write: replaces the whole query detail of one site, day and search type with `rows` (the old
+ * rows deleted, the new inserted once per key, the last row of a key winning) and its day × query rollup
+ * with their sums, computed here rather than read back from the detail. Returns the detail rows stored.
+ * New pages and queries go into the site's dictionaries. On SQLite it is all done before this returns.
+ */
+export async function replaceDayDetail(tx: Q | Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<number> {
+  const d = dayNumber(day);
+  const t = typeCode(type);
+  const orm = sqliteOrm(tx);
+  if (!orm) return replaceDayDetailPg(tx as Q, siteId, d, t, rows);
+  const s = writeStatements(orm);
+  const k = keyRows(
+    rows,
+    sqliteIds(
+      s.pages,
+      siteId,
+      rows.map((r) => r.page),
+    ),
+    sqliteIds(
+      s.queries,
+      siteId,
+      rows.map((r) => r.query),
+    ),
+  );
+  s.clearDetail.run(siteId, d, t);
+  s.clearRollup.run(siteId, d, t);
+  for (let i = 0; i < k.n; i++) {
+    s.insert.run(siteId, d, t, k.page[i]!, k.query[i]!, k.device[i]!, k.clicks[i]!, k.impressions[i]!, k.sumPosition[i]!);
+  }
+  const r = rollupOf(k);
+  for (let i = 0; i < r.query.length; i++)
+    s.insertRollup.run(siteId, d, t, r.query[i]!, r.clicks[i]!, r.impressions[i]!, r.sumPosition[i]!);
+  return k.n;
 }
 
 /** Up to `limit` rows of one site, day and search type in key order, after the key `after` (from the start when null). */

@@ -1,5 +1,7 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { deviceCode, sumPosition } from "../../sync/grains.ts";
+import { keyRows, rollupOf } from "../../sync/keyed-rows.ts";
+import type { SourceRow } from "../../sync/source.ts";
 import type { Q } from "../engine.ts";
 import type { GscRow, HourlyRow } from "../sqlite/schema.ts";
 import { fromExcluded } from "../sql.ts";
@@ -18,42 +20,40 @@ type DailyRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressio
 type HourlyInsert = Omit<HourlyRow, "id">;
 
 /**
- * Dictionary ids of a site's texts (pages or queries), adding the missing ones. Inserted in sorted order,
- * so two writers adding the same new texts wait on each other instead of deadlocking; the ids are read in
- * a later statement, which sees what a concurrent writer committed meanwhile.
+ * Dictionary ids of a site's texts (pages or queries), adding the missing ones. Each step is one statement
+ * with the texts as one array parameter (no statement of thousands of parameters, no Drizzle row building).
+ * The missing texts are inserted in sorted order, so two writers adding the same new texts wait on each
+ * other instead of deadlocking; their ids are read in a later statement, which sees what a concurrent
+ * writer committed meanwhile.
  */
 async function dictionaryIds(tx: Q, table: typeof gscPages | typeof gscQueries, siteId: number, texts: string[]) {
-  const col = table === gscPages ? "page" : "query";
+  const name = sql.raw(table === gscPages ? "gsc_pages" : "gsc_queries");
+  const col = sql.raw(table === gscPages ? "page" : "query");
   const distinct = [...new Set(texts)].sort();
   const ids = new Map<string, number>();
   // gsc_queries also has the pg_trgm GIN index of query search, and pg_trgm serves `=` too. Once an
   // ANALYZE (autovacuum's) has seen the table small while a day's new queries keep filling the index's
-  // pending list, the planner prices `query IN (1,000 texts)` on that GIN index as cheap: a bitmap scan
+  // pending list, the planner prices `query = any(texts)` on that GIN index as cheap: a bitmap scan
   // per text over the whole pending list, measured 13-30 s a statement on an idle machine (statement
   // timeouts, a 50,000-row day stuck for minutes) instead of milliseconds. GIN is read only through
   // bitmap scans: without them the lookup takes the unique (site_id, query) btree or a seq scan, for this
-  // transaction's lookups only (test/pg-dictionary-plan.test.ts).
+  // transaction's lookups only (test/sync.rows.plan.test.ts).
   const noGin = table === gscQueries;
   if (noGin) await tx.execute(sql`set local enable_bitmapscan = off`);
-  for (let i = 0; i < distinct.length; i += ROWS_PER_STATEMENT) {
-    const chunk = distinct.slice(i, i + ROWS_PER_STATEMENT);
-    const column = table === gscPages ? gscPages.page : gscQueries.query;
-    // Most texts of a day are already known: look first, add only the missing ones.
-    const found = async () => {
-      for (const r of await tx
-        .select({ id: table.id, text: column })
-        .from(table)
-        .where(and(eq(table.site_id, siteId), inArray(column, chunk))))
-        ids.set(r.text, Number(r.id));
-    };
-    await found();
-    const missing = chunk.filter((t) => !ids.has(t));
-    if (missing.length === 0) continue;
-    await tx
-      .insert(table)
-      .values(missing.map((t) => ({ site_id: siteId, [col]: t }) as { site_id: number; page: string } & { query: string }))
-      .onConflictDoNothing();
-    await found();
+  // Most texts of a day are already known: look first, add only the missing ones.
+  const find = async (wanted: string[]) => {
+    const r = await tx.execute<{ id: number; text: string }>(
+      sql`select id, ${col} as text from ${name} where site_id = ${siteId} and ${col} = any(${sql.param(wanted)}::text[])`,
+    );
+    for (const row of r.rows) ids.set(row.text, Number(row.id));
+  };
+  await find(distinct);
+  const missing = distinct.filter((t) => !ids.has(t));
+  if (missing.length > 0) {
+    await tx.execute(
+      sql`insert into ${name} (site_id, ${col}) select ${siteId}, t from unnest(${sql.param(missing)}::text[]) with ordinality as u(t, o) order by o on conflict do nothing`,
+    );
+    await find(missing);
   }
   if (noGin) await tx.execute(sql`set local enable_bitmapscan to default`);
   return ids;
@@ -113,6 +113,47 @@ export async function upsertRowsPg(tx: Q, siteId: number, day: number, type: num
       do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position`);
   }
   return keys;
+}
+
+/** An integer array literal of column values (one parameter for a whole column). */
+const intArray = (col: number[], from: number, to: number) => `{${col.slice(from, to).join(",")}}`;
+
+/**
+ * Inside a transaction: replaces the whole query detail of one site, day and type with `rows` (deleted,
+ * then inserted once per key in key order, the last row of a key winning) and its day × query rollup
+ * with their sums computed in JS, each written as column arrays (UNNEST); returns the detail rows stored.
+ */
+export async function replaceDayDetailPg(tx: Q, siteId: number, day: number, type: number, rows: SourceRow[]): Promise<number> {
+  const pages = await dictionaryIds(
+    tx,
+    gscPages,
+    siteId,
+    rows.map((r) => r.page),
+  );
+  const queries = await dictionaryIds(
+    tx,
+    gscQueries,
+    siteId,
+    rows.map((r) => r.query),
+  );
+  const k = keyRows(rows, pages, queries);
+  await tx.delete(d).where(and(eq(d.site_id, siteId), eq(d.day, day), eq(d.type, type)));
+  await tx.delete(dq).where(and(eq(dq.site_id, siteId), eq(dq.day, day), eq(dq.type, type)));
+  for (let i = 0; i < k.n; i += UNNEST_ROWS) {
+    const j = i + UNNEST_ROWS;
+    await tx.execute(sql`insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
+      select ${siteId}::int, ${day}::int, ${type}::int, u.* from unnest(${intArray(k.page, i, j)}::int[], ${intArray(k.query, i, j)}::int[],
+        ${intArray(k.device, i, j)}::int[], ${intArray(k.clicks, i, j)}::int[], ${intArray(k.impressions, i, j)}::int[],
+        ${intArray(k.sumPosition, i, j)}::bigint[]) as u`);
+  }
+  const r = rollupOf(k);
+  for (let i = 0; i < r.query.length; i += UNNEST_ROWS) {
+    const j = i + UNNEST_ROWS;
+    await tx.execute(sql`insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
+      select ${siteId}::int, ${day}::int, ${type}::int, u.* from unnest(${intArray(r.query, i, j)}::int[], ${intArray(r.clicks, i, j)}::bigint[],
+        ${intArray(r.impressions, i, j)}::bigint[], ${intArray(r.sumPosition, i, j)}::bigint[]) as u`);
+  }
+  return k.n;
 }
 
 /** Inside a transaction: deletes detail rows by key ([site, day, type, page_id, query_id, device] each); returns how many. */

@@ -8,11 +8,12 @@ import {
   findSyncedDays,
   markDaySynced,
   rebuildDayQueryTotals,
+  replaceDayDetail,
   upsertRows,
   type DayRowKey,
 } from "../data.ts";
 import { isFinalDay, isFreshDay } from "../dates.ts";
-import { deleteDayDetail, findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
+import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
 import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
 import type { SourceRow, TotalsRow } from "../source.ts";
@@ -158,15 +159,8 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   // change, so the next run fetches it again.
   const stored = await ctx.write(async (tx) => {
     let rows = written.size;
-    if (atomic && rules.query) {
-      await deleteDayDetail(tx, site.id, dayNumber(day), typeCode(type));
-      const keys = new Set<string>();
-      for (let i = 0; i < buffered!.length; i += UPSERT_CHUNK) {
-        for (const k of await upsertRows(tx, site.id, day, type, buffered!.slice(i, i + UPSERT_CHUNK))) keys.add(k);
-      }
-      rows = keys.size;
-      await rebuildDayQueryTotals(tx, site.id, day, type);
-    }
+    // The old detail and rollup replaced by the new rows and their sums (computed from the rows, not read back).
+    if (atomic && rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!);
     await replaceDayGrains(tx, grains);
     if (final) await markDaySynced(tx, site.id, day, type, rows);
     return rows;
@@ -177,9 +171,6 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   if (ctx.db.engine === "sqlite" && stored > 0) await indexAllPendingQueries((fn) => ctx.write((tx) => fn(tx as unknown as Orm)));
   return stored;
 }
-
-/** Rows per upsertRows call inside the one transaction of an atomic day (its multi-row statements stay small). */
-const UPSERT_CHUNK = 1000;
 
 /** A totals row's measures as stored: integers, position scaled into sum_position. */
 function measures(r: TotalsRow) {
