@@ -257,7 +257,17 @@ function corsFor(origins: "*" | string[] | undefined): MiddlewareHandler | null 
 
 /** Repeated identical storage errors are logged once per this interval, with a count. */
 const STORAGE_LOG_INTERVAL_MS = 10_000;
-const STORAGE_RETRY_AFTER_S = 30;
+
+/**
+ * Retry-After (s) of a storage 503, by what failed: a full disk or an I/O error can pass any moment (space freed,
+ * a device back) and the refusal costs under a millisecond, so 5; a server that dropped the connection, 2 (a
+ * restart); a broken, unreadable or read-only file needs an operator, 30.
+ */
+function storageRetryAfterSeconds(code: string): number {
+  if (/^SQLITE_(FULL|IOERR)/.test(code)) return 5;
+  if (/^SQLITE_/.test(code)) return 30;
+  return 2;
+}
 
 const httpCodes: Record<number, ErrorCode> = {
   404: "not_found",
@@ -292,14 +302,14 @@ export function errorResponse(thrown: Error, c: Context) {
   }
   if (isStorageError(err)) {
     // The file is broken or full: nothing the client did. One log line per kind of failure and
-    // interval (a full disk fails every write), and a Retry-After long enough for an operator.
+    // interval (a full disk fails every write), and a Retry-After for the kind of failure.
     const code = String(dbErrorCode(err));
     logOncePer(`storage ${code}`, STORAGE_LOG_INTERVAL_MS, "error", "database storage error", {
       request_id: c.get("requestId"),
       code,
       error: String(err),
     });
-    c.header("Retry-After", String(STORAGE_RETRY_AFTER_S));
+    c.header("Retry-After", String(storageRetryAfterSeconds(code)));
     return c.json(errorBody("unavailable", `the database is unavailable (request id ${c.get("requestId")})`), 503);
   }
   log("error", "unhandled error", { request_id: c.get("requestId"), error: String(err), stack: err.stack });
