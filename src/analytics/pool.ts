@@ -3,7 +3,7 @@ import type { Subprocess } from "bun";
 import { defaults } from "../config.ts";
 import type { SqliteDb } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
-import { bounded, currentBudget, resultTooLarge, type QueryBudget } from "../db/budget.ts";
+import { bounded, checkBudget, currentBudget, resultTooLarge, type QueryBudget } from "../db/budget.ts";
 import type { QueryReply, QueryRequest } from "./query-process.ts";
 
 // Aggregations over hundreds of thousands of rows take from 0.1 to several seconds of SQLite time.
@@ -137,6 +137,12 @@ function createPool(db: SqliteDb): QueryPool {
 
   const run = (sql: string, params: SQLQueryBindings | unknown[], values: boolean): Promise<unknown[]> => {
     const budget = currentBudget();
+    // A budget already spent (the client gone, the deadline past) runs nothing.
+    try {
+      checkBudget(budget);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (waiting.length >= MAX_WAITING) {
       return Promise.reject(new ApiError("unavailable", "too many analytics queries are waiting in this process; retry in a moment"));
     }

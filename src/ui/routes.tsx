@@ -807,7 +807,14 @@ function live(c: Context, event: string, everyMs: number, keepAliveMs: number, r
     try {
       while (!stopped && !stream.aborted) {
         // null: a bounded turn refused (nothing new to send this time).
-        const html = bounds ? await boundedRender(c, bounds, render) : String(await render());
+        let html: string | null;
+        try {
+          html = bounds ? await boundedRender(c, bounds, render) : String(await render());
+        } catch (err) {
+          // The client left (or the worker drains) during the render: nobody waits for it any more.
+          if (stopped || stream.aborted) break;
+          throw err;
+        }
         if (html !== null && html !== last) {
           await stream.writeSSE({ event, data: html });
           last = html;

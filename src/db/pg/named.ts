@@ -1,5 +1,5 @@
 import pg from "pg";
-import { bounded, currentBudget, queryTimeout, resultTooLarge, type QueryBudget } from "../budget.ts";
+import { bounded, checkBudget, currentBudget, queryTimeout, resultTooLarge, type QueryBudget } from "../budget.ts";
 import { dbErrorCode } from "../../errors.ts";
 import type { Db } from "../index.ts";
 
@@ -40,6 +40,8 @@ export type BoundedQuery = { text: string; values?: unknown[]; rowMode?: "array"
  */
 export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows: R[]; fields: pg.FieldDef[] }> {
   const b = currentBudget();
+  // A budget already spent (the client gone, the deadline past) runs nothing.
+  checkBudget(b);
   const { pool, url } = db.pg!;
   let client: pg.PoolClient | null = null;
   let stopped = false;
