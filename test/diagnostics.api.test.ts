@@ -142,7 +142,8 @@ describe("GET /health", () => {
     // On PostgreSQL a pid says nothing about another machine's process: only the heartbeat's age counts.
     while ((await get("/health")).json.connection_info.connection_pids.includes(child.pid)) {
       expect(sqlite).toBe(false);
-      expect(performance.now() - started).toBeLessThan(15_000);
+      // A hang guard: dropped ~8-10 s after the kill (heartbeat every 2 s, live for 10 s); generous under load.
+      expect(performance.now() - started).toBeLessThan(40_000);
       await Bun.sleep(250);
     }
     if (!sqlite) expect(performance.now() - started).toBeGreaterThan(5_000);

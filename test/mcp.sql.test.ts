@@ -245,7 +245,8 @@ describe.skipIf(testEngine === "sqlite")("runReadOnlySqlPg (PostgreSQL: a READ O
     const started = performance.now();
     const answer = await run("with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c", { timeoutMs: 300 });
     expect(answer).toMatchObject({ ok: false, timedOut: true });
-    expect(performance.now() - started).toBeLessThan(5000);
+    // The query never ends by itself: any bound is a hang guard (generous for a loaded machine).
+    expect(performance.now() - started).toBeLessThan(30_000);
   });
 
   test("PostgreSQL's own message for a bad statement", async () => {

@@ -52,7 +52,7 @@ const markersOf = (site: number) => t.db.q.select().from(t.db.t.gscSyncedDays).w
 const siteUrl = (id: number) => `sc-domain:s${sites.indexOf(id)}.engine.example`;
 const freshSite = () => sites[nextSite++]!;
 
-function source(over: { maxRetries?: number } = {}): SearchAnalyticsSource {
+function source(over: { maxRetries?: number; timeoutMs?: number } = {}): SearchAnalyticsSource {
   return gscSource({
     baseUrl: fake.url,
     auth: staticToken("test-token"),
@@ -60,7 +60,7 @@ function source(over: { maxRetries?: number } = {}): SearchAnalyticsSource {
     rowLimit: 50,
     maxRetries: over.maxRetries ?? 0,
     retryBaseMs: 5,
-    timeoutMs: 5000,
+    timeoutMs: over.timeoutMs ?? 5000,
   });
 }
 
@@ -411,16 +411,23 @@ describe("cancel, stop, leases", () => {
   });
 
   test("heartbeat: a response taking 3x the lease keeps the task (attempt 1, never reaped); a cancel meanwhile is noticed", async () => {
-    const LEASE = 300;
+    // 1 s, renewed every 333 ms: a shorter lease expired under a loaded machine's pauses (reaped, attempt 2),
+    // and a fixed sleep before the mid-way look could land after the slow answer.
+    const LEASE = 1000;
     const site = freshSite();
     fake.setDelay(3 * LEASE);
     const id = await queue(site, { start: DAYS[0], end: DAYS[0] });
-    // Two workers: whichever does not run the task keeps reaping expired leases.
-    const ws = [worker({ leaseMs: LEASE }), worker({ leaseMs: LEASE })];
+    // Two workers: whichever does not run the task keeps reaping expired leases. Their requests wait up to a
+    // minute (the slow answers below must come, or be aborted by the cancel, never time out).
+    const slow = () => worker({ leaseMs: LEASE, source: source({ timeoutMs: 60_000 }) });
+    const ws = [slow(), slow()];
     await waitFor("the first request", () => fake.requests.length >= 1);
     fake.setDelay(0);
-    await Bun.sleep(2 * LEASE);
-    const mid = await job(id);
+    // Mid-way (the slow answer still on its way): the lease was renewed after the first one ran out.
+    const mid = await waitFor("a renewal past the first lease", async () => {
+      const j = await job(id);
+      return j.heartbeat_at && Date.parse(j.heartbeat_at) > Date.parse(j.started_at!) + LEASE ? j : null;
+    });
     expect(mid).toMatchObject({ status: "running", attempts: 1 });
     expect(mid.locked_until! > new Date().toISOString()).toBe(true);
     const j = await settled(id);
@@ -430,15 +437,15 @@ describe("cancel, stop, leases", () => {
 
     // The same wait, cancelled: the heartbeat sees the request and aborts the request in flight.
     fake.reset();
-    fake.setDelay(20 * LEASE);
+    fake.setDelay(30 * LEASE);
     const id2 = await queue(freshSite(), { start: DAYS[0], end: DAYS[0] });
     await waitFor("the first request", () => fake.requests.length >= 1);
     const cancelledAt = Date.now();
     await cancelJob(t.db, id2);
     const j2 = await settled(id2);
     expect(j2).toMatchObject({ status: "cancelled", attempts: 1 });
-    // Noticed well before the slow answer (6 s) came.
-    expect(Date.now() - cancelledAt).toBeLessThan(15 * LEASE);
+    // Noticed well before the slow answer (30 s) came: a heartbeat (every 333 ms) saw it; generous under load.
+    expect(Date.now() - cancelledAt).toBeLessThan(20 * LEASE);
     expect(fake.requests.length).toBe(1);
   });
 

@@ -226,7 +226,8 @@ describe("waiting for another process's write lock", () => {
     expect(isBusyError(err)).toBe(false);
     expect(String(err.message)).not.toMatch(/locked/i);
     expect(waited).toBeGreaterThanOrEqual(190);
-    expect(waited).toBeLessThan(5000);
+    // The holder never lets go: any bound is a hang guard (generous for a loaded machine).
+    expect(waited).toBeLessThan(30_000);
     expect(t.db.stats.timeouts - timeouts0).toBe(1);
 
     // Over HTTP the same is a 503 with Retry-After and the JSON error shape.
