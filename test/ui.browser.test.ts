@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { and, eq, sql } from "drizzle-orm";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { addDays, dayRange, isFinalDay, newestDataDay } from "../src/sync/dates.ts";
+import { haveChromium, launchChromium, localOnlyContext, openPage } from "./helpers/browser.ts";
 import { withDb } from "./helpers/observe.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
@@ -13,15 +14,12 @@ setDefaultTimeout(90_000);
 // (supervisor, 2 HTTP workers, 1 sync worker on the demo source). Every request the pages make is
 // intercepted: anything not for this server is aborted and recorded, and the suite fails on it.
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
 // .ci/run installs chromium and sets REQUIRE_BROWSER=1: there the browser tests must run, never skip.
-if (!haveChromium && process.env.REQUIRE_BROWSER === "1") throw new Error(`${CHROMIUM} is missing and REQUIRE_BROWSER=1`);
-if (!haveChromium) console.warn(`ui.browser tests skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+const chromiumHere = haveChromium("ui.browser");
 // SCREENSHOTS=1 bun test test/ui.browser.test.ts refreshes the README's screenshots in docs/screenshots.
 const screenshots = process.env.SCREENSHOTS === "1" ? join(import.meta.dir, "../docs/screenshots") : null;
 
-describe.skipIf(!haveChromium)("dashboard in chromium", () => {
+describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
   let s: RunningServer;
   let browser: Browser;
   let context: BrowserContext;
@@ -35,7 +33,7 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
       // Enough demo rows that a 30-day sync takes seconds: its progress can be seen moving.
       env: { DEMO_ROWS_PER_DAY: "800", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false" },
     });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+    browser = await launchChromium();
     context = await newContext(true);
   });
 
@@ -45,26 +43,11 @@ describe.skipIf(!haveChromium)("dashboard in chromium", () => {
   });
 
   async function newContext(javaScriptEnabled: boolean, viewport = { width: 1280, height: 900 }) {
-    const ctx = await browser.newContext({ javaScriptEnabled, viewport });
-    const own = new URL(s.url).host;
-    await ctx.route("**/*", (route) => {
-      const url = new URL(route.request().url());
-      if (url.host === own) return route.continue();
-      offsite.push(url.href);
-      return route.abort();
-    });
-    return ctx;
+    return localOnlyContext(browser, s.url, offsite, { javaScriptEnabled, viewport });
   }
 
   async function open(path: string, ctx = context): Promise<Page> {
-    const page = await ctx.newPage();
-    page.on("console", (m) => {
-      if (m.type() === "error") consoleErrors.push(`${path}: ${m.text()}`);
-    });
-    page.on("pageerror", (e) => consoleErrors.push(`${path}: ${e.message}`));
-    const res = await page.goto(s.url + path);
-    expect(res?.status()).toBe(200);
-    return page;
+    return openPage(ctx, s.url, path, consoleErrors);
   }
 
   async function shot(page: Page, name: string) {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync } from "node:fs";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
+import { haveChromium, launchChromium, localOnlyContext } from "./helpers/browser.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
 setDefaultTimeout(90_000);
@@ -10,11 +10,9 @@ setDefaultTimeout(90_000);
 // running badge, gaps in charts, the calendar's size and corners, job dates wrapping, "Start sync"
 // staying on the site page, the Queries page before a search, /redoc's backticks, Scalar's outside features.
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.REQUIRE_BROWSER === "1") throw new Error(`${CHROMIUM} is missing and REQUIRE_BROWSER=1`);
+const chromiumHere = haveChromium("ui.defects.browser");
 
-describe.skipIf(!haveChromium)("dashboard defects in chromium", () => {
+describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
   let s: RunningServer;
   let browser: Browser;
   let context: BrowserContext;
@@ -41,15 +39,8 @@ describe.skipIf(!haveChromium)("dashboard defects in chromium", () => {
       syncWorkers: 1,
       env: { DEMO_ROWS_PER_DAY: "400", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false", ALERT_POLL_MS: "200" },
     });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
-    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const own = new URL(s.url).host;
-    await context.route("**/*", (route) => {
-      const url = new URL(route.request().url());
-      if (url.host === own) return route.continue();
-      offsite.push(url.href);
-      return route.abort();
-    });
+    browser = await launchChromium();
+    context = await localOnlyContext(browser, s.url, offsite);
     synced = await addSite("sc-domain:synced.example", "Synced");
     busy = await addSite("sc-domain:busy.example", "Busy");
     empty = await addSite("sc-domain:empty.example", "Empty");

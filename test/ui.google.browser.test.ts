@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { accountFileOf, writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
+import { haveChromium, launchChromium } from "./helpers/browser.ts";
 import { tempDir } from "./helpers/db.ts";
 import { startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
@@ -13,11 +14,9 @@ setDefaultTimeout(90_000);
 // each sees, "Add" for one property and "Add all" for the rest, each new site bound to its account with
 // its backfill queued newest day first.
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.REQUIRE_BROWSER === "1") throw new Error(`${CHROMIUM} is missing and REQUIRE_BROWSER=1`);
+const chromiumHere = haveChromium("ui.google.browser");
 
-describe.skipIf(!haveChromium)("Google accounts page in chromium", () => {
+describe.skipIf(!chromiumHere)("Google accounts page in chromium", () => {
   let s: RunningServer;
   let fake: FakeGsc;
   let browser: Browser;
@@ -56,7 +55,7 @@ describe.skipIf(!haveChromium)("Google accounts page in chromium", () => {
         SYNC_SCHEDULER: "false",
       },
     });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+    browser = await launchChromium();
     page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   });
 

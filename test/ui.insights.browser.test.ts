@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { storeSitemaps } from "../src/sitemaps/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
+import { haveChromium, launchChromium, localOnlyContext, openPage } from "./helpers/browser.ts";
 import { cli } from "./helpers/cli.ts";
 import { withDb } from "./helpers/observe.ts";
 import { addSite, storeCompleteness, storeInspection, storePageTotals, storePropertyTotals, storeRows } from "./helpers/rows.ts";
@@ -17,9 +18,7 @@ setDefaultTimeout(90_000);
 // CLI give (issue 20's "done when"); the insights' country field and index status; the site page's
 // completeness marks, sitemaps and index status (issue 17).
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.REQUIRE_BROWSER === "1") throw new Error(`${CHROMIUM} is missing and REQUIRE_BROWSER=1`);
+const chromiumHere = haveChromium("ui.insights.browser");
 const screenshots = process.env.SCREENSHOTS === "1" ? join(import.meta.dir, "../docs/screenshots") : null;
 
 const E = newestDataDay(); // the newest day with data: every default window ends here
@@ -72,7 +71,7 @@ function totals<K extends string>(list: Row[], key: (r: Row) => K) {
   });
 }
 
-describe.skipIf(!haveChromium)("insights in chromium", () => {
+describe.skipIf(!chromiumHere)("insights in chromium", () => {
   let s: RunningServer;
   let browser: Browser;
   let context: BrowserContext;
@@ -165,15 +164,8 @@ describe.skipIf(!haveChromium)("insights in chromium", () => {
         googleCanonical: `${H}/d`,
       });
     });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
-    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const own = new URL(s.url).host;
-    await context.route("**/*", (route) => {
-      const url = new URL(route.request().url());
-      if (url.host === own) return route.continue();
-      offsite.push(url.href);
-      return route.abort();
-    });
+    browser = await launchChromium();
+    context = await localOnlyContext(browser, s.url, offsite);
   });
 
   afterAll(async () => {
@@ -182,14 +174,7 @@ describe.skipIf(!haveChromium)("insights in chromium", () => {
   });
 
   async function open(path: string): Promise<Page> {
-    const page = await context.newPage();
-    page.on("console", (m) => {
-      if (m.type() === "error") consoleErrors.push(`${path}: ${m.text()}`);
-    });
-    page.on("pageerror", (e) => consoleErrors.push(`${path}: ${e.message}`));
-    const res = await page.goto(s.url + path);
-    expect(res?.status()).toBe(200);
-    return page;
+    return openPage(context, s.url, path, consoleErrors);
   }
 
   async function shot(page: Page, name: string) {

@@ -12,7 +12,7 @@ import { searchTypeCodes } from "../db/enums.ts";
 import { dayRange } from "../sync/dates.ts";
 import { LineChart } from "./chart.tsx";
 import { num } from "./format.ts";
-import { SiteOptions } from "./layout.tsx";
+import { DayRangeFields, MetricHeads, SiteField } from "./layout.tsx";
 
 type Overview = Awaited<ReturnType<typeof overviewInsight>>;
 type Compare = Awaited<ReturnType<typeof compareInsight>>;
@@ -82,20 +82,8 @@ export function InsightsPage(props: {
   return (
     <>
       <form method="get" action="/ui/insights" class="filters">
-        <label>
-          Site
-          <select name="site_id" required>
-            <SiteOptions sites={props.sites} selected={f.site_id} />
-          </select>
-        </label>
-        <label>
-          From
-          <input type="date" name="start" value={f.start} />
-        </label>
-        <label>
-          To
-          <input type="date" name="end" value={f.end} />
-        </label>
+        <SiteField sites={props.sites} selected={f.site_id} />
+        <DayRangeFields start={f.start} end={f.end} />
         <label>
           Search type
           <select name="search_type">
@@ -424,18 +412,7 @@ function BrandSection({ b, canWrite }: { b: Brand; canWrite: boolean }) {
             <thead>
               <tr>
                 <th scope="col"></th>
-                <th scope="col" class="n">
-                  Clicks
-                </th>
-                <th scope="col" class="n">
-                  Impressions
-                </th>
-                <th scope="col" class="n">
-                  CTR
-                </th>
-                <th scope="col" class="n">
-                  Position
-                </th>
+                <MetricHeads />
                 <th scope="col" class="n">
                   Queries
                 </th>

@@ -108,3 +108,44 @@ export function SiteOptions(props: { sites: { id: number; name: string }[]; sele
     </>
   );
 }
+
+/** A filter form's required site picker (`site_id`). */
+export function SiteField(props: { sites: { id: number; name: string }[]; selected: number | undefined }) {
+  return (
+    <label>
+      Site
+      <select name="site_id" required>
+        <SiteOptions sites={props.sites} selected={props.selected} />
+      </select>
+    </label>
+  );
+}
+
+/** A filter form's From and To days (`start`, `end`). */
+export function DayRangeFields(props: { start: string; end: string }) {
+  return (
+    <>
+      <label>
+        From
+        <input type="date" name="start" value={props.start} />
+      </label>
+      <label>
+        To
+        <input type="date" name="end" value={props.end} />
+      </label>
+    </>
+  );
+}
+
+/** The Clicks, Impressions, CTR and Position column heads of a metrics table (right-aligned numbers). */
+export function MetricHeads() {
+  return (
+    <>
+      {["Clicks", "Impressions", "CTR", "Position"].map((h) => (
+        <th scope="col" class="n">
+          {h}
+        </th>
+      ))}
+    </>
+  );
+}

@@ -1,5 +1,5 @@
 import type { Site } from "../db/model.ts";
-import { SiteOptions } from "./layout.tsx";
+import { DayRangeFields, MetricHeads, SiteField } from "./layout.tsx";
 import type { QueryStats } from "../search/schemas.ts";
 import { num } from "./format.ts";
 
@@ -17,24 +17,12 @@ export function QueriesPage(props: {
   return (
     <>
       <form method="get" action="/ui/queries" class="filters">
-        <label>
-          Site
-          <select name="site_id" required>
-            <SiteOptions sites={props.sites} selected={f.site_id} />
-          </select>
-        </label>
+        <SiteField sites={props.sites} selected={f.site_id} />
         <label>
           Query contains
           <input type="search" name="q" value={f.q} maxlength={200} />
         </label>
-        <label>
-          From
-          <input type="date" name="start" value={f.start} />
-        </label>
-        <label>
-          To
-          <input type="date" name="end" value={f.end} />
-        </label>
+        <DayRangeFields start={f.start} end={f.end} />
         <button type="submit">Search</button>
       </form>
       {props.result ? <Results result={props.result} /> : null}
@@ -58,18 +46,7 @@ function TopQueries({ top }: { top: { start: string; end: string; rows: TopQuery
             <thead>
               <tr>
                 <th scope="col">Query</th>
-                <th scope="col" class="n">
-                  Clicks
-                </th>
-                <th scope="col" class="n">
-                  Impressions
-                </th>
-                <th scope="col" class="n">
-                  CTR
-                </th>
-                <th scope="col" class="n">
-                  Position
-                </th>
+                <MetricHeads />
               </tr>
             </thead>
             <tbody>

@@ -1,0 +1,58 @@
+import { expect } from "bun:test";
+import { existsSync } from "node:fs";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+
+// The browser tests' shared set-up: Debian's chromium through playwright-core, contexts that abort (and
+// record) every request not for the server under test, pages whose console errors are collected.
+
+/** Debian's chromium (`apt-get install -y chromium`). */
+export const CHROMIUM = "/usr/bin/chromium";
+
+/**
+ * Whether chromium is here to run `file`'s tests. Without it they are skipped with a printed reason, except
+ * under REQUIRE_BROWSER=1 (set by .ci/run), where a missing browser is an error: there they must run.
+ */
+export function haveChromium(file: string): boolean {
+  if (existsSync(CHROMIUM)) return true;
+  if (process.env.REQUIRE_BROWSER === "1") throw new Error(`${CHROMIUM} is missing and REQUIRE_BROWSER=1`);
+  console.warn(`${file} tests skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+  return false;
+}
+
+/** Starts chromium headless (no sandbox: tests run as root in containers). */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+}
+
+/** A context that lets through only requests for `serverUrl`'s host; every other URL is aborted and pushed to `offsite`. */
+export async function localOnlyContext(
+  browser: Browser,
+  serverUrl: string,
+  offsite: string[],
+  opts: { javaScriptEnabled?: boolean; viewport?: { width: number; height: number } } = {},
+): Promise<BrowserContext> {
+  const ctx = await browser.newContext({
+    javaScriptEnabled: opts.javaScriptEnabled ?? true,
+    viewport: opts.viewport ?? { width: 1280, height: 900 },
+  });
+  const own = new URL(serverUrl).host;
+  await ctx.route("**/*", (route) => {
+    const url = new URL(route.request().url());
+    if (url.host === own) return route.continue();
+    offsite.push(url.href);
+    return route.abort();
+  });
+  return ctx;
+}
+
+/** Opens `serverUrl + path` in a new page of `ctx`, expects a 200, and pushes the page's console errors to `errors`. */
+export async function openPage(ctx: BrowserContext, serverUrl: string, path: string, errors: string[]): Promise<Page> {
+  const page = await ctx.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(`${path}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => errors.push(`${path}: ${e.message}`));
+  const res = await page.goto(serverUrl + path);
+  expect(res?.status()).toBe(200);
+  return page;
+}
