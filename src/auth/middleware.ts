@@ -238,14 +238,15 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     // A request without a socket was made by code inside this process (app.request in tests). A proxied
     // request from an untrusted proxy (e.g. a reverse proxy on this machine, TRUST_PROXY unset) is not local:
     // every remote client would otherwise look like loopback.
-    const local = addr === undefined ? !isProxied(c) : isLocal(addr) && (viaProxy || !isProxied(c));
+    const proxied = isProxied(c);
+    const local = addr === undefined ? !proxied : isLocal(addr) && (viaProxy || !proxied);
     c.set("clientIp", addr ?? null);
     c.set("tls", c.req.url.startsWith("https:") || (viaProxy && c.req.header("x-forwarded-proto")?.toLowerCase() === "https"));
     if (isOpenPath(path)) return next();
     let principal: Principal | undefined;
     let refused: unknown;
     try {
-      const p = identify(c, local, requestHostname(c), socket !== undefined && !viaProxy && isProxied(c));
+      const p = identify(c, local, requestHostname(c), socket !== undefined && !viaProxy && proxied);
       principal = p instanceof Promise ? await p : p;
       c.set("principal", principal);
     } catch (err) {
