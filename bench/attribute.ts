@@ -10,7 +10,8 @@ import { seedSites } from "./seed.ts";
 
 // `bun bench/attribute.ts`: CPU per request of one scenario on several variants of the server side by
 // side (each its own process tree and database), measured in alternating rounds, medians reported.
-// A variant is `name` or `name:K=V,K=V` (env for that service); `baseline` is the textbook baseline;
+// A variant is `name` or `name:K=V,K=V` (env for that service); `baseline` is the textbook baseline,
+// `groupcommit` its group-commit peer;
 // `name@/other/checkout` runs the service of another work tree (e.g. main, to compare a change).
 // Per process CPU (supervisor and each worker apart) is printed for every round.
 //
@@ -82,12 +83,12 @@ try {
   for (const [i, v] of variants.entries()) {
     const dbPath = join(tmp, `${i}.db`);
     const server =
-      v.name === "baseline"
-        ? await startBaseline({ dbPath, workers })
+      v.name === "baseline" || v.name === "groupcommit"
+        ? await startBaseline({ dbPath, workers, groupCommit: v.name === "groupcommit" })
         : await startService({ dbPath, workers, syncWorkers: 0, env: v.env, root: v.root });
     const ids = await seedSites(server.url, Number(values.seed));
     const next = sc.generator({
-      side: v.name === "baseline" ? "baseline" : "service",
+      side: v.name === "baseline" || v.name === "groupcommit" ? "baseline" : "service",
       siteIds: ids,
       runTag: `${Date.now().toString(36)}${i}`,
     });
