@@ -92,6 +92,7 @@ describe("commands, settings, paths", () => {
     "SCREENSHOTS",
     "TEST_JOBS",
     "TEST_PG_TEMPLATE",
+    "TEST_RETRY_FAILED",
   ];
 
   test("every setting the docs name is read by src/config.ts (test-harness settings by scripts/ or test/)", () => {
