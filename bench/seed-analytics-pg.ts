@@ -2,14 +2,14 @@ import { drizzle } from "drizzle-orm/node-postgres";
 import pg from "pg";
 import type { Q } from "../src/db/engine.ts";
 import * as pgSchema from "../src/db/pg/schema.ts";
-import { rebuildDayQueryTotals, upsertRows } from "../src/sync/data.ts";
+import { replaceDayDetail } from "../src/sync/data.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { demoRows } from "../src/sync/demo.ts";
 import { searchTypes } from "../src/sync/search-types.ts";
 import type { SeedResult } from "./seed-analytics.ts";
 
 // seedAnalytics (seed-analytics.ts) for PostgreSQL: the same demo rows of the same site, days and
-// counts, loaded into an already migrated database through the sync's write path (upsertRows: the
+// counts, loaded into an already migrated database through the sync's write path (replaceDayDetail, as an atomic day: the
 // compact detail and its dictionaries in multi-row statements; the rollup rebuilt), one day per transaction.
 
 /** Seeds one site with about `rows` rows over the `days` days ending at today minus 2 (UTC), as seedAnalytics does. */
@@ -31,8 +31,7 @@ export async function seedAnalyticsPg(url: string, opts: { rows: number; days: n
       await client.query("begin");
       for (const type of searchTypes) {
         const rows = demoRows(domain, date, type, rowsPerDayType);
-        await upsertRows(orm, siteId, date, type, rows);
-        await rebuildDayQueryTotals(orm, siteId, date, type);
+        await replaceDayDetail(orm, siteId, date, type, rows);
         await client.query("insert into gsc_synced_days (site_id, date, search_type, row_count) values ($1, $2, $3, $4)", [
           siteId,
           date,

@@ -3,12 +3,12 @@ import { migrate } from "../src/db/sqlite/migrate.ts";
 import { wrapOrm } from "../src/db/sqlite/open.ts";
 import { indexAllPendingQueries } from "../src/search/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
-import { rebuildDayQueryTotals, upsertRows } from "../src/sync/data.ts";
+import { replaceDayDetail } from "../src/sync/data.ts";
 import { demoRows } from "../src/sync/demo.ts";
 import { searchTypes } from "../src/sync/search-types.ts";
 
 // A fast direct seeder for the analytics bench: the demo source's rows (the same ones a demo sync
-// stores) written through the sync's own write path (upsertRows: the compact query detail and its
+// stores) written through the sync's own write path (replaceDayDetail, as an atomic day: the compact query detail and its
 // dictionaries; the day × query rollup rebuilt per day) and gsc_synced_days of a migrated file, one
 // day per transaction, without the service in between.
 
@@ -42,8 +42,7 @@ export async function seedAnalytics(path: string, opts: { rows: number; days: nu
       for (const type of searchTypes) {
         const rows = demoRows(domain, date, type, rowsPerDayType);
         // SQLite: both run synchronously inside (the promises are already settled).
-        void upsertRows(orm, siteId, date, type, rows);
-        void rebuildDayQueryTotals(orm, siteId, date, type);
+        void replaceDayDetail(orm, siteId, date, type, rows);
         mark.run(siteId, date, type, rows.length);
         total += rows.length;
       }
