@@ -3,15 +3,7 @@ import type { Db } from "../db/index.ts";
 import { siteArgs } from "../mcp/schemas.ts";
 import { resolveSite } from "../sites/resolve.ts";
 import { isDate } from "../sync/dates.ts";
-import {
-  brandInsight,
-  cannibalizationInsight,
-  compareInsight,
-  decayInsight,
-  indexInsight,
-  overviewInsight,
-  topInsight,
-} from "./service.ts";
+import * as insights from "./service.ts";
 
 // The insights as MCP tools: the same service functions as the API and the dashboard, so an assistant
 // sees the same numbers.
@@ -48,7 +40,7 @@ export function registerInsightTools(tool: Register, db: Db) {
     "insight_overview",
     `A property's totals (clicks, impressions, ctr, position, queries, pages) and daily trend. ${FORMULAS}`,
     windowArgs,
-    async (a) => overviewInsight(db, await siteOf(a), a),
+    async (a) => insights.overviewInsight(db, await siteOf(a), a),
   );
   tool(
     "insight_top",
@@ -60,7 +52,7 @@ export function registerInsightTools(tool: Register, db: Db) {
       contains: z.string().min(1).max(200).optional().describe("Only keys containing this text (case-insensitive)."),
       limit: z.number().int().min(1).max(1000).default(50),
     },
-    async (a) => topInsight(db, await siteOf(a), a),
+    async (a) => insights.topInsight(db, await siteOf(a), a),
   );
   tool(
     "insight_compare",
@@ -78,7 +70,7 @@ export function registerInsightTools(tool: Register, db: Db) {
       country: windowArgs.country,
       limit: z.number().int().min(1).max(500).default(20),
     },
-    async (a) => compareInsight(db, await siteOf(a), a),
+    async (a) => insights.compareInsight(db, await siteOf(a), a),
   );
   tool(
     "insight_decay",
@@ -94,7 +86,7 @@ export function registerInsightTools(tool: Register, db: Db) {
       country: windowArgs.country,
       limit: z.number().int().min(1).max(500).default(50),
     },
-    async (a) => decayInsight(db, await siteOf(a), a),
+    async (a) => insights.decayInsight(db, await siteOf(a), a),
   );
   tool(
     "insight_cannibalization",
@@ -105,15 +97,15 @@ export function registerInsightTools(tool: Register, db: Db) {
       min_impressions: z.number().int().min(1).default(50),
       limit: z.number().int().min(1).max(500).default(50),
     },
-    async (a) => cannibalizationInsight(db, await siteOf(a), a),
+    async (a) => insights.cannibalizationInsight(db, await siteOf(a), a),
   );
   tool("insight_brand", `Brand vs non-brand queries, by the site's stored brand terms. ${FORMULAS}`, windowArgs, async (a) =>
-    brandInsight(db, await siteOf(a), a),
+    insights.brandInsight(db, await siteOf(a), a),
   );
   tool(
     "insight_index",
     "Index status beside the traffic, from each inspected page's newest URL inspection: pages per verdict and coverage state; the pages whose verdict is not PASS with their clicks and impressions in the window, most clicks first; the window's top pages by clicks never inspected.",
     { ...windowArgs, limit: z.number().int().min(1).max(1000).default(50) },
-    async (a) => indexInsight(db, await siteOf(a), a),
+    async (a) => insights.indexInsight(db, await siteOf(a), a),
   );
 }

@@ -17,15 +17,7 @@ import {
   WindowQuery,
   WindowSchema,
 } from "./schemas.ts";
-import {
-  brandInsight,
-  cannibalizationInsight,
-  compareInsight,
-  decayInsight,
-  indexInsight,
-  overviewInsight,
-  topInsight,
-} from "./service.ts";
+import * as insights from "./service.ts";
 
 const Answer = (name: string) => z.object({}).passthrough().openapi(name);
 
@@ -57,11 +49,12 @@ export function insightsRoutes(plain: Db, bounds: Bounds = defaultBounds) {
       WindowQuery,
       WindowSchema.merge(OverviewSchema),
     ),
-    async (c) => c.json((await overviewInsight(db, Number(c.req.valid("param").id), c.req.valid("query"))) as never, 200),
+    async (c) => c.json((await insights.overviewInsight(db, Number(c.req.valid("param").id), c.req.valid("query"))) as never, 200),
   );
   app.openapi(
     get("top", "Top queries or pages", `${formulas} Filters: date range, search type, device, text.`, TopQuery, Answer("InsightTop")),
-    async (c) => c.json(await topInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof TopQuery>), 200),
+    async (c) =>
+      c.json(await insights.topInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof TopQuery>), 200),
   );
   app.openapi(
     get(
@@ -72,7 +65,10 @@ export function insightsRoutes(plain: Db, bounds: Bounds = defaultBounds) {
       Answer("InsightCompare"),
     ),
     async (c) =>
-      c.json(await compareInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof CompareQuery>), 200),
+      c.json(
+        await insights.compareInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof CompareQuery>),
+        200,
+      ),
   );
   app.openapi(
     get(
@@ -82,7 +78,8 @@ export function insightsRoutes(plain: Db, bounds: Bounds = defaultBounds) {
       DecayQuery,
       Answer("InsightDecay"),
     ),
-    async (c) => c.json(await decayInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof DecayQuery>), 200),
+    async (c) =>
+      c.json(await insights.decayInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof DecayQuery>), 200),
   );
   app.openapi(
     get(
@@ -94,7 +91,11 @@ export function insightsRoutes(plain: Db, bounds: Bounds = defaultBounds) {
     ),
     async (c) =>
       c.json(
-        await cannibalizationInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof CannibalizationQuery>),
+        await insights.cannibalizationInsight(
+          db,
+          Number(c.req.valid("param").id),
+          c.req.valid("query") as z.output<typeof CannibalizationQuery>,
+        ),
         200,
       ),
   );
@@ -106,7 +107,7 @@ export function insightsRoutes(plain: Db, bounds: Bounds = defaultBounds) {
       WindowQuery,
       Answer("InsightBrand"),
     ),
-    async (c) => c.json(await brandInsight(db, Number(c.req.valid("param").id), c.req.valid("query")), 200),
+    async (c) => c.json(await insights.brandInsight(db, Number(c.req.valid("param").id), c.req.valid("query")), 200),
   );
 
   app.openapi(
@@ -118,7 +119,10 @@ export function insightsRoutes(plain: Db, bounds: Bounds = defaultBounds) {
       Answer("InsightIndex"),
     ),
     async (c) =>
-      c.json(await indexInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof IndexInsightQuery>), 200),
+      c.json(
+        await insights.indexInsight(db, Number(c.req.valid("param").id), c.req.valid("query") as z.output<typeof IndexInsightQuery>),
+        200,
+      ),
   );
 
   const terms = z.object({ site_id: z.number().int(), terms: z.array(z.string()) }).openapi("BrandTermsAnswer");

@@ -1,26 +1,18 @@
 import type { Site } from "../db/model.ts";
-import type {
-  brandInsight,
-  cannibalizationInsight,
-  compareInsight,
-  decayInsight,
-  indexInsight,
-  overviewInsight,
-  topInsight,
-} from "../insights/service.ts";
+import type * as insights from "../insights/service.ts";
 import { searchTypeCodes } from "../db/enums.ts";
 import { dayRange } from "../sync/dates.ts";
 import { LineChart } from "./chart.tsx";
 import { num } from "./format.ts";
 import { DayRangeFields, MetricHeads, SiteField } from "./layout.tsx";
 
-type Overview = Awaited<ReturnType<typeof overviewInsight>>;
-type Compare = Awaited<ReturnType<typeof compareInsight>>;
-type Decay = Awaited<ReturnType<typeof decayInsight>>;
-type Cannibalization = Awaited<ReturnType<typeof cannibalizationInsight>>;
-type Brand = Awaited<ReturnType<typeof brandInsight>>;
-type Top = Awaited<ReturnType<typeof topInsight>>;
-type Index = Awaited<ReturnType<typeof indexInsight>>;
+type Overview = Awaited<ReturnType<typeof insights.overviewInsight>>;
+type Compare = Awaited<ReturnType<typeof insights.compareInsight>>;
+type Decay = Awaited<ReturnType<typeof insights.decayInsight>>;
+type Cannibalization = Awaited<ReturnType<typeof insights.cannibalizationInsight>>;
+type Brand = Awaited<ReturnType<typeof insights.brandInsight>>;
+type Top = Awaited<ReturnType<typeof insights.topInsight>>;
+type Index = Awaited<ReturnType<typeof insights.indexInsight>>;
 
 export type InsightsForm = {
   site_id?: number;

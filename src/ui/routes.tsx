@@ -38,15 +38,7 @@ import { QueriesPage, type TopQueryRow } from "./queries.tsx";
 import { findNewestDataDay, findTop, replaceBrandTerms } from "../insights/queries.ts";
 import { findPropertyDays } from "../analytics/totals.ts";
 import { BrandTermsBody } from "../insights/schemas.ts";
-import {
-  brandInsight,
-  cannibalizationInsight,
-  compareInsight,
-  decayInsight,
-  indexInsight,
-  overviewInsight,
-  topInsight,
-} from "../insights/service.ts";
+import * as insights from "../insights/service.ts";
 import { InsightsPage, type InsightsForm } from "./insights.tsx";
 import { AlertsPage } from "./alerts.tsx";
 import { randomBytes } from "node:crypto";
@@ -461,11 +453,11 @@ export function uiRoutes(db: Db, opts: UiOptions) {
         const noQueries = country !== undefined || search_type === "discover" || search_type === "googleNews";
         const byQuery = <T,>(run: () => Promise<T>) => (noQueries ? Promise.resolve(null) : run());
         const [overview, compare, decay, cannibalization, brand, topQueries, topPages, index] = await Promise.all([
-          overviewInsight(bdb, siteId, w),
+          insights.overviewInsight(bdb, siteId, w),
           // The comparison: the window's period against the one as long just before (default 28 vs 28).
           noQueries && form.compare_by === "query"
             ? null
-            : compareInsight(bdb, siteId, {
+            : insights.compareInsight(bdb, siteId, {
                 by: form.compare_by,
                 current_start: w.start,
                 current_end: w.end,
@@ -474,7 +466,7 @@ export function uiRoutes(db: Db, opts: UiOptions) {
                 country,
                 limit: 10,
               }),
-          decayInsight(bdb, siteId, {
+          insights.decayInsight(bdb, siteId, {
             end: w.end,
             weeks: 8,
             min_drop: 0.2,
@@ -484,11 +476,11 @@ export function uiRoutes(db: Db, opts: UiOptions) {
             country,
             limit: 20,
           }),
-          byQuery(() => cannibalizationInsight(bdb, siteId, { ...w, min_share: 0.1, min_impressions: 50, limit: 20 })),
-          byQuery(() => brandInsight(bdb, siteId, w)),
-          byQuery(() => topInsight(bdb, siteId, { ...w, by: "query", limit: 10 })),
-          topInsight(bdb, siteId, { ...w, by: "page", limit: 10 }),
-          indexInsight(bdb, siteId, { ...w, limit: 20 }),
+          byQuery(() => insights.cannibalizationInsight(bdb, siteId, { ...w, min_share: 0.1, min_impressions: 50, limit: 20 })),
+          byQuery(() => insights.brandInsight(bdb, siteId, w)),
+          byQuery(() => insights.topInsight(bdb, siteId, { ...w, by: "query", limit: 10 })),
+          insights.topInsight(bdb, siteId, { ...w, by: "page", limit: 10 }),
+          insights.indexInsight(bdb, siteId, { ...w, limit: 20 }),
         ]);
         data = { overview, compare, decay, cannibalization, brand, topQueries, topPages, index };
       }
