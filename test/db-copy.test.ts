@@ -29,8 +29,9 @@ async function dbCopy(args: string[]) {
   return { code, stdout, stderr };
 }
 
-// The process registry's heartbeats are not copied (each process registers itself); every other table is.
-const copiedTables = (names: Iterable<string>) => [...names].filter((n) => n !== "db_connections");
+// The process registry's heartbeats and the commit tokens are not copied (each process writes its own); every other table is.
+const notCopiedTables = new Set(["db_connections", "commit_tokens"]);
+const copiedTables = (names: Iterable<string>) => [...names].filter((n) => !notCopiedTables.has(n));
 
 /** Row count of every copied table of the SQLite file. */
 function sqliteCounts(path: string): Record<string, number> {
@@ -77,7 +78,7 @@ async function allRows(path: string, url: string) {
     const sqliteRows: Record<string, unknown[]> = {};
     const pgRows: Record<string, unknown[]> = {};
     for (const [name, t] of sqliteTablesByName()) {
-      if (name === "db_connections") continue;
+      if (notCopiedTables.has(name)) continue;
       const cfg = sqliteTableConfig(t);
       const pk = cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary);
       sqliteRows[name] = sdb
@@ -87,7 +88,7 @@ async function allRows(path: string, url: string) {
         .all();
     }
     for (const [name, t] of pgTablesByName()) {
-      if (name === "db_connections") continue;
+      if (notCopiedTables.has(name)) continue;
       const cfg = pgTableConfig(t);
       const pk = cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary);
       pgRows[name] = await pg.orm

@@ -45,8 +45,12 @@ export type CopyResult = {
 const ownedByTarget = new Set(["gsc_queries_indexed"]);
 
 // Not data: each live process's heartbeat row (host, pid) in the process registry, written again every few
-// seconds by the process itself. Copied, the source's processes would show as live in the target.
-const notCopied: Record<string, string> = { db_connections: "the process registry: each running process registers itself" };
+// seconds by the process itself (copied, the source's processes would show as live in the target); and the
+// commit tokens of the PostgreSQL write path (each write transaction's own, swept after 15 minutes).
+const notCopied: Record<string, string> = {
+  db_connections: "the process registry: each running process registers itself",
+  commit_tokens: "PostgreSQL's commit tokens: each write's own, needed minutes at most (see docs/operations.md)",
+};
 
 // Copied before the tables whose rows point at them without a foreign key: the query detail and its rollup
 // hold gsc_pages / gsc_queries ids (no triggers; the order only keeps a half-done copy readable).
