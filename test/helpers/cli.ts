@@ -26,7 +26,8 @@ export async function cli(
     stdout: "pipe",
     stderr: "pipe",
   });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
+  // A hang guard only, under the runner's 60 s per-test timeout: a follow on PostgreSQL at load 21 needed more than 30 s.
+  const timer = setTimeout(() => proc.kill("SIGKILL"), opts.timeoutMs ?? 55_000);
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
   return { code, stdout, stderr };
@@ -74,7 +75,7 @@ export function spawnCli(args: string[], opts: { env?: Record<string, string> } 
       proc.stdin.write(`${line}\n`);
       await proc.stdin.flush();
     },
-    async done(timeoutMs = 30_000) {
+    async done(timeoutMs = 55_000) {
       const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
       const code = await proc.exited;
       await pumped;
