@@ -25,7 +25,7 @@ const { values: args } = parseArgs({
     batch: { type: "string", default: "250" },
     // SYNC_BULK_BATCH_SIZE: rows per write while the worker writes alone (0: always --batch).
     bulk: { type: "string", default: "5000" },
-    // SYNC_ATOMIC_DAY_ROWS: days with at most this many detail rows go in one transaction with their totals (0: batches only).
+    // SYNC_ATOMIC_DAY_ROWS: days with at most this many detail rows go in one transaction with their totals (0: all staged, then switched).
     atomic: { type: "string", default: "10000" },
     database: { type: "string" },
   },

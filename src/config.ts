@@ -143,8 +143,9 @@ const envSchema = z.object({
   SYNC_BATCH_SIZE: int(1, 10_000).default(250),
   // Rows per write while the sync worker writes alone (no other writer met lately): fewer, bigger commits.
   SYNC_BULK_BATCH_SIZE: int(1, 100_000).default(5000),
-  // A day × type with at most this many query-detail rows is switched in one transaction with its totals
-  // (readers never see new totals with old or partial detail); larger days go in SYNC_BATCH_SIZE batches.
+  // A day × type with at most this many query-detail rows is written in one transaction with its totals;
+  // a larger day is staged in SYNC_BATCH_SIZE batches, then switched in one transaction (src/sync/staged-day.ts).
+  // Readers never see new totals with old or partial detail either way.
   SYNC_ATOMIC_DAY_ROWS: int(0, 1_000_000).default(10_000),
   // Pause of a sync task after each of its writes, so writers of other processes (which retry the
   // lock on a timer) find it free instead of losing every race to a back-to-back ingest.

@@ -1,5 +1,6 @@
 // A day × type's switch is atomic for readers (issue 17): its query detail goes in with its totals in one
-// transaction (SYNC_ATOMIC_DAY_ROWS). A real sync worker process is SIGKILLed while it fetches a day's new
+// transaction, straight for a day of at most SYNC_ATOMIC_DAY_ROWS detail rows, staged (gsc_staged_detail)
+// then switched for a bigger one. A real sync worker process is SIGKILLed while it fetches a day's new
 // detail; a reader polling the day all along (one statement: one snapshot on both engines) only ever sees
 // the old day or the new one, never new totals with old or partial detail. On the suite's engine.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
@@ -20,28 +21,32 @@ import { insertSites, waitFor } from "./helpers/sync.ts";
 setLogLevel("silent");
 setDefaultTimeout(180_000);
 const root = join(import.meta.dir, "..");
-const DAY = "2026-03-10";
-// The day's version Google serves: v1 3,000 query rows, v2 2,500 with one click more each (no anonymized
-// queries, so the totals equal the detail's sum in both versions).
+// The day's version Google serves: v1 3,000 query rows; v2 2,500 of them (every even one with a click more,
+// the odd ones equal) and 300 new ones. No anonymized queries: the totals equal the detail's sum in both.
 let version = 1;
 const ROW_LIMIT = 250;
-// SYNC_ATOMIC_DAY_ROWS of this test's workers (0 would put every day in batches: the test then fails).
-const ATOMIC = process.env.TEST_ATOMIC_DAY_ROWS ?? "10000";
 
 function universe(v: number): UniverseRow[] {
-  return Array.from({ length: v === 1 ? 3000 : 2500 }, (_, i) => ({
+  const ids =
+    v === 1
+      ? Array.from({ length: 3000 }, (_, i) => i)
+      : [...Array.from({ length: 2500 }, (_, i) => i), ...Array.from({ length: 300 }, (_, i) => 3000 + i)];
+  return ids.map((i) => ({
     page: `https://s0.atomic.example/p/${i % 50}`,
     query: `q${i}`,
     country: "usa",
     device: ["DESKTOP", "MOBILE", "TABLET"][i % 3]!,
     appearance: "",
     anonymized: false,
-    clicks: 1 + (i % 5) + (v === 2 ? 1 : 0),
+    clicks: 1 + (i % 5) + (v === 2 && i % 2 === 0 ? 1 : 0),
     impressions: 100,
     position: 3,
   }));
 }
-const clicksOf = (v: number) => universe(v).reduce((s, r) => s + r.clicks, 0);
+const versionOf = (v: number) => {
+  const clicks = universe(v).reduce((s, r) => s + r.clicks, 0);
+  return { totals: clicks, rows: v === 1 ? 3000 : 2800, clicks, rollup: clicks };
+};
 
 let t: ReturnType<typeof tempDb>;
 let fake: FakeGsc;
@@ -59,9 +64,9 @@ afterAll(async () => {
   await t.cleanup();
 });
 
-/** The day as one statement sees it: web property-total clicks, detail rows and detail clicks. */
-async function observe() {
-  const D = dayNumber(DAY);
+/** The day as one statement sees it: web property-total clicks, detail rows, detail clicks and rollup clicks. */
+async function observeDay(day: string) {
+  const D = dayNumber(day);
   const [r] = await t.db.q
     .select({
       totals:
@@ -73,18 +78,31 @@ async function observe() {
         sql<number>`(select coalesce(sum(clicks), 0) from gsc_query_detail where site_id = ${site} and day = ${D} and type = 1)`.mapWith(
           Number,
         ),
+      rollup:
+        sql<number>`(select coalesce(sum(clicks), 0) from gsc_day_query_totals where site_id = ${site} and day = ${D} and type = 1)`.mapWith(
+          Number,
+        ),
     })
     .from(t.db.t.sites)
     .where(eq(t.db.t.sites.id, site));
   return r!;
 }
 
-async function queue() {
+/** Rows in the staging tables (every task's). */
+async function stagedRows() {
+  const [r] = await t.db.q
+    .select({ n: sql<number>`(select count(*) from gsc_staged_detail) + (select count(*) from gsc_staged_query_totals)`.mapWith(Number) })
+    .from(t.db.t.sites)
+    .where(eq(t.db.t.sites.id, site));
+  return r!.n;
+}
+
+async function queueDay(day: string) {
   const { id } = await createTask(t.db, {
     siteId: site,
     taskType: "daily_sync",
-    startDate: DAY,
-    endDate: DAY,
+    startDate: day,
+    endDate: day,
     params: { sync_mode: "overwrite" },
     runAt: new Date(),
     maxAttempts: 3,
@@ -97,7 +115,7 @@ const finished = (id: number) => async () => {
   return j.status !== "pending" && j.status !== "running" ? j : null;
 };
 
-function inProcessWorker() {
+function inProcessWorker(atomicDayRows: number) {
   const source = gscSource({
     baseUrl: fake.url,
     auth: staticToken("test-token"),
@@ -107,78 +125,101 @@ function inProcessWorker() {
     retryBaseMs: 5,
     timeoutMs: 30_000,
   });
-  return startWorker({ db: t.open(), source, pollMs: 20, leaseMs: 2000, retryBaseMs: 50, batchSize: 100, atomicDayRows: Number(ATOMIC) });
+  return startWorker({ db: t.open(), source, pollMs: 20, leaseMs: 2000, retryBaseMs: 50, batchSize: 100, atomicDayRows });
 }
 
-test("SIGKILL of the sync process mid-day: readers see the old day, then the new one, never a mix", async () => {
-  // v1 stored.
-  const first = inProcessWorker();
-  expect(await waitFor("v1", finished(await queue()), 60_000)).toMatchObject({ status: "completed" });
-  await first.stop();
-  const v1 = { totals: clicksOf(1), rows: 3000, clicks: clicksOf(1) };
-  const v2 = { totals: clicksOf(2), rows: 2500, clicks: clicksOf(2) };
-  expect(await observe()).toEqual(v1);
+// 10,000: the 3,000-row day in one transaction; 1,000: staged in batches of 100, then switched.
+for (const [path, ATOMIC, DAY] of [
+  ["in one transaction", 10_000, "2026-03-10"],
+  ["staged, then switched", 1000, "2026-03-11"],
+] as const) {
+  test(`SIGKILL of the sync process mid-day (${path}): readers see the old day, then the new one, never a mix`, async () => {
+    const observe = () => observeDay(DAY);
+    const queue = () => queueDay(DAY);
+    const staged = ATOMIC < 3000;
+    // v1 stored.
+    version = 1;
+    fake.reset();
+    const first = inProcessWorker(ATOMIC);
+    expect(await waitFor("v1", finished(await queue()), 60_000)).toMatchObject({ status: "completed" });
+    await first.stop();
+    const v1 = versionOf(1);
+    const v2 = versionOf(2);
+    expect(await observe()).toEqual(v1);
+    expect(await stagedRows()).toBe(0);
 
-  // A reader polls the day from now on; every observation must be exactly v1 or v2.
-  const seen: { totals: number; rows: number; clicks: number }[] = [];
-  let reading = true;
-  const reader = (async () => {
-    while (reading) {
-      seen.push(await observe());
-      await Bun.sleep(5);
-    }
-  })();
+    // A reader polls the day from now on; every observation must be exactly v1 or v2.
+    const seen: { totals: number; rows: number; clicks: number }[] = [];
+    let reading = true;
+    const reader = (async () => {
+      while (reading) {
+        seen.push(await observe());
+        await Bun.sleep(5);
+      }
+    })();
 
-  // Google now serves v2, slowly (10 detail pages of 250 rows); a real worker process starts fetching it.
-  version = 2;
-  fake.reset();
-  fake.setDelay(150);
-  const proc = Bun.spawn([process.execPath, join(root, "src/sync/worker-main.ts")], {
-    cwd: root,
-    env: {
-      ...process.env,
-      DATABASE_URL: t.databaseUrl,
-      LOG_LEVEL: "warn",
-      SYNC_SOURCE: "gsc",
-      GSC_ACCESS_TOKEN: "test-token",
-      GSC_API_BASE_URL: fake.url,
-      GSC_ROW_LIMIT: String(ROW_LIMIT),
-      GSC_MAX_RETRIES: "0",
-      SYNC_SCHEDULER: "false",
-      SYNC_POLL_MS: "20",
-      SYNC_LEASE_MS: "2000",
-      SYNC_BATCH_SIZE: "100",
-      SYNC_WRITE_GAP_MS: "0",
-      SYNC_ATOMIC_DAY_ROWS: ATOMIC,
-    },
-    stdout: "ignore",
-    stderr: "ignore",
+    // Google now serves v2, slowly (10 detail pages of 250 rows); a real worker process starts fetching it.
+    version = 2;
+    fake.reset();
+    fake.setDelay(150);
+    const proc = Bun.spawn([process.execPath, join(root, "src/sync/worker-main.ts")], {
+      cwd: root,
+      env: {
+        ...process.env,
+        DATABASE_URL: t.databaseUrl,
+        LOG_LEVEL: "warn",
+        SYNC_SOURCE: "gsc",
+        GSC_ACCESS_TOKEN: "test-token",
+        GSC_API_BASE_URL: fake.url,
+        GSC_ROW_LIMIT: String(ROW_LIMIT),
+        GSC_MAX_RETRIES: "0",
+        SYNC_SCHEDULER: "false",
+        SYNC_POLL_MS: "20",
+        SYNC_LEASE_MS: "2000",
+        SYNC_BATCH_SIZE: "100",
+        SYNC_WRITE_GAP_MS: "0",
+        SYNC_ATOMIC_DAY_ROWS: String(ATOMIC),
+      },
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    procs.push(proc);
+    const id = await queue();
+    // Mid-day: several of the new detail's pages fetched (and, without atomicity, written).
+    await waitFor("the worker process half-way through the day's detail", () => fake.requests.filter(isDetailRequest).length >= 6, 60_000);
+    proc.kill("SIGKILL");
+    await proc.exited;
+    const afterKill = seen.length;
+    await waitFor("a few more reads after the kill", () => seen.length >= afterKill + 20, 30_000);
+    // Nothing of v2 was committed: the old day, whole (a staged day: its first pages wait in the staging).
+    expect(await observe()).toEqual(v1);
+    if (staged) expect(await stagedRows()).toBeGreaterThanOrEqual(1000);
+    // Rows a task that is gone left in the staging: swept when a task next stages a day.
+    await t.db.tx((tx) =>
+      tx
+        .insert(t.db.t.gscStagedDetail)
+        .values({ task_id: 1_000_000, page_id: 1, query_id: 1, device: 0, clicks: 1, impressions: 1, sum_position: 1 }),
+    );
+
+    // Another worker takes the task over once its lease has expired and stores v2, whole.
+    fake.setDelay(0);
+    const second = inProcessWorker(ATOMIC);
+    expect(await waitFor("the task taken over", finished(id), 90_000)).toMatchObject({ status: "completed" });
+    await second.stop();
+    reading = false;
+    await reader;
+    expect(await observe()).toEqual(v2);
+    // The takeover cleared the killed attempt's staging, and its own after the switch; the gone task's rows
+    // are swept by a staged day only.
+    expect(await stagedRows()).toBe(staged ? 0 : 1);
+    if (!staged) await t.db.tx((tx) => tx.delete(t.db.t.gscStagedDetail));
+
+    const mixed = seen.filter(
+      (s) =>
+        !(s.totals === v1.totals && s.rows === v1.rows && s.clicks === v1.clicks) &&
+        !(s.totals === v2.totals && s.rows === v2.rows && s.clicks === v2.clicks),
+    );
+    expect(seen.length).toBeGreaterThan(40);
+    expect(mixed).toEqual([]);
   });
-  procs.push(proc);
-  const id = await queue();
-  // Mid-day: several of the new detail's pages fetched (and, without atomicity, written).
-  await waitFor("the worker process half-way through the day's detail", () => fake.requests.filter(isDetailRequest).length >= 6, 60_000);
-  proc.kill("SIGKILL");
-  await proc.exited;
-  const afterKill = seen.length;
-  await waitFor("a few more reads after the kill", () => seen.length >= afterKill + 20, 30_000);
-  // Nothing of v2 was committed: the old day, whole.
-  expect(await observe()).toEqual(v1);
-
-  // Another worker takes the task over once its lease has expired and stores v2, whole.
-  fake.setDelay(0);
-  const second = inProcessWorker();
-  expect(await waitFor("the task taken over", finished(id), 90_000)).toMatchObject({ status: "completed" });
-  await second.stop();
-  reading = false;
-  await reader;
-  expect(await observe()).toEqual(v2);
-
-  const mixed = seen.filter(
-    (s) =>
-      !(s.totals === v1.totals && s.rows === v1.rows && s.clicks === v1.clicks) &&
-      !(s.totals === v2.totals && s.rows === v2.rows && s.clicks === v2.clicks),
-  );
-  expect(seen.length).toBeGreaterThan(40);
-  expect(mixed).toEqual([]);
-});
+}

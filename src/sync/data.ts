@@ -2,7 +2,7 @@ import type { Database } from "bun:sqlite";
 import { and, asc, between, count, countDistinct, eq, sql } from "drizzle-orm";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import * as pgSchema from "../db/pg/schema.ts";
-import { deleteRowsPg, rebuildDayQueryTotalsPg, replaceDayDetailPg, upsertRowsPg } from "../db/pg/synced-rows.ts";
+import { deleteRowsPg, dictionaryIds, rebuildDayQueryTotalsPg, replaceDayDetailPg, upsertRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { gscSyncedDays } from "../db/sqlite/schema.ts";
 import { sqliteOrm } from "../db/sql.ts";
@@ -95,6 +95,28 @@ function sqliteIds(dict: ReturnType<typeof writeStatements>["pages"], siteId: nu
     for (const r of dict.add.all(siteId, JSON.stringify(missing))) ids.set(r.text, r.id);
   }
   return ids;
+}
+
+/**
+ * Inside a write: the dictionary ids (gsc_pages, gsc_queries) of rows' pages and queries in one site,
+ * adding the texts not there yet (a big day's staging, src/sync/staged-day.ts). On SQLite at once.
+ */
+export async function rowTextIds(
+  tx: Q | Orm,
+  siteId: number,
+  rows: SourceRow[],
+): Promise<{ pages: Map<string, number>; queries: Map<string, number> }> {
+  const pages = rows.map((r) => r.page);
+  const queries = rows.map((r) => r.query);
+  const orm = sqliteOrm(tx);
+  if (!orm) {
+    return {
+      pages: await dictionaryIds(tx as Q, pgSchema.gscPages, siteId, pages),
+      queries: await dictionaryIds(tx as Q, pgSchema.gscQueries, siteId, queries),
+    };
+  }
+  const s = writeStatements(orm);
+  return { pages: sqliteIds(s.pages, siteId, pages), queries: sqliteIds(s.queries, siteId, queries) };
 }
 
 /**

@@ -435,6 +435,38 @@ export const gscDayQueryTotals = pgTable(
   ],
 );
 
+// A day × type too big for one transaction (over SYNC_ATOMIC_DAY_ROWS detail rows) is staged here while it
+// is fetched, keyed by the sync task (which stages one day × type at a time), then switched into
+// gsc_query_detail / gsc_day_query_totals in one short transaction (src/sync/staged-day.ts): readers see
+// the old day or the new one. A crashed task's rows are cleared when it runs again, or swept once it is
+// no longer pending or running.
+export const gscStagedDetail = pgTable(
+  "gsc_staged_detail",
+  {
+    task_id: integer("task_id").notNull(),
+    page_id: integer("page_id").notNull(),
+    query_id: integer("query_id").notNull(),
+    device: integer("device").notNull(),
+    clicks: integer("clicks").notNull(),
+    impressions: integer("impressions").notNull(),
+    sum_position: bigint("sum_position", { mode: "number" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.task_id, t.page_id, t.query_id, t.device] })],
+);
+
+/** The staged day's rollup per query (built from gsc_staged_detail before the switch). */
+export const gscStagedQueryTotals = pgTable(
+  "gsc_staged_query_totals",
+  {
+    task_id: integer("task_id").notNull(),
+    query_id: integer("query_id").notNull(),
+    clicks: integer("clicks").notNull(),
+    impressions: integer("impressions").notNull(),
+    sum_position: bigint("sum_position", { mode: "number" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.task_id, t.query_id] })],
+);
+
 /** Search appearance totals (the dimension alone, fetched in two steps as Google requires). */
 export const gscAppearanceTotals = pgTable(
   "gsc_appearance_totals",

@@ -26,7 +26,7 @@ type HourlyInsert = Omit<HourlyRow, "id">;
  * other instead of deadlocking; their ids are read in a later statement, which sees what a concurrent
  * writer committed meanwhile.
  */
-async function dictionaryIds(tx: Q, table: typeof gscPages | typeof gscQueries, siteId: number, texts: string[]) {
+export async function dictionaryIds(tx: Q, table: typeof gscPages | typeof gscQueries, siteId: number, texts: string[]) {
   const name = sql.raw(table === gscPages ? "gsc_pages" : "gsc_queries");
   const col = sql.raw(table === gscPages ? "page" : "query");
   const distinct = [...new Set(texts)].sort();

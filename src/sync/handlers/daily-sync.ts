@@ -2,20 +2,12 @@ import type { Orm } from "../../db/index.ts";
 import type { Site } from "../../db/model.ts";
 import { rowsIngested } from "../../metrics/registry.ts";
 import { indexAllPendingQueries } from "../../search/queries.ts";
-import {
-  deleteRowsById,
-  findDayRowKeys,
-  findSyncedDays,
-  markDaySynced,
-  rebuildDayQueryTotals,
-  replaceDayDetail,
-  upsertRows,
-  type DayRowKey,
-} from "../data.ts";
+import { findSyncedDays, markDaySynced, replaceDayDetail } from "../data.ts";
 import { isFinalDay, isFreshDay } from "../dates.ts";
 import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
 import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
+import { clearStaged, stageQueryTotals, stageRows, startStaging, switchStagedDay } from "../staged-day.ts";
 import type { SourceRow, TotalsRow } from "../source.ts";
 import { runDays } from "./days.ts";
 import type { TaskContext, TaskHandler } from "./index.ts";
@@ -60,9 +52,6 @@ export const dailySync: TaskHandler = {
   },
 };
 
-/** Rows read per look for stale rows (a read: no write lock is held meanwhile). */
-const SCAN_CHUNK = 5000;
-
 /** Page URLs given ids (gsc_pages) per write. */
 const PAGE_ID_BATCH = 2000;
 
@@ -73,10 +62,10 @@ const PAGE_ID_BATCH = 2000;
  * is switched in ONE transaction: its old detail deleted and the new inserted, the day × query rollup
  * rebuilt, the totals grains replaced, its completeness recorded and (if final: old enough by isFinalDay
  * and not reported incomplete by Google) the day marked synced; a reader, or a crash, sees the old day or
- * the new one. A bigger day's detail is upserted in batches first and the rows gone from the source
- * deleted only once every page is stored (a fetch failing half-way leaves old rows, some updated, never
- * a day with rows missing), then that one transaction swaps the totals: its detail is not atomic with
- * them. Recent days (isFreshDay) are asked with dataState `all`.
+ * the new one. A bigger day's detail is staged under the task's id in short writes (src/sync/staged-day.ts)
+ * and that same one transaction switches it in (only rows that differ are written): readers and crashes
+ * still see the old day or the new one, and other writers never wait for the whole day. Recent days
+ * (isFreshDay) are asked with dataState `all`.
  */
 export async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType): Promise<number> {
   const rules = typeRules(type);
@@ -93,19 +82,18 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   const appearance = hasData && rules.appearance ? await totals("appearance") : [];
 
   // The detail is buffered while it fits in ctx.atomicDayRows: then the whole switch (detail, rollup,
-  // totals, completeness, marker) is one transaction. A bigger day's detail goes in batches first (old
-  // rows updated, stale ones deleted only once all are stored), its totals last: not atomic for readers.
-  const written = new Set<string>();
+  // totals, completeness, marker) is one transaction. A bigger day's detail is staged in short writes
+  // (src/sync/staged-day.ts) and switched in by that same one transaction: atomic for readers either way.
   let buffered: SourceRow[] | null = [];
   let detailRows = 0;
   let detailClicks = 0;
-  const writeBatched = async (rows: SourceRow[]) => {
+  const taskId = ctx.task.id;
+  const stage = async (rows: SourceRow[]) => {
     // ctx.batchSize changes with contention: read once per batch.
     for (let i = 0, batch: SourceRow[]; i < rows.length; i += batch.length) {
       batch = rows.slice(i, i + ctx.batchSize);
-      const ids = await ctx.write((tx) => upsertRows(tx, site.id, day, type, batch));
-      rowsIngested.inc({ source: ctx.source.name }, ids.length);
-      for (const id of ids) written.add(id);
+      await ctx.write((tx) => stageRows(tx, taskId, site.id, batch));
+      rowsIngested.inc({ source: ctx.source.name }, batch.length);
     }
   };
   if (hasData && rules.query) {
@@ -116,17 +104,17 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
         buffered.push(...page);
         continue;
       }
-      if (buffered) await writeBatched(buffered);
+      if (buffered) {
+        await ctx.write((tx) => startStaging(tx, taskId));
+        await stage(buffered);
+      }
       buffered = null;
-      await writeBatched(page);
+      await stage(page);
     }
   }
   const atomic = buffered !== null;
-  if (!atomic && rules.query) {
-    await deleteUnwritten(ctx, site.id, day, type, written);
-    // The day × query rollup, from the day's complete detail (one grouped read of its rows).
-    await ctx.write((tx) => rebuildDayQueryTotals(tx, site.id, day, type));
-  }
+  // The staged day's rollup per query, built before the switch (a write of the staging tables alone).
+  if (!atomic) await ctx.write((tx) => stageQueryTotals(tx, taskId));
 
   const urls = [...new Set(pageRows.map((r) => r.page))];
   const pageIds = new Map<string, number>();
@@ -158,14 +146,17 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   // goes, the new comes, with the totals). A provisional day is stored but not marked: its data may still
   // change, so the next run fetches it again.
   const stored = await ctx.write(async (tx) => {
-    let rows = written.size;
+    let rows = 0;
+    if (!atomic) rows = await switchStagedDay(tx, taskId, site.id, dayNumber(day), typeCode(type));
     // The old detail and rollup replaced by the new rows and their sums (computed from the rows, not read back).
-    if (atomic && rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!);
+    else if (rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!);
     await replaceDayGrains(tx, grains);
     if (final) await markDaySynced(tx, site.id, day, type, rows);
     return rows;
   });
   if (atomic) rowsIngested.inc({ source: ctx.source.name }, buffered!.length);
+  // Switched: the staging rows are no longer needed (left behind by a crash, startStaging clears them).
+  else await ctx.write((tx) => clearStaged(tx, taskId));
   // SQLite: the day's new queries go into the FTS5 search index in a few batched writes, not one FTS
   // write per row. (PostgreSQL's trigram index on gsc_queries is kept by the server itself.)
   if (ctx.db.engine === "sqlite" && stored > 0) await indexAllPendingQueries((fn) => ctx.write((tx) => fn(tx as unknown as Orm)));
@@ -175,22 +166,4 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
 /** A totals row's measures as stored: integers, position scaled into sum_position. */
 function measures(r: TotalsRow) {
   return { clicks: r.clicks, impressions: r.impressions, sum_position: sumPosition(r.position, r.impressions) };
-}
-
-/** Deletes the rows of one site, day and search type whose id is not in `written`, in short writes. */
-async function deleteUnwritten(ctx: TaskContext, siteId: number, day: string, type: SearchType, written: Set<string>) {
-  let after: DayRowKey | null = null;
-  const stale: string[] = [];
-  for (;;) {
-    ctx.signal.throwIfAborted();
-    const rows = await findDayRowKeys(ctx.db, siteId, day, type, after, SCAN_CHUNK);
-    for (const r of rows) if (!written.has(r.id)) stale.push(r.id);
-    const last = rows.length < SCAN_CHUNK;
-    while (stale.length >= ctx.batchSize || (last && stale.length > 0)) {
-      const chunk = stale.splice(0, ctx.batchSize);
-      await ctx.write((tx) => deleteRowsById(tx, chunk));
-    }
-    if (last) return;
-    after = rows[rows.length - 1]!;
-  }
 }

@@ -17,8 +17,9 @@ export type TaskContext = {
   /** Rows per write transaction. */
   batchSize: number;
   /**
-   * A day × type whose query detail has at most this many rows is switched in one transaction with its
-   * totals (detail, rollup, grains, marker): readers and crashes see the old day or the new one, never a mix.
+   * A day × type whose query detail has at most this many rows is written in one transaction with its
+   * totals (detail, rollup, grains, marker); a bigger one is staged first, then switched in that one
+   * transaction (src/sync/staged-day.ts): readers and crashes see the old day or the new one, never a mix.
    */
   atomicDayRows: number;
   /** Aborted on a cancel request, a lost lease or worker shutdown: stop at the next await. */
