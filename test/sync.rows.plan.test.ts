@@ -8,7 +8,7 @@ import { insertSites } from "./helpers/sync.ts";
 // PostgreSQL: the sync's dictionary lookup (a batch's query texts → gsc_queries ids) never reads the pg_trgm GIN
 // index of query search. In the state a real ingest reaches (autovacuum ANALYZEd gsc_queries while it was small,
 // then a day's new queries filled the GIN pending list), the planner chose that index for `query IN (…1,000
-// texts)`: one bitmap scan per text over the pending list, 13-30 s a statement here on an idle machine, which
+// texts)`: one bitmap scan per text over the pending list, 13-30 s a statement here (load ~15 on 2 cores), which
 // stalled grains.sync's 50,001-row day past its 170 s bound under load. The state is built by hand below
 // (ANALYZE at 1,000 queries, 4,000 more pending) and the write's own index scans are read in its transaction
 // (pg_stat_get_xact_numscans). SQLite has no such index (its search index is FTS5, written in batches).

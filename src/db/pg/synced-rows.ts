@@ -34,7 +34,7 @@ export async function dictionaryIds(tx: Q, table: typeof gscPages | typeof gscQu
   // gsc_queries also has the pg_trgm GIN index of query search, and pg_trgm serves `=` too. Once an
   // ANALYZE (autovacuum's) has seen the table small while a day's new queries keep filling the index's
   // pending list, the planner prices `query = any(texts)` on that GIN index as cheap: a bitmap scan
-  // per text over the whole pending list, measured 13-30 s a statement on an idle machine (statement
+  // per text over the whole pending list, measured 13-30 s a statement (shared 2-core machine at load ~15; statement
   // timeouts, a 50,000-row day stuck for minutes) instead of milliseconds. GIN is read only through
   // bitmap scans: without them the lookup takes the unique (site_id, query) btree or a seq scan, for this
   // transaction's lookups only (test/sync.rows.plan.test.ts).
