@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { loadConfig } from "../src/config.ts";
+import { gscProbeFromConfig } from "../src/diagnostics/gsc-probe.ts";
 import { createGoogleAccounts } from "../src/google/accounts.ts";
 import { seal, signInKey, unseal } from "../src/google/sealing.ts";
 import { setLogLevel } from "../src/log.ts";
@@ -122,6 +123,9 @@ describe("two hosts on one database", () => {
     // Before A registers its sign-in, B has none at all: Search Console is not used (demo source, no requests).
     expect(await syncOn(hostB, site!.id)).toMatchObject({ status: "completed" });
     expect(fake.requests.length).toBe(0);
+    // B's test-gsc-connection probe says so too.
+    const probeB = gscProbeFromConfig(hostB, t.open());
+    expect(await probeB("sc-domain:shared-signin.example")).toMatchObject({ status: "demo", source: "demo" });
 
     // A registers (at start, on any accounts call, or a sync): the account, its properties, its sign-in sealed in the database.
     await createGoogleAccounts(t.open(), hostA).refresh();
@@ -142,6 +146,9 @@ describe("two hosts on one database", () => {
     expect((await t.db.q.select().from(d).where(eq(d.site_id, site!.id))).length).toBe(3);
     // B never wrote a file of its own.
     expect(() => readFileSync(hostB.GSC_CREDENTIALS_FILE)).toThrow();
+    // B's probe now checks what its syncs use: A's stored sign-in against Search Console (was `demo`: it
+    // looked at B's own files only).
+    expect(await probeB("sc-domain:shared-signin.example")).toMatchObject({ status: "ok", source: "gsc", success: true });
   });
 
   test("a host with another key (or none) fails the sync saying why; removing the account removes its stored sign-in", async () => {

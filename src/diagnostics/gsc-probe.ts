@@ -2,6 +2,7 @@ import { redact } from "../redact.ts";
 import type { Config } from "../config.ts";
 import type { Db } from "../db/index.ts";
 import { createGoogleAccounts } from "../google/accounts.ts";
+import { listStoredSignInAccounts } from "../google/queries.ts";
 import { PermanentError } from "../sync/errors.ts";
 import { createGscClient, GscError, GscPermanentError } from "../sync/gsc/client.ts";
 import { createRateLimiter } from "../sync/gsc/limiter.ts";
@@ -63,8 +64,10 @@ export function gscProbeFromConfig(c: Config, db?: Db): GscProbe {
     timeoutMs: Math.min(c.GSC_TIMEOUT_MS, PROBE_TIMEOUT_MS),
   });
   return async (siteUrl) => {
-    // Asked at each check: with SYNC_SOURCE=auto the first `auth login` switches syncs to Search Console.
-    if (!usesSearchConsole(c)) return demoProbe(siteUrl);
+    // Asked at each check: with SYNC_SOURCE=auto the first `auth login` switches syncs to Search Console,
+    // on this host or (a sign-in stored in the database) another one, as sourceFromConfig decides.
+    const stored = async () => c.SYNC_SOURCE === "auto" && db !== undefined && (await listStoredSignInAccounts(db)).size > 0;
+    if (!usesSearchConsole(c) && !(await stored())) return demoProbe(siteUrl);
     const day = newestDataDay();
     const t0 = performance.now();
     const result = (status: "ok" | "error", message: string, extra: { rows?: number; http_status?: number } = {}): GscProbeResult => ({
