@@ -278,11 +278,14 @@ describe("shutdown", () => {
       // drain and its own queued writes (its heartbeat is stuck behind the same lock); then its registry
       // row delete may wait up to 2 s.
       const bound = shutdownMs + 4000;
-      const code = await Promise.race([s.proc.exited, Bun.sleep(bound + 10_000).then(() => "still running")]);
+      const code = await Promise.race([s.proc.exited, Bun.sleep(bound + 25_000).then(() => "still running")]);
       const elapsed = performance.now() - t0;
+      console.log(`SIGTERM with a stuck request: exit ${code} after ${Math.round(elapsed)} ms (drain bound ${shutdownMs} ms)`);
       expect(code).toBe(0);
       expect(elapsed).toBeGreaterThanOrEqual(shutdownMs - 100);
-      expect(elapsed).toBeLessThan(bound + 3000);
+      // Far below the minute the write would wait for the lock: only the drain bound can have ended it
+      // (slack for a slow, shared CI machine; the run's own time is the printed figure).
+      expect(elapsed).toBeLessThan(bound + 20_000);
       expect(running(workers[0]!)).toBe(false);
       // The client got no answer (the connection was closed), and the write was never acknowledged.
       expect(await stuck).toEqual({ dropped: true });
