@@ -2,7 +2,7 @@ import type { Database } from "bun:sqlite";
 import { and, asc, between, count, countDistinct, eq, sql } from "drizzle-orm";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import * as pgSchema from "../db/pg/schema.ts";
-import { deleteRowsPg, dictionaryIds, rebuildDayQueryTotalsPg, replaceDayDetailPg, upsertRowsPg } from "../db/pg/synced-rows.ts";
+import { deleteRowsPg, rebuildDayQueryTotalsPg, replaceDayDetailPg, rowTextIdsPg, upsertRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { gscSyncedDays } from "../db/sqlite/schema.ts";
 import { sqliteOrm } from "../db/sql.ts";
@@ -106,17 +106,21 @@ export async function rowTextIds(
   siteId: number,
   rows: SourceRow[],
 ): Promise<{ pages: Map<string, number>; queries: Map<string, number> }> {
-  const pages = rows.map((r) => r.page);
-  const queries = rows.map((r) => r.query);
   const orm = sqliteOrm(tx);
-  if (!orm) {
-    return {
-      pages: await dictionaryIds(tx as Q, pgSchema.gscPages, siteId, pages),
-      queries: await dictionaryIds(tx as Q, pgSchema.gscQueries, siteId, queries),
-    };
-  }
+  if (!orm) return rowTextIdsPg(tx as Q, siteId, rows);
   const s = writeStatements(orm);
-  return { pages: sqliteIds(s.pages, siteId, pages), queries: sqliteIds(s.queries, siteId, queries) };
+  return {
+    pages: sqliteIds(
+      s.pages,
+      siteId,
+      rows.map((r) => r.page),
+    ),
+    queries: sqliteIds(
+      s.queries,
+      siteId,
+      rows.map((r) => r.query),
+    ),
+  };
 }
 
 /**

@@ -19,6 +19,28 @@ const UNNEST_ROWS = 20_000;
 type DailyRow = Pick<GscRow, "page" | "query" | "device" | "clicks" | "impressions" | "position">;
 type HourlyInsert = Omit<HourlyRow, "id">;
 
+/** Inside a transaction: the page and query ids of `rows`' texts, added to the site's dictionaries where new. */
+export async function rowTextIdsPg(
+  tx: Q,
+  siteId: number,
+  rows: { page: string; query: string }[],
+): Promise<{ pages: Map<string, number>; queries: Map<string, number> }> {
+  return {
+    pages: await dictionaryIds(
+      tx,
+      gscPages,
+      siteId,
+      rows.map((r) => r.page),
+    ),
+    queries: await dictionaryIds(
+      tx,
+      gscQueries,
+      siteId,
+      rows.map((r) => r.query),
+    ),
+  };
+}
+
 /**
  * Dictionary ids of a site's texts (pages or queries), adding the missing ones. Each step is one statement
  * with the texts as one array parameter (no statement of thousands of parameters, no Drizzle row building).
@@ -65,18 +87,7 @@ export async function dictionaryIds(tx: Q, table: typeof gscPages | typeof gscQu
  * twice keeps the last row, as on SQLite (one statement cannot update the same row twice on PostgreSQL).
  */
 export async function upsertRowsPg(tx: Q, siteId: number, day: number, type: number, rows: DailyRow[]): Promise<string[]> {
-  const pages = await dictionaryIds(
-    tx,
-    gscPages,
-    siteId,
-    rows.map((r) => r.page),
-  );
-  const queries = await dictionaryIds(
-    tx,
-    gscQueries,
-    siteId,
-    rows.map((r) => r.query),
-  );
+  const { pages, queries } = await rowTextIdsPg(tx, siteId, rows);
   const keys: string[] = new Array(rows.length);
   // The last row of each key (one statement cannot update the same row twice on PostgreSQL), as columns.
   const last = new Map<string, number>();
@@ -124,18 +135,7 @@ const intArray = (col: number[], from: number, to: number) => `{${col.slice(from
  * with their sums computed in JS, each written as column arrays (UNNEST); returns the detail rows stored.
  */
 export async function replaceDayDetailPg(tx: Q, siteId: number, day: number, type: number, rows: SourceRow[]): Promise<number> {
-  const pages = await dictionaryIds(
-    tx,
-    gscPages,
-    siteId,
-    rows.map((r) => r.page),
-  );
-  const queries = await dictionaryIds(
-    tx,
-    gscQueries,
-    siteId,
-    rows.map((r) => r.query),
-  );
+  const { pages, queries } = await rowTextIdsPg(tx, siteId, rows);
   const k = keyRows(rows, pages, queries);
   await tx.delete(d).where(and(eq(d.site_id, siteId), eq(d.day, day), eq(d.type, type)));
   await tx.delete(dq).where(and(eq(dq.site_id, siteId), eq(dq.day, day), eq(dq.type, type)));
