@@ -1,5 +1,5 @@
 import type { Database } from "bun:sqlite";
-import { and, asc, between, count, countDistinct, eq, sql } from "drizzle-orm";
+import { and, between, count, countDistinct, eq, sql } from "drizzle-orm";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import * as pgSchema from "../db/pg/schema.ts";
 import { deleteRowsPg, rebuildDayQueryTotalsPg, replaceDayDetailPg, rowTextIdsPg, upsertRowsPg } from "../db/pg/synced-rows.ts";
@@ -20,12 +20,6 @@ import type { SearchType, SourceRow } from "./source.ts";
 // (site, day number, type code, page id, query id, device code), page URLs and query texts once per site in
 // the gsc_pages / gsc_queries dictionaries, sum_position instead of ctr and position. Rows are addressed by
 // a DayRowKey id: "site|day|type|page_id|query_id|device" (the table has no row id of its own).
-
-/** A stored detail row's key within its site, day and search type; `id` names the row for deleteRowsById. */
-export type DayRowKey = { id: string; page_id: number; query_id: number; device: number };
-
-const keyId = (siteId: number, day: number, type: number, pageId: number, queryId: number, device: number) =>
-  `${siteId}|${day}|${type}|${pageId}|${queryId}|${device}`;
 
 // Bare bun:sqlite statements (positional parameters, no per-row mapping): the ingest's hot path.
 const writeStatements = perConnection((orm) => {
@@ -69,18 +63,6 @@ const writeStatements = perConnection((orm) => {
        select site_id, day, type, query_id, sum(clicks), sum(impressions), sum(sum_position)
          from gsc_query_detail where site_id = ?1 and day = ?2 and type = ?3
         group by query_id`,
-    ),
-  };
-});
-
-// Walks a day's rows in primary-key order, so each chunk is a short range of the key (a row-value cursor).
-const readStatements = perConnection((orm) => {
-  const c = (orm as Orm & { $client: Database }).$client;
-  const cols = "select page_id, query_id, device from gsc_query_detail where site_id = ? and day = ? and type = ?";
-  return {
-    firstRows: c.prepare<Omit<DayRowKey, "id">, number[]>(`${cols} order by page_id, query_id, device limit ?`),
-    nextRows: c.prepare<Omit<DayRowKey, "id">, number[]>(
-      `${cols} and (page_id, query_id, device) > (?, ?, ?) order by page_id, query_id, device limit ?`,
     ),
   };
 });
@@ -189,39 +171,7 @@ export async function replaceDayDetail(tx: Q | Orm, siteId: number, day: string,
   return k.n;
 }
 
-/** Up to `limit` rows of one site, day and search type in key order, after the key `after` (from the start when null). */
-export async function findDayRowKeys(
-  db: Db,
-  siteId: number,
-  day: string,
-  type: SearchType,
-  after: DayRowKey | null,
-  limit: number,
-): Promise<DayRowKey[]> {
-  const d = dayNumber(day);
-  const t = typeCode(type);
-  const withId = (r: Omit<DayRowKey, "id">): DayRowKey => ({ id: keyId(siteId, d, t, r.page_id, r.query_id, r.device), ...r });
-  if (db.engine === "sqlite") {
-    const s = readStatements(db.read);
-    const rows = after
-      ? s.nextRows.all(siteId, d, t, after.page_id, after.query_id, after.device, limit)
-      : s.firstRows.all(siteId, d, t, limit);
-    return rows.map(withId);
-  }
-  const x = db.t.gscQueryDetail;
-  const day_ = and(eq(x.site_id, siteId), eq(x.day, d), eq(x.type, t));
-  const rows = await db.q
-    .select({ page_id: x.page_id, query_id: x.query_id, device: x.device })
-    .from(x)
-    .where(
-      after ? and(day_, sql`(${x.page_id}, ${x.query_id}, ${x.device}) > (${after.page_id}, ${after.query_id}, ${after.device})`) : day_,
-    )
-    .orderBy(asc(x.page_id), asc(x.query_id), asc(x.device))
-    .limit(limit);
-  return rows.map(withId);
-}
-
-/** Inside a write: deletes rows by their key id (DayRowKey.id); returns how many. On SQLite they are deleted before this returns. */
+/** Inside a write: deletes rows by their key id ("site|day|type|page_id|query_id|device"); returns how many. On SQLite they are deleted before this returns. */
 export async function deleteRowsById(tx: Q | Orm, ids: string[]): Promise<number> {
   const keys = ids.map((id) => id.split("|").map(Number));
   const orm = sqliteOrm(tx);

@@ -179,12 +179,6 @@ export async function replaceDayGrains(tx: Q, g: DayGrains): Promise<{ old: DayT
   return { old, new: now };
 }
 
-/** Inside a write: deletes one (site, day, type)'s query detail (before its new rows go in, in the same transaction). */
-export async function deleteDayDetail(tx: Q, siteId: number, day: number, type: number): Promise<void> {
-  const d = tablesOf(tx).gscQueryDetail;
-  await tx.delete(d).where(and(eq(d.site_id, siteId), eq(d.day, day), eq(d.type, type)));
-}
-
 /** Completeness rows of a site between two dates (both included), keyed `YYYY-MM-DD|typeCode`. */
 export async function findCompleteness(db: Db, siteId: number, start: string, end: string) {
   const c = db.t.gscDayCompleteness;
