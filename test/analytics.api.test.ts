@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
-import { addDays, dayOf } from "../src/sync/dates.ts";
+import { addDays } from "../src/sync/dates.ts";
 import type { SearchType } from "../src/sync/source.ts";
 import { tempDb } from "./helpers/db.ts";
+import { stableToday } from "./helpers/day.ts";
 import { markSynced, storeHourlyRows, storeRows } from "./helpers/rows.ts";
 
 // The original's analytics endpoints (reference §0.6, §1.5-§1.7, §4 rows 4-6), table-driven from the
@@ -11,7 +12,7 @@ import { markSynced, storeHourlyRows, storeRows } from "./helpers/rows.ts";
 let t: ReturnType<typeof tempDb>;
 let app: ReturnType<typeof createApp>;
 const ids: Record<string, number> = {};
-const today = dayOf(new Date());
+const today = await stableToday();
 
 type Fixture = [
   day: string,

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
-import { addDays, dayOf } from "../src/sync/dates.ts";
+import { addDays } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
+import { stableToday } from "./helpers/day.ts";
 import { storeAppearanceTotals, storePageTotals, storePropertyTotals, storeRows } from "./helpers/rows.ts";
 
 // Every total from its grain with Search Console's formulas (docs/analytics.md), on hand-computed
@@ -14,7 +15,7 @@ let app: ReturnType<typeof createApp>;
 let site: number;
 const P = "https://grains.example";
 // Recent days, so look-back windows (the MCP tools' `days`) hold them.
-const today = dayOf(new Date());
+const today = await stableToday();
 const D1 = addDays(today, -12);
 const D2 = addDays(today, -11);
 const D3 = addDays(today, -10);

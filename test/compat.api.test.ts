@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../src/app.ts";
-import { addDays, dayOf } from "../src/sync/dates.ts";
+import { addDays } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
+import { stableToday } from "./helpers/day.ts";
 import { addSite, storeHourlyRows, storePageTotals, storePropertyTotals, storeRows } from "./helpers/rows.ts";
 
 // The original tool's other clients (docs/compatibility.md), table-driven: v1 paths of the
@@ -11,7 +12,7 @@ import { addSite, storeHourlyRows, storePageTotals, storePropertyTotals, storeRo
 let t: ReturnType<typeof tempDb>;
 let app: ReturnType<typeof createApp>;
 let siteId = 0;
-const today = dayOf(new Date());
+const today = await stableToday();
 const d1 = addDays(today, -10);
 const d2 = addDays(today, -3);
 const H = "https://example.com";

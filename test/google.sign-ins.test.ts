@@ -18,6 +18,7 @@ import { createTask, findJob } from "../src/sync/queries.ts";
 import { sourceFromConfig } from "../src/sync/source.ts";
 import { startWorker, type Worker } from "../src/sync/worker.ts";
 import { tempDb } from "./helpers/db.ts";
+import { stableNow } from "./helpers/day.ts";
 import { type FakeAccount, isDetailRequest, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { waitFor } from "./helpers/sync.ts";
 
@@ -30,7 +31,7 @@ const A: FakeAccount = {
 };
 const KEY = Buffer.alloc(32, 7).toString("base64");
 const OTHER_KEY = Buffer.alloc(32, 9).toString("base64");
-const DAY = addDays(newestDataDay(), -20);
+const DAY = addDays(newestDataDay(await stableNow()), -20);
 
 let t: ReturnType<typeof tempDb>;
 let fake: FakeGsc;

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { and, count, eq, type SQL } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { setLogLevel } from "../src/log.ts";
-import { addDays, dayOf, hourOf } from "../src/sync/dates.ts";
+import { addDays, hourOf } from "../src/sync/dates.ts";
 import { demoHourlyRows } from "../src/sync/demo.ts";
 import { staticToken } from "../src/sync/gsc/auth.ts";
 import { gscSource } from "../src/sync/gsc/client.ts";
@@ -11,6 +11,7 @@ import { createTask, findJob } from "../src/sync/queries.ts";
 import { scheduleHourlySyncs } from "../src/sync/scheduler.ts";
 import { startWorker, type Worker } from "../src/sync/worker.ts";
 import { tempDb } from "./helpers/db.ts";
+import { stableToday } from "./helpers/day.ts";
 import { fakeHourlyRows, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { insertSites, waitFor } from "./helpers/sync.ts";
 
@@ -18,7 +19,7 @@ import { insertSites, waitFor } from "./helpers/sync.ts";
 // the fake Search Console, the hourly schedule, the demo rows, and the API (tasks, status, ranking-data-hourly).
 
 setLogLevel("silent");
-const today = dayOf(new Date());
+const today = await stableToday();
 // Old enough for skip mode to trust a complete day, young enough for Search Console's hourly window.
 const DAYS = [addDays(today, -5), addDays(today, -4), addDays(today, -3)];
 const PER_DAY = 60; // 24 hours: two or three queries each, over 5 pages of 13

@@ -8,6 +8,7 @@ import { addDays, dayOf, newestDataDay } from "../src/sync/dates.ts";
 import { JobSchema } from "../src/sync/schemas.ts";
 import { call as apiCall } from "./helpers/api.ts";
 import { asSqlite, tempDb, testEngine } from "./helpers/db.ts";
+import { stableNow } from "./helpers/day.ts";
 
 // The sync API in-process (app.request) over a real temp database. No worker runs here: tasks stay
 // pending unless a test claims one by hand.
@@ -16,7 +17,7 @@ setLogLevel("silent");
 let t: ReturnType<typeof tempDb>;
 let app: ReturnType<typeof createApp>;
 let ids: { alpha: number; beta: number; gamma: number; delta: number };
-const newest = newestDataDay();
+const newest = newestDataDay(await stableNow());
 
 /** One request to the app; the answer is checked for leaked internals (test/helpers/api.ts). */
 const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>

@@ -6,6 +6,7 @@ import { storeSitemaps } from "../src/sitemaps/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { haveChromium, launchChromium, localOnlyContext, openPage } from "./helpers/browser.ts";
 import { cli } from "./helpers/cli.ts";
+import { stableNow } from "./helpers/day.ts";
 import { withDb } from "./helpers/observe.ts";
 import { addSite, storeCompleteness, storeInspection, storePageTotals, storePropertyTotals, storeRows } from "./helpers/rows.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
@@ -21,7 +22,7 @@ setDefaultTimeout(90_000);
 const chromiumHere = haveChromium("ui.insights.browser");
 const screenshots = process.env.SCREENSHOTS === "1" ? join(import.meta.dir, "../docs/screenshots") : null;
 
-const E = newestDataDay(); // the newest day with data: every default window ends here
+const E = newestDataDay(await stableNow()); // the newest day with data: every default window ends here
 const H = "https://acme.example";
 type Row = {
   day: string;
