@@ -20,7 +20,7 @@ import { hasSyncApi, seedSites } from "./seed.ts";
 // postgres:// server URL (a fresh database is made on it), or a list (sqlite,postgres): one table per
 // engine, each against its own textbook baseline, plus the engines side by side, all from this one run.
 //
-//   bun run bench [--duration 10] [--warmup 3] [--workers 4] [--connections 64] [--seed 1000]
+//   bun run bench [--duration 10] [--warmup 3] [--prewarm 0] [--workers 4] [--connections 64] [--seed 1000]
 //                 [--scenarios get_one,list,...] [--rounds 1] [--demo-rows 25000] [--ingest-days 7]
 //                 [--database sqlite|postgres|postgres://…|sqlite,postgres]
 //                 [--out bench/results/latest.json] [--check] [--quick]
@@ -59,6 +59,10 @@ const posInt = (max: number) => z.coerce.number().int().min(1).max(max);
 const flagsSchema = z.object({
   duration: z.coerce.number().positive().max(3600).default(10),
   warmup: z.coerce.number().min(0).max(600).default(3),
+  // Seconds each side serves the selected scenarios' traffic once, before the first measurement: a
+  // long-running server has compiled its hot code; a few seconds of warm-up per scenario leave the JIT
+  // still compiling the service's larger code base (cold figures). 0: cold only.
+  prewarm: z.coerce.number().min(0).max(3600).default(0),
   workers: posInt(64).default(4),
   connections: posInt(10_000).default(64),
   seed: posInt(1_000_000).default(1000),
@@ -216,6 +220,29 @@ async function measure(e: EngineRun, target: Instance, next: () => LoadRequest) 
   return { load, cpuUsPerReq: appUs === null || dbUs === null ? appUs : appUs + dbUs, dbCpuUsPerReq: dbUs };
 }
 
+/**
+ * --prewarm: every side serves the selected scenarios' traffic (each scenario an equal share of the
+ * seconds, its own generator so created domains never collide with the measured ones) before any
+ * measurement, so the figures are a long-running server's (steady state) rather than a fresh one's.
+ */
+async function prewarm(engines: EngineRun[], selected: typeof scenarios) {
+  const plain = selected.filter((s) => !s.duringIngest && !s.needsSync);
+  if (plain.length === 0) return;
+  const t0 = performance.now();
+  for (const e of engines) {
+    for (const side of ["service", "baseline", "groupcommit"] as const) {
+      const target = e[side];
+      if (!target) continue;
+      for (const sc of plain) {
+        if (side === "groupcommit" && !sc.groupCommitPeer) continue;
+        const next = sc.generator({ side, siteIds: target.ids, runTag: `${runTag}w` });
+        await runLoad({ url: target.server.url, connections: flags.connections, next, durationSec: flags.prewarm / plain.length });
+      }
+    }
+  }
+  console.log(`  prewarmed every side: ${flags.prewarm} s of the selected scenarios each (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+}
+
 type JobSnapshot = { status?: string };
 
 async function job(url: string, id: number): Promise<JobSnapshot> {
@@ -271,7 +298,10 @@ async function main() {
   const selected = scenarios.filter((s) => flags.scenarios.includes(s.name));
   console.log(
     `sitesync bench: ${flags.workers} workers per side, ${flags.connections} connections, ${flags.duration} s per scenario and side` +
-      ` (+${flags.warmup} s warmup), ${flags.seed} seeded sites, ${flags.rounds} round(s)`,
+      ` (+${flags.warmup} s warmup), ${flags.seed} seeded sites, ${flags.rounds} round(s), ` +
+      (flags.prewarm > 0
+        ? `steady state: every side prewarmed ${flags.prewarm} s first`
+        : "cold: no prewarm, the service's JIT is still compiling (--prewarm 20 for a long-running server's figures)"),
   );
   console.log(`machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Bun ${machine.bun}, ${machine.os}`);
   console.log(`databases in ${tmp} (removed at exit)`);
@@ -293,6 +323,7 @@ async function main() {
     e.baseline = await start(e, "baseline", "baseline");
     if (e.engine === "sqlite" && selected.some((s) => s.groupCommitPeer)) e.groupcommit = await start(e, "groupcommit", "groupcommit");
   }
+  if (flags.prewarm > 0) await prewarm(engines, selected);
 
   // Scenarios run in definition order, so create_during_ingest (which replaces the plain service) comes last.
   for (const [index, sc] of selected.entries()) {
@@ -439,6 +470,7 @@ async function main() {
       connections: flags.connections,
       durationSec: flags.duration,
       warmupSec: flags.warmup,
+      prewarmSec: flags.prewarm,
       seed: flags.seed,
       rounds: flags.rounds,
       demoRowsPerDay: flags["demo-rows"],
