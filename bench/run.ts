@@ -240,7 +240,9 @@ async function prewarm(engines: EngineRun[], selected: typeof scenarios) {
       }
     }
   }
-  console.log(`  prewarmed every side: ${flags.prewarm} s of the selected scenarios each (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  console.log(
+    `  prewarmed every side: ${flags.prewarm} s of the selected scenarios each (${((performance.now() - t0) / 1000).toFixed(0)} s)`,
+  );
 }
 
 type JobSnapshot = { status?: string };

@@ -111,7 +111,8 @@ const rows = [...b]
   .sort((x, y) => y[1] - x[1]);
 const total = rows.reduce((s, [, v]) => s + v, 0);
 console.log(
-  `${side} ${scenario}: ${r.rps.toFixed(0)} req/s, ${total.toFixed(1)} µs/req: ` + rows.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ") +
+  `${side} ${scenario}: ${r.rps.toFixed(0)} req/s, ${total.toFixed(1)} µs/req: ` +
+    rows.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ") +
     ` (load generator ${((gen.user + gen.system) / r.requests).toFixed(1)} µs/req; ${r.server5xx} 5xx, ${r.socketErrors} socket errors)`,
 );
 proc.kill("SIGTERM");

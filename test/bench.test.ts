@@ -34,9 +34,12 @@ describe("bun run bench", () => {
       out: all,
     } = await bench([
       ...["--duration", "1", "--warmup", "0", "--workers", "2", "--connections", "8", "--seed", "40"],
-      ...["--scenarios", "get_one,create,sync_start", "--out", out],
+      ...["--scenarios", "get_one,create,sync_start", "--out", out, "--prewarm", "0.6"],
     ]);
     expect(code, all).toBe(0);
+    // Steady state: every side served the plain scenarios first (its creates never collide with the measured ones: all 201 below).
+    expect(stdout).toContain("steady state: every side prewarmed 0.6 s first");
+    expect(stdout).toMatch(/prewarmed every side: 0\.6 s of the selected scenarios each/);
 
     // The table: a header, a service and a baseline row per scenario that ran, ratios and targets.
     expect(stdout).toMatch(/scenario\s+side\s+req\/s\s+p50 ms\s+p99 ms\s+max ms\s+2xx\s+409\s+4xx\s+5xx\s+sock err\s+cpu µs\/req/);
@@ -52,7 +55,7 @@ describe("bun run bench", () => {
     // The JSON: machine, options, and per scenario both sides with the same fields as the table.
     const report = JSON.parse(readFileSync(out, "utf8"));
     expect(report.machine).toMatchObject({ cores: expect.any(Number), memoryGiB: expect.any(Number), bun: Bun.version });
-    expect(report.options).toMatchObject({ workers: 2, connections: 8, durationSec: 1, seed: 40 });
+    expect(report.options).toMatchObject({ workers: 2, connections: 8, durationSec: 1, seed: 40, prewarmSec: 0.6 });
     const scenarios = report.scenarios as ScenarioResult[];
     expect(scenarios.map((s) => s.name)).toEqual(["get_one", "create", "sync_start"]);
     // The sync API exists: no scenario may be skipped (a failing probe must fail the test, not hide the checks).
