@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../src/db/index.ts";
+import { type DayGrains, type PageTotal, replaceDayGrains, upsertPageIds } from "../src/sync/grain-writes.ts";
 import { anonymizedShare, ctrOf, dayDate, dayNumber, deviceCode, positionOf, sumPosition, typeCode } from "../src/sync/grains.ts";
 import { tempDb } from "./helpers/db.ts";
 
@@ -120,5 +121,113 @@ describe("formulas over stored rows (hand-computed)", () => {
         await tx.insert(db.t.gscPropertyTotals).values(row);
       }),
     ).rejects.toThrow();
+  });
+});
+
+describe("replaceDayGrains: a day's page totals replaced in SQL", () => {
+  const completeness = {
+    property_rows: 1,
+    page_rows: 0,
+    detail_rows: 0,
+    appearance_rows: 0,
+    page_truncated: false,
+    detail_truncated: false,
+    anonymized_share: null,
+    data_state: "final" as const,
+  };
+  const grains = (day: number, page: PageTotal[]): DayGrains => ({
+    siteId,
+    day,
+    type: 1,
+    property: [{ country: "usa", device: 1, clicks: 1, impressions: 1, sum_position: 100 }],
+    page,
+    appearance: [],
+    completeness: { ...completeness, page_rows: page.length },
+  });
+  const stored = async (day: number) => {
+    const p = db.t.gscPageTotals;
+    const rows = await db.q
+      .select({
+        page_id: p.page_id,
+        country: p.country,
+        device: p.device,
+        clicks: p.clicks,
+        impressions: p.impressions,
+        sum_position: p.sum_position,
+      })
+      .from(p)
+      .where(and(eq(p.site_id, siteId), eq(p.day, day), eq(p.type, 1)));
+    return rows.sort((a, b) => a.page_id - b.page_id || a.country.localeCompare(b.country) || a.device - b.device);
+  };
+
+  test("rows gone from the new fetch deleted (a migration's country '' row too), changed ones updated, new ones added, other days alone", async () => {
+    const day = dayNumber("2026-11-03");
+    const other = dayNumber("2026-11-04");
+    const ids = await db.tx((tx) => upsertPageIds(tx, siteId, ["https://g.example/a", "https://g.example/b", "https://g.example/c"]));
+    const [a, b, c] = ["a", "b", "c"].map((x) => ids.get(`https://g.example/${x}`)!);
+    const m = (clicks: number) => ({ clicks, impressions: clicks * 10, sum_position: clicks * 150 });
+    // The old day: a derived row (country '') as the in-place migration left it, a row that stays equal, one that changes.
+    await db.tx(async (tx) => {
+      await tx.insert(db.t.gscPageTotals).values({ site_id: siteId, day, type: 1, page_id: a!, country: "", device: 1, ...m(9) });
+    });
+    await db.tx((tx) => replaceDayGrains(tx, grains(other, [{ page_id: a!, country: "usa", device: 1, ...m(7) }])));
+    await db.tx((tx) =>
+      replaceDayGrains(
+        tx,
+        grains(day, [
+          { page_id: a!, country: "usa", device: 1, ...m(1) },
+          { page_id: a!, country: "usa", device: 2, ...m(2) },
+          { page_id: b!, country: "fra", device: 1, ...m(3) },
+        ]),
+      ),
+    );
+    expect(await stored(day)).toEqual([
+      { page_id: a!, country: "usa", device: 1, ...m(1) },
+      { page_id: a!, country: "usa", device: 2, ...m(2) },
+      { page_id: b!, country: "fra", device: 1, ...m(3) },
+    ]);
+    // Fetched again: a/usa/1 equal, a/usa/2 gone, b/fra/1 changed, c new; a row given twice is summed.
+    await db.tx((tx) =>
+      replaceDayGrains(
+        tx,
+        grains(day, [
+          { page_id: a!, country: "usa", device: 1, ...m(1) },
+          { page_id: b!, country: "fra", device: 1, ...m(4) },
+          { page_id: c!, country: "deu", device: 3, ...m(5) },
+          { page_id: c!, country: "deu", device: 3, ...m(1) },
+        ]),
+      ),
+    );
+    expect(await stored(day)).toEqual([
+      { page_id: a!, country: "usa", device: 1, ...m(1) },
+      { page_id: b!, country: "fra", device: 1, ...m(4) },
+      { page_id: c!, country: "deu", device: 3, ...m(6) },
+    ]);
+    // The other day is untouched; an empty fetch empties the day.
+    expect(await stored(other)).toEqual([{ page_id: a!, country: "usa", device: 1, ...m(7) }]);
+    await db.tx((tx) => replaceDayGrains(tx, grains(day, [])));
+    expect(await stored(day)).toEqual([]);
+    expect(await stored(other)).toHaveLength(1);
+  });
+
+  test("a country with a quote or a backslash is stored as given (PostgreSQL's array literal escapes it)", async () => {
+    const day = dayNumber("2026-11-05");
+    const ids = await db.tx((tx) => upsertPageIds(tx, siteId, ["https://g.example/q"]));
+    const q = ids.get("https://g.example/q")!;
+    const odd = [`a"b`, "c\\d", "e,f", "{g}", ""];
+    await db.tx((tx) =>
+      replaceDayGrains(
+        tx,
+        grains(
+          day,
+          odd.map((country, i) => ({ page_id: q, country, device: 1, clicks: i, impressions: 10, sum_position: 100 })),
+        ),
+      ),
+    );
+    expect((await stored(day)).map((r) => r.country).sort()).toEqual([...odd].sort());
+    await db.tx((tx) =>
+      replaceDayGrains(tx, grains(day, [{ page_id: q, country: `a"b`, device: 1, clicks: 0, impressions: 10, sum_position: 100 }])),
+    );
+    expect((await stored(day)).map((r) => r.country)).toEqual([`a"b`]);
   });
 });
