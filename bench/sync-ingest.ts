@@ -3,11 +3,13 @@
 // day and search type, so days × rows × 4 rows in all), run by one worker in this process; prints rows/s
 // per run and the median. Default: a fresh SQLite file in a temp dir; with --database, an EMPTY
 // PostgreSQL database (migrated here, its tables truncated before each run).
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { sql } from "drizzle-orm";
+import { spawnUntilReady } from "../scripts/spawn-ready.ts";
+import { freePort } from "../src/free-port.ts";
 import { openDb, openPgDb, type Db } from "../src/db/index.ts";
 import { migrate } from "../src/db/sqlite/migrate.ts";
 import { migratePg } from "../src/db/pg/migrate.ts";
@@ -28,6 +30,11 @@ const { values: args } = parseArgs({
     // SYNC_ATOMIC_DAY_ROWS: days with at most this many detail rows go in one transaction with their totals (0: all staged, then switched).
     atomic: { type: "string", default: "10000" },
     database: { type: "string" },
+    // --served: the real service and the fake Search Console as processes (see served() below).
+    served: { type: "boolean", default: false },
+    web: { type: "string", default: "50000" },
+    rps: { type: "string", default: "50" },
+    "idle-seconds": { type: "string", default: "5" },
   },
 });
 const days = Number(args.days);
@@ -76,6 +83,11 @@ async function oneRun(db: Db, run: number): Promise<number> {
   return rate;
 }
 
+if (args.served) {
+  await served();
+  process.exit(0);
+}
+
 let db: Db;
 let cleanup: () => Promise<void> | void;
 if (args.database) {
@@ -106,3 +118,150 @@ rates.sort((a, b) => a - b);
 console.log(`median: ${Math.round(rates[Math.floor(rates.length / 2)]!)} rows/s`);
 await cleanup();
 process.exit(0);
+
+// --served: the real service (`bun src/main.ts`, one HTTP worker and one sync worker process) on a fresh
+// SQLite file, the fake Search Console in a process of its own (`--web` rows per day in pages of 25,000;
+// its CPU is not the sync's), and this process as the other client: paced GETs (`--rps`) for
+// `--idle-seconds` before the backfill and all through it, so the API's p50/p99 idle and during ingest
+// come from the same run. The sync worker's CPU is read from /proc (user + system), per stored row.
+async function served(): Promise<void> {
+  const root = join(import.meta.dir, "..");
+  const web = Number(args.web);
+  const dir = mkdtempSync(join(tmpdir(), "sitesync-ingest-served-"));
+  const procs: { stop: () => Promise<number | null> }[] = [];
+  try {
+    const fake = await spawnUntilReady([process.execPath, join(root, "test/helpers/fake-gsc.ts")], {
+      cwd: root,
+      env: {
+        ...process.env,
+        LOG_LEVEL: "warn",
+        FAKE_GSC_ROWS: JSON.stringify({ web }),
+        FAKE_GSC_DAILY_ROW_CAP: String(Math.max(50_000, web * 2)),
+      },
+      ready: "fake gsc listening",
+      timeoutMs: 60_000,
+      name: "fake gsc",
+    });
+    procs.push(fake);
+    const gscUrl = /fake gsc listening on (\S+)/.exec(fake.output())![1]!;
+    const port = freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const server = await spawnUntilReady([process.execPath, join(root, "src/main.ts"), "--workers", "1", "--sync-workers", "1"], {
+      cwd: root,
+      env: {
+        ...process.env,
+        DATABASE_URL: join(dir, "app.db"),
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        LOG_LEVEL: "warn",
+        SYNC_SOURCE: "gsc",
+        GSC_ACCESS_TOKEN: "test-token",
+        GSC_API_BASE_URL: gscUrl,
+        SYNC_POLL_MS: "50",
+        SYNC_SCHEDULER: "false",
+        SYNC_BATCH_SIZE: args.batch,
+        SYNC_BULK_BATCH_SIZE: args.bulk,
+        SYNC_ATOMIC_DAY_ROWS: args.atomic,
+      },
+      ready: "sitesync listening",
+      timeoutMs: 60_000,
+      name: "server",
+    });
+    procs.push(server);
+    const children = (pid: number) =>
+      readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    const syncPid = children(server.proc.pid).find((p) => cmdline(p).includes("worker-main"))!;
+    const httpPid = children(server.proc.pid).find((p) => !cmdline(p).includes("worker-main"))!;
+    // utime + stime in clock ticks (100 per second on Linux): CPU milliseconds of one process.
+    const cpuMs = (pid: number) => {
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      return (Number(f[11]) + Number(f[12])) * 10;
+    };
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as any;
+    };
+    const site = await post("/api/v1/sites", { domain: "sc-domain:backfill.bench.example", name: "Backfill" });
+    for (let i = 0; i < 20; i++) await post("/api/v1/sites", { domain: `sc-domain:other${i}.bench.example`, name: `Other ${i}` });
+
+    // The other client: GETs paced at --rps (each waits its turn; a slow answer delays the next, no pile-up).
+    const gets = async (until: () => boolean) => {
+      const ms: number[] = [];
+      const gap = 1000 / Number(args.rps);
+      let next = performance.now();
+      let k = 0;
+      while (!until()) {
+        const t0 = performance.now();
+        const path = k++ % 2 === 0 ? "/api/v1/sites?limit=20" : `/api/v1/sites/${site.id}`;
+        const res = await fetch(url + path);
+        await res.arrayBuffer();
+        if (res.status !== 200) throw new Error(`GET ${path}: ${res.status}`);
+        ms.push(performance.now() - t0);
+        next += gap;
+        const wait = next - performance.now();
+        if (wait > 0) await Bun.sleep(wait);
+        else next = performance.now();
+      }
+      return ms;
+    };
+    const pct = (xs: number[], p: number) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+    };
+    const summary = (xs: number[]) =>
+      `n ${xs.length}, p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms`;
+
+    // Warm the HTTP worker, then the idle window.
+    await gets(
+      (
+        (end) => () =>
+          performance.now() > end
+      )(performance.now() + 1000),
+    );
+    const idleEnd = performance.now() + Number(args["idle-seconds"]) * 1000;
+    const idle = await gets(() => performance.now() > idleEnd);
+
+    const end = addDays(dayOf(new Date()), -10);
+    const syncCpu0 = cpuMs(syncPid);
+    const httpCpu0 = cpuMs(httpPid);
+    const fakeCpu0 = cpuMs(fake.proc.pid);
+    const t0 = performance.now();
+    const task = await post(`/api/v1/sites/${site.id}/sync-tasks`, {
+      task_type: "daily_sync",
+      start_date: addDays(end, -(days - 1)),
+      end_date: end,
+      sync_mode: "overwrite",
+    });
+    let job: any = null;
+    const poll = (async () => {
+      while (!job || job.status === "pending" || job.status === "running") {
+        job = await (await fetch(`${url}${task.status_url}`)).json();
+        await Bun.sleep(100);
+      }
+    })();
+    const busy = await gets(() => job !== null && job.status !== "pending" && job.status !== "running");
+    await poll;
+    const seconds = (performance.now() - t0) / 1000;
+    if (job.status !== "completed") throw new Error(`task ${job.status}: ${job.error}`);
+    const rows = Number(job.total_records);
+    const syncCpu = cpuMs(syncPid) - syncCpu0;
+    const httpCpu = cpuMs(httpPid) - httpCpu0;
+    const fakeCpu = cpuMs(fake.proc.pid) - fakeCpu0;
+    const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
+    console.log(
+      `sqlite, served: backfill of ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console, SYNC_ATOMIC_DAY_ROWS ${args.atomic}`,
+    );
+    console.log(`  ${rows} rows in ${seconds.toFixed(2)} s wall = ${Math.round(rows / seconds)} rows/s (load ${loadavg()[0]!.toFixed(1)})`);
+    console.log(
+      `  CPU µs per row: sync worker ${us(syncCpu)} (= ${Math.round((rows / syncCpu) * 1000)} rows per CPU-second), HTTP worker ${us(httpCpu)}, fake Search Console ${us(fakeCpu)}`,
+    );
+    console.log(`  API GETs (${args.rps}/s, another process) idle:   ${summary(idle)}`);
+    console.log(`  API GETs during the backfill:              ${summary(busy)}`);
+    console.log(`  p99 ratio busy/idle: ${(pct(busy, 99) / pct(idle, 99)).toFixed(2)}`);
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -155,6 +155,15 @@ describe("Parquet", () => {
     expect(hostileRows.map((r) => r.query).sort()).toEqual([...hostile].sort());
   });
 
+  test("min/max statistics on every column but the free text (page, query: costly, they filter nothing)", async () => {
+    const file = await (await app.request(`/api/v1/sites/${site}/export?format=parquet`)).arrayBuffer();
+    const group = parquetMetadata(file).row_groups[0]!;
+    const withStats = group.columns
+      .filter((c) => c.meta_data?.statistics?.min_value !== undefined)
+      .map((c) => c.meta_data!.path_in_schema[0]);
+    expect(withStats).toEqual(["date", "device", "search_type", "clicks", "impressions", "ctr", "position"]);
+  });
+
   test("rows become row groups as they stream: one group per PARQUET_GROUP_ROWS rows", async () => {
     const enc = parquetRows<{ d: string; n: number }>(
       [

@@ -8,12 +8,17 @@ import type { RowEncoder } from "./stream.ts";
 /** Rows per row group: encoding one takes ~15–30 ms on this machine (one turn of the event loop). */
 export const PARQUET_GROUP_ROWS = 10_000;
 
-/** A column's kind: text (UTF-8), a `YYYY-MM-DD` date (Parquet DATE), a 32-bit integer or a double. */
-export type ParquetKind = "text" | "date" | "int" | "double";
+/**
+ * A column's kind: text (UTF-8), a `YYYY-MM-DD` date (Parquet DATE), a 32-bit integer or a double.
+ * "free-text" is text written without min/max statistics: a row group of page URLs or queries holds
+ * thousands of distinct values whose min/max cost the encoder ~10 % of its time and let
+ * a reader skip nothing (bench/export.ts, docs/benchmarks/ingest-export.md).
+ */
+export type ParquetKind = "text" | "free-text" | "date" | "int" | "double";
 
 const element = (name: string, kind: ParquetKind): SchemaElement => {
   const base = { name, repetition_type: "OPTIONAL" as const };
-  if (kind === "text") return { ...base, type: "BYTE_ARRAY", converted_type: "UTF8" };
+  if (kind === "text" || kind === "free-text") return { ...base, type: "BYTE_ARRAY", converted_type: "UTF8" };
   if (kind === "date") return { ...base, type: "INT32", converted_type: "DATE" };
   if (kind === "int") return { ...base, type: "INT32" };
   return { ...base, type: "DOUBLE" };
@@ -71,7 +76,7 @@ export function parquetRows<R extends Record<string, unknown>>(
   const parquet = new ParquetWriter({ writer, schema, statistics: true, createdBy: "sitesync" });
   const data: unknown[][] = columns.map(() => []);
   const convert = columns.map(([, kind]) => {
-    if (kind === "text") return (v: unknown) => (v === null || v === undefined ? null : String(v));
+    if (kind === "text" || kind === "free-text") return (v: unknown) => (v === null || v === undefined ? null : String(v));
     if (kind === "date") {
       // Rows come in date order: one parse per day.
       let last = "";
@@ -90,7 +95,10 @@ export function parquetRows<R extends Record<string, unknown>>(
   let count = 0;
   const writeGroup = () => {
     if (!count) return;
-    parquet.write({ columnData: columns.map(([name], i) => ({ name, data: data[i]! })), rowGroupSize: count });
+    parquet.write({
+      columnData: columns.map(([name, kind], i) => ({ name, data: data[i]!, statistics: kind !== "free-text" })),
+      rowGroupSize: count,
+    });
     for (const d of data) d.length = 0;
     count = 0;
   };

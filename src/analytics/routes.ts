@@ -58,8 +58,8 @@ function sliceNegative<T>(rows: T[], max: number | null): T[] {
 /** The export's columns as Parquet types (the CSV's columns, in its order). */
 const EXPORT_PARQUET: readonly (readonly [(typeof exportColumns)[number], ParquetKind])[] = [
   ["date", "date"],
-  ["page", "text"],
-  ["query", "text"],
+  ["page", "free-text"],
+  ["query", "free-text"],
   ["device", "text"],
   ["search_type", "text"],
   ["clicks", "int"],
