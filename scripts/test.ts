@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { createMigratedDatabase, psql } from "../test/helpers/engine.ts";
 import { findPgBin, startCluster, stopCluster, type Cluster } from "./pg-cluster.ts";
+import { makeRunDir, makeUnitDir, removeTestDir } from "./test-tmp.ts";
 
 /** Test files about SQLite itself: file, WAL, pragmas, the single-file lock... (why, for the printed summary). */
 export const sqliteOnly: Record<string, string> = {
@@ -48,6 +49,7 @@ export const engineNeutral: Record<string, string> = {
   "cycles.test.ts": "the import graph, no database",
   "openapi-router.test.ts": "the router's validation hook, no database",
   "request-frame.test.ts": "response headers of a bare Hono app, no database",
+  "runner-cleanup.test.ts": "the test runner's temp folders, no database",
   "startup.test.ts": "imports of the app in a fresh process, no database",
   "supervision.test.ts": "the watchdog's arithmetic, no database",
 };
@@ -116,23 +118,48 @@ function parseOutput(text: string): { counts: Counts; failures: string[] } {
   return { counts: { pass: count("pass"), fail: count("fail"), skip: count("skip") }, failures };
 }
 
+// Each run has a temp folder of its own, and each file's run a folder inside it as its TMPDIR (scripts/test-tmp.ts):
+// what a test leaves there (killed mid-test, or a cleanup bug: tmpfs mounts, `chattr +i` files, clusters) is
+// undone and removed when the file ends, and the whole folder when the run ends or is interrupted.
+const runDir = makeRunDir();
+/** The process groups of the files running now (each file runs in a group of its own). */
+const running = new Set<number>();
+let unitSeq = 0;
+
+/** SIGKILLs what is left of a file's process group (servers, workers, chromium a test did not stop). */
+function killGroup(pid: number): boolean {
+  try {
+    process.kill(-pid, "SIGKILL");
+    return true;
+  } catch {
+    return false; // ESRCH: nothing left
+  }
+}
+
 function runUnit(u: Unit): Promise<Done> {
   const t0 = performance.now();
+  const tmp = makeUnitDir(runDir, `${++unitSeq}-${u.engine}-${basename(u.file, ".test.ts")}`);
   const p = Bun.spawn([process.execPath, "test", "--timeout", "60000", ...flagArgs, u.file], {
     cwd: root,
-    env: { ...process.env, ...u.env },
+    env: { ...process.env, ...u.env, TMPDIR: tmp },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
+    detached: true,
   });
+  running.add(p.pid);
   return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([o, e, code]) => {
     const ms = performance.now() - t0;
     // CPU of the file's whole process tree as far as it was reaped (servers, workers, CLI runs; not the
     // PostgreSQL server's backends, nor chromium's processes that outlive the test).
     const cpuMs = Number(p.resourceUsage()?.cpuTime.total ?? 0n) / 1000;
+    running.delete(p.pid);
+    const leftovers = killGroup(p.pid) ? ["killed processes the file left running"] : [];
+    leftovers.push(...removeTestDir(tmp));
+    const leaks = leftovers.map((l) => `runner cleanup: ${l}\n`).join("");
     // One file's output at once, never interleaved with another's.
     process.stdout.write(
-      `\n--- [${u.engine}] ${u.file}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s, exit ${code}\n${e}${o}`,
+      `\n--- [${u.engine}] ${u.file}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s, exit ${code}\n${e}${o}${leaks}`,
     );
     return { ...u, code: code ?? 1, ms, cpuMs, ...parseOutput(`${e}\n${o}`) };
   });
@@ -166,6 +193,23 @@ if (engines.includes("sqlite")) {
 let cluster: Cluster | null = null;
 let runTemplate: string | null = null;
 let pgUrl: string | undefined;
+// Interrupted (Ctrl-C, CI timeout): the files' process groups are killed and the run's folder removed.
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(sig, () => {
+    for (const pid of running) killGroup(pid);
+    for (const l of removeTestDir(runDir)) console.error(`runner cleanup: ${l}`);
+    if (runTemplate) {
+      try {
+        psql(`drop database if exists "${runTemplate}" with (force)`);
+      } catch {
+        // The server is gone already.
+      }
+    }
+    if (cluster) stopCluster(cluster.dir);
+    process.exit(130);
+  });
+}
+
 if (engines.includes("pg")) {
   const once = (f: string) => sqliteOnly[basename(f)] ?? engineNeutral[basename(f)];
   const skipped = allFiles.filter(once);
@@ -232,6 +276,7 @@ try {
     }
   }
   if (cluster) stopCluster(cluster.dir);
+  for (const l of removeTestDir(runDir)) console.log(`runner cleanup: ${l}`);
 }
 
 for (const engine of ["sqlite", "pg"] as const) {
