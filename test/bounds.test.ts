@@ -15,6 +15,7 @@ import { exportQuery } from "../src/analytics/queries.ts";
 import { boundedDb } from "../src/db/bounded.ts";
 import { budgetOf, budgetStats, withBudget } from "../src/db/budget.ts";
 import { apiErrorOf } from "../src/errors.ts";
+import { registry } from "../src/metrics/registry.ts";
 
 // Cost bounds of heavy requests against the real service (one HTTP worker, so its query processes are
 // its children): a query past ANALYTICS_TIMEOUT_MS answers 504 query_timeout and its statement is
@@ -221,6 +222,27 @@ describe("caps", () => {
     });
     expect(v2.status).toBe(400);
     expect(((await v2.json()) as { error: { message: string } }).error.message).toContain("ANALYTICS_MAX_TERMS");
+  });
+});
+
+describe("term caps before the schema", () => {
+  test("terms past the cap are refused before the body's schema validates each of them (v3 and v2 bodies)", async () => {
+    const base = { site_id: seed.siteId, start_date: seed.start, end_date: seed.end };
+    // One term is not even a string: the schema would answer that; the cap answers first, unvalidated.
+    const terms = [...Array.from({ length: 1001 }, (_, i) => `q${i}`), 7];
+    const exact = await post(quick, { ...base, queries: terms });
+    expect(exact.status).toBe(400);
+    expect(((await exact.json()) as { error: { message: string } }).error.message).toContain("ANALYTICS_MAX_TERMS");
+    // Past the schema's own 10,000: the cap's message, not the schema's "too big".
+    const partial = await post(quick, { ...base, matching_mode: "partial", queries: Array.from({ length: 10_001 }, (_, i) => `q${i}`) });
+    expect(partial.status).toBe(400);
+    expect(((await partial.json()) as { error: { message: string } }).error.message).toContain("ANALYTICS_MAX_PARTIAL_TERMS");
+    const v2 = await post(quick, { site_id: seed.siteId, date_from: seed.start, date_to: seed.end, pages: terms, exact_match: true });
+    expect(v2.status).toBe(400);
+    expect(((await v2.json()) as { error: { message: string } }).error.message).toContain("ANALYTICS_MAX_TERMS");
+    // Duplicates count once (1,001 copies of one term are one term).
+    const dup = await post(quick, { ...base, max_results: 1, queries: Array.from({ length: 1001 }, () => "q") });
+    expect(dup.status).toBe(200);
   });
 });
 
@@ -479,6 +501,23 @@ describe("bodies and places", () => {
     }
   });
 
+  test("a chunked heavy body (no Content-Length) past ANALYTICS_MAX_BODY_BYTES is refused 413 as its bytes arrive", async () => {
+    const big = new TextEncoder().encode(JSON.stringify({ ...slowBody(10), queries: ["x".repeat(300 * 1024)] }));
+    const res = await fetch(`${quick.url}/api/v1/analytics/ranking-data`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+      // A stream: sent chunked, so only counting the bytes can refuse it (before, the app's 1 MiB limit let it reach the parser).
+      body: new ReadableStream({
+        start(c) {
+          for (let i = 0; i < big.length; i += 16 * 1024) c.enqueue(big.subarray(i, i + 16 * 1024));
+          c.close();
+        },
+      }),
+    });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("ANALYTICS_MAX_BODY_BYTES");
+  });
+
   test("per-key concurrency is per instance: each worker allows its share (at least 1)", async () => {
     const { boundsFrom } = await import("../src/analytics/bounds.ts");
     const { defaults } = await import("../src/config.ts");
@@ -571,4 +610,57 @@ describe("the bounded runner (in process)", () => {
       await db.close();
     }
   });
+  /** Downloads holding a database connection in this process now (sitesync_downloads_open). */
+  const downloadsOpen = async () => (await registry.getSingleMetric("sitesync_downloads_open")!.get()).values[0]?.value ?? 0;
+
+  test("a download whose client stops reading is cut at EXPORT_TIMEOUT_MS: its connection is let go without another read", async () => {
+    const db = open();
+    try {
+      const before = await downloadsOpen();
+      const q = exportQuery(db.engine, { siteId: seed.siteId });
+      const body = await streamQuery<Record<string, unknown>>(db, q.sql, q.params, "h\n", (r) => `${JSON.stringify(r)}\n`, {
+        timeoutMs: 1000,
+      });
+      const reader = body.getReader();
+      expect((await reader.read()).done).toBe(false);
+      expect(await downloadsOpen()).toBe(before + 1);
+      // The client reads nothing more: the limit alone closes the connection (before, only the next read did).
+      await waitFor(async () => (await downloadsOpen()) === before, { what: "the download's connection to close", timeout: 20_000 });
+      const err = await (async () => {
+        for (;;) if ((await reader.read()).done) return null;
+      })().catch((e) => e);
+      expect(String(err)).toContain("EXPORT_TIMEOUT_MS");
+    } finally {
+      await db.close();
+    }
+  });
+
+  test.if(testEngine === "pg")(
+    "a FETCH still running at EXPORT_TIMEOUT_MS is cut at the limit (not at its own statement_timeout)",
+    async () => {
+      const db = open();
+      try {
+        // 2,500 quick rows, then every row sleeps: the second FETCH runs across the limit.
+        const slow = "select g from generate_series(1, 100000) g where g <= 2500 or pg_sleep(0.5)::text is not null";
+        const body = await streamQuery<{ g: number }>(db, slow, {}, "g\n", (r) => `${r.g}\n`, { timeoutMs: 1500 });
+        const err = await (async () => {
+          const reader = body.getReader();
+          for (;;) if ((await reader.read()).done) return null;
+        })().catch((e) => e);
+        // Before, each FETCH had the whole limit as its statement_timeout: it ended with the server's cancel message.
+        expect(String(err)).toContain("EXPORT_TIMEOUT_MS");
+        await waitFor(
+          () =>
+            Number(
+              psql(
+                `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and query like '%pg_sleep(0.5)%' and pid <> pg_backend_pid()`,
+              ),
+            ) === 0,
+          { what: "the download's backend to end" },
+        );
+      } finally {
+        await db.close();
+      }
+    },
+  );
 });

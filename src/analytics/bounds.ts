@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { principalOf, clientIpOf } from "../auth/middleware.ts";
 import { defaults } from "../config.ts";
 import { Counter, Gauge } from "prom-client";
@@ -134,15 +135,12 @@ export function heavyRequest(
   return async (c, next) => {
     if (placed.has(c)) return next();
     placed.add(c);
-    // A body past the limit is refused from its Content-Length before anything reads it. (A chunked body has
-    // none: the app's 1 MiB limit on every body, which counts the bytes as they arrive, bounds it.)
-    const length = Number(c.req.header("content-length") ?? 0);
-    if (length > bounds.maxBodyBytes) {
-      throw new ApiError(
-        "payload_too_large",
-        `request body is larger than ${bounds.maxBodyBytes} bytes, the most ANALYTICS_MAX_BODY_BYTES allows for this route`,
-      );
-    }
+    // A body past the limit is refused before anything parses it or a place is taken: from its Content-Length
+    // (unread), or as a chunked body's bytes arrive (Hono's bodyLimit counts them).
+    return limitBody(bounds.maxBodyBytes)(c, () => placeAndBudget(c, next));
+  };
+
+  async function placeAndBudget(c: Parameters<MiddlewareHandler>[0], next: () => Promise<void>): Promise<void> {
     const caller = callerOf(c);
     const release =
       o.unplaced || (o.keysOnly && !caller.startsWith("key:"))
@@ -162,7 +160,55 @@ export function heavyRequest(
     } finally {
       if (!handedOver) release();
     }
-  };
+  }
+}
+
+const bodyLimits = new Map<number, MiddlewareHandler>();
+
+/** Hono's bodyLimit at `maxBytes`, answering 413 `payload_too_large` naming ANALYTICS_MAX_BODY_BYTES. */
+function limitBody(maxBytes: number): MiddlewareHandler {
+  let m = bodyLimits.get(maxBytes);
+  if (!m) {
+    m = bodyLimit({
+      maxSize: maxBytes,
+      onError: () => {
+        throw new ApiError(
+          "payload_too_large",
+          `request body is larger than ${maxBytes} bytes, the most ANALYTICS_MAX_BODY_BYTES allows for this route`,
+        );
+      },
+    });
+    bodyLimits.set(maxBytes, m);
+  }
+  return m;
+}
+
+/**
+ * The term caps of ranking-data (ANALYTICS_MAX_TERMS, ANALYTICS_MAX_PARTIAL_TERMS), checked on the parsed JSON
+ * before its schema validates each term: 10,000 terms are refused for the price of counting them (validating
+ * them cost 20-170 ms of the worker's event loop per request). `v2`: the original's v2 body (partial unless
+ * `exact_match`); else partial for `queries` with `matching_mode: "partial"`. A list over the cap is refused
+ * whether or not the request's `group_by` uses it.
+ */
+export function checkTermCaps(body: unknown, bounds: Bounds, v2: boolean): void {
+  if (typeof body !== "object" || body === null) return;
+  const o = body as Record<string, unknown>;
+  for (const field of ["queries", "pages"] as const) {
+    const list = o[field];
+    if (!Array.isArray(list)) continue;
+    const partial = v2 ? o.exact_match === false : field === "queries" && o.matching_mode === "partial" && o.group_by !== "page";
+    const most = partial ? bounds.maxPartialTerms : bounds.maxTerms;
+    if (list.length <= most) continue;
+    // The v3 body's duplicates count once (as its handler does).
+    const n = v2 ? list.length : new Set(list).size;
+    if (n <= most) continue;
+    const setting = partial ? "ANALYTICS_MAX_PARTIAL_TERMS" : "ANALYTICS_MAX_TERMS";
+    throw new ApiError(
+      "validation_failed",
+      `invalid body: ${field}: at most ${most} ${partial ? "partial-match " : ""}terms per request (${setting}); got ${n}`,
+      [{ path: field, message: `at most ${most} terms (${setting})` }],
+    );
+  }
 }
 
 /**

@@ -81,6 +81,43 @@ function downloadTimedOut(timeoutMs: number): Error {
 }
 
 /**
+ * Cuts a download at its time limit whether or not the client is reading (a slow chunk, a client that stopped
+ * pulling): at `deadline` `stop` closes the read and the stream errors. Returns the function that cancels it
+ * (at the end of the download); without a limit, nothing.
+ */
+function cutAtDeadline(
+  timeoutMs: number | undefined,
+  stop: () => void,
+): { arm(c: ReadableStreamDefaultController<Uint8Array>): void; disarm(): void; fail(err: unknown): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let controller: ReadableStreamDefaultController<Uint8Array> | null = null;
+  let failed = false;
+  const fail = (err: unknown) => {
+    if (failed) return;
+    failed = true;
+    try {
+      controller?.error(err);
+    } catch {
+      // Closed or errored already.
+    }
+  };
+  return {
+    arm(c) {
+      controller = c;
+      if (!timeoutMs) return;
+      timer = setTimeout(() => {
+        stop();
+        fail(downloadTimedOut(timeoutMs));
+      }, timeoutMs);
+    },
+    disarm() {
+      clearTimeout(timer);
+    },
+    fail,
+  };
+}
+
+/**
  * A byte stream of `header` then `line(row)` for each row of `sql` (the engine's text, named
  * parameters), read on its own connection as the client consumes it; the connection closes at the
  * end, on error, past `opts.timeoutMs` or when the client goes away. Resolves once the rows can be read
@@ -131,6 +168,7 @@ function streamSqlite<R>(
   const close = () => {
     if (closed) return;
     closed = true;
+    cut.disarm();
     // SQLite only really closes a connection once its statements are finalized (until then the
     // file stays open and the read snapshot held).
     rows.return?.();
@@ -138,8 +176,13 @@ function streamSqlite<R>(
     conn.close();
     openDownloads.dec();
   };
+  // The limit holds while the client is not reading too (its connection and read snapshot are let go).
+  const cut = cutAtDeadline(opts.timeoutMs, close);
   return new ReadableStream<Uint8Array>(
     {
+      start(controller) {
+        cut.arm(controller);
+      },
       async pull(controller) {
         // A client reading fast (loopback) makes the stream call pull again at once, in microtasks: without
         // a turn of the event loop between chunks, a whole download ran before the worker served anything
@@ -150,7 +193,7 @@ function streamSqlite<R>(
             if (closed) return;
             if (performance.now() >= deadline) {
               close();
-              controller.error(downloadTimedOut(opts.timeoutMs!));
+              cut.fail(downloadTimedOut(opts.timeoutMs!));
               return;
             }
             // A slice of at most SLICE_MS of reading and formatting per turn, so other requests wait little.
@@ -177,7 +220,7 @@ function streamSqlite<R>(
           }
         } catch (err) {
           close();
-          controller.error(err);
+          cut.fail(err);
         }
       },
       cancel() {
@@ -197,22 +240,38 @@ async function streamPg<R>(
   opts: StreamOptions,
 ): Promise<ReadableStream<Uint8Array>> {
   const deadline = opts.timeoutMs ? performance.now() + opts.timeoutMs : Number.POSITIVE_INFINITY;
-  // Each FETCH is one statement: none may outlast the whole download's limit.
-  const cursor = await openPgCursor(db, toPositional(sql, params), { name: "download", statementTimeoutMs: opts.timeoutMs });
+  // Each FETCH is one statement; the server's statement_timeout is only a backstop: the timer below cuts a
+  // FETCH running at the deadline (it used to run on for up to the whole limit again).
+  const cursor = await openPgCursor(db, toPositional(sql, params), {
+    name: "download",
+    statementTimeoutMs: opts.timeoutMs ? opts.timeoutMs + 1000 : undefined,
+  });
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
+    cut.disarm();
     await cursor.close();
     openDownloads.dec();
   };
+  // At the limit, reading or not: the connection is dropped at once (a running FETCH ends with it).
+  const cut = cutAtDeadline(opts.timeoutMs && Math.max(1, deadline - performance.now()), () => {
+    if (closed) return;
+    closed = true;
+    cursor.abort();
+    openDownloads.dec();
+  });
   openDownloads.inc();
   return new ReadableStream<Uint8Array>(
     {
+      start(controller) {
+        cut.arm(controller);
+      },
       async pull(controller) {
+        if (closed) return;
         if (performance.now() >= deadline) {
           await close();
-          controller.error(downloadTimedOut(opts.timeoutMs!));
+          cut.fail(downloadTimedOut(opts.timeoutMs!));
           return;
         }
         try {
@@ -231,7 +290,7 @@ async function streamPg<R>(
           if (chunk) controller.enqueue(chunk);
         } catch (err) {
           await close();
-          controller.error(err);
+          cut.fail(err);
         }
       },
       async cancel() {

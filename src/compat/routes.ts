@@ -9,7 +9,7 @@ import { resolveSite } from "../sites/resolve.ts";
 import { addDays, dayOf, isDate } from "../sync/dates.ts";
 import { resolvePages } from "./pages.ts";
 import { findRankingDataV2, v2GroupColumns } from "./queries.ts";
-import { defaultBounds, heavyRequest, type Bounds } from "../analytics/bounds.ts";
+import { checkTermCaps, defaultBounds, heavyRequest, type Bounds } from "../analytics/bounds.ts";
 import { boundedDb } from "../db/bounded.ts";
 
 // The original tool's other clients (docs/compatibility.md): the v1 paths of before the modular app
@@ -135,6 +135,8 @@ export function compatRoutes(plain: Db, bounds: Bounds = defaultBounds) {
     } catch {
       return next(); // not JSON: the handler's validator answers
     }
+    // Terms past the caps are refused before any schema looks at them (v2 and v3 bodies alike).
+    checkTermCaps(body, bounds, isV2Body(body));
     if (isV2Body(body)) {
       const parsed = V2RankingBody.safeParse(body);
       if (!parsed.success) throw invalid(parsed.error);
