@@ -136,7 +136,9 @@ export function heavyRequest(
     if (placed.has(c)) return next();
     placed.add(c);
     // A body past the limit is refused before anything parses it or a place is taken: from its Content-Length
-    // (unread), or as a chunked body's bytes arrive (Hono's bodyLimit counts them).
+    // (unread), or as a chunked body's bytes arrive (Hono's bodyLimit counts them). A body a middleware before this
+    // one read already (compat's v2 spellings) was counted by the app's 1 MiB limit; only its Content-Length is checked.
+    if (c.req.raw.bodyUsed && !c.req.header("content-length")) return placeAndBudget(c, next);
     return limitBody(bounds.maxBodyBytes)(c, () => placeAndBudget(c, next));
   };
 
