@@ -99,6 +99,9 @@ const envSchema = z.object({
   PG_STATEMENT_TIMEOUT_MS: int(0).default(30_000),
   // How long a request waits for an unreachable database (PostgreSQL down, restarting) before 503.
   DB_RIDE_THROUGH_MS: int(0, 60_000).default(2000),
+  // PostgreSQL: how long a new connection may take before the server counts as not answering (a silent
+  // server); generous, as a busy host starts backends slowly (a slow connect is no outage).
+  PG_CONNECT_TIMEOUT_MS: int(100, 120_000).default(5000),
   // A write transaction holding the lock longer than this is logged with what it was doing.
   WRITE_LOCK_WARN_MS: int(1).default(1000),
 

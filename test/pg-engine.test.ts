@@ -260,7 +260,8 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
       silent.stop(true);
     });
     const rideThroughMs = 600;
-    const db = openPgDb({ url: `postgres://postgres@127.0.0.1:${silent.port}/none`, role: "test", rideThroughMs });
+    // The connect bound (PG_CONNECT_TIMEOUT_MS, 5 s by default) shortened to keep the test short.
+    const db = openPgDb({ url: `postgres://postgres@127.0.0.1:${silent.port}/none`, role: "test", rideThroughMs, connectTimeoutMs: 500 });
     cleanups.push(() => db.close());
     // Without a bound on connecting, both would wait for ever (the test's own timeout would end them).
     const [writeErr, readErr] = await Promise.all([
@@ -273,8 +274,31 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(apiErrorOf(writeErr)?.status).toBe(503);
     expect(apiErrorOf(readErr)?.status).toBe(503);
     expect(sockets.length).toBeGreaterThan(0); // it did connect: a silent server, not a refusing one
-    expect(db.availability.downSince).not.toBeNull();
+    // Known down once the probe (same bound) heard nothing either: no other connection got an answer meanwhile.
+    await waitFor(() => db.availability.downSince !== null, { timeout: 20_000, every: 20, what: "the state to turn down" });
     expect(db.availability.lastError).toMatch(/Connection terminated|timeout/i);
+  }, 30_000);
+
+  test("a slow connect on a busy host (each new connection held 1.5 s before it reaches the server) is not an outage: reads and writes answer, the state stays up", async () => {
+    const t = setup();
+    const proxy = await tcpProxy(new URL(t.databaseUrl));
+    cleanups.push(() => proxy.stop());
+    // The default ride-through (2 s). Before: a new connection was bounded to half of it (1 s), so a backend slow
+    // to start on a loaded machine failed "timeout expired", the probe (same bound, same delay) confirmed it, and
+    // every request answered 503 while the server was up (seen beside sync.multiprocess on the 2-core machine).
+    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2, rideThroughMs: 2000 });
+    cleanups.push(() => db.close());
+    proxy.delayNewConnections(1500);
+    const { sites } = db.t;
+    const [written, read] = await Promise.all([
+      db.tx((tx) => tx.insert(sites).values({ domain: "sc-domain:slow.example", name: "S" }).returning()),
+      db.q.select({ n: sql<number>`1` }).from(sql`(select 1) as one`),
+    ]);
+    expect(written).toHaveLength(1);
+    expect(read).toHaveLength(1);
+    expect(db.availability.outages).toBe(0);
+    expect(db.availability.downSince).toBeNull();
+    expect(db.stats.storageErrors).toBe(0);
   }, 30_000);
 
   test("a server that went away: known down once, requests fail fast within the ride-through, up again when it is back", async () => {
@@ -304,6 +328,27 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     await db.tx((tx) => tx.insert(sites).values({ domain: "sc-domain:back.example", name: "B" }));
     expect(await t.db.q.select({ domain: sites.domain }).from(sites)).toEqual([{ domain: "sc-domain:back.example" }]);
   }, 30_000);
+
+  test("the server's return: a request that finds the state down probes at once, and the probe's new connection serves it (no second connect)", async () => {
+    const t = setup();
+    const proxy = await tcpProxy(new URL(t.databaseUrl));
+    cleanups.push(() => proxy.stop());
+    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2, rideThroughMs: 30_000 });
+    cleanups.push(() => db.close());
+    const { sites } = db.t;
+    await db.q.select().from(sites);
+    proxy.stop();
+    await db.availability.probe();
+    expect(db.availability.downSince).not.toBeNull();
+    await proxy.start();
+    const before = proxy.accepted;
+    // Before: the request waited for the next background probe (a fixed pace), whose connection was then
+    // closed, and opened one of its own: two new backends in a row before the first answer.
+    await db.tx((tx) => tx.insert(sites).values({ domain: "sc-domain:returned.example", name: "R" }));
+    expect(db.availability.downSince).toBeNull();
+    expect(proxy.accepted - before).toBe(1);
+    expect(await t.db.q.select({ domain: sites.domain }).from(sites)).toEqual([{ domain: "sc-domain:returned.example" }]);
+  }, 60_000);
 
   test("statement_timeout (PG_STATEMENT_TIMEOUT_MS) stops a runaway query; the error is the retry-later kind (503), not a 500", async () => {
     const t = setup();

@@ -187,6 +187,8 @@ export type OpenPgOptions = {
   retryForMs?: number;
   /** How long a request waits for an unreachable server (DB_RIDE_THROUGH_MS). */
   rideThroughMs?: number;
+  /** How long a new connection may take before the server counts as not answering (PG_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
   drainTimeoutMs?: number;
 };
 
@@ -199,6 +201,7 @@ export function openPgDb(opts: OpenPgOptions): PgDb {
     statementTimeoutMs: opts.statementTimeoutMs ?? defaults.PG_STATEMENT_TIMEOUT_MS,
     retryForMs: opts.retryForMs ?? defaults.WRITE_LOCK_TIMEOUT_MS,
     rideThroughMs: opts.rideThroughMs ?? defaults.DB_RIDE_THROUGH_MS,
+    connectTimeoutMs: opts.connectTimeoutMs ?? defaults.PG_CONNECT_TIMEOUT_MS,
     target: describeTarget({ dialect: "postgres", url: opts.url }),
     onCommit,
   });
@@ -246,6 +249,7 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
       statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
       retryForMs: config.WRITE_LOCK_TIMEOUT_MS,
       rideThroughMs: config.DB_RIDE_THROUGH_MS,
+      connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
       drainTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     });
   }

@@ -13,8 +13,12 @@ export async function tcpProxy(target: URL) {
   type CutMode = "forward" | "drop" | "hold";
   let cut: { match: (text: string) => boolean; mode: CutMode } | null = null;
   const port = freePort();
+  // Delay before each new connection reaches the server (a busy host: the backend slow to start), ms.
+  let connectDelayMs = 0;
+  // Client connections accepted since start (each new connection of the pool or a probe).
+  let accepted = 0;
   const sockets = new Set<{ end(): void }>();
-  type Pair = { upstream?: { write(c: Uint8Array): number; end(): void }; pending: Uint8Array[] };
+  type Pair = { upstream?: { write(c: Uint8Array): number; end(): void }; pending: Uint8Array[]; closed?: boolean };
   let listener: { stop(force?: boolean): void } | null = null;
   const start = async () => {
     listener = Bun.listen<Pair>({
@@ -23,8 +27,13 @@ export async function tcpProxy(target: URL) {
       socket: {
         async open(client) {
           client.data = { pending: [] };
+          accepted++;
           sockets.add(client);
           try {
+            if (connectDelayMs > 0) {
+              await Bun.sleep(connectDelayMs);
+              if (client.data.closed) return; // the client gave up meanwhile
+            }
             const upstream = await Bun.connect({
               hostname: target.hostname,
               port: Number(target.port || 5432),
@@ -64,6 +73,7 @@ export async function tcpProxy(target: URL) {
           else client.data.pending.push(new Uint8Array(chunk));
         },
         close(client) {
+          client.data.closed = true;
           client.data.upstream?.end();
         },
       },
@@ -73,6 +83,14 @@ export async function tcpProxy(target: URL) {
   return {
     port,
     start,
+    /** Client connections accepted so far. */
+    get accepted() {
+      return accepted;
+    },
+    /** Holds each new connection this long before it reaches the server (0: none): a slow connect, not a silent server. */
+    delayNewConnections(ms: number) {
+      connectDelayMs = ms;
+    },
     /** Arms the one-shot fault (see `cut` above). */
     cutNext(match: (text: string) => boolean, mode: CutMode) {
       cut = { match, mode };

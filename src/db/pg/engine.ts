@@ -18,6 +18,8 @@ export type PgOptions = {
   retryForMs: number;
   /** How long a request waits for an unreachable server to come back (DB_RIDE_THROUGH_MS). */
   rideThroughMs: number;
+  /** How long a new connection may take before the server counts as not answering (PG_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs: number;
   /** The URL without its password, for log lines. */
   target?: string;
   /** Called after each COMMIT (one write per transaction here, no lock wait to report). */
@@ -51,7 +53,13 @@ const RETRY_MAX_MS = 500;
 
 /** Opens a pool on the server at `url` (lazily: no connection is made before the first query). */
 export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; availability: Availability } {
-  const connectTimeoutMs = connectTimeoutFor(opts.rideThroughMs);
+  const connectTimeoutMs = opts.connectTimeoutMs;
+  // When the server last answered this process (performance.now()): a query, a COMMIT, a new connection.
+  // A probe that timed out while another connection got answers saw a busy server, not a gone one.
+  let lastAnswerAt = Number.NEGATIVE_INFINITY;
+  const answered = () => {
+    lastAnswerAt = performance.now();
+  };
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.poolSize,
@@ -61,8 +69,10 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     application_name: `sitesync-${process.pid}`,
     // The pool's connectionTimeoutMillis would also bound the wait for a free connection, which under load
     // is no sign of an outage: the bound is on each new connection instead (the client's own timeout), so
-    // a server that accepts and never answers (packets dropped, a hung host) fails "Connection terminated"
-    // within it, and the state's probe (same bound) marks it down, within the ride-through.
+    // a server that accepts and never answers (packets dropped, a hung host) fails "timeout expired" within
+    // it, and the state's probe (same bound) marks it down. The bound is generous (5 s by default): on a
+    // loaded 2-core machine 40 connections opened at once took up to 2.2 s each (backends slow to start),
+    // and half the ride-through (1 s, the former bound) turned that into a false outage and 503s.
     Client: class BoundedClient extends pg.Client {
       constructor(config?: pg.ClientConfig) {
         super({ ...config, connectionTimeoutMillis: connectTimeoutMs });
@@ -73,7 +83,11 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   // (a transaction in progress) emits it on itself, where nobody listens: unhandled, either would kill
   // the process. The query in progress fails on its own (and is retried), so a log line is enough.
   pool.on("error", (err) => logOncePer("pg idle error", 10_000, "debug", "postgresql connection lost while idle", { error: err.message }));
+  // Connections opened and not yet handed out (the probe tells a new connection from a reused idle one).
+  const justOpened = new WeakSet<pg.PoolClient>();
   pool.on("connect", (client) => {
+    answered();
+    justOpened.add(client as pg.PoolClient);
     client.on("error", (err) => logOncePer("pg client error", 10_000, "debug", "postgresql connection lost", { error: err.message }));
   });
   // Connections checked out right now: close() cuts them (pool.end() alone waits for each to be released,
@@ -85,14 +99,43 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   const rawQuery = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
   const availability = trackAvailability(
     async () => {
-      // A connection of its own: the pool's idle ones may be dead, and a full pool must not delay the probe.
-      const client = new pg.Client({ connectionString: opts.url, connectionTimeoutMillis: connectTimeoutMs });
-      client.on("error", () => {});
+      const started = performance.now();
       try {
-        await client.connect();
-        await client.query("select 1");
-      } finally {
-        client.end().catch(() => {});
+        if (pool.idleCount > 0 || pool.totalCount < opts.poolSize) {
+          // Through the pool while it has room: the connection that finds the server back stays in it, so
+          // the first request after the return does not open another one (a new backend: 0.1 to 0.5 s on a
+          // loaded machine). An idle connection that died with the server fails here and is dropped.
+          for (let n = 0; ; n++) {
+            const client = await pool.connect();
+            const reused = !justOpened.delete(client);
+            try {
+              await client.query("select 1");
+              client.release();
+              break;
+            } catch (err) {
+              client.release(true);
+              // An idle connection killed with the others (terminated backends, a restart) says nothing
+              // of the server: only a new connection's failure counts.
+              if (!reused || n >= opts.poolSize) throw err;
+            }
+          }
+        } else {
+          // A full pool must not delay the probe: a connection of its own.
+          const client = new pg.Client({ connectionString: opts.url, connectionTimeoutMillis: connectTimeoutMs });
+          client.on("error", () => {});
+          try {
+            await client.connect();
+            await client.query("select 1");
+          } finally {
+            client.end().catch(() => {});
+          }
+        }
+        answered();
+      } catch (err) {
+        // Timed out (no refusal, no reset) while the server answered other connections of this process:
+        // it is there, only slow (a busy host). An outage is a refused or lost connection, or silence.
+        if (isConnectTimeout(err) && lastAnswerAt >= started) return;
+        throw err;
       }
     },
     { rideThroughMs: opts.rideThroughMs, target: opts.target ?? "postgresql" },
@@ -110,19 +153,41 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
       throw unavailable(`the database is unreachable (since ${new Date(availability.downSince).toISOString()}); retry later`);
     }
     try {
-      return await (rawQuery as (...a: unknown[]) => Promise<unknown>)(...args);
+      const r = await (rawQuery as (...a: unknown[]) => Promise<unknown>)(...args);
+      answered();
+      return r;
     } catch (err) {
       if (!isUnavailableDbError(err)) throw err;
-      stats.readRetries++;
-      const up = await availability.suspect(err);
-      if (!up && !(await availability.waitUp(opts.rideThroughMs - (performance.now() - started)))) {
+      const left = () => rideThroughLeft(opts.rideThroughMs - (performance.now() - started));
+      const up = await suspectWithin(err, left());
+      if ((!up && !(await availability.waitUp(left()))) || left() <= 0) {
         noteStorage(err);
         throw unavailable("the database is unreachable; retry later");
       }
-      return await (rawQuery as (...a: unknown[]) => Promise<unknown>)(...args);
+      stats.readRetries++;
+      const r = await (rawQuery as (...a: unknown[]) => Promise<unknown>)(...args);
+      answered();
+      return r;
     }
   };
   (pool as unknown as { query: unknown }).query = readQuery;
+
+  /**
+   * Has the state check whether the server is gone (a probe), waiting for its verdict at most `ms` (the
+   * request's ride-through left): a probe of a silent server takes the connect bound, longer than that.
+   * True when the probe found it up within `ms`.
+   */
+  async function suspectWithin(err: unknown, ms: number): Promise<boolean> {
+    const verdict = availability.suspect(err);
+    if (ms <= 0) return false;
+    let timer: Timer | undefined;
+    const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+    try {
+      return await Promise.race([verdict, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   const orm = drizzle({ client: pool, schema }) as unknown as Q;
   // Drizzle's own parts, to run a transaction on a connection we hold ourselves (see attempt()).
@@ -161,6 +226,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
       value = await fn(q);
       atCommit = true;
       await client.query("COMMIT");
+      answered();
       return value;
     } catch (err) {
       if (isUnavailableDbError(err)) broken = true;
@@ -193,6 +259,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     for (;;) {
       try {
         const r = (await rawQuery(check)) as unknown as pg.QueryResult[];
+        answered();
         const row = r[2]?.rows[0] as { burned: boolean } | undefined;
         if (row) return row.burned ? "aborted" : "committed";
         log("warn", "write outcome check found no commit token", { token: token.token });
@@ -299,10 +366,12 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
         const elapsed = performance.now() - started;
         const unavailableErr = isUnavailableDbError(err);
         if (unavailableErr) {
-          // Is the server gone (down: later requests fail fast), or was it only this connection?
-          await availability.suspect(err);
+          // Is the server gone (down: later requests fail fast), or was it only this connection? Waited
+          // for within the request's ride-through only (a silent server's probe takes the connect bound).
+          await suspectWithin(err, rideThroughLeft(opts.rideThroughMs - elapsed));
         }
-        if (unavailableErr ? graced || rideThroughLeft(opts.rideThroughMs - elapsed) <= 0 : elapsed >= opts.retryForMs) {
+        const spent = performance.now() - started;
+        if (unavailableErr ? graced || rideThroughLeft(opts.rideThroughMs - spent) <= 0 : elapsed >= opts.retryForMs) {
           stats.timeouts++;
           if (unavailableErr) noteStorage(err);
           throw unavailableErr
@@ -360,12 +429,9 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   };
 }
 
-/**
- * How long a new connection may take (ms): half the ride-through (a silent server is found by one connect
- * and one probe within it), between 250 ms and 5 s.
- */
-export function connectTimeoutFor(rideThroughMs: number): number {
-  return Math.min(5000, Math.max(250, Math.round(rideThroughMs / 2)));
+/** True for pg's own bound on a new connection ("timeout expired"): silence, or only slowness. */
+function isConnectTimeout(err: unknown): boolean {
+  return /^timeout expired$/.test(messageOf(err));
 }
 
 function codeOf(err: unknown): string {
