@@ -1,10 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { createApi } from "../src/cli/api.ts";
 import { claimIdempotencyKey, findIdempotencyKey } from "../src/idempotency/queries.ts";
 import { call } from "./helpers/api.ts";
-import { tempDb } from "./helpers/db.ts";
+import { openPgDb } from "../src/db/index.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
+import { tcpProxy } from "./helpers/tcp-proxy.ts";
 import { withDb } from "./helpers/observe.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -109,6 +111,60 @@ describe("Idempotency-Key (in process)", () => {
     const again = await post(app, { domain: "sc-domain:e2.example", name: "E2" }, "old");
     expect(again.status).toBe(201);
     expect(again.headers.get("idempotent-replayed")).toBeNull();
+  });
+});
+
+describe.skipIf(testEngine !== "pg")("a keyed write whose COMMIT lost the server (PostgreSQL)", () => {
+  test("is answered 202 pending at the end of the ride-through, not held; a retry with the key gets the final 201; one row", async () => {
+    const t = tempDb();
+    cleanups.push(() => t.cleanup());
+    const proxy = await tcpProxy(new URL(t.databaseUrl));
+    cleanups.push(() => proxy.stop());
+    const url = new URL(t.databaseUrl);
+    url.port = String(proxy.port);
+    const db = openPgDb({ url: url.toString(), role: "test", poolSize: 3, rideThroughMs: 500, retryForMs: 30_000 });
+    cleanups.push(() => db.close());
+    const app = createApp(db, open);
+    expect((await post(app, { domain: "sc-domain:warm.example", name: "W" }, "warm")).status).toBe(201);
+    // The site insert's COMMIT never reaches the server, whose side stays open: the transaction and its
+    // commit token's key stay open, so the outcome check waits (as while a crashed server recovers).
+    let insertSeen = false;
+    proxy.cutNext((text) => {
+      // The site insert: its statement text, or its prepared statement's name once parsed.
+      if (text.includes('insert into "sites"') || text.includes("sites_insert")) insertSeen = true;
+      return insertSeen && text.includes("COMMIT");
+    }, "hold");
+    const body = { domain: "sc-domain:pending.example", name: "P" };
+    const first = await post(app, body, "pending-1");
+    // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
+    expect(first.status).toBe(202);
+    expect(first.json).toMatchObject({ status: "pending", idempotency_key: "pending-1" });
+    expect(Number(first.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    // The transaction still open on the server ends (its backend terminated): the check finds the token
+    // burned (never committed), the write runs again in the background, its 201 is stored for the key.
+    await waitFor(
+      async () =>
+        (
+          await t.db.q.execute(
+            sql`select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = current_database() and state = 'idle in transaction'`,
+          )
+        ).rows.length > 0,
+      { timeout: 20_000, what: "the open transaction to end" },
+    );
+    let again: Awaited<ReturnType<typeof post>> | undefined;
+    await waitFor(
+      async () => {
+        again = await post(app, body, "pending-1");
+        return again.status !== 409 && again.status !== 503;
+      },
+      { timeout: 30_000, every: 100, what: "the final answer for the key" },
+    );
+    expect(again!.status).toBe(201);
+    expect(again!.headers.get("idempotent-replayed")).toBe("true");
+    expect(again!.json).toMatchObject({ domain: body.domain });
+    const { sites } = t.db.t;
+    expect(await t.db.q.select({ domain: sites.domain }).from(sites).where(eq(sites.domain, body.domain))).toHaveLength(1);
+    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
   });
 });
 

@@ -10,11 +10,35 @@ import { log } from "../log.ts";
 
 // The ride-through is a budget per request, not per query: a request that waits for the database in its
 // key check, then in its write, then in its idempotency record waits at most once the ride-through in all.
-const budget = new AsyncLocalStorage<{ until: number }>();
+// A request may also offer a way to answer before its write's outcome is known (`onPending`: the
+// Idempotency-Key middleware, which can hand the final answer to a retry with the key).
+const budget = new AsyncLocalStorage<{ until: number; onPending?: () => void }>();
 
 /** Runs `fn` (a request) with `ms` of waiting for the database in all. */
 export function withRideThrough<T>(ms: number, fn: () => T): T {
   return budget.run({ until: performance.now() + ms }, fn);
+}
+
+/**
+ * Offers the running request an early answer: `f` is called (once) if a write of it must go on waiting
+ * for its outcome past the ride-through (a lost COMMIT, the server away). undefined withdraws the offer.
+ */
+export function offerPendingAnswer(f: (() => void) | undefined): void {
+  const b = budget.getStore();
+  if (b) b.onPending = f;
+}
+
+/** Whether the running request offered an early answer (see offerPendingAnswer). */
+export function pendingAnswerOffered(): boolean {
+  return budget.getStore()?.onPending !== undefined;
+}
+
+/** The running request's early-answer hook (see offerPendingAnswer), taken: it fires once at most. */
+export function takePendingAnswer(): (() => void) | undefined {
+  const b = budget.getStore();
+  const f = b?.onPending;
+  if (b) b.onPending = undefined;
+  return f;
 }
 
 /** How long the caller may still wait for the database: `ms`, or less when its request's budget is shorter. */

@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { principalOf } from "../auth/middleware.ts";
 import { requiredScope } from "../auth/policy.ts";
+import { offerPendingAnswer, withRideThrough } from "../db/availability.ts";
 import type { Db } from "../db/index.ts";
 import { ApiError, apiErrorOf } from "../errors.ts";
 import { log, logOncePer } from "../log.ts";
@@ -89,9 +90,61 @@ export function idempotencyMiddleware(db: Db): MiddlewareHandler {
       }
       // Given up by the first request (it failed): claim it for this one.
     }
-    await next();
+    // A write whose COMMIT lost the server may learn its outcome only once the server is back: rather than
+    // hold the request past the ride-through, it is answered 202 (outcome pending) then, and its handler goes
+    // on; the final answer is stored for the key, where a retry with it finds it (docs/operations.md).
+    let announce!: () => void;
+    const pending = new Promise<"pending">((r) => (announce = () => r("pending")));
+    offerPendingAnswer(announce);
+    const run = next().then(() => "done" as const);
+    if ((await Promise.race([run, pending])) === "pending") {
+      const answer = captureAnswer(c);
+      void run
+        .then(() => {
+          const final = c.error ? c.res : answer();
+          // No answer seen (a handler that built its Response itself): the key stays locked to its lease.
+          if (!final) return log("warn", "idempotency answer of a pending write not seen", { key: input.key });
+          return withRideThrough(db.availability.rideThroughMs, () => settle(db, c, input, final));
+        })
+        .catch((err) => log("warn", "idempotency answer of a pending write not stored", { key: input.key, error: String(err) }));
+      return pendingAnswer(c, db, input.key);
+    }
+    offerPendingAnswer(undefined);
     await settle(db, c, input);
   };
+}
+
+/**
+ * Records the answer the handler makes from here on (the 202 left already, so Hono's compose no longer
+ * puts it in `c.res`; an error's answer still goes there, with `c.error`). Handlers answer through these.
+ */
+function captureAnswer(c: Context): () => Response | undefined {
+  let answer: Response | undefined;
+  const ctx = c as unknown as Record<string, unknown>;
+  for (const name of ["body", "text", "json", "html", "redirect", "newResponse"]) {
+    const f = ctx[name];
+    if (typeof f !== "function") continue;
+    ctx[name] = (...args: unknown[]) => {
+      const r = (f as (...a: unknown[]) => unknown)(...args);
+      if (r instanceof Response) answer = r;
+      return r;
+    };
+  }
+  return () => answer;
+}
+
+/** 202: the write may or may not have been applied yet; a retry with the same key gets its final answer. */
+function pendingAnswer(c: Context, db: Db, key: string): Response {
+  c.header("Retry-After", String(db.availability.retryAfterSeconds()));
+  return c.json(
+    {
+      status: "pending",
+      idempotency_key: key,
+      message:
+        "the database went away while this write was committing; whether it was applied is known once it is back. Its final answer is kept for this Idempotency-Key: send the same request again with the same key (after Retry-After) to get it",
+    },
+    202,
+  );
 }
 
 /** Who sent the request: keys are per caller (a key of another API key is another key). */
@@ -128,13 +181,13 @@ function replay(c: Context, row: IdempotencyRow): Response {
 }
 
 /** Stores the answer (or gives the key up) after the handler ran. */
-async function settle(db: Db, c: Context, input: ClaimInput) {
-  const status = c.res.status;
+async function settle(db: Db, c: Context, input: ClaimInput, res: Response = c.res) {
+  const status = res.status;
   const unknownOutcome = (apiErrorOf(c.error)?.details as { outcome?: string } | undefined)?.outcome === "unknown";
   if (unknownOutcome) return; // keep the key locked: whether the write happened is not known yet
   let body: string | null = null;
   if (status < 500 && status !== 408 && status !== 429) {
-    const bytes = new Uint8Array(await c.res.clone().arrayBuffer());
+    const bytes = new Uint8Array(await res.clone().arrayBuffer());
     if (bytes.byteLength <= MAX_STORED_BYTES) {
       try {
         body = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
@@ -145,7 +198,7 @@ async function settle(db: Db, c: Context, input: ClaimInput) {
   }
   const headers: Record<string, string> = {};
   for (const h of KEPT_HEADERS) {
-    const v = c.res.headers.get(h);
+    const v = res.headers.get(h);
     if (v !== null) headers[h] = v;
   }
   const run =

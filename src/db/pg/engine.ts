@@ -3,7 +3,7 @@ import { NodePgSession, NodePgTransaction } from "drizzle-orm/node-postgres/sess
 import pg from "pg";
 import { ApiError, isRetryableDbError, isUnavailableDbError } from "../../errors.ts";
 import { log, logOncePer } from "../../log.ts";
-import { rideThroughLeft, trackAvailability, type Availability } from "../availability.ts";
+import { pendingAnswerOffered, rideThroughLeft, takePendingAnswer, trackAvailability, type Availability } from "../availability.ts";
 import type { EngineHandle, Q } from "../engine.ts";
 import { newWriterStats } from "../sqlite/engine.ts";
 import * as schema from "./schema.ts";
@@ -332,7 +332,17 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
           // The COMMIT was sent and the connection went: it may have committed. Never re-run blindly
           // (a create would meet its own row and answer 409): ask the server. Knowing beats answering
           // fast here, so this waits up to WRITE_LOCK_TIMEOUT_MS for a server that is restarting.
-          const outcome = await outcomeOf(failure.token, started + opts.retryForMs);
+          const checking = outcomeOf(failure.token, started + opts.retryForMs);
+          // A request that can answer before the outcome is known (an Idempotency-Key: its retry gets the
+          // final answer) is answered 202 at the end of its ride-through; this goes on in the background.
+          if (pendingAnswerOffered()) {
+            const left = rideThroughLeft(opts.rideThroughMs - (performance.now() - started));
+            let timer: Timer | undefined;
+            const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), Math.max(0, left))));
+            if ((await Promise.race([checking, late])) === "late") takePendingAnswer()?.();
+            clearTimeout(timer);
+          }
+          const outcome = await checking;
           stats.ambiguousCommits[outcome]++;
           log(outcome === "aborted" ? "info" : "warn", "write outcome checked after its COMMIT lost the connection", {
             label,
