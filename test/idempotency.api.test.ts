@@ -139,6 +139,7 @@ describe.skipIf(testEngine !== "pg")("a keyed write whose COMMIT lost the server
     // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
     expect(first.status).toBe(202);
     expect(first.json).toMatchObject({ status: "pending", idempotency_key: "pending-1" });
+    expect(first.headers.get("idempotent-pending")).toBe("true");
     expect(Number(first.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     // The transaction still open on the server ends (its backend terminated): the check finds the token
     // burned (never committed), the write runs again in the background, its 201 is stored for the key.
@@ -214,6 +215,28 @@ describe("Idempotency-Key across the processes of a real server", () => {
 });
 
 describe("the CLI's client", () => {
+  test("a write answered 202 pending (then 409 in progress) is asked for again with its key until its final answer", async () => {
+    const seen: (string | null)[] = [];
+    const stub = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch(req) {
+        seen.push(req.headers.get("idempotency-key"));
+        const headers = { "Retry-After": "1" };
+        if (seen.length === 1)
+          return Response.json({ status: "pending" }, { status: 202, headers: { ...headers, "Idempotent-Pending": "true" } });
+        if (seen.length === 2)
+          return Response.json({ error: { code: "idempotency_in_progress", message: "running" } }, { status: 409, headers });
+        return Response.json({ id: 1 }, { status: 201 });
+      },
+    });
+    cleanups.push(() => stub.stop(true));
+    const api = createApi({ url: `http://127.0.0.1:${stub.port}` });
+    expect(await api.post("/api/v1/sites", { domain: "sc-domain:cli-pending.example", name: "C" })).toEqual({ id: 1 });
+    expect(seen).toHaveLength(3);
+    expect(new Set(seen).size).toBe(1);
+  });
+
   test("every write carries an Idempotency-Key, the same on its retry after a 503; reads carry none", async () => {
     const seen: { method: string; key: string | null }[] = [];
     const stub = Bun.serve({

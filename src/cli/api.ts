@@ -37,6 +37,17 @@ function errorMessage(status: number, text: string): { message: string; code?: s
 /** Tries of a write answered 503 (same Idempotency-Key each time), and the longest Retry-After waited for. */
 const WRITE_ATTEMPTS = 3;
 const MAX_RETRY_WAIT_S = 5;
+/** Tries of a write whose answer is pending (202 `Idempotent-Pending`, then 409 idempotency_in_progress): ~30 s and more. */
+const PENDING_ATTEMPTS = 30;
+
+/** True for a 409 `idempotency_in_progress` (the body is read from a clone). */
+async function inProgress(res: Response): Promise<boolean> {
+  const body = (await res
+    .clone()
+    .json()
+    .catch(() => null)) as { error?: { code?: unknown } } | null;
+  return body?.error?.code === "idempotency_in_progress";
+}
 
 /** A client for the service at `opts.url`. */
 export function createApi(opts: ApiOptions) {
@@ -61,6 +72,14 @@ export function createApi(opts: ApiOptions) {
         );
       }
       const retryAfter = Number(res.headers.get("retry-after"));
+      // 202 pending (the write's outcome not known yet) and 409 idempotency_in_progress: its final answer is
+      // on the way; asked for again with the same key, for up to PENDING_ATTEMPTS tries.
+      const pending = write && (res.headers.get("idempotent-pending") === "true" || (res.status === 409 && (await inProgress(res))));
+      if (pending && attempt < PENDING_ATTEMPTS && retryAfter <= MAX_RETRY_WAIT_S) {
+        await res.body?.cancel();
+        await Bun.sleep(Math.max(1, retryAfter) * 1000);
+        continue;
+      }
       if (!write || res.status !== 503 || attempt >= WRITE_ATTEMPTS || !(retryAfter <= MAX_RETRY_WAIT_S)) break;
       await res.body?.cancel();
       await Bun.sleep(Math.max(1, retryAfter) * 1000);

@@ -136,6 +136,7 @@ function captureAnswer(c: Context): () => Response | undefined {
 /** 202: the write may or may not have been applied yet; a retry with the same key gets its final answer. */
 function pendingAnswer(c: Context, db: Db, key: string): Response {
   c.header("Retry-After", String(db.availability.retryAfterSeconds()));
+  c.header("Idempotent-Pending", "true");
   return c.json(
     {
       status: "pending",
