@@ -12,7 +12,7 @@ import { staticToken } from "../src/sync/gsc/auth.ts";
 import { gscSource } from "../src/sync/gsc/client.ts";
 import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
 import { dayNumber } from "../src/sync/grains.ts";
-import { createTask, findJob } from "../src/sync/queries.ts";
+import { cancelJob, createTask, findJob } from "../src/sync/queries.ts";
 import { startWorker } from "../src/sync/worker.ts";
 import { tempDb } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc, type UniverseRow } from "./helpers/fake-gsc.ts";
@@ -210,9 +210,8 @@ for (const [path, ATOMIC, DAY] of [
     await reader;
     expect(await observe()).toEqual(v2);
     // The takeover cleared the killed attempt's staging, and its own after the switch; the gone task's rows
-    // are swept by a staged day only.
-    expect(await stagedRows()).toBe(staged ? 0 : 1);
-    if (!staged) await t.db.tx((tx) => tx.delete(t.db.t.gscStagedDetail));
+    // were swept when the worker started (and by the staged day too).
+    expect(await stagedRows()).toBe(0);
 
     const mixed = seen.filter(
       (s) =>
@@ -223,3 +222,31 @@ for (const [path, ATOMIC, DAY] of [
     expect(mixed).toEqual([]);
   });
 }
+
+test("a staged day cancelled mid-way: its staging rows go when the task ends; a pending task's leftovers when it is cancelled", async () => {
+  const DAY = "2026-03-12";
+  version = 1;
+  fake.reset();
+  fake.setDelay(150);
+  const worker = inProcessWorker(1000);
+  try {
+    const id = await queueDay(DAY);
+    // Staging under way: more than the 1,000 rows of an atomic day fetched (and staged in writes of 100).
+    await waitFor("the day's detail staged in part", async () => (await stagedRows()) >= 1000, 60_000);
+    await cancelJob(t.db, id);
+    expect(await waitFor("the task to end", finished(id), 60_000)).toMatchObject({ status: "cancelled" });
+    expect(await stagedRows()).toBe(0);
+  } finally {
+    fake.setDelay(0);
+    await worker.stop();
+  }
+  // A pending task holding an earlier attempt's staging rows (its worker was killed): cancelled, they go with it.
+  const pending = await queueDay("2026-03-13");
+  await t.db.tx((tx) =>
+    tx
+      .insert(t.db.t.gscStagedDetail)
+      .values({ task_id: pending, page_id: 1, query_id: 1, device: 0, clicks: 1, impressions: 1, sum_position: 1 }),
+  );
+  await cancelJob(t.db, pending);
+  expect(await stagedRows()).toBe(0);
+});

@@ -8,6 +8,7 @@ import { siteNotFound } from "../sites/queries.ts";
 import { daysBetween, MAX_RANGE_DAYS } from "./dates.ts";
 import type { SyncMode } from "./handlers/days.ts";
 import { resolveRange } from "./schemas.ts";
+import { clearStaged } from "./staged-day.ts";
 
 // Engine-neutral (db.q / db.t / db.tx), except the reads of the sync API's hot paths (a job, a site's
 // existence, its active task), which on SQLite stay statements prepared once per connection.
@@ -214,7 +215,8 @@ export async function cancelJob(db: Db, id: number): Promise<void> {
       .set({ status: "cancelled", cancel_requested: true, completed_at: now })
       .where(and(eq(st.id, id), eq(st.status, "pending")))
       .returning({ id: st.id });
-    if (pending.length > 0) return;
+    // A pending task may hold staging rows of an attempt killed mid-day: nothing will switch them now.
+    if (pending.length > 0) return clearStaged(tx, id);
     const running = await tx
       .update(st)
       .set({ cancel_requested: true })

@@ -1,5 +1,5 @@
 import { sql, type SQL } from "drizzle-orm";
-import type { Orm, Q } from "../db/index.ts";
+import type { Db, Orm, Q } from "../db/index.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { sqliteOrm } from "../db/sql.ts";
 import { rowTextIds } from "./data.ts";
@@ -17,6 +17,9 @@ import type { SourceRow } from "./source.ts";
 //      the detail and rollup rows gone from the new day are deleted, new and changed rows written, equal
 //      ones left alone. Readers see the old day or the new one; a crash before it leaves the old day whole;
 //   5. clearStaged: the task's staging rows deleted (also done by the next startStaging after a crash).
+// A task that ends without switching (cancelled or failed mid-day) has its rows swept by its worker when it
+// ends (sweepEndedStaging), a pending task cancelled by cancelJob at once, a worker killed meanwhile's at the
+// next worker start or staged day.
 // A task stages one day × type at a time, so its staging rows are keyed by its id alone.
 
 /** Runs one statement in a write transaction on either engine. */
@@ -44,9 +47,28 @@ const stageStatements = perConnection((orm) => {
  * mid-day) and those of tasks that are no longer pending or running (cancelled, failed, deleted).
  */
 export async function startStaging(tx: Q, taskId: number): Promise<void> {
-  const gone = sql`(task_id = ${taskId} or task_id not in (select id from sync_tasks where status in ('pending', 'running')))`;
+  const gone = sql`(task_id = ${taskId} or ${ended})`;
   await run(tx, sql`delete from gsc_staged_detail where ${gone}`);
   await run(tx, sql`delete from gsc_staged_query_totals where ${gone}`);
+}
+
+/** Staging rows of tasks that can no longer switch them (not pending or running: ended, or deleted). */
+const ended = sql`task_id not in (select id from sync_tasks where status in ('pending', 'running'))`;
+
+/**
+ * Deletes the staging rows of tasks that are no longer pending or running (a day cancelled or failed
+ * mid-staging; a killed worker's task failed by the reaper). One read when there are none; a write only
+ * when some staging rows exist.
+ */
+export async function sweepEndedStaging(db: Db): Promise<void> {
+  const any = sql`select 1 as x from gsc_staged_detail union all select 1 from gsc_staged_query_totals limit 1`;
+  const orm = db.engine === "sqlite" ? sqliteOrm(db.q) : null;
+  const found = orm ? orm.all(any).length > 0 : (await db.q.execute(any)).rows.length > 0;
+  if (!found) return;
+  await db.tx(async (tx) => {
+    await run(tx, sql`delete from gsc_staged_detail where ${ended}`);
+    await run(tx, sql`delete from gsc_staged_query_totals where ${ended}`);
+  }, "sweep of ended tasks' staging rows");
 }
 
 /** Inside a write: stages detail rows of the task's current day × type (their texts get dictionary ids). */

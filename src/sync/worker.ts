@@ -19,6 +19,7 @@ import {
   type Claim,
 } from "./lease.ts";
 import type { SearchAnalyticsSource } from "./source.ts";
+import { sweepEndedStaging } from "./staged-day.ts";
 
 export type WorkerOptions = {
   db: Db;
@@ -162,6 +163,8 @@ export function startWorker(opts: WorkerOptions): Worker {
       });
     } catch (err) {
       outcome = await settle(claim, ac.signal.aborted ? ac.signal.reason : err, err);
+      // A day staged but never switched (cancelled or failed mid-day): its staging rows go now.
+      if (outcome === "cancelled" || outcome === "failed") await sweepStaging();
     } finally {
       clearInterval(heartbeat);
       current = null;
@@ -204,7 +207,16 @@ export function startWorker(opts: WorkerOptions): Worker {
   // During an outage the loop backs off (doubling up to MAX_BACKOFF_MS) and resumes as soon as the
   // database is known to be back; the outage itself is logged once by db.availability, not per poll.
   let backoffMs = 0;
+  /** Staging rows of ended tasks deleted (best effort: the next staged day sweeps them too). */
+  async function sweepStaging() {
+    await sweepEndedStaging(db).catch((err) =>
+      logOncePer("staging sweep failed", 60_000, "warn", "sweep of ended tasks' staging rows failed", { error: String(err) }),
+    );
+  }
+
   async function loop() {
+    // Left by tasks that ended while their worker was killed (failed by a reaper, cancelled while pending).
+    await sweepStaging();
     while (!stopping) {
       try {
         if (await hasExpiredLeases(db)) {
