@@ -5,6 +5,7 @@ import { syncTasks } from "../db/sqlite/schema.ts";
 import type { SyncTask } from "../db/model.ts";
 import { sqliteOrm } from "../db/sql.ts";
 import { LeaseLost, TaskCancelled } from "./errors.ts";
+import { clearStaged } from "./staged-day.ts";
 
 // Every write about a running task is conditional on the claim that took it: (id, worker_pid, attempts)
 // with status 'running'. A worker whose lease expired (and whose task was re-queued, maybe claimed
@@ -120,6 +121,8 @@ export async function cancelClaimedTask(db: Db, claim: Claim): Promise<boolean> 
       .set({ status: "cancelled", completed_at: now, locked_until: null })
       .where(owned(st, claim))
       .returning({ id: st.id });
+    // A day staged but not switched will never be: its staging rows go with the task.
+    if (rows.length > 0) await clearStaged(tx, claim.id);
     return rows.length > 0;
   }, `cancel of task ${claim.id}`);
 }
@@ -140,7 +143,7 @@ export async function failOrRetryTask(
     const now = Date.now();
     const retryAt = new Date(now + delay).toISOString();
     const done = sql`(${st.cancel_requested} or ${opts.permanent ? sql`true` : sql`false`} or ${st.attempts} >= ${st.max_attempts})`;
-    return first(
+    const row = first(
       await tx
         .update(st)
         .set({
@@ -154,6 +157,9 @@ export async function failOrRetryTask(
         .where(owned(st, claim))
         .returning({ status: st.status, run_at: st.run_at }),
     );
+    // Ended for good: its staging rows (a day never switched) go with it; a retry restages its day anyway.
+    if (row && row.status !== "pending") await clearStaged(tx, claim.id);
+    return row;
   }, `retry of task ${claim.id}`);
 }
 
@@ -173,7 +179,8 @@ export async function releaseTask(db: Db, claim: Claim): Promise<boolean> {
         run_at: now,
       })
       .where(owned(st, claim))
-      .returning({ id: st.id });
+      .returning({ id: st.id, status: st.status });
+    if (rows[0]?.status === "cancelled") await clearStaged(tx, claim.id);
     return rows.length > 0;
   }, `release of task ${claim.id}`);
 }
@@ -211,6 +218,7 @@ export async function reapExpiredLeases(db: Db): Promise<{ id: number; status: S
       })
       .where(expiredAt(st, now))
       .returning({ id: st.id, status: st.status });
+    for (const r of rows) if (r.status !== "pending") await clearStaged(tx, r.id);
     // Both engines return the rows in no promised order; callers and logs read them by id.
     return rows.sort((a, b) => a.id - b.id);
   }, "reaping of expired leases");

@@ -17,9 +17,9 @@ import type { SourceRow } from "./source.ts";
 //      the detail and rollup rows gone from the new day are deleted, new and changed rows written, equal
 //      ones left alone. Readers see the old day or the new one; a crash before it leaves the old day whole;
 //   5. clearStaged: the task's staging rows deleted (also done by the next startStaging after a crash).
-// A task that ends without switching (cancelled or failed mid-day) has its rows swept by its worker when it
-// ends (sweepEndedStaging), a pending task cancelled by cancelJob at once, a worker killed meanwhile's at the
-// next worker start or staged day.
+// A task that ends without switching (cancelled or failed mid-day, by its worker, a reaper or cancelJob) has
+// its staging rows deleted in the transaction that ends it (src/sync/lease.ts, cancelJob); any other
+// leftovers (a task deleted with its site) at the next worker start (sweepEndedStaging) or staged day.
 // A task stages one day × type at a time, so its staging rows are keyed by its id alone.
 
 /** Runs one statement in a write transaction on either engine. */

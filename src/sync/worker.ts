@@ -163,8 +163,6 @@ export function startWorker(opts: WorkerOptions): Worker {
       });
     } catch (err) {
       outcome = await settle(claim, ac.signal.aborted ? ac.signal.reason : err, err);
-      // A day staged but never switched (cancelled or failed mid-day): its staging rows go now.
-      if (outcome === "cancelled" || outcome === "failed") await sweepStaging();
     } finally {
       clearInterval(heartbeat);
       current = null;
@@ -207,16 +205,12 @@ export function startWorker(opts: WorkerOptions): Worker {
   // During an outage the loop backs off (doubling up to MAX_BACKOFF_MS) and resumes as soon as the
   // database is known to be back; the outage itself is logged once by db.availability, not per poll.
   let backoffMs = 0;
-  /** Staging rows of ended tasks deleted (best effort: the next staged day sweeps them too). */
-  async function sweepStaging() {
+  async function loop() {
+    // Rows of tasks that ended without their own clearing (an older version, a task deleted with its site):
+    // best effort, the next staged day sweeps them too.
     await sweepEndedStaging(db).catch((err) =>
       logOncePer("staging sweep failed", 60_000, "warn", "sweep of ended tasks' staging rows failed", { error: String(err) }),
     );
-  }
-
-  async function loop() {
-    // Left by tasks that ended while their worker was killed (failed by a reaper, cancelled while pending).
-    await sweepStaging();
     while (!stopping) {
       try {
         if (await hasExpiredLeases(db)) {
