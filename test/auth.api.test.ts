@@ -8,6 +8,7 @@ import { requestFrom, runScript } from "./helpers/client.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 import { psql } from "./helpers/engine.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 // Keys, scopes and protected mode against the real service (supervisor + 2 HTTP workers). Only
 // 127.0.0.1 and ::1 count as local here (LOCAL_ADDRESSES), so a client bound to 127.0.0.2 is "remote".
@@ -292,8 +293,12 @@ describe("with keys", () => {
     expect(created.body.key.startsWith(`${created.body.prefix}_`)).toBe(true);
     expect(created.body.key_hash).toBeUndefined();
     for (let i = 0; i < 5; i++) expect((await call(REMOTE, "GET", "/api/v1/sites", undefined, bearer(created.body.key))).status).toBe(200);
-    await Bun.sleep(600);
-    const list = await call(REMOTE, "GET", "/api/v1/keys", undefined, bearer(keys.admin!));
+    // last_used_at is written by a timer for all keys used meanwhile: wait for that write, not a fixed time.
+    const listed = async () => {
+      const r = await call(REMOTE, "GET", "/api/v1/keys", undefined, bearer(keys.admin!));
+      return r.body.find?.((k: { id: number }) => k.id === created.body.id)?.last_used_at ? r : null;
+    };
+    const list = await waitFor(listed, { timeout: 20_000, every: 100, what: "last_used_at of the used key" });
     expect(list.status).toBe(200);
     const temp = list.body.find((k: { id: number }) => k.id === created.body.id);
     expect(temp.last_used_at).toEqual(expect.any(String));

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { Database } from "bun:sqlite";
 import pg from "pg";
 import { createApp } from "../src/app.ts";
 import { migrate } from "../src/db/sqlite/migrate.ts";
@@ -13,6 +14,7 @@ import { newPgDatabase } from "./helpers/engine.ts";
 import { holdLock } from "./helpers/lock.ts";
 import { tcpProxy } from "./helpers/tcp-proxy.ts";
 import { storeOldRows } from "./helpers/rows.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
 setDefaultTimeout(30_000);
@@ -356,7 +358,10 @@ describe.skipIf(!sqlite)("GET /api/v1/diagnostics/check-locks (SQLite: pragmas, 
     await Bun.sleep(1100);
     const first = await get("/api/v1/diagnostics/check-locks");
     expect(first.json).toMatchObject({ write_lock_free: true, write_lock_probe_age_ms: 0 });
-    const holder = await holdLock(t.path, { mode: "write" });
+    // The lock taken at once, in this process (another connection: SQLite locks are per connection); a holder
+    // process took more than the probe's second to start on a loaded machine, and nothing was left to check.
+    const holder = new Database(t.path);
+    holder.run("BEGIN IMMEDIATE");
     let cached = 0;
     try {
       // Within the second the first answer comes back (with its age): a new probe would find the lock taken.
@@ -367,7 +372,8 @@ describe.skipIf(!sqlite)("GET /api/v1/diagnostics/check-locks (SQLite: pragmas, 
         cached++;
       }
     } finally {
-      await holder.release();
+      holder.run("ROLLBACK");
+      holder.close();
     }
     expect(cached).toBeGreaterThan(0);
   });
@@ -383,8 +389,14 @@ describe.skipIf(!sqlite)("GET /api/v1/diagnostics/check-locks (SQLite: pragmas, 
       expect(r.json.warnings.join(" ")).toMatch(/write transaction is open/);
       // A write meanwhile waits and counts retries, which the report shows.
       const pending = t.db.tx((tx) => tx.insert(t.db.t.sites).values({ domain: "sc-domain:held.example", name: "Held" }));
-      await Bun.sleep(100);
-      const during = await get("/api/v1/diagnostics/check-locks");
+      // The write retries while the lock is held: wait until the report counts a retry (not a fixed time).
+      const during = await waitFor(
+        async () => {
+          const r = await get("/api/v1/diagnostics/check-locks");
+          return r.json.process_busy_retries > 0 ? r : null;
+        },
+        { timeout: 20_000, what: "a busy retry counted" },
+      );
       expect(during.json.process_busy_retries).toBeGreaterThan(0);
       expect(during.json.busy_retries).toBeGreaterThanOrEqual(during.json.process_busy_retries);
       await holder.release();

@@ -208,12 +208,12 @@ describe("processes sharing one quota", () => {
       dropDb = t.cleanup;
       servers = await Promise.all(
         ["host-a.test", "host-b.test"].map((host) =>
-          startServer({ dbPath: t.databaseUrl, syncWorkers: 2, timeoutMs: 90_000, env: { ...env, SITESYNC_HOST_NAME: host } }),
+          startServer({ dbPath: t.databaseUrl, workers: 1, syncWorkers: 2, timeoutMs: 90_000, env: { ...env, SITESYNC_HOST_NAME: host } }),
         ),
       );
     } else {
       // One SQLite file belongs to one machine: three sync worker processes on it.
-      servers.push(await startServer({ syncWorkers: 3, timeoutMs: 90_000, env }));
+      servers.push(await startServer({ workers: 1, syncWorkers: 3, timeoutMs: 90_000, env }));
     }
   }, 200_000);
 

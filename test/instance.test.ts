@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { databaseLockPath, portLockPath } from "../src/db/instance-lock.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
 import { freePort, request, startServer, type RunningServer } from "./helpers/server.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 // One instance per port and per database file: real supervisors started against each other. On
 // PostgreSQL several instances (machines) serve one database by design: only the port is locked.
@@ -15,8 +16,9 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+// One HTTP worker: the locks are the supervisor's; a second worker would only cost its start-up.
 async function server(opts: Parameters<typeof startServer>[0] = {}): Promise<RunningServer> {
-  const s = await startServer({ workers: 2, ...opts });
+  const s = await startServer({ workers: 1, ...opts });
   cleanups.push(s.cleanup);
   return s;
 }
@@ -45,6 +47,15 @@ function expectOneLine(stderr: string, pattern: RegExp) {
   expect(lines[0]).toMatch(/^fatal: /);
   expect(lines[0]).toMatch(pattern);
   expect(stderr).not.toMatch(/\n\s+at /);
+}
+
+/** A lock file's contents, or null while it is missing or half written. */
+function lockOf(path: string) {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return null;
+  }
 }
 
 /** A pid that is certainly not running any more. */
@@ -113,8 +124,9 @@ describe("one instance per port", () => {
     const locks = [portLockPath("127.0.0.1", a.port), ...(testEngine === "sqlite" ? [databaseLockPath(a.dbPath)] : [])];
     for (const lock of locks) {
       await Bun.file(lock).delete();
-      await Bun.sleep(400);
-      expect(JSON.parse(readFileSync(lock, "utf8")).pid).toBe(a.proc.pid);
+      // Back within the owner's next check (a bound for a loaded machine, not a speed check).
+      await waitFor(() => lockOf(lock), { timeout: 10_000, what: `${lock} put back` });
+      expect(lockOf(lock).pid).toBe(a.proc.pid);
     }
   });
 });
@@ -147,10 +159,11 @@ describe.skipIf(testEngine === "pg")(
       const c = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
       expect(c.code).toBe(1);
       expectOneLine(c.stderr, new RegExp(`is already served by sitesync pid ${a.proc.pid}`));
-      // The first one goes: the second takes the lock over (within a second), and still guards the file.
+      // The first one goes: the second takes the lock over (within its next check), and still guards the file.
       expect(await a.stop()).toBe(0);
-      await Bun.sleep(1500);
-      expect(JSON.parse(readFileSync(databaseLockPath(a.dbPath), "utf8"))).toMatchObject({ pid: b.proc.pid, shared: true });
+      const lock = databaseLockPath(a.dbPath);
+      await waitFor(() => lockOf(lock)?.pid === b.proc.pid, { timeout: 10_000, what: "the second instance to take the lock over" });
+      expect(lockOf(lock)).toMatchObject({ pid: b.proc.pid, shared: true });
       const d = await refusedStart(["--port", String(freePort())], { DATABASE_URL: a.dbPath });
       expectOneLine(d.stderr, new RegExp(`is already served by sitesync pid ${b.proc.pid}`));
     });
