@@ -119,9 +119,40 @@ export function checkTargets(sc: Scenario, r: ScenarioResult, all: Map<string, S
     const met = actual === null ? null : t.op === ">=" ? actual >= t.value : actual <= t.value;
     return { what: describeRef(t, sc.name), target: `${t.op} ${t.value.toFixed(2)}x`, actual, met };
   });
+  if (sc.cpuParts) checks.push(cpuVsParts(sc.cpuParts, sc.cpuPartsMax ?? 1.1, r, all));
   const errors = service.server5xx + service.socketErrors + service.lockErrors;
   checks.push({ what: "service 5xx + socket + lock errors", target: "= 0", actual: errors, met: errors === 0 });
   return checks;
+}
+
+/**
+ * A mix's service CPU per request against the weighted sum of its parts' (the same run); n/a when a
+ * part was not measured. The baseline's own figure is added as a note, for the interaction it has too.
+ */
+export function cpuVsParts(
+  parts: { scenario: string; weight: number }[],
+  max: number,
+  r: ScenarioResult,
+  all: Map<string, ScenarioResult>,
+): TargetCheck {
+  const of = (side: "service" | "baseline", res: ScenarioResult | undefined) => res?.[side]?.cpuUsPerReq ?? null;
+  const weighted = (side: "service" | "baseline") => {
+    let sum = 0;
+    for (const p of parts) {
+      const cpu = of(side, all.get(p.scenario));
+      if (cpu === null) return null;
+      sum += p.weight * cpu;
+    }
+    return sum;
+  };
+  const what = `cpu vs weighted parts (${parts.map((p) => `${p.weight} ${p.scenario}`).join(" + ")})`;
+  const mine = of("service", r);
+  const sum = weighted("service");
+  const actual = mine === null || sum === null || sum === 0 ? null : mine / sum;
+  const base = of("baseline", r);
+  const baseSum = weighted("baseline");
+  if (base !== null && baseSum) r.notes.push(`baseline cpu vs its weighted parts: ${(base / baseSum).toFixed(2)}x`);
+  return { what, target: `<= ${max.toFixed(2)}x`, actual, met: actual === null ? null : actual <= max };
 }
 
 const int = (n: number) => Math.round(n).toLocaleString("en-US");

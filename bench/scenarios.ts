@@ -38,6 +38,13 @@ export type Scenario = {
   pgTargets?: Target[];
   /** Builds the request generator for one side; called once per side, so counters carry on. */
   generator: (ctx: ScenarioContext) => () => LoadRequest;
+  /**
+   * A mix of other scenarios: its service CPU per request is checked against the weighted sum of theirs
+   * (same run) to show what the mix itself adds (e.g. reads costing more beside writes).
+   */
+  cpuParts?: { scenario: string; weight: number }[];
+  /** Largest mix CPU / weighted parts CPU that meets the target. */
+  cpuPartsMax?: number;
 };
 
 const pick = (ids: number[]) => ids[Math.floor(Math.random() * ids.length)]!;
@@ -75,6 +82,12 @@ export const scenarios: Scenario[] = [
     name: "mixed",
     description: "90% get_one, 5% list, 5% create",
     targets: [{ metric: "rps", op: ">=", value: 0.85 }],
+    cpuParts: [
+      { scenario: "get_one", weight: 0.9 },
+      { scenario: "list", weight: 0.05 },
+      { scenario: "create", weight: 0.05 },
+    ],
+    cpuPartsMax: 1.1,
     generator: (ctx) => {
       const one = getOne(ctx);
       const create = creates(ctx, "mixed");

@@ -24,7 +24,7 @@ import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
 import { apiInfoRoutes, scalarRoutes } from "./docs.ts";
 import { ApiError, apiErrorOf, dbErrorCode, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
 import { hourlyRoutes } from "./hourly/routes.ts";
-import { idempotencyMiddleware } from "./idempotency/middleware.ts";
+import { IDEMPOTENT_METHODS, idempotencyMiddleware } from "./idempotency/middleware.ts";
 import { log, logOncePer } from "./log.ts";
 import { mcpRoutes } from "./mcp/routes.ts";
 import type { McpOptions } from "./mcp/tools.ts";
@@ -127,7 +127,8 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     ),
   );
 
-  app.use(step("idempotency", idempotencyMiddleware(db)));
+  // Only the methods a key applies to: reads (most requests) skip a step and an async frame.
+  app.on(IDEMPOTENT_METHODS, "*", step("idempotency", idempotencyMiddleware(db)));
 
   // The WAL bound of /health: twice the size the checkpointer truncates at means it is starved.
   app.route("/", healthRoutes(db, { walBoundBytes: 2 * (opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES) }));

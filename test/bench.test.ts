@@ -2,7 +2,7 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "./helpers/db.ts";
-import type { ScenarioResult } from "../bench/report.ts";
+import { cpuVsParts, type ScenarioResult } from "../bench/report.ts";
 
 // `bun run bench` end to end, briefly: it starts both sides, drives the load and reports the table
 // and the JSON. It never checks a timing: only that every figure is there and the counts add up.
@@ -118,5 +118,38 @@ describe("bun run bench", () => {
     expect(out).toMatch(/--connections: /);
     expect(out).toMatch(/--database: 'mysql' is not sqlite, postgres or a postgres:\/\/ URL/);
     expect(out).not.toContain("databases in");
+  });
+
+  test("the mix's CPU per request is checked against the weighted sum of its parts' (same run)", () => {
+    const side = (cpuUsPerReq: number | null) => ({ cpuUsPerReq }) as ScenarioResult["service"];
+    const result = (name: string, service: number | null, baseline: number): ScenarioResult => ({
+      name,
+      engine: "sqlite",
+      description: "",
+      service: side(service),
+      baseline: side(baseline),
+      targets: [],
+      notes: [],
+    });
+    const parts = [
+      { scenario: "get_one", weight: 0.9 },
+      { scenario: "create", weight: 0.1 },
+    ];
+    const all = new Map([
+      ["get_one", result("get_one", 50, 20)],
+      ["create", result("create", 150, 40)],
+    ]);
+    // Weighted parts: 0.9 * 50 + 0.1 * 150 = 60 µs; the mix's 66 is 1.10x (met), 72 is 1.20x (not met).
+    const met = result("mixed", 66, 22);
+    const check = cpuVsParts(parts, 1.1, met, all);
+    expect(check.actual).toBeCloseTo(1.1, 9);
+    expect(check.met).toBe(true);
+    expect(check.target).toBe("<= 1.10x");
+    expect(check.what).toBe("cpu vs weighted parts (0.9 get_one + 0.1 create)");
+    expect(met.notes).toEqual(["baseline cpu vs its weighted parts: 1.00x"]);
+    expect(cpuVsParts(parts, 1.1, result("mixed", 72, 22), all).met).toBe(false);
+    // A part not measured: no verdict.
+    all.set("create", result("create", null, 40));
+    expect(cpuVsParts(parts, 1.1, result("mixed", 66, 22), all)).toMatchObject({ actual: null, met: null });
   });
 });

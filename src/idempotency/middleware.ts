@@ -23,7 +23,9 @@ import {
 // `idempotency_in_progress`. Answers 5xx (and 408, 429) are not stored: the key is given up, so a retry
 // runs anew. Not on POST /api/v1/keys: its answer carries the new key's secret, which is never stored.
 
-const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+/** The methods an Idempotency-Key applies to: the app mounts the middleware for these alone. */
+export const IDEMPOTENT_METHODS = ["POST", "PUT", "PATCH", "DELETE"];
+const WRITE_METHODS = new Set(IDEMPOTENT_METHODS);
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 /** How long a stored answer is replayed. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
