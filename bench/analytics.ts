@@ -4,8 +4,9 @@ import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { addDays } from "../src/sync/dates.ts";
-import { demoRows } from "../src/sync/demo.ts";
 import { runLoad, type LoadResult } from "./load.ts";
 import { startService, type RunningServer } from "./processes.ts";
 import { treeRss } from "./rss.ts";
@@ -26,6 +27,7 @@ import { seedSites } from "./seed.ts";
 //   bun run bench:analytics [--rows 5000000] [--days 365] [--workers 2] [--requests 100]
 //                           [--slow-requests 10] [--duration 5] [--rounds 3] [--connections 8]
 //                           [--db path (kept; reused when it exists)] [--database postgres://… (an EMPTY database)]
+//                           [--data demo|anchors] [--phases latency,export,load]
 //                           [--out bench/results/analytics.json]
 
 const flagsSchema = z.object({
@@ -37,6 +39,12 @@ const flagsSchema = z.object({
   duration: z.coerce.number().positive().max(3600).default(5),
   connections: z.coerce.number().int().min(1).max(1000).default(8),
   rounds: z.coerce.number().int().min(1).max(100).default(3),
+  data: z.enum(["demo", "anchors"]).default("demo"),
+  // What to run after seeding: the requests' latencies, the exports, the sites API beside analytics loads.
+  phases: z
+    .string()
+    .regex(/^(latency|export|load)(,(latency|export|load))*$/)
+    .default("latency,export,load"),
   db: z.string().min(1).optional(),
   database: z
     .string()
@@ -68,7 +76,7 @@ function readFlags(): Flags {
   return parsed.data;
 }
 
-type Req = { method: "GET" | "POST"; path: string; body?: unknown };
+type Req = { method: "GET" | "POST"; path: string; body?: unknown } | { tool: string; args: Record<string, unknown> };
 type Scenario = { name: string; what: string; slow: boolean; req: Req; targetP99Ms?: number };
 type Latency = {
   name: string;
@@ -85,48 +93,62 @@ type Latency = {
 function scenarios(seed: SeedResult): Scenario[] {
   const end = seed.end;
   const start30 = addDays(end, -29);
-  const query = demoRows(seed.domain, end, "web", 1)[0]!.query;
+  const start90 = addDays(end, -89);
+  const { query, page, partial, short } = seed.terms;
   const id = seed.siteId;
-  const ranking = (extra: Record<string, unknown>): Req => ({
+  const ranking = (start: string, extra: Record<string, unknown>): Req => ({
     method: "POST",
     path: "/api/v1/analytics/ranking-data",
-    body: { site_id: id, start_date: start30, end_date: end, ...extra },
+    body: { site_id: id, start_date: start, end_date: end, ...extra },
   });
-  const search = (term: string) =>
-    `/api/v1/sites/${id}/queries/search?search_term=${encodeURIComponent(term)}&start_date=${start30}&end_date=${end}`;
+  const search = (term: string, start: string) =>
+    `/api/v1/sites/${id}/queries/search?search_term=${encodeURIComponent(term)}&start_date=${start}&end_date=${end}`;
+  // The MCP tools over the same 90 days (the tools' `days` count back from today; the seed ends today minus 2).
+  const days = 92;
+  const mid = addDays(end, -44);
+  const tool = (name: string, tool: string, args: Record<string, unknown>): Scenario => ({
+    name,
+    what: `MCP ${tool}, 90 days`,
+    slow: true,
+    req: { tool, args: { site_id: id, ...args } },
+    targetP99Ms: 1000,
+  });
+  const periods = { period1: { start: start90, end: addDays(mid, -1) }, period2: { start: mid, end } };
   return [
-    { name: "ranking_raw_30d", what: "raw, no filter, 30 days (first 1000 rows)", slow: false, req: ranking({}) },
-    { name: "ranking_raw_30d_query", what: `raw, one query, 30 days`, slow: false, req: ranking({ queries: [query] }) },
+    { name: "ranking_raw_30d", what: "raw, no filter, 30 days (first 1000 rows)", slow: false, req: ranking(start30, {}) },
+    { name: "ranking_raw_30d_query", what: `raw, one query, 30 days`, slow: false, req: ranking(start30, { queries: [query] }) },
     {
       name: "ranking_daily_30d_query",
       what: `daily, one query, 30 days`,
       slow: false,
-      req: ranking({ queries: [query], aggregation_mode: "daily" }),
+      req: ranking(start30, { queries: [query], aggregation_mode: "daily" }),
       targetP99Ms: 50,
     },
     {
       name: "ranking_daily_30d_all",
       what: "daily, every query, 30 days (first 1000 groups)",
       slow: true,
-      req: ranking({ aggregation_mode: "daily" }),
+      req: ranking(start30, { aggregation_mode: "daily" }),
     },
     {
       name: "ranking_daily_30d_partial",
-      what: "daily, partial match 'trail', 30 days",
+      what: `daily, partial match '${partial}', 30 days`,
       slow: true,
-      req: ranking({ queries: ["trail"], matching_mode: "partial", aggregation_mode: "daily" }),
+      req: ranking(start30, { queries: [partial], matching_mode: "partial", aggregation_mode: "daily" }),
     },
     {
       name: "page_keyword_90d",
       what: "page-keyword-performance, 90 days",
       slow: true,
       req: { method: "POST", path: "/api/v1/page-keyword-performance/", body: { site_id: id, days: 90 } },
+      targetP99Ms: 1000,
     },
     {
       name: "trends_30",
       what: "performance-trends, 30 days with data",
       slow: true,
       req: { method: "GET", path: `/api/v1/analytics/performance-trends?site_id=${id}&days=30` },
+      targetP99Ms: 100,
     },
     {
       name: "coverage_30",
@@ -136,16 +158,92 @@ function scenarios(seed: SeedResult): Scenario[] {
     },
     {
       name: "search_3plus",
-      what: "queries/search 'trail', 30 days",
+      what: `queries/search '${partial}', 30 days`,
       slow: true,
-      req: { method: "GET", path: search("trail") },
+      req: { method: "GET", path: search(partial, start30) },
       targetP99Ms: 20,
     },
-    { name: "search_1_2", what: "queries/search 'vs', 30 days", slow: true, req: { method: "GET", path: search("vs") } },
+    { name: "search_1_2", what: `queries/search '${short}', 30 days`, slow: true, req: { method: "GET", path: search(short, start30) } },
+    // Issue 18: every endpoint over a 90-day window (p99 <= 1 s; totals and trends <= 100 ms).
+    {
+      name: "ranking_raw_90d",
+      what: "raw, no filter, 90 days (first 1000 rows)",
+      slow: true,
+      req: ranking(start90, {}),
+      targetP99Ms: 1000,
+    },
+    {
+      name: "ranking_daily_90d_query",
+      what: "daily, one query, 90 days",
+      slow: true,
+      req: ranking(start90, { queries: [query], aggregation_mode: "daily" }),
+      targetP99Ms: 1000,
+    },
+    {
+      name: "ranking_daily_90d_all",
+      what: "daily, every query, 90 days (first 1000 groups)",
+      slow: true,
+      req: ranking(start90, { aggregation_mode: "daily" }),
+      targetP99Ms: 1000,
+    },
+    {
+      name: "ranking_daily_90d_partial",
+      what: `daily, partial match '${partial}', 90 days`,
+      slow: true,
+      req: ranking(start90, { queries: [partial], matching_mode: "partial", aggregation_mode: "daily" }),
+      targetP99Ms: 1000,
+    },
+    {
+      name: "trends_90",
+      what: "performance-trends, 90 days with data",
+      slow: true,
+      req: { method: "GET", path: `/api/v1/analytics/performance-trends?site_id=${id}&days=90` },
+      targetP99Ms: 100,
+    },
+    {
+      name: "search_3plus_90d",
+      what: `queries/search '${partial}', 90 days`,
+      slow: true,
+      req: { method: "GET", path: search(partial, start90) },
+      targetP99Ms: 1000,
+    },
+    {
+      name: "search_1_2_90d",
+      what: `queries/search '${short}', 90 days`,
+      slow: true,
+      req: { method: "GET", path: search(short, start90) },
+      targetP99Ms: 1000,
+    },
+    tool("mcp_page_queries", "show_page_queries", { page, days }),
+    tool("mcp_keyword_pages", "show_keyword_pages", { keyword: query, days }),
+    tool("mcp_search_keywords", "search_keywords", { pattern: `%${partial}%`, days }),
+    tool("mcp_best_pages", "best_pages", { days }),
+    tool("mcp_track_pages", "track_pages", { pages: [page], days }),
+    tool("mcp_pages_queries", "pages_queries", { pages: [page] }),
+    tool("mcp_compare_query", "compare_periods", { period_type: "custom", custom_periods: periods, breakdown: "query" }),
+    tool("mcp_compare_page", "compare_periods", { period_type: "custom", custom_periods: periods, breakdown: "page" }),
+    { ...tool("mcp_insight_overview", "insight_overview", { days: 90 }), targetP99Ms: 100 },
+    tool("mcp_insight_top_query", "insight_top", { days: 90, by: "query" }),
+    tool("mcp_insight_top_page", "insight_top", { days: 90, by: "page" }),
+    tool("mcp_insight_compare_query", "insight_compare", { days: 45, by: "query" }),
+    tool("mcp_insight_cannibalization", "insight_cannibalization", { days: 90 }),
+    tool("mcp_insight_brand", "insight_brand", { days: 90 }),
+    tool("mcp_insight_decay", "insight_decay", { weeks: 13 }),
   ];
 }
 
+/** One MCP client per run (the SDK's Streamable HTTP client: each tool call is a POST to /mcp). */
+let mcp: Client | undefined;
+
 async function send(url: string, r: Req): Promise<number> {
+  if ("tool" in r) {
+    if (!mcp) {
+      mcp = new Client({ name: "sitesync-bench", version: "1.0.0" });
+      await mcp.connect(new StreamableHTTPClientTransport(new URL(`${url}/mcp`)));
+    }
+    const res = await mcp.callTool({ name: r.tool, arguments: r.args });
+    return res.isError ? 500 : 200;
+  }
   const res = await fetch(url + r.path, {
     method: r.method,
     ...(r.body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(r.body) }),
@@ -338,10 +436,10 @@ async function main() {
       if (engine === "pg") {
         await migratePg(dbPath);
         const t0 = performance.now();
-        seed = await seedAnalyticsPg(dbPath, { rows: flags.rows, days: flags.days });
+        seed = await seedAnalyticsPg(dbPath, { rows: flags.rows, days: flags.days, data: flags.data });
         seedSeconds = (performance.now() - t0) / 1000;
       } else {
-        seed = await seedAnalytics(dbPath, { rows: flags.rows, days: flags.days });
+        seed = await seedAnalytics(dbPath, { rows: flags.rows, days: flags.days, data: flags.data });
         seedSeconds = (performance.now() - t) / 1000;
       }
       if (flags.db) writeFileSync(seedFile, JSON.stringify(seed));
@@ -364,8 +462,9 @@ async function main() {
     const siteIds = others.length >= 200 ? others : await seedSites(server.url, 200);
     const list = scenarios(seed);
 
+    const phases = new Set(flags.phases.split(","));
     const latencies: Latency[] = [];
-    for (const s of list) {
+    for (const s of phases.has("latency") ? list : []) {
       const r = await measure(server.url, s, s.slow ? flags["slow-requests"] : flags.requests);
       latencies.push(r);
       console.log(
@@ -375,7 +474,7 @@ async function main() {
 
     // Twice: the first also warms the file cache, and this machine is shared.
     const exports: ExportResult[] = [];
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < (phases.has("export") ? 2 : 0); i++) {
       const exp = await exportSite(server, seed.siteId);
       exports.push(exp);
       console.log(
@@ -385,13 +484,14 @@ async function main() {
       );
       if (exp.rows !== seed.rows) console.log(`  (the export has ${exp.rows} rows, the seed ${seed.rows}: the file holds other rows too)`);
     }
-    const parquet = await exportSite(server, seed.siteId, "parquet");
-    exports.push(parquet);
-    console.log(
-      `export_parquet (${parquet.client})      ${parquet.rows.toLocaleString("en-US")} rows, ${(parquet.bytes / MiB).toFixed(1)} MiB in ${parquet.seconds.toFixed(1)} s: ` +
-        `${Math.round(parquet.rowsPerSec).toLocaleString("en-US")} rows/s; ` +
-        `server RSS ${parquet.rssBeforeMiB.toFixed(0)} -> peak ${parquet.rssPeakMiB.toFixed(0)} MiB (anonymous ${parquet.anonBeforeMiB.toFixed(0)} -> ${parquet.anonPeakMiB.toFixed(0)} MiB)`,
-    );
+    const parquet = phases.has("export") ? await exportSite(server, seed.siteId, "parquet") : null;
+    if (parquet) exports.push(parquet);
+    if (parquet)
+      console.log(
+        `export_parquet (${parquet.client})      ${parquet.rows.toLocaleString("en-US")} rows, ${(parquet.bytes / MiB).toFixed(1)} MiB in ${parquet.seconds.toFixed(1)} s: ` +
+          `${Math.round(parquet.rowsPerSec).toLocaleString("en-US")} rows/s; ` +
+          `server RSS ${parquet.rssBeforeMiB.toFixed(0)} -> peak ${parquet.rssPeakMiB.toFixed(0)} MiB (anonymous ${parquet.anonBeforeMiB.toFixed(0)} -> ${parquet.anonPeakMiB.toFixed(0)} MiB)`,
+      );
 
     // The sites API alone and beside each analytics load, in rounds that alternate the conditions, so
     // the machine's own drift (other work on a shared machine) falls on all of them alike; each
@@ -416,7 +516,7 @@ async function main() {
       ["+export", () => background(1, () => exportSite(server!, seed.siteId))],
     ];
     const runs: { name: string; round: number; load: LoadResult; analyticsRounds: number }[] = [];
-    for (let round = 1; round <= flags.rounds; round++) {
+    for (let round = 1; round <= (phases.has("load") ? flags.rounds : 0); round++) {
       for (const [name, start] of conditions) {
         const stop = start?.();
         const load = await sitesLoad();
@@ -437,12 +537,13 @@ async function main() {
       return { name, p50Ms: median(rs.map((r) => r.p50Ms)), p99Ms: median(rs.map((r) => r.p99Ms)), rps: median(rs.map((r) => r.rps)) };
     });
     const base = medians[0]!;
-    const ratios = medians
-      .slice(1)
-      .map((m) => ({ name: m.name, p50: m.p50Ms / base.p50Ms, p99: m.p99Ms / base.p99Ms, rps: m.rps / base.rps }));
-    console.log(
-      `sites_get alone    median of ${flags.rounds}: ${Math.round(base.rps).toLocaleString("en-US")} req/s  p50 ${base.p50Ms.toFixed(2)} ms  p99 ${base.p99Ms.toFixed(2)} ms`,
-    );
+    const ratios = runs.length
+      ? medians.slice(1).map((m) => ({ name: m.name, p50: m.p50Ms / base.p50Ms, p99: m.p99Ms / base.p99Ms, rps: m.rps / base.rps }))
+      : [];
+    if (runs.length)
+      console.log(
+        `sites_get alone    median of ${flags.rounds}: ${Math.round(base.rps).toLocaleString("en-US")} req/s  p50 ${base.p50Ms.toFixed(2)} ms  p99 ${base.p99Ms.toFixed(2)} ms`,
+      );
     for (const r of ratios) {
       console.log(
         `sites_get ${r.name.padEnd(8)} median vs alone: p50 ${r.p50.toFixed(2)}x  p99 ${r.p99.toFixed(2)}x  req/s ${r.rps.toFixed(2)}x (target: p99 within 1.10x: ${r.p99 <= 1.1 ? "met" : "NOT MET"})`,
@@ -480,6 +581,7 @@ async function main() {
     writeFileSync(flags.out, JSON.stringify(report, null, 2));
     console.log(`wrote ${flags.out}`);
   } finally {
+    await mcp?.close();
     await server?.stop();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@ import type { Q } from "../src/db/engine.ts";
 import * as pgSchema from "../src/db/pg/schema.ts";
 import { replaceDayDetail } from "../src/sync/data.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
-import { demoRows } from "../src/sync/demo.ts";
+import { type SeedData, seedDayGrains, seedDayRows, seedPlan, seedTerms } from "./anchors-data.ts";
 import { searchTypes } from "../src/sync/search-types.ts";
 import type { SeedResult } from "./seed-analytics.ts";
 
@@ -13,7 +13,10 @@ import type { SeedResult } from "./seed-analytics.ts";
 // compact detail and its dictionaries in multi-row statements; the rollup rebuilt), one day per transaction.
 
 /** Seeds one site with about `rows` rows over the `days` days ending at today minus 2 (UTC), as seedAnalytics does. */
-export async function seedAnalyticsPg(url: string, opts: { rows: number; days: number; domain?: string }): Promise<SeedResult> {
+export async function seedAnalyticsPg(
+  url: string,
+  opts: { rows: number; days: number; domain?: string; data?: SeedData },
+): Promise<SeedResult> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const orm = drizzle({ client, schema: pgSchema }) as unknown as Q;
@@ -22,16 +25,18 @@ export async function seedAnalyticsPg(url: string, opts: { rows: number; days: n
     const siteId = Number(
       (await client.query("insert into sites (domain, name) values ($1, $2) returning id", [domain, "Bench analytics"])).rows[0].id,
     );
-    const rowsPerDayType = Math.max(1, Math.ceil(opts.rows / (opts.days * searchTypes.length)));
+    const data = opts.data ?? "demo";
+    const { types, rowsPerDayType, vocabulary } = seedPlan(data, opts.rows, opts.days, searchTypes);
     const end = newestDataDay();
     const start = addDays(end, -(opts.days - 1));
     let total = 0;
     for (let d = 0; d < opts.days; d++) {
       const date = addDays(start, d);
       await client.query("begin");
-      for (const type of searchTypes) {
-        const rows = demoRows(domain, date, type, rowsPerDayType);
+      for (const type of types) {
+        const rows = seedDayRows(data, domain, date, type, rowsPerDayType, vocabulary);
         await replaceDayDetail(orm, siteId, date, type, rows);
+        await seedDayGrains(orm, siteId, date, type, rows);
         await client.query("insert into gsc_synced_days (site_id, date, search_type, row_count) values ($1, $2, $3, $4)", [
           siteId,
           date,
@@ -47,7 +52,7 @@ export async function seedAnalyticsPg(url: string, opts: { rows: number; days: n
     await client.query("vacuum analyze gsc_day_query_totals");
     await client.query("vacuum analyze gsc_pages");
     await client.query("vacuum analyze gsc_queries");
-    return { siteId, domain, rows: total, days: opts.days, start, end, rowsPerDayType };
+    return { siteId, domain, rows: total, days: opts.days, start, end, rowsPerDayType, data, terms: seedTerms(data, domain, end) };
   } finally {
     await client.end();
   }

@@ -1,10 +1,11 @@
 import { Database } from "bun:sqlite";
 import { migrate } from "../src/db/sqlite/migrate.ts";
+import type { Q } from "../src/db/engine.ts";
 import { wrapOrm } from "../src/db/sqlite/open.ts";
 import { indexAllPendingQueries } from "../src/search/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { replaceDayDetail } from "../src/sync/data.ts";
-import { demoRows } from "../src/sync/demo.ts";
+import { type SeedData, seedDayGrains, seedDayRows, seedPlan, seedTerms } from "./anchors-data.ts";
 import { searchTypes } from "../src/sync/search-types.ts";
 
 // A fast direct seeder for the analytics bench: the demo source's rows (the same ones a demo sync
@@ -12,13 +13,26 @@ import { searchTypes } from "../src/sync/search-types.ts";
 // dictionaries; the day × query rollup rebuilt per day) and gsc_synced_days of a migrated file, one
 // day per transaction, without the service in between.
 
-export type SeedResult = { siteId: number; domain: string; rows: number; days: number; start: string; end: string; rowsPerDayType: number };
+export type SeedResult = {
+  siteId: number;
+  domain: string;
+  rows: number;
+  days: number;
+  start: string;
+  end: string;
+  rowsPerDayType: number;
+  data: SeedData;
+  terms: ReturnType<typeof seedTerms>;
+};
 
 /**
  * Seeds one site with about `rows` rows spread over the `days` days ending at today minus 2 (UTC),
  * each day holding the same number of demo rows per search type. Migrates the file first.
  */
-export async function seedAnalytics(path: string, opts: { rows: number; days: number; domain?: string }): Promise<SeedResult> {
+export async function seedAnalytics(
+  path: string,
+  opts: { rows: number; days: number; domain?: string; data?: SeedData },
+): Promise<SeedResult> {
   migrate(path);
   const db = new Database(path, { strict: true });
   try {
@@ -29,7 +43,8 @@ export async function seedAnalytics(path: string, opts: { rows: number; days: nu
     const siteId = db
       .query<{ id: number }, [string, string]>("insert into sites (domain, name) values (?, ?) returning id")
       .get(domain, "Bench analytics")!.id;
-    const rowsPerDayType = Math.max(1, Math.ceil(opts.rows / (opts.days * searchTypes.length)));
+    const data = opts.data ?? "demo";
+    const { types, rowsPerDayType, vocabulary } = seedPlan(data, opts.rows, opts.days, searchTypes);
     const end = newestDataDay();
     const start = addDays(end, -(opts.days - 1));
 
@@ -39,10 +54,11 @@ export async function seedAnalytics(path: string, opts: { rows: number; days: nu
     for (let d = 0; d < opts.days; d++) {
       const date = addDays(start, d);
       db.run("BEGIN");
-      for (const type of searchTypes) {
-        const rows = demoRows(domain, date, type, rowsPerDayType);
-        // SQLite: both run synchronously inside (the promises are already settled).
-        void replaceDayDetail(orm, siteId, date, type, rows);
+      for (const type of types) {
+        const rows = seedDayRows(data, domain, date, type, rowsPerDayType, vocabulary);
+        // This connection is the seeder's alone: awaiting inside its BEGIN ... COMMIT is safe.
+        await replaceDayDetail(orm, siteId, date, type, rows);
+        await seedDayGrains(orm as unknown as Q, siteId, date, type, rows);
         mark.run(siteId, date, type, rows.length);
         total += rows.length;
       }
@@ -51,7 +67,7 @@ export async function seedAnalytics(path: string, opts: { rows: number; days: nu
     // The query-search index (FTS5 over the site's distinct queries), as a sync does after each day.
     await indexAllPendingQueries(async (fn) => db.transaction(() => fn(orm))());
     db.run("PRAGMA wal_checkpoint(TRUNCATE)");
-    return { siteId, domain, rows: total, days: opts.days, start, end, rowsPerDayType };
+    return { siteId, domain, rows: total, days: opts.days, start, end, rowsPerDayType, data, terms: seedTerms(data, domain, end) };
   } finally {
     db.close();
   }
