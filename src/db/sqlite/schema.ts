@@ -354,6 +354,8 @@ export type AlertDelivery = typeof alertDeliveries.$inferSelect;
 // (Pacific) date; type = 1-based index in searchTypeCodes; device = index in deviceCodes (0 = none);
 // country = ISO alpha-3 lower case, '' = no country dimension; sum_position = round(position ×
 // impressions × sumPositionScale). CTR = Σclicks/Σimpressions, position = Σsum_position/Σimpressions/scale.
+// The fact tables (property, page and appearance totals, the query detail and its rollup) are WITHOUT ROWID,
+// clustered on their primary key (migrations 0016 and 0021 say so: drizzle-kit cannot; keep it in a rebuild).
 
 /** Page URL dictionary per site (integer ids in the fact tables). Queries use gsc_queries. */
 export const gscPages = sqliteTable(
