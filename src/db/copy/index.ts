@@ -46,10 +46,13 @@ const ownedByTarget = new Set(["gsc_queries_indexed"]);
 
 // Not data: each live process's heartbeat row (host, pid) in the process registry, written again every few
 // seconds by the process itself (copied, the source's processes would show as live in the target); and the
-// commit tokens of the PostgreSQL write path (each write transaction's own, swept after 15 minutes).
+// commit tokens of the PostgreSQL write path (each write transaction's own, swept after 15 minutes); and the
+// staging of a big day being synced (a task's own until it switches the day; staging again clears it first).
 const notCopied: Record<string, string> = {
   db_connections: "the process registry: each running process registers itself",
   commit_tokens: "PostgreSQL's commit tokens: each write's own, needed minutes at most (see docs/operations.md)",
+  gsc_staged_detail: "a running sync's staged day (transient: a task staging again starts from scratch, see docs/sync.md)",
+  gsc_staged_query_totals: "a running sync's staged day (transient: a task staging again starts from scratch, see docs/sync.md)",
 };
 
 // Copied before the tables whose rows point at them without a foreign key: the query detail and its rollup
