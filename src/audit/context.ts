@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import type { Context, MiddlewareHandler } from "hono";
 import { actorOf, clientIpOf, principalOf } from "../auth/middleware.ts";
 import { isSafeMethod, requiredScope } from "../auth/policy.ts";
+import { rideThroughLeft } from "../db/availability.ts";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import type { WriteFn } from "../db/sqlite/engine.ts";
 import { Counter, Gauge } from "prom-client";
@@ -137,8 +138,8 @@ export function auditMiddleware(db: Db): MiddlewareHandler {
 
 // The row of a refused or failed request must never hold its answer: the request may have failed
 // precisely because the database is unreachable. When it is known down the row is buffered at once;
-// otherwise its write is awaited at most the ride-through (DB_RIDE_THROUGH_MS), and finishes (or is
-// buffered) in the background.
+// otherwise its write is awaited at most what is left of the request's ride-through (DB_RIDE_THROUGH_MS),
+// and finishes (or is buffered) in the background.
 // Buffered rows (with the time of the request) are written when the database is back, or every
 // FLUSH_RETRY_MS; past MAX_BUFFERED the oldest are dropped and counted.
 const FLUSH_RETRY_MS = 5000;
@@ -192,7 +193,9 @@ async function recordRefusal(db: Db, row: AuditInsert) {
         );
       },
     );
-  await Promise.race([write, new Promise<void>((r) => (timer = setTimeout(r, db.availability.rideThroughMs)))]);
+  // At most what is left of the request's ride-through: a request that already waited it all answers now.
+  const wait = Math.max(0, rideThroughLeft(db.availability.rideThroughMs));
+  await Promise.race([write, new Promise<void>((r) => (timer = setTimeout(r, wait)))]);
   clearTimeout(timer);
 }
 

@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { principalOf } from "../auth/middleware.ts";
 import { requiredScope } from "../auth/policy.ts";
-import { offerPendingAnswer, withRideThrough } from "../db/availability.ts";
+import { offerPendingAnswer, rideThroughLeft, withRideThrough } from "../db/availability.ts";
 import type { Db } from "../db/index.ts";
 import { ApiError, apiErrorOf } from "../errors.ts";
 import { log, logOncePer } from "../log.ts";
@@ -208,7 +208,7 @@ async function settle(db: Db, c: Context, input: ClaimInput, res: Response = c.r
     body === null
       ? () => releaseIdempotencyKey(db, input.owner, input.key, input.fingerprint)
       : () => storeIdempotentAnswer(db, input.owner, input.key, input.fingerprint, { status, headers: JSON.stringify(headers), body });
-  // Awaited (a retry then finds the answer at once), but never past the ride-through: a database that
+  // Awaited (a retry then finds the answer at once), but never past the request's ride-through: a database that
   // went away meanwhile gets it later, retried in the background while the key is still ours.
   const giveUpAt = Date.now() + LEASE_MS;
   const attempt = async (): Promise<void> => {
@@ -226,6 +226,7 @@ async function settle(db: Db, c: Context, input: ClaimInput, res: Response = c.r
   // Known down: the answer leaves now; the record follows when the database is back.
   if (db.availability.downSince !== null) return;
   let timer: Timer | undefined;
-  await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, db.availability.rideThroughMs)))]);
+  const wait = Math.max(0, rideThroughLeft(db.availability.rideThroughMs));
+  await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, wait)))]);
   clearTimeout(timer);
 }
