@@ -4,7 +4,7 @@
 // per run and the median. Default: a fresh SQLite file in a temp dir; with --database, an EMPTY
 // PostgreSQL database (migrated here, its tables truncated before each run).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { getPriority, loadavg, setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { sql } from "drizzle-orm";
@@ -35,6 +35,10 @@ const { values: args } = parseArgs({
     web: { type: "string", default: "50000" },
     rps: { type: "string", default: "50" },
     "idle-seconds": { type: "string", default: "5" },
+    // SYNC_NICE of the service (default: the service's own default).
+    "sync-nice": { type: "string" },
+    // The same for the fake Search Console (it is not part of a real deployment: Google's CPU is elsewhere).
+    "fake-nice": { type: "string" },
   },
 });
 const days = Number(args.days);
@@ -162,6 +166,7 @@ async function served(): Promise<void> {
         SYNC_BATCH_SIZE: args.batch,
         SYNC_BULK_BATCH_SIZE: args.bulk,
         SYNC_ATOMIC_DAY_ROWS: args.atomic,
+        ...(args["sync-nice"] !== undefined ? { SYNC_NICE: args["sync-nice"] } : {}),
       },
       ready: "sitesync listening",
       timeoutMs: 60_000,
@@ -173,6 +178,7 @@ async function served(): Promise<void> {
     const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8");
     const syncPid = children(server.proc.pid).find((p) => cmdline(p).includes("worker-main"))!;
     const httpPid = children(server.proc.pid).find((p) => !cmdline(p).includes("worker-main"))!;
+    if (args["fake-nice"] !== undefined) setPriority(fake.proc.pid, Number(args["fake-nice"]));
     // utime + stime in clock ticks (100 per second on Linux): CPU milliseconds of one process.
     const cpuMs = (pid: number) => {
       const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
@@ -221,7 +227,9 @@ async function served(): Promise<void> {
       )(performance.now() + 1000),
     );
     const idleEnd = performance.now() + Number(args["idle-seconds"]) * 1000;
+    const httpIdle0 = cpuMs(httpPid);
     const idle = await gets(() => performance.now() > idleEnd);
+    const httpIdleCpu = cpuMs(httpPid) - httpIdle0;
 
     const end = addDays(dayOf(new Date()), -10);
     const syncCpu0 = cpuMs(syncPid);
@@ -257,8 +265,12 @@ async function served(): Promise<void> {
     console.log(
       `  CPU µs per row: sync worker ${us(syncCpu)} (= ${Math.round((rows / syncCpu) * 1000)} rows per CPU-second), HTTP worker ${us(httpCpu)}, fake Search Console ${us(fakeCpu)}`,
     );
-    console.log(`  API GETs (${args.rps}/s, another process) idle:   ${summary(idle)}`);
-    console.log(`  API GETs during the backfill:              ${summary(busy)}`);
+    console.log(
+      `  API GETs (${args.rps}/s, another process) idle:   ${summary(idle)}; HTTP worker CPU ${((httpIdleCpu * 1000) / idle.length).toFixed(0)} µs per GET`,
+    );
+    console.log(
+      `  API GETs during the backfill:              ${summary(busy)}; HTTP worker CPU ${((httpCpu * 1000) / busy.length).toFixed(0)} µs per GET`,
+    );
     console.log(`  p99 ratio busy/idle: ${(pct(busy, 99) / pct(idle, 99)).toFixed(2)}`);
   } finally {
     for (const p of procs.reverse()) await p.stop();

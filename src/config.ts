@@ -153,6 +153,9 @@ const envSchema = z.object({
   // Pause of a sync task after each of its writes, so writers of other processes (which retry the
   // lock on a timer) find it free instead of losing every race to a back-to-back ingest.
   SYNC_WRITE_GAP_MS: int(0, 1000).default(10),
+  // The sync worker processes' CPU priority (nice, 0-19): a backfill takes the CPU the HTTP workers leave, and
+  // the kernel hands a core to a worker with requests first (API p99 during a backfill, docs/sync.md). 0: as the rest.
+  SYNC_NICE: int(0, 19).default(10),
   SYNC_SOURCE: z.enum(["auto", "demo", "gsc"]).default("auto"),
   DEMO_ROWS_PER_DAY: int(0, 1_000_000).default(200),
   GSC_ACCESS_TOKEN: z.string().min(1).optional(),

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { getPriority } from "node:os";
 import { join } from "node:path";
 import { portLockPath } from "../src/db/instance-lock.ts";
 import { count, eq } from "drizzle-orm";
@@ -139,6 +140,18 @@ describe("sync worker settings", () => {
       const rows = Array.from({ length: n }, (_, i) => ({ domain: `sc-domain:s${i}.${suffix}`, name: `Site ${i}` }));
       return (await db.tx((tx) => tx.insert(sites).values(rows).returning({ id: sites.id }))).map((r) => r.id);
     });
+
+  test("SYNC_NICE: the sync worker lowers its own CPU priority (background work); 0 leaves it as started", async () => {
+    const t = tempDb();
+    cleanups.push(t.cleanup);
+    // nice is field 19 of /proc/<pid>/stat (the 17th after the command's closing parenthesis).
+    const niceOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
+    const own = getPriority();
+    const low = await syncWorker(t.databaseUrl, { SYNC_NICE: "7", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo" });
+    expect(niceOf(low.proc.pid)).toBe(Math.max(7, own));
+    const same = await syncWorker(t.databaseUrl, { SYNC_NICE: "0", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo" });
+    expect(niceOf(same.proc.pid)).toBe(own);
+  });
 
   test("SYNC_SCHEDULER=false: no daily_sync is created, though sites are due; the same worker with it on creates them", async () => {
     const t = tempDb();

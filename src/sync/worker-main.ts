@@ -1,3 +1,4 @@
+import { getPriority, setPriority } from "node:os";
 import { loadConfigOrExit } from "../config.ts";
 import { closeAllConnections, openDbOrExit } from "../db/index.ts";
 import { migrateOrExit } from "../db/sqlite/migrate.ts";
@@ -18,6 +19,7 @@ setLogLevel(config.LOG_LEVEL);
 setLogFormat(config.LOG_FORMAT);
 // Run alone, nobody migrated the file for us (the supervisor does it once for its children).
 if (!config.supervised) await migrateOrExit(config);
+lowerPriority(config.SYNC_NICE);
 const db = openDbOrExit(config, "sync");
 await registerProcess(db);
 setMetricsRole("sync");
@@ -70,3 +72,16 @@ process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
 // The supervisor's IPC channel closes when it dies: do not live on as an orphan.
 if (config.supervised) process.on("disconnect", () => void shutdown("supervisor gone"));
+
+/**
+ * Lowers this process's CPU priority to `nice` (SYNC_NICE): the ingest is background work, so on a busy host the
+ * kernel runs the HTTP workers first when they have requests, and the sync gets every cycle they leave. Never raises
+ * it (a process started with a higher nice keeps it; raising needs privileges).
+ */
+function lowerPriority(nice: number) {
+  try {
+    if (getPriority() < nice) setPriority(nice);
+  } catch (err) {
+    log("warn", "could not lower the sync worker's CPU priority", { nice, error: String(err) });
+  }
+}
