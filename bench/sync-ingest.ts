@@ -259,7 +259,7 @@ async function served(): Promise<void> {
     const fakeCpu = cpuMs(fake.proc.pid) - fakeCpu0;
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
-      `sqlite, served: backfill of ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console, SYNC_ATOMIC_DAY_ROWS ${args.atomic}`,
+      `sqlite, served: backfill of ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console, SYNC_ATOMIC_DAY_ROWS ${args.atomic}, sync worker nice ${getPriority(syncPid)}`,
     );
     console.log(`  ${rows} rows in ${seconds.toFixed(2)} s wall = ${Math.round(rows / seconds)} rows/s (load ${loadavg()[0]!.toFixed(1)})`);
     console.log(
