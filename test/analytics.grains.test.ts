@@ -221,6 +221,17 @@ describe("insights read the same grains", () => {
   });
 });
 
+describe("the dashboard's charts read the same grains", () => {
+  test("the site page's clicks and impressions charts total Google's web totals (the derived day from its detail)", async () => {
+    const r = await call("GET", `/ui/sites/${site}`);
+    expect(r.status).toBe(200);
+    const total = (series: string) => Number(new RegExp(`data-series="${series}"[^>]*data-total="(\\d+)"`).exec(r.text)?.[1]);
+    // 30 + 10 + 1 clicks and 400 + 100 + 10 impressions: the API's trend summary above, not the detail's 20 + 8 + 1.
+    expect(total("clicks")).toBe(41);
+    expect(total("impressions")).toBe(510);
+  });
+});
+
 describe("MCP tools read the same grains", () => {
   async function tool(name: string, args: Record<string, unknown>) {
     const res = await app.request("/mcp", {
