@@ -86,6 +86,15 @@ export function memoizedQuery<S extends z.ZodType>(schema: S): S {
   return schema;
 }
 
+/**
+ * Marks a path-parameter schema as a pure function of the path (as memoizedQuery for queries): each route
+ * created by createRouter with it parses each distinct request path once (a get_one's id parse, ~1.5-3.5 µs
+ * in-process, becomes a Map lookup). Same bound: 1,000 paths per route, paths over 200 characters never kept.
+ */
+export function memoizedParams<S extends z.ZodType>(schema: S): S {
+  return memoizedQuery(schema);
+}
+
 const MEMO_MAX = 1000;
 const MEMO_KEY_MAX = 200;
 
@@ -104,7 +113,7 @@ function rawQuery(url: string): string {
 }
 
 function syncValidator(target: Validated, schema: z.ZodType, hook: AnyHook): MiddlewareHandler {
-  const memo = target === "query" && memoizable.has(schema) && hook === validationHook ? new Map<string, object>() : null;
+  const memo = memoizable.has(schema) && hook === validationHook ? new Map<string, object>() : null;
   const settle = (c: Context, value: unknown, result: z.ZodSafeParseResult<unknown>): Response | undefined => {
     const hookResult = hook({ data: value, ...result, target } as never, c as never);
     if (hookResult instanceof Response) return hookResult;
@@ -116,8 +125,9 @@ function syncValidator(target: Validated, schema: z.ZodType, hook: AnyHook): Mid
   return function validate(c, next) {
     let key: string | undefined;
     // Long query strings (page cursors: each one is asked once) are parsed every time, never remembered.
+    // Path parameters: within one route the path decides them.
     if (memo) {
-      key = rawQuery(c.req.url);
+      key = target === "query" ? rawQuery(c.req.url) : c.req.path;
       if (key.length > MEMO_KEY_MAX) key = undefined;
       const known = key === undefined ? undefined : memo.get(key);
       if (known !== undefined) {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { errorResponse } from "../src/app.ts";
-import { createRouter, memoizedQuery, validationHook } from "../src/openapi.ts";
+import { createRouter, memoizedParams, memoizedQuery, validationHook } from "../src/openapi.ts";
 
 // createRouter's synchronous query/param validators against @hono/zod-openapi's own: the same
 // answers (validated data, 400 bodies) and the same OpenAPI document.
@@ -131,6 +131,55 @@ describe("memoizedQuery: a pure query schema is parsed once per distinct query s
     expect(parses).toBe(2);
     const long = `n=9&note=${"a".repeat(300)}`;
     for (let i = 0; i < 2; i++) expect((await get(long)).body.n).toBe(9);
+    expect(parses).toBe(4);
+  });
+});
+
+describe("memoizedParams: a pure path-parameter schema is parsed once per distinct path", () => {
+  let parses = 0;
+  const Pure = memoizedParams(
+    z.object({
+      id: z
+        .string()
+        .regex(/^\d+$/)
+        .transform((v) => {
+          parses++;
+          return Number(v);
+        })
+        .openapi({ param: { name: "id", in: "path" } }),
+    }),
+  );
+  const app = createRouter();
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/things/{id}",
+      request: { params: Pure },
+      responses: { 200: { description: "ok" } },
+    }),
+    (c) => {
+      const p = c.req.valid("param");
+      return c.json({ id: p.id, frozen: Object.isFrozen(p) }, 200);
+    },
+  );
+  app.onError((err, c) => errorResponse(err, c));
+  const get = async (id: string) => {
+    const res = await app.request(`/things/${id}`);
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+
+  test("the same path reuses the frozen result; another path, a refused one and a long one are parsed", async () => {
+    parses = 0;
+    for (let i = 0; i < 3; i++) expect(await get("7")).toEqual({ status: 200, body: { id: 7, frozen: true } });
+    expect(parses).toBe(1);
+    expect((await get("8")).body.id).toBe(8);
+    expect(parses).toBe(2);
+    // Refusals are never remembered: each one is answered by the parse (and the hook) again.
+    for (let i = 0; i < 2; i++) expect((await get("x")).status).toBe(400);
+    expect((await get("7")).body.id).toBe(7);
+    expect(parses).toBe(2);
+    const long = "9".repeat(250);
+    for (let i = 0; i < 2; i++) expect((await get(long)).status).toBe(200);
     expect(parses).toBe(4);
   });
 });

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { memoizedQuery } from "../openapi.ts";
+import { memoizedParams, memoizedQuery } from "../openapi.ts";
 import { createInsertSchema, createSelectSchema } from "drizzle-zod";
 import { sites } from "../db/sqlite/schema.ts";
 
@@ -62,20 +62,23 @@ export type UpdateSite = z.infer<typeof UpdateSiteSchema>;
 
 const idMessage = "expected a positive integer id";
 
-// One check and one transform per field: these run on every read request (bun run bench).
-export const SiteIdParams = z.object({
-  id: z
-    .string()
-    .regex(/^[1-9]\d{0,15}$/, idMessage)
-    // 16 digits can still pass 2^53, where Number() would silently round to another id.
-    .transform((s, ctx) => {
-      const n = Number(s);
-      if (Number.isSafeInteger(n)) return n;
-      ctx.issues.push({ code: "custom", message: idMessage, input: s });
-      return z.NEVER;
-    })
-    .openapi({ param: { name: "id", in: "path" }, example: "1" }),
-});
+// One check and one transform per field: these run on every read request (bun run bench); the result is
+// remembered per path (memoizedParams).
+export const SiteIdParams = memoizedParams(
+  z.object({
+    id: z
+      .string()
+      .regex(/^[1-9]\d{0,15}$/, idMessage)
+      // 16 digits can still pass 2^53, where Number() would silently round to another id.
+      .transform((s, ctx) => {
+        const n = Number(s);
+        if (Number.isSafeInteger(n)) return n;
+        ctx.issues.push({ code: "custom", message: idMessage, input: s });
+        return z.NEVER;
+      })
+      .openapi({ param: { name: "id", in: "path" }, example: "1" }),
+  }),
+);
 
 const boolParam = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 
