@@ -170,14 +170,39 @@ export function rankingQuery(e: Engine, o: RankingOptions) {
   return { sql: rankingSql(e, o), params: rankingParams(e, o) };
 }
 
+/** Daily groups read from the detail a few days at a time, newest first, once the window is longer than this. */
+const DAILY_CHUNK_DAYS = 7;
+
+/**
+ * The rows of a ranking-data read. Daily groups of the detail without exact terms come newest day first, so
+ * the first `limit` of them are in the newest days: the window is read in spans of DAILY_CHUNK_DAYS from its
+ * end, each with the limit still left, until the limit is reached (the same rows, in the same order, as one
+ * read of the whole window, which groups and sorts every day of it before the limit applies).
+ */
+async function readRankingRows(db: Db, o: RankingOptions): Promise<RankingRow[]> {
+  const plan = rankingPlan(o);
+  const start = dayNumber(o.start);
+  const end = dayNumber(o.end);
+  if (plan.rollup || o.exact || !o.daily || o.limit === null || end - start < DAILY_CHUNK_DAYS) {
+    const q = rankingQuery(db.engine, o);
+    return all<RankingRow>(db, q.sql, q.params, plan.slow);
+  }
+  const out: RankingRow[] = [];
+  for (let to = end; to >= start && out.length < o.limit; to -= DAILY_CHUNK_DAYS) {
+    const from = Math.max(start, to - DAILY_CHUNK_DAYS + 1);
+    const q = rankingQuery(db.engine, { ...o, start: dayDate(from), end: dayDate(to), limit: o.limit - out.length });
+    out.push(...(await all<RankingRow>(db, q.sql, q.params, plan.slow)));
+  }
+  return out;
+}
+
 /**
  * Ranking rows of a site between two days (both included): raw rows in the old index's order (per term
  * first when filtered exactly), or daily groups newest day first with summed clicks and impressions, the
  * ctr Σ clicks / Σ impressions and the half-even rounded impression-weighted position (0 without impressions).
  */
 export async function findRankingData(db: Db, o: RankingOptions): Promise<RankingDataItem[]> {
-  const q = rankingQuery(db.engine, o);
-  const rows = await all<RankingRow>(db, q.sql, q.params, rankingPlan(o).slow);
+  const rows = await readRankingRows(db, o);
   const byQuery = o.groupBy === "query";
   return rows.map((r) => ({
     date: dayDate(Number(r.day)),
