@@ -29,6 +29,16 @@ function setup() {
   return t;
 }
 
+/** A database of the test's own, and a pool on it through a TCP proxy (to cut, hold or delay its connections). */
+async function proxiedDb(opts: Omit<Parameters<typeof openPgDb>[0], "url" | "role">) {
+  const t = setup();
+  const proxy = await tcpProxy(new URL(t.databaseUrl));
+  cleanups.push(() => proxy.stop());
+  const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", ...opts });
+  cleanups.push(() => db.close());
+  return { t, proxy, db };
+}
+
 async function addSite(db: Db, domain: string) {
   const { sites } = db.t;
   const rows = await db.tx(async (tx) => tx.insert(sites).values({ domain, name: domain }).returning());
@@ -100,11 +110,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
   });
 
   test("a COMMIT whose answer is lost after the server got it: answered as committed (its commit token), not run again", async () => {
-    const t = setup();
-    const proxy = await tcpProxy(new URL(t.databaseUrl));
-    cleanups.push(() => proxy.stop());
-    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2 });
-    cleanups.push(() => db.close());
+    const { t, proxy, db } = await proxiedDb({ poolSize: 2 });
     const { sites } = db.t;
     await db.q.select().from(sites); // a connection in the pool
     proxy.cutNext((text) => text.includes("COMMIT"), "forward");
@@ -120,11 +126,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
   });
 
   test("a COMMIT that never reached the server: found aborted, run once more, one row", async () => {
-    const t = setup();
-    const proxy = await tcpProxy(new URL(t.databaseUrl));
-    cleanups.push(() => proxy.stop());
-    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2 });
-    cleanups.push(() => db.close());
+    const { t, proxy, db } = await proxiedDb({ poolSize: 2 });
     const { sites } = db.t;
     await db.q.select().from(sites);
     proxy.cutNext((text) => text.includes("COMMIT"), "drop");
@@ -139,11 +141,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
   });
 
   test("a lost COMMIT whose transaction is still open on the server: the check waits for it, then finds its token burned (aborted), run once more", async () => {
-    const t = setup();
-    const proxy = await tcpProxy(new URL(t.databaseUrl));
-    cleanups.push(() => proxy.stop());
-    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2 });
-    cleanups.push(() => db.close());
+    const { t, proxy, db } = await proxiedDb({ poolSize: 2 });
     const { sites } = db.t;
     await db.q.select().from(sites);
     // The COMMIT never reaches the server, whose side stays open: the transaction (and its token's key) stays open.
@@ -280,14 +278,10 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
   }, 30_000);
 
   test("a slow connect on a busy host (each new connection held 1.5 s before it reaches the server) is not an outage: reads and writes answer, the state stays up", async () => {
-    const t = setup();
-    const proxy = await tcpProxy(new URL(t.databaseUrl));
-    cleanups.push(() => proxy.stop());
     // The default ride-through (2 s). Before: a new connection was bounded to half of it (1 s), so a backend slow
     // to start on a loaded machine failed "timeout expired", the probe (same bound, same delay) confirmed it, and
     // every request answered 503 while the server was up (seen beside sync.multiprocess on the 2-core machine).
-    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2, rideThroughMs: 2000 });
-    cleanups.push(() => db.close());
+    const { t, proxy, db } = await proxiedDb({ poolSize: 2, rideThroughMs: 2000 });
     proxy.delayNewConnections(1500);
     const { sites } = db.t;
     const [written, read] = await Promise.all([
@@ -302,11 +296,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
   }, 30_000);
 
   test("a server that went away: known down once, requests fail fast within the ride-through, up again when it is back", async () => {
-    const t = setup();
-    const proxy = await tcpProxy(new URL(t.databaseUrl));
-    cleanups.push(() => proxy.stop());
-    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 4, rideThroughMs: 400 });
-    cleanups.push(() => db.close());
+    const { t, proxy, db } = await proxiedDb({ poolSize: 4, rideThroughMs: 400 });
     const { sites } = db.t;
     await db.q.select().from(sites);
     proxy.stop();
@@ -330,11 +320,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
   }, 30_000);
 
   test("the server's return: a request that finds the state down probes at once, and the probe's new connection serves it (no second connect)", async () => {
-    const t = setup();
-    const proxy = await tcpProxy(new URL(t.databaseUrl));
-    cleanups.push(() => proxy.stop());
-    const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", poolSize: 2, rideThroughMs: 30_000 });
-    cleanups.push(() => db.close());
+    const { t, proxy, db } = await proxiedDb({ poolSize: 2, rideThroughMs: 30_000 });
     const { sites } = db.t;
     await db.q.select().from(sites);
     proxy.stop();
