@@ -4,6 +4,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { findPgBin, startCluster, startServer as startPg, stopCluster, stopServer as stopPg, type Cluster } from "../scripts/pg-cluster.ts";
 import { tempDir } from "./helpers/db.ts";
+import { smallTmpfs } from "./helpers/fs-faults.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 
 // Database faults under a concurrent create load (issue 23, item 6), Jepsen-style: 16 clients on keep-alive
@@ -388,23 +389,6 @@ describe.skipIf(!pgBin)("PostgreSQL failing under 16 clients creating sites (a c
     }
   });
 });
-
-/** A small tmpfs mounted on a temp folder, or why it cannot be had (needs root). */
-function smallTmpfs(sizeKiB: number): { dir: string; unmount: () => void } | string {
-  const d = tempDir();
-  const r = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", `size=${sizeKiB}k`, "tmpfs", d.dir], { stderr: "pipe" });
-  if (!r.success) {
-    d.cleanup();
-    return `mount -t tmpfs failed: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`;
-  }
-  return {
-    dir: d.dir,
-    unmount: () => {
-      Bun.spawnSync(["umount", "-l", d.dir]);
-      d.cleanup();
-    },
-  };
-}
 
 /** The disk-full case's file system: what the load writes in the 3 s after space is freed must fit in it with room to spare. */
 const TMPFS_KIB = 64 * 1024;

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { closeSync, mkdirSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "./helpers/db.ts";
+import { smallTmpfs } from "./helpers/fs-faults.ts";
 import { freePort, request, startServer, type RunningServer } from "./helpers/server.ts";
 
 // Storage trouble surfaced, with real files that fail: an immutable database file (checkpoints
@@ -29,23 +30,6 @@ function immutableUnsupported(): string | null {
   } finally {
     d.cleanup();
   }
-}
-
-/** A small tmpfs mounted on a temp folder, or why it cannot be had. */
-function smallTmpfs(sizeKiB: number): { dir: string; unmount: () => void } | string {
-  const d = tempDir("sitesync-full-");
-  const r = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", `size=${sizeKiB}k`, "tmpfs", d.dir], { stderr: "pipe" });
-  if (!r.success) {
-    d.cleanup();
-    return `mount -t tmpfs failed: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`;
-  }
-  return {
-    dir: d.dir,
-    unmount: () => {
-      Bun.spawnSync(["umount", "-l", d.dir]);
-      d.cleanup();
-    },
-  };
 }
 
 /** Fills the file system of `dir` with one file until it is full; returns its path. */
