@@ -101,7 +101,8 @@ export const runAlone: Record<string, string> = {
 /**
  * With TEST_JOBS > 1, files that load the machine (several server processes with a load of their own, chromium
  * with the live dashboard, clusters crashed and restarted) or whose assertions wait on other processes' progress
- * never run beside each other: each runs beside light files only. Measured CPU per file: docs/testing.md.
+ * never run beside each other: each runs beside light files only (files that mostly wait, like supervisor's
+ * backoff or instance's starts, are light here: they pair well). Measured CPU per file: docs/testing.md.
  */
 export const heavy: Record<string, string> = {
   "sync.multiprocess.test.ts": "a 100,000-row day ingested while 4 workers' requests are timed",
@@ -109,17 +110,11 @@ export const heavy: Record<string, string> = {
   "bounds.load.test.ts": "attack load on 2 workers, the other client's worst requests measured",
   "ui.browser.test.ts": "chromium over the live dashboard (503s seen beside sync.multiprocess)",
   "ui.defects.browser.test.ts": "chromium",
-  "ui.insights.browser.test.ts": "chromium",
-  "ui.google.browser.test.ts": "chromium",
   "checkpoint.test.ts": "a WAL grown by a long mixed load",
   "cli.test.ts": "a 2+2-worker server and many CLI processes",
   "edges.test.ts": "4 workers' rate limits and Bun's idle bounds",
   "multimachine.test.ts": "two instances of 2+2 workers on one database",
   "multiprocess.test.ts": "4-worker servers under concurrent writes",
-  "db-copy.test.ts": "copies between both engines under writes",
-  "supervisor.test.ts": "restart backoff timing of real workers",
-  "gsc.quota.test.ts": "2-6 sync workers racing for one quota",
-  "instance.test.ts": "a dozen supervisors started and killed",
 };
 
 const jobs = Math.max(1, Number(process.env.TEST_JOBS) || 1);
@@ -183,7 +178,7 @@ function runUnit(u: Unit): Promise<Done> {
     const leaks = leftovers.map((l) => `runner cleanup: ${l}\n`).join("");
     // One file's output at once, never interleaved with another's.
     process.stdout.write(
-      `\n--- [${u.engine}] ${u.file}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s, exit ${code}\n${e}${o}${leaks}`,
+      `\n--- [${u.engine}] ${u.file}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s, exit ${code} (started at +${((t0 - started) / 1000).toFixed(1)} s)\n${e}${o}${leaks}`,
     );
     return { ...u, code: code ?? 1, ms, cpuMs, ...parseOutput(`${e}\n${o}`) };
   });
