@@ -203,11 +203,35 @@ export function summary(idle: AttackResult["gets"], attacked: AttackResult) {
   return { idle: q(idle), attacked: q(attacked.gets), attacks: byKind };
 }
 
+/** The machine's 1-minute load average (Linux), for the verdict line; null elsewhere. */
+export async function loadAverage(): Promise<number | null> {
+  try {
+    return Number((await Bun.file("/proc/loadavg").text()).split(" ")[0]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Issue 21's verdict in one line: the other client's GETs under the attack (p99 < 1 s), beside the idle
+ * baseline of the same run, the load average before and after, and the workers killed (when known).
+ */
+export function verdictLine(label: string, s: ReturnType<typeof summary>, o: { loads: (number | null)[]; workersKilled?: number }): string {
+  const met = s.attacked.n > 0 && s.attacked.p99 < 1000 && (o.workersKilled ?? 0) === 0;
+  const loads = o.loads.filter((l) => l !== null).join("-");
+  return (
+    `VERDICT ${label}: GETs under the attack p50/p99/max ${s.attacked.p50} / ${s.attacked.p99} / ${s.attacked.max} ms (${s.attacked.n} GETs), ` +
+    `idle ${s.idle.p50} / ${s.idle.p99} ms (${s.idle.n}); workers killed ${o.workersKilled ?? "not checked"}; load ${loads || "?"}: ` +
+    `p99 < 1 s and no worker killed ${met ? "MET" : "NOT MET"}`
+  );
+}
+
 if (import.meta.main) {
   // bun bench/bounds-load.ts URL ATTACKER_KEY VICTIM_KEY SITE_ID START END [SECONDS]
   const [url, attackerKey, victimKey, siteId, start, end, seconds] = process.argv.slice(2);
   const base = { url: url!, attackerKey: attackerKey!, victimKey: victimKey!, siteId: Number(siteId), start: start!, end: end! };
   const durationMs = Number(seconds ?? 20) * 1000;
+  const load0 = await loadAverage();
   const b0 = await eventLoopBuckets(base.url, base.victimKey);
   const idle = (await runAttack({ ...base, durationMs, idle: true })).gets;
   const b1 = await eventLoopBuckets(base.url, base.victimKey);
@@ -220,4 +244,5 @@ if (import.meta.main) {
       2,
     ),
   );
+  console.log(verdictLine(url!, summary(idle, attacked), { loads: [load0, await loadAverage()] }));
 }

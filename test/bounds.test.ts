@@ -586,6 +586,36 @@ describe("the bounded runner (in process)", () => {
     }
   });
 
+  test.if(testEngine === "pg")(
+    "heavy reads take at most half the pool's connections: a light read is answered while they run",
+    async () => {
+      const db = openPgDb({ url: dbPath, role: "test", poolSize: 4 });
+      const ctl = new AbortController();
+      try {
+        const b = boundedDb(db);
+        const s = db.t.sites;
+        // Four heavy reads at once on a pool of 4: before, they took every connection and the light read waited for one to end.
+        const heavy = Array.from({ length: 4 }, () =>
+          withBudget(budget(600_000, 100_000, ctl.signal), async () => b.q.select({ n: sql<number>`count(*)` }).from(endless)).catch(
+            (e) => e,
+          ),
+        );
+        let settled = 0;
+        for (const h of heavy) void h.then(() => settled++);
+        await waitFor(() => pgRunning() >= 2, { what: "two heavy reads to run" });
+        const light = await db.q.select({ id: s.id }).from(s).limit(1);
+        expect(light.length).toBe(1);
+        // Answered while the heavy reads still run, two of them on the server and two waiting for their turn.
+        expect(settled).toBe(0);
+        expect(pgRunning()).toBe(2);
+      } finally {
+        ctl.abort();
+        await waitFor(() => pgRunning() === 0, { what: "the heavy reads to be cancelled" });
+        await db.close();
+      }
+    },
+  );
+
   test("a download past EXPORT_TIMEOUT_MS is cut: its stream errors and its connection is closed", async () => {
     const db = open();
     try {
