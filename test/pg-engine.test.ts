@@ -295,6 +295,20 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(db.stats.storageErrors).toBe(0);
   }, 30_000);
 
+  test("a probe whose new connection times out while another connection of the process gets answers: up (a busy server), not down", async () => {
+    // Every new connection held 6 s, past the 3 s connect bound: on its own, that is a silent server.
+    const { proxy, db } = await proxiedDb({ poolSize: 1, connectTimeoutMs: 3000 });
+    await db.q.execute(sql`select 1`); // the one pooled connection, open before the delay
+    proxy.delayNewConnections(6000);
+    // The pool's only connection answers (after 0.5 s) while the probe's own connection waits in the proxy.
+    const read = Promise.resolve(db.q.execute(sql`select pg_sleep(0.5)`));
+    await waitFor(() => db.pg.pool.idleCount === 0, { what: "the read to hold the pool's connection" });
+    const up = await db.availability.probe();
+    await read;
+    expect(up).toBe(true);
+    expect(db.availability.downSince).toBeNull();
+  }, 30_000);
+
   test("a server that went away: known down once, requests fail fast within the ride-through, up again when it is back", async () => {
     const { t, proxy, db } = await proxiedDb({ poolSize: 4, rideThroughMs: 400 });
     const { sites } = db.t;
