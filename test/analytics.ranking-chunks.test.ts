@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { findRankingData, type RankingOptions } from "../src/analytics/queries.ts";
 import { addDays } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
@@ -7,7 +7,10 @@ import { addSite, storeRows } from "./helpers/rows.ts";
 // ranking-data's daily groups of the detail (no exact terms) with a limit are read newest days first, a span
 // of days at a time, until the limit is reached (src/analytics/queries.ts, readRankingRows): the answer must be
 // exactly the first `limit` rows of the whole window read at once (limit null), at every limit around the spans'
-// edges, for every request shape that takes that path.
+// edges (1, 2, 4, 8 ... days), for every request shape that takes that path.
+
+// A hang guard, not a speed check: the loaded shared machine took 5 s for this file once.
+setDefaultTimeout(60_000);
 
 let t: ReturnType<typeof tempDb>;
 let site = 0;

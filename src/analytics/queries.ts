@@ -170,26 +170,23 @@ export function rankingQuery(e: Engine, o: RankingOptions) {
   return { sql: rankingSql(e, o), params: rankingParams(e, o) };
 }
 
-/** Daily groups read from the detail a few days at a time, newest first, once the window is longer than this. */
-const DAILY_CHUNK_DAYS = 7;
-
 /**
  * The rows of a ranking-data read. Daily groups of the detail without exact terms come newest day first, so
- * the first `limit` of them are in the newest days: the window is read in spans of DAILY_CHUNK_DAYS from its
- * end, each with the limit still left, until the limit is reached (the same rows, in the same order, as one
+ * the first `limit` of them are in the newest days: the window is read in spans from its end (1 day, then 2,
+ * 4, ...), each with the limit still left, until the limit is reached (the same rows, in the same order, as one
  * read of the whole window, which groups and sorts every day of it before the limit applies).
  */
 async function readRankingRows(db: Db, o: RankingOptions): Promise<RankingRow[]> {
   const plan = rankingPlan(o);
   const start = dayNumber(o.start);
   const end = dayNumber(o.end);
-  if (plan.rollup || o.exact || !o.daily || o.limit === null || end - start < DAILY_CHUNK_DAYS) {
+  if (plan.rollup || o.exact || !o.daily || o.limit === null || end === start) {
     const q = rankingQuery(db.engine, o);
     return all<RankingRow>(db, q.sql, q.params, plan.slow);
   }
   const out: RankingRow[] = [];
-  for (let to = end; to >= start && out.length < o.limit; to -= DAILY_CHUNK_DAYS) {
-    const from = Math.max(start, to - DAILY_CHUNK_DAYS + 1);
+  for (let to = end, span = 1; to >= start && out.length < o.limit; to -= span, span *= 2) {
+    const from = Math.max(start, to - span + 1);
     const q = rankingQuery(db.engine, { ...o, start: dayDate(from), end: dayDate(to), limit: o.limit - out.length });
     out.push(...(await all<RankingRow>(db, q.sql, q.params, plan.slow)));
   }
