@@ -4,13 +4,9 @@
 // transaction (SYNC_ATOMIC_DAY_ROWS ≥ rows) and once staged then switched (SYNC_ATOMIC_DAY_ROWS 0). Prints
 // each run's wall time and its longest write transaction (from the callback's start to COMMIT resolved:
 // how long other writers could wait behind it). Single runs on a shared machine: compare within one run.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { openDb, openPgDb, type Db } from "../src/db/index.ts";
-import { migratePg } from "../src/db/pg/migrate.ts";
-import { migrate } from "../src/db/sqlite/migrate.ts";
+import { openBenchDb } from "./bench-db.ts";
+import type { Db } from "../src/db/index.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { demoSource } from "../src/sync/demo.ts";
@@ -71,22 +67,7 @@ async function syncOnce(db: Db, site: number, day: string, atomicDayRows: number
   return { seconds, longest: writes[0] ?? 0, second: writes[1] ?? 0, writes: writes.length, last: inOrder.slice(-4).map(Math.round) };
 }
 
-let db: Db;
-let cleanup: () => Promise<void> | void;
-if (args.database) {
-  await migratePg(args.database);
-  db = openPgDb({ url: args.database, role: "test" });
-  cleanup = () => db.close();
-} else {
-  const dir = mkdtempSync(join(tmpdir(), "sitesync-switch-"));
-  const path = join(dir, "app.db");
-  migrate(path);
-  db = openDb({ path, role: "test" });
-  cleanup = () => {
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  };
-}
+const { db, cleanup } = await openBenchDb(args.database, "sitesync-switch-");
 const day = addDays(dayOf(new Date()), -10);
 console.log(`${db.engine}: one day × ${rowsPerDay} rows × 4 search types`);
 for (const [mode, atomic] of [

@@ -2,13 +2,8 @@
 // inside the day's switching transaction (issue 17): replaceDayGrains with `rows` page-total rows (Google's
 // daily cap is 50,000), first write and the same day written again, against the same day with 10 page rows.
 // Prints wall ms of each transaction and the process CPU ms it used. Single runs on a shared machine.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { openDb, openPgDb, type Db } from "../src/db/index.ts";
-import { migratePg } from "../src/db/pg/migrate.ts";
-import { migrate } from "../src/db/sqlite/migrate.ts";
+import { openBenchDb } from "./bench-db.ts";
 import { setLogLevel } from "../src/log.ts";
 import { replaceDayGrains, upsertPageIds, type DayGrains } from "../src/sync/grain-writes.ts";
 
@@ -16,22 +11,7 @@ const { values: args } = parseArgs({ options: { rows: { type: "string", default:
 const rows = Number(args.rows);
 setLogLevel("warn");
 
-let db: Db;
-let cleanup: () => Promise<void> | void;
-if (args.database) {
-  await migratePg(args.database);
-  db = openPgDb({ url: args.database, role: "test" });
-  cleanup = () => db.close();
-} else {
-  const dir = mkdtempSync(join(tmpdir(), "sitesync-pagetotals-"));
-  const path = join(dir, "app.db");
-  migrate(path);
-  db = openDb({ path, role: "test" });
-  cleanup = () => {
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  };
-}
+const { db, cleanup } = await openBenchDb(args.database, "sitesync-pagetotals-");
 const domain = `sc-domain:pt-${Date.now()}.bench.example`;
 const site = (await db.tx(async (tx) => (await tx.insert(db.t.sites).values({ domain, name: domain }).returning())[0]!)).id;
 const countries = ["usa", "gbr", "deu", "fra", "ind"];
