@@ -26,9 +26,10 @@ beforeAll(async () => {
   fake.signInAs({ email: "owner@example.com", properties: [] });
   dir = tempDir();
   credentials = join(dir.dir, "credentials.json");
+  // One of each: the CLI's requests and syncs need no second process (each idle sync worker polls every 50 ms).
   server = await startServer({
-    workers: 2,
-    syncWorkers: 2,
+    workers: 1,
+    syncWorkers: 1,
     env: {
       GSC_CREDENTIALS_FILE: credentials,
       GSC_TOKEN_URL: fake.tokenUrl,
