@@ -616,6 +616,24 @@ describe("the bounded runner (in process)", () => {
     },
   );
 
+  test("an answer past the byte cap (ANALYTICS_MAX_BYTES) is refused 413 though its rows are under the row cap", async () => {
+    const db = open();
+    try {
+      const b = boundedDb(db);
+      const g = db.t.gscPerformanceData;
+      const small = budgetOf({ timeoutMs: 30_000, maxRows: 100_000, maxBytes: 2000 });
+      // 500 rows of a query text each: far past 2,000 bytes as JSON, far under 100,000 rows.
+      const big = await withBudget(small, async () => b.q.select({ q: g.query, p: g.page }).from(g).limit(500)).catch((e) => e);
+      expect(apiErrorOf(big)?.code).toBe("result_too_large");
+      expect(apiErrorOf(big)?.message).toContain("ANALYTICS_MAX_BYTES");
+      // Within the byte cap the same read answers.
+      const few = await withBudget(small, async () => b.q.select({ q: g.query }).from(g).limit(2));
+      expect(few.length).toBe(2);
+    } finally {
+      await db.close();
+    }
+  });
+
   test("a download past EXPORT_TIMEOUT_MS is cut: its stream errors and its connection is closed", async () => {
     const db = open();
     try {
