@@ -11,7 +11,8 @@ import { freePort } from "../src/free-port.ts";
 
 const PG_ROOT = "/usr/lib/postgresql";
 const PREFIX = "sitesync-pg-";
-const OWNER_FILE = "owner.pid";
+/** The file holding the pid of the process a folder belongs to (see orphanedDirs). */
+export const OWNER_FILE = "owner.pid";
 
 export type Cluster = { dir: string; url: string; port: number };
 
@@ -139,22 +140,33 @@ async function runAsync(cmd: string[], what: string): Promise<void> {
 
 /** Stops and removes the clusters under `parent` whose owner process no longer exists. */
 function reapOrphanedClusters(parent: string, bin: string) {
-  for (const name of readdirSync(parent)) {
-    if (!name.startsWith(PREFIX)) continue;
-    const dir = join(parent, name);
-    let owner: number;
-    try {
-      owner = Number(readFileSync(join(dir, OWNER_FILE), "utf8"));
-    } catch {
-      continue; // being created right now, or not ours
-    }
-    if (!Number.isInteger(owner) || owner <= 0 || isAlive(owner)) continue;
+  for (const dir of orphanedDirs(parent, PREFIX)) {
     try {
       stopCluster(dir, bin);
     } catch {
       // Another start may be reaping it at the same moment.
     }
   }
+}
+
+/**
+ * The folders under `parent` named `prefix*` whose owner (the pid in their owner.pid) no longer runs; folders
+ * without a readable owner.pid (being created right now, or not ours) are left alone. Also scripts/test-tmp.ts.
+ */
+export function orphanedDirs(parent: string, prefix: string): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync(parent)) {
+    if (!name.startsWith(prefix)) continue;
+    const dir = join(parent, name);
+    let owner: number;
+    try {
+      owner = Number(readFileSync(join(dir, OWNER_FILE), "utf8"));
+    } catch {
+      continue;
+    }
+    if (Number.isInteger(owner) && owner > 0 && !isAlive(owner)) found.push(dir);
+  }
+  return found;
 }
 
 function isAlive(pid: number): boolean {

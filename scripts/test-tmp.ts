@@ -5,10 +5,9 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findPgBin, stopCluster } from "./pg-cluster.ts";
+import { findPgBin, OWNER_FILE, orphanedDirs, stopCluster } from "./pg-cluster.ts";
 
 const RUN_PREFIX = "sitesync-run-";
-const OWNER_FILE = "owner.pid";
 
 /**
  * A new folder for one run under the system temp folder, owned by this process (owner.pid). Readable by others:
@@ -24,29 +23,7 @@ export function makeRunDir(parent = tmpdir()): string {
 
 /** Removes the run folders under `parent` whose runner process no longer exists; returns what it undid. */
 export function reapOrphanedRunDirs(parent = tmpdir()): string[] {
-  const undone: string[] = [];
-  for (const name of readdirSync(parent)) {
-    if (!name.startsWith(RUN_PREFIX)) continue;
-    const dir = join(parent, name);
-    let owner: number;
-    try {
-      owner = Number(readFileSync(join(dir, OWNER_FILE), "utf8"));
-    } catch {
-      continue; // being created right now, or not ours
-    }
-    if (!Number.isInteger(owner) || owner <= 0 || isAlive(owner)) continue;
-    undone.push(`removed ${dir}`, ...removeTestDir(dir));
-  }
-  return undone;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
+  return orphanedDirs(parent, RUN_PREFIX).flatMap((dir) => [`removed ${dir}`, ...removeTestDir(dir)]);
 }
 
 /** A folder for one test file's run inside the run's folder (its TMPDIR). */
