@@ -13,6 +13,7 @@ import { gscSource } from "../src/sync/gsc/client.ts";
 import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
 import { dayNumber } from "../src/sync/grains.ts";
 import { cancelJob, createTask, findJob } from "../src/sync/queries.ts";
+import { reapExpiredLeases } from "../src/sync/lease.ts";
 import { startWorker } from "../src/sync/worker.ts";
 import { tempDb } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc, type UniverseRow } from "./helpers/fake-gsc.ts";
@@ -248,5 +249,30 @@ test("a staged day cancelled mid-way: its staging rows go when the task ends; a 
       .values({ task_id: pending, page_id: 1, query_id: 1, device: 0, clicks: 1, impressions: 1, sum_position: 1 }),
   );
   await cancelJob(t.db, pending);
+  expect(await stagedRows()).toBe(0);
+});
+
+test("a reaper ending a dead worker's task for good clears its staging; one it queues again keeps it (the retry restages)", async () => {
+  const st = t.db.t.syncTasks;
+  // Its worker died mid-day: running, lease expired, a staging row left.
+  const deadWorker = async (day: string, attempts: number) => {
+    const id = await queueDay(day);
+    await t.db.tx(async (tx) => {
+      await tx.update(st).set({ status: "running", attempts, locked_until: "2000-01-01T00:00:00.000Z" }).where(eq(st.id, id));
+      await tx
+        .insert(t.db.t.gscStagedDetail)
+        .values({ task_id: id, page_id: 1, query_id: 1, device: 0, clicks: 1, impressions: 1, sum_position: 1 });
+    });
+    return id;
+  };
+  // Its 3 attempts used: failed, and its staging goes in the same transaction.
+  const failed = await deadWorker("2026-03-14", 3);
+  expect(await reapExpiredLeases(t.db)).toEqual([{ id: failed, status: "failed" }]);
+  expect(await stagedRows()).toBe(0);
+  // 1 of 3 used: pending again, its staging kept (its retry clears it when it stages the day again).
+  const retried = await deadWorker("2026-03-15", 1);
+  expect(await reapExpiredLeases(t.db)).toEqual([{ id: retried, status: "pending" }]);
+  expect(await stagedRows()).toBe(1);
+  await cancelJob(t.db, retried);
   expect(await stagedRows()).toBe(0);
 });
