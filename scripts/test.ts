@@ -96,6 +96,7 @@ export const runAlone: Record<string, string> = {
   "bench-copy.test.ts": "a benchmark",
   "stress.test.ts": "load with exact counts under SIGKILL",
   "watchdog.test.ts": "SIGSTOP of the lock holder: stall detection is timing-sensitive",
+  "checkpoint.test.ts": "the WAL bound holds only while the checkpointer keeps up: failed at load 12-14 (peaks 17.7-20.0 MiB > 16)",
 };
 
 /**
@@ -110,7 +111,6 @@ export const heavy: Record<string, string> = {
   "bounds.load.test.ts": "attack load on 2 workers, the other client's worst requests measured",
   "ui.browser.test.ts": "chromium over the live dashboard (503s seen beside sync.multiprocess)",
   "ui.defects.browser.test.ts": "chromium",
-  "checkpoint.test.ts": "a WAL grown by a long mixed load",
   "cli.test.ts": "a 2+2-worker server and many CLI processes",
   "edges.test.ts": "4 workers' rate limits and Bun's idle bounds",
   "multimachine.test.ts": "two instances of 2+2 workers on one database",
