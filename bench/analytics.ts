@@ -235,7 +235,17 @@ function scenarios(seed: SeedResult): Scenario[] {
 /** One MCP client per run (the SDK's Streamable HTTP client: each tool call is a POST to /mcp). */
 let mcp: Client | undefined;
 
+/** Sends one request; its status, or 0 when the connection failed (counted as an error, the run goes on). */
 async function send(url: string, r: Req): Promise<number> {
+  try {
+    return await sendOnce(url, r);
+  } catch (err) {
+    console.log(`  (${"tool" in r ? r.tool : r.path}: ${(err as Error).message})`);
+    return 0;
+  }
+}
+
+async function sendOnce(url: string, r: Req): Promise<number> {
   if ("tool" in r) {
     if (!mcp) {
       mcp = new Client({ name: "sitesync-bench", version: "1.0.0" });
