@@ -242,6 +242,35 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(db.availability.downSince).toBeNull();
   });
 
+  test("a read whose retry is terminated too answers 503 (the driver's raw error would be a 500)", async () => {
+    const t = setup();
+    const db = openPgDb({ url: t.databaseUrl, role: "test", poolSize: 2 });
+    cleanups.push(() => db.close());
+    await db.q.execute(sql`select 1`);
+    const running = async (not: number[]) => {
+      const r = await t.db.q.execute(
+        sql`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and query like '%pg_sleep(0.7)%'`,
+      );
+      return r.rows.map((x) => Number(x.pid)).filter((pid) => !not.includes(pid));
+    };
+    const read = Promise.resolve(db.q.execute(sql`select pg_sleep(0.7), 1 as n`)).catch((e: unknown) => e);
+    const killed: number[] = [];
+    // The read, then its one retry on a new connection: each terminated once the server runs it.
+    for (const what of ["the read", "its retry"]) {
+      let pids: number[] = [];
+      await waitFor(async () => (pids = await running(killed)).length === 1, {
+        timeout: 10_000,
+        every: 10,
+        what: `${what} to run on the server`,
+      });
+      killed.push(pids[0]!);
+      await t.db.q.execute(sql`select pg_terminate_backend(${pids[0]!})`);
+    }
+    const err = await read;
+    expect(db.stats.readRetries).toBe(1);
+    expect(apiErrorOf(err)?.status).toBe(503);
+  });
+
   test("a server that accepts connections and never answers (packets dropped): writes and reads 503 within the ride-through, known down", async () => {
     // A listening socket that stays silent: the TCP connect succeeds, the startup message gets no answer.
     const sockets: { end(): void }[] = [];

@@ -101,12 +101,11 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
     expect(await page.evaluate("getComputedStyle(document.querySelector('.calendar table')).borderCollapse")).toBe("separate");
     // Neighbouring day cells leave the same visible gap across and down.
     const end = newestDataDay();
-    const rects = await page.locator("td.day[data-date]").evaluateAll((tds) =>
-      tds.map((td) => {
-        const r = td.getBoundingClientRect();
-        return { date: td.getAttribute("data-date")!, left: r.left, right: r.right, top: r.top, bottom: r.bottom };
-      }),
-    );
+    // Found and measured in one evaluation: a locator's evaluateAll finds the cells in one round trip and measures
+    // them in the next, and a live swap in between measured detached cells (all zero: "across 0" in a CI run).
+    const rects = (await page.evaluate(
+      "[...document.querySelectorAll('td.day[data-date]')].map((td) => { const r = td.getBoundingClientRect(); return { date: td.getAttribute('data-date'), left: r.left, right: r.right, top: r.top, bottom: r.bottom }; })",
+    )) as { date: string; left: number; right: number; top: number; bottom: number }[];
     const byDate = new Map(rects.map((r) => [r.date, r]));
     const a = byDate.get(addDays(end, -14))!;
     const right = byDate.get(addDays(end, -13))!;

@@ -165,9 +165,16 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
         throw unavailable("the database is unreachable; retry later");
       }
       stats.readRetries++;
-      const r = await (rawQuery as (...a: unknown[]) => Promise<unknown>)(...args);
-      answered();
-      return r;
+      try {
+        const r = await (rawQuery as (...a: unknown[]) => Promise<unknown>)(...args);
+        answered();
+        return r;
+      } catch (again) {
+        // The one retry lost its connection too: still a 503, never the driver's raw error (a 500).
+        if (!isUnavailableDbError(again)) throw again;
+        noteStorage(again);
+        throw unavailable("the database is unreachable; retry later");
+      }
     }
   };
   (pool as unknown as { query: unknown }).query = readQuery;
