@@ -160,7 +160,11 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
       if (!isUnavailableDbError(err)) throw err;
       const left = () => rideThroughLeft(opts.rideThroughMs - (performance.now() - started));
       const up = await suspectWithin(err, left());
-      if ((!up && !(await availability.waitUp(left()))) || left() <= 0) {
+      // Not up: known down (wait for its return within what is left), or no verdict within the ride-through
+      // (a silent server's probe takes the connect bound) — waitUp would answer "up" for a state not yet
+      // marked down, and the retry would wait a second connect bound past the ride-through.
+      const back = !up && availability.downSince !== null && (await availability.waitUp(left()));
+      if ((!up && !back) || left() <= 0) {
         noteStorage(err);
         throw unavailable("the database is unreachable; retry later");
       }
