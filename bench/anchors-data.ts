@@ -1,6 +1,6 @@
 import type { Q } from "../src/db/engine.ts";
 import { sumPositionScale } from "../src/db/enums.ts";
-import { demoRows } from "../src/sync/demo.ts";
+import { demoRows, hash, random } from "../src/sync/demo.ts";
 import { type PageTotal, type PropertyTotal, replaceDayGrains, upsertPageIds } from "../src/sync/grain-writes.ts";
 import { dayNumber, deviceCode, typeCode } from "../src/sync/grains.ts";
 import type { SearchType, SourceRow } from "../src/sync/source.ts";
@@ -12,24 +12,6 @@ import type { SearchType, SourceRow } from "../src/sync/source.ts";
 // median 2 (p99 ~39), position 1-100 with one decimal. Deterministic: the same (day, count) gives the same rows.
 // The demo source (src/sync/demo.ts) gives every row of a day its own query and only 24 pages, so its day x
 // query rollup has one row per detail row; real properties have far fewer.
-
-/** 32-bit FNV-1a. */
-function hash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
-/** mulberry32: uniform numbers in [0, 1). */
-function random(seed: number) {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const syllables = ["ka", "lo", "mi", "ren", "to", "sa", "vel", "dor", "pi", "nu", "tra", "il", "shoe", "run", "bo", "ta", "gen", "mar"];
 /** A word per number (distinct numbers give distinct words below 18^3). */

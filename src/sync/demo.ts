@@ -61,14 +61,14 @@ const appearances = ["VIDEO", "REVIEW_SNIPPET", "FAQ_RICH_RESULT"];
 const DEMO_ANONYMIZED = 0.15;
 
 /** 32-bit FNV-1a of a string. */
-function hash(s: string): number {
+export function hash(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return h >>> 0;
 }
 
 /** A small seeded generator (mulberry32): uniform numbers in [0, 1). */
-function random(seed: number) {
+export function random(seed: number) {
   let a = seed;
   return () => {
     a = (a + 0x6d2b79f5) | 0;
