@@ -329,11 +329,3 @@ describe.skipIf(postgresSkipReason !== null)("gsc_queries on PostgreSQL (real se
     }
   });
 });
-
-async function waitUntil(check: () => Promise<boolean>, ms = 10_000) {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error("timed out waiting");
-    await Bun.sleep(20);
-  }
-}

@@ -113,7 +113,6 @@ describe("checkpoints that keep failing", () => {
   );
 });
 
-const KiB = 1024;
 const tmpfsProbe = smallTmpfs(64);
 const tmpfsWhy = typeof tmpfsProbe === "string" ? tmpfsProbe : null;
 if (typeof tmpfsProbe !== "string") tmpfsProbe.unmount();
