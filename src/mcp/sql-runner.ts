@@ -1,4 +1,5 @@
 import { Database } from "bun:sqlite";
+import { writeSync } from "node:fs";
 
 // Child process of the MCP `query` tool (src/mcp/sql.ts): runs ONE statement over a read-only
 // connection and prints the rows as JSON. It lives in its own process because SQLite cannot be
@@ -9,6 +10,9 @@ export type RunnerRequest = { path: string; sql: string; maxRows: number; maxByt
 export type RunnerAnswer =
   | { ok: true; columns: string[]; rows: Record<string, unknown>[]; truncated: boolean }
   | { ok: false; error: string };
+
+/** Written to stderr when the statement begins: the parent's time limit starts there, not at the spawn. */
+export const RUNNER_READY = "\u0006READY\n";
 
 type Op = { opcode: string; p1: number; p2: number; p3: number };
 
@@ -121,9 +125,12 @@ setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, "SIGK
 }
 
 if (import.meta.main) {
-  // The deadline comes as the first argument, so the watchdog starts before anything else.
+  // The deadline comes as the first argument; it starts with the statement, as the parent's limit does.
   const deadlineMs = Number(process.argv[2]);
+  const request = (await Bun.stdin.json()) as RunnerRequest;
   if (deadlineMs > 0) startWatchdog(deadlineMs);
-  const answer = runStatement((await Bun.stdin.json()) as RunnerRequest);
+  // Synchronous: the statement blocks this thread, so a buffered write would arrive after it.
+  writeSync(2, RUNNER_READY);
+  const answer = runStatement(request);
   await Bun.write(Bun.stdout, JSON.stringify(answer));
 }

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { Db } from "../db/index.ts";
 import { runReadOnlySqlPg } from "../db/pg/mcp-sql.ts";
 import { ApiError } from "../errors.ts";
-import type { RunnerAnswer, RunnerRequest } from "./sql-runner.ts";
+import { RUNNER_READY, type RunnerAnswer, type RunnerRequest } from "./sql-runner.ts";
 
 /**
  * The tables the `query` tool may read: the site registry and the synced data. gsc_performance_data is the
@@ -202,15 +202,28 @@ async function runInSlot(db: Db, statement: string, limits: SqlLimits & { maxCon
       maxBytes: limits.maxBytes,
       tables: QUERYABLE_TABLES,
     };
-    const started = performance.now();
-    // The parent kills the child at the limit; the child's own watchdog, a second later, covers a parent that died.
+    // The time limit counts the statement, not the child's start: on a loaded host starting a process can
+    // take longer than the limit itself. The child writes READY to stderr when the statement begins; until
+    // then only a start-up bound applies, and a child that never gets there is "unavailable", not "too slow".
+    let started = performance.now();
+    let killedFor: "time" | "start" | null = null;
+    // The child's own watchdog (limit + 1 s from its READY) covers a parent that died.
     const child = Bun.spawn([process.execPath, runnerPath, String(limits.timeoutMs + 1000)], {
       stdin: new Blob([JSON.stringify(request)]),
       stdout: "pipe",
       stderr: "pipe",
-      timeout: limits.timeoutMs,
-      killSignal: "SIGKILL",
     });
+    const kill = (why: "time" | "start") => {
+      killedFor ??= why;
+      child.kill("SIGKILL");
+    };
+    let deadline: ReturnType<typeof setTimeout> | undefined;
+    const startGuard = setTimeout(() => kill("start"), RUNNER_START_BOUND_MS);
+    const onReady = () => {
+      clearTimeout(startGuard);
+      started = performance.now();
+      deadline = setTimeout(() => kill("time"), limits.timeoutMs);
+    };
     // SQLite in Bun keeps no heap statistics (hard_heap_limit does nothing): the child's resident memory is
     // watched instead, and a statement past the cap (randomblob(1e9), a huge sort) is killed like a slow one.
     let overMemory = false;
@@ -222,11 +235,20 @@ async function runInSlot(db: Db, statement: string, limits: SqlLimits & { maxCon
         child.kill("SIGKILL");
       }
     }, 20);
-    const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]).finally(() =>
-      clearInterval(watch),
+    const [out, err] = await Promise.all([new Response(child.stdout).text(), readStderr(child.stderr, onReady), child.exited]).finally(
+      () => {
+        clearInterval(watch);
+        clearTimeout(startGuard);
+        clearTimeout(deadline);
+      },
     );
     if (overMemory) {
       throw new ApiError("validation_failed", `query stopped: it needed more than ${Math.round(cap / 1024 / 1024)} MB of memory`);
+    }
+    if (killedFor === "start") {
+      throw new ApiError("unavailable", "the query runner did not start in time (the host is overloaded); retry in a moment", undefined, {
+        "Retry-After": "5",
+      });
     }
     if (child.signalCode === "SIGKILL") throw timedOut(performance.now() - started, limits.timeoutMs);
     let answer: RunnerAnswer;
@@ -240,6 +262,25 @@ async function runInSlot(db: Db, statement: string, limits: SqlLimits & { maxCon
   } finally {
     giveSlot();
   }
+}
+
+/** How long the `query` tool's child may take to start before the call answers 503 (a hang guard on a starved host). */
+const RUNNER_START_BOUND_MS = 15_000;
+
+/** Reads the runner's stderr, calling `onReady` at its READY mark (which is not part of the returned text). */
+async function readStderr(stream: ReadableStream<Uint8Array>, onReady: () => void): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  let ready = false;
+  for await (const chunk of stream) {
+    text += decoder.decode(chunk, { stream: true });
+    if (!ready && text.startsWith(RUNNER_READY)) {
+      ready = true;
+      text = text.slice(RUNNER_READY.length);
+      onReady();
+    }
+  }
+  return text + decoder.decode();
 }
 
 /** The memory cap of one `query` statement's child process unless MCP_QUERY_MAX_MEMORY_MB says otherwise. */
