@@ -35,6 +35,7 @@ export const sqliteOnly: Record<string, string> = {
   "bench.test.ts": "runs the SQLite benchmark",
   "bench-analytics.test.ts": "runs the SQLite benchmark",
   "bench-search.test.ts": "runs the SQLite benchmark",
+  "fast-path.test.ts": "the request fast path answers SQLite's reads only (PostgreSQL's take the full stack)",
   "sync.backfill.test.ts": "an SQLite migration's backfill of old rows (PostgreSQL's schema starts with the markers)",
 };
 

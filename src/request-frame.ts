@@ -30,7 +30,7 @@ export type RequestFrameOptions = {
 };
 
 /** A client's X-Request-Id is kept when it is short and plain (Hono's requestId rule); else a new UUID. */
-function requestIdOf(given: string | undefined): string {
+export function requestIdOf(given: string | undefined): string {
   return given === undefined || given.length > 255 || /[^\w\-=]/.test(given) ? crypto.randomUUID() : given;
 }
 
@@ -62,16 +62,12 @@ export function requestFrame(opts: RequestFrameOptions): MiddlewareHandler {
       const method = c.req.method;
       const route = c.req.routePath;
       observe(method, res.status, route, ms / 1000);
-      if (logRequests) {
-        log("info", "request", {
-          request_id: id,
-          method,
-          path: c.req.path,
-          route,
-          status: res.status,
-          duration_ms: Math.round(ms * 100) / 100,
-        });
-      }
+      if (logRequests) logRequest(id, method, c.req.path, route, res.status, ms);
     }
   };
+}
+
+/** The `request` log line of one answered request (REQUEST_LOG). */
+export function logRequest(id: string, method: string, path: string, route: string, status: number, ms: number) {
+  log("info", "request", { request_id: id, method, path, route, status, duration_ms: Math.round(ms * 100) / 100 });
 }

@@ -122,6 +122,9 @@ function memoized(test: (addr: string) => boolean): (addr: string) => boolean {
   };
 }
 
+/** The auth middleware, with the keyless check the request fast path asks (see trustsKeyless). */
+export type AuthMiddleware = MiddlewareHandler & { trustsKeyless(socket: string, host: string): boolean };
+
 /** A rate limiter the auth middleware asks once per identified caller (see src/ratelimit). */
 export type RateLimit = (bucket: { kind: "key" | "ip"; id: string }) => Promise<void>;
 
@@ -130,7 +133,7 @@ export type RateLimit = (bucket: { kind: "key" | "ip"; id: string }) => Promise<
  * trusted loopback client, or anyone with AUTH=off), guards loopback trust against DNS rebinding
  * (Host) and cross-site forms (Origin), applies the rate limit, and checks the route's scope.
  */
-export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit): MiddlewareHandler {
+export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit): AuthMiddleware {
   const touch = createKeyTouches(db, opts.touchIntervalMs ?? 5000);
   const isLocal = memoized(addressMatcher(opts.localAddresses));
   const trustProxy = opts.trustProxy ?? [];
@@ -225,7 +228,21 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     return LOOPBACK;
   }
 
-  return async (c, next) => {
+  /**
+   * For the request fast path (src/http/fast-path.ts): true when a keyless GET of an API path from the
+   * socket address `socket` (normalised, no proxy headers, no Origin) for host name `host` is let through by
+   * the middleware below without a rate-limit call; false when the middleware may answer otherwise (a
+   * refusal, a rate limit, a proxy) or cannot tell without a query: the request then takes the full path.
+   */
+  function trustsKeyless(socket: string, host: string): boolean {
+    if (isTrustedProxy(socket) || !isLocal(socket)) return false;
+    if (opts.allowedHosts.length > 0 && !hostAllowed(host)) return false;
+    if (opts.mode === "off") return true;
+    if (opts.mode === "required") return false;
+    return anyActiveKey() === false && hostAllowed(host);
+  }
+
+  const middleware: MiddlewareHandler = async (c, next) => {
     const path = c.req.path;
     // Preflights carry no credentials and change nothing (CORS answers them).
     if (c.req.method === "OPTIONS") return next();
@@ -286,4 +303,5 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     }
     return next();
   };
+  return Object.assign(middleware, { trustsKeyless });
 }

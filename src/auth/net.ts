@@ -75,7 +75,12 @@ export function addressMatcher(list: readonly string[]): (addr: string) => boole
 
 /** The host name the client asked for (Host header without the port), lower-cased. */
 export function requestHostname(c: Context): string {
-  const host = (c.req.header("host") ?? new URL(c.req.url).host).toLowerCase();
+  return hostnameOf(c.req.header("host") ?? new URL(c.req.url).host);
+}
+
+/** A Host header's name without the port, lower-cased. */
+export function hostnameOf(hostHeader: string): string {
+  const host = hostHeader.toLowerCase();
   if (host.startsWith("[")) return host.slice(0, host.indexOf("]") + 1);
   return host.replace(/:\d*$/, "");
 }

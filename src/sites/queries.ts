@@ -126,8 +126,13 @@ export function decodeCursor(s: string): SiteCursor {
 
 /** Finds one site by id. */
 export async function findSiteById(db: Db, id: number): Promise<Site | undefined> {
-  if (db.engine === "sqlite") return readStatements(db.read).byId.get({ id });
+  if (db.engine === "sqlite") return readSiteById(db, id);
   return first(await pgStatements(db).byId.run(db.pg.pool, { id }));
+}
+
+/** SQLite: finds one site by id without a promise (the request fast path, src/http/fast-path.ts). */
+export function readSiteById(db: SqliteDb, id: number): Site | undefined {
+  return readStatements(db.read).byId.get({ id });
 }
 
 /**
@@ -138,14 +143,23 @@ export async function listSites(
   db: Db,
   opts: { activeOnly: boolean; limit?: number; cursor?: SiteCursor; includeArchived?: boolean },
 ): Promise<{ items: Site[]; next: SiteCursor | null }> {
-  const rows = db.engine === "sqlite" ? listSitesSqlite(db, opts) : await listSitesAny(db, opts);
-  if (opts.limit === undefined || rows.length <= opts.limit) return { items: rows, next: null };
-  const items = rows.slice(0, opts.limit);
-  const last = items[items.length - 1]!;
-  return { items, next: { name: last.name, id: last.id } };
+  return pageOf(db.engine === "sqlite" ? listSitesSqlite(db, opts) : await listSitesAny(db, opts), opts.limit);
 }
 
 type ListOptions = Parameters<typeof listSites>[1];
+
+/** SQLite: lists sites as listSites does, without a promise (the request fast path, src/http/fast-path.ts). */
+export function readSitesPage(db: SqliteDb, opts: ListOptions): { items: Site[]; next: SiteCursor | null } {
+  return pageOf(listSitesSqlite(db, opts), opts.limit);
+}
+
+/** The page of `rows` (read with one row past `limit`) and the cursor after it when more remain. */
+function pageOf(rows: Site[], limit: number | undefined): { items: Site[]; next: SiteCursor | null } {
+  if (limit === undefined || rows.length <= limit) return { items: rows, next: null };
+  const items = rows.slice(0, limit);
+  const last = items[items.length - 1]!;
+  return { items, next: { name: last.name, id: last.id } };
+}
 
 function listSitesSqlite(db: SqliteDb, opts: ListOptions): Site[] {
   const s = readStatements(db.read);

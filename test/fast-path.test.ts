@@ -1,0 +1,147 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createApp } from "../src/app.ts";
+import { authMiddleware, defaultAuthOptions } from "../src/auth/middleware.ts";
+import { createApiKey } from "../src/auth/queries.ts";
+import type { SqliteDb } from "../src/db/index.ts";
+import { createFastPath } from "../src/http/fast-path.ts";
+import { createSite } from "../src/sites/queries.ts";
+import { tempSqliteDb } from "./helpers/db.ts";
+
+// The request fast path (src/http/fast-path.ts) against the full stack, over real sockets on one SQLite
+// file: every request it answers gets the same status, body and headers as the full stack's answer, the
+// requests it must not answer (keys, Origin, proxies, odd queries, refusals, misses) reach the full stack,
+// and the app composed with it answers exactly as the app without it.
+
+type Served = { url: string; stop: () => void };
+const serve = (fetch: (req: Request, server: unknown) => Response | Promise<Response>): Served => {
+  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: fetch as never });
+  return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
+};
+
+let t: ReturnType<typeof tempSqliteDb>;
+let full: Served;
+let composed: Served;
+let fastOnly: Served;
+const observed: [string, number, string][] = [];
+const NOT_FAST = 599;
+
+beforeAll(async () => {
+  t = tempSqliteDb();
+  for (let i = 1; i <= 5; i++) await createSite(t.db, { domain: `sc-domain:s${i}.example`, name: `Site ${i % 3}`, is_active: i !== 4 });
+  const fullApp = createApp(t.db, { fastPath: false, backups: null });
+  full = serve((req, server) => fullApp.fetch(req, server));
+  const app = createApp(t.db, { backups: null });
+  composed = serve((req, server) => app.fetch(req, server));
+  const fast = createFastPath({
+    db: t.db as SqliteDb,
+    trustsKeyless: authMiddleware(t.db, defaultAuthOptions).trustsKeyless,
+    observe: (method, status, route) => observed.push([method, status, route]),
+  });
+  fastOnly = serve((req, server) => fast(req, server) ?? new Response("not fast", { status: NOT_FAST }));
+});
+afterAll(async () => {
+  for (const s of [full, composed, fastOnly]) s?.stop();
+  await t.cleanup();
+});
+
+type Answer = { status: number; body: string; headers: Record<string, string> };
+async function send(base: string, path: string, init: RequestInit = {}): Promise<Answer> {
+  const res = await fetch(base + path, init);
+  const headers: Record<string, string> = {};
+  // The date changes by the second; a generated request id differs (checked for its shape below).
+  for (const [k, v] of res.headers) if (k !== "date") headers[k] = v;
+  return { status: res.status, body: await res.text(), headers };
+}
+function sameAnswer(a: Answer, b: Answer) {
+  const id = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  const ida = a.headers["x-request-id"]!;
+  const idb = b.headers["x-request-id"]!;
+  if (id.test(ida) || id.test(idb)) {
+    expect(ida).toMatch(id);
+    expect(idb).toMatch(id);
+    a = { ...a, headers: { ...a.headers, "x-request-id": "generated" } };
+    b = { ...b, headers: { ...b.headers, "x-request-id": "generated" } };
+  }
+  expect(a).toEqual(b);
+}
+
+const answered: [string, RequestInit?][] = [
+  ["/api/v1/sites/1"],
+  ["/api/v1/sites/3", { headers: { "x-request-id": "client-id_1=" } }],
+  ["/api/v1/sites/2", { headers: { "x-request-id": "not plain!" } }],
+  ["/api/v1/sites"],
+  ["/api/v1/sites?limit=2"],
+  ["/api/v1/sites?limit=002&active_only=false"],
+  ["/api/v1/sites?active_only=0&include_archived=true&limit=3"],
+  ["/api/v1/sites?include_archived=1"],
+  ["/api/v1/sites", { headers: { host: "localhost:9" } }],
+];
+
+const notAnswered: [string, RequestInit?][] = [
+  ["/api/v1/sites/99"],
+  ["/api/v1/sites/0"],
+  ["/api/v1/sites/99999999999999999"],
+  ["/api/v1/sites/1/"],
+  ["/api/v1/sites/"],
+  ["/api/v1/sites/%31"],
+  ["/api/v1/sites/1", { method: "HEAD" }],
+  ["/api/v1/sites/1", { headers: { authorization: "Bearer nope" } }],
+  ["/api/v1/sites/1", { headers: { "x-api-key": "nope" } }],
+  ["/api/v1/sites/1", { headers: { origin: "https://evil.example" } }],
+  ["/api/v1/sites/1", { headers: { "x-forwarded-for": "203.0.113.9" } }],
+  ["/api/v1/sites/1", { headers: { forwarded: "for=203.0.113.9" } }],
+  ["/api/v1/sites/1", { headers: { host: "evil.example" } }],
+  ["/api/v1/sites?limit=0"],
+  ["/api/v1/sites?limit=501"],
+  ["/api/v1/sites?limit=2&limit=3"],
+  ["/api/v1/sites?limit=2&extra=1"],
+  ["/api/v1/sites?limit"],
+  ["/api/v1/sites?active_only=yes"],
+  ["/api/v1/sites?cursor=bm90IGEgY3Vyc29y"],
+  ["/api/v1/sites?limit=%32"],
+  ["/api/v1/sites/1/sync-status"],
+  ["/health"],
+];
+
+describe("request fast path (SQLite)", () => {
+  test("answers plain keyless reads exactly as the full stack does, and records them in the metrics", async () => {
+    for (const [path, init] of answered) {
+      const before = observed.length;
+      const fast = await send(fastOnly.url, path, init);
+      expect([path, fast.status]).toEqual([path, 200]);
+      sameAnswer(fast, await send(full.url, path, init));
+      expect(observed.length).toBe(before + 1);
+      expect(observed.at(-1)).toEqual(["GET", 200, path.startsWith("/api/v1/sites/") ? "/api/v1/sites/:id" : "/api/v1/sites"]);
+    }
+    // The list's next-page link, followed, is answered by the fast path too (a cursor it issued).
+    const page = await send(fastOnly.url, "/api/v1/sites?limit=2");
+    const next = /^<([^>]+)>; rel="next"$/.exec(page.headers.link!)![1]!;
+    const second = await send(fastOnly.url, next);
+    expect(second.status).toBe(200);
+    sameAnswer(second, await send(full.url, next));
+  });
+
+  test("leaves everything else to the full stack", async () => {
+    for (const [path, init] of notAnswered) {
+      const r = await send(fastOnly.url, path, init);
+      expect([path, init?.headers, r.status]).toEqual([path, init?.headers, NOT_FAST]);
+    }
+  });
+
+  test("the app composed with it answers every request as the app without it", async () => {
+    for (const [path, init] of [...answered, ...notAnswered])
+      sameAnswer(await send(composed.url, path, init), await send(full.url, path, init));
+  });
+
+  test("once a key exists, keyless reads go to the full stack (401 there)", async () => {
+    expect((await send(fastOnly.url, "/api/v1/sites/1")).status).toBe(200);
+    const other = t.open();
+    const { key } = await createApiKey(other, { name: "k", scope: "read" });
+    const r = await send(fastOnly.url, "/api/v1/sites/1");
+    expect(r.status).toBe(NOT_FAST);
+    const viaFull = await send(composed.url, "/api/v1/sites/1");
+    expect(viaFull.status).toBe(401);
+    sameAnswer(viaFull, await send(full.url, "/api/v1/sites/1"));
+    expect((await send(composed.url, "/api/v1/sites/1", { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+  });
+});
