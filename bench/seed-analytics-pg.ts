@@ -3,6 +3,8 @@ import pg from "pg";
 import type { Q } from "../src/db/engine.ts";
 import * as pgSchema from "../src/db/pg/schema.ts";
 import { replaceDayDetail } from "../src/sync/data.ts";
+import { dayNumber, typeCode } from "../src/sync/grains.ts";
+import { refreshDayRollups } from "../src/sync/rollups.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { type SeedData, seedDayGrains, seedDayRows, seedPlan, seedTerms } from "./anchors-data.ts";
 import { searchTypes } from "../src/sync/search-types.ts";
@@ -37,6 +39,7 @@ export async function seedAnalyticsPg(
         const rows = seedDayRows(data, domain, date, type, rowsPerDayType, vocabulary);
         await replaceDayDetail(orm, siteId, date, type, rows);
         await seedDayGrains(orm, siteId, date, type, rows);
+        await refreshDayRollups(orm, siteId, dayNumber(date), typeCode(type));
         await client.query("insert into gsc_synced_days (site_id, date, search_type, row_count) values ($1, $2, $3, $4)", [
           siteId,
           date,

@@ -5,6 +5,8 @@ import { wrapOrm } from "../src/db/sqlite/open.ts";
 import { indexAllPendingQueries } from "../src/search/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
 import { replaceDayDetail } from "../src/sync/data.ts";
+import { dayNumber, typeCode } from "../src/sync/grains.ts";
+import { refreshDayRollups } from "../src/sync/rollups.ts";
 import { type SeedData, seedDayGrains, seedDayRows, seedPlan, seedTerms } from "./anchors-data.ts";
 import { searchTypes } from "../src/sync/search-types.ts";
 
@@ -59,6 +61,7 @@ export async function seedAnalytics(
         // This connection is the seeder's alone: awaiting inside its BEGIN ... COMMIT is safe.
         await replaceDayDetail(orm, siteId, date, type, rows);
         await seedDayGrains(orm as unknown as Q, siteId, date, type, rows);
+        await refreshDayRollups(orm, siteId, dayNumber(date), typeCode(type));
         mark.run(siteId, date, type, rows.length);
         total += rows.length;
       }

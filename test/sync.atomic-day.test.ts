@@ -89,6 +89,29 @@ async function observeDay(day: string) {
   return r!;
 }
 
+/**
+ * The day's named-query counts kept at ingest (src/sync/rollups.ts) beside the same counts taken from its
+ * detail must be equal: [type, device, queries] rows; type 0 = every type, device 0 = every device.
+ */
+async function dayQueryCounts(day: string) {
+  const where = `site_id = ${site} and day = ${dayNumber(day)}`;
+  const rows = async (q: string) => {
+    const r =
+      t.db.engine === "pg"
+        ? (await t.db.pg!.pool.query<{ type: number; device: number; n: string }>(q)).rows
+        : t.db.raw.reader.query<{ type: number; device: number; n: number }, []>(q).all();
+    return r.map((x) => [Number(x.type), Number(x.device), Number(x.n)]);
+  };
+  const kept = await rows(`select type, device, queries as n from gsc_day_query_counts where ${where} order by 1, 2`);
+  const fromDetail = await rows(`select * from (
+    select type, 0 as device, count(distinct query_id) as n from gsc_query_detail where ${where} group by type
+    union all select type, device, count(distinct query_id) from gsc_query_detail where ${where} group by type, device
+    union all select 0, 0, count(distinct query_id) from gsc_query_detail where ${where} having count(*) > 0
+    union all select 0, device, count(distinct query_id) from gsc_query_detail where ${where} group by device) c order by 1, 2`);
+  expect(kept.length).toBeGreaterThan(0);
+  expect(kept).toEqual(fromDetail);
+}
+
 /** Rows in the staging tables (every task's). */
 async function stagedRows() {
   const [r] = await t.db.q
@@ -148,6 +171,7 @@ for (const [path, ATOMIC, DAY] of [
     const v2 = versionOf(2);
     expect(await observe()).toEqual(v1);
     expect(await stagedRows()).toBe(0);
+    await dayQueryCounts(DAY);
 
     // A reader polls the day from now on; every observation must be exactly v1 or v2.
     const seen: { totals: number; rows: number; clicks: number }[] = [];
@@ -210,6 +234,7 @@ for (const [path, ATOMIC, DAY] of [
     reading = false;
     await reader;
     expect(await observe()).toEqual(v2);
+    await dayQueryCounts(DAY);
     // The takeover cleared the killed attempt's staging, and its own after the switch; the gone task's rows
     // were swept when the worker started (and by the staged day too).
     expect(await stagedRows()).toBe(0);

@@ -314,24 +314,21 @@ export function exportQuery(e: Engine, o: ExportOptions): { sql: string; params:
 /** The filters performance-trends takes besides the site (search type, country, device, appearance). */
 export type TrendsFilters = Omit<GrainFilters, "siteId" | "start" | "end">;
 
-/** Distinct named queries per day (the trend's unique_queries): the day × query rollup, or the query detail for one device. */
+/** Distinct named queries per day (the trend's unique_queries), as counted at ingest in gsc_day_query_counts. */
 async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start: string, end: string): Promise<Map<string, number>> {
-  const e = db.engine;
-  const table = f.device ? "gsc_query_detail" : "gsc_day_query_totals";
+  // Kept at ingest (src/sync/rollups.ts): one row per day; type 0 = every type, device 0 = every device.
   const rows = await all<{ day: number; n: number }>(
     db,
-    `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from ${table} g
- where g.site_id = $site_id and g.day >= $start and g.day <= $end
-   and g.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})${f.device ? " and g.device = $device" : ""}
- group by g.day`,
+    `select g.day as day, g.queries as n from gsc_day_query_counts g
+ where g.site_id = $site_id and g.day >= $start and g.day <= $end and g.type = $type and g.device = $device`,
     {
       site_id: siteId,
       start: dayNumber(start),
       end: dayNumber(end),
-      types: JSON.stringify(typeCodesOf(f.searchType)),
-      ...(f.device ? { device: deviceCode(f.device) } : {}),
+      type: f.searchType === "all" ? 0 : typeCodesOf(f.searchType)[0]!,
+      device: f.device ? deviceCode(f.device) : 0,
     },
-    true,
+    false,
   );
   return new Map(rows.map((r) => [dayDate(Number(r.day)), Number(r.n)]));
 }

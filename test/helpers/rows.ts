@@ -6,11 +6,13 @@ import type { SearchTypeCode } from "../../src/db/enums.ts";
 import { dayNumber, deviceCode, sumPosition, typeCode } from "../../src/sync/grains.ts";
 import { deleteRowsById, rebuildDayQueryTotals, upsertRows } from "../../src/sync/data.ts";
 import { dayDate } from "../../src/sync/grains.ts";
+import { refreshDayRollups } from "../../src/sync/rollups.ts";
 import type { SearchType, SourceRow } from "../../src/sync/source.ts";
 
 // Synced rows written through the same write path as the daily sync (src/sync/data.ts), on either engine:
 // the compact query detail (gsc_query_detail and its dictionaries, readable through the gsc_performance_data
-// view) and the day × query rollup, rebuilt as the sync does once a day is stored.
+// view) and the day × query rollup, rebuilt as the sync does once a day is stored, with the report rollups
+// (src/sync/rollups.ts).
 
 /** Stores rows of one site, day and search type (insert or update on the row key); returns their key ids. */
 export async function storeRows(db: Db, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<string[]> {
@@ -18,6 +20,7 @@ export async function storeRows(db: Db, siteId: number, day: string, type: Searc
   return db.tx(async (tx) => {
     const ids = await upsertRows(tx, siteId, day, type, rows);
     await rebuildDayQueryTotals(tx, siteId, day, type);
+    await refreshDayRollups(tx, siteId, dayNumber(day), typeCode(type));
     return ids;
   });
 }
@@ -62,6 +65,7 @@ export async function deleteRows(db: Db, ids: string[]): Promise<number> {
     for (const d of days) {
       const [site, day, type] = d.split("|").map(Number);
       await rebuildDayQueryTotals(tx, site!, dayDate(day!), searchTypeCodes[type! - 1]! as SearchType);
+      await refreshDayRollups(tx, site!, day!, type!);
     }
     return n;
   });

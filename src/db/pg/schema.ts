@@ -435,6 +435,25 @@ export const gscDayQueryTotals = pgTable(
   ],
 );
 
+/**
+ * Named queries per day (issue 18): distinct query ids of the day's query detail, kept at ingest
+ * (src/sync/rollups.ts) so trends do not count the rollup's rows. type 0 = every type together (a query in
+ * two types counts once), device 0 = every device; exact counts of what the detail holds.
+ */
+export const gscDayQueryCounts = pgTable(
+  "gsc_day_query_counts",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    day: integer("day").notNull(),
+    type: integer("type").notNull(),
+    device: integer("device").notNull(),
+    queries: integer("queries").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.device] })],
+);
+
 // A day × type too big for one transaction (over SYNC_ATOMIC_DAY_ROWS detail rows) is staged here while it
 // is fetched, keyed by the sync task (which stages one day × type at a time), then switched into
 // gsc_query_detail / gsc_day_query_totals in one short transaction (src/sync/staged-day.ts): readers see

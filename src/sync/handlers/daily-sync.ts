@@ -7,6 +7,7 @@ import { isFinalDay, isFreshDay } from "../dates.ts";
 import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
 import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
+import { refreshDayRollups } from "../rollups.ts";
 import { clearStaged, stageQueryTotals, stageRows, startStaging, switchStagedDay } from "../staged-day.ts";
 import type { SourceRow, TotalsRow } from "../source.ts";
 import { runDays } from "./days.ts";
@@ -151,6 +152,8 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
     // The old detail and rollup replaced by the new rows and their sums (computed from the rows, not read back).
     else if (rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!);
     await replaceDayGrains(tx, grains);
+    // The report rollups of this day (src/sync/rollups.ts), from what is now stored.
+    await refreshDayRollups(tx, site.id, dayNumber(day), typeCode(type));
     if (final) await markDaySynced(tx, site.id, day, type, rows);
     return rows;
   });

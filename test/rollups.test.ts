@@ -1,0 +1,213 @@
+// Report rollups kept at ingest (issue 18, src/sync/rollups.ts): each answer read from a rollup equals the
+// answer computed from the query detail, on the suite's engine; the migration's backfill of a database that
+// already holds data gives the same rollup rows as the sync's day-by-day refresh (both engines).
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import pg from "pg";
+import { findPerformanceTrends } from "../src/analytics/queries.ts";
+import type { Db } from "../src/db/index.ts";
+import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
+import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
+import { defaultPragmas } from "../src/db/sqlite/open.ts";
+import { addDays } from "../src/sync/dates.ts";
+import { replaceDayDetail } from "../src/sync/data.ts";
+import { dayNumber, typeCode } from "../src/sync/grains.ts";
+import { refreshDayRollups } from "../src/sync/rollups.ts";
+import type { SearchType, SourceRow } from "../src/sync/source.ts";
+import { tempDb, tempDir } from "./helpers/db.ts";
+import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
+
+const DEVICES = ["DESKTOP", "MOBILE", "TABLET"] as const;
+
+/** Deterministic rows of one day and type: overlapping queries across pages, devices, types and days. */
+function dayRows(seed: number, n: number): SourceRow[] {
+  let x = seed * 2654435761;
+  const rand = () => {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    return x / 2147483648;
+  };
+  return Array.from({ length: n }, () => {
+    const impressions = 1 + Math.floor(rand() * 50);
+    return {
+      page: `https://rollups.example/p${Math.floor(rand() * 6)}`,
+      query: `q${Math.floor(rand() * rand() * 40)}`,
+      device: DEVICES[Math.floor(rand() * 3)]!,
+      clicks: Math.floor(rand() * impressions),
+      impressions,
+      ctr: 0,
+      position: 1 + Math.round(rand() * 300) / 10,
+    };
+  });
+}
+
+const END = "2026-10-31";
+const TYPES: SearchType[] = ["web", "image"];
+
+/** Writes `days` days of both types as the sync's day switch does (detail + rollup, then the report rollups). */
+async function writeDays(db: Db, siteId: number, days: number, seed = 0) {
+  for (let i = 0; i < days; i++) {
+    const day = addDays(END, -i);
+    for (const type of TYPES) {
+      await db.tx(async (tx) => {
+        await replaceDayDetail(tx, siteId, day, type, dayRows(seed + i * 10 + typeCode(type), 30 + ((i * 7) % 25)));
+        await refreshDayRollups(tx, siteId, dayNumber(day), typeCode(type));
+      });
+    }
+  }
+}
+
+/** The named queries per day computed from the detail itself (the answer before the rollup). */
+async function detailCounts(db: Db, siteId: number, types: number[], device: number | null): Promise<Map<number, number>> {
+  const q = `select day, count(distinct query_id) as n from gsc_query_detail where site_id = ${siteId}
+    and type in (${types.join(",")})${device ? ` and device = ${device}` : ""} group by day`;
+  const rows =
+    db.engine === "pg"
+      ? (await db.pg!.pool.query<{ day: number; n: string }>(q)).rows
+      : db.raw.reader.query<{ day: number; n: number }, []>(q).all();
+  return new Map(rows.map((r) => [Number(r.day), Number(r.n)]));
+}
+
+describe("rollups kept at ingest equal the detail's answers", () => {
+  let t: ReturnType<typeof tempDb>;
+  let db: Db;
+  let siteId: number;
+  beforeAll(async () => {
+    t = tempDb();
+    db = t.db;
+    siteId = await db.tx(async (tx) => {
+      const [s] = await tx.insert(db.t.sites).values({ domain: "sc-domain:rollups.example", name: "r" }).returning();
+      return s!.id;
+    });
+    await writeDays(db, siteId, 10);
+    // A day fetched again with other rows (fewer queries): its counts follow.
+    await writeDays(db, siteId, 1, 999);
+  });
+  afterAll(async () => {
+    await t.cleanup();
+  });
+
+  for (const searchType of ["web", "image", "all"] as const) {
+    for (const device of [null, "DESKTOP", "MOBILE", "TABLET"] as const) {
+      test(`trends' named queries per day: ${searchType}, device ${device ?? "any"}`, async () => {
+        const trends = await findPerformanceTrends(db, siteId, 10, { searchType, device });
+        const types = searchType === "all" ? [1, 2, 3, 4, 5, 6] : [typeCode(searchType)];
+        const want = await detailCounts(db, siteId, types, device ? DEVICES.indexOf(device) + 1 : null);
+        expect(trends.data).toHaveLength(10);
+        const got = new Map(trends.data.map((r) => [dayNumber(r.date), r.unique_queries]));
+        expect(got).toEqual(want);
+        expect(trends.summary.unique_queries).toBe([...want.values()].reduce((a, b) => a + b, 0));
+      });
+    }
+  }
+});
+
+// The backfill: a database filled before the rollup tables existed gets, from the migration, exactly the
+// rows the sync's refresh writes day by day.
+const TAG = { sqlite: "0022_day_query_counts", pg: "0017_day_query_counts" };
+const ROLLUP_TABLES = ["gsc_day_query_counts"];
+
+function folderBefore(dir: string, folder: string, tag: string): string {
+  const out = join(dir, `before-${tag}`);
+  cpSync(folder, out, { recursive: true });
+  const path = join(out, "meta", "_journal.json");
+  const journal = JSON.parse(readFileSync(path, "utf8")) as { entries: { tag: string }[] };
+  const at = journal.entries.findIndex((e) => e.tag === tag);
+  expect(at).toBeGreaterThan(0);
+  journal.entries = journal.entries.slice(0, at);
+  writeFileSync(path, JSON.stringify(journal, null, 2));
+  return out;
+}
+
+/** Detail and rollup rows of a few days, written directly (as an older version stored them). */
+function oldRowsSql(): string[] {
+  const out: string[] = [
+    "insert into sites (id, domain, name) values (1, 'a.example', 'A'), (2, 'b.example', 'B')",
+    "insert into gsc_pages (id, site_id, page) values (1, 1, 'https://a.example/x'), (2, 1, 'https://a.example/y'), (3, 2, 'https://b.example/z')",
+  ];
+  const queries: string[] = [];
+  for (let q = 1; q <= 12; q++) queries.push(`(${q}, ${q <= 8 ? 1 : 2}, 'q${q}')`);
+  out.push(`insert into gsc_queries (id, site_id, query) values ${queries.join(", ")}`);
+  const detail: string[] = [];
+  for (const [site, pages, qs] of [
+    [1, [1, 2], [1, 2, 3, 4, 5, 6, 7, 8]],
+    [2, [3], [9, 10, 11, 12]],
+  ] as const)
+    for (const day of [20400, 20401, 20402])
+      for (const type of [1, 2, 3])
+        for (const page of pages)
+          for (const q of qs)
+            for (const device of [1, 2, 3]) {
+              // Not every key on every day: a sparse, uneven pattern.
+              if ((q * 7 + day + type * 3 + page + device * 5) % 4 === 0) continue;
+              const v = q + device + type;
+              detail.push(`(${site}, ${day}, ${type}, ${page}, ${q}, ${device}, ${v}, ${v * 10}, ${v * 1000})`);
+            }
+  out.push(
+    `insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position) values ${detail.join(", ")}`,
+  );
+  out.push(`insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
+    select site_id, day, type, query_id, sum(clicks), sum(impressions), sum(sum_position) from gsc_query_detail group by site_id, day, type, query_id`);
+  return out;
+}
+
+const dumpSql = (table: string) => `select * from ${table} order by 1, 2, 3, 4`;
+
+describe("the migration backfills the rollups of data already stored", () => {
+  const dir = tempDir("sitesync-rollups-migration-");
+  afterAll(() => dir.cleanup());
+
+  test("SQLite: backfilled rows = the day-by-day refresh's rows", async () => {
+    const path = join(dir.dir, "old.db");
+    migrate(path, defaultPragmas, folderBefore(dir.dir, migrationsFolder, TAG.sqlite));
+    const old = new Database(path);
+    for (const s of oldRowsSql()) old.run(s);
+    old.close();
+    migrate(path);
+    const db = new Database(path);
+    try {
+      const backfilled = ROLLUP_TABLES.map((t) => db.query(dumpSql(t)).all());
+      expect(backfilled[0]!.length).toBeGreaterThan(30);
+      // The refresh of every stored day must write the same rows.
+      const { wrapOrm } = await import("../src/db/sqlite/open.ts");
+      const orm = wrapOrm(db);
+      for (const t of ROLLUP_TABLES) db.run(`delete from ${t}`);
+      for (const { site_id, day, type } of db
+        .query<{ site_id: number; day: number; type: number }, []>("select distinct site_id, day, type from gsc_query_detail")
+        .all())
+        await refreshDayRollups(orm, site_id, day, type);
+      expect(ROLLUP_TABLES.map((t) => db.query(dumpSql(t)).all())).toEqual(backfilled);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe.skipIf(postgresSkipReason !== null)("PostgreSQL: the migration backfills the rollups", () => {
+  const server = usePostgres();
+  const dir = tempDir("sitesync-rollups-migration-pg-");
+  afterAll(() => dir.cleanup());
+
+  test("backfilled rows = the day-by-day refresh's rows", async () => {
+    const url = await server.newDatabase();
+    await migratePg(url, folderBefore(dir.dir, pgMigrationsFolder, TAG.pg));
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      for (const s of oldRowsSql()) await c.query(s);
+      await migratePg(url);
+      const dump = async () => Promise.all(ROLLUP_TABLES.map(async (t) => (await c.query(dumpSql(t))).rows));
+      const backfilled = await dump();
+      expect(backfilled[0]!.length).toBeGreaterThan(30);
+      const { drizzle } = await import("drizzle-orm/node-postgres");
+      const orm = drizzle(c);
+      for (const t of ROLLUP_TABLES) await c.query(`delete from ${t}`);
+      for (const { site_id, day, type } of (await c.query("select distinct site_id, day, type from gsc_query_detail")).rows)
+        await refreshDayRollups(orm as never, site_id, day, type);
+      expect(await dump()).toEqual(backfilled);
+    } finally {
+      await c.end();
+    }
+  });
+});
