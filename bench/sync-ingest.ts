@@ -37,6 +37,8 @@ const { values: args } = parseArgs({
     "idle-seconds": { type: "string", default: "5" },
     // SYNC_NICE of the service (default: the service's own default).
     "sync-nice": { type: "string" },
+    // The fake builds and serialises every answer again instead of sending the first day's bytes again.
+    "fake-fresh": { type: "boolean", default: false },
     // The same for the fake Search Console (it is not part of a real deployment: Google's CPU is elsewhere).
     "fake-nice": { type: "string" },
   },
@@ -141,6 +143,8 @@ async function served(): Promise<void> {
         LOG_LEVEL: "warn",
         FAKE_GSC_ROWS: JSON.stringify({ web }),
         FAKE_GSC_DAILY_ROW_CAP: String(Math.max(50_000, web * 2)),
+        // Each answer page serialised once, sent again for every day (--fake-fresh: built for each request).
+        ...(args["fake-fresh"] ? {} : { FAKE_GSC_REUSE_BODIES: "1" }),
       },
       ready: "fake gsc listening",
       timeoutMs: 60_000,

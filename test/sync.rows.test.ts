@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, eq, sql } from "drizzle-orm";
-import { rebuildDayQueryTotals, replaceDayDetail, upsertRows } from "../src/sync/data.ts";
+import { rebuildDayQueryTotals, replaceDayDetail, rowTextIds, upsertRows } from "../src/sync/data.ts";
 import type { SourceRow } from "../src/sync/source.ts";
+import { KnownTextIds } from "../src/sync/text-ids.ts";
 import { tempDb } from "./helpers/db.ts";
 import { insertSites } from "./helpers/sync.ts";
 
@@ -13,12 +14,14 @@ let t: ReturnType<typeof tempDb>;
 let site = 0;
 let replaced = 0;
 let batched = 0;
+let cached = 0;
 beforeAll(async () => {
   t = tempDb();
-  const ids = await insertSites(t.db, 3, "rows.example");
+  const ids = await insertSites(t.db, 4, "rows.example");
   site = ids[0]!;
   replaced = ids[1]!;
   batched = ids[2]!;
+  cached = ids[3]!;
 });
 afterAll(() => t.cleanup());
 
@@ -105,5 +108,58 @@ describe("replaceDayDetail (an atomic day's detail and rollup in one call)", () 
     expect(after.detail.length).toBe(500);
     expect(after.rollup.length).toBe(500);
     expect(after.rollup.reduce((s, r) => s + r.impressions, 0)).toBe(500 * 100);
+  });
+});
+
+describe("KnownTextIds (a task's dictionary ids seen committed)", () => {
+  test("known texts are not looked up; ids of a rolled-back write are not kept, so the next day's rows point at stored texts", async () => {
+    const known = new KnownTextIds(cached);
+    const day1 = Array.from({ length: 600 }, (_, i) => row(i, 1));
+    known.discard();
+    await t.db.tx((tx) => replaceDayDetail(tx, cached, "2026-03-03", "web", day1, known));
+    known.committed();
+    expect([known.pages.size, known.queries.size]).toEqual([300, 600]);
+
+    // A write that adds new texts, then fails: rolled back, its ids (now free for others) must not be kept.
+    const fresh = Array.from({ length: 200 }, (_, i) => ({ ...row(i, 1), query: `new query ${i}`, page: `https://rows.example/new${i}` }));
+    known.discard();
+    await expect(
+      t.db.tx(async (tx) => {
+        await rowTextIds(tx, cached, fresh, known);
+        throw new Error("failed after the look-up");
+      }),
+    ).rejects.toThrow("failed after the look-up");
+    // The next write starts with discard (as syncDay does): nothing of the failed one is kept.
+    known.discard();
+    known.committed();
+    expect(known.queries.has("new query 0")).toBe(false);
+    // Other texts take the ids the failed write had used.
+    const other = Array.from({ length: 200 }, (_, i) => ({
+      ...row(i, 1),
+      query: `other query ${i}`,
+      page: `https://rows.example/other${i}`,
+    }));
+    await t.db.tx((tx) => rowTextIds(tx, batched, other));
+
+    // Day 2: day 1's texts (from the cache) and the failed write's (looked up and added now).
+    const day2 = [...day1, ...fresh];
+    known.discard();
+    await t.db.tx((tx) => replaceDayDetail(tx, cached, "2026-03-04", "web", day2, known));
+    known.committed();
+    expect(known.queries.has("new query 0")).toBe(true);
+    const { gscQueryDetail: d, gscPages: p, gscQueries: q } = t.db.t;
+    const got = await t.db.q
+      .select({ page: p.page, query: q.query })
+      .from(d)
+      .innerJoin(p, eq(p.id, d.page_id))
+      .innerJoin(q, eq(q.id, d.query_id))
+      .where(sql`${d.site_id} = ${cached} and ${d.day} = ${Math.round(Date.parse("2026-03-04") / 86_400_000)}`);
+    expect(got.length).toBe(800);
+    expect(new Set(got.map((r) => `${r.page} ${r.query}`))).toEqual(new Set(day2.map((r) => `${r.page} ${r.query}`)));
+
+    // A text in the cache is taken from it, not looked up (an id planted in the cache comes back as is).
+    known.queries.set("query 0", -7);
+    const ids = await t.db.tx((tx) => rowTextIds(tx, cached, [row(0, 1)], known));
+    expect(ids.queries.get("query 0")).toBe(-7);
   });
 });

@@ -10,6 +10,7 @@ import { isFinalDay } from "./dates.ts";
 import { dayDate, dayNumber, deviceCode, typeCode } from "./grains.ts";
 import { keyRows, rollupOf } from "./keyed-rows.ts";
 import type { SearchType, SourceRow } from "./source.ts";
+import { eitherIds, type KnownTextIds, type TextIds, unknownTexts } from "./text-ids.ts";
 
 // The synced Search Console data: the query detail in gsc_query_detail, completion markers in gsc_synced_days.
 // The functions "inside a write" take the transaction handle of db.tx (or the legacy db.write): on
@@ -67,10 +68,10 @@ const writeStatements = perConnection((orm) => {
   };
 });
 
-/** Dictionary ids (gsc_pages or gsc_queries) of a site's texts on SQLite, adding the missing ones in one statement. */
-function sqliteIds(dict: ReturnType<typeof writeStatements>["pages"], siteId: number, texts: string[]): Map<string, number> {
-  const distinct = [...new Set(texts)];
+/** Dictionary ids (gsc_pages or gsc_queries) of a site's distinct texts on SQLite, adding the missing ones in one statement. */
+function sqliteIds(dict: ReturnType<typeof writeStatements>["pages"], siteId: number, distinct: string[]): Map<string, number> {
   const ids = new Map<string, number>();
+  if (distinct.length === 0) return ids;
   for (const r of dict.find.all(siteId, JSON.stringify(distinct))) ids.set(r.text, r.id);
   if (ids.size < distinct.length) {
     const missing = distinct.filter((t) => !ids.has(t));
@@ -81,28 +82,23 @@ function sqliteIds(dict: ReturnType<typeof writeStatements>["pages"], siteId: nu
 
 /**
  * Inside a write: the dictionary ids (gsc_pages, gsc_queries) of rows' pages and queries in one site,
- * adding the texts not there yet (a big day's staging, src/sync/staged-day.ts). On SQLite at once.
+ * adding the texts not there yet. Texts in `known` (ids a task saw committed) are not looked up; the ids
+ * this looks up or adds go to `known.resolved` (kept once the write commits). On SQLite at once.
  */
-export async function rowTextIds(
-  tx: Q | Orm,
-  siteId: number,
-  rows: SourceRow[],
-): Promise<{ pages: Map<string, number>; queries: Map<string, number> }> {
+export async function rowTextIds(tx: Q | Orm, siteId: number, rows: SourceRow[], known?: KnownTextIds): Promise<RowTextIds> {
   const orm = sqliteOrm(tx);
-  if (!orm) return rowTextIdsPg(tx as Q, siteId, rows);
+  return orm ? sqliteTextIds(orm, siteId, rows, known) : rowTextIdsPg(tx as Q, siteId, rows, known);
+}
+
+type RowTextIds = { pages: TextIds; queries: TextIds };
+
+/** rowTextIds on SQLite, synchronously. */
+function sqliteTextIds(orm: Orm, siteId: number, rows: SourceRow[], known?: KnownTextIds): RowTextIds {
   const s = writeStatements(orm);
-  return {
-    pages: sqliteIds(
-      s.pages,
-      siteId,
-      rows.map((r) => r.page),
-    ),
-    queries: sqliteIds(
-      s.queries,
-      siteId,
-      rows.map((r) => r.query),
-    ),
-  };
+  const pages = sqliteIds(s.pages, siteId, unknownTexts(rows, "page", known?.pages));
+  const queries = sqliteIds(s.queries, siteId, unknownTexts(rows, "query", known?.queries));
+  known?.resolved(pages, queries);
+  return { pages: eitherIds(known?.pages, pages), queries: eitherIds(known?.queries, queries) };
 }
 
 /**
@@ -117,16 +113,7 @@ export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type:
   const s = writeStatements(orm);
   const d = dayNumber(day);
   const t = typeCode(type);
-  const pages = sqliteIds(
-    s.pages,
-    siteId,
-    rows.map((r) => r.page),
-  );
-  const queries = sqliteIds(
-    s.queries,
-    siteId,
-    rows.map((r) => r.query),
-  );
+  const { pages, queries } = sqliteTextIds(orm, siteId, rows);
   const k = keyRows(rows, pages, queries);
   for (let i = 0; i < k.n; i++) {
     s.upsert.run(siteId, d, t, k.page[i]!, k.query[i]!, k.device[i]!, k.clicks[i]!, k.impressions[i]!, k.sumPosition[i]!);
@@ -139,27 +126,23 @@ export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type:
  * Inside a write: replaces the whole query detail of one site, day and search type with `rows` (the old
  * rows deleted, the new inserted once per key, the last row of a key winning) and its day × query rollup
  * with their sums, computed here rather than read back from the detail. Returns the detail rows stored.
- * New pages and queries go into the site's dictionaries. On SQLite it is all done before this returns.
+ * New pages and queries go into the site's dictionaries (`known`: as rowTextIds). On SQLite it is all done before this returns.
  */
-export async function replaceDayDetail(tx: Q | Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<number> {
+export async function replaceDayDetail(
+  tx: Q | Orm,
+  siteId: number,
+  day: string,
+  type: SearchType,
+  rows: SourceRow[],
+  known?: KnownTextIds,
+): Promise<number> {
   const d = dayNumber(day);
   const t = typeCode(type);
   const orm = sqliteOrm(tx);
-  if (!orm) return replaceDayDetailPg(tx as Q, siteId, d, t, rows);
+  if (!orm) return replaceDayDetailPg(tx as Q, siteId, d, t, rows, known);
   const s = writeStatements(orm);
-  const k = keyRows(
-    rows,
-    sqliteIds(
-      s.pages,
-      siteId,
-      rows.map((r) => r.page),
-    ),
-    sqliteIds(
-      s.queries,
-      siteId,
-      rows.map((r) => r.query),
-    ),
-  );
+  const { pages, queries } = sqliteTextIds(orm, siteId, rows, known);
+  const k = keyRows(rows, pages, queries);
   s.clearDetail.run(siteId, d, t);
   s.clearRollup.run(siteId, d, t);
   for (let i = 0; i < k.n; i++) {

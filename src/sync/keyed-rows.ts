@@ -1,5 +1,6 @@
 import { deviceCode, sumPosition } from "./grains.ts";
 import type { SourceRow } from "./source.ts";
+import type { TextIds } from "./text-ids.ts";
 
 // A batch of query-detail rows as both engines write them (src/sync/data.ts, src/db/pg/synced-rows.ts):
 // dictionary ids in place of texts, one row per key, in the primary key's order, and the day × query
@@ -21,7 +22,7 @@ export type KeyedRows = {
  * primary key's order within a day, so the B-tree is written like an append (fuller pages, fewer touched)
  * — and one row per key (the last given).
  */
-export function keyRows(rows: SourceRow[], pages: Map<string, number>, queries: Map<string, number>): KeyedRows {
+export function keyRows(rows: SourceRow[], pages: TextIds, queries: TextIds): KeyedRows {
   const n = rows.length;
   const p = new Array<number>(n);
   const q = new Array<number>(n);

@@ -5,6 +5,7 @@ import { sqliteOrm } from "../db/sql.ts";
 import { rowTextIds } from "./data.ts";
 import { deviceCode, sumPosition } from "./grains.ts";
 import type { SourceRow } from "./source.ts";
+import type { KnownTextIds } from "./text-ids.ts";
 
 // A day × search type whose query detail is too big for one transaction (more than SYNC_ATOMIC_DAY_ROWS
 // rows, up to Search Console's 50,000) is staged, then switched (issue 17, docs/sync.md):
@@ -71,9 +72,9 @@ export async function sweepEndedStaging(db: Db): Promise<void> {
   }, "sweep of ended tasks' staging rows");
 }
 
-/** Inside a write: stages detail rows of the task's current day × type (their texts get dictionary ids). */
-export async function stageRows(tx: Q, taskId: number, siteId: number, rows: SourceRow[]): Promise<void> {
-  const { pages, queries } = await rowTextIds(tx, siteId, rows);
+/** Inside a write: stages detail rows of the task's current day × type (their texts get dictionary ids; `known`: as rowTextIds). */
+export async function stageRows(tx: Q, taskId: number, siteId: number, rows: SourceRow[], known?: KnownTextIds): Promise<void> {
+  const { pages, queries } = await rowTextIds(tx, siteId, rows, known);
   const orm = sqliteOrm(tx);
   if (orm) {
     const { stage } = stageStatements(orm);

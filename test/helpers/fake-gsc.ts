@@ -89,6 +89,13 @@ export type FakeGscOptions = {
   firstIncompleteDate?: string | null;
   /** Hourly rows per (site, day) (dimension HOUR); default 48 (two per hour). */
   hourlyRows?: (site: string, day: string) => number;
+  /**
+   * Serialise each answer page once and send the same bytes for every day asked with the same request
+   * (benchmarks: the fake's own CPU then stops competing with the service's). Valid because the generated
+   * rows are the same every day (fakeRows does not depend on the date); only used without `universe`, for
+   * answers without the `date` dimension and days without rows added by `revise`.
+   */
+  reuseBodies?: boolean;
   /** Delay before every search-analytics answer. */
   delayMs?: number;
   /** Bearer tokens accepted besides those the token endpoint issued. */
@@ -300,6 +307,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
   // Rows a test added per `site|day|type` (revise), and answers computed once per request shape.
   const extra = new Map<string, UniverseRow[]>();
   const answers = new Map<string, ReturnType<typeof fakeAnswer>>();
+  const bodies = new Map<string, string>();
   const universeOf = (site: string, day: string, type: string) => {
     const added = extra.get(`${site}|${day}|${type}`) ?? [];
     const own = opts.universe?.(site, day, type);
@@ -494,6 +502,24 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     }
     const fresh = incomplete && entry.dataState === "all";
     const metadata = fresh && entry.dimensions.includes("date") ? { metadata: { firstIncompleteDate } } : {};
+    // reuseBodies: the same request of another day gets the bytes already sent (the rows are the same every day).
+    const reusable =
+      opts.reuseBodies && !opts.universe && !entry.dimensions.includes("date") && !extra.has(`${site}|${body.startDate}|${entry.type}`);
+    const bodyKey = reusable
+      ? JSON.stringify([
+          site,
+          entry.type,
+          entry.dimensions,
+          entry.filters,
+          entry.aggregationType,
+          incomplete,
+          fresh,
+          entry.startRow,
+          entry.rowLimit,
+        ])
+      : null;
+    const sent = bodyKey ? bodies.get(bodyKey) : undefined;
+    if (sent) return new Response(sent, { headers: { "content-type": "application/json" } });
     const shape = JSON.stringify([site, body.startDate, entry.type, entry.dimensions, entry.filters, incomplete, fresh]);
     let all = answers.get(shape);
     if (!all) {
@@ -515,7 +541,11 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
       entry.aggregationType === "byPage" || ((entry.aggregationType ?? "auto") === "auto" && entry.dimensions.includes("page"));
     const responseAggregationType = byPage ? "byPage" : "byProperty";
     const rows = all.slice(entry.startRow, entry.startRow + entry.rowLimit);
-    return Response.json(rows.length > 0 ? { rows, responseAggregationType, ...metadata } : { responseAggregationType, ...metadata });
+    const answer = rows.length > 0 ? { rows, responseAggregationType, ...metadata } : { responseAggregationType, ...metadata };
+    if (!bodyKey) return Response.json(answer);
+    const text = JSON.stringify(answer);
+    bodies.set(bodyKey, text);
+    return new Response(text, { headers: { "content-type": "application/json" } });
   }
 
   // Sitemaps and URL inspection (fake-gsc-resources.ts): the same tokens, injected answers and forbidden sites.
@@ -669,7 +699,12 @@ if (import.meta.main) {
   const perType = JSON.parse(process.env.FAKE_GSC_ROWS ?? "{}") as Record<string, number>;
   // FAKE_GSC_DAILY_ROW_CAP lifts Google's 50,000-row daily cap for load tests of bigger days.
   const cap = process.env.FAKE_GSC_DAILY_ROW_CAP ? Number(process.env.FAKE_GSC_DAILY_ROW_CAP) : undefined;
-  const f = startFakeGsc({ rows: (_s, _d, type) => perType[type] ?? 0, dailyRowCap: cap });
+  // FAKE_GSC_REUSE_BODIES=1: each answer page serialised once for every day (the option reuseBodies).
+  const f = startFakeGsc({
+    rows: (_s, _d, type) => perType[type] ?? 0,
+    dailyRowCap: cap,
+    reuseBodies: process.env.FAKE_GSC_REUSE_BODIES === "1",
+  });
   console.log(`fake gsc listening on ${f.url}`);
   const shutdown = () => {
     f.stop();

@@ -2,6 +2,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { deviceCode, sumPosition } from "../../sync/grains.ts";
 import { keyRows, rollupOf } from "../../sync/keyed-rows.ts";
 import type { SourceRow } from "../../sync/source.ts";
+import { eitherIds, type KnownTextIds, type TextIds, unknownTexts } from "../../sync/text-ids.ts";
 import type { Q } from "../engine.ts";
 import type { GscRow, HourlyRow } from "../sqlite/schema.ts";
 import { fromExcluded } from "../sql.ts";
@@ -24,21 +25,13 @@ export async function rowTextIdsPg(
   tx: Q,
   siteId: number,
   rows: { page: string; query: string }[],
-): Promise<{ pages: Map<string, number>; queries: Map<string, number> }> {
-  return {
-    pages: await dictionaryIds(
-      tx,
-      gscPages,
-      siteId,
-      rows.map((r) => r.page),
-    ),
-    queries: await dictionaryIds(
-      tx,
-      gscQueries,
-      siteId,
-      rows.map((r) => r.query),
-    ),
-  };
+  known?: KnownTextIds,
+): Promise<{ pages: TextIds; queries: TextIds }> {
+  // Texts in `known` (ids the task saw committed) are not looked up; the rest go to known.resolved.
+  const pages = await dictionaryIds(tx, gscPages, siteId, unknownTexts(rows, "page", known?.pages));
+  const queries = await dictionaryIds(tx, gscQueries, siteId, unknownTexts(rows, "query", known?.queries));
+  known?.resolved(pages, queries);
+  return { pages: eitherIds(known?.pages, pages), queries: eitherIds(known?.queries, queries) };
 }
 
 /**
@@ -53,6 +46,7 @@ export async function dictionaryIds(tx: Q, table: typeof gscPages | typeof gscQu
   const col = sql.raw(table === gscPages ? "page" : "query");
   const distinct = [...new Set(texts)].sort();
   const ids = new Map<string, number>();
+  if (distinct.length === 0) return ids;
   // gsc_queries also has the pg_trgm GIN index of query search, and pg_trgm serves `=` too. Once an
   // ANALYZE (autovacuum's) has seen the table small while a day's new queries keep filling the index's
   // pending list, the planner prices `query = any(texts)` on that GIN index as cheap: a bitmap scan
@@ -134,8 +128,15 @@ const intArray = (col: number[], from: number, to: number) => `{${col.slice(from
  * then inserted once per key in key order, the last row of a key winning) and its day × query rollup
  * with their sums computed in JS, each written as column arrays (UNNEST); returns the detail rows stored.
  */
-export async function replaceDayDetailPg(tx: Q, siteId: number, day: number, type: number, rows: SourceRow[]): Promise<number> {
-  const { pages, queries } = await rowTextIdsPg(tx, siteId, rows);
+export async function replaceDayDetailPg(
+  tx: Q,
+  siteId: number,
+  day: number,
+  type: number,
+  rows: SourceRow[],
+  known?: KnownTextIds,
+): Promise<number> {
+  const { pages, queries } = await rowTextIdsPg(tx, siteId, rows, known);
   const k = keyRows(rows, pages, queries);
   await tx.delete(d).where(and(eq(d.site_id, siteId), eq(d.day, day), eq(d.type, type)));
   await tx.delete(dq).where(and(eq(dq.site_id, siteId), eq(dq.day, day), eq(dq.type, type)));

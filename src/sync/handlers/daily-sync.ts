@@ -10,6 +10,7 @@ import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
 import { refreshDayRollups } from "../rollups.ts";
 import { clearStaged, stageQueryTotals, stageRows, startStaging, switchStagedDay } from "../staged-day.ts";
 import type { SourceRow, TotalsRow } from "../source.ts";
+import { KnownTextIds } from "../text-ids.ts";
 import { runDays } from "./days.ts";
 import type { TaskContext, TaskHandler } from "./index.ts";
 
@@ -53,6 +54,16 @@ export const dailySync: TaskHandler = {
   },
 };
 
+/** Per task run (its context): the dictionary ids of its site's texts seen committed (src/sync/text-ids.ts). */
+const knownIds = new WeakMap<TaskContext, KnownTextIds>();
+
+/** The task's KnownTextIds for a site (a new one if the task moved to another site). */
+function knownIdsOf(ctx: TaskContext, siteId: number): KnownTextIds {
+  let k = knownIds.get(ctx);
+  if (!k || k.siteId !== siteId) knownIds.set(ctx, (k = new KnownTextIds(siteId)));
+  return k;
+}
+
 /** Page URLs given ids (gsc_pages) per write. */
 const PAGE_ID_BATCH = 2000;
 
@@ -89,11 +100,14 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   let detailRows = 0;
   let detailClicks = 0;
   const taskId = ctx.task.id;
+  const known = knownIdsOf(ctx, site.id);
   const stage = async (rows: SourceRow[]) => {
     // ctx.batchSize changes with contention: read once per batch.
     for (let i = 0, batch: SourceRow[]; i < rows.length; i += batch.length) {
       batch = rows.slice(i, i + ctx.batchSize);
-      await ctx.write((tx) => stageRows(tx, taskId, site.id, batch));
+      known.discard();
+      await ctx.write((tx) => stageRows(tx, taskId, site.id, batch, known));
+      known.committed();
       rowsIngested.inc({ source: ctx.source.name }, batch.length);
     }
   };
@@ -146,17 +160,19 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   // One transaction switches the day: its detail too when it fits (delete and insert: the old detail
   // goes, the new comes, with the totals). A provisional day is stored but not marked: its data may still
   // change, so the next run fetches it again.
+  known.discard();
   const stored = await ctx.write(async (tx) => {
     let rows = 0;
     if (!atomic) rows = await switchStagedDay(tx, taskId, site.id, dayNumber(day), typeCode(type));
     // The old detail and rollup replaced by the new rows and their sums (computed from the rows, not read back).
-    else if (rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!);
+    else if (rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!, known);
     await replaceDayGrains(tx, grains);
     // The report rollups of this day (src/sync/rollups.ts), from what is now stored.
     await refreshDayRollups(tx, site.id, dayNumber(day), typeCode(type));
     if (final) await markDaySynced(tx, site.id, day, type, rows);
     return rows;
   });
+  known.committed();
   if (atomic) rowsIngested.inc({ source: ctx.source.name }, buffered!.length);
   // Switched: the staging rows are no longer needed (left behind by a crash, startStaging clears them).
   else await ctx.write((tx) => clearStaged(tx, taskId));
