@@ -25,6 +25,7 @@ import { apiInfoRoutes, scalarRoutes } from "./docs.ts";
 import { ApiError, apiErrorOf, dbErrorCode, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
 import { hourlyRoutes } from "./hourly/routes.ts";
 import { IDEMPOTENT_METHODS, idempotencyMiddleware } from "./idempotency/middleware.ts";
+import { pendingWritesRoutes } from "./idempotency/routes.ts";
 import { log, logOncePer } from "./log.ts";
 import { mcpRoutes } from "./mcp/routes.ts";
 import type { McpOptions } from "./mcp/tools.ts";
@@ -160,6 +161,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.route("/api/v1", insightsRoutes(audited, opts.bounds));
   app.route("/api/v1/alerts", alertsRoutes(audited));
   app.route("/api/v1/keys", keysRoutes(audited));
+  app.route("/api/v1/pending-writes", pendingWritesRoutes(db));
   app.route("/api/v1/audit", auditRoutes(db));
   app.route(
     "/mcp",

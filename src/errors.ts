@@ -10,6 +10,8 @@ export const errorStatus = {
   method_not_allowed: 405,
   conflict: 409,
   idempotency_in_progress: 409,
+  // A write answered 202 pending whose outcome the process holding it could not store (it stopped).
+  outcome_lost: 410,
   payload_too_large: 413,
   result_too_large: 413,
   unsupported_media_type: 415,

@@ -3,7 +3,6 @@ import { closeSync, mkdirSync, openSync, statfsSync, unlinkSync, writeSync } fro
 import { join } from "node:path";
 import pg from "pg";
 import { findPgBin, startCluster, startServer as startPg, stopCluster, stopServer as stopPg, type Cluster } from "../scripts/pg-cluster.ts";
-import { tempDir } from "./helpers/db.ts";
 import { smallTmpfs } from "./helpers/fs-faults.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 
@@ -33,6 +32,8 @@ type Rec = {
   outcome?: string;
   requestId: string | null;
   replayed: boolean;
+  /** A GET of an unkeyed 202's Location (the pending write's final answer), not a create. */
+  poll?: boolean;
   /** The Retry-After header of a 503 (seconds), else null. */
   retryAfter: number | null;
   /** performance.now() at send, and the duration. */
@@ -40,7 +41,10 @@ type Rec = {
   ms: number;
 };
 
-/** 16 clients creating sites until stopped; odd clients send an Idempotency-Key and retry a 503 with it. */
+/**
+ * 16 clients creating sites until stopped; odd clients send an Idempotency-Key and retry a 503 with it; even
+ * ones send none, and follow a 202 pending's Location to the write's final answer.
+ */
 function startLoad(base: string, phase: string) {
   let stopping = false;
   const recs: Rec[] = [];
@@ -58,9 +62,11 @@ function startLoad(base: string, phase: string) {
         let requestId: string | null = null;
         let replayed = false;
         let retryAfter: number | null = null;
+        let location: string | null = null;
         try {
           const r = await fetch(`${base}/api/v1/sites`, { method: "POST", headers, body: JSON.stringify({ domain, name: domain }) });
           status = r.status;
+          location = r.headers.get("location");
           requestId = r.headers.get("x-request-id");
           replayed = r.headers.get("idempotent-replayed") === "true";
           if (r.status === 503) retryAfter = Number(r.headers.get("retry-after"));
@@ -71,6 +77,44 @@ function startLoad(base: string, phase: string) {
           status = 0;
         }
         recs.push({ client, domain, keyed, status, code, outcome, requestId, replayed, retryAfter, at, ms: performance.now() - at });
+        // Unkeyed, 202 pending: the Location gives the final answer once the database told the outcome (202 until
+        // then, 503 while it is down); that answer is the create's.
+        if (!keyed && status === 202 && location) {
+          for (let p = 0; p < 600; p++) {
+            await Bun.sleep(200);
+            const pollAt = performance.now();
+            let st = 0;
+            let pollCode: string | undefined;
+            let pollOutcome: string | undefined;
+            let ra: number | null = null;
+            try {
+              const r = await fetch(`${base}${location}`);
+              st = r.status;
+              if (r.status === 503) ra = Number(r.headers.get("retry-after"));
+              const body = (await r.json().catch(() => null)) as { error?: { code?: string; details?: { outcome?: string } } } | null;
+              pollCode = body?.error?.code;
+              pollOutcome = body?.error?.details?.outcome;
+              replayed = r.headers.get("idempotent-replayed") === "true";
+            } catch {
+              st = 0;
+            }
+            recs.push({
+              client,
+              domain,
+              keyed,
+              status: st,
+              code: pollCode,
+              outcome: pollOutcome,
+              requestId,
+              replayed,
+              retryAfter: ra,
+              at: pollAt,
+              ms: performance.now() - pollAt,
+              poll: true,
+            });
+            if (st !== 202 && st !== 503 && st !== 0) break;
+          }
+        }
         // A keyed client sends a 503 (or a duplicate still waiting for its first: 409 idempotency_in_progress;
         // or 202 pending: a lost COMMIT's outcome not known at the ride-through) again, for the final answer.
         if (!keyed || !(status === 503 || status === 0 || status === 202 || code === "idempotency_in_progress")) break;
@@ -132,9 +176,14 @@ async function verify(
   // Keyed clients retried until answered: every one of their creates is acknowledged.
   const keyedOpen = [...byDomain].filter(([, rs]) => rs[0]!.keyed && !rs.some((r) => r.status === 201));
   expect(keyedOpen.map(([d]) => d)).toEqual([]);
-  expect(
-    recs.filter((r) => r.status !== 201 && r.status !== 503 && r.code !== "idempotency_in_progress" && !(r.status === 202 && r.keyed)),
-  ).toEqual([]);
+  // 202 pending: a keyed write's (its retry gets the final answer), an unkeyed one's and its Location's before the outcome is known.
+  expect(recs.filter((r) => r.status !== 201 && r.status !== 503 && r.status !== 202 && r.code !== "idempotency_in_progress")).toEqual([]);
+  // Every unkeyed 202 was followed to its final answer.
+  const unkeyedOpen = [...byDomain].filter(
+    ([, rs]) =>
+      rs.some((r) => !r.keyed && r.status === 202) && !rs.some((r) => r.poll && r.status !== 202 && r.status !== 503 && r.status !== 0),
+  );
+  expect(unkeyedOpen.map(([d]) => d)).toEqual([]);
   // Every 503 says when to retry, from what is known of the outage (2 s for a restart, else half the outage so far, ≤ 30 s).
   const retryAfters = recs.filter((r) => r.status === 503).map((r) => r.retryAfter);
   expect(retryAfters.filter((v) => v === null || !(v >= 1 && v <= 30))).toEqual([]);
@@ -143,50 +192,53 @@ async function verify(
   const ambiguous = new Set(checked.map((l) => l.request_id as string));
   const mine = checked.filter((l) => recs.some((r) => r.requestId === l.request_id));
   const outcomes = Object.fromEntries(["committed", "aborted", "unknown"].map((o) => [o, mine.filter((l) => l.outcome === o).length]));
-  // A keyed request's lost COMMIT is answered 202 at the ride-through (its retry gets the final answer); an
-  // unkeyed one waits for the outcome (docs/operations.md): only the latter is exempt from the bound.
-  const heldForOutcome = (r: Rec) => !r.keyed && r.requestId !== null && ambiguous.has(r.requestId);
-  const plain = recs.filter((r) => !heldForOutcome(r));
+  // A lost COMMIT whose outcome is not known at the end of the ride-through is answered then: 202 pending (a
+  // keyed write's retry, an unkeyed one's Location, gets the final answer), or 503 not_applied for the lost
+  // COMMIT of a key's own claim (nothing ran). No request is exempt from the bound.
+  const creates = recs.filter((r) => !r.poll);
+  const isAmbiguous = (r: Rec) => r.requestId !== null && ambiguous.has(r.requestId);
   const figures = {
     phase,
-    requests: recs.length,
+    requests: creates.length,
     acknowledged: acknowledged.length,
-    answered_503: recs.filter((r) => r.status === 503).length,
-    answered_202_pending: recs.filter((r) => r.status === 202).length,
+    answered_503: creates.filter((r) => r.status === 503).length,
+    answered_503_not_applied: creates.filter((r) => r.outcome === "not_applied").length,
+    answered_202_pending: {
+      keyed: creates.filter((r) => r.status === 202 && r.keyed).length,
+      unkeyed: creates.filter((r) => r.status === 202 && !r.keyed).length,
+    },
+    pending_polls: recs.filter((r) => r.poll).length,
     retry_after_s: [...new Set(retryAfters)].sort((a, b) => a! - b!),
     replayed: recs.filter((r) => r.replayed).length,
-    ambiguous_commits_checked: recs.filter((r) => r.requestId && ambiguous.has(r.requestId)).length,
+    ambiguous_commits_checked: new Set(creates.filter(isAmbiguous).map((r) => r.requestId)).size,
     ambiguous_outcomes: outcomes,
     ms_p50: pct(
-      recs.map((r) => r.ms),
+      creates.map((r) => r.ms),
       50,
     ),
     ms_p99: pct(
-      recs.map((r) => r.ms),
+      creates.map((r) => r.ms),
       99,
     ),
     ms_max: pct(
-      plain.map((r) => r.ms),
+      recs.map((r) => r.ms),
       100,
     ),
     ms_max_503: pct(
-      recs.filter((r) => r.status === 503).map((r) => r.ms),
+      creates.filter((r) => r.status === 503).map((r) => r.ms),
       100,
     ),
     ms_max_ambiguous_keyed: pct(
-      recs.filter((r) => r.keyed && r.requestId && ambiguous.has(r.requestId)).map((r) => r.ms),
+      creates.filter((r) => r.keyed && isAmbiguous(r)).map((r) => r.ms),
       100,
     ),
     ms_max_ambiguous_unkeyed: pct(
-      recs.filter(heldForOutcome).map((r) => r.ms),
+      creates.filter((r) => !r.keyed && isAmbiguous(r)).map((r) => r.ms),
       100,
     ),
   };
-  // No request (but unkeyed ones resolving a lost COMMIT) held much past the ride-through + 1 s.
+  // No request held much past the ride-through + 1 s (slack: the machine), lost COMMITs included.
   expect(figures.ms_max).toBeLessThan(RIDE_THROUGH_MS + 1000 + SLACK_MS);
-  // Those wait for the server to tell their outcome, at most WRITE_LOCK_TIMEOUT_MS from their start (then 503
-  // with details.outcome "unknown"): without a key there is no way to hand them the final answer later.
-  expect(figures.ms_max_ambiguous_unkeyed).toBeLessThan(WRITE_LOCK_TIMEOUT_MS + SLACK_MS);
   return figures;
 }
 
@@ -278,13 +330,16 @@ describe.skipIf(!pgBin)("PostgreSQL failing under 16 clients creating sites (a c
     const f = await verify(name, recs, read, s);
     const during = recs.filter((r) => r.at >= t0);
     // 2xx again soon after the database is back: the first create sent after its return that succeeded.
-    const firstOk = backAt === null ? null : during.filter((r) => r.at >= backAt && r.status === 201).sort((a, b) => a.at - b.at)[0];
+    const firstOk =
+      backAt === null ? null : during.filter((r) => !r.poll && r.at >= backAt && r.status === 201).sort((a, b) => a.at - b.at)[0];
     const backMs = firstOk && backAt !== null ? Math.round(firstOk.at + firstOk.ms - backAt) : null;
     // The first 201 answered after the return, whenever sent (a request that waited through the outage counts).
     const answeredMs =
       backAt === null
         ? null
-        : Math.min(...during.filter((r) => r.status === 201 && r.at + r.ms >= backAt).map((r) => Math.round(r.at + r.ms - backAt)));
+        : Math.min(
+            ...during.filter((r) => !r.poll && r.status === 201 && r.at + r.ms >= backAt).map((r) => Math.round(r.at + r.ms - backAt)),
+          );
     // One log line per process and state change: down once, back up once (still down: once a minute).
     const lines = logLines(s).slice(linesBefore);
     const perPid = (msg: string) => {
@@ -338,14 +393,13 @@ describe.skipIf(!pgBin)("PostgreSQL failing under 16 clients creating sites (a c
     });
   });
 
-  test("a fast stop (`pg_ctl stop -m fast`) for 5 s: 503 within the ride-through, nothing lost or doubled, 2xx again once back", async () => {
+  test("a fast stop (`pg_ctl stop -m fast`) for 10 s: 503 within the ride-through, nothing lost or doubled, 2xx again once back", async () => {
     const before = logLines(s).length;
     await phase("fast", async () => {
       await stopPg(cluster, "fast");
-      // 5 s, not issue 23's 10 s: with 10 s, two CI runs on a quiet machine saw one create held 11.5 s (the whole
-      // stop) that the outcome-check exemption did not cover, so the bound (ride-through + 1 s + slack) failed;
-      // which request it was is not pinned down yet (the slow requests are printed now). Open in issue 23.
-      await Bun.sleep(5_000);
+      // 10 s as issue 23 says (5 s until every lost COMMIT was answered at the ride-through: a create held the
+      // whole stop, 11.5 s, in two quiet CI runs).
+      await Bun.sleep(10_000);
       await startPg(cluster);
       return performance.now();
     });

@@ -169,6 +169,119 @@ describe.skipIf(testEngine !== "pg")("a keyed write whose COMMIT lost the server
   });
 });
 
+describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through (PostgreSQL)", () => {
+  /** A server whose PostgreSQL is reached through a proxy that can hold a COMMIT; ride-through 500 ms. */
+  async function throughProxy() {
+    const t = tempDb();
+    cleanups.push(() => t.cleanup());
+    const proxy = await tcpProxy(new URL(t.databaseUrl));
+    cleanups.push(() => proxy.stop());
+    const url = new URL(t.databaseUrl);
+    url.port = String(proxy.port);
+    const db = openPgDb({ url: url.toString(), role: "test", poolSize: 3, rideThroughMs: 500, retryForMs: 30_000 });
+    cleanups.push(() => db.close());
+    const app = createApp(db, open);
+    expect((await post(app, { domain: "sc-domain:warm.example", name: "W" }, "warm")).status).toBe(201);
+    // Holds the COMMIT that follows the first statement `seen` accepts (its side to the server stays open).
+    const holdCommitAfter = (seen: (text: string) => boolean) => {
+      let after = false;
+      proxy.cutNext((text) => {
+        if (seen(text)) after = true;
+        return after && text.includes("COMMIT");
+      }, "hold");
+    };
+    // The held transaction ends (its backend terminated): the outcome check finds its token burned.
+    const endHeld = () =>
+      waitFor(
+        async () =>
+          (
+            await t.db.q.execute(
+              sql`select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = current_database() and state = 'idle in transaction'`,
+            )
+          ).rows.length > 0,
+        { timeout: 20_000, what: "the open transaction to end" },
+      );
+    const sitesNamed = async (domain: string) =>
+      t.db.q.select({ domain: t.db.t.sites.domain }).from(t.db.t.sites).where(eq(t.db.t.sites.domain, domain));
+    return { db, app, holdCommitAfter, endHeld, sitesNamed };
+  }
+
+  test("without a key: 202 with a Location at the ride-through, not held; the Location gives 202 until known, then the final 201; one row", async () => {
+    const { db, app, holdCommitAfter, endHeld, sitesNamed } = await throughProxy();
+    holdCommitAfter((text) => text.includes('insert into "sites"') || text.includes("sites_insert"));
+    const body = { domain: "sc-domain:unkeyed.example", name: "U" };
+    const first = await post(app, body);
+    // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
+    expect(first.status).toBe(202);
+    expect(first.json.status).toBe("pending");
+    expect(first.json.token).toMatch(/^p1\./);
+    const location = first.headers.get("location")!;
+    expect(location).toBe(`/api/v1/pending-writes/${first.json.token}`);
+    expect(first.json.location).toBe(location);
+    expect(Number(first.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    // Not known yet: the transaction is still open on the server.
+    const early = await call(app, "GET", location);
+    expect(early.status).toBe(202);
+    expect(early.json).toMatchObject({ status: "pending" });
+    await endHeld();
+    let final: Awaited<ReturnType<typeof call>> | undefined;
+    await waitFor(
+      async () => {
+        final = await call(app, "GET", location);
+        return final.status !== 202;
+      },
+      { timeout: 30_000, every: 100, what: "the pending write's final answer" },
+    );
+    expect(final!.status).toBe(201);
+    expect(final!.json).toMatchObject({ domain: body.domain });
+    expect(final!.headers.get("idempotent-replayed")).toBe("true");
+    expect(final!.headers.get("location")).toBe(`/api/v1/sites/${final!.json.id}`);
+    expect(await sitesNamed(body.domain)).toHaveLength(1);
+    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
+  });
+
+  test("the key's own claim: 503 not_applied at the ride-through (nothing ran); the retry with the key runs it once; one row", async () => {
+    const { db, app, holdCommitAfter, endHeld, sitesNamed } = await throughProxy();
+    holdCommitAfter((text) => text.includes('insert into "idempotency_keys"'));
+    const body = { domain: "sc-domain:claim.example", name: "C" };
+    const first = await post(app, body, "claim-1");
+    // Before: held until the claim's outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
+    expect(first.status).toBe(503);
+    expect(first.json.error.details).toEqual({ outcome: "not_applied" });
+    expect(await sitesNamed(body.domain)).toHaveLength(0);
+    await endHeld();
+    let again: Awaited<ReturnType<typeof post>> | undefined;
+    await waitFor(
+      async () => {
+        again = await post(app, body, "claim-1");
+        return again.status !== 409 && again.status !== 503;
+      },
+      { timeout: 30_000, every: 100, what: "the retry to run" },
+    );
+    expect(again!.status).toBe(201);
+    expect(again!.headers.get("idempotent-replayed")).toBeNull();
+    expect(await sitesNamed(body.domain)).toHaveLength(1);
+    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
+  });
+});
+
+describe("GET /api/v1/pending-writes/{token}", () => {
+  test("a malformed or unknown-age token is 404; one whose holder would have stored it long ago is 410 outcome_lost", async () => {
+    const { t, app } = setup();
+    expect((await call(app, "GET", "/api/v1/pending-writes/nope")).status).toBe(404);
+    const host = Buffer.from(t.db.host).toString("base64url");
+    const token = (at: number) => `p1.${at.toString(36)}.${process.pid.toString(36)}.${host}.${"ab".repeat(16)}`;
+    expect((await call(app, "GET", `/api/v1/pending-writes/${token(Date.now() + 60_000)}`)).status).toBe(404);
+    expect((await call(app, "GET", `/api/v1/pending-writes/${token(Date.now() - 25 * 3600_000)}`)).status).toBe(404);
+    const lost = await call(app, "GET", `/api/v1/pending-writes/${token(Date.now() - 11 * 60_000)}`);
+    expect(lost.status).toBe(410);
+    expect(lost.json.error.code).toBe("outcome_lost");
+    // Fresh, held by this (live) process, nothing stored yet: not known yet.
+    const fresh = await call(app, "GET", `/api/v1/pending-writes/${token(Date.now())}`);
+    expect(fresh.status).toBe(202);
+  });
+});
+
 describe("Idempotency-Key across the processes of a real server", () => {
   let s: RunningServer;
   beforeAll(async () => {

@@ -3,12 +3,14 @@ import { principalOf } from "../auth/middleware.ts";
 import { requiredScope } from "../auth/policy.ts";
 import { offerPendingAnswer, rideThroughLeft, withRideThrough } from "../db/availability.ts";
 import type { Db } from "../db/index.ts";
+import { isProcessGone } from "../db/process-registry.ts";
 import { ApiError, apiErrorOf } from "../errors.ts";
 import { log, logOncePer } from "../log.ts";
 import {
   claimIdempotencyKey,
   findIdempotencyKey,
   purgeExpiredIdempotencyKeys,
+  recordPendingAnswer,
   releaseIdempotencyKey,
   storeIdempotentAnswer,
   type ClaimInput,
@@ -46,12 +48,14 @@ const KEPT_HEADERS = ["content-type", "location", "link"];
 export function idempotencyMiddleware(db: Db): MiddlewareHandler {
   let purgedAt = 0;
   return async (c, next) => {
-    const key = c.req.header("idempotency-key");
-    if (key === undefined || !WRITE_METHODS.has(c.req.method) || !c.req.path.startsWith("/api/")) return next();
+    if (!WRITE_METHODS.has(c.req.method) || !c.req.path.startsWith("/api/")) return next();
     // Reads sent as POST (analytics queries) answer the same anyway; a new key's secret is never stored.
     if (requiredScope(c.req.method, c.req.path) === "read" || (c.req.method === "POST" && /^\/api\/v1\/keys\/?$/.test(c.req.path))) {
       return next();
     }
+    const key = c.req.header("idempotency-key");
+    // Without a key: only PostgreSQL can lose a COMMIT's outcome (SQLite answers its COMMIT itself).
+    if (key === undefined) return db.engine === "pg" ? runUnkeyed(db, c, next) : next();
     if (!KEY_RE.test(key)) {
       throw new ApiError("validation_failed", "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)");
     }
@@ -67,54 +71,156 @@ export function idempotencyMiddleware(db: Db): MiddlewareHandler {
       method: c.req.method,
       path: c.req.path,
     };
-    const deadline = performance.now() + db.availability.rideThroughMs;
-    for (;;) {
-      const t = Date.now();
-      const claim = await claimIdempotencyKey(db, input, t, t + LEASE_MS, t + IDEMPOTENCY_TTL_MS);
-      if (claim.kind === "claimed") break;
-      if (claim.kind === "mismatch") {
-        throw new ApiError(
-          "idempotency_key_reused",
-          "this Idempotency-Key was used for another request (method, path, body or caller differ) in the last 24 h; use a new key for a new request",
-        );
-      }
-      if (claim.kind === "answered") return replay(c, claim.row);
-      // The first request is still running: wait for its answer, within the ride-through.
-      const answered = await waitForAnswer(db, input, deadline);
-      if (answered) return replay(c, answered);
-      if (performance.now() >= deadline) {
-        throw new ApiError(
-          "idempotency_in_progress",
-          "a request with this Idempotency-Key is still running; retry shortly to get its answer",
-          undefined,
-          { "Retry-After": "1" },
-        );
-      }
-      // Given up by the first request (it failed): claim it for this one.
+    // The claim's own COMMIT may be lost too. Nothing of the request has run then: at the end of the
+    // ride-through it is answered 503 (not applied; send it again with the key) and the claim's outcome is
+    // learnt in the background; a claim that turns out committed is given up, so the retry can take the key.
+    const claimPending = pendingSignal();
+    offerPendingAnswer(claimPending.announce);
+    const claiming = claimKey(db, c, input);
+    const claimed = await Promise.race([claiming, claimPending.promise]);
+    if (claimed === "pending") {
+      void claiming
+        .then((r) => {
+          if (r instanceof Response) return;
+          return withRideThrough(db.availability.rideThroughMs, () =>
+            persist(db, () => releaseIdempotencyKey(db, input.owner, input.key, input.fingerprint, r.lockedUntil)),
+          );
+        })
+        .catch((err) => {
+          if (!db.closed) log("warn", "idempotency claim of a refused request not given up", { key: input.key, error: String(err) });
+        });
+      throw new ApiError(
+        "unavailable",
+        "the database went away while this request's Idempotency-Key was being recorded; the request was not run: send it again with the same key",
+        { outcome: "not_applied" },
+        { "Retry-After": String(db.availability.retryAfterSeconds()) },
+      );
     }
+    offerPendingAnswer(undefined);
+    if (claimed instanceof Response) return claimed;
     // A write whose COMMIT lost the server may learn its outcome only once the server is back: rather than
     // hold the request past the ride-through, it is answered 202 (outcome pending) then, and its handler goes
     // on; the final answer is stored for the key, where a retry with it finds it (docs/operations.md).
-    let announce!: () => void;
-    const pending = new Promise<"pending">((r) => (announce = () => r("pending")));
-    offerPendingAnswer(announce);
-    const run = next().then(() => "done" as const);
-    if ((await Promise.race([run, pending])) === "pending") {
-      const answer = captureAnswer(c);
-      void run
-        .then(() => {
-          const final = c.error ? c.res : answer();
-          // No answer seen (a handler that built its Response itself): the key stays locked to its lease.
-          if (!final) return log("warn", "idempotency answer of a pending write not seen", { key: input.key });
-          return withRideThrough(db.availability.rideThroughMs, () => settle(db, c, input, final));
-        })
-        .catch((err) => log("warn", "idempotency answer of a pending write not stored", { key: input.key, error: String(err) }));
-      return pendingAnswer(c, db, input.key);
-    }
-    offerPendingAnswer(undefined);
+    const pending = await runOrPend(
+      c,
+      next,
+      () => (final) =>
+        withRideThrough(db.availability.rideThroughMs, () => settle(db, c, input, final)).catch((err) =>
+          log("warn", "idempotency answer of a pending write not stored", { key: input.key, error: String(err) }),
+        ),
+    );
+    if (pending) return pendingAnswer(c, db, { idempotency_key: input.key });
     await settle(db, c, input);
   };
 }
+
+/** A one-shot signal the engine fires (offerPendingAnswer) when a write's outcome outlasts the ride-through. */
+function pendingSignal(): { announce: () => void; promise: Promise<"pending"> } {
+  let announce!: () => void;
+  const promise = new Promise<"pending">((r) => (announce = () => r("pending")));
+  return { announce, promise };
+}
+
+/** Claims the key for this request, or answers from it (a replay; 422; 409 in progress after the ride-through). */
+async function claimKey(db: Db, c: Context, input: ClaimInput): Promise<Response | { lockedUntil: number }> {
+  const deadline = performance.now() + db.availability.rideThroughMs;
+  for (;;) {
+    const t = Date.now();
+    const lockedUntil = t + LEASE_MS;
+    const claim = await claimIdempotencyKey(db, input, t, lockedUntil, t + IDEMPOTENCY_TTL_MS);
+    if (claim.kind === "claimed") return { lockedUntil };
+    if (claim.kind === "mismatch") {
+      throw new ApiError(
+        "idempotency_key_reused",
+        "this Idempotency-Key was used for another request (method, path, body or caller differ) in the last 24 h; use a new key for a new request",
+      );
+    }
+    if (claim.kind === "answered") return replay(c, claim.row);
+    // The first request is still running: wait for its answer, within the ride-through.
+    const answered = await waitForAnswer(db, input, deadline);
+    if (answered) return replay(c, answered);
+    if (performance.now() >= deadline) {
+      throw new ApiError(
+        "idempotency_in_progress",
+        "a request with this Idempotency-Key is still running; retry shortly to get its answer",
+        undefined,
+        {
+          "Retry-After": "1",
+        },
+      );
+    }
+    // Given up by the first request (it failed): claim it for this one.
+  }
+}
+
+/**
+ * Runs the rest of the request; if a write of it must wait for its COMMIT's outcome past the ride-through,
+ * returns true at once (the caller answers 202) and hands the final answer to what `onPending` (called then,
+ * once) returns when the handler is done.
+ */
+async function runOrPend(c: Context, next: () => Promise<void>, onPending: () => (final: Response) => Promise<void>): Promise<boolean> {
+  const signal = pendingSignal();
+  offerPendingAnswer(signal.announce);
+  const run = next().then(() => "done" as const);
+  if ((await Promise.race([run, signal.promise])) === "done") {
+    offerPendingAnswer(undefined);
+    return false;
+  }
+  const answer = captureAnswer(c);
+  const onFinal = onPending();
+  void run
+    .then(() => {
+      const final = c.error ? c.res : answer();
+      // No answer seen (a handler that built its Response itself): nothing to store (a key stays locked to its lease).
+      if (!final) return log("warn", "answer of a pending write not seen", { path: c.req.path });
+      return onFinal(final);
+    })
+    .catch((err) => log("warn", "pending write failed", { path: c.req.path, error: String(err) }));
+  return true;
+}
+
+/**
+ * A write sent without a key whose COMMIT's outcome outlasts the ride-through: answered 202 with a token the
+ * server made up, and a Location (`/api/v1/pending-writes/{token}`) that gives the final answer once it is
+ * stored under the token (by this process, when the database is back). Nothing is recorded before then: the
+ * database is away; the token names this process, so a lookup can tell "not yet" from "lost" (docs/operations.md).
+ */
+async function runUnkeyed(db: Db, c: Context, next: () => Promise<void>): Promise<Response | undefined> {
+  let token = "";
+  const pending = await runOrPend(c, next, () => {
+    // Made only now: the common case (no lost COMMIT) pays nothing for it.
+    token = newPendingToken(db.host);
+    const location = pendingLocation(token);
+    const owner = pendingOwnerOf(c);
+    const { method, path } = c.req;
+    return async (final) => {
+      const { status, headers, body } = await storedAnswer(final);
+      // The 202's own headers may have been copied onto the final answer (Hono builds it from the context's).
+      if (headers.location === location) delete headers.location;
+      const t = Date.now();
+      await withRideThrough(db.availability.rideThroughMs, () =>
+        persist(db, () =>
+          recordPendingAnswer(db, {
+            owner,
+            key: token,
+            method,
+            path,
+            status,
+            headers: JSON.stringify(headers),
+            body,
+            expiresAt: t + IDEMPOTENCY_TTL_MS,
+          }),
+        ),
+      );
+    };
+  });
+  if (!pending) return undefined;
+  const location = pendingLocation(token);
+  c.header("Location", location);
+  return pendingAnswer(c, db, { token, location });
+}
+
+const pendingLocation = (token: string) => `/api/v1/pending-writes/${token}`;
 
 /**
  * Records the answer the handler makes from here on (the 202 left already, so Hono's compose no longer
@@ -135,16 +241,22 @@ function captureAnswer(c: Context): () => Response | undefined {
   return () => answer;
 }
 
-/** 202: the write may or may not have been applied yet; a retry with the same key gets its final answer. */
-function pendingAnswer(c: Context, db: Db, key: string): Response {
+/**
+ * 202: the write may or may not have been applied yet. With a key, a retry with it gets the final answer;
+ * without one, the token's Location does.
+ */
+function pendingAnswer(c: Context, db: Db, ref: { idempotency_key: string } | { token: string; location: string }): Response {
   c.header("Retry-After", String(db.availability.retryAfterSeconds()));
   c.header("Idempotent-Pending", "true");
+  const how =
+    "idempotency_key" in ref
+      ? "Its final answer is kept for this Idempotency-Key: send the same request again with the same key (after Retry-After) to get it"
+      : "Its final answer will be at `location` (GET it after Retry-After; 202 while not known yet). Do not send the write again before: it may have been applied";
   return c.json(
     {
       status: "pending",
-      idempotency_key: key,
-      message:
-        "the database went away while this write was committing; whether it was applied is known once it is back. Its final answer is kept for this Idempotency-Key: send the same request again with the same key (after Retry-After) to get it",
+      ...ref,
+      message: `the database went away while this write was committing; whether it was applied is known once it is back. ${how}`,
     },
     202,
   );
@@ -185,18 +297,33 @@ function replay(c: Context, row: IdempotencyRow): Response {
 
 /** Stores the answer (or gives the key up) after the handler ran. */
 async function settle(db: Db, c: Context, input: ClaimInput, res: Response = c.res) {
-  const status = res.status;
   const unknownOutcome = (apiErrorOf(c.error)?.details as { outcome?: string } | undefined)?.outcome === "unknown";
   if (unknownOutcome) return; // keep the key locked: whether the write happened is not known yet
+  const { status, headers, body } = await storedAnswer(res);
+  const run =
+    body === null || status >= 500 || status === 408 || status === 429
+      ? () => releaseIdempotencyKey(db, input.owner, input.key, input.fingerprint)
+      : () => storeIdempotentAnswer(db, input.owner, input.key, input.fingerprint, { status, headers: JSON.stringify(headers), body });
+  // Awaited (a retry then finds the answer at once), but never past the request's ride-through: a database that
+  // went away meanwhile gets it later, retried in the background while the key is still ours.
+  const done = persist(db, run);
+  // Known down: the answer leaves now; the record follows when the database is back.
+  if (db.availability.downSince !== null) return;
+  let timer: Timer | undefined;
+  const wait = Math.max(0, rideThroughLeft(db.availability.rideThroughMs));
+  await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, wait)))]);
+  clearTimeout(timer);
+}
+
+/** An answer as stored: status, the kept headers, the body as text (null: not text, or past MAX_STORED_BYTES). */
+async function storedAnswer(res: Response): Promise<{ status: number; headers: Record<string, string>; body: string | null }> {
   let body: string | null = null;
-  if (status < 500 && status !== 408 && status !== 429) {
-    const bytes = new Uint8Array(await res.clone().arrayBuffer());
-    if (bytes.byteLength <= MAX_STORED_BYTES) {
-      try {
-        body = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-      } catch {
-        body = null; // not text: not stored
-      }
+  const bytes = new Uint8Array(await res.clone().arrayBuffer());
+  if (bytes.byteLength <= MAX_STORED_BYTES) {
+    try {
+      body = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      body = null; // not text: not stored
     }
   }
   const headers: Record<string, string> = {};
@@ -204,29 +331,64 @@ async function settle(db: Db, c: Context, input: ClaimInput, res: Response = c.r
     const v = res.headers.get(h);
     if (v !== null) headers[h] = v;
   }
-  const run =
-    body === null
-      ? () => releaseIdempotencyKey(db, input.owner, input.key, input.fingerprint)
-      : () => storeIdempotentAnswer(db, input.owner, input.key, input.fingerprint, { status, headers: JSON.stringify(headers), body });
-  // Awaited (a retry then finds the answer at once), but never past the request's ride-through: a database that
-  // went away meanwhile gets it later, retried in the background while the key is still ours.
+  return { status: res.status, headers, body };
+}
+
+/** Runs `run` until it succeeds, again each second while the database is away, for at most LEASE_MS (or until `db` closes). */
+async function persist(db: Db, run: () => Promise<unknown>): Promise<void> {
   const giveUpAt = Date.now() + LEASE_MS;
-  const attempt = async (): Promise<void> => {
+  for (;;) {
     try {
       await run();
+      return;
     } catch (err) {
+      if (db.closed) return;
       logOncePer("idempotency settle", 10_000, "warn", "idempotency answer not stored yet; retrying", { error: String(err) });
-      if (Date.now() + 1000 < giveUpAt) {
-        await Bun.sleep(1000);
-        return attempt();
-      }
+      if (Date.now() + 1000 >= giveUpAt) return;
+      await Bun.sleep(1000);
     }
-  };
-  const done = attempt();
-  // Known down: the answer leaves now; the record follows when the database is back.
-  if (db.availability.downSince !== null) return;
-  let timer: Timer | undefined;
-  const wait = Math.max(0, rideThroughLeft(db.availability.rideThroughMs));
-  await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, wait)))]);
-  clearTimeout(timer);
+  }
+}
+
+// Tokens of unkeyed pending writes: `p1.<issued, base 36>.<pid, base 36>.<host, base64url>.<random>`. The
+// answer is stored under the token with the caller as `pending:<owner>` (a client's own keys never meet it).
+const TOKEN_RE = /^p1\.([0-9a-z]{1,12})\.([0-9a-z]{1,8})\.([A-Za-z0-9_-]{0,340})\.([0-9a-f]{32})$/;
+/** Past this age with no answer stored, a pending write's outcome is lost (its process would have stored it by then). */
+const PENDING_LOST_MS = LEASE_MS + 5 * 60_000;
+
+function newPendingToken(host: string): string {
+  const random = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex");
+  return `p1.${Date.now().toString(36)}.${process.pid.toString(36)}.${Buffer.from(host).toString("base64url")}.${random}`;
+}
+
+function pendingOwnerOf(c: Context): string {
+  return `pending:${ownerOf(c)}`;
+}
+
+/**
+ * GET /api/v1/pending-writes/{token}: the final answer of a write answered 202 without a key, replayed as it
+ * was (status, body; `Idempotent-Replayed: true`); 202 while not known yet; 410 `outcome_lost` when the process
+ * that held it stopped without storing it; 404 for a token that is not the caller's, malformed or past 24 h.
+ */
+export async function pendingWriteAnswer(db: Db, c: Context, token: string): Promise<Response> {
+  const m = TOKEN_RE.exec(token);
+  const issuedAt = m ? Number.parseInt(m[1]!, 36) : Number.NaN;
+  const age = Date.now() - issuedAt;
+  if (!m || !(age >= 0 && age < IDEMPOTENCY_TTL_MS))
+    throw new ApiError("not_found", "no pending write has this token (or it is past 24 h)");
+  const row = await findIdempotencyKey(db, pendingOwnerOf(c), token);
+  if (row?.status != null) return replay(c, row);
+  const host = Buffer.from(m[3]!, "base64url").toString();
+  const pid = Number.parseInt(m[2]!, 36);
+  if (age > PENDING_LOST_MS || (await isProcessGone(db, db.q, host, pid))) {
+    throw new ApiError(
+      "outcome_lost",
+      "the process holding this write's outcome stopped before the database told it; the write may or may not have been applied: check (e.g. read the resource) before sending it again",
+    );
+  }
+  c.header("Retry-After", String(db.availability.retryAfterSeconds()));
+  return c.json(
+    { status: "pending", token, message: "not known yet: the database has not told this write's outcome; ask again after Retry-After" },
+    202,
+  );
 }

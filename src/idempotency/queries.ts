@@ -137,12 +137,45 @@ export async function storeIdempotentAnswer(
   return changedRows(r) === 1;
 }
 
-/** Gives `key` up without an answer (the request failed before changing anything): a retry runs anew. */
-export async function releaseIdempotencyKey(db: Db, owner: string, key: string, fingerprint: string): Promise<void> {
+/**
+ * Gives `key` up without an answer (the request failed before changing anything): a retry runs anew. With
+ * `lockedUntil`, only the claim that set it (not a later one of a retry).
+ */
+export async function releaseIdempotencyKey(db: Db, owner: string, key: string, fingerprint: string, lockedUntil?: number): Promise<void> {
+  const k = db.t.idempotencyKeys;
+  const mine = and(eq(k.owner, owner), eq(k.key, key), eq(k.fingerprint, fingerprint), isNull(k.status));
+  await db.tx(
+    (tx) => tx.delete(k).where(lockedUntil === undefined ? mine : and(mine, eq(k.locked_until, lockedUntil))),
+    "idempotency key release",
+  );
+}
+
+/** Stores the final answer of a write answered 202 pending without a key, under its token (see pendingWriteAnswer). */
+export async function recordPendingAnswer(
+  db: Db,
+  a: { owner: string; key: string; method: string; path: string; status: number; headers: string; body: string | null; expiresAt: number },
+): Promise<void> {
   const k = db.t.idempotencyKeys;
   await db.tx(
-    (tx) => tx.delete(k).where(and(eq(k.owner, owner), eq(k.key, key), eq(k.fingerprint, fingerprint), isNull(k.status))),
-    "idempotency key release",
+    (tx) =>
+      tx
+        .insert(k)
+        .values({
+          owner: a.owner,
+          key: a.key,
+          fingerprint: a.key,
+          method: a.method,
+          path: a.path,
+          status: a.status,
+          headers: a.headers,
+          body: a.body ?? "",
+          locked_until: 0,
+          expires_at: a.expiresAt,
+          holder_host: db.host,
+          holder_pid: process.pid,
+        })
+        .onConflictDoNothing(),
+    "pending write answer",
   );
 }
 
