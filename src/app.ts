@@ -91,7 +91,7 @@ export type AppOptions = {
    * the middleware is used as it is.
    */
   step?: (name: string, mw: MiddlewareHandler) => MiddlewareHandler;
-  /** SQLite: answer plain keyless reads of sites before Hono (src/http/fast-path.ts); default on (off with `step`). */
+  /** SQLite: answer plain keyless reads and creates of sites before Hono (src/http/fast-path.ts); default on (off with `step`). */
   fastPath?: boolean;
 };
 
@@ -241,10 +241,17 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   });
   app.onError((err, c) => errorResponse(err, c));
 
-  // The hottest reads on SQLite answered before Hono when nothing but the plain case applies (src/http/fast-path.ts).
+  // The hottest requests on SQLite answered before Hono when nothing but the plain case applies (src/http/fast-path.ts).
   if (db.engine === "sqlite" && opts.fastPath !== false && !opts.step) {
-    const fast = createFastPath({ db, trustsKeyless: auth.trustsKeyless, observe: observeHttpRequest, requestLog: opts.requestLog });
     const dispatch = app.fetch;
+    const fast = createFastPath({
+      db,
+      keylessPrincipal: auth.keylessPrincipal,
+      observe: observeHttpRequest,
+      requestLog: opts.requestLog,
+      fallback: (req, env) => dispatch(req, env),
+      maxBodyBytes: MAX_BODY_BYTES,
+    });
     app.fetch = (req, env, ctx) => fast(req, env) ?? dispatch(req, env, ctx);
   }
   return app;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createApp } from "../src/app.ts";
+import { createApp, MAX_BODY_BYTES } from "../src/app.ts";
 import { authMiddleware, defaultAuthOptions } from "../src/auth/middleware.ts";
 import { createApiKey } from "../src/auth/queries.ts";
 import type { SqliteDb } from "../src/db/index.ts";
@@ -8,9 +8,9 @@ import { createSite } from "../src/sites/queries.ts";
 import { tempSqliteDb } from "./helpers/db.ts";
 
 // The request fast path (src/http/fast-path.ts) against the full stack, over real sockets on one SQLite
-// file: every request it answers gets the same status, body and headers as the full stack's answer, the
-// requests it must not answer (keys, Origin, proxies, odd queries, refusals, misses) reach the full stack,
-// and the app composed with it answers exactly as the app without it.
+// file: every request it answers gets the same status, body, headers and audit row as the full stack's
+// answer, the requests it must not answer (keys, Origin, proxies, odd queries, refusals, misses, bad
+// bodies, conflicts) reach the full stack, and the app composed with it answers exactly as the app without it.
 
 type Served = { url: string; stop: () => void };
 const serve = (fetch: (req: Request, server: unknown) => Response | Promise<Response>): Served => {
@@ -34,8 +34,10 @@ beforeAll(async () => {
   composed = serve((req, server) => app.fetch(req, server));
   const fast = createFastPath({
     db: t.db as SqliteDb,
-    trustsKeyless: authMiddleware(t.db, defaultAuthOptions).trustsKeyless,
+    keylessPrincipal: authMiddleware(t.db, defaultAuthOptions).keylessPrincipal,
     observe: (method, status, route) => observed.push([method, status, route]),
+    fallback: () => new Response("not fast", { status: NOT_FAST }),
+    maxBodyBytes: MAX_BODY_BYTES,
   });
   fastOnly = serve((req, server) => fast(req, server) ?? new Response("not fast", { status: NOT_FAST }));
 });
@@ -131,6 +133,96 @@ describe("request fast path (SQLite)", () => {
   test("the app composed with it answers every request as the app without it", async () => {
     for (const [path, init] of [...answered, ...notAnswered])
       sameAnswer(await send(composed.url, path, init), await send(full.url, path, init));
+  });
+
+  const json = (body: unknown, headers: Record<string, string> = {}): RequestInit => ({
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const auditOf = (requestId: string) =>
+    t.db.raw.reader.query("select * from audit_log where request_id = ?").all(requestId) as Record<string, unknown>[];
+
+  test("answers a plain create as the full stack does: answer, stored row, audit row, metrics", async () => {
+    const before = observed.length;
+    const fast = await send(
+      fastOnly.url,
+      "/api/v1/sites",
+      json({ domain: "SC-DOMAIN:Fast.example", name: " Fast ", category: "blog" }, { "x-request-id": "fast-create" }),
+    );
+    const slow = await send(
+      full.url,
+      "/api/v1/sites",
+      json({ domain: "SC-DOMAIN:Full.example", name: " Full ", category: "blog" }, { "x-request-id": "full-create" }),
+    );
+    expect([fast.status, slow.status]).toEqual([201, 201]);
+    const f = JSON.parse(fast.body);
+    const s = JSON.parse(slow.body);
+    expect(f.domain).toBe("sc-domain:fast.example");
+    expect(f.name).toBe("Fast");
+    expect(Object.keys(f)).toEqual(Object.keys(s));
+    expect({ ...f, id: 0, domain: "", name: "", created_at: "", updated_at: "" }).toEqual({
+      ...s,
+      id: 0,
+      domain: "",
+      name: "",
+      created_at: "",
+      updated_at: "",
+    });
+    // The stored row is what the answer says.
+    expect(fast.body).toBe((await send(full.url, `/api/v1/sites/${f.id}`)).body);
+    const strip = (a: Answer) => ({ ...a.headers, location: "", "content-length": "", "x-request-id": "" });
+    expect(strip(fast)).toEqual(strip(slow));
+    expect(fast.headers.location).toBe(`/api/v1/sites/${f.id}`);
+    expect(fast.headers["x-request-id"]).toBe("fast-create");
+    const [fa] = auditOf("fast-create");
+    const [sa] = auditOf("full-create");
+    expect(fa).toMatchObject({ target: `site:${f.id}`, site_id: f.id, ip: "127.0.0.1", actor: "loopback", outcome: "ok" });
+    const rest = (r: Record<string, unknown>) => ({ ...r, id: 0, at: "", request_id: "", target: "", site_id: 0 });
+    expect(rest(fa!)).toEqual(rest(sa!));
+    expect(observed.slice(before)).toEqual([["POST", 201, "/api/v1/sites"]]);
+  });
+
+  const refusedCreates: [string, RequestInit][] = [
+    ["invalid JSON", json("{not json")],
+    ["a body the schema refuses", json({ domain: "sc-domain:x.example" })],
+    ["an unknown field", json({ domain: "sc-domain:y.example", name: "Y", extra: 1 })],
+    ["a duplicate domain", json({ domain: "sc-domain:s1.example", name: "Again" })],
+  ];
+  const notFastCreates: [string, RequestInit][] = [
+    ...refusedCreates,
+    ["an Idempotency-Key", json({ domain: "sc-domain:k1.example", name: "K" }, { "idempotency-key": "k-1" })],
+    ["another content type", json({ domain: "sc-domain:k2.example", name: "K" }, { "content-type": "text/plain" })],
+    ["a browser's Sec-Fetch-Site", json({ domain: "sc-domain:k3.example", name: "K" }, { "sec-fetch-site": "cross-site" })],
+    ["an Origin", json({ domain: "sc-domain:k4.example", name: "K" }, { origin: "https://evil.example" })],
+    ["a key", json({ domain: "sc-domain:k5.example", name: "K" }, { authorization: "Bearer nope" })],
+  ];
+
+  test("leaves other creates to the full stack (nothing written by the fast path)", async () => {
+    const count = () => (t.db.raw.reader.query("select count(*) as n from sites").get() as { n: number }).n;
+    const n = count();
+    for (const [name, init] of notFastCreates)
+      expect([name, (await send(fastOnly.url, "/api/v1/sites", init)).status]).toEqual([name, NOT_FAST]);
+    expect((await send(fastOnly.url, "/api/v1/sites?x=1", json({ domain: "sc-domain:q.example", name: "Q" }))).status).toBe(NOT_FAST);
+    expect(count()).toBe(n);
+  });
+
+  test("the composed app answers refused creates as the full stack, refusal audit row with the client's address", async () => {
+    for (const [name, init] of refusedCreates) {
+      const a = await send(composed.url, "/api/v1/sites", {
+        ...init,
+        headers: { ...(init.headers as object), "x-request-id": `c-${name.length}` },
+      });
+      const b = await send(full.url, "/api/v1/sites", {
+        ...init,
+        headers: { ...(init.headers as object), "x-request-id": `f-${name.length}` },
+      });
+      expect([name, a.status]).toEqual([name, b.status]);
+      sameAnswer({ ...a, headers: { ...a.headers, "x-request-id": "" } }, { ...b, headers: { ...b.headers, "x-request-id": "" } });
+    }
+    // The conflict's refusal row (written by the full stack after the fast path's attempt) has the socket's address.
+    const [row] = auditOf(`c-${"a duplicate domain".length}`);
+    expect(row).toMatchObject({ outcome: "failed", status: 409, ip: "127.0.0.1", actor: "loopback" });
   });
 
   test("once a key exists, keyless reads go to the full stack (401 there)", async () => {

@@ -122,8 +122,8 @@ function memoized(test: (addr: string) => boolean): (addr: string) => boolean {
   };
 }
 
-/** The auth middleware, with the keyless check the request fast path asks (see trustsKeyless). */
-export type AuthMiddleware = MiddlewareHandler & { trustsKeyless(socket: string, host: string): boolean };
+/** The auth middleware, with the keyless check the request fast path asks (see keylessPrincipal). */
+export type AuthMiddleware = MiddlewareHandler & { keylessPrincipal(socket: string, host: string): Principal | null };
 
 /** A rate limiter the auth middleware asks once per identified caller (see src/ratelimit). */
 export type RateLimit = (bucket: { kind: "key" | "ip"; id: string }) => Promise<void>;
@@ -229,17 +229,18 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
   }
 
   /**
-   * For the request fast path (src/http/fast-path.ts): true when a keyless GET of an API path from the
-   * socket address `socket` (normalised, no proxy headers, no Origin) for host name `host` is let through by
-   * the middleware below without a rate-limit call; false when the middleware may answer otherwise (a
-   * refusal, a rate limit, a proxy) or cannot tell without a query: the request then takes the full path.
+   * For the request fast path (src/http/fast-path.ts): the principal a keyless request from the socket
+   * address `socket` (normalised; no key, no proxy headers, no Origin or Sec-Fetch-Site) for host name `host`
+   * gets from the middleware below without a rate-limit call (loopback, or open with AUTH=off); null when
+   * the middleware may answer otherwise (a refusal, a rate limit, a proxy) or cannot tell without a query:
+   * the request then takes the full path.
    */
-  function trustsKeyless(socket: string, host: string): boolean {
-    if (isTrustedProxy(socket) || !isLocal(socket)) return false;
-    if (opts.allowedHosts.length > 0 && !hostAllowed(host)) return false;
-    if (opts.mode === "off") return true;
-    if (opts.mode === "required") return false;
-    return anyActiveKey() === false && hostAllowed(host);
+  function keylessPrincipal(socket: string, host: string): Principal | null {
+    if (isTrustedProxy(socket) || !isLocal(socket)) return null;
+    if (opts.allowedHosts.length > 0 && !hostAllowed(host)) return null;
+    if (opts.mode === "off") return OPEN;
+    if (opts.mode === "required") return null;
+    return anyActiveKey() === false && hostAllowed(host) ? LOOPBACK : null;
   }
 
   const middleware: MiddlewareHandler = async (c, next) => {
@@ -303,5 +304,5 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     }
     return next();
   };
-  return Object.assign(middleware, { trustsKeyless });
+  return Object.assign(middleware, { keylessPrincipal });
 }

@@ -1,31 +1,44 @@
+import { actorOf, type Principal } from "../auth/middleware.ts";
+import { hostnameOf, normalizeAddress } from "../auth/net.ts";
+import { withAuditRows } from "../audit/context.ts";
 import type { SqliteDb } from "../db/index.ts";
 import type { Site } from "../db/model.ts";
-import { hostnameOf, normalizeAddress } from "../auth/net.ts";
+import { withLogContext } from "../log.ts";
 import type { HttpObserve } from "../metrics/http.ts";
 import { logRequest, requestIdOf, SECURITY_HEADERS } from "../request-frame.ts";
-import { decodeCursor, encodeCursor, readSiteById, readSitesPage } from "../sites/queries.ts";
+import { createSite, decodeCursor, encodeCursor, readSiteById, readSitesPage } from "../sites/queries.ts";
+import { CreateSiteSchema } from "../sites/schemas.ts";
 
-// The hottest reads (GET one site, GET a page of sites), answered before Hono on SQLite: the same answer
-// the full stack gives (status, body, headers, metrics, request log), composed once at start-up, without
-// a Context, a middleware chain, a router or a validator per request. It answers only the plain case it
-// can decide by itself; anything else (a key, an Origin, proxy headers, an unknown or repeated query
-// field, an encoded character, a refusal, a site not found, an error) returns null and the request takes
-// the full stack, which then answers it from the start (nothing here has side effects but the read).
+// The hottest requests (GET one site, GET a page of sites, POST a site), answered before Hono on SQLite:
+// the same answer the full stack gives (status, body, headers, audit row, metrics, request log), composed
+// once at start-up, without a Context, a middleware chain, a router or an async validator per request. It
+// answers only the plain case it can decide by itself; anything else (a key, an Origin, proxy headers, an
+// Idempotency-Key, an unknown or repeated query field, an encoded character, a refusal, a site not found,
+// an invalid body, a conflict, an error) goes to the full stack, which then answers it from the start:
+// before a body is read by returning null, after it by handing the full stack the same request rebuilt
+// (same URL, headers, body, client address). Nothing here has a side effect but a committed create.
 // test/fast-path.test.ts compares its answers with the full stack's, request by request.
 
-/** What the fast path needs from the app: the database, the auth middleware's keyless check, the frame's settings. */
+/** What the fast path needs from the app. */
 export type FastPathOptions = {
   db: SqliteDb;
-  /** The auth middleware's trustsKeyless: this keyless request passes auth without a rate-limit call. */
-  trustsKeyless: (socket: string, host: string) => boolean;
+  /** The auth middleware's keylessPrincipal: who this keyless request is, when auth lets it through without a rate-limit call. */
+  keylessPrincipal: (socket: string, host: string) => Principal | null;
   /** Records the answered request in the HTTP metrics (the request frame's). */
   observe: HttpObserve;
   /** Log one `request` line per request (REQUEST_LOG). */
   requestLog?: boolean;
+  /** The full stack (Hono's fetch), for a request whose body the fast path has read and then leaves to it. */
+  fallback: (req: Request, env: unknown) => Response | Promise<Response>;
+  /** Bodies past this size are the full stack's (its 413). */
+  maxBodyBytes: number;
 };
 
-/** The server Bun.serve passes as the app's env: the socket's peer address. */
-type Peer = { requestIP?: (r: Request) => { address: string } | null };
+/** The server Bun.serve passes as the app's env: the socket's peer address (and a request's timeout). */
+type Server = {
+  requestIP?: (r: Request) => { address: string; family: string; port: number } | null;
+  timeout?: (r: Request, s: number) => void;
+};
 
 const SITES = "/api/v1/sites";
 const ONE_SITE = "/api/v1/sites/:id";
@@ -35,10 +48,10 @@ const ID = /^[1-9]\d{0,15}$/;
 const LIMIT = /^0*([1-9]\d?|[1-4]\d\d|500)$/;
 const BOOLS: Record<string, boolean> = { true: true, "1": true, false: false, "0": false };
 
-/** The answer's headers but X-Request-Id, as Hono's c.json and the request frame set them. */
-function headersOf(id: string, link: string | null): Record<string, string> {
+/** The answer's headers, as Hono's c.json / c.header and the request frame set them. */
+function headersOf(id: string, extra: string | null, extraValue: string): Record<string, string> {
   const h: Record<string, string> = { "Content-Type": "application/json" };
-  if (link !== null) h.Link = link;
+  if (extra !== null) h[extra] = extraValue;
   h["X-Request-Id"] = id;
   for (let i = 0; i < SECURITY_HEADERS.length; i++) h[SECURITY_HEADERS[i]![0]] = SECURITY_HEADERS[i]![1];
   return h;
@@ -78,22 +91,82 @@ function listQueryOf(q: string): ListQuery | null {
 
 /**
  * Builds the fast path: `(request, server)` answers a plain keyless GET of one site or of a page of
- * sites, or returns null for the full stack to answer.
+ * sites, or POST of a site, or returns null for the full stack to answer.
  */
-export function createFastPath(opts: FastPathOptions): (req: Request, env: unknown) => Response | null {
-  const { db, trustsKeyless, observe } = opts;
+export function createFastPath(opts: FastPathOptions): (req: Request, env: unknown) => Response | Promise<Response> | null {
+  const { db, keylessPrincipal, observe, fallback, maxBodyBytes } = opts;
   const logRequests = opts.requestLog === true;
 
-  function answer(id: string, route: string, path: string, body: unknown, link: string | null, start: number): Response {
-    const res = new Response(JSON.stringify(body), { status: 200, headers: headersOf(id, link) });
+  function answer(
+    id: string,
+    method: string,
+    status: number,
+    route: string,
+    path: string,
+    body: unknown,
+    extra: string | null,
+    extraValue: string,
+    start: number,
+  ): Response {
+    const res = new Response(JSON.stringify(body), { status, headers: headersOf(id, extra, extraValue) });
     const ms = performance.now() - start;
-    observe("GET", 200, route, ms / 1000);
-    if (logRequests) logRequest(id, "GET", path, route, 200, ms);
+    observe(method, status, route, ms / 1000);
+    if (logRequests) logRequest(id, method, path, route, status, ms);
     return res;
   }
 
+  /** A create whose body was read: answered here when it commits, else by the full stack from the same request. */
+  async function create(
+    req: Request,
+    env: Server,
+    peer: { address: string; family: string; port: number },
+    principal: Principal,
+    start: number,
+  ) {
+    const text = await req.text();
+    const replay = () => {
+      const again = new Request(req.url, { method: "POST", headers: req.headers, body: text });
+      return fallback(again, {
+        requestIP: (r: Request) => (r === again ? peer : (env.requestIP?.(r) ?? null)),
+        timeout: (r: Request, s: number) => env.timeout?.(r === again ? req : r, s),
+      });
+    };
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return replay();
+    }
+    const input = CreateSiteSchema.safeParse(body);
+    if (!input.success) return replay();
+    const id = requestIdOf(req.headers.get("x-request-id") ?? undefined);
+    let site: Site;
+    try {
+      // The audit row the full stack's audit context writes for this create, in the same transaction.
+      const audited = withAuditRows(db, (result) => ({
+        actor: actorOf(principal),
+        key_id: null,
+        ip: normalizeAddress(peer.address),
+        method: "POST",
+        action: "POST /api/v1/sites",
+        target: `site:${(result as Site).id}`,
+        site_id: (result as Site).id,
+        request_id: id,
+        outcome: "ok",
+        status: null,
+      }));
+      // request_id on any line logged while writing, as in the full stack's request frame.
+      site = await withLogContext({ request_id: id }, () => createSite(audited, input.data));
+    } catch {
+      // Nothing was written (a duplicate domain, a busy or broken file): the full stack answers it.
+      return replay();
+    }
+    return answer(id, "POST", 201, SITES, SITES, site, "Location", `${SITES}/${site.id}`, start);
+  }
+
   return (req, env) => {
-    if (req.method !== "GET") return null;
+    const method = req.method;
+    if (method !== "GET" && method !== "POST") return null;
     const start = performance.now();
     const url = req.url;
     const from = url.indexOf("/", url.indexOf("//") + 2);
@@ -102,27 +175,36 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
     const path = q < 0 ? url.slice(from) : url.slice(from, q);
     let siteId = 0;
     if (path !== SITES) {
-      if (!path.startsWith(SITES) || path.charCodeAt(SITES.length) !== 47 /* / */) return null;
+      if (method !== "GET" || !path.startsWith(SITES) || path.charCodeAt(SITES.length) !== 47 /* / */) return null;
       const raw = path.slice(SITES.length + 1);
       if (!ID.test(raw)) return null;
       siteId = Number(raw);
       if (!Number.isSafeInteger(siteId)) return null;
     }
-    const list = siteId === 0 ? listQueryOf(q < 0 ? "" : url.slice(q + 1)) : null;
-    if (siteId === 0 && list === null) return null;
+    const list = method === "GET" && siteId === 0 ? listQueryOf(q < 0 ? "" : url.slice(q + 1)) : null;
+    if (method === "GET" && siteId === 0 && list === null) return null;
 
     // Who is calling: only a keyless client on this machine, talking to us directly, with no page's Origin.
     const h = req.headers;
     if (h.has("authorization") || h.has("x-api-key") || h.has("origin") || h.has("x-forwarded-for") || h.has("forwarded")) return null;
+    if (method === "POST") {
+      // A write: no query, a JSON body of a known size within the limit, no idempotency key, no browser's site marker.
+      if (q >= 0 || h.get("content-type") !== "application/json" || h.has("idempotency-key") || h.has("sec-fetch-site")) return null;
+      const length = h.get("content-length");
+      if (length === null || !/^\d{1,9}$/.test(length) || Number(length) > maxBodyBytes) return null;
+    }
     const host = h.get("host");
-    const peer = (env as Peer | undefined)?.requestIP?.(req)?.address;
-    if (host === null || peer === undefined || !trustsKeyless(normalizeAddress(peer), hostnameOf(host))) return null;
+    const peer = (env as Server | undefined)?.requestIP?.(req);
+    if (host === null || !peer) return null;
+    const principal = keylessPrincipal(normalizeAddress(peer.address), hostnameOf(host));
+    if (principal === null) return null;
+    if (method === "POST") return create(req, env as Server, peer, principal, start);
 
     try {
       if (siteId !== 0) {
         const site: Site | undefined = readSiteById(db, siteId);
         if (site === undefined) return null;
-        return answer(requestIdOf(h.get("x-request-id") ?? undefined), ONE_SITE, path, site, null, start);
+        return answer(requestIdOf(h.get("x-request-id") ?? undefined), "GET", 200, ONE_SITE, path, site, null, "", start);
       }
       const page = readSitesPage(db, {
         activeOnly: list!.activeOnly,
@@ -137,7 +219,8 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
         params.set("cursor", encodeCursor(page.next));
         link = `<${path}?${params.toString()}>; rel="next"`;
       }
-      return answer(requestIdOf(h.get("x-request-id") ?? undefined), SITES, path, page.items, link, start);
+      const id = requestIdOf(h.get("x-request-id") ?? undefined);
+      return answer(id, "GET", 200, SITES, path, page.items, link === null ? null : "Link", link ?? "", start);
     } catch {
       // A bad cursor, a busy or broken file: the full stack answers it (its error shape, its logs).
       return null;

@@ -2,7 +2,7 @@ import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
 import { first, type Db, type SqliteDb } from "../db/index.ts";
 import { clientOf, namedStatement, perPgHandle } from "../db/pg/prepared.ts";
 import { sites as pgSites } from "../db/pg/schema.ts";
-import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
+import { compileInsertReturning, compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { sites } from "../db/sqlite/schema.ts";
 import type { Site } from "../db/model.ts";
 import { likeInsensitive } from "../db/sql.ts";
@@ -63,11 +63,15 @@ const readStatements = perConnection((orm) => {
 });
 
 const writeStatements = perConnection((orm) => ({
-  insert: orm
-    .insert(sites)
-    .values({ domain: p("domain"), name: p("name"), category: p("category"), is_active: p("is_active") })
-    .returning()
-    .prepare(),
+  insert: compileInsertReturning<Site>(
+    orm,
+    orm
+      .insert(sites)
+      .values({ domain: p("domain"), name: p("name"), category: p("category"), is_active: p("is_active") })
+      .returning(),
+    sites,
+    { booleans: ["is_active"] },
+  ),
 }));
 
 // The same hot statements on PostgreSQL, as named statements (src/db/pg/prepared.ts): parsed and planned
@@ -193,7 +197,7 @@ async function listSitesAny(db: Db, opts: ListOptions): Promise<Site[]> {
 export async function createSite(db: Db, input: CreateSite): Promise<Site> {
   const values = { domain: input.domain, name: input.name, category: input.category ?? null, is_active: input.is_active ?? true };
   try {
-    if (db.engine === "sqlite") return await db.write((tx) => writeStatements(tx).insert.get(values)!);
+    if (db.engine === "sqlite") return await db.write((tx) => writeStatements(tx).insert.get(values));
     const insert = pgStatements(db).insert;
     return await db.tx(async (tx) => (await insert.run(clientOf(tx), values))[0]!);
   } catch (err) {
