@@ -27,6 +27,8 @@ import { seedSites } from "./seed.ts";
 //   bun run bench:analytics [--rows 5000000] [--days 365] [--workers 2] [--requests 100]
 //                           [--slow-requests 10] [--duration 5] [--rounds 3] [--connections 8]
 //                           [--db path (kept; reused when it exists)] [--database postgres://… (an EMPTY database)]
+//                           [--seed-json path (with --database: the seed's summary, kept; the database is
+//                            reused as seeded when the file exists)]
 //                           [--data demo|anchors] [--phases latency,export,load]
 //                           [--out bench/results/analytics.json]
 
@@ -50,6 +52,7 @@ const flagsSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//)
     .optional(),
+  "seed-json": z.string().min(1).optional(),
   out: z
     .string()
     .min(1)
@@ -76,8 +79,8 @@ function readFlags(): Flags {
   return parsed.data;
 }
 
-type Req = { method: "GET" | "POST"; path: string; body?: unknown } | { tool: string; args: Record<string, unknown> };
-type Scenario = { name: string; what: string; slow: boolean; req: Req; targetP99Ms?: number };
+export type Req = { method: "GET" | "POST"; path: string; body?: unknown } | { tool: string; args: Record<string, unknown> };
+export type Scenario = { name: string; what: string; slow: boolean; req: Req; targetP99Ms?: number };
 type Latency = {
   name: string;
   what: string;
@@ -90,7 +93,8 @@ type Latency = {
   met?: boolean;
 };
 
-function scenarios(seed: SeedResult): Scenario[] {
+/** The requests measured, for one seeded site. */
+export function scenarios(seed: SeedResult): Scenario[] {
   const end = seed.end;
   const start30 = addDays(end, -29);
   const start90 = addDays(end, -89);
@@ -232,11 +236,11 @@ function scenarios(seed: SeedResult): Scenario[] {
   ];
 }
 
-/** One MCP client per run (the SDK's Streamable HTTP client: each tool call is a POST to /mcp). */
-let mcp: Client | undefined;
+/** One MCP client per service (the SDK's Streamable HTTP client: each tool call is a POST to /mcp). */
+const mcpClients = new Map<string, Client>();
 
 /** Sends one request; its status, or 0 when the connection failed (counted as an error, the run goes on). */
-async function send(url: string, r: Req): Promise<number> {
+export async function send(url: string, r: Req): Promise<number> {
   try {
     return await sendOnce(url, r);
   } catch (err) {
@@ -247,9 +251,11 @@ async function send(url: string, r: Req): Promise<number> {
 
 async function sendOnce(url: string, r: Req): Promise<number> {
   if ("tool" in r) {
+    let mcp = mcpClients.get(url);
     if (!mcp) {
       mcp = new Client({ name: "sitesync-bench", version: "1.0.0" });
       await mcp.connect(new StreamableHTTPClientTransport(new URL(`${url}/mcp`)));
+      mcpClients.set(url, mcp);
     }
     const res = await mcp.callTool({ name: r.tool, arguments: r.args });
     return res.isError ? 500 : 200;
@@ -262,7 +268,14 @@ async function sendOnce(url: string, r: Req): Promise<number> {
   return res.status;
 }
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+export const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+
+/** Closes the MCP clients of the run. */
+export async function closeMcpClients(): Promise<void> {
+  for (const c of mcpClients.values()) await c.close();
+  mcpClients.clear();
+}
 
 /** Sends the request `n` times one after the other (after 2 warm-ups) and returns the latency percentiles. */
 async function measure(url: string, s: Scenario, n: number): Promise<Latency> {
@@ -376,17 +389,24 @@ async function exportSite(server: RunningServer, siteId: number, format: "csv" |
   };
 }
 
-/** Bytes on disk per stored detail row: the SQLite file (after a checkpoint), or PostgreSQL's detail, rollup and dictionaries. */
-async function bytesPerRow(dbPath: string, rows: number): Promise<{ bytes: number; perRow: number; tables: Record<string, number> }> {
+/** Bytes on disk per stored detail row: the SQLite file (after a checkpoint), or PostgreSQL's analytics tables (gsc_*) with their indexes. */
+export async function bytesPerRow(
+  dbPath: string,
+  rows: number,
+): Promise<{ bytes: number; perRow: number; tables: Record<string, number> }> {
   const tables: Record<string, number> = {};
   let bytes: number;
   if (dbPath.startsWith("postgres")) {
     const c = new pg.Client({ connectionString: dbPath });
     await c.connect();
     try {
-      for (const t of ["gsc_query_detail", "gsc_day_query_totals", "gsc_pages", "gsc_queries"]) {
-        tables[t] = Number((await c.query("select pg_total_relation_size($1::regclass) as n", [t])).rows[0].n);
-      }
+      // Every analytics table (detail, rollups, grains, dictionaries), each with its indexes and TOAST.
+      const rs = await c.query<{ name: string; n: string }>(
+        `select c.relname as name, pg_total_relation_size(c.oid) as n from pg_class c
+          where c.relkind = 'r' and c.relnamespace = 'public'::regnamespace and c.relname like 'gsc\\_%'
+          order by 2 desc`,
+      );
+      for (const r of rs.rows) tables[r.name] = Number(r.n);
     } finally {
       await c.end();
     }
@@ -427,6 +447,42 @@ function background(clients: number, loop: () => Promise<unknown>) {
   };
 }
 
+/**
+ * The seeded site of `dbPath`: reused when `seedFile` (its summary) exists (and, on SQLite, the file), else
+ * seeded now (SQLite: the file migrated first; PostgreSQL: an empty database, migrated here).
+ */
+export async function seedOrReuse(o: {
+  engine: "sqlite" | "pg";
+  dbPath: string;
+  seedFile: string | undefined;
+  rows: number;
+  days: number;
+  data: Flags["data"];
+}): Promise<{ seed: SeedResult; seedSeconds: number | null }> {
+  if (o.seedFile && (o.engine === "pg" || existsSync(o.dbPath)) && existsSync(o.seedFile)) {
+    const seed = JSON.parse(await Bun.file(o.seedFile).text()) as SeedResult;
+    console.log(`reusing ${o.engine === "pg" ? "the PostgreSQL database" : o.dbPath}: ${seed.rows.toLocaleString("en-US")} rows`);
+    return { seed, seedSeconds: null };
+  }
+  console.log(`seeding ${o.rows.toLocaleString("en-US")} rows over ${o.days} days (${o.engine})...`);
+  let seed: SeedResult;
+  let t = performance.now();
+  if (o.engine === "pg") {
+    await migratePg(o.dbPath);
+    t = performance.now();
+    seed = await seedAnalyticsPg(o.dbPath, { rows: o.rows, days: o.days, data: o.data });
+  } else {
+    seed = await seedAnalytics(o.dbPath, { rows: o.rows, days: o.days, data: o.data });
+  }
+  const seedSeconds = (performance.now() - t) / 1000;
+  if (o.seedFile) writeFileSync(o.seedFile, JSON.stringify(seed));
+  console.log(
+    `seeded ${seed.rows.toLocaleString("en-US")} rows (${seed.rowsPerDayType} per day and search type) in ${seedSeconds.toFixed(1)} s`,
+  );
+  console.log(`ingest (${o.engine}) ${Math.round(seed.rows / seedSeconds).toLocaleString("en-US")} rows/s`);
+  return { seed, seedSeconds };
+}
+
 async function main() {
   const flags = readFlags();
   const tmp = flags.db || flags.database ? null : mkdtempSync(join(tmpdir(), "sitesync-bench-analytics-"));
@@ -434,33 +490,12 @@ async function main() {
   const engine = flags.database ? "pg" : "sqlite";
   let server: RunningServer | undefined;
   try {
-    let seed: SeedResult;
-    let seedSeconds: number | null = null;
-    const seedFile = `${dbPath}.seed.json`;
-    if (flags.db && existsSync(dbPath) && existsSync(seedFile)) {
-      seed = JSON.parse(await Bun.file(seedFile).text()) as SeedResult;
-      console.log(`reusing ${dbPath}: ${seed.rows.toLocaleString("en-US")} rows`);
-    } else {
-      console.log(`seeding ${flags.rows.toLocaleString("en-US")} rows over ${flags.days} days...`);
-      const t = performance.now();
-      if (engine === "pg") {
-        await migratePg(dbPath);
-        const t0 = performance.now();
-        seed = await seedAnalyticsPg(dbPath, { rows: flags.rows, days: flags.days, data: flags.data });
-        seedSeconds = (performance.now() - t0) / 1000;
-      } else {
-        seed = await seedAnalytics(dbPath, { rows: flags.rows, days: flags.days, data: flags.data });
-        seedSeconds = (performance.now() - t) / 1000;
-      }
-      if (flags.db) writeFileSync(seedFile, JSON.stringify(seed));
-      console.log(
-        `seeded ${seed.rows.toLocaleString("en-US")} rows (${seed.rowsPerDayType} per day and search type) in ${seedSeconds.toFixed(1)} s`,
-      );
-      console.log(`ingest (${engine}) ${Math.round(seed.rows / seedSeconds).toLocaleString("en-US")} rows/s`);
-    }
+    const seedFile = flags["seed-json"] ?? (flags.db ? `${dbPath}.seed.json` : undefined);
+    const { seed, seedSeconds } = await seedOrReuse({ engine, dbPath, seedFile, rows: flags.rows, days: flags.days, data: flags.data });
     const size = await bytesPerRow(dbPath, seed.rows);
     console.log(
       `bytes_per_row (${engine}) ${size.perRow.toFixed(1)} (${(size.bytes / MiB).toFixed(1)} MiB: ${Object.entries(size.tables)
+        .filter(([, v]) => v / seed.rows >= 0.1)
         .map(([k, v]) => `${k} ${(v / seed.rows).toFixed(1)}`)
         .join(", ")})`,
     );
@@ -591,10 +626,10 @@ async function main() {
     writeFileSync(flags.out, JSON.stringify(report, null, 2));
     console.log(`wrote ${flags.out}`);
   } finally {
-    await mcp?.close();
+    await closeMcpClients();
     await server?.stop();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
 }
 
-await main();
+if (import.meta.main) await main();

@@ -435,7 +435,7 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
         const r = db
           .query<{ mark: number; max: number; fts: number; n: number }, []>(
             `select (select indexed_through from gsc_queries_indexed) as mark, (select max(id) from gsc_queries) as max,
-                  (select count(*) from gsc_queries_fts where gsc_queries_fts match '"written on pg"') as fts,
+                  (select count(*) from gsc_queries_fts where gsc_queries_fts match '"wri" AND "rit" AND "itt" AND "tte" AND "ten" AND "en " AND "n o" AND " on" AND "on " AND "n p" AND " pg"') as fts,
                   (select count(*) from gsc_queries where query like '%written on pg%') as n`,
           )
           .get()!;

@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { eq, sql } from "drizzle-orm";
 import { INDEX_BATCH, indexAllPendingQueries, indexPendingQueries, searchQueries } from "../src/search/queries.ts";
+import { containsPattern } from "../src/db/sql.ts";
+import { ftsTrigrams, SEARCH_INDEXED_SQL, SEARCH_SCAN_SQL, searchSqlParams } from "../src/db/sqlite/search.ts";
 import { purgeSite } from "../src/sites/queries.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { asSqlite, tempDb, tempDir, testEngine } from "./helpers/db.ts";
@@ -326,12 +328,88 @@ test.skipIf(testEngine === "pg")(
       ]);
       expect(
         db
-          .query("select q.site_id from gsc_queries_fts f join gsc_queries q on q.id = f.rowid where gsc_queries_fts match '\"OTHER\"'")
-          .all(),
+          .query("select q.site_id from gsc_queries_fts f join gsc_queries q on q.id = f.rowid where gsc_queries_fts match ?")
+          .all(ftsTrigrams("OTHER")),
       ).toEqual([{ site_id: 1 }]);
       // Everything backfilled is in the FTS index: nothing pending.
       expect(db.query("select indexed_through from gsc_queries_indexed").all()).toEqual([{ indexed_through: 3 }]);
       db.close();
+    } finally {
+      dir.cleanup();
+    }
+  },
+);
+
+test.skipIf(testEngine === "pg")(
+  "migration 0024 rebuilds the FTS index without positions in place: every query searchable, answers as the scan's",
+  () => {
+    const dir = tempDir("sitesync-fts-compact-");
+    try {
+      // The migrations folder up to the one before 0024, a file with data in that layout, then the rest.
+      const folder = join(dir.dir, "migrations");
+      cpSync(migrationsFolder, folder, { recursive: true });
+      const journalPath = join(folder, "meta/_journal.json");
+      const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { tag: string }[] };
+      const at = journal.entries.findIndex((e) => e.tag.endsWith("query_search_fts_compact"));
+      expect(at).toBeGreaterThan(0);
+      writeFileSync(journalPath, JSON.stringify({ ...journal, entries: journal.entries.slice(0, at) }));
+      const path = join(dir.dir, "app.db");
+      migrate(path, undefined, folder);
+
+      const r = rng(18);
+      const conn = new Database(path);
+      conn.run("insert into sites (domain, name) values ('sc-domain:a.example', 'A'), ('sc-domain:b.example', 'B')");
+      conn.run("insert into gsc_pages (site_id, page) values (1, '/a'), (2, '/b')");
+      const texts = new Set<string>();
+      while (texts.size < 300) texts.add(word(r, 3, 14));
+      const addQuery = conn.prepare<{ id: number }, [number, string]>(
+        "insert into gsc_queries (site_id, query) values (?, ?) returning id",
+      );
+      const detail = conn.prepare(
+        "insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position) values (?, ?, 0, ?, ?, 1, ?, ?, ?)",
+      );
+      const rollup = conn.prepare(
+        "insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position) values (?, ?, 0, ?, ?, ?, ?)",
+      );
+      let i = 0;
+      for (const text of texts) {
+        const siteId = 1 + (i++ % 2);
+        const id = addQuery.get(siteId, text)!.id;
+        for (let day = 20_000; day < 20_003; day++) {
+          const [c, n, p] = [Math.floor(r() * 3), 1 + Math.floor(r() * 20), 100 + Math.floor(r() * 5000)];
+          detail.run(siteId, day, siteId, id, c, n, p);
+          rollup.run(siteId, day, id, c, n, p);
+        }
+      }
+      // The old index holds the first 200 queries; the rest are pending (past the mark), as between two batches.
+      conn.run("insert into gsc_queries_fts (rowid, query) select id, query from gsc_queries where id <= 200");
+      conn.run("update gsc_queries_indexed set indexed_through = 200 where id = 1");
+      conn.close();
+
+      expect(migrate(path)).toBe(journal.entries.length - at);
+      const db = new Database(path, { strict: true });
+      try {
+        const ddl = db.query<{ sql: string }, []>("select sql from sqlite_master where name = 'gsc_queries_fts'").get()!.sql;
+        expect(ddl).toContain("detail=none");
+        expect(ddl).toContain("columnsize=0");
+        expect(db.query("select indexed_through as n from gsc_queries_indexed").get()).toEqual({ n: 300 });
+        db.run("insert into gsc_queries_fts (gsc_queries_fts, rank) values ('integrity-check', 1)");
+        expect(db.query("select count(*) as n from gsc_queries_fts").get()).toEqual({ n: 300 });
+        // Every query found by its own text and by a 3-character piece of it, the indexed way as the scan does.
+        const pieces = [...texts].flatMap((q) => [q, [...q].slice(0, 3).join(""), flipCase(r, [...q].slice(-3).join(""))]);
+        let found = 0;
+        for (const term of pieces.slice(0, 240)) {
+          for (const siteId of [1, 2]) {
+            const params = searchSqlParams({ site_id: siteId, pattern: containsPattern(term), start: "", end: "9999-12-31", limit: 1000 });
+            const indexed = db.query(SEARCH_INDEXED_SQL).all({ ...params, fts: ftsTrigrams(term) });
+            expect(indexed).toEqual(db.query(SEARCH_SCAN_SQL).all(params));
+            found += indexed.length;
+          }
+        }
+        expect(found).toBeGreaterThan(200);
+      } finally {
+        db.close();
+      }
     } finally {
       dir.cleanup();
     }

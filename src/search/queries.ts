@@ -2,7 +2,7 @@ import type { Db, Orm } from "../db/index.ts";
 import { findDataBoundsPg, searchPg } from "../db/pg/search.ts";
 import {
   findDataBoundsSqlite,
-  ftsPhrase,
+  ftsTrigrams,
   INDEX_BATCH,
   indexPendingQueries,
   SEARCH_INDEXED_SQL,
@@ -58,7 +58,7 @@ export async function searchQueries(
     db.engine === "sqlite"
       ? await queryPool(db).all<SearchRow>(
           kind === "scan" ? SEARCH_SCAN_SQL : kind === "short" ? SEARCH_SHORT_SQL : SEARCH_INDEXED_SQL,
-          kind === "index" ? { ...searchSqlParams(params), fts: ftsPhrase(opts.term) } : searchSqlParams(params),
+          kind === "index" ? { ...searchSqlParams(params), fts: ftsTrigrams(opts.term) } : searchSqlParams(params),
         )
       : await searchPg(db, kind, params);
   return { total: rows[0]?.found ?? 0, queries: rows.map(({ found: _found, ...q }) => q) };

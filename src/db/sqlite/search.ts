@@ -41,11 +41,12 @@ select m.query,
  limit $limit`;
 
 /**
- * Terms of 3+ characters: the trigram index gives the site's queries containing the term ignoring
- * case (Unicode folding, a superset of LIKE's ASCII-only folding), and LIKE then keeps exactly what
- * the plain scan keeps. Queries added since the last indexPendingQueries are not in the FTS index yet:
- * they are the ids past its mark, tested with LIKE directly: a rowid range, usually short or empty
- * (the unary + keeps the planner off the (site_id, query) index, which would read all the site's queries).
+ * Terms of 3+ characters: the trigram index gives the site's queries holding every trigram of the term ignoring
+ * case (Unicode folding, a superset of LIKE's ASCII-only folding; the index keeps no positions, migration 0024),
+ * and LIKE then keeps exactly what the plain scan keeps. Queries added since the last indexPendingQueries are
+ * not in the FTS index yet: they are the ids past its mark, tested with LIKE directly: a rowid range, usually
+ * short or empty (the unary + keeps the planner off the (site_id, query) index, which would read all the site's
+ * queries).
  */
 export const SEARCH_INDEXED_SQL = totalsOf(`select q.id, q.query
     from gsc_queries_fts f join gsc_queries q on q.id = f.rowid
@@ -84,9 +85,22 @@ export function searchSqlParams(params: SearchParams) {
   return { ...rest, start_day: start ? dayNumber(start) : 0, end_day: dayNumber(end) };
 }
 
-/** An FTS5 query for `term` as one literal phrase (trigram: a substring), whatever characters it holds. */
-export function ftsPhrase(term: string): string {
-  return `"${term.replaceAll('"', '""')}"`;
+/**
+ * An FTS5 query for the rows holding every trigram of `term` (3+ characters), each a quoted literal whatever
+ * characters it holds. The index has no positions (detail=none), so a phrase cannot be asked: the trigrams
+ * anywhere in a query are a superset of the queries containing the term, which LIKE then narrows.
+ */
+export function ftsTrigrams(term: string): string {
+  const chars = [...term];
+  const grams = new Set<string>();
+  for (let i = 0; i + 3 <= chars.length; i++)
+    grams.add(
+      `"${chars
+        .slice(i, i + 3)
+        .join("")
+        .replaceAll('"', '""')}"`,
+    );
+  return [...grams].join(" AND ");
 }
 
 /** Runs one search on the reader connection: the FTS index, the short-term list, or the plain scan. */
@@ -97,7 +111,7 @@ export function searchSqlite(db: SqliteDb, kind: "index" | "short" | "scan", par
   type P = typeof p;
   if (kind === "scan") return reader.query<SearchRow, [P]>(SEARCH_SCAN_SQL).all(p);
   if (kind === "short") return reader.query<SearchRow, [P]>(SEARCH_SHORT_SQL).all(p);
-  return reader.query<SearchRow, [P & { fts: string }]>(SEARCH_INDEXED_SQL).all({ ...p, fts: ftsPhrase(term) });
+  return reader.query<SearchRow, [P & { fts: string }]>(SEARCH_INDEXED_SQL).all({ ...p, fts: ftsTrigrams(term) });
 }
 
 /** Queries indexed per write: ~10 ms of FTS work, so other writers do not wait long for the lock. */

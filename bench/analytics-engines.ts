@@ -1,0 +1,124 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { loadavg } from "node:os";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { bytesPerRow, closeMcpClients, pct, type Scenario, scenarios, seedOrReuse, send } from "./analytics.ts";
+import { startService, type RunningServer } from "./processes.ts";
+
+// `bun bench/analytics-engines.ts`: bench:analytics's requests on SQLite and PostgreSQL side by side, in one
+// run: both services up at once on the same seeded data (a kept SQLite file and a kept PostgreSQL database,
+// seeded on the first run), and each scenario's requests alternated between the two (SQLite, PostgreSQL,
+// SQLite, ...), so the machine's load falls on both alike. The figure to read is the ratio PostgreSQL /
+// SQLite per scenario (issue 18: "PostgreSQL within 2x of SQLite on each, or the reason shown").
+//
+//   bun bench/analytics-engines.ts --db file.db --database postgres://… --seed-json pg.seed.json
+//                                  [--rows 1000000] [--days 100] [--data anchors] [--requests 5]
+//                                  [--slow-requests 3] [--workers 2] [--only name,name] [--out file.json]
+
+const flagsSchema = z.object({
+  db: z.string().min(1),
+  database: z.string().regex(/^postgres(ql)?:\/\//),
+  "seed-json": z.string().min(1),
+  rows: z.coerce.number().int().min(100).max(50_000_000).default(1_000_000),
+  days: z.coerce.number().int().min(30).max(480).default(100),
+  data: z.enum(["demo", "anchors"]).default("anchors"),
+  requests: z.coerce.number().int().min(1).max(10_000).default(5),
+  "slow-requests": z.coerce.number().int().min(1).max(1000).default(3),
+  workers: z.coerce.number().int().min(1).max(64).default(2),
+  only: z.string().optional(),
+  out: z
+    .string()
+    .min(1)
+    .default(join(import.meta.dir, "results/analytics-engines.json")),
+});
+
+function readFlags() {
+  const raw = parseArgs({
+    options: Object.fromEntries(Object.keys(flagsSchema.shape).map((k) => [k, { type: "string" as const }])),
+    strict: true,
+  }).values;
+  const parsed = flagsSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const i of parsed.error.issues) console.error(`--${String(i.path[0])}: ${i.message}`);
+    process.exit(1);
+  }
+  return parsed.data;
+}
+
+type Side = { name: "sqlite" | "pg"; url: string; scenario: Scenario; times: number[]; errors: number };
+
+/** One request of `side`, timed; a non-200 answer counts as an error. */
+async function timed(side: Side): Promise<void> {
+  const t = performance.now();
+  const status = await send(side.url, side.scenario.req);
+  side.times.push(performance.now() - t);
+  if (status !== 200) side.errors++;
+}
+
+const summary = (s: Side) => {
+  const v = [...s.times].sort((a, b) => a - b);
+  return { p50Ms: pct(v, 50), p99Ms: pct(v, 99), n: v.length, errors: s.errors };
+};
+
+async function main() {
+  const flags = readFlags();
+  const servers: RunningServer[] = [];
+  try {
+    const seeds = {
+      sqlite: await seedOrReuse({ engine: "sqlite", dbPath: flags.db, seedFile: `${flags.db}.seed.json`, ...flags }),
+      pg: await seedOrReuse({ engine: "pg", dbPath: flags.database, seedFile: flags["seed-json"], ...flags }),
+    };
+    const sizes = {
+      sqlite: await bytesPerRow(flags.db, seeds.sqlite.seed.rows),
+      pg: await bytesPerRow(flags.database, seeds.pg.seed.rows),
+    };
+    for (const [engine, size] of Object.entries(sizes))
+      console.log(
+        `bytes_per_row (${engine}) ${size.perRow.toFixed(1)}: ${Object.entries(size.tables)
+          .filter(([, v]) => v / seeds.sqlite.seed.rows >= 0.1)
+          .map(([k, v]) => `${k} ${(v / seeds.sqlite.seed.rows).toFixed(1)}`)
+          .join(", ")}`,
+      );
+    const sqlite = await startService({ dbPath: flags.db, workers: flags.workers, syncWorkers: 0 });
+    servers.push(sqlite);
+    const pgServer = await startService({ dbPath: flags.database, workers: flags.workers, syncWorkers: 0 });
+    servers.push(pgServer);
+    const only = flags.only ? new Set(flags.only.split(",")) : null;
+    const pgList = new Map(scenarios(seeds.pg.seed).map((s) => [s.name, s]));
+    const results = [];
+    console.log(
+      `${"scenario".padEnd(28)} ${"SQLite p50 / p99 ms".padStart(22)} ${"PostgreSQL p50 / p99 ms".padStart(24)}  PG/SQLite p50  load`,
+    );
+    for (const s of scenarios(seeds.sqlite.seed)) {
+      if (only && !only.has(s.name)) continue;
+      const sides: Side[] = [
+        { name: "sqlite", url: sqlite.url, scenario: s, times: [], errors: 0 },
+        { name: "pg", url: pgServer.url, scenario: pgList.get(s.name)!, times: [], errors: 0 },
+      ];
+      for (let i = 0; i < 2; i++) for (const side of sides) await send(side.url, side.scenario.req);
+      for (const side of sides) side.times.length = 0;
+      const n = s.slow ? flags["slow-requests"] : flags.requests;
+      // Alternate which side goes first, so neither always follows the other's cache effects.
+      for (let i = 0; i < n; i++) for (const side of i % 2 ? [...sides].reverse() : sides) await timed(side);
+      const [a, b] = sides.map(summary) as [ReturnType<typeof summary>, ReturnType<typeof summary>];
+      const load = loadavg()[0]!;
+      results.push({ name: s.name, what: s.what, sqlite: a, pg: b, ratioP50: b.p50Ms / a.p50Ms, load });
+      const fmt = (x: typeof a) => `${x.p50Ms.toFixed(1)} / ${x.p99Ms.toFixed(1)}${x.errors ? ` (${x.errors} err)` : ""}`;
+      console.log(
+        `${s.name.padEnd(28)} ${fmt(a).padStart(22)} ${fmt(b).padStart(24)}  ${(b.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${load.toFixed(1)}`,
+      );
+    }
+    mkdirSync(dirname(flags.out), { recursive: true });
+    writeFileSync(
+      flags.out,
+      JSON.stringify({ at: new Date().toISOString(), options: { ...flags, database: "postgres://…" }, sizes, results }, null, 2),
+    );
+    console.log(`wrote ${flags.out}`);
+  } finally {
+    await closeMcpClients();
+    for (const s of servers) await s.stop();
+  }
+}
+
+await main();
