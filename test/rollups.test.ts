@@ -7,6 +7,7 @@ import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
+import { countPages, findPageTotals } from "../src/analytics/totals.ts";
 import type { Db } from "../src/db/index.ts";
 import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
@@ -18,6 +19,7 @@ import { refreshDayRollups } from "../src/sync/rollups.ts";
 import type { SearchType, SourceRow } from "../src/sync/source.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
+import { storePageTotals } from "./helpers/rows.ts";
 
 const DEVICES = ["DESKTOP", "MOBILE", "TABLET"] as const;
 
@@ -101,6 +103,78 @@ describe("rollups kept at ingest equal the detail's answers", () => {
       });
     }
   }
+
+  // Page totals summed per page id, the URL joined afterwards: the same pages, sums and order as summing
+  // each row with its URL. Days without grains are derived from the detail (the union's second half).
+  test("page totals: grain rows and derived days, every option, equal the rows summed by URL", async () => {
+    const other = await db.tx(async (tx) => {
+      const [s] = await tx.insert(db.t.sites).values({ domain: "sc-domain:pages.example", name: "p" }).returning();
+      return s!.id;
+    });
+    const all: { page: string; clicks: number; impressions: number; sp: number }[] = [];
+    for (let i = 0; i < 6; i++) {
+      const rows = dayRows(500 + i, 40).map((r, k) => ({
+        page: r.page.replace("rollups", "pages"),
+        country: ["usa", "fra", ""][k % 3]!,
+        device: r.device,
+        clicks: r.clicks,
+        impressions: r.impressions,
+        position: r.position,
+      }));
+      // One key per (page, country, device) and day, as Google sends page totals.
+      const byKey = new Map(rows.map((r) => [`${r.page}|${r.country}|${r.device}`, r]));
+      if (i === 0)
+        // Two pages tied on clicks and impressions (the URL orders them), one with impressions only, one with nothing.
+        for (const [page, clicks, impressions] of [
+          ["https://pages.example/t-b", 5000, 9000],
+          ["https://pages.example/t-a", 5000, 9000],
+          ["https://pages.example/imp", 0, 3],
+          ["https://pages.example/zero", 0, 0],
+        ] as const)
+          byKey.set(page, { page, country: "usa", device: "MOBILE", clicks, impressions, position: 2 });
+      await storePageTotals(db, other, addDays(END, -i), "web", [...byKey.values()]);
+      for (const r of byKey.values())
+        all.push({ page: r.page, clicks: r.clicks, impressions: r.impressions, sp: Math.round(r.position * r.impressions * 100) });
+    }
+    const sumBy = (rows: typeof all, keep: (page: string) => boolean) => {
+      const m = new Map<string, { page: string; clicks: number; impressions: number; sumPosition: number }>();
+      for (const r of rows.filter((x) => keep(x.page))) {
+        const s = m.get(r.page) ?? { page: r.page, clicks: 0, impressions: 0, sumPosition: 0 };
+        s.clicks += r.clicks;
+        s.impressions += r.impressions;
+        s.sumPosition += r.sp;
+        m.set(r.page, s);
+      }
+      return [...m.values()]
+        .filter((s) => s.clicks > 0 || s.impressions > 0)
+        .sort((a, b) => b.clicks - a.clicks || b.impressions - a.impressions || (a.page < b.page ? -1 : 1));
+    };
+    const f = { siteId: other, start: addDays(END, -5), end: END, searchType: "web" as const };
+    expect(await findPageTotals(db, f)).toEqual(sumBy(all, () => true));
+    expect(await findPageTotals(db, f, { limit: 2 })).toEqual(sumBy(all, () => true).slice(0, 2));
+    const two = ["https://pages.example/p1", "https://pages.example/p4"];
+    expect(await findPageTotals(db, f, { pages: two })).toEqual(sumBy(all, (p) => two.includes(p)));
+    expect(await findPageTotals(db, f, { urlContains: "p3" })).toEqual(sumBy(all, (p) => p.includes("p3")));
+    expect(await countPages(db, f)).toBe(sumBy(all, () => true).length);
+
+    // The first site's days have no grains: its page totals are derived from the detail.
+    const detail = await (async () => {
+      const q = `select p.page as page, d.clicks as clicks, d.impressions as impressions, d.sum_position as sp
+        from gsc_query_detail d join gsc_pages p on p.id = d.page_id where d.site_id = ${siteId} and d.type = 1`;
+      const rows = db.engine === "pg" ? (await db.pg!.pool.query(q)).rows : db.raw.reader.query(q).all();
+      return (rows as typeof all).map((r) => ({
+        page: r.page,
+        clicks: Number(r.clicks),
+        impressions: Number(r.impressions),
+        sp: Number(r.sp),
+      }));
+    })();
+    const g = { siteId, start: addDays(END, -9), end: END, searchType: "web" as const };
+    expect(await findPageTotals(db, g)).toEqual(sumBy(detail, () => true));
+    expect(await findPageTotals(db, g, { pages: two.map((p) => p.replace("pages", "rollups")) })).toEqual(
+      sumBy(detail, (p) => two.map((x) => x.replace("pages", "rollups")).includes(p)),
+    );
+  });
 });
 
 // The backfill: a database filled before the rollup tables existed gets, from the migration, exactly the
