@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, eq, sql } from "drizzle-orm";
 import { rebuildDayQueryTotals, replaceDayDetail, rowTextIds, upsertRows } from "../src/sync/data.ts";
 import type { SourceRow } from "../src/sync/source.ts";
+import { clearStaged, stageRows } from "../src/sync/staged-day.ts";
 import { KnownTextIds } from "../src/sync/text-ids.ts";
 import { tempDb } from "./helpers/db.ts";
 import { insertSites } from "./helpers/sync.ts";
@@ -161,5 +162,28 @@ describe("KnownTextIds (a task's dictionary ids seen committed)", () => {
     known.queries.set("query 0", -7);
     const ids = await t.db.tx((tx) => rowTextIds(tx, cached, [row(0, 1)], known));
     expect(ids.queries.get("query 0")).toBe(-7);
+  });
+});
+
+describe("stageRows (a big day's batches into the staging)", () => {
+  test("a key given twice in a batch keeps its last row, one given again in a later batch is updated; rows in any order", async () => {
+    const taskId = 987_654;
+    // 1,000 rows in no key order (as Google sends them: by clicks), row 3's key again at the end.
+    const batch = Array.from({ length: 1000 }, (_, i) => row((i * 7919) % 1000, i % 5));
+    batch.push(row(3, 42));
+    await t.db.tx((tx) => stageRows(tx, taskId, batched, batch));
+    await t.db.tx((tx) => stageRows(tx, taskId, batched, [row(4, 77), row(1000, 1)]));
+    const { gscQueries: q, gscStagedDetail: st } = t.db.t;
+    const rows = await t.db.q
+      .select({ query: q.query, clicks: st.clicks })
+      .from(st)
+      .innerJoin(q, eq(q.id, st.query_id))
+      .where(eq(st.task_id, taskId));
+    expect(rows.length).toBe(1001);
+    const clicks = new Map(rows.map((r) => [r.query, r.clicks]));
+    expect(clicks.get("query 3")).toBe(42);
+    expect(clicks.get("query 4")).toBe(77);
+    expect(clicks.get("query 999")).toBe(batch.find((r) => r.query === "query 999")!.clicks);
+    await t.db.tx((tx) => clearStaged(tx, taskId));
   });
 });

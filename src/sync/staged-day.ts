@@ -5,6 +5,7 @@ import { sqliteOrm } from "../db/sql.ts";
 import { rowTextIds } from "./data.ts";
 import { deviceCode, sumPosition } from "./grains.ts";
 import type { SourceRow } from "./source.ts";
+import { keyRows } from "./keyed-rows.ts";
 import type { KnownTextIds } from "./text-ids.ts";
 
 // A day × search type whose query detail is too big for one transaction (more than SYNC_ATOMIC_DAY_ROWS
@@ -30,17 +31,20 @@ async function run(tx: Q, query: SQL): Promise<void> {
   else await tx.execute(query);
 }
 
+/** Staged rows per multi-row statement (7 parameters each). */
+const STAGE_ROWS_PER_STATEMENT = 64;
+
 const stageStatements = perConnection((orm) => {
   const c = (orm as Orm & { $client: import("bun:sqlite").Database }).$client;
-  return {
-    // A key given twice keeps the last row, as upsertRows does.
-    stage: c.prepare<unknown, number[]>(
+  // A key given again in a later batch keeps the last row, as upsertRows does.
+  const stage = (n: number) =>
+    c.prepare<unknown, number[]>(
       `insert into gsc_staged_detail (task_id, page_id, query_id, device, clicks, impressions, sum_position)
-       values (?, ?, ?, ?, ?, ?, ?)
+       values ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}
        on conflict (task_id, page_id, query_id, device)
        do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position`,
-    ),
-  };
+    );
+  return { stage: stage(1), stageMany: stage(STAGE_ROWS_PER_STATEMENT) };
 });
 
 /**
@@ -77,18 +81,25 @@ export async function stageRows(tx: Q, taskId: number, siteId: number, rows: Sou
   const { pages, queries } = await rowTextIds(tx, siteId, rows, known);
   const orm = sqliteOrm(tx);
   if (orm) {
-    const { stage } = stageStatements(orm);
-    for (const r of rows) {
-      stage.run(
-        taskId,
-        pages.get(r.page)!,
-        queries.get(r.query)!,
-        deviceCode(r.device),
-        r.clicks,
-        r.impressions,
-        sumPosition(r.position, r.impressions),
-      );
+    // In key order, one row per key (the last), 64 rows a statement: the staging B-tree is written like an
+    // append and with fewer calls (measured 1.1 -> 0.4 µs a row for the inserts of 5,000-row batches).
+    const { stage, stageMany } = stageStatements(orm);
+    const k = keyRows(rows, pages, queries);
+    const values = new Array<number>(STAGE_ROWS_PER_STATEMENT * 7);
+    let i = 0;
+    for (; i + STAGE_ROWS_PER_STATEMENT <= k.n; i += STAGE_ROWS_PER_STATEMENT) {
+      for (let j = 0, o = 0; j < STAGE_ROWS_PER_STATEMENT; j++, o += 7) {
+        values[o] = taskId;
+        values[o + 1] = k.page[i + j]!;
+        values[o + 2] = k.query[i + j]!;
+        values[o + 3] = k.device[i + j]!;
+        values[o + 4] = k.clicks[i + j]!;
+        values[o + 5] = k.impressions[i + j]!;
+        values[o + 6] = k.sumPosition[i + j]!;
+      }
+      stageMany.run(...values);
     }
+    for (; i < k.n; i++) stage.run(taskId, k.page[i]!, k.query[i]!, k.device[i]!, k.clicks[i]!, k.impressions[i]!, k.sumPosition[i]!);
     return;
   }
   // PostgreSQL: one statement of column arrays; the last row of a repeated key wins (one statement cannot
