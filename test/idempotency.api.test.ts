@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import pg from "pg";
 import { eq, sql } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { createApi } from "../src/cli/api.ts";
@@ -203,8 +204,40 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
       );
     const sitesNamed = async (domain: string) =>
       t.db.q.select({ domain: t.db.t.sites.domain }).from(t.db.t.sites).where(eq(t.db.t.sites.domain, domain));
-    return { db, app, holdCommitAfter, endHeld, sitesNamed };
+    return { t, db, app, proxy, holdCommitAfter, endHeld, sitesNamed };
   }
+
+  test("a write whose connection was lost before COMMIT, and whose retry still runs at the ride-through, is answered 202 too", async () => {
+    const { t, db, app, proxy, sitesNamed } = await throughProxy();
+    const body = { domain: "sc-domain:retried.example", name: "R" };
+    // Another transaction holds the domain's unique-index entry: the retry's insert waits for it.
+    const blocker = new pg.Client({ connectionString: t.databaseUrl });
+    blocker.on("error", () => {});
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query("BEGIN");
+    await blocker.query("INSERT INTO sites (domain, name) VALUES ($1, 'blocker')", [body.domain]);
+    // The first attempt's insert never reaches the server: its connection is dropped (nothing committed).
+    proxy.cutNext((text) => text.includes('insert into "sites"') || text.includes("sites_insert"), "drop");
+    let first: Awaited<ReturnType<typeof post>> | undefined;
+    const sent = post(app, body).then((a) => (first = a));
+    // Before: held until the blocker ends (here: until the test gives up on an answer and rolls it back).
+    await waitFor(() => first !== undefined, { timeout: 8_000, what: "an answer while the retry waits" }).catch(() => {});
+    await blocker.query("ROLLBACK");
+    await sent;
+    expect(first!.status).toBe(202);
+    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 0, unknown: 0 });
+    let final: Awaited<ReturnType<typeof call>> | undefined;
+    await waitFor(
+      async () => {
+        final = await call(app, "GET", first!.headers.get("location")!);
+        return final.status !== 202;
+      },
+      { timeout: 30_000, every: 100, what: "the pending write's final answer" },
+    );
+    expect(final!.status).toBe(201);
+    expect(await sitesNamed(body.domain)).toHaveLength(1);
+  });
 
   test("without a key: 202 with a Location at the ride-through, not held; the Location gives 202 until known, then the final 201; one row", async () => {
     const { db, app, holdCommitAfter, endHeld, sitesNamed } = await throughProxy();

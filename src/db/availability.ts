@@ -28,17 +28,18 @@ export function offerPendingAnswer(f: (() => void) | undefined): void {
   if (b) b.onPending = f;
 }
 
-/** Whether the running request offered an early answer (see offerPendingAnswer). */
-export function pendingAnswerOffered(): boolean {
-  return budget.getStore()?.onPending !== undefined;
-}
-
-/** The running request's early-answer hook (see offerPendingAnswer), taken: it fires once at most. */
-export function takePendingAnswer(): (() => void) | undefined {
+/**
+ * The running request's early answer (see offerPendingAnswer) as a function to call later, from any context:
+ * it fires whatever the request offers at that moment, once at most. undefined outside a request.
+ */
+export function pendingAnswerLater(): (() => void) | undefined {
   const b = budget.getStore();
-  const f = b?.onPending;
-  if (b) b.onPending = undefined;
-  return f;
+  if (!b) return undefined;
+  return () => {
+    const f = b.onPending;
+    b.onPending = undefined;
+    f?.();
+  };
 }
 
 /** How long the caller may still wait for the database: `ms`, or less when its request's budget is shorter. */

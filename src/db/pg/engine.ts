@@ -3,7 +3,7 @@ import { NodePgSession, NodePgTransaction } from "drizzle-orm/node-postgres/sess
 import pg from "pg";
 import { ApiError, isRetryableDbError, isUnavailableDbError } from "../../errors.ts";
 import { log, logOncePer } from "../../log.ts";
-import { pendingAnswerOffered, rideThroughLeft, takePendingAnswer, trackAvailability, type Availability } from "../availability.ts";
+import { pendingAnswerLater, rideThroughLeft, trackAvailability, type Availability } from "../availability.ts";
 import type { EngineHandle, Q } from "../engine.ts";
 import { newWriterStats } from "../sqlite/engine.ts";
 import * as schema from "./schema.ts";
@@ -285,8 +285,8 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
       }
       const left = deadline - performance.now();
       if (left <= 0) return "unknown";
-      if (availability.downSince !== null) await availability.waitUp(left);
-      else await Bun.sleep(Math.min(left, 50));
+      // waitUp answers at once when the request's ride-through is spent (a check going on after a 202): pace it.
+      if (availability.downSince === null || !(await availability.waitUp(left))) await Bun.sleep(Math.min(left, 50));
     }
   }
 
@@ -312,6 +312,33 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   async function tx<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
     const started = performance.now();
     inFlight++;
+    // Once this write has met the fault (a lost connection, a wait for the server), what is left of it (an
+    // attempt on a new connection, a lost COMMIT's check) is answered by the end of the request's
+    // ride-through if the request offers an early answer (202 pending: the Idempotency-Key middleware), and
+    // goes on in the background. Waits for the server are not: they end in a 503 at the same deadline.
+    let pendingTimer: Timer | undefined;
+    let exposed = false;
+    let late = false;
+    let answerPending: (() => void) | undefined;
+    const faulted = () => {
+      if (answerPending) return;
+      answerPending = pendingAnswerLater();
+      if (!answerPending) return;
+      const left = Math.max(0, rideThroughLeft(opts.rideThroughMs - (performance.now() - started)));
+      pendingTimer = setTimeout(() => {
+        late = true;
+        if (exposed) answerPending!();
+      }, left);
+    };
+    const exposing = async <R>(run: () => Promise<R>): Promise<R> => {
+      exposed = true;
+      if (late) answerPending?.();
+      try {
+        return await run();
+      } finally {
+        exposed = false;
+      }
+    };
     try {
       let grace = false;
       for (let n = 1; ; n++) {
@@ -319,6 +346,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
         grace = false;
         // Known down: wait for the background probe at most the ride-through, then 503.
         if (availability.downSince !== null && !graced) {
+          faulted();
           const left = opts.rideThroughMs - (performance.now() - started);
           if (!(await availability.waitUp(left))) {
             stats.timeouts++;
@@ -331,7 +359,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
           throw new ApiError("unavailable", "this process is shutting down; retry the request", undefined, { "Retry-After": "1" });
         let failure: Failure;
         try {
-          const value = await attempt(fn);
+          const value = await (answerPending ? exposing(() => attempt(fn)) : attempt(fn));
           committed();
           return value;
         } catch (f) {
@@ -343,17 +371,10 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
           // The COMMIT was sent and the connection went: it may have committed. Never re-run blindly
           // (a create would meet its own row and answer 409): ask the server. Knowing beats answering
           // fast here, so this waits up to WRITE_LOCK_TIMEOUT_MS for a server that is restarting.
-          const checking = outcomeOf(failure.token, started + opts.retryForMs);
-          // A request that can answer before the outcome is known (an Idempotency-Key: its retry gets the
-          // final answer) is answered 202 at the end of its ride-through; this goes on in the background.
-          if (pendingAnswerOffered()) {
-            const left = rideThroughLeft(opts.rideThroughMs - (performance.now() - started));
-            let timer: Timer | undefined;
-            const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), Math.max(0, left))));
-            if ((await Promise.race([checking, late])) === "late") takePendingAnswer()?.();
-            clearTimeout(timer);
-          }
-          const outcome = await checking;
+          // A request that can answer before the outcome is known (its retry with the key, or the token's
+          // Location, gets the final answer) is answered 202 at the end of its ride-through; this goes on.
+          faulted();
+          const outcome = await exposing(() => outcomeOf(failure.token!, started + opts.retryForMs));
           stats.ambiguousCommits[outcome]++;
           log(outcome === "aborted" ? "info" : "warn", "write outcome checked after its COMMIT lost the connection", {
             label,
@@ -387,6 +408,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
         const elapsed = performance.now() - started;
         const unavailableErr = isUnavailableDbError(err);
         if (unavailableErr) {
+          faulted();
           // Is the server gone (down: later requests fail fast), or was it only this connection? Waited
           // for within the request's ride-through only (a silent server's probe takes the connect bound).
           await suspectWithin(err, rideThroughLeft(opts.rideThroughMs - elapsed));
@@ -406,6 +428,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
         if (!unavailableErr) await Bun.sleep(Math.random() * Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** n));
       }
     } finally {
+      clearTimeout(pendingTimer);
       inFlight--;
       if (inFlight === 0) settle();
     }
