@@ -29,7 +29,7 @@ import { pendingWritesRoutes } from "./idempotency/routes.ts";
 import { log, logOncePer } from "./log.ts";
 import { mcpRoutes } from "./mcp/routes.ts";
 import type { McpOptions } from "./mcp/tools.ts";
-import type { Registry } from "prom-client";
+import type { Registry } from "./metrics/prom.ts";
 import { observeHttpRequest, registry } from "./metrics/registry.ts";
 import { validationHook } from "./openapi.ts";
 import { createFastPath } from "./http/fast-path.ts";

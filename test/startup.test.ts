@@ -32,9 +32,17 @@ describe("start-up imports", () => {
       expect(loaded).not.toContain(lazy);
   });
 
+  test("every process loads prom-client's metric classes without its default metrics (and their @opentelemetry/api)", () => {
+    // src/metrics/prom.ts: prom-client's index would load 88 modules; the supervisor and both kinds of workers import
+    // the metrics registry.
+    const loaded = packagesLoadedBy(["-e", 'await import("./src/app.ts"); await import("./src/metrics/registry.ts")']);
+    expect(loaded).toContain("prom-client");
+    for (const lazy of ["@opentelemetry/api", "tdigest", "bintrees"]) expect(loaded).not.toContain(lazy);
+  });
+
   test("the CLI, an HTTP client of the service, loads no database layer (only its auth commands do)", () => {
     const loaded = packagesLoadedBy(["src/cli/main.ts", "--help"]);
     expect(loaded).toContain("commander");
-    for (const lazy of ["drizzle-orm", "pg", "prom-client", "google-auth-library", "hono"]) expect(loaded).not.toContain(lazy);
+    for (const lazy of ["drizzle-orm", "pg", "prom-client", "google-auth-library", "hono", "hyparquet"]) expect(loaded).not.toContain(lazy);
   });
 });

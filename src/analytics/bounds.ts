@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { principalOf, clientIpOf } from "../auth/middleware.ts";
 import { defaults } from "../config.ts";
-import { Counter, Gauge } from "prom-client";
+import { Counter, Gauge } from "../metrics/prom.ts";
 import { budgetOf, budgetStats, withBudget } from "../db/budget.ts";
 import { ApiError } from "../errors.ts";
 import { registry } from "../metrics/registry.ts";

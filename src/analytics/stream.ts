@@ -3,7 +3,7 @@ import type { Db, SqliteDb } from "../db/index.ts";
 import { openConnection } from "../db/sqlite/open.ts";
 import { openPgCursor } from "../db/pg/cursor.ts";
 import { toPositional } from "../db/pg/named.ts";
-import { Gauge } from "prom-client";
+import { Gauge } from "../metrics/prom.ts";
 import { registry } from "../metrics/registry.ts";
 import { log } from "../log.ts";
 

@@ -5,7 +5,7 @@ import { isSafeMethod, requiredScope } from "../auth/policy.ts";
 import { rideThroughLeft } from "../db/availability.ts";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
 import type { WriteFn } from "../db/sqlite/engine.ts";
-import { Counter, Gauge } from "prom-client";
+import { Counter, Gauge } from "../metrics/prom.ts";
 import { apiErrorOf, isStorageError } from "../errors.ts";
 import { log, logOncePer } from "../log.ts";
 import { registry } from "../metrics/registry.ts";

@@ -1,7 +1,6 @@
 import { createWriteStream } from "node:fs";
 import { Readable, Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { asyncBufferFromFile, parquetMetadataAsync } from "hyparquet";
 import { ServiceError, type Api } from "./api.ts";
 import { CliError } from "./output.ts";
 
@@ -102,7 +101,9 @@ export async function exportSite(
   // stdout must stay open for whatever prints after; a file is closed by the pipeline.
   await (pipeline as (...s: unknown[]) => Promise<void>)(...steps, o.output ? {} : { end: false });
   if (wire === "parquet") {
-    // A Parquet file says how many rows it holds in its footer.
+    // A Parquet file says how many rows it holds in its footer (hyparquet loaded here only: 27 modules every
+    // other command would load for nothing).
+    const { asyncBufferFromFile, parquetMetadataAsync } = await import("hyparquet");
     const rows = o.output ? Number((await parquetMetadataAsync(await asyncBufferFromFile(o.output))).num_rows) : null;
     return { rows, bytes };
   }

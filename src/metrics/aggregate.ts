@@ -1,5 +1,5 @@
 import type { Subprocess } from "bun";
-import { AggregatorRegistry } from "prom-client";
+import { AggregatorRegistry } from "./prom.ts";
 import type { ProcessRole } from "../config.ts";
 import type { MetricsMessage } from "./ipc.ts";
 import { registry, scrapeMissing } from "./registry.ts";

@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { Histogram } from "prom-client";
+import { Histogram } from "./prom.ts";
 import { registry } from "./registry.ts";
 
 // How late this process's event loop runs: the worst delay of each second (what every request of this

@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Histogram, type Registry } from "./prom.ts";
 
 // HTTP requests and latency by route template, with the names, labels and buckets of
 // @hono/prometheus's standard metrics (which this replaced). A request costs a few array increments:

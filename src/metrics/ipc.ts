@@ -1,4 +1,4 @@
-import { AggregatorRegistry, type Registry } from "prom-client";
+import { AggregatorRegistry, type Registry } from "./prom.ts";
 import { registry } from "./registry.ts";
 
 // The worker side of the metrics IPC. HTTP workers share one port, so a scrape lands on any of them;

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "./prom.ts";
 import type { ProcessRole } from "../config.ts";
 import { walSize } from "../db/sqlite/checkpoint.ts";
 import type { Db } from "../db/index.ts";

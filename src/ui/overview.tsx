@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import type { Registry } from "prom-client";
+import type { Registry } from "../metrics/prom.ts";
 import type { Db } from "../db/index.ts";
 import { checkLocks, getConnectionInfo } from "../diagnostics/queries.ts";
 import { countRowsIngestedSince, countTasksByStatus } from "../sync/queries.ts";

@@ -5,7 +5,7 @@ import type { Child } from "hono/jsx";
 import { secureHeaders } from "hono/secure-headers";
 import { streamSSE } from "hono/streaming";
 import { join } from "node:path";
-import type { Registry } from "prom-client";
+import type { Registry } from "../metrics/prom.ts";
 import { z } from "zod";
 import { fileHandler, packageFile } from "../assets.ts";
 import { scopeAllows } from "../auth/keys.ts";
