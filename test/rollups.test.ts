@@ -8,6 +8,8 @@ import { join } from "node:path";
 import pg from "pg";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
 import { countPages, findPageTotals } from "../src/analytics/totals.ts";
+import { findTop, metricsOf, rounded } from "../src/insights/queries.ts";
+import { searchKeywords } from "../src/mcp/queries.ts";
 import type { Db } from "../src/db/index.ts";
 import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
@@ -173,6 +175,60 @@ describe("rollups kept at ingest equal the detail's answers", () => {
     expect(await findPageTotals(db, g)).toEqual(sumBy(detail, () => true));
     expect(await findPageTotals(db, g, { pages: two.map((p) => p.replace("pages", "rollups")) })).toEqual(
       sumBy(detail, (p) => two.map((x) => x.replace("pages", "rollups")).includes(p)),
+    );
+  });
+
+  // Query sums per query id, the text joined afterwards: the same queries, sums and order as the rows summed by text.
+  test("top queries and the keyword search equal the detail summed by query text", async () => {
+    const q = `select q.query as query, d.device as device, d.clicks as clicks, d.impressions as impressions, d.sum_position as sp
+      from gsc_query_detail d join gsc_queries q on q.id = d.query_id where d.site_id = ${siteId} and d.type = 1`;
+    const raw = db.engine === "pg" ? (await db.pg!.pool.query(q)).rows : db.raw.reader.query(q).all();
+    const rows = (raw as { query: string; device: number; clicks: number; impressions: number; sp: number }[]).map((r) => ({
+      query: r.query,
+      device: Number(r.device),
+      clicks: Number(r.clicks),
+      impressions: Number(r.impressions),
+      sp: Number(r.sp),
+    }));
+    const sumBy = (keep: (r: (typeof rows)[number]) => boolean) => {
+      const m = new Map<string, { query: string; clicks: number; impressions: number; sp: number }>();
+      for (const r of rows.filter(keep)) {
+        const s = m.get(r.query) ?? { query: r.query, clicks: 0, impressions: 0, sp: 0 };
+        s.clicks += r.clicks;
+        s.impressions += r.impressions;
+        s.sp += r.sp;
+        m.set(r.query, s);
+      }
+      return [...m.values()];
+    };
+    const byText = (a: { query: string }, b: { query: string }) => (a.query < b.query ? -1 : a.query > b.query ? 1 : 0);
+    const f = { siteId, start: addDays(END, -9), end: END, searchType: "web" };
+    for (const [order, device, contains] of [
+      ["clicks", null, null],
+      ["impressions", null, null],
+      ["clicks", "MOBILE", null],
+      ["clicks", null, "Q1"],
+    ] as const) {
+      const want = sumBy(
+        (r) => (!device || r.device === DEVICES.indexOf(device) + 1) && (!contains || r.query.includes(contains.toLowerCase())),
+      )
+        .sort((a, b) =>
+          order === "impressions"
+            ? b.impressions - a.impressions || b.clicks - a.clicks || byText(a, b)
+            : b.clicks - a.clicks || b.impressions - a.impressions || byText(a, b),
+        )
+        .slice(0, 15)
+        .map((s) => ({ query: s.query, ...rounded(metricsOf(s.clicks, s.impressions, s.sp / 100)) }));
+      expect(want.length).toBeGreaterThan(3);
+      expect(await findTop(db, { ...f, by: "query", limit: 15, order, device, contains })).toEqual(want);
+    }
+    const want = sumBy((r) => r.query.startsWith("q1"))
+      .sort((a, b) => b.impressions - a.impressions || byText(a, b))
+      .map((s) => ({ query: s.query, total_clicks: s.clicks, total_impressions: s.impressions, avg_position: s.sp / s.impressions / 100 }));
+    expect(want.length).toBeGreaterThan(3);
+    const got = await searchKeywords(db, { siteId, searchType: "web", since: addDays(END, -9), pattern: "Q1%", limit: 100 });
+    expect(got.map((r) => ({ ...r, avg_position: Number(r.avg_position.toFixed(9)) }))).toEqual(
+      want.map((r) => ({ ...r, avg_position: Number(r.avg_position.toFixed(9)) })),
     );
   });
 });

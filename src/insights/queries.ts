@@ -142,23 +142,33 @@ export async function findTop(db: Db, o: TopOptions) {
   }
   const { x, where } = queryRowsOf(db, o);
   const q = db.t.gscQueries;
-  const key = q.query;
-  const rows = await db.q
+  // Summed per query id, the text joined to each query's sums afterwards (not to every row of the window);
+  // `contains` tested once per query of the site's dictionary.
+  const matching = o.contains
+    ? sql`${x.query_id} in (select ${q.id} from ${q} where ${q.site_id} = ${o.siteId} and ${likeInsensitive(db, q.query, containsPattern(o.contains))})`
+    : undefined;
+  const sums = db.q
     .select({
-      key: sql<string>`${key}`.as("key"),
+      query_id: sql<number>`${x.query_id}`.as("query_id"),
       clicks: sumOf(x.clicks).as("clicks"),
       impressions: sumOf(x.impressions).as("impressions"),
-      weight: weighted(x.sum_position).as("weight"),
+      weight: sql<number>`coalesce(sum(${x.sum_position}), 0)`.as("weight"),
     })
     .from(x)
-    .innerJoin(q, eq(q.id, x.query_id))
-    .where(where(o.contains ? likeInsensitive(db, key, containsPattern(o.contains)) : undefined))
-    .groupBy(key)
-    .orderBy(
-      desc(sql`${sql.raw(o.order === "impressions" ? "impressions" : "clicks")}`),
-      desc(sql`${sql.raw(o.order === "impressions" ? "clicks" : "impressions")}`),
-      asc(key),
-    )
+    .where(where(matching))
+    .groupBy(x.query_id)
+    .as("s");
+  const byImpressions = o.order === "impressions";
+  const rows = await db.q
+    .select({
+      key: sql<string>`${q.query}`.as("key"),
+      clicks: sql<number>`${sums.clicks}`.mapWith(Number),
+      impressions: sql<number>`${sums.impressions}`.mapWith(Number),
+      weight: sql<number>`${sums.weight}`.mapWith((v) => Number(v) / sumPositionScale),
+    })
+    .from(sums)
+    .innerJoin(q, eq(q.id, sums.query_id))
+    .orderBy(desc(byImpressions ? sums.impressions : sums.clicks), desc(byImpressions ? sums.clicks : sums.impressions), asc(q.query))
     .limit(o.limit);
   return rows.map((r) => ({ [o.by]: r.key, ...rounded(metricsOf(r.clicks, r.impressions, r.weight)) })) as (Metrics & {
     query?: string;

@@ -71,18 +71,30 @@ export async function findKeywordPages(db: Db, s: Scope & { keyword: string; lim
 /** Queries matching an SQL LIKE pattern (caller supplies `%`; ASCII case-insensitive, no escape character), most impressions first: the day x query rollup. */
 export async function searchKeywords(db: Db, s: Scope & { pattern: string; limit: number }) {
   const { gscDayQueryTotals: r, gscQueries: q } = db.t;
-  return db.q
+  // The pattern tested once per query of the site's dictionary, not once per rollup row; the rows summed per
+  // query id, the text joined to each query's sums afterwards.
+  const matching = sql`${r.query_id} in (select ${q.id} from ${q} where ${q.site_id} = ${s.siteId} and ${likeAsciiInsensitive(db, q.query, s.pattern)})`;
+  const sums = db.q
     .select({
-      query: q.query,
+      query_id: sql<number>`${r.query_id}`.as("query_id"),
       total_clicks: sumOf(r.clicks).as("total_clicks"),
       total_impressions: sumOf(r.impressions).as("total_impressions"),
       avg_position: positionOfRows(r.sum_position, r.impressions).as("avg_position"),
     })
     .from(r)
-    .innerJoin(q, eq(q.id, r.query_id))
-    .where(scoped(r, s, likeAsciiInsensitive(db, q.query, s.pattern)))
-    .groupBy(q.query)
-    .orderBy(desc(sql`total_impressions`), asc(q.query))
+    .where(scoped(r, s, matching))
+    .groupBy(r.query_id)
+    .as("s");
+  return db.q
+    .select({
+      query: q.query,
+      total_clicks: sql<number>`${sums.total_clicks}`.mapWith(Number),
+      total_impressions: sql<number>`${sums.total_impressions}`.mapWith(Number),
+      avg_position: sql<number>`${sums.avg_position}`.mapWith(Number),
+    })
+    .from(sums)
+    .innerJoin(q, eq(q.id, sums.query_id))
+    .orderBy(desc(sums.total_impressions), asc(q.query))
     .limit(s.limit);
 }
 
