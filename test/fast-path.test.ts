@@ -225,6 +225,52 @@ describe("request fast path (SQLite)", () => {
     expect(row).toMatchObject({ outcome: "failed", status: 409, ip: "127.0.0.1", actor: "loopback" });
   });
 
+  test("with REQUEST_LOG, the same request line as the full stack's", async () => {
+    const env = { requestIP: () => ({ address: "127.0.0.1", family: "IPv4", port: 1 }) };
+    const lines: Record<string, unknown>[] = [];
+    const linesOf = async (app: ReturnType<typeof createApp>, path: string, init: RequestInit = {}) => {
+      const original = console.error;
+      console.error = (line: string) => lines.push(JSON.parse(line));
+      try {
+        const res = await app.fetch(
+          new Request(`http://127.0.0.1:1${path}`, { ...init, headers: { host: "127.0.0.1:1", ...(init.headers as object) } }),
+          env,
+        );
+        await res.text();
+      } finally {
+        console.error = original;
+      }
+      return lines.splice(0).filter((l) => l.msg === "request");
+    };
+    const withLog = createApp(t.db, { backups: null, requestLog: true });
+    const withoutFast = createApp(t.db, { backups: null, requestLog: true, fastPath: false });
+    const shape = (l: Record<string, unknown>) => ({ ...l, t: "", pid: 0, duration_ms: typeof l.duration_ms });
+    for (const [path, init] of [
+      ["/api/v1/sites/2?x", undefined],
+      ["/api/v1/sites/2", { headers: { "x-request-id": "log-1" } }],
+      ["/api/v1/sites?limit=1", { headers: { "x-request-id": "log-2" } }],
+    ] as [string, RequestInit | undefined][]) {
+      const a = await linesOf(withLog, path, init);
+      const b = await linesOf(withoutFast, path, init);
+      expect(a.length).toBe(1);
+      if (init === undefined) a[0]!.request_id = b[0]!.request_id;
+      expect(shape(a[0]!)).toEqual(shape(b[0]!));
+    }
+    const created = await linesOf(
+      withLog,
+      "/api/v1/sites",
+      json({ domain: "sc-domain:logged.example", name: "L" }, { "x-request-id": "log-3" }),
+    );
+    expect(shape(created[0]!)).toMatchObject({
+      request_id: "log-3",
+      method: "POST",
+      path: "/api/v1/sites",
+      route: "/api/v1/sites",
+      status: 201,
+      duration_ms: "number",
+    });
+  });
+
   test("once a key exists, keyless reads go to the full stack (401 there)", async () => {
     expect((await send(fastOnly.url, "/api/v1/sites/1")).status).toBe(200);
     const other = t.open();
