@@ -127,9 +127,12 @@ async function metric(server: RunningServer, name: string, labels = ""): Promise
 
 /** PostgreSQL: statements of the test database running right now that read the partial-terms filter. */
 function pgRunning(): number {
+  // A bounded read's FETCH, or the batch that declares its cursor and runs its first FETCH (src/db/pg/named.ts;
+  // pg_stat_activity keeps the first 1 kB of a statement: match its start).
   return Number(
     psql(
-      `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and state = 'active' and query like 'fetch forward % from bounded_read'`,
+      `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and state = 'active'
+          and (query like 'fetch forward % from bounded_read' or query like 'begin read only;%declare bounded_read %')`,
     ),
   );
 }

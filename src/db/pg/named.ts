@@ -128,19 +128,30 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
       // plans for the first 10% of rows and may pick a slower plan for aggregations).
       // No parallel workers: one heavy read takes one core of the server, not all of them (the other clients'
       // requests share that server's CPU; measured with bench/bounds-load.ts, docs/security.md).
-      await c.query(
-        `begin read only; set local statement_timeout = ${left + 1000}; set local cursor_tuple_fraction = 1; set local max_parallel_workers_per_gather = 0`,
-      );
-      await c.query({ text: `declare bounded_read no scroll cursor for ${q.text}`, values: q.values });
+      const setup = `begin read only; set local statement_timeout = ${left + 1000}; set local cursor_tuple_fraction = 1; set local max_parallel_workers_per_gather = 0`;
+      const declare = "declare bounded_read no scroll cursor for ";
+      const fetch = `fetch forward ${FETCH_ROWS} from bounded_read`;
+      const asRows = { ...(q.rowMode ? { rowMode: q.rowMode } : {}), ...(q.types ? { types: q.types } : {}) };
+      const inlined = withLiterals(q.text, q.values);
+      // One round trip for the settings, the cursor and its first rows when the values can be written as literals
+      // (a short read was 4 round trips, 5x its statement's time on an idle server); else one for each.
+      let first: pg.QueryResult<R & pg.QueryResultRow> | null = null;
+      if (inlined !== null) {
+        const results = (await c.query<R & pg.QueryResultRow>({
+          text: `${setup}; ${declare}${inlined}; ${fetch}`,
+          ...asRows,
+        })) as unknown as pg.QueryResult<R & pg.QueryResultRow>[];
+        first = results[results.length - 1]!;
+      } else {
+        await c.query(setup);
+        await c.query({ text: declare + q.text, values: q.values });
+      }
       const rows: R[] = [];
       let fields: pg.FieldDef[] = [];
       let bytes = 0;
       for (;;) {
-        const r = await c.query<R & pg.QueryResultRow>({
-          text: `fetch forward ${FETCH_ROWS} from bounded_read`,
-          ...(q.rowMode ? { rowMode: q.rowMode } : {}),
-          ...(q.types ? { types: q.types } : {}),
-        });
+        const r = first ?? (await c.query<R & pg.QueryResultRow>({ text: fetch, ...asRows }));
+        first = null;
         fields = r.fields;
         for (const row of r.rows) rows.push(row);
         bytes += JSON.stringify(r.rows).length;
@@ -170,6 +181,37 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
     const c = client as (pg.PoolClient & { processID?: number }) | null;
     if (c?.processID) void cancelBackend(url, c.processID);
   });
+}
+
+/**
+ * `text` with each positional parameter ($1, $2...) replaced by its value as a quoted literal: the text
+ * node-postgres would have sent as an untyped parameter, so the server resolves its type from the context the
+ * same way. Null when a value is of a kind not written here (bytes, dates, arrays): the caller binds them.
+ */
+export function withLiterals(text: string, values: unknown[] | undefined): string | null {
+  if (!values?.length) return text;
+  const literals: string[] = [];
+  for (const v of values) {
+    const str =
+      typeof v === "string"
+        ? v
+        : typeof v === "number" || typeof v === "bigint" || typeof v === "boolean"
+          ? String(v)
+          : typeof v === "object" && v !== null && v.constructor === Object
+            ? JSON.stringify(v)
+            : null;
+    if (v === null || v === undefined) literals.push("NULL");
+    // A line break or a comment's end could leave a comment the parameter stood in: bound, not written.
+    else if (str === null || /[\r\n]|\*\//.test(str)) return null;
+    else literals.push(pg.escapeLiteral(str));
+  }
+  let missing = false;
+  const out = text.replace(/\$(\d+)(?!\d)/g, (_, n: string) => {
+    const lit = literals[Number(n) - 1];
+    if (lit === undefined) missing = true;
+    return lit ?? "";
+  });
+  return missing ? null : out;
 }
 
 /**
