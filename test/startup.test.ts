@@ -28,7 +28,15 @@ describe("start-up imports", () => {
     // The check itself works: what every request needs is there.
     expect(loaded).toContain("hono");
     expect(loaded).toContain("zod");
-    for (const lazy of ["@modelcontextprotocol/sdk", "@hono/mcp", "ajv", "google-auth-library", "nodemailer"])
+    for (const lazy of [
+      "@modelcontextprotocol/sdk",
+      "@hono/mcp",
+      "ajv",
+      "google-auth-library",
+      "nodemailer",
+      "hyparquet-writer",
+      "hyparquet",
+    ])
       expect(loaded).not.toContain(lazy);
   });
 

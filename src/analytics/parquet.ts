@@ -1,4 +1,4 @@
-import { ByteWriter, ParquetWriter, type SchemaElement } from "hyparquet-writer";
+import type { SchemaElement } from "hyparquet-writer";
 import type { RowEncoder } from "./stream.ts";
 
 // Parquet downloads (hyparquet-writer, pure JS): rows are gathered into columns and written as a row group
@@ -29,28 +29,37 @@ function epochDay(s: string): number {
   return Date.UTC(Number(s.slice(0, 4)), Number(s.slice(5, 7)) - 1, Number(s.slice(8, 10))) / 86_400_000;
 }
 
-/** The bytes of each finished row group, handed over by the writer's flush. */
-class ChunkWriter extends ByteWriter {
-  chunks: Uint8Array[] = [];
-  size = 0;
-  flush() {
-    const bytes = this.getBytes().slice();
-    this.index = 0;
-    this.chunks.push(bytes);
-    this.size += bytes.length;
+/**
+ * hyparquet-writer (51 modules with hyparquet) is loaded by the first Parquet download, not by every HTTP worker's
+ * start: most workers never write one.
+ */
+function loadWriter() {
+  const { ByteWriter, ParquetWriter } = require("hyparquet-writer") as typeof import("hyparquet-writer");
+  /** The bytes of each finished row group, handed over by the writer's flush. */
+  class ChunkWriter extends ByteWriter {
+    chunks: Uint8Array[] = [];
+    size = 0;
+    flush() {
+      const bytes = this.getBytes().slice();
+      this.index = 0;
+      this.chunks.push(bytes);
+      this.size += bytes.length;
+    }
+    override finish() {
+      this.flush();
+    }
+    /** Everything flushed so far, as one chunk. */
+    drain(): Uint8Array | null {
+      if (!this.size) return null;
+      const out = this.chunks.length === 1 ? this.chunks[0]! : concat(this.chunks, this.size);
+      this.chunks = [];
+      this.size = 0;
+      return out;
+    }
   }
-  override finish() {
-    this.flush();
-  }
-  /** Everything flushed so far, as one chunk. */
-  drain(): Uint8Array | null {
-    if (!this.size) return null;
-    const out = this.chunks.length === 1 ? this.chunks[0]! : concat(this.chunks, this.size);
-    this.chunks = [];
-    this.size = 0;
-    return out;
-  }
+  return { ChunkWriter, ParquetWriter };
 }
+let writerParts: ReturnType<typeof loadWriter> | null = null;
 
 function concat(parts: Uint8Array[], size: number): Uint8Array {
   const out = new Uint8Array(size);
@@ -71,6 +80,8 @@ export function parquetRows<R extends Record<string, unknown>>(
   columns: readonly (readonly [string, ParquetKind])[],
   groupRows = PARQUET_GROUP_ROWS,
 ): RowEncoder<R> {
+  writerParts ??= loadWriter();
+  const { ChunkWriter, ParquetWriter } = writerParts;
   const writer = new ChunkWriter(1 << 20);
   const schema: SchemaElement[] = [{ name: "root", num_children: columns.length }, ...columns.map(([n, k]) => element(n, k))];
   const parquet = new ParquetWriter({ writer, schema, statistics: true, createdBy: "sitesync" });
