@@ -314,21 +314,32 @@ export function exportQuery(e: Engine, o: ExportOptions): { sql: string; params:
 /** The filters performance-trends takes besides the site (search type, country, device, appearance). */
 export type TrendsFilters = Omit<GrainFilters, "siteId" | "start" | "end">;
 
-/** Distinct named queries per day (the trend's unique_queries), as counted at ingest in gsc_day_query_counts. */
+/**
+ * Distinct named queries per day (the trend's unique_queries): counted at ingest in gsc_day_query_counts for
+ * one search type over every device; under a device filter or for every type together, counted from the
+ * window's query detail or rollup rows.
+ */
 async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start: string, end: string): Promise<Map<string, number>> {
-  // Kept at ingest (src/sync/rollups.ts): one row per day; type 0 = every type, device 0 = every device.
+  const e = db.engine;
+  const kept = f.searchType !== "all" && !f.device;
+  const table = f.device ? "gsc_query_detail" : "gsc_day_query_totals";
   const rows = await all<{ day: number; n: number }>(
     db,
-    `select g.day as day, g.queries as n from gsc_day_query_counts g
- where g.site_id = $site_id and g.day >= $start and g.day <= $end and g.type = $type and g.device = $device`,
+    kept
+      ? `select g.day as day, g.queries as n from gsc_day_query_counts g
+ where g.site_id = $site_id and g.day >= $start and g.day <= $end and g.type = $type and g.device = 0`
+      : `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from ${table} g
+ where g.site_id = $site_id and g.day >= $start and g.day <= $end
+   and g.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})${f.device ? " and g.device = $device" : ""}
+ group by g.day`,
     {
       site_id: siteId,
       start: dayNumber(start),
       end: dayNumber(end),
-      type: f.searchType === "all" ? 0 : typeCodesOf(f.searchType)[0]!,
-      device: f.device ? deviceCode(f.device) : 0,
+      ...(kept ? { type: typeCodesOf(f.searchType)[0]! } : { types: JSON.stringify(typeCodesOf(f.searchType)) }),
+      ...(f.device ? { device: deviceCode(f.device) } : {}),
     },
-    false,
+    !kept,
   );
   return new Map(rows.map((r) => [dayDate(Number(r.day)), Number(r.n)]));
 }

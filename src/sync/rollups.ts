@@ -16,28 +16,21 @@ async function run(tx: Q | Orm, query: SQL): Promise<void> {
 }
 
 /**
- * Inside the day's write: recounts the named queries of one (site, day, type) in gsc_day_query_counts —
- * per device and all devices (device 0), for the type and for every type together (type 0) — from the
- * day's stored detail and rollup. Reads that one day's rows only.
+ * Inside the day's write: recounts the named queries of one (site, day, type) in gsc_day_query_counts (device 0:
+ * every device) from the day's stored day × query rollup: one key-range count, no re-read of the detail.
+ * Counts under a device filter or over every type together are not kept (a distinct count per device cost
+ * 6 µs a detail row in the switch, docs/benchmarks/ingest-export.md): those reads count the window's rows.
  */
 export async function refreshDayQueryCounts(tx: Q | Orm, siteId: number, day: number, type: number): Promise<void> {
   // Integer parameters typed on both engines (PostgreSQL cannot infer a SELECT list's parameter types).
   const [s, d, t] = [siteId, day, type].map((v) => sql`cast(${v} as integer)`);
+  // Rows of the first layout (per device, type 0) of this day go too: nothing reads or keeps them.
   await run(tx, sql`delete from gsc_day_query_counts where site_id = ${siteId} and day = ${day} and (type = ${type} or type = 0)`);
   await run(
     tx,
     sql`insert into gsc_day_query_counts (site_id, day, type, device, queries)
       select ${s}, ${d}, ${t}, 0, count(*) from gsc_day_query_totals
-       where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0
-      union all
-      select ${s}, ${d}, ${t}, device, count(distinct query_id) from gsc_query_detail
-       where site_id = ${siteId} and day = ${day} and type = ${type} and device > 0 group by device
-      union all
-      select ${s}, ${d}, 0, 0, count(distinct query_id) from gsc_day_query_totals
-       where site_id = ${siteId} and day = ${day} having count(*) > 0
-      union all
-      select ${s}, ${d}, 0, device, count(distinct query_id) from gsc_query_detail
-       where site_id = ${siteId} and day = ${day} and device > 0 group by device`,
+       where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`,
   );
 }
 

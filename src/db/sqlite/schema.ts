@@ -448,9 +448,9 @@ export const gscDayQueryTotals = sqliteTable(
 );
 
 /**
- * Named queries per day (issue 18): distinct query ids of the day's query detail, kept at ingest
- * (src/sync/rollups.ts) so trends do not count the rollup's rows. type 0 = every type together (a query in
- * two types counts once), device 0 = every device; exact counts of what the detail holds.
+ * Named queries per day and type (issue 18): distinct query ids of the day's query detail over every device
+ * (device 0; no other value is kept: migration 0025/pg 0019), kept at ingest (src/sync/rollups.ts) so trends
+ * do not count the rollup's rows.
  */
 export const gscDayQueryCounts = sqliteTable(
   "gsc_day_query_counts",
