@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import pg from "pg";
+import { offerPendingAnswer, withRideThrough } from "../src/db/availability.ts";
 import { closeAllConnections, openPgDb, type Db } from "../src/db/index.ts";
 import { ApiError, apiErrorOf, isBusyError, isUniqueViolation } from "../src/errors.ts";
 import { freePort } from "../src/free-port.ts";
@@ -378,6 +379,36 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(proxy.accepted - before).toBe(1);
     expect(await t.db.q.select({ domain: sites.domain }).from(sites)).toEqual([{ domain: "sc-domain:returned.example" }]);
   }, 60_000);
+
+  test("a write of a request that met the fault in an earlier step, still running at its ride-through's end: the request's early answer fires; the write goes on and commits", async () => {
+    const t = setup();
+    const db = openPgDb({ url: t.databaseUrl, role: "test", poolSize: 2, rideThroughMs: 300 });
+    cleanups.push(() => db.close());
+    let fired = false;
+    const done = withRideThrough(300, async () => {
+      offerPendingAnswer(() => {
+        fired = true;
+      });
+      // An earlier step lost its connection: the state's probe was asked (the server is up).
+      expect(await db.availability.suspect(new Error("Connection terminated unexpectedly"))).toBe(true);
+      // This write takes longer than what is left of the ride-through (a starved host, a lock).
+      return db.tx(async (tx) => {
+        await tx.execute(sql`select pg_sleep(0.8)`);
+        return "committed";
+      });
+    });
+    await waitFor(() => fired, { timeout: 5_000, what: "the early answer at the ride-through" });
+    expect(await done).toBe("committed");
+    // A request that met no fault is never answered early: a slow write there is load, not an outage.
+    let early = false;
+    await withRideThrough(300, async () => {
+      offerPendingAnswer(() => {
+        early = true;
+      });
+      await db.tx((tx) => tx.execute(sql`select pg_sleep(0.6)`));
+    });
+    expect(early).toBe(false);
+  });
 
   test("statement_timeout (PG_STATEMENT_TIMEOUT_MS) stops a runaway query; the error is the retry-later kind (503), not a 500", async () => {
     const t = setup();

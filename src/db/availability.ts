@@ -12,7 +12,9 @@ import { log } from "../log.ts";
 // key check, then in its write, then in its idempotency record waits at most once the ride-through in all.
 // A request may also offer a way to answer before its write's outcome is known (`onPending`: the
 // Idempotency-Key middleware, which can hand the final answer to a retry with the key).
-const budget = new AsyncLocalStorage<{ until: number; onPending?: () => void }>();
+// A request that met the fault (waited for the server, or lost a connection) is marked: its later writes are
+// answered early too if still running at its ride-through's end (see the PostgreSQL engine's tx).
+const budget = new AsyncLocalStorage<{ until: number; onPending?: () => void; faulted?: boolean }>();
 
 /** Runs `fn` (a request) with `ms` of waiting for the database in all. */
 export function withRideThrough<T>(ms: number, fn: () => T): T {
@@ -40,6 +42,16 @@ export function pendingAnswerLater(): (() => void) | undefined {
     b.onPending = undefined;
     f?.();
   };
+}
+
+/** Whether the running request met the fault: it waited for the server, or a query of it lost its connection. */
+export function requestFaulted(): boolean {
+  return budget.getStore()?.faulted === true;
+}
+
+function markFaulted() {
+  const b = budget.getStore();
+  if (b) b.faulted = true;
 }
 
 /** How long the caller may still wait for the database: `ms`, or less when its request's budget is shorter. */
@@ -198,12 +210,14 @@ export function trackAvailability(probe: Probe, opts: { rideThroughMs: number; t
     },
     rideThroughMs: opts.rideThroughMs,
     suspect(err) {
+      markFaulted();
       if (downSince === null) lastError = describe(err);
       return runProbe();
     },
     probe: () => runProbe(),
     waitUp(ms) {
       if (downSince === null) return Promise.resolve(true);
+      markFaulted();
       ms = rideThroughLeft(ms);
       if (ms <= 0) return Promise.resolve(false);
       // Ask now rather than at the next tick: the server may be back already.

@@ -41,8 +41,11 @@ const POLL_MS = 50;
 /** Answers larger than this are not stored (the key is given up). */
 const MAX_STORED_BYTES = 1024 * 1024;
 const PURGE_EVERY_MS = 3600_000;
-/** Headers of the first answer that are replayed with it (the body is replayed byte for byte). */
-const KEPT_HEADERS = ["content-type", "location", "link"];
+/**
+ * Headers of the first answer that are replayed with it (the body is replayed byte for byte). Retry-After: a
+ * pending write's final answer may be a 503 (its write did not commit), and every 503 says when to retry.
+ */
+const KEPT_HEADERS = ["content-type", "location", "link", "retry-after"];
 
 /** The Idempotency-Key middleware (mounted once, after auth and the body limit). */
 export function idempotencyMiddleware(db: Db): MiddlewareHandler {

@@ -3,7 +3,7 @@ import { NodePgSession, NodePgTransaction } from "drizzle-orm/node-postgres/sess
 import pg from "pg";
 import { ApiError, isRetryableDbError, isUnavailableDbError } from "../../errors.ts";
 import { log, logOncePer } from "../../log.ts";
-import { pendingAnswerLater, rideThroughLeft, trackAvailability, type Availability } from "../availability.ts";
+import { pendingAnswerLater, requestFaulted, rideThroughLeft, trackAvailability, type Availability } from "../availability.ts";
 import type { EngineHandle, Q } from "../engine.ts";
 import { newWriterStats } from "../sqlite/engine.ts";
 import * as schema from "./schema.ts";
@@ -312,7 +312,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   async function tx<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
     const started = performance.now();
     inFlight++;
-    // Once this write has met the fault (a lost connection, a wait for the server), what is left of it (an
+    // Once this write (or its request) has met the fault (a lost connection, a wait for the server), what is left of it (an
     // attempt on a new connection, a lost COMMIT's check) is answered by the end of the request's
     // ride-through if the request offers an early answer (202 pending: the Idempotency-Key middleware), and
     // goes on in the background. Waits for the server are not: they end in a 503 at the same deadline.
@@ -330,6 +330,8 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
         if (exposed) answerPending!();
       }, left);
     };
+    // A request that met the fault in an earlier step (its key check waited for the server): this write too.
+    if (requestFaulted()) faulted();
     const exposing = async <R>(run: () => Promise<R>): Promise<R> => {
       exposed = true;
       if (late) answerPending?.();
