@@ -93,6 +93,7 @@ describe("commands, settings, paths", () => {
     "TEST_JOBS",
     "TEST_PG_TEMPLATE",
     "TEST_RETRY_FAILED",
+    "FAKE_GSC_REUSE_BODIES",
   ];
 
   test("every setting the docs name is read by src/config.ts (test-harness settings by scripts/ or test/)", () => {
