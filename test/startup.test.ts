@@ -48,6 +48,15 @@ describe("start-up imports", () => {
     for (const lazy of ["@opentelemetry/api", "tdigest", "bintrees"]) expect(loaded).not.toContain(lazy);
   });
 
+  test("a sync worker loads no HTTP layer (hono, @hono/zod-openapi): its scheduler's range check is in src/sync/range.ts", () => {
+    const loaded = packagesLoadedBy([
+      "-e",
+      'for (const m of ["handlers/index", "scheduler", "source", "worker"]) await import(`./src/sync/${m}.ts`)',
+    ]);
+    expect(loaded).toContain("drizzle-orm");
+    for (const lazy of ["hono", "@hono/zod-openapi", "drizzle-zod"]) expect(loaded).not.toContain(lazy);
+  });
+
   test("the CLI, an HTTP client of the service, loads no database layer (only its auth commands do)", () => {
     const loaded = packagesLoadedBy(["src/cli/main.ts", "--help"]);
     expect(loaded).toContain("commander");

@@ -2,7 +2,8 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Db } from "../db/index.ts";
 import { errorResponses, jsonBody, jsonResponse, validationHook } from "../openapi.ts";
 import { resolveSite } from "../sites/resolve.ts";
-import { SiteIdParam, resolveRange } from "../sync/schemas.ts";
+import { resolveRange } from "../sync/range.ts";
+import { SiteIdParam } from "../sync/schemas.ts";
 import { createTask } from "../sync/queries.ts";
 import { attachmentHeader, csvLine, fileStamp, formatFixed, safeName, UTF8_BOM } from "./format.ts";
 import {

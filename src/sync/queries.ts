@@ -7,7 +7,7 @@ import { ApiError, isUniqueViolation } from "../errors.ts";
 import { siteNotFound } from "../sites/queries.ts";
 import { daysBetween, MAX_RANGE_DAYS } from "./dates.ts";
 import type { SyncMode } from "./handlers/days.ts";
-import { resolveRange } from "./schemas.ts";
+import { resolveRange } from "./range.ts";
 import { clearStaged } from "./staged-day.ts";
 
 // Engine-neutral (db.q / db.t / db.tx), except the reads of the sync API's hot paths (a job, a site's

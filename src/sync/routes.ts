@@ -19,7 +19,6 @@ import {
   JobListSchema,
   JobSchema,
   ListJobsQuery,
-  resolveRange,
   resolveRunAt,
   SiteIdParam,
   SyncStatusSchema,
@@ -28,8 +27,8 @@ import {
   toCorrection,
   toDayCompleteness,
   TriggerQuery,
-  windowOf,
 } from "./schemas.ts";
+import { resolveRange, windowOf } from "./range.ts";
 
 /** The completeness rows of a site's newest 7 fetched days (every search type). */
 async function recentCompleteness(db: Db, siteId: number) {

@@ -6,7 +6,7 @@ import { findSyncedDays } from "./data.ts";
 import { addDays, atTimeOfDay, dayOf, dayRange, daysBetween, FINAL_LAG_DAYS, newestDataDay } from "./dates.ts";
 import { findCompleteness } from "./grain-writes.ts";
 import { typeCode } from "./grains.ts";
-import { hourlyWindow, resolveRange } from "./schemas.ts";
+import { hourlyWindow, resolveRange } from "./range.ts";
 import { searchTypes } from "./search-types.ts";
 
 export type SchedulerOptions = {
