@@ -9,7 +9,7 @@ import pg from "pg";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
 import { countPages, findPageTotals } from "../src/analytics/totals.ts";
 import { findTop, metricsOf, rounded } from "../src/insights/queries.ts";
-import { searchKeywords } from "../src/mcp/queries.ts";
+import { comparePeriodsBy, searchKeywords } from "../src/mcp/queries.ts";
 import type { Db } from "../src/db/index.ts";
 import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
@@ -226,6 +226,59 @@ describe("rollups kept at ingest equal the detail's answers", () => {
       .sort((a, b) => b.impressions - a.impressions || byText(a, b))
       .map((s) => ({ query: s.query, total_clicks: s.clicks, total_impressions: s.impressions, avg_position: s.sp / s.impressions / 100 }));
     expect(want.length).toBeGreaterThan(3);
+    // compare_periods by query: both periods' sums per query, ordered by the clicks change, ties by text.
+    const p1 = { start: addDays(END, -9), end: addDays(END, -5) };
+    const p2 = { start: addDays(END, -4), end: END };
+    const dayOf = async () => {
+      const q2 = `select q.query as query, d.day as day, d.clicks as clicks, d.impressions as impressions, d.sum_position as sp
+        from gsc_query_detail d join gsc_queries q on q.id = d.query_id where d.site_id = ${siteId} and d.type = 1`;
+      const r = db.engine === "pg" ? (await db.pg!.pool.query(q2)).rows : db.raw.reader.query(q2).all();
+      return (r as { query: string; day: number; clicks: number; impressions: number; sp: number }[]).map((x) => ({
+        query: x.query,
+        day: Number(x.day),
+        clicks: Number(x.clicks),
+        impressions: Number(x.impressions),
+        sp: Number(x.sp),
+      }));
+    };
+    const perDay = await dayOf();
+    const m = new Map<string, { c1: number; c2: number; i1: number; i2: number; s1: number; s2: number }>();
+    for (const r of perDay) {
+      const e = m.get(r.query) ?? { c1: 0, c2: 0, i1: 0, i2: 0, s1: 0, s2: 0 };
+      if (r.day <= dayNumber(p1.end)) Object.assign(e, { c1: e.c1 + r.clicks, i1: e.i1 + r.impressions, s1: e.s1 + r.sp });
+      else Object.assign(e, { c2: e.c2 + r.clicks, i2: e.i2 + r.impressions, s2: e.s2 + r.sp });
+      m.set(r.query, e);
+    }
+    const pos = (sp: number, i: number) => (i > 0 ? Number((sp / i / 100).toFixed(9)) : null);
+    for (const order of ["losers_first", "gainers_first"] as const) {
+      const sign = order === "losers_first" ? 1 : -1;
+      const wantCmp = [...m.entries()]
+        .map(([key, e]) => ({
+          key,
+          period1_clicks: e.c1,
+          period2_clicks: e.c2,
+          clicks_change: e.c2 - e.c1,
+          period1_impressions: e.i1,
+          period2_impressions: e.i2,
+          period1_position: pos(e.s1, e.i1),
+          period2_position: pos(e.s2, e.i2),
+        }))
+        .sort((a, b) => sign * (a.clicks_change - b.clicks_change) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+        .slice(0, 12);
+      const gotCmp = await comparePeriodsBy(db, { siteId, searchType: "web", period1: p1, period2: p2, by: "query", order, limit: 12 });
+      expect(
+        gotCmp.map((r) => ({
+          key: r.key,
+          period1_clicks: r.period1_clicks,
+          period2_clicks: r.period2_clicks,
+          clicks_change: r.clicks_change,
+          period1_impressions: r.period1_impressions,
+          period2_impressions: r.period2_impressions,
+          period1_position: r.period1_position === null ? null : Number(r.period1_position.toFixed(9)),
+          period2_position: r.period2_position === null ? null : Number(r.period2_position.toFixed(9)),
+        })),
+      ).toEqual(wantCmp);
+    }
     const got = await searchKeywords(db, { siteId, searchType: "web", since: addDays(END, -9), pattern: "Q1%", limit: 100 });
     expect(got.map((r) => ({ ...r, avg_position: Number(r.avg_position.toFixed(9)) }))).toEqual(
       want.map((r) => ({ ...r, avg_position: Number(r.avg_position.toFixed(9)) })),

@@ -293,12 +293,30 @@ export async function comparePeriodsBy(
   const { gscDayQueryTotals: r, gscQueries: q } = db.t;
   const span = spanOf(s.period1, s.period2);
   const cols = periodColumns(r, s.period1, s.period2);
-  return db.q
-    .select({ key: sql<string>`${q.query}`.as("key"), ...cols })
+  // Summed per query id, the text joined to each query's sums afterwards (not to every row of both periods).
+  const sums = db.q
+    .select({ query_id: sql<number>`${r.query_id}`.as("query_id"), ...cols })
     .from(r)
-    .innerJoin(q, eq(q.id, r.query_id))
     .where(scoped(r, s, gte(r.day, dayNumber(span.start)), lte(r.day, dayNumber(span.end)), or(dayIn(r, s.period1), dayIn(r, s.period2))))
-    .groupBy(q.query)
-    .orderBy(s.order === "losers_first" ? asc(sql`clicks_change`) : desc(sql`clicks_change`), asc(q.query))
+    .groupBy(r.query_id)
+    .as("s");
+  return db.q
+    .select({
+      key: sql<string>`${q.query}`.as("key"),
+      period1_clicks: sql<number>`${sums.period1_clicks}`.mapWith(Number),
+      period2_clicks: sql<number>`${sums.period2_clicks}`.mapWith(Number),
+      clicks_change: sql<number>`${sums.clicks_change}`.mapWith(Number),
+      clicks_change_pct: sql<number | null>`${sums.clicks_change_pct}`.mapWith(Number),
+      period1_impressions: sql<number>`${sums.period1_impressions}`.mapWith(Number),
+      period2_impressions: sql<number>`${sums.period2_impressions}`.mapWith(Number),
+      impressions_change: sql<number>`${sums.impressions_change}`.mapWith(Number),
+      impressions_change_pct: sql<number | null>`${sums.impressions_change_pct}`.mapWith(Number),
+      period1_position: sql<number | null>`${sums.period1_position}`.mapWith(Number),
+      period2_position: sql<number | null>`${sums.period2_position}`.mapWith(Number),
+      position_change: sql<number | null>`${sums.position_change}`.mapWith(Number),
+    })
+    .from(sums)
+    .innerJoin(q, eq(q.id, sums.query_id))
+    .orderBy(s.order === "losers_first" ? asc(sums.clicks_change) : desc(sums.clicks_change), asc(q.query))
     .limit(s.limit);
 }
