@@ -115,26 +115,49 @@ describe("Idempotency-Key (in process)", () => {
   });
 });
 
+/** An app whose PostgreSQL is reached through a proxy that can hold a COMMIT; ride-through 500 ms. */
+async function throughProxy() {
+  const t = tempDb();
+  cleanups.push(() => t.cleanup());
+  const proxy = await tcpProxy(new URL(t.databaseUrl));
+  cleanups.push(() => proxy.stop());
+  const url = new URL(t.databaseUrl);
+  url.port = String(proxy.port);
+  const db = openPgDb({ url: url.toString(), role: "test", poolSize: 3, rideThroughMs: 500, retryForMs: 30_000 });
+  cleanups.push(() => db.close());
+  const app = createApp(db, open);
+  expect((await post(app, { domain: "sc-domain:warm.example", name: "W" }, "warm")).status).toBe(201);
+  // Holds the COMMIT that follows the first statement `seen` accepts (its side to the server stays open).
+  const holdCommitAfter = (seen: (text: string) => boolean) => {
+    let after = false;
+    proxy.cutNext((text) => {
+      if (seen(text)) after = true;
+      return after && text.includes("COMMIT");
+    }, "hold");
+  };
+  // The held transaction ends (its backend terminated): the outcome check finds its token burned.
+  const endHeld = () =>
+    waitFor(
+      async () =>
+        (
+          await t.db.q.execute(
+            sql`select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = current_database() and state = 'idle in transaction'`,
+          )
+        ).rows.length > 0,
+      { timeout: 20_000, what: "the open transaction to end" },
+    );
+  const sitesNamed = async (domain: string) =>
+    t.db.q.select({ domain: t.db.t.sites.domain }).from(t.db.t.sites).where(eq(t.db.t.sites.domain, domain));
+  return { t, db, app, proxy, holdCommitAfter, endHeld, sitesNamed };
+}
+
 describe.skipIf(testEngine !== "pg")("a keyed write whose COMMIT lost the server (PostgreSQL)", () => {
   test("is answered 202 pending at the end of the ride-through, not held; a retry with the key gets the final 201; one row", async () => {
-    const t = tempDb();
-    cleanups.push(() => t.cleanup());
-    const proxy = await tcpProxy(new URL(t.databaseUrl));
-    cleanups.push(() => proxy.stop());
-    const url = new URL(t.databaseUrl);
-    url.port = String(proxy.port);
-    const db = openPgDb({ url: url.toString(), role: "test", poolSize: 3, rideThroughMs: 500, retryForMs: 30_000 });
-    cleanups.push(() => db.close());
-    const app = createApp(db, open);
-    expect((await post(app, { domain: "sc-domain:warm.example", name: "W" }, "warm")).status).toBe(201);
+    const { db, app, holdCommitAfter, endHeld, sitesNamed } = await throughProxy();
     // The site insert's COMMIT never reaches the server, whose side stays open: the transaction and its
     // commit token's key stay open, so the outcome check waits (as while a crashed server recovers).
-    let insertSeen = false;
-    proxy.cutNext((text) => {
-      // The site insert: its statement text, or its prepared statement's name once parsed.
-      if (text.includes('insert into "sites"') || text.includes("sites_insert")) insertSeen = true;
-      return insertSeen && text.includes("COMMIT");
-    }, "hold");
+    // The site insert: its statement text, or its prepared statement's name once parsed.
+    holdCommitAfter((text) => text.includes('insert into "sites"') || text.includes("sites_insert"));
     const body = { domain: "sc-domain:pending.example", name: "P" };
     const first = await post(app, body, "pending-1");
     // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
@@ -144,15 +167,7 @@ describe.skipIf(testEngine !== "pg")("a keyed write whose COMMIT lost the server
     expect(Number(first.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     // The transaction still open on the server ends (its backend terminated): the check finds the token
     // burned (never committed), the write runs again in the background, its 201 is stored for the key.
-    await waitFor(
-      async () =>
-        (
-          await t.db.q.execute(
-            sql`select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = current_database() and state = 'idle in transaction'`,
-          )
-        ).rows.length > 0,
-      { timeout: 20_000, what: "the open transaction to end" },
-    );
+    await endHeld();
     let again: Awaited<ReturnType<typeof post>> | undefined;
     await waitFor(
       async () => {
@@ -164,49 +179,12 @@ describe.skipIf(testEngine !== "pg")("a keyed write whose COMMIT lost the server
     expect(again!.status).toBe(201);
     expect(again!.headers.get("idempotent-replayed")).toBe("true");
     expect(again!.json).toMatchObject({ domain: body.domain });
-    const { sites } = t.db.t;
-    expect(await t.db.q.select({ domain: sites.domain }).from(sites).where(eq(sites.domain, body.domain))).toHaveLength(1);
+    expect(await sitesNamed(body.domain)).toHaveLength(1);
     expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
   });
 });
 
 describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through (PostgreSQL)", () => {
-  /** A server whose PostgreSQL is reached through a proxy that can hold a COMMIT; ride-through 500 ms. */
-  async function throughProxy() {
-    const t = tempDb();
-    cleanups.push(() => t.cleanup());
-    const proxy = await tcpProxy(new URL(t.databaseUrl));
-    cleanups.push(() => proxy.stop());
-    const url = new URL(t.databaseUrl);
-    url.port = String(proxy.port);
-    const db = openPgDb({ url: url.toString(), role: "test", poolSize: 3, rideThroughMs: 500, retryForMs: 30_000 });
-    cleanups.push(() => db.close());
-    const app = createApp(db, open);
-    expect((await post(app, { domain: "sc-domain:warm.example", name: "W" }, "warm")).status).toBe(201);
-    // Holds the COMMIT that follows the first statement `seen` accepts (its side to the server stays open).
-    const holdCommitAfter = (seen: (text: string) => boolean) => {
-      let after = false;
-      proxy.cutNext((text) => {
-        if (seen(text)) after = true;
-        return after && text.includes("COMMIT");
-      }, "hold");
-    };
-    // The held transaction ends (its backend terminated): the outcome check finds its token burned.
-    const endHeld = () =>
-      waitFor(
-        async () =>
-          (
-            await t.db.q.execute(
-              sql`select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = current_database() and state = 'idle in transaction'`,
-            )
-          ).rows.length > 0,
-        { timeout: 20_000, what: "the open transaction to end" },
-      );
-    const sitesNamed = async (domain: string) =>
-      t.db.q.select({ domain: t.db.t.sites.domain }).from(t.db.t.sites).where(eq(t.db.t.sites.domain, domain));
-    return { t, db, app, proxy, holdCommitAfter, endHeld, sitesNamed };
-  }
-
   test("a write whose connection was lost before COMMIT, and whose retry still runs at the ride-through, is answered 202 too", async () => {
     const { t, db, app, proxy, sitesNamed } = await throughProxy();
     const body = { domain: "sc-domain:retried.example", name: "R" };
