@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { pgBoundedRead, withLiterals } from "../src/db/pg/named.ts";
+import { budgetOf, withBudget } from "../src/db/budget.ts";
+import { apiErrorOf } from "../src/errors.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 
 // PostgreSQL's bounded read (src/db/pg/named.ts) sends its settings, cursor and first FETCH in one round trip,
@@ -46,6 +48,22 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL bounded read: values as literal
     // Array rows (Drizzle's rowMode) come from the first FETCH too.
     const arr = await pgBoundedRead<unknown[]>(t.db, { text: "select $1::int as a, $2 as b", values: [1, "x"], rowMode: "array" });
     expect(arr.rows).toEqual([[1, "x"]]);
+  });
+
+  test("a small read (one round trip, no cursor) answers the same; its errors roll back; its caps hold", async () => {
+    for (const [text, values] of statements)
+      expect((await pgBoundedRead(t.db, { text, values, small: true })).rows).toEqual((await t.db.pg!.pool.query(text, values)).rows);
+    const bad = await pgBoundedRead(t.db, { text: "select 1 / $1::int as x", values: [0], small: true }).catch((e) => e);
+    expect(String(bad)).toContain("division by zero");
+    // Every connection of the pool is usable afterwards (none left in an aborted transaction).
+    const after = await Promise.all(
+      Array.from({ length: 8 }, () => pgBoundedRead(t.db, { text: "select $1::int as x", values: [7], small: true })),
+    );
+    for (const r of after) expect(r.rows).toEqual([{ x: 7 }]);
+    const capped = await withBudget(budgetOf({ timeoutMs: 30_000, maxRows: 10, maxBytes: 1_000_000 }), () =>
+      pgBoundedRead(t.db, { text: "select x from generate_series(1, $1::int) x", values: [11], small: true }),
+    ).catch((e) => e);
+    expect(apiErrorOf(capped)?.code).toBe("result_too_large");
   });
 
   test("withLiterals writes each parameter once per use, $10 apart from $1", () => {

@@ -74,7 +74,8 @@ const noLimit = (e: Engine) => (e === "pg" ? null : -1);
 
 /** Runs an analytics SELECT: `slow` ones (range scans) on SQLite's query threads; the pool on PostgreSQL. */
 async function all<R>(db: Db, sql: string, params: Record<string, string | number | null>, slow: boolean): Promise<R[]> {
-  if (db.engine === "pg") return pgAll<R>(db, sql, params);
+  // Not slow: a few index probes with a few rows, read by PostgreSQL in one round trip.
+  if (db.engine === "pg") return pgAll<R>(db, sql, params, { small: !slow });
   return slow ? queryPool(db).all<R>(sql, params) : db.raw.reader.query<R, [typeof params]>(sql).all(params);
 }
 

@@ -84,12 +84,15 @@ function once(f: () => void): () => void {
  * Runs a SELECT with named parameters on the PostgreSQL pool and returns its rows, within the current
  * request's budget (see pgBoundedRead).
  */
-export async function pgAll<R>(db: Db, text: string, params: Record<string, unknown>): Promise<R[]> {
-  return (await pgBoundedRead<R>(db, toPositional(text, params))).rows;
+export async function pgAll<R>(db: Db, text: string, params: Record<string, unknown>, opts: { small?: boolean } = {}): Promise<R[]> {
+  return (await pgBoundedRead<R>(db, { ...toPositional(text, params), ...opts })).rows;
 }
 
-/** A SELECT with positional parameters and node-postgres's per-query options (Drizzle's array rows and type parsers). */
-export type BoundedQuery = { text: string; values?: unknown[]; rowMode?: "array"; types?: pg.CustomTypesConfig };
+/**
+ * A SELECT with positional parameters and node-postgres's per-query options (Drizzle's array rows and type parsers).
+ * `small`: the answer is a few rows by construction (index probes, a handful of keys): read whole, without a cursor.
+ */
+export type BoundedQuery = { text: string; values?: unknown[]; rowMode?: "array"; types?: pg.CustomTypesConfig; small?: boolean };
 
 /**
  * Runs a SELECT on the PostgreSQL pool within the current request's budget (src/db/budget.ts): a READ
@@ -136,6 +139,18 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
       // One round trip for the settings, the cursor and its first rows when the values can be written as literals
       // (a short read was 4 round trips, 5x its statement's time on an idle server); else one for each.
       let first: pg.QueryResult<R & pg.QueryResultRow> | null = null;
+      if (inlined !== null && q.small) {
+        // A small answer: the settings, the statement and COMMIT in one round trip (an error stops the batch
+        // inside the transaction, which the catch below rolls back). The caps are checked on the whole answer.
+        const results = (await c.query<R & pg.QueryResultRow>({
+          text: `${setup}; ${inlined}; commit`,
+          ...asRows,
+        })) as unknown as pg.QueryResult<R & pg.QueryResultRow>[];
+        const r = results[results.length - 2]!;
+        const size = { rows: r.rows.length, bytes: JSON.stringify(r.rows).length };
+        if (size.rows > b.maxRows || size.bytes > b.maxBytes) throw resultTooLarge(b, size);
+        return { rows: r.rows, fields: r.fields };
+      }
       if (inlined !== null) {
         const results = (await c.query<R & pg.QueryResultRow>({
           text: `${setup}; ${declare}${inlined}; ${fetch}`,
