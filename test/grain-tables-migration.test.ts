@@ -1,10 +1,10 @@
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { defaultPragmas } from "../src/db/sqlite/open.ts";
 import { tempDir } from "./helpers/db.ts";
+import { migrationsBefore } from "./helpers/migrations.ts";
 
 // SQLite migration 0021 (issue 18): the property, page and appearance totals moved in place into WITHOUT ROWID
 // tables clustered on their key. A file filled under the old layout keeps every row and value; the tables lose
@@ -16,25 +16,12 @@ afterAll(() => dir.cleanup());
 const TAG = "0021_grain_tables_without_rowid";
 const TABLES = ["gsc_property_totals", "gsc_page_totals", "gsc_appearance_totals"] as const;
 
-/** A copy of the migrations folder that stops before 0021. */
-function folderBefore(): string {
-  const out = join(dir.dir, "before");
-  cpSync(migrationsFolder, out, { recursive: true });
-  const path = join(out, "meta", "_journal.json");
-  const journal = JSON.parse(readFileSync(path, "utf8")) as { entries: { tag: string }[] };
-  const at = journal.entries.findIndex((e) => e.tag === TAG);
-  expect(at).toBeGreaterThan(0);
-  journal.entries = journal.entries.slice(0, at);
-  writeFileSync(path, JSON.stringify(journal, null, 2));
-  return out;
-}
-
 const dump = (db: Database, table: string) => db.query(`select * from ${table} order by 1, 2, 3, 4, 5`).all();
 
 describe("migration 0021: grain tables WITHOUT ROWID", () => {
   test("an old-layout file with data keeps every row; the tables become one b-tree each", () => {
     const path = join(dir.dir, "old.db");
-    migrate(path, defaultPragmas, folderBefore());
+    migrate(path, defaultPragmas, migrationsBefore(migrationsFolder, TAG, dir.dir));
     const db = new Database(path);
     db.run("PRAGMA foreign_keys = ON");
     db.run("insert into sites (id, domain, name) values (1, 'a.example', 'A'), (2, 'b.example', 'B')");

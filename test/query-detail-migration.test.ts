@@ -1,12 +1,12 @@
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { dayNumber } from "../src/sync/grains.ts";
 import { tempDir } from "./helpers/db.ts";
+import { migrationsBefore } from "./helpers/migrations.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 
 // The in-place move of the query detail (migrations sqlite 0015 / pg 0011, issue 18): a database filled
@@ -18,19 +18,6 @@ setDefaultTimeout(60_000);
 const dir = tempDir("sitesync-detail-migration-");
 afterAll(() => dir.cleanup());
 const TAG = { sqlite: "0015_query_detail_compact", pg: "0011_query_detail_compact" };
-
-/** A copy of a migrations folder that stops before the compact-detail migration. */
-function folderBefore(folder: string, tag: string): string {
-  const out = join(dir.dir, `before-${tag}-${Math.random().toString(36).slice(2)}`);
-  cpSync(folder, out, { recursive: true });
-  const path = join(out, "meta", "_journal.json");
-  const journal = JSON.parse(readFileSync(path, "utf8")) as { entries: { tag: string }[] };
-  const at = journal.entries.findIndex((e) => e.tag === tag);
-  expect(at).toBeGreaterThan(0);
-  journal.entries = journal.entries.slice(0, at);
-  writeFileSync(path, JSON.stringify(journal, null, 2));
-  return out;
-}
 
 type Old = {
   site_id: number;
@@ -161,7 +148,7 @@ async function expectMoved(all: Reader) {
 }
 
 describe("SQLite: the in-place move of gsc_performance_data", () => {
-  const before = folderBefore(migrationsFolder, TAG.sqlite);
+  const before = migrationsBefore(migrationsFolder, TAG.sqlite, dir.dir);
 
   function oldFile(extra: Old[] = []): string {
     const path = join(dir.dir, `old-${Math.random().toString(36).slice(2)}.db`);
@@ -217,7 +204,7 @@ describe("SQLite: the in-place move of gsc_performance_data", () => {
 
 describe.skipIf(postgresSkipReason !== null)("PostgreSQL: the in-place move of gsc_performance_data", () => {
   const server = usePostgres();
-  const before = folderBefore(pgMigrationsFolder, TAG.pg);
+  const before = migrationsBefore(pgMigrationsFolder, TAG.pg, dir.dir);
 
   async function oldDatabase(extra: Old[] = []): Promise<string> {
     const url = await server.newDatabase();

@@ -3,7 +3,6 @@
 // already holds data gives the same rollup rows as the sync's day-by-day refresh (both engines).
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
@@ -20,6 +19,7 @@ import { dayNumber, typeCode } from "../src/sync/grains.ts";
 import { refreshDayRollups } from "../src/sync/rollups.ts";
 import type { SearchType, SourceRow } from "../src/sync/source.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
+import { migrationsBefore } from "./helpers/migrations.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 import { storePageTotals } from "./helpers/rows.ts";
 
@@ -291,18 +291,6 @@ describe("rollups kept at ingest equal the detail's answers", () => {
 const TAG = { sqlite: "0022_day_query_counts", pg: "0017_day_query_counts" };
 const ROLLUP_TABLES = ["gsc_day_query_counts"];
 
-function folderBefore(dir: string, folder: string, tag: string): string {
-  const out = join(dir, `before-${tag}`);
-  cpSync(folder, out, { recursive: true });
-  const path = join(out, "meta", "_journal.json");
-  const journal = JSON.parse(readFileSync(path, "utf8")) as { entries: { tag: string }[] };
-  const at = journal.entries.findIndex((e) => e.tag === tag);
-  expect(at).toBeGreaterThan(0);
-  journal.entries = journal.entries.slice(0, at);
-  writeFileSync(path, JSON.stringify(journal, null, 2));
-  return out;
-}
-
 /** Detail and rollup rows of a few days, written directly (as an older version stored them). */
 function oldRowsSql(): string[] {
   const out: string[] = [
@@ -343,7 +331,7 @@ describe("the migration backfills the rollups of data already stored", () => {
 
   test("SQLite: backfilled rows = the day-by-day refresh's rows", async () => {
     const path = join(dir.dir, "old.db");
-    migrate(path, defaultPragmas, folderBefore(dir.dir, migrationsFolder, TAG.sqlite));
+    migrate(path, defaultPragmas, migrationsBefore(migrationsFolder, TAG.sqlite, dir.dir));
     const old = new Database(path);
     for (const s of oldRowsSql()) old.run(s);
     old.close();
@@ -374,7 +362,7 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: the migration backfill
 
   test("backfilled rows = the day-by-day refresh's rows", async () => {
     const url = await server.newDatabase();
-    await migratePg(url, folderBefore(dir.dir, pgMigrationsFolder, TAG.pg));
+    await migratePg(url, migrationsBefore(pgMigrationsFolder, TAG.pg, dir.dir));
     const c = new pg.Client({ connectionString: url });
     await c.connect();
     try {
