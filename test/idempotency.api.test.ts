@@ -274,6 +274,12 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     expect(again!.status).toBe(201);
     expect(again!.headers.get("idempotent-replayed")).toBeNull();
     expect(await sitesNamed(body.domain)).toHaveLength(1);
+    // The claim's outcome is learnt in the background (~0.5 s): the retry can take the freed key before that.
+    await waitFor(async () => db.stats.ambiguousCommits.aborted + db.stats.ambiguousCommits.committed > 0, {
+      timeout: 30_000,
+      every: 50,
+      what: "the lost claim's outcome check",
+    });
     expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
   });
 });
