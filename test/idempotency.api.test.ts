@@ -128,11 +128,12 @@ async function throughProxy(rideThroughMs = 500) {
   const app = createApp(db, open);
   expect((await post(app, { domain: "sc-domain:warm.example", name: "W" }, "warm")).status).toBe(201);
   // Holds the COMMIT that follows the first statement `seen` accepts (its side to the server stays open).
+  // Only that statement's connection: another transaction's COMMIT in between (an audit batch) is not held.
   const holdCommitAfter = (seen: (text: string) => boolean) => {
-    let after = false;
-    proxy.cutNext((text) => {
-      if (seen(text)) after = true;
-      return after && text.includes("COMMIT");
+    let on: number | null = null;
+    proxy.cutNext((text, conn) => {
+      if (on === null && seen(text)) on = conn;
+      return conn === on && text.includes("COMMIT");
     }, "hold");
   };
   // The held transaction ends (its backend terminated): the outcome check finds its token burned.
@@ -251,6 +252,28 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     expect(final!.headers.get("location")).toBe(`/api/v1/sites/${final!.json.id}`);
     expect(await sitesNamed(body.domain)).toHaveLength(1);
     expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
+  });
+
+  test("POST /api/v1/keys: a lost COMMIT answers 503 not_applied at the ride-through; the key, stored by the write's re-run, is revoked", async () => {
+    const { t, app, holdCommitAfter, endHeld } = await throughProxy();
+    holdCommitAfter((text) => text.includes('insert into "api_keys"'));
+    const res = await call(app, "POST", "/api/v1/keys", { name: "lost-answer", scope: "read" });
+    // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS), its secret in the answer.
+    expect(res.status).toBe(503);
+    expect(res.json.error.details).toEqual({ outcome: "not_applied" });
+    expect(res.text).not.toContain("ssk_");
+    await endHeld();
+    // The held transaction never committed: the engine runs the write again once the server answers, and the
+    // key it stores (whose secret nobody received) is revoked; keyless callers are not locked out by it.
+    const keysNamed = async () =>
+      t.db.q.select({ revoked_at: t.db.t.apiKeys.revoked_at }).from(t.db.t.apiKeys).where(eq(t.db.t.apiKeys.name, "lost-answer"));
+    await waitFor(async () => (await keysNamed()).some((k) => k.revoked_at !== null), {
+      timeout: 30_000,
+      every: 100,
+      what: "the stored key to be revoked",
+    });
+    expect(await keysNamed()).toHaveLength(1);
+    expect((await call(app, "GET", "/api/v1/sites")).status).toBe(200);
   });
 
   test("the key's own claim: 503 not_applied at the ride-through (nothing ran); the retry with the key runs it once; one row", async () => {

@@ -30,6 +30,27 @@ export function offerPendingAnswer(f: (() => void) | undefined): void {
   if (b) b.onPending = f;
 }
 
+/** A one-shot signal the engine fires (offerPendingAnswer) when a write's outcome outlasts the ride-through. */
+export function pendingSignal(): { announce: () => void; promise: Promise<"pending"> } {
+  let announce!: () => void;
+  const promise = new Promise<"pending">((r) => (announce = () => r("pending")));
+  return { announce, promise };
+}
+
+/**
+ * `write`'s result, or "pending" once its outcome must wait past the request's ride-through (a lost COMMIT):
+ * the write goes on; the caller answers at once and deals with a late result through `write` itself.
+ */
+export async function raceWithPending<T>(write: Promise<T>): Promise<T | "pending"> {
+  const signal = pendingSignal();
+  offerPendingAnswer(signal.announce);
+  try {
+    return await Promise.race([write, signal.promise]);
+  } finally {
+    offerPendingAnswer(undefined);
+  }
+}
+
 /**
  * The running request's early answer (see offerPendingAnswer) as a function to call later, from any context:
  * it fires whatever the request offers at that moment, once at most. undefined outside a request.

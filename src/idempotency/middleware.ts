@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { principalOf } from "../auth/middleware.ts";
 import { requiredScope } from "../auth/policy.ts";
-import { offerPendingAnswer, rideThroughLeft, withRideThrough } from "../db/availability.ts";
+import { offerPendingAnswer, pendingSignal, rideThroughLeft, withRideThrough } from "../db/availability.ts";
 import type { Db } from "../db/index.ts";
 import { isProcessGone } from "../db/process-registry.ts";
 import { ApiError, apiErrorOf } from "../errors.ts";
@@ -115,13 +115,6 @@ export function idempotencyMiddleware(db: Db): MiddlewareHandler {
     if (pending) return pendingAnswer(c, db, { idempotency_key: input.key });
     await settle(db, c, input);
   };
-}
-
-/** A one-shot signal the engine fires (offerPendingAnswer) when a write's outcome outlasts the ride-through. */
-function pendingSignal(): { announce: () => void; promise: Promise<"pending"> } {
-  let announce!: () => void;
-  const promise = new Promise<"pending">((r) => (announce = () => r("pending")));
-  return { announce, promise };
 }
 
 /** Claims the key for this request, or answers from it (a replay; 422; 409 in progress after the ride-through). */

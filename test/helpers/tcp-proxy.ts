@@ -11,14 +11,15 @@ export async function tcpProxy(target: URL) {
   // client's side at once (the server acts on it, its answer is lost); "drop" drops both sides unsent;
   // "hold" drops the client's side and keeps the server's open, unsent (the server's transaction stays open).
   type CutMode = "forward" | "drop" | "hold";
-  let cut: { match: (text: string) => boolean; mode: CutMode } | null = null;
+  // `match` gets the chunk's text and its client connection's number (1, 2...: to follow one transaction).
+  let cut: { match: (text: string, conn: number) => boolean; mode: CutMode } | null = null;
   const port = freePort();
   // Delay before each new connection reaches the server (a busy host: the backend slow to start), ms.
   let connectDelayMs = 0;
   // Client connections accepted since start (each new connection of the pool or a probe).
   let accepted = 0;
   const sockets = new Set<{ end(): void }>();
-  type Pair = { upstream?: { write(c: Uint8Array): number; end(): void }; pending: Uint8Array[]; closed?: boolean };
+  type Pair = { id: number; upstream?: { write(c: Uint8Array): number; end(): void }; pending: Uint8Array[]; closed?: boolean };
   let listener: { stop(force?: boolean): void } | null = null;
   const start = async () => {
     listener = Bun.listen<Pair>({
@@ -26,8 +27,8 @@ export async function tcpProxy(target: URL) {
       port,
       socket: {
         async open(client) {
-          client.data = { pending: [] };
           accepted++;
+          client.data = { id: accepted, pending: [] };
           sockets.add(client);
           try {
             if (connectDelayMs > 0) {
@@ -51,7 +52,7 @@ export async function tcpProxy(target: URL) {
           }
         },
         data(client, chunk) {
-          if (cut && client.data.upstream && cut.match(Buffer.from(chunk).toString("latin1"))) {
+          if (cut && client.data.upstream && cut.match(Buffer.from(chunk).toString("latin1"), client.data.id)) {
             const { mode } = cut;
             cut = null;
             const upstream = client.data.upstream;
@@ -92,7 +93,7 @@ export async function tcpProxy(target: URL) {
       connectDelayMs = ms;
     },
     /** Arms the one-shot fault (see `cut` above). */
-    cutNext(match: (text: string) => boolean, mode: CutMode) {
+    cutNext(match: (text: string, conn: number) => boolean, mode: CutMode) {
       cut = { match, mode };
     },
     stop() {
