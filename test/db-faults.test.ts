@@ -173,6 +173,12 @@ async function verify(
   const refusedButStored = [...byDomain].filter(
     ([d, rs]) => stored.has(d) && !rs.some((r) => r.status === 201) && !rs.some((r) => r.outcome === "unknown"),
   );
+  // When one fails: its answers and the server's log lines of its requests, for the diagnosis.
+  for (const [d, rs] of refusedButStored) {
+    console.log(`db-faults: ${d} stored but not acknowledged: ${JSON.stringify(rs)}`);
+    const ids = new Set(rs.map((r) => r.requestId).filter((id) => id !== null));
+    for (const line of s.output().split("\n")) if ([...ids].some((id) => line.includes(id!))) console.log(`  ${line.slice(0, 600)}`);
+  }
   expect(refusedButStored.map(([d]) => d)).toEqual([]);
   // Keyed clients retried until answered: every one of their creates is acknowledged.
   const keyedOpen = [...byDomain].filter(([, rs]) => rs[0]!.keyed && !rs.some((r) => r.status === 201));
