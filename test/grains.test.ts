@@ -5,6 +5,7 @@ import type { Db } from "../src/db/index.ts";
 import { type DayGrains, type PageTotal, replaceDayGrains, upsertPageIds } from "../src/sync/grain-writes.ts";
 import { anonymizedShare, ctrOf, dayDate, dayNumber, deviceCode, positionOf, sumPosition, typeCode } from "../src/sync/grains.ts";
 import { tempDb } from "./helpers/db.ts";
+import { addSite } from "./helpers/rows.ts";
 
 let t: ReturnType<typeof tempDb>;
 let db: Db;
@@ -13,10 +14,7 @@ let siteId: number;
 beforeAll(async () => {
   t = tempDb();
   db = t.db;
-  siteId = await db.tx(async (tx) => {
-    const [s] = await tx.insert(db.t.sites).values({ domain: "sc-domain:grains.example", name: "g" }).returning();
-    return s!.id;
-  });
+  siteId = await addSite(db, "sc-domain:grains.example", "g");
 });
 afterAll(async () => {
   await t.cleanup();

@@ -21,7 +21,7 @@ import type { SearchType, SourceRow } from "../src/sync/source.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
 import { migrationsBefore } from "./helpers/migrations.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
-import { storePageTotals } from "./helpers/rows.ts";
+import { addSite, storePageTotals } from "./helpers/rows.ts";
 
 const DEVICES = ["DESKTOP", "MOBILE", "TABLET"] as const;
 
@@ -80,10 +80,7 @@ describe("rollups kept at ingest equal the detail's answers", () => {
   beforeAll(async () => {
     t = tempDb();
     db = t.db;
-    siteId = await db.tx(async (tx) => {
-      const [s] = await tx.insert(db.t.sites).values({ domain: "sc-domain:rollups.example", name: "r" }).returning();
-      return s!.id;
-    });
+    siteId = await addSite(db, "sc-domain:rollups.example", "r");
     await writeDays(db, siteId, 10);
     // A day fetched again with other rows (fewer queries): its counts follow.
     await writeDays(db, siteId, 1, 999);
@@ -109,10 +106,7 @@ describe("rollups kept at ingest equal the detail's answers", () => {
   // Page totals summed per page id, the URL joined afterwards: the same pages, sums and order as summing
   // each row with its URL. Days without grains are derived from the detail (the union's second half).
   test("page totals: grain rows and derived days, every option, equal the rows summed by URL", async () => {
-    const other = await db.tx(async (tx) => {
-      const [s] = await tx.insert(db.t.sites).values({ domain: "sc-domain:pages.example", name: "p" }).returning();
-      return s!.id;
-    });
+    const other = await addSite(db, "sc-domain:pages.example", "p");
     const all: { page: string; clicks: number; impressions: number; sp: number }[] = [];
     for (let i = 0; i < 6; i++) {
       const rows = dayRows(500 + i, 40).map((r, k) => ({
