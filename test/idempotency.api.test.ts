@@ -6,6 +6,7 @@ import { createApi } from "../src/cli/api.ts";
 import { claimIdempotencyKey, findIdempotencyKey } from "../src/idempotency/queries.ts";
 import { call } from "./helpers/api.ts";
 import { openPgDb } from "../src/db/index.ts";
+import { isProcessGone } from "../src/db/process-registry.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 import { tcpProxy } from "./helpers/tcp-proxy.ts";
 import { withDb } from "./helpers/observe.ts";
@@ -420,6 +421,17 @@ describe("a key whose first request's process died (SIGKILL)", () => {
   test("is taken over once the process is known gone, not after the 5-minute lease; while it lives, the key stays its", async () => {
     const t = tempDb();
     cleanups.push(() => t.cleanup());
+    // PostgreSQL: a second handle through a proxy, opened now, to judge the holder once more after an outage.
+    let proxy: Awaited<ReturnType<typeof tcpProxy>> | undefined;
+    let judge: ReturnType<typeof openPgDb> | undefined;
+    if (testEngine === "pg") {
+      proxy = await tcpProxy(new URL(t.databaseUrl));
+      cleanups.push(() => proxy!.stop());
+      const url = new URL(t.databaseUrl);
+      url.host = `127.0.0.1:${proxy.port}`;
+      judge = openPgDb({ url: url.toString(), role: "test", retryForMs: 300 });
+      cleanups.push(() => judge!.close());
+    }
     const child = Bun.spawn(["bun", `${import.meta.dir}/helpers/idempotency-holder.ts`, t.databaseUrl, "key:1", "held"], {
       stdout: "pipe",
       stderr: "inherit",
@@ -450,5 +462,16 @@ describe("a key whose first request's process died (SIGKILL)", () => {
     });
     const row = await findIdempotencyKey(t.db, "key:1", "held");
     expect(row).toMatchObject({ status: null, holder_host: t.db.host, holder_pid: process.pid });
+    if (testEngine !== "pg") return;
+    // An outage stops every heartbeat, a live holder's too: a process that has just seen the server come back
+    // judges nobody gone by heartbeat age yet (the dead holder's row is as old as before).
+    expect(await isProcessGone(t.db, t.db.q, t.db.host, child.pid)).toBe(true);
+    expect(await isProcessGone(judge!, judge!.q, t.db.host, child.pid)).toBe(true);
+    proxy!.stop();
+    expect(await judge!.availability.probe()).toBe(false);
+    await proxy!.start();
+    expect(await judge!.availability.probe()).toBe(true);
+    expect(await isProcessGone(judge!, judge!.q, t.db.host, child.pid)).toBe(false);
+    expect(judge!.availability.outages).toBe(1);
   });
 });

@@ -87,6 +87,8 @@ export type Probe = () => Promise<void>;
 export type Availability = {
   /** Up, or down since (ms since the epoch). */
   readonly downSince: number | null;
+  /** Up without a break since (ms since the epoch): when this handle was opened, or its last outage ended. */
+  readonly upSince: number;
   /** The error that made it down, or the last probe's. */
   readonly lastError: string | null;
   /** Outages seen since start. */
@@ -120,8 +122,10 @@ const STILL_DOWN_LOG_MS = 60_000;
 
 /** A state that is always up (SQLite: the file is on this machine; its failures are reported per write). */
 export function alwaysUp(rideThroughMs: number): Availability {
+  const upSince = Date.now();
   return {
     downSince: null,
+    upSince,
     lastError: null,
     outages: 0,
     rideThroughMs,
@@ -138,6 +142,7 @@ export function alwaysUp(rideThroughMs: number): Availability {
 export function trackAvailability(probe: Probe, opts: { rideThroughMs: number; target: string; probeMs?: number }): Availability {
   const probeMs = opts.probeMs ?? PROBE_MS;
   let downSince: number | null = null;
+  let upSince = Date.now();
   let lastError: string | null = null;
   let lastCode: string | undefined;
   let outages = 0;
@@ -153,6 +158,7 @@ export function trackAvailability(probe: Probe, opts: { rideThroughMs: number; t
     if (downSince === null) return;
     const downMs = Date.now() - downSince;
     downSince = null;
+    upSince = Date.now();
     if (timer) clearTimeout(timer);
     timer = null;
     log("info", "database reachable again", { target: opts.target, down_ms: downMs });
@@ -222,6 +228,9 @@ export function trackAvailability(probe: Probe, opts: { rideThroughMs: number; t
   return {
     get downSince() {
       return downSince;
+    },
+    get upSince() {
+      return upSince;
     },
     get lastError() {
       return lastError;

@@ -1,4 +1,4 @@
-import { and, eq, lt, or, sql, type SQL } from "drizzle-orm";
+import { and, eq, or, sql, type SQL } from "drizzle-orm";
 import { log } from "../log.ts";
 import type { Db } from "./index.ts";
 import type { dbConnections } from "./sqlite/schema.ts";
@@ -18,6 +18,23 @@ const PG_LIVE_MS = 5 * HEARTBEAT_MS;
 const pgNow = sql`to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 const pgAgo = (ms: number) =>
   sql`to_char((clock_timestamp() - make_interval(secs => ${ms / 1000})) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/**
+ * PostgreSQL: the SQL truth of "this row's process is gone": its heartbeat is over PG_LIVE_MS old, and the
+ * server has run that long since it (re)started. While the server is down nobody can heartbeat: right after a
+ * restart every row is old, and a live process only gets PG_LIVE_MS to be seen again.
+ */
+function pgStale(c: Db["t"]["dbConnections"]) {
+  return sql<boolean>`(${c.last_seen_at} < ${pgAgo(PG_LIVE_MS)} and pg_postmaster_start_time() < clock_timestamp() - make_interval(secs => ${PG_LIVE_MS / 1000}))`;
+}
+
+/**
+ * PostgreSQL: false while this process has been able to reach the server for less than PG_LIVE_MS (an outage
+ * without a restart, a network cut, stops every heartbeat just the same): nobody is judged gone yet.
+ */
+function pgCanJudge(db: Db): boolean {
+  return db.availability.downSince === null && Date.now() - db.availability.upSince >= PG_LIVE_MS;
+}
 
 /** True when a process with this pid exists on this machine. */
 export function isAlive(pid: number): boolean {
@@ -105,7 +122,7 @@ export async function registerProcess(db: Db): Promise<() => Promise<void>> {
 /**
  * Lists the live processes of every host holding a connection, ordered by host and pid (this
  * process's counters are live), and prunes the rows of processes that are gone. PostgreSQL: live means
- * a heartbeat within the last 10 s (server clock). SQLite: this host's processes must also still
+ * a heartbeat within the last 10 s (server clock), or an outage within the last 10 s. SQLite: this host's processes must also still
  * exist (pid check); another host's (a shared file) are judged by heartbeat age.
  */
 export async function listConnections(db: Db): Promise<ConnectionRow[]> {
@@ -113,14 +130,15 @@ export async function listConnections(db: Db): Promise<ConnectionRow[]> {
   const self = (r: ConnectionRow) => r.host === db.host && r.pid === process.pid;
   const withOwnCounters = (r: ConnectionRow) => (self(r) ? { ...r, busy_retries: db.stats.busyRetries } : r);
   if (db.engine === "pg") {
-    const staleBefore = pgAgo(PG_LIVE_MS);
     const rows = await db.q
-      .select({ r: c, live: sql<boolean>`${c.last_seen_at} >= ${staleBefore}` })
+      .select({ r: c, stale: pgStale(c) })
       .from(c)
       .orderBy(c.host, c.pid);
+    const judge = pgCanJudge(db);
+    const live = (x: (typeof rows)[number]) => !judge || !x.stale || self(x.r);
     // Pruned only when there is something to prune: a listing is no write.
-    if (rows.some((x) => !x.live)) prune(db, lt(c.last_seen_at, staleBefore));
-    return rows.filter((x) => x.live || self(x.r)).map((x) => withOwnCounters(x.r));
+    if (!rows.every(live)) prune(db, pgStale(c));
+    return rows.filter(live).map((x) => withOwnCounters(x.r));
   }
   const rows = await db.q.select().from(c).orderBy(c.host, c.pid);
   const live: ConnectionRow[] = [];
@@ -140,15 +158,17 @@ export async function listConnections(db: Db): Promise<ConnectionRow[]> {
  * db.q). False when it may be live, including when nothing is known (no registry row): callers fall back
  * to their own lease. SQLite (one machine): this host's process is gone when its pid no longer exists;
  * another host's, when its heartbeat is stale. PostgreSQL (a pid means nothing across hosts or
- * containers): when its registry row's heartbeat is older than 10 s by the server's clock.
+ * containers): when its registry row's heartbeat is older than 10 s by the server's clock, and both the
+ * server and this process's view of it have been up for 10 s (an outage stops every heartbeat).
  */
 export async function isProcessGone(db: Db, q: Db["q"], host: string, pid: number): Promise<boolean> {
   if (host === db.host && pid === process.pid) return false;
   if (db.engine === "sqlite" && host === db.host) return !isAlive(pid);
   const { dbConnections: c } = db.t;
-  const staleBefore = db.engine === "pg" ? pgAgo(PG_LIVE_MS) : new Date(Date.now() - STALE_MS).toISOString();
+  if (db.engine === "pg" && !pgCanJudge(db)) return false;
+  const stale = db.engine === "pg" ? pgStale(c) : sql<number>`${c.last_seen_at} < ${new Date(Date.now() - STALE_MS).toISOString()}`;
   const rows = await q
-    .select({ stale: sql<boolean | number>`${c.last_seen_at} < ${staleBefore}` })
+    .select({ stale })
     .from(c)
     .where(and(eq(c.host, host), eq(c.pid, pid)));
   return rows.length > 0 && Boolean(rows[0]!.stale);
