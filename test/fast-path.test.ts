@@ -5,6 +5,7 @@ import { createApiKey } from "../src/auth/queries.ts";
 import type { SqliteDb } from "../src/db/index.ts";
 import { createFastPath } from "../src/http/fast-path.ts";
 import { createSite } from "../src/sites/queries.ts";
+import { ListSitesQuery, SiteIdParams } from "../src/sites/schemas.ts";
 import { tempSqliteDb } from "./helpers/db.ts";
 
 // The request fast path (src/http/fast-path.ts) against the full stack, over real sockets on one SQLite
@@ -76,6 +77,8 @@ const answered: [string, RequestInit?][] = [
   ["/api/v1/sites?limit=002&active_only=false"],
   ["/api/v1/sites?active_only=0&include_archived=true&limit=3"],
   ["/api/v1/sites?include_archived=1"],
+  ["/api/v1/sites?limit=500"],
+  ["/api/v1/sites?limit=0500&include_archived=0"],
   ["/api/v1/sites", { headers: { host: "localhost:9" } }],
 ];
 
@@ -101,6 +104,9 @@ const notAnswered: [string, RequestInit?][] = [
   ["/api/v1/sites?active_only=yes"],
   ["/api/v1/sites?cursor=bm90IGEgY3Vyc29y"],
   ["/api/v1/sites?limit=%32"],
+  ["/api/v1/sites?limit="],
+  ["/api/v1/sites?cursor="],
+  ["/api/v1/sites?include_archived=TRUE"],
   ["/api/v1/sites/1/sync-status"],
   ["/health"],
 ];
@@ -127,6 +133,28 @@ describe("request fast path (SQLite)", () => {
     for (const [path, init] of notAnswered) {
       const r = await send(fastOnly.url, path, init);
       expect([path, init?.headers, r.status]).toEqual([path, init?.headers, NOT_FAST]);
+    }
+  });
+
+  test("judges the id and the list query by the routes' own schemas (SiteIdParams, ListSitesQuery)", async () => {
+    // Answered exactly when the schema accepts the plain value (a site that exists, no cursor): a rule
+    // restated beside the schema and drifting from it would answer a refusal or refuse an answer.
+    const values: Record<string, string[]> = {
+      limit: ["1", "9", "10", "99", "100", "499", "500", "501", "0", "00", "007", "-1", "1.5", "1e2", "", "x"],
+      active_only: ["true", "false", "1", "0", "True", "yes", ""],
+      include_archived: ["true", "false", "1", "0", "FALSE", "no", ""],
+    };
+    for (const [field, list] of Object.entries(values)) {
+      for (const value of list) {
+        const accepted = ListSitesQuery.safeParse({ [field]: value }).success;
+        const r = await send(fastOnly.url, `/api/v1/sites?${field}=${value}`);
+        expect([field, value, r.status]).toEqual([field, value, accepted ? 200 : NOT_FAST]);
+      }
+    }
+    for (const raw of ["1", "5", "01", "1e0", "-1", "9007199254740993", "1.0", "0x1"]) {
+      const accepted = SiteIdParams.safeParse({ id: raw }).success;
+      const r = await send(fastOnly.url, `/api/v1/sites/${raw}`);
+      expect([raw, r.status]).toEqual([raw, accepted ? 200 : NOT_FAST]);
     }
   });
 

@@ -7,7 +7,7 @@ import { withLogContext } from "../log.ts";
 import type { HttpObserve } from "../metrics/http.ts";
 import { logRequest, requestIdOf, SECURITY_HEADERS } from "../request-frame.ts";
 import { createSite, decodeCursor, encodeCursor, readSiteById, readSitesPage } from "../sites/queries.ts";
-import { CreateSiteSchema } from "../sites/schemas.ts";
+import { CreateSiteSchema, ListSitesQuery, SiteIdParams } from "../sites/schemas.ts";
 
 // The hottest requests (GET one site, GET a page of sites, POST a site), answered before Hono on SQLite:
 // the same answer the full stack gives (status, body, headers, audit row, metrics, request log), composed
@@ -42,11 +42,6 @@ type Server = {
 
 const SITES = "/api/v1/sites";
 const ONE_SITE = "/api/v1/sites/:id";
-// The rules of SiteIdParams (src/sites/schemas.ts): a number past 2^53 is left to it.
-const ID = /^[1-9]\d{0,15}$/;
-// ListSitesQuery's rules for the fields the fast path reads.
-const LIMIT = /^0*([1-9]\d?|[1-4]\d\d|500)$/;
-const BOOLS: Record<string, boolean> = { true: true, "1": true, false: false, "0": false };
 
 /** The answer's headers, as Hono's c.json / c.header and the request frame set them. */
 function headersOf(id: string, extra: string | null, extraValue: string): Record<string, string> {
@@ -57,37 +52,61 @@ function headersOf(id: string, extra: string | null, extraValue: string): Record
   return h;
 }
 
-type ListQuery = { activeOnly: boolean; limit: number | undefined; cursor: string | undefined; includeArchived: boolean };
+// The id and the list query are judged by the routes' own schemas (SiteIdParams, ListSitesQuery), not by
+// rules restated here; what the fast path adds is only what it leaves to the full stack (an encoded
+// character, a repeated or unknown field). A schema's successful result is remembered per raw string, as
+// the full stack's validators do (src/openapi.ts memoizedQuery): at most MEMO_MAX strings, none longer
+// than MEMO_KEY_MAX (page cursors are parsed every time), refusals never kept.
+const MEMO_MAX = 1000;
+const MEMO_KEY_MAX = 200;
 
-/** The list's query string as ListSitesQuery reads it, or null for anything it is not sure of. */
-function listQueryOf(q: string): ListQuery | null {
-  const out: ListQuery = { activeOnly: true, limit: undefined, cursor: undefined, includeArchived: false };
-  if (q === "") return out;
+/** `parse` with its successful (non-null) results remembered per key, within the bounds above. */
+function remembered<T>(parse: (key: string) => T | null): (key: string) => T | null {
+  const memo = new Map<string, T>();
+  return (key) => {
+    const known = memo.get(key);
+    if (known !== undefined) return known;
+    const v = parse(key);
+    if (v !== null && key.length <= MEMO_KEY_MAX) {
+      if (memo.size >= MEMO_MAX) memo.clear();
+      memo.set(key, v);
+    }
+    return v;
+  };
+}
+
+/** A site id as SiteIdParams reads the path segment, or null (a refusal, or an encoded character: the full stack's). */
+const siteIdOf = remembered((raw: string): number | null => {
+  if (raw.includes("%")) return null;
+  const r = SiteIdParams.safeParse({ id: raw });
+  return r.success ? r.data.id : null;
+});
+
+type ListQuery = { activeOnly: boolean; limit: number | undefined; cursor: string | undefined; includeArchived: boolean };
+/** The query fields ListSitesQuery knows: any other field is the full stack's to judge. */
+const LIST_FIELDS = new Set(Object.keys(ListSitesQuery.shape));
+
+/**
+ * The list's query string as ListSitesQuery reads it, or null for anything the fast path leaves to the
+ * full stack: an encoded character (`%`, `+`), a field without `=`, repeated or unknown, or a refusal.
+ */
+const listQueryOf = remembered((q: string): ListQuery | null => {
   if (q.includes("%") || q.includes("+")) return null;
-  let seen = 0;
-  for (const part of q.split("&")) {
-    const eq = part.indexOf("=");
-    if (eq < 0) return null;
-    const key = part.slice(0, eq);
-    const value = part.slice(eq + 1);
-    const bit = key === "limit" ? 1 : key === "active_only" ? 2 : key === "include_archived" ? 4 : key === "cursor" ? 8 : 0;
-    if (bit === 0 || (seen & bit) !== 0) return null;
-    seen |= bit;
-    if (bit === 1) {
-      if (!LIMIT.test(value)) return null;
-      out.limit = Number(value);
-    } else if (bit === 8) {
-      if (value.length < 1 || value.length > 2048) return null;
-      out.cursor = value;
-    } else {
-      const b = BOOLS[value];
-      if (b === undefined) return null;
-      if (bit === 2) out.activeOnly = b;
-      else out.includeArchived = b;
+  const fields: Record<string, string> = {};
+  if (q !== "") {
+    for (const part of q.split("&")) {
+      const eq = part.indexOf("=");
+      if (eq < 0) return null;
+      const key = part.slice(0, eq);
+      if (!LIST_FIELDS.has(key) || Object.hasOwn(fields, key)) return null;
+      fields[key] = part.slice(eq + 1);
     }
   }
-  return out;
-}
+  const r = ListSitesQuery.safeParse(fields);
+  if (!r.success) return null;
+  const d = r.data;
+  return Object.freeze({ activeOnly: d.active_only, limit: d.limit, cursor: d.cursor, includeArchived: d.include_archived });
+});
 
 /**
  * Builds the fast path: `(request, server)` answers a plain keyless GET of one site or of a page of
@@ -176,10 +195,9 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
     let siteId = 0;
     if (path !== SITES) {
       if (method !== "GET" || !path.startsWith(SITES) || path.charCodeAt(SITES.length) !== 47 /* / */) return null;
-      const raw = path.slice(SITES.length + 1);
-      if (!ID.test(raw)) return null;
-      siteId = Number(raw);
-      if (!Number.isSafeInteger(siteId)) return null;
+      const id = siteIdOf(path.slice(SITES.length + 1));
+      if (id === null) return null;
+      siteId = id;
     }
     const list = method === "GET" && siteId === 0 ? listQueryOf(q < 0 ? "" : url.slice(q + 1)) : null;
     if (method === "GET" && siteId === 0 && list === null) return null;
