@@ -255,6 +255,39 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
   });
 
+  test("a dashboard form write (POST /ui/sites): a page 202 at the ride-through, not held; the outcome at its link; one row", async () => {
+    const { app, holdCommitAfter, endHeld, sitesNamed } = await throughProxy();
+    holdCommitAfter((text) => text.includes('insert into "sites"') || text.includes("sites_insert"));
+    const domain = "https://ui-pending.example/";
+    const res = await app.request("/ui/sites", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: "http://localhost" },
+      body: new URLSearchParams({ domain, name: "UI pending", category: "" }).toString(),
+    });
+    // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
+    expect(res.status).toBe(202);
+    expect(res.headers.get("content-type")).toContain("text/html");
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    const html = await res.text();
+    expect(html).toContain("Saving: outcome not known yet");
+    const link = /href="(\/api\/v1\/pending-writes\/[^"]+)"/.exec(html)?.[1];
+    expect(link).toBeDefined();
+    expect((await call(app, "GET", link!)).status).toBe(202);
+    await endHeld();
+    let final: Awaited<ReturnType<typeof call>> | undefined;
+    await waitFor(
+      async () => {
+        final = await call(app, "GET", link!);
+        return final.status !== 202;
+      },
+      { timeout: 30_000, every: 100, what: "the form write's final answer" },
+    );
+    // The form's own answer: its redirect to the new site's page.
+    expect(final!.status).toBe(303);
+    expect(final!.headers.get("location")).toMatch(/^\/ui\/sites\/\d+\?notice=site-added$/);
+    expect(await sitesNamed(domain)).toHaveLength(1);
+  });
+
   test("POST /api/v1/keys: a lost COMMIT answers 503 not_applied at the ride-through; the key, stored by the write's re-run, is revoked", async () => {
     const { t, app, holdCommitAfter, endHeld } = await throughProxy();
     holdCommitAfter((text) => text.includes('insert into "api_keys"'));

@@ -51,7 +51,12 @@ const KEPT_HEADERS = ["content-type", "location", "link", "retry-after"];
 export function idempotencyMiddleware(db: Db): MiddlewareHandler {
   let purgedAt = 0;
   return async (c, next) => {
-    if (!WRITE_METHODS.has(c.req.method) || !c.req.path.startsWith("/api/")) return next();
+    if (!WRITE_METHODS.has(c.req.method)) return next();
+    if (!c.req.path.startsWith("/api/")) {
+      // The dashboard's form writes (no key to send): a lost COMMIT is answered at the ride-through as for the
+      // API, with a page instead of JSON.
+      return db.engine === "pg" && c.req.path.startsWith("/ui/") ? runUnkeyed(db, c, next, "page") : next();
+    }
     // Reads sent as POST (analytics queries) answer the same anyway; a new key's secret is never stored.
     if (requiredScope(c.req.method, c.req.path) === "read" || (c.req.method === "POST" && /^\/api\/v1\/keys\/?$/.test(c.req.path))) {
       return next();
@@ -181,7 +186,7 @@ async function runOrPend(c: Context, next: () => Promise<void>, onPending: () =>
  * stored under the token (by this process, when the database is back). Nothing is recorded before then: the
  * database is away; the token names this process, so a lookup can tell "not yet" from "lost" (docs/operations.md).
  */
-async function runUnkeyed(db: Db, c: Context, next: () => Promise<void>): Promise<Response | undefined> {
+async function runUnkeyed(db: Db, c: Context, next: () => Promise<void>, as: "json" | "page" = "json"): Promise<Response | undefined> {
   let token = "";
   const pending = await runOrPend(c, next, () => {
     // Made only now: the common case (no lost COMMIT) pays nothing for it.
@@ -212,8 +217,25 @@ async function runUnkeyed(db: Db, c: Context, next: () => Promise<void>): Promis
   });
   if (!pending) return undefined;
   const location = pendingLocation(token);
+  if (as === "page") return pendingPage(c, db, location);
   c.header("Location", location);
   return pendingAnswer(c, db, { token, location });
+}
+
+/** The dashboard's 202 for a form write whose outcome is not known yet: what happened, where to look, no resend. */
+function pendingPage(c: Context, db: Db, location: string): Response {
+  const retry = db.availability.retryAfterSeconds();
+  c.header("Retry-After", String(retry));
+  c.header("Idempotent-Pending", "true");
+  // The token is base64url and dots: nothing to escape in the link.
+  return c.html(
+    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Saving: outcome not known yet · sitesync</title>` +
+      `<link rel="stylesheet" href="/ui/static/app.css"></head><body><main><h1>Saving: outcome not known yet</h1>` +
+      `<p>The database went away while this change was being saved. Whether it was applied is known once the database is back (in about ${retry} s); it is applied at most once.</p>` +
+      `<p><strong>Do not submit the form again yet.</strong> <a href="${location}">Check the outcome</a> (202 while not known; then the change's own answer), or <a href="/ui">go back to the dashboard</a> and look for it there.</p>` +
+      `</main></body></html>`,
+    202,
+  );
 }
 
 const pendingLocation = (token: string) => `/api/v1/pending-writes/${token}`;
