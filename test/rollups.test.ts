@@ -15,8 +15,9 @@ import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { defaultPragmas } from "../src/db/sqlite/open.ts";
 import { addDays } from "../src/sync/dates.ts";
 import { replaceDayDetail } from "../src/sync/data.ts";
-import { dayNumber, typeCode } from "../src/sync/grains.ts";
-import { refreshDayRollups } from "../src/sync/rollups.ts";
+import { dayDate, dayNumber, typeCode } from "../src/sync/grains.ts";
+import { type PageTotal, replaceDayGrains, upsertPageIds } from "../src/sync/grain-writes.ts";
+import { moveDayPageWeek, refreshDayRollups, splitWeeks } from "../src/sync/rollups.ts";
 import type { SearchType, SourceRow } from "../src/sync/source.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
 import { migrationsBefore } from "./helpers/migrations.ts";
@@ -172,6 +173,153 @@ describe("rollups kept at ingest equal the detail's answers", () => {
     );
   });
 
+  // Weekly page totals (gsc_week_page_totals, kept by replaceDayGrains): a window's whole weeks from the rollup,
+  // its edge days from the day rows. Every window shape (no whole week, aligned, edges on either side) answers
+  // what the day rows summed by URL answer, after days fetched again with other rows and a day emptied.
+  test("weekly page totals: every window, type and option equals the day rows summed by URL", async () => {
+    const site = await addSite(db, "sc-domain:weeks.example", "w");
+    const urls = Array.from({ length: 9 }, (_, i) => `https://weeks.example/${i % 3 === 0 ? "blog/" : ""}p${i}`);
+    const ids = await db.tx((tx) => upsertPageIds(tx, site, urls));
+    const stored: {
+      day: number;
+      type: number;
+      page: string;
+      country: string;
+      device: number;
+      clicks: number;
+      impressions: number;
+      sp: number;
+    }[] = [];
+    const store = async (day: number, type: number, seed: number, n: number) => {
+      let x = seed;
+      const rand = () => {
+        x = (x * 1103515245 + 12345) % 2147483648;
+        return x / 2147483648;
+      };
+      const byKey = new Map<string, PageTotal & { page: string }>();
+      for (let k = 0; k < n; k++) {
+        const page = urls[Math.floor(rand() * urls.length)]!;
+        const country = ["usa", "fra", ""][Math.floor(rand() * 3)]!;
+        const device = 1 + Math.floor(rand() * 3);
+        const impressions = Math.floor(rand() * 40);
+        const clicks = Math.floor(rand() * (impressions + 1));
+        byKey.set(`${page}|${country}|${device}`, {
+          page,
+          page_id: ids.get(page)!,
+          country,
+          device,
+          clicks,
+          impressions,
+          sum_position: impressions * (100 + k),
+        });
+      }
+      const page = [...byKey.values()];
+      await db.tx((tx) =>
+        replaceDayGrains(tx, {
+          siteId: site,
+          day,
+          type,
+          property: [{ country: "", device: 0, clicks: 1, impressions: 1, sum_position: 100 }],
+          page: page.map(({ page: _p, ...r }) => r),
+          appearance: [],
+          completeness: {
+            property_rows: 1,
+            page_rows: page.length,
+            detail_rows: 0,
+            appearance_rows: 0,
+            page_truncated: false,
+            detail_truncated: false,
+            anonymized_share: null,
+            data_state: "final",
+          },
+        }),
+      );
+      for (let i = stored.length - 1; i >= 0; i--) if (stored[i]!.day === day && stored[i]!.type === type) stored.splice(i, 1);
+      for (const r of page)
+        stored.push({
+          day,
+          type,
+          page: r.page,
+          country: r.country,
+          device: r.device,
+          clicks: r.clicks,
+          impressions: r.impressions,
+          sp: r.sum_position,
+        });
+    };
+    const last = dayNumber(END);
+    for (let i = 0; i < 40; i++) for (const type of [1, 2]) await store(last - i, type, 7 + i * 3 + type, 4 + ((i * 5) % 13));
+    // Fetched again: other rows (fewer and more keys), and a day left with no page rows at all.
+    for (const [i, n] of [
+      [3, 2],
+      [10, 15],
+      [17, 0],
+      [25, 6],
+    ] as const)
+      await store(last - i, 1, 900 + i, n);
+    const sumBy = (keep: (r: (typeof stored)[number]) => boolean) => {
+      const m = new Map<string, { page: string; clicks: number; impressions: number; sumPosition: number }>();
+      for (const r of stored.filter(keep)) {
+        const t = m.get(r.page) ?? { page: r.page, clicks: 0, impressions: 0, sumPosition: 0 };
+        t.clicks += r.clicks;
+        t.impressions += r.impressions;
+        t.sumPosition += r.sp;
+        m.set(r.page, t);
+      }
+      return [...m.values()]
+        .filter((t) => t.clicks > 0 || t.impressions > 0)
+        .sort((a, b) => b.clicks - a.clicks || b.impressions - a.impressions || (a.page < b.page ? -1 : 1));
+    };
+    let weekly = 0;
+    for (const from of [0, 2, 4, 9]) {
+      for (const len of [1, 6, 7, 8, 15, 27]) {
+        const lo = last - 39 + from;
+        const hi = lo + len - 1;
+        if (hi > last) continue;
+        if (splitWeeks(lo, hi)) weekly++;
+        const inWindow = (r: (typeof stored)[number]) => r.day >= lo && r.day <= hi;
+        const f = { siteId: site, start: dayDate(lo), end: dayDate(hi) };
+        for (const searchType of ["web", "image", "all"] as const) {
+          const types = searchType === "all" ? [1, 2] : [typeCode(searchType)];
+          const want = sumBy((r) => inWindow(r) && types.includes(r.type));
+          expect(await findPageTotals(db, { ...f, searchType })).toEqual(want);
+          expect(await countPages(db, { ...f, searchType })).toBe(want.length);
+        }
+        const web = (r: (typeof stored)[number]) => inWindow(r) && r.type === 1;
+        expect(await findPageTotals(db, { ...f, searchType: "web" }, { limit: 3, order: "impressions" })).toEqual(
+          sumBy(web)
+            .sort((a, b) => b.impressions - a.impressions || b.clicks - a.clicks || (a.page < b.page ? -1 : 1))
+            .slice(0, 3),
+        );
+        expect(await findPageTotals(db, { ...f, searchType: "web" }, { pages: [urls[1]!, urls[3]!] })).toEqual(
+          sumBy((r) => web(r) && [urls[1], urls[3]].includes(r.page)),
+        );
+        expect(await findPageTotals(db, { ...f, searchType: "web" }, { urlContains: "blog/" })).toEqual(
+          sumBy((r) => web(r) && r.page.includes("blog/")),
+        );
+        // Device and country: the day rows (the weekly rollup has neither).
+        expect(await findPageTotals(db, { ...f, searchType: "web", device: "MOBILE" })).toEqual(sumBy((r) => web(r) && r.device === 2));
+        expect(await findPageTotals(db, { ...f, searchType: "web", country: "fra" })).toEqual(sumBy((r) => web(r) && r.country === "fra"));
+      }
+    }
+    expect(weekly).toBeGreaterThanOrEqual(10);
+    // The rollup itself: each week's sums of its days' rows (weeks of pages gone on a re-fetch stay, at 0).
+    const q = `select week, type, page_id, clicks, impressions, sum_position from gsc_week_page_totals
+      where site_id = ${site} and (clicks <> 0 or impressions <> 0 or sum_position <> 0) order by 1, 2, 3`;
+    const got = (db.engine === "pg" ? (await db.pg!.pool.query(q)).rows : db.raw.reader.query(q).all()) as Record<string, unknown>[];
+    const want = new Map<string, number[]>();
+    for (const r of stored) {
+      const k = `${Math.floor(r.day / 7)}|${r.type}|${ids.get(r.page)}`;
+      const v = want.get(k) ?? [0, 0, 0];
+      want.set(k, [v[0]! + r.clicks, v[1]! + r.impressions, v[2]! + r.sp]);
+    }
+    const wantRows = [...want.entries()]
+      .filter(([, v]) => v.some((x) => x !== 0))
+      .map(([k, v]) => [...k.split("|").map(Number), ...v])
+      .sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]! || a[2]! - b[2]!);
+    expect(got.map((r) => Object.values(r).map(Number))).toEqual(wantRows);
+  });
+
   // Query sums per query id, the text joined afterwards: the same queries, sums and order as the rows summed by text.
   test("top queries and the keyword search equal the detail summed by query text", async () => {
     const q = `select q.query as query, d.device as device, d.clicks as clicks, d.impressions as impressions, d.sum_position as sp
@@ -284,6 +432,7 @@ describe("rollups kept at ingest equal the detail's answers", () => {
 // rows the sync's refresh writes day by day.
 const TAG = { sqlite: "0022_day_query_counts", pg: "0017_day_query_counts" };
 const ROLLUP_TABLES = ["gsc_day_query_counts"];
+const WEEK_TABLE = "gsc_week_page_totals";
 
 /** Detail and rollup rows of a few days, written directly (as an older version stored them). */
 function oldRowsSql(): string[] {
@@ -314,6 +463,12 @@ function oldRowsSql(): string[] {
   );
   out.push(`insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
     select site_id, day, type, query_id, sum(clicks), sum(impressions), sum(sum_position) from gsc_query_detail group by site_id, day, type, query_id`);
+  // Page totals by country and device on those days and a week later (two weeks: 20398-20404, 20405-20411).
+  for (const shift of [0, 7])
+    out.push(`insert into gsc_page_totals (site_id, day, type, page_id, country, device, clicks, impressions, sum_position)
+      select site_id, day + ${shift}, type, page_id, case when query_id % 2 = 0 then 'usa' else '' end, device, sum(clicks) + ${shift},
+             sum(impressions), sum(sum_position)
+        from gsc_query_detail group by site_id, day, type, page_id, case when query_id % 2 = 0 then 'usa' else '' end, device`);
   return out;
 }
 
@@ -343,6 +498,15 @@ describe("the migration backfills the rollups of data already stored", () => {
         .all())
         await refreshDayRollups(orm, site_id, day, type);
       expect(ROLLUP_TABLES.map((t) => db.query(dumpSql(t)).all())).toEqual(backfilled);
+      // The weekly page totals: the backfill's rows = each stored day added to its week.
+      const weeks = db.query(dumpSql(WEEK_TABLE)).all();
+      expect(weeks.length).toBe(18); // 3 pages × 3 types × 2 weeks
+      db.run(`delete from ${WEEK_TABLE}`);
+      for (const { site_id, day, type } of db
+        .query<{ site_id: number; day: number; type: number }, []>("select distinct site_id, day, type from gsc_page_totals")
+        .all())
+        await moveDayPageWeek(orm, site_id, day, type, 1);
+      expect(db.query(dumpSql(WEEK_TABLE)).all()).toEqual(weeks);
     } finally {
       db.close();
     }
@@ -371,6 +535,12 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: the migration backfill
       for (const { site_id, day, type } of (await c.query("select distinct site_id, day, type from gsc_query_detail")).rows)
         await refreshDayRollups(orm as never, site_id, day, type);
       expect(await dump()).toEqual(backfilled);
+      const weeks = (await c.query(dumpSql(WEEK_TABLE))).rows;
+      expect(weeks.length).toBe(18); // 3 pages × 3 types × 2 weeks
+      await c.query(`delete from ${WEEK_TABLE}`);
+      for (const { site_id, day, type } of (await c.query("select distinct site_id, day, type from gsc_page_totals")).rows)
+        await moveDayPageWeek(orm as never, site_id, day, type, 1);
+      expect((await c.query(dumpSql(WEEK_TABLE))).rows).toEqual(weeks);
     } finally {
       await c.end();
     }

@@ -5,6 +5,7 @@ import { sqliteOrm } from "../db/sql.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import * as sqliteSchema from "../db/sqlite/schema.ts";
 import { dayDate, dayNumber } from "./grains.ts";
+import { moveDayPageWeek } from "./rollups.ts";
 
 // The writes (and the few reads sync needs) of Search Console's grains (docs/design/grains.md):
 // property, page and search-appearance totals, the completeness of each (site, day, type), and the
@@ -198,7 +199,10 @@ export async function replaceDayGrains(tx: Q, g: DayGrains): Promise<{ old: DayT
     t.gscPropertyTotals,
     property.map((r) => ({ site_id, day, type, ...r })),
   );
+  // The weekly page rollup follows the day: its old rows out, the new ones in (src/sync/rollups.ts).
+  await moveDayPageWeek(tx, site_id, day, type, -1);
   await replacePageTotals(tx, site_id, day, type, page);
+  await moveDayPageWeek(tx, site_id, day, type, 1);
   await insertChunked(
     tx,
     t.gscAppearanceTotals,

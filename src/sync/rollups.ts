@@ -7,6 +7,9 @@ import { sqliteOrm } from "../db/sql.ts";
 // switch calls refreshDayRollups once the day's detail, its day × query rollup and its totals grains are
 // stored, in the same transaction, so a reader sees the rollups of the day it sees. Each rollup is summed
 // from the stored rows of that one day (never from what the sync fetched): the same numbers the detail gives.
+// Weekly page totals (gsc_week_page_totals, week = floor(day / 7)) are kept by replaceDayGrains, the one writer
+// of gsc_page_totals: the day's stored page totals are taken out of their week before the day is replaced and
+// the new ones added after (moveDayPageWeek), so a re-fetched day never counts twice and no week is re-read.
 
 /** Runs one statement inside the caller's write. */
 async function run(tx: Q | Orm, query: SQL): Promise<void> {
@@ -40,4 +43,37 @@ export async function refreshDayQueryCounts(tx: Q | Orm, siteId: number, day: nu
  */
 export async function refreshDayRollups(tx: Q | Orm, siteId: number, day: number, type: number): Promise<void> {
   await refreshDayQueryCounts(tx, siteId, day, type);
+}
+
+/** Days per week of the weekly rollups: week w holds days 7w .. 7w + 6 (Thursday to Wednesday; day 0 is 1970-01-01). */
+export const DAYS_PER_WEEK = 7;
+
+/** A day window's whole weeks (first..last week numbers) and the edge days before and after them; null without a whole week. */
+export function splitWeeks(
+  from: number,
+  to: number,
+): { first: number; last: number; head: [number, number]; tail: [number, number] } | null {
+  const first = Math.ceil(from / DAYS_PER_WEEK);
+  const last = Math.floor((to + 1) / DAYS_PER_WEEK) - 1;
+  if (first > last) return null;
+  return { first, last, head: [from, first * DAYS_PER_WEEK - 1], tail: [(last + 1) * DAYS_PER_WEEK, to] };
+}
+
+/**
+ * Inside the write that replaces a day's page totals: adds (sign 1) or takes out (sign -1) that (site, day,
+ * type)'s stored page totals, summed over countries and devices, to/from its week's rows of gsc_week_page_totals.
+ * Called with -1 before the day's rows are replaced and 1 after: the week then holds the sum of its days.
+ */
+export async function moveDayPageWeek(tx: Q | Orm, siteId: number, day: number, type: number, sign: 1 | -1): Promise<void> {
+  const [s, w, t, k] = [siteId, Math.floor(day / DAYS_PER_WEEK), type, sign].map((v) => sql`cast(${v} as integer)`);
+  // The day's rows are read in key order (site_id, day, type, page_id, ...): grouped per page without a sort.
+  await run(
+    tx,
+    sql`insert into gsc_week_page_totals (site_id, week, type, page_id, clicks, impressions, sum_position)
+      select ${s}, ${w}, ${t}, x.page_id, ${k} * sum(x.clicks), ${k} * sum(x.impressions), ${k} * sum(x.sum_position)
+        from gsc_page_totals x where x.site_id = ${siteId} and x.day = ${day} and x.type = ${type} group by x.page_id
+      on conflict (site_id, week, type, page_id) do update set clicks = gsc_week_page_totals.clicks + excluded.clicks,
+        impressions = gsc_week_page_totals.impressions + excluded.impressions,
+        sum_position = gsc_week_page_totals.sum_position + excluded.sum_position`,
+  );
 }

@@ -6,7 +6,7 @@ import type { SearchTypeCode } from "../../src/db/enums.ts";
 import { dayNumber, deviceCode, sumPosition, typeCode } from "../../src/sync/grains.ts";
 import { deleteRowsById, rebuildDayQueryTotals, upsertRows } from "../../src/sync/data.ts";
 import { dayDate } from "../../src/sync/grains.ts";
-import { refreshDayRollups } from "../../src/sync/rollups.ts";
+import { moveDayPageWeek, refreshDayRollups } from "../../src/sync/rollups.ts";
 import type { SearchType, SourceRow } from "../../src/sync/source.ts";
 
 // Synced rows written through the same write path as the daily sync (src/sync/data.ts), on either engine:
@@ -172,6 +172,8 @@ export async function storePageTotals(
   const d = dayNumber(day);
   const t = typeCode(type);
   await db.tx(async (tx) => {
+    // The weekly page rollup follows, as replaceDayGrains keeps it.
+    await moveDayPageWeek(tx, siteId, d, t, -1);
     await tx.delete(pt).where(and(eq(pt.site_id, siteId), eq(pt.day, d), eq(pt.type, t)));
     for (const r of rows) {
       await tx.insert(pages).values({ site_id: siteId, page: r.page }).onConflictDoNothing();
@@ -191,6 +193,7 @@ export async function storePageTotals(
         sum_position: sumPosition(r.position, r.impressions),
       });
     }
+    await moveDayPageWeek(tx, siteId, d, t, 1);
   });
   await storeCompleteness(db, siteId, day, type, { page_rows: rows.length });
 }

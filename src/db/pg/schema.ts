@@ -395,6 +395,27 @@ export const gscPageTotals = pgTable(
   (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.page_id, t.country, t.device] })],
 );
 
+/**
+ * Page totals per week (issue 18): gsc_page_totals summed over every country and device, per week number
+ * floor(day / 7) (days 7w .. 7w + 6, Thursday to Wednesday), kept at ingest by replaceDayGrains
+ * (src/sync/rollups.ts). Page reports over a window read its whole weeks and the edge days from the daily rows.
+ */
+export const gscWeekPageTotals = pgTable(
+  "gsc_week_page_totals",
+  {
+    site_id: integer("site_id")
+      .notNull()
+      .references(() => sites.id, { onDelete: "cascade" }),
+    week: integer("week").notNull(),
+    type: integer("type").notNull(),
+    page_id: integer("page_id").notNull(),
+    clicks: bigint("clicks", { mode: "number" }).notNull(),
+    impressions: bigint("impressions", { mode: "number" }).notNull(),
+    sum_position: bigint("sum_position", { mode: "number" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.week, t.type, t.page_id] })],
+);
+
 /** Query detail: page × query × device (no country: the 50,000-row cap per day; grains.md). */
 export const gscQueryDetail = pgTable(
   "gsc_query_detail",
