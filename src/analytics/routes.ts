@@ -32,7 +32,8 @@ import {
   grainFiltersOf,
 } from "./schemas.ts";
 import { PARQUET_GROUP_ROWS, parquetRows, type ParquetKind } from "./parquet.ts";
-import { linesStream, streamQuery, streamRows } from "./stream.ts";
+import { linesStream, streamQuery, streamRows, streamSteps } from "./stream.ts";
+import { csvDays, exportDaySteps } from "./export.ts";
 import { assertAnswerable } from "./totals.ts";
 import { defaultBounds, heavyRequest, type Bounds } from "./bounds.ts";
 import { ApiError } from "../errors.ts";
@@ -321,12 +322,8 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const { site_id } = c.req.valid("param");
       const q = c.req.valid("query");
       const site = await resolveSite(db, { site_id });
-      const { sql, params } = exportQuery(db.engine, {
-        siteId: site.id,
-        start: q.start_date,
-        end: q.end_date,
-        searchType: q.search_type,
-      });
+      const exportOptions = { siteId: site.id, start: q.start_date, end: q.end_date, searchType: q.search_type };
+      const { sql, params } = exportQuery(db.engine, exportOptions);
       type Row = Record<(typeof exportColumns)[number], string | number>;
       const limit = { timeoutMs: bounds.exportTimeoutMs };
       const csv = q.format === "csv";
@@ -334,16 +331,23 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const body =
         q.format === "parquet"
           ? await streamRows<Row>(db, sql, params, parquetRows<Row>(EXPORT_PARQUET), limit)
-          : csv
-            ? await streamQuery<Row>(
+          : csv && db.engine === "sqlite"
+            ? streamSteps(
                 db,
-                sql,
-                params,
-                (flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns),
-                (r) => csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
+                (conn) => exportDaySteps(conn, exportOptions, csvDays((flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns), raw)),
+                1,
                 limit,
               )
-            : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n", limit);
+            : csv
+              ? await streamQuery<Row>(
+                  db,
+                  sql,
+                  params,
+                  (flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns),
+                  (r) => csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
+                  limit,
+                )
+              : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n", limit);
       const span = `${q.start_date ?? "all"}_${q.end_date ?? "all"}`;
       return new Response(body, {
         status: 200,

@@ -1,4 +1,4 @@
-import type { Database, SQLQueryBindings, Statement } from "bun:sqlite";
+import type { Database, SQLQueryBindings } from "bun:sqlite";
 import type { Db, SqliteDb } from "../db/index.ts";
 import { openConnection } from "../db/sqlite/open.ts";
 import { openPgCursor } from "../db/pg/cursor.ts";
@@ -155,13 +155,66 @@ function streamSqlite<R>(
   out: RowEncoder<R>,
   opts: StreamOptions,
 ): ReadableStream<Uint8Array> {
+  return streamSteps(
+    db,
+    (conn) => {
+      const stmt = conn.prepare<R, [SQLQueryBindings]>(sql);
+      let rows: IterableIterator<R>;
+      try {
+        rows = stmt.iterate(params);
+      } catch (err) {
+        stmt.finalize();
+        throw err;
+      }
+      return {
+        step() {
+          const next = rows.next();
+          if (next.done) return false;
+          out.add(next.value);
+          return true;
+        },
+        ready: () => out.ready(),
+        take: (end) => out.take(end),
+        close() {
+          // SQLite only really closes a connection once its statements are finalized (until then the
+          // file stays open and the read snapshot held).
+          rows.return?.();
+          stmt.finalize();
+        },
+      };
+    },
+    64,
+    opts,
+  );
+}
+
+/**
+ * How a SQLite download makes its bytes: `step` reads and encodes a little (false once every row is written),
+ * `ready`/`take` as RowEncoder's, `close` lets the statements go.
+ */
+export type DownloadSteps = {
+  step(): boolean;
+  ready(): number;
+  take(end: boolean): Uint8Array | null;
+  close(): void;
+};
+
+/**
+ * A byte stream of `open`'s steps on a read connection of its own (openExportConnection), run as the client
+ * pulls: at most SLICE_MS of steps per turn of the event loop (the clock read every `checkEvery` steps).
+ * The connection closes at the end, on error, past `opts.timeoutMs` or when the client goes away.
+ */
+export function streamSteps(
+  db: SqliteDb,
+  open: (conn: Database) => DownloadSteps,
+  checkEvery: number,
+  opts: StreamOptions,
+): ReadableStream<Uint8Array> {
   const deadline = opts.timeoutMs ? performance.now() + opts.timeoutMs : Number.POSITIVE_INFINITY;
   const conn = openExportConnection(db);
-  let stmt: Statement<R, [SQLQueryBindings]>;
-  let rows: IterableIterator<R>;
+  let steps: DownloadSteps;
   try {
-    stmt = conn.prepare<R, [SQLQueryBindings]>(sql);
-    rows = stmt.iterate(params);
+    steps = open(conn);
   } catch (err) {
     conn.close();
     throw err;
@@ -172,10 +225,7 @@ function streamSqlite<R>(
     if (closed) return;
     closed = true;
     cut.disarm();
-    // SQLite only really closes a connection once its statements are finalized (until then the
-    // file stays open and the read snapshot held).
-    rows.return?.();
-    stmt.finalize();
+    steps.close();
     conn.close();
     openDownloads.dec();
   };
@@ -202,20 +252,18 @@ function streamSqlite<R>(
             // A slice of at most SLICE_MS of reading and formatting per turn, so other requests wait little.
             const sliceEnd = performance.now() + SLICE_MS;
             let n = 0;
-            while (out.ready() < CHUNK_CHARS && (++n % 64 !== 0 || performance.now() < sliceEnd)) {
-              const next = rows.next();
-              if (next.done) {
-                const last = out.take(true);
+            while (steps.ready() < CHUNK_CHARS && (++n % checkEvery !== 0 || performance.now() < sliceEnd)) {
+              if (!steps.step()) {
+                const last = steps.take(true);
                 if (last) controller.enqueue(last);
                 close();
                 controller.close();
                 return;
               }
-              out.add(next.value);
             }
             // Nothing yet (a sparse filter, a Parquet row group still filling): another slice after a turn of the
             // event loop. A pull that enqueues nothing is not called again (the stream would stall).
-            const chunk = out.take(false);
+            const chunk = steps.take(false);
             if (chunk) {
               controller.enqueue(chunk);
               return;

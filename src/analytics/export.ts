@@ -1,0 +1,510 @@
+import type { Database, Statement } from "bun:sqlite";
+import type { SearchTypeCode } from "../db/enums.ts";
+import { dayDate, dayNumber, typeCode } from "../sync/grains.ts";
+import { csvField, csvLine } from "./format.ts";
+import type { ExportOptions } from "./queries.ts";
+import type { DownloadSteps } from "./stream.ts";
+
+// The SQLite export read without SQL text joins or sorts (issue 18 item 5): the detail's integers are read in key
+// order (site, day, type, page_id, query_id, device), a day at a time; page and query texts are fetched once per
+// dictionary id and ranked in SQLite's text order (BINARY: UTF-8 bytes) in JavaScript; each day's rows are put in
+// the export's order (date, page, query, device, search_type, as exportQuery's ORDER BY) by three counting sorts on
+// those ranks. Encoders then write bytes per row from values made once per text or day. Same rows, same order and
+// same bytes as exportQuery's text (test/export-fast.test.ts compares them).
+
+/** Dictionary entries kept across days before they are dropped and fetched again (bounds memory on big sites). */
+export const EXPORT_DICTIONARY_CAP = 200_000;
+/** Rows read or encoded per step of a download (one step is a few hundred µs). */
+const STEP_ROWS = 1024;
+
+/** Order of a search type code among the type names as text (discover, googleNews, image, news, video, web). */
+const TYPE_RANK = [6, 6, 3, 5, 4, 1, 2];
+
+/**
+ * SQLite's BINARY order of two texts (their UTF-8 bytes): UTF-16 code unit order, except that a surrogate
+ * (a character past U+FFFF, 4 UTF-8 bytes) sorts after U+E000..U+FFFF (3 bytes).
+ */
+export function compareUtf8(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return x >= 0xd800 && y >= 0xd800 ? foldSurrogate(x) - foldSurrogate(y) : x - y;
+  }
+  return a.length - b.length;
+}
+const foldSurrogate = (c: number) => (c >= 0xe000 ? c - 0x800 : c + 0x2000);
+
+/**
+ * Texts of one dictionary table (gsc_pages or gsc_queries) by id, each with its rank in text order among the
+ * texts held. Entries ("slots") stay until more than `cap` are held; then the next day starts afresh
+ * (`generation` changes, so encoders drop what they made per slot).
+ */
+class TextRanks {
+  private readonly slotOf = new Map<number, number>();
+  readonly texts: string[] = [];
+  /** Slots in text order. */
+  private sorted: number[] = [];
+  /** Rank of each slot in text order. */
+  rank = new Int32Array(0);
+  generation = 0;
+  private readonly fetch: Statement<unknown, [string]>;
+
+  constructor(
+    conn: Database,
+    table: "gsc_pages" | "gsc_queries",
+    column: "page" | "query",
+    private readonly cap: number,
+  ) {
+    this.fetch = conn.prepare<unknown, [string]>(`select id, ${column} from ${table} where id in (select value from json_each(?))`);
+  }
+
+  /** The slot of each of the first `n` ids (texts fetched for unknown ids), ranks updated. */
+  resolve(ids: Float64Array, n: number, slots: Int32Array): void {
+    let missing: number[] = [];
+    let last = -1;
+    for (let i = 0; i < n; i++) {
+      const id = ids[i]!;
+      if (id === last) continue;
+      last = id;
+      if (!this.slotOf.has(id)) missing.push(id);
+    }
+    if (missing.length) {
+      missing = [...new Set(missing)];
+      if (this.texts.length + missing.length > this.cap && this.texts.length) {
+        this.slotOf.clear();
+        this.texts.length = 0;
+        this.sorted = [];
+        this.generation++;
+        const all = new Set<number>();
+        for (let i = 0; i < n; i++) all.add(ids[i]!);
+        missing = [...all];
+      }
+      this.add(missing);
+    }
+    last = -1;
+    let slot = 0;
+    for (let i = 0; i < n; i++) {
+      const id = ids[i]!;
+      if (id !== last) {
+        last = id;
+        slot = this.slotOf.get(id)!;
+      }
+      slots[i] = slot;
+    }
+  }
+
+  private add(ids: number[]): void {
+    const fresh: number[] = [];
+    for (const row of this.fetch.values(JSON.stringify(ids))) {
+      const slot = this.texts.length;
+      this.texts.push(row[1] as string);
+      this.slotOf.set(row[0] as number, slot);
+      fresh.push(slot);
+    }
+    if (fresh.length !== ids.length) throw new Error("export: a dictionary id of the detail has no text");
+    const texts = this.texts;
+    fresh.sort((a, b) => compareUtf8(texts[a]!, texts[b]!));
+    // Merge the new slots into the ones held, then number them in that order.
+    const merged: number[] = new Array(this.sorted.length + fresh.length);
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < this.sorted.length && j < fresh.length)
+      merged[k++] = compareUtf8(texts[this.sorted[i]!]!, texts[fresh[j]!]!) <= 0 ? this.sorted[i++]! : fresh[j++]!;
+    while (i < this.sorted.length) merged[k++] = this.sorted[i++]!;
+    while (j < fresh.length) merged[k++] = fresh[j++]!;
+    this.sorted = merged;
+    if (this.rank.length < texts.length) this.rank = new Int32Array(Math.max(texts.length, this.rank.length * 2, 1024));
+    for (let r = 0; r < merged.length; r++) this.rank[merged[r]!] = r;
+  }
+}
+
+/** Growable columns of one day's rows (numbers as doubles: sums past 2^31 stay exact). */
+class DayColumns {
+  n = 0;
+  cap = 0;
+  type = new Float64Array(0);
+  page = new Float64Array(0);
+  query = new Float64Array(0);
+  device = new Float64Array(0);
+  clicks = new Float64Array(0);
+  impressions = new Float64Array(0);
+  sumPosition = new Float64Array(0);
+
+  grow(): void {
+    const cap = Math.max(4096, this.cap * 2);
+    for (const k of ["type", "page", "query", "device", "clicks", "impressions", "sumPosition"] as const) {
+      const next = new Float64Array(cap);
+      next.set(this[k].subarray(0, this.n));
+      this[k] = next;
+    }
+    this.cap = cap;
+  }
+}
+
+/**
+ * One day of the export, rows in the export's order: row `i` is column index `order[i]`; `pageSlot`/`querySlot`
+ * index `pages.texts`/`queries.texts`.
+ */
+export type ExportDay = {
+  day: number;
+  /** The day as `YYYY-MM-DD`. */
+  date: string;
+  n: number;
+  order: Int32Array;
+  cols: DayColumns;
+  pageSlot: Int32Array;
+  querySlot: Int32Array;
+  pages: { texts: string[]; generation: number };
+  queries: { texts: string[]; generation: number };
+};
+
+/** A detail row as read (integers). */
+type DetailRow = {
+  day: number;
+  type: number;
+  page_id: number;
+  query_id: number;
+  device: number;
+  clicks: number;
+  impressions: number;
+  sum_position: number;
+};
+
+/** Stable counting sort of `from` (row indexes) by `key[row]` in 0..range-1 into `to`. */
+function countingSort(from: Int32Array, to: Int32Array, n: number, key: Int32Array, range: number, counts: Int32Array): void {
+  counts.fill(0, 0, range + 1);
+  for (let i = 0; i < n; i++) counts[key[from[i]!]! + 1]!++;
+  for (let r = 0; r < range; r++) counts[r + 1]! += counts[r]!;
+  for (let i = 0; i < n; i++) {
+    const row = from[i]!;
+    to[counts[key[row]!]!++] = row;
+  }
+}
+
+/**
+ * Reads the export's rows of `o` from SQLite a day at a time, in small steps: `step()` reads or orders up to
+ * STEP_ROWS rows and returns a finished day when one is ready, `done` once every row was read.
+ */
+export class ExportDays {
+  private readonly rows: IterableIterator<DetailRow>;
+  private readonly stmt: Statement;
+  private readonly pages: TextRanks;
+  private readonly queries: TextRanks;
+  private readonly cols = new DayColumns();
+  private pending: DetailRow | null = null;
+  private day = -1;
+  done = false;
+  private pageSlot = new Int32Array(0);
+  private querySlot = new Int32Array(0);
+  private keyA = new Int32Array(0);
+  private keyB = new Int32Array(0);
+  private keyC = new Int32Array(0);
+  private orderA = new Int32Array(0);
+  private orderB = new Int32Array(0);
+  private counts = new Int32Array(0);
+
+  constructor(conn: Database, o: ExportOptions, cap = EXPORT_DICTIONARY_CAP) {
+    const where = ["site_id = ?"];
+    const params: number[] = [o.siteId];
+    if (o.start) {
+      where.push("day >= ?");
+      params.push(dayNumber(o.start));
+    }
+    if (o.end) {
+      where.push("day <= ?");
+      params.push(dayNumber(o.end));
+    }
+    if (o.searchType) {
+      // An unknown search type is code 0, which no row has: an empty export (as exportQuery).
+      where.push("type = ?");
+      params.push(typeCode(o.searchType as SearchTypeCode));
+    }
+    this.stmt = conn.prepare(
+      `select day, type, page_id, query_id, device, clicks, impressions, sum_position from gsc_query_detail
+ where ${where.join(" and ")} order by site_id, day, type, page_id, query_id, device`,
+    );
+    this.rows = this.stmt.iterate(...params) as IterableIterator<DetailRow>;
+    this.pages = new TextRanks(conn, "gsc_pages", "page", cap);
+    this.queries = new TextRanks(conn, "gsc_queries", "query", cap);
+  }
+
+  /** Up to STEP_ROWS rows read; a day once all its rows are read and ordered. */
+  step(): ExportDay | null {
+    if (this.done) return null;
+    const c = this.cols;
+    for (let k = 0; k < STEP_ROWS; k++) {
+      let r = this.pending;
+      this.pending = null;
+      if (!r) {
+        const next = this.rows.next();
+        if (next.done) {
+          this.done = true;
+          return c.n ? this.finishDay() : null;
+        }
+        r = next.value;
+      }
+      if (r.day !== this.day) {
+        if (c.n) {
+          this.pending = r;
+          return this.finishDay();
+        }
+        this.day = r.day;
+      }
+      if (c.n === c.cap) c.grow();
+      const i = c.n++;
+      c.type[i] = r.type;
+      c.page[i] = r.page_id;
+      c.query[i] = r.query_id;
+      c.device[i] = r.device;
+      c.clicks[i] = r.clicks;
+      c.impressions[i] = r.impressions;
+      c.sumPosition[i] = r.sum_position;
+    }
+    return null;
+  }
+
+  private finishDay(): ExportDay {
+    const c = this.cols;
+    const n = c.n;
+    if (this.pageSlot.length < n) {
+      const cap = c.cap;
+      this.pageSlot = new Int32Array(cap);
+      this.querySlot = new Int32Array(cap);
+      this.keyA = new Int32Array(cap);
+      this.keyB = new Int32Array(cap);
+      this.keyC = new Int32Array(cap);
+      this.orderA = new Int32Array(cap);
+      this.orderB = new Int32Array(cap);
+    }
+    this.pages.resolve(c.page, n, this.pageSlot);
+    this.queries.resolve(c.query, n, this.querySlot);
+    // Keys: device and type name order (least significant), query text rank, page text rank (most significant).
+    let devices = 1;
+    for (let i = 0; i < n; i++) {
+      const d = c.device[i]!;
+      if (d + 1 > devices) devices = d + 1;
+      this.keyA[i] = d * 8 + (TYPE_RANK[c.type[i]!] ?? 6);
+      this.keyB[i] = this.queries.rank[this.querySlot[i]!]!;
+      this.keyC[i] = this.pages.rank[this.pageSlot[i]!]!;
+    }
+    const range = Math.max(devices * 8, this.queries.texts.length, this.pages.texts.length);
+    if (this.counts.length < range + 1) this.counts = new Int32Array(range + 1);
+    for (let i = 0; i < n; i++) this.orderB[i] = i;
+    countingSort(this.orderB, this.orderA, n, this.keyA, devices * 8, this.counts);
+    countingSort(this.orderA, this.orderB, n, this.keyB, this.queries.texts.length, this.counts);
+    countingSort(this.orderB, this.orderA, n, this.keyC, this.pages.texts.length, this.counts);
+    const day: ExportDay = {
+      day: this.day,
+      date: dayDate(this.day),
+      n,
+      order: this.orderA,
+      cols: c,
+      pageSlot: this.pageSlot,
+      querySlot: this.querySlot,
+      pages: this.pages,
+      queries: this.queries,
+    };
+    return day;
+  }
+
+  /** Starts the next day's columns (after the encoder is done with the day returned). */
+  nextDay(): void {
+    this.cols.n = 0;
+  }
+
+  /** Lets the statement go (its read snapshot with it). */
+  close(): void {
+    this.rows.return?.();
+    this.stmt.finalize();
+  }
+}
+
+const DEVICE_TEXT = ["", "DESKTOP", "MOBILE", "TABLET"];
+const TYPE_TEXT = [undefined, "web", "image", "video", "news", "discover", "googleNews"];
+
+/** A day's encoder: writes rows `from`..`to` (export order) of a day. */
+export type DayEncoder = {
+  write(day: ExportDay, from: number, to: number): void;
+  ready(): number;
+  take(end: boolean): Uint8Array | null;
+};
+
+/** ctr cells kept per encoder (a few MB at most). */
+const NUMBER_CELLS = 131_072;
+/** Bytes of output gathered per chunk. */
+const CHUNK_BYTES = 256 * 1024;
+const encoder = new TextEncoder();
+
+/** UTF-8 bytes of a text. */
+const utf8 = (s: string) => encoder.encode(s);
+
+/**
+ * The export as CSV bytes, exactly as csvLine writes each row (`header` first): text cells made once per text
+ * (per page, query, day, device and type), numbers written digit by digit.
+ */
+export function csvDays(header: string, raw: boolean): DayEncoder {
+  let buf = new Uint8Array(CHUNK_BYTES + 4096);
+  let pos = 0;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const put = (bytes: Uint8Array) => {
+    if (pos + bytes.length > buf.length) flush(bytes.length);
+    buf.set(bytes, pos);
+    pos += bytes.length;
+  };
+  const flush = (room: number) => {
+    if (pos) {
+      chunks.push(buf.subarray(0, pos));
+      size += pos;
+    }
+    buf = new Uint8Array(Math.max(CHUNK_BYTES + 4096, room * 2));
+    pos = 0;
+  };
+  put(utf8(header));
+  // Cells with their trailing comma, per slot of the dictionaries (dropped when they start afresh).
+  let pageCells: (Uint8Array | undefined)[] = [];
+  let queryCells: (Uint8Array | undefined)[] = [];
+  let pageGen = -1;
+  let queryGen = -1;
+  const dtCells: (Uint8Array | undefined)[] = [];
+  let lastDay = -1;
+  let dateCell = new Uint8Array(0);
+  // Cells of ctr (with its comma) by (clicks, impressions); dropped when they hold too many.
+  const ratioCells = new Map<number, Uint8Array>();
+  const remember = (m: Map<number, Uint8Array>, key: number, cell: Uint8Array) => {
+    if (m.size >= NUMBER_CELLS) m.clear();
+    m.set(key, cell);
+  };
+  const copy = (bytes: Uint8Array) => {
+    const n = bytes.length;
+    if (n > 32) buf.set(bytes, pos);
+    else for (let k = 0; k < n; k++) buf[pos + k] = bytes[k]!;
+    pos += n;
+  };
+  const writeAscii = (s: string) => {
+    for (let k = 0; k < s.length; k++) buf[pos++] = s.charCodeAt(k);
+  };
+  const writeNumber = (v: number) => {
+    if (Number.isInteger(v) && v >= 0 && v < 1e15) {
+      // Digits from the right into a small scratch, then copied.
+      if (v < 10) {
+        buf[pos++] = 48 + v;
+        return;
+      }
+      let len = 0;
+      for (let x = v; x >= 1; x = Math.floor(x / 10)) len++;
+      let at = pos + len;
+      let x = v;
+      while (x >= 1) {
+        const q = Math.floor(x / 10);
+        buf[--at] = 48 + (x - q * 10);
+        x = q;
+      }
+      pos += len;
+      return;
+    }
+    writeAscii(csvField(v));
+  };
+  return {
+    write(d, from, to) {
+      if (d.pages.generation !== pageGen) {
+        pageGen = d.pages.generation;
+        pageCells = [];
+      }
+      if (d.queries.generation !== queryGen) {
+        queryGen = d.queries.generation;
+        queryCells = [];
+      }
+      if (d.day !== lastDay) {
+        lastDay = d.day;
+        dateCell = utf8(`${csvField(d.date, raw)},`);
+      }
+      const c = d.cols;
+      for (let i = from; i < to; i++) {
+        const row = d.order[i]!;
+        const ps = d.pageSlot[row]!;
+        const qs = d.querySlot[row]!;
+        const page = (pageCells[ps] ??= utf8(`${csvField(d.pages.texts[ps]!, raw)},`));
+        const query = (queryCells[qs] ??= utf8(`${csvField(d.queries.texts[qs]!, raw)},`));
+        const device = c.device[row]!;
+        const type = c.type[row]!;
+        const dtKey = device * 8 + type;
+        const dt = (dtCells[dtKey] ??= utf8(`${csvField(DEVICE_TEXT[device] ?? "", raw)},${csvField(TYPE_TEXT[type], raw)},`));
+        if (pos + page.length + query.length + 160 > buf.length) flush(page.length + query.length + 160);
+        copy(dateCell);
+        copy(page);
+        copy(query);
+        copy(dt);
+        const clicks = c.clicks[row]!;
+        const impressions = c.impressions[row]!;
+        writeNumber(clicks);
+        buf[pos++] = 44;
+        writeNumber(impressions);
+        buf[pos++] = 44;
+        if (impressions > 0) {
+          // ctr and position as String(number) writes them (ctr kept per (clicks, impressions): few distinct pairs).
+          const sum = c.sumPosition[row]!;
+          const small = impressions < 0x1000000;
+          const ctrKey = small && clicks < 0x20000000 ? clicks * 0x1000000 + impressions : -1;
+          let ctr = ctrKey >= 0 ? ratioCells.get(ctrKey) : undefined;
+          if (!ctr) {
+            ctr = utf8(`${String(clicks / impressions)},`);
+            if (ctrKey >= 0) remember(ratioCells, ctrKey, ctr);
+          }
+          copy(ctr);
+          writeAscii(String(sum / 100 / impressions));
+        } else {
+          buf[pos++] = 48;
+          buf[pos++] = 44;
+          buf[pos++] = 48;
+        }
+        buf[pos++] = 13;
+        buf[pos++] = 10;
+        if (pos >= CHUNK_BYTES) flush(0);
+      }
+    },
+    ready: () => size,
+    take(end) {
+      if (end && pos) flush(0);
+      if (!size) return null;
+      const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      chunks.length = 0;
+      size = 0;
+      return out;
+    },
+  };
+}
+
+/** The CSV line of one export row as csvLine writes it (the reference the fast encoder is tested against). */
+export const exportCsvLine = (r: Record<string, string | number>, raw: boolean) =>
+  csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw);
+
+/** A download's steps over ExportDays (see streamSteps): a step reads or encodes up to STEP_ROWS rows. */
+export function exportDaySteps(conn: Database, o: ExportOptions, out: DayEncoder, cap = EXPORT_DICTIONARY_CAP): DownloadSteps {
+  const days = new ExportDays(conn, o, cap);
+  let day: ExportDay | null = null;
+  let at = 0;
+  return {
+    step() {
+      if (day) {
+        const to = Math.min(day.n, at + STEP_ROWS);
+        out.write(day, at, to);
+        at = to;
+        if (at >= day.n) {
+          day = null;
+          days.nextDay();
+        }
+        return true;
+      }
+      if (days.done) return false;
+      day = days.step();
+      at = 0;
+      return true;
+    },
+    ready: () => out.ready(),
+    take: (end) => out.take(end),
+    close: () => days.close(),
+  };
+}

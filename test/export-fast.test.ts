@@ -1,0 +1,138 @@
+// The SQLite export without SQL joins or sorts (src/analytics/export.ts): its CSV bytes equal exportQuery's rows
+// written by csvLine, for texts whose UTF-8 order differs from JavaScript's (characters past U+FFFF against
+// U+E000..U+FFFF), prefixes, quotes, commas, line breaks and formula starts, every device and search type, a zero
+// impression row and sums past 2^31, with each filter, raw or neutralised, and with a dictionary cap small enough
+// that it starts afresh several times. SQLite only (PostgreSQL exports through exportQuery's text).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { csvDays, compareUtf8, exportCsvLine, exportDaySteps } from "../src/analytics/export.ts";
+import { csvLine } from "../src/analytics/format.ts";
+import { exportQuery, type ExportOptions } from "../src/analytics/queries.ts";
+import { exportColumns } from "../src/analytics/schemas.ts";
+import { openExportConnection } from "../src/analytics/stream.ts";
+import type { SourceRow } from "../src/sync/source.ts";
+import { asSqlite, tempSqliteDb, testEngine } from "./helpers/db.ts";
+import { addSite, storeRows } from "./helpers/rows.ts";
+
+const TEXTS = [
+  "a",
+  "ab",
+  "a b",
+  "A",
+  "b",
+  "\u{1F600} emoji",
+  "\uFFFD replacement",
+  "\uE000 private use",
+  "\u00E9t\u00E9",
+  'say "hi", then',
+  "line\nbreak",
+  "=1+1",
+  "-dash",
+  "@at",
+  "\ttab",
+  "plain query",
+  "z\u{10000}",
+  "z\uFFFF",
+];
+const PAGES = [
+  "https://x.example/",
+  "https://x.example/a",
+  "https://x.example/\u{1F600}",
+  "https://x.example/\uFFFD",
+  "=HYPERLINK()",
+  "https://x.example/a,b",
+];
+const DEVICES = ["DESKTOP", "MOBILE", "TABLET", ""];
+const TYPES = ["web", "image", "video", "news", "discover", "googleNews"] as const;
+
+let t: ReturnType<typeof tempSqliteDb>;
+let siteId = 0;
+let conn: Database;
+
+beforeAll(async () => {
+  if (testEngine !== "sqlite") return;
+  t = tempSqliteDb();
+  siteId = await addSite(t.db, "sc-domain:fast-export.example");
+  // Another site's rows in the same tables are never exported.
+  const other = await addSite(t.db, "sc-domain:other.example");
+  let x = 7;
+  const rand = (n: number) => {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    return Math.floor((x / 2147483648) * n);
+  };
+  for (let d = 0; d < 5; d++) {
+    const day = `2026-03-0${d + 1}`;
+    for (const type of TYPES) {
+      const rows = new Map<string, SourceRow>();
+      for (let k = 0; k < 60; k++) {
+        const page = PAGES[rand(PAGES.length)]!;
+        const query = TEXTS[rand(TEXTS.length)]! + (d >= 3 ? ` d${rand(4)}` : "");
+        const device = DEVICES[rand(DEVICES.length)]!;
+        const impressions = k % 17 === 0 ? 0 : k % 13 === 0 ? 3_000_000_000 : 1 + rand(900);
+        const clicks = impressions ? rand(Math.min(impressions, 50)) : 0;
+        rows.set(`${page}|${query}|${device}`, { page, query, device, clicks, impressions, ctr: 0, position: 1 + rand(9000) / 100 });
+      }
+      await storeRows(t.db, siteId, day, type, [...rows.values()]);
+    }
+    await storeRows(t.db, other, day, "web", [
+      { page: "https://o/", query: "a", device: "MOBILE", clicks: 1, impressions: 2, ctr: 0, position: 3 },
+    ]);
+  }
+  conn = openExportConnection(asSqlite(t.db));
+});
+afterAll(async () => {
+  conn?.close();
+  await t?.cleanup();
+});
+
+/** exportQuery's rows as csvLine writes them (what the export wrote before). */
+function reference(o: ExportOptions, raw: boolean): string {
+  const { sql, params } = exportQuery("sqlite", o);
+  let out = csvLine(exportColumns);
+  for (const r of conn.prepare(sql).iterate(params) as IterableIterator<Record<string, string | number>>) out += exportCsvLine(r, raw);
+  return out;
+}
+
+/** The fast path's bytes, run to the end in steps as a download runs them. */
+function fast(o: ExportOptions, raw: boolean, cap?: number): string {
+  const steps = exportDaySteps(conn, o, csvDays(csvLine(exportColumns), raw), cap);
+  const parts: Uint8Array[] = [];
+  try {
+    while (steps.step()) {
+      if (steps.ready() >= 4096) parts.push(steps.take(false)!);
+    }
+    const last = steps.take(true);
+    if (last) parts.push(last);
+  } finally {
+    steps.close();
+  }
+  return Buffer.concat(parts).toString("utf8");
+}
+
+describe.skipIf(testEngine !== "sqlite")("fast SQLite export = exportQuery + csvLine", () => {
+  test("SQLite's text order (UTF-8 bytes) in JavaScript", () => {
+    const sorted = [...TEXTS].sort(compareUtf8);
+    expect(sorted).toEqual([...TEXTS].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    expect(compareUtf8("\u{1F600}", "\uFFFD")).toBeGreaterThan(0);
+    expect(compareUtf8("\uE000", "\uD7FF")).toBeGreaterThan(0);
+  });
+
+  const cases: [string, Omit<ExportOptions, "siteId">][] = [
+    ["every row", {}],
+    ["a date range", { start: "2026-03-02", end: "2026-03-04" }],
+    ["from a day on", { start: "2026-03-04" }],
+    ["one search type", { searchType: "discover" }],
+    ["an unknown search type (no rows)", { searchType: "nope" }],
+    ["no day in range", { start: "2027-01-01" }],
+  ];
+  for (const [name, o] of cases)
+    test(`${name}: the same bytes, neutralised and raw, with the dictionary cap hit or not`, () => {
+      const opts = { siteId, ...o };
+      for (const raw of [false, true]) {
+        const want = reference(opts, raw);
+        expect(want.split("\r\n").length).toBeGreaterThan(name.includes("no ") ? 1 : 50);
+        expect(fast(opts, raw)).toBe(want);
+        expect(fast(opts, raw, 3)).toBe(want);
+      }
+    });
+});
