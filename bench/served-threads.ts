@@ -2,14 +2,18 @@
 // CPU µs per request of ONE served process (src/server.ts unsupervised, or bench/baseline/main.ts with one
 // worker) split by thread (main thread, JIT compiler, mimalloc's scavenger, GC helpers) and user/sys, from
 // /proc, after a warm-up of its own length: what a short `bench --quick` round charges to JIT warm-up.
+// With `--syscalls` (strace in PATH) it also counts the serving process's system calls per request
+// during the measured seconds (strace -c): a figure the machine's load does not move, unlike CPU time.
 import { Database } from "bun:sqlite";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-const side = process.argv[2] ?? "service";
-const scenario = process.argv[3] ?? "get_one";
-const warm = Number(process.argv[4] ?? 10),
-  secs = Number(process.argv[5] ?? 5);
+const syscalls = process.argv.includes("--syscalls");
+const argv = process.argv.filter((a) => a !== "--syscalls");
+const side = argv[2] ?? "service";
+const scenario = argv[3] ?? "get_one";
+const warm = Number(argv[4] ?? 10),
+  secs = Number(argv[5] ?? 5);
 const root = join(import.meta.dir, "..");
 const { migrate } = await import("../src/db/sqlite/migrate.ts");
 const { runLoad } = await import("./load.ts");
@@ -100,6 +104,11 @@ function threads() {
   return m;
 }
 await runLoad({ url, connections: 32, durationSec: warm, next });
+// strace slows what it traces: CPU figures of a --syscalls run are not comparable with others.
+const traced = syscalls ? pids(proc.pid).at(-1)! : null;
+const straceOut = join(dir, "strace.txt");
+const strace = traced === null ? null : Bun.spawn(["strace", "-c", "-f", "-o", straceOut, "-p", String(traced)], { stderr: "ignore" });
+if (strace) await Bun.sleep(300);
 const a = threads();
 const gen0 = process.cpuUsage();
 const r = await runLoad({ url, connections: 32, durationSec: secs, next });
@@ -115,6 +124,20 @@ console.log(
     rows.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ") +
     ` (load generator ${((gen.user + gen.system) / r.requests).toFixed(1)} µs/req; ${r.server5xx} 5xx, ${r.socketErrors} socket errors)`,
 );
+if (strace) {
+  strace.kill("SIGINT");
+  await strace.exited;
+  // strace -c: "% time  seconds  usecs/call  calls  [errors]  syscall"; keep the calls of each.
+  const perReq = readFileSync(straceOut, "utf8")
+    .split("\n")
+    .filter((l) => /^\s*\d/.test(l))
+    .map((l) => l.trim().split(/\s+/))
+    .map((f) => [f.at(-1)!, Number(f[3]) / r.requests] as const)
+    .filter(([name, n]) => name !== "total" && n >= 0.01)
+    .sort((x, y) => y[1] - x[1]);
+  const sum = perReq.reduce((t, [, n]) => t + n, 0);
+  console.log(`  system calls per request: ${sum.toFixed(2)}: ${perReq.map(([k, n]) => `${k} ${n.toFixed(2)}`).join(", ")}`);
+}
 proc.kill("SIGTERM");
 await proc.exited;
 rmSync(dir, { recursive: true, force: true });

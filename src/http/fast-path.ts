@@ -43,12 +43,18 @@ type Server = {
 const SITES = "/api/v1/sites";
 const ONE_SITE = "/api/v1/sites/:id";
 
-/** The answer's headers, as Hono's c.json / c.header and the request frame set them. */
+// The answer's headers, as Hono's c.json / c.header and the request frame set them: one object built
+// at start-up and copied per answer (a spread, no loop: the JIT had compiled the loop's version at its
+// top tier in the middle of a measured run).
+const HEADERS: Readonly<Record<string, string>> = Object.freeze(
+  Object.fromEntries([["Content-Type", "application/json"], ["X-Request-Id", ""], ...SECURITY_HEADERS]),
+);
+
+/** The answer's headers with its request id and, when given, one more header (Location, Link). */
 function headersOf(id: string, extra: string | null, extraValue: string): Record<string, string> {
-  const h: Record<string, string> = { "Content-Type": "application/json" };
-  if (extra !== null) h[extra] = extraValue;
+  const h = { ...HEADERS };
   h["X-Request-Id"] = id;
-  for (let i = 0; i < SECURITY_HEADERS.length; i++) h[SECURITY_HEADERS[i]![0]] = SECURITY_HEADERS[i]![1];
+  if (extra !== null) h[extra] = extraValue;
   return h;
 }
 
