@@ -43,7 +43,11 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
   });
 
   async function newContext(javaScriptEnabled: boolean, viewport = { width: 1280, height: 900 }) {
-    return localOnlyContext(browser, s.url, offsite, { javaScriptEnabled, viewport });
+    const ctx = await localOnlyContext(browser, s.url, offsite, { javaScriptEnabled, viewport });
+    // Counts the updates each live region (htmx's sse-connect) has swapped in, for liveUpdated() below.
+    await ctx.addInitScript(`window.__sse = new Map();
+      document.addEventListener("htmx:sseMessage", (e) => window.__sse.set(e.target, (window.__sse.get(e.target) ?? 0) + 1));`);
+    return ctx;
   }
 
   async function open(path: string, ctx = context): Promise<Page> {
@@ -63,6 +67,17 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
       await Bun.sleep(100);
     }
+  }
+
+  /**
+   * Waits until every live region of the page has swapped in the update its stream sends on connect, and on
+   * the overview until the rates show (they need a second sample, sent ~2 s later): the live parts have run.
+   */
+  async function liveUpdated(page: Page, overview: boolean) {
+    const updated = `[...document.querySelectorAll("[sse-connect]")].every((el) => (window.__sse.get(el) ?? 0) >= 1)`;
+    const rates = `document.querySelector('[data-stat="request-rate"]')?.textContent !== "—"`;
+    await until("every live region's first update", async () => (await page.evaluate(updated)) === true, 30_000);
+    if (overview) await until("the overview's rates", async () => (await page.evaluate(rates)) === true, 30_000);
   }
 
   let siteId = 0;
@@ -193,8 +208,8 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     ];
     for (const [path, name] of pages) {
       const page = await open(path);
-      // Time for the live parts to connect and send an update (the overview's rates need two samples).
-      await Bun.sleep(name === "overview" ? 2500 : 500);
+      // The live parts connected and sent an update (their errors would be on the console by then).
+      await liveUpdated(page, name === "overview");
       expect(await page.locator("h1").count()).toBe(1);
       if (name) await shot(page, name);
       await page.close();
