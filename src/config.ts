@@ -156,6 +156,11 @@ const envSchema = z.object({
   // The sync worker processes' CPU priority (nice, 0-19): a backfill takes the CPU the HTTP workers leave, and
   // the kernel hands a core to a worker with requests first (API p99 during a backfill, docs/sync.md). 0: as the rest.
   SYNC_NICE: int(0, 19).default(10),
+  // mimalloc's MIMALLOC_PURGE_DELAY for the sync worker processes the supervisor starts. -1: freed memory is kept for
+  // reuse instead of being handed back to the kernel (each hand-back is an madvise and a TLB flush on every core: a
+  // third of a backfill's CPU, docs/benchmarks/ingest-export.md); the RSS stays at its high-water mark instead. Else
+  // milliseconds (mimalloc's own default: 10).
+  SYNC_MALLOC_PURGE_DELAY: z.coerce.number().int().min(-1).default(-1),
   SYNC_SOURCE: z.enum(["auto", "demo", "gsc"]).default("auto"),
   DEMO_ROWS_PER_DAY: int(0, 1_000_000).default(200),
   GSC_ACCESS_TOKEN: z.string().min(1).optional(),

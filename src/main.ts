@@ -183,6 +183,8 @@ function spawn(slot: Slot) {
       DATABASE_URL: config.DATABASE_URL,
       WORKERS: String(config.WORKERS),
       SYNC_WORKERS: String(config.SYNC_WORKERS),
+      // Read by the allocator at the process's start: a backfill frees and reuses memory all the time (SYNC_MALLOC_PURGE_DELAY).
+      ...(slot.role === "sync" ? { MIMALLOC_PURGE_DELAY: String(config.SYNC_MALLOC_PURGE_DELAY) } : {}),
     }),
     stdio: ["ignore", "inherit", "inherit"],
     ipc(message, proc) {

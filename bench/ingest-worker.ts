@@ -1,0 +1,113 @@
+// `bun bench/ingest-worker.ts [--days 6] [--web 50000] [--runs 1]`: the sync worker's CPU per row on the real
+// sync path, measured in this process: the fake Search Console runs in a process of its own (its pages
+// serialised once and sent again for every day, FAKE_GSC_REUSE_BODIES), and this process runs what the sync
+// worker process runs (the configuration's Search Console source: quota in the database, fetch, JSON parse;
+// startWorker; a fresh migrated SQLite file) for a `daily_sync` backfill of `--days` final days. CPU from
+// process.cpuUsage (user + system) over the task, per stored row: the machine's load counts less than in wall
+// time. With BUN_OPTIONS="--cpu-prof --cpu-prof-dir DIR" the profile is of this process (and the fake's).
+import { mkdtempSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { spawnUntilReady } from "../scripts/spawn-ready.ts";
+import { loadConfig } from "../src/config.ts";
+import { openDbFromConfig } from "../src/db/index.ts";
+import { migrate } from "../src/db/sqlite/migrate.ts";
+import { setLogLevel } from "../src/log.ts";
+import { addDays, dayOf } from "../src/sync/dates.ts";
+import { createTask, findJob } from "../src/sync/queries.ts";
+import { sourceFromConfig } from "../src/sync/source.ts";
+import { startWorker } from "../src/sync/worker.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    days: { type: "string", default: "6" },
+    web: { type: "string", default: "50000" },
+    runs: { type: "string", default: "1" },
+  },
+});
+setLogLevel("warn");
+const root = join(import.meta.dir, "..");
+const web = Number(args.web);
+const days = Number(args.days);
+const fake = await spawnUntilReady([process.execPath, join(root, "test/helpers/fake-gsc.ts")], {
+  cwd: root,
+  env: {
+    ...process.env,
+    BUN_OPTIONS: "",
+    LOG_LEVEL: "warn",
+    FAKE_GSC_ROWS: JSON.stringify({ web }),
+    FAKE_GSC_DAILY_ROW_CAP: String(Math.max(50_000, web * 2)),
+    FAKE_GSC_REUSE_BODIES: "1",
+  },
+  ready: "fake gsc listening",
+  timeoutMs: 60_000,
+  name: "fake gsc",
+});
+const gscUrl = /fake gsc listening on (\S+)/.exec(fake.output())![1]!;
+const dir = mkdtempSync(join(tmpdir(), "sitesync-ingest-worker-"));
+try {
+  for (let run = 1; run <= Number(args.runs); run++) {
+    const path = join(dir, `app${run}.db`);
+    migrate(path);
+    const config = loadConfig([], {
+      ...process.env,
+      DATABASE_URL: path,
+      LOG_LEVEL: "warn",
+      SYNC_SOURCE: "gsc",
+      GSC_ACCESS_TOKEN: "test-token",
+      GSC_API_BASE_URL: gscUrl,
+      SYNC_SCHEDULER: "false",
+    });
+    const db = openDbFromConfig(config, "sync");
+    const site = (
+      await db.tx(
+        async (tx) => (await tx.insert(db.t.sites).values({ domain: "sc-domain:backfill.bench.example", name: "B" }).returning())[0]!,
+      )
+    ).id;
+    const end = addDays(dayOf(new Date()), -10);
+    const task = await createTask(db, {
+      siteId: site,
+      taskType: "daily_sync",
+      startDate: addDays(end, -(days - 1)),
+      endDate: end,
+      params: { sync_mode: "overwrite" },
+      runAt: new Date(),
+      maxAttempts: 1,
+    });
+    let rssPeak = 0;
+    const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage.rss())), 50);
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const worker = startWorker({
+      db,
+      source: sourceFromConfig(config, db),
+      pollMs: 5,
+      leaseMs: config.SYNC_LEASE_MS,
+      retryBaseMs: 1000,
+      batchSize: config.SYNC_BATCH_SIZE,
+      bulkBatchSize: config.SYNC_BULK_BATCH_SIZE,
+      atomicDayRows: config.SYNC_ATOMIC_DAY_ROWS,
+      writeGapMs: config.SYNC_WRITE_GAP_MS,
+    });
+    let job = await findJob(db, task.id);
+    while (!job || job.status === "pending" || job.status === "running") {
+      await Bun.sleep(5);
+      job = await findJob(db, task.id);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const c = process.cpuUsage(cpu0);
+    clearInterval(rssTimer);
+    await worker.stop();
+    if (job.status !== "completed") throw new Error(`task ${job.status}: ${job.error}`);
+    const rows = Number(job.total_records);
+    console.log(
+      `run ${run}: ${rows} rows, ${days} days × ${web} web rows; sync CPU ${((c.user + c.system) / rows).toFixed(2)} µs/row (user ${(c.user / rows).toFixed(2)}, sys ${(c.system / rows).toFixed(2)}), wall ${Math.round(rows / seconds)} rows/s, RSS peak ${Math.round(rssPeak / 2 ** 20)} MiB, load ${loadavg()[0]!.toFixed(1)}`,
+    );
+    db.close();
+  }
+} finally {
+  await fake.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(0);
