@@ -93,45 +93,49 @@ describe("supervisor", () => {
     expect(sup.stderr()).not.toMatch(/\n\s+at /);
   });
 
-  test("sync workers start with mimalloc's purge delay of SYNC_MALLOC_PURGE_DELAY (default -1: freed memory kept); HTTP workers with the allocator's default", async () => {
-    const tmp = tempDir();
-    cleanups.push(tmp.cleanup);
-    const env: Record<string, string> = {
-      DATABASE_URL: join(tmp.dir, "app.db"),
-      LOG_LEVEL: "info",
-      SYNC_SCHEDULER: "false",
-      SYNC_SOURCE: "demo",
-    };
-    const purgeDelays = async (extra: Record<string, string>) => {
-      const sup = watched(["--workers", "1", "--sync-workers", "1", "--host", "127.0.0.1", "--port", String(freePort())], {
-        ...env,
-        ...extra,
-      });
-      const deadline = performance.now() + 30_000;
-      let started: Record<string, any>[] = [];
-      while (started.length < 2 && performance.now() < deadline) {
-        started = sup.events().filter((e) => e.msg === "worker started");
-        await Bun.sleep(20);
-      }
-      // The child's environment as exec'd (SITESYNC_ROLE is in it once the worker's own program runs).
-      const environ = async (pid: number) => {
-        for (let v = ""; performance.now() < deadline; await Bun.sleep(20)) {
-          v = readFileSync(`/proc/${pid}/environ`, "utf8");
-          if (v.includes("SITESYNC_ROLE=")) return v.split("\0");
-        }
-        throw new Error(`worker ${pid} did not start:\n${sup.stderr()}`);
+  // Engine-neutral (the environment of the processes): run once, with SQLite.
+  test.skipIf(testEngine === "pg")(
+    "sync workers start with mimalloc's purge delay of SYNC_MALLOC_PURGE_DELAY (default -1: freed memory kept); HTTP workers with the allocator's default",
+    async () => {
+      const tmp = tempDir();
+      cleanups.push(tmp.cleanup);
+      const env: Record<string, string> = {
+        DATABASE_URL: join(tmp.dir, "app.db"),
+        LOG_LEVEL: "info",
+        SYNC_SCHEDULER: "false",
+        SYNC_SOURCE: "demo",
       };
-      const out: Record<string, string | undefined> = {};
-      for (const e of started) out[e.role] = (await environ(e.worker_pid)).find((v) => v.startsWith("MIMALLOC_PURGE_DELAY="))?.slice(21);
-      sup.proc.kill("SIGTERM");
-      expect(await sup.proc.exited).toBe(0);
-      return out;
-    };
-    // HTTP workers get what this process has (normally nothing: the allocator's default).
-    const http = process.env.MIMALLOC_PURGE_DELAY;
-    expect(await purgeDelays({})).toEqual({ http, sync: "-1" });
-    expect(await purgeDelays({ SYNC_MALLOC_PURGE_DELAY: "25" })).toEqual({ http, sync: "25" });
-  });
+      const purgeDelays = async (extra: Record<string, string>) => {
+        const sup = watched(["--workers", "1", "--sync-workers", "1", "--host", "127.0.0.1", "--port", String(freePort())], {
+          ...env,
+          ...extra,
+        });
+        const deadline = performance.now() + 30_000;
+        let started: Record<string, any>[] = [];
+        while (started.length < 2 && performance.now() < deadline) {
+          started = sup.events().filter((e) => e.msg === "worker started");
+          await Bun.sleep(20);
+        }
+        // The child's environment as exec'd (SITESYNC_ROLE is in it once the worker's own program runs).
+        const environ = async (pid: number) => {
+          for (let v = ""; performance.now() < deadline; await Bun.sleep(20)) {
+            v = readFileSync(`/proc/${pid}/environ`, "utf8");
+            if (v.includes("SITESYNC_ROLE=")) return v.split("\0");
+          }
+          throw new Error(`worker ${pid} did not start:\n${sup.stderr()}`);
+        };
+        const out: Record<string, string | undefined> = {};
+        for (const e of started) out[e.role] = (await environ(e.worker_pid)).find((v) => v.startsWith("MIMALLOC_PURGE_DELAY="))?.slice(21);
+        sup.proc.kill("SIGTERM");
+        expect(await sup.proc.exited).toBe(0);
+        return out;
+      };
+      // HTTP workers get what this process has (normally nothing: the allocator's default).
+      const http = process.env.MIMALLOC_PURGE_DELAY;
+      expect(await purgeDelays({})).toEqual({ http, sync: "-1" });
+      expect(await purgeDelays({ SYNC_MALLOC_PURGE_DELAY: "25" })).toEqual({ http, sync: "25" });
+    },
+  );
 
   test("the backoff doubles for a worker that dies young and resets once it lived over 10 s", async () => {
     const tmp = tempDir();
