@@ -5,6 +5,7 @@
 //   bun run test                       both engines, every file
 //   bun run test test/sites.api.test.ts   both engines, those files
 //   bun run test --engine pg ...       one engine
+//   bun run test --plan                the wall each TEST_JOBS would take by scripts/test-times.json (runs nothing)
 // Each file runs in its own `bun test` process, TEST_JOBS at a time (default 1: with 3, servers of the multi-process tests missed their 20 s start bound on a loaded 2-core machine), both engines at once,
 // longest first by the times in scripts/test-times.json; the files in `runAlone` run afterwards, one at a
 // time with nothing else running. Each file's output is printed whole when it ends (with its engine and wall
@@ -51,6 +52,7 @@ export const engineNeutral: Record<string, string> = {
   "openapi-router.test.ts": "the router's validation hook, no database",
   "request-frame.test.ts": "response headers of a bare Hono app, no database",
   "runner-cleanup.test.ts": "the test runner's temp folders, no database",
+  "runner-plan.test.ts": "the test runner's lane plan, no database",
   "startup.test.ts": "imports of the app in a fresh process, no database",
   "supervision.test.ts": "the watchdog's arithmetic, no database",
 };
@@ -80,6 +82,8 @@ if (ei >= 0) {
     process.exit(2);
   }
 }
+const planOnly = args.includes("--plan");
+if (planOnly) args.splice(args.indexOf("--plan"), 1);
 const fileArgs = args.filter((a) => !a.startsWith("-"));
 const flagArgs = args.filter((a) => a.startsWith("-"));
 const allFiles =
@@ -141,7 +145,7 @@ function parseOutput(text: string): { counts: Counts; failures: string[] } {
 // Each run has a temp folder of its own, and each file's run a folder inside it as its TMPDIR (scripts/test-tmp.ts):
 // what a test leaves there (killed mid-test, or a cleanup bug: tmpfs mounts, `chattr +i` files, clusters) is
 // undone and removed when the file ends, and the whole folder when the run ends or is interrupted.
-const runDir = makeRunDir();
+const runDir = planOnly ? "" : makeRunDir();
 /** The process groups of the files running now (each file runs in a group of its own). */
 const running = new Set<number>();
 let unitSeq = 0;
@@ -185,21 +189,31 @@ function runUnit(u: Unit): Promise<Done> {
   });
 }
 
+/** The units longest expected first (scripts/test-times.json; a file not there counts 5 s). */
+function longestFirst(units: Unit[]): Unit[] {
+  const t = (u: Unit) => expected[`${u.engine} ${basename(u.file)}`] ?? 5;
+  return [...units].sort((a, b) => t(b) - t(a));
+}
+
+const isHeavy = (u: Unit) => heavy[basename(u.file)] !== undefined;
+
+/** The next unit of `queue` to start: the first, but never a heavy one while another heavy one runs (-1: none may). */
+function next(queue: Unit[], heavyRunning: number): number {
+  return queue.findIndex((u) => heavyRunning === 0 || !isHeavy(u));
+}
+
 /**
  * Runs the units `n` at a time, longest expected first; a `heavy` file never starts while another heavy file
  * runs (it waits, and a light file takes the free lane meanwhile).
  */
 async function pool(units: Unit[], n: number): Promise<Done[]> {
-  const queue = [...units].sort(
-    (a, b) => (expected[`${b.engine} ${basename(b.file)}`] ?? 5) - (expected[`${a.engine} ${basename(a.file)}`] ?? 5),
-  );
+  const queue = longestFirst(units);
   const done: Done[] = [];
   let heavyRunning = 0;
   let wake: (() => void) | null = null;
-  const isHeavy = (u: Unit) => heavy[basename(u.file)] !== undefined;
   const worker = async () => {
     while (queue.length > 0) {
-      const i = queue.findIndex((u) => heavyRunning === 0 || !isHeavy(u));
+      const i = next(queue, heavyRunning);
       if (i < 0) {
         // Only heavy files left and one is running: wait for a file to end.
         await new Promise<void>((r) => {
@@ -222,6 +236,43 @@ async function pool(units: Unit[], n: number): Promise<Done[]> {
   };
   await Promise.all(Array.from({ length: Math.min(n, units.length) }, worker));
   return done;
+}
+
+/** The wall pool() would take with `n` lanes if every file took its time in scripts/test-times.json. */
+function plannedWall(units: Unit[], n: number): number {
+  const queue = longestFirst(units);
+  const running: { end: number; heavy: boolean }[] = [];
+  let t = 0;
+  while (queue.length > 0 || running.length > 0) {
+    while (running.length < n) {
+      const i = next(queue, running.filter((r) => r.heavy).length);
+      if (i < 0) break;
+      const [u] = queue.splice(i, 1);
+      running.push({ end: t + (expected[`${u!.engine} ${basename(u!.file)}`] ?? 5), heavy: isHeavy(u!) });
+    }
+    running.sort((a, b) => a.end - b.end);
+    t = running.shift()!.end;
+  }
+  return t;
+}
+
+// `--plan`: what the lane rules make of scripts/test-times.json (both engines' files, as they would be queued),
+// without running anything.
+if (planOnly) {
+  const units: Unit[] = [
+    ...allFiles.filter((f) => !pgOnly[basename(f)]).map((file) => ({ engine: "sqlite" as const, file, env: {} })),
+    ...allFiles
+      .filter((f) => !sqliteOnly[basename(f)] && !engineNeutral[basename(f)] && !notYetOnPg[basename(f)])
+      .map((file) => ({ engine: "pg" as const, file, env: {} })),
+  ].filter((u) => engines.includes(u.engine));
+  const sum = (us: Unit[]) => us.reduce((a, u) => a + (expected[`${u.engine} ${basename(u.file)}`] ?? 5), 0);
+  const alone = units.filter((u) => runAlone[basename(u.file)]);
+  const lanes = units.filter((u) => !runAlone[basename(u.file)]);
+  console.log(
+    `${units.length} files, ${sum(units).toFixed(0)} s one at a time (scripts/test-times.json); runAlone ${sum(alone).toFixed(0)} s, heavy ${sum(lanes.filter(isHeavy)).toFixed(0)} s, the rest ${sum(lanes.filter((u) => !isHeavy(u))).toFixed(0)} s`,
+  );
+  for (const n of [1, 2, 3, 4]) console.log(`TEST_JOBS=${n}: ${(plannedWall(lanes, n) + sum(alone)).toFixed(0)} s`);
+  process.exit(0);
 }
 
 const results: string[] = [];
