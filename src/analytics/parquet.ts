@@ -72,6 +72,41 @@ function concat(parts: Uint8Array[], size: number): Uint8Array {
 }
 
 /**
+ * A Parquet file of `columns` (name → kind, in order) written a row group at a time: `group(data, count)` writes
+ * `count` rows of the column arrays `data` (values as the writer takes them: text as strings, dates as days since
+ * 1970-01-01, numbers; null stays null), `ready` is the bytes waiting, `take` hands them over (`end`: the footer too).
+ */
+export function parquetGroups(columns: readonly (readonly [string, ParquetKind])[]): {
+  group(data: readonly ArrayLike<unknown>[], count: number): void;
+  ready(): number;
+  take(end: boolean): Uint8Array | null;
+} {
+  writerParts ??= loadWriter();
+  const { ChunkWriter, ParquetWriter } = writerParts;
+  const writer = new ChunkWriter(1 << 20);
+  const schema: SchemaElement[] = [{ name: "root", num_children: columns.length }, ...columns.map(([n, k]) => element(n, k))];
+  const parquet = new ParquetWriter({ writer, schema, statistics: true, createdBy: "sitesync" });
+  return {
+    group(data, count) {
+      if (!count) return;
+      parquet.write({
+        columnData: columns.map(([name, kind], i) => ({
+          name,
+          data: data[i] as unknown[],
+          statistics: kind !== "free-text",
+        })),
+        rowGroupSize: count,
+      });
+    },
+    ready: () => writer.size,
+    take(end) {
+      if (end) parquet.finish();
+      return writer.drain();
+    },
+  };
+}
+
+/**
  * A Parquet file of `columns` (name → kind, in order), written as rows arrive: a row group every
  * `groupRows` rows, the footer at the end. Values: text as strings, dates as `YYYY-MM-DD`, numbers
  * (or numeric text, as PostgreSQL gives bigints); null stays null.
@@ -80,11 +115,7 @@ export function parquetRows<R extends Record<string, unknown>>(
   columns: readonly (readonly [string, ParquetKind])[],
   groupRows = PARQUET_GROUP_ROWS,
 ): RowEncoder<R> {
-  writerParts ??= loadWriter();
-  const { ChunkWriter, ParquetWriter } = writerParts;
-  const writer = new ChunkWriter(1 << 20);
-  const schema: SchemaElement[] = [{ name: "root", num_children: columns.length }, ...columns.map(([n, k]) => element(n, k))];
-  const parquet = new ParquetWriter({ writer, schema, statistics: true, createdBy: "sitesync" });
+  const file = parquetGroups(columns);
   const data: unknown[][] = columns.map(() => []);
   const convert = columns.map(([, kind]) => {
     if (kind === "text" || kind === "free-text") return (v: unknown) => (v === null || v === undefined ? null : String(v));
@@ -105,11 +136,7 @@ export function parquetRows<R extends Record<string, unknown>>(
   });
   let count = 0;
   const writeGroup = () => {
-    if (!count) return;
-    parquet.write({
-      columnData: columns.map(([name, kind], i) => ({ name, data: data[i]!, statistics: kind !== "free-text" })),
-      rowGroupSize: count,
-    });
+    file.group(data, count);
     for (const d of data) d.length = 0;
     count = 0;
   };
@@ -118,13 +145,10 @@ export function parquetRows<R extends Record<string, unknown>>(
       for (let i = 0; i < columns.length; i++) data[i]!.push(convert[i]!(row[columns[i]![0]]));
       if (++count >= groupRows) writeGroup();
     },
-    ready: () => writer.size,
+    ready: () => file.ready(),
     take(end) {
-      if (end) {
-        writeGroup();
-        parquet.finish();
-      }
-      return writer.drain();
+      if (end) writeGroup();
+      return file.take(end);
     },
   };
 }

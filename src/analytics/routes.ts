@@ -31,9 +31,9 @@ import {
   flagOn,
   grainFiltersOf,
 } from "./schemas.ts";
-import { PARQUET_GROUP_ROWS, parquetRows, type ParquetKind } from "./parquet.ts";
+import { PARQUET_GROUP_ROWS, parquetRows } from "./parquet.ts";
 import { linesStream, streamQuery, streamRows, streamSteps } from "./stream.ts";
-import { csvDays, exportDaySteps } from "./export.ts";
+import { csvDays, EXPORT_PARQUET, exportDaySteps, parquetDays } from "./export.ts";
 import { assertAnswerable } from "./totals.ts";
 import { defaultBounds, heavyRequest, type Bounds } from "./bounds.ts";
 import { ApiError } from "../errors.ts";
@@ -56,19 +56,6 @@ function sqlLimit(max: number | null): number | null {
 function sliceNegative<T>(rows: T[], max: number | null): T[] {
   return max !== null && max < 0 ? rows.slice(0, max) : rows;
 }
-
-/** The export's columns as Parquet types (the CSV's columns, in its order). */
-const EXPORT_PARQUET: readonly (readonly [(typeof exportColumns)[number], ParquetKind])[] = [
-  ["date", "date"],
-  ["page", "free-text"],
-  ["query", "free-text"],
-  ["device", "text"],
-  ["search_type", "text"],
-  ["clicks", "int"],
-  ["impressions", "int"],
-  ["ctr", "double"],
-  ["position", "double"],
-];
 
 const EXPORT_TYPES = {
   csv: "text/csv; charset=utf-8",
@@ -329,25 +316,27 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const csv = q.format === "csv";
       const raw = flagOn(q.raw);
       const body =
-        q.format === "parquet"
-          ? await streamRows<Row>(db, sql, params, parquetRows<Row>(EXPORT_PARQUET), limit)
-          : csv && db.engine === "sqlite"
-            ? streamSteps(
-                db,
-                (conn) => exportDaySteps(conn, exportOptions, csvDays((flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns), raw)),
-                1,
-                limit,
-              )
-            : csv
-              ? await streamQuery<Row>(
+        q.format === "parquet" && db.engine === "sqlite"
+          ? streamSteps(db, (conn) => exportDaySteps(conn, exportOptions, parquetDays()), 1, limit)
+          : q.format === "parquet"
+            ? await streamRows<Row>(db, sql, params, parquetRows<Row>(EXPORT_PARQUET), limit)
+            : csv && db.engine === "sqlite"
+              ? streamSteps(
                   db,
-                  sql,
-                  params,
-                  (flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns),
-                  (r) => csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
+                  (conn) => exportDaySteps(conn, exportOptions, csvDays((flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns), raw)),
+                  1,
                   limit,
                 )
-              : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n", limit);
+              : csv
+                ? await streamQuery<Row>(
+                    db,
+                    sql,
+                    params,
+                    (flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns),
+                    (r) => csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
+                    limit,
+                  )
+                : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n", limit);
       const span = `${q.start_date ?? "all"}_${q.end_date ?? "all"}`;
       return new Response(body, {
         status: 200,
