@@ -58,7 +58,7 @@ const proc = Bun.spawn(cmd, {
 const url = `http://127.0.0.1:${port}`;
 for (let i = 0; i < 600; i++) {
   try {
-    await fetch(url + "/api/v1/sites/1");
+    await fetch(`${url}/api/v1/sites/1`);
     break;
   } catch {
     await Bun.sleep(100);
@@ -95,8 +95,8 @@ function threads() {
           const s = readFileSync(`/proc/${p}/task/${t}/stat`, "utf8");
           const comm = s.slice(s.indexOf("(") + 1, s.lastIndexOf(")")).replace(/\d+$/, "");
           const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-          m.set(comm + " u", (m.get(comm + " u") ?? 0) + Number(f[11]) * 10_000);
-          m.set(comm + " s", (m.get(comm + " s") ?? 0) + Number(f[12]) * 10_000);
+          m.set(`${comm} u`, (m.get(`${comm} u`) ?? 0) + Number(f[11]) * 10_000);
+          m.set(`${comm} s`, (m.get(`${comm} s`) ?? 0) + Number(f[12]) * 10_000);
         } catch {}
       }
     } catch {}
