@@ -127,6 +127,15 @@ describe("request fast path (SQLite)", () => {
     const second = await send(fastOnly.url, next);
     expect(second.status).toBe(200);
     sameAnswer(second, await send(full.url, next));
+    // The next link keeps the other fields in place and sets the cursor where it was, or last.
+    let query = "active_only=0&limit=1&include_archived=true";
+    for (let i = 0; i < 3; i++) {
+      const r = await send(fastOnly.url, `/api/v1/sites?${query}`);
+      expect(r.status).toBe(200);
+      sameAnswer(r, await send(full.url, `/api/v1/sites?${query}`));
+      const cursor = /[?&]cursor=([^&>]+)/.exec(r.headers.link!)![1]!;
+      query = i === 0 ? `cursor=${cursor}&limit=1` : `limit=1&cursor=${cursor}&active_only=false`;
+    }
   });
 
   test("leaves everything else to the full stack", async () => {

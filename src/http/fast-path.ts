@@ -114,6 +114,31 @@ const listQueryOf = remembered((q: string): ListQuery | null => {
   return Object.freeze({ activeOnly: d.active_only, limit: d.limit, cursor: d.cursor, includeArchived: d.include_archived });
 });
 
+// A query (fields `name=value` joined by `&`) and a value made only of characters URLSearchParams.toString
+// writes as they are.
+const PLAIN_QUERY = /^[\w.*-]+=[\w.*-]*(&[\w.*-]+=[\w.*-]*)*$/;
+const PLAIN_VALUE = /^[\w.*-]*$/;
+
+/**
+ * `query` with `cursor` set as URLSearchParams.set then toString would write it (the first cursor field's
+ * value replaced, or the field appended), built as a string when the query holds only characters that
+ * need no encoding (a query the fast path answers has no repeated field), else through URLSearchParams
+ * (~6 % of a served list's samples).
+ */
+function withCursor(query: string, cursor: string): string {
+  if ((query !== "" && !PLAIN_QUERY.test(query)) || !PLAIN_VALUE.test(cursor)) {
+    const params = new URLSearchParams(query);
+    params.set("cursor", cursor);
+    return params.toString();
+  }
+  if (query === "") return `cursor=${cursor}`;
+  const parts = query.split("&");
+  const at = parts.findIndex((p) => p.startsWith("cursor="));
+  if (at < 0) return `${query}&cursor=${cursor}`;
+  parts[at] = `cursor=${cursor}`;
+  return parts.join("&");
+}
+
 /**
  * Builds the fast path: `(request, server)` answers a plain keyless GET of one site or of a page of
  * sites, or POST of a site, or returns null for the full stack to answer.
@@ -238,10 +263,8 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
       });
       let link: string | null = null;
       if (page.next) {
-        // setNextLink's URL: this path and query with the cursor set (last) in it.
-        const params = new URLSearchParams(q < 0 ? "" : url.slice(q + 1));
-        params.set("cursor", encodeCursor(page.next));
-        link = `<${path}?${params.toString()}>; rel="next"`;
+        // setNextLink's URL: this path and query with the cursor set in it (last when new).
+        link = `<${path}?${withCursor(q < 0 ? "" : url.slice(q + 1), encodeCursor(page.next))}>; rel="next"`;
       }
       const id = requestIdOf(h.get("x-request-id") ?? undefined);
       return answer(id, "GET", 200, SITES, path, page.items, link === null ? null : "Link", link ?? "", start);
