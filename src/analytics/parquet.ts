@@ -5,8 +5,13 @@ import type { RowEncoder } from "./stream.ts";
 // every PARQUET_GROUP_ROWS rows, whose bytes go to the client at once, so memory holds one row group
 // (plus the footer's metadata, a few hundred bytes per group) at any size.
 
-/** Rows per row group: encoding one takes ~15–30 ms on this machine (one turn of the event loop). */
-export const PARQUET_GROUP_ROWS = 10_000;
+/**
+ * Rows per row group. Encoding one is one turn of the event loop (~30-40 ms at 25,000 rows on this machine, load
+ * ~25). The per-group costs (dictionary pages, page headers, statistics) made 10,000-row groups cost 2.1-3.3 µs a
+ * row in the SQLite export's encoder against 1.3-1.5 at 25,000 (and 5.6 vs 4.1 MiB a 500,000-row file);
+ * 50,000 and 100,000 were no faster (docs/benchmarks/ingest-export.md).
+ */
+export const PARQUET_GROUP_ROWS = 25_000;
 
 /**
  * A column's kind: text (UTF-8), a `YYYY-MM-DD` date (Parquet DATE), a 32-bit integer or a double.
