@@ -60,6 +60,7 @@ export const engineNeutral: Record<string, string> = {
 /** Test files about PostgreSQL itself (several machines on one server, the pool, retried transactions): PostgreSQL run only. */
 export const pgOnly: Record<string, string> = {
   "pg-engine.test.ts": "the PostgreSQL write path: retried transactions, lost connections, timeouts",
+  "pg-one-statement.test.ts": "PostgreSQL writes of one statement (a site create): one round trip, lost answers",
   "multimachine.test.ts": "two instances (hosts) on one PostgreSQL database; one SQLite file belongs to one machine",
   "sync.rows.plan.test.ts": "the PostgreSQL plan of the sync's dictionary lookup (never the pg_trgm index)",
 };

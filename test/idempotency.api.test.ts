@@ -155,21 +155,29 @@ async function throughProxy(rideThroughMs = 500) {
 
 describe.skipIf(testEngine !== "pg")("a keyed write whose COMMIT lost the server (PostgreSQL)", () => {
   test("is answered 202 pending at the end of the ride-through, not held; a retry with the key gets the final 201; one row", async () => {
-    const { db, app, holdCommitAfter, endHeld, sitesNamed } = await throughProxy();
-    // The site insert's COMMIT never reaches the server, whose side stays open: the transaction and its
-    // commit token's key stay open, so the outcome check waits (as while a crashed server recovers).
-    // The site insert: its statement text, or its prepared statement's name once parsed.
-    holdCommitAfter((text) => text.includes('insert into "sites"') || text.includes("sites_insert"));
+    const { t, db, app, proxy, sitesNamed } = await throughProxy();
     const body = { domain: "sc-domain:pending.example", name: "P" };
+    // A create is one autocommitted statement (no COMMIT of its own): it reaches the server, takes its commit
+    // token's key and waits there on another transaction's uncommitted row of the same domain while its
+    // connection is cut. Its transaction stays open on the server, so the outcome check waits for it (as
+    // while a crashed server recovers).
+    const blocker = new pg.Client({ connectionString: t.databaseUrl });
+    blocker.on("error", () => {});
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query("BEGIN");
+    await blocker.query("INSERT INTO sites (domain, name) VALUES ($1, 'blocker')", [body.domain]);
+    proxy.cutNext((text) => text.includes("sites_insert"), "forward");
     const first = await post(app, body, "pending-1");
     // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
     expect(first.status).toBe(202);
     expect(first.json).toMatchObject({ status: "pending", idempotency_key: "pending-1" });
     expect(first.headers.get("idempotent-pending")).toBe("true");
     expect(Number(first.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
-    // The transaction still open on the server ends (its backend terminated): the check finds the token
-    // burned (never committed), the write runs again in the background, its 201 is stored for the key.
-    await endHeld();
+    // The other transaction ends: the statement goes on and commits (the check finds its token, the answer is
+    // read back) or ends with its lost connection (the check burns its token and the write runs again); its
+    // 201 is stored for the key.
+    await blocker.query("ROLLBACK");
     let again: Awaited<ReturnType<typeof post>> | undefined;
     await waitFor(
       async () => {
@@ -182,7 +190,8 @@ describe.skipIf(testEngine !== "pg")("a keyed write whose COMMIT lost the server
     expect(again!.headers.get("idempotent-replayed")).toBe("true");
     expect(again!.json).toMatchObject({ domain: body.domain });
     expect(await sitesNamed(body.domain)).toHaveLength(1);
-    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
+    const { committed, aborted, unknown } = db.stats.ambiguousCommits;
+    expect({ checked: committed + aborted, unknown }).toEqual({ checked: 1, unknown: 0 });
   });
 });
 
@@ -199,7 +208,8 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     cleanups.push(() => blocker.end());
     await blocker.query("BEGIN");
     await blocker.query("INSERT INTO sites (domain, name) VALUES ($1, 'blocker')", [body.domain]);
-    // The first attempt's insert never reaches the server: its connection is dropped (nothing committed).
+    // The first attempt's insert never reaches the server: its connection is dropped (nothing committed; a
+    // create is one statement, so its check finds its token missing: aborted).
     proxy.cutNext((text) => text.includes('insert into "sites"') || text.includes("sites_insert"), "drop");
     let first: Awaited<ReturnType<typeof post>> | undefined;
     const sent = post(app, body).then((a) => (first = a));
@@ -208,7 +218,7 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     await blocker.query("ROLLBACK");
     await sent;
     expect(first!.status).toBe(202);
-    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 0, unknown: 0 });
+    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
     let final: Awaited<ReturnType<typeof call>> | undefined;
     await waitFor(
       async () => {
@@ -222,9 +232,18 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
   });
 
   test("without a key: 202 with a Location at the ride-through, not held; the Location gives 202 until known, then the final 201; one row", async () => {
-    const { db, app, holdCommitAfter, endHeld, sitesNamed } = await throughProxy();
-    holdCommitAfter((text) => text.includes('insert into "sites"') || text.includes("sites_insert"));
+    const { t, db, app, proxy, sitesNamed } = await throughProxy();
     const body = { domain: "sc-domain:unkeyed.example", name: "U" };
+    // A create is one autocommitted statement (no COMMIT of its own): it reaches the server, takes its commit
+    // token's key and waits there on another transaction's uncommitted row of the same domain while its
+    // connection is cut. Its transaction stays open on the server, so the outcome check waits for it.
+    const blocker = new pg.Client({ connectionString: t.databaseUrl });
+    blocker.on("error", () => {});
+    await blocker.connect();
+    cleanups.push(() => blocker.end());
+    await blocker.query("BEGIN");
+    await blocker.query("INSERT INTO sites (domain, name) VALUES ($1, 'blocker')", [body.domain]);
+    proxy.cutNext((text) => text.includes("sites_insert"), "forward");
     const first = await post(app, body);
     // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
     expect(first.status).toBe(202);
@@ -238,7 +257,9 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     const early = await call(app, "GET", location);
     expect(early.status).toBe(202);
     expect(early.json).toMatchObject({ status: "pending" });
-    await endHeld();
+    // The other transaction ends: the statement goes on and commits (the check reads the row back) or ends
+    // with its lost connection (the check burns its token and the write runs again).
+    await blocker.query("ROLLBACK");
     let final: Awaited<ReturnType<typeof call>> | undefined;
     await waitFor(
       async () => {
@@ -252,7 +273,8 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     expect(final!.headers.get("idempotent-replayed")).toBe("true");
     expect(final!.headers.get("location")).toBe(`/api/v1/sites/${final!.json.id}`);
     expect(await sitesNamed(body.domain)).toHaveLength(1);
-    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
+    const { committed, aborted, unknown } = db.stats.ambiguousCommits;
+    expect({ checked: committed + aborted, unknown }).toEqual({ checked: 1, unknown: 0 });
   });
 
   test("a dashboard form write (POST /ui/sites): a page 202 at the ride-through, not held; the outcome at its link; one row", async () => {

@@ -9,7 +9,7 @@ import { Counter, Gauge } from "../metrics/prom.ts";
 import { apiErrorOf, isStorageError } from "../errors.ts";
 import { log, logOncePer } from "../log.ts";
 import { registry } from "../metrics/registry.ts";
-import { insertAuditRow, type AuditInsert } from "./queries.ts";
+import { insertAuditRow, type AuditedHandle, type AuditInsert, type PendingAudit } from "./queries.ts";
 
 // The audit log of API writes. The middleware opens a context for each state-changing request; every
 // db.write made while handling it (through the handle auditedDb returns) inserts its audit row in the
@@ -55,6 +55,29 @@ function isThenable<T>(v: T | Promise<T>): v is Promise<T> {
   return typeof (v as { then?: unknown } | null)?.then === "function";
 }
 
+/**
+ * For a write of one statement that creates a row (db.pg.oneStatement): the audit row it must insert
+ * itself inside a request's audit context (else null), and `done`, to call once it committed (as a
+ * db.tx through an auditedDb handle counts). Reached through the handle (AuditedHandle).
+ */
+function auditTemplate(): PendingAudit | null {
+  const ctx = current.getStore();
+  if (!ctx) return null;
+  // Which fields come from the created row's id: the ones that differ between two ids.
+  const one = rowFor(ctx.c, { id: 1 }, "ok", null);
+  const two = rowFor(ctx.c, { id: 2 }, "ok", null);
+  const targetPrefix = one.target !== two.target ? (one.target ?? "").slice(0, -1) : null;
+  if (targetPrefix !== null && (one.target !== `${targetPrefix}1` || two.target !== `${targetPrefix}2`)) {
+    throw new Error(`audit target '${one.target}' is not a prefix followed by the created id`);
+  }
+  return {
+    template: { row: one, siteIdFromResult: one.site_id !== two.site_id, targetPrefix },
+    done: () => {
+      ctx.committed++;
+    },
+  };
+}
+
 /** The handle route handlers write through: inside a request's audit context each write is audited. */
 export function auditedDb(db: Db): Db {
   const inContext = <T>(run: (audited: Db) => Promise<T>, plain: () => Promise<T>): Promise<T> => {
@@ -86,6 +109,7 @@ export function auditedDb(db: Db): Db {
       },
     };
   }
+  props.auditTemplate = { value: auditTemplate } satisfies { value: AuditedHandle["auditTemplate"] };
   return Object.create(db, props);
 }
 

@@ -1,5 +1,6 @@
 import type { Database } from "bun:sqlite";
-import { and, desc, eq, gte, lt, lte, sql, type SQL } from "drizzle-orm";
+import { and, desc, eq, getTableColumns, gte, lt, lte, sql, type SQL } from "drizzle-orm";
+import type { PgTable } from "drizzle-orm/pg-core";
 import type { Db, Orm, Q } from "../db/index.ts";
 import { clientOf, namedStatement, perPgHandle } from "../db/pg/prepared.ts";
 import { auditLog as pgAuditLog } from "../db/pg/schema.ts";
@@ -31,6 +32,67 @@ const pgInsertStatement = perPgHandle((q) =>
     q.insert(pgAuditLog).values(Object.fromEntries(columns.map((c) => [c, sql.placeholder(c)])) as unknown as AuditInsert),
   ),
 );
+
+/**
+ * The audit row of a write whose statement creates the row it is about: the row's fields, with the two that
+ * depend on the created row's id (src/audit/context.ts rowFor) marked: site_id is that id, target is a
+ * prefix followed by it.
+ */
+export type AuditTemplate = { row: AuditInsert; siteIdFromResult: boolean; targetPrefix: string | null };
+
+/** An audit row a one-statement write inserts itself, and what to call once it committed. */
+export type PendingAudit = { template: AuditTemplate; done: () => void };
+
+/** A handle made by auditedDb (src/audit/context.ts): inside a request's audit context, the audit row a one-statement write owes. */
+export type AuditedHandle = { auditTemplate?: () => PendingAudit | null };
+
+/**
+ * An insert of one row into `table` (placeholders named after `columns`; the others take their defaults; an
+ * integer `id` column) as one PostgreSQL statement for db.pg.oneStatement: a data-modifying WITH that inserts
+ * the write's commit token first (placeholders `token_at`, `token`; the row is selected from it, so the token's
+ * key is held from the start, as a transaction's is) and, with `audited`, its audit row (placeholders from
+ * pgAuditParams) from the inserted row's id. One round trip, no BEGIN or COMMIT; returns the inserted rows.
+ */
+export function pgOneStatementInsert(
+  q: Q,
+  table: PgTable,
+  columns: string[],
+  audited: boolean,
+): { toSQL(): { sql: string; params: unknown[] } } {
+  const p = (name: string) => sql.placeholder(name);
+  const cols = getTableColumns(table);
+  const col = (name: string) => {
+    const c = cols[name];
+    if (!c) throw new Error(`pgOneStatementInsert: no column ${name}`);
+    return c;
+  };
+  const token = sql`insert into commit_tokens (at, token) values (${p("token_at")}::bigint, ${p("token")}::bigint) returning 1`;
+  const insert = sql`insert into ${table} (${sql.join(
+    columns.map((n) => sql.identifier(col(n).name)),
+    sql`, `,
+  )}) select ${sql.join(
+    columns.map((n) => sql`${p(n)}::${sql.raw(col(n).getSQLType())}`),
+    sql`, `,
+  )} from commit_token returning *`;
+  const audit = sql`insert into audit_log (actor, key_id, ip, method, action, target, site_id, request_id, outcome, status)
+    select ${p("actor")}::text, ${p("key_id")}::integer, ${p("ip")}::text, ${p("method")}::text, ${p("action")}::text,
+      case when ${p("target_prefix")}::text is null then ${p("target")}::text else ${p("target_prefix")}::text || w.id end,
+      case when ${p("site_from_result")}::boolean then w.id else ${p("site_id")}::integer end,
+      ${p("request_id")}::text, ${p("outcome")}::text, ${p("status")}::integer
+    from w`;
+  const statement = audited
+    ? sql`with commit_token as (${token}), w as (${insert}), audit as (${audit}) select * from w`
+    : sql`with commit_token as (${token}) ${insert}`;
+  const dialect = (q as unknown as { dialect: { sqlToQuery(s: SQL): { sql: string; params: unknown[] } } }).dialect;
+  return { toSQL: () => dialect.sqlToQuery(statement) };
+}
+
+/** The placeholders' values of an audited pgOneStatementInsert. */
+export function pgAuditParams(a: AuditTemplate): Record<string, string | number | boolean | null> {
+  const out: Record<string, string | number | boolean | null> = { target_prefix: a.targetPrefix, site_from_result: a.siteIdFromResult };
+  for (const c of columns) out[c] = a.row[c] ?? null;
+  return out;
+}
 
 /**
  * Inserts one audit row on the given transaction (the one that made the change it records): on SQLite

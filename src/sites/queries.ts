@@ -1,6 +1,7 @@
 import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
 import { first, type Db, type SqliteDb } from "../db/index.ts";
-import { clientOf, namedStatement, perPgHandle } from "../db/pg/prepared.ts";
+import { pgAuditParams, pgOneStatementInsert, type AuditedHandle } from "../audit/queries.ts";
+import { namedStatement, perPgHandle } from "../db/pg/prepared.ts";
 import { sites as pgSites } from "../db/pg/schema.ts";
 import { compileInsertReturning, compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { sites } from "../db/sqlite/schema.ts";
@@ -77,6 +78,7 @@ const writeStatements = perConnection((orm) => ({
 // The same hot statements on PostgreSQL, as named statements (src/db/pg/prepared.ts): parsed and planned
 // once per connection. The list's first page (the common call) has its two shapes; pages after a cursor
 // keep the builder.
+const insertColumns = ["domain", "name", "category", "is_active"];
 const pgStatements = perPgHandle((q) => {
   const all = () => q.select().from(pgSites);
   const pgShown = or(isNull(pgSites.archived_at), eq(sql`${p("include_archived")}::int`, 1));
@@ -97,13 +99,10 @@ const pgStatements = perPgHandle((q) => {
         .orderBy(...pgByName)
         .limit(p("limit")),
     ),
-    insert: namedStatement<Site>(
-      "sites_insert",
-      q
-        .insert(pgSites)
-        .values({ domain: p("domain"), name: p("name"), category: p("category"), is_active: p("is_active") })
-        .returning(),
-    ),
+    // A create is one statement with its commit token and (in a request) its audit row: one round trip.
+    insert: namedStatement<Site>("sites_insert_one", pgOneStatementInsert(q, pgSites, insertColumns, false)),
+    insertAudited: namedStatement<Site>("sites_insert_audited", pgOneStatementInsert(q, pgSites, insertColumns, true)),
+    byDomain: namedStatement<Site>("sites_by_domain", all().where(eq(pgSites.domain, p("domain")))),
   };
 });
 
@@ -198,8 +197,31 @@ export async function createSite(db: Db, input: CreateSite): Promise<Site> {
   const values = { domain: input.domain, name: input.name, category: input.category ?? null, is_active: input.is_active ?? true };
   try {
     if (db.engine === "sqlite") return await db.write((tx) => writeStatements(tx).insert.get(values));
-    const insert = pgStatements(db).insert;
-    return await db.tx(async (tx) => (await insert.run(clientOf(tx), values))[0]!);
+    const s = pgStatements(db);
+    // Through an auditedDb handle in a request: the audit row goes in the same statement.
+    const audit = (db as AuditedHandle).auditTemplate?.() ?? null;
+    const site = await db.pg.oneStatement(
+      {
+        run: async (client, token) =>
+          (
+            await (audit ? s.insertAudited : s.insert).run(client, {
+              ...values,
+              ...(audit ? pgAuditParams(audit.template) : {}),
+              token_at: token.at,
+              token: token.token,
+            })
+          )[0]!,
+        // Committed, its answer lost with the connection: the row by its (unique) domain.
+        recover: async (on) => {
+          const row = first(await s.byDomain.run(on, { domain: values.domain }));
+          if (!row) throw new Error(`site ${values.domain} committed but not found`);
+          return row;
+        },
+      },
+      "create site",
+    );
+    audit?.done();
+    return site;
   } catch (err) {
     if (isUniqueViolation(err)) throw domainTaken(input.domain);
     throw err;

@@ -13,6 +13,8 @@ export async function tcpProxy(target: URL) {
   type CutMode = "forward" | "drop" | "hold";
   // `match` gets the chunk's text and its client connection's number (1, 2...: to follow one transaction).
   let cut: { match: (text: string, conn: number) => boolean; mode: CutMode } | null = null;
+  // Standing fault: every client chunk it accepts is dropped with both sides of its connection, until cleared.
+  let refused: ((text: string) => boolean) | null = null;
   const port = freePort();
   // Delay before each new connection reaches the server (a busy host: the backend slow to start), ms.
   let connectDelayMs = 0;
@@ -52,6 +54,11 @@ export async function tcpProxy(target: URL) {
           }
         },
         data(client, chunk) {
+          if (refused && client.data.upstream && refused(Buffer.from(chunk).toString("latin1"))) {
+            client.data.upstream.end();
+            client.end();
+            return;
+          }
           if (cut && client.data.upstream && cut.match(Buffer.from(chunk).toString("latin1"), client.data.id)) {
             const { mode } = cut;
             cut = null;
@@ -95,6 +102,10 @@ export async function tcpProxy(target: URL) {
     /** Arms the one-shot fault (see `cut` above). */
     cutNext(match: (text: string, conn: number) => boolean, mode: CutMode) {
       cut = { match, mode };
+    },
+    /** Drops (both sides) every connection that sends a chunk `match` accepts, until called with null. */
+    refuse(match: ((text: string) => boolean) | null) {
+      refused = match;
     },
     stop() {
       listener?.stop(true);

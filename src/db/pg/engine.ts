@@ -5,6 +5,7 @@ import { ApiError, isRetryableDbError, isUnavailableDbError } from "../../errors
 import { log, logOncePer } from "../../log.ts";
 import { pendingAnswerLater, requestFaulted, rideThroughLeft, trackAvailability, type Availability } from "../availability.ts";
 import type { EngineHandle, Q } from "../engine.ts";
+import type { Queryable } from "./prepared.ts";
 import { newWriterStats } from "../sqlite/engine.ts";
 import * as schema from "./schema.ts";
 
@@ -26,12 +27,29 @@ export type PgOptions = {
   onCommit: ((groupSize: number, lockWaitMs: number) => void)[];
 };
 
+/**
+ * A write of one statement run on its own, autocommitted: no BEGIN and no COMMIT round trip (a create: one
+ * round trip instead of four). `run` sends it on `client`; the statement must insert `token` into
+ * commit_tokens itself (a data-modifying WITH), so that a connection lost while it runs is settled like a
+ * lost COMMIT (outcomeOf). Its answer is lost then: `recover` reads back what it committed, on `on` (the
+ * engine's own pool, past any request's ride-through: the outcome is known, only the answer is missing).
+ */
+export type OneStatementWrite<T> = {
+  run(client: pg.PoolClient, token: CommitToken): Promise<T>;
+  recover(on: Queryable): Promise<T>;
+};
+
+/** A write: a transaction's body (Drizzle), or one statement. */
+type WriteBody<T> = ((tx: Q) => T | Promise<T>) | OneStatementWrite<T>;
+
 /** The PostgreSQL half of a Db handle: a pool per process, writes as retried transactions. */
 export type PgParts = {
   url: string;
   pool: pg.Pool;
   /** Deletes commit tokens older than their keep time (a timer does it each minute); how many. */
   sweepTokens(now?: number): Promise<number>;
+  /** Runs a write of one statement with the retries, ride-through and lost-COMMIT checks of a transaction (db.tx). */
+  oneStatement<T>(w: OneStatementWrite<T>, label?: string): Promise<T>;
 };
 
 /** A write transaction's commit token (commit_tokens): when written (epoch ms) and 53 random bits. */
@@ -182,6 +200,8 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     }
   };
   (pool as unknown as { query: unknown }).query = readQuery;
+  // The pool without the read path's ride-through (a committed write's read-back).
+  const raw: Queryable = { query: rawQuery } as unknown as Queryable;
 
   /**
    * Has the state check whether the server is gone (a probe), waiting for its verdict at most `ms` (the
@@ -213,9 +233,10 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
 
   /**
    * One attempt: BEGIN and the insert of its commit token in one round trip, fn, COMMIT, on a connection
-   * held for it. Resolves with fn's value after COMMIT, or rejects with a Failure.
+   * held for it. Resolves with fn's value after COMMIT, or rejects with a Failure. One statement (fn an
+   * OneStatementWrite): sent alone, its own transaction; its COMMIT is under way from the start.
    */
-  async function attempt<T>(fn: (tx: Q) => T | Promise<T>): Promise<T> {
+  async function attempt<T>(fn: WriteBody<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
@@ -228,6 +249,14 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     let value: T | undefined;
     try {
       const t = newCommitToken();
+      if (typeof fn !== "function") {
+        token = t;
+        tokensWritten = true;
+        atCommit = true;
+        value = await fn.run(client, t);
+        answered();
+        return value;
+      }
       // The token's values are ours (integers): safe to inline, so BEGIN and the insert go in one round trip.
       await client.query(`BEGIN; INSERT INTO commit_tokens (at, token) VALUES (${t.at}, ${t.token})`);
       token = t;
@@ -290,6 +319,37 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     }
   }
 
+  /**
+   * The answer of a one-statement write found committed after its connection was lost, read back on the pool
+   * itself (rawQuery: no request's ride-through applies, the write is done and only its answer is missing),
+   * asked again while the server is away until `deadline` (performance.now() time). Should it stay out of
+   * reach, the client must not take the write for not applied (nor send it again blindly): a 503 with
+   * outcome unknown.
+   */
+  async function readBack<T>(w: OneStatementWrite<T>, deadline: number, label?: string): Promise<T> {
+    for (;;) {
+      let err: unknown;
+      try {
+        const value = await w.recover(raw);
+        answered();
+        return value;
+      } catch (e) {
+        err = e;
+      }
+      if (isUnavailableDbError(err)) await availability.suspect(err);
+      if (!isUnavailableDbError(err) || performance.now() >= deadline) {
+        log("warn", "a committed write's answer could not be read back", { label, error: String(err) });
+        throw new ApiError(
+          "unavailable",
+          "the database went away while this write was committing; it was applied but its answer could not be read back: check before retrying",
+          { outcome: "unknown" },
+          { "Retry-After": String(availability.retryAfterSeconds()) },
+        );
+      }
+      await Bun.sleep(Math.min(deadline - performance.now(), 50));
+    }
+  }
+
   /** Deletes the commit tokens past TOKEN_KEEP_MS (a lost COMMIT's check is long over by then); how many. */
   async function sweepTokens(now = Date.now()): Promise<number> {
     const r = await rawQuery("DELETE FROM commit_tokens WHERE at < $1", [now - tokenKeepMs]);
@@ -309,7 +369,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   );
   sweeper.unref?.();
 
-  async function tx<T>(fn: (tx: Q) => T | Promise<T>, label?: string): Promise<T> {
+  async function tx<T>(fn: WriteBody<T>, label?: string): Promise<T> {
     const started = performance.now();
     inFlight++;
     // Once this write (or its request) has met the fault (a lost connection, a wait for the server), what is left of it (an
@@ -384,10 +444,14 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
             outcome,
             waited_ms: Math.round(performance.now() - started),
           });
+          // The server just answered: let the state know (a probe), or what follows would find it still
+          // marked down (a re-run would wait for it; a read-back would fail at once, its ride-through spent).
+          if (outcome !== "unknown" && availability.downSince !== null) await availability.probe();
           if (outcome === "committed") {
-            // fn's value is the committed transaction's: answer as committed.
+            // fn's value is the committed transaction's: answer as committed (one statement: read it back).
             committed();
-            return failure.value as T;
+            if (typeof fn === "function") return failure.value as T;
+            return await exposing(() => readBack(fn, Math.max(started + opts.retryForMs, performance.now() + opts.rideThroughMs), label));
           }
           if (outcome === "unknown") {
             noteStorage(err);
@@ -399,9 +463,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
             );
           }
           // Aborted: nothing was applied; run it again at once, once even if the request's ride-through
-          // went into learning the outcome. The server just answered: let the state know (a probe), or
-          // the re-run would find it still marked down.
-          if (availability.downSince !== null) await availability.probe();
+          // went into learning the outcome.
           grace = true;
           continue;
         } else if (!isRetryableDbError(err)) {
@@ -471,7 +533,7 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
       for (const client of busy) (client as unknown as pg.Client).end().catch(() => {});
       await ended;
     },
-    pg: { url: opts.url, pool, sweepTokens },
+    pg: { url: opts.url, pool, sweepTokens, oneStatement: tx },
   };
 }
 
