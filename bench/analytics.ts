@@ -29,7 +29,7 @@ import { seedSites } from "./seed.ts";
 //                           [--db path (kept; reused when it exists)] [--database postgres://… (an EMPTY database)]
 //                           [--seed-json path (with --database: the seed's summary, kept; the database is
 //                            reused as seeded when the file exists)]
-//                           [--data demo|anchors] [--phases latency,export,load]
+//                           [--data demo|anchors] [--phases latency,export,load] [--only scenario,scenario]
 //                           [--out bench/results/analytics.json]
 
 const flagsSchema = z.object({
@@ -53,6 +53,11 @@ const flagsSchema = z.object({
     .regex(/^postgres(ql)?:\/\//)
     .optional(),
   "seed-json": z.string().min(1).optional(),
+  // Latency phase: only the scenarios named (comma-separated), e.g. mcp_best_pages,page_keyword_90d.
+  only: z
+    .string()
+    .regex(/^[a-z0-9_]+(,[a-z0-9_]+)*$/)
+    .optional(),
   out: z
     .string()
     .min(1)
@@ -509,7 +514,8 @@ async function main() {
 
     const phases = new Set(flags.phases.split(","));
     const latencies: Latency[] = [];
-    for (const s of phases.has("latency") ? list : []) {
+    const only = flags.only ? new Set(flags.only.split(",")) : null;
+    for (const s of phases.has("latency") ? list.filter((x) => !only || only.has(x.name)) : []) {
       const r = await measure(server.url, s, s.slow ? flags["slow-requests"] : flags.requests);
       latencies.push(r);
       console.log(

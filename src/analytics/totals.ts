@@ -248,9 +248,9 @@ export async function findAnonymizedShare(db: Db, f: GrainFilters): Promise<numb
  * summed, ~10x fewer rows than the days') and the edge days from gsc_page_totals; else the days' rows.
  * Adds its day and week bounds to `params`.
  */
-function pageGrainRows(e: Engine, f: GrainFilters, params: Params, idFilter: (alias: string) => string): string {
+function pageGrainRows(e: Engine, f: GrainFilters, params: Params, idFilter: (alias: string) => string, useWeeks: boolean): string {
   const cols = "x.page_id as page_id, x.clicks as clicks, x.impressions as impressions, x.sum_position as sp";
-  const weeks = f.country || f.device ? null : splitWeeks(Number(params.from), Number(params.to));
+  const weeks = !useWeeks || f.country || f.device ? null : splitWeeks(Number(params.from), Number(params.to));
   if (!weeks) return `select ${cols} from gsc_page_totals x where ${grainWhere(e, f)}${idFilter("x")}`;
   Object.assign(params, { w_first: weeks.first, w_last: weeks.last, head_to: weeks.head[1], tail_from: weeks.tail[0] });
   const types = `x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
@@ -275,6 +275,8 @@ export type PageTotalsOptions = {
   limit?: number | null;
   /** Most clicks then impressions first (default), most impressions then clicks, or most clicks then the URL (v2's order). */
   order?: "clicks" | "impressions" | "clicks_page";
+  /** "day": the day rows only, never the weekly rollup (the reference the weekly reads are measured against). */
+  grain?: "day";
 };
 
 /** The SQL and parameters of page totals over a window (see findPageTotals), as a subquery text `pt(page, clicks, impressions, sp)`. */
@@ -318,7 +320,7 @@ export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOpti
   select w.page_id as page_id, ${num(e, "sum(w.clicks)")} as clicks, ${num(e, "sum(w.impressions)")} as impressions,
          ${num(e, "sum(w.sp)")} as sp
     from (
-    ${pageGrainRows(e, f, params, idFilter)}${union}
+    ${pageGrainRows(e, f, params, idFilter, o.grain !== "day")}${union}
     ) w
    group by w.page_id
   having sum(w.clicks) > 0 or sum(w.impressions) > 0
