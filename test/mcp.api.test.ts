@@ -64,18 +64,28 @@ function pgQueriesRunning(): number {
   );
 }
 
-/** Pids of live processes whose command line mentions `needle` (read from /proc: no `ps` needed). */
-function processesRunning(needle: string): number[] {
+/**
+ * Pids of live processes whose command line mentions `needle` (read from /proc: no `ps` needed), or with `own`
+ * only those under this file's server: another test file may run its own servers beside this one
+ * (TEST_JOBS=2), and SIGKILLing their workers broke it (ui.browser, ECONNREFUSED from then on).
+ */
+function processesRunning(needle: string, own = false): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(needle)) pids.push(Number(entry));
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(needle) && (!own || underServer(Number(entry)))) pids.push(Number(entry));
     } catch {
       // the process ended meanwhile
     }
   }
   return pids;
+}
+
+/** Whether `pid` descends from this file's server (its supervisor). */
+function underServer(pid: number): boolean {
+  for (let p = pid, depth = 0; p > 1 && depth < 16; p = parentOf(p), depth++) if (p === server.proc.pid) return true;
+  return false;
 }
 
 /** The parent pid of a process (field 4 of /proc/<pid>/stat, after the command name in parentheses). */
@@ -664,14 +674,14 @@ describe("query (read-only SQL)", () => {
       const started = performance.now();
       const pending = callError("query", { sql: runaway });
       // While it runs, its child process is visible (so the check below can see one that is left over).
-      expect(await waitFor("the runner process to start", () => processesRunning(runnerPath).length === 1, 1000, 10)).toBe(true);
+      expect(await waitFor("the runner process to start", () => processesRunning(runnerPath, true).length === 1, 1000, 10)).toBe(true);
       const text = await pending;
       const elapsed = performance.now() - started;
       expect(text).toMatch(new RegExp(`query stopped after \\d+ ms: it ran past the ${TIMEOUT_MS} ms time limit`));
       expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS);
       expect(elapsed).toBeLessThan(TIMEOUT_MS + 10_000);
       // The child that ran it was killed, not left spinning.
-      expect(processesRunning(runnerPath)).toEqual([]);
+      expect(processesRunning(runnerPath, true)).toEqual([]);
       expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
     },
   );
@@ -702,7 +712,7 @@ describe("query (read-only SQL)", () => {
         () => "failed",
       );
       await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 2000, 10);
-      const workers = processesRunning(`${root}/src/server.ts`);
+      const workers = processesRunning(`${root}/src/server.ts`, true);
       expect(workers.length).toBeGreaterThan(0);
       for (const w of workers) process.kill(w, "SIGKILL");
       // Nothing in the service can stop it any more: the server's statement_timeout does.
@@ -726,14 +736,14 @@ describe("query (read-only SQL)", () => {
       const [runner] = await waitFor(
         "the runner process to start",
         () => {
-          const pids = processesRunning(runnerPath);
+          const pids = processesRunning(runnerPath, true);
           return pids.length === 1 ? pids : null;
         },
         2000,
         10,
       );
       const worker = parentOf(runner!);
-      expect(processesRunning(`${root}/src/server.ts`)).toContain(worker);
+      expect(processesRunning(`${root}/src/server.ts`, true)).toContain(worker);
       process.kill(worker, "SIGKILL");
       // Its parent can no longer kill it: its own watchdog does (at once on seeing the parent gone, at the
       // latest a second past the time limit); without one it would spin forever.
