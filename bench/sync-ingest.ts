@@ -3,7 +3,7 @@
 // day and search type, so days × rows × 4 rows in all), run by one worker in this process; prints rows/s
 // per run and the median. Default: a fresh SQLite file in a temp dir; with --database, an EMPTY
 // PostgreSQL database (migrated here, its tables truncated before each run).
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { getPriority, loadavg, setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -182,11 +182,26 @@ async function served(): Promise<void> {
     const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8");
     const syncPid = children(server.proc.pid).find((p) => cmdline(p).includes("worker-main"))!;
     const httpPid = children(server.proc.pid).find((p) => !cmdline(p).includes("worker-main"))!;
-    if (args["fake-nice"] !== undefined) setPriority(fake.proc.pid, Number(args["fake-nice"]));
+    // Every thread of the fake (Linux keeps a nice per thread; its pool threads do the sending).
+    if (args["fake-nice"] !== undefined)
+      for (const tid of readdirSync(`/proc/${fake.proc.pid}/task`)) setPriority(Number(tid), Number(args["fake-nice"]));
     // utime + stime in clock ticks (100 per second on Linux): CPU milliseconds of one process.
     const cpuMs = (pid: number) => {
       const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
       return (Number(f[11]) + Number(f[12])) * 10;
+    };
+    // Time the process's threads spent runnable but waiting for a core (/proc/<pid>/task/*/schedstat, 2nd field, ns):
+    // whether a slow GET waited for the CPU (this grows) or for something else (a lock, I/O: it does not).
+    const runDelayMs = (pid: number) => {
+      let ns = 0;
+      for (const t of readdirSync(`/proc/${pid}/task`)) {
+        try {
+          ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[1]);
+        } catch {
+          // A thread gone meanwhile.
+        }
+      }
+      return ns / 1e6;
     };
     const post = async (path: string, body: unknown) => {
       const res = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
@@ -232,13 +247,16 @@ async function served(): Promise<void> {
     );
     const idleEnd = performance.now() + Number(args["idle-seconds"]) * 1000;
     const httpIdle0 = cpuMs(httpPid);
+    const httpIdleWait0 = runDelayMs(httpPid);
     const idle = await gets(() => performance.now() > idleEnd);
     const httpIdleCpu = cpuMs(httpPid) - httpIdle0;
+    const httpIdleWait = runDelayMs(httpPid) - httpIdleWait0;
 
     const end = addDays(dayOf(new Date()), -10);
     const syncCpu0 = cpuMs(syncPid);
     const httpCpu0 = cpuMs(httpPid);
     const fakeCpu0 = cpuMs(fake.proc.pid);
+    const httpWait0 = runDelayMs(httpPid);
     const t0 = performance.now();
     const task = await post(`/api/v1/sites/${site.id}/sync-tasks`, {
       task_type: "daily_sync",
@@ -260,6 +278,7 @@ async function served(): Promise<void> {
     const rows = Number(job.total_records);
     const syncCpu = cpuMs(syncPid) - syncCpu0;
     const httpCpu = cpuMs(httpPid) - httpCpu0;
+    const httpWait = runDelayMs(httpPid) - httpWait0;
     const fakeCpu = cpuMs(fake.proc.pid) - fakeCpu0;
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
@@ -270,10 +289,10 @@ async function served(): Promise<void> {
       `  CPU µs per row: sync worker ${us(syncCpu)} (= ${Math.round((rows / syncCpu) * 1000)} rows per CPU-second), HTTP worker ${us(httpCpu)}, fake Search Console ${us(fakeCpu)}`,
     );
     console.log(
-      `  API GETs (${args.rps}/s, another process) idle:   ${summary(idle)}; HTTP worker CPU ${((httpIdleCpu * 1000) / idle.length).toFixed(0)} µs per GET`,
+      `  API GETs (${args.rps}/s, another process) idle:   ${summary(idle)}; HTTP worker CPU ${((httpIdleCpu * 1000) / idle.length).toFixed(0)} µs, waiting for a core ${((httpIdleWait * 1000) / idle.length).toFixed(0)} µs per GET`,
     );
     console.log(
-      `  API GETs during the backfill:              ${summary(busy)}; HTTP worker CPU ${((httpCpu * 1000) / busy.length).toFixed(0)} µs per GET`,
+      `  API GETs during the backfill:              ${summary(busy)}; HTTP worker CPU ${((httpCpu * 1000) / busy.length).toFixed(0)} µs, waiting for a core ${((httpWait * 1000) / busy.length).toFixed(0)} µs per GET`,
     );
     console.log(`  p99 ratio busy/idle: ${(pct(busy, 99) / pct(idle, 99)).toFixed(2)}`);
   } finally {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { getPriority } from "node:os";
 import { join } from "node:path";
 import { portLockPath } from "../src/db/instance-lock.ts";
@@ -149,6 +149,17 @@ describe("sync worker settings", () => {
     const own = getPriority();
     const low = await syncWorker(t.databaseUrl, { SYNC_NICE: "7", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo" });
     expect(niceOf(low.proc.pid)).toBe(Math.max(7, own));
+    // Every thread, not the main one alone (Bun's pool and JIT threads start before the worker's code runs).
+    const threads: number[] = [];
+    for (const tid of readdirSync(`/proc/${low.proc.pid}/task`)) {
+      try {
+        threads.push(Number(readFileSync(`/proc/${low.proc.pid}/task/${tid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]));
+      } catch {
+        // A thread that ended meanwhile.
+      }
+    }
+    expect(threads.length).toBeGreaterThan(1);
+    expect(threads.filter((n) => n < Math.max(7, own))).toEqual([]);
     const same = await syncWorker(t.databaseUrl, { SYNC_NICE: "0", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo" });
     expect(niceOf(same.proc.pid)).toBe(own);
   });

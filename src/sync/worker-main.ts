@@ -1,3 +1,4 @@
+import { readdirSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { loadConfigOrExit } from "../config.ts";
 import { closeAllConnections, openDbOrExit } from "../db/index.ts";
@@ -74,14 +75,38 @@ process.on("SIGINT", () => void shutdown("SIGINT"));
 if (config.supervised) process.on("disconnect", () => void shutdown("supervisor gone"));
 
 /**
- * Lowers this process's CPU priority to `nice` (SYNC_NICE): the ingest is background work, so on a busy host the
- * kernel runs the HTTP workers first when they have requests, and the sync gets every cycle they leave. Never raises
- * it (a process started with a higher nice keeps it; raising needs privileges).
+ * Lowers the CPU priority of every thread of this process to `nice` (SYNC_NICE): the ingest is background work, so on
+ * a busy host the kernel runs the HTTP workers first when they have requests, and the sync gets every cycle they
+ * leave. Linux keeps a nice per thread and setpriority() of the pid changes the main thread alone: Bun's pool, JIT
+ * and allocator threads, started before this runs, kept nice 0 and competed with the HTTP workers (API p99 during a
+ * backfill, docs/benchmarks/ingest-export.md). Threads started later inherit their creator's; a look every few
+ * seconds catches any other. Never raises a priority (a process started with a higher nice keeps it; raising needs
+ * privileges).
  */
 function lowerPriority(nice: number) {
+  const lower = () => {
+    for (const tid of threadIds()) {
+      try {
+        if (getPriority(tid) < nice) setPriority(tid, nice);
+      } catch {
+        // A thread that ended meanwhile.
+      }
+    }
+  };
   try {
     if (getPriority() < nice) setPriority(nice);
+    lower();
+    setInterval(lower, 5000).unref();
   } catch (err) {
     log("warn", "could not lower the sync worker's CPU priority", { nice, error: String(err) });
+  }
+}
+
+/** This process's thread ids (Linux /proc; none elsewhere: then the main thread alone was lowered). */
+function threadIds(): number[] {
+  try {
+    return readdirSync("/proc/self/task").map(Number);
+  } catch {
+    return [];
   }
 }
