@@ -6,7 +6,7 @@
 //   bun run test test/sites.api.test.ts   both engines, those files
 //   bun run test --engine pg ...       one engine
 //   bun run test --plan                the wall each TEST_JOBS would take by scripts/test-times.json (runs nothing)
-// Each file runs in its own `bun test` process, TEST_JOBS at a time (default 1: with 3, servers of the multi-process tests missed their 20 s start bound on a loaded 2-core machine), both engines at once,
+// Each file runs in its own `bun test` process, TEST_JOBS at a time (default 2, one per core of the CI machine, `heavy` files never beside each other; with 3, servers of the multi-process tests missed their 20 s start bound on a loaded 2-core machine), both engines at once,
 // longest first by the times in scripts/test-times.json; the files in `runAlone` run afterwards, one at a
 // time with nothing else running. Each file's output is printed whole when it ends (with its engine and wall
 // time); the measured times are written to $TMPDIR/sitesync-test-times.json. PostgreSQL files copy one
@@ -123,7 +123,7 @@ export const heavy: Record<string, string> = {
   "multiprocess.test.ts": "4-worker servers under concurrent writes",
 };
 
-const jobs = Math.max(1, Number(process.env.TEST_JOBS) || 1);
+const jobs = Math.max(1, Number(process.env.TEST_JOBS) || 2);
 const expected: Record<string, number> = (() => {
   try {
     return JSON.parse(readFileSync(join(import.meta.dir, "test-times.json"), "utf8"));
