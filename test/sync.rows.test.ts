@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, eq, sql } from "drizzle-orm";
 import { rebuildDayQueryTotals, replaceDayDetail, rowTextIds, upsertRows } from "../src/sync/data.ts";
 import type { SourceRow } from "../src/sync/source.ts";
-import { dayNumber } from "../src/sync/grains.ts";
-import { clearStaged, stageQueryTotals, stageRows, switchStagedDay } from "../src/sync/staged-day.ts";
+import { clearStaged, stageRows } from "../src/sync/staged-day.ts";
 import { KnownTextIds } from "../src/sync/text-ids.ts";
 import { tempDb } from "./helpers/db.ts";
 import { insertSites } from "./helpers/sync.ts";
@@ -186,48 +185,5 @@ describe("stageRows (a big day's batches into the staging)", () => {
     expect(clicks.get("query 4")).toBe(77);
     expect(clicks.get("query 999")).toBe(batch.find((r) => r.query === "query 999")!.clicks);
     await t.db.tx((tx) => clearStaged(tx, taskId));
-  });
-});
-
-describe("switchStagedDay (a big day made the stored day)", () => {
-  test("the day's rollup rows of queries gone from the new day go, changed ones change, other days' rows stay", async () => {
-    const [staged] = await insertSites(t.db, 1, "staged-switch.example");
-    // 900 rows: 300 queries on 3 pages each.
-    const day = (n: number) =>
-      Array.from({ length: 900 }, (_, i): SourceRow => ({ ...row(i, n), page: `https://rows.example/s${i}`, query: `query ${i % 300}` }));
-    // The day before, written directly: its rollup rows share the queries of the switched day.
-    await t.db.tx((tx) => replaceDayDetail(tx, staged!, "2026-03-09", "web", day(1)));
-    const switchDay = async (taskId: number, rows: SourceRow[]) => {
-      await t.db.tx((tx) => stageRows(tx, taskId, staged!, rows));
-      await t.db.tx(async (tx) => {
-        await stageQueryTotals(tx, taskId);
-        await switchStagedDay(tx, taskId, staged!, dayNumber("2026-03-10"), 1);
-        await clearStaged(tx, taskId);
-      });
-    };
-    await switchDay(555_001, day(2));
-    // The same day again: queries 150-299 gone, 0-149 with other clicks, 40 new ones.
-    const next = [
-      ...day(3).filter((r) => Number(r.query.split(" ")[1]) < 150),
-      ...Array.from({ length: 40 }, (_, i) => ({ ...row(i, 5), query: `fresh ${i}` })),
-    ];
-    await switchDay(555_002, next);
-    const { detail, rollup } = await dayOf(staged!);
-    const sums = new Map<string, [number, number, number, number]>();
-    for (const r of detail) {
-      const s = sums.get(r.query) ?? [0, 0, 0, 0];
-      sums.set(r.query, [s[0] + r.clicks, s[1] + r.impressions, s[2] + r.sum_position, s[3] + 1]);
-    }
-    const dayRollup = (d: string) => rollup.filter((r) => r.day === dayNumber(d));
-    // The detail here holds both days: the day before has 300 queries of 3 rows each (clicks 1).
-    expect(dayRollup("2026-03-09")).toHaveLength(300);
-    expect(dayRollup("2026-03-09").every((r) => r.clicks === 3 && r.impressions === 300)).toBe(true);
-    const switched = dayRollup("2026-03-10");
-    expect(switched).toHaveLength(190);
-    expect(switched.some((r) => r.query === "query 200")).toBe(false);
-    expect(switched.find((r) => r.query === "query 7")).toMatchObject({ clicks: 9, impressions: 300 });
-    expect(switched.find((r) => r.query === "fresh 3")).toMatchObject({ clicks: 5, impressions: 100 });
-    const clicksOf = (rows: { clicks: number }[]) => rows.reduce((a, r) => a + r.clicks, 0);
-    expect(clicksOf(switched) + clicksOf(dayRollup("2026-03-09"))).toBe(clicksOf(detail));
   });
 });

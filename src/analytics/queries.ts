@@ -318,17 +318,18 @@ export type TrendsFilters = Omit<GrainFilters, "siteId" | "start" | "end">;
 /**
  * Distinct named queries per day (the trend's unique_queries): counted at ingest in gsc_day_query_counts for
  * one search type over every device; under a device filter or for every type together, counted from the
- * window's query detail rows (the day x query rollup is keyed by query first).
+ * window's query detail or rollup rows.
  */
 async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start: string, end: string): Promise<Map<string, number>> {
   const e = db.engine;
   const kept = f.searchType !== "all" && !f.device;
+  const table = f.device ? "gsc_query_detail" : "gsc_day_query_totals";
   const rows = await all<{ day: number; n: number }>(
     db,
     kept
       ? `select g.day as day, g.queries as n from gsc_day_query_counts g
  where g.site_id = $site_id and g.day >= $start and g.day <= $end and g.type = $type and g.device = 0`
-      : `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from gsc_query_detail g
+      : `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from ${table} g
  where g.site_id = $site_id and g.day >= $start and g.day <= $end
    and g.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})${f.device ? " and g.device = $device" : ""}
  group by g.day`,

@@ -34,9 +34,8 @@ type V2Sums = { clicks: number; impressions: number; weight: number };
  * v2's ranking-data answer: one item per combination of the group_by columns, most clicked first, and totals
  * over every matching row. Each number from the grain that answers it exactly (docs/design/grains.md):
  * - rows grouped by page alone, with no query filter (the by-page mode): Search Console's page totals;
- * - other rows: the day x query rollup when queries are named and neither page nor device is (group_by or
- *   filter): the named queries found in the dictionary, then one rollup key range (site_id, query_id, day) each;
- *   else the query detail (gsc_query_detail), seeked on (site_id, day);
+ * - other rows: the day x query rollup when neither page nor device is named (group_by or filter), else the
+ *   query detail (gsc_query_detail), each seeked on (site_id, day);
  * - aggregations: with no filter the property totals (every search type), with only exact pages their page
  *   totals, with queries the rollup or the detail; unique_pages from the page totals unless queries filter,
  *   unique_queries from the rollup unless pages filter.
@@ -94,28 +93,21 @@ export async function findRankingDataV2(db: Db, o: V2RankingOptions) {
 /** Grain sums as v2's (weight = Σ position × impressions). */
 const sumsOf = (s: Sums): V2Sums => ({ clicks: s.clicks, impressions: s.impressions, weight: s.sumPosition / sumPositionScale });
 
-/**
- * The query-level rows v2 reads (aliases as tables): the day x query rollup when queries are named and no page or
- * device is (it is keyed by query first: the named queries' ids from the dictionary, then a key range each), else
- * the detail's (site_id, day) range.
- */
+/** The query-level rows v2 reads: the day x query rollup when no page or device is named, else the detail (aliases as tables). */
 function v2Source(db: Db, o: V2RankingOptions, groupBy: V2GroupColumn[]) {
   const { gscQueryDetail: d, gscDayQueryTotals: r, gscPages: p, gscQueries: q } = db.t;
-  const detail = !o.queries?.length || !!o.pages?.length || groupBy.includes("page") || groupBy.includes("device");
+  const detail = !!o.pages?.length || groupBy.includes("page") || groupBy.includes("device");
   const x = (detail ? d : r) as typeof r;
   const match = (col: SQLWrapper & Column, list: string[] | null): SQL | undefined => {
     if (!list || list.length === 0) return undefined;
     if (o.exact) return inArray(col, list);
     return or(...list.map((t) => sql`${col} like ${containsPattern(t)} escape '\\'`));
   };
-  const queryMatch = match(q.query, o.queries);
   const where = daysOf(
     x,
     o.siteId,
     { since: o.start, until: o.end },
-    detail || !queryMatch
-      ? queryMatch
-      : sql`${x.query_id} in (select ${q.id} from ${q} where ${q.site_id} = ${o.siteId} and ${queryMatch})`,
+    match(q.query, o.queries),
     detail ? match(p.page, o.pages) : undefined,
   );
   const cols: Record<V2GroupColumn, SQL> = {

@@ -20,14 +20,14 @@ import {
 // The reads behind the insights (dashboard, API, CLI and MCP all call these, so they show the same
 // numbers). Each number from its grain (docs/analytics.md): totals and trends from Search Console's
 // property totals, page numbers from its page totals (src/analytics/totals.ts), query numbers from the
-// compact query detail (gsc_query_detail: per day, page, query and device, without the queries Google
-// anonymizes; the day x query rollup is keyed by query first, so a day range of every query is not one of its
-// ranges); filters on day numbers and codes, so each read seeks (site_id, day, ...). Formulas as Search Console's: CTR =
+// day x query rollup (gsc_day_query_totals), or the compact query detail (gsc_query_detail: per day, page,
+// query and device, without the queries Google anonymizes) when a device or the page is needed; filters on
+// day numbers and codes, so each read seeks (site_id, day, ...). Formulas as Search Console's: CTR =
 // Σclicks / Σimpressions, position impression-weighted (Σ sum_position / Σ impressions / 100), never a
 // plain mean of rows.
 
-/** Rows with query-level sums: the detail. */
-type X = Db["t"]["gscQueryDetail"];
+/** Rows with query-level sums: the rollup, or the detail (which has these columns and more). */
+type X = Db["t"]["gscDayQueryTotals"];
 
 /** Which rows an insight reads: a site, a day range (both included), one search type, optionally one device and one country. */
 export type Filters = {
@@ -56,13 +56,12 @@ const metricsOfSums = (s: Sums): Metrics => metricsOf(s.clicks, s.impressions, s
 export type Metrics = { clicks: number; impressions: number; ctr: number | null; position: number | null };
 
 /**
- * The rows query-level numbers of the filters read: the query detail's (site_id, day) range (the day x query
- * rollup is keyed by query first: every query of a day range is not one of its ranges), and their filter (site,
- * days, type, device).
+ * The rows query-level numbers of the filters read: the day x query rollup, or the query detail when a
+ * device is asked (the rollup has none), and their filter (site, days, type, device).
  */
 function queryRowsOf(db: Db, f: Filters) {
   const d = db.t.gscQueryDetail;
-  const x = d;
+  const x = (f.device ? d : db.t.gscDayQueryTotals) as X;
   const where = (...more: (SQL | undefined)[]) =>
     daysOf(
       x,
@@ -208,7 +207,7 @@ export async function comparePeriods(
     start: [o.previous.start, o.current.start].sort()[0]!,
     end: [o.previous.end, o.current.end].sort()[1]!,
   };
-  // Per query (per page reads the page totals below): the detail over one day range spanning both periods.
+  // Per query (per page reads the page totals below): the rollup or the detail over one day range spanning both periods.
   const { x, where } = queryRowsOf(db, span);
   const q = db.t.gscQueries;
   const key = q.query;

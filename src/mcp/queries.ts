@@ -179,10 +179,10 @@ export async function findNewestDay(db: Db, s: Scope): Promise<string | null> {
 
 export type Period = { start: string; end: string };
 
-type R = Db["t"]["gscQueryDetail"];
+type R = Db["t"]["gscDayQueryTotals"];
 const pct = (a: SQL, b: SQL) => sql<number>`case when ${a} > 0 then (${b} - ${a}) * 100.0 / ${a} else 0 end`.mapWith(Number);
 
-/** Clicks, impressions and position of each query (detail rows `r`) in each period, and how they changed. */
+/** Clicks, impressions and position of each query (rollup rows `r`) in each period, and how they changed. */
 function periodColumns(r: R, p1: Period, p2: Period) {
   const sum1 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${dayIn(r, p1)} then ${c} end), 0)`.mapWith(Number);
   const sum2 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${dayIn(r, p2)} then ${c} end), 0)`.mapWith(Number);
@@ -238,9 +238,8 @@ function changeOf(a: Sums, b: Sums) {
  * from anonymized queries in each, the distinct named queries (query detail) and pages (page totals).
  */
 export async function comparePeriodTotals(db: Db, s: Scope & { period1: Period; period2: Period }) {
-  // Distinct named queries of a period: the query detail's (site_id, day) range (the day x query rollup is keyed
-  // by query first).
-  const r = db.t.gscQueryDetail;
+  // Distinct named queries of a period: the day x query rollup's (site_id, day) range.
+  const r = db.t.gscDayQueryTotals;
   const distinct = (p: Period) =>
     db.q
       .select({ n: sql<number>`count(distinct ${r.query_id})`.mapWith(Number) })
@@ -290,9 +289,8 @@ export async function comparePeriodsBy(
       .sort((a, b) => sign * (a.clicks_change - b.clicks_change) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       .slice(0, s.limit);
   }
-  // Per query: the query detail over one day range spanning both periods (the day x query rollup is keyed by
-  // query first).
-  const { gscQueryDetail: r, gscQueries: q } = db.t;
+  // Per query: the day x query rollup over one day range spanning both periods.
+  const { gscDayQueryTotals: r, gscQueries: q } = db.t;
   const span = spanOf(s.period1, s.period2);
   const cols = periodColumns(r, s.period1, s.period2);
   // Summed per query id, the text joined to each query's sums afterwards (not to every row of both periods).

@@ -20,8 +20,8 @@ import type { QueryStats } from "./schemas.ts";
 export { INDEX_BATCH, indexPendingQueries } from "../db/sqlite/search.ts";
 
 // Query search, on either engine: an index of each site's distinct queries (gsc_queries, kept by
-// triggers) narrows a term to the queries containing it, whose days are then totalled from one key range
-// each of the day × query rollup (keyed by site, query, day, type). SQLite: FTS5 trigram (src/db/sqlite/search.ts); PostgreSQL: pg_trgm (src/db/pg/search.ts).
+// triggers) narrows a term to the queries containing it, whose rows are then totalled through the
+// covering index. SQLite: FTS5 trigram (src/db/sqlite/search.ts); PostgreSQL: pg_trgm (src/db/pg/search.ts).
 
 /** The trigram index finds substrings of at least this many characters; shorter terms scan the site's query list. */
 export const MIN_INDEXED_CHARS = 3;

@@ -58,14 +58,7 @@ const writeStatements = perConnection((orm) => {
     deleteRow: c.prepare<unknown, number[]>(
       "delete from gsc_query_detail where site_id = ? and day = ? and type = ? and page_id = ? and query_id = ? and device = ?",
     ),
-    // The rollup is keyed by query first: the day's rows are found through the queries of the day's detail
-    // (one key seek each), so this runs before the detail's rows of that day change.
-    clearRollup: c.prepare<unknown, number[]>(
-      `delete from gsc_day_query_totals where site_id = ?1 and day = ?2 and type = ?3 and query_id in (
-         select query_id from gsc_query_detail where site_id = ?1 and day = ?2 and type = ?3)`,
-    ),
-    // Every row of the day, whatever the detail holds now: a scan of the site's rollup (rebuildDayQueryTotals only).
-    clearRollupScan: c.prepare<unknown, number[]>("delete from gsc_day_query_totals where site_id = ? and day = ? and type = ?"),
+    clearRollup: c.prepare<unknown, number[]>("delete from gsc_day_query_totals where site_id = ? and day = ? and type = ?"),
     buildRollup: c.prepare<unknown, number[]>(
       `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
        select site_id, day, type, query_id, sum(clicks), sum(impressions), sum(sum_position)
@@ -150,8 +143,8 @@ export async function replaceDayDetail(
   const s = writeStatements(orm);
   const { pages, queries } = sqliteTextIds(orm, siteId, rows, known);
   const k = keyRows(rows, pages, queries);
-  s.clearRollup.run(siteId, d, t);
   s.clearDetail.run(siteId, d, t);
+  s.clearRollup.run(siteId, d, t);
   for (let i = 0; i < k.n; i++) {
     s.insert.run(siteId, d, t, k.page[i]!, k.query[i]!, k.device[i]!, k.clicks[i]!, k.impressions[i]!, k.sumPosition[i]!);
   }
@@ -176,8 +169,7 @@ export async function deleteRowsById(tx: Q | Orm, ids: string[]): Promise<number
 
 /**
  * Inside a write: rebuilds the day × query rollup (gsc_day_query_totals) of one site, day and search type
- * from its detail rows; call it once the day's rows are all stored (and stale ones deleted). It scans the site's
- * rollup for the day's old rows (the rollup is keyed by query): for tests and small writes, not the sync's day switch.
+ * from its detail rows; call it once the day's rows are all stored (and stale ones deleted).
  */
 export async function rebuildDayQueryTotals(tx: Q | Orm, siteId: number, day: string, type: SearchType): Promise<void> {
   const d = dayNumber(day);
@@ -185,7 +177,7 @@ export async function rebuildDayQueryTotals(tx: Q | Orm, siteId: number, day: st
   const orm = sqliteOrm(tx);
   if (orm) {
     const s = writeStatements(orm);
-    s.clearRollupScan.run(siteId, d, t);
+    s.clearRollup.run(siteId, d, t);
     s.buildRollup.run(siteId, d, t);
     return;
   }

@@ -20,8 +20,7 @@ async function run(tx: Q | Orm, query: SQL): Promise<void> {
 
 /**
  * Inside the day's write: recounts the named queries of one (site, day, type) in gsc_day_query_counts (device 0:
- * every device): the distinct query ids of the day's stored detail, one key range (the day × query rollup is keyed
- * by query first, so its rows of one day are not a range).
+ * every device) from the day's stored day × query rollup: one key-range count, no re-read of the detail.
  * Counts under a device filter or over every type together are not kept (a distinct count per device cost
  * 6 µs a detail row in the switch, docs/benchmarks/ingest-export.md): those reads count the window's rows.
  */
@@ -33,7 +32,7 @@ export async function refreshDayQueryCounts(tx: Q | Orm, siteId: number, day: nu
   await run(
     tx,
     sql`insert into gsc_day_query_counts (site_id, day, type, device, queries)
-      select ${s}, ${d}, ${t}, 0, count(distinct query_id) from gsc_query_detail
+      select ${s}, ${d}, ${t}, 0, count(*) from gsc_day_query_totals
        where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`,
   );
 }

@@ -147,14 +147,6 @@ export async function switchStagedDay(tx: Q, taskId: number, siteId: number, day
   const ofDay = sql`site_id = ${siteId} and day = ${day} and type = ${type}`;
   // Integer parameters typed on both engines (PostgreSQL cannot infer a SELECT list's parameter types).
   const [s, d, t] = [siteId, day, type].map((v) => sql`cast(${v} as integer)`);
-  // The rollup is keyed by query first: its rows of the day that go are found through the queries of the day's
-  // detail as stored before the switch (one key seek each), so this runs before the detail changes.
-  await run(
-    tx,
-    sql`delete from gsc_day_query_totals where ${ofDay} and query_id in (select query_id from gsc_query_detail where ${ofDay})
-        and not exists (
-      select 1 from gsc_staged_query_totals s where s.task_id = ${taskId} and s.query_id = gsc_day_query_totals.query_id)`,
-  );
   await run(
     tx,
     sql`delete from gsc_query_detail where ${ofDay} and not exists (
@@ -173,10 +165,15 @@ export async function switchStagedDay(tx: Q, taskId: number, siteId: number, day
   );
   await run(
     tx,
+    sql`delete from gsc_day_query_totals where ${ofDay} and not exists (
+      select 1 from gsc_staged_query_totals s where s.task_id = ${taskId} and s.query_id = gsc_day_query_totals.query_id)`,
+  );
+  await run(
+    tx,
     sql`insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
       select ${s}, ${d}, ${t}, query_id, clicks, impressions, sum_position
         from gsc_staged_query_totals where task_id = ${taskId}
-      on conflict (site_id, query_id, day, type)
+      on conflict (site_id, day, type, query_id)
       do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position
       where gsc_day_query_totals.clicks <> excluded.clicks or gsc_day_query_totals.impressions <> excluded.impressions
          or gsc_day_query_totals.sum_position <> excluded.sum_position`,

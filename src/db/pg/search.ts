@@ -5,7 +5,7 @@ import { pgAll } from "./named.ts";
 
 // Query search on PostgreSQL: the pg_trgm GIN index on gsc_queries.query (migrations/pg/0002, see
 // search-index.ts) finds a site's distinct queries containing a term of 3+ characters; their rows are
-// then totalled through the rollup's key (site_id, query_id, day, type), as on SQLite. No batching, no
+// then totalled through the covering (site_id, query, date, ...) index, as on SQLite. No batching, no
 // mark: the trigram index is current at every commit.
 //
 // Same answers as SQLite's LIKE: ASCII letters fold, nothing else does. ILIKE alone folds by the
@@ -19,8 +19,8 @@ const LOWER = "abcdefghijklmnopqrstuvwxyz";
 const asciiLower = (expr: string) => `translate(${expr}, '${UPPER}', '${LOWER}')`;
 const likeAscii = (col: string) => `${asciiLower(col)} like $lower escape '\\'`;
 
-// Each matched query's totals from its own range of the day × query rollup's key (site_id, query_id, day,
-// type; rows fetched from the heap): a LATERAL subquery, so the plan is this loop whatever the statistics say (on a table
+// Each matched query's totals from its own range of the day × query rollup's covering index (site_id,
+// query_id, day, ...): a LATERAL subquery, so the plan is this loop whatever the statistics say (on a table
 // filled since the last ANALYZE the planner otherwise rescanned gsc_queries once per row). Days are numbers.
 const totals = (matched: string) => `select m.query, t.total_clicks, t.total_impressions, t.avg_ctr, t.avg_position, t.days_appeared,
        (count(*) over ())::int as found

@@ -138,10 +138,8 @@ export async function replaceDayDetailPg(
 ): Promise<number> {
   const { pages, queries } = await rowTextIdsPg(tx, siteId, rows, known);
   const k = keyRows(rows, pages, queries);
-  // The rollup is keyed by query first: its rows of the day are found through the old detail's queries.
-  await tx.execute(sql`delete from gsc_day_query_totals where site_id = ${siteId} and day = ${day} and type = ${type} and query_id in (
-    select query_id from gsc_query_detail where site_id = ${siteId} and day = ${day} and type = ${type})`);
   await tx.delete(d).where(and(eq(d.site_id, siteId), eq(d.day, day), eq(d.type, type)));
+  await tx.delete(dq).where(and(eq(dq.site_id, siteId), eq(dq.day, day), eq(dq.type, type)));
   for (let i = 0; i < k.n; i += UNNEST_ROWS) {
     const j = i + UNNEST_ROWS;
     await tx.execute(sql`insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)

@@ -447,12 +447,7 @@ export const gscQueryDetail = sqliteTable(
   (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.page_id, t.query_id, t.device] })],
 );
 
-/**
- * Rollup of the query detail per day × query, kept at ingest so query reads do not scan the detail. Clustered by
- * query (site_id, query_id, day, type): a query's days are one key range (query search, ranking data of exact
- * queries) and no second copy ordered by day is kept (issue 18's bytes: migration 0028 / pg 0022); a read of every
- * query over a day range reads the detail or a coarser rollup instead.
- */
+/** Rollup of the query detail per day × query, kept at ingest so query reports do not scan the detail. */
 export const gscDayQueryTotals = sqliteTable(
   "gsc_day_query_totals",
   {
@@ -466,7 +461,11 @@ export const gscDayQueryTotals = sqliteTable(
     impressions: integer("impressions").notNull().default(0),
     sum_position: integer("sum_position").notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.site_id, t.query_id, t.day, t.type] })],
+  (t) => [
+    primaryKey({ columns: [t.site_id, t.day, t.type, t.query_id] }),
+    // Query search: one covering index range per matched query (its days, all types), no table row read.
+    index("gsc_day_query_totals_site_query_idx").on(t.site_id, t.query_id, t.day, t.clicks, t.impressions, t.sum_position),
+  ],
 );
 
 /**

@@ -19,10 +19,11 @@ export type SearchRow = {
 };
 
 // Totals of the matched queries (`matched`: their gsc_queries ids and texts, defined by each search below)
-// from the day × query rollup, clustered on (site_id, query_id, day, type) (migration 0028): one key range per
-// matched query, every search type. CROSS JOIN keeps the matched queries as the outer loop (SQLite never reorders
-// it): left to itself the planner may walk every row of the site and look each query up in the matched list.
-// Days are day numbers ($start_day, $end_day).
+// from the day × query rollup's covering index (site_id, query_id, day, clicks, impressions, sum_position):
+// one index range per matched query, no table row read, every search type. CROSS JOIN keeps the matched
+// queries as the outer loop (SQLite never reorders it): left to itself the planner may walk every row of the
+// site and look each query up in the matched list. INDEXED BY (which Drizzle cannot say) makes a missing
+// index fail loudly instead of slow. Days are day numbers ($start_day, $end_day).
 const totalsOf = (matched: string) => `with matched(id, query) as (${matched})
 select m.query,
        sum(g.clicks) as total_clicks,
@@ -32,7 +33,7 @@ select m.query,
        count(distinct g.day) as days_appeared,
        count(*) over () as found
   from matched m
- cross join gsc_day_query_totals g
+ cross join gsc_day_query_totals g indexed by gsc_day_query_totals_site_query_idx
     on g.site_id = $site_id and g.query_id = m.id
  where g.day >= $start_day and g.day <= $end_day
  group by m.id
