@@ -116,6 +116,19 @@ describe("Idempotency-Key (in process)", () => {
   });
 });
 
+/** GETs a pending write's Location until it answers other than 202: the write's final answer. */
+async function finalAnswerAt(app: ReturnType<typeof createApp>, location: string) {
+  let final: Awaited<ReturnType<typeof call>> | undefined;
+  await waitFor(
+    async () => {
+      final = await call(app, "GET", location);
+      return final.status !== 202;
+    },
+    { timeout: 30_000, every: 100, what: `the final answer at ${location}` },
+  );
+  return final!;
+}
+
 /** An app whose PostgreSQL is reached through a proxy that can hold a COMMIT; ride-through 500 ms by default. */
 async function throughProxy(rideThroughMs = 500) {
   const t = tempDb();
@@ -225,15 +238,8 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     await sent;
     expect(first!.status).toBe(202);
     expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
-    let final: Awaited<ReturnType<typeof call>> | undefined;
-    await waitFor(
-      async () => {
-        final = await call(app, "GET", location!);
-        return final.status !== 202;
-      },
-      { timeout: 30_000, every: 100, what: "the pending write's final answer" },
-    );
-    expect(final!.status).toBe(201);
+    const final = await finalAnswerAt(app, location!);
+    expect(final.status).toBe(201);
     expect(await sitesNamed(body.domain)).toHaveLength(1);
   });
 
@@ -266,18 +272,11 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     // The other transaction ends: the statement goes on and commits (the check reads the row back) or ends
     // with its lost connection (the check burns its token and the write runs again).
     await blocker.query("ROLLBACK");
-    let final: Awaited<ReturnType<typeof call>> | undefined;
-    await waitFor(
-      async () => {
-        final = await call(app, "GET", location);
-        return final.status !== 202;
-      },
-      { timeout: 30_000, every: 100, what: "the pending write's final answer" },
-    );
-    expect(final!.status).toBe(201);
-    expect(final!.json).toMatchObject({ domain: body.domain });
-    expect(final!.headers.get("idempotent-replayed")).toBe("true");
-    expect(final!.headers.get("location")).toBe(`/api/v1/sites/${final!.json.id}`);
+    const final = await finalAnswerAt(app, location);
+    expect(final.status).toBe(201);
+    expect(final.json).toMatchObject({ domain: body.domain });
+    expect(final.headers.get("idempotent-replayed")).toBe("true");
+    expect(final.headers.get("location")).toBe(`/api/v1/sites/${final.json.id}`);
     expect(await sitesNamed(body.domain)).toHaveLength(1);
     const { committed, aborted, unknown } = db.stats.ambiguousCommits;
     expect({ checked: committed + aborted, unknown }).toEqual({ checked: 1, unknown: 0 });
@@ -311,17 +310,10 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     expect((await call(app, "GET", link!)).status).toBe(202);
     // The other transaction ends: the create commits (its answer read back) or is found aborted and run again.
     await blocker.query("ROLLBACK");
-    let final: Awaited<ReturnType<typeof call>> | undefined;
-    await waitFor(
-      async () => {
-        final = await call(app, "GET", link!);
-        return final.status !== 202;
-      },
-      { timeout: 30_000, every: 100, what: "the form write's final answer" },
-    );
+    const final = await finalAnswerAt(app, link!);
     // The form's own answer: its redirect to the new site's page.
-    expect(final!.status).toBe(303);
-    expect(final!.headers.get("location")).toMatch(/^\/ui\/sites\/\d+\?notice=site-added$/);
+    expect(final.status).toBe(303);
+    expect(final.headers.get("location")).toMatch(/^\/ui\/sites\/\d+\?notice=site-added$/);
     expect(await sitesNamed(domain)).toHaveLength(1);
   });
 
