@@ -107,6 +107,11 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     answered();
     justOpened.add(client as pg.PoolClient);
     client.on("error", (err) => logOncePer("pg client error", 10_000, "debug", "postgresql connection lost", { error: err.message }));
+    // A statement whose client went away (a worker killed past its drain bound, a cut connection) is cancelled
+    // by the server instead of running on: a create is one autocommitted statement, and one waiting for a lock
+    // would otherwise commit whenever the lock frees, long after anyone could hear its answer. PostgreSQL 14+
+    // on Linux; where the server refuses it (older, or a managed read-only setting), nothing changes.
+    client.query("SET client_connection_check_interval = 100").catch(() => {});
   });
   // Connections checked out right now: close() cuts them (pool.end() alone waits for each to be released,
   // which a write stuck on a lock never is: a shutdown past its drain bound would hang there).
