@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { like } from "drizzle-orm";
+import { like, sql } from "drizzle-orm";
 import { join } from "node:path";
 import { freePort } from "../src/free-port.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
@@ -289,6 +289,18 @@ describe("shutdown", () => {
       expect(running(workers[0]!)).toBe(false);
       // The client got no answer (the connection was closed), and the write was never acknowledged.
       expect(await stuck).toEqual({ dropped: true });
+      // PostgreSQL: the worker's statement runs on the server until the server notices its client went away
+      // (client_connection_check_interval); only then may the lock free (else it would commit, unanswered).
+      if (testEngine === "pg") {
+        await waitFor("the cut-off worker's statement to be cancelled on the server", () =>
+          withDb(s.dbPath, async (db) => {
+            const r = await db.q.execute(
+              sql`select count(*)::int as n from pg_stat_activity where application_name = ${`sitesync-${workers[0]}`}`,
+            );
+            return (r.rows[0] as { n: number }).n === 0 || null;
+          }),
+        );
+      }
       await holder.release();
       expect(await countSites(s.dbPath, domain)).toEqual([]);
       expect(await tryConnect(s.url)).toBe("refused");
