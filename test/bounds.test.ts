@@ -541,6 +541,27 @@ describe("the bounded runner (in process)", () => {
   /** A statement that counts to 10^9: minutes of work unless stopped. */
   const endless = sql`(with recursive c(x) as (select 1 union all select x + 1 from c where x < 1000000000) select x from c) as c`;
 
+  test("a read whose request has no time left (or whose client left) runs nothing and is counted as stopped", async () => {
+    const db = open();
+    try {
+      const b = boundedDb(db);
+      const s = db.t.sites;
+      const before = { ...budgetStats.stopped };
+      const spent = budget(1);
+      await Bun.sleep(5);
+      const late = await withBudget(spent, async () => b.q.select({ id: s.id }).from(s)).catch((e) => e);
+      expect(apiErrorOf(late)?.code).toBe("query_timeout");
+      const ctl = new AbortController();
+      ctl.abort();
+      const gone = await withBudget(budget(30_000, 100_000, ctl.signal), async () => b.q.select({ id: s.id }).from(s)).catch((e) => e);
+      expect(apiErrorOf(gone)?.code).toBe("client_closed");
+      // Before, a 504 for a request whose earlier reads had used its time was not counted (bounds' 504 test read 0 at load).
+      expect(budgetStats.stopped).toEqual({ timeout: before.timeout + 1, client_closed: before.client_closed + 1 });
+    } finally {
+      await db.close();
+    }
+  });
+
   test("Drizzle reads through boundedDb answer as the handle's own, past the cap 413, past the deadline 504 and stopped", async () => {
     const db = open();
     try {

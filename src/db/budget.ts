@@ -79,10 +79,18 @@ export function resultTooLarge(b: Pick<QueryBudget, "maxRows" | "maxBytes">, see
   );
 }
 
-/** Throws when the budget is spent: the client left (499) or the deadline passed (504). */
+/** Throws when the budget is spent: the client left (499) or the deadline passed (504); counted as a stop. */
 export function checkBudget(b: QueryBudget): void {
-  if (b.signal?.aborted) throw clientClosed();
-  if (performance.now() >= b.deadline) throw queryTimeout(b);
+  // Counted like a query stopped mid-run: a request whose earlier reads used up its time ends here, with the
+  // same 504 (a loaded host's late timer let the last read finish just past the deadline).
+  if (b.signal?.aborted) {
+    budgetStats.stopped.client_closed++;
+    throw clientClosed();
+  }
+  if (performance.now() >= b.deadline) {
+    budgetStats.stopped.timeout++;
+    throw queryTimeout(b);
+  }
 }
 
 /**

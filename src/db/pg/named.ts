@@ -1,5 +1,5 @@
 import pg from "pg";
-import { bounded, checkBudget, currentBudget, queryTimeout, resultTooLarge, type QueryBudget } from "../budget.ts";
+import { bounded, budgetStats, checkBudget, currentBudget, queryTimeout, resultTooLarge, type QueryBudget } from "../budget.ts";
 import { dbErrorCode } from "../../errors.ts";
 import type { Db } from "../index.ts";
 
@@ -182,7 +182,10 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
         broken = e;
       });
       // The server's own statement_timeout (a backstop just past the deadline) is the same limit.
-      if (dbErrorCode(err) === "57014" && !stopped) throw queryTimeout(b);
+      if (dbErrorCode(err) === "57014" && !stopped) {
+        budgetStats.stopped.timeout++;
+        throw queryTimeout(b);
+      }
       throw err;
     } finally {
       client = null;
