@@ -8,7 +8,7 @@ import { call } from "./helpers/api.ts";
 import { openPgDb } from "../src/db/index.ts";
 import { isProcessGone } from "../src/db/process-registry.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
-import { tcpProxy } from "./helpers/tcp-proxy.ts";
+import { proxiedPgDb, tcpProxy } from "./helpers/tcp-proxy.ts";
 import { withDb } from "./helpers/observe.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -129,16 +129,20 @@ async function finalAnswerAt(app: ReturnType<typeof createApp>, location: string
   return final!;
 }
 
+/** Another transaction, left open, holding `domain`'s unique-index entry (a create of it waits); ROLLBACK frees it. */
+async function holdDomain(databaseUrl: string, domain: string) {
+  const blocker = new pg.Client({ connectionString: databaseUrl });
+  blocker.on("error", () => {});
+  await blocker.connect();
+  cleanups.push(() => blocker.end());
+  await blocker.query("BEGIN");
+  await blocker.query("INSERT INTO sites (domain, name) VALUES ($1, 'blocker')", [domain]);
+  return blocker;
+}
+
 /** An app whose PostgreSQL is reached through a proxy that can hold a COMMIT; ride-through 500 ms by default. */
 async function throughProxy(rideThroughMs = 500) {
-  const t = tempDb();
-  cleanups.push(() => t.cleanup());
-  const proxy = await tcpProxy(new URL(t.databaseUrl));
-  cleanups.push(() => proxy.stop());
-  const url = new URL(t.databaseUrl);
-  url.port = String(proxy.port);
-  const db = openPgDb({ url: url.toString(), role: "test", poolSize: 3, rideThroughMs, retryForMs: 30_000 });
-  cleanups.push(() => db.close());
+  const { t, proxy, db } = await proxiedPgDb(cleanups, { poolSize: 3, rideThroughMs, retryForMs: 30_000 });
   const app = createApp(db, open);
   expect((await post(app, { domain: "sc-domain:warm.example", name: "W" }, "warm")).status).toBe(201);
   // Holds the COMMIT that follows the first statement `seen` accepts (its side to the server stays open).
@@ -174,12 +178,7 @@ describe.skipIf(testEngine !== "pg")("a keyed write whose COMMIT lost the server
     // token's key and waits there on another transaction's uncommitted row of the same domain while its
     // connection is cut. Its transaction stays open on the server, so the outcome check waits for it (as
     // while a crashed server recovers).
-    const blocker = new pg.Client({ connectionString: t.databaseUrl });
-    blocker.on("error", () => {});
-    await blocker.connect();
-    cleanups.push(() => blocker.end());
-    await blocker.query("BEGIN");
-    await blocker.query("INSERT INTO sites (domain, name) VALUES ($1, 'blocker')", [body.domain]);
+    const blocker = await holdDomain(t.databaseUrl, body.domain);
     proxy.cutNext((text) => text.includes("sites_insert"), "forward");
     const first = await post(app, body, "pending-1");
     // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
@@ -215,12 +214,7 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     const { t, db, app, proxy, sitesNamed } = await throughProxy(2000);
     const body = { domain: "sc-domain:retried.example", name: "R" };
     // Another transaction holds the domain's unique-index entry: the retry's insert waits for it.
-    const blocker = new pg.Client({ connectionString: t.databaseUrl });
-    blocker.on("error", () => {});
-    await blocker.connect();
-    cleanups.push(() => blocker.end());
-    await blocker.query("BEGIN");
-    await blocker.query("INSERT INTO sites (domain, name) VALUES ($1, 'blocker')", [body.domain]);
+    const blocker = await holdDomain(t.databaseUrl, body.domain);
     // The first attempt's insert never reaches the server: its connection is dropped (nothing committed; a
     // create is one statement, so its check finds its token missing: aborted).
     proxy.cutNext((text) => text.includes('insert into "sites"') || text.includes("sites_insert"), "drop");
@@ -249,12 +243,7 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     // A create is one autocommitted statement (no COMMIT of its own): it reaches the server, takes its commit
     // token's key and waits there on another transaction's uncommitted row of the same domain while its
     // connection is cut. Its transaction stays open on the server, so the outcome check waits for it.
-    const blocker = new pg.Client({ connectionString: t.databaseUrl });
-    blocker.on("error", () => {});
-    await blocker.connect();
-    cleanups.push(() => blocker.end());
-    await blocker.query("BEGIN");
-    await blocker.query("INSERT INTO sites (domain, name) VALUES ($1, 'blocker')", [body.domain]);
+    const blocker = await holdDomain(t.databaseUrl, body.domain);
     proxy.cutNext((text) => text.includes("sites_insert"), "forward");
     const first = await post(app, body);
     // Before: held until the outcome was known (up to WRITE_LOCK_TIMEOUT_MS).
@@ -287,12 +276,7 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     const domain = "https://ui-pending.example/";
     // The create (one autocommitted statement) reaches the server and waits on another transaction's
     // uncommitted row of the same domain while its connection is cut: the outcome check waits for it.
-    const blocker = new pg.Client({ connectionString: t.databaseUrl });
-    blocker.on("error", () => {});
-    await blocker.connect();
-    cleanups.push(() => blocker.end());
-    await blocker.query("BEGIN");
-    await blocker.query("INSERT INTO sites (domain, name) VALUES ($1, 'blocker')", [domain]);
+    const blocker = await holdDomain(t.databaseUrl, domain);
     proxy.cutNext((text) => text.includes("sites_insert"), "forward");
     const res = await app.request("/ui/sites", {
       method: "POST",

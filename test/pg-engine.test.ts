@@ -6,15 +6,8 @@ import { closeAllConnections, openPgDb, type Db } from "../src/db/index.ts";
 import { ApiError, apiErrorOf, isBusyError, isUniqueViolation } from "../src/errors.ts";
 import { freePort } from "../src/free-port.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
-import { tcpProxy } from "./helpers/tcp-proxy.ts";
+import { proxiedPgDb } from "./helpers/tcp-proxy.ts";
 import { waitFor } from "./helpers/wait.ts";
-
-/** The database URL with its port replaced by the proxy's. */
-function viaProxy(url: string, port: number): string {
-  const u = new URL(url);
-  u.port = String(port);
-  return u.toString();
-}
 
 // The PostgreSQL write path (src/db/pg/engine.ts) against a real server: what db.tx retries, what it
 // gives up on, and how failures are classified for the API (503, never 500). PostgreSQL run only.
@@ -31,14 +24,7 @@ function setup() {
 }
 
 /** A database of the test's own, and a pool on it through a TCP proxy (to cut, hold or delay its connections). */
-async function proxiedDb(opts: Omit<Parameters<typeof openPgDb>[0], "url" | "role">) {
-  const t = setup();
-  const proxy = await tcpProxy(new URL(t.databaseUrl));
-  cleanups.push(() => proxy.stop());
-  const db = openPgDb({ url: viaProxy(t.databaseUrl, proxy.port), role: "test", ...opts });
-  cleanups.push(() => db.close());
-  return { t, proxy, db };
-}
+const proxiedDb = (opts: Parameters<typeof proxiedPgDb>[1]) => proxiedPgDb(cleanups, opts);
 
 async function addSite(db: Db, domain: string) {
   const { sites } = db.t;

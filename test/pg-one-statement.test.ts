@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type pg from "pg";
 import { withRideThrough } from "../src/db/availability.ts";
-import { openPgDb, type PgDb } from "../src/db/index.ts";
+import type { PgDb } from "../src/db/index.ts";
 import { createSite } from "../src/sites/queries.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
-import { tcpProxy } from "./helpers/tcp-proxy.ts";
+import { proxiedPgDb } from "./helpers/tcp-proxy.ts";
 
 // Writes of one statement on PostgreSQL (db.pg.oneStatement, src/db/pg/engine.ts): a site create is one
 // round trip, autocommitted, with its commit token in the same statement, and a connection lost while it
@@ -22,16 +22,7 @@ function setup() {
 }
 
 /** A pool on the test's database through a TCP proxy (to cut the connection of a chosen message). */
-async function proxiedDb() {
-  const t = setup();
-  const proxy = await tcpProxy(new URL(t.databaseUrl));
-  cleanups.push(() => proxy.stop());
-  const u = new URL(t.databaseUrl);
-  u.port = String(proxy.port);
-  const db = openPgDb({ url: u.toString(), role: "test", poolSize: 2 });
-  cleanups.push(() => db.close());
-  return { t, proxy, db };
-}
+const proxiedDb = () => proxiedPgDb(cleanups, { poolSize: 2 });
 
 /** The site's domains in the database, by id. */
 async function domains(db: PgDb): Promise<string[]> {

@@ -1,4 +1,6 @@
+import { openPgDb } from "../../src/db/index.ts";
 import { freePort } from "../../src/free-port.ts";
+import { tempDb } from "./db.ts";
 
 // A TCP proxy in a test, to make a server go away and come back without touching the server.
 
@@ -114,4 +116,20 @@ export async function tcpProxy(target: URL) {
       sockets.clear();
     },
   };
+}
+
+/**
+ * A database of the test's own and a pool on it through a TCP proxy (to cut, hold or delay its connections);
+ * what must be undone is pushed on `cleanups` (the test file's afterEach runs it in reverse).
+ */
+export async function proxiedPgDb(cleanups: (() => unknown)[], opts: Omit<Parameters<typeof openPgDb>[0], "url" | "role">) {
+  const t = tempDb();
+  cleanups.push(() => t.cleanup());
+  const proxy = await tcpProxy(new URL(t.databaseUrl));
+  cleanups.push(() => proxy.stop());
+  const u = new URL(t.databaseUrl);
+  u.port = String(proxy.port);
+  const db = openPgDb({ url: u.toString(), role: "test", ...opts });
+  cleanups.push(() => db.close());
+  return { t, proxy, db };
 }
