@@ -328,7 +328,14 @@ describe("export", () => {
       .map((l) => JSON.parse(l));
     expect(rows.length).toBe(expected.length);
     expect(rows.length).toBeGreaterThan(50);
-    expect(rows.map((x) => ({ ...x, date: (x.date as Date).toISOString().slice(0, 10) }))).toEqual(expected);
+    // Counts are INT64 columns (bigints to hyparquet).
+    const asJson = rows.map((x) => ({
+      ...x,
+      date: (x.date as Date).toISOString().slice(0, 10),
+      clicks: Number(x.clicks as bigint),
+      impressions: Number(x.impressions as bigint),
+    }));
+    expect(asJson).toEqual(expected);
     expect(r.stderr.trim()).toBe(`Exported ${rows.length} rows of sc-domain:alpha.example to ${file}`);
   });
 
