@@ -37,7 +37,7 @@ export const sqliteOnly: Record<string, string> = {
   "bench.test.ts": "runs the SQLite benchmark",
   "bench-analytics.test.ts": "runs the SQLite benchmark",
   "bench-search.test.ts": "runs the SQLite benchmark",
-  "fast-path.test.ts": "the request fast path answers SQLite's reads only (PostgreSQL's take the full stack)",
+  "fast-path.test.ts": "SQLite's request fast path (PostgreSQL's has pg-fast-path.test.ts)",
   "sync.backfill.test.ts": "an SQLite migration's backfill of old rows (PostgreSQL's schema starts with the markers)",
 };
 
@@ -64,6 +64,7 @@ export const pgOnly: Record<string, string> = {
   "pg-one-statement.test.ts": "PostgreSQL writes of one statement (a site create): one round trip, lost answers",
   "multimachine.test.ts": "two instances (hosts) on one PostgreSQL database; one SQLite file belongs to one machine",
   "sync.rows.plan.test.ts": "the PostgreSQL plan of the sync's dictionary lookup (never the pg_trgm index)",
+  "pg-fast-path.test.ts": "PostgreSQL's request fast path (SQLite's has fast-path.test.ts)",
 };
 
 /**
