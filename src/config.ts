@@ -108,6 +108,9 @@ const envSchema = z.object({
   // The name this machine's processes register under (db_connections, /health): several machines may
   // serve one PostgreSQL database, and pids repeat across them.
   SITESYNC_HOST_NAME: z.string().trim().min(1).max(255).default(hostname()),
+  // How often each process refreshes its db_connections row. PostgreSQL judges a process gone after 5 of
+  // these without one, SQLite a row after 15 (every process of a deployment must use the same value).
+  REGISTRY_HEARTBEAT_MS: int(100, 60_000).default(2000),
 
   // Supervisor: a worker that does not answer its IPC ping for this long is killed and restarted (0: off).
   WATCHDOG_TIMEOUT_MS: int(0).default(10_000),

@@ -174,6 +174,35 @@ describe("GET /health", () => {
     expect(await registryRows(t.db)).toEqual([{ host: hostname(), pid: process.pid }]);
   });
 
+  test("REGISTRY_HEARTBEAT_MS sets how old a heartbeat may be: 5 heartbeats on PostgreSQL, 15 for another host's row on SQLite", async () => {
+    // Another host's row (no pid check): 3 s old on PostgreSQL (live for 10 s at the default 2 s), 10 s on SQLite (30 s).
+    const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
+    const { dbConnections } = t.db.t;
+    await t.db.tx((tx) =>
+      tx.insert(dbConnections).values({
+        host: "slow-host.example",
+        pid: 4242,
+        role: "http",
+        started_at: ago(60_000),
+        last_seen_at: ago(sqlite ? 10_000 : 3000),
+        busy_retries: 0,
+      }),
+    );
+    const hosts = async () => (await get("/health")).json.connection_info.processes.map((p: { host: string }) => p.host) as string[];
+    expect(await hosts()).toContain("slow-host.example");
+    // At 500 ms the same row is past 2.5 s (PostgreSQL) or 7.5 s (SQLite): gone, and pruned.
+    t.db.heartbeatMs = 500;
+    try {
+      // PostgreSQL judges nobody before this process has seen the server up for 5 heartbeats.
+      await waitFor(() => Date.now() - t.db.availability.upSince >= 2500, { timeout: 10_000, what: "2.5 s of the server up" });
+      expect(await hosts()).not.toContain("slow-host.example");
+      await t.db.drain(); // the prune is a queued write
+      expect(await registryRows(t.db)).toEqual([{ host: hostname(), pid: process.pid }]);
+    } finally {
+      t.db.heartbeatMs = 2000;
+    }
+  });
+
   test("a process that closes cleanly unregisters", async () => {
     const child = await registeredChild(t.databaseUrl, "leaving-host.example");
     try {
