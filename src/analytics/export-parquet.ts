@@ -100,6 +100,15 @@ class TextColumn {
       this.local = local;
     }
   }
+  /** Row `k` of the group is the text of export dictionary slot `slot` (of `texts`). */
+  put(k: number, slot: number, texts: string[]): void {
+    if (this.stamp[slot] !== this.epoch) {
+      this.stamp[slot] = this.epoch;
+      this.local[slot] = this.dict.length;
+      this.dict.push((this.slotBytes[slot] ??= encoder.encode(texts[slot]!)));
+    }
+    this.index[k] = this.local[slot]!;
+  }
   /** A new row group: an empty dictionary. */
   reset(): void {
     this.dict = [];
@@ -398,20 +407,8 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
         const row = d.order[i]!;
         const k = count;
         day[k] = d.day;
-        const ps = d.pageSlot[row]!;
-        if (page.stamp[ps] !== page.epoch) {
-          page.stamp[ps] = page.epoch;
-          page.local[ps] = page.dict.length;
-          page.dict.push((page.slotBytes[ps] ??= encoder.encode(pageTexts[ps]!)));
-        }
-        page.index[k] = page.local[ps]!;
-        const qs = d.querySlot[row]!;
-        if (query.stamp[qs] !== query.epoch) {
-          query.stamp[qs] = query.epoch;
-          query.local[qs] = query.dict.length;
-          query.dict.push((query.slotBytes[qs] ??= encoder.encode(queryTexts[qs]!)));
-        }
-        query.index[k] = query.local[qs]!;
+        page.put(k, d.pageSlot[row]!, pageTexts);
+        query.put(k, d.querySlot[row]!, queryTexts);
         dt[k] = c.device[row]! * 8 + c.type[row]!;
         const n = c.impressions[row]!;
         const cl = c.clicks[row]!;
