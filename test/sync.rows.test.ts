@@ -180,12 +180,13 @@ describe("DayRows (a SQLite day's rows in typed columns)", () => {
           (_, i): SourceRow => ({ ...row(i, (i % 7) + (v && i % 3 === 0 ? 1 : 0)), query: `query ${i % 700}`, position: 1 + (i % 13) / 3 }),
         );
       const raw = asSqlite(t.db).raw.writer;
-      for (const v of [0, 1]) {
-        const src = rows(v);
-        await t.db.tx((tx) => replaceDayDetail(tx, columnsRef, day, "web", src));
+      // Rows changed by the writer connection so far.
+      const changes = () => raw.query<{ n: number }, []>("select total_changes() as n").get()!.n;
+      // The rows as the sync keeps a SQLite day: ids of the `columns` site, typed columns, keyed.
+      const keyedDay = async (src: SourceRow[]) => {
         const { pages, queries } = await t.db.tx((tx) => rowTextIds(tx, columns, src));
         const cols = new DayRows();
-        for (const r of src)
+        for (const r of src) {
           cols.push(
             pages.get(r.page)!,
             queries.get(r.query)!,
@@ -194,10 +195,16 @@ describe("DayRows (a SQLite day's rows in typed columns)", () => {
             r.impressions,
             sumPosition(r.position, r.impressions),
           );
-        const k = cols.keyed();
-        const before = raw.query<{ n: number }, []>("select total_changes() as n").get()!.n;
+        }
+        return cols.keyed();
+      };
+      for (const v of [0, 1]) {
+        const src = rows(v);
+        await t.db.tx((tx) => replaceDayDetail(tx, columnsRef, day, "web", src));
+        const k = await keyedDay(src);
+        const before = changes();
         await t.db.tx((tx) => writeDayRows(tx, columns, 20_517, 1, k, k.rollup));
-        const changed = raw.query<{ n: number }, []>("select total_changes() as n").get()!.n - before;
+        const changed = changes() - before;
         const got = await dayOf(columns);
         expect(got).toEqual(await dayOf(columnsRef));
         expect([got.detail.length, got.rollup.length]).toEqual([src.length, 700]);
@@ -211,22 +218,11 @@ describe("DayRows (a SQLite day's rows in typed columns)", () => {
         }
       }
       // The same day once more: nothing differs, nothing is written.
-      const before = raw.query<{ n: number }, []>("select total_changes() as n").get()!.n;
+      const before = changes();
       const src = rows(1);
-      const { pages, queries } = await t.db.tx((tx) => rowTextIds(tx, columns, src));
-      const cols = new DayRows();
-      for (const r of src)
-        cols.push(
-          pages.get(r.page)!,
-          queries.get(r.query)!,
-          deviceCode(r.device),
-          r.clicks,
-          r.impressions,
-          sumPosition(r.position, r.impressions),
-        );
-      const k = cols.keyed();
+      const k = await keyedDay(src);
       await t.db.tx((tx) => writeDayRows(tx, columns, 20_517, 1, k));
-      expect(raw.query<{ n: number }, []>("select total_changes() as n").get()!.n - before).toBe(0);
+      expect(changes() - before).toBe(0);
     },
   );
 });
