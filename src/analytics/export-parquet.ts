@@ -1,10 +1,10 @@
 import type { ColumnChunk, ColumnMetaData, FileMetaData, RowGroup, Statistics } from "hyparquet";
 import { DEVICE_TEXT, type DayEncoder, EXPORT_PARQUET, type ExportDay, TYPE_TEXT } from "./export.ts";
 import { chunkWriter, PARQUET_GROUP_ROWS, parquetSchema } from "./parquet.ts";
-import { snappyBound, snappyCompress } from "./snappy.ts";
+import { compress as snappyCompress } from "snappyjs";
 
 // The SQLite export's Parquet file written column by column for its nine fixed columns (issue 18 item 5), from
-// hyparquet-writer's own page, RLE/bit-packing and footer modules (snappy: snappy.ts): ParquetWriter's generic path builds a
+// hyparquet-writer's own page, RLE/bit-packing and footer modules (Snappy: the snappyjs package): ParquetWriter's generic path builds a
 // dictionary with a Map per value and statistics per value (~2 of the ~3 µs a row it cost). Here the rows arrive
 // as the export's dictionary slots and typed arrays, so a row group's page and query dictionaries come from a
 // stamp per slot, the small counts' from a table, min/max from the typed arrays, and the doubles are their own
@@ -170,7 +170,6 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
   const dictValues = new Bytes();
   const levelBytes = new m.ByteWriter(1024);
   const pageBytes = new m.ByteWriter(1 << 16);
-  let squeezed = new Uint8Array(1 << 16);
 
   /** Writes one page (its header, the levels as they are, the values snappy-compressed); its uncompressed size. */
   const writePage = (
@@ -180,8 +179,7 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
     dictOrEncoding: number | "PLAIN" | "RLE_DICTIONARY",
     nulls: number,
   ) => {
-    if (squeezed.length < snappyBound(payload.length)) squeezed = new Uint8Array(snappyBound(payload.length) * 2);
-    const compressed = snappyCompress(payload, squeezed);
+    const compressed = snappyCompress(payload);
     const start = out.offset;
     if (header === "dictionary") {
       m.writePageHeader(out, {
