@@ -49,8 +49,8 @@ test("--plan: with TEST_JOBS > 1 the waiting files run in a lane of their own, b
   // At the start the waiting lane takes one waiting file, the two lanes one heavy file and the other waiting one;
   // the second heavy file starts when the first ends.
   expect(plan(true)).toBe(Math.round(Math.max(e + m, s, i)));
-  // Without the lane the waiting files hold the second lane, and one of them delays the second heavy file or follows it.
-  expect(plan(false)).toBeGreaterThan(plan(true));
+  // Without the lane the waiting files hold the second lane: never sooner (later with CI3's times: 63 against 56 s).
+  expect(plan(false)).toBeGreaterThanOrEqual(plan(true));
   expect(readdirSync(tmp)).toEqual([]);
   rmSync(tmp, { recursive: true });
 });
