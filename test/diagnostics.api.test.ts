@@ -457,6 +457,36 @@ describe.skipIf(!sqlite)("GET /api/v1/diagnostics/check-locks (SQLite: pragmas, 
 });
 
 describe.skipIf(sqlite)("GET /api/v1/diagnostics/check-locks (PostgreSQL: the server's facts)", () => {
+  test("a row-lock wait in another database of the server is not this database's (locks_waiting 0)", async () => {
+    // A row lock's wait is on a transaction id (pg_locks.database null): it must be counted for its own database only.
+    const other = newPgDatabase({ migrated: false });
+    const holder = new pg.Client({ connectionString: other.url });
+    const waiter = new pg.Client({ connectionString: other.url });
+    await holder.connect();
+    await waiter.connect();
+    try {
+      await holder.query("create table t (id int primary key, v int); insert into t values (1, 0)");
+      await holder.query("begin; update t set v = 1 where id = 1");
+      const waiting = waiter.query("update t set v = 2 where id = 1").catch(() => {});
+      await waitFor(
+        async () =>
+          Number(
+            (await holder.query("select count(*) n from pg_locks where not granted and pid = $1", [(waiter as any).processID])).rows[0].n,
+          ) > 0,
+        { timeout: 10_000, what: "the other database's update to wait for the row lock" },
+      );
+      const r = await get("/api/v1/diagnostics/check-locks");
+      expect(r.json.server.locks_waiting).toBe(0);
+      expect(r.json.lock_state).toBe("free");
+      await holder.query("rollback");
+      await waiting;
+    } finally {
+      await holder.end().catch(() => {});
+      await waiter.end().catch(() => {});
+      other.drop();
+    }
+  });
+
   test("server version, max_connections, database size, this process's pool and no lock waits", async () => {
     await t.db.tx((tx) => tx.insert(t.db.t.sites).values({ domain: "sc-domain:diag.example", name: "Diag" }));
     const admin = new pg.Client({ connectionString: t.databaseUrl });
