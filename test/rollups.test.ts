@@ -7,8 +7,9 @@ import { join } from "node:path";
 import pg from "pg";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
 import { countPages, findPageTotals } from "../src/analytics/totals.ts";
-import { findTop, metricsOf, rounded } from "../src/insights/queries.ts";
-import { comparePeriodsBy, searchKeywords } from "../src/mcp/queries.ts";
+import { readsInQueryOrder } from "../src/analytics/detail.ts";
+import { comparePeriods, findBrandSplit, findOverview, findTop, metricsOf, rounded } from "../src/insights/queries.ts";
+import { comparePeriodsBy, comparePeriodTotals, searchKeywords } from "../src/mcp/queries.ts";
 import type { Db } from "../src/db/index.ts";
 import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
@@ -425,6 +426,131 @@ describe("rollups kept at ingest equal the detail's answers", () => {
     expect(got.map((r) => ({ ...r, avg_position: Number(r.avg_position.toFixed(9)) }))).toEqual(
       want.map((r) => ({ ...r, avg_position: Number(r.avg_position.toFixed(9)) })),
     );
+  });
+
+  // Reads of every query over a window (insights overview/top/compare/brand, MCP compare_periods): on SQLite the
+  // rollup is walked in query order when the window is most of its history, else read by day range; both paths
+  // (and PostgreSQL's) give the detail's answers, for every window shape.
+  test("reads of every query over a window equal the detail summed, in query order and by day range", async () => {
+    const q = `select q.query as query, d.day as day, d.clicks as clicks, d.impressions as impressions, d.sum_position as sp
+      from gsc_query_detail d join gsc_queries q on q.id = d.query_id where d.site_id = ${siteId} and d.type = 1`;
+    const raw = db.engine === "pg" ? (await db.pg!.pool.query(q)).rows : db.raw.reader.query(q).all();
+    const rows = (raw as Record<string, string | number>[]).map((r) => ({
+      query: String(r.query),
+      day: Number(r.day),
+      clicks: Number(r.clicks),
+      impressions: Number(r.impressions),
+      sp: Number(r.sp),
+    }));
+    type S = { query: string; clicks: number; impressions: number; sp: number };
+    const sums = (p: { start: string; end: string }) => {
+      const m = new Map<string, S>();
+      for (const r of rows) {
+        if (r.day < dayNumber(p.start) || r.day > dayNumber(p.end)) continue;
+        const e = m.get(r.query) ?? { query: r.query, clicks: 0, impressions: 0, sp: 0 };
+        e.clicks += r.clicks;
+        e.impressions += r.impressions;
+        e.sp += r.sp;
+        m.set(r.query, e);
+      }
+      return m;
+    };
+    const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    const win = (from: number, to: number) => ({ start: addDays(END, -from), end: addDays(END, -to) });
+    const paths = new Set<boolean>();
+    // [previous, current]: whole history, recent days, a short middle, periods of unequal length.
+    const shapes: [{ start: string; end: string }, { start: string; end: string }][] = [
+      [win(9, 5), win(4, 0)],
+      [win(3, 2), win(1, 0)],
+      [win(6, 6), win(5, 4)],
+      [win(8, 3), win(2, 2)],
+    ];
+    for (const [p1, p2] of shapes) {
+      const span = { start: p1.start, end: p2.end };
+      paths.add(await readsInQueryOrder(db, siteId, span.start, span.end));
+      const f = { siteId, ...span, searchType: "web" };
+      const all = [...sums(span).values()];
+      // Top queries by clicks.
+      const top = [...all]
+        .sort((a, b) => b.clicks - a.clicks || b.impressions - a.impressions || byText(a.query, b.query))
+        .slice(0, 7)
+        .map((s) => ({ query: s.query, ...rounded(metricsOf(s.clicks, s.impressions, s.sp / 100)) }));
+      expect(await findTop(db, { ...f, by: "query", limit: 7 })).toEqual(top);
+      // The overview's named queries.
+      expect((await findOverview(db, f)).queries).toBe(all.length);
+      // Brand split (queries containing "q1", any case).
+      const part = (brand: boolean) => {
+        const ss = all.filter((s) => s.query.includes("q1") === brand);
+        const t = ss.reduce((a, s) => ({ c: a.c + s.clicks, i: a.i + s.impressions, w: a.w + s.sp }), { c: 0, i: 0, w: 0 });
+        return { ...rounded(metricsOf(t.c, t.i, t.w / 100)), queries: ss.length };
+      };
+      const brand = await findBrandSplit(db, { ...f, terms: ["Q1"] });
+      expect({ brand: brand.brand, non_brand: brand.non_brand }).toEqual({ brand: part(true), non_brand: part(false) });
+      // Both periods per query: insights' four lists and MCP compare_periods.
+      const a = sums(p1);
+      const b = sums(p2);
+      const zero = { clicks: 0, impressions: 0, sp: 0 };
+      const keys = [...new Set([...a.keys(), ...b.keys()])].map((k) => ({
+        k,
+        x: a.get(k) ?? { ...zero, query: k },
+        y: b.get(k) ?? { ...zero, query: k },
+      }));
+      const d = (e: (typeof keys)[number]) => e.y.clicks - e.x.clicks;
+      const m = (e: (typeof keys)[number]) => (e.y.sp * 1.0) / e.y.impressions - (e.x.sp * 1.0) / e.x.impressions;
+      const both = (e: (typeof keys)[number]) => e.x.impressions > 0 && e.y.impressions > 0;
+      const list = (keep: (e: (typeof keys)[number]) => boolean, cmp: (u: (typeof keys)[number], v: (typeof keys)[number]) => number) =>
+        keys
+          .filter(keep)
+          .sort((u, v) => cmp(u, v) || byText(u.k, v.k))
+          .slice(0, 5)
+          .map((e) => [e.k, d(e)]);
+      const cmp = await comparePeriods(db, { siteId, searchType: "web", by: "query", previous: p1, current: p2, limit: 5 });
+      const pairs = (l: { query?: string; clicks_change: number }[]) => l.map((c) => [c.query, c.clicks_change]);
+      expect(pairs(cmp.winners)).toEqual(
+        list(
+          (e) => d(e) > 0,
+          (u, v) => d(v) - d(u),
+        ),
+      );
+      expect(pairs(cmp.losers)).toEqual(
+        list(
+          (e) => d(e) < 0,
+          (u, v) => d(u) - d(v),
+        ),
+      );
+      expect(pairs(cmp.position_gains)).toEqual(
+        list(
+          (e) => both(e) && m(e) < 0,
+          (u, v) => m(u) - m(v),
+        ),
+      );
+      expect(pairs(cmp.position_losses)).toEqual(
+        list(
+          (e) => both(e) && m(e) > 0,
+          (u, v) => m(v) - m(u),
+        ),
+      );
+      expect(cmp.winners.length + cmp.losers.length).toBeGreaterThan(0);
+      const mcp = await comparePeriodsBy(db, {
+        siteId,
+        searchType: "web",
+        period1: p1,
+        period2: p2,
+        by: "query",
+        order: "gainers_first",
+        limit: 6,
+      });
+      expect(mcp.map((r) => [r.key, r.clicks_change])).toEqual(
+        keys
+          .sort((u, v) => d(v) - d(u) || byText(u.k, v.k))
+          .slice(0, 6)
+          .map((e) => [e.k, d(e)]),
+      );
+      const totals = await comparePeriodTotals(db, { siteId, searchType: "web", period1: p1, period2: p2 });
+      expect([totals.period1_queries, totals.period2_queries]).toEqual([a.size, b.size]);
+    }
+    // Both paths ran on SQLite (query order for the whole history, day range for the short windows).
+    expect([...paths].sort()).toEqual(db.engine === "pg" ? [false] : [false, true]);
   });
 });
 

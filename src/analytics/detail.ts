@@ -21,22 +21,48 @@ export function typeFilterCode(searchType: string | null | undefined): number | 
 export function daysOf(
   x: DayTable,
   siteId: number,
-  o: { searchType?: string | null; since?: string | null; until?: string | null },
+  o: { searchType?: string | null; since?: string | null; until?: string | null; queryOrder?: boolean },
   ...more: (SQL | undefined)[]
 ) {
   const type = typeFilterCode(o.searchType);
+  // In query order (readsInQueryOrder): the day bounds as plain filters (`+day` uses no index), so SQLite walks
+  // the rollup's (site_id, query_id, day, ...) covering index and groups per query without a sort.
   return and(
     eq(x.site_id, siteId),
-    o.since ? gte(x.day, dayNumber(o.since)) : undefined,
-    o.until ? lte(x.day, dayNumber(o.until)) : undefined,
+    o.since ? (o.queryOrder ? sql`+${x.day} >= ${dayNumber(o.since)}` : gte(x.day, dayNumber(o.since))) : undefined,
+    o.until ? (o.queryOrder ? sql`+${x.day} <= ${dayNumber(o.until)}` : lte(x.day, dayNumber(o.until))) : undefined,
     type === null ? undefined : eq(x.type, type),
     ...more,
   );
 }
 
+/** Share of a site's rollup history a window must cover for a read of every query to walk it in query order. */
+const QUERY_ORDER_SHARE = 0.4;
+
+/**
+ * Whether a read of every query of a site's day x query rollup over days `since`..`until` should walk the rollup
+ * in query order (SQLite only): the whole site's rows with the day as a filter, summed per query as they come,
+ * against the window's day range then sorted per query. Measured at 5 M rows (100 days, a 90-day window): 0.44-0.63
+ * s CPU against 1.5-1.6 s; the walk reads the whole history, so only when the window is at least 40% of it.
+ * PostgreSQL sums with a hash: never.
+ */
+export async function readsInQueryOrder(db: Db, siteId: number, since: string | null, until: string | null): Promise<boolean> {
+  if (db.engine === "pg") return false;
+  const row = db.raw.reader
+    .query<{ lo: number | null; hi: number | null }, [number]>(
+      `select (select day from gsc_day_query_totals where site_id = ?1 order by day limit 1) as lo,
+              (select day from gsc_day_query_totals where site_id = ?1 order by day desc limit 1) as hi`,
+    )
+    .get(siteId);
+  if (row?.lo == null || row.hi == null) return false;
+  const from = Math.max(row.lo, since ? dayNumber(since) : row.lo);
+  const to = Math.min(row.hi, until ? dayNumber(until) : row.hi);
+  return to >= from && to - from + 1 >= QUERY_ORDER_SHARE * (row.hi - row.lo + 1);
+}
+
 /** Whether a row's day lies in a period of 'YYYY-MM-DD' days (both included). */
-export const dayIn = (x: DayTable, p: { start: string; end: string }) =>
-  sql`${x.day} between ${dayNumber(p.start)} and ${dayNumber(p.end)}`;
+export const dayIn = (x: DayTable, p: { start: string; end: string }, queryOrder = false) =>
+  sql`${queryOrder ? sql`+${x.day}` : x.day} between ${dayNumber(p.start)} and ${dayNumber(p.end)}`;
 
 /** Σ of a column as a number (0 over no rows). */
 export const sumOf = (col: SQLWrapper) => sql<number>`coalesce(sum(${col}), 0)`.mapWith(Number);

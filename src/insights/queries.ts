@@ -1,12 +1,13 @@
 import { asc, desc, eq, or, sql, type SQL, type SQLWrapper } from "drizzle-orm";
-import { dayIn, daysOf, sumOf } from "../analytics/detail.ts";
-import { deviceCode } from "../sync/grains.ts";
+import { daysOf, readsInQueryOrder, sumOf, typeFilterCode } from "../analytics/detail.ts";
+import { dayNumber, deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeInsensitive } from "../db/sql.ts";
 import { addDays, dayRange } from "../sync/dates.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import {
   addSums,
+  allRows,
   assertAnswerable,
   countPages,
   findAnonymizedShare,
@@ -59,22 +60,21 @@ export type Metrics = { clicks: number; impressions: number; ctr: number | null;
  * The rows query-level numbers of the filters read: the day x query rollup, or the query detail when a
  * device is asked (the rollup has none), and their filter (site, days, type, device).
  */
-function queryRowsOf(db: Db, f: Filters) {
+async function queryRowsOf(db: Db, f: Filters) {
   const d = db.t.gscQueryDetail;
   const x = (f.device ? d : db.t.gscDayQueryTotals) as X;
+  // The rollup in query order when the window is most of its history (readsInQueryOrder); the detail by day.
+  const queryOrder = !f.device && (await readsInQueryOrder(db, f.siteId, f.start, f.end));
   const where = (...more: (SQL | undefined)[]) =>
     daysOf(
       x,
       f.siteId,
-      { searchType: f.searchType, since: f.start, until: f.end },
+      { searchType: f.searchType, since: f.start, until: f.end, queryOrder },
       f.device ? eq(d.device, deviceCode(f.device)) : undefined,
       ...more,
     );
   return { x, where };
 }
-
-/** Σ position × impressions of grouped rows (Σ sum_position / 100), the weight metricsOf takes. */
-const weighted = (sp: SQLWrapper) => sql<number>`coalesce(sum(${sp}), 0)`.mapWith((v) => Number(v) / sumPositionScale);
 
 /** CTR and impression-weighted position from summed clicks, impressions and position×impressions. */
 export function metricsOf(clicks: number, impressions: number, positionWeight: number): Metrics {
@@ -101,7 +101,7 @@ export function rounded(m: Metrics): Metrics {
  */
 export async function findOverview(db: Db, f: Filters) {
   assertAnswerable(grainOf(f), "page");
-  const { x, where } = queryRowsOf(db, f);
+  const { x, where } = await queryRowsOf(db, f);
   const [daily, share, named, pages] = await Promise.all([
     findPropertyDays(db, grainOf(f)),
     findAnonymizedShare(db, grainOf(f)),
@@ -140,7 +140,7 @@ export async function findTop(db: Db, o: TopOptions) {
     });
     return pages.map((p) => ({ page: p.page, ...rounded(metricsOfSums(p)) })) as (Metrics & { query?: string; page?: string })[];
   }
-  const { x, where } = queryRowsOf(db, o);
+  const { x, where } = await queryRowsOf(db, o);
   const q = db.t.gscQueries;
   // Summed per query id, the text joined to each query's sums afterwards (not to every row of the window);
   // `contains` tested once per query of the site's dictionary.
@@ -184,6 +184,73 @@ export function defaultPeriods(end: string, days = 28): { current: Period; previ
   return { current: { start, end }, previous: { start: addDays(start, -days), end: addDays(start, -1) } };
 }
 
+/** One query's sums in the previous (1) and current (2) period: clicks, impressions, Σ position × impressions / 100. */
+type KeyRow = { key: string; c1: number; i1: number; w1: number; c2: number; i2: number; w2: number };
+
+/**
+ * comparePeriods per query: the winners, losers, position gains and position losses (each `limit` long, ties by
+ * the query text) from ONE read of the window spanning both periods: the rows summed per query id once (the rollup
+ * in query order when the window is most of its history, or the detail under a device), the text joined to each
+ * query's sums, and the four lists ordered and cut from that one set in SQL (before: four reads, each joining the
+ * text to every row of the window and grouping by it).
+ */
+async function findQueryChanges(
+  db: Db,
+  o: Omit<Filters, "start" | "end"> & { current: Period; previous: Period; limit: number },
+  span: Filters,
+): Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]> {
+  const queryOrder = !o.device && (await readsInQueryOrder(db, o.siteId, span.start, span.end));
+  const day = queryOrder ? "+x.day" : "x.day";
+  const type = typeFilterCode(o.searchType);
+  const inP = (n: 1 | 2) => `${day} between $p${n}s and $p${n}e`;
+  const sum = (n: 1 | 2, col: string) => `coalesce(sum(case when ${inP(n)} then x.${col} end), 0)`;
+  const move = "(k.s2 * 1.0 / k.i2 - k.s1 * 1.0 / k.i1)";
+  const list = (n: number, where: string, order: string) =>
+    `select ${n} as list, l.* from (select k.key, k.c1, k.i1, k.s1, k.c2, k.i2, k.s2 from k where ${where} order by ${order}, k.key limit $limit) l`;
+  const sql = `with k as materialized (
+  select q.query as key, s.c1, s.i1, s.s1, s.c2, s.i2, s.s2 from (
+    select x.query_id as query_id, ${sum(1, "clicks")} as c1, ${sum(1, "impressions")} as i1, ${sum(1, "sum_position")} as s1,
+           ${sum(2, "clicks")} as c2, ${sum(2, "impressions")} as i2, ${sum(2, "sum_position")} as s2
+      from ${o.device ? "gsc_query_detail" : "gsc_day_query_totals"} x
+     where x.site_id = $site_id and ${day} >= $from and ${day} <= $to${type === null ? "" : " and x.type = $type"}${o.device ? " and x.device = $device" : ""}
+       and (${inP(1)} or ${inP(2)})
+     group by x.query_id) s
+  join gsc_queries q on q.id = s.query_id)
+${list(1, "k.c2 - k.c1 > 0", "k.c2 - k.c1 desc")}
+union all ${list(2, "k.c2 - k.c1 < 0", "k.c2 - k.c1 asc")}
+union all ${list(3, `k.i1 > 0 and k.i2 > 0 and ${move} < 0`, `${move} asc`)}
+union all ${list(4, `k.i1 > 0 and k.i2 > 0 and ${move} > 0`, `${move} desc`)}`;
+  const rows = await allRows<{ list: number; key: string; c1: number; i1: number; s1: number; c2: number; i2: number; s2: number }>(
+    db,
+    sql,
+    {
+      site_id: o.siteId,
+      from: dayNumber(span.start),
+      to: dayNumber(span.end),
+      p1s: dayNumber(o.previous.start),
+      p1e: dayNumber(o.previous.end),
+      p2s: dayNumber(o.current.start),
+      p2e: dayNumber(o.current.end),
+      limit: o.limit,
+      ...(type === null ? {} : { type }),
+      ...(o.device ? { device: deviceCode(o.device) } : {}),
+    },
+    true,
+  );
+  const lists: [KeyRow[], KeyRow[], KeyRow[], KeyRow[]] = [[], [], [], []];
+  for (const r of rows)
+    lists[Number(r.list) - 1]!.push({
+      key: r.key,
+      c1: Number(r.c1),
+      i1: Number(r.i1),
+      w1: Number(r.s1) / sumPositionScale,
+      c2: Number(r.c2),
+      i2: Number(r.i2),
+      w2: Number(r.s2) / sumPositionScale,
+    });
+  return lists;
+}
+
 type Change = {
   key: string;
   previous: Metrics;
@@ -207,22 +274,6 @@ export async function comparePeriods(
     start: [o.previous.start, o.current.start].sort()[0]!,
     end: [o.previous.end, o.current.end].sort()[1]!,
   };
-  // Per query (per page reads the page totals below): the rollup or the detail over one day range spanning both periods.
-  const { x, where } = queryRowsOf(db, span);
-  const q = db.t.gscQueries;
-  const key = q.query;
-  const inP = (p: Period) => dayIn(x, p);
-  const s = (p: Period, col: SQLWrapper, scale = 1) =>
-    sql<number>`coalesce(sum(case when ${inP(p)} then ${col} end), 0)`.mapWith((v) => Number(v) / scale);
-  const columns = {
-    c1: s(o.previous, x.clicks).as("c1"),
-    i1: s(o.previous, x.impressions).as("i1"),
-    w1: s(o.previous, x.sum_position, sumPositionScale).as("w1"),
-    c2: s(o.current, x.clicks).as("c2"),
-    i2: s(o.current, x.impressions).as("i2"),
-    w2: s(o.current, x.sum_position, sumPositionScale).as("w2"),
-  };
-  const inEither = or(inP(o.previous), inP(o.current));
   const toChange = (r: { key: string; c1: number; i1: number; w1: number; c2: number; i2: number; w2: number }): Change => {
     const previous = rounded(metricsOf(r.c1, r.i1, r.w1));
     const current = rounded(metricsOf(r.c2, r.i2, r.w2));
@@ -236,25 +287,10 @@ export async function comparePeriods(
         r.i1 > 0 && r.i2 > 0 ? round(metricsOf(r.c2, r.i2, r.w2).position! - metricsOf(r.c1, r.i1, r.w1).position!, 2) : null,
     };
   };
-  const perKey = (order: SQL, having: SQL) =>
-    db.q
-      .select({ key: sql<string>`${key}`.as("key"), ...columns })
-      .from(x)
-      .innerJoin(q, eq(q.id, x.query_id))
-      .where(where(inEither))
-      .groupBy(key)
-      .having(having)
-      .orderBy(order, asc(key))
-      .limit(o.limit);
-  const delta = sql`(${s(o.current, x.clicks)} - ${s(o.previous, x.clicks)})`;
-  // Position moves: weighted position of the current minus the previous period (in hundredths), where both had impressions.
-  const both = sql`${s(o.previous, x.impressions)} > 0 and ${s(o.current, x.impressions)} > 0`;
-  const move = sql`(${s(o.current, x.sum_position)} * 1.0 / ${s(o.current, x.impressions)} - ${s(o.previous, x.sum_position)} * 1.0 / ${s(o.previous, x.impressions)})`;
   // Totals of each period: Search Console's property totals. Per page: its page totals; per query: the query detail.
   const prev = grainOf({ ...o, start: o.previous.start, end: o.previous.end });
   const cur = grainOf({ ...o, start: o.current.start, end: o.current.end });
   assertAnswerable(prev, o.by);
-  type KeyRow = { key: string; c1: number; i1: number; w1: number; c2: number; i2: number; w2: number };
   const perPage = async (): Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]> => {
     const [p1, p2] = await Promise.all([findPageTotals(db, prev), findPageTotals(db, cur)]);
     const rows = new Map<string, KeyRow>();
@@ -293,14 +329,7 @@ export async function comparePeriods(
   const [d1, d2, [winners, losers, up, down]] = await Promise.all([
     findPropertyDays(db, prev),
     findPropertyDays(db, cur),
-    o.by === "page"
-      ? perPage()
-      : (Promise.all([
-          perKey(desc(delta), sql`${delta} > 0`),
-          perKey(asc(delta), sql`${delta} < 0`),
-          perKey(asc(move), sql`${both} and ${move} < 0`),
-          perKey(desc(move), sql`${both} and ${move} > 0`),
-        ]) as Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]>),
+    o.by === "page" ? perPage() : findQueryChanges(db, o, span),
   ]);
   const s1 = addSums(d1);
   const s2 = addSums(d2);
@@ -478,26 +507,37 @@ export async function findCannibalization(db: Db, o: Filters & { minShare: numbe
 
 /** Brand vs non-brand: the metrics of queries containing any brand term (case-insensitive) and of the others. */
 export async function findBrandSplit(db: Db, f: Filters & { terms: string[] }) {
-  const { x, where } = queryRowsOf(db, f);
+  const { x, where } = await queryRowsOf(db, f);
   const q = db.t.gscQueries;
   const isBrand = f.terms.length ? or(...f.terms.map((t) => likeInsensitive(db, q.query, containsPattern(t))))! : sql`1 = 0`;
+  // Summed per query id first, each query's text tested once against its sums (not once per row of the window).
+  const sums = db.q
+    .select({
+      query_id: sql<number>`${x.query_id}`.as("query_id"),
+      clicks: sql<number>`sum(${x.clicks})`.as("clicks"),
+      impressions: sql<number>`sum(${x.impressions})`.as("impressions"),
+      sp: sql<number>`sum(${x.sum_position})`.as("sp"),
+    })
+    .from(x)
+    .where(where())
+    .groupBy(x.query_id)
+    .as("s");
   const part = (brand: boolean, col: SQLWrapper, scale = 1) =>
     sql<number>`coalesce(sum(case when ${brand ? isBrand : sql`not (${isBrand})`} then ${col} end), 0)`.mapWith((v) => Number(v) / scale);
   const row = first(
     await db.q
       .select({
-        bc: part(true, x.clicks),
-        bi: part(true, x.impressions),
-        bw: part(true, x.sum_position, sumPositionScale),
-        bq: sql<number>`count(distinct case when ${isBrand} then ${x.query_id} end)`.mapWith(Number),
-        nc: part(false, x.clicks),
-        ni: part(false, x.impressions),
-        nw: part(false, x.sum_position, sumPositionScale),
-        nq: sql<number>`count(distinct case when not (${isBrand}) then ${x.query_id} end)`.mapWith(Number),
+        bc: part(true, sums.clicks),
+        bi: part(true, sums.impressions),
+        bw: part(true, sums.sp, sumPositionScale),
+        bq: sql<number>`count(case when ${isBrand} then 1 end)`.mapWith(Number),
+        nc: part(false, sums.clicks),
+        ni: part(false, sums.impressions),
+        nw: part(false, sums.sp, sumPositionScale),
+        nq: sql<number>`count(case when not (${isBrand}) then 1 end)`.mapWith(Number),
       })
-      .from(x)
-      .innerJoin(q, eq(q.id, x.query_id))
-      .where(where()),
+      .from(sums)
+      .innerJoin(q, eq(q.id, sums.query_id)),
   )!;
   const brand = { ...rounded(metricsOf(row.bc, row.bi, row.bw)), queries: row.bq };
   const nonBrand = { ...rounded(metricsOf(row.nc, row.ni, row.nw)), queries: row.nq };

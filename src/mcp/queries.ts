@@ -1,5 +1,5 @@
-import { and, asc, desc, eq, gte, inArray, lte, or, sql, type AnyColumn, type SQL } from "drizzle-orm";
-import { dayIn, daysOf, positionOfRows, positionOrNull, sumOf } from "../analytics/detail.ts";
+import { and, asc, desc, eq, inArray, or, sql, type AnyColumn, type SQL } from "drizzle-orm";
+import { dayIn, daysOf, positionOfRows, positionOrNull, readsInQueryOrder, sumOf } from "../analytics/detail.ts";
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
@@ -29,6 +29,13 @@ export type Scope = { siteId: number; searchType: string | "all"; since?: string
 /** A scope's filter on the detail or the rollup. */
 const scoped = (x: Parameters<typeof daysOf>[0], s: Scope, ...more: (SQL | undefined)[]) =>
   daysOf(x, s.siteId, { searchType: s.searchType, since: s.since ?? null }, ...more);
+
+/** A scope's filter on the rollup over one period, walked in query order when the period is most of the history (readsInQueryOrder). */
+async function scopedPeriod(db: Db, r: R, s: Scope, p: Period, queryOrder: boolean | null, ...more: (SQL | undefined)[]) {
+  const since = s.since && s.since > p.start ? s.since : p.start;
+  queryOrder ??= await readsInQueryOrder(db, s.siteId, since, p.end);
+  return daysOf(r, s.siteId, { searchType: s.searchType, since, until: p.end, queryOrder }, ...more);
+}
 
 /** A page's queries with summed clicks and impressions, most impressions first (original: LIMIT 50). */
 export async function findPageQueries(db: Db, s: Scope & { page: string; limit: number }) {
@@ -240,11 +247,11 @@ function changeOf(a: Sums, b: Sums) {
 export async function comparePeriodTotals(db: Db, s: Scope & { period1: Period; period2: Period }) {
   // Distinct named queries of a period: the day x query rollup's (site_id, day) range.
   const r = db.t.gscDayQueryTotals;
-  const distinct = (p: Period) =>
+  const distinct = async (p: Period) =>
     db.q
       .select({ n: sql<number>`count(distinct ${r.query_id})`.mapWith(Number) })
       .from(r)
-      .where(scoped(r, s, gte(r.day, dayNumber(p.start)), lte(r.day, dayNumber(p.end))));
+      .where(await scopedPeriod(db, r, s, p, null));
   const [d1, d2, a1, a2, q1, q2, n1, n2] = await Promise.all([
     findPropertyDays(db, grainOf(s, s.period1)),
     findPropertyDays(db, grainOf(s, s.period2)),
@@ -293,11 +300,12 @@ export async function comparePeriodsBy(
   const { gscDayQueryTotals: r, gscQueries: q } = db.t;
   const span = spanOf(s.period1, s.period2);
   const cols = periodColumns(r, s.period1, s.period2);
+  const queryOrder = await readsInQueryOrder(db, s.siteId, span.start, span.end);
   // Summed per query id, the text joined to each query's sums afterwards (not to every row of both periods).
   const sums = db.q
     .select({ query_id: sql<number>`${r.query_id}`.as("query_id"), ...cols })
     .from(r)
-    .where(scoped(r, s, gte(r.day, dayNumber(span.start)), lte(r.day, dayNumber(span.end)), or(dayIn(r, s.period1), dayIn(r, s.period2))))
+    .where(await scopedPeriod(db, r, s, span, queryOrder, or(dayIn(r, s.period1, queryOrder), dayIn(r, s.period2, queryOrder))))
     .groupBy(r.query_id)
     .as("s");
   return db.q
