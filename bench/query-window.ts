@@ -31,7 +31,9 @@ type Reads = {
   comparePeriodsBy: typeof comparePeriodsBy;
   comparePeriodTotals: typeof comparePeriodTotals;
 };
-const trees: [string, Reads][] = [["new", { findOverview, findTop, comparePeriods, findBrandSplit, comparePeriodsBy, comparePeriodTotals }]];
+const trees: [string, Reads][] = [
+  ["new", { findOverview, findTop, comparePeriods, findBrandSplit, comparePeriodsBy, comparePeriodTotals }],
+];
 if (values.base) {
   const i = await import(`${values.base}/src/insights/queries.ts`);
   const m = await import(`${values.base}/src/mcp/queries.ts`);
@@ -48,9 +50,15 @@ const p2 = { start: mid, end };
 const cases: [string, (r: Reads) => Promise<unknown>][] = [
   ["insight overview 90d", (r) => r.findOverview(db, f)],
   ["insight top query 90d", (r) => r.findTop(db, { ...f, by: "query", limit: 100 })],
-  ["insight compare query 45+45", (r) => r.comparePeriods(db, { siteId, searchType: "web", by: "query", previous: p1, current: p2, limit: 20 })],
+  [
+    "insight compare query 45+45",
+    (r) => r.comparePeriods(db, { siteId, searchType: "web", by: "query", previous: p1, current: p2, limit: 20 }),
+  ],
   ["insight brand 90d", (r) => r.findBrandSplit(db, { ...f, terms: ["ka", "zu"] })],
-  ["mcp compare by query 45+45", (r) => r.comparePeriodsBy(db, { siteId, searchType: "web", period1: p1, period2: p2, by: "query", order: "losers_first", limit: 100 })],
+  [
+    "mcp compare by query 45+45",
+    (r) => r.comparePeriodsBy(db, { siteId, searchType: "web", period1: p1, period2: p2, by: "query", order: "losers_first", limit: 100 }),
+  ],
   ["mcp period query counts", (r) => r.comparePeriodTotals(db, { siteId, searchType: "web", period1: p1, period2: p2 })],
 ];
 /** CPU ms (user + system) of this process and its children (the analytics query processes), from /proc (10 ms ticks for children). */
