@@ -27,8 +27,9 @@ const { values: args } = parseArgs({
     batch: { type: "string", default: "250" },
     // SYNC_BULK_BATCH_SIZE: rows per write while the worker writes alone (0: always --batch).
     bulk: { type: "string", default: "5000" },
-    // SYNC_ATOMIC_DAY_ROWS: days with at most this many detail rows go in one transaction with their totals (0: all staged, then switched).
-    atomic: { type: "string", default: "10000" },
+    // SYNC_ATOMIC_DAY_ROWS: days with at most this many detail rows go in one transaction with their totals (0: all staged,
+    // then switched; default: the engine's, src/sync/worker.ts defaultAtomicDayRows).
+    atomic: { type: "string" },
     database: { type: "string" },
     // --served: the real service and the fake Search Console as processes (see served() below).
     served: { type: "boolean", default: false },
@@ -71,7 +72,7 @@ async function oneRun(db: Db, run: number): Promise<number> {
     retryBaseMs: 1000,
     batchSize: Number(args.batch),
     bulkBatchSize: Number(args.bulk),
-    atomicDayRows: Number(args.atomic),
+    atomicDayRows: args.atomic === undefined ? undefined : Number(args.atomic),
   });
   for (;;) {
     const job = await findJob(db, task.id);
@@ -169,7 +170,7 @@ async function served(): Promise<void> {
         SYNC_SCHEDULER: "false",
         SYNC_BATCH_SIZE: args.batch,
         SYNC_BULK_BATCH_SIZE: args.bulk,
-        SYNC_ATOMIC_DAY_ROWS: args.atomic,
+        ...(args.atomic !== undefined ? { SYNC_ATOMIC_DAY_ROWS: args.atomic } : {}),
         ...(args["sync-nice"] !== undefined ? { SYNC_NICE: args["sync-nice"] } : {}),
       },
       ready: "sitesync listening",

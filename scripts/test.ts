@@ -6,7 +6,8 @@
 //   bun run test test/sites.api.test.ts   both engines, those files
 //   bun run test --engine pg ...       one engine
 //   bun run test --plan                the wall each TEST_JOBS would take by scripts/test-times.json (runs nothing)
-// Each file runs in its own `bun test` process, TEST_JOBS at a time (default 2, one per core of the CI machine, `heavy` files never beside each other; with 3, servers of the multi-process tests missed their 20 s start bound on a loaded 2-core machine), both engines at once,
+// Each file runs in its own `bun test` process, TEST_JOBS at a time (default 2, one per core of the CI machine, `heavy` files never beside each other; with 3, servers of the multi-process tests missed their 20 s start bound on a loaded 2-core machine), both engines at once;
+// with TEST_JOBS > 1 one more lane runs only the `waiting` files (they mostly wait, so they hardly load the cores),
 // longest first by the times in scripts/test-times.json; the files in `runAlone` run afterwards, one at a
 // time with nothing else running. Each file's output is printed whole when it ends (with its engine and wall
 // time); the measured times are written to $TMPDIR/sitesync-test-times.json. PostgreSQL files copy one
@@ -36,7 +37,7 @@ export const sqliteOnly: Record<string, string> = {
   "bench.test.ts": "runs the SQLite benchmark",
   "bench-analytics.test.ts": "runs the SQLite benchmark",
   "bench-search.test.ts": "runs the SQLite benchmark",
-  "fast-path.test.ts": "the request fast path answers SQLite's reads only (PostgreSQL's take the full stack)",
+  "fast-path.test.ts": "SQLite's request fast path (PostgreSQL's has pg-fast-path.test.ts)",
   "sync.backfill.test.ts": "an SQLite migration's backfill of old rows (PostgreSQL's schema starts with the markers)",
 };
 
@@ -63,6 +64,7 @@ export const pgOnly: Record<string, string> = {
   "pg-one-statement.test.ts": "PostgreSQL writes of one statement (a site create): one round trip, lost answers",
   "multimachine.test.ts": "two instances (hosts) on one PostgreSQL database; one SQLite file belongs to one machine",
   "sync.rows.plan.test.ts": "the PostgreSQL plan of the sync's dictionary lookup (never the pg_trgm index)",
+  "pg-fast-path.test.ts": "PostgreSQL's request fast path (SQLite's has fast-path.test.ts)",
 };
 
 /**
@@ -123,7 +125,25 @@ export const heavy: Record<string, string> = {
   "multiprocess.test.ts": "4-worker servers under concurrent writes",
 };
 
+/**
+ * Files that mostly wait (a fixed bound, a heartbeat's age, a restart's backoff: their CPU under a third of their
+ * wall in a quiet TEST_JOBS=1 run, scripts/test-times.json beside its CPU): with TEST_JOBS > 1 one more lane runs
+ * only these, so their waiting no longer holds one of the TEST_JOBS lanes (which keep the cores busy). Key
+ * `engine file`: a file may wait on one engine and work on the other.
+ */
+export const waiting: Record<string, string> = {
+  "pg supervisor.test.ts": "a worker's backoff reset (10 s) and a PostgreSQL outage's 503s: 11 s of CPU in 38 s",
+  "sqlite supervisor.test.ts": "a worker's backoff reset (10 s): 5.5 s of CPU in 19 s",
+  "pg idempotency.api.test.ts": "a SIGKILLed key holder's heartbeat ageing out: 8 s of CPU in 30 s",
+  "pg diagnostics.api.test.ts": "a killed process's heartbeat ageing out, unreachable servers: 3 s of CPU in 22 s",
+  "pg pg-engine.test.ts": "timeouts, a held connect, a proxy cutting connections: 2.4 s of CPU in 21 s",
+  "pg sync.engine.test.ts": "leases and a 3x-lease slow response: 4.6 s of CPU in 18 s",
+  "sqlite sync.engine.test.ts": "leases and a 3x-lease slow response: 2.7 s of CPU in 13 s",
+};
+
 const jobs = Math.max(1, Number(process.env.TEST_JOBS) || 2);
+/** The extra lane for `waiting` files: with TEST_JOBS > 1, unless TEST_WAIT_LANE=0. */
+const waitLane = jobs > 1 && process.env.TEST_WAIT_LANE !== "0";
 const expected: Record<string, number> = (() => {
   try {
     return JSON.parse(readFileSync(join(import.meta.dir, "test-times.json"), "utf8"));
@@ -197,24 +217,31 @@ function longestFirst(units: Unit[]): Unit[] {
 }
 
 const isHeavy = (u: Unit) => heavy[basename(u.file)] !== undefined;
+const isWaiting = (u: Unit) => waiting[`${u.engine} ${basename(u.file)}`] !== undefined;
 
-/** The next unit of `queue` to start: the first, but never a heavy one while another heavy one runs (-1: none may). */
-function next(queue: Unit[], heavyRunning: number): number {
+/**
+ * The next unit of `queue` to start: the first, but never a heavy one while another heavy one runs; in the
+ * waiting lane only a `waiting` file (-1: none may).
+ */
+function next(queue: Unit[], heavyRunning: number, waitingLane = false): number {
+  if (waitingLane) return queue.findIndex(isWaiting);
   return queue.findIndex((u) => heavyRunning === 0 || !isHeavy(u));
 }
 
 /**
  * Runs the units `n` at a time, longest expected first; a `heavy` file never starts while another heavy file
- * runs (it waits, and a light file takes the free lane meanwhile).
+ * runs (it waits, and a light file takes the free lane meanwhile). With `extra`, one more lane runs only the
+ * `waiting` files (they may take a free lane of the `n` too).
  */
-async function pool(units: Unit[], n: number): Promise<Done[]> {
+async function pool(units: Unit[], n: number, extra = false): Promise<Done[]> {
   const queue = longestFirst(units);
   const done: Done[] = [];
   let heavyRunning = 0;
   let wake: (() => void) | null = null;
-  const worker = async () => {
+  const worker = async (waitingLane: boolean) => {
     while (queue.length > 0) {
-      const i = next(queue, heavyRunning);
+      const i = next(queue, heavyRunning, waitingLane);
+      if (i < 0 && waitingLane) return; // no waiting file left: this lane ends
       if (i < 0) {
         // Only heavy files left and one is running: wait for a file to end.
         await new Promise<void>((r) => {
@@ -235,22 +262,26 @@ async function pool(units: Unit[], n: number): Promise<Done[]> {
       w?.();
     }
   };
-  await Promise.all(Array.from({ length: Math.min(n, units.length) }, worker));
+  const lanes = [...(extra ? [worker(true)] : []), ...Array.from({ length: Math.min(n, units.length) }, () => worker(false))];
+  await Promise.all(lanes);
   return done;
 }
 
-/** The wall pool() would take with `n` lanes if every file took its time in scripts/test-times.json. */
-function plannedWall(units: Unit[], n: number): number {
+/** The wall pool() would take with `n` lanes (and the waiting lane with `extra`) if every file took its time in scripts/test-times.json. */
+function plannedWall(units: Unit[], n: number, extra: boolean): number {
   const queue = longestFirst(units);
-  const running: { end: number; heavy: boolean }[] = [];
+  const running: { end: number; heavy: boolean; waitingLane: boolean }[] = [];
   let t = 0;
+  const start = (waitingLane: boolean) => {
+    const i = next(queue, running.filter((r) => r.heavy).length, waitingLane);
+    if (i < 0) return false;
+    const [u] = queue.splice(i, 1);
+    running.push({ end: t + (expected[`${u!.engine} ${basename(u!.file)}`] ?? 5), heavy: isHeavy(u!), waitingLane });
+    return true;
+  };
   while (queue.length > 0 || running.length > 0) {
-    while (running.length < n) {
-      const i = next(queue, running.filter((r) => r.heavy).length);
-      if (i < 0) break;
-      const [u] = queue.splice(i, 1);
-      running.push({ end: t + (expected[`${u!.engine} ${basename(u!.file)}`] ?? 5), heavy: isHeavy(u!) });
-    }
+    if (extra && !running.some((r) => r.waitingLane)) start(true);
+    while (running.filter((r) => !r.waitingLane).length < n && start(false)) {}
     running.sort((a, b) => a.end - b.end);
     t = running.shift()!.end;
   }
@@ -272,7 +303,10 @@ if (planOnly) {
   console.log(
     `${units.length} files, ${sum(units).toFixed(0)} s one at a time (scripts/test-times.json); runAlone ${sum(alone).toFixed(0)} s, heavy ${sum(lanes.filter(isHeavy)).toFixed(0)} s, the rest ${sum(lanes.filter((u) => !isHeavy(u))).toFixed(0)} s`,
   );
-  for (const n of [1, 2, 3, 4]) console.log(`TEST_JOBS=${n}: ${(plannedWall(lanes, n) + sum(alone)).toFixed(0)} s`);
+  const waits = lanes.filter(isWaiting);
+  console.log(`waiting files (an extra lane beside TEST_JOBS > 1 unless TEST_WAIT_LANE=0): ${sum(waits).toFixed(0)} s`);
+  for (const n of [1, 2, 3, 4])
+    console.log(`TEST_JOBS=${n}: ${(plannedWall(lanes, n, n > 1 && process.env.TEST_WAIT_LANE !== "0") + sum(alone)).toFixed(0)} s`);
   process.exit(0);
 }
 
@@ -344,11 +378,14 @@ const flaky: Done[] = [];
 const firstFailures: Done[] = [];
 try {
   const alone = units.filter((u) => runAlone[basename(u.file)]);
-  console.log(`\n${units.length - alone.length} files ${jobs} at a time, then ${alone.length} alone`);
+  console.log(
+    `\n${units.length - alone.length} files ${jobs} at a time${waitLane ? " (and the waiting files in a lane of their own)" : ""}, then ${alone.length} alone`,
+  );
   done.push(
     ...(await pool(
       units.filter((u) => !runAlone[basename(u.file)]),
       jobs,
+      waitLane,
     )),
   );
   done.push(...(await pool(alone, 1)));

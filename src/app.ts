@@ -33,6 +33,7 @@ import type { Registry } from "./metrics/prom.ts";
 import { observeHttpRequest, registry } from "./metrics/registry.ts";
 import { validationHook } from "./openapi.ts";
 import { createFastPath } from "./http/fast-path.ts";
+import { createPgFastPath } from "./http/pg-fast-path.ts";
 import { requestFrame } from "./request-frame.ts";
 import { searchRoutes } from "./search/routes.ts";
 import { sitemapsRoutes } from "./sitemaps/routes.ts";
@@ -91,7 +92,7 @@ export type AppOptions = {
    * the middleware is used as it is.
    */
   step?: (name: string, mw: MiddlewareHandler) => MiddlewareHandler;
-  /** SQLite: answer plain keyless reads and creates of sites before Hono (src/http/fast-path.ts); default on (off with `step`). */
+  /** Answer plain keyless reads and creates of sites before Hono (src/http/fast-path.ts, pg-fast-path.ts); default on (off with `step`). */
   fastPath?: boolean;
 };
 
@@ -241,17 +242,18 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   });
   app.onError((err, c) => errorResponse(err, c));
 
-  // The hottest requests on SQLite answered before Hono when nothing but the plain case applies (src/http/fast-path.ts).
-  if (db.engine === "sqlite" && opts.fastPath !== false && !opts.step) {
+  // The hottest requests answered before Hono when nothing but the plain case applies (src/http/fast-path.ts,
+  // and src/http/pg-fast-path.ts on PostgreSQL).
+  if (opts.fastPath !== false && !opts.step) {
     const dispatch = app.fetch;
-    const fast = createFastPath({
-      db,
+    const fastOpts = {
       keylessPrincipal: auth.keylessPrincipal,
       observe: observeHttpRequest,
       requestLog: opts.requestLog,
-      fallback: (req, env) => dispatch(req, env),
+      fallback: (req: Request, env: unknown) => dispatch(req, env),
       maxBodyBytes: MAX_BODY_BYTES,
-    });
+    };
+    const fast = db.engine === "sqlite" ? createFastPath({ ...fastOpts, db }) : createPgFastPath({ ...fastOpts, db });
     app.fetch = (req, env, ctx) => fast(req, env) ?? dispatch(req, env, ctx);
   }
   return app;

@@ -108,6 +108,9 @@ const envSchema = z.object({
   // The name this machine's processes register under (db_connections, /health): several machines may
   // serve one PostgreSQL database, and pids repeat across them.
   SITESYNC_HOST_NAME: z.string().trim().min(1).max(255).default(hostname()),
+  // How often each process refreshes its db_connections row. PostgreSQL judges a process gone after 5 of
+  // these without one, SQLite a row after 15 (every process of a deployment must use the same value).
+  REGISTRY_HEARTBEAT_MS: int(100, 60_000).default(2000),
 
   // Supervisor: a worker that does not answer its IPC ping for this long is killed and restarted (0: off).
   WATCHDOG_TIMEOUT_MS: int(0).default(10_000),
@@ -148,8 +151,9 @@ const envSchema = z.object({
   SYNC_BULK_BATCH_SIZE: int(1, 100_000).default(5000),
   // A day × type with at most this many query-detail rows is written in one transaction with its totals;
   // a larger day is staged in SYNC_BATCH_SIZE batches, then switched in one transaction (src/sync/staged-day.ts).
-  // Readers never see new totals with old or partial detail either way.
-  SYNC_ATOMIC_DAY_ROWS: int(0, 1_000_000).default(10_000),
+  // Readers never see new totals with old or partial detail either way. Default by engine (src/sync/worker.ts):
+  // SQLite 50,000 (Google's daily cap: a day is kept in typed columns and written once), PostgreSQL 10,000.
+  SYNC_ATOMIC_DAY_ROWS: int(0, 1_000_000).optional(),
   // Pause of a sync task after each of its writes, so writers of other processes (which retry the
   // lock on a timer) find it free instead of losing every race to a back-to-back ingest.
   SYNC_WRITE_GAP_MS: int(0, 1000).default(10),

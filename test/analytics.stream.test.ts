@@ -117,7 +117,7 @@ describe("streamed export on the real service", () => {
         (r.date as Date).toISOString().slice(0, 10) !== j.date ||
         r.page !== j.page ||
         r.query !== j.query ||
-        r.clicks !== Number(j.clicks)
+        Number(r.clicks as bigint) !== Number(j.clicks)
       ) {
         expect({ i, ...r }).toEqual({ i, ...j });
       }

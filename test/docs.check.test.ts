@@ -91,6 +91,7 @@ describe("commands, settings, paths", () => {
     "SEARCH_SEED",
     "SCREENSHOTS",
     "TEST_JOBS",
+    "TEST_WAIT_LANE",
     "TEST_PG_TEMPLATE",
     "TEST_RETRY_FAILED",
     "FAKE_GSC_REUSE_BODIES",

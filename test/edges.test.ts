@@ -26,7 +26,9 @@ async function awayFromWindowEnd(seconds: number) {
 }
 
 describe("rate limit", () => {
-  test("per key and per IP, over 4 workers: exactly the limit per minute in total, then 429 with Retry-After", async () => {
+  // Concurrent with the idle-client test below (its own 1-worker server): that one mostly waits out Bun's fixed
+  // ~10-12 s bound, this one waits for the minute's window and then loads its 4 workers.
+  test.concurrent("per key and per IP, over 4 workers: exactly the limit per minute in total, then 429 with Retry-After", async () => {
     const s = await startServer({ workers: 4, env: { ...LOCAL_ONLY, RATE_LIMIT_PER_MINUTE: "40", RATE_LIMIT_IP_PER_MINUTE: "10" } });
     try {
       const { key } = await cliKey(s.dbPath, "limited", "read");
@@ -66,7 +68,8 @@ describe("rate limit", () => {
     } finally {
       await s.cleanup();
     }
-  });
+    // A hang guard only: a 4-worker start (up to its 20 s bound at load ~20), up to 20 s for the window, the burst.
+  }, 120_000);
 });
 
 /** Opens a raw connection, sends `first`, then stays silent; resolves with ms until the server closed it (-1: not within `waitMs`). */
@@ -92,7 +95,7 @@ function silentClient(port: number, first: string, waitMs: number): Promise<numb
   });
 }
 
-test("idle and slow clients are disconnected: between requests after HTTP_IDLE_TIMEOUT_S, mid-request by Bun's own bound", async () => {
+test.concurrent("idle and slow clients are disconnected: between requests after HTTP_IDLE_TIMEOUT_S, mid-request by Bun's own bound", async () => {
   const s = await startServer({ workers: 1, env: { HTTP_IDLE_TIMEOUT_S: "1" } });
   try {
     const [keepAlive, silent, slowloris] = await Promise.all([
@@ -138,8 +141,9 @@ describe("no secrets in logs, errors, diagnostics or the OpenAPI document", () =
   }
 
   async function run(env: Record<string, string>, secrets: string[], trigger: (base: string, admin: string) => Promise<void>) {
+    // One HTTP worker: every process kind (supervisor, HTTP worker, sync worker) logs; a second HTTP worker logs the same.
     const s = await startServer({
-      workers: 2,
+      workers: 1,
       syncWorkers: 1,
       env: { ...LOCAL_ONLY, REQUEST_LOG: "true", LOG_LEVEL: "debug", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false", ...env },
     });

@@ -5,7 +5,7 @@ import { parquetRows } from "../src/analytics/parquet.ts";
 import { createApp } from "../src/app.ts";
 import type { Api } from "../src/cli/api.ts";
 import { exportSite } from "../src/cli/export.ts";
-import { tempDb } from "./helpers/db.ts";
+import { tempDb, testEngine } from "./helpers/db.ts";
 import { storeRows } from "./helpers/rows.ts";
 
 // Safe CSV exports (issue 21.3): query strings come from strangers' searches; a cell a spreadsheet would run as a
@@ -133,7 +133,13 @@ describe("Parquet", () => {
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toBe("application/vnd.apache.parquet");
       const rows = await parquetReadObjects({ file: await res.arrayBuffer() });
-      return rows.map((r) => ({ ...r, date: (r.date as Date).toISOString().slice(0, 10) }));
+      // Counts are INT64 columns: hyparquet reads them as bigints.
+      return rows.map((r) => ({
+        ...r,
+        date: (r.date as Date).toISOString().slice(0, 10),
+        clicks: Number(r.clicks as bigint),
+        impressions: Number(r.impressions as bigint),
+      }));
     };
     const jsonOf = async (query: string) =>
       (await (await app.request(`/api/v1/sites/${id}/export?format=jsonl${query}`)).text())
@@ -164,6 +170,51 @@ describe("Parquet", () => {
     expect(withStats).toEqual(["date", "device", "search_type", "clicks", "impressions", "ctr", "position"]);
   });
 
+  test("counts past 2^31-1 (a big property's day, SQLite): clicks and impressions are INT64, read back exact", async () => {
+    const res = await app.request("/api/v1/sites", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ domain: "sc-domain:huge.example", name: "huge" }),
+    });
+    const id = ((await res.json()) as { id: number }).id;
+    // SQLite keeps 64-bit integers; PostgreSQL's detail columns are int4, so there the file's INT64 columns hold
+    // its largest values.
+    const counts =
+      testEngine === "sqlite"
+        ? [
+            [2 ** 31 + 5, 2 ** 31],
+            [7, 3_000_000_000],
+            [2 ** 40, 2 ** 41 + 1],
+            [1, 2],
+          ]
+        : [
+            [2 ** 31 - 1, 2 ** 31 - 1],
+            [7, 2_000_000_000],
+            [1, 2],
+          ];
+    await storeRows(
+      t.db,
+      id,
+      "2026-02-01",
+      "web",
+      counts.map(([clicks, impressions], i) => ({
+        page: "https://huge.example/",
+        query: `q${i}`,
+        device: "MOBILE",
+        clicks: clicks!,
+        impressions: impressions!,
+        ctr: 0,
+        position: 1.5,
+      })),
+    );
+    const file = await (await app.request(`/api/v1/sites/${id}/export?format=parquet`)).arrayBuffer();
+    const types = Object.fromEntries(parquetMetadata(file).schema.map((e) => [e.name, e.type]));
+    expect([types.clicks, types.impressions]).toEqual(["INT64", "INT64"]);
+    const rows = await parquetReadObjects({ file });
+    expect(rows.map((r) => [r.query, r.clicks, r.impressions])).toEqual(counts.map(([c, n], i) => [`q${i}`, BigInt(c!), BigInt(n!)]));
+    expect(rows.map((r) => r.position)).toEqual(counts.map(() => 1.5));
+  });
+
   test("rows become row groups as they stream: one group per PARQUET_GROUP_ROWS rows", async () => {
     const enc = parquetRows<{ d: string; n: number }>(
       [
@@ -188,7 +239,7 @@ describe("Parquet", () => {
       at += c.length;
     }
     expect(parquetMetadata(file.buffer).row_groups.map((g) => Number(g.num_rows))).toEqual([3, 3, 1]);
-    expect((await parquetReadObjects({ file: file.buffer })).map((r) => r.n)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect((await parquetReadObjects({ file: file.buffer })).map((r) => r.n)).toEqual([0n, 1n, 2n, 3n, 4n, 5n, 6n]);
   });
 });
 

@@ -79,7 +79,8 @@ function countSites(dbPath: string, domainLike: string): Promise<string[]> {
 describe("four HTTP workers on one file", () => {
   let s: RunningServer;
   beforeAll(async () => {
-    s = await startServer({ workers: 4 });
+    // Heartbeats every 1 s (default 2): on PostgreSQL a SIGKILLed worker drops out of /health after 5 s instead of 10.
+    s = await startServer({ workers: 4, env: { REGISTRY_HEARTBEAT_MS: "1000" } });
   });
   afterAll(async () => {
     await s?.cleanup();
@@ -199,7 +200,7 @@ describe("four HTTP workers on one file", () => {
     const replacement = after.filter((p) => !before.includes(p));
     expect(replacement.length).toBe(1);
     // SQLite drops a dead pid at once (pid check on this host); PostgreSQL, where a pid means nothing
-    // across hosts, after its heartbeat is 10 s old.
+    // across hosts, after its heartbeat is 5 heartbeats old (5 s here).
     const h = await waitFor(
       "the registry to show the replacement (PostgreSQL: and to forget the victim)",
       async () => {

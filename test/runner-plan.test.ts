@@ -29,3 +29,28 @@ test("--plan: one lane is the sum; two lanes keep the heavy files apart and put 
   expect(readdirSync(tmp)).toEqual([]);
   rmSync(tmp, { recursive: true });
 });
+
+test("--plan: with TEST_JOBS > 1 the waiting files run in a lane of their own, beside the heavy files one after another", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "sitesync-plan-"));
+  // Two heavy files and two waiting ones (scripts/test.ts `heavy`, `waiting`), on PostgreSQL.
+  const files = ["edges.test.ts", "multiprocess.test.ts", "supervisor.test.ts", "idempotency.api.test.ts"];
+  const plan = (waitLane: boolean) => {
+    const r = Bun.spawnSync([process.execPath, "scripts/test.ts", "--plan", "--engine", "pg", ...files.map((f) => `test/${f}`)], {
+      cwd: root,
+      env: { ...process.env, TMPDIR: tmp, TEST_WAIT_LANE: waitLane ? "1" : "0" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(r.exitCode).toBe(0);
+    return Number(/^TEST_JOBS=2: (\d+) s$/m.exec(r.stdout.toString())?.[1]);
+  };
+  const t = (f: string) => times[`pg ${f}`] ?? 5;
+  const [e, m, s, i] = files.map(t) as [number, number, number, number];
+  // At the start the waiting lane takes one waiting file, the two lanes one heavy file and the other waiting one;
+  // the second heavy file starts when the first ends.
+  expect(plan(true)).toBe(Math.round(Math.max(e + m, s, i)));
+  // Without the lane the waiting files hold the second lane: never sooner (later with CI3's times: 63 against 56 s).
+  expect(plan(false)).toBeGreaterThanOrEqual(plan(true));
+  expect(readdirSync(tmp)).toEqual([]);
+  rmSync(tmp, { recursive: true });
+});

@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, eq, sql } from "drizzle-orm";
-import { rebuildDayQueryTotals, replaceDayDetail, rowTextIds, upsertRows } from "../src/sync/data.ts";
+import { rebuildDayQueryTotals, replaceDayDetail, rowTextIds, upsertRows, writeDayRows } from "../src/sync/data.ts";
+import { deviceCode, sumPosition } from "../src/sync/grains.ts";
+import { DayRows, keyRows, rollupOf } from "../src/sync/keyed-rows.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { clearStaged, stageRows } from "../src/sync/staged-day.ts";
 import { KnownTextIds } from "../src/sync/text-ids.ts";
-import { tempDb } from "./helpers/db.ts";
+import { asSqlite, tempDb, testEngine } from "./helpers/db.ts";
 import { insertSites } from "./helpers/sync.ts";
 
 // The detail write of the sync (upsertRows) in big batches, on either engine: a batch's new pages and queries go
@@ -16,13 +18,17 @@ let site = 0;
 let replaced = 0;
 let batched = 0;
 let cached = 0;
+let columns = 0;
+let columnsRef = 0;
 beforeAll(async () => {
   t = tempDb();
-  const ids = await insertSites(t.db, 4, "rows.example");
+  const ids = await insertSites(t.db, 6, "rows.example");
   site = ids[0]!;
   replaced = ids[1]!;
   batched = ids[2]!;
   cached = ids[3]!;
+  columns = ids[4]!;
+  columnsRef = ids[5]!;
 });
 afterAll(() => t.cleanup());
 
@@ -110,6 +116,115 @@ describe("replaceDayDetail (an atomic day's detail and rollup in one call)", () 
     expect(after.rollup.length).toBe(500);
     expect(after.rollup.reduce((s, r) => s + r.impressions, 0)).toBe(500 * 100);
   });
+});
+
+describe("DayRows (a SQLite day's rows in typed columns)", () => {
+  test("keyed(): the rows keyRows gives (key order, the last row of a key) and rollupOf's sums, for any id order", () => {
+    // Ids out of order and far apart, keys given up to three times with other numbers.
+    const ids = (n: number, mul: number) => (i: number) => ((i * mul) % n) * 1_000_003 + 7;
+    const page = ids(37, 11);
+    const query = ids(997, 389);
+    const rows = Array.from({ length: 6000 }, (_, i) => ({
+      i,
+      p: page(i % 50),
+      q: query(i % 1500),
+      d: i % 4,
+      c: i % 9,
+      im: 10 + i,
+      s: 3 * i,
+    }));
+    const day = new DayRows();
+    for (const r of rows) day.push(r.p, r.q, r.d, r.c, r.im, r.s);
+    const k = day.keyed();
+    // keyRows over the same rows (texts standing for the ids).
+    const src = rows.map(
+      (r): SourceRow => ({
+        page: String(r.p),
+        query: String(r.q),
+        device: ["", "DESKTOP", "MOBILE", "TABLET"][r.d]!,
+        clicks: r.c,
+        impressions: r.im,
+        ctr: 0,
+        position: 0,
+      }),
+    );
+    const byText = { get: (text: string) => Number(text) };
+    const want = keyRows(src, byText, byText);
+    expect(k.n).toBe(want.n);
+    expect(k.n).toBeLessThan(rows.length);
+    expect(Array.from(k.page)).toEqual(want.page);
+    expect(Array.from(k.query)).toEqual(want.query);
+    expect(Array.from(k.device)).toEqual(want.device);
+    expect(Array.from(k.clicks)).toEqual(want.clicks);
+    expect(Array.from(k.impressions)).toEqual(want.impressions);
+    // keyRows computed sum_position from the (zero) positions: compare ours with the rows' own.
+    const last = new Map(rows.map((r) => [`${r.p}|${r.q}|${r.d}`, r.s]));
+    expect(Array.from(k.sumPosition)).toEqual(
+      Array.from({ length: k.n }, (_, i) => last.get(`${k.page[i]}|${k.query[i]}|${k.device[i]}`)!),
+    );
+    const sums = rollupOf(k);
+    expect(Array.from(k.rollup.query)).toEqual(sums.query);
+    expect(Array.from(k.rollup.clicks)).toEqual(sums.clicks);
+    expect(Array.from(k.rollup.impressions)).toEqual(sums.impressions);
+    expect(Array.from(k.rollup.sumPosition)).toEqual(sums.sumPosition);
+    expect(new DayRows().keyed()).toMatchObject({ n: 0 });
+  });
+
+  test.skipIf(testEngine === "pg")(
+    "writeDayRows stores what replaceDayDetail stores; written again it changes only the rows that differ and deletes those gone",
+    async () => {
+      const day = "2026-03-05";
+      const rows = (v: number) =>
+        Array.from(
+          { length: 2000 - v * 300 },
+          (_, i): SourceRow => ({ ...row(i, (i % 7) + (v && i % 3 === 0 ? 1 : 0)), query: `query ${i % 700}`, position: 1 + (i % 13) / 3 }),
+        );
+      const raw = asSqlite(t.db).raw.writer;
+      // Rows changed by the writer connection so far.
+      const changes = () => raw.query<{ n: number }, []>("select total_changes() as n").get()!.n;
+      // The rows as the sync keeps a SQLite day: ids of the `columns` site, typed columns, keyed.
+      const keyedDay = async (src: SourceRow[]) => {
+        const { pages, queries } = await t.db.tx((tx) => rowTextIds(tx, columns, src));
+        const cols = new DayRows();
+        for (const r of src) {
+          cols.push(
+            pages.get(r.page)!,
+            queries.get(r.query)!,
+            deviceCode(r.device),
+            r.clicks,
+            r.impressions,
+            sumPosition(r.position, r.impressions),
+          );
+        }
+        return cols.keyed();
+      };
+      for (const v of [0, 1]) {
+        const src = rows(v);
+        await t.db.tx((tx) => replaceDayDetail(tx, columnsRef, day, "web", src));
+        const k = await keyedDay(src);
+        const before = changes();
+        await t.db.tx((tx) => writeDayRows(tx, columns, 20_517, 1, k, k.rollup));
+        const changed = changes() - before;
+        const got = await dayOf(columns);
+        expect(got).toEqual(await dayOf(columnsRef));
+        expect([got.detail.length, got.rollup.length]).toEqual([src.length, 700]);
+        if (v === 0) expect(changed).toBe(k.n + k.rollup.query.length);
+        else {
+          // v1: 300 rows fewer (gone), every third row one click more (its rollup row too), the rest equal and untouched.
+          const gone = 300;
+          const more = src.filter((_, i) => i % 3 === 0).length;
+          expect(changed).toBeGreaterThanOrEqual(gone + more);
+          expect(changed).toBeLessThan(gone + more + 700 + 300);
+        }
+      }
+      // The same day once more: nothing differs, nothing is written.
+      const before = changes();
+      const src = rows(1);
+      const k = await keyedDay(src);
+      await t.db.tx((tx) => writeDayRows(tx, columns, 20_517, 1, k));
+      expect(changes() - before).toBe(0);
+    },
+  );
 });
 
 describe("KnownTextIds (a task's dictionary ids seen committed)", () => {

@@ -2,7 +2,7 @@ import type { Database, Statement } from "bun:sqlite";
 import type { SearchTypeCode } from "../db/enums.ts";
 import { dayDate, dayNumber, typeCode } from "../sync/grains.ts";
 import { csvField, csvLine } from "./format.ts";
-import { PARQUET_GROUP_ROWS, parquetGroups, type ParquetKind } from "./parquet.ts";
+import type { ParquetKind } from "./parquet.ts";
 import type { ExportOptions } from "./queries.ts";
 import type { DownloadSteps } from "./stream.ts";
 
@@ -322,8 +322,10 @@ export class ExportDays {
   }
 }
 
-const DEVICE_TEXT = ["", "DESKTOP", "MOBILE", "TABLET"];
-const TYPE_TEXT = [undefined, "web", "image", "video", "news", "discover", "googleNews"];
+/** Device texts by code. */
+export const DEVICE_TEXT = ["", "DESKTOP", "MOBILE", "TABLET"];
+/** Search type texts by code (0: none). */
+export const TYPE_TEXT = [undefined, "web", "image", "video", "news", "discover", "googleNews"];
 
 /** A day's encoder: writes rows `from`..`to` (export order) of a day. */
 export type DayEncoder = {
@@ -522,55 +524,3 @@ export const EXPORT_PARQUET: readonly (readonly [string, ParquetKind])[] = [
   ["ctr", "double"],
   ["position", "double"],
 ];
-
-/**
- * The export as Parquet (EXPORT_PARQUET's columns): a row group every `groupRows` rows, numbers gathered in typed
- * arrays, each text cell the dictionary's one string for its page or query (the writer's dictionary sees one value).
- */
-export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
-  const file = parquetGroups(EXPORT_PARQUET);
-  const date = new Int32Array(groupRows);
-  const page: string[] = new Array(groupRows);
-  const query: string[] = new Array(groupRows);
-  const device: string[] = new Array(groupRows);
-  const type: (string | null)[] = new Array(groupRows);
-  const clicks = new Float64Array(groupRows);
-  const impressions = new Float64Array(groupRows);
-  const ctr = new Float64Array(groupRows);
-  const position = new Float64Array(groupRows);
-  let count = 0;
-  const writeGroup = () => {
-    if (!count) return;
-    const full = count === groupRows;
-    const cut = <T extends { slice(a: number, b: number): T }>(a: T) => (full ? a : a.slice(0, count));
-    file.group([cut(date), cut(page), cut(query), cut(device), cut(type), cut(clicks), cut(impressions), cut(ctr), cut(position)], count);
-    count = 0;
-  };
-  return {
-    write(d, from, to) {
-      const c = d.cols;
-      const pages = d.pages.texts;
-      const queries = d.queries.texts;
-      for (let i = from; i < to; i++) {
-        const row = d.order[i]!;
-        const k = count;
-        date[k] = d.day;
-        page[k] = pages[d.pageSlot[row]!]!;
-        query[k] = queries[d.querySlot[row]!]!;
-        device[k] = DEVICE_TEXT[c.device[row]!] ?? "";
-        type[k] = TYPE_TEXT[c.type[row]!] ?? null;
-        const n = c.impressions[row]!;
-        clicks[k] = c.clicks[row]!;
-        impressions[k] = n;
-        ctr[k] = n > 0 ? c.clicks[row]! / n : 0;
-        position[k] = n > 0 ? c.sumPosition[row]! / 100 / n : 0;
-        if (++count === groupRows) writeGroup();
-      }
-    },
-    ready: () => file.ready(),
-    take(end) {
-      if (end) writeGroup();
-      return file.take(end);
-    },
-  };
-}

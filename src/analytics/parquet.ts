@@ -14,7 +14,8 @@ import type { RowEncoder } from "./stream.ts";
 export const PARQUET_GROUP_ROWS = 25_000;
 
 /**
- * A column's kind: text (UTF-8), a `YYYY-MM-DD` date (Parquet DATE), a 32-bit integer or a double.
+ * A column's kind: text (UTF-8), a `YYYY-MM-DD` date (Parquet DATE), a 64-bit integer (INT64: a day's impressions
+ * of one row can pass 2^31-1) or a double.
  * "free-text" is text written without min/max statistics: a row group of page URLs or queries holds
  * thousands of distinct values whose min/max cost the encoder ~10 % of its time and let
  * a reader skip nothing (bench/export.ts, docs/benchmarks/ingest-export.md).
@@ -25,9 +26,15 @@ const element = (name: string, kind: ParquetKind): SchemaElement => {
   const base = { name, repetition_type: "OPTIONAL" as const };
   if (kind === "text" || kind === "free-text") return { ...base, type: "BYTE_ARRAY", converted_type: "UTF8" };
   if (kind === "date") return { ...base, type: "INT32", converted_type: "DATE" };
-  if (kind === "int") return { ...base, type: "INT32" };
+  if (kind === "int") return { ...base, type: "INT64" };
   return { ...base, type: "DOUBLE" };
 };
+
+/** The schema of a file of `columns` (name → kind, in order): a root, then one optional leaf per column. */
+export const parquetSchema = (columns: readonly (readonly [string, ParquetKind])[]): SchemaElement[] => [
+  { name: "root", num_children: columns.length },
+  ...columns.map(([n, k]) => element(n, k)),
+];
 
 /** Days since 1970-01-01 of a `YYYY-MM-DD` text. */
 function epochDay(s: string): number {
@@ -66,6 +73,12 @@ function loadWriter() {
 }
 let writerParts: ReturnType<typeof loadWriter> | null = null;
 
+/** A writer that keeps each flushed part's bytes until `drain` hands them over (hyparquet-writer loaded on first use). */
+export function chunkWriter(initialSize = 1 << 20) {
+  writerParts ??= loadWriter();
+  return new writerParts.ChunkWriter(initialSize);
+}
+
 function concat(parts: Uint8Array[], size: number): Uint8Array {
   const out = new Uint8Array(size);
   let at = 0;
@@ -79,18 +92,16 @@ function concat(parts: Uint8Array[], size: number): Uint8Array {
 /**
  * A Parquet file of `columns` (name → kind, in order) written a row group at a time: `group(data, count)` writes
  * `count` rows of the column arrays `data` (values as the writer takes them: text as strings, dates as days since
- * 1970-01-01, numbers; null stays null), `ready` is the bytes waiting, `take` hands them over (`end`: the footer too).
+ * 1970-01-01, bigints for "int", numbers; null stays null), `ready` is the bytes waiting, `take` hands them over (`end`: the footer too).
  */
 export function parquetGroups(columns: readonly (readonly [string, ParquetKind])[]): {
   group(data: readonly ArrayLike<unknown>[], count: number): void;
   ready(): number;
   take(end: boolean): Uint8Array | null;
 } {
-  writerParts ??= loadWriter();
-  const { ChunkWriter, ParquetWriter } = writerParts;
-  const writer = new ChunkWriter(1 << 20);
-  const schema: SchemaElement[] = [{ name: "root", num_children: columns.length }, ...columns.map(([n, k]) => element(n, k))];
-  const parquet = new ParquetWriter({ writer, schema, statistics: true, createdBy: "sitesync" });
+  const writer = chunkWriter();
+  const { ParquetWriter } = writerParts!;
+  const parquet = new ParquetWriter({ writer, schema: parquetSchema(columns), statistics: true, createdBy: "sitesync" });
   return {
     group(data, count) {
       if (!count) return;
@@ -137,6 +148,7 @@ export function parquetRows<R extends Record<string, unknown>>(
         return day;
       };
     }
+    if (kind === "int") return (v: unknown) => (v === null || v === undefined ? null : BigInt(v as number | string));
     return (v: unknown) => (v === null || v === undefined ? null : Number(v));
   });
   let count = 0;

@@ -33,7 +33,8 @@ import {
 } from "./schemas.ts";
 import { PARQUET_GROUP_ROWS, parquetRows } from "./parquet.ts";
 import { linesStream, streamQuery, streamRows, streamSteps } from "./stream.ts";
-import { csvDays, EXPORT_PARQUET, exportDaySteps, parquetDays } from "./export.ts";
+import { csvDays, EXPORT_PARQUET, exportDaySteps } from "./export.ts";
+import { parquetDays } from "./export-parquet.ts";
 import { assertAnswerable } from "./totals.ts";
 import { defaultBounds, heavyRequest, type Bounds } from "./bounds.ts";
 import { ApiError } from "../errors.ts";
@@ -291,7 +292,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       path: "/sites/{site_id}/export",
       tags: ["analytics"],
       summary: "Every synced row of a site, streamed as CSV, JSON lines or Parquet",
-      description: `Columns ${exportColumns.join(", ")}; in (date, page, query, device, search_type) order. Parquet: date is a DATE, clicks and impressions INT32, ctr and position DOUBLE, text UTF-8; a row group per ${PARQUET_GROUP_ROWS} rows, snappy-compressed.`,
+      description: `Columns ${exportColumns.join(", ")}; in (date, page, query, device, search_type) order. Parquet: date is a DATE, clicks and impressions INT64, ctr and position DOUBLE, text UTF-8; a row group per ${PARQUET_GROUP_ROWS} rows, snappy-compressed.`,
       request: { params: SiteIdParam, query: ExportQuery },
       responses: {
         200: {

@@ -194,7 +194,8 @@ new Gauge({
   },
 });
 
-async function recordRefusal(db: Db, row: AuditInsert) {
+/** Records the audit row of a refused or failed write, waiting for it at most what is left of the request's ride-through. */
+export async function recordRefusal(db: Db, row: AuditInsert) {
   const stamped = { ...row, at: new Date().toISOString() };
   if (db.availability.downSince !== null) return buffer(db, stamped);
   let timer: Timer | undefined;

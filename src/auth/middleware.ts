@@ -240,7 +240,14 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     if (opts.allowedHosts.length > 0 && !hostAllowed(host)) return null;
     if (opts.mode === "off") return OPEN;
     if (opts.mode === "required") return null;
-    return anyActiveKey() === false && hostAllowed(host) ? LOOPBACK : null;
+    const anyKey = anyActiveKey();
+    // PostgreSQL's check is a query: its answer serves the next requests (the full stack asks too), and its
+    // failure (the server away) is the full stack's to answer, never an unhandled rejection.
+    if (anyKey instanceof Promise) {
+      anyKey.catch(() => {});
+      return null;
+    }
+    return anyKey === false && hostAllowed(host) ? LOOPBACK : null;
   }
 
   const middleware: MiddlewareHandler = async (c, next) => {

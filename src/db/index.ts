@@ -30,6 +30,8 @@ type DbBase = {
   role: ProcessRole;
   /** The host name this process registers under (SITESYNC_HOST_NAME; default: the machine's). */
   host: string;
+  /** How often this process refreshes its registry row (REGISTRY_HEARTBEAT_MS); liveness is judged by multiples of it. */
+  heartbeatMs: number;
   startedAt: string;
   /** Drizzle for reads, typed as the async API both engines share (see engine.ts). */
   q: Q;
@@ -83,6 +85,8 @@ export type OpenOptions = {
   role: ProcessRole;
   /** The host name to register under (default: os.hostname()). */
   host?: string;
+  /** REGISTRY_HEARTBEAT_MS (default 2000). */
+  heartbeatMs?: number;
   pragmas?: Partial<Pragmas>;
   lockTimeoutMs?: number;
   maxBatch?: number;
@@ -149,6 +153,7 @@ export function openDb(opts: OpenOptions): SqliteDb {
     path: opts.path,
     role: opts.role,
     host: opts.host ?? hostname(),
+    heartbeatMs: opts.heartbeatMs ?? 2000,
     startedAt: new Date().toISOString(),
     read,
     write: w.write,
@@ -181,6 +186,8 @@ export type OpenPgOptions = {
   role: ProcessRole;
   /** The host name to register under (default: os.hostname()). */
   host?: string;
+  /** REGISTRY_HEARTBEAT_MS (default 2000). */
+  heartbeatMs?: number;
   poolSize?: number;
   statementTimeoutMs?: number;
   /** Give up on a write (503) once its retries took this long (ms). */
@@ -214,6 +221,7 @@ export function openPgDb(opts: OpenPgOptions): PgDb {
     pg: e.pg,
     role: opts.role,
     host: opts.host ?? hostname(),
+    heartbeatMs: opts.heartbeatMs ?? 2000,
     startedAt: new Date().toISOString(),
     stats: e.stats,
     drain: e.drain,
@@ -245,6 +253,7 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
       url: config.database.url,
       role,
       host: config.SITESYNC_HOST_NAME,
+      heartbeatMs: config.REGISTRY_HEARTBEAT_MS,
       poolSize: config.PG_POOL_SIZE,
       statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
       retryForMs: config.WRITE_LOCK_TIMEOUT_MS,
@@ -257,6 +266,7 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
     path: config.database.path,
     role,
     host: config.SITESYNC_HOST_NAME,
+    heartbeatMs: config.REGISTRY_HEARTBEAT_MS,
     pragmas: pragmasFrom(config),
     lockTimeoutMs: config.WRITE_LOCK_TIMEOUT_MS,
     maxBatch: config.WRITE_MAX_BATCH,

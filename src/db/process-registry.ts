@@ -5,13 +5,13 @@ import type { dbConnections } from "./sqlite/schema.ts";
 
 export type ConnectionRow = typeof dbConnections.$inferSelect;
 
-const HEARTBEAT_MS = 2000;
+// Each process upserts its row every db.heartbeatMs (REGISTRY_HEARTBEAT_MS, default 2 s).
 // SQLite (one machine): a process is live while its pid exists; a row not refreshed for this long
 // belongs to a process that is gone even if its pid is in use again (pids repeat after a restart).
-const STALE_MS = 15 * HEARTBEAT_MS;
+const staleMs = (db: Db) => 15 * db.heartbeatMs;
 // PostgreSQL (several machines): a pid means nothing on another host, so the heartbeat's age is the
 // only sign of life; five missed heartbeats and the process counts as gone.
-const PG_LIVE_MS = 5 * HEARTBEAT_MS;
+const pgLiveMs = (db: Db) => 5 * db.heartbeatMs;
 
 // PostgreSQL: heartbeats are stamped and judged by the server's clock, so hosts whose clocks differ
 // agree on which processes are live.
@@ -20,20 +20,21 @@ const pgAgo = (ms: number) =>
   sql`to_char((clock_timestamp() - make_interval(secs => ${ms / 1000})) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 /**
- * PostgreSQL: the SQL truth of "this row's process is gone": its heartbeat is over PG_LIVE_MS old, and the
+ * PostgreSQL: the SQL truth of "this row's process is gone": its heartbeat is over 5 heartbeats old, and the
  * server has run that long since it (re)started. While the server is down nobody can heartbeat: right after a
- * restart every row is old, and a live process only gets PG_LIVE_MS to be seen again.
+ * restart every row is old, and a live process only gets that long to be seen again.
  */
-function pgStale(c: Db["t"]["dbConnections"]) {
-  return sql<boolean>`(${c.last_seen_at} < ${pgAgo(PG_LIVE_MS)} and pg_postmaster_start_time() < clock_timestamp() - make_interval(secs => ${PG_LIVE_MS / 1000}))`;
+function pgStale(db: Db, c: Db["t"]["dbConnections"]) {
+  const live = pgLiveMs(db);
+  return sql<boolean>`(${c.last_seen_at} < ${pgAgo(live)} and pg_postmaster_start_time() < clock_timestamp() - make_interval(secs => ${live / 1000}))`;
 }
 
 /**
- * PostgreSQL: false while this process has been able to reach the server for less than PG_LIVE_MS (an outage
+ * PostgreSQL: false while this process has been able to reach the server for less than 5 heartbeats (an outage
  * without a restart, a network cut, stops every heartbeat just the same): nobody is judged gone yet.
  */
 function pgCanJudge(db: Db): boolean {
-  return db.availability.downSince === null && Date.now() - db.availability.upSince >= PG_LIVE_MS;
+  return db.availability.downSince === null && Date.now() - db.availability.upSince >= pgLiveMs(db);
 }
 
 /** True when a process with this pid exists on this machine. */
@@ -78,7 +79,7 @@ export async function registerProcess(db: Db): Promise<() => Promise<void>> {
     // A server that is away for a moment must not stop a process from starting (the supervisor would
     // give up on workers that keep failing): it serves /health 503 and registers at its next heartbeat.
     await upsert().catch((err) =>
-      log("warn", "cannot register in db_connections yet; retrying every 2 s", { error: (err as Error).message }),
+      log("warn", `cannot register in db_connections yet; retrying every ${db.heartbeatMs} ms`, { error: (err as Error).message }),
     );
   } else {
     await upsert();
@@ -92,7 +93,7 @@ export async function registerProcess(db: Db): Promise<() => Promise<void>> {
     upsert()
       .catch(() => {})
       .finally(() => (beating = false));
-  }, HEARTBEAT_MS);
+  }, db.heartbeatMs);
   timer.unref();
   const stop = async () => {
     clearInterval(timer);
@@ -122,7 +123,7 @@ export async function registerProcess(db: Db): Promise<() => Promise<void>> {
 /**
  * Lists the live processes of every host holding a connection, ordered by host and pid (this
  * process's counters are live), and prunes the rows of processes that are gone. PostgreSQL: live means
- * a heartbeat within the last 10 s (server clock), or an outage within the last 10 s. SQLite: this host's processes must also still
+ * a heartbeat within the last 5 heartbeats (10 s by default; server clock), or an outage as recent. SQLite: this host's processes must also still
  * exist (pid check); another host's (a shared file) are judged by heartbeat age.
  */
 export async function listConnections(db: Db): Promise<ConnectionRow[]> {
@@ -131,19 +132,19 @@ export async function listConnections(db: Db): Promise<ConnectionRow[]> {
   const withOwnCounters = (r: ConnectionRow) => (self(r) ? { ...r, busy_retries: db.stats.busyRetries } : r);
   if (db.engine === "pg") {
     const rows = await db.q
-      .select({ r: c, stale: pgStale(c) })
+      .select({ r: c, stale: pgStale(db, c) })
       .from(c)
       .orderBy(c.host, c.pid);
     const judge = pgCanJudge(db);
     const live = (x: (typeof rows)[number]) => !judge || !x.stale || self(x.r);
     // Pruned only when there is something to prune: a listing is no write.
-    if (!rows.every(live)) prune(db, pgStale(c));
+    if (!rows.every(live)) prune(db, pgStale(db, c));
     return rows.filter(live).map((x) => withOwnCounters(x.r));
   }
   const rows = await db.q.select().from(c).orderBy(c.host, c.pid);
   const live: ConnectionRow[] = [];
   const dead: SQL[] = [];
-  const staleBefore = new Date(Date.now() - STALE_MS).toISOString();
+  const staleBefore = new Date(Date.now() - staleMs(db)).toISOString();
   for (const r of rows) {
     const alive = self(r) || (r.last_seen_at >= staleBefore && (r.host !== db.host || isAlive(r.pid)));
     if (alive) live.push(withOwnCounters(r));
@@ -158,15 +159,15 @@ export async function listConnections(db: Db): Promise<ConnectionRow[]> {
  * db.q). False when it may be live, including when nothing is known (no registry row): callers fall back
  * to their own lease. SQLite (one machine): this host's process is gone when its pid no longer exists;
  * another host's, when its heartbeat is stale. PostgreSQL (a pid means nothing across hosts or
- * containers): when its registry row's heartbeat is older than 10 s by the server's clock, and both the
- * server and this process's view of it have been up for 10 s (an outage stops every heartbeat).
+ * containers): when its registry row's heartbeat is older than 5 heartbeats (10 s by default) by the server's
+ * clock, and both the server and this process's view of it have been up that long (an outage stops every heartbeat).
  */
 export async function isProcessGone(db: Db, q: Db["q"], host: string, pid: number): Promise<boolean> {
   if (host === db.host && pid === process.pid) return false;
   if (db.engine === "sqlite" && host === db.host) return !isAlive(pid);
   const { dbConnections: c } = db.t;
   if (db.engine === "pg" && !pgCanJudge(db)) return false;
-  const stale = db.engine === "pg" ? pgStale(c) : sql<number>`${c.last_seen_at} < ${new Date(Date.now() - STALE_MS).toISOString()}`;
+  const stale = db.engine === "pg" ? pgStale(db, c) : sql<number>`${c.last_seen_at} < ${new Date(Date.now() - staleMs(db)).toISOString()}`;
   const rows = await q
     .select({ stale })
     .from(c)

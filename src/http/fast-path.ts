@@ -6,7 +6,8 @@ import type { Site } from "../db/model.ts";
 import { withLogContext } from "../log.ts";
 import type { HttpObserve } from "../metrics/http.ts";
 import { logRequest, requestIdOf, SECURITY_HEADERS } from "../request-frame.ts";
-import { createSite, decodeCursor, encodeCursor, readSiteById, readSitesPage } from "../sites/queries.ts";
+import { createSite, decodeCursor, encodeCursor, readSiteById, readSitesPage, type SiteCursor } from "../sites/queries.ts";
+import type { AuditInsert } from "../audit/queries.ts";
 import { CreateSiteSchema, ListSitesQuery, SiteIdParams } from "../sites/schemas.ts";
 
 // The hottest requests (GET one site, GET a page of sites, POST a site), answered before Hono on SQLite:
@@ -40,8 +41,9 @@ type Server = {
   timeout?: (r: Request, s: number) => void;
 };
 
-const SITES = "/api/v1/sites";
-const ONE_SITE = "/api/v1/sites/:id";
+/** The routes the fast path answers (their templates, as the metrics and the request log name them). */
+export const SITES = "/api/v1/sites";
+export const ONE_SITE = "/api/v1/sites/:id";
 
 // The answer's headers, as Hono's c.json / c.header and the request frame set them: one object built
 // at start-up and copied per answer (a spread, no loop: the JIT had compiled the loop's version at its
@@ -88,7 +90,7 @@ const siteIdOf = remembered((raw: string): number | null => {
   return r.success ? r.data.id : null;
 });
 
-type ListQuery = { activeOnly: boolean; limit: number | undefined; cursor: string | undefined; includeArchived: boolean };
+export type ListQuery = { activeOnly: boolean; limit: number | undefined; cursor: string | undefined; includeArchived: boolean };
 /** The query fields ListSitesQuery knows: any other field is the full stack's to judge. */
 const LIST_FIELDS = new Set(Object.keys(ListSitesQuery.shape));
 
@@ -139,48 +141,134 @@ function withCursor(query: string, cursor: string): string {
   return parts.join("&");
 }
 
-/**
- * Builds the fast path: `(request, server)` answers a plain keyless GET of one site or of a page of
- * sites, or POST of a site, or returns null for the full stack to answer.
- */
-export function createFastPath(opts: FastPathOptions): (req: Request, env: unknown) => Response | Promise<Response> | null {
-  const { db, keylessPrincipal, observe, fallback, maxBodyBytes } = opts;
-  const logRequests = opts.requestLog === true;
+/** The peer address Bun.serve's requestIP gives. */
+export type Peer = { address: string; family: string; port: number };
 
-  function answer(
-    id: string,
-    method: string,
-    status: number,
-    route: string,
-    path: string,
-    body: unknown,
-    extra: string | null,
-    extraValue: string,
-    start: number,
-  ): Response {
+/** A request the fast path may answer, as judged from its method, URL, headers and peer alone. */
+export type FastRequest =
+  | { kind: "one"; id: number; path: string; start: number; headers: Headers }
+  | { kind: "list"; list: ListQuery; path: string; query: string; start: number; headers: Headers }
+  | { kind: "create"; peer: Peer; principal: Principal; start: number };
+
+/**
+ * Which hot request `req` is, when nothing but the plain case applies (see the top of this file): a keyless
+ * GET of one site or of a page of sites, or POST of a site (its body not read yet); else null.
+ */
+export function fastRequestOf(
+  req: Request,
+  env: unknown,
+  keylessPrincipal: FastPathOptions["keylessPrincipal"],
+  maxBodyBytes: number,
+): FastRequest | null {
+  const method = req.method;
+  if (method !== "GET" && method !== "POST") return null;
+  const start = performance.now();
+  const url = req.url;
+  const from = url.indexOf("/", url.indexOf("//") + 2);
+  if (from < 0) return null;
+  const q = url.indexOf("?", from);
+  const path = q < 0 ? url.slice(from) : url.slice(from, q);
+  let siteId = 0;
+  if (path !== SITES) {
+    if (method !== "GET" || !path.startsWith(SITES) || path.charCodeAt(SITES.length) !== 47 /* / */) return null;
+    const id = siteIdOf(path.slice(SITES.length + 1));
+    if (id === null) return null;
+    siteId = id;
+  }
+  const query = q < 0 ? "" : url.slice(q + 1);
+  const list = method === "GET" && siteId === 0 ? listQueryOf(query) : null;
+  if (method === "GET" && siteId === 0 && list === null) return null;
+
+  // Who is calling: only a keyless client on this machine, talking to us directly, with no page's Origin.
+  const h = req.headers;
+  if (h.has("authorization") || h.has("x-api-key") || h.has("origin") || h.has("x-forwarded-for") || h.has("forwarded")) return null;
+  if (method === "POST") {
+    // A write: no query, a JSON body of a known size within the limit, no idempotency key, no browser's site marker.
+    if (q >= 0 || h.get("content-type") !== "application/json" || h.has("idempotency-key") || h.has("sec-fetch-site")) return null;
+    const length = h.get("content-length");
+    if (length === null || !/^\d{1,9}$/.test(length) || Number(length) > maxBodyBytes) return null;
+  }
+  const host = h.get("host");
+  const peer = (env as Server | undefined)?.requestIP?.(req);
+  if (host === null || !peer) return null;
+  const principal = keylessPrincipal(normalizeAddress(peer.address), hostnameOf(host));
+  if (principal === null) return null;
+  if (method === "POST") return { kind: "create", peer, principal, start };
+  if (siteId !== 0) return { kind: "one", id: siteId, path, start, headers: h };
+  return { kind: "list", list: list!, path, query, start, headers: h };
+}
+
+/** An answer as the full stack's frame makes it (headers, metrics, request log), recorded when built. */
+export type Answer = (
+  id: string,
+  method: string,
+  status: number,
+  route: string,
+  path: string,
+  body: unknown,
+  extra: string | null,
+  extraValue: string,
+  start: number,
+) => Response;
+
+/** The fast path's answer function: JSON with the frame's headers, the HTTP metrics and the request log line. */
+export function answerWith(observe: HttpObserve, requestLog: boolean | undefined): Answer {
+  const logRequests = requestLog === true;
+  return (id, method, status, route, path, body, extra, extraValue, start) => {
     const res = new Response(JSON.stringify(body), { status, headers: headersOf(id, extra, extraValue) });
     const ms = performance.now() - start;
     observe(method, status, route, ms / 1000);
     if (logRequests) logRequest(id, method, path, route, status, ms);
     return res;
-  }
+  };
+}
+
+/** The Link header of a page of sites with more after it (setNextLink's URL: this path and query with the cursor set in it). */
+export function nextLinkOf(path: string, query: string, next: SiteCursor): string {
+  return `<${path}?${withCursor(query, encodeCursor(next))}>; rel="next"`;
+}
+
+/** The audit row the full stack's audit context writes for a create of a site (target and site_id from the result). */
+export function createAuditRow(principal: Principal, peer: Peer, requestId: string, siteId: number | null): AuditInsert {
+  return {
+    actor: actorOf(principal),
+    key_id: null,
+    ip: normalizeAddress(peer.address),
+    method: "POST",
+    action: "POST /api/v1/sites",
+    target: siteId === null ? null : `site:${siteId}`,
+    site_id: siteId,
+    request_id: requestId,
+    outcome: "ok",
+    status: null,
+  };
+}
+
+/**
+ * The full stack's answer to a create whose body (`text`) the fast path has read: the same request rebuilt
+ * (same URL, headers, body, client address) and handed to `fallback`.
+ */
+export function replayCreate(req: Request, env: unknown, peer: Peer, text: string, fallback: FastPathOptions["fallback"]) {
+  const again = new Request(req.url, { method: "POST", headers: req.headers, body: text });
+  const server = env as Server;
+  return fallback(again, {
+    requestIP: (r: Request) => (r === again ? peer : (server.requestIP?.(r) ?? null)),
+    timeout: (r: Request, s: number) => server.timeout?.(r === again ? req : r, s),
+  });
+}
+
+/**
+ * Builds the fast path: `(request, server)` answers a plain keyless GET of one site or of a page of
+ * sites, or POST of a site, or returns null for the full stack to answer.
+ */
+export function createFastPath(opts: FastPathOptions): (req: Request, env: unknown) => Response | Promise<Response> | null {
+  const { db, keylessPrincipal, fallback, maxBodyBytes } = opts;
+  const answer = answerWith(opts.observe, opts.requestLog);
 
   /** A create whose body was read: answered here when it commits, else by the full stack from the same request. */
-  async function create(
-    req: Request,
-    env: Server,
-    peer: { address: string; family: string; port: number },
-    principal: Principal,
-    start: number,
-  ) {
+  async function create(req: Request, env: unknown, peer: Peer, principal: Principal, start: number) {
     const text = await req.text();
-    const replay = () => {
-      const again = new Request(req.url, { method: "POST", headers: req.headers, body: text });
-      return fallback(again, {
-        requestIP: (r: Request) => (r === again ? peer : (env.requestIP?.(r) ?? null)),
-        timeout: (r: Request, s: number) => env.timeout?.(r === again ? req : r, s),
-      });
-    };
+    const replay = () => replayCreate(req, env, peer, text, fallback);
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -193,18 +281,7 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
     let site: Site;
     try {
       // The audit row the full stack's audit context writes for this create, in the same transaction.
-      const audited = withAuditRows(db, (result) => ({
-        actor: actorOf(principal),
-        key_id: null,
-        ip: normalizeAddress(peer.address),
-        method: "POST",
-        action: "POST /api/v1/sites",
-        target: `site:${(result as Site).id}`,
-        site_id: (result as Site).id,
-        request_id: id,
-        outcome: "ok",
-        status: null,
-      }));
+      const audited = withAuditRows(db, (result) => createAuditRow(principal, peer, id, (result as Site).id));
       // request_id on any line logged while writing, as in the full stack's request frame.
       site = await withLogContext({ request_id: id }, () => createSite(audited, input.data));
     } catch {
@@ -215,59 +292,25 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
   }
 
   return (req, env) => {
-    const method = req.method;
-    if (method !== "GET" && method !== "POST") return null;
-    const start = performance.now();
-    const url = req.url;
-    const from = url.indexOf("/", url.indexOf("//") + 2);
-    if (from < 0) return null;
-    const q = url.indexOf("?", from);
-    const path = q < 0 ? url.slice(from) : url.slice(from, q);
-    let siteId = 0;
-    if (path !== SITES) {
-      if (method !== "GET" || !path.startsWith(SITES) || path.charCodeAt(SITES.length) !== 47 /* / */) return null;
-      const id = siteIdOf(path.slice(SITES.length + 1));
-      if (id === null) return null;
-      siteId = id;
-    }
-    const list = method === "GET" && siteId === 0 ? listQueryOf(q < 0 ? "" : url.slice(q + 1)) : null;
-    if (method === "GET" && siteId === 0 && list === null) return null;
-
-    // Who is calling: only a keyless client on this machine, talking to us directly, with no page's Origin.
-    const h = req.headers;
-    if (h.has("authorization") || h.has("x-api-key") || h.has("origin") || h.has("x-forwarded-for") || h.has("forwarded")) return null;
-    if (method === "POST") {
-      // A write: no query, a JSON body of a known size within the limit, no idempotency key, no browser's site marker.
-      if (q >= 0 || h.get("content-type") !== "application/json" || h.has("idempotency-key") || h.has("sec-fetch-site")) return null;
-      const length = h.get("content-length");
-      if (length === null || !/^\d{1,9}$/.test(length) || Number(length) > maxBodyBytes) return null;
-    }
-    const host = h.get("host");
-    const peer = (env as Server | undefined)?.requestIP?.(req);
-    if (host === null || !peer) return null;
-    const principal = keylessPrincipal(normalizeAddress(peer.address), hostnameOf(host));
-    if (principal === null) return null;
-    if (method === "POST") return create(req, env as Server, peer, principal, start);
-
+    const r = fastRequestOf(req, env, keylessPrincipal, maxBodyBytes);
+    if (r === null) return null;
+    if (r.kind === "create") return create(req, env, r.peer, r.principal, r.start);
     try {
-      if (siteId !== 0) {
-        const site: Site | undefined = readSiteById(db, siteId);
+      if (r.kind === "one") {
+        const site: Site | undefined = readSiteById(db, r.id);
         if (site === undefined) return null;
-        return answer(requestIdOf(h.get("x-request-id") ?? undefined), "GET", 200, ONE_SITE, path, site, null, "", start);
+        return answer(requestIdOf(r.headers.get("x-request-id") ?? undefined), "GET", 200, ONE_SITE, r.path, site, null, "", r.start);
       }
+      const { list } = r;
       const page = readSitesPage(db, {
-        activeOnly: list!.activeOnly,
-        limit: list!.limit,
-        cursor: list!.cursor === undefined ? undefined : decodeCursor(list!.cursor),
-        includeArchived: list!.includeArchived,
+        activeOnly: list.activeOnly,
+        limit: list.limit,
+        cursor: list.cursor === undefined ? undefined : decodeCursor(list.cursor),
+        includeArchived: list.includeArchived,
       });
-      let link: string | null = null;
-      if (page.next) {
-        // setNextLink's URL: this path and query with the cursor set in it (last when new).
-        link = `<${path}?${withCursor(q < 0 ? "" : url.slice(q + 1), encodeCursor(page.next))}>; rel="next"`;
-      }
-      const id = requestIdOf(h.get("x-request-id") ?? undefined);
-      return answer(id, "GET", 200, SITES, path, page.items, link === null ? null : "Link", link ?? "", start);
+      const link = page.next ? nextLinkOf(r.path, r.query, page.next) : null;
+      const id = requestIdOf(r.headers.get("x-request-id") ?? undefined);
+      return answer(id, "GET", 200, SITES, r.path, page.items, link === null ? null : "Link", link ?? "", r.start);
     } catch {
       // A bad cursor, a busy or broken file: the full stack answers it (its error shape, its logs).
       return null;

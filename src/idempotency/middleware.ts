@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { principalOf } from "../auth/middleware.ts";
+import { principalOf, type Principal } from "../auth/middleware.ts";
 import { requiredScope } from "../auth/policy.ts";
 import { offerPendingAnswer, pendingSignal, rideThroughLeft, withRideThrough } from "../db/availability.ts";
 import type { Db } from "../db/index.ts";
@@ -191,35 +191,62 @@ async function runUnkeyed(db: Db, c: Context, next: () => Promise<void>, as: "js
   const pending = await runOrPend(c, next, () => {
     // Made only now: the common case (no lost COMMIT) pays nothing for it.
     token = newPendingToken(db.host);
-    const location = pendingLocation(token);
     const owner = pendingOwnerOf(c);
     const { method, path } = c.req;
-    return async (final) => {
-      const { status, headers, body } = await storedAnswer(final);
-      // The 202's own headers may have been copied onto the final answer (Hono builds it from the context's).
-      if (headers.location === location) delete headers.location;
-      const t = Date.now();
-      await withRideThrough(db.availability.rideThroughMs, () =>
-        persist(db, () =>
-          recordPendingAnswer(db, {
-            owner,
-            key: token,
-            method,
-            path,
-            status,
-            headers: JSON.stringify(headers),
-            body,
-            expiresAt: t + IDEMPOTENCY_TTL_MS,
-          }),
-        ),
-      );
-    };
+    return (final) => storePendingAnswer(db, { owner, token, method, path }, final);
   });
   if (!pending) return undefined;
   const location = pendingLocation(token);
   if (as === "page") return pendingPage(c, db, location);
   c.header("Location", location);
   return pendingAnswer(c, db, { token, location });
+}
+
+/** Stores the final answer of an unkeyed write answered 202 under its token (for GET /api/v1/pending-writes/{token}). */
+async function storePendingAnswer(db: Db, w: { owner: string; token: string; method: string; path: string }, final: Response) {
+  const { status, headers, body } = await storedAnswer(final);
+  // The 202's own headers may have been copied onto the final answer (Hono builds it from the context's).
+  if (headers.location === pendingLocation(w.token)) delete headers.location;
+  const t = Date.now();
+  await withRideThrough(db.availability.rideThroughMs, () =>
+    persist(db, () =>
+      recordPendingAnswer(db, {
+        owner: w.owner,
+        key: w.token,
+        method: w.method,
+        path: w.path,
+        status,
+        headers: JSON.stringify(headers),
+        body,
+        expiresAt: t + IDEMPOTENCY_TTL_MS,
+      }),
+    ),
+  );
+}
+
+/**
+ * For an unkeyed write answered outside Hono (the PostgreSQL fast path, src/http/pg-fast-path.ts) whose outcome
+ * outlasts the ride-through: its 202 (status, body, headers) as runUnkeyed answers it, and `final` (the write's
+ * own answer, once known) stored under the new token, for the caller `principal`.
+ */
+export function pendUnkeyedWrite(
+  db: Db,
+  principal: Principal,
+  method: string,
+  path: string,
+  final: Promise<Response>,
+): { status: 202; body: unknown; headers: Record<string, string> } {
+  const token = newPendingToken(db.host);
+  const owner = `pending:${ownerOfPrincipal(principal)}`;
+  void final
+    .then((res) => storePendingAnswer(db, { owner, token, method, path }, res))
+    .catch((err) => log("warn", "pending write failed", { path, error: String(err) }));
+  const location = pendingLocation(token);
+  return {
+    status: 202,
+    body: pendingBody({ token, location }),
+    headers: { Location: location, "Retry-After": String(db.availability.retryAfterSeconds()), "Idempotent-Pending": "true" },
+  };
 }
 
 /** The dashboard's 202 for a form write whose outcome is not known yet: what happened, where to look, no resend. */
@@ -266,23 +293,28 @@ function captureAnswer(c: Context): () => Response | undefined {
 function pendingAnswer(c: Context, db: Db, ref: { idempotency_key: string } | { token: string; location: string }): Response {
   c.header("Retry-After", String(db.availability.retryAfterSeconds()));
   c.header("Idempotent-Pending", "true");
+  return c.json(pendingBody(ref), 202);
+}
+
+/** The body of a 202 pending answer. */
+function pendingBody(ref: { idempotency_key: string } | { token: string; location: string }) {
   const how =
     "idempotency_key" in ref
       ? "Its final answer is kept for this Idempotency-Key: send the same request again with the same key (after Retry-After) to get it"
       : "Its final answer will be at `location` (GET it after Retry-After; 202 while not known yet). Do not send the write again before: it may have been applied";
-  return c.json(
-    {
-      status: "pending",
-      ...ref,
-      message: `the database went away while this write was committing; whether it was applied is known once it is back. ${how}`,
-    },
-    202,
-  );
+  return {
+    status: "pending",
+    ...ref,
+    message: `the database went away while this write was committing; whether it was applied is known once it is back. ${how}`,
+  };
 }
 
 /** Who sent the request: keys are per caller (a key of another API key is another key). */
 function ownerOf(c: Context): string {
-  const p = principalOf(c);
+  return ownerOfPrincipal(principalOf(c));
+}
+
+function ownerOfPrincipal(p: Principal | undefined): string {
   return p?.kind === "key" ? `key:${p.key.id}` : (p?.kind ?? "anonymous");
 }
 

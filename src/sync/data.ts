@@ -8,7 +8,7 @@ import { gscSyncedDays } from "../db/sqlite/schema.ts";
 import { sqliteOrm } from "../db/sql.ts";
 import { isFinalDay } from "./dates.ts";
 import { dayDate, dayNumber, deviceCode, typeCode } from "./grains.ts";
-import { keyRows, rollupOf } from "./keyed-rows.ts";
+import { type KeyedColumns, keyRows, type Rollup, rollupOf } from "./keyed-rows.ts";
 import type { SearchType, SourceRow } from "./source.ts";
 import { eitherIds, type KnownTextIds, type TextIds, unknownTexts } from "./text-ids.ts";
 
@@ -46,19 +46,38 @@ const writeStatements = perConnection((orm) => {
        on conflict (site_id, day, type, page_id, query_id, device)
        do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position`,
     ),
-    // A whole day's replacement (replaceDayDetail): plain inserts of deduplicated rows in key order.
-    insert: c.prepare<unknown, number[]>(
-      `insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    clearDetail: c.prepare<unknown, number[]>("delete from gsc_query_detail where site_id = ? and day = ? and type = ?"),
-    insertRollup: c.prepare<unknown, number[]>(
-      `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position) values (?, ?, ?, ?, ?, ?, ?)`,
-    ),
     deleteRow: c.prepare<unknown, number[]>(
       "delete from gsc_query_detail where site_id = ? and day = ? and type = ? and page_id = ? and query_id = ? and device = ?",
     ),
     clearRollup: c.prepare<unknown, number[]>("delete from gsc_day_query_totals where site_id = ? and day = ? and type = ?"),
+    // writeDayRows: the day's stored keys (in key order), and multi-row upserts that leave equal rows untouched.
+    dayKeys: c.prepare<[number, number, number], number[]>(
+      "select page_id, query_id, device from gsc_query_detail where site_id = ? and day = ? and type = ? order by page_id, query_id, device",
+    ),
+    upsertChanged: rowsStatement(
+      c,
+      `insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position) values`,
+      9,
+      `on conflict (site_id, day, type, page_id, query_id, device)
+       do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position
+       where gsc_query_detail.clicks <> excluded.clicks or gsc_query_detail.impressions <> excluded.impressions
+          or gsc_query_detail.sum_position <> excluded.sum_position`,
+    ),
+    dayRollupQueries: c.prepare<[number], number[]>(
+      "select query_id from gsc_day_query_totals where site_id = ? and day = ? and type = ? order by query_id",
+    ),
+    deleteRollupRow: c.prepare<unknown, number[]>(
+      "delete from gsc_day_query_totals where site_id = ? and day = ? and type = ? and query_id = ?",
+    ),
+    upsertRollupChanged: rowsStatement(
+      c,
+      "insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position) values",
+      7,
+      `on conflict (site_id, day, type, query_id)
+       do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position
+       where gsc_day_query_totals.clicks <> excluded.clicks or gsc_day_query_totals.impressions <> excluded.impressions
+          or gsc_day_query_totals.sum_position <> excluded.sum_position`,
+    ),
     buildRollup: c.prepare<unknown, number[]>(
       `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
        select site_id, day, type, query_id, sum(clicks), sum(impressions), sum(sum_position)
@@ -67,6 +86,16 @@ const writeStatements = perConnection((orm) => {
     ),
   };
 });
+
+/** Rows per multi-row statement of writeDayRows (fewer calls into SQLite; one statement per row cost more). */
+const ROWS_PER_STATEMENT = 64;
+
+/** A statement of `ROWS_PER_STATEMENT` rows of `width` parameters each, and one of a single row (for the rest). */
+function rowsStatement(c: Database, head: string, width: number, tail: string) {
+  const tuple = `(${Array.from({ length: width }, () => "?").join(", ")})`;
+  const of = (n: number) => c.prepare<unknown, number[]>(`${head} ${Array.from({ length: n }, () => tuple).join(", ")} ${tail}`);
+  return { many: of(ROWS_PER_STATEMENT), one: of(1), width };
+}
 
 /** Dictionary ids (gsc_pages or gsc_queries) of a site's distinct texts on SQLite, adding the missing ones in one statement. */
 function sqliteIds(dict: ReturnType<typeof writeStatements>["pages"], siteId: number, distinct: string[]): Map<string, number> {
@@ -140,18 +169,54 @@ export async function replaceDayDetail(
   const t = typeCode(type);
   const orm = sqliteOrm(tx);
   if (!orm) return replaceDayDetailPg(tx as Q, siteId, d, t, rows, known);
-  const s = writeStatements(orm);
   const { pages, queries } = sqliteTextIds(orm, siteId, rows, known);
-  const k = keyRows(rows, pages, queries);
-  s.clearDetail.run(siteId, d, t);
-  s.clearRollup.run(siteId, d, t);
-  for (let i = 0; i < k.n; i++) {
-    s.insert.run(siteId, d, t, k.page[i]!, k.query[i]!, k.device[i]!, k.clicks[i]!, k.impressions[i]!, k.sumPosition[i]!);
+  return writeDayRows(orm, siteId, d, t, keyRows(rows, pages, queries));
+}
+
+/**
+ * Inside a write, SQLite: makes `k` (one site, day number and type code; keyed: in key order, one row per key)
+ * the day's stored query detail and its day × query rollup (sums computed here): rows gone from the day are
+ * deleted, new and changed rows written, equal ones left untouched (a day fetched again with few changes
+ * writes little), in multi-row statements. What switchStagedDay does from the staging, from memory instead.
+ */
+export function writeDayRows(tx: Q | Orm, siteId: number, day: number, type: number, k: KeyedColumns, r: Rollup = rollupOf(k)): number {
+  const s = writeStatements(sqliteOrm(tx)!);
+  // Stored keys not in the new day (both in key order: one merge pass).
+  let j = 0;
+  for (const [p, q, d] of s.dayKeys.values(siteId, day, type) as [number, number, number][]) {
+    while (j < k.n && (k.page[j]! < p || (k.page[j] === p && (k.query[j]! < q || (k.query[j] === q && k.device[j]! < d))))) j++;
+    if (j < k.n && k.page[j] === p && k.query[j] === q && k.device[j] === d) continue;
+    s.deleteRow.run(siteId, day, type, p, q, d);
   }
-  const r = rollupOf(k);
-  for (let i = 0; i < r.query.length; i++)
-    s.insertRollup.run(siteId, d, t, r.query[i]!, r.clicks[i]!, r.impressions[i]!, r.sumPosition[i]!);
+  writeRows(s.upsertChanged, k.n, (o, i) => {
+    o.push(siteId, day, type, k.page[i]!, k.query[i]!, k.device[i]!, k.clicks[i]!, k.impressions[i]!, k.sumPosition[i]!);
+  });
+  // Stored rollup rows of queries gone from the day (both in query id order).
+  j = 0;
+  for (const [q] of s.dayRollupQueries.values(siteId, day, type) as [number][]) {
+    while (j < r.query.length && r.query[j]! < q) j++;
+    if (j >= r.query.length || r.query[j] !== q) s.deleteRollupRow.run(siteId, day, type, q);
+  }
+  writeRows(s.upsertRollupChanged, r.query.length, (o, i) => {
+    o.push(siteId, day, type, r.query[i]!, r.clicks[i]!, r.impressions[i]!, r.sumPosition[i]!);
+  });
   return k.n;
+}
+
+/** Runs a rowsStatement over n rows, `fill` appending row i's parameters. */
+function writeRows(st: ReturnType<typeof rowsStatement>, n: number, fill: (out: number[], i: number) => void): void {
+  const values: number[] = [];
+  let i = 0;
+  for (; i + ROWS_PER_STATEMENT <= n; ) {
+    values.length = 0;
+    for (const end = i + ROWS_PER_STATEMENT; i < end; i++) fill(values, i);
+    st.many.run(...values);
+  }
+  for (; i < n; i++) {
+    values.length = 0;
+    fill(values, i);
+    st.one.run(...values);
+  }
 }
 
 /** Inside a write: deletes rows by their key id ("site|day|type|page_id|query_id|device"); returns how many. On SQLite they are deleted before this returns. */

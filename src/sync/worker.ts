@@ -34,7 +34,7 @@ export type WorkerOptions = {
   batchSize: number;
   /** Rows per write transaction while this worker writes alone (bigger transactions, fewer commits); default batchSize. */
   bulkBatchSize?: number;
-  /** Detail rows up to which a day × type is written in one transaction with its totals (default 10,000; SYNC_ATOMIC_DAY_ROWS). */
+  /** Detail rows up to which a day × type is written in one transaction with its totals (default defaultAtomicDayRows; SYNC_ATOMIC_DAY_ROWS). */
   atomicDayRows?: number;
   /** Pause after each write of a task, leaving the lock to other processes' writers. */
   writeGapMs?: number;
@@ -42,6 +42,14 @@ export type WorkerOptions = {
 
 /** Longest pause of the loop while the database keeps failing. */
 const MAX_BACKOFF_MS = 30_000;
+
+/**
+ * SYNC_ATOMIC_DAY_ROWS's default per engine. SQLite: Google's 50,000-row daily cap, so a day is kept in typed
+ * columns and written once in its switch (no staging: its second write and batch COMMITs were ~4 µs of a row's
+ * ~11, docs/benchmarks/ingest-export.md); the switch holds the write lock about as long as the staged one.
+ * PostgreSQL: 10,000 (its one-transaction day took 12-32 s at 50,000, docs/sync.md).
+ */
+export const defaultAtomicDayRows = { sqlite: 50_000, pg: 10_000 } as const;
 
 /** How long one sign of another writer keeps the pacing on. */
 const CONTENTION_MEMORY_MS = 2000;
@@ -122,7 +130,7 @@ export function startWorker(opts: WorkerOptions): Worker {
         const alone = performance.now() - contendedAt >= CONTENTION_MEMORY_MS;
         return alone ? Math.max(opts.batchSize, opts.bulkBatchSize ?? 0) : opts.batchSize;
       },
-      atomicDayRows: opts.atomicDayRows ?? 10_000,
+      atomicDayRows: opts.atomicDayRows ?? defaultAtomicDayRows[db.engine],
       signal: ac.signal,
       write: async (fn) => {
         // A stop, cancel or lost lease noticed meanwhile: write nothing more (the batch loop ends here).

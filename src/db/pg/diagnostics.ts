@@ -27,9 +27,11 @@ export async function serverFacts(db: Db) {
            current_database() as database,
            pg_database_size(current_database())::bigint as database_size_bytes,
            (select count(*) from pg_stat_activity where datname = current_database())::int as connections,
+           -- Waits of this database's backends: a row lock's wait is on a transaction id (database null), so
+           -- "database is null" counted every other database's row-lock waits on the server too.
            (select count(*) from pg_locks l
               where not l.granted
-                and (l.database is null or l.database = (select oid from pg_database where datname = current_database())))::int as locks_waiting,
+                and l.pid in (select pid from pg_stat_activity where datname = current_database()))::int as locks_waiting,
            (select coalesce(extract(epoch from clock_timestamp() - min(xact_start)) * 1000, 0)
               from pg_stat_activity where datname = current_database() and xact_start is not null
                 and pid <> pg_backend_pid())::float8 as oldest_transaction_ms`);

@@ -2,15 +2,16 @@ import type { Orm } from "../../db/index.ts";
 import type { Site } from "../../db/model.ts";
 import { rowsIngested } from "../../metrics/registry.ts";
 import { indexAllPendingQueries } from "../../search/queries.ts";
-import { findSyncedDays, markDaySynced, replaceDayDetail } from "../data.ts";
+import { findSyncedDays, markDaySynced, replaceDayDetail, rowTextIds, writeDayRows } from "../data.ts";
 import { isFinalDay, isFreshDay } from "../dates.ts";
 import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
 import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
 import { refreshDayRollups } from "../rollups.ts";
-import { clearStaged, stageQueryTotals, stageRows, startStaging, switchStagedDay } from "../staged-day.ts";
+import { DayRows } from "../keyed-rows.ts";
+import { clearStaged, stageDayRows, stageQueryTotals, stageRows, startStaging, switchStagedDay } from "../staged-day.ts";
 import type { SourceRow, TotalsRow } from "../source.ts";
-import { KnownTextIds } from "../text-ids.ts";
+import { KnownTextIds, type TextIds } from "../text-ids.ts";
 import { runDays } from "./days.ts";
 import type { TaskContext, TaskHandler } from "./index.ts";
 
@@ -96,7 +97,14 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
   // The detail is buffered while it fits in ctx.atomicDayRows: then the whole switch (detail, rollup,
   // totals, completeness, marker) is one transaction. A bigger day's detail is staged in short writes
   // (src/sync/staged-day.ts) and switched in by that same one transaction: atomic for readers either way.
-  let buffered: SourceRow[] | null = [];
+  // SQLite buffers the day in typed columns, each page's texts given ids as it comes (a short write only for
+  // new texts), so the switch holds the write lock only for the writing itself; PostgreSQL buffers the rows.
+  const columns = ctx.db.engine === "sqlite";
+  let dayRows: DayRows | null = columns ? new DayRows() : null;
+  // SQLite: rows not in dayRows yet, their texts to be given ids (at most a batch: a small day's get them in the
+  // switch, as before, without a write of their own).
+  let unresolved: SourceRow[] = [];
+  let buffered: SourceRow[] | null = columns ? null : [];
   let detailRows = 0;
   let detailClicks = 0;
   const taskId = ctx.task.id;
@@ -115,19 +123,38 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
     for await (const page of ctx.source.pages(site.domain, day, type, ctx.signal, fetch)) {
       detailRows += page.length;
       for (const r of page) detailClicks += r.clicks ?? 0;
+      if (dayRows && dayRows.n + unresolved.length + page.length <= ctx.atomicDayRows) {
+        unresolved.push(...page);
+        if (unresolved.length > ctx.batchSize) {
+          await addToDay(ctx, site.id, unresolved, known, dayRows);
+          unresolved = [];
+        }
+        continue;
+      }
       if (buffered && buffered.length + page.length <= ctx.atomicDayRows) {
         buffered.push(...page);
         continue;
       }
-      if (buffered) {
-        await ctx.write((tx) => startStaging(tx, taskId));
-        await stage(buffered);
+      if (buffered || dayRows) await ctx.write((tx) => startStaging(tx, taskId));
+      if (buffered) await stage(buffered);
+      if (dayRows) {
+        await addToDay(ctx, site.id, unresolved, known, dayRows);
+        unresolved = [];
+        const k = dayRows.keyed();
+        for (let i = 0, n = 0; i < k.n; i += n) {
+          n = ctx.batchSize;
+          await ctx.write((tx) => stageDayRows(tx, taskId, k, i, i + n));
+        }
+        rowsIngested.inc({ source: ctx.source.name }, dayRows.n);
       }
       buffered = null;
+      dayRows = null;
       await stage(page);
     }
   }
-  const atomic = buffered !== null;
+  const atomic = buffered !== null || dayRows !== null;
+  // The day's columns sorted and deduplicated before the switch takes the write lock (unless rows wait for ids).
+  const early = dayRows && rules.query && unresolved.length === 0 ? dayRows.keyed() : null;
   // The staged day's rollup per query, built before the switch (a write of the staging tables alone).
   if (!atomic) await ctx.write((tx) => stageQueryTotals(tx, taskId));
 
@@ -165,7 +192,14 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
     let rows = 0;
     if (!atomic) rows = await switchStagedDay(tx, taskId, site.id, dayNumber(day), typeCode(type));
     // The old detail and rollup replaced by the new rows and their sums (computed from the rows, not read back).
-    else if (rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!, known);
+    else if (dayRows && rules.query) {
+      let keyed = early;
+      if (!keyed) {
+        pushRows(dayRows, unresolved, await rowTextIds(tx, site.id, unresolved, known));
+        keyed = dayRows.keyed();
+      }
+      rows = writeDayRows(tx, site.id, dayNumber(day), typeCode(type), keyed, keyed.rollup);
+    } else if (rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!, known);
     await replaceDayGrains(tx, grains);
     // The report rollups of this day (src/sync/rollups.ts), from what is now stored.
     await refreshDayRollups(tx, site.id, dayNumber(day), typeCode(type));
@@ -173,13 +207,47 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
     return rows;
   });
   known.committed();
-  if (atomic) rowsIngested.inc({ source: ctx.source.name }, buffered!.length);
+  if (atomic) rowsIngested.inc({ source: ctx.source.name }, buffered?.length ?? dayRows!.n);
   // Switched: the staging rows are no longer needed (left behind by a crash, startStaging clears them).
   else await ctx.write((tx) => clearStaged(tx, taskId));
   // SQLite: the day's new queries go into the FTS5 search index in a few batched writes, not one FTS
   // write per row. (PostgreSQL's trigram index on gsc_queries is kept by the server itself.)
   if (ctx.db.engine === "sqlite" && stored > 0) await indexAllPendingQueries((fn) => ctx.write((tx) => fn(tx as unknown as Orm)));
   return stored;
+}
+
+/**
+ * SQLite: fetched rows into the day's columns with their dictionary ids: known ones from the task's cache, new
+ * texts looked up or added first in short writes of ctx.batchSize rows (none once a backfill's texts are known).
+ */
+async function addToDay(ctx: TaskContext, siteId: number, page: SourceRow[], known: KnownTextIds, day: DayRows): Promise<void> {
+  for (let i = 0, rows: SourceRow[]; i < page.length; i += rows.length) {
+    rows = i === 0 && page.length <= ctx.batchSize ? page : page.slice(i, i + ctx.batchSize);
+    let ids: RowIds = known;
+    if (rows.some((r) => !known.pages.has(r.page) || !known.queries.has(r.query))) {
+      known.discard();
+      ids = await ctx.write((tx) => rowTextIds(tx, siteId, rows, known));
+    }
+    pushRows(day, rows, ids);
+    // After the ids are used: keeping them may start the cache again (src/sync/text-ids.ts).
+    known.committed();
+  }
+}
+
+type RowIds = { pages: TextIds; queries: TextIds };
+
+/** Rows into the day's columns, with their texts' ids. */
+function pushRows(day: DayRows, rows: SourceRow[], ids: RowIds): void {
+  for (const r of rows) {
+    day.push(
+      ids.pages.get(r.page)!,
+      ids.queries.get(r.query)!,
+      deviceCode(r.device),
+      r.clicks,
+      r.impressions,
+      sumPosition(r.position, r.impressions),
+    );
+  }
 }
 
 /** A totals row's measures as stored: integers, position scaled into sum_position. */

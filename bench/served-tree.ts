@@ -1,0 +1,115 @@
+// `bun bench/served-tree.ts [scenario,scenario,...] [--workers 4]`: the service as `bun run bench` starts it
+// (src/main.ts, N HTTP workers and the supervisor) on 1,000 seeded sites, serving each listed scenario
+// (get_one, list, create, mixed = 90/5/5) in turn, 1 s of warm-up + 3 s measured at 64 connections; prints the
+// tree's CPU µs per request by process (supervisor, workers) and by thread kind (main, JIT, allocator, GC),
+// then the write queue's counters from /metrics. bench/served-threads.ts is the one-process view; this one shows
+// what only several workers cost (each commit seen by the other workers: mixed against its parts).
+import { Database } from "bun:sqlite";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { children } from "./cpu.ts";
+import { runLoad, type LoadRequest } from "./load.ts";
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { workers: { type: "string", default: "4" } } });
+const sequence = (positionals[0] ?? "get_one,mixed,get_one,mixed").split(",");
+const root = join(import.meta.dir, "..");
+const { migrate } = await import("../src/db/sqlite/migrate.ts");
+const dir = mkdtempSync(join(tmpdir(), "served-tree-"));
+const path = join(dir, "a.db");
+migrate(path);
+const seed = new Database(path);
+const ins = seed.prepare("INSERT INTO sites (domain, name) VALUES (?, ?)");
+seed.transaction(() => {
+  for (let i = 1; i <= 1000; i++) ins.run(`sc-domain:site${i}.bench.example`, `Site ${i}`);
+})();
+seed.close();
+const port = 20000 + Math.floor(Math.random() * 20000);
+const proc = Bun.spawn([process.execPath, "src/main.ts", "--workers", values.workers!, "--sync-workers", "0"], {
+  cwd: root,
+  env: {
+    ...process.env,
+    DATABASE_URL: path,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "warn",
+    REQUEST_LOG: "0",
+    SYNC_SCHEDULER: "0",
+  },
+  stdout: "ignore",
+  stderr: "inherit",
+});
+const url = `http://127.0.0.1:${port}`;
+for (let i = 0; i < 600; i++) {
+  try {
+    if ((await fetch(`${url}/api/v1/sites/1`)).ok) break;
+  } catch {}
+  await Bun.sleep(100);
+}
+
+function tree(pid: number): number[] {
+  return [pid, ...children(pid).flatMap(tree)];
+}
+/** CPU µs so far per "process kind|thread kind" of the tree. */
+function snapshot(): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const p of tree(proc.pid)) {
+    const kind = p === proc.pid ? "supervisor" : "worker";
+    try {
+      for (const t of readdirSync(`/proc/${p}/task`)) {
+        try {
+          const s = readFileSync(`/proc/${p}/task/${t}/stat`, "utf8");
+          const comm = s.slice(s.indexOf("(") + 1, s.lastIndexOf(")")).replace(/\d+$/, "");
+          const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+          const k = `${kind}|${comm === "bun.exe" || comm === "bun" ? "main" : comm}`;
+          m.set(k, (m.get(k) ?? 0) + (Number(f[11]) + Number(f[12])) * 10_000);
+        } catch {}
+      }
+    } catch {}
+  }
+  return m;
+}
+
+let k = 0;
+const getOne = (): LoadRequest => ({ method: "GET", path: `/api/v1/sites/${1 + Math.floor(Math.random() * 1000)}` });
+const list = (): LoadRequest => ({ method: "GET", path: "/api/v1/sites?limit=50" });
+const create = (): LoadRequest => ({
+  method: "POST",
+  path: "/api/v1/sites",
+  body: JSON.stringify({ domain: `sc-domain:t${++k}.${port}.example`, name: `T ${k}` }),
+});
+const mixed = (): LoadRequest => {
+  const r = Math.random();
+  return r < 0.9 ? getOne() : r < 0.95 ? list() : create();
+};
+const scenarios: Record<string, () => LoadRequest> = { get_one: getOne, list, create, mixed };
+
+for (const name of sequence) {
+  const next = scenarios[name];
+  if (!next) throw new Error(`unknown scenario ${name} (get_one, list, create, mixed)`);
+  await runLoad({ url, connections: 64, durationSec: 1, next });
+  const a = snapshot();
+  const r = await runLoad({ url, connections: 64, durationSec: 3, next });
+  const b = snapshot();
+  const rows = [...b].map(([key, v]) => [key, (v - (a.get(key) ?? 0)) / r.requests] as const).filter(([, v]) => v >= 0.5);
+  const sum = (f: (key: string) => boolean) => rows.filter(([key]) => f(key)).reduce((s, [, v]) => s + v, 0);
+  const threads = [...new Set(rows.map(([key]) => key.split("|")[1]!))]
+    .map((t) => [t, sum((key) => key.endsWith(`|${t}`))] as const)
+    .sort((x, y) => y[1] - x[1]);
+  console.log(
+    `${name}: ${r.rps.toFixed(0)} req/s, ${sum(() => true).toFixed(1)} µs/req (supervisor ${sum((key) => key.startsWith("supervisor")).toFixed(1)}, ` +
+      `workers ${sum((key) => key.startsWith("worker")).toFixed(1)}: ${threads.map(([t, v]) => `${t} ${v.toFixed(1)}`).join(", ")}); ` +
+      `${r.server5xx} 5xx, ${r.socketErrors} socket errors`,
+  );
+}
+const metrics = await (await fetch(`${url}/metrics`)).text();
+console.log(
+  metrics
+    .split("\n")
+    .filter((l) => /^sitesync_write_(commits|busy_retries|group_size_(sum|count))/.test(l))
+    .join("\n"),
+);
+proc.kill("SIGTERM");
+await proc.exited;
+rmSync(dir, { recursive: true, force: true });
