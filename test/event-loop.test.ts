@@ -34,13 +34,28 @@ test("an idle process is sampled every 100 ms, a working one every 10 ms, and id
   sampler = createDelaySampler((s) => worst.push(s), opts);
   const s = sampler;
   expect(s.mode()).toBe("busy");
-  await waitFor(() => s.mode() === "idle", { what: "the idle mode" });
-  // Idle: three ticks take at least three idle periods (a loaded machine only makes them later).
-  const from = s.ticks();
-  const t0 = performance.now();
-  await waitFor(() => s.ticks() >= from + 3, { every: 5, what: "three idle ticks" });
-  expect(performance.now() - t0).toBeGreaterThanOrEqual(2 * opts.idlePeriodMs);
-  expect(s.mode()).toBe("idle");
+  // Idle: three ticks span two idle periods (a loaded machine only makes them later). Bound at 1.5 periods: timers
+  // fire a few ms early against performance.now() (CI read 196 ms for 200); busy ticks would take ~20 ms. The test
+  // process's own JIT or GC (or a neighbour's load) can lift it past the idle share for a window: such a try, seen
+  // leaving idle, is made again.
+  for (let attempt = 1; ; attempt++) {
+    await waitFor(() => s.mode() === "idle", { what: "the idle mode" });
+    const from = s.ticks();
+    const t0 = performance.now();
+    let stayedIdle = true;
+    await waitFor(
+      () => {
+        if (s.mode() !== "idle") stayedIdle = false;
+        return s.ticks() >= from + 3;
+      },
+      { every: 5, what: "three idle ticks" },
+    );
+    if (stayedIdle) {
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(1.5 * opts.idlePeriodMs);
+      break;
+    }
+    expect(attempt).toBeLessThan(10);
+  }
   // Work (CPU without stalls): the next idle tick switches to 10 ms.
   await workUntil(() => s.mode() === "busy");
   await waitFor(() => s.mode() === "idle", { what: "the idle mode after the work" });
