@@ -11,10 +11,10 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { children } from "./cpu.ts";
 import { runLoad, type LoadRequest } from "./load.ts";
+import { startService } from "./processes.ts";
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { workers: { type: "string", default: "4" } } });
 const sequence = (positionals[0] ?? "get_one,mixed,get_one,mixed").split(",");
-const root = join(import.meta.dir, "..");
 const { migrate } = await import("../src/db/sqlite/migrate.ts");
 const dir = mkdtempSync(join(tmpdir(), "served-tree-"));
 const path = join(dir, "a.db");
@@ -25,28 +25,11 @@ seed.transaction(() => {
   for (let i = 1; i <= 1000; i++) ins.run(`sc-domain:site${i}.bench.example`, `Site ${i}`);
 })();
 seed.close();
-const port = 20000 + Math.floor(Math.random() * 20000);
-const proc = Bun.spawn([process.execPath, "src/main.ts", "--workers", values.workers!, "--sync-workers", "0"], {
-  cwd: root,
-  env: {
-    ...process.env,
-    DATABASE_URL: path,
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "warn",
-    REQUEST_LOG: "0",
-    SYNC_SCHEDULER: "0",
-  },
-  stdout: "ignore",
-  stderr: "inherit",
-});
-const url = `http://127.0.0.1:${port}`;
-for (let i = 0; i < 600; i++) {
-  try {
-    if ((await fetch(`${url}/api/v1/sites/1`)).ok) break;
-  } catch {}
-  await Bun.sleep(100);
-}
+// The service as `bun run bench` starts it (bench/processes.ts), no sync worker.
+const service = await startService({ dbPath: path, workers: Number(values.workers), syncWorkers: 0 });
+const { url } = service;
+const port = new URL(url).port; // in the created domains: unique per run
+const proc = { pid: service.pid };
 
 function tree(pid: number): number[] {
   return [pid, ...children(pid).flatMap(tree)];
@@ -110,6 +93,5 @@ console.log(
     .filter((l) => /^sitesync_write_(commits|busy_retries|group_size_(sum|count))/.test(l))
     .join("\n"),
 );
-proc.kill("SIGTERM");
-await proc.exited;
+await service.stop();
 rmSync(dir, { recursive: true, force: true });
