@@ -8,7 +8,7 @@ import type { HttpObserve } from "../metrics/http.ts";
 import { logRequest, requestIdOf, SECURITY_HEADERS } from "../request-frame.ts";
 import { createSite, decodeCursor, encodeCursor, readSiteById, readSitesPage, type SiteCursor } from "../sites/queries.ts";
 import type { AuditInsert } from "../audit/queries.ts";
-import { CreateSiteSchema, ListSitesQuery, SiteIdParams } from "../sites/schemas.ts";
+import { type CreateSite, CreateSiteSchema, ListSitesQuery, SiteIdParams } from "../sites/schemas.ts";
 
 // The hottest requests (GET one site, GET a page of sites, POST a site), answered before Hono on SQLite:
 // the same answer the full stack gives (status, body, headers, audit row, metrics, request log), composed
@@ -248,13 +248,41 @@ export function createAuditRow(principal: Principal, peer: Peer, requestId: stri
  * The full stack's answer to a create whose body (`text`) the fast path has read: the same request rebuilt
  * (same URL, headers, body, client address) and handed to `fallback`.
  */
-export function replayCreate(req: Request, env: unknown, peer: Peer, text: string, fallback: FastPathOptions["fallback"]) {
+function replayCreate(req: Request, env: unknown, peer: Peer, text: string, fallback: FastPathOptions["fallback"]) {
   const again = new Request(req.url, { method: "POST", headers: req.headers, body: text });
   const server = env as Server;
   return fallback(again, {
     requestIP: (r: Request) => (r === again ? peer : (server.requestIP?.(r) ?? null)),
     timeout: (r: Request, s: number) => server.timeout?.(r === again ? req : r, s),
   });
+}
+
+/** A create's body read and judged: its input, its request id and the full stack's answer to the same request (`replay`). */
+export type CreateBody = { input: CreateSite; id: string; replay: () => Response | Promise<Response> };
+
+/**
+ * Reads a create's body: the input CreateSiteSchema accepts with the request id, or (an unreadable body, not JSON,
+ * refused by the schema, `refuse` true before parsing) the full stack's answer to the same request.
+ */
+export async function readCreate(
+  req: Request,
+  env: unknown,
+  peer: Peer,
+  fallback: FastPathOptions["fallback"],
+  refuse: () => boolean = () => false,
+): Promise<CreateBody | Response> {
+  const text = await req.text();
+  const replay = () => replayCreate(req, env, peer, text, fallback);
+  if (refuse()) return replay();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return replay();
+  }
+  const input = CreateSiteSchema.safeParse(body);
+  if (!input.success) return replay();
+  return { input: input.data, id: requestIdOf(req.headers.get("x-request-id") ?? undefined), replay };
 }
 
 /**
@@ -267,23 +295,15 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
 
   /** A create whose body was read: answered here when it commits, else by the full stack from the same request. */
   async function create(req: Request, env: unknown, peer: Peer, principal: Principal, start: number) {
-    const text = await req.text();
-    const replay = () => replayCreate(req, env, peer, text, fallback);
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      return replay();
-    }
-    const input = CreateSiteSchema.safeParse(body);
-    if (!input.success) return replay();
-    const id = requestIdOf(req.headers.get("x-request-id") ?? undefined);
+    const read = await readCreate(req, env, peer, fallback);
+    if (read instanceof Response) return read;
+    const { input, id, replay } = read;
     let site: Site;
     try {
       // The audit row the full stack's audit context writes for this create, in the same transaction.
       const audited = withAuditRows(db, (result) => createAuditRow(principal, peer, id, (result as Site).id));
       // request_id on any line logged while writing, as in the full stack's request frame.
-      site = await withLogContext({ request_id: id }, () => createSite(audited, input.data));
+      site = await withLogContext({ request_id: id }, () => createSite(audited, input));
     } catch {
       // Nothing was written (a duplicate domain, a busy or broken file): the full stack answers it.
       return replay();

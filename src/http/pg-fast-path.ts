@@ -9,14 +9,13 @@ import { pendUnkeyedWrite } from "../idempotency/middleware.ts";
 import { log, withLogContext } from "../log.ts";
 import { requestIdOf } from "../request-frame.ts";
 import { createSite, decodeCursor, findSiteById, listSites } from "../sites/queries.ts";
-import { CreateSiteSchema } from "../sites/schemas.ts";
 import {
   answerWith,
   createAuditRow,
   fastRequestOf,
   nextLinkOf,
   ONE_SITE,
-  replayCreate,
+  readCreate,
   SITES,
   type FastPathOptions,
   type Peer,
@@ -109,19 +108,10 @@ export function createPgFastPath(opts: PgFastPathOptions): (req: Request, env: u
   }
 
   async function create(req: Request, env: unknown, peer: Peer, principal: Principal, start: number): Promise<Response> {
-    const text = await req.text();
-    const replay = () => replayCreate(req, env, peer, text, fallback);
     // Known down: the full stack waits for the server from the start of its ride-through.
-    if (db.availability.downSince !== null) return replay();
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      return replay();
-    }
-    const input = CreateSiteSchema.safeParse(body);
-    if (!input.success) return replay();
-    const id = requestIdOf(req.headers.get("x-request-id") ?? undefined);
+    const read = await readCreate(req, env, peer, fallback, () => db.availability.downSince !== null);
+    if (read instanceof Response) return read;
+    const { input, id, replay } = read;
     // The audit row the full stack's audit context has the create's one statement insert (auditedDb's auditTemplate).
     const row = createAuditRow(principal, peer, id, null);
     const audited: Db = Object.create(db, {
@@ -136,7 +126,7 @@ export function createPgFastPath(opts: PgFastPathOptions): (req: Request, env: u
       // As runUnkeyed: a write whose outcome must wait past the ride-through is answered 202 then.
       const signal = pendingSignal();
       offerPendingAnswer(signal.announce);
-      const write = withLogContext({ request_id: id }, () => createSite(audited, input.data));
+      const write = withLogContext({ request_id: id }, () => createSite(audited, input));
       let site: Site | "pending";
       try {
         site = await Promise.race([write, signal.promise]);
