@@ -97,11 +97,9 @@ const allFiles =
         .map((f) => `test/${f}`);
 
 /** Test files that must run alone (nothing else running): benchmarks and load or timing-sensitive tests. */
+// The benchmarks' own tests (bench*.test.ts) check only that every figure is reported, never a timing: they run in
+// the lanes (bench.test.ts as a heavy file: it loads both sides of a benchmark), not alone.
 export const runAlone: Record<string, string> = {
-  "bench.test.ts": "a benchmark: ratios measured on a quiet machine",
-  "bench-analytics.test.ts": "a benchmark",
-  "bench-search.test.ts": "a benchmark",
-  "bench-copy.test.ts": "a benchmark",
   "stress.test.ts": "load with exact counts under SIGKILL",
   "watchdog.test.ts": "SIGSTOP of the lock holder: stall detection is timing-sensitive",
   "checkpoint.test.ts": "the WAL bound holds only while the checkpointer keeps up: failed at load 12-14 (peaks 17.7-20.0 MiB > 16)",
@@ -123,6 +121,7 @@ export const heavy: Record<string, string> = {
   "edges.test.ts": "4 workers' rate limits and Bun's idle bounds",
   "multimachine.test.ts": "two instances of 2+2 workers on one database",
   "multiprocess.test.ts": "4-worker servers under concurrent writes",
+  "bench.test.ts": "a short benchmark: the service and the bare baseline, both loaded (no timing asserted)",
 };
 
 /**
@@ -144,13 +143,17 @@ export const waiting: Record<string, string> = {
 const jobs = Math.max(1, Number(process.env.TEST_JOBS) || 2);
 /** The extra lane for `waiting` files: with TEST_JOBS > 1, unless TEST_WAIT_LANE=0. */
 const waitLane = jobs > 1 && process.env.TEST_WAIT_LANE !== "0";
-const expected: Record<string, number> = (() => {
+/** A JSON file of seconds per "engine file" beside this script ({} when missing). */
+function recorded(name: string): Record<string, number> {
   try {
-    return JSON.parse(readFileSync(join(import.meta.dir, "test-times.json"), "utf8"));
+    return JSON.parse(readFileSync(join(import.meta.dir, name), "utf8"));
   } catch {
     return {};
   }
-})();
+}
+const expected = recorded("test-times.json");
+/** Each file's CPU (its process tree) in the same run as test-times.json: --plan's floor of CPU over the cores. */
+const expectedCpu = recorded("test-cpu.json");
 
 type Unit = { engine: "sqlite" | "pg"; file: string; env: Record<string, string> };
 type Counts = { pass: number; fail: number; skip: number };
@@ -307,6 +310,13 @@ if (planOnly) {
   console.log(`waiting files (an extra lane beside TEST_JOBS > 1 unless TEST_WAIT_LANE=0): ${sum(waits).toFixed(0)} s`);
   for (const n of [1, 2, 3, 4])
     console.log(`TEST_JOBS=${n}: ${(plannedWall(lanes, n, n > 1 && process.env.TEST_WAIT_LANE !== "0") + sum(alone)).toFixed(0)} s`);
+  // The lanes cannot beat the CPU: the files' recorded CPU (not the PostgreSQL backends', nor chromium's) over the cores.
+  const cpu = units.reduce((a, u) => a + (expectedCpu[`${u.engine} ${basename(u.file)}`] ?? 0), 0);
+  const cores = navigator.hardwareConcurrency;
+  if (cpu > 0)
+    console.log(
+      `CPU ${cpu.toFixed(0)} s recorded (scripts/test-cpu.json, files' process trees): at least ${(cpu / cores).toFixed(0)} s of wall on ${cores} cores`,
+    );
   process.exit(0);
 }
 
