@@ -15,10 +15,10 @@ import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { defaultPragmas } from "../src/db/sqlite/open.ts";
 import { addDays } from "../src/sync/dates.ts";
-import { rebuildDayQueryTotals, replaceDayDetail } from "../src/sync/data.ts";
+import { replaceDayDetail } from "../src/sync/data.ts";
 import { dayDate, dayNumber, typeCode } from "../src/sync/grains.ts";
 import { type PageTotal, replaceDayGrains, upsertPageIds } from "../src/sync/grain-writes.ts";
-import { moveDayPageWeek, moveDayQueryWeek, refreshDayRollups, splitWeeks } from "../src/sync/rollups.ts";
+import { moveDayPageWeek, refreshDayRollups, splitWeeks } from "../src/sync/rollups.ts";
 import type { SearchType, SourceRow } from "../src/sync/source.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
 import { migrationsBefore } from "./helpers/migrations.ts";
@@ -75,27 +75,6 @@ async function detailCounts(db: Db, siteId: number, types: number[], device: num
   return new Map(rows.map((r) => [Number(r.day), Number(r.n)]));
 }
 
-/** Rows of a SELECT on either engine, as arrays of numbers. */
-async function numberRows(db: Db, q: string): Promise<number[][]> {
-  const rows = (db.engine === "pg" ? (await db.pg!.pool.query(q)).rows : db.raw.reader.query(q).all()) as Record<string, unknown>[];
-  return rows.map((r) => Object.values(r).map(Number));
-}
-
-/** The weekly query totals kept at ingest (rows left at 0 by a re-fetch aside) and the day x query rollup summed per week. */
-async function weekQueryTotals(db: Db, siteId: number): Promise<{ kept: number[][]; summed: number[][] }> {
-  const kept = await numberRows(
-    db,
-    `select week, type, query_id, clicks, impressions, sum_position from gsc_week_query_totals
-      where site_id = ${siteId} and (clicks <> 0 or impressions <> 0 or sum_position <> 0) order by 1, 2, 3`,
-  );
-  const summed = await numberRows(
-    db,
-    `select day / 7 as week, type, query_id, sum(clicks) as c, sum(impressions) as i, sum(sum_position) as p from gsc_day_query_totals
-      where site_id = ${siteId} group by day / 7, type, query_id order by 1, 2, 3`,
-  );
-  return { kept, summed };
-}
-
 describe("rollups kept at ingest equal the detail's answers", () => {
   let t: ReturnType<typeof tempDb>;
   let db: Db;
@@ -125,20 +104,6 @@ describe("rollups kept at ingest equal the detail's answers", () => {
       });
     }
   }
-
-  // Weekly query totals (gsc_week_query_totals): each writer of the day rollup moves the day's rows in its week.
-  test("weekly query totals = the day x query rollup summed per week, after re-fetched days and rebuilds", async () => {
-    const weeks = await weekQueryTotals(db, siteId);
-    expect(weeks.kept.length).toBeGreaterThan(40);
-    expect(weeks.kept).toEqual(weeks.summed);
-    // A rebuild from the detail (the tests' and the old batched path's writer) keeps the weeks too.
-    const other = await addSite(db, "sc-domain:weekq.example", "wq");
-    await writeDays(db, other, 9, 7);
-    for (const type of TYPES) await db.tx((tx) => rebuildDayQueryTotals(tx, other, addDays(END, -3), type));
-    await writeDays(db, other, 2, 4242);
-    const after = await weekQueryTotals(db, other);
-    expect(after.kept).toEqual(after.summed);
-  });
 
   // Page totals summed per page id, the URL joined afterwards: the same pages, sums and order as summing
   // each row with its URL. Days without grains are derived from the detail (the union's second half).
@@ -594,7 +559,6 @@ describe("rollups kept at ingest equal the detail's answers", () => {
 const TAG = { sqlite: "0022_day_query_counts", pg: "0017_day_query_counts" };
 const ROLLUP_TABLES = ["gsc_day_query_counts"];
 const WEEK_TABLE = "gsc_week_page_totals";
-const WEEK_QUERY_TABLE = "gsc_week_query_totals";
 
 /** Detail and rollup rows of a few days, written directly (as an older version stored them). */
 function oldRowsSql(): string[] {
@@ -669,15 +633,6 @@ describe("the migration backfills the rollups of data already stored", () => {
         .all())
         await moveDayPageWeek(orm, site_id, day, type, 1);
       expect(db.query(dumpSql(WEEK_TABLE)).all()).toEqual(weeks);
-      // The weekly query totals (migration 0028): the backfill's rows = each stored day's rollup added to its week.
-      const queryWeeks = db.query(dumpSql(WEEK_QUERY_TABLE)).all();
-      expect(queryWeeks.length).toBe(36); // (8 + 4 queries) × 3 types, one week
-      db.run(`delete from ${WEEK_QUERY_TABLE}`);
-      for (const { site_id, day, type } of db
-        .query<{ site_id: number; day: number; type: number }, []>("select distinct site_id, day, type from gsc_day_query_totals")
-        .all())
-        await moveDayQueryWeek(orm, site_id, day, type, 1);
-      expect(db.query(dumpSql(WEEK_QUERY_TABLE)).all()).toEqual(queryWeeks);
     } finally {
       db.close();
     }
@@ -712,12 +667,6 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: the migration backfill
       for (const { site_id, day, type } of (await c.query("select distinct site_id, day, type from gsc_page_totals")).rows)
         await moveDayPageWeek(orm as never, site_id, day, type, 1);
       expect((await c.query(dumpSql(WEEK_TABLE))).rows).toEqual(weeks);
-      const queryWeeks = (await c.query(dumpSql(WEEK_QUERY_TABLE))).rows;
-      expect(queryWeeks.length).toBe(36); // (8 + 4 queries) × 3 types, one week
-      await c.query(`delete from ${WEEK_QUERY_TABLE}`);
-      for (const { site_id, day, type } of (await c.query("select distinct site_id, day, type from gsc_day_query_totals")).rows)
-        await moveDayQueryWeek(orm as never, site_id, day, type, 1);
-      expect((await c.query(dumpSql(WEEK_QUERY_TABLE))).rows).toEqual(queryWeeks);
     } finally {
       await c.end();
     }

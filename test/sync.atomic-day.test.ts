@@ -108,20 +108,6 @@ async function dayQueryCounts(day: string) {
   );
   expect(kept.length).toBeGreaterThan(0);
   expect(kept).toEqual(fromDetail);
-  // The weekly query totals kept with the day's rollup (src/sync/rollups.ts) = the rollup summed per week.
-  const sums = async (q: string) => {
-    const r = t.db.engine === "pg" ? (await t.db.pg!.pool.query(q)).rows : t.db.raw.reader.query(q).all();
-    return (r as Record<string, unknown>[]).map((x) => Object.values(x).map(Number));
-  };
-  const weeks = await sums(
-    `select week, type, query_id, clicks, impressions, sum_position from gsc_week_query_totals
-      where site_id = ${site} and (clicks <> 0 or impressions <> 0 or sum_position <> 0) order by 1, 2, 3`,
-  );
-  expect(weeks.length).toBeGreaterThan(0);
-  expect(weeks).toEqual(
-    await sums(`select day / 7 as week, type, query_id, sum(clicks) as c, sum(impressions) as i, sum(sum_position) as p
-      from gsc_day_query_totals where site_id = ${site} group by day / 7, type, query_id order by 1, 2, 3`),
-  );
 }
 
 /** Rows in the staging tables (every task's). */

@@ -208,15 +208,13 @@ describe("DayRows (a SQLite day's rows in typed columns)", () => {
         const got = await dayOf(columns);
         expect(got).toEqual(await dayOf(columnsRef));
         expect([got.detail.length, got.rollup.length]).toEqual([src.length, 700]);
-        // The day's rows, its rollup rows and its week's query totals (src/sync/rollups.ts: one row per query).
-        if (v === 0) expect(changed).toBe(k.n + 2 * k.rollup.query.length);
+        if (v === 0) expect(changed).toBe(k.n + k.rollup.query.length);
         else {
           // v1: 300 rows fewer (gone), every third row one click more (its rollup row too), the rest equal and untouched.
           const gone = 300;
           const more = src.filter((_, i) => i % 3 === 0).length;
           expect(changed).toBeGreaterThanOrEqual(gone + more);
-          // (the week's query totals: one row per changed query, at most 700)
-          expect(changed).toBeLessThan(gone + more + 2 * 700 + 300);
+          expect(changed).toBeLessThan(gone + more + 700 + 300);
         }
       }
       // The same day once more: nothing differs, nothing is written.

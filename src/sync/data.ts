@@ -9,7 +9,6 @@ import { sqliteOrm } from "../db/sql.ts";
 import { isFinalDay } from "./dates.ts";
 import { dayDate, dayNumber, deviceCode, typeCode } from "./grains.ts";
 import { type KeyedColumns, keyRows, type Rollup, rollupOf } from "./keyed-rows.ts";
-import { DAYS_PER_WEEK, moveDayQueryWeek } from "./rollups.ts";
 import type { SearchType, SourceRow } from "./source.ts";
 import { eitherIds, type KnownTextIds, type TextIds, unknownTexts } from "./text-ids.ts";
 
@@ -64,17 +63,8 @@ const writeStatements = perConnection((orm) => {
        where gsc_query_detail.clicks <> excluded.clicks or gsc_query_detail.impressions <> excluded.impressions
           or gsc_query_detail.sum_position <> excluded.sum_position`,
     ),
-    dayRollup: c.prepare<[number, number, number, number], number[]>(
-      "select query_id, clicks, impressions, sum_position from gsc_day_query_totals where site_id = ? and day = ? and type = ? order by query_id",
-    ),
-    // The weekly query totals' change by a day written again: (new - old) added per query (src/sync/rollups.ts).
-    addQueryWeek: rowsStatement(
-      c,
-      "insert into gsc_week_query_totals (site_id, week, type, query_id, clicks, impressions, sum_position) values",
-      7,
-      `on conflict (site_id, week, type, query_id) do update set clicks = gsc_week_query_totals.clicks + excluded.clicks,
-         impressions = gsc_week_query_totals.impressions + excluded.impressions,
-         sum_position = gsc_week_query_totals.sum_position + excluded.sum_position`,
+    dayRollupQueries: c.prepare<[number], number[]>(
+      "select query_id from gsc_day_query_totals where site_id = ? and day = ? and type = ? order by query_id",
     ),
     deleteRollupRow: c.prepare<unknown, number[]>(
       "delete from gsc_day_query_totals where site_id = ? and day = ? and type = ? and query_id = ?",
@@ -87,15 +77,6 @@ const writeStatements = perConnection((orm) => {
        do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position
        where gsc_day_query_totals.clicks <> excluded.clicks or gsc_day_query_totals.impressions <> excluded.impressions
           or gsc_day_query_totals.sum_position <> excluded.sum_position`,
-    ),
-    // moveDayQueryWeek (src/sync/rollups.ts) prepared: ?1 site, ?2 day, ?3 type, ?4 week, ?5 sign (1 adds, -1 takes out).
-    moveQueryWeek: c.prepare<unknown, number[]>(
-      `insert into gsc_week_query_totals (site_id, week, type, query_id, clicks, impressions, sum_position)
-       select ?1, ?4, ?3, x.query_id, ?5 * x.clicks, ?5 * x.impressions, ?5 * x.sum_position
-         from gsc_day_query_totals x where x.site_id = ?1 and x.day = ?2 and x.type = ?3
-       on conflict (site_id, week, type, query_id) do update set clicks = gsc_week_query_totals.clicks + excluded.clicks,
-         impressions = gsc_week_query_totals.impressions + excluded.impressions,
-         sum_position = gsc_week_query_totals.sum_position + excluded.sum_position`,
     ),
     buildRollup: c.prepare<unknown, number[]>(
       `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
@@ -210,30 +191,14 @@ export function writeDayRows(tx: Q | Orm, siteId: number, day: number, type: num
   writeRows(s.upsertChanged, k.n, (o, i) => {
     o.push(siteId, day, type, k.page[i]!, k.query[i]!, k.device[i]!, k.clicks[i]!, k.impressions[i]!, k.sumPosition[i]!);
   });
-  // Stored rollup rows of queries gone from the day (both in query id order), and the day's change per query
-  // (new - old sums) for its week's gsc_week_query_totals: a day written again with few changes moves few rows.
-  const week = Math.floor(day / DAYS_PER_WEEK);
-  const delta: number[] = [];
-  const changed = (q: number, c: number, i: number, p: number) => {
-    if (c !== 0 || i !== 0 || p !== 0) delta.push(q, c, i, p);
-  };
+  // Stored rollup rows of queries gone from the day (both in query id order).
   j = 0;
-  for (const [q, c, i, p] of s.dayRollup.values(siteId, day, type) as [number, number, number, number][]) {
-    for (; j < r.query.length && r.query[j]! < q; j++) changed(r.query[j]!, r.clicks[j]!, r.impressions[j]!, r.sumPosition[j]!);
-    if (j < r.query.length && r.query[j] === q) {
-      changed(q, r.clicks[j]! - c, r.impressions[j]! - i, r.sumPosition[j]! - p);
-      j++;
-    } else {
-      s.deleteRollupRow.run(siteId, day, type, q);
-      changed(q, -c, -i, -p);
-    }
+  for (const [q] of s.dayRollupQueries.values(siteId, day, type) as [number][]) {
+    while (j < r.query.length && r.query[j]! < q) j++;
+    if (j >= r.query.length || r.query[j] !== q) s.deleteRollupRow.run(siteId, day, type, q);
   }
-  for (; j < r.query.length; j++) changed(r.query[j]!, r.clicks[j]!, r.impressions[j]!, r.sumPosition[j]!);
   writeRows(s.upsertRollupChanged, r.query.length, (o, i) => {
     o.push(siteId, day, type, r.query[i]!, r.clicks[i]!, r.impressions[i]!, r.sumPosition[i]!);
-  });
-  writeRows(s.addQueryWeek, delta.length / 4, (o, i) => {
-    o.push(siteId, week, type, delta[4 * i]!, delta[4 * i + 1]!, delta[4 * i + 2]!, delta[4 * i + 3]!);
   });
   return k.n;
 }
@@ -269,7 +234,7 @@ export async function deleteRowsById(tx: Q | Orm, ids: string[]): Promise<number
 
 /**
  * Inside a write: rebuilds the day × query rollup (gsc_day_query_totals) of one site, day and search type
- * from its detail rows (and its week's gsc_week_query_totals); call it once the day's rows are all stored (and stale ones deleted).
+ * from its detail rows; call it once the day's rows are all stored (and stale ones deleted).
  */
 export async function rebuildDayQueryTotals(tx: Q | Orm, siteId: number, day: string, type: SearchType): Promise<void> {
   const d = dayNumber(day);
@@ -277,16 +242,11 @@ export async function rebuildDayQueryTotals(tx: Q | Orm, siteId: number, day: st
   const orm = sqliteOrm(tx);
   if (orm) {
     const s = writeStatements(orm);
-    const week = Math.floor(d / DAYS_PER_WEEK);
-    s.moveQueryWeek.run(siteId, d, t, week, -1);
     s.clearRollup.run(siteId, d, t);
     s.buildRollup.run(siteId, d, t);
-    s.moveQueryWeek.run(siteId, d, t, week, 1);
     return;
   }
-  await moveDayQueryWeek(tx, siteId, d, t, -1);
   await rebuildDayQueryTotalsPg(tx as Q, siteId, d, t);
-  await moveDayQueryWeek(tx, siteId, d, t, 1);
 }
 
 /** Inside a write: records that every row of this site, day and search type is stored (at once on SQLite). */

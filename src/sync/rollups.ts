@@ -10,9 +10,6 @@ import { sqliteOrm } from "../db/sql.ts";
 // Weekly page totals (gsc_week_page_totals, week = floor(day / 7)) are kept by replaceDayGrains, the one writer
 // of gsc_page_totals: the day's stored page totals are taken out of their week before the day is replaced and
 // the new ones added after (moveDayPageWeek), so a re-fetched day never counts twice and no week is re-read.
-// Weekly query totals (gsc_week_query_totals) follow the day x query rollup the same way: each writer of the
-// rollup (src/sync/data.ts, staged-day.ts, src/db/pg/synced-rows.ts) takes the day's rows out of their week
-// before replacing them and adds the new ones after (moveDayQueryWeek).
 
 /** Runs one statement inside the caller's write. */
 async function run(tx: Q | Orm, query: SQL): Promise<void> {
@@ -78,24 +75,5 @@ export async function moveDayPageWeek(tx: Q | Orm, siteId: number, day: number, 
       on conflict (site_id, week, type, page_id) do update set clicks = gsc_week_page_totals.clicks + excluded.clicks,
         impressions = gsc_week_page_totals.impressions + excluded.impressions,
         sum_position = gsc_week_page_totals.sum_position + excluded.sum_position`,
-  );
-}
-
-/**
- * Inside the write that replaces a day's day x query rollup: adds (sign 1) or takes out (sign -1) that (site, day,
- * type)'s stored rollup rows to/from its week's rows of gsc_week_query_totals (one rollup row per query a day: no
- * grouping). Called with -1 before the day's rollup is replaced and 1 after: the week then holds the sum of its days.
- * (SQLite's writeDayRows runs the same statement prepared: src/sync/data.ts.)
- */
-export async function moveDayQueryWeek(tx: Q | Orm, siteId: number, day: number, type: number, sign: 1 | -1): Promise<void> {
-  const [s, w, t, k] = [siteId, Math.floor(day / DAYS_PER_WEEK), type, sign].map((v) => sql`cast(${v} as integer)`);
-  await run(
-    tx,
-    sql`insert into gsc_week_query_totals (site_id, week, type, query_id, clicks, impressions, sum_position)
-      select ${s}, ${w}, ${t}, x.query_id, ${k} * x.clicks, ${k} * x.impressions, ${k} * x.sum_position
-        from gsc_day_query_totals x where x.site_id = ${siteId} and x.day = ${day} and x.type = ${type}
-      on conflict (site_id, week, type, query_id) do update set clicks = gsc_week_query_totals.clicks + excluded.clicks,
-        impressions = gsc_week_query_totals.impressions + excluded.impressions,
-        sum_position = gsc_week_query_totals.sum_position + excluded.sum_position`,
   );
 }

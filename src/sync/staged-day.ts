@@ -4,7 +4,6 @@ import { perConnection } from "../db/sqlite/prepared.ts";
 import { sqliteOrm } from "../db/sql.ts";
 import { rowTextIds } from "./data.ts";
 import { deviceCode, sumPosition } from "./grains.ts";
-import { moveDayQueryWeek } from "./rollups.ts";
 import type { SourceRow } from "./source.ts";
 import { type KeyedColumns, keyRows } from "./keyed-rows.ts";
 import type { KnownTextIds } from "./text-ids.ts";
@@ -175,8 +174,6 @@ export async function switchStagedDay(tx: Q, taskId: number, siteId: number, day
       where gsc_query_detail.clicks <> excluded.clicks or gsc_query_detail.impressions <> excluded.impressions
          or gsc_query_detail.sum_position <> excluded.sum_position`,
   );
-  // The weekly query totals follow the day's rollup: its old rows out of the week, the new ones in after.
-  await moveDayQueryWeek(tx, siteId, day, type, -1);
   await run(
     tx,
     sql`delete from gsc_day_query_totals where ${ofDay} and not exists (
@@ -192,7 +189,6 @@ export async function switchStagedDay(tx: Q, taskId: number, siteId: number, day
       where gsc_day_query_totals.clicks <> excluded.clicks or gsc_day_query_totals.impressions <> excluded.impressions
          or gsc_day_query_totals.sum_position <> excluded.sum_position`,
   );
-  await moveDayQueryWeek(tx, siteId, day, type, 1);
   return countStaged(tx, taskId);
 }
 

@@ -57,11 +57,7 @@ const notCopied: Record<string, string> = {
 
 // Copied before the tables whose rows point at them without a foreign key: the query detail and its rollup
 // hold gsc_pages / gsc_queries ids (no triggers; the order only keeps a half-done copy readable).
-const copiedBefore: Record<string, string[]> = {
-  gsc_query_detail: ["gsc_pages", "gsc_queries"],
-  gsc_day_query_totals: ["gsc_queries"],
-  gsc_week_query_totals: ["gsc_queries"],
-};
+const copiedBefore: Record<string, string[]> = { gsc_query_detail: ["gsc_pages", "gsc_queries"], gsc_day_query_totals: ["gsc_queries"] };
 
 /** Copies every table from `opts.from` to `opts.to` (one SQLite, one PostgreSQL); verifies row counts. */
 export async function copyDatabase(opts: CopyOptions): Promise<CopyResult> {

@@ -416,27 +416,6 @@ export const gscWeekPageTotals = pgTable(
   (t) => [primaryKey({ columns: [t.site_id, t.week, t.type, t.page_id] })],
 );
 
-/**
- * Query totals per week (issue 18): the day × query rollup (gsc_day_query_totals) summed per week number
- * floor(day / 7), kept at ingest with the day's rollup (src/sync/rollups.ts): query reports over a day range
- * read its whole weeks and the edge days from the day rows. Rows of queries gone from a re-fetched day stay, at 0.
- */
-export const gscWeekQueryTotals = pgTable(
-  "gsc_week_query_totals",
-  {
-    site_id: integer("site_id")
-      .notNull()
-      .references(() => sites.id, { onDelete: "cascade" }),
-    week: integer("week").notNull(),
-    type: integer("type").notNull(),
-    query_id: integer("query_id").notNull(),
-    clicks: bigint("clicks", { mode: "number" }).notNull(),
-    impressions: bigint("impressions", { mode: "number" }).notNull(),
-    sum_position: bigint("sum_position", { mode: "number" }).notNull(),
-  },
-  (t) => [primaryKey({ columns: [t.site_id, t.week, t.type, t.query_id] })],
-);
-
 /** Query detail: page × query × device (no country: the 50,000-row cap per day; grains.md). */
 export const gscQueryDetail = pgTable(
   "gsc_query_detail",

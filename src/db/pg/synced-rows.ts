@@ -1,7 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { deviceCode, sumPosition } from "../../sync/grains.ts";
 import { keyRows, rollupOf } from "../../sync/keyed-rows.ts";
-import { moveDayQueryWeek } from "../../sync/rollups.ts";
 import type { SourceRow } from "../../sync/source.ts";
 import { eitherIds, type KnownTextIds, type TextIds, unknownTexts } from "../../sync/text-ids.ts";
 import type { Q } from "../engine.ts";
@@ -139,8 +138,6 @@ export async function replaceDayDetailPg(
 ): Promise<number> {
   const { pages, queries } = await rowTextIdsPg(tx, siteId, rows, known);
   const k = keyRows(rows, pages, queries);
-  // The weekly query totals follow the day's rollup: its old rows out of the week, the new ones in after.
-  await moveDayQueryWeek(tx, siteId, day, type, -1);
   await tx.delete(d).where(and(eq(d.site_id, siteId), eq(d.day, day), eq(d.type, type)));
   await tx.delete(dq).where(and(eq(dq.site_id, siteId), eq(dq.day, day), eq(dq.type, type)));
   for (let i = 0; i < k.n; i += UNNEST_ROWS) {
@@ -157,7 +154,6 @@ export async function replaceDayDetailPg(
       select ${siteId}::int, ${day}::int, ${type}::int, u.* from unnest(${intArray(r.query, i, j)}::int[], ${intArray(r.clicks, i, j)}::bigint[],
         ${intArray(r.impressions, i, j)}::bigint[], ${intArray(r.sumPosition, i, j)}::bigint[]) as u`);
   }
-  await moveDayQueryWeek(tx, siteId, day, type, 1);
   return k.n;
 }
 

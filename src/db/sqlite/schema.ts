@@ -428,27 +428,6 @@ export const gscWeekPageTotals = sqliteTable(
   (t) => [primaryKey({ columns: [t.site_id, t.week, t.type, t.page_id] })],
 );
 
-/**
- * Query totals per week (issue 18): the day × query rollup (gsc_day_query_totals) summed per week number
- * floor(day / 7), kept at ingest with the day's rollup (src/sync/rollups.ts): query reports over a day range
- * read its whole weeks and the edge days from the day rows. Rows of queries gone from a re-fetched day stay, at 0.
- */
-export const gscWeekQueryTotals = sqliteTable(
-  "gsc_week_query_totals",
-  {
-    site_id: integer("site_id")
-      .notNull()
-      .references(() => sites.id, { onDelete: "cascade" }),
-    week: integer("week").notNull(),
-    type: integer("type").notNull(),
-    query_id: integer("query_id").notNull(),
-    clicks: integer("clicks").notNull(),
-    impressions: integer("impressions").notNull(),
-    sum_position: integer("sum_position").notNull(),
-  },
-  (t) => [primaryKey({ columns: [t.site_id, t.week, t.type, t.query_id] })],
-);
-
 /** Query detail: page × query × device (no country: the 50,000-row cap per day; grains.md). */
 export const gscQueryDetail = sqliteTable(
   "gsc_query_detail",
