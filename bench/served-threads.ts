@@ -1,4 +1,5 @@
-// `bun bench/served-threads.ts [service|baseline|groupcommit] [get_one|list|create] [warmup s] [measured s]`:
+// `bun bench/served-threads.ts [service|baseline|groupcommit] [get_one|list|create] [warmup s] [measured s]
+//   [--syscalls] [--top-tier off]`:
 // CPU µs per request of ONE served process (src/server.ts unsupervised, or bench/baseline/main.ts with one
 // worker) split by thread (main thread, JIT compiler, mimalloc's scavenger, GC helpers) and user/sys, from
 // /proc, after a warm-up of its own length: what a short `bench --quick` round charges to JIT warm-up.
@@ -9,7 +10,11 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 const syscalls = process.argv.includes("--syscalls");
-const argv = process.argv.filter((a) => a !== "--syscalls");
+// `--top-tier off`: the served process starts with JSC's top JIT tier off, as the supervisor starts HTTP workers
+// (HTTP_JIT_TOP_TIER=off); the default is JSC's own (src/server.ts run alone): alternate the two to compare.
+const tierAt = process.argv.indexOf("--top-tier");
+const topTierOff = tierAt > 0 && process.argv[tierAt + 1] === "off";
+const argv = process.argv.filter((a, i) => a !== "--syscalls" && i !== tierAt && (tierAt < 0 || i !== tierAt + 1));
 const side = argv[2] ?? "service";
 const scenario = argv[3] ?? "get_one";
 const warm = Number(argv[4] ?? 10),
@@ -51,6 +56,7 @@ const proc = Bun.spawn(cmd, {
     LOG_LEVEL: "warn",
     REQUEST_LOG: "0",
     SYNC_SCHEDULER: "0",
+    ...(topTierOff ? { BUN_JSC_useFTLJIT: "0" } : {}),
   },
   stdout: "ignore",
   stderr: "inherit",

@@ -46,6 +46,12 @@ const envSchema = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   WORKERS: int(1, 256).default(availableParallelism()),
   SYNC_WORKERS: int(0, 64).default(1),
+  // JSC's top JIT tier (FTL) in the HTTP worker processes the supervisor starts, set at their start
+  // (BUN_JSC_useFTLJIT). off: a request's code stops at the tier below (DFG), whose compiles cost a fraction of the
+  // top tier's; a worker's JIT threads no longer spend ~20 µs of CPU per request for tens of seconds after its start
+  // or after its traffic changes (docs/benchmarks/request-path.md). Their children (analytics, MCP query, backup
+  // processes) inherit it.
+  HTTP_JIT_TOP_TIER: z.enum(["on", "off"]).default("off"),
   DATABASE_URL: z.string().min(1).default("./data/app.db"),
   SHUTDOWN_TIMEOUT_MS: int(0).default(10_000),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),

@@ -185,6 +185,8 @@ function spawn(slot: Slot) {
       SYNC_WORKERS: String(config.SYNC_WORKERS),
       // Read by the allocator at the process's start: a backfill frees and reuses memory all the time (SYNC_MALLOC_PURGE_DELAY).
       ...(slot.role === "sync" ? { MIMALLOC_PURGE_DELAY: String(config.SYNC_MALLOC_PURGE_DELAY) } : {}),
+      // Read by JSC at the process's start (HTTP_JIT_TOP_TIER).
+      ...(slot.role === "http" && config.HTTP_JIT_TOP_TIER === "off" ? { BUN_JSC_useFTLJIT: "0" } : {}),
     }),
     stdio: ["ignore", "inherit", "inherit"],
     ipc(message, proc) {

@@ -95,7 +95,7 @@ describe("supervisor", () => {
 
   // Engine-neutral (the environment of the processes): run once, with SQLite.
   test.skipIf(testEngine === "pg")(
-    "sync workers start with mimalloc's purge delay of SYNC_MALLOC_PURGE_DELAY (default -1: freed memory kept); HTTP workers with the allocator's default",
+    "sync workers start with mimalloc's purge delay of SYNC_MALLOC_PURGE_DELAY (default -1: freed memory kept); HTTP workers with the allocator's default and JSC's top tier off unless HTTP_JIT_TOP_TIER=on",
     async () => {
       const tmp = tempDir();
       cleanups.push(tmp.cleanup);
@@ -125,15 +125,25 @@ describe("supervisor", () => {
           throw new Error(`worker ${pid} did not start:\n${sup.stderr()}`);
         };
         const out: Record<string, string | undefined> = {};
-        for (const e of started) out[e.role] = (await environ(e.worker_pid)).find((v) => v.startsWith("MIMALLOC_PURGE_DELAY="))?.slice(21);
+        for (const e of started) {
+          const vars = await environ(e.worker_pid);
+          out[e.role] = vars.find((v) => v.startsWith("MIMALLOC_PURGE_DELAY="))?.slice(21);
+          out[`${e.role} ftl`] = vars.find((v) => v.startsWith("BUN_JSC_useFTLJIT="))?.slice(18);
+        }
         sup.proc.kill("SIGTERM");
         expect(await sup.proc.exited).toBe(0);
         return out;
       };
       // HTTP workers get what this process has (normally nothing: the allocator's default).
       const http = process.env.MIMALLOC_PURGE_DELAY;
-      expect(await purgeDelays({})).toEqual({ http, sync: "-1" });
-      expect(await purgeDelays({ SYNC_MALLOC_PURGE_DELAY: "25" })).toEqual({ http, sync: "25" });
+      const ftl = process.env.BUN_JSC_useFTLJIT;
+      expect(await purgeDelays({})).toEqual({ http, sync: "-1", "http ftl": "0", "sync ftl": ftl });
+      expect(await purgeDelays({ SYNC_MALLOC_PURGE_DELAY: "25", HTTP_JIT_TOP_TIER: "on" })).toEqual({
+        http,
+        sync: "25",
+        "http ftl": ftl,
+        "sync ftl": ftl,
+      });
     },
   );
 
