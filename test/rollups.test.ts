@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import pg from "pg";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
-import { countPages, findPageTotals } from "../src/analytics/totals.ts";
+import { countPages, findPageTotals, findPageWeekSeries } from "../src/analytics/totals.ts";
 import { readsInQueryOrder } from "../src/analytics/detail.ts";
 import { comparePeriods, findBrandSplit, findOverview, findTop, metricsOf, rounded } from "../src/insights/queries.ts";
 import { comparePeriodsBy, comparePeriodTotals, searchKeywords } from "../src/mcp/queries.ts";
@@ -304,6 +304,38 @@ describe("rollups kept at ingest equal the detail's answers", () => {
       }
     }
     expect(weekly).toBeGreaterThanOrEqual(10);
+    // Clicks per 7-day span (content decay): the weekly rollup plus or minus the days the spans are shifted by, at every
+    // offset from a week's first day, equal the day rows summed per span; with a device, the day rows.
+    const bySpan = (a: { page: string; clicks: number[] }, b: { page: string; clicks: number[] }) =>
+      b.clicks[0]! - b.clicks.at(-1)! - (a.clicks[0]! - a.clicks.at(-1)!) || (a.page < b.page ? -1 : 1);
+    for (let from = 0; from <= 10; from++) {
+      const lo = last - 38 + from;
+      for (const [searchType, device, keep] of [
+        ["web", null, { minFirst: 1, maxLastShare: 1 }],
+        ["all", null, { minFirst: 5, maxLastShare: 0.5 }],
+        ["web", "MOBILE", { minFirst: 1, maxLastShare: 1 }],
+      ] as const) {
+        const types = searchType === "all" ? [1, 2] : [1];
+        const spans = new Map<string, number[]>();
+        for (const r of stored) {
+          const k = Math.floor((r.day - lo) / 7);
+          if (r.day < lo || k >= 4 || !types.includes(r.type) || (device && r.device !== 2)) continue;
+          const c = spans.get(r.page) ?? spans.set(r.page, [0, 0, 0, 0]).get(r.page)!;
+          c[k]! += r.clicks;
+        }
+        const want = [...spans.entries()]
+          .map(([page, clicks]) => ({ page, clicks }))
+          .filter((p) => p.clicks[0]! >= keep.minFirst && p.clicks[3]! <= p.clicks[0]! * keep.maxLastShare)
+          .sort(bySpan);
+        const f = { siteId: site, start: dayDate(lo), end: dayDate(lo + 27), searchType, device };
+        expect({ from, searchType, device, got: (await findPageWeekSeries(db, f, 4, keep)).sort(bySpan) }).toEqual({
+          from,
+          searchType,
+          device,
+          got: want,
+        });
+      }
+    }
     // The rollup itself: each week's sums of its days' rows (weeks of pages gone on a re-fetch stay, at 0).
     const q = `select week, type, page_id, clicks, impressions, sum_position from gsc_week_page_totals
       where site_id = ${site} and (clicks <> 0 or impressions <> 0 or sum_position <> 0) order by 1, 2, 3`;

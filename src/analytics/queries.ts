@@ -243,7 +243,8 @@ export async function pageKeywordQuery(
   const filters = { searchType: o.searchType ?? "web", device: o.device ?? null };
   const window = (await windowSince(db, o.siteId, o.since)) ?? { start: dayOf(new Date()), end: dayOf(new Date()) };
   const pt = await pageTotalsQuery(db, { siteId: o.siteId, ...window, ...filters }, { urlContains: o.urlContains, limit: o.limit });
-  const keywords = e === "pg" ? "json_agg(distinct q.query)" : "json_group_array(distinct q.query)";
+  // The window's distinct page x query pairs first (grouped on the detail's integer ids), then each pair's query
+  // text: one dictionary read per pair, not per detail row (~7 rows a pair over 90 days).
   const sql = `with pt as (
 ${pt.sql}
 )
@@ -251,13 +252,16 @@ select pt.page as url, pt.clicks as total_clicks, pt.impressions as total_impres
        ${ctrOf(e, "pt.", false)} as avg_ctr, coalesce(${ratio(e, "pt.sp", "pt.impressions")} / ${sumPositionScale}, 0) as avg_position,
        coalesce(kw.keywords, ${e === "pg" ? "'[]'::json" : "'[]'"}) as keywords, coalesce(kw.n, 0) as keyword_count
   from pt left join (
-    select p.page as page, ${keywords} as keywords, ${num(e, "count(distinct q.query)")} as n
-      from gsc_query_detail d join gsc_pages p on p.id = d.page_id join gsc_queries q on q.id = d.query_id
-     where d.site_id = $site_id and d.day >= $from and d.day <= $to and d.type = $kw_type
-       and (d.clicks > 0 or d.impressions > 0)${filters.device ? " and d.device = $device" : ""}
-       and p.page in (select page from pt)
-     group by p.page
-  ) kw on kw.page = pt.page
+    select pq.page_id as page_id, ${e === "pg" ? "json_agg(q.query)" : "json_group_array(q.query)"} as keywords, ${num(e, "count(*)")} as n
+      from (
+      select d.page_id as page_id, d.query_id as query_id from gsc_query_detail d
+       where d.site_id = $site_id and d.day >= $from and d.day <= $to and d.type = $kw_type
+         and (d.clicks > 0 or d.impressions > 0)${filters.device ? " and d.device = $device" : ""}
+         and d.page_id in (select page_id from pt)
+       group by d.page_id, d.query_id
+      ) pq join gsc_queries q on q.id = pq.query_id
+     group by pq.page_id
+  ) kw on kw.page_id = pt.page_id
  order by pt.clicks desc, pt.page`;
   return { sql, params: { ...pt.params, kw_type: typeCode(filters.searchType) } };
 }

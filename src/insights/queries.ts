@@ -13,6 +13,7 @@ import {
   findAnonymizedShare,
   findLastDataDay,
   findPageTotals,
+  findPageWeekSeries,
   findPropertyDays,
   type GrainFilters,
   type Sums,
@@ -376,28 +377,21 @@ export async function findDecayingPages(
 ) {
   const start = addDays(o.end, -(o.weeks * 7 - 1));
   const weeks = Array.from({ length: o.weeks }, (_, w) => ({ start: addDays(start, w * 7), end: addDays(start, w * 7 + 6) }));
-  // Each week's clicks per page from Search Console's page totals.
-  const perWeek = await Promise.all(weeks.map((w) => findPageTotals(db, grainOf({ ...o, start: w.start, end: w.end }))));
-  const series = new Map<string, number[]>();
-  perWeek.forEach((pages, i) => {
-    for (const p of pages) {
-      const s = series.get(p.page) ?? series.set(p.page, new Array(o.weeks).fill(0)).get(p.page)!;
-      s[i] = p.clicks;
-    }
+  // Each week's clicks per page from Search Console's page totals, in one read (the weekly rollup and the days
+  // the weeks are shifted by), only the pages past the first-week and drop filters; the most clicks lost first.
+  const pages = await findPageWeekSeries(db, grainOf({ ...o, start, end: o.end }), o.weeks, {
+    minFirst: o.minClicks,
+    maxLastShare: 1 - o.minDrop,
   });
-  const rows = [...series.entries()]
-    .filter(([, s]) => s[0]! >= o.minClicks && s.at(-1)! <= s[0]! * (1 - o.minDrop))
-    .sort(([pa, a], [pb, b]) => b[0]! - b.at(-1)! - (a[0]! - a.at(-1)!) || (pa < pb ? -1 : 1))
-    .map(([page, s]) => ({ page, ...Object.fromEntries(s.map((c, i) => [`w${i}`, c])) }) as { page: string } & Record<string, number>);
+  pages.sort((a, b) => b.clicks[0]! - b.clicks.at(-1)! - (a.clicks[0]! - a.clicks.at(-1)!) || (a.page < b.page ? -1 : 1));
   const out = [];
-  for (const r of rows) {
-    const series = weeks.map((_, i) => r[`w${i}`]!);
+  for (const { page, clicks: series } of pages) {
     const slope = trendSlope(series);
     if (slope >= 0) continue;
     const before = series[0]!;
     const after = series.at(-1)!;
     out.push({
-      page: r.page,
+      page,
       weekly_clicks: series,
       first_week_clicks: before,
       last_week_clicks: after,
@@ -430,61 +424,51 @@ export function trendSlope(ys: number[]): number {
  * impressions (and the query at least `minImpressions`), most impressions first, each with its pages.
  */
 export async function findCannibalization(db: Db, o: Filters & { minShare: number; minImpressions: number; limit: number }) {
-  // Query x page: the detail (the rollup has no page), its (site_id, day) range.
-  const { gscQueryDetail: d, gscPages: p, gscQueries: q } = db.t;
-  const qp = db.q.$with("qp").as(
-    db.q
-      .select({
-        query: sql<string>`${q.query}`.as("query"),
-        page: sql<string>`${p.page}`.as("page"),
-        clicks: sumOf(d.clicks).as("clicks"),
-        impressions: sumOf(d.impressions).as("impressions"),
-        weight: sql<number>`coalesce(sum(${d.sum_position}), 0)`.as("weight"),
-      })
-      .from(d)
-      .innerJoin(p, eq(p.id, d.page_id))
-      .innerJoin(q, eq(q.id, d.query_id))
-      .where(
-        daysOf(
-          d,
-          o.siteId,
-          { searchType: o.searchType, since: o.start, until: o.end },
-          o.device ? eq(d.device, deviceCode(o.device)) : undefined,
-        ),
-      )
-      .groupBy(q.query, p.page),
+  // Query x page: the detail (the rollup has no page), its (site_id, day) range summed per (query id, page id);
+  // the texts joined only to the queries kept and their pages (not to every row of the window).
+  const type = typeFilterCode(o.searchType);
+  const sql = `with qp as (
+  select d.query_id as query_id, d.page_id as page_id, sum(d.clicks) as clicks, sum(d.impressions) as impressions,
+         coalesce(sum(d.sum_position), 0) as weight
+    from gsc_query_detail d
+   where d.site_id = $site_id and d.day >= $from and d.day <= $to${type === null ? "" : " and d.type = $type"}${o.device ? " and d.device = $device" : ""}
+   group by d.query_id, d.page_id),
+qt as (
+  select qp.query_id as query_id, sum(qp.impressions) as total from qp group by qp.query_id having sum(qp.impressions) >= $min_impressions),
+shared as (
+  select qt.query_id as query_id, qt.total as total, q.query as query from qt
+    join qp on qp.query_id = qt.query_id and qp.impressions >= qt.total * cast($min_share as double precision)
+    join gsc_queries q on q.id = qt.query_id
+   group by qt.query_id, qt.total, q.query
+  having count(*) >= 2
+   order by qt.total desc, q.query
+   limit $limit)
+select shared.query as query, p.page as page, qp.clicks as clicks, qp.impressions as impressions, qp.weight as weight, shared.total as total
+  from shared join qp on qp.query_id = shared.query_id join gsc_pages p on p.id = qp.page_id
+ order by shared.total desc, shared.query, qp.impressions desc, p.page`;
+  const raw = await allRows<{ query: string; page: string; clicks: number; impressions: number; weight: number; total: number }>(
+    db,
+    sql,
+    {
+      site_id: o.siteId,
+      from: dayNumber(o.start),
+      to: dayNumber(o.end),
+      min_impressions: o.minImpressions,
+      min_share: o.minShare,
+      limit: o.limit,
+      ...(type === null ? {} : { type }),
+      ...(o.device ? { device: deviceCode(o.device) } : {}),
+    },
+    true,
   );
-  const qt = db.q.$with("qt").as(
-    db.q
-      .select({ tquery: sql<string>`${qp.query}`.as("tquery"), total: sql<number>`sum(${qp.impressions})`.mapWith(Number).as("total") })
-      .from(qp)
-      .groupBy(qp.query)
-      .having(sql`sum(${qp.impressions}) >= ${o.minImpressions}`),
-  );
-  const shared = db.q.$with("shared").as(
-    db.q
-      .select({ squery: sql<string>`${qt.tquery}`.as("squery"), stotal: sql<number>`${qt.total}`.as("stotal") })
-      .from(qt)
-      .innerJoin(qp, eq(qp.query, qt.tquery))
-      .where(sql`${qp.impressions} >= ${qt.total} * cast(${o.minShare} as double precision)`)
-      .groupBy(qt.tquery, qt.total)
-      .having(sql`count(*) >= 2`)
-      .orderBy(desc(qt.total), asc(qt.tquery))
-      .limit(o.limit),
-  );
-  const rows = await db.q
-    .with(qp, qt, shared)
-    .select({
-      query: qp.query,
-      page: qp.page,
-      clicks: sql<number>`${qp.clicks}`.mapWith(Number),
-      impressions: sql<number>`${qp.impressions}`.mapWith(Number),
-      weight: sql<number>`${qp.weight}`.mapWith((v) => Number(v) / sumPositionScale),
-      total: sql<number>`${shared.stotal}`.mapWith(Number),
-    })
-    .from(shared)
-    .innerJoin(qp, eq(qp.query, shared.squery))
-    .orderBy(desc(shared.stotal), asc(qp.query), desc(qp.impressions), asc(qp.page));
+  const rows = raw.map((r) => ({
+    query: r.query,
+    page: r.page,
+    clicks: Number(r.clicks),
+    impressions: Number(r.impressions),
+    weight: Number(r.weight) / sumPositionScale,
+    total: Number(r.total),
+  }));
   const byQuery = new Map<string, { query: string; impressions: number; clicks: number; pages: Record<string, unknown>[] }>();
   for (const r of rows) {
     let q = byQuery.get(r.query);
