@@ -143,6 +143,13 @@ export const waiting: Record<string, string> = {
 const jobs = Math.max(1, Number(process.env.TEST_JOBS) || 2);
 /** The extra lane for `waiting` files: with TEST_JOBS > 1, unless TEST_WAIT_LANE=0. */
 const waitLane = jobs > 1 && process.env.TEST_WAIT_LANE !== "0";
+/**
+ * JavaScriptCore's optimizing JIT (DFG, and FTL above it) off in every process a file starts, unless the caller
+ * set BUN_JSC_useDFGJIT: nearly all of the suite's CPU is processes starting and running their code once, where the
+ * DFG's compiles (on their own threads) cost more than they save. Same code and semantics, the interpreter and the
+ * baseline JIT run it; docs/testing.md has the measured CPU (about -13% per file, both engines).
+ */
+const jitEnv: Record<string, string> = process.env.BUN_JSC_useDFGJIT === undefined ? { BUN_JSC_useDFGJIT: "0" } : {};
 /** A JSON file of seconds per "engine file" beside this script ({} when missing). */
 function recorded(name: string): Record<string, number> {
   try {
@@ -189,7 +196,7 @@ function runUnit(u: Unit): Promise<Done> {
   const tmp = makeUnitDir(runDir, `${++unitSeq}-${u.engine}-${basename(u.file, ".test.ts")}`);
   const p = Bun.spawn([process.execPath, "test", "--timeout", "60000", ...flagArgs, u.file], {
     cwd: root,
-    env: { ...process.env, ...u.env, TMPDIR: tmp },
+    env: { ...process.env, ...jitEnv, ...u.env, TMPDIR: tmp },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
