@@ -2,7 +2,10 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
+import pg from "pg";
 import { z } from "zod";
+import { treeCpuSeconds } from "./cpu.ts";
 import { bytesPerRow, closeMcpClients, pct, type Scenario, scenarios, seedOrReuse, send } from "./analytics.ts";
 import { startService, type RunningServer } from "./processes.ts";
 
@@ -10,7 +13,9 @@ import { startService, type RunningServer } from "./processes.ts";
 // run: both services up at once on the same seeded data (a kept SQLite file and a kept PostgreSQL database,
 // seeded on the first run), and each scenario's requests alternated between the two (SQLite, PostgreSQL,
 // SQLite, ...), so the machine's load falls on both alike. The figure to read is the ratio PostgreSQL /
-// SQLite per scenario (issue 18: "PostgreSQL within 2x of SQLite on each, or the reason shown").
+// SQLite per scenario (issue 18: "PostgreSQL within 2x of SQLite on each, or the reason shown"). Beside the
+// times, the CPU per request: the service's process tree (SQLite's query threads and processes included) and,
+// for PostgreSQL, its database's backends (/proc of the pids pg_stat_activity lists; the server is on this machine).
 //
 //   bun bench/analytics-engines.ts --db file.db --database postgres://… --seed-json pg.seed.json
 //                                  [--rows 1000000] [--days 100] [--data anchors] [--requests 5]
@@ -46,19 +51,69 @@ function readFlags() {
   return parsed.data;
 }
 
-type Side = { name: "sqlite" | "pg"; url: string; scenario: Scenario; times: number[]; errors: number };
+type Side = {
+  name: "sqlite" | "pg";
+  url: string;
+  pid: number;
+  scenario: Scenario;
+  times: number[];
+  errors: number;
+  /** CPU seconds summed over the timed requests: the service's tree, the database's backends (PostgreSQL). */
+  cpu: { service: number; backends: number };
+};
 
-/** One request of `side`, timed; a non-200 answer counts as an error. */
-async function timed(side: Side): Promise<void> {
+/** CPU seconds so far of the backends connected to database `name` (their /proc stat; a backend gone meanwhile counts 0). */
+async function backendCpu(admin: pg.Client, name: string): Promise<Map<number, number>> {
+  // Client backends only: an autovacuum worker on the same database is not the request's work.
+  const pids = (
+    await admin.query<{ pid: number }>(
+      "select pid from pg_stat_activity where datname = $1 and backend_type = 'client backend' and pid <> pg_backend_pid()",
+      [name],
+    )
+  ).rows;
+  const out = new Map<number, number>();
+  for (const { pid } of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(pid, (Number(f[11]) + Number(f[12])) / 100);
+    } catch {
+      // Ended meanwhile.
+    }
+  }
+  return out;
+}
+
+/** The CPU the backends used between two readings (a backend that started meanwhile counts from 0). */
+function backendDelta(before: Map<number, number>, after: Map<number, number>): number {
+  let d = 0;
+  for (const [pid, cpu] of after) d += cpu - (before.get(pid) ?? 0);
+  return d;
+}
+
+/** One request of `side`, timed, with its CPU; a non-200 answer counts as an error. */
+async function timed(side: Side, backends: () => Promise<Map<number, number>>): Promise<void> {
+  const b0 = side.name === "pg" ? await backends() : null;
+  const c0 = treeCpuSeconds(side.pid) ?? 0;
   const t = performance.now();
   const status = await send(side.url, side.scenario.req);
   side.times.push(performance.now() - t);
+  side.cpu.service += (treeCpuSeconds(side.pid) ?? 0) - c0;
+  if (b0) side.cpu.backends += backendDelta(b0, await backends());
   if (status !== 200) side.errors++;
 }
 
 const summary = (s: Side) => {
   const v = [...s.times].sort((a, b) => a - b);
-  return { p50Ms: pct(v, 50), p99Ms: pct(v, 99), n: v.length, errors: s.errors };
+  const n = v.length;
+  return {
+    p50Ms: pct(v, 50),
+    p99Ms: pct(v, 99),
+    n,
+    errors: s.errors,
+    serviceCpuMs: (s.cpu.service * 1000) / n,
+    backendCpuMs: (s.cpu.backends * 1000) / n,
+  };
 };
 
 async function main() {
@@ -84,31 +139,44 @@ async function main() {
     servers.push(sqlite);
     const pgServer = await startService({ dbPath: flags.database, workers: flags.workers, syncWorkers: 0 });
     servers.push(pgServer);
+    const admin = new pg.Client({ connectionString: flags.database });
+    await admin.connect();
+    const dbName = new URL(flags.database).pathname.slice(1);
+    const backends = () => backendCpu(admin, dbName);
     const only = flags.only ? new Set(flags.only.split(",")) : null;
     const pgList = new Map(scenarios(seeds.pg.seed).map((s) => [s.name, s]));
     const results = [];
     console.log(
-      `${"scenario".padEnd(28)} ${"SQLite p50 / p99 ms".padStart(22)} ${"PostgreSQL p50 / p99 ms".padStart(24)}  PG/SQLite p50  load`,
+      `${"scenario".padEnd(28)} ${"SQLite p50 / p99 ms".padStart(22)} ${"PostgreSQL p50 / p99 ms".padStart(24)}  PG/SQLite p50  ${"CPU ms/req: SQLite | PG svc + backends".padStart(38)}  load`,
     );
     for (const s of scenarios(seeds.sqlite.seed)) {
       if (only && !only.has(s.name)) continue;
       const sides: Side[] = [
-        { name: "sqlite", url: sqlite.url, scenario: s, times: [], errors: 0 },
-        { name: "pg", url: pgServer.url, scenario: pgList.get(s.name)!, times: [], errors: 0 },
+        { name: "sqlite", url: sqlite.url, pid: sqlite.pid, scenario: s, times: [], errors: 0, cpu: { service: 0, backends: 0 } },
+        {
+          name: "pg",
+          url: pgServer.url,
+          pid: pgServer.pid,
+          scenario: pgList.get(s.name)!,
+          times: [],
+          errors: 0,
+          cpu: { service: 0, backends: 0 },
+        },
       ];
       for (let i = 0; i < 2; i++) for (const side of sides) await send(side.url, side.scenario.req);
       for (const side of sides) side.times.length = 0;
       const n = s.slow ? flags["slow-requests"] : flags.requests;
       // Alternate which side goes first, so neither always follows the other's cache effects.
-      for (let i = 0; i < n; i++) for (const side of i % 2 ? [...sides].reverse() : sides) await timed(side);
+      for (let i = 0; i < n; i++) for (const side of i % 2 ? [...sides].reverse() : sides) await timed(side, backends);
       const [a, b] = sides.map(summary) as [ReturnType<typeof summary>, ReturnType<typeof summary>];
       const load = loadavg()[0]!;
       results.push({ name: s.name, what: s.what, sqlite: a, pg: b, ratioP50: b.p50Ms / a.p50Ms, load });
       const fmt = (x: typeof a) => `${x.p50Ms.toFixed(1)} / ${x.p99Ms.toFixed(1)}${x.errors ? ` (${x.errors} err)` : ""}`;
       console.log(
-        `${s.name.padEnd(28)} ${fmt(a).padStart(22)} ${fmt(b).padStart(24)}  ${(b.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${load.toFixed(1)}`,
+        `${s.name.padEnd(28)} ${fmt(a).padStart(22)} ${fmt(b).padStart(24)}  ${(b.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${`${a.serviceCpuMs.toFixed(1)} | ${b.serviceCpuMs.toFixed(1)} + ${b.backendCpuMs.toFixed(1)}`.padStart(38)}  ${load.toFixed(1)}`,
       );
     }
+    await admin.end();
     mkdirSync(dirname(flags.out), { recursive: true });
     writeFileSync(
       flags.out,

@@ -43,6 +43,7 @@ const base = { start: "2026-10-01", end: "2026-10-31", limit: null, searchType: 
 /** The ranking-data request shapes: [name, options, whether the rollup answers]. */
 const rankingShapes = (): [string, RankingOptions, boolean][] => [
   ["raw rows", { ...base, siteId: site, groupBy: "query", daily: false }, false],
+  ["raw rows, the first 1000", { ...base, siteId: site, groupBy: "query", daily: false, limit: 1000 }, false],
   ["daily by query", { ...base, siteId: site, groupBy: "query", daily: true }, false],
   [
     "daily by page, one device and type",

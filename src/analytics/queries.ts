@@ -8,6 +8,7 @@ import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import { dayDate, dayNumber, deviceCode, typeCode } from "../sync/grains.ts";
 import {
   addSums,
+  allRowsMany,
   assertAnswerable,
   ctrOfSums,
   type DayTotals,
@@ -139,6 +140,19 @@ function rankingSql(e: Engine, o: RankingOptions): string {
     within = "min(t.key)";
   } else if (o.partial) {
     from += ` and exists (select 1 from ${jsonList(e, "$terms", "t")} where ${contains(e, "q.query", "t.value")})`;
+  }
+  if (!o.daily && e === "pg" && !o.exact && !o.partial && o.limit !== null) {
+    // PostgreSQL: the first rows by (day, page) with their ties, then only their query texts looked up (one index
+    // probe each) for the rest of the order: a probe costs the server ~4 µs, and the first day's every row needed
+    // one before (10,000 at 10,000 rows a day for 1,000 returned: the read's backend CPU halved).
+    const key = byQuery ? "(select q.query from gsc_queries q where q.id = t.query_id)" : "t.page";
+    const t = (x: string) => x.replaceAll("d.", "t.");
+    return `select t.day as day, ${key} as key, t.clicks as clicks, t.impressions as impressions, ${t(rowCtr(e))} as ctr, ${t(rowPosition(e))} as position
+  from (select d.day, d.query_id, d.device, d.type, d.clicks, d.impressions, d.sum_position, p.page
+          from gsc_query_detail d join gsc_pages p on p.id = d.page_id where ${range}
+         order by d.day, p.page fetch first ($limit) rows with ties) t
+ order by t.day, t.page, key, t.device, ${t(TYPE_TEXT_ORDER)}
+ limit $limit`;
   }
   if (!o.daily) {
     return `select d.day as day, ${col} as key, d.clicks as clicks, d.impressions as impressions, ${rowCtr(e)} as ctr, ${rowPosition(e)} as position
@@ -363,8 +377,8 @@ export async function findPerformanceTrends(
   f: TrendsFilters = { searchType: "web" },
 ): Promise<TrendsResponse> {
   assertAnswerable(f, "property");
-  const last = await findLastDataDay(db, siteId, f.searchType);
-  const first = last ? await findFirstDataDay(db, siteId) : null;
+  // Both bounds at once (on PostgreSQL each read is a round trip to the server).
+  const [last, first] = await Promise.all([findLastDataDay(db, siteId, f.searchType), findFirstDataDay(db, siteId)]);
   let rows: DayTotals[] = [];
   if (last && first) {
     // Widen the calendar window until it holds `days` days with data or reaches the first day.
@@ -376,12 +390,14 @@ export async function findPerformanceTrends(
     rows = rows.slice(-days);
   }
   // The detail has no country and no appearance: no exact count of named queries under those filters.
-  const named =
+  const [named, share] = await Promise.all([
     f.country || f.appearance
       ? null
       : rows.length === 0
         ? new Map<string, number>()
-        : await countDailyQueries(db, siteId, f, rows[0]!.date, rows.at(-1)!.date);
+        : countDailyQueries(db, siteId, f, rows[0]!.date, rows.at(-1)!.date),
+    rows.length ? findAnonymizedShare(db, { ...f, siteId, start: rows[0]!.date, end: rows.at(-1)!.date }) : null,
+  ]);
   let cumulative = 0;
   const asc = rows.map((r, i) => {
     cumulative += r.clicks;
@@ -400,7 +416,6 @@ export async function findPerformanceTrends(
     };
   });
   const total = addSums(rows);
-  const share = rows.length ? await findAnonymizedShare(db, { ...f, siteId, start: rows[0]!.date, end: rows.at(-1)!.date }) : null;
   return {
     data: asc.reverse(),
     summary: {
@@ -429,10 +444,10 @@ export async function findCoverage(db: Db, siteId: number, days: number, now = n
   const list = dayRange(addDays(today, -days), today);
   // exists() is 0/1 on SQLite, a boolean on PostgreSQL.
   type Row = { day: number; has_rows: number | boolean; has_hourly: number | boolean };
-  const [dayRows, lastSync] = await Promise.all([
-    all<Row>(db, COVERAGE_SQL[db.engine], { site_id: siteId, days: JSON.stringify(list.map(dayNumber)) }, false),
-    all<{ at: string | null }>(db, LAST_SYNC_SQL, { site_id: siteId }, false),
-  ]);
+  const [dayRows, lastSync] = (await allRowsMany(db, [
+    { sql: COVERAGE_SQL[db.engine], params: { site_id: siteId, days: JSON.stringify(list.map(dayNumber)) } },
+    { sql: LAST_SYNC_SQL, params: { site_id: siteId } },
+  ])) as [Row[], { at: string | null }[]];
   const rows = dayRows.map((r) => ({ ...r, date: dayDate(Number(r.day)) }));
   return {
     daily: Object.fromEntries(rows.map((r) => [r.date, Boolean(r.has_rows)])),

@@ -1,6 +1,6 @@
 import type { Db, Engine } from "../db/index.ts";
 import { deviceCodes, searchTypeCodes, sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
-import { pgAll } from "../db/pg/named.ts";
+import { pgAll, pgAllMany } from "../db/pg/named.ts";
 import { ApiError } from "../errors.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { dayDate, dayNumber } from "../sync/grains.ts";
@@ -111,10 +111,23 @@ export const containsSql = (e: Engine, haystack: string, needle: string) =>
 
 type Params = Record<string, string | number | null>;
 
-/** Runs a SELECT with named parameters: on SQLite's query threads when `slow`, else the reader; the pool on PostgreSQL. */
+/**
+ * Runs a SELECT with named parameters: on SQLite's query threads when `slow`, else the reader; the pool on PostgreSQL
+ * (not `slow`: a few rows, read whole in one round trip).
+ */
 export async function allRows<R>(db: Db, sql: string, params: Params, slow = false): Promise<R[]> {
-  if (db.engine === "pg") return pgAll<R>(db, sql, params);
+  if (db.engine === "pg") return pgAll<R>(db, sql, params, { small: !slow });
   return slow ? queryPool(db).all<R>(sql, params) : db.raw.reader.query<R, [Params]>(sql).all(params);
+}
+
+/** Several independent small SELECTs (see allRows): in one round trip on PostgreSQL; each answer's rows in order. */
+export async function allRowsMany(db: Db, list: { sql: string; params: Params }[]): Promise<unknown[][]> {
+  if (db.engine === "pg")
+    return pgAllMany(
+      db,
+      list.map((q) => ({ text: q.sql, params: q.params })),
+    );
+  return list.map((q) => db.raw.reader.query<unknown, [Params]>(q.sql).all(q.params));
 }
 
 /**
@@ -203,11 +216,14 @@ export async function findPropertyDays(db: Db, f: GrainFilters): Promise<DayTota
   const derivedDaysSql = `select distinct x.day as day from gsc_day_completeness x
  where x.site_id = $site_id and x.day >= $from and x.day <= $to and x.derived = ${e === "pg" ? "true" : "1"}
    and x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
-  const [grain, derived, marked] = await Promise.all([
-    allRows<Row & { day: number }>(db, grainSql, params),
+  // The grain's days and the marked days: a few rows a day, read together (one round trip on PostgreSQL).
+  const [[grain, marked], derived] = (await Promise.all([
+    allRowsMany(db, [
+      { sql: grainSql, params },
+      { sql: derivedDaysSql, params: { site_id: f.siteId, from: params.from!, to: params.to!, types: params.types! } },
+    ]),
     derivedSql ? allRows<Row & { day: number }>(db, derivedSql, { ...params, ud: ungrained!.days, up: ungrained!.pairs }, true) : [],
-    allRows<{ day: number }>(db, derivedDaysSql, { site_id: f.siteId, from: params.from!, to: params.to!, types: params.types! }),
-  ]);
+  ])) as [[(Row & { day: number })[], { day: number }[]], (Row & { day: number })[]];
   const markedDays = new Set(marked.map((r) => Number(r.day)));
   const byDay = new Map<string, DayTotals>();
   const add = (date: string, r: Row, isDerived: boolean) => {

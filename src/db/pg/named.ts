@@ -89,10 +89,32 @@ export async function pgAll<R>(db: Db, text: string, params: Record<string, unkn
 }
 
 /**
+ * Several small SELECTs (named parameters) in one round trip: one READ ONLY transaction, the statements' texts with their
+ * values written as literals, each answer's rows in order. Where a value cannot be written so, each runs as its own small read.
+ */
+export async function pgAllMany(db: Db, list: { text: string; params: Record<string, unknown> }[]): Promise<unknown[][]> {
+  const texts = list.map((q) => {
+    const p = toPositional(q.text, q.params);
+    return withLiterals(p.text, p.values);
+  });
+  if (list.length < 2 || texts.some((t) => t === null)) return Promise.all(list.map((q) => pgAll(db, q.text, q.params, { small: true })));
+  const r = await pgBoundedRead(db, { text: texts.join(";\n"), small: true, statements: list.length });
+  return r.all!;
+}
+
+/**
  * A SELECT with positional parameters and node-postgres's per-query options (Drizzle's array rows and type parsers).
  * `small`: the answer is a few rows by construction (index probes, a handful of keys): read whole, without a cursor.
  */
-export type BoundedQuery = { text: string; values?: unknown[]; rowMode?: "array"; types?: pg.CustomTypesConfig; small?: boolean };
+export type BoundedQuery = {
+  text: string;
+  values?: unknown[];
+  rowMode?: "array";
+  types?: pg.CustomTypesConfig;
+  small?: boolean;
+  /** With `small`: the text holds this many statements (pgAllMany); every one's rows are returned in `all`. */
+  statements?: number;
+};
 
 /**
  * Runs a SELECT on the PostgreSQL pool within the current request's budget (src/db/budget.ts): a READ
@@ -100,7 +122,7 @@ export type BoundedQuery = { text: string; values?: unknown[]; rowMode?: "array"
  * at the deadline or when the client goes away, and read through a cursor so an answer past the row or
  * byte cap is refused (413) without being held whole.
  */
-export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows: R[]; fields: pg.FieldDef[] }> {
+export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows: R[]; fields: pg.FieldDef[]; all?: R[][] }> {
   const b = currentBudget();
   // A budget already spent (the client gone, the deadline past) runs nothing.
   checkBudget(b);
@@ -146,10 +168,15 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
           text: `${setup}; ${inlined}; commit`,
           ...asRows,
         })) as unknown as pg.QueryResult<R & pg.QueryResultRow>[];
-        const r = results[results.length - 2]!;
-        const size = { rows: r.rows.length, bytes: JSON.stringify(r.rows).length };
+        const answers = results.slice(-1 - (q.statements ?? 1), -1);
+        const r = answers.at(-1)!;
+        const size = { rows: 0, bytes: 0 };
+        for (const a of answers) {
+          size.rows += a.rows.length;
+          size.bytes += JSON.stringify(a.rows).length;
+        }
         if (size.rows > b.maxRows || size.bytes > b.maxBytes) throw resultTooLarge(b, size);
-        return { rows: r.rows, fields: r.fields };
+        return { rows: r.rows, fields: r.fields, all: answers.map((a) => a.rows) };
       }
       if (inlined !== null) {
         const results = (await c.query<R & pg.QueryResultRow>({
