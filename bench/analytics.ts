@@ -13,7 +13,7 @@ import { treeRss } from "./rss.ts";
 import { asyncBufferFromFile, parquetMetadataAsync } from "hyparquet";
 import pg from "pg";
 import { migratePg } from "../src/db/pg/migrate.ts";
-import { seedAnalytics, type SeedResult } from "./seed-analytics.ts";
+import { seedAnalytics, type SeedOrder, type SeedResult } from "./seed-analytics.ts";
 import { seedAnalyticsPg } from "./seed-analytics-pg.ts";
 import { seedSites } from "./seed.ts";
 
@@ -29,7 +29,8 @@ import { seedSites } from "./seed.ts";
 //                           [--db path (kept; reused when it exists)] [--database postgres://… (an EMPTY database)]
 //                           [--seed-json path (with --database: the seed's summary, kept; the database is
 //                            reused as seeded when the file exists)]
-//                           [--data demo|anchors] [--phases latency,export,load] [--only scenario,scenario]
+//                           [--data demo|anchors] [--order oldest_first|newest_first] [--seed-minutes N]
+//                           [--phases latency,export,load] [--only scenario,scenario]
 //                           [--out bench/results/analytics.json]
 
 const flagsSchema = z.object({
@@ -42,6 +43,10 @@ const flagsSchema = z.object({
   connections: z.coerce.number().int().min(1).max(1000).default(8),
   rounds: z.coerce.number().int().min(1).max(100).default(3),
   data: z.enum(["demo", "anchors"]).default("demo"),
+  // The day the seeder writes first (a new site's backfill: newest_first), and the most minutes it may take:
+  // it stops after the day that passes them, and the run measures the rows and days written.
+  order: z.enum(["oldest_first", "newest_first"]).default("oldest_first"),
+  "seed-minutes": z.coerce.number().positive().optional(),
   // What to run after seeding: the requests' latencies, the exports, the sites API beside analytics loads.
   phases: z
     .string()
@@ -463,6 +468,8 @@ export async function seedOrReuse(o: {
   rows: number;
   days: number;
   data: Flags["data"];
+  order?: SeedOrder;
+  seedMinutes?: number;
 }): Promise<{ seed: SeedResult; seedSeconds: number | null }> {
   if (o.seedFile && (o.engine === "pg" || existsSync(o.dbPath)) && existsSync(o.seedFile)) {
     const seed = JSON.parse(await Bun.file(o.seedFile).text()) as SeedResult;
@@ -477,12 +484,13 @@ export async function seedOrReuse(o: {
     t = performance.now();
     seed = await seedAnalyticsPg(o.dbPath, { rows: o.rows, days: o.days, data: o.data });
   } else {
-    seed = await seedAnalytics(o.dbPath, { rows: o.rows, days: o.days, data: o.data });
+    const until = o.seedMinutes ? Date.now() + o.seedMinutes * 60_000 : undefined;
+    seed = await seedAnalytics(o.dbPath, { rows: o.rows, days: o.days, data: o.data, order: o.order, until });
   }
   const seedSeconds = (performance.now() - t) / 1000;
   if (o.seedFile) writeFileSync(o.seedFile, JSON.stringify(seed));
   console.log(
-    `seeded ${seed.rows.toLocaleString("en-US")} rows (${seed.rowsPerDayType} per day and search type) in ${seedSeconds.toFixed(1)} s`,
+    `seeded ${seed.rows.toLocaleString("en-US")} rows over ${seed.days} days, ${seed.start} to ${seed.end} (${seed.rowsPerDayType} per day and search type) in ${seedSeconds.toFixed(1)} s`,
   );
   console.log(`ingest (${o.engine}) ${Math.round(seed.rows / seedSeconds).toLocaleString("en-US")} rows/s`);
   return { seed, seedSeconds };
@@ -496,7 +504,16 @@ async function main() {
   let server: RunningServer | undefined;
   try {
     const seedFile = flags["seed-json"] ?? (flags.db ? `${dbPath}.seed.json` : undefined);
-    const { seed, seedSeconds } = await seedOrReuse({ engine, dbPath, seedFile, rows: flags.rows, days: flags.days, data: flags.data });
+    const { seed, seedSeconds } = await seedOrReuse({
+      engine,
+      dbPath,
+      seedFile,
+      rows: flags.rows,
+      days: flags.days,
+      data: flags.data,
+      order: flags.order,
+      seedMinutes: flags["seed-minutes"],
+    });
     const size = await bytesPerRow(dbPath, seed.rows);
     console.log(
       `bytes_per_row (${engine}) ${size.perRow.toFixed(1)} (${(size.bytes / MiB).toFixed(1)} MiB: ${Object.entries(size.tables)

@@ -27,13 +27,18 @@ export type SeedResult = {
   terms: ReturnType<typeof seedTerms>;
 };
 
+/** Which day a seed writes first: the oldest, or the newest (as a new site's backfill, queueBackfill, does). */
+export type SeedOrder = "oldest_first" | "newest_first";
+
 /**
  * Seeds one site with about `rows` rows spread over the `days` days ending at today minus 2 (UTC),
- * each day holding the same number of demo rows per search type. Migrates the file first.
+ * each day holding the same number of demo rows per search type. Migrates the file first. With `until`
+ * (epoch ms) it stops after the day that passes it: the result then says the rows and days written (with
+ * `newest_first`, the most recent days, so reports over the last 90 days read a full window).
  */
 export async function seedAnalytics(
   path: string,
-  opts: { rows: number; days: number; domain?: string; data?: SeedData },
+  opts: { rows: number; days: number; domain?: string; data?: SeedData; order?: SeedOrder; until?: number },
 ): Promise<SeedResult> {
   migrate(path);
   const db = new Database(path, { strict: true });
@@ -53,8 +58,13 @@ export async function seedAnalytics(
     const orm = wrapOrm(db);
     const mark = db.prepare("insert into gsc_synced_days (site_id, date, search_type, row_count) values (?, ?, ?, ?)");
     let total = 0;
+    let written = 0;
+    let oldest = end;
     for (let d = 0; d < opts.days; d++) {
-      const date = addDays(start, d);
+      if (opts.until !== undefined && Date.now() >= opts.until) break;
+      const date = opts.order === "newest_first" ? addDays(end, -d) : addDays(start, d);
+      if (date < oldest) oldest = date;
+      written++;
       db.run("BEGIN");
       for (const type of types) {
         const rows = seedDayRows(data, domain, date, type, rowsPerDayType, vocabulary);
@@ -70,7 +80,19 @@ export async function seedAnalytics(
     // The query-search index (FTS5 over the site's distinct queries), as a sync does after each day.
     await indexAllPendingQueries(async (fn) => db.transaction(() => fn(orm))());
     db.run("PRAGMA wal_checkpoint(TRUNCATE)");
-    return { siteId, domain, rows: total, days: opts.days, start, end, rowsPerDayType, data, terms: seedTerms(data, domain, end) };
+    const last = opts.order === "newest_first" ? end : addDays(start, written - 1);
+    const first = opts.order === "newest_first" ? oldest : start;
+    return {
+      siteId,
+      domain,
+      rows: total,
+      days: written,
+      start: first,
+      end: last,
+      rowsPerDayType,
+      data,
+      terms: seedTerms(data, domain, last),
+    };
   } finally {
     db.close();
   }
