@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Database } from "bun:sqlite";
 import { parquetMetadata, parquetReadObjects } from "hyparquet";
-import { csvDays, compareUtf8, EXPORT_PARQUET, exportCsvLine, exportDaySteps, type DayEncoder } from "../src/analytics/export.ts";
+import { csvDays, EXPORT_PARQUET, exportCsvLine, exportDaySteps, type DayEncoder } from "../src/analytics/export.ts";
 import { parquetDays } from "../src/analytics/export-parquet.ts";
 import { parquetRows } from "../src/analytics/parquet.ts";
 import { csvLine } from "../src/analytics/format.ts";
@@ -139,13 +139,6 @@ async function readParquet(bytes: Uint8Array) {
 }
 
 describe.skipIf(testEngine !== "sqlite")("fast SQLite export = exportQuery + csvLine", () => {
-  test("SQLite's text order (UTF-8 bytes) in JavaScript", () => {
-    const sorted = [...TEXTS].sort(compareUtf8);
-    expect(sorted).toEqual([...TEXTS].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
-    expect(compareUtf8("\u{1F600}", "\uFFFD")).toBeGreaterThan(0);
-    expect(compareUtf8("\uE000", "\uD7FF")).toBeGreaterThan(0);
-  });
-
   const cases: [string, Omit<ExportOptions, "siteId">][] = [
     ["every row", {}],
     ["a date range", { start: "2026-03-02", end: "2026-03-04" }],

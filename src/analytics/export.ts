@@ -7,11 +7,12 @@ import type { ExportOptions } from "./queries.ts";
 import type { DownloadSteps } from "./stream.ts";
 
 // The SQLite export read without SQL text joins or sorts (issue 18 item 5): the detail's integers are read in key
-// order (site, day, type, page_id, query_id, device), a day at a time; page and query texts are fetched once per
-// dictionary id and ranked in SQLite's text order (BINARY: UTF-8 bytes) in JavaScript; each day's rows are put in
-// the export's order (date, page, query, device, search_type, as exportQuery's ORDER BY) by three counting sorts on
-// those ranks. Encoders then write bytes per row from values made once per text or day. Same rows, same order and
-// same bytes as exportQuery's text (test/export-fast.test.ts compares them).
+// order (site, day, type, page_id, query_id, device), a day at a time; each page and query id's rank in text order
+// (SQLite's BINARY: UTF-8 bytes) is read once per download from the dictionary's (site_id, text) index, its texts
+// fetched once per id; each day's rows are put in the export's order (date, page, query, device, search_type, as
+// exportQuery's ORDER BY) by counting sorts on those ranks (12 bits a pass). Encoders then write bytes per row from
+// values made once per text or day. Same rows, same order and same bytes as exportQuery's text
+// (test/export-fast.test.ts compares them).
 
 /** Dictionary entries kept across days before they are dropped and fetched again (bounds memory on big sites). */
 export const EXPORT_DICTIONARY_CAP = 200_000;
@@ -22,32 +23,12 @@ const STEP_ROWS = 1024;
 const TYPE_RANK = [6, 6, 3, 5, 4, 1, 2];
 
 /**
- * SQLite's BINARY order of two texts (their UTF-8 bytes): UTF-16 code unit order, except that a surrogate
- * (a character past U+FFFF, 4 UTF-8 bytes) sorts after U+E000..U+FFFF (3 bytes).
+ * Texts of one dictionary table (gsc_pages or gsc_queries) by id. Entries ("slots") stay until more than `cap` are
+ * held; then the next day starts afresh (`generation` changes, so encoders drop what they made per slot).
  */
-export function compareUtf8(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x !== y) return x >= 0xd800 && y >= 0xd800 ? foldSurrogate(x) - foldSurrogate(y) : x - y;
-  }
-  return a.length - b.length;
-}
-const foldSurrogate = (c: number) => (c >= 0xe000 ? c - 0x800 : c + 0x2000);
-
-/**
- * Texts of one dictionary table (gsc_pages or gsc_queries) by id, each with its rank in text order among the
- * texts held. Entries ("slots") stay until more than `cap` are held; then the next day starts afresh
- * (`generation` changes, so encoders drop what they made per slot).
- */
-class TextRanks {
+class TextCache {
   private readonly slotOf = new Map<number, number>();
   readonly texts: string[] = [];
-  /** Slots in text order. */
-  private sorted: number[] = [];
-  /** Rank of each slot in text order. */
-  rank = new Int32Array(0);
   generation = 0;
   private readonly fetch: Statement<unknown, [string]>;
 
@@ -60,7 +41,7 @@ class TextRanks {
     this.fetch = conn.prepare<unknown, [string]>(`select id, ${column} from ${table} where id in (select value from json_each(?))`);
   }
 
-  /** The slot of each of the first `n` ids (texts fetched for unknown ids), ranks updated. */
+  /** The slot of each of the first `n` ids (texts fetched for unknown ids). */
   resolve(ids: Float64Array, n: number, slots: Int32Array): void {
     let missing: number[] = [];
     let last = -1;
@@ -75,13 +56,18 @@ class TextRanks {
       if (this.texts.length + missing.length > this.cap && this.texts.length) {
         this.slotOf.clear();
         this.texts.length = 0;
-        this.sorted = [];
         this.generation++;
         const all = new Set<number>();
         for (let i = 0; i < n; i++) all.add(ids[i]!);
         missing = [...all];
       }
-      this.add(missing);
+      let added = 0;
+      for (const row of this.fetch.values(JSON.stringify(missing))) {
+        this.slotOf.set(row[0] as number, this.texts.length);
+        this.texts.push(row[1] as string);
+        added++;
+      }
+      if (added !== missing.length) throw new Error("export: a dictionary id of the detail has no text");
     }
     last = -1;
     let slot = 0;
@@ -94,30 +80,45 @@ class TextRanks {
       slots[i] = slot;
     }
   }
+}
 
-  private add(ids: number[]): void {
-    const fresh: number[] = [];
-    for (const row of this.fetch.values(JSON.stringify(ids))) {
-      const slot = this.texts.length;
-      this.texts.push(row[1] as string);
-      this.slotOf.set(row[0] as number, slot);
-      fresh.push(slot);
+/**
+ * Each id of a site's dictionary (gsc_pages or gsc_queries) with its rank in text order, read once from the
+ * (site_id, text) index (ids only: 4 bytes per entry, by id when the site's ids are dense, else in a map).
+ */
+class TextOrder {
+  readonly size: number;
+  private readonly min: number;
+  private readonly dense: Int32Array | null = null;
+  private readonly sparse: Map<number, number> | null = null;
+
+  constructor(conn: Database, table: "gsc_pages" | "gsc_queries", column: "page" | "query", siteId: number) {
+    const ids = conn
+      .prepare<[number], [number]>(`select id from ${table} where site_id = ? order by ${column}`)
+      .values(siteId)
+      .map((r) => r[0] as number);
+    this.size = ids.length;
+    let min = Number.POSITIVE_INFINITY;
+    let max = -1;
+    for (const id of ids) {
+      if (id < min) min = id;
+      if (id > max) max = id;
     }
-    if (fresh.length !== ids.length) throw new Error("export: a dictionary id of the detail has no text");
-    const texts = this.texts;
-    fresh.sort((a, b) => compareUtf8(texts[a]!, texts[b]!));
-    // Merge the new slots into the ones held, then number them in that order.
-    const merged: number[] = new Array(this.sorted.length + fresh.length);
-    let i = 0;
-    let j = 0;
-    let k = 0;
-    while (i < this.sorted.length && j < fresh.length)
-      merged[k++] = compareUtf8(texts[this.sorted[i]!]!, texts[fresh[j]!]!) <= 0 ? this.sorted[i++]! : fresh[j++]!;
-    while (i < this.sorted.length) merged[k++] = this.sorted[i++]!;
-    while (j < fresh.length) merged[k++] = fresh[j++]!;
-    this.sorted = merged;
-    if (this.rank.length < texts.length) this.rank = new Int32Array(Math.max(texts.length, this.rank.length * 2, 1024));
-    for (let r = 0; r < merged.length; r++) this.rank[merged[r]!] = r;
+    this.min = ids.length ? min : 0;
+    if (max - this.min < 4 * ids.length + 1024) {
+      this.dense = new Int32Array(ids.length ? max - this.min + 1 : 0).fill(-1);
+      for (let r = 0; r < ids.length; r++) this.dense[ids[r]! - this.min] = r;
+    } else {
+      this.sparse = new Map();
+      for (let r = 0; r < ids.length; r++) this.sparse.set(ids[r]!, r);
+    }
+  }
+
+  /** The rank of `id` in text order. */
+  rank(id: number): number {
+    const r = this.dense ? (this.dense[id - this.min] ?? -1) : (this.sparse!.get(id) ?? -1);
+    if (r < 0) throw new Error("export: a dictionary id of the detail has no text");
+    return r;
   }
 }
 
@@ -173,14 +174,27 @@ type DetailRow = {
   sum_position: number;
 };
 
-/** Stable counting sort of `from` (row indexes) by `key[row]` in 0..range-1 into `to`. */
-function countingSort(from: Int32Array, to: Int32Array, n: number, key: Int32Array, range: number, counts: Int32Array): void {
+/** Bits of a rank sorted per counting pass. */
+const RADIX_BITS = 12;
+const RADIX = 1 << RADIX_BITS;
+
+/** Stable counting sort of `from` (row indexes) by `(key[row] >> shift) & mask` in 0..range-1 into `to`. */
+function countingSort(
+  from: Int32Array,
+  to: Int32Array,
+  n: number,
+  key: Int32Array,
+  shift: number,
+  mask: number,
+  range: number,
+  counts: Int32Array,
+): void {
   counts.fill(0, 0, range + 1);
-  for (let i = 0; i < n; i++) counts[key[from[i]!]! + 1]!++;
+  for (let i = 0; i < n; i++) counts[((key[from[i]!]! >> shift) & mask) + 1]!++;
   for (let r = 0; r < range; r++) counts[r + 1]! += counts[r]!;
   for (let i = 0; i < n; i++) {
     const row = from[i]!;
-    to[counts[key[row]!]!++] = row;
+    to[counts[(key[row]! >> shift) & mask]!++] = row;
   }
 }
 
@@ -191,8 +205,10 @@ function countingSort(from: Int32Array, to: Int32Array, n: number, key: Int32Arr
 export class ExportDays {
   private readonly rows: IterableIterator<DetailRow>;
   private readonly stmt: Statement;
-  private readonly pages: TextRanks;
-  private readonly queries: TextRanks;
+  private readonly pages: TextCache;
+  private readonly queries: TextCache;
+  private readonly pageOrder: TextOrder;
+  private readonly queryOrder: TextOrder;
   private readonly cols = new DayColumns();
   private pending: DetailRow | null = null;
   private day = -1;
@@ -227,8 +243,10 @@ export class ExportDays {
  where ${where.join(" and ")} order by site_id, day, type, page_id, query_id, device`,
     );
     this.rows = this.stmt.iterate(...params) as IterableIterator<DetailRow>;
-    this.pages = new TextRanks(conn, "gsc_pages", "page", cap);
-    this.queries = new TextRanks(conn, "gsc_queries", "query", cap);
+    this.pages = new TextCache(conn, "gsc_pages", "page", cap);
+    this.queries = new TextCache(conn, "gsc_queries", "query", cap);
+    this.pageOrder = new TextOrder(conn, "gsc_pages", "page", o.siteId);
+    this.queryOrder = new TextOrder(conn, "gsc_queries", "query", o.siteId);
   }
 
   /** Up to STEP_ROWS rows read; a day once all its rows are read and ordered. */
@@ -281,21 +299,37 @@ export class ExportDays {
     }
     this.pages.resolve(c.page, n, this.pageSlot);
     this.queries.resolve(c.query, n, this.querySlot);
-    // Keys: device and type name order (least significant), query text rank, page text rank (most significant).
+    // Keys: device and type name order (least significant), query text rank, page text rank (most significant);
+    // the ranks sorted 12 bits at a time (low, then high), each pass stable.
     let devices = 1;
+    const pageOrder = this.pageOrder;
+    const queryOrder = this.queryOrder;
     for (let i = 0; i < n; i++) {
       const d = c.device[i]!;
       if (d + 1 > devices) devices = d + 1;
       this.keyA[i] = d * 8 + (TYPE_RANK[c.type[i]!] ?? 6);
-      this.keyB[i] = this.queries.rank[this.querySlot[i]!]!;
-      this.keyC[i] = this.pages.rank[this.pageSlot[i]!]!;
+      this.keyB[i] = queryOrder.rank(c.query[i]!);
+      this.keyC[i] = pageOrder.rank(c.page[i]!);
     }
-    const range = Math.max(devices * 8, this.queries.texts.length, this.pages.texts.length);
+    const high = Math.max(queryOrder.size, pageOrder.size) >> RADIX_BITS;
+    const range = Math.max(devices * 8, RADIX, high + 1);
     if (this.counts.length < range + 1) this.counts = new Int32Array(range + 1);
     for (let i = 0; i < n; i++) this.orderB[i] = i;
-    countingSort(this.orderB, this.orderA, n, this.keyA, devices * 8, this.counts);
-    countingSort(this.orderA, this.orderB, n, this.keyB, this.queries.texts.length, this.counts);
-    countingSort(this.orderB, this.orderA, n, this.keyC, this.pages.texts.length, this.counts);
+    let from = this.orderB;
+    let to = this.orderA;
+    const pass = (key: Int32Array, shift: number, mask: number, size: number) => {
+      countingSort(from, to, n, key, shift, mask, size, this.counts);
+      [from, to] = [to, from];
+    };
+    pass(this.keyA, 0, -1, devices * 8);
+    pass(this.keyB, 0, RADIX - 1, RADIX);
+    if (queryOrder.size > RADIX) pass(this.keyB, RADIX_BITS, -1, (queryOrder.size >> RADIX_BITS) + 1);
+    pass(this.keyC, 0, RADIX - 1, RADIX);
+    if (pageOrder.size > RADIX) pass(this.keyC, RADIX_BITS, -1, (pageOrder.size >> RADIX_BITS) + 1);
+    if (from !== this.orderA) {
+      this.orderB = this.orderA;
+      this.orderA = from;
+    }
     const day: ExportDay = {
       day: this.day,
       date: dayDate(this.day),
@@ -348,7 +382,7 @@ const utf8 = (s: string) => encoder.encode(s);
  * (per page, query, day, device and type), numbers written digit by digit.
  */
 export function csvDays(header: string, raw: boolean): DayEncoder {
-  let buf = new Uint8Array(CHUNK_BYTES + 4096);
+  let buf: Uint8Array = Buffer.allocUnsafeSlow(CHUNK_BYTES + 4096);
   let pos = 0;
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -362,7 +396,8 @@ export function csvDays(header: string, raw: boolean): DayEncoder {
       chunks.push(buf.subarray(0, pos));
       size += pos;
     }
-    buf = new Uint8Array(Math.max(CHUNK_BYTES + 4096, room * 2));
+    // Not zeroed: every byte handed out is written first.
+    buf = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES + 4096, room * 2));
     pos = 0;
   };
   put(utf8(header));
@@ -382,7 +417,8 @@ export function csvDays(header: string, raw: boolean): DayEncoder {
   };
   const copy = (bytes: Uint8Array) => {
     const n = bytes.length;
-    if (n > 32) buf.set(bytes, pos);
+    // A page URL too: a loop costs less than set()'s call below ~128 bytes.
+    if (n > 128) buf.set(bytes, pos);
     else for (let k = 0; k < n; k++) buf[pos + k] = bytes[k]!;
     pos += n;
   };
