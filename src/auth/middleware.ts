@@ -152,16 +152,30 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
   const noKeyMemoryMs = opts.pgNoKeyMemoryMs ?? 1000;
   const keyChanges = db.engine === "pg" ? watchKeyChanges(db.pg.url) : null;
   if (keyChanges) db.onClose.push(() => keyChanges.close());
+  // PostgreSQL: the query running for a generation, whose answer the requests that arrive meanwhile (same
+  // generation: no change notified since it started) share instead of each sending its own (16-30 queries a
+  // second under load when the memory lapsed, each request of them sent to the full stack).
+  let keyCheck: { gen: number; answer: Promise<boolean> } | null = null;
   function anyActiveKey(): boolean | Promise<boolean> {
     if (db.engine !== "sqlite") {
       const gen = keyChanges!.generation();
       if (gen !== null && gen === noKeyAtVersion && performance.now() - noKeySince < noKeyMemoryMs) return false;
-      return (hasActiveKey(db) as Promise<boolean>).then((any) => {
+      if (gen !== null && keyCheck?.gen === gen) return keyCheck.answer;
+      const answer = (hasActiveKey(db) as Promise<boolean>).then((any) => {
         // Read before the query: a change notified meanwhile leaves the generation different, so nothing is remembered.
         noKeyAtVersion = any ? null : gen;
         noKeySince = performance.now();
         return any;
       });
+      if (gen !== null) {
+        const check = { gen, answer };
+        keyCheck = check;
+        const done = () => {
+          if (keyCheck === check) keyCheck = null;
+        };
+        answer.then(done, done);
+      }
+      return answer;
     }
     const version = readerDataVersion(db);
     if (version === noKeyAtVersion) return false;
