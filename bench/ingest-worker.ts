@@ -23,6 +23,8 @@ const { values: args } = parseArgs({
   options: {
     days: { type: "string", default: "6" },
     web: { type: "string", default: "50000" },
+    // The fake's answer time per search-analytics request (ms): Google's latency.
+    latency: { type: "string", default: "0" },
     runs: { type: "string", default: "1" },
   },
 });
@@ -39,6 +41,7 @@ const fake = await spawnUntilReady([process.execPath, join(root, "test/helpers/f
     FAKE_GSC_ROWS: JSON.stringify({ web }),
     FAKE_GSC_DAILY_ROW_CAP: String(Math.max(50_000, web * 2)),
     FAKE_GSC_REUSE_BODIES: "1",
+    FAKE_GSC_DELAY_MS: args.latency,
   },
   ready: "fake gsc listening",
   timeoutMs: 60_000,
@@ -89,11 +92,20 @@ try {
       bulkBatchSize: config.SYNC_BULK_BATCH_SIZE,
       atomicDayRows: config.SYNC_ATOMIC_DAY_ROWS,
       writeGapMs: config.SYNC_WRITE_GAP_MS,
+      fetchAhead: config.SYNC_FETCH_AHEAD,
     });
     let job = await findJob(db, task.id);
+    // Per day (each progress checkpoint): CPU µs per row of that day, so growth with the stored days shows.
+    const perDay: string[] = [];
+    let [doneAt, recordsAt, cpuAt] = [0, 0, process.cpuUsage()];
     while (!job || job.status === "pending" || job.status === "running") {
       await Bun.sleep(5);
       job = await findJob(db, task.id);
+      if (job && job.progress_done > doneAt && Number(job.total_records) > recordsAt) {
+        const c = process.cpuUsage(cpuAt);
+        perDay.push((((c.user + c.system) / (Number(job.total_records) - recordsAt)) as number).toFixed(1));
+        [doneAt, recordsAt, cpuAt] = [job.progress_done, Number(job.total_records), process.cpuUsage()];
+      }
     }
     const seconds = (performance.now() - t0) / 1000;
     const c = process.cpuUsage(cpu0);
@@ -104,6 +116,7 @@ try {
     console.log(
       `run ${run}: ${rows} rows, ${days} days × ${web} web rows; sync CPU ${((c.user + c.system) / rows).toFixed(2)} µs/row (user ${(c.user / rows).toFixed(2)}, sys ${(c.system / rows).toFixed(2)}), wall ${Math.round(rows / seconds)} rows/s, RSS peak ${Math.round(rssPeak / 2 ** 20)} MiB, load ${loadavg()[0]!.toFixed(1)}`,
     );
+    console.log(`  CPU µs/row per day: ${perDay.join(" ")}`);
     db.close();
   }
 } finally {

@@ -15,7 +15,11 @@ import { migrate } from "../src/db/sqlite/migrate.ts";
 import { migratePg } from "../src/db/pg/migrate.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
+import { defaults } from "../src/config.ts";
 import { demoSource } from "../src/sync/demo.ts";
+import { staticToken } from "../src/sync/gsc/auth.ts";
+import { createGscClient } from "../src/sync/gsc/client.ts";
+import { searchTypes, typeRules } from "../src/sync/search-types.ts";
 import { createTask, findJob } from "../src/sync/queries.ts";
 import { startWorker } from "../src/sync/worker.ts";
 
@@ -34,6 +38,8 @@ const { values: args } = parseArgs({
     // --served: the real service and the fake Search Console as processes (see served() below).
     served: { type: "boolean", default: false },
     web: { type: "string", default: "50000" },
+    // The fake's answer time per search-analytics request (ms): Google's latency.
+    latency: { type: "string", default: "0" },
     rps: { type: "string", default: "50" },
     "idle-seconds": { type: "string", default: "5" },
     // SYNC_NICE of the service (default: the service's own default).
@@ -146,6 +152,7 @@ async function served(): Promise<void> {
         FAKE_GSC_DAILY_ROW_CAP: String(Math.max(50_000, web * 2)),
         // Each answer page serialised once, sent again for every day (--fake-fresh: built for each request).
         ...(args["fake-fresh"] ? {} : { FAKE_GSC_REUSE_BODIES: "1" }),
+        FAKE_GSC_DELAY_MS: args.latency,
       },
       ready: "fake gsc listening",
       timeoutMs: 60_000,
@@ -153,6 +160,10 @@ async function served(): Promise<void> {
     });
     procs.push(fake);
     const gscUrl = /fake gsc listening on (\S+)/.exec(fake.output())![1]!;
+    const backfillDomain = "sc-domain:backfill.bench.example";
+    // Every answer of one day asked once before the clock starts (the same requests as the sync's: the fake keeps
+    // their bytes for the other days), so the backfill measures the sync, not the fake building its answers.
+    if (!args["fake-fresh"]) await warmFake(gscUrl, backfillDomain, addDays(dayOf(new Date()), -10));
     const port = freePort();
     const url = `http://127.0.0.1:${port}`;
     const server = await spawnUntilReady([process.execPath, join(root, "src/main.ts"), "--workers", "1", "--sync-workers", "1"], {
@@ -204,12 +215,17 @@ async function served(): Promise<void> {
       }
       return ns / 1e6;
     };
+    // The main thread's [on a core, waiting for one] in ms (/proc/<pid>/task/<pid>/schedstat).
+    const mainThread = (pid: number) => {
+      const f = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ");
+      return [Number(f[0]) / 1e6, Number(f[1]) / 1e6] as const;
+    };
     const post = async (path: string, body: unknown) => {
       const res = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
       if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
       return (await res.json()) as any;
     };
-    const site = await post("/api/v1/sites", { domain: "sc-domain:backfill.bench.example", name: "Backfill" });
+    const site = await post("/api/v1/sites", { domain: backfillDomain, name: "Backfill" });
     for (let i = 0; i < 20; i++) await post("/api/v1/sites", { domain: `sc-domain:other${i}.bench.example`, name: `Other ${i}` });
 
     // The other client: GETs paced at --rps (each waits its turn; a slow answer delays the next, no pile-up).
@@ -255,6 +271,8 @@ async function served(): Promise<void> {
 
     const end = addDays(dayOf(new Date()), -10);
     const syncCpu0 = cpuMs(syncPid);
+    const syncWait0 = runDelayMs(syncPid);
+    const syncMain0 = mainThread(syncPid);
     const httpCpu0 = cpuMs(httpPid);
     const fakeCpu0 = cpuMs(fake.proc.pid);
     const httpWait0 = runDelayMs(httpPid);
@@ -278,16 +296,23 @@ async function served(): Promise<void> {
     if (job.status !== "completed") throw new Error(`task ${job.status}: ${job.error}`);
     const rows = Number(job.total_records);
     const syncCpu = cpuMs(syncPid) - syncCpu0;
+    const syncWait = runDelayMs(syncPid) - syncWait0;
+    const syncMain1 = mainThread(syncPid);
+    const [mainCpu, mainWait] = [syncMain1[0] - syncMain0[0], syncMain1[1] - syncMain0[1]];
     const httpCpu = cpuMs(httpPid) - httpCpu0;
     const httpWait = runDelayMs(httpPid) - httpWait0;
     const fakeCpu = cpuMs(fake.proc.pid) - fakeCpu0;
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
-      `sqlite, served: backfill of ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console, SYNC_ATOMIC_DAY_ROWS ${args.atomic}, sync worker nice ${getPriority(syncPid)}`,
+      `sqlite, served: backfill of ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, sync worker nice ${getPriority(syncPid)}`,
     );
     console.log(`  ${rows} rows in ${seconds.toFixed(2)} s wall = ${Math.round(rows / seconds)} rows/s (load ${loadavg()[0]!.toFixed(1)})`);
     console.log(
       `  CPU µs per row: sync worker ${us(syncCpu)} (= ${Math.round((rows / syncCpu) * 1000)} rows per CPU-second), HTTP worker ${us(httpCpu)}, fake Search Console ${us(fakeCpu)}`,
+    );
+    // The sync worker's wall: on a core (its CPU, all threads summed, so it can pass the wall), runnable without one, the rest blocked.
+    console.log(
+      `  sync worker's main thread over ${(seconds * 1000).toFixed(0)} ms wall: on a core ${mainCpu.toFixed(0)} ms, waiting for one ${mainWait.toFixed(0)} ms, blocked (fetch, timers, lock) ${(seconds * 1000 - mainCpu - mainWait).toFixed(0)} ms; all threads' wait for a core ${syncWait.toFixed(0)} ms`,
     );
     console.log(
       `  API GETs (${args.rps}/s, another process) idle:   ${summary(idle)}; HTTP worker CPU ${((httpIdleCpu * 1000) / idle.length).toFixed(0)} µs, waiting for a core ${((httpIdleWait * 1000) / idle.length).toFixed(0)} µs per GET`,
@@ -299,5 +324,29 @@ async function served(): Promise<void> {
   } finally {
     for (const p of procs.reverse()) await p.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Asks the fake Search Console for every grain of one day and each search type, as the sync does (answers discarded). */
+async function warmFake(baseUrl: string, domain: string, day: string): Promise<void> {
+  const client = createGscClient({
+    baseUrl,
+    auth: staticToken("test-token"),
+    limiter: { acquire: async () => {} },
+    rowLimit: defaults.GSC_ROW_LIMIT,
+    maxRetries: 0,
+    retryBaseMs: 1,
+    timeoutMs: 600_000,
+  });
+  const signal = new AbortController().signal;
+  for (const type of searchTypes) {
+    const rules = typeRules(type);
+    if ((await client.totals(domain, day, type, "property", signal)).length === 0) continue;
+    await client.totals(domain, day, type, "page", signal);
+    if (rules.appearance) await client.totals(domain, day, type, "appearance", signal);
+    if (!rules.query) continue;
+    for await (const _ of client.pages(domain, day, type, signal)) {
+      // Each page fetched, nothing kept.
+    }
   }
 }

@@ -163,6 +163,10 @@ const envSchema = z.object({
   // Pause of a sync task after each of its writes, so writers of other processes (which retry the
   // lock on a timer) find it free instead of losing every race to a back-to-back ingest.
   SYNC_WRITE_GAP_MS: int(0, 1000).default(10),
+  // Day × search type fetches a daily_sync starts ahead of the one it writes (their totals and detail pages held in
+  // memory until written: up to ~20 MB for a 50,000-row day), so Search Console's answers arrive while the worker
+  // writes instead of between days. 0: each day × type fetched when it is written.
+  SYNC_FETCH_AHEAD: int(0, 60).default(6),
   // The sync worker processes' CPU priority (nice, 0-19): a backfill takes the CPU the HTTP workers leave, and
   // the kernel hands a core to a worker with requests first (API p99 during a backfill, docs/sync.md). 0: as the rest.
   SYNC_NICE: int(0, 19).default(10),

@@ -208,8 +208,13 @@ for (const [path, ATOMIC, DAY] of [
     });
     procs.push(proc);
     const id = await queue();
-    // Mid-day: several of the new detail's pages fetched (and, without atomicity, written).
-    await waitFor("the worker process half-way through the day's detail", () => fake.requests.filter(isDetailRequest).length >= 6, 60_000);
+    // Mid-day: several of the new detail's pages fetched (and, staged, written: the pages are read ahead of the writes,
+    // so the staging itself is waited for).
+    await waitFor(
+      "the worker process half-way through the day's detail",
+      async () => fake.requests.filter(isDetailRequest).length >= 6 && (!staged || (await stagedRows()) >= 1000),
+      60_000,
+    );
     proc.kill("SIGKILL");
     await proc.exited;
     const afterKill = seen.length;

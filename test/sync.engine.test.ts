@@ -397,7 +397,8 @@ describe("cancel, stop, leases", () => {
     const site = freshSite();
     fake.setDelay(150);
     const id = await queue(site);
-    const a = worker({ leaseMs: 60_000 });
+    // Nothing fetched ahead: the later days' slow answers keep the task running after its first day.
+    const a = worker({ leaseMs: 60_000, fetchAhead: 0 });
     await waitFor("some progress", async () => (await job(id)).progress_done >= 1);
     // As if A had hung past its lease: expire it, and let the reaper re-queue the task.
     await t.db.tx((tx) => tx.update(t.db.t.syncTasks).set({ locked_until: "2000-01-01T00:00:00.000Z" }).where(eq(t.db.t.syncTasks.id, id)));

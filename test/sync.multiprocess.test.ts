@@ -142,6 +142,8 @@ describe("crashes and restarts (supervised sync worker, fake Search Console)", (
         SYNC_LEASE_MS: "1500",
         SYNC_POLL_MS: "50",
         SYNC_SCHEDULER: "false",
+        // One answer at a time (none fetched ahead): the slow answers keep a task mid-way long enough to crash it there.
+        SYNC_FETCH_AHEAD: "0",
       },
     });
   });

@@ -39,6 +39,7 @@ const worker = startWorker({
   bulkBatchSize: config.SYNC_BULK_BATCH_SIZE,
   atomicDayRows: config.SYNC_ATOMIC_DAY_ROWS,
   writeGapMs: config.SYNC_WRITE_GAP_MS,
+  fetchAhead: config.SYNC_FETCH_AHEAD,
 });
 const scheduler = config.SYNC_SCHEDULER
   ? startScheduler(db, {

@@ -1,3 +1,4 @@
+import { defaults } from "../config.ts";
 import { apiErrorOf, isStorageError } from "../errors.ts";
 import { redact } from "../redact.ts";
 import type { Db } from "../db/index.ts";
@@ -38,6 +39,8 @@ export type WorkerOptions = {
   atomicDayRows?: number;
   /** Pause after each write of a task, leaving the lock to other processes' writers. */
   writeGapMs?: number;
+  /** Day × type fetches started ahead of the one being written (SYNC_FETCH_AHEAD; default its default). */
+  fetchAhead?: number;
 };
 
 /** Longest pause of the loop while the database keeps failing. */
@@ -131,6 +134,7 @@ export function startWorker(opts: WorkerOptions): Worker {
         return alone ? Math.max(opts.batchSize, opts.bulkBatchSize ?? 0) : opts.batchSize;
       },
       atomicDayRows: opts.atomicDayRows ?? defaultAtomicDayRows[db.engine],
+      fetchAhead: opts.fetchAhead ?? defaults.SYNC_FETCH_AHEAD,
       signal: ac.signal,
       write: async (fn) => {
         // A stop, cancel or lost lease noticed meanwhile: write nothing more (the batch loop ends here).

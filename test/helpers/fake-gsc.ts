@@ -704,6 +704,8 @@ if (import.meta.main) {
     rows: (_s, _d, type) => perType[type] ?? 0,
     dailyRowCap: cap,
     reuseBodies: process.env.FAKE_GSC_REUSE_BODIES === "1",
+    // FAKE_GSC_DELAY_MS: each search-analytics answer that long after its request (Google's latency, for benches).
+    delayMs: Number(process.env.FAKE_GSC_DELAY_MS ?? 0),
   });
   console.log(`fake gsc listening on ${f.url}`);
   const shutdown = () => {

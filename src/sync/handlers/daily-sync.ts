@@ -10,9 +10,9 @@ import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
 import { refreshDayRollups } from "../rollups.ts";
 import { DayRows } from "../keyed-rows.ts";
 import { clearStaged, stageDayRows, stageQueryTotals, stageRows, startStaging, switchStagedDay } from "../staged-day.ts";
-import type { SourceRow, TotalsRow } from "../source.ts";
+import type { SourceRow, TotalsRow, TotalsRows } from "../source.ts";
 import { KnownTextIds, type TextIds } from "../text-ids.ts";
-import { runDays } from "./days.ts";
+import { runDays, type SyncMode } from "./days.ts";
 import type { TaskContext, TaskHandler } from "./index.ts";
 
 /**
@@ -33,27 +33,157 @@ export const dailySync: TaskHandler = {
     const firstStart = task.started_at!;
     let markers: Awaited<ReturnType<typeof findSyncedDays>> | null = null;
     let complete: Awaited<ReturnType<typeof findCompleteness>> | null = null;
-    await runDays(ctx, async ({ site, mode, day, days }) => {
-      markers ??= await findSyncedDays(ctx.db, site.id, days[0]!, days[days.length - 1]!);
-      complete ??= await findCompleteness(ctx.db, site.id, days[0]!, days[days.length - 1]!);
-      let skippedTypes = 0;
-      let records = 0;
-      for (const type of searchTypes) {
-        const marker = markers.get(`${day}|${type}`);
-        if (marker && marker.synced_at >= firstStart) {
-          records += marker.row_count;
-        } else if (marker && mode === "skip" && complete.get(`${day}|${typeCode(type)}`)?.derived === false) {
-          // A day marked before the grains were fetched (no completeness row, or totals derived from the
-          // old query rows by the migration) is fetched again once, for Search Console's true totals.
-          skippedTypes++;
-        } else {
-          records += await syncDay(ctx, site, day, type);
+    /** What the task does with a day × type: counts its earlier attempt's rows, skips it, or fetches and stores it. */
+    const planOf = (mode: SyncMode, day: string, type: SearchType): "done" | "skip" | "sync" => {
+      const marker = markers!.get(`${day}|${type}`);
+      if (marker && marker.synced_at >= firstStart) return "done";
+      // A day marked before the grains were fetched (no completeness row, or totals derived from the
+      // old query rows by the migration) is fetched again once, for Search Console's true totals.
+      if (marker && mode === "skip" && complete!.get(`${day}|${typeCode(type)}`)?.derived === false) return "skip";
+      return "sync";
+    };
+    const ahead = fetchesAhead(ctx);
+    try {
+      await runDays(ctx, async ({ site, mode, day, days, later }) => {
+        markers ??= await findSyncedDays(ctx.db, site.id, days[0]!, days[days.length - 1]!);
+        complete ??= await findCompleteness(ctx.db, site.id, days[0]!, days[days.length - 1]!);
+        // The day × types to store from here on, in order: the next ctx.fetchAhead are fetched while this one is written.
+        const upcoming = function* () {
+          for (const d of [day, ...later]) for (const t of searchTypes) if (planOf(mode, d, t) === "sync") yield { day: d, type: t };
+        };
+        let skippedTypes = 0;
+        let records = 0;
+        for (const type of searchTypes) {
+          const plan = planOf(mode, day, type);
+          if (plan === "done") records += markers.get(`${day}|${type}`)!.row_count;
+          else if (plan === "skip") skippedTypes++;
+          else {
+            const fetched = ahead.take(site, day, type, upcoming());
+            records += await syncDay(ctx, site, day, type, fetched);
+          }
         }
-      }
-      return { skipped: skippedTypes === searchTypes.length, records };
-    });
+        return { skipped: skippedTypes === searchTypes.length, records };
+      });
+    } finally {
+      // Fetches started for days the task did not reach (it failed or stopped): not waited for.
+      ahead.stop();
+    }
   },
 };
+
+/**
+ * The day × type fetches of one task run: take() hands out a day × type's fetch (started now if it was not yet) and
+ * starts the next ctx.fetchAhead of `upcoming` (the day × types the task stores after it, in order), so Search
+ * Console's answers for them arrive while this one is written. Each fetched day × type is held in memory until taken.
+ */
+function fetchesAhead(ctx: TaskContext) {
+  const stop = new AbortController();
+  const signal = AbortSignal.any([ctx.signal, stop.signal]);
+  const started = new Map<string, Promise<FetchedDay>>();
+  // Taken once: a day × type is never fetched ahead again after it was taken (stored, or failed).
+  const taken = new Set<string>();
+  const start = (site: Site, day: string, type: SearchType) => {
+    const key = `${day}|${type}`;
+    let f = started.get(key);
+    if (!f && !taken.has(key)) {
+      f = fetchDay(ctx, site, day, type, signal);
+      // Its error is thrown where it is taken (or never, if the task stops first).
+      f.catch(() => {});
+      started.set(key, f);
+    }
+    return f;
+  };
+  return {
+    take(site: Site, day: string, type: SearchType, upcoming: Iterable<{ day: string; type: SearchType }>): Promise<FetchedDay> {
+      const key = `${day}|${type}`;
+      const f = start(site, day, type) ?? fetchDay(ctx, site, day, type, signal);
+      started.delete(key);
+      taken.add(key);
+      // The next ones once this one's fetch went through (a refused property or a failing Search Console is asked once, not ahead).
+      f.then(
+        () => {
+          let n = 0;
+          for (const u of upcoming) {
+            if (signal.aborted || n >= ctx.fetchAhead) break;
+            if (taken.has(`${u.day}|${u.type}`)) continue;
+            n++;
+            start(site, u.day, u.type);
+          }
+        },
+        () => {},
+      );
+      return f;
+    },
+    stop() {
+      stop.abort(new Error("the task ended before this day was stored"));
+      started.clear();
+    },
+  };
+}
+
+/** One day × type as fetched from the source: its totals grains and the detail's pages. */
+export type FetchedDay = {
+  property: TotalsRows;
+  pageRows: TotalsRows;
+  appearance: TotalsRows;
+  /** The query detail's pages, in order, read in the background as they come (an error is thrown where it is read). */
+  detail: AsyncIterable<SourceRow[]>;
+};
+
+/**
+ * Fetches one day × type: the property totals first (none: the type has no data that day, and nothing more is
+ * asked), then the page and appearance totals and the query detail's pages at once, as Google's per-type rules
+ * allow. Recent days (isFreshDay) are asked with dataState `all` (fresh data included) at every grain.
+ */
+export async function fetchDay(ctx: TaskContext, site: Site, day: string, type: SearchType, signal: AbortSignal): Promise<FetchedDay> {
+  const rules = typeRules(type);
+  const fetch = { fresh: isFreshDay(day) };
+  const totals = (grain: "property" | "page" | "appearance") => ctx.source.totals(site.domain, day, type, grain, signal, fetch);
+  const property = await totals("property");
+  const hasData = property.length > 0;
+  const detail = readAhead(hasData && rules.query ? ctx.source.pages(site.domain, day, type, signal, fetch) : []);
+  const [pageRows, appearance] = await Promise.all([
+    hasData ? totals("page") : ([] as TotalsRows),
+    hasData && rules.appearance ? totals("appearance") : ([] as TotalsRows),
+  ]);
+  return { property, pageRows, appearance, detail };
+}
+
+/** Reads `source` to its end in the background from now on; the result yields its items in order (each once). */
+function readAhead<T>(source: AsyncIterable<T> | Iterable<T>): AsyncIterable<T> {
+  const items: T[] = [];
+  let done = false;
+  let failure: { error: unknown } | null = null;
+  let wake: (() => void) | null = null;
+  const notify = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  void (async () => {
+    try {
+      for await (const item of source) {
+        items.push(item);
+        notify();
+      }
+    } catch (error) {
+      failure = { error };
+    } finally {
+      done = true;
+      notify();
+    }
+  })();
+  return {
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        while (items.length === 0 && !done) await new Promise<void>((r) => (wake = r));
+        if (items.length > 0) yield items.shift()!;
+        else if (failure) throw (failure as { error: unknown }).error;
+        else return;
+      }
+    },
+  };
+}
 
 /** Per task run (its context): the dictionary ids of its site's texts seen committed (src/sync/text-ids.ts). */
 const knownIds = new WeakMap<TaskContext, KnownTextIds>();
@@ -69,30 +199,29 @@ function knownIdsOf(ctx: TaskContext, siteId: number): KnownTextIds {
 const PAGE_ID_BATCH = 2000;
 
 /**
- * Fetches and stores one day and search type; returns the detail rows stored. First the totals grains
- * are fetched (property totals first: none means the type has no data that day, and nothing more is
- * asked), then the query detail. A day whose detail has at most ctx.atomicDayRows rows (SYNC_ATOMIC_DAY_ROWS)
+ * Stores one day and search type (`fetching`: its fetch, started ahead by the task, else here: fetchDay); returns
+ * the detail rows stored. The detail's pages are taken as they arrive. A day whose detail has at most ctx.atomicDayRows rows (SYNC_ATOMIC_DAY_ROWS)
  * is switched in ONE transaction: its old detail deleted and the new inserted, the day × query rollup
  * rebuilt, the totals grains replaced, its completeness recorded and (if final: old enough by isFinalDay
  * and not reported incomplete by Google) the day marked synced; a reader, or a crash, sees the old day or
  * the new one. A bigger day's detail is staged under the task's id in short writes (src/sync/staged-day.ts)
  * and that same one transaction switches it in (only rows that differ are written): readers and crashes
- * still see the old day or the new one, and other writers never wait for the whole day. Recent days
- * (isFreshDay) are asked with dataState `all`.
+ * still see the old day or the new one, and other writers never wait for the whole day.
  */
-export async function syncDay(ctx: TaskContext, site: Site, day: string, type: SearchType): Promise<number> {
+export async function syncDay(
+  ctx: TaskContext,
+  site: Site,
+  day: string,
+  type: SearchType,
+  fetching: Promise<FetchedDay> = fetchDay(ctx, site, day, type, ctx.signal),
+): Promise<number> {
   const rules = typeRules(type);
-  // A recent day is asked with dataState `all` (fresh data included) at every grain and the detail alike.
-  const fetch = { fresh: isFreshDay(day) };
-  const totals = (grain: "property" | "page" | "appearance") => ctx.source.totals(site.domain, day, type, grain, ctx.signal, fetch);
-  const property = await totals("property");
+  const { property, pageRows, appearance, detail } = await fetching;
   // Final only when our clock says Search Console no longer revises it (isFinalDay) and Google does not
   // report the day as still being collected (metadata.firstIncompleteDate on or before it). Otherwise
   // provisional: stored, not marked synced, so every run fetches it again until Google calls it final.
   const final = isFinalDay(day) && !(property.firstIncompleteDate !== undefined && property.firstIncompleteDate <= day);
   const hasData = property.length > 0;
-  const pageRows = hasData ? await totals("page") : [];
-  const appearance = hasData && rules.appearance ? await totals("appearance") : [];
 
   // The detail is buffered while it fits in ctx.atomicDayRows: then the whole switch (detail, rollup,
   // totals, completeness, marker) is one transaction. A bigger day's detail is staged in short writes
@@ -120,7 +249,7 @@ export async function syncDay(ctx: TaskContext, site: Site, day: string, type: S
     }
   };
   if (hasData && rules.query) {
-    for await (const page of ctx.source.pages(site.domain, day, type, ctx.signal, fetch)) {
+    for await (const page of detail) {
       detailRows += page.length;
       for (const r of page) detailClicks += r.clicks ?? 0;
       if (dayRows && dayRows.n + unresolved.length + page.length <= ctx.atomicDayRows) {

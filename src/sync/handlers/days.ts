@@ -17,15 +17,18 @@ const ParamsSchema = z.object({ sync_mode: z.enum(syncModes).default("skip"), or
 /** What one day's work reports: whether it was skipped, and how many rows it stored (or found stored). */
 export type DayOutcome = { skipped: boolean; records: number };
 
+/** Days after the current one given to perDay (`later`, in run order): enough to look ahead. */
+const MAX_LATER = 64;
+
 /**
  * Runs a task that works day by day over its range: checks its params and site, calls `perDay` for
- * each day (oldest first, or newest first with `order: newest_first`) and records progress after every day. A day that fails is counted and the
+ * each day (oldest first, or newest first with `order: newest_first`; `later`: the next days in that order) and records progress after every day. A day that fails is counted and the
  * others go on; the task then fails (and is retried) with the last error. Cancels, lost leases,
  * shutdown and PermanentErrors stop it at once.
  */
 export async function runDays(
   ctx: TaskContext,
-  perDay: (env: { site: Site; mode: SyncMode; day: string; days: string[] }) => Promise<DayOutcome>,
+  perDay: (env: { site: Site; mode: SyncMode; day: string; days: string[]; later: string[] }) => Promise<DayOutcome>,
 ): Promise<void> {
   const { task } = ctx;
   const params = ParamsSchema.safeParse(task.params);
@@ -38,10 +41,11 @@ export async function runDays(
   const p: Progress = { done: 0, synced: 0, failed: 0, skipped: 0, records: 0 };
   let lastError: unknown = null;
   // `days` stays oldest first for perDay (it reads its markers over days[0]..days[n-1]).
-  for (const day of params.data.order === "newest_first" ? [...days].reverse() : days) {
+  const order = params.data.order === "newest_first" ? [...days].reverse() : days;
+  for (const [i, day] of order.entries()) {
     ctx.signal.throwIfAborted();
     try {
-      const out = await perDay({ site, mode: params.data.sync_mode, day, days });
+      const out = await perDay({ site, mode: params.data.sync_mode, day, days, later: order.slice(i + 1, i + 1 + MAX_LATER) });
       p.records += out.records;
       if (out.skipped) p.skipped++;
       else p.synced++;

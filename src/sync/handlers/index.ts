@@ -22,6 +22,8 @@ export type TaskContext = {
    * transaction (src/sync/staged-day.ts): readers and crashes see the old day or the new one, never a mix.
    */
   atomicDayRows: number;
+  /** Day × type fetches a day-by-day handler starts ahead of the one it writes (SYNC_FETCH_AHEAD). */
+  fetchAhead: number;
   /** Aborted on a cancel request, a lost lease or worker shutdown: stop at the next await. */
   signal: AbortSignal;
   /**
