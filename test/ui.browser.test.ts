@@ -10,6 +10,20 @@ import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
 setDefaultTimeout(90_000);
 
+/** What the functions polled inside a page read there (the tests are not compiled with the DOM's types). */
+type InPageElement = {
+  textContent: string | null;
+  getAttribute(name: string): string | null;
+  querySelector(selector: string): InPageElement | null;
+};
+type InPage = {
+  document: { querySelector(selector: string): InPageElement | null; querySelectorAll(selector: string): Iterable<InPageElement> };
+  /** Updates swapped in per live region (the init script's count). */
+  __sse: Map<InPageElement, number>;
+  /** Progress values seen by the sync test's poll. */
+  seen?: number[];
+};
+
 // The dashboard in a real browser: Debian's chromium driven by playwright-core, against the real service
 // (supervisor, 2 HTTP workers, 1 sync worker on the demo source). Every request the pages make is
 // intercepted: anything not for this server is aborted and recorded, and the suite fails on it.
@@ -60,24 +74,28 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
   }
 
-  /** Waits until `f` is true, polling. */
-  async function until(what: string, f: () => Promise<boolean>, timeoutMs = 60_000) {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await f())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await Bun.sleep(100);
-    }
-  }
-
   /**
    * Waits until every live region of the page has swapped in the update its stream sends on connect, and on
    * the overview until the rates show (they need a second sample, sent ~2 s later): the live parts have run.
+   * Polled inside the page (no round trip to the test per poll).
    */
   async function liveUpdated(page: Page, overview: boolean) {
-    const updated = `[...document.querySelectorAll("[sse-connect]")].every((el) => (window.__sse.get(el) ?? 0) >= 1)`;
-    const rates = `document.querySelector('[data-stat="request-rate"]')?.textContent !== "—"`;
-    await until("every live region's first update", async () => (await page.evaluate(updated)) === true, 30_000);
-    if (overview) await until("the overview's rates", async () => (await page.evaluate(rates)) === true, 30_000);
+    // Functions, not strings: the pages' CSP forbids eval, which a polled string predicate needs.
+    await page.waitForFunction(
+      () => {
+        const w = globalThis as unknown as InPage;
+        return [...w.document.querySelectorAll("[sse-connect]")].every((el) => (w.__sse.get(el) ?? 0) >= 1);
+      },
+      undefined,
+      { polling: 100, timeout: 30_000 },
+    );
+    if (overview) {
+      await page.waitForFunction(
+        () => (globalThis as unknown as InPage).document.querySelector('[data-stat="request-rate"]')?.textContent !== "—",
+        undefined,
+        { polling: 100, timeout: 30_000 },
+      );
+    }
   }
 
   let siteId = 0;
@@ -115,12 +133,18 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     // From here on the page is never reloaded: everything below arrives over server-sent events.
     await page.evaluate("window.marker = 42");
     const row = page.locator(`tr[data-job="${firstJob}"]`);
-    const seen = new Set<number>();
-    await until("the job to complete", async () => {
-      const progress = Number(await row.locator("[data-progress]").getAttribute("data-progress"));
-      seen.add(progress);
-      return (await row.getAttribute("data-status")) === "completed";
-    });
+    // Every progress value the row shows, read inside the page every 50 ms until the job completes.
+    await page.waitForFunction(
+      (job) => {
+        const w = globalThis as unknown as InPage;
+        const tr = w.document.querySelector(`tr[data-job="${job}"]`);
+        (w.seen ??= []).push(Number(tr?.querySelector("[data-progress]")?.getAttribute("data-progress")));
+        return tr?.getAttribute("data-status") === "completed";
+      },
+      firstJob,
+      { polling: 50, timeout: 60_000 },
+    );
+    const seen = new Set((await page.evaluate(() => (globalThis as unknown as InPage).seen)) ?? []);
     expect(await page.evaluate("window.marker")).toBe(42);
     expect(Number(await row.locator("[data-progress]").getAttribute("data-progress"))).toBe(100);
     // Moving: at least one value strictly between 0 and 100 was shown before 100.
@@ -167,13 +191,10 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     const job = trigger.body.job_id as number;
     const page = await open(`/ui/jobs?site_id=${siteId}`);
     const row = page.locator(`tr[data-job="${job}"]`);
-    await until("the job to run", async () => (await row.getAttribute("data-status")) === "running");
+    await page.locator(`tr[data-job="${job}"][data-status="running"]`).waitFor({ timeout: 60_000 });
     await row.getByRole("button", { name: `Cancel job ${job}` }).click();
     await page.waitForURL(/notice=job-cancelled/);
-    await until(
-      "the job to be cancelled",
-      async () => (await page.locator(`tr[data-job="${job}"]`).getAttribute("data-status")) === "cancelled",
-    );
+    await page.locator(`tr[data-job="${job}"][data-status="cancelled"]`).waitFor({ timeout: 60_000 });
     const api = await request(s.url, "GET", `/api/v1/sync/job/${job}`);
     expect(api.body.status).toBe("cancelled");
     expect(api.body.progress).toBeLessThan(100);
@@ -211,12 +232,10 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
       // The live parts connected and sent an update (their errors would be on the console by then).
       await liveUpdated(page, name === "overview");
       expect(await page.locator("h1").count()).toBe(1);
+      if (path.endsWith("&q=running")) expect(await page.getByRole("heading", { level: 2 }).textContent()).toMatch(/^\d+ matching quer/);
       if (name) await shot(page, name);
       await page.close();
     }
-    const q = await open(`/ui/queries?site_id=${siteId}&q=running`);
-    expect(await q.getByRole("heading", { level: 2 }).textContent()).toMatch(/^\d+ matching quer/);
-    await q.close();
     // The API reference renders offline: its script comes from this server.
     const docs = await open("/docs");
     await docs.waitForSelector("text=sitesync", { timeout: 30_000 });
@@ -229,13 +248,12 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     const page = await open("/ui");
     const before = Number((await page.locator('[data-stat="requests"]').textContent())!.replaceAll(",", ""));
     for (let i = 0; i < 5; i++) await request(s.url, "GET", "/health");
-    await until(
-      "the live request count to grow",
-      async () => {
-        const now = Number((await page.locator('[data-stat="requests"]').textContent())!.replaceAll(",", ""));
-        return now >= before + 5;
-      },
-      15_000,
+    // The live request count grows (read inside the page: no round trip per poll).
+    await page.waitForFunction(
+      (min) =>
+        Number((globalThis as unknown as InPage).document.querySelector('[data-stat="requests"]')?.textContent?.replaceAll(",", "")) >= min,
+      before + 5,
+      { polling: 100, timeout: 15_000 },
     );
     expect(await page.locator("tbody tr", { hasText: "http" }).count()).toBe(2);
     await page.close();
