@@ -117,7 +117,7 @@ export const heavy: Record<string, string> = {
   "bounds.load.test.ts": "attack load on 2 workers, the other client's worst requests measured",
   "ui.browser.test.ts": "chromium over the live dashboard (503s seen beside sync.multiprocess)",
   "ui.defects.browser.test.ts": "chromium",
-  "cli.test.ts": "a 2+2-worker server and many CLI processes",
+  "cli.test.ts": "a 1+1-worker server and ~50 CLI processes",
   "edges.test.ts": "4 workers' rate limits and Bun's idle bounds",
   "multimachine.test.ts": "two instances of 2+2 workers on one database",
   "multiprocess.test.ts": "4-worker servers under concurrent writes",
