@@ -105,6 +105,25 @@ describe("rollups kept at ingest equal the detail's answers", () => {
     }
   }
 
+  test("trends' named queries per day over every type: days with one type's rows and days with several", async () => {
+    const site = await addSite(db, "sc-domain:rollups-types.example", "rt");
+    const days: [string, SearchType[]][] = [
+      [addDays(END, -2), ["web"]],
+      [addDays(END, -1), ["web", "image"]],
+      [END, ["image"]],
+    ];
+    for (const [i, [day, types]] of days.entries())
+      for (const type of types)
+        await db.tx(async (tx) => {
+          await replaceDayDetail(tx, site, day, type, dayRows(70 + i * 10 + typeCode(type), 40));
+          await refreshDayRollups(tx, site, dayNumber(day), typeCode(type));
+        });
+    const trends = await findPerformanceTrends(db, site, 3, { searchType: "all" });
+    const want = await detailCounts(db, site, [1, 2, 3, 4, 5, 6], null);
+    expect(new Map(trends.data.map((r) => [dayNumber(r.date), r.unique_queries]))).toEqual(want);
+    expect(want.size).toBe(3);
+  });
+
   // Page totals summed per page id, the URL joined afterwards: the same pages, sums and order as summing
   // each row with its URL. Days without grains are derived from the detail (the union's second half).
   test("page totals: grain rows and derived days, every option, equal the rows summed by URL", async () => {

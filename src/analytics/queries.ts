@@ -340,6 +340,7 @@ export type TrendsFilters = Omit<GrainFilters, "siteId" | "start" | "end">;
  */
 async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start: string, end: string): Promise<Map<string, number>> {
   const e = db.engine;
+  if (f.searchType === "all" && !f.device) return countDailyQueriesAllTypes(db, siteId, start, end);
   const kept = f.searchType !== "all" && !f.device;
   const table = f.device ? "gsc_query_detail" : "gsc_day_query_totals";
   const rows = await all<{ day: number; n: number }>(
@@ -361,6 +362,44 @@ async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start
     !kept,
   );
   return new Map(rows.map((r) => [dayDate(Number(r.day)), Number(r.n)]));
+}
+
+/**
+ * Distinct named queries per day over every search type: a day with one type's rows is that type's count kept at
+ * ingest (gsc_day_query_counts); only the days with several types count the rollup's rows (a query may have rows
+ * in more than one type).
+ */
+async function countDailyQueriesAllTypes(db: Db, siteId: number, start: string, end: string): Promise<Map<string, number>> {
+  const e = db.engine;
+  const params = { site_id: siteId, start: dayNumber(start), end: dayNumber(end), types: JSON.stringify(typeCodesOf("all")) };
+  const kept = await all<{ day: number; types: number; n: number }>(
+    db,
+    `select g.day as day, ${num(e, "count(*)")} as types, ${num(e, "sum(g.queries)")} as n from gsc_day_query_counts g
+ where g.site_id = $site_id and g.day >= $start and g.day <= $end and g.device = 0
+   and g.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
+ group by g.day`,
+    params,
+    false,
+  );
+  const out = new Map<string, number>();
+  const several: number[] = [];
+  for (const r of kept) {
+    if (Number(r.types) === 1) out.set(dayDate(Number(r.day)), Number(r.n));
+    else several.push(Number(r.day));
+  }
+  if (several.length) {
+    const rows = await all<{ day: number; n: number }>(
+      db,
+      `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from gsc_day_query_totals g
+ where g.site_id = $site_id and g.day in (select cast(value as integer) from ${jsonList(e, "$days", "d")})
+   and g.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
+ group by g.day`,
+      { site_id: siteId, types: params.types, days: JSON.stringify(several) },
+      true,
+    );
+    for (const r of rows) out.set(dayDate(Number(r.day)), Number(r.n));
+  }
+  return out;
 }
 
 /**

@@ -150,21 +150,28 @@ select distinct day, type from gsc_property_totals
   });
   const covered = new Set(rows.map((r) => Number(r.day) * 10 + Number(r.type)));
   const days = new Set<number>();
+  const ungrainedTypes = new Set<number>();
   const pairs: number[] = [];
   for (const d of dayRange(start, end)) {
     const n = dayNumber(d);
     for (const t of types) {
       if (covered.has(n * 10 + t)) continue;
       days.add(n);
+      ungrainedTypes.add(t);
       pairs.push(n * 10 + t);
     }
   }
-  return { days: JSON.stringify([...days]), pairs: JSON.stringify(pairs), count: pairs.length };
+  return { days: JSON.stringify([...days]), types: JSON.stringify([...ungrainedTypes]), pairs: JSON.stringify(pairs), count: pairs.length };
 }
 
-/** The query detail rows (gsc_query_detail `g`) of the ungrained days: index seeks on (site_id, day), then the type and device. */
+/**
+ * The query detail rows (gsc_query_detail `g`) of the ungrained days: index seeks on (site_id, day, type) for the
+ * ungrained days and types (a type with no rows, e.g. every type but web under "all", is an empty range, not a read
+ * of the day's rows), then the (day, type) pairs and the device.
+ */
 const derivedWhere = (e: Engine, device: boolean) =>
   `g.site_id = $site_id and g.day in (select cast(value as integer) from ${jsonList(e, "$ud", "ud")})
+   and g.type in (select cast(value as integer) from ${jsonList(e, "$ut", "ut")})
    and g.day * 10 + g.type in (select cast(value as integer) from ${jsonList(e, "$up", "up")})${device ? " and g.device = $device" : ""}`;
 
 /** Whether a filter lets ungrained days be derived from the detail (it has no country and no appearance). */
@@ -222,7 +229,9 @@ export async function findPropertyDays(db: Db, f: GrainFilters): Promise<DayTota
       { sql: grainSql, params },
       { sql: derivedDaysSql, params: { site_id: f.siteId, from: params.from!, to: params.to!, types: params.types! } },
     ]),
-    derivedSql ? allRows<Row & { day: number }>(db, derivedSql, { ...params, ud: ungrained!.days, up: ungrained!.pairs }, true) : [],
+    derivedSql
+      ? allRows<Row & { day: number }>(db, derivedSql, { ...params, ud: ungrained!.days, ut: ungrained!.types, up: ungrained!.pairs }, true)
+      : [],
   ])) as [[(Row & { day: number })[], { day: number }[]], (Row & { day: number })[]];
   const markedDays = new Set(marked.map((r) => Number(r.day)));
   const byDay = new Map<string, DayTotals>();
@@ -322,6 +331,7 @@ export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOpti
   let union = "";
   if (ungrained && ungrained.count > 0) {
     params.ud = ungrained.days;
+    params.ut = ungrained.types;
     params.up = ungrained.pairs;
     union = `
   union all
@@ -417,6 +427,7 @@ export async function findPageWeekSeries(
   const ungrained = derivable(f) ? await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, dayDate(to)) : null;
   if (ungrained && ungrained.count > 0) {
     params.ud = ungrained.days;
+    params.ut = ungrained.types;
     params.up = ungrained.pairs;
     parts.push(
       `select g.page_id as page_id, ${bucket("g.day")} as k, g.clicks as clicks from gsc_query_detail g where ${derivedWhere(e, !!f.device)}`,
