@@ -95,6 +95,7 @@ describe("commands, settings, paths", () => {
     "TEST_PG_TEMPLATE",
     "TEST_RETRY_FAILED",
     "FAKE_GSC_REUSE_BODIES",
+    "FAKE_GSC_DELAY_MS",
   ];
 
   test("every setting the docs name is read by src/config.ts (test-harness settings by scripts/ or test/)", () => {
