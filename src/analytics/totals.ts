@@ -136,18 +136,22 @@ export async function allRowsMany(db: Db, list: { sql: string; params: Params }[
  * the day numbers and the (day × 10 + type) pairs as JSON lists for the SQL below.
  */
 export async function findUngrainedDays(db: Db, siteId: number, types: number[], start: string, end: string) {
-  const e = db.engine;
+  const q = ungrainedQuery(db.engine, siteId, types, start, end);
+  return ungrainedOf(await allRows<{ day: number; type: number }>(db, q.sql, q.params), types, start, end);
+}
+
+/** The SQL of findUngrainedDays: the (day, type) pairs of the window that a grain covers. */
+function ungrainedQuery(e: Engine, siteId: number, types: number[], start: string, end: string) {
   const sql = `select day, type from gsc_day_completeness
  where site_id = $site_id and day >= $from and day <= $to and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
 union
 select distinct day, type from gsc_property_totals
  where site_id = $site_id and day >= $from and day <= $to and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
-  const rows = await allRows<{ day: number; type: number }>(db, sql, {
-    site_id: siteId,
-    from: dayNumber(start),
-    to: dayNumber(end),
-    types: JSON.stringify(types),
-  });
+  return { sql, params: { site_id: siteId, from: dayNumber(start), to: dayNumber(end), types: JSON.stringify(types) } };
+}
+
+/** findUngrainedDays' answer from the covered pairs. */
+function ungrainedOf(rows: { day: number; type: number }[], types: number[], start: string, end: string) {
   const covered = new Set(rows.map((r) => Number(r.day) * 10 + Number(r.type)));
   const days = new Set<number>();
   const ungrainedTypes = new Set<number>();
@@ -211,28 +215,37 @@ export async function findPropertyDays(db: Db, f: GrainFilters): Promise<DayTota
   const grainSql = `select x.day as day, ${num(e, "sum(x.clicks)")} as clicks, ${num(e, "sum(x.impressions)")} as impressions,
        ${num(e, "sum(x.sum_position)")} as sp
   from ${table} x where ${grainWhere(e, f)} group by x.day`;
-  const ungrained = derivable(f) ? await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, f.end) : null;
+  type Row = { clicks: number; impressions: number; sp: number };
+  // Days whose totals the migration of old data summed from the detail (completeness says derived).
+  const derivedDaysSql = `select distinct x.day as day from gsc_day_completeness x
+ where x.site_id = $site_id and x.day >= $from and x.day <= $to and x.derived = ${e === "pg" ? "true" : "1"}
+   and x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
+  const types = typeCodesOf(f.searchType);
+  // The covered days, the grain's days and the marked days: a few rows a day, read together (one round trip on
+  // PostgreSQL); the ungrained days' sums from the detail afterwards, only when there are any (data stored before the grains).
+  const uq = ungrainedQuery(e, f.siteId, types, f.start, f.end);
+  const canDerive = derivable(f);
+  const read = await allRowsMany(db, [
+    { sql: grainSql, params },
+    { sql: derivedDaysSql, params: { site_id: f.siteId, from: params.from!, to: params.to!, types: params.types! } },
+    ...(canDerive ? [uq] : []),
+  ]);
+  const [grain, marked] = read as [(Row & { day: number })[], { day: number }[]];
+  const ungrained = canDerive ? ungrainedOf(read[2] as { day: number; type: number }[], types, f.start, f.end) : null;
   const derivedSql =
     ungrained && ungrained.count > 0
       ? `select g.day as day, ${num(e, "sum(g.clicks)")} as clicks, ${num(e, "sum(g.impressions)")} as impressions,
        ${num(e, "sum(g.sum_position)")} as sp
   from gsc_query_detail g where ${derivedWhere(e, !!f.device)} group by g.day`
       : null;
-  type Row = { clicks: number; impressions: number; sp: number };
-  // Days whose totals the migration of old data summed from the detail (completeness says derived).
-  const derivedDaysSql = `select distinct x.day as day from gsc_day_completeness x
- where x.site_id = $site_id and x.day >= $from and x.day <= $to and x.derived = ${e === "pg" ? "true" : "1"}
-   and x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
-  // The grain's days and the marked days: a few rows a day, read together (one round trip on PostgreSQL).
-  const [[grain, marked], derived] = (await Promise.all([
-    allRowsMany(db, [
-      { sql: grainSql, params },
-      { sql: derivedDaysSql, params: { site_id: f.siteId, from: params.from!, to: params.to!, types: params.types! } },
-    ]),
-    derivedSql
-      ? allRows<Row & { day: number }>(db, derivedSql, { ...params, ud: ungrained!.days, ut: ungrained!.types, up: ungrained!.pairs }, true)
-      : [],
-  ])) as [[(Row & { day: number })[], { day: number }[]], (Row & { day: number })[]];
+  const derived = derivedSql
+    ? await allRows<Row & { day: number }>(
+        db,
+        derivedSql,
+        { ...params, ud: ungrained!.days, ut: ungrained!.types, up: ungrained!.pairs },
+        true,
+      )
+    : [];
   const markedDays = new Set(marked.map((r) => Number(r.day)));
   const byDay = new Map<string, DayTotals>();
   const add = (date: string, r: Row, isDerived: boolean) => {
