@@ -93,14 +93,25 @@ class TextOrder {
   private readonly sparse: Map<number, number> | null = null;
 
   constructor(conn: Database, table: "gsc_pages" | "gsc_queries", column: "page" | "query", siteId: number) {
-    const ids = conn
-      .prepare<[number], [number]>(`select id from ${table} where site_id = ? order by ${column}`)
-      .values(siteId)
-      .map((r) => r[0] as number);
-    this.size = ids.length;
+    // Read row by row into a typed array: values() would make an array per entry (tens of MB on a big site).
+    let ids = new Float64Array(1024);
+    let n = 0;
+    const stmt = conn.prepare<{ id: number }, [number]>(`select id from ${table} where site_id = ? order by ${column}`);
+    for (const r of stmt.iterate(siteId)) {
+      if (n === ids.length) {
+        const next = new Float64Array(n * 2);
+        next.set(ids);
+        ids = next;
+      }
+      ids[n++] = r.id;
+    }
+    stmt.finalize();
+    ids = ids.subarray(0, n);
+    this.size = n;
     let min = Number.POSITIVE_INFINITY;
     let max = -1;
-    for (const id of ids) {
+    for (let i = 0; i < n; i++) {
+      const id = ids[i]!;
       if (id < min) min = id;
       if (id > max) max = id;
     }
