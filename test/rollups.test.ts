@@ -600,7 +600,21 @@ describe("rollups kept at ingest equal the detail's answers", () => {
       const totals = await comparePeriodTotals(db, { siteId, searchType: "web", period1: p1, period2: p2 });
       expect([totals.period1_queries, totals.period2_queries]).toEqual([a.size, b.size]);
     }
-    // Both paths ran on SQLite (query order for the whole history, day range for the short windows).
+    // One day of the ten (not more than 10% of the history): on SQLite the detail's day range, the same sums.
+    const one = win(4, 4);
+    paths.add(await readsInQueryOrder(db, siteId, one.start, one.end));
+    const day = [...sums(one).values()];
+    const f1 = { siteId, ...one, searchType: "web" };
+    expect((await findOverview(db, f1)).queries).toBe(day.length);
+    expect(await findTop(db, { ...f1, by: "query", limit: 7 })).toEqual(
+      [...day]
+        .sort((a, b) => b.clicks - a.clicks || b.impressions - a.impressions || byText(a.query, b.query))
+        .slice(0, 7)
+        .map((s) => ({ query: s.query, ...rounded(metricsOf(s.clicks, s.impressions, s.sp / 100)) })),
+    );
+    const t1 = await comparePeriodTotals(db, { siteId, searchType: "web", period1: one, period2: one });
+    expect([t1.period1_queries, t1.period2_queries]).toEqual([day.length, day.length]);
+    // Both paths ran on SQLite (query order for the longer windows, the detail's day range for one day).
     expect([...paths].sort()).toEqual(db.engine === "pg" ? [false] : [false, true]);
   });
 });

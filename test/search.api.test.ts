@@ -236,7 +236,7 @@ describe("errors", () => {
 });
 
 test.skipIf(testEngine === "pg")(
-  "query plans (SQLite: FTS5 and INDEXED BY): the trigram index (3+ chars) or the site's query list (1-2 chars), then the rollup's covering index; never a scan of rows",
+  "query plans (SQLite: FTS5): the trigram index (3+ chars) or the site's query list (1-2 chars), then the rollup's (site_id, query_id) key; never a scan of rows",
   () => {
     const plan = (sql: string) =>
       asSqlite(t.db)
@@ -246,14 +246,14 @@ test.skipIf(testEngine === "pg")(
         .join("\n");
     const indexed = plan(SEARCH_INDEXED_SQL);
     expect(indexed).toMatch(/SCAN f VIRTUAL TABLE INDEX/);
-    const rowsByQuery = /SEARCH g USING COVERING INDEX gsc_day_query_totals_site_query_idx \(site_id=\? AND query_id=\?/;
+    const rowsByQuery = /SEARCH g USING PRIMARY KEY \(site_id=\? AND query_id=\?/;
     expect(indexed).toMatch(rowsByQuery);
     // Queries not yet in the FTS index: only the ids past the mark, not every query of the site.
     expect(indexed).toContain("SEARCH q USING INTEGER PRIMARY KEY (rowid>?)");
     expect(indexed).not.toMatch(/SEARCH q USING COVERING INDEX gsc_queries_site_query_unique/);
     const short = plan(SEARCH_SHORT_SQL);
     expect(short).toMatch(/SEARCH q USING COVERING INDEX gsc_queries_site_query_unique \(site_id=\?\)/);
-    // The matches sorted by id before the rollup is read: its ranges then follow the covering index's key.
+    // The matches sorted by id before the rollup is read: its ranges then follow its key.
     expect(short).toMatch(/gsc_queries_site_query_unique \(site_id=\?\)\nUSE TEMP B-TREE FOR ORDER BY/);
     expect(short).toMatch(rowsByQuery);
     for (const p of [indexed, short]) expect(p).not.toMatch(/SCAN (g|gsc_query_detail|gsc_day_query_totals)\b/);
@@ -261,7 +261,7 @@ test.skipIf(testEngine === "pg")(
 );
 
 test.skipIf(testEngine === "sqlite")(
-  "query plans (PostgreSQL): a selective term through the pg_trgm index, then the rollup's (site_id, query_id) index; short terms never the trigram index",
+  "query plans (PostgreSQL): a selective term through the pg_trgm index, then the rollup's (site_id, query_id, ...) primary key; short terms never the trigram index",
   async () => {
     const pool = t.db.pg!.pool;
     const client = await pool.connect();
@@ -297,7 +297,7 @@ test.skipIf(testEngine === "sqlite")(
       // A selective term (a piece of one md5): its trigrams are rare, so the GIN index is the cheap path.
       const indexed = await plan(PG_SEARCH_INDEXED_SQL, new Bun.CryptoHasher("md5").update("1234").digest("hex").slice(3, 11));
       expect(indexed).toContain("gsc_queries_query_trgm_idx");
-      const rowsByQuery = /Index (Only )?Scan using gsc_day_query_totals_site_query_idx on gsc_day_query_totals g/;
+      const rowsByQuery = /Index (Only )?Scan using gsc_day_query_totals_site_id_query_id_day_type_pk on gsc_day_query_totals g/;
       expect(indexed).toMatch(rowsByQuery);
       expect(indexed).not.toMatch(/Seq Scan/);
       // 1-2 characters have no trigram: the site's query list (the planner may scan it when the term is

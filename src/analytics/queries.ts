@@ -342,7 +342,8 @@ async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start
   const e = db.engine;
   if (f.searchType === "all" && !f.device) return countDailyQueriesAllTypes(db, siteId, start, end);
   const kept = f.searchType !== "all" && !f.device;
-  const table = f.device ? "gsc_query_detail" : "gsc_day_query_totals";
+  // SQLite's rollup is keyed by query (migration 0028): a window's days are a range of the detail's key there.
+  const table = f.device || e === "sqlite" ? "gsc_query_detail" : "gsc_day_query_totals";
   const rows = await all<{ day: number; n: number }>(
     db,
     kept

@@ -1,5 +1,5 @@
 import { asc, desc, eq, or, sql, type SQL, type SQLWrapper } from "drizzle-orm";
-import { daysOf, readsInQueryOrder, sumOf, typeFilterCode } from "../analytics/detail.ts";
+import { daysOf, queryRowsTable, readsInQueryOrder, sumOf, typeFilterCode } from "../analytics/detail.ts";
 import { dayNumber, deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeInsensitive } from "../db/sql.ts";
@@ -63,9 +63,9 @@ export type Metrics = { clicks: number; impressions: number; ctr: number | null;
  */
 async function queryRowsOf(db: Db, f: Filters) {
   const d = db.t.gscQueryDetail;
-  const x = (f.device ? d : db.t.gscDayQueryTotals) as X;
-  // The rollup in query order when the window is most of its history (readsInQueryOrder); the detail by day.
+  // The rollup in query order when the window is a good part of its history (readsInQueryOrder); the detail by day.
   const queryOrder = !f.device && (await readsInQueryOrder(db, f.siteId, f.start, f.end));
+  const x = (f.device ? d : queryRowsTable(db, queryOrder)) as X;
   const where = (...more: (SQL | undefined)[]) =>
     daysOf(
       x,
@@ -212,7 +212,7 @@ async function findQueryChanges(
   select q.query as key, s.c1, s.i1, s.s1, s.c2, s.i2, s.s2 from (
     select x.query_id as query_id, ${sum(1, "clicks")} as c1, ${sum(1, "impressions")} as i1, ${sum(1, "sum_position")} as s1,
            ${sum(2, "clicks")} as c2, ${sum(2, "impressions")} as i2, ${sum(2, "sum_position")} as s2
-      from ${o.device ? "gsc_query_detail" : "gsc_day_query_totals"} x
+      from ${o.device || (db.engine === "sqlite" && !queryOrder) ? "gsc_query_detail" : "gsc_day_query_totals"} x
      where x.site_id = $site_id and ${day} >= $from and ${day} <= $to${type === null ? "" : " and x.type = $type"}${o.device ? " and x.device = $device" : ""}
        and (${inP(1)} or ${inP(2)})
      group by x.query_id) s

@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, inArray, or, sql, type AnyColumn, type SQL } from "drizzle-orm";
-import { dayIn, daysOf, positionOfRows, positionOrNull, readsInQueryOrder, sumOf } from "../analytics/detail.ts";
+import { dayIn, daysOf, positionOfRows, positionOrNull, queryRowsTable, readsInQueryOrder, sumOf } from "../analytics/detail.ts";
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
@@ -245,13 +245,16 @@ function changeOf(a: Sums, b: Sums) {
  * from anonymized queries in each, the distinct named queries (query detail) and pages (page totals).
  */
 export async function comparePeriodTotals(db: Db, s: Scope & { period1: Period; period2: Period }) {
-  // Distinct named queries of a period: the day x query rollup's (site_id, day) range.
-  const r = db.t.gscDayQueryTotals;
-  const distinct = async (p: Period) =>
-    db.q
+  // Distinct named queries of a period: the rollup walked in query order, or the detail's (site_id, day) range.
+  const distinct = async (p: Period) => {
+    const since = s.since && s.since > p.start ? s.since : p.start;
+    const queryOrder = await readsInQueryOrder(db, s.siteId, since, p.end);
+    const r = queryRowsTable(db, queryOrder);
+    return db.q
       .select({ n: sql<number>`count(distinct ${r.query_id})`.mapWith(Number) })
       .from(r)
-      .where(await scopedPeriod(db, r, s, p, null));
+      .where(await scopedPeriod(db, r, s, p, queryOrder));
+  };
   const [d1, d2, a1, a2, q1, q2, n1, n2] = await Promise.all([
     findPropertyDays(db, grainOf(s, s.period1)),
     findPropertyDays(db, grainOf(s, s.period2)),
@@ -297,10 +300,11 @@ export async function comparePeriodsBy(
       .slice(0, s.limit);
   }
   // Per query: the day x query rollup over one day range spanning both periods.
-  const { gscDayQueryTotals: r, gscQueries: q } = db.t;
+  const q = db.t.gscQueries;
   const span = spanOf(s.period1, s.period2);
-  const cols = periodColumns(r, s.period1, s.period2);
   const queryOrder = await readsInQueryOrder(db, s.siteId, span.start, span.end);
+  const r = queryRowsTable(db, queryOrder);
+  const cols = periodColumns(r, s.period1, s.period2);
   // Summed per query id, the text joined to each query's sums afterwards (not to every row of both periods).
   const sums = db.q
     .select({ query_id: sql<number>`${r.query_id}`.as("query_id"), ...cols })

@@ -49,6 +49,8 @@ const writeStatements = perConnection((orm) => {
     deleteRow: c.prepare<unknown, number[]>(
       "delete from gsc_query_detail where site_id = ? and day = ? and type = ? and page_id = ? and query_id = ? and device = ?",
     ),
+    // Every rollup row of the day, whether or not the detail still has its query: the rollup is keyed by query
+    // (site_id, query_id, day, type), so this walks the site's rows (tests and benches rebuild a day this way).
     clearRollup: c.prepare<unknown, number[]>("delete from gsc_day_query_totals where site_id = ? and day = ? and type = ?"),
     // writeDayRows: the day's stored keys (in key order), and multi-row upserts that leave equal rows untouched.
     dayKeys: c.prepare<[number, number, number], number[]>(
@@ -63,17 +65,14 @@ const writeStatements = perConnection((orm) => {
        where gsc_query_detail.clicks <> excluded.clicks or gsc_query_detail.impressions <> excluded.impressions
           or gsc_query_detail.sum_position <> excluded.sum_position`,
     ),
-    dayRollupQueries: c.prepare<[number], number[]>(
-      "select query_id from gsc_day_query_totals where site_id = ? and day = ? and type = ? order by query_id",
-    ),
     deleteRollupRow: c.prepare<unknown, number[]>(
-      "delete from gsc_day_query_totals where site_id = ? and day = ? and type = ? and query_id = ?",
+      "delete from gsc_day_query_totals where site_id = ? and query_id = ? and day = ? and type = ?",
     ),
     upsertRollupChanged: rowsStatement(
       c,
       "insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position) values",
       7,
-      `on conflict (site_id, day, type, query_id)
+      `on conflict (site_id, query_id, day, type)
        do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position
        where gsc_day_query_totals.clicks <> excluded.clicks or gsc_day_query_totals.impressions <> excluded.impressions
           or gsc_day_query_totals.sum_position <> excluded.sum_position`,
@@ -181,9 +180,12 @@ export async function replaceDayDetail(
  */
 export function writeDayRows(tx: Q | Orm, siteId: number, day: number, type: number, k: KeyedColumns, r: Rollup = rollupOf(k)): number {
   const s = writeStatements(sqliteOrm(tx)!);
-  // Stored keys not in the new day (both in key order: one merge pass).
+  // Stored keys not in the new day (both in key order: one merge pass). The stored day's query ids are the
+  // queries of its rollup rows (the rollup is keyed by query: they are found through the detail).
   let j = 0;
+  const stored = new Set<number>();
   for (const [p, q, d] of s.dayKeys.values(siteId, day, type) as [number, number, number][]) {
+    stored.add(q);
     while (j < k.n && (k.page[j]! < p || (k.page[j] === p && (k.query[j]! < q || (k.query[j] === q && k.device[j]! < d))))) j++;
     if (j < k.n && k.page[j] === p && k.query[j] === q && k.device[j] === d) continue;
     s.deleteRow.run(siteId, day, type, p, q, d);
@@ -193,9 +195,9 @@ export function writeDayRows(tx: Q | Orm, siteId: number, day: number, type: num
   });
   // Stored rollup rows of queries gone from the day (both in query id order).
   j = 0;
-  for (const [q] of s.dayRollupQueries.values(siteId, day, type) as [number][]) {
+  for (const q of [...stored].sort((a, b) => a - b)) {
     while (j < r.query.length && r.query[j]! < q) j++;
-    if (j >= r.query.length || r.query[j] !== q) s.deleteRollupRow.run(siteId, day, type, q);
+    if (j >= r.query.length || r.query[j] !== q) s.deleteRollupRow.run(siteId, q, day, type);
   }
   writeRows(s.upsertRollupChanged, r.query.length, (o, i) => {
     o.push(siteId, day, type, r.query[i]!, r.clicks[i]!, r.impressions[i]!, r.sumPosition[i]!);

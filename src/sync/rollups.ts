@@ -20,7 +20,8 @@ async function run(tx: Q | Orm, query: SQL): Promise<void> {
 
 /**
  * Inside the day's write: recounts the named queries of one (site, day, type) in gsc_day_query_counts (device 0:
- * every device) from the day's stored day × query rollup: one key-range count, no re-read of the detail.
+ * every device): on SQLite the distinct query ids of the day's detail (its key range; the rollup is keyed by query
+ * there, migration 0028), on PostgreSQL the day's rollup rows (its (site_id, day, type, query_id) index).
  * Counts under a device filter or over every type together are not kept (a distinct count per device cost
  * 6 µs a detail row in the switch, docs/benchmarks/ingest-export.md): those reads count the window's rows.
  */
@@ -29,12 +30,10 @@ export async function refreshDayQueryCounts(tx: Q | Orm, siteId: number, day: nu
   const [s, d, t] = [siteId, day, type].map((v) => sql`cast(${v} as integer)`);
   // Rows of the first layout (per device, type 0) of this day go too: nothing reads or keeps them.
   await run(tx, sql`delete from gsc_day_query_counts where site_id = ${siteId} and day = ${day} and (type = ${type} or type = 0)`);
-  await run(
-    tx,
-    sql`insert into gsc_day_query_counts (site_id, day, type, device, queries)
-      select ${s}, ${d}, ${t}, 0, count(*) from gsc_day_query_totals
-       where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`,
-  );
+  const named = sqliteOrm(tx)
+    ? sql`count(distinct query_id) from gsc_query_detail where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`
+    : sql`count(*) from gsc_day_query_totals where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`;
+  await run(tx, sql`insert into gsc_day_query_counts (site_id, day, type, device, queries) select ${s}, ${d}, ${t}, 0, ${named}`);
 }
 
 /**

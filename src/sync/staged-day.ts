@@ -158,6 +158,15 @@ export async function switchStagedDay(tx: Q, taskId: number, siteId: number, day
   const ofDay = sql`site_id = ${siteId} and day = ${day} and type = ${type}`;
   // Integer parameters typed on both engines (PostgreSQL cannot infer a SELECT list's parameter types).
   const [s, d, t] = [siteId, day, type].map((v) => sql`cast(${v} as integer)`);
+  // Rollup rows of queries gone from the day, first: the rollup is keyed by query (site_id, query_id, day, type),
+  // so the day's rows are found through the query ids of the day's detail as stored before the switch.
+  await run(
+    tx,
+    sql`delete from gsc_day_query_totals where site_id = ${siteId} and query_id in (
+        select distinct d.query_id from gsc_query_detail d where d.site_id = ${siteId} and d.day = ${day} and d.type = ${type})
+      and day = ${day} and type = ${type} and not exists (
+      select 1 from gsc_staged_query_totals s where s.task_id = ${taskId} and s.query_id = gsc_day_query_totals.query_id)`,
+  );
   await run(
     tx,
     sql`delete from gsc_query_detail where ${ofDay} and not exists (
@@ -176,15 +185,10 @@ export async function switchStagedDay(tx: Q, taskId: number, siteId: number, day
   );
   await run(
     tx,
-    sql`delete from gsc_day_query_totals where ${ofDay} and not exists (
-      select 1 from gsc_staged_query_totals s where s.task_id = ${taskId} and s.query_id = gsc_day_query_totals.query_id)`,
-  );
-  await run(
-    tx,
     sql`insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
       select ${s}, ${d}, ${t}, query_id, clicks, impressions, sum_position
         from gsc_staged_query_totals where task_id = ${taskId}
-      on conflict (site_id, day, type, query_id)
+      on conflict (site_id, query_id, day, type)
       do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position
       where gsc_day_query_totals.clicks <> excluded.clicks or gsc_day_query_totals.impressions <> excluded.impressions
          or gsc_day_query_totals.sum_position <> excluded.sum_position`,

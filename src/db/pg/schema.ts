@@ -449,11 +449,9 @@ export const gscDayQueryTotals = pgTable(
     impressions: integer("impressions").notNull().default(0),
     sum_position: bigint("sum_position", { mode: "number" }).notNull().default(0),
   },
-  (t) => [
-    primaryKey({ columns: [t.site_id, t.day, t.type, t.query_id] }),
-    // Query search: one covering index range per matched query (its days, all types), no table row read.
-    index("gsc_day_query_totals_site_query_idx").on(t.site_id, t.query_id, t.day, t.clicks, t.impressions, t.sum_position),
-  ],
+  // Keyed by query as on SQLite (migration 0022); PostgreSQL's heap keeps its own index on (site_id, day, type,
+  // query_id), made by that migration only (not a key: schema-drift compares keys), for the day's writes and reads.
+  (t) => [primaryKey({ columns: [t.site_id, t.query_id, t.day, t.type] })],
 );
 
 /**

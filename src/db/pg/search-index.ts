@@ -3,7 +3,7 @@
 //
 // - gsc_queries is each site's query dictionary (the compact query detail holds its ids; written by the sync,
 //   src/sync/data.ts; a query stays when its rows go). A search matches the site's queries, then totals their
-//   days through the rollup's covering index gsc_day_query_totals_site_query_idx (site_id, query_id, day, ...).
+//   days through the rollup's primary key (site_id, query_id, day, type).
 // - The substring index is a pg_trgm GIN index on gsc_queries.query. It serves `query LIKE '%term%'` and
 //   `query ILIKE '%term%'` (pg_trgm lower-cases its trigrams, so one index serves both) for terms of 3 or more
 //   characters, with no batching and no lag: there is no FTS table and no gsc_queries_indexed mark to consult.

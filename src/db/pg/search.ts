@@ -19,8 +19,8 @@ const LOWER = "abcdefghijklmnopqrstuvwxyz";
 const asciiLower = (expr: string) => `translate(${expr}, '${UPPER}', '${LOWER}')`;
 const likeAscii = (col: string) => `${asciiLower(col)} like $lower escape '\\'`;
 
-// Each matched query's totals from its own range of the day × query rollup's covering index (site_id,
-// query_id, day, ...): a LATERAL subquery, so the plan is this loop whatever the statistics say (on a table
+// Each matched query's totals from its own range of the day × query rollup's primary key (site_id,
+// query_id, day, type; migration 0022): a LATERAL subquery, so the plan is this loop whatever the statistics say (on a table
 // filled since the last ANALYZE the planner otherwise rescanned gsc_queries once per row). Days are numbers.
 const totals = (matched: string) => `select m.query, t.total_clicks, t.total_impressions, t.avg_ctr, t.avg_position, t.days_appeared,
        (count(*) over ())::int as found

@@ -461,11 +461,10 @@ export const gscDayQueryTotals = sqliteTable(
     impressions: integer("impressions").notNull().default(0),
     sum_position: integer("sum_position").notNull().default(0),
   },
-  (t) => [
-    primaryKey({ columns: [t.site_id, t.day, t.type, t.query_id] }),
-    // Query search: one covering index range per matched query (its days, all types), no table row read.
-    index("gsc_day_query_totals_site_query_idx").on(t.site_id, t.query_id, t.day, t.clicks, t.impressions, t.sum_position),
-  ],
+  // Keyed by query (migration 0028, WITHOUT ROWID): a query's days are one key range (query search, reads of
+  // every query over a long window walk it in query order); no second index (issue 18: <= 60 B per detail row).
+  // A day's rows are found through the day's query ids in the detail (src/sync/data.ts, staged-day.ts).
+  (t) => [primaryKey({ columns: [t.site_id, t.query_id, t.day, t.type] })],
 );
 
 /**

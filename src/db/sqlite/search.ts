@@ -19,11 +19,10 @@ export type SearchRow = {
 };
 
 // Totals of the matched queries (`matched`: their gsc_queries ids and texts, defined by each search below)
-// from the day × query rollup's covering index (site_id, query_id, day, clicks, impressions, sum_position):
-// one index range per matched query, no table row read, every search type. CROSS JOIN keeps the matched
-// queries as the outer loop (SQLite never reorders it): left to itself the planner may walk every row of the
-// site and look each query up in the matched list. INDEXED BY (which Drizzle cannot say) makes a missing
-// index fail loudly instead of slow. Days are day numbers ($start_day, $end_day).
+// from the day × query rollup, keyed (site_id, query_id, day, type) WITHOUT ROWID (migration 0028): one key
+// range per matched query, every search type. CROSS JOIN keeps the matched queries as the outer loop (SQLite
+// never reorders it): left to itself the planner may walk every row of the site and look each query up in the
+// matched list. Days are day numbers ($start_day, $end_day).
 const totalsOf = (matched: string) => `with matched(id, query) as (${matched})
 select m.query,
        sum(g.clicks) as total_clicks,
@@ -33,7 +32,7 @@ select m.query,
        count(distinct g.day) as days_appeared,
        count(*) over () as found
   from matched m
- cross join gsc_day_query_totals g indexed by gsc_day_query_totals_site_query_idx
+ cross join gsc_day_query_totals g
     on g.site_id = $site_id and g.query_id = m.id
  where g.day >= $start_day and g.day <= $end_day
  group by m.id
@@ -59,7 +58,7 @@ export const SEARCH_INDEXED_SQL = totalsOf(`select q.id, q.query
 
 /**
  * Terms of 1-2 characters (too short for trigrams): LIKE over the site's distinct queries, not its rows. The
- * matches in id order make the covering index's ranges follow its key (neighbouring pages): 2.5-3.3x less CPU
+ * matches in id order make the rollup's key ranges follow its key (neighbouring pages): 2.5-3.3x less CPU
  * than in text order when a term matches many queries (docs/benchmarks/analytics-sizes.md).
  */
 export const SEARCH_SHORT_SQL = totalsOf(`select q.id, q.query from gsc_queries q
