@@ -389,9 +389,10 @@ async function countDailyQueriesAllTypes(db: Db, siteId: number, start: string, 
     else several.push(Number(r.day));
   }
   if (several.length) {
+    // SQLite's rollup is keyed by query (migration 0028): the days' detail is a range of its key there.
     const rows = await all<{ day: number; n: number }>(
       db,
-      `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from gsc_day_query_totals g
+      `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from ${e === "sqlite" ? "gsc_query_detail" : "gsc_day_query_totals"} g
  where g.site_id = $site_id and g.day in (select cast(value as integer) from ${jsonList(e, "$days", "d")})
    and g.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
  group by g.day`,
