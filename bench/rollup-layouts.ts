@@ -11,6 +11,17 @@ import { SEARCH_INDEXED_SQL, SEARCH_SHORT_SQL, ftsTrigrams } from "../src/db/sql
 
 const [path, ...rest] = process.argv.slice(2);
 if (!path) throw new Error("usage: bun bench/rollup-layouts.ts <file.db> [term:days ...]");
+// The layouts are built from the rollup as it was before migration 0028 (keyed by day, with a covering by-query
+// index); a file migrated to 0028 already has the query-keyed layout this script measured.
+{
+  const probe = new Database(path, { readonly: true });
+  const before0028 = probe.query("select 1 from sqlite_master where name = 'gsc_day_query_totals_site_query_idx'").get();
+  probe.close();
+  if (!before0028) {
+    console.error(`${path}: the rollup is already keyed by query (migration 0028); run this on a file migrated only to 0027`);
+    process.exit(2);
+  }
+}
 const cases = (rest.length ? rest : ["renka:30", "renka:90", "ka:90"]).map((c) => {
   const [term, days] = c.split(":");
   return { term: term!, days: Number(days) };
