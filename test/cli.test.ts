@@ -41,6 +41,9 @@ beforeAll(async () => {
       SYNC_POLL_MS: "50",
       SYNC_RETRY_BASE_MS: "50",
       SYNC_MAX_ATTEMPTS: "1",
+      // The following tests slow each Search Console answer to see a job running; fetching the next days
+      // ahead (SYNC_FETCH_AHEAD) would overlap those waits and let a 5-day job finish before the CLI sees it run.
+      SYNC_FETCH_AHEAD: "0",
       DEMO_ROWS_PER_DAY: "7",
     },
   });
