@@ -96,10 +96,15 @@ function rowsStatement(c: Database, head: string, width: number, tail: string) {
   return { many: of(ROWS_PER_STATEMENT), one: of(1), width };
 }
 
-/** Dictionary ids (gsc_pages or gsc_queries) of a site's distinct texts on SQLite, adding the missing ones in one statement. */
+/**
+ * Dictionary ids (gsc_pages or gsc_queries) of a site's distinct texts on SQLite, adding the missing ones in one
+ * statement. The texts go in sorted (the unique index's order): its seeks and inserts then walk its pages in
+ * order instead of at random (a new text ~1 µs cheaper to add; the sort ~0.3).
+ */
 function sqliteIds(dict: ReturnType<typeof writeStatements>["pages"], siteId: number, distinct: string[]): Map<string, number> {
   const ids = new Map<string, number>();
   if (distinct.length === 0) return ids;
+  distinct.sort();
   for (const r of dict.find.all(siteId, JSON.stringify(distinct))) ids.set(r.text, r.id);
   if (ids.size < distinct.length) {
     const missing = distinct.filter((t) => !ids.has(t));

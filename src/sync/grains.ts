@@ -20,7 +20,9 @@ export function typeCode(type: SearchTypeCode): number {
 
 /** A device's stored code: 0 none, 1 desktop, 2 mobile, 3 tablet. */
 export function deviceCode(device: string | undefined): number {
-  const i = deviceCodes.indexOf((device ?? "").toUpperCase() as (typeof deviceCodes)[number]);
+  // Google sends the codes in capitals: no upper-cased copy per row then (the ingest calls this for every row).
+  let i = deviceCodes.indexOf(device as (typeof deviceCodes)[number]);
+  if (i < 0) i = deviceCodes.indexOf((device ?? "").toUpperCase() as (typeof deviceCodes)[number]);
   return i < 0 ? 0 : i;
 }
 

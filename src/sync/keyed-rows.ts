@@ -150,20 +150,22 @@ export class DayRows {
     const n = this.n;
     const pageRank = ranks(this.#page, n);
     const queryRank = ranks(this.#query, n);
-    const keyed = this.#keyed(n, pageRank, queryRank);
-    return { ...keyed, rollup: rollupByRank(keyed, queryRank) };
+    const order = this.#order(n, pageRank, queryRank);
+    const keyed = this.#take(order, order.length);
+    const rank = new Int32Array(order.length);
+    for (let k = 0; k < order.length; k++) rank[k] = queryRank.of[order[k]!]!;
+    return { ...keyed, rollup: rollupByRank(keyed, queryRank.ids, rank) };
   }
 
-  #keyed(n: number, pageRank: Ranks, queryRank: Ranks): KeyedColumns {
+  /** The positions of the rows kept (the last of each key), in key order. */
+  #order(n: number, pageRank: Ranks, queryRank: Ranks): Uint32Array {
     const keys = new Float64Array(n);
     // (pageRank × queries + queryRank) × 4 + device, then × n + the row's position (ties keep their order).
-    const span = queryRank.size * 4 * n;
-    if (pageRank.size * span >= Number.MAX_SAFE_INTEGER) return this.#keyedByComparison();
-    const pr = pageRank.rank;
-    const qr = queryRank.rank;
-    for (let i = 0; i < n; i++) {
-      keys[i] = pr.get(this.#page[i]!)! * span + (qr.get(this.#query[i]!)! * 4 + this.#device[i]!) * n + i;
-    }
+    const span = queryRank.ids.length * 4 * n;
+    if (pageRank.ids.length * span >= Number.MAX_SAFE_INTEGER) return this.#orderByComparison();
+    const pr = pageRank.of;
+    const qr = queryRank.of;
+    for (let i = 0; i < n; i++) keys[i] = pr[i]! * span + (qr[i]! * 4 + this.#device[i]!) * n + i;
     keys.sort();
     const order = new Uint32Array(n);
     let m = 0;
@@ -174,11 +176,11 @@ export class DayRows {
       if (k + 1 < n && keys[k + 1]! - (keys[k + 1]! % n) === key - (key % n)) continue;
       order[m++] = key % n;
     }
-    return this.#take(order, m);
+    return order.subarray(0, m);
   }
 
-  /** keyed() for days whose ranks do not fit one number (never at Google's 50,000 rows a day). */
-  #keyedByComparison(): KeyedColumns {
+  /** #order for days whose ranks do not fit one number (never at Google's 50,000 rows a day). */
+  #orderByComparison(): Uint32Array {
     const p = this.#page;
     const q = this.#query;
     const d = this.#device;
@@ -192,7 +194,7 @@ export class DayRows {
       if (next !== undefined && p[next] === p[i] && q[next] === q[i] && d[next] === d[i]) continue;
       order[m++] = i;
     }
-    return this.#take(order, m);
+    return order.subarray(0, m);
   }
 
   #take(order: Uint32Array, m: number): KeyedColumns {
@@ -213,29 +215,42 @@ export class DayRows {
   }
 }
 
-/** The distinct ids of a column (ascending) and each one's rank among them. */
-type Ranks = { size: number; ids: Int32Array; rank: Map<number, number> };
+/** The distinct ids of a column (ascending) and each row's rank among them. */
+type Ranks = { ids: Int32Array; of: Int32Array };
 
-/** Ranks of the first n values of ids. */
+/**
+ * Ranks of the first n values of ids: one native sort of (id, row) packed in a number, no Map (a Map's
+ * look-ups per row cost more than the sort).
+ */
 function ranks(ids: Int32Array, n: number): Ranks {
-  const sorted = ids.slice(0, n).sort();
+  const keys = new Float64Array(n);
+  // Dictionary ids are positive 32-bit integers: id × n + row stays below 2^53 for any day.
+  for (let i = 0; i < n; i++) keys[i] = ids[i]! * n + i;
+  keys.sort();
+  const distinct = new Int32Array(n);
+  const of = new Int32Array(n);
   let size = 0;
-  for (let i = 0; i < n; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[size++] = sorted[i]!;
-  const rank = new Map<number, number>();
-  for (let i = 0; i < size; i++) rank.set(sorted[i]!, i);
-  return { size, ids: sorted.subarray(0, size), rank };
+  let last = Number.NaN;
+  for (let k = 0; k < n; k++) {
+    const key = keys[k]!;
+    const row = key % n;
+    const id = (key - row) / n;
+    if (id !== last) distinct[size++] = last = id;
+    of[row] = size - 1;
+  }
+  return { ids: distinct.subarray(0, size), of };
 }
 
-/** rollupOf for a day's keyed rows, summed by the query ids' ranks into typed arrays (every ranked id has rows). */
-function rollupByRank(k: KeyedColumns, queries: Ranks): Rollup {
-  const clicks = new Float64Array(queries.size);
-  const impressions = new Float64Array(queries.size);
-  const sumPosition = new Float64Array(queries.size);
+/** rollupOf for a day's keyed rows, summed by their query ids' ranks (`rank`, per keyed row) into typed arrays (every ranked id has rows). */
+function rollupByRank(k: KeyedColumns, ids: Int32Array, rank: Int32Array): Rollup {
+  const clicks = new Float64Array(ids.length);
+  const impressions = new Float64Array(ids.length);
+  const sumPosition = new Float64Array(ids.length);
   for (let i = 0; i < k.n; i++) {
-    const r = queries.rank.get(k.query[i]!)!;
+    const r = rank[i]!;
     clicks[r] = clicks[r]! + k.clicks[i]!;
     impressions[r] = impressions[r]! + k.impressions[i]!;
     sumPosition[r] = sumPosition[r]! + k.sumPosition[i]!;
   }
-  return { query: queries.ids, clicks, impressions, sumPosition };
+  return { query: ids, clicks, impressions, sumPosition };
 }

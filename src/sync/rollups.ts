@@ -24,24 +24,31 @@ async function run(tx: Q | Orm, query: SQL): Promise<void> {
  * there, migration 0028), on PostgreSQL the day's rollup rows (its (site_id, day, type, query_id) index).
  * Counts under a device filter or over every type together are not kept (a distinct count per device cost
  * 6 µs a detail row in the switch, docs/benchmarks/ingest-export.md): those reads count the window's rows.
+ * `named`: the day's distinct query ids when the caller wrote the whole day from memory and knows them (the
+ * count of the detail it just stored; not read back: ~0.5 µs a detail row on SQLite).
  */
-export async function refreshDayQueryCounts(tx: Q | Orm, siteId: number, day: number, type: number): Promise<void> {
+export async function refreshDayQueryCounts(tx: Q | Orm, siteId: number, day: number, type: number, named?: number): Promise<void> {
   // Integer parameters typed on both engines (PostgreSQL cannot infer a SELECT list's parameter types).
   const [s, d, t] = [siteId, day, type].map((v) => sql`cast(${v} as integer)`);
   // Rows of the first layout (per device, type 0) of this day go too: nothing reads or keeps them.
   await run(tx, sql`delete from gsc_day_query_counts where site_id = ${siteId} and day = ${day} and (type = ${type} or type = 0)`);
-  const named = sqliteOrm(tx)
+  if (named !== undefined) {
+    if (named > 0)
+      await run(tx, sql`insert into gsc_day_query_counts (site_id, day, type, device, queries) values (${s}, ${d}, ${t}, 0, ${named})`);
+    return;
+  }
+  const counted = sqliteOrm(tx)
     ? sql`count(distinct query_id) from gsc_query_detail where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`
     : sql`count(*) from gsc_day_query_totals where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`;
-  await run(tx, sql`insert into gsc_day_query_counts (site_id, day, type, device, queries) select ${s}, ${d}, ${t}, 0, ${named}`);
+  await run(tx, sql`insert into gsc_day_query_counts (site_id, day, type, device, queries) select ${s}, ${d}, ${t}, 0, ${counted}`);
 }
 
 /**
  * Inside the day's switching transaction, after its detail, rollup and totals are stored: brings every
- * rollup kept at ingest up to date for that (site, day number, type code).
+ * rollup kept at ingest up to date for that (site, day number, type code). `named`: as refreshDayQueryCounts.
  */
-export async function refreshDayRollups(tx: Q | Orm, siteId: number, day: number, type: number): Promise<void> {
-  await refreshDayQueryCounts(tx, siteId, day, type);
+export async function refreshDayRollups(tx: Q | Orm, siteId: number, day: number, type: number, named?: number): Promise<void> {
+  await refreshDayQueryCounts(tx, siteId, day, type, named);
 }
 
 /** Days per week of the weekly rollups: week w holds days 7w .. 7w + 6 (Thursday to Wednesday; day 0 is 1970-01-01). */

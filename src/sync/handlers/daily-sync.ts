@@ -319,6 +319,8 @@ export async function syncDay(
   known.discard();
   const stored = await ctx.write(async (tx) => {
     let rows = 0;
+    // The day's distinct queries when its whole detail is written from memory here (else counted from what is stored).
+    let named: number | undefined;
     if (!atomic) rows = await switchStagedDay(tx, taskId, site.id, dayNumber(day), typeCode(type));
     // The old detail and rollup replaced by the new rows and their sums (computed from the rows, not read back).
     else if (dayRows && rules.query) {
@@ -328,10 +330,11 @@ export async function syncDay(
         keyed = dayRows.keyed();
       }
       rows = writeDayRows(tx, site.id, dayNumber(day), typeCode(type), keyed, keyed.rollup);
+      named = keyed.rollup.query.length;
     } else if (rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!, known);
     await replaceDayGrains(tx, grains);
     // The report rollups of this day (src/sync/rollups.ts), from what is now stored.
-    await refreshDayRollups(tx, site.id, dayNumber(day), typeCode(type));
+    await refreshDayRollups(tx, site.id, dayNumber(day), typeCode(type), named);
     if (final) await markDaySynced(tx, site.id, day, type, rows);
     return rows;
   });
@@ -350,17 +353,29 @@ export async function syncDay(
  * texts looked up or added first in short writes of ctx.batchSize rows (none once a backfill's texts are known).
  */
 async function addToDay(ctx: TaskContext, siteId: number, page: SourceRow[], known: KnownTextIds, day: DayRows): Promise<void> {
-  for (let i = 0, rows: SourceRow[]; i < page.length; i += rows.length) {
-    rows = i === 0 && page.length <= ctx.batchSize ? page : page.slice(i, i + ctx.batchSize);
-    let ids: RowIds = known;
-    if (rows.some((r) => !known.pages.has(r.page) || !known.queries.has(r.query))) {
-      known.discard();
-      ids = await ctx.write((tx) => rowTextIds(tx, siteId, rows, known));
-    }
+  // Rows whose page and query ids are known go in at once; the others wait for their texts' ids. (Rows of one
+  // key share their texts, so they stay in one group, in their order: the last of a key still wins.)
+  const unknown = pushKnown(day, page, known);
+  for (let i = 0, rows: SourceRow[]; i < unknown.length; i += rows.length) {
+    rows = i === 0 && unknown.length <= ctx.batchSize ? unknown : unknown.slice(i, i + ctx.batchSize);
+    known.discard();
+    const ids = await ctx.write((tx) => rowTextIds(tx, siteId, rows, known));
     pushRows(day, rows, ids);
     // After the ids are used: keeping them may start the cache again (src/sync/text-ids.ts).
     known.committed();
   }
+}
+
+/** Rows into the day's columns whose page and query ids the task knows; returns the others, in order. */
+function pushKnown(day: DayRows, rows: SourceRow[], known: KnownTextIds): SourceRow[] {
+  const unknown: SourceRow[] = [];
+  for (const r of rows) {
+    const page = known.pages.get(r.page);
+    const query = page === undefined ? undefined : known.queries.get(r.query);
+    if (query === undefined) unknown.push(r);
+    else day.push(page!, query, deviceCode(r.device), r.clicks, r.impressions, sumPosition(r.position, r.impressions));
+  }
+  return unknown;
 }
 
 type RowIds = { pages: TextIds; queries: TextIds };
