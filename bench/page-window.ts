@@ -59,7 +59,12 @@ const p2 = { start: mid, end };
 // The MCP tools' `days` count back from today (bench/analytics.ts: 92 days reach the seed's 90).
 const since = addDays(dayOf(new Date()), -92);
 const cases: [string, (r: Reads) => Promise<unknown>][] = [
-  ["page_keyword_90d", (r) => r.findPageKeywordPerformance(db, { siteId, since: pageKeywordSince(90), urlContains: null, limit: null })],
+  // The API's default max_results (1,000 pages), as bench:analytics asks; and every page.
+  ["page_keyword_90d", (r) => r.findPageKeywordPerformance(db, { siteId, since: pageKeywordSince(90), urlContains: null, limit: 1000 })],
+  [
+    "page_keyword_90d_all",
+    (r) => r.findPageKeywordPerformance(db, { siteId, since: pageKeywordSince(90), urlContains: null, limit: null }),
+  ],
   ["mcp_best_pages", (r) => r.findBestPages(db, { siteId, searchType: "web", since, limit: 20 })],
   [
     "mcp_compare_page",

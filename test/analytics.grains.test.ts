@@ -175,6 +175,43 @@ describe("page reports read the page totals", () => {
       { url: `${P}/a`, total_clicks: 6, total_impressions: 90, avg_ctr: 6.667, avg_position: 4, keywords: ["beta"], keyword_count: 1 },
     ]);
   });
+  test("page-keyword-performance: a few of many pages (each kept page's days sought by key) as the first of every page", async () => {
+    const r = await call("POST", "/api/v1/sites", { domain: "sc-domain:many-pages.example", name: "many pages" });
+    const id: number = r.json.id;
+    const M = "https://many-pages.example";
+    // 9 pages (max_results 2: 2 x 4 <= 9 pages, the sought path); page i has i + 1 queries on D1 and D2, a row
+    // without clicks or impressions (no keyword) and a mobile row on D3 (device filter).
+    for (const [n, day] of [D1, D2, D3].entries()) {
+      const rows = [];
+      const totals = [];
+      for (let i = 0; i < 9; i++) {
+        const page = `${M}/p${i}`;
+        for (let q = 0; q <= i && n < 2; q++)
+          rows.push({ page, query: `q${q}-${n}`, device: "DESKTOP", clicks: i, impressions: 10 + q, ctr: 0.1, position: 2 });
+        rows.push({ page, query: `zero-${i}`, device: "TABLET", clicks: 0, impressions: 0, ctr: 0, position: 0 });
+        if (n === 2) rows.push({ page, query: `mobile-${i}`, device: "MOBILE", clicks: 1, impressions: 5, ctr: 0.2, position: 3 });
+        totals.push({
+          page,
+          country: "usa",
+          device: n === 2 ? "MOBILE" : "DESKTOP",
+          clicks: 10 * i + n,
+          impressions: 100 + i,
+          position: 2,
+        });
+      }
+      await storeRows(t.db, id, day, "web", rows);
+      await storePageTotals(t.db, id, day, "web", totals);
+    }
+    for (const device of [undefined, "MOBILE"]) {
+      const all = await call("POST", "/api/v1/page-keyword-performance", { site_id: id, max_results: 0, device });
+      const few = await call("POST", "/api/v1/page-keyword-performance", { site_id: id, max_results: 2, device });
+      expect(all.json.data).toHaveLength(9);
+      expect(few.json.data).toEqual(all.json.data.slice(0, 2));
+    }
+    const top = (await call("POST", "/api/v1/page-keyword-performance", { site_id: id, max_results: 2 })).json.data[0];
+    expect(top.url).toBe(`${M}/p8`);
+    expect(top.keyword_count).toBe(19); // 9 queries a day on D1 and D2, and mobile-8; never zero-8
+  });
 });
 
 describe("insights read the same grains", () => {
