@@ -1,7 +1,7 @@
 import { and, type Column, eq, gte, lte, type SQL, type SQLWrapper, sql } from "drizzle-orm";
 import type { Db } from "../db/index.ts";
 import { searchTypeCodes, sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
-import { dayNumber } from "../sync/grains.ts";
+import { dayNumber, deviceCode } from "../sync/grains.ts";
 
 // Drizzle fragments for reads of the compact query detail (gsc_query_detail) and its day x query rollup
 // (gsc_day_query_totals), shared by the MCP tools, insights and the compatibility routes: filters on the
@@ -69,6 +69,61 @@ export async function readsInQueryOrder(db: Db, siteId: number, since: string | 
 export function queryRowsTable(db: Db, queryOrder: boolean): Db["t"]["gscDayQueryTotals"] {
   return (db.engine === "sqlite" && !queryOrder ? db.t.gscQueryDetail : db.t.gscDayQueryTotals) as Db["t"]["gscDayQueryTotals"];
 }
+
+/** Which rows a read of every query's sums in two periods takes: a site, one search type or all, optionally one device and a first day. */
+export type PeriodSumsOptions = {
+  siteId: number;
+  searchType: string | null;
+  device?: string | null;
+  since?: string | null;
+  p1: { start: string; end: string };
+  p2: { start: string; end: string };
+};
+
+/**
+ * Every query's sums in two periods, as the SQL `select query_id, c1, i1, s1, c2, i2, s2 ... group by query_id`
+ * (clicks, impressions and Σ sum_position of period 1 and 2, 0 without rows) and its named parameters: ONE read
+ * of the days spanning both periods, each sum written once (Drizzle's builder gave every use of a sum its own
+ * bound parameters, so SQLite could not share them and summed ~20 columns a row instead of 6), from the rollup in
+ * query order when the span is most of its history (readsInQueryOrder), else (or under a device) the detail.
+ */
+export async function queryPeriodSums(db: Db, o: PeriodSumsOptions): Promise<{ sql: string; params: Record<string, number> }> {
+  const start = o.p1.start < o.p2.start ? o.p1.start : o.p2.start;
+  const from = o.since && o.since > start ? o.since : start;
+  const to = o.p1.end > o.p2.end ? o.p1.end : o.p2.end;
+  const queryOrder = !o.device && (await readsInQueryOrder(db, o.siteId, from, to));
+  const day = queryOrder ? "+x.day" : "x.day";
+  const type = typeFilterCode(o.searchType);
+  const inP = (n: 1 | 2) => `${day} between $p${n}s and $p${n}e`;
+  const sum = (n: 1 | 2, col: string) => `coalesce(sum(case when ${inP(n)} then x.${col} end), 0)`;
+  const table = o.device || (db.engine === "sqlite" && !queryOrder) ? "gsc_query_detail" : "gsc_day_query_totals";
+  const sql = `select x.query_id as query_id, ${sum(1, "clicks")} as c1, ${sum(1, "impressions")} as i1, ${sum(1, "sum_position")} as s1,
+       ${sum(2, "clicks")} as c2, ${sum(2, "impressions")} as i2, ${sum(2, "sum_position")} as s2
+  from ${table} x
+ where x.site_id = $site_id and ${day} >= $from and ${day} <= $to${type === null ? "" : " and x.type = $type"}${o.device ? " and x.device = $device" : ""}
+   and (${inP(1)} or ${inP(2)})
+ group by x.query_id`;
+  const params: Record<string, number> = {
+    site_id: o.siteId,
+    from: dayNumber(from),
+    to: dayNumber(to),
+    p1s: dayNumber(o.p1.start),
+    p1e: dayNumber(o.p1.end),
+    p2s: dayNumber(o.p2.start),
+    p2e: dayNumber(o.p2.end),
+  };
+  if (type !== null) params.type = type;
+  if (o.device) params.device = deviceCode(o.device);
+  return { sql, params };
+}
+
+/**
+ * A filter keeping the rows of `rel` that can be among its first `$limit` rows ordered by `value` (`dir`), then
+ * anything: `value` at or before the `$limit`-th row's (`$cut` = limit - 1; every row when there are fewer), ties
+ * with it included. Only those rows then get their text joined and sorted by it, not every row of the window.
+ */
+export const amongFirst = (rel: string, value: string, dir: "asc" | "desc", where = "1 = 1") =>
+  `${value} ${dir === "asc" ? "<=" : ">="} coalesce((select ${value} from ${rel} where ${where} order by 1 ${dir} limit 1 offset $cut), ${value})`;
 
 /** Whether a row's day lies in a period of 'YYYY-MM-DD' days (both included). */
 export const dayIn = (x: DayTable, p: { start: string; end: string }, queryOrder = false) =>

@@ -1,5 +1,5 @@
 import { asc, desc, eq, or, sql, type SQL, type SQLWrapper } from "drizzle-orm";
-import { daysOf, queryRowsTable, readsInQueryOrder, sumOf, typeFilterCode } from "../analytics/detail.ts";
+import { amongFirst, daysOf, queryPeriodSums, queryRowsTable, readsInQueryOrder, sumOf, typeFilterCode } from "../analytics/detail.ts";
 import { dayNumber, deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeInsensitive } from "../db/sql.ts";
@@ -190,52 +190,28 @@ type KeyRow = { key: string; c1: number; i1: number; w1: number; c2: number; i2:
 
 /**
  * comparePeriods per query: the winners, losers, position gains and position losses (each `limit` long, ties by
- * the query text) from ONE read of the window spanning both periods: the rows summed per query id once (the rollup
- * in query order when the window is most of its history, or the detail under a device), the text joined to each
- * query's sums, and the four lists ordered and cut from that one set in SQL (before: four reads, each joining the
- * text to every row of the window and grouping by it).
+ * the query text) from ONE read of the window spanning both periods: the rows summed per query id once
+ * (queryPeriodSums), and each list cut from that one set in SQL, the text joined only to the rows that can be in
+ * it (amongFirst; before: to every query of the window, and each list sorted all of them by text).
  */
 async function findQueryChanges(
   db: Db,
   o: Omit<Filters, "start" | "end"> & { current: Period; previous: Period; limit: number },
-  span: Filters,
 ): Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]> {
-  const queryOrder = !o.device && (await readsInQueryOrder(db, o.siteId, span.start, span.end));
-  const day = queryOrder ? "+x.day" : "x.day";
-  const type = typeFilterCode(o.searchType);
-  const inP = (n: 1 | 2) => `${day} between $p${n}s and $p${n}e`;
-  const sum = (n: 1 | 2, col: string) => `coalesce(sum(case when ${inP(n)} then x.${col} end), 0)`;
-  const move = "(k.s2 * 1.0 / k.i2 - k.s1 * 1.0 / k.i1)";
-  const list = (n: number, where: string, order: string) =>
-    `select ${n} as list, l.* from (select k.key, k.c1, k.i1, k.s1, k.c2, k.i2, k.s2 from k where ${where} order by ${order}, k.key limit $limit) l`;
-  const sql = `with k as materialized (
-  select q.query as key, s.c1, s.i1, s.s1, s.c2, s.i2, s.s2 from (
-    select x.query_id as query_id, ${sum(1, "clicks")} as c1, ${sum(1, "impressions")} as i1, ${sum(1, "sum_position")} as s1,
-           ${sum(2, "clicks")} as c2, ${sum(2, "impressions")} as i2, ${sum(2, "sum_position")} as s2
-      from ${o.device || (db.engine === "sqlite" && !queryOrder) ? "gsc_query_detail" : "gsc_day_query_totals"} x
-     where x.site_id = $site_id and ${day} >= $from and ${day} <= $to${type === null ? "" : " and x.type = $type"}${o.device ? " and x.device = $device" : ""}
-       and (${inP(1)} or ${inP(2)})
-     group by x.query_id) s
-  join gsc_queries q on q.id = s.query_id)
-${list(1, "k.c2 - k.c1 > 0", "k.c2 - k.c1 desc")}
-union all ${list(2, "k.c2 - k.c1 < 0", "k.c2 - k.c1 asc")}
-union all ${list(3, `k.i1 > 0 and k.i2 > 0 and ${move} < 0`, `${move} asc`)}
-union all ${list(4, `k.i1 > 0 and k.i2 > 0 and ${move} > 0`, `${move} desc`)}`;
+  const sums = await queryPeriodSums(db, { ...o, p1: o.previous, p2: o.current });
+  const move = "(s2 * 1.0 / i2 - s1 * 1.0 / i1)";
+  const list = (n: number, where: string, value: string, dir: "asc" | "desc") =>
+    `select * from (select ${n} as list, (select q.query from gsc_queries q where q.id = s.query_id) as key, c1, i1, s1, c2, i2, s2
+  from s where ${where} and ${amongFirst("s", value, dir, where)} order by ${value} ${dir}, key limit $limit) l${n}`;
+  const sql = `with s as materialized (${sums.sql})
+${list(1, "c2 - c1 > 0", "c2 - c1", "desc")}
+union all ${list(2, "c2 - c1 < 0", "c2 - c1", "asc")}
+union all ${list(3, `i1 > 0 and i2 > 0 and ${move} < 0`, move, "asc")}
+union all ${list(4, `i1 > 0 and i2 > 0 and ${move} > 0`, move, "desc")}`;
   const rows = await allRows<{ list: number; key: string; c1: number; i1: number; s1: number; c2: number; i2: number; s2: number }>(
     db,
     sql,
-    {
-      site_id: o.siteId,
-      from: dayNumber(span.start),
-      to: dayNumber(span.end),
-      p1s: dayNumber(o.previous.start),
-      p1e: dayNumber(o.previous.end),
-      p2s: dayNumber(o.current.start),
-      p2e: dayNumber(o.current.end),
-      limit: o.limit,
-      ...(type === null ? {} : { type }),
-      ...(o.device ? { device: deviceCode(o.device) } : {}),
-    },
+    { ...sums.params, limit: o.limit, cut: Math.max(o.limit - 1, 0) },
     true,
   );
   const lists: [KeyRow[], KeyRow[], KeyRow[], KeyRow[]] = [[], [], [], []];
@@ -270,11 +246,6 @@ export async function comparePeriods(
   db: Db,
   o: Omit<Filters, "start" | "end"> & { by: "query" | "page"; current: Period; previous: Period; limit: number },
 ) {
-  const span: Filters = {
-    ...o,
-    start: [o.previous.start, o.current.start].sort()[0]!,
-    end: [o.previous.end, o.current.end].sort()[1]!,
-  };
   const toChange = (r: { key: string; c1: number; i1: number; w1: number; c2: number; i2: number; w2: number }): Change => {
     const previous = rounded(metricsOf(r.c1, r.i1, r.w1));
     const current = rounded(metricsOf(r.c2, r.i2, r.w2));
@@ -330,7 +301,7 @@ export async function comparePeriods(
   const [d1, d2, [winners, losers, up, down]] = await Promise.all([
     findPropertyDays(db, prev),
     findPropertyDays(db, cur),
-    o.by === "page" ? perPage() : findQueryChanges(db, o, span),
+    o.by === "page" ? perPage() : findQueryChanges(db, o),
   ]);
   const s1 = addSums(d1);
   const s2 = addSums(d2);

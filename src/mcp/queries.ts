@@ -1,11 +1,12 @@
-import { and, asc, desc, eq, inArray, or, sql, type AnyColumn, type SQL } from "drizzle-orm";
-import { dayIn, daysOf, positionOfRows, positionOrNull, queryRowsTable, readsInQueryOrder, sumOf } from "../analytics/detail.ts";
+import { and, asc, desc, eq, inArray, sql, type SQL } from "drizzle-orm";
+import { amongFirst, daysOf, positionOfRows, queryPeriodSums, queryRowsTable, readsInQueryOrder, sumOf } from "../analytics/detail.ts";
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
-import type { SearchTypeCode } from "../db/enums.ts";
+import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import {
   addSums,
+  allRows,
   countPages,
   ctrOfSums,
   findAnonymizedShare,
@@ -187,37 +188,6 @@ export async function findNewestDay(db: Db, s: Scope): Promise<string | null> {
 export type Period = { start: string; end: string };
 
 type R = Db["t"]["gscDayQueryTotals"];
-const pct = (a: SQL, b: SQL) => sql<number>`case when ${a} > 0 then (${b} - ${a}) * 100.0 / ${a} else 0 end`.mapWith(Number);
-
-/** Clicks, impressions and position of each query (rollup rows `r`) in each period, and how they changed. */
-function periodColumns(r: R, p1: Period, p2: Period) {
-  const sum1 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${dayIn(r, p1)} then ${c} end), 0)`.mapWith(Number);
-  const sum2 = (c: AnyColumn) => sql<number>`coalesce(sum(case when ${dayIn(r, p2)} then ${c} end), 0)`.mapWith(Number);
-  // Impression-weighted per period (Σ sum_position / Σ impressions / 100); null when the period has no impressions.
-  const weighted = (p: Period) =>
-    positionOrNull(sql`case when ${dayIn(r, p)} then ${r.sum_position} end`, sql`case when ${dayIn(r, p)} then ${r.impressions} end`);
-  const avg1 = weighted(p1);
-  const avg2 = weighted(p2);
-  return {
-    period1_clicks: sum1(r.clicks).as("period1_clicks"),
-    period2_clicks: sum2(r.clicks).as("period2_clicks"),
-    clicks_change: sql<number>`${sum2(r.clicks)} - ${sum1(r.clicks)}`.mapWith(Number).as("clicks_change"),
-    clicks_change_pct: pct(sum1(r.clicks), sum2(r.clicks)).as("clicks_change_pct"),
-    period1_impressions: sum1(r.impressions).as("period1_impressions"),
-    period2_impressions: sum2(r.impressions).as("period2_impressions"),
-    impressions_change: sql<number>`${sum2(r.impressions)} - ${sum1(r.impressions)}`.mapWith(Number).as("impressions_change"),
-    impressions_change_pct: pct(sum1(r.impressions), sum2(r.impressions)).as("impressions_change_pct"),
-    period1_position: avg1.as("period1_position"),
-    period2_position: avg2.as("period2_position"),
-    position_change: sql<number | null>`${avg2} - ${avg1}`.mapWith(Number).as("position_change"),
-  };
-}
-
-/** The days from the earlier period's start to the later one's end: one index range covering both periods. */
-const spanOf = (p1: Period, p2: Period): Period => ({
-  start: p1.start < p2.start ? p1.start : p2.start,
-  end: p1.end > p2.end ? p1.end : p2.end,
-});
 
 /** The comparison fields of one key (or the whole property) from its sums in both periods. */
 function changeOf(a: Sums, b: Sums) {
@@ -299,36 +269,40 @@ export async function comparePeriodsBy(
       .sort((a, b) => sign * (a.clicks_change - b.clicks_change) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       .slice(0, s.limit);
   }
-  // Per query: the day x query rollup over one day range spanning both periods.
-  const q = db.t.gscQueries;
-  const span = spanOf(s.period1, s.period2);
-  const queryOrder = await readsInQueryOrder(db, s.siteId, span.start, span.end);
-  const r = queryRowsTable(db, queryOrder);
-  const cols = periodColumns(r, s.period1, s.period2);
-  // Summed per query id, the text joined to each query's sums afterwards (not to every row of both periods).
-  const sums = db.q
-    .select({ query_id: sql<number>`${r.query_id}`.as("query_id"), ...cols })
-    .from(r)
-    .where(await scopedPeriod(db, r, s, span, queryOrder, or(dayIn(r, s.period1, queryOrder), dayIn(r, s.period2, queryOrder))))
-    .groupBy(r.query_id)
-    .as("s");
-  return db.q
-    .select({
-      key: sql<string>`${q.query}`.as("key"),
-      period1_clicks: sql<number>`${sums.period1_clicks}`.mapWith(Number),
-      period2_clicks: sql<number>`${sums.period2_clicks}`.mapWith(Number),
-      clicks_change: sql<number>`${sums.clicks_change}`.mapWith(Number),
-      clicks_change_pct: sql<number | null>`${sums.clicks_change_pct}`.mapWith(Number),
-      period1_impressions: sql<number>`${sums.period1_impressions}`.mapWith(Number),
-      period2_impressions: sql<number>`${sums.period2_impressions}`.mapWith(Number),
-      impressions_change: sql<number>`${sums.impressions_change}`.mapWith(Number),
-      impressions_change_pct: sql<number | null>`${sums.impressions_change_pct}`.mapWith(Number),
-      period1_position: sql<number | null>`${sums.period1_position}`.mapWith(Number),
-      period2_position: sql<number | null>`${sums.period2_position}`.mapWith(Number),
-      position_change: sql<number | null>`${sums.position_change}`.mapWith(Number),
-    })
-    .from(sums)
-    .innerJoin(q, eq(q.id, sums.query_id))
-    .orderBy(s.order === "losers_first" ? asc(sums.clicks_change) : desc(sums.clicks_change), asc(q.query))
-    .limit(s.limit);
+  // Per query: every query's sums in both periods from one read (queryPeriodSums), the text joined only to the
+  // queries that can be among the first `limit` by clicks change (amongFirst), with
+  // the formulas of the read it replaces (each period's position Σ sum_position / Σ impressions / 100, null without impressions).
+  const sums = await queryPeriodSums(db, { ...s, p1: s.period1, p2: s.period2 });
+  const dir = s.order === "losers_first" ? "asc" : "desc";
+  const position = (n: 1 | 2) => `cast(s${n} as double precision) / nullif(i${n}, 0) / ${sumPositionScale}`;
+  const pctOf = (a: string, b: string) => `case when ${a} > 0 then (${b} - ${a}) * 100.0 / ${a} else 0 end`;
+  const rows = await allRows<Record<string, number | string | null>>(
+    db,
+    `with s as materialized (${sums.sql})
+select (select q.query from gsc_queries q where q.id = s.query_id) as key,
+       c1 as period1_clicks, c2 as period2_clicks, c2 - c1 as clicks_change, ${pctOf("c1", "c2")} as clicks_change_pct,
+       i1 as period1_impressions, i2 as period2_impressions, i2 - i1 as impressions_change, ${pctOf("i1", "i2")} as impressions_change_pct,
+       ${position(1)} as period1_position, ${position(2)} as period2_position, ${position(2)} - ${position(1)} as position_change
+  from s
+ where ${amongFirst("s", "c2 - c1", dir)}
+ order by c2 - c1 ${dir}, key
+ limit $limit`,
+    { ...sums.params, limit: s.limit, cut: Math.max(s.limit - 1, 0) },
+    true,
+  );
+  const num = (v: unknown) => (v === null ? null : Number(v));
+  return rows.map((r) => ({
+    key: String(r.key),
+    period1_clicks: Number(r.period1_clicks),
+    period2_clicks: Number(r.period2_clicks),
+    clicks_change: Number(r.clicks_change),
+    clicks_change_pct: num(r.clicks_change_pct),
+    period1_impressions: Number(r.period1_impressions),
+    period2_impressions: Number(r.period2_impressions),
+    impressions_change: Number(r.impressions_change),
+    impressions_change_pct: num(r.impressions_change_pct),
+    period1_position: num(r.period1_position),
+    period2_position: num(r.period2_position),
+    position_change: num(r.position_change),
+  }));
 }
