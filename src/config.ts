@@ -88,6 +88,10 @@ const envSchema = z.object({
   SQLITE_BUSY_TIMEOUT_MS: int(0).default(30_000),
   SQLITE_SYNCHRONOUS: z.enum(["OFF", "NORMAL", "FULL", "EXTRA"]).default("NORMAL"),
   SQLITE_CACHE_SIZE: z.coerce.number().int().default(-64_000),
+  // The sync worker's own cache_size (its writer connection): a day written into a big file touches a page of the
+  // day × query rollup per query (keyed by query), ~all of a property's rollup pages each day; with the cache
+  // holding them they are not read again for every day (docs/benchmarks/ingest-export.md). Used only as pages are.
+  SYNC_SQLITE_CACHE_SIZE: z.coerce.number().int().default(-262_144),
   // 0 (no memory map): SQLite drops a connection's whole map whenever it sees another connection's commit
   // (munmap + mmap + a page fault per page touched again), which made every read after a write ~8x dearer.
   SQLITE_MMAP_SIZE: int(0).default(0),

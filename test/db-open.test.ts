@@ -106,6 +106,20 @@ describe("openDb", () => {
     });
   });
 
+  test("the sync worker's connection has its own cache size (SYNC_SQLITE_CACHE_SIZE); the other roles SQLITE_CACHE_SIZE", () => {
+    const t = tempSqliteDb();
+    cleanups.push(t.cleanup);
+    const config = loadConfig([], { DATABASE_URL: `file:${t.path}`, SQLITE_CACHE_SIZE: "-8000", SYNC_SQLITE_CACHE_SIZE: "-300000" });
+    const cacheOf = (role: "sync" | "http") => {
+      const db = asSqlite(openDbFromConfig(config, role));
+      cleanups.push(() => db.close());
+      return pragmasOf(db.raw.reader).cache_size;
+    };
+    expect(cacheOf("sync")).toBe(-300000);
+    expect(cacheOf("http")).toBe(-8000);
+    expect(loadConfig([], { DATABASE_URL: `file:${t.path}` }).SYNC_SQLITE_CACHE_SIZE).toBe(-262_144);
+  });
+
   test("foreign keys are enforced and cascade", async () => {
     const t = tempSqliteDb();
     cleanups.push(t.cleanup);

@@ -267,7 +267,7 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
     role,
     host: config.SITESYNC_HOST_NAME,
     heartbeatMs: config.REGISTRY_HEARTBEAT_MS,
-    pragmas: pragmasFrom(config),
+    pragmas: role === "sync" ? { ...pragmasFrom(config), cacheSize: config.SYNC_SQLITE_CACHE_SIZE } : pragmasFrom(config),
     lockTimeoutMs: config.WRITE_LOCK_TIMEOUT_MS,
     maxBatch: config.WRITE_MAX_BATCH,
     // The checkpointer truncates past CHECKPOINT_TRUNCATE_BYTES; twice that means it is starved.
