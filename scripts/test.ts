@@ -6,7 +6,8 @@
 //   bun run test test/sites.api.test.ts   both engines, those files
 //   bun run test --engine pg ...       one engine
 //   bun run test --plan                the wall each TEST_JOBS would take by scripts/test-times.json (runs nothing)
-// Each file runs in its own `bun test` process, TEST_JOBS at a time (default 2, one per core of the CI machine, `heavy` files never beside each other; with 3, servers of the multi-process tests missed their 20 s start bound on a loaded 2-core machine), both engines at once;
+// Each file runs in its own `bun test` process, TEST_JOBS at a time (default 3 on the 2-core CI machine: the files' CPU
+// filled 1.2 cores at 2; `heavy` files never beside each other except two of `heavyPairs`, TEST_HEAVY_PAIRS=0 none), both engines at once;
 // with TEST_JOBS > 1 one more lane runs only the `waiting` files (they mostly wait, so they hardly load the cores),
 // longest first by the times in scripts/test-times.json; the files in `runAlone` run afterwards, one at a
 // time with nothing else running. Each file's output is printed whole when it ends (with its engine and wall
@@ -125,6 +126,18 @@ export const heavy: Record<string, string> = {
 };
 
 /**
+ * Heavy files whose assertions wait on their own processes far more than they load the cores (their CPU under half
+ * their wall in the fresh-clone runs: scripts/test-cpu.json beside test-times.json): two of these may run at once,
+ * never beside a heavy file not listed here (the load makers: multi-worker load, the benchmark, ~50 CLI runs).
+ */
+export const heavyPairs: Record<string, string> = {
+  "multimachine.test.ts": "waits for 150 tasks and a lease's expiry: 25 s of CPU in 86 s (PostgreSQL)",
+  "db-faults.test.ts": "waits for a cluster's crash, restart and a full disk: 31 s of CPU in 68 s",
+  "ui.browser.test.ts": "waits for chromium's pages and a sync's progress: 19-20 s of CPU in 57-64 s",
+  "ui.defects.browser.test.ts": "waits for chromium's pages: 8.5-9.7 s of CPU in 18-27 s",
+};
+
+/**
  * Files that mostly wait (a fixed bound, a heartbeat's age, a restart's backoff: their CPU under a third of their
  * wall in a quiet TEST_JOBS=1 run, scripts/test-times.json beside its CPU): with TEST_JOBS > 1 one more lane runs
  * only these, so their waiting no longer holds one of the TEST_JOBS lanes (which keep the cores busy). Key
@@ -140,7 +153,9 @@ export const waiting: Record<string, string> = {
   "sqlite sync.engine.test.ts": "leases and a 3x-lease slow response: 2.7 s of CPU in 13 s",
 };
 
-const jobs = Math.max(1, Number(process.env.TEST_JOBS) || 2);
+const jobs = Math.max(1, Number(process.env.TEST_JOBS) || 3);
+/** Two `heavyPairs` files at once, unless TEST_HEAVY_PAIRS=0. */
+const pairsOn = process.env.TEST_HEAVY_PAIRS !== "0";
 /** The extra lane for `waiting` files: with TEST_JOBS > 1, unless TEST_WAIT_LANE=0. */
 const waitLane = jobs > 1 && process.env.TEST_WAIT_LANE !== "0";
 /**
@@ -232,15 +247,19 @@ function longestFirst(units: Unit[]): Unit[] {
 }
 
 const isHeavy = (u: Unit) => heavy[basename(u.file)] !== undefined;
+const pairs = (u: Unit) => heavyPairs[basename(u.file)] !== undefined;
+/** May `u` start beside the heavy units running now: any light file; a heavy one alone, or two of `heavyPairs`. */
+const fits = (u: Unit, heavyRunning: Unit[]) =>
+  !isHeavy(u) || heavyRunning.length === 0 || (pairsOn && heavyRunning.length === 1 && pairs(u) && pairs(heavyRunning[0]!));
 const isWaiting = (u: Unit) => waiting[`${u.engine} ${basename(u.file)}`] !== undefined;
 
 /**
  * The next unit of `queue` to start: the first, but never a heavy one while another heavy one runs; in the
  * waiting lane only a `waiting` file (-1: none may).
  */
-function next(queue: Unit[], heavyRunning: number, waitingLane = false): number {
+function next(queue: Unit[], heavyRunning: Unit[], waitingLane = false): number {
   if (waitingLane) return queue.findIndex(isWaiting);
-  return queue.findIndex((u) => heavyRunning === 0 || !isHeavy(u));
+  return queue.findIndex((u) => fits(u, heavyRunning));
 }
 
 /**
@@ -251,7 +270,7 @@ function next(queue: Unit[], heavyRunning: number, waitingLane = false): number 
 async function pool(units: Unit[], n: number, extra = false): Promise<Done[]> {
   const queue = longestFirst(units);
   const done: Done[] = [];
-  let heavyRunning = 0;
+  const heavyRunning: Unit[] = [];
   let wake: (() => void) | null = null;
   const worker = async (waitingLane: boolean) => {
     while (queue.length > 0) {
@@ -269,9 +288,9 @@ async function pool(units: Unit[], n: number, extra = false): Promise<Done[]> {
         continue;
       }
       const [u] = queue.splice(i, 1);
-      if (isHeavy(u!)) heavyRunning++;
+      if (isHeavy(u!)) heavyRunning.push(u!);
       done.push(await runUnit(u!));
-      if (isHeavy(u!)) heavyRunning--;
+      if (isHeavy(u!)) heavyRunning.splice(heavyRunning.indexOf(u!), 1);
       const w = wake;
       wake = null;
       w?.();
@@ -285,13 +304,13 @@ async function pool(units: Unit[], n: number, extra = false): Promise<Done[]> {
 /** The wall pool() would take with `n` lanes (and the waiting lane with `extra`) if every file took its time in scripts/test-times.json. */
 function plannedWall(units: Unit[], n: number, extra: boolean): number {
   const queue = longestFirst(units);
-  const running: { end: number; heavy: boolean; waitingLane: boolean }[] = [];
+  const running: { end: number; unit: Unit; waitingLane: boolean }[] = [];
   let t = 0;
   const start = (waitingLane: boolean) => {
-    const i = next(queue, running.filter((r) => r.heavy).length, waitingLane);
+    const i = next(queue, running.map((r) => r.unit).filter(isHeavy), waitingLane);
     if (i < 0) return false;
     const [u] = queue.splice(i, 1);
-    running.push({ end: t + (expected[`${u!.engine} ${basename(u!.file)}`] ?? 5), heavy: isHeavy(u!), waitingLane });
+    running.push({ end: t + (expected[`${u!.engine} ${basename(u!.file)}`] ?? 5), unit: u!, waitingLane });
     return true;
   };
   while (queue.length > 0 || running.length > 0) {

@@ -92,6 +92,7 @@ describe("commands, settings, paths", () => {
     "SCREENSHOTS",
     "TEST_JOBS",
     "TEST_WAIT_LANE",
+    "TEST_HEAVY_PAIRS",
     "TEST_PG_TEMPLATE",
     "TEST_RETRY_FAILED",
     "FAKE_GSC_REUSE_BODIES",

@@ -54,3 +54,22 @@ test("--plan: with TEST_JOBS > 1 the waiting files run in a lane of their own, b
   expect(readdirSync(tmp)).toEqual([]);
   rmSync(tmp, { recursive: true });
 });
+
+test("--plan: two heavy files of heavyPairs may run at once; a heavy file not listed there never beside another", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "sitesync-plan-"));
+  // db-faults and ui.browser are in `heavyPairs`, edges is heavy only (scripts/test.ts), all on SQLite.
+  const files = ["db-faults.test.ts", "ui.browser.test.ts", "edges.test.ts"];
+  const r = Bun.spawnSync([process.execPath, "scripts/test.ts", "--plan", "--engine", "sqlite", ...files.map((f) => `test/${f}`)], {
+    cwd: root,
+    env: { ...process.env, TMPDIR: tmp, TEST_WAIT_LANE: "0" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  expect(r.exitCode).toBe(0);
+  const planned = (n: number) => Number(new RegExp(`^TEST_JOBS=${n}: (\\d+) s$`, "m").exec(r.stdout.toString())?.[1]);
+  const [d, u, e] = files.map((f) => times[`sqlite ${f}`] ?? 5) as [number, number, number];
+  // With three lanes the pair starts at once; edges waits for both (it pairs with neither).
+  expect(planned(3)).toBe(Math.round(Math.max(d, u) + e));
+  expect(readdirSync(tmp)).toEqual([]);
+  rmSync(tmp, { recursive: true });
+});
