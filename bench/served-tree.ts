@@ -1,9 +1,13 @@
-// `bun bench/served-tree.ts [scenario,scenario,...] [--workers 4]`: the service as `bun run bench` starts it
+// `bun bench/served-tree.ts [scenario,scenario,...] [--workers 4] [--side service|baseline|groupcommit]`: the service as `bun run bench` starts it
 // (src/main.ts, N HTTP workers and the supervisor) on 1,000 seeded sites, serving each listed scenario
 // (get_one, list, create, mixed = 90/5/5) in turn, 1 s of warm-up + 3 s measured at 64 connections; prints the
 // tree's CPU µs per request by process (supervisor, workers) and by thread kind (main, JIT, allocator, GC),
 // then the write queue's counters from /metrics. bench/served-threads.ts is the one-process view; this one shows
 // what only several workers cost (each commit seen by the other workers: mixed against its parts).
+// `--side baseline` (or groupcommit) measures the textbook (or the group-commit peer) the same way, its parent
+// process in the supervisor's column: run the sides one after the other to compare them thread by thread.
+// `--env NAME=VALUE` (repeatable): set in the service's environment only (e.g. HTTP_JIT_TOP_TIER=on, a BUN_JSC_ option).
+// `--root DIR`: run the service of another checkout (e.g. main's, to alternate before/after a change).
 import { Database } from "bun:sqlite";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,9 +15,17 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { children } from "./cpu.ts";
 import { runLoad, type LoadRequest } from "./load.ts";
-import { startService } from "./processes.ts";
+import { startBaseline, startService } from "./processes.ts";
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { workers: { type: "string", default: "4" } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    workers: { type: "string", default: "4" },
+    side: { type: "string", default: "service" },
+    env: { type: "string", multiple: true },
+    root: { type: "string" },
+  },
+});
 const sequence = (positionals[0] ?? "get_one,mixed,get_one,mixed").split(",");
 const { migrate } = await import("../src/db/sqlite/migrate.ts");
 const dir = mkdtempSync(join(tmpdir(), "served-tree-"));
@@ -26,7 +38,19 @@ seed.transaction(() => {
 })();
 seed.close();
 // The service as `bun run bench` starts it (bench/processes.ts), no sync worker.
-const service = await startService({ dbPath: path, workers: Number(values.workers), syncWorkers: 0 });
+const side = values.side;
+if (side !== "service" && side !== "baseline" && side !== "groupcommit")
+  throw new Error(`--side ${side}: service, baseline or groupcommit`);
+const service =
+  side === "service"
+    ? await startService({
+        dbPath: path,
+        workers: Number(values.workers),
+        syncWorkers: 0,
+        root: values.root,
+        env: Object.fromEntries((values.env ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])),
+      })
+    : await startBaseline({ dbPath: path, workers: Number(values.workers), groupCommit: side === "groupcommit" });
 const { url } = service;
 const port = new URL(url).port; // in the created domains: unique per run
 const proc = { pid: service.pid };
@@ -81,17 +105,19 @@ for (const name of sequence) {
     .map((t) => [t, sum((key) => key.endsWith(`|${t}`))] as const)
     .sort((x, y) => y[1] - x[1]);
   console.log(
-    `${name}: ${r.rps.toFixed(0)} req/s, ${sum(() => true).toFixed(1)} µs/req (supervisor ${sum((key) => key.startsWith("supervisor")).toFixed(1)}, ` +
+    `${side === "service" ? "" : `${side} `}${name}: ${r.rps.toFixed(0)} req/s, ${sum(() => true).toFixed(1)} µs/req (supervisor ${sum((key) => key.startsWith("supervisor")).toFixed(1)}, ` +
       `workers ${sum((key) => key.startsWith("worker")).toFixed(1)}: ${threads.map(([t, v]) => `${t} ${v.toFixed(1)}`).join(", ")}); ` +
       `${r.server5xx} 5xx, ${r.socketErrors} socket errors`,
   );
 }
-const metrics = await (await fetch(`${url}/metrics`)).text();
-console.log(
-  metrics
-    .split("\n")
-    .filter((l) => /^sitesync_write_(commits|busy_retries|group_size_(sum|count))/.test(l))
-    .join("\n"),
-);
+if (side === "service") {
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  console.log(
+    metrics
+      .split("\n")
+      .filter((l) => /^sitesync_write_(commits|busy_retries|group_size_(sum|count))/.test(l))
+      .join("\n"),
+  );
+}
 await service.stop();
 rmSync(dir, { recursive: true, force: true });
