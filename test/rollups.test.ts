@@ -8,7 +8,7 @@ import pg from "pg";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
 import { countPages, findPageTotals, findPageWeekSeries } from "../src/analytics/totals.ts";
 import { readsInQueryOrder } from "../src/analytics/detail.ts";
-import { comparePeriods, findBrandSplit, findOverview, findTop, metricsOf, rounded } from "../src/insights/queries.ts";
+import { comparePeriods, findBrandSplit, findCannibalization, findOverview, findTop, metricsOf, rounded } from "../src/insights/queries.ts";
 import { comparePeriodsBy, comparePeriodTotals, searchKeywords } from "../src/mcp/queries.ts";
 import type { Db } from "../src/db/index.ts";
 import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
@@ -482,6 +482,84 @@ describe("rollups kept at ingest equal the detail's answers", () => {
   // Reads of every query over a window (insights overview/top/compare/brand, MCP compare_periods): on SQLite the
   // rollup is walked in query order when the window is most of its history, else read by day range; both paths
   // (and PostgreSQL's) give the detail's answers, for every window shape.
+  test("cannibalization equals the detail summed per query and page: the largest queries first, more when too few", async () => {
+    const q = `select q.query as query, p.page as page, d.day as day, d.type as type, d.device as device, d.clicks as clicks,
+      d.impressions as impressions from gsc_query_detail d join gsc_queries q on q.id = d.query_id join gsc_pages p on p.id = d.page_id
+      where d.site_id = ${siteId}`;
+    const raw = db.engine === "pg" ? (await db.pg!.pool.query(q)).rows : db.raw.reader.query(q).all();
+    const rows = (raw as Record<string, string | number>[]).map((r) => ({
+      query: String(r.query),
+      page: String(r.page),
+      day: Number(r.day),
+      type: Number(r.type),
+      device: Number(r.device),
+      clicks: Number(r.clicks),
+      impressions: Number(r.impressions),
+    }));
+    const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    const want = (o: {
+      start: string;
+      end: string;
+      type: number | null;
+      device: number | null;
+      minShare: number;
+      minImp: number;
+      limit: number;
+    }) => {
+      const pairs = new Map<string, Map<string, { clicks: number; impressions: number }>>();
+      for (const r of rows) {
+        if (r.day < dayNumber(o.start) || r.day > dayNumber(o.end) || (o.type && r.type !== o.type) || (o.device && r.device !== o.device))
+          continue;
+        const pages = pairs.get(r.query) ?? new Map();
+        pairs.set(r.query, pages);
+        const e = pages.get(r.page) ?? { clicks: 0, impressions: 0 };
+        e.clicks += r.clicks;
+        e.impressions += r.impressions;
+        pages.set(r.page, e);
+      }
+      return [...pairs]
+        .map(([query, pages]) => ({ query, total: [...pages.values()].reduce((a, e) => a + e.impressions, 0), pages: [...pages] }))
+        .filter((x) => x.total >= o.minImp && x.pages.filter(([, e]) => e.impressions >= x.total * o.minShare).length >= 2)
+        .sort((a, b) => b.total - a.total || byText(a.query, b.query))
+        .slice(0, o.limit)
+        .map((x) => [
+          x.query,
+          x.total,
+          x.pages
+            .sort(([p, a], [r, b]) => b.impressions - a.impressions || byText(p, r))
+            .map(([page, e]) => [page, e.clicks, e.impressions]),
+        ]);
+    };
+    let seen = 0;
+    for (const [from, to] of [
+      [9, 0],
+      [3, 1],
+    ])
+      for (const searchType of ["web", "all"])
+        for (const device of [null, "MOBILE"])
+          for (const [minShare, minImp, limit] of [
+            [0.1, 50, 1],
+            [0.25, 100, 3],
+            [0.1, 20, 50],
+          ]) {
+            const o = { start: addDays(END, -from!), end: addDays(END, -to!), minShare: minShare!, minImp: minImp!, limit: limit! };
+            const got = await findCannibalization(db, {
+              siteId,
+              searchType,
+              device,
+              start: o.start,
+              end: o.end,
+              minShare: o.minShare,
+              minImpressions: o.minImp,
+              limit: o.limit,
+            });
+            const expected = want({ ...o, type: searchType === "all" ? null : 1, device: device ? 2 : null });
+            expect(got.map((c) => [c.query, c.impressions, c.pages.map((p) => [p.page, p.clicks, p.impressions])])).toEqual(expected);
+            seen += expected.length;
+          }
+    expect(seen).toBeGreaterThan(20);
+  });
+
   test("reads of every query over a window equal the detail summed, in query order and by day range", async () => {
     const q = `select q.query as query, d.day as day, d.clicks as clicks, d.impressions as impressions, d.sum_position as sp
       from gsc_query_detail d join gsc_queries q on q.id = d.query_id where d.site_id = ${siteId} and d.type = 1`;
