@@ -6,7 +6,7 @@ import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { eq, sql } from "drizzle-orm";
 import { INDEX_BATCH, indexAllPendingQueries, indexPendingQueries, searchQueries } from "../src/search/queries.ts";
 import { containsPattern } from "../src/db/sql.ts";
-import { ftsTrigrams, SEARCH_INDEXED_SQL, SEARCH_SCAN_SQL, searchSqlParams } from "../src/db/sqlite/search.ts";
+import { ftsTrigrams, SEARCH_INDEXED_SQL, SEARCH_SCAN_SQL, searchSqlParams, windowHasOneType } from "../src/db/sqlite/search.ts";
 import { purgeSite } from "../src/sites/queries.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { asSqlite, tempDb, tempDir, testEngine } from "./helpers/db.ts";
@@ -186,6 +186,35 @@ describe("the index follows every write", () => {
     impressions: 2,
     ctr: 0.5,
     position: 3,
+  });
+
+  test("a query on the same day in two search types appeared that day once: windows of one type count its rows, windows of two its distinct days", async () => {
+    const id = await site(t.db, "sc-domain:two-types.example");
+    await storeRows(t.db, id, "2026-07-01", "web", [row("twin kind"), row("twin kind", "https://w.example/b")]);
+    await storeRows(t.db, id, "2026-07-02", "web", [row("twin kind")]);
+    await storeRows(t.db, id, "2026-07-02", "image", [row("twin kind")]);
+    await storeRows(t.db, id, "2026-07-03", "image", [row("twin kind")]);
+    const days = async (term: string, startDate: string, endDate: string) => {
+      const opts = { siteId: id, term, startDate, endDate, limit: 10 };
+      const found = await searchQueries(t.db, opts);
+      expect(rounded(found)).toEqual(rounded(await searchQueries(t.db, { ...opts, using: "scan" })));
+      return found.queries.map((q) => [q.query, q.days_appeared, q.total_impressions]);
+    };
+    for (const term of ["twin", "tw"]) {
+      expect(await days(term, "2026-07-01", "2026-07-01")).toEqual([["twin kind", 1, 4]]);
+      expect(await days(term, "2026-07-01", "2026-07-03")).toEqual([["twin kind", 3, 10]]);
+      expect(await days(term, "2026-07-02", "2026-07-02")).toEqual([["twin kind", 1, 4]]);
+      expect(await days(term, "2026-07-03", "2026-07-03")).toEqual([["twin kind", 1, 2]]);
+    }
+    if (testEngine === "pg") return;
+    const d = (day: string) => Math.round(Date.parse(`${day}T00:00:00Z`) / 86_400_000);
+    const one = (a: string, b: string) => windowHasOneType(asSqlite(t.db), id, d(a), d(b));
+    expect([one("2026-07-01", "2026-07-01"), one("2026-07-02", "2026-07-02"), one("2026-07-01", "2026-07-03")]).toEqual([
+      true,
+      false,
+      false,
+    ]);
+    expect([one("2026-07-03", "2026-07-03"), one("2026-06-01", "2026-06-30"), one("2026-07-01", "2026-07-01")]).toEqual([true, true, true]);
   });
 
   test("ingest, upsert of existing rows, stale-row deletes (overwrite), site delete", async () => {

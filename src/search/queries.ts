@@ -1,4 +1,4 @@
-import type { Db, Orm } from "../db/index.ts";
+import type { Db, Orm, SqliteDb } from "../db/index.ts";
 import { findDataBoundsPg, searchPg } from "../db/pg/search.ts";
 import {
   findDataBoundsSqlite,
@@ -6,11 +6,13 @@ import {
   INDEX_BATCH,
   indexPendingQueries,
   SEARCH_INDEXED_SQL,
+  SEARCH_ONE_TYPE_SQL,
   SEARCH_SCAN_SQL,
   SEARCH_SHORT_SQL,
   searchSqlParams,
   type SearchParams,
   type SearchRow,
+  windowHasOneType,
 } from "../db/sqlite/search.ts";
 import { queryPool } from "../analytics/pool.ts";
 import { CONTROL_CHARACTERS, containsPattern } from "../db/sql.ts";
@@ -54,14 +56,17 @@ export async function searchQueries(
   const kind = opts.using === "scan" ? "scan" : [...opts.term].length < MIN_INDEXED_CHARS ? "short" : "index";
   // SQLite: in a query process (analytics/pool.ts), off the event loop and stopped at the request's time limit:
   // a short term on a big site totals most of its rows.
-  const rows =
-    db.engine === "sqlite"
-      ? await queryPool(db).all<SearchRow>(
-          kind === "scan" ? SEARCH_SCAN_SQL : kind === "short" ? SEARCH_SHORT_SQL : SEARCH_INDEXED_SQL,
-          kind === "index" ? { ...searchSqlParams(params), fts: ftsTrigrams(opts.term) } : searchSqlParams(params),
-        )
-      : await searchPg(db, kind, params);
+  const rows = db.engine === "sqlite" ? await searchInPool(db, kind, params, opts.term) : await searchPg(db, kind, params);
   return { total: rows[0]?.found ?? 0, queries: rows.map(({ found: _found, ...q }) => q) };
+}
+
+/** A SQLite search in a query process; a window of one search type counts the days appeared without a distinct set (SEARCH_ONE_TYPE_SQL). */
+async function searchInPool(db: SqliteDb, kind: "index" | "short" | "scan", params: SearchParams, term: string): Promise<SearchRow[]> {
+  const p = searchSqlParams(params);
+  if (kind === "scan") return queryPool(db).all<SearchRow>(SEARCH_SCAN_SQL, p);
+  const oneType = windowHasOneType(db, params.site_id, p.start_day, p.end_day);
+  const sql = oneType ? SEARCH_ONE_TYPE_SQL[kind] : kind === "short" ? SEARCH_SHORT_SQL : SEARCH_INDEXED_SQL;
+  return queryPool(db).all<SearchRow>(sql, kind === "index" ? { ...p, fts: ftsTrigrams(term) } : p);
 }
 
 /**

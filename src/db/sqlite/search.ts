@@ -22,21 +22,27 @@ export type SearchRow = {
 // from the day × query rollup, keyed (site_id, query_id, day, type) WITHOUT ROWID (migration 0028): one key
 // range per matched query, every search type. CROSS JOIN keeps the matched queries as the outer loop (SQLite
 // never reorders it): left to itself the planner may walk every row of the site and look each query up in the
-// matched list. Days are day numbers ($start_day, $end_day).
-const totalsOf = (matched: string) => `with matched(id, query) as (${matched})
-select m.query,
-       sum(g.clicks) as total_clicks,
-       sum(g.impressions) as total_impressions,
-       coalesce(cast(sum(g.clicks) as real) / nullif(sum(g.impressions), 0), 0) as avg_ctr,
-       coalesce(sum(g.sum_position) / 100.0 / nullif(sum(g.impressions), 0), 0) as avg_position,
-       count(distinct g.day) as days_appeared,
-       count(*) over () as found
+// matched list. Days are day numbers ($start_day, $end_day). The sums are kept once (materialized) and counted
+// there for `found`, not by a window over every row (`count(*) over ()` buffered and re-read them all). `days`:
+// the days a query appeared, `count(distinct g.day)`; a window holding one search type has at most one row per
+// query and day, so there `count(*)` is the same number without a distinct set per query (windowHasOneType).
+const totalsOf = (matched: string, days = "count(distinct g.day)") => `with matched(id, query) as (${matched}),
+r as materialized (
+select m.query as query, sum(g.clicks) as c, sum(g.impressions) as i, sum(g.sum_position) as sp, ${days} as days
   from matched m
  cross join gsc_day_query_totals g
     on g.site_id = $site_id and g.query_id = m.id
  where g.day >= $start_day and g.day <= $end_day
- group by m.id
- order by total_impressions desc, m.query
+ group by m.id)
+select query,
+       c as total_clicks,
+       i as total_impressions,
+       coalesce(cast(c as real) / nullif(i, 0), 0) as avg_ctr,
+       coalesce(sp / 100.0 / nullif(i, 0), 0) as avg_position,
+       days as days_appeared,
+       (select count(*) from r) as found
+  from r
+ order by i desc, query
  limit $limit`;
 
 /**
@@ -47,23 +53,48 @@ select m.query,
  * short or empty (the unary + keeps the planner off the (site_id, query) index, which would read all the site's
  * queries).
  */
-export const SEARCH_INDEXED_SQL = totalsOf(`select q.id, q.query
+const INDEXED_MATCHES = `select q.id, q.query
     from gsc_queries_fts f join gsc_queries q on q.id = f.rowid
    where gsc_queries_fts match $fts and q.site_id = $site_id and q.query like $pattern escape '\\'
   union all
   select q.id, q.query from gsc_queries q
    where q.id > (select indexed_through from gsc_queries_indexed where id = 1)
      and +q.site_id = $site_id and q.query like $pattern escape '\\'
-   order by 1`);
+   order by 1`;
+export const SEARCH_INDEXED_SQL = totalsOf(INDEXED_MATCHES);
 
 /**
  * Terms of 1-2 characters (too short for trigrams): LIKE over the site's distinct queries, not its rows. The
  * matches in id order make the rollup's key ranges follow its key (neighbouring pages): 2.5-3.3x less CPU
  * than in text order when a term matches many queries (docs/benchmarks/analytics-sizes.md).
  */
-export const SEARCH_SHORT_SQL = totalsOf(`select q.id, q.query from gsc_queries q
+const SHORT_MATCHES = `select q.id, q.query from gsc_queries q
    where q.site_id = $site_id and q.query like $pattern escape '\\'
-   order by 1`);
+   order by 1`;
+export const SEARCH_SHORT_SQL = totalsOf(SHORT_MATCHES);
+
+/** The same two searches for a window holding one search type (windowHasOneType): the days appeared as `count(*)`. */
+export const SEARCH_ONE_TYPE_SQL = { index: totalsOf(INDEXED_MATCHES, "count(*)"), short: totalsOf(SHORT_MATCHES, "count(*)") };
+
+/**
+ * Whether a site's rows from day `startDay` to `endDay` are all of one search type: the detail's (site_id, day,
+ * type) key read at each day with rows (three seeks a day: the next day, its first and its last type).
+ */
+export function windowHasOneType(db: SqliteDb, siteId: number, startDay: number, endDay: number): boolean {
+  const r = db.raw.reader
+    .query<{ lo: number | null; hi: number | null }, [number, number, number]>(
+      `with recursive d(day) as (
+  select (select min(day) from gsc_query_detail where site_id = ?1 and day >= ?2 and day <= ?3)
+  union all
+  select (select min(day) from gsc_query_detail where site_id = ?1 and day > d.day and day <= ?3) from d where d.day is not null)
+select min(lo) as lo, max(hi) as hi from (
+  select (select min(type) from gsc_query_detail where site_id = ?1 and day = d.day) as lo,
+         (select max(type) from gsc_query_detail where site_id = ?1 and day = d.day) as hi
+    from d where d.day is not null)`,
+    )
+    .get(siteId, startDay, endDay);
+  return r?.lo == null || r.lo === r.hi;
+}
 
 /**
  * The plain scan of the site's query detail (every row, joined to its query text), without the query index
