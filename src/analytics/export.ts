@@ -14,73 +14,18 @@ import type { DownloadSteps } from "./stream.ts";
 // values made once per text or day. Same rows, same order and same bytes as exportQuery's text
 // (test/export-fast.test.ts compares them).
 
-/** Dictionary entries kept across days before they are dropped and fetched again (bounds memory on big sites). */
-export const EXPORT_DICTIONARY_CAP = 200_000;
+/**
+ * Dictionary entries kept across days before they are dropped and fetched again (bounds memory on big sites: ~100
+ * bytes an entry with its cells). Each day of a big property names tens of thousands of its queries, most of them
+ * seen on other days: at 200,000 a 5 M-row site with 290,660 queries dropped its texts every few days and fetched
+ * ~0.4 texts per row again (a third of the export's CPU).
+ */
+export const EXPORT_DICTIONARY_CAP = 1_000_000;
 /** Rows read or encoded per step of a download (one step is a few hundred µs). */
 const STEP_ROWS = 1024;
 
 /** Order of a search type code among the type names as text (discover, googleNews, image, news, video, web). */
 const TYPE_RANK = [6, 6, 3, 5, 4, 1, 2];
-
-/**
- * Texts of one dictionary table (gsc_pages or gsc_queries) by id. Entries ("slots") stay until more than `cap` are
- * held; then the next day starts afresh (`generation` changes, so encoders drop what they made per slot).
- */
-class TextCache {
-  private readonly slotOf = new Map<number, number>();
-  readonly texts: string[] = [];
-  generation = 0;
-  private readonly fetch: Statement<unknown, [string]>;
-
-  constructor(
-    conn: Database,
-    table: "gsc_pages" | "gsc_queries",
-    column: "page" | "query",
-    private readonly cap: number,
-  ) {
-    this.fetch = conn.prepare<unknown, [string]>(`select id, ${column} from ${table} where id in (select value from json_each(?))`);
-  }
-
-  /** The slot of each of the first `n` ids (texts fetched for unknown ids). */
-  resolve(ids: Float64Array, n: number, slots: Int32Array): void {
-    let missing: number[] = [];
-    let last = -1;
-    for (let i = 0; i < n; i++) {
-      const id = ids[i]!;
-      if (id === last) continue;
-      last = id;
-      if (!this.slotOf.has(id)) missing.push(id);
-    }
-    if (missing.length) {
-      missing = [...new Set(missing)];
-      if (this.texts.length + missing.length > this.cap && this.texts.length) {
-        this.slotOf.clear();
-        this.texts.length = 0;
-        this.generation++;
-        const all = new Set<number>();
-        for (let i = 0; i < n; i++) all.add(ids[i]!);
-        missing = [...all];
-      }
-      let added = 0;
-      for (const row of this.fetch.values(JSON.stringify(missing))) {
-        this.slotOf.set(row[0] as number, this.texts.length);
-        this.texts.push(row[1] as string);
-        added++;
-      }
-      if (added !== missing.length) throw new Error("export: a dictionary id of the detail has no text");
-    }
-    last = -1;
-    let slot = 0;
-    for (let i = 0; i < n; i++) {
-      const id = ids[i]!;
-      if (id !== last) {
-        last = id;
-        slot = this.slotOf.get(id)!;
-      }
-      slots[i] = slot;
-    }
-  }
-}
 
 /**
  * Each id of a site's dictionary (gsc_pages or gsc_queries) with its rank in text order, read once from the
@@ -130,6 +75,66 @@ class TextOrder {
     const r = this.dense ? (this.dense[id - this.min] ?? -1) : (this.sparse!.get(id) ?? -1);
     if (r < 0) throw new Error("export: a dictionary id of the detail has no text");
     return r;
+  }
+}
+
+/**
+ * Texts of one dictionary table (gsc_pages or gsc_queries), each at a slot found by its rank in text order (a typed
+ * array, no hashing). Entries stay until more than `cap` are held; then the next day starts afresh (`generation`
+ * changes, so encoders drop what they made per slot).
+ */
+class TextCache {
+  readonly texts: string[] = [];
+  generation = 0;
+  /** The slot of each rank; -1: not held. */
+  private readonly slotOfRank: Int32Array;
+  private readonly fetch: Statement<unknown, [string]>;
+
+  constructor(
+    conn: Database,
+    table: "gsc_pages" | "gsc_queries",
+    column: "page" | "query",
+    private readonly order: TextOrder,
+    private readonly cap: number,
+  ) {
+    this.slotOfRank = new Int32Array(order.size).fill(-1);
+    this.fetch = conn.prepare<unknown, [string]>(`select id, ${column} from ${table} where id in (select value from json_each(?))`);
+  }
+
+  /** The slot of each of the first `n` rows (`ids` and their `ranks`), texts fetched for those not held. */
+  resolve(ids: Float64Array, ranks: Int32Array, n: number, slots: Int32Array): void {
+    const slotOf = this.slotOfRank;
+    let missing = this.missing(ids, ranks, n);
+    if (missing.length) {
+      if (this.texts.length + missing.length > this.cap && this.texts.length) {
+        slotOf.fill(-1);
+        this.texts.length = 0;
+        this.generation++;
+        missing = this.missing(ids, ranks, n);
+      }
+      let added = 0;
+      for (const row of this.fetch.values(JSON.stringify(missing))) {
+        slotOf[this.order.rank(row[0] as number)] = this.texts.length;
+        this.texts.push(row[1] as string);
+        added++;
+      }
+      if (added !== missing.length) throw new Error("export: a dictionary id of the detail has no text");
+    }
+    for (let i = 0; i < n; i++) slots[i] = slotOf[ranks[i]!]!;
+  }
+
+  /** The ids of the first `n` rows not held, each once (marked -2 until fetched). */
+  private missing(ids: Float64Array, ranks: Int32Array, n: number): number[] {
+    const slotOf = this.slotOfRank;
+    const missing: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = ranks[i]!;
+      if (slotOf[r] === -1) {
+        slotOf[r] = -2;
+        missing.push(ids[i]!);
+      }
+    }
+    return missing;
   }
 }
 
@@ -254,10 +259,10 @@ export class ExportDays {
  where ${where.join(" and ")} order by site_id, day, type, page_id, query_id, device`,
     );
     this.rows = this.stmt.iterate(...params) as IterableIterator<DetailRow>;
-    this.pages = new TextCache(conn, "gsc_pages", "page", cap);
-    this.queries = new TextCache(conn, "gsc_queries", "query", cap);
     this.pageOrder = new TextOrder(conn, "gsc_pages", "page", o.siteId);
     this.queryOrder = new TextOrder(conn, "gsc_queries", "query", o.siteId);
+    this.pages = new TextCache(conn, "gsc_pages", "page", this.pageOrder, cap);
+    this.queries = new TextCache(conn, "gsc_queries", "query", this.queryOrder, cap);
   }
 
   /** Up to STEP_ROWS rows read; a day once all its rows are read and ordered. */
@@ -308,8 +313,6 @@ export class ExportDays {
       this.orderA = new Int32Array(cap);
       this.orderB = new Int32Array(cap);
     }
-    this.pages.resolve(c.page, n, this.pageSlot);
-    this.queries.resolve(c.query, n, this.querySlot);
     // Keys: device and type name order (least significant), query text rank, page text rank (most significant);
     // the ranks sorted 12 bits at a time (low, then high), each pass stable.
     let devices = 1;
@@ -322,6 +325,8 @@ export class ExportDays {
       this.keyB[i] = queryOrder.rank(c.query[i]!);
       this.keyC[i] = pageOrder.rank(c.page[i]!);
     }
+    this.pages.resolve(c.page, this.keyC, n, this.pageSlot);
+    this.queries.resolve(c.query, this.keyB, n, this.querySlot);
     const high = Math.max(queryOrder.size, pageOrder.size) >> RADIX_BITS;
     const range = Math.max(devices * 8, RADIX, high + 1);
     if (this.counts.length < range + 1) this.counts = new Int32Array(range + 1);
@@ -379,29 +384,108 @@ export type DayEncoder = {
   take(end: boolean): Uint8Array | null;
 };
 
-/** ctr cells kept per encoder (a few MB at most). */
+/** ctr cells kept per encoder beyond the small pairs' table (a few MB at most). */
 const NUMBER_CELLS = 131_072;
 /** Bytes of output gathered per chunk. */
 const CHUNK_BYTES = 256 * 1024;
+/** ctr cells of (clicks, impressions) pairs below these bounds are found in a table (no hashing). */
+const SMALL_CLICKS = 32;
+const SMALL_IMPRESSIONS = 8192;
+/** Position cells of one-impression rows with a sum below this are found in a table. */
+const SMALL_SUMS = 32_768;
 const encoder = new TextEncoder();
 
 /** UTF-8 bytes of a text. */
 const utf8 = (s: string) => encoder.encode(s);
 
 /**
+ * Cells (UTF-8 bytes, usually with their trailing comma) kept end to end in one byte array, each found by a key
+ * (a dictionary slot, a number): its offset and length. Copying from one array costs less per row than from an
+ * object per cell scattered over the heap.
+ */
+class CellArena {
+  bytes = Buffer.allocUnsafeSlow(1 << 16);
+  used = 0;
+  /** Offset of each key's cell (-1: not made yet) and its length. */
+  at = new Int32Array(0);
+  len = new Int32Array(0);
+  generation = -1;
+
+  /** Room for keys below `size`. */
+  keys(size: number): void {
+    if (this.at.length >= size) return;
+    const cap = Math.max(size, this.at.length * 2, 1024);
+    const at = new Int32Array(cap).fill(-1);
+    at.set(this.at);
+    const len = new Int32Array(cap);
+    len.set(this.len);
+    this.at = at;
+    this.len = len;
+  }
+
+  /** Forgets every cell. */
+  clear(): void {
+    this.at.fill(-1);
+    this.used = 0;
+  }
+
+  /** Stores `text`'s UTF-8 bytes as the cell of `key`; returns its offset. */
+  add(key: number, text: string): number {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    if (this.used + text.length * 3 > this.bytes.length) {
+      const next = Buffer.allocUnsafeSlow(Math.max(this.bytes.length * 2, this.used + text.length * 3));
+      next.set(this.bytes.subarray(0, this.used));
+      this.bytes = next;
+    }
+    const at = this.used;
+    const n = encoder.encodeInto(text, this.bytes.subarray(at)).written;
+    this.at[key] = at;
+    this.len[key] = n;
+    this.used += n;
+    return at;
+  }
+}
+
+/** Writes the digits of a non-negative integer below 1e15 at `p` of `b`; returns the position after them. */
+function writeDigits(b: Uint8Array, p: number, v: number): number {
+  if (v < 10) {
+    b[p] = 48 + v;
+    return p + 1;
+  }
+  let len = 1;
+  for (let x = v; x >= 10; x = Math.floor(x / 10)) len++;
+  let at = p + len;
+  let x = v;
+  while (x >= 1) {
+    const q = Math.floor(x / 10);
+    b[--at] = 48 + (x - q * 10);
+    x = q;
+  }
+  return p + len;
+}
+
+/** Writes an ASCII text at `p` of `b`; returns the position after it. */
+function writeAscii(b: Uint8Array, p: number, s: string): number {
+  for (let k = 0; k < s.length; k++) b[p++] = s.charCodeAt(k);
+  return p;
+}
+
+/** Copies `n` bytes of `from` at `at` to `p` of `b`; returns the position after them. */
+function copyBytes(b: Uint8Array, p: number, from: Uint8Array, at: number, n: number): number {
+  for (let k = 0; k < n; k++) b[p + k] = from[at + k]!;
+  return p + n;
+}
+
+/**
  * The export as CSV bytes, exactly as csvLine writes each row (`header` first): text cells made once per text
- * (per page, query, day, device and type), numbers written digit by digit.
+ * (per page, query, day, device and type) and per small ctr or one-impression position, kept in cell arenas; other
+ * numbers written digit by digit.
  */
 export function csvDays(header: string, raw: boolean): DayEncoder {
-  let buf: Uint8Array = Buffer.allocUnsafeSlow(CHUNK_BYTES + 4096);
+  let buf = Buffer.allocUnsafeSlow(CHUNK_BYTES + 4096);
   let pos = 0;
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const put = (bytes: Uint8Array) => {
-    if (pos + bytes.length > buf.length) flush(bytes.length);
-    buf.set(bytes, pos);
-    pos += bytes.length;
-  };
   const flush = (room: number) => {
     if (pos) {
       chunks.push(buf.subarray(0, pos));
@@ -411,109 +495,136 @@ export function csvDays(header: string, raw: boolean): DayEncoder {
     buf = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES + 4096, room * 2));
     pos = 0;
   };
-  put(utf8(header));
-  // Cells with their trailing comma, per slot of the dictionaries (dropped when they start afresh).
-  let pageCells: (Uint8Array | undefined)[] = [];
-  let queryCells: (Uint8Array | undefined)[] = [];
-  let pageGen = -1;
-  let queryGen = -1;
-  const dtCells: (Uint8Array | undefined)[] = [];
+  const head = utf8(header);
+  if (head.length > buf.length) flush(head.length);
+  buf.set(head, pos);
+  pos += head.length;
+  // Page and query cells with their trailing comma, by dictionary slot (dropped when the dictionary starts afresh).
+  const pageCells = new CellArena();
+  const queryCells = new CellArena();
+  // Device and type cells by device * 8 + type; the day's date cell.
+  const dtCells = new CellArena();
+  dtCells.keys(64);
   let lastDay = -1;
   let dateCell = new Uint8Array(0);
-  // Cells of ctr (with its comma) by (clicks, impressions); dropped when they hold too many.
-  const ratioCells = new Map<number, Uint8Array>();
-  const remember = (m: Map<number, Uint8Array>, key: number, cell: Uint8Array) => {
-    if (m.size >= NUMBER_CELLS) m.clear();
-    m.set(key, cell);
-  };
-  const copy = (bytes: Uint8Array) => {
-    const n = bytes.length;
-    // A page URL too: a loop costs less than set()'s call below ~128 bytes.
-    if (n > 128) buf.set(bytes, pos);
-    else for (let k = 0; k < n; k++) buf[pos + k] = bytes[k]!;
-    pos += n;
-  };
-  const writeAscii = (s: string) => {
-    for (let k = 0; k < s.length; k++) buf[pos++] = s.charCodeAt(k);
-  };
-  const writeNumber = (v: number) => {
-    if (Number.isInteger(v) && v >= 0 && v < 1e15) {
-      // Digits from the right into a small scratch, then copied.
-      if (v < 10) {
-        buf[pos++] = 48 + v;
-        return;
-      }
-      let len = 0;
-      for (let x = v; x >= 1; x = Math.floor(x / 10)) len++;
-      let at = pos + len;
-      let x = v;
-      while (x >= 1) {
-        const q = Math.floor(x / 10);
-        buf[--at] = 48 + (x - q * 10);
-        x = q;
-      }
-      pos += len;
-      return;
+  // ctr cells (with the comma) by (clicks, impressions): small pairs in a table, others in a map dropped when full.
+  const ratioCells = new CellArena();
+  ratioCells.keys(SMALL_CLICKS * SMALL_IMPRESSIONS);
+  const ratioMap = new Map<number, Uint8Array>();
+  // Position cells of one-impression rows by sum.
+  const positionCells = new CellArena();
+  positionCells.keys(SMALL_SUMS);
+  const cellsOf = (a: CellArena, texts: { texts: string[]; generation: number }) => {
+    if (texts.generation !== a.generation) {
+      a.generation = texts.generation;
+      a.clear();
     }
-    writeAscii(csvField(v));
+    a.keys(texts.texts.length);
   };
   return {
     write(d, from, to) {
-      if (d.pages.generation !== pageGen) {
-        pageGen = d.pages.generation;
-        pageCells = [];
-      }
-      if (d.queries.generation !== queryGen) {
-        queryGen = d.queries.generation;
-        queryCells = [];
-      }
+      cellsOf(pageCells, d.pages);
+      cellsOf(queryCells, d.queries);
       if (d.day !== lastDay) {
         lastDay = d.day;
         dateCell = utf8(`${csvField(d.date, raw)},`);
       }
-      const c = d.cols;
+      const pageTexts = d.pages.texts;
+      const queryTexts = d.queries.texts;
+      const { order, pageSlot, querySlot, cols } = d;
+      const { device: devices, type: types, clicks: clickCol, impressions: impressionCol, sumPosition } = cols;
+      const pageAt = pageCells.at;
+      const pageLen = pageCells.len;
+      const queryAt = queryCells.at;
+      const queryLen = queryCells.len;
+      const dtAt = dtCells.at;
+      const dtLen = dtCells.len;
+      const ratioAt = ratioCells.at;
+      const ratioLen = ratioCells.len;
+      const positionAt = positionCells.at;
+      const positionLen = positionCells.len;
+      const date = dateCell;
+      const dateLen = date.length;
+      let b = buf;
+      let p = pos;
       for (let i = from; i < to; i++) {
-        const row = d.order[i]!;
-        const ps = d.pageSlot[row]!;
-        const qs = d.querySlot[row]!;
-        const page = (pageCells[ps] ??= utf8(`${csvField(d.pages.texts[ps]!, raw)},`));
-        const query = (queryCells[qs] ??= utf8(`${csvField(d.queries.texts[qs]!, raw)},`));
-        const device = c.device[row]!;
-        const type = c.type[row]!;
+        const row = order[i]!;
+        const ps = pageSlot[row]!;
+        const qs = querySlot[row]!;
+        let pa = pageAt[ps]!;
+        if (pa < 0) pa = pageCells.add(ps, `${csvField(pageTexts[ps]!, raw)},`);
+        let qa = queryAt[qs]!;
+        if (qa < 0) qa = queryCells.add(qs, `${csvField(queryTexts[qs]!, raw)},`);
+        const device = devices[row]!;
+        const type = types[row]!;
         const dtKey = device * 8 + type;
-        const dt = (dtCells[dtKey] ??= utf8(`${csvField(DEVICE_TEXT[device] ?? "", raw)},${csvField(TYPE_TEXT[type], raw)},`));
-        if (pos + page.length + query.length + 160 > buf.length) flush(page.length + query.length + 160);
-        copy(dateCell);
-        copy(page);
-        copy(query);
-        copy(dt);
-        const clicks = c.clicks[row]!;
-        const impressions = c.impressions[row]!;
-        writeNumber(clicks);
-        buf[pos++] = 44;
-        writeNumber(impressions);
-        buf[pos++] = 44;
-        if (impressions > 0) {
-          // ctr and position as String(number) writes them (ctr kept per (clicks, impressions): few distinct pairs).
-          const sum = c.sumPosition[row]!;
-          const small = impressions < 0x1000000;
-          const ctrKey = small && clicks < 0x20000000 ? clicks * 0x1000000 + impressions : -1;
-          let ctr = ctrKey >= 0 ? ratioCells.get(ctrKey) : undefined;
-          if (!ctr) {
-            ctr = utf8(`${String(clicks / impressions)},`);
-            if (ctrKey >= 0) remember(ratioCells, ctrKey, ctr);
-          }
-          copy(ctr);
-          writeAscii(String(sum / 100 / impressions));
-        } else {
-          buf[pos++] = 48;
-          buf[pos++] = 44;
-          buf[pos++] = 48;
+        let dta = dtAt[dtKey]!;
+        if (dta < 0) dta = dtCells.add(dtKey, `${csvField(DEVICE_TEXT[device] ?? "", raw)},${csvField(TYPE_TEXT[type], raw)},`);
+        const pl = pageLen[ps]!;
+        const ql = queryLen[qs]!;
+        if (p + pl + ql + 200 > b.length) {
+          pos = p;
+          flush(pl + ql + 200);
+          b = buf;
+          p = pos;
         }
-        buf[pos++] = 13;
-        buf[pos++] = 10;
-        if (pos >= CHUNK_BYTES) flush(0);
+        p = copyBytes(b, p, date, 0, dateLen);
+        // Buffer's copy (a native memcpy) costs less than a byte loop for a page or query cell.
+        p += pageCells.bytes.copy(b, p, pa, pa + pl);
+        p += queryCells.bytes.copy(b, p, qa, qa + ql);
+        p = copyBytes(b, p, dtCells.bytes, dta, dtLen[dtKey]!);
+        const clicks = clickCol[row]!;
+        const impressions = impressionCol[row]!;
+        const whole = clicks >= 0 && clicks < 1e15 && impressions >= 0 && impressions < 1e15;
+        if (whole && Number.isInteger(clicks) && Number.isInteger(impressions)) {
+          p = writeDigits(b, p, clicks);
+          b[p++] = 44;
+          p = writeDigits(b, p, impressions);
+        } else {
+          p = writeAscii(b, p, `${csvField(clicks)},${csvField(impressions)}`);
+        }
+        b[p++] = 44;
+        if (impressions > 0) {
+          // ctr and position as String(number) writes them.
+          if (clicks < SMALL_CLICKS && impressions < SMALL_IMPRESSIONS && Number.isInteger(clicks) && Number.isInteger(impressions)) {
+            const key = clicks * SMALL_IMPRESSIONS + impressions;
+            let ra = ratioAt[key]!;
+            if (ra < 0) ra = ratioCells.add(key, `${String(clicks / impressions)},`);
+            p = copyBytes(b, p, ratioCells.bytes, ra, ratioLen[key]!);
+          } else {
+            const small = impressions < 0x1000000;
+            const ctrKey = small && clicks < 0x20000000 ? clicks * 0x1000000 + impressions : -1;
+            let ctr = ctrKey >= 0 ? ratioMap.get(ctrKey) : undefined;
+            if (!ctr) {
+              ctr = utf8(`${String(clicks / impressions)},`);
+              if (ctrKey >= 0) {
+                if (ratioMap.size >= NUMBER_CELLS) ratioMap.clear();
+                ratioMap.set(ctrKey, ctr);
+              }
+            }
+            p = copyBytes(b, p, ctr, 0, ctr.length);
+          }
+          const sum = sumPosition[row]!;
+          if (impressions === 1 && sum >= 0 && sum < SMALL_SUMS && Number.isInteger(sum)) {
+            let sa = positionAt[sum]!;
+            if (sa < 0) sa = positionCells.add(sum, String(sum / 100 / 1));
+            p = copyBytes(b, p, positionCells.bytes, sa, positionLen[sum]!);
+          } else p = writeAscii(b, p, String(sum / 100 / impressions));
+        } else {
+          b[p++] = 48;
+          b[p++] = 44;
+          b[p++] = 48;
+        }
+        b[p++] = 13;
+        b[p++] = 10;
+        if (p >= CHUNK_BYTES) {
+          pos = p;
+          flush(0);
+          b = buf;
+          p = pos;
+        }
       }
+      pos = p;
     },
     ready: () => size,
     take(end) {
