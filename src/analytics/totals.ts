@@ -449,10 +449,15 @@ export async function findPageWeekSeries(
   const cols = Array.from({ length: weeks }, (_, k) => `${num(e, `sum(case when w.k = ${k} then w.clicks end)`)} as w${k}`);
   params.min_first = keep.minFirst;
   params.last_share = keep.maxLastShare;
-  const sql = `select p.page as page, u.* from (
+  // The pages past the first-span filter first (the first span's rows only: 1,379 of 20,000 pages at 5 M rows, 13 weeks),
+  // and only their rows grouped into the spans (the weeks' and shifted days' rows were ~2 M sorted per page).
+  const union = parts.join("\n    union all\n    ");
+  const sql = `with cand as (
+  select w.page_id as page_id from (${union}) w where w.k = 0 group by w.page_id having sum(w.clicks) >= $min_first)
+select p.page as page, u.* from (
   select w.page_id as page_id, ${cols.join(", ")}
-    from (${parts.join("\n    union all\n    ")}) w
-   where w.k >= 0 and w.k < ${weeks}
+    from (${union}) w
+   where w.k >= 0 and w.k < ${weeks} and w.page_id in (select cand.page_id from cand)
    group by w.page_id) u
   join gsc_pages p on p.id = u.page_id
  where u.w0 >= $min_first and u.w${weeks - 1} <= u.w0 * cast($last_share as double precision)
