@@ -188,6 +188,7 @@ describe("rollups kept at ingest equal the detail's answers", () => {
     })();
     const g = { siteId, start: addDays(END, -9), end: END, searchType: "web" as const };
     expect(await findPageTotals(db, g)).toEqual(sumBy(detail, () => true));
+    expect(await countPages(db, g)).toBe(sumBy(detail, () => true).length);
     expect(await findPageTotals(db, g, { pages: two.map((p) => p.replace("pages", "rollups")) })).toEqual(
       sumBy(detail, (p) => two.map((x) => x.replace("pages", "rollups")).includes(p)),
     );
@@ -319,6 +320,7 @@ describe("rollups kept at ingest equal the detail's answers", () => {
         );
         // Device and country: the day rows (the weekly rollup has neither).
         expect(await findPageTotals(db, { ...f, searchType: "web", device: "MOBILE" })).toEqual(sumBy((r) => web(r) && r.device === 2));
+        expect(await countPages(db, { ...f, searchType: "web", device: "MOBILE" })).toBe(sumBy((r) => web(r) && r.device === 2).length);
         expect(await findPageTotals(db, { ...f, searchType: "web", country: "fra" })).toEqual(sumBy((r) => web(r) && r.country === "fra"));
       }
     }

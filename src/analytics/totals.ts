@@ -317,8 +317,11 @@ export type PageTotalsOptions = {
   grain?: "day";
 };
 
-/** The SQL and parameters of page totals over a window (see findPageTotals), as a subquery text `pt(page, page_id, clicks, impressions, sp)`. */
-export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOptions) {
+/**
+ * The page-total rows of a window with the derived days' detail rows (`select page_id, clicks, impressions, sp`,
+ * not yet summed per page), the URL filter to apply to whole pages (`%p` for the URL) and their parameters.
+ */
+async function pageRowsQuery(db: Db, f: GrainFilters, o: PageTotalsOptions) {
   assertAnswerable(f, "page");
   const e = db.engine;
   const params: Params = { ...grainParams(f) };
@@ -351,6 +354,18 @@ export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOpti
   select g.page_id as page_id, g.clicks as clicks, g.impressions as impressions, g.sum_position as sp
     from gsc_query_detail g where ${derivedWhere(e, !!f.device)}${idFilter("g")}`;
   }
+  return {
+    rows: `${pageGrainRows(e, f, params, idFilter, o.grain !== "day")}${union}`,
+    pageFilter,
+    params,
+    derivedDays: ungrained?.count ?? 0,
+  };
+}
+
+/** The SQL and parameters of page totals over a window (see findPageTotals), as a subquery text `pt(page, page_id, clicks, impressions, sp)`. */
+export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOptions) {
+  const e = db.engine;
+  const { rows, pageFilter, params, derivedDays } = await pageRowsQuery(db, f, o);
   // Summed per page id first, the URL joined to each page's sums afterwards (one dictionary read per page,
   // not one per row of the window: 3x less CPU over 90 days of 10,000 rows a day); the URL filters then keep
   // whole pages, as before.
@@ -359,7 +374,7 @@ export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOpti
   select w.page_id as page_id, ${num(e, "sum(w.clicks)")} as clicks, ${num(e, "sum(w.impressions)")} as impressions,
          ${num(e, "sum(w.sp)")} as sp
     from (
-    ${pageGrainRows(e, f, params, idFilter, o.grain !== "day")}${union}
+    ${rows}
     ) w
    group by w.page_id
   having sum(w.clicks) > 0 or sum(w.impressions) > 0
@@ -368,7 +383,7 @@ export async function pageTotalsQuery(db: Db, f: GrainFilters, o: PageTotalsOpti
  order by ${o.order === "impressions" ? "impressions desc, clicks desc, " : o.order === "clicks_page" ? "clicks desc, " : "clicks desc, impressions desc, "}p.page
  limit $limit`;
   params.limit = o.limit ?? (e === "pg" ? null : -1);
-  return { sql, params, derivedDays: ungrained?.count ?? 0 };
+  return { sql, params, derivedDays };
 }
 
 /** Page totals (gsc_page_totals, Google's by-page aggregation) over the window, most clicks first. */
@@ -380,6 +395,18 @@ export async function findPageTotals(db: Db, f: GrainFilters, o: PageTotalsOptio
 
 /** How many pages (of those the options keep) have clicks or impressions in the page totals of the window. */
 export async function countPages(db: Db, f: GrainFilters, o: Omit<PageTotalsOptions, "limit" | "order"> = {}): Promise<number> {
+  if (!o.pages && o.urlContains == null && o.urlLike == null) {
+    // Every page: no row has negative clicks or impressions, so a page has some in the window exactly when one of its
+    // rows does: its id counted once among those rows, no sums per page, no URL (5 M rows, 90 days: ~2x less CPU).
+    const r = await pageRowsQuery(db, f, o);
+    const [row] = await allRows<{ n: number }>(
+      db,
+      `select count(distinct w.page_id) as n from (${r.rows}) w where w.clicks > 0 or w.impressions > 0`,
+      r.params,
+      true,
+    );
+    return Number(row?.n ?? 0);
+  }
   const q = await pageTotalsQuery(db, f, o);
   const [row] = await allRows<{ n: number }>(db, `select count(*) as n from (${q.sql}) c`, q.params, true);
   return Number(row?.n ?? 0);
