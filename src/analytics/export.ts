@@ -15,10 +15,10 @@ import type { DownloadSteps } from "./stream.ts";
 // (test/export-fast.test.ts compares them).
 
 /**
- * Dictionary entries kept across days before they are dropped and fetched again (bounds memory on big sites: ~100
- * bytes an entry with its cells). Each day of a big property names tens of thousands of its queries, most of them
- * seen on other days: at 200,000 a 5 M-row site with 290,660 queries dropped its texts every few days and fetched
- * ~0.4 texts per row again (a third of the export's CPU).
+ * Dictionary entries kept across days before they are dropped and fetched again (bounds memory on big sites: up to
+ * ~190 bytes an entry with its cells, from the RSS rise of a 1 M-row and a 5 M-row CSV download). Each day of a big
+ * property names tens of thousands of its queries, most of them seen on other days: at 200,000 a 5 M-row site with
+ * 290,660 queries dropped its texts every few days and fetched ~0.4 texts per row again (a third of the export's CPU).
  */
 export const EXPORT_DICTIONARY_CAP = 1_000_000;
 /** Rows read or encoded per step of a download (one step is a few hundred µs). */
