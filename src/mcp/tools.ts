@@ -192,6 +192,11 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
     async (a) => {
       const s = await scope(a);
       const [period1, period2] = await periodsOf(db, s, a.period_type, a.custom_periods);
+      // The breakdown (the longest read) runs beside the totals' reads, each in its own query process; the
+      // totals' error, if any, is still the one answered.
+      const breakdown =
+        a.breakdown === "none" ? null : comparePeriodsBy(db, { ...s, period1, period2, by: a.breakdown, order: a.order, limit: a.limit });
+      breakdown?.catch(() => {});
       const totals = await comparePeriodTotals(db, { ...s, period1, period2 });
       const out: Record<string, unknown> = {
         site_id: s.siteId,
@@ -202,8 +207,8 @@ export function createMcpServer(db: Db, opts: McpOptions): McpServer {
         period2_end: period2.end,
         ...totals,
       };
-      if (a.breakdown !== "none") {
-        const rows = await comparePeriodsBy(db, { ...s, period1, period2, by: a.breakdown, order: a.order, limit: a.limit });
+      if (breakdown) {
+        const rows = await breakdown;
         out.breakdown = a.breakdown;
         out.rows = rows.map(({ key, ...r }) => ({ [a.breakdown]: key, ...r }));
       }
