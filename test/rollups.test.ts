@@ -357,6 +357,35 @@ describe("rollups kept at ingest equal the detail's answers", () => {
         });
       }
     }
+    // MCP compare_periods by page (both periods' page totals merged per page in one statement, the first `limit`
+    // by clicks change): what each period's page totals (checked above) merged by URL give, both orders.
+    for (const [lo, mid, hi] of [
+      [last - 39, last - 30, last - 20],
+      [last - 27, last - 13, last],
+    ] as const) {
+      const period1 = { start: dayDate(lo), end: dayDate(mid - 1) };
+      const period2 = { start: dayDate(mid), end: dayDate(hi) };
+      for (const searchType of ["web", "all"] as const) {
+        const [p1, p2] = await Promise.all([
+          findPageTotals(db, { siteId: site, searchType, ...period1 }),
+          findPageTotals(db, { siteId: site, searchType, ...period2 }),
+        ]);
+        const zero = { clicks: 0, impressions: 0 };
+        const both = new Map<string, [{ clicks: number; impressions: number }, { clicks: number; impressions: number }]>();
+        for (const p of p1) both.set(p.page, [p, zero]);
+        for (const p of p2) both.set(p.page, [both.get(p.page)?.[0] ?? zero, p]);
+        for (const order of ["losers_first", "gainers_first"] as const)
+          for (const limit of [1, 3, 20]) {
+            const sign = order === "losers_first" ? 1 : -1;
+            const want = [...both]
+              .map(([page, [a, b]]): [string, number, number, number] => [page, b.clicks - a.clicks, a.impressions, b.impressions])
+              .sort((x, y) => sign * (x[1] - y[1]) || (x[0] < y[0] ? -1 : 1))
+              .slice(0, limit);
+            const got = await comparePeriodsBy(db, { siteId: site, searchType, period1, period2, by: "page", order, limit });
+            expect(got.map((r) => [r.key, r.clicks_change, r.period1_impressions, r.period2_impressions])).toEqual(want);
+          }
+      }
+    }
     // The rollup itself: each week's sums of its days' rows (weeks of pages gone on a re-fetch stay, at 0).
     const q = `select week, type, page_id, clicks, impressions, sum_position from gsc_week_page_totals
       where site_id = ${site} and (clicks <> 0 or impressions <> 0 or sum_position <> 0) order by 1, 2, 3`;

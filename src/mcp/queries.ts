@@ -12,6 +12,7 @@ import {
   findAnonymizedShare,
   findPageTotals,
   findPropertyDays,
+  pageTotalsQuery,
   type GrainFilters,
   positionOfSums,
   type Sums,
@@ -257,15 +258,35 @@ export async function comparePeriodsBy(
   s: Scope & { period1: Period; period2: Period; by: "page" | "query"; order: "losers_first" | "gainers_first"; limit: number },
 ) {
   if (s.by === "page") {
-    // Per page: Search Console's page totals of each period.
-    const [p1, p2] = await Promise.all([findPageTotals(db, grainOf(s, s.period1)), findPageTotals(db, grainOf(s, s.period2))]);
-    const zero = { clicks: 0, impressions: 0, sumPosition: 0 };
-    const sums = new Map<string, [Sums, Sums]>();
-    for (const p of p1) sums.set(p.page, [p, zero]);
-    for (const p of p2) sums.set(p.page, [sums.get(p.page)?.[0] ?? zero, p]);
+    // Per page: Search Console's page totals of each period, both read in ONE statement and merged per page id
+    // there; only the pages that can be among the first `limit` by clicks change (amongFirst, ties included) come
+    // back, ordered here as before (5 M rows, 2 x 45 days: 20 rows instead of 2 x 20,000 sent and merged in JS).
+    const [q1, q2] = await Promise.all([pageTotalsQuery(db, grainOf(s, s.period1), {}), pageTotalsQuery(db, grainOf(s, s.period2), {})]);
+    const a = suffixParams(q1, "_1");
+    const b = suffixParams(q2, "_2");
+    const dir = s.order === "losers_first" ? "asc" : "desc";
+    const rows = await allRows<Record<string, number | string>>(
+      db,
+      `with a as (${a.sql}), b as (${b.sql}),
+m as ${db.engine === "sqlite" ? "materialized " : ""}(
+  select w.page_id as page_id, max(w.page) as page, sum(w.c1) as c1, sum(w.i1) as i1, sum(w.s1) as s1,
+         sum(w.c2) as c2, sum(w.i2) as i2, sum(w.s2) as s2
+    from (select a.page_id as page_id, a.page as page, a.clicks as c1, a.impressions as i1, a.sp as s1, 0 as c2, 0 as i2, 0 as s2 from a
+          union all
+          select b.page_id, b.page, 0, 0, 0, b.clicks, b.impressions, b.sp from b) w
+   group by w.page_id)
+select m.page as page, m.c1 as c1, m.i1 as i1, m.s1 as s1, m.c2 as c2, m.i2 as i2, m.s2 as s2 from m where ${amongFirst("m", "c2 - c1", dir)}`,
+      { ...a.params, ...b.params, cut: Math.max(s.limit - 1, 0) },
+      true,
+    );
     const sign = s.order === "losers_first" ? 1 : -1;
-    return [...sums.entries()]
-      .map(([key, [a, b]]) => ({ key, ...changeOf(a, b) }))
+    const sums = (r: Record<string, number | string>, n: 1 | 2): Sums => ({
+      clicks: Number(r[`c${n}`]),
+      impressions: Number(r[`i${n}`]),
+      sumPosition: Number(r[`s${n}`]),
+    });
+    return rows
+      .map((r) => ({ key: String(r.page), ...changeOf(sums(r, 1), sums(r, 2)) }))
       .sort((a, b) => sign * (a.clicks_change - b.clicks_change) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       .slice(0, s.limit);
   }
@@ -305,4 +326,10 @@ select (select q.query from gsc_queries q where q.id = s.query_id) as key,
     period2_position: num(r.period2_position),
     position_change: num(r.position_change),
   }));
+}
+
+/** A statement's named parameters renamed with a suffix (`$from` -> `$from_1`), so two statements' texts can be one. */
+function suffixParams<P extends Record<string, unknown>>(q: { sql: string; params: P }, suffix: string) {
+  const sql = q.sql.replace(/\$([A-Za-z_]\w*)/g, (m, name: string) => (name in q.params ? `$${name}${suffix}` : m));
+  return { sql, params: Object.fromEntries(Object.entries(q.params).map(([k, v]) => [`${k}${suffix}`, v])) as Record<string, P[keyof P]> };
 }
