@@ -92,9 +92,6 @@ describe.skipIf(testEngine !== "pg")("two machines on one PostgreSQL database", 
           SYNC_RETRY_BASE_MS: "100",
           // Heartbeats every 1 s (default 2): the killed machine's processes drop out after 5 s instead of 10.
           REGISTRY_HEARTBEAT_MS: "1000",
-          // The sync workers at the runner's priority: niced (the default 10) beside the other lanes' files, a worker
-          // holding the shared quota row's lock got the CPU last and the other 3 waited on it (pg_stat_activity).
-          SYNC_NICE: "0",
         },
       });
       return Object.assign(s, { host });

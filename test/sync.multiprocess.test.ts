@@ -273,6 +273,8 @@ describe("scheduler", () => {
         SYNC_CATCHUP_DAYS: "3",
         SYNC_POLL_MS: "50",
         DEMO_ROWS_PER_DAY: "5",
+        // At the runner's priority, as startServer's sync workers (test/helpers/server.ts).
+        SYNC_NICE: "0",
       };
       // All four at once (not one after another, where the first would create every task alone): their
       // first scheduler rounds run side by side and the unique index settles who creates what.
@@ -349,7 +351,15 @@ describe(`HTTP latency while a ${INGEST_ROWS.toLocaleString("en")}-row day is in
     s = await startServer({
       workers: 2,
       syncWorkers: 1,
-      env: { SYNC_SOURCE: "gsc", GSC_ACCESS_TOKEN: "test-token", GSC_API_BASE_URL: url, SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false" },
+      // Production's priority for the sync worker (startServer's is 0): the HTTP workers get a core first.
+      env: {
+        SYNC_SOURCE: "gsc",
+        GSC_ACCESS_TOKEN: "test-token",
+        GSC_API_BASE_URL: url,
+        SYNC_POLL_MS: "50",
+        SYNC_SCHEDULER: "false",
+        SYNC_NICE: "10",
+      },
     });
   });
   afterAll(async () => {

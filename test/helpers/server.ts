@@ -62,7 +62,17 @@ export async function startServer(
       ],
       {
         cwd: root,
-        env: { ...process.env, DATABASE_URL: dbPath, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...opts.env },
+        // Sync workers at the runner's priority (SYNC_NICE=0; production's 10 is lifecycle's subject): niced, they got
+        // the CPU last beside the other lanes' files, and a test waits on their progress (a test may set it again).
+        env: {
+          ...process.env,
+          DATABASE_URL: dbPath,
+          PORT: String(port),
+          HOST: "127.0.0.1",
+          LOG_LEVEL: "warn",
+          SYNC_NICE: "0",
+          ...opts.env,
+        },
         ready: "sitesync listening",
         // A bound for a loaded machine (servers took ~16 s to start at load 30), never a speed assertion.
         timeoutMs: opts.timeoutMs ?? 60_000,
