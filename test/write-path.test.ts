@@ -122,6 +122,30 @@ describe("failures stay with their write", () => {
     expect(domains).toEqual(["sc-domain:ok1.example", "sc-domain:ok2.example"]);
   });
 
+  test("the group's first write runs without a savepoint: failing, it rolls back alone and the others commit next", async () => {
+    const t = setup();
+    const c0 = t.db.stats.commits;
+    const results = await Promise.allSettled([
+      t.db.write((tx) => {
+        insertSite("sc-domain:first-half-done.example")(tx);
+        throw new ApiError("validation_failed", "changed my mind");
+      }),
+      t.db.write(insertSite("sc-domain:next1.example")),
+      t.db.write(insertSite("sc-domain:next2.example")),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "fulfilled", "fulfilled"]);
+    expect((results[0] as PromiseRejectedResult).reason).toBeInstanceOf(ApiError);
+    // The failed first write's transaction is rolled back; the others go into the next one, in order.
+    expect(t.db.stats.commits - c0).toBe(1);
+    const domains = t.db.read
+      .select({ d: sites.domain })
+      .from(sites)
+      .orderBy(sites.id)
+      .all()
+      .map((r) => r.d);
+    expect(domains).toEqual(["sc-domain:next1.example", "sc-domain:next2.example"]);
+  });
+
   test("async callbacks (the engine-neutral code) run inside the transaction; one failing after an await rolls back alone", async () => {
     const t = setup();
     const good = t.db.write(async (tx) => {
