@@ -6,7 +6,7 @@ import type { Engine, Q, Tables } from "./engine.ts";
 import { guardFile, type FileGuard } from "./sqlite/identity.ts";
 import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./sqlite/open.ts";
 import { shareReadSnapshots } from "./sqlite/read-snapshot.ts";
-import { openPgEngine, type PgParts } from "./pg/engine.ts";
+import type { PgParts } from "./pg/engine.ts";
 import * as sqliteSchema from "./sqlite/schema.ts";
 import { describeStartError } from "./start-errors.ts";
 import { alwaysUp, type Availability } from "./availability.ts";
@@ -201,6 +201,8 @@ export type OpenPgOptions = {
 
 /** Opens this process's pool on a PostgreSQL server (connections are made on first use). */
 export function openPgDb(opts: OpenPgOptions): PgDb {
+  // Loaded here, on first use, so a SQLite process never loads node-postgres (driver.ts).
+  const { openPgEngine } = require("./pg/engine.ts") as typeof import("./pg/engine.ts");
   const onCommit: Db["onCommit"] = [];
   const e = openPgEngine({
     url: opts.url,

@@ -1,4 +1,5 @@
-import pg from "pg";
+import type pg from "pg";
+import { pgDriver } from "./driver.ts";
 import type { Db } from "../index.ts";
 
 // A server-side cursor on a connection of its own, for reads whose result must never be held in memory
@@ -38,7 +39,7 @@ const numberTypes = {
   getTypeParser(oid: number, format?: "text" | "binary") {
     if (oid === INT8) return (v: string) => (Number.isSafeInteger(Number(v)) ? Number(v) : v);
     if (oid === NUMERIC) return (v: string) => Number(v);
-    return pg.types.getTypeParser(oid, format);
+    return pgDriver().types.getTypeParser(oid, format);
   },
 } as pg.CustomTypesConfig;
 
@@ -47,7 +48,7 @@ const numberTypes = {
  * the query (positional parameters; see toPositional in named.ts); nothing is read until the first fetch.
  */
 export async function openPgCursor(db: Db, q: { text: string; values?: unknown[] }, opts: CursorOptions = {}): Promise<PgCursor> {
-  const client = new pg.Client({
+  const client = new (pgDriver().Client)({
     connectionString: db.pg!.url,
     statement_timeout: opts.statementTimeoutMs || undefined,
     idle_in_transaction_session_timeout: opts.idleMs ?? 600_000,

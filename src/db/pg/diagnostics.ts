@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import pg from "pg";
+import { pgDriver } from "./driver.ts";
 import type { Db } from "../index.ts";
 
 // Diagnostics of a PostgreSQL database: the server's own facts (version, connections, locks, size)
@@ -51,7 +51,7 @@ export async function serverFacts(db: Db) {
 
 /** Opens a fresh connection to the server (as a new process would), runs `select 1` and closes it. */
 export async function connectOnce(db: Db, timeoutMs: number): Promise<void> {
-  const client = new pg.Client({ connectionString: db.pg!.url, connectionTimeoutMillis: timeoutMs });
+  const client = new (pgDriver().Client)({ connectionString: db.pg!.url, connectionTimeoutMillis: timeoutMs });
   // A connection lost later must not surface as an unhandled 'error' event.
   client.on("error", () => {});
   try {

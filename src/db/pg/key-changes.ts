@@ -1,4 +1,5 @@
-import pg from "pg";
+import type pg from "pg";
+import { pgDriver } from "./driver.ts";
 import { log } from "../../log.ts";
 
 // PostgreSQL's counterpart of SQLite's PRAGMA data_version for api_keys: one connection per HTTP process
@@ -44,7 +45,7 @@ export function watchKeyChanges(url: string): KeyChanges {
     timer = null;
     if (closed) return;
     // keepAlive: a connection that silently died (no RST) is found by the kernel instead of never.
-    const c = new pg.Client({ connectionString: url, keepAlive: true, application_name: `sitesync-${process.pid}-keys` });
+    const c = new (pgDriver().Client)({ connectionString: url, keepAlive: true, application_name: `sitesync-${process.pid}-keys` });
     client = c;
     c.on("notification", () => {
       gen++;

@@ -1,7 +1,6 @@
-import { drizzle } from "drizzle-orm/node-postgres";
-import { migrate } from "drizzle-orm/node-postgres/migrator";
 import { join } from "node:path";
-import pg from "pg";
+import type pg from "pg";
+import { drizzlePg, pgDriver } from "./driver.ts";
 import { checkPostgresUrl } from "./open.ts";
 
 export const pgMigrationsFolder = join(import.meta.dir, "../../../migrations/pg");
@@ -16,13 +15,14 @@ const MIGRATE_LOCK = 5_171_511_011;
  * of racing (the others wait, then find nothing to do).
  */
 export async function migratePg(url: string, folder = pgMigrationsFolder): Promise<number> {
-  const client = new pg.Client({ connectionString: checkPostgresUrl(url) });
+  const { migrate } = await import("drizzle-orm/node-postgres/migrator");
+  const client = new (pgDriver().Client)({ connectionString: checkPostgresUrl(url) });
   await client.connect();
   try {
     await client.query("select pg_advisory_lock($1)", [MIGRATE_LOCK]);
     try {
       const before = await appliedCount(client);
-      await migrate(drizzle({ client }), { migrationsFolder: folder });
+      await migrate(drizzlePg().drizzle({ client }), { migrationsFolder: folder });
       return (await appliedCount(client)) - before;
     } finally {
       await client.query("select pg_advisory_unlock($1)", [MIGRATE_LOCK]);

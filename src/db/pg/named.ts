@@ -1,4 +1,5 @@
-import pg from "pg";
+import type pg from "pg";
+import { pgDriver } from "./driver.ts";
 import { bounded, budgetStats, checkBudget, currentBudget, queryTimeout, resultTooLarge, type QueryBudget } from "../budget.ts";
 import { dbErrorCode } from "../../errors.ts";
 import type { Db } from "../index.ts";
@@ -248,7 +249,7 @@ export function withLiterals(text: string, values: unknown[] | undefined): strin
     if (v === null || v === undefined) literals.push("NULL");
     // A line break or a comment's end could leave a comment the parameter stood in: bound, not written.
     else if (str === null || /[\r\n]|\*\//.test(str)) return null;
-    else literals.push(pg.escapeLiteral(str));
+    else literals.push(pgDriver().escapeLiteral(str));
   }
   let missing = false;
   const out = text.replace(/\$(\d+)(?!\d)/g, (_, n: string) => {
@@ -264,7 +265,7 @@ export function withLiterals(text: string, values: unknown[] | undefined): strin
  * busy). The client that runs it is held until its query fails, so `pid` cannot be serving another query.
  */
 async function cancelBackend(url: string, pid: number): Promise<void> {
-  const c = new pg.Client({ connectionString: url, application_name: `sitesync-${process.pid}-cancel` });
+  const c = new (pgDriver().Client)({ connectionString: url, application_name: `sitesync-${process.pid}-cancel` });
   c.on("error", () => {});
   try {
     await c.connect();

@@ -1,5 +1,5 @@
-import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
-import pg from "pg";
+import type { NodePgDatabase } from "drizzle-orm/node-postgres";
+import { drizzlePg, pgDriver } from "./driver.ts";
 import * as schema from "./schema.ts";
 
 export type PgOrm = NodePgDatabase<typeof schema>;
@@ -12,9 +12,9 @@ export function checkPostgresUrl(url: string): string {
 
 /** A pool of connections to the server at `url` with Drizzle over it; close() ends the pool. */
 export function openPg(url: string, opts: { max?: number } = {}) {
-  const pool = new pg.Pool({ connectionString: checkPostgresUrl(url), max: opts.max ?? 4 });
+  const pool = new (pgDriver().Pool)({ connectionString: checkPostgresUrl(url), max: opts.max ?? 4 });
   // An idle client that loses its connection (server restart) emits 'error'; unhandled it would kill the process.
   pool.on("error", () => {});
-  const orm: PgOrm = drizzle({ client: pool, schema });
+  const orm: PgOrm = drizzlePg().drizzle({ client: pool, schema });
   return { pool, orm, close: () => pool.end() };
 }
