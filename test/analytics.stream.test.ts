@@ -9,7 +9,7 @@ import { PARQUET_GROUP_ROWS } from "../src/analytics/parquet.ts";
 import { seedAnalytics, type SeedResult } from "../bench/seed-analytics.ts";
 import { seedAnalyticsPg } from "../bench/seed-analytics-pg.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
-import { newPgDatabase, psql } from "./helpers/engine.ts";
+import { newPgDatabase, psql, psqlBin } from "./helpers/engine.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
 // The streamed downloads against the real service (one HTTP worker, so every request below reaches the
@@ -197,6 +197,22 @@ describe("streamed export on the real service", () => {
   test.skipIf(testEngine === "sqlite")(
     "a slow aggregation runs on the server: the same worker answers other requests meanwhile (PostgreSQL)",
     async () => {
+      // The aggregation is made slow on the server, whatever the machine's speed: this test holds a lock on the
+      // tables it reads for 2 s, so it waits there (as a long scan would) while the worker should keep answering.
+      // Reading the seed alone took 0.1-0.2 s after the page reads got faster: too short to tell the two apart.
+      const tables = "gsc_query_detail, gsc_page_totals, gsc_pages, gsc_queries";
+      const holder = Bun.spawn(
+        [psqlBin(), pgdb!.url, "-qAtc", `begin; lock table ${tables} in access exclusive mode; select pg_sleep(2); commit;`],
+        { stdout: "ignore", stderr: "inherit" },
+      );
+      const held = () =>
+        Number(
+          psql(
+            `select count(*) from pg_locks where mode = 'AccessExclusiveLock' and granted and relation = 'gsc_query_detail'::regclass`,
+            pgdb!.url,
+          ),
+        );
+      while (held() === 0) await Bun.sleep(20);
       let slowDone = false;
       const slow = request(server.url, "POST", "/api/v1/page-keyword-performance/", { site_id: seed.siteId }).then((r) => {
         slowDone = true;
@@ -209,8 +225,10 @@ describe("streamed export on the real service", () => {
         if (!slowDone) answeredMeanwhile++;
       }
       const r = await slow;
+      expect(await holder.exited).toBe(0);
       expect(r.status).toBe(200);
       expect(r.body.total_results).toBe(24);
+      // If the worker waited with the aggregation, at most one read would get through in those 2 s.
       expect(answeredMeanwhile).toBeGreaterThanOrEqual(5);
     },
   );

@@ -17,7 +17,8 @@ function adminUrl(): string {
   return url;
 }
 
-function psqlBin(): string {
+/** The psql binary of the PostgreSQL install the tests use. */
+export function psqlBin(): string {
   const bin = findPgBin();
   if (bin && existsSync(join(bin, "psql"))) return join(bin, "psql");
   return "psql";
