@@ -165,11 +165,6 @@ const waitLane = jobs > 1 && process.env.TEST_WAIT_LANE !== "0";
  * baseline JIT run it; docs/testing.md has the measured CPU (about -13% per file, both engines).
  */
 const jitEnv: Record<string, string> = process.env.BUN_JSC_useDFGJIT === undefined ? { BUN_JSC_useDFGJIT: "0" } : {};
-/**
- * Files that hold a sustained load against a bound keep the production JIT: checkpoint's WAL bound (16 MiB) was
- * passed by its checkpointer under the slower tiers (16.5-17.9 MiB in 3 of 4 fresh-clone runs, 13.6 in the other).
- */
-const productionJit = new Set(["checkpoint.test.ts"]);
 /** A JSON file of seconds per "engine file" beside this script ({} when missing). */
 function recorded(name: string): Record<string, number> {
   try {
@@ -216,7 +211,7 @@ function runUnit(u: Unit): Promise<Done> {
   const tmp = makeUnitDir(runDir, `${++unitSeq}-${u.engine}-${basename(u.file, ".test.ts")}`);
   const p = Bun.spawn([process.execPath, "test", "--timeout", "60000", ...flagArgs, u.file], {
     cwd: root,
-    env: { ...process.env, ...(productionJit.has(basename(u.file)) ? {} : jitEnv), ...u.env, TMPDIR: tmp },
+    env: { ...process.env, ...jitEnv, ...u.env, TMPDIR: tmp },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",

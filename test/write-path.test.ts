@@ -315,4 +315,22 @@ describe("backpressure for the checkpointer", () => {
     for (let i = 0; i < 5; i++) await t.db.write(insertSite(`sc-domain:z${i}.example`));
     expect(t.db.stats.yields - y1).toBe(0);
   });
+
+  test("the further past walYieldBytes the WAL is, the longer each transaction leaves the lock free", async () => {
+    const t = setup({ walYieldBytes: 16 * 1024 });
+    await t.db.write(insertSite("sc-domain:first.example"));
+    await t.db.write((tx) =>
+      tx
+        .update(sites)
+        .set({ name: "x".repeat(400_000) })
+        .run(),
+    ); // ~25x the yield size
+    await Bun.sleep(10);
+    const y0 = t.db.stats.yields;
+    const t0 = performance.now();
+    for (let i = 0; i < 5; i++) await t.db.write(insertSite(`sc-domain:far${i}.example`));
+    // Each yield is at least 16 x 1 ms at that distance (the cap); a 1-3 ms gap would take a fifth of it.
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(5 * 16);
+    expect(t.db.stats.yields - y0).toBe(5);
+  });
 });

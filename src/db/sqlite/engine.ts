@@ -112,6 +112,8 @@ export function newWriterStats(): WriterStats {
 const POLL_ATTEMPTS = 10;
 const RETRY_MS = 2;
 const YIELD_MS = 1;
+/** The longest yield, in YIELD_MS, however far past its size the WAL is. */
+const YIELD_MAX_FACTOR = 16;
 /** How stale the identity check before a transaction may be (one stat per 100 ms at most). */
 const GUARD_MAX_AGE_MS = 100;
 
@@ -162,16 +164,19 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
 
   // Under a steady load the lock passes from one transaction to the next with no gap, so the
   // checkpointer (another process) cannot take it and the WAL grows without bound. Once the WAL is
-  // well past the checkpoint size, every transaction first leaves the lock free for a moment.
+  // well past the checkpoint size, every transaction first leaves the lock free for a moment, and the
+  // further past it the WAL is, the longer the moment: when the checkpointer gets little CPU (a busy
+  // machine), short gaps alone let the WAL grow past 8x the yield size.
   let yielded = false;
   let walCheckedAt = -Infinity;
-  let walOver = false;
-  function shouldYield(): boolean {
-    if (!opts.walYield || yielded) return false;
+  let walOver = 0;
+  function yieldFactor(): number {
+    if (!opts.walYield || yielded) return 0;
     const now = performance.now();
     if (now - walCheckedAt >= YIELD_MS) {
       walCheckedAt = now;
-      walOver = walSize(opts.walYield.dbPath) > opts.walYield.bytes;
+      const size = walSize(opts.walYield.dbPath);
+      walOver = size > opts.walYield.bytes ? Math.min(YIELD_MAX_FACTOR, Math.floor(size / opts.walYield.bytes)) : 0;
     }
     return walOver;
   }
@@ -182,10 +187,11 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
     scheduled = false;
     if (flushing) return;
     if (queue.length === 0) return settleDrain();
-    if (shouldYield()) {
+    const factor = yieldFactor();
+    if (factor > 0) {
       yielded = true;
       stats.yields++;
-      return schedule(YIELD_MS * (1 + 2 * Math.random()));
+      return schedule(factor * YIELD_MS * (1 + 2 * Math.random()));
     }
     yielded = false;
     const changed = opts.guard?.problem(GUARD_MAX_AGE_MS);
