@@ -218,8 +218,17 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
       await page.waitForURL(/notice=alert-test/);
       await until("the test alert to arrive", async () => got.length > 0, 30_000);
       expect(JSON.parse(got[0]!)).toMatchObject({ kind: "test" });
-      await page.reload();
-      expect(await page.locator('tr[data-delivery][data-status="delivered"]').count()).toBe(1);
+      // The delivery is recorded once the receiver's answer is back, a moment after the receiver got it.
+      const delivered = page.locator('tr[data-delivery][data-status="delivered"]');
+      await until(
+        "the delivery log to show it delivered",
+        async () => {
+          await page.reload();
+          return (await delivered.count()) > 0;
+        },
+        30_000,
+      );
+      expect(await delivered.count()).toBe(1);
       await page.close();
     } finally {
       hook.stop(true);
