@@ -42,6 +42,8 @@ const { values: args } = parseArgs({
     latency: { type: "string", default: "0" },
     rps: { type: "string", default: "50" },
     "idle-seconds": { type: "string", default: "5" },
+    // --served: idle windows and backfills of --days days alternate this many times (then one more idle window).
+    rounds: { type: "string", default: "1" },
     // SYNC_NICE of the service (default: the service's own default).
     "sync-nice": { type: "string" },
     // The fake builds and serialises every answer again instead of sending the first day's bytes again.
@@ -53,6 +55,7 @@ const { values: args } = parseArgs({
 const days = Number(args.days);
 const rowsPerDay = Number(args.rows);
 const runs = Number(args.runs);
+const rounds = Number(args.rounds);
 setLogLevel("warn");
 
 async function oneRun(db: Db, run: number): Promise<number> {
@@ -135,8 +138,10 @@ process.exit(0);
 // --served: the real service (`bun src/main.ts`, one HTTP worker and one sync worker process) on a fresh
 // SQLite file, the fake Search Console in a process of its own (`--web` rows per day in pages of 25,000;
 // its CPU is not the sync's), and this process as the other client: paced GETs (`--rps`) for
-// `--idle-seconds` before the backfill and all through it, so the API's p50/p99 idle and during ingest
-// come from the same run. The sync worker's CPU is read from /proc (user + system), per stored row.
+// `--idle-seconds` before each backfill and all through it, `--rounds` times, and once more after the last, so the
+// API's p50/p99 idle and during ingest come from the same run, windows alternating (a 3-4 s backfill gives
+// ~200 busy GETs, its p99 the 2nd worst: take --rounds 4 or more for a ratio). The sync worker's CPU is read
+// from /proc (user + system), per stored row.
 async function served(): Promise<void> {
   const root = join(import.meta.dir, "..");
   const web = Number(args.web);
@@ -203,16 +208,22 @@ async function served(): Promise<void> {
       return (Number(f[11]) + Number(f[12])) * 10;
     };
     // Time the process's threads spent runnable but waiting for a core (/proc/<pid>/task/*/schedstat, 2nd field, ns):
-    // whether a slow GET waited for the CPU (this grows) or for something else (a lock, I/O: it does not).
-    const runDelayMs = (pid: number) => {
-      let ns = 0;
+    // whether a slow GET waited for the CPU (this grows) or for something else (a lock, I/O: it does not). A
+    // snapshot per thread; waitedMs sums the threads' growth since one (a thread gone meanwhile counts nothing).
+    const runDelays = (pid: number) => {
+      const ns = new Map<string, number>();
       for (const t of readdirSync(`/proc/${pid}/task`)) {
         try {
-          ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[1]);
+          ns.set(t, Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[1]));
         } catch {
           // A thread gone meanwhile.
         }
       }
+      return ns;
+    };
+    const waitedMs = (pid: number, since: Map<string, number>) => {
+      let ns = 0;
+      for (const [t, v] of runDelays(pid)) ns += v - (since.get(t) ?? 0);
       return ns / 1e6;
     };
     // The main thread's [on a core, waiting for one] in ms (/proc/<pid>/task/<pid>/schedstat).
@@ -255,58 +266,96 @@ async function served(): Promise<void> {
     const summary = (xs: number[]) =>
       `n ${xs.length}, p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms`;
 
-    // Warm the HTTP worker, then the idle window.
+    // Warm the HTTP worker.
     await gets(
       (
         (end) => () =>
           performance.now() > end
       )(performance.now() + 1000),
     );
-    const idleEnd = performance.now() + Number(args["idle-seconds"]) * 1000;
-    const httpIdle0 = cpuMs(httpPid);
-    const httpIdleWait0 = runDelayMs(httpPid);
-    const idle = await gets(() => performance.now() > idleEnd);
-    const httpIdleCpu = cpuMs(httpPid) - httpIdle0;
-    const httpIdleWait = runDelayMs(httpPid) - httpIdleWait0;
-
-    const end = addDays(dayOf(new Date()), -10);
-    const syncCpu0 = cpuMs(syncPid);
-    const syncWait0 = runDelayMs(syncPid);
-    const syncMain0 = mainThread(syncPid);
-    const httpCpu0 = cpuMs(httpPid);
-    const fakeCpu0 = cpuMs(fake.proc.pid);
-    const httpWait0 = runDelayMs(httpPid);
-    const t0 = performance.now();
-    const task = await post(`/api/v1/sites/${site.id}/sync-tasks`, {
-      task_type: "daily_sync",
-      start_date: addDays(end, -(days - 1)),
-      end_date: end,
-      sync_mode: "overwrite",
-    });
-    let job: any = null;
-    const poll = (async () => {
-      while (!job || job.status === "pending" || job.status === "running") {
-        job = await (await fetch(`${url}${task.status_url}`)).json();
-        await Bun.sleep(100);
-      }
-    })();
-    const busy = await gets(() => job !== null && job.status !== "pending" && job.status !== "running");
-    await poll;
-    const seconds = (performance.now() - t0) / 1000;
-    if (job.status !== "completed") throw new Error(`task ${job.status}: ${job.error}`);
-    const rows = Number(job.total_records);
-    const syncCpu = cpuMs(syncPid) - syncCpu0;
-    const syncWait = runDelayMs(syncPid) - syncWait0;
-    const syncMain1 = mainThread(syncPid);
-    const [mainCpu, mainWait] = [syncMain1[0] - syncMain0[0], syncMain1[1] - syncMain0[1]];
-    const httpCpu = cpuMs(httpPid) - httpCpu0;
-    const httpWait = runDelayMs(httpPid) - httpWait0;
-    const fakeCpu = cpuMs(fake.proc.pid) - fakeCpu0;
+    // --rounds rounds of an idle window then a backfill of --days days (each round the days before the last
+    // round's, as a newest-first backfill goes), then a last idle window: idle and busy GETs alternate in time, so
+    // what else the machine runs meanwhile weighs on both alike. Sums over the rounds.
+    const idle: number[] = [];
+    const busy: number[] = [];
+    let httpIdleCpu = 0;
+    let httpIdleWait = 0;
+    const idleWindow = async () => {
+      const idleEnd = performance.now() + Number(args["idle-seconds"]) * 1000;
+      const cpu0 = cpuMs(httpPid);
+      const wait0 = runDelays(httpPid);
+      const ms = await gets(() => performance.now() > idleEnd);
+      httpIdleCpu += cpuMs(httpPid) - cpu0;
+      httpIdleWait += waitedMs(httpPid, wait0);
+      idle.push(...ms);
+      return ms;
+    };
+    let rows = 0;
+    let seconds = 0;
+    let syncCpu = 0;
+    let syncWait = 0;
+    let mainCpu = 0;
+    let mainWait = 0;
+    let httpCpu = 0;
+    let httpWait = 0;
+    let fakeCpu = 0;
+    const loads: number[] = [];
+    const perRound: string[] = [];
+    const newest = addDays(dayOf(new Date()), -10);
+    for (let round = 0; round < rounds; round++) {
+      const idleMs = await idleWindow();
+      const end = addDays(newest, -round * days);
+      const syncCpu0 = cpuMs(syncPid);
+      const syncWait0 = runDelays(syncPid);
+      const syncMain0 = mainThread(syncPid);
+      const httpCpu0 = cpuMs(httpPid);
+      const fakeCpu0 = cpuMs(fake.proc.pid);
+      const httpWait0 = runDelays(httpPid);
+      const t0 = performance.now();
+      const task = await post(`/api/v1/sites/${site.id}/sync-tasks`, {
+        task_type: "daily_sync",
+        start_date: addDays(end, -(days - 1)),
+        end_date: end,
+        sync_mode: "overwrite",
+      });
+      let job: any = null;
+      const poll = (async () => {
+        while (!job || job.status === "pending" || job.status === "running") {
+          job = await (await fetch(`${url}${task.status_url}`)).json();
+          await Bun.sleep(100);
+        }
+      })();
+      const busyMs = await gets(() => job !== null && job.status !== "pending" && job.status !== "running");
+      await poll;
+      const s = (performance.now() - t0) / 1000;
+      if (job.status !== "completed") throw new Error(`task ${job.status}: ${job.error}`);
+      const n = Number(job.total_records);
+      const cpu = cpuMs(syncPid) - syncCpu0;
+      rows += n;
+      seconds += s;
+      syncCpu += cpu;
+      syncWait += waitedMs(syncPid, syncWait0);
+      const syncMain1 = mainThread(syncPid);
+      mainCpu += syncMain1[0] - syncMain0[0];
+      mainWait += syncMain1[1] - syncMain0[1];
+      httpCpu += cpuMs(httpPid) - httpCpu0;
+      httpWait += waitedMs(httpPid, httpWait0);
+      fakeCpu += cpuMs(fake.proc.pid) - fakeCpu0;
+      busy.push(...busyMs);
+      loads.push(loadavg()[0]!);
+      perRound.push(
+        `  round ${round + 1}: ${n} rows in ${s.toFixed(2)} s = ${Math.round(n / s)} rows/s, sync ${((cpu * 1000) / n).toFixed(1)} µs a row, GET p99 idle ${pct(idleMs, 99).toFixed(1)} → backfill ${pct(busyMs, 99).toFixed(1)} ms (n ${idleMs.length} / ${busyMs.length}), load ${loads.at(-1)!.toFixed(1)}`,
+      );
+    }
+    await idleWindow();
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
-      `sqlite, served: backfill of ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, sync worker nice ${getPriority(syncPid)}`,
+      `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, sync worker nice ${getPriority(syncPid)}`,
     );
-    console.log(`  ${rows} rows in ${seconds.toFixed(2)} s wall = ${Math.round(rows / seconds)} rows/s (load ${loadavg()[0]!.toFixed(1)})`);
+    for (const line of perRound) console.log(line);
+    console.log(
+      `  ${rows} rows in ${seconds.toFixed(2)} s wall = ${Math.round(rows / seconds)} rows/s (load ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)})`,
+    );
     console.log(
       `  CPU µs per row: sync worker ${us(syncCpu)} (= ${Math.round((rows / syncCpu) * 1000)} rows per CPU-second), HTTP worker ${us(httpCpu)}, fake Search Console ${us(fakeCpu)}`,
     );
@@ -320,7 +369,7 @@ async function served(): Promise<void> {
     console.log(
       `  API GETs during the backfill:              ${summary(busy)}; HTTP worker CPU ${((httpCpu * 1000) / busy.length).toFixed(0)} µs, waiting for a core ${((httpWait * 1000) / busy.length).toFixed(0)} µs per GET`,
     );
-    console.log(`  p99 ratio busy/idle: ${(pct(busy, 99) / pct(idle, 99)).toFixed(2)}`);
+    console.log(`  p99 ratio busy/idle: ${(pct(busy, 99) / pct(idle, 99)).toFixed(2)} (p50 ${(pct(busy, 50) / pct(idle, 50)).toFixed(2)})`);
   } finally {
     for (const p of procs.reverse()) await p.stop();
     rmSync(dir, { recursive: true, force: true });
