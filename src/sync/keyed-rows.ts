@@ -107,12 +107,23 @@ export function rollupOf(k: KeyedColumns): { query: number[]; clicks: number[]; 
  */
 export class DayRows {
   n = 0;
-  #page = new Int32Array(1024);
-  #query = new Int32Array(1024);
-  #device = new Uint8Array(1024);
-  #clicks = new Float64Array(1024);
-  #impressions = new Float64Array(1024);
-  #sumPosition = new Float64Array(1024);
+  #page: Int32Array;
+  #query: Int32Array;
+  #device: Uint8Array;
+  #clicks: Float64Array;
+  #impressions: Float64Array;
+  #sumPosition: Float64Array;
+
+  /** `capacity`: rows expected (e.g. the task's previous day's), so the columns do not grow by copies meanwhile. */
+  constructor(capacity = 1024) {
+    const size = Math.max(16, capacity);
+    this.#page = new Int32Array(size);
+    this.#query = new Int32Array(size);
+    this.#device = new Uint8Array(size);
+    this.#clicks = new Float64Array(size);
+    this.#impressions = new Float64Array(size);
+    this.#sumPosition = new Float64Array(size);
+  }
 
   /** Adds one row (ids and measures as stored: sum_position already scaled). */
   push(page: number, query: number, device: number, clicks: number, impressions: number, sumPosition: number): void {

@@ -36,9 +36,12 @@ export type QuotaLimits = {
 /** One limit a request counts against: its bucket, current window and size. */
 export type QuotaCheck = { bucket: string; windowStart: number; windowEnd: number; limit: number; what: string };
 
+let pacificFormat: Intl.DateTimeFormat | undefined;
+
 /** Start of Google's quota day (midnight America/Los_Angeles) containing `now` (epoch ms). */
 export function pacificDayStart(now: number): number {
-  const fmt = new Intl.DateTimeFormat("en-US", {
+  // One formatter for the process (making one cost ~0.1 ms, twice per Search Console request).
+  const fmt = (pacificFormat ??= new Intl.DateTimeFormat("en-US", {
     timeZone: "America/Los_Angeles",
     hourCycle: "h23",
     year: "numeric",
@@ -47,7 +50,7 @@ export function pacificDayStart(now: number): number {
     hour: "2-digit",
     minute: "2-digit",
     second: "2-digit",
-  });
+  }));
   const wall = (t: number) => {
     const p = Object.fromEntries(fmt.formatToParts(new Date(t)).map((x) => [x.type, x.value]));
     return { y: +p.year!, m: +p.month!, d: +p.day!, utc: Date.UTC(+p.year!, +p.month! - 1, +p.day!, +p.hour!, +p.minute!, +p.second!) };

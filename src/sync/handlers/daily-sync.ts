@@ -195,6 +195,16 @@ function knownIdsOf(ctx: TaskContext, siteId: number): KnownTextIds {
   return k;
 }
 
+/** Per task run: the columns' size for each search type's next day (its last day's rows and a sixteenth). */
+const daySizes = new WeakMap<TaskContext, Map<SearchType, number>>();
+
+/** The task's sizes of the last day buffered per search type. */
+function daySizesOf(ctx: TaskContext): Map<SearchType, number> {
+  let m = daySizes.get(ctx);
+  if (!m) daySizes.set(ctx, (m = new Map()));
+  return m;
+}
+
 /** Page URLs given ids (gsc_pages) per write. */
 const PAGE_ID_BATCH = 2000;
 
@@ -229,7 +239,8 @@ export async function syncDay(
   // SQLite buffers the day in typed columns, each page's texts given ids as it comes (a short write only for
   // new texts), so the switch holds the write lock only for the writing itself; PostgreSQL buffers the rows.
   const columns = ctx.db.engine === "sqlite";
-  let dayRows: DayRows | null = columns ? new DayRows() : null;
+  const sizes = daySizesOf(ctx);
+  let dayRows: DayRows | null = columns ? new DayRows(sizes.get(type)) : null;
   // SQLite: rows not in dayRows yet, their texts to be given ids (at most a batch: a small day's get them in the
   // switch, as before, without a write of their own).
   let unresolved: SourceRow[] = [];
@@ -284,6 +295,7 @@ export async function syncDay(
   const atomic = buffered !== null || dayRows !== null;
   // The day's columns sorted and deduplicated before the switch takes the write lock (unless rows wait for ids).
   const early = dayRows && rules.query && unresolved.length === 0 ? dayRows.keyed() : null;
+  if (dayRows) sizes.set(type, dayRows.n + unresolved.length + (dayRows.n >> 4));
   // The staged day's rollup per query, built before the switch (a write of the staging tables alone).
   if (!atomic) await ctx.write((tx) => stageQueryTotals(tx, taskId));
 
