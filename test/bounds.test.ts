@@ -6,7 +6,7 @@ import { seedAnalyticsPg } from "../bench/seed-analytics-pg.ts";
 import { createApiKey } from "../src/auth/queries.ts";
 import { openDb, openPgDb, type Db } from "../src/db/index.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
-import { newPgDatabase, psql } from "./helpers/engine.ts";
+import { newPgDatabase, psql, psqlBin } from "./helpers/engine.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/wait.ts";
 import { asc, sql } from "drizzle-orm";
@@ -37,6 +37,8 @@ let otherKey: string;
 let quick: RunningServer;
 /** A long time limit: only a client that goes away stops its query. */
 let patient: RunningServer;
+/** A long time limit and a 1-second connection idle timeout. */
+let sleepy: RunningServer;
 
 beforeAll(async () => {
   dir = tempDir();
@@ -54,7 +56,7 @@ beforeAll(async () => {
   otherKey = (await createApiKey(db, { name: "other", scope: "read" })).key;
   await db.close();
   const env = { ANALYTICS_MAX_PARTIAL_TERMS: "10000", ANALYTICS_MAX_ROWS: "1000" };
-  [quick, patient] = await Promise.all([
+  [quick, patient, sleepy] = await Promise.all([
     startServer({
       workers: 1,
       dbPath,
@@ -70,11 +72,21 @@ beforeAll(async () => {
       args: ["--allow-shared-database"],
       timeoutMs: 60_000,
     }),
+    // A connection idle timeout far shorter than the time limit (a server of its own: clients that reuse a
+    // kept-alive connection would race its close on the other servers).
+    startServer({
+      workers: 1,
+      dbPath,
+      env: { ...env, ANALYTICS_TIMEOUT_MS: "600000", HTTP_IDLE_TIMEOUT_S: "1" },
+      args: ["--allow-shared-database"],
+      timeoutMs: 60_000,
+    }),
   ]);
 });
 afterAll(async () => {
   await quick?.stop();
   await patient?.stop();
+  await sleepy?.stop();
   pgdb?.drop();
   dir?.cleanup();
 });
@@ -190,6 +202,47 @@ describe("client disconnect", () => {
     expect(await metric(patient, "sitesync_bounded_queries_stopped_total", 'reason="client_closed"')).toBeGreaterThanOrEqual(1);
     const ok = await post(patient, { site_id: seed.siteId, start_date: seed.end, end_date: seed.end, max_results: 5 });
     expect(ok.status).toBe(200);
+  });
+});
+
+describe("connection idle timeout", () => {
+  // Bun closes a connection silent past its idle timeout (HTTP_IDLE_TIMEOUT_S, 1 s on `sleepy`) even while a GET
+  // on it waits for its answer; a heavy request raises its own connection's timeout to its time limit. The read is
+  // held up for 6 s whatever the machine's speed: SQLite's query processes are stopped (SIGSTOP), PostgreSQL's
+  // backend waits on a lock this test holds on the analytics tables.
+  test("a heavy GET silent past the connection's idle timeout still gets its answer", async () => {
+    const path = `/api/v1/sites/${seed.siteId}/insights/overview`;
+    // A new connection each: a kept-alive one may be closed by the server as it is reused.
+    const get = () => fetch(`${sleepy.url}${path}`, { headers: { authorization: `Bearer ${key}` }, keepalive: false });
+    expect((await get()).status).toBe(200);
+    let release: () => Promise<void>;
+    if (testEngine === "pg") {
+      const tables = psql(`select string_agg(tablename, ', ') from pg_tables where schemaname = 'public' and tablename like 'gsc_%'`, pgdb!.url);
+      const holder = Bun.spawn([psqlBin(), pgdb!.url, "-qAtc", `begin; lock table ${tables} in access exclusive mode; select pg_sleep(6); commit;`], {
+        stdout: "ignore",
+        stderr: "inherit",
+      });
+      await waitFor(
+        () => Number(psql(`select count(*) from pg_locks where mode = 'AccessExclusiveLock' and granted and relation = 'gsc_queries'::regclass`, pgdb!.url)) > 0,
+        { what: "the test's lock" },
+      );
+      release = async () => {
+        expect(await holder.exited).toBe(0);
+      };
+    } else {
+      const pids = children(workerOf(sleepy));
+      expect(pids.length).toBeGreaterThan(0);
+      for (const p of pids) process.kill(p, "SIGSTOP");
+      release = async () => {
+        await Bun.sleep(6000);
+        for (const p of pids) process.kill(p, "SIGCONT");
+      };
+    }
+    const pending = get();
+    await release();
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect((await res.json()) as object).not.toHaveProperty("error");
   });
 });
 

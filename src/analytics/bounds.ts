@@ -11,6 +11,9 @@ import { registry } from "../metrics/registry.ts";
 // at once in this process (429 past it), and the budget of each (src/db/budget.ts). docs/security.md
 // ("Cost bounds") lists the settings.
 
+/** The part of Bun's Server (Hono's `c.env` under Bun.serve) that sets one request's connection idle timeout. */
+type BunServer = { timeout?: (req: Request, seconds: number) => void };
+
 export type Bounds = {
   /** ANALYTICS_TIMEOUT_MS: each request's queries are stopped past this. */
   timeoutMs: number;
@@ -27,7 +30,21 @@ export type Bounds = {
   exportTimeoutMs: number;
   /** ANALYTICS_MAX_BODY_BYTES: the largest body of a heavy request (413 before it is read). */
   maxBodyBytes: number;
+  /**
+   * Seconds a heavy request's connection may stay silent (0: no limit), or null when HTTP_IDLE_TIMEOUT_S
+   * already outlasts the time limits: Bun closes a connection silent past its idle timeout even while a request on
+   * it waits for its answer, so a query allowed 15 s would end in a reset, not its answer or a 504.
+   */
+  socketTimeoutS: number | null;
 };
+
+/** The idle timeout a heavy request's connection needs: its time limits plus a margin, null if `idleS` covers them. */
+function socketTimeoutOf(idleS: number, ...limitsMs: number[]): number | null {
+  const needed = Math.ceil(Math.max(...limitsMs) / 1000) + 2;
+  if (needed <= idleS) return null;
+  // Bun's idle timeouts go up to 255 s; past that the time limit alone ends the request.
+  return needed > 255 ? 0 : needed;
+}
 
 /** The bounds of the settings' defaults. */
 export const defaultBounds: Bounds = {
@@ -40,6 +57,7 @@ export const defaultBounds: Bounds = {
   exportsPerKey: defaults.EXPORT_CONCURRENCY_PER_KEY,
   exportTimeoutMs: defaults.EXPORT_TIMEOUT_MS,
   maxBodyBytes: defaults.ANALYTICS_MAX_BODY_BYTES,
+  socketTimeoutS: socketTimeoutOf(defaults.HTTP_IDLE_TIMEOUT_S, defaults.ANALYTICS_TIMEOUT_MS, defaults.MCP_QUERY_TIMEOUT_MS),
 };
 
 /**
@@ -58,6 +76,7 @@ export function boundsFrom(c: Omit<typeof defaults, "SITESYNC_ROLE">, workers = 
     exportsPerKey: share(c.EXPORT_CONCURRENCY_PER_KEY),
     exportTimeoutMs: c.EXPORT_TIMEOUT_MS,
     maxBodyBytes: c.ANALYTICS_MAX_BODY_BYTES,
+    socketTimeoutS: socketTimeoutOf(c.HTTP_IDLE_TIMEOUT_S, c.ANALYTICS_TIMEOUT_MS, c.MCP_QUERY_TIMEOUT_MS),
   };
 }
 
@@ -151,6 +170,8 @@ export function heavyRequest(
           ? take("export", caller, bounds.exportsPerKey, "EXPORT_CONCURRENCY_PER_KEY")
           : take("query", caller, bounds.perKey, "ANALYTICS_CONCURRENCY_PER_KEY");
     const budget = budgetOf({ ...bounds, signal: c.req.raw.signal });
+    // A download's bytes keep its connection busy once they flow; before its first byte it is bound like a query.
+    if (bounds.socketTimeoutS !== null) (c.env as BunServer | undefined)?.timeout?.(c.req.raw, bounds.socketTimeoutS);
     let handedOver = false;
     try {
       await withBudget(budget, next);
