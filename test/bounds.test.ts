@@ -217,13 +217,25 @@ describe("connection idle timeout", () => {
     expect((await get()).status).toBe(200);
     let release: () => Promise<void>;
     if (testEngine === "pg") {
-      const tables = psql(`select string_agg(tablename, ', ') from pg_tables where schemaname = 'public' and tablename like 'gsc_%'`, pgdb!.url);
-      const holder = Bun.spawn([psqlBin(), pgdb!.url, "-qAtc", `begin; lock table ${tables} in access exclusive mode; select pg_sleep(6); commit;`], {
-        stdout: "ignore",
-        stderr: "inherit",
-      });
+      const tables = psql(
+        `select string_agg(tablename, ', ') from pg_tables where schemaname = 'public' and tablename like 'gsc_%'`,
+        pgdb!.url,
+      );
+      const holder = Bun.spawn(
+        [psqlBin(), pgdb!.url, "-qAtc", `begin; lock table ${tables} in access exclusive mode; select pg_sleep(6); commit;`],
+        {
+          stdout: "ignore",
+          stderr: "inherit",
+        },
+      );
       await waitFor(
-        () => Number(psql(`select count(*) from pg_locks where mode = 'AccessExclusiveLock' and granted and relation = 'gsc_queries'::regclass`, pgdb!.url)) > 0,
+        () =>
+          Number(
+            psql(
+              `select count(*) from pg_locks where mode = 'AccessExclusiveLock' and granted and relation = 'gsc_queries'::regclass`,
+              pgdb!.url,
+            ),
+          ) > 0,
         { what: "the test's lock" },
       );
       release = async () => {
