@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { databaseLockPath, portLockPath } from "../src/db/instance-lock.ts";
+import { acquireLock, databaseLockPath, portLockPath } from "../src/db/instance-lock.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
 import { freePort, request, startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -238,6 +238,36 @@ describe.skipIf(testEngine === "sqlite")("several instances on one PostgreSQL da
     expect(existsSync(databaseLockPath(a.dbPath))).toBe(false);
     expect(await a.stop()).toBe(0);
     expect((await request(b.url, "GET", `/api/v1/sites/${created.body.id}`)).status).toBe(200);
+  });
+});
+
+describe("a held lock's check (in process)", () => {
+  test("sees its file rewritten in place (same size too), replaced, deleted (put back) and restored", () => {
+    const t = tempDir("lock-check-");
+    cleanups.push(t.cleanup);
+    const path = join(t.dir, "db.lock");
+    const lock = acquireLock(path, "the test file", { port: 1, host: "127.0.0.1", database: "x.db", shared: false })!;
+    expect(lock.verify()).toBeNull();
+    expect(lock.verify()).toBeNull();
+    const mine = readFileSync(path, "utf8");
+    const pid = String(process.pid);
+    // Another pid of the same length: the file's size does not change.
+    const otherPid = pid.slice(0, -1) + String((Number(pid.at(-1)) + 1) % 10);
+    const other = mine.replace(`"pid":${pid}`, `"pid":${otherPid}`);
+    expect(other.length).toBe(mine.length);
+    writeFileSync(path, other);
+    expect(lock.verify()).toBe(`the lock file ${path} now belongs to pid ${otherPid}`);
+    writeFileSync(path, mine);
+    expect(lock.verify()).toBeNull();
+    writeFileSync(`${path}.new`, other);
+    renameSync(`${path}.new`, path);
+    expect(lock.verify()).toBe(`the lock file ${path} now belongs to pid ${otherPid}`);
+    unlinkSync(path);
+    expect(lock.verify()).toBeNull();
+    expect(JSON.parse(readFileSync(path, "utf8")).pid).toBe(process.pid);
+    expect(lock.verify()).toBeNull();
+    lock.release();
+    expect(existsSync(path)).toBe(false);
   });
 });
 

@@ -84,10 +84,14 @@ export function createDelaySampler(
     const now = performance.now();
     const late = now - last - period;
     if (late > worst) worst = late;
-    const cpu = cpuMs();
+    const windowEnds = now - windowStart >= opts.windowMs;
+    // The CPU clock (a getrusage call) is read only where a decision needs it: each idle period, and each
+    // window's end (a busy sampler read it 100 times a second for one decision a second).
+    const idle = period === opts.idlePeriodMs;
+    const cpu = idle || windowEnds ? cpuMs() : cpuAtLast;
     // Idle, but this period used CPU: sample finely from now on.
-    if (period === opts.idlePeriodMs && cpu - cpuAtLast >= opts.busyCpuShare * (now - last)) period = opts.busyPeriodMs;
-    if (now - windowStart >= opts.windowMs) {
+    if (idle && cpu - cpuAtLast >= opts.busyCpuShare * (now - last)) period = opts.busyPeriodMs;
+    if (windowEnds) {
       observe(worst / 1000);
       worst = 0;
       // A window that used little CPU: sample coarsely until a period finds work again.
