@@ -1,13 +1,13 @@
 import type { ColumnChunk, ColumnMetaData, FileMetaData, RowGroup, Statistics } from "hyparquet";
-import { DEVICE_TEXT, type DayEncoder, EXPORT_PARQUET, type ExportDay, TYPE_TEXT } from "./export.ts";
+import { CellArena, DEVICE_TEXT, type DayEncoder, EXPORT_PARQUET, type ExportDay, type TextCache, TYPE_TEXT } from "./export.ts";
 import { chunkWriter, PARQUET_GROUP_ROWS, parquetSchema } from "./parquet.ts";
 import { compress as snappyCompress } from "snappyjs";
 
 // The SQLite export's Parquet file written column by column for its nine fixed columns (issue 18 item 5), from
 // hyparquet-writer's own page, RLE/bit-packing and footer modules (Snappy: the snappyjs package): ParquetWriter's generic path builds a
 // dictionary with a Map per value and statistics per value (~2 of the ~3 µs a row it cost). Here the rows arrive
-// as the export's dictionary slots and typed arrays, so a row group's page and query dictionaries come from a
-// stamp per slot, the small counts' from a table, min/max from the typed arrays, and the doubles are their own
+// as the export's dictionary ranks and typed arrays, so a row group's page and query dictionaries come from a
+// stamp per rank, the small counts' from a table, min/max from the typed arrays, and the doubles are their own
 // bytes. The file reads back as ParquetWriter writes EXPORT_PARQUET (test/export-fast.test.ts): the same schema,
 // row groups and values; only the encodings chosen may differ.
 
@@ -50,6 +50,13 @@ class Bytes {
     this.buf.set(b, this.at + 4);
     this.at += 4 + b.length;
   }
+  /** A PLAIN BYTE_ARRAY value of `n` bytes of `from` at `at`. */
+  byteArrayOf(from: Buffer, at: number, n: number): void {
+    this.room(4 + n);
+    this.view.setUint32(this.at, n, true);
+    from.copy(this.buf, this.at + 4, at, at + n);
+    this.at += 4 + n;
+  }
   /** A PLAIN INT64 value (an integer in a double, as read from SQLite). */
   int64(v: number): void {
     this.room(8);
@@ -69,49 +76,50 @@ class Bytes {
   }
 }
 
-/** A text dictionary column (page, query): each row's index into the group's dictionary of the texts' bytes. */
+/**
+ * A text dictionary column (page, query): each row's index into the group's dictionary, whose PLAIN values are
+ * written as each text first appears in the group. Keyed by the export dictionary's rank, so the file does not
+ * depend on what the export's dictionary holds.
+ */
 class TextColumn {
-  /** Group dictionary index of each export dictionary slot, valid where `stamp[slot] === epoch`. */
+  /** Group dictionary index of each rank, valid where `stamp[rank] === epoch`. */
   local = new Int32Array(0);
   stamp = new Int32Array(0);
   epoch = 1;
-  generation = -1;
-  /** UTF-8 bytes per export dictionary slot, kept across groups (dropped when the export's dictionary starts afresh). */
-  slotBytes: (Uint8Array | undefined)[] = [];
-  dict: Uint8Array[] = [];
+  /** UTF-8 bytes per rank, kept across groups while the export's dictionary holds the text. */
+  readonly cells = new CellArena();
+  /** The group dictionary's values and size. */
+  readonly dict = new Bytes();
+  size = 0;
   index: Int32Array;
   constructor(rows: number) {
     this.index = new Int32Array(rows);
   }
-  /** Before rows of `texts` (of `generation`): makes room for its slots, forgets what a new generation replaces. */
-  prepare(texts: { texts: string[]; generation: number }): void {
-    if (texts.generation !== this.generation) {
-      this.generation = texts.generation;
-      this.slotBytes = [];
+  /** Before a day's rows of `texts`: room for its ranks, the cells of dropped texts let go. */
+  prepare(texts: TextCache): void {
+    this.cells.sync(texts);
+    if (this.stamp.length < texts.size) {
+      this.stamp = new Int32Array(texts.size);
+      this.local = new Int32Array(texts.size);
       this.epoch++;
     }
-    if (this.stamp.length < texts.texts.length) {
-      const size = Math.max(texts.texts.length, this.stamp.length * 2, 1024);
-      const stamp = new Int32Array(size);
-      stamp.set(this.stamp);
-      const local = new Int32Array(size);
-      local.set(this.local);
-      this.stamp = stamp;
-      this.local = local;
-    }
   }
-  /** Row `k` of the group is the text of export dictionary slot `slot` (of `texts`). */
-  put(k: number, slot: number, texts: string[]): void {
-    if (this.stamp[slot] !== this.epoch) {
-      this.stamp[slot] = this.epoch;
-      this.local[slot] = this.dict.length;
-      this.dict.push((this.slotBytes[slot] ??= encoder.encode(texts[slot]!)));
+  /** Row `k` of the group is the text of rank `rank` (of `texts`). */
+  put(k: number, rank: number, texts: TextCache): void {
+    if (this.stamp[rank] !== this.epoch) {
+      this.stamp[rank] = this.epoch;
+      this.local[rank] = this.size++;
+      const cells = this.cells;
+      let at = cells.cell[2 * rank]!;
+      if (at < 0) at = cells.add(rank, texts.text(rank));
+      this.dict.byteArrayOf(cells.bytes, at, cells.cell[2 * rank + 1]!);
     }
-    this.index[k] = this.local[slot]!;
+    this.index[k] = this.local[rank]!;
   }
   /** A new row group: an empty dictionary. */
   reset(): void {
-    this.dict = [];
+    this.dict.at = 0;
+    this.size = 0;
     this.epoch++;
   }
 }
@@ -271,9 +279,7 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
 
   /** A text column's chunk from its group dictionary. */
   const textChunk = (column: number, t: TextColumn, n: number) => {
-    dictValues.at = 0;
-    for (const b of t.dict) dictValues.byteArray(b);
-    return writeChunk(column, n, { dict: dictValues.bytes(), size: t.dict.length, index: t.index, valued: n }, 0);
+    return writeChunk(column, n, { dict: t.dict.bytes(), size: t.size, index: t.index, valued: n }, 0);
   };
 
   /** A small-text column (device, search type) of codes `codeOf(dt)`: the codes present, in text order. */
@@ -399,14 +405,12 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
       page.prepare(d.pages);
       query.prepare(d.queries);
       const c = d.cols;
-      const pageTexts = d.pages.texts;
-      const queryTexts = d.queries.texts;
       for (let i = from; i < to; i++) {
         const row = d.order[i]!;
         const k = count;
         day[k] = d.day;
-        page.put(k, d.pageSlot[row]!, pageTexts);
-        query.put(k, d.querySlot[row]!, queryTexts);
+        page.put(k, d.pageRank[row]!, d.pages);
+        query.put(k, d.queryRank[row]!, d.queries);
         dt[k] = c.device[row]! * 8 + c.type[row]!;
         const n = c.impressions[row]!;
         const cl = c.clicks[row]!;

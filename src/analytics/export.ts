@@ -8,19 +8,19 @@ import type { DownloadSteps } from "./stream.ts";
 
 // The SQLite export read without SQL text joins or sorts (issue 18 item 5): the detail's integers are read in key
 // order (site, day, type, page_id, query_id, device), a day at a time; each page and query id's rank in text order
-// (SQLite's BINARY: UTF-8 bytes) is read once per download from the dictionary's (site_id, text) index, its texts
-// fetched once per id; each day's rows are put in the export's order (date, page, query, device, search_type, as
+// (SQLite's BINARY: UTF-8 bytes) is read once per download from the dictionary's (site_id, text) index, a text
+// fetched when a day names it and it is not held (TextCache); each day's rows are put in the export's order (date, page, query, device, search_type, as
 // exportQuery's ORDER BY) by counting sorts on those ranks (12 bits a pass). Encoders then write bytes per row from
 // values made once per text or day. Same rows, same order and same bytes as exportQuery's text
 // (test/export-fast.test.ts compares them).
 
 /**
- * Dictionary entries kept across days before they are dropped and fetched again (bounds memory on big sites: up to
- * ~190 bytes an entry with its cells, from the RSS rise of a 1 M-row and a 5 M-row CSV download). Each day of a big
- * property names tens of thousands of its queries, most of them seen on other days: at 200,000 a 5 M-row site with
- * 290,660 queries dropped its texts every few days and fetched ~0.4 texts per row again (a third of the export's CPU).
+ * Dictionary texts held across days per dictionary (pages, queries): past it, the texts named least recently are
+ * dropped (see TextCache). Held texts live as the encoder's cells (UTF-8 bytes, ~50-110 bytes an entry); besides
+ * them 16-24 bytes per dictionary entry (rank order, last use, cell offsets) whether held or not. The 5 M-row bench
+ * property (290,660 queries, ~32,000 a day) fits without a drop.
  */
-export const EXPORT_DICTIONARY_CAP = 1_000_000;
+export const EXPORT_DICTIONARY_CAP = 400_000;
 /** Rows read or encoded per step of a download (one step is a few hundred µs). */
 const STEP_ROWS = 1024;
 
@@ -79,15 +79,24 @@ class TextOrder {
 }
 
 /**
- * Texts of one dictionary table (gsc_pages or gsc_queries), each at a slot found by its rank in text order (a typed
- * array, no hashing). Entries stay until more than `cap` are held; then the next day starts afresh (`generation`
- * changes, so encoders drop what they made per slot).
+ * Which texts of one dictionary table (gsc_pages or gsc_queries) are held, by rank in text order: each day's texts
+ * not held are fetched in one statement and given to the encoder once (`fresh`, that day only), which keeps what it
+ * needs of them (its cells) while they are held (`lastUse[rank]` not 0). Past `cap` held, the texts not named since
+ * the oldest days are dropped, the newest days' kept up to half the cap (a day's own texts always): a big property's
+ * recurring texts stay held, and a text is fetched again only after going unnamed longer than the rest. After a
+ * drop (`drops` changes) encoders let go of the cells of ranks no longer held.
  */
-class TextCache {
-  readonly texts: string[] = [];
-  generation = 0;
-  /** The slot of each rank; -1: not held. */
-  private readonly slotOfRank: Int32Array;
+export class TextCache {
+  /** The texts fetched for the current day, by rank. */
+  readonly fresh = new Map<number, string>();
+  /** The day (resolve count) each rank was last named in; 0: not held. */
+  readonly lastUse: Int32Array;
+  /** Ranks in all. */
+  readonly size: number;
+  /** Times texts were dropped. */
+  drops = 0;
+  private use = 0;
+  private held = 0;
   private readonly fetch: Statement<unknown, [string]>;
 
   constructor(
@@ -97,44 +106,54 @@ class TextCache {
     private readonly order: TextOrder,
     private readonly cap: number,
   ) {
-    this.slotOfRank = new Int32Array(order.size).fill(-1);
+    this.size = order.size;
+    this.lastUse = new Int32Array(order.size);
     this.fetch = conn.prepare<unknown, [string]>(`select id, ${column} from ${table} where id in (select value from json_each(?))`);
   }
 
-  /** The slot of each of the first `n` rows (`ids` and their `ranks`), texts fetched for those not held. */
-  resolve(ids: Float64Array, ranks: Int32Array, n: number, slots: Int32Array): void {
-    const slotOf = this.slotOfRank;
-    let missing = this.missing(ids, ranks, n);
-    if (missing.length) {
-      if (this.texts.length + missing.length > this.cap && this.texts.length) {
-        slotOf.fill(-1);
-        this.texts.length = 0;
-        this.generation++;
-        missing = this.missing(ids, ranks, n);
-      }
-      let added = 0;
-      for (const row of this.fetch.values(JSON.stringify(missing))) {
-        slotOf[this.order.rank(row[0] as number)] = this.texts.length;
-        this.texts.push(row[1] as string);
-        added++;
-      }
-      if (added !== missing.length) throw new Error("export: a dictionary id of the detail has no text");
-    }
-    for (let i = 0; i < n; i++) slots[i] = slotOf[ranks[i]!]!;
+  /** The text of `rank`, fetched for the current day. */
+  text(rank: number): string {
+    const t = this.fresh.get(rank);
+    if (t === undefined) throw new Error("export: a dictionary text was asked for after the day it was fetched for");
+    return t;
   }
 
-  /** The ids of the first `n` rows not held, each once (marked -2 until fetched). */
-  private missing(ids: Float64Array, ranks: Int32Array, n: number): number[] {
-    const slotOf = this.slotOfRank;
+  /** A new day of the first `n` rows (`ids` and their `ranks`): the texts not held fetched into `fresh`. */
+  resolve(ids: Float64Array, ranks: Int32Array, n: number): void {
+    const use = ++this.use;
+    const lastUse = this.lastUse;
+    this.fresh.clear();
     const missing: number[] = [];
     for (let i = 0; i < n; i++) {
       const r = ranks[i]!;
-      if (slotOf[r] === -1) {
-        slotOf[r] = -2;
-        missing.push(ids[i]!);
+      const u = lastUse[r]!;
+      if (u !== use) {
+        if (u === 0) missing.push(ids[i]!);
+        lastUse[r] = use;
       }
     }
-    return missing;
+    if (!missing.length) return;
+    if (this.held + missing.length > this.cap) this.drop(use);
+    for (const row of this.fetch.values(JSON.stringify(missing))) this.fresh.set(this.order.rank(row[0] as number), row[1] as string);
+    if (this.fresh.size !== missing.length) throw new Error("export: a dictionary id of the detail has no text");
+    this.held += missing.length;
+  }
+
+  /** Drops the texts named least recently: kept are day `use`'s and the newest days' while within half the cap. */
+  private drop(use: number): void {
+    const lastUse = this.lastUse;
+    const count = new Float64Array(use + 1);
+    for (let r = 0; r < lastUse.length; r++) count[lastUse[r]!]!++;
+    let kept = count[use]!;
+    let from = use;
+    while (from > 1 && kept + count[from - 1]! <= this.cap / 2) kept += count[--from]!;
+    for (let r = 0; r < lastUse.length; r++) {
+      const u = lastUse[r]!;
+      if (u === 0 || u >= from) continue;
+      lastUse[r] = 0;
+      this.held--;
+    }
+    this.drops++;
   }
 }
 
@@ -162,8 +181,8 @@ class DayColumns {
 }
 
 /**
- * One day of the export, rows in the export's order: row `i` is column index `order[i]`; `pageSlot`/`querySlot`
- * index `pages.texts`/`queries.texts`.
+ * One day of the export, rows in the export's order: row `i` is column index `order[i]`; `pageRank`/`queryRank`
+ * (by column index) index `pages.texts`/`queries.texts`, each of the day's texts held.
  */
 export type ExportDay = {
   day: number;
@@ -172,10 +191,10 @@ export type ExportDay = {
   n: number;
   order: Int32Array;
   cols: DayColumns;
-  pageSlot: Int32Array;
-  querySlot: Int32Array;
-  pages: { texts: string[]; generation: number };
-  queries: { texts: string[]; generation: number };
+  pageRank: Int32Array;
+  queryRank: Int32Array;
+  pages: TextCache;
+  queries: TextCache;
 };
 
 /** A detail row as read (integers). */
@@ -229,8 +248,6 @@ export class ExportDays {
   private pending: DetailRow | null = null;
   private day = -1;
   done = false;
-  private pageSlot = new Int32Array(0);
-  private querySlot = new Int32Array(0);
   private keyA = new Int32Array(0);
   private keyB = new Int32Array(0);
   private keyC = new Int32Array(0);
@@ -303,10 +320,8 @@ export class ExportDays {
   private finishDay(): ExportDay {
     const c = this.cols;
     const n = c.n;
-    if (this.pageSlot.length < n) {
+    if (this.keyA.length < n) {
       const cap = c.cap;
-      this.pageSlot = new Int32Array(cap);
-      this.querySlot = new Int32Array(cap);
       this.keyA = new Int32Array(cap);
       this.keyB = new Int32Array(cap);
       this.keyC = new Int32Array(cap);
@@ -325,8 +340,8 @@ export class ExportDays {
       this.keyB[i] = queryOrder.rank(c.query[i]!);
       this.keyC[i] = pageOrder.rank(c.page[i]!);
     }
-    this.pages.resolve(c.page, this.keyC, n, this.pageSlot);
-    this.queries.resolve(c.query, this.keyB, n, this.querySlot);
+    this.pages.resolve(c.page, this.keyC, n);
+    this.queries.resolve(c.query, this.keyB, n);
     const high = Math.max(queryOrder.size, pageOrder.size) >> RADIX_BITS;
     const range = Math.max(devices * 8, RADIX, high + 1);
     if (this.counts.length < range + 1) this.counts = new Int32Array(range + 1);
@@ -352,8 +367,8 @@ export class ExportDays {
       n,
       order: this.orderA,
       cols: c,
-      pageSlot: this.pageSlot,
-      querySlot: this.querySlot,
+      pageRank: this.keyC,
+      queryRank: this.keyB,
       pages: this.pages,
       queries: this.queries,
     };
@@ -377,7 +392,11 @@ export const DEVICE_TEXT = ["", "DESKTOP", "MOBILE", "TABLET"];
 /** Search type texts by code (0: none). */
 export const TYPE_TEXT = [undefined, "web", "image", "video", "news", "discover", "googleNews"];
 
-/** A day's encoder: writes rows `from`..`to` (export order) of a day. */
+/**
+ * A day's encoder: writes rows `from`..`to` (export order) of a day; all of a day's rows before the next day's. A
+ * text is given once (TextCache's `fresh`, on the day it is fetched): the encoder keeps what it needs of it while
+ * the dictionary holds it.
+ */
 export type DayEncoder = {
   write(day: ExportDay, from: number, to: number): void;
   ready(): number;
@@ -400,33 +419,51 @@ const utf8 = (s: string) => encoder.encode(s);
 
 /**
  * Cells (UTF-8 bytes, usually with their trailing comma) kept end to end in one byte array, each found by a key
- * (a dictionary slot, a number): its offset and length. Copying from one array costs less per row than from an
- * object per cell scattered over the heap.
+ * (a dictionary rank, a number): its offset and length side by side (one cache line per cell found). Copying from
+ * one array costs less per row than from an object per cell scattered over the heap.
  */
-class CellArena {
+export class CellArena {
   bytes = Buffer.allocUnsafeSlow(1 << 16);
   used = 0;
-  /** Offset of each key's cell (-1: not made yet) and its length. */
-  at = new Int32Array(0);
-  len = new Int32Array(0);
-  generation = -1;
+  /** Offset of key k's cell at 2k (-1: not made yet), its length at 2k + 1. */
+  cell = new Int32Array(0);
+  /** The `drops` of the dictionary last synced with. */
+  private drops = 0;
 
   /** Room for keys below `size`. */
   keys(size: number): void {
-    if (this.at.length >= size) return;
-    const cap = Math.max(size, this.at.length * 2, 1024);
-    const at = new Int32Array(cap).fill(-1);
-    at.set(this.at);
-    const len = new Int32Array(cap);
-    len.set(this.len);
-    this.at = at;
-    this.len = len;
+    if (this.cell.length >= 2 * size) return;
+    const cap = Math.max(size, this.cell.length, 1024);
+    const cell = new Int32Array(2 * cap).fill(-1);
+    cell.set(this.cell);
+    this.cell = cell;
   }
 
-  /** Forgets every cell. */
-  clear(): void {
-    this.at.fill(-1);
-    this.used = 0;
+  /** Before a day of dictionary `t`: room for its ranks; after a drop, only the cells of texts still held kept. */
+  sync(t: TextCache): void {
+    this.keys(t.size);
+    if (t.drops === this.drops) return;
+    this.drops = t.drops;
+    const cell = this.cell;
+    const lastUse = t.lastUse;
+    let live = 0;
+    for (let k = 0; k < t.size; k++) {
+      if (cell[2 * k]! < 0) continue;
+      if (lastUse[k] === 0) cell[2 * k] = -1;
+      else live += cell[2 * k + 1]!;
+    }
+    const next = Buffer.allocUnsafeSlow(Math.max(1 << 16, Math.ceil(live * 1.25)));
+    let used = 0;
+    for (let k = 0; k < t.size; k++) {
+      const at = cell[2 * k]!;
+      if (at < 0) continue;
+      const n = cell[2 * k + 1]!;
+      this.bytes.copy(next, used, at, at + n);
+      cell[2 * k] = used;
+      used += n;
+    }
+    this.bytes = next;
+    this.used = used;
   }
 
   /** Stores `text`'s UTF-8 bytes as the cell of `key`; returns its offset. */
@@ -439,8 +476,8 @@ class CellArena {
     }
     const at = this.used;
     const n = encoder.encodeInto(text, this.bytes.subarray(at)).written;
-    this.at[key] = at;
-    this.len[key] = n;
+    this.cell[2 * key] = at;
+    this.cell[2 * key + 1] = n;
     this.used += n;
     return at;
   }
@@ -499,7 +536,7 @@ export function csvDays(header: string, raw: boolean): DayEncoder {
   if (head.length > buf.length) flush(head.length);
   buf.set(head, pos);
   pos += head.length;
-  // Page and query cells with their trailing comma, by dictionary slot (dropped when the dictionary starts afresh).
+  // Page and query cells with their trailing comma, by dictionary rank (kept while the dictionary holds the text).
   const pageCells = new CellArena();
   const queryCells = new CellArena();
   // Device and type cells by device * 8 + type; the day's date cell.
@@ -514,54 +551,41 @@ export function csvDays(header: string, raw: boolean): DayEncoder {
   // Position cells of one-impression rows by sum.
   const positionCells = new CellArena();
   positionCells.keys(SMALL_SUMS);
-  const cellsOf = (a: CellArena, texts: { texts: string[]; generation: number }) => {
-    if (texts.generation !== a.generation) {
-      a.generation = texts.generation;
-      a.clear();
-    }
-    a.keys(texts.texts.length);
-  };
   return {
     write(d, from, to) {
-      cellsOf(pageCells, d.pages);
-      cellsOf(queryCells, d.queries);
+      pageCells.sync(d.pages);
+      queryCells.sync(d.queries);
       if (d.day !== lastDay) {
         lastDay = d.day;
         dateCell = utf8(`${csvField(d.date, raw)},`);
       }
-      const pageTexts = d.pages.texts;
-      const queryTexts = d.queries.texts;
-      const { order, pageSlot, querySlot, cols } = d;
+      const { pages, queries } = d;
+      const { order, pageRank, queryRank, cols } = d;
       const { device: devices, type: types, clicks: clickCol, impressions: impressionCol, sumPosition } = cols;
-      const pageAt = pageCells.at;
-      const pageLen = pageCells.len;
-      const queryAt = queryCells.at;
-      const queryLen = queryCells.len;
-      const dtAt = dtCells.at;
-      const dtLen = dtCells.len;
-      const ratioAt = ratioCells.at;
-      const ratioLen = ratioCells.len;
-      const positionAt = positionCells.at;
-      const positionLen = positionCells.len;
+      const pageCell = pageCells.cell;
+      const queryCell = queryCells.cell;
+      const dtCell = dtCells.cell;
+      const ratioCell = ratioCells.cell;
+      const positionCell = positionCells.cell;
       const date = dateCell;
       const dateLen = date.length;
       let b = buf;
       let p = pos;
       for (let i = from; i < to; i++) {
         const row = order[i]!;
-        const ps = pageSlot[row]!;
-        const qs = querySlot[row]!;
-        let pa = pageAt[ps]!;
-        if (pa < 0) pa = pageCells.add(ps, `${csvField(pageTexts[ps]!, raw)},`);
-        let qa = queryAt[qs]!;
-        if (qa < 0) qa = queryCells.add(qs, `${csvField(queryTexts[qs]!, raw)},`);
+        const ps = 2 * pageRank[row]!;
+        const qs = 2 * queryRank[row]!;
+        let pa = pageCell[ps]!;
+        if (pa < 0) pa = pageCells.add(ps >> 1, `${csvField(pages.text(ps >> 1), raw)},`);
+        let qa = queryCell[qs]!;
+        if (qa < 0) qa = queryCells.add(qs >> 1, `${csvField(queries.text(qs >> 1), raw)},`);
         const device = devices[row]!;
         const type = types[row]!;
         const dtKey = device * 8 + type;
-        let dta = dtAt[dtKey]!;
+        let dta = dtCell[2 * dtKey]!;
         if (dta < 0) dta = dtCells.add(dtKey, `${csvField(DEVICE_TEXT[device] ?? "", raw)},${csvField(TYPE_TEXT[type], raw)},`);
-        const pl = pageLen[ps]!;
-        const ql = queryLen[qs]!;
+        const pl = pageCell[ps + 1]!;
+        const ql = queryCell[qs + 1]!;
         if (p + pl + ql + 200 > b.length) {
           pos = p;
           flush(pl + ql + 200);
@@ -572,7 +596,7 @@ export function csvDays(header: string, raw: boolean): DayEncoder {
         // Buffer's copy (a native memcpy) costs less than a byte loop for a page or query cell.
         p += pageCells.bytes.copy(b, p, pa, pa + pl);
         p += queryCells.bytes.copy(b, p, qa, qa + ql);
-        p = copyBytes(b, p, dtCells.bytes, dta, dtLen[dtKey]!);
+        p = copyBytes(b, p, dtCells.bytes, dta, dtCell[2 * dtKey + 1]!);
         const clicks = clickCol[row]!;
         const impressions = impressionCol[row]!;
         const whole = clicks >= 0 && clicks < 1e15 && impressions >= 0 && impressions < 1e15;
@@ -588,9 +612,9 @@ export function csvDays(header: string, raw: boolean): DayEncoder {
           // ctr and position as String(number) writes them.
           if (clicks < SMALL_CLICKS && impressions < SMALL_IMPRESSIONS && Number.isInteger(clicks) && Number.isInteger(impressions)) {
             const key = clicks * SMALL_IMPRESSIONS + impressions;
-            let ra = ratioAt[key]!;
+            let ra = ratioCell[2 * key]!;
             if (ra < 0) ra = ratioCells.add(key, `${String(clicks / impressions)},`);
-            p = copyBytes(b, p, ratioCells.bytes, ra, ratioLen[key]!);
+            p = copyBytes(b, p, ratioCells.bytes, ra, ratioCell[2 * key + 1]!);
           } else {
             const small = impressions < 0x1000000;
             const ctrKey = small && clicks < 0x20000000 ? clicks * 0x1000000 + impressions : -1;
@@ -606,9 +630,9 @@ export function csvDays(header: string, raw: boolean): DayEncoder {
           }
           const sum = sumPosition[row]!;
           if (impressions === 1 && sum >= 0 && sum < SMALL_SUMS && Number.isInteger(sum)) {
-            let sa = positionAt[sum]!;
+            let sa = positionCell[2 * sum]!;
             if (sa < 0) sa = positionCells.add(sum, String(sum / 100 / 1));
-            p = copyBytes(b, p, positionCells.bytes, sa, positionLen[sum]!);
+            p = copyBytes(b, p, positionCells.bytes, sa, positionCell[2 * sum + 1]!);
           } else p = writeAscii(b, p, String(sum / 100 / impressions));
         } else {
           b[p++] = 48;
