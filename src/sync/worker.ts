@@ -140,6 +140,10 @@ export function startWorker(opts: WorkerOptions): Worker {
         // A stop, cancel or lost lease noticed meanwhile: write nothing more (the batch loop ends here).
         ac.signal.throwIfAborted();
         const busyBefore = db.stats.busyRetries;
+        // SQLite: this process's queued writes first (the Search Console quota takes of the fetches ahead), so this
+        // one starts a transaction of its own: a write joining a group commit after another runs in a SAVEPOINT, and
+        // SQLite copies every page it touches into the statement journal (a day's switch 5 -> ~58 µs a row at 5 M).
+        if (db.engine === "sqlite") await db.drain();
         // The lease first: on PostgreSQL it also locks the task row, so a reaper or a cancel waits for
         // this transaction instead of racing it. A retried transaction (PostgreSQL) runs fn again: it
         // must only touch the database.
