@@ -44,6 +44,11 @@ export type CopyResult = {
 // there from the migrations, does not make a target "not empty".
 const ownedByTarget = new Set(["gsc_queries_indexed"]);
 
+// Kept by the target's own triggers from the day × query rollup as it is copied (migrations sqlite 0029 / pg 0023): not
+// copied (a copied row would collide with the one the trigger wrote), emptied with the rest on --replace (PostgreSQL's
+// TRUNCATE fires no row triggers), counted and verified as every table.
+const keptByTriggers = new Set(["gsc_query_last_days"]);
+
 // Not data: each live process's heartbeat row (host, pid) in the process registry, written again every few
 // seconds by the process itself (copied, the source's processes would show as live in the target); and the
 // commit tokens of the PostgreSQL write path (each write transaction's own, swept after 15 minutes); and the
@@ -77,7 +82,7 @@ export async function copyDatabase(opts: CopyOptions): Promise<CopyResult> {
       let copiedRows = 0;
       const counts: TableCount[] = [];
       for (const t of tables) {
-        if (!ownedByTarget.has(t.name)) {
+        if (!ownedByTarget.has(t.name) && !keptByTriggers.has(t.name)) {
           copiedRows += await copyTable(source, target, t, opts);
           await target.tableDone(t);
         }

@@ -486,6 +486,23 @@ export const gscDayQueryCounts = sqliteTable(
   (t) => [primaryKey({ columns: [t.site_id, t.day, t.type, t.device] })],
 );
 
+/**
+ * Each query's newest day in the day × query rollup, per search type (issue 18), kept by triggers on
+ * gsc_day_query_totals (migration 0029): the queries of a window that ends on or after the newest day are those
+ * whose newest day is in it, counted here (one row a query) instead of from the window's rollup rows (one a query
+ * and day). No foreign key: a site's rows go when its rollup rows do (the triggers).
+ */
+export const gscQueryLastDays = sqliteTable(
+  "gsc_query_last_days",
+  {
+    site_id: integer("site_id").notNull(),
+    type: integer("type").notNull(),
+    query_id: integer("query_id").notNull(),
+    day: integer("day").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.site_id, t.type, t.query_id] })],
+);
+
 // A day × type too big for one transaction (over SYNC_ATOMIC_DAY_ROWS detail rows) is staged here while it
 // is fetched, keyed by the sync task (which stages one day × type at a time), then switched into
 // gsc_query_detail / gsc_day_query_totals in one short transaction (src/sync/staged-day.ts): readers see

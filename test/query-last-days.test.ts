@@ -1,0 +1,144 @@
+import { Database } from "bun:sqlite";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { join } from "node:path";
+import pg from "pg";
+import { openDb, openPgDb, type Db } from "../src/db/index.ts";
+import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
+import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
+import { countQueriesSince } from "../src/insights/queries.ts";
+import { dayDate } from "../src/sync/grains.ts";
+import { tempDir } from "./helpers/db.ts";
+import { migrationsBefore } from "./helpers/migrations.ts";
+import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
+
+// Each query's newest day in the day × query rollup (migrations sqlite 0029 / pg 0023, issue 18): filled from a
+// database with data by the migration, then kept by the rollup's triggers through every kind of write the sync, the
+// copy and a site's deletion make: after each, the table is what the rollup says, and the queries counted from it
+// equal the distinct queries of windows ending on or after the newest day (null for other windows).
+
+setDefaultTimeout(60_000);
+const dir = tempDir("sitesync-last-days-");
+afterAll(() => dir.cleanup());
+const TAG = { sqlite: "0029_query_last_days", pg: "0023_query_last_days" };
+const DAYS = [20400, 20401, 20402, 20403, 20404, 20405, 20406, 20407, 20408, 20409];
+
+/** Two sites' rollup over ten days and three types, each query on some days only (gaps, different newest days). */
+function fixtureSql(): string[] {
+  const rows: string[] = [];
+  for (const [site, qs] of [
+    [1, [1, 2, 3, 4, 5, 6, 7, 8]],
+    [2, [9, 10, 11, 12]],
+  ] as const)
+    for (const day of DAYS)
+      for (const type of [1, 2, 3])
+        for (const q of qs) if ((q * 7 + day + type) % 3 !== 0) rows.push(`(${site}, ${day}, ${type}, ${q}, ${q}, ${q * 10}, ${q * 100})`);
+  return [
+    "insert into sites (id, domain, name) values (1, 'a.example', 'A'), (2, 'b.example', 'B')",
+    `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position) values ${rows.join(", ")}`,
+  ];
+}
+
+/** What the table must hold: computed from the rollup. */
+const expectedLastSql = `select site_id, type, query_id, max(day) as day from gsc_day_query_totals group by site_id, type, query_id order by 1, 2, 3`;
+const lastSql = "select site_id, type, query_id, day from gsc_query_last_days order by 1, 2, 3";
+const distinctSql = (site: number, type: number, from: number, to: number) =>
+  `select count(distinct query_id) as n from gsc_day_query_totals where site_id = ${site} and type = ${type} and day >= ${from} and day <= ${to}`;
+
+/** The writes after the migration, in order, each followed by the check. */
+const writes: [string, string][] = [
+  [
+    "a newer day (new and known queries)",
+    "insert into gsc_day_query_totals values (1, 20410, 1, 1, 1, 1, 1), (1, 20410, 1, 3, 1, 1, 1), (1, 20410, 1, 99, 1, 1, 1)",
+  ],
+  ["an older day (a backfill)", "insert into gsc_day_query_totals values (1, 20390, 1, 2, 1, 1, 1), (1, 20390, 2, 98, 1, 1, 1)"],
+  [
+    "the newest day again, sums changed (on conflict)",
+    `insert into gsc_day_query_totals values (1, 20410, 1, 1, 5, 5, 5), (1, 20410, 1, 3, 6, 6, 6)
+      on conflict (site_id, query_id, day, type) do update set clicks = excluded.clicks, impressions = excluded.impressions`,
+  ],
+  [
+    "queries gone from their newest day (re-synced)",
+    "delete from gsc_day_query_totals where site_id = 1 and day = 20410 and type = 1 and query_id in (1, 99)",
+  ],
+  ["a query's every row deleted", "delete from gsc_day_query_totals where site_id = 1 and query_id = 98"],
+  ["a whole day deleted", "delete from gsc_day_query_totals where site_id = 1 and day = 20409"],
+  ["a site deleted (the rollup's cascade)", "delete from sites where id = 2"],
+];
+
+type Run = { all: (sql: string) => Promise<Record<string, unknown>[]>; exec: (sql: string) => Promise<void> };
+const numbers = (rows: Record<string, unknown>[]) => rows.map((r) => Object.values(r).map(Number));
+
+/** The table as the rollup says, and countQueriesSince against the distinct queries of each window. */
+async function check(run: Run, app: Db) {
+  expect(numbers(await run.all(lastSql))).toEqual(numbers(await run.all(expectedLastSql)));
+  for (const site of [1, 2])
+    for (const type of [1, 2, 3]) {
+      const [newest] = numbers(await run.all(`select max(day) from gsc_day_query_totals where site_id = ${site} and type = ${type}`));
+      const end = newest![0] || DAYS[9]!;
+      for (const from of [20390, DAYS[0]!, DAYS[4]!, end]) {
+        const [want] = numbers(await run.all(distinctSql(site, type, from, end)));
+        expect(await countQueriesSince(app, site, type, dayDate(from), dayDate(end))).toBe(want![0]!);
+        expect(await countQueriesSince(app, site, type, dayDate(from), dayDate(end + 5))).toBe(want![0]!);
+      }
+      if (newest![0]) expect(await countQueriesSince(app, site, type, dayDate(DAYS[0]!), dayDate(end - 1))).toBeNull();
+    }
+}
+
+async function scenario(run: Run, app: Db) {
+  expect(Number((await run.all("select count(*) as n from gsc_query_last_days"))[0]!.n)).toBe(36); // 12 queries × 3 types
+  await check(run, app);
+  for (const [, sql] of writes) {
+    await run.exec(sql);
+    await check(run, app);
+  }
+  expect(numbers(await run.all("select count(*) from gsc_query_last_days where site_id = 2"))).toEqual([[0]]);
+}
+
+describe("SQLite: each query's newest day, filled by the migration and kept by the rollup's triggers", () => {
+  test(`filled from the stored rollup; then ${writes.map(([w]) => w).join(", ")}: the table follows the rollup`, async () => {
+    const path = join(dir.dir, "sqlite.db");
+    migrate(path, undefined, migrationsBefore(migrationsFolder, TAG.sqlite, dir.dir));
+    const old = new Database(path);
+    for (const s of fixtureSql()) old.run(s);
+    old.close();
+    migrate(path);
+    const db = new Database(path);
+    db.run("pragma foreign_keys = on");
+    const app = openDb({ path, role: "test" });
+    try {
+      // The app's reader sees another connection's commit from its next event-loop turn (src/db/sqlite/read-snapshot.ts).
+      const exec = async (sql: string) => {
+        db.run(sql);
+        await new Promise((r) => setImmediate(r));
+      };
+      await scenario({ all: async (sql) => db.query(sql).all() as Record<string, unknown>[], exec }, app);
+    } finally {
+      app.close();
+      db.close();
+    }
+  });
+});
+
+describe.skipIf(postgresSkipReason !== null)(
+  "PostgreSQL: each query's newest day, filled by the migration and kept by the rollup's triggers",
+  () => {
+    const server = usePostgres();
+
+    test(`filled from the stored rollup; then ${writes.map(([w]) => w).join(", ")}: the table follows the rollup`, async () => {
+      const url = await server.newDatabase();
+      await migratePg(url, migrationsBefore(pgMigrationsFolder, TAG.pg, dir.dir));
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      const app = openPgDb({ url, role: "test", poolSize: 2 });
+      try {
+        for (const s of fixtureSql()) await c.query(s);
+        await migratePg(url);
+        await scenario({ all: async (sql) => (await c.query(sql)).rows, exec: async (sql) => void (await c.query(sql)) }, app);
+      } finally {
+        app.close();
+        await app.pg?.pool.end().catch(() => {});
+        await c.end();
+      }
+    });
+  },
+);
