@@ -12,10 +12,12 @@ import {
   assertAnswerable,
   ctrOfSums,
   type DayTotals,
+  anonymizedShareRead,
   findAnonymizedShare,
-  findFirstDataDay,
-  findLastDataDay,
+  findDataDayBounds,
   findPropertyDays,
+  propertyDaysReads,
+  shareOf,
   type GrainFilters,
   pageTotalsQuery,
   windowSince,
@@ -360,15 +362,13 @@ export type TrendsFilters = Omit<GrainFilters, "siteId" | "start" | "end">;
 async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start: string, end: string): Promise<Map<string, number>> {
   const e = db.engine;
   if (f.searchType === "all" && !f.device) return countDailyQueriesAllTypes(db, siteId, start, end);
-  const kept = f.searchType !== "all" && !f.device;
+  const keptRead = dailyQueriesRead(siteId, f, start, end);
+  if (keptRead) return countsOf(await all<CountRow>(db, keptRead.sql, keptRead.params, false));
   // SQLite's rollup is keyed by query (migration 0028): a window's days are a range of the detail's key there.
   const table = f.device || e === "sqlite" ? "gsc_query_detail" : "gsc_day_query_totals";
-  const rows = await all<{ day: number; n: number }>(
+  const rows = await all<CountRow>(
     db,
-    kept
-      ? `select g.day as day, g.queries as n from gsc_day_query_counts g
- where g.site_id = $site_id and g.day >= $start and g.day <= $end and g.type = $type and g.device = 0`
-      : `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from ${table} g
+    `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from ${table} g
  where g.site_id = $site_id and g.day >= $start and g.day <= $end
    and g.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})${f.device ? " and g.device = $device" : ""}
  group by g.day`,
@@ -376,12 +376,26 @@ async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start
       site_id: siteId,
       start: dayNumber(start),
       end: dayNumber(end),
-      ...(kept ? { type: typeCodesOf(f.searchType)[0]! } : { types: JSON.stringify(typeCodesOf(f.searchType)) }),
+      types: JSON.stringify(typeCodesOf(f.searchType)),
       ...(f.device ? { device: deviceCode(f.device) } : {}),
     },
-    !kept,
+    true,
   );
-  return new Map(rows.map((r) => [dayDate(Number(r.day)), Number(r.n)]));
+  return countsOf(rows);
+}
+
+type CountRow = { day: number; n: number };
+const countsOf = (rows: CountRow[]) => new Map(rows.map((r) => [dayDate(Number(r.day)), Number(r.n)]));
+const maxDay = (a: string, b: string) => (a < b ? b : a);
+
+/** The named queries per day as counted at ingest (one search type over every device), a small read; null for other filters. */
+function dailyQueriesRead(siteId: number, f: TrendsFilters, start: string, end: string) {
+  if (f.searchType === "all" || f.device) return null;
+  return {
+    sql: `select g.day as day, g.queries as n from gsc_day_query_counts g
+ where g.site_id = $site_id and g.day >= $start and g.day <= $end and g.type = $type and g.device = 0`,
+    params: { site_id: siteId, start: dayNumber(start), end: dayNumber(end), type: typeCodesOf(f.searchType)[0]! },
+  };
 }
 
 /**
@@ -437,26 +451,47 @@ export async function findPerformanceTrends(
   f: TrendsFilters = { searchType: "web" },
 ): Promise<TrendsResponse> {
   assertAnswerable(f, "property");
-  // Both bounds at once (on PostgreSQL each read is a round trip to the server).
-  const [last, first] = await Promise.all([findLastDataDay(db, siteId, f.searchType), findFirstDataDay(db, siteId)]);
+  const { last, first } = await findDataDayBounds(db, siteId, f.searchType);
   let rows: DayTotals[] = [];
-  if (last && first) {
-    // Widen the calendar window until it holds `days` days with data or reaches the first day.
-    for (let span = days; ; span *= 2) {
-      const start = addDays(last, -(span - 1));
-      rows = await findPropertyDays(db, { ...f, siteId, start: start < first ? first : start, end: last });
-      if (rows.length >= days || start <= first) break;
-    }
-    rows = rows.slice(-days);
-  }
   // The detail has no country and no appearance: no exact count of named queries under those filters.
-  const [named, share] = await Promise.all([
-    f.country || f.appearance
-      ? null
+  const counted = !f.country && !f.appearance;
+  let named: Map<string, number> | null | undefined;
+  let share: number | null | undefined;
+  if (last && first) {
+    // The newest `days` calendar days first, with their query counts and share in the same round trip (PostgreSQL):
+    // when they hold every day with data up to `days` or reach the first day, the counts and share of the window
+    // are those of its days with data.
+    const start = maxDay(addDays(last, -(days - 1)), first);
+    const w = { ...f, siteId, start, end: last };
+    const p = propertyDaysReads(db, w);
+    const countRead = counted ? dailyQueriesRead(siteId, f, start, last) : null;
+    const shareRead = anonymizedShareRead(db, w);
+    const read = await allRowsMany(db, [...p.reads, ...(countRead ? [countRead] : []), ...(shareRead ? [shareRead] : [])]);
+    rows = await p.finish(read.slice(0, p.reads.length));
+    if (rows.length >= days || start <= first) {
+      if (countRead) named = countsOf(read[p.reads.length] as CountRow[]);
+      share = shareRead ? shareOf(read.at(-1)!) : null;
+    } else {
+      // Widen the calendar window until it holds `days` days with data or reaches the first day.
+      for (let span = days * 2; ; span *= 2) {
+        const from = addDays(last, -(span - 1));
+        rows = await findPropertyDays(db, { ...f, siteId, start: maxDay(from, first), end: last });
+        if (rows.length >= days || from <= first) break;
+      }
+      rows = rows.slice(-days);
+    }
+  }
+  [named, share] = await Promise.all([
+    named !== undefined || !counted
+      ? (named ?? null)
       : rows.length === 0
         ? new Map<string, number>()
         : countDailyQueries(db, siteId, f, rows[0]!.date, rows.at(-1)!.date),
-    rows.length ? findAnonymizedShare(db, { ...f, siteId, start: rows[0]!.date, end: rows.at(-1)!.date }) : null,
+    share !== undefined
+      ? share
+      : rows.length
+        ? findAnonymizedShare(db, { ...f, siteId, start: rows[0]!.date, end: rows.at(-1)!.date })
+        : null,
   ]);
   let cumulative = 0;
   const asc = rows.map((r, i) => {

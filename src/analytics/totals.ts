@@ -208,6 +208,19 @@ function grainWhere(e: Engine, f: GrainFilters): string {
  * device rows the filters keep; ungrained days derived from the query detail (flagged).
  */
 export async function findPropertyDays(db: Db, f: GrainFilters): Promise<DayTotals[]> {
+  const p = propertyDaysReads(db, f);
+  return p.finish(await allRowsMany(db, p.reads));
+}
+
+/** A read of a few rows that can run beside others (allRowsMany: one round trip on PostgreSQL). */
+export type SmallRead = { sql: string; params: Params };
+
+/**
+ * findPropertyDays as its first reads (the covered days, the grain's days and the marked days: a few rows a day,
+ * to be run together, with others if the caller likes) and `finish`, the answer from their rows (reading the
+ * ungrained days' sums from the detail afterwards, only when there are any: data stored before the grains).
+ */
+export function propertyDaysReads(db: Db, f: GrainFilters): { reads: SmallRead[]; finish(rows: unknown[][]): Promise<DayTotals[]> } {
   assertAnswerable(f, "property");
   const e = db.engine;
   const table = f.appearance ? "gsc_appearance_totals" : "gsc_property_totals";
@@ -215,21 +228,26 @@ export async function findPropertyDays(db: Db, f: GrainFilters): Promise<DayTota
   const grainSql = `select x.day as day, ${num(e, "sum(x.clicks)")} as clicks, ${num(e, "sum(x.impressions)")} as impressions,
        ${num(e, "sum(x.sum_position)")} as sp
   from ${table} x where ${grainWhere(e, f)} group by x.day`;
-  type Row = { clicks: number; impressions: number; sp: number };
   // Days whose totals the migration of old data summed from the detail (completeness says derived).
   const derivedDaysSql = `select distinct x.day as day from gsc_day_completeness x
  where x.site_id = $site_id and x.day >= $from and x.day <= $to and x.derived = ${e === "pg" ? "true" : "1"}
    and x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
   const types = typeCodesOf(f.searchType);
-  // The covered days, the grain's days and the marked days: a few rows a day, read together (one round trip on
-  // PostgreSQL); the ungrained days' sums from the detail afterwards, only when there are any (data stored before the grains).
   const uq = ungrainedQuery(e, f.siteId, types, f.start, f.end);
   const canDerive = derivable(f);
-  const read = await allRowsMany(db, [
+  const reads = [
     { sql: grainSql, params },
     { sql: derivedDaysSql, params: { site_id: f.siteId, from: params.from!, to: params.to!, types: params.types! } },
     ...(canDerive ? [uq] : []),
-  ]);
+  ];
+  return { reads, finish: (read) => propertyDaysOf(db, f, read, canDerive, params) };
+}
+
+/** findPropertyDays' answer from its first reads' rows (propertyDaysReads). */
+async function propertyDaysOf(db: Db, f: GrainFilters, read: unknown[][], canDerive: boolean, params: Params): Promise<DayTotals[]> {
+  const e = db.engine;
+  const types = typeCodesOf(f.searchType);
+  type Row = { clicks: number; impressions: number; sp: number };
   const [grain, marked] = read as [(Row & { day: number })[], { day: number }[]];
   const ungrained = canDerive ? ungrainedOf(read[2] as { day: number; type: number }[], types, f.start, f.end) : null;
   const derivedSql =
@@ -268,6 +286,14 @@ export async function findPropertyDays(db: Db, f: GrainFilters): Promise<DayTota
  * out; null when no day has one, or when the filters (country, device, appearance) have no per-day share.
  */
 export async function findAnonymizedShare(db: Db, f: GrainFilters): Promise<number | null> {
+  const read = anonymizedShareRead(db, f);
+  return read ? shareOf(await allRows<ShareRow>(db, read.sql, read.params)) : null;
+}
+
+type ShareRow = { clicks: number; anonymized: number };
+
+/** findAnonymizedShare's one read (null: the filters have no per-day share). */
+export function anonymizedShareRead(db: Db, f: GrainFilters): SmallRead | null {
   if (f.country || f.device || f.appearance) return null;
   const e = db.engine;
   const sql = `select ${num(e, "sum(p.clicks)")} as clicks, ${num(e, "sum(p.clicks * c.anonymized_share)")} as anonymized
@@ -275,7 +301,12 @@ export async function findAnonymizedShare(db: Db, f: GrainFilters): Promise<numb
   join (select x.day, x.type, sum(x.clicks) as clicks from gsc_property_totals x where ${grainWhere(e, f)} group by x.day, x.type) p
     on p.day = c.day and p.type = c.type
  where c.site_id = $site_id and c.derived = ${e === "pg" ? "false" : "0"} and c.anonymized_share is not null`;
-  const [row] = await allRows<{ clicks: number; anonymized: number }>(db, sql, grainParams(f));
+  return { sql, params: grainParams(f) };
+}
+
+/** The share from anonymizedShareRead's rows. */
+export function shareOf(rows: unknown[]): number | null {
+  const row = rows[0] as ShareRow | undefined;
   const clicks = Number(row?.clicks ?? 0);
   return clicks > 0 ? Number(row!.anonymized) / clicks : null;
 }
@@ -495,32 +526,55 @@ select p.page as page, u.* from (
 
 /** The first day a site has any data (grain or detail), or null. */
 export async function findFirstDataDay(db: Db, siteId: number): Promise<string | null> {
-  const [row] = await allRows<{ day: number | null; detail_day: number | null }>(
-    db,
-    `select (select min(day) from gsc_property_totals where site_id = $site_id) as day,
-            (select min(day) from gsc_query_detail where site_id = $site_id) as detail_day`,
-    { site_id: siteId },
-  );
-  const days = [row?.day, row?.detail_day].filter((d): d is number => d != null).map(Number);
-  return days.length ? dayDate(Math.min(...days)) : null;
+  return firstDayOf(await allRows(db, FIRST_DAY_SQL, { site_id: siteId }));
 }
 
 /** The newest day a site has data for the search type(s) (grain or detail), or null. */
 export async function findLastDataDay(db: Db, siteId: number, searchType: SearchTypeCode | "all"): Promise<string | null> {
-  const e = db.engine;
-  const types = typeCodesOf(searchType);
-  const [row] = await allRows<{ day: number | null; detail_day: number | null }>(
-    db,
+  const q = lastDayRead(db.engine, siteId, searchType);
+  return lastDayOf(await allRows(db, q.sql, q.params));
+}
+
+/** findFirstDataDay and findLastDataDay together (one round trip on PostgreSQL). */
+export async function findDataDayBounds(
+  db: Db,
+  siteId: number,
+  searchType: SearchTypeCode | "all",
+): Promise<{ first: string | null; last: string | null }> {
+  const [first, last] = await allRowsMany(db, [
+    { sql: FIRST_DAY_SQL, params: { site_id: siteId } },
+    lastDayRead(db.engine, siteId, searchType),
+  ]);
+  return { first: firstDayOf(first!), last: lastDayOf(last!) };
+}
+
+type BoundRow = { day: number | null; detail_day: number | null };
+const FIRST_DAY_SQL = `select (select min(day) from gsc_property_totals where site_id = $site_id) as day,
+            (select min(day) from gsc_query_detail where site_id = $site_id) as detail_day`;
+
+const boundDays = (rows: unknown[]) => {
+  const row = rows[0] as BoundRow | undefined;
+  return [row?.day, row?.detail_day].filter((d): d is number => d != null).map(Number);
+};
+const firstDayOf = (rows: unknown[]) => {
+  const days = boundDays(rows);
+  return days.length ? dayDate(Math.min(...days)) : null;
+};
+const lastDayOf = (rows: unknown[]) => {
+  const days = boundDays(rows);
+  return days.length ? dayDate(Math.max(...days)) : null;
+};
+
+function lastDayRead(e: Engine, siteId: number, searchType: SearchTypeCode | "all"): SmallRead {
+  return {
     // Each key read backwards from the site's newest day to the first row of the type(s): max(day) with a type
     // filter would read every row of the site (type follows day in the key).
-    `select (select day from gsc_property_totals where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
+    sql: `select (select day from gsc_property_totals where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
              order by day desc limit 1) as day,
             (select day from gsc_query_detail where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
              order by day desc limit 1) as detail_day`,
-    { site_id: siteId, types: JSON.stringify(types) },
-  );
-  const days = [row?.day, row?.detail_day].filter((d): d is number => d != null).map(Number);
-  return days.length ? dayDate(Math.max(...days)) : null;
+    params: { site_id: siteId, types: JSON.stringify(typeCodesOf(searchType)) },
+  };
 }
 
 /** A window from `since` (or the site's first data day) to today: the "all time" of the original's endpoints. */
