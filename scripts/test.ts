@@ -165,6 +165,24 @@ const waitLane = jobs > 1 && process.env.TEST_WAIT_LANE !== "0";
  * baseline JIT run it; docs/testing.md has the measured CPU (about -13% per file, both engines).
  */
 const jitEnv: Record<string, string> = process.env.BUN_JSC_useDFGJIT === undefined ? { BUN_JSC_useDFGJIT: "0" } : {};
+/**
+ * Files that must not share a `bun test` process with other files (TEST_GROUPS below), with the reason. A file that
+ * fails grouped and passes alone leaks state into its neighbours or depends on a fresh process: mend the leak if
+ * you can (the assertion stays), list it here if you cannot.
+ */
+export const ungrouped: Record<string, string> = {};
+
+/**
+ * Small files share `bun test` processes: each process loads the app's modules once (~0.5 s of CPU for ~470 modules)
+ * instead of once per file. A file joins a group when its CPU in scripts/test-cpu.json is at most
+ * TEST_GROUP_CPU seconds (default 2) and it is none of runAlone, heavy, waiting or ungrouped; a group is cut at about
+ * TEST_GROUP_WALL recorded seconds (default 20), files in name order. On by default for the whole suite; with files
+ * named on the command line only with TEST_GROUPS=1 (TEST_GROUPS=0: every file alone).
+ */
+const groupCpu = Number(process.env.TEST_GROUP_CPU ?? 2);
+const groupWall = Number(process.env.TEST_GROUP_WALL ?? 20);
+const groupsOn = process.env.TEST_GROUPS === "1" || (process.env.TEST_GROUPS !== "0" && fileArgs.length === 0);
+
 /** A JSON file of seconds per "engine file" beside this script ({} when missing). */
 function recorded(name: string): Record<string, number> {
   try {
@@ -177,15 +195,63 @@ const expected = recorded("test-times.json");
 /** Each file's CPU (its process tree) in the same run as test-times.json: --plan's floor of CPU over the cores. */
 const expectedCpu = recorded("test-cpu.json");
 
-type Unit = { engine: "sqlite" | "pg"; file: string; env: Record<string, string> };
+/** One `bun test` process: one file, or a group of small files (`files`; `file` is the first, for the lane rules). */
+type Unit = { engine: "sqlite" | "pg"; file: string; files: string[]; env: Record<string, string> };
 type Counts = { pass: number; fail: number; skip: number };
 type Done = Unit & { code: number; ms: number; cpuMs: number; counts: Counts; failures: string[] };
 
-/** Bun's own totals (" 12 pass") and the names of the failed tests ("(fail) ...") in one file's output. */
-function parseOutput(text: string): { counts: Counts; failures: string[] } {
+/**
+ * Bun's own totals (" 12 pass") and the names of the failed tests ("(fail) ...") in one process's output; in a group,
+ * each failed test is followed by its file (Bun prints a "test/x.test.ts:" line before each file's results).
+ */
+function parseOutput(text: string, grouped = false): { counts: Counts; failures: string[] } {
   const count = (k: string) => Number(text.match(new RegExp(`^\\s*(\\d+) ${k}$`, "m"))?.[1] ?? 0);
-  const failures = text.split("\n").filter((l) => l.startsWith("(fail) "));
+  const failures: string[] = [];
+  let file = "";
+  for (const l of text.split("\n")) {
+    if (/^test\/\S+\.test\.tsx?:$/.test(l)) file = l.slice(0, -1);
+    // Bun repeats the failed tests at the end of its output: each is named once, under its own file.
+    else if (l.startsWith("(fail) ") && !failures.some((f) => f === l || f.startsWith(`${l} [`)))
+      failures.push(grouped && file ? `${l} [${file}]` : l);
+  }
   return { counts: { pass: count("pass"), fail: count("fail"), skip: count("skip") }, failures };
+}
+
+/** A unit's name in the output: its file, or its group's files. */
+function label(u: Unit): string {
+  return u.files.length === 1 ? u.file : `group of ${u.files.length}: ${u.files.join(" ")}`;
+}
+
+/** A unit's recorded time (scripts/test-times.json; a file not there counts 5 s), or CPU with `cpu`. */
+function recordedOf(u: Unit, cpu = false): number {
+  const rec = cpu ? expectedCpu : expected;
+  return u.files.reduce((a, f) => a + (rec[`${u.engine} ${basename(f)}`] ?? (cpu ? 0 : 5)), 0);
+}
+
+/**
+ * The small files of `units` (see groupCpu) in groups of one process each, per engine; the others as they were.
+ * A file without a recorded CPU stays alone (its first run records it).
+ */
+function grouped(units: Unit[]): Unit[] {
+  const small = (u: Unit) => {
+    const f = basename(u.file);
+    const cpu = expectedCpu[`${u.engine} ${f}`];
+    return cpu !== undefined && cpu <= groupCpu && !runAlone[f] && !heavy[f] && !waiting[`${u.engine} ${f}`] && !ungrouped[f];
+  };
+  const out = units.filter((u) => !small(u));
+  for (const engine of ["sqlite", "pg"] as const) {
+    const mine = units.filter((u) => u.engine === engine && small(u)).sort((a, b) => a.file.localeCompare(b.file));
+    let group: Unit | null = null;
+    for (const u of mine) {
+      if (group && recordedOf(group) + recordedOf(u) <= groupWall) {
+        group.files.push(u.file);
+        continue;
+      }
+      group = { ...u, files: [u.file] };
+      out.push(group);
+    }
+  }
+  return out;
 }
 
 // Each run has a temp folder of its own, and each file's run a folder inside it as its TMPDIR (scripts/test-tmp.ts):
@@ -208,8 +274,8 @@ function killGroup(pid: number): boolean {
 
 function runUnit(u: Unit): Promise<Done> {
   const t0 = performance.now();
-  const tmp = makeUnitDir(runDir, `${++unitSeq}-${u.engine}-${basename(u.file, ".test.ts")}`);
-  const p = Bun.spawn([process.execPath, "test", "--timeout", "60000", ...flagArgs, u.file], {
+  const tmp = makeUnitDir(runDir, `${++unitSeq}-${u.engine}-${basename(u.file, ".test.ts")}${u.files.length > 1 ? "-group" : ""}`);
+  const p = Bun.spawn([process.execPath, "test", "--timeout", "60000", ...flagArgs, ...u.files], {
     cwd: root,
     env: { ...process.env, ...jitEnv, ...u.env, TMPDIR: tmp },
     stdin: "ignore",
@@ -229,16 +295,15 @@ function runUnit(u: Unit): Promise<Done> {
     const leaks = leftovers.map((l) => `runner cleanup: ${l}\n`).join("");
     // One file's output at once, never interleaved with another's.
     process.stdout.write(
-      `\n--- [${u.engine}] ${u.file}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s, exit ${code} (started at +${((t0 - started) / 1000).toFixed(1)} s)\n${e}${o}${leaks}`,
+      `\n--- [${u.engine}] ${label(u)}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s, exit ${code} (started at +${((t0 - started) / 1000).toFixed(1)} s)\n${e}${o}${leaks}`,
     );
-    return { ...u, code: code ?? 1, ms, cpuMs, ...parseOutput(`${e}\n${o}`) };
+    return { ...u, code: code ?? 1, ms, cpuMs, ...parseOutput(`${e}\n${o}`, u.files.length > 1) };
   });
 }
 
 /** The units longest expected first (scripts/test-times.json; a file not there counts 5 s). */
 function longestFirst(units: Unit[]): Unit[] {
-  const t = (u: Unit) => expected[`${u.engine} ${basename(u.file)}`] ?? 5;
-  return [...units].sort((a, b) => t(b) - t(a));
+  return [...units].sort((a, b) => recordedOf(b) - recordedOf(a));
 }
 
 const isHeavy = (u: Unit) => heavy[basename(u.file)] !== undefined;
@@ -305,7 +370,7 @@ function plannedWall(units: Unit[], n: number, extra: boolean): number {
     const i = next(queue, running.map((r) => r.unit).filter(isHeavy), waitingLane);
     if (i < 0) return false;
     const [u] = queue.splice(i, 1);
-    running.push({ end: t + (expected[`${u!.engine} ${basename(u!.file)}`] ?? 5), unit: u!, waitingLane });
+    running.push({ end: t + recordedOf(u!), unit: u!, waitingLane });
     return true;
   };
   while (queue.length > 0 || running.length > 0) {
@@ -321,23 +386,25 @@ function plannedWall(units: Unit[], n: number, extra: boolean): number {
 // without running anything.
 if (planOnly) {
   const units: Unit[] = [
-    ...allFiles.filter((f) => !pgOnly[basename(f)]).map((file) => ({ engine: "sqlite" as const, file, env: {} })),
+    ...allFiles.filter((f) => !pgOnly[basename(f)]).map((file) => ({ engine: "sqlite" as const, file, files: [file], env: {} })),
     ...allFiles
       .filter((f) => !sqliteOnly[basename(f)] && !engineNeutral[basename(f)] && !notYetOnPg[basename(f)])
-      .map((file) => ({ engine: "pg" as const, file, env: {} })),
+      .map((file) => ({ engine: "pg" as const, file, files: [file], env: {} })),
   ].filter((u) => engines.includes(u.engine));
-  const sum = (us: Unit[]) => us.reduce((a, u) => a + (expected[`${u.engine} ${basename(u.file)}`] ?? 5), 0);
+  const sum = (us: Unit[]) => us.reduce((a, u) => a + recordedOf(u), 0);
   const alone = units.filter((u) => runAlone[basename(u.file)]);
-  const lanes = units.filter((u) => !runAlone[basename(u.file)]);
+  const lanes = groupsOn ? grouped(units.filter((u) => !runAlone[basename(u.file)])) : units.filter((u) => !runAlone[basename(u.file)]);
   console.log(
-    `${units.length} files, ${sum(units).toFixed(0)} s one at a time (scripts/test-times.json); runAlone ${sum(alone).toFixed(0)} s, heavy ${sum(lanes.filter(isHeavy)).toFixed(0)} s, the rest ${sum(lanes.filter((u) => !isHeavy(u))).toFixed(0)} s`,
+    `${units.length} files${groupsOn ? ` in ${lanes.length + alone.length} processes` : ""}, ${sum(units).toFixed(0)} s one at a time (scripts/test-times.json); runAlone ${sum(alone).toFixed(0)} s, heavy ${sum(lanes.filter(isHeavy)).toFixed(0)} s, the rest ${sum(lanes.filter((u) => !isHeavy(u))).toFixed(0)} s`,
   );
+  for (const g of lanes.filter((u) => u.files.length > 1))
+    console.log(`[${g.engine}] group of ${g.files.length} (${recordedOf(g).toFixed(0)} s): ${g.files.join(" ")}`);
   const waits = lanes.filter(isWaiting);
   console.log(`waiting files (an extra lane beside TEST_JOBS > 1 unless TEST_WAIT_LANE=0): ${sum(waits).toFixed(0)} s`);
   for (const n of [1, 2, 3, 4])
     console.log(`TEST_JOBS=${n}: ${(plannedWall(lanes, n, n > 1 && process.env.TEST_WAIT_LANE !== "0") + sum(alone)).toFixed(0)} s`);
   // The lanes cannot beat the CPU: the files' recorded CPU (not the PostgreSQL backends', nor chromium's) over the cores.
-  const cpu = units.reduce((a, u) => a + (expectedCpu[`${u.engine} ${basename(u.file)}`] ?? 0), 0);
+  const cpu = units.reduce((a, u) => a + recordedOf(u, true), 0);
   const cores = navigator.hardwareConcurrency;
   if (cpu > 0)
     console.log(
@@ -355,7 +422,7 @@ if (engines.includes("sqlite")) {
   const files = allFiles.filter((f) => !pgOnly[basename(f)]);
   console.log(`\n=== SQLite: ${files.length} test files; PostgreSQL-only, not run here: ===`);
   for (const f of allFiles.filter((f) => pgOnly[basename(f)])) console.log(`  ${basename(f)}: ${pgOnly[basename(f)]}`);
-  for (const file of files) units.push({ engine: "sqlite", file, env: { TEST_ENGINE: "sqlite" } });
+  for (const file of files) units.push({ engine: "sqlite", file, files: [file], env: { TEST_ENGINE: "sqlite" } });
 }
 
 let cluster: Cluster | null = null;
@@ -405,7 +472,12 @@ if (engines.includes("pg")) {
     if (pending.length > 0) console.log("NOT YET ON POSTGRESQL (skipped there, issue 11):");
     for (const f of pending) console.log(`  skipped: ${basename(f)}: ${notYetOnPg[basename(f)]}`);
     for (const file of files)
-      units.push({ engine: "pg", file, env: { TEST_ENGINE: "pg", TEST_POSTGRES_URL: pgUrl, TEST_PG_TEMPLATE: runTemplate } });
+      units.push({
+        engine: "pg",
+        file,
+        files: [file],
+        env: { TEST_ENGINE: "pg", TEST_POSTGRES_URL: pgUrl, TEST_PG_TEMPLATE: runTemplate },
+      });
   }
 }
 
@@ -414,16 +486,12 @@ const flaky: Done[] = [];
 const firstFailures: Done[] = [];
 try {
   const alone = units.filter((u) => runAlone[basename(u.file)]);
+  const lanes = units.filter((u) => !runAlone[basename(u.file)]);
+  const processes = groupsOn ? grouped(lanes) : lanes;
   console.log(
-    `\n${units.length - alone.length} files ${jobs} at a time${waitLane ? " (and the waiting files in a lane of their own)" : ""}, then ${alone.length} alone`,
+    `\n${lanes.length} files ${groupsOn ? `(${processes.length} processes: small files in groups) ` : ""}${jobs} at a time${waitLane ? " (and the waiting files in a lane of their own)" : ""}, then ${alone.length} alone`,
   );
-  done.push(
-    ...(await pool(
-      units.filter((u) => !runAlone[basename(u.file)]),
-      jobs,
-      waitLane,
-    )),
-  );
+  done.push(...(await pool(processes, jobs, waitLane)));
   done.push(...(await pool(alone, 1)));
   // CI only (TEST_RETRY_FAILED=1, set by .ci/run): a file that failed runs once more, alone on a quieter
   // machine. A pass there is printed as FLAKY with the first attempt's failures, never hidden; a file that
@@ -431,6 +499,8 @@ try {
   const failedFirst = done.filter((d) => d.code !== 0);
   if (process.env.TEST_RETRY_FAILED === "1" && failedFirst.length > 0 && failedFirst.length <= 6) {
     console.log(`\n=== ${failedFirst.length} failed files: each run once more, alone ===`);
+    // A group runs again whole: a file that fails only beside its neighbours fails twice (mend the leak, or list
+    // it in `ungrouped`).
     for (const first of failedFirst) {
       const again = await runUnit(first);
       if (again.code === 0) flaky.push(first);
@@ -455,27 +525,37 @@ for (const engine of ["sqlite", "pg"] as const) {
   if (mine.length === 0) continue;
   const bad = mine.filter((d) => d.code !== 0);
   const name = engine === "pg" ? "postgresql" : "sqlite";
-  results.push(bad.length === 0 ? `${name}: passed` : `${name}: FAILED (${bad.map((d) => basename(d.file)).join(", ")})`);
+  results.push(
+    bad.length === 0 ? `${name}: passed` : `${name}: FAILED (${bad.flatMap((d) => d.files.map((f) => basename(f))).join(", ")})`,
+  );
   failed ||= bad.length > 0;
 }
-const times = Object.fromEntries(
-  done.sort((a, b) => b.ms - a.ms).map((d) => [`${d.engine} ${basename(d.file)}`, Math.round(d.ms / 100) / 10]),
-);
+// A group's wall and CPU are shared among its files in proportion to their recorded times (equal shares without).
+const perFile = done.flatMap((d) => {
+  if (d.files.length === 1) return [{ key: `${d.engine} ${basename(d.file)}`, ms: d.ms, cpuMs: d.cpuMs }];
+  const one = (f: string) => ({ ...d, file: f, files: [f] });
+  const wall = recordedOf(d) || 1;
+  const cpu = recordedOf(d, true) || 1;
+  return d.files.map((f) => ({
+    key: `${d.engine} ${basename(f)}`,
+    ms: (d.ms * (recordedOf(one(f)) || wall / d.files.length)) / wall,
+    cpuMs: (d.cpuMs * (recordedOf(one(f), true) || cpu / d.files.length)) / cpu,
+  }));
+});
+const times = Object.fromEntries(perFile.sort((a, b) => b.ms - a.ms).map((d) => [d.key, Math.round(d.ms / 100) / 10]));
 const timesFile = join(tmpdir(), "sitesync-test-times.json");
 writeFileSync(timesFile, `${JSON.stringify(times, null, 0).replaceAll(",", ",\n")}\n`);
-const cpu = Object.fromEntries(
-  done.sort((a, b) => b.cpuMs - a.cpuMs).map((d) => [`${d.engine} ${basename(d.file)}`, Math.round(d.cpuMs / 100) / 10]),
-);
+const cpu = Object.fromEntries(perFile.sort((a, b) => b.cpuMs - a.cpuMs).map((d) => [d.key, Math.round(d.cpuMs / 100) / 10]));
 writeFileSync(join(tmpdir(), "sitesync-test-cpu.json"), `${JSON.stringify(cpu, null, 0).replaceAll(",", ",\n")}\n`);
 const sum = (k: "ms" | "cpuMs") => (done.reduce((a, d) => a + d[k], 0) / 1000).toFixed(1);
 console.log(
-  `\nwall ${((performance.now() - started) / 1000).toFixed(1)} s for ${done.length} files; sum of file times ${sum("ms")} s, of their CPU ${sum("cpuMs")} s (per-file times: ${timesFile}, CPU: sitesync-test-cpu.json beside it)`,
+  `\nwall ${((performance.now() - started) / 1000).toFixed(1)} s for ${perFile.length} files in ${done.length} processes; sum of file times ${sum("ms")} s, of their CPU ${sum("cpuMs")} s (per-file times: ${timesFile}, CPU: sitesync-test-cpu.json beside it)`,
 );
 // The summary goes last (CI records keep the tail of the output): failed tests by name, flaky files, totals.
 const summary: string[] = [];
 for (const d of firstFailures) {
-  const label = flaky.includes(d) ? "FLAKY (failed, then passed alone)" : "FAILED";
-  summary.push(`${label}: [${d.engine}] ${d.file} (exit ${d.code}, ${(d.ms / 1000).toFixed(1)} s)`);
+  const verdict = flaky.includes(d) ? "FLAKY (failed, then passed alone)" : "FAILED";
+  summary.push(`${verdict}: [${d.engine}] ${d.files.join(" ")} (exit ${d.code}, ${(d.ms / 1000).toFixed(1)} s)`);
   for (const f of d.failures.slice(0, 8)) summary.push(`  ${f}`);
   if (d.failures.length === 0) summary.push("  (no test named as failed: the file's process itself failed; its output is above)");
 }

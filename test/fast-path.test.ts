@@ -4,6 +4,7 @@ import { authMiddleware, defaultAuthOptions } from "../src/auth/middleware.ts";
 import { createApiKey } from "../src/auth/queries.ts";
 import type { SqliteDb } from "../src/db/index.ts";
 import { createFastPath } from "../src/http/fast-path.ts";
+import { setLogLevel } from "../src/log.ts";
 import { createSite } from "../src/sites/queries.ts";
 import { ListSitesQuery, SiteIdParams } from "../src/sites/schemas.ts";
 import { tempSqliteDb } from "./helpers/db.ts";
@@ -263,6 +264,9 @@ describe("request fast path (SQLite)", () => {
   });
 
   test("with REQUEST_LOG, the same request line as the full stack's", async () => {
+    // The request lines are info lines: the level is the process's (a file before this one in the same `bun test`
+    // process may have set "silent": scripts/test.ts groups small files).
+    setLogLevel("info");
     const env = { requestIP: () => ({ address: "127.0.0.1", family: "IPv4", port: 1 }) };
     const lines: Record<string, unknown>[] = [];
     const linesOf = async (app: ReturnType<typeof createApp>, path: string, init: RequestInit = {}) => {
