@@ -77,12 +77,15 @@ export function hourOf(timestamp: string): { date: string; hour: number } | null
   return { date: m[1]!, hour: Number(m[2]) };
 }
 
-const pacific = new Intl.DateTimeFormat("en-US", { timeZone: "America/Los_Angeles", timeZoneName: "longOffset" });
+// Made on first use: a formatter with a time zone loads ICU's zone data (~45 ms of CPU), and every process imports this
+// module (the app, the CLI, each test process) while only demo data and hourly keys use it.
+let pacific: Intl.DateTimeFormat | undefined;
 
 /** Search Console's HOUR key for an hour of a day in Pacific time (its reporting zone): `2026-11-20T03:00:00-08:00`. */
 export function pacificHourTimestamp(day: string, hour: number): string {
   const hh = String(hour).padStart(2, "0");
   // The offset at noon UTC of that day is the day's offset but for the two DST switch nights: close enough for demo data.
+  pacific ??= new Intl.DateTimeFormat("en-US", { timeZone: "America/Los_Angeles", timeZoneName: "longOffset" });
   const zone = pacific.formatToParts(new Date(`${day}T12:00:00Z`)).find((p) => p.type === "timeZoneName")?.value ?? "GMT-08:00";
   return `${day}T${hh}:00:00${zone.replace("GMT", "") || "+00:00"}`;
 }
