@@ -3,6 +3,7 @@ import { amongFirst, daysOf, queryPeriodSums, queryRowsTable, readsInQueryOrder,
 import { dayNumber, deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeInsensitive } from "../db/sql.ts";
+import { amongHighest, byText, matchingQueryIds, queryTexts, readQuerySums } from "../analytics/query-sums.ts";
 import { addDays, dayRange } from "../sync/dates.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import {
@@ -76,6 +77,18 @@ async function queryRowsOf(db: Db, f: Filters) {
     );
   return { x, where };
 }
+
+/** Every query's sums per period from the packed day × query rollup (gsc_day_query_sums): without a device filter only (it has none). */
+const packedSums = (db: Db, f: Omit<Filters, "start" | "end">, periods: Period[]) =>
+  readQuerySums(
+    db,
+    f.siteId,
+    typeFilterCode(f.searchType),
+    periods.map((p) => [dayNumber(p.start), dayNumber(p.end)]),
+  );
+
+/** A LIKE of `q.query` (case-insensitive, the site's dictionary) against one parameter `$name`. */
+const likeSql = (db: Db, name: string) => (db.engine === "pg" ? `q.query ilike $${name} escape '\\'` : `q.query like $${name} escape '\\'`);
 
 /** CTR and impression-weighted position from summed clicks, impressions and position×impressions. */
 export function metricsOf(clicks: number, impressions: number, positionWeight: number): Metrics {
@@ -166,6 +179,29 @@ export async function findTop(db: Db, o: TopOptions) {
     });
     return pages.map((p) => ({ page: p.page, ...rounded(metricsOfSums(p)) })) as (Metrics & { query?: string; page?: string })[];
   }
+  if (!o.device) {
+    // Every query's sums from the packed rollup; only the queries that can be in the first `limit` get their text.
+    const [sums, matching] = await Promise.all([
+      packedSums(db, o, [o]),
+      o.contains ? matchingQueryIds(db, o.siteId, likeSql(db, "pattern"), { pattern: containsPattern(o.contains) }) : null,
+    ]);
+    const [c, i, w] = [sums.clicks[0]!, sums.impressions[0]!, sums.sumPosition[0]!];
+    const [first, second] = o.order === "impressions" ? [i, c] : [c, i];
+    const keep = matching ? (j: number) => matching.has(sums.id[j]!) : undefined;
+    const picked = amongHighest(sums.n, (j) => first[j]!, o.limit, keep);
+    const texts = await queryTexts(
+      db,
+      picked.map((j) => sums.id[j]!),
+    );
+    return picked
+      .map((j) => ({ j, text: texts.get(sums.id[j]!)! }))
+      .sort((a, b) => first[b.j]! - first[a.j]! || second[b.j]! - second[a.j]! || byText(a.text, b.text))
+      .slice(0, o.limit)
+      .map(({ j, text }) => ({ [o.by]: text, ...rounded(metricsOf(c[j]!, i[j]!, w[j]! / sumPositionScale)) })) as (Metrics & {
+      query?: string;
+      page?: string;
+    })[];
+  }
   const { x, where } = await queryRowsOf(db, o);
   const q = db.t.gscQueries;
   // Summed per query id, the text joined to each query's sums afterwards (not to every row of the window);
@@ -223,6 +259,7 @@ async function findQueryChanges(
   db: Db,
   o: Omit<Filters, "start" | "end"> & { current: Period; previous: Period; limit: number },
 ): Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]> {
+  if (!o.device) return queryChangesPacked(db, o);
   const sums = await queryPeriodSums(db, { ...o, p1: o.previous, p2: o.current });
   const move = "(s2 * 1.0 / i2 - s1 * 1.0 / i1)";
   const list = (n: number, where: string, value: string, dir: "asc" | "desc") =>
@@ -251,6 +288,54 @@ union all ${list(4, `i1 > 0 and i2 > 0 and ${move} > 0`, move, "desc")}`;
       w2: Number(r.s2) / sumPositionScale,
     });
   return lists;
+}
+
+/**
+ * findQueryChanges from the packed rollup (no device filter): both periods' sums per query in one pass over the
+ * window's packed days, each list's candidates (amongHighest: the value ties at the limit-th included) given
+ * their texts, sorted by value then text, as the SQL orders them.
+ */
+async function queryChangesPacked(
+  db: Db,
+  o: Omit<Filters, "start" | "end"> & { current: Period; previous: Period; limit: number },
+): Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]> {
+  const sums = await packedSums(db, o, [o.previous, o.current]);
+  const [c1, c2, i1, i2, s1, s2] = [
+    sums.clicks[0]!,
+    sums.clicks[1]!,
+    sums.impressions[0]!,
+    sums.impressions[1]!,
+    sums.sumPosition[0]!,
+    sums.sumPosition[1]!,
+  ];
+  const gain = (j: number) => c2[j]! - c1[j]!;
+  const move = (j: number) => (s2[j]! * 1.0) / i2[j]! - (s1[j]! * 1.0) / i1[j]!;
+  const both = (j: number) => i1[j]! > 0 && i2[j]! > 0;
+  const specs: [(j: number) => number, (j: number) => boolean][] = [
+    [gain, (j) => gain(j) > 0],
+    [(j) => -gain(j), (j) => gain(j) < 0],
+    [(j) => -move(j), (j) => both(j) && move(j) < 0],
+    [move, (j) => both(j) && move(j) > 0],
+  ];
+  const picked = specs.map(([value, keep]) => amongHighest(sums.n, value, o.limit, keep));
+  const texts = await queryTexts(
+    db,
+    [...new Set(picked.flat())].map((j) => sums.id[j]!),
+  );
+  return specs.map(([value], k) =>
+    picked[k]!.map((j) => ({ j, key: texts.get(sums.id[j]!)! }))
+      .sort((a, b) => value(b.j) - value(a.j) || byText(a.key, b.key))
+      .slice(0, o.limit)
+      .map(({ j, key }) => ({
+        key,
+        c1: c1[j]!,
+        i1: i1[j]!,
+        w1: s1[j]! / sumPositionScale,
+        c2: c2[j]!,
+        i2: i2[j]!,
+        w2: s2[j]! / sumPositionScale,
+      })),
+  ) as [KeyRow[], KeyRow[], KeyRow[], KeyRow[]];
 }
 
 type Change = {
@@ -530,6 +615,36 @@ select n.candidates as candidates, n.queries as queries, s.query as query, s.pag
 
 /** Brand vs non-brand: the metrics of queries containing any brand term (case-insensitive) and of the others. */
 export async function findBrandSplit(db: Db, f: Filters & { terms: string[] }) {
+  if (!f.device) {
+    // Every query's sums from the packed rollup, the brand queries' ids from the site's dictionary (each text tested once).
+    const [sums, brandIds] = await Promise.all([
+      packedSums(db, f, [f]),
+      f.terms.length
+        ? matchingQueryIds(
+            db,
+            f.siteId,
+            f.terms.map((_, k) => likeSql(db, `t${k}`)).join(" or "),
+            Object.fromEntries(f.terms.map((t, k) => [`t${k}`, containsPattern(t)])),
+          )
+        : new Set<number>(),
+    ]);
+    const [c, i, w] = [sums.clicks[0]!, sums.impressions[0]!, sums.sumPosition[0]!];
+    const t = { bc: 0, bi: 0, bw: 0, bq: 0, nc: 0, ni: 0, nw: 0, nq: 0 };
+    for (let j = 0; j < sums.n; j++) {
+      if (brandIds.has(sums.id[j]!)) {
+        t.bc += c[j]!;
+        t.bi += i[j]!;
+        t.bw += w[j]!;
+        t.bq++;
+      } else {
+        t.nc += c[j]!;
+        t.ni += i[j]!;
+        t.nw += w[j]!;
+        t.nq++;
+      }
+    }
+    return brandSplitOf(f.terms, { ...t, bw: t.bw / sumPositionScale, nw: t.nw / sumPositionScale });
+  }
   const { x, where } = await queryRowsOf(db, f);
   const q = db.t.gscQueries;
   const isBrand = f.terms.length ? or(...f.terms.map((t) => likeInsensitive(db, q.query, containsPattern(t))))! : sql`1 = 0`;
@@ -562,10 +677,18 @@ export async function findBrandSplit(db: Db, f: Filters & { terms: string[] }) {
       .from(sums)
       .innerJoin(q, eq(q.id, sums.query_id)),
   )!;
+  return brandSplitOf(f.terms, row);
+}
+
+/** findBrandSplit's answer from the brand (b) and other (n) queries' clicks, impressions, position weight and count. */
+function brandSplitOf(
+  terms: string[],
+  row: { bc: number; bi: number; bw: number; bq: number; nc: number; ni: number; nw: number; nq: number },
+) {
   const brand = { ...rounded(metricsOf(row.bc, row.bi, row.bw)), queries: row.bq };
   const nonBrand = { ...rounded(metricsOf(row.nc, row.ni, row.nw)), queries: row.nq };
   const clicks = row.bc + row.nc;
-  return { terms: f.terms, brand, non_brand: nonBrand, brand_clicks_share: clicks > 0 ? round(row.bc / clicks, 4) : null };
+  return { terms, brand, non_brand: nonBrand, brand_clicks_share: clicks > 0 ? round(row.bc / clicks, 4) : null };
 }
 
 /** The newest day with data (property totals or query detail) for a site and search type (null: none), the default end of every insight. */

@@ -1,8 +1,18 @@
 import { and, asc, desc, eq, inArray, sql, type SQL } from "drizzle-orm";
-import { amongFirst, daysOf, positionOfRows, queryPeriodSums, queryRowsTable, readsInQueryOrder, sumOf } from "../analytics/detail.ts";
+import {
+  amongFirst,
+  daysOf,
+  positionOfRows,
+  queryPeriodSums,
+  queryRowsTable,
+  readsInQueryOrder,
+  sumOf,
+  typeFilterCode,
+} from "../analytics/detail.ts";
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
+import { amongHighest, byText, queryTexts, readQuerySums } from "../analytics/query-sums.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import {
   addSums,
@@ -290,42 +300,61 @@ select m.page as page, m.c1 as c1, m.i1 as i1, m.s1 as s1, m.c2 as c2, m.i2 as i
       .sort((a, b) => sign * (a.clicks_change - b.clicks_change) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       .slice(0, s.limit);
   }
-  // Per query: every query's sums in both periods from one read (queryPeriodSums), the text joined only to the
-  // queries that can be among the first `limit` by clicks change (amongFirst), with
-  // the formulas of the read it replaces (each period's position Σ sum_position / Σ impressions / 100, null without impressions).
-  const sums = await queryPeriodSums(db, { ...s, p1: s.period1, p2: s.period2 });
-  const dir = s.order === "losers_first" ? "asc" : "desc";
-  const position = (n: 1 | 2) => `cast(s${n} as double precision) / nullif(i${n}, 0) / ${sumPositionScale}`;
-  const pctOf = (a: string, b: string) => `case when ${a} > 0 then (${b} - ${a}) * 100.0 / ${a} else 0 end`;
-  const rows = await allRows<Record<string, number | string | null>>(
+  // Per query: every query's sums in both periods from the packed rollup (queryChangesPacked).
+  return queryChangesPacked(db, s);
+}
+
+/**
+ * comparePeriodsBy per query from the packed day × query rollup (gsc_day_query_sums): both periods' sums per query
+ * in one pass over their days (each period from `since` on), only the queries that can be among the first `limit`
+ * by clicks change (ties included) given their texts; the numbers as the SQL computes them (position Σ sum_position
+ * / Σ impressions / 100, null without impressions; a change in % 0 without clicks or impressions before).
+ */
+async function queryChangesPacked(
+  db: Db,
+  s: Scope & { period1: Period; period2: Period; order: "losers_first" | "gainers_first"; limit: number },
+) {
+  const clip = (p: Period): [number, number] => [dayNumber(s.since && s.since > p.start ? s.since : p.start), dayNumber(p.end)];
+  const sums = await readQuerySums(db, s.siteId, typeFilterCode(s.searchType), [clip(s.period1), clip(s.period2)]);
+  const [c1, c2, i1, i2, s1, s2] = [
+    sums.clicks[0]!,
+    sums.clicks[1]!,
+    sums.impressions[0]!,
+    sums.impressions[1]!,
+    sums.sumPosition[0]!,
+    sums.sumPosition[1]!,
+  ];
+  const sign = s.order === "losers_first" ? -1 : 1;
+  const value = (j: number) => sign * (c2[j]! - c1[j]!);
+  const picked = amongHighest(sums.n, value, s.limit);
+  const texts = await queryTexts(
     db,
-    `with s as materialized (${sums.sql})
-select (select q.query from gsc_queries q where q.id = s.query_id) as key,
-       c1 as period1_clicks, c2 as period2_clicks, c2 - c1 as clicks_change, ${pctOf("c1", "c2")} as clicks_change_pct,
-       i1 as period1_impressions, i2 as period2_impressions, i2 - i1 as impressions_change, ${pctOf("i1", "i2")} as impressions_change_pct,
-       ${position(1)} as period1_position, ${position(2)} as period2_position, ${position(2)} - ${position(1)} as position_change
-  from s
- where ${amongFirst("s", "c2 - c1", dir)}
- order by c2 - c1 ${dir}, key
- limit $limit`,
-    { ...sums.params, limit: s.limit, cut: Math.max(s.limit - 1, 0) },
-    true,
+    picked.map((j) => sums.id[j]!),
   );
-  const num = (v: unknown) => (v === null ? null : Number(v));
-  return rows.map((r) => ({
-    key: String(r.key),
-    period1_clicks: Number(r.period1_clicks),
-    period2_clicks: Number(r.period2_clicks),
-    clicks_change: Number(r.clicks_change),
-    clicks_change_pct: num(r.clicks_change_pct),
-    period1_impressions: Number(r.period1_impressions),
-    period2_impressions: Number(r.period2_impressions),
-    impressions_change: Number(r.impressions_change),
-    impressions_change_pct: num(r.impressions_change_pct),
-    period1_position: num(r.period1_position),
-    period2_position: num(r.period2_position),
-    position_change: num(r.position_change),
-  }));
+  const position = (sp: number, i: number) => (i === 0 ? null : sp / i / sumPositionScale);
+  const pct = (a: number, b: number) => (a > 0 ? ((b - a) * 100.0) / a : 0);
+  return picked
+    .map((j) => ({ j, key: texts.get(sums.id[j]!)! }))
+    .sort((a, b) => value(b.j) - value(a.j) || byText(a.key, b.key))
+    .slice(0, s.limit)
+    .map(({ j, key }) => {
+      const p1 = position(s1[j]!, i1[j]!);
+      const p2 = position(s2[j]!, i2[j]!);
+      return {
+        key,
+        period1_clicks: c1[j]!,
+        period2_clicks: c2[j]!,
+        clicks_change: c2[j]! - c1[j]!,
+        clicks_change_pct: pct(c1[j]!, c2[j]!),
+        period1_impressions: i1[j]!,
+        period2_impressions: i2[j]!,
+        impressions_change: i2[j]! - i1[j]!,
+        impressions_change_pct: pct(i1[j]!, i2[j]!),
+        period1_position: p1,
+        period2_position: p2,
+        position_change: p1 === null || p2 === null ? null : p2 - p1,
+      };
+    });
 }
 
 /** A statement's named parameters renamed with a suffix (`$from` -> `$from_1`), so two statements' texts can be one. */

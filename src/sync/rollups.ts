@@ -2,6 +2,7 @@ import { type SQL, sql } from "drizzle-orm";
 import type { Q } from "../db/engine.ts";
 import type { Orm } from "../db/sqlite/open.ts";
 import { sqliteOrm } from "../db/sql.ts";
+import { type DaySums, encodeDaySums } from "../analytics/query-sums.ts";
 
 // Report grains kept at ingest (issue 18, docs/design/grains.md "Rollups kept at ingest"): the sync's day
 // switch calls refreshDayRollups once the day's detail, its day × query rollup and its totals grains are
@@ -44,11 +45,49 @@ export async function refreshDayQueryCounts(tx: Q | Orm, siteId: number, day: nu
 }
 
 /**
- * Inside the day's switching transaction, after its detail, rollup and totals are stored: brings every
- * rollup kept at ingest up to date for that (site, day number, type code). `named`: as refreshDayQueryCounts.
+ * Inside the day's write: replaces the (site, day, type) row of gsc_day_query_sums (the day's query sums packed,
+ * src/analytics/query-sums.ts) with `sums` (the day's rollup when the caller computed it from the rows it
+ * stored) or else the sums of the day's stored detail per query. No row for a day without queries.
  */
-export async function refreshDayRollups(tx: Q | Orm, siteId: number, day: number, type: number, named?: number): Promise<void> {
+export async function refreshDayQuerySums(tx: Q | Orm, siteId: number, day: number, type: number, sums?: DaySums): Promise<void> {
+  const orm = sqliteOrm(tx);
+  if (!sums) {
+    const read = sql`select query_id, sum(clicks) as c, sum(impressions) as i, sum(sum_position) as s from gsc_query_detail
+      where site_id = ${siteId} and day = ${day} and type = ${type} group by query_id order by query_id`;
+    const rows = orm
+      ? orm.values<[number, number, number, number]>(read)
+      : ((await (tx as Q).execute(read)).rows as Record<string, unknown>[]).map((r) => Object.values(r).map(Number));
+    sums = {
+      query: rows.map((r) => r[0]!),
+      clicks: rows.map((r) => r[1]!),
+      impressions: rows.map((r) => r[2]!),
+      sumPosition: rows.map((r) => r[3]!),
+    };
+  }
+  await run(tx, sql`delete from gsc_day_query_sums where site_id = ${siteId} and day = ${day} and type = ${type}`);
+  if (sums.query.length === 0) return;
+  const data = encodeDaySums(sums);
+  await run(
+    tx,
+    sql`insert into gsc_day_query_sums (site_id, day, type, queries, data) values (${siteId}, ${day}, ${type}, ${sums.query.length}, ${orm ? data : Buffer.from(data.buffer, data.byteOffset, data.length)})`,
+  );
+}
+
+/**
+ * Inside the day's switching transaction, after its detail, rollup and totals are stored: brings every
+ * rollup kept at ingest up to date for that (site, day number, type code). `named`: as refreshDayQueryCounts;
+ * `sums`: the day's rollup when the caller computed it from the rows it stored (else read from the detail).
+ */
+export async function refreshDayRollups(
+  tx: Q | Orm,
+  siteId: number,
+  day: number,
+  type: number,
+  named?: number,
+  sums?: DaySums,
+): Promise<void> {
   await refreshDayQueryCounts(tx, siteId, day, type, named);
+  await refreshDayQuerySums(tx, siteId, day, type, sums);
 }
 
 /** Days per week of the weekly rollups: week w holds days 7w .. 7w + 6 (Thursday to Wednesday; day 0 is 1970-01-01). */

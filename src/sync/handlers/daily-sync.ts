@@ -8,7 +8,7 @@ import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } fro
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
 import { searchTypes, typeRules, type SearchType } from "../search-types.ts";
 import { refreshDayRollups } from "../rollups.ts";
-import { DayRows } from "../keyed-rows.ts";
+import { DayRows, type Rollup } from "../keyed-rows.ts";
 import { clearStaged, stageDayRows, stageQueryTotals, stageRows, startStaging, switchStagedDay } from "../staged-day.ts";
 import type { SourceRow, TotalsRow, TotalsRows } from "../source.ts";
 import { KnownTextIds, type TextIds } from "../text-ids.ts";
@@ -333,6 +333,7 @@ export async function syncDay(
     let rows = 0;
     // The day's distinct queries when its whole detail is written from memory here (else counted from what is stored).
     let named: number | undefined;
+    let sums: Rollup | undefined;
     if (!atomic) rows = await switchStagedDay(tx, taskId, site.id, dayNumber(day), typeCode(type));
     // The old detail and rollup replaced by the new rows and their sums (computed from the rows, not read back).
     else if (dayRows && rules.query) {
@@ -343,10 +344,11 @@ export async function syncDay(
       }
       rows = writeDayRows(tx, site.id, dayNumber(day), typeCode(type), keyed, keyed.rollup);
       named = keyed.rollup.query.length;
+      sums = keyed.rollup;
     } else if (rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!, known);
     await replaceDayGrains(tx, grains);
     // The report rollups of this day (src/sync/rollups.ts), from what is now stored.
-    await refreshDayRollups(tx, site.id, dayNumber(day), typeCode(type), named);
+    await refreshDayRollups(tx, site.id, dayNumber(day), typeCode(type), named, sums);
     if (final) await markDaySynced(tx, site.id, day, type, rows);
     return rows;
   });
