@@ -37,12 +37,15 @@ const kinds: Record<string, string> = {
   SQLiteReal: "real",
   SQLiteText: "text",
   SQLiteTextJson: "json",
+  SQLiteBlobBuffer: "bytes",
   PgInteger: "integer",
   PgBigInt53: "integer",
   PgBoolean: "boolean",
   PgDoublePrecision: "real",
   PgText: "text",
   PgJsonb: "json",
+  // The one custom column type of src/db/pg/schema.ts: bytea.
+  PgCustomColumn: "bytes",
 };
 
 type Config = ReturnType<typeof sqliteTableConfig> | ReturnType<typeof pgTableConfig>;
