@@ -1,14 +1,5 @@
 import { and, asc, desc, eq, inArray, sql, type SQL } from "drizzle-orm";
-import {
-  amongFirst,
-  daysOf,
-  positionOfRows,
-  queryPeriodSums,
-  queryRowsTable,
-  readsInQueryOrder,
-  sumOf,
-  typeFilterCode,
-} from "../analytics/detail.ts";
+import { amongFirst, daysOf, positionOfRows, queryRowsTable, readsInQueryOrder, sumOf, typeFilterCode } from "../analytics/detail.ts";
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
