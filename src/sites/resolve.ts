@@ -1,7 +1,8 @@
-import { eq, inArray } from "drizzle-orm";
-import { first, type Db } from "../db/index.ts";
+import { inArray } from "drizzle-orm";
+import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
 import { hostnameCandidates } from "./candidates.ts";
+import { findSiteById } from "./queries.ts";
 
 /** What an analytics request names its site by: an id, or a host / property string. */
 export type SiteRef = { site_id?: number | null; hostname?: string | null };
@@ -39,8 +40,10 @@ export async function resolveSite(db: Db, ref: SiteRef): Promise<ResolvedSite> {
 
 async function findResolvedById(db: Db, id: number): Promise<ResolvedSite | undefined> {
   if (db.engine === "sqlite") return db.raw.reader.query<ResolvedSite, [{ id: number }]>(BY_ID_SQL).get({ id }) ?? undefined;
-  const { sites } = db.t;
-  return first(await db.q.select({ id: sites.id, domain: sites.domain, name: sites.name }).from(sites).where(eq(sites.id, id)));
+  // PostgreSQL: the sites' named statement by id (parsed and planned once per connection), not a Drizzle select
+  // built, parsed and planned on every analytics request.
+  const site = await findSiteById(db, id);
+  return site && { id: site.id, domain: site.domain, name: site.name };
 }
 
 /** The site whose domain equals the earliest of the candidates. */
