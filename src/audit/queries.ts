@@ -2,8 +2,8 @@ import type { Database } from "bun:sqlite";
 import { and, desc, eq, getTableColumns, gte, lt, lte, sql, type SQL } from "drizzle-orm";
 import type { PgTable } from "drizzle-orm/pg-core";
 import type { Db, Orm, Q } from "../db/index.ts";
+import { pgSchema } from "../db/pg/driver.ts";
 import { clientOf, namedStatement, perPgHandle } from "../db/pg/prepared.ts";
-import { auditLog as pgAuditLog } from "../db/pg/schema.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { auditLog } from "../db/sqlite/schema.ts";
 
@@ -29,7 +29,7 @@ const insertStatement = perConnection((orm) => {
 const pgInsertStatement = perPgHandle((q) =>
   namedStatement(
     "audit_log_insert",
-    q.insert(pgAuditLog).values(Object.fromEntries(columns.map((c) => [c, sql.placeholder(c)])) as unknown as AuditInsert),
+    q.insert(pgSchema().auditLog).values(Object.fromEntries(columns.map((c) => [c, sql.placeholder(c)])) as unknown as AuditInsert),
   ),
 );
 

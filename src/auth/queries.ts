@@ -1,8 +1,8 @@
 import type { Database } from "bun:sqlite";
 import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
 import { first, type Db, type Orm, type Q, type SqliteDb } from "../db/index.ts";
+import { pgSchema } from "../db/pg/driver.ts";
 import { namedStatement, perPgHandle } from "../db/pg/prepared.ts";
-import { apiKeys as pgApiKeys } from "../db/pg/schema.ts";
 import { compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { sharedSnapshotOf } from "../db/sqlite/read-snapshot.ts";
 import { apiKeys } from "../db/sqlite/schema.ts";
@@ -35,23 +35,26 @@ const readStatements = perConnection((orm) => ({
 }));
 
 // The same two checks on PostgreSQL as named statements (parsed and planned once per connection).
-const pgStatements = perPgHandle((q) => ({
-  byPrefix: namedStatement<ApiKey>(
-    "api_keys_by_prefix",
-    q
-      .select()
-      .from(pgApiKeys)
-      .where(eq(pgApiKeys.prefix, p("prefix"))),
-  ),
-  anyActive: namedStatement<{ id: number }>(
-    "api_keys_any_active",
-    q
-      .select({ id: pgApiKeys.id })
-      .from(pgApiKeys)
-      .where(and(isNull(pgApiKeys.revoked_at), or(isNull(pgApiKeys.expires_at), gt(pgApiKeys.expires_at, p("now")))))
-      .limit(1),
-  ),
-}));
+const pgStatements = perPgHandle((q) => {
+  const { apiKeys: pgApiKeys } = pgSchema();
+  return {
+    byPrefix: namedStatement<ApiKey>(
+      "api_keys_by_prefix",
+      q
+        .select()
+        .from(pgApiKeys)
+        .where(eq(pgApiKeys.prefix, p("prefix"))),
+    ),
+    anyActive: namedStatement<{ id: number }>(
+      "api_keys_any_active",
+      q
+        .select({ id: pgApiKeys.id })
+        .from(pgApiKeys)
+        .where(and(isNull(pgApiKeys.revoked_at), or(isNull(pgApiKeys.expires_at), gt(pgApiKeys.expires_at, p("now")))))
+        .limit(1),
+    ),
+  };
+});
 
 /** A key as the API and the CLI show it: never its hash. */
 export type KeyInfo = Omit<ApiKey, "key_hash">;

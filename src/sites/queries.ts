@@ -1,8 +1,8 @@
 import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
 import { first, type Db, type SqliteDb } from "../db/index.ts";
 import { pgAuditParams, pgOneStatementInsert, type AuditedHandle } from "../audit/queries.ts";
+import { pgSchema } from "../db/pg/driver.ts";
 import { namedStatement, perPgHandle } from "../db/pg/prepared.ts";
-import { sites as pgSites } from "../db/pg/schema.ts";
 import { compileInsertReturning, compileSelect, perConnection } from "../db/sqlite/prepared.ts";
 import { sites } from "../db/sqlite/schema.ts";
 import type { Site } from "../db/model.ts";
@@ -80,6 +80,7 @@ const writeStatements = perConnection((orm) => ({
 // keep the builder.
 const insertColumns = ["domain", "name", "category", "is_active"];
 const pgStatements = perPgHandle((q) => {
+  const { sites: pgSites } = pgSchema();
   const all = () => q.select().from(pgSites);
   const pgShown = or(isNull(pgSites.archived_at), eq(sql`${p("include_archived")}::int`, 1));
   const pgByName = [asc(pgSites.name), asc(pgSites.id)];

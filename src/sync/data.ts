@@ -1,8 +1,6 @@
 import type { Database } from "bun:sqlite";
 import { and, between, count, countDistinct, eq, sql } from "drizzle-orm";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
-import * as pgSchema from "../db/pg/schema.ts";
-import { deleteRowsPg, rebuildDayQueryTotalsPg, replaceDayDetailPg, rowTextIdsPg, upsertRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { gscSyncedDays } from "../db/sqlite/schema.ts";
 import { sqliteOrm } from "../db/sql.ts";
@@ -11,6 +9,7 @@ import { dayDate, dayNumber, deviceCode, typeCode } from "./grains.ts";
 import { type KeyedColumns, keyRows, type Rollup, rollupOf } from "./keyed-rows.ts";
 import type { SearchType, SourceRow } from "./source.ts";
 import { eitherIds, type KnownTextIds, type TextIds, unknownTexts } from "./text-ids.ts";
+import { pgSchema, pgSyncedRows } from "../db/pg/driver.ts";
 
 // The synced Search Console data: the query detail in gsc_query_detail, completion markers in gsc_synced_days.
 // The functions "inside a write" take the transaction handle of db.tx (or the legacy db.write): on
@@ -120,7 +119,7 @@ function sqliteIds(dict: ReturnType<typeof writeStatements>["pages"], siteId: nu
  */
 export async function rowTextIds(tx: Q | Orm, siteId: number, rows: SourceRow[], known?: KnownTextIds): Promise<RowTextIds> {
   const orm = sqliteOrm(tx);
-  return orm ? sqliteTextIds(orm, siteId, rows, known) : rowTextIdsPg(tx as Q, siteId, rows, known);
+  return orm ? sqliteTextIds(orm, siteId, rows, known) : pgSyncedRows().rowTextIdsPg(tx as Q, siteId, rows, known);
 }
 
 type RowTextIds = { pages: TextIds; queries: TextIds };
@@ -142,7 +141,7 @@ function sqliteTextIds(orm: Orm, siteId: number, rows: SourceRow[], known?: Know
  */
 export async function upsertRows(tx: Q | Orm, siteId: number, day: string, type: SearchType, rows: SourceRow[]): Promise<string[]> {
   const orm = sqliteOrm(tx);
-  if (!orm) return upsertRowsPg(tx as Q, siteId, dayNumber(day), typeCode(type), rows);
+  if (!orm) return pgSyncedRows().upsertRowsPg(tx as Q, siteId, dayNumber(day), typeCode(type), rows);
   const s = writeStatements(orm);
   const d = dayNumber(day);
   const t = typeCode(type);
@@ -172,7 +171,7 @@ export async function replaceDayDetail(
   const d = dayNumber(day);
   const t = typeCode(type);
   const orm = sqliteOrm(tx);
-  if (!orm) return replaceDayDetailPg(tx as Q, siteId, d, t, rows, known);
+  if (!orm) return pgSyncedRows().replaceDayDetailPg(tx as Q, siteId, d, t, rows, known);
   const { pages, queries } = sqliteTextIds(orm, siteId, rows, known);
   return writeDayRows(orm, siteId, d, t, keyRows(rows, pages, queries));
 }
@@ -236,7 +235,7 @@ export async function deleteRowsById(tx: Q | Orm, ids: string[]): Promise<number
     for (const k of keys) n += deleteRow.run(...k).changes;
     return n;
   }
-  return deleteRowsPg(tx as Q, keys);
+  return pgSyncedRows().deleteRowsPg(tx as Q, keys);
 }
 
 /**
@@ -253,7 +252,7 @@ export async function rebuildDayQueryTotals(tx: Q | Orm, siteId: number, day: st
     s.buildRollup.run(siteId, d, t);
     return;
   }
-  await rebuildDayQueryTotalsPg(tx as Q, siteId, d, t);
+  await pgSyncedRows().rebuildDayQueryTotalsPg(tx as Q, siteId, d, t);
 }
 
 /** Inside a write: records that every row of this site, day and search type is stored (at once on SQLite). */
@@ -271,7 +270,7 @@ export async function markDaySynced(tx: Q | Orm, siteId: number, day: string, ty
       .run();
     return;
   }
-  const m = pgSchema.gscSyncedDays;
+  const m = pgSchema().gscSyncedDays;
   await (tx as Q)
     .insert(m)
     .values({ site_id: siteId, date: day, search_type: type, row_count: rowCount, synced_at: at })

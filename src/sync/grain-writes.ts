@@ -1,11 +1,11 @@
 import { and, between, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db, Orm, Q, Tables } from "../db/index.ts";
-import * as pgSchema from "../db/pg/schema.ts";
 import { sqliteOrm } from "../db/sql.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import * as sqliteSchema from "../db/sqlite/schema.ts";
 import { dayDate, dayNumber } from "./grains.ts";
 import { moveDayPageWeek } from "./rollups.ts";
+import { pgSchema } from "../db/pg/driver.ts";
 
 // The writes (and the few reads sync needs) of Search Console's grains (docs/design/grains.md):
 // property, page and search-appearance totals, the completeness of each (site, day, type), and the
@@ -17,7 +17,7 @@ const ROWS_PER_STATEMENT = 1000;
 
 /** The engine's tables behind a write-transaction handle (SQLite's or PostgreSQL's). */
 function tablesOf(tx: Q): Tables {
-  return (sqliteOrm(tx) ? sqliteSchema : pgSchema) as unknown as Tables;
+  return (sqliteOrm(tx) ? sqliteSchema : pgSchema()) as unknown as Tables;
 }
 
 /** Clicks, impressions and sum_position (position × impressions × scale) of one grain row. */

@@ -1,13 +1,12 @@
 import { and, between, countDistinct, eq, max, min, sql } from "drizzle-orm";
 import type { Db, Orm, Q } from "../db/index.ts";
-import * as pgSchema from "../db/pg/schema.ts";
-import { upsertHourlyRowsPg } from "../db/pg/synced-rows.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { hourlyRankings } from "../db/sqlite/schema.ts";
 import { fromExcluded, sqliteOrm } from "../db/sql.ts";
 import { hourOf } from "./dates.ts";
 import { PermanentError } from "./errors.ts";
 import type { HourlySourceRow } from "./source.ts";
+import { pgSchema, pgSyncedRows } from "../db/pg/driver.ts";
 
 // The synced hourly data: rows in hourly_rankings, one per (site, hour, query, page, device).
 
@@ -58,7 +57,7 @@ export async function upsertHourlyRows(tx: Q | Orm, siteId: number, pass: string
     return { site_id: siteId, ...at, ...r, fetched_at: pass };
   });
   const orm = sqliteOrm(tx);
-  if (!orm) return upsertHourlyRowsPg(tx as Q, stamped);
+  if (!orm) return pgSyncedRows().upsertHourlyRowsPg(tx as Q, stamped);
   const { upsert } = writeStatements(orm);
   for (const r of stamped) upsert.run(r);
 }
@@ -67,7 +66,7 @@ export async function upsertHourlyRows(tx: Q | Orm, siteId: number, pass: string
 export async function deleteStaleHourlyRows(tx: Q | Orm, siteId: number, day: string, pass: string, limit: number): Promise<number> {
   const orm = sqliteOrm(tx);
   if (orm) return writeStatements(orm).deleteStale.all({ site_id: siteId, date: day, pass, limit }).length;
-  const t = pgSchema.hourlyRankings;
+  const t = pgSchema().hourlyRankings;
   const stale = sql`${t.id} in (select ${t.id} from ${t} where ${t.site_id} = ${siteId} and ${t.date} = ${day} and ${t.fetched_at} < ${pass} limit ${limit})`;
   return (await (tx as Q).delete(t).where(stale).returning({ id: t.id })).length;
 }

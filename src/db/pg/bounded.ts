@@ -1,9 +1,8 @@
 import type pg from "pg";
 import type { Q } from "../engine.ts";
 import type { PgDb } from "../index.ts";
-import * as schema from "./schema.ts";
 import { pgBoundedRead } from "./named.ts";
-import { drizzlePg } from "./driver.ts";
+import { drizzlePg, pgSchema } from "./driver.ts";
 
 // Drizzle whose queries run as bounded reads (named.ts, pgBoundedRead): each in a READ ONLY transaction
 // through a cursor, within the current request's budget (time limit, cancellation when the client
@@ -20,5 +19,5 @@ export function boundedOrm(db: PgDb): Q {
       return pgBoundedRead(db, { text: c.text, values, rowMode: c.rowMode, types: c.types });
     },
   };
-  return drizzlePg().drizzle({ client: client as unknown as pg.Pool, schema }) as unknown as Q;
+  return drizzlePg().drizzle({ client: client as unknown as pg.Pool, schema: pgSchema() }) as unknown as Q;
 }
