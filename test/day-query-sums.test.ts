@@ -3,6 +3,9 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import pg from "pg";
 import { encodeDaySums, readQuerySums } from "../src/analytics/query-sums.ts";
+import { budgetOf, withBudget } from "../src/db/budget.ts";
+import { apiErrorOf } from "../src/errors.ts";
+import { typeCode } from "../src/sync/grains.ts";
 import { openDb, type Db } from "../src/db/index.ts";
 import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
@@ -210,6 +213,49 @@ describe("the sync keeps gsc_day_query_sums", () => {
       expect(await expectPackedAsRollup()).toBe(3);
       await deleteRows(db, await storeRows(db, site, "2026-03-02", "web", [row("a", "gamma", "MOBILE", 2, 5, 1)]));
       expect(await expectPackedAsRollup()).toBe(2);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+describe("readQuerySums within the request's bounds", () => {
+  // On SQLite the packed rows are read in the HTTP worker itself (no query process for the time limit to kill):
+  // a request whose time is spent, or whose client left, stops at its next slice of days.
+  test("a spent time limit answers 504 query_timeout, a client gone 499 client_closed; within bounds it reads", async () => {
+    const t = tempDb();
+    try {
+      const db = t.db;
+      const site = await addSite(db, "sc-domain:bounded.example", "s");
+      for (let d = 1; d <= 9; d++)
+        await storeRows(db, site, `2026-03-0${d}`, "web", [
+          { page: "https://bounded.example/a", query: `q${d}`, device: "MOBILE", clicks: d, impressions: 10 * d, ctr: 0, position: 2 },
+        ]);
+      const [first] = (await db.q.select().from(db.t.gscDayQuerySums)).map((r) => Number(r.day)).sort((a, b) => a - b);
+      const periods: [number, number][] = [[first!, first! + 8]];
+      const caps = { maxRows: 1000, maxBytes: 1 << 20 };
+      const codeOf = async (p: Promise<unknown>) =>
+        apiErrorOf(
+          await p.then(
+            () => null,
+            (e: unknown) => e,
+          ),
+        )?.code ?? "answered";
+      expect(await codeOf(withBudget(budgetOf({ timeoutMs: 0, ...caps }), () => readQuerySums(db, site, typeCode("web"), periods)))).toBe(
+        "query_timeout",
+      );
+      const gone = new AbortController();
+      gone.abort();
+      expect(
+        await codeOf(
+          withBudget(budgetOf({ timeoutMs: 60_000, signal: gone.signal, ...caps }), () =>
+            readQuerySums(db, site, typeCode("web"), periods),
+          ),
+        ),
+      ).toBe("client_closed");
+      expect(
+        await codeOf(withBudget(budgetOf({ timeoutMs: 60_000, ...caps }), () => readQuerySums(db, site, typeCode("web"), periods))),
+      ).toBe("answered");
     } finally {
       await t.cleanup();
     }

@@ -1,4 +1,5 @@
 import type { Db } from "../db/index.ts";
+import { checkBudget, currentBudget } from "../db/budget.ts";
 import { allRows } from "./totals.ts";
 
 // The day × query rollup packed one row per (site, day, type) (gsc_day_query_sums, issue 18): a report over
@@ -221,9 +222,13 @@ export async function readQuerySums(db: Db, siteId: number, type: number | null,
       addRow(Number(r.day), Number(r.queries), r.data);
     return acc.result();
   }
+  // These reads run in this process, not in a query process the time limit could kill: the request's budget
+  // (deadline, client gone) is checked before each slice instead.
+  const budget = currentBudget();
   const st = db.raw.reader.query<[number, number, Uint8Array], [Record<string, number>]>(sql);
   for (let a = from; a <= to; a += DAYS_PER_SLICE) {
     if (a > from) await new Promise((r) => setImmediate(r));
+    checkBudget(budget);
     for (const r of st.values(params(a, Math.min(to, a + DAYS_PER_SLICE - 1))) as [number, number, Uint8Array][]) addRow(r[0], r[1], r[2]);
   }
   return acc.result();
