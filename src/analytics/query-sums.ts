@@ -7,48 +7,7 @@ import { allRows } from "./totals.ts";
 // JS, instead of walking the rollup's (site_id, query_id, day, type) key over the site's whole history (its
 // cost grew with the days stored) or sorting the window's rows per query. Measured at 5 M rows (100 days,
 // 90-day window, in process): ~0.2 s for the rows read and summed vs 0.45-0.85 s for the walk's 3 sums.
-// Format of `data`: per query in ascending id order, four unsigned LEB128 varints: the id's gap from the
-// previous id (the first from 0), clicks, impressions, sum_position. Migration 0030 (pg 0024) writes the same
-// bytes in SQL; src/sync/rollups.ts keeps it at ingest.
-
-/** One day's query sums in ascending query id order (integers >= 0). */
-export type DaySums = {
-  query: ArrayLike<number>;
-  clicks: ArrayLike<number>;
-  impressions: ArrayLike<number>;
-  sumPosition: ArrayLike<number>;
-};
-
-/** A day's sums as gsc_day_query_sums.data. */
-export function encodeDaySums(s: DaySums): Uint8Array {
-  const n = s.query.length;
-  let out = new Uint8Array(Math.max(64, n * 12));
-  let p = 0;
-  const put = (v: number) => {
-    if (!(v >= 0 && Number.isSafeInteger(v))) throw new Error(`gsc_day_query_sums: ${v} is not an integer >= 0`);
-    if (p + 8 > out.length) {
-      const grown = new Uint8Array(out.length * 2);
-      grown.set(out);
-      out = grown;
-    }
-    while (v >= 128) {
-      out[p++] = (v % 128) | 128;
-      v = Math.floor(v / 128);
-    }
-    out[p++] = v;
-  };
-  let last = 0;
-  for (let k = 0; k < n; k++) {
-    const q = s.query[k]!;
-    if (q < last || (k > 0 && q === last)) throw new Error("gsc_day_query_sums: query ids must ascend");
-    put(q - last);
-    last = q;
-    put(s.clicks[k]!);
-    put(s.impressions[k]!);
-    put(s.sumPosition[k]!);
-  }
-  return out.slice(0, p);
-}
+// The format of `data` and its encoder: src/sync/day-sums.ts (the sync writes it; this module reads it).
 
 /** Every query's sums in each period of a read (period k: clicks[k][i] ... of query id[i]); `rows[k][i]` days with rows. */
 export type PeriodQuerySums = {

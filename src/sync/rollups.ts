@@ -2,7 +2,7 @@ import { type SQL, sql } from "drizzle-orm";
 import type { Q } from "../db/engine.ts";
 import type { Orm } from "../db/sqlite/open.ts";
 import { sqliteOrm } from "../db/sql.ts";
-import { type DaySums, encodeDaySums } from "../analytics/query-sums.ts";
+import { type DaySums, encodeDaySums } from "./day-sums.ts";
 
 // Report grains kept at ingest (issue 18, docs/design/grains.md "Rollups kept at ingest"): the sync's day
 // switch calls refreshDayRollups once the day's detail, its day × query rollup and its totals grains are
@@ -46,7 +46,7 @@ export async function refreshDayQueryCounts(tx: Q | Orm, siteId: number, day: nu
 
 /**
  * Inside the day's write: replaces the (site, day, type) row of gsc_day_query_sums (the day's query sums packed,
- * src/analytics/query-sums.ts) with `sums` (the day's rollup when the caller computed it from the rows it
+ * src/sync/day-sums.ts) with `sums` (the day's rollup when the caller computed it from the rows it
  * stored) or else the sums of the day's stored detail per query. No row for a day without queries.
  */
 export async function refreshDayQuerySums(tx: Q | Orm, siteId: number, day: number, type: number, sums?: DaySums): Promise<void> {

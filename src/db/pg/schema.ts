@@ -496,7 +496,7 @@ const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({ dataTyp
 
 /**
  * The day × query rollup of one (site, day, type) in one row (issue 18): every query's sums of that day packed in
- * `data` (src/analytics/query-sums.ts: per query in id order, varints of the id's gap, clicks, impressions,
+ * `data` (src/sync/day-sums.ts: per query in id order, varints of the id's gap, clicks, impressions,
  * sum_position), kept at ingest (src/sync/rollups.ts). Reports over every query of a window decode the window's
  * rows in JS instead of walking the rollup's whole history: flat with the history, ~3.4 B per detail row at 5 M.
  */
