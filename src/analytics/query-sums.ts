@@ -1,5 +1,5 @@
 import type { Db } from "../db/index.ts";
-import { checkBudget, currentBudget } from "../db/budget.ts";
+import { checkBudget, currentBudget, resultTooLarge } from "../db/budget.ts";
 import { allRows } from "./totals.ts";
 
 // The day × query rollup packed one row per (site, day, type) (gsc_day_query_sums, issue 18): a report over
@@ -191,6 +191,15 @@ export async function readQuerySums(db: Db, siteId: number, type: number | null,
     for (const r of st.values(params(a, Math.min(to, a + DAYS_PER_SLICE - 1))) as [number, number, Uint8Array][]) addRow(r[0], r[1], r[2]);
   }
   return acc.result();
+}
+
+/**
+ * Refuses (413 result_too_large) an answer of more than ANALYTICS_MAX_ROWS rows: these reports sum in JS what
+ * a bounded statement used to return row by row (its row cap refused the same answer).
+ */
+export function checkAnswerRows(rows: number): void {
+  const budget = currentBudget();
+  if (rows > budget.maxRows) throw resultTooLarge(budget, { rows, bytes: 0 });
 }
 
 /** The texts of query ids (one read, the ids bound as one JSON list). */

@@ -3,7 +3,7 @@ import { amongFirst, daysOf, queryPeriodSums, queryRowsTable, readsInQueryOrder,
 import { dayNumber, deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeInsensitive } from "../db/sql.ts";
-import { amongHighest, byText, matchingQueryIds, queryTexts, readQuerySums } from "../analytics/query-sums.ts";
+import { amongHighest, byText, checkAnswerRows, matchingQueryIds, queryTexts, readQuerySums } from "../analytics/query-sums.ts";
 import { addDays, dayRange } from "../sync/dates.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import {
@@ -189,6 +189,7 @@ export async function findTop(db: Db, o: TopOptions) {
     const [first, second] = o.order === "impressions" ? [i, c] : [c, i];
     const keep = matching ? (j: number) => matching.has(sums.id[j]!) : undefined;
     const picked = amongHighest(sums.n, (j) => first[j]!, o.limit, keep);
+    checkAnswerRows(Math.min(picked.length, o.limit));
     const texts = await queryTexts(
       db,
       picked.map((j) => sums.id[j]!),
@@ -318,6 +319,7 @@ async function queryChangesPacked(
     [move, (j) => both(j) && move(j) > 0],
   ];
   const picked = specs.map(([value, keep]) => amongHighest(sums.n, value, o.limit, keep));
+  for (const list of picked) checkAnswerRows(Math.min(list.length, o.limit));
   const texts = await queryTexts(
     db,
     [...new Set(picked.flat())].map((j) => sums.id[j]!),

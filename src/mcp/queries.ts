@@ -3,7 +3,7 @@ import { amongFirst, daysOf, positionOfRows, queryRowsTable, readsInQueryOrder, 
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
-import { amongHighest, byText, queryTexts, readQuerySums } from "../analytics/query-sums.ts";
+import { amongHighest, byText, checkAnswerRows, queryTexts, readQuerySums } from "../analytics/query-sums.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import {
   addSums,
@@ -318,6 +318,7 @@ async function queryChangesPacked(
   const sign = s.order === "losers_first" ? -1 : 1;
   const value = (j: number) => sign * (c2[j]! - c1[j]!);
   const picked = amongHighest(sums.n, value, s.limit);
+  checkAnswerRows(Math.min(picked.length, s.limit));
   const texts = await queryTexts(
     db,
     picked.map((j) => sums.id[j]!),
