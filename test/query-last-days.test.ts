@@ -142,3 +142,103 @@ describe.skipIf(postgresSkipReason !== null)(
     });
   },
 );
+
+// Two sync workers write different days of one site at once (PostgreSQL: SQLite's writes are serialized). Each
+// keeps the newest-day table from its rollup's statement triggers; no interleaving of their statements may deadlock
+// (both waiting on the other's rows of that table) or leave a query's newest day stale (a deletion's recount that
+// missed the other writer's uncommitted day). Each schedule runs its steps in order on two real connections: a step
+// runs on once it is done or waits on a lock, so the other writer's next step runs while it waits; then both commit.
+type Step = ["a" | "b", string];
+const rollup = (day: number, queries: number[]) =>
+  `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
+    values ${queries.map((q) => `(1, ${day}, 1, ${q}, 1, 1, 1)`).join(", ")}`;
+const dropDay = (day: number, queries?: number[]) =>
+  `delete from gsc_day_query_totals where site_id = 1 and type = 1 and day = ${day}${queries ? ` and query_id in (${queries.join(", ")})` : ""}`;
+const schedules: [string, Step[]][] = [
+  [
+    "each writes its new day in two statements, in opposite query order",
+    [
+      ["a", rollup(20411, [1, 2])],
+      ["b", rollup(20412, [3, 4])],
+      ["a", rollup(20411, [3, 4])],
+      ["b", rollup(20412, [1, 2])],
+    ],
+  ],
+  [
+    "one re-writes the newest day (delete, insert) while the other writes a newer one, a new query on both",
+    [
+      ["a", dropDay(20410)],
+      ["b", rollup(20411, [7])],
+      ["a", rollup(20410, [1, 2, 3, 4, 5, 6, 7])],
+      ["b", rollup(20411, [1, 2, 3, 4])],
+    ],
+  ],
+  [
+    "one backfills an older day while the other deletes a query's newest day",
+    [
+      ["a", rollup(20409, [1, 2])],
+      ["b", dropDay(20410, [1, 2])],
+    ],
+  ],
+  [
+    "one deletes an older day while the other deletes the newest",
+    [
+      ["a", dropDay(20408, [1, 2])],
+      ["b", dropDay(20410, [1, 2])],
+    ],
+  ],
+];
+
+/** Resolves once `p` settled or the backend `pid` waits on a lock. */
+async function doneOrWaiting(p: Promise<unknown>, watch: pg.Client, pid: number): Promise<void> {
+  let settled = false;
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 20));
+    if (settled) return;
+    const r = await watch.query("select wait_event_type from pg_stat_activity where pid = $1", [pid]);
+    if (r.rows[0]?.wait_event_type === "Lock") return;
+  }
+}
+
+describe.skipIf(postgresSkipReason !== null)("PostgreSQL: two writers of one site's days at once", () => {
+  const server = usePostgres();
+
+  for (const [name, steps] of schedules)
+    test(`${name}: both commit (no deadlock) and the table follows the rollup`, async () => {
+      const url = await server.newDatabase();
+      await migratePg(url);
+      const [watch, a, b] = [0, 1, 2].map(() => new pg.Client({ connectionString: url }));
+      for (const c of [watch!, a!, b!]) await c.connect();
+      try {
+        await watch!.query("insert into sites (id, domain, name) values (1, 'a.example', 'A')");
+        // Queries 1-6 on the even days 20400-20410 (every query's newest day 20410, the one before 20408).
+        for (let day = 20400; day <= 20410; day += 2) await watch!.query(rollup(day, [1, 2, 3, 4, 5, 6]));
+        const client = { a: a!, b: b! };
+        const pid = { a: 0, b: 0 };
+        for (const w of ["a", "b"] as const) {
+          pid[w] = Number((await client[w].query("select pg_backend_pid() as pid")).rows[0].pid);
+          await client[w].query("begin");
+        }
+        // Each writer's statements in order; a failed one ends its writer's transaction (rolled back).
+        const chain: Record<"a" | "b", Promise<unknown>> = { a: Promise.resolve(), b: Promise.resolve() };
+        const failed: Record<"a" | "b", string | null> = { a: null, b: null };
+        for (const [w, sql] of steps) {
+          const p = chain[w].then(() => (failed[w] ? undefined : client[w].query(sql)));
+          chain[w] = p.catch((e: { code?: string; message: string }) => {
+            failed[w] ??= `${e.code}: ${e.message}`;
+          });
+          await doneOrWaiting(p, watch!, pid[w]);
+        }
+        for (const w of ["a", "b"] as const) chain[w] = chain[w].then(() => client[w].query(failed[w] ? "rollback" : "commit"));
+        await Promise.all([chain.a, chain.b]);
+        expect(failed).toEqual({ a: null, b: null });
+        expect(numbers((await watch!.query(lastSql)).rows)).toEqual(numbers((await watch!.query(expectedLastSql)).rows));
+      } finally {
+        for (const c of [watch!, a!, b!]) await c.end().catch(() => {});
+      }
+    });
+});

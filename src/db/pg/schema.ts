@@ -476,9 +476,9 @@ export const gscDayQueryCounts = pgTable(
 
 /**
  * Each query's newest day in the day × query rollup, per search type (issue 18), kept by triggers on
- * gsc_day_query_totals (migration 0023): the queries of a window that ends on or after the newest day are those
- * whose newest day is in it, counted here (one row a query) instead of from the window's rollup rows (one a query
- * and day). No foreign key: a site's rows go when its rollup rows do (the triggers).
+ * gsc_day_query_totals (migration 0023; since 0025 the writers of one site and type keep it one at a time): the
+ * queries of a window that ends on or after the newest day are those whose newest day is in it, counted here (one
+ * row a query) instead of from the window's rollup rows (one a query and day). No foreign key: a site's rows go when its rollup rows do (the triggers).
  */
 export const gscQueryLastDays = pgTable(
   "gsc_query_last_days",
