@@ -100,7 +100,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     const { t, proxy, db } = await proxiedDb({ poolSize: 2 });
     const { sites } = db.t;
     await db.q.select().from(sites); // a connection in the pool
-    proxy.cutNext((text) => text.includes("COMMIT"), "forward");
+    proxy.cutNext((text) => text.includes("COMMIT"), "answer");
     let runs = 0;
     const site = await db.tx(async (tx) => {
       runs++;

@@ -57,7 +57,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL writes of one statement", () =>
   test("its answer lost after the server got it: read back as committed (its token), not run again", async () => {
     const { t, proxy, db } = await proxiedDb();
     await db.pg.pool.query("select 1"); // a connection in the pool
-    proxy.cutNext((text) => text.includes("sites_insert"), "forward");
+    proxy.cutNext((text) => text.includes("sites_insert"), "answer");
     const site = await createSite(db, { domain: "sc-domain:lost-answer.example", name: "L" });
     expect(db.stats.ambiguousCommits).toEqual({ committed: 1, aborted: 0, unknown: 0 });
     expect(site.domain).toBe("sc-domain:lost-answer.example");
@@ -79,7 +79,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL writes of one statement", () =>
       const hit = text.includes("sites_insert");
       if (hit) setTimeout(() => proxy.cutNext((next) => next.includes("burned"), "drop"), 0);
       return hit;
-    }, "forward");
+    }, "answer");
     const site = await withRideThrough(300, () => createSite(db, { domain: "sc-domain:read-back.example", name: "R" }));
     expect(db.availability.downSince).not.toBeNull();
     expect(db.stats.ambiguousCommits).toEqual({ committed: 1, aborted: 0, unknown: 0 });

@@ -10,9 +10,11 @@ import { tempDb } from "./db.ts";
  */
 export async function tcpProxy(target: URL) {
   // One-shot fault on the next client chunk `cut.match` accepts: "forward" sends it on, then drops the
-  // client's side at once (the server acts on it, its answer is lost); "drop" drops both sides unsent;
+  // client's side at once (the server acts on it, or waits in it, while the client has gone); "answer" sends it
+  // on and drops both sides when the server's answer arrives, unsent (the server has run it, its answer is lost:
+  // a fixed delay before the cut can be outlasted by a loaded server); "drop" drops both sides unsent;
   // "hold" drops the client's side and keeps the server's open, unsent (the server's transaction stays open).
-  type CutMode = "forward" | "drop" | "hold";
+  type CutMode = "forward" | "answer" | "drop" | "hold";
   // `match` gets the chunk's text and its client connection's number (1, 2...: to follow one transaction).
   let cut: { match: (text: string, conn: number) => boolean; mode: CutMode } | null = null;
   // Standing fault: every client chunk it accepts is dropped with both sides of its connection, until cleared.
@@ -23,7 +25,14 @@ export async function tcpProxy(target: URL) {
   // Client connections accepted since start (each new connection of the pool or a probe).
   let accepted = 0;
   const sockets = new Set<{ end(): void }>();
-  type Pair = { id: number; upstream?: { write(c: Uint8Array): number; end(): void }; pending: Uint8Array[]; closed?: boolean };
+  type Pair = {
+    id: number;
+    upstream?: { write(c: Uint8Array): number; end(): void };
+    pending: Uint8Array[];
+    closed?: boolean;
+    /** An "answer" cut is armed on this connection: the server's next answer is dropped with both sides. */
+    cutOnAnswer?: boolean;
+  };
   let listener: { stop(force?: boolean): void } | null = null;
   const start = async () => {
     listener = Bun.listen<Pair>({
@@ -43,7 +52,11 @@ export async function tcpProxy(target: URL) {
               hostname: target.hostname,
               port: Number(target.port || 5432),
               socket: {
-                data: (_s, chunk: Uint8Array) => void client.write(chunk),
+                data: (server, chunk: Uint8Array) => {
+                  if (!client.data.cutOnAnswer) return void client.write(chunk);
+                  client.end();
+                  server.end();
+                },
                 close: () => void client.end(),
                 error: () => void client.end(),
               },
@@ -70,6 +83,9 @@ export async function tcpProxy(target: URL) {
               client.end();
               // The server reads the command before it sees the connection go.
               setTimeout(() => upstream.end(), 200);
+            } else if (mode === "answer") {
+              client.data.cutOnAnswer = true;
+              upstream.write(chunk);
             } else if (mode === "hold") {
               client.data.upstream = undefined; // so the client's close does not end it
               client.end();
