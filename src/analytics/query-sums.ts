@@ -19,6 +19,12 @@ export type PeriodQuerySums = {
   days: Int32Array[];
 };
 
+/** The two periods of a read's sums by query position j: clicks c, impressions i and Σ position s (1: period 0, 2: period 1). */
+export function twoPeriods(sums: PeriodQuerySums) {
+  const [c, i, s] = [sums.clicks, sums.impressions, sums.sumPosition];
+  return { c1: c[0]!, c2: c[1]!, i1: i[0]!, i2: i[1]!, s1: s[0]!, s2: s[1]! };
+}
+
 /** Ids spanned by a site's dictionary up to which sums are kept in arrays indexed by id (else a hash of ids). */
 const DENSE_SPAN = 1 << 21;
 

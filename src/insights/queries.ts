@@ -3,7 +3,7 @@ import { amongFirst, daysOf, queryPeriodSums, queryRowsTable, readsInQueryOrder,
 import { dayNumber, deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeInsensitive } from "../db/sql.ts";
-import { amongHighest, byText, checkAnswerRows, matchingQueryIds, queryTexts, readQuerySums } from "../analytics/query-sums.ts";
+import { amongHighest, byText, checkAnswerRows, matchingQueryIds, queryTexts, readQuerySums, twoPeriods } from "../analytics/query-sums.ts";
 import { addDays, dayRange } from "../sync/dates.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import {
@@ -301,14 +301,7 @@ async function queryChangesPacked(
   o: Omit<Filters, "start" | "end"> & { current: Period; previous: Period; limit: number },
 ): Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]> {
   const sums = await packedSums(db, o, [o.previous, o.current]);
-  const [c1, c2, i1, i2, s1, s2] = [
-    sums.clicks[0]!,
-    sums.clicks[1]!,
-    sums.impressions[0]!,
-    sums.impressions[1]!,
-    sums.sumPosition[0]!,
-    sums.sumPosition[1]!,
-  ];
+  const { c1, c2, i1, i2, s1, s2 } = twoPeriods(sums);
   const gain = (j: number) => c2[j]! - c1[j]!;
   const move = (j: number) => (s2[j]! * 1.0) / i2[j]! - (s1[j]! * 1.0) / i1[j]!;
   const both = (j: number) => i1[j]! > 0 && i2[j]! > 0;
@@ -507,26 +500,40 @@ export function trendSlope(ys: number[]): number {
  * impressions (and the query at least `minImpressions`), most impressions first, each with its pages.
  */
 export async function findCannibalization(db: Db, o: Filters & { minShare: number; minImpressions: number; limit: number }) {
-  // Each query's total first, from the day x query rollup (walked in query order on SQLite over most of the
-  // history; the detail when a device is asked), and only the queries with the largest totals summed per (page id,
-  // query id) from the detail's window: the answer is the first `limit` of them by total, so when the candidates
-  // (every query whose total reaches the candidates-th largest, ties included) hold `limit` cannibalized queries no
-  // other query can be among them; else 8x the candidates, up to every query. 5 M rows, 90 days: 50 of the 60
-  // largest queries are cannibalized (2 x limit candidates are tried first), and only their rows of the detail's
-  // 4.5 M are grouped (a Bloom filter on the query id) instead of all 603,000 page x query pairs. The texts joined only to the queries kept and their pages.
+  // Each query's total first, and only the queries with the largest totals summed per (page id, query id) from the
+  // detail's window: the answer is the first `limit` of them by total, so when the candidates (every query whose total
+  // reaches the candidates-th largest, ties included) hold `limit` cannibalized queries no other query can be among
+  // them; else 8x the candidates, up to every query. The totals: without a device, every query's from the window's
+  // packed rows (gsc_day_query_sums, summed in JS once for every try; 5 M rows, 90 days: instead of the rollup's
+  // 2.9 M rows); with one, from the detail. 5 M rows, 90 days: 50 of the 60 largest queries are cannibalized (2 x
+  // limit candidates are tried first), and only their rows of the detail's 4.5 M are grouped (a Bloom filter on the
+  // query id) instead of all 603,000 page x query pairs. The texts joined only to the queries kept and their pages.
   const type = typeFilterCode(o.searchType);
-  const queryOrder = !o.device && (await readsInQueryOrder(db, o.siteId, o.start, o.end));
-  const fromDetail = !!o.device || (db.engine === "sqlite" && !queryOrder);
-  const day = queryOrder ? "+r.day" : "r.day";
   const materialized = db.engine === "sqlite" ? "materialized " : "";
   const filters = (x: string) => `${type === null ? "" : ` and ${x}.type = $type`}${o.device ? ` and ${x}.device = $device` : ""}`;
-  const sql = `with qt as ${materialized}(
-  select r.query_id as query_id, sum(r.impressions) as total from ${fromDetail ? "gsc_query_detail" : "gsc_day_query_totals"} r
-   where r.site_id = $site_id and ${day} >= $from and ${day} <= $to${filters("r")}
+  // Without a device: the queries' totals (those reaching min_impressions), largest first, as [query id, total].
+  let totals: [number, number][] | null = null;
+  if (!o.device) {
+    const sums = await packedSums(db, o, [o]);
+    const im = sums.impressions[0]!;
+    totals = [];
+    for (let j = 0; j < sums.n; j++) if (im[j]! >= o.minImpressions) totals.push([sums.id[j]!, im[j]!]);
+    totals.sort((a, b) => b[1] - a[1]);
+  }
+  const candList =
+    db.engine === "pg"
+      ? "select cast(e->>0 as integer) as query_id, cast(e->>1 as bigint) as total from jsonb_array_elements(cast($cand as jsonb)) e"
+      : "select json_extract(value, '$[0]') as query_id, json_extract(value, '$[1]') as total from json_each($cand)";
+  const candidatesSql = totals
+    ? `cand as ${materialized}(${candList})`
+    : `qt as ${materialized}(
+  select r.query_id as query_id, sum(r.impressions) as total from gsc_query_detail r
+   where r.site_id = $site_id and r.day >= $from and r.day <= $to${filters("r")}
    group by r.query_id having sum(r.impressions) >= $min_impressions),
 cand as ${materialized}(
   select qt.query_id as query_id, qt.total as total from qt
-   where qt.total >= coalesce((select c.total from qt c order by c.total desc limit 1 offset $skip), 0)),
+   where qt.total >= coalesce((select c.total from qt c order by c.total desc limit 1 offset $skip), 0))`;
+  const sql = `with ${candidatesSql},
 qp as ${materialized}(
   select d.query_id as query_id, d.page_id as page_id, sum(d.clicks) as clicks, sum(d.impressions) as impressions,
          coalesce(sum(d.sum_position), 0) as weight
@@ -544,7 +551,7 @@ shared as (
    limit $limit)
 select n.candidates as candidates, n.queries as queries, s.query as query, s.page as page, s.clicks as clicks,
        s.impressions as impressions, s.weight as weight, s.total as total
-  from (select (select count(*) from cand) as candidates, (select count(*) from qt) as queries) n
+  from (select (select count(*) from cand) as candidates, ${totals ? "cast($queries as integer)" : "(select count(*) from qt)"} as queries) n
   left join (
     select shared.query as query, p.page as page, qp.clicks as clicks, qp.impressions as impressions, qp.weight as weight, shared.total as total
       from shared join qp on qp.query_id = shared.query_id join gsc_pages p on p.id = qp.page_id) s on true
@@ -561,6 +568,9 @@ select n.candidates as candidates, n.queries as queries, s.query as query, s.pag
   };
   let raw: Row[] = [];
   for (let candidates = 2 * o.limit; ; candidates *= 8) {
+    // The candidates from the packed totals: every query whose total reaches the candidates-th largest.
+    const cut = totals && totals.length >= candidates ? totals[candidates - 1]![1] : 0;
+    const cand = totals?.slice(0, totals.findLastIndex((t) => t[1] >= cut) + 1);
     raw = await allRows<Row>(
       db,
       sql,
@@ -568,10 +578,9 @@ select n.candidates as candidates, n.queries as queries, s.query as query, s.pag
         site_id: o.siteId,
         from: dayNumber(o.start),
         to: dayNumber(o.end),
-        min_impressions: o.minImpressions,
         min_share: o.minShare,
         limit: o.limit,
-        skip: candidates - 1,
+        ...(totals ? { cand: JSON.stringify(cand), queries: totals.length } : { min_impressions: o.minImpressions, skip: candidates - 1 }),
         ...(type === null ? {} : { type }),
         ...(o.device ? { device: deviceCode(o.device) } : {}),
       },

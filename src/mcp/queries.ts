@@ -3,7 +3,7 @@ import { amongFirst, daysOf, positionOfRows, queryRowsTable, readsInQueryOrder, 
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
-import { amongHighest, byText, checkAnswerRows, queryTexts, readQuerySums } from "../analytics/query-sums.ts";
+import { amongHighest, byText, checkAnswerRows, queryTexts, readQuerySums, twoPeriods } from "../analytics/query-sums.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import {
   addSums,
@@ -307,14 +307,7 @@ async function queryChangesPacked(
 ) {
   const clip = (p: Period): [number, number] => [dayNumber(s.since && s.since > p.start ? s.since : p.start), dayNumber(p.end)];
   const sums = await readQuerySums(db, s.siteId, typeFilterCode(s.searchType), [clip(s.period1), clip(s.period2)]);
-  const [c1, c2, i1, i2, s1, s2] = [
-    sums.clicks[0]!,
-    sums.clicks[1]!,
-    sums.impressions[0]!,
-    sums.impressions[1]!,
-    sums.sumPosition[0]!,
-    sums.sumPosition[1]!,
-  ];
+  const { c1, c2, i1, i2, s1, s2 } = twoPeriods(sums);
   const sign = s.order === "losers_first" ? -1 : 1;
   const value = (j: number) => sign * (c2[j]! - c1[j]!);
   const picked = amongHighest(sums.n, value, s.limit);
