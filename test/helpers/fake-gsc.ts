@@ -92,8 +92,9 @@ export type FakeGscOptions = {
   /**
    * Serialise each answer page once and send the same bytes for every day asked with the same request
    * (benchmarks: the fake's own CPU then stops competing with the service's). Valid because the generated
-   * rows are the same every day (fakeRows does not depend on the date); only used without `universe`, for
-   * answers without the `date` dimension and days without rows added by `revise`.
+   * rows are the same every day (fakeRows does not depend on the date); only used without `universe` and for
+   * days without rows added by `revise`. An answer with the `date` dimension (the property and page totals) is
+   * the bytes of the first day asked with its date replaced (not for fresh data: its metadata names a date).
    */
   reuseBodies?: boolean;
   /** Delay before every search-analytics answer. */
@@ -307,7 +308,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
   // Rows a test added per `site|day|type` (revise), and answers computed once per request shape.
   const extra = new Map<string, UniverseRow[]>();
   const answers = new Map<string, ReturnType<typeof fakeAnswer>>();
-  const bodies = new Map<string, string>();
+  const bodies = new Map<string, { day: string; text: string }>();
   const universeOf = (site: string, day: string, type: string) => {
     const added = extra.get(`${site}|${day}|${type}`) ?? [];
     const own = opts.universe?.(site, day, type);
@@ -503,8 +504,8 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     const fresh = incomplete && entry.dataState === "all";
     const metadata = fresh && entry.dimensions.includes("date") ? { metadata: { firstIncompleteDate } } : {};
     // reuseBodies: the same request of another day gets the bytes already sent (the rows are the same every day).
-    const reusable =
-      opts.reuseBodies && !opts.universe && !entry.dimensions.includes("date") && !extra.has(`${site}|${body.startDate}|${entry.type}`);
+    const dated = entry.dimensions.includes("date");
+    const reusable = opts.reuseBodies && !opts.universe && !(dated && fresh) && !extra.has(`${site}|${body.startDate}|${entry.type}`);
     const bodyKey = reusable
       ? JSON.stringify([
           site,
@@ -519,7 +520,11 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
         ])
       : null;
     const sent = bodyKey ? bodies.get(bodyKey) : undefined;
-    if (sent) return new Response(sent, { headers: { "content-type": "application/json" } });
+    if (sent) {
+      // The date as a key value (a quoted JSON string): no other text of an answer looks like one.
+      const text = dated && sent.day !== body.startDate ? sent.text.replaceAll(`"${sent.day}"`, `"${body.startDate}"`) : sent.text;
+      return new Response(text, { headers: { "content-type": "application/json" } });
+    }
     const shape = JSON.stringify([site, body.startDate, entry.type, entry.dimensions, entry.filters, incomplete, fresh]);
     let all = answers.get(shape);
     if (!all) {
@@ -544,7 +549,7 @@ export function startFakeGsc(opts: FakeGscOptions = {}) {
     const answer = rows.length > 0 ? { rows, responseAggregationType, ...metadata } : { responseAggregationType, ...metadata };
     if (!bodyKey) return Response.json(answer);
     const text = JSON.stringify(answer);
-    bodies.set(bodyKey, text);
+    bodies.set(bodyKey, { day: body.startDate, text });
     return new Response(text, { headers: { "content-type": "application/json" } });
   }
 
