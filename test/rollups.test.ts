@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import pg from "pg";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
-import { countPages, findPageTotals, findPageWeekSeries } from "../src/analytics/totals.ts";
+import { countPages, findPageTotals, findPageWeekSeries, findUngrainedDays } from "../src/analytics/totals.ts";
 import { readsInQueryOrder } from "../src/analytics/detail.ts";
 import { comparePeriods, findBrandSplit, findCannibalization, findOverview, findTop, metricsOf, rounded } from "../src/insights/queries.ts";
 import { comparePeriodsBy, comparePeriodTotals, searchKeywords } from "../src/mcp/queries.ts";
@@ -401,6 +401,85 @@ describe("rollups kept at ingest equal the detail's answers", () => {
       .map(([k, v]) => [...k.split("|").map(Number), ...v])
       .sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]! || a[2]! - b[2]!);
     expect(got.map((r) => Object.values(r).map(Number))).toEqual(wantRows);
+  });
+
+  // countPages reads the window's whole weeks and, for the edge weeks' pages not among them, seeks their edge days:
+  // pages with clicks or impressions only on an edge day inside the window count, only outside it (same week) or
+  // with zeros do not.
+  test("page count from the weekly rollup: a page of an edge week counts only with clicks or impressions on an edge day in the window", async () => {
+    const site = await addSite(db, "sc-domain:edges.example", "e");
+    const pages = ["a", "b", "c", "d", "e", "f", "g", "h"].map((p) => `https://edges.example/${p}`);
+    const ids = await db.tx((tx) => upsertPageIds(tx, site, pages));
+    const k = Math.floor(dayNumber(END) / 7) - 4;
+    const lo = 7 * k + 3;
+    const hi = 7 * (k + 3) + 1;
+    // (page, day, clicks, impressions): a in a whole week; b and h on head / tail days inside; c, e only outside the
+    // window in its edge weeks; f with zeros inside and numbers outside (head week); g with zeros in a whole week.
+    const rows: [string, number, number, number][] = [
+      ["a", 7 * (k + 1) + 2, 1, 3],
+      ["b", lo + 1, 0, 2],
+      ["c", 7 * k + 1, 4, 9],
+      ["d", hi, 1, 1],
+      ["e", hi + 2, 2, 5],
+      ["f", lo, 0, 0],
+      ["f", 7 * k, 1, 5],
+      ["g", 7 * (k + 2), 0, 0],
+      ["h", 7 * k + 2, 3, 3],
+      ["h", hi, 0, 1],
+    ];
+    for (let day = 7 * k; day <= 7 * (k + 3) + 6; day++) {
+      const page = rows
+        .filter((r) => r[1] === day)
+        .map(([p, , clicks, impressions]) => ({
+          page_id: ids.get(`https://edges.example/${p}`)!,
+          country: "",
+          device: 1,
+          clicks,
+          impressions,
+          sum_position: impressions * 100,
+        }));
+      await db.tx((tx) =>
+        replaceDayGrains(tx, {
+          siteId: site,
+          day,
+          type: 1,
+          property: [{ country: "", device: 0, clicks: 1, impressions: 1, sum_position: 100 }],
+          page,
+          appearance: [],
+          completeness: {
+            property_rows: 1,
+            page_rows: page.length,
+            detail_rows: 0,
+            appearance_rows: 0,
+            page_truncated: false,
+            detail_truncated: false,
+            anonymized_share: null,
+            data_state: "final",
+          },
+        }),
+      );
+    }
+    const f = { siteId: site, start: dayDate(lo), end: dayDate(hi), searchType: "web" as const };
+    const weeks = splitWeeks(lo, hi)!;
+    expect([weeks.head, weeks.tail]).toEqual([
+      [lo, 7 * (k + 1) - 1],
+      [7 * (k + 3), hi],
+    ]);
+    // Every day has grains: the weekly read answers (it leaves windows with days to derive to the day rows).
+    expect((await findUngrainedDays(db, site, [1], f.start, f.end)).count).toBe(0);
+    expect(await countPages(db, f)).toBe(4);
+    expect(await countPages(db, f, { grain: "day" })).toBe(4);
+    expect((await findPageTotals(db, f)).map((p) => p.page).sort()).toEqual(["a", "b", "d", "h"].map((p) => `https://edges.example/${p}`));
+    // Windows on week boundaries and one edge at a time.
+    for (const [a, b, want] of [
+      [7 * (k + 1), 7 * (k + 3) - 1, 1],
+      [lo, 7 * (k + 3) - 1, 2],
+      [7 * (k + 1), hi, 3],
+      [7 * k, 7 * (k + 3) + 6, 7],
+    ] as const) {
+      expect(await countPages(db, { ...f, start: dayDate(a), end: dayDate(b) })).toBe(want);
+      expect(await countPages(db, { ...f, start: dayDate(a), end: dayDate(b) }, { grain: "day" })).toBe(want);
+    }
   });
 
   // Query sums per query id, the text joined afterwards: the same queries, sums and order as the rows summed by text.

@@ -427,6 +427,8 @@ export async function findPageTotals(db: Db, f: GrainFilters, o: PageTotalsOptio
 /** How many pages (of those the options keep) have clicks or impressions in the page totals of the window. */
 export async function countPages(db: Db, f: GrainFilters, o: Omit<PageTotalsOptions, "limit" | "order"> = {}): Promise<number> {
   if (!o.pages && o.urlContains == null && o.urlLike == null) {
+    const n = await countPagesByWeeks(db, f, o);
+    if (n !== null) return n;
     // Every page: no row has negative clicks or impressions, so a page has some in the window exactly when one of its
     // rows does: its id counted once among those rows, no sums per page, no URL (5 M rows, 90 days: ~2x less CPU).
     const r = await pageRowsQuery(db, f, o);
@@ -440,6 +442,57 @@ export async function countPages(db: Db, f: GrainFilters, o: Omit<PageTotalsOpti
   }
   const q = await pageTotalsQuery(db, f, o);
   const [row] = await allRows<{ n: number }>(db, `select count(*) as n from (${q.sql}) c`, q.params, true);
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * countPages of every page from the weekly rollup alone, without the edge days' rows (their country x device rows
+ * are ~45 % of the reads at 5 M, 90 days): the pages with clicks or impressions in the window's whole weeks, plus
+ * those of the two edge weeks (the partial weeks at the window's ends) not among them that have some on an edge
+ * day of the window (a seek per such page and edge day). Exact as the weekly rows are the sums of their days (no
+ * negative numbers: a page has some in a week exactly when it has some on one of its days). Null (the caller reads
+ * the rows) under a country, device or appearance, for a window without a whole week, or with days to derive.
+ */
+async function countPagesByWeeks(db: Db, f: GrainFilters, o: Omit<PageTotalsOptions, "limit" | "order">): Promise<number | null> {
+  const e = db.engine;
+  const weeks = f.country || f.device || f.appearance || o.grain === "day" ? null : splitWeeks(dayNumber(f.start), dayNumber(f.end));
+  if (!weeks) return null;
+  if ((await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, f.end)).count > 0) return null;
+  const edgeWeeks: number[] = [];
+  const edgeDays: number[] = [];
+  for (const [[lo, hi], week] of [
+    [weeks.head, weeks.first - 1],
+    [weeks.tail, weeks.last + 1],
+  ] as const) {
+    if (lo > hi) continue;
+    edgeWeeks.push(week);
+    for (let d = lo; d <= hi; d++) edgeDays.push(d);
+  }
+  const list = (name: string, alias: string) => `(select cast(value as integer) from ${jsonList(e, name, alias)})`;
+  const sql = `with w as ${e === "sqlite" ? "materialized " : ""}(
+  select distinct x.page_id as page_id from gsc_week_page_totals x
+   where x.site_id = $site_id and x.week >= $w_first and x.week <= $w_last and x.type in ${list("$types", "t")}
+     and (x.clicks > 0 or x.impressions > 0))
+select (select count(*) from w) + (
+  select count(distinct x.page_id) from gsc_week_page_totals x
+   where x.site_id = $site_id and x.week in ${list("$edge_weeks", "ew")} and x.type in ${list("$types", "t")}
+     and (x.clicks > 0 or x.impressions > 0) and x.page_id not in (select w.page_id from w)
+     and exists (select 1 from gsc_page_totals d
+                  where d.site_id = $site_id and d.day in ${list("$edge_days", "ed")} and d.type = x.type and d.page_id = x.page_id
+                    and (d.clicks > 0 or d.impressions > 0))) as n`;
+  const [row] = await allRows<{ n: number }>(
+    db,
+    sql,
+    {
+      site_id: f.siteId,
+      types: JSON.stringify(typeCodesOf(f.searchType)),
+      w_first: weeks.first,
+      w_last: weeks.last,
+      edge_weeks: JSON.stringify(edgeWeeks),
+      edge_days: JSON.stringify(edgeDays),
+    },
+    true,
+  );
   return Number(row?.n ?? 0);
 }
 
