@@ -1,5 +1,6 @@
 import { lt, sql } from "drizzle-orm";
 import type { Db } from "../../db/index.ts";
+import type { PgParts } from "../../db/pg/engine.ts";
 import { log } from "../../log.ts";
 import type { QuotaRequest, RateLimiter } from "./limiter.ts";
 import { sleep } from "./sleep.ts";
@@ -107,18 +108,16 @@ class Full extends Error {
 }
 
 /**
- * Takes one unit of every check in one transaction; returns null when taken, else the first full check
- * (nothing taken). The conditional upsert is atomic on both engines (SQLite: under the write lock;
- * PostgreSQL: the upsert locks the row, so takes from any process or host queue behind each other).
+ * Takes one unit of every check at once; returns null when taken, else the first full check (nothing taken).
+ * SQLite: a conditional upsert under the write lock. PostgreSQL: one autocommitted statement (takePg).
  */
 export async function takeQuota(db: Db, checks: QuotaCheck[]): Promise<QuotaCheck | null> {
+  if (db.engine === "pg") return takePg(db.pg, checks);
   const { gscQuotaWindows: w } = db.t;
   try {
     await db.tx(async (tx) => {
-      // One statement for every bucket (rows in the checks' order, so takes lock them alike): the rows stay locked
-      // one round trip and the COMMIT, not one round trip per bucket (every search request of every process takes
-      // the project's rows: 3 statements made them the sync workers' queue on PostgreSQL). A full bucket's row is
-      // not returned; the first of them rolls the whole take back.
+      // One statement for every bucket. A full bucket's row is not returned; the first of them rolls the whole
+      // take back.
       const limit = sql.join(
         checks.map((c) => sql`when ${c.bucket} then ${sql.raw(String(Math.trunc(c.limit)))}`),
         sql` `,
@@ -141,6 +140,62 @@ export async function takeQuota(db: Db, checks: QuotaCheck[]): Promise<QuotaChec
     if (err instanceof Full) return err.check;
     throw err;
   }
+}
+
+// PostgreSQL's take: the checks' rows locked in bucket order (FOR UPDATE in a CTE: each read is the row's latest
+// version), and only when every one is under its limit the commit token is written and every row moves up, in the
+// same statement. It commits on its own, so the rows stay locked for the statement alone: a transaction (BEGIN with
+// its token, the upsert, COMMIT) held them over two round trips, and every search request of every process takes
+// the project's rows (the sync workers queued there). A full take writes nothing, its token neither (an outcome
+// check after a lost answer finds it aborted; it runs again).
+const PG_TAKE = `with l as (
+  select * from unnest($1::text[], $2::bigint[], $3::integer[]) as l(bucket, window_start, lim)
+), cur as (
+  select w.bucket, w.window_start, w.used, l.lim from gsc_quota_windows w
+  join l on w.bucket = l.bucket and w.window_start = l.window_start
+  order by w.bucket for update of w
+), ok as (
+  select count(*) = cardinality($1::text[]) and coalesce(bool_and(used < lim), true) as ok from cur
+), commit_token as (
+  insert into commit_tokens (at, token) select $4::bigint, $5::bigint from ok where ok.ok returning 1
+), taken as (
+  update gsc_quota_windows w set used = w.used + 1 from cur, commit_token
+  where w.bucket = cur.bucket and w.window_start = cur.window_start returning 1
+)
+select (select count(*)::integer from taken) as taken, (select count(*)::integer from cur) as present,
+  (select min(bucket) from cur where used >= lim) as full`;
+// A window's first take: its rows made at 0 (in bucket order; a row another process makes meanwhile is left to it).
+const PG_WINDOWS = `insert into gsc_quota_windows (bucket, window_start, used)
+  select bucket, window_start, 0 from unnest($1::text[], $2::bigint[]) as l(bucket, window_start) order by bucket
+  on conflict do nothing`;
+
+/** takeQuota on PostgreSQL: one statement, with the retries and lost-answer check of a one-statement write. */
+async function takePg(pg: PgParts, checks: QuotaCheck[]): Promise<QuotaCheck | null> {
+  const buckets = checks.map((c) => c.bucket);
+  const starts = checks.map((c) => c.windowStart);
+  const limits = checks.map((c) => Math.trunc(c.limit));
+  return pg.oneStatement<QuotaCheck | null>(
+    {
+      run: async (client, token) => {
+        for (let tries = 0; ; tries++) {
+          const r = await client.query<{ taken: number; present: number; full: string | null }>({
+            name: "gsc_quota_take",
+            text: PG_TAKE,
+            values: [buckets, starts, limits, token.at, token.token],
+          });
+          const { taken, present, full } = r.rows[0]!;
+          if (taken === checks.length) return null;
+          if (full !== null) return checks.find((c) => c.bucket === full)!;
+          // Rows missing (the window's first take): made, then taken again.
+          if (present === checks.length || tries >= 3) throw new Error(`gsc quota take: ${present} of ${checks.length} windows found`);
+          await client.query({ name: "gsc_quota_windows", text: PG_WINDOWS, values: [buckets, starts] });
+        }
+      },
+      // Its token committed: the take did.
+      recover: async () => null,
+    },
+    "gsc quota",
+  );
 }
 
 /** Marks the checks' windows as used up (Google refused for quota): every process waits for the next window. */
