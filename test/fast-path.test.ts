@@ -6,7 +6,7 @@ import type { SqliteDb } from "../src/db/index.ts";
 import { createFastPath } from "../src/http/fast-path.ts";
 import { setLogLevel } from "../src/log.ts";
 import { createSite } from "../src/sites/queries.ts";
-import { ListSitesQuery, SiteIdParams } from "../src/sites/schemas.ts";
+import { CreateSiteSchema, ListSitesQuery, plainCreateSite, SiteIdParams } from "../src/sites/schemas.ts";
 import { tempSqliteDb } from "./helpers/db.ts";
 
 // The request fast path (src/http/fast-path.ts) against the full stack, over real sockets on one SQLite
@@ -165,6 +165,55 @@ describe("request fast path (SQLite)", () => {
       const accepted = SiteIdParams.safeParse({ id: raw }).success;
       const r = await send(fastOnly.url, `/api/v1/sites/${raw}`);
       expect([raw, r.status]).toEqual([raw, accepted ? 200 : NOT_FAST]);
+    }
+  });
+
+  test("judges a create's body as CreateSiteSchema does (plainCreateSite gives its output or leaves it to the schema)", () => {
+    const long = (n: number) => "a".repeat(n);
+    const domainOf = (n: number) => `sc-domain:${"b".repeat(n - "sc-domain:.example".length)}.example`;
+    // Plain bodies: plainCreateSite must judge them itself (else the test would pass with a check that never answers).
+    const plain: unknown[] = [
+      { domain: "sc-domain:a.example", name: "A" },
+      { domain: "SC-DOMAIN:Up.Example", name: "  padded\t " },
+      { domain: "https://Example.COM:8080/Path/", name: "U", category: "blog", is_active: false },
+      { domain: "http://x.example/", name: "N", category: null, is_active: true },
+      { domain: "sc-domain:c.example", name: "C", category: "  shop " },
+      { domain: domainOf(2048), name: long(200) },
+      { domain: "sc-domain:d.example", name: `\u00a0${long(200)}\u2003`, category: long(100) },
+    ];
+    const others: unknown[] = [
+      null,
+      [],
+      "sc-domain:a.example",
+      7,
+      {},
+      { domain: "sc-domain:a.example" },
+      { name: "A" },
+      { domain: domainOf(2049), name: "A" },
+      { domain: "", name: "A" },
+      { domain: "example.com", name: "A" },
+      { domain: "sc-domain:a.example\u202e", name: "A" },
+      { domain: "https://a.example/\u0007", name: "A" },
+      { domain: 5, name: "A" },
+      { domain: "sc-domain:a.example", name: "" },
+      { domain: "sc-domain:a.example", name: "   " },
+      { domain: "sc-domain:a.example", name: long(201) },
+      { domain: "sc-domain:a.example", name: 5 },
+      { domain: "sc-domain:a.example", name: "A", category: "" },
+      { domain: "sc-domain:a.example", name: "A", category: "  " },
+      { domain: "sc-domain:a.example", name: "A", category: long(101) },
+      { domain: "sc-domain:a.example", name: "A", category: 3 },
+      { domain: "sc-domain:a.example", name: "A", is_active: null },
+      { domain: "sc-domain:a.example", name: "A", is_active: "true" },
+      { domain: "sc-domain:a.example", name: "A", is_active: 1 },
+      { domain: "sc-domain:a.example", name: "A", extra: 1 },
+      JSON.parse('{"domain": "sc-domain:a.example", "name": "A", "__proto__": {"x": 1}}'),
+    ];
+    for (const body of [...plain, ...others]) {
+      const own = plainCreateSite(body);
+      const zod = CreateSiteSchema.safeParse(body);
+      if (own !== null) expect([body, own]).toStrictEqual([body, zod.success ? zod.data : "refused by the schema"]);
+      expect([body, own !== null]).toEqual([body, plain.includes(body)]);
     }
   });
 

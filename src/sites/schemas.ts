@@ -36,23 +36,61 @@ export const SiteSchema = createSelectSchema(sites).openapi("Site", {
 });
 export type SiteJson = z.infer<typeof SiteSchema>;
 
+// A create's limits, shared by CreateSiteSchema and plainCreateSite (lengths after trimming, for name and category).
+const DOMAIN_MAX = 2048;
+const NAME_MAX = 200;
+const CATEGORY_MAX = 100;
+
 export const CreateSiteSchema = createInsertSchema(sites, {
   domain: (s) =>
     s
       .min(1)
-      .max(2048)
+      .max(DOMAIN_MAX)
       // The first pattern is the one the OpenAPI document shows.
       .regex(domainPattern, "expected 'sc-domain:example.com' or a URL prefix like 'https://example.com/'")
       .regex(controlChars, "must not contain control characters or bidirectional formatting characters")
       .overwrite(normalizeDomain),
-  name: (s) => s.trim().min(1).max(200),
+  name: (s) => s.trim().min(1).max(NAME_MAX),
   // A schema, not a refine callback: drizzle-zod's types drop the optional around a refined nullable column.
-  category: z.string().trim().min(1).max(100).nullish(),
+  category: z.string().trim().min(1).max(CATEGORY_MAX).nullish(),
 })
   .pick({ domain: true, name: true, category: true, is_active: true })
   .strict()
   .openapi("CreateSite");
 export type CreateSite = z.infer<typeof CreateSiteSchema>;
+
+/**
+ * What CreateSiteSchema gives for a parsed JSON body in the plain case (an object of its fields only, each
+ * of its type and within its limits), by the schema's own patterns and limits without a zod parse (~9 µs of
+ * a create's CPU in process); null for anything else, which the schema then judges (it may still accept it).
+ * test/fast-path.test.ts checks that the two agree.
+ */
+export function plainCreateSite(body: unknown): CreateSite | null {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return null;
+  const b = body as Record<string, unknown>;
+  for (const k in b) if (k !== "domain" && k !== "name" && k !== "category" && k !== "is_active") return null;
+  const { domain, name, category, is_active } = b;
+  if (typeof domain !== "string" || domain.length < 1 || domain.length > DOMAIN_MAX) return null;
+  if (!domainPattern.test(domain) || !controlChars.test(domain)) return null;
+  if (typeof name !== "string") return null;
+  const trimmed = name.trim();
+  if (trimmed.length < 1 || trimmed.length > NAME_MAX) return null;
+  const out: CreateSite = { domain: normalizeDomain(domain), name: trimmed };
+  if (Object.hasOwn(b, "category")) {
+    if (category === null) out.category = null;
+    else if (typeof category !== "string") return null;
+    else {
+      const c = category.trim();
+      if (c.length < 1 || c.length > CATEGORY_MAX) return null;
+      out.category = c;
+    }
+  }
+  if (Object.hasOwn(b, "is_active")) {
+    if (typeof is_active !== "boolean") return null;
+    out.is_active = is_active;
+  }
+  return out;
+}
 
 export const UpdateSiteSchema = CreateSiteSchema.partial()
   .strict()
