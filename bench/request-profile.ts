@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
+import { sampleSteps, stepOrder, type CpuProfile } from "./profile-steps.ts";
 
 // `bun bench/request-profile.ts`: where the service's request path spends its CPU, step by step, from a
 // sampling profile (`bun --cpu-prof`) of the full app (createApp with the defaults `bun run start` uses:
@@ -141,97 +142,9 @@ function profileMarkEnd() {
   while (performance.now() - t < 5);
 }
 
-type Node = { id: number; callFrame: { functionName: string; url: string }; children?: number[] };
-
-// Steps, matched from a sample's innermost frame outwards: the first frame that belongs to a step owns
-// the sample. Generic framework frames (Hono's request and context accessors, natives) belong to no
-// step, so their time goes to whoever called them.
-const rules: { step: string; test: (file: string, fn: string) => boolean }[] = [
-  {
-    step: "bench client (excluded)",
-    test: (f, fn) => f.includes("request-profile.ts") && ["makeBatch", "drain", "oneRequest", "run"].includes(fn),
-  },
-  { step: "metrics", test: (f) => f.includes("/src/metrics/") || f.includes("/prom-client/") },
-  { step: "request id", test: (f, fn) => f.includes("/middleware/request-id/") || fn === "requestIdOf" },
-  { step: "log context", test: (f) => f.endsWith("/src/log.ts") || f === "node:async_hooks" },
-  {
-    step: "headers (security, X-Request-Id)",
-    test: (f) => f.includes("/middleware/secure-headers/") || f.endsWith("/src/request-frame.ts"),
-  },
-  { step: "key check (any key? / key lookup)", test: (f) => f.endsWith("/src/auth/queries.ts") || f.endsWith("/src/auth/keys.ts") },
-  { step: "host/origin/address checks", test: (f) => f.endsWith("/src/auth/net.ts") },
-  { step: "auth (identify, scope)", test: (f) => f.includes("/src/auth/") || f.includes("/helper/cookie/") },
-  { step: "rate limit", test: (f) => f.includes("/src/ratelimit/") },
-  { step: "audit context", test: (f) => f.includes("/src/audit/") },
-  { step: "body limit", test: (f) => f.includes("/middleware/body-limit/") },
-  {
-    step: "validation",
-    test: (f) =>
-      f.endsWith("/src/openapi.ts") ||
-      f.includes("/zod/") ||
-      f.includes("/zod-validator/") ||
-      f.includes("/hono/dist/validator/") ||
-      f.includes("/@hono/zod-openapi/"),
-  },
-  {
-    step: "routing (router, getPath, compat aliases)",
-    test: (f) => f.includes("/hono/dist/router/") || f.includes("/hono/dist/utils/url.js") || f.includes("/src/compat/"),
-  },
-  {
-    step: "handler's query (database)",
-    test: (f) => f.includes("/src/db/") || f.endsWith("/queries.ts") || f.includes("bun:sqlite") || f.includes("/drizzle-orm/"),
-  },
-  { step: "handler", test: (f, fn) => f.endsWith("/routes.ts") || (f.includes("request-profile.ts") && fn.startsWith("bare")) },
-  {
-    step: "serialisation + response",
-    test: (f, fn) =>
-      (f.includes("/hono/dist/context.js") &&
-        ["json", "body", "#newResponse", "newResponse", "createResponseInstance", "text"].includes(fn)) ||
-      (f === "" && (fn === "stringify" || fn === "Response")),
-  },
-  { step: "middleware chain (compose, async frames)", test: (f) => f.includes("/hono/dist/compose.js") },
-  { step: "framework (Hono dispatch, context)", test: (f) => f.includes("/hono/dist/") },
-];
-
 /** Microseconds per request per step, from a .cpuprofile, over the samples between the markers. */
-function attribute(profile: { nodes: Node[]; samples: number[]; timeDeltas: number[] }, requests: number) {
-  const byId = new Map<number, Node>(profile.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const stepOf = new Map<number, string | null>();
-  const classify = (leaf: number): string | null => {
-    const known = stepOf.get(leaf);
-    if (known !== undefined) return known;
-    let step: string | null = null;
-    for (let id: number | undefined = leaf; id !== undefined && step === null; id = parent.get(id)) {
-      const { url, functionName } = byId.get(id)!.callFrame;
-      if (functionName === "profileMarkBegin" || functionName === "profileMarkEnd") step = functionName;
-      else
-        for (const r of rules)
-          if (r.test(url, functionName)) {
-            step = r.step;
-            break;
-          }
-    }
-    const v = step ?? "other";
-    stepOf.set(leaf, v);
-    return v;
-  };
-  const steps = profile.samples.map(classify);
-  if (process.env.PROFILE_DEBUG) {
-    const leaves = new Map<string, number>();
-    for (let i = 0; i < steps.length; i++) {
-      if (steps[i] !== process.env.PROFILE_DEBUG) continue;
-      let chain = "";
-      let id: number | undefined = profile.samples[i]!;
-      for (let d = 0; d < 4 && id !== undefined; d++, id = parent.get(id)) {
-        const cf = byId.get(id)!.callFrame;
-        chain += ` < ${cf.functionName || "(anon)"} ${cf.url.replace(/.*node_modules\//, "").replace(/.*wt-[a-z]+\//, "")}`;
-      }
-      leaves.set(chain, (leaves.get(chain) ?? 0) + 1);
-    }
-    for (const [k, v] of [...leaves].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(v, k);
-  }
+function attribute(profile: CpuProfile, requests: number) {
+  const steps = sampleSteps(profile, ["profileMarkBegin", "profileMarkEnd"]);
   const begin = steps.lastIndexOf("profileMarkBegin");
   const end = steps.indexOf("profileMarkEnd", begin);
   if (begin < 0 || end < 0) throw new Error("the profile has no begin/end markers");
@@ -279,7 +192,7 @@ async function profiled(scenario: string, side: Side, requests: number, interval
 async function parentRun() {
   const requests = Number(values.requests);
   const interval = Number(values.interval);
-  const order = rules.map((r) => r.step).concat("other");
+  const order = stepOrder;
   for (const scenario of values.scenarios!.split(",")) {
     const full = await profiled(scenario, "full", requests, interval);
     const bare = await profiled(scenario, "bare", requests, interval);
