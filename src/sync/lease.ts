@@ -1,5 +1,7 @@
 import { and, eq, isNull, lt, or, sql } from "drizzle-orm";
 import { first, type Db, type Q, type Tables } from "../db/index.ts";
+import { pgSchema } from "../db/pg/driver.ts";
+import { namedStatement, perPgHandle } from "../db/pg/prepared.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { syncTasks } from "../db/sqlite/schema.ts";
 import type { SyncTask } from "../db/model.ts";
@@ -56,6 +58,21 @@ const writeStatements = perConnection((orm) => {
 const readStatements = perConnection((orm) => ({
   anyExpired: orm.select({ id: syncTasks.id }).from(syncTasks).where(expired).limit(1).prepare(),
 }));
+
+// PostgreSQL: the same check as a named statement (each idle sync worker asks it every SYNC_POLL_MS).
+const pgStatements = perPgHandle((q) => {
+  const st = pgSchema().syncTasks;
+  return {
+    anyExpired: namedStatement<{ id: number }>(
+      "sync_tasks_any_expired",
+      q
+        .select({ id: st.id })
+        .from(st)
+        .where(expiredAt(st, p("now")))
+        .limit(1),
+    ),
+  };
+});
 
 /**
  * Inside a write: renews the lease (and applies `patch`) only while `claim` still owns the task.
@@ -188,12 +205,12 @@ export async function releaseTask(db: Db, claim: Claim): Promise<boolean> {
 /** True when some running task's lease has expired (a read, so idle workers stay off the write lock). */
 export async function hasExpiredLeases(db: Db, now = new Date()): Promise<boolean> {
   if (db.engine === "sqlite") return readStatements(db.read).anyExpired.get({ now: now.toISOString() }) !== undefined;
-  const st = db.t.syncTasks;
-  return (await db.q.select({ id: st.id }).from(st).where(expiredAt(st, now.toISOString())).limit(1)).length > 0;
+  return (await pgStatements(db).anyExpired.run(db.pg.pool, { now: now.toISOString() })).length > 0;
 }
 
 // A running row without a lease (written by hand or by an older version) counts as expired too.
-const expiredAt = (st: Tasks, now: string) => and(eq(st.status, "running"), or(lt(st.locked_until, now), isNull(st.locked_until)));
+const expiredAt = (st: Tasks, now: string | ReturnType<typeof p>) =>
+  and(eq(st.status, "running"), or(lt(st.locked_until, now), isNull(st.locked_until)));
 
 /**
  * Re-queues running tasks whose lease expired (their worker died or hung, on this host or another: only

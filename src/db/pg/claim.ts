@@ -2,22 +2,39 @@ import { and, asc, eq, lte, sql } from "drizzle-orm";
 import { first, type Db } from "../index.ts";
 import type { SyncTask } from "../sqlite/schema.ts";
 import { inJsonList } from "../sql.ts";
+import { pgSchema } from "./driver.ts";
+import { namedStatement, perPgHandle } from "./prepared.ts";
 
 // The PostgreSQL claim: row locks instead of SQLite's single writer. Of several workers (of any process
 // on any host) looking for a task at once, each locks a different due row and skips the rows the others
 // hold, so none waits for another and no task is claimed twice.
 
+const p = sql.placeholder;
+// Each idle sync worker asks for a due task every SYNC_POLL_MS: a named statement (compiled once, planned once per connection).
+const statements = perPgHandle((q) => {
+  const st = pgSchema().syncTasks;
+  return {
+    due: namedStatement<{ id: number }>(
+      "sync_tasks_due",
+      q
+        .select({ id: st.id })
+        .from(st)
+        .where(
+          and(
+            eq(st.status, "pending"),
+            lte(st.run_at, p("now")),
+            sql`${st.task_type} in (select jsonb_array_elements_text(${p("types")}::jsonb))`,
+          ),
+        )
+        .orderBy(asc(st.run_at), asc(st.id))
+        .limit(1),
+    ),
+  };
+});
+
 /** The oldest due pending task of one of `types` (a JSON array), or undefined: a plain read, no lock. */
 export async function findDueTaskPg(db: Db, types: string, now: Date): Promise<{ id: number } | undefined> {
-  const { syncTasks } = db.t;
-  return first(
-    await db.q
-      .select({ id: syncTasks.id })
-      .from(syncTasks)
-      .where(and(eq(syncTasks.status, "pending"), lte(syncTasks.run_at, now.toISOString()), inJsonList(db, syncTasks.task_type, types)))
-      .orderBy(asc(syncTasks.run_at), asc(syncTasks.id))
-      .limit(1),
-  );
+  return first(await statements(db).due.run(db.pg!.pool, { now: now.toISOString(), types }));
 }
 
 /**
