@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Database } from "bun:sqlite";
 import { parquetMetadata, parquetReadObjects } from "hyparquet";
 import { csvDays, EXPORT_PARQUET, exportCsvLine, exportDaySteps, type DayEncoder } from "../src/analytics/export.ts";
-import { parquetDays } from "../src/analytics/export-parquet.ts";
+import { Bytes, parquetDays, writeHybrid } from "../src/analytics/export-parquet.ts";
 import { parquetRows } from "../src/analytics/parquet.ts";
 import { csvLine } from "../src/analytics/format.ts";
 import { exportQuery, type ExportOptions } from "../src/analytics/queries.ts";
@@ -182,3 +182,34 @@ describe.skipIf(testEngine !== "sqlite")(
       });
   },
 );
+
+describe("the Parquet RLE/bit-packing hybrid (export-parquet's writeHybrid)", () => {
+  test("the same bytes as hyparquet-writer's writeRleBitPackedHybrid, for runs short and long at every width", () => {
+    const { ByteWriter } = require("hyparquet-writer/src/bytewriter.js") as typeof import("hyparquet-writer/src/bytewriter.js");
+    const { writeRleBitPackedHybrid } = require("hyparquet-writer/src/encoding.js") as typeof import("hyparquet-writer/src/encoding.js");
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) >>> 0);
+    for (let width = 0; width <= 20; width++)
+      for (const count of [0, 1, 7, 8, 9, 63, 64, 65, 1000, 4099]) {
+        const values = new Int32Array(count);
+        for (let i = 0; i < count; ) {
+          // Runs of 1 to 20 equal values: RLE runs (8 or more) between bit-packed groups.
+          const run = 1 + (next() % 20);
+          const v = width === 0 ? 0 : next() % 2 ** width;
+          values.fill(v, i, i + run);
+          i += run;
+        }
+        const want = new ByteWriter(16);
+        writeRleBitPackedHybrid(want, values, width);
+        const got = new Bytes();
+        got.buf[0] = 99;
+        got.at = 1;
+        writeHybrid(got, values, count, width);
+        expect([width, count, Buffer.from(got.bytes().subarray(1)).toString("hex")]).toEqual([
+          width,
+          count,
+          Buffer.from(want.getBytes()).toString("hex"),
+        ]);
+      }
+  });
+});

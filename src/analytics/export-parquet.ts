@@ -1,10 +1,10 @@
 import type { ColumnChunk, ColumnMetaData, FileMetaData, RowGroup, Statistics } from "hyparquet";
 import { CellArena, DEVICE_TEXT, type DayEncoder, EXPORT_PARQUET, type ExportDay, type TextCache, TYPE_TEXT } from "./export.ts";
 import { chunkWriter, PARQUET_GROUP_ROWS, parquetSchema } from "./parquet.ts";
-import { compress as snappyCompress } from "snappyjs";
 
 // The SQLite export's Parquet file written column by column for its nine fixed columns (issue 18 item 5), from
-// hyparquet-writer's own page, RLE/bit-packing and footer modules (Snappy: the snappyjs package): ParquetWriter's generic path builds a
+// hyparquet-writer's own page header and footer modules (the RLE/bit-packing hybrid written here as its encoding.js
+// writes it; Snappy: the snappyjs package's compressor): ParquetWriter's generic path builds a
 // dictionary with a Map per value and statistics per value (~2 of the ~3 µs a row it cost). Here the rows arrive
 // as the export's dictionary ranks and typed arrays, so a row group's page and query dictionaries come from a
 // stamp per rank, the small counts' from a table, min/max from the typed arrays, and the doubles are their own
@@ -15,11 +15,13 @@ import { compress as snappyCompress } from "snappyjs";
 function loadModules() {
   return {
     ...(require("hyparquet-writer/src/datapage.js") as typeof import("hyparquet-writer/src/datapage.js")),
-    ...(require("hyparquet-writer/src/encoding.js") as typeof import("hyparquet-writer/src/encoding.js")),
     ...(require("hyparquet-writer/src/metadata.js") as typeof import("hyparquet-writer/src/metadata.js")),
-    ...(require("hyparquet-writer/src/bytewriter.js") as typeof import("hyparquet-writer/src/bytewriter.js")),
+    // snappyjs's compressor itself: its `compress` allocates an output of the largest size and copies the result
+    // out of it (two fresh buffers a page); here each page is compressed into one buffer kept across pages.
+    SnappyCompressor: (require("snappyjs/snappy_compressor.js") as { SnappyCompressor: SnappyCompressorClass }).SnappyCompressor,
   };
 }
+type SnappyCompressorClass = new (input: Uint8Array) => { maxCompressedLength(): number; compressToBuffer(out: Uint8Array): number };
 let modules: ReturnType<typeof loadModules> | null = null;
 
 const encoder = new TextEncoder();
@@ -32,7 +34,7 @@ const SMALL_COUNT = 65_536;
 const bitWidthOf = (size: number) => (size <= 1 ? 0 : 32 - Math.clz32(size - 1));
 
 /** A growable byte buffer for one page's values. */
-class Bytes {
+export class Bytes {
   buf = new Uint8Array(1 << 16);
   view = new DataView(this.buf.buffer);
   at = 0;
@@ -124,6 +126,69 @@ class TextColumn {
   }
 }
 
+/** Appends `value` as an unsigned LEB128 varint (as hyparquet-writer's ByteWriter.appendVarInt). */
+function varInt(b: Bytes, value: number): void {
+  while ((value & ~0x7f) !== 0) {
+    b.buf[b.at++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  b.buf[b.at++] = value;
+}
+
+/**
+ * The first `count` of `values` in Parquet's RLE/bit-packing hybrid at `bitWidth`, appended to `b`: the runs
+ * hyparquet-writer's writeRleBitPackedHybrid chooses (an RLE run for 8 or more equal values, else groups of 8
+ * bit-packed), so the same bytes, written into one array instead of a byte at a time through a DataView.
+ */
+export function writeHybrid(b: Bytes, values: Int32Array | Uint8Array, count: number, bitWidth: number): void {
+  // At most a varint header (5 bytes) and bitWidth bytes (or an RLE run's value) per 8 values.
+  b.room((Math.ceil(count / 8) + 1) * (bitWidth + 10));
+  const buf = b.buf;
+  const mask = (1 << bitWidth) - 1;
+  const width = (bitWidth + 7) >> 3;
+  let groups = 0;
+  let packedStart = 0;
+  const pack = () => {
+    varInt(b, (groups << 1) | 1);
+    if (bitWidth === 0) return;
+    let at = b.at;
+    let bits = 0;
+    let used = 0;
+    const end = packedStart + groups * 8;
+    for (let i = packedStart; i < end; i++) {
+      bits |= (i < count ? values[i]! & mask : 0) << used;
+      used += bitWidth;
+      while (used >= 8) {
+        buf[at++] = bits & 0xff;
+        bits >>>= 8;
+        used -= 8;
+      }
+    }
+    if (used > 0) buf[at++] = bits & 0xff;
+    b.at = at;
+  };
+  let i = 0;
+  while (i < count) {
+    const first = values[i]!;
+    let run = 1;
+    while (i + run < count && values[i + run] === first) run++;
+    if (run >= 8) {
+      if (groups) {
+        pack();
+        groups = 0;
+      }
+      varInt(b, run << 1);
+      for (let j = 0; j < width; j++) buf[b.at++] = (first >> (j << 3)) & 0xff;
+      i += run;
+    } else {
+      if (groups === 0) packedStart = i;
+      groups++;
+      i += 8;
+    }
+  }
+  if (groups) pack();
+}
+
 /** Min/max of a group's counts or doubles (null when `n` is 0), NaNs counted apart (Parquet leaves them out). */
 function range(values: Float64Array, n: number): { min: number; max: number; nan: number } {
   let min = Infinity;
@@ -176,8 +241,16 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
   const smallStamp = new Int32Array(SMALL_COUNT);
   let smallEpoch = 0;
   const dictValues = new Bytes();
-  const levelBytes = new m.ByteWriter(1024);
-  const pageBytes = new m.ByteWriter(1 << 16);
+  const levelBytes = new Bytes();
+  const pageBytes = new Bytes();
+  let compressed = new Uint8Array(1 << 16);
+  /** `payload` snappy-compressed (a view of `compressed`, valid until the next page). */
+  const compress = (payload: Uint8Array): Uint8Array => {
+    const c = new m.SnappyCompressor(payload);
+    const max = c.maxCompressedLength();
+    if (compressed.length < max) compressed = new Uint8Array(Math.max(max, compressed.length * 2));
+    return compressed.subarray(0, c.compressToBuffer(compressed));
+  };
 
   /** Writes one page (its header, the levels as they are, the values snappy-compressed); its uncompressed size. */
   const writePage = (
@@ -187,31 +260,31 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
     dictOrEncoding: number | "PLAIN" | "RLE_DICTIONARY",
     nulls: number,
   ) => {
-    const compressed = snappyCompress(payload);
+    const packed = compress(payload);
     const start = out.offset;
     if (header === "dictionary") {
       m.writePageHeader(out, {
         type: "DICTIONARY_PAGE",
         uncompressed_page_size: payload.length,
-        compressed_page_size: compressed.length,
+        compressed_page_size: packed.length,
         dictionary_page_header: { num_values: dictOrEncoding as number, encoding: "PLAIN" },
       });
-      out.appendBytes(compressed);
-      return out.offset - start - compressed.length + payload.length;
+      out.appendBytes(packed);
+      return out.offset - start - packed.length + payload.length;
     }
     // Definition levels (every column is OPTIONAL): one RLE run of 1s when nothing is null.
-    levelBytes.index = 0;
-    levelBytes.offset = 0;
-    if (nulls) m.writeRleBitPackedHybrid(levelBytes, levels.subarray(0, n), 1);
+    levelBytes.at = 0;
+    if (nulls) writeHybrid(levelBytes, levels, n, 1);
     else {
-      levelBytes.appendVarInt(n << 1);
-      levelBytes.appendUint8(1);
+      levelBytes.room(8);
+      varInt(levelBytes, n << 1);
+      levelBytes.buf[levelBytes.at++] = 1;
     }
-    const levelLength = levelBytes.offset;
+    const levelLength = levelBytes.at;
     m.writePageHeader(out, {
       type: "DATA_PAGE_V2",
       uncompressed_page_size: levelLength + payload.length,
-      compressed_page_size: levelLength + compressed.length,
+      compressed_page_size: levelLength + packed.length,
       data_page_header_v2: {
         num_values: n,
         num_nulls: nulls,
@@ -223,8 +296,8 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
       },
     });
     const headerSize = out.offset - start;
-    out.appendBytes(levelBytes.getBytes());
-    out.appendBytes(compressed);
+    out.appendBytes(levelBytes.bytes());
+    out.appendBytes(packed);
     return headerSize + levelLength + payload.length;
   };
 
@@ -250,11 +323,11 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
     const dataOffset = BigInt(out.offset);
     if ("dict" in body) {
       const width = bitWidthOf(body.size);
-      pageBytes.index = 0;
-      pageBytes.offset = 0;
-      pageBytes.appendUint8(width);
-      m.writeRleBitPackedHybrid(pageBytes, body.index.subarray(0, body.valued), width);
-      uncompressed += writePage("data", pageBytes.getBytes(), n, encoding, nulls);
+      pageBytes.at = 0;
+      pageBytes.room(1);
+      pageBytes.buf[pageBytes.at++] = width;
+      writeHybrid(pageBytes, body.index, body.valued, width);
+      uncompressed += writePage("data", pageBytes.bytes(), n, encoding, nulls);
     } else uncompressed += writePage("data", body.plain, n, encoding, nulls);
     const meta: ColumnMetaData = {
       type: element.type!,
