@@ -172,7 +172,8 @@ const envSchema = z.object({
   // writes instead of between days. 0: each day × type fetched when it is written.
   SYNC_FETCH_AHEAD: int(0, 60).default(6),
   // The sync worker processes' CPU priority (nice, 0-19): a backfill takes the CPU the HTTP workers leave, and
-  // the kernel hands a core to a worker with requests first (API p99 during a backfill, docs/sync.md). 0: as the rest.
+  // the kernel hands a core to a worker with requests first (API p99 during a backfill, docs/sync.md). Above 0 a
+  // supervised sync worker also starts a session of its own (its own scheduling group under Linux autogroups). 0: as the rest.
   SYNC_NICE: int(0, 19).default(10),
   // mimalloc's MIMALLOC_PURGE_DELAY for the sync worker processes the supervisor starts. -1: freed memory is kept for
   // reuse instead of being handed back to the kernel (each hand-back is an madvise and a TLB flush on every core: a

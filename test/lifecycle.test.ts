@@ -92,7 +92,8 @@ describe("supervisor signals", () => {
   });
 
   test("sync workers exit on their own when the supervisor is SIGKILLed", async () => {
-    const s = await startServer({ workers: 1, syncWorkers: 2, env: { SYNC_SCHEDULER: "false" } });
+    // Production's SYNC_NICE: each sync worker in a session of its own, where the runner's group kill does not reach it.
+    const s = await startServer({ workers: 1, syncWorkers: 2, env: { SYNC_SCHEDULER: "false", SYNC_NICE: "10" } });
     cleanups.push(s.cleanup);
     const children = childPids(s.proc.pid);
     expect(children).toHaveLength(3);
@@ -162,6 +163,29 @@ describe("sync worker settings", () => {
     expect(threads.filter((n) => n < Math.max(7, own))).toEqual([]);
     const same = await syncWorker(t.databaseUrl, { SYNC_NICE: "0", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo" });
     expect(niceOf(same.proc.pid)).toBe(own);
+  });
+
+  test("SYNC_NICE above 0: a supervised sync worker runs in a session (scheduling group) of its own and still stops with the supervisor; 0 keeps the supervisor's", async () => {
+    // The session id is field 6 of /proc/<pid>/stat (the 4th after the command's closing parenthesis).
+    const sessionOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[3]);
+    const isSync = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("worker-main");
+    const workersOf = async (nice: string) => {
+      const s = await startServer({ workers: 1, syncWorkers: 1, env: { LOG_LEVEL: "info", SYNC_NICE: nice, SYNC_SCHEDULER: "false" } });
+      cleanups.push(s.cleanup);
+      await waitFor("the sync worker to start", () => events(s.output()).some((e) => e.msg === "sync worker started"));
+      const children = childPids(s.proc.pid);
+      return { s, sync: children.find(isSync)!, http: children.find((p) => !isSync(p))! };
+    };
+    const niced = await workersOf("10");
+    expect(sessionOf(niced.sync)).toBe(niced.sync);
+    expect(sessionOf(niced.http)).toBe(sessionOf(niced.s.proc.pid));
+    if (existsSync("/proc/self/autogroup"))
+      expect(readFileSync(`/proc/${niced.sync}/autogroup`, "utf8")).not.toBe(readFileSync(`/proc/${niced.http}/autogroup`, "utf8"));
+    niced.s.proc.kill("SIGTERM");
+    expect(await niced.s.proc.exited).toBe(0);
+    expect(running(niced.sync)).toBe(false);
+    const same = await workersOf("0");
+    expect(sessionOf(same.sync)).toBe(sessionOf(same.s.proc.pid));
   });
 
   test("SYNC_SCHEDULER=false: no daily_sync is created, though sites are due; the same worker with it on creates them", async () => {
