@@ -13,7 +13,7 @@ import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { migrationsBefore } from "./helpers/migrations.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 import { addSite, deleteRows, storeRows } from "./helpers/rows.ts";
-import { tempDb, tempDir } from "./helpers/db.ts";
+import { asSqlite, tempDb, tempDir } from "./helpers/db.ts";
 
 // The day × query rollup packed one row per (site, day, type) (gsc_day_query_sums: migrations sqlite 0030 / pg 0024,
 // issue 18): the migration fills it from a database with data byte for byte as the sync's encoder writes it, the
@@ -138,6 +138,20 @@ describe("SQLite: gsc_day_query_sums filled by its migration", () => {
         [DAYS[3]!, DAYS[5]!],
       ]);
       await expectSumsAsRollup(db, rollup, 2, null, [[DAYS[1]!, DAYS[4]!]]);
+      // The span of ids summed in arrays comes from the newest-day rows: ids missing there (the highest of site 2, then
+      // all of its type 1) make the read run again over the dictionary's span, with the same sums.
+      // (The reader shares one snapshot per event-loop turn: a turn passes after each write.)
+      const write = async (sql: string) => {
+        asSqlite(db).raw.writer.run(sql);
+        await new Promise((r) => setImmediate(r));
+      };
+      await write("delete from gsc_query_last_days where site_id = 2 and query_id = 11");
+      await expectSumsAsRollup(db, rollup, 2, null, [[DAYS[1]!, DAYS[4]!]]);
+      await write("delete from gsc_query_last_days where site_id = 2 and type = 1");
+      await expectSumsAsRollup(db, rollup, 2, 1, [
+        [DAYS[0]!, DAYS[1]!],
+        [DAYS[2]!, DAYS[5]!],
+      ]);
     } finally {
       db.close();
     }

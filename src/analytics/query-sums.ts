@@ -1,5 +1,6 @@
 import type { Db } from "../db/index.ts";
 import { checkBudget, currentBudget, resultTooLarge } from "../db/budget.ts";
+import { searchTypeCodes } from "../db/enums.ts";
 import { allRows } from "./totals.ts";
 
 // The day × query rollup packed one row per (site, day, type) (gsc_day_query_sums, issue 18): a report over
@@ -36,6 +37,8 @@ class Accumulator {
   #cap: number;
   #keys: Int32Array;
   #size = 0;
+  /** Entries whose id fell outside the dense range given (left out: the read is to be done again with the exact range). */
+  outside = 0;
   #c: Float64Array[];
   #i: Float64Array[];
   #s: Float64Array[];
@@ -80,7 +83,12 @@ class Accumulator {
       x = data[p++]!;
       let vs = x & 127;
       if (x & 128) for (let m = 128; x & 128; m *= 128) vs += ((x = data[p++]!) & 127) * m;
-      const at = this.#dense ? q - this.#lo : this.#slot(q);
+      let at: number;
+      if (!this.#dense) at = this.#slot(q);
+      else if ((at = q - this.#lo) < 0 || at >= this.#cap) {
+        this.outside++;
+        continue;
+      }
       c[at]! += vc;
       im[at]! += vi;
       s[at]! += vs;
@@ -167,16 +175,48 @@ const DAYS_PER_SLICE = 4;
  * old or new); on PostgreSQL in one statement.
  */
 export async function readQuerySums(db: Db, siteId: number, type: number | null, periods: [number, number][]): Promise<PeriodQuerySums> {
-  const from = Math.min(...periods.map((p) => p[0]));
-  const to = Math.max(...periods.map((p) => p[1]));
-  const typeFilter = type === null ? "" : " and type = $type";
+  // The span of the ids read, from each query's newest-day rows (gsc_query_last_days: every query of the rollup,
+  // per type; its key's first and last id, a seek each), not from the dictionary (the min and max id of a site read
+  // its whole (site_id, query) index: 35-45 ms at 290,000 queries). Ids outside it (none while the newest days are
+  // kept with the rollup) make the read run again with the dictionary's span.
+  const sums = await readQuerySumsIn(db, siteId, type, periods, await idSpan(db, siteId, type));
+  if (sums) return sums;
   const range = await allRows<{ lo: number | null; hi: number | null }>(
     db,
     "select min(id) as lo, max(id) as hi from gsc_queries where site_id = $site_id",
     { site_id: siteId },
   );
   const lo = Number(range[0]?.lo ?? 1);
-  const acc = new Accumulator(periods.length, lo, Number(range[0]?.hi ?? lo));
+  return (await readQuerySumsIn(db, siteId, type, periods, [lo, Number(range[0]?.hi ?? lo)]))!;
+}
+
+/** The lowest and highest query id of a site's newest-day rows of one type (null: every type); [1, 1] without any. */
+async function idSpan(db: Db, siteId: number, type: number | null): Promise<[number, number]> {
+  const ends = (type === null ? searchTypeCodes.map((_, i) => i + 1) : [type]).map(
+    (t) => `select (select min(query_id) from gsc_query_last_days where site_id = $site_id and type = ${Number(t)}) as lo,
+       (select max(query_id) from gsc_query_last_days where site_id = $site_id and type = ${Number(t)}) as hi`,
+  );
+  const [row] = await allRows<{ lo: number | null; hi: number | null }>(
+    db,
+    `select min(lo) as lo, max(hi) as hi from (${ends.join(" union all ")}) e`,
+    { site_id: siteId },
+  );
+  const lo = Number(row?.lo ?? 1);
+  return [lo, Number(row?.hi ?? lo)];
+}
+
+/** readQuerySums with the ids summed in arrays over `span` (when it is small enough); null when an id fell outside it. */
+async function readQuerySumsIn(
+  db: Db,
+  siteId: number,
+  type: number | null,
+  periods: [number, number][],
+  span: [number, number],
+): Promise<PeriodQuerySums | null> {
+  const from = Math.min(...periods.map((p) => p[0]));
+  const to = Math.max(...periods.map((p) => p[1]));
+  const typeFilter = type === null ? "" : " and type = $type";
+  const acc = new Accumulator(periods.length, span[0], span[1]);
   const addRow = (day: number, queries: number, data: Uint8Array) => {
     for (let k = 0; k < periods.length; k++) if (day >= periods[k]![0] && day <= periods[k]![1]) acc.add(k, data, queries);
   };
@@ -185,7 +225,7 @@ export async function readQuerySums(db: Db, siteId: number, type: number | null,
   if (db.engine === "pg") {
     for (const r of await allRows<{ day: number; queries: number; data: Uint8Array }>(db, sql, params(from, to), true))
       addRow(Number(r.day), Number(r.queries), r.data);
-    return acc.result();
+    return acc.outside ? null : acc.result();
   }
   // These reads run in this process, not in a query process the time limit could kill: the request's budget
   // (deadline, client gone) is checked before each slice instead.
@@ -196,7 +236,7 @@ export async function readQuerySums(db: Db, siteId: number, type: number | null,
     checkBudget(budget);
     for (const r of st.values(params(a, Math.min(to, a + DAYS_PER_SLICE - 1))) as [number, number, Uint8Array][]) addRow(r[0], r[1], r[2]);
   }
-  return acc.result();
+  return acc.outside ? null : acc.result();
 }
 
 /**
