@@ -12,6 +12,12 @@ export type SideResult = LoadResult & {
   cpuUsPerReq: number | null;
   /** PostgreSQL only: the part of cpuUsPerReq spent by the database server's processes (null: not measured). */
   dbCpuUsPerReq?: number | null;
+  /**
+   * CPU time of the load generator (this bench process: autocannon, whose HTTP parser is JavaScript) per
+   * request, in microseconds: it runs on the same cores as the side, so what it spends on a side's answers
+   * (more headers, larger bodies) is CPU that side does not get.
+   */
+  loadCpuUsPerReq: number | null;
   /** Measurements combined into this one (--rounds). */
   rounds: number;
 };
@@ -58,7 +64,9 @@ const median = (xs: number[]) => {
 };
 
 /** Combines the rounds of one side: medians of rates and percentiles, sums of counts, the worst max. */
-export function combineRounds(rounds: { load: LoadResult; cpuUsPerReq: number | null; dbCpuUsPerReq?: number | null }[]): SideResult {
+export function combineRounds(
+  rounds: { load: LoadResult; cpuUsPerReq: number | null; dbCpuUsPerReq?: number | null; loadCpuUsPerReq: number | null }[],
+): SideResult {
   const loads = rounds.map((r) => r.load);
   const sum = (f: (r: LoadResult) => number) => loads.reduce((n, r) => n + f(r), 0);
   const statuses: Record<string, number> = {};
@@ -83,6 +91,7 @@ export function combineRounds(rounds: { load: LoadResult; cpuUsPerReq: number | 
     ...(rounds.some((r) => r.dbCpuUsPerReq !== undefined)
       ? { dbCpuUsPerReq: medianOrNull(rounds.map((r) => r.dbCpuUsPerReq ?? null)) }
       : {}),
+    loadCpuUsPerReq: medianOrNull(rounds.map((r) => r.loadCpuUsPerReq)),
     rounds: rounds.length,
   };
 }
@@ -159,7 +168,21 @@ const int = (n: number) => Math.round(n).toLocaleString("en-US");
 const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0));
 const ratio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}x` : "n/a");
 
-const baseColumns = ["scenario", "side", "req/s", "p50 ms", "p99 ms", "max ms", "2xx", "409", "4xx", "5xx", "sock err", "cpu µs/req"];
+const baseColumns = [
+  "scenario",
+  "side",
+  "req/s",
+  "p50 ms",
+  "p99 ms",
+  "max ms",
+  "2xx",
+  "409",
+  "4xx",
+  "5xx",
+  "sock err",
+  "cpu µs/req",
+  "gen µs/req",
+];
 const dbColumn = "of which pg";
 const us = (n: number | null | undefined) => (n === null || n === undefined ? "n/a" : n.toFixed(1));
 
@@ -177,6 +200,7 @@ function row(name: string, side: Side, s: SideResult, dbCpu: boolean): string[] 
     int(s.server5xx),
     int(s.socketErrors),
     us(s.cpuUsPerReq),
+    us(s.loadCpuUsPerReq),
   ];
   return dbCpu ? [...cells, us(s.dbCpuUsPerReq)] : cells;
 }

@@ -209,15 +209,19 @@ async function measure(e: EngineRun, target: Instance, next: () => LoadRequest) 
   if (flags.warmup > 0) await runLoad({ ...base, durationSec: flags.warmup });
   const db0 = e.dbCpuSeconds?.() ?? null;
   const cpu0 = treeCpuSeconds(target.server.pid);
+  const gen0 = process.cpuUsage();
   const load = await runLoad({ ...base, durationSec: flags.duration });
+  const gen = process.cpuUsage(gen0);
   const cpu1 = treeCpuSeconds(target.server.pid);
   const db1 = e.dbCpuSeconds?.() ?? null;
   const perReq = (a: number | null, b: number | null) =>
     a === null || b === null || load.requests === 0 ? null : ((b - a) * 1e6) / load.requests;
   const appUs = perReq(cpu0, cpu1);
-  if (!e.dbCpuSeconds) return { load, cpuUsPerReq: appUs };
+  // The load generator (this process) shares the cores with the side: its CPU per request is printed beside the side's.
+  const loadCpuUsPerReq = perReq(0, (gen.user + gen.system) / 1e6);
+  if (!e.dbCpuSeconds) return { load, cpuUsPerReq: appUs, loadCpuUsPerReq };
   const dbUs = perReq(db0, db1);
-  return { load, cpuUsPerReq: appUs === null || dbUs === null ? appUs : appUs + dbUs, dbCpuUsPerReq: dbUs };
+  return { load, cpuUsPerReq: appUs === null || dbUs === null ? appUs : appUs + dbUs, dbCpuUsPerReq: dbUs, loadCpuUsPerReq };
 }
 
 /**
