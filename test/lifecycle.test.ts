@@ -179,8 +179,12 @@ describe("sync worker settings", () => {
     const niced = await workersOf("10");
     expect(sessionOf(niced.sync)).toBe(niced.sync);
     expect(sessionOf(niced.http)).toBe(sessionOf(niced.s.proc.pid));
-    if (existsSync("/proc/self/autogroup"))
-      expect(readFileSync(`/proc/${niced.sync}/autogroup`, "utf8")).not.toBe(readFileSync(`/proc/${niced.http}/autogroup`, "utf8"));
+    if (existsSync("/proc/self/autogroup")) {
+      // "/autogroup-<id> nice <n>": a group apart, weighing as nice 10 against the HTTP workers' group.
+      const group = (pid: number) => readFileSync(`/proc/${pid}/autogroup`, "utf8").trim().split(" nice ");
+      expect(group(niced.sync)[0]).not.toBe(group(niced.http)[0]);
+      expect(group(niced.sync)[1]).toBe("10");
+    }
     niced.s.proc.kill("SIGTERM");
     expect(await niced.s.proc.exited).toBe(0);
     expect(running(niced.sync)).toBe(false);

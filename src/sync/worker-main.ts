@@ -1,5 +1,5 @@
 import { dlopen } from "bun:ffi";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { loadConfigOrExit } from "../config.ts";
 import { closeAllConnections, openDbOrExit } from "../db/index.ts";
@@ -22,7 +22,7 @@ setLogFormat(config.LOG_FORMAT);
 // Run alone, nobody migrated the file for us (the supervisor does it once for its children).
 if (!config.supervised) await migrateOrExit(config);
 // Supervised and niced: a session of its own first, so the kernel schedules it apart from the HTTP workers.
-if (config.supervised && config.SYNC_NICE > 0) ownSession();
+if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_NICE);
 lowerPriority(config.SYNC_NICE);
 const db = openDbOrExit(config, "sync");
 await registerProcess(db);
@@ -107,21 +107,29 @@ function lowerPriority(nice: number) {
 }
 
 /**
- * Moves this process (every thread) into a new session: with Linux autogroups (the default outside a cgroup that
- * sets CPU weights) each session is one scheduling group, the groups share the cores first and nice only orders the
- * threads inside a group. In the supervisor's session a backfill kept the HTTP workers' group busy, so a GET waited
- * for the group's turn among the host's other busy groups (5.6-9.5 ms a GET against 1.4-2.3 idle at load 11-35); in
- * a group of its own the sync takes its own share and the HTTP workers wake as when idle
- * (docs/benchmarks/ingest-export.md). The supervisor still stops it by its pid, and it exits when the supervisor's
- * IPC channel closes. Nothing to do where setsid() is refused or libc is not found (the nice still applies).
+ * Moves this process (every thread) into a new session whose scheduling group weighs as `nice`: with Linux autogroups
+ * (the default outside a cgroup that sets CPU weights) each session is one scheduling group, the groups share the
+ * cores first and nice only orders the threads inside a group. In the supervisor's session a backfill kept the HTTP
+ * workers' group busy, so a GET waited for the group's turn among the host's other busy groups (5.6-9.5 ms a GET
+ * against 1.4-2.3 idle at load 11-35, docs/benchmarks/ingest-export.md). A new group has the weight of nice 0, as
+ * much as the HTTP workers' whole group: on a host running only sitesync a backfill would then take half the cores
+ * from requests, so the group itself is niced (/proc/self/autogroup) and yields to them as the threads do inside one
+ * group. The supervisor still stops it by its pid, and it exits when the supervisor's IPC channel closes. Nothing to
+ * do where setsid() is refused or libc is not found (the threads' nice still applies).
  */
-function ownSession() {
+function ownSession(nice: number) {
   try {
     const libc = dlopen(process.platform === "darwin" ? "libc.dylib" : "libc.so.6", { setsid: { args: [], returns: "int" } });
-    if (libc.symbols.setsid() < 0) log("warn", "the sync worker could not start a session of its own");
+    const sid = libc.symbols.setsid();
     libc.close();
+    if (sid < 0) return log("warn", "the sync worker could not start a session of its own");
   } catch (err) {
-    log("warn", "the sync worker could not start a session of its own", { error: String(err) });
+    return log("warn", "the sync worker could not start a session of its own", { error: String(err) });
+  }
+  try {
+    if (existsSync("/proc/self/autogroup")) writeFileSync("/proc/self/autogroup", String(nice));
+  } catch (err) {
+    log("warn", "could not lower the sync worker's scheduling group's priority", { nice, error: String(err) });
   }
 }
 
