@@ -115,6 +115,37 @@ describe("replaceDayDetail (an atomic day's detail and rollup in one call)", () 
     expect(after.detail.length).toBe(500);
     expect(after.rollup.length).toBe(500);
     expect(after.rollup.reduce((s, r) => s + r.impressions, 0)).toBe(500 * 100);
+
+    // Fetched again (a provisional day): some sums changed, a query gone, new queries (also on another day).
+    // PostgreSQL keeps the unchanged rollup rows and writes the others: the rollup is still its detail summed.
+    const again = [...fewer.slice(1, 400).map((r, i) => (i % 50 === 0 ? { ...r, clicks: r.clicks + 3 } : r)), ...rows.slice(1000, 1100)];
+    expect(await t.db.tx((tx) => replaceDayDetail(tx, replaced, "2026-03-02", "web", again))).toBe(499);
+    await t.db.tx((tx) => replaceDayDetail(tx, replaced, "2026-03-01", "web", rows.slice(1050, 1060)));
+    const { detail, rollup } = await dayOf(replaced);
+    expect(detail.length).toBe(499 + 10);
+    const sums = new Map<string, { query: string; clicks: number; impressions: number; sum_position: number }>();
+    for (const r of again) {
+      const s = sums.get(r.query) ?? { query: r.query, clicks: 0, impressions: 0, sum_position: 0 };
+      s.clicks += r.clicks;
+      s.impressions += r.impressions;
+      s.sum_position += sumPosition(r.position, r.impressions);
+      sums.set(r.query, s);
+    }
+    const newestDay = Math.max(...rollup.map((r) => r.day));
+    expect(rollup.filter((r) => r.day === newestDay).map(({ day, type, ...r }) => r)).toEqual(
+      [...sums.values()].sort((a, b) => (a.query < b.query ? -1 : 1)),
+    );
+    // Each query's newest day (kept by the rollup's triggers) is still the rollup's.
+    const { gscDayQueryTotals: dq, gscQueryLastDays: last } = t.db.t;
+    const newest = await t.db.q
+      .select({ query_id: dq.query_id, day: sql<number>`max(${dq.day})`.mapWith(Number) })
+      .from(dq)
+      .where(eq(dq.site_id, replaced))
+      .groupBy(dq.query_id)
+      .orderBy(dq.query_id);
+    expect(
+      await t.db.q.select({ query_id: last.query_id, day: last.day }).from(last).where(eq(last.site_id, replaced)).orderBy(last.query_id),
+    ).toEqual(newest);
   });
 });
 

@@ -127,6 +127,9 @@ const intArray = (col: number[], from: number, to: number) => `{${col.slice(from
  * Inside a transaction: replaces the whole query detail of one site, day and type with `rows` (deleted,
  * then inserted once per key in key order, the last row of a key winning) and its day × query rollup
  * with their sums computed in JS, each written as column arrays (UNNEST); returns the detail rows stored.
+ * A day stored before (a provisional day fetched again) keeps its rollup rows whose sums did not change:
+ * only the rows of queries gone from it are deleted and the new or changed ones written, so the newest-day
+ * triggers (migrations 0023, 0025) see only those instead of the whole day deleted and added again.
  */
 export async function replaceDayDetailPg(
   tx: Q,
@@ -138,8 +141,7 @@ export async function replaceDayDetailPg(
 ): Promise<number> {
   const { pages, queries } = await rowTextIdsPg(tx, siteId, rows, known);
   const k = keyRows(rows, pages, queries);
-  await tx.delete(d).where(and(eq(d.site_id, siteId), eq(d.day, day), eq(d.type, type)));
-  await tx.delete(dq).where(and(eq(dq.site_id, siteId), eq(dq.day, day), eq(dq.type, type)));
+  const stored = (await tx.delete(d).where(and(eq(d.site_id, siteId), eq(d.day, day), eq(d.type, type)))).rowCount ?? 0;
   for (let i = 0; i < k.n; i += UNNEST_ROWS) {
     const j = i + UNNEST_ROWS;
     await tx.execute(sql`insert into gsc_query_detail (site_id, day, type, page_id, query_id, device, clicks, impressions, sum_position)
@@ -148,11 +150,24 @@ export async function replaceDayDetailPg(
         ${intArray(k.sumPosition, i, j)}::bigint[]) as u`);
   }
   const r = rollupOf(k);
+  // A day without stored detail has no rollup rows either (they are written together): plain inserts.
+  if (stored === 0) await tx.delete(dq).where(and(eq(dq.site_id, siteId), eq(dq.day, day), eq(dq.type, type)));
+  else {
+    await tx.execute(sql`delete from gsc_day_query_totals where site_id = ${siteId} and day = ${day} and type = ${type}
+      and query_id not in (select unnest(${intArray(r.query, 0, r.query.length)}::int[]))`);
+  }
+  const upsert =
+    stored === 0
+      ? sql``
+      : sql` on conflict (site_id, query_id, day, type)
+      do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position
+      where gsc_day_query_totals.clicks <> excluded.clicks or gsc_day_query_totals.impressions <> excluded.impressions
+         or gsc_day_query_totals.sum_position <> excluded.sum_position`;
   for (let i = 0; i < r.query.length; i += UNNEST_ROWS) {
     const j = i + UNNEST_ROWS;
     await tx.execute(sql`insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position)
       select ${siteId}::int, ${day}::int, ${type}::int, u.* from unnest(${intArray(r.query, i, j)}::int[], ${intArray(r.clicks, i, j)}::bigint[],
-        ${intArray(r.impressions, i, j)}::bigint[], ${intArray(r.sumPosition, i, j)}::bigint[]) as u`);
+        ${intArray(r.impressions, i, j)}::bigint[], ${intArray(r.sumPosition, i, j)}::bigint[]) as u${upsert}`);
   }
   return k.n;
 }
