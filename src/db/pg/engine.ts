@@ -9,6 +9,7 @@ import type { Queryable } from "./prepared.ts";
 import { newWriterStats } from "../sqlite/engine.ts";
 import * as schema from "./schema.ts";
 
+const noop = () => {};
 export type PgOptions = {
   url: string;
   /** Connections in this process's pool (PG_POOL_SIZE). */
@@ -96,6 +97,14 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
         super({ ...config, connectionTimeoutMillis: connectTimeoutMs });
       }
     },
+    // A statement whose client went away (a worker killed past its drain bound, a cut connection) is cancelled
+    // by the server instead of running on: a create is one autocommitted statement, and one waiting for a lock
+    // would otherwise commit whenever the lock frees, long after anyone could hear its answer. PostgreSQL 14+
+    // on Linux; where the server refuses it (older, or a managed read-only setting), nothing changes. Awaited
+    // before the connection is handed out: sent from the 'connect' event it overlapped the first query on the
+    // client (node-postgres' "client.query() when the client is already executing a query" warning, an error
+    // in pg 9).
+    onConnect: (client) => client.query("SET client_connection_check_interval = 100").then(noop, noop),
   });
   // An idle client that loses its connection (server restart) emits 'error' on the pool; one checked out
   // (a transaction in progress) emits it on itself, where nobody listens: unhandled, either would kill
@@ -107,11 +116,6 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     answered();
     justOpened.add(client as pg.PoolClient);
     client.on("error", (err) => logOncePer("pg client error", 10_000, "debug", "postgresql connection lost", { error: err.message }));
-    // A statement whose client went away (a worker killed past its drain bound, a cut connection) is cancelled
-    // by the server instead of running on: a create is one autocommitted statement, and one waiting for a lock
-    // would otherwise commit whenever the lock frees, long after anyone could hear its answer. PostgreSQL 14+
-    // on Linux; where the server refuses it (older, or a managed read-only setting), nothing changes.
-    client.query("SET client_connection_check_interval = 100").catch(() => {});
   });
   // Connections checked out right now: close() cuts them (pool.end() alone waits for each to be released,
   // which a write stuck on a lock never is: a shutdown past its drain bound would hang there).
