@@ -5,7 +5,7 @@ import pg from "pg";
 import { openDb, openPgDb, type Db } from "../src/db/index.ts";
 import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
-import { countQueriesSince } from "../src/insights/queries.ts";
+import { countQueriesSince } from "../src/analytics/query-sums.ts";
 import { dayDate } from "../src/sync/grains.ts";
 import { tempDir } from "./helpers/db.ts";
 import { migrationsBefore } from "./helpers/migrations.ts";

@@ -787,6 +787,16 @@ describe("rollups kept at ingest equal the detail's answers", () => {
       );
       const totals = await comparePeriodTotals(db, { siteId, searchType: "web", period1: p1, period2: p2 });
       expect([totals.period1_queries, totals.period2_queries]).toEqual([a.size, b.size]);
+      // Every type, from a day inside the first period on (`since`): the distinct queries of the detail.
+      const distinct = async (from: string, to: string) => {
+        const q = `select count(distinct query_id) as n from gsc_query_detail
+          where site_id = ${siteId} and day >= ${dayNumber(from)} and day <= ${dayNumber(to)}`;
+        const rows = db.engine === "pg" ? (await db.pg!.pool.query(q)).rows : db.raw.reader.query(q).all();
+        return Number((rows[0] as { n: number | string }).n);
+      };
+      const since = addDays(p1.start, 1);
+      const every = await comparePeriodTotals(db, { siteId, searchType: "all", since, period1: p1, period2: p2 });
+      expect([every.period1_queries, every.period2_queries]).toEqual([await distinct(since, p1.end), await distinct(p2.start, p2.end)]);
     }
     // One day of the ten (not more than 10% of the history): on SQLite the detail's day range, the same sums.
     const one = win(4, 4);

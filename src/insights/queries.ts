@@ -3,7 +3,16 @@ import { amongFirst, daysOf, queryPeriodSums, queryRowsTable, readsInQueryOrder,
 import { dayNumber, deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeInsensitive } from "../db/sql.ts";
-import { amongHighest, byText, checkAnswerRows, matchingQueryIds, queryTexts, readQuerySums, twoPeriods } from "../analytics/query-sums.ts";
+import {
+  amongHighest,
+  byText,
+  checkAnswerRows,
+  countQueriesSince,
+  matchingQueryIds,
+  queryTexts,
+  readQuerySums,
+  twoPeriods,
+} from "../analytics/query-sums.ts";
 import { addDays, dayRange } from "../sync/dates.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import {
@@ -146,24 +155,6 @@ async function countWindowQueries(db: Db, f: Filters): Promise<number> {
     .from(x)
     .where(where());
   return first(named)!.queries;
-}
-
-/**
- * The queries of one search type with a day in the rollup from `start` on, from each query's newest day
- * (gsc_query_last_days, kept by triggers: migrations sqlite 0029 / pg 0023): one row a query, not one a query and
- * day (5 M rows, 90 days: 290,000 rows instead of the window's 2.9 M rollup rows). The same as the distinct queries
- * of `start`..`end` when no query has a day after `end` (the window ends on or after the type's newest day, as the
- * insights' default windows do); null otherwise.
- */
-export async function countQueriesSince(db: Db, siteId: number, type: number, start: string, end: string): Promise<number | null> {
-  const [row] = await allRows<{ newest: number | null; n: number | string | null }>(
-    db,
-    `select max(day) as newest, sum(case when day >= $from then 1 else 0 end) as n
-       from gsc_query_last_days where site_id = $site_id and type = $type`,
-    { site_id: siteId, type, from: dayNumber(start) },
-  );
-  if (row?.newest != null && Number(row.newest) > dayNumber(end)) return null;
-  return Number(row?.n ?? 0);
 }
 
 export type TopOptions = Filters & { by: "query" | "page"; limit: number; contains?: string | null; order?: "clicks" | "impressions" };
