@@ -463,9 +463,13 @@ describe("the CLI's client", () => {
   });
 });
 
+const HEARTBEAT_MS = 1000;
+
 describe("a key whose first request's process died (SIGKILL)", () => {
   test("is taken over once the process is known gone, not after the 5-minute lease; while it lives, the key stays its", async () => {
-    const t = tempDb();
+    // Heartbeats every second (production: 2 s), here and in the holder: PostgreSQL judges a process gone after 5 s
+    // without one, not 10 s (the wait is the judgement's bound, not this test's subject).
+    const t = tempDb({ heartbeatMs: HEARTBEAT_MS });
     cleanups.push(() => t.cleanup());
     // PostgreSQL: a second handle through a proxy, opened now, to judge the holder once more after an outage.
     let proxy: Awaited<ReturnType<typeof tcpProxy>> | undefined;
@@ -475,13 +479,16 @@ describe("a key whose first request's process died (SIGKILL)", () => {
       cleanups.push(() => proxy!.stop());
       const url = new URL(t.databaseUrl);
       url.host = `127.0.0.1:${proxy.port}`;
-      judge = openPgDb({ url: url.toString(), role: "test", retryForMs: 300 });
+      judge = openPgDb({ url: url.toString(), role: "test", retryForMs: 300, heartbeatMs: HEARTBEAT_MS });
       cleanups.push(() => judge!.close());
     }
-    const child = Bun.spawn(["bun", `${import.meta.dir}/helpers/idempotency-holder.ts`, t.databaseUrl, "key:1", "held"], {
-      stdout: "pipe",
-      stderr: "inherit",
-    });
+    const child = Bun.spawn(
+      ["bun", `${import.meta.dir}/helpers/idempotency-holder.ts`, t.databaseUrl, "key:1", "held", String(HEARTBEAT_MS)],
+      {
+        stdout: "pipe",
+        stderr: "inherit",
+      },
+    );
     cleanups.push(() => child.kill("SIGKILL"));
     const reader = child.stdout.getReader();
     const first = new TextDecoder().decode((await reader.read()).value);
@@ -500,7 +507,7 @@ describe("a key whose first request's process died (SIGKILL)", () => {
     expect((await claim()).kind).toBe("running");
     child.kill("SIGKILL");
     await child.exited;
-    // SQLite: at once (its pid is gone); PostgreSQL: once its registry heartbeat is 10 s old.
+    // SQLite: at once (its pid is gone); PostgreSQL: once its registry heartbeat is 5 heartbeats old.
     await waitFor(async () => (await claim()).kind === "claimed", {
       timeout: 40_000,
       every: 250,

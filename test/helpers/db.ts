@@ -19,15 +19,16 @@ export function tempDir(prefix = "sitesync-test-") {
  * `path` is the file (SQLite only). cleanup closes every handle and deletes the database.
  */
 export function tempDb(opts: Partial<OpenOptions> = {}) {
-  return testEngine === "pg" ? tempPgDb() : tempSqliteDb(opts);
+  return testEngine === "pg" ? tempPgDb(opts) : tempSqliteDb(opts);
 }
 
-function tempPgDb() {
+/** PostgreSQL: of `opts`, only heartbeatMs is used (the others are SQLite's). */
+function tempPgDb(opts: Partial<OpenOptions> = {}) {
   const { dir, cleanup } = tempDir();
   const pgdb = newPgDatabase();
   const handles: Db[] = [];
-  const open = (_o: Partial<OpenOptions> = {}) => {
-    const db = openPgDb({ url: pgdb.url, role: "test", poolSize: 4 });
+  const open = (o: Partial<OpenOptions> = {}) => {
+    const db = openPgDb({ url: pgdb.url, role: "test", poolSize: 4, heartbeatMs: o.heartbeatMs ?? opts.heartbeatMs });
     handles.push(db);
     return db;
   };

@@ -4,10 +4,14 @@ import { claimIdempotencyKey } from "../../src/idempotency/queries.ts";
 
 // A process that claims an Idempotency-Key (as a worker does when a request arrives with one), prints
 // "claimed" and then never answers: a test SIGKILLs it to stand for a worker that died between its
-// commit and storing the answer. Arguments: the database (SQLite file or postgres:// URL), owner, key.
+// commit and storing the answer. Arguments: the database (SQLite file or postgres:// URL), owner, key, and the
+// registry's heartbeat (ms, default 2000).
 
-const [url, owner, key] = process.argv.slice(2) as [string, string, string];
-const db: Db = url.startsWith("postgres") ? openPgDb({ url, role: "test", poolSize: 2 }) : openDb({ path: url, role: "test" });
+const [url, owner, key, beat] = process.argv.slice(2) as [string, string, string, string?];
+const heartbeatMs = Number(beat ?? 2000);
+const db: Db = url.startsWith("postgres")
+  ? openPgDb({ url, role: "test", poolSize: 2, heartbeatMs })
+  : openDb({ path: url, role: "test", heartbeatMs });
 await registerProcess(db);
 const now = Date.now();
 const claim = await claimIdempotencyKey(
