@@ -38,6 +38,7 @@ export const sqliteOnly: Record<string, string> = {
   "bench.test.ts": "runs the SQLite benchmark",
   "bench-analytics.test.ts": "runs the SQLite benchmark",
   "bench-search.test.ts": "runs the SQLite benchmark",
+  "bench-grow.test.ts": "grows an SQLite bench file",
   "fast-path.test.ts": "SQLite's request fast path (PostgreSQL's has pg-fast-path.test.ts)",
   "sync.backfill.test.ts": "an SQLite migration's backfill of old rows (PostgreSQL's schema starts with the markers)",
 };
