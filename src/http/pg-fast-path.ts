@@ -4,7 +4,7 @@ import type { AuditedHandle } from "../audit/queries.ts";
 import { pendingSignal, offerPendingAnswer, withRideThrough } from "../db/availability.ts";
 import type { Db } from "../db/index.ts";
 import type { Site } from "../db/model.ts";
-import { ApiError, apiErrorOf, errorBody } from "../errors.ts";
+import { type ApiError, apiErrorOf, errorBody } from "../errors.ts";
 import { pendUnkeyedWrite } from "../idempotency/middleware.ts";
 import { log, withLogContext } from "../log.ts";
 import { requestIdOf } from "../request-frame.ts";

@@ -1,6 +1,6 @@
 import { pacificHourTimestamp } from "./dates.ts";
 import { typeRules } from "./search-types.ts";
-import { type Grain, type HourlySourceRow, type SearchAnalyticsSource, type SearchType, type SourceRow, type TotalsRow } from "./source.ts";
+import type { Grain, HourlySourceRow, SearchAnalyticsSource, SearchType, SourceRow, TotalsRow } from "./source.ts";
 
 // Deterministic synthetic Search Console data: the same (site, day, type) always gives the same rows,
 // so re-running a day is visibly idempotent and a fresh install shows syncs completing end to end.

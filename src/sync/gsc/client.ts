@@ -2,15 +2,15 @@ import { log } from "../../log.ts";
 import { gscRequests } from "../../metrics/registry.ts";
 import { PermanentError } from "../errors.ts";
 import { typeRules } from "../search-types.ts";
-import {
-  type Grain,
-  type HourlySourceRow,
-  type SearchAnalyticsSource,
-  type SearchType,
-  type FetchOptions,
-  type SourceRow,
-  type TotalsRow,
-  type TotalsRows,
+import type {
+  Grain,
+  HourlySourceRow,
+  SearchAnalyticsSource,
+  SearchType,
+  FetchOptions,
+  SourceRow,
+  TotalsRow,
+  TotalsRows,
 } from "../source.ts";
 import type { TokenProvider } from "./auth.ts";
 import type { QuotaRequest, RateLimiter } from "./limiter.ts";
