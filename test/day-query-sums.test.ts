@@ -1,16 +1,15 @@
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
-import pg from "pg";
 import { readQuerySums } from "../src/analytics/query-sums.ts";
 import { encodeDaySums } from "../src/sync/day-sums.ts";
 import { budgetOf, withBudget } from "../src/db/budget.ts";
 import { apiErrorOf } from "../src/errors.ts";
 import { typeCode } from "../src/sync/grains.ts";
 import { openDb, type Db } from "../src/db/index.ts";
-import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
+import { migratePg } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
-import { migrationsBefore } from "./helpers/migrations.ts";
+import { migrationsBefore, pgFixtureBefore } from "./helpers/migrations.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 import { addSite, deleteRows, storeRows } from "./helpers/rows.ts";
 import { asSqlite, tempDb, tempDir } from "./helpers/db.ts";
@@ -163,11 +162,8 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: gsc_day_query_sums fil
 
   test("one row per (site, day, type) of the rollup, byte for byte the sync's encoding", async () => {
     const url = await server.newDatabase();
-    await migratePg(url, migrationsBefore(pgMigrationsFolder, TAG.pg, dir.dir));
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
+    const c = await pgFixtureBefore(url, TAG.pg, fixtureSql(), dir.dir);
     try {
-      for (const s of fixtureSql()) await c.query(s);
       await migratePg(url);
       const rollup: number[][] = (await c.query(rollupSql)).rows.map((r) => Object.values(r).map(Number));
       const packed = asPlain((await c.query(packedSql)).rows);

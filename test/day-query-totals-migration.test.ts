@@ -1,16 +1,15 @@
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
-import pg from "pg";
 import { findTop } from "../src/insights/queries.ts";
 import { comparePeriodTotals } from "../src/mcp/queries.ts";
 import { openDb } from "../src/db/index.ts";
-import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
+import { migratePg } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { SEARCH_SHORT_SQL } from "../src/db/sqlite/search.ts";
 import { dayDate } from "../src/sync/grains.ts";
 import { tempDir } from "./helpers/db.ts";
-import { migrationsBefore } from "./helpers/migrations.ts";
+import { migrationsBefore, pgFixtureBefore } from "./helpers/migrations.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 
 // The day × query rollup re-keyed by query (migrations sqlite 0028 / pg 0022, issue 18): a database filled under
@@ -119,11 +118,8 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: the day × query rollu
 
   test("every rollup row kept, the same sums per query; the new primary key and the (site_id, day, type, query_id) index", async () => {
     const url = await server.newDatabase();
-    await migratePg(url, migrationsBefore(pgMigrationsFolder, TAG.pg, dir.dir));
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
+    const c = await pgFixtureBefore(url, TAG.pg, fixtureSql(), dir.dir);
     try {
-      for (const s of fixtureSql()) await c.query(s);
       const dump = async () => (await c.query(dumpSql)).rows.map((r) => Object.values(r).map(Number));
       const sums = async () =>
         Promise.all(windows.map(async ([a, b]) => (await c.query(windowSql(a, b))).rows.map((r) => Object.values(r).map(Number))));

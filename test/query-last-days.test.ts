@@ -3,12 +3,12 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import pg from "pg";
 import { openDb, openPgDb, type Db } from "../src/db/index.ts";
-import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
+import { migratePg } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { countQueriesSince } from "../src/analytics/query-sums.ts";
 import { dayDate } from "../src/sync/grains.ts";
 import { tempDir } from "./helpers/db.ts";
-import { migrationsBefore } from "./helpers/migrations.ts";
+import { migrationsBefore, pgFixtureBefore } from "./helpers/migrations.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 
 // Each query's newest day in the day × query rollup (migrations sqlite 0029 / pg 0023, issue 18): filled from a
@@ -126,12 +126,9 @@ describe.skipIf(postgresSkipReason !== null)(
 
     test(`filled from the stored rollup; then ${writes.map(([w]) => w).join(", ")}: the table follows the rollup`, async () => {
       const url = await server.newDatabase();
-      await migratePg(url, migrationsBefore(pgMigrationsFolder, TAG.pg, dir.dir));
-      const c = new pg.Client({ connectionString: url });
-      await c.connect();
+      const c = await pgFixtureBefore(url, TAG.pg, fixtureSql(), dir.dir);
       const app = openPgDb({ url, role: "test", poolSize: 2 });
       try {
-        for (const s of fixtureSql()) await c.query(s);
         await migratePg(url);
         await scenario({ all: async (sql) => (await c.query(sql)).rows, exec: async (sql) => void (await c.query(sql)) }, app);
       } finally {

@@ -4,14 +4,13 @@
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import pg from "pg";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
 import { countPages, findPageTotals, findPageWeekSeries, findUngrainedDays } from "../src/analytics/totals.ts";
 import { readsInQueryOrder } from "../src/analytics/detail.ts";
 import { comparePeriods, findBrandSplit, findCannibalization, findOverview, findTop, metricsOf, rounded } from "../src/insights/queries.ts";
 import { comparePeriodsBy, comparePeriodTotals, searchKeywords } from "../src/mcp/queries.ts";
 import type { Db } from "../src/db/index.ts";
-import { migratePg, pgMigrationsFolder } from "../src/db/pg/migrate.ts";
+import { migratePg } from "../src/db/pg/migrate.ts";
 import { migrate, migrationsFolder } from "../src/db/sqlite/migrate.ts";
 import { defaultPragmas } from "../src/db/sqlite/open.ts";
 import { addDays } from "../src/sync/dates.ts";
@@ -21,7 +20,7 @@ import { type PageTotal, replaceDayGrains, upsertPageIds } from "../src/sync/gra
 import { moveDayPageWeek, refreshDayRollups, splitWeeks } from "../src/sync/rollups.ts";
 import type { SearchType, SourceRow } from "../src/sync/source.ts";
 import { tempDb, tempDir } from "./helpers/db.ts";
-import { migrationsBefore } from "./helpers/migrations.ts";
+import { migrationsBefore, pgFixtureBefore } from "./helpers/migrations.ts";
 import { postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 import { addSite, storePageTotals } from "./helpers/rows.ts";
 
@@ -909,11 +908,8 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: the migration backfill
 
   test("backfilled rows = the day-by-day refresh's rows", async () => {
     const url = await server.newDatabase();
-    await migratePg(url, migrationsBefore(pgMigrationsFolder, TAG.pg, dir.dir));
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
+    const c = await pgFixtureBefore(url, TAG.pg, oldRowsSql(), dir.dir);
     try {
-      for (const s of oldRowsSql()) await c.query(s);
       await migratePg(url);
       const dump = async () => Promise.all(ROLLUP_TABLES.map(async (t) => (await c.query(dumpSql(t))).rows));
       const backfilled = await dump();
