@@ -145,8 +145,8 @@ export const heavyPairs: Record<string, string> = {
  * `engine file`: a file may wait on one engine and work on the other.
  */
 export const waiting: Record<string, string> = {
-  "pg supervisor.test.ts": "a worker's backoff reset (10 s) and a PostgreSQL outage's 503s: 11 s of CPU in 38 s",
-  "sqlite supervisor.test.ts": "a worker's backoff reset (10 s): 5.5 s of CPU in 19 s",
+  "pg supervisor.test.ts": "a PostgreSQL outage's 503s and a supervisor's starts: 8.4 s of CPU in 46 s (load ~8)",
+  "sqlite supervisor.test.ts": "a worker's backoff reset (BACKOFF_RESET_MS 3 s) and the give-up's 3.1 s: 5.4 s of CPU in 24 s (load ~12)",
   "pg idempotency.api.test.ts": "a SIGKILLed key holder's heartbeat ageing out: 8 s of CPU in 30 s",
   "pg diagnostics.api.test.ts": "a killed process's heartbeat ageing out, unreachable servers: 3 s of CPU in 22 s",
   "pg pg-engine.test.ts": "timeouts, a held connect, a proxy cutting connections: 2.4 s of CPU in 21 s",

@@ -126,6 +126,8 @@ const envSchema = z.object({
   WATCHDOG_TIMEOUT_MS: int(0).default(10_000),
   // ...unless it keeps using CPU (busy with synchronous work, not stopped or hung): then only after this.
   WATCHDOG_BUSY_TIMEOUT_MS: int(0).default(60_000),
+  // Supervisor: a worker that lived this long before dying starts again at once (its restart backoff resets).
+  BACKOFF_RESET_MS: int(100, 3_600_000).default(10_000),
   // Several instances (on different ports) may serve one database file only when this is set.
   ALLOW_SHARED_DATABASE: bool.default(false),
 

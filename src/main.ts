@@ -164,8 +164,6 @@ const readySlots = new Set<Slot>();
 let announced = false;
 // HTTP workers that keep dying before they ever listen (port taken, bad file…) will not recover.
 const MAX_START_FAILURES = 6;
-// A worker that lived this long before dying starts again at once (its backoff resets).
-const BACKOFF_RESET_MS = 10_000;
 
 function spawn(slot: Slot) {
   slot.startedAt = performance.now();
@@ -213,7 +211,7 @@ function spawn(slot: Slot) {
       if (stopping) return;
       // A worker that lived a while resets its backoff; one that dies at once backs off up to 30 s.
       const lived = performance.now() - slot.startedAt;
-      slot.crashes = lived > BACKOFF_RESET_MS ? 0 : slot.crashes + 1;
+      slot.crashes = lived > config.BACKOFF_RESET_MS ? 0 : slot.crashes + 1;
       if (!readySlots.has(slot) && slot.crashes >= MAX_START_FAILURES) {
         log("error", "worker keeps failing before it is ready; giving up", { role: slot.role, exitCode, attempts: slot.crashes });
         void shutdown("start failures", 1);
