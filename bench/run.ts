@@ -491,7 +491,7 @@ async function main() {
     targetsMet: notMet === 0 && failed === 0,
   };
   mkdirSync(dirname(flags.out), { recursive: true });
-  writeFileSync(flags.out, JSON.stringify(report, null, 2) + "\n");
+  writeFileSync(flags.out, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`wrote ${flags.out}`);
 
   for (const e of engines) {

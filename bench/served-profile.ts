@@ -47,7 +47,7 @@ const proc = Bun.spawn(
 const url = `http://127.0.0.1:${port}`;
 for (let i = 0; i < 600; i++) {
   try {
-    await fetch(url + "/health");
+    await fetch(`${url}/health`);
     break;
   } catch {
     await Bun.sleep(100);
@@ -158,7 +158,7 @@ const top = (m: Map<string, number>, n: number) =>
     .slice(0, n)
     .map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)
     .join("\n");
-console.log("-- by file/package\n" + top(byFile, 25));
-console.log("-- by function\n" + top(self, 45));
-console.log("-- natives by caller\n" + top(pk, 30));
+console.log(`-- by file/package\n${top(byFile, 25)}`);
+console.log(`-- by function\n${top(self, 45)}`);
+console.log(`-- natives by caller\n${top(pk, 30)}`);
 rmSync(dir, { recursive: true, force: true });

@@ -45,7 +45,7 @@ export function jsonResponse<T extends z.ZodType>(schema: T, description: string
 }
 
 /** Turns a failed zod validation into the API's 400 `validation_failed` error. */
-export const validationHook: Hook<any, any, any, any> = (result, c) => {
+export const validationHook: Hook<any, any, any, any> = (result, _c) => {
   if (result.success) return;
   const issues = result.error.issues.map((i) => ({
     path: i.path.map(String).join(".") || result.target,
@@ -144,6 +144,7 @@ function syncValidator(target: Validated, schema: z.ZodType, hook: AnyHook): Mid
       result = schema.safeParse(value);
     } catch (err) {
       if (!(err instanceof z.core.$ZodAsyncError)) throw err;
+      // biome-ignore lint/suspicious/noConfusingVoidType: Hono's next() is Promise<void>
       return schema.safeParseAsync(value).then((r): Promise<void | Response> | Response => settle(c, value, r) ?? next());
     }
     const refused = settle(c, value, result);

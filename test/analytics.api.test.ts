@@ -514,7 +514,7 @@ describe("GET /api/v1/page-keyword-performance/csv/ (§1.7)", () => {
 
   test("quotes and newlines in fields are quoted and doubled", async () => {
     const r = await call("GET", `/api/v1/page-keyword-performance/csv?hostname=quotes.example`);
-    expect(r.text).toBe(header + `"https://quotes.example/p?x=""1"",y=2",1,2,50.0000,1.2,"say ""hi""\nthere",1\r\n`);
+    expect(r.text).toBe(`${header}"https://quotes.example/p?x=""1"",y=2",1,2,50.0000,1.2,"say ""hi""\nthere",1\r\n`);
   });
 
   test("a non-Latin site name gives a valid header with RFC 6266 filename*", async () => {
@@ -528,7 +528,7 @@ describe("GET /api/v1/page-keyword-performance/csv/ (§1.7)", () => {
   test("header row even with no rows; filters as the JSON endpoint", async () => {
     expect((await call("GET", `/api/v1/page-keyword-performance/csv/?site_id=${ids.H}`)).text).toBe(header);
     const f = await call("GET", `/api/v1/page-keyword-performance/csv/?site_id=${ids.A}&query=/b&days=0`);
-    expect(f.text).toBe(header + `${A}/b,4,40,10.0000,4.0,理髮店|男士 理髮,2\r\n`);
+    expect(f.text).toBe(`${header}${A}/b,4,40,10.0000,4.0,理髮店|男士 理髮,2\r\n`);
     const m = await call("GET", `/api/v1/page-keyword-performance/csv/?site_id=${ids.A}&max_results=1`);
     expect(m.text.split("\r\n")).toHaveLength(3);
   });
@@ -550,7 +550,7 @@ describe("GET /api/v1/sites/{site_id}/export", () => {
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toBe("text/csv; charset=utf-8");
     const lines = r.text.split("\r\n");
-    expect(lines[0] + "\r\n").toBe(header);
+    expect(`${lines[0]}\r\n`).toBe(header);
     expect(lines).toHaveLength(13); // header, 11 rows, "" after the last CRLF
     expect(lines[1]).toBe(`2025-07-01,${A}/a,理髮店,DESKTOP,web,5,50,0.1,2.5`);
     expect(lines[7]).toBe(`2025-07-01,${A}/c,"a,b",MOBILE,web,1,10,0.1,1`);

@@ -194,7 +194,7 @@ describe("with keys", () => {
   });
 
   test("bad, malformed and wrongly framed keys: 401 invalid_token / invalid_request", async () => {
-    const forged = keys.read!.slice(0, -4) + "AAAA";
+    const forged = `${keys.read!.slice(0, -4)}AAAA`;
     for (const h of [bearer(forged), bearer("nope"), { "x-api-key": forged }]) {
       const r = await call(REMOTE, "GET", "/api/v1/sites", undefined, h);
       expect(r.status).toBe(401);

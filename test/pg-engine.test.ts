@@ -297,7 +297,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     // The default ride-through (2 s). Before: a new connection was bounded to half of it (1 s), so a backend slow
     // to start on a loaded machine failed "timeout expired", the probe (same bound, same delay) confirmed it, and
     // every request answered 503 while the server was up (seen beside sync.multiprocess on the 2-core machine).
-    const { t, proxy, db } = await proxiedDb({ poolSize: 2, rideThroughMs: 2000 });
+    const { proxy, db } = await proxiedDb({ poolSize: 2, rideThroughMs: 2000 });
     proxy.delayNewConnections(1500);
     const { sites } = db.t;
     const [written, read] = await Promise.all([

@@ -50,6 +50,7 @@ for (const site_id of [1, 2])
             impressions: 10 * (i + 1) + j + site_id,
             position: 1.5 + i + j / 10,
           });
+// biome-ignore lint/suspicious/noApproximativeNumericConstant: a position with five decimals, as stored
 rows.push({ ...rows[0]!, date: "2026-03-03", query: "pi", clicks: 0, impressions: 1, position: 3.14159 });
 
 const insertOld = `insert into gsc_performance_data (site_id, date, page, query, device, search_type, clicks, impressions, ctr, position)

@@ -155,7 +155,7 @@ describe.skipIf(!chromiumHere)("insights in chromium", () => {
         siteId,
         `${H}/a`,
         { verdict: "PASS", coverageState: "Submitted and indexed" },
-        addDays(E, -20) + "T10:00:00.000Z",
+        `${addDays(E, -20)}T10:00:00.000Z`,
       );
       await storeInspection(db, siteId, `${H}/a`, { verdict: "FAIL", coverageState: "Crawled - currently not indexed" });
       await storeInspection(db, siteId, `${H}/c`, { verdict: "PASS", coverageState: "Submitted and indexed" });

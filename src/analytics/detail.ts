@@ -88,8 +88,10 @@ export type PeriodSumsOptions = {
  * query order when the span is most of its history (readsInQueryOrder), else (or under a device) the detail.
  */
 export async function queryPeriodSums(db: Db, o: PeriodSumsOptions): Promise<{ sql: string; params: Record<string, number> }> {
+  // biome-ignore lint/complexity/useMathMinMax: ISO dates, compared as strings
   const start = o.p1.start < o.p2.start ? o.p1.start : o.p2.start;
   const from = o.since && o.since > start ? o.since : start;
+  // biome-ignore lint/complexity/useMathMinMax: ISO dates, compared as strings
   const to = o.p1.end > o.p2.end ? o.p1.end : o.p2.end;
   const queryOrder = !o.device && (await readsInQueryOrder(db, o.siteId, from, to));
   const day = queryOrder ? "+x.day" : "x.day";

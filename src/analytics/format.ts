@@ -47,7 +47,7 @@ export function csvField(v: string | number | null | undefined, raw = false): st
 
 /** One CSV record with its CRLF terminator (`raw`: text cells as stored, see csvField). */
 export function csvLine(fields: readonly (string | number | null | undefined)[], raw = false): string {
-  return fields.map((f) => csvField(f, raw)).join(",") + "\r\n";
+  return `${fields.map((f) => csvField(f, raw)).join(",")}\r\n`;
 }
 
 /** The UTF-8 byte order mark: Excel reads a CSV that starts with it as UTF-8 (otherwise as the system's code page). */

@@ -337,7 +337,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
                     (r) => csvLine([r.date, r.page, r.query, r.device, r.search_type, r.clicks, r.impressions, r.ctr, r.position], raw),
                     limit,
                   )
-                : await streamQuery<Row>(db, sql, params, "", (r) => JSON.stringify(r) + "\n", limit);
+                : await streamQuery<Row>(db, sql, params, "", (r) => `${JSON.stringify(r)}\n`, limit);
       const span = `${q.start_date ?? "all"}_${q.end_date ?? "all"}`;
       return new Response(body, {
         status: 200,

@@ -98,7 +98,7 @@ export function pgAuditParams(a: AuditTemplate): Record<string, string | number 
  * Inserts one audit row on the given transaction (the one that made the change it records): on SQLite
  * synchronously with the prepared statement, on PostgreSQL a promise to await inside the transaction.
  */
-export function insertAuditRow(db: Db, tx: Orm | Q, row: AuditInsert): void | Promise<unknown> {
+export function insertAuditRow(db: Db, tx: Orm | Q, row: AuditInsert): undefined | Promise<unknown> {
   if (db.engine === "sqlite") {
     insertStatement(tx as Orm).run(...columns.map((c) => row[c] ?? null));
     return;

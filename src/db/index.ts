@@ -2,7 +2,7 @@ import type { Database } from "bun:sqlite";
 import { hostname } from "node:os";
 import { defaults, describeTarget, type Config, type ProcessRole } from "../config.ts";
 import { log } from "../log.ts";
-import type { Engine, Q, Tables } from "./engine.ts";
+import type { Q, Tables } from "./engine.ts";
 import { guardFile, type FileGuard } from "./sqlite/identity.ts";
 import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./sqlite/open.ts";
 import { shareReadSnapshots } from "./sqlite/read-snapshot.ts";

@@ -23,7 +23,7 @@ export function deviceCode(device: string | undefined): number {
   // Google sends the codes in capitals: no upper-cased copy per row then (the ingest calls this for every row).
   let i = deviceCodes.indexOf(device as (typeof deviceCodes)[number]);
   if (i < 0) i = deviceCodes.indexOf((device ?? "").toUpperCase() as (typeof deviceCodes)[number]);
-  return i < 0 ? 0 : i;
+  return Math.max(i, 0);
 }
 
 /** round(position × impressions × scale): the stored, exactly re-aggregatable position. */

@@ -99,32 +99,30 @@ export function SitesPage(props: {
 
 function AddSite(props: { draft: SiteDraft }) {
   return (
-    <>
-      <section aria-labelledby="h-add">
-        <h2 id="h-add">Add a site</h2>
-        <form method="post" action="/ui/sites" class="stack">
-          <label>
-            Search Console property
-            <input
-              name="domain"
-              required
-              value={props.draft.domain}
-              placeholder="sc-domain:example.com or https://example.com/"
-              maxlength={2048}
-            />
-          </label>
-          <label>
-            Name
-            <input name="name" required value={props.draft.name} maxlength={200} />
-          </label>
-          <label>
-            Category <span class="muted">(optional)</span>
-            <input name="category" value={props.draft.category} maxlength={100} />
-          </label>
-          <button type="submit">Add site</button>
-        </form>
-      </section>
-    </>
+    <section aria-labelledby="h-add">
+      <h2 id="h-add">Add a site</h2>
+      <form method="post" action="/ui/sites" class="stack">
+        <label>
+          Search Console property
+          <input
+            name="domain"
+            required
+            value={props.draft.domain}
+            placeholder="sc-domain:example.com or https://example.com/"
+            maxlength={2048}
+          />
+        </label>
+        <label>
+          Name
+          <input name="name" required value={props.draft.name} maxlength={200} />
+        </label>
+        <label>
+          Category <span class="muted">(optional)</span>
+          <input name="category" value={props.draft.category} maxlength={100} />
+        </label>
+        <button type="submit">Add site</button>
+      </form>
+    </section>
   );
 }
 

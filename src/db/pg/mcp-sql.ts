@@ -45,8 +45,8 @@ export function refusePlan(plan: PlanNode, allowed: Set<string>): string | null 
   const type = String(plan["Node Type"] ?? "");
   if (type === "ModifyTable" || type === "LockRows") return "only read-only SELECT statements are allowed";
   const relation = plan["Relation Name"];
-  if (typeof relation === "string" && (plan["Schema"] !== "public" || !allowed.has(relation))) {
-    const name = plan["Schema"] === "public" ? relation : `${String(plan["Schema"])}.${relation}`;
+  if (typeof relation === "string" && (plan.Schema !== "public" || !allowed.has(relation))) {
+    const name = plan.Schema === "public" ? relation : `${String(plan.Schema)}.${relation}`;
     return `table '${name}' cannot be queried; readable tables: ${[...allowed].join(", ")}`;
   }
   if (type === "Function Scan" || type === "Table Function Scan") {

@@ -13,7 +13,6 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
-import type { OAuth2Client } from "google-auth-library";
 import { z } from "zod";
 import { PermanentError } from "../errors.ts";
 import { DEFAULT_TOKEN_URL, readJsonFile, type TokenProvider } from "./auth.ts";

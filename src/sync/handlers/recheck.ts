@@ -23,7 +23,7 @@ export const recheck: TaskHandler = {
       let checked = 0;
       for (const type of searchTypes) {
         const c = complete.get(`${day}|${typeCode(type)}`);
-        if (!c || c.data_state !== "final" || c.property_rows === 0) continue;
+        if (c?.data_state !== "final" || c.property_rows === 0) continue;
         checked++;
         const fresh = await ctx.source.totals(site.domain, day, type, "property", ctx.signal);
         const stored = await findDayTotals(ctx.db, site.id, day, typeCode(type));
