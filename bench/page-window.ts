@@ -3,15 +3,17 @@ import { findPageKeywordPerformance, findPerformanceTrends, pageKeywordSince } f
 import * as budget from "../src/db/budget.ts";
 import { openDb } from "../src/db/index.ts";
 import { comparePeriods, findCannibalization, findDecayingPages, findOverview, findTop } from "../src/insights/queries.ts";
-import { comparePeriodsBy, comparePeriodTotals, findBestPages } from "../src/mcp/queries.ts";
+import { comparePeriodsBy, comparePeriodTotals, findBestPages, findPageQueries, findPagesQueries, trackPages } from "../src/mcp/queries.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 
-// `bun bench/page-window.ts --db FILE --end 2026-12-04 [--site 1] [--rounds 3] [--only a,b] [--base DIR]`: CPU
-// (user + system, this process and its query processes) of the page-side reports over a 90-day window
+// `bun bench/page-window.ts --db FILE --end 2026-12-04 [--site 1] [--rounds 3] [--only a,b] [--page URL] [--base DIR]`:
+// CPU (user + system, this process and its query processes) of the page-side reports over a 90-day window
 // (page-keyword-performance, MCP best_pages / compare_periods by page / its period totals, insights overview /
-// top page / compare by page / cannibalization / decay, performance-trends), on one read-only SQLite file. With
-// --base (another checkout's root, e.g. the tree before a change) each read runs alternately in both trees in
-// this one process, and their answers are compared (same JSON or it says DIFFERENT).
+// top page / compare by page / cannibalization / decay, performance-trends) and of the MCP tools reading one page's
+// detail (show_page_queries, track_pages over 30 days; pages_queries over every day; --page, bench:analytics' page
+// by default), on one read-only SQLite file. With --base (another checkout's root, e.g. the tree before a change)
+// each read runs alternately in both trees in this one process, and their answers are compared (same JSON or it
+// says DIFFERENT).
 
 const { values } = parseArgs({
   options: {
@@ -21,6 +23,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     only: { type: "string" },
     base: { type: "string" },
+    page: { type: "string", default: "https://bench-analytics.example/kaka/sador/trabo-0" },
   },
 });
 if (!values.db || !values.end) {
@@ -38,6 +41,9 @@ const reads = {
   comparePeriodsBy,
   comparePeriodTotals,
   findBestPages,
+  findPageQueries,
+  trackPages,
+  findPagesQueries,
 };
 type Reads = typeof reads;
 // Each tree's reads run under its own budget module (no time limit: the unchanged reads may take minutes on a loaded machine).
@@ -51,6 +57,7 @@ if (values.base) {
 const db = openDb({ path: values.db, role: "test" });
 const siteId = Number(values.site);
 const end = values.end;
+const page = values.page;
 const start = addDays(end, -89);
 const mid = addDays(end, -44);
 const f = { siteId, start, end, searchType: "web" };
@@ -78,6 +85,14 @@ const cases: [string, (r: Reads) => Promise<unknown>][] = [
   ["insight_decay", (r) => r.findDecayingPages(db, { siteId, end, searchType: "web", weeks: 13, minDrop: 0.2, minClicks: 10, limit: 50 })],
   ["trends_90", (r) => r.findPerformanceTrends(db, siteId, 90, { searchType: "web" })],
   ["trends_90_all", (r) => r.findPerformanceTrends(db, siteId, 90, { searchType: "all" })],
+  // One page's detail (bench:analytics' MCP tools: 30 days, 1,000 rows; pages_queries over every day).
+  ["mcp_page_queries", (r) => r.findPageQueries(db, { siteId, searchType: "web", since: addDays(end, -29), page, limit: 1000 })],
+  [
+    "mcp_track_pages",
+    (r) => r.trackPages(db, { siteId, searchType: "web", since: addDays(end, -29), pages: [page], keywords: [], limit: 1000 }),
+  ],
+  ["mcp_pages_queries", (r) => r.findPagesQueries(db, { siteId, searchType: "web", pages: [page], limit: 1000 })],
+  ["mcp_pages_queries_all", (r) => r.findPagesQueries(db, { siteId, searchType: "all", pages: [page], limit: 1000 })],
 ];
 const only = values.only ? new Set(values.only.split(",")) : null;
 /** CPU ms (user + system) of this process and its children (the analytics query processes), from /proc (10 ms ticks for children). */

@@ -101,7 +101,7 @@ export function assertAnswerable(f: Omit<GrainFilters, "siteId" | "start" | "end
 }
 
 /** A JSON array parameter as rows `t(value)`. */
-const jsonList = (e: Engine, param: string, alias: string) =>
+export const jsonList = (e: Engine, param: string, alias: string) =>
   e === "pg" ? `jsonb_array_elements_text(${param}::jsonb) ${alias}(value)` : `json_each(${param}) ${alias}`;
 /** Sums as JSON numbers: PostgreSQL's bigint and numeric arrive as strings. */
 const num = (e: Engine, expr: string) => (e === "pg" ? `coalesce((${expr})::float8, 0)` : `coalesce(${expr}, 0)`);
