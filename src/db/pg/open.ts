@@ -1,8 +1,8 @@
 import type { NodePgDatabase } from "drizzle-orm/node-postgres";
-import { drizzlePg, pgDriver } from "./driver.ts";
-import * as schema from "./schema.ts";
+import { drizzlePg, pgDriver, pgSchema } from "./driver.ts";
+import type * as Schema from "./schema.ts";
 
-export type PgOrm = NodePgDatabase<typeof schema>;
+export type PgOrm = NodePgDatabase<typeof Schema>;
 
 /** Checks that `url` is a postgres:// or postgresql:// URL; returns it, or throws saying what is expected. */
 export function checkPostgresUrl(url: string): string {
@@ -15,6 +15,6 @@ export function openPg(url: string, opts: { max?: number } = {}) {
   const pool = new (pgDriver().Pool)({ connectionString: checkPostgresUrl(url), max: opts.max ?? 4 });
   // An idle client that loses its connection (server restart) emits 'error'; unhandled it would kill the process.
   pool.on("error", () => {});
-  const orm: PgOrm = drizzlePg().drizzle({ client: pool, schema });
+  const orm: PgOrm = drizzlePg().drizzle({ client: pool, schema: pgSchema() });
   return { pool, orm, close: () => pool.end() };
 }
