@@ -12,12 +12,14 @@
 // longest first by the times in scripts/test-times.json; the files in `runAlone` run afterwards, one at a
 // time with nothing else running. Each file's output is printed whole when it ends (with its engine and wall
 // time); the measured times are written to $TMPDIR/sitesync-test-times.json. PostgreSQL files copy one
-// migrated template database made once per run (TEST_PG_TEMPLATE).
+// migrated template database made once per run (TEST_PG_TEMPLATE), made ahead of use and dropped in the background by
+// the runner (test/helpers/pg-pool.ts; TEST_PG_AHEAD=0: each made and dropped by the test itself, with psql).
 // REQUIRE_POSTGRES=1 makes a missing PostgreSQL a failure instead of a skip (.ci/run sets it).
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { createMigratedDatabase, psql } from "../test/helpers/engine.ts";
+import { startPgPool } from "../test/helpers/pg-pool.ts";
 import { findPgBin, startCluster, stopCluster, type Cluster } from "./pg-cluster.ts";
 import { makeRunDir, makeUnitDir, removeTestDir } from "./test-tmp.ts";
 
@@ -276,9 +278,11 @@ function killGroup(pid: number): boolean {
 function runUnit(u: Unit): Promise<Done> {
   const t0 = performance.now();
   const tmp = makeUnitDir(runDir, `${++unitSeq}-${u.engine}-${basename(u.file, ".test.ts")}${u.files.length > 1 ? "-group" : ""}`);
+  // PostgreSQL databases made ahead (every process: SQLite files about both engines make some too), named with its tag.
+  const tag = pgPool?.tagOf(unitSeq);
   const p = Bun.spawn([process.execPath, "test", "--timeout", "60000", ...flagArgs, ...u.files], {
     cwd: root,
-    env: { ...process.env, ...jitEnv, ...u.env, TMPDIR: tmp },
+    env: { ...process.env, ...jitEnv, ...u.env, ...(tag ? pgPool!.unitEnv(tag) : {}), TMPDIR: tmp },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -292,6 +296,8 @@ function runUnit(u: Unit): Promise<Done> {
     const cpuMs = Number(p.resourceUsage()?.cpuTime.total ?? 0n) / 1000;
     running.delete(p.pid);
     const leftovers = killGroup(p.pid) ? ["killed processes the file left running"] : [];
+    // Its databases are dropped in the background (those it left too).
+    if (tag) pgPool!.unitEnded(tag);
     leftovers.push(...removeTestDir(tmp));
     const leaks = leftovers.map((l) => `runner cleanup: ${l}\n`).join("");
     // One file's output at once, never interleaved with another's.
@@ -428,6 +434,8 @@ if (engines.includes("sqlite")) {
 
 let cluster: Cluster | null = null;
 let runTemplate: string | null = null;
+/** PostgreSQL test databases made ahead of use and dropped in the background (test/helpers/pg-pool.ts). */
+let pgPool: ReturnType<typeof startPgPool> | null = null;
 let pgUrl: string | undefined;
 // Interrupted (Ctrl-C, CI timeout): the files' process groups are killed and the run's folder removed.
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
@@ -436,7 +444,11 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     for (const l of removeTestDir(runDir)) console.error(`runner cleanup: ${l}`);
     if (runTemplate) {
       try {
-        psql(`drop database if exists "${runTemplate}" with (force)`);
+        // The run's databases: the template, the pool's, the test processes'.
+        const mine = psql(
+          `select datname from pg_database where datname = '${runTemplate}' or starts_with(datname, 'sitesync_t_p${process.pid}_') or starts_with(datname, 'sitesync_t_r${process.pid}u') or starts_with(datname, 'sitesync_test_r${process.pid}u')`,
+        );
+        for (const name of mine.split("\n").filter(Boolean)) psql(`drop database if exists "${name}" with (force)`);
       } catch {
         // The server is gone already.
       }
@@ -466,6 +478,7 @@ if (engines.includes("pg")) {
     process.env.TEST_POSTGRES_URL = pgUrl;
     runTemplate = `sitesync_tmpl_run_${process.pid}`;
     createMigratedDatabase(runTemplate);
+    if (process.env.TEST_PG_AHEAD !== "0") pgPool = startPgPool({ adminUrl: pgUrl, template: runTemplate, dir: join(runDir, "pg-pool") });
     console.log(
       `\n=== PostgreSQL (${pgUrl}): ${files.length} test files; SQLite-only or engine-neutral (run once, on SQLite), not run here: ===`,
     );
@@ -510,6 +523,10 @@ try {
   }
   firstFailures.push(...failedFirst);
 } finally {
+  if (pgPool) {
+    const errors = await pgPool.stop();
+    if (errors.length > 0) console.log(`PostgreSQL pool: ${errors.length} errors (retried), the first: ${errors[0]}`);
+  }
   if (runTemplate) {
     try {
       psql(`drop database if exists "${runTemplate}" with (force)`);

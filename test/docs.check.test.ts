@@ -97,6 +97,8 @@ describe("commands, settings, paths", () => {
     "TEST_GROUP_CPU",
     "TEST_GROUP_WALL",
     "TEST_PG_TEMPLATE",
+    "TEST_PG_AHEAD",
+    "TEST_DB_TAG",
     "TEST_RETRY_FAILED",
     "FAKE_GSC_REUSE_BODIES",
     "FAKE_GSC_DELAY_MS",

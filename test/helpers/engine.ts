@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Engine } from "../../src/db/engine.ts";
 import { findPgBin } from "../../scripts/pg-cluster.ts";
+import { claimPgDatabase, dbTag, releasePgDatabase } from "./pg-pool.ts";
 
 // Which engine this run of the suite tests: TEST_ENGINE=pg runs the behavioural tests against the
 // PostgreSQL server at TEST_POSTGRES_URL (scripts/test.ts starts a throw-away one); default SQLite.
@@ -77,14 +78,25 @@ function migratedTemplate(): string {
   return name;
 }
 
-/** A fresh migrated PostgreSQL database; its URL and a drop() for cleanup. */
+/**
+ * A fresh migrated (or, with `migrated: false`, empty) PostgreSQL database; its URL and a drop() for cleanup. Under
+ * the runner one made ahead is taken from its pool and drop() hands it back to be dropped in the background
+ * (test/helpers/pg-pool.ts); else it is made and dropped here, with psql.
+ */
 export function newPgDatabase(opts: { migrated?: boolean } = {}): { url: string; name: string; drop: () => void } {
-  const name = `sitesync_t_${process.pid}_${++seq}_${Date.now().toString(36)}`;
-  psql(opts.migrated === false ? `create database "${name}"` : `create database "${name}" template "${migratedTemplate()}"`);
+  const kind = opts.migrated === false ? "empty" : "migrated";
+  const claimed = (kind === "empty" || process.env.TEST_PG_TEMPLATE) && claimPgDatabase(kind);
+  // Named with the runner's tag for this process when there is one: the runner drops what a killed process left.
+  const name = claimed || `sitesync_t_${dbTag ? `${dbTag}_` : ""}${process.pid}_${++seq}_${Date.now().toString(36)}`;
+  if (!claimed) psql(kind === "empty" ? `create database "${name}"` : `create database "${name}" template "${migratedTemplate()}"`);
+  let dropped = false;
   return {
     url: urlOf(name),
     name,
     drop: () => {
+      if (dropped) return;
+      dropped = true;
+      if (releasePgDatabase(name)) return;
       try {
         psql(`drop database if exists "${name}" with (force)`);
       } catch {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll } from "bun:test";
 import pg from "pg";
 import { findPgBin, startCluster, stopCluster, type Cluster } from "../../scripts/pg-cluster.ts";
+import { dbTag } from "./pg-pool.ts";
 
 // A real PostgreSQL for tests: TEST_POSTGRES_URL when set (.ci/run starts one cluster for the whole run),
 // else a throw-away cluster of this test file's own from Debian's binaries. Each test gets fresh databases.
@@ -42,7 +43,7 @@ export function usePostgres() {
     adminUrl: () => adminUrl,
     /** A new empty database; its URL. */
     async newDatabase(): Promise<string> {
-      const name = `sitesync_test_${process.pid}_${created.length}_${Date.now().toString(36)}`;
+      const name = `sitesync_test_${dbTag ? `${dbTag}_` : ""}${process.pid}_${created.length}_${Date.now().toString(36)}`;
       await admin(adminUrl, [`create database "${name}"`]);
       created.push(name);
       const u = new URL(adminUrl);
