@@ -354,6 +354,18 @@ describe("rollups kept at ingest equal the detail's answers", () => {
           device,
           got: want,
         });
+        // The first-span filter at a page's exact first-span clicks keeps it (PostgreSQL reads the first span on its own).
+        for (const at of [want[0]?.clicks[0], want[want.length >> 1]?.clicks[0]]) {
+          if (at === undefined || at < 1) continue;
+          const strict = { minFirst: at, maxLastShare: keep.maxLastShare };
+          expect({ from, searchType, device, at, got: (await findPageWeekSeries(db, f, 4, strict)).sort(bySpan) }).toEqual({
+            from,
+            searchType,
+            device,
+            at,
+            got: want.filter((p) => p.clicks[0]! >= at),
+          });
+        }
       }
     }
     // MCP compare_periods by page (both periods' page totals merged per page in one statement, the first `limit`
