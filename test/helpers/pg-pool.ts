@@ -58,11 +58,14 @@ const targets: Record<PoolKind, number> = { migrated: 6, empty: 4 };
  */
 export function startPgPool(opts: { adminUrl: string; template: string; dir: string }) {
   const { adminUrl, template, dir } = opts;
-  for (const d of ["ready-migrated", "ready-empty", "taken", "drop"]) mkdirSync(join(dir, d), { recursive: true });
+  for (const d of ["ready-migrated", "ready-empty", "taken", "drop", "dropping"]) mkdirSync(join(dir, d), { recursive: true });
   const prefix = `sitesync_t_p${process.pid}_`;
+  const emptyPrefix = `sitesync_test_p${process.pid}_`;
   let seq = 0;
   let stopping = false;
   let finishing = false;
+  let madeByTests = 0;
+  let made = 0;
   const clients: pg.Client[] = [];
   const connect = async () => {
     const c = new pg.Client({ connectionString: adminUrl, application_name: "sitesync-test-pool" });
@@ -80,10 +83,12 @@ export function startPgPool(opts: { adminUrl: string; template: string; dir: str
         await Bun.sleep(50);
         continue;
       }
-      const name = `${prefix}${++seq}`;
+      // Empty ones are named as test/helpers/postgres.ts names its own (messages naming them are asserted).
+      const name = `${kind === "migrated" ? prefix : emptyPrefix}${++seq}`;
       try {
         await c.query(kind === "migrated" ? `create database "${name}" template "${template}"` : `create database "${name}"`);
         writeFileSync(join(dir, `ready-${kind}`, name), "");
+        made++;
       } catch (e) {
         // Another session on the template (a test's psql fallback copies it too): try again shortly.
         errors.push(String(e));
@@ -91,14 +96,20 @@ export function startPgPool(opts: { adminUrl: string; template: string; dir: str
       }
     }
   };
-  /** Drops the released databases, one at a time, then looks again every 100 ms. */
+  /** Drops the released databases, one at a time (a few of these at the end, each taking its own), then looks again every 100 ms. */
   const dropper = async () => {
     const c = await connect();
     for (;;) {
       const names = readdirSync(join(dir, "drop"));
       for (const name of names) {
+        try {
+          renameSync(join(dir, "drop", name), join(dir, "dropping", name));
+        } catch {
+          continue; // another dropper took it
+        }
+        if (name.startsWith(`sitesync_t_r${process.pid}u`) || name.startsWith(`sitesync_test_r${process.pid}u`)) madeByTests++;
         await c.query(`drop database if exists "${name}" with (force)`).catch((e) => errors.push(String(e)));
-        rmSync(join(dir, "drop", name), { force: true });
+        rmSync(join(dir, "dropping", name), { force: true });
       }
       if (names.length === 0) {
         if (finishing) return;
@@ -107,9 +118,18 @@ export function startPgPool(opts: { adminUrl: string; template: string; dir: str
     }
   };
   const failed = (e: unknown) => void errors.push(`the pool's connection: ${e}`);
+  // Databases of runs and test processes of this machine that are gone (SIGKILLed: nothing of theirs dropped them).
+  const reap = async () => {
+    sweeper ??= connect();
+    const all = await (await sweeper).query<{ datname: string }>("select datname from pg_database where starts_with(datname, 'sitesync_')");
+    for (const { datname } of all.rows) {
+      const pid = ownerPid(datname);
+      if (pid !== null && pid !== process.pid && !alive(pid)) writeFileSync(join(dir, "drop", datname), "");
+    }
+  };
   const loops = [creator("migrated").catch(failed), creator("empty").catch(failed), dropper().catch(failed)];
-  const sweeps: Promise<void>[] = [];
   let sweeper: Promise<pg.Client> | null = null;
+  const sweeps: Promise<void>[] = [reap().catch(failed)];
   return {
     /** The tag of the runner's n-th test process (its databases' names carry it). */
     tagOf: (n: number) => `r${process.pid}u${n}`,
@@ -133,27 +153,51 @@ export function startPgPool(opts: { adminUrl: string; template: string; dir: str
       };
       sweeps.push(sweep().catch(failed));
     },
-    /** Stops making databases and drops every one it made or was handed; the errors seen meanwhile. */
-    async stop(): Promise<string[]> {
+    /** Stops making databases and drops every one it made or was handed; what it did, and the errors seen meanwhile. */
+    async stop(): Promise<{ taken: number; madeByTests: number; errors: string[] }> {
       stopping = true;
       await Promise.all([...loops.slice(0, 2), ...sweeps]);
+      const taken = made - count("migrated") - count("empty");
       for (const kind of ["migrated", "empty"] as const)
         for (const name of readdirSync(join(dir, `ready-${kind}`))) renameSync(join(dir, `ready-${kind}`, name), join(dir, "drop", name));
       finishing = true;
-      await loops[2];
+      // What is left to drop, over four connections (dropping one took 0.4-1.5 s at load).
+      await Promise.all([loops[2], ...[1, 2, 3].map(() => dropper().catch(failed))]);
       // Whatever is left of this run (a create whose file was never written, a dropper that failed, a test process's).
       try {
         const c = clients[0] ?? (await connect());
         const left = await c.query<{ datname: string }>(
-          "select datname from pg_database where starts_with(datname, $1) or starts_with(datname, $2) or starts_with(datname, $3)",
-          [prefix, `sitesync_t_r${process.pid}u`, `sitesync_test_r${process.pid}u`],
+          "select datname from pg_database where starts_with(datname, $1) or starts_with(datname, $2) or starts_with(datname, $3) or starts_with(datname, $4)",
+          [prefix, emptyPrefix, `sitesync_t_r${process.pid}u`, `sitesync_test_r${process.pid}u`],
         );
-        for (const r of left.rows) await c.query(`drop database if exists "${r.datname}" with (force)`).catch(failed);
+        await Promise.all(left.rows.map((r) => c.query(`drop database if exists "${r.datname}" with (force)`).catch(failed)));
       } catch (e) {
         failed(e);
       }
       await Promise.all(clients.map((cl) => cl.end().catch(() => {})));
-      return errors;
+      return { taken, madeByTests, errors };
     },
   };
+}
+
+/**
+ * The process whose end leaves database `name` garbage: the runner of a pool's or tagged one, the test process of an
+ * untagged one, the creator of a per-process template; null for names not made by the tests.
+ */
+export function ownerPid(name: string): number | null {
+  const m =
+    /^sitesync_tmpl_(?:run_)?(\d+)$/.exec(name) ??
+    /^sitesync_(?:t|test)_[pr](\d+)(?:_\d+$|u\d+_)/.exec(name) ??
+    /^sitesync_(?:t|test)_(\d+)_\d+_[0-9a-z]+$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** Is process `pid` running on this machine (another user's counts as running)? */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
 }

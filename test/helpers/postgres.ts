@@ -1,7 +1,7 @@
 import { afterAll, beforeAll } from "bun:test";
 import pg from "pg";
 import { findPgBin, startCluster, stopCluster, type Cluster } from "../../scripts/pg-cluster.ts";
-import { dbTag } from "./pg-pool.ts";
+import { claimPgDatabase, dbTag, releasePgDatabase } from "./pg-pool.ts";
 
 // A real PostgreSQL for tests: TEST_POSTGRES_URL when set (.ci/run starts one cluster for the whole run),
 // else a throw-away cluster of this test file's own from Debian's binaries. Each test gets fresh databases.
@@ -28,10 +28,12 @@ export function usePostgres() {
   });
   afterAll(async () => {
     try {
-      if (envUrl && created.length > 0) {
+      // The runner's (test/helpers/pg-pool.ts) are dropped by it, in the background.
+      const mine = created.filter((d) => !releasePgDatabase(d));
+      if (envUrl && mine.length > 0) {
         await admin(
           adminUrl,
-          created.map((d) => `drop database if exists "${d}" with (force)`),
+          mine.map((d) => `drop database if exists "${d}" with (force)`),
         );
       }
     } finally {
@@ -43,8 +45,10 @@ export function usePostgres() {
     adminUrl: () => adminUrl,
     /** A new empty database; its URL. */
     async newDatabase(): Promise<string> {
-      const name = `sitesync_test_${dbTag ? `${dbTag}_` : ""}${process.pid}_${created.length}_${Date.now().toString(36)}`;
-      await admin(adminUrl, [`create database "${name}"`]);
+      // One made ahead by the runner when it has one ready (test/helpers/pg-pool.ts), else made here.
+      const claimed = envUrl ? claimPgDatabase("empty") : null;
+      const name = claimed ?? `sitesync_test_${dbTag ? `${dbTag}_` : ""}${process.pid}_${created.length}_${Date.now().toString(36)}`;
+      if (!claimed) await admin(adminUrl, [`create database "${name}"`]);
       created.push(name);
       const u = new URL(adminUrl);
       u.pathname = `/${name}`;
