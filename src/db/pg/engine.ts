@@ -67,6 +67,9 @@ export function newCommitToken(): CommitToken {
   return { at: Date.now(), token: (hi! & 0x1fffff) * 2 ** 32 + lo! };
 }
 
+/** How long an idle pooled connection is kept open. */
+const IDLE_KEEP_MS = 10 * 60_000;
+
 const RETRY_BASE_MS = 5;
 const RETRY_MAX_MS = 500;
 
@@ -82,6 +85,12 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.poolSize,
+    // Idle connections kept 10 minutes (node-postgres' default closes them after 10 s): a request after a quiet spell
+    // would otherwise open a new backend, whose catalog caches start empty (a 90-day ranking read planned in 12-30 ms
+    // on a new backend, 0.5 ms on a used one). 1 M rows at load 20: coverage after 11 s idle 102-354 ms, after 5 s 10-40.
+    idleTimeoutMillis: IDLE_KEEP_MS,
+    // Idle connections do not keep a process alive (one done with its work exits, as it did once they closed after 10 s).
+    allowExitOnIdle: true,
     statement_timeout: opts.statementTimeoutMs || undefined,
     // A transaction left open by a crashed request must not hold its locks for ever.
     idle_in_transaction_session_timeout: 60_000,
