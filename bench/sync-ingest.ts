@@ -3,6 +3,7 @@
 // day and search type, so days × rows × 4 rows in all), run by one worker in this process; prints rows/s
 // per run and the median. Default: a fresh SQLite file in a temp dir; with --database, an EMPTY
 // PostgreSQL database (migrated here, its tables truncated before each run).
+import { dlopen, ptr } from "bun:ffi";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { getPriority, loadavg, setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,6 +51,9 @@ const { values: args } = parseArgs({
     "fake-fresh": { type: "boolean", default: false },
     // The same for the fake Search Console (it is not part of a real deployment: Google's CPU is elsewhere).
     "fake-nice": { type: "string" },
+    // A custom kernel scheduling slice for the sync / HTTP worker's threads (see setSlice in served()).
+    "sync-slice-us": { type: "string" },
+    "http-slice-us": { type: "string" },
   },
 });
 const days = Number(args.days);
@@ -57,6 +61,8 @@ const rowsPerDay = Number(args.rows);
 const runs = Number(args.runs);
 const rounds = Number(args.rounds);
 setLogLevel("warn");
+/** Linux x86-64's sched_setattr system call number. */
+const SYS_SCHED_SETATTR = 314;
 
 async function oneRun(db: Db, run: number): Promise<number> {
   const domain = `sc-domain:ingest-${run}-${Date.now()}.bench.example`;
@@ -199,6 +205,26 @@ async function served(): Promise<void> {
     const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8");
     const syncPid = children(server.proc.pid).find((p) => cmdline(p).includes("worker-main"))!;
     const httpPid = children(server.proc.pid).find((p) => !cmdline(p).includes("worker-main"))!;
+    // --sync-slice-us / --http-slice-us: a custom EEVDF slice (sched_setattr's sched_runtime, Linux >= 6.12; 100-100,000
+    // µs) for every thread of the sync / HTTP worker, set from here (threads started later keep the default): whether
+    // the length of the slice the sync worker may keep the core for changes the GETs' wait for a core.
+    const setSlice = (pid: number, us: number) => {
+      const libc = dlopen("libc.so.6", { syscall: { args: ["i64", "i64", "ptr", "i64"], returns: "i64" } });
+      for (const tid of readdirSync(`/proc/${pid}/task`).map(Number)) {
+        // struct sched_attr (SCHED_ATTR_SIZE_VER0): size, policy (SCHED_OTHER), flags, nice (kept), priority, runtime.
+        const attr = new DataView(new ArrayBuffer(48));
+        attr.setUint32(0, 48, true);
+        attr.setInt32(16, getPriority(tid), true);
+        attr.setBigUint64(24, BigInt(us * 1000), true);
+        if (libc.symbols.syscall(SYS_SCHED_SETATTR, tid, ptr(attr), 0) !== 0n) console.warn(`sched_setattr of thread ${tid} refused`);
+      }
+      libc.close();
+    };
+    const slices = () => {
+      if (args["sync-slice-us"] !== undefined) setSlice(syncPid, Number(args["sync-slice-us"]));
+      if (args["http-slice-us"] !== undefined) setSlice(httpPid, Number(args["http-slice-us"]));
+    };
+    slices();
     // Every thread of the fake (Linux keeps a nice per thread; its pool threads do the sending).
     if (args["fake-nice"] !== undefined)
       for (const tid of readdirSync(`/proc/${fake.proc.pid}/task`)) setPriority(Number(tid), Number(args["fake-nice"]));
@@ -240,18 +266,39 @@ async function served(): Promise<void> {
     for (let i = 0; i < 20; i++) await post("/api/v1/sites", { domain: `sc-domain:other${i}.bench.example`, name: `Other ${i}` });
 
     // The other client: GETs paced at --rps (each waits its turn; a slow answer delays the next, no pile-up).
-    const gets = async (until: () => boolean) => {
+    // Per GET, where its time went: the HTTP worker's main thread [on a core, waiting for one] and this process's
+    // (main thread and Bun's fetch thread) the same, in ms over the GET (schedstat read before and after it).
+    type Parts = { http: readonly [number, number]; client: readonly [number, number] };
+    let clientThreads: number[] = [process.pid];
+    const clientTimes = () => {
+      let on = 0;
+      let wait = 0;
+      for (const t of clientThreads) {
+        const f = readFileSync(`/proc/${process.pid}/task/${t}/schedstat`, "utf8").split(" ");
+        on += Number(f[0]) / 1e6;
+        wait += Number(f[1]) / 1e6;
+      }
+      return [on, wait] as const;
+    };
+    const gets = async (until: () => boolean, parts?: Parts[]) => {
       const ms: number[] = [];
       const gap = 1000 / Number(args.rps);
       let next = performance.now();
       let k = 0;
       while (!until()) {
+        const h0 = parts ? mainThread(httpPid) : null;
+        const c0 = parts ? clientTimes() : null;
         const t0 = performance.now();
         const path = k++ % 2 === 0 ? "/api/v1/sites?limit=20" : `/api/v1/sites/${site.id}`;
         const res = await fetch(url + path);
         await res.arrayBuffer();
         if (res.status !== 200) throw new Error(`GET ${path}: ${res.status}`);
         ms.push(performance.now() - t0);
+        if (parts) {
+          const h1 = mainThread(httpPid);
+          const c1 = clientTimes();
+          parts.push({ http: [h1[0] - h0![0], h1[1] - h0![1]], client: [c1[0] - c0![0], c1[1] - c0![1]] });
+        }
         next += gap;
         const wait = next - performance.now();
         if (wait > 0) await Bun.sleep(wait);
@@ -273,10 +320,30 @@ async function served(): Promise<void> {
           performance.now() > end
       )(performance.now() + 1000),
     );
+    // Bun's fetch runs on a thread of its own ("HTTP Client"), started by the first fetch.
+    clientThreads = [
+      process.pid,
+      ...readdirSync(`/proc/${process.pid}/task`)
+        .map(Number)
+        .filter((t) => readFileSync(`/proc/${process.pid}/task/${t}/comm`, "utf8").startsWith("HTTP Client")),
+    ];
+    // The slowest 1% of GETs (at least 5): their mean time and where it went.
+    const tail = (xs: number[], parts: Parts[]) => {
+      const order = xs.map((_, i) => i).sort((a, b) => xs[b]! - xs[a]!);
+      const slow = order.slice(0, Math.max(5, Math.ceil(xs.length / 100)));
+      const mean = (f: (i: number) => number) => slow.reduce((a, i) => a + f(i), 0) / slow.length;
+      const http = [mean((i) => parts[i]!.http[0]), mean((i) => parts[i]!.http[1])];
+      const client = [mean((i) => parts[i]!.client[0]), mean((i) => parts[i]!.client[1])];
+      const all = parts.reduce((a, p) => a + p.http[0], 0) / parts.length;
+      // The parts overlap (the client's two threads, the client and the server can wait at once): they do not add up.
+      return `slowest ${slow.length}: ${mean((i) => xs[i]!).toFixed(2)} ms; over them the HTTP worker's main thread on a core ${http[0]!.toFixed(2)}, waiting for one ${http[1]!.toFixed(2)}; the client's main and fetch threads on a core ${client[0]!.toFixed(2)}, waiting ${client[1]!.toFixed(2)} (every GET: HTTP main thread on a core ${all.toFixed(3)} ms)`;
+    };
     // --rounds rounds of an idle window then a backfill of --days days (each round the days before the last
     // round's, as a newest-first backfill goes), then a last idle window: idle and busy GETs alternate in time, so
     // what else the machine runs meanwhile weighs on both alike. Sums over the rounds.
     const idle: number[] = [];
+    const idleParts: Parts[] = [];
+    const busyParts: Parts[] = [];
     const busy: number[] = [];
     let httpIdleCpu = 0;
     let httpIdleWait = 0;
@@ -284,7 +351,7 @@ async function served(): Promise<void> {
       const idleEnd = performance.now() + Number(args["idle-seconds"]) * 1000;
       const cpu0 = cpuMs(httpPid);
       const wait0 = runDelays(httpPid);
-      const ms = await gets(() => performance.now() > idleEnd);
+      const ms = await gets(() => performance.now() > idleEnd, idleParts);
       httpIdleCpu += cpuMs(httpPid) - cpu0;
       httpIdleWait += waitedMs(httpPid, wait0);
       idle.push(...ms);
@@ -303,6 +370,7 @@ async function served(): Promise<void> {
     const perRound: string[] = [];
     const newest = addDays(dayOf(new Date()), -10);
     for (let round = 0; round < rounds; round++) {
+      slices();
       const idleMs = await idleWindow();
       const end = addDays(newest, -round * days);
       const syncCpu0 = cpuMs(syncPid);
@@ -325,7 +393,7 @@ async function served(): Promise<void> {
           await Bun.sleep(100);
         }
       })();
-      const busyMs = await gets(() => job !== null && job.status !== "pending" && job.status !== "running");
+      const busyMs = await gets(() => job !== null && job.status !== "pending" && job.status !== "running", busyParts);
       await poll;
       const s = (performance.now() - t0) / 1000;
       if (job.status !== "completed") throw new Error(`task ${job.status}: ${job.error}`);
@@ -350,7 +418,7 @@ async function served(): Promise<void> {
     await idleWindow();
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
-      `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, sync worker nice ${getPriority(syncPid)}`,
+      `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, sync worker nice ${getPriority(syncPid)}, slice (µs) sync ${args["sync-slice-us"] ?? "default"} HTTP ${args["http-slice-us"] ?? "default"}`,
     );
     for (const line of perRound) console.log(line);
     console.log(
@@ -369,6 +437,8 @@ async function served(): Promise<void> {
     console.log(
       `  API GETs during the backfill:              ${summary(busy)}; HTTP worker CPU ${((httpCpu * 1000) / busy.length).toFixed(0)} µs, waiting for a core ${((httpWait * 1000) / busy.length).toFixed(0)} µs per GET`,
     );
+    console.log(`  idle GETs' ${tail(idle, idleParts)}`);
+    console.log(`  busy GETs' ${tail(busy, busyParts)}`);
     console.log(`  p99 ratio busy/idle: ${(pct(busy, 99) / pct(idle, 99)).toFixed(2)} (p50 ${(pct(busy, 50) / pct(idle, 50)).toFixed(2)})`);
   } finally {
     for (const p of procs.reverse()) await p.stop();
