@@ -99,6 +99,7 @@ describe("commands, settings, paths", () => {
     "TEST_PG_TEMPLATE",
     "TEST_PG_AHEAD",
     "TEST_DB_TAG",
+    "TEST_PG_RUNS_TOO",
     "TEST_RETRY_FAILED",
     "FAKE_GSC_REUSE_BODIES",
     "FAKE_GSC_DELAY_MS",

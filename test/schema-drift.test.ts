@@ -306,8 +306,7 @@ describe.skipIf(postgresSkipReason !== null)("gsc_queries on PostgreSQL (real se
   const server = usePostgres();
 
   test("the pg_trgm GIN index answers ILIKE '%term%' on gsc_queries", async () => {
-    const url = await server.newDatabase();
-    await migratePg(url);
+    const url = await server.newMigratedDatabase();
     const c = new pg.Client({ connectionString: url });
     await c.connect();
     try {
