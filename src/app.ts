@@ -1,5 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler, NotFoundHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
@@ -40,7 +40,8 @@ import { sitemapsRoutes } from "./sitemaps/routes.ts";
 import { inspectionRoutes } from "./inspection/routes.ts";
 import { sitesRoutes } from "./sites/routes.ts";
 import { syncRoutes, type SyncApiOptions } from "./sync/routes.ts";
-import { uiLoginRedirect, uiRoutes } from "./ui/routes.tsx";
+import { uiLoginRedirect } from "./ui/entry.ts";
+import { mountLazy } from "./lazy-routes.ts";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -177,19 +178,22 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     ),
   );
   const metrics = opts.metrics ?? (async () => registry);
-  app.route(
-    "/ui",
-    uiRoutes(audited, {
-      metrics,
-      walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES,
-      maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS,
-      sessionTtlMs: opts.sessionTtlMs,
-      loginRateLimit: opts.loginRateLimit,
-      google,
-      keepAliveMs: Math.max(500, ((opts.idleTimeoutS ?? defaults.HTTP_IDLE_TIMEOUT_S) * 1000) / 2),
-      bounds: opts.bounds,
-    }),
-  );
+  // The dashboard's modules are loaded by its first request (src/lazy-routes.ts): most workers never serve a page.
+  const uiOptions = {
+    metrics,
+    walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES,
+    maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS,
+    sessionTtlMs: opts.sessionTtlMs,
+    loginRateLimit: opts.loginRateLimit,
+    google,
+    keepAliveMs: Math.max(500, ((opts.idleTimeoutS ?? defaults.HTTP_IDLE_TIMEOUT_S) * 1000) / 2),
+    bounds: opts.bounds,
+  };
+  mountLazy(app, "/ui", {
+    load: async () => (await import("./ui/routes.tsx")).uiRoutes(audited, uiOptions),
+    getPath: compatPath,
+    notFound: notRouted,
+  });
   app.route(
     "/api/v1/admin",
     backupRoutes(
@@ -226,20 +230,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     return c.body(await merged.metrics(), 200, { "content-type": registry.contentType });
   });
 
-  let routed: { method: string; re: RegExp }[] | null = null;
-  app.notFound((c) => {
-    // A path that exists for other methods: 405 with Allow, not 404. (Methods Bun's parser does not
-    // know, like BREW, never get here: Bun closes the connection.)
-    routed ??= app.routes
-      .filter((r) => r.method !== "ALL" && !r.path.includes("*"))
-      .map((r) => ({ method: r.method, re: new RegExp(`^${r.path.replace(/:[^/]+/g, "[^/]+")}/?$`) }));
-    const allow = [...new Set(routed.filter((r) => r.re.test(c.req.path)).map((r) => r.method))];
-    // OPTIONS is the CORS middleware's (a preflight it does not answer stays 404, as before).
-    if (allow.length === 0 || c.req.method === "OPTIONS")
-      return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
-    c.header("Allow", allow.join(", "));
-    return c.json(errorBody("method_not_allowed", `${c.req.method} is not allowed on ${c.req.path} (allowed: ${allow.join(", ")})`), 405);
-  });
+  app.notFound(notRouted(() => app.routes));
   app.onError((err, c) => errorResponse(err, c));
 
   // The hottest requests answered before Hono when nothing but the plain case applies (src/http/fast-path.ts,
@@ -257,6 +248,25 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     app.fetch = (req, env, ctx) => fast(req, env) ?? dispatch(req, env, ctx);
   }
   return app;
+}
+
+/**
+ * The answer for a path no route takes, given the routes: 405 with Allow when the path exists for other methods,
+ * else 404. (Methods Bun's parser does not know, like BREW, never get here: Bun closes the connection.)
+ */
+function notRouted(routes: () => { method: string; path: string }[]): NotFoundHandler {
+  let routed: { method: string; re: RegExp }[] | null = null;
+  return (c) => {
+    routed ??= routes()
+      .filter((r) => r.method !== "ALL" && !r.path.includes("*"))
+      .map((r) => ({ method: r.method, re: new RegExp(`^${r.path.replace(/:[^/]+/g, "[^/]+")}/?$`) }));
+    const allow = [...new Set(routed.filter((r) => r.re.test(c.req.path)).map((r) => r.method))];
+    // OPTIONS is the CORS middleware's (a preflight it does not answer stays 404, as before).
+    if (allow.length === 0 || c.req.method === "OPTIONS")
+      return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
+    c.header("Allow", allow.join(", "));
+    return c.json(errorBody("method_not_allowed", `${c.req.method} is not allowed on ${c.req.path} (allowed: ${allow.join(", ")})`), 405);
+  };
 }
 
 /**

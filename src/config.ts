@@ -5,7 +5,16 @@ import { z } from "zod";
 
 // The only module that reads process.env and the command line. Everything else receives a Config.
 
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+// Schemas are immutable, so the 79 integer settings share one per bound pair (38): building a zod schema is most of
+// this module's start-up cost, paid by every process (bench/startup.ts).
+const integer = z.coerce.number().int();
+const ints = new Map<string, typeof integer>();
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => {
+  const key = `${min} ${max}`;
+  let schema = ints.get(key);
+  if (!schema) ints.set(key, (schema = integer.min(min).max(max)));
+  return schema;
+};
 const bool = z.enum(["1", "0", "true", "false", "yes", "no"]).transform((v) => v === "1" || v === "true" || v === "yes");
 
 /** Milliseconds of a duration like `30m` or `6h`; 0 for `off`. */

@@ -13,7 +13,7 @@ import { collectFromSupervisor, serveMetricsOverIpc } from "./metrics/ipc.ts";
 import { instrumentDb, setMetricsRole } from "./metrics/registry.ts";
 import { watchEventLoop } from "./metrics/event-loop.ts";
 import { answerPings } from "./supervision.ts";
-import { closeLiveStreams } from "./ui/routes.tsx";
+import { closeLiveStreams } from "./ui/entry.ts";
 
 // One HTTP worker: its own connections, the app, and a listener sharing the port (reusePort).
 const config = loadConfigOrExit();

@@ -62,4 +62,42 @@ describe("start-up imports", () => {
     expect(loaded).toContain("commander");
     for (const lazy of ["drizzle-orm", "pg", "prom-client", "google-auth-library", "hono", "hyparquet"]) expect(loaded).not.toContain(lazy);
   });
+
+  test("an HTTP worker loads the dashboard's modules on the first request under /ui, which answers as before", () => {
+    // A fresh process: the app over a temporary SQLite file (a file, whatever the engine under test), then one page.
+    const script = `
+      const { mkdtempSync, rmSync } = require("node:fs");
+      const dir = mkdtempSync(require("node:path").join(require("node:os").tmpdir(), "sitesync-startup-"));
+      const { migrate } = await import("./src/db/sqlite/migrate.ts");
+      const { openDb } = await import("./src/db/index.ts");
+      const { createApp } = await import("./src/app.ts");
+      migrate(dir + "/app.db");
+      const app = createApp(openDb({ path: dir + "/app.db" }));
+      const ui = () => Object.keys(require.cache).some((k) => k.endsWith("/src/ui/routes.tsx"));
+      const before = ui();
+      const login = await app.request("/ui/login", { headers: { host: "127.0.0.1" } });
+      const html = await login.text();
+      const missing = await app.request("/ui/no-such-page", { headers: { host: "127.0.0.1" } });
+      const wrongMethod = await app.request("/ui/jobs/1/cancel", { headers: { host: "127.0.0.1" } });
+      console.log(JSON.stringify({ before, after: ui(), status: login.status, form: html.includes("<form"),
+        csp: login.headers.get("content-security-policy"), requestId: login.headers.get("x-request-id"),
+        missing: missing.status, wrongMethod: wrongMethod.status, allow: wrongMethod.headers.get("allow") }));
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(0);
+    `;
+    const p = Bun.spawnSync([process.execPath, "-e", script], { cwd: root, stdout: "pipe", stderr: "pipe" });
+    const line = p.stdout.toString().trim().split("\n").at(-1) ?? "";
+    if (!line.startsWith("{")) throw new Error(`no result (exit ${p.exitCode}): ${p.stderr.toString()}`);
+    const r = JSON.parse(line);
+    expect(r.before).toBe(false);
+    expect(r.after).toBe(true);
+    // The page with the dashboard's own headers and the app's (request id); unknown pages and methods as the app answers them.
+    expect(r.status).toBe(200);
+    expect(r.form).toBe(true);
+    expect(r.csp).toContain("default-src 'self'");
+    expect(r.requestId).toBeTruthy();
+    expect(r.missing).toBe(404);
+    expect(r.wrongMethod).toBe(405);
+    expect(r.allow).toBe("POST");
+  });
 });

@@ -1,4 +1,4 @@
-import { Hono, type Context, type MiddlewareHandler } from "hono";
+import { Hono, type Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { csrf } from "hono/csrf";
 import type { Child } from "hono/jsx";
@@ -35,6 +35,7 @@ import { Layout, Live } from "./layout.tsx";
 import { LoginPage } from "./login.tsx";
 import { loadOverview, OverviewBody } from "./overview.tsx";
 import { QueriesPage, type TopQueryRow } from "./queries.tsx";
+import { openStreams } from "./entry.ts";
 import { findNewestDataDay, findTop, replaceBrandTerms } from "../insights/queries.ts";
 import { findPropertyDays } from "../analytics/totals.ts";
 import { BrandTermsBody } from "../insights/schemas.ts";
@@ -757,26 +758,6 @@ function accessOf(c: Context): { write: boolean; admin: boolean; who: { name: st
     admin: scopeAllows(p.key.scope, "admin"),
     who: { name: p.key.name, scope: p.key.scope },
   };
-}
-
-/**
- * Runs before the auth middleware: a page that needs a key the browser did not present (no cookie, or a
- * revoked one) goes to the login page instead of getting the API's JSON 401.
- */
-export const uiLoginRedirect: MiddlewareHandler = async (c, next) => {
-  await next();
-  if (c.res.status === 401 && c.req.method === "GET" && !c.req.path.endsWith("/stream")) {
-    const url = new URL(c.req.url);
-    c.res = new Response(null, { status: 303, headers: { location: `/ui/login?next=${encodeURIComponent(url.pathname + url.search)}` } });
-  }
-};
-
-// Open event streams, so a draining worker can end them instead of waiting for their clients.
-const openStreams = new Set<() => void>();
-
-/** Ends every open event stream of this process (at shutdown: the server then drains at once). */
-export function closeLiveStreams() {
-  for (const stop of openStreams) stop();
 }
 
 /**
