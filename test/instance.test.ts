@@ -88,7 +88,8 @@ describe("one instance per port", () => {
     expect(existsSync(join(other.dir, "other.db"))).toBe(false);
   });
 
-  test("a port held by another program (no SO_REUSEPORT) is refused before any worker starts", async () => {
+  // Engine-neutral (an SQLite file on both engines, refused before it is opened): run once, with SQLite.
+  test.skipIf(testEngine === "pg")("a port held by another program (no SO_REUSEPORT) is refused before any worker starts", async () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
     const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -101,23 +102,27 @@ describe("one instance per port", () => {
     expect(existsSync(portLockPath("127.0.0.1", holder.port))).toBe(false);
   });
 
-  test("a listener that shares the port (SO_REUSEPORT, e.g. an older sitesync without locks) is refused too", async () => {
-    const port = freePort();
-    const code = `Bun.serve({ hostname: "127.0.0.1", port: ${port}, reusePort: true, fetch: () => new Response("other") }); console.log("up");`;
-    const other = Bun.spawn([process.execPath, "-e", code], { stdout: "pipe", stderr: "inherit" });
-    cleanups.push(async () => {
-      other.kill("SIGKILL");
-      await other.exited;
-    });
-    const reader = other.stdout.getReader();
-    expect(new TextDecoder().decode((await reader.read()).value)).toContain("up");
-    const tmp = tempDir();
-    cleanups.push(tmp.cleanup);
-    const r = await refusedStart(["--port", String(port)], { DATABASE_URL: join(tmp.dir, "app.db") });
-    expect(r.code).toBe(1);
-    expectOneLine(r.stderr, new RegExp(`port ${port} on 127.0.0.1 already has a listener`));
-    expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe("other");
-  });
+  // Engine-neutral, as above: run once, with SQLite.
+  test.skipIf(testEngine === "pg")(
+    "a listener that shares the port (SO_REUSEPORT, e.g. an older sitesync without locks) is refused too",
+    async () => {
+      const port = freePort();
+      const code = `Bun.serve({ hostname: "127.0.0.1", port: ${port}, reusePort: true, fetch: () => new Response("other") }); console.log("up");`;
+      const other = Bun.spawn([process.execPath, "-e", code], { stdout: "pipe", stderr: "inherit" });
+      cleanups.push(async () => {
+        other.kill("SIGKILL");
+        await other.exited;
+      });
+      const reader = other.stdout.getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toContain("up");
+      const tmp = tempDir();
+      cleanups.push(tmp.cleanup);
+      const r = await refusedStart(["--port", String(port)], { DATABASE_URL: join(tmp.dir, "app.db") });
+      expect(r.code).toBe(1);
+      expectOneLine(r.stderr, new RegExp(`port ${port} on 127.0.0.1 already has a listener`));
+      expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe("other");
+    },
+  );
 
   test("a deleted lock file is put back by its owner within its next check", async () => {
     const a = await server();
@@ -271,7 +276,8 @@ describe("a held lock's check (in process)", () => {
   });
 });
 
-describe("a start that cannot succeed prints one line, never a stack", () => {
+// Engine-neutral (each case names its DATABASE_URL, whatever the engine under test): run once, with SQLite.
+describe.skipIf(testEngine === "pg")("a start that cannot succeed prints one line, never a stack", () => {
   const cases: { name: string; url: (dir: string) => string; pattern: RegExp; setup?: (dir: string) => void }[] = [
     {
       name: "DATABASE_URL is a directory",
