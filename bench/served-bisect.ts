@@ -18,8 +18,9 @@ import { runLoad } from "./load.ts";
 // (user / system) and of all their threads, and with autocannon the generator's own CPU per request; with
 // `--syscalls`, the system calls per request of one of its processes (strace -c, one window after the rounds).
 // Sides:
-//   textbook[+headers][+ip][+app]  bench/bisect-server.ts: the textbook's GET of one site with the service's
-//                                  pieces added (see that file); `--workers` processes sharing the port
+//   textbook[+headers][+ip][+app][+audit]  bench/bisect-server.ts: the textbook's GET of one site, or the
+//                                  group-commit peer's create, with the service's pieces added (see that file);
+//                                  `--workers` processes sharing the port
 //   baseline                       bench/baseline/server.ts (the textbook `bun run bench` compares with)
 //   groupcommit                    the same with --group-commit (the peer of the service's creates)
 //   service                        --workers 1: src/server.ts alone; more: src/main.ts (the supervisor and its workers)
@@ -102,7 +103,14 @@ function start(name: string, index: number): Side {
   const spawn = (cmd: string[], extra: Record<string, string> = {}) =>
     Bun.spawn(cmd, { cwd: root, env: { ...env, ...extra }, stdout: "ignore", stderr: "inherit" });
   let procs: Subprocess[];
-  if (name === "service") {
+  if (name.startsWith("service@")) {
+    // An experiment: another checkout's service, with environment variables (`service@DIR?NAME=VALUE&...`).
+    const [where, query = ""] = name.slice("service@".length).split("?");
+    const extra = Object.fromEntries(new URLSearchParams(query));
+    procs = [
+      Bun.spawn([process.execPath, "src/server.ts"], { cwd: where, env: { ...env, ...extra }, stdout: "ignore", stderr: "inherit" }),
+    ];
+  } else if (name === "service") {
     procs = [
       workers === 1
         ? spawn([process.execPath, "src/server.ts"])
@@ -120,7 +128,7 @@ function start(name: string, index: number): Side {
     ];
     procs = Array.from({ length: workers }, () => spawn(cmd));
   } else if (name.startsWith("textbook")) {
-    if (list || create) throw new Error("bench/bisect-server.ts answers get_one only: compare list or create with `baseline service`");
+    if (list) throw new Error("bench/bisect-server.ts answers get_one and create: compare list with `baseline service`");
     const pieces = name.split("+").slice(1).join(",");
     procs = Array.from({ length: workers }, () => spawn([process.execPath, "bench/bisect-server.ts"], { PIECES: pieces }));
   } else throw new Error(`unknown side ${name}`);
