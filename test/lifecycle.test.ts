@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Subprocess } from "bun";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { getPriority } from "node:os";
+import { getPriority, release } from "node:os";
 import { join } from "node:path";
 import { portLockPath } from "../src/db/instance-lock.ts";
 import { count, eq } from "drizzle-orm";
@@ -163,6 +163,21 @@ describe("sync worker settings", () => {
     expect(threads.filter((n) => n < Math.max(7, own))).toEqual([]);
     const same = await syncWorker(t.databaseUrl, { SYNC_NICE: "0", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo" });
     expect(niceOf(same.proc.pid)).toBe(own);
+    // SYNC_SLICE_US (default 100) with SYNC_NICE above 0: the threads' scheduling slice, shown (ns) by Linux >= 6.12's
+    // /proc/<pid>/sched; SYNC_NICE 0 leaves the kernel's default.
+    const [major, minor] = release().split(".").map(Number);
+    const sliceOf = (pid: number) => /se\.slice\s*:\s*(\d+)/.exec(readFileSync(`/proc/${pid}/sched`, "utf8"))?.[1];
+    if (major! * 1000 + minor! >= 6012 && sliceOf(process.pid) !== undefined) {
+      expect(sliceOf(low.proc.pid)).toBe("100000");
+      expect(sliceOf(same.proc.pid)).toBe(sliceOf(process.pid));
+      const custom = await syncWorker(t.databaseUrl, {
+        SYNC_NICE: "7",
+        SYNC_SLICE_US: "250",
+        SYNC_SCHEDULER: "false",
+        SYNC_SOURCE: "demo",
+      });
+      expect(sliceOf(custom.proc.pid)).toBe("250000");
+    }
   });
 
   test("SYNC_NICE above 0: a supervised sync worker runs in a session (scheduling group) of its own and still stops with the supervisor; 0 keeps the supervisor's", async () => {

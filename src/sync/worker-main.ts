@@ -1,4 +1,4 @@
-import { dlopen } from "bun:ffi";
+import { dlopen, ptr } from "bun:ffi";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { loadConfigOrExit } from "../config.ts";
@@ -23,7 +23,7 @@ setLogFormat(config.LOG_FORMAT);
 if (!config.supervised) await migrateOrExit(config);
 // Supervised and niced: a session of its own first, so the kernel schedules it apart from the HTTP workers.
 if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_NICE);
-lowerPriority(config.SYNC_NICE);
+lowerPriority(config.SYNC_NICE, config.SYNC_NICE > 0 ? config.SYNC_SLICE_US : 0);
 const db = openDbOrExit(config, "sync");
 await registerProcess(db);
 setMetricsRole("sync");
@@ -83,15 +83,25 @@ if (config.supervised) process.on("disconnect", () => void shutdown("supervisor 
  * a busy host the kernel runs the HTTP workers first when they have requests, and the sync gets every cycle they
  * leave. Linux keeps a nice per thread and setpriority() of the pid changes the main thread alone: Bun's pool, JIT
  * and allocator threads, started before this runs, kept nice 0 and competed with the HTTP workers (API p99 during a
- * backfill, docs/benchmarks/ingest-export.md). Threads started later inherit their creator's; a look every few
- * seconds catches any other. Never raises a priority (a process started with a higher nice keeps it; raising needs
+ * backfill, docs/benchmarks/ingest-export.md). With `sliceUs` (SYNC_SLICE_US) each thread also asks for that scheduling
+ * slice: under Linux's EEVDF a running thread keeps its core for its slice (~1.4 ms by default on 2 cores) before a
+ * waking thread of another group may take it, then until the next tick (4 ms at HZ 250): a thread niced lower still
+ * made a GET wait that long. Threads started later inherit their creator's nice (not its slice); a look every few
+ * seconds catches them. Never raises a priority (a process started with a higher nice keeps it; raising needs
  * privileges).
  */
-function lowerPriority(nice: number) {
+function lowerPriority(nice: number, sliceUs: number) {
+  const setSlice = sliceUs > 0 ? sliceSetter() : null;
+  const sliced = new Set<number>();
   const lower = () => {
     for (const tid of threadIds()) {
       try {
         if (getPriority(tid) < nice) setPriority(tid, nice);
+        if (setSlice && !sliced.has(tid)) {
+          sliced.add(tid);
+          if (!setSlice(tid, getPriority(tid), sliceUs))
+            log("warn", "the kernel refused the sync worker's scheduling slice", { slice_us: sliceUs });
+        }
       } catch {
         // A thread that ended meanwhile.
       }
@@ -103,6 +113,29 @@ function lowerPriority(nice: number) {
     setInterval(lower, 5000).unref();
   } catch (err) {
     log("warn", "could not lower the sync worker's CPU priority", { nice, error: String(err) });
+  }
+}
+
+/**
+ * A function that sets one thread's EEVDF slice (sched_setattr: SCHED_OTHER, its nice kept, sched_runtime = the
+ * slice; Linux >= 6.12, older kernels ignore the runtime) and returns whether the kernel took it; null off Linux.
+ */
+function sliceSetter(): ((tid: number, nice: number, us: number) => boolean) | null {
+  // sched_setattr's number per Linux architecture.
+  const nr = ({ x64: 314, arm64: 274 } as Partial<Record<string, number>>)[process.arch];
+  if (process.platform !== "linux" || nr === undefined) return null;
+  try {
+    const libc = dlopen("libc.so.6", { syscall: { args: ["i64", "i64", "ptr", "i64"], returns: "i64" } });
+    return (tid, nice, us) => {
+      // struct sched_attr, its first version (48 bytes): size, policy, flags, nice, priority, runtime, deadline, period.
+      const attr = new DataView(new ArrayBuffer(48));
+      attr.setUint32(0, 48, true);
+      attr.setInt32(16, nice, true);
+      attr.setBigUint64(24, BigInt(us) * 1000n, true);
+      return libc.symbols.syscall(nr, tid, ptr(attr), 0) === 0n;
+    };
+  } catch {
+    return null;
   }
 }
 
