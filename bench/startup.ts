@@ -58,13 +58,10 @@ async function startOnce(tree: string, round: number) {
     const template = templates.get(tree);
     if (template) copyFileSync(template, dbUrl);
   }
-  const server = await startService({
-    dbPath: dbUrl,
-    workers,
-    syncWorkers,
-    root: tree,
-    env: { LOG_LEVEL: "info", SYNC_SCHEDULER: "0", SYNC_NICE: "0" },
-  });
+  const start = () =>
+    startService({ dbPath: dbUrl, workers, syncWorkers, root: tree, env: { LOG_LEVEL: "info", SYNC_SCHEDULER: "0", SYNC_NICE: "0" } });
+  // A start can fail on a loaded machine (a free port taken before the workers bind it): tried once more.
+  const server = await start().catch(start);
   try {
     const deadline = Date.now() + 60_000;
     const started = () => server.output().split("sync worker started").length - 1;

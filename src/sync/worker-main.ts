@@ -3,7 +3,6 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { loadConfigOrExit } from "../config.ts";
 import { closeAllConnections, openDbOrExit } from "../db/index.ts";
-import { migrateOrExit } from "../db/sqlite/migrate.ts";
 import { registerProcess } from "../db/process-registry.ts";
 import { log, setLogFormat, setLogLevel } from "../log.ts";
 import { serveMetricsOverIpc } from "../metrics/ipc.ts";
@@ -20,7 +19,8 @@ const config = loadConfigOrExit();
 setLogLevel(config.LOG_LEVEL);
 setLogFormat(config.LOG_FORMAT);
 // Run alone, nobody migrated the file for us (the supervisor does it once for its children).
-if (!config.supervised) await migrateOrExit(config);
+// (Imported here: a supervised worker never loads the migrator.)
+if (!config.supervised) await (await import("../db/sqlite/migrate.ts")).migrateOrExit(config);
 // Supervised and niced: a session of its own first, so the kernel schedules it apart from the HTTP workers.
 if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_NICE);
 lowerPriority(config.SYNC_NICE, config.SYNC_NICE > 0 ? config.SYNC_SLICE_US : 0);
