@@ -8,6 +8,8 @@ import { INDEX_BATCH, indexAllPendingQueries, indexPendingQueries, searchQueries
 import { containsPattern } from "../src/db/sql.ts";
 import { ftsTrigrams, SEARCH_INDEXED_SQL, SEARCH_SCAN_SQL, searchSqlParams, windowHasOneType } from "../src/db/sqlite/search.ts";
 import { purgeSite } from "../src/sites/queries.ts";
+import { queryPool } from "../src/analytics/pool.ts";
+import { budgetOf, withBudget } from "../src/db/budget.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { asSqlite, tempDb, tempDir, testEngine } from "./helpers/db.ts";
 import { addSite, deleteRows, storeRows } from "./helpers/rows.ts";
@@ -136,6 +138,15 @@ describe("indexed search = plain scan (property-style, seeded)", () => {
       const indexed = rounded(await searchQueries(t.db, opts));
       const scanned = rounded(await searchQueries(t.db, { ...opts, using: "scan" }));
       expect({ seed, opts, result: indexed }).toEqual({ seed, opts, result: scanned });
+      // SQLite: the matches' sums from the rollup per query and from the packed day rows, whichever the count would pick.
+      if (testEngine === "sqlite")
+        for (const using of ["rollup", "packed"] as const)
+          expect({ seed, opts, using, result: rounded(await searchQueries(t.db, { ...opts, using })) }).toEqual({
+            seed,
+            opts,
+            using,
+            result: scanned,
+          });
       if (indexed.total > 0) nonEmpty++;
     }
     // The generator must produce real matches and both kinds of terms, or the comparison proves little.
@@ -445,3 +456,97 @@ test.skipIf(testEngine === "pg")(
     }
   },
 );
+
+describe.skipIf(testEngine === "pg")("SQLite: a 1-2 character term's matches totalled from the packed day rows", () => {
+  const row = (query: string, impressions: number, device = "MOBILE"): SourceRow => ({
+    page: "https://p.example/",
+    query,
+    device,
+    clicks: 1,
+    impressions,
+    ctr: 1 / impressions,
+    position: 2.5,
+  });
+
+  /** The statements a search sends to the query processes and runs on the reader (for the packed day rows). */
+  async function statementsOf(fn: () => Promise<unknown>): Promise<string[]> {
+    const db = asSqlite(t.db);
+    const pool = queryPool(db);
+    const all = pool.all;
+    const query = db.raw.reader.query;
+    const seen: string[] = [];
+    pool.all = ((sql: string, params: never) => {
+      seen.push(sql);
+      return all.call(pool, sql, params);
+    }) as typeof pool.all;
+    db.raw.reader.query = ((sql: string) => {
+      seen.push(sql);
+      return query.call(db.raw.reader, sql);
+    }) as typeof db.raw.reader.query;
+    try {
+      await fn();
+    } finally {
+      pool.all = all;
+      db.raw.reader.query = query;
+    }
+    return seen;
+  }
+
+  test("a short term reads the window's packed rows, not the rollup per query; a 3+ term the rollup", async () => {
+    const id = await site(t.db, "sc-domain:packed-path.example");
+    await storeRows(t.db, id, "2026-08-01", "web", [row("ab one", 5), row("ab two", 7), row("cd", 9)]);
+    await storeRows(t.db, id, "2026-08-02", "image", [row("ab one", 3)]);
+    const opts = { siteId: id, startDate: "2026-08-01", endDate: "2026-08-02", limit: 10 };
+    const short = await statementsOf(() => searchQueries(t.db, { ...opts, term: "ab" }));
+    expect(short.some((q) => q.includes("from gsc_day_query_sums"))).toBe(true);
+    expect(short.some((q) => q.includes("gsc_day_query_totals"))).toBe(false);
+    const long = await statementsOf(() => searchQueries(t.db, { ...opts, term: "ab o" }));
+    expect(long.some((q) => q.includes("gsc_day_query_totals"))).toBe(true);
+    expect(long.some((q) => q.includes("from gsc_day_query_sums"))).toBe(false);
+    const found = await searchQueries(t.db, { ...opts, term: "ab" });
+    expect(found).toEqual(await searchQueries(t.db, { ...opts, term: "ab", using: "scan" }));
+    expect(found.queries.map((q) => [q.query, q.total_impressions, q.days_appeared])).toEqual([
+      ["ab one", 8, 2],
+      ["ab two", 7, 1],
+    ]);
+  });
+
+  test("ties in impressions ordered by the text's bytes (SQLite's BINARY): characters past U+FFFF after U+E000-U+FFFF", async () => {
+    const id = await site(t.db, "sc-domain:packed-ties.example");
+    // One impression each: every match ties; the order is the texts' alone. U+1F600 is a surrogate pair in UTF-16
+    // (0xD83D...), which orders before U+FF21 there but after it in UTF-8.
+    const texts = ["x\u{1F600}", "x\uFF21", "x\uE000", "xZ", "xz", "x\u00E9", "x", "xa\u{1F600}", "xa\uFFFD"];
+    await storeRows(
+      t.db,
+      id,
+      "2026-08-03",
+      "web",
+      texts.map((q) => row(q, 1)),
+    );
+    for (const limit of [3, 5, 100]) {
+      const opts = { siteId: id, term: "x", startDate: null, endDate: null, limit };
+      const packed = await searchQueries(t.db, { ...opts, using: "packed" });
+      expect({ limit, packed }).toEqual({ limit, packed: await searchQueries(t.db, { ...opts, using: "scan" }) });
+    }
+    expect(
+      (await searchQueries(t.db, { siteId: id, term: "x", startDate: null, endDate: null, limit: 100 })).queries.map((q) => q.query),
+    ).toEqual([...texts].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+  });
+
+  test("ids past ANALYTICS_MAX_BYTES: the rollup's statement answers instead", async () => {
+    const id = await site(t.db, "sc-domain:packed-big.example");
+    await storeRows(
+      t.db,
+      id,
+      "2026-08-04",
+      "web",
+      Array.from({ length: 400 }, (_, i) => row(`big ${i}`, 1 + (i % 7))),
+    );
+    const opts = { siteId: id, term: "b", startDate: null, endDate: null, limit: 4 };
+    const small = budgetOf({ timeoutMs: 60_000, maxRows: 1000, maxBytes: 1024 });
+    const seen = await withBudget(small, () => statementsOf(() => searchQueries(t.db, opts)));
+    expect(seen.some((q) => q.includes("json_group_array"))).toBe(true);
+    expect(seen.some((q) => q.includes("gsc_day_query_totals"))).toBe(true);
+    expect(await withBudget(small, () => searchQueries(t.db, opts))).toEqual(await searchQueries(t.db, { ...opts, using: "scan" }));
+  });
+});

@@ -6,6 +6,7 @@ import {
   INDEX_BATCH,
   indexPendingQueries,
   SEARCH_INDEXED_SQL,
+  SEARCH_MATCHED_IDS_SQL,
   SEARCH_ONE_TYPE_SQL,
   SEARCH_SCAN_SQL,
   SEARCH_SHORT_SQL,
@@ -15,7 +16,9 @@ import {
   windowHasOneType,
 } from "../db/sqlite/search.ts";
 import { queryPool } from "../analytics/pool.ts";
+import { amongHighest, byText, checkAnswerRows, queryTexts, readMatchedSums } from "../analytics/query-sums.ts";
 import { CONTROL_CHARACTERS, containsPattern } from "../db/sql.ts";
+import { sumPositionScale } from "../db/enums.ts";
 import { ApiError } from "../errors.ts";
 import type { QueryStats } from "./schemas.ts";
 
@@ -34,11 +37,12 @@ export type SearchOptions = { siteId: number; term: string; startDate: string | 
  * Queries of a site containing `term` (case-insensitive for ASCII, as SQLite's LIKE), with their
  * clicks and impressions summed, ctr and position averaged, and the days they appeared, between two
  * optional days, most impressions first. `total` counts every matching query, before the limit.
- * `using: "scan"` runs the plain scan instead of the index (same results; for tests and the bench).
+ * `using`: "scan" runs the plain scan instead of the index; "rollup" or "packed" (SQLite) takes the matches' sums from
+ * there whatever the term's length (same results; for tests and the bench).
  */
 export async function searchQueries(
   db: Db,
-  opts: SearchOptions & { using?: "index" | "scan" },
+  opts: SearchOptions & { using?: "index" | "scan" | "rollup" | "packed" },
 ): Promise<{ total: number; queries: QueryStats[] }> {
   // The API's schema refuses these first; this guards every other caller (the dashboard, tools).
   if (CONTROL_CHARACTERS.test(opts.term)) {
@@ -54,19 +58,78 @@ export async function searchQueries(
     limit: opts.limit,
   };
   const kind = opts.using === "scan" ? "scan" : [...opts.term].length < MIN_INDEXED_CHARS ? "short" : "index";
-  // SQLite: in a query process (analytics/pool.ts), off the event loop and stopped at the request's time limit:
-  // a short term on a big site totals most of its rows.
-  const rows = db.engine === "sqlite" ? await searchInPool(db, kind, params, opts.term) : await searchPg(db, kind, params);
+  const rows =
+    db.engine === "pg"
+      ? await searchPg(db, kind, params)
+      : kind === "scan"
+        ? await queryPool(db).all<SearchRow>(SEARCH_SCAN_SQL, searchSqlParams(params))
+        : await searchSqlite(db, kind, params, opts.term, opts.using === "rollup" || opts.using === "packed" ? opts.using : null);
   return { total: rows[0]?.found ?? 0, queries: rows.map(({ found: _found, ...q }) => q) };
 }
 
-/** A SQLite search in a query process; a window of one search type counts the days appeared without a distinct set (SEARCH_ONE_TYPE_SQL). */
-async function searchInPool(db: SqliteDb, kind: "index" | "short" | "scan", params: SearchParams, term: string): Promise<SearchRow[]> {
+/**
+ * A SQLite search, in a query process (a short term tests every query of the site). A 3+ character term's matches
+ * (the trigram index; 6,700 at 5 M rows for bench:analytics' term) are totalled from the rollup, one key range per
+ * query, ordered in SQL (totalsOf). A 1-2 character term's (190,000 of 290,000 queries) from the packed day rows:
+ * their ids in one value from the query process, the window's days decoded here (readMatchedSums: its entries, not
+ * the matches' key ranges in a B-tree holding every day, flat with the history), the first `limit` by impressions
+ * and query text picked in JS as the SQL orders them. A window of one search type counts the days appeared without
+ * a distinct set (windowHasOneType). `force`: that path whatever the term (tests, bench).
+ */
+async function searchSqlite(
+  db: SqliteDb,
+  kind: "index" | "short",
+  params: SearchParams,
+  term: string,
+  force: "rollup" | "packed" | null,
+): Promise<SearchRow[]> {
   const p = searchSqlParams(params);
-  if (kind === "scan") return queryPool(db).all<SearchRow>(SEARCH_SCAN_SQL, p);
-  const oneType = windowHasOneType(db, params.site_id, p.start_day, p.end_day);
-  const sql = oneType ? SEARCH_ONE_TYPE_SQL[kind] : kind === "short" ? SEARCH_SHORT_SQL : SEARCH_INDEXED_SQL;
-  return queryPool(db).all<SearchRow>(sql, kind === "index" ? { ...p, fts: ftsTrigrams(term) } : p);
+  const pool = queryPool(db);
+  const fts: Record<string, string> = kind === "index" ? { fts: ftsTrigrams(term) } : {};
+  const rollup = () => {
+    const oneType = windowHasOneType(db, p.site_id, p.start_day, p.end_day);
+    const sql = oneType ? SEARCH_ONE_TYPE_SQL[kind] : kind === "short" ? SEARCH_SHORT_SQL : SEARCH_INDEXED_SQL;
+    return pool.all<SearchRow>(sql, { ...p, ...fts });
+  };
+  if (force === "rollup" || (!force && kind === "index")) return rollup();
+  let m: { ids: string } | undefined;
+  try {
+    [m] = await pool.all<{ ids: string }>(SEARCH_MATCHED_IDS_SQL[kind], { site_id: p.site_id, pattern: p.pattern, ...fts });
+  } catch (err) {
+    // Ids past ANALYTICS_MAX_BYTES as JSON (~4 M matches at the default 32 MB): the rollup's statement answers only `limit` rows.
+    if (err instanceof ApiError && err.code === "result_too_large" && !force) return rollup();
+    throw err;
+  }
+  const ids = Int32Array.from(JSON.parse(m?.ids ?? "[]") as number[]).sort();
+  const sums = await readMatchedSums(db, p.site_id, ids, p.start_day, p.end_day);
+  const { clicks: c, impressions: im, sumPosition: sp, days } = sums;
+  let found = 0;
+  for (let j = 0; j < ids.length; j++) if (days[j]! > 0) found++;
+  // The row cap as the statement's answer met it (at most `limit` rows).
+  checkAnswerRows(Math.min(found, Math.max(params.limit, 0)));
+  const picked = amongHighest(
+    ids.length,
+    (j) => im[j]!,
+    params.limit,
+    (j) => days[j]! > 0,
+  );
+  const texts = await queryTexts(
+    db,
+    picked.map((j) => ids[j]!),
+  );
+  return picked
+    .map((j) => ({ j, query: texts.get(ids[j]!)! }))
+    .sort((a, b) => im[b.j]! - im[a.j]! || byText(a.query, b.query))
+    .slice(0, Math.max(params.limit, 0))
+    .map(({ j, query }) => ({
+      query,
+      total_clicks: c[j]!,
+      total_impressions: im[j]!,
+      avg_ctr: im[j]! === 0 ? 0 : c[j]! / im[j]!,
+      avg_position: im[j]! === 0 ? 0 : sp[j]! / sumPositionScale / im[j]!,
+      days_appeared: days[j]!,
+      found,
+    }));
 }
 
 /**

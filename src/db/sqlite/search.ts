@@ -77,6 +77,16 @@ export const SEARCH_SHORT_SQL = totalsOf(SHORT_MATCHES);
 export const SEARCH_ONE_TYPE_SQL = { index: totalsOf(INDEXED_MATCHES, "count(*)"), short: totalsOf(SHORT_MATCHES, "count(*)") };
 
 /**
+ * The ids of a site's queries matching a search, as one JSON array (one value to send from the query process, not a
+ * row per id: 190,000 ids for a 1-2 character term), whose sums then come from the packed day rows
+ * (src/analytics/query-sums.ts readMatchedSums).
+ */
+export const SEARCH_MATCHED_IDS_SQL = {
+  index: `select json_group_array(id) as ids from (${INDEXED_MATCHES})`,
+  short: `select json_group_array(id) as ids from (${SHORT_MATCHES})`,
+};
+
+/**
  * Whether a site's rows from day `startDay` to `endDay` are all of one search type: the detail's (site_id, day,
  * type) key read at each day with rows (three seeks a day: the next day, its first and its last type).
  */
