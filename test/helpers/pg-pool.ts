@@ -50,7 +50,7 @@ export function releasePgDatabase(name: string): boolean {
 }
 
 /** How many databases of each kind the runner keeps ready. */
-const targets: Record<PoolKind, number> = { migrated: 6, empty: 4 };
+const targets: Record<PoolKind, number> = { migrated: 4, empty: 3 };
 
 /**
  * The runner's side: keeps databases ready in `dir` (copies of `template`, and empty ones) over connections of its
