@@ -18,7 +18,7 @@
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { createMigratedDatabase, psql } from "../test/helpers/engine.ts";
+import { createMigratedDatabaseAsync, psql } from "../test/helpers/engine.ts";
 import { startPgPool } from "../test/helpers/pg-pool.ts";
 import { findPgBin, startCluster, stopCluster, type Cluster } from "./pg-cluster.ts";
 import { makeRunDir, makeUnitDir, removeTestDir } from "./test-tmp.ts";
@@ -325,9 +325,15 @@ const isWaiting = (u: Unit) => waiting[`${u.engine} ${basename(u.file)}`] !== un
  * waiting lane only a `waiting` file (-1: none may).
  */
 function next(queue: Unit[], heavyRunning: Unit[], waitingLane = false): number {
-  if (waitingLane) return queue.findIndex(isWaiting);
-  return queue.findIndex((u) => fits(u, heavyRunning));
+  const open = (u: Unit) => pgOpen || u.engine !== "pg";
+  if (waitingLane) return queue.findIndex((u) => isWaiting(u) && open(u));
+  return queue.findIndex((u) => open(u) && fits(u, heavyRunning));
 }
+
+/** False while the run's PostgreSQL template is being made: the PostgreSQL files wait, the SQLite files start. */
+let pgOpen = true;
+/** Wakes the lanes of the running pool() that wait for a file to end (the template is there). */
+let poke = () => {};
 
 /**
  * Runs the units `n` at a time, longest expected first; a `heavy` file never starts while another heavy file
@@ -339,12 +345,18 @@ async function pool(units: Unit[], n: number, extra = false): Promise<Done[]> {
   const done: Done[] = [];
   const heavyRunning: Unit[] = [];
   let wake: (() => void) | null = null;
+  poke = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
   const worker = async (waitingLane: boolean) => {
     while (queue.length > 0) {
       const i = next(queue, heavyRunning, waitingLane);
-      if (i < 0 && waitingLane) return; // no waiting file left: this lane ends
+      if (i < 0 && waitingLane && !queue.some(isWaiting)) return; // no waiting file left: this lane ends
       if (i < 0) {
-        // Only heavy files left and one is running: wait for a file to end.
+        // Only heavy files left and one is running, or only PostgreSQL files before the template: wait for a file
+        // to end (or the template).
         await new Promise<void>((r) => {
           const prev = wake;
           wake = () => {
@@ -477,8 +489,22 @@ if (engines.includes("pg")) {
     }
     process.env.TEST_POSTGRES_URL = pgUrl;
     runTemplate = `sitesync_tmpl_run_${process.pid}`;
-    createMigratedDatabase(runTemplate);
-    if (process.env.TEST_PG_AHEAD !== "0") pgPool = startPgPool({ adminUrl: pgUrl, template: runTemplate, dir: join(runDir, "pg-pool") });
+    // Made while the SQLite files start; the PostgreSQL files start once it is there (a failure fails them).
+    pgOpen = false;
+    const templateMade = createMigratedDatabaseAsync(runTemplate).then(
+      () => {
+        pgOpen = true;
+        poke();
+      },
+      (e) => {
+        console.error(`the run's PostgreSQL template: ${e}`);
+        failed = true;
+        pgOpen = true;
+        poke();
+      },
+    );
+    if (process.env.TEST_PG_AHEAD !== "0")
+      pgPool = startPgPool({ adminUrl: pgUrl, template: runTemplate, dir: join(runDir, "pg-pool"), templateMade });
     console.log(
       `\n=== PostgreSQL (${pgUrl}): ${files.length} test files; SQLite-only or engine-neutral (run once, on SQLite), not run here: ===`,
     );

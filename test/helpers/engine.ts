@@ -41,17 +41,39 @@ function urlOf(name: string): string {
 let template: string | null = null;
 let seq = 0;
 
+/** The steps of making database `name` migrated: two statements, then the migration in a process of its own. */
+function templateSteps(name: string): { argv: string[]; env: Record<string, string | undefined>; what: string }[] {
+  const sql = (q: string) => ({
+    argv: [psqlBin(), adminUrl(), "-v", "ON_ERROR_STOP=1", "-qAtc", q],
+    env: process.env,
+    what: `psql failed (${q})`,
+  });
+  return [
+    sql(`drop database if exists "${name}" with (force)`),
+    sql(`create database "${name}"`),
+    {
+      argv: [process.execPath, join(root, "src/db/sqlite/migrate-cli.ts")],
+      env: { ...process.env, DATABASE_URL: urlOf(name), LOG_LEVEL: "warn" },
+      what: "migrating the template database failed",
+    },
+  ];
+}
+
 /** Creates database `name` on the server and migrates it (the template tests copy). */
 export function createMigratedDatabase(name: string): void {
-  psql(`drop database if exists "${name}" with (force)`);
-  psql(`create database "${name}"`);
-  const r = Bun.spawnSync([process.execPath, join(root, "src/db/sqlite/migrate-cli.ts")], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: urlOf(name), LOG_LEVEL: "warn" },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  if (r.exitCode !== 0) throw new Error(`migrating the template database failed: ${r.stderr.toString()}`);
+  for (const step of templateSteps(name)) {
+    const r = Bun.spawnSync(step.argv, { cwd: root, env: step.env, stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`${step.what}: ${r.stderr.toString().trim()}`);
+  }
+}
+
+/** createMigratedDatabase without blocking this process's event loop (the runner starts the SQLite files meanwhile). */
+export async function createMigratedDatabaseAsync(name: string): Promise<void> {
+  for (const step of templateSteps(name)) {
+    const p = Bun.spawn(step.argv, { cwd: root, env: step.env, stdout: "ignore", stderr: "pipe" });
+    const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+    if (code !== 0) throw new Error(`${step.what}: ${err.trim()}`);
+  }
 }
 
 /**

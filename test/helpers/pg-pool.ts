@@ -56,7 +56,7 @@ const targets: Record<PoolKind, number> = { migrated: 4, empty: 3 };
  * The runner's side: keeps databases ready in `dir` (copies of `template`, and empty ones) over connections of its
  * own to `adminUrl`, drops the released ones; unitEnv/unitEnded per test process; stop() drops what is left.
  */
-export function startPgPool(opts: { adminUrl: string; template: string; dir: string }) {
+export function startPgPool(opts: { adminUrl: string; template: string; dir: string; templateMade?: Promise<unknown> }) {
   const { adminUrl, template, dir } = opts;
   for (const d of ["ready-migrated", "ready-empty", "taken", "drop", "dropping"]) mkdirSync(join(dir, d), { recursive: true });
   const prefix = `sitesync_t_p${process.pid}_`;
@@ -77,6 +77,7 @@ export function startPgPool(opts: { adminUrl: string; template: string; dir: str
   const errors: string[] = [];
   /** One creator per kind: tops its kind up to the target, then looks again every 50 ms. */
   const creator = async (kind: PoolKind) => {
+    if (kind === "migrated") await opts.templateMade;
     const c = await connect();
     while (!stopping) {
       if (count(kind) >= targets[kind]) {
