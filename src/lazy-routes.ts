@@ -49,7 +49,10 @@ export function mountLazy(app: Hono<any>, prefix: string, opts: LazyRoutesOption
     // A middleware that read the body (an Idempotency-Key on a form post) leaves Hono's copy of it, not the stream.
     const req = c.req.raw.bodyUsed ? new Request(c.req.raw, { body: await c.req.arrayBuffer() }) : c.req.raw;
     parents.set(req, c);
-    return sub.fetch(req, c.env);
+    // Answered through the app's context, as the routes' own answers were before they were lazy: a middleware that
+    // watches the context's answers sees it (idempotency's pending write keeps the final answer it made).
+    const res = await sub.fetch(req, c.env);
+    return c.newResponse(res.body, res);
   };
   app.all(prefix, handler);
   app.all(`${prefix}/*`, handler);
