@@ -512,8 +512,8 @@ if (engines.includes("pg")) {
     if (pending.length > 0) console.log("NOT YET ON POSTGRESQL (skipped there, issue 11):");
     for (const f of pending) console.log(`  skipped: ${basename(f)}: ${notYetOnPg[basename(f)]}`);
     // The SQLite processes: a file's real-server describes run in its PostgreSQL run only (test/helpers/postgres.ts
-    // pgRunsToo); the SQLite-only files' copy the run's template too.
-    for (const u of units) Object.assign(u.env, { TEST_PG_RUNS_TOO: "1", TEST_PG_TEMPLATE: runTemplate });
+    // pgRunsToo). Not the run's template: they start before it is made.
+    for (const u of units) Object.assign(u.env, { TEST_PG_RUNS_TOO: "1" });
     for (const file of files)
       units.push({
         engine: "pg",
