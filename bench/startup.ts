@@ -107,6 +107,19 @@ const median = (xs: number[]) => {
 };
 const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 console.log(`\nCPU to ready, ms, median of ${rounds} (min-max); load ${load}`);
+// Each round's difference to the first tree (the same round, so the same moment's load): steadier than the medians.
+const rows = new Map<string, number[]>();
+for (const [key, xs] of samples) rows.set(key, xs);
+for (const tree of trees.slice(1))
+  for (const role of ["supervisor", "http", "sync"]) {
+    const base = rows.get(`${trees[0]} ${role}`);
+    const xs = rows.get(`${tree} ${role}`);
+    if (!base || !xs || base.length !== xs.length) continue;
+    const d = xs.map((x, i) => x - base[i]!);
+    console.log(
+      `${tree.padEnd(28)} ${role.padEnd(10)} ${median(d) >= 0 ? "+" : ""}${median(d).toFixed(0)} ms against ${trees[0]} (median of the rounds' differences)`,
+    );
+  }
 for (const tree of trees)
   for (const role of ["supervisor", "http", "sync"]) {
     const xs = samples.get(`${tree} ${role}`);
