@@ -34,6 +34,8 @@ export type LoadResult = {
   timeouts: number;
   /** 5xx responses whose body speaks of a locked or busy database. */
   lockErrors: number;
+  /** CPU seconds of a load generator run in its own process (wrk); absent when it ran in this one. */
+  generatorCpuSec?: number;
 };
 
 const jsonHeaders = { "content-type": "application/json" };

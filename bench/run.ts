@@ -6,12 +6,13 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import type { Engine } from "../src/db/engine.ts";
 import { treeCpuSeconds } from "./cpu.ts";
-import { runLoad, type LoadRequest } from "./load.ts";
+import { runLoad, type LoadOptions, type LoadRequest, type LoadResult } from "./load.ts";
 import { openPgServer, type PgServer } from "./pg.ts";
 import { startBaseline, startService, type RunningServer } from "./processes.ts";
 import { checkTargets, combineRounds, crossEngineTable, formatTable, ratiosOf, vsOtherEngine, type ScenarioResult } from "./report.ts";
 import { scenarioNames, scenarios, type Side } from "./scenarios.ts";
 import { hasSyncApi, seedSites } from "./seed.ts";
+import { hasWrk, runWrk } from "./wrk.ts";
 
 // `bun run bench`: the service and the textbook baseline (bench/baseline/), each on a fresh temp
 // database with the same seeded sites, driven alternately by the same load, scenario by scenario.
@@ -23,7 +24,7 @@ import { hasSyncApi, seedSites } from "./seed.ts";
 //   bun run bench [--duration 10] [--warmup 3] [--prewarm 0] [--workers 4] [--connections 64] [--seed 1000]
 //                 [--scenarios get_one,list,...] [--rounds 1] [--demo-rows 25000] [--ingest-days 7]
 //                 [--database sqlite|postgres|postgres://…|sqlite,postgres]
-//                 [--out bench/results/latest.json] [--check] [--quick]
+//                 [--generator wrk|autocannon] [--out bench/results/latest.json] [--check] [--quick]
 
 /** One engine the run measures: SQLite files in the temp dir, or databases on a PostgreSQL server (null: start one). */
 type DatabaseChoice = { engine: "sqlite" } | { engine: "pg"; url: string | null };
@@ -80,6 +81,9 @@ const flagsSchema = z.object({
   "demo-rows": posInt(1_000_000).default(25_000),
   "ingest-days": posInt(365).default(7),
   database: z.string().default("sqlite").transform(parseDatabases),
+  // wrk (C, its own process: the generator of issue 19's measurements) when installed, else autocannon in this
+  // process, whose JavaScript parses every answer's headers (~11 µs a get_one more for the service's 8 extra).
+  generator: z.enum(["wrk", "autocannon"]).default(() => (hasWrk() ? "wrk" : "autocannon")),
   out: z
     .string()
     .min(1)
@@ -117,6 +121,8 @@ function readFlags(): Flags {
 }
 
 const flags = readFlags();
+/** The selected load generator; both sides of every scenario are driven by the same one. */
+const drive: (o: LoadOptions) => Promise<LoadResult> = flags.generator === "wrk" ? runWrk : runLoad;
 const tmp = mkdtempSync(join(tmpdir(), "sitesync-bench-"));
 const runTag = Date.now().toString(36);
 const running = new Set<RunningServer>();
@@ -206,11 +212,11 @@ async function stop(t: Instance | undefined) {
  */
 async function measure(e: EngineRun, target: Instance, next: () => LoadRequest) {
   const base = { url: target.server.url, connections: flags.connections, next };
-  if (flags.warmup > 0) await runLoad({ ...base, durationSec: flags.warmup });
+  if (flags.warmup > 0) await drive({ ...base, durationSec: flags.warmup });
   const db0 = e.dbCpuSeconds?.() ?? null;
   const cpu0 = treeCpuSeconds(target.server.pid);
   const gen0 = process.cpuUsage();
-  const load = await runLoad({ ...base, durationSec: flags.duration });
+  const load = await drive({ ...base, durationSec: flags.duration });
   const gen = process.cpuUsage(gen0);
   const cpu1 = treeCpuSeconds(target.server.pid);
   const db1 = e.dbCpuSeconds?.() ?? null;
@@ -218,7 +224,7 @@ async function measure(e: EngineRun, target: Instance, next: () => LoadRequest) 
     a === null || b === null || load.requests === 0 ? null : ((b - a) * 1e6) / load.requests;
   const appUs = perReq(cpu0, cpu1);
   // The load generator (this process) shares the cores with the side: its CPU per request is printed beside the side's.
-  const loadCpuUsPerReq = perReq(0, (gen.user + gen.system) / 1e6);
+  const loadCpuUsPerReq = perReq(0, load.generatorCpuSec ?? (gen.user + gen.system) / 1e6);
   if (!e.dbCpuSeconds) return { load, cpuUsPerReq: appUs, loadCpuUsPerReq };
   const dbUs = perReq(db0, db1);
   return { load, cpuUsPerReq: appUs === null || dbUs === null ? appUs : appUs + dbUs, dbCpuUsPerReq: dbUs, loadCpuUsPerReq };
@@ -240,7 +246,7 @@ async function prewarm(engines: EngineRun[], selected: typeof scenarios) {
       for (const sc of plain) {
         if (side === "groupcommit" && !sc.groupCommitPeer) continue;
         const next = sc.generator({ side, siteIds: target.ids, runTag: `${runTag}w` });
-        await runLoad({ url: target.server.url, connections: flags.connections, next, durationSec: flags.prewarm / plain.length });
+        await drive({ url: target.server.url, connections: flags.connections, next, durationSec: flags.prewarm / plain.length });
       }
     }
   }
@@ -309,6 +315,7 @@ async function main() {
         ? `steady state: every side prewarmed ${flags.prewarm} s first`
         : "cold: no prewarm, the service's JIT is still compiling (--prewarm 20 for a long-running server's figures)"),
   );
+  console.log(`load generator: ${flags.generator}${flags.generator === "autocannon" && !hasWrk() ? " (wrk is not installed)" : ""}`);
   console.log(`machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Bun ${machine.bun}, ${machine.os}`);
   console.log(`databases in ${tmp} (removed at exit)`);
 
@@ -481,7 +488,7 @@ async function main() {
       rounds: flags.rounds,
       demoRowsPerDay: flags["demo-rows"],
       ingestDays: flags["ingest-days"],
-      loadGenerator: "autocannon 9.0.0 (in-process, under Bun)",
+      loadGenerator: flags.generator === "wrk" ? "wrk (its own process, 1 thread)" : "autocannon 9.0.0 (in-process, under Bun)",
       databases: engines.map((e) => e.engine),
       ...(pgServer
         ? { postgresql: { server: pgServer.origin, settings: pgServer.settings, serverCpuMeasured: pgServer.serverPid !== null } }
