@@ -9,7 +9,6 @@ import { containsPattern } from "../src/db/sql.ts";
 import { ftsTrigrams, SEARCH_INDEXED_SQL, SEARCH_SCAN_SQL, searchSqlParams, windowHasOneType } from "../src/db/sqlite/search.ts";
 import { purgeSite } from "../src/sites/queries.ts";
 import { queryPool } from "../src/analytics/pool.ts";
-import { budgetOf, withBudget } from "../src/db/budget.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { asSqlite, tempDb, tempDir, testEngine } from "./helpers/db.ts";
 import { addSite, deleteRows, storeRows } from "./helpers/rows.ts";
@@ -533,20 +532,45 @@ describe.skipIf(testEngine === "pg")("SQLite: a 1-2 character term's matches tot
     ).toEqual([...texts].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
   });
 
-  test("ids past ANALYTICS_MAX_BYTES: the rollup's statement answers instead", async () => {
-    const id = await site(t.db, "sc-domain:packed-big.example");
+  test("a short term's ids read on the reader in slices of the site's texts: 40,000 queries, every slice's edge, as the scan", async () => {
+    const id = await site(t.db, "sc-domain:packed-slices.example");
+    // 40,000 texts (2.4 slices of 16,384), matches at every slice's edge and between; other sites' texts around them.
+    const texts = Array.from({ length: 40_000 }, (_, i) => `${String(i).padStart(5, "0")}${i % 7 === 0 ? " zq" : ""}`);
     await storeRows(
       t.db,
       id,
-      "2026-08-04",
+      "2026-08-05",
       "web",
-      Array.from({ length: 400 }, (_, i) => row(`big ${i}`, 1 + (i % 7))),
+      texts.map((q, i) => row(q, 1 + (i % 13))),
     );
-    const opts = { siteId: id, term: "b", startDate: null, endDate: null, limit: 4 };
-    const small = budgetOf({ timeoutMs: 60_000, maxRows: 1000, maxBytes: 1024 });
-    const seen = await withBudget(small, () => statementsOf(() => searchQueries(t.db, opts)));
-    expect(seen.some((q) => q.includes("json_group_array"))).toBe(true);
-    expect(seen.some((q) => q.includes("gsc_day_query_totals"))).toBe(true);
-    expect(await withBudget(small, () => searchQueries(t.db, opts))).toEqual(await searchQueries(t.db, { ...opts, using: "scan" }));
+    const pool = queryPool(asSqlite(t.db));
+    const all = pool.all;
+    let sent = 0;
+    pool.all = ((sql: string, params: never) => {
+      sent++;
+      return all.call(pool, sql, params);
+    }) as typeof pool.all;
+    let results: Awaited<ReturnType<typeof searchQueries>>[] = [];
+    const cases = [
+      ["zq", 1000],
+      ["1", 5],
+      ["9", 1000],
+      ["0", 40_000],
+    ] as const;
+    try {
+      for (const [term, limit] of cases)
+        results.push(await searchQueries(t.db, { siteId: id, term, startDate: null, endDate: null, limit }));
+    } finally {
+      pool.all = all;
+    }
+    expect(sent).toBe(0);
+    for (const [k, [term, limit]] of cases.entries())
+      expect({ term, limit, found: results[k] }).toEqual({
+        term,
+        limit,
+        found: await searchQueries(t.db, { siteId: id, term, startDate: null, endDate: null, limit, using: "scan" }),
+      });
+    expect(results.map((r) => r.total)).toEqual(["zq", "1", "9", "0"].map((term) => texts.filter((q) => q.includes(term)).length));
+    results = [];
   });
 });

@@ -7,6 +7,7 @@ import {
   indexPendingQueries,
   SEARCH_INDEXED_SQL,
   SEARCH_MATCHED_IDS_SQL,
+  findShortMatchIds,
   SEARCH_ONE_TYPE_SQL,
   SEARCH_SCAN_SQL,
   SEARCH_SHORT_SQL,
@@ -68,12 +69,12 @@ export async function searchQueries(
 }
 
 /**
- * A SQLite search, in a query process (a short term tests every query of the site). A 3+ character term's matches
- * (the trigram index; 6,700 at 5 M rows for bench:analytics' term) are totalled from the rollup, one key range per
- * query, ordered in SQL (totalsOf). A 1-2 character term's (190,000 of 290,000 queries) from the packed day rows:
- * their ids in one value from the query process, the window's days decoded here (readMatchedSums: its entries, not
- * the matches' key ranges in a B-tree holding every day, flat with the history), the first `limit` by impressions
- * and query text picked in JS as the SQL orders them. A window of one search type counts the days appeared without
+ * A SQLite search. A 3+ character term's matches (the trigram index; 6,700 at 5 M rows for bench:analytics' term) are
+ * totalled from the rollup, one key range per query, ordered in SQL (totalsOf), in a query process. A 1-2 character
+ * term's (190,000 of 290,000 queries) from the packed day rows, on the reader a slice at a time: the ids matching
+ * (findShortMatchIds), the window's days decoded (readMatchedSums: its entries, not the matches' key ranges in a
+ * B-tree holding every day; flat with the history), the first `limit` by impressions and query text picked in JS as
+ * the SQL orders them. A window of one search type counts the days appeared without
  * a distinct set (windowHasOneType). `force`: that path whatever the term (tests, bench).
  */
 async function searchSqlite(
@@ -92,15 +93,14 @@ async function searchSqlite(
     return pool.all<SearchRow>(sql, { ...p, ...fts });
   };
   if (force === "rollup" || (!force && kind === "index")) return rollup();
-  let m: { ids: string } | undefined;
-  try {
-    [m] = await pool.all<{ ids: string }>(SEARCH_MATCHED_IDS_SQL[kind], { site_id: p.site_id, pattern: p.pattern, ...fts });
-  } catch (err) {
-    // Ids past ANALYTICS_MAX_BYTES as JSON (~4 M matches at the default 32 MB): the rollup's statement answers only `limit` rows.
-    if (err instanceof ApiError && err.code === "result_too_large" && !force) return rollup();
-    throw err;
-  }
-  const ids = Int32Array.from(JSON.parse(m?.ids ?? "[]") as number[]).sort();
+  const ids =
+    kind === "short"
+      ? await findShortMatchIds(db, p.site_id, p.pattern)
+      : Int32Array.from(
+          JSON.parse(
+            (await pool.all<{ ids: string }>(SEARCH_MATCHED_IDS_SQL, { site_id: p.site_id, pattern: p.pattern, ...fts }))[0]?.ids ?? "[]",
+          ) as number[],
+        ).sort();
   const sums = await readMatchedSums(db, p.site_id, ids, p.start_day, p.end_day);
   const { clicks: c, impressions: im, sumPosition: sp, days } = sums;
   let found = 0;
