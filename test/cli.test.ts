@@ -6,7 +6,7 @@ import { addDays, dayOf } from "../src/sync/dates.ts";
 import { writeAuthorizedUser } from "../src/sync/gsc/user-auth.ts";
 import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 import { cli, spawnCli } from "./helpers/cli.ts";
-import { tempDir } from "./helpers/db.ts";
+import { tempDir, testEngine } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 import { withDb } from "./helpers/observe.ts";
@@ -374,7 +374,8 @@ describe("terminal safety", () => {
 });
 
 describe("talking to the service", () => {
-  test("not running: exit 1 and how to start it", async () => {
+  // Engine-neutral (no service at that address): run once, with SQLite.
+  test.skipIf(testEngine === "pg")("not running: exit 1 and how to start it", async () => {
     const r = await cli(["--url", "http://127.0.0.1:9", "sites", "list"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot reach sitesync at http:\/\/127\.0\.0\.1:9 .*Is it running\? Start it with: bun run start/);
