@@ -9,6 +9,8 @@ import { sites } from "../src/db/sqlite/schema.ts";
 import { indexAllPendingQueries, searchQueries } from "../src/search/queries.ts";
 import { findDataDaysSqlite, rebuildDayQueryTotals, upsertRows } from "../src/sync/data.ts";
 import { addDays } from "../src/sync/dates.ts";
+import { dayNumber, typeCode } from "../src/sync/grains.ts";
+import { refreshDayRollups } from "../src/sync/rollups.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 
 // `bun run bench:search`: query search on the trigram index against the plain scan of the rows, on
@@ -123,8 +125,12 @@ async function ingestBoth(sides: { db: SqliteDb; siteId: number; index: boolean 
         const batch = rows.slice(i, i + flags.batch);
         await side.db.write((tx) => upsertRows(tx, side.siteId, day, "web", batch));
       }
-      // As the daily sync does after each day it stores: the day x query rollup (query search reads it), then the index.
-      await side.db.write((tx) => rebuildDayQueryTotals(tx, side.siteId, day, "web"));
+      // As the daily sync does after each day it stores: the day x query rollup and its packed day row (query search
+      // reads them), then the index.
+      await side.db.tx(async (tx) => {
+        await rebuildDayQueryTotals(tx, side.siteId, day, "web");
+        await refreshDayRollups(tx, side.siteId, dayNumber(day), typeCode("web"));
+      });
       if (side.index) await indexAllPendingQueries((fn) => side.db.write(fn));
       const c = process.cpuUsage(c0);
       spent[k]!.wall += (performance.now() - t0) / 1000;
