@@ -187,11 +187,11 @@ const envSchema = z.object({
   // supervised sync worker also starts a session of its own (its own scheduling group under Linux autogroups). 0: as the rest.
   SYNC_NICE: int(0, 19).default(10),
   // The longest a sync worker thread keeps a core while another task waits for it (µs; Linux >= 6.12's EEVDF custom slice,
-  // sched_setattr; the kernel's default ~0.7-3 ms): a short one lets a GET's HTTP worker take the core sooner during a
-  // backfill (docs/sync.md). 0: the kernel's default. Applied with SYNC_NICE above 0 only.
+  // sched_setattr; the kernel's default ~0.7-3 ms), with SYNC_NICE above 0. 0 (the default): the kernel's. 100 µs cost a
+  // near-quiet backfill 8-13% of its rows/s for no p99 gain (docs/benchmarks/ingest-export.md, ninth pass).
   SYNC_SLICE_US: int(0, 100_000)
     .refine((us) => us === 0 || us >= 100, "0 or 100-100000 (the kernel's range)")
-    .default(100),
+    .default(0),
   // mimalloc's MIMALLOC_PURGE_DELAY for the sync worker processes the supervisor starts. -1: freed memory is kept for
   // reuse instead of being handed back to the kernel (each hand-back is an madvise and a TLB flush on every core: a
   // third of a backfill's CPU, docs/benchmarks/ingest-export.md); the RSS stays at its high-water mark instead. Else
