@@ -95,7 +95,7 @@ export async function runWrk(opts: LoadOptions & { threads?: number }): Promise<
   const dir = mkdtempSync(join(tmpdir(), "sitesync-wrk-"));
   try {
     const lines: string[] = [];
-    const n = Math.ceil(opts.durationSec * RATE_CEILING) + 1_000;
+    const n = Math.ceil(Math.max(1, Math.round(opts.durationSec)) * RATE_CEILING) + 1_000;
     for (let i = 0; i < n; i++) {
       const r = opts.next();
       lines.push(`${r.method}\t${r.path}\t${r.body ?? ""}`);
@@ -103,7 +103,9 @@ export async function runWrk(opts: LoadOptions & { threads?: number }): Promise<
     writeFileSync(join(dir, "requests.txt"), `${lines.join("\n")}\n`);
     writeFileSync(join(dir, "load.lua"), lua(join(dir, "requests.txt")));
     const timeout = `${opts.timeoutSec ?? 10}s`;
-    const args = [`-t${threads}`, `-c${opts.connections}`, `-d${opts.durationSec}s`, `--timeout`, timeout];
+    // wrk takes whole seconds: a shorter load (a split prewarm) runs for one; its rate is over wrk's own measured time.
+    const seconds = Math.max(1, Math.round(opts.durationSec));
+    const args = [`-t${threads}`, `-c${opts.connections}`, `-d${seconds}s`, `--timeout`, timeout];
     const proc = Bun.spawn(["wrk", ...args, "-s", join(dir, "load.lua"), opts.url, "--", String(threads)], {
       stdout: "pipe",
       stderr: "pipe",
