@@ -59,16 +59,19 @@ describe("supervisor", () => {
     expect(await proc.exited).toBe(0);
   });
 
+  /** A supervisor of one HTTP worker and no sync worker on a new SQLite file, its events watched. */
+  const oneWorker = (env: Record<string, string> = {}) => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const args = ["--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", "--port", String(freePort())];
+    return watched(args, { DATABASE_URL: join(tmp.dir, "app.db"), LOG_LEVEL: "info", ...env });
+  };
+
   // The backoff is the supervisor's own (its database is an SQLite file on both engines): run once, with SQLite.
   test.skipIf(testEngine === "pg")(
     "a worker that keeps dying before it is ready is restarted after 100, 200, 400, 800, 1600 ms, then the supervisor gives up with exit 1",
     async () => {
-      const tmp = tempDir();
-      cleanups.push(tmp.cleanup);
-      const sup = watched(["--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", "--port", String(freePort())], {
-        DATABASE_URL: join(tmp.dir, "app.db"),
-        LOG_LEVEL: "info",
-      });
+      const sup = oneWorker();
       // Kill every HTTP worker the moment the supervisor reports it started, before it can listen.
       const killed = new Set<number>();
       const t0 = performance.now();
@@ -157,13 +160,7 @@ describe("supervisor", () => {
   test.skipIf(testEngine === "pg")(
     "the backoff doubles for a worker that dies young and resets once it lived over BACKOFF_RESET_MS",
     async () => {
-      const tmp = tempDir();
-      cleanups.push(tmp.cleanup);
-      const sup = watched(["--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", "--port", String(freePort())], {
-        DATABASE_URL: join(tmp.dir, "app.db"),
-        LOG_LEVEL: "info",
-        BACKOFF_RESET_MS: "3000",
-      });
+      const sup = oneWorker({ BACKOFF_RESET_MS: "3000" });
       const readyPid = async (notPid?: number) => {
         const deadline = performance.now() + 20_000;
         while (performance.now() < deadline) {
