@@ -57,6 +57,29 @@ describe("start-up imports", () => {
     for (const lazy of ["hono", "@hono/zod-openapi", "drizzle-zod"]) expect(loaded).not.toContain(lazy);
   });
 
+  test("a PostgreSQL process loads one copy of drizzle-orm (its ESM build), not its CommonJS build beside it", () => {
+    // What a PostgreSQL supervisor and HTTP worker load: the engine, the schema, the migrator and drizzlePg() (a
+    // `require` of the package took its CommonJS build: 104 more modules).
+    const script = `
+      const { openPgEngine } = require("./src/db/pg/engine.ts");
+      const { drizzlePg, pgDriver, pgSchema } = await import("./src/db/pg/driver.ts");
+      await import("drizzle-orm/node-postgres/migrator");
+      const orm = drizzlePg().drizzle({ client: new (pgDriver().Pool)(), schema: pgSchema() });
+      const files = Object.keys(require.cache).filter((k) => k.includes("/node_modules/drizzle-orm/"));
+      console.log(JSON.stringify({ engine: typeof openPgEngine, orm: typeof orm.select, esm: files.filter((k) => k.endsWith(".js")).length,
+        cjs: files.filter((k) => k.endsWith(".cjs")) }));
+      process.exit(0);
+    `;
+    const p = Bun.spawnSync([process.execPath, "-e", script], { cwd: root, stdout: "pipe", stderr: "pipe" });
+    const line = p.stdout.toString().trim().split("\n").at(-1) ?? "";
+    if (!line.startsWith("{")) throw new Error(`no result (exit ${p.exitCode}): ${p.stderr.toString()}`);
+    const r = JSON.parse(line);
+    expect(r.engine).toBe("function");
+    expect(r.orm).toBe("function");
+    expect(r.esm).toBeGreaterThan(100);
+    expect(r.cjs).toEqual([]);
+  });
+
   test("the CLI, an HTTP client of the service, loads no database layer (only its auth commands do)", () => {
     const loaded = packagesLoadedBy(["src/cli/main.ts", "--help"]);
     expect(loaded).toContain("commander");
