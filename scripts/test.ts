@@ -11,16 +11,18 @@
 // with TEST_JOBS > 1 one more lane runs only the `waiting` files (they mostly wait, so they hardly load the cores),
 // longest first by the times in scripts/test-times.json; the files in `runAlone` run afterwards, one at a
 // time with nothing else running. Each file's output is printed whole when it ends (with its engine and wall
-// time); the measured times are written to $TMPDIR/sitesync-test-times.json. PostgreSQL files copy one
+// time); the measured times are written to $TMPDIR/sitesync-test-<pid>-times.json (and, for the whole suite,
+// $TMPDIR/sitesync-test-times.json), with the PostgreSQL server's CPU per file (scripts/test-pgcpu.ts). PostgreSQL files copy one
 // migrated template database made once per run (TEST_PG_TEMPLATE), made ahead of use and dropped in the background by
 // the runner (test/helpers/pg-pool.ts; TEST_PG_AHEAD=0: each made and dropped by the test itself, with psql).
 // REQUIRE_POSTGRES=1 makes a missing PostgreSQL a failure instead of a skip (.ci/run sets it).
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { createMigratedDatabaseAsync, psql } from "../test/helpers/engine.ts";
 import { startPgPool } from "../test/helpers/pg-pool.ts";
 import { findPgBin, startCluster, stopCluster, type Cluster } from "./pg-cluster.ts";
+import { machineTicks, startPgCpuSampler } from "./test-pgcpu.ts";
 import { makeRunDir, makeUnitDir, removeTestDir } from "./test-tmp.ts";
 
 /** Test files about SQLite itself: file, WAL, pragmas, the single-file lock... (why, for the printed summary). */
@@ -201,7 +203,8 @@ const expectedCpu = recorded("test-cpu.json");
 /** One `bun test` process: one file, or a group of small files (`files`; `file` is the first, for the lane rules). */
 type Unit = { engine: "sqlite" | "pg"; file: string; files: string[]; env: Record<string, string> };
 type Counts = { pass: number; fail: number; skip: number };
-type Done = Unit & { code: number; ms: number; cpuMs: number; counts: Counts; failures: string[] };
+/** `pgCpuS`: the PostgreSQL backends' CPU charged to the unit's databases (scripts/test-pgcpu.ts; 0 when not sampled). */
+type Done = Unit & { code: number; ms: number; cpuMs: number; pgCpuS: number; counts: Counts; failures: string[] };
 
 /**
  * Bun's own totals (" 12 pass") and the names of the failed tests ("(fail) ...") in one process's output; in a group,
@@ -298,13 +301,14 @@ function runUnit(u: Unit): Promise<Done> {
     const leftovers = killGroup(p.pid) ? ["killed processes the file left running"] : [];
     // Its databases are dropped in the background (those it left too).
     if (tag) pgPool!.unitEnded(tag);
+    const pgCpuS = tag ? (pgCpu?.of(tag) ?? 0) : 0;
     leftovers.push(...removeTestDir(tmp));
     const leaks = leftovers.map((l) => `runner cleanup: ${l}\n`).join("");
     // One file's output at once, never interleaved with another's.
     process.stdout.write(
-      `\n--- [${u.engine}] ${label(u)}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s, exit ${code} (started at +${((t0 - started) / 1000).toFixed(1)} s)\n${e}${o}${leaks}`,
+      `\n--- [${u.engine}] ${label(u)}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s${pgCpuS > 0 ? `, pg ${pgCpuS.toFixed(1)} s` : ""}, exit ${code} (started at +${((t0 - started) / 1000).toFixed(1)} s)\n${e}${o}${leaks}`,
     );
-    return { ...u, code: code ?? 1, ms, cpuMs, ...parseOutput(`${e}\n${o}`, u.files.length > 1) };
+    return { ...u, code: code ?? 1, ms, cpuMs, pgCpuS, ...parseOutput(`${e}\n${o}`, u.files.length > 1) };
   });
 }
 
@@ -436,6 +440,7 @@ const results: string[] = [];
 let failed = false;
 const units: Unit[] = [];
 const started = performance.now();
+const machineAtStart = machineTicks();
 
 if (engines.includes("sqlite")) {
   const files = allFiles.filter((f) => !pgOnly[basename(f)]);
@@ -448,6 +453,29 @@ let cluster: Cluster | null = null;
 let runTemplate: string | null = null;
 /** PostgreSQL test databases made ahead of use and dropped in the background (test/helpers/pg-pool.ts). */
 let pgPool: ReturnType<typeof startPgPool> | null = null;
+/** The PostgreSQL server's CPU by test process, when it runs on this machine (scripts/test-pgcpu.ts). */
+let pgCpu: ReturnType<typeof startPgCpuSampler> = null;
+
+/**
+ * The test process (its pool tag) a database of this run belongs to: named with the tag, or a pool copy it took (its
+ * file under `taken`/<tag>/); "runner" for the maintenance database and the run's template; null for any other.
+ */
+function ownerOf(taken: string, template: string): (db: string) => string | null {
+  const known = new Map<string, string>();
+  return (db) => {
+    if (db === "postgres" || db === template) return "runner";
+    const named = /^sitesync_(?:t|test)_(r\d+u\d+)_/.exec(db);
+    if (named) return named[1]!;
+    if (known.has(db)) return known.get(db)!;
+    for (const tag of existsSync(taken) ? readdirSync(taken) : []) {
+      if (existsSync(join(taken, tag, db))) {
+        known.set(db, tag);
+        return tag;
+      }
+    }
+    return null;
+  };
+}
 let pgUrl: string | undefined;
 // Interrupted (Ctrl-C, CI timeout): the files' process groups are killed and the run's folder removed.
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
@@ -505,6 +533,7 @@ if (engines.includes("pg")) {
     );
     if (process.env.TEST_PG_AHEAD !== "0")
       pgPool = startPgPool({ adminUrl: pgUrl, template: runTemplate, dir: join(runDir, "pg-pool"), templateMade });
+    if (pgPool) pgCpu = startPgCpuSampler(pgUrl, ownerOf(join(runDir, "pg-pool", "taken"), runTemplate));
     console.log(
       `\n=== PostgreSQL (${pgUrl}): ${files.length} test files; SQLite-only or engine-neutral (run once, on SQLite), not run here: ===`,
     );
@@ -560,6 +589,12 @@ try {
     );
     if (errors.length > 0) console.log(`PostgreSQL pool: ${errors.length} errors (retried), the first: ${errors[0]}`);
   }
+  if (pgCpu) {
+    const c = pgCpu.stop();
+    console.log(
+      `PostgreSQL server CPU ${c.total.toFixed(1)} s: ${c.units.toFixed(1)} s charged to the files' databases, ${c.runner.toFixed(1)} s to the runner's (copies, drops, the template), ${c.other.toFixed(1)} s not attributed (short-lived backends, the server's own processes, other databases)`,
+    );
+  }
   if (runTemplate) {
     try {
       psql(`drop database if exists "${runTemplate}" with (force)`);
@@ -583,7 +618,7 @@ for (const engine of ["sqlite", "pg"] as const) {
 }
 // A group's wall and CPU are shared among its files in proportion to their recorded times (equal shares without).
 const perFile = done.flatMap((d) => {
-  if (d.files.length === 1) return [{ key: `${d.engine} ${basename(d.file)}`, ms: d.ms, cpuMs: d.cpuMs }];
+  if (d.files.length === 1) return [{ key: `${d.engine} ${basename(d.file)}`, ms: d.ms, cpuMs: d.cpuMs, pgCpuS: d.pgCpuS }];
   const one = (f: string) => ({ ...d, file: f, files: [f] });
   const wall = recordedOf(d) || 1;
   const cpu = recordedOf(d, true) || 1;
@@ -591,16 +626,31 @@ const perFile = done.flatMap((d) => {
     key: `${d.engine} ${basename(f)}`,
     ms: (d.ms * (recordedOf(one(f)) || wall / d.files.length)) / wall,
     cpuMs: (d.cpuMs * (recordedOf(one(f), true) || cpu / d.files.length)) / cpu,
+    pgCpuS: (d.pgCpuS * (recordedOf(one(f), true) || cpu / d.files.length)) / cpu,
   }));
 });
-const times = Object.fromEntries(perFile.sort((a, b) => b.ms - a.ms).map((d) => [d.key, Math.round(d.ms / 100) / 10]));
-const timesFile = join(tmpdir(), "sitesync-test-times.json");
-writeFileSync(timesFile, `${JSON.stringify(times, null, 0).replaceAll(",", ",\n")}\n`);
-const cpu = Object.fromEntries(perFile.sort((a, b) => b.cpuMs - a.cpuMs).map((d) => [d.key, Math.round(d.cpuMs / 100) / 10]));
-writeFileSync(join(tmpdir(), "sitesync-test-cpu.json"), `${JSON.stringify(cpu, null, 0).replaceAll(",", ",\n")}\n`);
+/**
+ * The run's records: $TMPDIR/sitesync-test-<runner pid>-<name> for every run, and for a run of the whole suite also
+ * $TMPDIR/sitesync-test-<name> (what CI and a rebalance read: a run of a few files no longer overwrites those).
+ */
+const record = (name: string, text: string) => {
+  const mine = join(tmpdir(), `sitesync-test-${process.pid}-${name}`);
+  writeFileSync(mine, text);
+  if (fileArgs.length === 0) writeFileSync(join(tmpdir(), `sitesync-test-${name}`), text);
+  return mine;
+};
+const json = (by: (d: (typeof perFile)[number]) => number) =>
+  `${JSON.stringify(Object.fromEntries(perFile.sort((a, b) => by(b) - by(a)).map((d) => [d.key, Math.round(by(d) * 10) / 10])), null, 0).replaceAll(",", ",\n")}\n`;
+const [wallOf, cpuOf, pgOf] = [json((d) => d.ms / 1000), json((d) => d.cpuMs / 1000), json((d) => d.pgCpuS)];
+const timesFile = record("times.json", wallOf);
+record("cpu.json", cpuOf);
+if (pgCpu) record("pg-cpu.json", pgOf);
 const sum = (k: "ms" | "cpuMs") => (done.reduce((a, d) => a + d[k], 0) / 1000).toFixed(1);
+const wallS = (performance.now() - started) / 1000;
+const machine = machineTicks();
+const busyCores = ((machine.busy - machineAtStart.busy) / (machine.total - machineAtStart.total)) * navigator.hardwareConcurrency;
 console.log(
-  `\nwall ${((performance.now() - started) / 1000).toFixed(1)} s for ${perFile.length} files in ${done.length} processes; sum of file times ${sum("ms")} s, of their CPU ${sum("cpuMs")} s (per-file times: ${timesFile}, CPU: sitesync-test-cpu.json beside it)`,
+  `\nwall ${wallS.toFixed(1)} s for ${perFile.length} files in ${done.length} processes; sum of file times ${sum("ms")} s, of their CPU ${sum("cpuMs")} s${pgCpu ? `, of their databases' PostgreSQL CPU ${done.reduce((a, d) => a + d.pgCpuS, 0).toFixed(1)} s` : ""}; the machine's cores ${busyCores.toFixed(2)} of ${navigator.hardwareConcurrency} busy on average (every process, not only the suite's) (per-file times: ${timesFile}, CPU: -cpu.json beside it)`,
 );
 // The summary goes last (CI records keep the tail of the output): failed tests by name, flaky files, totals.
 const summary: string[] = [];
@@ -613,6 +663,6 @@ for (const d of firstFailures) {
 const total = (k: keyof Counts) => done.reduce((a, d) => a + d.counts[k], 0);
 summary.push(`tests: ${total("pass")} passed, ${total("fail")} failed, ${total("skip")} skipped (both engines)`);
 summary.push(`suite: ${results.join("; ")}${flaky.length > 0 ? `; ${flaky.length} flaky` : ""}`);
-writeFileSync(join(tmpdir(), "sitesync-test-summary.txt"), `${summary.join("\n")}\n`);
+record("summary.txt", `${summary.join("\n")}\n`);
 console.log(`\n${summary.join("\n")}`);
 process.exit(failed ? 1 : 0);
