@@ -100,7 +100,19 @@ export function pgAuditParams(a: AuditTemplate): Record<string, string | number 
  */
 export function insertAuditRow(db: Db, tx: Orm | Q, row: AuditInsert): undefined | Promise<unknown> {
   if (db.engine === "sqlite") {
-    insertStatement(tx as Orm).run(...columns.map((c) => row[c] ?? null));
+    // In the order of `columns` (checked against the statement when it is prepared), without an array per row.
+    insertStatement(tx as Orm).run(
+      row.actor,
+      row.key_id ?? null,
+      row.ip ?? null,
+      row.method,
+      row.action,
+      row.target ?? null,
+      row.site_id ?? null,
+      row.request_id ?? null,
+      row.outcome,
+      row.status ?? null,
+    );
     return;
   }
   return pgInsertStatement(db).run(clientOf(tx as Q), Object.fromEntries(columns.map((c) => [c, row[c] ?? null])));

@@ -1,13 +1,12 @@
 import { actorOf, type Principal } from "../auth/middleware.ts";
 import { hostnameOf, normalizeAddress } from "../auth/net.ts";
-import { withAuditRows } from "../audit/context.ts";
 import type { SqliteDb } from "../db/index.ts";
 import type { Site } from "../db/model.ts";
 import { withLogContext } from "../log.ts";
 import type { HttpObserve } from "../metrics/http.ts";
 import { logRequest, requestIdOf, SECURITY_HEADERS } from "../request-frame.ts";
-import { createSite, decodeCursor, encodeCursor, readSiteById, readSitesPage, type SiteCursor } from "../sites/queries.ts";
-import type { AuditInsert } from "../audit/queries.ts";
+import { decodeCursor, encodeCursor, insertSiteRow, readSiteById, readSitesPage, type SiteCursor } from "../sites/queries.ts";
+import { insertAuditRow, type AuditInsert } from "../audit/queries.ts";
 import { type CreateSite, CreateSiteSchema, ListSitesQuery, plainCreateSite, siteIdFrom } from "../sites/schemas.ts";
 
 // The hottest requests (GET one site, GET a page of sites, POST a site), answered before Hono on SQLite:
@@ -293,10 +292,15 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
     const { input, id, replay } = read;
     let site: Site;
     try {
-      // The audit row the full stack's audit context writes for this create, in the same transaction.
-      const audited = withAuditRows(db, (result) => createAuditRow(principal, peer, id, (result as Site).id));
-      // request_id on any line logged while writing, as in the full stack's request frame.
-      site = await withLogContext({ request_id: id }, () => createSite(audited, input));
+      // The site and the audit row the full stack's audit context writes for it, in one write (one
+      // transaction); request_id on any line logged while writing, as in the full stack's request frame.
+      site = await withLogContext({ request_id: id }, () =>
+        db.write((tx) => {
+          const created = insertSiteRow(tx, input);
+          insertAuditRow(db, tx, createAuditRow(principal, peer, id, created.id));
+          return created;
+        }),
+      );
     } catch {
       // Nothing was written (a duplicate domain, a busy or broken file): the full stack answers it.
       return replay();

@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
-import { first, type Db, type SqliteDb } from "../db/index.ts";
+import { first, type Db, type Orm, type SqliteDb } from "../db/index.ts";
 import { pgAuditParams, pgOneStatementInsert, type AuditedHandle } from "../audit/queries.ts";
 import { pgSchema } from "../db/pg/driver.ts";
 import { namedStatement, perPgHandle } from "../db/pg/prepared.ts";
@@ -193,11 +193,21 @@ async function listSitesAny(db: Db, opts: ListOptions): Promise<Site[]> {
   return opts.limit === undefined ? await q : await q.limit(opts.limit + 1);
 }
 
+/** The create's values as the site row takes them (category null, active by default). */
+function siteValues(input: CreateSite) {
+  return { domain: input.domain, name: input.name, category: input.category ?? null, is_active: input.is_active ?? true };
+}
+
+/** SQLite: inserts the site on a write transaction, synchronously (createSite's statement; the request fast path's create). */
+export function insertSiteRow(tx: Orm, input: CreateSite): Site {
+  return writeStatements(tx).insert.get(siteValues(input));
+}
+
 /** Creates a site; a duplicate domain is a conflict (409). */
 export async function createSite(db: Db, input: CreateSite): Promise<Site> {
-  const values = { domain: input.domain, name: input.name, category: input.category ?? null, is_active: input.is_active ?? true };
+  const values = siteValues(input);
   try {
-    if (db.engine === "sqlite") return await db.write((tx) => writeStatements(tx).insert.get(values));
+    if (db.engine === "sqlite") return await db.write((tx) => insertSiteRow(tx, input));
     const s = pgStatements(db);
     // Through an auditedDb handle in a request: the audit row goes in the same statement.
     const audit = (db as AuditedHandle).auditTemplate?.() ?? null;
