@@ -282,6 +282,10 @@ const envSchema = z.object({
   ANALYTICS_CONCURRENCY_PER_KEY: int(1, 1000).default(2),
   // SQLite: query processes per HTTP worker that run the heavy reads (more than the per-key concurrency).
   ANALYTICS_PROCESSES: int(1, 64).default(3),
+  // SQLite: the query processes' mmap_size (their reads only: 2 GiB, SQLite's build cap). A report reads 100+ MB of
+  // pages, more than the cache holds: mapped, they are not copied in by a pread each; the remap after another
+  // connection's commit (see SQLITE_MMAP_SIZE) costs such a read a few ms. 0: pread as every other connection.
+  ANALYTICS_MMAP_SIZE: int(0).default(2_147_418_112),
   EXPORT_CONCURRENCY_PER_KEY: int(1, 1000).default(2),
   // The longest one download (export) may run, from request to last byte: past it the stream is cut.
   EXPORT_TIMEOUT_MS: int(1000, 86_400_000).default(600_000),

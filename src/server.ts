@@ -27,7 +27,7 @@ watchEventLoop();
 answerPings(db);
 if (config.supervised) serveMetricsOverIpc();
 
-setQueryProcesses(config.ANALYTICS_PROCESSES);
+setQueryProcesses(config.ANALYTICS_PROCESSES, config.ANALYTICS_MMAP_SIZE);
 const app = createApp(db, {
   requestLog: config.REQUEST_LOG,
   walWarnBytes: config.CHECKPOINT_TRUNCATE_BYTES,

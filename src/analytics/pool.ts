@@ -19,10 +19,13 @@ import type { QueryReply, QueryRequest } from "./query-process.ts";
  * than one key's concurrency (ANALYTICS_CONCURRENCY_PER_KEY), so one key cannot hold them all.
  */
 let PROCESSES = defaults.ANALYTICS_PROCESSES;
+/** The query processes' mmap_size (ANALYTICS_MMAP_SIZE): their reads map the file instead of a pread per page. */
+let MMAP_SIZE = defaults.ANALYTICS_MMAP_SIZE;
 
-/** Sets how many query processes each pool may run (server start: ANALYTICS_PROCESSES). */
-export function setQueryProcesses(n: number) {
+/** Sets how many query processes each pool may run and their mmap_size (server start: ANALYTICS_PROCESSES, ANALYTICS_MMAP_SIZE). */
+export function setQueryProcesses(n: number, mmapSize = MMAP_SIZE) {
   PROCESSES = n;
+  MMAP_SIZE = mmapSize;
 }
 /** Queries waiting for a process, per HTTP process, before new ones are refused 503. */
 const MAX_WAITING = 64;
@@ -99,7 +102,7 @@ function createPool(db: SqliteDb): QueryPool {
     };
     // Never what keeps a process alive: the HTTP server or the test runner decides that.
     p.proc.unref();
-    p.proc.send({ type: "open", path: db.path, pragmas: db.pragmas } satisfies QueryRequest);
+    p.proc.send({ type: "open", path: db.path, pragmas: { ...db.pragmas, mmapSize: MMAP_SIZE } } satisfies QueryRequest);
     procs.push(p);
     return p;
   };
