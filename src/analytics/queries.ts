@@ -242,8 +242,8 @@ export type PageKeywordOptions = {
   device?: string | null;
 };
 
-/** An aggregate row: keywords a JSON text (SQLite) or already an array (PostgreSQL's json). */
-type PageRow = Omit<PageKeywordItem, "keywords"> & { keywords: string | string[] };
+/** An aggregate row: keywords a JSON text (SQLite) or already an array (PostgreSQL's json); their count is the list's length. */
+type PageRow = Omit<PageKeywordItem, "keywords" | "keyword_count"> & { keywords: string | string[] };
 
 /**
  * The SQL and parameters behind page-keyword-performance (JSON and CSV), most clicked first: each
@@ -260,39 +260,45 @@ export async function pageKeywordQuery(
   const window = (await windowSince(db, o.siteId, o.since)) ?? { start: dayOf(new Date()), end: dayOf(new Date()) };
   const pt = await pageTotalsQuery(db, { siteId: o.siteId, ...window, ...filters }, { urlContains: o.urlContains, limit: o.limit });
   const device = filters.device ? " and d.device = $device" : "";
-  // The window's distinct page x query pairs first (grouped on the detail's integer ids), then each pair's query
-  // text: one dictionary read per pair, not per detail row (~7 rows a pair over 90 days). SQLite, a few of the
-  // site's pages (the API's default 1,000): each kept page's rows of each day found by the detail's key (site_id,
-  // day, type, page_id) and only those grouped (5 M rows, 90 days: 378,000 of 4.5 M rows, 1.4 -> 0.7 s CPU);
-  // else the window's rows filtered by page (a seek per page and day costs more than the scan for most pages).
-  const seek = db.engine === "sqlite" && o.limit !== null && o.limit * 4 <= countSitePages(db, o.siteId);
-  const pairs = seek
-    ? `select d.page_id as page_id, d.query_id as query_id
-        from pt cross join (select cast(value as integer) as day from json_each($days)) dd
-        cross join gsc_query_detail d on d.site_id = $site_id and d.day = dd.day and d.type = $kw_type and d.page_id = pt.page_id
-       where (d.clicks > 0 or d.impressions > 0)${device}`
-    : `select d.page_id as page_id, d.query_id as query_id from gsc_query_detail d
-       where d.site_id = $site_id and d.day >= $from and d.day <= $to and d.type = $kw_type
-         and (d.clicks > 0 or d.impressions > 0)${device}
-         and d.page_id in (select page_id from pt)`;
-  // Materialized on SQLite: the page filter's subquery would otherwise compute the page totals a second time.
-  const sql = `with pt as ${e === "sqlite" ? "materialized " : ""}(
+  // Materialized on SQLite: the keywords' page filter would otherwise compute the page totals a second time.
+  const head = `with pt as ${e === "sqlite" ? "materialized " : ""}(
 ${pt.sql}
 )
 select pt.page as url, pt.clicks as total_clicks, pt.impressions as total_impressions,
-       ${ctrOf(e, "pt.", false)} as avg_ctr, coalesce(${ratio(e, "pt.sp", "pt.impressions")} / ${sumPositionScale}, 0) as avg_position,
-       coalesce(kw.keywords, ${e === "pg" ? "'[]'::json" : "'[]'"}) as keywords, coalesce(kw.n, 0) as keyword_count
+       ${ctrOf(e, "pt.", false)} as avg_ctr, coalesce(${ratio(e, "pt.sp", "pt.impressions")} / ${sumPositionScale}, 0) as avg_position,`;
+  const params: Record<string, string | number | null> = { ...pt.params, kw_type: typeCode(filters.searchType) };
+  // SQLite, a few of the site's pages (the API's default 1,000): each kept page's queries read by the detail's key
+  // (site_id, day, type, page_id), one seek per day, and made distinct per page (a small sort each, not one of the
+  // window's pairs: 5 M rows, 90 days, 374,000 rows of 1,000 pages, 30,600 pairs: 520 -> 360 ms CPU); then each
+  // pair's query text, one dictionary read per pair. Else the window's rows filtered by page (a seek per page and day
+  // costs more than the scan for most pages), grouped on the integer ids first, the text read once per pair.
+  if (e === "sqlite" && o.limit !== null && o.limit * 4 <= countSitePages(db, o.siteId)) {
+    params.days = JSON.stringify(dayRange(window.start, window.end).map(dayNumber));
+    const sql = `${head}
+       (select json_group_array(q.query)
+          from (select distinct d.query_id as query_id
+                  from json_each($days) dd cross join gsc_query_detail d
+                    on d.site_id = $site_id and d.day = dd.value and d.type = $kw_type and d.page_id = pt.page_id
+                 where (d.clicks > 0 or d.impressions > 0)${device}) x
+          cross join gsc_queries q on q.id = x.query_id) as keywords
+  from pt
+ order by pt.clicks desc, pt.page`;
+    return { sql, params };
+  }
+  const sql = `${head}
+       coalesce(kw.keywords, ${e === "pg" ? "'[]'::json" : "'[]'"}) as keywords
   from pt left join (
-    select pq.page_id as page_id, ${e === "pg" ? "json_agg(q.query)" : "json_group_array(q.query)"} as keywords, ${num(e, "count(*)")} as n
+    select pq.page_id as page_id, ${e === "pg" ? "json_agg(q.query)" : "json_group_array(q.query)"} as keywords
       from (
-      ${pairs}
+      select d.page_id as page_id, d.query_id as query_id from gsc_query_detail d
+       where d.site_id = $site_id and d.day >= $from and d.day <= $to and d.type = $kw_type
+         and (d.clicks > 0 or d.impressions > 0)${device}
+         and d.page_id in (select page_id from pt)
        group by d.page_id, d.query_id
       ) pq join gsc_queries q on q.id = pq.query_id
      group by pq.page_id
   ) kw on kw.page_id = pt.page_id
  order by pt.clicks desc, pt.page`;
-  const params: Record<string, string | number | null> = { ...pt.params, kw_type: typeCode(filters.searchType) };
-  if (seek) params.days = JSON.stringify(dayRange(window.start, window.end).map(dayNumber));
   return { sql, params };
 }
 
@@ -303,14 +309,15 @@ function countSitePages(db: SqliteDb, siteId: number): number {
 
 /** One aggregate row as the API shows it: ctr as a percentage (3 decimals), position 2 decimals, keywords sorted. */
 export function toPageKeywordItem(r: PageRow): PageKeywordItem {
+  const keywords = (typeof r.keywords === "string" ? (JSON.parse(r.keywords) as string[]) : r.keywords).sort();
   return {
     url: r.url,
     total_clicks: r.total_clicks,
     total_impressions: r.total_impressions,
     avg_ctr: roundHalfEven(r.avg_ctr * 100, 3),
     avg_position: roundHalfEven(r.avg_position, 2),
-    keywords: (typeof r.keywords === "string" ? (JSON.parse(r.keywords) as string[]) : r.keywords).sort(),
-    keyword_count: r.keyword_count,
+    keywords,
+    keyword_count: keywords.length,
   };
 }
 
