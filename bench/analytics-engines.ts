@@ -20,6 +20,10 @@ import { startService, type RunningServer } from "./processes.ts";
 //   bun bench/analytics-engines.ts --db file.db --database postgres://… --seed-json pg.seed.json
 //                                  [--rows 1000000] [--days 100] [--data anchors] [--requests 5]
 //                                  [--slow-requests 3] [--workers 2] [--only name,name] [--out file.json]
+//                                  [--pg-root /path/to/another/checkout]
+//
+// --pg-root: a third service, another checkout's (e.g. main's) on the same PostgreSQL database, its requests
+// alternated with the two others': PostgreSQL before and after a change in one run, each against the same SQLite.
 
 const flagsSchema = z.object({
   db: z.string().min(1),
@@ -32,6 +36,7 @@ const flagsSchema = z.object({
   "slow-requests": z.coerce.number().int().min(1).max(1000).default(3),
   workers: z.coerce.number().int().min(1).max(64).default(2),
   only: z.string().optional(),
+  "pg-root": z.string().min(1).optional(),
   out: z
     .string()
     .min(1)
@@ -52,7 +57,7 @@ function readFlags() {
 }
 
 type Side = {
-  name: "sqlite" | "pg";
+  name: "sqlite" | "pg" | "pg-base";
   url: string;
   pid: number;
   scenario: Scenario;
@@ -93,7 +98,7 @@ function backendDelta(before: Map<number, number>, after: Map<number, number>): 
 
 /** One request of `side`, timed, with its CPU; a non-200 answer counts as an error. */
 async function timed(side: Side, backends: () => Promise<Map<number, number>>): Promise<void> {
-  const b0 = side.name === "pg" ? await backends() : null;
+  const b0 = side.name === "sqlite" ? null : await backends();
   const c0 = treeCpuSeconds(side.pid) ?? 0;
   const t = performance.now();
   const status = await send(side.url, side.scenario.req);
@@ -139,6 +144,10 @@ async function main() {
     servers.push(sqlite);
     const pgServer = await startService({ dbPath: flags.database, workers: flags.workers, syncWorkers: 0 });
     servers.push(pgServer);
+    const pgBase = flags["pg-root"]
+      ? await startService({ dbPath: flags.database, workers: flags.workers, syncWorkers: 0, root: flags["pg-root"] })
+      : null;
+    if (pgBase) servers.push(pgBase);
     const admin = new pg.Client({ connectionString: flags.database });
     await admin.connect();
     const dbName = new URL(flags.database).pathname.slice(1);
@@ -147,7 +156,7 @@ async function main() {
     const pgList = new Map(scenarios(seeds.pg.seed).map((s) => [s.name, s]));
     const results = [];
     console.log(
-      `${"scenario".padEnd(28)} ${"SQLite p50 / p99 ms".padStart(22)} ${"PostgreSQL p50 / p99 ms".padStart(24)}  PG/SQLite p50  ${"CPU ms/req: SQLite | PG svc + backends".padStart(38)}  load`,
+      `${"scenario".padEnd(28)} ${"SQLite p50 / p99 ms".padStart(22)} ${"PostgreSQL p50 / p99 ms".padStart(24)}  PG/SQLite p50  ${"CPU ms/req: SQLite | PG svc + backends".padStart(38)}  load${pgBase ? `  | --pg-root: ${"p50 / p99 ms".padStart(16)}  PG/SQLite p50  CPU svc + backends` : ""}`,
     );
     for (const s of scenarios(seeds.sqlite.seed)) {
       if (only && !only.has(s.name)) continue;
@@ -163,17 +172,30 @@ async function main() {
           cpu: { service: 0, backends: 0 },
         },
       ];
+      if (pgBase)
+        sides.push({ ...sides[1]!, name: "pg-base", url: pgBase.url, pid: pgBase.pid, times: [], cpu: { service: 0, backends: 0 } });
       for (let i = 0; i < 2; i++) for (const side of sides) await send(side.url, side.scenario.req);
       for (const side of sides) side.times.length = 0;
       const n = s.slow ? flags["slow-requests"] : flags.requests;
       // Alternate which side goes first, so neither always follows the other's cache effects.
       for (let i = 0; i < n; i++) for (const side of i % 2 ? [...sides].reverse() : sides) await timed(side, backends);
-      const [a, b] = sides.map(summary) as [ReturnType<typeof summary>, ReturnType<typeof summary>];
+      const [a, b, base] = sides.map(summary) as [ReturnType<typeof summary>, ReturnType<typeof summary>, ReturnType<typeof summary>?];
       const load = loadavg()[0]!;
-      results.push({ name: s.name, what: s.what, sqlite: a, pg: b, ratioP50: b.p50Ms / a.p50Ms, load });
+      results.push({
+        name: s.name,
+        what: s.what,
+        sqlite: a,
+        pg: b,
+        ratioP50: b.p50Ms / a.p50Ms,
+        ...(base ? { pgBase: base, baseRatioP50: base.p50Ms / a.p50Ms } : {}),
+        load,
+      });
       const fmt = (x: typeof a) => `${x.p50Ms.toFixed(1)} / ${x.p99Ms.toFixed(1)}${x.errors ? ` (${x.errors} err)` : ""}`;
+      const baseCols = base
+        ? `  | ${fmt(base).padStart(27)}  ${(base.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${`${base.serviceCpuMs.toFixed(1)} + ${base.backendCpuMs.toFixed(1)}`.padStart(16)}`
+        : "";
       console.log(
-        `${s.name.padEnd(28)} ${fmt(a).padStart(22)} ${fmt(b).padStart(24)}  ${(b.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${`${a.serviceCpuMs.toFixed(1)} | ${b.serviceCpuMs.toFixed(1)} + ${b.backendCpuMs.toFixed(1)}`.padStart(38)}  ${load.toFixed(1)}`,
+        `${s.name.padEnd(28)} ${fmt(a).padStart(22)} ${fmt(b).padStart(24)}  ${(b.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${`${a.serviceCpuMs.toFixed(1)} | ${b.serviceCpuMs.toFixed(1)} + ${b.backendCpuMs.toFixed(1)}`.padStart(38)}  ${load.toFixed(1)}${baseCols}`,
       );
     }
     await admin.end();

@@ -162,6 +162,25 @@ describe("site resolution (§0.6, extended)", () => {
       }
     });
   }
+  // The reads whose site row PostgreSQL takes in the report's own round trip (allRowsOfSite): the same answers.
+  test("daily rows of exact queries and an empty window: the site by id or host, an unknown site_id 404", async () => {
+    const daily = { queries: ["男士 理髮"], aggregation_mode: "daily" };
+    const backwards = { start_date: "2025-07-03", end_date: "2025-07-01" };
+    for (const body of [daily, backwards]) {
+      const byId = await ranking({ ...body, site_id: ids.A, hostname: "nope.example" });
+      expect(byId.status).toBe(200);
+      expect(byId.json.site_id).toBe(ids.A!);
+      expect((await ranking({ ...body, hostname: "example.com" })).json.site_id).toBe(ids.A!);
+      const unknown = await ranking({ ...body, site_id: 987654 });
+      expect(unknown.status).toBe(404);
+      expect(unknown.json.error.message).toMatch(/site 987654 not found/);
+    }
+    expect(triples((await ranking({ ...daily, site_id: ids.A })).json.data)).toEqual([
+      ["2025-07-02", "男士 理髮", 2],
+      ["2025-07-01", "男士 理髮", 4],
+    ]);
+    expect((await ranking({ ...backwards, site_id: ids.A })).json.data).toEqual([]);
+  });
 });
 
 describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
@@ -728,6 +747,9 @@ describe("GET /api/v1/sync/status?site_id=|hostname=&days= (§4 row 5)", () => {
     });
     expect((await call("GET", "/api/v1/sync/status")).status).toBe(400);
     expect((await call("GET", "/api/v1/sync/status?hostname=nope.example")).status).toBe(404);
+    const unknown = await call("GET", "/api/v1/sync/status?site_id=987654");
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.error.message).toMatch(/site 987654 not found/);
   });
 });
 

@@ -1,4 +1,5 @@
 import type { Db, Engine, SqliteDb } from "../db/index.ts";
+import { resolveSite, type ResolvedSite, type SiteRef } from "../sites/resolve.ts";
 import { pgAll } from "../db/pg/named.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { roundHalfEven } from "./format.ts";
@@ -9,6 +10,7 @@ import { dayDate, dayNumber, deviceCode, typeCode } from "../sync/grains.ts";
 import {
   addSums,
   allRowsMany,
+  allRowsOfSite,
   assertAnswerable,
   ctrOfSums,
   type DayTotals,
@@ -103,7 +105,7 @@ export type RankingOptions = {
 type RankingRow = { day: number; key: string; clicks: number; impressions: number; ctr: number; position: number | null };
 
 /** How each ranking-data request shape is read: the day x query rollup or the detail, and whether it scans a range. */
-function rankingPlan(o: RankingOptions): { rollup: boolean; slow: boolean } {
+function rankingPlan(o: Omit<RankingOptions, "siteId">): { rollup: boolean; slow: boolean } {
   // Daily rows of exact queries over all devices are the rollup's: one index range per term on (site_id, query_id, day).
   const rollup = !!o.exact && o.daily && o.groupBy === "query" && !o.device;
   // Rollup seeks are ~1 ms a term; anything else reads the window's detail (seeked on site_id and day), off the event loop.
@@ -216,7 +218,29 @@ async function readRankingRows(db: Db, o: RankingOptions): Promise<RankingRow[]>
  * ctr Σ clicks / Σ impressions and the half-even rounded impression-weighted position (0 without impressions).
  */
 export async function findRankingData(db: Db, o: RankingOptions): Promise<RankingDataItem[]> {
-  const rows = await readRankingRows(db, o);
+  return rankingItems(o, await readRankingRows(db, o));
+}
+
+/**
+ * The request's site and its ranking rows (findRankingData; none when start is after end). The daily rollup rows of
+ * a few exact queries are one small statement: on PostgreSQL it reads the site's row in its own round trip (allRowsOfSite).
+ */
+export async function findSiteRankingData(
+  db: Db,
+  ref: SiteRef,
+  o: Omit<RankingOptions, "siteId">,
+): Promise<{ site: ResolvedSite; data: RankingDataItem[] }> {
+  const empty = o.start > o.end;
+  if (empty || !rankingPlan(o).slow) {
+    const { site, rows } = await allRowsOfSite(db, ref, (siteId) => (empty ? [] : [rankingQuery(db.engine, { ...o, siteId })]));
+    return { site, data: rankingItems(o, (rows[0] ?? []) as RankingRow[]) };
+  }
+  const site = await resolveSite(db, ref);
+  return { site, data: await findRankingData(db, { ...o, siteId: site.id }) };
+}
+
+/** Ranking rows as the API's items. */
+function rankingItems(o: Omit<RankingOptions, "siteId">, rows: RankingRow[]): RankingDataItem[] {
   const byQuery = o.groupBy === "query";
   return rows.map((r) => ({
     date: dayDate(Number(r.day)),
@@ -540,18 +564,23 @@ const coverageSql = (e: Engine) => `select ${e === "pg" ? "d.value::int" : "d.va
 const COVERAGE_SQL = { sqlite: coverageSql("sqlite"), pg: coverageSql("pg") };
 const LAST_SYNC_SQL = "select max(synced_at) as at from gsc_synced_days where site_id = $site_id";
 
-/** For each day from today minus `days` to today (UTC): whether the site has daily / hourly rows that day; index seeks only. */
-export async function findCoverage(db: Db, siteId: number, days: number, now = new Date()) {
+/**
+ * The request's site and, for each day from today minus `days` to today (UTC), whether it has daily / hourly rows
+ * that day; index seeks only (on PostgreSQL the site's row in the same round trip, see allRowsOfSite).
+ */
+export async function findCoverage(db: Db, ref: SiteRef, days: number, now = new Date()) {
   const today = dayOf(now);
-  const list = dayRange(addDays(today, -days), today);
+  const list = JSON.stringify(dayRange(addDays(today, -days), today).map(dayNumber));
   // exists() is 0/1 on SQLite, a boolean on PostgreSQL.
   type Row = { day: number; has_rows: number | boolean; has_hourly: number | boolean };
-  const [dayRows, lastSync] = (await allRowsMany(db, [
-    { sql: COVERAGE_SQL[db.engine], params: { site_id: siteId, days: JSON.stringify(list.map(dayNumber)) } },
+  const { site, rows: answers } = await allRowsOfSite(db, ref, (siteId): { sql: string; params: Record<string, string | number> }[] => [
+    { sql: COVERAGE_SQL[db.engine], params: { site_id: siteId, days: list } },
     { sql: LAST_SYNC_SQL, params: { site_id: siteId } },
-  ])) as [Row[], { at: string | null }[]];
+  ]);
+  const [dayRows, lastSync] = answers as [Row[], { at: string | null }[]];
   const rows = dayRows.map((r) => ({ ...r, date: dayDate(Number(r.day)) }));
   return {
+    site,
     daily: Object.fromEntries(rows.map((r) => [r.date, Boolean(r.has_rows)])),
     hourly: Object.fromEntries(rows.map((r) => [r.date, Boolean(r.has_hourly)])),
     lastSync: lastSync[0]?.at ?? null,

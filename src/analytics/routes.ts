@@ -11,7 +11,7 @@ import {
   findCoverage,
   findPageKeywordPerformance,
   findPerformanceTrends,
-  findRankingData,
+  findSiteRankingData,
   pageKeywordSince,
 } from "./queries.ts";
 import {
@@ -94,7 +94,6 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const b = c.req.valid("json");
       // Rows of the query detail: it has no country, and discover/googleNews have no query rows.
       assertAnswerable({ searchType: b.search_type ?? "web", device: b.device ?? null, country: b.country ?? null }, "query");
-      const site = await resolveSite(db, b);
       const byQuery = b.group_by === "query";
       // A filter of the other dimension is ignored, as in the original; duplicates count once.
       const terms = byQuery ? b.queries : b.pages;
@@ -111,21 +110,17 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
           [{ path: field, message: `at most ${most} terms (${setting})` }],
         );
       }
-      const data =
-        b.start_date > b.end_date
-          ? []
-          : await findRankingData(db, {
-              siteId: site.id,
-              start: b.start_date,
-              end: b.end_date,
-              groupBy: b.group_by,
-              exact: partial ? null : list,
-              partial: partial ? list : null,
-              daily: b.aggregation_mode === "daily",
-              limit: sqlLimit(b.max_results),
-              searchType: b.search_type ?? null,
-              device: b.device ?? null,
-            });
+      const { site, data } = await findSiteRankingData(db, b, {
+        start: b.start_date,
+        end: b.end_date,
+        groupBy: b.group_by,
+        exact: partial ? null : list,
+        partial: partial ? list : null,
+        daily: b.aggregation_mode === "daily",
+        limit: sqlLimit(b.max_results),
+        searchType: b.search_type ?? null,
+        device: b.device ?? null,
+      });
       const rows = sliceNegative(data, b.max_results);
       return c.json(
         { site_id: site.id, start_date: b.start_date, end_date: b.end_date, group_by: b.group_by, total_results: rows.length, data: rows },
@@ -228,8 +223,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
     }),
     async (c) => {
       const q = c.req.valid("query");
-      const site = await resolveSite(db, q);
-      const { daily, hourly, lastSync } = await findCoverage(db, site.id, q.days);
+      const { site, daily, hourly, lastSync } = await findCoverage(db, q, q.days);
       return c.json(
         {
           site_id: site.id,

@@ -2,6 +2,7 @@ import type { Db, Engine } from "../db/index.ts";
 import { deviceCodes, searchTypeCodes, sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import { pgAll, pgAllMany } from "../db/pg/named.ts";
 import { ApiError } from "../errors.ts";
+import { resolveSite, SITE_BY_ID_SQL, siteNotFound, type ResolvedSite, type SiteRef } from "../sites/resolve.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { splitWeeks } from "../sync/rollups.ts";
@@ -128,6 +129,27 @@ export async function allRowsMany(db: Db, list: { sql: string; params: Params }[
       list.map((q) => ({ text: q.sql, params: q.params })),
     );
   return list.map((q) => db.raw.reader.query<unknown, [Params]>(q.sql).all(q.params));
+}
+
+/**
+ * The request's site (resolveSite) and a report's small SELECTs of it (allRowsMany): on PostgreSQL, a `site_id`'s
+ * row is read in the report's own round trip (one instead of two: the site's, then the report's); a site not
+ * found is a 404 either way. `reads` gets the site's id.
+ */
+export async function allRowsOfSite(
+  db: Db,
+  ref: SiteRef,
+  reads: (siteId: number) => { sql: string; params: Params }[],
+): Promise<{ site: ResolvedSite; rows: unknown[][] }> {
+  if (db.engine === "pg" && ref.site_id) {
+    const id = ref.site_id;
+    const [found, ...rows] = await allRowsMany(db, [{ sql: SITE_BY_ID_SQL, params: { site_id: id } }, ...reads(id)]);
+    const site = found![0] as ResolvedSite | undefined;
+    if (!site) throw siteNotFound(id);
+    return { site, rows };
+  }
+  const site = await resolveSite(db, ref);
+  return { site, rows: await allRowsMany(db, reads(site.id)) };
 }
 
 /**

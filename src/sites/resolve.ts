@@ -16,6 +16,13 @@ const RESOLVE_SQL = `select s.id, s.domain, s.name
   from json_each($candidates) c join sites s on s.domain = c.value
  order by c.key limit 1`;
 const BY_ID_SQL = "select id, domain, name from sites where id = $id";
+/** A site's answer fields by id (named parameter `$site_id`), for a report that reads it in its own round trip (allRowsOfSite). */
+export const SITE_BY_ID_SQL = "select id, domain, name from sites where id = $site_id";
+
+/** 404 for a `site_id` that names no site. */
+export function siteNotFound(id: number): ApiError {
+  return new ApiError("not_found", `site ${id} not found`);
+}
 
 /**
  * Resolves `site_id` or `hostname` to a site, as the original's analytics endpoints did: a truthy
@@ -25,7 +32,7 @@ const BY_ID_SQL = "select id, domain, name from sites where id = $id";
 export async function resolveSite(db: Db, ref: SiteRef): Promise<ResolvedSite> {
   if (ref.site_id) {
     const site = await findResolvedById(db, ref.site_id);
-    if (!site) throw new ApiError("not_found", `site ${ref.site_id} not found`);
+    if (!site) throw siteNotFound(ref.site_id);
     return site;
   }
   if (!ref.hostname) {
