@@ -54,6 +54,12 @@ const { values: args } = parseArgs({
     // A custom kernel scheduling slice for the sync / HTTP worker's threads (see setSlice in served()).
     "sync-slice-us": { type: "string" },
     "http-slice-us": { type: "string" },
+    // The sync worker's threads' scheduling policy, set from here (chrt -a): "idle" (SCHED_IDLE: a waking thread of
+    // any other policy takes its core at once) or "batch"; default: the service's own.
+    "sync-policy": { type: "string" },
+    // CPUs (taskset list, e.g. "1") every thread of the sync worker / HTTP worker may run on, set from here.
+    "sync-cpus": { type: "string" },
+    "http-cpus": { type: "string" },
   },
 });
 const days = Number(args.days);
@@ -220,9 +226,16 @@ async function served(): Promise<void> {
       }
       libc.close();
     };
+    const run = (cmd: string[]) => {
+      const r = Bun.spawnSync(cmd, { stdout: "ignore", stderr: "pipe" });
+      if (r.exitCode !== 0) console.warn(`${cmd.join(" ")}: ${r.stderr.toString().trim()}`);
+    };
     const slices = () => {
       if (args["sync-slice-us"] !== undefined) setSlice(syncPid, Number(args["sync-slice-us"]));
       if (args["http-slice-us"] !== undefined) setSlice(httpPid, Number(args["http-slice-us"]));
+      if (args["sync-policy"] !== undefined) run(["chrt", "-a", "-p", `--${args["sync-policy"]}`, "0", String(syncPid)]);
+      if (args["sync-cpus"] !== undefined) run(["taskset", "-a", "-p", "-c", args["sync-cpus"], String(syncPid)]);
+      if (args["http-cpus"] !== undefined) run(["taskset", "-a", "-p", "-c", args["http-cpus"], String(httpPid)]);
     };
     slices();
     // Every thread of the fake (Linux keeps a nice per thread; its pool threads do the sending).
@@ -262,13 +275,23 @@ async function served(): Promise<void> {
       if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
       return (await res.json()) as any;
     };
+    // The sync worker's pauses for requests in flight (SYNC_GIVE_WAY) so far, from the service's metrics (all processes).
+    const gaveWay = async () => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      const sum = (name: string) =>
+        text
+          .split("\n")
+          .filter((l) => l.startsWith(name))
+          .reduce((a, l) => a + Number(l.split(" ").at(-1)), 0);
+      return { pauses: sum("sitesync_sync_give_way_pauses_total"), ms: sum("sitesync_sync_give_way_seconds_total") * 1000 };
+    };
     const site = await post("/api/v1/sites", { domain: backfillDomain, name: "Backfill" });
     for (let i = 0; i < 20; i++) await post("/api/v1/sites", { domain: `sc-domain:other${i}.bench.example`, name: `Other ${i}` });
 
     // The other client: GETs paced at --rps (each waits its turn; a slow answer delays the next, no pile-up).
     // Per GET, where its time went: the HTTP worker's main thread [on a core, waiting for one] and this process's
     // (main thread and Bun's fetch thread) the same, in ms over the GET (schedstat read before and after it).
-    type Parts = { http: readonly [number, number]; client: readonly [number, number] };
+    type Parts = { http: readonly [number, number]; client: readonly [number, number]; sync: number };
     let clientThreads: number[] = [process.pid];
     const clientTimes = () => {
       let on = 0;
@@ -288,6 +311,7 @@ async function served(): Promise<void> {
       while (!until()) {
         const h0 = parts ? mainThread(httpPid) : null;
         const c0 = parts ? clientTimes() : null;
+        const s0 = parts ? mainThread(syncPid)[0] : 0;
         const t0 = performance.now();
         const path = k++ % 2 === 0 ? "/api/v1/sites?limit=20" : `/api/v1/sites/${site.id}`;
         const res = await fetch(url + path);
@@ -297,7 +321,11 @@ async function served(): Promise<void> {
         if (parts) {
           const h1 = mainThread(httpPid);
           const c1 = clientTimes();
-          parts.push({ http: [h1[0] - h0![0], h1[1] - h0![1]], client: [c1[0] - c0![0], c1[1] - c0![1]] });
+          parts.push({
+            http: [h1[0] - h0![0], h1[1] - h0![1]],
+            client: [c1[0] - c0![0], c1[1] - c0![1]],
+            sync: mainThread(syncPid)[0] - s0,
+          });
         }
         next += gap;
         const wait = next - performance.now();
@@ -311,7 +339,7 @@ async function served(): Promise<void> {
       return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
     };
     const summary = (xs: number[]) =>
-      `n ${xs.length}, p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms`;
+      `n ${xs.length}, p50 ${pct(xs, 50).toFixed(2)} ms, p90 ${pct(xs, 90).toFixed(2)}, p99 ${pct(xs, 99).toFixed(2)}, p99.9 ${pct(xs, 99.9).toFixed(2)}, max ${Math.max(...xs).toFixed(1)} ms`;
 
     // Warm the HTTP worker.
     await gets(
@@ -366,6 +394,8 @@ async function served(): Promise<void> {
     let httpCpu = 0;
     let httpWait = 0;
     let fakeCpu = 0;
+    let pauses = 0;
+    let pausedMs = 0;
     const loads: number[] = [];
     const perRound: string[] = [];
     const newest = addDays(dayOf(new Date()), -10);
@@ -379,6 +409,7 @@ async function served(): Promise<void> {
       const httpCpu0 = cpuMs(httpPid);
       const fakeCpu0 = cpuMs(fake.proc.pid);
       const httpWait0 = runDelays(httpPid);
+      const gave0 = await gaveWay();
       const t0 = performance.now();
       const task = await post(`/api/v1/sites/${site.id}/sync-tasks`, {
         task_type: "daily_sync",
@@ -396,6 +427,9 @@ async function served(): Promise<void> {
       const busyMs = await gets(() => job !== null && job.status !== "pending" && job.status !== "running", busyParts);
       await poll;
       const s = (performance.now() - t0) / 1000;
+      const gave1 = await gaveWay();
+      pauses += gave1.pauses - gave0.pauses;
+      pausedMs += gave1.ms - gave0.ms;
       if (job.status !== "completed") throw new Error(`task ${job.status}: ${job.error}`);
       const n = Number(job.total_records);
       const cpu = cpuMs(syncPid) - syncCpu0;
@@ -418,7 +452,7 @@ async function served(): Promise<void> {
     await idleWindow();
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
-      `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, sync worker nice ${getPriority(syncPid)}, slice (µs) sync ${args["sync-slice-us"] ?? "default"} HTTP ${args["http-slice-us"] ?? "default"}`,
+      `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, SYNC_GIVE_WAY ${process.env.SYNC_GIVE_WAY ?? "default"}, sync worker nice ${getPriority(syncPid)}, slice (µs) sync ${args["sync-slice-us"] ?? "default"} HTTP ${args["http-slice-us"] ?? "default"}, sync policy ${args["sync-policy"] ?? "default"}, CPUs sync ${args["sync-cpus"] ?? "all"} HTTP ${args["http-cpus"] ?? "all"}`,
     );
     for (const line of perRound) console.log(line);
     console.log(
@@ -437,9 +471,22 @@ async function served(): Promise<void> {
     console.log(
       `  API GETs during the backfill:              ${summary(busy)}; HTTP worker CPU ${((httpCpu * 1000) / busy.length).toFixed(0)} µs, waiting for a core ${((httpWait * 1000) / busy.length).toFixed(0)} µs per GET`,
     );
+    // Whether the sync worker keeps off the cores while a GET is in flight (SYNC_GIVE_WAY): its main thread's time on a
+    // core during the busy GETs, as a share of their time, against its share of the backfill's wall. Read by this
+    // process around each GET, so it counts the client's own time too; a share well under the backfill's: it gave way.
+    const busyMsSum = busy.reduce((a, b) => a + b, 0);
+    const syncDuring = busyParts.reduce((a, p) => a + p.sync, 0);
+    console.log(
+      `  sync worker's main thread on a core during the busy GETs: ${((syncDuring * 1000) / busy.length).toFixed(0)} µs a GET, ${((100 * syncDuring) / busyMsSum).toFixed(1)}% of their time (${((100 * mainCpu) / (seconds * 1000)).toFixed(1)}% of the backfill's wall)`,
+    );
+    console.log(
+      `  the sync worker gave way (SYNC_GIVE_WAY) ${pauses} times, ${pausedMs.toFixed(0)} ms in all (${((100 * pausedMs) / (seconds * 1000)).toFixed(1)}% of the backfill's wall)`,
+    );
     console.log(`  idle GETs' ${tail(idle, idleParts)}`);
     console.log(`  busy GETs' ${tail(busy, busyParts)}`);
-    console.log(`  p99 ratio busy/idle: ${(pct(busy, 99) / pct(idle, 99)).toFixed(2)} (p50 ${(pct(busy, 50) / pct(idle, 50)).toFixed(2)})`);
+    console.log(
+      `  p99 ratio busy/idle: ${(pct(busy, 99) / pct(idle, 99)).toFixed(2)} (p50 ${(pct(busy, 50) / pct(idle, 50)).toFixed(2)}, p99.9 ${(pct(busy, 99.9) / pct(idle, 99.9)).toFixed(2)})`,
+    );
   } finally {
     for (const p of procs.reverse()) await p.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -186,6 +186,10 @@ const envSchema = z.object({
   // the kernel hands a core to a worker with requests first (API p99 during a backfill, docs/sync.md). Above 0 a
   // supervised sync worker also starts a session of its own (its own scheduling group under Linux autogroups). 0: as the rest.
   SYNC_NICE: int(0, 19).default(10),
+  // Supervised sync workers pause between short pieces of their work while an HTTP worker has a request in flight (and
+  // half a millisecond after), told through a small shared memory-mapped file (src/sync/give-way.ts): a backfill
+  // leaves the cores to requests and runs at full speed between them. false: they never pause.
+  SYNC_GIVE_WAY: bool.default(true),
   // The longest a sync worker thread keeps a core while another task waits for it (µs; Linux >= 6.12's EEVDF custom slice,
   // sched_setattr; the kernel's default ~0.7-3 ms), with SYNC_NICE above 0. 0 (the default): the kernel's. 100 µs cost a
   // near-quiet backfill 8-13% of its rows/s for no p99 gain (docs/benchmarks/ingest-export.md, ninth pass).
@@ -323,6 +327,9 @@ const envSchema = z.object({
     .string()
     .regex(/^\d+:\d+$/)
     .optional(),
+  // The shared file of HTTP requests in flight (src/sync/give-way.ts) and an HTTP worker's slot in it.
+  SITESYNC_REQUEST_SIGNAL: z.string().min(1).optional(),
+  SITESYNC_SLOT: int(0, 255).optional(),
 });
 
 /**

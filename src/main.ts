@@ -19,6 +19,7 @@ import { createMetricsAggregator } from "./metrics/aggregate.ts";
 import { isMetricsMessage } from "./metrics/ipc.ts";
 import { instrumentDb, observeCheckpoint, processRestarts, refreshDatabaseGauges, setMetricsRole } from "./metrics/registry.ts";
 import { freePort } from "./free-port.ts";
+import { createRequestSignal } from "./sync/give-way.ts";
 import { cpuTicks, watchdogVerdict, type InstanceStorage, type Ping, type Pong } from "./supervision.ts";
 
 // The supervisor: read config, take the instance locks, migrate once, spawn the workers, restart the
@@ -42,6 +43,8 @@ function fatal(line: string, err?: unknown): never {
 
 const locks: (InstanceLock | null)[] = [];
 const { identity, checkpointer, stopBackups, db } = await start();
+// The HTTP workers' requests in flight, read by the sync workers to give way to them (SYNC_GIVE_WAY).
+const requestSignal = config.SYNC_WORKERS > 0 && config.SYNC_GIVE_WAY ? createRequestSignal(String(process.pid)) : null;
 // Alerts (src/alerts): failed syncs, expired sign-ins, quota, click drops; webhooks and e-mail from here.
 const alerts = config.ALERTS
   ? startAlerts(db, {
@@ -181,6 +184,8 @@ function spawn(slot: Slot) {
       DATABASE_URL: config.DATABASE_URL,
       WORKERS: String(config.WORKERS),
       SYNC_WORKERS: String(config.SYNC_WORKERS),
+      ...(requestSignal ? { SITESYNC_REQUEST_SIGNAL: requestSignal.path } : {}),
+      ...(requestSignal && slot.role === "http" ? { SITESYNC_SLOT: String(slot.index) } : {}),
       // Read by the allocator at the process's start: a backfill frees and reuses memory all the time (SYNC_MALLOC_PURGE_DELAY).
       ...(slot.role === "sync" ? { MIMALLOC_PURGE_DELAY: String(config.SYNC_MALLOC_PURGE_DELAY) } : {}),
       // Read by JSC at the process's start (HTTP_JIT_TOP_TIER).
@@ -357,6 +362,7 @@ async function shutdown(signal: string, exitCode = 0, reason?: string) {
   stopBackups();
   await closeAllConnections(Math.max(0, deadline - performance.now()));
   for (const l of locks) l?.release();
+  requestSignal?.remove();
   log(exitCode === 0 ? "info" : "error", "stopped", { exit_code: exitCode });
   process.exit(exitCode);
 }

@@ -14,6 +14,7 @@ import { instrumentDb, setMetricsRole } from "./metrics/registry.ts";
 import { watchEventLoop } from "./metrics/event-loop.ts";
 import { answerPings } from "./supervision.ts";
 import { closeLiveStreams } from "./ui/entry.ts";
+import { countRequests } from "./sync/give-way.ts";
 
 // One HTTP worker: its own connections, the app, and a listener sharing the port (reusePort).
 const config = loadConfigOrExit();
@@ -71,7 +72,11 @@ function listen() {
       reusePort: true,
       // Seconds a connection may stay silent (slow or idle clients) before it is closed.
       idleTimeout: config.HTTP_IDLE_TIMEOUT_S,
-      fetch: app.fetch,
+      // Supervised beside sync workers: each request counted in flight, so they give way (src/sync/give-way.ts).
+      fetch:
+        config.SITESYNC_REQUEST_SIGNAL && config.SITESYNC_SLOT !== undefined
+          ? countRequests(config.SITESYNC_REQUEST_SIGNAL, config.SITESYNC_SLOT, app.fetch)
+          : app.fetch,
     });
   } catch (err) {
     // E.g. the port is held by a process that did not set SO_REUSEPORT; the supervisor backs off.

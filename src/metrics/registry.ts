@@ -5,6 +5,7 @@ import type { Db } from "../db/index.ts";
 import { serverFacts } from "../db/pg/diagnostics.ts";
 import { logOncePer } from "../log.ts";
 import { countTasksByStatus } from "../sync/queries.ts";
+import { giveWayStats } from "../sync/give-way.ts";
 import { httpMetrics } from "./http.ts";
 
 // This process's metrics. Every process (supervisor, HTTP and sync workers) has one registry; the
@@ -202,6 +203,26 @@ export const taskDuration = new Histogram({
   labelNames: ["type", "outcome"],
   buckets: [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600],
   registers: [registry],
+});
+
+/** Sync workers: pauses taken while HTTP requests were in flight (SYNC_GIVE_WAY, src/sync/give-way.ts), and their time. */
+new Counter({
+  name: "sitesync_sync_give_way_pauses_total",
+  help: "Pauses of sync workers while HTTP requests were in flight (SYNC_GIVE_WAY)",
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.inc(giveWayStats.pauses);
+  },
+});
+new Counter({
+  name: "sitesync_sync_give_way_seconds_total",
+  help: "Time sync workers paused while HTTP requests were in flight (SYNC_GIVE_WAY)",
+  registers: [registry],
+  collect() {
+    this.reset();
+    this.inc(giveWayStats.ms / 1000);
+  },
 });
 
 /** Sync workers: Search Console rows stored. */

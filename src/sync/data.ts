@@ -10,6 +10,7 @@ import { type KeyedColumns, keyRows, type Rollup, rollupOf } from "./keyed-rows.
 import type { SearchType, SourceRow } from "./source.ts";
 import { eitherIds, type KnownTextIds, type TextIds, unknownTexts } from "./text-ids.ts";
 import { pgSchema, pgSyncedRows } from "../db/pg/driver.ts";
+import { giveWay } from "./give-way.ts";
 
 // The synced Search Console data: the query detail in gsc_query_detail, completion markers in gsc_synced_days.
 // The functions "inside a write" take the transaction handle of db.tx (or the legacy db.write): on
@@ -217,6 +218,8 @@ function writeRows(st: ReturnType<typeof rowsStatement>, n: number, fill: (out: 
     values.length = 0;
     for (const end = i + ROWS_PER_STATEMENT; i < end; i++) fill(values, i);
     st.many.run(...values);
+    // A supervised sync worker pauses here while HTTP requests are in flight (src/sync/give-way.ts).
+    giveWay();
   }
   for (; i < n; i++) {
     values.length = 0;

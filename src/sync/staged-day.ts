@@ -7,6 +7,7 @@ import { deviceCode, sumPosition } from "./grains.ts";
 import type { SourceRow } from "./source.ts";
 import { type KeyedColumns, keyRows } from "./keyed-rows.ts";
 import type { KnownTextIds } from "./text-ids.ts";
+import { giveWay } from "./give-way.ts";
 
 // A day × search type whose query detail is too big for one transaction (more than SYNC_ATOMIC_DAY_ROWS
 // rows, up to Search Console's 50,000) is staged, then switched (issue 17, docs/sync.md):
@@ -133,6 +134,7 @@ function stageKeyed(orm: Orm, taskId: number, k: KeyedColumns, from: number, to:
       values[o + 6] = k.sumPosition[i + j]!;
     }
     stageMany.run(...values);
+    giveWay();
   }
   for (; i < end; i++) stage.run(taskId, k.page[i]!, k.query[i]!, k.device[i]!, k.clicks[i]!, k.impressions[i]!, k.sumPosition[i]!);
 }

@@ -12,6 +12,7 @@ import { taskTypes } from "./handlers/index.ts";
 import { startScheduler } from "./scheduler.ts";
 import { sourceFromConfig } from "./source.ts";
 import { startWorker } from "./worker.ts";
+import { watchRequests } from "./give-way.ts";
 
 // One sync worker process: spawned by the supervisor (`--sync-workers N`) or run alone with
 // `bun run sync-worker`. Runs the task loop and the daily scheduler.
@@ -24,6 +25,9 @@ if (!config.supervised) await (await import("../db/sqlite/migrate.ts")).migrateO
 // Supervised and niced: a session of its own first, so the kernel schedules it apart from the HTTP workers.
 if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_NICE);
 lowerPriority(config.SYNC_NICE, config.SYNC_NICE > 0 ? config.SYNC_SLICE_US : 0);
+// Pauses while the HTTP workers have requests in flight (SYNC_GIVE_WAY; the supervisor made the file).
+if (config.SITESYNC_REQUEST_SIGNAL && !watchRequests(config.SITESYNC_REQUEST_SIGNAL))
+  log("warn", "the sync worker cannot read the HTTP workers' requests in flight; it will not give way to them");
 const db = openDbOrExit(config, "sync");
 await registerProcess(db);
 setMetricsRole("sync");

@@ -21,6 +21,7 @@ import {
 } from "./lease.ts";
 import type { SearchAnalyticsSource } from "./source.ts";
 import { sweepEndedStaging } from "./staged-day.ts";
+import { giveWay } from "./give-way.ts";
 
 export type WorkerOptions = {
   db: Db;
@@ -139,6 +140,8 @@ export function startWorker(opts: WorkerOptions): Worker {
       write: async (fn) => {
         // A stop, cancel or lost lease noticed meanwhile: write nothing more (the batch loop ends here).
         ac.signal.throwIfAborted();
+        // Supervised: not while an HTTP worker has a request in flight (src/sync/give-way.ts).
+        giveWay();
         const busyBefore = db.stats.busyRetries;
         // SQLite: this process's queued writes first (the Search Console quota takes of the fetches ahead), so this
         // one starts a transaction of its own: a write joining a group commit after another runs in a SAVEPOINT, and

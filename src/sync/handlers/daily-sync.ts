@@ -13,6 +13,7 @@ import { clearStaged, stageDayRows, stageQueryTotals, stageRows, startStaging, s
 import type { SourceRow, TotalsRow, TotalsRows } from "../source.ts";
 import { KnownTextIds, type TextIds } from "../text-ids.ts";
 import { runDays, type SyncMode } from "./days.ts";
+import { giveWay } from "../give-way.ts";
 import type { TaskContext, TaskHandler } from "./index.ts";
 
 /**
@@ -261,6 +262,7 @@ export async function syncDay(
   };
   if (hasData && rules.query) {
     for await (const page of detail) {
+      giveWay();
       detailRows += page.length;
       for (const r of page) detailClicks += r.clicks ?? 0;
       if (dayRows && dayRows.n + unresolved.length + page.length <= ctx.atomicDayRows) {

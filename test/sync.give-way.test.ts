@@ -1,0 +1,105 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { countRequests, createRequestSignal, giveWay, giveWayStats, SIGNAL_SLOTS, watchRequests } from "../src/sync/give-way.ts";
+import { childPids } from "./helpers/procs.ts";
+import { request, startServer } from "./helpers/server.ts";
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A fresh shared file and a view of its slots as another process would map it. */
+function signalFile(name: string) {
+  const s = createRequestSignal(`test-${process.pid}-${name}`)!;
+  cleanups.push(s.remove);
+  const bytes = Bun.mmap(s.path);
+  return { path: s.path, slots: new Int32Array(bytes.buffer, bytes.byteOffset, SIGNAL_SLOTS) };
+}
+
+describe("requests in flight shared with the sync workers (SYNC_GIVE_WAY)", () => {
+  test("an HTTP worker's slot holds its requests in flight: up while a handler runs, down when it answers, rejects or throws", async () => {
+    const { path, slots } = signalFile("count");
+    slots[3] = 7; // left by a crashed predecessor in the same slot
+    const pending: (() => void)[] = [];
+    const fetch = countRequests(path, 3, (req: Request) => {
+      if (req.url.endsWith("/throw")) throw new Error("boom");
+      if (req.url.endsWith("/sync")) return new Response("now");
+      if (req.url.endsWith("/reject")) return Promise.reject(new Error("no"));
+      return new Promise<Response>((resolve) => pending.push(() => resolve(new Response("later"))));
+    });
+    expect(slots[3]).toBe(0);
+    const a = fetch(new Request("http://x/a"));
+    const b = fetch(new Request("http://x/b"));
+    expect(slots[3]).toBe(2);
+    expect(await (fetch(new Request("http://x/sync")) as Response).text()).toBe("now");
+    expect(slots[3]).toBe(2);
+    expect(() => fetch(new Request("http://x/throw"))).toThrow("boom");
+    await expect(fetch(new Request("http://x/reject"))).rejects.toThrow("no");
+    expect(slots[3]).toBe(2);
+    pending.shift()!();
+    await a;
+    expect(slots[3]).toBe(1);
+    pending.shift()!();
+    expect(await (await b).text()).toBe("later");
+    expect(slots[3]).toBe(0);
+    // Other slots untouched; a slot out of range or a missing file: the handler itself, nothing counted.
+    expect([...slots].filter((n, i) => i !== 3 && n !== 0)).toEqual([]);
+    const own = (req: Request) => new Response(req.url);
+    expect(countRequests(path, SIGNAL_SLOTS, own)).toBe(own);
+    expect(countRequests(`${path}-missing`, 0, own)).toBe(own);
+  });
+
+  test("the sync worker pauses while any slot has a request in flight, and a slot that never drops does not stop it", () => {
+    const { path, slots } = signalFile("watch");
+    const before = giveWayStats.pauses;
+    // Not watching yet: never pauses.
+    slots[0] = 1;
+    giveWay();
+    expect(giveWayStats.pauses).toBe(before);
+    expect(watchRequests(path)).toBe(true);
+    // A request in flight in any slot: one pause (bounded: the slot never drops here, and giveWay returns).
+    slots[0] = 0;
+    slots[200] = 1;
+    giveWay();
+    expect(giveWayStats.pauses).toBe(before + 1);
+    expect(giveWayStats.ms).toBeGreaterThan(0);
+    // Nothing in flight for longer than the grace: no pause.
+    slots[200] = 0;
+    Bun.sleepSync(5);
+    giveWay();
+    expect(giveWayStats.pauses).toBe(before + 1);
+    expect(watchRequests(`${path}-missing`)).toBe(false);
+  });
+
+  test("the supervisor makes the file for its HTTP and sync workers (each HTTP worker its slot) and removes it when it stops; SYNC_GIVE_WAY=false: none", async () => {
+    const environOf = (pid: number) =>
+      Object.fromEntries(
+        readFileSync(`/proc/${pid}/environ`, "utf8")
+          .split("\0")
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+      );
+    const s = await startServer({ workers: 2, syncWorkers: 1, env: { SYNC_SCHEDULER: "false" } });
+    cleanups.push(s.cleanup);
+    expect((await request(s.url, "GET", "/api/v1/sites")).status).toBe(200);
+    const envs = childPids(s.proc.pid).map(environOf);
+    expect(envs).toHaveLength(3);
+    const path = envs[0]!.SITESYNC_REQUEST_SIGNAL!;
+    expect(path).toContain(`sitesync-requests-${s.proc.pid}`);
+    expect(existsSync(path)).toBe(true);
+    expect(envs.every((e) => e.SITESYNC_REQUEST_SIGNAL === path)).toBe(true);
+    expect(
+      envs
+        .filter((e) => e.SITESYNC_ROLE === "http")
+        .map((e) => e.SITESYNC_SLOT)
+        .sort(),
+    ).toEqual(["0", "1"]);
+    await s.stop();
+    expect(existsSync(path)).toBe(false);
+
+    const off = await startServer({ workers: 1, syncWorkers: 1, env: { SYNC_SCHEDULER: "false", SYNC_GIVE_WAY: "false" } });
+    cleanups.push(off.cleanup);
+    expect(childPids(off.proc.pid).map((p) => environOf(p).SITESYNC_REQUEST_SIGNAL)).toEqual([undefined, undefined]);
+  });
+});
