@@ -273,43 +273,49 @@ type PageRow = Omit<PageKeywordItem, "keywords" | "keyword_count"> & { keywords:
  * The SQL and parameters behind page-keyword-performance (JSON and CSV), most clicked first: each
  * page's clicks, impressions, ctr and position from Search Console's page totals (gsc_page_totals;
  * ctr Σclicks/Σimpressions, impression-weighted position; ungrained days derived from the detail), and
- * the queries it was found for (with clicks or impressions) from the query detail.
+ * the queries it was found for (with clicks or impressions) from the query detail. With `keywordsSql`
+ * (SQLite, a few of many pages) `sql` reads the pages alone, and `keywordsSql` the keywords of the pages
+ * in its `$pages` (a JSON list of page ids), as rows (page_id, keywords).
  */
 export async function pageKeywordQuery(
   db: Db,
   o: PageKeywordOptions,
-): Promise<{ sql: string; params: Record<string, string | number | null> }> {
+): Promise<{ sql: string; params: Record<string, string | number | null>; keywordsSql?: string }> {
   const e = db.engine;
   const filters = { searchType: o.searchType ?? "web", device: o.device ?? null };
   const window = (await windowSince(db, o.siteId, o.since)) ?? { start: dayOf(new Date()), end: dayOf(new Date()) };
   const pt = await pageTotalsQuery(db, { siteId: o.siteId, ...window, ...filters }, { urlContains: o.urlContains, limit: o.limit });
   const device = filters.device ? " and d.device = $device" : "";
-  // Materialized on SQLite: the keywords' page filter would otherwise compute the page totals a second time.
-  const head = `with pt as ${e === "sqlite" ? "materialized " : ""}(
-${pt.sql}
-)
-select pt.page as url, pt.clicks as total_clicks, pt.impressions as total_impressions,
-       ${ctrOf(e, "pt.", false)} as avg_ctr, coalesce(${ratio(e, "pt.sp", "pt.impressions")} / ${sumPositionScale}, 0) as avg_position,`;
   const params: Record<string, string | number | null> = { ...pt.params, kw_type: typeCode(filters.searchType) };
+  const columns = `pt.page as url, pt.clicks as total_clicks, pt.impressions as total_impressions,
+       ${ctrOf(e, "pt.", false)} as avg_ctr, coalesce(${ratio(e, "pt.sp", "pt.impressions")} / ${sumPositionScale}, 0) as avg_position`;
   // SQLite, a few of the site's pages (the API's default 1,000): each kept page's queries read by the detail's key
   // (site_id, day, type, page_id), one seek per day, and made distinct per page (a small sort each, not one of the
   // window's pairs: 5 M rows, 90 days, 374,000 rows of 1,000 pages, 30,600 pairs: 520 -> 360 ms CPU); then each
-  // pair's query text, one dictionary read per pair. Else the window's rows filtered by page (a seek per page and day
-  // costs more than the scan for most pages), grouped on the integer ids first, the text read once per pair.
+  // pair's query text, one dictionary read per pair. The pages first, their keywords then read by statements of
+  // their own (findPageKeywordPerformance: two at once). Else the window's rows filtered by page (a seek per page
+  // and day costs more than the scan for most pages), grouped on the integer ids first, the text read once per pair.
   if (e === "sqlite" && o.limit !== null && o.limit * 4 <= countSitePages(db, o.siteId)) {
     params.days = JSON.stringify(dayRange(window.start, window.end).map(dayNumber));
-    const sql = `${head}
+    const sql = `select pt.page_id as page_id, ${columns} from (
+${pt.sql}
+) pt
+ order by pt.clicks desc, pt.page`;
+    const keywordsSql = `select pp.value as page_id,
        (select json_group_array(q.query)
           from (select distinct d.query_id as query_id
                   from json_each($days) dd cross join gsc_query_detail d
-                    on d.site_id = $site_id and d.day = dd.value and d.type = $kw_type and d.page_id = pt.page_id
+                    on d.site_id = $site_id and d.day = dd.value and d.type = $kw_type and d.page_id = pp.value
                  where (d.clicks > 0 or d.impressions > 0)${device}) x
           cross join gsc_queries q on q.id = x.query_id) as keywords
-  from pt
- order by pt.clicks desc, pt.page`;
-    return { sql, params };
+  from json_each($pages) pp`;
+    return { sql, params, keywordsSql };
   }
-  const sql = `${head}
+  // Materialized on SQLite: the keywords' page filter would otherwise compute the page totals a second time.
+  const sql = `with pt as ${e === "sqlite" ? "materialized " : ""}(
+${pt.sql}
+)
+select ${columns},
        coalesce(kw.keywords, ${e === "pg" ? "'[]'::json" : "'[]'"}) as keywords
   from pt left join (
     select pq.page_id as page_id, ${e === "pg" ? "json_agg(q.query)" : "json_group_array(q.query)"} as keywords
@@ -348,8 +354,16 @@ export function toPageKeywordItem(r: PageRow): PageKeywordItem {
 /** Pages of a site with their totals and keywords (see pageKeywordQuery). */
 export async function findPageKeywordPerformance(db: Db, o: PageKeywordOptions): Promise<PageKeywordItem[]> {
   const q = await pageKeywordQuery(db, o);
-  const rows = await all<PageRow>(db, q.sql, q.params, true);
-  return rows.map(toPageKeywordItem);
+  if (!q.keywordsSql) return (await all<PageRow>(db, q.sql, q.params, true)).map(toPageKeywordItem);
+  // The pages, then their keywords by two statements at once (two query processes), every other page each.
+  const pages = await all<Omit<PageRow, "keywords"> & { page_id: number }>(db, q.sql, q.params, true);
+  const halves = [0, 1].map((h) => pages.filter((_, i) => i % 2 === h).map((p) => p.page_id)).filter((ids) => ids.length > 0);
+  const keywords = new Map<number, string>();
+  for (const rows of await Promise.all(
+    halves.map((ids) => all<{ page_id: number; keywords: string }>(db, q.keywordsSql!, { ...q.params, pages: JSON.stringify(ids) }, true)),
+  ))
+    for (const r of rows) keywords.set(r.page_id, r.keywords);
+  return pages.map(({ page_id, ...p }) => toPageKeywordItem({ ...p, keywords: keywords.get(page_id) ?? "[]" }));
 }
 
 /** The first day of the original's page-keyword window: today minus (days + 1), so days + 2 days with today. */
