@@ -5,8 +5,9 @@ import { psql } from "../test/helpers/engine.ts";
 // Where the PostgreSQL server's CPU goes during a test run (scripts/test.ts): a file's `cpu` is its own process tree,
 // never the server's backends, which do the file's queries, its databases' copies and drops, and start a process for
 // each connection. When the server runs on this machine, its processes are sampled every SAMPLE_MS from /proc and each
-// backend's CPU is charged to the database it serves, so to the test process that took that database (by name). What
-// the samples miss (backends that lived and ended between two) is in the cluster's total, reported as not attributed.
+// backend's CPU is charged to the database it serves, so to the test process that took that database (by name), and
+// the server's own processes' (autovacuum, checkpointer, parallel workers) by kind. What the samples miss (backends that
+// lived and ended between two, or the unnamed ones' databases) is in the cluster's total, reported as not attributed.
 
 const SAMPLE_MS = 250;
 const HZ = 100;
@@ -21,11 +22,18 @@ function ticks(pid: number, children = false): number | null {
   }
 }
 
-/** The database a server process serves ("postgres: user db host(port) state"), null for the server's own processes. */
-function databaseOf(pid: number): string | null {
+/**
+ * What a server process is: the database a backend serves ("postgres: user db host(port) state"), one of the
+ * server's own processes ("postgres: autovacuum worker db" -> "autovacuum worker"), or null before it says (a
+ * backend still starting: its CPU is charged once it does).
+ */
+function processOf(pid: number): { db: string } | { own: string } | null {
   try {
-    const m = /^postgres: \S+ (\S+) \S+\(\d+\)/.exec(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
-    return m ? m[1]! : null;
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    const backend = /^postgres: \S+ (\S+) \S+\(\d+\)/.exec(cmd);
+    if (backend) return { db: backend[1]! };
+    const own = /^postgres: ([a-z]+(?: [a-z]+)?)/.exec(cmd);
+    return own ? { own: own[1]! } : null;
   } catch {
     return null;
   }
@@ -68,33 +76,41 @@ export function startPgCpuSampler(adminUrl: string, ownerOf: (db: string) => str
   const seen = new Map<number, { owner: string; charged: number }>();
   const perUnit = new Map<string, number>();
   const charge = (owner: string, t: number) => perUnit.set(owner, (perUnit.get(owner) ?? 0) + t);
-  const sample = () => {
+  /** Charges each process's CPU since the last sample (at the first, only what comes after it). */
+  const sample = (first = false) => {
     for (const pid of children()) {
       const t = ticks(pid);
       if (t === null) continue;
       let s = seen.get(pid);
       if (!s) {
-        const db = databaseOf(pid);
-        if (db === null) continue; // the server's own processes, or a backend not yet started: its total counts later
-        s = { owner: ownerOf(db) ?? "", charged: 0 };
+        const what = processOf(pid);
+        if (what === null) continue;
+        s = { owner: "db" in what ? (ownerOf(what.db) ?? "") : `server: ${what.own}`, charged: first ? t : 0 };
         seen.set(pid, s);
       }
       charge(s.owner, t - s.charged);
       s.charged = t;
     }
   };
+  sample(true);
   const timer = setInterval(sample, SAMPLE_MS);
   return {
     /** CPU seconds charged to test process `unit` so far. */
     of: (unit: string) => (perUnit.get(unit) ?? 0) / HZ,
-    /** Stops sampling: the cluster's CPU seconds since the start, charged to the runner's pool, to the test processes, and not attributed. */
+    /**
+     * Stops sampling: the cluster's CPU seconds since the start, charged to the runner's pool, to the test processes,
+     * to the server's own processes (by kind), and not attributed.
+     */
     stop() {
       sample();
       clearInterval(timer);
       const total = (clusterTicks() - start) / HZ;
       const runner = (perUnit.get("runner") ?? 0) / HZ;
-      const units = [...perUnit].filter(([k]) => k !== "runner" && k !== "").reduce((a, [, v]) => a + v, 0) / HZ;
-      return { total, runner, units, other: total - runner - units };
+      const own = [...perUnit].filter(([k]) => k.startsWith("server: ")).map(([k, v]) => [k.slice(8), v / HZ] as const);
+      const units =
+        [...perUnit].filter(([k]) => k !== "runner" && k !== "" && !k.startsWith("server: ")).reduce((a, [, v]) => a + v, 0) / HZ;
+      const server = own.reduce((a, [, v]) => a + v, 0);
+      return { total, runner, units, server, own: own.sort((a, b) => b[1] - a[1]), other: total - runner - units - server };
     },
   };
 }

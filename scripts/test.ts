@@ -463,7 +463,8 @@ let pgCpu: ReturnType<typeof startPgCpuSampler> = null;
 function ownerOf(taken: string, template: string): (db: string) => string | null {
   const known = new Map<string, string>();
   return (db) => {
-    if (db === "postgres" || db === template) return "runner";
+    // The maintenance database, the run's template and the seeds shared by files (test/helpers/seeded-pg.ts).
+    if (db === "postgres" || db === template || /^sitesync_t_p\d+_seed_/.test(db)) return "runner";
     const named = /^sitesync_(?:t|test)_(r\d+u\d+)_/.exec(db);
     if (named) return named[1]!;
     if (known.has(db)) return known.get(db)!;
@@ -592,7 +593,7 @@ try {
   if (pgCpu) {
     const c = pgCpu.stop();
     console.log(
-      `PostgreSQL server CPU ${c.total.toFixed(1)} s: ${c.units.toFixed(1)} s charged to the files' databases, ${c.runner.toFixed(1)} s to the runner's (copies, drops, the template), ${c.other.toFixed(1)} s not attributed (short-lived backends, the server's own processes, other databases)`,
+      `PostgreSQL server CPU ${c.total.toFixed(1)} s: ${c.units.toFixed(1)} s charged to the files' databases, ${c.runner.toFixed(1)} s to the runner's (copies, drops, the template, shared seeds), ${c.server.toFixed(1)} s its own processes (${c.own.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")}), ${c.other.toFixed(1)} s not attributed (short-lived backends, other databases)`,
     );
   }
   if (runTemplate) {
