@@ -7,9 +7,9 @@ import { parquetMetadata, parquetReadObjects } from "hyparquet";
 import { children } from "../bench/cpu.ts";
 import { PARQUET_GROUP_ROWS } from "../src/analytics/parquet.ts";
 import { seedAnalytics, type SeedResult } from "../bench/seed-analytics.ts";
-import { seedAnalyticsPg } from "../bench/seed-analytics-pg.ts";
+import { seededPgDatabase } from "./helpers/seeded-pg.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
-import { newPgDatabase, psql, psqlBin } from "./helpers/engine.ts";
+import { type newPgDatabase, psql, psqlBin } from "./helpers/engine.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
 // The streamed downloads against the real service (one HTTP worker, so every request below reaches the
@@ -28,15 +28,17 @@ let pgdb: ReturnType<typeof newPgDatabase> | null = null;
 beforeAll(async () => {
   dir = tempDir();
   if (testEngine === "pg") {
-    pgdb = newPgDatabase();
+    // A copy of the run's seeded database (the other file seeding the same rows copies it too).
+    ({ pgdb, seed } = await seededPgDatabase({ rows: 120_000, days: 30 }));
     dbPath = pgdb.url;
-    seed = await seedAnalyticsPg(dbPath, { rows: 120_000, days: 30 });
   } else {
     dbPath = join(dir.dir, "app.db");
     seed = await seedAnalytics(dbPath, { rows: 120_000, days: 30 });
   }
   server = await startServer({ workers: 1, dbPath });
-});
+  // A hang guard for a loaded machine, never a speed assertion: the seed (or the wait for bounds.load's, the same
+  // rows) and a server start took over 60 s at load ~50.
+}, 180_000);
 afterAll(async () => {
   await server?.stop();
   pgdb?.drop();

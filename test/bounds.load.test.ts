@@ -3,11 +3,11 @@ import { join } from "node:path";
 import { eventLoopBuckets, eventLoopSummary, loadAverage, runAttack, summary, verdictLine } from "../bench/bounds-load.ts";
 import { children } from "../bench/cpu.ts";
 import { seedAnalytics, type SeedResult } from "../bench/seed-analytics.ts";
-import { seedAnalyticsPg } from "../bench/seed-analytics-pg.ts";
+import { seededPgDatabase } from "./helpers/seeded-pg.ts";
 import { createApiKey } from "../src/auth/queries.ts";
 import { openDb, openPgDb, type Db } from "../src/db/index.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
-import { newPgDatabase } from "./helpers/engine.ts";
+import type { newPgDatabase } from "./helpers/engine.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 
 // Issue 21's "done when": one read key sends the worst requests in parallel (10,000 partial-match terms,
@@ -30,9 +30,9 @@ beforeAll(async () => {
   dir = tempDir();
   let dbPath: string;
   if (testEngine === "pg") {
-    pgdb = newPgDatabase();
+    // A copy of the run's seeded database (the other file seeding the same rows copies it too).
+    ({ pgdb, seed } = await seededPgDatabase({ rows: 120_000, days: 30 }));
     dbPath = pgdb.url;
-    seed = await seedAnalyticsPg(dbPath, { rows: 120_000, days: 30 });
   } else {
     dbPath = join(dir.dir, "app.db");
     seed = await seedAnalytics(dbPath, { rows: 120_000, days: 30 });

@@ -66,11 +66,16 @@ function migratedSqliteTemplate(): string {
   return path;
 }
 
+/** Writes a migrated SQLite file at `path` (a copy of this process's migrated template: no migration to run). */
+export function migratedSqliteFile(path: string): void {
+  copyFileSync(migratedSqliteTemplate(), path);
+}
+
 /** A migrated SQLite file in a temp dir with one open handle; cleanup closes and deletes it. */
 export function tempSqliteDb(opts: Partial<OpenOptions> = {}) {
   const { dir, cleanup } = tempDir();
   const path = join(dir, "app.db");
-  copyFileSync(migratedSqliteTemplate(), path);
+  migratedSqliteFile(path);
   const handles: Db[] = [];
   const open = (o: Partial<OpenOptions> = {}) => {
     const db = openDb({ path, role: "test", ...opts, ...o });

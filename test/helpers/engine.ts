@@ -108,9 +108,18 @@ function migratedTemplate(): string {
 export function newPgDatabase(opts: { migrated?: boolean } = {}): { url: string; name: string; drop: () => void } {
   const kind = opts.migrated === false ? "empty" : "migrated";
   const claimed = (kind === "empty" || process.env.TEST_PG_TEMPLATE) && claimPgDatabase(kind);
-  // Named with the runner's tag for this process when there is one: the runner drops what a killed process left.
-  const name = claimed || `sitesync_t_${dbTag ? `${dbTag}_` : ""}${process.pid}_${++seq}_${Date.now().toString(36)}`;
+  const name = claimed || newPgDatabaseName();
   if (!claimed) psql(kind === "empty" ? `create database "${name}"` : `create database "${name}" template "${migratedTemplate()}"`);
+  return pgDatabase(name);
+}
+
+/** A name for a database this process makes: with the runner's tag for it when there is one (the runner drops what a killed process left). */
+export function newPgDatabaseName(): string {
+  return `sitesync_t_${dbTag ? `${dbTag}_` : ""}${process.pid}_${++seq}_${Date.now().toString(36)}`;
+}
+
+/** Database `name` of the server, with newPgDatabase()'s drop(): handed to the runner's pool, else dropped here. */
+export function pgDatabase(name: string): { url: string; name: string; drop: () => void } {
   let dropped = false;
   return {
     url: urlOf(name),

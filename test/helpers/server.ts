@@ -4,7 +4,7 @@ import { rmSync } from "node:fs";
 import { portLockPath } from "../../src/db/instance-lock.ts";
 import { freePort } from "../../src/free-port.ts";
 import { spawnUntilReady, type ReadyProcess } from "../../scripts/spawn-ready.ts";
-import { tempDir } from "./db.ts";
+import { migratedSqliteFile, tempDir } from "./db.ts";
 import { newPgDatabase, testEngine } from "./engine.ts";
 
 export { freePort };
@@ -44,9 +44,12 @@ export async function startServer(
   } = {},
 ): Promise<RunningServer> {
   const tmp = opts.dbPath ? null : tempDir();
-  // A fresh database of the engine under test; on PostgreSQL dropped by cleanup() like the temp file.
-  const pgdb = !opts.dbPath && testEngine === "pg" ? newPgDatabase({ migrated: false }) : null;
+  // A fresh database of the engine under test, already migrated (a copy of the migrated template: the supervisor
+  // finds nothing to apply, 0.17 s less of the PostgreSQL server's CPU a start, ~50 ms of SQLite migrating); on
+  // PostgreSQL dropped by cleanup() like the temp file.
+  const pgdb = !opts.dbPath && testEngine === "pg" ? newPgDatabase() : null;
   const dbPath = opts.dbPath ?? pgdb?.url ?? join(tmp!.dir, "app.db");
+  if (tmp && !pgdb) migratedSqliteFile(dbPath);
   const port = opts.port ?? freePort();
   let started: ReadyProcess;
   try {
