@@ -491,31 +491,37 @@ async function countPagesByWeeks(db: Db, f: GrainFilters, o: Omit<PageTotalsOpti
     for (let d = lo; d <= hi; d++) edgeDays.push(d);
   }
   const list = (name: string, alias: string) => `(select cast(value as integer) from ${jsonList(e, name, alias)})`;
-  const sql = `with w as ${e === "sqlite" ? "materialized " : ""}(
+  // SQLite: two statements at once (two query processes), one for the page ids below the newest whole week's median
+  // page id, one for the rest, their counts added: each reads its half of the weeks' rows by key (site_id, week, type,
+  // page_id), the weeks listed (50 M rows, 90 days: 55 ms CPU in one statement, 24 + 24 in two). Any split point is
+  // exact (the halves share no page); the median only balances them (0 when that week has no rows: all in one).
+  const mid = `coalesce((select m.page_id from gsc_week_page_totals m
+     where m.site_id = $site_id and m.week = $w_last and m.type in ${list("$types", "mt")} order by m.page_id
+     limit 1 offset (select count(*) / 2 from gsc_week_page_totals c where c.site_id = $site_id and c.week = $w_last and c.type in ${list("$types", "ct")})), 0)`;
+  const halves = e === "sqlite" ? [` and x.page_id < ${mid}`, ` and x.page_id >= ${mid}`] : [""];
+  const weekRange = e === "sqlite" ? `x.week in ${list("$weeks", "wk")}` : "x.week >= $w_first and x.week <= $w_last";
+  const sql = (half: string) => `with w as ${e === "sqlite" ? "materialized " : ""}(
   select distinct x.page_id as page_id from gsc_week_page_totals x
-   where x.site_id = $site_id and x.week >= $w_first and x.week <= $w_last and x.type in ${list("$types", "t")}
+   where x.site_id = $site_id and ${weekRange} and x.type in ${list("$types", "t")}${half}
      and (x.clicks > 0 or x.impressions > 0))
 select (select count(*) from w) + (
   select count(distinct x.page_id) from gsc_week_page_totals x
-   where x.site_id = $site_id and x.week in ${list("$edge_weeks", "ew")} and x.type in ${list("$types", "t")}
+   where x.site_id = $site_id and x.week in ${list("$edge_weeks", "ew")} and x.type in ${list("$types", "t")}${half}
      and (x.clicks > 0 or x.impressions > 0) and x.page_id not in (select w.page_id from w)
      and exists (select 1 from gsc_page_totals d
                   where d.site_id = $site_id and d.day in ${list("$edge_days", "ed")} and d.type = x.type and d.page_id = x.page_id
                     and (d.clicks > 0 or d.impressions > 0))) as n`;
-  const [row] = await allRows<{ n: number }>(
-    db,
-    sql,
-    {
-      site_id: f.siteId,
-      types: JSON.stringify(typeCodesOf(f.searchType)),
-      w_first: weeks.first,
-      w_last: weeks.last,
-      edge_weeks: JSON.stringify(edgeWeeks),
-      edge_days: JSON.stringify(edgeDays),
-    },
-    true,
-  );
-  return Number(row?.n ?? 0);
+  const params = {
+    site_id: f.siteId,
+    types: JSON.stringify(typeCodesOf(f.searchType)),
+    w_first: weeks.first,
+    w_last: weeks.last,
+    edge_weeks: JSON.stringify(edgeWeeks),
+    edge_days: JSON.stringify(edgeDays),
+    ...(e === "sqlite" ? { weeks: JSON.stringify(Array.from({ length: weeks.last - weeks.first + 1 }, (_, i) => weeks.first + i)) } : {}),
+  };
+  const counts = await Promise.all(halves.map((half) => allRows<{ n: number }>(db, sql(half), params, true)));
+  return counts.reduce((n, [row]) => n + Number(row?.n ?? 0), 0);
 }
 
 /** A page's clicks in each of a run of consecutive 7-day spans. */
