@@ -5,6 +5,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { parquetMetadata, parquetReadObjects } from "hyparquet";
 import { children } from "../bench/cpu.ts";
+import { exportCsvLine } from "../src/analytics/export.ts";
 import { PARQUET_GROUP_ROWS } from "../src/analytics/parquet.ts";
 import { seedAnalytics, type SeedResult } from "../bench/seed-analytics.ts";
 import { seededPgDatabase } from "./helpers/seeded-pg.ts";
@@ -92,6 +93,37 @@ describe("streamed export on the real service", () => {
     expect(lines.length - 2).toBe(seed.rows);
     expect(lines[1]!.startsWith(`${seed.start},https://bench-analytics.example/`)).toBe(true);
     expect(text.includes("\n") && !/[^\r]\n/.test(text)).toBe(true);
+    // Each line as csvLine writes the same row of the JSON lines (the served encoder reuses its chunks' memory).
+    const jsonl = (await (await fetch(`${server.url}/api/v1/sites/${seed.siteId}/export?format=jsonl`)).text()).trim().split("\n");
+    expect(jsonl.length).toBe(seed.rows);
+    for (let i = 0; i < jsonl.length; i++) {
+      const want = exportCsvLine(JSON.parse(jsonl[i]!), false);
+      if (`${lines[i + 1]}\r\n` !== want) expect({ i, line: lines[i + 1] }).toEqual({ i, line: want.slice(0, -2) });
+    }
+  });
+
+  test("a CSV and a Parquet download read slowly (the client pausing, the server waiting on it) give the same bytes as read at once", async () => {
+    for (const format of ["csv", "parquet"]) {
+      const url = `${server.url}/api/v1/sites/${seed.siteId}/export?format=${format}`;
+      const fast = Buffer.from(await (await fetch(url)).arrayBuffer());
+      const reader = (await fetch(url)).body!.getReader();
+      const parts: Uint8Array[] = [];
+      let size = 0;
+      let paused = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parts.push(value);
+        size += value.length;
+        // A pause every ~1 MiB read: the socket's buffers fill and the server's writes wait for the client.
+        if (size >= (paused + 1) * 1024 * 1024) {
+          paused++;
+          await Bun.sleep(30);
+        }
+      }
+      expect(paused).toBeGreaterThan(format === "csv" ? 5 : 0);
+      expect(Buffer.concat(parts).equals(fast)).toBe(true);
+    }
   });
 
   test("the whole site as Parquet: several row groups, the same rows and order as JSON lines (read back with hyparquet)", async () => {

@@ -6,6 +6,7 @@ import { Counter, Gauge } from "../metrics/prom.ts";
 import { budgetOf, budgetStats, withBudget } from "../db/budget.ts";
 import { ApiError } from "../errors.ts";
 import { registry } from "../metrics/registry.ts";
+import { onDownloadEnd } from "./download-end.ts";
 
 // The cost bounds of heavy requests (analytics, search, downloads): how many one caller may have running
 // at once in this process (429 past it), and the budget of each (src/db/budget.ts). docs/security.md
@@ -177,7 +178,7 @@ export function heavyRequest(
       await withBudget(budget, next);
       const body = c.res.body;
       if (kind === "export" && c.res.status === 200 && body) {
-        c.res = new Response(releasedAtEnd(body, release), c.res);
+        if (!onDownloadEnd(body, release)) c.res = new Response(releasedAtEnd(body, release), c.res);
         handedOver = true;
       }
     } finally {

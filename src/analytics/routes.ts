@@ -312,7 +312,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
       const raw = flagOn(q.raw);
       const body =
         q.format === "parquet" && db.engine === "sqlite"
-          ? streamSteps(db, (conn) => exportDaySteps(conn, exportOptions, parquetDays()), 1, limit)
+          ? streamSteps(db, (conn) => exportDaySteps(conn, exportOptions, parquetDays()), 1, { ...limit, direct: true })
           : q.format === "parquet"
             ? await streamRows<Row>(db, sql, params, parquetRows<Row>(EXPORT_PARQUET), limit)
             : csv && db.engine === "sqlite"
@@ -320,7 +320,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
                   db,
                   (conn) => exportDaySteps(conn, exportOptions, csvDays((flagOn(q.bom) ? UTF8_BOM : "") + csvLine(exportColumns), raw)),
                   1,
-                  limit,
+                  { ...limit, direct: true },
                 )
               : csv
                 ? await streamQuery<Row>(

@@ -1,4 +1,5 @@
 import type { Database, SQLQueryBindings } from "bun:sqlite";
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Db, SqliteDb } from "../db/index.ts";
 import { openConnection } from "../db/sqlite/open.ts";
 import { openPgCursor } from "../db/pg/cursor.ts";
@@ -6,6 +7,7 @@ import { toPositional } from "../db/pg/named.ts";
 import { Gauge } from "../metrics/prom.ts";
 import { registry } from "../metrics/registry.ts";
 import { log } from "../log.ts";
+import { downloadEnds } from "./download-end.ts";
 
 // Large downloads: rows are read as the client pulls chunks (ReadableStream backpressure) and written
 // as they are read, so memory stays flat at any size. SQLite: a statement's iterate() on a connection
@@ -75,6 +77,13 @@ export type StreamOptions = {
    * sees the body end without its last chunk) and its connection closed. Unset: no limit.
    */
   timeoutMs?: number;
+  /**
+   * SQLite steps only: a direct stream (Bun's `type: "direct"`), each chunk written straight to the consumer; when
+   * that is Bun's HTTP response the steps write the next chunk into the same memory (DownloadSteps.recycle), not
+   * into new memory whose pages fault in as they are written. A JavaScript reader of it gets no backpressure (the
+   * steps run on without waiting for its reads).
+   */
+  direct?: boolean;
 };
 
 /** The error a download's stream ends with past its time limit (logged; the client sees the body cut). */
@@ -91,22 +100,22 @@ function downloadTimedOut(timeoutMs: number): Error {
 function cutAtDeadline(
   timeoutMs: number | undefined,
   stop: () => void,
-): { arm(c: ReadableStreamDefaultController<Uint8Array>): void; disarm(): void; fail(err: unknown): void } {
+): { arm(error: (err: unknown) => void): void; disarm(): void; fail(err: unknown): void } {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let controller: ReadableStreamDefaultController<Uint8Array> | null = null;
+  let errorStream: ((err: unknown) => void) | null = null;
   let failed = false;
   const fail = (err: unknown) => {
     if (failed) return;
     failed = true;
     try {
-      controller?.error(err);
+      errorStream?.(err);
     } catch {
       // Closed or errored already.
     }
   };
   return {
-    arm(c) {
-      controller = c;
+    arm(error) {
+      errorStream = error;
       if (!timeoutMs) return;
       timer = setTimeout(() => {
         stop();
@@ -196,8 +205,16 @@ export type DownloadSteps = {
   step(): boolean;
   ready(): number;
   take(end: boolean): Uint8Array | null;
+  /** The consumer is done with a chunk `take` returned: its memory may be written again (none: every chunk is new). */
+  recycle?(chunk: Uint8Array): void;
   close(): void;
 };
+
+/**
+ * How Bun's HTTP response shows as a direct stream's controller. Its `write` sends the bytes or copies them into
+ * the response's buffer before it returns, so a chunk written there may be written over at once.
+ */
+const HTTP_RESPONSE_SINK = "[object ReadableHTTPResponseSinkController]";
 
 /**
  * A byte stream of `open`'s steps on a read connection of its own (openExportConnection), run as the client
@@ -221,6 +238,7 @@ export function streamSteps(
   }
   openDownloads.inc();
   let closed = false;
+  let ended: (() => void) | null = null;
   const close = () => {
     if (closed) return;
     closed = true;
@@ -228,46 +246,93 @@ export function streamSteps(
     steps.close();
     conn.close();
     openDownloads.dec();
+    ended?.();
   };
   // The limit holds while the client is not reading too (its connection and read snapshot are let go).
   const cut = cutAtDeadline(opts.timeoutMs, close);
+  /**
+   * The next chunk, after a turn of the event loop (`last`: the download's end; null: closed or past the limit).
+   * A client reading fast (loopback) makes the stream ask again at once, in microtasks: without a turn of the
+   * event loop between chunks, a whole download ran before the worker served anything else (its other requests,
+   * the supervisor's ping: workers were killed as hung). One turn per chunk.
+   */
+  const next = async (): Promise<{ chunk: Uint8Array | null; last: boolean } | null> => {
+    for (;;) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (closed) return null;
+      if (performance.now() >= deadline) {
+        close();
+        cut.fail(downloadTimedOut(opts.timeoutMs!));
+        return null;
+      }
+      // A slice of at most SLICE_MS of reading and formatting per turn, so other requests wait little.
+      const sliceEnd = performance.now() + SLICE_MS;
+      let n = 0;
+      while (steps.ready() < CHUNK_CHARS && (++n % checkEvery !== 0 || performance.now() < sliceEnd)) {
+        if (!steps.step()) return { chunk: steps.take(true), last: true };
+      }
+      // Nothing yet (a sparse filter, a Parquet row group still filling): another slice after a turn of the
+      // event loop. A pull that enqueues nothing is not called again (the stream would stall).
+      const chunk = steps.take(false);
+      if (chunk) return { chunk, last: false };
+    }
+  };
+  if (opts.direct) {
+    // Bun's HTTP response runs a direct stream's pull outside the request's context: its log lines (the time
+    // limit's) keep the request's fields this way.
+    const inRequest = AsyncLocalStorage.snapshot();
+    const stream = new ReadableStream<Uint8Array>({
+      type: "direct",
+      pull: (controller) => inRequest(() => pullDirect(controller)),
+      cancel() {
+        close();
+      },
+    });
+    const pullDirect = async (controller: ReadableStreamDirectController) => {
+      // Bun's HTTP response has the bytes sent or copied once write returns: the steps may write over them.
+      const reuse = Object.prototype.toString.call(controller) === HTTP_RESPONSE_SINK;
+      cut.arm((err) => controller.close(err as Error));
+      try {
+        for (;;) {
+          const got = await next();
+          if (!got) return;
+          if (got.chunk) {
+            const written = controller.write(got.chunk);
+            if (reuse) steps.recycle?.(got.chunk);
+            else controller.flush();
+            // Backpressure: a pending write resolves once the client has read enough.
+            if (written instanceof Promise) await written;
+          }
+          if (got.last) {
+            close();
+            controller.close();
+            return;
+          }
+        }
+      } catch (err) {
+        close();
+        cut.fail(err);
+      }
+    };
+    downloadEnds.set(stream, (fn) => {
+      if (closed) fn();
+      else ended = fn;
+    });
+    return stream;
+  }
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        cut.arm(controller);
+        cut.arm((err) => controller.error(err));
       },
       async pull(controller) {
-        // A client reading fast (loopback) makes the stream call pull again at once, in microtasks: without
-        // a turn of the event loop between chunks, a whole download ran before the worker served anything
-        // else (its other requests, the supervisor's ping: workers were killed as hung). One turn per chunk.
         try {
-          for (;;) {
-            await new Promise<void>((resolve) => setImmediate(resolve));
-            if (closed) return;
-            if (performance.now() >= deadline) {
-              close();
-              cut.fail(downloadTimedOut(opts.timeoutMs!));
-              return;
-            }
-            // A slice of at most SLICE_MS of reading and formatting per turn, so other requests wait little.
-            const sliceEnd = performance.now() + SLICE_MS;
-            let n = 0;
-            while (steps.ready() < CHUNK_CHARS && (++n % checkEvery !== 0 || performance.now() < sliceEnd)) {
-              if (!steps.step()) {
-                const last = steps.take(true);
-                if (last) controller.enqueue(last);
-                close();
-                controller.close();
-                return;
-              }
-            }
-            // Nothing yet (a sparse filter, a Parquet row group still filling): another slice after a turn of the
-            // event loop. A pull that enqueues nothing is not called again (the stream would stall).
-            const chunk = steps.take(false);
-            if (chunk) {
-              controller.enqueue(chunk);
-              return;
-            }
+          const got = await next();
+          if (!got) return;
+          if (got.chunk) controller.enqueue(got.chunk);
+          if (got.last) {
+            close();
+            controller.close();
           }
         } catch (err) {
           close();
@@ -316,7 +381,7 @@ async function streamPg<R>(
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        cut.arm(controller);
+        cut.arm((err) => controller.error(err));
       },
       async pull(controller) {
         if (closed) return;
