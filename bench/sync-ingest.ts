@@ -5,7 +5,7 @@
 // PostgreSQL database (migrated here, its tables truncated before each run).
 import { dlopen, ptr } from "bun:ffi";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { getPriority, loadavg, setPriority, tmpdir } from "node:os";
+import { availableParallelism, getPriority, loadavg, setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { sql } from "drizzle-orm";
@@ -60,6 +60,10 @@ const { values: args } = parseArgs({
     // CPUs (taskset list, e.g. "1") every thread of the sync worker / HTTP worker may run on, set from here.
     "sync-cpus": { type: "string" },
     "http-cpus": { type: "string" },
+    // --served: rounds alternate A (the sync worker as the service started it, on every CPU) and B (the --sync-cpus /
+    // --sync-policy / --sync-slice-us / --http-cpus above, set from here before each B round and undone before each A
+    // round): before/after in one run, the idle windows shared, so the load of the moment weighs on both alike.
+    ab: { type: "boolean", default: false },
   },
 });
 const days = Number(args.days);
@@ -230,6 +234,16 @@ async function served(): Promise<void> {
       const r = Bun.spawnSync(cmd, { stdout: "ignore", stderr: "pipe" });
       if (r.exitCode !== 0) console.warn(`${cmd.join(" ")}: ${r.stderr.toString().trim()}`);
     };
+    const allCpus = `0-${availableParallelism() - 1}`;
+    // --ab, an A round: the sync (and HTTP) worker back on every CPU, the sync worker's threads SCHED_OTHER (their
+    // nice kept) with the kernel's slice.
+    const undo = () => {
+      if (args["sync-slice-us"] !== undefined) setSlice(syncPid, 0);
+      if (args["http-slice-us"] !== undefined) setSlice(httpPid, 0);
+      if (args["sync-policy"] !== undefined) run(["chrt", "-a", "-p", "--other", "0", String(syncPid)]);
+      if (args["sync-cpus"] !== undefined) run(["taskset", "-a", "-p", "-c", allCpus, String(syncPid)]);
+      if (args["http-cpus"] !== undefined) run(["taskset", "-a", "-p", "-c", allCpus, String(httpPid)]);
+    };
     const slices = () => {
       if (args["sync-slice-us"] !== undefined) setSlice(syncPid, Number(args["sync-slice-us"]));
       if (args["http-slice-us"] !== undefined) setSlice(httpPid, Number(args["http-slice-us"]));
@@ -373,6 +387,10 @@ async function served(): Promise<void> {
     const idleParts: Parts[] = [];
     const busyParts: Parts[] = [];
     const busy: number[] = [];
+    // --ab: the busy GETs of the A and B rounds apart.
+    const sides: [number[], number[]] = [[], []];
+    const sideRows = [0, 0];
+    const sideSeconds = [0, 0];
     let httpIdleCpu = 0;
     let httpIdleWait = 0;
     const idleWindow = async () => {
@@ -400,7 +418,9 @@ async function served(): Promise<void> {
     const perRound: string[] = [];
     const newest = addDays(dayOf(new Date()), -10);
     for (let round = 0; round < rounds; round++) {
-      slices();
+      const side = args.ab ? round % 2 : 1;
+      if (side === 1) slices();
+      else undo();
       const idleMs = await idleWindow();
       const end = addDays(newest, -round * days);
       const syncCpu0 = cpuMs(syncPid);
@@ -444,11 +464,15 @@ async function served(): Promise<void> {
       httpWait += waitedMs(httpPid, httpWait0);
       fakeCpu += cpuMs(fake.proc.pid) - fakeCpu0;
       busy.push(...busyMs);
+      sides[side]!.push(...busyMs);
+      sideRows[side]! += n;
+      sideSeconds[side]! += s;
       loads.push(loadavg()[0]!);
       perRound.push(
-        `  round ${round + 1}: ${n} rows in ${s.toFixed(2)} s = ${Math.round(n / s)} rows/s, sync ${((cpu * 1000) / n).toFixed(1)} µs a row, GET p99 idle ${pct(idleMs, 99).toFixed(1)} → backfill ${pct(busyMs, 99).toFixed(1)} ms (n ${idleMs.length} / ${busyMs.length}), load ${loads.at(-1)!.toFixed(1)}`,
+        `  round ${round + 1}${args.ab ? (side ? " (B)" : " (A)") : ""}: ${n} rows in ${s.toFixed(2)} s = ${Math.round(n / s)} rows/s, sync ${((cpu * 1000) / n).toFixed(1)} µs a row, GET p99 idle ${pct(idleMs, 99).toFixed(1)} → backfill ${pct(busyMs, 99).toFixed(1)} ms (n ${idleMs.length} / ${busyMs.length}), load ${loads.at(-1)!.toFixed(1)}`,
       );
     }
+    undo();
     await idleWindow();
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
@@ -484,6 +508,11 @@ async function served(): Promise<void> {
     );
     console.log(`  idle GETs' ${tail(idle, idleParts)}`);
     console.log(`  busy GETs' ${tail(busy, busyParts)}`);
+    if (args.ab)
+      for (const [k, xs] of sides.entries())
+        console.log(
+          `  ${k ? "B" : "A"} rounds: ${Math.round(sideRows[k]! / sideSeconds[k]!)} rows/s; busy GETs ${summary(xs)}; p99 / idle ${(pct(xs, 99) / pct(idle, 99)).toFixed(2)}, p99.9 / idle ${(pct(xs, 99.9) / pct(idle, 99.9)).toFixed(2)}`,
+        );
     console.log(
       `  p99 ratio busy/idle: ${(pct(busy, 99) / pct(idle, 99)).toFixed(2)} (p50 ${(pct(busy, 50) / pct(idle, 50)).toFixed(2)}, p99.9 ${(pct(busy, 99.9) / pct(idle, 99.9)).toFixed(2)})`,
     );

@@ -186,6 +186,13 @@ const envSchema = z.object({
   // the kernel hands a core to a worker with requests first (API p99 during a backfill, docs/sync.md). Above 0 a
   // supervised sync worker also starts a session of its own (its own scheduling group under Linux autogroups). 0: as the rest.
   SYNC_NICE: int(0, 19).default(10),
+  // CPUs the sync worker processes run on (every thread; Linux sched_setaffinity), e.g. "1" or "2-3": with a backfill
+  // kept off the others, requests never wait behind it for a core (API p99 during a backfill, docs/sync.md). Unset: all.
+  SYNC_CPUS: z
+    .string()
+    .regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, "a CPU list such as 1 or 0,2-3")
+    .transform(cpuList)
+    .optional(),
   // Supervised sync workers pause between short pieces of their work while an HTTP worker has a request in flight (and
   // half a millisecond after), told through a small shared memory-mapped file (src/sync/give-way.ts): a backfill
   // leaves the cores to requests and runs at full speed between them. false: they never pause.
@@ -331,6 +338,14 @@ const envSchema = z.object({
   SITESYNC_REQUEST_SIGNAL: z.string().min(1).optional(),
   SITESYNC_SLOT: int(0, 255).optional(),
 });
+
+/** The CPU numbers of a list such as "0,2-3". */
+function cpuList(list: string): number[] {
+  return list.split(",").flatMap((part) => {
+    const [a, b = a] = part.split("-").map(Number) as [number, number?];
+    return Array.from({ length: Math.max(0, b! - a + 1) }, (_, i) => a + i);
+  });
+}
 
 /**
  * The origin a browser sends for a page at `s` (lower-case scheme and host, no default port), or null

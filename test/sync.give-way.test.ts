@@ -1,8 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { countRequests, createRequestSignal, giveWay, giveWayStats, SIGNAL_SLOTS, watchRequests } from "../src/sync/give-way.ts";
+import { tempDb } from "./helpers/db.ts";
 import { childPids } from "./helpers/procs.ts";
 import { request, startServer } from "./helpers/server.ts";
+import { waitFor } from "./helpers/sync.ts";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -103,3 +106,46 @@ describe("requests in flight shared with the sync workers (SYNC_GIVE_WAY)", () =
     expect(childPids(off.proc.pid).map((p) => environOf(p).SITESYNC_REQUEST_SIGNAL)).toEqual([undefined, undefined]);
   });
 });
+
+describe("SYNC_CPUS", () => {
+  test("every thread of the sync worker keeps to the listed CPUs; unset, it may run on all", async () => {
+    const cpusOf = (pid: number, tid: number) =>
+      /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"))![1]!;
+    const threadsOf = (pid: number) => readdirSync(`/proc/${pid}/task`).map(Number);
+    const own = cpusOf(process.pid, process.pid);
+    const t = tempDb();
+    cleanups.push(t.cleanup);
+    const pinned = await syncWorkerAlone(t.databaseUrl, { SYNC_CPUS: "0" });
+    const lists = threadsOf(pinned).flatMap((tid) => {
+      try {
+        return [cpusOf(pinned, tid)];
+      } catch {
+        return []; // a thread that ended meanwhile
+      }
+    });
+    expect(lists.length).toBeGreaterThan(1);
+    expect(new Set(lists)).toEqual(new Set(["0"]));
+    const free = await syncWorkerAlone(t.databaseUrl, {});
+    expect(cpusOf(free, free)).toBe(own);
+  });
+});
+
+/** Runs the sync worker alone (`src/sync/worker-main.ts`) on `url` until it logged that it started; returns its pid. */
+async function syncWorkerAlone(url: string, env: Record<string, string>): Promise<number> {
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../src/sync/worker-main.ts")], {
+    env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: "info", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo", ...env },
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  cleanups.push(async () => {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  });
+  let out = "";
+  void (async () => {
+    for await (const c of proc.stderr) out += new TextDecoder().decode(c);
+  })();
+  await waitFor("the sync worker to start", () => out.includes("sync worker started") || null, 30_000);
+  return proc.pid;
+}

@@ -25,6 +25,7 @@ if (!config.supervised) await (await import("../db/sqlite/migrate.ts")).migrateO
 // Supervised and niced: a session of its own first, so the kernel schedules it apart from the HTTP workers.
 if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_NICE);
 lowerPriority(config.SYNC_NICE, config.SYNC_NICE > 0 ? config.SYNC_SLICE_US : 0);
+if (config.SYNC_CPUS) pinToCpus(config.SYNC_CPUS);
 // Pauses while the HTTP workers have requests in flight (SYNC_GIVE_WAY; the supervisor made the file).
 if (config.SITESYNC_REQUEST_SIGNAL && !watchRequests(config.SITESYNC_REQUEST_SIGNAL))
   log("warn", "the sync worker cannot read the HTTP workers' requests in flight; it will not give way to them");
@@ -167,6 +168,28 @@ function ownSession(nice: number) {
     if (existsSync("/proc/self/autogroup")) writeFileSync("/proc/self/autogroup", String(nice));
   } catch (err) {
     log("warn", "could not lower the sync worker's scheduling group's priority", { nice, error: String(err) });
+  }
+}
+
+/**
+ * Keeps every thread of this process on `cpus` (SYNC_CPUS; sched_setaffinity of each thread: threads started later
+ * inherit their creator's). On a 2-core host a backfill's threads then share one core and the HTTP workers (and
+ * whatever else the host runs) have the other to themselves: a request never waits behind the sync for a core. Logs
+ * and goes on where the kernel refuses (a CPU not in the process's cpuset) or off Linux.
+ */
+function pinToCpus(cpus: number[]) {
+  const refused = (error: string) => log("warn", "the sync worker could not keep to SYNC_CPUS", { cpus, error });
+  if (process.platform !== "linux") return refused("not Linux");
+  // cpu_set_t: 1,024 bits.
+  const mask = new Uint8Array(128);
+  for (const c of cpus) if (c < 1024) mask[c >> 3]! |= 1 << (c & 7);
+  try {
+    const libc = dlopen("libc.so.6", { sched_setaffinity: { args: ["i32", "u64", "ptr"], returns: "i32" } });
+    if (libc.symbols.sched_setaffinity(process.pid, 128, ptr(mask)) !== 0) return refused("refused by the kernel");
+    // The others (one that ended meanwhile is refused: nothing to do).
+    for (const tid of threadIds()) libc.symbols.sched_setaffinity(tid, 128, ptr(mask));
+  } catch (err) {
+    refused(String(err));
   }
 }
 
