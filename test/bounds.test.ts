@@ -15,6 +15,7 @@ import { exportQuery } from "../src/analytics/queries.ts";
 import { boundedDb } from "../src/db/bounded.ts";
 import { budgetOf, budgetStats, withBudget } from "../src/db/budget.ts";
 import { apiErrorOf } from "../src/errors.ts";
+import { pgNamedRead } from "../src/db/pg/named.ts";
 import { registry } from "../src/metrics/registry.ts";
 
 // Cost bounds of heavy requests against the real service (one HTTP worker, so its query processes are
@@ -676,6 +677,39 @@ describe("the bounded runner (in process)", () => {
       await db.close();
     }
   });
+
+  test.if(testEngine === "pg")(
+    "a named small read (pgNamedRead) answers as a plain read, past the cap 413, past the deadline 504 with its statement cancelled",
+    async () => {
+      const db = openPgDb({ url: dbPath, role: "test", poolSize: 2 });
+      try {
+        const text = "select id, domain from sites where id >= $from order by id";
+        const plain = await db.pg.pool.query("select id, domain from sites where id >= 1 order by id");
+        // Twice on each connection: parsed once, then the named statement again.
+        for (let i = 0; i < 4; i++) expect(await withBudget(budget(30_000), () => pgNamedRead(db, text, { from: 1 }))).toEqual(plain.rows);
+        expect(plain.rows.length).toBeGreaterThan(0);
+        const capped = await withBudget(budget(30_000, plain.rows.length - 1), () => pgNamedRead(db, text, { from: 1 })).catch((e) => e);
+        expect(apiErrorOf(capped)?.code).toBe("result_too_large");
+        const missing = await withBudget(budget(30_000), () => pgNamedRead(db, text, {})).catch((e) => e);
+        expect(String(missing)).toContain("$from has no value");
+        const slow = await withBudget(budget(300), () =>
+          pgNamedRead(db, "select count(*) from generate_series(1, $n::bigint)", { n: 1e11 }),
+        ).catch((e) => e);
+        expect(apiErrorOf(slow)?.code).toBe("query_timeout");
+        await waitFor(
+          () =>
+            Number(
+              psql(
+                `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and state = 'active' and query like '%generate_series(1, $1%'`,
+              ),
+            ) === 0,
+          { what: "the backend's statement to be cancelled" },
+        );
+      } finally {
+        await db.close();
+      }
+    },
+  );
 
   test.if(testEngine === "pg")(
     "heavy reads take at most half the pool's connections: a light read is answered while they run",

@@ -573,30 +573,30 @@ export async function findPerformanceTrends(
 
 const coverageSql = (e: Engine) => `select ${e === "pg" ? "d.value::int" : "d.value"} as day,
        exists (select 1 from gsc_query_detail g where g.site_id = $site_id and g.day = ${e === "pg" ? "d.value::int" : "d.value"}) as has_rows,
-       exists (select 1 from hourly_rankings h where h.site_id = $site_id and h.date = ${dateText(e, e === "pg" ? "d.value::int" : "d.value")}) as has_hourly
+       exists (select 1 from hourly_rankings h where h.site_id = $site_id and h.date = ${dateText(e, e === "pg" ? "d.value::int" : "d.value")}) as has_hourly,
+       (select max(synced_at) from gsc_synced_days where site_id = $site_id) as last_sync
   from ${jsonList(e, "$days", "d")} order by 1`;
 const COVERAGE_SQL = { sqlite: coverageSql("sqlite"), pg: coverageSql("pg") };
-const LAST_SYNC_SQL = "select max(synced_at) as at from gsc_synced_days where site_id = $site_id";
 
 /**
  * The request's site and, for each day from today minus `days` to today (UTC), whether it has daily / hourly rows
- * that day; index seeks only (on PostgreSQL the site's row in the same round trip, see allRowsOfSite).
+ * that day, and when it was last synced; index seeks only, one statement (on PostgreSQL with the site's row, see
+ * allRowsOfSite).
  */
 export async function findCoverage(db: Db, ref: SiteRef, days: number, now = new Date()) {
   const today = dayOf(now);
   const list = JSON.stringify(dayRange(addDays(today, -days), today).map(dayNumber));
   // exists() is 0/1 on SQLite, a boolean on PostgreSQL.
-  type Row = { day: number; has_rows: number | boolean; has_hourly: number | boolean };
-  const { site, rows: answers } = await allRowsOfSite(db, ref, (siteId): { sql: string; params: Record<string, string | number> }[] => [
+  type Row = { day: number; has_rows: number | boolean; has_hourly: number | boolean; last_sync: string | null };
+  const { site, rows: answers } = await allRowsOfSite(db, ref, (siteId) => [
     { sql: COVERAGE_SQL[db.engine], params: { site_id: siteId, days: list } },
-    { sql: LAST_SYNC_SQL, params: { site_id: siteId } },
   ]);
-  const [dayRows, lastSync] = answers as [Row[], { at: string | null }[]];
+  const dayRows = answers[0] as Row[];
   const rows = dayRows.map((r) => ({ ...r, date: dayDate(Number(r.day)) }));
   return {
     site,
     daily: Object.fromEntries(rows.map((r) => [r.date, Boolean(r.has_rows)])),
     hourly: Object.fromEntries(rows.map((r) => [r.date, Boolean(r.has_hourly)])),
-    lastSync: lastSync[0]?.at ?? null,
+    lastSync: dayRows[0]?.last_sync ?? null,
   };
 }

@@ -1,6 +1,6 @@
 import type { Db, Engine } from "../db/index.ts";
 import { deviceCodes, searchTypeCodes, sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
-import { pgAll, pgAllMany } from "../db/pg/named.ts";
+import { pgAll, pgAllMany, pgNamedRead } from "../db/pg/named.ts";
 import { ApiError } from "../errors.ts";
 import { resolveSite, SITE_BY_ID_SQL, siteNotFound, type ResolvedSite, type SiteRef } from "../sites/resolve.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
@@ -143,13 +143,40 @@ export async function allRowsOfSite(
 ): Promise<{ site: ResolvedSite; rows: unknown[][] }> {
   if (db.engine === "pg" && ref.site_id) {
     const id = ref.site_id;
-    const [found, ...rows] = await allRowsMany(db, [{ sql: SITE_BY_ID_SQL, params: { site_id: id } }, ...reads(id)]);
+    const list = reads(id);
+    if (list.length === 1) return pgReadOfSite(db, id, list[0]!);
+    const [found, ...rows] = await allRowsMany(db, [{ sql: SITE_BY_ID_SQL, params: { site_id: id } }, ...list]);
     const site = found![0] as ResolvedSite | undefined;
     if (!site) throw siteNotFound(id);
     return { site, rows };
   }
   const site = await resolveSite(db, ref);
   return { site, rows: await allRowsMany(db, reads(site.id)) };
+}
+
+/** Each report statement's text with its site's row (pgReadOfSite), made once per text. */
+const ofSiteTexts = new Map<string, string>();
+
+/**
+ * PostgreSQL: one report statement and the site's row as one named statement (pgNamedRead): the site by id, each of
+ * the report's rows beside it in the report's order, or one row of nulls when it has none; none at all: no such site.
+ */
+async function pgReadOfSite(db: Db, id: number, read: { sql: string; params: Params }): Promise<{ site: ResolvedSite; rows: unknown[][] }> {
+  let text = ofSiteTexts.get(read.sql);
+  if (text === undefined) {
+    text = `select s.id as site_id_, s.domain as site_domain_, s.name as site_name_, r.*
+  from sites s left join lateral (select row_number() over () as row_, x.* from (${read.sql}) x) r on true
+ where s.id = $site_id
+ order by r.row_`;
+    ofSiteTexts.set(read.sql, text);
+  }
+  type Row = { site_id_: number; site_domain_: string; site_name_: string; row_: number | null };
+  const got = await pgNamedRead<Row>(db, text, { ...read.params, site_id: id });
+  const first = got[0];
+  if (!first) throw siteNotFound(id);
+  const site = { id: first.site_id_, domain: first.site_domain_, name: first.site_name_ };
+  const rows = first.row_ === null ? [] : got.map(({ site_id_, site_domain_, site_name_, row_, ...row }) => row);
+  return { site, rows: [rows] };
 }
 
 /**
