@@ -9,7 +9,7 @@ import { psql } from "../test/helpers/engine.ts";
 // the server's own processes' (autovacuum, checkpointer, parallel workers) by kind. What the samples miss (backends that
 // lived and ended between two, or the unnamed ones' databases) is in the cluster's total, reported as not attributed.
 
-const SAMPLE_MS = 250;
+const SAMPLE_MS = 1000;
 const HZ = 100;
 
 /** utime + stime (and with `children`, the reaped children's) of a process, in clock ticks; null when it is gone. */

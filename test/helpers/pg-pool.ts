@@ -130,7 +130,13 @@ export function startPgPool(opts: { adminUrl: string; template: string; dir: str
       if (pid !== null && pid !== process.pid && !alive(pid)) writeFileSync(join(dir, "drop", datname), "");
     }
   };
-  const loops = [creator("migrated").catch(failed), creator("empty").catch(failed), dropper().catch(failed)];
+  // Two creators of migrated copies (startServer() takes them too), one of empty databases.
+  const loops = [
+    creator("migrated").catch(failed),
+    creator("migrated").catch(failed),
+    creator("empty").catch(failed),
+    dropper().catch(failed),
+  ];
   let sweeper: Promise<pg.Client> | null = null;
   const sweeps: Promise<void>[] = [reap().catch(failed)];
   return {
@@ -159,13 +165,13 @@ export function startPgPool(opts: { adminUrl: string; template: string; dir: str
     /** Stops making databases and drops every one it made or was handed; what it did, and the errors seen meanwhile. */
     async stop(): Promise<{ taken: number; madeByTests: number; errors: string[] }> {
       stopping = true;
-      await Promise.all([...loops.slice(0, 2), ...sweeps]);
+      await Promise.all([...loops.slice(0, 3), ...sweeps]);
       const taken = made - count("migrated") - count("empty");
       for (const kind of ["migrated", "empty"] as const)
         for (const name of readdirSync(join(dir, `ready-${kind}`))) renameSync(join(dir, `ready-${kind}`, name), join(dir, "drop", name));
       finishing = true;
       // What is left to drop, over four connections (dropping one took 0.4-1.5 s at load).
-      await Promise.all([loops[2], ...[1, 2, 3].map(() => dropper().catch(failed))]);
+      await Promise.all([loops[3], ...[1, 2, 3].map(() => dropper().catch(failed))]);
       // Whatever is left of this run (a create whose file was never written, a dropper that failed, a test process's).
       try {
         const c = clients[0] ?? (await connect());
