@@ -3,6 +3,7 @@ import { resolveSite, type ResolvedSite, type SiteRef } from "../sites/resolve.t
 import { pgAll } from "../db/pg/named.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { roundHalfEven } from "./format.ts";
+import { byText } from "./query-sums.ts";
 import { queryPool } from "./pool.ts";
 import type { PageKeywordItem, RankingDataItem, TrendsResponse } from "./schemas.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
@@ -284,7 +285,12 @@ export async function pageKeywordQuery(
   const e = db.engine;
   const filters = { searchType: o.searchType ?? "web", device: o.device ?? null };
   const window = (await windowSince(db, o.siteId, o.since)) ?? { start: dayOf(new Date()), end: dayOf(new Date()) };
-  const pt = await pageTotalsQuery(db, { siteId: o.siteId, ...window, ...filters }, { urlContains: o.urlContains, limit: o.limit });
+  const seek = e === "sqlite" && o.limit !== null && o.limit * 4 <= countSitePages(db, o.siteId);
+  const pt = await pageTotalsQuery(
+    db,
+    { siteId: o.siteId, ...window, ...filters },
+    { urlContains: o.urlContains, limit: o.limit, byParity: seek },
+  );
   const device = filters.device ? " and d.device = $device" : "";
   const params: Record<string, string | number | null> = { ...pt.params, kw_type: typeCode(filters.searchType) };
   const columns = `pt.page as url, pt.clicks as total_clicks, pt.impressions as total_impressions,
@@ -292,10 +298,11 @@ export async function pageKeywordQuery(
   // SQLite, a few of the site's pages (the API's default 1,000): each kept page's queries read by the detail's key
   // (site_id, day, type, page_id), one seek per day, and made distinct per page (a small sort each, not one of the
   // window's pairs: 5 M rows, 90 days, 374,000 rows of 1,000 pages, 30,600 pairs: 520 -> 360 ms CPU); then each
-  // pair's query text, one dictionary read per pair. The pages first, their keywords then read by statements of
-  // their own (findPageKeywordPerformance: two at once). Else the window's rows filtered by page (a seek per page
-  // and day costs more than the scan for most pages), grouped on the integer ids first, the text read once per pair.
-  if (e === "sqlite" && o.limit !== null && o.limit * 4 <= countSitePages(db, o.siteId)) {
+  // pair's query text, one dictionary read per pair. The pages first, then their keywords, each by two statements at
+  // once (findPageKeywordPerformance): `sql` keeps the pages of one id parity ($parity). Else the window's rows
+  // filtered by page (a seek per page and day costs more than the scan for most pages), grouped on the integer ids
+  // first, the text read once per pair.
+  if (seek) {
     params.days = JSON.stringify(dayRange(window.start, window.end).map(dayNumber));
     const sql = `select pt.page_id as page_id, ${columns} from (
 ${pt.sql}
@@ -355,8 +362,16 @@ export function toPageKeywordItem(r: PageRow): PageKeywordItem {
 export async function findPageKeywordPerformance(db: Db, o: PageKeywordOptions): Promise<PageKeywordItem[]> {
   const q = await pageKeywordQuery(db, o);
   if (!q.keywordsSql) return (await all<PageRow>(db, q.sql, q.params, true)).map(toPageKeywordItem);
-  // The pages, then their keywords by two statements at once (two query processes), every other page each.
-  const pages = await all<Omit<PageRow, "keywords"> & { page_id: number }>(db, q.sql, q.params, true);
+  // The pages by two statements at once (two query processes: the first `limit` of the even ids and of the odd ones,
+  // in the page totals' order, whose first `limit` are the first of all), then their keywords, every other page each.
+  type Page = Omit<PageRow, "keywords"> & { page_id: number };
+  const byTotals = (a: Page, b: Page) =>
+    b.total_clicks - a.total_clicks || b.total_impressions - a.total_impressions || byText(a.url, b.url);
+  const pages = (await Promise.all([0, 1].map((parity) => all<Page>(db, q.sql, { ...q.params, parity }, true))))
+    .flat()
+    .sort(byTotals)
+    .slice(0, o.limit ?? undefined)
+    .sort((a, b) => b.total_clicks - a.total_clicks || byText(a.url, b.url));
   const halves = [0, 1].map((h) => pages.filter((_, i) => i % 2 === h).map((p) => p.page_id)).filter((ids) => ids.length > 0);
   const keywords = new Map<number, string>();
   for (const rows of await Promise.all(

@@ -395,6 +395,8 @@ export type PageTotalsOptions = {
   order?: "clicks" | "impressions" | "clicks_page";
   /** "day": the day rows only, never the weekly rollup (the reference the weekly reads are measured against). */
   grain?: "day";
+  /** Only the pages whose id % 2 is the statement's `$parity` (a report read by two statements at once). */
+  byParity?: boolean;
 };
 
 /**
@@ -421,9 +423,9 @@ async function pageRowsQuery(db: Db, f: GrainFilters, o: PageTotalsOptions) {
   const ungrained = derivable(f) ? await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, f.end) : null;
   // Exact pages: only their ids' rows are summed.
   const idFilter = (alias: string) =>
-    o.pages
+    (o.pages
       ? ` and ${alias}.page_id in (select pi.id from gsc_pages pi where pi.site_id = $site_id and pi.page in (select value from ${jsonList(e, "$pages", "pl")}))`
-      : "";
+      : "") + (o.byParity ? ` and ${alias}.page_id % 2 = $parity` : "");
   let union = "";
   if (ungrained && ungrained.count > 0) {
     params.ud = ungrained.days;
