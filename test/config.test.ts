@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { availableParallelism } from "node:os";
-import { ConfigError, loadConfig, loadStressConfig, parseDatabaseUrl } from "../src/config.ts";
+import { ConfigError, childEnv, loadConfig, loadStressConfig, parseDatabaseUrl, settingsHandOff } from "../src/config.ts";
 
 /** The ConfigError.fields a load throws (fails the test when it does not throw). */
 function fieldsOf(argv: string[], env: Record<string, string> = {}): Record<string, string[]> {
@@ -191,6 +191,64 @@ describe("DATABASE_URL forms", () => {
       expect(fields.DATABASE_URL!.join("; ")).toMatch(message);
     });
   }
+});
+
+describe("settings handed on to a supervised child (SITESYNC_SETTINGS)", () => {
+  // A child's environment with the settings that transform (lists, durations, origins) and one left unset.
+  const env = {
+    PORT: "4100",
+    SITESYNC_ROLE: "http",
+    SITESYNC_SUPERVISED: "1",
+    LOCAL_ADDRESSES: "10.0.0.0/8, ::1",
+    CORS_ORIGINS: "https://App.example.com/",
+    UI_SESSION_TTL: "2h",
+    BACKUP_INTERVAL: "6h",
+    REQUEST_LOG: "yes",
+    DATABASE_URL: "postgres://u:pw@db:5432/app",
+    WORKERS: "",
+  };
+  /** The hand-off for `env` with its settings changed by `edit`: shows whether a load took it or parsed its own. */
+  const edited = (edit: (settings: Record<string, unknown>) => void) => {
+    const h = JSON.parse(settingsHandOff(env)!);
+    edit(h.settings);
+    return JSON.stringify(h);
+  };
+
+  test("a child given the settings of its own environment gets the configuration it would parse", () => {
+    const handed = loadConfig([], { ...env, SITESYNC_SETTINGS: settingsHandOff(env)! });
+    expect(handed).toEqual(loadConfig([], env));
+    expect(handed).toMatchObject({ PORT: 4100, role: "http", supervised: true, LOCAL_ADDRESSES: ["10.0.0.0/8", "::1"] });
+    expect(handed).toMatchObject({ CORS_ORIGINS: ["https://app.example.com"], UI_SESSION_TTL: 7_200_000, BACKUP_INTERVAL: 21_600_000 });
+    expect(handed.database).toEqual({ dialect: "postgres", url: "postgres://u:pw@db:5432/app" });
+  });
+
+  test("the handed settings are taken as they are (not parsed again)", () => {
+    const c = loadConfig([], { ...env, SITESYNC_SETTINGS: edited((s) => (s.SHUTDOWN_TIMEOUT_MS = 1234)) });
+    expect(c.SHUTDOWN_TIMEOUT_MS).toBe(1234);
+  });
+
+  test("a process whose environment or flags differ from the hand-off's parses its own", () => {
+    const handOff = edited((s) => (s.SHUTDOWN_TIMEOUT_MS = 1234));
+    for (const c of [
+      loadConfig([], { ...env, PORT: "4200", SITESYNC_SETTINGS: handOff }),
+      loadConfig([], { ...env, SHUTDOWN_TIMEOUT_MS: "10000", SITESYNC_SETTINGS: handOff }),
+      loadConfig(["--port", "4200"], { ...env, SITESYNC_SETTINGS: handOff }),
+    ])
+      expect(c.SHUTDOWN_TIMEOUT_MS).toBe(10_000);
+    expect(() => loadConfig([], { ...env, PORT: "x", SITESYNC_SETTINGS: handOff })).toThrow(ConfigError);
+    // Unreadable, or made by other code (a supervisor upgraded under): parsed as if absent.
+    expect(loadConfig([], { ...env, SITESYNC_SETTINGS: "{" }).PORT).toBe(4100);
+    const otherCode = JSON.parse(handOff);
+    otherCode.version = "1";
+    expect(loadConfig([], { ...env, SITESYNC_SETTINGS: JSON.stringify(otherCode) }).SHUTDOWN_TIMEOUT_MS).toBe(10_000);
+  });
+
+  test("childEnv hands on the settings of the environment it makes; none when that does not parse", () => {
+    const child = childEnv({ PORT: "4300", SITESYNC_ROLE: "sync" });
+    expect(loadConfig([], child)).toEqual(loadConfig([], { ...child, SITESYNC_SETTINGS: "" }));
+    expect(JSON.parse(child.SITESYNC_SETTINGS!).settings).toMatchObject({ PORT: 4300, SITESYNC_ROLE: "sync" });
+    expect(childEnv({ PORT: "x" }).SITESYNC_SETTINGS).toBeUndefined();
+  });
 });
 
 describe("loadStressConfig", () => {
