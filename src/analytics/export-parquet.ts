@@ -513,5 +513,6 @@ export function parquetDays(groupRows = PARQUET_GROUP_ROWS): DayEncoder {
       }
       return out.drain();
     },
+    recycle: (chunk) => out.recycle(chunk),
   };
 }

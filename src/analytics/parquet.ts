@@ -51,8 +51,16 @@ function loadWriter() {
   class ChunkWriter extends ByteWriter {
     chunks: Uint8Array[] = [];
     size = 0;
+    /** The memory of the chunk drain last handed out whole, and one given back by recycle (written again). */
+    private lent: ArrayBufferLike | null = null;
+    private spare: Uint8Array | null = null;
     flush() {
-      const bytes = this.getBytes().slice();
+      const n = this.index;
+      const spare = this.spare;
+      this.spare = null;
+      // A little room over this part's size, so that a recycled chunk fits the next part (sizes vary a little).
+      const bytes = spare && spare.length >= n ? spare.subarray(0, n) : new Uint8Array(n + (n >> 3)).subarray(0, n);
+      bytes.set(this.getBytes());
       this.index = 0;
       this.chunks.push(bytes);
       this.size += bytes.length;
@@ -64,9 +72,16 @@ function loadWriter() {
     drain(): Uint8Array | null {
       if (!this.size) return null;
       const out = this.chunks.length === 1 ? this.chunks[0]! : concat(this.chunks, this.size);
+      this.lent = out.buffer;
       this.chunks = [];
       this.size = 0;
       return out;
+    }
+    /** The consumer is done with a chunk drain returned: its memory takes the next part (see DownloadSteps.recycle). */
+    recycle(chunk: Uint8Array) {
+      if (chunk.buffer !== this.lent) return;
+      this.lent = null;
+      this.spare = new Uint8Array(chunk.buffer);
     }
   }
   return { ChunkWriter, ParquetWriter };
