@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { countRequests, createRequestSignal, giveWay, giveWayStats, SIGNAL_SLOTS, watchRequests } from "../src/sync/give-way.ts";
 import { tempDb } from "./helpers/db.ts";
 import { childPids } from "./helpers/procs.ts";
@@ -51,6 +51,21 @@ describe("requests in flight shared with the sync workers (SYNC_GIVE_WAY)", () =
     const own = (req: Request) => new Response(req.url);
     expect(countRequests(path, SIGNAL_SLOTS, own)).toBe(own);
     expect(countRequests(`${path}-missing`, 0, own)).toBe(own);
+  });
+
+  test("a new supervisor's file replaces those of supervisors gone without removing theirs (SIGKILL), not a live one's", () => {
+    const dir = dirname(signalFile("dir").path);
+    const gone = join(dir, `sitesync-requests-${Bun.spawnSync(["true"]).pid}`);
+    const live = join(dir, `sitesync-requests-${process.pid}`);
+    writeFileSync(gone, new Uint8Array(1024));
+    writeFileSync(live, new Uint8Array(1024));
+    cleanups.push(
+      () => rmSync(gone, { force: true }),
+      () => rmSync(live, { force: true }),
+    );
+    signalFile("sweep");
+    expect(existsSync(gone)).toBe(false);
+    expect(existsSync(live)).toBe(true);
   });
 
   test("the sync worker pauses while any slot has a request in flight, and a slot that never drops does not stop it", () => {

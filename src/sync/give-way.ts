@@ -1,4 +1,4 @@
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -12,10 +12,23 @@ import { join } from "node:path";
 /** Slots in the file (HTTP workers; WORKERS is at most this). */
 export const SIGNAL_SLOTS = 256;
 
-/** Creates the shared file (zeros) for a supervisor; returns its path, or null where it cannot be made. */
+const PREFIX = "sitesync-requests-";
+
+/**
+ * Creates the shared file (zeros) for the supervisor of pid `id`; returns its path, or null where it cannot be made.
+ * Files of supervisors no longer running (killed before they could remove theirs) are removed first.
+ */
 export function createRequestSignal(id: string): { path: string; remove: () => void } | null {
   const dir = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
-  const path = join(dir, `sitesync-requests-${id}`);
+  const path = join(dir, `${PREFIX}${id}`);
+  try {
+    for (const name of readdirSync(dir)) {
+      const pid = Number(name.slice(PREFIX.length));
+      if (name.startsWith(PREFIX) && Number.isInteger(pid) && pid > 0 && !alive(pid)) rmSync(join(dir, name), { force: true });
+    }
+  } catch {
+    // Another's file, or the directory unreadable: left alone.
+  }
   try {
     writeFileSync(path, new Uint8Array(SIGNAL_SLOTS * 4), { mode: 0o600 });
   } catch {
@@ -23,6 +36,16 @@ export function createRequestSignal(id: string): { path: string; remove: () => v
   }
   // Unlinked only: a mapping outlives its file's name (truncating it under a mapping would crash the process).
   return { path, remove: () => rmSync(path, { force: true }) };
+}
+
+/** Whether a process of this pid exists (signal 0: EPERM means it does, under another user). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** The shared file's slots as int32s, or null when it cannot be mapped (then nobody signals or waits). */
