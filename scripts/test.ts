@@ -426,12 +426,16 @@ if (planOnly) {
   console.log(`waiting files (an extra lane beside TEST_JOBS > 1 unless TEST_WAIT_LANE=0): ${sum(waits).toFixed(0)} s`);
   for (const n of [1, 2, 3, 4])
     console.log(`TEST_JOBS=${n}: ${(plannedWall(lanes, n, n > 1 && process.env.TEST_WAIT_LANE !== "0") + sum(alone)).toFixed(0)} s`);
-  // The lanes cannot beat the CPU: the files' recorded CPU (not the PostgreSQL backends', nor chromium's) over the cores.
+  // The lanes cannot beat the CPU: the files' recorded CPU (not chromium's processes that outlive a test) and, when
+  // recorded, the PostgreSQL backends' on their databases (scripts/test-pg-cpu.json: a whole run's
+  // $TMPDIR/sitesync-test-pg-cpu.json; the server's CPU it could not attribute is not in it) over the cores.
   const cpu = units.reduce((a, u) => a + recordedOf(u, true), 0);
+  const pgCpuRec = recorded("test-pg-cpu.json");
+  const pgCpu = units.reduce((a, u) => a + u.files.reduce((b, f) => b + (pgCpuRec[`${u.engine} ${basename(f)}`] ?? 0), 0), 0);
   const cores = navigator.hardwareConcurrency;
   if (cpu > 0)
     console.log(
-      `CPU ${cpu.toFixed(0)} s recorded (scripts/test-cpu.json, files' process trees): at least ${(cpu / cores).toFixed(0)} s of wall on ${cores} cores`,
+      `CPU ${cpu.toFixed(0)} s recorded (scripts/test-cpu.json, files' process trees)${pgCpu > 0 ? ` + ${pgCpu.toFixed(0)} s of the PostgreSQL backends on their databases (scripts/test-pg-cpu.json)` : ""}: at least ${((cpu + pgCpu) / cores).toFixed(0)} s of wall on ${cores} cores`,
     );
   process.exit(0);
 }
