@@ -24,6 +24,7 @@ import { runLoad } from "./load.ts";
 //   baseline                       bench/baseline/server.ts (the textbook `bun run bench` compares with)
 //   groupcommit                    the same with --group-commit (the peer of the service's creates)
 //   service                        --workers 1: src/server.ts alone; more: src/main.ts (the supervisor and its workers)
+//   service@DIR?NAME=VALUE&...     the same from another checkout, with environment variables
 // Default sides: textbook textbook+headers textbook+ip textbook+headers+ip textbook+headers+ip+app service.
 
 const { values: flags, positionals } = parseArgs({
@@ -104,12 +105,15 @@ function start(name: string, index: number): Side {
     Bun.spawn(cmd, { cwd: root, env: { ...env, ...extra }, stdout: "ignore", stderr: "inherit" });
   let procs: Subprocess[];
   if (name.startsWith("service@")) {
-    // An experiment: another checkout's service, with environment variables (`service@DIR?NAME=VALUE&...`).
+    // An experiment: another checkout's service, with environment variables (`service@DIR?NAME=VALUE&...`), started as
+    // `service` is (--workers 1: src/server.ts alone; more: src/main.ts, whose settings then reach its workers).
     const [where, query = ""] = name.slice("service@".length).split("?");
     const extra = Object.fromEntries(new URLSearchParams(query));
-    procs = [
-      Bun.spawn([process.execPath, "src/server.ts"], { cwd: where, env: { ...env, ...extra }, stdout: "ignore", stderr: "inherit" }),
-    ];
+    const cmd =
+      workers === 1
+        ? [process.execPath, "src/server.ts"]
+        : [process.execPath, "src/main.ts", "--workers", String(workers), "--sync-workers", "0"];
+    procs = [Bun.spawn(cmd, { cwd: where, env: { ...env, ...extra }, stdout: "ignore", stderr: "inherit" })];
   } else if (name === "service") {
     procs = [
       workers === 1

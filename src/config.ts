@@ -64,6 +64,12 @@ const buildEnvSchema = () =>
     // or after its traffic changes (docs/benchmarks/request-path.md). Their children (analytics, MCP query, backup
     // processes) inherit it.
     HTTP_JIT_TOP_TIER: z.enum(["on", "off"]).default("off"),
+    // mimalloc's purge delay (ms) for the HTTP worker processes the supervisor starts (and their children), set at their
+    // start with the free blocks inside used pages left alone (MIMALLOC_PURGE_DELAY, MIMALLOC_PURGE_HOLES=0): freed memory
+    // goes back to the kernel this long after it was freed. Bun's own (100 ms, holes too) kept its allocator thread at
+    // 10-35 µs of CPU per request under load (docs/benchmarks/request-path.md); a burst's memory (an export, a report)
+    // is still handed back about this long after it ends. -1: never (RSS stays at its high-water mark, as sync workers).
+    HTTP_MALLOC_PURGE_DELAY: z.coerce.number().int().min(-1).default(10_000),
     DATABASE_URL: z.string().min(1).default("./data/app.db"),
     SHUTDOWN_TIMEOUT_MS: int(0).default(10_000),
     LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),

@@ -188,6 +188,8 @@ function spawn(slot: Slot) {
       ...(requestSignal && slot.role === "http" ? { SITESYNC_SLOT: String(slot.index) } : {}),
       // Read by the allocator at the process's start: a backfill frees and reuses memory all the time (SYNC_MALLOC_PURGE_DELAY).
       ...(slot.role === "sync" ? { MIMALLOC_PURGE_DELAY: String(config.SYNC_MALLOC_PURGE_DELAY) } : {}),
+      // HTTP workers: freed memory kept for HTTP_MALLOC_PURGE_DELAY, holes inside used pages not purged (reqpath, issue 19).
+      ...(slot.role === "http" ? { MIMALLOC_PURGE_DELAY: String(config.HTTP_MALLOC_PURGE_DELAY), MIMALLOC_PURGE_HOLES: "0" } : {}),
       // Read by JSC at the process's start (HTTP_JIT_TOP_TIER).
       ...(slot.role === "http" && config.HTTP_JIT_TOP_TIER === "off" ? { BUN_JSC_useFTLJIT: "0" } : {}),
     }),

@@ -102,7 +102,7 @@ describe("supervisor", () => {
 
   // Engine-neutral (the environment of the processes): run once, with SQLite.
   test.skipIf(testEngine === "pg")(
-    "sync workers start with mimalloc's purge delay of SYNC_MALLOC_PURGE_DELAY (default -1: freed memory kept); HTTP workers with the allocator's default and JSC's top tier off unless HTTP_JIT_TOP_TIER=on",
+    "sync workers start with mimalloc's purge delay of SYNC_MALLOC_PURGE_DELAY (default -1: freed memory kept); HTTP workers with HTTP_MALLOC_PURGE_DELAY (default 10000) and holes not purged, and JSC's top tier off unless HTTP_JIT_TOP_TIER=on",
     async () => {
       const tmp = tempDir();
       cleanups.push(tmp.cleanup);
@@ -136,20 +136,30 @@ describe("supervisor", () => {
           const vars = await environ(e.worker_pid);
           out[e.role] = vars.find((v) => v.startsWith("MIMALLOC_PURGE_DELAY="))?.slice(21);
           out[`${e.role} ftl`] = vars.find((v) => v.startsWith("BUN_JSC_useFTLJIT="))?.slice(18);
+          out[`${e.role} holes`] = vars.find((v) => v.startsWith("MIMALLOC_PURGE_HOLES="))?.slice(21);
         }
         sup.proc.kill("SIGTERM");
         expect(await sup.proc.exited).toBe(0);
         return out;
       };
-      // HTTP workers get what this process has (normally nothing: the allocator's default).
-      const http = process.env.MIMALLOC_PURGE_DELAY;
+      // Sync workers get this process's holes setting and JSC's top tier (normally nothing: the defaults).
+      const holes = process.env.MIMALLOC_PURGE_HOLES;
       const ftl = process.env.BUN_JSC_useFTLJIT;
-      expect(await purgeDelays({})).toEqual({ http, sync: "-1", "http ftl": "0", "sync ftl": ftl });
-      expect(await purgeDelays({ SYNC_MALLOC_PURGE_DELAY: "25", HTTP_JIT_TOP_TIER: "on" })).toEqual({
-        http,
+      expect(await purgeDelays({})).toEqual({
+        http: "10000",
+        sync: "-1",
+        "http ftl": "0",
+        "sync ftl": ftl,
+        "http holes": "0",
+        "sync holes": holes,
+      });
+      expect(await purgeDelays({ SYNC_MALLOC_PURGE_DELAY: "25", HTTP_MALLOC_PURGE_DELAY: "-1", HTTP_JIT_TOP_TIER: "on" })).toEqual({
+        http: "-1",
         sync: "25",
         "http ftl": ftl,
         "sync ftl": ftl,
+        "http holes": "0",
+        "sync holes": holes,
       });
     },
   );
