@@ -102,29 +102,34 @@ describe("streamed export on the real service", () => {
     }
   });
 
-  test("a CSV and a Parquet download read slowly (the client pausing, the server waiting on it) give the same bytes as read at once", async () => {
-    for (const format of ["csv", "parquet"]) {
-      const url = `${server.url}/api/v1/sites/${seed.siteId}/export?format=${format}`;
-      const fast = Buffer.from(await (await fetch(url)).arrayBuffer());
-      const reader = (await fetch(url)).body!.getReader();
-      const parts: Uint8Array[] = [];
-      let size = 0;
-      let paused = 0;
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        parts.push(value);
-        size += value.length;
-        // A pause every ~1 MiB read: the socket's buffers fill and the server's writes wait for the client.
-        if (size >= (paused + 1) * 1024 * 1024) {
-          paused++;
-          await Bun.sleep(30);
+  // SQLite: the served CSV and Parquet write each next chunk into the memory of the last (the direct stream to Bun's
+  // HTTP response); PostgreSQL's downloads make every chunk new.
+  test.skipIf(testEngine === "pg")(
+    "a CSV and a Parquet download read slowly (the client pausing, the server waiting on it) give the same bytes as read at once",
+    async () => {
+      for (const format of ["csv", "parquet"]) {
+        const url = `${server.url}/api/v1/sites/${seed.siteId}/export?format=${format}`;
+        const fast = Buffer.from(await (await fetch(url)).arrayBuffer());
+        const reader = (await fetch(url)).body!.getReader();
+        const parts: Uint8Array[] = [];
+        let size = 0;
+        let paused = 0;
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          parts.push(value);
+          size += value.length;
+          // A pause every 256 KiB read: the socket's buffers fill and the server's writes wait for the client.
+          if (size >= (paused + 1) * 256 * 1024) {
+            paused++;
+            await Bun.sleep(10);
+          }
         }
+        expect(paused).toBeGreaterThan(2);
+        expect(Buffer.concat(parts).equals(fast)).toBe(true);
       }
-      expect(paused).toBeGreaterThan(format === "csv" ? 5 : 0);
-      expect(Buffer.concat(parts).equals(fast)).toBe(true);
-    }
-  });
+    },
+  );
 
   test("the whole site as Parquet: several row groups, the same rows and order as JSON lines (read back with hyparquet)", async () => {
     const res = await fetch(`${server.url}/api/v1/sites/${seed.siteId}/export?format=parquet`).catch((e) => {
