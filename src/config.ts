@@ -388,8 +388,15 @@ const once = { jitless: true } as const;
  */
 type HandOff = { version: string; keys: string[]; source: Source; settings: Env; defaults: Env };
 
-// This module's text: a hand-off from a supervisor running other code (upgraded under it) is not taken.
-const version = String(Bun.hash(readFileSync(import.meta.path)));
+// This module's text: a hand-off from a supervisor running other code (upgraded under it) is not taken. Unreadable
+// (a compiled binary): no hand-off is made or taken.
+const version = (() => {
+  try {
+    return String(Bun.hash(readFileSync(import.meta.path)));
+  } catch {
+    return null;
+  }
+})();
 
 /** The hand-off in `env` (SITESYNC_SETTINGS), or null when there is none, it is unreadable or from other code. */
 function handOffIn(env: Source): HandOff | null {
@@ -397,7 +404,7 @@ function handOffIn(env: Source): HandOff | null {
   if (!raw) return null;
   try {
     const handOff = JSON.parse(raw) as HandOff;
-    return handOff.version === version ? handOff : null;
+    return version !== null && handOff.version === version ? handOff : null;
   } catch {
     return null;
   }
@@ -405,6 +412,7 @@ function handOffIn(env: Source): HandOff | null {
 
 /** SITESYNC_SETTINGS for a child process whose environment is `env`; undefined when `env` does not parse (the child then says why). */
 export function settingsHandOff(env: Source): string | undefined {
+  if (version === null) return undefined;
   const keys = Object.keys(envSchema().shape);
   const source = settingSource(keys, env);
   const parsed = envSchema().safeParse(source, once);
