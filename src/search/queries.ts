@@ -5,6 +5,7 @@ import {
   ftsTrigrams,
   INDEX_BATCH,
   indexPendingQueries,
+  SEARCH_INDEXED_HALF_SQL,
   SEARCH_INDEXED_SQL,
   SEARCH_MATCHED_IDS_SQL,
   findShortMatchIds,
@@ -92,7 +93,18 @@ async function searchSqlite(
     const sql = oneType ? SEARCH_ONE_TYPE_SQL[kind] : kind === "short" ? SEARCH_SHORT_SQL : SEARCH_INDEXED_SQL;
     return pool.all<SearchRow>(sql, { ...p, ...fts });
   };
-  if (force === "rollup" || (!force && kind === "index")) return rollup();
+  if (!force && kind === "index") {
+    // Two statements at once (two query processes), the matches of even ids and of odd ones (6,700 rollup key ranges at
+    // 5 M rows for bench:analytics' term): each half's first `limit` in the statement's order, whose first `limit` are
+    // the first of all, `found` the halves' sum.
+    const oneType = windowHasOneType(db, p.site_id, p.start_day, p.end_day);
+    const sql = oneType ? SEARCH_INDEXED_HALF_SQL.one : SEARCH_INDEXED_HALF_SQL.many;
+    const halves = await Promise.all([0, 1].map((parity) => pool.all<SearchRow>(sql, { ...p, ...fts, parity })));
+    const found = halves.reduce((n, rows) => n + (rows[0]?.found ?? 0), 0);
+    const rows = halves.flat().sort((a, b) => b.total_impressions - a.total_impressions || byText(a.query, b.query));
+    return (params.limit < 0 ? rows : rows.slice(0, params.limit)).map((r) => ({ ...r, found }));
+  }
+  if (force === "rollup") return rollup();
   const ids =
     kind === "short"
       ? await findShortMatchIds(db, p.site_id, p.pattern)

@@ -27,13 +27,13 @@ export type SearchRow = {
 // there for `found`, not by a window over every row (`count(*) over ()` buffered and re-read them all). `days`:
 // the days a query appeared, `count(distinct g.day)`; a window holding one search type has at most one row per
 // query and day, so there `count(*)` is the same number without a distinct set per query (windowHasOneType).
-const totalsOf = (matched: string, days = "count(distinct g.day)") => `with matched(id, query) as (${matched}),
+const totalsOf = (matched: string, days = "count(distinct g.day)", half = false) => `with matched(id, query) as (${matched}),
 r as materialized (
 select m.query as query, sum(g.clicks) as c, sum(g.impressions) as i, sum(g.sum_position) as sp, ${days} as days
   from matched m
  cross join gsc_day_query_totals g
     on g.site_id = $site_id and g.query_id = m.id
- where g.day >= $start_day and g.day <= $end_day
+ where g.day >= $start_day and g.day <= $end_day${half ? " and m.id % 2 = $parity" : ""}
  group by m.id)
 select query,
        c as total_clicks,
@@ -76,6 +76,15 @@ export const SEARCH_SHORT_SQL = totalsOf(SHORT_MATCHES);
 
 /** The same two searches for a window holding one search type (windowHasOneType): the days appeared as `count(*)`. */
 export const SEARCH_ONE_TYPE_SQL = { index: totalsOf(INDEXED_MATCHES, "count(*)"), short: totalsOf(SHORT_MATCHES, "count(*)") };
+
+/**
+ * SEARCH_INDEXED_SQL (`many`) and its one-type form (`one`) over the matches whose id % 2 is `$parity` only: a search
+ * read by two statements at once, each its half's first `$limit` and `found`.
+ */
+export const SEARCH_INDEXED_HALF_SQL = {
+  many: totalsOf(INDEXED_MATCHES, "count(distinct g.day)", true),
+  one: totalsOf(INDEXED_MATCHES, "count(*)", true),
+};
 
 /**
  * The ids of a site's queries matching a search, as one JSON array (one value from the query process, not a row per
