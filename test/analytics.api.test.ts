@@ -713,6 +713,9 @@ describe("GET /api/v1/analytics/performance-trends (§4 row 4)", () => {
     });
     expect((await call("GET", "/api/v1/analytics/performance-trends")).status).toBe(400);
     expect((await call("GET", "/api/v1/analytics/performance-trends?hostname=nope.example")).status).toBe(404);
+    const unknown = await call("GET", "/api/v1/analytics/performance-trends?site_id=987654");
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.error.message).toMatch(/site 987654 not found/);
     expect((await call("GET", `/api/v1/analytics/performance-trends?site_id=${ids.A}&days=0`)).status).toBe(400);
   });
 });

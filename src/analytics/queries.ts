@@ -17,7 +17,7 @@ import {
   type DayTotals,
   anonymizedShareRead,
   findAnonymizedShare,
-  findDataDayBounds,
+  findSiteDataDayBounds,
   findPropertyDays,
   propertyDaysReads,
   shareOf,
@@ -506,12 +506,16 @@ async function countDailyQueriesAllTypes(db: Db, siteId: number, start: string, 
  */
 export async function findPerformanceTrends(
   db: Db,
-  siteId: number,
+  site: number | SiteRef,
   days: number,
   f: TrendsFilters = { searchType: "web" },
 ): Promise<TrendsResponse> {
   assertAnswerable(f, "property");
-  const { last, first } = await findDataDayBounds(db, siteId, f.searchType);
+  // A request's site (SiteRef): resolved with the first read (one round trip on PostgreSQL); 404 when none.
+  const ref = typeof site === "number" ? { site_id: site } : site;
+  const bounds = await findSiteDataDayBounds(db, ref, f.searchType);
+  const { last, first } = bounds;
+  const siteId = bounds.site.id;
   let rows: DayTotals[] = [];
   // The detail has no country and no appearance: no exact count of named queries under those filters.
   const counted = !f.country && !f.appearance;

@@ -207,8 +207,7 @@ export function analyticsRoutes(db: Db, opts: AnalyticsOptions = {}) {
     }),
     async (c) => {
       const q = c.req.valid("query");
-      const site = await resolveSite(db, q);
-      return c.json(await findPerformanceTrends(db, site.id, q.days, grainFiltersOf(q)), 200);
+      return c.json(await findPerformanceTrends(db, q, q.days, grainFiltersOf(q)), 200);
     },
   );
 

@@ -694,6 +694,19 @@ export async function findDataDayBounds(
   return { first: firstDayOf(first!), last: lastDayOf(last!) };
 }
 
+/** The request's site and findDataDayBounds of it (on PostgreSQL in the same round trip, see allRowsOfSite). */
+export async function findSiteDataDayBounds(
+  db: Db,
+  ref: SiteRef,
+  searchType: SearchTypeCode | "all",
+): Promise<{ site: ResolvedSite; first: string | null; last: string | null }> {
+  const { site, rows } = await allRowsOfSite(db, ref, (siteId) => [
+    { sql: FIRST_DAY_SQL, params: { site_id: siteId } },
+    lastDayRead(db.engine, siteId, searchType),
+  ]);
+  return { site, first: firstDayOf(rows[0]!), last: lastDayOf(rows[1]!) };
+}
+
 type BoundRow = { day: number | null; detail_day: number | null };
 const FIRST_DAY_SQL = `select (select min(day) from gsc_property_totals where site_id = $site_id) as day,
             (select min(day) from gsc_query_detail where site_id = $site_id) as detail_day`;
