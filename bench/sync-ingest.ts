@@ -61,7 +61,7 @@ const { values: args } = parseArgs({
     // CPUs (taskset list, e.g. "1") every thread of the sync worker / HTTP worker may run on, set from here.
     "sync-cpus": { type: "string" },
     "http-cpus": { type: "string" },
-    // --served: rounds alternate A (the sync worker as the service started it, on every CPU) and B (the --sync-cpus /
+    // --served: after a warm-up round, rounds alternate A B B A ... (A: the sync worker on every CPU) and B (the --sync-cpus /
     // --sync-policy / --sync-slice-us / --http-cpus above, set from here before each B round and undone before each A
     // round): before/after in one run, the idle windows shared, so the load of the moment weighs on both alike.
     ab: { type: "boolean", default: false },
@@ -419,7 +419,9 @@ async function served(): Promise<void> {
     const perRound: string[] = [];
     const newest = addDays(dayOf(new Date()), -10);
     for (let round = 0; round < rounds; round++) {
-      const side = args.ab ? round % 2 : 1;
+      // --ab: round 1 warms up (new texts, the JIT; counted in neither side), then A B B A A B B A ...: neither side
+      // always comes first after a warm-up, and a steady drift in the machine's load weighs on both alike.
+      const side = args.ab ? (round === 0 ? -1 : [0, 1, 1, 0][(round - 1) % 4]!) : 1;
       if (side === 1) slices();
       else undo();
       const idleMs = await idleWindow();
@@ -465,12 +467,14 @@ async function served(): Promise<void> {
       httpWait += waitedMs(httpPid, httpWait0);
       fakeCpu += cpuMs(fake.proc.pid) - fakeCpu0;
       busy.push(...busyMs);
-      sides[side]!.push(...busyMs);
-      sideRows[side]! += n;
-      sideSeconds[side]! += s;
+      if (side >= 0) {
+        sides[side]!.push(...busyMs);
+        sideRows[side]! += n;
+        sideSeconds[side]! += s;
+      }
       loads.push(loadavg()[0]!);
       perRound.push(
-        `  round ${round + 1}${args.ab ? (side ? " (B)" : " (A)") : ""}: ${n} rows in ${s.toFixed(2)} s = ${Math.round(n / s)} rows/s, sync ${((cpu * 1000) / n).toFixed(1)} µs a row, GET p99 idle ${pct(idleMs, 99).toFixed(1)} → backfill ${pct(busyMs, 99).toFixed(1)} ms (n ${idleMs.length} / ${busyMs.length}), load ${loads.at(-1)!.toFixed(1)}`,
+        `  round ${round + 1}${args.ab ? [" (warm-up)", " (A)", " (B)"][side + 1] : ""}: ${n} rows in ${s.toFixed(2)} s = ${Math.round(n / s)} rows/s, sync ${((cpu * 1000) / n).toFixed(1)} µs a row, GET p99 idle ${pct(idleMs, 99).toFixed(1)} → backfill ${pct(busyMs, 99).toFixed(1)} ms (n ${idleMs.length} / ${busyMs.length}), load ${loads.at(-1)!.toFixed(1)}`,
       );
     }
     undo();

@@ -196,12 +196,14 @@ const buildEnvSchema = () =>
     // supervised sync worker also starts a session of its own (its own scheduling group under Linux autogroups). 0: as the rest.
     SYNC_NICE: int(0, 19).default(10),
     // CPUs the sync worker processes run on (every thread; Linux sched_setaffinity), e.g. "1" or "2-3": with a backfill
-    // kept off the others, requests never wait behind it for a core (API p99 during a backfill, docs/sync.md). Unset: all.
+    // kept off the others, requests never wait behind it for a core (API p99 during a backfill, docs/sync.md). auto: a
+    // supervised sync worker keeps to the last SYNC_WORKERS of the CPUs it may use, leaving at least one (none with one
+    // CPU); all: every CPU.
     SYNC_CPUS: z
       .string()
-      .regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, "a CPU list such as 1 or 0,2-3")
-      .transform(cpuList)
-      .optional(),
+      .regex(/^(auto|all|\d+(-\d+)?(,\d+(-\d+)?)*)$/, "auto, all or a CPU list such as 1 or 0,2-3")
+      .transform((v) => (v === "auto" || v === "all" ? v : cpuList(v)))
+      .default("auto"),
     // Supervised sync workers pause between short pieces of their work while an HTTP worker has a request in flight (and
     // half a millisecond after), told through a small shared memory-mapped file (src/sync/give-way.ts): a backfill
     // leaves the cores to requests and runs at full speed between them. false: they never pause.
@@ -351,7 +353,7 @@ let envSchemaBuilt: ReturnType<typeof buildEnvSchema> | undefined;
 const envSchema = () => (envSchemaBuilt ??= buildEnvSchema());
 
 /** The CPU numbers of a list such as "0,2-3". */
-function cpuList(list: string): number[] {
+export function cpuList(list: string): number[] {
   return list.split(",").flatMap((part) => {
     const [a, b = a] = part.split("-").map(Number) as [number, number?];
     return Array.from({ length: Math.max(0, b! - a + 1) }, (_, i) => a + i);

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { cpuList } from "../src/config.ts";
 import { countRequests, createRequestSignal, giveWay, giveWayStats, SIGNAL_SLOTS, watchRequests } from "../src/sync/give-way.ts";
 import { tempDb } from "./helpers/db.ts";
 import { childPids } from "./helpers/procs.ts";
@@ -123,25 +124,43 @@ describe("requests in flight shared with the sync workers (SYNC_GIVE_WAY)", () =
 });
 
 describe("SYNC_CPUS", () => {
-  test("every thread of the sync worker keeps to the listed CPUs; unset, it may run on all", async () => {
-    const cpusOf = (pid: number, tid: number) =>
-      /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"))![1]!;
-    const threadsOf = (pid: number) => readdirSync(`/proc/${pid}/task`).map(Number);
+  const cpusOf = (pid: number, tid: number) =>
+    /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"))![1]!;
+  /** Every thread's CPU list (a thread that ended meanwhile left out). */
+  const threadCpus = (pid: number) =>
+    readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+      try {
+        return [cpusOf(pid, Number(tid))];
+      } catch {
+        return [];
+      }
+    });
+
+  test("every thread of the sync worker keeps to the listed CPUs; all, or auto run alone: every CPU it may use", async () => {
     const own = cpusOf(process.pid, process.pid);
     const t = tempDb();
     cleanups.push(t.cleanup);
     const pinned = await syncWorkerAlone(t.databaseUrl, { SYNC_CPUS: "0" });
-    const lists = threadsOf(pinned).flatMap((tid) => {
-      try {
-        return [cpusOf(pinned, tid)];
-      } catch {
-        return []; // a thread that ended meanwhile
-      }
-    });
+    const lists = threadCpus(pinned);
     expect(lists.length).toBeGreaterThan(1);
     expect(new Set(lists)).toEqual(new Set(["0"]));
-    const free = await syncWorkerAlone(t.databaseUrl, {});
-    expect(cpusOf(free, free)).toBe(own);
+    for (const SYNC_CPUS of ["all", "auto"]) {
+      const free = await syncWorkerAlone(t.databaseUrl, { SYNC_CPUS });
+      expect(cpusOf(free, free)).toBe(own);
+    }
+  });
+
+  test("auto (the default): a supervised sync worker keeps to the last CPU it may use, the HTTP workers to all of them", async () => {
+    const own = cpuList(cpusOf(process.pid, process.pid));
+    const s = await startServer({ workers: 1, syncWorkers: 1, env: { SYNC_SCHEDULER: "false", LOG_LEVEL: "info" } });
+    cleanups.push(s.cleanup);
+    await waitFor("the sync worker to start", () => s.output().includes("sync worker started") || null);
+    const isSync = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("worker-main");
+    const children = childPids(s.proc.pid);
+    const sync = children.find(isSync)!;
+    const http = children.find((p) => !isSync(p))!;
+    expect(new Set(threadCpus(sync))).toEqual(new Set([own.length < 2 ? cpusOf(process.pid, process.pid) : String(own.at(-1))]));
+    expect(cpusOf(http, http)).toBe(cpusOf(process.pid, process.pid));
   });
 });
 
