@@ -31,6 +31,20 @@ describe("formatFixed / roundHalfEven = Python's '%.Nf' and round()", () => {
       expect(roundHalfEven(x, digits)).toBe(Number(python));
     });
   }
+
+  test("whole numbers: the fast path agrees with the exact expansion (ties, negatives, huge, tiny)", () => {
+    let seed = 42;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const xs = [0, -0, 0.5, -0.5, 1.5, -1.5, 2 ** 52 + 1, -(2 ** 53), 2 ** -60, -(2 ** -60), 0.49999999999999994];
+    for (let i = 0; i < 20_000; i++) {
+      const scale = 10 ** Math.floor(random() * 8);
+      xs.push((random() - 0.5) * scale, Math.round((random() - 0.5) * scale * 2) / 2);
+    }
+    for (const x of xs) expect(roundHalfEven(x)).toBe(Number(formatFixed(x, 0)));
+  });
 });
 
 describe("CSV and download names", () => {

@@ -24,6 +24,14 @@ export function formatFixed(x: number, digits: number): string {
 
 /** Python's `round(x, digits)` on a float: half-even on the exact binary value. */
 export function roundHalfEven(x: number, digits = 0): number {
+  if (digits === 0 && Number.isFinite(x)) {
+    // To a whole number without the exact expansion (a ranking answer rounds ~90 positions): x minus its floor is
+    // exact in binary, so a tie is seen exactly as formatFixed sees it.
+    const floor = Math.floor(x);
+    const frac = x - floor;
+    const n = frac < 0.5 ? floor : frac > 0.5 ? floor + 1 : floor % 2 === 0 ? floor : floor + 1;
+    return n === 0 ? 0 : n; // formatFixed writes -0.4 as "0", not "-0"
+  }
   return Number(formatFixed(x, digits));
 }
 

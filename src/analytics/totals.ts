@@ -681,20 +681,7 @@ export async function findLastDataDay(db: Db, siteId: number, searchType: Search
   return lastDayOf(await allRows(db, q.sql, q.params));
 }
 
-/** findFirstDataDay and findLastDataDay together (one round trip on PostgreSQL). */
-export async function findDataDayBounds(
-  db: Db,
-  siteId: number,
-  searchType: SearchTypeCode | "all",
-): Promise<{ first: string | null; last: string | null }> {
-  const [first, last] = await allRowsMany(db, [
-    { sql: FIRST_DAY_SQL, params: { site_id: siteId } },
-    lastDayRead(db.engine, siteId, searchType),
-  ]);
-  return { first: firstDayOf(first!), last: lastDayOf(last!) };
-}
-
-/** The request's site and findDataDayBounds of it (on PostgreSQL in the same round trip, see allRowsOfSite). */
+/** The request's site and the first and newest days it has data for (on PostgreSQL in one round trip, see allRowsOfSite). */
 export async function findSiteDataDayBounds(
   db: Db,
   ref: SiteRef,
