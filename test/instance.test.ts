@@ -246,6 +246,47 @@ describe.skipIf(testEngine === "sqlite")("several instances on one PostgreSQL da
   });
 });
 
+describe("starters at the same moment (processes)", () => {
+  // Eight processes take one shared lock in the same millisecond, five times: one holds it, the others share it;
+  // nobody reads the holder's file half-written and takes it over (three supervisors on one file once did).
+  test("one holder, the rest share it, nobody loses it", async () => {
+    const t = tempDir("lock-race-");
+    cleanups.push(t.cleanup);
+    const lockModule = join(root, "src/db/instance-lock.ts");
+    for (let round = 0; round < 5; round++) {
+      const path = join(t.dir, `r${round}.lock`);
+      const go = join(t.dir, `r${round}.go`);
+      const at = Date.now() + 300;
+      // Each holds what it took until every one has taken its turn (the go file), then checks it: a holder that
+      // exited early would leave a stale lock for a late starter, a second holder the test must not make.
+      const script = `
+        const { existsSync, writeFileSync } = await import("node:fs");
+        const { acquireLock } = await import(${JSON.stringify(lockModule)});
+        while (Date.now() < ${at}) {}
+        const lock = acquireLock(${JSON.stringify(path)}, "the test file", { port: 1, host: "h", database: "x.db", shared: true });
+        writeFileSync(${JSON.stringify(path)} + ".took-" + process.pid, "");
+        while (!existsSync(${JSON.stringify(go)})) await Bun.sleep(10);
+        console.log(JSON.stringify({ held: lock !== null, lost: lock?.verify() ?? null }));`;
+      const procs = Array.from({ length: 8 }, () => Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" }));
+      await waitFor(() => procs.every((p) => existsSync(`${path}.took-${p.pid}`) || p.exitCode !== null), {
+        timeout: 60_000,
+        what: "every starter took its turn",
+      });
+      writeFileSync(go, "");
+      const outs = await Promise.all(
+        procs.map(async (p) => ({
+          out: await new Response(p.stdout).text(),
+          err: await new Response(p.stderr).text(),
+          code: await p.exited,
+        })),
+      );
+      for (const o of outs) expect({ code: o.code, err: o.err }).toEqual({ code: 0, err: "" });
+      const results = outs.map((o) => JSON.parse(o.out) as { held: boolean; lost: string | null });
+      expect(results.filter((r) => r.held)).toEqual([{ held: true, lost: null }]);
+    }
+  });
+});
+
 describe("a held lock's check (in process)", () => {
   test("sees its file rewritten in place (same size too), replaced, deleted (put back) and restored", () => {
     const t = tempDir("lock-check-");

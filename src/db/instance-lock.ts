@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isAlive } from "./process-registry.ts";
@@ -45,8 +45,26 @@ function readLock(path: string): LockInfo | null {
   }
 }
 
-/** Creates `path` with `info` only if it does not exist (atomic: O_EXCL). */
+/**
+ * Creates `path` with `info` only if it does not exist, whole: written to a file of this process's first and then
+ * hard-linked to `path` (atomic, fails if it exists), so another starter never reads it empty or half-written and
+ * takes it for garbage (three supervisors starting at once on one shared file did). Where hard links are not
+ * supported, an O_EXCL create and a write.
+ */
 function createExclusive(path: string, info: LockInfo): boolean {
+  const text = JSON.stringify(info);
+  const tmp = `${path}.new-${process.pid}`;
+  try {
+    writeFileSync(tmp, text, { mode: 0o644 });
+    linkSync(tmp, path);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return false;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV") throw err;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
   let fd: number;
   try {
     fd = openSync(path, "wx", 0o644);
@@ -55,7 +73,7 @@ function createExclusive(path: string, info: LockInfo): boolean {
     throw err;
   }
   try {
-    writeSync(fd, JSON.stringify(info));
+    writeSync(fd, text);
   } finally {
     closeSync(fd);
   }
