@@ -150,6 +150,12 @@ function pgRunning(): number {
   );
 }
 
+/** PostgreSQL: waits until no statement of the test database like `pattern` is running (its read was cancelled). */
+async function backendCancelled(pattern: string): Promise<void> {
+  const running = `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and state = 'active' and query like '${pattern}'`;
+  await waitFor(() => Number(psql(running)) === 0, { what: "the backend's statement to be cancelled" });
+}
+
 /** Bounded queries running in the service now (SQLite: their query processes; PostgreSQL: the backends' statements too). */
 async function runningQueries(server: RunningServer): Promise<number> {
   const n = await metric(server, "sitesync_bounded_queries_running");
@@ -653,15 +659,7 @@ describe("the bounded runner (in process)", () => {
       expect(after.length).toBe(1);
       expect(performance.now() - t0).toBeLessThan(60_000);
       if (testEngine === "pg") {
-        await waitFor(
-          () =>
-            Number(
-              psql(
-                `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and state = 'active' and query like '%recursive c(x)%'`,
-              ),
-            ) === 0,
-          { what: "the backend's statement to be cancelled" },
-        );
+        await backendCancelled("%recursive c(x)%");
       }
 
       // A client that goes away stops it too.
@@ -696,15 +694,7 @@ describe("the bounded runner (in process)", () => {
           pgNamedRead(db, "select count(*) from generate_series(1, $n::bigint)", { n: 1e11 }),
         ).catch((e) => e);
         expect(apiErrorOf(slow)?.code).toBe("query_timeout");
-        await waitFor(
-          () =>
-            Number(
-              psql(
-                `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and state = 'active' and query like '%generate_series(1, $1%'`,
-              ),
-            ) === 0,
-          { what: "the backend's statement to be cancelled" },
-        );
+        await backendCancelled("%generate_series(1, $1%");
       } finally {
         await db.close();
       }

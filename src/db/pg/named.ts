@@ -7,6 +7,16 @@ import type { Db } from "../index.ts";
 // Hand-written SQL texts that both engines share use SQLite's named parameters (`$site_id`); node-postgres
 // takes positional ones ($1, $2...). The texts hold no `$` inside string literals.
 
+/**
+ * What a failed bounded read throws: the server's own statement_timeout (a backstop just past the deadline) is the
+ * request's time limit, unless the budget already stopped the read (then its own reason stands).
+ */
+function asTimeLimit(err: unknown, b: QueryBudget, stopped: boolean): unknown {
+  if (dbErrorCode(err) !== "57014" || stopped) return err;
+  budgetStats.stopped.timeout++;
+  return queryTimeout(b);
+}
+
 /** `text` with each `$name` replaced by its position, and the values in that order (a name used twice binds once). */
 export function toPositional(text: string, params: Record<string, unknown>): { text: string; values: unknown[] } {
   const names: string[] = [];
@@ -131,12 +141,7 @@ export async function pgNamedRead<R>(db: Db, text: string, params: Record<string
       if (size.rows > b.maxRows || size.bytes > b.maxBytes) throw resultTooLarge(b, size);
       return r.rows as R[];
     } catch (err) {
-      // The server's backstop (the pool's statement_timeout) is a time limit too.
-      if (dbErrorCode(err) === "57014" && !stopped) {
-        budgetStats.stopped.timeout++;
-        throw queryTimeout(b);
-      }
-      throw err;
+      throw asTimeLimit(err, b, stopped);
     } finally {
       client = null;
       c.release();
@@ -269,12 +274,7 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
       await c.query("rollback").catch((e: Error) => {
         broken = e;
       });
-      // The server's own statement_timeout (a backstop just past the deadline) is the same limit.
-      if (dbErrorCode(err) === "57014" && !stopped) {
-        budgetStats.stopped.timeout++;
-        throw queryTimeout(b);
-      }
-      throw err;
+      throw asTimeLimit(err, b, stopped);
     } finally {
       client = null;
       c.release(broken);
