@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import pg from "pg";
 import { z } from "zod";
 import { treeCpuSeconds } from "./cpu.ts";
-import { bytesPerRow, closeMcpClients, pct, type Scenario, scenarios, seedOrReuse, send } from "./analytics.ts";
+import { answer, bytesPerRow, closeMcpClients, pct, type Scenario, scenarios, seedOrReuse, send } from "./analytics.ts";
 import { startService, type RunningServer } from "./processes.ts";
 
 // `bun bench/analytics-engines.ts`: bench:analytics's requests on SQLite and PostgreSQL side by side, in one
@@ -174,6 +174,17 @@ async function main() {
       ];
       if (pgBase)
         sides.push({ ...sides[1]!, name: "pg-base", url: pgBase.url, pid: pgBase.pid, times: [], cpu: { service: 0, backends: 0 } });
+      // The same answer from both engines (the seed's rows copied or written alike): compared once per scenario.
+      const answers = await Promise.all(sides.slice(0, 2).map((side) => answer(side.url, side.scenario.req)));
+      const same = answers[0] !== null && answers[0] === answers[1];
+      if (!same) {
+        const [x, y] = answers.map((a) => a ?? "(error)");
+        let at = 0;
+        while (at < x!.length && x![at] === y![at]) at++;
+        console.log(
+          `  ${s.name}: answers differ at ${at}: SQLite …${x!.slice(Math.max(0, at - 60), at + 60)}… PostgreSQL …${y!.slice(Math.max(0, at - 60), at + 60)}…`,
+        );
+      }
       for (let i = 0; i < 2; i++) for (const side of sides) await send(side.url, side.scenario.req);
       for (const side of sides) side.times.length = 0;
       const n = s.slow ? flags["slow-requests"] : flags.requests;
@@ -187,6 +198,7 @@ async function main() {
         sqlite: a,
         pg: b,
         ratioP50: b.p50Ms / a.p50Ms,
+        sameAnswer: same,
         ...(base ? { pgBase: base, baseRatioP50: base.p50Ms / a.p50Ms } : {}),
         load,
       });
@@ -195,7 +207,7 @@ async function main() {
         ? `  | ${fmt(base).padStart(27)}  ${(base.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${`${base.serviceCpuMs.toFixed(1)} + ${base.backendCpuMs.toFixed(1)}`.padStart(16)}`
         : "";
       console.log(
-        `${s.name.padEnd(28)} ${fmt(a).padStart(22)} ${fmt(b).padStart(24)}  ${(b.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${`${a.serviceCpuMs.toFixed(1)} | ${b.serviceCpuMs.toFixed(1)} + ${b.backendCpuMs.toFixed(1)}`.padStart(38)}  ${load.toFixed(1)}${baseCols}`,
+        `${s.name.padEnd(28)} ${fmt(a).padStart(22)} ${fmt(b).padStart(24)}  ${(b.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${`${a.serviceCpuMs.toFixed(1)} | ${b.serviceCpuMs.toFixed(1)} + ${b.backendCpuMs.toFixed(1)}`.padStart(38)}  ${load.toFixed(1)}${same ? "" : "  (answers differ)"}${baseCols}`,
       );
     }
     await admin.end();

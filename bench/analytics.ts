@@ -278,6 +278,21 @@ async function sendOnce(url: string, r: Req): Promise<number> {
   return res.status;
 }
 
+/** The answer's body (an MCP tool's: its result as JSON), for comparing two services' answers; null on an error. */
+export async function answer(url: string, r: Req): Promise<string | null> {
+  if ("tool" in r) {
+    await send(url, r);
+    const res = await mcpClients.get(url)?.callTool({ name: r.tool, arguments: r.args });
+    return res && !res.isError ? JSON.stringify(res.content) : null;
+  }
+  const res = await fetch(url + r.path, {
+    method: r.method,
+    ...(r.body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(r.body) }),
+  });
+  const body = await res.text();
+  return res.status === 200 ? body : null;
+}
+
 export const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 
