@@ -285,6 +285,36 @@ async function served(): Promise<void> {
       const f = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ");
       return [Number(f[0]) / 1e6, Number(f[1]) / 1e6] as const;
     };
+    // CPU ms of each thread name (the 2nd field of /proc/<pid>/task/<tid>/stat: "HTTP Client", "Heap Helper", "JIT Worker"...)
+    // of one process, summed over the threads of that name: what its threads do besides the main one (named by the pid's).
+    const threadCpu = (pid: number) => {
+      const byName = new Map<string, number>();
+      for (const t of readdirSync(`/proc/${pid}/task`)) {
+        try {
+          const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+          const name = Number(t) === pid ? "main" : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")).replace(/[0-9]+$/, "#");
+          const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+          byName.set(name, (byName.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+        } catch {
+          // A thread gone meanwhile.
+        }
+      }
+      return byName;
+    };
+    // Per process (supervisor, HTTP worker, sync worker, fake) and thread name: CPU ms summed over the idle windows and over
+    // the backfills (the difference of two snapshots around each window; threads that came and went in between are missed).
+    const watched = (): [string, number][] => [
+      ["supervisor", server.proc.pid],
+      ["http", httpPid],
+      ["sync", syncPid],
+      ["fake", fake.proc.pid],
+    ];
+    const threadSnap = () => new Map(watched().map(([k, pid]) => [k, threadCpu(pid)] as const));
+    const threadSums = { idle: new Map<string, number>(), busy: new Map<string, number>() };
+    const addThreads = (into: Map<string, number>, before: ReturnType<typeof threadSnap>) => {
+      for (const [k, now] of threadSnap())
+        for (const [name, ms] of now) into.set(`${k} ${name}`, (into.get(`${k} ${name}`) ?? 0) + ms - (before.get(k)?.get(name) ?? 0));
+    };
     const post = async (path: string, body: unknown) => {
       const res = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
       if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
@@ -298,8 +328,16 @@ async function served(): Promise<void> {
           .split("\n")
           .filter((l) => l.startsWith(name))
           .reduce((a, l) => a + Number(l.split(" ").at(-1)), 0);
-      return { pauses: sum("sitesync_sync_give_way_pauses_total"), ms: sum("sitesync_sync_give_way_seconds_total") * 1000 };
+      // Per series (name and labels): checkpoints by mode and outcome and their time, writes' busy retries by role.
+      const series = new Map<string, number>();
+      for (const l of text.split("\n"))
+        if (
+          /^sitesync_(checkpoint_runs_total|checkpoint_duration_seconds_(sum|count)|write_busy_retries_total|write_commits_total)\b/.test(l)
+        )
+          series.set(l.slice(0, l.lastIndexOf(" ")), Number(l.split(" ").at(-1)));
+      return { pauses: sum("sitesync_sync_give_way_pauses_total"), ms: sum("sitesync_sync_give_way_seconds_total") * 1000, series };
     };
+    const seriesGrowth = new Map<string, number>();
     const site = await post("/api/v1/sites", { domain: backfillDomain, name: "Backfill" });
     for (let i = 0; i < 20; i++) await post("/api/v1/sites", { domain: `sc-domain:other${i}.bench.example`, name: `Other ${i}` });
 
@@ -392,13 +430,18 @@ async function served(): Promise<void> {
     const sides: [number[], number[]] = [[], []];
     const sideRows = [0, 0];
     const sideSeconds = [0, 0];
+    let idleSeconds = 0;
     let httpIdleCpu = 0;
     let httpIdleWait = 0;
     const idleWindow = async () => {
       const idleEnd = performance.now() + Number(args["idle-seconds"]) * 1000;
       const cpu0 = cpuMs(httpPid);
       const wait0 = runDelays(httpPid);
+      const threads0 = threadSnap();
+      const t0 = performance.now();
       const ms = await gets(() => performance.now() > idleEnd, idleParts);
+      idleSeconds += (performance.now() - t0) / 1000;
+      addThreads(threadSums.idle, threads0);
       httpIdleCpu += cpuMs(httpPid) - cpu0;
       httpIdleWait += waitedMs(httpPid, wait0);
       idle.push(...ms);
@@ -433,6 +476,7 @@ async function served(): Promise<void> {
       const fakeCpu0 = cpuMs(fake.proc.pid);
       const httpWait0 = runDelays(httpPid);
       const gave0 = await gaveWay();
+      const threads0 = threadSnap();
       const t0 = performance.now();
       const task = await post(`/api/v1/sites/${site.id}/sync-tasks`, {
         task_type: "daily_sync",
@@ -450,9 +494,11 @@ async function served(): Promise<void> {
       const busyMs = await gets(() => job !== null && job.status !== "pending" && job.status !== "running", busyParts);
       await poll;
       const s = (performance.now() - t0) / 1000;
+      addThreads(threadSums.busy, threads0);
       const gave1 = await gaveWay();
       pauses += gave1.pauses - gave0.pauses;
       pausedMs += gave1.ms - gave0.ms;
+      for (const [k, v] of gave1.series) seriesGrowth.set(k, (seriesGrowth.get(k) ?? 0) + v - (gave0.series.get(k) ?? 0));
       if (job.status !== "completed") throw new Error(`task ${job.status}: ${job.error}`);
       const n = Number(job.total_records);
       const cpu = cpuMs(syncPid) - syncCpu0;
@@ -513,6 +559,37 @@ async function served(): Promise<void> {
     );
     console.log(`  idle GETs' ${tail(idle, idleParts)}`);
     console.log(`  busy GETs' ${tail(busy, busyParts)}`);
+    // Each thread name's CPU a second of wall, idle windows against backfills (largest growth first; 10 ms ticks).
+    const names = [...new Set([...threadSums.idle.keys(), ...threadSums.busy.keys()])];
+    const perSecond = (m: Map<string, number>, name: string, wall: number) => (m.get(name) ?? 0) / wall;
+    names.sort(
+      (a, b) =>
+        perSecond(threadSums.busy, b, seconds) -
+        perSecond(threadSums.idle, b, idleSeconds) -
+        (perSecond(threadSums.busy, a, seconds) - perSecond(threadSums.idle, a, idleSeconds)),
+    );
+    // What each thread did in proportion to the ingest: its CPU over the backfills less its idle rate over as long, per
+    // 1,000 rows stored (the work a backfill adds to the machine's cores, whatever the load let the sync reach).
+    const extra = (n: string) => (threadSums.busy.get(n) ?? 0) - perSecond(threadSums.idle, n, idleSeconds) * seconds;
+    console.log(
+      `  threads' extra CPU ms per 1,000 rows during the backfills: ${names
+        .filter((n) => Math.abs(extra(n)) >= rows / 1e5)
+        .sort((a, b) => extra(b) - extra(a))
+        .map((n) => `${n} ${((extra(n) * 1000) / rows).toFixed(2)}`)
+        .join(", ")}`,
+    );
+    console.log(
+      `  metrics' growth over the backfills: ${[...seriesGrowth]
+        .filter(([, v]) => v !== 0)
+        .map(([k, v]) => `${k.replace(/^sitesync_/, "")} ${Number.isInteger(v) ? v : v.toFixed(3)}`)
+        .join(", ")}`,
+    );
+    console.log(
+      `  threads' CPU ms a second, idle → backfill: ${names
+        .filter((n) => perSecond(threadSums.busy, n, seconds) + perSecond(threadSums.idle, n, idleSeconds) >= 1)
+        .map((n) => `${n} ${perSecond(threadSums.idle, n, idleSeconds).toFixed(1)} → ${perSecond(threadSums.busy, n, seconds).toFixed(1)}`)
+        .join(", ")}`,
+    );
     if (args.ab)
       for (const [k, xs] of sides.entries())
         console.log(
