@@ -23,13 +23,21 @@ async function start(name: string, cmd: string[], env: Record<string, string>, r
 
 /**
  * Starts the service (`bun src/main.ts`) on a fresh database file; resolves once every HTTP worker listens.
- * `root`: another checkout to run (bench/attribute.ts compares trees), default this one.
+ * `root`: another checkout to run (bench/attribute.ts compares trees), default this one; `script`: the supervisor's file
+ * (default src/main.ts; bench/startup.ts: the start bundle's).
  */
-export function startService(opts: { dbPath: string; workers: number; syncWorkers: number; env?: Record<string, string>; root?: string }) {
+export function startService(opts: {
+  dbPath: string;
+  workers: number;
+  syncWorkers: number;
+  env?: Record<string, string>;
+  root?: string;
+  script?: string;
+}) {
   const port = freePort();
   return start(
     "service",
-    [process.execPath, "src/main.ts", "--workers", String(opts.workers), "--sync-workers", String(opts.syncWorkers)],
+    [process.execPath, opts.script ?? "src/main.ts", "--workers", String(opts.workers), "--sync-workers", String(opts.syncWorkers)],
     {
       DATABASE_URL: opts.dbPath,
       PORT: String(port),

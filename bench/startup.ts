@@ -8,9 +8,10 @@ import { startService } from "./processes.ts";
 // `bun bench/startup.ts`: CPU each process of a served instance spends to get ready (supervisor, HTTP worker, sync
 // worker), read from /proc the moment the supervisor says it listens and the sync worker says it started. Several
 // trees side by side (`--tree /other/checkout`, default this one), alternated round by round, medians reported:
-// the load of a shared machine moves each figure, the alternation keeps the comparison fair.
+// the load of a shared machine moves each figure, the alternation keeps the comparison fair. A tree named with
+// `+bundle` (`--tree .+bundle`) starts from its start bundle (src/bundle/build.ts, built first), as `bun run start` does.
 //
-//   bun bench/startup.ts [--tree /work/main] [--tree .] [--rounds 5] [--workers 1] [--sync-workers 1]
+//   bun bench/startup.ts [--tree /work/main] [--tree .] [--tree .+bundle] [--rounds 5] [--workers 1] [--sync-workers 1]
 //                        [--database postgres://…  (a database of its own: migrated by the first start)]
 
 const { values } = parseArgs({
@@ -22,7 +23,18 @@ const { values } = parseArgs({
     database: { type: "string" },
   },
 });
-const trees = (values.tree!.length ? values.tree! : ["."]).map((t) => resolve(t));
+const trees = (values.tree!.length ? values.tree! : ["."]).map((t) =>
+  t.endsWith("+bundle") ? `${resolve(t.slice(0, -7))}+bundle` : resolve(t),
+);
+// The supervisor's file per tree: its sources, or its start bundle's main.js (built now, by the tree's own builder).
+const scripts = new Map<string, string>();
+for (const tree of trees) {
+  if (!tree.endsWith("+bundle")) continue;
+  const root = tree.slice(0, -7);
+  const { ensureStartBundle } = await import(join(root, "src/bundle/build.ts"));
+  const { bundledFile } = await import(join(root, "src/bundle/entry.ts"));
+  scripts.set(tree, bundledFile(await ensureStartBundle({ root }), "main.ts"));
+}
 const rounds = Number(values.rounds);
 const workers = Number(values.workers);
 const syncWorkers = Number(values["sync-workers"]);
@@ -42,7 +54,7 @@ function cpuMs(pid: number): number {
 /** The role of a child of the supervisor, from its command line. */
 function roleOf(pid: number): string {
   const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-  return cmd.includes("worker-main") ? "sync" : cmd.includes("server.ts") ? "http" : "other";
+  return cmd.includes("worker-main") ? "sync" : /server\.(ts|js)/.test(cmd) ? "http" : "other";
 }
 
 const dir = mkdtempSync(join(tmpdir(), "sitesync-startup-"));
@@ -59,7 +71,14 @@ async function startOnce(tree: string, round: number) {
     if (template) copyFileSync(template, dbUrl);
   }
   const start = () =>
-    startService({ dbPath: dbUrl, workers, syncWorkers, root: tree, env: { LOG_LEVEL: "info", SYNC_SCHEDULER: "0", SYNC_NICE: "0" } });
+    startService({
+      dbPath: dbUrl,
+      workers,
+      syncWorkers,
+      root: tree.replace(/\+bundle$/, ""),
+      script: scripts.get(tree),
+      env: { LOG_LEVEL: "info", SYNC_SCHEDULER: "0", SYNC_NICE: "0" },
+    });
   // A start can fail on a loaded machine (a free port taken before the workers bind it): tried once more.
   const server = await start().catch(start);
   try {

@@ -1,7 +1,8 @@
 import type { Subprocess } from "bun";
 import { mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { backupDirOf } from "./backup/backup.ts";
+import { entryFile } from "./bundle/entry.ts";
 import { startBackupSchedule } from "./backup/schedule.ts";
 import { childEnv, describeTarget, loadConfigOrExit, type ProcessRole } from "./config.ts";
 import { startCheckpointer } from "./db/sqlite/checkpoint.ts";
@@ -173,7 +174,7 @@ function spawn(slot: Slot) {
   slot.lastSign = null;
   slot.lastCpu = null;
   slot.busyLogged = false;
-  slot.proc = Bun.spawn([process.execPath, join(import.meta.dir, slot.script)], {
+  slot.proc = Bun.spawn([process.execPath, entryFile(slot.script)], {
     // Settings that may have come from flags are handed on as env, so workers see what we see.
     env: childEnv({
       SITESYNC_ROLE: slot.role,

@@ -12,7 +12,7 @@ import { stableToday } from "./helpers/day.ts";
 import { psql } from "./helpers/engine.ts";
 import { withDb } from "./helpers/observe.ts";
 import { storeCompleteness, storeHourlyRows, storeOldRows } from "./helpers/rows.ts";
-import { request, startServer, type RunningServer } from "./helpers/server.ts";
+import { request, serviceFile, startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/sync.ts";
 
 // The MCP server at /mcp, driven by the SDK's own client over Streamable HTTP, against the real service
@@ -712,7 +712,7 @@ describe("query (read-only SQL)", () => {
         () => "failed",
       );
       await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 2000, 10);
-      const workers = processesRunning(`${root}/src/server.ts`, true);
+      const workers = processesRunning(await serviceFile("server.ts"), true);
       expect(workers.length).toBeGreaterThan(0);
       for (const w of workers) process.kill(w, "SIGKILL");
       // Nothing in the service can stop it any more: the server's statement_timeout does.
@@ -743,7 +743,7 @@ describe("query (read-only SQL)", () => {
         10,
       );
       const worker = parentOf(runner!);
-      expect(processesRunning(`${root}/src/server.ts`, true)).toContain(worker);
+      expect(processesRunning(await serviceFile("server.ts"), true)).toContain(worker);
       process.kill(worker, "SIGKILL");
       // Its parent can no longer kill it: its own watchdog does (at once on seeing the parent gone, at the
       // latest a second past the time limit); without one it would spin forever.

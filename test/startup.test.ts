@@ -1,9 +1,15 @@
 import { describe, expect, test } from "bun:test";
-import { join } from "node:path";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { ensureStartBundle, sourceKey } from "../src/bundle/build.ts";
+import { bundledFile } from "../src/bundle/entry.ts";
+import { startServer } from "./helpers/server.ts";
 
 // Every HTTP worker imports the app before it serves anything, and the suite starts hundreds of them and
 // hundreds of CLI runs (docs/testing.md): packages only a rare request or command needs are loaded on
-// first use, not at start-up. Engine-neutral (no database): run once (scripts/test.ts `engineNeutral`).
+// first use, not at start-up; and they start from the start bundle (src/bundle/build.ts). Engine-neutral (no database,
+// or a SQLite file whatever the engine under test): run once (scripts/test.ts `engineNeutral`).
 
 const root = join(import.meta.dir, "..");
 
@@ -122,5 +128,77 @@ describe("start-up imports", () => {
     expect(r.missing).toBe(404);
     expect(r.wrongMethod).toBe(405);
     expect(r.allow).toBe("POST");
+  });
+});
+
+describe("the start bundle (src/bundle/build.ts)", () => {
+  /** A checkout of its own with `files` under src/ (the builder keys and builds any tree). */
+  function tree(files: Record<string, string>) {
+    const dir = mkdtempSync(join(tmpdir(), "sitesync-bundle-"));
+    for (const [name, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(dir, "src", name)), { recursive: true });
+      writeFileSync(join(dir, "src", name), text);
+    }
+    return dir;
+  }
+  const run = (file: string) => Bun.spawnSync([process.execPath, file], { stdout: "pipe", stderr: "pipe" }).stdout.toString().trim();
+
+  test("a source changed since the bundle was built is never run: the next start builds a new bundle", async () => {
+    const root = tree({
+      "main.ts": 'import { value } from "./value.ts";\nconsole.log(value);\n',
+      "value.ts": 'export const value = "one";\n',
+    });
+    try {
+      const first = await ensureStartBundle({ root, entries: ["main.ts"] });
+      expect(run(bundledFile(first, "main.ts"))).toBe("one");
+      // Unchanged sources: the same bundle, not built again.
+      expect(await ensureStartBundle({ root, entries: ["main.ts"] })).toBe(first);
+      writeFileSync(join(root, "src/value.ts"), 'export const value = "two";\n');
+      const second = await ensureStartBundle({ root, entries: ["main.ts"] });
+      expect(second).not.toBe(first);
+      expect(run(bundledFile(second, "main.ts"))).toBe("two");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test("bundled modules keep their sources' locations, and only a start file run as a script is the main one", async () => {
+    const root = tree({
+      "main.ts": 'import { where } from "./sub/where.ts";\nconsole.log(JSON.stringify({ ...where, entryMain: import.meta.main }));\n',
+      "sub/where.ts":
+        "export const where = { dir: import.meta.dir, path: import.meta.path, url: import.meta.url, main: import.meta.main };\n",
+    });
+    try {
+      const out = JSON.parse(run(bundledFile(await ensureStartBundle({ root, entries: ["main.ts"] }), "main.ts")));
+      expect(out).toEqual({
+        dir: join(root, "src/sub"),
+        path: join(root, "src/sub/where.ts"),
+        url: Bun.pathToFileURL(join(root, "src/sub/where.ts")).href,
+        main: false,
+        entryMain: true,
+      });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test("the tests' servers run the current bundle, and its supervisor starts its workers from it", async () => {
+    const dir = await ensureStartBundle();
+    // The bundle the tests start is the sources' current state (the same key), not an older build.
+    expect(dir.endsWith(sourceKey())).toBe(true);
+    const server = await startServer({ workers: 1, syncWorkers: 1, env: { SYNC_SCHEDULER: "0" } });
+    try {
+      const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      expect(cmdline(server.proc.pid)[1]).toBe(bundledFile(dir, "main.ts"));
+      const res = await fetch(`${server.url}/health`);
+      expect(res.status).toBe(200);
+      const children = readFileSync(`/proc/${server.proc.pid}/task/${server.proc.pid}/children`, "utf8").trim().split(" ").map(Number);
+      expect(children.map((pid) => cmdline(pid)[1]).sort()).toEqual([
+        bundledFile(dir, "server.ts"),
+        bundledFile(dir, "sync/worker-main.ts"),
+      ]);
+    } finally {
+      await server.cleanup();
+    }
   });
 });

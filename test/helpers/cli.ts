@@ -1,10 +1,13 @@
 import type { Subprocess } from "bun";
 import { join } from "node:path";
+import { ensureStartBundle } from "../../src/bundle/build.ts";
+import { bundledFile } from "../../src/bundle/entry.ts";
 
-// Runs the CLI (`bun src/cli/main.ts`) as a real process, as a person or a script would.
+// Runs the CLI (src/cli/main.ts, from the start bundle: rebuilt when a source changed) as a real process, as a person
+// or a script would.
 
 const root = join(import.meta.dir, "../..");
-const main = join(root, "src/cli/main.ts");
+const main = bundledFile(await ensureStartBundle(), "cli/main.ts");
 
 export type CliResult = { code: number; stdout: string; stderr: string };
 

@@ -1,6 +1,8 @@
 import type { Subprocess } from "bun";
 import { join } from "node:path";
 import { rmSync } from "node:fs";
+import { ensureStartBundle } from "../../src/bundle/build.ts";
+import { bundledFile } from "../../src/bundle/entry.ts";
 import { portLockPath } from "../../src/db/instance-lock.ts";
 import { freePort } from "../../src/free-port.ts";
 import { spawnUntilReady, type ReadyProcess } from "../../scripts/spawn-ready.ts";
@@ -10,6 +12,13 @@ import { newPgDatabase, testEngine } from "./engine.ts";
 export { freePort };
 
 const root = join(import.meta.dir, "../..");
+// The service as `bun run start` runs it: from the start bundle, rebuilt when a source changed (src/bundle/build.ts).
+let bundle: Promise<string> | undefined;
+
+/** The file a process of startServer()'s service runs for the start file `source` (relative to src/, e.g. "server.ts"). */
+export async function serviceFile(source: string): Promise<string> {
+  return bundledFile(await (bundle ??= ensureStartBundle()), source);
+}
 
 export type RunningServer = {
   url: string;
@@ -26,7 +35,7 @@ export type RunningServer = {
 };
 
 /**
- * Starts the real service (`bun src/main.ts`) on a free port and a temp database, and waits until
+ * Starts the real service (`bun run start`: src/main.ts from the start bundle) on a free port and a temp database, and waits until
  * every HTTP worker is listening.
  */
 export async function startServer(
@@ -56,7 +65,7 @@ export async function startServer(
     started = await spawnUntilReady(
       [
         process.execPath,
-        join(root, "src/main.ts"),
+        await serviceFile("main.ts"),
         "--workers",
         String(opts.workers ?? 2),
         "--sync-workers",

@@ -1,0 +1,190 @@
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { dirname, join, relative } from "node:path";
+
+// The start bundle: the supervisor, the HTTP and sync workers and the CLI built into one minified bundle (shared
+// chunks, lazy imports kept lazy), so a process loads a few files instead of ~600 modules to get ready (~80 ms of CPU
+// less a process, BENCHMARKS.md "Start-up"). It lives under node_modules/.cache/, one folder per state of the sources
+// (every file under src/, package.json, bun.lock, tsconfig.json, Bun's version): a changed source makes a new key, so a
+// stale bundle is never run; the first start after a change builds it (~2 s of CPU). `bun run start` (src/start.ts)
+// and the tests' servers and CLI runs start from it; `bun src/main.ts` still runs the sources.
+
+/** The start files built, relative to src/: the processes the supervisor and the tests start. */
+export const startEntries = ["main.ts", "server.ts", "sync/worker-main.ts", "cli/main.ts"];
+
+const repoRoot = join(import.meta.dir, "../..");
+// Bundles not used for this long are removed when another is built (a process started from one may still load its lazy chunks).
+const KEEP_UNUSED_MS = 24 * 3600_000;
+// A builder that holds the lock this long without finishing is taken for dead.
+const LOCK_STALE_MS = 120_000;
+
+export type StartBundleOptions = {
+  /** The checkout whose src/ is built (default: this one). */
+  root?: string;
+  /** The start files, relative to src/ (default {@link startEntries}). */
+  entries?: string[];
+};
+
+/** The key of the sources' state: changes when a file under src/ (or the package files, or Bun) changes. */
+export function sourceKey(root = repoRoot, entries = startEntries): string {
+  const h = new Bun.CryptoHasher("sha1");
+  h.update(`${Bun.version}\0${entries.join(",")}\0`);
+  const src = join(root, "src");
+  const files = (readdirSync(src, { recursive: true }) as string[]).map((f) => join(src, f)).sort();
+  for (const f of [...files, ...["package.json", "bun.lock", "tsconfig.json"].map((f) => join(root, f))]) {
+    let s: ReturnType<typeof statSync> | undefined;
+    try {
+      s = statSync(f);
+    } catch {
+      continue;
+    }
+    if (s.isFile()) h.update(`${relative(root, f)}\0${s.size}\0${s.mtimeMs}\0`);
+  }
+  return h.digest("hex").slice(0, 16);
+}
+
+/** The folder of the current start bundle of `root`, built first when the sources changed since (or it never was). */
+export async function ensureStartBundle(opts: StartBundleOptions = {}): Promise<string> {
+  const root = opts.root ?? repoRoot;
+  const entries = opts.entries ?? startEntries;
+  const base = join(root, "node_modules/.cache/sitesync-start");
+  const dir = join(base, sourceKey(root, entries));
+  if (isReady(dir)) return touched(dir);
+  mkdirSync(base, { recursive: true });
+  const lock = `${dir}.lock`;
+  // One builder at a time (the suite's files start at once); the others wait for its bundle.
+  for (const deadline = Date.now() + 2 * LOCK_STALE_MS; ; ) {
+    if (isReady(dir)) return touched(dir);
+    if (takeLock(lock)) break;
+    if (Date.now() > deadline) throw new Error(`the start bundle ${dir} was not built in time (lock ${lock})`);
+    await Bun.sleep(50);
+  }
+  try {
+    if (isReady(dir)) return touched(dir);
+    await build(root, entries, dir);
+    prune(base, dir);
+    return dir;
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+function isReady(dir: string) {
+  return existsSync(join(dir, "ready"));
+}
+
+function touched(dir: string) {
+  try {
+    const now = new Date();
+    utimesSync(dir, now, now);
+  } catch {
+    // Read-only: it is only used to keep it from being pruned.
+  }
+  return dir;
+}
+
+/** Takes the build lock (a file made exclusively); a lock older than LOCK_STALE_MS is taken for a dead builder's. */
+function takeLock(lock: string): boolean {
+  try {
+    const fd = openSync(lock, "wx");
+    writeSync(fd, String(process.pid));
+    closeSync(fd);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    try {
+      if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) rmSync(lock, { force: true });
+    } catch {
+      // Gone meanwhile: try again.
+    }
+    return false;
+  }
+}
+
+/** Builds the bundle into a folder of its own, then moves it into place (a reader never sees half of it). */
+async function build(root: string, entries: string[], dir: string) {
+  const src = join(root, "src");
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  const entryPaths = new Set(entries.map((e) => join(src, e)));
+  const result = await Bun.build({
+    entrypoints: [...entryPaths],
+    root: src,
+    outdir: tmp,
+    target: "bun",
+    format: "esm",
+    splitting: true,
+    // Names kept: error and class names are part of what a process logs and answers.
+    minify: { whitespace: true, syntax: true, identifiers: true, keepNames: true },
+    // src/bundle/entry.ts: the bundle's processes start the bundle's children.
+    define: { SITESYNC_START_BUNDLE: JSON.stringify(dir) },
+    plugins: [
+      {
+        name: "sitesync-source-paths",
+        setup(b) {
+          // A module's own location stays its source's: files it reads or starts beside it (migrations, static files,
+          // child scripts) are found where they are, and a module run as a script is told so only when it is one.
+          b.onLoad({ filter: new RegExp(`^${escapeRegExp(src)}/.*\\.tsx?$`) }, async (args) => {
+            const text = await Bun.file(args.path).text();
+            return { contents: sourcePaths(text, args.path, entryPaths.has(args.path)), loader: args.path.endsWith(".tsx") ? "tsx" : "ts" };
+          });
+        },
+      },
+    ],
+  });
+  if (!result.success) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw new AggregateError(result.logs, `building the start bundle failed: ${result.logs.map(String).join("\n")}`);
+  }
+  writeFileSync(join(tmp, "ready"), JSON.stringify({ root, built: new Date().toISOString(), bun: Bun.version }));
+  try {
+    renameSync(tmp, dir);
+  } catch (err) {
+    // Another builder (a stale lock taken over) finished first: its bundle is the same.
+    rmSync(tmp, { recursive: true, force: true });
+    if (!isReady(dir)) throw err;
+  }
+}
+
+/** `text` with `import.meta`'s location fields as the literal values of the source file `path`. */
+export function sourcePaths(text: string, path: string, isEntry: boolean): string {
+  if (!text.includes("import.meta.")) return text;
+  const values: Record<string, string> = {
+    dir: JSON.stringify(dirname(path)),
+    dirname: JSON.stringify(dirname(path)),
+    path: JSON.stringify(path),
+    filename: JSON.stringify(path),
+    url: JSON.stringify(Bun.pathToFileURL(path).href),
+    // An entry's code stays in its own output file, where import.meta.main is still right.
+    main: isEntry ? "import.meta.main" : `(Bun.main === ${JSON.stringify(path)})`,
+  };
+  return text.replace(/\bimport\.meta\.(dirname|dir|path|filename|url|main)\b/g, (_, field: string) => values[field]!);
+}
+
+/** Removes the other bundles nobody used for KEEP_UNUSED_MS, and leftovers of builders that died. */
+function prune(base: string, keep: string) {
+  for (const name of readdirSync(base)) {
+    const path = join(base, name);
+    if (path === keep || name.endsWith(".lock")) continue;
+    try {
+      if (Date.now() - statSync(path).mtimeMs > KEEP_UNUSED_MS) rmSync(path, { recursive: true, force: true });
+    } catch {
+      // Removed by another builder.
+    }
+  }
+}
+
+function escapeRegExp(s: string) {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
