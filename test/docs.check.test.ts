@@ -103,6 +103,9 @@ describe("commands, settings, paths", () => {
     "TEST_RETRY_FAILED",
     "FAKE_GSC_REUSE_BODIES",
     "FAKE_GSC_DELAY_MS",
+    // Bun's, set by scripts/test.ts for the processes a file starts.
+    "BUN_GC_TIMER_DISABLE",
+    "BUN_GC_TIMER_INTERVAL",
   ];
 
   test("every setting the docs name is read by src/config.ts (test-harness settings by scripts/ or test/)", () => {
