@@ -44,16 +44,14 @@ if (role === "writer") {
   const client = async () => {
     while (n < Number(commits)) {
       const k = n++;
-      await db.write((tx) => {
-        for (let i = 0; i < 20; i++) {
-          // A random text first: each row lands on its own page of the (site_id, query) index, as the
-          // old detail table's rows did in its indexes (WAL frames are whole pages).
-          // gsc_pages: a plain dictionary with one unique (site_id, page) index (gsc_queries also feeds the query-search index).
-          tx.insert(gscPages).values({
-            site_id: siteId, page: Math.random().toString(36).repeat(3) + " query " + k + " " + i + " " + Math.random().toString(36).repeat(3),
-          }).run();
-        }
-      });
+      // 20 rows in one statement (the same pages written as 20 statements, a third less of the writers' CPU).
+      // A random text first: each row lands on its own page of the (site_id, page) index, as the old detail
+      // table's rows did in its indexes (WAL frames are whole pages).
+      // gsc_pages: a plain dictionary with one unique (site_id, page) index (gsc_queries also feeds the query-search index).
+      const rows = Array.from({ length: 20 }, (_, i) => ({
+        site_id: siteId, page: Math.random().toString(36).repeat(3) + " query " + k + " " + i + " " + Math.random().toString(36).repeat(3),
+      }));
+      await db.write((tx) => tx.insert(gscPages).values(rows).run());
       maxWal = Math.max(maxWal, walSize(path));
     }
   };
@@ -61,7 +59,10 @@ if (role === "writer") {
 } else {
   const begin = db.raw.reader.prepare("BEGIN");
   const commit = db.raw.reader.prepare("COMMIT");
-  const q = db.raw.reader.prepare("select count(*) as n, max(id) as m from gsc_pages");
+  // One index lookup takes the snapshot; the sleep holds it. A count(*) here scanned the whole table every
+  // time: ~10 s of CPU per reader a run, on the cores the checkpointer needs (the WAL's peaks come from it
+  // getting no core in time).
+  const q = db.raw.reader.prepare("select max(id) as m from gsc_pages");
   for (;;) {
     begin.run();
     q.get();
