@@ -9,6 +9,10 @@ import { migrate } from "../src/db/sqlite/migrate.ts";
 import { sites, syncTasks } from "../src/db/sqlite/schema.ts";
 import { asSqlite, tempDir, tempSqliteDb } from "./helpers/db.ts";
 import { holdLock } from "./helpers/lock.ts";
+import { serviceFile } from "./helpers/server.ts";
+
+// The supervisor as `bun run start` runs it: from the start bundle (test/helpers/server.ts serviceFile).
+const serviceMain = await serviceFile("main.ts");
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
 setDefaultTimeout(30_000);
@@ -203,7 +207,7 @@ describe("openConnection", () => {
   });
 
   test.skipIf(undoReadOnly === null)("the service refuses to start on it: exit 1 with the reason, no stack trace", async () => {
-    const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../src/main.ts"), "--workers", "1"], {
+    const proc = Bun.spawn([process.execPath, serviceMain, "--workers", "1"], {
       env: { ...process.env, DATABASE_URL: readOnlyPath, PORT: "0", HOST: "127.0.0.1" },
       stdout: "pipe",
       stderr: "pipe",

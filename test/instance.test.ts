@@ -3,8 +3,11 @@ import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileS
 import { join } from "node:path";
 import { acquireLock, databaseLockPath, portLockPath } from "../src/db/instance-lock.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
-import { freePort, request, startServer, type RunningServer } from "./helpers/server.ts";
+import { freePort, request, type RunningServer, serviceFile, startServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/wait.ts";
+
+// The supervisor as `bun run start` runs it: from the start bundle (test/helpers/server.ts serviceFile).
+const serviceMain = await serviceFile("main.ts");
 
 // One instance per port and per database file: real supervisors started against each other. On
 // PostgreSQL several instances (machines) serve one database by design: only the port is locked.
@@ -25,15 +28,12 @@ async function server(opts: Parameters<typeof startServer>[0] = {}): Promise<Run
 
 /** Runs a supervisor that is expected to refuse to start; returns its exit code and output. */
 async function refusedStart(args: string[], env: Record<string, string>) {
-  const proc = Bun.spawn(
-    [process.execPath, join(root, "src/main.ts"), "--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", ...args],
-    {
-      cwd: root,
-      env: { ...process.env, LOG_LEVEL: "warn", ...env },
-      stdout: "pipe",
-      stderr: "pipe",
-    },
-  );
+  const proc = Bun.spawn([process.execPath, serviceMain, "--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", ...args], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "warn", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   const killer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
   const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   clearTimeout(killer);

@@ -10,8 +10,11 @@ import { tempDb } from "./helpers/db.ts";
 import { startFakeGsc } from "./helpers/fake-gsc.ts";
 import { withDb } from "./helpers/observe.ts";
 import { childPids, running } from "./helpers/procs.ts";
-import { request, startServer } from "./helpers/server.ts";
+import { request, serviceFile, startServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/sync.ts";
+
+// The sync worker as `bun run start` runs it: from the start bundle (test/helpers/server.ts serviceFile).
+const serviceSyncWorker = await serviceFile("sync/worker-main.ts");
 
 // Promises of the README about the processes' lives, each checked with real processes: SIGINT,
 // the supervisor's SIGTERM handing a running task back, orphaned sync workers, SYNC_SCHEDULER=false,
@@ -108,7 +111,7 @@ describe("supervisor signals", () => {
 
 /** Runs `bun run sync-worker` alone on DATABASE_URL `url` until it logged that it started. */
 async function syncWorker(url: string, env: Record<string, string>) {
-  const proc: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([process.execPath, join(root, "src/sync/worker-main.ts")], {
+  const proc: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([process.execPath, serviceSyncWorker], {
     cwd: root,
     env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: "info", SYNC_POLL_MS: "50", ...env },
     stdin: "ignore",

@@ -6,7 +6,10 @@ import { tempDir, testEngine } from "./helpers/db.ts";
 import { withDb } from "./helpers/observe.ts";
 import { holdLock } from "./helpers/lock.ts";
 import { childPids, running } from "./helpers/procs.ts";
-import { request, startServer, type RunningServer } from "./helpers/server.ts";
+import { request, type RunningServer, serviceFile, startServer } from "./helpers/server.ts";
+
+// The supervisor as `bun run start` runs it: from the start bundle (test/helpers/server.ts serviceFile).
+const serviceMain = await serviceFile("main.ts");
 
 // bunfig.toml's [test] timeout is not read by Bun 1.4.5: set the per-test default here.
 setDefaultTimeout(60_000);
@@ -352,7 +355,7 @@ describe("--workers 1 and configuration errors", () => {
   ];
   test("a PostgreSQL server that does not answer: exit 1 with one line naming it (no password shown)", async () => {
     const port = freePort();
-    const proc = Bun.spawn([process.execPath, join(root, "src/main.ts"), "--workers", "1"], {
+    const proc = Bun.spawn([process.execPath, serviceMain, "--workers", "1"], {
       cwd: root,
       env: { ...process.env, DATABASE_URL: `postgres://app:secret@127.0.0.1:${port}/app`, PORT: "0" },
       stdout: "pipe",
@@ -371,7 +374,7 @@ describe("--workers 1 and configuration errors", () => {
     test(`${[...c.args, ...Object.entries(c.env ?? {}).map(([k, v]) => `${k}=${v}`)].join(" ")} exits 1 with a field error`, async () => {
       const d = tempDir();
       try {
-        const proc = Bun.spawn([process.execPath, join(root, "src/main.ts"), ...c.args], {
+        const proc = Bun.spawn([process.execPath, serviceMain, ...c.args], {
           cwd: root,
           env: { ...process.env, DATABASE_URL: join(d.dir, "app.db"), PORT: "0", ...c.env },
           stdout: "pipe",

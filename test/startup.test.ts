@@ -182,6 +182,20 @@ describe("the start bundle (src/bundle/build.ts)", () => {
     }
   });
 
+  test("a start file that another one imports (its code in a shared chunk) is the main one only when it is run", async () => {
+    const root = tree({
+      "main.ts": 'import { name } from "./runner.ts";\nconsole.log("main", name, import.meta.main);\n',
+      "runner.ts": 'export const name = "runner";\nif (import.meta.main) console.log("runner runs");\n',
+    });
+    try {
+      const dir = await ensureStartBundle({ root, entries: ["main.ts", "runner.ts"] });
+      expect(run(bundledFile(dir, "main.ts"))).toBe("main runner true");
+      expect(run(bundledFile(dir, "runner.ts"))).toBe("runner runs");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   test("the tests' servers run the current bundle, and its supervisor starts its workers from it", async () => {
     const dir = await ensureStartBundle();
     // The bundle the tests start is the sources' current state (the same key), not an older build.

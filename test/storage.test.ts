@@ -3,7 +3,10 @@ import { closeSync, mkdirSync, openSync, rmSync, unlinkSync, writeSync } from "n
 import { join } from "node:path";
 import { tempDir } from "./helpers/db.ts";
 import { smallTmpfs } from "./helpers/fs-faults.ts";
-import { freePort, request, startServer, type RunningServer } from "./helpers/server.ts";
+import { freePort, request, type RunningServer, serviceFile, startServer } from "./helpers/server.ts";
+
+// The supervisor as `bun run start` runs it: from the start bundle (test/helpers/server.ts serviceFile).
+const serviceMain = await serviceFile("main.ts");
 
 // Storage trouble surfaced, with real files that fail: an immutable database file (checkpoints
 // fail, writes go on into the WAL) and a full disk (a small tmpfs: writes fail). Where the machine
@@ -191,18 +194,7 @@ describe("a full disk", () => {
     mkdirSync(join(fs.dir, "data"));
     fill(fs.dir);
     const proc = Bun.spawn(
-      [
-        process.execPath,
-        join(import.meta.dir, "../src/main.ts"),
-        "--workers",
-        "1",
-        "--sync-workers",
-        "0",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        String(freePort()),
-      ],
+      [process.execPath, serviceMain, "--workers", "1", "--sync-workers", "0", "--host", "127.0.0.1", "--port", String(freePort())],
       {
         env: { ...process.env, DATABASE_URL: join(fs.dir, "data", "app.db"), LOG_LEVEL: "warn" },
         stdout: "pipe",

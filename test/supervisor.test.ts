@@ -7,9 +7,12 @@ import { tempDir, testEngine } from "./helpers/db.ts";
 import { newPgDatabase } from "./helpers/engine.ts";
 import { withDb } from "./helpers/observe.ts";
 import { childPids } from "./helpers/procs.ts";
-import { startServer } from "./helpers/server.ts";
+import { serviceFile, startServer } from "./helpers/server.ts";
 import { tcpProxy } from "./helpers/tcp-proxy.ts";
 import { freePort, request } from "./helpers/server.ts";
+
+// The supervisor as `bun run start` runs it: from the start bundle (test/helpers/server.ts serviceFile).
+const serviceMain = await serviceFile("main.ts");
 
 setDefaultTimeout(60_000);
 const root = join(import.meta.dir, "..");
@@ -19,7 +22,7 @@ afterEach(async () => {
 });
 
 function supervisor(args: string[], env: Record<string, string>) {
-  const proc = Bun.spawn([process.execPath, join(root, "src/main.ts"), ...args], {
+  const proc = Bun.spawn([process.execPath, serviceMain, ...args], {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: "warn", ...env },
     stdout: "pipe",

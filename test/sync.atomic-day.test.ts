@@ -18,6 +18,10 @@ import { startWorker } from "../src/sync/worker.ts";
 import { tempDb } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc, type UniverseRow } from "./helpers/fake-gsc.ts";
 import { insertSites, waitFor } from "./helpers/sync.ts";
+import { serviceFile } from "./helpers/server.ts";
+
+// The sync worker as `bun run start` runs it: from the start bundle (test/helpers/server.ts serviceFile).
+const serviceSyncWorker = await serviceFile("sync/worker-main.ts");
 
 setLogLevel("silent");
 setDefaultTimeout(180_000);
@@ -185,7 +189,7 @@ for (const [path, ATOMIC, DAY] of [
     version = 2;
     fake.reset();
     fake.setDelay(150);
-    const proc = Bun.spawn([process.execPath, join(root, "src/sync/worker-main.ts")], {
+    const proc = Bun.spawn([process.execPath, serviceSyncWorker], {
       cwd: root,
       env: {
         ...process.env,

@@ -5,8 +5,11 @@ import { cpuList } from "../src/config.ts";
 import { countRequests, createRequestSignal, giveWay, giveWayStats, SIGNAL_SLOTS, watchRequests } from "../src/sync/give-way.ts";
 import { tempDb } from "./helpers/db.ts";
 import { childPids } from "./helpers/procs.ts";
-import { request, startServer } from "./helpers/server.ts";
+import { request, serviceFile, startServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/sync.ts";
+
+// The sync worker as `bun run start` runs it: from the start bundle (test/helpers/server.ts serviceFile).
+const serviceSyncWorker = await serviceFile("sync/worker-main.ts");
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -166,7 +169,7 @@ describe("SYNC_CPUS", () => {
 
 /** Runs the sync worker alone (`src/sync/worker-main.ts`) on `url` until it logged that it started; returns its pid. */
 async function syncWorkerAlone(url: string, env: Record<string, string>): Promise<number> {
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../src/sync/worker-main.ts")], {
+  const proc = Bun.spawn([process.execPath, serviceSyncWorker], {
     env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: "info", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo", ...env },
     stdin: "ignore",
     stdout: "ignore",

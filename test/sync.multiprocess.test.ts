@@ -6,9 +6,12 @@ import { and, count, eq, sql } from "drizzle-orm";
 import { dayOf } from "../src/sync/dates.ts";
 import { tempDb } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
-import { request, startServer, type RunningServer } from "./helpers/server.ts";
+import { request, type RunningServer, serviceFile, startServer } from "./helpers/server.ts";
 import { withDb } from "./helpers/observe.ts";
 import { countRows, countTasks, insertSites, percentile, waitFor } from "./helpers/sync.ts";
+
+// The sync worker as `bun run start` runs it: from the start bundle (test/helpers/server.ts serviceFile).
+const serviceSyncWorker = await serviceFile("sync/worker-main.ts");
 
 // Sync workers as real processes on one database (SQLite file or PostgreSQL): claim races, parallel triggers, SIGKILL and SIGTERM in
 // the middle of a task, the scheduler in several processes, and HTTP latency during a large ingest.
@@ -279,7 +282,7 @@ describe("scheduler", () => {
       // All four at once (not one after another, where the first would create every task alone): their
       // first scheduler rounds run side by side and the unique index settles who creates what.
       const started = await Promise.all(
-        Array.from({ length: 4 }, () => spawnReady([process.execPath, join(root, "src/sync/worker-main.ts")], env, "sync worker started")),
+        Array.from({ length: 4 }, () => spawnReady([process.execPath, serviceSyncWorker], env, "sync worker started")),
       );
       procs.push(...started.map((x) => x.proc));
 

@@ -4,6 +4,7 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  readFileSync,
   renameSync,
   rmSync,
   statSync,
@@ -12,6 +13,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join, relative } from "node:path";
+import { bundledFile } from "./entry.ts";
 
 // The start bundle: the supervisor, the HTTP and sync workers and the CLI built into one minified bundle (shared
 // chunks, lazy imports kept lazy), so a process loads a few files instead of ~600 modules to get ready (~80 ms of CPU
@@ -137,7 +139,8 @@ async function build(root: string, entries: string[], dir: string) {
           // child scripts) are found where they are, and a module run as a script is told so only when it is one.
           b.onLoad({ filter: new RegExp(`^${escapeRegExp(src)}/.*\\.tsx?$`) }, async (args) => {
             const text = await Bun.file(args.path).text();
-            return { contents: sourcePaths(text, args.path, entryPaths.has(args.path)), loader: args.path.endsWith(".tsx") ? "tsx" : "ts" };
+            const entry = entryPaths.has(args.path) ? bundledFile(dir, relative(src, args.path)) : null;
+            return { contents: sourcePaths(text, args.path, entry), loader: args.path.endsWith(".tsx") ? "tsx" : "ts" };
           });
         },
       },
@@ -157,8 +160,11 @@ async function build(root: string, entries: string[], dir: string) {
   }
 }
 
-/** `text` with `import.meta`'s location fields as the literal values of the source file `path`. */
-export function sourcePaths(text: string, path: string, isEntry: boolean): string {
+/**
+ * `text` with `import.meta`'s location fields as the literal values of the source file `path`; import.meta.main true
+ * when the process runs `path` or, for a start file, its bundled file `entry` (wherever the bundler put its code).
+ */
+export function sourcePaths(text: string, path: string, entry: string | null): string {
   if (!text.includes("import.meta.")) return text;
   const values: Record<string, string> = {
     dir: JSON.stringify(dirname(path)),
@@ -166,23 +172,43 @@ export function sourcePaths(text: string, path: string, isEntry: boolean): strin
     path: JSON.stringify(path),
     filename: JSON.stringify(path),
     url: JSON.stringify(Bun.pathToFileURL(path).href),
-    // An entry's code stays in its own output file, where import.meta.main is still right.
-    main: isEntry ? "import.meta.main" : `(Bun.main === ${JSON.stringify(path)})`,
+    main: `(Bun.main === ${JSON.stringify(path)}${entry ? ` || Bun.main === ${JSON.stringify(entry)}` : ""})`,
   };
   return text.replace(/\bimport\.meta\.(dirname|dir|path|filename|url|main)\b/g, (_, field: string) => values[field]!);
 }
 
-/** Removes the other bundles nobody used for KEEP_UNUSED_MS, and leftovers of builders that died. */
+/** Removes the other bundles nobody used for KEEP_UNUSED_MS and no running process runs (its workers would restart from it), and leftovers of builders that died. */
 function prune(base: string, keep: string) {
+  let running: string | null = null;
   for (const name of readdirSync(base)) {
     const path = join(base, name);
     if (path === keep || name.endsWith(".lock")) continue;
     try {
-      if (Date.now() - statSync(path).mtimeMs > KEEP_UNUSED_MS) rmSync(path, { recursive: true, force: true });
+      if (Date.now() - statSync(path).mtimeMs <= KEEP_UNUSED_MS) continue;
+      running ??= commandLines();
+      if (!running.includes(`${path}/`)) rmSync(path, { recursive: true, force: true });
     } catch {
       // Removed by another builder.
     }
   }
+}
+
+/** The command lines of this machine's processes, one string (Linux /proc; elsewhere empty). */
+function commandLines(): string {
+  const out: string[] = [];
+  try {
+    for (const pid of readdirSync("/proc")) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        out.push(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+  } catch {
+    // No /proc.
+  }
+  return out.join("\n");
 }
 
 function escapeRegExp(s: string) {
