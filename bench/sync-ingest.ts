@@ -23,6 +23,7 @@ import { createGscClient } from "../src/sync/gsc/client.ts";
 import { searchTypes, typeRules } from "../src/sync/search-types.ts";
 import { createTask, findJob } from "../src/sync/queries.ts";
 import { startWorker } from "../src/sync/worker.ts";
+import { BUSY_MS } from "../src/sync/give-way.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -285,6 +286,11 @@ async function served(): Promise<void> {
       const f = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ");
       return [Number(f[0]) / 1e6, Number(f[1]) / 1e6] as const;
     };
+    // The CPU a thread last ran on (field 39 of /proc/<pid>/task/<tid>/stat).
+    const lastCpu = (pid: number) => {
+      const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+      return Number(stat.slice(stat.lastIndexOf(") ") + 2).split(" ")[36]);
+    };
     // CPU ms of each thread name (the 2nd field of /proc/<pid>/task/<tid>/stat: "HTTP Client", "Heap Helper", "JIT Worker"...)
     // of one process, summed over the threads of that name: what its threads do besides the main one (named by the pid's).
     const threadCpu = (pid: number) => {
@@ -344,7 +350,8 @@ async function served(): Promise<void> {
     // The other client: GETs paced at --rps (each waits its turn; a slow answer delays the next, no pile-up).
     // Per GET, where its time went: the HTTP worker's main thread [on a core, waiting for one] and this process's
     // (main thread and Bun's fetch thread) the same, in ms over the GET (schedstat read before and after it).
-    type Parts = { http: readonly [number, number]; client: readonly [number, number]; sync: number };
+    // cpu: the CPU the HTTP worker's main thread served the GET on (the last it ran on once the answer came).
+    type Parts = { http: readonly [number, number]; client: readonly [number, number]; sync: number; cpu: number };
     let clientThreads: number[] = [process.pid];
     const clientTimes = () => {
       let on = 0;
@@ -378,6 +385,7 @@ async function served(): Promise<void> {
             http: [h1[0] - h0![0], h1[1] - h0![1]],
             client: [c1[0] - c0![0], c1[1] - c0![1]],
             sync: mainThread(syncPid)[0] - s0,
+            cpu: lastCpu(httpPid),
           });
         }
         next += gap;
@@ -416,8 +424,20 @@ async function served(): Promise<void> {
       const http = [mean((i) => parts[i]!.http[0]), mean((i) => parts[i]!.http[1])];
       const client = [mean((i) => parts[i]!.client[0]), mean((i) => parts[i]!.client[1])];
       const all = parts.reduce((a, p) => a + p.http[0], 0) / parts.length;
+      // Where the HTTP worker's main thread served them: the share on each CPU, the slowest against all GETs.
+      const cpus = [...new Set(parts.map((p) => p.cpu))].sort((a, b) => a - b);
+      const share = (ps: Parts[], cpu: number) => `${Math.round((100 * ps.filter((p) => p.cpu === cpu).length) / ps.length)}%`;
+      const placed = cpus
+        .map(
+          (c) =>
+            `CPU ${c} ${share(
+              slow.map((i) => parts[i]!),
+              c,
+            )} (all ${share(parts, c)})`,
+        )
+        .join(", ");
       // The parts overlap (the client's two threads, the client and the server can wait at once): they do not add up.
-      return `slowest ${slow.length}: ${mean((i) => xs[i]!).toFixed(2)} ms; over them the HTTP worker's main thread on a core ${http[0]!.toFixed(2)}, waiting for one ${http[1]!.toFixed(2)}; the client's main and fetch threads on a core ${client[0]!.toFixed(2)}, waiting ${client[1]!.toFixed(2)} (every GET: HTTP main thread on a core ${all.toFixed(3)} ms)`;
+      return `slowest ${slow.length}: ${mean((i) => xs[i]!).toFixed(2)} ms; over them the HTTP worker's main thread on a core ${http[0]!.toFixed(2)}, waiting for one ${http[1]!.toFixed(2)}; the client's main and fetch threads on a core ${client[0]!.toFixed(2)}, waiting ${client[1]!.toFixed(2)} (every GET: HTTP main thread on a core ${all.toFixed(3)} ms); served on ${placed}`;
     };
     // --rounds rounds of an idle window then a backfill of --days days (each round the days before the last
     // round's, as a newest-first backfill goes), then a last idle window: idle and busy GETs alternate in time, so
@@ -434,6 +454,15 @@ async function served(): Promise<void> {
     let httpIdleCpu = 0;
     let httpIdleWait = 0;
     const idleWindow = async () => {
+      // After a backfill the HTTP worker keeps off the sync's CPUs for BUSY_MS more (src/sync/give-way.ts): GETs not
+      // counted until it is back on all of them, so the idle figures are the service's without a backfill.
+      if (rows > 0)
+        await gets(
+          (
+            (end) => () =>
+              performance.now() > end
+          )(performance.now() + BUSY_MS + 500),
+        );
       const idleEnd = performance.now() + Number(args["idle-seconds"]) * 1000;
       const cpu0 = cpuMs(httpPid);
       const wait0 = runDelays(httpPid);
@@ -492,6 +521,8 @@ async function served(): Promise<void> {
         }
       })();
       const busyMs = await gets(() => job !== null && job.status !== "pending" && job.status !== "running", busyParts);
+      // The CPUs the HTTP worker may use as the backfill ends (it keeps off the sync's while the sync works: give-way.ts).
+      const httpCpus = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${httpPid}/status`, "utf8"))?.[1];
       await poll;
       const s = (performance.now() - t0) / 1000;
       addThreads(threadSums.busy, threads0);
@@ -520,7 +551,7 @@ async function served(): Promise<void> {
       }
       loads.push(loadavg()[0]!);
       perRound.push(
-        `  round ${round + 1}${args.ab ? [" (warm-up)", " (A)", " (B)"][side + 1] : ""}: ${n} rows in ${s.toFixed(2)} s = ${Math.round(n / s)} rows/s, sync ${((cpu * 1000) / n).toFixed(1)} µs a row, GET p99 idle ${pct(idleMs, 99).toFixed(1)} → backfill ${pct(busyMs, 99).toFixed(1)} ms (n ${idleMs.length} / ${busyMs.length}), load ${loads.at(-1)!.toFixed(1)}`,
+        `  round ${round + 1}${args.ab ? [" (warm-up)", " (A)", " (B)"][side + 1] : ""}: ${n} rows in ${s.toFixed(2)} s = ${Math.round(n / s)} rows/s, sync ${((cpu * 1000) / n).toFixed(1)} µs a row, GET p99 idle ${pct(idleMs, 99).toFixed(1)} → backfill ${pct(busyMs, 99).toFixed(1)} ms (n ${idleMs.length} / ${busyMs.length}), HTTP worker's CPUs ${httpCpus}, load ${loads.at(-1)!.toFixed(1)}`,
       );
     }
     undo();

@@ -206,7 +206,8 @@ const buildEnvSchema = () =>
       .default("auto"),
     // Supervised sync workers pause between short pieces of their work while an HTTP worker has a request in flight (and
     // half a millisecond after), told through a small shared memory-mapped file (src/sync/give-way.ts): a backfill
-    // leaves the cores to requests and runs at full speed between them. false: they never pause.
+    // leaves the cores to requests and runs at full speed between them; while one kept to CPUs (SYNC_CPUS) works, the HTTP
+    // workers keep off those CPUs. false: they never pause, and the HTTP workers use every CPU.
     SYNC_GIVE_WAY: bool.default(true),
     // The longest a sync worker thread keeps a core while another task waits for it (µs; Linux >= 6.12's EEVDF custom slice,
     // sched_setattr; the kernel's default ~0.7-3 ms), with SYNC_NICE above 0. 0 (the default): the kernel's. 100 µs cost a

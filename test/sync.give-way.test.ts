@@ -2,7 +2,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { cpuList } from "../src/config.ts";
-import { countRequests, createRequestSignal, giveWay, giveWayStats, SIGNAL_SLOTS, watchRequests } from "../src/sync/give-way.ts";
+import { allowedCpus, keepThreadsTo, threadIds } from "../src/sync/cpus.ts";
+import { BUSY_MS, countRequests, createRequestSignal, giveWay, giveWayStats, SIGNAL_SLOTS, watchRequests } from "../src/sync/give-way.ts";
 import { tempDb } from "./helpers/db.ts";
 import { childPids } from "./helpers/procs.ts";
 import { request, serviceFile, startServer } from "./helpers/server.ts";
@@ -93,6 +94,44 @@ describe("requests in flight shared with the sync workers (SYNC_GIVE_WAY)", () =
     expect(giveWayStats.pauses).toBe(before + 1);
     expect(watchRequests(`${path}-missing`)).toBe(false);
   });
+
+  test.skipIf(process.platform !== "linux" || allowedCpus().length < 2)(
+    "while a sync worker works, every thread of an HTTP worker keeps off the sync's CPUs; once its stamp is old, back on all of them",
+    () => {
+      const { path } = signalFile("cpus");
+      const bytes = Bun.mmap(path);
+      const words = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
+      const own = allowedCpus();
+      const sync = own.at(-1)!;
+      // Every thread's allowed CPUs (a thread that ended meanwhile left out).
+      const threadsCpus = () =>
+        threadIds().flatMap((t) => {
+          try {
+            return [cpuList(/Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/self/task/${t}/status`, "utf8"))![1]!)];
+          } catch {
+            return [];
+          }
+        });
+      cleanups.push(() => keepThreadsTo(own));
+      const fetch = countRequests(path, 1, () => new Response("ok"));
+      expect(watchRequests(path, [sync])).toBe(true);
+      // No sync worker has worked yet: all CPUs.
+      fetch(new Request("http://x/"));
+      expect(allowedCpus()).toEqual(own);
+      // The sync worker works (its check point stamps the file): the next request moves every thread off its CPU.
+      giveWay();
+      fetch(new Request("http://x/"));
+      expect(allowedCpus()).toEqual(own.filter((c) => c !== sync));
+      const threads = threadsCpus();
+      expect(threads.length).toBeGreaterThan(1);
+      for (const cpus of threads) expect(cpus).not.toContain(sync);
+      // Its last stamp older than BUSY_MS (it stopped, or died): back on all of them at the next request.
+      words[SIGNAL_SLOTS] = (Date.now() - BUSY_MS - 1000) & 0x7fffffff;
+      fetch(new Request("http://x/"));
+      expect(allowedCpus()).toEqual(own);
+      for (const cpus of threadsCpus()) expect(cpus).toEqual(own);
+    },
+  );
 
   test("the supervisor makes the file for its HTTP and sync workers (each HTTP worker its slot) and removes it when it stops; SYNC_GIVE_WAY=false: none", async () => {
     const environOf = (pid: number) =>

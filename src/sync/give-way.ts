@@ -1,6 +1,8 @@
 import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { log } from "../log.ts";
+import { allowedCpus, keepThreadsTo } from "./cpus.ts";
 
 // The HTTP workers' requests in flight, shared with the sync workers through one small memory-mapped file (created by
 // the supervisor, its path handed to its children as SITESYNC_REQUEST_SIGNAL): each HTTP worker writes its own count
@@ -8,9 +10,23 @@ import { join } from "node:path";
 // sync worker reads every slot between short pieces of its work: while any request is in flight (and a moment after the
 // last), it sleeps instead of holding a core, so the request (and its client on the same host) finds one free. A
 // backfill runs at full speed while nobody asks anything (the issue 18 item 3: the API's p99 within 1.5x of idle).
+// The other way round, the HTTP workers keep off the CPUs a working sync worker keeps to (SYNC_CPUS; see BUSY_AT).
 
 /** Slots in the file (HTTP workers; WORKERS is at most this). */
 export const SIGNAL_SLOTS = 256;
+// After the slots: when a sync worker last worked (BUSY_AT: Date.now()'s low 31 bits, 0 never; each sync worker writes
+// it between pieces of a task's work), and the CPUs the sync workers keep to (SYNC_CPUS; a bit per CPU below 256 in
+// CPU_WORDS int32s, set by each at its start). An HTTP worker keeps off those CPUs while the stamp is younger than
+// BUSY_MS (docs/benchmarks/ingest-export.md: a GET served on the sync's core waits behind it), and comes back to all of
+// its CPUs at its first request after.
+const BUSY_AT = SIGNAL_SLOTS;
+const CPUS_AT = SIGNAL_SLOTS + 1;
+const CPU_WORDS = 8;
+const FILE_WORDS = CPUS_AT + CPU_WORDS;
+/** How long after a sync worker's last stamp it counts as working (a day's switch writes none for up to seconds). */
+export const BUSY_MS = 2000;
+const STAMP_BITS = 0x7fffffff;
+const stampNow = () => Date.now() & STAMP_BITS || 1;
 
 const PREFIX = "sitesync-requests-";
 
@@ -30,7 +46,7 @@ export function createRequestSignal(id: string): { path: string; remove: () => v
     // Another's file, or the directory unreadable: left alone.
   }
   try {
-    writeFileSync(path, new Uint8Array(SIGNAL_SLOTS * 4), { mode: 0o600 });
+    writeFileSync(path, new Uint8Array(FILE_WORDS * 4), { mode: 0o600 });
   } catch {
     return null;
   }
@@ -48,14 +64,47 @@ function alive(pid: number): boolean {
   }
 }
 
-/** The shared file's slots as int32s, or null when it cannot be mapped (then nobody signals or waits). */
-function mapSlots(path: string): Int32Array | null {
+/** The shared file as int32s (the slots, then the sync workers' words), or null when it cannot be mapped (then nobody signals or waits). */
+function mapWords(path: string): Int32Array | null {
   try {
     const bytes = Bun.mmap(path, { shared: true });
-    return bytes.byteLength >= SIGNAL_SLOTS * 4 ? new Int32Array(bytes.buffer, bytes.byteOffset, SIGNAL_SLOTS) : null;
+    return bytes.byteLength >= FILE_WORDS * 4 ? new Int32Array(bytes.buffer, bytes.byteOffset, FILE_WORDS) : null;
   } catch {
     return null;
   }
+}
+
+/** The CPUs the sync workers keep to, from the file's words. */
+function syncCpusOf(words: Int32Array): Set<number> {
+  const cpus = new Set<number>();
+  for (let w = 0; w < CPU_WORDS; w++) for (let b = 0; b < 32; b++) if ((words[CPUS_AT + w]! >>> b) & 1) cpus.add(w * 32 + b);
+  return cpus;
+}
+
+/**
+ * An HTTP worker's side: a function to call at each request that keeps this process's threads off the sync workers'
+ * CPUs while one works (its stamp younger than BUSY_MS) and back on all of its own CPUs after; an affinity call only
+ * when that changes. Nothing where no sync worker keeps to CPUs, or where it would leave no CPU.
+ */
+function keepingOffSyncCpus(words: Int32Array): () => void {
+  let off = false;
+  let own: number[] | null = null;
+  let broken = false;
+  return () => {
+    const stamp = words[BUSY_AT]!;
+    const busy = stamp !== 0 && ((stampNow() - stamp) & STAMP_BITS) < BUSY_MS;
+    if (busy === off || broken) return;
+    off = busy;
+    // This process's own CPUs, read before it first keeps off any.
+    own ??= allowedCpus();
+    const sync = syncCpusOf(words);
+    const cpus = busy ? own.filter((c) => !sync.has(c)) : own;
+    if (sync.size === 0 || cpus.length === 0) return;
+    const refused = keepThreadsTo(cpus);
+    if (refused === null) return;
+    broken = true;
+    log("warn", "the HTTP worker could not keep off the sync workers' CPUs", { cpus, error: refused });
+  };
 }
 
 /** An HTTP worker's side: wraps a fetch handler so that its slot holds the number of its requests in flight. */
@@ -64,8 +113,9 @@ export function countRequests<A extends unknown[]>(
   slot: number,
   fetch: (req: Request, ...rest: A) => Response | Promise<Response>,
 ): (req: Request, ...rest: A) => Response | Promise<Response> {
-  const slots = mapSlots(path);
+  const slots = mapWords(path);
   if (!slots || slot < 0 || slot >= SIGNAL_SLOTS) return fetch;
+  const keepOff = keepingOffSyncCpus(slots);
   let n = 0;
   // A restarted worker takes over its slot: whatever its predecessor left in flight is gone.
   slots[slot] = 0;
@@ -73,6 +123,7 @@ export function countRequests<A extends unknown[]>(
     slots[slot] = --n;
   };
   return (req, ...rest) => {
+    keepOff();
     slots[slot] = ++n;
     let res: Response | Promise<Response>;
     try {
@@ -103,15 +154,19 @@ let workFrom = 0;
 /** Pauses taken and their total (ms), this process's (read by the metrics: src/metrics/registry.ts). */
 export const giveWayStats = { pauses: 0, ms: 0 };
 
-/** Starts watching the HTTP workers' slots of the file at `path` (the sync worker, at its start). */
-export function watchRequests(path: string): boolean {
-  watched = mapSlots(path);
+/**
+ * Starts watching the HTTP workers' slots of the file at `path` (the sync worker, at its start); `cpus`: the CPUs this
+ * sync worker keeps to (SYNC_CPUS), which the HTTP workers keep off while it works.
+ */
+export function watchRequests(path: string, cpus: number[] | null = null): boolean {
+  watched = mapWords(path);
+  if (watched && cpus) for (const c of cpus) if (c < CPU_WORDS * 32) Atomics.or(watched, CPUS_AT + (c >> 5), 1 << (c & 31));
   return watched !== null;
 }
 
 /** Whether any HTTP worker has a request in flight. */
-function inFlight(slots: Int32Array): boolean {
-  for (let i = 0; i < slots.length; i++) if (slots[i]! > 0) return true;
+function inFlight(words: Int32Array): boolean {
+  for (let i = 0; i < SIGNAL_SLOTS; i++) if (words[i]! > 0) return true;
   return false;
 }
 
@@ -119,11 +174,13 @@ function inFlight(slots: Int32Array): boolean {
  * Called by the sync worker between short pieces of work (a statement of rows, a page of rows): while an HTTP
  * request is in flight, and GRACE_MS after the last one seen, sleeps in steps of STEP_MS, at most MAX_PAUSE_MS at
  * once and then not again before WORK_MS of work (a stream of requests or a slot left counting by a crashed worker
- * slows a backfill, never stops it). Costs a read of the slots otherwise.
+ * slows a backfill, never stops it). Costs a read of the slots otherwise, and a stamp: this worker is working.
  */
 export function giveWay(): void {
   const slots = watched;
   if (!slots) return;
+  // Working: the HTTP workers keep off this worker's CPUs.
+  slots[BUSY_AT] = stampNow();
   let now = performance.now();
   if (inFlight(slots)) seenAt = now;
   else if (now - seenAt > GRACE_MS) return;

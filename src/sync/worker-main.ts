@@ -1,7 +1,7 @@
 import { dlopen, ptr } from "bun:ffi";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
-import { cpuList, loadConfigOrExit } from "../config.ts";
+import { loadConfigOrExit } from "../config.ts";
 import { closeAllConnections, openDbOrExit } from "../db/index.ts";
 import { registerProcess } from "../db/process-registry.ts";
 import { log, setLogFormat, setLogLevel } from "../log.ts";
@@ -13,6 +13,7 @@ import { startScheduler } from "./scheduler.ts";
 import { sourceFromConfig } from "./source.ts";
 import { startWorker } from "./worker.ts";
 import { watchRequests } from "./give-way.ts";
+import { allowedCpus, keepThreadsTo, threadIds } from "./cpus.ts";
 
 // One sync worker process: spawned by the supervisor (`--sync-workers N`) or run alone with
 // `bun run sync-worker`. Runs the task loop and the daily scheduler.
@@ -26,9 +27,10 @@ if (!config.supervised) await (await import("../db/sqlite/migrate.ts")).migrateO
 if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_NICE);
 lowerPriority(config.SYNC_NICE, config.SYNC_NICE > 0 ? config.SYNC_SLICE_US : 0);
 const cpus = config.SYNC_CPUS === "auto" ? (config.supervised ? lastCpus(config.SYNC_WORKERS) : null) : config.SYNC_CPUS;
-if (Array.isArray(cpus) && cpus.length > 0) pinToCpus(cpus);
-// Pauses while the HTTP workers have requests in flight (SYNC_GIVE_WAY; the supervisor made the file).
-if (config.SITESYNC_REQUEST_SIGNAL && !watchRequests(config.SITESYNC_REQUEST_SIGNAL))
+const pinned = Array.isArray(cpus) && cpus.length > 0 && pinToCpus(cpus) ? cpus : null;
+// Pauses while the HTTP workers have requests in flight, and has them keep off its CPUs while it works (SYNC_GIVE_WAY;
+// the supervisor made the file).
+if (config.SITESYNC_REQUEST_SIGNAL && !watchRequests(config.SITESYNC_REQUEST_SIGNAL, pinned))
   log("warn", "the sync worker cannot read the HTTP workers' requests in flight; it will not give way to them");
 const db = openDbOrExit(config, "sync");
 await registerProcess(db);
@@ -176,22 +178,12 @@ function ownSession(nice: number) {
  * Keeps every thread of this process on `cpus` (SYNC_CPUS; sched_setaffinity of each thread: threads started later
  * inherit their creator's). On a 2-core host a backfill's threads then share one core and the HTTP workers (and
  * whatever else the host runs) have the other to themselves: a request never waits behind the sync for a core. Logs
- * and goes on where the kernel refuses (a CPU not in the process's cpuset) or off Linux.
+ * and goes on where the kernel refuses (a CPU not in the process's cpuset) or off Linux; returns whether it keeps to them.
  */
-function pinToCpus(cpus: number[]) {
-  const refused = (error: string) => log("warn", "the sync worker could not keep to SYNC_CPUS", { cpus, error });
-  if (process.platform !== "linux") return refused("not Linux");
-  // cpu_set_t: 1,024 bits.
-  const mask = new Uint8Array(128);
-  for (const c of cpus) if (c < 1024) mask[c >> 3]! |= 1 << (c & 7);
-  try {
-    const libc = dlopen("libc.so.6", { sched_setaffinity: { args: ["i32", "u64", "ptr"], returns: "i32" } });
-    if (libc.symbols.sched_setaffinity(process.pid, 128, ptr(mask)) !== 0) return refused("refused by the kernel");
-    // The others (one that ended meanwhile is refused: nothing to do).
-    for (const tid of threadIds()) libc.symbols.sched_setaffinity(tid, 128, ptr(mask));
-  } catch (err) {
-    refused(String(err));
-  }
+function pinToCpus(cpus: number[]): boolean {
+  const refused = keepThreadsTo(cpus);
+  if (refused) log("warn", "the sync worker could not keep to SYNC_CPUS", { cpus, error: refused });
+  return refused === null;
 }
 
 /**
@@ -201,20 +193,6 @@ function pinToCpus(cpus: number[]) {
  * ingested 1.3-1.9x the rows a second and the API's busy GET p99 was lower in 4 of 5 runs (docs/benchmarks/ingest-export.md).
  */
 function lastCpus(workers: number): number[] | null {
-  try {
-    const list = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
-    const allowed = list ? cpuList(list) : [];
-    return allowed.length < 2 ? null : allowed.slice(-Math.min(Math.max(1, workers), allowed.length - 1));
-  } catch {
-    return null;
-  }
-}
-
-/** This process's thread ids (Linux /proc; none elsewhere: then the main thread alone was lowered). */
-function threadIds(): number[] {
-  try {
-    return readdirSync("/proc/self/task").map(Number);
-  } catch {
-    return [];
-  }
+  const allowed = allowedCpus();
+  return allowed.length < 2 ? null : allowed.slice(-Math.min(Math.max(1, workers), allowed.length - 1));
 }
