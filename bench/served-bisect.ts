@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import type { Subprocess } from "bun";
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -73,6 +73,12 @@ writeFileSync(
         '\'{"domain":"sc-domain:\' .. prefix .. "-" .. n .. \'.bench.example","name":"Bench \' .. n .. \'"}\') end\n'
       : 'math.randomseed(os.time())\nrequest = function() return wrk.format("GET", "/api/v1/sites/" .. math.random(1, 1000)) end\n',
 );
+// With wrk, each window's latency percentiles (µs) come back on one line of their own.
+appendFileSync(
+  lua,
+  'done = function(summary, latency, requests) io.write(string.format("LATENCY %d %d %d %d\\n", ' +
+    "latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max)) end\n",
+);
 let windows = 0;
 let created = 0;
 const next = list
@@ -85,7 +91,17 @@ const next = list
       })
     : () => ({ method: "GET" as const, path: `/api/v1/sites/${1 + Math.floor(Math.random() * 1000)}` });
 
-type Side = { name: string; procs: Subprocess[]; url: string; main: [number, number]; all: number; gen: number; requests: number };
+type Side = {
+  name: string;
+  procs: Subprocess[];
+  url: string;
+  main: [number, number];
+  all: number;
+  gen: number;
+  requests: number;
+  /** Each window's latency percentiles in ms (wrk): p50, p99, p99.9, max. */
+  windows: number[][];
+};
 
 function start(name: string, index: number): Side {
   const db = join(dir, `side${index}.db`);
@@ -136,7 +152,7 @@ function start(name: string, index: number): Side {
     const pieces = name.split("+").slice(1).join(",");
     procs = Array.from({ length: workers }, () => spawn([process.execPath, "bench/bisect-server.ts"], { PIECES: pieces }));
   } else throw new Error(`unknown side ${name}`);
-  return { name, procs, url: `http://127.0.0.1:${port}`, main: [0, 0], all: 0, gen: 0, requests: 0 };
+  return { name, procs, url: `http://127.0.0.1:${port}`, main: [0, 0], all: 0, gen: 0, requests: 0, windows: [] };
 }
 
 const tree = (pid: number): number[] => [pid, ...children(pid).flatMap(tree)];
@@ -167,7 +183,7 @@ function cpu(side: Side) {
 }
 
 /** One load window on `url`: requests answered and the generator's CPU µs (autocannon runs in this process). */
-async function load(url: string, seconds: number): Promise<{ requests: number; gen: number }> {
+async function load(url: string, seconds: number): Promise<{ requests: number; gen: number; latency?: number[] }> {
   if (flags.generator === "autocannon") {
     const c0 = process.cpuUsage();
     const r = await runLoad({ url, connections, durationSec: seconds, next });
@@ -180,7 +196,11 @@ async function load(url: string, seconds: number): Promise<{ requests: number; g
   const out = await new Response(p.stdout).text();
   await p.exited;
   if (/Non-2xx|Socket errors/.test(out)) throw new Error(`${url}: ${out}`);
-  return { requests: Number(/(\d+) requests in/.exec(out)![1]), gen: Number.NaN };
+  const latency = /LATENCY (\d+) (\d+) (\d+) (\d+)/
+    .exec(out)
+    ?.slice(1)
+    .map((us) => Number(us) / 1000);
+  return { requests: Number(/(\d+) requests in/.exec(out)![1]), gen: Number.NaN, latency };
 }
 
 const sides = names.map(start);
@@ -212,6 +232,7 @@ try {
       s.all += b.all - a.all;
       s.gen += got.gen;
       s.requests += got.requests;
+      if (got.latency) s.windows.push(got.latency);
     }
   }
   console.log(
@@ -223,6 +244,16 @@ try {
     console.log(
       `  ${s.name.padEnd(26)} ${String(Math.round(s.requests / (rounds * windowSec))).padStart(6)} req/s  main threads ${per(s.main[0] + s.main[1])} µs (user ${per(s.main[0])}, system ${per(s.main[1])}), all threads ${per(s.all)}${gen}`,
     );
+    if (s.windows.length) {
+      // A window's p99 is the tail of its own second or so: the median window and the worst say how often a stall hits.
+      const col = (i: number) => s.windows.map((w) => w[i]!).sort((a, b) => a - b);
+      const median = (xs: number[]) => xs[Math.floor(xs.length / 2)]!.toFixed(2);
+      const [p50, p99, p999, max] = [0, 1, 2, 3].map(col) as [number[], number[], number[], number[]];
+      console.log(
+        `  ${"".padEnd(26)} latency ms, median window / worst window: p50 ${median(p50)} / ${p50.at(-1)!.toFixed(2)}, ` +
+          `p99 ${median(p99)} / ${p99.at(-1)!.toFixed(2)}, p99.9 ${median(p999)} / ${p999.at(-1)!.toFixed(2)}, max ${median(max)} / ${max.at(-1)!.toFixed(2)}`,
+      );
+    }
   }
   if (flags.syscalls) {
     for (const s of sides) {

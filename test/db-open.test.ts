@@ -124,6 +124,24 @@ describe("openDb", () => {
     expect(loadConfig([], { DATABASE_URL: `file:${t.path}` }).SYNC_SQLITE_CACHE_SIZE).toBe(-262_144);
   });
 
+  test("the supervisor and its workers leave checkpoints to the checkpointer (wal_autocheckpoint 0); a process on its own keeps SQLite's 1000; SQLITE_WAL_AUTOCHECKPOINT wins in both", () => {
+    const t = tempSqliteDb();
+    cleanups.push(t.cleanup);
+    const autocheckpoint = (env: Record<string, string>, role: "primary" | "http" | "sync" | "standalone") => {
+      const db = asSqlite(openDbFromConfig(loadConfig([], { DATABASE_URL: `file:${t.path}`, ...env }), role));
+      cleanups.push(() => db.close());
+      return [pragmasOf(db.raw.reader).wal_autocheckpoint, pragmasOf(db.raw.writer).wal_autocheckpoint];
+    };
+    const supervised = { SITESYNC_SUPERVISED: "1" };
+    expect(autocheckpoint(supervised, "http")).toEqual([0, 0]);
+    expect(autocheckpoint(supervised, "sync")).toEqual([0, 0]);
+    expect(autocheckpoint({}, "primary")).toEqual([0, 0]);
+    expect(autocheckpoint({}, "standalone")).toEqual([1000, 1000]);
+    expect(autocheckpoint({}, "http")).toEqual([1000, 1000]);
+    expect(autocheckpoint({ ...supervised, SQLITE_WAL_AUTOCHECKPOINT: "500" }, "http")).toEqual([500, 500]);
+    expect(autocheckpoint({ SQLITE_WAL_AUTOCHECKPOINT: "0" }, "standalone")).toEqual([0, 0]);
+  });
+
   test("foreign keys are enforced and cascade", async () => {
     const t = tempSqliteDb();
     cleanups.push(t.cleanup);
