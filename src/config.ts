@@ -50,6 +50,20 @@ export function parseDuration(v: string): number | null {
 const roleSchema = z.enum(["primary", "http", "sync", "standalone", "stress", "test"]);
 export type ProcessRole = z.infer<typeof roleSchema>;
 
+/** The settings of Search Console's client: part of every process's settings and the CLI's (which needs no others). */
+const gscClientSettings = () => ({
+  GSC_SERVICE_ACCOUNT_FILE: z.string().min(1).optional(),
+  GSC_API_BASE_URL: z.url().default("https://searchconsole.googleapis.com"),
+  GSC_TOKEN_URL: z.url().optional(),
+  // Google sign-in (`bun run cli auth login`): the stored refresh token (authorized-user JSON, mode 0600),
+  // the OAuth client downloaded from Google Cloud, and the consent page (tests: a fake on loopback).
+  GSC_CREDENTIALS_FILE: z.string().min(1).default("./data/credentials.json"),
+  GSC_CLIENT_SECRET_FILE: z.string().min(1).default("./client_secret.json"),
+  GSC_AUTH_URL: z.url().default("https://accounts.google.com/o/oauth2/v2/auth"),
+  // One Search Console request's time limit (with GSC_MAX_RETRIES and GSC_RETRY_BASE_MS: docs/sync.md).
+  GSC_TIMEOUT_MS: int(100).default(60_000),
+});
+
 // Built on first use: a process the supervisor started takes its settings as handed on (settingsHandOff) and never
 // builds it (~120 settings' schemas: ~45 ms of CPU a process, bench/startup.ts).
 const buildEnvSchema = () =>
@@ -225,14 +239,8 @@ const buildEnvSchema = () =>
     SYNC_SOURCE: z.enum(["auto", "demo", "gsc"]).default("auto"),
     DEMO_ROWS_PER_DAY: int(0, 1_000_000).default(200),
     GSC_ACCESS_TOKEN: z.string().min(1).optional(),
-    GSC_SERVICE_ACCOUNT_FILE: z.string().min(1).optional(),
-    GSC_API_BASE_URL: z.url().default("https://searchconsole.googleapis.com"),
-    GSC_TOKEN_URL: z.url().optional(),
-    // Google sign-in (`bun run cli auth login`): the stored refresh token (authorized-user JSON, mode 0600),
-    // the OAuth client downloaded from Google Cloud, and the consent page (tests: a fake on loopback).
-    GSC_CREDENTIALS_FILE: z.string().min(1).default("./data/credentials.json"),
-    GSC_CLIENT_SECRET_FILE: z.string().min(1).default("./client_secret.json"),
-    GSC_AUTH_URL: z.url().default("https://accounts.google.com/o/oauth2/v2/auth"),
+    // Search Console's client: the service's and the CLI's (`bun run cli auth`).
+    ...gscClientSettings(),
     // Key sealing the Google sign-ins stored in the database (AES-256-GCM; 32 bytes, base64: openssl rand -base64 32).
     // The same on every host of one database; unset: stored as plain JSON (docs/security.md).
     GSC_SIGN_IN_KEY: z
@@ -257,7 +265,6 @@ const buildEnvSchema = () =>
     // Retries of one Search Console request on 5xx, 429 and network errors, with exponential backoff.
     GSC_MAX_RETRIES: int(0, 20).default(5),
     GSC_RETRY_BASE_MS: int(1).default(1000),
-    GSC_TIMEOUT_MS: int(100).default(60_000),
 
     // Security (README, "Security"). AUTH=auto: protected mode until a key exists, then keys only.
     AUTH: z.enum(["auto", "off", "required"]).default("auto"),
@@ -442,12 +449,24 @@ function sameSource(a: Source, b: Source): boolean {
 
 const handedToUs = handOffIn(process.env);
 
-/** Every setting at its default (no env, no flags): the one source of defaults for code given no Config. */
-export const defaults: Env =
-  // Defaults depend on the machine alone (its host name and cores), the supervisor's and ours.
-  handedToUs && handedToUs.defaults.SITESYNC_HOST_NAME === hostname() && handedToUs.defaults.WORKERS === availableParallelism()
-    ? handedToUs.defaults
-    : envSchema().parse({}, once);
+let defaultsMade: Env | undefined;
+const defaultsOf = (): Env =>
+  (defaultsMade ??=
+    // Defaults depend on the machine alone (its host name and cores), the supervisor's and ours.
+    handedToUs && handedToUs.defaults.SITESYNC_HOST_NAME === hostname() && handedToUs.defaults.WORKERS === availableParallelism()
+      ? handedToUs.defaults
+      : envSchema().parse({}, once));
+
+/**
+ * Every setting at its default (no env, no flags): the one source of defaults for code given no Config. Made on first
+ * use: a process that reads none (the CLI) never builds the settings' schema.
+ */
+export const defaults: Env = new Proxy({} as Env, {
+  get: (_, key) => Reflect.get(defaultsOf(), key),
+  has: (_, key) => Reflect.has(defaultsOf(), key),
+  ownKeys: () => Reflect.ownKeys(defaultsOf()),
+  getOwnPropertyDescriptor: (_, key) => Reflect.getOwnPropertyDescriptor(defaultsOf(), key),
+});
 
 /** Where the database lives, parsed from DATABASE_URL: an SQLite file, or a PostgreSQL server. */
 export type DatabaseTarget = { dialect: "sqlite"; path: string } | { dialect: "postgres"; url: string };
@@ -760,23 +779,15 @@ export function loadStressConfig(argv: string[] = process.argv.slice(2), env: So
 
 export type StressConfig = ReturnType<typeof loadStressConfig>;
 
+// Not a pick of the whole settings' schema: building its ~120 schemas cost every CLI run ~30 ms.
 const cliSchema = () =>
-  envSchema()
-    .pick({
-      GSC_CREDENTIALS_FILE: true,
-      GSC_SERVICE_ACCOUNT_FILE: true,
-      GSC_CLIENT_SECRET_FILE: true,
-      GSC_AUTH_URL: true,
-      GSC_TOKEN_URL: true,
-      GSC_API_BASE_URL: true,
-      GSC_TIMEOUT_MS: true,
-    })
-    .extend({
-      // The running service the CLI talks to, and its API key when it requires one (sent as a Bearer token).
-      SITESYNC_URL: z.url().default("http://localhost:8000"),
-      SITESYNC_API_KEY: z.string().min(1).optional(),
-      SITESYNC_API_KEY_FILE: z.string().min(1).optional(),
-    });
+  z.object({
+    ...gscClientSettings(),
+    // The running service the CLI talks to, and its API key when it requires one (sent as a Bearer token).
+    SITESYNC_URL: z.url().default("http://localhost:8000"),
+    SITESYNC_API_KEY: z.string().min(1).optional(),
+    SITESYNC_API_KEY_FILE: z.string().min(1).optional(),
+  });
 
 /** Settings of `bun run cli` from the environment (its flags are parsed by the CLI itself and win). Throws ConfigError. */
 export function loadCliConfig(env: Source = process.env) {
