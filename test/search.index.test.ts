@@ -137,15 +137,15 @@ describe("indexed search = plain scan (property-style, seeded)", () => {
       const indexed = rounded(await searchQueries(t.db, opts));
       const scanned = rounded(await searchQueries(t.db, { ...opts, using: "scan" }));
       expect({ seed, opts, result: indexed }).toEqual({ seed, opts, result: scanned });
-      // SQLite: the matches' sums from the rollup per query and from the packed day rows, whichever the count would pick.
-      if (testEngine === "sqlite")
-        for (const using of ["rollup", "packed"] as const)
-          expect({ seed, opts, using, result: rounded(await searchQueries(t.db, { ...opts, using })) }).toEqual({
-            seed,
-            opts,
-            using,
-            result: scanned,
-          });
+      // The matches' sums from the rollup per query and (SQLite) from the packed day rows, whichever the default picks
+      // (PostgreSQL: a 1-2 character term's from the packed day rows, "rollup" its statement before).
+      for (const using of testEngine === "sqlite" ? (["rollup", "packed"] as const) : (["rollup"] as const))
+        expect({ seed, opts, using, result: rounded(await searchQueries(t.db, { ...opts, using })) }).toEqual({
+          seed,
+          opts,
+          using,
+          result: scanned,
+        });
       if (indexed.total > 0) nonEmpty++;
     }
     // The generator must produce real matches and both kinds of terms, or the comparison proves little.

@@ -1,5 +1,5 @@
 import type { Db, Orm, SqliteDb } from "../db/index.ts";
-import { findDataBoundsPg, searchPg } from "../db/pg/search.ts";
+import { findDataBoundsPg, findShortMatchIdsPg, searchPg } from "../db/pg/search.ts";
 import {
   findDataBoundsSqlite,
   ftsTrigrams,
@@ -40,7 +40,8 @@ export type SearchOptions = { siteId: number; term: string; startDate: string | 
  * clicks and impressions summed, ctr and position averaged, and the days they appeared, between two
  * optional days, most impressions first. `total` counts every matching query, before the limit.
  * `using`: "scan" runs the plain scan instead of the index; "rollup" or "packed" (SQLite) takes the matches' sums from
- * there whatever the term's length (same results; for tests and the bench).
+ * there whatever the term's length (same results; for tests and the bench). PostgreSQL takes a 1-2 character term's from
+ * the packed day rows too ("rollup": from the rollup's key ranges, its statement before).
  */
 export async function searchQueries(
   db: Db,
@@ -62,7 +63,9 @@ export async function searchQueries(
   const kind = opts.using === "scan" ? "scan" : [...opts.term].length < MIN_INDEXED_CHARS ? "short" : "index";
   const rows =
     db.engine === "pg"
-      ? await searchPg(db, kind, params)
+      ? kind === "short" && opts.using !== "rollup"
+        ? await packedSearch(db, params, await findShortMatchIdsPg(db, params.site_id, params.pattern))
+        : await searchPg(db, kind, params)
       : kind === "scan"
         ? await queryPool(db).all<SearchRow>(SEARCH_SCAN_SQL, searchSqlParams(params))
         : await searchSqlite(db, kind, params, opts.term, opts.using === "rollup" || opts.using === "packed" ? opts.using : null);
@@ -113,6 +116,15 @@ async function searchSqlite(
             (await pool.all<{ ids: string }>(SEARCH_MATCHED_IDS_SQL, { site_id: p.site_id, pattern: p.pattern, ...fts }))[0]?.ids ?? "[]",
           ) as number[],
         ).sort();
+  return packedSearch(db, params, ids);
+}
+
+/**
+ * A search's answer for the matches `ids` (ascending) from the packed day rows (readMatchedSums), the first `limit` by
+ * impressions and query text picked in JS as the SQL orders them: 1-2 character terms on either engine.
+ */
+async function packedSearch(db: Db, params: SearchParams, ids: Int32Array): Promise<SearchRow[]> {
+  const p = searchSqlParams(params);
   const sums = await readMatchedSums(db, p.site_id, ids, p.start_day, p.end_day);
   const { clicks: c, impressions: im, sumPosition: sp, days } = sums;
   let found = 0;

@@ -46,6 +46,27 @@ export const PG_SEARCH_INDEXED_SQL = totals(`select q.id, q.query from gsc_queri
 export const PG_SEARCH_SHORT_SQL = totals(`select q.id, q.query from gsc_queries q
    where q.site_id = $site_id and ${likeAscii("q.query")}`);
 
+/**
+ * The ids of a site's queries matching a 1-2 character term (the same rule as PG_SEARCH_SHORT_SQL's), ascending, as one
+ * text value (190,000 ids for 'ka' at 5 M rows: one value, not a row each); their sums then come from the packed day
+ * rows (src/search/queries.ts), not from one key range of the rollup per match.
+ */
+export async function findShortMatchIdsPg(db: Db, siteId: number, pattern: string): Promise<Int32Array> {
+  // LIKE's ASCII-only folding as the pattern's case variants (4 at most for 2 letters; a backslash escapes only
+  // %, _ and itself, never a letter): plain LIKEs, ~8x less CPU than translate() on every text (2.4 s -> 0.3 s
+  // over 290,000 queries at load 24).
+  let variants = [""];
+  for (const ch of pattern.replace(/[A-Z]/g, (c) => c.toLowerCase()))
+    variants = /[a-z]/.test(ch) ? variants.flatMap((v) => [v + ch, v + ch.toUpperCase()]) : variants.map((v) => v + ch);
+  const rows = await pgAll<{ ids: string | null }>(
+    db,
+    "select string_agg(q.id::text, ',' order by q.id) as ids from gsc_queries q where q.site_id = $site_id and q.query like any ($variants::text[])",
+    { site_id: siteId, variants },
+  );
+  const ids = rows[0]?.ids;
+  return ids ? Int32Array.from(ids.split(","), Number) : new Int32Array(0);
+}
+
 /** The plain scan of the site's query detail (joined to its query text), without the rollup: the reference for tests and the bench. */
 export const PG_SEARCH_SCAN_SQL = `select q.query,
        sum(d.clicks)::float8 as total_clicks,
