@@ -222,8 +222,10 @@ function ungrainedOf(rows: { day: number; type: number }[], types: number[], sta
  * ungrained days and types (a type with no rows, e.g. every type but web under "all", is an empty range, not a read
  * of the day's rows), then the (day, type) pairs and the device.
  */
+// PostgreSQL: the days as an array (= ANY), which the detail's key (site_id, day, ...) seeks; `in (select ...)` became a
+// hash semi-join over a scan of the site's whole detail (5 M rows, page keyword 90 days: 3.2 s of the statement's 17).
 const derivedWhere = (e: Engine, device: boolean) =>
-  `g.site_id = $site_id and g.day in (select cast(value as integer) from ${jsonList(e, "$ud", "ud")})
+  `g.site_id = $site_id and g.day ${e === "pg" ? "= any(array" : "in "}(select cast(value as integer) from ${jsonList(e, "$ud", "ud")})${e === "pg" ? ")" : ""}
    and g.type in (select cast(value as integer) from ${jsonList(e, "$ut", "ut")})
    and g.day * 10 + g.type in (select cast(value as integer) from ${jsonList(e, "$up", "up")})${device ? " and g.device = $device" : ""}`;
 
