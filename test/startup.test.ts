@@ -92,6 +92,31 @@ describe("start-up imports", () => {
     for (const lazy of ["drizzle-orm", "pg", "prom-client", "google-auth-library", "hono", "hyparquet"]) expect(loaded).not.toContain(lazy);
   });
 
+  test("the CLI's settings build a few dozen zod schemas, not the service's (~300, made on first use)", () => {
+    // zod calls its post-processor hook once per schema it constructs: counted in a fresh process.
+    const script = `
+      const { z } = await import("zod");
+      let n = 0;
+      globalThis.__zod_globalConfig.postProcessor = () => { n++; };
+      const config = await import("./src/config.ts");
+      const atImport = n;
+      config.loadCliConfig({});
+      const cli = n - atImport;
+      const port = config.defaults.PORT;
+      console.log(JSON.stringify({ atImport, cli, service: n - atImport - cli, port }));
+      process.exit(0);
+    `;
+    const p = Bun.spawnSync([process.execPath, "-e", script], { cwd: root, stdout: "pipe", stderr: "pipe" });
+    const line = p.stdout.toString().trim().split("\n").at(-1) ?? "";
+    if (!line.startsWith("{")) throw new Error(`no result (exit ${p.exitCode}): ${p.stderr.toString()}`);
+    const r = JSON.parse(line);
+    expect(r.atImport).toBeLessThan(100);
+    expect(r.cli).toBeLessThan(100);
+    // The service's defaults, read on first use, build the whole schema (the check itself works).
+    expect(r.service).toBeGreaterThan(200);
+    expect(r.port).toBe(8000);
+  });
+
   test("an HTTP worker loads the dashboard's modules on the first request under /ui, which answers as before", () => {
     // A fresh process: the app over a temporary SQLite file (a file, whatever the engine under test), then one page.
     const script = `
