@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, eq, sql } from "drizzle-orm";
-import { rebuildDayQueryTotals, replaceDayDetail, rowTextIds, upsertRows, writeDayRows } from "../src/sync/data.ts";
+import { Database } from "bun:sqlite";
+import { statSync } from "node:fs";
+import { checkpointOwnWrites, rebuildDayQueryTotals, replaceDayDetail, rowTextIds, upsertRows, writeDayRows } from "../src/sync/data.ts";
 import { deviceCode, sumPosition } from "../src/sync/grains.ts";
 import { DayRows, keyRows, rollupOf } from "../src/sync/keyed-rows.ts";
 import type { SourceRow } from "../src/sync/source.ts";
@@ -334,4 +336,42 @@ describe("stageRows (a big day's batches into the staging)", () => {
     expect(clicks.get("query 999")).toBe(batch.find((r) => r.query === "query 999")!.clicks);
     await t.db.tx((tx) => clearStaged(tx, taskId));
   });
+});
+
+describe("checkpointOwnWrites (the sync worker copies its WAL into the file itself)", () => {
+  test.skipIf(testEngine === "pg")(
+    "with the writer's auto-checkpoint off, the day's pages reach the file only once it runs; run again, nothing left to copy",
+    async () => {
+      const own = tempDb({ pragmas: { walAutocheckpoint: 0 } });
+      try {
+        const [id] = await insertSites(own.db, 1, "ckpt.example");
+        const size = () => statSync(own.path).size;
+        const before = size();
+        await own.db.tx((tx) =>
+          upsertRows(
+            tx,
+            id!,
+            "2026-03-05",
+            "web",
+            Array.from({ length: 5000 }, (_, i) => row(i, i % 7)),
+          ),
+        );
+        // Written: in the WAL, not in the file.
+        expect(size()).toBe(before);
+        checkpointOwnWrites(own.db);
+        const after = size();
+        expect(after).toBeGreaterThan(before);
+        // Another connection finds every frame copied already.
+        const other = new Database(own.path);
+        const [busy, log, copied] = Object.values(other.query("PRAGMA wal_checkpoint(PASSIVE)").get() as object) as number[];
+        other.close();
+        expect(busy).toBe(0);
+        expect(copied).toBe(log);
+        checkpointOwnWrites(own.db);
+        expect(size()).toBe(after);
+      } finally {
+        await own.cleanup();
+      }
+    },
+  );
 });

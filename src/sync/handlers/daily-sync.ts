@@ -2,7 +2,7 @@ import type { Orm } from "../../db/index.ts";
 import type { Site } from "../../db/model.ts";
 import { rowsIngested } from "../../metrics/registry.ts";
 import { indexAllPendingQueries } from "../../search/queries.ts";
-import { findSyncedDays, markDaySynced, replaceDayDetail, rowTextIds, writeDayRows } from "../data.ts";
+import { checkpointOwnWrites, findSyncedDays, markDaySynced, replaceDayDetail, rowTextIds, writeDayRows } from "../data.ts";
 import { isFinalDay, isFreshDay } from "../dates.ts";
 import { findCompleteness, replaceDayGrains, upsertPageIds, type DayGrains } from "../grain-writes.ts";
 import { anonymizedShare, dailyRowCap, dayNumber, deviceCode, sumPosition, typeCode } from "../grains.ts";
@@ -355,6 +355,8 @@ export async function syncDay(
     return rows;
   });
   known.committed();
+  // The switch's pages copied into the file here, on the sync's CPUs (src/sync/data.ts).
+  checkpointOwnWrites(ctx.db);
   if (atomic) rowsIngested.inc({ source: ctx.source.name }, buffered?.length ?? dayRows!.n);
   // Switched: the staging rows are no longer needed (left behind by a crash, startStaging clears them).
   else await ctx.write((tx) => clearStaged(tx, taskId));
