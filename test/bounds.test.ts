@@ -6,7 +6,7 @@ import { seedAnalyticsPg } from "../bench/seed-analytics-pg.ts";
 import { createApiKey } from "../src/auth/queries.ts";
 import { openDb, openPgDb, type Db } from "../src/db/index.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
-import { newPgDatabase, psql, psqlBin } from "./helpers/engine.ts";
+import { newPgDatabase, pgValue, psql, psqlBin } from "./helpers/engine.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 import { waitFor } from "./helpers/wait.ts";
 import { asc, sql } from "drizzle-orm";
@@ -139,11 +139,11 @@ async function metric(server: RunningServer, name: string, labels = ""): Promise
 }
 
 /** PostgreSQL: statements of the test database running right now that read the partial-terms filter. */
-function pgRunning(): number {
+async function pgRunning(): Promise<number> {
   // A bounded read's FETCH, or the batch that declares its cursor and runs its first FETCH (src/db/pg/named.ts;
   // pg_stat_activity keeps the first 1 kB of a statement: match its start).
   return Number(
-    psql(
+    await pgValue(
       `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and state = 'active'
           and (query like 'fetch forward % from bounded_read' or query like 'begin read only;%declare bounded_read %')`,
     ),
@@ -153,13 +153,13 @@ function pgRunning(): number {
 /** PostgreSQL: waits until no statement of the test database like `pattern` is running (its read was cancelled). */
 async function backendCancelled(pattern: string): Promise<void> {
   const running = `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and state = 'active' and query like '${pattern}'`;
-  await waitFor(() => Number(psql(running)) === 0, { what: "the backend's statement to be cancelled" });
+  await waitFor(async () => Number(await pgValue(running)) === 0, { what: "the backend's statement to be cancelled" });
 }
 
 /** Bounded queries running in the service now (SQLite: their query processes; PostgreSQL: the backends' statements too). */
 async function runningQueries(server: RunningServer): Promise<number> {
   const n = await metric(server, "sitesync_bounded_queries_running");
-  return testEngine === "pg" ? Math.max(n, pgRunning()) : n;
+  return testEngine === "pg" ? Math.max(n, await pgRunning()) : n;
 }
 
 /**
@@ -167,7 +167,7 @@ async function runningQueries(server: RunningServer): Promise<number> {
  * (SQLite) the query processes that ran them killed (PostgreSQL) the backends' statements gone.
  */
 async function whileRunning(server: RunningServer, n = 1) {
-  await waitFor(async () => (await runningQueries(server)) >= n && (testEngine === "pg" ? pgRunning() >= n : true), {
+  await waitFor(async () => (await runningQueries(server)) >= n && (testEngine === "pg" ? (await pgRunning()) >= n : true), {
     what: `${n} queries running`,
   });
   const pids = testEngine === "sqlite" ? children(workerOf(server)) : [];
@@ -236,9 +236,9 @@ describe("connection idle timeout", () => {
         },
       );
       await waitFor(
-        () =>
+        async () =>
           Number(
-            psql(
+            await pgValue(
               `select count(*) from pg_locks where mode = 'AccessExclusiveLock' and granted and relation = 'gsc_queries'::regclass`,
               pgdb!.url,
             ),
@@ -717,15 +717,15 @@ describe("the bounded runner (in process)", () => {
         );
         let settled = 0;
         for (const h of heavy) void h.then(() => settled++);
-        await waitFor(() => pgRunning() >= 2, { what: "two heavy reads to run" });
+        await waitFor(async () => (await pgRunning()) >= 2, { what: "two heavy reads to run" });
         const light = await db.q.select({ id: s.id }).from(s).limit(1);
         expect(light.length).toBe(1);
         // Answered while the heavy reads still run, two of them on the server and two waiting for their turn.
         expect(settled).toBe(0);
-        expect(pgRunning()).toBe(2);
+        expect(await pgRunning()).toBe(2);
       } finally {
         ctl.abort();
-        await waitFor(() => pgRunning() === 0, { what: "the heavy reads to be cancelled" });
+        await waitFor(async () => (await pgRunning()) === 0, { what: "the heavy reads to be cancelled" });
         await db.close();
       }
     },
@@ -813,9 +813,9 @@ describe("the bounded runner (in process)", () => {
         // Before, each FETCH had the whole limit as its statement_timeout: it ended with the server's cancel message.
         expect(String(err)).toContain("EXPORT_TIMEOUT_MS");
         await waitFor(
-          () =>
+          async () =>
             Number(
-              psql(
+              await pgValue(
                 `select count(*) from pg_stat_activity where datname = '${pgdb!.name}' and query like '%pg_sleep(0.5)%' and pid <> pg_backend_pid()`,
               ),
             ) === 0,

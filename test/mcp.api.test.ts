@@ -9,7 +9,7 @@ import { searchTypes, typeRules } from "../src/sync/search-types.ts";
 import { runScript } from "./helpers/client.ts";
 import { testEngine } from "./helpers/db.ts";
 import { stableToday } from "./helpers/day.ts";
-import { psql } from "./helpers/engine.ts";
+import { pgValue } from "./helpers/engine.ts";
 import { withDb } from "./helpers/observe.ts";
 import { storeCompleteness, storeHourlyRows, storeOldRows } from "./helpers/rows.ts";
 import { request, serviceFile, startServer, type RunningServer } from "./helpers/server.ts";
@@ -55,10 +55,10 @@ async function seed(siteId: number, rows: Row[]) {
 }
 
 /** PostgreSQL: the service's `query` tool connections on the server's database that are running a statement. */
-function pgQueriesRunning(): number {
+async function pgQueriesRunning(): Promise<number> {
   const name = new URL(server.dbPath).pathname.slice(1);
   return Number(
-    psql(
+    await pgValue(
       `select count(*) from pg_stat_activity where datname = '${name}' and application_name like 'sitesync-%-mcp-query' and state = 'active'`,
     ),
   );
@@ -692,13 +692,13 @@ describe("query (read-only SQL)", () => {
       const runaway = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c";
       const started = performance.now();
       const pending = callError("query", { sql: runaway });
-      expect(await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 1000, 10)).toBe(true);
+      expect(await waitFor("the statement to run on the server", async () => (await pgQueriesRunning()) === 1, 1000, 10)).toBe(true);
       const text = await pending;
       const elapsed = performance.now() - started;
       expect(text).toMatch(new RegExp(`query stopped after \\d+ ms: it ran past the ${TIMEOUT_MS} ms time limit`));
       expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS);
       expect(elapsed).toBeLessThan(TIMEOUT_MS + 10_000);
-      expect(await waitFor("the statement to be gone", () => pgQueriesRunning() === 0, 2000, 10)).toBe(true);
+      expect(await waitFor("the statement to be gone", async () => (await pgQueriesRunning()) === 0, 2000, 10)).toBe(true);
       expect((await call("query", { sql: "select 1 as one" })).rows).toEqual([{ one: 1 }]);
     },
   );
@@ -711,12 +711,12 @@ describe("query (read-only SQL)", () => {
         () => "answered",
         () => "failed",
       );
-      await waitFor("the statement to run on the server", () => pgQueriesRunning() === 1, 2000, 10);
+      await waitFor("the statement to run on the server", async () => (await pgQueriesRunning()) === 1, 2000, 10);
       const workers = processesRunning(await serviceFile("server.ts"), true);
       expect(workers.length).toBeGreaterThan(0);
       for (const w of workers) process.kill(w, "SIGKILL");
       // Nothing in the service can stop it any more: the server's statement_timeout does.
-      await waitFor("the orphaned statement to end", () => pgQueriesRunning() === 0, TIMEOUT_MS + 8000, 20);
+      await waitFor("the orphaned statement to end", async () => (await pgQueriesRunning()) === 0, TIMEOUT_MS + 8000, 20);
       expect(await pending).toBe("failed");
       await waitFor("the service to answer", async () => {
         const res = await client.callTool({ name: "query", arguments: { sql: "select 1 as one" } }).catch(() => null);

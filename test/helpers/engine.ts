@@ -25,6 +25,27 @@ export function psqlBin(): string {
   return "psql";
 }
 
+/** Connections kept per URL for pgValue(): one idle connection does not keep the test process alive. */
+const pgValuePools = new Map<string, import("pg").Pool>();
+
+/**
+ * The first column of the first row of `sql` on the server's maintenance database (or `url`), over a connection kept
+ * for the test process: for polls, where psql() starts a process and the server a backend (28-40 ms of its CPU on the
+ * test machine) every time.
+ */
+export async function pgValue(sql: string, url = adminUrl()): Promise<string> {
+  let pool = pgValuePools.get(url);
+  if (!pool) {
+    const { default: pg } = await import("pg");
+    pool = new pg.Pool({ connectionString: url, max: 1, allowExitOnIdle: true, idleTimeoutMillis: 600_000 });
+    // Its database dropped (with force) or the server stopped: the next query opens a new connection.
+    pool.on("error", () => {});
+    pgValuePools.set(url, pool);
+  }
+  const r = await pool.query({ text: sql, rowMode: "array" });
+  return String(r.rows[0]?.[0] ?? "");
+}
+
 /** Runs one statement on the server's maintenance database, synchronously (tests create databases in sync helpers). */
 export function psql(sql: string, url = adminUrl()): string {
   const r = Bun.spawnSync([psqlBin(), url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { stdout: "pipe", stderr: "pipe" });
