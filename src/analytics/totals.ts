@@ -522,6 +522,10 @@ async function countPagesByWeeks(db: Db, f: GrainFilters, o: Omit<PageTotalsOpti
     for (let d = lo; d <= hi; d++) edgeDays.push(d);
   }
   const list = (name: string, alias: string) => `(select cast(value as integer) from ${jsonList(e, name, alias)})`;
+  // PostgreSQL: a list as an array (= ANY), which the keys seek; `in (select ...)` became a hash semi-join over a scan
+  // of the site's every week (grows with the history: insight overview 90 days 0.97 s of backend CPU at 5 M, 4.4 s wall at 20 M).
+  const isIn = (col: string, name: string, alias: string) =>
+    e === "pg" ? `${col} = any(array${list(name, alias)})` : `${col} in ${list(name, alias)}`;
   // SQLite: two statements at once (two query processes), one for the page ids below the newest whole week's median
   // page id, one for the rest, their counts added: each reads its half of the weeks' rows by key (site_id, week, type,
   // page_id), the weeks listed (50 M rows, 90 days: 55 ms CPU in one statement, 24 + 24 in two). Any split point is
@@ -537,10 +541,10 @@ async function countPagesByWeeks(db: Db, f: GrainFilters, o: Omit<PageTotalsOpti
      and (x.clicks > 0 or x.impressions > 0))
 select (select count(*) from w) + (
   select count(distinct x.page_id) from gsc_week_page_totals x
-   where x.site_id = $site_id and x.week in ${list("$edge_weeks", "ew")} and x.type in ${list("$types", "t")}${half}
+   where x.site_id = $site_id and ${isIn("x.week", "$edge_weeks", "ew")} and x.type in ${list("$types", "t")}${half}
      and (x.clicks > 0 or x.impressions > 0) and x.page_id not in (select w.page_id from w)
      and exists (select 1 from gsc_page_totals d
-                  where d.site_id = $site_id and d.day in ${list("$edge_days", "ed")} and d.type = x.type and d.page_id = x.page_id
+                  where d.site_id = $site_id and ${isIn("d.day", "$edge_days", "ed")} and d.type = x.type and d.page_id = x.page_id
                     and (d.clicks > 0 or d.impressions > 0))) as n`;
   const params = {
     site_id: f.siteId,
