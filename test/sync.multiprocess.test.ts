@@ -19,9 +19,11 @@ const serviceSyncWorker = await serviceFile("sync/worker-main.ts");
 setDefaultTimeout(90_000);
 const root = join(import.meta.dir, "..");
 
-/** Starts a process and resolves once it printed `ready` on stdout. */
-async function spawnReady(cmd: string[], env: Record<string, string>, ready: string) {
+/** Starts a process (added to `into` at once, if given) and resolves once it printed `ready` on stdout. */
+async function spawnReady(cmd: string[], env: Record<string, string>, ready: string, into?: Subprocess[]) {
   const proc = Bun.spawn(cmd, { cwd: root, env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdout: "pipe", stderr: "pipe" });
+  // Started side by side, one that never gets ready rejects the lot: the others must still be stopped by the caller.
+  into?.push(proc);
   let out = "";
   const pump = async (s: ReadableStream<Uint8Array>) => {
     for await (const c of s) out += new TextDecoder().decode(c);
@@ -282,9 +284,8 @@ describe("scheduler", () => {
       // All four at once (not one after another, where the first would create every task alone): their
       // first scheduler rounds run side by side and the unique index settles who creates what.
       const started = await Promise.all(
-        Array.from({ length: 4 }, () => spawnReady([process.execPath, serviceSyncWorker], env, "sync worker started")),
+        Array.from({ length: 4 }, () => spawnReady([process.execPath, serviceSyncWorker], env, "sync worker started", procs)),
       );
-      procs.push(...started.map((x) => x.proc));
 
       const counts = () =>
         t.db.q
