@@ -1,8 +1,9 @@
-import pg from "pg";
+import type pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
 
-// COPY ... FROM STDIN through node-postgres (which has no API of its own for it): a Query whose copy-in step sends
-// the rows as one CopyData message in COPY's text format. The server parses plain text instead of one array
-// literal per column (INSERT ... SELECT FROM unnest($1::int[], ...)), and no statement is planned per batch.
+// COPY ... FROM STDIN through pg-copy-streams (node-postgres' own companion for COPY): the server parses plain text
+// instead of one array literal per column (INSERT ... SELECT FROM unnest($1::int[], ...)), and no statement is
+// planned per batch.
 
 const special = /[\\\n\r\t]/;
 const escapes: Record<string, string> = { "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t" };
@@ -24,15 +25,9 @@ export function copyIn(client: pg.Client, table: string, columns: string[], rows
   for (const r of rows) text += `${r.map(copyField).join("\t")}\n`;
   const list = columns.map((n) => `"${n}"`).join(", ");
   return new Promise((resolve, reject) => {
-    const q = new pg.Query(`copy "${table}" (${list}) from stdin`, (err, res) =>
-      err ? reject(err) : resolve(res.rowCount ?? rows.length),
-    );
-    // node-postgres calls this when the server is ready for the data (pg.Query's own answers "no source stream").
-    (q as unknown as { handleCopyInResponse: (c: pg.Connection) => void }).handleCopyInResponse = (c) => {
-      const con = c as unknown as { sendCopyFromChunk(b: Buffer): void; endCopyFrom(): void };
-      con.sendCopyFromChunk(Buffer.from(text));
-      con.endCopyFrom();
-    };
-    client.query(q);
+    const stream = client.query(copyFrom(`copy "${table}" (${list}) from stdin`));
+    stream.on("error", reject);
+    stream.on("finish", () => resolve(stream.rowCount ?? rows.length));
+    stream.end(Buffer.from(text));
   });
 }
