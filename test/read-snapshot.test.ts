@@ -67,6 +67,29 @@ describe("shared read snapshots (SQLite reader)", () => {
     expect((await db.q.select().from(db.t.sites)).length).toBe(1);
   });
 
+  test("a write refused by another connection's commit (a unique index) is followed by a read that sees that commit", async () => {
+    const { db, other } = setup();
+    const domain = "sc-domain:race.example";
+    let seenAfter: number | undefined;
+    let failed = false;
+    // The turn the write is flushed in: a read first (this turn's snapshot), then another process wins the row, then
+    // this process's insert of the same domain fails and its caller reads the winner (as the sync trigger's 409 does).
+    setImmediate(() => {
+      expect(count(db.raw.reader)).toBe(0);
+      other.run("INSERT INTO sites (domain, name) VALUES (?, 'Winner')", [domain]);
+    });
+    await db
+      .tx(async (tx) => {
+        await tx.insert(db.t.sites).values({ domain, name: "Loser" });
+      })
+      .catch(() => {
+        failed = true;
+        seenAfter = count(db.raw.reader);
+      });
+    expect(failed).toBe(true);
+    expect(seenAfter).toBe(1);
+  });
+
   test("code that opens its own transaction on the reader gets it (the shared one ends first)", () => {
     const { db } = setup();
     const reader = db.raw.reader;

@@ -141,6 +141,9 @@ export function openDb(opts: OpenOptions): SqliteDb {
     const snapshots = shareReadSnapshots(reader);
     // After this process's own commit the next read must see it (read your writes).
     w.onCommit.push(() => snapshots.end());
+    // And after a failed one: a write refused by what another process committed meanwhile (a unique index) is
+    // answered with a read of the winner, which this turn's snapshot, taken before that commit, would not see.
+    w.onFailure.push(() => snapshots.end());
   }
   const read = wrapOrm(reader);
   const db: SqliteDb = {

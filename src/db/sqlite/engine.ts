@@ -91,6 +91,8 @@ export type Writer = {
   queueLength(): number;
   /** Called after each COMMIT with the writes it held and how long the oldest waited for the lock (ms). */
   onCommit: ((groupSize: number, lockWaitMs: number) => void)[];
+  /** Called right before a write's failure (rolled back, refused, timed out) reaches its caller. */
+  onFailure: (() => void)[];
 };
 
 /** Write counters at zero (each engine's write path keeps its own). */
@@ -143,6 +145,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   let attempt = 0;
   let drainWaiters: (() => void)[] = [];
   const onCommit: ((groupSize: number, lockWaitMs: number) => void)[] = [];
+  const onFailure: (() => void)[] = [];
 
   let flushing = false;
   function schedule(delayMs: number) {
@@ -327,10 +330,18 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   return {
     stats,
     onCommit,
+    onFailure,
     queueLength: () => queue.length,
     write<T>(fn: WriteFn<T>, label?: string): Promise<T> {
       return new Promise<T>((resolve, reject) => {
-        queue.push({ fn, label, resolve: resolve as (v: unknown) => void, reject, queuedAt: performance.now() });
+        const refuse =
+          onFailure.length === 0
+            ? reject
+            : (err: unknown) => {
+                for (const f of onFailure) f();
+                reject(err);
+              };
+        queue.push({ fn, label, resolve: resolve as (v: unknown) => void, reject: refuse, queuedAt: performance.now() });
         schedule(0);
       });
     },
