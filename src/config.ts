@@ -129,9 +129,7 @@ const buildEnvSchema = () =>
     SQLITE_MMAP_SIZE: int(0).default(0),
     SQLITE_JOURNAL_SIZE_LIMIT: z.coerce.number().int().min(-1).default(67_108_864),
     SQLITE_TEMP_STORE: z.enum(["DEFAULT", "FILE", "MEMORY"]).default("MEMORY"),
-    // Unset: 0 in the processes of a supervised service (the supervisor's checkpointer checkpoints: a writer's own
-    // checkpoint runs inside its COMMIT, with fsyncs, stalling its requests), 1000 pages in a process on its own.
-    SQLITE_WAL_AUTOCHECKPOINT: int(0).optional(),
+    SQLITE_WAL_AUTOCHECKPOINT: int(0).default(1000),
     // The reader's statements share one read transaction per event-loop turn (src/db/sqlite/read-snapshot.ts).
     SQLITE_READ_SNAPSHOT_PER_TURN: bool.default(true),
 

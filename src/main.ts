@@ -81,8 +81,8 @@ async function start() {
     const applied = migrate(sqlitePath, pragmas);
     const identity: string | undefined = fileIdentity(sqlitePath)!;
     log("info", "database ready", { path: sqlitePath, migrations_applied: applied, identity });
-    // This process runs the file's only checkpointer (its workers open it with wal_autocheckpoint 0):
-    // PASSIVE every interval, TRUNCATE past a size (which SQLite's own auto-checkpoint never does).
+    // This process runs the checkpointer: PASSIVE every interval, TRUNCATE past a size (which SQLite's
+    // own auto-checkpoint, kept on in every writer at 1000 pages, never does).
     const checkpointer: Checkpointer = startCheckpointer(sqlitePath, pragmas, {
       intervalMs: config.CHECKPOINT_INTERVAL_MS,
       truncateBytes: config.CHECKPOINT_TRUNCATE_BYTES,

@@ -4,7 +4,7 @@ import { defaults, describeTarget, type Config, type ProcessRole } from "../conf
 import { log } from "../log.ts";
 import type { Q, Tables } from "./engine.ts";
 import { guardFile, type FileGuard } from "./sqlite/identity.ts";
-import { checkpointedPragmas, defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./sqlite/open.ts";
+import { defaultPragmas, openConnection, pragmasFrom, wrapOrm, type Orm, type Pragmas } from "./sqlite/open.ts";
 import { shareReadSnapshots } from "./sqlite/read-snapshot.ts";
 import type { PgParts } from "./pg/engine.ts";
 import * as sqliteSchema from "./sqlite/schema.ts";
@@ -272,7 +272,7 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
     role,
     host: config.SITESYNC_HOST_NAME,
     heartbeatMs: config.REGISTRY_HEARTBEAT_MS,
-    pragmas: sqlitePragmas(config, role),
+    pragmas: role === "sync" ? { ...pragmasFrom(config), cacheSize: config.SYNC_SQLITE_CACHE_SIZE } : pragmasFrom(config),
     lockTimeoutMs: config.WRITE_LOCK_TIMEOUT_MS,
     maxBatch: config.WRITE_MAX_BATCH,
     // The checkpointer truncates past CHECKPOINT_TRUNCATE_BYTES; twice that means it is starved.
@@ -282,15 +282,6 @@ export function openDbFromConfig(config: Config, role: ProcessRole = config.role
     sharedReadSnapshots: config.SQLITE_READ_SNAPSHOT_PER_TURN,
     holdWarnMs: config.WRITE_LOCK_WARN_MS,
   });
-}
-
-/**
- * A process's pragmas: the supervisor (it runs the checkpointer) and the workers it spawns leave checkpoints to the
- * checkpointer; the sync worker has its own cache size.
- */
-function sqlitePragmas(config: Config, role: ProcessRole): Pragmas {
-  const pragmas = config.supervised || role === "primary" ? checkpointedPragmas(config) : pragmasFrom(config);
-  return role === "sync" ? { ...pragmas, cacheSize: config.SYNC_SQLITE_CACHE_SIZE } : pragmas;
 }
 
 /** Opens the configured database for a worker; a failure prints one line and exits 1 (the supervisor decides what next). */

@@ -52,8 +52,7 @@ const PAUSE_MAX_MS = 4;
  * Runs the periodic checkpoint in this process: PASSIVE every interval (never waits), TRUNCATE
  * once the WAL passes truncateBytes, and `PRAGMA optimize` now and then. With readers always
  * active, SQLite's own auto-checkpoint can starve and the WAL grows without bound; this keeps it
- * bounded. Exactly one process should run it (the supervisor, or a standalone tool); the supervisor's workers
- * do not checkpoint themselves (wal_autocheckpoint 0: open.ts checkpointedPragmas), so this is the file's only one.
+ * bounded. Exactly one process should run it (the supervisor, or a standalone tool).
  */
 export function startCheckpointer(path: string, pragmas: Pragmas, opts: CheckpointOptions) {
   const waitMs = opts.truncateWaitMs ?? 200;
@@ -88,11 +87,6 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
       failures: stats.failures,
     });
   };
-  const runPassive = () => {
-    const t0 = performance.now();
-    passive.get();
-    opts.onRun?.("passive", performance.now() - t0, true);
-  };
   let lastOptimize = performance.now();
   let truncating = false;
   let stopped = false;
@@ -105,15 +99,16 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
       stats.maxWalBytes = Math.max(stats.maxWalBytes, size);
       if (size === 0) return;
       if (size >= opts.truncateBytes) {
-        // Copy the log into the file first, without the write lock (writers go on meanwhile): the TRUNCATE, which
-        // holds it and so stalls every writer, then has only the frames of the last moments left to copy.
-        runPassive();
         truncating = true;
         const t0 = performance.now();
         void truncateRound()
           .then((ok) => opts.onRun?.("truncate", performance.now() - t0, ok))
           .finally(() => (truncating = false));
-      } else runPassive();
+      } else {
+        const t0 = performance.now();
+        passive.get();
+        opts.onRun?.("passive", performance.now() - t0, true);
+      }
       stats.runs++;
       if (performance.now() - lastOptimize >= opts.optimizeIntervalMs) {
         lastOptimize = performance.now();

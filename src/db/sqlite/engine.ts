@@ -20,11 +20,10 @@ import type { Orm } from "./open.ts";
 //    (setImmediate: each turn also serves the I/O that came in, and adds its writes to the group),
 //    then every RETRY_MS (jittered). The former 0.5..8 ms exponential timer backoff left the lock
 //    idle while everyone slept: create p99 22.7 ms -> 11.5 ms, max 138 ms -> 22 ms.
-//  - checkpoints: under the supervisor, its checkpointer's alone (wal_autocheckpoint=0, open.ts
-//    checkpointedPragmas): SQLite's own ran inside the COMMIT of whichever writer passed 1000 WAL
-//    pages, nearly every commit under a steady load, 5-110 ms each with its fsyncs. (Once, before the
-//    checkpointer ran a PASSIVE ahead of its TRUNCATE, leaving it alone let each TRUNCATE copy ~100 MB
-//    with the write lock held: 100+ ms stalls.) A process on its own keeps SQLite's 1000 pages.
+//  - the writer keeps SQLite's own PASSIVE auto-checkpoint after its commits (wal_autocheckpoint,
+//    1000 pages by default, SQLITE_WAL_AUTOCHECKPOINT): with it the WAL restarts from its start;
+//    with it off (the supervisor's checkpointer alone) the WAL grew to ~100 MB between TRUNCATEs
+//    that stalled every writer for 100+ ms.
 
 // Callbacks may be async (the engine-neutral code awaits its queries): bun:sqlite runs each query
 // synchronously, so such a callback only waits for microtasks and the transaction stays as short. A

@@ -19,9 +19,6 @@ export type Pragmas = {
   walAutocheckpoint: number;
 };
 
-/** SQLite's own auto-checkpoint (pages) in a process that no checkpointer of ours looks after. */
-const OWN_AUTOCHECKPOINT_PAGES = 1000;
-
 /** Picks the pragma settings out of a Config-like object. */
 export function pragmasFrom(c: {
   SQLITE_BUSY_TIMEOUT_MS: number;
@@ -30,7 +27,7 @@ export function pragmasFrom(c: {
   SQLITE_MMAP_SIZE: number;
   SQLITE_JOURNAL_SIZE_LIMIT: number;
   SQLITE_TEMP_STORE: Pragmas["tempStore"];
-  SQLITE_WAL_AUTOCHECKPOINT?: number;
+  SQLITE_WAL_AUTOCHECKPOINT: number;
 }): Pragmas {
   return {
     busyTimeoutMs: c.SQLITE_BUSY_TIMEOUT_MS,
@@ -39,18 +36,8 @@ export function pragmasFrom(c: {
     mmapSize: c.SQLITE_MMAP_SIZE,
     journalSizeLimit: c.SQLITE_JOURNAL_SIZE_LIMIT,
     tempStore: c.SQLITE_TEMP_STORE,
-    walAutocheckpoint: c.SQLITE_WAL_AUTOCHECKPOINT ?? OWN_AUTOCHECKPOINT_PAGES,
+    walAutocheckpoint: c.SQLITE_WAL_AUTOCHECKPOINT,
   };
-}
-
-/**
- * The pragmas of a process whose checkpoints are the checkpointer's (the supervisor and the workers it spawns):
- * no auto-checkpoint unless SQLITE_WAL_AUTOCHECKPOINT says otherwise. SQLite's own runs inside the COMMIT of
- * whichever writer finds the WAL past its size, with two fsyncs, and under a steady write load (the WAL never
- * restarting) after nearly every commit: 5-110 ms COMMITs that held up the requests queued behind them.
- */
-export function checkpointedPragmas(c: Parameters<typeof pragmasFrom>[0]): Pragmas {
-  return { ...pragmasFrom(c), walAutocheckpoint: c.SQLITE_WAL_AUTOCHECKPOINT ?? 0 };
 }
 
 /** The pragma settings of the default configuration. */
