@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { z } from "zod";
 import { addDays } from "../src/sync/dates.ts";
+import { DAY_TABLES, STEP_DAYS } from "./grow-tables.ts";
 import type { SeedResult } from "./seed-analytics.ts";
 
 const { values, positionals } = parseArgs({
@@ -25,19 +26,6 @@ const from = z.coerce.number().int().min(1).max(19).default(1).parse(values.from
 const seed = JSON.parse(readFileSync(seedFile, "utf8")) as SeedResult;
 // The seed's own days: the newest block of `seed.days / from` days.
 const blockDays = seed.days / from;
-
-// The same tables, step and order as grow-analytics.ts.
-const STEP_DAYS = 105;
-const DAY_TABLES = [
-  "gsc_query_detail",
-  "gsc_page_totals",
-  "gsc_property_totals",
-  "gsc_appearance_totals",
-  "gsc_day_query_totals",
-  "gsc_day_query_counts",
-  "gsc_day_query_sums",
-  "gsc_day_completeness",
-];
 
 const client = new pg.Client({ connectionString: url });
 await client.connect();

@@ -12,6 +12,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { addDays } from "../src/sync/dates.ts";
+import { DAY_TABLES, STEP_DAYS } from "./grow-tables.ts";
 import type { SeedResult } from "./seed-analytics.ts";
 
 const { values, positionals } = parseArgs({ args: process.argv.slice(2), options: { times: { type: "string" } }, allowPositionals: true });
@@ -20,20 +21,6 @@ const times = z.coerce.number().int().min(2).max(20).parse(values.times);
 if (!from || !to) throw new Error("usage: bun bench/grow-analytics.ts <seeded.db> <grown.db> --times N");
 if (existsSync(to)) throw new Error(`${to} exists: pick a new file`);
 const seed = JSON.parse(readFileSync(`${from}.seed.json`, "utf8")) as SeedResult;
-
-const STEP_DAYS = 105;
-// Per-day fact tables and their day column; gsc_query_last_days is each query's newest day (unchanged by older
-// copies) and the staged/quota tables are empty between syncs.
-const DAY_TABLES = [
-  "gsc_query_detail",
-  "gsc_page_totals",
-  "gsc_property_totals",
-  "gsc_appearance_totals",
-  "gsc_day_query_totals",
-  "gsc_day_query_counts",
-  "gsc_day_query_sums",
-  "gsc_day_completeness",
-];
 
 const src = new Database(from, { readonly: true });
 src.run(`vacuum into '${to.replaceAll("'", "''")}'`);
