@@ -1,10 +1,8 @@
 import type { Database } from "bun:sqlite";
 import { and, between, count, countDistinct, eq, sql } from "drizzle-orm";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
-import { openConnection } from "../db/sqlite/open.ts";
+import { copyOwnWalFrames } from "../db/sqlite/checkpoint.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
-import { isBusyError } from "../errors.ts";
-import { logOncePer } from "../log.ts";
 import { gscSyncedDays } from "../db/sqlite/schema.ts";
 import { sqliteOrm } from "../db/sql.ts";
 import { isFinalDay } from "./dates.ts";
@@ -89,29 +87,12 @@ const writeStatements = perConnection((orm) => {
   };
 });
 
-// SQLite: the sync worker copies what it wrote into the file itself (a PASSIVE checkpoint after each day's switch, on a
-// connection of its own, outside any write: other writers go on meanwhile), so the copying runs on the sync's CPUs
-// (SYNC_CPUS) whether or not its writer checkpoints in its COMMITs (SQLITE_WAL_AUTOCHECKPOINT), instead of in the
-// supervisor's checkpointer, beside the HTTP workers: ~1-3 µs a row of a file with history, in one burst a second
-// there (docs/benchmarks/ingest-export.md, eleventh pass). Where the writer's COMMIT already did it, it finds nothing.
-const checkpointers = new WeakMap<SqliteDb, Database>();
-
-/** SQLite: copies this process's WAL frames into the file (PASSIVE: never waits; busy means someone else is at it). */
+/**
+ * SQLite: copies this process's WAL frames into the file after a day's switch, so a backfill's copying runs on the sync's
+ * CPUs (src/db/sqlite/checkpoint.ts copyOwnWalFrames); nothing on PostgreSQL.
+ */
 export function checkpointOwnWrites(db: Db): void {
-  if (db.engine !== "sqlite") return;
-  let c = checkpointers.get(db);
-  try {
-    if (!c) {
-      const conn = openConnection(db.path, { ...db.pragmas, walAutocheckpoint: 0 });
-      c = conn;
-      checkpointers.set(db, conn);
-      db.onClose.push(() => conn.close());
-    }
-    c.run("PRAGMA wal_checkpoint(PASSIVE)");
-  } catch (err) {
-    if (!isBusyError(err))
-      logOncePer("sync checkpoint failed", 60_000, "warn", "the sync worker's checkpoint failed", { error: String(err) });
-  }
+  if (db.engine === "sqlite") copyOwnWalFrames(db);
 }
 
 /** Rows per multi-row statement of writeDayRows (fewer calls into SQLite; one statement per row cost more). */
