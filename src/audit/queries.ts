@@ -13,15 +13,15 @@ const columns = ["actor", "key_id", "ip", "method", "action", "target", "site_id
 
 // One audit row per API write, inside its transaction: prepared once per connection as a bare bun:sqlite
 // statement from Drizzle's SQL (the Drizzle builder cost ~180 µs a write, its prepared query ~13 µs
-// more than the bare statement).
+// more than the bare statement). On SQLite `at` is bound (the row's own, else now, in the column default's
+// format) rather than left to the default's strftime (~1 µs a row).
+const sqliteColumns = ["at", ...columns] as const;
 const insertStatement = perConnection((orm) => {
-  const placeholders = Object.fromEntries(columns.map((c) => [c, sql.placeholder(c)])) as unknown as AuditInsert;
+  const placeholders = Object.fromEntries(sqliteColumns.map((c) => [c, sql.placeholder(c)])) as unknown as AuditInsert;
   const { sql: text } = orm.insert(auditLog).values(placeholders).toSQL();
-  // The ?s follow the table's column order: it must be the order `columns` binds them in.
-  const named = [...text.slice(0, text.indexOf(")")).matchAll(/"(\w+)"/g)]
-    .map((m) => m[1])
-    .filter((c) => c !== "audit_log" && c !== "id" && c !== "at");
-  if (named.join() !== columns.join()) throw new Error(`audit insert: columns (${named}) differ from (${columns})`);
+  // The ?s follow the table's column order: it must be the order `sqliteColumns` binds them in.
+  const named = [...text.slice(0, text.indexOf(")")).matchAll(/"(\w+)"/g)].map((m) => m[1]).filter((c) => c !== "audit_log" && c !== "id");
+  if (named.join() !== sqliteColumns.join()) throw new Error(`audit insert: columns (${named}) differ from (${sqliteColumns})`);
   return (orm as Orm & { $client: Database }).$client.prepare<unknown, (string | number | null)[]>(text);
 });
 
@@ -100,8 +100,9 @@ export function pgAuditParams(a: AuditTemplate): Record<string, string | number 
  */
 export function insertAuditRow(db: Db, tx: Orm | Q, row: AuditInsert): undefined | Promise<unknown> {
   if (db.engine === "sqlite") {
-    // In the order of `columns` (checked against the statement when it is prepared), without an array per row.
+    // In the order of `sqliteColumns` (checked against the statement when it is prepared), without an array per row.
     insertStatement(tx as Orm).run(
+      row.at ?? new Date().toISOString(),
       row.actor,
       row.key_id ?? null,
       row.ip ?? null,
