@@ -13,7 +13,7 @@ import { claimNextTask, taskTypesParam } from "../src/sync/claim.ts";
 import { reapExpiredLeases } from "../src/sync/lease.ts";
 import { cancelJob, createTask, findJob } from "../src/sync/queries.ts";
 import type { SearchAnalyticsSource } from "../src/sync/source.ts";
-import { startWorker, type Worker, type WorkerOptions } from "../src/sync/worker.ts";
+import { loopBackoffMs, startWorker, type Worker, type WorkerOptions } from "../src/sync/worker.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc } from "./helpers/fake-gsc.ts";
 import { storeOldRows } from "./helpers/rows.ts";
@@ -325,6 +325,19 @@ describe("failures", () => {
       /refused access to sc-domain:s\d+\.engine\.example \(403 PERMISSION_DENIED.*check that the credentials are valid/,
     );
     expect(fake.requests.length).toBe(1);
+  });
+
+  test("the loop's own errors back off: doubling from the poll, to 30 s while the database is unavailable, 5 s for any other", () => {
+    const walk = (unavailable: boolean) => {
+      const pauses: number[] = [];
+      let ms = 0;
+      for (let i = 0; i < 12; i++) pauses.push((ms = loopBackoffMs(ms, 50, unavailable)));
+      return pauses;
+    };
+    // A plain error (e.g. PostgreSQL's "database does not exist") was retried every poll: now it backs off too, capped lower
+    // than an outage, whose pause the database coming back cuts short.
+    expect(walk(false)).toEqual([50, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000, 5000]);
+    expect(walk(true)).toEqual([50, 100, 200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 30_000, 30_000]);
   });
 });
 

@@ -46,6 +46,19 @@ export type WorkerOptions = {
 
 /** Longest pause of the loop while the database keeps failing. */
 const MAX_BACKOFF_MS = 30_000;
+/**
+ * Longest pause of the loop while it keeps failing otherwise (a query error, PostgreSQL's "database does not exist"):
+ * no wake-up cuts it short, as the database coming back up does an outage's, so it stays well under MAX_BACKOFF_MS.
+ */
+const MAX_ERROR_BACKOFF_MS = 5_000;
+
+/**
+ * The loop's pause after an error of its own (not a task's), given the last one (0 after a good turn): doubling from
+ * pollMs, up to MAX_BACKOFF_MS while the database is unavailable and MAX_ERROR_BACKOFF_MS for any other error.
+ */
+export function loopBackoffMs(lastMs: number, pollMs: number, unavailable: boolean): number {
+  return Math.min(unavailable ? MAX_BACKOFF_MS : MAX_ERROR_BACKOFF_MS, Math.max(pollMs, lastMs * 2));
+}
 
 /**
  * SYNC_ATOMIC_DAY_ROWS's default per engine. SQLite: Google's 50,000-row daily cap, so a day is kept in typed
@@ -222,7 +235,8 @@ export function startWorker(opts: WorkerOptions): Worker {
   }
 
   // During an outage the loop backs off (doubling up to MAX_BACKOFF_MS) and resumes as soon as the
-  // database is known to be back; the outage itself is logged once by db.availability, not per poll.
+  // database is known to be back; the outage itself is logged once by db.availability, not per poll. Any other error
+  // of the loop backs off too (up to MAX_ERROR_BACKOFF_MS): it used to be retried every poll.
   let backoffMs = 0;
   async function loop() {
     // Rows of tasks that ended without their own clearing (an older version, a task deleted with its site):
@@ -246,7 +260,7 @@ export function startWorker(opts: WorkerOptions): Worker {
         backoffMs = 0;
       } catch (err) {
         const unavailable = apiErrorOf(err)?.code === "unavailable" || isStorageError(err);
-        if (unavailable) backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(opts.pollMs, backoffMs * 2));
+        backoffMs = loopBackoffMs(backoffMs, opts.pollMs, unavailable);
         // Once per minute per kind of error (a full disk would fail every poll), with a count. An
         // unreachable server is logged by db.availability (down, still down, back up).
         if (!unavailable || db.availability.downSince === null) {
