@@ -407,6 +407,22 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(isBusyError(err)).toBe(true);
   });
 
+  test("the pool's sessions run with JIT off (compiling cost more than it saved on every report), a URL's own options kept", async () => {
+    const t = setup();
+    const u = new URL(t.databaseUrl);
+    u.searchParams.set("options", "-c work_mem=5MB");
+    for (const url of [t.databaseUrl, u.toString()]) {
+      const db = openPgDb({ url, role: "test" });
+      cleanups.push(() => db.close());
+      const [row] = (await db.q.execute(sql`select current_setting('jit') as jit, current_setting('work_mem') as work_mem`)).rows as {
+        jit: string;
+        work_mem: string;
+      }[];
+      expect(row!.jit).toBe("off");
+      if (url !== t.databaseUrl) expect(row!.work_mem).toBe("5MB");
+    }
+  });
+
   test("a duplicate key inside db.tx is a unique violation (the API's 409), not retried", async () => {
     const t = setup();
     await addSite(t.db, "sc-domain:dup.example");

@@ -70,6 +70,30 @@ export function newCommitToken(): CommitToken {
 /** How long an idle pooled connection is kept open. */
 const IDLE_KEEP_MS = 10 * 60_000;
 
+/** The server settings of the pool's sessions, sent at connection start (no statement of their own). */
+const SESSION_OPTIONS = "-c jit=off";
+
+/**
+ * `url` with SESSION_OPTIONS after the startup options it names (node-postgres takes a URL's `options` over the
+ * client's own). JIT off: the server compiles each statement its planner costs above jit_above_cost (100,000) and,
+ * above 500,000, inlines and optimizes the code too: most 90-day reports at 20 M rows. Compiling cost more than it
+ * saved on every report measured (bench/page-window.ts --database, 20 M rows, the backends' CPU, on and off in two
+ * runs, load 20-27): MCP best_pages 870-930 -> 300 ms, compare by page 2,040-2,070 -> 540-810, page keywords 2,240-2,810 ->
+ * 1,540-1,810; the page keywords' page totals spent 3.7 of 7.1 s compiling (EXPLAIN ANALYZE, load 25).
+ */
+export function withSessionOptions(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    // Not a URL the WHATWG parser takes (e.g. a user without a host): the client's own `options` below apply.
+    return url;
+  }
+  const own = u.searchParams.get("options");
+  u.searchParams.set("options", own ? `${own} ${SESSION_OPTIONS}` : SESSION_OPTIONS);
+  return u.toString();
+}
+
 const RETRY_BASE_MS = 5;
 const RETRY_MAX_MS = 500;
 
@@ -83,7 +107,8 @@ export function openPgEngine(opts: PgOptions): EngineHandle & { pg: PgParts; ava
     lastAnswerAt = performance.now();
   };
   const pool = new pg.Pool({
-    connectionString: opts.url,
+    connectionString: withSessionOptions(opts.url),
+    options: SESSION_OPTIONS,
     max: opts.poolSize,
     // Idle connections kept 10 minutes (node-postgres' default closes them after 10 s): a request after a quiet spell
     // would otherwise open a new backend, whose catalog caches start empty (a 90-day ranking read planned in 12-30 ms
