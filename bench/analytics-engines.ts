@@ -2,10 +2,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
-import { readFileSync } from "node:fs";
 import pg from "pg";
 import { z } from "zod";
-import { treeCpuSeconds } from "./cpu.ts";
+import { backendCpu, backendDelta, treeCpuSeconds } from "./cpu.ts";
 import { answer, bytesPerRow, closeMcpClients, pct, type Scenario, scenarios, seedOrReuse, send } from "./analytics.ts";
 import { startService, type RunningServer } from "./processes.ts";
 
@@ -66,35 +65,6 @@ type Side = {
   /** CPU seconds summed over the timed requests: the service's tree, the database's backends (PostgreSQL). */
   cpu: { service: number; backends: number };
 };
-
-/** CPU seconds so far of the backends connected to database `name` (their /proc stat; a backend gone meanwhile counts 0). */
-async function backendCpu(admin: pg.Client, name: string): Promise<Map<number, number>> {
-  // Client backends only: an autovacuum worker on the same database is not the request's work.
-  const pids = (
-    await admin.query<{ pid: number }>(
-      "select pid from pg_stat_activity where datname = $1 and backend_type = 'client backend' and pid <> pg_backend_pid()",
-      [name],
-    )
-  ).rows;
-  const out = new Map<number, number>();
-  for (const { pid } of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(pid, (Number(f[11]) + Number(f[12])) / 100);
-    } catch {
-      // Ended meanwhile.
-    }
-  }
-  return out;
-}
-
-/** The CPU the backends used between two readings (a backend that started meanwhile counts from 0). */
-function backendDelta(before: Map<number, number>, after: Map<number, number>): number {
-  let d = 0;
-  for (const [pid, cpu] of after) d += cpu - (before.get(pid) ?? 0);
-  return d;
-}
 
 /** One request of `side`, timed, with its CPU; a non-200 answer counts as an error. */
 async function timed(side: Side, backends: () => Promise<Map<number, number>>): Promise<void> {

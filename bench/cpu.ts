@@ -49,3 +49,35 @@ export function treeCpuSeconds(pid: number, opts: { exitedChildren?: boolean } =
   }
   return ticks / TICKS_PER_SECOND;
 }
+
+/** What backendCpu needs of a PostgreSQL client (node-postgres' Client). */
+type SqlClient = { query(text: string, values: unknown[]): Promise<{ rows: { pid: number }[] }> };
+
+/** CPU seconds so far of the backends connected to database `name` (their /proc stat; a backend gone meanwhile counts 0). */
+export async function backendCpu(admin: SqlClient, name: string): Promise<Map<number, number>> {
+  // Client backends only: an autovacuum worker on the same database is not the request's work.
+  const pids = (
+    await admin.query(
+      "select pid from pg_stat_activity where datname = $1 and backend_type = 'client backend' and pid <> pg_backend_pid()",
+      [name],
+    )
+  ).rows;
+  const out = new Map<number, number>();
+  for (const { pid } of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(pid, (Number(f[11]) + Number(f[12])) / 100);
+    } catch {
+      // Ended meanwhile.
+    }
+  }
+  return out;
+}
+
+/** The CPU the backends used between two readings (a backend that started meanwhile counts from 0). */
+export function backendDelta(before: Map<number, number>, after: Map<number, number>): number {
+  let d = 0;
+  for (const [pid, cpu] of after) d += cpu - (before.get(pid) ?? 0);
+  return d;
+}

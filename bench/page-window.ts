@@ -1,23 +1,28 @@
 import { parseArgs } from "node:util";
 import { findPageKeywordPerformance, findPerformanceTrends, pageKeywordSince } from "../src/analytics/queries.ts";
 import * as budget from "../src/db/budget.ts";
-import { openDb } from "../src/db/index.ts";
+import pg from "pg";
+import { openDb, openPgDb } from "../src/db/index.ts";
+import { backendCpu, backendDelta } from "./cpu.ts";
 import { comparePeriods, findCannibalization, findDecayingPages, findOverview, findTop } from "../src/insights/queries.ts";
 import { comparePeriodsBy, comparePeriodTotals, findBestPages, findPageQueries, findPagesQueries, trackPages } from "../src/mcp/queries.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 
-// `bun bench/page-window.ts --db FILE --end 2026-12-04 [--site 1] [--rounds 3] [--only a,b] [--page URL] [--base DIR]`:
-// CPU (user + system, this process and its query processes) of the page-side reports over a 90-day window
+// `bun bench/page-window.ts --db FILE | --database postgres://… --end 2026-12-04 [--site 1] [--rounds 3] [--only a,b]
+// [--page URL] [--base DIR]`:
+// CPU (user + system, this process and its query processes; on PostgreSQL (--database) also the database's backends,
+// as "cpu A+B": this process + the backends) of the page-side reports over a 90-day window
 // (page-keyword-performance, MCP best_pages / compare_periods by page / its period totals, insights overview /
 // top page / compare by page / cannibalization / decay, performance-trends) and of the MCP tools reading one page's
 // detail (show_page_queries, track_pages over 30 days; pages_queries over every day; --page, bench:analytics' page
-// by default), on one read-only SQLite file. With --base (another checkout's root, e.g. the tree before a change)
+// by default), on one read-only SQLite file or PostgreSQL database. With --base (another checkout's root, e.g. the tree before a change)
 // each read runs alternately in both trees in this one process, and their answers are compared (same JSON or it
 // says DIFFERENT).
 
 const { values } = parseArgs({
   options: {
     db: { type: "string" },
+    database: { type: "string" },
     site: { type: "string", default: "1" },
     end: { type: "string" },
     rounds: { type: "string", default: "3" },
@@ -26,8 +31,8 @@ const { values } = parseArgs({
     page: { type: "string", default: "https://bench-analytics.example/kaka/sador/trabo-0" },
   },
 });
-if (!values.db || !values.end) {
-  console.error("--db and --end are required");
+if (!(values.db || values.database) || !values.end) {
+  console.error("--db or --database, and --end are required");
   process.exit(1);
 }
 const reads = {
@@ -54,7 +59,12 @@ if (values.base) {
   const m = await import(`${values.base}/src/mcp/queries.ts`);
   trees.unshift(["base", { ...a, ...i, ...m } as Reads, await import(`${values.base}/src/db/budget.ts`)]);
 }
-const db = openDb({ path: values.db, role: "test" });
+const db = values.database ? openPgDb({ url: values.database, role: "test" }) : openDb({ path: values.db!, role: "test" });
+// PostgreSQL: the backends of the database's connections (this process's pool) read beside this process's CPU.
+const admin = values.database ? new pg.Client({ connectionString: values.database }) : null;
+await admin?.connect();
+const dbName = values.database ? decodeURIComponent(new URL(values.database).pathname.slice(1)) : "";
+const backends = async () => (admin ? backendCpu(admin, dbName) : new Map<number, number>());
 const siteId = Number(values.site);
 const end = values.end;
 const page = values.page;
@@ -109,26 +119,31 @@ async function cpuNow(): Promise<number> {
   return (u.user + u.system) / 1000 + ticks * 10;
 }
 const load = async () => (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
-console.log(`${values.db}: ${start}..${end}, load ${await load()}`);
+console.log(`${values.db ?? dbName}: ${start}..${end}, load ${await load()}`);
 for (const [name, read] of cases) {
   if (only && !only.has(name)) continue;
   const cpu: Record<string, number[]> = {};
+  const server: Record<string, number[]> = {};
   const wall: Record<string, number[]> = {};
   const answers: Record<string, string> = {};
   for (let i = 0; i < Number(values.rounds); i++)
     for (const [tree, reads, b] of trees) {
+      const b0 = await backends();
       const before = await cpuNow();
       const t0 = performance.now();
       const out = await b.withBudget(b.budgetOf({ timeoutMs: 3_600_000, maxRows: 10_000_000, maxBytes: 2 ** 30 }), () => read(reads));
       (wall[tree] ??= []).push(performance.now() - t0);
       (cpu[tree] ??= []).push((await cpuNow()) - before);
+      (server[tree] ??= []).push(backendDelta(b0, await backends()) * 1000);
       answers[tree] = JSON.stringify(out);
     }
   const same = trees.length < 2 || answers.base === answers.new;
   const fmt = (xs: number[]) => xs.map((x) => x.toFixed(0)).join("/");
+  const cpuOf = (t: string) => (admin ? cpu[t]!.map((c, i) => `${c.toFixed(0)}+${server[t]![i]!.toFixed(0)}`).join("/") : fmt(cpu[t]!));
   console.log(
-    `${name.padEnd(24)} ${trees.map(([t]) => `${t} cpu ${fmt(cpu[t]!)} wall ${fmt(wall[t]!)} ms`).join("   ")}${same ? "" : "   DIFFERENT ANSWERS"}`,
+    `${name.padEnd(24)} ${trees.map(([t]) => `${t} cpu ${cpuOf(t)} wall ${fmt(wall[t]!)} ms`).join("   ")}${same ? "" : "   DIFFERENT ANSWERS"}`,
   );
 }
 console.log(`end load ${await load()}`);
+await admin?.end();
 process.exit(0);

@@ -1,4 +1,4 @@
-import type { Db, Engine, SqliteDb } from "../db/index.ts";
+import type { Db, Engine } from "../db/index.ts";
 import { resolveSite, type ResolvedSite, type SiteRef } from "../sites/resolve.ts";
 import { pgAll } from "../db/pg/named.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
@@ -275,21 +275,21 @@ type PageRow = Omit<PageKeywordItem, "keywords" | "keyword_count"> & { keywords:
  * page's clicks, impressions, ctr and position from Search Console's page totals (gsc_page_totals;
  * ctr Σclicks/Σimpressions, impression-weighted position; ungrained days derived from the detail), and
  * the queries it was found for (with clicks or impressions) from the query detail. With `keywordsSql`
- * (SQLite, a few of many pages) `sql` reads the pages alone, and `keywordsSql` the keywords of the pages
- * in its `$pages` (a JSON list of page ids), as rows (page_id, keywords).
+ * (a few of many pages) `sql` reads the pages alone (with `byParity`, those of one id parity, `$parity`), and
+ * `keywordsSql` the keywords of the pages in its `$pages` (a JSON list of page ids), as rows (page_id, keywords).
  */
 export async function pageKeywordQuery(
   db: Db,
   o: PageKeywordOptions,
-): Promise<{ sql: string; params: Record<string, string | number | null>; keywordsSql?: string }> {
+): Promise<{ sql: string; params: Record<string, string | number | null>; keywordsSql?: string; byParity?: boolean }> {
   const e = db.engine;
   const filters = { searchType: o.searchType ?? "web", device: o.device ?? null };
   const window = (await windowSince(db, o.siteId, o.since)) ?? { start: dayOf(new Date()), end: dayOf(new Date()) };
-  const seek = e === "sqlite" && o.limit !== null && o.limit * 4 <= countSitePages(db, o.siteId);
+  const seek = o.limit !== null && o.limit * 4 <= (await countSitePages(db, o.siteId));
   const pt = await pageTotalsQuery(
     db,
     { siteId: o.siteId, ...window, ...filters },
-    { urlContains: o.urlContains, limit: o.limit, byParity: seek },
+    { urlContains: o.urlContains, limit: o.limit, byParity: seek && e === "sqlite" },
   );
   const device = filters.device ? " and d.device = $device" : "";
   const params: Record<string, string | number | null> = { ...pt.params, kw_type: typeCode(filters.searchType) };
@@ -308,6 +308,19 @@ export async function pageKeywordQuery(
 ${pt.sql}
 ) pt
  order by pt.clicks desc, pt.page`;
+    if (e === "pg") {
+      // PostgreSQL: the kept pages' rows of the window's days in one statement, the pages and days as constant arrays
+      // (the values are written into the text: translate() is folded at planning, so the planner sees both lists):
+      // an index seek per day and page on the detail's key where they are a small part of the window, else a scan.
+      // The window's rows of every page joined to the kept ones read the whole detail in key order at 20-50 M.
+      const keywordsSql = `select x.page_id as page_id, json_agg(q.query) as keywords
+  from (select distinct d.page_id as page_id, d.query_id as query_id from gsc_query_detail d
+         where d.site_id = $site_id and d.day = any(translate($days, '[]', '{}')::int[]) and d.type = $kw_type
+           and d.page_id = any(translate($pages, '[]', '{}')::int[]) and (d.clicks > 0 or d.impressions > 0)${device}) x
+  join gsc_queries q on q.id = x.query_id
+ group by x.page_id`;
+      return { sql, params, keywordsSql, byParity: false };
+    }
     const keywordsSql = `select pp.value as page_id,
        (select json_group_array(q.query)
           from (select distinct d.query_id as query_id
@@ -316,7 +329,7 @@ ${pt.sql}
                  where (d.clicks > 0 or d.impressions > 0)${device}) x
           cross join gsc_queries q on q.id = x.query_id) as keywords
   from json_each($pages) pp`;
-    return { sql, params, keywordsSql };
+    return { sql, params, keywordsSql, byParity: true };
   }
   // Materialized on SQLite: the keywords' page filter would otherwise compute the page totals a second time.
   const sql = `with pt as ${e === "sqlite" ? "materialized " : ""}(
@@ -339,9 +352,11 @@ select ${columns},
   return { sql, params };
 }
 
-/** How many pages a site's dictionary holds (SQLite: its (site_id, page) index counted on the reader, ~1 ms per 20,000). */
-function countSitePages(db: SqliteDb, siteId: number): number {
-  return db.raw.reader.query<{ n: number }, [number]>("select count(*) as n from gsc_pages where site_id = ?").get(siteId)?.n ?? 0;
+/** How many pages a site's dictionary holds: its (site_id, page) index counted (SQLite on the reader, ~1 ms per 20,000). */
+async function countSitePages(db: Db, siteId: number): Promise<number> {
+  const sql = "select count(*) as n from gsc_pages where site_id = $site_id";
+  if (db.engine === "pg") return Number((await all<{ n: string }>(db, sql, { site_id: siteId }, false))[0]?.n ?? 0);
+  return db.raw.reader.query<{ n: number }, [{ site_id: number }]>(sql).get({ site_id: siteId })?.n ?? 0;
 }
 
 /** One aggregate row as the API shows it: ctr as a percentage (3 decimals), position 2 decimals, keywords sorted. */
@@ -362,23 +377,28 @@ export function toPageKeywordItem(r: PageRow): PageKeywordItem {
 export async function findPageKeywordPerformance(db: Db, o: PageKeywordOptions): Promise<PageKeywordItem[]> {
   const q = await pageKeywordQuery(db, o);
   if (!q.keywordsSql) return (await all<PageRow>(db, q.sql, q.params, true)).map(toPageKeywordItem);
-  // The pages by two statements at once (two query processes: the first `limit` of the even ids and of the odd ones,
-  // in the page totals' order, whose first `limit` are the first of all), then their keywords, every other page each.
+  // SQLite: the pages by two statements at once (two query processes: the first `limit` of the even ids and of the odd
+  // ones, in the page totals' order, whose first `limit` are the first of all), then their keywords, every other page
+  // each. PostgreSQL: each by one statement (the server's plan reads the kept pages' rows once).
   type Page = Omit<PageRow, "keywords"> & { page_id: number };
   const byTotals = (a: Page, b: Page) =>
     b.total_clicks - a.total_clicks || b.total_impressions - a.total_impressions || byText(a.url, b.url);
-  const pages = (await Promise.all([0, 1].map((parity) => all<Page>(db, q.sql, { ...q.params, parity }, true))))
+  const parts = q.byParity ? [0, 1] : [null];
+  const pages = (await Promise.all(parts.map((parity) => all<Page>(db, q.sql, { ...q.params, parity }, true))))
     .flat()
     .sort(byTotals)
     .slice(0, o.limit ?? undefined)
     .sort((a, b) => b.total_clicks - a.total_clicks || byText(a.url, b.url));
-  const halves = [0, 1].map((h) => pages.filter((_, i) => i % 2 === h).map((p) => p.page_id)).filter((ids) => ids.length > 0);
-  const keywords = new Map<number, string>();
+  const ids = pages.map((p) => p.page_id);
+  const lists = q.byParity ? [0, 1].map((h) => ids.filter((_, i) => i % 2 === h)).filter((l) => l.length > 0) : [ids];
+  const keywords = new Map<number, PageRow["keywords"]>();
   for (const rows of await Promise.all(
-    halves.map((ids) => all<{ page_id: number; keywords: string }>(db, q.keywordsSql!, { ...q.params, pages: JSON.stringify(ids) }, true)),
+    lists.map((l) =>
+      all<{ page_id: number; keywords: PageRow["keywords"] }>(db, q.keywordsSql!, { ...q.params, pages: JSON.stringify(l) }, true),
+    ),
   ))
     for (const r of rows) keywords.set(r.page_id, r.keywords);
-  return pages.map(({ page_id, ...p }) => toPageKeywordItem({ ...p, keywords: keywords.get(page_id) ?? "[]" }));
+  return pages.map(({ page_id, ...p }) => toPageKeywordItem({ ...p, keywords: keywords.get(page_id) ?? [] }));
 }
 
 /** The first day of the original's page-keyword window: today minus (days + 1), so days + 2 days with today. */
