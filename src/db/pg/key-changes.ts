@@ -19,7 +19,7 @@ export type KeyChanges = {
   close(): void;
 };
 
-/** Listens for changes to api_keys on the server at `url` (a dedicated connection, reconnected with backoff). */
+/** Listens for changes to api_keys on the server at `url` (a dedicated connection from the first generation() call, reconnected with backoff). */
 export function watchKeyChanges(url: string): KeyChanges {
   let gen = 0;
   let listening = false;
@@ -65,10 +65,19 @@ export function watchKeyChanges(url: string): KeyChanges {
       lost(c);
     }
   }
-  connect();
+  // Connected on the first question, not at start: a process (or a test's in-process app) that never checks keylessly
+  // never opens it (a backend costs the server 20-40 ms of CPU to start on the test machine); until it listens the
+  // answer is null, as while reconnecting.
+  let started = false;
 
   return {
-    generation: () => (listening ? gen : null),
+    generation: () => {
+      if (!started) {
+        started = true;
+        if (!closed) connect();
+      }
+      return listening ? gen : null;
+    },
     close() {
       closed = true;
       listening = false;
