@@ -234,11 +234,15 @@ async function measure(e: EngineRun, target: Instance, next: () => LoadRequest) 
  * --prewarm: every side serves the selected scenarios' traffic (each scenario an equal share of the
  * seconds, its own generator so created domains never collide with the measured ones) before any
  * measurement, so the figures are a long-running server's (steady state) rather than a fresh one's.
+ * A share under a second goes to autocannon: wrk runs whole seconds (bench.test's 0.6 s over two scenarios
+ * was five seconds of load, a third of its CPU), and nothing of a prewarm is measured.
  */
 async function prewarm(engines: EngineRun[], selected: typeof scenarios) {
   const plain = selected.filter((s) => !s.duringIngest && !s.needsSync);
   if (plain.length === 0) return;
   const t0 = performance.now();
+  const share = flags.prewarm / plain.length;
+  const warm = share < 1 ? runLoad : drive;
   for (const e of engines) {
     for (const side of ["service", "baseline", "groupcommit"] as const) {
       const target = e[side];
@@ -246,7 +250,7 @@ async function prewarm(engines: EngineRun[], selected: typeof scenarios) {
       for (const sc of plain) {
         if (side === "groupcommit" && !sc.groupCommitPeer) continue;
         const next = sc.generator({ side, siteIds: target.ids, runTag: `${runTag}w` });
-        await drive({ url: target.server.url, connections: flags.connections, next, durationSec: flags.prewarm / plain.length });
+        await warm({ url: target.server.url, connections: flags.connections, next, durationSec: share });
       }
     }
   }
