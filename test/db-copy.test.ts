@@ -387,8 +387,13 @@ describe.skipIf(postgresSkipReason !== null)("db:copy (real PostgreSQL)", () => 
   });
 
   describe("PostgreSQL -> SQLite", () => {
-    /** A PostgreSQL database holding the synced file's data, plus rows written on PostgreSQL since. */
-    async function pgWithSyncedData(): Promise<string> {
+    /**
+     * A PostgreSQL database holding the synced file's data, plus rows written on PostgreSQL since: made once, on the
+     * first call (a db:copy process and its writes), for the tests below that only read it (a copy's source).
+     */
+    let pgSource: Promise<string> | undefined;
+    const pgWithSyncedData = () => (pgSource ??= makePgWithSyncedData());
+    async function makePgWithSyncedData(): Promise<string> {
       const url = await server.newDatabase();
       expect((await dbCopy(["--from", synced, "--to", url, "--progress", "none"])).code).toBe(0);
       const pg = openPg(url, { max: 1 });
