@@ -2,7 +2,7 @@ import { Database } from "bun:sqlite";
 import { copyFileSync, existsSync, renameSync, rmSync } from "node:fs";
 import { loadRestoreCommand, orExit, sqlitePathOf } from "../config.ts";
 import { escapeControls } from "../cli/output.ts";
-import { isAlive } from "../db/process-registry.ts";
+import { isAlive } from "../db/pid.ts";
 import { checkBackupFile } from "./backup.ts";
 import { activeKeysIn, revokeKeysIn, schemaProblems } from "./verify.ts";
 

@@ -1,7 +1,7 @@
 import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isAlive } from "./process-registry.ts";
+import { isAlive } from "./pid.ts";
 
 // One instance per database file and per port. A supervisor owns two lock files for its lifetime:
 // `<database>.lock` next to the file, and one per host:port in the temp folder. Each holds the owner's

@@ -1,6 +1,7 @@
 import { and, eq, or, sql, type SQL } from "drizzle-orm";
 import { log } from "../log.ts";
 import type { Db } from "./index.ts";
+import { isAlive } from "./pid.ts";
 import { pgSchema } from "./pg/driver.ts";
 import { namedStatement, perPgHandle } from "./pg/prepared.ts";
 import { dbConnections as sqliteConnections } from "./sqlite/schema.ts";
@@ -38,16 +39,6 @@ function pgStale(db: Db, c: Db["t"]["dbConnections"]) {
  */
 function pgCanJudge(db: Db): boolean {
   return db.availability.downSince === null && Date.now() - db.availability.upSince >= pgLiveMs(db);
-}
-
-/** True when a process with this pid exists on this machine. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 // SQLite: the heartbeat's upsert (the same row, every column set again) compiled once per writer connection.
