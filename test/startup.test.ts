@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ensureStartBundle, sourceKey } from "../src/bundle/build.ts";
@@ -207,7 +207,28 @@ describe("the start bundle (src/bundle/build.ts)", () => {
     }
   });
 
-  test("a start file that another one imports (its code in a shared chunk) is the main one only when it is run", async () => {
+  test("each start file is built with its bytecode beside it and runs as strict code, a lazy import run on first use", async () => {
+    const root = tree({
+      "main.ts": `
+        const self = (function (this: unknown) { return this; })();
+        let frozen = "silent";
+        try { (Object.freeze({ a: 1 }) as { a: number }).a = 2; } catch { frozen = "throws"; }
+        const before = (globalThis as { lazyRan?: boolean }).lazyRan ?? false;
+        void import("./lazy.ts").then(({ value }) => console.log(JSON.stringify({ self: self === undefined, frozen, before, value })));
+      `,
+      "lazy.ts": '(globalThis as { lazyRan?: boolean }).lazyRan = true;\nexport const value = "lazy";\n',
+    });
+    try {
+      const dir = await ensureStartBundle({ root, entries: ["main.ts"] });
+      expect(readFileSync(bundledFile(dir, "main.ts"), "utf8").split("\n")[0]).toContain("@bytecode");
+      expect(statSync(`${bundledFile(dir, "main.ts")}.jsc`).size).toBeGreaterThan(0);
+      expect(JSON.parse(run(bundledFile(dir, "main.ts")))).toEqual({ self: true, frozen: "throws", before: false, value: "lazy" });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test("a start file that another one imports (its code bundled into the other) is the main one only when it is run", async () => {
     const root = tree({
       "main.ts": 'import { name } from "./runner.ts";\nconsole.log("main", name, import.meta.main);\n',
       "runner.ts": 'export const name = "runner";\nif (import.meta.main) console.log("runner runs");\n',

@@ -15,9 +15,9 @@ import {
 import { dirname, join, relative } from "node:path";
 import { bundledFile } from "./entry.ts";
 
-// The start bundle: the supervisor, the HTTP and sync workers and the CLI built into one minified bundle (shared
-// chunks, lazy imports kept lazy), so a process loads a few files instead of ~600 modules to get ready (~80 ms of CPU
-// less a process, BENCHMARKS.md "Start-up"). It lives under node_modules/.cache/, one folder per state of the sources
+// The start bundle: the supervisor, the HTTP and sync workers and the CLI built into one minified file each, with its
+// bytecode (lazy imports kept lazy), so a process loads one compiled file instead of parsing ~600 modules to get ready
+// (BENCHMARKS.md "Start-up"). It lives under node_modules/.cache/, one folder per state of the sources
 // (every file under src/, package.json, bun.lock, tsconfig.json, Bun's version): a changed source makes a new key, so a
 // stale bundle is never run; the first start after a change builds it (~2 s of CPU). `bun run start` (src/start.ts)
 // and the tests' servers and CLI runs start from it; `bun src/main.ts` still runs the sources.
@@ -125,8 +125,13 @@ async function build(root: string, entries: string[], dir: string) {
     root: src,
     outdir: tmp,
     target: "bun",
-    format: "esm",
-    splitting: true,
+    // Bytecode (JavaScriptCore's, made at build time): a process loads its compiled code instead of parsing and
+    // compiling ~2 MB of JavaScript. Without `compile` Bun makes it only for CommonJS, which has no code splitting: each
+    // start file is one file with all it imports (lazy imports stay lazy: their code runs on first use) and no
+    // top-level await. Strict as the ES modules it is built from.
+    format: "cjs",
+    bytecode: true,
+    banner: '"use strict";',
     // Names kept: error and class names are part of what a process logs and answers.
     minify: { whitespace: true, syntax: true, identifiers: true, keepNames: true },
     // src/bundle/entry.ts: the bundle's processes start the bundle's children.

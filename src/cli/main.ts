@@ -600,4 +600,5 @@ export async function runCli(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) process.exit(await runCli(process.argv.slice(2)));
+// Without top-level await: the start bundle is CommonJS bytecode, which has none (src/bundle/build.ts).
+if (import.meta.main) void runCli(process.argv.slice(2)).then((code) => process.exit(code));

@@ -124,7 +124,8 @@ setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, "SIGK
   new Worker(URL.createObjectURL(new Blob([code], { type: "application/javascript" }))).unref();
 }
 
-if (import.meta.main) {
+/** Run as a script: one statement from stdin, its answer to stdout (no top-level await: src/mcp/sql.ts's constants are in the CommonJS start bundle). */
+async function runAsScript() {
   // The deadline comes as the first argument; it starts with the statement, as the parent's limit does.
   const deadlineMs = Number(process.argv[2]);
   const request = (await Bun.stdin.json()) as RunnerRequest;
@@ -134,3 +135,5 @@ if (import.meta.main) {
   const answer = runStatement(request);
   await Bun.write(Bun.stdout, JSON.stringify(answer));
 }
+
+if (import.meta.main) void runAsScript();

@@ -17,74 +17,78 @@ import { allowedCpus, keepThreadsTo, threadIds } from "./cpus.ts";
 
 // One sync worker process: spawned by the supervisor (`--sync-workers N`) or run alone with
 // `bun run sync-worker`. Runs the task loop and the daily scheduler.
-const config = loadConfigOrExit();
-setLogLevel(config.LOG_LEVEL);
-setLogFormat(config.LOG_FORMAT);
-// Run alone, nobody migrated the file for us (the supervisor does it once for its children).
-// (Imported here: a supervised worker never loads the migrator.)
-if (!config.supervised) await (await import("../db/sqlite/migrate.ts")).migrateOrExit(config);
-// Supervised and niced: a session of its own first, so the kernel schedules it apart from the HTTP workers.
-if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_NICE);
-lowerPriority(config.SYNC_NICE, config.SYNC_NICE > 0 ? config.SYNC_SLICE_US : 0);
-const cpus = config.SYNC_CPUS === "auto" ? (config.supervised ? lastCpus(config.SYNC_WORKERS) : null) : config.SYNC_CPUS;
-const pinned = Array.isArray(cpus) && cpus.length > 0 && pinToCpus(cpus) ? cpus : null;
-// Pauses while the HTTP workers have requests in flight, and has them keep off its CPUs while it works (SYNC_GIVE_WAY;
-// the supervisor made the file).
-if (config.SITESYNC_REQUEST_SIGNAL && !watchRequests(config.SITESYNC_REQUEST_SIGNAL, pinned))
-  log("warn", "the sync worker cannot read the HTTP workers' requests in flight; it will not give way to them");
-const db = openDbOrExit(config, "sync");
-await registerProcess(db);
-setMetricsRole("sync");
-instrumentDb(db);
-answerPings(db);
-if (config.supervised) serveMetricsOverIpc();
+// In a function, not at the top level: the start bundle is CommonJS bytecode, which has no top-level await
+// (src/bundle/build.ts). Called at the end of the file.
+async function main() {
+  const config = loadConfigOrExit();
+  setLogLevel(config.LOG_LEVEL);
+  setLogFormat(config.LOG_FORMAT);
+  // Run alone, nobody migrated the file for us (the supervisor does it once for its children).
+  // (Imported here: a supervised worker never loads the migrator.)
+  if (!config.supervised) await (await import("../db/sqlite/migrate.ts")).migrateOrExit(config);
+  // Supervised and niced: a session of its own first, so the kernel schedules it apart from the HTTP workers.
+  if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_NICE);
+  lowerPriority(config.SYNC_NICE, config.SYNC_NICE > 0 ? config.SYNC_SLICE_US : 0);
+  const cpus = config.SYNC_CPUS === "auto" ? (config.supervised ? lastCpus(config.SYNC_WORKERS) : null) : config.SYNC_CPUS;
+  const pinned = Array.isArray(cpus) && cpus.length > 0 && pinToCpus(cpus) ? cpus : null;
+  // Pauses while the HTTP workers have requests in flight, and has them keep off its CPUs while it works (SYNC_GIVE_WAY;
+  // the supervisor made the file).
+  if (config.SITESYNC_REQUEST_SIGNAL && !watchRequests(config.SITESYNC_REQUEST_SIGNAL, pinned))
+    log("warn", "the sync worker cannot read the HTTP workers' requests in flight; it will not give way to them");
+  const db = openDbOrExit(config, "sync");
+  await registerProcess(db);
+  setMetricsRole("sync");
+  instrumentDb(db);
+  answerPings(db);
+  if (config.supervised) serveMetricsOverIpc();
 
-const source = sourceFromConfig(config, db);
-const worker = startWorker({
-  db,
-  source,
-  pollMs: config.SYNC_POLL_MS,
-  leaseMs: config.SYNC_LEASE_MS,
-  retryBaseMs: config.SYNC_RETRY_BASE_MS,
-  batchSize: config.SYNC_BATCH_SIZE,
-  bulkBatchSize: config.SYNC_BULK_BATCH_SIZE,
-  atomicDayRows: config.SYNC_ATOMIC_DAY_ROWS,
-  writeGapMs: config.SYNC_WRITE_GAP_MS,
-  fetchAhead: config.SYNC_FETCH_AHEAD,
-});
-const scheduler = config.SYNC_SCHEDULER
-  ? startScheduler(db, {
-      dailyAt: config.SYNC_DAILY_AT,
-      catchupDays: config.SYNC_CATCHUP_DAYS,
-      recheckDays: config.SYNC_RECHECK_DAYS,
-      maxAttempts: config.SYNC_MAX_ATTEMPTS,
-      intervalMs: config.SYNC_SCHEDULER_INTERVAL_MS,
-      hourlyEveryMs: config.SYNC_HOURLY_EVERY,
-      sitemapsDaily: config.SYNC_SITEMAPS_DAILY,
-    })
-  : null;
-log("info", "sync worker started", { source: source.name, task_types: taskTypes(), scheduler: scheduler !== null });
-process.send?.({ type: "ready", pid: process.pid });
+  const source = sourceFromConfig(config, db);
+  const worker = startWorker({
+    db,
+    source,
+    pollMs: config.SYNC_POLL_MS,
+    leaseMs: config.SYNC_LEASE_MS,
+    retryBaseMs: config.SYNC_RETRY_BASE_MS,
+    batchSize: config.SYNC_BATCH_SIZE,
+    bulkBatchSize: config.SYNC_BULK_BATCH_SIZE,
+    atomicDayRows: config.SYNC_ATOMIC_DAY_ROWS,
+    writeGapMs: config.SYNC_WRITE_GAP_MS,
+    fetchAhead: config.SYNC_FETCH_AHEAD,
+  });
+  const scheduler = config.SYNC_SCHEDULER
+    ? startScheduler(db, {
+        dailyAt: config.SYNC_DAILY_AT,
+        catchupDays: config.SYNC_CATCHUP_DAYS,
+        recheckDays: config.SYNC_RECHECK_DAYS,
+        maxAttempts: config.SYNC_MAX_ATTEMPTS,
+        intervalMs: config.SYNC_SCHEDULER_INTERVAL_MS,
+        hourlyEveryMs: config.SYNC_HOURLY_EVERY,
+        sitemapsDaily: config.SYNC_SITEMAPS_DAILY,
+      })
+    : null;
+  log("info", "sync worker started", { source: source.name, task_types: taskTypes(), scheduler: scheduler !== null });
+  process.send?.({ type: "ready", pid: process.pid });
 
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  log("info", "sync worker stopping", { signal });
-  scheduler?.stop();
-  // The running task stops at its next await (after the batch being written commits) and goes back
-  // to the queue; if that takes too long, its lease expiring does the same.
-  const stopped = worker.stop().then(() => true);
-  if (!(await Promise.race([stopped, Bun.sleep(config.SHUTDOWN_TIMEOUT_MS).then(() => false)]))) {
-    log("warn", "sync worker did not stop in time; its task's lease will expire");
+  let stopping = false;
+  async function shutdown(signal: string) {
+    if (stopping) return;
+    stopping = true;
+    log("info", "sync worker stopping", { signal });
+    scheduler?.stop();
+    // The running task stops at its next await (after the batch being written commits) and goes back
+    // to the queue; if that takes too long, its lease expiring does the same.
+    const stopped = worker.stop().then(() => true);
+    if (!(await Promise.race([stopped, Bun.sleep(config.SHUTDOWN_TIMEOUT_MS).then(() => false)]))) {
+      log("warn", "sync worker did not stop in time; its task's lease will expire");
+    }
+    await closeAllConnections();
+    process.exit(0);
   }
-  await closeAllConnections();
-  process.exit(0);
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  // The supervisor's IPC channel closes when it dies: do not live on as an orphan.
+  if (config.supervised) process.on("disconnect", () => void shutdown("supervisor gone"));
 }
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
-process.on("SIGINT", () => void shutdown("SIGINT"));
-// The supervisor's IPC channel closes when it dies: do not live on as an orphan.
-if (config.supervised) process.on("disconnect", () => void shutdown("supervisor gone"));
 
 /**
  * Lowers the CPU priority of every thread of this process to `nice` (SYNC_NICE): the ingest is background work, so on
@@ -196,3 +200,5 @@ function lastCpus(workers: number): number[] | null {
   const allowed = allowedCpus();
   return allowed.length < 2 ? null : allowed.slice(-Math.min(Math.max(1, workers), allowed.length - 1));
 }
+
+void main();
