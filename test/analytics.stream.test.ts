@@ -7,7 +7,8 @@ import { parquetMetadata, parquetReadObjects } from "hyparquet";
 import { children } from "../bench/cpu.ts";
 import { exportCsvLine } from "../src/analytics/export.ts";
 import { PARQUET_GROUP_ROWS } from "../src/analytics/parquet.ts";
-import { seedAnalytics, type SeedResult } from "../bench/seed-analytics.ts";
+import type { SeedResult } from "../bench/seed-analytics.ts";
+import { seededSqliteFile } from "./helpers/seeded-sqlite.ts";
 import { seededPgDatabase } from "./helpers/seeded-pg.ts";
 import { tempDir, testEngine } from "./helpers/db.ts";
 import { type newPgDatabase, psql, psqlBin } from "./helpers/engine.ts";
@@ -34,7 +35,8 @@ beforeAll(async () => {
     dbPath = pgdb.url;
   } else {
     dbPath = join(dir.dir, "app.db");
-    seed = await seedAnalytics(dbPath, { rows: 120_000, days: 30 });
+    // A copy of the run's seeded file (the other file seeding the same rows copies it too).
+    seed = await seededSqliteFile(dbPath, { rows: 120_000, days: 30 });
   }
   server = await startServer({ workers: 1, dbPath });
   // A hang guard for a loaded machine, never a speed assertion: the seed (or the wait for bounds.load's, the same

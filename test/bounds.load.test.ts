@@ -2,7 +2,8 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import { eventLoopBuckets, eventLoopSummary, loadAverage, runAttack, summary, verdictLine } from "../bench/bounds-load.ts";
 import { children } from "../bench/cpu.ts";
-import { seedAnalytics, type SeedResult } from "../bench/seed-analytics.ts";
+import type { SeedResult } from "../bench/seed-analytics.ts";
+import { seededSqliteFile } from "./helpers/seeded-sqlite.ts";
 import { seededPgDatabase } from "./helpers/seeded-pg.ts";
 import { createApiKey } from "../src/auth/queries.ts";
 import { openDb, openPgDb, type Db } from "../src/db/index.ts";
@@ -35,7 +36,8 @@ beforeAll(async () => {
     dbPath = pgdb.url;
   } else {
     dbPath = join(dir.dir, "app.db");
-    seed = await seedAnalytics(dbPath, { rows: 120_000, days: 30 });
+    // A copy of the run's seeded file (the other file seeding the same rows copies it too).
+    seed = await seededSqliteFile(dbPath, { rows: 120_000, days: 30 });
   }
   const db: Db = testEngine === "pg" ? openPgDb({ url: dbPath, role: "test" }) : openDb({ path: dbPath, role: "test" });
   attackerKey = (await createApiKey(db, { name: "attacker", scope: "read" })).key;
