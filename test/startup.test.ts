@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ensureStartBundle, sourceKey } from "../src/bundle/build.ts";
@@ -239,6 +239,20 @@ describe("the start bundle (src/bundle/build.ts)", () => {
       expect(run(bundledFile(dir, "runner.ts"))).toBe("runner runs");
     } finally {
       rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test("a start file run from a checkout whose node_modules is a symbolic link is the main one (the CLI runs)", async () => {
+    const root = tree({ "main.ts": "console.log('main', import.meta.main);\n" });
+    const modules = mkdtempSync(join(tmpdir(), "sitesync-modules-"));
+    try {
+      symlinkSync(modules, join(root, "node_modules"));
+      const dir = await ensureStartBundle({ root, entries: ["main.ts"] });
+      expect(dir.startsWith(join(root, "node_modules/"))).toBe(true);
+      expect(run(bundledFile(dir, "main.ts"))).toBe("main true");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+      rmSync(modules, { recursive: true, force: true });
     }
   });
 

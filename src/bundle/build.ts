@@ -5,6 +5,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   renameSync,
   rmSync,
   statSync,
@@ -12,7 +13,7 @@ import {
   writeFileSync,
   writeSync,
 } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import { bundledFile } from "./entry.ts";
 
 // The start bundle: the supervisor, the HTTP and sync workers and the CLI built into one minified file each, with its
@@ -120,6 +121,8 @@ async function build(root: string, entries: string[], dir: string) {
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   const entryPaths = new Set(entries.map((e) => join(src, e)));
+  // Bun.main names the file run by its real path: node_modules (where the bundle lives) may be a symbolic link.
+  const realDir = join(realpathSync(dirname(dir)), basename(dir));
   const result = await Bun.build({
     entrypoints: [...entryPaths],
     root: src,
@@ -144,7 +147,7 @@ async function build(root: string, entries: string[], dir: string) {
           // child scripts) are found where they are, and a module run as a script is told so only when it is one.
           b.onLoad({ filter: new RegExp(`^${escapeRegExp(src)}/.*\\.tsx?$`) }, async (args) => {
             const text = await Bun.file(args.path).text();
-            const entry = entryPaths.has(args.path) ? bundledFile(dir, relative(src, args.path)) : null;
+            const entry = entryPaths.has(args.path) ? bundledFile(realDir, relative(src, args.path)) : null;
             return { contents: sourcePaths(text, args.path, entry), loader: args.path.endsWith(".tsx") ? "tsx" : "ts" };
           });
         },
