@@ -4,7 +4,7 @@
 // per run and the median. Default: a fresh SQLite file in a temp dir; with --database, an EMPTY
 // PostgreSQL database (migrated here, its tables truncated before each run).
 import { dlopen, ptr } from "bun:ffi";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, getPriority, loadavg, setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -66,6 +66,9 @@ const { values: args } = parseArgs({
     // --sync-policy / --sync-slice-us / --http-cpus above, set from here before each B round and undone before each A
     // round): before/after in one run, the idle windows shared, so the load of the moment weighs on both alike.
     ab: { type: "boolean", default: false },
+    // --served: every GET (ms, start, window, the HTTP worker's and the client's threads' ms on and waiting for a core)
+    // and every stall of the meter written to this JSON file, to look at again.
+    save: { type: "string" },
   },
 });
 const days = Number(args.days);
@@ -79,6 +82,8 @@ const SYS_SCHED_SETATTR = 314;
 const RATE_TARGET = 100_000;
 const RATIO_TARGET = 1.5;
 const RESAMPLES = 1000;
+/** GETs per resampled block: 1 s at --rps 100. */
+const BLOCK = 100;
 
 async function oneRun(db: Db, run: number): Promise<number> {
   const domain = `sc-domain:ingest-${run}-${Date.now()}.bench.example`;
@@ -631,6 +636,18 @@ async function served(): Promise<void> {
     const lastIdle = await idleWindow();
     perRound.push(`  last idle window: GET p99 ${pct(lastIdle, 99).toFixed(1)} ms (n ${lastIdle.length})`);
     meter.terminate();
+    if (args.save) {
+      const rowsOf = (xs: number[], ps: Parts[]) => xs.map((ms, i) => ({ ms, ...ps[i] }));
+      const meterStalls = Array.from({ length: stalls[0]! }, (_, i) => ({
+        at: stalls[1 + i * 3],
+        late: stalls[2 + i * 3],
+        waited: stalls[3 + i * 3],
+      }));
+      writeFileSync(
+        args.save,
+        JSON.stringify({ windowStarts, idle: rowsOf(idle, idleParts), busy: rowsOf(busy, busyParts), stalls: meterStalls }),
+      );
+    }
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
       `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, SYNC_GIVE_WAY ${process.env.SYNC_GIVE_WAY ?? "default"}, sync worker nice ${getPriority(syncPid)}, slice (µs) sync ${args["sync-slice-us"] ?? "default"} HTTP ${args["http-slice-us"] ?? "default"}, sync policy ${args["sync-policy"] ?? "default"}, CPUs sync ${args["sync-cpus"] ?? "all"} HTTP ${args["http-cpus"] ?? "all"}`,
@@ -730,7 +747,7 @@ async function served(): Promise<void> {
       b.ratio[1] <= RATIO_TARGET ? "met" : b.ratio[0] > RATIO_TARGET ? "NOT MET" : "not decided (the interval spans it: more --rounds)";
     const f2 = ([lo, hi]: readonly [number, number]) => `${lo.toFixed(2)}-${hi.toFixed(2)}`;
     console.log(
-      `  verdict: ingest ${Math.round(rate)} rows/s (>= ${RATE_TARGET}: ${rate >= RATE_TARGET ? "met" : "NOT MET"}); GET p99 busy / idle ${ratio.toFixed(2)}x, ${f2(b.ratio)}x in 95% of ${RESAMPLES} resamples (<= ${RATIO_TARGET}x: ${p99Verdict}); p99 busy ${pct(busy, 99).toFixed(2)} ms (${f2(b.busy)}, n ${busy.length}), idle ${pct(idle, 99).toFixed(2)} ms (${f2(b.idle)}, n ${idle.length}); load ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}`,
+      `  verdict: ingest ${Math.round(rate)} rows/s (>= ${RATE_TARGET}: ${rate >= RATE_TARGET ? "met" : "NOT MET"}); GET p99 busy / idle ${ratio.toFixed(2)}x, ${f2(b.ratio)}x in 95% of ${RESAMPLES} resamples in blocks of ${BLOCK} GETs (<= ${RATIO_TARGET}x: ${p99Verdict}); p99 busy ${pct(busy, 99).toFixed(2)} ms (${f2(b.busy)}, n ${busy.length}), idle ${pct(idle, 99).toFixed(2)} ms (${f2(b.idle)}, n ${idle.length}); load ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}`,
     );
   } finally {
     for (const p of procs.reverse()) await p.stop();
@@ -740,7 +757,9 @@ async function served(): Promise<void> {
 
 /**
  * The spread of the busy and idle GETs' p99 and of their ratio: each side resampled with replacement RESAMPLES times
- * (a fixed seed, so a run's figures can be printed again), the 2.5th and 97.5th percentiles of each.
+ * (a fixed seed, so a run's figures can be printed again), the 2.5th and 97.5th percentiles of each. Resampled in
+ * blocks of BLOCK consecutive GETs (a moving-block bootstrap, circular within each side): GETs close in time share the
+ * machine's moment (a burst of other load slows several in a row), which resampling single GETs would count as luck.
  */
 function bootstrapP99(busy: number[], idle: number[]) {
   let seed = 0x9e3779b9;
@@ -752,7 +771,10 @@ function bootstrapP99(busy: number[], idle: number[]) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   const p99Of = (xs: number[], into: Float64Array) => {
-    for (let i = 0; i < into.length; i++) into[i] = xs[Math.floor(random() * xs.length)]!;
+    for (let i = 0; i < into.length; ) {
+      const from = Math.floor(random() * xs.length);
+      for (let j = 0; j < BLOCK && i < into.length; j++) into[i++] = xs[(from + j) % xs.length]!;
+    }
     into.sort();
     return into[Math.min(into.length - 1, Math.floor(0.99 * into.length))]!;
   };
