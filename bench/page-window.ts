@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { findPageKeywordPerformance, findPerformanceTrends, pageKeywordSince } from "../src/analytics/queries.ts";
+import { findPageKeywordPerformance, findPerformanceTrends, findRankingData, pageKeywordSince } from "../src/analytics/queries.ts";
 import * as budget from "../src/db/budget.ts";
 import pg from "pg";
 import { openDb, openPgDb } from "../src/db/index.ts";
@@ -9,11 +9,12 @@ import { comparePeriodsBy, comparePeriodTotals, findBestPages, findPageQueries, 
 import { addDays, dayOf } from "../src/sync/dates.ts";
 
 // `bun bench/page-window.ts --db FILE | --database postgres://… --end 2026-12-04 [--site 1] [--rounds 3] [--only a,b]
-// [--page URL] [--base DIR]`:
+// [--page URL] [--partial TERM] [--base DIR]`:
 // CPU (user + system, this process and its query processes; on PostgreSQL (--database) also the database's backends,
 // as "cpu A+B": this process + the backends) of the page-side reports over a 90-day window
-// (page-keyword-performance, MCP best_pages / compare_periods by page / its period totals, insights overview /
-// top page / compare by page / cannibalization / decay, performance-trends) and of the MCP tools reading one page's
+// (page-keyword-performance, daily ranking data of every query / a --partial match, MCP best_pages / compare_periods
+// by page / its period totals, insights overview / top page / compare by page / cannibalization / decay,
+// performance-trends) and of the MCP tools reading one page's
 // detail (show_page_queries, track_pages over 30 days; pages_queries over every day; --page, bench:analytics' page
 // by default), on one read-only SQLite file or PostgreSQL database. With --base (another checkout's root, e.g. the tree before a change)
 // each read runs alternately in both trees in this one process, and their answers are compared (same JSON or it
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     only: { type: "string" },
     base: { type: "string" },
     page: { type: "string", default: "https://bench-analytics.example/kaka/sador/trabo-0" },
+    partial: { type: "string", default: "renka" },
   },
 });
 if (!(values.db || values.database) || !values.end) {
@@ -37,6 +39,7 @@ if (!(values.db || values.database) || !values.end) {
 }
 const reads = {
   findPageKeywordPerformance,
+  findRankingData,
   findPerformanceTrends,
   comparePeriods,
   findCannibalization,
@@ -82,6 +85,22 @@ const cases: [string, (r: Reads) => Promise<unknown>][] = [
     "page_keyword_90d_all",
     (r) => r.findPageKeywordPerformance(db, { siteId, since: pageKeywordSince(90), urlContains: null, limit: null }),
   ],
+  // Ranking data, daily, every query / a partial match over the 90 days (bench:analytics' ranking_daily_90d_*).
+  ...(["all", "partial"] as const).map((kind): [string, (r: Reads) => Promise<unknown>] => [
+    `ranking_daily_90d_${kind}`,
+    (r) =>
+      r.findRankingData(db, {
+        siteId,
+        start,
+        end,
+        groupBy: "query",
+        exact: null,
+        partial: kind === "partial" ? [values.partial!] : null,
+        daily: true,
+        limit: 1000,
+        searchType: "web",
+      }),
+  ]),
   ["mcp_best_pages", (r) => r.findBestPages(db, { siteId, searchType: "web", since, limit: 20 })],
   [
     "mcp_compare_page",
