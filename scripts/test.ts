@@ -54,8 +54,13 @@ export const sqliteOnly: Record<string, string> = {
 export const engineNeutral: Record<string, string> = {
   "analytics.format.test.ts": "number and CSV formatting, no database",
   "auth.net.test.ts": "address matching, no database",
+  "auth.test.ts": "Google sign-in through the CLI against the fake Search Console, a file of its own, no database",
   "config.test.ts": "the environment's parsing, no database",
   "cycles.test.ts": "the import graph, no database",
+  "day-boundary.test.ts": "the guard against seeding across midnight, no database",
+  "db-availability.test.ts": "the availability state with a probe of the test's own, no database",
+  "event-loop.test.ts": "the event-loop delay sampler, no database",
+  "gsc.client.test.ts": "the Search Console client and its in-memory rate limiter against the fake, no database",
   "openapi-router.test.ts": "the router's validation hook, no database",
   "request-frame.test.ts": "response headers of a bare Hono app, no database",
   "runner-cleanup.test.ts": "the test runner's temp folders, no database",
