@@ -154,6 +154,8 @@ export const heavyPairs: Record<string, string> = {
  * `engine file`: a file may wait on one engine and work on the other.
  */
 export const waiting: Record<string, string> = {
+  "pg bounds.test.ts":
+    "slow bodies held until their time limit or a client's abort, a 6 s lock: 11.9 s of CPU + 8.5 of the server's in 62.9 s (CI-2)",
   "pg supervisor.test.ts": "a PostgreSQL outage's 503s and a supervisor's starts: 8.4 s of CPU in 46 s (load ~8)",
   "sqlite supervisor.test.ts": "a worker's backoff reset (BACKOFF_RESET_MS 3 s) and the give-up's 3.1 s: 5.4 s of CPU in 24 s (load ~12)",
   "pg idempotency.api.test.ts": "a SIGKILLed key holder's heartbeat ageing out: 8 s of CPU in 30 s",
