@@ -27,8 +27,9 @@ import { bundledFile } from "./entry.ts";
 export const startEntries = ["main.ts", "server.ts", "sync/worker-main.ts", "cli/main.ts"];
 
 const repoRoot = join(import.meta.dir, "../..");
-// Bundles not used for this long are removed when another is built (a process started from one may still load its lazy chunks).
-const KEEP_UNUSED_MS = 24 * 3600_000;
+// Bundles not used for this long are removed when another is built (~21 MB each): one asked for a while ago may still
+// be about to start a process (a test file's servers); one a running process runs is kept whatever its age.
+const KEEP_UNUSED_MS = 3600_000;
 // A builder that holds the lock this long without finishing is taken for dead.
 const LOCK_STALE_MS = 120_000;
 
