@@ -245,6 +245,22 @@ describe("POST /api/v1/analytics/ranking-data (§1.5)", () => {
     { name: "partial: _ is literal", body: { queries: ["_"], matching_mode: "partial" }, expected: [] },
     { name: "partial is case-sensitive", body: { queries: ["haircut"], matching_mode: "partial" }, expected: [] },
     {
+      name: "daily, partial: any term is a substring, newest day first",
+      body: { queries: ["理髮", "Men"], matching_mode: "partial", aggregation_mode: "daily" },
+      expected: [
+        ["2025-07-03", "Men Haircut", 4],
+        ["2025-07-02", "男士 理髮", 2],
+        ["2025-07-02", "理髮店", 1],
+        ["2025-07-01", "理髮店", 5],
+        ["2025-07-01", "男士 理髮", 4],
+      ],
+    },
+    {
+      name: "daily, partial: % and _ are literal, case-sensitive",
+      body: { queries: ["0%", "_", "haircut"], matching_mode: "partial", aggregation_mode: "daily" },
+      expected: [["2025-07-01", "100% cotton", 2]],
+    },
+    {
       name: "daily, no filter: newest day first, groups in order of appearance",
       body: { aggregation_mode: "daily" },
       expected: [

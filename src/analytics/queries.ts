@@ -1,6 +1,7 @@
 import type { Db, Engine } from "../db/index.ts";
 import { resolveSite, type ResolvedSite, type SiteRef } from "../sites/resolve.ts";
 import { pgAll } from "../db/pg/named.ts";
+import { containsPattern } from "../db/sql.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { roundHalfEven } from "./format.ts";
 import { byText } from "./query-sums.ts";
@@ -165,8 +166,11 @@ function rankingSql(e: Engine, o: RankingOptions): string {
     // with their ties, then only their query texts looked up for the rest of the order (a query's text is unique in
     // its site: the same groups): not every detail row's query read and the day's rows sorted by its text (20 M rows,
     // one day of 50,000 rows: 32,561 groups, each a dictionary probe, for 1,000 kept).
-    const rows = `gsc_query_detail d join gsc_pages p on p.id = d.page_id${o.partial ? " join gsc_queries q on q.id = d.query_id" : ""}
-         where ${range}${matching}`;
+    // A partial match: the matching queries' ids first, once (the dictionary's trigram index serves each term's LIKE,
+    // written as a constant), then a hash probe per detail row, not a dictionary read and a text test per row.
+    const like = (o.partial ?? []).map((_, i) => `m.query like $like_${i} escape '\\'`).join(" or ");
+    const rows = `gsc_query_detail d join gsc_pages p on p.id = d.page_id
+         where ${range}${like ? ` and d.query_id in (select m.id from gsc_queries m where m.site_id = $site_id and (${like}) offset 0)` : ""}`;
     return `select g.day as day, q.query as key, (g.clicks)::float8 as clicks, (g.impressions)::float8 as impressions,
        coalesce(${ratio(e, "g.clicks", "g.impressions")}, 0) as ctr, (${ratio(e, "g.sp", "g.impressions")} / ${sumPositionScale}) as position
   from (select d.day as day, d.query_id as query_id, sum(d.clicks) as clicks, sum(d.impressions) as impressions,
@@ -199,6 +203,8 @@ function rankingParams(e: Engine, o: RankingOptions): Record<string, string | nu
     end: dayNumber(o.end),
     limit: o.limit ?? noLimit(e),
     ...(terms ? { terms: JSON.stringify(terms) } : {}),
+    // PostgreSQL's partial match: each term's LIKE pattern (strpos > 0 as a pattern the trigram index serves).
+    ...(e === "pg" && o.partial ? Object.fromEntries(o.partial.map((t, i) => [`like_${i}`, containsPattern(t)])) : {}),
     ...(o.searchType ? { type: typeCode(o.searchType) } : {}),
     ...(o.device ? { device: deviceCode(o.device) } : {}),
   };
