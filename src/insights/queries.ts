@@ -525,23 +525,26 @@ cand as ${materialized}(
   select qt.query_id as query_id, qt.total as total from qt
    where qt.total >= coalesce((select c.total from qt c order by c.total desc limit 1 offset $skip), 0))`;
   // Each candidate's sums per page: the window's detail rows of the candidates (a Bloom filter on the query id).
-  const qpSql = `select d.query_id as query_id, d.page_id as page_id, sum(d.clicks) as clicks, sum(d.impressions) as impressions,
-         coalesce(sum(d.sum_position), 0) as weight
+  // Sums as numbers on both engines (PostgreSQL's bigint sums arrive as strings; the split below adds them in JS).
+  const n = (x: string) => (db.engine === "pg" ? `(${x})::float8` : x);
+  const qpSql = `select d.query_id as query_id, d.page_id as page_id, ${n("sum(d.clicks)")} as clicks, ${n("sum(d.impressions)")} as impressions,
+         ${n("coalesce(sum(d.sum_position), 0)")} as weight
     from gsc_query_detail d
    where d.site_id = $site_id and d.day >= $from and d.day <= $to${filters("d")}
      and d.query_id in (select cand.query_id from cand)
    group by d.page_id, d.query_id`;
-  // SQLite with the candidates known (no device): those sums read ahead by two statements at once, each over half the
-  // window's days (two query processes: scanning the window's detail, 4.5 M rows at 5 M over 90 days, is most of the
-  // report's time), added here and handed to the rest of the statement as a list.
-  const split = db.engine === "sqlite" && totals !== null;
+  // With the candidates known (no device): those sums read ahead by two statements at once, each over half the
+  // window's days (SQLite: two query processes; PostgreSQL: two backends; scanning the window's detail, 4.5 M rows at
+  // 5 M over 90 days, is most of the report's time), added here and handed to the rest of the statement as a list.
+  const split = totals !== null;
+  const qpList =
+    db.engine === "pg"
+      ? `select cast(e->>0 as integer) as query_id, cast(e->>1 as integer) as page_id, cast(e->>2 as float8) as clicks,
+         cast(e->>3 as float8) as impressions, cast(e->>4 as float8) as weight from jsonb_array_elements(cast($qp as jsonb)) e`
+      : `select json_extract(value, '$[0]') as query_id, json_extract(value, '$[1]') as page_id, json_extract(value, '$[2]') as clicks,
+         json_extract(value, '$[3]') as impressions, json_extract(value, '$[4]') as weight from json_each($qp)`;
   const sql = `with ${candidatesSql},
-qp as ${materialized}(${
-    split
-      ? `select json_extract(value, '$[0]') as query_id, json_extract(value, '$[1]') as page_id, json_extract(value, '$[2]') as clicks,
-         json_extract(value, '$[3]') as impressions, json_extract(value, '$[4]') as weight from json_each($qp)`
-      : qpSql
-  }),
+qp as ${materialized}(${split ? qpList : qpSql}),
 shared as (
   select cand.query_id as query_id, cand.total as total, q.query as query from cand
     join qp on qp.query_id = cand.query_id and qp.impressions >= cand.total * cast($min_share as double precision)
