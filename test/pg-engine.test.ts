@@ -407,18 +407,20 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL write path", () => {
     expect(isBusyError(err)).toBe(true);
   });
 
-  test("the pool's sessions run with JIT off (compiling cost more than it saved on every report), a URL's own options kept", async () => {
+  test("the pool's sessions run with JIT off and random_page_cost 1.1 (the reports read cached pages), a URL's own options kept", async () => {
     const t = setup();
     const u = new URL(t.databaseUrl);
     u.searchParams.set("options", "-c work_mem=5MB");
     for (const url of [t.databaseUrl, u.toString()]) {
       const db = openPgDb({ url, role: "test" });
       cleanups.push(() => db.close());
-      const [row] = (await db.q.execute(sql`select current_setting('jit') as jit, current_setting('work_mem') as work_mem`)).rows as {
-        jit: string;
-        work_mem: string;
-      }[];
+      const [row] = (
+        await db.q.execute(
+          sql`select current_setting('jit') as jit, current_setting('random_page_cost') as rpc, current_setting('work_mem') as work_mem`,
+        )
+      ).rows as { jit: string; rpc: string; work_mem: string }[];
       expect(row!.jit).toBe("off");
+      expect(row!.rpc).toBe("1.1");
       if (url !== t.databaseUrl) expect(row!.work_mem).toBe("5MB");
     }
   });
