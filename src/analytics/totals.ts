@@ -104,6 +104,15 @@ export function assertAnswerable(f: Omit<GrainFilters, "siteId" | "start" | "end
 /** A JSON array parameter as rows `t(value)`. */
 export const jsonList = (e: Engine, param: string, alias: string) =>
   e === "pg" ? `jsonb_array_elements_text(${param}::jsonb) ${alias}(value)` : `json_each(${param}) ${alias}`;
+/**
+ * `col` is one of the integers of the JSON array parameter `param`. PostgreSQL: as an array (= ANY), which the keys
+ * seek; `in (select ...)` became a hash semi-join over a scan of the site's whole detail or weeks (5 M rows, page keyword
+ * 90 days: 3.2 s of the statement's 17; insight overview 90 days 0.97 s of backend CPU at 5 M, 4.4 s wall at 20 M).
+ */
+const intIn = (e: Engine, col: string, param: string, alias: string) => {
+  const list = `(select cast(value as integer) from ${jsonList(e, param, alias)})`;
+  return e === "pg" ? `${col} = any(array${list})` : `${col} in ${list}`;
+};
 /** Sums as JSON numbers: PostgreSQL's bigint and numeric arrive as strings. */
 const num = (e: Engine, expr: string) => (e === "pg" ? `coalesce((${expr})::float8, 0)` : `coalesce(${expr}, 0)`);
 /** Whether `needle` occurs in `haystack`: case-sensitive, % and _ plain characters. */
@@ -222,10 +231,8 @@ function ungrainedOf(rows: { day: number; type: number }[], types: number[], sta
  * ungrained days and types (a type with no rows, e.g. every type but web under "all", is an empty range, not a read
  * of the day's rows), then the (day, type) pairs and the device.
  */
-// PostgreSQL: the days as an array (= ANY), which the detail's key (site_id, day, ...) seeks; `in (select ...)` became a
-// hash semi-join over a scan of the site's whole detail (5 M rows, page keyword 90 days: 3.2 s of the statement's 17).
 const derivedWhere = (e: Engine, device: boolean) =>
-  `g.site_id = $site_id and g.day ${e === "pg" ? "= any(array" : "in "}(select cast(value as integer) from ${jsonList(e, "$ud", "ud")})${e === "pg" ? ")" : ""}
+  `g.site_id = $site_id and ${intIn(e, "g.day", "$ud", "ud")}
    and g.type in (select cast(value as integer) from ${jsonList(e, "$ut", "ut")})
    and g.day * 10 + g.type in (select cast(value as integer) from ${jsonList(e, "$up", "up")})${device ? " and g.device = $device" : ""}`;
 
@@ -522,10 +529,6 @@ async function countPagesByWeeks(db: Db, f: GrainFilters, o: Omit<PageTotalsOpti
     for (let d = lo; d <= hi; d++) edgeDays.push(d);
   }
   const list = (name: string, alias: string) => `(select cast(value as integer) from ${jsonList(e, name, alias)})`;
-  // PostgreSQL: a list as an array (= ANY), which the keys seek; `in (select ...)` became a hash semi-join over a scan
-  // of the site's every week (grows with the history: insight overview 90 days 0.97 s of backend CPU at 5 M, 4.4 s wall at 20 M).
-  const isIn = (col: string, name: string, alias: string) =>
-    e === "pg" ? `${col} = any(array${list(name, alias)})` : `${col} in ${list(name, alias)}`;
   // SQLite: two statements at once (two query processes), one for the page ids below the newest whole week's median
   // page id, one for the rest, their counts added: each reads its half of the weeks' rows by key (site_id, week, type,
   // page_id), the weeks listed (50 M rows, 90 days: 55 ms CPU in one statement, 24 + 24 in two). Any split point is
@@ -541,10 +544,10 @@ async function countPagesByWeeks(db: Db, f: GrainFilters, o: Omit<PageTotalsOpti
      and (x.clicks > 0 or x.impressions > 0))
 select (select count(*) from w) + (
   select count(distinct x.page_id) from gsc_week_page_totals x
-   where x.site_id = $site_id and ${isIn("x.week", "$edge_weeks", "ew")} and x.type in ${list("$types", "t")}${half}
+   where x.site_id = $site_id and ${intIn(e, "x.week", "$edge_weeks", "ew")} and x.type in ${list("$types", "t")}${half}
      and (x.clicks > 0 or x.impressions > 0) and x.page_id not in (select w.page_id from w)
      and exists (select 1 from gsc_page_totals d
-                  where d.site_id = $site_id and ${isIn("d.day", "$edge_days", "ed")} and d.type = x.type and d.page_id = x.page_id
+                  where d.site_id = $site_id and ${intIn(e, "d.day", "$edge_days", "ed")} and d.type = x.type and d.page_id = x.page_id
                     and (d.clicks > 0 or d.impressions > 0))) as n`;
   const params = {
     site_id: f.siteId,
