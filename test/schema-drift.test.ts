@@ -242,7 +242,7 @@ async function pgShape(url: string): Promise<DbShape> {
     const uniques = await q<{ table: string; columns: string; partial: boolean }>(`
       select t.relname as table, i.indpred is not null as partial,
              (select string_agg(a.attname, ',' order by k.ord) from unnest(i.indkey) with ordinality k(attnum, ord)
-                join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum) as columns
+                join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum where k.ord <= i.indnkeyatts) as columns
       from pg_index i join pg_class t on t.oid = i.indrelid join pg_namespace n on n.oid = t.relnamespace
       where n.nspname = 'public' and i.indisunique`);
     const fks = await q<{ table: string; columns: string; target: string; target_columns: string; on_delete: string }>(`

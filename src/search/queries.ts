@@ -65,7 +65,9 @@ export async function searchQueries(
     db.engine === "pg"
       ? kind === "short" && opts.using !== "rollup"
         ? await packedSearch(db, params, await findShortMatchIdsPg(db, params.site_id, params.pattern))
-        : await searchPg(db, kind, params)
+        : kind === "index" && !opts.using
+          ? await byHalves(params.limit, (parity) => searchPg(db, "half", params, parity))
+          : await searchPg(db, kind, params)
       : kind === "scan"
         ? await queryPool(db).all<SearchRow>(SEARCH_SCAN_SQL, searchSqlParams(params))
         : await searchSqlite(db, kind, params, opts.term, opts.using === "rollup" || opts.using === "packed" ? opts.using : null);
@@ -97,15 +99,9 @@ async function searchSqlite(
     return pool.all<SearchRow>(sql, { ...p, ...fts });
   };
   if (!force && kind === "index") {
-    // Two statements at once (two query processes), the matches of even ids and of odd ones (6,700 rollup key ranges at
-    // 5 M rows for bench:analytics' term): each half's first `limit` in the statement's order, whose first `limit` are
-    // the first of all, `found` the halves' sum.
     const oneType = windowHasOneType(db, p.site_id, p.start_day, p.end_day);
     const sql = oneType ? SEARCH_INDEXED_HALF_SQL.one : SEARCH_INDEXED_HALF_SQL.many;
-    const halves = await Promise.all([0, 1].map((parity) => pool.all<SearchRow>(sql, { ...p, ...fts, parity })));
-    const found = halves.reduce((n, rows) => n + (rows[0]?.found ?? 0), 0);
-    const rows = halves.flat().sort((a, b) => b.total_impressions - a.total_impressions || byText(a.query, b.query));
-    return (params.limit < 0 ? rows : rows.slice(0, params.limit)).map((r) => ({ ...r, found }));
+    return byHalves(params.limit, (parity) => pool.all<SearchRow>(sql, { ...p, ...fts, parity }));
   }
   if (force === "rollup") return rollup();
   const ids =
@@ -117,6 +113,18 @@ async function searchSqlite(
           ) as number[],
         ).sort();
   return packedSearch(db, params, ids);
+}
+
+/**
+ * A 3+ character term's search by two statements at once (SQLite: two query processes; PostgreSQL: two backends), the
+ * matches of even ids and of odd ones (6,700 rollup key ranges at 5 M rows for bench:analytics' term): each half's
+ * first `limit` in the statement's order, whose first `limit` are the first of all, `found` the halves' sum.
+ */
+async function byHalves(limit: number, half: (parity: number) => Promise<SearchRow[]>): Promise<SearchRow[]> {
+  const halves = await Promise.all([0, 1].map(half));
+  const found = halves.reduce((n, rows) => n + (rows[0]?.found ?? 0), 0);
+  const rows = halves.flat().sort((a, b) => b.total_impressions - a.total_impressions || byText(a.query, b.query));
+  return (limit < 0 ? rows : rows.slice(0, limit)).map((r) => ({ ...r, found }));
 }
 
 /**

@@ -453,6 +453,7 @@ export const gscDayQueryTotals = pgTable(
   },
   // Keyed by query as on SQLite (migration 0022); PostgreSQL's heap keeps its own index on (site_id, day, type,
   // query_id), made by that migration only (not a key: schema-drift compares keys), for the day's writes and reads.
+  // The key carries the sums (INCLUDE, migration 0027: a read by the key is index-only; drizzle cannot say INCLUDE).
   (t) => [primaryKey({ columns: [t.site_id, t.query_id, t.day, t.type] })],
 );
 
