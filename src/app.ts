@@ -14,6 +14,7 @@ import { backupRoutes, type BackupApiOptions } from "./backup/routes.ts";
 import { defaults } from "./config.ts";
 import { analyticsRoutes } from "./analytics/routes.ts";
 import type { Bounds } from "./analytics/bounds.ts";
+import { defaultSocketTimeoutS, idleTimeoutFirst } from "./analytics/idle-timeout.ts";
 import { compatPath, compatRoutes } from "./compat/routes.ts";
 import { insightsRoutes } from "./insights/routes.ts";
 import { alertsRoutes } from "./alerts/routes.ts";
@@ -107,6 +108,11 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   // need is not mounted at all (no per-request test of a setting). One line per middleware, in order.
   // Request id, log context, metrics, security headers and the request log: one frame (src/request-frame.ts).
   app.use(step("frame", requestFrame({ observe: observeHttpRequest, requestLog: opts.requestLog })));
+  // Before anything that can wait (the ride-through, the auth's queries): a GET's connection gets a heavy request's
+  // idle timeout until no heavy route took it (src/analytics/idle-timeout.ts); not mounted when HTTP_IDLE_TIMEOUT_S covers the limits.
+  const heavyS = opts.bounds ? opts.bounds.socketTimeoutS : defaultSocketTimeoutS;
+  if (heavyS !== null)
+    app.on(["GET", "HEAD"], "*", step("idle-timeout", idleTimeoutFirst(heavyS, opts.idleTimeoutS ?? defaults.HTTP_IDLE_TIMEOUT_S)));
   // PostgreSQL: one ride-through budget per request for waiting on an unreachable server (src/db/availability.ts).
   if (db.engine === "pg") app.use(step("ride-through", (_c, next) => withRideThrough(db.availability.rideThroughMs, next)));
   // Before auth: a preflight carries no credentials and is answered here; refusals get the CORS headers too.

@@ -7,13 +7,11 @@ import { budgetOf, budgetStats, withBudget } from "../db/budget.ts";
 import { ApiError } from "../errors.ts";
 import { registry } from "../metrics/registry.ts";
 import { onDownloadEnd } from "./download-end.ts";
+import { defaultSocketTimeoutS, heavyRequests, setIdleTimeout, socketTimeoutOf } from "./idle-timeout.ts";
 
 // The cost bounds of heavy requests (analytics, search, downloads): how many one caller may have running
 // at once in this process (429 past it), and the budget of each (src/db/budget.ts). docs/security.md
 // ("Cost bounds") lists the settings.
-
-/** The part of Bun's Server (Hono's `c.env` under Bun.serve) that sets one request's connection idle timeout. */
-type BunServer = { timeout?: (req: Request, seconds: number) => void };
 
 export type Bounds = {
   /** ANALYTICS_TIMEOUT_MS: each request's queries are stopped past this. */
@@ -39,14 +37,6 @@ export type Bounds = {
   socketTimeoutS: number | null;
 };
 
-/** The idle timeout a heavy request's connection needs: its time limits plus a margin, null if `idleS` covers them. */
-function socketTimeoutOf(idleS: number, ...limitsMs: number[]): number | null {
-  const needed = Math.ceil(Math.max(...limitsMs) / 1000) + 2;
-  if (needed <= idleS) return null;
-  // Bun's idle timeouts go up to 255 s; past that the time limit alone ends the request.
-  return needed > 255 ? 0 : needed;
-}
-
 /** The bounds of the settings' defaults. */
 export const defaultBounds: Bounds = {
   timeoutMs: defaults.ANALYTICS_TIMEOUT_MS,
@@ -58,7 +48,7 @@ export const defaultBounds: Bounds = {
   exportsPerKey: defaults.EXPORT_CONCURRENCY_PER_KEY,
   exportTimeoutMs: defaults.EXPORT_TIMEOUT_MS,
   maxBodyBytes: defaults.ANALYTICS_MAX_BODY_BYTES,
-  socketTimeoutS: socketTimeoutOf(defaults.HTTP_IDLE_TIMEOUT_S, defaults.ANALYTICS_TIMEOUT_MS, defaults.MCP_QUERY_TIMEOUT_MS),
+  socketTimeoutS: defaultSocketTimeoutS,
 };
 
 /**
@@ -107,8 +97,8 @@ new Counter({
 const running = new Map<string, number>();
 // Requests holding a place already: a heavy route reached through another's middleware (the v2 body
 // of ranking-data, answered by compat before analytics) is counted and budgeted once.
-// Keyed by the request's context (one per request across mounted apps; the app's body limit may replace c.req.raw).
-const placed = new WeakSet<object>();
+// Keyed by the request's context (one per request across mounted apps; the app's body limit may replace c.req.raw):
+// `heavyRequests` of src/analytics/idle-timeout.ts, which reads it too.
 
 /** Who is counted: the key, else the client address (keyless loopback clients share one count). */
 function callerOf(c: Parameters<MiddlewareHandler>[0]): string {
@@ -153,8 +143,8 @@ export function heavyRequest(
   o: { keysOnly?: boolean; unplaced?: boolean } = {},
 ): MiddlewareHandler {
   return async (c, next) => {
-    if (placed.has(c)) return next();
-    placed.add(c);
+    if (heavyRequests.has(c)) return next();
+    heavyRequests.add(c);
     // A body past the limit is refused before anything parses it or a place is taken: from its Content-Length
     // (unread), or as a chunked body's bytes arrive (Hono's bodyLimit counts them). A body a middleware before this
     // one read already (compat's v2 spellings) was counted by the app's 1 MiB limit; only its Content-Length is checked.
@@ -172,7 +162,8 @@ export function heavyRequest(
           : take("query", caller, bounds.perKey, "ANALYTICS_CONCURRENCY_PER_KEY");
     const budget = budgetOf({ ...bounds, signal: c.req.raw.signal });
     // A download's bytes keep its connection busy once they flow; before its first byte it is bound like a query.
-    if (bounds.socketTimeoutS !== null) (c.env as BunServer | undefined)?.timeout?.(c.req.raw, bounds.socketTimeoutS);
+    // (A GET's was raised already, before the auth: idleTimeoutFirst.)
+    if (bounds.socketTimeoutS !== null) setIdleTimeout(c, bounds.socketTimeoutS);
     let handedOver = false;
     try {
       await withBudget(budget, next);
