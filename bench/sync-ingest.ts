@@ -62,6 +62,9 @@ const { values: args } = parseArgs({
     // CPUs (taskset list, e.g. "1") every thread of the sync worker / HTTP worker may run on, set from here.
     "sync-cpus": { type: "string" },
     "http-cpus": { type: "string" },
+    // The sync worker's scheduling group's nice (/proc/<pid>/autogroup; its own session's group, SYNC_NICE > 0), set from
+    // here (lowering it needs root): what weight its group has against the host's other busy groups.
+    "sync-group-nice": { type: "string" },
     // --served: after a warm-up round, rounds alternate A B B A ... (A: the sync worker on every CPU) and B (the --sync-cpus /
     // --sync-policy / --sync-slice-us / --http-cpus above, set from here before each B round and undone before each A
     // round): before/after in one run, the idle windows shared, so the load of the moment weighs on both alike.
@@ -246,6 +249,16 @@ async function served(): Promise<void> {
       if (r.exitCode !== 0) console.warn(`${cmd.join(" ")}: ${r.stderr.toString().trim()}`);
     };
     const allCpus = `0-${availableParallelism() - 1}`;
+    // The sync worker's group's nice as the service set it (undo() puts it back).
+    const groupNice = (pid: number) => /nice (-?\d+)/.exec(readFileSync(`/proc/${pid}/autogroup`, "utf8"))?.[1] ?? "0";
+    const serviceGroupNice = groupNice(syncPid);
+    const setGroupNice = (nice: string) => {
+      try {
+        writeFileSync(`/proc/${syncPid}/autogroup`, nice);
+      } catch (err) {
+        console.warn(`the sync worker's group nice ${nice} refused: ${err}`);
+      }
+    };
     // --ab, an A round: the sync (and HTTP) worker back on every CPU, the sync worker's threads SCHED_OTHER (their
     // nice kept) with the kernel's slice.
     const undo = () => {
@@ -254,6 +267,7 @@ async function served(): Promise<void> {
       if (args["sync-policy"] !== undefined) run(["chrt", "-a", "-p", "--other", "0", String(syncPid)]);
       if (args["sync-cpus"] !== undefined) run(["taskset", "-a", "-p", "-c", allCpus, String(syncPid)]);
       if (args["http-cpus"] !== undefined) run(["taskset", "-a", "-p", "-c", allCpus, String(httpPid)]);
+      if (args["sync-group-nice"] !== undefined) setGroupNice(serviceGroupNice);
     };
     const slices = () => {
       if (args["sync-slice-us"] !== undefined) setSlice(syncPid, Number(args["sync-slice-us"]));
@@ -261,6 +275,7 @@ async function served(): Promise<void> {
       if (args["sync-policy"] !== undefined) run(["chrt", "-a", "-p", `--${args["sync-policy"]}`, "0", String(syncPid)]);
       if (args["sync-cpus"] !== undefined) run(["taskset", "-a", "-p", "-c", args["sync-cpus"], String(syncPid)]);
       if (args["http-cpus"] !== undefined) run(["taskset", "-a", "-p", "-c", args["http-cpus"], String(httpPid)]);
+      if (args["sync-group-nice"] !== undefined) setGroupNice(args["sync-group-nice"]);
     };
     slices();
     // Every thread of the fake (Linux keeps a nice per thread; its pool threads do the sending).
@@ -650,7 +665,7 @@ async function served(): Promise<void> {
     }
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
-      `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, SYNC_GIVE_WAY ${process.env.SYNC_GIVE_WAY ?? "default"}, sync worker nice ${getPriority(syncPid)}, slice (µs) sync ${args["sync-slice-us"] ?? "default"} HTTP ${args["http-slice-us"] ?? "default"}, sync policy ${args["sync-policy"] ?? "default"}, CPUs sync ${args["sync-cpus"] ?? "all"} HTTP ${args["http-cpus"] ?? "all"}`,
+      `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, SYNC_GIVE_WAY ${process.env.SYNC_GIVE_WAY ?? "default"}, sync worker nice ${getPriority(syncPid)} (its group's ${serviceGroupNice}${args["sync-group-nice"] === undefined ? "" : `, B ${args["sync-group-nice"]}`}), slice (µs) sync ${args["sync-slice-us"] ?? "default"} HTTP ${args["http-slice-us"] ?? "default"}, sync policy ${args["sync-policy"] ?? "default"}, CPUs sync ${args["sync-cpus"] ?? "all"} HTTP ${args["http-cpus"] ?? "all"}`,
     );
     for (const line of perRound) console.log(line);
     console.log(

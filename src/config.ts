@@ -209,6 +209,15 @@ const buildEnvSchema = () =>
     // the kernel hands a core to a worker with requests first (API p99 during a backfill, docs/sync.md). Above 0 a
     // supervised sync worker also starts a session of its own (its own scheduling group under Linux autogroups). 0: as the rest.
     SYNC_NICE: int(0, 19).default(10),
+    // The nice of that session's scheduling group (/proc/self/autogroup, 0-19): its weight against the host's other
+    // busy groups (each 1,024 at nice 0; nice 10 is 110: beside ~10 busy groups a backfill got ~1 % of the machine,
+    // 2,597-6,648 rows/s against 17,620-36,016 at 0, docs/benchmarks/ingest-export.md). The service's own requests are
+    // given way to apart from it (SYNC_POLICY, SYNC_GIVE_WAY, SYNC_CPUS).
+    SYNC_GROUP_NICE: int(0, 19).default(0),
+    // With SYNC_NICE above 0, the sync worker threads' scheduling class (Linux): idle (SCHED_IDLE: any other thread
+    // waking on a sync thread's core takes it at once, whatever its group, and a core running only them counts as free
+    // where a waking thread is placed), batch (SCHED_BATCH) or other (the default class).
+    SYNC_POLICY: z.enum(["other", "batch", "idle"]).default("idle"),
     // CPUs the sync worker processes run on (every thread; Linux sched_setaffinity), e.g. "1" or "2-3": with a backfill
     // kept off the others, requests never wait behind it for a core (API p99 during a backfill, docs/sync.md). auto: a
     // supervised sync worker keeps to the last SYNC_WORKERS of the CPUs it may use, leaving at least one (none with one

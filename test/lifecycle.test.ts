@@ -166,14 +166,21 @@ describe("sync worker settings", () => {
     expect(threads.filter((n) => n < Math.max(7, own))).toEqual([]);
     const same = await syncWorker(t.databaseUrl, { SYNC_NICE: "0", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo" });
     expect(niceOf(same.proc.pid)).toBe(own);
-    // SYNC_SLICE_US with SYNC_NICE above 0: the threads' scheduling slice, shown (ns) by Linux >= 6.12's /proc/<pid>/sched;
-    // its default (0) and SYNC_NICE 0 leave the kernel's.
+    // SYNC_POLICY's default with SYNC_NICE above 0: SCHED_IDLE (policy 5, field 41 of /proc/<pid>/stat); 0 leaves the class.
+    const policyOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[38]);
+    expect(policyOf(low.proc.pid)).toBe(5);
+    expect(policyOf(same.proc.pid)).toBe(policyOf(process.pid));
+    // SYNC_SLICE_US with SYNC_NICE above 0: the threads' scheduling slice, shown (ns) by Linux >= 6.12's /proc/<pid>/sched
+    // for the default class (SYNC_POLICY=other); its default (0) and SYNC_NICE 0 leave the kernel's.
     const [major, minor] = release().split(".").map(Number);
     const sliceOf = (pid: number) => /se\.slice\s*:\s*(\d+)/.exec(readFileSync(`/proc/${pid}/sched`, "utf8"))?.[1];
     if (major! * 1000 + minor! >= 6012 && sliceOf(process.pid) !== undefined) {
-      expect(sliceOf(low.proc.pid)).toBe(sliceOf(process.pid));
+      const other = await syncWorker(t.databaseUrl, { SYNC_NICE: "7", SYNC_POLICY: "other", SYNC_SCHEDULER: "false", SYNC_SOURCE: "demo" });
+      expect(policyOf(other.proc.pid)).toBe(0);
+      expect(sliceOf(other.proc.pid)).toBe(sliceOf(process.pid));
       const custom = await syncWorker(t.databaseUrl, {
         SYNC_NICE: "7",
+        SYNC_POLICY: "other",
         SYNC_SLICE_US: "250",
         SYNC_SCHEDULER: "false",
         SYNC_SOURCE: "demo",
@@ -199,11 +206,26 @@ describe("sync worker settings", () => {
     expect(sessionOf(niced.sync)).toBe(niced.sync);
     expect(sessionOf(niced.http)).toBe(sessionOf(niced.s.proc.pid));
     if (existsSync("/proc/self/autogroup")) {
-      // "/autogroup-<id> nice <n>": a group apart, weighing as nice 10 against the HTTP workers' group.
+      // "/autogroup-<id> nice <n>": a group apart, weighing as SYNC_GROUP_NICE (0) against the host's other groups.
       const group = (pid: number) => readFileSync(`/proc/${pid}/autogroup`, "utf8").trim().split(" nice ");
       expect(group(niced.sync)[0]).not.toBe(group(niced.http)[0]);
-      expect(group(niced.sync)[1]).toBe("10");
+      expect(group(niced.sync)[1]).toBe("0");
     }
+    // SYNC_POLICY's default: every sync thread SCHED_IDLE (policy 5, field 41 of /proc/<pid>/task/<tid>/stat), the HTTP
+    // worker's main thread not.
+    const policyOf = (pid: number, tid: number) =>
+      Number(readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8").split(") ")[1]!.split(" ")[38]);
+    const syncPolicies: number[] = [];
+    for (const tid of readdirSync(`/proc/${niced.sync}/task`)) {
+      try {
+        syncPolicies.push(policyOf(niced.sync, Number(tid)));
+      } catch {
+        // A thread that ended meanwhile.
+      }
+    }
+    expect(syncPolicies.length).toBeGreaterThan(1);
+    expect(syncPolicies.filter((p) => p !== 5)).toEqual([]);
+    expect(policyOf(niced.http, niced.http)).toBe(0);
     niced.s.proc.kill("SIGTERM");
     expect(await niced.s.proc.exited).toBe(0);
     expect(running(niced.sync)).toBe(false);

@@ -27,8 +27,9 @@ async function main() {
   // (Imported here: a supervised worker never loads the migrator.)
   if (!config.supervised) await (await import("../db/sqlite/migrate.ts")).migrateOrExit(config);
   // Supervised and niced: a session of its own first, so the kernel schedules it apart from the HTTP workers.
-  if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_NICE);
-  lowerPriority(config.SYNC_NICE, config.SYNC_NICE > 0 ? config.SYNC_SLICE_US : 0);
+  if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_GROUP_NICE);
+  if (config.SYNC_NICE > 0) lowerPriority(config.SYNC_NICE, config.SYNC_SLICE_US, config.SYNC_POLICY);
+  else lowerPriority(0, 0, "other");
   const cpus = config.SYNC_CPUS === "auto" ? (config.supervised ? lastCpus(config.SYNC_WORKERS) : null) : config.SYNC_CPUS;
   const pinned = Array.isArray(cpus) && cpus.length > 0 && pinToCpus(cpus) ? cpus : null;
   // Pauses while the HTTP workers have requests in flight, and has them keep off its CPUs while it works (SYNC_GIVE_WAY;
@@ -90,29 +91,33 @@ async function main() {
   if (config.supervised) process.on("disconnect", () => void shutdown("supervisor gone"));
 }
 
+/** sched_setattr's policy numbers (Linux). */
+const POLICIES = { other: 0, batch: 3, idle: 5 } as const;
+
 /**
  * Lowers the CPU priority of every thread of this process to `nice` (SYNC_NICE): the ingest is background work, so on
  * a busy host the kernel runs the HTTP workers first when they have requests, and the sync gets every cycle they
  * leave. Linux keeps a nice per thread and setpriority() of the pid changes the main thread alone: Bun's pool, JIT
  * and allocator threads, started before this runs, kept nice 0 and competed with the HTTP workers (API p99 during a
- * backfill, docs/benchmarks/ingest-export.md). With `sliceUs` (SYNC_SLICE_US) each thread also asks for that scheduling
- * slice: under Linux's EEVDF a running thread keeps its core for its slice (~1.4 ms by default on 2 cores) before a
- * waking thread of another group may take it, then until the next tick (4 ms at HZ 250): a thread niced lower still
- * made a GET wait that long. Threads started later inherit their creator's nice (not its slice); a look every few
- * seconds catches them. Never raises a priority (a process started with a higher nice keeps it; raising needs
- * privileges).
+ * backfill, docs/benchmarks/ingest-export.md). `policy` (SYNC_POLICY) other than "other" puts each thread in that
+ * scheduling class: SCHED_IDLE's threads give their core at once to any other thread waking on it (whatever its group),
+ * and a core running only them counts as free where a waking thread is placed. With `sliceUs` (SYNC_SLICE_US) each
+ * thread also asks for that scheduling slice: under Linux's EEVDF a running thread keeps its core for its slice (~1.4 ms
+ * by default on 2 cores) before a waking thread of another group may take it. Threads started later inherit their
+ * creator's nice and class (not its slice); a look every few seconds catches them. Never raises a priority (a process
+ * started with a higher nice keeps it; raising needs privileges).
  */
-function lowerPriority(nice: number, sliceUs: number) {
-  const setSlice = sliceUs > 0 ? sliceSetter() : null;
-  const sliced = new Set<number>();
+function lowerPriority(nice: number, sliceUs: number, policy: keyof typeof POLICIES) {
+  const setSched = sliceUs > 0 || policy !== "other" ? schedSetter() : null;
+  const set = new Set<number>();
   const lower = () => {
     for (const tid of threadIds()) {
       try {
         if (getPriority(tid) < nice) setPriority(tid, nice);
-        if (setSlice && !sliced.has(tid)) {
-          sliced.add(tid);
-          if (!setSlice(tid, getPriority(tid), sliceUs))
-            log("warn", "the kernel refused the sync worker's scheduling slice", { slice_us: sliceUs });
+        if (setSched && !set.has(tid)) {
+          set.add(tid);
+          if (!setSched(tid, POLICIES[policy], getPriority(tid), sliceUs))
+            log("warn", "the kernel refused the sync worker's scheduling class or slice", { policy, slice_us: sliceUs });
         }
       } catch {
         // A thread that ended meanwhile.
@@ -129,19 +134,20 @@ function lowerPriority(nice: number, sliceUs: number) {
 }
 
 /**
- * A function that sets one thread's EEVDF slice (sched_setattr: SCHED_OTHER, its nice kept, sched_runtime = the
- * slice; Linux >= 6.12, older kernels ignore the runtime) and returns whether the kernel took it; null off Linux.
+ * A function that sets one thread's scheduling class, nice and EEVDF slice (sched_setattr: sched_runtime = the slice;
+ * Linux >= 6.12, older kernels ignore the runtime) and returns whether the kernel took it; null off Linux.
  */
-function sliceSetter(): ((tid: number, nice: number, us: number) => boolean) | null {
+function schedSetter(): ((tid: number, policy: number, nice: number, us: number) => boolean) | null {
   // sched_setattr's number per Linux architecture.
   const nr = ({ x64: 314, arm64: 274 } as Partial<Record<string, number>>)[process.arch];
   if (process.platform !== "linux" || nr === undefined) return null;
   try {
     const libc = dlopen("libc.so.6", { syscall: { args: ["i64", "i64", "ptr", "i64"], returns: "i64" } });
-    return (tid, nice, us) => {
+    return (tid, policy, nice, us) => {
       // struct sched_attr, its first version (48 bytes): size, policy, flags, nice, priority, runtime, deadline, period.
       const attr = new DataView(new ArrayBuffer(48));
       attr.setUint32(0, 48, true);
+      attr.setUint32(4, policy, true);
       attr.setInt32(16, nice, true);
       attr.setBigUint64(24, BigInt(us) * 1000n, true);
       return libc.symbols.syscall(nr, tid, ptr(attr), 0) === 0n;
