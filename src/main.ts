@@ -125,7 +125,17 @@ async function main() {
       log("warn", "BACKUP_INTERVAL ignored on PostgreSQL: back the server up with its own tools (pg_dump, base backups)");
     // No checkpointer: the server checkpoints its own WAL.
     const checkpointer: Checkpointer = {
-      stats: { runs: 0, truncates: 0, truncateMisses: 0, lastWalBytes: 0, maxWalBytes: 0, lastError: null, lastErrorAt: null, failures: 0 },
+      stats: {
+        runs: 0,
+        truncates: 0,
+        truncateMisses: 0,
+        restarts: 0,
+        lastWalBytes: 0,
+        maxWalBytes: 0,
+        lastError: null,
+        lastErrorAt: null,
+        failures: 0,
+      },
       stop() {},
     };
     const db = openDbFromConfig(config, "primary");

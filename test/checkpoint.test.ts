@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startCheckpointer, walSize } from "../src/db/sqlite/checkpoint.ts";
@@ -141,4 +142,36 @@ describe("WAL growth under a long mixed load with readers always active", () => 
     expect(unbounded.maxWal).toBeGreaterThan(BOUND);
     // ~18 s on a quiet 2-core machine, ~50 s when other suites share it: room for the slow case.
   }, 180_000);
+});
+
+describe("the WAL started over without shortening the file", () => {
+  test("once the log holds half of truncateBytes a RESTART starts it over: the next commits write from the file's start, the file keeps its size", async () => {
+    const path = join(dir.dir, "restart.db");
+    migrate(path);
+    const db = new Database(path, { strict: true });
+    db.run("PRAGMA wal_autocheckpoint = 0");
+    db.run("CREATE TABLE filler (id INTEGER PRIMARY KEY, b BLOB)");
+    // ~700 KiB of log: past half of 1 MiB, under 1 MiB (no TRUNCATE).
+    const add = db.prepare("INSERT INTO filler (b) VALUES (randomblob(3000))");
+    for (let i = 0; i < 60; i++) add.run();
+    const before = walSize(path);
+    expect(before).toBeGreaterThan(TRUNCATE_BYTES / 2);
+    expect(before).toBeLessThan(TRUNCATE_BYTES);
+    const checkpointer = startCheckpointer(path, defaultPragmas, {
+      intervalMs: 50,
+      truncateBytes: TRUNCATE_BYTES,
+      optimizeIntervalMs: 3_600_000,
+    });
+    try {
+      for (let i = 0; i < 200 && checkpointer.stats.restarts === 0; i++) await Bun.sleep(20);
+      expect(checkpointer.stats.restarts).toBeGreaterThan(0);
+      expect(checkpointer.stats.truncates).toBe(0);
+      // As many pages again: written over the old frames from the file's start, so the file does not grow.
+      for (let i = 0; i < 60; i++) add.run();
+      expect(walSize(path)).toBe(before);
+    } finally {
+      checkpointer.stop(false);
+      db.close();
+    }
+  });
 });

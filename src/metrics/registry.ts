@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from "./prom.ts";
 import type { ProcessRole } from "../config.ts";
-import { walSize } from "../db/sqlite/checkpoint.ts";
+import { type CheckpointMode, walSize } from "../db/sqlite/checkpoint.ts";
 import type { Db } from "../db/index.ts";
 import { serverFacts } from "../db/pg/diagnostics.ts";
 import { logOncePer } from "../log.ts";
@@ -266,7 +266,7 @@ export async function refreshDatabaseGauges(db: Db) {
 }
 
 /** Supervisor: records one checkpoint run (the checkpointer's onRun). */
-export function observeCheckpoint(mode: "passive" | "truncate", ms: number, ok: boolean) {
+export function observeCheckpoint(mode: CheckpointMode, ms: number, ok: boolean) {
   checkpointRuns.inc({ mode, outcome: ok ? "done" : "missed" });
   checkpointDuration.observe({ mode }, ms / 1000);
 }
