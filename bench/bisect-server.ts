@@ -41,6 +41,7 @@ const insertAudit = db.query(
 type Job = { run: () => SiteRow; resolve: (v: SiteRow) => void; reject: (e: unknown) => void };
 let queue: Job[] = [];
 let scheduled = false;
+let attempt = 0;
 const [begin, commit, rollback, savepoint, release, rollbackTo] = [
   "BEGIN IMMEDIATE",
   "COMMIT",
@@ -50,12 +51,34 @@ const [begin, commit, rollback, savepoint, release, rollbackTo] = [
   "ROLLBACK TO w",
 ].map((q) => db.prepare(q));
 db.run("PRAGMA busy_timeout = 0");
-/** The group-commit peer's flush (bench/baseline/server.ts), without its busy retry: one process owns the file here. */
+const isBusy = (err: unknown) => String((err as { code?: string }).code).startsWith("SQLITE_BUSY");
+function schedule(delayMs: number) {
+  if (scheduled) return;
+  scheduled = true;
+  if (delayMs <= 0) setImmediate(flush);
+  else setTimeout(flush, delayMs);
+}
+/**
+ * The group-commit peer's flush (bench/baseline/server.ts), with its busy retry (the next turns of the event loop, then
+ * every ~2 ms): with `--workers` above 1 the processes share the file, and a BEGIN IMMEDIATE that finds the lock taken
+ * must not fail the batch ("database is locked").
+ */
 function flush() {
   scheduled = false;
+  if (queue.length === 0) return;
+  try {
+    begin!.run();
+  } catch (err) {
+    if (!isBusy(err)) {
+      for (const j of queue.splice(0)) j.reject(err);
+      return;
+    }
+    attempt++;
+    return schedule(attempt <= 10 ? 0 : 2 * (0.5 + Math.random()));
+  }
+  attempt = 0;
   const batch = queue;
   queue = [];
-  begin!.run();
   const solo = batch.length === 1;
   const results = batch.map((j) => {
     if (!solo) savepoint!.run();
@@ -71,17 +94,21 @@ function flush() {
       return { ok: false, value: err };
     }
   });
-  if (solo && !results[0]!.ok) rollback!.run();
-  else commit!.run();
+  try {
+    if (solo && !results[0]!.ok) rollback!.run();
+    else commit!.run();
+  } catch (err) {
+    if (db.inTransaction) rollback!.run();
+    for (const j of batch) j.reject(err);
+    return;
+  }
   batch.forEach((j, i) => (results[i]!.ok ? j.resolve(results[i]!.value as SiteRow) : j.reject(results[i]!.value)));
+  if (queue.length > 0) schedule(0);
 }
 function queued(run: () => SiteRow): Promise<SiteRow> {
   return new Promise((resolve, reject) => {
     queue.push({ run, resolve, reject });
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(flush);
-    }
+    schedule(0);
   });
 }
 
