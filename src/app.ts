@@ -1,48 +1,35 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler, NotFoundHandler } from "hono";
+import type { Context, Hono, MiddlewareHandler, NotFoundHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { authMiddleware, defaultAuthOptions, type AuthOptions, type RateLimit } from "./auth/middleware.ts";
-import { keysRoutes } from "./auth/routes.ts";
 import { createGoogleAccounts, type GoogleAccounts } from "./google/accounts.ts";
-import { googleRoutes, siteAccountRoutes } from "./google/routes.ts";
 import { auditedDb, auditMiddleware } from "./audit/context.ts";
-import { auditRoutes } from "./audit/routes.ts";
 import { backupDirOf } from "./backup/backup.ts";
-import { backupRoutes, type BackupApiOptions } from "./backup/routes.ts";
+import type { BackupApiOptions } from "./backup/routes.ts";
 import { defaults } from "./config.ts";
-import { analyticsRoutes } from "./analytics/routes.ts";
 import type { Bounds } from "./analytics/bounds.ts";
 import { defaultSocketTimeoutS, idleTimeoutFirst } from "./analytics/idle-timeout.ts";
-import { compatPath, compatRoutes } from "./compat/routes.ts";
-import { insightsRoutes } from "./insights/routes.ts";
-import { alertsRoutes } from "./alerts/routes.ts";
+import { compatPath } from "./compat/paths.ts";
 import { withRideThrough } from "./db/availability.ts";
 import type { Db } from "./db/index.ts";
 import { defaultGscProbe, type GscProbe } from "./diagnostics/gsc-probe.ts";
-import { diagnosticsRoutes, healthRoutes } from "./diagnostics/routes.ts";
+import { healthRoutes } from "./diagnostics/health.ts";
 import { apiInfoRoutes, scalarRoutes } from "./docs.ts";
 import { ApiError, apiErrorOf, dbErrorCode, errorBody, isBusyError, isStorageError, type ErrorCode } from "./errors.ts";
-import { hourlyRoutes } from "./hourly/routes.ts";
 import { IDEMPOTENT_METHODS, idempotencyMiddleware } from "./idempotency/middleware.ts";
-import { pendingWritesRoutes } from "./idempotency/routes.ts";
 import { log, logOncePer } from "./log.ts";
-import { mcpRoutes } from "./mcp/routes.ts";
 import type { McpOptions } from "./mcp/tools.ts";
 import type { Registry } from "./metrics/prom.ts";
 import { observeHttpRequest, registry } from "./metrics/registry.ts";
-import { validationHook } from "./openapi.ts";
+import { createRouter, validationHook } from "./openapi.ts";
 import { createFastPath } from "./http/fast-path.ts";
 import { createPgFastPath } from "./http/pg-fast-path.ts";
 import { requestFrame } from "./request-frame.ts";
-import { searchRoutes } from "./search/routes.ts";
-import { sitemapsRoutes } from "./sitemaps/routes.ts";
-import { inspectionRoutes } from "./inspection/routes.ts";
-import { sitesRoutes } from "./sites/routes.ts";
-import { syncRoutes, type SyncApiOptions } from "./sync/routes.ts";
+import type { SyncApiOptions } from "./sync/routes.ts";
 import { uiLoginRedirect } from "./ui/entry.ts";
-import { mountLazy } from "./lazy-routes.ts";
+import { mountGroups, mountLazy, type RouteGroup, type RouteTable } from "./lazy-routes.ts";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -96,7 +83,11 @@ export type AppOptions = {
   step?: (name: string, mw: MiddlewareHandler) => MiddlewareHandler;
   /** Answer plain keyless reads and creates of sites before Hono (src/http/fast-path.ts, pg-fast-path.ts); default on (off with `step`). */
   fastPath?: boolean;
+  /** The route groups' routes, read without loading them (the start bundle's routes.json); unset, every group is loaded at once to read them. */
+  routeTable?: RouteTable;
 };
+
+type GoogleRoutes = typeof import("./google/routes.ts");
 
 /** Builds the HTTP application over one process's database handle. */
 export function createApp(db: Db, opts: AppOptions = {}) {
@@ -148,47 +139,83 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   // Route handlers write through this handle: each write made for a request carries its audit row.
   const audited = auditedDb(db);
   const google = opts.google ?? createGoogleAccounts(db, defaults);
-  app.route("/api/v1/sites", siteAccountRoutes(audited, google, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
-  app.route("/api/v1/sites", sitesRoutes(audited));
-  app.route("/api/v1/sites", sitemapsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
-  app.route("/api/v1/sites", inspectionRoutes(audited, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
-  app.route("/api/v1/google", googleRoutes(audited, google, { maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS }));
-  app.route(
-    "/api/v1/diagnostics",
-    diagnosticsRoutes(db, {
-      walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES,
-      gscProbe: opts.gscProbe ?? defaultGscProbe,
-    }),
-  );
-  app.route("/api/v1", syncRoutes(audited, opts.sync));
-  app.route("/api/v1", searchRoutes(audited, opts.bounds));
-  app.route("/api/v1/analytics", hourlyRoutes(audited));
-  // Before analytics: answers v2-era ranking-data bodies, and the v3 tool endpoints.
-  app.route("/", compatRoutes(audited, opts.bounds));
-  app.route("/api/v1", analyticsRoutes(audited, { maxAttempts: opts.sync?.maxAttempts, bounds: opts.bounds }));
-  app.route("/api/v1", insightsRoutes(audited, opts.bounds));
-  app.route("/api/v1/alerts", alertsRoutes(audited));
-  app.route("/api/v1/keys", keysRoutes(audited));
-  app.route("/api/v1/pending-writes", pendingWritesRoutes(db));
-  app.route("/api/v1/audit", auditRoutes(db));
-  app.route(
-    "/mcp",
-    mcpRoutes(
-      db,
-      opts.mcp ?? {
-        queryTimeoutMs: defaults.MCP_QUERY_TIMEOUT_MS,
-        queryMaxRows: defaults.MCP_QUERY_MAX_ROWS,
-        queryConcurrency: defaults.MCP_QUERY_CONCURRENCY,
-      },
-      opts.bounds,
+  const maxAttempts = opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS;
+  // The API's routes in groups, each loaded (its modules imported, its schemas built) by the first request one of its
+  // routes takes (src/lazy-routes.ts): a worker builds only the groups its requests need. `require`, not `import`: the
+  // app is built synchronously. Full paths from the root; a path belongs to one group.
+  const group =
+    (base: string, routes: () => Hono<any>): RouteGroup =>
+    () =>
+      createRouter({ getPath: compatPath }).route(base, routes());
+  const groups: RouteGroup[] = [
+    group("/api/v1/sites", () => (require("./google/routes.ts") as GoogleRoutes).siteAccountRoutes(audited, google, { maxAttempts })),
+    group("/api/v1/sites", () => (require("./sites/routes.ts") as typeof import("./sites/routes.ts")).sitesRoutes(audited)),
+    group("/api/v1/sites", () =>
+      (require("./sitemaps/routes.ts") as typeof import("./sitemaps/routes.ts")).sitemapsRoutes(audited, { maxAttempts }),
     ),
-  );
+    group("/api/v1/sites", () =>
+      (require("./inspection/routes.ts") as typeof import("./inspection/routes.ts")).inspectionRoutes(audited, { maxAttempts }),
+    ),
+    group("/api/v1/google", () => (require("./google/routes.ts") as GoogleRoutes).googleRoutes(audited, google, { maxAttempts })),
+    group("/api/v1/diagnostics", () =>
+      (require("./diagnostics/routes.ts") as typeof import("./diagnostics/routes.ts")).diagnosticsRoutes(db, {
+        walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES,
+        gscProbe: opts.gscProbe ?? defaultGscProbe,
+      }),
+    ),
+    group("/api/v1", () => (require("./sync/routes.ts") as typeof import("./sync/routes.ts")).syncRoutes(audited, opts.sync)),
+    group("/api/v1", () => (require("./search/routes.ts") as typeof import("./search/routes.ts")).searchRoutes(audited, opts.bounds)),
+    group("/api/v1/analytics", () => (require("./hourly/routes.ts") as typeof import("./hourly/routes.ts")).hourlyRoutes(audited)),
+    // One group: the compatibility routes run before the analytics routes on the same paths (v2-era ranking-data
+    // bodies), and answer the v3 tool endpoints.
+    group("/", () =>
+      createRouter({ getPath: compatPath })
+        .route("/", (require("./compat/routes.ts") as typeof import("./compat/routes.ts")).compatRoutes(audited, opts.bounds))
+        .route(
+          "/api/v1",
+          (require("./analytics/routes.ts") as typeof import("./analytics/routes.ts")).analyticsRoutes(audited, {
+            maxAttempts: opts.sync?.maxAttempts,
+            bounds: opts.bounds,
+          }),
+        ),
+    ),
+    group("/api/v1", () => (require("./insights/routes.ts") as typeof import("./insights/routes.ts")).insightsRoutes(audited, opts.bounds)),
+    group("/api/v1/alerts", () => (require("./alerts/routes.ts") as typeof import("./alerts/routes.ts")).alertsRoutes(audited)),
+    group("/api/v1/keys", () => (require("./auth/routes.ts") as typeof import("./auth/routes.ts")).keysRoutes(audited)),
+    group("/api/v1/pending-writes", () =>
+      (require("./idempotency/routes.ts") as typeof import("./idempotency/routes.ts")).pendingWritesRoutes(db),
+    ),
+    group("/api/v1/audit", () => (require("./audit/routes.ts") as typeof import("./audit/routes.ts")).auditRoutes(db)),
+    group("/mcp", () =>
+      (require("./mcp/routes.ts") as typeof import("./mcp/routes.ts")).mcpRoutes(
+        db,
+        opts.mcp ?? {
+          queryTimeoutMs: defaults.MCP_QUERY_TIMEOUT_MS,
+          queryMaxRows: defaults.MCP_QUERY_MAX_ROWS,
+          queryConcurrency: defaults.MCP_QUERY_CONCURRENCY,
+        },
+        opts.bounds,
+      ),
+    ),
+    group("/api/v1/admin", () =>
+      (require("./backup/routes.ts") as typeof import("./backup/routes.ts")).backupRoutes(
+        audited,
+        opts.backups !== undefined
+          ? opts.backups
+          : db.engine === "sqlite"
+            ? { dir: backupDirOf(db.path), keep: defaults.BACKUP_KEEP, intervalMs: 0 }
+            : null,
+      ),
+    ),
+  ];
+  const api = mountGroups(app, groups, { table: opts.routeTable, getPath: compatPath });
+
   const metrics = opts.metrics ?? (async () => registry);
   // The dashboard's modules are loaded by its first request (src/lazy-routes.ts): most workers never serve a page.
   const uiOptions = {
     metrics,
     walWarnBytes: opts.walWarnBytes ?? defaults.CHECKPOINT_TRUNCATE_BYTES,
-    maxAttempts: opts.sync?.maxAttempts ?? defaults.SYNC_MAX_ATTEMPTS,
+    maxAttempts,
     sessionTtlMs: opts.sessionTtlMs,
     loginRateLimit: opts.loginRateLimit,
     google,
@@ -200,19 +227,19 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     getPath: compatPath,
     notFound: notRouted,
   });
-  app.route(
-    "/api/v1/admin",
-    backupRoutes(
-      audited,
-      opts.backups !== undefined
-        ? opts.backups
-        : db.engine === "sqlite"
-          ? { dir: backupDirOf(db.path), keep: defaults.BACKUP_KEEP, intervalMs: 0 }
-          : null,
-    ),
-  );
 
-  app.doc31("/openapi.json", openApiInfo);
+  // The OpenAPI document of every route, with every group loaded: made by its first request, then kept (the routes
+  // do not change while the process runs).
+  let document: ReturnType<OpenAPIHono["getOpenAPI31Document"]> | undefined;
+  const openApiDocument = () => {
+    if (!document) {
+      const all = new OpenAPIHono().route("/", app);
+      for (const routes of api.loaded()) all.route("/", routes);
+      document = all.getOpenAPI31Document(openApiInfo);
+    }
+    return document;
+  };
+  app.get("/openapi.json", (c) => c.json(openApiDocument()));
   // The reference page's script comes from node_modules, so /docs works offline (src/docs.ts).
   // The reference pages are HTML too: a CSP that lets them load only from this server (no outside calls).
   const referenceCsp: MiddlewareHandler = async (c, next) => {
@@ -225,10 +252,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
   app.use("/docs", referenceCsp);
   app.use("/redoc", referenceCsp);
   app.route("/", scalarRoutes());
-  app.route(
-    "/",
-    apiInfoRoutes(() => app.getOpenAPI31Document(openApiInfo)),
-  );
+  app.route("/", apiInfoRoutes(openApiDocument));
 
   app.get("/metrics", async (c) => {
     const merged = await metrics();
@@ -236,7 +260,7 @@ export function createApp(db: Db, opts: AppOptions = {}) {
     return c.body(await merged.metrics(), 200, { "content-type": registry.contentType });
   });
 
-  app.notFound(notRouted(() => app.routes));
+  app.notFound(notRouted(() => [...app.routes, ...api.routes()]));
   app.onError((err, c) => errorResponse(err, c));
 
   // The hottest requests answered before Hono when nothing but the plain case applies (src/http/fast-path.ts,

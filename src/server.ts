@@ -1,4 +1,5 @@
 import { loadConfigOrExit } from "./config.ts";
+import { bundledRouteTable } from "./bundle/entry.ts";
 import { createApp } from "./app.ts";
 import { boundsFrom } from "./analytics/bounds.ts";
 import { setQueryProcesses } from "./analytics/pool.ts";
@@ -64,6 +65,8 @@ async function main() {
     corsOrigins: config.CORS_ORIGINS,
     gscProbe: gscProbeFromConfig(config, db),
     google: createGoogleAccounts(db, config),
+    // From the start bundle: the route groups are mounted without loading them, each loaded by its first request.
+    routeTable: bundledRouteTable(),
   });
 
   const server = listen();

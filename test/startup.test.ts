@@ -154,6 +154,68 @@ describe("start-up imports", () => {
     expect(r.wrongMethod).toBe(405);
     expect(r.allow).toBe("POST");
   });
+  test("an HTTP worker's route groups are loaded by their first request, answering as the app loaded at once", () => {
+    // A fresh process: the app over a temporary SQLite file mounted from a route table (as from the start bundle's
+    // routes.json), beside one that loaded every group to read it; the same requests to both.
+    const script = `
+      const { mkdtempSync, rmSync } = require("node:fs");
+      const dir = mkdtempSync(require("node:path").join(require("node:os").tmpdir(), "sitesync-startup-"));
+      const { migrate } = await import("./src/db/sqlite/migrate.ts");
+      const { openDb } = await import("./src/db/index.ts");
+      const { createApp } = await import("./src/app.ts");
+      const { routeTableOf } = await import("./src/lazy-routes.ts");
+      const table = JSON.parse(process.argv[1]);
+      migrate(dir + "/app.db");
+      const db = openDb({ path: dir + "/app.db", role: "http" });
+      const loaded = (m) => Object.keys(require.cache).some((k) => k.endsWith(m));
+      const lazy = createApp(db, { routeTable: table });
+      const before = ["/src/sites/routes.ts", "/src/analytics/routes.ts", "/src/analytics/schemas.ts", "/src/insights/schemas.ts", "/src/mcp/routes.ts"].filter(loaded);
+      const ask = async (app, method, path, body) => {
+        const res = await app.request(path, { method, headers: { host: "127.0.0.1", "content-type": "application/json" }, body: body && JSON.stringify(body) });
+        return { status: res.status, allow: res.headers.get("allow"), body: (await res.text()).replace(/"(created_at|updated_at)":"[^"]*"/g, "") };
+      };
+      const requests = [["POST", "/api/v1/sites", { domain: "sc-domain:lazy.example", name: "Lazy" }], ["PUT", "/api/v1/sites"],
+        ["GET", "/api/v1/sites/1/"], ["PATCH", "/api/v1/sites/1", { name: "x".repeat(300) }], ["GET", "/api/v1/no-such-thing"]];
+      const answers = [];
+      for (const [m, p, b] of requests) answers.push(await ask(lazy, m, p, b));
+      const afterSites = { sites: loaded("/src/sites/routes.ts"), analytics: loaded("/src/analytics/routes.ts") };
+      const lazyDoc = await (await lazy.request("/openapi.json")).text();
+      const eager = createApp(db);
+      const eagerAnswers = [];
+      for (const [m, p, b] of requests) eagerAnswers.push(await ask(eager, m, p.replace("/1", "/2"), b && { ...b, domain: b.domain && "sc-domain:eager.example" }));
+      const eagerDoc = await (await eager.request("/openapi.json")).text();
+      console.log(JSON.stringify({ before, afterSites, answers, eagerAnswers, sameTable: JSON.stringify(routeTableOf(eager)) === JSON.stringify(table),
+        sameDoc: lazyDoc === eagerDoc, docPaths: Object.keys(JSON.parse(lazyDoc).paths).length }));
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(0);
+    `;
+    const out = join(mkdtempSync(join(tmpdir(), "sitesync-routes-")), "routes.json");
+    try {
+      const made = Bun.spawnSync([process.execPath, "src/bundle/route-table.ts", out], { cwd: root, stderr: "pipe" });
+      if (made.exitCode !== 0) throw new Error(made.stderr.toString());
+      const p = Bun.spawnSync([process.execPath, "-e", script, readFileSync(out, "utf8")], { cwd: root, stdout: "pipe", stderr: "pipe" });
+      const line = p.stdout.toString().trim().split("\n").at(-1) ?? "";
+      if (!line.startsWith("{")) throw new Error(`no result (exit ${p.exitCode}): ${p.stderr.toString()}`);
+      const r = JSON.parse(line);
+      // Nothing of a group before its request; the sites group after a sites request, no other.
+      expect(r.before).toEqual([]);
+      expect(r.afterSites).toEqual({ sites: true, analytics: false });
+      // The same answers (the second app's site is number 2): created, 405 with Allow, found (trailing slash), refused, 404.
+      expect(r.answers.map((a: { status: number }) => a.status)).toEqual([201, 405, 200, 400, 404]);
+      expect(r.answers[1].allow).toBe("GET, POST");
+      expect(r.answers.map((a: { body: string }) => a.body.replaceAll("lazy", "eager").replace(/"id":\d+/, ""))).toEqual(
+        r.eagerAnswers.map((a: { body: string }) => a.body.replace(/"id":\d+/, "")),
+      );
+      expect(r.answers.map((a: { allow: string | null }) => a.allow)).toEqual(r.eagerAnswers.map((a: { allow: string | null }) => a.allow));
+      // The table written for the bundle is the one the app reads by loading its groups; the OpenAPI document is whole.
+      expect(r.sameTable).toBe(true);
+      expect(r.sameDoc).toBe(true);
+      expect(r.docPaths).toBeGreaterThan(50);
+    } finally {
+      rmSync(dirname(out), { recursive: true, force: true });
+    }
+  });
 });
 
 describe("the start bundle (src/bundle/build.ts)", () => {

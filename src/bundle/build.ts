@@ -14,7 +14,7 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
-import { bundledFile } from "./entry.ts";
+import { bundledFile, ROUTE_TABLE } from "./entry.ts";
 
 // The start bundle: the supervisor, the HTTP and sync workers and the CLI built into one minified file each, with its
 // bytecode (lazy imports kept lazy), so a process loads one compiled file instead of parsing ~600 modules to get ready
@@ -159,6 +159,9 @@ async function build(root: string, entries: string[], dir: string) {
     rmSync(tmp, { recursive: true, force: true });
     throw new AggregateError(result.logs, `building the start bundle failed: ${result.logs.map(String).join("\n")}`);
   }
+  // With the HTTP worker: the app's route table, from the same sources (src/bundle/route-table.ts); the worker's route
+  // groups are mounted from it and loaded on first use.
+  if (entries.includes("server.ts")) writeRouteTable(root, src, tmp);
   writeFileSync(join(tmp, "ready"), JSON.stringify({ root, built: new Date().toISOString(), bun: Bun.version }));
   try {
     renameSync(tmp, dir);
@@ -166,6 +169,19 @@ async function build(root: string, entries: string[], dir: string) {
     // Another builder (a stale lock taken over) finished first: its bundle is the same.
     rmSync(tmp, { recursive: true, force: true });
     if (!isReady(dir)) throw err;
+  }
+}
+
+/** Writes the app's route table of the sources in `src` into the bundle being built in `tmp` (removed on failure). */
+function writeRouteTable(root: string, src: string, tmp: string) {
+  const table = Bun.spawnSync([process.execPath, join(src, "bundle/route-table.ts"), join(tmp, ROUTE_TABLE)], {
+    cwd: root,
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  if (table.exitCode !== 0) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw new Error(`writing the start bundle's route table failed (exit ${table.exitCode}): ${table.stderr.toString()}`);
   }
 }
 

@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { RouteTable } from "../lazy-routes.ts";
 
 // Set by the start bundle's build (src/bundle/build.ts `define`): the folder of the bundle this code was built into.
 // Undeclared (running from the sources), `typeof` answers "undefined".
@@ -20,4 +22,13 @@ export function entryFile(source: string): string {
 /** The start bundle's file in `dir` for the start file `source` (relative to src/), e.g. `bundledFile(dir, "main.ts")`. */
 export function bundledFile(dir: string, source: string): string {
   return join(dir, source.replace(/\.tsx?$/, ".js"));
+}
+
+/** The route table's file in a start bundle (src/bundle/route-table.ts). */
+export const ROUTE_TABLE = "routes.json";
+
+/** The app's route table from the start bundle this process runs from; undefined when it runs the sources. */
+export function bundledRouteTable(): RouteTable | undefined {
+  const dir = startBundleDir();
+  return dir ? (JSON.parse(readFileSync(join(dir, ROUTE_TABLE), "utf8")) as RouteTable) : undefined;
 }

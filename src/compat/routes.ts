@@ -1,5 +1,4 @@
 import { Hono, type Context } from "hono";
-import { getPathNoStrict } from "hono/utils/url";
 import { z } from "zod";
 import type { Db } from "../db/index.ts";
 import { ApiError } from "../errors.ts";
@@ -14,28 +13,6 @@ import { boundedDb } from "../db/bounded.ts";
 
 // The original tool's other clients (docs/compatibility.md): the v1 paths of before the modular app
 // (aliases routed to today's handlers), the v2-era ranking-data body, and the v3 HTTP tool endpoints.
-
-/** Old paths routed as the current ones (trailing slash or not): the same handler answers both. */
-const aliases = new Map<string, string>(
-  Object.entries({
-    "/api/v1/ranking-data": "/api/v1/analytics/ranking-data",
-    "/api/v1/daily-data": "/api/v1/analytics/ranking-data",
-    "/api/v1/ranking-data-hourly": "/api/v1/analytics/ranking-data-hourly",
-    // v2's documentation paths (Litestar): the OpenAPI document and the interactive reference.
-    "/schema": "/openapi.json",
-    "/schema/swagger": "/docs",
-  }),
-);
-
-/**
- * The app's routing path (Hono's `getPath`): trailing slashes ignored, as before (`strict: false`),
- * and an alias mapped to its current path. Only routing sees the mapped path; the request's URL is kept.
- */
-export function compatPath(request: Request): string {
-  const path = getPathNoStrict(request);
-  // A Map: an object indexed by every request's path went through the engine's dictionary-mode lookups.
-  return aliases.get(path) ?? path;
-}
 
 /** The path the client asked for (before aliasing), without a trailing slash. */
 function askedPath(c: Context): string {
