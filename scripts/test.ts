@@ -22,6 +22,7 @@ import { basename, join } from "node:path";
 import { createMigratedDatabaseAsync, psql } from "../test/helpers/engine.ts";
 import { startPgPool } from "../test/helpers/pg-pool.ts";
 import { findPgBin, startCluster, stopCluster, type Cluster } from "./pg-cluster.ts";
+import { cgroupCpuS, cgroupPids, inCgroup, killCgroup, removeCgroup, startCgroups } from "./test-cgroup.ts";
 import { machineTicks, startPgCpuSampler } from "./test-pgcpu.ts";
 import { makeRunDir, makeUnitDir, removeTestDir } from "./test-tmp.ts";
 
@@ -227,8 +228,12 @@ const expectedCpu = recorded("test-cpu.json");
 /** One `bun test` process: one file, or a group of small files (`files`; `file` is the first, for the lane rules). */
 type Unit = { engine: "sqlite" | "pg"; file: string; files: string[]; env: Record<string, string> };
 type Counts = { pass: number; fail: number; skip: number };
-/** `pgCpuS`: the PostgreSQL backends' CPU charged to the unit's databases (scripts/test-pgcpu.ts; 0 when not sampled). */
-type Done = Unit & { code: number; ms: number; cpuMs: number; pgCpuS: number; counts: Counts; failures: string[] };
+/**
+ * `cpuMs`: the CPU of every process the unit started (its cgroup, scripts/test-cgroup.ts; without cgroups its reaped
+ * process tree, `treeMs`). `pgCpuS`: the PostgreSQL backends' CPU charged to the unit's databases (scripts/test-pgcpu.ts;
+ * 0 when not sampled).
+ */
+type Done = Unit & { code: number; ms: number; cpuMs: number; treeMs: number; pgCpuS: number; counts: Counts; failures: string[] };
 
 /**
  * Bun's own totals (" 12 pass") and the names of the failed tests ("(fail) ...") in one process's output; in a group,
@@ -288,6 +293,8 @@ function grouped(units: Unit[]): Unit[] {
 // what a test leaves there (killed mid-test, or a cleanup bug: tmpfs mounts, `chattr +i` files, clusters) is
 // undone and removed when the file ends, and the whole folder when the run ends or is interrupted.
 const runDir = planOnly ? "" : makeRunDir();
+/** A cgroup per file where this process may make them (scripts/test-cgroup.ts): its whole CPU, chromium's included; TEST_CGROUPS=0: none. */
+const cgroups = planOnly || process.env.TEST_CGROUPS === "0" ? null : startCgroups();
 /** The process groups of the files running now (each file runs in a group of its own). */
 const running = new Set<number>();
 let unitSeq = 0;
@@ -307,7 +314,8 @@ function runUnit(u: Unit): Promise<Done> {
   const tmp = makeUnitDir(runDir, `${++unitSeq}-${u.engine}-${basename(u.file, ".test.ts")}${u.files.length > 1 ? "-group" : ""}`);
   // PostgreSQL databases made ahead (every process: SQLite files about both engines make some too), named with its tag.
   const tag = pgPool?.tagOf(unitSeq);
-  const p = Bun.spawn([process.execPath, "test", "--timeout", "60000", ...flagArgs, ...u.files], {
+  const cg = inCgroup(cgroups, `u${unitSeq}`, [process.execPath, "test", "--timeout", "60000", ...flagArgs, ...u.files]);
+  const p = Bun.spawn(cg.argv, {
     cwd: root,
     env: { ...process.env, ...jitEnv, ...u.env, ...(tag ? pgPool!.unitEnv(tag) : {}), TMPDIR: tmp },
     stdin: "ignore",
@@ -316,13 +324,23 @@ function runUnit(u: Unit): Promise<Done> {
     detached: true,
   });
   running.add(p.pid);
-  return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([o, e, code]) => {
+  return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(async ([o, e, code]) => {
     const ms = performance.now() - t0;
     // CPU of the file's whole process tree as far as it was reaped (servers, workers, CLI runs; not the
     // PostgreSQL server's backends, nor chromium's processes that outlive the test).
-    const cpuMs = Number(p.resourceUsage()?.cpuTime.total ?? 0n) / 1000;
+    const treeMs = Number(p.resourceUsage()?.cpuTime.total ?? 0n) / 1000;
     running.delete(p.pid);
     const leftovers = killGroup(p.pid) ? ["killed processes the file left running"] : [];
+    // With a cgroup: what left the file's process group too (chromium runs in a group of its own), then every
+    // process's CPU, once the killed ones are gone.
+    let cpuMs = treeMs;
+    if (cg.dir) {
+      const escaped = killCgroup(cg.dir);
+      if (escaped > 0) leftovers.push(`killed ${escaped} processes the file left running outside its process group`);
+      for (let i = 0; i < 50 && cgroupPids(cg.dir).length > 0; i++) await Bun.sleep(20);
+      cpuMs = Math.max(treeMs, cgroupCpuS(cg.dir) * 1000);
+      removeCgroup(cg.dir);
+    }
     // Its databases are dropped in the background (those it left too).
     if (tag) pgPool!.unitEnded(tag);
     const pgCpuS = tag ? (pgCpu?.of(tag) ?? 0) : 0;
@@ -330,9 +348,9 @@ function runUnit(u: Unit): Promise<Done> {
     const leaks = leftovers.map((l) => `runner cleanup: ${l}\n`).join("");
     // One file's output at once, never interleaved with another's.
     process.stdout.write(
-      `\n--- [${u.engine}] ${label(u)}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s${pgCpuS > 0 ? `, pg ${pgCpuS.toFixed(1)} s` : ""}, exit ${code} (started at +${((t0 - started) / 1000).toFixed(1)} s)\n${e}${o}${leaks}`,
+      `\n--- [${u.engine}] ${label(u)}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s${cg.dir ? ` (tree ${(treeMs / 1000).toFixed(1)} s)` : ""}${pgCpuS > 0 ? `, pg ${pgCpuS.toFixed(1)} s` : ""}, exit ${code} (started at +${((t0 - started) / 1000).toFixed(1)} s)\n${e}${o}${leaks}`,
     );
-    return { ...u, code: code ?? 1, ms, cpuMs, pgCpuS, ...parseOutput(`${e}\n${o}`, u.files.length > 1) };
+    return { ...u, code: code ?? 1, ms, cpuMs, treeMs, pgCpuS, ...parseOutput(`${e}\n${o}`, u.files.length > 1) };
   });
 }
 
@@ -511,6 +529,7 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(sig, () => {
     for (const pid of running) killGroup(pid);
     for (const l of removeTestDir(runDir)) console.error(`runner cleanup: ${l}`);
+    if (cgroups) removeCgroup(cgroups.dir);
     if (runTemplate) {
       try {
         // The run's databases: the template, the pool's, the test processes'.
@@ -633,6 +652,7 @@ try {
   }
   if (cluster) stopCluster(cluster.dir);
   for (const l of removeTestDir(runDir)) console.log(`runner cleanup: ${l}`);
+  if (cgroups) removeCgroup(cgroups.dir);
 }
 
 for (const engine of ["sqlite", "pg"] as const) {
@@ -674,12 +694,18 @@ const [wallOf, cpuOf, pgOf] = [json((d) => d.ms / 1000), json((d) => d.cpuMs / 1
 const timesFile = record("times.json", wallOf);
 record("cpu.json", cpuOf);
 if (pgCpu) record("pg-cpu.json", pgOf);
-const sum = (k: "ms" | "cpuMs") => (done.reduce((a, d) => a + d[k], 0) / 1000).toFixed(1);
+const sum = (k: "ms" | "cpuMs" | "treeMs") => (done.reduce((a, d) => a + d[k], 0) / 1000).toFixed(1);
 const wallS = (performance.now() - started) / 1000;
+/** This process's CPU and its reaped children's other than the files' (psql runs), in seconds. */
+function runnerCpuS(): number {
+  const f = readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ");
+  const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  return ticks / 100 - done.reduce((a, d) => a + d.treeMs, 0) / 1000;
+}
 const machine = machineTicks();
 const busyCores = ((machine.busy - machineAtStart.busy) / (machine.total - machineAtStart.total)) * navigator.hardwareConcurrency;
 console.log(
-  `\nwall ${wallS.toFixed(1)} s for ${perFile.length} files in ${done.length} processes; sum of file times ${sum("ms")} s, of their CPU ${sum("cpuMs")} s${pgCpu ? `, of their databases' PostgreSQL CPU ${done.reduce((a, d) => a + d.pgCpuS, 0).toFixed(1)} s` : ""}; the machine's cores ${busyCores.toFixed(2)} of ${navigator.hardwareConcurrency} busy on average (every process, not only the suite's) (per-file times: ${timesFile}, CPU: -cpu.json beside it)`,
+  `\nwall ${wallS.toFixed(1)} s for ${perFile.length} files in ${done.length} processes; sum of file times ${sum("ms")} s, of their CPU ${sum("cpuMs")} s${cgroups ? ` (their process trees ${sum("treeMs")} s, the rest in processes that left them: chromium's, orphans)` : ""}, the runner's ${runnerCpuS().toFixed(1)} s${pgCpu ? `, of their databases' PostgreSQL CPU ${done.reduce((a, d) => a + d.pgCpuS, 0).toFixed(1)} s` : ""}; the machine's cores ${busyCores.toFixed(2)} of ${navigator.hardwareConcurrency} busy on average (every process, not only the suite's) (per-file times: ${timesFile}, CPU: -cpu.json beside it)`,
 );
 // The summary goes last (CI records keep the tail of the output): failed tests by name, flaky files, totals.
 const summary: string[] = [];

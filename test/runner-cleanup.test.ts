@@ -1,7 +1,9 @@
 import { expect, test } from "bun:test";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { cgroupCpuS, cgroupPids, inCgroup, killCgroup, removeCgroup, startCgroups } from "../scripts/test-cgroup.ts";
 import { makeRunDir, makeUnitDir, mountsUnder, reapOrphanedRunDirs, removeTestDir } from "../scripts/test-tmp.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 // The runner (scripts/test.ts) gives each test file a TMPDIR of its own and removes it when the file ends:
 // what a killed test leaves there (a tmpfs mounted for a disk-full case, a `chattr +i` file) must not stop
@@ -62,4 +64,29 @@ test("a run folder whose runner was killed is removed by the next run; a live ru
   } finally {
     removeTestDir(parent);
   }
+});
+
+test("a file's cgroup counts the CPU of a process that left its tree, and kills it (skipped without cgroup v1 cpuacct)", async () => {
+  // A stand-in for the runner: its own run-level cgroup, named by this process.
+  const cg = startCgroups(process.pid);
+  if (!cg) {
+    console.warn("skipped: no cgroup v1 cpuacct here, or not allowed to make one (the runner counts process trees)");
+    return;
+  }
+  try {
+    // A "file" that leaves an orphan behind: it spends 0.3 s of CPU, then waits forever; its parent exits at once.
+    const orphan = "const u = () => process.cpuUsage().user; while (u() < 300_000) {} setInterval(() => {}, 1000)";
+    const { argv, dir } = inCgroup(cg, "u1", ["/bin/sh", "-c", `(${process.execPath} -e '${orphan}' &); exit 0`]);
+    expect(dir).not.toBeNull();
+    const p = Bun.spawn(argv);
+    await p.exited;
+    const treeS = Number(p.resourceUsage()?.cpuTime.total ?? 0n) / 1e6;
+    await waitFor(() => cgroupCpuS(dir!) > treeS + 0.3, { timeout: 60_000, what: "the orphan's CPU in the cgroup" });
+    expect(cgroupPids(dir!).length).toBe(1);
+    expect(killCgroup(dir!)).toBe(1);
+    await waitFor(() => cgroupPids(dir!).length === 0, { what: "the orphan killed" });
+  } finally {
+    removeCgroup(cg.dir);
+  }
+  expect(existsSync(cg.dir)).toBe(false);
 });
