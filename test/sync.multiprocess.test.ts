@@ -304,7 +304,9 @@ describe("scheduler", () => {
           const c = await counts();
           return c.length === 8 && c.every((r) => r.done === 1);
         },
-        30_000,
+        // A hang guard, not a bound under test: each of these 3-day demo tasks took 1.6-5 s on PostgreSQL at load 17 and
+        // the last completed after 30 s once at load ~20 (2026-12-07, the file alone).
+        60_000,
       );
       // Ten more scheduler rounds in each process: nothing new for today.
       await Bun.sleep(1000);
