@@ -162,11 +162,12 @@ function schedSetter(): ((tid: number, policy: number, nice: number, us: number)
  * (the default outside a cgroup that sets CPU weights) each session is one scheduling group, the groups share the
  * cores first and nice only orders the threads inside a group. In the supervisor's session a backfill kept the HTTP
  * workers' group busy, so a GET waited for the group's turn among the host's other busy groups (5.6-9.5 ms a GET
- * against 1.4-2.3 idle at load 11-35, docs/benchmarks/ingest-export.md). A new group has the weight of nice 0, as
- * much as the HTTP workers' whole group: on a host running only sitesync a backfill would then take half the cores
- * from requests, so the group itself is niced (/proc/self/autogroup) and yields to them as the threads do inside one
- * group. The supervisor still stops it by its pid, and it exits when the supervisor's IPC channel closes. Nothing to
- * do where setsid() is refused or libc is not found (the threads' nice still applies).
+ * against 1.4-2.3 idle at load 11-35, docs/benchmarks/ingest-export.md). The group weighs as `nice` (SYNC_GROUP_NICE,
+ * /proc/self/autogroup): niced 10 it got ~1 % of a host with ~10 other busy groups; at 0 it takes one group's share,
+ * and the HTTP workers still come first through the threads' class (SYNC_POLICY idle: a waking thread takes a
+ * SCHED_IDLE thread's core at once, whatever the groups). The supervisor still stops it by its pid, and it exits when
+ * the supervisor's IPC channel closes. Nothing to do where setsid() is refused or libc is not found (the threads'
+ * nice and class still apply).
  */
 function ownSession(nice: number) {
   try {
