@@ -537,6 +537,7 @@ async function served(): Promise<void> {
     const idleGrowth = new Map<string, number>();
     let httpIdleCpu = 0;
     let httpIdleWait = 0;
+    let statusUrl: string | null = null;
     const idleWindow = async () => {
       // After a backfill the HTTP worker keeps off the sync's CPUs for BUSY_MS more (src/sync/give-way.ts): GETs not
       // counted until it is back on all of them, so the idle figures are the service's without a backfill.
@@ -555,7 +556,19 @@ async function served(): Promise<void> {
       const t0 = performance.now();
       const idleEnd = t0 + Number(args["idle-seconds"]) * 1000;
       win = windowStarts.idle.push(performance.timeOrigin + t0);
+      // The same status poll as a backfill's (every 100 ms, below) all through the idle window, so both kinds of window
+      // carry the same other requests from this client: the last backfill's task (its finished status), or before the
+      // first the site.
+      let polling = true;
+      const poller = (async () => {
+        while (polling) {
+          await (await fetch(`${url}${statusUrl ?? `/api/v1/sites/${site.id}`}`)).arrayBuffer();
+          await Bun.sleep(100);
+        }
+      })();
       const ms = await gets(() => performance.now() > idleEnd, idleParts);
+      polling = false;
+      await poller;
       idleSeconds += (performance.now() - t0) / 1000;
       idleBusyCores += machineTicks() - machine0;
       addThreads(threadSums.idle, threads0);
@@ -605,6 +618,7 @@ async function served(): Promise<void> {
         end_date: end,
         sync_mode: "overwrite",
       });
+      statusUrl = task.status_url;
       let job: any = null;
       const poll = (async () => {
         while (!job || job.status === "pending" || job.status === "running") {
