@@ -255,7 +255,7 @@ function grainParams(f: GrainFilters): Params {
 
 /** Grain rows' filter on type, days and the dimensions given (alias `x`). */
 function grainWhere(e: Engine, f: GrainFilters): string {
-  return `x.site_id = $site_id and x.day >= $from and x.day <= $to and x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})${
+  return `x.site_id = $site_id and x.day >= $from and x.day <= $to and ${intIn(e, "x.type", "$types", "t")}${
     f.country ? " and x.country = $country" : ""
   }${f.device ? " and x.device = $device" : ""}${f.appearance ? " and x.appearance = $appearance" : ""}`;
 }
@@ -380,7 +380,7 @@ function pageGrainRows(e: Engine, f: GrainFilters, params: Params, idFilter: (al
   const weeks = !useWeeks || f.country || f.device ? null : splitWeeks(Number(params.from), Number(params.to));
   if (!weeks) return `select ${cols} from gsc_page_totals x where ${grainWhere(e, f)}${idFilter("x")}`;
   Object.assign(params, { w_first: weeks.first, w_last: weeks.last, head_to: weeks.head[1], tail_from: weeks.tail[0] });
-  const types = `x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
+  const types = intIn(e, "x.type", "$types", "t");
   const days = (lo: string, hi: string) =>
     `select ${cols} from gsc_page_totals x where x.site_id = $site_id and x.day >= ${lo} and x.day <= ${hi} and ${types}${idFilter("x")}`;
   return `select ${cols} from gsc_week_page_totals x
@@ -584,7 +584,7 @@ export async function findPageWeekSeries(
   const s = dayNumber(f.start);
   const to = s + weeks * 7 - 1;
   const params: Params = { ...grainParams({ ...f, end: dayDate(to) }), s };
-  const types = `x.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})`;
+  const types = intIn(e, "x.type", "$types", "t");
   // Rows (page_id, k, clicks): k the span a row adds to (or takes from, negative clicks). PostgreSQL: rows (page_id, k,
   // c, k2, c2), a shifted day's row adding to two spans at once, and `first`, the first span's rows alone (page_id, c).
   const parts: string[] = [];
