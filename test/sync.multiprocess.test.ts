@@ -338,10 +338,10 @@ describe("scheduler", () => {
   });
 });
 
-// Two 12,500-row pages (the ingest pages, writes in 500-row batches, like a big day's): long enough for hundreds of
-// timed requests during it (the test asserts > 20; 25,000-row pages of a 50,000-row day, and before them 100,000 rows,
-// proved the same for two and four times the ingest: on PostgreSQL at load ~12 that day took 46 s of 6,600 requests).
-const INGEST_ROWS = 25_000;
+// Two 25,000-row pages (the ingest pages, writes in 500-row batches, like a big day's): long enough for dozens of timed
+// requests during it even on a quiet machine (the test asserts > 20: SQLite alone at load ~2 ingested half of it in 0.73-0.78 s
+// with 28-30 requests); 100,000 rows (4 pages) proved the same for twice the ingest.
+const INGEST_ROWS = 50_000;
 const PAGE_ROWS = INGEST_ROWS / 2;
 const THINK_MS = 100;
 
@@ -382,7 +382,7 @@ describe(`HTTP latency while a ${INGEST_ROWS.toLocaleString("en")}-row day is in
    * against the ingest's, without a closed loop that spends the machine's CPU on as many requests as it can answer
    * (15,304 requests in one 53 s ingest at load 24, and the ingest slower for competing with them). 100 ms apart, not
    * 20: the sync worker gives way while a request is in flight (src/sync/give-way.ts), so a denser load stretched the
-   * ingest and the ingest the load (PostgreSQL, alternated at load 14-18: 4,376-4,868 requests in a 28-32 s ingest,
+   * ingest and the ingest the load (25,000 rows on PostgreSQL, alternated at load 14-18: 4,376-4,868 requests in a 28-32 s ingest,
    * 11.5-12.1 s of CPU + 4.3-4.8 s PostgreSQL's, against 633-716 requests in 17-20 s, 5.8-5.9 s + 2.6-3.0 s).
    */
   async function load(until: () => boolean, clients = 4, thinkMs = THINK_MS) {
