@@ -5,7 +5,7 @@ import { backupDirOf } from "./backup/backup.ts";
 import { entryFile } from "./bundle/entry.ts";
 import { startBackupSchedule } from "./backup/schedule.ts";
 import { childEnv, describeTarget, loadConfigOrExit, type ProcessRole } from "./config.ts";
-import { startCheckpointer } from "./db/sqlite/checkpoint.ts";
+import { emptyCheckpointStats, startCheckpointer } from "./db/sqlite/checkpoint.ts";
 import { fileIdentity } from "./db/sqlite/identity.ts";
 import { closeAllConnections, openDbFromConfig } from "./db/index.ts";
 import { startAlerts } from "./alerts/loop.ts";
@@ -125,17 +125,7 @@ async function main() {
       log("warn", "BACKUP_INTERVAL ignored on PostgreSQL: back the server up with its own tools (pg_dump, base backups)");
     // No checkpointer: the server checkpoints its own WAL.
     const checkpointer: Checkpointer = {
-      stats: {
-        runs: 0,
-        truncates: 0,
-        truncateMisses: 0,
-        restarts: 0,
-        lastWalBytes: 0,
-        maxWalBytes: 0,
-        lastError: null,
-        lastErrorAt: null,
-        failures: 0,
-      },
+      stats: emptyCheckpointStats(),
       stop() {},
     };
     const db = openDbFromConfig(config, "primary");

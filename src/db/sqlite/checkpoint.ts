@@ -62,6 +62,21 @@ const RESTART_WAIT_MS = 3;
 
 type CheckpointResult = { busy: number; log: number; checkpointed: number };
 
+/** A checkpointer's stats before its first run (also what a PostgreSQL service, which has none, reports). */
+export function emptyCheckpointStats(): CheckpointStats {
+  return {
+    runs: 0,
+    truncates: 0,
+    truncateMisses: 0,
+    restarts: 0,
+    lastWalBytes: 0,
+    maxWalBytes: 0,
+    lastError: null,
+    lastErrorAt: null,
+    failures: 0,
+  };
+}
+
 /**
  * Runs the periodic checkpoint in this process: PASSIVE every interval (never waits), RESTART once
  * the log holds half of truncateBytes, TRUNCATE once the WAL file passes truncateBytes, and `PRAGMA
@@ -92,17 +107,7 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
   const restart = restarter.prepare<CheckpointResult, []>("PRAGMA wal_checkpoint(RESTART)");
   // A WAL frame is a page and its 24-byte header.
   const frameBytes = (conn.query<{ page_size: number }, []>("PRAGMA page_size").get()?.page_size ?? 4096) + 24;
-  const stats: CheckpointStats = {
-    runs: 0,
-    truncates: 0,
-    truncateMisses: 0,
-    restarts: 0,
-    lastWalBytes: 0,
-    maxWalBytes: 0,
-    lastError: null,
-    lastErrorAt: null,
-    failures: 0,
-  };
+  const stats = emptyCheckpointStats();
   const failed = (err: unknown) => {
     // A busy checkpoint is simply tried again next round.
     if (isBusyError(err)) return;
@@ -162,47 +167,52 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
   // PASSIVE, and the WAL keeps growing. So: watch for a free moment in short synchronous spins
   // (pausing in between so this event loop still runs) and TRUNCATE right then; its busy timeout
   // is then spent only on waiting for older readers.
-  async function truncateRound(): Promise<boolean> {
-    const until = performance.now() + Math.max(opts.intervalMs, 500);
-    let pause = PAUSE_MIN_MS;
-    try {
-      while (!stopped && performance.now() < until) {
-        if (spinForFreeLock()) {
-          if (truncate.get()?.busy === 0) {
-            stats.truncates++;
-            stats.lastWalBytes = walSize(path);
-            stats.lastError = null;
-            return true;
-          }
-          // A writer got in first, or a reader kept an old snapshot too long: try again.
-          pause = PAUSE_MIN_MS;
-        }
-        await Bun.sleep(pause * (0.5 + Math.random()));
-        pause = Math.min(PAUSE_MAX_MS, pause * 2);
-      }
-    } catch (err) {
-      failed(err);
-    }
-    stats.truncateMisses++;
-    return false;
+  function truncateRound(): Promise<boolean> {
+    return lockRound(
+      () => truncate.get()?.busy === 0,
+      () => true,
+      () => {
+        stats.truncates++;
+        stats.lastWalBytes = walSize(path);
+      },
+    ).then((ok) => {
+      if (!ok) stats.truncateMisses++;
+      return ok;
+    });
   }
 
   // A RESTART's waits for readers are short (RESTART_WAIT_MS), so it is tried many times a round: each time after a
   // PASSIVE has copied what the log holds (outside the lock) and at a moment the lock was free. When restarts do not
   // get through, the WAL grows to truncateBytes, and then the TRUNCATE round's longer wait does it.
-  async function restartRound(): Promise<boolean> {
+  function restartRound(): Promise<boolean> {
+    return lockRound(
+      () => restart.get()?.busy === 0,
+      // Past truncateBytes the TRUNCATE round takes over (its longer wait for readers gets through where these did not).
+      () => {
+        if (walSize(path) >= opts.truncateBytes) return false;
+        passive.get();
+        return true;
+      },
+      () => stats.restarts++,
+    );
+  }
+
+  /**
+   * Tries `attempt` at moments the write lock is free, pausing with a growing backoff in between, until it gets
+   * through (`done` runs), `more` says stop, or the round's time is up.
+   */
+  async function lockRound(attempt: () => boolean, more: () => boolean, done: () => void): Promise<boolean> {
     const until = performance.now() + Math.max(opts.intervalMs, 500);
     let pause = PAUSE_MIN_MS;
     try {
-      // Past truncateBytes the TRUNCATE round takes over (its longer wait for readers gets through where these did not).
-      while (!stopped && performance.now() < until && walSize(path) < opts.truncateBytes) {
-        passive.get();
+      while (!stopped && performance.now() < until && more()) {
         if (spinForFreeLock()) {
-          if (restart.get()?.busy === 0) {
-            stats.restarts++;
+          if (attempt()) {
+            done();
             stats.lastError = null;
             return true;
           }
+          // A writer got in first, or a reader kept an old snapshot too long: try again.
           pause = PAUSE_MIN_MS;
         }
         await Bun.sleep(pause * (0.5 + Math.random()));
