@@ -6,6 +6,7 @@ import { resolveSite, SITE_BY_ID_SQL, siteNotFound, type ResolvedSite, type Site
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { splitWeeks } from "../sync/rollups.ts";
+import { likeAsciiSql } from "../db/sql.ts";
 import { queryPool } from "./pool.ts";
 
 // Totals read from Search Console's grains (docs/analytics.md, docs/design/grains.md): property totals
@@ -396,7 +397,7 @@ export type PageTotalsOptions = {
   pages?: string[] | null;
   /** Keep pages whose URL contains this text (case-sensitive). */
   urlContains?: string | null;
-  /** Keep pages whose URL matches this LIKE pattern (`\\` escapes; case-insensitive: ASCII on SQLite, ILIKE on PostgreSQL). */
+  /** Keep pages whose URL matches this LIKE pattern (`\\` escapes; ASCII letters fold on both engines: likeAsciiSql). */
   urlLike?: string | null;
   /** Pages returned, most clicks (or impressions) first; null: all. */
   limit?: number | null;
@@ -427,7 +428,7 @@ async function pageRowsQuery(db: Db, f: GrainFilters, o: PageTotalsOptions) {
   }
   if (o.urlLike != null) {
     params.like = o.urlLike;
-    pageFilter += e === "pg" ? " and %p ilike $like escape '\\'" : " and %p like $like escape '\\'";
+    pageFilter += ` and ${likeAsciiSql(e, "%p", "$like")}`;
   }
   const ungrained = derivable(f) ? await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, f.end) : null;
   // Exact pages: only their ids' rows are summed.

@@ -1,17 +1,28 @@
 import { is, sql, type SQL, type SQLWrapper } from "drizzle-orm";
 import { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
 import type { Q } from "./engine.ts";
-import type { Db } from "./index.ts";
+import type { Db, Engine } from "./index.ts";
 import type { Orm } from "./sqlite/open.ts";
 
 // SQL fragments whose spelling differs between the engines; everything else is Drizzle's builder, once.
 
 /**
- * `col LIKE pattern` without regard to case, with `\` escaping % and _ (see containsPattern): SQLite's
- * LIKE ignores ASCII case already; PostgreSQL needs ILIKE (which also folds non-ASCII letters).
+ * `col LIKE pattern` without regard to ASCII case, with `\` escaping % and _ (see containsPattern): SQLite's LIKE
+ * folds ASCII letters only. On PostgreSQL (likeAsciiSql) a plain ILIKE, which a trigram index serves, then ILIKE
+ * under COLLATE "C", which folds ASCII letters only whatever the database's locale (a UTF-8 locale's ILIKE alone
+ * matched 'Éclair' with 'éclair', which SQLite does not).
  */
 export function likeInsensitive(db: Db, col: SQLWrapper, pattern: string): SQL {
-  return db.engine === "pg" ? sql`${col} ilike ${pattern} escape '\\'` : sql`${col} like ${pattern} escape '\\'`;
+  return db.engine === "pg"
+    ? sql`(${col} ilike ${pattern} escape '\\' and (${col} collate "C") ilike ${pattern} escape '\\')`
+    : sql`${col} like ${pattern} escape '\\'`;
+}
+
+/** likeInsensitive as SQL text, for a column `col` and a named parameter `param` (e.g. "$like") of raw statements. */
+export function likeAsciiSql(engine: Engine, col: string, param: string): string {
+  return engine === "pg"
+    ? `(${col} ilike ${param} escape '\\' and (${col} collate "C") ilike ${param} escape '\\')`
+    : `${col} like ${param} escape '\\'`;
 }
 
 /** `value IN (list)` for a list bound as one JSON array parameter (one prepared statement for any length). */

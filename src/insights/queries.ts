@@ -2,7 +2,7 @@ import { asc, desc, eq, or, sql, type SQL, type SQLWrapper } from "drizzle-orm";
 import { amongFirst, daysOf, queryPeriodSums, queryRowsTable, readsInQueryOrder, sumOf, typeFilterCode } from "../analytics/detail.ts";
 import { dayNumber, deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
-import { containsPattern, likeInsensitive } from "../db/sql.ts";
+import { containsPattern, likeAsciiSql, likeInsensitive } from "../db/sql.ts";
 import {
   amongHighest,
   byText,
@@ -97,7 +97,7 @@ const packedSums = (db: Db, f: Omit<Filters, "start" | "end">, periods: Period[]
   );
 
 /** A LIKE of `q.query` (case-insensitive, the site's dictionary) against one parameter `$name`. */
-const likeSql = (db: Db, name: string) => (db.engine === "pg" ? `q.query ilike $${name} escape '\\'` : `q.query like $${name} escape '\\'`);
+const likeSql = (db: Db, name: string) => likeAsciiSql(db.engine, "q.query", `$${name}`);
 
 /** CTR and impression-weighted position from summed clicks, impressions and position×impressions. */
 export function metricsOf(clicks: number, impressions: number, positionWeight: number): Metrics {
