@@ -45,6 +45,9 @@ const { values: args } = parseArgs({
     // GETs a second from the other client: 100 gives ~700 busy GETs in a quiet `--days 6 --rounds 3` (p99 = the 7th worst).
     rps: { type: "string", default: "100" },
     "idle-seconds": { type: "string", default: "5" },
+    // --served: creates a second (POST /api/v1/sites, paced, beside the GETs) in every idle window and backfill, their
+    // latency printed apart: a write waits for the sync's write lock where a GET does not (0: none).
+    creates: { type: "string", default: "0" },
     // --served: idle windows and backfills of --days days alternate this many times (then one more idle window).
     rounds: { type: "string", default: "1" },
     // SYNC_NICE of the service (default: the service's own default).
@@ -429,6 +432,25 @@ async function served(): Promise<void> {
       }
       return ms;
     };
+    // --creates: writes paced at that rate while `until()` is false (each waits its turn, as the GETs), their ms into `into`.
+    let created = 0;
+    const createRate = Number(args.creates);
+    const creates = async (until: () => boolean, into: number[]) => {
+      if (!(createRate > 0)) return;
+      const gap = 1000 / createRate;
+      let next = performance.now();
+      while (!until()) {
+        const t0 = performance.now();
+        await post("/api/v1/sites", { domain: `sc-domain:create${created++}.bench.example`, name: "Create" });
+        into.push(performance.now() - t0);
+        next += gap;
+        const wait = next - performance.now();
+        if (wait > 0) await Bun.sleep(wait);
+        else next = performance.now();
+      }
+    };
+    const idleCreates: number[] = [];
+    const busyCreates: number[] = [];
     const pct = (xs: number[], p: number) => {
       const s = [...xs].sort((a, b) => a - b);
       return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
@@ -566,9 +588,11 @@ async function served(): Promise<void> {
           await Bun.sleep(100);
         }
       })();
+      const writer = creates(() => performance.now() > idleEnd, idleCreates);
       const ms = await gets(() => performance.now() > idleEnd, idleParts);
       polling = false;
       await poller;
+      await writer;
       idleSeconds += (performance.now() - t0) / 1000;
       idleBusyCores += machineTicks() - machine0;
       addThreads(threadSums.idle, threads0);
@@ -626,7 +650,10 @@ async function served(): Promise<void> {
           await Bun.sleep(100);
         }
       })();
-      const busyMs = await gets(() => job !== null && job.status !== "pending" && job.status !== "running", busyParts);
+      const finished = () => job !== null && job.status !== "pending" && job.status !== "running";
+      const writer = creates(finished, busyCreates);
+      const busyMs = await gets(finished, busyParts);
+      await writer;
       // The CPUs the HTTP worker may use as the backfill ends (it keeps off the sync's while the sync works: give-way.ts).
       const httpCpus = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${httpPid}/status`, "utf8"))?.[1];
       await poll;
@@ -698,6 +725,10 @@ async function served(): Promise<void> {
     console.log(
       `  API GETs during the backfill:              ${summary(busy)}; HTTP worker CPU ${((httpCpu * 1000) / busy.length).toFixed(0)} µs, waiting for a core ${((httpWait * 1000) / busy.length).toFixed(0)} µs per GET`,
     );
+    if (createRate > 0)
+      console.log(
+        `  API creates (${createRate}/s, POST /api/v1/sites) idle: ${summary(idleCreates)}; during the backfill: ${summary(busyCreates)}; p99 busy / idle ${(pct(busyCreates, 99) / pct(idleCreates, 99)).toFixed(2)}x`,
+      );
     // Whether the sync worker keeps off the cores while a GET is in flight (SYNC_GIVE_WAY): its main thread's time on a
     // core during the busy GETs, as a share of their time, against its share of the backfill's wall. Read by this
     // process around each GET, so it counts the client's own time too; a share well under the backfill's: it gave way.

@@ -3,7 +3,17 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "no
 import { dirname, join } from "node:path";
 import { cpuList } from "../src/config.ts";
 import { allowedCpus, keepThreadsTo, threadIds } from "../src/sync/cpus.ts";
-import { BUSY_MS, countRequests, createRequestSignal, giveWay, giveWayStats, SIGNAL_SLOTS, watchRequests } from "../src/sync/give-way.ts";
+import {
+  BUSY_MS,
+  countRequests,
+  createRequestSignal,
+  giveWay,
+  giveWayStats,
+  holdingLock,
+  SIGNAL_SLOTS,
+  WRITE_UNIT,
+  watchRequests,
+} from "../src/sync/give-way.ts";
 import { tempDb } from "./helpers/db.ts";
 import { childPids } from "./helpers/procs.ts";
 import { request, serviceFile, startServer } from "./helpers/server.ts";
@@ -56,6 +66,45 @@ describe("requests in flight shared with the sync workers (SYNC_GIVE_WAY)", () =
     const own = (req: Request) => new Response(req.url);
     expect(countRequests(path, SIGNAL_SLOTS, own)).toBe(own);
     expect(countRequests(`${path}-missing`, 0, own)).toBe(own);
+  });
+
+  test("a request that may write counts WRITE_UNIT in its slot, a read 1", async () => {
+    const { path, slots } = signalFile("writes");
+    const pending: (() => void)[] = [];
+    const fetch = countRequests(path, 2, () => new Promise<Response>((resolve) => pending.push(() => resolve(new Response("ok")))));
+    const reads = ["GET", "HEAD", "OPTIONS"].map((method) => fetch(new Request("http://x/", { method })));
+    expect(slots[2]).toBe(3);
+    const writes = ["POST", "PUT", "PATCH", "DELETE"].map((method) => fetch(new Request("http://x/", { method })));
+    expect(slots[2]).toBe(3 + 4 * WRITE_UNIT);
+    for (const p of pending.splice(0, 3)) p();
+    await Promise.all(reads);
+    expect(slots[2]).toBe(4 * WRITE_UNIT);
+    for (const p of pending.splice(0)) p();
+    await Promise.all(writes);
+    expect(slots[2]).toBe(0);
+  });
+
+  test("holding the write lock, the sync worker does not pause while a request that may write is in flight (it waits for that lock); reads only: it does", async () => {
+    const { path, slots } = signalFile("holding");
+    expect(watchRequests(path)).toBe(true);
+    // Past any pause a test before left to work off (WORK_MS).
+    Bun.sleepSync(5);
+    const before = giveWayStats.pauses;
+    slots[5] = WRITE_UNIT;
+    await holdingLock(() => giveWay());
+    expect(giveWayStats.pauses).toBe(before);
+    // Outside the lock a write in flight is waited for like a read (the write may take the lock meanwhile).
+    giveWay();
+    expect(giveWayStats.pauses).toBe(before + 1);
+    Bun.sleepSync(5);
+    // Holding the lock with reads alone in flight: a pause, as before.
+    slots[5] = 1;
+    await holdingLock(async () => {
+      await Promise.resolve();
+      giveWay();
+    });
+    expect(giveWayStats.pauses).toBe(before + 2);
+    slots[5] = 0;
   });
 
   test("a new supervisor's file replaces those of supervisors gone without removing theirs (SIGKILL), not a live one's", () => {

@@ -10,6 +10,9 @@ import { allowedCpus, keepThreadsTo } from "./cpus.ts";
 // sync worker reads every slot between short pieces of its work: while any request is in flight (and a moment after the
 // last), it sleeps instead of holding a core, so the request (and its client on the same host) finds one free. A
 // backfill runs at full speed while nobody asks anything (the issue 18 item 3: the API's p99 within 1.5x of idle).
+// A request that may write (any method but GET, HEAD, OPTIONS) counts WRITE_UNIT in its slot instead of 1: while one is
+// in flight, a sync worker holding the write lock does not pause (the write waits for that lock: a pause would only
+// make it wait longer).
 // The other way round, the HTTP workers keep off the CPUs a working sync worker keeps to (SYNC_CPUS; see BUSY_AT).
 
 /** Slots in the file (HTTP workers; WORKERS is at most this). */
@@ -29,6 +32,9 @@ const STAMP_BITS = 0x7fffffff;
 const stampNow = () => Date.now() & STAMP_BITS || 1;
 
 const PREFIX = "sitesync-requests-";
+/** What a request that may write adds to its slot (a read adds 1): a slot at or above it has a write in flight. */
+export const WRITE_UNIT = 1 << 16;
+const READS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**
  * Creates the shared file (zeros) for the supervisor of pid `id`; returns its path, or null where it cannot be made.
@@ -107,7 +113,10 @@ function keepingOffSyncCpus(words: Int32Array): () => void {
   };
 }
 
-/** An HTTP worker's side: wraps a fetch handler so that its slot holds the number of its requests in flight. */
+/**
+ * An HTTP worker's side: wraps a fetch handler so that its slot holds its requests in flight (reads 1 each, requests
+ * that may write WRITE_UNIT each).
+ */
 export function countRequests<A extends unknown[]>(
   path: string,
   slot: number,
@@ -119,12 +128,15 @@ export function countRequests<A extends unknown[]>(
   let n = 0;
   // A restarted worker takes over its slot: whatever its predecessor left in flight is gone.
   slots[slot] = 0;
-  const leave = () => {
-    slots[slot] = --n;
-  };
   return (req, ...rest) => {
     keepOff();
-    slots[slot] = ++n;
+    const unit = READS.has(req.method) ? 1 : WRITE_UNIT;
+    const leave = () => {
+      n -= unit;
+      slots[slot] = n;
+    };
+    n += unit;
+    slots[slot] = n;
     let res: Response | Promise<Response>;
     try {
       res = fetch(req, ...rest);
@@ -164,17 +176,43 @@ export function watchRequests(path: string, cpus: number[] | null = null): boole
   return watched !== null;
 }
 
-/** Whether any HTTP worker has a request in flight. */
-function inFlight(words: Int32Array): boolean {
-  for (let i = 0; i < SIGNAL_SLOTS; i++) if (words[i]! > 0) return true;
-  return false;
+/** What the HTTP workers have in flight: NONE, READS only, or a WRITE (at least one request that may write). */
+const NONE = 0;
+const READS_ONLY = 1;
+const WRITE = 2;
+function inFlight(words: Int32Array): number {
+  let seen = NONE;
+  for (let i = 0; i < SIGNAL_SLOTS; i++) {
+    const n = words[i]!;
+    if (n >= WRITE_UNIT) return WRITE;
+    if (n > 0) seen = READS_ONLY;
+  }
+  return seen;
+}
+
+/** How many writes of this process hold the write lock now (SQLite; on PostgreSQL, a transaction's row locks). */
+let holding = 0;
+
+/**
+ * Runs `fn` (a write's callback, inside its transaction) as holding the write lock: a giveWay meanwhile does not pause
+ * while an HTTP request that may write is in flight, since that request waits for this lock (a pause only lengthened
+ * the wait: creates' p99 during a backfill was seconds, docs/benchmarks/ingest-export.md).
+ */
+export async function holdingLock<T>(fn: () => T | Promise<T>): Promise<T> {
+  holding++;
+  try {
+    return await fn();
+  } finally {
+    holding--;
+  }
 }
 
 /**
  * Called by the sync worker between short pieces of work (a statement of rows, a page of rows): while an HTTP
  * request is in flight, and GRACE_MS after the last one seen, sleeps in steps of STEP_MS, at most MAX_PAUSE_MS at
  * once and then not again before WORK_MS of work (a stream of requests or a slot left counting by a crashed worker
- * slows a backfill, never stops it). Costs a read of the slots otherwise, and a stamp: this worker is working.
+ * slows a backfill, never stops it); inside holdingLock, not while a request that may write is in flight. Costs a
+ * read of the slots otherwise, and a stamp: this worker is working.
  */
 export function giveWay(): void {
   const slots = watched;
@@ -182,14 +220,19 @@ export function giveWay(): void {
   // Working: the HTTP workers keep off this worker's CPUs.
   slots[BUSY_AT] = stampNow();
   let now = performance.now();
-  if (inFlight(slots)) seenAt = now;
+  let seen = inFlight(slots);
+  // Holding the lock a write in flight waits for: go on to the COMMIT.
+  if (seen === WRITE && holding > 0) return;
+  if (seen !== NONE) seenAt = now;
   else if (now - seenAt > GRACE_MS) return;
   if (now < workFrom) return;
   const start = now;
   do {
     Atomics.wait(sleeper, 0, 0, STEP_MS);
     now = performance.now();
-    if (inFlight(slots)) seenAt = now;
+    seen = inFlight(slots);
+    if (seen === WRITE && holding > 0) break;
+    if (seen !== NONE) seenAt = now;
   } while (now - seenAt <= GRACE_MS && now - start < MAX_PAUSE_MS);
   if (now - start >= MAX_PAUSE_MS) workFrom = now + WORK_MS;
   giveWayStats.pauses++;

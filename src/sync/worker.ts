@@ -21,7 +21,7 @@ import {
 } from "./lease.ts";
 import type { SearchAnalyticsSource } from "./source.ts";
 import { sweepEndedStaging } from "./staged-day.ts";
-import { giveWay } from "./give-way.ts";
+import { giveWay, holdingLock } from "./give-way.ts";
 
 export type WorkerOptions = {
   db: Db;
@@ -165,7 +165,7 @@ export function startWorker(opts: WorkerOptions): Worker {
         // must only touch the database.
         const result = await db.tx(async (tx) => {
           await renewLease(db, tx, claim, opts.leaseMs);
-          return fn(tx);
+          return holdingLock(() => fn(tx));
         }, `${task.task_type} task ${task.id}: rows`);
         await yieldLock(db.stats.busyRetries > busyBefore);
         return result;
