@@ -9,8 +9,8 @@
 // Each file runs in its own `bun test` process, TEST_JOBS at a time (default 3 on the 2-core CI machine: the files' CPU
 // filled 1.2 cores at 2; `heavy` files never beside each other except two of `heavyPairs`, TEST_HEAVY_PAIRS=0 none), both engines at once;
 // with TEST_JOBS > 1 one more lane runs only the `waiting` files (they mostly wait, so they hardly load the cores),
-// longest first by the times in scripts/test-times.json; the files in `runAlone` run afterwards, one at a
-// time with nothing else running. Each file's output is printed whole when it ends (with its engine and wall
+// longest first by the times in scripts/test-times.json; the files in `runAlone` run one at a time in a lane of their
+// own with the CPU first (a cgroup's cpu.shares), or, where that cannot be, afterwards with nothing else running. Each file's output is printed whole when it ends (with its engine and wall
 // time); the measured times are written to $TMPDIR/sitesync-test-<pid>-times.json (and, for the whole suite,
 // $TMPDIR/sitesync-test-times.json), with the PostgreSQL server's CPU per file (scripts/test-pgcpu.ts). PostgreSQL files copy one
 // migrated template database made once per run (TEST_PG_TEMPLATE), made ahead of use and dropped in the background by
@@ -22,7 +22,7 @@ import { basename, join } from "node:path";
 import { createMigratedDatabaseAsync, psql } from "../test/helpers/engine.ts";
 import { startPgPool } from "../test/helpers/pg-pool.ts";
 import { findPgBin, startCluster, stopCluster, type Cluster } from "./pg-cluster.ts";
-import { cgroupCpuS, cgroupPids, inCgroup, killCgroup, removeCgroup, startCgroups } from "./test-cgroup.ts";
+import { cgroupCpuS, cgroupPids, inCgroup, killCgroup, priorityAvailable, removeCgroup, startCgroups } from "./test-cgroup.ts";
 import { machineTicks, startPgCpuSampler } from "./test-pgcpu.ts";
 import { makeRunDir, makeUnitDir, removeTestDir } from "./test-tmp.ts";
 
@@ -108,7 +108,13 @@ const allFiles =
         .filter((f) => f.endsWith(".test.ts"))
         .map((f) => `test/${f}`);
 
-/** Test files that must run alone (nothing else running): benchmarks and load or timing-sensitive tests. */
+/**
+ * Test files that must not share the CPU: load or timing-sensitive tests. Where the runner may use cgroup v1's `cpu`
+ * controller (root on the CI machine) they run one at a time in a lane of their own beside the others, from the run's
+ * start, with the CPU first (scripts/test-cgroup.ts: the largest cpu.shares, so they get what they ask for and the
+ * other files only what they leave; TEST_PRIORITY_LANE=0: not so); elsewhere, or with TEST_JOBS=1, after the others
+ * with nothing else running. Run one after another at the end they used about one core of two for ~55 s (CI-1).
+ */
 // The benchmarks' own tests (bench*.test.ts) check only that every figure is reported, never a timing: they run in
 // the lanes (bench.test.ts as a heavy file: it loads both sides of a benchmark), not alone.
 export const runAlone: Record<string, string> = {
@@ -212,6 +218,8 @@ export const ungrouped: Record<string, string> = {};
 const groupCpu = Number(process.env.TEST_GROUP_CPU ?? 2);
 const groupWall = Number(process.env.TEST_GROUP_WALL ?? 20);
 const groupsOn = process.env.TEST_GROUPS === "1" || (process.env.TEST_GROUPS !== "0" && fileArgs.length === 0);
+/** May the `runAlone` files run in the priority lane (see runAlone): TEST_JOBS > 1, unless TEST_PRIORITY_LANE=0. */
+const priorityWanted = jobs > 1 && process.env.TEST_PRIORITY_LANE !== "0";
 
 /** A JSON file of seconds per "engine file" beside this script ({} when missing). */
 function recorded(name: string): Record<string, number> {
@@ -295,6 +303,8 @@ function grouped(units: Unit[]): Unit[] {
 const runDir = planOnly ? "" : makeRunDir();
 /** A cgroup per file where this process may make them (scripts/test-cgroup.ts): its whole CPU, chromium's included; TEST_CGROUPS=0: none. */
 const cgroups = planOnly || process.env.TEST_CGROUPS === "0" ? null : startCgroups();
+/** The `runAlone` files in a lane of their own with the CPU first (`--plan`: where this machine would allow it). */
+const priorityLane = priorityWanted && !!cgroups?.cpuDir;
 /** The process groups of the files running now (each file runs in a group of its own). */
 const running = new Set<number>();
 let unitSeq = 0;
@@ -309,12 +319,12 @@ function killGroup(pid: number): boolean {
   }
 }
 
-function runUnit(u: Unit): Promise<Done> {
+function runUnit(u: Unit, priority = false): Promise<Done> {
   const t0 = performance.now();
   const tmp = makeUnitDir(runDir, `${++unitSeq}-${u.engine}-${basename(u.file, ".test.ts")}${u.files.length > 1 ? "-group" : ""}`);
   // PostgreSQL databases made ahead (every process: SQLite files about both engines make some too), named with its tag.
   const tag = pgPool?.tagOf(unitSeq);
-  const cg = inCgroup(cgroups, `u${unitSeq}`, [process.execPath, "test", "--timeout", "60000", ...flagArgs, ...u.files]);
+  const cg = inCgroup(cgroups, `u${unitSeq}`, [process.execPath, "test", "--timeout", "60000", ...flagArgs, ...u.files], priority);
   const p = Bun.spawn(cg.argv, {
     cwd: root,
     env: { ...process.env, ...jitEnv, ...u.env, ...(tag ? pgPool!.unitEnv(tag) : {}), TMPDIR: tmp },
@@ -340,6 +350,7 @@ function runUnit(u: Unit): Promise<Done> {
       for (let i = 0; i < 50 && cgroupPids(cg.dir).length > 0; i++) await Bun.sleep(20);
       cpuMs = Math.max(treeMs, cgroupCpuS(cg.dir) * 1000);
       removeCgroup(cg.dir);
+      if (cg.cpuDir) removeCgroup(cg.cpuDir);
     }
     // Its databases are dropped in the background (those it left too).
     if (tag) pgPool!.unitEnded(tag);
@@ -348,7 +359,7 @@ function runUnit(u: Unit): Promise<Done> {
     const leaks = leftovers.map((l) => `runner cleanup: ${l}\n`).join("");
     // One file's output at once, never interleaved with another's.
     process.stdout.write(
-      `\n--- [${u.engine}] ${label(u)}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s${cg.dir ? ` (tree ${(treeMs / 1000).toFixed(1)} s)` : ""}${pgCpuS > 0 ? `, pg ${pgCpuS.toFixed(1)} s` : ""}, exit ${code} (started at +${((t0 - started) / 1000).toFixed(1)} s)\n${e}${o}${leaks}`,
+      `\n--- [${u.engine}] ${label(u)}${cg.cpuDir ? " (CPU first)" : ""}: ${(ms / 1000).toFixed(1)} s, cpu ${(cpuMs / 1000).toFixed(1)} s${cg.dir ? ` (tree ${(treeMs / 1000).toFixed(1)} s)` : ""}${pgCpuS > 0 ? `, pg ${pgCpuS.toFixed(1)} s` : ""}, exit ${code} (started at +${((t0 - started) / 1000).toFixed(1)} s)\n${e}${o}${leaks}`,
     );
     return { ...u, code: code ?? 1, ms, cpuMs, treeMs, pgCpuS, ...parseOutput(`${e}\n${o}`, u.files.length > 1) };
   });
@@ -365,15 +376,21 @@ const pairs = (u: Unit) => heavyPairs[basename(u.file)] !== undefined;
 const fits = (u: Unit, heavyRunning: Unit[]) =>
   !isHeavy(u) || heavyRunning.length === 0 || (pairsOn && heavyRunning.length === 1 && pairs(u) && pairs(heavyRunning[0]!));
 const isWaiting = (u: Unit) => waiting[`${u.engine} ${basename(u.file)}`] !== undefined;
+const isAlone = (u: Unit) => runAlone[basename(u.file)] !== undefined;
+/** A lane of pool(): one of the TEST_JOBS, the one for `waiting` files, the one for `runAlone` files (CPU first). */
+type Lane = "main" | "waiting" | "priority";
+/** May `lane` take `u` (with a priority lane in the pool, `priorityOn`, the others never take a `runAlone` file). */
+const takes = (lane: Lane, u: Unit, priorityOn: boolean) =>
+  lane === "waiting" ? isWaiting(u) : lane === "priority" ? isAlone(u) : !(priorityOn && isAlone(u));
 
 /**
  * The next unit of `queue` to start: the first, but never a heavy one while another heavy one runs; in the
- * waiting lane only a `waiting` file (-1: none may).
+ * waiting lane only a `waiting` file, in the priority lane only a `runAlone` one (-1: none may).
  */
-function next(queue: Unit[], heavyRunning: Unit[], waitingLane = false): number {
+function next(queue: Unit[], heavyRunning: Unit[], lane: Lane = "main", priorityOn = false): number {
   const open = (u: Unit) => pgOpen || u.engine !== "pg";
-  if (waitingLane) return queue.findIndex((u) => isWaiting(u) && open(u));
-  return queue.findIndex((u) => open(u) && fits(u, heavyRunning));
+  if (lane !== "main") return queue.findIndex((u) => takes(lane, u, priorityOn) && open(u));
+  return queue.findIndex((u) => open(u) && takes(lane, u, priorityOn) && fits(u, heavyRunning));
 }
 
 /** False while the run's PostgreSQL template is being made: the PostgreSQL files wait, the SQLite files start. */
@@ -384,9 +401,10 @@ let poke = () => {};
 /**
  * Runs the units `n` at a time, longest expected first; a `heavy` file never starts while another heavy file
  * runs (it waits, and a light file takes the free lane meanwhile). With `extra`, one more lane runs only the
- * `waiting` files (they may take a free lane of the `n` too).
+ * `waiting` files (they may take a free lane of the `n` too). With `priority`, one more lane runs the `runAlone`
+ * files, one at a time with the CPU first (the `n` lanes never take them); without it `units` holds none of them.
  */
-async function pool(units: Unit[], n: number, extra = false): Promise<Done[]> {
+async function pool(units: Unit[], n: number, extra = false, priority = false): Promise<Done[]> {
   const queue = longestFirst(units);
   const done: Done[] = [];
   const heavyRunning: Unit[] = [];
@@ -396,10 +414,10 @@ async function pool(units: Unit[], n: number, extra = false): Promise<Done[]> {
     wake = null;
     w?.();
   };
-  const worker = async (waitingLane: boolean) => {
+  const worker = async (lane: Lane) => {
     while (queue.length > 0) {
-      const i = next(queue, heavyRunning, waitingLane);
-      if (i < 0 && waitingLane && !queue.some(isWaiting)) return; // no waiting file left: this lane ends
+      const i = next(queue, heavyRunning, lane, priority);
+      if (i < 0 && !queue.some((u) => takes(lane, u, priority))) return; // nothing left this lane may take: it ends
       if (i < 0) {
         // Only heavy files left and one is running, or only PostgreSQL files before the template: wait for a file
         // to end (or the template).
@@ -414,33 +432,41 @@ async function pool(units: Unit[], n: number, extra = false): Promise<Done[]> {
       }
       const [u] = queue.splice(i, 1);
       if (isHeavy(u!)) heavyRunning.push(u!);
-      done.push(await runUnit(u!));
+      done.push(await runUnit(u!, lane === "priority"));
       if (isHeavy(u!)) heavyRunning.splice(heavyRunning.indexOf(u!), 1);
       const w = wake;
       wake = null;
       w?.();
     }
   };
-  const lanes = [...(extra ? [worker(true)] : []), ...Array.from({ length: Math.min(n, units.length) }, () => worker(false))];
+  const lanes = [
+    ...(extra ? [worker("waiting")] : []),
+    ...(priority ? [worker("priority")] : []),
+    ...Array.from({ length: Math.min(n, units.length) }, () => worker("main")),
+  ];
   await Promise.all(lanes);
   return done;
 }
 
-/** The wall pool() would take with `n` lanes (and the waiting lane with `extra`) if every file took its time in scripts/test-times.json. */
-function plannedWall(units: Unit[], n: number, extra: boolean): number {
+/**
+ * The wall pool() would take with `n` lanes (and the waiting lane with `extra`, the priority lane with `priority`) if
+ * every file took its time in scripts/test-times.json.
+ */
+function plannedWall(units: Unit[], n: number, extra: boolean, priority = false): number {
   const queue = longestFirst(units);
-  const running: { end: number; unit: Unit; waitingLane: boolean }[] = [];
+  const running: { end: number; unit: Unit; lane: Lane }[] = [];
   let t = 0;
-  const start = (waitingLane: boolean) => {
-    const i = next(queue, running.map((r) => r.unit).filter(isHeavy), waitingLane);
+  const start = (lane: Lane) => {
+    const i = next(queue, running.map((r) => r.unit).filter(isHeavy), lane, priority);
     if (i < 0) return false;
     const [u] = queue.splice(i, 1);
-    running.push({ end: t + recordedOf(u!), unit: u!, waitingLane });
+    running.push({ end: t + recordedOf(u!), unit: u!, lane });
     return true;
   };
   while (queue.length > 0 || running.length > 0) {
-    if (extra && !running.some((r) => r.waitingLane)) start(true);
-    while (running.filter((r) => !r.waitingLane).length < n && start(false)) {}
+    if (extra && !running.some((r) => r.lane === "waiting")) start("waiting");
+    if (priority && !running.some((r) => r.lane === "priority")) start("priority");
+    while (running.filter((r) => r.lane === "main").length < n && start("main")) {}
     running.sort((a, b) => a.end - b.end);
     t = running.shift()!.end;
   }
@@ -457,8 +483,8 @@ if (planOnly) {
       .map((file) => ({ engine: "pg" as const, file, files: [file], env: {} })),
   ].filter((u) => engines.includes(u.engine));
   const sum = (us: Unit[]) => us.reduce((a, u) => a + recordedOf(u), 0);
-  const alone = units.filter((u) => runAlone[basename(u.file)]);
-  const lanes = groupsOn ? grouped(units.filter((u) => !runAlone[basename(u.file)])) : units.filter((u) => !runAlone[basename(u.file)]);
+  const alone = units.filter(isAlone);
+  const lanes = groupsOn ? grouped(units.filter((u) => !isAlone(u))) : units.filter((u) => !isAlone(u));
   console.log(
     `${units.length} files${groupsOn ? ` in ${lanes.length + alone.length} processes` : ""}, ${sum(units).toFixed(0)} s one at a time (scripts/test-times.json); runAlone ${sum(alone).toFixed(0)} s, heavy ${sum(lanes.filter(isHeavy)).toFixed(0)} s, the rest ${sum(lanes.filter((u) => !isHeavy(u))).toFixed(0)} s`,
   );
@@ -466,8 +492,18 @@ if (planOnly) {
     console.log(`[${g.engine}] group of ${g.files.length} (${recordedOf(g).toFixed(0)} s): ${g.files.join(" ")}`);
   const waits = lanes.filter(isWaiting);
   console.log(`waiting files (an extra lane beside TEST_JOBS > 1 unless TEST_WAIT_LANE=0): ${sum(waits).toFixed(0)} s`);
-  for (const n of [1, 2, 3, 4])
-    console.log(`TEST_JOBS=${n}: ${(plannedWall(lanes, n, n > 1 && process.env.TEST_WAIT_LANE !== "0") + sum(alone)).toFixed(0)} s`);
+  // The priority lane (TEST_JOBS > 1 where the cpu controller may be used): the runAlone files beside the others.
+  const prio = process.env.TEST_PRIORITY_LANE !== "0" && process.env.TEST_CGROUPS !== "0" && priorityAvailable();
+  console.log(
+    `runAlone files: ${prio ? "a lane of their own with the CPU first, beside TEST_JOBS > 1" : "after the others, one at a time"}`,
+  );
+  for (const n of [1, 2, 3, 4]) {
+    const p = prio && n > 1;
+    const w = n > 1 && process.env.TEST_WAIT_LANE !== "0";
+    console.log(
+      `TEST_JOBS=${n}: ${(p ? plannedWall([...lanes, ...alone], n, w, true) : plannedWall(lanes, n, w) + sum(alone)).toFixed(0)} s`,
+    );
+  }
   // The lanes cannot beat the CPU: the files' recorded CPU (not chromium's processes that outlive a test) and, when
   // recorded, the PostgreSQL backends' on their databases (scripts/test-pg-cpu.json: a whole run's
   // $TMPDIR/sitesync-test-pg-cpu.json; the server's CPU it could not attribute is not in it) over the cores.
@@ -529,7 +565,10 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(sig, () => {
     for (const pid of running) killGroup(pid);
     for (const l of removeTestDir(runDir)) console.error(`runner cleanup: ${l}`);
-    if (cgroups) removeCgroup(cgroups.dir);
+    if (cgroups) {
+      removeCgroup(cgroups.dir);
+      if (cgroups.cpuDir) removeCgroup(cgroups.cpuDir);
+    }
     if (runTemplate) {
       try {
         // The run's databases: the template, the pool's, the test processes'.
@@ -605,14 +644,17 @@ const done: Done[] = [];
 const flaky: Done[] = [];
 const firstFailures: Done[] = [];
 try {
-  const alone = units.filter((u) => runAlone[basename(u.file)]);
-  const lanes = units.filter((u) => !runAlone[basename(u.file)]);
+  const alone = units.filter(isAlone);
+  const lanes = units.filter((u) => !isAlone(u));
   const processes = groupsOn ? grouped(lanes) : lanes;
   console.log(
-    `\n${lanes.length} files ${groupsOn ? `(${processes.length} processes: small files in groups) ` : ""}${jobs} at a time${waitLane ? " (and the waiting files in a lane of their own)" : ""}, then ${alone.length} alone`,
+    `\n${lanes.length} files ${groupsOn ? `(${processes.length} processes: small files in groups) ` : ""}${jobs} at a time${waitLane ? " (and the waiting files in a lane of their own)" : ""}, ${priorityLane ? `${alone.length} beside them one at a time with the CPU first (runAlone)` : `then ${alone.length} alone`}`,
   );
-  done.push(...(await pool(processes, jobs, waitLane)));
-  done.push(...(await pool(alone, 1)));
+  if (priorityLane) done.push(...(await pool([...processes, ...alone], jobs, waitLane, true)));
+  else {
+    done.push(...(await pool(processes, jobs, waitLane)));
+    done.push(...(await pool(alone, 1)));
+  }
   // CI only (TEST_RETRY_FAILED=1, set by .ci/run): a file that failed runs once more, alone on a quieter
   // machine. A pass there is printed as FLAKY with the first attempt's failures, never hidden; a file that
   // fails twice fails the run.
@@ -652,7 +694,10 @@ try {
   }
   if (cluster) stopCluster(cluster.dir);
   for (const l of removeTestDir(runDir)) console.log(`runner cleanup: ${l}`);
-  if (cgroups) removeCgroup(cgroups.dir);
+  if (cgroups) {
+    removeCgroup(cgroups.dir);
+    if (cgroups.cpuDir) removeCgroup(cgroups.cpuDir);
+  }
 }
 
 for (const engine of ["sqlite", "pg"] as const) {

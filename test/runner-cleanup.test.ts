@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { cgroupCpuS, cgroupPids, inCgroup, killCgroup, removeCgroup, startCgroups } from "../scripts/test-cgroup.ts";
 import { makeRunDir, makeUnitDir, mountsUnder, reapOrphanedRunDirs, removeTestDir } from "../scripts/test-tmp.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -87,6 +87,42 @@ test("a file's cgroup counts the CPU of a process that left its tree, and kills 
     await waitFor(() => cgroupPids(dir!).length === 0, { what: "the orphan killed" });
   } finally {
     removeCgroup(cg.dir);
+    if (cg.cpuDir) removeCgroup(cg.cpuDir);
   }
   expect(existsSync(cg.dir)).toBe(false);
+});
+
+test("a file run with priority is in the run's cgroup of the cpu controller, whose shares are the largest (skipped without it)", async () => {
+  const cg = startCgroups(process.pid);
+  if (!cg?.cpuDir) {
+    console.warn("skipped: no cgroup v1 cpu here, or not allowed to make one (the runner runs runAlone files alone at the end)");
+    if (cg) removeCgroup(cg.dir);
+    return;
+  }
+  try {
+    expect(readFileSync(join(cg.cpuDir, "cpu.shares"), "utf8").trim()).toBe("262144");
+    // The file's process and what it starts: in both cgroups (its CPU counted in cpuacct, scheduled by cpu).
+    const { argv, dir, cpuDir } = inCgroup(cg, "u1", ["/bin/sh", "-c", "cat /proc/self/cgroup; sh -c 'cat /proc/self/cgroup'"], true);
+    expect(dir).toBe(join(cg.dir, "u1"));
+    expect(cpuDir).toBe(join(cg.cpuDir, "u1"));
+    const p = Bun.spawn(argv, { stdout: "pipe" });
+    const out = await new Response(p.stdout).text();
+    expect(await p.exited).toBe(0);
+    const lines = out.split("\n");
+    const name = basename(cg.cpuDir);
+    expect(lines.filter((l) => /:cpu:/.test(l) && l.endsWith(`/${name}/u1`))).toHaveLength(2);
+    expect(lines.filter((l) => /:cpuacct:/.test(l) && l.endsWith(`/${name}/u1`))).toHaveLength(2);
+    // Without priority: cpuacct only, the cpu controller's root as before.
+    const plain = inCgroup(cg, "u2", ["/bin/sh", "-c", "cat /proc/self/cgroup"]);
+    expect(plain.cpuDir).toBeNull();
+    const q = Bun.spawn(plain.argv, { stdout: "pipe" });
+    const out2 = await new Response(q.stdout).text();
+    await q.exited;
+    expect(out2).toMatch(new RegExp(`:cpuacct:.*/${name}/u2$`, "m"));
+    expect(out2).not.toMatch(new RegExp(`:cpu:.*/${name}/`, "m"));
+  } finally {
+    removeCgroup(cg.dir);
+    removeCgroup(cg.cpuDir);
+  }
+  expect(existsSync(cg.cpuDir)).toBe(false);
 });
