@@ -4,6 +4,7 @@ import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
 import { demoRows, demoSource } from "../src/sync/demo.ts";
 import { PermanentError } from "../src/sync/errors.ts";
+import { createRequestSignal, SIGNAL_SLOTS, WRITE_UNIT, watchRequests } from "../src/sync/give-way.ts";
 import { dayNumber } from "../src/sync/grains.ts";
 import { staticToken } from "../src/sync/gsc/auth.ts";
 import { gscSource } from "../src/sync/gsc/client.ts";
@@ -133,7 +134,7 @@ describe("daily_sync", () => {
     expect(markers.find((m) => m.date === DAYS[1] && m.search_type === "web")?.row_count).toBe(120);
   });
 
-  test("bulk writes while alone: SYNC_BULK_BATCH_SIZE rows per write, every row stored once", async () => {
+  test("bulk writes while alone: SYNC_BULK_BATCH_SIZE rows per write, every row stored once; short ones while an HTTP request that may write is in flight", async () => {
     // The row writes of a task (ctx.write's transactions), counted on the worker's handle.
     const rowWrites = async (bulkBatchSize: number | undefined) => {
       const db = t.open();
@@ -169,6 +170,19 @@ describe("daily_sync", () => {
     const bulk = await rowWrites(100);
     // Pages of 50 (web 50+50+20, image 30, news 5): batches of 7 make 8+8+3+5+1 upserts, bulk ones 1 per page.
     expect(short - bulk).toBe(25 - 5);
+    // An HTTP worker's create in flight all along (its slot in the supervisor's file, src/sync/give-way.ts): it would
+    // wait for the write lock, so the worker writes short batches as when it finds the lock taken.
+    const signal = createRequestSignal(`engine-${process.pid}`)!;
+    try {
+      const bytes = Bun.mmap(signal.path);
+      new Int32Array(bytes.buffer, bytes.byteOffset, SIGNAL_SLOTS)[0] = WRITE_UNIT;
+      expect(watchRequests(signal.path)).toBe(true);
+      expect(await rowWrites(100)).toBe(short);
+    } finally {
+      // Unwatched (a missing file maps nothing), so later tests never pause.
+      watchRequests(`${signal.path}-missing`);
+      signal.remove();
+    }
   });
 
   test("skip: days already synced are not fetched again", async () => {

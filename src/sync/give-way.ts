@@ -192,6 +192,13 @@ function inFlight(words: Int32Array): number {
 
 /** How many writes of this process hold the write lock now (SQLite; on PostgreSQL, a transaction's row locks). */
 let holding = 0;
+/** When (performance.now()) a giveWay last saw a request that may write in flight. */
+let writeSeenAt = -Infinity;
+
+/** When this sync worker last saw an HTTP request that may write in flight (performance.now(); -Infinity: never). */
+export function lastWriteSeenAt(): number {
+  return writeSeenAt;
+}
 
 /**
  * Runs `fn` (a write's callback, inside its transaction) as holding the write lock: a giveWay meanwhile does not pause
@@ -221,6 +228,7 @@ export function giveWay(): void {
   slots[BUSY_AT] = stampNow();
   let now = performance.now();
   let seen = inFlight(slots);
+  if (seen === WRITE) writeSeenAt = now;
   // Holding the lock a write in flight waits for: go on to the COMMIT.
   if (seen === WRITE && holding > 0) return;
   if (seen !== NONE) seenAt = now;
@@ -231,6 +239,7 @@ export function giveWay(): void {
     Atomics.wait(sleeper, 0, 0, STEP_MS);
     now = performance.now();
     seen = inFlight(slots);
+    if (seen === WRITE) writeSeenAt = now;
     if (seen === WRITE && holding > 0) break;
     if (seen !== NONE) seenAt = now;
   } while (now - seenAt <= GRACE_MS && now - start < MAX_PAUSE_MS);

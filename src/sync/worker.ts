@@ -21,7 +21,7 @@ import {
 } from "./lease.ts";
 import type { SearchAnalyticsSource } from "./source.ts";
 import { sweepEndedStaging } from "./staged-day.ts";
-import { giveWay, holdingLock } from "./give-way.ts";
+import { giveWay, holdingLock, lastWriteSeenAt } from "./give-way.ts";
 
 export type WorkerOptions = {
   db: Db;
@@ -142,9 +142,10 @@ export function startWorker(opts: WorkerOptions): Worker {
       task,
       db,
       source: opts.source,
-      // Short writes while others wait for the lock, big ones while nobody does (read at each batch).
+      // Short writes while others wait for the lock (found taken, or an HTTP request that may write seen in flight:
+      // src/sync/give-way.ts), big ones while nobody does (read at each batch).
       get batchSize() {
-        const alone = performance.now() - contendedAt >= CONTENTION_MEMORY_MS;
+        const alone = performance.now() - Math.max(contendedAt, lastWriteSeenAt()) >= CONTENTION_MEMORY_MS;
         return alone ? Math.max(opts.batchSize, opts.bulkBatchSize ?? 0) : opts.batchSize;
       },
       atomicDayRows: opts.atomicDayRows ?? defaultAtomicDayRows[db.engine],
