@@ -24,7 +24,7 @@ const BOUND = 16 * MiB;
 const WRITERS = 2;
 const READERS = 3;
 // About 100 MiB of WAL frames in all (6 x the bound): far past it if nobody checkpoints (the control run
-// stops once it is past 1.5 x the bound). 1,600 commits (a third less CPU) were tried: two CI runs on a quiet
+// stops once it is past the bound). 1,600 commits (a third less CPU) were tried: two CI runs on a quiet
 // machine then saw 15.7 and 20.5 MiB with the checkpointer (bound 16), against 7.9 MiB at 2,400 before.
 const COMMITS_PER_WRITER = 2400;
 
@@ -131,7 +131,9 @@ async function runLoad(name: string, opts: { checkpointer: boolean; stopAbove?: 
 describe("WAL growth under a long mixed load with readers always active", () => {
   test("with the checkpointer the WAL stays under the bound; without it the same load passes it", async () => {
     const bounded = await runLoad("with-checkpointer", { checkpointer: true });
-    const unbounded = await runLoad("without-checkpointer", { checkpointer: false, stopAbove: 1.5 * BOUND });
+    // Stopped once past the bound, which is all the control has to show (it ran on to 1.5 x the bound: a third more
+    // of its writes).
+    const unbounded = await runLoad("without-checkpointer", { checkpointer: false, stopAbove: BOUND });
     console.log(
       `max WAL with checkpointer ${(bounded.maxWal / MiB).toFixed(1)} MiB (${bounded.truncates} truncates), ` +
         `without ${(unbounded.maxWal / MiB).toFixed(1)} MiB; bound ${BOUND / MiB} MiB`,
