@@ -3,7 +3,7 @@ import { seedAnalyticsPg } from "../../bench/seed-analytics-pg.ts";
 import type { SeedResult } from "../../bench/seed-analytics.ts";
 import { newPgDatabase, newPgDatabaseName, pgDatabase } from "./engine.ts";
 
-// seedAnalyticsPg's rows for several test files of one run (analytics.stream and bounds.load both seed 120,000 rows over
+// seedAnalyticsPg's rows for several test files of one run (analytics.stream, bounds.load and bounds use 120,000 rows over
 // 30 days: 3-4 s of the test process's CPU and as much of the server's each, 15-20 s of wall at load): the first file
 // to ask seeds a database of the run once, under an advisory lock, and every file gets a copy of it. The runner drops
 // it with the run's other databases (its name starts with the run's prefix, test/helpers/pg-pool.ts).
