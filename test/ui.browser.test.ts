@@ -4,7 +4,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { addDays, dayRange, isFinalDay, newestDataDay } from "../src/sync/dates.ts";
-import { haveChromium, launchChromium, localOnlyContext, openPage } from "./helpers/browser.ts";
+import { haveChromium, launchChromium, localOnlyContext, newTab, openPage, type Tab } from "./helpers/browser.ts";
 import { withDb } from "./helpers/observe.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
 
@@ -37,6 +37,8 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
   let s: RunningServer;
   let browser: Browser;
   let context: BrowserContext;
+  // The one page the tests open their paths in (a new page is a new renderer: see newTab).
+  let tab: Tab;
   const offsite: string[] = [];
   const consoleErrors: string[] = [];
 
@@ -44,11 +46,14 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     s = await startServer({
       workers: 2,
       syncWorkers: 1,
-      // Enough demo rows that a 30-day sync takes seconds: its progress can be seen moving.
-      env: { DEMO_ROWS_PER_DAY: "800", SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false" },
+      // A 30-day sync of the default 200 demo rows a day takes seconds (4.6-4.7 s at load 15, ~65 ms of a day's fixed
+      // cost each), longer than the live list's 1 s turn: its progress can be seen moving. 800 rows a day (before
+      // 2026-12-07) took 7.6-9.3 s and 3.0-3.5 s of the service's CPU against 1.9-2.1 s (2 alternated rounds).
+      env: { SYNC_POLL_MS: "50", SYNC_SCHEDULER: "false" },
     });
     browser = await launchChromium();
     context = await newContext(true);
+    tab = await newTab(context, s.url, consoleErrors);
   });
 
   afterAll(async () => {
@@ -64,8 +69,9 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     return ctx;
   }
 
+  /** `path` in the shared page, or in a new page of another context (close it after). */
   async function open(path: string, ctx = context): Promise<Page> {
-    return openPage(ctx, s.url, path, consoleErrors);
+    return ctx === context ? tab.open(path) : openPage(ctx, s.url, path, consoleErrors);
   }
 
   async function shot(page: Page, name: string) {
@@ -119,7 +125,6 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     expect(await page.getByRole("alert").textContent()).toContain("already exists");
     // The page comes with status 409, which chromium reports on the console: expected here, and only here.
     expect(consoleErrors.splice(errorsBefore)).toEqual([expect.stringContaining("status of 409 (Conflict)")]);
-    await page.close();
   });
 
   test("a sync started from the site page shows its progress moving and finishing, live", async () => {
@@ -150,7 +155,6 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     // Moving: at least one value strictly between 0 and 100 was shown before 100.
     expect([...seen].some((p) => p > 0 && p < 100)).toBe(true);
     await shot(page, "jobs");
-    await page.close();
   });
 
   test("the coverage calendar shows the synced days; the chart has the rows' clicks", async () => {
@@ -182,7 +186,6 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     expect(Number(await page.locator('svg[data-series="clicks"]').getAttribute("data-total"))).toBe(trend.summary.total_clicks);
     expect(Number(await page.locator('svg[data-series="impressions"]').getAttribute("data-total"))).toBe(trend.summary.total_impressions);
     await shot(page, "site");
-    await page.close();
   });
 
   test("cancel a running sync from the jobs page", async () => {
@@ -212,7 +215,6 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
       mode: "overwrite",
     });
     await request(s.url, "DELETE", `/api/v1/sync/job/${retried}`);
-    await page.close();
   });
 
   test("every page renders without console errors, and nothing leaves this server", async () => {
@@ -234,7 +236,6 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
       expect(await page.locator("h1").count()).toBe(1);
       if (path.endsWith("&q=running")) expect(await page.getByRole("heading", { level: 2 }).textContent()).toMatch(/^\d+ matching quer/);
       if (name) await shot(page, name);
-      await page.close();
     }
     // The API reference (/docs: offline, no console error, nothing from elsewhere) is ui.defects.browser's, once a run.
     expect(consoleErrors).toEqual([]);
@@ -253,7 +254,6 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
       { polling: 100, timeout: 15_000 },
     );
     expect(await page.locator("tbody tr", { hasText: "http" }).count()).toBe(2);
-    await page.close();
   });
 
   test("keyboard: a skip link first, then the navigation; no horizontal scrolling on a phone", async () => {
@@ -266,18 +266,20 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     expect(await page.evaluate("document.activeElement?.textContent")).toBe("Sites");
     await page.keyboard.press("Enter");
     await page.waitForURL(/\/ui\/sites$/);
-    await page.close();
-    const phone = await newContext(true, { width: 390, height: 844 });
-    for (const path of ["/ui", "/ui/sites", `/ui/sites/${siteId}`, "/ui/jobs", `/ui/insights?site_id=${siteId}`]) {
-      const p = await open(path, phone);
-      expect({ path, overflow: await p.evaluate("document.documentElement.scrollWidth > window.innerWidth") }).toEqual({
-        path,
-        overflow: false,
-      });
-      if (path === `/ui/sites/${siteId}`) await shot(p, "site-phone");
-      await p.close();
+    // A phone's viewport on the same page (what a context of that viewport has, without a renderer more).
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      for (const path of ["/ui", "/ui/sites", `/ui/sites/${siteId}`, "/ui/jobs", `/ui/insights?site_id=${siteId}`]) {
+        const p = await open(path);
+        expect({ path, overflow: await p.evaluate("document.documentElement.scrollWidth > window.innerWidth") }).toEqual({
+          path,
+          overflow: false,
+        });
+        if (path === `/ui/sites/${siteId}`) await shot(p, "site-phone");
+      }
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
     }
-    await phone.close();
   });
 
   test("with JavaScript off: pages render and forms work", async () => {
@@ -312,8 +314,9 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
   test("once an API key exists, the dashboard asks for one and keeps it in an HttpOnly, SameSite=Strict cookie", async () => {
     const created = await request(s.url, "POST", "/api/v1/keys", { name: "browser", scope: "read" });
     expect(created.status).toBe(201);
-    const ctx = await newContext(true);
-    const page = await open("/ui/jobs", ctx);
+    // The shared page's context: no cookie in it yet (nothing signed in before this test).
+    const ctx = context;
+    const page = await open("/ui/jobs");
     expect(new URL(page.url()).pathname).toBe("/ui/login");
     await page.getByLabel("API key").fill(created.body.key);
     await page.getByRole("button", { name: "Sign in" }).click();
@@ -332,8 +335,6 @@ describe.skipIf(!chromiumHere)("dashboard in chromium", () => {
     expect(await page.evaluate("document.cookie")).toBe("");
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.waitForURL(/\/ui\/login$/);
-    await page.close();
-    await ctx.close();
     expect(consoleErrors).toEqual([]);
     expect(offsite).toEqual([]);
   });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { addDays, dayRange, newestDataDay } from "../src/sync/dates.ts";
 import { demoRows } from "../src/sync/demo.ts";
-import { haveChromium, launchChromium, localOnlyContext, openPage } from "./helpers/browser.ts";
+import { haveChromium, launchChromium, localOnlyContext, newTab, type Tab } from "./helpers/browser.ts";
 import { testEngine } from "./helpers/db.ts";
 import { withDb } from "./helpers/observe.ts";
 import { markSynced, storeDayWithTotals } from "./helpers/rows.ts";
@@ -20,6 +20,9 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
   let s: RunningServer;
   let browser: Browser;
   let context: BrowserContext;
+  // The one page every test opens its paths in (a new page is a new renderer: see newTab); its console errors.
+  let tab: Tab;
+  const consoleErrors: string[] = [];
   const offsite: string[] = [];
   let synced = 0;
   let busy = 0;
@@ -45,6 +48,7 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
     });
     browser = await launchChromium();
     context = await localOnlyContext(browser, s.url, offsite);
+    tab = await newTab(context, s.url, consoleErrors);
     synced = await addSite("sc-domain:synced.example", "Synced");
     busy = await addSite("sc-domain:busy.example", "Busy");
     empty = await addSite("sc-domain:empty.example", "Empty");
@@ -67,10 +71,7 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
   });
 
   async function open(path: string): Promise<Page> {
-    const page = await context.newPage();
-    const res = await page.goto(s.url + path);
-    expect(res?.status()).toBe(200);
-    return page;
+    return tab.open(path);
   }
 
   test("the running badge is on the site that syncs, not on every site", async () => {
@@ -83,7 +84,6 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
       synced: [],
       empty: [],
     });
-    await page.close();
     await request(s.url, "DELETE", `/api/v1/sync/job/${job}`);
     await until("the long sync to stop", async () => (await jobStatus(job)) === "cancelled");
   });
@@ -98,11 +98,9 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
     // Axis labels are distinct (the old empty axis read "1, 1, 0").
     const ticks = await chart.locator("text[data-tick]").allTextContents();
     expect(new Set(ticks).size).toBe(ticks.length);
-    await page.close();
     const none = await open(`/ui/sites/${empty}`);
     expect(await none.locator('figure.chart.empty[data-series="clicks"]').textContent()).toContain("No clicks stored");
     expect(await none.locator("svg[data-series] text[data-tick]").count()).toBe(0);
-    await none.close();
   });
 
   test("the coverage calendar is wide enough to read, its cells apart (no marks at the corners)", async () => {
@@ -126,7 +124,6 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
     const down = below.top - a.bottom;
     expect(across).toBeGreaterThan(1);
     expect(Math.abs(across - down)).toBeLessThan(1);
-    await page.close();
   });
 
   test("job ranges stay on one line at 1280 px", async () => {
@@ -151,7 +148,6 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
     // (a detached span's computed style is empty).
     const ws = await page.evaluate("getComputedStyle(document.querySelector('.jobs .range')).whiteSpace");
     expect(ws).toBe("nowrap");
-    await page.close();
   });
 
   test("Start sync stays on the site page, where the calendar fills in live", async () => {
@@ -169,14 +165,12 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
     );
     // Without a reload: the calendar arrived over server-sent events.
     expect(await page.evaluate("window.marker")).toBe(7);
-    await page.close();
   });
 
   test("the Queries page shows the top queries before any search", async () => {
     const page = await open("/ui/queries");
     expect(await page.locator("#h-top").textContent()).toContain("Top queries by clicks");
     expect(await page.locator("table.top-queries tbody tr").count()).toBeGreaterThan(0);
-    await page.close();
   });
 
   test("/redoc renders `code` spans, no raw backticks", async () => {
@@ -184,7 +178,6 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
     const text = (await page.locator("main").textContent()) ?? "";
     expect(text).not.toContain("`");
     expect(await page.locator("main code").count()).toBeGreaterThan(0);
-    await page.close();
   });
 
   test("alerts are set up from the dashboard: a webhook, a rule, a test alert in the delivery log", async () => {
@@ -230,7 +223,6 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
         30_000,
       );
       expect(await delivered.count()).toBe(1);
-      await page.close();
     } finally {
       hook.stop(true);
     }
@@ -242,15 +234,15 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
   test.skipIf(testEngine === "pg")(
     "/docs renders offline without console errors, offers no Ask AI, Generate SDK or Deploy, and asks no other server for anything",
     async () => {
-      const errors: string[] = [];
-      const page = await openPage(context, s.url, "/docs", errors);
+      // Its console errors: those the shared page got from here on.
+      const errorsBefore = consoleErrors.length;
+      const page = await open("/docs");
       await page.waitForSelector("text=sitesync", { timeout: 30_000 });
       await page.locator("text=Download OpenAPI Document").first().waitFor();
       const text = (await page.locator("body").textContent()) ?? "";
       for (const offer of ["Ask AI", "Generate SDK", "Deploy", "Developer Tools"])
         expect({ offer, shown: text.includes(offer) }).toEqual({ offer, shown: false });
-      await page.close();
-      expect(errors).toEqual([]);
+      expect(consoleErrors.slice(errorsBefore)).toEqual([]);
       expect(offsite).toEqual([]);
     },
   );

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { storeSitemaps } from "../src/sitemaps/queries.ts";
 import { addDays, newestDataDay } from "../src/sync/dates.ts";
-import { haveChromium, launchChromium, localOnlyContext, openPage } from "./helpers/browser.ts";
+import { haveChromium, launchChromium, localOnlyContext, newTab, type Tab } from "./helpers/browser.ts";
 import { cli } from "./helpers/cli.ts";
 import { stableNow } from "./helpers/day.ts";
 import { withDb } from "./helpers/observe.ts";
@@ -76,6 +76,8 @@ describe.skipIf(!chromiumHere)("insights in chromium", () => {
   let s: RunningServer;
   let browser: Browser;
   let context: BrowserContext;
+  // The one page every test opens its paths in (a new page is a new renderer: see newTab).
+  let tab: Tab;
   let siteId = 0;
   const offsite: string[] = [];
   const consoleErrors: string[] = [];
@@ -167,6 +169,7 @@ describe.skipIf(!chromiumHere)("insights in chromium", () => {
     });
     browser = await launchChromium();
     context = await localOnlyContext(browser, s.url, offsite);
+    tab = await newTab(context, s.url, consoleErrors);
   });
 
   afterAll(async () => {
@@ -175,7 +178,7 @@ describe.skipIf(!chromiumHere)("insights in chromium", () => {
   });
 
   async function open(path: string): Promise<Page> {
-    return openPage(context, s.url, path, consoleErrors);
+    return tab.open(path);
   }
 
   async function shot(page: Page, name: string) {
@@ -251,7 +254,6 @@ describe.skipIf(!chromiumHere)("insights in chromium", () => {
       cannibal.queries.map((q: { query: string; competing_pages: number }) => [q.query, q.competing_pages]),
     );
     expect(shared[0]![2]).toContain(`/d (${((100 / 165) * 100).toFixed(1)}%`);
-    await page.close();
   });
 
   test("the country field narrows totals and page reports like the API; the query reports say why they are absent", async () => {
@@ -285,11 +287,13 @@ describe.skipIf(!chromiumHere)("insights in chromium", () => {
     await page.waitForURL(/search_type=discover/);
     expect(await page.locator("[data-insight-unavailable=search_type]").count()).toBe(3);
     expect(await page.locator("[data-insight-unavailable=search_type]").first().innerText()).toContain("no query dimension");
-    await page.close();
-    const bad = await context.newPage();
-    expect((await bad.goto(`${s.url}/ui/insights?site_id=${siteId}&country=us`))?.status()).toBe(400);
-    expect(await bad.locator("body").innerText()).toContain("ISO 3166-1 alpha-3");
-    await bad.close();
+    // In the same page: a page that comes with status 400, which chromium reports on the console (expected here, and only here).
+    const errorsBefore = consoleErrors.length;
+    const logged = page.waitForEvent("console", (m) => m.type() === "error");
+    expect((await page.goto(`${s.url}/ui/insights?site_id=${siteId}&country=us`))?.status()).toBe(400);
+    expect(await page.locator("body").innerText()).toContain("ISO 3166-1 alpha-3");
+    await logged;
+    expect(consoleErrors.splice(errorsBefore)).toEqual([expect.stringContaining("status of 400 (Bad Request)")]);
   });
 
   test("index status in insights: pages per coverage state, the not-indexed pages by clicks, top pages never inspected", async () => {
@@ -313,7 +317,6 @@ describe.skipIf(!chromiumHere)("insights in chromium", () => {
     expect(await page.locator("ul.uninspected li").allInnerTexts()).toEqual(["/b (20 clicks)", "/d (5 clicks)"]);
     await section.scrollIntoViewIfNeeded();
     await shot(page, "insights-index");
-    await page.close();
   });
 
   test("the site page: completeness marks in the calendar (as MCP get_sync_status has them), sitemaps and index status", async () => {
@@ -360,7 +363,6 @@ describe.skipIf(!chromiumHere)("insights in chromium", () => {
     expect(idx.find((t) => t.startsWith(`${H}/e`))).toContain(`${H}/d`);
     await page.locator(".calendar").scrollIntoViewIfNeeded();
     await shot(page, "site-completeness");
-    await page.close();
   });
 
   test("no console errors, nothing requested from another server", () => {
