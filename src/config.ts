@@ -232,6 +232,10 @@ const buildEnvSchema = () =>
     // leaves the cores to requests and runs at full speed between them; while one kept to CPUs (SYNC_CPUS) works, the HTTP
     // workers keep off those CPUs. false: they never pause, and the HTTP workers use every CPU.
     SYNC_GIVE_WAY: bool.default(true),
+    // With SYNC_GIVE_WAY, whether the HTTP workers keep off the CPUs of a working sync worker kept to CPUs (SYNC_CPUS).
+    // false: the sync worker marks none, so the HTTP workers use every CPU and a request may take the sync's core (with
+    // SYNC_POLICY idle it preempts the sync there at once). For an A/B on a quiet host (docs/benchmarks/ingest-export.md).
+    SYNC_KEEP_OFF: bool.default(true),
     // The longest a sync worker thread keeps a core while another task waits for it (µs; Linux >= 6.12's EEVDF custom slice,
     // sched_setattr; the kernel's default ~0.7-3 ms), with SYNC_NICE above 0. 0 (the default): the kernel's. 100 µs cost a
     // near-quiet backfill 8-13% of its rows/s for no p99 gain (docs/benchmarks/ingest-export.md, ninth pass).

@@ -182,7 +182,7 @@ describe("requests in flight shared with the sync workers (SYNC_GIVE_WAY)", () =
     },
   );
 
-  test("the supervisor makes the file for its HTTP and sync workers (each HTTP worker its slot) and removes it when it stops; SYNC_GIVE_WAY=false: none", async () => {
+  test("the supervisor makes the file for its HTTP and sync workers (each HTTP worker its slot; the sync worker marks its CPUs, none with SYNC_KEEP_OFF=false) and removes it when it stops; SYNC_GIVE_WAY=false: none", async () => {
     const environOf = (pid: number) =>
       Object.fromEntries(
         readFileSync(`/proc/${pid}/environ`, "utf8")
@@ -205,8 +205,34 @@ describe("requests in flight shared with the sync workers (SYNC_GIVE_WAY)", () =
         .map((e) => e.SITESYNC_SLOT)
         .sort(),
     ).toEqual(["0", "1"]);
+    // The sync worker (kept to the last CPU: SYNC_CPUS auto) marked its CPU in the file for the HTTP workers to keep off.
+    const words = () => {
+      const bytes = Bun.mmap(path);
+      return [...new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2).slice(SIGNAL_SLOTS + 1)];
+    };
+    const own = allowedCpus();
+    if (own.length >= 2) {
+      const last = own.at(-1)!;
+      await waitFor("the sync worker to mark its CPU", () => words().some((w) => w !== 0) || null);
+      expect(words()[last >> 5]).toBe(1 << (last & 31));
+    }
     await s.stop();
     expect(existsSync(path)).toBe(false);
+
+    // SYNC_KEEP_OFF=false: the file, but no CPU marked (the HTTP workers keep to every CPU).
+    const keepOn = await startServer({
+      workers: 1,
+      syncWorkers: 1,
+      env: { SYNC_SCHEDULER: "false", SYNC_KEEP_OFF: "false", LOG_LEVEL: "info" },
+    });
+    cleanups.push(keepOn.cleanup);
+    await waitFor("the sync worker to start", () => keepOn.output().includes("sync worker started") || null);
+    const keepOnPath = environOf(childPids(keepOn.proc.pid)[0]!).SITESYNC_REQUEST_SIGNAL!;
+    const bytes = Bun.mmap(keepOnPath);
+    expect([...new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2).slice(SIGNAL_SLOTS + 1)].every((w) => w === 0)).toBe(
+      true,
+    );
+    await keepOn.stop();
 
     const off = await startServer({ workers: 1, syncWorkers: 1, env: { SYNC_SCHEDULER: "false", SYNC_GIVE_WAY: "false" } });
     cleanups.push(off.cleanup);

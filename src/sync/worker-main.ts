@@ -32,9 +32,9 @@ async function main() {
   else lowerPriority(0, 0, "other");
   const cpus = config.SYNC_CPUS === "auto" ? (config.supervised ? lastCpus(config.SYNC_WORKERS) : null) : config.SYNC_CPUS;
   const pinned = Array.isArray(cpus) && cpus.length > 0 && pinToCpus(cpus) ? cpus : null;
-  // Pauses while the HTTP workers have requests in flight, and has them keep off its CPUs while it works (SYNC_GIVE_WAY;
-  // the supervisor made the file).
-  if (config.SITESYNC_REQUEST_SIGNAL && !watchRequests(config.SITESYNC_REQUEST_SIGNAL, pinned))
+  // Pauses while the HTTP workers have requests in flight, and has them keep off its CPUs while it works (SYNC_GIVE_WAY,
+  // SYNC_KEEP_OFF; the supervisor made the file).
+  if (config.SITESYNC_REQUEST_SIGNAL && !watchRequests(config.SITESYNC_REQUEST_SIGNAL, config.SYNC_KEEP_OFF ? pinned : null))
     log("warn", "the sync worker cannot read the HTTP workers' requests in flight; it will not give way to them");
   const db = openDbOrExit(config, "sync");
   await registerProcess(db);
