@@ -303,14 +303,14 @@ describe("backpressure for the checkpointer", () => {
 
     const big = "x".repeat(400_000); // about 100 pages of frames
     await t.db.write((tx) => tx.update(sites).set({ name: big }).run());
-    await Bun.sleep(10); // the WAL size is sampled at most once a millisecond
+    await Bun.sleep(15); // the WAL size is sampled at most once every 10 ms (engine.ts WAL_CHECK_MS)
     const y0 = t.db.stats.yields;
     for (let i = 0; i < 5; i++) await t.db.write(insertSite(`sc-domain:y${i}.example`));
     expect(t.db.stats.yields - y0).toBe(5);
 
     // Once a checkpoint resets the WAL, writes go straight in again.
     expect(t.db.raw.reader.query("PRAGMA wal_checkpoint(TRUNCATE)").get()).toEqual({ busy: 0, log: 0, checkpointed: 0 });
-    await Bun.sleep(10);
+    await Bun.sleep(15);
     const y1 = t.db.stats.yields;
     for (let i = 0; i < 5; i++) await t.db.write(insertSite(`sc-domain:z${i}.example`));
     expect(t.db.stats.yields - y1).toBe(0);
@@ -325,7 +325,7 @@ describe("backpressure for the checkpointer", () => {
         .set({ name: "x".repeat(400_000) })
         .run(),
     ); // ~25x the yield size
-    await Bun.sleep(10);
+    await Bun.sleep(15);
     const y0 = t.db.stats.yields;
     const t0 = performance.now();
     for (let i = 0; i < 5; i++) await t.db.write(insertSite(`sc-domain:far${i}.example`));

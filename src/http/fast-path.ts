@@ -216,8 +216,9 @@ export function nextLinkOf(path: string, query: string, next: SiteCursor): strin
 }
 
 /** The audit row the full stack's audit context writes for a create of a site (target and site_id from the result). */
-export function createAuditRow(principal: Principal, peer: Peer, requestId: string, siteId: number | null): AuditInsert {
+export function createAuditRow(principal: Principal, peer: Peer, requestId: string, siteId: number | null, at?: string): AuditInsert {
   return {
+    at,
     actor: actorOf(principal),
     key_id: null,
     ip: normalizeAddress(peer.address),
@@ -297,7 +298,8 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
       site = await withLogContext({ request_id: id }, () =>
         db.write((tx) => {
           const created = insertSiteRow(tx, input);
-          insertAuditRow(db, tx, createAuditRow(principal, peer, id, created.id));
+          // The audit row's time is the site's (taken in the same transaction): one clock read and ISO string less.
+          insertAuditRow(db, tx, createAuditRow(principal, peer, id, created.id, created.created_at));
           return created;
         }),
       );

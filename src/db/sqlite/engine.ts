@@ -114,6 +114,11 @@ export function newWriterStats(): WriterStats {
 const POLL_ATTEMPTS = 10;
 const RETRY_MS = 2;
 const YIELD_MS = 1;
+/**
+ * How stale the WAL size the yield goes by may be: a stat costs ~2 µs, which every commit paid when commits came more
+ * than YIELD_MS apart (solo creates beside reads); the WAL takes seconds to pass twice the checkpoint size.
+ */
+const WAL_CHECK_MS = 10;
 /** The longest yield, in YIELD_MS, however far past its size the WAL is. */
 const YIELD_MAX_FACTOR = 16;
 /** How stale the identity check before a transaction may be (one stat per 100 ms at most). */
@@ -179,7 +184,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   function yieldFactor(): number {
     if (!opts.walYield || yielded) return 0;
     const now = performance.now();
-    if (now - walCheckedAt >= YIELD_MS) {
+    if (now - walCheckedAt >= WAL_CHECK_MS) {
       walCheckedAt = now;
       const size = walSize(opts.walYield.dbPath);
       walOver = size > opts.walYield.bytes ? Math.min(YIELD_MAX_FACTOR, Math.floor(size / opts.walYield.bytes)) : 0;
