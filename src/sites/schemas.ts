@@ -19,6 +19,8 @@ const controlChars = /^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u20
  * host, never the path), so `SC-DOMAIN:A.COM` and `sc-domain:a.com` are one site, not two.
  */
 export function normalizeDomain(domain: string): string {
+  // Nothing to lower-case (the usual create): as is, without the pattern (~0.3 us of a create's ~0.35).
+  if (domain.toLowerCase() === domain) return domain;
   const m = /^([a-zA-Z-]+:(?:\/\/)?)([^/]*)(.*)$/.exec(domain);
   return m ? m[1]!.toLowerCase() + m[2]!.toLowerCase() + m[3]! : domain;
 }
