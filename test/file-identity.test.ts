@@ -1,9 +1,9 @@
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { copyFileSync, existsSync, linkSync, readFileSync, renameSync, unlinkSync } from "node:fs";
+import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../src/app.ts";
-import { fileIdentity } from "../src/db/sqlite/identity.ts";
+import { fileIdentity, guardFile } from "../src/db/sqlite/identity.ts";
 import { FileChangedError, openDb } from "../src/db/index.ts";
 import { migrate } from "../src/db/sqlite/migrate.ts";
 import { sites } from "../src/db/sqlite/schema.ts";
@@ -88,6 +88,20 @@ describe("in one process", () => {
       return tx.insert(sites).values(site("inflight.example")).run();
     });
     await expect(pending).rejects.toMatchObject({ code: "unavailable" });
+  });
+
+  test("a path that cannot be looked up any more (a directory of it now a file) reads as deleted, never throws", () => {
+    // The check runs after every COMMIT, outside the write's try: a throw there would leave the write queue stuck.
+    const d = tempDir();
+    cleanups.push(d.cleanup);
+    const sub = join(d.dir, "sub");
+    mkdirSync(sub);
+    writeFileSync(join(sub, "app.db"), "x");
+    const guard = guardFile(join(sub, "app.db"));
+    expect(guard.problem(0)).toBeNull();
+    rmSync(sub, { recursive: true });
+    writeFileSync(sub, "a file now"); // stat: ENOTDIR, not ENOENT
+    expect(guard.problem(0)).toMatch(/was deleted while in use/);
   });
 
   test("a worker handed its supervisor's identity refuses a file that is not that one", () => {

@@ -34,8 +34,13 @@ function sameFileTest(path: string, expected: string): () => boolean {
   const [dev, ino] = expected.split(":").map((v) => Number(v));
   if (!Number.isSafeInteger(dev) || !Number.isSafeInteger(ino)) return () => fileIdentity(path) === expected;
   return () => {
-    const s = statSync(path, { throwIfNoEntry: false });
-    return s !== undefined && s.ino === ino && s.dev === dev;
+    try {
+      const s = statSync(path, { throwIfNoEntry: false });
+      return s !== undefined && s.ino === ino && s.dev === dev;
+    } catch {
+      // Any other failure (a directory made unreadable, a component that is not one): fileIdentity says what it is.
+      return false;
+    }
   };
 }
 
