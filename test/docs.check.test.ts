@@ -102,6 +102,7 @@ describe("commands, settings, paths", () => {
     "TEST_PG_RUNS_TOO",
     "TEST_RETRY_FAILED",
     "TEST_CGROUPS",
+    "TEST_PRIORITY_LANE",
     "FAKE_GSC_REUSE_BODIES",
     "FAKE_GSC_DELAY_MS",
     // Bun's, set by scripts/test.ts for the processes a file starts.

@@ -249,6 +249,25 @@ describe("the start bundle (src/bundle/build.ts)", () => {
     }
   });
 
+  test("a lock left by a builder that died mid-build is taken over at once, not after LOCK_STALE_MS", async () => {
+    const root = tree({ "main.ts": 'console.log("built");\n' });
+    try {
+      const dir = join(root, "node_modules/.cache/sitesync-start", sourceKey(root, ["main.ts"]));
+      mkdirSync(dirname(dir), { recursive: true });
+      // A fresh lock of a process that is gone (a test's server start killed at its timeout while building).
+      const dead = Bun.spawnSync(["true"]).pid;
+      writeFileSync(`${dir}.lock`, String(dead));
+      const built = await Promise.race([
+        ensureStartBundle({ root, entries: ["main.ts"] }),
+        Bun.sleep(20_000).then(() => "still waiting for the dead builder's lock"),
+      ]);
+      expect(built).toBe(dir);
+      expect(run(bundledFile(dir, "main.ts"))).toBe("built");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   test("bundled modules keep their sources' locations, and only a start file run as a script is the main one", async () => {
     const root = tree({
       "main.ts": 'import { where } from "./sub/where.ts";\nconsole.log(JSON.stringify({ ...where, entryMain: import.meta.main }));\n',

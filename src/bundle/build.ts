@@ -98,7 +98,10 @@ function touched(dir: string) {
   return dir;
 }
 
-/** Takes the build lock (a file made exclusively); a lock older than LOCK_STALE_MS is taken for a dead builder's. */
+/**
+ * Takes the build lock (a file made exclusively, holding the builder's pid); a lock whose builder is gone, or older
+ * than LOCK_STALE_MS (a builder on another host sharing the folder), is taken for a dead builder's.
+ */
 function takeLock(lock: string): boolean {
   try {
     const fd = openSync(lock, "wx");
@@ -108,11 +111,26 @@ function takeLock(lock: string): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     try {
-      if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) rmSync(lock, { force: true });
+      // A builder killed mid-build (a test's start timing out, SIGKILL) leaves its lock: without the pid check every
+      // start waited LOCK_STALE_MS for it, with nothing printed.
+      if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS || !isAlive(Number(readFileSync(lock, "utf8")))) {
+        rmSync(lock, { force: true });
+      }
     } catch {
       // Gone meanwhile: try again.
     }
     return false;
+  }
+}
+
+/** Whether process `pid` of this host is alive (a lock being written reads as empty: alive). */
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== "ESRCH";
   }
 }
 
