@@ -53,6 +53,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       url: opts.url,
       connections: opts.connections,
       duration: opts.durationSec,
+      // autocannon stops at its first sample tick past the duration (every second by default): a shorter load
+      // (bench.test's split prewarm, bench-analytics' 0.25 s conditions) ran a whole second.
+      ...(opts.durationSec < 1 ? { sampleInt: Math.max(10, Math.round(opts.durationSec * 1000)) } : {}),
       timeout: opts.timeoutSec ?? 10,
       requests: [
         {

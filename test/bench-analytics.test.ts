@@ -29,7 +29,7 @@ describe("bun run bench:analytics", () => {
         "--slow-requests",
         "1",
         // A quarter second of the sites API per condition and round (8 of them): the figures are only checked to be
-        // there (1 s each: 10.8 s of CPU for the file at load 19, 0.25 s: 8.9 s at load 17).
+        // there. autocannon ran a whole second for it until bench/load.ts ticked sooner for a shorter load (2026-12-07).
         "--duration",
         "0.25",
         "--rounds",
