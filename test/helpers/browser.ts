@@ -32,23 +32,29 @@ export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
 }
 
-/** A context that lets through only requests for `serverUrl`'s host; every other URL is aborted and pushed to `offsite`. */
+/**
+ * A context whose requests reach only `serverUrl`'s host: every other URL is pushed to `offsite` (the tests fail on
+ * it) and sent to a proxy that is not there (127.0.0.1:9, nothing listens), so it fails in chromium without leaving
+ * this machine; loopback addresses other than the server's go direct, recorded all the same. Recorded from the
+ * context's request events, not by intercepting every request (a route): interception is a round trip to this
+ * process per request and turns off chromium's HTTP cache. Over the dashboard's 9-page tour (one page, 4 alternated
+ * rounds, load 16-18): chromium's CPU 1.77-2.51 s with the route, 1.53-2.17 s with this; the client's 0.29 -> 0.18 s.
+ */
 export async function localOnlyContext(
   browser: Browser,
   serverUrl: string,
   offsite: string[],
   opts: { javaScriptEnabled?: boolean; viewport?: { width: number; height: number } } = {},
 ): Promise<BrowserContext> {
+  const own = new URL(serverUrl);
   const ctx = await browser.newContext({
     javaScriptEnabled: opts.javaScriptEnabled ?? true,
     viewport: opts.viewport ?? { width: 1280, height: 900 },
+    proxy: { server: "http://127.0.0.1:9", bypass: own.hostname },
   });
-  const own = new URL(serverUrl).host;
-  await ctx.route("**/*", (route) => {
-    const url = new URL(route.request().url());
-    if (url.host === own) return route.continue();
-    offsite.push(url.href);
-    return route.abort();
+  ctx.on("request", (request) => {
+    const url = new URL(request.url());
+    if (url.host !== own.host) offsite.push(url.href);
   });
   return ctx;
 }
