@@ -1,5 +1,6 @@
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { readFileSync, statSync } from "node:fs";
 import { testEngine } from "./helpers/db.ts";
 import { withDb } from "./helpers/observe.ts";
 import { request, startServer, type RunningServer } from "./helpers/server.ts";
@@ -79,36 +80,41 @@ function lockStaysTaken(path: string, ms: number): boolean {
   }
 }
 
-/** Waits up to `ms` until some process holds the write lock (probed without waiting from this process). */
-async function untilLockTaken(path: string, ms: number): Promise<boolean> {
-  const probe = new Database(path);
-  probe.run("PRAGMA busy_timeout = 0");
+/**
+ * The pid holding the write lock of the SQLite file at `path` (in WAL mode: a POSIX lock on byte 120 of its -shm
+ * file, which /proc/locks lists with its owner), or null (none, or no /proc/locks).
+ */
+function writeLockOwner(path: string): number | null {
   try {
-    const until = performance.now() + ms;
-    while (performance.now() < until) {
-      try {
-        probe.run("BEGIN IMMEDIATE");
-        probe.run("ROLLBACK");
-      } catch {
-        return true;
-      }
-      await Bun.sleep(2);
-    }
-    return false;
-  } finally {
-    probe.close();
+    const ino = statSync(`${path}-shm`).ino;
+    const m = new RegExp(`^\\d+: POSIX +ADVISORY +WRITE (\\d+) [0-9a-f]+:[0-9a-f]+:${ino} 120 120$`, "m").exec(
+      readFileSync("/proc/locks", "utf8"),
+    );
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
   }
 }
 
+/** The one of `pids` seen holding the write lock within `ms` (looked up without waiting for the lock), or null. */
+async function untilHeldByOneOf(path: string, pids: number[], ms: number): Promise<number | null> {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    const owner = writeLockOwner(path);
+    if (owner !== null && pids.includes(owner)) return owner;
+    await Bun.sleep(1);
+  }
+  return null;
+}
+
 /**
- * SIGSTOPs one of `pids` at a moment it holds the write lock; returns its pid and the stop time. `whenTaken`: `pids`
- * are all but the only writers (heartbeats aside), so each try waits to see the lock taken before the stop (most tries
- * then catch it).
+ * SIGSTOPs one of `pids` at a moment it holds the write lock; returns its pid and the stop time. Each try stops the
+ * one seen holding it (/proc/locks), waiting up to `waitMs` for that, else the next in turn; holds are short (a group
+ * commit), so a try may still miss.
  */
-async function stopLockHolder(s: RunningServer, pids: number[], attempts: number, role: string, whenTaken: boolean) {
+async function stopLockHolder(s: RunningServer, pids: number[], attempts: number, role: string, waitMs: number) {
   for (let i = 0; i < attempts; i++) {
-    const pid = pids[i % pids.length]!;
-    if (whenTaken) await untilLockTaken(s.dbPath, 5000);
+    const pid = (await untilHeldByOneOf(s.dbPath, pids, waitMs)) ?? pids[i % pids.length]!;
     try {
       process.kill(pid, "SIGSTOP");
     } catch {
@@ -191,7 +197,7 @@ describe("watchdog", () => {
         // way to requests in flight: it took 3-11 tries of 0.7 s each under 16 writers); they resume at once, so
         // their writes meet the stopped holder's lock as before. An HTTP worker holds the lock only for the load's commits.
         if (h.role === "sync") await load.pause();
-        const stopped = await stopLockHolder(s, pids, h.attempts, h.role, h.role === "sync");
+        const stopped = await stopLockHolder(s, pids, h.attempts, h.role, h.role === "sync" ? 5000 : 200);
         load.resume();
         if (!stopped) {
           // Lock holds are short and the machine is shared: say so rather than pass without checking.
