@@ -18,8 +18,8 @@ afterEach(async () => {
 
 const WATCHDOG_MS = 2000;
 
-/** Writers creating sites as fast as they are answered; each ack is recorded with its time. */
-function writeLoad(url: string, clients: number) {
+/** Writers creating sites as fast as they are answered (or `gapMs` apart); each ack is recorded with its time. */
+function writeLoad(url: string, clients: number, gapMs = 0) {
   const acks: { domain: string; at: number }[] = [];
   let stop = false;
   let n = 0;
@@ -38,6 +38,7 @@ function writeLoad(url: string, clients: number) {
       const r = await request(url, "POST", "/api/v1/sites", { domain, name: "W" }).catch(() => null);
       if (r?.status === 201) acks.push({ domain, at: performance.now() });
       else if (r === null) await Bun.sleep(5);
+      if (gapMs > 0) await Bun.sleep(gapMs);
     }
   });
   return {
@@ -250,7 +251,9 @@ describe("watchdog", () => {
       cleanups.push(s.cleanup);
       const pids = await pidsOf(s, "http");
       const [pid] = pids;
-      const load = writeLoad(s.url, 16);
+      // 16 writers (some on the stopped worker's connections), each 20 ms apart: flat out they sent ~3,000 writes
+      // while it was stopped where the check needs 20, all of them CPU (this process's, the workers', the server's).
+      const load = writeLoad(s.url, 16, 20);
       cleanups.push(() => load.stop());
       while (load.acks.length < 100) await Bun.sleep(10);
       process.kill(pid!, "SIGSTOP");
