@@ -80,6 +80,9 @@ export function startCluster(
         fsync: "off",
         synchronous_commit: "off",
         full_page_writes: "off",
+        // Not more: the server's CPU for bounds, bounds.load and analytics.stream (2026-12-07, alternated, load 15-24) was
+        // 14.8-18.1 s at 32 MB (4 runs), 17.9 / 19.7 at 128 MB, 16.8 / 14.5 at 16 MB (a guess at why: each backend
+        // faults in every shared page it touches, and a bigger pool is spread wider).
         shared_buffers: "32MB",
         // Every process of a test server pools PG_POOL_SIZE connections; two instances of 4 workers each, plus
         // the tests' own pools, pass 100.
