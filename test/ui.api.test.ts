@@ -325,4 +325,39 @@ describe("a live part whose content does not change outlives the server's idle t
       await s.cleanup();
     }
   }, 60_000);
+
+  // PostgreSQL only: a lock held on the jobs' table is how a test makes a render wait (SQLite's readers never wait).
+  test.if(testEngine === "pg")(
+    "HTTP_IDLE_TIMEOUT_S=2: a render waiting longer than the idle timeout does not leave the stream silent",
+    async () => {
+      const { startServer } = await import("./helpers/server.ts");
+      const pg = (await import("pg")).default;
+      const s = await startServer({ workers: 1, env: { HTTP_IDLE_TIMEOUT_S: "2" } });
+      const locker = new pg.Client({ connectionString: s.dbPath });
+      try {
+        await locker.connect();
+        const res = await fetch(`${s.url}/ui/jobs/stream`);
+        const reader = res.body!.getReader();
+        const decoder = new TextDecoder();
+        expect(decoder.decode((await reader.read()).value)).toStartWith("event: jobs");
+        // Every render from now on waits for the lock, 3.5 s: keep-alives had come only between renders, so the
+        // connection fell silent and Bun closed it after 2 s.
+        await locker.query("BEGIN");
+        await locker.query("LOCK TABLE sync_tasks IN ACCESS EXCLUSIVE MODE");
+        const released = Bun.sleep(3_500).then(() => locker.query("COMMIT"));
+        let text = "";
+        while ((text.match(/: keep-alive/g) ?? []).length < 3) {
+          const chunk = await reader.read();
+          expect(chunk.done).toBe(false);
+          text += decoder.decode(chunk.value);
+        }
+        await released;
+        await reader.cancel();
+      } finally {
+        await locker.end().catch(() => {});
+        await s.cleanup();
+      }
+    },
+    60_000,
+  );
 });

@@ -777,6 +777,17 @@ function live(c: Context, event: string, everyMs: number, keepAliveMs: number, r
     stream.onAbort(stop);
     let last = "";
     let sentAt = Date.now();
+    // Keep-alives on a timer of their own, not between renders: a render slower than keepAliveMs (a loaded database)
+    // left the connection silent past the idle timeout, and Bun closed it (seen at load ~19 with HTTP_IDLE_TIMEOUT_S=2).
+    const beat = setInterval(
+      () => {
+        if (stopped || stream.aborted || Date.now() - sentAt < keepAliveMs) return;
+        sentAt = Date.now();
+        // Chunks are written whole and in order: a comment between two events keeps the stream valid.
+        stream.write(": keep-alive\n\n").catch(() => {});
+      },
+      Math.max(100, keepAliveMs / 4),
+    );
     try {
       while (!stopped && !stream.aborted) {
         // null: a bounded turn refused (nothing new to send this time).
@@ -792,13 +803,11 @@ function live(c: Context, event: string, everyMs: number, keepAliveMs: number, r
           await stream.writeSSE({ event, data: html });
           last = html;
           sentAt = Date.now();
-        } else if (Date.now() - sentAt >= keepAliveMs) {
-          await stream.write(": keep-alive\n\n");
-          sentAt = Date.now();
         }
         await stream.sleep(Math.min(everyMs, keepAliveMs));
       }
     } finally {
+      clearInterval(beat);
       openStreams.delete(stop);
     }
   });
