@@ -25,7 +25,7 @@ let fake: FakeGsc;
 let dir: ReturnType<typeof tempDir>;
 
 beforeAll(() => {
-  fake = startFakeGsc({ rows: (_s, _d, type) => (type === "web" ? 60_000 : type === "image" ? 25_000 : 0) });
+  fake = startFakeGsc({ rows: (_s, _d, type) => (type === "web" ? 60_000 : type === "image" ? 25_000 : 0), keepAnswers: true });
   dir = tempDir();
 });
 afterAll(() => {
