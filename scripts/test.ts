@@ -46,6 +46,8 @@ export const sqliteOnly: Record<string, string> = {
   "bench-grow.test.ts": "grows an SQLite bench file",
   "fast-path.test.ts": "SQLite's request fast path (PostgreSQL's has pg-fast-path.test.ts)",
   "sync.backfill.test.ts": "an SQLite migration's backfill of old rows (PostgreSQL's schema starts with the markers)",
+  "grain-tables-migration.test.ts": "an SQLite migration's table rebuild (WITHOUT ROWID)",
+  "read-snapshot.test.ts": "the SQLite reader's shared read transactions",
 };
 
 /**
