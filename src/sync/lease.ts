@@ -1,11 +1,13 @@
 import { and, eq, isNull, lt, or, sql } from "drizzle-orm";
 import { first, type Db, type Q, type Tables } from "../db/index.ts";
+import { dueTaskQuery } from "../db/pg/claim.ts";
 import { pgSchema } from "../db/pg/driver.ts";
 import { namedStatement, perPgHandle } from "../db/pg/prepared.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { syncTasks } from "../db/sqlite/schema.ts";
 import type { SyncTask } from "../db/model.ts";
 import { sqliteOrm } from "../db/sql.ts";
+import { hasDueTask, type TaskTypesParam } from "./claim.ts";
 import { LeaseLost, TaskCancelled } from "./errors.ts";
 import { clearStaged } from "./staged-day.ts";
 
@@ -59,17 +61,22 @@ const readStatements = perConnection((orm) => ({
   anyExpired: orm.select({ id: syncTasks.id }).from(syncTasks).where(expired).limit(1).prepare(),
 }));
 
-// PostgreSQL: the same check as a named statement (each idle sync worker asks it every SYNC_POLL_MS).
+// PostgreSQL: the same check as a named statement; and, for the idle loop, with the due-task check in the same
+// statement: each idle sync worker asks both every SYNC_POLL_MS, one round trip and one execution on the server.
 const pgStatements = perPgHandle((q) => {
   const st = pgSchema().syncTasks;
+  const anyExpired = q
+    .select({ id: st.id })
+    .from(st)
+    .where(expiredAt(st, p("now")))
+    .limit(1);
   return {
-    anyExpired: namedStatement<{ id: number }>(
-      "sync_tasks_any_expired",
+    anyExpired: namedStatement<{ id: number }>("sync_tasks_any_expired", anyExpired),
+    idleLook: namedStatement<{ expired: boolean; due: boolean }>(
+      "sync_tasks_idle_look",
       q
-        .select({ id: st.id })
-        .from(st)
-        .where(expiredAt(st, p("now")))
-        .limit(1),
+        .select({ expired: sql<boolean>`exists(${anyExpired})`.as("expired"), due: sql<boolean>`exists(${dueTaskQuery(q)})`.as("due") })
+        .from(sql`(select) as look`),
     ),
   };
 });
@@ -206,6 +213,16 @@ export async function releaseTask(db: Db, claim: Claim): Promise<boolean> {
 export async function hasExpiredLeases(db: Db, now = new Date()): Promise<boolean> {
   if (db.engine === "sqlite") return readStatements(db.read).anyExpired.get({ now: now.toISOString() }) !== undefined;
   return (await pgStatements(db).anyExpired.run(db.pg.pool, { now: now.toISOString() })).length > 0;
+}
+
+/**
+ * An idle worker's look: is any lease expired (hasExpiredLeases), is a task of `types` due (hasDueTask)? On PostgreSQL
+ * one statement; due is read before any reaping, so a caller that reaps asks hasDueTask again.
+ */
+export async function lookForWork(db: Db, types: TaskTypesParam, now = new Date()): Promise<{ expired: boolean; due: boolean }> {
+  if (db.engine === "sqlite") return { expired: await hasExpiredLeases(db, now), due: await hasDueTask(db, types, now) };
+  const row = first(await pgStatements(db).idleLook.run(db.pg.pool, { now: now.toISOString(), types }));
+  return { expired: row?.expired === true, due: row?.due === true };
 }
 
 // A running row without a lease (written by hand or by an older version) counts as expired too.

@@ -13,7 +13,7 @@ import {
   claimOf,
   completeTask,
   failOrRetryTask,
-  hasExpiredLeases,
+  lookForWork,
   reapExpiredLeases,
   releaseTask,
   renewLease,
@@ -247,11 +247,14 @@ export function startWorker(opts: WorkerOptions): Worker {
     );
     while (!stopping) {
       try {
-        if (await hasExpiredLeases(db)) {
+        const look = await lookForWork(db, types);
+        if (look.expired) {
           const reaped = await reapExpiredLeases(db);
           if (reaped.length > 0) log("warn", "expired leases reaped", { tasks: reaped });
         }
-        const task = !stopping && (await hasDueTask(db, types)) ? await claimNextTask(db, { types, leaseMs: opts.leaseMs }) : undefined;
+        // Reaped tasks are pending again: after a reap, look for a due task afresh.
+        const due = look.expired ? await hasDueTask(db, types) : look.due;
+        const task = !stopping && due ? await claimNextTask(db, { types, leaseMs: opts.leaseMs }) : undefined;
         if (task) {
           // task_id on every line logged while it runs (Search Console retries, day failures...).
           await withLogContext({ task_id: task.id, task_type: task.task_type }, () => runTask(task));

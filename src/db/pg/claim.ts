@@ -1,5 +1,5 @@
 import { and, asc, eq, lte, sql } from "drizzle-orm";
-import { first, type Db } from "../index.ts";
+import { first, type Db, type Q } from "../index.ts";
 import type { SyncTask } from "../sqlite/schema.ts";
 import { inJsonList } from "../sql.ts";
 import { pgSchema } from "./driver.ts";
@@ -10,27 +10,25 @@ import { namedStatement, perPgHandle } from "./prepared.ts";
 // hold, so none waits for another and no task is claimed twice.
 
 const p = sql.placeholder;
-// Each idle sync worker asks for a due task every SYNC_POLL_MS: a named statement (compiled once, planned once per connection).
-const statements = perPgHandle((q) => {
+/** The oldest due pending task of one of `types` (placeholders `now`, `types`: a JSON array), as a query to compile. */
+export function dueTaskQuery(q: Q) {
   const st = pgSchema().syncTasks;
-  return {
-    due: namedStatement<{ id: number }>(
-      "sync_tasks_due",
-      q
-        .select({ id: st.id })
-        .from(st)
-        .where(
-          and(
-            eq(st.status, "pending"),
-            lte(st.run_at, p("now")),
-            sql`${st.task_type} in (select jsonb_array_elements_text(${p("types")}::jsonb))`,
-          ),
-        )
-        .orderBy(asc(st.run_at), asc(st.id))
-        .limit(1),
-    ),
-  };
-});
+  return q
+    .select({ id: st.id })
+    .from(st)
+    .where(
+      and(
+        eq(st.status, "pending"),
+        lte(st.run_at, p("now")),
+        sql`${st.task_type} in (select jsonb_array_elements_text(${p("types")}::jsonb))`,
+      ),
+    )
+    .orderBy(asc(st.run_at), asc(st.id))
+    .limit(1);
+}
+
+// A named statement (compiled once, planned once per connection): claims and tests ask it outside the idle loop.
+const statements = perPgHandle((q) => ({ due: namedStatement<{ id: number }>("sync_tasks_due", dueTaskQuery(q)) }));
 
 /** The oldest due pending task of one of `types` (a JSON array), or undefined: a plain read, no lock. */
 export async function findDueTaskPg(db: Db, types: string, now: Date): Promise<{ id: number } | undefined> {
