@@ -26,7 +26,11 @@ export function haveChromium(file: string): boolean {
 /**
  * Starts chromium headless (no sandbox: tests run as root in containers). Flags that turn off the GPU process,
  * extensions, background networking and the like were measured too: no difference for the headless shell
- * (2.0-2.5 s of CPU either way over 10 pages, 3 alternated pairs at load 47-70), so none are added.
+ * (2.0-2.5 s of CPU either way over 10 pages, 3 alternated pairs at load 47-70), so none are added. Tried again on
+ * 2026-12-07 over the 9-page tour in one page (3 alternated rounds, load 15-24, chromium's CPU against the same run
+ * without): `--disable-gpu` 0.99x, `--disable-features=PaintHolding,BackForwardCache` 1.00x, `--js-flags=--jitless`
+ * 0.97x, `--in-process-gpu` 1.04x, `--single-process` 0.95x, an 800x600 viewport 1.02x: the cost is the pages
+ * themselves (0.1-0.35 s a navigation, the site page with its calendar the most), and a new page's renderer.
  */
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
