@@ -11,7 +11,7 @@ import { gscSource } from "../src/sync/gsc/client.ts";
 import { createRateLimiter } from "../src/sync/gsc/limiter.ts";
 import { registerHandler } from "../src/sync/handlers/index.ts";
 import { claimNextTask, taskTypesParam } from "../src/sync/claim.ts";
-import { reapExpiredLeases } from "../src/sync/lease.ts";
+import { lookForWork, reapExpiredLeases } from "../src/sync/lease.ts";
 import { cancelJob, createTask, findJob } from "../src/sync/queries.ts";
 import type { SearchAnalyticsSource } from "../src/sync/source.ts";
 import { loopBackoffMs, startWorker, type Worker, type WorkerOptions } from "../src/sync/worker.ts";
@@ -501,6 +501,9 @@ describe("cancel, stop, leases", () => {
         );
       return out;
     });
+    // The idle loop's look (one statement on PostgreSQL) sees the expired leases, and no reap_test task due yet.
+    const types = taskTypesParam(["reap_test"]);
+    expect(await lookForWork(t.db, types)).toEqual({ expired: true, due: false });
     const reaped = await reapExpiredLeases(t.db);
     expect(reaped.filter((r) => ids.includes(r.id))).toEqual([
       { id: ids[0]!, status: "pending" },
@@ -518,6 +521,8 @@ describe("cancel, stop, leases", () => {
     expect(after[1]).toMatchObject({ worker_pid: 999_999, completed_at: expect.any(String), error: expect.stringContaining("attempt 3") });
     expect(after[3]).toMatchObject({ status: "running", worker_pid: 999_999 });
     expect(await reapExpiredLeases(t.db)).toEqual([]);
+    // Reaped to pending: due now, and nothing expired left.
+    expect(await lookForWork(t.db, types)).toEqual({ expired: false, due: true });
   });
 });
 
