@@ -11,6 +11,8 @@ import { freePort } from "../src/free-port.ts";
 
 const PG_ROOT = "/usr/lib/postgresql";
 const PREFIX = "sitesync-pg-";
+/** The longest Unix socket path (sockaddr_un's sun_path, 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 107;
 /** The file holding the pid of the process a folder belongs to (see orphanedDirs). */
 export const OWNER_FILE = "owner.pid";
 
@@ -89,7 +91,10 @@ export function startCluster(
         max_connections: 400,
         ...opts.settings,
       };
-      const options = [`-p ${port}`, `-k ${dir}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`)].join(" ");
+      // A Unix socket's path holds at most 107 bytes: a cluster deep in a test's temp folder (a runner group's folder is
+      // named after its first file) could not start at all. Its socket is left out then; every client uses TCP.
+      const socketDir = join(dir, `.s.PGSQL.${port}`).length <= MAX_SOCKET_PATH ? dir : "''";
+      const options = [`-p ${port}`, `-k ${socketDir}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`)].join(" ");
       try {
         run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "server.log"), "-w", "-t", "60", "-o", options, "start"], "pg_ctl start");
         return { dir, port, url: `postgres://postgres@127.0.0.1:${port}/postgres` };

@@ -58,4 +58,30 @@ describe.skipIf(findPgBin() === null)("a real cluster", () => {
       parent.cleanup();
     }
   });
+
+  test("starts in a folder too deep for a Unix socket's path (107 bytes): without the socket, over TCP", async () => {
+    const parent = tempDir();
+    chmodSync(parent.dir, 0o755);
+    // As deep as a runner group's folder can put it (named after its first file): it could not start at all.
+    const deep = join(parent.dir, "x".repeat(Math.max(1, 100 - parent.dir.length)));
+    mkdirSync(deep);
+    chmodSync(deep, 0o755);
+    try {
+      const c = startCluster({ parent: deep });
+      try {
+        expect(join(c.dir, `.s.PGSQL.${c.port}`).length).toBeGreaterThan(107);
+        const client = new pg.Client({ connectionString: c.url });
+        await client.connect();
+        try {
+          expect((await client.query("select 1 as one")).rows[0]).toEqual({ one: 1 });
+        } finally {
+          await client.end();
+        }
+      } finally {
+        stopCluster(c.dir);
+      }
+    } finally {
+      parent.cleanup();
+    }
+  });
 });
