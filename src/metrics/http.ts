@@ -1,4 +1,5 @@
 import { Counter, Histogram, type Registry } from "./prom.ts";
+import { type BucketSeries, fillHistogram, newSeries, observeSeries } from "./series.ts";
 
 // HTTP requests and latency by route template, with the names, labels and buckets of
 // @hono/prometheus's standard metrics (which this replaced). A request costs a few array increments:
@@ -13,7 +14,7 @@ type Labels = Record<(typeof labelNames)[number], string>;
 /** Upper bounds (seconds) of the duration histogram's buckets. */
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] as const;
 
-type Series = { labels: Labels; counts: Float64Array; sum: number; count: number };
+type Series = BucketSeries & { labels: Labels };
 
 /** What the HTTP metrics need from a request once it is answered. */
 export type HttpObserve = (method: string, status: number, route: string, seconds: number) => void;
@@ -42,12 +43,7 @@ export function httpMetrics(registry: Registry): HttpObserve {
     const key = status * 64 + m;
     let s = byKey.get(key);
     if (s === undefined) {
-      s = {
-        labels: { method, status: String(status), ok: String(status >= 200 && status < 300), route },
-        counts: new Float64Array(DURATION_BUCKETS.length),
-        sum: 0,
-        count: 0,
-      };
+      s = { labels: { method, status: String(status), ok: String(status >= 200 && status < 300), route }, ...newSeries(DURATION_BUCKETS) };
       byKey.set(key, s);
       all.push(s);
     }
@@ -61,16 +57,11 @@ export function httpMetrics(registry: Registry): HttpObserve {
     buckets: [...DURATION_BUCKETS],
     registers: [registry],
     collect() {
-      // prom-client 15's own per-series record (what its observe() keeps), rebuilt from ours: bucket
-      // counts per upper bound (not cumulative; +Inf is `count`), sum and count.
-      const self = this as unknown as { hashMap: Record<string, unknown> };
-      self.hashMap = {};
-      for (let i = 0; i < all.length; i++) {
-        const s = all[i]!;
-        const bucketValues: Record<number, number> = {};
-        for (let b = 0; b < DURATION_BUCKETS.length; b++) bucketValues[DURATION_BUCKETS[b]!] = s.counts[b]!;
-        self.hashMap[String(i)] = { labels: s.labels, bucketValues, sum: s.sum, count: s.count };
-      }
+      fillHistogram(
+        this,
+        DURATION_BUCKETS,
+        all.map((s, i) => [String(i), s.labels, s]),
+      );
     },
   });
   new Counter({
@@ -84,15 +75,5 @@ export function httpMetrics(registry: Registry): HttpObserve {
     },
   });
 
-  return (method, status, route, seconds) => {
-    const s = seriesOf(method, status, route);
-    s.count++;
-    s.sum += seconds;
-    for (let b = 0; b < DURATION_BUCKETS.length; b++) {
-      if (seconds <= DURATION_BUCKETS[b]!) {
-        s.counts[b] = s.counts[b]! + 1;
-        break;
-      }
-    }
-  };
+  return (method, status, route, seconds) => observeSeries(seriesOf(method, status, route), DURATION_BUCKETS, seconds);
 }

@@ -7,6 +7,7 @@ import { logOncePer } from "../log.ts";
 import { countTasksByStatus } from "../sync/queries.ts";
 import { giveWayStats } from "../sync/give-way.ts";
 import { httpMetrics } from "./http.ts";
+import { type BucketSeries, fillHistogram, newSeries, observeSeries } from "./series.ts";
 
 // This process's metrics. Every process (supervisor, HTTP and sync workers) has one registry; the
 // supervisor merges them with AggregatorRegistry.aggregate (see ipc.ts). Each metric says how it merges:
@@ -67,11 +68,10 @@ new Gauge({
 
 /**
  * A histogram by role observed once per commit: counts kept in arrays (no label object, validation or hashing per
- * observation: ~1 µs a commit for the two below) and handed to prom-client when scraped, as http.ts does.
+ * observation: ~1 µs a commit for the two below) and handed to prom-client when scraped (series.ts).
  */
 function commitHistogram(name: string, help: string, buckets: number[]): (value: number) => void {
-  type Series = { counts: Float64Array; sum: number; count: number };
-  const byRole = new Map<string, Series>();
+  const byRole = new Map<string, BucketSeries>();
   new Histogram({
     name,
     help,
@@ -79,30 +79,20 @@ function commitHistogram(name: string, help: string, buckets: number[]): (value:
     buckets,
     registers: [registry],
     collect() {
-      // prom-client 15's own per-series record (bucket counts per upper bound, not cumulative; +Inf is `count`).
-      const self = this as unknown as { hashMap: Record<string, unknown> };
-      self.hashMap = {};
-      for (const [r, s] of byRole) {
-        const bucketValues: Record<number, number> = {};
-        for (let b = 0; b < buckets.length; b++) bucketValues[buckets[b]!] = s.counts[b]!;
-        self.hashMap[r] = { labels: { role: r }, bucketValues, sum: s.sum, count: s.count };
-      }
+      fillHistogram(
+        this,
+        buckets,
+        [...byRole].map(([r, s]) => [r, { role: r }, s]),
+      );
     },
   });
   return (value) => {
     let s = byRole.get(role);
     if (s === undefined) {
-      s = { counts: new Float64Array(buckets.length), sum: 0, count: 0 };
+      s = newSeries(buckets);
       byRole.set(role, s);
     }
-    s.count++;
-    s.sum += value;
-    for (let b = 0; b < buckets.length; b++) {
-      if (value <= buckets[b]!) {
-        s.counts[b] = s.counts[b]! + 1;
-        break;
-      }
-    }
+    observeSeries(s, buckets, value);
   };
 }
 
