@@ -334,9 +334,13 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     expect(await sitesNamed(body.domain)).toHaveLength(0);
     await endHeld();
     let again: Awaited<ReturnType<typeof post>> | undefined;
+    // A retry answered 503 not_applied lost its own COMMIT at the ride-through too (seen once in CI at load): counted,
+    // so the outcome checks below stay exact.
+    let lostRetries = 0;
     await waitFor(
       async () => {
         again = await post(app, body, "claim-1");
+        if (again.status === 503 && again.json.error?.details?.outcome === "not_applied") lostRetries++;
         return again.status !== 409 && again.status !== 503;
       },
       { timeout: 30_000, every: 100, what: "the retry to run" },
@@ -345,12 +349,12 @@ describe.skipIf(testEngine !== "pg")("lost COMMITs answered at the ride-through 
     expect(again!.headers.get("idempotent-replayed")).toBeNull();
     expect(await sitesNamed(body.domain)).toHaveLength(1);
     // The claim's outcome is learnt in the background (~0.5 s): the retry can take the freed key before that.
-    await waitFor(async () => db.stats.ambiguousCommits.aborted + db.stats.ambiguousCommits.committed > 0, {
+    await waitFor(async () => db.stats.ambiguousCommits.aborted + db.stats.ambiguousCommits.committed > lostRetries, {
       timeout: 30_000,
       every: 50,
-      what: "the lost claim's outcome check",
+      what: "the lost claims' outcome checks",
     });
-    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1, unknown: 0 });
+    expect(db.stats.ambiguousCommits).toEqual({ committed: 0, aborted: 1 + lostRetries, unknown: 0 });
   });
 });
 
