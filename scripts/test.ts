@@ -48,6 +48,7 @@ export const sqliteOnly: Record<string, string> = {
   "sync.backfill.test.ts": "an SQLite migration's backfill of old rows (PostgreSQL's schema starts with the markers)",
   "grain-tables-migration.test.ts": "an SQLite migration's table rebuild (WITHOUT ROWID)",
   "read-snapshot.test.ts": "the SQLite reader's shared read transactions",
+  "analytics.pool.test.ts": "SQLite's query processes (PostgreSQL runs its reads on the server)",
 };
 
 /**

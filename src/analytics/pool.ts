@@ -66,10 +66,26 @@ export function queryPool(db: SqliteDb): QueryPool {
   return pool;
 }
 
+/** How long closing waits for its killed query processes to exit (SIGKILL: a few ms unless one is stuck in the kernel). */
+const CLOSE_WAIT_MS = 2000;
+
+/** Resolves once every process exited (their parent has collected them), or after `ms`. */
+async function exitedWithin(procs: Subprocess[], ms: number): Promise<void> {
+  let timer: Timer | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  await Promise.race([Promise.all(procs.map((p) => p.exited)), late]);
+  clearTimeout(timer);
+}
+
 const script = new URL("./query-process.ts", import.meta.url).pathname;
 
 function createPool(db: SqliteDb): QueryPool {
   const procs: Proc[] = [];
+  // Every process started and not yet exited (killed ones too, until their exit is seen): closing waits for them.
+  const live = new Set<Subprocess>();
   const waiting: Job[] = [];
   let nextId = 1;
   let closed = false;
@@ -88,7 +104,8 @@ function createPool(db: SqliteDb): QueryPool {
           else job.reject(Object.assign(new Error(m.error.message), { name: m.error.name, code: m.error.code }));
           dispatch();
         },
-        onExit() {
+        onExit(proc) {
+          live.delete(proc);
           // Died on its own (a kill below took it out of the pool already): fail what it held.
           const i = procs.indexOf(p);
           if (i >= 0) procs.splice(i, 1);
@@ -102,6 +119,7 @@ function createPool(db: SqliteDb): QueryPool {
     };
     // Never what keeps a process alive: the HTTP server or the test runner decides that.
     p.proc.unref();
+    live.add(p.proc);
     p.proc.send({ type: "open", path: db.path, pragmas: { ...db.pragmas, mmapSize: MMAP_SIZE } } satisfies QueryRequest);
     procs.push(p);
     return p;
@@ -134,8 +152,15 @@ function createPool(db: SqliteDb): QueryPool {
     for (const p of procs.splice(0)) {
       p.job?.reject(new Error("the database was closed"));
       p.job = null;
-      p.proc.kill("SIGKILL");
     }
+    // Killed and waited for (closeAllConnections and the tests' cleanup await it): a child this process exits
+    // before collecting is handed to pid 1, which in a container may never reap it (it stays <defunct>).
+    const dying = [...live];
+    for (const proc of dying) {
+      proc.ref();
+      proc.kill("SIGKILL");
+    }
+    return exitedWithin(dying, CLOSE_WAIT_MS);
   });
 
   const run = (sql: string, params: SQLQueryBindings | unknown[], values: boolean): Promise<unknown[]> => {

@@ -50,10 +50,11 @@ type DbBase = {
   /** Whether the database can be reached (PostgreSQL: probed in the background once down; SQLite: always up). */
   availability: Availability;
   /**
-   * Run by close(), before the connections go (e.g. leaving the registry). SQLite: synchronously;
-   * PostgreSQL: a returned promise (a last query) is awaited before the pool ends.
+   * Run by close(), before the connections go (e.g. leaving the registry). SQLite: synchronously, a returned
+   * promise (child processes exiting) awaited by whenClosed; PostgreSQL: a returned promise (a last query) is
+   * awaited before the pool ends.
    */
-  onClose: (() => void)[];
+  onClose: (() => unknown)[];
   close(): void;
   closed: boolean;
 };
@@ -173,11 +174,15 @@ export function openDb(opts: OpenOptions): SqliteDb {
     closed: false,
     close() {
       if (db.closed) return;
-      for (const f of db.onClose.splice(0)) f();
+      const last = db.onClose.splice(0).map((f) => f());
       db.closed = true;
       openHandles.delete(db);
       reader.close();
       writer.close();
+      closing.set(
+        db,
+        Promise.allSettled(last).then(() => {}),
+      );
     },
   };
   openHandles.add(db);
@@ -241,7 +246,7 @@ export function openPgDb(opts: OpenPgOptions): PgDb {
       const last = db.onClose.splice(0).map((f) => f());
       db.closed = true;
       openHandles.delete(db);
-      pgClosing.set(
+      closing.set(
         db,
         Promise.allSettled(last).then(() => e.closeConnections().catch(() => {})),
       );
@@ -295,8 +300,13 @@ export function openDbOrExit(config: Config, role: ProcessRole = config.role): D
 }
 
 const openHandles = new Set<Db>();
-/** PostgreSQL pools being ended by close() (ending a pool is asynchronous). */
-const pgClosing = new WeakMap<Db, Promise<void>>();
+/** What close() started and did not wait for: PostgreSQL pools being ended, SQLite's query processes exiting. */
+const closing = new WeakMap<Db, Promise<void>>();
+
+/** Resolves once a closed handle's asynchronous part is done (its pool ended, its child processes collected). */
+export function whenClosed(db: Db): Promise<void> {
+  return closing.get(db) ?? Promise.resolve();
+}
 
 /**
  * Closes every handle this process opened (the original `close_all_connections()`), each after its
@@ -310,7 +320,7 @@ export async function closeAllConnections(maxWaitMs?: number): Promise<number> {
       log("warn", "closing with writes still queued: the write lock stayed busy", { target: db.target, waited_ms: db.drainTimeoutMs });
     }
     db.close();
-    await pgClosing.get(db);
+    await whenClosed(db);
   }
   return handles.length;
 }

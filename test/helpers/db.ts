@@ -1,7 +1,7 @@
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openDb, openPgDb, type Db, type OpenOptions, type SqliteDb } from "../../src/db/index.ts";
+import { openDb, openPgDb, whenClosed, type Db, type OpenOptions, type SqliteDb } from "../../src/db/index.ts";
 import { migrate } from "../../src/db/sqlite/migrate.ts";
 import { newPgDatabase, testEngine } from "./engine.ts";
 
@@ -92,6 +92,8 @@ export function tempSqliteDb(opts: Partial<OpenOptions> = {}) {
     open,
     async cleanup() {
       for (const h of handles) h.close();
+      // Their query processes collected before the files go (and before this process may exit).
+      await Promise.all(handles.map(whenClosed));
       cleanup();
     },
   };
