@@ -63,13 +63,33 @@ export async function findShortMatchIdsPg(db: Db, siteId: number, pattern: strin
   let variants = [""];
   for (const ch of pattern.replace(/[A-Z]/g, (c) => c.toLowerCase()))
     variants = /[a-z]/.test(ch) ? variants.flatMap((v) => [v + ch, v + ch.toUpperCase()]) : variants.map((v) => v + ch);
+  // Unordered: ordered by id, the server sorted the matches (an external sort at work_mem 4 MB: 188,000 ids for 'ka' at
+  // 20 M rows, about as much backend CPU as the scan and the list together); sorted here instead.
   const rows = await pgAll<{ ids: string | null }>(
     db,
-    "select string_agg(q.id::text, ',' order by q.id) as ids from gsc_queries q where q.site_id = $site_id and q.query like any ($variants::text[])",
+    "select string_agg(q.id::text, ',') as ids from gsc_queries q where q.site_id = $site_id and q.query like any ($variants::text[])",
     { site_id: siteId, variants },
   );
   const ids = rows[0]?.ids;
-  return ids ? Int32Array.from(ids.split(","), Number) : new Int32Array(0);
+  return ids ? idList(ids).sort() : new Int32Array(0);
+}
+
+/** A comma-separated list of non-negative integers as their values, without a string per value. */
+export function idList(text: string): Int32Array {
+  let n = 1;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 44) n++;
+  const out = new Int32Array(n);
+  let k = 0;
+  let v = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 44) {
+      out[k++] = v;
+      v = 0;
+    } else v = v * 10 + (c - 48);
+  }
+  out[k] = v;
+  return out;
 }
 
 /** The plain scan of the site's query detail (joined to its query text), without the rollup: the reference for tests and the bench. */
