@@ -19,10 +19,12 @@ import { startService, type RunningServer } from "./processes.ts";
 //   bun bench/analytics-engines.ts --db file.db --database postgres://… --seed-json pg.seed.json
 //                                  [--rows 1000000] [--days 100] [--data anchors] [--requests 5]
 //                                  [--slow-requests 3] [--workers 2] [--only name,name] [--out file.json]
-//                                  [--pg-root /path/to/another/checkout]
+//                                  [--pg-root /path/to/another/checkout] [--base-database postgres://…]
 //
 // --pg-root: a third service, another checkout's (e.g. main's) on the same PostgreSQL database, its requests
 // alternated with the two others': PostgreSQL before and after a change in one run, each against the same SQLite.
+// --base-database: the third service on another database holding the same rows (e.g. the copy in a cluster with
+// other server settings), this checkout's unless --pg-root: two servers' settings compared in one run.
 
 const flagsSchema = z.object({
   db: z.string().min(1),
@@ -36,6 +38,10 @@ const flagsSchema = z.object({
   workers: z.coerce.number().int().min(1).max(64).default(2),
   only: z.string().optional(),
   "pg-root": z.string().min(1).optional(),
+  "base-database": z
+    .string()
+    .regex(/^postgres(ql)?:\/\//)
+    .optional(),
   out: z
     .string()
     .min(1)
@@ -64,17 +70,20 @@ type Side = {
   errors: number;
   /** CPU seconds summed over the timed requests: the service's tree, the database's backends (PostgreSQL). */
   cpu: { service: number; backends: number };
+  /** The CPU seconds of each backend of the side's database (PostgreSQL). */
+  backends?: () => Promise<Map<number, number>>;
 };
 
 /** One request of `side`, timed, with its CPU; a non-200 answer counts as an error. */
-async function timed(side: Side, backends: () => Promise<Map<number, number>>): Promise<void> {
-  const b0 = side.name === "sqlite" ? null : await backends();
+async function timed(side: Side): Promise<void> {
+  const backends = side.backends;
+  const b0 = backends ? await backends() : null;
   const c0 = treeCpuSeconds(side.pid) ?? 0;
   const t = performance.now();
   const status = await send(side.url, side.scenario.req);
   side.times.push(performance.now() - t);
   side.cpu.service += (treeCpuSeconds(side.pid) ?? 0) - c0;
-  if (b0) side.cpu.backends += backendDelta(b0, await backends());
+  if (b0 && backends) side.cpu.backends += backendDelta(b0, await backends());
   if (status !== 200) side.errors++;
 }
 
@@ -114,19 +123,27 @@ async function main() {
     servers.push(sqlite);
     const pgServer = await startService({ dbPath: flags.database, workers: flags.workers, syncWorkers: 0 });
     servers.push(pgServer);
-    const pgBase = flags["pg-root"]
-      ? await startService({ dbPath: flags.database, workers: flags.workers, syncWorkers: 0, root: flags["pg-root"] })
-      : null;
+    const baseDatabase = flags["base-database"] ?? flags.database;
+    const pgBase =
+      flags["pg-root"] || flags["base-database"]
+        ? await startService({ dbPath: baseDatabase, workers: flags.workers, syncWorkers: 0, root: flags["pg-root"] })
+        : null;
     if (pgBase) servers.push(pgBase);
-    const admin = new pg.Client({ connectionString: flags.database });
-    await admin.connect();
-    const dbName = new URL(flags.database).pathname.slice(1);
-    const backends = () => backendCpu(admin, dbName);
+    const admins: pg.Client[] = [];
+    const backendsOf = async (url: string) => {
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      admins.push(admin);
+      const dbName = new URL(url).pathname.slice(1);
+      return () => backendCpu(admin, dbName);
+    };
+    const backends = await backendsOf(flags.database);
+    const baseBackends = baseDatabase === flags.database ? backends : await backendsOf(baseDatabase);
     const only = flags.only ? new Set(flags.only.split(",")) : null;
     const pgList = new Map(scenarios(seeds.pg.seed).map((s) => [s.name, s]));
     const results = [];
     console.log(
-      `${"scenario".padEnd(28)} ${"SQLite p50 / p99 ms".padStart(22)} ${"PostgreSQL p50 / p99 ms".padStart(24)}  PG/SQLite p50  ${"CPU ms/req: SQLite | PG svc + backends".padStart(38)}  load${pgBase ? `  | --pg-root: ${"p50 / p99 ms".padStart(16)}  PG/SQLite p50  CPU svc + backends` : ""}`,
+      `${"scenario".padEnd(28)} ${"SQLite p50 / p99 ms".padStart(22)} ${"PostgreSQL p50 / p99 ms".padStart(24)}  PG/SQLite p50  ${"CPU ms/req: SQLite | PG svc + backends".padStart(38)}  load${pgBase ? `  | base: ${"p50 / p99 ms".padStart(16)}  PG/SQLite p50  CPU svc + backends` : ""}`,
     );
     for (const s of scenarios(seeds.sqlite.seed)) {
       if (only && !only.has(s.name)) continue;
@@ -140,13 +157,23 @@ async function main() {
           times: [],
           errors: 0,
           cpu: { service: 0, backends: 0 },
+          backends,
         },
       ];
       if (pgBase)
-        sides.push({ ...sides[1]!, name: "pg-base", url: pgBase.url, pid: pgBase.pid, times: [], cpu: { service: 0, backends: 0 } });
+        sides.push({
+          ...sides[1]!,
+          name: "pg-base",
+          url: pgBase.url,
+          pid: pgBase.pid,
+          times: [],
+          cpu: { service: 0, backends: 0 },
+          backends: baseBackends,
+        });
       // The same answer from both engines (the seed's rows copied or written alike): compared once per scenario.
-      const answers = await Promise.all(sides.slice(0, 2).map((side) => answer(side.url, side.scenario.req)));
+      const answers = await Promise.all(sides.map((side) => answer(side.url, side.scenario.req)));
       const same = answers[0] !== null && answers[0] === answers[1];
+      if (answers.length > 2 && answers[2] !== answers[0]) console.log(`  ${s.name}: the base's answer differs from SQLite's`);
       if (!same) {
         const [x, y] = answers.map((a) => a ?? "(error)");
         let at = 0;
@@ -159,7 +186,7 @@ async function main() {
       for (const side of sides) side.times.length = 0;
       const n = s.slow ? flags["slow-requests"] : flags.requests;
       // Alternate which side goes first, so neither always follows the other's cache effects.
-      for (let i = 0; i < n; i++) for (const side of i % 2 ? [...sides].reverse() : sides) await timed(side, backends);
+      for (let i = 0; i < n; i++) for (const side of i % 2 ? [...sides].reverse() : sides) await timed(side);
       const [a, b, base] = sides.map(summary) as [ReturnType<typeof summary>, ReturnType<typeof summary>, ReturnType<typeof summary>?];
       const load = loadavg()[0]!;
       results.push({
@@ -180,11 +207,20 @@ async function main() {
         `${s.name.padEnd(28)} ${fmt(a).padStart(22)} ${fmt(b).padStart(24)}  ${(b.p50Ms / a.p50Ms).toFixed(2).padStart(8)}x  ${`${a.serviceCpuMs.toFixed(1)} | ${b.serviceCpuMs.toFixed(1)} + ${b.backendCpuMs.toFixed(1)}`.padStart(38)}  ${load.toFixed(1)}${same ? "" : "  (answers differ)"}${baseCols}`,
       );
     }
-    await admin.end();
+    for (const admin of admins) await admin.end();
     mkdirSync(dirname(flags.out), { recursive: true });
     writeFileSync(
       flags.out,
-      JSON.stringify({ at: new Date().toISOString(), options: { ...flags, database: "postgres://…" }, sizes, results }, null, 2),
+      JSON.stringify(
+        {
+          at: new Date().toISOString(),
+          options: { ...flags, database: "postgres://…", ...(flags["base-database"] ? { "base-database": "postgres://…" } : {}) },
+          sizes,
+          results,
+        },
+        null,
+        2,
+      ),
     );
     console.log(`wrote ${flags.out}`);
   } finally {
