@@ -8,6 +8,7 @@ import { DayRows, keyRows, rollupOf } from "../src/sync/keyed-rows.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { clearStaged, stageRows } from "../src/sync/staged-day.ts";
 import { KnownTextIds } from "../src/sync/text-ids.ts";
+import { knownIdsOf } from "../src/sync/handlers/daily-sync.ts";
 import { asSqlite, tempDb, testEngine } from "./helpers/db.ts";
 import { insertSites } from "./helpers/sync.ts";
 
@@ -312,6 +313,26 @@ describe("KnownTextIds (a task's dictionary ids seen committed)", () => {
     known.queries.set("query 0", -7);
     const ids = await t.db.tx((tx) => rowTextIds(tx, cached, [row(0, 1)], known));
     expect(ids.queries.get("query 0")).toBe(-7);
+  });
+});
+
+describe("knownIdsOf (the text ids a sync worker keeps from one task to the next)", () => {
+  test("one cache per database handle and site: the next task of the site gets the ids the last one saw committed", () => {
+    const a = knownIdsOf(t.db, cached);
+    a.queries.set("query 0", 7);
+    // The next task on the same handle and site: the same ids, not looked up again.
+    expect(knownIdsOf(t.db, cached)).toBe(a);
+    expect(knownIdsOf(t.db, cached).queries.get("query 0")).toBe(7);
+    // Another database handle (another worker, another file) starts its own.
+    const other = {};
+    expect(knownIdsOf(other, cached)).not.toBe(a);
+    expect(knownIdsOf(other, cached).queries.size).toBe(0);
+    // Another site: a new cache (ids are per site); back to the first site, it starts again.
+    const b = knownIdsOf(t.db, batched);
+    expect(b).not.toBe(a);
+    expect(b.siteId).toBe(batched);
+    expect(b.queries.size).toBe(0);
+    expect(knownIdsOf(t.db, cached).queries.size).toBe(0);
   });
 });
 

@@ -1,6 +1,7 @@
-// The dictionary ids (gsc_pages, gsc_queries) of one site's texts that a sync task has already seen
-// committed: a backfill's days share most of their pages and queries, so after the first day only the new
-// texts are looked up in the database (issue 18: the look-ups were a fifth of the ingest's CPU).
+// The dictionary ids (gsc_pages, gsc_queries) of one site's texts that a sync worker has already seen
+// committed (kept from one task of the site to the next: src/sync/handlers/daily-sync.ts knownIdsOf): a backfill's
+// days share most of their pages and queries, so after the first day only the new texts are looked up in the
+// database (issue 18: the look-ups were a fifth of the ingest's CPU).
 //
 // Only ids known to be committed are kept: a write hands the ids it resolved to `resolved` (pending), and the
 // caller calls `committed` once that write's transaction has committed (an id the write added is rolled back

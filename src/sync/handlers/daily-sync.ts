@@ -186,13 +186,18 @@ function readAhead<T>(source: AsyncIterable<T> | Iterable<T>): AsyncIterable<T> 
   };
 }
 
-/** Per task run (its context): the dictionary ids of its site's texts seen committed (src/sync/text-ids.ts). */
-const knownIds = new WeakMap<TaskContext, KnownTextIds>();
+/**
+ * Per database handle (a sync worker's): the dictionary ids of the last site's texts seen committed
+ * (src/sync/text-ids.ts), kept from one task to the next: a backfill split into tasks, and each day's scheduled
+ * sync, name mostly the texts of the tasks before. A worker runs one task at a time. Dictionary ids are never
+ * reused (AUTOINCREMENT, identity) and a text's id never changes while its site exists.
+ */
+const knownIds = new WeakMap<object, KnownTextIds>();
 
-/** The task's KnownTextIds for a site (a new one if the task moved to another site). */
-function knownIdsOf(ctx: TaskContext, siteId: number): KnownTextIds {
-  let k = knownIds.get(ctx);
-  if (!k || k.siteId !== siteId) knownIds.set(ctx, (k = new KnownTextIds(siteId)));
+/** The KnownTextIds of a site for a database handle (a new one when its worker moved to another site). */
+export function knownIdsOf(db: object, siteId: number): KnownTextIds {
+  let k = knownIds.get(db);
+  if (!k || k.siteId !== siteId) knownIds.set(db, (k = new KnownTextIds(siteId)));
   return k;
 }
 
@@ -249,7 +254,7 @@ export async function syncDay(
   let detailRows = 0;
   let detailClicks = 0;
   const taskId = ctx.task.id;
-  const known = knownIdsOf(ctx, site.id);
+  const known = knownIdsOf(ctx.db, site.id);
   const stage = async (rows: SourceRow[]) => {
     // ctx.batchSize changes with contention: read once per batch.
     for (let i = 0, batch: SourceRow[]; i < rows.length; i += batch.length) {
