@@ -15,7 +15,7 @@ import { dayNumber } from "../src/sync/grains.ts";
 import { cancelJob, createTask, findJob } from "../src/sync/queries.ts";
 import { reapExpiredLeases } from "../src/sync/lease.ts";
 import { startWorker } from "../src/sync/worker.ts";
-import { tempDb } from "./helpers/db.ts";
+import { asSqlite, tempDb } from "./helpers/db.ts";
 import { isDetailRequest, startFakeGsc, type FakeGsc, type UniverseRow } from "./helpers/fake-gsc.ts";
 import { insertSites, waitFor } from "./helpers/sync.ts";
 import { serviceFile } from "./helpers/server.ts";
@@ -91,6 +91,16 @@ async function observeDay(day: string) {
     .from(t.db.t.sites)
     .where(eq(t.db.t.sites.id, site));
   return r!;
+}
+
+/**
+ * What moves whenever another transaction commits: SQLite's PRAGMA data_version on the reader (every other
+ * connection's commit, this process's writer and other processes alike), PostgreSQL's current snapshot (a commit
+ * anywhere on the server). The same mark twice: nothing was committed in between, so the day reads as it did then.
+ */
+async function commitMark(): Promise<string> {
+  if (t.db.engine === "pg") return (await t.db.pg!.pool.query<{ s: string }>("select pg_current_snapshot()::text as s")).rows[0]!.s;
+  return String(asSqlite(t.db).raw.reader.query<{ data_version: number }, []>("pragma data_version").get()!.data_version);
 }
 
 /**
@@ -179,8 +189,12 @@ for (const [path, ATOMIC, DAY] of [
     const seen: { totals: number; rows: number; clicks: number }[] = [];
     let reading = true;
     const reader = (async () => {
+      let mark: string | null = null;
       while (reading) {
-        seen.push(await observe());
+        // Read again only after a commit (the mark taken before the read: the read sees at least that much).
+        const now = await commitMark();
+        seen.push(now === mark ? seen.at(-1)! : await observe());
+        mark = now;
         await Bun.sleep(5);
       }
     })();
