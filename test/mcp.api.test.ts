@@ -22,7 +22,7 @@ import { waitFor } from "./helpers/sync.ts";
 setDefaultTimeout(90_000);
 
 const DEMO_ROWS = 48;
-const TIMEOUT_MS = 1500;
+const TIMEOUT_MS = 500;
 const root = join(import.meta.dir, "..");
 const runnerPath = join(root, "src/mcp/sql-runner.ts");
 
