@@ -254,9 +254,9 @@ function grainParams(f: GrainFilters): Params {
   };
 }
 
-/** Grain rows' filter on type, days and the dimensions given (alias `x`). */
-function grainWhere(e: Engine, f: GrainFilters): string {
-  return `x.site_id = $site_id and x.day >= $from and x.day <= $to and ${intIn(e, "x.type", "$types", "t")}${
+/** Grain rows' filter on type, days (through the parameter `to`) and the dimensions given (alias `x`). */
+function grainWhere(e: Engine, f: GrainFilters, to = "$to"): string {
+  return `x.site_id = $site_id and x.day >= $from and x.day <= ${to} and ${intIn(e, "x.type", "$types", "t")}${
     f.country ? " and x.country = $country" : ""
   }${f.device ? " and x.device = $device" : ""}${f.appearance ? " and x.appearance = $appearance" : ""}`;
 }
@@ -584,56 +584,62 @@ export async function findPageWeekSeries(
   const e = db.engine;
   const s = dayNumber(f.start);
   const to = s + weeks * 7 - 1;
-  const params: Params = { ...grainParams({ ...f, end: dayDate(to) }), s };
+  const params: Params = { ...grainParams({ ...f, end: dayDate(to) }), s, first_to: s + 6 };
   const types = intIn(e, "x.type", "$types", "t");
-  // Rows (page_id, k, clicks): k the span a row adds to (or takes from, negative clicks). PostgreSQL: rows (page_id, k,
-  // c, k2, c2), a shifted day's row adding to two spans at once, and `first`, the first span's rows alone (page_id, c).
-  const parts: string[] = [];
-  const pgRows: string[] = [];
-  const pgFirst: string[] = [];
-  const asRow = (k: string, c: string) => `${k} as k, (${c})::float8 as c, null::integer as k2, null::float8 as c2`;
+  // Rows (page_id, k, c, k2, c2): a row adds c to span k (negative: takes from it) and c2 to span k2 (a shifted day's
+  // row counts in two spans at once, read once); `first`, the first span's rows alone (page_id, c), which pick the
+  // candidate pages. SQLite: only the candidates' rows are read for the spans (each part filtered by them) and rows
+  // without clicks are left out (they add nothing; in the first span only when minFirst > 0, so a page with rows but no
+  // clicks still counts at 0).
+  const rows: string[] = [];
+  const first: string[] = [];
+  const sqlite = e === "sqlite";
+  const asRow = (k: string, c: string) =>
+    sqlite ? `${k} as k, ${c} as c, null as k2, null as c2` : `${k} as k, (${c})::float8 as c, null::integer as k2, null::float8 as c2`;
+  const asC = (c: string) => (sqlite ? `${c} as c` : `(${c})::float8 as c`);
+  const inCand = (t: string) => (sqlite ? ` and ${t}.clicks <> 0 and ${t}.page_id in (select cand.page_id from cand)` : "");
+  const firstNz = (t: string) => (sqlite && keep.minFirst > 0 ? ` and ${t}.clicks <> 0` : "");
   const bucket = (day: string) => `(${day} - $s) / 7`;
   const a = Math.floor(s / 7);
   const r = s - 7 * a;
-  if (e === "pg") params.first_to = s + 6;
   if (f.country || f.device) {
     const from = `from gsc_page_totals x where ${grainWhere(e, f)}`;
-    parts.push(`select x.page_id as page_id, ${bucket("x.day")} as k, x.clicks as clicks ${from}`);
-    pgRows.push(`select x.page_id as page_id, ${asRow(bucket("x.day"), "x.clicks")} ${from}`);
-    pgFirst.push(`select x.page_id as page_id, x.clicks::float8 as c ${from} and x.day <= $first_to`);
+    rows.push(`select x.page_id as page_id, ${asRow(bucket("x.day"), "x.clicks")} ${from}${inCand("x")}`);
+    // SQLite: the first span's days as the key's range (a second upper bound may be the one it seeks by or not).
+    const firstFrom = sqlite ? `from gsc_page_totals x where ${grainWhere(e, f, "$first_to")}` : `${from} and x.day <= $first_to`;
+    first.push(`select x.page_id as page_id, ${asC("x.clicks")} ${firstFrom}${firstNz("x")}`);
   } else {
     // The weekly rows: week a + k (r <= 3) or a + k + 1 (r >= 4) is span k's bulk.
     const shift = r <= 3 ? 0 : 1;
     Object.assign(params, { w_first: a + shift, w_last: a + shift + weeks - 1, a: a + shift });
     const from = "from gsc_week_page_totals x where x.site_id = $site_id and x.week >= $w_first and x.week <=";
-    parts.push(`select x.page_id as page_id, x.week - $a as k, x.clicks as clicks ${from} $w_last and ${types}`);
-    pgRows.push(`select x.page_id as page_id, ${asRow("x.week - $a", "x.clicks")} ${from} $w_last and ${types}`);
-    pgFirst.push(`select x.page_id as page_id, x.clicks::float8 as c ${from} $w_first and ${types}`);
+    rows.push(`select x.page_id as page_id, ${asRow("x.week - $a", "x.clicks")} ${from} $w_last and ${types}${inCand("x")}`);
+    first.push(`select x.page_id as page_id, ${asC("x.clicks")} ${from} $w_first and ${types}${firstNz("x")}`);
     if (r > 0) {
       // The shifted days: H(w) = days 7w .. 7w + r - 1 of weeks a .. a + weeks, or T(w) = 7w + r .. 7w + 6.
       const edge: number[] = [];
       for (let w = a; w <= a + weeks; w++)
         for (let d = r <= 3 ? 7 * w : 7 * w + r; d <= (r <= 3 ? 7 * w + r - 1 : 7 * w + 6); d++) edge.push(d);
-      params.edge = e === "pg" ? `{${edge.join(",")}}` : JSON.stringify(edge);
+      // The first span's: weeks a and a + 1.
+      const edgeFirst = edge.filter((d) => Math.floor(d / 7) - a <= 1);
+      const list = (days: number[]) => (e === "pg" ? `{${days.join(",")}}` : JSON.stringify(days));
+      params.edge = list(edge);
+      params.edge_first = list(edgeFirst);
       params.wa = a;
       // H(w): takes from span w - a, adds to span w - a - 1. T(w): adds to span w - a, takes from span w - a - 1.
       const [own, prev] = r <= 3 ? ["-x.clicks", "x.clicks"] : ["x.clicks", "-x.clicks"];
-      if (e === "pg") {
-        // One read of the days (an index range each), each row to both of its spans; the first span's: weeks a and a + 1.
-        params.edge_first = `{${edge.filter((d) => Math.floor(d / 7) - a <= 1).join(",")}}`;
-        const days = (p: string) =>
-          `from gsc_page_totals x where x.site_id = $site_id and x.day = any(cast(${p} as integer[])) and ${types}`;
-        pgRows.push(
-          `select x.page_id as page_id, x.day / 7 - $wa as k, (${own})::float8 as c, x.day / 7 - $wa - 1 as k2, (${prev})::float8 as c2 ${days("$edge")}`,
-        );
-        pgFirst.push(
-          `select x.page_id as page_id, (case when x.day / 7 = $wa then ${own} else ${prev} end)::float8 as c ${days("$edge_first")}`,
-        );
-      } else {
-        const rows = `from gsc_page_totals x where x.site_id = $site_id and x.day in (select cast(value as integer) from ${jsonList(e, "$edge", "ed")}) and ${types}`;
-        parts.push(`select x.page_id as page_id, x.day / 7 - $wa as k, ${own} as clicks ${rows}`);
-        parts.push(`select x.page_id as page_id, x.day / 7 - $wa - 1 as k, ${prev} as clicks ${rows}`);
-      }
+      // One read of the days (an index range each), each row to both of its spans.
+      const days = (p: string) =>
+        e === "pg"
+          ? `from gsc_page_totals x where x.site_id = $site_id and x.day = any(cast(${p} as integer[])) and ${types}`
+          : `from gsc_page_totals x where x.site_id = $site_id and x.day in (select cast(value as integer) from ${jsonList(e, p, "ed")}) and ${types}`;
+      const c = (v: string) => (sqlite ? v : `(${v})::float8`);
+      rows.push(
+        `select x.page_id as page_id, x.day / 7 - $wa as k, ${c(own)} as c, x.day / 7 - $wa - 1 as k2, ${c(prev)} as c2 ${days("$edge")}${inCand("x")}`,
+      );
+      first.push(
+        `select x.page_id as page_id, ${asC(`case when x.day / 7 = $wa then ${own} else ${prev} end`)} ${days("$edge_first")}${firstNz("x")}`,
+      );
     }
   }
   const ungrained = derivable(f) ? await findUngrainedDays(db, f.siteId, typeCodesOf(f.searchType), f.start, dayDate(to)) : null;
@@ -642,42 +648,32 @@ export async function findPageWeekSeries(
     params.ut = ungrained.types;
     params.up = ungrained.pairs;
     const from = `from gsc_query_detail g where ${derivedWhere(e, !!f.device)}`;
-    parts.push(`select g.page_id as page_id, ${bucket("g.day")} as k, g.clicks as clicks ${from}`);
-    pgRows.push(`select g.page_id as page_id, ${asRow(bucket("g.day"), "g.clicks")} ${from}`);
-    pgFirst.push(`select g.page_id as page_id, g.clicks::float8 as c ${from} and g.day <= $first_to`);
+    rows.push(`select g.page_id as page_id, ${asRow(bucket("g.day"), "g.clicks")} ${from}${inCand("g")}`);
+    first.push(`select g.page_id as page_id, ${asC("g.clicks")} ${from} and g.day <= $first_to${firstNz("g")}`);
   }
   params.min_first = keep.minFirst;
   params.last_share = keep.maxLastShare;
-  const keepWhere = `where u.w0 >= $min_first and u.w${weeks - 1} <= u.w0 * cast($last_share as double precision)
- order by u.w0 - u.w${weeks - 1} desc, p.page`;
-  // The pages past the first-span filter first (the first span's rows only: 1,379 of 20,000 pages at 5 M rows, 13 weeks),
-  // and only their rows grouped into the spans (the weeks' and shifted days' rows were ~2 M sorted per page).
-  // PostgreSQL: the first span's rows read by their own index ranges, and every row read once (1 M rows, 13 weeks: the
-  // union inlined twice was six sequential scans, four of the page totals, 3.0-3.4 s -> 0.8 s), summed as float8 (exact
-  // for integers below 2^53; a bigint sum is a numeric one).
+  // The pages past the first-span filter first (the first span's rows only: 1,364 of 20,000 pages at 50 M rows, 13
+  // weeks), and only their rows grouped into the spans. SQLite before: the candidates from every span's rows, then
+  // every row again, the shifted days' rows read four times (50 M rows, 13 weeks: 1.36 M rows a read, ~1 s CPU; now
+  // ~0.2 s). PostgreSQL: the union inlined twice was six sequential scans, four of the page totals (1 M rows, 13
+  // weeks: 3.0-3.4 s -> 0.8 s); sums as float8 (exact for integers below 2^53; a bigint sum is a numeric one).
   const union = (list: string[]) => list.join("\n    union all\n    ");
-  const sql =
-    e === "pg"
-      ? `with cand as (
-  select w.page_id as page_id from (${union(pgFirst)}) w group by w.page_id having sum(w.c) >= $min_first)
+  const spans = Array.from(
+    { length: weeks },
+    (_, k) => `coalesce(sum(case when w.k = ${k} then w.c when w.k2 = ${k} then w.c2 end), 0) as w${k}`,
+  ).join(", ");
+  const sql = `with cand as ${sqlite ? "materialized " : ""}(
+  select w.page_id as page_id from (${union(first)}) w group by w.page_id having sum(w.c) >= $min_first)
 select p.page as page, u.* from (
-  select w.page_id as page_id, ${Array.from({ length: weeks }, (_, k) => `coalesce(sum(case when w.k = ${k} then w.c when w.k2 = ${k} then w.c2 end), 0) as w${k}`).join(", ")}
-    from (${union(pgRows)}) w
-   where w.page_id in (select cand.page_id from cand)
+  select w.page_id as page_id, ${spans}
+    from (${union(rows)}) w${sqlite ? "" : "\n   where w.page_id in (select cand.page_id from cand)"}
    group by w.page_id) u
   join gsc_pages p on p.id = u.page_id
- ${keepWhere}`
-      : `with cand as (
-  select w.page_id as page_id from (${union(parts)}) w where w.k = 0 group by w.page_id having sum(w.clicks) >= $min_first)
-select p.page as page, u.* from (
-  select w.page_id as page_id, ${Array.from({ length: weeks }, (_, k) => `${num(e, `sum(case when w.k = ${k} then w.clicks end)`)} as w${k}`).join(", ")}
-    from (${union(parts)}) w
-   where w.k >= 0 and w.k < ${weeks} and w.page_id in (select cand.page_id from cand)
-   group by w.page_id) u
-  join gsc_pages p on p.id = u.page_id
- ${keepWhere}`;
-  const rows = await allRows<Record<string, number | string>>(db, sql, params, true);
-  return rows.map((row) => ({ page: String(row.page), clicks: Array.from({ length: weeks }, (_, k) => Number(row[`w${k}`])) }));
+ where u.w0 >= $min_first and u.w${weeks - 1} <= u.w0 * cast($last_share as double precision)
+ order by u.w0 - u.w${weeks - 1} desc, p.page`;
+  const got = await allRows<Record<string, number | string>>(db, sql, params, true);
+  return got.map((row) => ({ page: String(row.page), clicks: Array.from({ length: weeks }, (_, k) => Number(row[`w${k}`])) }));
 }
 
 /** The first day a site has any data (grain or detail), or null. */
