@@ -3,6 +3,7 @@ import { amongFirst, daysOf, positionOfRows, sumOf, typeFilterCode } from "../an
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { likeAsciiInsensitive } from "../db/sql.ts";
+import { searchKeywordsPg } from "../db/pg/search.ts";
 import {
   amongHighest,
   byText,
@@ -120,6 +121,14 @@ export async function findKeywordPages(db: Db, s: Scope & { keyword: string; lim
 
 /** Queries matching an SQL LIKE pattern (caller supplies `%`; ASCII case-insensitive, no escape character), most impressions first: the day x query rollup. */
 export async function searchKeywords(db: Db, s: Scope & { pattern: string; limit: number }) {
+  if (db.engine === "pg")
+    return searchKeywordsPg(db, {
+      siteId: s.siteId,
+      since: s.since ? dayNumber(s.since) : 0,
+      type: typeFilterCode(s.searchType),
+      pattern: s.pattern,
+      limit: s.limit,
+    });
   const { gscDayQueryTotals: r, gscQueries: q } = db.t;
   // The pattern tested once per query of the site's dictionary, not once per rollup row; the rows summed per
   // query id, the text joined to each query's sums afterwards.
