@@ -5,7 +5,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { findPerformanceTrends } from "../src/analytics/queries.ts";
-import { countPages, findPageTotals, findPageWeekSeries, findUngrainedDays } from "../src/analytics/totals.ts";
+import { countPages, findPageTotals, findPageWeekSeries, findUngrainedDays, setPageCountBySeeks } from "../src/analytics/totals.ts";
 import { readsInQueryOrder } from "../src/analytics/detail.ts";
 import { comparePeriods, findBrandSplit, findCannibalization, findOverview, findTop, metricsOf, rounded } from "../src/insights/queries.ts";
 import { comparePeriodsBy, comparePeriodTotals, searchKeywords } from "../src/mcp/queries.ts";
@@ -304,6 +304,18 @@ describe("rollups kept at ingest equal the detail's answers", () => {
           const want = sumBy((r) => inWindow(r) && types.includes(r.type));
           expect(await findPageTotals(db, { ...f, searchType })).toEqual(want);
           expect(await countPages(db, { ...f, searchType })).toBe(want.length);
+          // SQLite: by the weeks' rows and by a seek per page of the site, the same count.
+          for (const mode of ["always", "never"] as const) {
+            setPageCountBySeeks(mode);
+            expect({ mode, lo, hi, searchType, n: await countPages(db, { ...f, searchType }) }).toEqual({
+              mode,
+              lo,
+              hi,
+              searchType,
+              n: want.length,
+            });
+          }
+          setPageCountBySeeks("auto");
         }
         const web = (r: (typeof stored)[number]) => inWindow(r) && r.type === 1;
         expect(await findPageTotals(db, { ...f, searchType: "web" }, { limit: 3, order: "impressions" })).toEqual(
@@ -478,19 +490,24 @@ describe("rollups kept at ingest equal the detail's answers", () => {
     ]);
     // Every day has grains: the weekly read answers (it leaves windows with days to derive to the day rows).
     expect((await findUngrainedDays(db, site, [1], f.start, f.end)).count).toBe(0);
-    expect(await countPages(db, f)).toBe(4);
     expect(await countPages(db, f, { grain: "day" })).toBe(4);
     expect((await findPageTotals(db, f)).map((p) => p.page).sort()).toEqual(["a", "b", "d", "h"].map((p) => `https://edges.example/${p}`));
-    // Windows on week boundaries and one edge at a time.
-    for (const [a, b, want] of [
-      [7 * (k + 1), 7 * (k + 3) - 1, 1],
-      [lo, 7 * (k + 3) - 1, 2],
-      [7 * (k + 1), hi, 3],
-      [7 * k, 7 * (k + 3) + 6, 7],
-    ] as const) {
-      expect(await countPages(db, { ...f, start: dayDate(a), end: dayDate(b) })).toBe(want);
-      expect(await countPages(db, { ...f, start: dayDate(a), end: dayDate(b) }, { grain: "day" })).toBe(want);
+    // SQLite counts from the weekly rollup by the weeks' rows or by a seek per page of the site: each way, the same.
+    for (const mode of ["auto", "always", "never"] as const) {
+      setPageCountBySeeks(mode);
+      expect({ mode, n: await countPages(db, f) }).toEqual({ mode, n: 4 });
+      // Windows on week boundaries and one edge at a time.
+      for (const [a, b, want] of [
+        [7 * (k + 1), 7 * (k + 3) - 1, 1],
+        [lo, 7 * (k + 3) - 1, 2],
+        [7 * (k + 1), hi, 3],
+        [7 * k, 7 * (k + 3) + 6, 7],
+      ] as const) {
+        expect({ mode, a, b, n: await countPages(db, { ...f, start: dayDate(a), end: dayDate(b) }) }).toEqual({ mode, a, b, n: want });
+        expect(await countPages(db, { ...f, start: dayDate(a), end: dayDate(b) }, { grain: "day" })).toBe(want);
+      }
     }
+    setPageCountBySeeks("auto");
   });
 
   // Query sums per query id, the text joined afterwards: the same queries, sums and order as the rows summed by text.

@@ -343,6 +343,9 @@ export async function countQueriesSince(db: Db, siteId: number, type: number, st
     `select max(day) as newest, sum(case when day >= $from then 1 else 0 end) as n
        from gsc_query_last_days where site_id = $site_id and type = $type`,
     { site_id: siteId, type, from: dayNumber(start) },
+    // SQLite: in a query process (290,000 rows at 50 M, ~20 ms CPU): beside the report's other reads, not before them
+    // on the event loop. PostgreSQL: one row, the small read's single round trip.
+    db.engine === "sqlite",
   );
   if (row?.newest != null && Number(row.newest) > dayNumber(end)) return null;
   return Number(row?.n ?? 0);
