@@ -15,7 +15,8 @@ import { runLoad } from "./load.ts";
 // Served sides started side by side on copies of one file of 1,000 sites; the load moves from one side to the
 // next every `window` seconds, `rounds` times (the order rotated each round), so the shared machine's drift
 // falls on every side alike. Per side: requests a second, the CPU µs per request of its processes' main threads
-// (user / system) and of all their threads, and with autocannon the generator's own CPU per request; with
+// (user / system) and of all their threads, and the generator's own CPU per request (wrk's process, or autocannon in
+// this one: both share the cores with the side); with
 // `--syscalls`, the system calls per request of one of its processes (strace -c, one window after the rounds).
 // Sides:
 //   textbook[+headers][+ip][+app][+audit]  bench/bisect-server.ts: the textbook's GET of one site, or the
@@ -200,7 +201,9 @@ async function load(url: string, seconds: number): Promise<{ requests: number; g
     .exec(out)
     ?.slice(1)
     .map((us) => Number(us) / 1000);
-  return { requests: Number(/(\d+) requests in/.exec(out)![1]), gen: Number.NaN, latency };
+  // wrk's own CPU (its process's user + system time, µs): it shares the cores with the side it drives.
+  const cpu = p.resourceUsage()?.cpuTime;
+  return { requests: Number(/(\d+) requests in/.exec(out)![1]), gen: cpu ? Number(cpu.total) : Number.NaN, latency };
 }
 
 const sides = names.map(start);
