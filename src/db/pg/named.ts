@@ -33,8 +33,10 @@ export function toPositional(text: string, params: Record<string, unknown>): { t
  * Rows per FETCH while an answer is read against its caps. node-postgres parses a FETCH's rows on the event
  * loop, and the byte count stringifies them: 10,000 rows at a time held a worker's event loop 150-330 ms at
  * load 22 (an answer past the 100,000-row cap: 0.5-0.8 s of CPU); 1,000 with a turn of the event loop between.
+ * One more than 1,000: an answer of the API's default 1,000 rows (ranking data, page keywords' pages and their
+ * keywords) ends with its first FETCH, not with a second, empty one (a round trip and a turn of the event loop).
  */
-const FETCH_ROWS = 1000;
+const FETCH_ROWS = 1001;
 
 /** Heavy reads of one pool running at once, and the reads waiting for their turn. */
 type Gate = { running: number; queue: Set<() => void> };
@@ -227,6 +229,8 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
     }
     client = c;
     let broken: Error | undefined;
+    // The COMMIT of a read whose rows are all in: sent, not awaited (see below).
+    let ending: Promise<unknown> | null = null;
     try {
       const left = Math.max(1, Math.ceil(b.deadline - performance.now()));
       // cursor_tuple_fraction 1: plan for the whole result, as a plain query would (a cursor's default
@@ -282,7 +286,9 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
         // Other requests' turn between two FETCHes (each one's rows were parsed on this event loop).
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      await c.query("commit");
+      // The answer goes to the caller now, the COMMIT's round trip after it: a READ ONLY transaction's COMMIT changes
+      // nothing; the connection (and the heavy-read turn) go back once it is done, or with its error if it failed.
+      ending = c.query("commit");
       return { rows, fields };
     } catch (err) {
       await c.query("rollback").catch((e: Error) => {
@@ -291,8 +297,21 @@ export async function pgBoundedRead<R>(db: Db, q: BoundedQuery): Promise<{ rows:
       throw asTimeLimit(err, b, stopped);
     } finally {
       client = null;
-      c.release(broken);
-      done();
+      if (ending)
+        void ending.then(
+          () => {
+            c.release();
+            done();
+          },
+          (e: Error) => {
+            c.release(e);
+            done();
+          },
+        );
+      else {
+        c.release(broken);
+        done();
+      }
     }
   })();
   return bounded(b, work, () => {
