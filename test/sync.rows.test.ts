@@ -334,6 +334,18 @@ describe("knownIdsOf (the text ids a sync worker keeps from one task to the next
     expect(b.queries.size).toBe(0);
     expect(knownIdsOf(t.db, cached).queries.size).toBe(0);
   });
+
+  test("freed once no task took them for the idle time", async () => {
+    const a = knownIdsOf(t.db, columns, 30);
+    a.queries.set("query 0", 7);
+    // Taken again within the idle time: kept (and its idle time starts again).
+    expect(knownIdsOf(t.db, columns, 30)).toBe(a);
+    // A timer of 30 ms fires before this one of 300 ms: the ids are gone, the next task starts afresh.
+    await Bun.sleep(300);
+    const b = knownIdsOf(t.db, columns);
+    expect(b).not.toBe(a);
+    expect(b.queries.size).toBe(0);
+  });
 });
 
 describe("stageRows (a big day's batches into the staging)", () => {

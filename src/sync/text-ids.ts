@@ -1,5 +1,5 @@
 // The dictionary ids (gsc_pages, gsc_queries) of one site's texts that a sync worker has already seen
-// committed (kept from one task of the site to the next: src/sync/handlers/daily-sync.ts knownIdsOf): a backfill's
+// committed (kept from one task of the site to the next while the worker is busy: src/sync/handlers/daily-sync.ts knownIdsOf): a backfill's
 // days share most of their pages and queries, so after the first day only the new texts are looked up in the
 // database (issue 18: the look-ups were a fifth of the ingest's CPU).
 //

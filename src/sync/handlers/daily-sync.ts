@@ -188,17 +188,24 @@ function readAhead<T>(source: AsyncIterable<T> | Iterable<T>): AsyncIterable<T> 
 
 /**
  * Per database handle (a sync worker's): the dictionary ids of the last site's texts seen committed
- * (src/sync/text-ids.ts), kept from one task to the next: a backfill split into tasks, and each day's scheduled
- * sync, name mostly the texts of the tasks before. A worker runs one task at a time. Dictionary ids are never
- * reused (AUTOINCREMENT, identity) and a text's id never changes while its site exists.
+ * (src/sync/text-ids.ts), kept from one task to the next: a backfill split into tasks names mostly the texts of the
+ * tasks before. A worker runs one task at a time. Dictionary ids are never reused (AUTOINCREMENT, identity) and a
+ * text's id never changes while its site exists. Freed once no task used them for `idleMs` (an idle worker's memory).
  */
-const knownIds = new WeakMap<object, KnownTextIds>();
+const knownIds = new WeakMap<object, { ids: KnownTextIds; timer: ReturnType<typeof setTimeout> }>();
 
-/** The KnownTextIds of a site for a database handle (a new one when its worker moved to another site). */
-export function knownIdsOf(db: object, siteId: number): KnownTextIds {
-  let k = knownIds.get(db);
-  if (!k || k.siteId !== siteId) knownIds.set(db, (k = new KnownTextIds(siteId)));
-  return k;
+/** How long a worker keeps a site's text ids after a task last took them. */
+const KNOWN_IDS_IDLE_MS = 60_000;
+
+/** The KnownTextIds of a site for a database handle (a new one when its worker moved to another site, or had none for idleMs). */
+export function knownIdsOf(db: object, siteId: number, idleMs = KNOWN_IDS_IDLE_MS): KnownTextIds {
+  const held = knownIds.get(db);
+  if (held) clearTimeout(held.timer);
+  const ids = held?.ids.siteId === siteId ? held.ids : new KnownTextIds(siteId);
+  const timer = setTimeout(() => knownIds.delete(db), idleMs);
+  timer.unref();
+  knownIds.set(db, { ids, timer });
+  return ids;
 }
 
 /** Per task run: the columns' size for each search type's next day (its last day's rows and a sixteenth). */
