@@ -639,17 +639,20 @@ export async function findPageWeekSeries(
   const types = intIn(e, "x.type", "$types", "t");
   // Rows (page_id, k, c, k2, c2): a row adds c to span k (negative: takes from it) and c2 to span k2 (a shifted day's
   // row counts in two spans at once, read once); `first`, the first span's rows alone (page_id, c), which pick the
-  // candidate pages. SQLite: only the candidates' rows are read for the spans (each part filtered by them) and rows
-  // without clicks are left out (they add nothing; in the first span only when minFirst > 0, so a page with rows but no
-  // clicks still counts at 0).
+  // candidate pages. Only the candidates' rows are read for the spans (each part filtered by them) and rows without
+  // clicks are left out (they add nothing; in the first span only when minFirst > 0, so a page with rows but no clicks
+  // still counts at 0).
   const rows: string[] = [];
   const first: string[] = [];
   const sqlite = e === "sqlite";
   const asRow = (k: string, c: string) =>
     sqlite ? `${k} as k, ${c} as c, null as k2, null as c2` : `${k} as k, (${c})::float8 as c, null::integer as k2, null::float8 as c2`;
   const asC = (c: string) => (sqlite ? `${c} as c` : `(${c})::float8 as c`);
-  const inCand = (t: string) => (sqlite ? ` and ${t}.clicks <> 0 and ${t}.page_id in (select cand.page_id from cand)` : "");
-  const firstNz = (t: string) => (sqlite && keep.minFirst > 0 ? ` and ${t}.clicks <> 0` : "");
+  // Each part's rows: the candidates' only (`seek`: on PostgreSQL as an array its key seeks, the part's days or weeks a
+  // list: with a range before it, the array would be one index scan per page), with clicks.
+  const inCand = (t: string, seek = false) =>
+    ` and ${t}.clicks <> 0 and ${t}.page_id ${!sqlite && seek ? "= any(array(select cand.page_id from cand))" : "in (select cand.page_id from cand)"}`;
+  const firstNz = (t: string) => (keep.minFirst > 0 ? ` and ${t}.clicks <> 0` : "");
   const bucket = (day: string) => `(${day} - $s) / 7`;
   const a = Math.floor(s / 7);
   const r = s - 7 * a;
@@ -664,7 +667,13 @@ export async function findPageWeekSeries(
     const shift = r <= 3 ? 0 : 1;
     Object.assign(params, { w_first: a + shift, w_last: a + shift + weeks - 1, a: a + shift });
     const from = "from gsc_week_page_totals x where x.site_id = $site_id and x.week >= $w_first and x.week <=";
-    rows.push(`select x.page_id as page_id, ${asRow("x.week - $a", "x.clicks")} ${from} $w_last and ${types}${inCand("x")}`);
+    if (sqlite) rows.push(`select x.page_id as page_id, ${asRow("x.week - $a", "x.clicks")} ${from} $w_last and ${types}${inCand("x")}`);
+    else {
+      params.weeks = `{${Array.from({ length: weeks }, (_, k) => a + shift + k).join(",")}}`;
+      rows.push(
+        `select x.page_id as page_id, ${asRow("x.week - $a", "x.clicks")} from gsc_week_page_totals x where x.site_id = $site_id and x.week = any(cast($weeks as integer[])) and ${types}${inCand("x", true)}`,
+      );
+    }
     first.push(`select x.page_id as page_id, ${asC("x.clicks")} ${from} $w_first and ${types}${firstNz("x")}`);
     if (r > 0) {
       // The shifted days: H(w) = days 7w .. 7w + r - 1 of weeks a .. a + weeks, or T(w) = 7w + r .. 7w + 6.
@@ -686,7 +695,7 @@ export async function findPageWeekSeries(
           : `from gsc_page_totals x where x.site_id = $site_id and x.day in (select cast(value as integer) from ${jsonList(e, p, "ed")}) and ${types}`;
       const c = (v: string) => (sqlite ? v : `(${v})::float8`);
       rows.push(
-        `select x.page_id as page_id, x.day / 7 - $wa as k, ${c(own)} as c, x.day / 7 - $wa - 1 as k2, ${c(prev)} as c2 ${days("$edge")}${inCand("x")}`,
+        `select x.page_id as page_id, x.day / 7 - $wa as k, ${c(own)} as c, x.day / 7 - $wa - 1 as k2, ${c(prev)} as c2 ${days("$edge")}${inCand("x", true)}`,
       );
       first.push(
         `select x.page_id as page_id, ${asC(`case when x.day / 7 = $wa then ${own} else ${prev} end`)} ${days("$edge_first")}${firstNz("x")}`,
@@ -708,7 +717,9 @@ export async function findPageWeekSeries(
   // weeks), and only their rows grouped into the spans. SQLite before: the candidates from every span's rows, then
   // every row again, the shifted days' rows read four times (50 M rows, 13 weeks: 1.36 M rows a read, ~1 s CPU; now
   // ~0.2 s). PostgreSQL: the union inlined twice was six sequential scans, four of the page totals (1 M rows, 13
-  // weeks: 3.0-3.4 s -> 0.8 s); sums as float8 (exact for integers below 2^53; a bigint sum is a numeric one).
+  // weeks: 3.0-3.4 s -> 0.8 s); then every row of the weeks and shifted days read and hash-joined to the candidates
+  // (20 M rows: 1.6 M rows, 4.6-6.4 s at load 20), now the candidates' keys sought (1.2-2.7 s). Sums as float8 (exact
+  // for integers below 2^53; a bigint sum is a numeric one).
   const union = (list: string[]) => list.join("\n    union all\n    ");
   const spans = Array.from(
     { length: weeks },
@@ -718,7 +729,7 @@ export async function findPageWeekSeries(
   select w.page_id as page_id from (${union(first)}) w group by w.page_id having sum(w.c) >= $min_first)
 select p.page as page, u.* from (
   select w.page_id as page_id, ${spans}
-    from (${union(rows)}) w${sqlite ? "" : "\n   where w.page_id in (select cand.page_id from cand)"}
+    from (${union(rows)}) w
    group by w.page_id) u
   join gsc_pages p on p.id = u.page_id
  where u.w0 >= $min_first and u.w${weeks - 1} <= u.w0 * cast($last_share as double precision)
