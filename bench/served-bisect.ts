@@ -10,7 +10,7 @@ import { children } from "./cpu.ts";
 import { runLoad } from "./load.ts";
 
 // `bun bench/served-bisect.ts [side ...] [--workers 1] [--connections 32] [--rounds 10] [--window 1]
-//   [--scenario get_one|list|create] [--generator wrk|autocannon] [--syscalls]`
+//   [--scenario get_one|list|create|mixed] [--generator wrk|autocannon] [--syscalls]`
 //
 // Served sides started side by side on copies of one file of 1,000 sites; the load moves from one side to the
 // next every `window` seconds, `rounds` times (the order rotated each round), so the shared machine's drift
@@ -45,6 +45,8 @@ const connections = Number(flags.connections);
 const windowSec = Number(flags.window);
 const list = flags.scenario === "list";
 const create = flags.scenario === "create";
+// `bun run bench`'s mix: 90 % get_one, 5 % list (50), 5 % create (a new domain each).
+const mixed = flags.scenario === "mixed";
 const names = positionals.length
   ? positionals
   : ["textbook", "textbook+headers", "textbook+ip", "textbook+headers+ip", "textbook+headers+ip+app", "service"];
@@ -72,7 +74,14 @@ writeFileSync(
       ? 'local prefix, n = "w", 0\nfunction init(args) prefix = args[1] end\n' +
         'request = function() n = n + 1; return wrk.format("POST", "/api/v1/sites", {["Content-Type"] = "application/json"}, ' +
         '\'{"domain":"sc-domain:\' .. prefix .. "-" .. n .. \'.bench.example","name":"Bench \' .. n .. \'"}\') end\n'
-      : 'math.randomseed(os.time())\nrequest = function() return wrk.format("GET", "/api/v1/sites/" .. math.random(1, 1000)) end\n',
+      : mixed
+        ? 'local prefix, n = "w", 0\nfunction init(args) prefix = args[1]; math.randomseed(os.time()) end\n' +
+          "request = function() local r = math.random()\n" +
+          '  if r < 0.05 then n = n + 1; return wrk.format("POST", "/api/v1/sites", {["Content-Type"] = "application/json"}, ' +
+          '\'{"domain":"sc-domain:\' .. prefix .. "-" .. n .. \'.bench.example","name":"Bench \' .. n .. \'"}\')\n' +
+          '  elseif r < 0.10 then return wrk.format("GET", "/api/v1/sites?limit=50")\n' +
+          '  else return wrk.format("GET", "/api/v1/sites/" .. math.random(1, 1000)) end end\n'
+        : 'math.randomseed(os.time())\nrequest = function() return wrk.format("GET", "/api/v1/sites/" .. math.random(1, 1000)) end\n',
 );
 // With wrk, each window's latency percentiles (µs) come back on one line of their own.
 appendFileSync(
@@ -82,15 +91,23 @@ appendFileSync(
 );
 let windows = 0;
 let created = 0;
+const oneSite = () => ({ method: "GET" as const, path: `/api/v1/sites/${1 + Math.floor(Math.random() * 1000)}` });
+const page = () => ({ method: "GET" as const, path: "/api/v1/sites?limit=50" });
+const newSite = () => ({
+  method: "POST" as const,
+  path: "/api/v1/sites",
+  body: JSON.stringify({ domain: `sc-domain:c-${++created}.bench.example`, name: `Bench ${created}` }),
+});
 const next = list
-  ? () => ({ method: "GET" as const, path: "/api/v1/sites?limit=50" })
+  ? page
   : create
-    ? () => ({
-        method: "POST" as const,
-        path: "/api/v1/sites",
-        body: JSON.stringify({ domain: `sc-domain:c-${++created}.bench.example`, name: `Bench ${created}` }),
-      })
-    : () => ({ method: "GET" as const, path: `/api/v1/sites/${1 + Math.floor(Math.random() * 1000)}` });
+    ? newSite
+    : mixed
+      ? () => {
+          const r = Math.random();
+          return r < 0.05 ? newSite() : r < 0.1 ? page() : oneSite();
+        }
+      : oneSite;
 
 type Side = {
   name: string;
@@ -149,7 +166,7 @@ function start(name: string, index: number): Side {
     ];
     procs = Array.from({ length: workers }, () => spawn(cmd));
   } else if (name.startsWith("textbook")) {
-    if (list) throw new Error("bench/bisect-server.ts answers get_one and create: compare list with `baseline service`");
+    if (list || mixed) throw new Error("bench/bisect-server.ts answers get_one and create: compare list and mixed with `baseline service`");
     const pieces = name.split("+").slice(1).join(",");
     procs = Array.from({ length: workers }, () => spawn([process.execPath, "bench/bisect-server.ts"], { PIECES: pieces }));
   } else throw new Error(`unknown side ${name}`);
