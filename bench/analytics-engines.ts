@@ -18,7 +18,7 @@ import { startService, type RunningServer } from "./processes.ts";
 //
 //   bun bench/analytics-engines.ts --db file.db --database postgres://… --seed-json pg.seed.json
 //                                  [--rows 1000000] [--days 100] [--data anchors] [--requests 5]
-//                                  [--slow-requests 3] [--workers 2] [--only name,name] [--out file.json]
+//                                  [--slow-requests 3] [--workers 2] [--warmups 2] [--only name,name] [--out file.json]
 //                                  [--pg-root /path/to/another/checkout] [--base-database postgres://…]
 //
 // --pg-root: a third service, another checkout's (e.g. main's) on the same PostgreSQL database, its requests
@@ -36,6 +36,7 @@ const flagsSchema = z.object({
   requests: z.coerce.number().int().min(1).max(10_000).default(5),
   "slow-requests": z.coerce.number().int().min(1).max(1000).default(3),
   workers: z.coerce.number().int().min(1).max(64).default(2),
+  warmups: z.coerce.number().int().min(0).max(1000).default(2),
   only: z.string().optional(),
   "pg-root": z.string().min(1).optional(),
   "base-database": z
@@ -182,7 +183,7 @@ async function main() {
           `  ${s.name}: answers differ at ${at}: SQLite …${x!.slice(Math.max(0, at - 60), at + 60)}… PostgreSQL …${y!.slice(Math.max(0, at - 60), at + 60)}…`,
         );
       }
-      for (let i = 0; i < 2; i++) for (const side of sides) await send(side.url, side.scenario.req);
+      for (let i = 0; i < flags.warmups; i++) for (const side of sides) await send(side.url, side.scenario.req);
       for (const side of sides) side.times.length = 0;
       const n = s.slow ? flags["slow-requests"] : flags.requests;
       // Alternate which side goes first, so neither always follows the other's cache effects.
