@@ -391,7 +391,7 @@ describe("checkpointOwnWrites (the sync worker copies its WAL into the file itse
         );
         // Written: in the WAL, not in the file.
         expect(size()).toBe(before);
-        checkpointOwnWrites(own.db);
+        await checkpointOwnWrites(own.db);
         const after = size();
         expect(after).toBeGreaterThan(before);
         // Another connection finds every frame copied already.
@@ -400,8 +400,41 @@ describe("checkpointOwnWrites (the sync worker copies its WAL into the file itse
         other.close();
         expect(busy).toBe(0);
         expect(copied).toBe(log);
-        checkpointOwnWrites(own.db);
+        await checkpointOwnWrites(own.db);
         expect(size()).toBe(after);
+      } finally {
+        await own.cleanup();
+      }
+    },
+  );
+
+  test.skipIf(testEngine === "pg")(
+    "a copy asked for while one runs (it runs on a thread of its own) copies what was written meanwhile too",
+    async () => {
+      const own = tempDb({ pragmas: { walAutocheckpoint: 0 } });
+      try {
+        const [id] = await insertSites(own.db, 1, "ckpt2.example");
+        const day = (date: string) =>
+          own.db.tx((tx) =>
+            upsertRows(
+              tx,
+              id!,
+              date,
+              "web",
+              Array.from({ length: 3000 }, (_, i) => row(i, i % 5)),
+            ),
+          );
+        await day("2026-03-06");
+        const first = checkpointOwnWrites(own.db);
+        await day("2026-03-07");
+        const second = checkpointOwnWrites(own.db);
+        await Promise.all([first, second]);
+        const other = new Database(own.path);
+        const [busy, log, copied] = Object.values(other.query("PRAGMA wal_checkpoint(PASSIVE)").get() as object) as number[];
+        other.close();
+        expect(busy).toBe(0);
+        expect(log).toBeGreaterThan(0);
+        expect(copied).toBe(log);
       } finally {
         await own.cleanup();
       }

@@ -1,7 +1,6 @@
 import type { Database } from "bun:sqlite";
 import { and, between, count, countDistinct, eq, sql } from "drizzle-orm";
 import type { Db, Orm, Q, SqliteDb } from "../db/index.ts";
-import { copyOwnWalFrames } from "../db/sqlite/checkpoint.ts";
 import { perConnection } from "../db/sqlite/prepared.ts";
 import { gscSyncedDays } from "../db/sqlite/schema.ts";
 import { sqliteOrm } from "../db/sql.ts";
@@ -12,6 +11,7 @@ import type { SearchType, SourceRow } from "./source.ts";
 import { eitherIds, type KnownTextIds, type TextIds, unknownTexts } from "./text-ids.ts";
 import { pgSchema, pgSyncedRows } from "../db/pg/driver.ts";
 import { giveWay } from "./give-way.ts";
+import { copyWalFramesOffThread } from "./wal-copier.ts";
 
 // The synced Search Console data: the query detail in gsc_query_detail, completion markers in gsc_synced_days.
 // The functions "inside a write" take the transaction handle of db.tx (or the legacy db.write): on
@@ -89,10 +89,11 @@ const writeStatements = perConnection((orm) => {
 
 /**
  * SQLite: copies this process's WAL frames into the file after a day's switch, so a backfill's copying runs on the sync's
- * CPUs (src/db/sqlite/checkpoint.ts copyOwnWalFrames); nothing on PostgreSQL.
+ * CPUs, on a thread of its own (src/sync/wal-copier.ts: the sync goes on meanwhile); resolves once copied. Nothing on
+ * PostgreSQL.
  */
-export function checkpointOwnWrites(db: Db): void {
-  if (db.engine === "sqlite") copyOwnWalFrames(db);
+export function checkpointOwnWrites(db: Db): Promise<void> {
+  return db.engine === "sqlite" ? copyWalFramesOffThread(db) : Promise.resolve();
 }
 
 /** Rows per multi-row statement of writeDayRows (fewer calls into SQLite; one statement per row cost more). */

@@ -367,8 +367,8 @@ export async function syncDay(
     return rows;
   });
   known.committed();
-  // The switch's pages copied into the file here, on the sync's CPUs (src/sync/data.ts).
-  checkpointOwnWrites(ctx.db);
+  // The switch's pages copied into the file on the sync's CPUs, on a thread of its own: not waited for (src/sync/data.ts).
+  void checkpointOwnWrites(ctx.db);
   if (atomic) rowsIngested.inc({ source: ctx.source.name }, buffered?.length ?? dayRows!.n);
   // Switched: the staging rows are no longer needed (left behind by a crash, startStaging clears them).
   else await ctx.write((tx) => clearStaged(tx, taskId));
