@@ -274,7 +274,10 @@ export function createApp(db: Db, opts: AppOptions = {}) {
       fallback: (req: Request, env: unknown) => dispatch(req, env),
       maxBodyBytes: MAX_BODY_BYTES,
     };
-    const fast = db.engine === "sqlite" ? createFastPath({ ...fastOpts, db }) : createPgFastPath({ ...fastOpts, db });
+    const fast =
+      db.engine === "sqlite"
+        ? createFastPath({ ...fastOpts, db, keylessWriter: auth.keylessWriter })
+        : createPgFastPath({ ...fastOpts, db });
     app.fetch = (req, env, ctx) => fast(req, env) ?? dispatch(req, env, ctx);
   }
   return app;

@@ -34,9 +34,11 @@ beforeAll(async () => {
   full = serve((req, server) => fullApp.fetch(req, server));
   const app = createApp(t.db, { backups: null });
   composed = serve((req, server) => app.fetch(req, server));
+  const auth = authMiddleware(t.db, defaultAuthOptions);
   const fast = createFastPath({
     db: t.db as SqliteDb,
-    keylessPrincipal: authMiddleware(t.db, defaultAuthOptions).keylessPrincipal,
+    keylessPrincipal: auth.keylessPrincipal,
+    keylessWriter: auth.keylessWriter,
     observe: (method, status, route) => observed.push([method, status, route]),
     fallback: () => new Response("not fast", { status: NOT_FAST }),
     maxBodyBytes: MAX_BODY_BYTES,
@@ -361,10 +363,21 @@ describe("request fast path (SQLite)", () => {
     });
   });
 
-  test("once a key exists, keyless reads go to the full stack (401 there)", async () => {
+  test("once a key exists, keyless reads and creates go to the full stack (401 there)", async () => {
     expect((await send(fastOnly.url, "/api/v1/sites/1")).status).toBe(200);
+    const count = () => (t.db.raw.reader.query("select count(*) as n from sites").get() as { n: number }).n;
     const other = t.open();
     const { key } = await createApiKey(other, { name: "k", scope: "read" });
+    // A create's key check is made in its own write transaction (auth keylessWriter): refused there, nothing written,
+    // and handed to the full stack with its body.
+    const n = count();
+    const keylessCreate = () => json({ domain: "sc-domain:after-key.example", name: "After key" });
+    expect((await send(fastOnly.url, "/api/v1/sites", keylessCreate())).status).toBe(NOT_FAST);
+    expect(count()).toBe(n);
+    const createViaFull = await send(composed.url, "/api/v1/sites", keylessCreate());
+    expect(createViaFull.status).toBe(401);
+    sameAnswer(createViaFull, await send(full.url, "/api/v1/sites", keylessCreate()));
+    expect(count()).toBe(n);
     const r = await send(fastOnly.url, "/api/v1/sites/1");
     expect(r.status).toBe(NOT_FAST);
     const viaFull = await send(composed.url, "/api/v1/sites/1");

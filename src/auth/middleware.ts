@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
-import type { Db } from "../db/index.ts";
+import type { Db, Orm } from "../db/index.ts";
 import { watchKeyChanges } from "../db/pg/key-changes.ts";
 import type { KeyScope } from "../db/model.ts";
 import { ApiError } from "../errors.ts";
@@ -9,7 +9,7 @@ import { scopeAllows } from "./keys.ts";
 import { addressMatcher, clientAddress, forwardedClient, isCrossSite, isLoopbackName, isProxied, requestHostname } from "./net.ts";
 import { isOpenPath, isSafeMethod, isUiPath, requiredScope } from "./policy.ts";
 import { findSessionKey, UI_SESSION_COOKIE } from "./sessions.ts";
-import { hasActiveKey, readerDataVersion, touchKeys, verifyApiKey, type KeyPrincipal, type KeyVerdict } from "./queries.ts";
+import { hasActiveKey, hasActiveKeyIn, readerDataVersion, touchKeys, verifyApiKey, type KeyPrincipal, type KeyVerdict } from "./queries.ts";
 
 export type AuthMode = "auto" | "off" | "required";
 
@@ -122,8 +122,14 @@ function memoized(test: (addr: string) => boolean): (addr: string) => boolean {
   };
 }
 
-/** The auth middleware, with the keyless check the request fast path asks (see keylessPrincipal). */
-export type AuthMiddleware = MiddlewareHandler & { keylessPrincipal(socket: string, host: string): Principal | null };
+/** A keyless write's principal, and the check it must pass inside the transaction that writes (false: refuse the write). */
+export type KeylessWrite = { principal: Principal; allowedIn: (tx: Orm) => boolean };
+
+/** The auth middleware, with the keyless checks the request fast path asks (see keylessPrincipal, keylessWriter). */
+export type AuthMiddleware = MiddlewareHandler & {
+  keylessPrincipal(socket: string, host: string): Principal | null;
+  keylessWriter(socket: string, host: string): KeylessWrite | null;
+};
 
 /** A rate limiter the auth middleware asks once per identified caller (see src/ratelimit). */
 export type RateLimit = (bucket: { kind: "key" | "ip"; id: string }) => Promise<void>;
@@ -264,6 +270,27 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     return anyKey === false && hostAllowed(host) ? LOOPBACK : null;
   }
 
+  // A keyless write checks "no active key" in its own write transaction (SQLite): the writer's snapshot is the newest
+  // and no key can commit during it, and the create then needs no read turn of the reader, which after any process's
+  // commit reads its pages again (in process, 4 handles on one file, 64 creates in flight: 83-90 -> 57 µs a create).
+  const writeOpen: KeylessWrite = Object.freeze({ principal: OPEN, allowedIn: () => true });
+  const writeLoopback: KeylessWrite = Object.freeze({ principal: LOOPBACK, allowedIn: (tx: Orm) => !hasActiveKeyIn(tx) });
+
+  /**
+   * keylessPrincipal for a keyless write on SQLite (the fast path's create): the same judgement but the key check,
+   * which the caller makes with `allowedIn` inside the transaction that writes, refusing the write when it says false
+   * (the full stack then answers). Null on PostgreSQL and wherever keylessPrincipal would not let the request through
+   * for another reason.
+   */
+  function keylessWriter(socket: string, host: string): KeylessWrite | null {
+    if (db.engine !== "sqlite") return null;
+    if (isTrustedProxy(socket) || !isLocal(socket)) return null;
+    if (opts.allowedHosts.length > 0 && !hostAllowed(host)) return null;
+    if (opts.mode === "off") return writeOpen;
+    if (opts.mode === "required") return null;
+    return hostAllowed(host) ? writeLoopback : null;
+  }
+
   const middleware: MiddlewareHandler = async (c, next) => {
     const path = c.req.path;
     // Preflights carry no credentials and change nothing (CORS answers them).
@@ -325,5 +352,5 @@ export function authMiddleware(db: Db, opts: AuthOptions, rateLimit?: RateLimit)
     }
     return next();
   };
-  return Object.assign(middleware, { keylessPrincipal });
+  return Object.assign(middleware, { keylessPrincipal, keylessWriter });
 }

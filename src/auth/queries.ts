@@ -128,6 +128,14 @@ export function hasActiveKey(db: Db, now = new Date()): boolean | Promise<boolea
     .then((rows) => rows.length > 0);
 }
 
+/**
+ * SQLite: true when at least one key is active, read in the write transaction `tx` (a keyless create checks it where it
+ * writes: a key committed before that transaction began is seen, and none can commit during it).
+ */
+export function hasActiveKeyIn(tx: Orm, now = new Date()): boolean {
+  return readStatements(tx).anyActive.get({ now: now.toISOString() }) !== undefined;
+}
+
 const info = ({ key_hash: _hash, ...rest }: ApiKey): KeyInfo => rest;
 
 /** Creates a key; the clear key is returned here and never again. */

@@ -1,6 +1,6 @@
-import { actorOf, type Principal } from "../auth/middleware.ts";
+import { actorOf, type KeylessWrite, type Principal } from "../auth/middleware.ts";
 import { hostnameOf, normalizeAddress } from "../auth/net.ts";
-import type { SqliteDb } from "../db/index.ts";
+import type { Orm, SqliteDb } from "../db/index.ts";
 import type { Site } from "../db/model.ts";
 import { withLogContext } from "../log.ts";
 import type { HttpObserve } from "../metrics/http.ts";
@@ -24,6 +24,8 @@ export type FastPathOptions = {
   db: SqliteDb;
   /** The auth middleware's keylessPrincipal: who this keyless request is, when auth lets it through without a rate-limit call. */
   keylessPrincipal: (socket: string, host: string) => Principal | null;
+  /** SQLite: the auth middleware's keylessWriter, for a create (its key check made inside the create's transaction). */
+  keylessWriter?: (socket: string, host: string) => KeylessWrite | null;
   /** Records the answered request in the HTTP metrics (the request frame's). */
   observe: HttpObserve;
   /** Log one `request` line per request (REQUEST_LOG). */
@@ -131,7 +133,7 @@ export type Peer = { address: string; family: string; port: number };
 export type FastRequest =
   | { kind: "one"; id: number; path: string; start: number; headers: Headers }
   | { kind: "list"; list: ListQuery; path: string; query: string; start: number; headers: Headers }
-  | { kind: "create"; peer: Peer; principal: Principal; start: number };
+  | { kind: "create"; peer: Peer; principal: Principal; start: number; allowedIn?: (tx: Orm) => boolean };
 
 /**
  * Which hot request `req` is, when nothing but the plain case applies (see the top of this file): a keyless
@@ -142,6 +144,7 @@ export function fastRequestOf(
   env: unknown,
   keylessPrincipal: FastPathOptions["keylessPrincipal"],
   maxBodyBytes: number,
+  keylessWriter?: FastPathOptions["keylessWriter"],
 ): FastRequest | null {
   const method = req.method;
   if (method !== "GET" && method !== "POST") return null;
@@ -175,6 +178,10 @@ export function fastRequestOf(
   const host = h.get("host");
   const peer = (env as Server | undefined)?.requestIP?.(req);
   if (host === null || !peer) return null;
+  if (method === "POST" && keylessWriter) {
+    const w = keylessWriter(normalizeAddress(peer.address), hostnameOf(host));
+    return w === null ? null : { kind: "create", peer, principal: w.principal, start, allowedIn: w.allowedIn };
+  }
   const principal = keylessPrincipal(normalizeAddress(peer.address), hostnameOf(host));
   if (principal === null) return null;
   if (method === "POST") return { kind: "create", peer, principal, start };
@@ -280,16 +287,19 @@ export async function readCreate(
   return { input, id: requestIdOf(req.headers.get("x-request-id") ?? undefined), replay };
 }
 
+/** Thrown inside a create's transaction when a key is active: the write rolls back and the full stack answers. */
+const KEY_NOW_ACTIVE = new Error("a key is active: a keyless create is the full stack's to answer");
+
 /**
  * Builds the fast path: `(request, server)` answers a plain keyless GET of one site or of a page of
  * sites, or POST of a site, or returns null for the full stack to answer.
  */
 export function createFastPath(opts: FastPathOptions): (req: Request, env: unknown) => Response | Promise<Response> | null {
-  const { db, keylessPrincipal, fallback, maxBodyBytes } = opts;
+  const { db, keylessPrincipal, keylessWriter, fallback, maxBodyBytes } = opts;
   const answer = answerWith(opts.observe, opts.requestLog);
 
   /** A create whose body was read: answered here when it commits, else by the full stack from the same request. */
-  async function create(req: Request, env: unknown, peer: Peer, principal: Principal, start: number) {
+  async function create(req: Request, env: unknown, peer: Peer, principal: Principal, start: number, allowedIn?: (tx: Orm) => boolean) {
     const read = await readCreate(req, env, peer, fallback);
     if (read instanceof Response) return read;
     const { input, id, replay } = read;
@@ -299,6 +309,8 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
       // transaction); request_id on any line logged while writing, as in the full stack's request frame.
       site = await withLogContext({ request_id: id }, () =>
         db.write((tx) => {
+          // A key active by now (committed since, anywhere): nothing written, the full stack answers (its 401).
+          if (allowedIn !== undefined && !allowedIn(tx)) throw KEY_NOW_ACTIVE;
           const created = insertSiteRow(tx, input);
           // The audit row's time is the site's (taken in the same transaction): one clock read and ISO string less.
           insertAuditRow(db, tx, createAuditRow(principal, peer, id, created.id, created.created_at));
@@ -313,9 +325,9 @@ export function createFastPath(opts: FastPathOptions): (req: Request, env: unkno
   }
 
   return (req, env) => {
-    const r = fastRequestOf(req, env, keylessPrincipal, maxBodyBytes);
+    const r = fastRequestOf(req, env, keylessPrincipal, maxBodyBytes, keylessWriter);
     if (r === null) return null;
-    if (r.kind === "create") return create(req, env, r.peer, r.principal, r.start);
+    if (r.kind === "create") return create(req, env, r.peer, r.principal, r.start, r.allowedIn);
     try {
       if (r.kind === "one") {
         const site: Site | undefined = readSiteById(db, r.id);
