@@ -407,6 +407,63 @@ describe("rollups kept at ingest equal the detail's answers", () => {
             const got = await comparePeriodsBy(db, { siteId: site, searchType, period1, period2, by: "page", order, limit });
             expect(got.map((r) => [r.key, r.clicks_change, r.period1_impressions, r.period2_impressions])).toEqual(want);
           }
+        // Insights compare by page (both periods' sums by page id in one read, the URLs of each list's candidates
+        // only): the four lists as each period's page totals merged by URL give, ties at the cut by URL.
+        for (const device of [null, "MOBILE"] as const) {
+          const [q1, q2] = device
+            ? await Promise.all([
+                findPageTotals(db, { siteId: site, searchType, device, ...period1 }),
+                findPageTotals(db, { siteId: site, searchType, device, ...period2 }),
+              ])
+            : [p1, p2];
+          type K = { page: string; c1: number; i1: number; w1: number; c2: number; i2: number; w2: number };
+          const merged = new Map<string, K>();
+          const row = (page: string) => merged.get(page) ?? merged.set(page, { page, c1: 0, i1: 0, w1: 0, c2: 0, i2: 0, w2: 0 }).get(page)!;
+          for (const p of q1) Object.assign(row(p.page), { c1: p.clicks, i1: p.impressions, w1: p.sumPosition / 100 });
+          for (const p of q2) Object.assign(row(p.page), { c2: p.clicks, i2: p.impressions, w2: p.sumPosition / 100 });
+          const d = (r: K) => r.c2 - r.c1;
+          const m = (r: K) => r.w2 / r.i2 - r.w1 / r.i1;
+          const both = (r: K) => r.i1 > 0 && r.i2 > 0;
+          for (const limit of [1, 2, 5, 50]) {
+            const top = (keep: (r: K) => boolean, cmp: (a: K, b: K) => number) =>
+              [...merged.values()]
+                .filter(keep)
+                .sort((a, b) => cmp(a, b) || (a.page < b.page ? -1 : 1))
+                .slice(0, limit)
+                .map((r) => [r.page, d(r)]);
+            const want = [
+              top(
+                (r) => d(r) > 0,
+                (a, b) => d(b) - d(a),
+              ),
+              top(
+                (r) => d(r) < 0,
+                (a, b) => d(a) - d(b),
+              ),
+              top(
+                (r) => both(r) && m(r) < 0,
+                (a, b) => m(a) - m(b),
+              ),
+              top(
+                (r) => both(r) && m(r) > 0,
+                (a, b) => m(b) - m(a),
+              ),
+            ];
+            const c = await comparePeriods(db, {
+              siteId: site,
+              searchType,
+              device,
+              by: "page",
+              previous: period1,
+              current: period2,
+              limit,
+            });
+            const lists = [c.winners, c.losers, c.position_gains, c.position_losses].map((l) =>
+              l.map((r) => [(r as unknown as { page: string }).page, r.clicks_change]),
+            );
+            expect({ searchType, device, limit, lists }).toEqual({ searchType, device, limit, lists: want });
+          }
+        }
       }
     }
     // The rollup itself: each week's sums of its days' rows (weeks of pages gone on a re-fetch stay, at 0).

@@ -485,6 +485,61 @@ export async function findPageTotals(db: Db, f: GrainFilters, o: PageTotalsOptio
   return rows.map((r) => ({ page: r.page, clicks: Number(r.clicks), impressions: Number(r.impressions), sumPosition: Number(r.sp) }));
 }
 
+/** A page's sums in two periods (1 and 2), by page id: zeros in a period where it has no clicks and no impressions. */
+export type PagePeriodSums = { pageId: number; c1: number; i1: number; s1: number; c2: number; i2: number; s2: number };
+
+/**
+ * Each page's page totals in two windows (as findPageTotals: pages with clicks or impressions in either), by page id
+ * and without the URL, in one read: SQLite by two statements at once (the pages of even and odd ids, two query
+ * processes). For reports that need every page's numbers but the URL of a few (findPageUrls).
+ */
+export async function findPagePeriodSums(db: Db, f1: GrainFilters, f2: GrainFilters): Promise<PagePeriodSums[]> {
+  const e = db.engine;
+  const byParity = e === "sqlite";
+  const [a, b] = await Promise.all([pageRowsQuery(db, f1, { byParity }), pageRowsQuery(db, f2, { byParity })]);
+  // Each window's parameters renamed apart ($x -> $x_1, $x_2); $parity is shared.
+  const apart = (q: { rows: string; params: Params }, suffix: string) => ({
+    rows: q.rows.replace(/\$([A-Za-z_]\w*)/g, (m, name: string) => (name in q.params ? `$${name}${suffix}` : m)),
+    params: Object.fromEntries(Object.entries(q.params).map(([k, v]) => [`${k}${suffix}`, v])),
+  });
+  const [x, y] = [apart(a, "_1"), apart(b, "_2")];
+  // Each window's sums per page first (a page without clicks and impressions in it counts as absent there).
+  const per = (rows: string) => `select r.page_id as page_id, sum(r.clicks) as c, sum(r.impressions) as i, sum(r.sp) as s
+      from (${rows}) r group by r.page_id having sum(r.clicks) > 0 or sum(r.impressions) > 0`;
+  const sql = `select w.page_id as page_id, ${num(e, "sum(w.c1)")} as c1, ${num(e, "sum(w.i1)")} as i1, ${num(e, "sum(w.s1)")} as s1,
+       ${num(e, "sum(w.c2)")} as c2, ${num(e, "sum(w.i2)")} as i2, ${num(e, "sum(w.s2)")} as s2
+  from (select a.page_id as page_id, a.c as c1, a.i as i1, a.s as s1, 0 as c2, 0 as i2, 0 as s2 from (${per(x.rows)}) a
+        union all
+        select b.page_id, 0, 0, 0, b.c, b.i, b.s from (${per(y.rows)}) b) w
+ group by w.page_id`;
+  const params = { ...x.params, ...y.params };
+  const parts = await Promise.all(
+    (byParity ? [0, 1] : [null]).map((parity) =>
+      allRows<Record<string, number>>(db, sql, parity === null ? params : { ...params, parity }, true),
+    ),
+  );
+  return parts.flat().map((r) => ({
+    pageId: Number(r.page_id),
+    c1: Number(r.c1),
+    i1: Number(r.i1),
+    s1: Number(r.s1),
+    c2: Number(r.c2),
+    i2: Number(r.i2),
+    s2: Number(r.s2),
+  }));
+}
+
+/** The URLs of page ids (one read, the ids bound as one JSON list). */
+export async function findPageUrls(db: Db, ids: number[]): Promise<Map<number, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await allRows<{ id: number; page: string }>(
+    db,
+    `select p.id as id, p.page as page from gsc_pages p where p.id in (select cast(value as integer) from ${jsonList(db.engine, "$ids", "ids")})`,
+    { ids: JSON.stringify(ids) },
+  );
+  return new Map(rows.map((r) => [Number(r.id), r.page]));
+}
+
 /** How many pages (of those the options keep) have clicks or impressions in the page totals of the window. */
 export async function countPages(db: Db, f: GrainFilters, o: Omit<PageTotalsOptions, "limit" | "order"> = {}): Promise<number> {
   if (!o.pages && o.urlContains == null && o.urlLike == null) {

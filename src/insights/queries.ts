@@ -22,7 +22,9 @@ import {
   countPages,
   findAnonymizedShare,
   findLastDataDay,
+  findPagePeriodSums,
   findPageTotals,
+  findPageUrls,
   findPageWeekSeries,
   findPropertyDays,
   type GrainFilters,
@@ -359,40 +361,50 @@ export async function comparePeriods(
   const prev = grainOf({ ...o, start: o.previous.start, end: o.previous.end });
   const cur = grainOf({ ...o, start: o.current.start, end: o.current.end });
   assertAnswerable(prev, o.by);
+  // Per page: both periods' page totals by page id in one read (no URL), each list's candidates (amongHighest: the value
+  // ties at the limit-th included) given their URLs, then sorted by value and URL and cut as before (50 M rows, 2 x 45
+  // days: instead of 2 x 20,000 pages with their URLs read, sent and merged).
   const perPage = async (): Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]> => {
-    const [p1, p2] = await Promise.all([findPageTotals(db, prev), findPageTotals(db, cur)]);
-    const rows = new Map<string, KeyRow>();
-    const row = (page: string) => rows.get(page) ?? rows.set(page, { key: page, c1: 0, i1: 0, w1: 0, c2: 0, i2: 0, w2: 0 }).get(page)!;
-    for (const p of p1) Object.assign(row(p.page), { c1: p.clicks, i1: p.impressions, w1: p.sumPosition / sumPositionScale });
-    for (const p of p2) Object.assign(row(p.page), { c2: p.clicks, i2: p.impressions, w2: p.sumPosition / sumPositionScale });
-    const list = [...rows.values()];
+    const sums = await findPagePeriodSums(db, prev, cur);
+    const rows: KeyRow[] = sums.map((p) => ({
+      key: "",
+      c1: p.c1,
+      i1: p.i1,
+      // A page absent from a period (no clicks, no impressions there) counts 0 in it.
+      w1: p.c1 > 0 || p.i1 > 0 ? p.s1 / sumPositionScale : 0,
+      c2: p.c2,
+      i2: p.i2,
+      w2: p.c2 > 0 || p.i2 > 0 ? p.s2 / sumPositionScale : 0,
+    }));
     const d = (r: KeyRow) => r.c2 - r.c1;
     const m = (r: KeyRow) => r.w2 / r.i2 - r.w1 / r.i1;
     const byKey = (a: KeyRow, b: KeyRow) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
-    const top = (keep: (r: KeyRow) => boolean, cmp: (a: KeyRow, b: KeyRow) => number) =>
-      list
-        .filter(keep)
-        .sort((a, b) => cmp(a, b) || byKey(a, b))
-        .slice(0, o.limit);
     const withBoth = (r: KeyRow) => r.i1 > 0 && r.i2 > 0;
-    return [
-      top(
-        (r) => d(r) > 0,
-        (a, b) => d(b) - d(a),
-      ),
-      top(
-        (r) => d(r) < 0,
-        (a, b) => d(a) - d(b),
-      ),
-      top(
-        (r) => withBoth(r) && m(r) < 0,
-        (a, b) => m(a) - m(b),
-      ),
-      top(
-        (r) => withBoth(r) && m(r) > 0,
-        (a, b) => m(b) - m(a),
-      ),
+    // Each list: which rows it keeps, its order (value first), and the value amongHighest ranks (highest first).
+    const specs: [(r: KeyRow) => boolean, (a: KeyRow, b: KeyRow) => number, (r: KeyRow) => number][] = [
+      [(r) => d(r) > 0, (a, b) => d(b) - d(a), d],
+      [(r) => d(r) < 0, (a, b) => d(a) - d(b), (r) => -d(r)],
+      [(r) => withBoth(r) && m(r) < 0, (a, b) => m(a) - m(b), (r) => -m(r)],
+      [(r) => withBoth(r) && m(r) > 0, (a, b) => m(b) - m(a), m],
     ];
+    const picked = specs.map(([keep, , value]) =>
+      amongHighest(
+        rows.length,
+        (j) => value(rows[j]!),
+        o.limit,
+        (j) => keep(rows[j]!),
+      ),
+    );
+    const urls = await findPageUrls(
+      db,
+      [...new Set(picked.flat())].map((j) => sums[j]!.pageId),
+    );
+    for (const j of new Set(picked.flat())) rows[j]!.key = urls.get(sums[j]!.pageId)!;
+    return specs.map(([, cmp], k) =>
+      picked[k]!.map((j) => rows[j]!)
+        .sort((a, b) => cmp(a, b) || byKey(a, b))
+        .slice(0, o.limit),
+    ) as [KeyRow[], KeyRow[], KeyRow[], KeyRow[]];
   };
   const [d1, d2, [winners, losers, up, down]] = await Promise.all([
     findPropertyDays(db, prev),
