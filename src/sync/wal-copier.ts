@@ -30,10 +30,18 @@ self.onmessage = ({ data }) => {
 
 let codeUrl: string | null = null;
 
-type Copier = { worker: Worker; running: Promise<void> | null; queued: Promise<void> | null };
+type Copier = {
+  worker: Worker;
+  running: Promise<void> | null;
+  queued: Promise<void> | null;
+  idle: ReturnType<typeof setTimeout> | null;
+};
 const copiers = new WeakMap<SqliteDb, Copier>();
 
-/** The database handle's copier thread (started at its first copy, ended when the handle closes). */
+/** How long a copier thread is kept after its last copy (then ended: an idle sync worker's memory). */
+const IDLE_MS = 60_000;
+
+/** The database handle's copier thread (started at its first copy, ended IDLE_MS after its last or when the handle closes). */
 function copierOf(db: SqliteDb): Copier {
   let c = copiers.get(db);
   if (!c) {
@@ -41,11 +49,24 @@ function copierOf(db: SqliteDb): Copier {
     const worker = new Worker(codeUrl);
     // Not a reason for the process to stay up.
     worker.unref();
-    c = { worker, running: null, queued: null };
+    c = { worker, running: null, queued: null, idle: null };
     copiers.set(db, c);
     db.onClose.push(() => worker.terminate());
   }
+  if (c.idle) clearTimeout(c.idle);
+  c.idle = null;
   return c;
+}
+
+/** After a copy: the thread ends IDLE_MS later unless another copy comes first. */
+function endWhenIdle(db: SqliteDb, c: Copier): void {
+  if (c.running || c.queued) return;
+  c.idle = setTimeout(() => {
+    if (c.running || c.queued || copiers.get(db) !== c) return;
+    copiers.delete(db);
+    c.worker.terminate();
+  }, IDLE_MS);
+  c.idle.unref();
 }
 
 /** One copy on the thread; resolves when it answered (a failure other than busy is logged). */
@@ -78,6 +99,7 @@ export function copyWalFramesOffThread(db: SqliteDb): Promise<void> {
   const start = (): Promise<void> => {
     const p = copyOnce(db, c).finally(() => {
       if (c.running === p) c.running = null;
+      endWhenIdle(db, c);
     });
     c.running = p;
     return p;
