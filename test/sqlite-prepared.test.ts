@@ -1,6 +1,6 @@
 // Drizzle selects compiled once to bare bun:sqlite statements (src/db/sqlite/prepared.ts): a constant LIMIT is written
-// into the SQL (SQLite prepares a statement whose LIMIT is bound again at every run), a placeholder's stays bound, and
-// either way the rows are the ones Drizzle's own query returns.
+// into the SQL (SQLite prepares a statement whose LIMIT is bound again at every run), a placeholder's gets a statement
+// per page size, and either way the rows are the ones Drizzle's own query returns.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { asc, gt, sql } from "drizzle-orm";
 import type { SqliteDb } from "../src/db/index.ts";
@@ -17,7 +17,7 @@ describe("compiled selects (SQLite)", () => {
   });
   afterAll(() => t.cleanup());
 
-  test("a constant LIMIT becomes a literal and leaves the parameters; a placeholder's LIMIT stays bound", () => {
+  test("a constant LIMIT becomes a literal and leaves the parameters; literalLimit leaves a placeholder's", () => {
     expect(literalLimit({ sql: "select id from t where a > ? limit ?", params: ["x", 2] })).toEqual({
       sql: "select id from t where a > ? limit 2",
       params: ["x"],
@@ -44,5 +44,12 @@ describe("compiled selects (SQLite)", () => {
     expect(constant.get({ after: 1 })).toEqual(drizzle[0]!);
     expect(bound.all({ after: 1, limit: 2 })).toEqual(drizzle);
     expect(bound.all({ after: 1, limit: 3 }).length).toBe(3);
+    // A statement per page size for the first sizes seen, then the bound one: the same rows for every size.
+    const every = query().all({ after: 0 });
+    for (let size = -1; size <= 24; size++) {
+      const want = size < 0 ? every : every.slice(0, size);
+      expect([size, bound.all({ after: 0, limit: size })]).toEqual([size, want]);
+      expect([size, bound.get({ after: 0, limit: size })]).toEqual([size, want[0]]);
+    }
   });
 });
