@@ -304,7 +304,7 @@ describe("rollups kept at ingest equal the detail's answers", () => {
           const want = sumBy((r) => inWindow(r) && types.includes(r.type));
           expect(await findPageTotals(db, { ...f, searchType })).toEqual(want);
           expect(await countPages(db, { ...f, searchType })).toBe(want.length);
-          // SQLite: by the weeks' rows and by a seek per page of the site, the same count.
+          // By the weeks' rows and by a seek per page of the site (each engine), the same count.
           for (const mode of ["always", "never"] as const) {
             setPageCountBySeeks(mode);
             expect({ mode, lo, hi, searchType, n: await countPages(db, { ...f, searchType }) }).toEqual({
@@ -549,7 +549,7 @@ describe("rollups kept at ingest equal the detail's answers", () => {
     expect((await findUngrainedDays(db, site, [1], f.start, f.end)).count).toBe(0);
     expect(await countPages(db, f, { grain: "day" })).toBe(4);
     expect((await findPageTotals(db, f)).map((p) => p.page).sort()).toEqual(["a", "b", "d", "h"].map((p) => `https://edges.example/${p}`));
-    // SQLite counts from the weekly rollup by the weeks' rows or by a seek per page of the site: each way, the same.
+    // Each engine counts from the weekly rollup by the weeks' rows or by a seek per page of the site: each way, the same.
     for (const mode of ["auto", "always", "never"] as const) {
       setPageCountBySeeks(mode);
       expect({ mode, n: await countPages(db, f) }).toEqual({ mode, n: 4 });

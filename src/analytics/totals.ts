@@ -1,6 +1,7 @@
 import type { Db, Engine } from "../db/index.ts";
 import { deviceCodes, searchTypeCodes, sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
 import { pgAll, pgAllMany, pgNamedRead } from "../db/pg/named.ts";
+import { countPagesBySeeksPg, setPageCountBySeeksPg } from "../db/pg/page-count.ts";
 import { ApiError } from "../errors.ts";
 import { resolveSite, SITE_BY_ID_SQL, siteNotFound, type ResolvedSite, type SiteRef } from "../sites/resolve.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
@@ -585,7 +586,12 @@ async function countPagesByWeeks(db: Db, f: GrainFilters, o: Omit<PageTotalsOpti
     for (let d = lo; d <= hi; d++) edgeDays.push(d);
   }
   const list = (name: string, alias: string) => `(select cast(value as integer) from ${jsonList(e, name, alias)})`;
-  const weekList = JSON.stringify(Array.from({ length: weeks.last - weeks.first + 1 }, (_, i) => weeks.first + i));
+  const weekNumbers = Array.from({ length: weeks.last - weeks.first + 1 }, (_, i) => weeks.first + i);
+  const weekList = JSON.stringify(weekNumbers);
+  if (e === "pg") {
+    const n = await countPagesBySeeksPg(db, f.siteId, typeCodesOf(f.searchType), weekNumbers, edgeDays);
+    if (n !== null) return n;
+  }
   if (e === "sqlite") {
     const n = await countPagesBySeeks(db, f, weekList, edgeDays);
     if (n !== null) return n;
@@ -626,9 +632,10 @@ select (select count(*) from w) + (
 /** How SQLite's countPagesByWeeks counts: by the site's pages when cheaper (auto), always, or never (tests: both ways). */
 let pageCountBySeeks: "auto" | "always" | "never" = "auto";
 
-/** Sets how SQLite's page counts from the weekly rollup read (tests: each way gives the same counts). */
+/** Sets how page counts from the weekly rollup read, on both engines (tests: each way gives the same counts). */
 export function setPageCountBySeeks(mode: "auto" | "always" | "never"): void {
   pageCountBySeeks = mode;
+  setPageCountBySeeksPg(mode);
 }
 
 /**
