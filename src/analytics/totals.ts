@@ -651,15 +651,23 @@ async function countPagesBySeeks(db: Db, f: GrainFilters, weeks: string, edgeDay
   const w = JSON.parse(weeks) as number[];
   const params = { site_id: f.siteId, types: JSON.stringify(typeCodesOf(f.searchType)), weeks, edge_days: JSON.stringify(edgeDays) };
   const types = (alias: string) => `(select cast(value as integer) from json_each($types) ${alias})`;
-  const [size] = await allRows<{ pages: number; week_rows: number }>(
-    db,
-    `select (select count(*) from gsc_pages where site_id = $site_id) as pages,
-       (select count(*) from gsc_week_page_totals x where x.site_id = $site_id and x.week = $w_last and x.type in ${types("t")}) as week_rows`,
-    { site_id: f.siteId, types: params.types, w_last: w[w.length - 1]! },
-  );
-  const pages = Number(size?.pages ?? 0);
-  const active = Math.min(Number(size?.week_rows ?? 0), pages);
-  if (pageCountBySeeks === "auto" && 75 * active + 400 * (pages - active) > 35 * active * w.length) return null;
+  if (pageCountBySeeks === "auto") {
+    // Seeks are dearer when 75 A + 400 (N - A) > 35 A W (A the pages with data, N the site's pages, W the weeks): the
+    // site's pages counted only up to that bound (a dictionary of a million pages is not walked on the event loop).
+    const [week] = await allRows<{ n: number }>(
+      db,
+      `select count(*) as n from gsc_week_page_totals x where x.site_id = $site_id and x.week = $w_last and x.type in ${types("t")}`,
+      { site_id: f.siteId, types: params.types, w_last: w[w.length - 1]! },
+    );
+    const active = Number(week?.n ?? 0);
+    const cap = Math.floor((active * (35 * w.length + 325)) / 400) + 1;
+    const [pages] = await allRows<{ n: number }>(
+      db,
+      "select count(*) as n from (select 1 from gsc_pages where site_id = $site_id limit $cap) s",
+      { site_id: f.siteId, cap },
+    );
+    if (Number(pages?.n ?? 0) >= cap) return null;
+  }
   const [row] = await allRows<{ n: number }>(
     db,
     `select count(*) as n from gsc_pages p
