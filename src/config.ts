@@ -214,9 +214,9 @@ const buildEnvSchema = () =>
     // 2,597-6,648 rows/s against 17,620-36,016 at 0, docs/benchmarks/ingest-export.md). The service's own requests are
     // given way to apart from it (SYNC_POLICY, SYNC_GIVE_WAY, SYNC_CPUS).
     SYNC_GROUP_NICE: int(0, 19).default(0),
-    // With SYNC_NICE above 0, the sync worker threads' scheduling class (Linux): idle (SCHED_IDLE: any other thread
-    // waking on a sync thread's core takes it at once, whatever its group, and a core running only them counts as free
-    // where a waking thread is placed), batch (SCHED_BATCH) or other (the default class).
+    // With SYNC_NICE above 0, the sync worker threads' scheduling class (Linux): idle (SCHED_IDLE: another thread waking
+    // on a sync thread's core takes it at once, on Linux >= 6.11 only one of the same scheduling group (docs/sync.md), and
+    // a core running only them counts as free where a waking thread is placed), batch (SCHED_BATCH) or other (the default class).
     SYNC_POLICY: z.enum(["other", "batch", "idle"]).default("idle"),
     // CPUs the sync worker processes run on (every thread; Linux sched_setaffinity), e.g. "1" or "2-3": with a backfill
     // kept off the others, requests never wait behind it for a core (API p99 during a backfill, docs/sync.md). auto: a

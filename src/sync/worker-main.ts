@@ -100,7 +100,7 @@ const POLICIES = { other: 0, batch: 3, idle: 5 } as const;
  * leave. Linux keeps a nice per thread and setpriority() of the pid changes the main thread alone: Bun's pool, JIT
  * and allocator threads, started before this runs, kept nice 0 and competed with the HTTP workers (API p99 during a
  * backfill, docs/benchmarks/ingest-export.md). `policy` (SYNC_POLICY) other than "other" puts each thread in that
- * scheduling class: SCHED_IDLE's threads give their core at once to any other thread waking on it (whatever its group),
+ * scheduling class: SCHED_IDLE's threads give their core at once to any other thread waking on it (Linux >= 6.11: of their group),
  * and a core running only them counts as free where a waking thread is placed. With `sliceUs` (SYNC_SLICE_US) each
  * thread also asks for that scheduling slice: under Linux's EEVDF a running thread keeps its core for its slice (~1.4 ms
  * by default on 2 cores) before a waking thread of another group may take it. Threads started later inherit their
@@ -165,7 +165,8 @@ function schedSetter(): ((tid: number, policy: number, nice: number, us: number)
  * against 1.4-2.3 idle at load 11-35, docs/benchmarks/ingest-export.md). The group weighs as `nice` (SYNC_GROUP_NICE,
  * /proc/self/autogroup): niced 10 it got ~1 % of a host with ~10 other busy groups; at 0 it takes one group's share,
  * and the HTTP workers still come first through the threads' class (SYNC_POLICY idle: a waking thread takes a
- * SCHED_IDLE thread's core at once, whatever the groups). The supervisor still stops it by its pid, and it exits when
+ * SCHED_IDLE thread's core at once; on Linux 6.11 and later only a thread of the same group, one of another group
+ * waits out the group's slice or a tick: docs/sync.md). The supervisor still stops it by its pid, and it exits when
  * the supervisor's IPC channel closes. Nothing to do where setsid() is refused or libc is not found (the threads'
  * nice and class still apply).
  */
