@@ -214,6 +214,10 @@ const buildEnvSchema = () =>
     // 2,597-6,648 rows/s against 17,620-36,016 at 0, docs/benchmarks/ingest-export.md). The service's own requests are
     // given way to apart from it (SYNC_POLICY, SYNC_GIVE_WAY, SYNC_CPUS).
     SYNC_GROUP_NICE: int(0, 19).default(0),
+    // With SYNC_NICE above 0, whether a supervised sync worker starts that session of its own. false: it stays in the
+    // supervisor's (one scheduling group with the HTTP workers: on Linux >= 6.11 a waking HTTP thread then takes a
+    // SCHED_IDLE sync thread's core at once; the service weighs as one group against the host's). For an A/B on a quiet host.
+    SYNC_OWN_SESSION: bool.default(true),
     // With SYNC_NICE above 0, the sync worker threads' scheduling class (Linux): idle (SCHED_IDLE: another thread waking
     // on a sync thread's core takes it at once, on Linux >= 6.11 only one of the same scheduling group (docs/sync.md), and
     // a core running only them counts as free where a waking thread is placed), batch (SCHED_BATCH) or other (the default class).

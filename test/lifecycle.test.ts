@@ -191,12 +191,16 @@ describe("sync worker settings", () => {
     }
   });
 
-  test("SYNC_NICE above 0: a supervised sync worker runs in a session (scheduling group) of its own and still stops with the supervisor; 0 keeps the supervisor's", async () => {
+  test("SYNC_NICE above 0: a supervised sync worker runs in a session (scheduling group) of its own and still stops with the supervisor; 0 (or SYNC_OWN_SESSION=false) keeps the supervisor's", async () => {
     // The session id is field 6 of /proc/<pid>/stat (the 4th after the command's closing parenthesis).
     const sessionOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[3]);
     const isSync = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("worker-main");
-    const workersOf = async (nice: string) => {
-      const s = await startServer({ workers: 1, syncWorkers: 1, env: { LOG_LEVEL: "info", SYNC_NICE: nice, SYNC_SCHEDULER: "false" } });
+    const workersOf = async (nice: string, env: Record<string, string> = {}) => {
+      const s = await startServer({
+        workers: 1,
+        syncWorkers: 1,
+        env: { LOG_LEVEL: "info", SYNC_NICE: nice, SYNC_SCHEDULER: "false", ...env },
+      });
       cleanups.push(s.cleanup);
       await waitFor("the sync worker to start", () => events(s.output()).some((e) => e.msg === "sync worker started"));
       const children = childPids(s.proc.pid);
@@ -231,6 +235,10 @@ describe("sync worker settings", () => {
     expect(running(niced.sync)).toBe(false);
     const same = await workersOf("0");
     expect(sessionOf(same.sync)).toBe(sessionOf(same.s.proc.pid));
+    // SYNC_OWN_SESSION=false: niced and SCHED_IDLE, in the supervisor's session (one group with the HTTP workers).
+    const shared = await workersOf("10", { SYNC_OWN_SESSION: "false" });
+    expect(sessionOf(shared.sync)).toBe(sessionOf(shared.s.proc.pid));
+    expect(policyOf(shared.sync, shared.sync)).toBe(5);
   });
 
   test("SYNC_SCHEDULER=false: no daily_sync is created, though sites are due; the same worker with it on creates them", async () => {

@@ -27,7 +27,7 @@ async function main() {
   // (Imported here: a supervised worker never loads the migrator.)
   if (!config.supervised) await (await import("../db/sqlite/migrate.ts")).migrateOrExit(config);
   // Supervised and niced: a session of its own first, so the kernel schedules it apart from the HTTP workers.
-  if (config.supervised && config.SYNC_NICE > 0) ownSession(config.SYNC_GROUP_NICE);
+  if (config.supervised && config.SYNC_NICE > 0 && config.SYNC_OWN_SESSION) ownSession(config.SYNC_GROUP_NICE);
   if (config.SYNC_NICE > 0) lowerPriority(config.SYNC_NICE, config.SYNC_SLICE_US, config.SYNC_POLICY);
   else lowerPriority(0, 0, "other");
   const cpus = config.SYNC_CPUS === "auto" ? (config.supervised ? lastCpus(config.SYNC_WORKERS) : null) : config.SYNC_CPUS;
