@@ -8,9 +8,12 @@ import { pgAll, pgNamedRead } from "./named.ts";
 // clicks or impressions in a whole week or on an edge day: the same pages as the weeks' distinct ids plus the edge
 // weeks' pages with some on an edge day (a week's row is the sum of its days; nothing is negative).
 
-const sizeSql = `select (select count(*) from gsc_pages p where p.site_id = $site_id)::float8 as pages,
-  (select count(*) from gsc_week_page_totals x
-    where x.site_id = $site_id and x.week = $w_last and x.type = any(cast($types as integer[])))::float8 as week_rows`;
+// The newest week's rows (A) and the site's pages (N) counted only up to the bound past which the seeks lose (see
+// countPagesBySeeksPg): a dictionary of a million pages is not walked to decide.
+const sizeSql = `with a as (select floor(count(*) * cast($per_row as float8))::bigint + 1 as cap from gsc_week_page_totals x
+    where x.site_id = $site_id and x.week = $w_last and x.type = any(cast($types as integer[])))
+select (select cap from a)::float8 as cap,
+  (select count(*) from (select 1 from gsc_pages p where p.site_id = $site_id limit (select cap from a)) s)::float8 as pages`;
 
 const countSql = `select count(*)::float8 as n from gsc_pages p
   left join (select distinct l.page_id from gsc_week_page_totals l
@@ -49,10 +52,15 @@ export async function countPagesBySeeksPg(
   const wLast = weeks[weeks.length - 1]!;
   const pgTypes = `{${types.join(",")}}`;
   if (mode === "auto") {
-    const [size] = await pgNamedRead<{ pages: number; week_rows: number }>(db, sizeSql, { site_id: siteId, w_last: wLast, types: pgTypes });
-    const pages = Number(size?.pages ?? 0);
-    const active = Math.min(Number(size?.week_rows ?? 0), pages);
-    if (1.5 * active + 20 * (pages - active) > 0.6 * active * weeks.length) return null;
+    // Seeks are dearer when 1.5 A + 20 (N - A) > 0.6 A W (W the weeks), that is N > A (0.6 W + 18.5) / 20.
+    const perRow = (0.6 * weeks.length + 18.5) / 20;
+    const [size] = await pgNamedRead<{ cap: number; pages: number }>(db, sizeSql, {
+      site_id: siteId,
+      w_last: wLast,
+      types: pgTypes,
+      per_row: perRow,
+    });
+    if (Number(size?.pages ?? 0) >= Number(size?.cap ?? 1)) return null;
   }
   const [row] = await pgAll<{ n: number }>(db, countSql, {
     site_id: siteId,
