@@ -8,9 +8,10 @@
 import { sampleSteps, stepOrder, type CpuProfile } from "./profile-steps.ts";
 import { Database } from "bun:sqlite";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
-const root = process.argv[2] ?? join(import.meta.dir, "..");
+// Resolved: the checkout's modules are imported by path, which a relative one would resolve against this file.
+const root = resolve(process.argv[2] ?? join(import.meta.dir, ".."));
 const scenario = process.argv[3] ?? "get_one";
 const secs = Number(process.argv[4] ?? 6);
 const { migrate } = await import(`${root}/src/db/sqlite/migrate.ts`);
