@@ -689,8 +689,8 @@ export type PageSeries = { page: string; clicks: number[] };
 
 /**
  * Each page's clicks in `weeks` consecutive 7-day spans from f.start (page totals, ungrained days from the detail),
- * in ONE read (PostgreSQL: two at once, even and odd page ids): only pages with at least `minFirst` clicks in the
- * first span and at most `maxLastShare` of them in the last, the most clicks lost first, then the URL. Without a country or device filter a span not on the weekly
+ * in ONE read: only pages with at least `minFirst` clicks in the first span and at most `maxLastShare` of them in the
+ * last, the most clicks lost first, then the URL. Without a country or device filter a span not on the weekly
  * rollup's week boundaries is a week's row plus or minus the days it is shifted by (at most 3 a span: the head days
  * H of a week when the spans start 1-3 days into one, span = W(w) - H(w) + H(w + 1); else the tail days T, span =
  * T(w) + W(w + 1) - T(w + 1)), exact in integers; else the days' rows.
@@ -795,12 +795,8 @@ export async function findPageWeekSeries(
     { length: weeks },
     (_, k) => `coalesce(sum(case when w.k = ${k} then w.c when w.k2 = ${k} then w.c2 end), 0) as w${k}`,
   ).join(", ");
-  // PostgreSQL: two statements at once (two connections), the candidates of even and of odd page ids (any split is
-  // exact: a page's rows are all in one), their rows merged and ordered here (20 M rows, 13 weeks: ~0.5 s of backend
-  // CPU in one statement, the seeks of the candidates' keys; the wall halves on two free cores). Ties by the URL's
-  // code units, as findDecayingPages orders them.
-  const sql = (half: string) => `with cand as ${sqlite ? "materialized " : ""}(
-  select w.page_id as page_id from (${union(first)}) w${half} group by w.page_id having sum(w.c) >= $min_first)
+  const sql = `with cand as ${sqlite ? "materialized " : ""}(
+  select w.page_id as page_id from (${union(first)}) w group by w.page_id having sum(w.c) >= $min_first)
 select p.page as page, u.* from (
   select w.page_id as page_id, ${spans}
     from (${union(rows)}) w
@@ -808,12 +804,8 @@ select p.page as page, u.* from (
   join gsc_pages p on p.id = u.page_id
  where u.w0 >= $min_first and u.w${weeks - 1} <= u.w0 * cast($last_share as double precision)
  order by u.w0 - u.w${weeks - 1} desc, p.page`;
-  const halves = sqlite ? [""] : [" where w.page_id % 2 = 0", " where w.page_id % 2 = 1"];
-  const got = (await Promise.all(halves.map((half) => allRows<Record<string, number | string>>(db, sql(half), params, true)))).flat();
-  const out = got.map((row) => ({ page: String(row.page), clicks: Array.from({ length: weeks }, (_, k) => Number(row[`w${k}`])) }));
-  const lost = (p: PageSeries) => p.clicks[0]! - p.clicks[weeks - 1]!;
-  if (!sqlite) out.sort((a, b) => lost(b) - lost(a) || (a.page < b.page ? -1 : a.page > b.page ? 1 : 0));
-  return out;
+  const got = await allRows<Record<string, number | string>>(db, sql, params, true);
+  return got.map((row) => ({ page: String(row.page), clicks: Array.from({ length: weeks }, (_, k) => Number(row[`w${k}`])) }));
 }
 
 /** The first day a site has any data (grain or detail), or null. */
