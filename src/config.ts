@@ -216,7 +216,7 @@ const buildEnvSchema = () =>
     SYNC_GROUP_NICE: int(0, 19).default(0),
     // With SYNC_NICE above 0, whether a supervised sync worker starts that session of its own. false: it stays in the
     // supervisor's (one scheduling group with the HTTP workers: on Linux >= 6.11 a waking HTTP thread then takes a
-    // SCHED_IDLE sync thread's core at once; the service weighs as one group against the host's). For an A/B on a quiet host.
+    // SCHED_IDLE sync thread's core at once; the service weighs as one group against the host's). Near quiet it cost a backfill 30-43 % of its rows/s (docs/sync.md).
     SYNC_OWN_SESSION: bool.default(true),
     // With SYNC_NICE above 0, the sync worker threads' scheduling class (Linux): idle (SCHED_IDLE: another thread waking
     // on a sync thread's core takes it at once, on Linux >= 6.11 only one of the same scheduling group (docs/sync.md), and
