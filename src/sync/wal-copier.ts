@@ -2,7 +2,9 @@ import type { SqliteDb } from "../db/index.ts";
 import { logOncePer } from "../log.ts";
 
 // The sync worker copies what it wrote into the file itself after each day's switch (a PASSIVE checkpoint: other
-// writers go on meanwhile; src/db/sqlite/checkpoint.ts tells why on the sync's CPUs). The copy waits on the disk
+// writers go on meanwhile), so the copying runs on the sync's CPUs (SYNC_CPUS) instead of in the supervisor's
+// checkpointer beside the HTTP workers: ~1-3 µs a row of a file with history, in one burst a second there
+// (docs/benchmarks/ingest-export.md, eleventh pass). Where a writer's COMMIT already did it, it finds nothing. The copy waits on the disk
 // most of its time (the WAL and the file synced: at 36 days stored ~200 ms of wall a day against ~65 ms of CPU,
 // docs/benchmarks/ingest-export.md), so it runs on a thread of its own, one per database handle: the sync goes on with
 // its next day meanwhile. The thread is started by the sync's main thread and so keeps to its CPUs and scheduling

@@ -1,8 +1,6 @@
-import type { Database } from "bun:sqlite";
 import { statSync } from "node:fs";
 import { isBusyError } from "../../errors.ts";
 import { logOncePer } from "../../log.ts";
-import type { SqliteDb } from "../index.ts";
 import { openConnection, type Pragmas } from "./open.ts";
 
 export type CheckpointOptions = {
@@ -258,28 +256,4 @@ export function startCheckpointer(path: string, pragmas: Pragmas, opts: Checkpoi
       conn.close();
     },
   };
-}
-
-// The sync worker copies what it wrote into the file itself (a PASSIVE checkpoint after each day's switch, on a
-// connection of its own, outside any write: other writers go on meanwhile), so the copying runs on the sync's CPUs
-// (SYNC_CPUS) whether or not its writer checkpoints in its COMMITs (SQLITE_WAL_AUTOCHECKPOINT), instead of in the
-// supervisor's checkpointer, beside the HTTP workers: ~1-3 µs a row of a file with history, in one burst a second
-// there (docs/benchmarks/ingest-export.md, eleventh pass). Where the writer's COMMIT already did it, it finds nothing.
-const ownCheckpointers = new WeakMap<SqliteDb, Database>();
-
-/** Copies this process's WAL frames into the file (PASSIVE: never waits; busy means someone else is at it). */
-export function copyOwnWalFrames(db: SqliteDb): void {
-  let c = ownCheckpointers.get(db);
-  try {
-    if (!c) {
-      const conn = openConnection(db.path, { ...db.pragmas, walAutocheckpoint: 0 });
-      c = conn;
-      ownCheckpointers.set(db, conn);
-      db.onClose.push(() => conn.close());
-    }
-    c.run("PRAGMA wal_checkpoint(PASSIVE)");
-  } catch (err) {
-    if (!isBusyError(err))
-      logOncePer("sync checkpoint failed", 60_000, "warn", "the sync worker's checkpoint failed", { error: String(err) });
-  }
 }
