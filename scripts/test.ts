@@ -322,6 +322,46 @@ function killGroup(pid: number): boolean {
   }
 }
 
+/** A unit whose cgroup used no CPU for this long is hung (every test here polls, serves or computes meanwhile). */
+const HUNG_AFTER_S = 120;
+/** A unit still running after this long is killed too (where no cgroup measures its CPU). */
+const UNIT_WALL_LIMIT_S = 20 * 60;
+
+/**
+ * Kills a unit's process group once it is hung: its cgroup's CPU still for HUNG_AFTER_S, or past UNIT_WALL_LIMIT_S.
+ * Seen once (stop 40's CI-5): three `bun test` processes that never ran a test, 0.3-0.8 s of CPU, their main thread
+ * asleep in epoll for minutes; without this the run waits for them forever. Killed, the unit fails and (in CI) runs
+ * once more like any failure. `stop()` ends the watch and says for how long it had been hung (0: it was not).
+ */
+function watchHung(pid: number, cgroupDir: string | null): { stop(): number } {
+  const t0 = performance.now();
+  let lastCpu = -1;
+  let stillSince = t0;
+  let killedAfter = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    if (cgroupDir) {
+      const cpu = cgroupCpuS(cgroupDir);
+      if (cpu - lastCpu > 0.01) {
+        lastCpu = cpu;
+        stillSince = now;
+      }
+    }
+    const still = cgroupDir ? (now - stillSince) / 1000 : 0;
+    if (still >= HUNG_AFTER_S || (now - t0) / 1000 >= UNIT_WALL_LIMIT_S) {
+      killedAfter = Math.round(cgroupDir ? still : (now - t0) / 1000);
+      clearInterval(timer);
+      killGroup(pid);
+    }
+  }, 10_000);
+  return {
+    stop() {
+      clearInterval(timer);
+      return killedAfter;
+    },
+  };
+}
+
 function runUnit(u: Unit, priority = false): Promise<Done> {
   const t0 = performance.now();
   const tmp = makeUnitDir(runDir, `${++unitSeq}-${u.engine}-${basename(u.file, ".test.ts")}${u.files.length > 1 ? "-group" : ""}`);
@@ -337,13 +377,16 @@ function runUnit(u: Unit, priority = false): Promise<Done> {
     detached: true,
   });
   running.add(p.pid);
+  const hung = watchHung(p.pid, cg.dir);
   return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(async ([o, e, code]) => {
+    const hungFor = hung.stop();
     const ms = performance.now() - t0;
     // CPU of the file's whole process tree as far as it was reaped (servers, workers, CLI runs; not the
     // PostgreSQL server's backends, nor chromium's processes that outlive the test).
     const treeMs = Number(p.resourceUsage()?.cpuTime.total ?? 0n) / 1000;
     running.delete(p.pid);
     const leftovers = killGroup(p.pid) ? ["killed processes the file left running"] : [];
+    if (hungFor) leftovers.unshift(`killed: no CPU used for ${hungFor} s (hung)`);
     // With a cgroup: what left the file's process group too (chromium runs in a group of its own), then every
     // process's CPU, once the killed ones are gone.
     let cpuMs = treeMs;
