@@ -117,9 +117,18 @@ describe.skipIf(!chromiumHere)("dashboard defects in chromium", () => {
       "[...document.querySelectorAll('td.day[data-date]')].map((td) => { const r = td.getBoundingClientRect(); return { date: td.getAttribute('data-date'), left: r.left, right: r.right, top: r.top, bottom: r.bottom }; })",
     )) as { date: string; left: number; right: number; top: number; bottom: number }[];
     const byDate = new Map(rects.map((r) => [r.date, r]));
-    const a = byDate.get(addDays(end, -14))!;
-    const right = byDate.get(addDays(end, -13))!;
-    const below = byDate.get(addDays(end, -7))!;
+    // A day with the next day beside it (a week's row ends on a weekday that depends on today's date: 14 days before
+    // the newest was a row's last cell on 2026-12-08, its next day 354 px left) and the same weekday a week later.
+    const pick = () => {
+      for (let k = 14; k < 42; k++) {
+        const a = byDate.get(addDays(end, -k));
+        const right = byDate.get(addDays(end, -k + 1));
+        const below = byDate.get(addDays(end, -k + 7));
+        if (a && right && below && Math.abs(right.top - a.top) < 1) return { a, right, below };
+      }
+      throw new Error("no day in the calendar with its next day beside it and a week later below it");
+    };
+    const { a, right, below } = pick();
     const across = right.left - a.right;
     const down = below.top - a.bottom;
     expect(across).toBeGreaterThan(1);
