@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { pgBoundedRead, withLiterals } from "../src/db/pg/named.ts";
+import type pg from "pg";
+import { pgAllMany, pgBoundedRead, withLiterals } from "../src/db/pg/named.ts";
 import { budgetOf, withBudget } from "../src/db/budget.ts";
 import { apiErrorOf } from "../src/errors.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
@@ -71,5 +72,46 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL bounded read: values as literal
     expect(withLiterals("select $1, $10, $1", values)).toBe("select '1', '10', '1'");
     expect(withLiterals("select $2", [1])).toBeNull();
     expect(withLiterals("select 1", [])).toBe("select 1");
+  });
+});
+
+describe.skipIf(testEngine !== "pg")("PostgreSQL: several small reads as one named statement (pgAllMany)", () => {
+  let t: ReturnType<typeof tempDb>;
+  beforeAll(() => {
+    t = tempDb();
+  });
+  afterAll(() => t.cleanup());
+
+  test("one query on its connection, a named statement kept for the same texts, each read's rows in order with its own parameters", async () => {
+    const sent: { name?: string; text: string }[] = [];
+    const wrapped = new WeakSet<pg.PoolClient>();
+    t.db.pg!.pool.on("acquire", (c: pg.PoolClient) => {
+      if (wrapped.has(c)) return;
+      wrapped.add(c);
+      const query = c.query.bind(c) as (...a: unknown[]) => unknown;
+      (c as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
+        sent.push(typeof a[0] === "string" ? { text: a[0] } : (a[0] as { name?: string; text: string }));
+        return query(...a);
+      };
+    });
+    const list = [
+      { text: "select x, $n::int * 10 as n from generate_series(1, $n::int) x order by x desc", params: { n: 3 } },
+      { text: "select $n::text as n, count(*)::int as c from generate_series(1, 2)", params: { n: "it's $1" } },
+      { text: "select x from generate_series(1, 0) x", params: {} },
+    ];
+    const want = [
+      [
+        { x: 3, n: 30 },
+        { x: 2, n: 30 },
+        { x: 1, n: 30 },
+      ],
+      [{ n: "it's $1", c: 2 }],
+      [],
+    ];
+    expect(await pgAllMany(t.db, list)).toEqual(want);
+    expect(await pgAllMany(t.db, list)).toEqual(want);
+    expect(sent.length).toBe(2);
+    expect(sent[0]!.name).toMatch(/^sitesync_read_/);
+    expect(sent[1]!.name).toBe(sent[0]!.name);
   });
 });
