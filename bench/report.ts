@@ -20,6 +20,8 @@ export type SideResult = LoadResult & {
   loadCpuUsPerReq: number | null;
   /** Measurements combined into this one (--rounds). */
   rounds: number;
+  /** Each measured window's figures, in run order. */
+  windows?: { rps: number; p99Ms: number; cpuUsPerReq: number | null }[];
 };
 
 export type TargetCheck = {
@@ -93,6 +95,8 @@ export function combineRounds(
       : {}),
     loadCpuUsPerReq: medianOrNull(rounds.map((r) => r.loadCpuUsPerReq)),
     rounds: rounds.length,
+    // Each window's own figures, in run order: how much a side moved between its windows (the method's noise).
+    windows: rounds.map((r) => ({ rps: r.load.rps, p99Ms: r.load.p99Ms, cpuUsPerReq: r.cpuUsPerReq })),
   };
 }
 

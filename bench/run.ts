@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { availableParallelism, cpus, platform, release, tmpdir, totalmem } from "node:os";
+import { availableParallelism, cpus, loadavg, platform, release, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
@@ -24,7 +24,7 @@ import { hasWrk, runWrk } from "./wrk.ts";
 //   bun run bench [--duration 10] [--warmup 3] [--prewarm 0] [--workers 4] [--connections 64] [--seed 1000]
 //                 [--scenarios get_one,list,...] [--rounds 1] [--demo-rows 25000] [--ingest-days 7]
 //                 [--database sqlite|postgres|postgres://…|sqlite,postgres]
-//                 [--generator wrk|autocannon] [--out bench/results/latest.json] [--check] [--quick]
+//                 [--generator wrk|autocannon] [--out bench/results/latest.json] [--check] [--quick] [--self]
 
 /** One engine the run measures: SQLite files in the temp dir, or databases on a PostgreSQL server (null: start one). */
 type DatabaseChoice = { engine: "sqlite" } | { engine: "pg"; url: string | null };
@@ -89,6 +89,9 @@ const flagsSchema = z.object({
     .min(1)
     .default(join(import.meta.dir, "results/latest.json")),
   check: z.boolean().default(false),
+  // A/A: the baseline side is a second copy of the service (same tree, same settings), so every ratio should be
+  // 1.00x and its spread over runs is the method's own noise.
+  self: z.boolean().default(false),
   // A short run for CI: the ratios printed, no pass/fail (a shared, noisy machine).
   quick: z.boolean().default(false),
 });
@@ -101,7 +104,7 @@ function readFlags(): Flags {
       options: Object.fromEntries(
         Object.keys(flagsSchema.shape).map((k) => [
           k,
-          { type: k === "check" || k === "quick" ? ("boolean" as const) : ("string" as const) },
+          { type: k === "check" || k === "quick" || k === "self" ? ("boolean" as const) : ("string" as const) },
         ]),
       ),
       strict: true,
@@ -110,8 +113,9 @@ function readFlags(): Flags {
     console.error((err as Error).message);
     process.exit(1);
   }
-  // --quick: 2 s per scenario and side after 1 s of warm-up, the request-path scenarios, unless given.
-  if (raw.quick) raw = { duration: "2", warmup: "1", scenarios: "get_one,list,create,mixed", ...raw, check: false };
+  // --quick: 1 s of warm-up per scenario and side, then four rounds of 1 s windows, A B B A A B B A (a drift of the
+  // machine, or one side's work left over after its load, falls on both sides alike), the request-path scenarios.
+  if (raw.quick) raw = { duration: "1", warmup: "1", rounds: "4", scenarios: "get_one,list,create,mixed", ...raw, check: false };
   const parsed = flagsSchema.safeParse(raw);
   if (!parsed.success) {
     for (const i of parsed.error.issues) console.error(`--${String(i.path[0])}: ${i.message}`);
@@ -187,7 +191,7 @@ const prefix = (e: EngineRun) => (tagged ? `${e.engine} ` : "");
 async function start(e: EngineRun, side: Side, name: string, env?: Record<string, string>, syncWorkers = 0): Promise<Instance> {
   const database = await e.newDatabase(name);
   const server =
-    side === "service"
+    side === "service" || (side === "baseline" && flags.self)
       ? await startService({ dbPath: database, workers: flags.workers, syncWorkers, env })
       : await startBaseline({ dbPath: database, workers: flags.workers, groupCommit: side === "groupcommit" });
   running.add(server);
@@ -210,9 +214,9 @@ async function stop(t: Instance | undefined) {
  * tree, plus the database server's when it is measured (PostgreSQL does a request's database work in its
  * own processes; SQLite inside the side's).
  */
-async function measure(e: EngineRun, target: Instance, next: () => LoadRequest) {
+async function measure(e: EngineRun, target: Instance, next: () => LoadRequest, warm: boolean) {
   const base = { url: target.server.url, connections: flags.connections, next };
-  if (flags.warmup > 0) await drive({ ...base, durationSec: flags.warmup });
+  if (warm && flags.warmup > 0) await drive({ ...base, durationSec: flags.warmup });
   const db0 = e.dbCpuSeconds?.() ?? null;
   const cpu0 = treeCpuSeconds(target.server.pid);
   const gen0 = process.cpuUsage();
@@ -304,6 +308,7 @@ type Measured = Awaited<ReturnType<typeof measure>>;
 type IngestFacts = Awaited<ReturnType<typeof finishIngest>>;
 
 async function main() {
+  const startLoad = loadavg();
   const machine = {
     cores: availableParallelism(),
     cpu: cpus()[0]?.model ?? "unknown",
@@ -319,6 +324,7 @@ async function main() {
         ? `steady state: every side prewarmed ${flags.prewarm} s first`
         : "cold: no prewarm, the service's JIT is still compiling (--prewarm 20 for a long-running server's figures)"),
   );
+  if (flags.self) console.log("A/A: the baseline side is a second copy of the service (every ratio should be 1.00x)");
   console.log(`load generator: ${flags.generator}${flags.generator === "autocannon" && !hasWrk() ? " (wrk is not installed)" : ""}`);
   console.log(`machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Bun ${machine.bun}, ${machine.os}`);
   console.log(`databases in ${tmp} (removed at exit)`);
@@ -388,7 +394,8 @@ async function main() {
         try {
           for (const side of order) {
             const ingest = sc.duringIngest && side === "service" ? await startIngest(e, svc, round) : undefined;
-            const m = await measure(e, instances[side]!, gens[i]![side]);
+            // A side warms up before its first window only: the later rounds' windows follow each other.
+            const m = await measure(e, instances[side]!, gens[i]![side], round === 0);
             rounds[i]![side].push(m);
             let extra = "";
             if (ingest) {
@@ -490,6 +497,9 @@ async function main() {
       prewarmSec: flags.prewarm,
       seed: flags.seed,
       rounds: flags.rounds,
+      self: flags.self,
+      // The machine's load average (1, 5, 15 min) when the run started and ended: a ratio means little on a busy machine.
+      loadAverage: { start: startLoad, end: loadavg() },
       demoRowsPerDay: flags["demo-rows"],
       ingestDays: flags["ingest-days"],
       loadGenerator: flags.generator === "wrk" ? "wrk (its own process, 1 thread)" : "autocannon 9.0.0 (in-process, under Bun)",

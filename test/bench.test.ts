@@ -111,6 +111,39 @@ describe("bun run bench", () => {
     expect(existsSync(tmp!)).toBe(false);
   });
 
+  test("rounds alternate the sides A B B A after one warm-up each; --self measures the service against itself", async () => {
+    const out = join(dir.dir, "self.json");
+    const {
+      code,
+      stdout,
+      out: all,
+    } = await bench([
+      ...["--duration", "1", "--warmup", "1", "--rounds", "2", "--workers", "1", "--connections", "4", "--seed", "20"],
+      ...["--scenarios", "get_one", "--self", "--out", out],
+    ]);
+    expect(code, all).toBe(0);
+    expect(stdout).toContain("A/A: the baseline side is a second copy of the service");
+    // Round 0 service then baseline, round 1 the other way round.
+    expect([...stdout.matchAll(/^\s+get_one (service|baseline)\s/gm)].map((m) => m[1])).toEqual([
+      "service",
+      "baseline",
+      "baseline",
+      "service",
+    ]);
+    const report = JSON.parse(readFileSync(out, "utf8"));
+    expect(report.options).toMatchObject({ rounds: 2, self: true });
+    const [getOne] = report.scenarios as ScenarioResult[];
+    for (const side of [getOne!.service!, getOne!.baseline!]) {
+      expect(side.rounds).toBe(2);
+      expect(side.windows!.length).toBe(2);
+      expect(side.windows!.every((w) => w.rps > 0)).toBe(true);
+      // Only the measured windows count: one warm-up per side would have added a third second.
+      expect(side.durationSec).toBeLessThan(2.5);
+    }
+    // Both sides are the service: the baseline's answers carry its security headers too (their CPU per request alike).
+    expect(getOne!.baseline!.ok2xx).toBe(getOne!.baseline!.requests);
+  });
+
   test("an unknown scenario or a bad flag exits 1 with the reason, before starting anything", async () => {
     const { code, out } = await bench(["--scenarios", "get_one,nope", "--connections", "0", "--database", "sqlite,mysql"]);
     expect(code).toBe(1);
