@@ -1,8 +1,11 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import { join } from "node:path";
+import { sql } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
-import { defaultAuthOptions } from "../src/auth/middleware.ts";
+import { authMiddleware, defaultAuthOptions } from "../src/auth/middleware.ts";
+import * as authQueries from "../src/auth/queries.ts";
 import { createApiKey, revokeApiKey } from "../src/auth/queries.ts";
+import type { SqliteDb } from "../src/db/index.ts";
 import { setLogLevel } from "../src/log.ts";
 import { createSite } from "../src/sites/queries.ts";
 import { requestFrom, runScript } from "./helpers/client.ts";
@@ -54,6 +57,40 @@ describe.skipIf(sqliteOnly)("in-process, the other handle playing another proces
     expect(await status()).toBe(200);
     await createApiKey(t.db, { name: "own", scope: "read" });
     expect(await status()).toBe(401);
+  });
+});
+
+describe.skipIf(sqliteOnly)("a keyless write's check in its own transaction (the fast path's create)", () => {
+  let t: ReturnType<typeof tempDb>;
+  beforeAll(() => {
+    t = tempDb();
+  });
+  afterAll(() => t.cleanup());
+
+  test("keyless writes one after another in a transaction ask once; a write between them makes the next ask again", async () => {
+    const db = t.db as SqliteDb;
+    const writer = authMiddleware(db, defaultAuthOptions).keylessWriter("127.0.0.1", "localhost")!;
+    const asked = spyOn(authQueries, "hasActiveKeyIn");
+    try {
+      const keyless = () => db.write((tx) => writer.allowedIn(tx));
+      // Queued in one turn: one transaction, in this order.
+      const answers = await Promise.all([
+        keyless(),
+        keyless(),
+        keyless(),
+        db.write((tx) => void tx.run(sql`insert into api_keys (name, scope, prefix, key_hash) values ('k', 'read', 'p', 'h')`)),
+        keyless(),
+        keyless(),
+      ]);
+      expect(answers).toEqual([true, true, true, undefined, false, false]);
+      // The first asks, the next two follow it; after the key's write the first asks (a key: refused), and so does the next.
+      expect(asked).toHaveBeenCalledTimes(3);
+      // A new transaction asks again.
+      expect(await keyless()).toBe(false);
+      expect(asked).toHaveBeenCalledTimes(4);
+    } finally {
+      asked.mockRestore();
+    }
   });
 });
 

@@ -68,6 +68,8 @@ export type SqliteDb = DbBase & {
   read: Orm;
   /** Runs synchronous `fn` inside the process's next write transaction; resolves after COMMIT. */
   write<T>(fn: WriteFn<T>, label?: string): Promise<T>;
+  /** The writer's position (engine.ts Writer.position): consecutive writes of one transaction have consecutive positions. */
+  writePosition(): number;
   /** The file opened (device + inode); `guard.problem()` says when the path stopped naming it. */
   guard: FileGuard;
   pragmas: Pragmas;
@@ -161,6 +163,7 @@ export function openDb(opts: OpenOptions): SqliteDb {
     startedAt: new Date().toISOString(),
     read,
     write: w.write,
+    writePosition: w.position,
     guard,
     stats: w.stats,
     pragmas,

@@ -92,6 +92,11 @@ export type Writer = {
   onCommit: ((groupSize: number, lockWaitMs: number) => void)[];
   /** Called right before a write's failure (rolled back, refused, timed out) reaches its caller. */
   onFailure: (() => void)[];
+  /**
+   * A number that grows by one at each transaction begun and at each write run in it: a write whose position is
+   * one past another's ran right after it in the same transaction, nothing between them.
+   */
+  position(): number;
 };
 
 /** Write counters at zero (each engine's write path keeps its own). */
@@ -147,6 +152,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
   let queue: Pending[] = [];
   let scheduled = false;
   let attempt = 0;
+  let position = 0;
   let drainWaiters: (() => void)[] = [];
   const onCommit: ((groupSize: number, lockWaitMs: number) => void)[] = [];
   const onFailure: (() => void)[] = [];
@@ -221,6 +227,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
       return schedule(attempt <= POLL_ATTEMPTS ? 0 : RETRY_MS * (0.5 + Math.random()));
     }
     attempt = 0;
+    position++;
     flushing = true;
     const lockedAt = performance.now();
     const batch = queue.length <= opts.maxBatch ? queue : queue.slice(0, opts.maxBatch);
@@ -234,6 +241,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
       const p = batch[i]!;
       const bare = i === 0;
       if (!bare) savepoint.run();
+      position++;
       try {
         let value = p.fn(orm);
         // Any thenable (a Promise, or a Drizzle builder returned unexecuted) settles here, inside the transaction.
@@ -336,6 +344,7 @@ export function createWriter(sqlite: Database, orm: Orm, opts: WriterOptions): W
     onCommit,
     onFailure,
     queueLength: () => queue.length,
+    position: () => position,
     write<T>(fn: WriteFn<T>, label?: string): Promise<T> {
       return new Promise<T>((resolve, reject) => {
         const refuse =
