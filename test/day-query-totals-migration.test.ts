@@ -79,7 +79,8 @@ describe("SQLite: the day × query rollup re-keyed by query in place", () => {
       expect(db.query(dumpSql).all()).toEqual(before);
       expect(windows.map(([a, b]) => db.query(windowSql(a, b)).all())).toEqual(sumsBefore);
       const sqlText = db.query<{ sql: string }, []>("select sql from sqlite_master where name = 'gsc_day_query_totals'").get()!.sql;
-      expect(sqlText).toMatch(/PRIMARY KEY\(`site_id`, `query_id`, `day`, `type`\)/);
+      // Keyed by day since 0032 (the next describe).
+      expect(sqlText).toMatch(/PRIMARY KEY\(`site_id`, `type`, `day`, `query_id`\)/);
       expect(sqlText).toMatch(/WITHOUT ROWID/);
       expect(db.query("select name from pragma_index_list('gsc_day_query_totals') where origin <> 'pk'").all()).toEqual([]);
       // Query search reads the new key: the same totals as the detail gives.
@@ -109,6 +110,54 @@ describe("SQLite: the day × query rollup re-keyed by query in place", () => {
       }
     } finally {
       app.close();
+    }
+  });
+});
+
+describe("SQLite: the day × query rollup re-keyed by day in place (0032)", () => {
+  const lastDaysSql = "select site_id, type, query_id, day from gsc_query_last_days order by 1, 2, 3";
+  test("every rollup row and each query's newest day kept; the new key, WITHOUT ROWID; the triggers keep the newest days", () => {
+    const path = join(dir.dir, "by-day.db");
+    migrate(path, undefined, migrationsBefore(migrationsFolder, "0032_day_query_totals_by_day", dir.dir));
+    const old = new Database(path);
+    for (const s of fixtureSql()) old.run(s);
+    const before = old.query(dumpSql).all();
+    const lastBefore = old.query(lastDaysSql).all();
+    old.close();
+    expect(lastBefore.length).toBe(36); // 12 queries × 3 types, kept by 0029's triggers
+    migrate(path);
+    const db = new Database(path);
+    try {
+      db.run("pragma foreign_keys = on");
+      expect(db.query(dumpSql).all()).toEqual(before);
+      expect(db.query(lastDaysSql).all()).toEqual(lastBefore);
+      const sqlText = db.query<{ sql: string }, []>("select sql from sqlite_master where name = 'gsc_day_query_totals'").get()!.sql;
+      expect(sqlText).toMatch(/PRIMARY KEY\(`site_id`, `type`, `day`, `query_id`\)/);
+      expect(sqlText).toMatch(/WITHOUT ROWID/);
+      const newest = (q: number) =>
+        db.query<{ day: number }, [number]>("select day from gsc_query_last_days where site_id = 1 and type = 1 and query_id = ?").get(q)
+          ?.day;
+      // A query's newest day deleted: the walk back finds its previous stored day, skipping days without it.
+      const [d7, d8, d9] = [DAYS[7]!, DAYS[8]!, DAYS[9]!];
+      expect(newest(1)).toBe(d9);
+      db.run(`delete from gsc_day_query_totals where site_id = 1 and type = 1 and query_id = 1 and day in (${d8}, ${d9})`);
+      expect(newest(1)).toBe(d7);
+      // Not its newest day: unchanged. Every day gone: the row goes.
+      db.run(`delete from gsc_day_query_totals where site_id = 1 and type = 1 and query_id = 1 and day = ${DAYS[0]}`);
+      expect(newest(1)).toBe(d7);
+      db.run("delete from gsc_day_query_totals where site_id = 1 and type = 1 and query_id = 1");
+      expect(newest(1)).toBeUndefined();
+      // A row added on a newer day: it becomes the newest.
+      db.run(
+        `insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position) values (1, ${d9 + 1}, 1, 2, 1, 1, 100)`,
+      );
+      expect(newest(2)).toBe(d9 + 1);
+      // A site purged (the rollup cascades): its newest days go, the other site's stay.
+      db.run("delete from sites where id = 1");
+      expect(db.query("select count(*) as n from gsc_day_query_totals where site_id = 1").get()).toEqual({ n: 0 });
+      expect(db.query("select distinct site_id from gsc_query_last_days").all()).toEqual([{ site_id: 2 }]);
+    } finally {
+      db.close();
     }
   });
 });

@@ -103,7 +103,12 @@ async function allRows(path: string, url: string) {
     for (const [name, t] of pgTablesByName()) {
       if (notCopiedTables.has(name)) continue;
       const cfg = pgTableConfig(t);
-      const pk = cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary);
+      // In SQLite's key order: a key's columns may be ordered differently per engine (gsc_day_query_totals).
+      const s = sqliteTablesByName().get(name)!;
+      const sqliteKey = (sqliteTableConfig(s).primaryKeys[0]?.columns ?? []).map((c) => c.name);
+      const pk = sqliteKey.length
+        ? sqliteKey.map((n) => cfg.columns.find((c) => c.name === n)!)
+        : (cfg.primaryKeys[0]?.columns ?? cfg.columns.filter((c) => c.primary));
       pgRows[name] = await pg.orm
         .select()
         .from(t)

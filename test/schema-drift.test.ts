@@ -27,6 +27,12 @@ const fts5ShadowSuffixes = ["_data", "_idx", "_content", "_docsize", "_config"];
 const sqliteOnlyFtsTriggers: string[] = ["gsc_queries_fts_delete", "gsc_queries_fts_update"];
 // PostgreSQL's search index in place of the FTS5 table (src/db/pg/search-index.ts): checked to be a pg_trgm GIN index.
 const pgOnlySearchIndexes: string[] = [pgQuerySearch.index];
+// Tables whose primary key has the same columns in another order on each engine, compared as a set: the day x query
+// rollup is keyed by day on SQLite (site_id, type, day, query_id: WITHOUT ROWID, the key is the table, migration 0032,
+// so a synced day writes one new key range) and by query on PostgreSQL (site_id, query_id, day, type: a btree beside
+// the heap, carrying the sums for index-only reads of a query's days, with an index on (site_id, day, type, query_id)
+// for the day's writes; pg migrations 0022/0027).
+const keyOrderPerEngine: string[] = ["gsc_day_query_totals"];
 // PostgreSQL's NOTIFY on every change to api_keys (src/db/pg/key-changes.ts); SQLite's readers use data_version instead.
 const pgOnlyTriggers: string[] = ["api_keys_notify"];
 
@@ -67,8 +73,9 @@ function sqlDefault(text: string): string {
 /** A dialect-free description of a table, to compare with toEqual. */
 function describeTable(cfg: Config, dialect: SQLiteSyncDialect | PgDialect) {
   const text = (s: SQL) => sqlText(s, dialect, cfg.name);
-  const primaryKey =
+  const keyColumns =
     cfg.primaryKeys.length > 0 ? cfg.primaryKeys[0]!.columns.map((c) => c.name) : cfg.columns.filter((c) => c.primary).map((c) => c.name);
+  const primaryKey = keyOrderPerEngine.includes(cfg.name) ? keyColumns.sort() : keyColumns;
   return {
     columns: Object.fromEntries(
       cfg.columns.map((c) => {
@@ -202,9 +209,9 @@ function sqliteShape(path: string): { shape: DbShape; fts: string[]; ftsTriggers
           .filter((i) => i.unique === 1)
           .map((i) => {
             const on = db.query<{ name: string }, []>(`select name from pragma_index_info('${i.name}') order by seqno`).all();
-            return `${on.map((c) => c.name).join(",")}${i.partial ? " (partial)" : ""}`;
+            return keyText(name, on.map((c) => c.name).join(","), i.partial === 1);
           })
-          .concat(cols.some((c) => c.pk > 0) && !indexes.some((i) => i.origin === "pk") ? [pkOf(cols)] : [])
+          .concat(cols.some((c) => c.pk > 0) && !indexes.some((i) => i.origin === "pk") ? [keyText(name, pkOf(cols), false)] : [])
           .sort(),
         foreignKeys: fks.map((f) => `${f.from} -> ${f.table}.${f.to} on delete ${f.on_delete.toLowerCase()}`).sort(),
         triggers: [],
@@ -218,6 +225,12 @@ function sqliteShape(path: string): { shape: DbShape; fts: string[]; ftsTriggers
   } finally {
     db.close();
   }
+}
+
+/** A unique key of a migrated table as compared: its columns in order (as a set for keyOrderPerEngine's tables). */
+function keyText(table: string, columns: string, partial: boolean): string {
+  const cols = keyOrderPerEngine.includes(table) ? columns.split(",").sort().join(",") : columns;
+  return `${cols}${partial ? " (partial)" : ""}`;
 }
 
 /** The rowid-alias primary key (INTEGER PRIMARY KEY), which has no index of its own in SQLite. */
@@ -256,7 +269,7 @@ async function pgShape(url: string): Promise<DbShape> {
       const t = (shape[c.table_name] ??= { columns: {}, uniqueKeys: [], foreignKeys: [], triggers: [] });
       t.columns[c.column_name] = { notNull: c.is_nullable === "NO" };
     }
-    for (const u of uniques) shape[u.table]!.uniqueKeys.push(`${u.columns}${u.partial ? " (partial)" : ""}`);
+    for (const u of uniques) shape[u.table]!.uniqueKeys.push(keyText(u.table, u.columns, u.partial));
     for (const f of fks)
       shape[f.table]!.foreignKeys.push(`${f.columns} -> ${f.target}.${f.target_columns} on delete ${actions[f.on_delete]}`);
     const triggers = await q<{ table: string; name: string }>(`

@@ -236,7 +236,7 @@ describe("errors", () => {
 });
 
 test.skipIf(testEngine === "pg")(
-  "query plans (SQLite: FTS5): the trigram index (3+ chars) or the site's query list (1-2 chars), then the rollup's (site_id, query_id) key; never a scan of rows",
+  "query plans (SQLite: FTS5): the trigram index (3+ chars) or the site's query list (1-2 chars), then the rollup's key per query and stored day; never a scan of rows",
   () => {
     const plan = (sql: string) =>
       asSqlite(t.db)
@@ -246,7 +246,8 @@ test.skipIf(testEngine === "pg")(
         .join("\n");
     const indexed = plan(SEARCH_INDEXED_SQL);
     expect(indexed).toMatch(/SCAN f VIRTUAL TABLE INDEX/);
-    const rowsByQuery = /SEARCH g USING PRIMARY KEY \(site_id=\? AND query_id=\?/;
+    // A seek per matched query and stored day (the rollup is keyed (site_id, type, day, query_id)).
+    const rowsByQuery = /SEARCH g USING PRIMARY KEY \(site_id=\? AND type=\? AND day=\? AND query_id=\?\)/;
     expect(indexed).toMatch(rowsByQuery);
     // Queries not yet in the FTS index: only the ids past the mark, not every query of the site.
     expect(indexed).toContain("SEARCH q USING INTEGER PRIMARY KEY (rowid>?)");

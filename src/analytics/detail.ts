@@ -21,53 +21,49 @@ export function typeFilterCode(searchType: string | null | undefined): number | 
 export function daysOf(
   x: DayTable,
   siteId: number,
-  o: { searchType?: string | null; since?: string | null; until?: string | null; queryOrder?: boolean },
+  o: { searchType?: string | null; since?: string | null; until?: string | null },
   ...more: (SQL | undefined)[]
 ) {
   const type = typeFilterCode(o.searchType);
-  // In query order (readsInQueryOrder): the day bounds as plain filters (`+day` uses no index), so SQLite walks
-  // the rollup's (site_id, query_id, day, type) key and groups per query without a sort.
   return and(
     eq(x.site_id, siteId),
-    o.since ? (o.queryOrder ? sql`+${x.day} >= ${dayNumber(o.since)}` : gte(x.day, dayNumber(o.since))) : undefined,
-    o.until ? (o.queryOrder ? sql`+${x.day} <= ${dayNumber(o.until)}` : lte(x.day, dayNumber(o.until))) : undefined,
-    type === null ? undefined : eq(x.type, type),
+    o.since ? gte(x.day, dayNumber(o.since)) : undefined,
+    o.until ? lte(x.day, dayNumber(o.until)) : undefined,
+    // Every type named: the rollup is keyed (site_id, type, day, ...), so a window of every type is one key range per
+    // type, not the site's rows with the day as a filter.
+    type === null ? sql`${x.type} in (${sql.raw(allTypeCodes)})` : eq(x.type, type),
     ...more,
   );
 }
 
-/** Share of a site's history a window must cover for a read of every query to walk the rollup in query order. */
-const QUERY_ORDER_SHARE = 0.1;
+/** Every stored search type's code, as an SQL list. */
+export const allTypeCodes = searchTypeCodes.map((_, i) => i + 1).join(", ");
 
 /**
- * Whether a read of every query of a site over days `since`..`until` should walk the day x query rollup in query
- * order (SQLite only): the rollup is keyed (site_id, query_id, day, type) (migration 0028), so it is the whole
- * site's rows with the day as a filter, summed per query as they come. Otherwise (a short window) SQLite reads the
- * window's days of the detail (queryRowsTable), which gives the same sums per query. Measured at 5 M rows (100 days,
- * SQL CPU): the walk 0.25-0.7 s whatever the window; the detail ~40 ms a day (7 days ~0.22 s, 30 days 1.2-1.4 s):
- * the walk over more than 10% of the history. PostgreSQL keeps an index on (site_id, day, ...) and sums with a hash: never.
+ * The rows a read of every query over a window sums: the day x query rollup (keyed (site_id, type, day, query_id) on
+ * SQLite since migration 0032: the window's days are one key range per type; PostgreSQL keeps an index on (site_id,
+ * day, type, query_id)). It has fewer rows than the detail's window and the same sums per query id.
  */
-export async function readsInQueryOrder(db: Db, siteId: number, since: string | null, until: string | null): Promise<boolean> {
-  if (db.engine === "pg") return false;
-  const row = db.raw.reader
-    .query<{ lo: number | null; hi: number | null }, [number]>(
-      // The first and last day from the detail's (site_id, day, ...) key: the rollup's key starts with the query.
-      `select (select day from gsc_query_detail where site_id = ?1 order by day limit 1) as lo,
-              (select day from gsc_query_detail where site_id = ?1 order by day desc limit 1) as hi`,
-    )
-    .get(siteId);
-  if (row?.lo == null || row.hi == null) return false;
-  const from = Math.max(row.lo, since ? dayNumber(since) : row.lo);
-  const to = Math.min(row.hi, until ? dayNumber(until) : row.hi);
-  return to >= from && to - from + 1 > QUERY_ORDER_SHARE * (row.hi - row.lo + 1);
+export function queryRowsTable(db: Db): Db["t"]["gscDayQueryTotals"] {
+  return db.t.gscDayQueryTotals as Db["t"]["gscDayQueryTotals"];
 }
 
 /**
- * The rows a read of every query over a window sums (readsInQueryOrder's answer `queryOrder`): the day x query
- * rollup, or on SQLite when it would not walk it in query order the detail (same columns, same sums per query id).
+ * SQLite: the stored days of the day x query rollup of site $site_id from day `start` to `end` of some types (type
+ * codes or SQL expressions; null: every type it holds), as the CTEs `rt(type)` and `rd(type, day)` (for a `with
+ * recursive`; rows past `end` too: keep `rd.day <= end`): a seek per type and day on the rollup's (site_id, type, day)
+ * key prefix, the next after the last. A read of some queries' rows then seeks (site_id, rd.type, rd.day, query_id)
+ * for each: the rollup keyed by day holds a query's rows one per day, not as one key range.
  */
-export function queryRowsTable(db: Db, queryOrder: boolean): Db["t"]["gscDayQueryTotals"] {
-  return (db.engine === "sqlite" && !queryOrder ? db.t.gscQueryDetail : db.t.gscDayQueryTotals) as Db["t"]["gscDayQueryTotals"];
+export function rollupDaysCte(types: readonly (number | string)[] | null, start: string, end: string): string {
+  const next = (col: string, where: string) => `(select min(${col}) from gsc_day_query_totals where site_id = $site_id and ${where})`;
+  const rt = types
+    ? `rt(type) as (${types.map((t) => `select ${t}`).join(" union all ")})`
+    : `rt(type) as (select ${next("type", "1 = 1")} union all select ${next("type", "type > rt.type")} from rt where rt.type is not null)`;
+  return `${rt},
+rd(type, day) as (select rt.type, ${next("day", `type = rt.type and day >= ${start}`)} from rt where rt.type is not null
+  union all
+  select rd.type, ${next("day", "type = rd.type and day > rd.day")} from rd where rd.day <= ${end})`;
 }
 
 /** Which rows a read of every query's sums in two periods takes: a site, one search type or all, optionally one device and a first day. */
@@ -84,25 +80,24 @@ export type PeriodSumsOptions = {
  * Every query's sums in two periods, as the SQL `select query_id, c1, i1, s1, c2, i2, s2 ... group by query_id`
  * (clicks, impressions and Σ sum_position of period 1 and 2, 0 without rows) and its named parameters: ONE read
  * of the days spanning both periods, each sum written once (Drizzle's builder gave every use of a sum its own
- * bound parameters, so SQLite could not share them and summed ~20 columns a row instead of 6), from the rollup in
- * query order when the span is most of its history (readsInQueryOrder), else (or under a device) the detail.
+ * bound parameters, so SQLite could not share them and summed ~20 columns a row instead of 6), from the rollup's
+ * days spanning both (the detail's under a device).
  */
-export async function queryPeriodSums(db: Db, o: PeriodSumsOptions): Promise<{ sql: string; params: Record<string, number> }> {
+export function queryPeriodSums(o: PeriodSumsOptions): { sql: string; params: Record<string, number> } {
   // biome-ignore lint/complexity/useMathMinMax: ISO dates, compared as strings
   const start = o.p1.start < o.p2.start ? o.p1.start : o.p2.start;
   const from = o.since && o.since > start ? o.since : start;
   // biome-ignore lint/complexity/useMathMinMax: ISO dates, compared as strings
   const to = o.p1.end > o.p2.end ? o.p1.end : o.p2.end;
-  const queryOrder = !o.device && (await readsInQueryOrder(db, o.siteId, from, to));
-  const day = queryOrder ? "+x.day" : "x.day";
+  const day = "x.day";
   const type = typeFilterCode(o.searchType);
   const inP = (n: 1 | 2) => `${day} between $p${n}s and $p${n}e`;
   const sum = (n: 1 | 2, col: string) => `coalesce(sum(case when ${inP(n)} then x.${col} end), 0)`;
-  const table = o.device || (db.engine === "sqlite" && !queryOrder) ? "gsc_query_detail" : "gsc_day_query_totals";
+  const table = o.device ? "gsc_query_detail" : "gsc_day_query_totals";
   const sql = `select x.query_id as query_id, ${sum(1, "clicks")} as c1, ${sum(1, "impressions")} as i1, ${sum(1, "sum_position")} as s1,
        ${sum(2, "clicks")} as c2, ${sum(2, "impressions")} as i2, ${sum(2, "sum_position")} as s2
   from ${table} x
- where x.site_id = $site_id and ${day} >= $from and ${day} <= $to${type === null ? "" : " and x.type = $type"}${o.device ? " and x.device = $device" : ""}
+ where x.site_id = $site_id and ${day} >= $from and ${day} <= $to${type === null ? ` and x.type in (${allTypeCodes})` : " and x.type = $type"}${o.device ? " and x.device = $device" : ""}
    and (${inP(1)} or ${inP(2)})
  group by x.query_id`;
   const params: Record<string, number> = {
@@ -128,8 +123,8 @@ export const amongFirst = (rel: string, value: string, dir: "asc" | "desc", wher
   `${value} ${dir === "asc" ? "<=" : ">="} coalesce((select ${value} from ${rel} where ${where} order by 1 ${dir} limit 1 offset $cut), ${value})`;
 
 /** Whether a row's day lies in a period of 'YYYY-MM-DD' days (both included). */
-export const dayIn = (x: DayTable, p: { start: string; end: string }, queryOrder = false) =>
-  sql`${queryOrder ? sql`+${x.day}` : x.day} between ${dayNumber(p.start)} and ${dayNumber(p.end)}`;
+export const dayIn = (x: DayTable, p: { start: string; end: string }) =>
+  sql`${x.day} between ${dayNumber(p.start)} and ${dayNumber(p.end)}`;
 
 /** Σ of a column as a number (0 over no rows). */
 export const sumOf = (col: SQLWrapper) => sql<number>`coalesce(sum(${col}), 0)`.mapWith(Number);

@@ -5,6 +5,7 @@ import { containsPattern } from "../db/sql.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
 import { roundHalfEven } from "./format.ts";
 import { byText } from "./query-sums.ts";
+import { rollupDaysCte } from "./detail.ts";
 import { queryPool } from "./pool.ts";
 import type { PageKeywordItem, RankingDataItem, TrendsResponse } from "./schemas.ts";
 import { sumPositionScale, type SearchTypeCode } from "../db/enums.ts";
@@ -130,7 +131,8 @@ type RankingRow = { day: number; key: string; clicks: number; impressions: numbe
 
 /** How each ranking-data request shape is read: the day x query rollup or the detail, and whether it scans a range. */
 function rankingPlan(o: Omit<RankingOptions, "siteId">): { rollup: boolean; slow: boolean } {
-  // Daily rows of exact queries over all devices are the rollup's: one index range per term on (site_id, query_id, day).
+  // Daily rows of exact queries over all devices are the rollup's: a term's rows of each stored day of the window
+  // (SQLite: a seek per day on its (site_id, type, day, query_id) key; PostgreSQL: a range of its (site_id, query_id, day) key).
   const rollup = !!o.exact && o.daily && o.groupBy === "query" && !o.device;
   // Rollup seeks are ~1 ms a term; anything else reads the window's detail (seeked on site_id and day), off the event loop.
   return { rollup, slow: !rollup || o.exact!.length > 20 };
@@ -144,10 +146,16 @@ function rankingSql(e: Engine, o: RankingOptions): string {
   const J = e === "pg" ? "join" : "cross join";
   const typeFilter = (a: string) => (o.searchType ? ` and ${a}.type = $type` : "");
   if (rankingPlan(o).rollup) {
-    return `select r.day as day, q.query as key, ${num(e, "sum(r.clicks)")} as clicks, ${num(e, "sum(r.impressions)")} as impressions,
+    const rollupRows =
+      e === "pg"
+        ? `${J} gsc_day_query_totals r on r.site_id = $site_id and r.query_id = q.id and r.day >= $start and r.day <= $end${typeFilter("r")}`
+        : `cross join rd cross join gsc_day_query_totals r on r.site_id = $site_id and r.type = rd.type and r.day = rd.day and r.query_id = q.id
+ where rd.day <= $end`;
+    const days = e === "pg" ? "" : `with recursive ${rollupDaysCte(o.searchType ? ["$type"] : null, "$start", "$end")}\n`;
+    return `${days}select r.day as day, q.query as key, ${num(e, "sum(r.clicks)")} as clicks, ${num(e, "sum(r.impressions)")} as impressions,
        ${ctrOf(e, "r.")} as ctr, ${positionOf(e, "r.")} as position
   from ${termList(e, "t", terms)} ${J} gsc_queries q on q.site_id = $site_id and q.query = t.value
-  ${J} gsc_day_query_totals r on r.site_id = $site_id and r.query_id = q.id and r.day >= $start and r.day <= $end${typeFilter("r")}
+  ${rollupRows}
  group by r.day, q.query
  order by r.day desc, min(t.key)
  limit $limit`;

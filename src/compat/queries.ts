@@ -1,5 +1,5 @@
 import { asc, type Column, desc, eq, inArray, or, type SQL, type SQLWrapper, sql } from "drizzle-orm";
-import { dateOfDay, daysOf, queryRowsTable, readsInQueryOrder } from "../analytics/detail.ts";
+import { dateOfDay, daysOf, queryRowsTable } from "../analytics/detail.ts";
 import { addSums, countPages, findPageTotals, findPropertyDays, type Sums } from "../analytics/totals.ts";
 import { sumPositionScale } from "../db/enums.ts";
 import { first, type Db } from "../db/index.ts";
@@ -94,11 +94,10 @@ export async function findRankingDataV2(db: Db, o: V2RankingOptions) {
 const sumsOf = (s: Sums): V2Sums => ({ clicks: s.clicks, impressions: s.impressions, weight: s.sumPosition / sumPositionScale });
 
 /** The query-level rows v2 reads: the day x query rollup when no page or device is named, else the detail (aliases as tables). */
-function v2Source(db: Db, o: V2RankingOptions, groupBy: V2GroupColumn[], queryOrder: boolean) {
+function v2Source(db: Db, o: V2RankingOptions, groupBy: V2GroupColumn[]) {
   const { gscQueryDetail: d, gscPages: p, gscQueries: q } = db.t;
   const detail = !!o.pages?.length || groupBy.includes("page") || groupBy.includes("device");
-  // The rollup walked in query order over a long window, else on SQLite the window's detail (readsInQueryOrder).
-  const r = queryRowsTable(db, queryOrder);
+  const r = queryRowsTable(db);
   const x = (detail ? d : r) as typeof r;
   const match = (col: SQLWrapper & Column, list: string[] | null): SQL | undefined => {
     if (!list || list.length === 0) return undefined;
@@ -108,7 +107,7 @@ function v2Source(db: Db, o: V2RankingOptions, groupBy: V2GroupColumn[], queryOr
   const where = daysOf(
     x,
     o.siteId,
-    { since: o.start, until: o.end, queryOrder: !detail && queryOrder },
+    { since: o.start, until: o.end },
     match(q.query, o.queries),
     detail ? match(p.page, o.pages) : undefined,
   );
@@ -124,7 +123,7 @@ function v2Source(db: Db, o: V2RankingOptions, groupBy: V2GroupColumn[], queryOr
 
 /** v2 rows grouped by some columns (none: one row of totals), most clicked first. */
 async function v2Rows(db: Db, o: V2RankingOptions, groupBy: V2GroupColumn[], limit: number): Promise<(V2Sums & Record<string, unknown>)[]> {
-  const { x, q, p, detail, where, cols } = v2Source(db, o, groupBy, await readsInQueryOrder(db, o.siteId, o.start, o.end));
+  const { x, q, p, detail, where, cols } = v2Source(db, o, groupBy);
   const keys = Object.fromEntries(groupBy.map((c) => [c, sql<string>`${cols[c]}`])) as Record<string, SQL<string>>;
   const sums = {
     clicks: sql<number>`coalesce(sum(${x.clicks}), 0)`.mapWith(Number),
@@ -144,8 +143,7 @@ async function v2Rows(db: Db, o: V2RankingOptions, groupBy: V2GroupColumn[], lim
 
 /** Distinct queries or pages among the matching rows (rollup or detail). */
 async function v2Count(db: Db, o: V2RankingOptions, what: "query" | "page"): Promise<number> {
-  const queryOrder = await readsInQueryOrder(db, o.siteId, o.start, o.end);
-  const { x, q, p, detail, where } = v2Source(db, o, what === "page" ? ["page"] : [], queryOrder);
+  const { x, q, p, detail, where } = v2Source(db, o, what === "page" ? ["page"] : []);
   const id = what === "page" ? db.t.gscQueryDetail.page_id : x.query_id;
   let query = db.q
     .select({ n: sql<number>`count(distinct ${id})`.mapWith(Number) })

@@ -1,5 +1,5 @@
 import { asc, desc, eq, or, sql, type SQL, type SQLWrapper } from "drizzle-orm";
-import { amongFirst, daysOf, queryPeriodSums, queryRowsTable, readsInQueryOrder, sumOf, typeFilterCode } from "../analytics/detail.ts";
+import { amongFirst, daysOf, queryPeriodSums, queryRowsTable, sumOf, typeFilterCode } from "../analytics/detail.ts";
 import { dayNumber, deviceCode } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
 import { containsPattern, likeAsciiSql, likeInsensitive } from "../db/sql.ts";
@@ -75,14 +75,12 @@ export type Metrics = { clicks: number; impressions: number; ctr: number | null;
  */
 async function queryRowsOf(db: Db, f: Filters) {
   const d = db.t.gscQueryDetail;
-  // The rollup in query order when the window is a good part of its history (readsInQueryOrder); the detail by day.
-  const queryOrder = !f.device && (await readsInQueryOrder(db, f.siteId, f.start, f.end));
-  const x = (f.device ? d : queryRowsTable(db, queryOrder)) as X;
+  const x = (f.device ? d : queryRowsTable(db)) as X;
   const where = (...more: (SQL | undefined)[]) =>
     daysOf(
       x,
       f.siteId,
-      { searchType: f.searchType, since: f.start, until: f.end, queryOrder },
+      { searchType: f.searchType, since: f.start, until: f.end },
       f.device ? eq(d.device, deviceCode(f.device)) : undefined,
       ...more,
     );
@@ -254,7 +252,7 @@ async function findQueryChanges(
   o: Omit<Filters, "start" | "end"> & { current: Period; previous: Period; limit: number },
 ): Promise<[KeyRow[], KeyRow[], KeyRow[], KeyRow[]]> {
   if (!o.device) return queryChangesPacked(db, o);
-  const sums = await queryPeriodSums(db, { ...o, p1: o.previous, p2: o.current });
+  const sums = queryPeriodSums({ ...o, p1: o.previous, p2: o.current });
   const move = "(s2 * 1.0 / i2 - s1 * 1.0 / i1)";
   const list = (n: number, where: string, value: string, dir: "asc" | "desc") =>
     `select * from (select ${n} as list, (select q.query from gsc_queries q where q.id = s.query_id) as key, c1, i1, s1, c2, i2, s2

@@ -2,13 +2,13 @@ import { and, asc, desc, eq, sql, type SQL } from "drizzle-orm";
 import { amongFirst, daysOf, positionOfRows, sumOf, typeFilterCode } from "../analytics/detail.ts";
 import { dayDate, dayNumber } from "../sync/grains.ts";
 import { first, type Db } from "../db/index.ts";
-import { likeAsciiInsensitive } from "../db/sql.ts";
 import { searchKeywordsPg } from "../db/pg/search.ts";
 import {
   amongHighest,
   byText,
   checkAnswerRows,
   countQueriesSince,
+  matchingQueryIds,
   queryTexts,
   readQuerySums,
   twoPeriods,
@@ -119,7 +119,7 @@ export async function findKeywordPages(db: Db, s: Scope & { keyword: string; lim
     .limit(s.limit);
 }
 
-/** Queries matching an SQL LIKE pattern (caller supplies `%`; ASCII case-insensitive, no escape character), most impressions first: the day x query rollup. */
+/** Queries matching an SQL LIKE pattern (caller supplies `%`; ASCII case-insensitive, no escape character), most impressions first: the day x query rollup (SQLite: its packed day rows). */
 export async function searchKeywords(db: Db, s: Scope & { pattern: string; limit: number }) {
   if (db.engine === "pg")
     return searchKeywordsPg(db, {
@@ -129,32 +129,44 @@ export async function searchKeywords(db: Db, s: Scope & { pattern: string; limit
       pattern: s.pattern,
       limit: s.limit,
     });
-  const { gscDayQueryTotals: r, gscQueries: q } = db.t;
-  // The pattern tested once per query of the site's dictionary, not once per rollup row; the rows summed per
-  // query id, the text joined to each query's sums afterwards.
-  const matching = sql`${r.query_id} in (select ${q.id} from ${q} where ${q.site_id} = ${s.siteId} and ${likeAsciiInsensitive(db, q.query, s.pattern)})`;
-  const sums = db.q
-    .select({
-      query_id: sql<number>`${r.query_id}`.as("query_id"),
-      total_clicks: sumOf(r.clicks).as("total_clicks"),
-      total_impressions: sumOf(r.impressions).as("total_impressions"),
-      avg_position: positionOfRows(r.sum_position, r.impressions).as("avg_position"),
-    })
-    .from(r)
-    .where(scoped(r, s, matching))
-    .groupBy(r.query_id)
-    .as("s");
-  return db.q
-    .select({
-      query: q.query,
-      total_clicks: sql<number>`${sums.total_clicks}`.mapWith(Number),
-      total_impressions: sql<number>`${sums.total_impressions}`.mapWith(Number),
-      avg_position: sql<number>`${sums.avg_position}`.mapWith(Number),
-    })
-    .from(sums)
-    .innerJoin(q, eq(q.id, sums.query_id))
-    .orderBy(desc(sums.total_impressions), asc(q.query))
-    .limit(s.limit);
+  return searchKeywordsPacked(db, s);
+}
+
+/**
+ * searchKeywords on SQLite: every query's sums of the scope's window from the packed day rows (readQuerySums), the
+ * pattern tested once per query of the site's dictionary, and only the queries that can be in the first `limit` get
+ * their text. The rollup keyed by day (migration 0032) holds a query's rows one per day: its window's rows summed
+ * per query would be sorted by query first.
+ */
+async function searchKeywordsPacked(db: Db, s: Scope & { pattern: string; limit: number }) {
+  const w = await scopeWindow(db, s);
+  if (!w) return [];
+  const [sums, matching] = await Promise.all([
+    readQuerySums(db, s.siteId, typeFilterCode(s.searchType), [[dayNumber(w.start), dayNumber(w.end)]]),
+    matchingQueryIds(db, s.siteId, "q.query like $pattern", { pattern: s.pattern }),
+  ]);
+  const [c, i, sp, days] = [sums.clicks[0]!, sums.impressions[0]!, sums.sumPosition[0]!, sums.days[0]!];
+  const picked = amongHighest(
+    sums.n,
+    (j) => i[j]!,
+    s.limit,
+    (j) => days[j]! > 0 && matching.has(sums.id[j]!),
+  );
+  checkAnswerRows(Math.min(picked.length, s.limit));
+  const texts = await queryTexts(
+    db,
+    picked.map((j) => sums.id[j]!),
+  );
+  return picked
+    .map((j) => ({ j, text: texts.get(sums.id[j]!)! }))
+    .sort((a, b) => i[b.j]! - i[a.j]! || byText(a.text, b.text))
+    .slice(0, s.limit)
+    .map(({ j, text }) => ({
+      query: text,
+      total_clicks: c[j]!,
+      total_impressions: i[j]!,
+      avg_position: i[j]! > 0 ? sp[j]! / i[j]! / sumPositionScale : 0,
+    }));
 }
 
 /** The pages a scope's totals read: from `since` (or the first day with data) to today. */

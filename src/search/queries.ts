@@ -5,8 +5,8 @@ import {
   ftsTrigrams,
   INDEX_BATCH,
   indexPendingQueries,
-  SEARCH_INDEXED_HALF_SQL,
   SEARCH_INDEXED_SQL,
+  SEARCH_LISTED_SQL,
   SEARCH_MATCHED_IDS_SQL,
   findShortMatchIds,
   SEARCH_ONE_TYPE_SQL,
@@ -76,12 +76,12 @@ export async function searchQueries(
 
 /**
  * A SQLite search. A 3+ character term's matches (the trigram index; 6,700 at 5 M rows for bench:analytics' term) are
- * totalled from the rollup, one key range per query, ordered in SQL (totalsOf), in a query process. A 1-2 character
- * term's (190,000 of 290,000 queries) from the packed day rows, on the reader a slice at a time: the ids matching
- * (findShortMatchIds), the window's days decoded (readMatchedSums: its entries, not the matches' key ranges in a
- * B-tree holding every day; flat with the history), the first `limit` by impressions and query text picked in JS as
- * the SQL orders them. A window of one search type counts the days appeared without
- * a distinct set (windowHasOneType). `force`: that path whatever the term (tests, bench).
+ * found in a query process; up to SEEK_MATCHES of them are totalled from the rollup there (a seek per query and stored
+ * day: the rollup is keyed by day), ordered in SQL (totalsOf). More, and a 1-2 character term's (190,000 of 290,000
+ * queries), from the packed day rows, on the reader a slice at a time: the ids matching (findShortMatchIds), the
+ * window's days decoded (readMatchedSums: its entries, however few ids; flat with the history), the first `limit` by
+ * impressions and query text picked in JS as the SQL orders them. A window of one search type counts the days
+ * appeared without a distinct set (windowHasOneType). `force`: that path whatever the term (tests, bench).
  */
 async function searchSqlite(
   db: SqliteDb,
@@ -98,11 +98,6 @@ async function searchSqlite(
     const sql = oneType ? SEARCH_ONE_TYPE_SQL[kind] : kind === "short" ? SEARCH_SHORT_SQL : SEARCH_INDEXED_SQL;
     return pool.all<SearchRow>(sql, { ...p, ...fts });
   };
-  if (!force && kind === "index") {
-    const oneType = windowHasOneType(db, p.site_id, p.start_day, p.end_day);
-    const sql = oneType ? SEARCH_INDEXED_HALF_SQL.one : SEARCH_INDEXED_HALF_SQL.many;
-    return byHalves(params.limit, (parity) => pool.all<SearchRow>(sql, { ...p, ...fts, parity }));
-  }
   if (force === "rollup") return rollup();
   const ids =
     kind === "short"
@@ -112,8 +107,19 @@ async function searchSqlite(
             (await pool.all<{ ids: string }>(SEARCH_MATCHED_IDS_SQL, { site_id: p.site_id, pattern: p.pattern, ...fts }))[0]?.ids ?? "[]",
           ) as number[],
         ).sort();
+  if (!force && kind === "index" && ids.length <= SEEK_MATCHES) {
+    const sql = windowHasOneType(db, p.site_id, p.start_day, p.end_day) ? SEARCH_LISTED_SQL.one : SEARCH_LISTED_SQL.many;
+    const { pattern: _pattern, ...rest } = p;
+    return pool.all<SearchRow>(sql, { ...rest, ids: JSON.stringify(Array.from(ids)) });
+  }
   return packedSearch(db, params, ids);
 }
+
+/**
+ * Matches up to which SQLite totals a search from the rollup's rows (a seek per query and stored day: ~90 a query over
+ * 90 days) rather than from the packed day rows (every entry of the window's days decoded: ~3 M at 5 M rows, 90 days).
+ */
+const SEEK_MATCHES = 200;
 
 /**
  * A 3+ character term's search by two statements at once (SQLite: two query processes; PostgreSQL: two backends), the

@@ -50,8 +50,8 @@ const writeStatements = perConnection((orm) => {
     deleteRow: c.prepare<unknown, number[]>(
       "delete from gsc_query_detail where site_id = ? and day = ? and type = ? and page_id = ? and query_id = ? and device = ?",
     ),
-    // Every rollup row of the day, whether or not the detail still has its query: the rollup is keyed by query
-    // (site_id, query_id, day, type), so this walks the site's rows (tests and benches rebuild a day this way).
+    // Every rollup row of the day, whether or not the detail still has its query: one key range of the rollup's
+    // (site_id, type, day, query_id) key (tests and benches rebuild a day this way).
     clearRollup: c.prepare<unknown, number[]>("delete from gsc_day_query_totals where site_id = ? and day = ? and type = ?"),
     // writeDayRows: the day's stored keys (in key order), and multi-row upserts that leave equal rows untouched.
     dayKeys: c.prepare<[number, number, number], number[]>(
@@ -67,13 +67,13 @@ const writeStatements = perConnection((orm) => {
           or gsc_query_detail.sum_position <> excluded.sum_position`,
     ),
     deleteRollupRow: c.prepare<unknown, number[]>(
-      "delete from gsc_day_query_totals where site_id = ? and query_id = ? and day = ? and type = ?",
+      "delete from gsc_day_query_totals where site_id = ? and type = ? and day = ? and query_id = ?",
     ),
     upsertRollupChanged: rowsStatement(
       c,
       "insert into gsc_day_query_totals (site_id, day, type, query_id, clicks, impressions, sum_position) values",
       7,
-      `on conflict (site_id, query_id, day, type)
+      `on conflict (site_id, type, day, query_id)
        do update set clicks = excluded.clicks, impressions = excluded.impressions, sum_position = excluded.sum_position
        where gsc_day_query_totals.clicks <> excluded.clicks or gsc_day_query_totals.impressions <> excluded.impressions
           or gsc_day_query_totals.sum_position <> excluded.sum_position`,
@@ -196,7 +196,7 @@ export async function replaceDayDetail(
 export function writeDayRows(tx: Q | Orm, siteId: number, day: number, type: number, k: KeyedColumns, r: Rollup = rollupOf(k)): number {
   const s = writeStatements(sqliteOrm(tx)!);
   // Stored keys not in the new day (both in key order: one merge pass). The stored day's query ids are the
-  // queries of its rollup rows (the rollup is keyed by query: they are found through the detail).
+  // queries of its rollup rows (gathered from the detail read here anyway).
   let j = 0;
   const stored = new Set<number>();
   for (const [p, q, d] of s.dayKeys.values(siteId, day, type) as [number, number, number][]) {
@@ -212,7 +212,7 @@ export function writeDayRows(tx: Q | Orm, siteId: number, day: number, type: num
   j = 0;
   for (const q of [...stored].sort((a, b) => a - b)) {
     while (j < r.query.length && r.query[j]! < q) j++;
-    if (j >= r.query.length || r.query[j] !== q) s.deleteRollupRow.run(siteId, q, day, type);
+    if (j >= r.query.length || r.query[j] !== q) s.deleteRollupRow.run(siteId, type, day, q);
   }
   writeRows(s.upsertRollupChanged, r.query.length, (o, i) => {
     o.push(siteId, day, type, r.query[i]!, r.clicks[i]!, r.impressions[i]!, r.sumPosition[i]!);

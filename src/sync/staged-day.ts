@@ -160,13 +160,11 @@ export async function switchStagedDay(tx: Q, taskId: number, siteId: number, day
   const ofDay = sql`site_id = ${siteId} and day = ${day} and type = ${type}`;
   // Integer parameters typed on both engines (PostgreSQL cannot infer a SELECT list's parameter types).
   const [s, d, t] = [siteId, day, type].map((v) => sql`cast(${v} as integer)`);
-  // Rollup rows of queries gone from the day, first: the rollup is keyed by query (site_id, query_id, day, type),
-  // so the day's rows are found through the query ids of the day's detail as stored before the switch.
+  // Rollup rows of queries gone from the day: the day's key range (SQLite's key, PostgreSQL's (site_id, day, type,
+  // query_id) index).
   await run(
     tx,
-    sql`delete from gsc_day_query_totals where site_id = ${siteId} and query_id in (
-        select distinct d.query_id from gsc_query_detail d where d.site_id = ${siteId} and d.day = ${day} and d.type = ${type})
-      and day = ${day} and type = ${type} and not exists (
+    sql`delete from gsc_day_query_totals where ${ofDay} and not exists (
       select 1 from gsc_staged_query_totals s where s.task_id = ${taskId} and s.query_id = gsc_day_query_totals.query_id)`,
   );
   await run(

@@ -1,5 +1,6 @@
 import { getTableColumns, getTableName } from "drizzle-orm";
 import { getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
+import { getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
 import type { DatabaseTarget } from "../../config.ts";
 import { pgSource, pgTarget } from "./pg.ts";
 import { CopyRefusedError, type CopySource, type CopyTarget, type TablePair } from "./types.ts";
@@ -120,7 +121,8 @@ function copyOrder(): TablePair[] {
     for (const parent of parents) if (parent !== name) visit(parent, [...path, name]);
     const id = cfg.columns.some((c) => c.name === "id" && c.primary);
     const key = id ? ["id"] : (cfg.primaryKeys[0]?.columns.map((c) => c.name) ?? cfg.columns.filter((c) => c.primary).map((c) => c.name));
-    ordered.push({ name, sqlite: sqliteTables.get(name)!, pg: pgTable, id, key });
+    const sqliteKey = id ? key : (sqliteTableConfig(sqliteTables.get(name)!).primaryKeys[0]?.columns.map((c) => c.name) ?? key);
+    ordered.push({ name, sqlite: sqliteTables.get(name)!, pg: pgTable, id, key, sqliteKey });
   };
   for (const name of [...sqliteTables.keys()].sort()) visit(name, []);
   return ordered;

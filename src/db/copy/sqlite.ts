@@ -65,7 +65,7 @@ export function sqliteSource(path: string): CopySource {
     },
     async *read(t, columns, afterId, size) {
       if (!t.id) {
-        yield* readByKey(db, t.name, t.key, columns, size);
+        yield* readByKey(db, t.name, t.sqliteKey, columns, size);
         return;
       }
       // A table with an integer `id`: the rowid is its key (an integer primary key is the rowid itself).

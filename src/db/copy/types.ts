@@ -5,8 +5,12 @@ import type { SQLiteTable } from "drizzle-orm/sqlite-core";
 /** A copy refused before anything was written (wrong sides, a target that is not empty...). */
 export class CopyRefusedError extends Error {}
 
-/** One table in both schemas; `id` is true when its key is an integer `id` column (SQLite: the rowid). */
-export type TablePair = { name: string; sqlite: SQLiteTable; pg: PgTable; id: boolean; key: string[] };
+/**
+ * One table in both schemas; `id` is true when its key is an integer `id` column (SQLite: the rowid). `key`: its
+ * PostgreSQL key's columns, `sqliteKey` its SQLite key's (the same columns, in another order for gsc_day_query_totals):
+ * each source reads in its own key's order.
+ */
+export type TablePair = { name: string; sqlite: SQLiteTable; pg: PgTable; id: boolean; key: string[]; sqliteKey: string[] };
 
 /** A batch read from the source: rows of driver values in the copy's column order, and which rows they are. */
 export type Batch = { rows: unknown[][]; which: string };

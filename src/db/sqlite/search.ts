@@ -2,6 +2,7 @@ import { count, eq, gt, max, sql } from "drizzle-orm";
 import type { Orm, SqliteDb } from "../index.ts";
 import { dayDate, dayNumber } from "../../sync/grains.ts";
 import { checkBudget, currentBudget } from "../budget.ts";
+import { rollupDaysCte } from "../../analytics/detail.ts";
 import { gscQueries, gscQueriesIndexed } from "./schema.ts";
 
 // Query search on SQLite (migrations/sqlite/0006_query_search_fts.sql): an FTS5 trigram index over each
@@ -20,20 +21,24 @@ export type SearchRow = {
 };
 
 // Totals of the matched queries (`matched`: their gsc_queries ids and texts, defined by each search below)
-// from the day × query rollup, keyed (site_id, query_id, day, type) WITHOUT ROWID (migration 0028): one key
-// range per matched query, every search type. CROSS JOIN keeps the matched queries as the outer loop (SQLite
-// never reorders it): left to itself the planner may walk every row of the site and look each query up in the
-// matched list. Days are day numbers ($start_day, $end_day). The sums are kept once (materialized) and counted
-// there for `found`, not by a window over every row (`count(*) over ()` buffered and re-read them all). `days`:
-// the days a query appeared, `count(distinct g.day)`; a window holding one search type has at most one row per
-// query and day, so there `count(*)` is the same number without a distinct set per query (windowHasOneType).
-const totalsOf = (matched: string, days = "count(distinct g.day)", half = false) => `with matched(id, query) as (${matched}),
+// from the day × query rollup, keyed (site_id, type, day, query_id) WITHOUT ROWID (migration 0032): each matched
+// query's row of each stored day of the window (rollupDaysCte: a seek per type and day), a seek each, every
+// search type stored. CROSS JOIN keeps the matched queries as the outer loop (SQLite never reorders it): left to itself
+// the planner may walk every row of the window and look each query up in the matched list. Days are day numbers
+// ($start_day, $end_day). The sums are kept once (materialized) and counted there for `found`, not by a window
+// over every row (`count(*) over ()` buffered and re-read them all). `days`: the days a query appeared,
+// `count(distinct g.day)`; a window holding one search type has at most one row per query and day, so there
+// `count(*)` is the same number without a distinct set per query (windowHasOneType). A seek per query and day:
+// for a few matches (searchSqlite takes the packed day rows for more).
+const totalsOf = (matched: string, days = "count(distinct g.day)") => `with recursive matched(id, query) as (${matched}),
+${rollupDaysCte(null, "$start_day", "$end_day")},
 r as materialized (
 select m.query as query, sum(g.clicks) as c, sum(g.impressions) as i, sum(g.sum_position) as sp, ${days} as days
   from matched m
+ cross join rd
  cross join gsc_day_query_totals g
-    on g.site_id = $site_id and g.query_id = m.id
- where g.day >= $start_day and g.day <= $end_day${half ? " and m.id % 2 = $parity" : ""}
+    on g.site_id = $site_id and g.type = rd.type and g.day = rd.day and g.query_id = m.id
+ where rd.day <= $end_day
  group by m.id)
 select query,
        c as total_clicks,
@@ -78,13 +83,11 @@ export const SEARCH_SHORT_SQL = totalsOf(SHORT_MATCHES);
 export const SEARCH_ONE_TYPE_SQL = { index: totalsOf(INDEXED_MATCHES, "count(*)"), short: totalsOf(SHORT_MATCHES, "count(*)") };
 
 /**
- * SEARCH_INDEXED_SQL (`many`) and its one-type form (`one`) over the matches whose id % 2 is `$parity` only: a search
- * read by two statements at once, each its half's first `$limit` and `found`.
+ * The same totals for queries matched beforehand (SEARCH_MATCHED_IDS_SQL): their ids as the JSON list $ids (`many`:
+ * every type; `one`: a window of one search type).
  */
-export const SEARCH_INDEXED_HALF_SQL = {
-  many: totalsOf(INDEXED_MATCHES, "count(distinct g.day)", true),
-  one: totalsOf(INDEXED_MATCHES, "count(*)", true),
-};
+const LISTED_MATCHES = "select q.id, q.query from json_each($ids) j cross join gsc_queries q on q.id = j.value order by 1";
+export const SEARCH_LISTED_SQL = { many: totalsOf(LISTED_MATCHES), one: totalsOf(LISTED_MATCHES, "count(*)") };
 
 /**
  * The ids of a site's queries matching a search, as one JSON array (one value from the query process, not a row per
