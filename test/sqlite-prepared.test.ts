@@ -2,6 +2,8 @@
 // into the SQL (SQLite prepares a statement whose LIMIT is bound again at every run), a placeholder's gets a statement
 // per page size, and either way the rows are the ones Drizzle's own query returns.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { asc, gt, sql } from "drizzle-orm";
 import type { SqliteDb } from "../src/db/index.ts";
 import { compileSelect, literalLimit } from "../src/db/sqlite/prepared.ts";
@@ -52,4 +54,12 @@ describe("compiled selects (SQLite)", () => {
       expect([size, bound.get({ after: 0, limit: size })]).toEqual([size, want[0]]);
     }
   });
+});
+
+test("no SQLite statement is a Drizzle select with a constant LIMIT prepared by Drizzle (its LIMIT bound: prepared again at every run)", () => {
+  const src = join(import.meta.dir, "../src");
+  const files = (readdirSync(src, { recursive: true }) as string[]).filter((f) => f.endsWith(".ts") && !f.startsWith("db/pg/"));
+  // PostgreSQL's named statements are planned once whatever their LIMIT: only SQLite's files are read.
+  const found = files.filter((f) => /\.limit\(\d+\)\s*\.prepare\(\)/.test(readFileSync(join(src, f), "utf8")));
+  expect(found).toEqual([]);
 });
