@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "no
 import { dirname, join } from "node:path";
 import { cpuList } from "../src/config.ts";
 import { allowedCpus, keepThreadsTo, threadIds } from "../src/sync/cpus.ts";
+import { DayRows } from "../src/sync/keyed-rows.ts";
 import {
   BUSY_MS,
   countRequests,
@@ -105,6 +106,21 @@ describe("requests in flight shared with the sync workers (SYNC_GIVE_WAY)", () =
     });
     expect(giveWayStats.pauses).toBe(before + 2);
     slots[5] = 0;
+  });
+
+  test("a day's rows put in key order (DayRows.keyed: sorts, tens of ms at 50,000 rows) give way between their parts", () => {
+    const { path, slots } = signalFile("keyed");
+    expect(watchRequests(path)).toBe(true);
+    // Past any pause a test before left to work off (WORK_MS).
+    Bun.sleepSync(5);
+    const day = new DayRows();
+    for (let i = 0; i < 100; i++) day.push(i % 7, i, i % 3, 1, 2, 3);
+    const before = giveWayStats.pauses;
+    slots[9] = 1;
+    const keyed = day.keyed();
+    slots[9] = 0;
+    expect(keyed.n).toBe(100);
+    expect(giveWayStats.pauses).toBeGreaterThan(before);
   });
 
   test("a new supervisor's file replaces those of supervisors gone without removing theirs (SIGKILL), not a live one's", () => {

@@ -168,6 +168,8 @@ export function startWorker(opts: WorkerOptions): Worker {
           await renewLease(db, tx, claim, opts.leaseMs);
           return holdingLock(() => fn(tx));
         }, `${task.task_type} task ${task.id}: rows`);
+        // After the COMMIT (a big one writes thousands of WAL pages), before whatever the task does next.
+        giveWay();
         await yieldLock(db.stats.busyRetries > busyBefore);
         return result;
       },

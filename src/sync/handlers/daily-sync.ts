@@ -282,6 +282,8 @@ export async function syncDay(
         if (unresolved.length > ctx.batchSize) {
           await addToDay(ctx, site.id, unresolved, known, dayRows);
           unresolved = [];
+          // Before the next page is parsed: a page's rows into the day's columns is a few ms of a core.
+          giveWay();
         }
         continue;
       }
@@ -360,9 +362,14 @@ export async function syncDay(
       named = keyed.rollup.query.length;
       sums = keyed.rollup;
     } else if (rules.query) rows = await replaceDayDetail(tx, site.id, day, type, buffered!, known);
+    // Between the switch's parts (tens of ms of a core in all at 50,000 rows) a supervised sync worker gives way to
+    // reads in flight (src/sync/give-way.ts; not to a request that may write: it waits for this transaction).
+    giveWay();
     await replaceDayGrains(tx, grains);
+    giveWay();
     // The report rollups of this day (src/sync/rollups.ts), from what is now stored.
     await refreshDayRollups(tx, site.id, dayNumber(day), typeCode(type), named, sums);
+    giveWay();
     if (final) await markDaySynced(tx, site.id, day, type, rows);
     return rows;
   });
@@ -396,10 +403,16 @@ async function addToDay(ctx: TaskContext, siteId: number, page: SourceRow[], kno
   }
 }
 
+/** Rows between two giveWay calls in pushKnown: ~1 ms of a core. */
+const PUSH_CHECK_ROWS = 2048;
+
 /** Rows into the day's columns whose page and query ids the task knows; returns the others, in order. */
 function pushKnown(day: DayRows, rows: SourceRow[], known: KnownTextIds): SourceRow[] {
   const unknown: SourceRow[] = [];
-  for (const r of rows) {
+  for (let i = 0; i < rows.length; i++) {
+    // Two look-ups a row (~0.5 µs): a supervised sync worker gives way to requests every PUSH_CHECK_ROWS rows.
+    if (i % PUSH_CHECK_ROWS === PUSH_CHECK_ROWS - 1) giveWay();
+    const r = rows[i]!;
     const page = known.pages.get(r.page);
     const query = page === undefined ? undefined : known.queries.get(r.query);
     if (query === undefined) unknown.push(r);
