@@ -100,6 +100,19 @@ export function combineRounds(
   };
 }
 
+/**
+ * With two rounds or more: the service's rate over the reference's round by round (each pair of windows measured next
+ * to each other), so a reader sees how far one draw strays; null with one round.
+ */
+export function roundsNote(against: string, service: SideResult, other: SideResult): string | null {
+  const a = service.windows ?? [];
+  const b = other.windows ?? [];
+  if (a.length < 2 || a.length !== b.length) return null;
+  const ratios = a.map((w, i) => w.rps / b[i]!.rps);
+  const fmt = (x: number) => `${x.toFixed(2)}x`;
+  return `rps ratio ${against} by round: ${ratios.map(fmt).join(" ")} (min ${fmt(Math.min(...ratios))}, max ${fmt(Math.max(...ratios))})`;
+}
+
 const medianOrNull = (xs: (number | null)[]) => (xs.every((x): x is number => x !== null) ? median(xs) : null);
 
 /** service / baseline for throughput and latency. */

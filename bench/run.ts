@@ -9,7 +9,16 @@ import { treeCpuSeconds } from "./cpu.ts";
 import { runLoad, type LoadOptions, type LoadRequest, type LoadResult } from "./load.ts";
 import { openPgServer, type PgServer } from "./pg.ts";
 import { startBaseline, startService, type RunningServer } from "./processes.ts";
-import { checkTargets, combineRounds, crossEngineTable, formatTable, ratiosOf, vsOtherEngine, type ScenarioResult } from "./report.ts";
+import {
+  checkTargets,
+  combineRounds,
+  crossEngineTable,
+  formatTable,
+  ratiosOf,
+  roundsNote,
+  vsOtherEngine,
+  type ScenarioResult,
+} from "./report.ts";
 import { scenarioNames, scenarios, type Side } from "./scenarios.ts";
 import { hasSyncApi, seedSites } from "./seed.ts";
 import { hasWrk, runWrk } from "./wrk.ts";
@@ -424,9 +433,13 @@ async function main() {
       r.service = combineRounds(got.service);
       r.baseline = combineRounds(got.baseline);
       r.ratios = ratiosOf(r.service, r.baseline);
+      const byRound = roundsNote("vs baseline", r.service, r.baseline);
+      if (byRound) r.notes.push(byRound);
       if (got.groupcommit.length > 0) {
         r.groupcommit = combineRounds(got.groupcommit);
         r.ratiosGroupCommit = ratiosOf(r.service, r.groupcommit);
+        const gcByRound = roundsNote("vs groupcommit", r.service, r.groupcommit);
+        if (gcByRound) r.notes.push(gcByRound);
       }
       if (sc.duringIngest) {
         r.extra = { ingest: got.ingest, demoRowsPerDay: flags["demo-rows"], ingestDays: flags["ingest-days"] };

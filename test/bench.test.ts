@@ -2,7 +2,7 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "./helpers/db.ts";
-import { cpuVsParts, type ScenarioResult } from "../bench/report.ts";
+import { cpuVsParts, roundsNote, type ScenarioResult } from "../bench/report.ts";
 
 // `bun run bench` end to end, briefly: it starts both sides, drives the load and reports the table
 // and the JSON. It never checks a timing: only that every figure is there and the counts add up.
@@ -142,6 +142,18 @@ describe("bun run bench", () => {
     }
     // Both sides are the service: the baseline's answers carry its security headers too (their CPU per request alike).
     expect(getOne!.baseline!.ok2xx).toBe(getOne!.baseline!.requests);
+    // Each round's ratio is printed beside the median's.
+    expect(getOne!.notes.some((n) => /^rps ratio vs baseline by round: [\d.]+x [\d.]+x \(min [\d.]+x, max [\d.]+x\)$/.test(n))).toBe(true);
+    expect(stdout).toMatch(/note: rps ratio vs baseline by round: /);
+  });
+
+  test("the ratio by round pairs each round's windows; one round has none", () => {
+    const side = (...rps: number[]) =>
+      ({ windows: rps.map((r) => ({ rps: r, p99Ms: 1, cpuUsPerReq: null })) }) as ScenarioResult["service"] & {};
+    expect(roundsNote("vs baseline", side(900, 1200, 800), side(1000, 1000, 1000))).toBe(
+      "rps ratio vs baseline by round: 0.90x 1.20x 0.80x (min 0.80x, max 1.20x)",
+    );
+    expect(roundsNote("vs baseline", side(900), side(1000))).toBeNull();
   });
 
   test("an unknown scenario or a bad flag exits 1 with the reason, before starting anything", async () => {
