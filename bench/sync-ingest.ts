@@ -16,7 +16,8 @@ import { migrate } from "../src/db/sqlite/migrate.ts";
 import { migratePg } from "../src/db/pg/migrate.ts";
 import { setLogLevel } from "../src/log.ts";
 import { addDays, dayOf } from "../src/sync/dates.ts";
-import { defaults } from "../src/config.ts";
+import { cpuList, defaults } from "../src/config.ts";
+import { keepThreadsTo } from "../src/sync/cpus.ts";
 import { demoSource } from "../src/sync/demo.ts";
 import { staticToken } from "../src/sync/gsc/auth.ts";
 import { createGscClient } from "../src/sync/gsc/client.ts";
@@ -65,6 +66,10 @@ const { values: args } = parseArgs({
     // CPUs (taskset list, e.g. "1") every thread of the sync worker / HTTP worker may run on, set from here.
     "sync-cpus": { type: "string" },
     "http-cpus": { type: "string" },
+    // --served: CPUs (a list, e.g. "0") this process's own threads (the GETs' client) keep to once the service and the
+    // fake have started, as a client on another host would never wait for the sync's core: what the GETs' p99 owes to
+    // the client sharing the service's host (default: every CPU, as before).
+    "client-cpus": { type: "string" },
     // The sync worker's scheduling group's nice (/proc/<pid>/autogroup; its own session's group, SYNC_NICE > 0), set from
     // here (lowering it needs root): what weight its group has against the host's other busy groups.
     "sync-group-nice": { type: "string" },
@@ -319,8 +324,8 @@ async function served(): Promise<void> {
       return [Number(f[0]) / 1e6, Number(f[1]) / 1e6] as const;
     };
     // The CPU a thread last ran on (field 39 of /proc/<pid>/task/<tid>/stat).
-    const lastCpu = (pid: number) => {
-      const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+    const lastCpu = (pid: number, tid = pid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
       return Number(stat.slice(stat.lastIndexOf(") ") + 2).split(" ")[36]);
     };
     // CPU ms of each thread name (the 2nd field of /proc/<pid>/task/<tid>/stat: "HTTP Client", "Heap Helper", "JIT Worker"...)
@@ -385,8 +390,19 @@ async function served(): Promise<void> {
     // cpu: the CPU the HTTP worker's main thread served the GET on (the last it ran on once the answer came).
     // at: when the GET started (performance.timeOrigin + performance.now(), the stall meter's clock); win: its window
     // (the idle windows and the backfills each counted from 1).
-    type Parts = { http: readonly [number, number]; client: readonly [number, number]; sync: number; cpu: number; at: number; win: number };
+    // onSync: whether any of the client's threads last ran on a CPU the sync worker keeps to (syncCpus) once the GET ended.
+    type Parts = {
+      http: readonly [number, number];
+      client: readonly [number, number];
+      sync: number;
+      cpu: number;
+      onSync: boolean;
+      at: number;
+      win: number;
+    };
     let clientThreads: number[] = [process.pid];
+    // The CPUs the sync worker keeps to (its own affinity: SYNC_CPUS), read after the warm-up GETs.
+    let syncCpus = new Set<number>();
     const clientTimes = () => {
       let on = 0;
       let wait = 0;
@@ -421,6 +437,7 @@ async function served(): Promise<void> {
             client: [c1[0] - c0![0], c1[1] - c0![1]],
             sync: mainThread(syncPid)[0] - s0,
             cpu: lastCpu(httpPid),
+            onSync: clientThreads.some((t) => syncCpus.has(lastCpu(process.pid, t))),
             at: performance.timeOrigin + t0,
             win,
           });
@@ -465,6 +482,11 @@ async function served(): Promise<void> {
           performance.now() > end
       )(performance.now() + 1000),
     );
+    syncCpus = new Set(cpuList(/Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${syncPid}/status`, "utf8"))?.[1] ?? ""));
+    if (args["client-cpus"] !== undefined) {
+      const refused = keepThreadsTo(cpuList(args["client-cpus"]));
+      if (refused) throw new Error(`--client-cpus ${args["client-cpus"]}: ${refused}`);
+    }
     // Bun's fetch runs on a thread of its own ("HTTP Client"), started by the first fetch.
     clientThreads = [
       process.pid,
@@ -536,10 +558,13 @@ async function served(): Promise<void> {
           return `#${p.win}:${((p.at - windowStarts[kind][p.win - 1]!) / 1000).toFixed(1)} ${xs[i]!.toFixed(1)}(h${p.http[0].toFixed(1)} c${p.client[0].toFixed(1)})`;
         })
         .join(" ");
+      // The client's threads (this process) last on the sync's CPUs after the GET: the slowest against all GETs.
+      const onSync = (ps: Parts[]) => `${Math.round((100 * ps.filter((p) => p.onSync).length) / ps.length)}%`;
+      const clientOnSync = `the client's threads last on the sync's CPU${syncCpus.size === 1 ? "" : "s"} ${onSync(slow.map((i) => parts[i]!))} (all ${onSync(parts)})`;
       // Every GET whose HTTP worker's main thread was on a core 2 ms or more (load does not make that; waits do not count).
       const heavy = parts.filter((p) => p.http[0] >= 2).length;
       // The parts overlap (the client's two threads, the client and the server can wait at once): they do not add up.
-      return `slowest ${slow.length}: ${mean((i) => xs[i]!).toFixed(2)} ms; over them the HTTP worker's main thread on a core ${http[0]!.toFixed(2)}, waiting for one ${http[1]!.toFixed(2)}; the client's main and fetch threads on a core ${client[0]!.toFixed(2)}, waiting ${client[1]!.toFixed(2)} (every GET: HTTP main thread on a core ${all.toFixed(3)} ms); served on ${placed}; ${hostStall} overlapped a stall of the meter unseen by the VM (the host's), ${waitedStall} one it waited for a core through; ${heavy} of all ${xs.length} had the HTTP worker's main thread on a core >= 2 ms; #window:second ms(h, c ms on a core) ${where}`;
+      return `slowest ${slow.length}: ${mean((i) => xs[i]!).toFixed(2)} ms; over them the HTTP worker's main thread on a core ${http[0]!.toFixed(2)}, waiting for one ${http[1]!.toFixed(2)}; the client's main and fetch threads on a core ${client[0]!.toFixed(2)}, waiting ${client[1]!.toFixed(2)} (every GET: HTTP main thread on a core ${all.toFixed(3)} ms); served on ${placed}; ${clientOnSync}; ${hostStall} overlapped a stall of the meter unseen by the VM (the host's), ${waitedStall} one it waited for a core through; ${heavy} of all ${xs.length} had the HTTP worker's main thread on a core >= 2 ms; #window:second ms(h, c ms on a core) ${where}`;
     };
     // --rounds rounds of an idle window then a backfill of --days days (each round the days before the last
     // round's, as a newest-first backfill goes), then a last idle window: idle and busy GETs alternate in time, so
@@ -706,7 +731,7 @@ async function served(): Promise<void> {
     }
     const us = (ms: number) => ((ms * 1000) / rows).toFixed(1);
     console.log(
-      `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, SYNC_GIVE_WAY ${process.env.SYNC_GIVE_WAY ?? "default"}, sync worker nice ${getPriority(syncPid)} (its group's ${serviceGroupNice}${args["sync-group-nice"] === undefined ? "" : `, B ${args["sync-group-nice"]}`}), slice (µs) sync ${args["sync-slice-us"] ?? "default"} HTTP ${args["http-slice-us"] ?? "default"}, sync policy ${args["sync-policy"] ?? "default"}, CPUs sync ${args["sync-cpus"] ?? "all"} HTTP ${args["http-cpus"] ?? "all"}`,
+      `sqlite, served: backfill of ${rounds} × ${days} days × ${web} web rows (+10% anonymized) through the fake Search Console (${args.latency} ms an answer), SYNC_ATOMIC_DAY_ROWS ${args.atomic}, SYNC_FETCH_AHEAD ${process.env.SYNC_FETCH_AHEAD ?? "default"}, SYNC_GIVE_WAY ${process.env.SYNC_GIVE_WAY ?? "default"}, sync worker nice ${getPriority(syncPid)} (its group's ${serviceGroupNice}${args["sync-group-nice"] === undefined ? "" : `, B ${args["sync-group-nice"]}`}), slice (µs) sync ${args["sync-slice-us"] ?? "default"} HTTP ${args["http-slice-us"] ?? "default"}, sync policy ${args["sync-policy"] ?? "default"}, CPUs sync ${args["sync-cpus"] ?? "all"} HTTP ${args["http-cpus"] ?? "all"} client ${args["client-cpus"] ?? "all"}`,
     );
     for (const line of perRound) console.log(line);
     console.log(
