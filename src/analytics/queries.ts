@@ -1,5 +1,5 @@
 import type { Db, Engine } from "../db/index.ts";
-import { resolveSite, type ResolvedSite, type SiteRef } from "../sites/resolve.ts";
+import { resolveSite, siteNotFound, type ResolvedSite, type SiteRef } from "../sites/resolve.ts";
 import { pgAll } from "../db/pg/named.ts";
 import { containsPattern } from "../db/sql.ts";
 import { addDays, dayOf, dayRange } from "../sync/dates.ts";
@@ -21,6 +21,7 @@ import {
   findAnonymizedShare,
   findSiteDataDayBounds,
   findPropertyDays,
+  pgNewestDaysReads,
   propertyDaysReads,
   shareOf,
   type GrainFilters,
@@ -616,12 +617,28 @@ export async function findPerformanceTrends(
   assertAnswerable(f, "property");
   // A request's site (SiteRef): resolved with the first read (one round trip on PostgreSQL); 404 when none.
   const ref = typeof site === "number" ? { site_id: site } : site;
-  const bounds = await findSiteDataDayBounds(db, ref, f.searchType);
+  // The detail has no country and no appearance: no exact count of named queries under those filters.
+  const counted = !f.country && !f.appearance;
+  // The newest `days` calendar days' reads, with their query counts and share.
+  const windowReads = (siteId: number, start: string, end: string) => {
+    const w = { ...f, siteId, start, end };
+    const p = propertyDaysReads(db, w);
+    const countRead = counted ? dailyQueriesRead(siteId, f, start, end) : null;
+    const shareRead = anonymizedShareRead(db, w);
+    return { p, countRead, shareRead, reads: [...p.reads, ...(countRead ? [countRead] : []), ...(shareRead ? [shareRead] : [])] };
+  };
+  let bounds: { site: ResolvedSite; first: string | null; last: string | null };
+  // PostgreSQL, a site by id: the site, its bounds and the window's reads in one round trip (pgNewestDaysReads).
+  let read: unknown[][] | null = null;
+  if (db.engine === "pg" && ref.site_id) {
+    const got = await pgNewestDaysReads(db, ref.site_id, f.searchType, days, windowReads(ref.site_id, "1970-01-01", "1970-01-01").reads);
+    if (!got.site) throw siteNotFound(ref.site_id);
+    bounds = { ...got, site: got.site };
+    read = got.rows;
+  } else bounds = await findSiteDataDayBounds(db, ref, f.searchType);
   const { last, first } = bounds;
   const siteId = bounds.site.id;
   let rows: DayTotals[] = [];
-  // The detail has no country and no appearance: no exact count of named queries under those filters.
-  const counted = !f.country && !f.appearance;
   let named: Map<string, number> | null | undefined;
   let share: number | null | undefined;
   if (last && first) {
@@ -629,11 +646,8 @@ export async function findPerformanceTrends(
     // when they hold every day with data up to `days` or reach the first day, the counts and share of the window
     // are those of its days with data.
     const start = maxDay(addDays(last, -(days - 1)), first);
-    const w = { ...f, siteId, start, end: last };
-    const p = propertyDaysReads(db, w);
-    const countRead = counted ? dailyQueriesRead(siteId, f, start, last) : null;
-    const shareRead = anonymizedShareRead(db, w);
-    const read = await allRowsMany(db, [...p.reads, ...(countRead ? [countRead] : []), ...(shareRead ? [shareRead] : [])]);
+    const { p, countRead, shareRead, reads } = windowReads(siteId, start, last);
+    read ??= await allRowsMany(db, reads);
     rows = await p.finish(read.slice(0, p.reads.length));
     if (rows.length >= days || start <= first) {
       if (countRead) named = countsOf(read[p.reads.length] as CountRow[]);

@@ -832,6 +832,54 @@ export async function findSiteDataDayBounds(
   return { site, first: firstDayOf(rows[0]!), last: lastDayOf(rows[1]!) };
 }
 
+/**
+ * PostgreSQL: the site `siteId`, its first and newest days with data for the search type(s) (findSiteDataDayBounds) and
+ * `reads` over its newest `days` calendar days (from max(newest - days + 1, first) to the newest), in one statement
+ * (pgAllMany): the window's days computed in the statement from the bounds, so a report of the newest days is one round
+ * trip, not the bounds' and then the window's. `reads` are built for any window: their window parameters (`$from` or
+ * `$start`, `$to` or `$end`) become the statement's days. No site: `site` is null; no data: `first` and `last` null
+ * (the reads then read nothing).
+ */
+export async function pgNewestDaysReads(
+  db: Db,
+  siteId: number,
+  searchType: SearchTypeCode | "all",
+  days: number,
+  reads: SmallRead[],
+): Promise<{ site: ResolvedSite | null; first: string | null; last: string | null; rows: unknown[][] }> {
+  const last = lastDayRead("pg", siteId, searchType);
+  const prelude = {
+    with: `newest_first as (${FIRST_DAY_SQL}), newest_last as (${last.sql}),
+newest_bounds as (select least(f.day, f.detail_day) as first, greatest(l.day, l.detail_day) as last from newest_first f, newest_last l),
+newest_window as (select greatest(b.last - ($days - 1), b.first) as start, b.last as last from newest_bounds b)`,
+    params: { site_id: siteId, types: last.params.types, days },
+  };
+  const start = { sql: "select nw.start from newest_window nw" };
+  const end = { sql: "select nw.last from newest_window nw" };
+  const windowed = reads.map((r) => {
+    const params: Params | Record<string, unknown> = { ...r.params };
+    for (const k of ["from", "start"]) if (k in params) params[k] = start;
+    for (const k of ["to", "end"]) if (k in params) params[k] = end;
+    return { text: r.sql, params };
+  });
+  const [site, bounds, ...rows] = await pgAllMany(
+    db,
+    [
+      { text: SITE_BY_ID_SQL, params: { site_id: siteId } },
+      { text: "select b.first as first, b.last as last from newest_bounds b", params: {} },
+      ...windowed,
+    ],
+    prelude,
+  );
+  const b = bounds![0] as { first: number | null; last: number | null } | undefined;
+  return {
+    site: (site![0] as ResolvedSite | undefined) ?? null,
+    first: b?.first == null ? null : dayDate(Number(b.first)),
+    last: b?.last == null ? null : dayDate(Number(b.last)),
+    rows,
+  };
+}
+
 type BoundRow = { day: number | null; detail_day: number | null };
 const FIRST_DAY_SQL = `select (select min(day) from gsc_property_totals where site_id = $site_id) as day,
             (select min(day) from gsc_query_detail where site_id = $site_id) as detail_day`;

@@ -173,27 +173,45 @@ export async function pgNamedRead<R>(db: Db, text: string, params: Record<string
 /** Each combination of texts read together (pgAllMany) as one statement's text, made once per combination. */
 const manyTexts = new Map<string, string>();
 
+/** A parameter value that is SQL of the statement itself (pgAllMany's `prelude`): written into the text, never a value. */
+export type SqlOfStatement = { sql: string };
+
 /**
  * Several small SELECTs (named parameters, texts constants of the code) in one round trip, as one named statement
  * (pgNamedRead: parsed once per connection, its plan kept): each SELECT's rows as a JSON array in one column, each
  * answer's rows in order (values as JSON gives them: every number a number). One statement per SELECT in a READ ONLY
  * transaction, as before, was parsed and planned on every call: trends' 5 reads of a few rows, ~1 ms of the backend's
- * ~2 planning them. Each SELECT's parameters are its own (`$site_id` of the second is `$r1_site_id`).
+ * ~2 planning them. Each SELECT's parameters are its own (`$site_id` of the second is `$r1_site_id`). `prelude`: a WITH
+ * list ahead of them (its own parameters, not renamed), whose results the SELECTs' parameters of kind SqlOfStatement
+ * read (e.g. a window's first day computed from the site's newest day, in the same round trip).
  */
-export async function pgAllMany(db: Db, list: { text: string; params: Record<string, unknown> }[]): Promise<unknown[][]> {
-  if (list.length === 1) return [await pgAll(db, list[0]!.text, list[0]!.params, { small: true })];
-  const key = list.map((q) => q.text).join("\u0000");
+export async function pgAllMany(
+  db: Db,
+  list: { text: string; params: Record<string, unknown> }[],
+  prelude?: { with: string; params: Record<string, unknown> },
+): Promise<unknown[][]> {
+  if (list.length === 1 && !prelude) return [await pgAll(db, list[0]!.text, list[0]!.params, { small: true })];
+  const inline = (v: unknown): v is SqlOfStatement => typeof v === "object" && v !== null && "sql" in v;
+  // The SQL written into the text is part of the statement's key (the values are not).
+  const key = `${prelude?.with ?? ""}\u0000${list
+    .map((q) => `${q.text}\u0000${Object.entries(q.params).flatMap(([k, v]) => (inline(v) ? [k, v.sql] : []))}`)
+    .join("\u0000")}`;
   let text = manyTexts.get(key);
   if (text === undefined) {
+    const own = (q: (typeof list)[number], i: number) =>
+      q.text.replace(/\$([A-Za-z_]\w*)/g, (_, name: string) => {
+        const v = q.params[name];
+        return inline(v) ? `(${v.sql})` : `$r${i}_${name}`;
+      });
     // A sorted subquery's rows reach json_agg in its order.
-    text = `select ${list
-      .map((q, i) => `(select coalesce(json_agg(r), '[]') from (${q.text.replace(/\$([A-Za-z_]\w*)/g, `$r${i}_$1`)}) r) as r${i}`)
+    text = `${prelude ? `with ${prelude.with}\n` : ""}select ${list
+      .map((q, i) => `(select coalesce(json_agg(r), '[]') from (${own(q, i)}) r) as r${i}`)
       .join(",\n       ")}`;
     manyTexts.set(key, text);
   }
-  const params: Record<string, unknown> = {};
+  const params: Record<string, unknown> = { ...prelude?.params };
   list.forEach((q, i) => {
-    for (const [k, v] of Object.entries(q.params)) params[`r${i}_${k}`] = v;
+    for (const [k, v] of Object.entries(q.params)) if (!inline(v)) params[`r${i}_${k}`] = v;
   });
   const row = (await pgNamedRead<Record<string, unknown[]>>(db, text, params))[0]!;
   return list.map((_, i) => row[`r${i}`]!);
