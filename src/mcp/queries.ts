@@ -58,11 +58,21 @@ function pageDetail(db: Db, s: Scope, pages: string[]) {
   const type = typeFilterCode(s.searchType);
   const types = type === null ? searchTypeCodes.map((_, i) => i + 1) : [type];
   const key = `d.site_id = $site_id and d.day = days.day and d.type in (${types.join(", ")}) and d.page_id = pp.id`;
-  return {
-    with: `with recursive days(day) as (
+  // PostgreSQL: every calendar day from the first to the newest with rows, each a seek of the pages' rows (a day
+  // without rows is one descent that finds none), not the recursive walk's seek per day with rows before each day's
+  // read: one descent a day where the walk took two (pg20m, 400 days with rows over 450: mcp_pages_queries' statement
+  // 10 -> 7 ms of backend CPU, 30 runs alternated, load 12). Fewer seeks while the rows cover more than half the span.
+  const days =
+    db.engine === "pg"
+      ? `with days(day) as (
+  select generate_series((select min(day) from gsc_query_detail where site_id = $site_id and day >= $from),
+                         (select max(day) from gsc_query_detail where site_id = $site_id))),`
+      : `with recursive days(day) as (
   select (select min(day) from gsc_query_detail where site_id = $site_id and day >= $from)
   union all
-  select (select min(day) from gsc_query_detail where site_id = $site_id and day > days.day) from days where days.day is not null),
+  select (select min(day) from gsc_query_detail where site_id = $site_id and day > days.day) from days where days.day is not null),`;
+  return {
+    with: `${days}
 pp as (select id, page from gsc_pages where site_id = $site_id and page in (select value from ${jsonList(db.engine, "$pages", "l")}))`,
     from:
       db.engine === "pg"
