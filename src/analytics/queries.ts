@@ -528,8 +528,8 @@ async function countDailyQueries(db: Db, siteId: number, f: TrendsFilters, start
   if (f.searchType === "all" && !f.device) return countDailyQueriesAllTypes(db, siteId, start, end);
   const keptRead = dailyQueriesRead(siteId, f, start, end);
   if (keptRead) return countsOf(await all<CountRow>(db, keptRead.sql, keptRead.params, false));
-  // SQLite's rollup is keyed by query (migration 0028): a window's days are a range of the detail's key there.
-  const table = f.device || e === "sqlite" ? "gsc_query_detail" : "gsc_day_query_totals";
+  // The rollup's window (a key range per type on SQLite's (site_id, type, day, query_id)); the detail under a device.
+  const table = f.device ? "gsc_query_detail" : "gsc_day_query_totals";
   const rows = await all<CountRow>(
     db,
     `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from ${table} g
@@ -586,10 +586,10 @@ async function countDailyQueriesAllTypes(db: Db, siteId: number, start: string, 
     else several.push(Number(r.day));
   }
   if (several.length) {
-    // SQLite's rollup is keyed by query (migration 0028): the days' detail is a range of its key there.
+    // The rollup's days (SQLite: a key range per type and day of its (site_id, type, day, query_id) key).
     const rows = await all<{ day: number; n: number }>(
       db,
-      `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from ${e === "sqlite" ? "gsc_query_detail" : "gsc_day_query_totals"} g
+      `select g.day as day, ${num(e, "count(distinct g.query_id)")} as n from gsc_day_query_totals g
  where g.site_id = $site_id and g.day in (select cast(value as integer) from ${jsonList(e, "$days", "d")})
    and g.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
  group by g.day`,

@@ -21,8 +21,8 @@ async function run(tx: Q | Orm, query: SQL): Promise<void> {
 
 /**
  * Inside the day's write: recounts the named queries of one (site, day, type) in gsc_day_query_counts (device 0:
- * every device): on SQLite the distinct query ids of the day's detail (its key range; the rollup is keyed by query
- * there, migration 0028), on PostgreSQL the day's rollup rows (its (site_id, day, type, query_id) index).
+ * every device): the day's rollup rows (SQLite: a key range of its (site_id, type, day, query_id) key; PostgreSQL: of
+ * its (site_id, day, type, query_id) index).
  * Counts under a device filter or over every type together are not kept (a distinct count per device cost
  * 6 µs a detail row in the switch, docs/benchmarks/ingest-export.md): those reads count the window's rows.
  * `named`: the day's distinct query ids when the caller wrote the whole day from memory and knows them (the
@@ -38,9 +38,7 @@ export async function refreshDayQueryCounts(tx: Q | Orm, siteId: number, day: nu
       await run(tx, sql`insert into gsc_day_query_counts (site_id, day, type, device, queries) values (${s}, ${d}, ${t}, 0, ${named})`);
     return;
   }
-  const counted = sqliteOrm(tx)
-    ? sql`count(distinct query_id) from gsc_query_detail where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`
-    : sql`count(*) from gsc_day_query_totals where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`;
+  const counted = sql`count(*) from gsc_day_query_totals where site_id = ${siteId} and day = ${day} and type = ${type} having count(*) > 0`;
   await run(tx, sql`insert into gsc_day_query_counts (site_id, day, type, device, queries) select ${s}, ${d}, ${t}, 0, ${counted}`);
 }
 
