@@ -41,8 +41,8 @@ const copySeconds = (performance.now() - started) / 1000;
 const client = new pg.Client({ connectionString: url });
 await client.connect();
 try {
-  await client.query(`insert into gsc_query_last_days (site_id, type, query_id, day)
-    select site_id, type, query_id, max(day) from gsc_day_query_totals group by site_id, query_id, type`);
+  await client.query(`insert into gsc_query_last_days (site_id, type, query_id, day, first_day)
+    select site_id, type, query_id, max(day), min(day) from gsc_day_query_totals group by site_id, query_id, type`);
   const lastDays = Number((await client.query("select count(*) as n from gsc_query_last_days")).rows[0].n);
   const counts = result.counts.map((c) => (c.table === "gsc_query_last_days" ? { ...c, target: lastDays } : c));
   const wrong = counts.filter((c) => c.source !== c.target);

@@ -96,6 +96,10 @@ try {
   console.log(`${rebuilt}: key and ${indexes.length} indexes built in ${((performance.now() - t) / 1000).toFixed(0)} s`);
   await client.query("set session_replication_role = origin");
 }
+// The older copies make each query's oldest stored day older (no trigger ran): from the grown rollup.
+await client.query(`update gsc_query_last_days l set first_day = m.first_day
+  from (select site_id, type, query_id, min(day) as first_day from gsc_day_query_totals group by site_id, type, query_id) m
+  where l.site_id = m.site_id and l.type = m.type and l.query_id = m.query_id`);
 for (const t of [...DAY_TABLES, "gsc_week_page_totals", "gsc_synced_days"]) await client.query(`vacuum analyze ${t}`);
 const rows = Number((await client.query<{ n: string }>("select count(*) as n from gsc_query_detail")).rows[0]!.n);
 await client.end();

@@ -77,6 +77,10 @@ for (let k = 1; k < times; k++) {
   );
 }
 for (const t of triggers) db.run(t.sql);
+// The older copies make each query's oldest stored day older (the triggers were off): from the grown rollup.
+db.run(`update gsc_query_last_days set first_day = m.first_day
+  from (select site_id, type, query_id, min(day) as first_day from gsc_day_query_totals group by site_id, type, query_id) m
+  where gsc_query_last_days.site_id = m.site_id and gsc_query_last_days.type = m.type and gsc_query_last_days.query_id = m.query_id`);
 db.run("pragma analysis_limit = 1000");
 db.run("analyze");
 db.run("pragma wal_checkpoint(truncate)");

@@ -414,11 +414,12 @@ describe.skipIf(postgresSkipReason !== null)("PostgreSQL: bun run migrate and bu
       expect(state.extensions.map((e) => e.extname)).toContain("pg_trgm");
       expect(state.indexes.map((i) => i.indexname)).toContain("gsc_queries_query_trgm_idx");
       // The old rows' triggers went with the table (migrations/pg/0008): api_keys' NOTIFY (0012) and the rollup's
-      // triggers keeping each query's newest day (0023) are left.
+      // triggers keeping each query's newest day (0023) and the sites' one clearing them first (0028) are left.
       expect(state.triggers.map((t) => t.tgname).sort()).toEqual([
         "api_keys_notify",
         "gsc_day_query_totals_last_day_delete",
         "gsc_day_query_totals_last_day_insert",
+        "sites_query_last_days_delete",
       ]);
       expect((await admin.query("select rolsuper from pg_roles where rolname = $1", [role])).rows).toEqual([{ rolsuper: false }]);
       await admin.query(`drop database "${name}" with (force)`);

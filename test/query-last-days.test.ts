@@ -11,7 +11,7 @@ import { tempDir } from "./helpers/db.ts";
 import { migrationsBefore, pgFixtureBefore } from "./helpers/migrations.ts";
 import { pgRunsToo, postgresSkipReason, usePostgres } from "./helpers/postgres.ts";
 
-// Each query's newest day in the day × query rollup (migrations sqlite 0029 / pg 0023, issue 18): filled from a
+// Each query's newest and oldest day in the day × query rollup (migrations sqlite 0029 and 0033 / pg 0023 and 0028, issue 18): filled from a
 // database with data by the migration, then kept by the rollup's triggers through every kind of write the sync, the
 // copy and a site's deletion make: after each, the table is what the rollup says, and the queries counted from it
 // equal the distinct queries of windows ending on or after the newest day (null for other windows).
@@ -39,8 +39,8 @@ function fixtureSql(): string[] {
 }
 
 /** What the table must hold: computed from the rollup. */
-const expectedLastSql = `select site_id, type, query_id, max(day) as day from gsc_day_query_totals group by site_id, type, query_id order by 1, 2, 3`;
-const lastSql = "select site_id, type, query_id, day from gsc_query_last_days order by 1, 2, 3";
+const expectedLastSql = `select site_id, type, query_id, max(day) as day, min(day) as first_day from gsc_day_query_totals group by site_id, type, query_id order by 1, 2, 3`;
+const lastSql = "select site_id, type, query_id, day, first_day from gsc_query_last_days order by 1, 2, 3";
 const distinctSql = (site: number, type: number, from: number, to: number) =>
   `select count(distinct query_id) as n from gsc_day_query_totals where site_id = ${site} and type = ${type} and day >= ${from} and day <= ${to}`;
 
@@ -52,12 +52,20 @@ const writes: [string, string][] = [
   ],
   ["an older day (a backfill)", "insert into gsc_day_query_totals values (1, 20390, 1, 2, 1, 1, 1), (1, 20390, 2, 98, 1, 1, 1)"],
   [
+    "a query's oldest day deleted (its next day found)",
+    "delete from gsc_day_query_totals where site_id = 1 and day = 20390 and type = 1 and query_id = 2",
+  ],
+  [
+    "a query's oldest day deleted again",
+    "delete from gsc_day_query_totals where site_id = 1 and day = 20401 and type = 1 and query_id = 2",
+  ],
+  [
     "the newest day again, sums changed (on conflict)",
     `insert into gsc_day_query_totals values (1, 20410, 1, 1, 5, 5, 5), (1, 20410, 1, 3, 6, 6, 6)
       on conflict (site_id, query_id, day, type) do update set clicks = excluded.clicks, impressions = excluded.impressions`,
   ],
   [
-    "queries gone from their newest day (re-synced)",
+    "queries gone from their newest day (re-synced; 99 had no other day)",
     "delete from gsc_day_query_totals where site_id = 1 and day = 20410 and type = 1 and query_id in (1, 99)",
   ],
   ["a query's every row deleted", "delete from gsc_day_query_totals where site_id = 1 and query_id = 98"],

@@ -501,6 +501,9 @@ export const gscQueryLastDays = sqliteTable(
     type: integer("type").notNull(),
     query_id: integer("query_id").notNull(),
     day: integer("day").notNull(),
+    // The query's oldest stored day (migrations sqlite 0033 / pg 0028): a query whose only day is deleted goes at
+    // once, and a deleted newest day is looked for again no further back than this.
+    first_day: integer("first_day").notNull(),
   },
   (t) => [primaryKey({ columns: [t.site_id, t.type, t.query_id] })],
 );
