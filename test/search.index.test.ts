@@ -574,3 +574,65 @@ describe.skipIf(testEngine === "pg")("SQLite: a 1-2 character term's matches tot
     results = [];
   });
 });
+
+describe.skipIf(testEngine !== "pg")("PostgreSQL: a 3+ character term's many matches over a short window from the packed day rows", () => {
+  const row = (query: string, impressions: number): SourceRow => ({
+    page: "https://p.example/",
+    query,
+    device: "MOBILE",
+    clicks: 1,
+    impressions,
+    ctr: 1 / impressions,
+    position: 2.5,
+  });
+
+  /** The statements a search sends to the server. */
+  async function statementsOf(fn: () => Promise<unknown>): Promise<string[]> {
+    const seen: string[] = [];
+    let on = true;
+    const wrapped = new WeakSet<object>();
+    const onAcquire = (c: { query: (...a: unknown[]) => unknown }) => {
+      if (wrapped.has(c)) return;
+      wrapped.add(c);
+      const query = c.query.bind(c);
+      c.query = (...a: unknown[]) => {
+        const text = typeof a[0] === "string" ? a[0] : (a[0] as { text?: string }).text;
+        if (on && text) seen.push(text);
+        return query(...a);
+      };
+    };
+    t.db.pg!.pool.on("acquire", onAcquire);
+    try {
+      await fn();
+    } finally {
+      on = false;
+      t.db.pg!.pool.off("acquire", onAcquire);
+    }
+    return seen;
+  }
+
+  test("more than 150 matches a day: the packed rows; fewer: the rollup for the ids found; answers as the scan", async () => {
+    const id = await addSite(t.db, "sc-domain:pg-packed-path.example");
+    // 200 matches of 'zqx' on the first day (more than 150 a day over 1 day, fewer over 2), one other text.
+    await storeRows(t.db, id, "2026-08-01", "web", [
+      ...Array.from({ length: 200 }, (_, i) => row(`zqx ${i}`, 1 + (i % 7))),
+      row("other", 3),
+    ]);
+    await storeRows(t.db, id, "2026-08-02", "image", [row("zqx 1", 4), row("zqx 250", 2)]);
+    for (const [startDate, endDate, packed] of [
+      ["2026-08-01", "2026-08-01", true],
+      ["2026-08-01", "2026-08-02", false],
+    ] as const) {
+      for (const limit of [5, 1000]) {
+        const opts = { siteId: id, term: "zqx", startDate, endDate, limit };
+        let found: Awaited<ReturnType<typeof searchQueries>> | null = null;
+        const sent = await statementsOf(async () => {
+          found = await searchQueries(t.db, opts);
+        });
+        expect({ startDate, endDate, packed: sent.some((q) => q.includes("gsc_day_query_sums")) }).toEqual({ startDate, endDate, packed });
+        expect(sent.some((q) => q.includes("gsc_day_query_totals"))).toBe(!packed);
+        expect(found!).toEqual(await searchQueries(t.db, { ...opts, using: "scan" }));
+      }
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import type { Db, Orm, SqliteDb } from "../db/index.ts";
-import { findDataBoundsPg, findShortMatchIdsPg, searchPg } from "../db/pg/search.ts";
+import { findDataBoundsPg, findIndexedMatchIdsPg, findShortMatchIdsPg, searchPg } from "../db/pg/search.ts";
 import {
   findDataBoundsSqlite,
   ftsTrigrams,
@@ -22,6 +22,8 @@ import { amongHighest, byText, checkAnswerRows, queryTexts, readMatchedSums } fr
 import { CONTROL_CHARACTERS, containsPattern } from "../db/sql.ts";
 import { sumPositionScale } from "../db/enums.ts";
 import { ApiError } from "../errors.ts";
+import { dayOf } from "../sync/dates.ts";
+import { dayNumber } from "../sync/grains.ts";
 import type { QueryStats } from "./schemas.ts";
 
 export { INDEX_BATCH, indexPendingQueries } from "../db/sqlite/search.ts";
@@ -66,7 +68,7 @@ export async function searchQueries(
       ? kind === "short" && opts.using !== "rollup"
         ? await packedSearch(db, params, await findShortMatchIdsPg(db, params.site_id, params.pattern))
         : kind === "index" && !opts.using
-          ? await byHalves(params.limit, (parity) => searchPg(db, "half", params, parity))
+          ? await searchIndexedPg(db, params)
           : await searchPg(db, kind, params)
       : kind === "scan"
         ? await queryPool(db).all<SearchRow>(SEARCH_SCAN_SQL, searchSqlParams(params))
@@ -120,6 +122,42 @@ async function searchSqlite(
  * 90 days) rather than from the packed day rows (every entry of the window's days decoded: ~3 M at 5 M rows, 90 days).
  */
 const SEEK_MATCHES = 200;
+
+/**
+ * Windows of up to this many days on which PostgreSQL reads a 3+ character term's matches first, to total them from the
+ * packed day rows when they are more than PG_PACKED_MATCHES_PER_DAY a day (every entry of the window's days decoded
+ * here, ~1.6 ms of CPU a day at 50,000 rows a day, against ~11 µs of backend a match for its key range of the rollup).
+ * A longer window keeps the rollup without that first read (its ~6-10 ms would be paid by every search, and the packed
+ * rows win there only past ~12,000 matches). pg20m, in process, CPU of the service and its backends a search, 20 runs
+ * alternated with the tree before (load 6-7): 'renka' (6,707 matches) 30 days 82 -> 48 ms (p50 80 -> 50 ms), 'renka
+ * near' (833) 30 days 24 -> 25; 'near me' (41,540) 30 days 345 -> 85.
+ */
+const PG_PACKED_DAYS = 31;
+const PG_PACKED_MATCHES_PER_DAY = 150;
+
+/**
+ * A PostgreSQL search of a 3+ character term. A window of up to PG_PACKED_DAYS: the matches' ids by the trigram index
+ * first, then their sums from the packed day rows when they are many (as SQLite does past SEEK_MATCHES), else each
+ * match's key range of the rollup for the ids found, half of them by each of two statements at once. A longer window
+ * (or one from the first day on): the rollup's key ranges, each statement matching the term itself (byHalves).
+ */
+async function searchIndexedPg(db: Db, params: SearchParams): Promise<SearchRow[]> {
+  const days = params.start ? dayNumber(params.end < "9999" ? params.end : dayOf(new Date())) - dayNumber(params.start) + 1 : null;
+  if (days !== null && days <= PG_PACKED_DAYS) {
+    const ids = await findIndexedMatchIdsPg(db, params.site_id, params.pattern);
+    if (ids.length > PG_PACKED_MATCHES_PER_DAY * Math.max(days, 1)) return packedSearch(db, params, ids);
+    return byHalves(params.limit, (parity) =>
+      searchPg(
+        db,
+        "listed",
+        params,
+        undefined,
+        ids.filter((id) => id % 2 === parity),
+      ),
+    );
+  }
+  return byHalves(params.limit, (parity) => searchPg(db, "half", params, parity));
+}
 
 /**
  * A 3+ character term's search by two statements at once (SQLite: two query processes; PostgreSQL: two backends), the

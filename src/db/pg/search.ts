@@ -48,6 +48,9 @@ export const PG_SEARCH_INDEXED_SQL = totals(INDEXED_MATCHES);
  */
 export const PG_SEARCH_INDEXED_HALF_SQL = totals(`${INDEXED_MATCHES} and q.id % 2 = $parity`);
 
+/** PG_SEARCH_INDEXED_SQL over matches already found (`$ids`, an int[] literal: findIndexedMatchIdsPg), not matched again. */
+export const PG_SEARCH_LISTED_SQL = totals("select q.id, q.query from gsc_queries q where q.id = any(cast($ids as int[]))");
+
 /** Terms of 1-2 characters (no trigram): the site's distinct queries, by the (site_id, query) index. */
 export const PG_SEARCH_SHORT_SQL = totals(`select q.id, q.query from gsc_queries q
    where q.site_id = $site_id and ${likeAscii("q.query")}`);
@@ -70,6 +73,21 @@ export async function findShortMatchIdsPg(db: Db, siteId: number, pattern: strin
     db,
     "select string_agg(q.id::text, ',') as ids from gsc_queries q where q.site_id = $site_id and q.query like any ($variants::text[])",
     { site_id: siteId, variants },
+  );
+  const ids = rows[0]?.ids;
+  return ids ? idList(ids).sort() : new Int32Array(0);
+}
+
+/**
+ * The ids of a site's queries matching a 3+ character term (PG_SEARCH_INDEXED_SQL's rule: the trigram index, then the
+ * ASCII-only case rule), ascending, as one text value; their sums then come from the packed day rows, as a short term's.
+ */
+export async function findIndexedMatchIdsPg(db: Db, siteId: number, pattern: string): Promise<Int32Array> {
+  const rows = await pgAll<{ ids: string | null }>(
+    db,
+    `select string_agg(q.id::text, ',') as ids from gsc_queries q
+   where q.site_id = $site_id and q.query ilike $pattern escape '\\' and ${likeAscii("q.query")}`,
+    { site_id: siteId, pattern },
   );
   const ids = rows[0]?.ids;
   return ids ? idList(ids).sort() : new Int32Array(0);
@@ -107,18 +125,30 @@ export const PG_SEARCH_SCAN_SQL = `select q.query,
  order by total_impressions desc, q.query collate "C"
  limit $limit`;
 
-const sqlOf = { index: PG_SEARCH_INDEXED_SQL, half: PG_SEARCH_INDEXED_HALF_SQL, short: PG_SEARCH_SHORT_SQL, scan: PG_SEARCH_SCAN_SQL };
+const sqlOf = {
+  index: PG_SEARCH_INDEXED_SQL,
+  half: PG_SEARCH_INDEXED_HALF_SQL,
+  listed: PG_SEARCH_LISTED_SQL,
+  short: PG_SEARCH_SHORT_SQL,
+  scan: PG_SEARCH_SCAN_SQL,
+};
 
 /**
  * Runs one search: the trigram index (`half`: its matches of one id parity, `parity`), the short-term list, or the
  * plain scan. At most `limit` rows (the API's at most 1,000): read whole, in one round trip.
  */
-export function searchPg(db: Db, kind: keyof typeof sqlOf, params: SearchParams, parity?: number): Promise<SearchRow[]> {
+export function searchPg(db: Db, kind: keyof typeof sqlOf, params: SearchParams, parity?: number, ids?: Int32Array): Promise<SearchRow[]> {
   const { start, end, ...rest } = params;
   return pgAll<SearchRow>(
     db,
     sqlOf[kind],
-    { ...rest, start_day: start ? dayNumber(start) : 0, end_day: dayNumber(end), ...(kind === "half" ? { parity: parity! } : {}) },
+    {
+      ...rest,
+      start_day: start ? dayNumber(start) : 0,
+      end_day: dayNumber(end),
+      ...(kind === "half" ? { parity: parity! } : {}),
+      ...(kind === "listed" ? { ids: `{${ids!.join(",")}}` } : {}),
+    },
     { small: params.limit >= 0 && params.limit <= 1000 },
   );
 }
