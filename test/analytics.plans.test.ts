@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { SQLQueryBindings } from "bun:sqlite";
 import { queryPool } from "../src/analytics/pool.ts";
 import { exportQuery, pageKeywordQuery, rankingQuery, type RankingOptions } from "../src/analytics/queries.ts";
+import { findSiteDataDayBounds } from "../src/analytics/totals.ts";
 import { findRankingDataV2 } from "../src/compat/queries.ts";
 import type { SqliteDb } from "../src/db/index.ts";
 import { toPositional } from "../src/db/pg/named.ts";
@@ -203,6 +204,23 @@ describe.skipIf(testEngine === "pg")("SQLite query plans of the MCP tools, insig
         }),
     ],
   ];
+
+  test("a site's newest day of search types it has no rows of: the detail's stored days by seeks on (site_id, day, type), not its rows read backwards", async () => {
+    for (const [type, last] of [
+      ["image", null],
+      ["web", "2026-10-02"],
+    ] as const) {
+      let bounds: Awaited<ReturnType<typeof findSiteDataDayBounds>> | undefined;
+      const texts = (
+        await preparedBy(asSqlite(t.db), async () => {
+          bounds = await findSiteDataDayBounds(t.db, { site_id: site }, type);
+        })
+      ).filter((q) => /gsc_query_detail[\s\S]*\btype in\b/.test(q));
+      expect(bounds?.last ?? null).toBe(last);
+      expect(texts.length).toBe(1);
+      expect(plan(texts[0]!)).toContain("SEARCH y USING PRIMARY KEY (site_id=? AND day=? AND type=?)");
+    }
+  });
 
   test("each read of the detail or the rollups is a SEARCH on (site_id, day) (the rollup's (site_id, type, day)), never a SCAN", async () => {
     for (const [name, fn] of reads) {

@@ -899,12 +899,22 @@ const lastDayOf = (rows: unknown[]) => {
 
 function lastDayRead(e: Engine, siteId: number, searchType: SearchTypeCode | "all"): SmallRead {
   return {
-    // Each key read backwards from the site's newest day to the first row of the type(s): max(day) with a type
-    // filter would read every row of the site (type follows day in the key).
+    // The property totals (a few rows a day) read backwards to the first row of the type(s). The detail's stored
+    // days walked back from its newest, a seek each, until one holds a row of the type(s) (a seek on (site_id, day,
+    // type)): read backwards row by row, a type the site has no rows of read every detail row of the site (1.4 s at
+    // 5 M on SQLite; PostgreSQL's 15 s limit at 20 M).
     sql: `select (select day from gsc_property_totals where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
              order by day desc limit 1) as day,
-            (select day from gsc_query_detail where site_id = $site_id and type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})
-             order by day desc limit 1) as detail_day`,
+            (with recursive d(day) as (
+               select (select max(day) from gsc_query_detail where site_id = $site_id)
+               union all
+               select (select max(x.day) from gsc_query_detail x where x.site_id = $site_id and x.day < d.day) from d
+                where d.day is not null and not exists (
+                  select 1 from gsc_query_detail y where y.site_id = $site_id and y.day = d.day
+                     and y.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")})))
+             select d.day from d where d.day is not null and exists (
+               select 1 from gsc_query_detail y where y.site_id = $site_id and y.day = d.day
+                  and y.type in (select cast(value as integer) from ${jsonList(e, "$types", "t")}))) as detail_day`,
     params: { site_id: siteId, types: JSON.stringify(typeCodesOf(searchType)) },
   };
 }
