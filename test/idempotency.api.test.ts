@@ -154,13 +154,16 @@ async function throughProxy(rideThroughMs = 500) {
       return conn === on && text.includes("COMMIT");
     }, "hold");
   };
-  // The held transaction ends (its backend terminated): the outcome check finds its token burned.
+  // The held transaction ends (its backend terminated): the outcome check finds its token burned. Only that one: idle in
+  // its transaction since before the ride-through (500 ms) ended. Another transaction caught between two statements at
+  // that moment (at load, the retry's or an audit batch's) lost its COMMIT too (CI, stop 41: two outcomes checked).
   const endHeld = () =>
     waitFor(
       async () =>
         (
           await t.db.q.execute(
-            sql`select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = current_database() and state = 'idle in transaction'`,
+            sql`select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = current_database() and state = 'idle in transaction'
+                 and state_change < clock_timestamp() - interval '300 milliseconds'`,
           )
         ).rows.length > 0,
       { timeout: 20_000, what: "the open transaction to end" },
