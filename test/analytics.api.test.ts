@@ -5,6 +5,7 @@ import type { SearchType } from "../src/sync/source.ts";
 import { tempDb, testEngine } from "./helpers/db.ts";
 import { stableToday } from "./helpers/day.ts";
 import { markSynced, storeHourlyRows, storeRows } from "./helpers/rows.ts";
+import { pgStatementsOf } from "./helpers/pg-statements.ts";
 
 // The original's analytics endpoints (reference §0.6, §1.5-§1.7, §4 rows 4-6), table-driven from the
 // reference, over rows stored the way the daily sync stores them.
@@ -715,35 +716,20 @@ describe("GET /api/v1/analytics/performance-trends (§4 row 4)", () => {
   test.skipIf(testEngine !== "pg")(
     "PostgreSQL, a site by id: its row, its days and the window's reads in one query, as by hostname",
     async () => {
-      const sent: string[] = [];
-      let counting = true;
-      const wrapped = new WeakSet<object>();
-      const onAcquire = (c: { query: (...a: unknown[]) => unknown }) => {
-        if (wrapped.has(c)) return;
-        wrapped.add(c);
-        const query = c.query.bind(c);
-        c.query = (...a: unknown[]) => {
-          const text = typeof a[0] === "string" ? a[0] : (a[0] as { text?: string }).text;
-          if (counting && text?.includes("gsc_")) sent.push(text);
-          return query(...a);
-        };
-      };
-      t.db.pg!.pool.on("acquire", onAcquire);
-      try {
-        const byId = await call("GET", `/api/v1/analytics/performance-trends?site_id=${ids.A}&days=2`);
-        // The first query: the site, its first and newest days and the grain reads of the window they give; after it
-        // only the sums of the days no grain covers (this file's rows have none), read from the detail.
-        expect(sent[0]).toContain("newest_window");
-        expect(sent[0]).toContain("from gsc_property_totals x where");
-        for (const later of sent.slice(1)) expect(later).toContain("from gsc_query_detail g where");
-        counting = false;
-        const byHost = await call("GET", "/api/v1/analytics/performance-trends?hostname=example.com&days=2");
-        expect(byId.json).toEqual(byHost.json);
-        expect(byId.json.data.length).toBe(2);
-      } finally {
-        counting = false;
-        t.db.pg!.pool.off("acquire", onAcquire);
-      }
+      let byId: Awaited<ReturnType<typeof call>> | undefined;
+      const sent = (
+        await pgStatementsOf(t.db, async () => {
+          byId = await call("GET", `/api/v1/analytics/performance-trends?site_id=${ids.A}&days=2`);
+        })
+      ).filter((text) => text.includes("gsc_"));
+      // The first query: the site, its first and newest days and the grain reads of the window they give; after it
+      // only the sums of the days no grain covers (this file's rows have none), read from the detail.
+      expect(sent[0]).toContain("newest_window");
+      expect(sent[0]).toContain("from gsc_property_totals x where");
+      for (const later of sent.slice(1)) expect(later).toContain("from gsc_query_detail g where");
+      const byHost = await call("GET", "/api/v1/analytics/performance-trends?hostname=example.com&days=2");
+      expect(byId!.json).toEqual(byHost.json);
+      expect(byId!.json.data.length).toBe(2);
     },
   );
 

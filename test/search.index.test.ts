@@ -12,6 +12,7 @@ import { queryPool } from "../src/analytics/pool.ts";
 import type { SourceRow } from "../src/sync/source.ts";
 import { asSqlite, tempDb, tempDir, testEngine } from "./helpers/db.ts";
 import { addSite, deleteRows, storeRows } from "./helpers/rows.ts";
+import { pgStatementsOf } from "./helpers/pg-statements.ts";
 
 // The query search index (the gsc_queries dictionary + the FTS5 trigram table gsc_queries_fts, then the day ×
 // query rollup): results identical to the plain scan of the query detail on the same data, and the index
@@ -587,29 +588,7 @@ describe.skipIf(testEngine !== "pg")("PostgreSQL: a 3+ character term's many mat
   });
 
   /** The statements a search sends to the server. */
-  async function statementsOf(fn: () => Promise<unknown>): Promise<string[]> {
-    const seen: string[] = [];
-    let on = true;
-    const wrapped = new WeakSet<object>();
-    const onAcquire = (c: { query: (...a: unknown[]) => unknown }) => {
-      if (wrapped.has(c)) return;
-      wrapped.add(c);
-      const query = c.query.bind(c);
-      c.query = (...a: unknown[]) => {
-        const text = typeof a[0] === "string" ? a[0] : (a[0] as { text?: string }).text;
-        if (on && text) seen.push(text);
-        return query(...a);
-      };
-    };
-    t.db.pg!.pool.on("acquire", onAcquire);
-    try {
-      await fn();
-    } finally {
-      on = false;
-      t.db.pg!.pool.off("acquire", onAcquire);
-    }
-    return seen;
-  }
+  const statementsOf = (fn: () => Promise<unknown>) => pgStatementsOf(t.db, fn);
 
   test("more than 150 matches a day: the packed rows; fewer: the rollup for the ids found; answers as the scan", async () => {
     const id = await addSite(t.db, "sc-domain:pg-packed-path.example");
