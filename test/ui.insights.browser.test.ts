@@ -345,7 +345,9 @@ describe.skipIf(!chromiumHere)("insights in chromium", () => {
     expect(await page.locator(".calendar caption").innerText()).toContain(
       `${new Set(rows.map((r) => r.day)).size} complete, 1 truncated, 1 provisional, 1 derived`,
     );
-    // The marks are visible, inside their cells.
+    // The marks are visible, inside their cells. boundingBox does not wait: a cell swapped in again meanwhile (the page's
+    // live updates) read null once (CI-6 of stop 41, passed alone): wait for both to be laid out first.
+    await cut.locator(".mark").waitFor({ state: "visible" });
     const box = await cut.boundingBox();
     const markBox = await cut.locator(".mark").boundingBox();
     expect(markBox!.x >= box!.x && markBox!.x + markBox!.width <= box!.x + box!.width + 0.5).toBe(true);
